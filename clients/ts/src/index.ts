@@ -1,0 +1,141 @@
+// A thin typed wrapper over the generated grpc-js client: promises, async-iterable Watch,
+// partial requests, and errors that carry the agent's google.rpc.ErrorInfo (errno name, field).
+import { credentials, Metadata, status, type ChannelCredentials, type ClientOptions, type ServiceError } from '@grpc/grpc-js';
+import {
+  AdoptRequest,
+  AgentServiceClient,
+  GetRequest,
+  ListRequest,
+  ReleaseRequest,
+  SignalRequest,
+  SpawnRequest,
+  WaitRequest,
+  WatchRequest,
+  type AdoptResponse,
+  type Event,
+  type GetResponse,
+  type ListResponse,
+  type ReleaseResponse,
+  type SignalResponse,
+  type SpawnResponse,
+  type WaitResponse,
+  type WatchResponse,
+} from './gen/pidfd/agent/v1/agent.js';
+import { ErrorInfo, Status } from './gen/google/rpc/status.js';
+
+export * from './gen/pidfd/agent/v1/agent.js';
+export { status } from '@grpc/grpc-js';
+
+type DeepPartial<T> = T extends Date
+  ? T
+  : T extends Array<infer U>
+    ? Array<DeepPartial<U>>
+    : T extends object
+      ? { [K in keyof T]?: DeepPartial<T[K]> }
+      : T;
+
+export interface CallOptions {
+  /** Absolute deadline or milliseconds from now. */
+  readonly deadline?: Date | number;
+  readonly signal?: AbortSignal;
+}
+
+/** A failed call: the gRPC code plus the agent's reason (errno name or domain reason). */
+export class AgentCallError extends Error {
+  readonly code: status;
+  readonly details: string;
+  /** ENOENT, EPERM, PROCESS_EXITED, UNKNOWN_HANDLE, ... ('' when the agent sent none). */
+  readonly reason: string;
+  /** field, path, syscall, handle where the agent named them. */
+  readonly info: Readonly<Record<string, string>>;
+
+  constructor(e: ServiceError) {
+    super(`${status[e.code] ?? e.code}: ${e.details}`);
+    this.name = 'AgentCallError';
+    this.code = e.code;
+    this.details = e.details;
+    const info = decodeErrorInfo(e.metadata);
+    this.reason = info?.reason ?? '';
+    this.info = info?.metadata ?? {};
+  }
+}
+
+function decodeErrorInfo(md: Metadata | undefined): ErrorInfo | undefined {
+  const raw = md?.get('grpc-status-details-bin')[0];
+  if (!(raw instanceof Buffer)) return undefined;
+  const detail = Status.decode(raw).details.find((d) => d.typeUrl.endsWith('/google.rpc.ErrorInfo'));
+  return detail && ErrorInfo.decode(detail.value);
+}
+
+type Unary<Req, Res> = (req: Req, md: Metadata, opts: { deadline?: Date }, cb: (e: ServiceError | null, r: Res) => void) => { cancel(): void };
+
+export class AgentClient {
+  readonly raw: AgentServiceClient;
+
+  /** address: unix:///path/to/agent.sock or host:port. */
+  constructor(address: string, creds: ChannelCredentials = credentials.createInsecure(), options?: Partial<ClientOptions>) {
+    this.raw = new AgentServiceClient(address, creds, options);
+  }
+
+  spawn(req: DeepPartial<SpawnRequest>, opts?: CallOptions): Promise<SpawnResponse> {
+    return this.unary(this.raw.spawn, SpawnRequest.fromPartial(req), opts);
+  }
+  adopt(req: DeepPartial<AdoptRequest>, opts?: CallOptions): Promise<AdoptResponse> {
+    return this.unary(this.raw.adopt, AdoptRequest.fromPartial(req), opts);
+  }
+  signal(req: DeepPartial<SignalRequest>, opts?: CallOptions): Promise<SignalResponse> {
+    return this.unary(this.raw.signal, SignalRequest.fromPartial(req), opts);
+  }
+  wait(req: DeepPartial<WaitRequest>, opts?: CallOptions): Promise<WaitResponse> {
+    return this.unary(this.raw.wait, WaitRequest.fromPartial(req), opts);
+  }
+  get(req: DeepPartial<GetRequest>, opts?: CallOptions): Promise<GetResponse> {
+    return this.unary(this.raw.get, GetRequest.fromPartial(req), opts);
+  }
+  list(req: DeepPartial<ListRequest> = {}, opts?: CallOptions): Promise<ListResponse> {
+    return this.unary(this.raw.list, ListRequest.fromPartial(req), opts);
+  }
+  release(req: DeepPartial<ReleaseRequest>, opts?: CallOptions): Promise<ReleaseResponse> {
+    return this.unary(this.raw.release, ReleaseRequest.fromPartial(req), opts);
+  }
+
+  /**
+   * Events as an async iterable. Ends when `signal` aborts or the loop breaks; throws
+   * AgentCallError when the agent ends the stream (OUT_OF_RANGE, RESOURCE_EXHAUSTED, ...).
+   */
+  async *watch(req: DeepPartial<WatchRequest> = {}, opts?: CallOptions): AsyncGenerator<Event> {
+    const call = this.raw.watch(WatchRequest.fromPartial(req), new Metadata(), { deadline: deadlineOf(opts) });
+    const onAbort = () => call.cancel();
+    opts?.signal?.addEventListener('abort', onAbort);
+    try {
+      for await (const res of call as AsyncIterable<WatchResponse>) {
+        if (res.event) yield res.event;
+      }
+    } catch (e) {
+      const err = e as ServiceError;
+      if (err.code === status.CANCELLED && (opts?.signal?.aborted ?? true)) return;
+      throw new AgentCallError(err);
+    } finally {
+      opts?.signal?.removeEventListener('abort', onAbort);
+      call.cancel();
+    }
+  }
+
+  close(): void {
+    this.raw.close();
+  }
+
+  private unary<Req, Res>(method: Unary<Req, Res>, req: Req, opts?: CallOptions): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      const call = method.call(this.raw, req, new Metadata(), { deadline: deadlineOf(opts) }, (e, res) =>
+        e ? reject(new AgentCallError(e)) : resolve(res),
+      );
+      opts?.signal?.addEventListener('abort', () => call.cancel(), { once: true });
+    });
+  }
+}
+
+function deadlineOf(opts?: CallOptions): Date | undefined {
+  const d = opts?.deadline;
+  return d === undefined ? undefined : typeof d === 'number' ? new Date(Date.now() + d) : d;
+}

@@ -1,0 +1,92 @@
+// Composition root of the agent as a library: config → kernel probe → table → reaper → server.
+import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { connect } from 'node:net';
+import { dirname } from 'node:path';
+import type { Server } from '@grpc/grpc-js';
+import type { Config } from './config/config.js';
+import { probeFeatures, type Features } from './kernel/probe.js';
+import { EventLog } from './process/event-log.js';
+import { ProcessManager } from './process/manager.js';
+import { EpollReaper } from './reaper/reaper.js';
+import { agentService } from './service/agent-service.js';
+import { bind, createServer } from './service/server.js';
+import type { Logger } from './service/status.js';
+
+export interface Agent {
+  readonly manager: ProcessManager;
+  readonly features: Features;
+  readonly addresses: readonly string[];
+  /** Stops serving. Managed processes keep running: they never depended on the agent. */
+  stop(): Promise<void>;
+}
+
+export async function startAgent(config: Config, log: Logger): Promise<Agent> {
+  const features = probeFeatures();
+  const manager = new ProcessManager(new EventLog(config.eventRing), {
+    maxProcesses: config.maxProcesses,
+    ttlMs: config.retentionTtlMs,
+    maxExited: config.retentionMax,
+  }, features);
+  const reaper = new EpollReaper(
+    (exits) => manager.onExits(exits),
+    (e) => log('reaper_error', { error: e instanceof Error ? (e.stack ?? e.message) : String(e) }),
+  );
+  manager.attachReaper(reaper);
+  const expiry = setInterval(() => manager.expire(), 1000);
+  expiry.unref();
+
+  const { server } = createServer(
+    agentService(manager, { maxWatchers: config.maxWatchers, watchBacklog: config.watchBacklog }, log),
+  );
+  const addresses: string[] = [];
+  try {
+    for (const address of config.listen) {
+      if (address.startsWith('unix://')) await prepareSocket(address.slice('unix://'.length));
+      const port = await bind(server, address);
+      if (address.startsWith('unix://')) chmodSync(address.slice('unix://'.length), 0o660);
+      addresses.push(address.startsWith('unix://') ? address : address.replace(/:0$/, `:${port}`));
+    }
+  } catch (e) {
+    server.forceShutdown();
+    reaper.close();
+    clearInterval(expiry);
+    throw e;
+  }
+  log('serving', { addresses, features });
+  return {
+    manager,
+    features,
+    addresses,
+    stop: async () => {
+      clearInterval(expiry);
+      await shutdown(server);
+      reaper.close();
+    },
+  };
+}
+
+function shutdown(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    const force = setTimeout(() => server.forceShutdown(), 2000);
+    server.tryShutdown(() => {
+      clearTimeout(force);
+      resolve();
+    });
+  });
+}
+
+/** Creates the socket's directory; removes a stale socket, refuses one that another agent serves. */
+async function prepareSocket(path: string): Promise<void> {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+  if (!existsSync(path)) return;
+  const live = await new Promise<boolean>((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+  if (live) throw new Error(`${path}: another process is serving on this socket`);
+  unlinkSync(path);
+}

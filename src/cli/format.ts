@@ -1,0 +1,51 @@
+import { EventType, State, type Event, type Exit, type Process } from '../../clients/ts/src/index.js';
+
+export function describeExit(exit: Exit | undefined): string {
+  if (!exit) return 'running';
+  if (exit.signal !== undefined) return `killed by ${exit.signalName} (signal ${exit.signal})${exit.coreDumped ? ', core dumped' : ''}`;
+  return `exited with code ${exit.code}`;
+}
+
+/** The CLI's own exit status for a process exit: its code, or 128+signal like a shell. */
+export const exitStatusOf = (exit: Exit | undefined): number =>
+  exit === undefined ? 0 : exit.signal !== undefined ? 128 + exit.signal : (exit.code ?? 0);
+
+const stateName = (s: State) => State[s]?.replace('STATE_', '').toLowerCase() ?? String(s);
+const eventName = (e: EventType) => EventType[e]?.replace('EVENT_TYPE_', '').toLowerCase() ?? String(e);
+const labelText = (labels: Record<string, string>) =>
+  Object.entries(labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+
+export function processLine(p: Process): string {
+  const status = p.state === State.STATE_EXITED ? describeExit(p.exit) : stateName(p.state);
+  const labels = labelText(p.labels);
+  return `${p.handle}  pid ${p.pid}  ${status}${labels ? `  [${labels}]` : ''}  ${JSON.stringify(p.argv.join(' '))}`;
+}
+
+export function processDetail(p: Process): string {
+  const lines = [
+    `handle:      ${p.handle}`,
+    `pid:         ${p.pid}`,
+    `state:       ${stateName(p.state)}`,
+    `argv:        ${JSON.stringify(p.argv)}`,
+    `labels:      ${labelText(p.labels) || '-'}`,
+    `started:     ${p.startedAt?.toISOString() ?? '-'}`,
+    `adopted:     ${p.adopted}`,
+    `pidfs inode: ${p.pidfsInode}`,
+  ];
+  if (p.exit) {
+    lines.push(`exit:        ${describeExit(p.exit)}`, `exited:      ${p.exit.exitedAt?.toISOString() ?? '-'}`);
+    const r = p.exit.rusage;
+    if (r) lines.push(`cpu:         user ${seconds(r.userCpu)}s system ${seconds(r.systemCpu)}s`);
+  }
+  return lines.join('\n');
+}
+
+const seconds = (d: { seconds: number; nanos: number } | undefined) => (d ? (d.seconds + d.nanos / 1e9).toFixed(3) : '0');
+
+export function eventLine(e: Event): string {
+  const p = e.process!;
+  const what = e.type === EventType.EVENT_TYPE_EXITED ? describeExit(p.exit) : eventName(e.type);
+  return `${e.sequence}  ${e.time?.toISOString() ?? ''}  ${p.handle}  pid ${p.pid}  ${what}`;
+}

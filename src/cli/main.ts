@@ -1,0 +1,171 @@
+#!/usr/bin/env node
+// pidfdctl: a command-line client of pidfd-agent.
+import { parseArgs } from 'node:util';
+import { AgentCallError, AgentClient, Event, GetResponse, ListResponse, OutputMode, Process, State, status, type Output } from '../../clients/ts/src/index.js';
+import { DEFAULT_SOCKET, parseDuration } from '../config/config.js';
+import { describeExit, eventLine, exitStatusOf, processDetail, processLine } from './format.js';
+
+const USAGE = `usage: pidfdctl [--addr unix:///PATH|HOST:PORT] [--json] COMMAND
+  spawn [--label k=v]... [--env K=V]... [--cwd DIR] [--request-id ID]
+        [--stdout discard|inherit|file:PATH|append:PATH] [--stderr ...] [--no-new-session] -- CMD [ARG...]
+                                  start CMD; prints the handle
+  signal HANDLE [SIGNAL] [--group]   send SIGNAL (default TERM) to the process or its process group
+  wait HANDLE [--timeout DURATION]   wait for the exit; exits with the code, or 128+signal
+  watch [HANDLE...] [--label k=v]... [--after SEQ]   a line per event
+  get HANDLE                         one process
+  list [--label k=v]... [--state running|exited]
+  release HANDLE                     forget the handle (a running process keeps running)
+  adopt PID [--label k=v]... [--start-time TICKS] [--inode N]
+The address defaults to $PIDFD_AGENT_ADDR, else unix://${DEFAULT_SOCKET}.`;
+
+class UsageError extends Error {}
+
+const options = {
+  addr: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  label: { type: 'string', multiple: true },
+  env: { type: 'string', multiple: true },
+  cwd: { type: 'string' },
+  'request-id': { type: 'string' },
+  stdout: { type: 'string' },
+  stderr: { type: 'string' },
+  'no-new-session': { type: 'boolean' },
+  group: { type: 'boolean' },
+  timeout: { type: 'string' },
+  after: { type: 'string' },
+  state: { type: 'string' },
+  'start-time': { type: 'string' },
+  inode: { type: 'string' },
+} as const;
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>>['values'];
+
+function pairs(flag: string, items: string[] | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of items ?? []) {
+    const eq = item.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--${flag} expects KEY=VALUE, got ${JSON.stringify(item)}`);
+    out[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  return out;
+}
+
+function output(flag: string, text: string | undefined): Output | undefined {
+  if (text === undefined) return undefined;
+  if (text === 'discard') return { mode: OutputMode.OUTPUT_MODE_DISCARD, path: '', append: false };
+  if (text === 'inherit') return { mode: OutputMode.OUTPUT_MODE_INHERIT, path: '', append: false };
+  const m = /^(file|append):(.+)$/.exec(text);
+  if (!m) throw new UsageError(`--${flag} expects discard, inherit, file:PATH or append:PATH`);
+  return { mode: OutputMode.OUTPUT_MODE_FILE, path: m[2]!, append: m[1] === 'append' };
+}
+
+function address(v: Values): string {
+  const a = v.addr ?? process.env['PIDFD_AGENT_ADDR'] ?? `unix://${DEFAULT_SOCKET}`;
+  return a.startsWith('/') ? `unix://${a}` : a;
+}
+
+function one(args: string[], what: string): string {
+  if (args.length !== 1) throw new UsageError(`expected ${what}`);
+  return args[0]!;
+}
+
+const print = (json: boolean, value: unknown, text: string) => console.log(json ? JSON.stringify(value) : text);
+
+async function run(argv: string[]): Promise<number> {
+  const { values: v, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  const [command, ...args] = positionals;
+  if (v.help || command === undefined) {
+    console.log(USAGE);
+    return command === undefined && !v.help ? 2 : 0;
+  }
+  const json = v.json ?? false;
+  const client = new AgentClient(address(v));
+  try {
+    switch (command) {
+      case 'spawn': {
+        if (args.length === 0) throw new UsageError('spawn needs a command after --');
+        const { process: p } = await client.spawn({
+          argv: args,
+          labels: pairs('label', v.label),
+          env: pairs('env', v.env),
+          cwd: v.cwd ?? '',
+          requestId: v['request-id'] ?? '',
+          newSession: !v['no-new-session'],
+          stdout: output('stdout', v.stdout),
+          stderr: output('stderr', v.stderr),
+        });
+        print(json, Process.toJSON(p!), p!.handle);
+        return 0;
+      }
+      case 'signal': {
+        if (args.length < 1 || args.length > 2) throw new UsageError('signal HANDLE [SIGNAL]');
+        const res = await client.signal({ handle: args[0], signal: args[1] ?? 'TERM', target: v.group ? 2 : 1 });
+        print(json, res, `sent ${res.signalName}`);
+        return 0;
+      }
+      case 'wait': {
+        const timeout = v.timeout === undefined ? undefined : parseDuration(v.timeout);
+        const res = await client.wait({
+          handle: one(args, 'wait HANDLE'),
+          timeout: timeout === undefined ? undefined : { seconds: Math.floor(timeout / 1000), nanos: (timeout % 1000) * 1e6 },
+        });
+        print(json, Process.toJSON(res.process!), describeExit(res.process!.exit));
+        return exitStatusOf(res.process!.exit);
+      }
+      case 'get': {
+        const res = await client.get({ handle: one(args, 'get HANDLE') });
+        print(json, GetResponse.toJSON(res), processDetail(res.process!));
+        return 0;
+      }
+      case 'list': {
+        const state = v.state === undefined ? State.STATE_UNSPECIFIED : State[`STATE_${v.state.toUpperCase()}` as keyof typeof State];
+        if (state === undefined) throw new UsageError('--state expects running or exited');
+        const res = await client.list({ labels: pairs('label', v.label), state });
+        print(json, ListResponse.toJSON(res), res.processes.map(processLine).join('\n') || '(no processes)');
+        return 0;
+      }
+      case 'release':
+        await client.release({ handle: one(args, 'release HANDLE') });
+        print(json, {}, 'released');
+        return 0;
+      case 'adopt': {
+        const pid = Number(one(args, 'adopt PID'));
+        const { process: p } = await client.adopt({
+          pid,
+          labels: pairs('label', v.label),
+          expectedStartTime: v['start-time'] === undefined ? undefined : Number(v['start-time']),
+          expectedPidfsInode: v.inode === undefined ? undefined : Number(v.inode),
+        });
+        print(json, Process.toJSON(p!), p!.handle);
+        return 0;
+      }
+      case 'watch': {
+        const after = v.after === undefined ? undefined : Number(v.after);
+        const abort = new AbortController();
+        process.once('SIGINT', () => abort.abort());
+        for await (const e of client.watch({ handles: args, labels: pairs('label', v.label), afterSequence: after }, { signal: abort.signal })) {
+          print(json, Event.toJSON(e), eventLine(e));
+        }
+        return 0;
+      }
+      default:
+        throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+    }
+  } finally {
+    client.close();
+  }
+}
+
+run(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    if (e instanceof AgentCallError) {
+      console.error(`pidfdctl: ${status[e.code]}: ${e.details}${e.reason ? ` (${e.reason})` : ''}`);
+      process.exit(1);
+    }
+    const usage = e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+    console.error(`pidfdctl: ${e instanceof Error ? e.message : String(e)}${usage ? `\n${USAGE}` : ''}`);
+    process.exit(usage ? 2 : 1);
+  },
+);

@@ -1,0 +1,81 @@
+// The whole native surface of the agent: every koffi declaration lives here and nothing outside
+// kernel/ imports koffi. Layouts follow ../shared/PIDFD_REFERENCE.md (x86_64 and arm64, LP64).
+import koffi from 'koffi';
+
+type NativeFunction = ReturnType<ReturnType<typeof koffi.load>['func']>;
+
+export const libc = koffi.load('libc.so.6');
+
+const arm64 = process.arch === 'arm64';
+
+/** Syscall numbers for the calls glibc 2.36 has no (complete) wrapper for. */
+export const NR = arm64 ? { waitid: 95 } : { waitid: 247 };
+
+export const errno = (): number => koffi.errno();
+
+// waitid through syscall(2): glibc's waitid() passes NULL as the fifth (rusage) argument. A
+// fixed-arity declaration is ABI-compatible for integer/pointer arguments and ~2x cheaper.
+export const sysWaitid = libc.func('syscall', 'long', ['long', 'int', 'int', 'void *', 'int', 'void *']);
+
+export const pidfd_open = libc.func('int pidfd_open(int pid, unsigned int flags)');
+export const pidfd_send_signal = libc.func('int pidfd_send_signal(int pidfd, int sig, void *info, unsigned int flags)');
+export const ioctlPtr = libc.func('ioctl', 'int', ['int', 'unsigned long', 'void *']);
+export const poll = libc.func('int poll(void *fds, unsigned long nfds, int timeout)');
+
+export const epoll_create1 = libc.func('int epoll_create1(int flags)');
+export const epoll_ctl = libc.func('int epoll_ctl(int epfd, int op, int fd, void *event)');
+export const epoll_wait = libc.func('int epoll_wait(int epfd, void *events, int maxevents, int timeout)');
+export const eventfd = libc.func('int eventfd(unsigned int initval, int flags)');
+
+export const close = libc.func('int close(int fd)');
+export const pipe2 = libc.func('int pipe2(_Out_ int *fds, int flags)');
+export const read = libc.func('long read(int fd, void *buf, size_t n)');
+export const write = libc.func('long write(int fd, const void *buf, size_t n)');
+
+export const sigemptyset = libc.func('int sigemptyset(void *set)');
+export const sigfillset = libc.func('int sigfillset(void *set)');
+export const strsignal = libc.func('const char *strsignal(int sig)');
+
+// posix_spawn returns the error number instead of setting errno.
+export const posix_spawn = libc.func('int posix_spawn(_Out_ int *pid, const char *path, void *fa, void *attr, const char **argv, const char **envp)');
+export const fa_init = libc.func('int posix_spawn_file_actions_init(void *fa)');
+export const fa_destroy = libc.func('int posix_spawn_file_actions_destroy(void *fa)');
+export const fa_adddup2 = libc.func('int posix_spawn_file_actions_adddup2(void *fa, int fd, int newfd)');
+export const fa_addopen = libc.func('int posix_spawn_file_actions_addopen(void *fa, int fd, const char *path, int oflag, unsigned int mode)');
+export const fa_addchdir_np = libc.func('int posix_spawn_file_actions_addchdir_np(void *fa, const char *path)');
+export const fa_addclosefrom_np = libc.func('int posix_spawn_file_actions_addclosefrom_np(void *fa, int from)');
+export const attr_init = libc.func('int posix_spawnattr_init(void *attr)');
+export const attr_destroy = libc.func('int posix_spawnattr_destroy(void *attr)');
+export const attr_setflags = libc.func('int posix_spawnattr_setflags(void *attr, short flags)');
+export const attr_setpgroup = libc.func('int posix_spawnattr_setpgroup(void *attr, int pgroup)');
+export const attr_setsigmask = libc.func('int posix_spawnattr_setsigmask(void *attr, const void *set)');
+export const attr_setsigdefault = libc.func('int posix_spawnattr_setsigdefault(void *attr, const void *set)');
+
+function optional(proto: string): NativeFunction | null {
+  try {
+    return libc.func(proto);
+  } catch {
+    return null;
+  }
+}
+
+/** glibc >= 2.39: spawn and get a pidfd in one call; null on older glibc (2.36 here). */
+export const pidfd_spawn = optional('int pidfd_spawn(_Out_ int *pidfd, const char *path, void *fa, void *attr, const char **argv, const char **envp)');
+export const pidfd_getpid = optional('int pidfd_getpid(int pidfd)');
+
+/** A libuv poll handle on the main loop (koffi marks this API as subject to change: pinned). */
+export type PollHandle = ReturnType<typeof koffi.node.poll>;
+export const watchReadable = (fd: number, onReadable: () => void): PollHandle =>
+  koffi.node.poll(fd, { readable: true, writable: false, disconnect: false }, onReadable);
+
+export const errnoNumbers = koffi.os.errno as Readonly<Record<string, number>>;
+
+// The first name wins, so EAGAIN is reported rather than its alias EWOULDBLOCK.
+export const errnoNames: ReadonlyMap<number, string> = (() => {
+  const names = new Map<number, string>();
+  for (const [name, n] of Object.entries(errnoNumbers)) if (!names.has(n)) names.set(n, name);
+  return names;
+})();
+
+export const kill = libc.func('int kill(int pid, int sig)');
+export const getpid = libc.func('int getpid()');

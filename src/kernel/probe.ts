@@ -1,0 +1,41 @@
+import { isKernelError } from './errors.js';
+import { closeFd, type Pidfd } from './fd.js';
+import { PIDFD_INFO_EXIT, pidfdGetInfo, pidfdPoll, waitidPidfd } from './pidfd.js';
+import { hasPidfdSpawn, spawn } from './spawn.js';
+
+/** What this kernel and libc support, decided once at startup. */
+export interface Features {
+  /** glibc >= 2.39 pidfd_spawn; otherwise posix_spawn + pidfd_open. */
+  readonly pidfdSpawn: boolean;
+  /** PIDFD_GET_INFO (6.13+). */
+  readonly pidfdGetInfo: boolean;
+  /** PIDFD_INFO_EXIT (6.15+): the exit status of processes we did not start, needed by Adopt. */
+  readonly pidfdInfoExit: boolean;
+}
+
+/** Runs /bin/true, reaps it and asks its pidfd for the exit status: the real test of support. */
+export function probeFeatures(): Features {
+  const child = spawn({
+    path: '/bin/true',
+    argv: ['true'],
+    envp: [],
+    stdio: [{ kind: 'null' }, { kind: 'null' }, { kind: 'null' }],
+    newSession: true,
+  });
+  try {
+    reapBlocking(child.pidfd);
+    const info = pidfdGetInfo(child.pidfd, PIDFD_INFO_EXIT);
+    return { pidfdSpawn: hasPidfdSpawn, pidfdGetInfo: true, pidfdInfoExit: info.termination?.exitCode === 0 };
+  } catch (e) {
+    if (!isKernelError(e)) throw e;
+    return { pidfdSpawn: hasPidfdSpawn, pidfdGetInfo: false, pidfdInfoExit: false };
+  } finally {
+    closeFd(child.pidfd);
+  }
+}
+
+function reapBlocking(pidfd: Pidfd): void {
+  const deadline = Date.now() + 5000;
+  while (!pidfdPoll(pidfd).exited && Date.now() < deadline);
+  if (waitidPidfd(pidfd) === null) throw new Error('probe child did not exit');
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env node
+// pidfd-agent: the only place that reads argv and the environment.
+import { startAgent } from './agent.js';
+import { ConfigError, parseConfig, USAGE } from './config/config.js';
+import type { Logger } from './service/status.js';
+
+async function main(): Promise<number> {
+  const args = process.argv.slice(2);
+  if (args.includes('--help') || args.includes('-h')) {
+    console.log(USAGE);
+    return 0;
+  }
+  let config;
+  try {
+    config = parseConfig(args);
+  } catch (e) {
+    if (!(e instanceof ConfigError) && !(e instanceof TypeError)) throw e;
+    console.error(`pidfd-agent: ${e.message}\n${USAGE}`);
+    return 2;
+  }
+  const log: Logger =
+    config.logLevel === 'quiet'
+      ? () => {}
+      : (event, fields) => process.stderr.write(JSON.stringify({ time: new Date().toISOString(), event, ...fields }) + '\n');
+  const agent = await startAgent(config, log);
+  await new Promise<void>((resolve) => {
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve());
+  });
+  log('stopping', { note: 'managed processes keep running' });
+  await agent.stop();
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    console.error(`pidfd-agent: ${e instanceof Error ? e.message : String(e)}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,93 @@
+import type { ExitInfo, ProcessRecord, State } from './record.js';
+
+export type EventType = 'spawned' | 'adopted' | 'exited' | 'released';
+
+/** A lifecycle event. The record's own fields are immutable; state and exit are as of the event. */
+export interface ProcessEvent {
+  readonly sequence: number;
+  readonly type: EventType;
+  readonly time: number;
+  readonly record: ProcessRecord;
+  readonly state: State;
+  readonly exit: ExitInfo | undefined;
+}
+
+const stateAfter: Record<EventType, State> = {
+  spawned: 'running',
+  adopted: 'running',
+  exited: 'exited',
+  released: 'released',
+};
+
+/**
+ * The agent's event history: strictly increasing sequence numbers without gaps, the newest
+ * `capacity` events kept in a ring for replay. Subscribers are told (once per microtask) that
+ * events were appended and read them by sequence, so a slow reader costs no memory: it only
+ * falls out of the ring.
+ */
+export class EventLog {
+  private readonly ring: (ProcessEvent | undefined)[];
+  private last = 0;
+  private readonly listeners = new Set<() => void>();
+  private notifyScheduled = false;
+
+  constructor(
+    readonly capacity: number,
+    private readonly clock: () => number = Date.now,
+  ) {
+    this.ring = new Array(capacity);
+  }
+
+  /** Sequence of the newest event; 0 before the first. */
+  get lastSequence(): number {
+    return this.last;
+  }
+
+  /** Sequence of the oldest event still held. */
+  get firstSequence(): number {
+    return Math.max(1, this.last - this.capacity + 1);
+  }
+
+  append(type: EventType, record: ProcessRecord): ProcessEvent {
+    const event: ProcessEvent = {
+      sequence: ++this.last,
+      type,
+      time: this.clock(),
+      record,
+      state: stateAfter[type],
+      exit: record.exit,
+    };
+    this.ring[event.sequence % this.capacity] = event;
+    this.scheduleNotify();
+    return event;
+  }
+
+  /** The event with this sequence, or undefined when it is not held (too old, or not yet). */
+  get(sequence: number): ProcessEvent | undefined {
+    if (sequence < this.firstSequence || sequence > this.last) return undefined;
+    return this.ring[sequence % this.capacity];
+  }
+
+  /** True when every event after `sequence` is still held. */
+  canReplayAfter(sequence: number): boolean {
+    return sequence >= this.firstSequence - 1 && sequence <= this.last;
+  }
+
+  subscribe(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  get subscriberCount(): number {
+    return this.listeners.size;
+  }
+
+  private scheduleNotify(): void {
+    if (this.notifyScheduled) return;
+    this.notifyScheduled = true;
+    queueMicrotask(() => {
+      this.notifyScheduled = false;
+      for (const listener of this.listeners) listener();
+    });
+  }
+}

@@ -1,0 +1,44 @@
+import { accessSync, constants, statSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { AgentError } from './errors.js';
+
+/**
+ * Finds argv[0] the way execvp does, but in the child's PATH and before spawning, so a missing or
+ * non-executable program is reported with the path that was tried.
+ */
+export function resolveExecutable(program: string, path: string): string {
+  if (program.includes('/')) {
+    checkExecutable(program);
+    return program;
+  }
+  let denied: string | undefined;
+  for (const dir of path.split(delimiter)) {
+    if (dir === '') continue;
+    const candidate = join(dir, program);
+    const problem = executableProblem(candidate);
+    if (problem === undefined) return candidate;
+    if (problem === 'EACCES') denied ??= candidate;
+  }
+  if (denied !== undefined) throw permissionDenied(denied);
+  throw new AgentError('NotFound', `argv[0]: ${program}: ENOENT (not found in PATH ${path})`, { reason: 'ENOENT', field: 'argv[0]', path: program });
+}
+
+function checkExecutable(path: string): void {
+  const problem = executableProblem(path);
+  if (problem === undefined) return;
+  if (problem === 'EACCES') throw permissionDenied(path);
+  throw new AgentError('NotFound', `argv[0]: ${path}: ${problem}`, { reason: problem, field: 'argv[0]', path });
+}
+
+const permissionDenied = (path: string) =>
+  new AgentError('PermissionDenied', `argv[0]: ${path}: EACCES`, { reason: 'EACCES', field: 'argv[0]', path });
+
+function executableProblem(path: string): string | undefined {
+  try {
+    if (statSync(path).isDirectory()) return 'EACCES';
+    accessSync(path, constants.X_OK);
+    return undefined;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code ?? 'ENOENT';
+  }
+}

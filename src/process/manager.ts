@@ -1,0 +1,251 @@
+import { openSync, statSync, constants as fsc } from 'node:fs';
+import { closeFd, type Fd, type Pidfd } from '../kernel/fd.js';
+import { pidfdOpen, pidfdPoll, pidfdSendSignal, pidfsInode } from '../kernel/pidfd.js';
+import { spawn, type StdioAction } from '../kernel/spawn.js';
+import type { Features } from '../kernel/probe.js';
+import type { Reaper, ReapedExit } from '../reaper/reaper.js';
+import { AgentError, fromKernel, invalidArgument, notFound, processExited, unknownHandle } from './errors.js';
+import { EventLog } from './event-log.js';
+import { resolveExecutable } from './executable.js';
+import { newHandleId } from './handle.js';
+import { DEFAULT_PATH, type AdoptOptions, type OutputTarget, type SignalTarget, type SpawnOptions } from './options.js';
+import { readCmdline, readStartTime } from './proc-fs.js';
+import { ProcessRecord } from './record.js';
+import { ProcessTable, type RetentionPolicy } from './table.js';
+import { Waiters } from './waiters.js';
+
+export interface ManagerLimits extends RetentionPolicy {
+  /** Running processes (spawned + adopted) at most; more is RESOURCE_EXHAUSTED. */
+  readonly maxProcesses: number;
+}
+
+export interface SpawnResult {
+  readonly record: ProcessRecord;
+  readonly replayed: boolean;
+}
+
+/**
+ * The domain: starts and adopts processes, holds them by pidfd in the table, turns reaped exits
+ * into records and events. Every kernel error leaves here as an AgentError.
+ */
+export class ProcessManager {
+  readonly table: ProcessTable;
+  private readonly waiters = new Waiters();
+  /** Every pidfd we still watch, including released children that must still be reaped. */
+  private readonly byPidfd = new Map<Pidfd, ProcessRecord>();
+  private readonly byInode = new Map<bigint, ProcessRecord>();
+  private readonly agentPid = process.pid;
+  private reaper!: Reaper;
+
+  constructor(
+    readonly events: EventLog,
+    private readonly limits: ManagerLimits,
+    private readonly features: Features,
+  ) {
+    this.table = new ProcessTable(limits);
+  }
+
+  /** The reaper is built by the composition root with `onExits` as its sink. */
+  attachReaper(reaper: Reaper): void {
+    this.reaper = reaper;
+  }
+
+  spawn(options: SpawnOptions): SpawnResult {
+    const earlier = this.replay(options.requestId, options.argv);
+    if (earlier) return { record: earlier, replayed: true };
+    this.checkCapacity();
+    const env = options.env ?? { PATH: DEFAULT_PATH };
+    const path = resolveExecutable(options.argv[0]!, env.PATH ?? DEFAULT_PATH);
+    if (options.cwd !== undefined) checkCwd(options.cwd);
+    const opened: Fd[] = [];
+    try {
+      const stdout = openOutput(options.stdout, 'stdout', opened);
+      const stderr = openOutput(options.stderr, 'stderr', opened);
+      const child = spawn({
+        path,
+        argv: options.argv,
+        envp: Object.entries(env).map(([k, v]) => `${k}=${v}`),
+        cwd: options.cwd,
+        stdio: [{ kind: 'null' }, stdout, stderr],
+        newSession: options.newSession,
+      });
+      const record = this.manage(child.pid, child.pidfd, 'child', {
+        argv: options.argv,
+        labels: options.labels,
+        adopted: false,
+        requestId: options.requestId,
+      });
+      return { record, replayed: false };
+    } catch (e) {
+      throw fromKernel(e, { what: `spawn ${path}`, field: 'argv[0]', path });
+    } finally {
+      for (const fd of opened) closeFd(fd);
+    }
+  }
+
+  adopt(options: AdoptOptions): ProcessRecord {
+    if (!this.features.pidfdInfoExit) {
+      throw new AgentError('Unsupported', 'adopt needs PIDFD_INFO_EXIT (Linux 6.15+)', { reason: 'ENOTSUP' });
+    }
+    if (options.pid === this.agentPid) throw invalidArgument('pid', 'the agent cannot adopt itself');
+    const earlier = this.table.byRequest(options.requestId ?? '');
+    if (earlier) return earlier;
+    this.checkCapacity();
+    let pidfd: Pidfd;
+    try {
+      pidfd = pidfdOpen(options.pid);
+    } catch (e) {
+      throw fromKernel(e, { what: `pidfd_open(${options.pid})`, field: 'pid' });
+    }
+    try {
+      const inode = pidfsInode(pidfd);
+      const existing = this.byInode.get(inode);
+      if (existing) {
+        throw new AgentError('AlreadyExists', `process ${options.pid} is already managed as ${existing.handle}`, { reason: 'ALREADY_MANAGED', handle: existing.handle });
+      }
+      // /proc is read by number, so it counts only if the pidfd shows the process was not reaped
+      // after the read: then the number still belonged to the process we hold.
+      const startTime = readStartTime(options.pid);
+      const argv = readCmdline(options.pid);
+      const alive = !pidfdPoll(pidfd).reaped;
+      const mismatch =
+        (options.expectedPidfsInode !== undefined && options.expectedPidfsInode !== inode) ||
+        (options.expectedStartTime !== undefined && (!alive || startTime !== options.expectedStartTime));
+      if (mismatch) throw notFound(`process ${options.pid} is not the expected one (identity mismatch)`, { reason: 'IDENTITY_MISMATCH', field: 'pid' });
+      return this.manage(options.pid, pidfd, 'foreign', { argv: alive ? argv : [], labels: options.labels, adopted: true, requestId: options.requestId }, inode);
+    } catch (e) {
+      closeFd(pidfd);
+      throw fromKernel(e, { what: `adopt ${options.pid}`, field: 'pid' });
+    }
+  }
+
+  signal(handle: string, signal: number, target: SignalTarget): void {
+    const record = this.get(handle);
+    const pidfd = record.pidfd;
+    if (record.state !== 'running' || pidfd === null) throw processExited(record.handle);
+    // A zombie still accepts signals (harmlessly); refusing instead tells the caller the truth
+    // and records the exit before the reply.
+    if (pidfdPoll(pidfd).exited) {
+      this.reaper.collect(pidfd);
+      throw processExited(record.handle);
+    }
+    try {
+      pidfdSendSignal(pidfd, signal, target === 'process-group' ? 'process-group' : 'default');
+    } catch (e) {
+      throw fromKernel(e, { what: `signal ${signal} to ${record.handle}`, handle: record.handle });
+    }
+  }
+
+  /** Resolves with the exited record; rejects on timeout, release or abort. */
+  wait(handle: string, timeoutMs: number | undefined, abort: AbortSignal): Promise<ProcessRecord> {
+    const record = this.get(handle);
+    if (record.state !== 'running') return Promise.resolve(record);
+    return this.waiters.wait(record, timeoutMs, abort);
+  }
+
+  get(handle: string): ProcessRecord {
+    const record = this.table.get(handle);
+    if (!record) throw unknownHandle(handle);
+    return record;
+  }
+
+  release(handle: string): void {
+    const record = this.get(handle);
+    this.forget(record);
+    const pidfd = record.pidfd;
+    // A released child that still runs stays watched (hidden), so it is reaped and never left a
+    // zombie; a foreign process is not ours to reap.
+    if (pidfd !== null && record.spec.adopted) this.stopManaging(record, pidfd);
+  }
+
+  /** Reaper sink: exits arrive in batches; each is recorded once. */
+  onExits(exits: readonly ReapedExit[]): void {
+    const now = Date.now();
+    for (const exit of exits) {
+      const record = this.byPidfd.get(exit.pidfd);
+      if (!record) continue;
+      this.byPidfd.delete(exit.pidfd);
+      this.byInode.delete(record.identity.pidfsInode);
+      const released = record.state === 'released';
+      record.markExited({ termination: exit.termination, rusage: exit.rusage, exitedAt: now });
+      if (released) {
+        record.markReleased();
+        continue;
+      }
+      this.table.noteExited(record);
+      this.events.append('exited', record);
+      this.waiters.settle(record);
+    }
+    this.expire(now);
+  }
+
+  /** Releases exited records past retention; also run periodically. */
+  expire(now = Date.now()): void {
+    for (const record of this.table.expired(now)) this.forget(record);
+  }
+
+  private manage(pid: number, pidfd: Pidfd, parentage: 'child' | 'foreign', spec: ProcessRecord['spec'], inode = pidfsInode(pidfd)): ProcessRecord {
+    const record = new ProcessRecord(newHandleId(), { pid, pidfsInode: inode }, spec, Date.now(), pidfd);
+    this.reaper.watch(pidfd, parentage);
+    this.byPidfd.set(pidfd, record);
+    this.byInode.set(inode, record);
+    this.table.add(record);
+    this.events.append(spec.adopted ? 'adopted' : 'spawned', record);
+    return record;
+  }
+
+  private forget(record: ProcessRecord): void {
+    this.table.remove(record);
+    record.markReleased();
+    this.events.append('released', record);
+    this.waiters.settle(record);
+  }
+
+  private stopManaging(record: ProcessRecord, pidfd: Pidfd): void {
+    this.reaper.unwatch(pidfd);
+    this.byPidfd.delete(pidfd);
+    this.byInode.delete(record.identity.pidfsInode);
+    record.closePidfd();
+  }
+
+  private replay(requestId: string | undefined, argv: readonly string[]): ProcessRecord | undefined {
+    if (!requestId) return undefined;
+    const earlier = this.table.byRequest(requestId);
+    if (!earlier) return undefined;
+    const same = earlier.spec.argv.length === argv.length && earlier.spec.argv.every((a, i) => a === argv[i]);
+    if (!same) throw invalidArgument('request_id', 'already used for a different argv');
+    return earlier;
+  }
+
+  private checkCapacity(): void {
+    if (this.byPidfd.size >= this.limits.maxProcesses) {
+      throw new AgentError('ResourceExhausted', `at most ${this.limits.maxProcesses} processes are managed at once`, { reason: 'MAX_PROCESSES' });
+    }
+  }
+}
+
+function checkCwd(cwd: string): void {
+  try {
+    if (!statSync(cwd).isDirectory()) throw invalidArgument('cwd', `${cwd}: ENOTDIR`, 'ENOTDIR');
+  } catch (e) {
+    if (e instanceof AgentError) throw e;
+    const code = (e as NodeJS.ErrnoException).code ?? 'ENOENT';
+    throw new AgentError(code === 'EACCES' ? 'PermissionDenied' : 'NotFound', `cwd: ${cwd}: ${code}`, { reason: code, field: 'cwd', path: cwd });
+  }
+}
+
+/** Opens a FILE target in the agent (so errors name the path); the fd is closed after spawn. */
+function openOutput(target: OutputTarget, field: string, opened: Fd[]): StdioAction {
+  if (target.kind === 'discard') return { kind: 'null' };
+  if (target.kind === 'inherit') return { kind: 'inherit' };
+  const flags = fsc.O_WRONLY | fsc.O_CREAT | (target.append ? fsc.O_APPEND : fsc.O_TRUNC);
+  try {
+    const fd = openSync(target.path, flags, 0o644) as Fd; // libuv opens with O_CLOEXEC
+    opened.push(fd);
+    return { kind: 'fd', fd };
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+    const kind = code === 'EACCES' || code === 'EPERM' ? 'PermissionDenied' : code === 'ENOENT' ? 'NotFound' : 'InvalidArgument';
+    throw new AgentError(kind, `${field}.path: ${target.path}: ${code}`, { reason: code, field: `${field}.path`, path: target.path });
+  }
+}

@@ -1,0 +1,27 @@
+import { readFileSync } from 'node:fs';
+
+/** Start time of pid in clock ticks since boot (/proc/PID/stat field 22); undefined if gone. */
+export function readStartTime(pid: number): bigint | undefined {
+  const stat = readOrUndefined(`/proc/${pid}/stat`);
+  if (stat === undefined) return undefined;
+  // comm (field 2) may contain spaces and parentheses: fields resume after the last ')'.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const field = rest[22 - 3];
+  return field === undefined ? undefined : BigInt(field);
+}
+
+/** argv of pid from /proc/PID/cmdline; empty for kernel threads or when gone. */
+export function readCmdline(pid: number): string[] {
+  const raw = readOrUndefined(`/proc/${pid}/cmdline`);
+  if (!raw) return [];
+  return raw.replace(/\0$/, '').split('\0');
+}
+
+function readOrUndefined(path: string): string | undefined {
+  // latin1 keeps every byte; field 22 and the NUL separators are ASCII either way.
+  try {
+    return readFileSync(path, 'latin1');
+  } catch {
+    return undefined;
+  }
+}

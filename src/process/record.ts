@@ -1,0 +1,68 @@
+import { closeFd, type Pidfd } from '../kernel/fd.js';
+import type { Rusage, Termination } from '../kernel/termination.js';
+import type { HandleId } from './handle.js';
+
+export type State = 'running' | 'exited' | 'released';
+
+export interface ExitInfo {
+  readonly termination: Termination;
+  /** Only for our own children: waitid reports it, PIDFD_INFO_EXIT does not. */
+  readonly rusage?: Rusage;
+  readonly exitedAt: number;
+}
+
+export interface ProcessIdentity {
+  readonly pid: number;
+  /** pidfs inode: unique per process while the node is up. */
+  readonly pidfsInode: bigint;
+}
+
+export interface ProcessSpec {
+  readonly argv: readonly string[];
+  readonly labels: Readonly<Record<string, string>>;
+  readonly adopted: boolean;
+  readonly requestId?: string;
+}
+
+/**
+ * One managed process: a pid + pidfd pair with its identity (like systemd's PidRef). The record
+ * owns the pidfd from creation until the exit is recorded or the handle is released; closing is
+ * idempotent.
+ */
+export class ProcessRecord {
+  state: State = 'running';
+  exit: ExitInfo | undefined;
+  private fd: Pidfd | null;
+
+  constructor(
+    readonly handle: HandleId,
+    readonly identity: ProcessIdentity,
+    readonly spec: ProcessSpec,
+    readonly startedAt: number,
+    pidfd: Pidfd,
+  ) {
+    this.fd = pidfd;
+  }
+
+  /** The pidfd while the record still holds it. */
+  get pidfd(): Pidfd | null {
+    return this.fd;
+  }
+
+  /** Records the exit and closes the pidfd: an exited process is never addressed again. */
+  markExited(exit: ExitInfo): void {
+    this.state = 'exited';
+    this.exit = exit;
+    this.closePidfd();
+  }
+
+  markReleased(): void {
+    this.state = 'released';
+  }
+
+  closePidfd(): void {
+    if (this.fd === null) return;
+    closeFd(this.fd);
+    this.fd = null;
+  }
+}

@@ -1,0 +1,106 @@
+// gRPC handlers: thin, they validate, forward to the domain and map errors in one place.
+import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
+import type { ProcessManager } from '../process/manager.js';
+import { AgentError } from '../process/errors.js';
+import type { AgentServiceServer, WatchRequest, WatchResponse } from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
+import { State } from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
+import { stateFromApi, toProcess } from './convert.js';
+import { toServiceError, type Logger } from './status.js';
+import * as validate from './validate.js';
+import { WatchStream } from './watch.js';
+import { signalName } from '../kernel/signals.js';
+
+export interface ServiceLimits {
+  readonly maxWatchers: number;
+  readonly watchBacklog: number;
+}
+
+function unary<Req, Res>(method: string, log: Logger, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>) {
+  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
+    try {
+      Promise.resolve(fn(call.request, call)).then(
+        (res) => callback(null, res),
+        (e: unknown) => callback(toServiceError(e, method, log)),
+      );
+    } catch (e) {
+      callback(toServiceError(e, method, log));
+    }
+  };
+}
+
+const hasLabels = (have: Readonly<Record<string, string>>, want: Record<string, string>): boolean => {
+  for (const k in want) if (have[k] !== want[k]) return false;
+  return true;
+};
+
+export function agentService(manager: ProcessManager, limits: ServiceLimits, log: Logger): AgentServiceServer {
+  let watchers = 0;
+  return {
+    spawn: unary('Spawn', log, (req) => {
+      const { record, replayed } = manager.spawn(validate.spawnOptions(req));
+      return { process: toProcess(record), replayed };
+    }),
+
+    adopt: unary('Adopt', log, (req) => ({ process: toProcess(manager.adopt(validate.adoptOptions(req))) })),
+
+    signal: unary('Signal', log, (req) => {
+      const signal = validate.signal(req.signal);
+      manager.signal(validate.handle(req.handle), signal, validate.signalTarget(req.target));
+      return { signal, signalName: signalName(signal) };
+    }),
+
+    wait: unary('Wait', log, async (req, call) => {
+      const abort = new AbortController();
+      call.on('cancelled', () => abort.abort());
+      const record = await manager.wait(validate.handle(req.handle), validate.timeoutMs(req.timeout), abort.signal);
+      return { process: toProcess(record) };
+    }),
+
+    get: unary('Get', log, (req) => ({ process: toProcess(manager.get(validate.handle(req.handle))) })),
+
+    list: unary('List', log, (req) => {
+      const labels = validate.labels('labels', req.labels);
+      const state = req.state === State.STATE_UNSPECIFIED ? undefined : stateFromApi(req.state);
+      const processes = [];
+      for (const record of manager.table.values()) {
+        if (state !== undefined && record.state !== state) continue;
+        if (hasLabels(record.spec.labels, labels)) processes.push(toProcess(record));
+      }
+      return { processes, sequence: manager.events.lastSequence };
+    }),
+
+    release: unary('Release', log, (req) => {
+      manager.release(validate.handle(req.handle));
+      return {};
+    }),
+
+    watch: (call: ServerWritableStream<WatchRequest, WatchResponse>) => {
+      const fail = (e: unknown) => call.emit('error', toServiceError(e, 'Watch', log));
+      try {
+        const req = call.request;
+        if (req.handles.length > validate.LIMITS.watchHandles) {
+          throw new AgentError('InvalidArgument', `handles: more than ${validate.LIMITS.watchHandles}`, { reason: 'INVALID_ARGUMENT', field: 'handles' });
+        }
+        const filter = {
+          handles: req.handles.length > 0 ? new Set(req.handles.map(validate.handle)) : null,
+          labels: validate.labels('labels', req.labels),
+        };
+        const events = manager.events;
+        const after = req.afterSequence ?? events.lastSequence;
+        if (!events.canReplayAfter(after)) {
+          throw new AgentError('OutOfRange', `after_sequence ${after} is outside the retained events ${events.firstSequence - 1}..${events.lastSequence}: List, then Watch from its sequence`, { reason: 'CURSOR_EXPIRED', field: 'after_sequence' });
+        }
+        if (watchers >= limits.maxWatchers) {
+          throw new AgentError('ResourceExhausted', `at most ${limits.maxWatchers} watchers`, { reason: 'MAX_WATCHERS' });
+        }
+        watchers++;
+        new WatchStream(events, call, filter, after, limits.watchBacklog, (error) => {
+          watchers--;
+          if (error) fail(error);
+        }).start();
+      } catch (e) {
+        fail(e);
+      }
+    },
+  };
+}

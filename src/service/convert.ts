@@ -1,0 +1,79 @@
+// Domain → API messages. The only place that knows both shapes.
+import type { Rusage as KernelRusage } from '../kernel/termination.js';
+import { signalName } from '../kernel/signals.js';
+import type { EventType as DomainEventType, ProcessEvent } from '../process/event-log.js';
+import type { ExitInfo, ProcessRecord, State as DomainState } from '../process/record.js';
+import {
+  EventType,
+  State,
+  type Event,
+  type Exit,
+  type Process,
+  type Rusage,
+} from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
+import type { Duration } from '../../clients/ts/src/gen/google/protobuf/duration.js';
+
+const states: Record<DomainState, State> = {
+  running: State.STATE_RUNNING,
+  exited: State.STATE_EXITED,
+  released: State.STATE_RELEASED,
+};
+
+const eventTypes: Record<DomainEventType, EventType> = {
+  spawned: EventType.EVENT_TYPE_SPAWNED,
+  adopted: EventType.EVENT_TYPE_ADOPTED,
+  exited: EventType.EVENT_TYPE_EXITED,
+  released: EventType.EVENT_TYPE_RELEASED,
+};
+
+export const stateFromApi = (s: State): DomainState | undefined =>
+  (Object.keys(states) as DomainState[]).find((k) => states[k] === s);
+
+export function toProcess(record: ProcessRecord, state = record.state, exit = record.exit): Process {
+  return {
+    handle: record.handle,
+    pid: record.identity.pid,
+    state: states[state],
+    argv: record.spec.argv as string[],
+    labels: record.spec.labels as Record<string, string>,
+    startedAt: new Date(record.startedAt),
+    exit: exit && toExit(exit),
+    adopted: record.spec.adopted,
+    pidfsInode: Number(record.identity.pidfsInode),
+  };
+}
+
+export function toEvent(event: ProcessEvent): Event {
+  return {
+    sequence: event.sequence,
+    type: eventTypes[event.type],
+    time: new Date(event.time),
+    process: toProcess(event.record, event.state, event.exit),
+  };
+}
+
+function toExit(exit: ExitInfo): Exit {
+  const t = exit.termination;
+  return {
+    code: t.exitCode,
+    signal: t.signal,
+    signalName: t.signal === undefined ? '' : signalName(t.signal),
+    coreDumped: t.signal !== undefined && t.coreDumped,
+    exitedAt: new Date(exit.exitedAt),
+    rusage: exit.rusage && toRusage(exit.rusage),
+  };
+}
+
+const micros = (us: number): Duration => ({ seconds: Math.floor(us / 1e6), nanos: (us % 1e6) * 1000 });
+
+function toRusage(r: KernelRusage): Rusage {
+  return {
+    userCpu: micros(r.userMicros),
+    systemCpu: micros(r.systemMicros),
+    maxRssKib: r.maxRssKib,
+    minorFaults: r.minorFaults,
+    majorFaults: r.majorFaults,
+    voluntaryContextSwitches: r.voluntaryContextSwitches,
+    involuntaryContextSwitches: r.involuntaryContextSwitches,
+  };
+}

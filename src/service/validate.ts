@@ -1,0 +1,133 @@
+// API requests → validated domain options. Every failure names the offending field.
+import { isAbsolute } from 'node:path';
+import { parseSignal } from '../kernel/signals.js';
+import { invalidArgument } from '../process/errors.js';
+import type { AdoptOptions, OutputTarget, SignalTarget, SpawnOptions } from '../process/options.js';
+import {
+  OutputMode,
+  SignalTarget as ApiSignalTarget,
+  type AdoptRequest,
+  type Output,
+  type SpawnRequest,
+} from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
+import type { Duration } from '../../clients/ts/src/gen/google/protobuf/duration.js';
+
+export const LIMITS = {
+  argvItems: 4096,
+  envItems: 4096,
+  labels: 64,
+  labelKeyBytes: 128,
+  labelValueBytes: 1024,
+  stringBytes: 128 * 1024,
+  totalBytes: 1024 * 1024,
+  requestIdBytes: 256,
+  watchHandles: 1024,
+} as const;
+
+function text(field: string, value: string, maxBytes: number = LIMITS.stringBytes): string {
+  if (value.includes('\0')) throw invalidArgument(field, 'contains a NUL byte');
+  if (Buffer.byteLength(value) > maxBytes) throw invalidArgument(field, `longer than ${maxBytes} bytes`);
+  return value;
+}
+
+export function labels(field: string, map: Record<string, string>): Record<string, string> {
+  const entries = Object.entries(map);
+  if (entries.length > LIMITS.labels) throw invalidArgument(field, `more than ${LIMITS.labels} labels`);
+  for (const [k, v] of entries) {
+    if (k === '') throw invalidArgument(field, 'empty label key');
+    text(`${field}[${k}]`, k, LIMITS.labelKeyBytes);
+    text(`${field}[${k}]`, v, LIMITS.labelValueBytes);
+  }
+  return map;
+}
+
+function requestId(value: string): string | undefined {
+  return value === '' ? undefined : text('request_id', value, LIMITS.requestIdBytes);
+}
+
+function output(field: string, o: Output | undefined): OutputTarget {
+  switch (o?.mode ?? OutputMode.OUTPUT_MODE_UNSPECIFIED) {
+    case OutputMode.OUTPUT_MODE_UNSPECIFIED:
+    case OutputMode.OUTPUT_MODE_DISCARD:
+      return { kind: 'discard' };
+    case OutputMode.OUTPUT_MODE_INHERIT:
+      return { kind: 'inherit' };
+    case OutputMode.OUTPUT_MODE_FILE: {
+      const path = text(`${field}.path`, o?.path ?? '');
+      if (!isAbsolute(path)) throw invalidArgument(`${field}.path`, 'must be an absolute path');
+      return { kind: 'file', path, append: o?.append ?? false };
+    }
+    default:
+      throw invalidArgument(`${field}.mode`, `unknown mode ${o?.mode}`);
+  }
+}
+
+export function spawnOptions(req: SpawnRequest): SpawnOptions {
+  if (req.argv.length === 0) throw invalidArgument('argv', 'must not be empty');
+  if (req.argv[0] === '') throw invalidArgument('argv[0]', 'must not be empty');
+  if (req.argv.length > LIMITS.argvItems) throw invalidArgument('argv', `more than ${LIMITS.argvItems} items`);
+  let total = 0;
+  req.argv.forEach((a, i) => (total += Buffer.byteLength(text(`argv[${i}]`, a))));
+  const envEntries = Object.entries(req.env);
+  if (envEntries.length > LIMITS.envItems) throw invalidArgument('env', `more than ${LIMITS.envItems} variables`);
+  for (const [k, v] of envEntries) {
+    if (k === '' || k.includes('=')) throw invalidArgument(`env[${k}]`, 'name must be non-empty and without "="');
+    total += Buffer.byteLength(text(`env[${k}]`, k)) + Buffer.byteLength(text(`env[${k}]`, v));
+  }
+  if (total > LIMITS.totalBytes) throw invalidArgument('argv', `argv and env exceed ${LIMITS.totalBytes} bytes`);
+  const cwd = req.cwd === '' ? undefined : text('cwd', req.cwd);
+  if (cwd !== undefined && !isAbsolute(cwd)) throw invalidArgument('cwd', 'must be an absolute path');
+  return {
+    argv: req.argv,
+    env: envEntries.length > 0 ? req.env : undefined,
+    cwd,
+    labels: labels('labels', req.labels),
+    requestId: requestId(req.requestId),
+    newSession: req.newSession ?? true,
+    stdout: output('stdout', req.stdout),
+    stderr: output('stderr', req.stderr),
+  };
+}
+
+export function adoptOptions(req: AdoptRequest): AdoptOptions {
+  if (!Number.isInteger(req.pid) || req.pid <= 0) throw invalidArgument('pid', 'must be a positive process ID');
+  return {
+    pid: req.pid,
+    labels: labels('labels', req.labels),
+    requestId: requestId(req.requestId),
+    expectedStartTime: req.expectedStartTime === undefined ? undefined : BigInt(req.expectedStartTime),
+    expectedPidfsInode: req.expectedPidfsInode === undefined ? undefined : BigInt(req.expectedPidfsInode),
+  };
+}
+
+/** "" → SIGTERM. 32 and 33 belong to glibc's threads and are refused. */
+export function signal(value: string): number {
+  if (value.trim() === '') return 15;
+  const n = parseSignal(value);
+  if (n === undefined || n === 0) throw invalidArgument('signal', `${JSON.stringify(value)} is not a signal`);
+  return n;
+}
+
+export function signalTarget(t: ApiSignalTarget): SignalTarget {
+  switch (t) {
+    case ApiSignalTarget.SIGNAL_TARGET_UNSPECIFIED:
+    case ApiSignalTarget.SIGNAL_TARGET_PROCESS:
+      return 'process';
+    case ApiSignalTarget.SIGNAL_TARGET_PROCESS_GROUP:
+      return 'process-group';
+    default:
+      throw invalidArgument('target', `unknown target ${t}`);
+  }
+}
+
+export function handle(value: string): string {
+  if (value === '') throw invalidArgument('handle', 'must not be empty');
+  return text('handle', value, 64);
+}
+
+export function timeoutMs(d: Duration | undefined): number | undefined {
+  if (d === undefined) return undefined;
+  const ms = d.seconds * 1000 + Math.floor(d.nanos / 1e6);
+  if (!Number.isFinite(ms) || ms < 0) throw invalidArgument('timeout', 'must not be negative');
+  return Math.min(ms, 2 ** 31 - 1);
+}

@@ -1,0 +1,85 @@
+import type { ServerWritableStream } from '@grpc/grpc-js';
+import type { EventLog, ProcessEvent } from '../process/event-log.js';
+import { AgentError } from '../process/errors.js';
+import type { WatchRequest, WatchResponse } from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
+import { toEvent } from './convert.js';
+
+export interface WatchFilter {
+  readonly handles: ReadonlySet<string> | null;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+const matches = (f: WatchFilter, e: ProcessEvent): boolean => {
+  if (f.handles !== null && !f.handles.has(e.record.handle)) return false;
+  const labels = e.record.spec.labels;
+  for (const k in f.labels) if (labels[k] !== f.labels[k]) return false;
+  return true;
+};
+
+/**
+ * One Watch stream: a cursor into the shared event log, advanced as fast as the client reads.
+ * It holds no queue of its own, so a reader that stalls costs only the stream's small write
+ * buffer; once it is more than `maxBacklog` events behind it ends with RESOURCE_EXHAUSTED.
+ */
+export class WatchStream {
+  private cursor: number;
+  private blocked = false;
+  private done = false;
+  private unsubscribe: () => void = () => {};
+
+  constructor(
+    private readonly log: EventLog,
+    private readonly call: ServerWritableStream<WatchRequest, WatchResponse>,
+    private readonly filter: WatchFilter,
+    after: number,
+    private readonly maxBacklog: number,
+    /** Called once when the stream ends; with an error when the agent ends it. */
+    private readonly onEnd: (error?: AgentError) => void,
+  ) {
+    this.cursor = after;
+  }
+
+  start(): void {
+    this.unsubscribe = this.log.subscribe(() => this.pump());
+    this.call.on('cancelled', () => this.finish());
+    this.call.on('close', () => this.finish());
+    this.call.on('drain', () => {
+      this.blocked = false;
+      this.pump();
+    });
+    this.pump();
+  }
+
+  get behind(): number {
+    return this.log.lastSequence - this.cursor;
+  }
+
+  private pump(): void {
+    if (this.done) return;
+    if (this.blocked) {
+      if (this.behind > this.maxBacklog) this.drop();
+      return;
+    }
+    while (this.cursor < this.log.lastSequence) {
+      const event = this.log.get(this.cursor + 1);
+      if (event === undefined) return this.drop(); // overwritten in the ring: it cannot catch up
+      this.cursor++;
+      if (!matches(this.filter, event)) continue;
+      if (!this.call.write({ event: toEvent(event) })) {
+        this.blocked = true;
+        return;
+      }
+    }
+  }
+
+  private drop(): void {
+    this.finish(new AgentError('ResourceExhausted', `watcher fell more than ${this.maxBacklog} events behind and was dropped; resume with after_sequence=${this.cursor}`, { reason: 'WATCH_BACKLOG' }));
+  }
+
+  private finish(error?: AgentError): void {
+    if (this.done) return;
+    this.done = true;
+    this.unsubscribe();
+    this.onEnd(error);
+  }
+}

@@ -1,0 +1,58 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AgentClient } from '../../clients/ts/src/index.js';
+import { startAgent, type Agent } from '../../src/agent.js';
+import { DEFAULTS, type Config } from '../../src/config/config.js';
+
+export interface Harness {
+  readonly agent: Agent;
+  readonly client: AgentClient;
+  readonly address: string;
+  readonly dir: string;
+  readonly logs: { event: string; fields: Record<string, unknown> }[];
+  close(): Promise<void>;
+}
+
+/** A real agent in this process, serving on a unix socket in a fresh temp dir. */
+export async function startHarness(overrides: Partial<Config> = {}): Promise<Harness> {
+  const dir = mkdtempSync(join(tmpdir(), 'pidfd-agent-test-'));
+  const address = `unix://${join(dir, 'agent.sock')}`;
+  const logs: Harness['logs'] = [];
+  const agent = await startAgent({ ...DEFAULTS, listen: [address], ...overrides }, (event, fields) => logs.push({ event, fields }));
+  const client = new AgentClient(address);
+  return {
+    agent,
+    client,
+    address,
+    dir,
+    logs,
+    close: async () => {
+      client.close();
+      await agent.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function eventually<T>(what: string, fn: () => T | undefined | false, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+/** State letter of a pid from /proc (R, S, Z, ...), undefined when there is no such pid. For tests only. */
+export function procState(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  } catch {
+    return undefined;
+  }
+}
