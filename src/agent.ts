@@ -11,18 +11,21 @@ import { EpollReaper } from './reaper/reaper.js';
 import { agentService } from './service/agent-service.js';
 import { bind, createServer } from './service/server.js';
 import type { Logger } from './service/status.js';
+import { WatchHub } from './service/watch.js';
 
 export interface Agent {
   readonly manager: ProcessManager;
   readonly features: Features;
   readonly addresses: readonly string[];
+  readonly watchers: WatchHub;
   /** Stops serving. Managed processes keep running: they never depended on the agent. */
   stop(): Promise<void>;
 }
 
 export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   const features = probeFeatures();
-  const manager = new ProcessManager(new EventLog(config.eventRing), {
+  const events = new EventLog(config.eventRing);
+  const manager = new ProcessManager(events, {
     maxProcesses: config.maxProcesses,
     ttlMs: config.retentionTtlMs,
     maxExited: config.retentionMax,
@@ -35,9 +38,8 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   const expiry = setInterval(() => manager.expire(), 1000);
   expiry.unref();
 
-  const { server } = createServer(
-    agentService(manager, { maxWatchers: config.maxWatchers, watchBacklog: config.watchBacklog }, log),
-  );
+  const watchers = new WatchHub(events, config.maxWatchers, config.watchBacklog);
+  const { server } = createServer(agentService(manager, watchers, log));
   const addresses: string[] = [];
   try {
     for (const address of config.listen) {
@@ -57,6 +59,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     manager,
     features,
     addresses,
+    watchers,
     stop: async () => {
       clearInterval(expiry);
       await shutdown(server);

@@ -7,13 +7,8 @@ import { State } from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
 import { stateFromApi, toProcess } from './convert.js';
 import { toServiceError, type Logger } from './status.js';
 import * as validate from './validate.js';
-import { WatchStream } from './watch.js';
+import type { WatchHub } from './watch.js';
 import { signalName } from '../kernel/signals.js';
-
-export interface ServiceLimits {
-  readonly maxWatchers: number;
-  readonly watchBacklog: number;
-}
 
 function unary<Req, Res>(method: string, log: Logger, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
@@ -33,8 +28,7 @@ const hasLabels = (have: Readonly<Record<string, string>>, want: Record<string, 
   return true;
 };
 
-export function agentService(manager: ProcessManager, limits: ServiceLimits, log: Logger): AgentServiceServer {
-  let watchers = 0;
+export function agentService(manager: ProcessManager, watchers: WatchHub, log: Logger): AgentServiceServer {
   return {
     spawn: unary('Spawn', log, (req) => {
       const { record, replayed } = manager.spawn(validate.spawnOptions(req));
@@ -90,14 +84,7 @@ export function agentService(manager: ProcessManager, limits: ServiceLimits, log
         if (!events.canReplayAfter(after)) {
           throw new AgentError('OutOfRange', `after_sequence ${after} is outside the retained events ${events.firstSequence - 1}..${events.lastSequence}: List, then Watch from its sequence`, { reason: 'CURSOR_EXPIRED', field: 'after_sequence' });
         }
-        if (watchers >= limits.maxWatchers) {
-          throw new AgentError('ResourceExhausted', `at most ${limits.maxWatchers} watchers`, { reason: 'MAX_WATCHERS' });
-        }
-        watchers++;
-        new WatchStream(events, call, filter, after, limits.watchBacklog, (error) => {
-          watchers--;
-          if (error) fail(error);
-        }).start();
+        watchers.open(call, filter, after, fail);
       } catch (e) {
         fail(e);
       }

@@ -9,6 +9,11 @@ export interface WatchFilter {
   readonly labels: Readonly<Record<string, string>>;
 }
 
+/** Events coalesced into one response at most. */
+const BATCH = 128;
+/** Responses a stream may have in flight before it waits for 'drain' (past the high-water mark). */
+const WRITE_BUDGET = 17;
+
 const matches = (f: WatchFilter, e: ProcessEvent): boolean => {
   if (f.handles !== null && !f.handles.has(e.record.handle)) return false;
   const labels = e.record.spec.labels;
@@ -54,18 +59,31 @@ export class WatchStream {
     return this.log.lastSequence - this.cursor;
   }
 
+  /** Responses written but not yet taken by the transport (at most WRITE_BUDGET). */
+  get buffered(): number {
+    return this.call.writableLength;
+  }
+
   private pump(): void {
     if (this.done) return;
     if (this.blocked) {
       if (this.behind > this.maxBacklog) this.drop();
       return;
     }
+    // Each response costs at least one turn of the event loop to be written, so events that
+    // arrived meanwhile are coalesced into one response rather than queued one by one.
     while (this.cursor < this.log.lastSequence) {
-      const event = this.log.get(this.cursor + 1);
-      if (event === undefined) return this.drop(); // overwritten in the ring: it cannot catch up
-      this.cursor++;
-      if (!matches(this.filter, event)) continue;
-      if (!this.call.write({ event: toEvent(event) })) {
+      const events = [];
+      while (this.cursor < this.log.lastSequence && events.length < BATCH) {
+        const event = this.log.get(this.cursor + 1);
+        if (event === undefined) return this.drop(); // overwritten in the ring: it cannot catch up
+        this.cursor++;
+        if (matches(this.filter, event)) events.push(toEvent(event));
+      }
+      if (events.length === 0) continue;
+      // Past the stream's high-water mark write() has returned false, so 'drain' will come.
+      this.call.write({ events });
+      if (this.call.writableLength >= WRITE_BUDGET) {
         this.blocked = true;
         return;
       }
@@ -81,5 +99,37 @@ export class WatchStream {
     this.done = true;
     this.unsubscribe();
     this.onEnd(error);
+  }
+}
+
+export interface WatchStats {
+  readonly behind: number;
+  readonly buffered: number;
+}
+
+/** The set of open Watch streams, bounded in number. */
+export class WatchHub {
+  private readonly streams = new Set<WatchStream>();
+
+  constructor(
+    readonly log: EventLog,
+    private readonly maxWatchers: number,
+    private readonly maxBacklog: number,
+  ) {}
+
+  open(call: ServerWritableStream<WatchRequest, WatchResponse>, filter: WatchFilter, after: number, onError: (e: AgentError) => void): void {
+    if (this.streams.size >= this.maxWatchers) {
+      throw new AgentError('ResourceExhausted', `at most ${this.maxWatchers} watchers`, { reason: 'MAX_WATCHERS' });
+    }
+    const stream: WatchStream = new WatchStream(this.log, call, filter, after, this.maxBacklog, (error) => {
+      this.streams.delete(stream);
+      if (error) onError(error);
+    });
+    this.streams.add(stream);
+    stream.start();
+  }
+
+  stats(): WatchStats[] {
+    return [...this.streams].map((s) => ({ behind: s.behind, buffered: s.buffered }));
   }
 }

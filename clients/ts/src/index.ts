@@ -100,7 +100,7 @@ export class AgentClient {
   }
 
   /**
-   * Events as an async iterable. Ends when `signal` aborts or the loop breaks; throws
+   * Events one by one as an async iterable (the agent may batch several per message). Ends when `signal` aborts or the loop breaks; throws
    * AgentCallError when the agent ends the stream (OUT_OF_RANGE, RESOURCE_EXHAUSTED, ...).
    */
   async *watch(req: DeepPartial<WatchRequest> = {}, opts?: CallOptions): AsyncGenerator<Event> {
@@ -108,9 +108,7 @@ export class AgentClient {
     const onAbort = () => call.cancel();
     opts?.signal?.addEventListener('abort', onAbort);
     try {
-      for await (const res of call as AsyncIterable<WatchResponse>) {
-        if (res.event) yield res.event;
-      }
+      for await (const res of call as AsyncIterable<WatchResponse>) yield* res.events;
     } catch (e) {
       const err = e as ServiceError;
       if (err.code === status.CANCELLED && (opts?.signal?.aborted ?? true)) return;

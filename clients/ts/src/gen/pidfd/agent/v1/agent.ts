@@ -333,7 +333,11 @@ export interface Event {
 }
 
 export interface WatchResponse {
-  event?: Event | undefined;
+  /**
+   * Events in sequence order. Several are sent in one message when they arrive faster than
+   * one message per write completes.
+   */
+  events: Event[];
 }
 
 export interface GetRequest {
@@ -2060,13 +2064,13 @@ export const Event: MessageFns<Event> = {
 };
 
 function createBaseWatchResponse(): WatchResponse {
-  return { event: undefined };
+  return { events: [] };
 }
 
 export const WatchResponse: MessageFns<WatchResponse> = {
   encode(message: WatchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.event !== undefined) {
-      Event.encode(message.event, writer.uint32(10).fork()).join();
+    for (const v of message.events) {
+      Event.encode(v!, writer.uint32(10).fork()).join();
     }
     return writer;
   },
@@ -2089,7 +2093,7 @@ export const WatchResponse: MessageFns<WatchResponse> = {
               break;
             }
 
-            message.event = Event.decode(reader, reader.uint32());
+            message.events.push(Event.decode(reader, reader.uint32()));
             continue;
           }
         }
@@ -2105,13 +2109,13 @@ export const WatchResponse: MessageFns<WatchResponse> = {
   },
 
   fromJSON(object: any): WatchResponse {
-    return { event: isSet(object.event) ? Event.fromJSON(object.event) : undefined };
+    return { events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => Event.fromJSON(e)) : [] };
   },
 
   toJSON(message: WatchResponse): unknown {
     const obj: any = {};
-    if (message.event !== undefined) {
-      obj.event = Event.toJSON(message.event);
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => Event.toJSON(e));
     }
     return obj;
   },
@@ -2121,7 +2125,7 @@ export const WatchResponse: MessageFns<WatchResponse> = {
   },
   fromPartial<I extends Exact<DeepPartial<WatchResponse>, I>>(object: I): WatchResponse {
     const message = createBaseWatchResponse();
-    message.event = (object.event !== undefined && object.event !== null) ? Event.fromPartial(object.event) : undefined;
+    message.events = object.events?.map((e) => Event.fromPartial(e)) || [];
     return message;
   },
 };
