@@ -33,3 +33,10 @@ test: build lint
 
 clean:
 	rm -rf dist clients/ts/dist
+
+# Forced PID reuse (root; a throwaway PID namespace with pid_max 320): after each victim's PID is
+# recycled to an innocent sleep, the agent's Signal by handle never hits it and kill(pid) does.
+REUSE_TRIALS ?= 1000
+.PHONY: demo-reuse
+demo-reuse: build
+	unshare --pid --fork --mount-proc --kill-child node --import tsx test/fixtures/reuse-trials.ts $(REUSE_TRIALS)

@@ -89,7 +89,14 @@ export class ProcessManager {
     }
     if (options.pid === this.agentPid) throw invalidArgument('pid', 'the agent cannot adopt itself');
     const earlier = this.table.byRequest(options.requestId ?? '');
-    if (earlier) return earlier;
+    if (earlier) {
+      // As for Spawn, a repeated key replays the same request, never vouches for another process.
+      const inode = options.expectedPidfsInode;
+      if (earlier.identity.pid !== options.pid || (inode !== undefined && inode !== earlier.identity.pidfsInode)) {
+        throw invalidArgument('request_id', 'already used for a different pid or identity');
+      }
+      return earlier;
+    }
     this.checkCapacity();
     let pidfd: Pidfd;
     try {
