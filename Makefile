@@ -12,6 +12,8 @@ $(STAMP): package.json package-lock.json
 deps: $(STAMP)
 
 build: deps
+	npx buf build -o dist/descriptors/agent.binpb
+	npx buf build node_modules/grpc-health-check/proto -o dist/descriptors/health.binpb
 	npx tsc -p tsconfig.json
 	npx tsc -p clients/ts/tsconfig.json
 	chmod +x dist/src/main.js dist/src/cli/main.js
@@ -40,3 +42,15 @@ REUSE_TRIALS ?= 1000
 .PHONY: demo-reuse
 demo-reuse: build
 	unshare --pid --fork --mount-proc --kill-child node --import tsx test/fixtures/reuse-trials.ts $(REUSE_TRIALS)
+
+# Benchmarks (issue 6; not part of `make test`): the C posix_spawn limit, Node child_process, the
+# agent over gRPC and PM2 (bench/package.json, pinned), interleaved; writes bench/results/ and
+# bench/README.md. BENCH_PM2=0 skips PM2; BENCH_ARGS='--rounds 5' (or --quick) tunes the run.
+BENCH_PM2 ?= 1
+.PHONY: bench
+bench: build
+	gcc -O2 -Wall -Wextra -o bench/c/spawnloop bench/c/spawnloop.c
+	if [ "$(BENCH_PM2)" != 0 ] && ! [ bench/node_modules/.installed -nt bench/package-lock.json ]; then \
+	  npm ci --prefix bench --no-audit --no-fund && touch bench/node_modules/.installed; fi
+	BENCH_PM2=$(BENCH_PM2) BENCH_COMMAND="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')$(if $(filter 0,$(BENCH_PM2)), BENCH_PM2=0)" \
+	  node --import tsx bench/run.ts $(BENCH_ARGS)

@@ -157,15 +157,17 @@ async function run(argv: string[]): Promise<number> {
   }
 }
 
+// exitCode rather than exit(): stdout to a pipe is written asynchronously and exit() would cut it.
 run(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => (process.exitCode = code),
   (e: unknown) => {
     if (e instanceof AgentCallError) {
       console.error(`pidfdctl: ${status[e.code]}: ${e.details}${e.reason ? ` (${e.reason})` : ''}`);
-      process.exit(1);
+      process.exitCode = 1;
+      return;
     }
     const usage = e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
     console.error(`pidfdctl: ${e instanceof Error ? e.message : String(e)}${usage ? `\n${USAGE}` : ''}`);
-    process.exit(usage ? 2 : 1);
+    process.exitCode = usage ? 2 : 1;
   },
 );

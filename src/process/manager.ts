@@ -172,7 +172,7 @@ export class ProcessManager {
       const record = this.byPidfd.get(exit.pidfd);
       if (!record) continue;
       this.byPidfd.delete(exit.pidfd);
-      this.byInode.delete(record.identity.pidfsInode);
+      this.dropInode(record);
       const released = record.state === 'released';
       record.markExited({ termination: exit.termination, rusage: exit.rusage, exitedAt: now });
       if (released) {
@@ -203,6 +203,7 @@ export class ProcessManager {
 
   private forget(record: ProcessRecord): void {
     this.table.remove(record);
+    this.dropInode(record);
     record.markReleased();
     this.events.append('released', record);
     this.waiters.settle(record);
@@ -211,8 +212,12 @@ export class ProcessManager {
   private stopManaging(record: ProcessRecord, pidfd: Pidfd): void {
     this.reaper.unwatch(pidfd);
     this.byPidfd.delete(pidfd);
-    this.byInode.delete(record.identity.pidfsInode);
     record.closePidfd();
+  }
+
+  /** A released process may be adopted again under a new handle: the inode then maps to that one. */
+  private dropInode(record: ProcessRecord): void {
+    if (this.byInode.get(record.identity.pidfsInode) === record) this.byInode.delete(record.identity.pidfsInode);
   }
 
   private replay(requestId: string | undefined, argv: readonly string[]): ProcessRecord | undefined {

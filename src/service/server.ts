@@ -1,24 +1,37 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Server, ServerCredentials, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
+import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
+import type { PackageDefinition } from '@grpc/proto-loader';
+import { HealthImplementation } from 'grpc-health-check';
 import { AgentServiceService, type AgentServiceServer } from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
 
 export const SERVICE_NAME = 'pidfd.agent.v1.AgentService';
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
-/** The repository's proto/ directory, found from this file in src/ or dist/src/. */
-function protoRoot(): string {
+/** Descriptor sets written by `buf build` at `make build` (dist/descriptors/), found from src/ or dist/src/. */
+function descriptorDir(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'proto', 'pidfd', 'agent', 'v1', 'agent.proto'))) {
+  while (!existsSync(join(dir, 'dist', 'descriptors', 'agent.binpb'))) {
     const up = dirname(dir);
-    if (up === dir) throw new Error('proto/pidfd/agent/v1/agent.proto not found above ' + fileURLToPath(import.meta.url));
+    if (up === dir) throw new Error('dist/descriptors/agent.binpb not found: run make build');
     dir = up;
   }
-  return join(dir, 'proto');
+  return join(dir, 'dist', 'descriptors');
+}
+
+/** The FileDescriptorProtos of a FileDescriptorSet (field 1), kept encoded as reflection serves them. */
+function filesOf(set: Uint8Array): Buffer[] {
+  const reader = new BinaryReader(set);
+  const files: Buffer[] = [];
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    if (field === 1 && wireType === WireType.LengthDelimited) files.push(Buffer.from(reader.bytes()));
+    else reader.skip(wireType);
+  }
+  return files;
 }
 
 export interface GrpcServer {
@@ -37,10 +50,10 @@ export function createServer(service: AgentServiceServer): GrpcServer {
   server.addService(AgentServiceService, service as unknown as UntypedServiceImplementation);
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
   health.addToServer(server);
-  const definitions = loadSync([join(protoRoot(), 'pidfd/agent/v1/agent.proto'), healthProtoPath], {
-    includeDirs: [protoRoot()],
-  });
-  new ReflectionService(definitions).addToServer(server);
+  // Reflection serves the files exactly as compiled by buf (names and imports intact), which
+  // reflection clients such as `buf curl` need; proto-loader's regrouped files lack their imports.
+  const fileDescriptorProtos = ['agent.binpb', 'health.binpb'].flatMap((f) => filesOf(readFileSync(join(descriptorDir(), f))));
+  new ReflectionService({ all: { fileDescriptorProtos } } as unknown as PackageDefinition).addToServer(server);
   return { server, health };
 }
 

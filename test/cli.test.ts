@@ -1,0 +1,111 @@
+import { execFile, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import test from 'ava';
+import { CLI_BIN } from './helpers/agent-process.js';
+import { procState, startHarness, type Harness } from './helpers/harness.js';
+
+let h: Harness;
+test.before(async () => {
+  h = await startHarness();
+});
+test.after.always(async () => {
+  await h?.close();
+});
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs pidfdctl against the test agent (asynchronously: the agent shares this event loop). */
+const ctl = (...args: string[]): Promise<Result> =>
+  new Promise((resolve) => {
+    execFile(process.execPath, [CLI_BIN, '--addr', h.address, ...args], (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+
+test('spawn prints the handle alone; wait prints the exit and exits with its code', async (t) => {
+  const spawned = await ctl('spawn', '--label', 'app=cli', '--', 'sh', '-c', 'exit 3');
+  t.is(spawned.code, 0, spawned.stderr);
+  t.regex(spawned.stdout, /^[A-Za-z0-9_-]{22}\n$/);
+  const handle = spawned.stdout.trim();
+  const waited = await ctl('wait', handle);
+  t.is(waited.code, 3);
+  t.is(waited.stdout, 'exited with code 3\n');
+  const got = await ctl('get', handle, '--json');
+  t.is(JSON.parse(got.stdout).process.exit.code, 3);
+  t.deepEqual(JSON.parse(got.stdout).process.labels, { app: 'cli' });
+});
+
+test('signal then wait: the CLI exits with 128+signal like a shell', async (t) => {
+  const handle = (await ctl('spawn', '--', 'sleep', '30')).stdout.trim();
+  const sent = await ctl('signal', handle, 'INT');
+  t.is(sent.stdout, 'sent SIGINT\n');
+  const waited = await ctl('wait', handle);
+  t.is(waited.code, 130);
+  t.is(waited.stdout, 'killed by SIGINT (signal 2)\n');
+  const again = await ctl('signal', handle);
+  t.is(again.code, 1);
+  t.regex(again.stderr, /^pidfdctl: FAILED_PRECONDITION: .* \(PROCESS_EXITED\)\n$/);
+});
+
+test('wait --timeout on a running process fails with DEADLINE_EXCEEDED', async (t) => {
+  const handle = (await ctl('spawn', '--', 'sleep', '30')).stdout.trim();
+  const waited = await ctl('wait', handle, '--timeout', '100ms');
+  t.is(waited.code, 1);
+  t.regex(waited.stderr, /DEADLINE_EXCEEDED/);
+  t.is((await ctl('signal', handle, 'KILL')).code, 0);
+  t.is((await ctl('wait', handle, '--json')).code, 137);
+});
+
+test('list, release and adopt work, and errors are one clear line', async (t) => {
+  const handle = (await ctl('spawn', '--label', 'team=list', '--', 'sleep', '30')).stdout.trim();
+  const listed = await ctl('list', '--label', 'team=list');
+  t.regex(listed.stdout, new RegExp(`^${handle}  pid \\d+  running  \\[team=list\\]  "sleep 30"\\n$`));
+  const json = JSON.parse((await ctl('list', '--label', 'team=list', '--json')).stdout);
+  t.is(json.processes.length, 1);
+  const pid = json.processes[0].pid as number;
+  const released = await ctl('release', handle);
+  t.is(released.stdout, 'released\n', released.stderr);
+  t.is(procState(pid), 'S', 'release leaves the process running');
+  const adopted = await ctl('adopt', String(pid), '--label', 'team=adopted');
+  t.is(adopted.code, 0, adopted.stderr);
+  const newHandle = adopted.stdout.trim();
+  t.not(newHandle, handle, 'handles are never reused');
+  await ctl('signal', newHandle, 'KILL');
+  t.is((await ctl('wait', newHandle)).code, 137);
+  const missing = await ctl('spawn', '--', '/no/such/binary');
+  t.is(missing.code, 1);
+  t.is(missing.stderr, 'pidfdctl: NOT_FOUND: argv[0]: /no/such/binary: ENOENT (ENOENT)\n');
+  const usage = await ctl('frobnicate');
+  t.is(usage.code, 2);
+  t.regex(usage.stderr, /unknown command/);
+});
+
+test('watch prints a line per event and --json objects; --after replays', async (t) => {
+  const { sequence } = await h.client.list();
+  const child = spawn(process.execPath, [CLI_BIN, '--addr', h.address, 'watch', '--json', '--after', String(sequence), '--label', 'w=1']);
+  const lines: string[] = [];
+  const rl = createInterface({ input: child.stdout! });
+  const gotTwo = new Promise<void>((resolve) => rl.on('line', (l) => lines.push(l) === 2 && resolve()));
+  const handle = (await ctl('spawn', '--label', 'w=1', '--', 'sh', '-c', 'exit 9')).stdout.trim();
+  await gotTwo;
+  child.kill('SIGINT');
+  const events = lines.map((l) => JSON.parse(l));
+  t.deepEqual(events.map((e) => e.type), ['EVENT_TYPE_SPAWNED', 'EVENT_TYPE_EXITED']);
+  t.true(events.every((e) => e.process.handle === handle));
+  t.is(events[1].process.exit.code, 9);
+  t.true(Number(events[1].sequence) > Number(events[0].sequence));
+  const text = await new Promise<string>((resolve) => {
+    const c = spawn(process.execPath, [CLI_BIN, '--addr', h.address, 'watch', handle, '--after', String(sequence)]);
+    let out = '';
+    c.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.split('\n').length > 2) c.kill('SIGINT');
+    });
+    c.on('exit', () => resolve(out));
+  });
+  t.regex(text, new RegExp(`^\\d+  \\S+  ${handle}  pid \\d+  spawned\\n\\d+  \\S+  ${handle}  pid \\d+  exited with code 9\\n`));
+});
