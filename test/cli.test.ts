@@ -29,7 +29,7 @@ const ctl = (...args: string[]): Promise<Result> =>
 test('spawn prints the handle alone; wait prints the exit and exits with its code', async (t) => {
   const spawned = await ctl('spawn', '--label', 'app=cli', '--', 'sh', '-c', 'exit 3');
   t.is(spawned.code, 0, spawned.stderr);
-  t.regex(spawned.stdout, /^[A-Za-z0-9_-]{22}\n$/);
+  t.regex(spawned.stdout, /^[a-z2-7]{26}\n$/);
   const handle = spawned.stdout.trim();
   const waited = await ctl('wait', handle);
   t.is(waited.code, 3);

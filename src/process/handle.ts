@@ -3,8 +3,12 @@ import { randomFillSync } from 'node:crypto';
 /** An opaque handle: 128 random bits, meaningless outside this agent, never reused. */
 export type HandleId = string & { readonly __brand: 'handle' };
 
+// Lower-case base32 (RFC 4648 alphabet): 26 characters that survive shells, URLs, file names and
+// argument parsers (a base64url handle may start with '-').
+const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
+const BYTES = 16;
 const POOL_IDS = 256;
-const pool = Buffer.alloc(16 * POOL_IDS);
+const pool = Buffer.alloc(BYTES * POOL_IDS);
 let next = POOL_IDS;
 
 export function newHandleId(): HandleId {
@@ -12,7 +16,19 @@ export function newHandleId(): HandleId {
     randomFillSync(pool);
     next = 0;
   }
-  const id = pool.toString('base64url', next * 16, next * 16 + 16);
+  let id = '';
+  let bits = 0;
+  let value = 0;
+  for (let i = next * BYTES; i < (next + 1) * BYTES; i++) {
+    value = (value << 8) | pool[i]!;
+    bits += 8;
+    while (bits >= 5) {
+      bits -= 5;
+      id += ALPHABET[(value >>> bits) & 31];
+    }
+    value &= (1 << bits) - 1;
+  }
+  if (bits > 0) id += ALPHABET[(value << (5 - bits)) & 31];
   next++;
   return id as HandleId;
 }
