@@ -70,7 +70,7 @@ test('signal to a process that exited but whose exit is not yet collected is ref
   const deadline = Date.now() + 5000;
   while (procState(record.identity.pid) !== 'Z' && Date.now() < deadline);
   t.is(procState(record.identity.pid), 'Z');
-  const e = t.throws(() => manager.signal(record.handle, 9, 'process'));
+  const e = t.throws(() => manager.signal(record.handle, 9, { kind: 'process' }));
   t.is((e as { kind?: string }).kind, 'ProcessExited');
   t.is(record.state, 'exited', 'the exit was collected on the way');
   t.is(record.exit?.termination.exitCode, 5);

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // pidfdctl: a command-line client of pidfd-agent.
 import { parseArgs } from 'node:util';
-import { AgentCallError, AgentClient, Event, GetResponse, ListResponse, OutputMode, Process, State, status, type Output } from '../../clients/ts/src/index.js';
+import { AgentCallError, AgentClient, Event, GetResponse, ListResponse, OutputMode, Process, SignalTarget, State, StopResponse, status, type Output } from '../../clients/ts/src/index.js';
 import { DEFAULT_SOCKET, parseDuration } from '../config/config.js';
 import { describeExit, eventLine, exitStatusOf, processDetail, processLine } from './format.js';
 
@@ -9,7 +9,9 @@ const USAGE = `usage: pidfdctl [--addr unix:///PATH|HOST:PORT] [--json] COMMAND
   spawn [--label k=v]... [--env K=V]... [--cwd DIR] [--request-id ID]
         [--stdout discard|inherit|file:PATH|append:PATH] [--stderr ...] [--no-new-session] -- CMD [ARG...]
                                   start CMD; prints the handle
-  signal HANDLE [SIGNAL] [--group]   send SIGNAL (default TERM) to the process or its process group
+  signal HANDLE [SIGNAL] [--group | --tid TID]   send SIGNAL (default TERM) to the process, its group or one thread
+  stop HANDLE [--signal SIG] [--grace DURATION] [--group]   SIG (TERM), then KILL after the grace (10s)
+  threads HANDLE                     the thread IDs of a process
   wait HANDLE [--timeout DURATION]   wait for the exit; exits with the code, or 128+signal
   watch [HANDLE...] [--label k=v]... [--after SEQ]   a line per event
   get HANDLE                         one process
@@ -32,6 +34,9 @@ const options = {
   stderr: { type: 'string' },
   'no-new-session': { type: 'boolean' },
   group: { type: 'boolean' },
+  tid: { type: 'string' },
+  signal: { type: 'string' },
+  grace: { type: 'string' },
   timeout: { type: 'string' },
   after: { type: 'string' },
   state: { type: 'string' },
@@ -70,6 +75,12 @@ function one(args: string[], what: string): string {
   return args[0]!;
 }
 
+function duration(text: string | undefined): { seconds: number; nanos: number } | undefined {
+  if (text === undefined) return undefined;
+  const ms = parseDuration(text);
+  return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 };
+}
+
 const print = (json: boolean, value: unknown, text: string) => console.log(json ? JSON.stringify(value) : text);
 
 async function run(argv: string[]): Promise<number> {
@@ -100,16 +111,24 @@ async function run(argv: string[]): Promise<number> {
       }
       case 'signal': {
         if (args.length < 1 || args.length > 2) throw new UsageError('signal HANDLE [SIGNAL]');
-        const res = await client.signal({ handle: args[0], signal: args[1] ?? 'TERM', target: v.group ? 2 : 1 });
+        if (v.group && v.tid !== undefined) throw new UsageError('--group and --tid exclude each other');
+        const target = v.group ? SignalTarget.SIGNAL_TARGET_PROCESS_GROUP : v.tid !== undefined ? SignalTarget.SIGNAL_TARGET_THREAD : SignalTarget.SIGNAL_TARGET_PROCESS;
+        const res = await client.signal({ handle: args[0], signal: args[1] ?? 'TERM', target, tid: v.tid === undefined ? 0 : Number(v.tid) });
         print(json, res, `sent ${res.signalName}`);
         return 0;
       }
+      case 'stop': {
+        const res = await client.stop({ handle: one(args, 'stop HANDLE'), signal: v.signal ?? '', grace: duration(v.grace), processGroup: v.group ?? false });
+        print(json, StopResponse.toJSON(res), `${describeExit(res.process!.exit)}${res.escalated ? ' (after SIGKILL: the grace period ran out)' : ''}`);
+        return exitStatusOf(res.process!.exit);
+      }
+      case 'threads': {
+        const res = await client.listThreads({ handle: one(args, 'threads HANDLE') });
+        print(json, res, res.tids.join('\n'));
+        return 0;
+      }
       case 'wait': {
-        const timeout = v.timeout === undefined ? undefined : parseDuration(v.timeout);
-        const res = await client.wait({
-          handle: one(args, 'wait HANDLE'),
-          timeout: timeout === undefined ? undefined : { seconds: Math.floor(timeout / 1000), nanos: (timeout % 1000) * 1e6 },
-        });
+        const res = await client.wait({ handle: one(args, 'wait HANDLE'), timeout: duration(v.timeout) });
         print(json, Process.toJSON(res.process!), describeExit(res.process!.exit));
         return exitStatusOf(res.process!.exit);
       }

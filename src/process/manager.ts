@@ -1,6 +1,7 @@
 import { openSync, statSync, constants as fsc } from 'node:fs';
 import { closeFd, type Fd, type Pidfd } from '../kernel/fd.js';
-import { pidfdOpen, pidfdPoll, pidfdSendSignal, pidfsInode } from '../kernel/pidfd.js';
+import { PIDFD_INFO_PID, PIDFD_THREAD, pidfdGetInfo, pidfdOpen, pidfdPoll, pidfdSendSignal, pidfsInode } from '../kernel/pidfd.js';
+import { Signal } from '../kernel/signals.js';
 import { spawn, type StdioAction } from '../kernel/spawn.js';
 import type { Features } from '../kernel/probe.js';
 import type { Reaper, ReapedExit } from '../reaper/reaper.js';
@@ -9,7 +10,7 @@ import { EventLog } from './event-log.js';
 import { resolveExecutable } from './executable.js';
 import { newHandleId } from './handle.js';
 import { DEFAULT_PATH, type AdoptOptions, type OutputTarget, type SignalTarget, type SpawnOptions } from './options.js';
-import { readCmdline, readStartTime } from './proc-fs.js';
+import { readCmdline, readStartTime, readThreadIds } from './proc-fs.js';
 import { ProcessRecord } from './record.js';
 import { ProcessTable, type RetentionPolicy } from './table.js';
 import { Waiters } from './waiters.js';
@@ -128,6 +129,57 @@ export class ProcessManager {
 
   signal(handle: string, signal: number, target: SignalTarget): void {
     const record = this.get(handle);
+    const pidfd = this.livePidfd(record);
+    try {
+      if (target.kind === 'thread') this.signalThread(record, pidfd, target.tid, signal);
+      else pidfdSendSignal(pidfd, signal, target.kind === 'process-group' ? 'process-group' : 'default');
+    } catch (e) {
+      throw fromKernel(e, { what: `signal ${signal} to ${record.handle}`, handle: record.handle });
+    }
+  }
+
+  /**
+   * Sends `signal`, waits up to `graceMs` for the exit, then SIGKILL to the same target. A group
+   * is reached through the leader's pidfd, so only while the leader is not reaped: members that
+   * outlive it are not addressed again (by number that would be racy; see README).
+   */
+  async stop(handle: string, signal: number, graceMs: number, group: boolean, abort: AbortSignal): Promise<{ record: ProcessRecord; escalated: boolean }> {
+    const record = this.get(handle);
+    const target: SignalTarget = { kind: group ? 'process-group' : 'process' };
+    if (!this.trySignal(handle, signal, target)) return { record: await this.wait(handle, undefined, abort), escalated: false };
+    try {
+      return { record: await this.wait(handle, graceMs, abort), escalated: false };
+    } catch (e) {
+      if (!(e instanceof AgentError) || e.detail.reason !== 'TIMEOUT') throw e;
+    }
+    this.trySignal(handle, Signal.SIGKILL, target);
+    return { record: await this.wait(record.handle, undefined, abort), escalated: true };
+  }
+
+  /** Thread IDs of a running process, leader first, read race-free (see below). */
+  listThreads(handle: string): number[] {
+    const record = this.get(handle);
+    const pidfd = this.livePidfd(record);
+    const tids = readThreadIds(record.identity.pid);
+    // /proc is read by number: the list is ours only if the process still held the number
+    // (was not reaped) after the read.
+    if (pidfdPoll(pidfd).reaped || tids.length === 0) throw processExited(record.handle);
+    return tids;
+  }
+
+  /** False when the process had already exited (nothing was sent). */
+  private trySignal(handle: string, signal: number, target: SignalTarget): boolean {
+    try {
+      this.signal(handle, signal, target);
+      return true;
+    } catch (e) {
+      if (e instanceof AgentError && e.kind === 'ProcessExited') return false;
+      throw e;
+    }
+  }
+
+  /** The pidfd of a process that has not exited; an exit found on the way is recorded first. */
+  private livePidfd(record: ProcessRecord): Pidfd {
     const pidfd = record.pidfd;
     if (record.state !== 'running' || pidfd === null) throw processExited(record.handle);
     // A zombie still accepts signals (harmlessly); refusing instead tells the caller the truth
@@ -136,10 +188,28 @@ export class ProcessManager {
       this.reaper.collect(pidfd);
       throw processExited(record.handle);
     }
+    return pidfd;
+  }
+
+  /**
+   * A tid is only a number: it counts if the thread's own pidfd (PIDFD_THREAD, 6.9+) shows it in
+   * our process's thread group while our process still holds its pid.
+   */
+  private signalThread(record: ProcessRecord, pidfd: Pidfd, tid: number, signal: number): void {
+    let thread: Pidfd;
     try {
-      pidfdSendSignal(pidfd, signal, target === 'process-group' ? 'process-group' : 'default');
+      thread = pidfdOpen(tid, PIDFD_THREAD);
     } catch (e) {
-      throw fromKernel(e, { what: `signal ${signal} to ${record.handle}`, handle: record.handle });
+      throw fromKernel(e, { what: `thread ${tid}`, field: 'tid' });
+    }
+    try {
+      const { tgid } = pidfdGetInfo(thread, PIDFD_INFO_PID);
+      if (tgid !== record.identity.pid || pidfdPoll(pidfd).reaped) {
+        throw notFound(`${tid} is not a thread of ${record.handle}`, { reason: 'NOT_A_THREAD', field: 'tid', handle: record.handle });
+      }
+      pidfdSendSignal(thread, signal); // a PIDFD_THREAD pidfd addresses that one thread
+    } finally {
+      closeFd(thread);
     }
   }
 

@@ -25,6 +25,9 @@ export interface AdoptOptions {
   readonly expectedPidfsInode?: bigint;
 }
 
-export type SignalTarget = 'process' | 'process-group';
+export type SignalTarget =
+  | { readonly kind: 'process' }
+  | { readonly kind: 'process-group' }
+  | { readonly kind: 'thread'; readonly tid: number };
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Start time of pid in clock ticks since boot (/proc/PID/stat field 22); undefined if gone. */
 export function readStartTime(pid: number): bigint | undefined {
@@ -23,5 +23,15 @@ function readOrUndefined(path: string): string | undefined {
     return readFileSync(path, 'latin1');
   } catch {
     return undefined;
+  }
+}
+
+/** Thread IDs from /proc/PID/task, the leader (tid == pid) first; empty when gone. */
+export function readThreadIds(pid: number): number[] {
+  try {
+    const tids = readdirSync(`/proc/${pid}/task`).map(Number).filter(Number.isInteger);
+    return tids.sort((a, b) => (a === pid ? -1 : b === pid ? 1 : a - b));
+  } catch {
+    return [];
   }
 }

@@ -10,6 +10,8 @@ import * as validate from './validate.js';
 import type { WatchHub } from './watch.js';
 import { signalName } from '../kernel/signals.js';
 
+const DEFAULT_GRACE_MS = 10_000;
+
 function unary<Req, Res>(method: string, log: Logger, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
     try {
@@ -39,16 +41,27 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
 
     signal: unary('Signal', log, (req) => {
       const signal = validate.signal(req.signal);
-      manager.signal(validate.handle(req.handle), signal, validate.signalTarget(req.target));
+      manager.signal(validate.handle(req.handle), signal, validate.signalTarget(req.target, req.tid));
       return { signal, signalName: signalName(signal) };
     }),
 
     wait: unary('Wait', log, async (req, call) => {
       const abort = new AbortController();
       call.on('cancelled', () => abort.abort());
-      const record = await manager.wait(validate.handle(req.handle), validate.timeoutMs(req.timeout), abort.signal);
+      const record = await manager.wait(validate.handle(req.handle), validate.durationMs('timeout', req.timeout), abort.signal);
       return { process: toProcess(record) };
     }),
+
+    stop: unary('Stop', log, async (req, call) => {
+      const abort = new AbortController();
+      call.on('cancelled', () => abort.abort());
+      const signal = validate.signal(req.signal);
+      const grace = validate.durationMs('grace', req.grace) ?? DEFAULT_GRACE_MS;
+      const { record, escalated } = await manager.stop(validate.handle(req.handle), signal, grace, req.processGroup, abort.signal);
+      return { process: toProcess(record), escalated };
+    }),
+
+    listThreads: unary('ListThreads', log, (req) => ({ tids: manager.listThreads(validate.handle(req.handle)) })),
 
     get: unary('Get', log, (req) => ({ process: toProcess(manager.get(validate.handle(req.handle))) })),
 

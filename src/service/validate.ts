@@ -108,13 +108,16 @@ export function signal(value: string): number {
   return n;
 }
 
-export function signalTarget(t: ApiSignalTarget): SignalTarget {
+export function signalTarget(t: ApiSignalTarget, tid: number): SignalTarget {
   switch (t) {
     case ApiSignalTarget.SIGNAL_TARGET_UNSPECIFIED:
     case ApiSignalTarget.SIGNAL_TARGET_PROCESS:
-      return 'process';
+      return { kind: 'process' };
     case ApiSignalTarget.SIGNAL_TARGET_PROCESS_GROUP:
-      return 'process-group';
+      return { kind: 'process-group' };
+    case ApiSignalTarget.SIGNAL_TARGET_THREAD:
+      if (!Number.isInteger(tid) || tid <= 0) throw invalidArgument('tid', 'must be a positive thread ID');
+      return { kind: 'thread', tid };
     default:
       throw invalidArgument('target', `unknown target ${t}`);
   }
@@ -125,9 +128,9 @@ export function handle(value: string): string {
   return text('handle', value, 64);
 }
 
-export function timeoutMs(d: Duration | undefined): number | undefined {
+export function durationMs(field: string, d: Duration | undefined): number | undefined {
   if (d === undefined) return undefined;
   const ms = d.seconds * 1000 + Math.floor(d.nanos / 1e6);
-  if (!Number.isFinite(ms) || ms < 0) throw invalidArgument('timeout', 'must not be negative');
+  if (!Number.isFinite(ms) || ms < 0) throw invalidArgument(field, 'must not be negative');
   return Math.min(ms, 2 ** 31 - 1);
 }

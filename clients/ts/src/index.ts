@@ -7,14 +7,18 @@ import {
   GetRequest,
   ListRequest,
   ReleaseRequest,
+  ListThreadsRequest,
   SignalRequest,
   SpawnRequest,
+  StopRequest,
   WaitRequest,
   WatchRequest,
   type AdoptResponse,
   type Event,
   type GetResponse,
   type ListResponse,
+  type ListThreadsResponse,
+  type StopResponse,
   type ReleaseResponse,
   type SignalResponse,
   type SpawnResponse,
@@ -97,6 +101,12 @@ export class AgentClient {
   }
   release(req: DeepPartial<ReleaseRequest>, opts?: CallOptions): Promise<ReleaseResponse> {
     return this.unary(this.raw.release, ReleaseRequest.fromPartial(req), opts);
+  }
+  stop(req: DeepPartial<StopRequest>, opts?: CallOptions): Promise<StopResponse> {
+    return this.unary(this.raw.stop, StopRequest.fromPartial(req), opts);
+  }
+  listThreads(req: DeepPartial<ListThreadsRequest>, opts?: CallOptions): Promise<ListThreadsResponse> {
+    return this.unary(this.raw.listThreads, ListThreadsRequest.fromPartial(req), opts);
   }
 
   /**

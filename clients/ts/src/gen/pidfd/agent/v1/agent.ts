@@ -131,6 +131,11 @@ export enum SignalTarget {
   SIGNAL_TARGET_PROCESS = 1,
   /** SIGNAL_TARGET_PROCESS_GROUP - The process group the process belongs to (PIDFD_SIGNAL_PROCESS_GROUP). */
   SIGNAL_TARGET_PROCESS_GROUP = 2,
+  /**
+   * SIGNAL_TARGET_THREAD - One thread of the process, by SignalRequest.tid (a PIDFD_THREAD pidfd, checked to belong to
+   * the process).
+   */
+  SIGNAL_TARGET_THREAD = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -145,6 +150,9 @@ export function signalTargetFromJSON(object: any): SignalTarget {
     case 2:
     case "SIGNAL_TARGET_PROCESS_GROUP":
       return SignalTarget.SIGNAL_TARGET_PROCESS_GROUP;
+    case 3:
+    case "SIGNAL_TARGET_THREAD":
+      return SignalTarget.SIGNAL_TARGET_THREAD;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -160,6 +168,8 @@ export function signalTargetToJSON(object: SignalTarget): string {
       return "SIGNAL_TARGET_PROCESS";
     case SignalTarget.SIGNAL_TARGET_PROCESS_GROUP:
       return "SIGNAL_TARGET_PROCESS_GROUP";
+    case SignalTarget.SIGNAL_TARGET_THREAD:
+      return "SIGNAL_TARGET_THREAD";
     case SignalTarget.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -287,6 +297,8 @@ export interface SignalRequest {
   /** A name (SIGTERM, TERM) or a number ("15"). Default SIGTERM. */
   signal: string;
   target: SignalTarget;
+  /** The thread, for SIGNAL_TARGET_THREAD (see ListThreads). */
+  tid: number;
 }
 
 export interface SignalResponse {
@@ -371,6 +383,35 @@ export interface ReleaseRequest {
 }
 
 export interface ReleaseResponse {
+}
+
+export interface StopRequest {
+  handle: string;
+  /** Sent first; SIGTERM when empty. */
+  signal: string;
+  /** How long to wait after the first signal before SIGKILL; 10s when unset. */
+  grace?:
+    | Duration
+    | undefined;
+  /** Signal the whole process group (through the leader's pidfd) instead of the process. */
+  processGroup: boolean;
+}
+
+export interface StopResponse {
+  process?:
+    | Process
+    | undefined;
+  /** True when the grace period ran out and SIGKILL was sent. */
+  escalated: boolean;
+}
+
+export interface ListThreadsRequest {
+  handle: string;
+}
+
+export interface ListThreadsResponse {
+  /** Thread IDs in the agent's PID namespace; the first is the thread-group leader. */
+  tids: number[];
 }
 
 export interface Process {
@@ -1379,7 +1420,7 @@ export const AdoptResponse: MessageFns<AdoptResponse> = {
 };
 
 function createBaseSignalRequest(): SignalRequest {
-  return { handle: "", signal: "", target: 0 };
+  return { handle: "", signal: "", target: 0, tid: 0 };
 }
 
 export const SignalRequest: MessageFns<SignalRequest> = {
@@ -1392,6 +1433,9 @@ export const SignalRequest: MessageFns<SignalRequest> = {
     }
     if (message.target !== 0) {
       writer.uint32(24).int32(message.target);
+    }
+    if (message.tid !== 0) {
+      writer.uint32(32).int32(message.tid);
     }
     return writer;
   },
@@ -1433,6 +1477,14 @@ export const SignalRequest: MessageFns<SignalRequest> = {
             message.target = reader.int32() as any;
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.tid = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1450,6 +1502,7 @@ export const SignalRequest: MessageFns<SignalRequest> = {
       handle: isSet(object.handle) ? globalThis.String(object.handle) : "",
       signal: isSet(object.signal) ? globalThis.String(object.signal) : "",
       target: isSet(object.target) ? signalTargetFromJSON(object.target) : 0,
+      tid: isSet(object.tid) ? globalThis.Number(object.tid) : 0,
     };
   },
 
@@ -1464,6 +1517,9 @@ export const SignalRequest: MessageFns<SignalRequest> = {
     if (message.target !== 0) {
       obj.target = signalTargetToJSON(message.target);
     }
+    if (message.tid !== 0) {
+      obj.tid = Math.round(message.tid);
+    }
     return obj;
   },
 
@@ -1475,6 +1531,7 @@ export const SignalRequest: MessageFns<SignalRequest> = {
     message.handle = object.handle ?? "";
     message.signal = object.signal ?? "";
     message.target = object.target ?? 0;
+    message.tid = object.tid ?? 0;
     return message;
   },
 };
@@ -2672,6 +2729,364 @@ export const ReleaseResponse: MessageFns<ReleaseResponse> = {
   },
 };
 
+function createBaseStopRequest(): StopRequest {
+  return { handle: "", signal: "", grace: undefined, processGroup: false };
+}
+
+export const StopRequest: MessageFns<StopRequest> = {
+  encode(message: StopRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== "") {
+      writer.uint32(10).string(message.handle);
+    }
+    if (message.signal !== "") {
+      writer.uint32(18).string(message.signal);
+    }
+    if (message.grace !== undefined) {
+      Duration.encode(message.grace, writer.uint32(26).fork()).join();
+    }
+    if (message.processGroup !== false) {
+      writer.uint32(32).bool(message.processGroup);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StopRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStopRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.handle = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.signal = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.grace = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.processGroup = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StopRequest {
+    return {
+      handle: isSet(object.handle) ? globalThis.String(object.handle) : "",
+      signal: isSet(object.signal) ? globalThis.String(object.signal) : "",
+      grace: isSet(object.grace) ? Duration.fromJSON(object.grace) : undefined,
+      processGroup: isSet(object.processGroup)
+        ? globalThis.Boolean(object.processGroup)
+        : isSet(object.process_group)
+        ? globalThis.Boolean(object.process_group)
+        : false,
+    };
+  },
+
+  toJSON(message: StopRequest): unknown {
+    const obj: any = {};
+    if (message.handle !== "") {
+      obj.handle = message.handle;
+    }
+    if (message.signal !== "") {
+      obj.signal = message.signal;
+    }
+    if (message.grace !== undefined) {
+      obj.grace = Duration.toJSON(message.grace);
+    }
+    if (message.processGroup !== false) {
+      obj.processGroup = message.processGroup;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StopRequest>, I>>(base?: I): StopRequest {
+    return StopRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StopRequest>, I>>(object: I): StopRequest {
+    const message = createBaseStopRequest();
+    message.handle = object.handle ?? "";
+    message.signal = object.signal ?? "";
+    message.grace = (object.grace !== undefined && object.grace !== null)
+      ? Duration.fromPartial(object.grace)
+      : undefined;
+    message.processGroup = object.processGroup ?? false;
+    return message;
+  },
+};
+
+function createBaseStopResponse(): StopResponse {
+  return { process: undefined, escalated: false };
+}
+
+export const StopResponse: MessageFns<StopResponse> = {
+  encode(message: StopResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.process !== undefined) {
+      Process.encode(message.process, writer.uint32(10).fork()).join();
+    }
+    if (message.escalated !== false) {
+      writer.uint32(16).bool(message.escalated);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StopResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStopResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.process = Process.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.escalated = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StopResponse {
+    return {
+      process: isSet(object.process) ? Process.fromJSON(object.process) : undefined,
+      escalated: isSet(object.escalated) ? globalThis.Boolean(object.escalated) : false,
+    };
+  },
+
+  toJSON(message: StopResponse): unknown {
+    const obj: any = {};
+    if (message.process !== undefined) {
+      obj.process = Process.toJSON(message.process);
+    }
+    if (message.escalated !== false) {
+      obj.escalated = message.escalated;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StopResponse>, I>>(base?: I): StopResponse {
+    return StopResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StopResponse>, I>>(object: I): StopResponse {
+    const message = createBaseStopResponse();
+    message.process = (object.process !== undefined && object.process !== null)
+      ? Process.fromPartial(object.process)
+      : undefined;
+    message.escalated = object.escalated ?? false;
+    return message;
+  },
+};
+
+function createBaseListThreadsRequest(): ListThreadsRequest {
+  return { handle: "" };
+}
+
+export const ListThreadsRequest: MessageFns<ListThreadsRequest> = {
+  encode(message: ListThreadsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== "") {
+      writer.uint32(10).string(message.handle);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListThreadsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListThreadsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.handle = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListThreadsRequest {
+    return { handle: isSet(object.handle) ? globalThis.String(object.handle) : "" };
+  },
+
+  toJSON(message: ListThreadsRequest): unknown {
+    const obj: any = {};
+    if (message.handle !== "") {
+      obj.handle = message.handle;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListThreadsRequest>, I>>(base?: I): ListThreadsRequest {
+    return ListThreadsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListThreadsRequest>, I>>(object: I): ListThreadsRequest {
+    const message = createBaseListThreadsRequest();
+    message.handle = object.handle ?? "";
+    return message;
+  },
+};
+
+function createBaseListThreadsResponse(): ListThreadsResponse {
+  return { tids: [] };
+}
+
+export const ListThreadsResponse: MessageFns<ListThreadsResponse> = {
+  encode(message: ListThreadsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tids.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.tids) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListThreadsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListThreadsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 8) {
+              message.tids.push(reader.int32());
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.tids.push(reader.int32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListThreadsResponse {
+    return { tids: globalThis.Array.isArray(object?.tids) ? object.tids.map((e: any) => globalThis.Number(e)) : [] };
+  },
+
+  toJSON(message: ListThreadsResponse): unknown {
+    const obj: any = {};
+    if (message.tids?.length) {
+      obj.tids = message.tids.map((e) => Math.round(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListThreadsResponse>, I>>(base?: I): ListThreadsResponse {
+    return ListThreadsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListThreadsResponse>, I>>(object: I): ListThreadsResponse {
+    const message = createBaseListThreadsResponse();
+    message.tids = object.tids?.map((e) => e) || [];
+    return message;
+  },
+};
+
 function createBaseProcess(): Process {
   return {
     handle: "",
@@ -3467,6 +3882,29 @@ export const AgentServiceService = {
     responseSerialize: (value: ReleaseResponse): Buffer => Buffer.from(ReleaseResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ReleaseResponse => ReleaseResponse.decode(value),
   },
+  /**
+   * Stop sends a signal (SIGTERM by default), waits a grace period, then sends SIGKILL, to the
+   * process or to its process group, and returns the exit.
+   */
+  stop: {
+    path: "/pidfd.agent.v1.AgentService/Stop" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StopRequest): Buffer => Buffer.from(StopRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StopRequest => StopRequest.decode(value),
+    responseSerialize: (value: StopResponse): Buffer => Buffer.from(StopResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StopResponse => StopResponse.decode(value),
+  },
+  /** ListThreads returns the thread IDs of a running process. */
+  listThreads: {
+    path: "/pidfd.agent.v1.AgentService/ListThreads" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListThreadsRequest): Buffer => Buffer.from(ListThreadsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListThreadsRequest => ListThreadsRequest.decode(value),
+    responseSerialize: (value: ListThreadsResponse): Buffer => Buffer.from(ListThreadsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListThreadsResponse => ListThreadsResponse.decode(value),
+  },
 } as const;
 
 export interface AgentServiceServer extends UntypedServiceImplementation {
@@ -3486,6 +3924,13 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
   list: handleUnaryCall<ListRequest, ListResponse>;
   /** Release closes the pidfd and forgets the handle. A running process keeps running. */
   release: handleUnaryCall<ReleaseRequest, ReleaseResponse>;
+  /**
+   * Stop sends a signal (SIGTERM by default), waits a grace period, then sends SIGKILL, to the
+   * process or to its process group, and returns the exit.
+   */
+  stop: handleUnaryCall<StopRequest, StopResponse>;
+  /** ListThreads returns the thread IDs of a running process. */
+  listThreads: handleUnaryCall<ListThreadsRequest, ListThreadsResponse>;
 }
 
 export interface AgentServiceClient extends Client {
@@ -3598,6 +4043,38 @@ export interface AgentServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ReleaseResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Stop sends a signal (SIGTERM by default), waits a grace period, then sends SIGKILL, to the
+   * process or to its process group, and returns the exit.
+   */
+  stop(request: StopRequest, callback: (error: ServiceError | null, response: StopResponse) => void): ClientUnaryCall;
+  stop(
+    request: StopRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StopResponse) => void,
+  ): ClientUnaryCall;
+  stop(
+    request: StopRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StopResponse) => void,
+  ): ClientUnaryCall;
+  /** ListThreads returns the thread IDs of a running process. */
+  listThreads(
+    request: ListThreadsRequest,
+    callback: (error: ServiceError | null, response: ListThreadsResponse) => void,
+  ): ClientUnaryCall;
+  listThreads(
+    request: ListThreadsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListThreadsResponse) => void,
+  ): ClientUnaryCall;
+  listThreads(
+    request: ListThreadsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListThreadsResponse) => void,
   ): ClientUnaryCall;
 }
 

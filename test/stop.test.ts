@@ -1,0 +1,63 @@
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test from 'ava';
+import { AgentCallError, State, status } from '../clients/ts/src/index.js';
+import { eventually, procState, startHarness, type Harness } from './helpers/harness.js';
+
+let h: Harness;
+test.before(async () => {
+  h = await startHarness();
+});
+test.after.always(async () => {
+  await h?.close();
+});
+
+const ms = (n: number) => ({ seconds: Math.floor(n / 1000), nanos: (n % 1000) * 1e6 });
+
+test('Stop ends a process that honours SIGTERM without escalating', async (t) => {
+  const { process: p } = await h.client.spawn({ argv: ['sleep', '30'] });
+  const res = await h.client.stop({ handle: p!.handle, grace: ms(5000) });
+  t.false(res.escalated);
+  t.is(res.process!.exit!.signal, 15);
+});
+
+test('Stop escalates to SIGKILL after the grace period when SIGTERM is ignored', async (t) => {
+  const { process: p } = await h.client.spawn({ argv: ['sh', '-c', 'trap "" TERM; sleep 30 & wait; sleep 30'] });
+  await eventually('the trap to be set', () => procState(p!.pid) === 'S');
+  await new Promise((r) => setTimeout(r, 100));
+  const started = Date.now();
+  const res = await h.client.stop({ handle: p!.handle, grace: ms(300) });
+  t.true(res.escalated);
+  t.is(res.process!.exit!.signal, 9);
+  t.is(res.process!.exit!.signalName, 'SIGKILL');
+  t.true(Date.now() - started >= 300, 'the grace period was given');
+});
+
+test('Stop with process_group reaches every member of the group, with SIGKILL when SIGTERM is ignored', async (t) => {
+  const out = join(mkdtempSync(join(tmpdir(), 'pidfd-agent-stop-')), 'member.pid');
+  // SIG_IGN survives exec, so the background member ignores SIGTERM too.
+  const { process: p } = await h.client.spawn({ argv: ['sh', '-c', `trap "" TERM; sleep 30 & echo $! > ${out}; wait`] });
+  const member = await eventually('the member to start', () => {
+    const text = existsSync(out) ? readFileSync(out, 'utf8').trim() : '';
+    return text !== '' && Number(text);
+  });
+  t.is(procState(member), 'S');
+  const res = await h.client.stop({ handle: p!.handle, grace: ms(200), processGroup: true });
+  t.true(res.escalated);
+  t.is(res.process!.exit!.signal, 9);
+  // Observed through /proc by the test only: the member (reparented, then reaped by init) is gone.
+  await eventually('the group member to be gone', () => procState(member) === undefined || procState(member) === 'Z');
+  t.pass();
+});
+
+test('Stop of an exited process returns its exit; of an unknown handle NOT_FOUND', async (t) => {
+  const { process: p } = await h.client.spawn({ argv: ['sh', '-c', 'exit 2'] });
+  await h.client.wait({ handle: p!.handle });
+  const res = await h.client.stop({ handle: p!.handle });
+  t.false(res.escalated);
+  t.is(res.process!.exit!.code, 2);
+  t.is(res.process!.state, State.STATE_EXITED);
+  const e = await t.throwsAsync(h.client.stop({ handle: 'nosuchhandle' }), { instanceOf: AgentCallError });
+  t.is(e.code, status.NOT_FOUND);
+});
