@@ -12,6 +12,7 @@ $(STAMP): package.json package-lock.json
 deps: $(STAMP)
 
 build: deps
+	mkdir -p dist/descriptors
 	npx buf build -o dist/descriptors/agent.binpb
 	npx buf build node_modules/grpc-health-check/proto -o dist/descriptors/health.binpb
 	npx tsc -p tsconfig.json
