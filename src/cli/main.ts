@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // pidfdctl: a command-line client of pidfd-agent.
 import { parseArgs } from 'node:util';
-import { AgentCallError, AgentClient, Event, GetResponse, ListResponse, OutputMode, Process, SignalTarget, State, StopResponse, status, type Output } from '../../clients/ts/src/index.js';
+import { AgentCallError, AgentClient, Event, GetResponse, ListResponse, Output, OutputMode, Process, SignalTarget, State, StopResponse, status } from '../../clients/ts/src/index.js';
 import { DEFAULT_SOCKET, parseDuration } from '../config/config.js';
 import { describeExit, eventLine, exitStatusOf, processDetail, processLine } from './format.js';
 
@@ -58,11 +58,11 @@ function pairs(flag: string, items: string[] | undefined): Record<string, string
 
 function output(flag: string, text: string | undefined): Output | undefined {
   if (text === undefined) return undefined;
-  if (text === 'discard') return { mode: OutputMode.OUTPUT_MODE_DISCARD, path: '', append: false };
-  if (text === 'inherit') return { mode: OutputMode.OUTPUT_MODE_INHERIT, path: '', append: false };
+  if (text === 'discard') return Output.fromPartial({ mode: OutputMode.OUTPUT_MODE_DISCARD });
+  if (text === 'inherit') return Output.fromPartial({ mode: OutputMode.OUTPUT_MODE_INHERIT });
   const m = /^(file|append):(.+)$/.exec(text);
   if (!m) throw new UsageError(`--${flag} expects discard, inherit, file:PATH or append:PATH`);
-  return { mode: OutputMode.OUTPUT_MODE_FILE, path: m[2]!, append: m[1] === 'append' };
+  return Output.fromPartial({ mode: OutputMode.OUTPUT_MODE_FILE, path: m[2]!, append: m[1] === 'append' });
 }
 
 function address(v: Values): string {

@@ -11,6 +11,7 @@ export type ErrorKind =
   | 'OutOfRange'
   | 'DeadlineExceeded'
   | 'Unsupported'
+  | 'Unimplemented'
   | 'Unavailable';
 
 export interface ErrorDetail {

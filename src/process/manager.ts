@@ -244,7 +244,7 @@ export class ProcessManager {
       this.byPidfd.delete(exit.pidfd);
       this.dropInode(record);
       const released = record.state === 'released';
-      record.markExited({ termination: exit.termination, rusage: exit.rusage, exitedAt: now });
+      record.markExited({ termination: exit.termination, rusage: exit.rusage, exitedAt: now, reason: 'exited' });
       if (released) {
         record.markReleased();
         continue;

@@ -4,8 +4,12 @@ import type { HandleId } from './handle.js';
 
 export type State = 'running' | 'exited' | 'released';
 
+/** Why the process ended: on its own (or by a client's signal), or by its deadline. */
+export type ExitReason = 'exited' | 'timeout';
+
 export interface ExitInfo {
   readonly termination: Termination;
+  readonly reason: ExitReason;
   /** Only for our own children: waitid reports it, PIDFD_INFO_EXIT does not. */
   readonly rusage?: Rusage;
   readonly exitedAt: number;

@@ -12,6 +12,8 @@ import { signalName } from '../kernel/signals.js';
 
 const DEFAULT_GRACE_MS = 10_000;
 
+const notYet = (what: string) => new AgentError('Unimplemented', `${what} is not implemented yet`, { reason: 'UNIMPLEMENTED' });
+
 function unary<Req, Res>(method: string, log: Logger, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
     try {
@@ -59,6 +61,14 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
       const grace = validate.durationMs('grace', req.grace) ?? DEFAULT_GRACE_MS;
       const { record, escalated } = await manager.stop(validate.handle(req.handle), signal, grace, req.processGroup, abort.signal);
       return { process: toProcess(record), escalated };
+    }),
+
+    readOutput: (call) => call.emit('error', toServiceError(notYet('ReadOutput'), 'ReadOutput', log)),
+    writeStdin: unary('WriteStdin', log, () => {
+      throw notYet('WriteStdin');
+    }),
+    closeStdin: unary('CloseStdin', log, () => {
+      throw notYet('CloseStdin');
     }),
 
     listThreads: unary('ListThreads', log, (req) => ({ tids: manager.listThreads(validate.handle(req.handle)) })),

@@ -5,6 +5,7 @@ import type { EventType as DomainEventType, ProcessEvent } from '../process/even
 import type { ExitInfo, ProcessRecord, State as DomainState } from '../process/record.js';
 import {
   EventType,
+  ExitReason,
   State,
   type Event,
   type Exit,
@@ -61,6 +62,7 @@ function toExit(exit: ExitInfo): Exit {
     coreDumped: t.signal !== undefined && t.coreDumped,
     exitedAt: new Date(exit.exitedAt),
     rusage: exit.rusage && toRusage(exit.rusage),
+    reason: exit.reason === 'timeout' ? ExitReason.EXIT_REASON_TIMEOUT : ExitReason.EXIT_REASON_EXITED,
   };
 }
 

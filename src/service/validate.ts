@@ -1,7 +1,7 @@
 // API requests → validated domain options. Every failure names the offending field.
 import { isAbsolute } from 'node:path';
 import { parseSignal } from '../kernel/signals.js';
-import { invalidArgument } from '../process/errors.js';
+import { AgentError, invalidArgument } from '../process/errors.js';
 import type { AdoptOptions, OutputTarget, SignalTarget, SpawnOptions } from '../process/options.js';
 import {
   OutputMode,
@@ -62,7 +62,32 @@ function output(field: string, o: Output | undefined): OutputTarget {
   }
 }
 
+/** Spawn fields of API v1 that this build does not act on yet: refused, never silently ignored. */
+function refuseUnimplemented(req: SpawnRequest): void {
+  const set: [string, boolean][] = [
+    ['stdin', req.stdin !== 0],
+    ['env_mode', req.envMode !== 0],
+    ['user', req.user !== ''],
+    ['group', req.group !== ''],
+    ['groups', req.groups.length > 0],
+    ['umask', req.umask !== undefined],
+    ['no_new_privs', req.noNewPrivs],
+    ['parent_death_signal', req.parentDeathSignal !== ''],
+    ['rlimits', req.rlimits.length > 0],
+    ['cgroup', req.cgroup !== undefined],
+    ['timeout', req.timeout !== undefined],
+    ['kill_signal', req.killSignal !== ''],
+    ['grace', req.grace !== undefined],
+    ['output_events', req.outputEvents],
+    ['stdout.mode', req.stdout?.mode === OutputMode.OUTPUT_MODE_CAPTURE],
+    ['stderr.mode', req.stderr?.mode === OutputMode.OUTPUT_MODE_CAPTURE],
+  ];
+  const field = set.find(([, on]) => on)?.[0];
+  if (field !== undefined) throw new AgentError('Unimplemented', `${field}: not implemented yet`, { reason: 'UNIMPLEMENTED', field });
+}
+
 export function spawnOptions(req: SpawnRequest): SpawnOptions {
+  refuseUnimplemented(req);
   if (req.argv.length === 0) throw invalidArgument('argv', 'must not be empty');
   if (req.argv[0] === '') throw invalidArgument('argv[0]', 'must not be empty');
   if (req.argv.length > LIMITS.argvItems) throw invalidArgument('argv', `more than ${LIMITS.argvItems} items`);

@@ -83,6 +83,8 @@ export enum OutputMode {
   OUTPUT_MODE_FILE = 2,
   /** OUTPUT_MODE_INHERIT - The agent's own stream. */
   OUTPUT_MODE_INHERIT = 3,
+  /** OUTPUT_MODE_CAPTURE - A pipe read by the agent into a bounded ring, served by ReadOutput (and Watch if asked). */
+  OUTPUT_MODE_CAPTURE = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -100,6 +102,9 @@ export function outputModeFromJSON(object: any): OutputMode {
     case 3:
     case "OUTPUT_MODE_INHERIT":
       return OutputMode.OUTPUT_MODE_INHERIT;
+    case 4:
+    case "OUTPUT_MODE_CAPTURE":
+      return OutputMode.OUTPUT_MODE_CAPTURE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -117,7 +122,177 @@ export function outputModeToJSON(object: OutputMode): string {
       return "OUTPUT_MODE_FILE";
     case OutputMode.OUTPUT_MODE_INHERIT:
       return "OUTPUT_MODE_INHERIT";
+    case OutputMode.OUTPUT_MODE_CAPTURE:
+      return "OUTPUT_MODE_CAPTURE";
     case OutputMode.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** StdinMode says what the process reads on stdin. */
+export enum StdinMode {
+  /** STDIN_MODE_UNSPECIFIED - Same as STDIN_MODE_NULL. */
+  STDIN_MODE_UNSPECIFIED = 0,
+  /** STDIN_MODE_NULL - /dev/null. */
+  STDIN_MODE_NULL = 1,
+  /** STDIN_MODE_PIPE - A pipe written with WriteStdin and closed with CloseStdin. */
+  STDIN_MODE_PIPE = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function stdinModeFromJSON(object: any): StdinMode {
+  switch (object) {
+    case 0:
+    case "STDIN_MODE_UNSPECIFIED":
+      return StdinMode.STDIN_MODE_UNSPECIFIED;
+    case 1:
+    case "STDIN_MODE_NULL":
+      return StdinMode.STDIN_MODE_NULL;
+    case 2:
+    case "STDIN_MODE_PIPE":
+      return StdinMode.STDIN_MODE_PIPE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return StdinMode.UNRECOGNIZED;
+  }
+}
+
+export function stdinModeToJSON(object: StdinMode): string {
+  switch (object) {
+    case StdinMode.STDIN_MODE_UNSPECIFIED:
+      return "STDIN_MODE_UNSPECIFIED";
+    case StdinMode.STDIN_MODE_NULL:
+      return "STDIN_MODE_NULL";
+    case StdinMode.STDIN_MODE_PIPE:
+      return "STDIN_MODE_PIPE";
+    case StdinMode.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** EnvMode says how SpawnRequest.env is used. */
+export enum EnvMode {
+  /** ENV_MODE_UNSPECIFIED - Same as ENV_MODE_EXPLICIT. */
+  ENV_MODE_UNSPECIFIED = 0,
+  /** ENV_MODE_EXPLICIT - env is the whole environment; when empty, a minimal one (PATH only). */
+  ENV_MODE_EXPLICIT = 1,
+  /** ENV_MODE_INHERIT - The agent's own environment, with env as overrides. */
+  ENV_MODE_INHERIT = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function envModeFromJSON(object: any): EnvMode {
+  switch (object) {
+    case 0:
+    case "ENV_MODE_UNSPECIFIED":
+      return EnvMode.ENV_MODE_UNSPECIFIED;
+    case 1:
+    case "ENV_MODE_EXPLICIT":
+      return EnvMode.ENV_MODE_EXPLICIT;
+    case 2:
+    case "ENV_MODE_INHERIT":
+      return EnvMode.ENV_MODE_INHERIT;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return EnvMode.UNRECOGNIZED;
+  }
+}
+
+export function envModeToJSON(object: EnvMode): string {
+  switch (object) {
+    case EnvMode.ENV_MODE_UNSPECIFIED:
+      return "ENV_MODE_UNSPECIFIED";
+    case EnvMode.ENV_MODE_EXPLICIT:
+      return "ENV_MODE_EXPLICIT";
+    case EnvMode.ENV_MODE_INHERIT:
+      return "ENV_MODE_INHERIT";
+    case EnvMode.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** OutputStream names stdout or stderr. */
+export enum OutputStream {
+  OUTPUT_STREAM_UNSPECIFIED = 0,
+  OUTPUT_STREAM_STDOUT = 1,
+  OUTPUT_STREAM_STDERR = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function outputStreamFromJSON(object: any): OutputStream {
+  switch (object) {
+    case 0:
+    case "OUTPUT_STREAM_UNSPECIFIED":
+      return OutputStream.OUTPUT_STREAM_UNSPECIFIED;
+    case 1:
+    case "OUTPUT_STREAM_STDOUT":
+      return OutputStream.OUTPUT_STREAM_STDOUT;
+    case 2:
+    case "OUTPUT_STREAM_STDERR":
+      return OutputStream.OUTPUT_STREAM_STDERR;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return OutputStream.UNRECOGNIZED;
+  }
+}
+
+export function outputStreamToJSON(object: OutputStream): string {
+  switch (object) {
+    case OutputStream.OUTPUT_STREAM_UNSPECIFIED:
+      return "OUTPUT_STREAM_UNSPECIFIED";
+    case OutputStream.OUTPUT_STREAM_STDOUT:
+      return "OUTPUT_STREAM_STDOUT";
+    case OutputStream.OUTPUT_STREAM_STDERR:
+      return "OUTPUT_STREAM_STDERR";
+    case OutputStream.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** ExitReason says why a process ended. */
+export enum ExitReason {
+  EXIT_REASON_UNSPECIFIED = 0,
+  /** EXIT_REASON_EXITED - It exited or was signalled, not by the agent's own deadline. */
+  EXIT_REASON_EXITED = 1,
+  /** EXIT_REASON_TIMEOUT - SpawnRequest.timeout ran out and the agent ended it. */
+  EXIT_REASON_TIMEOUT = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function exitReasonFromJSON(object: any): ExitReason {
+  switch (object) {
+    case 0:
+    case "EXIT_REASON_UNSPECIFIED":
+      return ExitReason.EXIT_REASON_UNSPECIFIED;
+    case 1:
+    case "EXIT_REASON_EXITED":
+      return ExitReason.EXIT_REASON_EXITED;
+    case 2:
+    case "EXIT_REASON_TIMEOUT":
+      return ExitReason.EXIT_REASON_TIMEOUT;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ExitReason.UNRECOGNIZED;
+  }
+}
+
+export function exitReasonToJSON(object: ExitReason): string {
+  switch (object) {
+    case ExitReason.EXIT_REASON_UNSPECIFIED:
+      return "EXIT_REASON_UNSPECIFIED";
+    case ExitReason.EXIT_REASON_EXITED:
+      return "EXIT_REASON_EXITED";
+    case ExitReason.EXIT_REASON_TIMEOUT:
+      return "EXIT_REASON_TIMEOUT";
+    case ExitReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
@@ -183,6 +358,8 @@ export enum EventType {
   EVENT_TYPE_ADOPTED = 2,
   EVENT_TYPE_EXITED = 3,
   EVENT_TYPE_RELEASED = 4,
+  /** EVENT_TYPE_OUTPUT - Captured output, for processes spawned with output_events. */
+  EVENT_TYPE_OUTPUT = 5,
   UNRECOGNIZED = -1,
 }
 
@@ -203,6 +380,9 @@ export function eventTypeFromJSON(object: any): EventType {
     case 4:
     case "EVENT_TYPE_RELEASED":
       return EventType.EVENT_TYPE_RELEASED;
+    case 5:
+    case "EVENT_TYPE_OUTPUT":
+      return EventType.EVENT_TYPE_OUTPUT;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -222,10 +402,43 @@ export function eventTypeToJSON(object: EventType): string {
       return "EVENT_TYPE_EXITED";
     case EventType.EVENT_TYPE_RELEASED:
       return "EVENT_TYPE_RELEASED";
+    case EventType.EVENT_TYPE_OUTPUT:
+      return "EVENT_TYPE_OUTPUT";
     case EventType.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
+}
+
+/** Rlimit sets one resource limit (setrlimit) for the process. */
+export interface Rlimit {
+  /**
+   * NOFILE, NPROC, AS, CPU, CORE, DATA, FSIZE, MEMLOCK, STACK, RSS, LOCKS, SIGPENDING, MSGQUEUE,
+   * NICE, RTPRIO, RTTIME (with or without the RLIMIT_ prefix).
+   */
+  resource: string;
+  soft: number;
+  /** Defaults to soft when unset. */
+  hard?:
+    | number
+    | undefined;
+  /** Both limits RLIM_INFINITY (soft and hard are ignored). */
+  unlimited: boolean;
+}
+
+/** Cgroup places the process in a cgroup v2 before it execs. */
+export interface Cgroup {
+  /** An existing cgroup, relative to the agent's --cgroup-parent (it must not escape it). */
+  path: string;
+  /** Or a new cgroup just for this process under --cgroup-parent, removed after it exits. */
+  create: boolean;
+  /**
+   * For a created cgroup: memory.max ("max" or bytes), cpu.max ("max 100000", "50000 100000"),
+   * pids.max ("max" or a count). FAILED_PRECONDITION when the controller is not available.
+   */
+  memoryMax: string;
+  cpuMax: string;
+  pidsMax: string;
 }
 
 /** Output is the destination of one output stream. */
@@ -234,6 +447,8 @@ export interface Output {
   /** Absolute path, for OUTPUT_MODE_FILE. */
   path: string;
   append: boolean;
+  /** Ring size for OUTPUT_MODE_CAPTURE; the agent's --capture-bytes (1 MiB) when 0. */
+  ringBytes: number;
 }
 
 export interface SpawnRequest {
@@ -251,6 +466,31 @@ export interface SpawnRequest {
   newSession?: boolean | undefined;
   stdout?: Output | undefined;
   stderr?: Output | undefined;
+  stdin: StdinMode;
+  envMode: EnvMode;
+  /**
+   * Identity: user name or uid; group name or gid (default: the user's primary group);
+   * supplementary groups (default: the user's groups, or none without user).
+   */
+  user: string;
+  group: string;
+  groups: string[];
+  umask?: number | undefined;
+  noNewPrivs: boolean;
+  /** Signal the process gets when the agent exits (opt-in: by default processes outlive it). */
+  parentDeathSignal: string;
+  rlimits: Rlimit[];
+  cgroup?:
+    | Cgroup
+    | undefined;
+  /** Deadline: after timeout, kill_signal (SIGTERM), then SIGKILL after grace (10s). */
+  timeout?: Duration | undefined;
+  killSignal: string;
+  grace?:
+    | Duration
+    | undefined;
+  /** Also publish captured output as EVENT_TYPE_OUTPUT events on Watch. */
+  outputEvents: boolean;
 }
 
 export interface SpawnRequest_EnvEntry {
@@ -333,6 +573,14 @@ export interface WatchRequest_LabelsEntry {
   value: string;
 }
 
+/** OutputChunk is a piece of captured output. */
+export interface OutputChunk {
+  stream: OutputStream;
+  /** Offset of data[0] in everything the stream has produced. */
+  offset: number;
+  data: Buffer;
+}
+
 export interface Event {
   /** Strictly increasing, without gaps, for the lifetime of the agent. */
   sequence: number;
@@ -341,7 +589,11 @@ export interface Event {
     | Date
     | undefined;
   /** The process as of this event. */
-  process?: Process | undefined;
+  process?:
+    | Process
+    | undefined;
+  /** For EVENT_TYPE_OUTPUT. */
+  output?: OutputChunk | undefined;
 }
 
 export interface WatchResponse {
@@ -405,6 +657,44 @@ export interface StopResponse {
   escalated: boolean;
 }
 
+export interface ReadOutputRequest {
+  handle: string;
+  stream: OutputStream;
+  /**
+   * Start here (bytes since the process started); older bytes no longer in the ring are
+   * reported as lost_bytes.
+   */
+  offset: number;
+  /** Keep streaming new output until the process has exited and the pipe is drained. */
+  follow: boolean;
+}
+
+export interface ReadOutputResponse {
+  /** Offset of data[0]. */
+  offset: number;
+  data: Buffer;
+  /** Bytes between the requested (or previous) offset and this one that the ring overwrote. */
+  lostBytes: number;
+  /** No more output will come: the process exited and its pipe is drained. */
+  eof: boolean;
+}
+
+export interface WriteStdinRequest {
+  handle: string;
+  data: Buffer;
+}
+
+export interface WriteStdinResponse {
+  written: number;
+}
+
+export interface CloseStdinRequest {
+  handle: string;
+}
+
+export interface CloseStdinResponse {
+}
+
 export interface ListThreadsRequest {
   handle: string;
 }
@@ -452,6 +742,7 @@ export interface Exit {
     | undefined;
   /** Resource usage from waitid; absent for adopted processes. */
   rusage?: Rusage | undefined;
+  reason: ExitReason;
 }
 
 export interface Rusage {
@@ -470,8 +761,270 @@ export interface Rusage {
   involuntaryContextSwitches: number;
 }
 
+function createBaseRlimit(): Rlimit {
+  return { resource: "", soft: 0, hard: undefined, unlimited: false };
+}
+
+export const Rlimit: MessageFns<Rlimit> = {
+  encode(message: Rlimit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.resource !== "") {
+      writer.uint32(10).string(message.resource);
+    }
+    if (message.soft !== 0) {
+      writer.uint32(16).int64(message.soft);
+    }
+    if (message.hard !== undefined) {
+      writer.uint32(24).int64(message.hard);
+    }
+    if (message.unlimited !== false) {
+      writer.uint32(32).bool(message.unlimited);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Rlimit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRlimit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.resource = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.soft = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.hard = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.unlimited = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Rlimit {
+    return {
+      resource: isSet(object.resource) ? globalThis.String(object.resource) : "",
+      soft: isSet(object.soft) ? globalThis.Number(object.soft) : 0,
+      hard: isSet(object.hard) ? globalThis.Number(object.hard) : undefined,
+      unlimited: isSet(object.unlimited) ? globalThis.Boolean(object.unlimited) : false,
+    };
+  },
+
+  toJSON(message: Rlimit): unknown {
+    const obj: any = {};
+    if (message.resource !== "") {
+      obj.resource = message.resource;
+    }
+    if (message.soft !== 0) {
+      obj.soft = Math.round(message.soft);
+    }
+    if (message.hard !== undefined) {
+      obj.hard = Math.round(message.hard);
+    }
+    if (message.unlimited !== false) {
+      obj.unlimited = message.unlimited;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Rlimit>, I>>(base?: I): Rlimit {
+    return Rlimit.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Rlimit>, I>>(object: I): Rlimit {
+    const message = createBaseRlimit();
+    message.resource = object.resource ?? "";
+    message.soft = object.soft ?? 0;
+    message.hard = object.hard ?? undefined;
+    message.unlimited = object.unlimited ?? false;
+    return message;
+  },
+};
+
+function createBaseCgroup(): Cgroup {
+  return { path: "", create: false, memoryMax: "", cpuMax: "", pidsMax: "" };
+}
+
+export const Cgroup: MessageFns<Cgroup> = {
+  encode(message: Cgroup, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.create !== false) {
+      writer.uint32(16).bool(message.create);
+    }
+    if (message.memoryMax !== "") {
+      writer.uint32(26).string(message.memoryMax);
+    }
+    if (message.cpuMax !== "") {
+      writer.uint32(34).string(message.cpuMax);
+    }
+    if (message.pidsMax !== "") {
+      writer.uint32(42).string(message.pidsMax);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Cgroup {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCgroup();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.create = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.memoryMax = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.cpuMax = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.pidsMax = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Cgroup {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      create: isSet(object.create) ? globalThis.Boolean(object.create) : false,
+      memoryMax: isSet(object.memoryMax)
+        ? globalThis.String(object.memoryMax)
+        : isSet(object.memory_max)
+        ? globalThis.String(object.memory_max)
+        : "",
+      cpuMax: isSet(object.cpuMax)
+        ? globalThis.String(object.cpuMax)
+        : isSet(object.cpu_max)
+        ? globalThis.String(object.cpu_max)
+        : "",
+      pidsMax: isSet(object.pidsMax)
+        ? globalThis.String(object.pidsMax)
+        : isSet(object.pids_max)
+        ? globalThis.String(object.pids_max)
+        : "",
+    };
+  },
+
+  toJSON(message: Cgroup): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.create !== false) {
+      obj.create = message.create;
+    }
+    if (message.memoryMax !== "") {
+      obj.memoryMax = message.memoryMax;
+    }
+    if (message.cpuMax !== "") {
+      obj.cpuMax = message.cpuMax;
+    }
+    if (message.pidsMax !== "") {
+      obj.pidsMax = message.pidsMax;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Cgroup>, I>>(base?: I): Cgroup {
+    return Cgroup.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Cgroup>, I>>(object: I): Cgroup {
+    const message = createBaseCgroup();
+    message.path = object.path ?? "";
+    message.create = object.create ?? false;
+    message.memoryMax = object.memoryMax ?? "";
+    message.cpuMax = object.cpuMax ?? "";
+    message.pidsMax = object.pidsMax ?? "";
+    return message;
+  },
+};
+
 function createBaseOutput(): Output {
-  return { mode: 0, path: "", append: false };
+  return { mode: 0, path: "", append: false, ringBytes: 0 };
 }
 
 export const Output: MessageFns<Output> = {
@@ -484,6 +1037,9 @@ export const Output: MessageFns<Output> = {
     }
     if (message.append !== false) {
       writer.uint32(24).bool(message.append);
+    }
+    if (message.ringBytes !== 0) {
+      writer.uint32(32).uint32(message.ringBytes);
     }
     return writer;
   },
@@ -525,6 +1081,14 @@ export const Output: MessageFns<Output> = {
             message.append = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.ringBytes = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -542,6 +1106,11 @@ export const Output: MessageFns<Output> = {
       mode: isSet(object.mode) ? outputModeFromJSON(object.mode) : 0,
       path: isSet(object.path) ? globalThis.String(object.path) : "",
       append: isSet(object.append) ? globalThis.Boolean(object.append) : false,
+      ringBytes: isSet(object.ringBytes)
+        ? globalThis.Number(object.ringBytes)
+        : isSet(object.ring_bytes)
+        ? globalThis.Number(object.ring_bytes)
+        : 0,
     };
   },
 
@@ -556,6 +1125,9 @@ export const Output: MessageFns<Output> = {
     if (message.append !== false) {
       obj.append = message.append;
     }
+    if (message.ringBytes !== 0) {
+      obj.ringBytes = Math.round(message.ringBytes);
+    }
     return obj;
   },
 
@@ -567,6 +1139,7 @@ export const Output: MessageFns<Output> = {
     message.mode = object.mode ?? 0;
     message.path = object.path ?? "";
     message.append = object.append ?? false;
+    message.ringBytes = object.ringBytes ?? 0;
     return message;
   },
 };
@@ -581,6 +1154,20 @@ function createBaseSpawnRequest(): SpawnRequest {
     newSession: undefined,
     stdout: undefined,
     stderr: undefined,
+    stdin: 0,
+    envMode: 0,
+    user: "",
+    group: "",
+    groups: [],
+    umask: undefined,
+    noNewPrivs: false,
+    parentDeathSignal: "",
+    rlimits: [],
+    cgroup: undefined,
+    timeout: undefined,
+    killSignal: "",
+    grace: undefined,
+    outputEvents: false,
   };
 }
 
@@ -609,6 +1196,48 @@ export const SpawnRequest: MessageFns<SpawnRequest> = {
     }
     if (message.stderr !== undefined) {
       Output.encode(message.stderr, writer.uint32(66).fork()).join();
+    }
+    if (message.stdin !== 0) {
+      writer.uint32(72).int32(message.stdin);
+    }
+    if (message.envMode !== 0) {
+      writer.uint32(80).int32(message.envMode);
+    }
+    if (message.user !== "") {
+      writer.uint32(90).string(message.user);
+    }
+    if (message.group !== "") {
+      writer.uint32(98).string(message.group);
+    }
+    for (const v of message.groups) {
+      writer.uint32(106).string(v!);
+    }
+    if (message.umask !== undefined) {
+      writer.uint32(112).uint32(message.umask);
+    }
+    if (message.noNewPrivs !== false) {
+      writer.uint32(120).bool(message.noNewPrivs);
+    }
+    if (message.parentDeathSignal !== "") {
+      writer.uint32(130).string(message.parentDeathSignal);
+    }
+    for (const v of message.rlimits) {
+      Rlimit.encode(v!, writer.uint32(138).fork()).join();
+    }
+    if (message.cgroup !== undefined) {
+      Cgroup.encode(message.cgroup, writer.uint32(146).fork()).join();
+    }
+    if (message.timeout !== undefined) {
+      Duration.encode(message.timeout, writer.uint32(154).fork()).join();
+    }
+    if (message.killSignal !== "") {
+      writer.uint32(162).string(message.killSignal);
+    }
+    if (message.grace !== undefined) {
+      Duration.encode(message.grace, writer.uint32(170).fork()).join();
+    }
+    if (message.outputEvents !== false) {
+      writer.uint32(176).bool(message.outputEvents);
     }
     return writer;
   },
@@ -696,6 +1325,118 @@ export const SpawnRequest: MessageFns<SpawnRequest> = {
             message.stderr = Output.decode(reader, reader.uint32());
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.stdin = reader.int32() as any;
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.envMode = reader.int32() as any;
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.user = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.group = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.groups.push(reader.string());
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.umask = reader.uint32();
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.noNewPrivs = reader.bool();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.parentDeathSignal = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.rlimits.push(Rlimit.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.cgroup = Cgroup.decode(reader, reader.uint32());
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.timeout = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.killSignal = reader.string();
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.grace = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 22: {
+            if (tag !== 176) {
+              break;
+            }
+
+            message.outputEvents = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -752,6 +1493,44 @@ export const SpawnRequest: MessageFns<SpawnRequest> = {
         : undefined,
       stdout: isSet(object.stdout) ? Output.fromJSON(object.stdout) : undefined,
       stderr: isSet(object.stderr) ? Output.fromJSON(object.stderr) : undefined,
+      stdin: isSet(object.stdin) ? stdinModeFromJSON(object.stdin) : 0,
+      envMode: isSet(object.envMode)
+        ? envModeFromJSON(object.envMode)
+        : isSet(object.env_mode)
+        ? envModeFromJSON(object.env_mode)
+        : 0,
+      user: isSet(object.user) ? globalThis.String(object.user) : "",
+      group: isSet(object.group) ? globalThis.String(object.group) : "",
+      groups: globalThis.Array.isArray(object?.groups)
+        ? object.groups.map((e: any) => globalThis.String(e))
+        : [],
+      umask: isSet(object.umask) ? globalThis.Number(object.umask) : undefined,
+      noNewPrivs: isSet(object.noNewPrivs)
+        ? globalThis.Boolean(object.noNewPrivs)
+        : isSet(object.no_new_privs)
+        ? globalThis.Boolean(object.no_new_privs)
+        : false,
+      parentDeathSignal: isSet(object.parentDeathSignal)
+        ? globalThis.String(object.parentDeathSignal)
+        : isSet(object.parent_death_signal)
+        ? globalThis.String(object.parent_death_signal)
+        : "",
+      rlimits: globalThis.Array.isArray(object?.rlimits)
+        ? object.rlimits.map((e: any) => Rlimit.fromJSON(e))
+        : [],
+      cgroup: isSet(object.cgroup) ? Cgroup.fromJSON(object.cgroup) : undefined,
+      timeout: isSet(object.timeout) ? Duration.fromJSON(object.timeout) : undefined,
+      killSignal: isSet(object.killSignal)
+        ? globalThis.String(object.killSignal)
+        : isSet(object.kill_signal)
+        ? globalThis.String(object.kill_signal)
+        : "",
+      grace: isSet(object.grace) ? Duration.fromJSON(object.grace) : undefined,
+      outputEvents: isSet(object.outputEvents)
+        ? globalThis.Boolean(object.outputEvents)
+        : isSet(object.output_events)
+        ? globalThis.Boolean(object.output_events)
+        : false,
     };
   },
 
@@ -793,6 +1572,48 @@ export const SpawnRequest: MessageFns<SpawnRequest> = {
     if (message.stderr !== undefined) {
       obj.stderr = Output.toJSON(message.stderr);
     }
+    if (message.stdin !== 0) {
+      obj.stdin = stdinModeToJSON(message.stdin);
+    }
+    if (message.envMode !== 0) {
+      obj.envMode = envModeToJSON(message.envMode);
+    }
+    if (message.user !== "") {
+      obj.user = message.user;
+    }
+    if (message.group !== "") {
+      obj.group = message.group;
+    }
+    if (message.groups?.length) {
+      obj.groups = message.groups;
+    }
+    if (message.umask !== undefined) {
+      obj.umask = Math.round(message.umask);
+    }
+    if (message.noNewPrivs !== false) {
+      obj.noNewPrivs = message.noNewPrivs;
+    }
+    if (message.parentDeathSignal !== "") {
+      obj.parentDeathSignal = message.parentDeathSignal;
+    }
+    if (message.rlimits?.length) {
+      obj.rlimits = message.rlimits.map((e) => Rlimit.toJSON(e));
+    }
+    if (message.cgroup !== undefined) {
+      obj.cgroup = Cgroup.toJSON(message.cgroup);
+    }
+    if (message.timeout !== undefined) {
+      obj.timeout = Duration.toJSON(message.timeout);
+    }
+    if (message.killSignal !== "") {
+      obj.killSignal = message.killSignal;
+    }
+    if (message.grace !== undefined) {
+      obj.grace = Duration.toJSON(message.grace);
+    }
+    if (message.outputEvents !== false) {
+      obj.outputEvents = message.outputEvents;
+    }
     return obj;
   },
 
@@ -829,6 +1650,26 @@ export const SpawnRequest: MessageFns<SpawnRequest> = {
     message.stderr = (object.stderr !== undefined && object.stderr !== null)
       ? Output.fromPartial(object.stderr)
       : undefined;
+    message.stdin = object.stdin ?? 0;
+    message.envMode = object.envMode ?? 0;
+    message.user = object.user ?? "";
+    message.group = object.group ?? "";
+    message.groups = object.groups?.map((e) => e) || [];
+    message.umask = object.umask ?? undefined;
+    message.noNewPrivs = object.noNewPrivs ?? false;
+    message.parentDeathSignal = object.parentDeathSignal ?? "";
+    message.rlimits = object.rlimits?.map((e) => Rlimit.fromPartial(e)) || [];
+    message.cgroup = (object.cgroup !== undefined && object.cgroup !== null)
+      ? Cgroup.fromPartial(object.cgroup)
+      : undefined;
+    message.timeout = (object.timeout !== undefined && object.timeout !== null)
+      ? Duration.fromPartial(object.timeout)
+      : undefined;
+    message.killSignal = object.killSignal ?? "";
+    message.grace = (object.grace !== undefined && object.grace !== null)
+      ? Duration.fromPartial(object.grace)
+      : undefined;
+    message.outputEvents = object.outputEvents ?? false;
     return message;
   },
 };
@@ -2001,8 +2842,109 @@ export const WatchRequest_LabelsEntry: MessageFns<WatchRequest_LabelsEntry> = {
   },
 };
 
+function createBaseOutputChunk(): OutputChunk {
+  return { stream: 0, offset: 0, data: Buffer.alloc(0) };
+}
+
+export const OutputChunk: MessageFns<OutputChunk> = {
+  encode(message: OutputChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.stream !== 0) {
+      writer.uint32(8).int32(message.stream);
+    }
+    if (message.offset !== 0) {
+      writer.uint32(16).uint64(message.offset);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(26).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OutputChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOutputChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.stream = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.offset = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OutputChunk {
+    return {
+      stream: isSet(object.stream) ? outputStreamFromJSON(object.stream) : 0,
+      offset: isSet(object.offset) ? globalThis.Number(object.offset) : 0,
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: OutputChunk): unknown {
+    const obj: any = {};
+    if (message.stream !== 0) {
+      obj.stream = outputStreamToJSON(message.stream);
+    }
+    if (message.offset !== 0) {
+      obj.offset = Math.round(message.offset);
+    }
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OutputChunk>, I>>(base?: I): OutputChunk {
+    return OutputChunk.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OutputChunk>, I>>(object: I): OutputChunk {
+    const message = createBaseOutputChunk();
+    message.stream = object.stream ?? 0;
+    message.offset = object.offset ?? 0;
+    message.data = object.data ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
 function createBaseEvent(): Event {
-  return { sequence: 0, type: 0, time: undefined, process: undefined };
+  return { sequence: 0, type: 0, time: undefined, process: undefined, output: undefined };
 }
 
 export const Event: MessageFns<Event> = {
@@ -2018,6 +2960,9 @@ export const Event: MessageFns<Event> = {
     }
     if (message.process !== undefined) {
       Process.encode(message.process, writer.uint32(34).fork()).join();
+    }
+    if (message.output !== undefined) {
+      OutputChunk.encode(message.output, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -2067,6 +3012,14 @@ export const Event: MessageFns<Event> = {
             message.process = Process.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.output = OutputChunk.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2085,6 +3038,7 @@ export const Event: MessageFns<Event> = {
       type: isSet(object.type) ? eventTypeFromJSON(object.type) : 0,
       time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
       process: isSet(object.process) ? Process.fromJSON(object.process) : undefined,
+      output: isSet(object.output) ? OutputChunk.fromJSON(object.output) : undefined,
     };
   },
 
@@ -2102,6 +3056,9 @@ export const Event: MessageFns<Event> = {
     if (message.process !== undefined) {
       obj.process = Process.toJSON(message.process);
     }
+    if (message.output !== undefined) {
+      obj.output = OutputChunk.toJSON(message.output);
+    }
     return obj;
   },
 
@@ -2115,6 +3072,9 @@ export const Event: MessageFns<Event> = {
     message.time = object.time ?? undefined;
     message.process = (object.process !== undefined && object.process !== null)
       ? Process.fromPartial(object.process)
+      : undefined;
+    message.output = (object.output !== undefined && object.output !== null)
+      ? OutputChunk.fromPartial(object.output)
       : undefined;
     return message;
   },
@@ -2939,6 +3899,515 @@ export const StopResponse: MessageFns<StopResponse> = {
   },
 };
 
+function createBaseReadOutputRequest(): ReadOutputRequest {
+  return { handle: "", stream: 0, offset: 0, follow: false };
+}
+
+export const ReadOutputRequest: MessageFns<ReadOutputRequest> = {
+  encode(message: ReadOutputRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== "") {
+      writer.uint32(10).string(message.handle);
+    }
+    if (message.stream !== 0) {
+      writer.uint32(16).int32(message.stream);
+    }
+    if (message.offset !== 0) {
+      writer.uint32(24).uint64(message.offset);
+    }
+    if (message.follow !== false) {
+      writer.uint32(32).bool(message.follow);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReadOutputRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReadOutputRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.handle = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.stream = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.offset = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.follow = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReadOutputRequest {
+    return {
+      handle: isSet(object.handle) ? globalThis.String(object.handle) : "",
+      stream: isSet(object.stream) ? outputStreamFromJSON(object.stream) : 0,
+      offset: isSet(object.offset) ? globalThis.Number(object.offset) : 0,
+      follow: isSet(object.follow) ? globalThis.Boolean(object.follow) : false,
+    };
+  },
+
+  toJSON(message: ReadOutputRequest): unknown {
+    const obj: any = {};
+    if (message.handle !== "") {
+      obj.handle = message.handle;
+    }
+    if (message.stream !== 0) {
+      obj.stream = outputStreamToJSON(message.stream);
+    }
+    if (message.offset !== 0) {
+      obj.offset = Math.round(message.offset);
+    }
+    if (message.follow !== false) {
+      obj.follow = message.follow;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReadOutputRequest>, I>>(base?: I): ReadOutputRequest {
+    return ReadOutputRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReadOutputRequest>, I>>(object: I): ReadOutputRequest {
+    const message = createBaseReadOutputRequest();
+    message.handle = object.handle ?? "";
+    message.stream = object.stream ?? 0;
+    message.offset = object.offset ?? 0;
+    message.follow = object.follow ?? false;
+    return message;
+  },
+};
+
+function createBaseReadOutputResponse(): ReadOutputResponse {
+  return { offset: 0, data: Buffer.alloc(0), lostBytes: 0, eof: false };
+}
+
+export const ReadOutputResponse: MessageFns<ReadOutputResponse> = {
+  encode(message: ReadOutputResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.offset !== 0) {
+      writer.uint32(8).uint64(message.offset);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(18).bytes(message.data);
+    }
+    if (message.lostBytes !== 0) {
+      writer.uint32(24).uint64(message.lostBytes);
+    }
+    if (message.eof !== false) {
+      writer.uint32(32).bool(message.eof);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReadOutputResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReadOutputResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.offset = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.lostBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.eof = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReadOutputResponse {
+    return {
+      offset: isSet(object.offset) ? globalThis.Number(object.offset) : 0,
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      lostBytes: isSet(object.lostBytes)
+        ? globalThis.Number(object.lostBytes)
+        : isSet(object.lost_bytes)
+        ? globalThis.Number(object.lost_bytes)
+        : 0,
+      eof: isSet(object.eof) ? globalThis.Boolean(object.eof) : false,
+    };
+  },
+
+  toJSON(message: ReadOutputResponse): unknown {
+    const obj: any = {};
+    if (message.offset !== 0) {
+      obj.offset = Math.round(message.offset);
+    }
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    if (message.lostBytes !== 0) {
+      obj.lostBytes = Math.round(message.lostBytes);
+    }
+    if (message.eof !== false) {
+      obj.eof = message.eof;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReadOutputResponse>, I>>(base?: I): ReadOutputResponse {
+    return ReadOutputResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReadOutputResponse>, I>>(object: I): ReadOutputResponse {
+    const message = createBaseReadOutputResponse();
+    message.offset = object.offset ?? 0;
+    message.data = object.data ?? Buffer.alloc(0);
+    message.lostBytes = object.lostBytes ?? 0;
+    message.eof = object.eof ?? false;
+    return message;
+  },
+};
+
+function createBaseWriteStdinRequest(): WriteStdinRequest {
+  return { handle: "", data: Buffer.alloc(0) };
+}
+
+export const WriteStdinRequest: MessageFns<WriteStdinRequest> = {
+  encode(message: WriteStdinRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== "") {
+      writer.uint32(10).string(message.handle);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(18).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WriteStdinRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWriteStdinRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.handle = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WriteStdinRequest {
+    return {
+      handle: isSet(object.handle) ? globalThis.String(object.handle) : "",
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: WriteStdinRequest): unknown {
+    const obj: any = {};
+    if (message.handle !== "") {
+      obj.handle = message.handle;
+    }
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WriteStdinRequest>, I>>(base?: I): WriteStdinRequest {
+    return WriteStdinRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WriteStdinRequest>, I>>(object: I): WriteStdinRequest {
+    const message = createBaseWriteStdinRequest();
+    message.handle = object.handle ?? "";
+    message.data = object.data ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseWriteStdinResponse(): WriteStdinResponse {
+  return { written: 0 };
+}
+
+export const WriteStdinResponse: MessageFns<WriteStdinResponse> = {
+  encode(message: WriteStdinResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.written !== 0) {
+      writer.uint32(8).uint64(message.written);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WriteStdinResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWriteStdinResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.written = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WriteStdinResponse {
+    return { written: isSet(object.written) ? globalThis.Number(object.written) : 0 };
+  },
+
+  toJSON(message: WriteStdinResponse): unknown {
+    const obj: any = {};
+    if (message.written !== 0) {
+      obj.written = Math.round(message.written);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WriteStdinResponse>, I>>(base?: I): WriteStdinResponse {
+    return WriteStdinResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WriteStdinResponse>, I>>(object: I): WriteStdinResponse {
+    const message = createBaseWriteStdinResponse();
+    message.written = object.written ?? 0;
+    return message;
+  },
+};
+
+function createBaseCloseStdinRequest(): CloseStdinRequest {
+  return { handle: "" };
+}
+
+export const CloseStdinRequest: MessageFns<CloseStdinRequest> = {
+  encode(message: CloseStdinRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== "") {
+      writer.uint32(10).string(message.handle);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CloseStdinRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCloseStdinRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.handle = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CloseStdinRequest {
+    return { handle: isSet(object.handle) ? globalThis.String(object.handle) : "" };
+  },
+
+  toJSON(message: CloseStdinRequest): unknown {
+    const obj: any = {};
+    if (message.handle !== "") {
+      obj.handle = message.handle;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CloseStdinRequest>, I>>(base?: I): CloseStdinRequest {
+    return CloseStdinRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CloseStdinRequest>, I>>(object: I): CloseStdinRequest {
+    const message = createBaseCloseStdinRequest();
+    message.handle = object.handle ?? "";
+    return message;
+  },
+};
+
+function createBaseCloseStdinResponse(): CloseStdinResponse {
+  return {};
+}
+
+export const CloseStdinResponse: MessageFns<CloseStdinResponse> = {
+  encode(_: CloseStdinResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CloseStdinResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCloseStdinResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): CloseStdinResponse {
+    return {};
+  },
+
+  toJSON(_: CloseStdinResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CloseStdinResponse>, I>>(base?: I): CloseStdinResponse {
+    return CloseStdinResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CloseStdinResponse>, I>>(_: I): CloseStdinResponse {
+    const message = createBaseCloseStdinResponse();
+    return message;
+  },
+};
+
 function createBaseListThreadsRequest(): ListThreadsRequest {
   return { handle: "" };
 }
@@ -3425,6 +4894,7 @@ function createBaseExit(): Exit {
     coreDumped: false,
     exitedAt: undefined,
     rusage: undefined,
+    reason: 0,
   };
 }
 
@@ -3447,6 +4917,9 @@ export const Exit: MessageFns<Exit> = {
     }
     if (message.rusage !== undefined) {
       Rusage.encode(message.rusage, writer.uint32(50).fork()).join();
+    }
+    if (message.reason !== 0) {
+      writer.uint32(56).int32(message.reason);
     }
     return writer;
   },
@@ -3512,6 +4985,14 @@ export const Exit: MessageFns<Exit> = {
             message.rusage = Rusage.decode(reader, reader.uint32());
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.reason = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3544,6 +5025,7 @@ export const Exit: MessageFns<Exit> = {
         ? fromJsonTimestamp(object.exited_at)
         : undefined,
       rusage: isSet(object.rusage) ? Rusage.fromJSON(object.rusage) : undefined,
+      reason: isSet(object.reason) ? exitReasonFromJSON(object.reason) : 0,
     };
   },
 
@@ -3567,6 +5049,9 @@ export const Exit: MessageFns<Exit> = {
     if (message.rusage !== undefined) {
       obj.rusage = Rusage.toJSON(message.rusage);
     }
+    if (message.reason !== 0) {
+      obj.reason = exitReasonToJSON(message.reason);
+    }
     return obj;
   },
 
@@ -3583,6 +5068,7 @@ export const Exit: MessageFns<Exit> = {
     message.rusage = (object.rusage !== undefined && object.rusage !== null)
       ? Rusage.fromPartial(object.rusage)
       : undefined;
+    message.reason = object.reason ?? 0;
     return message;
   },
 };
@@ -3905,6 +5391,39 @@ export const AgentServiceService = {
     responseSerialize: (value: ListThreadsResponse): Buffer => Buffer.from(ListThreadsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListThreadsResponse => ListThreadsResponse.decode(value),
   },
+  /**
+   * ReadOutput streams captured stdout or stderr (OUTPUT_MODE_CAPTURE) from an offset,
+   * optionally following until the process exits.
+   */
+  readOutput: {
+    path: "/pidfd.agent.v1.AgentService/ReadOutput" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: ReadOutputRequest): Buffer => Buffer.from(ReadOutputRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReadOutputRequest => ReadOutputRequest.decode(value),
+    responseSerialize: (value: ReadOutputResponse): Buffer => Buffer.from(ReadOutputResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReadOutputResponse => ReadOutputResponse.decode(value),
+  },
+  /** WriteStdin writes to the stdin pipe of a process spawned with STDIN_MODE_PIPE. */
+  writeStdin: {
+    path: "/pidfd.agent.v1.AgentService/WriteStdin" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: WriteStdinRequest): Buffer => Buffer.from(WriteStdinRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WriteStdinRequest => WriteStdinRequest.decode(value),
+    responseSerialize: (value: WriteStdinResponse): Buffer => Buffer.from(WriteStdinResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WriteStdinResponse => WriteStdinResponse.decode(value),
+  },
+  /** CloseStdin closes the stdin pipe (the process reads end-of-file). */
+  closeStdin: {
+    path: "/pidfd.agent.v1.AgentService/CloseStdin" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CloseStdinRequest): Buffer => Buffer.from(CloseStdinRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CloseStdinRequest => CloseStdinRequest.decode(value),
+    responseSerialize: (value: CloseStdinResponse): Buffer => Buffer.from(CloseStdinResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CloseStdinResponse => CloseStdinResponse.decode(value),
+  },
 } as const;
 
 export interface AgentServiceServer extends UntypedServiceImplementation {
@@ -3931,6 +5450,15 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
   stop: handleUnaryCall<StopRequest, StopResponse>;
   /** ListThreads returns the thread IDs of a running process. */
   listThreads: handleUnaryCall<ListThreadsRequest, ListThreadsResponse>;
+  /**
+   * ReadOutput streams captured stdout or stderr (OUTPUT_MODE_CAPTURE) from an offset,
+   * optionally following until the process exits.
+   */
+  readOutput: handleServerStreamingCall<ReadOutputRequest, ReadOutputResponse>;
+  /** WriteStdin writes to the stdin pipe of a process spawned with STDIN_MODE_PIPE. */
+  writeStdin: handleUnaryCall<WriteStdinRequest, WriteStdinResponse>;
+  /** CloseStdin closes the stdin pipe (the process reads end-of-file). */
+  closeStdin: handleUnaryCall<CloseStdinRequest, CloseStdinResponse>;
 }
 
 export interface AgentServiceClient extends Client {
@@ -4076,6 +5604,48 @@ export interface AgentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListThreadsResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * ReadOutput streams captured stdout or stderr (OUTPUT_MODE_CAPTURE) from an offset,
+   * optionally following until the process exits.
+   */
+  readOutput(request: ReadOutputRequest, options?: Partial<CallOptions>): ClientReadableStream<ReadOutputResponse>;
+  readOutput(
+    request: ReadOutputRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ReadOutputResponse>;
+  /** WriteStdin writes to the stdin pipe of a process spawned with STDIN_MODE_PIPE. */
+  writeStdin(
+    request: WriteStdinRequest,
+    callback: (error: ServiceError | null, response: WriteStdinResponse) => void,
+  ): ClientUnaryCall;
+  writeStdin(
+    request: WriteStdinRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: WriteStdinResponse) => void,
+  ): ClientUnaryCall;
+  writeStdin(
+    request: WriteStdinRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: WriteStdinResponse) => void,
+  ): ClientUnaryCall;
+  /** CloseStdin closes the stdin pipe (the process reads end-of-file). */
+  closeStdin(
+    request: CloseStdinRequest,
+    callback: (error: ServiceError | null, response: CloseStdinResponse) => void,
+  ): ClientUnaryCall;
+  closeStdin(
+    request: CloseStdinRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CloseStdinResponse) => void,
+  ): ClientUnaryCall;
+  closeStdin(
+    request: CloseStdinRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CloseStdinResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const AgentServiceClient = makeGenericClientConstructor(
@@ -4086,6 +5656,14 @@ export const AgentServiceClient = makeGenericClientConstructor(
   service: typeof AgentServiceService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
