@@ -1,0 +1,83 @@
+// The agent under test as a child process of the driver, and what the driver reads about it
+// from /proc (RSS, descriptors, CPU time).
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export interface AgentProcess {
+  readonly pid: number;
+  readonly address: string;
+  /** SIGTERM and wait for the exit (a --cpu-prof profile is written then). */
+  stop(): Promise<void>;
+}
+
+export interface AgentOptions {
+  readonly repo: string;
+  readonly maxProcesses: number;
+  /** Extra node flags for the agent, e.g. --cpu-prof. */
+  readonly nodeFlags?: readonly string[];
+  readonly agentFlags?: readonly string[];
+  readonly openFiles?: number;
+}
+
+/** Starts dist/src/main.js on a fresh unix socket, with a raised open-file limit. */
+export async function startAgent(opts: AgentOptions): Promise<AgentProcess> {
+  const dir = mkdtempSync(join(tmpdir(), 'pidfd-agent-bench-'));
+  const socket = join(dir, 'agent.sock');
+  const address = `unix://${socket}`;
+  const nofile = opts.openFiles ?? 65536;
+  // Root may raise the hard limit; elsewhere fall back to the hard limit as it is.
+  const script = `ulimit -Hn ${nofile} 2>/dev/null; ulimit -Sn ${nofile} 2>/dev/null || ulimit -Sn "$(ulimit -Hn)"; exec "$@"`;
+  const args = [...(opts.nodeFlags ?? []), join(opts.repo, 'dist/src/main.js'), '--listen', address, '--quiet', '--max-processes', String(opts.maxProcesses), ...(opts.agentFlags ?? [])];
+  const child: ChildProcess = spawn('/bin/sh', ['-c', script, 'sh', process.execPath, ...args], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    cwd: dir,
+    detached: true, // its own process group: a ^C reaches the driver, which cleans up first
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  let dead = false;
+  void exited.then(() => (dead = true));
+  const deadline = Date.now() + 15_000;
+  while (!existsSync(socket)) {
+    if (dead) throw new Error('the agent exited during startup');
+    if (Date.now() > deadline) throw new Error('the agent did not create its socket within 15 s');
+    await sleep(20);
+  }
+  const pid = child.pid;
+  if (pid === undefined) throw new Error('no agent pid');
+  return {
+    pid,
+    address,
+    stop: async () => {
+      if (!dead) child.kill('SIGTERM');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** VmRSS of pid in KiB. */
+export function rssKib(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : Number.NaN;
+}
+
+/** Open descriptors of pid. */
+export const fdCount = (pid: number): number => readdirSync(`/proc/${pid}/fd`).length;
+
+/** utime + stime of pid in seconds (/proc/PID/stat fields 14 and 15). */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[14 - 3]) + Number(rest[15 - 3])) / CLK_TCK;
+}
