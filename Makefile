@@ -12,7 +12,8 @@ $(STAMP): package.json package-lock.json
 deps: $(STAMP)
 
 build: deps
-	mkdir -p dist/descriptors
+	mkdir -p dist/descriptors dist/bin
+	gcc -O2 -Wall -Wextra -Werror -o dist/bin/pidfd-exec src/exec-helper/pidfd-exec.c
 	npx buf build -o dist/descriptors/agent.binpb
 	npx buf build node_modules/grpc-health-check/proto -o dist/descriptors/health.binpb
 	npx tsc -p tsconfig.json

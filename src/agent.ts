@@ -7,17 +7,21 @@ import type { Config } from './config/config.js';
 import { probeFeatures, type Features } from './kernel/probe.js';
 import { EventLog } from './process/event-log.js';
 import { ProcessManager } from './process/manager.js';
+import { Cgroups, cgroup2Mount } from './process/cgroups.js';
+import { builtFile } from './service/server.js';
 import { EpollReaper } from './reaper/reaper.js';
 import { agentService } from './service/agent-service.js';
 import { bind, createServer } from './service/server.js';
 import type { Logger } from './service/status.js';
 import { WatchHub } from './service/watch.js';
+import { OutputReaders } from './service/read-output.js';
 
 export interface Agent {
   readonly manager: ProcessManager;
   readonly features: Features;
   readonly addresses: readonly string[];
   readonly watchers: WatchHub;
+  readonly readers: OutputReaders;
   /** Stops serving. Managed processes keep running: they never depended on the agent. */
   stop(): Promise<void>;
 }
@@ -29,7 +33,12 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     maxProcesses: config.maxProcesses,
     ttlMs: config.retentionTtlMs,
     maxExited: config.retentionMax,
-  }, features);
+    captureBytes: config.captureBytes,
+  }, features, {
+    helperPath: config.execHelper ?? builtFile('dist/bin/pidfd-exec'),
+    cgroups: new Cgroups(config.cgroupParent ?? withMount(cgroup2Mount())),
+    agentEnv: config.agentEnv,
+  });
   const reaper = new EpollReaper(
     (exits) => manager.onExits(exits),
     (e) => log('reaper_error', { error: e instanceof Error ? (e.stack ?? e.message) : String(e) }),
@@ -39,7 +48,8 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   expiry.unref();
 
   const watchers = new WatchHub(events, config.maxWatchers, config.watchBacklog);
-  const { server } = createServer(agentService(manager, watchers, log));
+  const readers = new OutputReaders(config.maxWatchers);
+  const { server } = createServer(agentService(manager, watchers, log, readers));
   const addresses: string[] = [];
   try {
     for (const address of config.listen) {
@@ -60,6 +70,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     features,
     addresses,
     watchers,
+    readers,
     stop: async () => {
       clearInterval(expiry);
       await shutdown(server);
@@ -67,6 +78,8 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     },
   };
 }
+
+const withMount = (mount: string | undefined) => (mount === undefined ? undefined : `${mount}/pidfd-agent`);
 
 function shutdown(server: Server): Promise<void> {
   return new Promise((resolve) => {

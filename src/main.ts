@@ -22,7 +22,8 @@ async function main(): Promise<number> {
     config.logLevel === 'quiet'
       ? () => {}
       : (event, fields) => process.stderr.write(JSON.stringify({ time: new Date().toISOString(), event, ...fields }) + '\n');
-  const agent = await startAgent(config, log);
+  const agentEnv = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined));
+  const agent = await startAgent({ ...config, agentEnv }, log);
   await new Promise<void>((resolve) => {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve());
   });

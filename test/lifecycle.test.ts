@@ -66,7 +66,7 @@ test('signal after exit is refused with FAILED_PRECONDITION and hurts no one', a
 test('signal to a process that exited but whose exit is not yet collected is refused too', (t) => {
   // Straight to the domain, synchronously: the reaper gets no turn of the event loop in between.
   const manager = h.agent.manager;
-  const { record } = manager.spawn({ argv: ['/bin/sh', '-c', 'exit 5'], labels: {}, newSession: true, stdout: { kind: 'discard' }, stderr: { kind: 'discard' } });
+  const { record } = manager.spawn({ argv: ['/bin/sh', '-c', 'exit 5'], labels: {}, newSession: true, stdout: { kind: 'discard' }, stderr: { kind: 'discard' }, setup: { noNewPrivs: false, rlimits: [] } });
   const deadline = Date.now() + 5000;
   while (procState(record.identity.pid) !== 'Z' && Date.now() < deadline);
   t.is(procState(record.identity.pid), 'Z');

@@ -1,4 +1,4 @@
-import { EventType, State, type Event, type Exit, type Process } from '../../clients/ts/src/index.js';
+import { EventType, OutputStream, State, type Event, type Exit, type OutputChunk, type Process } from '../../clients/ts/src/index.js';
 
 export function describeExit(exit: Exit | undefined): string {
   if (!exit) return 'running';
@@ -46,6 +46,13 @@ const seconds = (d: { seconds: number; nanos: number } | undefined) => (d ? (d.s
 
 export function eventLine(e: Event): string {
   const p = e.process!;
-  const what = e.type === EventType.EVENT_TYPE_EXITED ? describeExit(p.exit) : eventName(e.type);
+  const what = e.type === EventType.EVENT_TYPE_EXITED ? describeExit(p.exit) : e.output ? outputText(e.output) : eventName(e.type);
   return `${e.sequence}  ${e.time?.toISOString() ?? ''}  ${p.handle}  pid ${p.pid}  ${what}`;
+}
+
+/** An output event: where the bytes are, and the start of them as text. */
+function outputText(o: OutputChunk): string {
+  const stream = o.stream === OutputStream.OUTPUT_STREAM_STDERR ? 'stderr' : 'stdout';
+  const text = o.data.subarray(0, 40).toString('utf8');
+  return `output ${stream} ${o.data.length} bytes at ${o.offset}: ${JSON.stringify(text)}${o.data.length > 40 ? '...' : ''}`;
 }

@@ -1,16 +1,24 @@
 #!/usr/bin/env node
 // pidfdctl: a command-line client of pidfd-agent.
 import { parseArgs } from 'node:util';
-import { AgentCallError, AgentClient, Event, GetResponse, ListResponse, Output, OutputMode, Process, SignalTarget, State, StopResponse, status } from '../../clients/ts/src/index.js';
+import { AgentCallError, AgentClient, EnvMode, Event, GetResponse, ListResponse, Output, OutputMode, Process, SignalTarget, State, StopResponse, status } from '../../clients/ts/src/index.js';
 import { DEFAULT_SOCKET, parseDuration } from '../config/config.js';
 import { describeExit, eventLine, exitStatusOf, processDetail, processLine } from './format.js';
+import { attach, logs, logsArgs, stdinMode } from './stdio.js';
 
 const USAGE = `usage: pidfdctl [--addr unix:///PATH|HOST:PORT] [--json] COMMAND
-  spawn [--label k=v]... [--env K=V]... [--cwd DIR] [--request-id ID]
-        [--stdout discard|inherit|file:PATH|append:PATH] [--stderr ...] [--no-new-session] -- CMD [ARG...]
+  spawn [--label k=v]... [--env K=V]... [--inherit-env] [--cwd DIR] [--request-id ID]
+        [--stdout discard|inherit|capture|file:PATH|append:PATH] [--stderr ...] [--no-new-session]
+        [--user U] [--group G] [--groups G,G] [--umask 027] [--no-new-privs] [--pdeathsig SIG]
+        [--rlimit NOFILE=1024[:4096]]... [--cgroup PATH|new [--memory-max B] [--cpu-max "Q P"] [--pids-max N]]
+        [--timeout DURATION [--kill-signal SIG] [--grace DURATION]] -- CMD [ARG...]
                                   start CMD; prints the handle
-  signal HANDLE [SIGNAL] [--group | --tid TID]   send SIGNAL (default TERM) to the process, its group or one thread
-  stop HANDLE [--signal SIG] [--grace DURATION] [--group]   SIG (TERM), then KILL after the grace (10s)
+  spawn ... [--stdin null|pipe] [--output-events] [--attach] -- CMD [ARG...]
+                                  --attach: capture stdout and stderr, stream them here (and this stdin
+                                  there with --stdin pipe), exit with the process's status like wait
+  logs HANDLE [-f] [--stderr]        captured stdout (or stderr), raw; -f follows until the process has exited
+  signal HANDLE [SIGNAL] [--process-group | --tid TID]   send SIGNAL (default TERM) to the process, its group or one thread
+  stop HANDLE [--signal SIG] [--grace DURATION] [--process-group]   SIG (TERM), then KILL after the grace (10s)
   threads HANDLE                     the thread IDs of a process
   wait HANDLE [--timeout DURATION]   wait for the exit; exits with the code, or 128+signal
   watch [HANDLE...] [--label k=v]... [--after SEQ]   a line per event
@@ -33,7 +41,24 @@ const options = {
   stdout: { type: 'string' },
   stderr: { type: 'string' },
   'no-new-session': { type: 'boolean' },
-  group: { type: 'boolean' },
+  stdin: { type: 'string' },
+  attach: { type: 'boolean' },
+  'output-events': { type: 'boolean' },
+  follow: { type: 'boolean', short: 'f' },
+  user: { type: 'string' },
+  groups: { type: 'string' },
+  umask: { type: 'string' },
+  'no-new-privs': { type: 'boolean' },
+  pdeathsig: { type: 'string' },
+  rlimit: { type: 'string', multiple: true },
+  cgroup: { type: 'string' },
+  'memory-max': { type: 'string' },
+  'cpu-max': { type: 'string' },
+  'pids-max': { type: 'string' },
+  'inherit-env': { type: 'boolean' },
+  'kill-signal': { type: 'string' },
+  group: { type: 'string' },
+  'process-group': { type: 'boolean' },
   tid: { type: 'string' },
   signal: { type: 'string' },
   grace: { type: 'string' },
@@ -60,9 +85,39 @@ function output(flag: string, text: string | undefined): Output | undefined {
   if (text === undefined) return undefined;
   if (text === 'discard') return Output.fromPartial({ mode: OutputMode.OUTPUT_MODE_DISCARD });
   if (text === 'inherit') return Output.fromPartial({ mode: OutputMode.OUTPUT_MODE_INHERIT });
+  if (text === 'capture') return Output.fromPartial({ mode: OutputMode.OUTPUT_MODE_CAPTURE });
   const m = /^(file|append):(.+)$/.exec(text);
-  if (!m) throw new UsageError(`--${flag} expects discard, inherit, file:PATH or append:PATH`);
+  if (!m) throw new UsageError(`--${flag} expects discard, inherit, capture, file:PATH or append:PATH`);
   return Output.fromPartial({ mode: OutputMode.OUTPUT_MODE_FILE, path: m[2]!, append: m[1] === 'append' });
+}
+
+/** RES=SOFT[:HARD] or RES=unlimited, e.g. NOFILE=1024:4096. */
+function rlimit(text: string) {
+  const m = /^([A-Za-z_]+)=(unlimited|-?\d+)(?::(-?\d+))?$/.exec(text);
+  if (!m) throw new UsageError(`--rlimit expects RESOURCE=SOFT[:HARD] or RESOURCE=unlimited, got ${JSON.stringify(text)}`);
+  if (m[2] === 'unlimited') return { resource: m[1]!, soft: 0, unlimited: true };
+  return { resource: m[1]!, soft: Number(m[2]), hard: m[3] === undefined ? undefined : Number(m[3]) };
+}
+
+/** Spawn's identity, limits, cgroup, environment and deadline flags. */
+function setup(v: Values) {
+  const limits = v['memory-max'] !== undefined || v['cpu-max'] !== undefined || v['pids-max'] !== undefined;
+  const create = v.cgroup === 'new';
+  if (limits && !create) throw new UsageError('--memory-max, --cpu-max and --pids-max need --cgroup new');
+  return {
+    user: v.user ?? '',
+    group: v.group ?? '',
+    groups: v.groups === undefined ? [] : v.groups.split(',').filter(Boolean),
+    umask: v.umask === undefined ? undefined : Number.parseInt(v.umask, 8),
+    noNewPrivs: v['no-new-privs'] ?? false,
+    parentDeathSignal: v.pdeathsig ?? '',
+    rlimits: (v.rlimit ?? []).map(rlimit),
+    cgroup: v.cgroup === undefined ? undefined : create ? { create: true, memoryMax: v['memory-max'] ?? '', cpuMax: v['cpu-max'] ?? '', pidsMax: v['pids-max'] ?? '' } : { path: v.cgroup },
+    envMode: v['inherit-env'] ? EnvMode.ENV_MODE_INHERIT : EnvMode.ENV_MODE_UNSPECIFIED,
+    timeout: duration(v.timeout),
+    killSignal: v['kill-signal'] ?? '',
+    grace: duration(v.grace),
+  };
 }
 
 function address(v: Values): string {
@@ -84,7 +139,7 @@ function duration(text: string | undefined): { seconds: number; nanos: number } 
 const print = (json: boolean, value: unknown, text: string) => console.log(json ? JSON.stringify(value) : text);
 
 async function run(argv: string[]): Promise<number> {
-  const { values: v, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  const { values: v, positionals } = parseArgs({ args: logsArgs(argv), options, allowPositionals: true, strict: true });
   const [command, ...args] = positionals;
   if (v.help || command === undefined) {
     console.log(USAGE);
@@ -103,22 +158,26 @@ async function run(argv: string[]): Promise<number> {
           cwd: v.cwd ?? '',
           requestId: v['request-id'] ?? '',
           newSession: !v['no-new-session'],
-          stdout: output('stdout', v.stdout),
-          stderr: output('stderr', v.stderr),
+          stdout: output('stdout', v.stdout ?? (v.attach ? 'capture' : undefined)),
+          stderr: output('stderr', v.stderr ?? (v.attach ? 'capture' : undefined)),
+          stdin: stdinMode(v.stdin),
+          outputEvents: v['output-events'] ?? false,
+          ...setup(v),
         });
+        if (v.attach) return await attach(client, p!.handle, { stdout: (v.stdout ?? 'capture') === 'capture', stderr: (v.stderr ?? 'capture') === 'capture' }, v.stdin === 'pipe');
         print(json, Process.toJSON(p!), p!.handle);
         return 0;
       }
       case 'signal': {
         if (args.length < 1 || args.length > 2) throw new UsageError('signal HANDLE [SIGNAL]');
-        if (v.group && v.tid !== undefined) throw new UsageError('--group and --tid exclude each other');
-        const target = v.group ? SignalTarget.SIGNAL_TARGET_PROCESS_GROUP : v.tid !== undefined ? SignalTarget.SIGNAL_TARGET_THREAD : SignalTarget.SIGNAL_TARGET_PROCESS;
+        if (v['process-group'] && v.tid !== undefined) throw new UsageError('--process-group and --tid exclude each other');
+        const target = v['process-group'] ? SignalTarget.SIGNAL_TARGET_PROCESS_GROUP : v.tid !== undefined ? SignalTarget.SIGNAL_TARGET_THREAD : SignalTarget.SIGNAL_TARGET_PROCESS;
         const res = await client.signal({ handle: args[0], signal: args[1] ?? 'TERM', target, tid: v.tid === undefined ? 0 : Number(v.tid) });
         print(json, res, `sent ${res.signalName}`);
         return 0;
       }
       case 'stop': {
-        const res = await client.stop({ handle: one(args, 'stop HANDLE'), signal: v.signal ?? '', grace: duration(v.grace), processGroup: v.group ?? false });
+        const res = await client.stop({ handle: one(args, 'stop HANDLE'), signal: v.signal ?? '', grace: duration(v.grace), processGroup: v['process-group'] ?? false });
         print(json, StopResponse.toJSON(res), `${describeExit(res.process!.exit)}${res.escalated ? ' (after SIGKILL: the grace period ran out)' : ''}`);
         return exitStatusOf(res.process!.exit);
       }
@@ -144,6 +203,8 @@ async function run(argv: string[]): Promise<number> {
         print(json, ListResponse.toJSON(res), res.processes.map(processLine).join('\n') || '(no processes)');
         return 0;
       }
+      case 'logs':
+        return await logs(client, one(args, 'logs HANDLE'), v.stderr !== undefined, v.follow ?? false);
       case 'release':
         await client.release({ handle: one(args, 'release HANDLE') });
         print(json, {}, 'released');

@@ -9,7 +9,15 @@ export interface Config {
   readonly watchBacklog: number;
   readonly maxWatchers: number;
   readonly maxProcesses: number;
+  /** Ring size per captured stream unless the request sets ring_bytes. */
+  readonly captureBytes: number;
   readonly logLevel: 'info' | 'quiet';
+  /** Where per-process cgroups are created (default: <cgroup2 mount>/pidfd-agent). */
+  readonly cgroupParent?: string;
+  /** The exec helper binary (default: dist/bin/pidfd-exec next to the agent). */
+  readonly execHelper?: string;
+  /** The agent's environment, for ENV_MODE_INHERIT (main.ts passes process.env). */
+  readonly agentEnv: Readonly<Record<string, string>>;
 }
 
 export const DEFAULT_SOCKET = '/run/pidfd-agent/agent.sock';
@@ -22,7 +30,11 @@ export const DEFAULTS: Config = Object.freeze({
   watchBacklog: 16_384,
   maxWatchers: 1024,
   maxProcesses: 65_536,
+  captureBytes: 1024 * 1024,
   logLevel: 'info',
+  cgroupParent: undefined,
+  execHelper: undefined,
+  agentEnv: {},
 });
 
 export const USAGE = `usage: pidfd-agent [options]
@@ -34,6 +46,9 @@ export const USAGE = `usage: pidfd-agent [options]
   --watch-backlog N         drop a watcher this many events behind (default 16384)
   --max-watchers N          concurrent Watch streams (default 1024)
   --max-processes N         running processes under management (default 65536)
+  --capture-bytes N[k|m]    ring per captured stdout/stderr unless the request says (default 1m, at most 64m)
+  --cgroup-parent DIR       cgroup v2 directory for per-process cgroups (default <cgroup2 mount>/pidfd-agent)
+  --exec-helper PATH        the exec helper (default dist/bin/pidfd-exec)
   --quiet                   no log lines on stderr`;
 
 export class ConfigError extends Error {}
@@ -46,26 +61,53 @@ export function parseDuration(text: string): number {
   return Math.round(Number(m[1]) * unit);
 }
 
+function flagDuration(flag: string, text: string): number {
+  try {
+    return parseDuration(text);
+  } catch (e) {
+    throw new ConfigError(`--${flag}: ${(e as Error).message}`);
+  }
+}
+
 function count(name: string, text: string | undefined, fallback: number, min = 1): number {
   if (text === undefined) return fallback;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min) throw new ConfigError(`--${name}: expected an integer >= ${min}, got ${JSON.stringify(text)}`);
+  const n = /^\d+$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < min) throw new ConfigError(`--${name}: expected an integer >= ${min}, got ${JSON.stringify(text)}`);
   return n;
 }
 
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/;
+/** The largest capture ring (as the API's ring_bytes). */
+const MAX_CAPTURE_BYTES = 64 * 1024 * 1024;
+
+/** Bytes, optionally in KiB (k) or MiB (m), between 1 and 64 MiB. */
+function byteSize(name: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const m = /^(\d+)([km]?)$/i.exec(text.trim());
+  const n = m ? Number(m[1]) * ({ k: 1024, m: 1024 * 1024 }[m[2]!.toLowerCase()] ?? 1) : NaN;
+  if (!(n >= 1 && n <= MAX_CAPTURE_BYTES)) throw new ConfigError(`--${name}: expected bytes (e.g. 65536, 64k, 1m) up to 64m, got ${JSON.stringify(text)}`);
+  return n;
+}
+
+const LOOPBACK = /^(127\.(25[0-5]|2[0-4]\d|1?\d?\d)\.(25[0-5]|2[0-4]\d|1?\d?\d)\.(25[0-5]|2[0-4]\d|1?\d?\d)|localhost|\[::1\])$/;
 
 function tcpAddress(text: string): string {
   const m = /^(?:(.+):)?(\d+)$/.exec(text);
   if (!m) throw new ConfigError(`--tcp: expected [HOST:]PORT, got ${JSON.stringify(text)}`);
   const host = m[1] ?? '127.0.0.1';
   if (!LOOPBACK.test(host)) throw new ConfigError(`--tcp: ${host} is not loopback; remote clients need mTLS, which this build does not serve`);
-  return `${host}:${m[2]}`;
+  const port = Number(m[2]);
+  if (port > 65535) throw new ConfigError(`--tcp: port ${port} is out of range`);
+  return `${host}:${port}`;
 }
 
 function unixAddress(text: string): string {
   if (!text.startsWith('unix:///')) throw new ConfigError(`--listen: expected unix:///ABSOLUTE/PATH, got ${JSON.stringify(text)} (TCP needs --tcp)`);
   return text;
+}
+
+function absolute(flag: string, path: string | undefined): string | undefined {
+  if (path !== undefined && !path.startsWith('/')) throw new ConfigError(`--${flag}: expected an absolute path, got ${JSON.stringify(path)}`);
+  return path;
 }
 
 export function parseConfig(argv: readonly string[]): Config {
@@ -80,7 +122,10 @@ export function parseConfig(argv: readonly string[]): Config {
       'watch-backlog': { type: 'string' },
       'max-watchers': { type: 'string' },
       'max-processes': { type: 'string' },
+      'capture-bytes': { type: 'string' },
       quiet: { type: 'boolean' },
+      'cgroup-parent': { type: 'string' },
+      'exec-helper': { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
@@ -90,13 +135,17 @@ export function parseConfig(argv: readonly string[]): Config {
   const eventRing = count('event-ring', values['event-ring'], DEFAULTS.eventRing, 16);
   const config: Config = {
     listen: unix.length + tcp.length > 0 ? [...unix, ...tcp] : DEFAULTS.listen,
-    retentionTtlMs: values['retention-ttl'] ? parseDuration(values['retention-ttl']) : DEFAULTS.retentionTtlMs,
+    retentionTtlMs: values['retention-ttl'] === undefined ? DEFAULTS.retentionTtlMs : flagDuration('retention-ttl', values['retention-ttl']),
     retentionMax: count('retention-max', values['retention-max'], DEFAULTS.retentionMax, 0),
     eventRing,
     watchBacklog: Math.min(count('watch-backlog', values['watch-backlog'], DEFAULTS.watchBacklog), eventRing - 1),
     maxWatchers: count('max-watchers', values['max-watchers'], DEFAULTS.maxWatchers),
     maxProcesses: count('max-processes', values['max-processes'], DEFAULTS.maxProcesses),
+    captureBytes: byteSize('capture-bytes', values['capture-bytes'], DEFAULTS.captureBytes),
     logLevel: values.quiet ? 'quiet' : 'info',
+    cgroupParent: absolute('cgroup-parent', values['cgroup-parent']),
+    execHelper: absolute('exec-helper', values['exec-helper']),
+    agentEnv: {},
   };
   return Object.freeze(config);
 }

@@ -79,3 +79,15 @@ export const errnoNames: ReadonlyMap<number, string> = (() => {
 
 export const kill = libc.func('int kill(int pid, int sig)');
 export const getpid = libc.func('int getpid()');
+
+// NSS lookups (blocking, like every NSS client; they honour nsswitch.conf, unlike parsing /etc).
+export const PasswdStruct = koffi.struct('passwd', {
+  pw_name: 'char *', pw_passwd: 'char *', pw_uid: 'uint32_t', pw_gid: 'uint32_t',
+  pw_gecos: 'char *', pw_dir: 'char *', pw_shell: 'char *',
+});
+export const GroupStruct = koffi.struct('group', { gr_name: 'char *', gr_passwd: 'char *', gr_gid: 'uint32_t', gr_mem: 'void *' });
+export const getpwnam = libc.func('passwd *getpwnam(const char *name)');
+export const getpwuid = libc.func('passwd *getpwuid(uint32_t uid)');
+export const getgrnam = libc.func('group *getgrnam(const char *name)');
+export const getgrouplist = libc.func('int getgrouplist(const char *user, uint32_t group, _Out_ uint32_t *groups, _Inout_ int *ngroups)');
+export const decodeStruct = (ptr: unknown, type: ReturnType<typeof koffi.struct>): unknown => koffi.decode(ptr, type);

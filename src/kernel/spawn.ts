@@ -3,8 +3,8 @@
 // back synchronously as the function's result.
 import * as libc from './libc.js';
 import { Errno, KernelError } from './errors.js';
-import { closeFd, pipe, type Fd, type Pidfd } from './fd.js';
-import { pidfdOpen } from './pidfd.js';
+import { closeFd, pipe, retryEintr, type Fd, type Pidfd } from './fd.js';
+import { pidfdOpen, pidfdSendSignal } from './pidfd.js';
 import { Signal } from './signals.js';
 
 /** What one of the child's fds 0-2 is connected to. */
@@ -25,6 +25,19 @@ export interface SpawnSpec {
   readonly stdio: readonly [StdioAction, StdioAction, StdioAction];
   /** New session (setsid) or, when false, a new process group: never the agent's group. */
   readonly newSession: boolean;
+  /** Setup posix_spawn cannot express, done by the exec helper before it execs the target. */
+  readonly helper?: { readonly path: string; readonly args: readonly string[] };
+}
+
+/** The exec helper failed at `stage` (cgroup, setrlimit:N, setgroups, setgid, setuid, exec, ...). */
+export class SetupError extends KernelError {
+  constructor(
+    readonly stage: string,
+    errno: number,
+  ) {
+    super(stage, errno);
+    this.name = 'SetupError';
+  }
 }
 
 export interface Spawned {
@@ -94,12 +107,27 @@ export function spawn(spec: SpawnSpec): Spawned {
       pipes[target] = childEnd.parent;
     });
     if (spec.cwd !== undefined) checkResult('posix_spawn_file_actions_addchdir_np', libc.fa_addchdir_np(fileActions, spec.cwd));
-    // Node inherits stray fds from its own parent; the child gets exactly 0-2.
-    checkResult('posix_spawn_file_actions_addclosefrom_np', libc.fa_addclosefrom_np(fileActions, 3));
     const attr = spec.newSession ? attrSession : attrGroup;
-    const argv = [...spec.argv, null];
     const envp = [...spec.envp, null];
-    return { ...start(spec.path, attr, argv, envp), pipes };
+    // Node inherits stray fds from its own parent; the child gets exactly 0-2 (and the helper 3).
+    if (spec.helper === undefined) {
+      closeFrom(REPORT_FD);
+      return { ...start(spec.path, attr, [...spec.argv, null], envp), pipes };
+    }
+    const [report, reportChild] = pipe();
+    childEnds.push(reportChild);
+    try {
+      checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(fileActions, reportChild, REPORT_FD));
+      closeFrom(REPORT_FD + 1);
+      const argv = ['pidfd-exec', ...spec.helper.args, '--', spec.path, ...spec.argv, null];
+      const child = start(spec.helper.path, attr, argv, envp);
+      closeFd(reportChild);
+      childEnds.pop();
+      awaitExec(child, report);
+      return { ...child, pipes };
+    } finally {
+      closeFd(report);
+    }
   } catch (e) {
     for (const fd of pipes) if (fd !== null) closeFd(fd);
     throw e;
@@ -108,6 +136,8 @@ export function spawn(spec: SpawnSpec): Spawned {
     for (const fd of childEnds) closeFd(fd);
   }
 }
+
+const closeFrom = (fd: number) => checkResult('posix_spawn_file_actions_addclosefrom_np', libc.fa_addclosefrom_np(fileActions, fd));
 
 function addStdio(action: StdioAction, target: number): { child: Fd; parent: Fd } | null {
   switch (action.kind) {
@@ -153,8 +183,38 @@ function start(path: string, attr: Buffer, argv: (string | null)[], envp: (strin
   }
 }
 
+const REPORT_FD = 3;
+const EXEC_REPORT_TIMEOUT_MS = 10_000;
+const POLLIN = 0x1;
+
+/**
+ * Blocks until the helper has exec'd (end-of-file on its close-on-exec report pipe) or reported a
+ * failed stage; then the helper has exited, and it is reaped here and its pidfd closed. Setup is
+ * a handful of system calls, so the wait is short; it is bounded all the same.
+ */
+function awaitExec(child: { pid: number; pidfd: Pidfd }, report: Fd): void {
+  const pfd = Buffer.alloc(8);
+  pfd.writeInt32LE(report, 0);
+  pfd.writeInt16LE(POLLIN, 4);
+  const ready = retryEintr('poll', () => libc.poll(pfd, 1, EXEC_REPORT_TIMEOUT_MS));
+  const buf = Buffer.alloc(128);
+  const n = ready > 0 ? Number(libc.read(report, buf, buf.length)) : -1;
+  if (n === 0) return;
+  const [stage = 'exec', errno = String(Errno.EIO)] = n > 0 ? buf.toString('latin1', 0, n).trim().split(' ') : ['exec-timeout', String(Errno.ETIMEDOUT)];
+  if (n < 0) pidfdSendSignal(child.pidfd, Signal.SIGKILL);
+  reapBlocking(child.pidfd);
+  closeFd(child.pidfd);
+  throw new SetupError(stage, Number(errno));
+}
+
 const P_PID = 1;
+const P_PIDFD = 3;
 const WEXITED = 4;
+
+function reapBlocking(pidfd: Pidfd): void {
+  const si = Buffer.alloc(128);
+  while (Number(libc.sysWaitid(libc.NR.waitid, P_PIDFD, pidfd, si, WEXITED, null)) < 0 && libc.errno() === Errno.EINTR);
+}
 
 /**
  * The one place a bare PID is used: our own child that we could not get a pidfd for (EMFILE).

@@ -5,6 +5,7 @@ export type ErrorKind =
   | 'NotFound'
   | 'AlreadyExists'
   | 'ProcessExited'
+  | 'FailedPrecondition'
   | 'InvalidArgument'
   | 'PermissionDenied'
   | 'ResourceExhausted'

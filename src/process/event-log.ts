@@ -1,6 +1,7 @@
 import type { ExitInfo, ProcessRecord, State } from './record.js';
+import type { OutputSlice } from './stdio.js';
 
-export type EventType = 'spawned' | 'adopted' | 'exited' | 'released';
+export type EventType = 'spawned' | 'adopted' | 'exited' | 'released' | 'output';
 
 /** A lifecycle event. The record's own fields are immutable; state and exit are as of the event. */
 export interface ProcessEvent {
@@ -10,9 +11,11 @@ export interface ProcessEvent {
   readonly record: ProcessRecord;
   readonly state: State;
   readonly exit: ExitInfo | undefined;
+  /** For 'output' events: captured bytes, read from the process's ring when the event is sent. */
+  readonly output?: OutputSlice;
 }
 
-const stateAfter: Record<EventType, State> = {
+const stateAfter: Record<Exclude<EventType, 'output'>, State> = {
   spawned: 'running',
   adopted: 'running',
   exited: 'exited',
@@ -48,14 +51,15 @@ export class EventLog {
     return Math.max(1, this.last - this.capacity + 1);
   }
 
-  append(type: EventType, record: ProcessRecord): ProcessEvent {
+  append(type: EventType, record: ProcessRecord, output?: OutputSlice): ProcessEvent {
     const event: ProcessEvent = {
       sequence: ++this.last,
       type,
       time: this.clock(),
       record,
-      state: stateAfter[type],
+      state: type === 'output' ? record.state : stateAfter[type],
       exit: record.exit,
+      output,
     };
     this.ring[event.sequence % this.capacity] = event;
     this.scheduleNotify();

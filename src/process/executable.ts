@@ -1,20 +1,22 @@
 import { accessSync, constants, statSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { delimiter, resolve } from 'node:path';
 import { AgentError } from './errors.js';
 
 /**
  * Finds argv[0] the way execvp does, but in the child's PATH and before spawning, so a missing or
- * non-executable program is reported with the path that was tried.
+ * non-executable program is reported with the path that was tried. Relative paths are taken from
+ * the child's working directory, and the result is absolute, so what was checked is what runs.
  */
-export function resolveExecutable(program: string, path: string): string {
+export function resolveExecutable(program: string, path: string, cwd = process.cwd()): string {
   if (program.includes('/')) {
-    checkExecutable(program);
-    return program;
+    const absolute = resolve(cwd, program);
+    checkExecutable(absolute);
+    return absolute;
   }
   let denied: string | undefined;
   for (const dir of path.split(delimiter)) {
     if (dir === '') continue;
-    const candidate = join(dir, program);
+    const candidate = resolve(cwd, dir, program);
     const problem = executableProblem(candidate);
     if (problem === undefined) return candidate;
     if (problem === 'EACCES') denied ??= candidate;

@@ -2,22 +2,37 @@ import { openSync, statSync, constants as fsc } from 'node:fs';
 import { closeFd, type Fd, type Pidfd } from '../kernel/fd.js';
 import { PIDFD_INFO_PID, PIDFD_THREAD, pidfdGetInfo, pidfdOpen, pidfdPoll, pidfdSendSignal, pidfsInode } from '../kernel/pidfd.js';
 import { Signal } from '../kernel/signals.js';
-import { spawn, type StdioAction } from '../kernel/spawn.js';
+import { SetupError, spawn, type StdioAction } from '../kernel/spawn.js';
+import { errnoName, KernelError } from '../kernel/errors.js';
+import type { Cgroups } from './cgroups.js';
+import { helperArgs, needsHelper } from './setup.js';
 import type { Features } from '../kernel/probe.js';
 import type { Reaper, ReapedExit } from '../reaper/reaper.js';
 import { AgentError, fromKernel, invalidArgument, notFound, processExited, unknownHandle } from './errors.js';
 import { EventLog } from './event-log.js';
 import { resolveExecutable } from './executable.js';
 import { newHandleId } from './handle.js';
-import { DEFAULT_PATH, type AdoptOptions, type OutputTarget, type SignalTarget, type SpawnOptions } from './options.js';
+import { DEFAULT_PATH, type AdoptOptions, type Deadline, type OutputTarget, type SignalTarget, type SpawnOptions } from './options.js';
 import { readCmdline, readStartTime, readThreadIds } from './proc-fs.js';
 import { ProcessRecord } from './record.js';
 import { ProcessTable, type RetentionPolicy } from './table.js';
 import { Waiters } from './waiters.js';
+import { StdioTable } from './stdio-table.js';
 
 export interface ManagerLimits extends RetentionPolicy {
   /** Running processes (spawned + adopted) at most; more is RESOURCE_EXHAUSTED. */
   readonly maxProcesses: number;
+  /** Ring size per captured stream when the request does not say (--capture-bytes). */
+  readonly captureBytes?: number;
+}
+
+/** What spawning needs from the node, decided by the composition root. */
+export interface SpawnEnvironment {
+  /** The exec helper binary (built with the agent). */
+  readonly helperPath: string;
+  readonly cgroups: Cgroups;
+  /** The agent's own environment, for ENV_MODE_INHERIT. */
+  readonly agentEnv: Readonly<Record<string, string>>;
 }
 
 export interface SpawnResult {
@@ -31,19 +46,25 @@ export interface SpawnResult {
  */
 export class ProcessManager {
   readonly table: ProcessTable;
+  /** The agent's ends of spawned processes' pipes (captured output, stdin). */
+  readonly stdio: StdioTable;
   private readonly waiters = new Waiters();
   /** Every pidfd we still watch, including released children that must still be reaped. */
   private readonly byPidfd = new Map<Pidfd, ProcessRecord>();
   private readonly byInode = new Map<bigint, ProcessRecord>();
   private readonly agentPid = process.pid;
+  /** Created cgroups still populated by descendants of an exited process. */
+  private readonly cgroupsToRemove = new Set<string>();
   private reaper!: Reaper;
 
   constructor(
     readonly events: EventLog,
     private readonly limits: ManagerLimits,
     private readonly features: Features,
+    private readonly node: SpawnEnvironment,
   ) {
     this.table = new ProcessTable(limits);
+    this.stdio = new StdioTable(events, limits.captureBytes);
   }
 
   /** The reaper is built by the composition root with `onExits` as its sink. */
@@ -55,9 +76,12 @@ export class ProcessManager {
     const earlier = this.replay(options.requestId, options.argv);
     if (earlier) return { record: earlier, replayed: true };
     this.checkCapacity();
-    const env = options.env ?? { PATH: DEFAULT_PATH };
-    const path = resolveExecutable(options.argv[0]!, env.PATH ?? DEFAULT_PATH);
+    const env = options.inheritEnv ? { ...this.node.agentEnv, ...options.env } : (options.env ?? { PATH: DEFAULT_PATH });
+    const path = resolveExecutable(options.argv[0]!, env.PATH ?? DEFAULT_PATH, options.cwd ?? process.cwd());
     if (options.cwd !== undefined) checkCwd(options.cwd);
+    const handle = newHandleId();
+    const cgroup = options.cgroup && this.node.cgroups.prepare(options.cgroup, handle);
+    const helper = needsHelper(options.setup, cgroup?.dir) ? { path: this.node.helperPath, args: helperArgs(options.setup, cgroup?.dir) } : undefined;
     const opened: Fd[] = [];
     try {
       const stdout = openOutput(options.stdout, 'stdout', opened);
@@ -67,18 +91,23 @@ export class ProcessManager {
         argv: options.argv,
         envp: Object.entries(env).map(([k, v]) => `${k}=${v}`),
         cwd: options.cwd,
-        stdio: [{ kind: 'null' }, stdout, stderr],
+        stdio: [options.stdin === 'pipe' ? { kind: 'pipe' } : { kind: 'null' }, stdout, stderr],
         newSession: options.newSession,
+        helper,
       });
       const record = this.manage(child.pid, child.pidfd, 'child', {
         argv: options.argv,
         labels: options.labels,
         adopted: false,
         requestId: options.requestId,
-      });
+      }, undefined, handle);
+      this.stdio.attach(record, child.pipes, options);
+      if (cgroup?.created) record.ownedCgroup = cgroup.dir;
+      if (options.deadline) this.armDeadline(record, options.deadline);
       return { record, replayed: false };
     } catch (e) {
-      throw fromKernel(e, { what: `spawn ${path}`, field: 'argv[0]', path });
+      if (cgroup?.created) this.node.cgroups.remove(cgroup.dir);
+      throw e instanceof SetupError ? setupFailure(e, path) : fromKernel(e, { what: `spawn ${path}`, field: 'argv[0]', path });
     } finally {
       for (const fd of opened) closeFd(fd);
     }
@@ -244,7 +273,9 @@ export class ProcessManager {
       this.byPidfd.delete(exit.pidfd);
       this.dropInode(record);
       const released = record.state === 'released';
-      record.markExited({ termination: exit.termination, rusage: exit.rusage, exitedAt: now, reason: 'exited' });
+      record.markExited({ termination: exit.termination, rusage: exit.rusage, exitedAt: now, reason: record.timedOut ? 'timeout' : 'exited' });
+      this.stdio.exited(record);
+      this.cleanUp(record);
       if (released) {
         record.markReleased();
         continue;
@@ -256,13 +287,34 @@ export class ProcessManager {
     this.expire(now);
   }
 
-  /** Releases exited records past retention; also run periodically. */
+  /** Releases exited records past retention and removes emptied cgroups; also run periodically. */
   expire(now = Date.now()): void {
     for (const record of this.table.expired(now)) this.forget(record);
+    for (const dir of this.cgroupsToRemove) if (this.node.cgroups.remove(dir)) this.cgroupsToRemove.delete(dir);
   }
 
-  private manage(pid: number, pidfd: Pidfd, parentage: 'child' | 'foreign', spec: ProcessRecord['spec'], inode = pidfsInode(pidfd)): ProcessRecord {
-    const record = new ProcessRecord(newHandleId(), { pid, pidfsInode: inode }, spec, Date.now(), pidfd);
+  /**
+   * The deadline: kill_signal, then SIGKILL after the grace, through Stop; the exit then records
+   * reason TIMEOUT.
+   */
+  private armDeadline(record: ProcessRecord, d: Deadline): void {
+    record.deadline = setTimeout(() => {
+      if (record.state !== 'running') return;
+      record.timedOut = true;
+      this.stop(record.handle, d.killSignal, d.graceMs, false, new AbortController().signal).catch(() => undefined);
+    }, d.timeoutMs);
+    record.deadline.unref();
+  }
+
+  /** After the exit: the deadline timer goes, a created cgroup is removed once it is empty. */
+  private cleanUp(record: ProcessRecord): void {
+    if (record.deadline) clearTimeout(record.deadline);
+    const dir = record.ownedCgroup;
+    if (dir !== undefined && !this.node.cgroups.remove(dir)) this.cgroupsToRemove.add(dir);
+  }
+
+  private manage(pid: number, pidfd: Pidfd, parentage: 'child' | 'foreign', spec: ProcessRecord['spec'], inode = pidfsInode(pidfd), handle = newHandleId()): ProcessRecord {
+    const record = new ProcessRecord(handle, { pid, pidfsInode: inode }, spec, Date.now(), pidfd);
     this.reaper.watch(pidfd, parentage);
     this.byPidfd.set(pidfd, record);
     this.byInode.set(inode, record);
@@ -275,6 +327,7 @@ export class ProcessManager {
     this.table.remove(record);
     this.dropInode(record);
     record.markReleased();
+    this.stdio.released(record);
     this.events.append('released', record);
     this.waiters.settle(record);
   }
@@ -320,6 +373,7 @@ function checkCwd(cwd: string): void {
 function openOutput(target: OutputTarget, field: string, opened: Fd[]): StdioAction {
   if (target.kind === 'discard') return { kind: 'null' };
   if (target.kind === 'inherit') return { kind: 'inherit' };
+  if (target.kind === 'capture') return { kind: 'pipe' };
   const flags = fsc.O_WRONLY | fsc.O_CREAT | (target.append ? fsc.O_APPEND : fsc.O_TRUNC);
   try {
     const fd = openSync(target.path, flags, 0o644) as Fd; // libuv opens with O_CLOEXEC
@@ -330,4 +384,18 @@ function openOutput(target: OutputTarget, field: string, opened: Fd[]): StdioAct
     const kind = code === 'EACCES' || code === 'EPERM' ? 'PermissionDenied' : code === 'ENOENT' ? 'NotFound' : 'InvalidArgument';
     throw new AgentError(kind, `${field}.path: ${target.path}: ${code}`, { reason: code, field: `${field}.path`, path: target.path });
   }
+}
+
+/** Which request field a failed helper stage is about. */
+const stageFields: Readonly<Record<string, string>> = {
+  cgroup: 'cgroup', setgroups: 'groups', setgid: 'group', setuid: 'user', umask: 'umask',
+  pdeathsig: 'parent_death_signal', no_new_privs: 'no_new_privs',
+};
+
+function setupFailure(e: SetupError, path: string): unknown {
+  const code = errnoName(e.errno);
+  if (e.stage === 'exec') return fromKernel(new KernelError('execve', e.errno), { what: `${path}`, field: 'argv[0]', path });
+  const field = e.stage.startsWith('setrlimit') ? 'rlimits' : (stageFields[e.stage] ?? e.stage);
+  const kind = code === 'EPERM' || code === 'EACCES' ? 'PermissionDenied' : code === 'ENOENT' ? 'NotFound' : code === 'EAGAIN' || code === 'ENOMEM' ? 'ResourceExhausted' : 'InvalidArgument';
+  return new AgentError(kind, `${e.stage}: ${code}`, { reason: code, field, syscall: e.stage }, { cause: e });
 }

@@ -1,20 +1,39 @@
+import type { CgroupRequest } from './cgroups.js';
+import type { SetupOptions } from './setup.js';
+
 /** Where stdout or stderr goes. */
 export type OutputTarget =
   | { readonly kind: 'discard' }
   | { readonly kind: 'inherit' }
-  | { readonly kind: 'file'; readonly path: string; readonly append: boolean };
+  | { readonly kind: 'file'; readonly path: string; readonly append: boolean }
+  /** A pipe read by the agent into a ring of ringBytes (the agent's default when undefined). */
+  | { readonly kind: 'capture'; readonly ringBytes?: number };
+
+export interface Deadline {
+  readonly timeoutMs: number;
+  readonly killSignal: number;
+  readonly graceMs: number;
+}
 
 /** A validated Spawn request. */
 export interface SpawnOptions {
   readonly argv: readonly string[];
-  /** The child's whole environment; undefined means the minimal default. */
+  /** The child's whole environment (undefined: the minimal default), or overrides with inheritEnv. */
   readonly env?: Readonly<Record<string, string>>;
+  readonly inheritEnv?: boolean;
+  readonly setup: SetupOptions;
+  readonly cgroup?: CgroupRequest;
+  readonly deadline?: Deadline;
   readonly cwd?: string;
   readonly labels: Readonly<Record<string, string>>;
   readonly requestId?: string;
   readonly newSession: boolean;
   readonly stdout: OutputTarget;
   readonly stderr: OutputTarget;
+  /** A pipe written with WriteStdin; /dev/null when absent. */
+  readonly stdin?: 'pipe';
+  /** Publish captured output as events too. */
+  readonly outputEvents?: boolean;
 }
 
 export interface AdoptOptions {

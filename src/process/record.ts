@@ -36,6 +36,12 @@ export interface ProcessSpec {
 export class ProcessRecord {
   state: State = 'running';
   exit: ExitInfo | undefined;
+  /** The deadline timer, until the exit. */
+  deadline: NodeJS.Timeout | undefined;
+  /** Set when the deadline fired: the exit is then recorded with reason 'timeout'. */
+  timedOut = false;
+  /** A cgroup created for this process alone, removed after its exit. */
+  ownedCgroup: string | undefined;
   private fd: Pidfd | null;
 
   constructor(

@@ -8,11 +8,11 @@ import { stateFromApi, toProcess } from './convert.js';
 import { toServiceError, type Logger } from './status.js';
 import * as validate from './validate.js';
 import type { WatchHub } from './watch.js';
+import { OutputReaders } from './read-output.js';
+import { outputStream } from './validate-stdio.js';
 import { signalName } from '../kernel/signals.js';
 
 const DEFAULT_GRACE_MS = 10_000;
-
-const notYet = (what: string) => new AgentError('Unimplemented', `${what} is not implemented yet`, { reason: 'UNIMPLEMENTED' });
 
 function unary<Req, Res>(method: string, log: Logger, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
@@ -32,7 +32,7 @@ const hasLabels = (have: Readonly<Record<string, string>>, want: Record<string, 
   return true;
 };
 
-export function agentService(manager: ProcessManager, watchers: WatchHub, log: Logger): AgentServiceServer {
+export function agentService(manager: ProcessManager, watchers: WatchHub, log: Logger, readers = new OutputReaders(1024)): AgentServiceServer {
   return {
     spawn: unary('Spawn', log, (req) => {
       const { record, replayed } = manager.spawn(validate.spawnOptions(req));
@@ -63,12 +63,24 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
       return { process: toProcess(record), escalated };
     }),
 
-    readOutput: (call) => call.emit('error', toServiceError(notYet('ReadOutput'), 'ReadOutput', log)),
-    writeStdin: unary('WriteStdin', log, () => {
-      throw notYet('WriteStdin');
-    }),
-    closeStdin: unary('CloseStdin', log, () => {
-      throw notYet('CloseStdin');
+    readOutput: (call) => {
+      const fail = (e: unknown) => call.emit('error', toServiceError(e, 'ReadOutput', log));
+      try {
+        const req = call.request;
+        const { io, output } = manager.stdio.output(manager.get(validate.handle(req.handle)), outputStream(req.stream));
+        readers.open(call, io, output, req.offset, req.follow, fail);
+      } catch (e) {
+        fail(e);
+      }
+    },
+
+    writeStdin: unary('WriteStdin', log, async (req) => ({
+      written: await manager.stdio.of(manager.get(validate.handle(req.handle))).writeStdin(req.data),
+    })),
+
+    closeStdin: unary('CloseStdin', log, (req) => {
+      manager.stdio.of(manager.get(validate.handle(req.handle))).closeStdin();
+      return {};
     }),
 
     listThreads: unary('ListThreads', log, (req) => ({ tids: manager.listThreads(validate.handle(req.handle)) })),

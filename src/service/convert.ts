@@ -3,12 +3,15 @@ import type { Rusage as KernelRusage } from '../kernel/termination.js';
 import { signalName } from '../kernel/signals.js';
 import type { EventType as DomainEventType, ProcessEvent } from '../process/event-log.js';
 import type { ExitInfo, ProcessRecord, State as DomainState } from '../process/record.js';
+import { sliceBytes, type OutputSlice } from '../process/stdio.js';
 import {
   EventType,
   ExitReason,
+  OutputStream,
   State,
   type Event,
   type Exit,
+  type OutputChunk,
   type Process,
   type Rusage,
 } from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
@@ -25,6 +28,7 @@ const eventTypes: Record<DomainEventType, EventType> = {
   adopted: EventType.EVENT_TYPE_ADOPTED,
   exited: EventType.EVENT_TYPE_EXITED,
   released: EventType.EVENT_TYPE_RELEASED,
+  output: EventType.EVENT_TYPE_OUTPUT,
 };
 
 export const stateFromApi = (s: State): DomainState | undefined =>
@@ -50,7 +54,14 @@ export function toEvent(event: ProcessEvent): Event {
     type: eventTypes[event.type],
     time: new Date(event.time),
     process: toProcess(event.record, event.state, event.exit),
+    output: event.output && toOutputChunk(event.output),
   };
+}
+
+/** The bytes of the slice the ring still holds: a watcher that fell behind sees a gap in offsets. */
+function toOutputChunk(slice: OutputSlice): OutputChunk {
+  const { offset, data } = sliceBytes(slice);
+  return { stream: slice.stream === 'stdout' ? OutputStream.OUTPUT_STREAM_STDOUT : OutputStream.OUTPUT_STREAM_STDERR, offset, data };
 }
 
 function toExit(exit: ExitInfo): Exit {

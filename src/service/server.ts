@@ -11,15 +11,15 @@ import { AgentServiceService, type AgentServiceServer } from '../../clients/ts/s
 export const SERVICE_NAME = 'pidfd.agent.v1.AgentService';
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
-/** Descriptor sets written by `buf build` at `make build` (dist/descriptors/), found from src/ or dist/src/. */
-function descriptorDir(): string {
+/** A file `make build` writes under dist/ (descriptor sets, the exec helper), found from src/ or dist/src/. */
+export function builtFile(relative: string): string {
   let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'dist', 'descriptors', 'agent.binpb'))) {
+  while (!existsSync(join(dir, relative))) {
     const up = dirname(dir);
-    if (up === dir) throw new Error('dist/descriptors/agent.binpb not found: run make build');
+    if (up === dir) throw new Error(`${relative} not found: run make build`);
     dir = up;
   }
-  return join(dir, 'dist', 'descriptors');
+  return join(dir, relative);
 }
 
 /** The FileDescriptorProtos of a FileDescriptorSet (field 1), kept encoded as reflection serves them. */
@@ -52,7 +52,7 @@ export function createServer(service: AgentServiceServer): GrpcServer {
   health.addToServer(server);
   // Reflection serves the files exactly as compiled by buf (names and imports intact), which
   // reflection clients such as `buf curl` need; proto-loader's regrouped files lack their imports.
-  const fileDescriptorProtos = ['agent.binpb', 'health.binpb'].flatMap((f) => filesOf(readFileSync(join(descriptorDir(), f))));
+  const fileDescriptorProtos = ['agent.binpb', 'health.binpb'].flatMap((f) => filesOf(readFileSync(builtFile(`dist/descriptors/${f}`))));
   new ReflectionService({ all: { fileDescriptorProtos } } as unknown as PackageDefinition).addToServer(server);
   return { server, health };
 }

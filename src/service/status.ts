@@ -10,6 +10,7 @@ const codes: Record<ErrorKind, status> = {
   NotFound: status.NOT_FOUND,
   AlreadyExists: status.ALREADY_EXISTS,
   ProcessExited: status.FAILED_PRECONDITION,
+  FailedPrecondition: status.FAILED_PRECONDITION,
   InvalidArgument: status.INVALID_ARGUMENT,
   PermissionDenied: status.PERMISSION_DENIED,
   ResourceExhausted: status.RESOURCE_EXHAUSTED,

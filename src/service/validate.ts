@@ -11,6 +11,8 @@ import {
   type SpawnRequest,
 } from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
 import type { Duration } from '../../clients/ts/src/gen/google/protobuf/duration.js';
+import { cgroupRequest, deadline, inheritsEnv, setupOptions } from './validate-setup.js';
+import { capture, stdinAndEvents } from './validate-stdio.js';
 
 export const LIMITS = {
   argvItems: 4096,
@@ -57,6 +59,8 @@ function output(field: string, o: Output | undefined): OutputTarget {
       if (!isAbsolute(path)) throw invalidArgument(`${field}.path`, 'must be an absolute path');
       return { kind: 'file', path, append: o?.append ?? false };
     }
+    case OutputMode.OUTPUT_MODE_CAPTURE:
+      return capture(field, o!);
     default:
       throw invalidArgument(`${field}.mode`, `unknown mode ${o?.mode}`);
   }
@@ -65,22 +69,6 @@ function output(field: string, o: Output | undefined): OutputTarget {
 /** Spawn fields of API v1 that this build does not act on yet: refused, never silently ignored. */
 function refuseUnimplemented(req: SpawnRequest): void {
   const set: [string, boolean][] = [
-    ['stdin', req.stdin !== 0],
-    ['env_mode', req.envMode !== 0],
-    ['user', req.user !== ''],
-    ['group', req.group !== ''],
-    ['groups', req.groups.length > 0],
-    ['umask', req.umask !== undefined],
-    ['no_new_privs', req.noNewPrivs],
-    ['parent_death_signal', req.parentDeathSignal !== ''],
-    ['rlimits', req.rlimits.length > 0],
-    ['cgroup', req.cgroup !== undefined],
-    ['timeout', req.timeout !== undefined],
-    ['kill_signal', req.killSignal !== ''],
-    ['grace', req.grace !== undefined],
-    ['output_events', req.outputEvents],
-    ['stdout.mode', req.stdout?.mode === OutputMode.OUTPUT_MODE_CAPTURE],
-    ['stderr.mode', req.stderr?.mode === OutputMode.OUTPUT_MODE_CAPTURE],
   ];
   const field = set.find(([, on]) => on)?.[0];
   if (field !== undefined) throw new AgentError('Unimplemented', `${field}: not implemented yet`, { reason: 'UNIMPLEMENTED', field });
@@ -111,6 +99,11 @@ export function spawnOptions(req: SpawnRequest): SpawnOptions {
     newSession: req.newSession ?? true,
     stdout: output('stdout', req.stdout),
     stderr: output('stderr', req.stderr),
+    ...stdinAndEvents(req),
+    inheritEnv: inheritsEnv(req.envMode),
+    setup: setupOptions(req),
+    cgroup: cgroupRequest(req.cgroup),
+    deadline: deadline(req),
   };
 }
 

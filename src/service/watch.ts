@@ -11,6 +11,8 @@ export interface WatchFilter {
 
 /** Events coalesced into one response at most. */
 const BATCH = 128;
+/** Output bytes per response at most (plus one event's): output events must not make responses huge. */
+const BATCH_OUTPUT_BYTES = 64 * 1024;
 /** Responses a stream may have in flight before it waits for 'drain' (past the high-water mark). */
 const WRITE_BUDGET = 17;
 
@@ -74,11 +76,15 @@ export class WatchStream {
     // arrived meanwhile are coalesced into one response rather than queued one by one.
     while (this.cursor < this.log.lastSequence) {
       const events = [];
-      while (this.cursor < this.log.lastSequence && events.length < BATCH) {
+      let bytes = 0;
+      while (this.cursor < this.log.lastSequence && events.length < BATCH && bytes < BATCH_OUTPUT_BYTES) {
         const event = this.log.get(this.cursor + 1);
         if (event === undefined) return this.drop(); // overwritten in the ring: it cannot catch up
         this.cursor++;
-        if (matches(this.filter, event)) events.push(toEvent(event));
+        if (!matches(this.filter, event)) continue;
+        const converted = toEvent(event);
+        bytes += converted.output?.data.length ?? 0;
+        events.push(converted);
       }
       if (events.length === 0) continue;
       // Past the stream's high-water mark write() has returned false, so 'drain' will come.

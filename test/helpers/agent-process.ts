@@ -43,7 +43,7 @@ export async function startAgentProcess(args: string[] = [], wrapper: string[] =
     stderr: () => stderr,
     stop: async () => {
       client.close();
-      if (child.exitCode === null) {
+      if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
         await once(child, 'exit');
       }

@@ -19,7 +19,8 @@ export async function startHarness(overrides: Partial<Config> = {}): Promise<Har
   const dir = mkdtempSync(join(tmpdir(), 'pidfd-agent-test-'));
   const address = `unix://${join(dir, 'agent.sock')}`;
   const logs: Harness['logs'] = [];
-  const agent = await startAgent({ ...DEFAULTS, listen: [address], ...overrides }, (event, fields) => logs.push({ event, fields }));
+  const agentEnv = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/root' };
+  const agent = await startAgent({ ...DEFAULTS, listen: [address], agentEnv, ...overrides }, (event, fields) => logs.push({ event, fields }));
   const client = new AgentClient(address);
   return {
     agent,

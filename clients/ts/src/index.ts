@@ -4,33 +4,39 @@ import { credentials, Metadata, status, type ChannelCredentials, type ClientOpti
 import {
   AdoptRequest,
   AgentServiceClient,
+  CloseStdinRequest,
   GetRequest,
   ListRequest,
   ReleaseRequest,
   ListThreadsRequest,
+  ReadOutputRequest,
   SignalRequest,
   SpawnRequest,
   StopRequest,
   WaitRequest,
   WatchRequest,
+  WriteStdinRequest,
   type AdoptResponse,
+  type CloseStdinResponse,
   type Event,
   type GetResponse,
   type ListResponse,
   type ListThreadsResponse,
   type StopResponse,
   type ReleaseResponse,
+  type ReadOutputResponse,
   type SignalResponse,
   type SpawnResponse,
   type WaitResponse,
   type WatchResponse,
+  type WriteStdinResponse,
 } from './gen/pidfd/agent/v1/agent.js';
 import { ErrorInfo, Status } from './gen/google/rpc/status.js';
 
 export * from './gen/pidfd/agent/v1/agent.js';
 export { status } from '@grpc/grpc-js';
 
-type DeepPartial<T> = T extends Date
+type DeepPartial<T> = T extends Date | Uint8Array
   ? T
   : T extends Array<infer U>
     ? Array<DeepPartial<U>>
@@ -108,6 +114,13 @@ export class AgentClient {
   listThreads(req: DeepPartial<ListThreadsRequest>, opts?: CallOptions): Promise<ListThreadsResponse> {
     return this.unary(this.raw.listThreads, ListThreadsRequest.fromPartial(req), opts);
   }
+  /** Resolves once the agent handed all of `data` to the pipe (RESOURCE_EXHAUSTED when too much waits). */
+  writeStdin(req: DeepPartial<WriteStdinRequest>, opts?: CallOptions): Promise<WriteStdinResponse> {
+    return this.unary(this.raw.writeStdin, WriteStdinRequest.fromPartial(req), opts);
+  }
+  closeStdin(req: DeepPartial<CloseStdinRequest>, opts?: CallOptions): Promise<CloseStdinResponse> {
+    return this.unary(this.raw.closeStdin, CloseStdinRequest.fromPartial(req), opts);
+  }
 
   /**
    * Events one by one as an async iterable (the agent may batch several per message). Ends when `signal` aborts or the loop breaks; throws
@@ -115,10 +128,24 @@ export class AgentClient {
    */
   async *watch(req: DeepPartial<WatchRequest> = {}, opts?: CallOptions): AsyncGenerator<Event> {
     const call = this.raw.watch(WatchRequest.fromPartial(req), new Metadata(), { deadline: deadlineOf(opts) });
+    for await (const res of this.stream<WatchResponse>(call, opts)) yield* res.events;
+  }
+
+  /**
+   * Captured output as it is read: each response has its `offset`, the `lostBytes` the ring
+   * overwrote before it, and `eof` on the last one once the process exited and its pipe is drained.
+   * Ends like `watch`.
+   */
+  readOutput(req: DeepPartial<ReadOutputRequest>, opts?: CallOptions): AsyncGenerator<ReadOutputResponse> {
+    const call = this.raw.readOutput(ReadOutputRequest.fromPartial(req), new Metadata(), { deadline: deadlineOf(opts) });
+    return this.stream<ReadOutputResponse>(call, opts);
+  }
+
+  private async *stream<Res>(call: AsyncIterable<unknown> & { cancel(): void }, opts?: CallOptions): AsyncGenerator<Res> {
     const onAbort = () => call.cancel();
     opts?.signal?.addEventListener('abort', onAbort);
     try {
-      for await (const res of call as AsyncIterable<WatchResponse>) yield* res.events;
+      for await (const res of call) yield res as Res;
     } catch (e) {
       const err = e as ServiceError;
       if (err.code === status.CANCELLED && (opts?.signal?.aborted ?? true)) return;
