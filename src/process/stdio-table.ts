@@ -2,7 +2,8 @@ import type { Fd } from '../kernel/fd.js';
 import type { EventLog } from './event-log.js';
 import type { OutputTarget } from './options.js';
 import type { ProcessRecord } from './record.js';
-import { ProcessStdio, type CapturedOutput, type OutputSlice, type StreamName } from './stdio.js';
+import type { CapturedOutput, OutputSlice, StreamName } from './captured-output.js';
+import { ProcessStdio } from './stdio.js';
 
 /** Ring size per captured stream when neither the request nor --capture-bytes says otherwise. */
 export const DEFAULT_CAPTURE_BYTES = 1024 * 1024;

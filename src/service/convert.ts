@@ -3,7 +3,7 @@ import type { Rusage as KernelRusage } from '../kernel/termination.js';
 import { signalName } from '../kernel/signals.js';
 import type { EventType as DomainEventType, ProcessEvent } from '../process/event-log.js';
 import type { ExitInfo, ProcessRecord, State as DomainState } from '../process/record.js';
-import { sliceBytes, type OutputSlice } from '../process/stdio.js';
+import { sliceBytes, type OutputSlice } from '../process/captured-output.js';
 import {
   EventType,
   ExitReason,

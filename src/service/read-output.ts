@@ -1,6 +1,7 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { AgentError, unknownHandle } from '../process/errors.js';
-import { READER_STALL_MS, type CapturedOutput, type OutputHold, type ProcessStdio } from '../process/stdio.js';
+import { READER_STALL_MS, type CapturedOutput, type OutputHold } from '../process/captured-output.js';
+import type { ProcessStdio } from '../process/stdio.js';
 import type { ReadOutputRequest, ReadOutputResponse } from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
 
 /** Bytes per response at most. */

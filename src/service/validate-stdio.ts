@@ -2,7 +2,7 @@
 import { invalidArgument } from '../process/errors.js';
 import type { OutputTarget, SpawnOptions } from '../process/options.js';
 import { MAX_CAPTURE_BYTES } from '../process/stdio-table.js';
-import type { StreamName } from '../process/stdio.js';
+import type { StreamName } from '../process/captured-output.js';
 import { OutputMode, OutputStream, StdinMode, type Output, type SpawnRequest } from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
 
 export function capture(field: string, o: Output): OutputTarget {

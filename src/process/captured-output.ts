@@ -1,0 +1,174 @@
+// One output pipe read into a bounded ring. A reader that keeps reading loses nothing: while it is
+// more than a ring behind, the agent stops reading the pipe, so the child waits for it (as for a
+// terminal). A reader whose transport takes nothing for READER_STALL_MS no longer counts, the agent
+// reads on and the ring overwrites: no client can block a child for longer than that, and with
+// nobody reading the pipe is always drained.
+import type net from 'node:net';
+import type { Fd } from '../kernel/fd.js';
+import { OutputRing } from './output-ring.js';
+import { openPipe } from './pipe-end.js';
+
+export type StreamName = 'stdout' | 'stderr';
+
+/** A reader that took nothing for this long stops holding the pipe back. */
+export const READER_STALL_MS = 1000;
+/** One read from a pipe brings at most this much (libuv's read buffer). */
+const PIPE_READ_BYTES = 64 * 1024;
+/** Output events carry at most this many bytes each... */
+export const OUTPUT_EVENT_BYTES = 64 * 1024;
+/** ...and are coalesced over this long, so chatty output does not flood the event log. */
+export const OUTPUT_EVENT_DELAY_MS = 25;
+
+/** Captured output published as an event: a range of the stream, read from its ring when sent. */
+export interface OutputSlice {
+  readonly stream: StreamName;
+  readonly offset: number;
+  readonly length: number;
+  readonly source: CapturedOutput;
+}
+
+/** The part of a slice the ring still holds (empty, at the slice's end, when none is). */
+export function sliceBytes(slice: OutputSlice): { offset: number; data: Buffer } {
+  const end = slice.offset + slice.length;
+  const from = Math.min(Math.max(slice.offset, slice.source.ring.start), end);
+  return { offset: from, data: slice.source.ring.read(from, end - from).data };
+}
+
+/** A reader of a ring: while it is not stalled, the pipe is not read past what it has not taken. */
+export interface OutputHold {
+  /** The next offset it will take. */
+  readonly position: number;
+  readonly stalled: boolean;
+}
+
+/** One output pipe read into a ring until end-of-file. */
+export class CapturedOutput {
+  readonly ring: OutputRing;
+  private socket: net.Socket | null;
+  private paused = false;
+  private pauseTimer: NodeJS.Timeout | null = null;
+  private readonly holds = new Set<OutputHold>();
+  private readonly listeners = new Set<() => void>();
+  /** End of the output already published as events. */
+  private published = 0;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    fd: Fd,
+    readonly stream: StreamName,
+    ringBytes: number,
+    private publish: ((slice: OutputSlice) => void) | null,
+    private readonly onClose: () => void,
+  ) {
+    this.ring = new OutputRing(ringBytes);
+    const socket = openPipe(fd, 'read');
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    // A read error (EIO) ends the stream like end-of-file; 'close' follows either way.
+    socket.on('error', () => {});
+    socket.on('close', () => this.onEof());
+    this.socket = socket;
+  }
+
+  /** True until the pipe reached end-of-file (every writer closed it) and was closed. */
+  get pipeOpen(): boolean {
+    return this.socket !== null;
+  }
+
+  /** True while the agent is not reading the pipe because a reader is a ring behind. */
+  get waitingForReader(): boolean {
+    return this.paused;
+  }
+
+  /** Registers a reader the pipe waits for; returns its removal. */
+  hold(reader: OutputHold): () => void {
+    this.holds.add(reader);
+    return () => {
+      this.holds.delete(reader);
+      this.regulate();
+    };
+  }
+
+  /** Stops or resumes reading the pipe as readers fall a ring behind or catch up (or stall). */
+  regulate(): void {
+    if (this.socket === null) return;
+    const wait = this.mustWait();
+    if (wait !== this.paused) {
+      this.paused = wait;
+      if (wait) this.socket.pause();
+      else this.socket.resume();
+    }
+    if (this.paused && this.pauseTimer === null) {
+      // Re-checked when no reader made progress for a while: a stalled one no longer counts.
+      this.pauseTimer = setTimeout(() => {
+        this.pauseTimer = null;
+        this.regulate();
+      }, READER_STALL_MS).unref();
+    }
+  }
+
+  private mustWait(): boolean {
+    // The next read must fit without overwriting what a live reader has not taken.
+    const room = Math.max(0, this.ring.capacity - PIPE_READ_BYTES);
+    for (const h of this.holds) if (!h.stalled && this.ring.end - h.position > room) return true;
+    return false;
+  }
+
+  /** Called after new output, end-of-file, the exit and the release. */
+  subscribe(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  notify(): void {
+    for (const listener of [...this.listeners]) listener();
+  }
+
+  /** After the release: nothing is kept or published any more, but the pipe is still drained. */
+  drop(): void {
+    this.ring.drop();
+    this.publish = null;
+    this.clearTimer();
+    this.notify();
+    this.listeners.clear();
+    this.holds.clear();
+    this.regulate();
+  }
+
+  private onData(chunk: Buffer): void {
+    this.ring.append(chunk);
+    if (this.holds.size > 0) this.regulate();
+    if (this.publish !== null) {
+      if (this.ring.end - this.published >= OUTPUT_EVENT_BYTES) this.flush();
+      else if (this.timer === null) this.timer = setTimeout(() => this.flush(), OUTPUT_EVENT_DELAY_MS).unref();
+    }
+    this.notify();
+  }
+
+  private onEof(): void {
+    this.socket = null;
+    if (this.pauseTimer !== null) clearTimeout(this.pauseTimer);
+    this.flush();
+    this.ring.seal();
+    this.onClose();
+    this.notify();
+  }
+
+  /** Publishes what is waiting for the coalescing delay now (before the exit event, say). */
+  flush(): void {
+    this.clearTimer();
+    if (this.publish === null) return;
+    // Bytes the ring overwrote before they were published are skipped: the next event's offset
+    // shows the gap.
+    this.published = Math.max(this.published, this.ring.start);
+    while (this.published < this.ring.end) {
+      const length = Math.min(OUTPUT_EVENT_BYTES, this.ring.end - this.published);
+      this.publish({ stream: this.stream, offset: this.published, length, source: this });
+      this.published += length;
+    }
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+}

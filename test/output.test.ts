@@ -1,0 +1,303 @@
+// Captured stdout/stderr: the ring, ReadOutput (follow, eof, lost_bytes), output events on Watch,
+// and what a slow or absent reader may cost the agent.
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import test from 'ava';
+import {
+  AgentCallError,
+  EventType,
+  OutputMode,
+  OutputStream,
+  ReadOutputRequest,
+  ReadOutputResponse,
+  StdinMode,
+  status,
+  type Event,
+} from '../clients/ts/src/index.js';
+import { openFdCount } from '../src/kernel/fd.js';
+import { READ_CHUNK_BYTES, READ_WRITE_BUDGET } from '../src/service/read-output.js';
+import { OUTPUT_EVENT_BYTES } from '../src/process/captured-output.js';
+import { collect, pool, range } from './helpers/events.js';
+import { eventually, sleep, startHarness, type Harness } from './helpers/harness.js';
+import { stalledStream } from './helpers/stalled-stream.js';
+
+const CAPTURE = { mode: OutputMode.OUTPUT_MODE_CAPTURE };
+const STDOUT = OutputStream.OUTPUT_STREAM_STDOUT;
+const STDERR = OutputStream.OUTPUT_STREAM_STDERR;
+const MiB = 1024 * 1024;
+const BIG = 50 * MiB;
+
+let h: Harness;
+let bigFile: string;
+let bigData: Buffer;
+test.before(async () => {
+  h = await startHarness({ retentionMax: 5000 });
+  bigData = randomBytes(BIG);
+  bigFile = join(h.dir, 'big.bin');
+  writeFileSync(bigFile, bigData);
+});
+test.after.always(async () => {
+  await h?.close();
+});
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** Everything a follow reader receives, checked for contiguous offsets. */
+async function readAll(handle: string, stream = STDOUT, offset = 0, follow = true): Promise<{ data: Buffer; lost: number; responses: ReadOutputResponse[] }> {
+  const responses: ReadOutputResponse[] = [];
+  for await (const r of h.client.readOutput({ handle, stream, offset, follow })) responses.push(r);
+  return { data: Buffer.concat(responses.map((r) => r.data)), lost: responses.reduce((n, r) => n + r.lostBytes, 0), responses };
+}
+
+/** Each response starts where the previous one ended, plus what it says was lost. */
+function contiguous(responses: readonly ReadOutputResponse[], from: number): boolean {
+  let at = from;
+  for (const r of responses) {
+    if (r.offset !== at + r.lostBytes) return false;
+    at = r.offset + r.data.length;
+  }
+  return true;
+}
+
+/** A child that writes the big file once it reads a line on stdin: readers can attach first. */
+async function spawnGated(extra = ''): Promise<string> {
+  const { process: p } = await h.client.spawn({
+    argv: ['sh', '-c', `read go; cat ${bigFile}${extra}`],
+    stdin: StdinMode.STDIN_MODE_PIPE,
+    stdout: CAPTURE,
+  });
+  return p!.handle;
+}
+
+test.serial('50 MiB through CAPTURE arrives intact, in order, to a reader that keeps up, then eof', async (t) => {
+  const handle = await spawnGated();
+  const hash = createHash('sha256');
+  let bytes = 0;
+  let lost = 0;
+  let last: ReadOutputResponse | undefined;
+  let ordered = true;
+  let maxRing = 0;
+  let maxInflight = 0;
+  const record = h.agent.manager.get(handle);
+  const reading = (async () => {
+    for await (const r of h.client.readOutput({ handle, stream: STDOUT, follow: true })) {
+      if (r.offset !== bytes) ordered = false;
+      hash.update(r.data);
+      bytes += r.data.length;
+      lost += r.lostBytes;
+      last = r;
+      maxRing = Math.max(maxRing, h.agent.manager.stdio.of(record).ringBytes);
+      for (const s of h.agent.readers.stats()) maxInflight = Math.max(maxInflight, s.inflightBytes);
+    }
+  })();
+  await eventually('the reader to attach', () => h.agent.readers.stats().length === 1);
+  const started = performance.now();
+  await h.client.writeStdin({ handle, data: Buffer.from('go\n') });
+  await reading;
+  const seconds = (performance.now() - started) / 1000;
+  t.log(`50 MiB captured and read in ${seconds.toFixed(2)} s: ${(BIG / 1e6 / seconds).toFixed(0)} MB/s; ring ${maxRing} B, in flight at most ${maxInflight} B`);
+  t.is(bytes, BIG);
+  t.is(lost, 0, 'a reader that keeps up loses nothing');
+  t.true(ordered);
+  t.is(hash.digest('hex'), sha256(bigData));
+  t.true(last?.eof, 'the last response says eof');
+  t.true(maxRing <= MiB, 'the ring never grew past its size');
+  t.true(maxInflight <= READ_WRITE_BUDGET * READ_CHUNK_BYTES);
+  t.is((await h.client.wait({ handle })).process!.exit!.code, 0);
+});
+
+test.serial('a client that stops reading costs the ring and a few responses; the child still writes 50 MiB and exits', async (t) => {
+  const handle = await spawnGated('; echo done >&2');
+  const record = h.agent.manager.get(handle);
+  const req = ReadOutputRequest.encode(ReadOutputRequest.fromPartial({ handle, stream: STDOUT, follow: true })).finish();
+  const stalled = stalledStream(h.address.slice('unix://'.length), 'ReadOutput', req);
+  t.teardown(() => stalled.close());
+  await eventually('the stalled reader to attach', () => h.agent.readers.stats().length === 1);
+  const rssBefore = process.memoryUsage().rss;
+  let maxRing = 0;
+  let maxInflight = 0;
+  let maxRss = rssBefore;
+  const sampler = setInterval(() => {
+    maxRing = Math.max(maxRing, h.agent.manager.stdio.of(record).ringBytes);
+    for (const s of h.agent.readers.stats()) maxInflight = Math.max(maxInflight, s.inflightBytes);
+    maxRss = Math.max(maxRss, process.memoryUsage().rss);
+  }, 5);
+  const started = performance.now();
+  await h.client.writeStdin({ handle, data: Buffer.from('go\n') });
+  const { process: done } = await h.client.wait({ handle, timeout: { seconds: 60 } });
+  clearInterval(sampler);
+  t.is(done!.exit!.code, 0, 'the child wrote everything and exited although nobody read');
+  t.log(`child finished in ${((performance.now() - started) / 1000).toFixed(2)} s; ring at most ${maxRing} B, stalled reader's responses in flight at most ${maxInflight} B, RSS +${((maxRss - rssBefore) / MiB).toFixed(1)} MiB at the peak`);
+  t.true(maxRing <= MiB, `the ring stayed within its 1 MiB (${maxRing})`);
+  t.true(maxInflight <= READ_WRITE_BUDGET * READ_CHUNK_BYTES, `in-flight responses stayed bounded (${maxInflight})`);
+
+  // Once it reads again it gets the rest, with the gap accounted for byte for byte.
+  const responses: ReadOutputResponse[] = [];
+  stalled.resume((m) => responses.push(ReadOutputResponse.decode(m)));
+  t.is(await stalled.status, status.OK);
+  const lost = responses.reduce((n, r) => n + r.lostBytes, 0);
+  const received = responses.reduce((n, r) => n + r.data.length, 0);
+  t.true(lost > 0, 'the ring overwrote what it did not read');
+  t.is(lost + received, BIG, 'every byte is either received or counted as lost');
+  t.true(contiguous(responses, 0));
+  t.true(responses.at(-1)!.eof);
+  const tail = Buffer.concat(responses.slice(-4).map((r) => r.data));
+  t.true(tail.equals(bigData.subarray(BIG - tail.length)), 'what it got after the gap is the real end of the output');
+});
+
+test('reading an old offset after the ring overflowed reports exactly the bytes lost', async (t) => {
+  const { process: p } = await h.client.spawn({ argv: ['seq', '1', '20000'], stdout: { ...CAPTURE, ringBytes: 4096 } });
+  const handle = p!.handle;
+  await h.client.wait({ handle });
+  const full = Buffer.from(Array.from({ length: 20000 }, (_, i) => `${i + 1}\n`).join(''));
+  const all = await readAll(handle);
+  t.is(all.responses[0]!.offset, full.length - 4096);
+  t.is(all.lost, full.length - 4096);
+  t.true(all.data.equals(full.subarray(full.length - 4096)));
+  t.true(all.responses.at(-1)!.eof);
+  const recent = await readAll(handle, STDOUT, full.length - 100);
+  t.is(recent.lost, 0);
+  t.is(recent.data.toString(), full.subarray(full.length - 100).toString());
+  const atEnd = await readAll(handle, STDOUT, full.length);
+  t.deepEqual(atEnd.responses.map((r) => [r.offset, r.data.length, r.eof]), [[full.length, 0, true]]);
+  const ahead = await t.throwsAsync(readAll(handle, STDOUT, full.length + 1), { instanceOf: AgentCallError });
+  t.is(ahead.code, status.OUT_OF_RANGE);
+});
+
+test('a follower sees all output before eof although the exit is reaped before the pipe is drained', async (t) => {
+  // sh exits at once; its background child keeps the pipe open and writes later.
+  const { process: p } = await h.client.spawn({ argv: ['sh', '-c', '(sleep 0.3; echo late) & echo early'], stdout: CAPTURE });
+  const handle = p!.handle;
+  let exitedFirst = false;
+  const waited = h.client.wait({ handle }).then(() => (exitedFirst = true));
+  const { data, responses } = await readAll(handle);
+  t.true(exitedFirst, 'the exit was recorded while output was still coming');
+  await waited;
+  t.is(data.toString(), 'early\nlate\n');
+  t.true(responses.at(-1)!.eof);
+  t.is(responses.filter((r) => r.eof).length, 1);
+});
+
+test('stdout and stderr are captured apart; a non-follow read returns what is there and stops', async (t) => {
+  const { process: p } = await h.client.spawn({ argv: ['sh', '-c', 'echo out; echo err >&2; exec sleep 30'], stdout: CAPTURE, stderr: CAPTURE });
+  const handle = p!.handle;
+  await eventually('both lines', () => {
+    const io = h.agent.manager.stdio.of(h.agent.manager.get(handle));
+    return io.stdout!.ring.end === 4 && io.stderr!.ring.end === 4;
+  });
+  const out = await readAll(handle, STDOUT, 0, false);
+  t.is(out.data.toString(), 'out\n');
+  t.false(out.responses.some((r) => r.eof), 'no eof while the process runs');
+  t.is((await readAll(handle, STDERR, 0, false)).data.toString(), 'err\n');
+  await h.client.signal({ handle, signal: 'KILL' });
+  t.true((await readAll(handle, STDERR)).responses.at(-1)!.eof);
+});
+
+test('output events on Watch carry every byte in coalesced chunks of bounded size', async (t) => {
+  const { sequence } = await h.client.list();
+  const { process: p } = await h.client.spawn({
+    argv: ['sh', '-c', 'printf hello; printf oops >&2; head -c 300000 /dev/zero'],
+    stdout: CAPTURE,
+    stderr: CAPTURE,
+    outputEvents: true,
+  });
+  const handle = p!.handle;
+  const bytesOf = (events: Event[], stream: OutputStream) =>
+    events.filter((e) => e.type === EventType.EVENT_TYPE_OUTPUT && e.output!.stream === stream).reduce((n, e) => n + e.output!.data.length, 0);
+  const events = await collect(
+    h.client,
+    { handles: [handle], afterSequence: sequence },
+    (ev) => ev.some((e) => e.type === EventType.EVENT_TYPE_EXITED) && bytesOf(ev, STDOUT) === 300005 && bytesOf(ev, STDERR) === 4,
+  );
+  const outputs = events.filter((e) => e.type === EventType.EVENT_TYPE_OUTPUT);
+  t.true(outputs.every((e) => e.output!.data.length > 0 && e.output!.data.length <= OUTPUT_EVENT_BYTES));
+  t.true(outputs.length <= Math.ceil(300005 / OUTPUT_EVENT_BYTES) + 8, `coalesced: ${outputs.length} events`);
+  for (const stream of [STDOUT, STDERR]) {
+    const mine = outputs.filter((e) => e.output!.stream === stream);
+    let at = 0;
+    for (const e of mine) {
+      t.is(e.output!.offset, at, 'offsets are contiguous');
+      at += e.output!.data.length;
+    }
+  }
+  const stdout = Buffer.concat(outputs.filter((e) => e.output!.stream === STDOUT).map((e) => e.output!.data));
+  t.is(stdout.subarray(0, 5).toString(), 'hello');
+  t.true(stdout.subarray(5).equals(Buffer.alloc(300000)));
+  t.is(Buffer.concat(outputs.filter((e) => e.output!.stream === STDERR).map((e) => e.output!.data)).toString(), 'oops');
+  t.true(outputs.every((e) => e.process!.handle === handle));
+});
+
+test('a watcher replaying many output events gets them in responses of bounded size', async (t) => {
+  const { sequence } = await h.client.list();
+  const size = 8 * MiB;
+  const { process: p } = await h.client.spawn({ argv: ['head', '-c', String(size), '/dev/zero'], stdout: { ...CAPTURE, ringBytes: 16 * MiB }, outputEvents: true });
+  const handle = p!.handle;
+  await readAll(handle); // until eof: every event has been published
+  // Replayed all at once: 128 events of 64 KiB would exceed the 4 MiB message limit.
+  const outputBytes = (ev: Event[]) => ev.reduce((n, e) => n + (e.output?.data.length ?? 0), 0);
+  const events = await collect(h.client, { handles: [handle], afterSequence: sequence }, (ev) => outputBytes(ev) === size);
+  t.is(outputBytes(events), size);
+});
+
+test('capture requests are validated and ReadOutput refuses what was not captured', async (t) => {
+  const tooBig = await t.throwsAsync(h.client.spawn({ argv: ['true'], stdout: { ...CAPTURE, ringBytes: 64 * MiB + 1 } }), { instanceOf: AgentCallError });
+  t.is(tooBig.code, status.INVALID_ARGUMENT);
+  t.is(tooBig.info['field'], 'stdout.ring_bytes');
+  const events = await t.throwsAsync(h.client.spawn({ argv: ['true'], outputEvents: true }), { instanceOf: AgentCallError });
+  t.is(events.code, status.INVALID_ARGUMENT);
+  t.is(events.info['field'], 'output_events');
+  const { process: p } = await h.client.spawn({ argv: ['true'], stdout: CAPTURE });
+  const notCaptured = await t.throwsAsync(readAll(p!.handle, STDERR), { instanceOf: AgentCallError });
+  t.is(notCaptured.code, status.FAILED_PRECONDITION);
+  t.is(notCaptured.reason, 'NOT_CAPTURED');
+  const noStream = await t.throwsAsync(readAll(p!.handle, OutputStream.OUTPUT_STREAM_UNSPECIFIED), { instanceOf: AgentCallError });
+  t.is(noStream.code, status.INVALID_ARGUMENT);
+  const unknown = await t.throwsAsync(readAll('no-such-handle'), { instanceOf: AgentCallError });
+  t.is(unknown.code, status.NOT_FOUND);
+});
+
+test('a released process that still writes keeps running: its pipe is drained, not closed', async (t) => {
+  const marker = join(h.dir, 'survived');
+  // More than a pipe buffer after the release: a closed pipe would kill it (SIGPIPE), an unread one block it.
+  const { process: p } = await h.client.spawn({ argv: ['sh', '-c', `sleep 0.3; head -c 300000 /dev/zero; echo yes > ${marker}`], stdout: CAPTURE });
+  await h.client.release({ handle: p!.handle });
+  await eventually('the released process to finish writing', () => existsSync(marker) && readFileSync(marker, 'utf8') === 'yes\n');
+  await eventually('its pipe to be closed', () => h.agent.manager.stdio.stats().openPipes === 0);
+  t.pass();
+});
+
+test.serial("the agent's fd count and ring memory return to baseline after many capture spawns", async (t) => {
+  const cycle = async (i: number) => {
+    const { process: p } = await h.client.spawn({
+      argv: ['sh', '-c', 'cat; echo err >&2'],
+      stdin: StdinMode.STDIN_MODE_PIPE,
+      stdout: CAPTURE,
+      stderr: CAPTURE,
+      outputEvents: i % 2 === 0,
+    });
+    const handle = p!.handle;
+    await h.client.writeStdin({ handle, data: Buffer.from(`line ${i}\n`) });
+    await h.client.closeStdin({ handle });
+    const out = await readAll(handle);
+    t.is(out.data.toString(), `line ${i}\n`);
+    t.is((await h.client.wait({ handle })).process!.exit!.code, 0);
+    await h.client.release({ handle });
+  };
+  await pool(range(20), 8, cycle);
+  await sleep(100);
+  const baseline = openFdCount();
+  const before = h.agent.manager.stdio.stats();
+  let peak = baseline;
+  await pool(range(300), 16, async (i) => {
+    await cycle(i);
+    peak = Math.max(peak, openFdCount());
+  });
+  await eventually('pipes closed', () => h.agent.manager.stdio.stats().openPipes === 0);
+  t.log(`baseline ${baseline} fds, peak ${peak}, after ${openFdCount()}; stdio ${JSON.stringify(h.agent.manager.stdio.stats())}`);
+  t.true(peak > baseline + 16, 'pipes were really opened');
+  t.is(openFdCount(), baseline);
+  const after = h.agent.manager.stdio.stats();
+  t.is(after.processes, before.processes, 'released processes leave nothing behind');
+  t.is(after.ringBytes, before.ringBytes, 'their rings were freed');
+});
