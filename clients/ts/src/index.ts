@@ -84,7 +84,7 @@ export class AgentClient {
 
   /** address: unix:///path/to/agent.sock or host:port. */
   constructor(address: string, creds: ChannelCredentials = credentials.createInsecure(), options?: Partial<ClientOptions>) {
-    this.raw = new AgentServiceClient(address, creds, options);
+    this.raw = new AgentServiceClient(address, creds, { 'grpc.enable_channelz': 0, ...options });
   }
 
   spawn(req: DeepPartial<SpawnRequest>, opts?: CallOptions): Promise<SpawnResponse> {
