@@ -220,7 +220,10 @@ async function atScale(agent: AgentProcess, r: number, managed: number): Promise
 async function scalePhase(r: number): Promise<void> {
   const first = Math.min(1000, MAX_MANAGED);
   log(`round ${r}: the C loop, then a fresh agent, with ${MAX_MANAGED.toLocaleString('en-US')} and ${first.toLocaleString('en-US')} sleepers held`);
-  for (const level of [MAX_MANAGED, first]) await cSuite(r, level);
+  for (const level of [MAX_MANAGED, first]) {
+    await cSuite(r, level);
+    await sleep(2000); // let the kernel finish freeing 10,000 processes before the next case
+  }
   live = await newAgent();
   const agent = live;
   await attach(agent);
@@ -253,6 +256,7 @@ async function scalePhase(r: number): Promise<void> {
     per_handle_kib: round((rss[MAX_MANAGED]! - rss[0]!) / MAX_MANAGED, 3),
   });
   await stopLive();
+  await sleep(2000);
 }
 
 // ---- the run --------------------------------------------------------------------------------
@@ -305,7 +309,7 @@ async function main(): Promise<void> {
   }
   const load1 = os.loadavg();
   const notes = [
-    `${os.cpus().length} CPUs shared by everything measured: the agent, its client and the spawned children run on the same cores, and other work on the machine (e.g. someone's test run) is not excluded. Load average at start ${load0.map((l) => l.toFixed(2)).join(' ')}, at end ${load1.map((l) => l.toFixed(2)).join(' ')}.`,
+    `${os.cpus().length} CPUs shared by everything measured: the agent, its client and the spawned children run on the same cores, and other work on the machine (e.g. someone's test run) is not excluded. Load average at start ${load0.map((l) => l.toFixed(2)).join(' ')}, at end ${load1.map((l) => l.toFixed(2)).join(' ')} (with 10,000 held, children spawned by posix_spawn sit in D state copying and freeing the large descriptor table, which inflates the load average by itself).`,
     `Counts per round: start→exit ${N.tput[1]} (c=1) / ${N.tput[16]} (c=16) cycles, PM2 ${N.pm2tput[1]} / ${N.pm2tput[16]}; signal ${N.sig[1]} / ${N.sig[16]} tries, PM2 ${N.pm2sig[1]} / ${N.pm2sig[16]}; with processes under management ${N.scaledTput[1]} / ${N.scaledTput[16]} cycles and ${N.scaledSig[1]} / ${N.scaledSig[16]} tries.`,
   ];
   const run: Run = {
