@@ -1,6 +1,6 @@
 import test from 'ava';
 import { AgentCallError, State, status } from '../clients/ts/src/index.js';
-import { procState, startHarness, type Harness } from './helpers/harness.js';
+import { eventually, procState, startHarness, type Harness } from './helpers/harness.js';
 
 let h: Harness;
 test.before(async () => {
@@ -58,7 +58,7 @@ test('signal after exit is refused with FAILED_PRECONDITION and hurts no one', a
     t.is(e.reason, 'PROCESS_EXITED');
   }
   t.is((await h.client.get({ handle: bystander!.handle })).process!.state, State.STATE_RUNNING);
-  t.is(procState(bystander!.pid), 'S');
+  await eventually('the bystander to sleep', () => procState(bystander!.pid) === 'S');
   await h.client.signal({ handle: bystander!.handle, signal: 'KILL' });
   t.is((await h.client.wait({ handle: bystander!.handle })).process!.exit!.signal, 9);
 });
@@ -112,7 +112,7 @@ test('Release forgets the handle; a released child that exits later is reaped, n
   await h.client.release({ handle: p!.handle });
   const e = await t.throwsAsync(h.client.get({ handle: p!.handle }), { instanceOf: AgentCallError });
   t.is(e.code, status.NOT_FOUND);
-  t.is(procState(p!.pid), 'S');
+  await eventually('it to sleep', () => procState(p!.pid) === 'S');
   const deadline = Date.now() + 5000;
   while (procState(p!.pid) !== undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   t.is(procState(p!.pid), undefined, 'the child was reaped after it exited');

@@ -1,7 +1,7 @@
 // API requests → validated domain options. Every failure names the offending field.
 import { isAbsolute } from 'node:path';
 import { parseSignal } from '../kernel/signals.js';
-import { AgentError, invalidArgument } from '../process/errors.js';
+import { invalidArgument } from '../process/errors.js';
 import type { AdoptOptions, OutputTarget, SignalTarget, SpawnOptions } from '../process/options.js';
 import {
   OutputMode,
@@ -66,16 +66,7 @@ function output(field: string, o: Output | undefined): OutputTarget {
   }
 }
 
-/** Spawn fields of API v1 that this build does not act on yet: refused, never silently ignored. */
-function refuseUnimplemented(req: SpawnRequest): void {
-  const set: [string, boolean][] = [
-  ];
-  const field = set.find(([, on]) => on)?.[0];
-  if (field !== undefined) throw new AgentError('Unimplemented', `${field}: not implemented yet`, { reason: 'UNIMPLEMENTED', field });
-}
-
 export function spawnOptions(req: SpawnRequest): SpawnOptions {
-  refuseUnimplemented(req);
   if (req.argv.length === 0) throw invalidArgument('argv', 'must not be empty');
   if (req.argv[0] === '') throw invalidArgument('argv[0]', 'must not be empty');
   if (req.argv.length > LIMITS.argvItems) throw invalidArgument('argv', `more than ${LIMITS.argvItems} items`);
