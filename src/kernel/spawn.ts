@@ -81,8 +81,6 @@ function makeAttr(newSession: boolean): Buffer {
 // Built once and never destroyed: they live as long as the agent.
 const attrSession = makeAttr(true);
 const attrGroup = makeAttr(false);
-const fileActions = Buffer.alloc(FILE_ACTIONS_SIZE);
-const out = new Int32Array(1);
 
 function checkResult(call: string, rc: number): void {
   if (rc !== 0) throw new KernelError(call, rc);
@@ -94,92 +92,145 @@ export const hasPidfdSpawn = libc.pidfd_spawn !== null && libc.pidfd_getpid !== 
 /**
  * Starts spec.path. Errors are KernelError with the exec errno (ENOENT, EACCES, ENOEXEC, E2BIG,
  * ETXTBSY...) or EMFILE/EAGAIN/ENOMEM when resources ran out; nothing is left open on error.
+ * Blocks the calling thread for the vfork-style spawn: see spawnAsync.
  */
 export function spawn(spec: SpawnSpec): Spawned {
-  const pipes: [Fd | null, Fd | null, Fd | null] = [null, null, null];
-  const childEnds: Fd[] = [];
-  checkResult('posix_spawn_file_actions_init', libc.fa_init(fileActions));
+  const launch = new Launch(spec);
   try {
-    spec.stdio.forEach((action, target) => {
-      const childEnd = addStdio(action, target);
-      if (childEnd === null) return;
-      childEnds.push(childEnd.child);
-      pipes[target] = childEnd.parent;
-    });
-    if (spec.cwd !== undefined) checkResult('posix_spawn_file_actions_addchdir_np', libc.fa_addchdir_np(fileActions, spec.cwd));
-    const attr = spec.newSession ? attrSession : attrGroup;
-    const envp = [...spec.envp, null];
-    // Node inherits stray fds from its own parent; the child gets exactly 0-2 (and the helper 3).
-    if (spec.helper === undefined) {
-      closeFrom(REPORT_FD);
-      return { ...start(spec.path, attr, [...spec.argv, null], envp), pipes };
-    }
-    const [report, reportChild] = pipe();
-    childEnds.push(reportChild);
-    try {
-      checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(fileActions, reportChild, REPORT_FD));
-      closeFrom(REPORT_FD + 1);
-      const argv = ['pidfd-exec', ...spec.helper.args, '--', spec.path, ...spec.argv, null];
-      const child = start(spec.helper.path, attr, argv, envp);
-      closeFd(reportChild);
-      childEnds.pop();
-      awaitExec(child, report);
-      return { ...child, pipes };
-    } finally {
-      closeFd(report);
-    }
-  } catch (e) {
-    for (const fd of pipes) if (fd !== null) closeFd(fd);
-    throw e;
+    return launch.finish(launch.start(launch.callSync()));
   } finally {
-    libc.fa_destroy(fileActions);
-    for (const fd of childEnds) closeFd(fd);
+    launch.dispose();
   }
 }
 
-const closeFrom = (fd: number) => checkResult('posix_spawn_file_actions_addclosefrom_np', libc.fa_addclosefrom_np(fileActions, fd));
+/**
+ * spawn() with the vfork-style posix_spawn call on libuv's threadpool, so the event loop serves
+ * other requests meanwhile (the call blocks its thread until the child has exec'd). Still C only
+ * in the child; the pidfd is opened back on the main thread, race-free as the child is unreaped.
+ */
+export async function spawnAsync(spec: SpawnSpec): Promise<Spawned> {
+  const launch = new Launch(spec);
+  try {
+    return launch.finish(launch.start(await launch.callAsync()));
+  } finally {
+    launch.dispose();
+  }
+}
 
-function addStdio(action: StdioAction, target: number): { child: Fd; parent: Fd } | null {
-  switch (action.kind) {
-    case 'null':
-      checkResult('posix_spawn_file_actions_addopen', libc.fa_addopen(fileActions, target, '/dev/null', target === 0 ? O_RDONLY : O_WRONLY, 0));
-      return null;
-    case 'inherit':
-      // libuv marks the agent's 0-2 close-on-exec; dup2(fd, fd) clears the flag (glibc >= 2.29).
-      checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(fileActions, target, target));
-      return null;
-    case 'fd':
-      checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(fileActions, action.fd, target));
-      return null;
-    case 'pipe': {
-      const [r, w] = pipe();
-      const [parent, child] = target === 0 ? [w, r] : [r, w];
-      try {
-        checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(fileActions, child, target));
-      } catch (e) {
-        closeFd(r);
-        closeFd(w);
-        throw e;
+type SpawnCall = [out: Int32Array, path: string, fa: Buffer, attr: Buffer, argv: (string | null)[], envp: (string | null)[]];
+
+/** One spawn: its own file actions (safe to use from another thread), pipes and helper report pipe. */
+class Launch {
+  private readonly pipes: [Fd | null, Fd | null, Fd | null] = [null, null, null];
+  private readonly fa = Buffer.alloc(FILE_ACTIONS_SIZE);
+  private readonly childEnds: Fd[] = [];
+  private readonly out = new Int32Array(1);
+  private report: Fd | null = null;
+  private readonly call: SpawnCall;
+  private succeeded = false;
+
+  constructor(private readonly spec: SpawnSpec) {
+    checkResult('posix_spawn_file_actions_init', libc.fa_init(this.fa));
+    try {
+      spec.stdio.forEach((action, target) => {
+        const ends = this.addStdio(action, target);
+        if (ends === null) return;
+        this.childEnds.push(ends.child);
+        this.pipes[target] = ends.parent;
+      });
+      if (spec.cwd !== undefined) checkResult('posix_spawn_file_actions_addchdir_np', libc.fa_addchdir_np(this.fa, spec.cwd));
+      const attr = spec.newSession ? attrSession : attrGroup;
+      const envp = [...spec.envp, null];
+      // Node inherits stray fds from its own parent; the child gets exactly 0-2 (and the helper 3).
+      if (spec.helper === undefined) {
+        this.closeFrom(REPORT_FD);
+        this.call = [this.out, spec.path, this.fa, attr, [...spec.argv, null], envp];
+        return;
       }
-      return { child, parent };
+      const [report, reportChild] = pipe();
+      this.report = report;
+      this.childEnds.push(reportChild);
+      checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa, reportChild, REPORT_FD));
+      this.closeFrom(REPORT_FD + 1);
+      this.call = [this.out, spec.helper.path, this.fa, attr, ['pidfd-exec', ...spec.helper.args, '--', spec.path, ...spec.argv, null], envp];
+    } catch (e) {
+      this.dispose();
+      throw e;
     }
   }
-}
 
-function start(path: string, attr: Buffer, argv: (string | null)[], envp: (string | null)[]): { pid: number; pidfd: Pidfd } {
-  if (hasPidfdSpawn) {
-    checkResult('pidfd_spawn', libc.pidfd_spawn!(out, path, fileActions, attr, argv, envp));
-    const pidfd = out[0] as Pidfd;
-    return { pid: libc.pidfd_getpid!(pidfd), pidfd };
+  /** The function's result: 0 or an error number (posix_spawn does not use errno). */
+  callSync(): number {
+    return (hasPidfdSpawn ? libc.pidfd_spawn! : libc.posix_spawn)(...this.call) as number;
   }
-  checkResult('posix_spawn', libc.posix_spawn(out, path, fileActions, attr, argv, envp));
-  const pid = out[0]!;
-  try {
-    // Race-free: only we can reap our own child, so until then the PID cannot be recycled.
-    return { pid, pidfd: pidfdOpen(pid) };
-  } catch (e) {
-    killUnreapedChild(pid);
-    throw e;
+
+  callAsync(): Promise<number> {
+    const fn = hasPidfdSpawn ? libc.pidfd_spawn! : libc.posix_spawn;
+    return new Promise((resolve, reject) => fn.async(...this.call, (err: unknown, rc: number) => (err ? reject(err) : resolve(rc))));
+  }
+
+  /** pid and pidfd of the started child; on a failed start nothing is left. */
+  start(rc: number): { pid: number; pidfd: Pidfd } {
+    checkResult(hasPidfdSpawn ? 'pidfd_spawn' : 'posix_spawn', rc);
+    if (hasPidfdSpawn) {
+      const pidfd = this.out[0] as Pidfd;
+      return { pid: libc.pidfd_getpid!(pidfd), pidfd };
+    }
+    const pid = this.out[0]!;
+    try {
+      // Race-free: only we can reap our own child, so until then the PID cannot be recycled.
+      return { pid, pidfd: pidfdOpen(pid) };
+    } catch (e) {
+      killUnreapedChild(pid);
+      throw e;
+    }
+  }
+
+  /** Waits for the helper's exec when there is one; from here the caller owns pidfd and pipes. */
+  finish(child: { pid: number; pidfd: Pidfd }): Spawned {
+    this.closeChildEnds();
+    if (this.report !== null) awaitExec(child, this.report);
+    this.succeeded = true;
+    return { ...child, pipes: [...this.pipes] };
+  }
+
+  dispose(): void {
+    libc.fa_destroy(this.fa);
+    this.closeChildEnds();
+    if (this.report !== null) closeFd(this.report);
+    this.report = null;
+    if (!this.succeeded) for (const fd of this.pipes) if (fd !== null) closeFd(fd);
+  }
+
+  private closeChildEnds(): void {
+    for (const fd of this.childEnds.splice(0)) closeFd(fd);
+  }
+
+  private closeFrom(fd: number): void {
+    checkResult('posix_spawn_file_actions_addclosefrom_np', libc.fa_addclosefrom_np(this.fa, fd));
+  }
+
+  private addStdio(action: StdioAction, target: number): { child: Fd; parent: Fd } | null {
+    switch (action.kind) {
+      case 'null':
+        checkResult('posix_spawn_file_actions_addopen', libc.fa_addopen(this.fa, target, '/dev/null', target === 0 ? O_RDONLY : O_WRONLY, 0));
+        return null;
+      case 'inherit':
+        // libuv marks the agent's 0-2 close-on-exec; dup2(fd, fd) clears the flag (glibc >= 2.29).
+        checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa, target, target));
+        return null;
+      case 'fd':
+        checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa, action.fd, target));
+        return null;
+      case 'pipe': {
+        const [r, w] = pipe();
+        const [parent, child] = target === 0 ? [w, r] : [r, w];
+        this.childEnds.push(child);
+        this.pipes[target] = parent;
+        checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa, child, target));
+        return null;
+      }
+    }
   }
 }
 

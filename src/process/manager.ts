@@ -2,7 +2,7 @@ import { openSync, statSync, constants as fsc } from 'node:fs';
 import { closeFd, type Fd, type Pidfd } from '../kernel/fd.js';
 import { PIDFD_INFO_PID, PIDFD_THREAD, pidfdGetInfo, pidfdOpen, pidfdPoll, pidfdSendSignal, pidfsInode } from '../kernel/pidfd.js';
 import { Signal } from '../kernel/signals.js';
-import { SetupError, spawn, type StdioAction } from '../kernel/spawn.js';
+import { SetupError, spawnAsync, type StdioAction } from '../kernel/spawn.js';
 import { errnoName, KernelError } from '../kernel/errors.js';
 import type { Cgroups } from './cgroups.js';
 import { helperArgs, needsHelper } from './setup.js';
@@ -53,6 +53,9 @@ export class ProcessManager {
   private readonly byPidfd = new Map<Pidfd, ProcessRecord>();
   private readonly byInode = new Map<bigint, ProcessRecord>();
   private readonly agentPid = process.pid;
+  /** Spawns waiting for their child's exec, by request_id, and how many there are. */
+  private readonly spawning = new Map<string, Promise<SpawnResult>>();
+  private pending = 0;
   /** Created cgroups still populated by descendants of an exited process. */
   private readonly cgroupsToRemove = new Set<string>();
   private reaper!: Reaper;
@@ -72,10 +75,26 @@ export class ProcessManager {
     this.reaper = reaper;
   }
 
-  spawn(options: SpawnOptions): SpawnResult {
+  /** Starts a process; concurrent Spawns overlap while each waits for its child's exec. */
+  async spawn(options: SpawnOptions): Promise<SpawnResult> {
     const earlier = this.replay(options.requestId, options.argv);
     if (earlier) return { record: earlier, replayed: true };
+    const id = options.requestId;
+    const inflight = id === undefined ? undefined : this.spawning.get(id);
+    if (inflight) return { record: (await inflight).record, replayed: true };
     this.checkCapacity();
+    const started = this.start(options);
+    if (id !== undefined) this.spawning.set(id, started);
+    this.pending++;
+    try {
+      return await started;
+    } finally {
+      this.pending--;
+      if (id !== undefined) this.spawning.delete(id);
+    }
+  }
+
+  private async start(options: SpawnOptions): Promise<SpawnResult> {
     const env = options.inheritEnv ? { ...this.node.agentEnv, ...options.env } : (options.env ?? { PATH: DEFAULT_PATH });
     const path = resolveExecutable(options.argv[0]!, env.PATH ?? DEFAULT_PATH, options.cwd ?? process.cwd());
     if (options.cwd !== undefined) checkCwd(options.cwd);
@@ -86,7 +105,7 @@ export class ProcessManager {
     try {
       const stdout = openOutput(options.stdout, 'stdout', opened);
       const stderr = openOutput(options.stderr, 'stderr', opened);
-      const child = spawn({
+      const child = await spawnAsync({
         path,
         argv: options.argv,
         envp: Object.entries(env).map(([k, v]) => `${k}=${v}`),
@@ -353,7 +372,7 @@ export class ProcessManager {
   }
 
   private checkCapacity(): void {
-    if (this.byPidfd.size >= this.limits.maxProcesses) {
+    if (this.byPidfd.size + this.pending >= this.limits.maxProcesses) {
       throw new AgentError('ResourceExhausted', `at most ${this.limits.maxProcesses} processes are managed at once`, { reason: 'MAX_PROCESSES' });
     }
   }

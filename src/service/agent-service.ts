@@ -34,8 +34,8 @@ const hasLabels = (have: Readonly<Record<string, string>>, want: Record<string, 
 
 export function agentService(manager: ProcessManager, watchers: WatchHub, log: Logger, readers = new OutputReaders(1024)): AgentServiceServer {
   return {
-    spawn: unary('Spawn', log, (req) => {
-      const { record, replayed } = manager.spawn(validate.spawnOptions(req));
+    spawn: unary('Spawn', log, async (req) => {
+      const { record, replayed } = await manager.spawn(validate.spawnOptions(req));
       return { process: toProcess(record), replayed };
     }),
 
