@@ -12,7 +12,6 @@ export type ErrorKind =
   | 'OutOfRange'
   | 'DeadlineExceeded'
   | 'Unsupported'
-  | 'Unimplemented'
   | 'Unavailable';
 
 export interface ErrorDetail {

@@ -17,7 +17,6 @@ const codes: Record<ErrorKind, status> = {
   OutOfRange: status.OUT_OF_RANGE,
   DeadlineExceeded: status.DEADLINE_EXCEEDED,
   Unsupported: status.FAILED_PRECONDITION,
-  Unimplemented: status.UNIMPLEMENTED,
   Unavailable: status.UNAVAILABLE,
 };
 
