@@ -131,6 +131,8 @@ export interface Summary {
   readonly start_1000_s: number;
   readonly rss_10k_mib: number;
   readonly per_handle_kib: number;
+  /** (RSS at the maximum − RSS at 1,000) / the difference: less sensitive to the heap's warm-up growth. */
+  readonly per_handle_kib_1k_to_max: number;
   readonly fds_10k: number;
   readonly agent_cpu_s_per_1000_cycles_c16: number;
   readonly targets: Readonly<Record<string, { readonly goal: string; readonly met: boolean }>>;
@@ -153,6 +155,7 @@ export function summarize(run: Run, runFile: string): Summary {
     start_1000_s: round(median(fp.map((f) => f.start_1000_s))),
     rss_10k_mib: round(median(fp.map((f) => (f.rss_kib[String(maxManaged)] ?? Number.NaN) / 1024)), 1),
     per_handle_kib: round(median(fp.map((f) => f.per_handle_kib)), 2),
+    per_handle_kib_1k_to_max: round(median(fp.map((f) => ((f.rss_kib[String(maxManaged)] ?? NaN) - (f.rss_kib[String(f.first)] ?? NaN)) / f.rest)), 2),
     fds_10k: median(fp.map((f) => f.fds[String(maxManaged)] ?? Number.NaN)),
     agent_cpu_s_per_1000_cycles_c16: round(find('agent-wait', 'tput', 16)?.agent_cpu_per_1000 ?? Number.NaN),
   };
@@ -273,7 +276,7 @@ export function markdown(run: Run, summary: Summary): string {
     L.push('| open fds | ' + keys.map((k) => int(med((f) => f.fds[k] ?? NaN))).join(' | ') + ' |');
     L.push('');
     const max = Math.max(...keys.map(Number));
-    L.push(`Per handle: ${fmt(summary.per_handle_kib, 2)} KiB ((RSS at ${int(max)} − RSS at 0) / ${int(max)}). ` +
+    L.push(`Per handle: ${fmt(summary.per_handle_kib, 2)} KiB ((RSS at ${int(max)} − RSS at 0) / ${int(max)}); ${fmt(summary.per_handle_kib_1k_to_max, 2)} KiB from ${int(fp[0]!.first)} to ${int(max)} (less sensitive to the heap's own growth; RSS moves with V8's heap state, so expect ±1 KiB between runs). ` +
       `Start the first ${int(fp[0]!.first)} sleepers (16 Spawn calls in flight): ${fmt(summary.start_1000_s, 3)} s; the next ${int(fp[0]!.rest)}: ${fmt(med((f) => f.start_9000_s), 2)} s; ` +
       `Signal KILL + Wait for those ${int(fp[0]!.rest)} (16 in flight): ${fmt(med((f) => f.kill_9000_s), 2)} s.`);
     L.push('');
