@@ -240,7 +240,7 @@ test('a stdin pipe fed by the agent streams through the child and its close is t
 });
 
 test('the child gets exactly fds 0-2 although this process holds an inheritable fd', async (t) => {
-  // Node opens everything close-on-exec; dup(2) does not, so only closefrom keeps this one out.
+  // Node opens everything close-on-exec; dup(2) does not: spawn marks it close-on-exec too.
   const dup = libc.func('int dup(int oldfd)');
   const stray = dup(0) as number;
   t.true(stray > 2);
@@ -255,6 +255,10 @@ test('the child gets exactly fds 0-2 although this process holds an inheritable 
   t.is(fds.length, 4, `only ls's own directory fd besides 0-2: ${fds.join(' ')}`);
 
   const cat = start(t, ['/bin/cat'], [PIPE, NULL, NULL]);
+  // The agent is released as soon as the child's exec has replaced its memory; the kernel closes
+  // the close-on-exec copies a moment later, still inside that exec.
+  const deadline = Date.now() + 5000;
+  while (readdirSync(`/proc/${cat.pid}/fd`).length > 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
   t.deepEqual(readdirSync(`/proc/${cat.pid}/fd`).sort(), ['0', '1', '2']);
   await feed(cat.take(0), '');
   t.deepEqual((await cat.reap()).termination, { exitCode: 0 });

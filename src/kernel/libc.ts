@@ -28,6 +28,7 @@ export const epoll_wait = libc.func('int epoll_wait(int epfd, void *events, int 
 export const eventfd = libc.func('int eventfd(unsigned int initval, int flags)');
 
 export const close = libc.func('int close(int fd)');
+export const close_range = libc.func('int close_range(unsigned int first, unsigned int last, int flags)');
 export const pipe2 = libc.func('int pipe2(_Out_ int *fds, int flags)');
 export const read = libc.func('long read(int fd, void *buf, size_t n)');
 export const write = libc.func('long write(int fd, const void *buf, size_t n)');
@@ -43,7 +44,6 @@ export const fa_destroy = libc.func('int posix_spawn_file_actions_destroy(void *
 export const fa_adddup2 = libc.func('int posix_spawn_file_actions_adddup2(void *fa, int fd, int newfd)');
 export const fa_addopen = libc.func('int posix_spawn_file_actions_addopen(void *fa, int fd, const char *path, int oflag, unsigned int mode)');
 export const fa_addchdir_np = libc.func('int posix_spawn_file_actions_addchdir_np(void *fa, const char *path)');
-export const fa_addclosefrom_np = libc.func('int posix_spawn_file_actions_addclosefrom_np(void *fa, int from)');
 export const attr_init = libc.func('int posix_spawnattr_init(void *attr)');
 export const attr_destroy = libc.func('int posix_spawnattr_destroy(void *attr)');
 export const attr_setflags = libc.func('int posix_spawnattr_setflags(void *attr, short flags)');
