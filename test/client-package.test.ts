@@ -1,0 +1,31 @@
+import { execFile } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import test from 'ava';
+import { ROOT } from './helpers/agent-process.js';
+import { startHarness } from './helpers/harness.js';
+
+const run = promisify(execFile);
+
+test('the TypeScript client is importable from another project and its example runs', async (t) => {
+  const h = await startHarness();
+  t.teardown(() => h.close());
+  // Another project: its node_modules holds only the client package (as `npm install file:` links it).
+  const project = mkdtempSync(join(tmpdir(), 'pidfd-agent-client-user-'));
+  mkdirSync(join(project, 'node_modules', '@pidfd-agent'), { recursive: true });
+  symlinkSync(join(ROOT, 'clients/ts'), join(project, 'node_modules', '@pidfd-agent', 'client'));
+  copyFileSync(join(ROOT, 'clients/ts/examples/spawn-and-wait.mjs'), join(project, 'example.mjs'));
+  const { stdout } = await run(process.execPath, ['example.mjs', h.address], { cwd: project });
+  const expected = [
+    /^spawned [a-z2-7]{26} \(pid \d+\)$/,
+    /^event \d+: EVENT_TYPE_SPAWNED$/,
+    /^event \d+: EVENT_TYPE_EXITED$/,
+    /^exit code 3$/,
+    /^signal after exit: FAILED_PRECONDITION: .* \(PROCESS_EXITED\)$/,
+  ];
+  const lines = stdout.trim().split('\n');
+  t.is(lines.length, expected.length, stdout);
+  expected.forEach((re, i) => t.regex(lines[i] ?? '', re));
+});
