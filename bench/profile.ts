@@ -95,7 +95,7 @@ async function profileCase(name: string, cmd: DriverCommand, managed: number): P
   if (!file) throw new Error(`no profile written in ${dir}`);
   const s = summarise(JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile, 25);
   out += `Non-idle samples: ${s.total_ms.toFixed(0)} ms over the agent's whole life (start-up and warm-up included). Profile: bench/profiles/${name}/${file}.\n`;
-  out += `Caveat: glibc's posix_spawn blocks all signals while the vfork child runs, so V8's SIGPROF samples that fall in that window are delivered, and counted, when it returns: \`start\` (src/kernel/spawn.js) is wall time the main thread spent blocked in posix_spawn + pidfd_open, not CPU time.\n\n`;
+  out += `Caveat: where posix_spawn runs on the main thread, glibc blocks all signals while the vfork child runs, so V8's SIGPROF samples falling in that window are counted when it returns: that self time is wall time the thread spent blocked, not CPU time.\n\n`;
   out += `Self time by area:\n\n| share | ms | area |\n|---:|---:|---|\n${s.byArea.slice(0, 12).join('\n')}\n\n`;
   out += `Top self time by function:\n\n| share | ms | function |\n|---:|---:|---|\n${s.byFunction.join('\n')}\n`;
   return out;

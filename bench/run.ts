@@ -27,6 +27,10 @@ const { values: opt } = parseArgs({
     'max-managed': { type: 'string', default: '10000' },
     settle: { type: 'string', default: '20' },
     'no-readme': { type: 'boolean', default: false },
+    /** Re-render summary.json and README.md from an earlier run file instead of measuring. */
+    from: { type: 'string' },
+    /** A line added to the run's notes (e.g. what else was running). */
+    note: { type: 'string', multiple: true },
   },
   strict: true,
 });
@@ -316,17 +320,21 @@ async function main(): Promise<void> {
     date: started.toISOString(),
     command,
     machine: machine(),
-    notes,
+    notes: [...notes, ...(opt.note ?? [])],
     options: { rounds: ROUNDS, pm2: PM2, quick: opt.quick, max_managed: MAX_MANAGED, settle_ms: SETTLE_MS, counts: N, duration_s: round((Date.now() - started.getTime()) / 1000, 1) },
     samples,
     footprints,
   };
   const resultsDir = join(BENCH, 'results');
   mkdirSync(resultsDir, { recursive: true });
-  const runFile = join(resultsDir, `run-${started.toISOString().replace(/[:.]/g, '-')}.json`);
+  write(run, join(resultsDir, `run-${started.toISOString().replace(/[:.]/g, '-')}.json`));
+}
+
+/** Writes the run file, summary.json and (unless --no-readme) the generated part of README.md. */
+function write(run: Run, runFile: string): void {
   const summary = summarize(run, relative(BENCH, runFile));
   writeFileSync(runFile, JSON.stringify({ ...run, summary }, null, 1) + '\n');
-  writeFileSync(join(resultsDir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+  writeFileSync(join(BENCH, 'results', 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
   const table = markdown(run, summary);
   if (!opt['no-readme']) {
     const readmePath = join(BENCH, 'README.md');
@@ -336,7 +344,14 @@ async function main(): Promise<void> {
     writeFileSync(readmePath, `${head}\n\n${table}`);
   }
   process.stdout.write(table);
-  log(`wrote ${relative(REPO, runFile)}, bench/results/summary.json${opt['no-readme'] ? '' : ', bench/README.md'} in ${run.options.duration_s} s`);
+  log(`wrote ${relative(REPO, runFile)}, bench/results/summary.json${opt['no-readme'] ? '' : ', bench/README.md'}`);
+}
+
+function rerender(file: string): void {
+  const run = JSON.parse(readFileSync(file, 'utf8')) as Run & { summary?: unknown };
+  delete run.summary;
+  const notes = [...run.notes, ...(opt.note ?? []).filter((n) => !run.notes.includes(n))];
+  write({ ...run, notes }, file);
 }
 
 const interrupt = (sig: string) => {
@@ -348,7 +363,7 @@ const interrupt = (sig: string) => {
 process.once('SIGINT', () => interrupt('SIGINT'));
 process.once('SIGTERM', () => interrupt('SIGTERM'));
 
-main().then(
+(opt.from ? Promise.resolve(rerender(opt.from)) : main()).then(
   () => process.exit(0),
   (e: unknown) => {
     log(`failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
