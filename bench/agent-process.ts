@@ -30,7 +30,7 @@ export async function startAgent(opts: AgentOptions): Promise<AgentProcess> {
   const nofile = opts.openFiles ?? 65536;
   // Root may raise the hard limit; elsewhere fall back to the hard limit as it is.
   const script = `ulimit -Hn ${nofile} 2>/dev/null; ulimit -Sn ${nofile} 2>/dev/null || ulimit -Sn "$(ulimit -Hn)"; exec "$@"`;
-  const args = [...(opts.nodeFlags ?? []), join(opts.repo, 'dist/src/main.js'), '--listen', address, '--quiet', '--max-processes', String(opts.maxProcesses), ...(opts.agentFlags ?? [])];
+  const args = [...(opts.nodeFlags ?? []), join(opts.repo, 'dist/src/main.js'), '--listen', address, '--quiet', '--max-processes', String(opts.maxProcesses), ...stateFlags(dir, opts.agentFlags), ...(opts.agentFlags ?? [])];
   const child: ChildProcess = spawn('/bin/sh', ['-c', script, 'sh', process.execPath, ...args], {
     stdio: ['ignore', 'inherit', 'inherit'],
     cwd: dir,
@@ -81,3 +81,7 @@ export function cpuSeconds(pid: number): number {
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(rest[14 - 3]) + Number(rest[15 - 3])) / CLK_TCK;
 }
+
+/** A fresh state dir per agent, unless the flags say otherwise (--ephemeral, --state-dir). */
+const stateFlags = (dir: string, flags: readonly string[] = []): string[] =>
+  flags.includes('--ephemeral') || flags.includes('--state-dir') ? [] : ['--state-dir', join(dir, 'state')];

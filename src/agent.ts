@@ -15,6 +15,9 @@ import { bind, createServer } from './service/server.js';
 import type { Logger } from './service/status.js';
 import { WatchHub } from './service/watch.js';
 import { OutputReaders } from './service/read-output.js';
+import { readBootId } from './process/proc-fs.js';
+import { MemoryStore, type ProcessStore } from './store/store.js';
+import { SqliteStore } from './store/sqlite-store.js';
 
 export interface Agent {
   readonly manager: ProcessManager;
@@ -28,7 +31,10 @@ export interface Agent {
 
 export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   const features = probeFeatures();
-  const events = new EventLog(config.eventRing);
+  const bootId = readBootId();
+  const store: ProcessStore =
+    config.stateDir === undefined ? new MemoryStore() : new SqliteStore(config.stateDir, bootId, (what, e) => log('store_error', { what, error: String(e) }));
+  const events = new EventLog(config.eventRing, Date.now, store.sequences);
   const manager = new ProcessManager(events, {
     maxProcesses: config.maxProcesses,
     ttlMs: config.retentionTtlMs,
@@ -38,12 +44,21 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     helperPath: config.execHelper ?? builtFile('dist/bin/pidfd-exec'),
     cgroups: new Cgroups(config.cgroupParent ?? withMount(cgroup2Mount())),
     agentEnv: config.agentEnv,
-  });
+  }, store);
   const reaper = new EpollReaper(
     (exits) => manager.onExits(exits),
     (e) => log('reaper_error', { error: e instanceof Error ? (e.stack ?? e.message) : String(e) }),
   );
   manager.attachReaper(reaper);
+  try {
+    const started = performance.now();
+    const counts = restore(manager, store, bootId);
+    log('restored', { ...counts, ms: Math.round(performance.now() - started) });
+  } catch (e) {
+    reaper.close();
+    store.close();
+    throw e;
+  }
   const expiry = setInterval(() => manager.expire(), 1000);
   expiry.unref();
 
@@ -61,10 +76,11 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   } catch (e) {
     server.forceShutdown();
     reaper.close();
+    store.close();
     clearInterval(expiry);
     throw e;
   }
-  log('serving', { addresses, features });
+  log('serving', { addresses, features, stateDir: config.stateDir ?? null });
   return {
     manager,
     features,
@@ -75,8 +91,24 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
       clearInterval(expiry);
       await shutdown(server);
       reaper.close();
+      store.close();
     },
   };
+}
+
+/** The saved table comes back before anything is served: re-adopted, or EXITED with its status lost. */
+function restore(manager: ProcessManager, store: ProcessStore, bootId: string): Record<string, number> {
+  const counts = { readopted: 0, lost: 0, exited: 0 };
+  store.batch(() => {
+    for (const saved of store.load()) {
+      const record = manager.restore(saved, bootId);
+      if (record.state === 'running') counts.readopted++;
+      else if (saved.state === 'running') counts.lost++;
+      else counts.exited++;
+    }
+  });
+  manager.expire();
+  return counts;
 }
 
 const withMount = (mount: string | undefined) => (mount === undefined ? undefined : `${mount}/pidfd-agent`);

@@ -276,6 +276,8 @@ test('bad flag values throw ConfigError naming the flag', (t) => {
     [['--watch-backlog', '0'], '--watch-backlog'],
     [['--max-watchers', '0'], '--max-watchers'],
     [['--max-processes', 'lots'], '--max-processes'],
+    [['--state-dir', 'var/lib/x'], '--state-dir'],
+    [['--state-dir', '/var/lib/x', '--ephemeral'], '--state-dir'],
   ];
   for (const [argv, flag] of cases) {
     const e = t.throws(() => parseConfig(argv), { instanceOf: ConfigError }, argv.join(' '));
@@ -293,6 +295,12 @@ test('numeric flags take their lower bounds and the watch backlog stays below th
   t.is(config.retentionTtlMs, parseDuration('90s'));
   t.is(config.logLevel, 'quiet');
   t.is(parseConfig(['--watch-backlog', '100']).watchBacklog, 100);
+});
+
+test('the handle table is persisted under /var/lib/pidfd-agent unless --state-dir or --ephemeral say otherwise', (t) => {
+  t.is(parseConfig([]).stateDir, '/var/lib/pidfd-agent');
+  t.is(parseConfig(['--state-dir', '/srv/agent']).stateDir, '/srv/agent');
+  t.is(parseConfig(['--ephemeral']).stateDir, undefined);
 });
 
 test('parseDuration reads ms, s, m and h, and a bare number as seconds', (t) => {

@@ -2,13 +2,14 @@ import { EventType, OutputStream, State, type Event, type Exit, type OutputChunk
 
 export function describeExit(exit: Exit | undefined): string {
   if (!exit) return 'running';
+  if (exit.statusLost) return 'exited while no agent watched it (status lost)';
   if (exit.signal !== undefined) return `killed by ${exit.signalName} (signal ${exit.signal})${exit.coreDumped ? ', core dumped' : ''}`;
   return `exited with code ${exit.code}`;
 }
 
-/** The CLI's own exit status for a process exit: its code, or 128+signal like a shell. */
+/** The CLI's own exit status for a process exit: its code, or 128+signal like a shell; 255 when lost. */
 export const exitStatusOf = (exit: Exit | undefined): number =>
-  exit === undefined ? 0 : exit.signal !== undefined ? 128 + exit.signal : (exit.code ?? 0);
+  exit === undefined ? 0 : exit.statusLost ? 255 : exit.signal !== undefined ? 128 + exit.signal : (exit.code ?? 0);
 
 const stateName = (s: State) => State[s]?.replace('STATE_', '').toLowerCase() ?? String(s);
 const eventName = (e: EventType) => EventType[e]?.replace('EVENT_TYPE_', '').toLowerCase() ?? String(e);

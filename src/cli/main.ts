@@ -20,7 +20,7 @@ const USAGE = `usage: pidfdctl [--addr unix:///PATH|HOST:PORT] [--json] COMMAND
   signal HANDLE [SIGNAL] [--process-group | --tid TID]   send SIGNAL (default TERM) to the process, its group or one thread
   stop HANDLE [--signal SIG] [--grace DURATION] [--process-group]   SIG (TERM), then KILL after the grace (10s)
   threads HANDLE                     the thread IDs of a process
-  wait HANDLE [--timeout DURATION]   wait for the exit; exits with the code, or 128+signal
+  wait HANDLE [--timeout DURATION]   wait for the exit; exits with the code, or 128+signal (255: status lost)
   watch [HANDLE...] [--label k=v]... [--after SEQ]   a line per event
   get HANDLE                         one process
   list [--label k=v]... [--state running|exited]

@@ -18,7 +18,11 @@ export interface Config {
   readonly execHelper?: string;
   /** The agent's environment, for ENV_MODE_INHERIT (main.ts passes process.env). */
   readonly agentEnv: Readonly<Record<string, string>>;
+  /** Where the handle table is persisted; undefined (--ephemeral): kept in memory only. */
+  readonly stateDir: string | undefined;
 }
+
+export const DEFAULT_STATE_DIR = '/var/lib/pidfd-agent';
 
 export const DEFAULT_SOCKET = '/run/pidfd-agent/agent.sock';
 
@@ -35,6 +39,7 @@ export const DEFAULTS: Config = Object.freeze({
   cgroupParent: undefined,
   execHelper: undefined,
   agentEnv: {},
+  stateDir: DEFAULT_STATE_DIR,
 });
 
 export const USAGE = `usage: pidfd-agent [options]
@@ -49,6 +54,8 @@ export const USAGE = `usage: pidfd-agent [options]
   --capture-bytes N[k|m]    ring per captured stdout/stderr unless the request says (default 1m, at most 64m)
   --cgroup-parent DIR       cgroup v2 directory for per-process cgroups (default <cgroup2 mount>/pidfd-agent)
   --exec-helper PATH        the exec helper (default dist/bin/pidfd-exec)
+  --state-dir DIR           persisted handle table, re-adopted after a restart (default ${DEFAULT_STATE_DIR})
+  --ephemeral               keep the handle table in memory only: a restarted agent forgets its processes
   --quiet                   no log lines on stderr`;
 
 export class ConfigError extends Error {}
@@ -126,6 +133,8 @@ export function parseConfig(argv: readonly string[]): Config {
       quiet: { type: 'boolean' },
       'cgroup-parent': { type: 'string' },
       'exec-helper': { type: 'string' },
+      'state-dir': { type: 'string' },
+      ephemeral: { type: 'boolean' },
     },
     strict: true,
     allowPositionals: false,
@@ -133,6 +142,7 @@ export function parseConfig(argv: readonly string[]): Config {
   const unix = (values.listen ?? []).map(unixAddress);
   const tcp = (values.tcp ?? []).map(tcpAddress);
   const eventRing = count('event-ring', values['event-ring'], DEFAULTS.eventRing, 16);
+  if (values.ephemeral && values['state-dir'] !== undefined) throw new ConfigError('--state-dir: not with --ephemeral, which keeps no state');
   const config: Config = {
     listen: unix.length + tcp.length > 0 ? [...unix, ...tcp] : DEFAULTS.listen,
     retentionTtlMs: values['retention-ttl'] === undefined ? DEFAULTS.retentionTtlMs : flagDuration('retention-ttl', values['retention-ttl']),
@@ -146,6 +156,7 @@ export function parseConfig(argv: readonly string[]): Config {
     cgroupParent: absolute('cgroup-parent', values['cgroup-parent']),
     execHelper: absolute('exec-helper', values['exec-helper']),
     agentEnv: {},
+    stateDir: values.ephemeral ? undefined : (absolute('state-dir', values['state-dir']) ?? DEFAULT_STATE_DIR),
   };
   return Object.freeze(config);
 }

@@ -23,6 +23,16 @@ const stateAfter: Record<Exclude<EventType, 'output'>, State> = {
 };
 
 /**
+ * Where numbering starts, for a log that continues an earlier agent's (the persisted store):
+ * sequences up to `after` may have been used already and are never held here.
+ */
+export interface SequenceOrigin {
+  readonly after: number;
+  /** Called before each sequence is used; cheap unless it must persist a new reservation. */
+  reserve(sequence: number): void;
+}
+
+/**
  * The agent's event history: strictly increasing sequence numbers without gaps, the newest
  * `capacity` events kept in a ring for replay. Subscribers are told (once per microtask) that
  * events were appended and read them by sequence, so a slow reader costs no memory: it only
@@ -37,8 +47,10 @@ export class EventLog {
   constructor(
     readonly capacity: number,
     private readonly clock: () => number = Date.now,
+    private readonly origin: SequenceOrigin = { after: 0, reserve: () => {} },
   ) {
     this.ring = new Array(capacity);
+    this.last = origin.after;
   }
 
   /** Sequence of the newest event; 0 before the first. */
@@ -48,10 +60,11 @@ export class EventLog {
 
   /** Sequence of the oldest event still held. */
   get firstSequence(): number {
-    return Math.max(1, this.last - this.capacity + 1);
+    return Math.max(this.origin.after + 1, this.last - this.capacity + 1);
   }
 
   append(type: EventType, record: ProcessRecord, output?: OutputSlice): ProcessEvent {
+    this.origin.reserve(this.last + 1);
     const event: ProcessEvent = {
       sequence: ++this.last,
       type,

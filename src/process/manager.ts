@@ -18,6 +18,8 @@ import { ProcessRecord } from './record.js';
 import { ProcessTable, type RetentionPolicy } from './table.js';
 import { Waiters } from './waiters.js';
 import { StdioTable } from './stdio-table.js';
+import { MemoryStore, type ProcessStore, type SavedProcess } from '../store/store.js';
+import { reopen } from './readopt.js';
 
 export interface ManagerLimits extends RetentionPolicy {
   /** Running processes (spawned + adopted) at most; more is RESOURCE_EXHAUSTED. */
@@ -65,6 +67,8 @@ export class ProcessManager {
     private readonly limits: ManagerLimits,
     private readonly features: Features,
     private readonly node: SpawnEnvironment,
+    /** The persisted table (--state-dir); every transition is written through it. */
+    private readonly store: ProcessStore = new MemoryStore(),
   ) {
     this.table = new ProcessTable(limits);
     this.stdio = new StdioTable(events, limits.captureBytes);
@@ -123,6 +127,7 @@ export class ProcessManager {
       this.stdio.attach(record, child.pipes, options);
       if (cgroup?.created) record.ownedCgroup = cgroup.dir;
       if (options.deadline) this.armDeadline(record, options.deadline);
+      this.persist(record);
       return { record, replayed: false };
     } catch (e) {
       if (cgroup?.created) this.node.cgroups.remove(cgroup.dir);
@@ -148,6 +153,7 @@ export class ProcessManager {
     }
     this.checkCapacity();
     let pidfd: Pidfd;
+    let record: ProcessRecord;
     try {
       pidfd = pidfdOpen(options.pid);
     } catch (e) {
@@ -168,11 +174,13 @@ export class ProcessManager {
         (options.expectedPidfsInode !== undefined && options.expectedPidfsInode !== inode) ||
         (options.expectedStartTime !== undefined && (!alive || startTime !== options.expectedStartTime));
       if (mismatch) throw notFound(`process ${options.pid} is not the expected one (identity mismatch)`, { reason: 'IDENTITY_MISMATCH', field: 'pid' });
-      return this.manage(options.pid, pidfd, 'foreign', { argv: alive ? argv : [], labels: options.labels, adopted: true, requestId: options.requestId }, inode);
+      record = this.manage(options.pid, pidfd, 'foreign', { argv: alive ? argv : [], labels: options.labels, adopted: true, requestId: options.requestId }, inode);
     } catch (e) {
       closeFd(pidfd);
       throw fromKernel(e, { what: `adopt ${options.pid}`, field: 'pid' });
     }
+    this.persist(record);
+    return record;
   }
 
   signal(handle: string, signal: number, target: SignalTarget): void {
@@ -280,11 +288,15 @@ export class ProcessManager {
     const pidfd = record.pidfd;
     // A released child that still runs stays watched (hidden), so it is reaped and never left a
     // zombie; a foreign process is not ours to reap.
-    if (pidfd !== null && record.spec.adopted) this.stopManaging(record, pidfd);
+    if (pidfd !== null && (record.spec.adopted || record.orphaned)) this.stopManaging(record, pidfd);
   }
 
   /** Reaper sink: exits arrive in batches; each is recorded once. */
   onExits(exits: readonly ReapedExit[]): void {
+    this.store.batch(() => this.recordExits(exits));
+  }
+
+  private recordExits(exits: readonly ReapedExit[]): void {
     const now = Date.now();
     for (const exit of exits) {
       const record = this.byPidfd.get(exit.pidfd);
@@ -300,6 +312,7 @@ export class ProcessManager {
         continue;
       }
       this.table.noteExited(record);
+      this.store.recordExited(record);
       this.events.append('exited', record);
       this.waiters.settle(record);
     }
@@ -308,7 +321,9 @@ export class ProcessManager {
 
   /** Releases exited records past retention and removes emptied cgroups; also run periodically. */
   expire(now = Date.now()): void {
-    for (const record of this.table.expired(now)) this.forget(record);
+    this.store.batch(() => {
+      for (const record of this.table.expired(now)) this.forget(record);
+    });
     for (const dir of this.cgroupsToRemove) if (this.node.cgroups.remove(dir)) this.cgroupsToRemove.delete(dir);
   }
 
@@ -317,6 +332,7 @@ export class ProcessManager {
    * reason TIMEOUT.
    */
   private armDeadline(record: ProcessRecord, d: Deadline): void {
+    record.deadlineAt = { at: Date.now() + d.timeoutMs, killSignal: d.killSignal, graceMs: d.graceMs };
     record.deadline = setTimeout(() => {
       if (record.state !== 'running') return;
       record.timedOut = true;
@@ -342,8 +358,52 @@ export class ProcessManager {
     return record;
   }
 
+  /**
+   * Takes back a record saved by an earlier agent (at startup, before serving). A RUNNING one is
+   * re-adopted only if its identity still holds (readopt.ts); otherwise it becomes EXITED with its
+   * status lost, and whoever holds its pid now is never touched.
+   */
+  restore(saved: SavedProcess, bootId: string): ProcessRecord {
+    const spec = { argv: saved.argv, labels: saved.labels, adopted: saved.adopted, requestId: saved.requestId };
+    const found = saved.state === 'running' ? reopen(saved, bootId) : undefined;
+    const pidfd = found?.found ? found.pidfd : null;
+    const record = new ProcessRecord(saved.handle, { pid: saved.pid, pidfsInode: saved.pidfsInode }, spec, saved.startedAt, pidfd);
+    record.ownedCgroup = saved.ownedCgroup;
+    this.table.add(record);
+    if (found?.found) {
+      record.orphaned = found.parentage === 'foreign';
+      this.reaper.watch(found.pidfd, found.parentage);
+      this.byPidfd.set(found.pidfd, record);
+      this.byInode.set(saved.pidfsInode, record);
+      if (saved.deadline) this.armDeadline(record, { ...saved.deadline, timeoutMs: Math.max(0, saved.deadline.at - Date.now()) });
+      return record;
+    }
+    record.markExited(saved.exit ?? { termination: undefined, statusLost: true, reason: 'exited', exitedAt: Date.now() });
+    this.table.noteExited(record);
+    if (saved.exit === undefined) {
+      this.store.recordExited(record);
+      this.events.append('exited', record);
+      this.cleanUp(record);
+    }
+    return record;
+  }
+
+  /** A start is durable before its reply; one that cannot be made durable is undone. */
+  private persist(record: ProcessRecord): void {
+    try {
+      this.store.recordStarted(record);
+    } catch (e) {
+      // Our own child, just started and unreaped: its pidfd cannot address anyone else.
+      if (!record.spec.adopted && record.pidfd !== null) pidfdSendSignal(record.pidfd, Signal.SIGKILL);
+      this.release(record.handle);
+      const message = `the state store could not record the process: ${e instanceof Error ? e.message : String(e)}`;
+      throw new AgentError('Unavailable', message, { reason: 'STORE_WRITE_FAILED', handle: record.handle }, { cause: e });
+    }
+  }
+
   private forget(record: ProcessRecord): void {
     this.table.remove(record);
+    this.store.recordReleased(record);
     this.dropInode(record);
     record.markReleased();
     this.stdio.released(record);

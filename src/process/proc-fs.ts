@@ -35,3 +35,8 @@ export function readThreadIds(pid: number): number[] {
     return [];
   }
 }
+
+/** This boot's random id (/proc/sys/kernel/random/boot_id): pidfs inodes are unique only within it. */
+export function readBootId(): string {
+  return readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim();
+}

@@ -8,11 +8,25 @@ export type State = 'running' | 'exited' | 'released';
 export type ExitReason = 'exited' | 'timeout';
 
 export interface ExitInfo {
-  readonly termination: Termination;
+  /** How it ended; undefined exactly when `statusLost`. */
+  readonly termination: Termination | undefined;
   readonly reason: ExitReason;
   /** Only for our own children: waitid reports it, PIDFD_INFO_EXIT does not. */
   readonly rusage?: Rusage;
   readonly exitedAt: number;
+  /**
+   * It ended while no agent watched it (found gone, or its PID taken by another process, after a
+   * restart): nobody can know how. exitedAt is then when the agent found out.
+   */
+  readonly statusLost?: boolean;
+}
+
+/** An armed deadline, absolute so a restarted agent can re-arm what is left of it. */
+export interface DeadlineAt {
+  /** ms since the epoch. */
+  readonly at: number;
+  readonly killSignal: number;
+  readonly graceMs: number;
 }
 
 export interface ProcessIdentity {
@@ -38,6 +52,13 @@ export class ProcessRecord {
   exit: ExitInfo | undefined;
   /** The deadline timer, until the exit. */
   deadline: NodeJS.Timeout | undefined;
+  /** What the deadline timer was armed for. */
+  deadlineAt: DeadlineAt | undefined;
+  /**
+   * Re-adopted by a restarted agent and no longer our child (its parent, the old agent, died):
+   * watched like an adopted process, though the spec still says it was spawned.
+   */
+  orphaned = false;
   /** Set when the deadline fired: the exit is then recorded with reason 'timeout'. */
   timedOut = false;
   /** A cgroup created for this process alone, removed after its exit. */
@@ -49,7 +70,8 @@ export class ProcessRecord {
     readonly identity: ProcessIdentity,
     readonly spec: ProcessSpec,
     readonly startedAt: number,
-    pidfd: Pidfd,
+    /** null only for a record restored from the store whose process has already exited. */
+    pidfd: Pidfd | null,
   ) {
     this.fd = pidfd;
   }

@@ -67,13 +67,14 @@ function toOutputChunk(slice: OutputSlice): OutputChunk {
 function toExit(exit: ExitInfo): Exit {
   const t = exit.termination;
   return {
-    code: t.exitCode,
-    signal: t.signal,
-    signalName: t.signal === undefined ? '' : signalName(t.signal),
-    coreDumped: t.signal !== undefined && t.coreDumped,
+    code: t?.exitCode,
+    signal: t?.signal,
+    signalName: t?.signal === undefined ? '' : signalName(t.signal),
+    coreDumped: t?.signal !== undefined && t.coreDumped,
     exitedAt: new Date(exit.exitedAt),
     rusage: exit.rusage && toRusage(exit.rusage),
     reason: exit.reason === 'timeout' ? ExitReason.EXIT_REASON_TIMEOUT : ExitReason.EXIT_REASON_EXITED,
+    statusLost: exit.statusLost === true,
   };
 }
 

@@ -22,7 +22,8 @@ export interface AgentProcess {
 export async function startAgentProcess(args: string[] = [], wrapper: string[] = []): Promise<AgentProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'pidfd-agent-proc-'));
   const address = `unix://${join(dir, 'agent.sock')}`;
-  const argv = [...wrapper, process.execPath, AGENT_BIN, '--listen', address, ...args];
+  const state = args.includes('--state-dir') || args.includes('--ephemeral') ? [] : ['--state-dir', join(dir, 'state')];
+  const argv = [...wrapper, process.execPath, AGENT_BIN, '--listen', address, ...state, ...args];
   const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));

@@ -20,7 +20,8 @@ export async function startHarness(overrides: Partial<Config> = {}): Promise<Har
   const address = `unix://${join(dir, 'agent.sock')}`;
   const logs: Harness['logs'] = [];
   const agentEnv = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/root' };
-  const agent = await startAgent({ ...DEFAULTS, listen: [address], agentEnv, ...overrides }, (event, fields) => logs.push({ event, fields }));
+  const stateDir = join(dir, 'state');
+  const agent = await startAgent({ ...DEFAULTS, listen: [address], agentEnv, stateDir, ...overrides }, (event, fields) => logs.push({ event, fields }));
   const client = new AgentClient(address);
   return {
     agent,

@@ -743,6 +743,12 @@ export interface Exit {
   /** Resource usage from waitid; absent for adopted processes. */
   rusage?: Rusage | undefined;
   reason: ExitReason;
+  /**
+   * The process ended while no agent was watching it (it had exited and been reaped, or its PID
+   * now belongs to another process, or the node rebooted), so its status is unknown: neither code
+   * nor signal is set, and exited_at is when the restarted agent found out.
+   */
+  statusLost: boolean;
 }
 
 export interface Rusage {
@@ -4895,6 +4901,7 @@ function createBaseExit(): Exit {
     exitedAt: undefined,
     rusage: undefined,
     reason: 0,
+    statusLost: false,
   };
 }
 
@@ -4920,6 +4927,9 @@ export const Exit: MessageFns<Exit> = {
     }
     if (message.reason !== 0) {
       writer.uint32(56).int32(message.reason);
+    }
+    if (message.statusLost !== false) {
+      writer.uint32(64).bool(message.statusLost);
     }
     return writer;
   },
@@ -4993,6 +5003,14 @@ export const Exit: MessageFns<Exit> = {
             message.reason = reader.int32() as any;
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.statusLost = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5026,6 +5044,11 @@ export const Exit: MessageFns<Exit> = {
         : undefined,
       rusage: isSet(object.rusage) ? Rusage.fromJSON(object.rusage) : undefined,
       reason: isSet(object.reason) ? exitReasonFromJSON(object.reason) : 0,
+      statusLost: isSet(object.statusLost)
+        ? globalThis.Boolean(object.statusLost)
+        : isSet(object.status_lost)
+        ? globalThis.Boolean(object.status_lost)
+        : false,
     };
   },
 
@@ -5052,6 +5075,9 @@ export const Exit: MessageFns<Exit> = {
     if (message.reason !== 0) {
       obj.reason = exitReasonToJSON(message.reason);
     }
+    if (message.statusLost !== false) {
+      obj.statusLost = message.statusLost;
+    }
     return obj;
   },
 
@@ -5069,6 +5095,7 @@ export const Exit: MessageFns<Exit> = {
       ? Rusage.fromPartial(object.rusage)
       : undefined;
     message.reason = object.reason ?? 0;
+    message.statusLost = object.statusLost ?? false;
     return message;
   },
 };

@@ -1,0 +1,195 @@
+// The handle table on disk: SQLite (better-sqlite3, synchronous) in WAL mode under --state-dir.
+// synchronous=NORMAL: a commit survives the agent's crash (it is in the kernel's page cache);
+// only a power loss can drop the last commits, and that also ends every process, so the boot id
+// marks them lost anyway. locking_mode=EXCLUSIVE makes the file lock the agent's lock: a second
+// agent on the same state dir is refused, and no shared-memory index is needed.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { SequenceOrigin } from '../process/event-log.js';
+import type { HandleId } from '../process/handle.js';
+import type { ExitInfo, ProcessRecord } from '../process/record.js';
+import type { ProcessStore, SavedProcess } from './store.js';
+
+export const STORE_FILE = 'agent.db';
+const SCHEMA_VERSION = 1;
+/** Sequences reserved per write: a restarted agent continues above every number handed out. */
+const SEQUENCE_BLOCK = 4096;
+
+const SCHEMA = `
+CREATE TABLE processes (
+  handle       TEXT PRIMARY KEY,
+  pid          INTEGER NOT NULL,
+  pidfs_inode  INTEGER NOT NULL,
+  boot_id      TEXT NOT NULL,
+  argv         TEXT NOT NULL,
+  labels       TEXT NOT NULL,
+  adopted      INTEGER NOT NULL,
+  request_id   TEXT,
+  started_at   INTEGER NOT NULL,
+  state        TEXT NOT NULL CHECK (state IN ('running', 'exited')),
+  exited_at    INTEGER,
+  exit         TEXT,
+  owned_cgroup TEXT,
+  deadline     TEXT
+) WITHOUT ROWID;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO meta (key, value) VALUES ('sequence_ceiling', 0);
+`;
+
+interface Row {
+  handle: string;
+  pid: bigint;
+  pidfs_inode: bigint;
+  boot_id: string;
+  argv: string;
+  labels: string;
+  adopted: bigint;
+  request_id: string | null;
+  started_at: bigint;
+  state: 'running' | 'exited';
+  exit: string | null;
+  owned_cgroup: string | null;
+  deadline: string | null;
+}
+
+export type StoreErrorSink = (what: string, e: unknown) => void;
+
+export class StoreError extends Error {}
+
+export class SqliteStore implements ProcessStore {
+  readonly sequences: SequenceOrigin;
+  private readonly db: Database.Database;
+  private readonly insert: Database.Statement;
+  private readonly exited: Database.Statement;
+  private readonly remove: Database.Statement;
+  private readonly setCeiling: Database.Statement;
+  private ceiling: number;
+
+  /**
+   * Opens (creating) STATE_DIR/agent.db; throws StoreError when it is damaged, or still locked
+   * by another agent after `lockWaitMs` (a previous agent may still be shutting down).
+   */
+  constructor(
+    stateDir: string,
+    private readonly bootId: string,
+    private readonly onError: StoreErrorSink,
+    lockWaitMs = 5000,
+  ) {
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    this.db = new Database(join(stateDir, STORE_FILE), { timeout: lockWaitMs });
+    try {
+      this.db.pragma('locking_mode = EXCLUSIVE');
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = NORMAL');
+      this.migrate();
+    } catch (e) {
+      this.db.close();
+      const code = (e as { code?: string }).code;
+      if (code === 'SQLITE_BUSY') throw new StoreError(`${stateDir}: the state store is in use by another agent`, { cause: e });
+      throw e;
+    }
+    this.insert = this.db.prepare(
+      `INSERT INTO processes (handle, pid, pidfs_inode, boot_id, argv, labels, adopted, request_id, started_at, state, owned_cgroup, deadline)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)`,
+    );
+    this.exited = this.db.prepare(`UPDATE processes SET state = 'exited', exited_at = ?, exit = ? WHERE handle = ?`);
+    this.remove = this.db.prepare('DELETE FROM processes WHERE handle = ?');
+    this.setCeiling = this.db.prepare(`UPDATE meta SET value = ? WHERE key = 'sequence_ceiling'`);
+    this.ceiling = Number(this.db.prepare(`SELECT value FROM meta WHERE key = 'sequence_ceiling'`).pluck().get());
+    const after = this.ceiling;
+    this.sequences = { after, reserve: (sequence) => this.reserve(sequence) };
+  }
+
+  recordStarted(record: ProcessRecord): void {
+    const { handle, identity, spec } = record;
+    this.insert.run(
+      handle,
+      identity.pid,
+      BigInt.asIntN(64, identity.pidfsInode),
+      this.bootId,
+      JSON.stringify(spec.argv),
+      JSON.stringify(spec.labels),
+      spec.adopted ? 1 : 0,
+      spec.requestId ?? null,
+      record.startedAt,
+      record.ownedCgroup ?? null,
+      record.deadlineAt ? JSON.stringify(record.deadlineAt) : null,
+    );
+  }
+
+  recordExited(record: ProcessRecord): void {
+    const exit = record.exit;
+    if (exit === undefined) return;
+    this.attempt('record exit', () => this.exited.run(exit.exitedAt, JSON.stringify(exit), record.handle));
+  }
+
+  recordReleased(record: ProcessRecord): void {
+    this.attempt('record release', () => this.remove.run(record.handle));
+  }
+
+  batch<T>(fn: () => T): T {
+    if (this.db.inTransaction || !this.attempt('begin', () => this.db.exec('BEGIN'))) return fn();
+    try {
+      return fn();
+    } finally {
+      if (!this.attempt('commit', () => this.db.exec('COMMIT'))) this.attempt('rollback', () => this.db.exec('ROLLBACK'));
+    }
+  }
+
+  load(): SavedProcess[] {
+    const rows = this.db
+      .prepare(`SELECT * FROM processes ORDER BY state = 'exited', exited_at, started_at`)
+      .safeIntegers(true)
+      .all() as Row[];
+    return rows.map((r) => ({
+      handle: r.handle as HandleId,
+      pid: Number(r.pid),
+      pidfsInode: BigInt.asUintN(64, r.pidfs_inode),
+      bootId: r.boot_id,
+      argv: JSON.parse(r.argv) as string[],
+      labels: JSON.parse(r.labels) as Record<string, string>,
+      adopted: r.adopted !== 0n,
+      requestId: r.request_id ?? undefined,
+      startedAt: Number(r.started_at),
+      state: r.state,
+      exit: r.exit === null ? undefined : (JSON.parse(r.exit) as ExitInfo),
+      ownedCgroup: r.owned_cgroup ?? undefined,
+      deadline: r.deadline === null ? undefined : JSON.parse(r.deadline),
+    }));
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  private migrate(): void {
+    const version = Number(this.db.pragma('user_version', { simple: true }));
+    if (version > SCHEMA_VERSION) throw new StoreError(`the state store has schema ${version}; this agent knows ${SCHEMA_VERSION} (downgrade?)`);
+    if (version === SCHEMA_VERSION) {
+      const check = this.db.pragma('quick_check', { simple: true });
+      if (check !== 'ok') throw new StoreError(`the state store is damaged: ${String(check)}`);
+      return;
+    }
+    this.db.transaction(() => {
+      this.db.exec(SCHEMA);
+      this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    })();
+  }
+
+  private reserve(sequence: number): void {
+    if (sequence <= this.ceiling) return;
+    const ceiling = sequence - 1 + SEQUENCE_BLOCK;
+    if (this.attempt('reserve sequences', () => this.setCeiling.run(ceiling))) this.ceiling = ceiling;
+  }
+
+  private attempt(what: string, fn: () => unknown): boolean {
+    try {
+      fn();
+      return true;
+    } catch (e) {
+      this.onError(what, e);
+      return false;
+    }
+  }
+}

@@ -1,0 +1,85 @@
+// The persisted table on its own: round trips, sequence reservation, one agent per state dir.
+import test from 'ava';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EventLog } from '../src/process/event-log.js';
+import { newHandleId } from '../src/process/handle.js';
+import { ProcessRecord } from '../src/process/record.js';
+import { SqliteStore, StoreError } from '../src/store/sqlite-store.js';
+
+const dirs: string[] = [];
+test.after.always(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+function stateDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'pidfd-agent-store-'));
+  dirs.push(dir);
+  return join(dir, 'state');
+}
+
+const errors: unknown[] = [];
+const open = (dir: string, bootId = 'boot-a') => new SqliteStore(dir, bootId, (_what, e) => errors.push(e), 100);
+
+function record(i: number, inode = BigInt(1000 + i)): ProcessRecord {
+  return new ProcessRecord(newHandleId(), { pid: 100 + i, pidfsInode: inode }, { argv: ['sleep', String(i)], labels: { n: String(i) }, adopted: i % 2 === 1, requestId: i === 0 ? 'key' : undefined }, 1_700_000_000_000 + i, null);
+}
+
+test('what is written comes back: identity, spec, exits, deadlines; released records are gone', (t) => {
+  const dir = stateDir();
+  const store = open(dir);
+  const running = record(0, 2n ** 63n + 5n); // inodes are unsigned 64-bit
+  running.deadlineAt = { at: 1_800_000_000_000, killSignal: 15, graceMs: 500 };
+  running.ownedCgroup = '/sys/fs/cgroup/pidfd-agent/x';
+  const exited = record(1);
+  const released = record(2);
+  for (const r of [running, exited, released]) store.recordStarted(r);
+  exited.markExited({ termination: { signal: 9, coreDumped: false }, reason: 'timeout', exitedAt: 1_700_000_000_500, rusage: { userMicros: 1, systemMicros: 2, maxRssKib: 3, minorFaults: 4, majorFaults: 5, voluntaryContextSwitches: 6, involuntaryContextSwitches: 7 } });
+  store.batch(() => {
+    store.recordExited(exited);
+    store.recordReleased(released);
+  });
+  store.close();
+  const loaded = open(dir).load();
+  t.deepEqual(loaded.map((s) => s.handle), [running.handle, exited.handle], 'running first, then exited; released gone');
+  const [r, e] = loaded;
+  t.like(r, { pid: 100, pidfsInode: 2n ** 63n + 5n, bootId: 'boot-a', argv: ['sleep', '0'], labels: { n: '0' }, adopted: false, requestId: 'key', startedAt: 1_700_000_000_000, state: 'running' });
+  t.deepEqual(r!.deadline, running.deadlineAt);
+  t.is(r!.ownedCgroup, running.ownedCgroup);
+  t.is(r!.exit, undefined);
+  t.like(e, { state: 'exited', adopted: true, requestId: undefined });
+  t.deepEqual(e!.exit, exited.exit);
+  t.deepEqual(errors, []);
+});
+
+test('sequences continue above every number a previous agent could have used', (t) => {
+  const dir = stateDir();
+  const store = open(dir);
+  const log = new EventLog(16, Date.now, store.sequences);
+  t.is(log.lastSequence, 0);
+  const r = record(0);
+  for (let i = 0; i < 5000; i++) log.append('spawned', r);
+  store.close();
+  const reopened = open(dir);
+  const next = new EventLog(16, Date.now, reopened.sequences);
+  t.true(next.lastSequence >= 5000, `starts at ${next.lastSequence}`);
+  t.false(next.canReplayAfter(4999), 'an older cursor is out of range');
+  t.false(next.canReplayAfter(0));
+  t.true(next.canReplayAfter(next.lastSequence), 'the current position is fine');
+  t.is(next.append('exited', r).sequence, next.lastSequence);
+  t.is(next.get(next.lastSequence - 1), undefined, 'nothing before the restart is held');
+  t.is(next.firstSequence, next.lastSequence);
+  reopened.close();
+});
+
+test('one agent per state dir: a second open is refused while the first holds it', (t) => {
+  const dir = stateDir();
+  const first = open(dir);
+  const started = Date.now();
+  t.throws(() => open(dir), { instanceOf: StoreError, message: /in use by another agent/ });
+  t.true(Date.now() - started >= 100, 'after waiting for the lock');
+  first.close();
+  open(dir).close();
+  t.pass();
+});
