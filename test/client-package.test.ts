@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
 import { ROOT } from './helpers/agent-process.js';
-import { startHarness } from './helpers/harness.js';
+import { startHarness, tempDir } from './helpers/harness.js';
 
 const run = promisify(execFile);
 
@@ -13,7 +13,7 @@ test('the TypeScript client is importable from another project and its example r
   const h = await startHarness();
   t.teardown(() => h.close());
   // Another project: its node_modules holds only the client package (as `npm install file:` links it).
-  const project = mkdtempSync(join(tmpdir(), 'pidfd-agent-client-user-'));
+  const project = tempDir('pidfd-agent-client-user-');
   mkdirSync(join(project, 'node_modules', '@pidfd-agent'), { recursive: true });
   symlinkSync(join(ROOT, 'clients/ts'), join(project, 'node_modules', '@pidfd-agent', 'client'));
   copyFileSync(join(ROOT, 'clients/ts/examples/spawn-and-wait.mjs'), join(project, 'example.mjs'));

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { AgentCallError, status } from '../clients/ts/src/index.js';
 import { pool, range } from './helpers/events.js';
 import { startAgentProcess } from './helpers/agent-process.js';
-import { startHarness, type Harness } from './helpers/harness.js';
+import { startHarness, type Harness, tempDir } from './helpers/harness.js';
 
 let h: Harness;
 test.before(async () => {
@@ -54,7 +54,7 @@ test('unknown handles are NOT_FOUND for every call', async (t) => {
 });
 
 test('exec errors name the path: a missing cwd is NOT_FOUND, a non-executable file PERMISSION_DENIED', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'pidfd-agent-exec-'));
+  const dir = tempDir('pidfd-agent-exec-');
   const script = join(dir, 'not-executable.sh');
   writeFileSync(script, '#!/bin/sh\nexit 0\n');
   chmodSync(script, 0o644);

@@ -9,14 +9,14 @@ type SpawnRequest = NonNullable<Parameters<AgentClient['spawn']>[0]>;
 import { openFdCount } from '../src/kernel/fd.js';
 import { cgroup2Mount } from '../src/process/cgroups.js';
 import { CLI_BIN, startAgentProcess } from './helpers/agent-process.js';
-import { eventually, procState, sleep, startHarness, type Harness } from './helpers/harness.js';
+import { eventually, procState, sleep, startHarness, type Harness, tempDir } from './helpers/harness.js';
 
 let h: Harness;
 let dir: string;
 test.before(async () => {
   h = await startHarness();
   await h.client.list(); // connect now, so fd counts below see only what a call leaves behind
-  dir = mkdtempSync(join(tmpdir(), 'pidfd-agent-setup-'));
+  dir = tempDir('pidfd-agent-setup-');
   chmodSync(dir, 0o777);
 });
 test.after.always(async () => {

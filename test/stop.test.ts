@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { AgentCallError, State, status } from '../clients/ts/src/index.js';
-import { eventually, procState, startHarness, type Harness } from './helpers/harness.js';
+import { eventually, procState, startHarness, type Harness, tempDir } from './helpers/harness.js';
 
 let h: Harness;
 test.before(async () => {
@@ -35,7 +35,7 @@ test('Stop escalates to SIGKILL after the grace period when SIGTERM is ignored',
 });
 
 test('Stop with process_group reaches every member of the group, with SIGKILL when SIGTERM is ignored', async (t) => {
-  const out = join(mkdtempSync(join(tmpdir(), 'pidfd-agent-stop-')), 'member.pid');
+  const out = join(tempDir('pidfd-agent-stop-'), 'member.pid');
   // SIG_IGN survives exec, so the background member ignores SIGTERM too.
   const { process: p } = await h.client.spawn({ argv: ['sh', '-c', `trap "" TERM; sleep 30 & echo $! > ${out}; wait`] });
   const member = await eventually('the member to start', () => {

@@ -6,13 +6,13 @@ import test from 'ava';
 import { AgentCallError, EventType, SignalTarget, State, status } from '../clients/ts/src/index.js';
 import { ROOT } from './helpers/agent-process.js';
 import { collect } from './helpers/events.js';
-import { eventually, procState, sleep, startHarness, type Harness } from './helpers/harness.js';
+import { eventually, procState, sleep, startHarness, type Harness, tempDir } from './helpers/harness.js';
 
 let h: Harness;
 let threads: string;
 let dir: string;
 test.before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'pidfd-agent-threads-'));
+  dir = tempDir('pidfd-agent-threads-');
   threads = join(dir, 'threads');
   execFileSync('gcc', ['-O2', '-pthread', '-o', threads, join(ROOT, 'test/fixtures/threads.c')]);
   h = await startHarness();

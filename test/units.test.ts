@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { tempDir } from './helpers/harness.js';
 import test, { type ExecutionContext } from 'ava';
 import { Output, OutputMode, SpawnRequest } from '../clients/ts/src/gen/pidfd/agent/v1/agent.js';
 import { ConfigError, DEFAULTS, parseConfig, parseDuration } from '../src/config/config.js';
@@ -448,7 +449,7 @@ test('resolveExecutable checks a path with a slash as given, without searching',
 });
 
 test('resolveExecutable takes relative programs from the child cwd and returns an absolute path', (t) => {
-  const root = mkdtempSync(join(tmpdir(), 'pidfd-agent-rel-'));
+  const root = tempDir('pidfd-agent-rel-');
   mkdirSync(join(root, 'bin'));
   writeFileSync(join(root, 'bin', 'tool'), '#!/bin/sh\n');
   chmodSync(join(root, 'bin', 'tool'), 0o755);
