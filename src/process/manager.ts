@@ -304,7 +304,7 @@ export class ProcessManager {
       this.byPidfd.delete(exit.pidfd);
       this.dropInode(record);
       const released = record.state === 'released';
-      record.markExited({ termination: exit.termination, rusage: exit.rusage, exitedAt: now, reason: record.timedOut ? 'timeout' : 'exited' });
+      record.markExited({ termination: exit.termination, statusLost: exit.termination === undefined || undefined, rusage: exit.rusage, exitedAt: now, reason: record.timedOut ? 'timeout' : 'exited' });
       this.stdio.exited(record);
       this.cleanUp(record);
       if (released) {

@@ -13,7 +13,8 @@ export type Parentage = 'child' | 'foreign';
 
 export interface ReapedExit {
   readonly pidfd: Pidfd;
-  readonly termination: Termination;
+  /** Undefined when the process is gone but the kernel kept no status (PIDFD_INFO_EXIT < 6.15). */
+  readonly termination: Termination | undefined;
   readonly rusage?: Rusage;
 }
 
@@ -125,6 +126,7 @@ function reapChild(pidfd: Pidfd): ReapedExit | null {
 
 function readForeignExit(pidfd: Pidfd): ReapedExit | null {
   if (!pidfdPoll(pidfd).reaped) return null;
-  const termination = pidfdGetInfo(pidfd, PIDFD_INFO_EXIT).termination;
-  return termination ? { pidfd, termination } : null;
+  // Reaped is final: without an exit status (kernels before 6.15) it is still an exit, reported as
+  // lost, rather than a hang-up that would wake the loop forever.
+  return { pidfd, termination: pidfdGetInfo(pidfd, PIDFD_INFO_EXIT).termination };
 }
