@@ -80,9 +80,9 @@ async function execJson(file: string, args: readonly string[], env?: NodeJS.Proc
 }
 
 const C_LOOP = join(BENCH, 'c/spawnloop');
-const pm2Home = PM2 ? mkdtempSync(join(os.tmpdir(), 'pidfd-bench-pm2-')) : '';
-const pm2Env = { ...process.env, PM2_HOME: pm2Home };
-const pm2 = (...args: string[]) => execJson(process.execPath, [join(BENCH, 'peers/pm2.mjs'), ...args], pm2Env);
+/** PM2's home, a temp dir made when the run starts (not on --from) and removed at its end. */
+let pm2Home = '';
+const pm2 = (...args: string[]) => execJson(process.execPath, [join(BENCH, 'peers/pm2.mjs'), ...args], { ...process.env, PM2_HOME: pm2Home });
 
 type SoloPeer = 'c' | 'c-clone' | 'node' | 'pm2';
 
@@ -297,6 +297,7 @@ async function main(): Promise<void> {
   const command = process.env.BENCH_COMMAND ?? `node --import tsx bench/run.ts ${process.argv.slice(2).join(' ')}`.trim();
   log(`rounds ${ROUNDS}, PM2 ${PM2 ? 'on' : 'off'}, up to ${MAX_MANAGED} managed, load average ${load0.map((l) => l.toFixed(2)).join(' ')}`);
   driver = new AgentDriver();
+  if (PM2) pm2Home = mkdtempSync(join(os.tmpdir(), 'pidfd-bench-pm2-'));
   if (PM2) log(`PM2 daemon pid ${(await pm2('daemon') as unknown as { pid: number }).pid} (PM2_HOME ${pm2Home})`);
   try {
     for (let r = 1; r <= ROUNDS; r++) {
@@ -306,7 +307,7 @@ async function main(): Promise<void> {
   } finally {
     await stopLive().catch(() => undefined);
     await drive({ op: 'close' }).catch(() => undefined);
-    if (PM2) {
+    if (pm2Home) {
       await pm2('kill').catch((e: unknown) => log(`PM2 kill failed: ${String(e)}`));
       rmSync(pm2Home, { recursive: true, force: true });
     }
