@@ -1,9 +1,7 @@
-import { openSync, statSync, constants as fsc } from 'node:fs';
 import { closeFd, type Fd, type Pidfd } from '../kernel/fd.js';
-import { PIDFD_INFO_PID, PIDFD_THREAD, pidfdGetInfo, pidfdOpen, pidfdPoll, pidfdSendSignal, pidfsInode } from '../kernel/pidfd.js';
+import { pidfdOpen, pidfdPoll, pidfdSendSignal, pidfsInode } from '../kernel/pidfd.js';
 import { Signal } from '../kernel/signals.js';
-import { SetupError, spawnAsync, type StdioAction } from '../kernel/spawn.js';
-import { errnoName, KernelError } from '../kernel/errors.js';
+import { SetupError, spawnAsync } from '../kernel/spawn.js';
 import type { Cgroups } from './cgroups.js';
 import { helperArgs, needsHelper } from './setup.js';
 import type { Features } from '../kernel/probe.js';
@@ -12,10 +10,11 @@ import { AgentError, fromKernel, invalidArgument, notFound, processExited, unkno
 import { EventLog } from './event-log.js';
 import { resolveExecutable } from './executable.js';
 import { newHandleId } from './handle.js';
-import { DEFAULT_PATH, type AdoptOptions, type Deadline, type OutputTarget, type SignalTarget, type SpawnOptions } from './options.js';
+import { DEFAULT_PATH, type AdoptOptions, type Deadline, type SignalTarget, type SpawnOptions } from './options.js';
 import { readCmdline, readStartTime, readThreadIds } from './proc-fs.js';
 import { ProcessRecord } from './record.js';
 import { ProcessTable, type RetentionPolicy } from './table.js';
+import { checkCwd, openOutput, setupFailure, signalThread } from './spawn-inputs.js';
 import { Waiters } from './waiters.js';
 import { StdioTable } from './stdio-table.js';
 import { MemoryStore, type ProcessStore, type SavedProcess } from '../store/store.js';
@@ -187,7 +186,7 @@ export class ProcessManager {
     const record = this.get(handle);
     const pidfd = this.livePidfd(record);
     try {
-      if (target.kind === 'thread') this.signalThread(record, pidfd, target.tid, signal);
+      if (target.kind === 'thread') signalThread(record, pidfd, target.tid, signal);
       else pidfdSendSignal(pidfd, signal, target.kind === 'process-group' ? 'process-group' : 'default');
     } catch (e) {
       throw fromKernel(e, { what: `signal ${signal} to ${record.handle}`, handle: record.handle });
@@ -245,28 +244,6 @@ export class ProcessManager {
       throw processExited(record.handle);
     }
     return pidfd;
-  }
-
-  /**
-   * A tid is only a number: it counts if the thread's own pidfd (PIDFD_THREAD, 6.9+) shows it in
-   * our process's thread group while our process still holds its pid.
-   */
-  private signalThread(record: ProcessRecord, pidfd: Pidfd, tid: number, signal: number): void {
-    let thread: Pidfd;
-    try {
-      thread = pidfdOpen(tid, PIDFD_THREAD);
-    } catch (e) {
-      throw fromKernel(e, { what: `thread ${tid}`, field: 'tid' });
-    }
-    try {
-      const { tgid } = pidfdGetInfo(thread, PIDFD_INFO_PID);
-      if (tgid !== record.identity.pid || pidfdPoll(pidfd).reaped) {
-        throw notFound(`${tid} is not a thread of ${record.handle}`, { reason: 'NOT_A_THREAD', field: 'tid', handle: record.handle });
-      }
-      pidfdSendSignal(thread, signal); // a PIDFD_THREAD pidfd addresses that one thread
-    } finally {
-      closeFd(thread);
-    }
   }
 
   /** Resolves with the exited record; rejects on timeout, release or abort. */
@@ -436,45 +413,4 @@ export class ProcessManager {
       throw new AgentError('ResourceExhausted', `at most ${this.limits.maxProcesses} processes are managed at once`, { reason: 'MAX_PROCESSES' });
     }
   }
-}
-
-function checkCwd(cwd: string): void {
-  try {
-    if (!statSync(cwd).isDirectory()) throw invalidArgument('cwd', `${cwd}: ENOTDIR`, 'ENOTDIR');
-  } catch (e) {
-    if (e instanceof AgentError) throw e;
-    const code = (e as NodeJS.ErrnoException).code ?? 'ENOENT';
-    throw new AgentError(code === 'EACCES' ? 'PermissionDenied' : 'NotFound', `cwd: ${cwd}: ${code}`, { reason: code, field: 'cwd', path: cwd });
-  }
-}
-
-/** Opens a FILE target in the agent (so errors name the path); the fd is closed after spawn. */
-function openOutput(target: OutputTarget, field: string, opened: Fd[]): StdioAction {
-  if (target.kind === 'discard') return { kind: 'null' };
-  if (target.kind === 'inherit') return { kind: 'inherit' };
-  if (target.kind === 'capture') return { kind: 'pipe' };
-  const flags = fsc.O_WRONLY | fsc.O_CREAT | (target.append ? fsc.O_APPEND : fsc.O_TRUNC);
-  try {
-    const fd = openSync(target.path, flags, 0o644) as Fd; // libuv opens with O_CLOEXEC
-    opened.push(fd);
-    return { kind: 'fd', fd };
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
-    const kind = code === 'EACCES' || code === 'EPERM' ? 'PermissionDenied' : code === 'ENOENT' ? 'NotFound' : 'InvalidArgument';
-    throw new AgentError(kind, `${field}.path: ${target.path}: ${code}`, { reason: code, field: `${field}.path`, path: target.path });
-  }
-}
-
-/** Which request field a failed helper stage is about. */
-const stageFields: Readonly<Record<string, string>> = {
-  cgroup: 'cgroup', setgroups: 'groups', setgid: 'group', setuid: 'user', umask: 'umask',
-  pdeathsig: 'parent_death_signal', no_new_privs: 'no_new_privs',
-};
-
-function setupFailure(e: SetupError, path: string): unknown {
-  const code = errnoName(e.errno);
-  if (e.stage === 'exec') return fromKernel(new KernelError('execve', e.errno), { what: `${path}`, field: 'argv[0]', path });
-  const field = e.stage.startsWith('setrlimit') ? 'rlimits' : (stageFields[e.stage] ?? e.stage);
-  const kind = code === 'EPERM' || code === 'EACCES' ? 'PermissionDenied' : code === 'ENOENT' ? 'NotFound' : code === 'EAGAIN' || code === 'ENOMEM' ? 'ResourceExhausted' : 'InvalidArgument';
-  return new AgentError(kind, `${e.stage}: ${code}`, { reason: code, field, syscall: e.stage }, { cause: e });
 }
