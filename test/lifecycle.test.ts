@@ -132,3 +132,14 @@ test('a signal to the process group reaches every member', async (t) => {
   await h.client.signal({ handle: q!.handle, signal: 'KILL' });
   await h.client.wait({ handle: q!.handle });
 });
+
+test('a Wait the client cancels ends on the agent too; later Waits still get the exit', async (t) => {
+  const { process: p } = await h.client.spawn({ argv: ['sleep', '30'] });
+  const abort = new AbortController();
+  const waiting = h.client.wait({ handle: p!.handle }, { signal: abort.signal });
+  setTimeout(() => abort.abort(), 50);
+  const e = await t.throwsAsync(waiting, { instanceOf: AgentCallError });
+  t.is(e.code, status.CANCELLED);
+  await h.client.signal({ handle: p!.handle, signal: 'KILL' });
+  t.is((await h.client.wait({ handle: p!.handle })).process!.exit!.signal, 9);
+});

@@ -14,6 +14,21 @@ import { signalName } from '../kernel/signals.js';
 
 const DEFAULT_GRACE_MS = 10_000;
 
+/**
+ * Runs fn with a signal that aborts if the client cancels. grpc-js also emits 'cancelled' after
+ * every finished call; the listener is gone by then, so no abort (and no DOMException) per call.
+ */
+async function untilCancelled<T>(call: { once(e: 'cancelled', f: () => void): unknown; off(e: 'cancelled', f: () => void): unknown }, fn: (abort: AbortSignal) => Promise<T>): Promise<T> {
+  const abort = new AbortController();
+  const onCancel = () => abort.abort();
+  call.once('cancelled', onCancel);
+  try {
+    return await fn(abort.signal);
+  } finally {
+    call.off('cancelled', onCancel);
+  }
+}
+
 function unary<Req, Res>(method: string, log: Logger, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
     try {
@@ -47,21 +62,21 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
       return { signal, signalName: signalName(signal) };
     }),
 
-    wait: unary('Wait', log, async (req, call) => {
-      const abort = new AbortController();
-      call.on('cancelled', () => abort.abort());
-      const record = await manager.wait(validate.handle(req.handle), validate.durationMs('timeout', req.timeout), abort.signal);
-      return { process: toProcess(record) };
-    }),
+    wait: unary('Wait', log, (req, call) =>
+      untilCancelled(call, async (abort) => {
+        const record = await manager.wait(validate.handle(req.handle), validate.durationMs('timeout', req.timeout), abort);
+        return { process: toProcess(record) };
+      }),
+    ),
 
-    stop: unary('Stop', log, async (req, call) => {
-      const abort = new AbortController();
-      call.on('cancelled', () => abort.abort());
-      const signal = validate.signal(req.signal);
-      const grace = validate.durationMs('grace', req.grace) ?? DEFAULT_GRACE_MS;
-      const { record, escalated } = await manager.stop(validate.handle(req.handle), signal, grace, req.processGroup, abort.signal);
-      return { process: toProcess(record), escalated };
-    }),
+    stop: unary('Stop', log, (req, call) =>
+      untilCancelled(call, async (abort) => {
+        const signal = validate.signal(req.signal);
+        const grace = validate.durationMs('grace', req.grace) ?? DEFAULT_GRACE_MS;
+        const { record, escalated } = await manager.stop(validate.handle(req.handle), signal, grace, req.processGroup, abort);
+        return { process: toProcess(record), escalated };
+      }),
+    ),
 
     readOutput: (call) => {
       const fail = (e: unknown) => call.emit('error', toServiceError(e, 'ReadOutput', log));
