@@ -111,7 +111,9 @@ export function spawn(spec: SpawnSpec): Spawned {
 export async function spawnAsync(spec: SpawnSpec): Promise<Spawned> {
   const launch = new Launch(spec);
   try {
-    return launch.finish(launch.start(await launch.callAsync()));
+    const child = launch.start(await launch.callAsync());
+    await launch.execReported(child);
+    return launch.finish(child);
   } finally {
     launch.dispose();
   }
@@ -185,10 +187,29 @@ class Launch {
     }
   }
 
-  /** Waits for the helper's exec when there is one; from here the caller owns pidfd and pipes. */
+  /** Resolves once the helper (if any) has exec'd, without blocking the event loop meanwhile. */
+  async execReported(child: { pid: number; pidfd: Pidfd }): Promise<void> {
+    this.closeChildEnds(); // our copy of the report pipe's write end: end-of-file needs it closed
+    const report = this.report;
+    if (report === null) return;
+    const ready = await new Promise<boolean>((resolve) => {
+      const poll = libc.watchReadable(report, () => settle(true));
+      const timer = setTimeout(() => settle(false), EXEC_REPORT_TIMEOUT_MS);
+      const settle = (readable: boolean) => {
+        poll.close();
+        clearTimeout(timer);
+        resolve(readable);
+      };
+    });
+    readExecReport(child, report, ready);
+    this.report = null;
+    closeFd(report);
+  }
+
+  /** Waits (blocking) for the helper's exec if not done yet; from here the caller owns pidfd and pipes. */
   finish(child: { pid: number; pidfd: Pidfd }): Spawned {
     this.closeChildEnds();
-    if (this.report !== null) awaitExec(child, this.report);
+    if (this.report !== null) readExecReport(child, this.report, pollReadable(this.report, EXEC_REPORT_TIMEOUT_MS));
     this.succeeded = true;
     return { ...child, pipes: [...this.pipes] };
   }
@@ -247,18 +268,22 @@ const REPORT_FD = 3;
 const EXEC_REPORT_TIMEOUT_MS = 10_000;
 const POLLIN = 0x1;
 
-/**
- * Blocks until the helper has exec'd (end-of-file on its close-on-exec report pipe) or reported a
- * failed stage; then the helper has exited, and it is reaped here and its pidfd closed. Setup is
- * a handful of system calls, so the wait is short; it is bounded all the same.
- */
-function awaitExec(child: { pid: number; pidfd: Pidfd }, report: Fd): void {
+function pollReadable(fd: Fd, timeoutMs: number): boolean {
   const pfd = Buffer.alloc(8);
-  pfd.writeInt32LE(report, 0);
+  pfd.writeInt32LE(fd, 0);
   pfd.writeInt16LE(POLLIN, 4);
-  const ready = retryEintr('poll', () => libc.poll(pfd, 1, EXEC_REPORT_TIMEOUT_MS));
+  return retryEintr('poll', () => libc.poll(pfd, 1, timeoutMs)) > 0;
+}
+
+/**
+ * The helper's report, once its pipe is readable (or the wait timed out): end-of-file means it
+ * exec'd (the pipe is close-on-exec); a "stage errno" line means setup failed, and the helper,
+ * which exits right after writing it, is reaped here and its pidfd closed. Setup is a handful of
+ * system calls, so the wait is short; it is bounded all the same.
+ */
+function readExecReport(child: { pid: number; pidfd: Pidfd }, report: Fd, ready: boolean): void {
   const buf = Buffer.alloc(128);
-  const n = ready > 0 ? Number(libc.read(report, buf, buf.length)) : -1;
+  const n = ready ? Number(libc.read(report, buf, buf.length)) : -1;
   if (n === 0) return;
   const [stage = 'exec', errno = String(Errno.EIO)] = n > 0 ? buf.toString('latin1', 0, n).trim().split(' ') : ['exec-timeout', String(Errno.ETIMEDOUT)];
   if (n < 0) pidfdSendSignal(child.pidfd, Signal.SIGKILL);
