@@ -40,6 +40,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     ttlMs: config.retentionTtlMs,
     maxExited: config.retentionMax,
     captureBytes: config.captureBytes,
+    captureRetainedBytes: config.captureRetainedBytes,
   }, features, {
     helperPath: config.execHelper ?? builtFile('dist/bin/pidfd-exec'),
     cgroups: new Cgroups(config.cgroupParent ?? withMount(cgroup2Mount())),

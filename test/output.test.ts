@@ -301,3 +301,36 @@ test.serial("the agent's fd count and ring memory return to baseline after many 
   t.is(after.processes, before.processes, 'released processes leave nothing behind');
   t.is(after.ringBytes, before.ringBytes, 'their rings were freed');
 });
+
+test.serial('captured output of exited processes stays within --capture-retained: the oldest exits go first', async (t) => {
+  const small = await startHarness({ captureRetainedBytes: 600 * 1024 });
+  t.teardown(() => small.close());
+  const handles: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const { process: p } = await small.client.spawn({ argv: ['sh', '-c', `head -c ${256 * 1024} /dev/zero`], stdout: { mode: OutputMode.OUTPUT_MODE_CAPTURE } });
+    handles.push(p!.handle);
+    await small.client.wait({ handle: p!.handle });
+  }
+  // 256 KiB each: a ring's buffer is then exactly its data, growing or sealed, so the sums are
+  // exact. The pipes are drained shortly after the exits; retention is enforced each second, or now.
+  const drained = async (handle: string) => {
+    let total = 0;
+    for await (const r of small.client.readOutput({ handle, stream: STDOUT, follow: true })) total += r.data.length + Number(r.lostBytes);
+    return total;
+  };
+  for (const handle of handles) t.is(await drained(handle), 256 * 1024);
+  small.agent.manager.expire();
+  const read = async (handle: string) => {
+    let data = 0;
+    let lost = 0;
+    for await (const r of small.client.readOutput({ handle, stream: STDOUT })) {
+      data += r.data.length;
+      lost += Number(r.lostBytes);
+    }
+    return { data, lost };
+  };
+  t.deepEqual(await read(handles[0]!), { data: 0, lost: 256 * 1024 }, 'the oldest exit lost its output');
+  t.deepEqual(await read(handles[1]!), { data: 256 * 1024, lost: 0 });
+  t.deepEqual(await read(handles[2]!), { data: 256 * 1024, lost: 0 });
+  t.true(small.agent.manager.stdio.stats().ringBytes <= 600 * 1024);
+});

@@ -11,6 +11,8 @@ export interface Config {
   readonly maxProcesses: number;
   /** Ring size per captured stream unless the request sets ring_bytes. */
   readonly captureBytes: number;
+  /** Captured output kept for exited processes, all together; the oldest exits' rings go first. */
+  readonly captureRetainedBytes: number;
   readonly logLevel: 'info' | 'quiet';
   /** Where per-process cgroups are created (default: <cgroup2 mount>/pidfd-agent). */
   readonly cgroupParent?: string;
@@ -35,6 +37,7 @@ export const DEFAULTS: Config = Object.freeze({
   maxWatchers: 1024,
   maxProcesses: 65_536,
   captureBytes: 1024 * 1024,
+  captureRetainedBytes: 256 * 1024 * 1024,
   logLevel: 'info',
   cgroupParent: undefined,
   execHelper: undefined,
@@ -52,6 +55,7 @@ export const USAGE = `usage: pidfd-agent [options]
   --max-watchers N          concurrent Watch streams (default 1024)
   --max-processes N         running processes under management (default 65536)
   --capture-bytes N[k|m]    ring per captured stdout/stderr unless the request says (default 1m, at most 64m)
+  --capture-retained N[k|m|g]  captured output kept for exited processes in all (default 256m)
   --cgroup-parent DIR       cgroup v2 directory for per-process cgroups (default <cgroup2 mount>/pidfd-agent)
   --exec-helper PATH        the exec helper (default dist/bin/pidfd-exec)
   --state-dir DIR           persisted handle table, re-adopted after a restart (default ${DEFAULT_STATE_DIR})
@@ -87,11 +91,11 @@ function count(name: string, text: string | undefined, fallback: number, min = 1
 const MAX_CAPTURE_BYTES = 64 * 1024 * 1024;
 
 /** Bytes, optionally in KiB (k) or MiB (m), between 1 and 64 MiB. */
-function byteSize(name: string, text: string | undefined, fallback: number): number {
+function byteSize(name: string, text: string | undefined, fallback: number, max = MAX_CAPTURE_BYTES): number {
   if (text === undefined) return fallback;
-  const m = /^(\d+)([km]?)$/i.exec(text.trim());
-  const n = m ? Number(m[1]) * ({ k: 1024, m: 1024 * 1024 }[m[2]!.toLowerCase()] ?? 1) : NaN;
-  if (!(n >= 1 && n <= MAX_CAPTURE_BYTES)) throw new ConfigError(`--${name}: expected bytes (e.g. 65536, 64k, 1m) up to 64m, got ${JSON.stringify(text)}`);
+  const m = /^(\d+)([kmg]?)$/i.exec(text.trim());
+  const n = m ? Number(m[1]) * ({ k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase()] ?? 1) : NaN;
+  if (!(n >= 1 && n <= max)) throw new ConfigError(`--${name}: expected bytes (e.g. 65536, 64k, 1m) up to ${max / 1024 ** 2}m, got ${JSON.stringify(text)}`);
   return n;
 }
 
@@ -130,6 +134,7 @@ export function parseConfig(argv: readonly string[]): Config {
       'max-watchers': { type: 'string' },
       'max-processes': { type: 'string' },
       'capture-bytes': { type: 'string' },
+      'capture-retained': { type: 'string' },
       quiet: { type: 'boolean' },
       'cgroup-parent': { type: 'string' },
       'exec-helper': { type: 'string' },
@@ -152,6 +157,7 @@ export function parseConfig(argv: readonly string[]): Config {
     maxWatchers: count('max-watchers', values['max-watchers'], DEFAULTS.maxWatchers),
     maxProcesses: count('max-processes', values['max-processes'], DEFAULTS.maxProcesses),
     captureBytes: byteSize('capture-bytes', values['capture-bytes'], DEFAULTS.captureBytes),
+    captureRetainedBytes: byteSize('capture-retained', values['capture-retained'], DEFAULTS.captureRetainedBytes, 64 * 1024 ** 3),
     logLevel: values.quiet ? 'quiet' : 'info',
     cgroupParent: absolute('cgroup-parent', values['cgroup-parent']),
     execHelper: absolute('exec-helper', values['exec-helper']),

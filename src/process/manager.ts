@@ -25,6 +25,8 @@ export interface ManagerLimits extends RetentionPolicy {
   readonly maxProcesses: number;
   /** Ring size per captured stream when the request does not say (--capture-bytes). */
   readonly captureBytes?: number;
+  /** Captured output kept for exited processes in all (--capture-retained). */
+  readonly captureRetainedBytes?: number;
 }
 
 /** What spawning needs from the node, decided by the composition root. */
@@ -70,7 +72,7 @@ export class ProcessManager {
     private readonly store: ProcessStore = new MemoryStore(),
   ) {
     this.table = new ProcessTable(limits);
-    this.stdio = new StdioTable(events, limits.captureBytes);
+    this.stdio = new StdioTable(events, limits.captureBytes, limits.captureRetainedBytes);
   }
 
   /** The reaper is built by the composition root with `onExits` as its sink. */
@@ -302,6 +304,7 @@ export class ProcessManager {
       for (const record of this.table.expired(now)) this.forget(record);
     });
     for (const dir of this.cgroupsToRemove) if (this.node.cgroups.remove(dir)) this.cgroupsToRemove.delete(dir);
+    this.stdio.enforceRetention();
   }
 
   /**

@@ -33,10 +33,14 @@ export interface StdioStats {
 export class StdioTable {
   private readonly live = new Map<ProcessRecord, ProcessStdio>();
   private readonly draining = new Set<ProcessStdio>();
+  /** Exited processes whose captured output is still kept, oldest exit first. */
+  private readonly retained = new Set<ProcessStdio>();
 
   constructor(
     private readonly events: EventLog,
     readonly defaultRingBytes = DEFAULT_CAPTURE_BYTES,
+    /** All rings of exited processes together stay within this (running ones are bounded each). */
+    private readonly retainedBytes = 256 * 1024 * 1024,
   ) {}
 
   /** Takes ownership of the agent's pipe ends of a just-spawned process. */
@@ -59,13 +63,35 @@ export class StdioTable {
   }
 
   exited(record: ProcessRecord): void {
-    this.live.get(record)?.markExited();
+    const io = this.live.get(record);
+    if (io === undefined) return;
+    io.markExited();
+    this.retained.add(io);
+  }
+
+  /**
+   * Keeps the output of exited processes within the retained budget by dropping the rings of the
+   * oldest exits (their readers then see the bytes as lost). Run periodically: it sums the rings.
+   */
+  enforceRetention(): void {
+    let total = 0;
+    for (const io of this.retained) {
+      if (io.isReleased) this.retained.delete(io);
+      else total += io.ringBytes;
+    }
+    for (const io of this.retained) {
+      if (total <= this.retainedBytes) break;
+      total -= io.ringBytes;
+      io.dropOutput();
+      this.retained.delete(io);
+    }
   }
 
   released(record: ProcessRecord): void {
     const io = this.live.get(record);
     if (io === undefined) return;
     this.live.delete(record);
+    this.retained.delete(io);
     io.release();
     if (io.openPipes > 0) this.draining.add(io);
   }

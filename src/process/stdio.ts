@@ -98,6 +98,11 @@ export class ProcessStdio {
     this.stdinPipe().end();
   }
 
+  /** Frees the captured output (retention): what was kept reads as lost from now on. */
+  dropOutput(): void {
+    for (const out of [this.stdout, this.stderr]) out?.ring.drop();
+  }
+
   /** The exit was recorded: stdin is useless now; readers learn it once the pipes are drained. */
   markExited(): void {
     this.exited = true;
