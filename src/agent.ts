@@ -5,6 +5,7 @@ import { dirname } from 'node:path';
 import type { Server } from '@grpc/grpc-js';
 import type { Config } from './config/config.js';
 import { probeFeatures, type Features } from './kernel/probe.js';
+import { useSpawnShim } from './kernel/spawn.js';
 import { EventLog } from './process/event-log.js';
 import { ProcessManager } from './process/manager.js';
 import { Cgroups, cgroup2Mount } from './process/cgroups.js';
@@ -31,6 +32,7 @@ export interface Agent {
 
 export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   const features = probeFeatures();
+  useSpawnShim(builtFile('dist/lib/libpidfd-spawn.so'));
   const bootId = readBootId();
   const store: ProcessStore =
     config.stateDir === undefined ? new MemoryStore() : new SqliteStore(config.stateDir, bootId, (what, e) => log('store_error', { what, error: String(e) }));

@@ -78,6 +78,12 @@ export const errnoNames: ReadonlyMap<number, string> = (() => {
 })();
 
 export const kill = libc.func('int kill(int pid, int sig)');
+
+/** The agent's spawn shim (src/spawn-shim/pidfd-spawn.c, built by make into dist/lib). */
+export const loadSpawnShim = (path: string): NativeFunction =>
+  koffi
+    .load(path)
+    .func('int pidfd_agent_spawn(const char *path, const char **argv, const char **envp, const char *cwd, int in, int out, int err, int newSession, _Out_ int *pid, _Out_ int *step)');
 export const getpid = libc.func('int getpid()');
 
 // NSS lookups (blocking, like every NSS client; they honour nsswitch.conf, unlike parsing /etc).

@@ -121,6 +121,20 @@ export async function spawnAsync(spec: SpawnSpec): Promise<Spawned> {
 
 type SpawnCall = [out: Int32Array, path: string, fa: Buffer, attr: Buffer, argv: (string | null)[], envp: (string | null)[]];
 
+let shim: ReturnType<typeof libc.loadSpawnShim> | null = null;
+
+/**
+ * Spawns whose stdio is only /dev/null or the agent's own 0-2 (and need no helper) go through the
+ * agent's shim from now on: clone with CLONE_FILES and close_range(CLOSE_RANGE_UNSHARE) in the
+ * child, so a spawn does not copy and close the agent's whole descriptor table (one pidfd per
+ * managed process), and the pidfd comes from CLONE_PIDFD. Others keep using posix_spawn.
+ */
+export function useSpawnShim(path: string): void {
+  shim = libc.loadSpawnShim(path);
+}
+
+const SHIM_STEPS = ['', 'close_range(UNSHARE)', 'rt_sigprocmask', 'stdio', 'setsid', 'chdir', 'execve'];
+
 /** One spawn: its own file actions (safe to use from another thread), pipes and helper report pipe. */
 class Launch {
   private readonly pipes: [Fd | null, Fd | null, Fd | null] = [null, null, null];
@@ -129,6 +143,8 @@ class Launch {
   private readonly out = new Int32Array(1);
   private report: Fd | null = null;
   private readonly call: SpawnCall;
+  private readonly shimCall: unknown[] | null = null;
+  private readonly shimStep = new Int32Array(1);
   private succeeded = false;
 
   constructor(private readonly spec: SpawnSpec) {
@@ -145,6 +161,10 @@ class Launch {
       const envp = [...spec.envp, null];
       if (spec.helper === undefined) {
         this.call = [this.out, spec.path, this.fa, attr, [...spec.argv, null], envp];
+        if (shim !== null && spec.stdio.every((a) => a.kind === 'null' || a.kind === 'inherit')) {
+          const fds = spec.stdio.map((a, fd) => (a.kind === 'inherit' ? fd : -1));
+          this.shimCall = [spec.path, [...spec.argv, null], envp, spec.cwd ?? null, ...fds, spec.newSession ? 1 : 0, this.out, this.shimStep];
+        }
         return;
       }
       const [report, reportChild] = pipe();
@@ -160,18 +180,26 @@ class Launch {
 
   /** The function's result: 0 or an error number (posix_spawn does not use errno). */
   callSync(): number {
+    if (this.shimCall !== null) return shim!(...this.shimCall) as number;
     markInheritedCloseOnExec();
     return (hasPidfdSpawn ? libc.pidfd_spawn! : libc.posix_spawn)(...this.call) as number;
   }
 
   callAsync(): Promise<number> {
+    const done = (resolve: (rc: number) => void, reject: (e: unknown) => void) => (err: unknown, rc: number) => (err ? reject(err) : resolve(rc));
+    if (this.shimCall !== null) return new Promise((resolve, reject) => shim!.async(...this.shimCall!, done(resolve, reject)));
     markInheritedCloseOnExec();
     const fn = hasPidfdSpawn ? libc.pidfd_spawn! : libc.posix_spawn;
-    return new Promise((resolve, reject) => fn.async(...this.call, (err: unknown, rc: number) => (err ? reject(err) : resolve(rc))));
+    return new Promise((resolve, reject) => fn.async(...this.call, done(resolve, reject)));
   }
 
   /** pid and pidfd of the started child; on a failed start nothing is left. */
   start(rc: number): { pid: number; pidfd: Pidfd } {
+    if (this.shimCall !== null) {
+      // The shim returns the pidfd, or -errno of the failed step (its child is reaped then).
+      if (rc < 0) throw new KernelError(SHIM_STEPS[this.shimStep[0]!] ?? 'pidfd_agent_spawn', -rc);
+      return { pid: this.out[0]!, pidfd: rc as Pidfd };
+    }
     checkResult(hasPidfdSpawn ? 'pidfd_spawn' : 'posix_spawn', rc);
     if (hasPidfdSpawn) {
       const pidfd = this.out[0] as Pidfd;
