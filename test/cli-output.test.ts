@@ -1,7 +1,6 @@
 // pidfdctl with captured output: spawn --stdout capture, logs [-f] [--stderr], spawn --attach.
-import { execFile } from 'node:child_process';
 import test from 'ava';
-import { CLI_BIN } from './helpers/agent-process.js';
+import { runCli } from './helpers/cli.js';
 import { startHarness, type Harness } from './helpers/harness.js';
 
 let h: Harness;
@@ -12,20 +11,7 @@ test.after.always(async () => {
   await h?.close();
 });
 
-interface Result {
-  code: number;
-  stdout: Buffer;
-  stderr: string;
-}
-
-/** Runs pidfdctl against the test agent (asynchronously: the agent shares this event loop). */
-const ctl = (args: string[], input?: string): Promise<Result> =>
-  new Promise((resolve) => {
-    const child = execFile(process.execPath, [CLI_BIN, '--addr', h.address, ...args], { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr: stderr.toString() }),
-    );
-    child.stdin!.end(input ?? '');
-  });
+const ctl = (args: string[], input?: string) => runCli(h.address, args, input);
 
 test('logs prints captured stdout or stderr as raw bytes; -f follows until the process has exited', async (t) => {
   const spawned = await ctl(['spawn', '--stdout', 'capture', '--stderr', 'capture', '--', 'sh', '-c', 'printf "a\\0b"; echo oops >&2; sleep 0.3; printf tail']);

@@ -1,7 +1,8 @@
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import test from 'ava';
 import { CLI_BIN } from './helpers/agent-process.js';
+import { runCliText } from './helpers/cli.js';
 import { procState, startHarness, type Harness } from './helpers/harness.js';
 
 let h: Harness;
@@ -12,19 +13,7 @@ test.after.always(async () => {
   await h?.close();
 });
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs pidfdctl against the test agent (asynchronously: the agent shares this event loop). */
-const ctl = (...args: string[]): Promise<Result> =>
-  new Promise((resolve) => {
-    execFile(process.execPath, [CLI_BIN, '--addr', h.address, ...args], (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
+const ctl = (...args: string[]) => runCliText(h.address, args);
 
 test('spawn prints the handle alone; wait prints the exit and exits with its code', async (t) => {
   const spawned = await ctl('spawn', '--label', 'app=cli', '--', 'sh', '-c', 'exit 3');

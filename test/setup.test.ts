@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +7,8 @@ import { AgentCallError, ExitReason, status, type AgentClient } from '../clients
 type SpawnRequest = NonNullable<Parameters<AgentClient['spawn']>[0]>;
 import { openFdCount } from '../src/kernel/fd.js';
 import { cgroup2Mount } from '../src/process/cgroups.js';
-import { CLI_BIN, startAgentProcess } from './helpers/agent-process.js';
+import { startAgentProcess } from './helpers/agent-process.js';
+import { runCliText } from './helpers/cli.js';
 import { eventually, procState, sleep, startHarness, type Harness, tempDir } from './helpers/harness.js';
 
 let h: Harness;
@@ -175,10 +175,7 @@ test.serial('processes outlive an agent killed with SIGKILL, unless they asked f
 
 test('pidfdctl spawn takes the options as flags named after the fields', async (t) => {
   const out = join(dir, 'cli.txt');
-  const ctl = (...args: string[]) =>
-    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
-      execFile(process.execPath, [CLI_BIN, '--addr', h.address, ...args], (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr })),
-    );
+  const ctl = (...args: string[]) => runCliText(h.address, args);
   const spawned = await ctl('spawn', '--user', 'nobody', '--groups', 'adm', '--umask', '077', '--rlimit', 'NOFILE=64:128', '--no-new-privs', '--stdout', `file:${out}`, '--timeout', '30s', '--', 'sh', '-c', 'id -u; id -G; umask; ulimit -n; grep NoNewPrivs /proc/self/status');
   t.is(spawned.code, 0, spawned.stderr);
   t.is((await ctl('wait', spawned.stdout.trim())).code, 0);

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import test from 'ava';
 import { isKernelError } from '../src/kernel/errors.js';
 import { closeFd, openFdCount, type Pidfd } from '../src/kernel/fd.js';
-import { pidfdPoll, waitidPidfd } from '../src/kernel/pidfd.js';
+import { pidfdPoll, pidfdSendSignal, waitidPidfd } from '../src/kernel/pidfd.js';
 import { spawn, useSpawnShim, type SpawnSpec } from '../src/kernel/spawn.js';
 import { ROOT } from './helpers/agent-process.js';
 import { tempDir } from './helpers/harness.js';
@@ -62,6 +62,6 @@ test.serial('inherit through the shim gives the child the agent\'s own fd', (t) 
   while (readlinkSync(`/proc/${child.pid}/exe`) !== '/usr/bin/sleep' && Date.now() < deadline);
   t.is(readlinkSync(`/proc/${child.pid}/fd/1`), readlinkSync('/proc/self/fd/1'));
   t.is(readlinkSync(`/proc/${child.pid}/fd/0`), '/dev/null');
-  process.kill(child.pid, 'SIGKILL'); // test cleanup of our own unreaped child
+  pidfdSendSignal(child.pidfd, 9);
   t.deepEqual(reap(child.pidfd), { signal: 9, coreDumped: false });
 });

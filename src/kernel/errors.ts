@@ -13,10 +13,6 @@ export function errnoName(errno: number): string {
   return errnoNames.get(errno) ?? `E${errno}`;
 }
 
-export function errnoFromName(name: string): number | undefined {
-  return errnoNumbers[name];
-}
-
 /** A failed system call: the one error type kernel/ throws. */
 export class KernelError extends Error {
   readonly code: string;

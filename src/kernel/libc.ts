@@ -35,7 +35,6 @@ export const write = libc.func('long write(int fd, const void *buf, size_t n)');
 
 export const sigemptyset = libc.func('int sigemptyset(void *set)');
 export const sigfillset = libc.func('int sigfillset(void *set)');
-export const strsignal = libc.func('const char *strsignal(int sig)');
 
 // posix_spawn returns the error number instead of setting errno.
 export const posix_spawn = libc.func('int posix_spawn(_Out_ int *pid, const char *path, void *fa, void *attr, const char **argv, const char **envp)');
@@ -45,7 +44,6 @@ export const fa_adddup2 = libc.func('int posix_spawn_file_actions_adddup2(void *
 export const fa_addopen = libc.func('int posix_spawn_file_actions_addopen(void *fa, int fd, const char *path, int oflag, unsigned int mode)');
 export const fa_addchdir_np = libc.func('int posix_spawn_file_actions_addchdir_np(void *fa, const char *path)');
 export const attr_init = libc.func('int posix_spawnattr_init(void *attr)');
-export const attr_destroy = libc.func('int posix_spawnattr_destroy(void *attr)');
 export const attr_setflags = libc.func('int posix_spawnattr_setflags(void *attr, short flags)');
 export const attr_setpgroup = libc.func('int posix_spawnattr_setpgroup(void *attr, int pgroup)');
 export const attr_setsigmask = libc.func('int posix_spawnattr_setsigmask(void *attr, const void *set)');
@@ -84,7 +82,6 @@ export const loadSpawnShim = (path: string): NativeFunction =>
   koffi
     .load(path)
     .func('int pidfd_agent_spawn(const char *path, const char **argv, const char **envp, const char *cwd, int in, int out, int err, int newSession, _Out_ int *pid, _Out_ int *step)');
-export const getpid = libc.func('int getpid()');
 
 // NSS lookups (blocking, like every NSS client; they honour nsswitch.conf, unlike parsing /etc).
 export const PasswdStruct = koffi.struct('passwd', {

@@ -1,0 +1,26 @@
+import { execFile } from 'node:child_process';
+import { CLI_BIN } from './agent-process.js';
+
+export interface CliResult {
+  readonly code: number;
+  readonly stdout: Buffer;
+  readonly stderr: string;
+}
+
+/**
+ * Runs pidfdctl against an agent, asynchronously (a test agent shares the caller's event loop),
+ * feeding `input` on stdin.
+ */
+export const runCli = (address: string, args: readonly string[], input = ''): Promise<CliResult> =>
+  new Promise((resolve) => {
+    const child = execFile(process.execPath, [CLI_BIN, '--addr', address, ...args], { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr: stderr.toString() }),
+    );
+    child.stdin!.end(input);
+  });
+
+/** runCli with stdout as text. */
+export async function runCliText(address: string, args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const r = await runCli(address, args);
+  return { ...r, stdout: r.stdout.toString() };
+}
