@@ -16,6 +16,7 @@ build: deps
 	gcc -O2 -Wall -Wextra -Werror -o dist/bin/pidfd-exec src/exec-helper/pidfd-exec.c
 	mkdir -p dist/lib
 	gcc -O2 -Wall -Wextra -Werror -fPIC -shared -o dist/lib/libpidfd-spawn.so src/spawn-shim/pidfd-spawn.c
+	gcc -O2 -Wall -Wextra -Werror -fPIC -shared -o dist/lib/libpidfd-fdpass.so src/fd-passing/fdpass.c
 	npx buf build -o dist/descriptors/agent.binpb
 	npx buf build node_modules/grpc-health-check/proto -o dist/descriptors/health.binpb
 	npx tsc -p tsconfig.json

@@ -19,6 +19,12 @@ import { OutputReaders } from './service/read-output.js';
 import { readBootId } from './process/proc-fs.js';
 import { MemoryStore, type ProcessStore } from './store/store.js';
 import { SqliteStore } from './store/sqlite-store.js';
+import { useFdPassing } from './kernel/fd-passing.js';
+import { closeFd } from './kernel/fd.js';
+import { requestHandover } from './handover/incoming.js';
+import { HandoverListener } from './handover/outgoing.js';
+import { encodeSnapshot, type Snapshot } from './handover/snapshot.js';
+import { handingOver, ServiceGate } from './service/gate.js';
 
 export interface Agent {
   readonly manager: ProcessManager;
@@ -26,6 +32,8 @@ export interface Agent {
   readonly addresses: readonly string[];
   readonly watchers: WatchHub;
   readonly readers: OutputReaders;
+  /** Resolves once this agent has handed over to a successor and stopped serving. */
+  readonly handedOver: Promise<void>;
   /** Stops serving. Managed processes keep running: they never depended on the agent. */
   stop(): Promise<void>;
 }
@@ -33,9 +41,16 @@ export interface Agent {
 export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   const features = probeFeatures();
   useSpawnShim(builtFile('dist/lib/libpidfd-spawn.so'));
+  useFdPassing(builtFile('dist/lib/libpidfd-fdpass.so'));
   const bootId = readBootId();
-  const store: ProcessStore =
-    config.stateDir === undefined ? new MemoryStore() : new SqliteStore(config.stateDir, bootId, (what, e) => log('store_error', { what, error: String(e) }));
+  const handover = config.stateDir === undefined ? null : requestHandover(config.stateDir, config.takeover);
+  let store: ProcessStore;
+  try {
+    store = config.stateDir === undefined ? new MemoryStore() : new SqliteStore(config.stateDir, bootId, (what, e) => log('store_error', { what, error: String(e) }));
+  } catch (e) {
+    handover?.close();
+    throw e;
+  }
   const events = new EventLog(config.eventRing, Date.now, store.sequences);
   const manager = new ProcessManager(events, {
     maxProcesses: config.maxProcesses,
@@ -55,19 +70,25 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   manager.attachReaper(reaper);
   try {
     const started = performance.now();
-    const counts = restore(manager, store, bootId);
-    log('restored', { ...counts, ms: Math.round(performance.now() - started) });
+    const counts = restore(manager, store, bootId, handover);
+    log(handover ? 'taken_over' : 'restored', { ...counts, ms: Math.round(performance.now() - started), sequence: events.lastSequence });
   } catch (e) {
+    handover?.close();
     reaper.close();
     store.close();
     throw e;
   }
-  const expiry = setInterval(() => manager.expire(), 1000);
-  expiry.unref();
+  const startExpiry = () => {
+    const timer = setInterval(() => manager.expire(), 1000);
+    timer.unref();
+    return timer;
+  };
+  let expiry = startExpiry();
 
   const watchers = new WatchHub(events, config.maxWatchers, config.watchBacklog);
   const readers = new OutputReaders(config.maxWatchers);
-  const { server } = createServer(agentService(manager, watchers, log, readers));
+  const gate = new ServiceGate();
+  const { server } = createServer(agentService(manager, watchers, log, readers, gate));
   const addresses: string[] = [];
   try {
     for (const address of config.listen) {
@@ -83,6 +104,43 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     clearInterval(expiry);
     throw e;
   }
+  let stopped = false;
+  const stop = async (graceMs: number) => {
+    if (stopped) return;
+    stopped = true;
+    clearInterval(expiry);
+    listener?.close();
+    await shutdown(server, graceMs);
+    reaper.close();
+    store.close();
+  };
+  let handedOver!: () => void;
+  const done = new Promise<void>((resolve) => (handedOver = resolve));
+  const listener =
+    config.stateDir === undefined
+      ? null
+      : new HandoverListener(config.stateDir, {
+          prepare: async () => {
+            gate.close(handingOver());
+            clearInterval(expiry);
+            await manager.quiesce();
+          },
+          encode: () => encodeSnapshot(manager, bootId),
+          resume: () => {
+            manager.resume();
+            expiry = startExpiry();
+            gate.open();
+          },
+          commit: async () => {
+            const why = handingOver();
+            gate.endCalls();
+            watchers.endAll(why);
+            readers.endAll(why);
+            // The calls just ended still have their status to send: a short grace, not a force.
+            await stop(COMMIT_GRACE_MS);
+            manager.stdio.closeDetached();
+          },
+        }, log, handedOver);
   log('serving', { addresses, features, stateDir: config.stateDir ?? null });
   return {
     manager,
@@ -90,35 +148,50 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     addresses,
     watchers,
     readers,
-    stop: async () => {
-      clearInterval(expiry);
-      await shutdown(server);
-      reaper.close();
-      store.close();
-    },
+    handedOver: done,
+    stop: () => stop(STOP_GRACE_MS),
   };
 }
 
-/** The saved table comes back before anything is served: re-adopted, or EXITED with its status lost. */
-function restore(manager: ProcessManager, store: ProcessStore, bootId: string): Record<string, number> {
+/**
+ * The saved table comes back before anything is served: re-adopted (through the pidfds the
+ * previous agent handed over, if it did), or EXITED with its status lost. After a handover the
+ * event history and sequence continue where the previous agent stopped.
+ */
+function restore(manager: ProcessManager, store: ProcessStore, bootId: string, handover: Snapshot | null): Record<string, number> {
   const counts = { readopted: 0, lost: 0, exited: 0 };
-  store.batch(() => {
-    for (const saved of store.load()) {
-      const record = manager.restore(saved, bootId);
-      if (record.state === 'running') counts.readopted++;
-      else if (saved.state === 'running') counts.lost++;
-      else counts.exited++;
-    }
-  });
+  const handed = handover?.pidfds() ?? new Map();
+  try {
+    store.batch(() => {
+      const lost = [];
+      for (const saved of store.load()) {
+        const pidfd = handed.get(saved.handle);
+        handed.delete(saved.handle);
+        const { record, lost: isLost } = manager.restore(saved, bootId, pidfd);
+        if (record.state === 'running') counts.readopted++;
+        else if (isLost) lost.push(record);
+        else counts.exited++;
+      }
+      handover?.apply(manager);
+      for (const record of lost) manager.reportLost(record);
+      counts.lost = lost.length;
+    });
+  } finally {
+    for (const pidfd of handed.values()) closeFd(pidfd);
+    handover?.close();
+  }
   manager.expire();
   return counts;
 }
 
 const withMount = (mount: string | undefined) => (mount === undefined ? undefined : `${mount}/pidfd-agent`);
 
-function shutdown(server: Server): Promise<void> {
+const STOP_GRACE_MS = 2000;
+const COMMIT_GRACE_MS = 250;
+
+function shutdown(server: Server, graceMs: number): Promise<void> {
   return new Promise((resolve) => {
-    const force = setTimeout(() => server.forceShutdown(), 2000);
+    const force = setTimeout(() => server.forceShutdown(), graceMs);
     server.tryShutdown(() => {
       clearTimeout(force);
       resolve();

@@ -24,9 +24,10 @@ async function main(): Promise<number> {
       : (event, fields) => process.stderr.write(JSON.stringify({ time: new Date().toISOString(), event, ...fields }) + '\n');
   const agentEnv = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined));
   const agent = await startAgent({ ...config, agentEnv }, log);
-  await new Promise<void>((resolve) => {
-    for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve());
+  const signalled = new Promise<'signal'>((resolve) => {
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve('signal'));
   });
+  if ((await Promise.race([signalled, agent.handedOver.then(() => 'handover' as const)])) === 'handover') return 0;
   log('stopping', { note: 'managed processes keep running' });
   await agent.stop();
   return 0;

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentCallError, ExitReason, State, status, type AgentClient, type Process } from '../clients/ts/src/index.js';
 import { STORE_FILE } from '../src/store/sqlite-store.js';
+import { HANDOVER_SOCKET } from '../src/handover/outgoing.js';
 import { runInPidNamespace } from './fixtures/pid-namespace.js';
 import { AGENT_BIN } from './helpers/agent-process.js';
 import { eventually, startHarness } from './helpers/harness.js';
@@ -164,10 +165,12 @@ test.serial('kill -9 during spawns never corrupts the store, and every acknowled
   await last.stop();
 });
 
-test.serial('a second agent on the same state dir is refused', async (t) => {
+test.serial('a second agent on the same state dir is refused when the first does not hand over', async (t) => {
   const dir = tempDir();
   const stateDir = join(dir, 'state');
   const first = await RestartableAgent.start(reaper, dir, stateDir);
+  // Without its handover socket the first agent cannot be asked (handover.test.ts covers asking).
+  rmSync(join(stateDir, HANDOVER_SOCKET));
   const socket = `unix://${join(tempDir(), 'agent.sock')}`;
   const second = await reaper.start([process.execPath, AGENT_BIN, '--listen', socket, '--state-dir', stateDir]);
   t.is(await reaper.wait(second, 60_000), 'exit 1');

@@ -22,6 +22,11 @@ export interface Config {
   readonly agentEnv: Readonly<Record<string, string>>;
   /** Where the handle table is persisted; undefined (--ephemeral): kept in memory only. */
   readonly stateDir: string | undefined;
+  /**
+   * An agent already serving the state dir always hands over when one starts; with this set, a
+   * start that finds no agent to take over from fails instead of starting afresh.
+   */
+  readonly takeover: boolean;
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/pidfd-agent';
@@ -43,6 +48,7 @@ export const DEFAULTS: Config = Object.freeze({
   execHelper: undefined,
   agentEnv: {},
   stateDir: DEFAULT_STATE_DIR,
+  takeover: false,
 });
 
 export const USAGE = `usage: pidfd-agent [options]
@@ -60,6 +66,8 @@ export const USAGE = `usage: pidfd-agent [options]
   --exec-helper PATH        the exec helper (default dist/bin/pidfd-exec)
   --state-dir DIR           persisted handle table, re-adopted after a restart (default ${DEFAULT_STATE_DIR})
   --ephemeral               keep the handle table in memory only: a restarted agent forgets its processes
+  --takeover                fail unless an agent serving the state dir hands over (it always does when
+                            one answers on STATE_DIR/handover.sock)
   --quiet                   no log lines on stderr`;
 
 export class ConfigError extends Error {}
@@ -140,6 +148,7 @@ export function parseConfig(argv: readonly string[]): Config {
       'exec-helper': { type: 'string' },
       'state-dir': { type: 'string' },
       ephemeral: { type: 'boolean' },
+      takeover: { type: 'boolean' },
     },
     strict: true,
     allowPositionals: false,
@@ -148,6 +157,7 @@ export function parseConfig(argv: readonly string[]): Config {
   const tcp = (values.tcp ?? []).map(tcpAddress);
   const eventRing = count('event-ring', values['event-ring'], DEFAULTS.eventRing, 16);
   if (values.ephemeral && values['state-dir'] !== undefined) throw new ConfigError('--state-dir: not with --ephemeral, which keeps no state');
+  if (values.ephemeral && values.takeover) throw new ConfigError('--takeover: not with --ephemeral (a handover goes through the state dir)');
   const config: Config = {
     listen: unix.length + tcp.length > 0 ? [...unix, ...tcp] : DEFAULTS.listen,
     retentionTtlMs: values['retention-ttl'] === undefined ? DEFAULTS.retentionTtlMs : flagDuration('retention-ttl', values['retention-ttl']),
@@ -163,6 +173,7 @@ export function parseConfig(argv: readonly string[]): Config {
     execHelper: absolute('exec-helper', values['exec-helper']),
     agentEnv: {},
     stateDir: values.ephemeral ? undefined : (absolute('state-dir', values['state-dir']) ?? DEFAULT_STATE_DIR),
+    takeover: values.takeover === true,
   };
   return Object.freeze(config);
 }

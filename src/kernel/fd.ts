@@ -34,6 +34,13 @@ export function closeFd(fd: Fd): void {
   libc.close(fd);
 }
 
+const F_DUPFD_CLOEXEC = 1030;
+
+/** A second descriptor (close-on-exec) for the same open file: it has its own owner. */
+export function dupFd<T extends Fd>(fd: T): T {
+  return check('fcntl(F_DUPFD_CLOEXEC)', libc.fcntl(fd, F_DUPFD_CLOEXEC, 'int', 3)) as T;
+}
+
 /** A close-on-exec pipe: [read end, write end]. */
 export function pipe(): [Fd, Fd] {
   const fds = new Int32Array(2);

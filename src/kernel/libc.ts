@@ -28,6 +28,7 @@ export const epoll_wait = libc.func('int epoll_wait(int epfd, void *events, int 
 export const eventfd = libc.func('int eventfd(unsigned int initval, int flags)');
 
 export const close = libc.func('int close(int fd)');
+export const fcntl = libc.func('int fcntl(int fd, int cmd, ...)');
 export const close_range = libc.func('int close_range(unsigned int first, unsigned int last, int flags)');
 export const pipe2 = libc.func('int pipe2(_Out_ int *fds, int flags)');
 export const read = libc.func('long read(int fd, void *buf, size_t n)');
@@ -82,6 +83,19 @@ export const loadSpawnShim = (path: string): NativeFunction =>
   koffi
     .load(path)
     .func('int pidfd_agent_spawn(const char *path, const char **argv, const char **envp, const char *cwd, int in, int out, int err, int newSession, _Out_ int *pid, _Out_ int *step)');
+
+/** The handover's descriptor passing (src/fd-passing/fdpass.c, built by make into dist/lib). */
+export const loadFdPassing = (path: string) => {
+  const lib = koffi.load(path);
+  return {
+    maxFds: lib.func('int fdpass_max_fds(void)'),
+    listen: lib.func('int fdpass_listen(const char *path, int backlog)'),
+    accept: lib.func('int fdpass_accept(int listener, _Out_ int *uid)'),
+    connect: lib.func('int fdpass_connect(const char *path, _Out_ int *uid)'),
+    send: lib.func('long fdpass_send(int fd, const void *data, size_t len, const void *fds, int nfds, int timeoutMs)'),
+    recv: lib.func('long fdpass_recv(int fd, void *data, size_t cap, void *fds, int maxfds, _Out_ int *nfds, int timeoutMs)'),
+  };
+};
 
 // NSS lookups (blocking, like every NSS client; they honour nsswitch.conf, unlike parsing /etc).
 export const PasswdStruct = koffi.struct('passwd', {

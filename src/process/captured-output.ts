@@ -4,7 +4,7 @@
 // reads on and the ring overwrites: no client can block a child for longer than that, and with
 // nobody reading the pipe is always drained.
 import type net from 'node:net';
-import type { Fd } from '../kernel/fd.js';
+import { closeFd, dupFd, type Fd } from '../kernel/fd.js';
 import { OutputRing } from './output-ring.js';
 import { openPipe } from './pipe-end.js';
 
@@ -41,10 +41,24 @@ export interface OutputHold {
   readonly stalled: boolean;
 }
 
+/** What a successor needs to go on capturing: the ring's bytes and the pipe. */
+export interface CaptureState {
+  readonly stream: StreamName;
+  readonly capacity: number;
+  readonly end: number;
+  readonly held: Buffer;
+  readonly dropped: boolean;
+  readonly published: number;
+  /** null once the pipe reached end-of-file. */
+  readonly pipe: Fd | null;
+}
+
 /** One output pipe read into a ring until end-of-file. */
 export class CapturedOutput {
   readonly ring: OutputRing;
-  private socket: net.Socket | null;
+  private socket: net.Socket | null = null;
+  /** The pipe while no socket reads it (during a handover); owned here. */
+  private detached: Fd | null = null;
   private paused = false;
   private pauseTimer: NodeJS.Timeout | null = null;
   private readonly holds = new Set<OutputHold>();
@@ -53,25 +67,90 @@ export class CapturedOutput {
   private published = 0;
   private timer: NodeJS.Timeout | null = null;
 
+  /** `fd` null: the pipe had already reached end-of-file (restored from a handover). */
   constructor(
-    fd: Fd,
+    private fd: Fd | null,
     readonly stream: StreamName,
     ringBytes: number,
     private publish: ((slice: OutputSlice) => void) | null,
     private readonly onClose: () => void,
   ) {
     this.ring = new OutputRing(ringBytes);
+    if (fd !== null) this.read(fd);
+  }
+
+  /** Continues a predecessor's capture (handover): its bytes, then its pipe. */
+  static continuing(state: CaptureState, publish: ((slice: OutputSlice) => void) | null, onClose: () => void): CapturedOutput {
+    const out = new CapturedOutput(null, state.stream, state.capacity, publish, onClose);
+    out.ring.continueAt(state.end, state.held);
+    if (state.dropped) out.ring.drop();
+    out.published = state.published;
+    if (state.pipe !== null) out.read(state.pipe);
+    else out.ring.seal();
+    return out;
+  }
+
+  private read(fd: Fd): void {
+    this.fd = fd;
     const socket = openPipe(fd, 'read');
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     // A read error (EIO) ends the stream like end-of-file; 'close' follows either way.
     socket.on('error', () => {});
     socket.on('close', () => this.onEof());
     this.socket = socket;
+    if (this.paused) socket.pause();
+  }
+
+  /**
+   * Stops reading (handover): what the socket already read goes into the ring and is published,
+   * the pipe itself is kept as a duplicate for the successor (or for `reattach`).
+   */
+  detach(): void {
+    const socket = this.socket;
+    if (socket === null || this.fd === null) return;
+    while (socket.read() !== null); // chunks read before a pause arrive as 'data' now
+    this.flush();
+    this.detached = dupFd(this.fd);
+    socket.removeAllListeners('close');
+    socket.removeAllListeners('data');
+    socket.destroy();
+    this.socket = null;
+    this.fd = null;
+    if (this.pauseTimer !== null) clearTimeout(this.pauseTimer);
+    this.pauseTimer = null;
+  }
+
+  /** Reads the pipe again after a handover that did not happen. */
+  reattach(): void {
+    const fd = this.detached;
+    if (fd === null) return;
+    this.detached = null;
+    this.read(fd);
+    this.regulate();
+  }
+
+  /** After detach: the state a successor continues from; the pipe is the successor's to close. */
+  state(): CaptureState {
+    return {
+      stream: this.stream,
+      capacity: this.ring.capacity,
+      end: this.ring.end,
+      held: this.ring.read(this.ring.start, this.ring.capacity).data,
+      dropped: this.ring.isDropped,
+      published: this.published,
+      pipe: this.detached,
+    };
+  }
+
+  /** The handover is done: the duplicate goes (the successor received its own). */
+  closeDetached(): void {
+    if (this.detached !== null) closeFd(this.detached);
+    this.detached = null;
   }
 
   /** True until the pipe reached end-of-file (every writer closed it) and was closed. */
   get pipeOpen(): boolean {
-    return this.socket !== null;
+    return this.socket !== null || this.detached !== null;
   }
 
   /** True while the agent is not reading the pipe because a reader is a ring behind. */

@@ -41,6 +41,8 @@ export interface SequenceOrigin {
 export class EventLog {
   private readonly ring: (ProcessEvent | undefined)[];
   private last = 0;
+  /** Sequences up to here are not held (used by an earlier agent, or never replayable here). */
+  private floor: number;
   private readonly listeners = new Set<() => void>();
   private notifyScheduled = false;
 
@@ -51,6 +53,27 @@ export class EventLog {
   ) {
     this.ring = new Array(capacity);
     this.last = origin.after;
+    this.floor = origin.after;
+  }
+
+  /**
+   * Continues the history of the agent that handed over: `history` are its newest events, in
+   * order, ending at `last`. Only before the first append.
+   */
+  seed(last: number, history: readonly ProcessEvent[]): void {
+    if (this.last !== this.floor) throw new Error('EventLog.seed after append');
+    const kept = history.slice(-this.capacity);
+    this.last = last;
+    this.floor = last - kept.length;
+    kept.forEach((event, i) => {
+      if (event.sequence !== this.floor + 1 + i) throw new Error(`EventLog.seed: sequence ${event.sequence} out of order`);
+      this.ring[event.sequence % this.capacity] = event;
+    });
+  }
+
+  /** Every event still held, oldest first. */
+  *held(): IterableIterator<ProcessEvent> {
+    for (let s = this.firstSequence; s <= this.last; s++) yield this.ring[s % this.capacity]!;
   }
 
   /** Sequence of the newest event; 0 before the first. */
@@ -60,7 +83,7 @@ export class EventLog {
 
   /** Sequence of the oldest event still held. */
   get firstSequence(): number {
-    return Math.max(this.origin.after + 1, this.last - this.capacity + 1);
+    return Math.max(this.floor + 1, this.last - this.capacity + 1);
   }
 
   append(type: EventType, record: ProcessRecord, output?: OutputSlice): ProcessEvent {

@@ -18,7 +18,7 @@ import { checkCwd, openOutput, setupFailure, signalThread } from './spawn-inputs
 import { Waiters } from './waiters.js';
 import { StdioTable } from './stdio-table.js';
 import { MemoryStore, type ProcessStore, type SavedProcess } from '../store/store.js';
-import { reopen } from './readopt.js';
+import { reopen, verifyHanded } from './readopt.js';
 
 export interface ManagerLimits extends RetentionPolicy {
   /** Running processes (spawned + adopted) at most; more is RESOURCE_EXHAUSTED. */
@@ -248,6 +248,35 @@ export class ProcessManager {
     return pidfd;
   }
 
+  /**
+   * Stops every change that does not come from a request, for a handover: exits ready now are
+   * recorded, later ones are left to the successor; deadline timers stop (the successor re-arms
+   * them from the store). Resolves once no spawn is in flight (the caller stopped taking new ones).
+   */
+  async quiesce(): Promise<void> {
+    while (this.pending > 0) await new Promise((r) => setTimeout(r, 2));
+    this.reaper.pause();
+    this.reaper.flush();
+    for (const record of this.byPidfd.values()) if (record.deadline) clearTimeout(record.deadline);
+    this.stdio.quiesce();
+  }
+
+  /** Undoes quiesce when the handover failed: what happened meanwhile is collected now. */
+  resume(): void {
+    this.stdio.resume();
+    for (const record of this.byPidfd.values()) {
+      const d = record.deadlineAt;
+      if (record.state === 'running' && d && !record.timedOut) this.armDeadline(record, { ...d, timeoutMs: Math.max(0, d.at - Date.now()) });
+    }
+    this.reaper.resume();
+    this.reaper.flush();
+  }
+
+  /** Running processes with their pidfds (not released ones the agent only still reaps). */
+  *held(): IterableIterator<{ record: ProcessRecord; pidfd: Pidfd }> {
+    for (const [pidfd, record] of this.byPidfd) if (record.state === 'running') yield { record, pidfd };
+  }
+
   /** Resolves with the exited record; rejects on timeout, release or abort. */
   wait(handle: string, timeoutMs: number | undefined, abort: AbortSignal): Promise<ProcessRecord> {
     const record = this.get(handle);
@@ -340,12 +369,13 @@ export class ProcessManager {
 
   /**
    * Takes back a record saved by an earlier agent (at startup, before serving). A RUNNING one is
-   * re-adopted only if its identity still holds (readopt.ts); otherwise it becomes EXITED with its
-   * status lost, and whoever holds its pid now is never touched.
+   * re-adopted only if its identity still holds (readopt.ts), through the pidfd the earlier agent
+   * handed over when there was a handover; otherwise it becomes EXITED with its status lost (the
+   * caller then reports it with `reportLost`), and whoever holds its pid now is never touched.
    */
-  restore(saved: SavedProcess, bootId: string): ProcessRecord {
+  restore(saved: SavedProcess, bootId: string, handed?: Pidfd): { record: ProcessRecord; lost: boolean } {
     const spec = { argv: saved.argv, labels: saved.labels, adopted: saved.adopted, requestId: saved.requestId };
-    const found = saved.state === 'running' ? reopen(saved, bootId) : undefined;
+    const found = saved.state !== 'running' ? undefined : handed === undefined ? reopen(saved, bootId) : verifyHanded(saved, handed);
     const pidfd = found?.found ? found.pidfd : null;
     const record = new ProcessRecord(saved.handle, { pid: saved.pid, pidfsInode: saved.pidfsInode }, spec, saved.startedAt, pidfd);
     record.ownedCgroup = saved.ownedCgroup;
@@ -356,16 +386,18 @@ export class ProcessManager {
       this.byPidfd.set(found.pidfd, record);
       this.byInode.set(saved.pidfsInode, record);
       if (saved.deadline) this.armDeadline(record, { ...saved.deadline, timeoutMs: Math.max(0, saved.deadline.at - Date.now()) });
-      return record;
+      return { record, lost: false };
     }
     record.markExited(saved.exit ?? { termination: undefined, statusLost: true, reason: 'exited', exitedAt: Date.now() });
     this.table.noteExited(record);
-    if (saved.exit === undefined) {
-      this.store.recordExited(record);
-      this.events.append('exited', record);
-      this.cleanUp(record);
-    }
-    return record;
+    return { record, lost: saved.exit === undefined };
+  }
+
+  /** A restored process found gone: its exit (status lost) is recorded and announced. */
+  reportLost(record: ProcessRecord): void {
+    this.store.recordExited(record);
+    this.events.append('exited', record);
+    this.cleanUp(record);
   }
 
   /** A start is durable before its reply; one that cannot be made durable is undone. */

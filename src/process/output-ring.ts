@@ -37,6 +37,17 @@ export class OutputRing {
     return this.dropped ? this.total : Math.max(0, this.total - this.capacity);
   }
 
+  get isDropped(): boolean {
+    return this.dropped;
+  }
+
+  /** Continues a stream whose newest bytes `held` end at `end` (a handed-over ring); only when empty. */
+  continueAt(end: number, held: Uint8Array): void {
+    if (this.total !== 0 || this.buf !== null) throw new Error('continueAt on a used ring');
+    this.total = end - held.length;
+    this.append(held);
+  }
+
   /** Bytes of memory the ring holds now. */
   get allocated(): number {
     return this.buf?.length ?? 0;

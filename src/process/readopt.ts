@@ -54,3 +54,18 @@ function parentOf(pidfd: Pidfd): number | undefined {
     return undefined;
   }
 }
+
+/**
+ * A pidfd handed over by the previous agent on this node: it is the saved process if its inode
+ * matches (the handover pairs pidfds with handles; this catches a mismatched pairing). The process
+ * is not ours to reap: its parent is, or was, the previous agent.
+ */
+export function verifyHanded(saved: SavedIdentity, pidfd: Pidfd): Reopened {
+  try {
+    if (pidfsInode(pidfd) === saved.pidfsInode) return { found: true, pidfd, parentage: 'foreign' };
+  } catch {
+    // fstat of a pidfd does not fail; if it did, the pidfd proves nothing
+  }
+  closeFd(pidfd);
+  return { found: false, why: 'pid-reused' };
+}

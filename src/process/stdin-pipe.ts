@@ -1,15 +1,25 @@
 import type net from 'node:net';
-import type { Fd } from '../kernel/fd.js';
+import { closeFd, dupFd, type Fd } from '../kernel/fd.js';
 import { openPipe } from './pipe-end.js';
 
 /** The write end of the child's stdin: bounded pending bytes, EPIPE contained. */
 export class StdinPipe {
-  private socket: net.Socket | null;
+  private socket: net.Socket | null = null;
   private state: 'open' | 'closing' | 'closed' = 'open';
   private pending = 0;
   private brokenBy: string | undefined;
+  /** The pipe while no socket writes it (during a handover); owned here. */
+  private detached: Fd | null = null;
 
-  constructor(fd: Fd, private readonly onClose: () => void) {
+  constructor(
+    private fd: Fd,
+    private readonly onClose: () => void,
+  ) {
+    this.open(fd);
+  }
+
+  private open(fd: Fd): void {
+    this.fd = fd;
     const socket = openPipe(fd, 'write');
     // EPIPE when the child closed its end (or died): without this handler it would crash the agent.
     socket.on('error', (e: NodeJS.ErrnoException) => {
@@ -25,7 +35,36 @@ export class StdinPipe {
   }
 
   get pipeOpen(): boolean {
-    return this.socket !== null;
+    return this.socket !== null || this.detached !== null;
+  }
+
+  /**
+   * Handover: an open stdin is kept as a duplicate for the successor; bytes still queued here
+   * are dropped (their WriteStdin fails). A closing or closed one is not handed on.
+   */
+  detach(): void {
+    if (this.state !== 'open' || this.socket === null) return;
+    this.detached = dupFd(this.fd);
+    this.socket.removeAllListeners('close');
+    this.socket.destroy();
+    this.socket = null;
+  }
+
+  reattach(): void {
+    const fd = this.detached;
+    if (fd === null) return;
+    this.detached = null;
+    this.open(fd);
+  }
+
+  /** After detach: the pipe for the successor (null when stdin was not open). */
+  get detachedPipe(): Fd | null {
+    return this.detached;
+  }
+
+  closeDetached(): void {
+    if (this.detached !== null) closeFd(this.detached);
+    this.detached = null;
   }
 
   get pendingBytes(): number {
@@ -42,9 +81,11 @@ export class StdinPipe {
 
   /** Resolves once the kernel took all of data; rejects with the socket error (EPIPE, ...). */
   write(data: Buffer): Promise<void> {
+    const socket = this.socket;
+    if (socket === null) return Promise.reject(new Error('stdin is being handed over'));
     this.pending += data.length;
     return new Promise((resolve, reject) => {
-      this.socket!.write(data, (e) => {
+      socket.write(data, (e) => {
         this.pending -= data.length;
         if (e) reject(e);
         else resolve();

@@ -3,7 +3,7 @@ import type { EventLog } from './event-log.js';
 import type { OutputTarget } from './options.js';
 import type { ProcessRecord } from './record.js';
 import type { CapturedOutput, OutputSlice, StreamName } from './captured-output.js';
-import { ProcessStdio } from './stdio.js';
+import { ProcessStdio, type StdioState } from './stdio.js';
 
 /** Ring size per captured stream when neither the request nor --capture-bytes says otherwise. */
 export const DEFAULT_CAPTURE_BYTES = 1024 * 1024;
@@ -50,6 +50,37 @@ export class StdioTable {
     const publish = options.outputEvents ? (slice: OutputSlice) => void this.events.append('output', record, slice) : null;
     const io = new ProcessStdio(record, pipes, [ring(options.stdout), ring(options.stderr)], publish, (closed) => this.closed(closed));
     this.live.set(record, io);
+  }
+
+  /** Continues a predecessor's pipes and captured output for a restored record (handover). */
+  continue(record: ProcessRecord, state: StdioState): void {
+    const publish = state.outputEvents ? (slice: OutputSlice) => void this.events.append('output', record, slice) : null;
+    const io = new ProcessStdio(record, [null, null, null], [1, 1], publish, (closed) => this.closed(closed), state);
+    this.live.set(record, io);
+    if (record.state !== 'running') this.retained.add(io);
+  }
+
+  /**
+   * Handover: every pipe stops being read or written here and is kept for the successor;
+   * output already read is in the rings and published. Pipes of released processes that are
+   * only being drained are not handed on.
+   */
+  quiesce(): void {
+    for (const io of this.live.values()) io.detach();
+  }
+
+  resume(): void {
+    for (const io of this.live.values()) io.reattach();
+  }
+
+  /** After quiesce: each handle's pipes and captured output. */
+  handoverState(): Map<ProcessRecord, StdioState> {
+    return new Map([...this.live].map(([record, io]) => [record, io.state()]));
+  }
+
+  /** The handover happened: the successor holds its own copies of the pipes. */
+  closeDetached(): void {
+    for (const io of this.live.values()) io.closeDetached();
   }
 
   /** The process's pipes; one without any refuses every operation with FAILED_PRECONDITION. */

@@ -4,7 +4,7 @@
 // closes it exactly once.
 import type { Fd } from '../kernel/fd.js';
 import { pidfdPoll } from '../kernel/pidfd.js';
-import { CapturedOutput, type OutputSlice, type StreamName } from './captured-output.js';
+import { CapturedOutput, type CaptureState, type OutputSlice, type StreamName } from './captured-output.js';
 import { AgentError, processExited } from './errors.js';
 import type { ProcessRecord } from './record.js';
 import { StdinPipe } from './stdin-pipe.js';
@@ -14,6 +14,14 @@ export const STDIN_PENDING_BYTES = 4 * 1024 * 1024;
 
 const failed = (message: string, reason: string, handle: string, field?: string) =>
   new AgentError('FailedPrecondition', message, { reason, handle, field });
+
+/** What a successor needs to go on with a process's pipes (handover). */
+export interface StdioState {
+  readonly stdin: Fd | null;
+  readonly outputEvents: boolean;
+  readonly stdout: CaptureState | null;
+  readonly stderr: CaptureState | null;
+}
 
 /** The pipes of one spawned process: captured stdout/stderr and the stdin writer. */
 export class ProcessStdio {
@@ -27,14 +35,48 @@ export class ProcessStdio {
     readonly record: ProcessRecord,
     pipes: readonly [Fd | null, Fd | null, Fd | null],
     ringBytes: readonly [number, number],
-    publish: ((slice: OutputSlice) => void) | null,
+    private readonly publish: ((slice: OutputSlice) => void) | null,
     private readonly onClose: (io: ProcessStdio) => void,
+    handed?: StdioState,
   ) {
     const closed = () => this.onClose(this);
-    const [inFd, outFd, errFd] = pipes;
+    const [inFd, outFd, errFd] = handed ? [handed.stdin, null, null] : pipes;
     this.stdin = inFd === null ? null : new StdinPipe(inFd, closed);
-    this.stdout = outFd === null ? null : new CapturedOutput(outFd, 'stdout', ringBytes[0], publish, closed);
-    this.stderr = errFd === null ? null : new CapturedOutput(errFd, 'stderr', ringBytes[1], publish, closed);
+    const capture = (fd: Fd | null, stream: StreamName, bytes: number, state: CaptureState | null | undefined) =>
+      state ? CapturedOutput.continuing(state, publish, closed) : fd === null ? null : new CapturedOutput(fd, stream, bytes, publish, closed);
+    this.stdout = capture(outFd, 'stdout', ringBytes[0], handed?.stdout);
+    this.stderr = capture(errFd, 'stderr', ringBytes[1], handed?.stderr);
+    if (handed && record.state !== 'running') this.markExited();
+  }
+
+  /** Handover: stops using the pipes, keeping them for the successor (or for `reattach`). */
+  detach(): void {
+    this.stdin?.detach();
+    this.stdout?.detach();
+    this.stderr?.detach();
+  }
+
+  reattach(): void {
+    this.stdin?.reattach();
+    this.stdout?.reattach();
+    this.stderr?.reattach();
+  }
+
+  /** After detach. */
+  state(): StdioState {
+    return {
+      stdin: this.stdin?.detachedPipe ?? null,
+      outputEvents: this.publish !== null,
+      stdout: this.stdout?.state() ?? null,
+      stderr: this.stderr?.state() ?? null,
+    };
+  }
+
+  /** The successor has its own descriptors now. */
+  closeDetached(): void {
+    this.stdin?.closeDetached();
+    this.stdout?.closeDetached();
+    this.stderr?.closeDetached();
   }
 
   get handle(): string {

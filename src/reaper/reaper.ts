@@ -26,6 +26,14 @@ export interface Reaper {
   /** Collects the exit now if there is one to collect; it is delivered like any other. */
   collect(pidfd: Pidfd): boolean;
   readonly watched: number;
+  /**
+   * Stops collecting (for a handover): after `flush`, exits that happen are left to whoever
+   * watches next, and `collect` finds none. `resume` picks up what happened meanwhile.
+   */
+  pause(): void;
+  /** Collects every exit that is ready now, even while paused. */
+  flush(): void;
+  resume(): void;
   close(): void;
 }
 
@@ -36,19 +44,33 @@ export class EpollReaper implements Reaper {
   private readonly entries = new Map<number, Parentage>();
   private readonly ready: ReadyEvent[] = [];
   private readonly handle: PollHandle;
+  private paused = false;
 
   constructor(
     private readonly sink: ExitSink,
     private readonly onError: (e: unknown) => void,
   ) {
-    this.handle = watchReadable(this.epoll.fd, () => {
-      try {
-        this.drain();
-      } catch (e) {
-        this.onError(e);
-      }
-    });
+    this.handle = watchReadable(this.epoll.fd, () => this.flush());
     this.handle.unref();
+  }
+
+  pause(): void {
+    this.paused = true;
+    this.handle.stop();
+  }
+
+  flush(): void {
+    try {
+      this.drain();
+    } catch (e) {
+      this.onError(e);
+    }
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.handle.start({ readable: true, writable: false, disconnect: false }, () => this.flush());
   }
 
   get watched(): number {
@@ -69,7 +91,7 @@ export class EpollReaper implements Reaper {
 
   collect(pidfd: Pidfd): boolean {
     const parentage = this.entries.get(pidfd);
-    if (parentage === undefined) return false;
+    if (parentage === undefined || this.paused) return false;
     const exit = this.tryCollect(pidfd, parentage);
     if (exit === null) return false;
     this.sink([exit]);

@@ -99,6 +99,11 @@ class OutputReader implements OutputHold {
     this.call.end();
   }
 
+  /** Ends the stream with error (the agent is stopping). */
+  abort(error: AgentError): void {
+    this.finish(error);
+  }
+
   private finish(error?: AgentError): void {
     if (this.done) return;
     this.done = true;
@@ -131,5 +136,10 @@ export class OutputReaders {
 
   stats(): ReaderStats[] {
     return [...this.readers].map((r) => r.stats);
+  }
+
+  /** Ends every stream with error. */
+  endAll(error: AgentError): void {
+    for (const reader of [...this.readers]) reader.abort(error);
   }
 }

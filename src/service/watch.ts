@@ -96,6 +96,11 @@ export class WatchStream {
     }
   }
 
+  /** Ends the stream with error (the agent is stopping). */
+  abort(error: AgentError): void {
+    this.finish(error);
+  }
+
   private drop(): void {
     this.finish(new AgentError('ResourceExhausted', `watcher fell more than ${this.maxBacklog} events behind and was dropped; resume with after_sequence=${this.cursor}`, { reason: 'WATCH_BACKLOG' }));
   }
@@ -137,5 +142,10 @@ export class WatchHub {
 
   stats(): WatchStats[] {
     return [...this.streams].map((s) => ({ behind: s.behind, buffered: s.buffered }));
+  }
+
+  /** Ends every stream with error. */
+  endAll(error: AgentError): void {
+    for (const stream of [...this.streams]) stream.abort(error);
   }
 }

@@ -72,9 +72,26 @@ export class RestartableAgent {
     private readonly reaper: Subreaper,
   ) {}
 
-  static async start(reaper: Subreaper, dir: string, stateDir: string, args: readonly string[] = []): Promise<RestartableAgent> {
+  /** Quiet unless `log`: then its log lines go to the subreaper's stderr. */
+  static async start(reaper: Subreaper, dir: string, stateDir: string, args: readonly string[] = [], log = false): Promise<RestartableAgent> {
     const address = `unix://${join(dir, 'agent.sock')}`;
-    const pid = await reaper.start([process.execPath, AGENT_BIN, '--listen', address, '--state-dir', stateDir, '--quiet', ...args]);
+    const pid = await reaper.start([process.execPath, AGENT_BIN, '--listen', address, '--state-dir', stateDir, ...(log ? [] : ['--quiet']), ...args]);
+    return RestartableAgent.ready(reaper, pid, address);
+  }
+
+  /**
+   * Starts a successor on the same socket and state dir while `old` runs: it takes over, `old`
+   * exits (how it ended is returned) and the successor serves.
+   */
+  static async takeOver(reaper: Subreaper, dir: string, stateDir: string, old: RestartableAgent, args: readonly string[] = []): Promise<{ agent: RestartableAgent; oldEnded: string }> {
+    const address = `unix://${join(dir, 'agent.sock')}`;
+    const pid = await reaper.start([process.execPath, AGENT_BIN, '--listen', address, '--state-dir', stateDir, ...args]);
+    const oldEnded = await reaper.wait(old.pid, 60_000);
+    old.client.close();
+    return { agent: await RestartableAgent.ready(reaper, pid, address), oldEnded };
+  }
+
+  private static async ready(reaper: Subreaper, pid: number, address: string): Promise<RestartableAgent> {
     const client = new AgentClient(address);
     for (let i = 0; ; i++) {
       try {

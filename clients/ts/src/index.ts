@@ -82,9 +82,17 @@ type Unary<Req, Res> = (req: Req, md: Metadata, opts: { deadline?: Date }, cb: (
 export class AgentClient {
   readonly raw: AgentServiceClient;
 
-  /** address: unix:///path/to/agent.sock or host:port. */
+  /**
+   * address: unix:///path/to/agent.sock or host:port. The channel reconnects after 100 ms at first
+   * (grpc's default is 1 s): the agent is node-local, and a restart or handover lasts ~0.1 s.
+   */
   constructor(address: string, creds: ChannelCredentials = credentials.createInsecure(), options?: Partial<ClientOptions>) {
-    this.raw = new AgentServiceClient(address, creds, { 'grpc.enable_channelz': 0, ...options });
+    this.raw = new AgentServiceClient(address, creds, {
+      'grpc.enable_channelz': 0,
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 2000,
+      ...options,
+    });
   }
 
   spawn(req: DeepPartial<SpawnRequest>, opts?: CallOptions): Promise<SpawnResponse> {

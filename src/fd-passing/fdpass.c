@@ -1,0 +1,148 @@
+// fdpass: unix SOCK_SEQPACKET sockets that carry descriptors (SCM_RIGHTS), for the agent's
+// handover to its successor. In C so that CMSG_* lay out msghdr and cmsghdr for the platform.
+// Each message is one datagram with at most FDPASS_MAX_FDS descriptors. Sockets are non-blocking
+// and close-on-exec; send and receive wait with poll up to a timeout. Failures return -errno.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define FDPASS_MAX_FDS 253 // SCM_MAX_FD
+
+static int address(const char *path, struct sockaddr_un *a) {
+  size_t n = strlen(path);
+  if (n >= sizeof a->sun_path) return -ENAMETOOLONG;
+  memset(a, 0, sizeof *a);
+  a->sun_family = AF_UNIX;
+  memcpy(a->sun_path, path, n);
+  return 0;
+}
+
+static int fail(int fd) {
+  int e = errno;
+  close(fd);
+  return -e;
+}
+
+static int peer_uid(int fd, int *uid) {
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return -1;
+  *uid = (int)cred.uid;
+  return 0;
+}
+
+static int wait_for(int fd, short events, int timeout_ms) {
+  struct pollfd p = {.fd = fd, .events = events};
+  for (;;) {
+    int n = poll(&p, 1, timeout_ms);
+    if (n > 0) return 0; // POLLHUP and POLLERR too: the call that follows reports them
+    if (n == 0) return -ETIMEDOUT;
+    if (errno != EINTR) return -errno;
+  }
+}
+
+int fdpass_max_fds(void) { return FDPASS_MAX_FDS; }
+
+int fdpass_listen(const char *path, int backlog) {
+  struct sockaddr_un a;
+  int r = address(path, &a);
+  if (r) return r;
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return -errno;
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, backlog) < 0) return fail(fd);
+  return fd;
+}
+
+// -EAGAIN when no connection is pending.
+int fdpass_accept(int listener, int *uid) {
+  int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  if (fd < 0) return -errno;
+  if (peer_uid(fd, uid) < 0) return fail(fd);
+  return fd;
+}
+
+// -ENOENT / -ECONNREFUSED when nobody listens at path.
+int fdpass_connect(const char *path, int *uid) {
+  struct sockaddr_un a;
+  int r = address(path, &a);
+  if (r) return r;
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int flags;
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0 || peer_uid(fd, uid) < 0) return fail(fd);
+  if ((flags = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return fail(fd);
+  return fd;
+}
+
+long fdpass_send(int fd, const void *data, size_t len, const int *fds, int nfds, int timeout_ms) {
+  if (nfds < 0 || nfds > FDPASS_MAX_FDS) return -EINVAL;
+  union {
+    char buf[CMSG_SPACE(FDPASS_MAX_FDS * sizeof(int))];
+    struct cmsghdr align;
+  } control;
+  struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+  if (nfds > 0) {
+    m.msg_control = control.buf;
+    m.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+  }
+  for (;;) {
+    ssize_t n = sendmsg(fd, &m, MSG_NOSIGNAL);
+    if (n >= 0) return n;
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) return -errno;
+    int r = wait_for(fd, POLLOUT, timeout_ms);
+    if (r) return r;
+  }
+}
+
+// Returns the message length (0: the peer closed the connection; messages are never empty) and
+// the descriptors it carried in fds[0..*nfds). A message or descriptor list that did not fit is
+// -EMSGSIZE, and the descriptors that arrived with it are closed.
+long fdpass_recv(int fd, void *data, size_t cap, int *fds, int maxfds, int *nfds, int timeout_ms) {
+  union {
+    char buf[CMSG_SPACE(FDPASS_MAX_FDS * sizeof(int))];
+    struct cmsghdr align;
+  } control;
+  struct iovec iov = {.iov_base = data, .iov_len = cap};
+  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
+  ssize_t n;
+  *nfds = 0;
+  for (;;) {
+    n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
+    if (n >= 0) break;
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) return -errno;
+    int r = wait_for(fd, POLLIN, timeout_ms);
+    if (r) return r;
+  }
+  int count = 0, dropped = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c != NULL; c = CMSG_NXTHDR(&m, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+    int *received = (int *)CMSG_DATA(c);
+    for (int i = 0; i < k; i++) {
+      if (count < maxfds) fds[count++] = received[i];
+      else {
+        close(received[i]);
+        dropped = 1;
+      }
+    }
+  }
+  if ((m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || dropped) {
+    for (int i = 0; i < count; i++) close(fds[i]);
+    return -EMSGSIZE;
+  }
+  *nfds = count;
+  return n;
+}

@@ -1,0 +1,44 @@
+// The successor's side of a handover: before it opens the store, a starting agent asks the one
+// that may still run on the same state dir to hand over, and receives its snapshot.
+import { join } from 'node:path';
+import { isKernelError } from '../kernel/errors.js';
+import { connectFdSocket, type FdSocket } from '../kernel/fd-passing.js';
+import { HANDOVER_SOCKET } from './outgoing.js';
+import { HANDOVER_PROTOCOL, Snapshot } from './snapshot.js';
+import { HandoverError, receiveSnapshot, receiveTagged, sendTagged } from './wire.js';
+
+/** The running agent first lets its spawns in flight finish. */
+const SNAPSHOT_TIMEOUT_MS = 60_000;
+const RELEASE_TIMEOUT_MS = 30_000;
+
+/**
+ * Takes over from the agent serving stateDir, if one answers: null when none does (then `required`
+ * makes that an error). Blocks: it runs before the agent serves anything.
+ */
+export function requestHandover(stateDir: string, required: boolean): Snapshot | null {
+  let socket: FdSocket;
+  try {
+    socket = connectFdSocket(join(stateDir, HANDOVER_SOCKET));
+  } catch (e) {
+    if (!isKernelError(e) || !['ENOENT', 'ECONNREFUSED'].includes(e.code)) throw e;
+    if (required) throw new HandoverError(`--takeover: no agent answers on ${join(stateDir, HANDOVER_SOCKET)} (${e.code})`);
+    return null;
+  }
+  try {
+    if (socket.peerUid !== process.geteuid!()) throw new HandoverError(`the agent on ${stateDir} runs as uid ${socket.peerUid}, not ${process.geteuid!()}`);
+    sendTagged(socket, 'T', { protocol: HANDOVER_PROTOCOL });
+    const { data, fds } = receiveSnapshot(socket, SNAPSHOT_TIMEOUT_MS);
+    const snapshot = new Snapshot(data, fds);
+    try {
+      sendTagged(socket, 'A');
+      // R, or the connection closing, says the store is free.
+      receiveTagged(socket, ['R'], RELEASE_TIMEOUT_MS);
+    } catch {
+      // Gone after sending everything: the snapshot is still right. Alive but gave up waiting:
+      // it serves again and keeps the store, so opening the store fails.
+    }
+    return snapshot;
+  } finally {
+    socket.close();
+  }
+}

@@ -1,0 +1,132 @@
+// The running agent's side of a handover: it listens on STATE_DIR/handover.sock, and when its
+// successor asks, stops taking requests, quiesces, sends its snapshot, and once the successor has
+// it, stops serving and releases the store. Until then a failure resumes service as before.
+import { unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { FdListener, type FdSocket } from '../kernel/fd-passing.js';
+import { watchReadable, type PollHandle } from '../kernel/libc.js';
+import type { Logger } from '../service/status.js';
+import { HANDOVER_PROTOCOL, type Encoded } from './snapshot.js';
+import { receiveTagged, sendSnapshot, sendTagged } from './wire.js';
+
+export const HANDOVER_SOCKET = 'handover.sock';
+
+/** The successor sends its request right after connecting. */
+const REQUEST_TIMEOUT_MS = 1000;
+/** Per message while sending; and for the successor to confirm it has everything. */
+const SEND_TIMEOUT_MS = 10_000;
+const CONFIRM_TIMEOUT_MS = 30_000;
+
+/** What the agent does at each step; implemented by the composition root. */
+export interface HandoverHost {
+  /** Stops taking requests and quiesces the table (nothing changes until resume or commit). */
+  prepare(): Promise<void>;
+  encode(): Encoded;
+  /** The handover failed before the successor had everything: serve again as before. */
+  resume(): void;
+  /** The successor has everything: end calls, stop serving, close the store. */
+  commit(): Promise<void>;
+}
+
+export class HandoverListener {
+  private readonly listener: FdListener;
+  private readonly poll: PollHandle;
+  private busy = false;
+  private closed = false;
+
+  /** The path must be free: the caller holds the store lock, so a leftover socket is stale. */
+  constructor(
+    stateDir: string,
+    private readonly host: HandoverHost,
+    private readonly log: Logger,
+    private readonly onHandedOver: () => void,
+  ) {
+    const path = join(stateDir, HANDOVER_SOCKET);
+    try {
+      unlinkSync(path);
+    } catch {
+      // not there: nothing to remove
+    }
+    this.listener = new FdListener(path);
+    this.poll = watchReadable(this.listener.fd, () => this.onConnection());
+    this.poll.unref();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.poll.close();
+    this.listener.close();
+    try {
+      unlinkSync(this.listener.path);
+    } catch {
+      // a successor may already have replaced it
+    }
+  }
+
+  private onConnection(): void {
+    const socket = this.listener.accept();
+    if (socket === null) return;
+    if (this.busy || this.closed || socket.peerUid !== process.geteuid!()) {
+      this.refuse(socket, this.busy ? 'a handover is already in progress' : 'not allowed');
+      return;
+    }
+    this.busy = true;
+    this.handOver(socket).then(
+      () => undefined,
+      (e: unknown) => this.log('handover_error', { error: e instanceof Error ? (e.stack ?? e.message) : String(e) }),
+    );
+  }
+
+  private async handOver(socket: FdSocket): Promise<void> {
+    try {
+      await socket.readable(REQUEST_TIMEOUT_MS);
+      const { body } = receiveTagged(socket, ['T'], 0);
+      const protocol = (body as { protocol?: unknown } | undefined)?.protocol;
+      if (protocol !== HANDOVER_PROTOCOL) return this.refuse(socket, `protocol ${String(protocol)} is not ${HANDOVER_PROTOCOL}`);
+    } catch (e) {
+      this.log('handover_refused', { why: String(e) });
+      socket.close();
+      this.busy = false;
+      return;
+    }
+    const started = performance.now();
+    this.log('handover_started', {});
+    await this.host.prepare();
+    let sent: { fds: number; bytes: number };
+    try {
+      const { data, fds } = this.host.encode();
+      sendSnapshot(socket, data, fds, SEND_TIMEOUT_MS);
+      // The loop keeps answering (UNAVAILABLE) meanwhile.
+      await socket.readable(CONFIRM_TIMEOUT_MS);
+      receiveTagged(socket, ['A'], 0);
+      sent = { fds: fds.length, bytes: data.length };
+    } catch (e) {
+      this.log('handover_failed', { error: String(e), note: 'serving again' });
+      socket.close();
+      this.host.resume();
+      this.busy = false;
+      return;
+    }
+    await this.host.commit();
+    this.close();
+    try {
+      sendTagged(socket, 'R');
+    } catch {
+      // the successor goes on when it sees the connection close, too
+    }
+    socket.close();
+    this.log('handed_over', { ...sent, ms: Math.round(performance.now() - started) });
+    this.onHandedOver();
+  }
+
+  private refuse(socket: FdSocket, why: string): void {
+    try {
+      sendTagged(socket, 'X', why, 100);
+    } catch {
+      // it may be gone already
+    }
+    socket.close();
+    this.log('handover_refused', { why });
+  }
+}

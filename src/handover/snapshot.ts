@@ -1,0 +1,202 @@
+// What an agent hands its successor, besides the store they share: the pidfds of the running
+// processes, their pipes and captured output, and the event history with its sequence, so the
+// successor goes on exactly where this agent stopped. Encoded as
+// [u32 json length][json][bytes of the captured output], plus descriptors referred to by index.
+import { closeFd, type Fd, type Pidfd } from '../kernel/fd.js';
+import { CapturedOutput, type CaptureState, type StreamName } from '../process/captured-output.js';
+import type { EventType, ProcessEvent } from '../process/event-log.js';
+import type { HandleId } from '../process/handle.js';
+import type { ProcessManager } from '../process/manager.js';
+import { ProcessRecord, type ExitInfo, type State } from '../process/record.js';
+import type { StdioState } from '../process/stdio.js';
+
+export const HANDOVER_PROTOCOL = 1;
+
+interface WireEvent {
+  readonly sequence: number;
+  readonly type: EventType;
+  readonly time: number;
+  readonly handle: string;
+  readonly state: State;
+  readonly exit?: ExitInfo;
+  readonly output?: { readonly stream: StreamName; readonly offset: number; readonly length: number };
+}
+
+/** A record that events still mention but the table no longer holds (released). */
+interface WireRecord {
+  readonly handle: string;
+  readonly pid: number;
+  readonly pidfsInode: string;
+  readonly argv: readonly string[];
+  readonly labels: Readonly<Record<string, string>>;
+  readonly adopted: boolean;
+  readonly startedAt: number;
+}
+
+interface WireCapture extends Omit<CaptureState, 'held' | 'pipe'> {
+  /** [offset, length] in the bytes after the JSON. */
+  readonly held: readonly [number, number];
+  readonly pipe: number | null;
+}
+
+interface WireStdio {
+  readonly handle: string;
+  readonly stdin: number | null;
+  readonly outputEvents: boolean;
+  readonly stdout: WireCapture | null;
+  readonly stderr: WireCapture | null;
+}
+
+interface WireSnapshot {
+  readonly protocol: number;
+  readonly bootId: string;
+  readonly lastSequence: number;
+  /** [handle, index of its pidfd]. */
+  readonly pidfds: readonly (readonly [string, number])[];
+  readonly stdio: readonly WireStdio[];
+  readonly events: readonly WireEvent[];
+  readonly released: readonly WireRecord[];
+}
+
+export interface Encoded {
+  readonly data: Buffer;
+  /** Still owned by the sender: passing them duplicates them. */
+  readonly fds: readonly Fd[];
+}
+
+/** The sending side, after the manager was quiesced (nothing changes while this runs). */
+export function encodeSnapshot(manager: ProcessManager, bootId: string): Encoded {
+  const fds: Fd[] = [];
+  const blobs: Buffer[] = [];
+  let blobBytes = 0;
+  const fd = (f: Fd | null): number | null => (f === null ? null : fds.push(f) - 1);
+  const blob = (b: Buffer): [number, number] => {
+    blobs.push(b);
+    blobBytes += b.length;
+    return [blobBytes - b.length, b.length];
+  };
+  const capture = (c: CaptureState | null): WireCapture | null => c && { ...c, held: blob(c.held), pipe: fd(c.pipe) };
+
+  const pidfds = [...manager.held()].map(({ record, pidfd }) => [record.handle, fd(pidfd)!] as const);
+  const stdio = [...manager.stdio.handoverState()].map(([record, s]): WireStdio => ({
+    handle: record.handle,
+    stdin: fd(s.stdin),
+    outputEvents: s.outputEvents,
+    stdout: capture(s.stdout),
+    stderr: capture(s.stderr),
+  }));
+  const released = new Map<string, WireRecord>();
+  const events: WireEvent[] = [];
+  for (const e of manager.events.held()) {
+    const r = e.record;
+    if (manager.table.get(r.handle) !== r && !released.has(r.handle)) {
+      released.set(r.handle, { handle: r.handle, pid: r.identity.pid, pidfsInode: String(r.identity.pidfsInode), argv: r.spec.argv, labels: r.spec.labels, adopted: r.spec.adopted, startedAt: r.startedAt });
+    }
+    const o = e.output;
+    events.push({ sequence: e.sequence, type: e.type, time: e.time, handle: r.handle, state: e.state, exit: e.exit, output: o && { stream: o.stream, offset: o.offset, length: o.length } });
+  }
+  const snapshot: WireSnapshot = { protocol: HANDOVER_PROTOCOL, bootId, lastSequence: manager.events.lastSequence, pidfds, stdio, events, released: [...released.values()] };
+  const json = Buffer.from(JSON.stringify(snapshot));
+  const head = Buffer.alloc(4);
+  head.writeUInt32LE(json.length);
+  return { data: Buffer.concat([head, json, ...blobs]), fds };
+}
+
+export class SnapshotError extends Error {}
+
+/** A received snapshot: owns its descriptors until `apply` hands each to its new owner. */
+export class Snapshot {
+  private readonly wire: WireSnapshot;
+  private readonly blob: Buffer;
+  private readonly unclaimed: Set<number>;
+
+  constructor(
+    data: Buffer,
+    private readonly fds: readonly Fd[],
+  ) {
+    this.unclaimed = new Set(fds.keys());
+    try {
+      const length = data.readUInt32LE(0);
+      this.wire = JSON.parse(data.subarray(4, 4 + length).toString()) as WireSnapshot;
+      this.blob = data.subarray(4 + length);
+      if (this.wire.protocol !== HANDOVER_PROTOCOL) throw new SnapshotError(`handover protocol ${this.wire.protocol}, expected ${HANDOVER_PROTOCOL}`);
+    } catch (e) {
+      this.close();
+      throw e instanceof SnapshotError ? e : new SnapshotError(`malformed handover snapshot: ${String(e)}`);
+    }
+  }
+
+  get bootId(): string {
+    return this.wire.bootId;
+  }
+
+  get lastSequence(): number {
+    return this.wire.lastSequence;
+  }
+
+  /** The pidfd handed over for each running handle (claimed by the caller). */
+  pidfds(): Map<string, Pidfd> {
+    return new Map(this.wire.pidfds.map(([handle, i]) => [handle, this.claim(i) as Pidfd]));
+  }
+
+  /**
+   * After the records were restored (the caller's manager knows every handle in the store):
+   * pipes and captured output, then the event history, continue where the predecessor stopped.
+   */
+  apply(manager: ProcessManager): void {
+    for (const s of this.wire.stdio) {
+      const record = manager.table.get(s.handle);
+      const state: StdioState = { stdin: this.claim(s.stdin), outputEvents: s.outputEvents, stdout: this.capture(s.stdout), stderr: this.capture(s.stderr) };
+      if (record) manager.stdio.continue(record, state);
+      else for (const f of [state.stdin, state.stdout?.pipe, state.stderr?.pipe]) if (f != null) closeFd(f);
+    }
+    const stubs = new Map(this.wire.released.map((r) => [r.handle, releasedRecord(r)]));
+    const placeholder = new Map<StreamName, CapturedOutput>();
+    const events = this.wire.events.map((e): ProcessEvent => {
+      const record = manager.table.get(e.handle) ?? stubs.get(e.handle) ?? releasedRecord({ handle: e.handle, pid: 0, pidfsInode: '0', argv: [], labels: {}, adopted: false, startedAt: e.time });
+      let output;
+      if (e.output) {
+        const { stream } = e.output;
+        const source = (record.state !== 'released' ? manager.stdio.of(record)[stream] : null) ?? placeholderFor(placeholder, stream);
+        output = { ...e.output, source };
+      }
+      return { sequence: e.sequence, type: e.type, time: e.time, record, state: e.state, exit: e.exit, output };
+    });
+    manager.events.seed(this.wire.lastSequence, events);
+  }
+
+  /** Closes every descriptor nobody claimed. */
+  close(): void {
+    for (const i of this.unclaimed) closeFd(this.fds[i]!);
+    this.unclaimed.clear();
+  }
+
+  private claim(i: number | null): Fd | null {
+    if (i === null) return null;
+    if (!this.unclaimed.delete(i)) throw new SnapshotError(`descriptor ${i} is missing or claimed twice`);
+    return this.fds[i]!;
+  }
+
+  private capture(c: WireCapture | null): CaptureState | null {
+    if (c === null) return null;
+    const [at, length] = c.held;
+    return { ...c, held: Buffer.from(this.blob.subarray(at, at + length)), pipe: this.claim(c.pipe) };
+  }
+}
+
+function releasedRecord(r: WireRecord): ProcessRecord {
+  const record = new ProcessRecord(r.handle as HandleId, { pid: r.pid, pidfsInode: BigInt(r.pidfsInode) }, { argv: r.argv, labels: r.labels, adopted: r.adopted }, r.startedAt, null);
+  record.markReleased();
+  return record;
+}
+
+/** Output events of released processes: their bytes are gone, as they would be here. */
+function placeholderFor(cache: Map<StreamName, CapturedOutput>, stream: StreamName): CapturedOutput {
+  let out = cache.get(stream);
+  if (!out) {
+    out = new CapturedOutput(null, stream, 1, null, () => {});
+    out.ring.drop();
+    cache.set(stream, out);
+  }
+  return out;
+}

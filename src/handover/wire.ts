@@ -1,0 +1,70 @@
+// The handover conversation on STATE_DIR/handover.sock (SOCK_SEQPACKET, one message per record):
+//   successor → agent   T {protocol}               asks to take over
+//   agent → successor   F* (descriptors) D* (bytes) E {fds, bytes}   the snapshot
+//                       or X {error}                refused
+//   successor → agent   A                          received: the agent commits and stops serving
+//   agent → successor   R                          store closed, socket gone: the successor serves
+// The first byte of each message is its tag.
+import { closeFd, type Fd } from '../kernel/fd.js';
+import { MAX_MESSAGE_BYTES, maxFdsPerMessage, type FdSocket } from '../kernel/fd-passing.js';
+
+export type Tag = 'T' | 'F' | 'D' | 'E' | 'X' | 'A' | 'R';
+
+export class HandoverError extends Error {}
+
+export function sendTagged(socket: FdSocket, tag: Tag, body?: unknown, timeoutMs?: number): void {
+  const payload = body === undefined ? '' : JSON.stringify(body);
+  socket.send(Buffer.from(tag + payload), [], timeoutMs);
+}
+
+/** The next message's tag and JSON body; HandoverError on end-of-stream or a message it did not expect. */
+export function receiveTagged(socket: FdSocket, expected: readonly Tag[], timeoutMs: number): { tag: Tag; body: unknown } {
+  const message = socket.receive(timeoutMs);
+  if (message === null) throw new HandoverError('the other agent closed the handover connection');
+  for (const fd of message.fds) closeFd(fd);
+  const tag = message.data.toString('latin1', 0, 1) as Tag;
+  if (!expected.includes(tag)) throw new HandoverError(`unexpected handover message ${JSON.stringify(tag)} (expected ${expected.join('|')})`);
+  const text = message.data.toString('utf8', 1);
+  return { tag, body: text === '' ? undefined : JSON.parse(text) };
+}
+
+/** Sends data and descriptors (which stay the caller's) as F, D and E messages. */
+export function sendSnapshot(socket: FdSocket, data: Buffer, fds: readonly Fd[], timeoutMs: number): void {
+  const perMessage = maxFdsPerMessage();
+  const tagF = Buffer.from('F');
+  for (let i = 0; i < fds.length; i += perMessage) socket.send(tagF, fds.slice(i, i + perMessage), timeoutMs);
+  const chunk = MAX_MESSAGE_BYTES - 1;
+  for (let i = 0; i < data.length; i += chunk) socket.send(Buffer.concat([Buffer.from('D'), data.subarray(i, i + chunk)]), [], timeoutMs);
+  sendTagged(socket, 'E', { fds: fds.length, bytes: data.length }, timeoutMs);
+}
+
+/**
+ * Receives what sendSnapshot sent; a refusal (X) or anything malformed is a HandoverError, and
+ * every descriptor received so far is closed.
+ */
+export function receiveSnapshot(socket: FdSocket, timeoutMs: number): { data: Buffer; fds: Fd[] } {
+  const fds: Fd[] = [];
+  const chunks: Buffer[] = [];
+  try {
+    for (;;) {
+      const message = socket.receive(timeoutMs);
+      if (message === null) throw new HandoverError('the agent closed the handover connection before the snapshot was complete');
+      fds.push(...message.fds);
+      const tag = message.data.toString('latin1', 0, 1);
+      if (tag === 'D') chunks.push(message.data.subarray(1));
+      else if (tag === 'F') continue;
+      else if (tag === 'X') throw new HandoverError(`the agent refused the handover: ${message.data.toString('utf8', 1)}`);
+      else if (tag === 'E') {
+        const data = Buffer.concat(chunks);
+        const end = JSON.parse(message.data.toString('utf8', 1)) as { fds: number; bytes: number };
+        if (end.fds !== fds.length || end.bytes !== data.length) {
+          throw new HandoverError(`incomplete snapshot: ${fds.length}/${end.fds} descriptors, ${data.length}/${end.bytes} bytes`);
+        }
+        return { data, fds };
+      } else throw new HandoverError(`unexpected handover message ${JSON.stringify(tag)}`);
+    }
+  } catch (e) {
+    for (const fd of fds) closeFd(fd);
+    throw e;
+  }
+}

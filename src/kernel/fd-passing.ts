@@ -1,0 +1,111 @@
+// Unix SOCK_SEQPACKET connections that carry descriptors (SCM_RIGHTS): each message arrives whole,
+// with the descriptors sent along with it, already close-on-exec. The C side is fdpass.c.
+import * as libc from './libc.js';
+import { closeFd, type Fd } from './fd.js';
+import { KernelError } from './errors.js';
+
+type FdPassing = ReturnType<typeof libc.loadFdPassing>;
+let native: FdPassing | null = null;
+
+/** Loads the library once (the composition root knows where make put it). */
+export function useFdPassing(path: string): void {
+  native ??= libc.loadFdPassing(path);
+}
+
+function lib(): FdPassing {
+  if (native === null) throw new Error('fd passing is not loaded (useFdPassing)');
+  return native;
+}
+
+const checked = (call: string, r: number | bigint): number => {
+  const n = Number(r);
+  if (n < 0) throw new KernelError(call, -n);
+  return n;
+};
+
+/** The largest message (bytes) and descriptor count one send may carry. */
+export const MAX_MESSAGE_BYTES = 64 * 1024;
+export const maxFdsPerMessage = (): number => lib().maxFds();
+
+export interface Message {
+  readonly data: Buffer;
+  /** Owned by the receiver from here on. */
+  readonly fds: readonly Fd[];
+}
+
+export class FdSocket {
+  private readonly buf = Buffer.alloc(MAX_MESSAGE_BYTES);
+  private readonly fdBuf: Int32Array;
+  private readonly count = new Int32Array(1);
+
+  constructor(
+    readonly fd: Fd,
+    /** Who is at the other end (SO_PEERCRED when connected). */
+    readonly peerUid: number,
+  ) {
+    this.fdBuf = new Int32Array(lib().maxFds());
+  }
+
+  /** Blocks up to timeoutMs for room in the socket buffer. The fds stay the caller's. */
+  send(data: Buffer, fds: readonly Fd[] = [], timeoutMs = 5000): void {
+    if (data.length === 0 || data.length > MAX_MESSAGE_BYTES) throw new RangeError(`message of ${data.length} bytes`);
+    const list = Int32Array.from(fds);
+    checked('sendmsg', lib().send(this.fd, data, data.length, list, list.length, timeoutMs));
+  }
+
+  /** The next message, or null once the peer has closed; ETIMEDOUT after timeoutMs. */
+  receive(timeoutMs = 5000): Message | null {
+    const n = checked('recvmsg', lib().recv(this.fd, this.buf, this.buf.length, this.fdBuf, this.fdBuf.length, this.count, timeoutMs));
+    const fds = Array.from(this.fdBuf.subarray(0, this.count[0]!), (fd) => fd as Fd);
+    if (n === 0) {
+      for (const fd of fds) closeFd(fd);
+      return null;
+    }
+    return { data: Buffer.from(this.buf.subarray(0, n)), fds };
+  }
+
+  /** Resolves true once a message (or the end) can be received, false after timeoutMs. */
+  readable(timeoutMs: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const finish = (ok: boolean) => {
+        clearTimeout(timer);
+        handle.close();
+        resolve(ok);
+      };
+      const handle = libc.watchReadable(this.fd, () => finish(true));
+      const timer = setTimeout(() => finish(false), timeoutMs);
+    });
+  }
+
+  close(): void {
+    closeFd(this.fd);
+  }
+}
+
+/** Connects to a listening path; ENOENT or ECONNREFUSED when nobody listens there. */
+export function connectFdSocket(path: string): FdSocket {
+  const uid = new Int32Array(1);
+  const fd = checked('connect', lib().connect(path, uid)) as Fd;
+  return new FdSocket(fd, uid[0]!);
+}
+
+/** A non-blocking listening socket bound at path (which must not exist). */
+export class FdListener {
+  readonly fd: Fd;
+
+  constructor(readonly path: string) {
+    this.fd = checked('bind', lib().listen(path, 4)) as Fd;
+  }
+
+  /** A pending connection, or null when there is none. */
+  accept(): FdSocket | null {
+    const uid = new Int32Array(1);
+    const r = Number(lib().accept(this.fd, uid));
+    if (r === -libc.errnoNumbers.EAGAIN!) return null;
+    return new FdSocket(checked('accept4', r) as Fd, uid[0]!);
+  }
+
+  close(): void {
+    closeFd(this.fd);
+  }
+}

@@ -1,0 +1,47 @@
+import { AgentError } from '../process/errors.js';
+
+/**
+ * Whether the agent takes requests. Closed while it hands over to its successor: every new call
+ * is UNAVAILABLE (clients retry, and reach the successor); when the handover completes, calls in
+ * flight end the same way.
+ */
+export class ServiceGate {
+  private closedBy: AgentError | null = null;
+  private ending = new AbortController();
+
+  get closed(): boolean {
+    return this.closedBy !== null;
+  }
+
+  /** Aborted when the calls in flight must end. */
+  get signal(): AbortSignal {
+    return this.ending.signal;
+  }
+
+  /** Throws the reason while closed. */
+  check(): void {
+    if (this.closedBy !== null) throw this.closedBy;
+  }
+
+  /** The error a call ends with once the gate ended it, else `e` itself. */
+  explain(e: unknown): unknown {
+    return this.ending.signal.aborted && this.closedBy !== null ? this.closedBy : e;
+  }
+
+  close(why: AgentError): void {
+    this.closedBy = why;
+  }
+
+  open(): void {
+    this.closedBy = null;
+    if (this.ending.signal.aborted) this.ending = new AbortController();
+  }
+
+  /** Ends the calls in flight (with the reason the gate was closed for). */
+  endCalls(): void {
+    this.ending.abort();
+  }
+}
+
+export const handingOver = (): AgentError =>
+  new AgentError('Unavailable', 'the agent is handing over to its successor: retry', { reason: 'HANDOVER' });

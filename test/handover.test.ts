@@ -1,0 +1,202 @@
+// Issue 5, part 4: a new agent on the same state dir takes over from the running one. The old one
+// hands over its pidfds, pipes and event history over STATE_DIR/handover.sock and exits; nothing
+// is lost or reported twice. Agents run under the C subreaper, which reaps what the old one leaves.
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AgentCallError, AgentClient, EventType, OutputMode, OutputStream, StdinMode, status, type Event } from '../clients/ts/src/index.js';
+import { connectFdSocket, useFdPassing } from '../src/kernel/fd-passing.js';
+import { closeFd } from '../src/kernel/fd.js';
+import { HANDOVER_SOCKET } from '../src/handover/outgoing.js';
+import { HANDOVER_PROTOCOL } from '../src/handover/snapshot.js';
+import { receiveSnapshot, sendTagged } from '../src/handover/wire.js';
+import { AGENT_BIN, ROOT } from './helpers/agent-process.js';
+import { pool, range } from './helpers/events.js';
+import { sleep } from './helpers/harness.js';
+import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
+
+const reaper = Subreaper.start();
+const dirs: string[] = [];
+const fixtures = mkdtempSync(join(tmpdir(), 'pidfd-agent-handover-bin-'));
+const EXIT_AT = join(fixtures, 'exit-at');
+execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', EXIT_AT, join(ROOT, 'test/fixtures/exit-at.c')]);
+dirs.push(fixtures);
+test.after.always(async () => {
+  await reaper.close();
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+function tempDir(): { dir: string; stateDir: string; address: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'pidfd-agent-handover-'));
+  dirs.push(dir);
+  return { dir, stateDir: join(dir, 'state'), address: `unix://${join(dir, 'agent.sock')}` };
+}
+
+/** Polls fn until it holds (errors count as not yet). */
+async function until(what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await Promise.resolve().then(fn).catch(() => false)) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+const isUnavailable = (e: unknown): e is AgentCallError => e instanceof AgentCallError && e.code === status.UNAVAILABLE;
+
+/**
+ * A Watch that survives the switch like a client should: when its stream ends it reconnects
+ * (a new channel, retrying while nobody serves) from the last sequence it saw.
+ */
+async function watchAcross(address: string, after: number, done: (events: Event[]) => boolean, ends: AgentCallError[]): Promise<Event[]> {
+  const events: Event[] = [];
+  let cursor = after;
+  const deadline = Date.now() + 120_000;
+  while (!done(events)) {
+    if (Date.now() > deadline) throw new Error(`watch: gave up after ${events.length} events`);
+    const client = new AgentClient(address);
+    try {
+      for await (const e of client.watch({ afterSequence: cursor })) {
+        events.push(e);
+        cursor = e.sequence;
+        if (done(events)) break;
+      }
+    } catch (e) {
+      if (!isUnavailable(e)) throw e;
+      ends.push(e);
+      await sleep(10);
+    } finally {
+      client.close();
+    }
+  }
+  return events;
+}
+
+test.serial('under load: every exit is reported once with its code, the sequence has no gap, a reconnecting watcher misses nothing', async (t) => {
+  const { dir, stateDir, address } = tempDir();
+  const old = await RestartableAgent.start(reaper, dir, stateDir, [], true);
+  const N = 2000;
+  // One exit per millisecond from T0 on: the successor is started 300 ms into them.
+  const t0 = Date.now() + 3000;
+  const ends: AgentCallError[] = [];
+  const handles: string[] = [];
+  const watching = watchAcross(address, 0, (events) => events.filter((e) => e.type === EventType.EVENT_TYPE_EXITED).length >= N, ends);
+  await pool(range(N), 16, async (i) => {
+    const { process } = await old.client.spawn({ argv: [EXIT_AT, String(t0 + i), String(i % 256)], labels: { i: String(i) } });
+    handles[i] = process!.handle;
+  });
+  t.true(Date.now() < t0, 'all were spawned before the first exit');
+  await sleep(t0 + 300 - Date.now());
+  const { agent, oldEnded } = await RestartableAgent.takeOver(reaper, dir, stateDir, old);
+  t.teardown(() => agent.stop());
+  t.is(oldEnded, 'exit 0', 'the old agent exits once it has handed over');
+  const events = await watching;
+
+  for (let k = 1; k < events.length; k++) t.is(events[k]!.sequence, events[k - 1]!.sequence + 1, `no gap or repeat at ${events[k - 1]!.sequence}`);
+  t.is(events[0]!.sequence, 1);
+  const exited = events.filter((e) => e.type === EventType.EVENT_TYPE_EXITED);
+  t.is(exited.length, N);
+  t.is(new Set(exited.map((e) => e.process!.handle)).size, N, 'each exit once');
+  const wrong = exited.filter((e) => e.process!.exit?.code !== Number(e.process!.labels.i) % 256 || e.process!.exit?.statusLost);
+  t.deepEqual(wrong.map((e) => e.process!.labels.i), [], 'each with its own code, none lost');
+
+  const taken = /"event":"taken_over".*?"sequence":(\d+)/.exec(reaper.stderr);
+  t.truthy(taken, reaper.stderr);
+  const switchedAt = Number(taken![1]);
+  const before = exited.filter((e) => e.sequence <= switchedAt).length;
+  t.log(`${before} exits reported by the old agent, ${N - before} by its successor; the watcher was ended ${ends.length}x (${ends[0]?.reason})`);
+  t.true(before > 0 && before < N, 'the switch happened while processes were exiting');
+  t.true(ends.length >= 1 && ends[0]!.reason === 'HANDOVER', 'the old agent ended the watch with UNAVAILABLE/HANDOVER');
+  const handed = /"event":"handed_over"[^\n]*"ms":(\d+)/.exec(reaper.stderr);
+  t.log(`the old agent took ${handed?.[1]} ms from the request to handing over`);
+
+  const waits = await pool(handles, 32, (handle) => agent.client.wait({ handle }));
+  t.true(waits.every((w, i) => w.process!.exit?.code === i % 256), 'Wait on the successor gives every code');
+});
+
+test.serial('captured output, stdin and output events continue across a handover', async (t) => {
+  const { dir, stateDir } = tempDir();
+  const old = await RestartableAgent.start(reaper, dir, stateDir);
+  const { process: cat } = await old.client.spawn({
+    argv: ['/bin/cat'],
+    stdin: StdinMode.STDIN_MODE_PIPE,
+    stdout: { mode: OutputMode.OUTPUT_MODE_CAPTURE },
+    outputEvents: true,
+  });
+  const handle = cat!.handle;
+  const read = async (client: AgentClient) => {
+    let text = '';
+    for await (const r of client.readOutput({ handle, stream: OutputStream.OUTPUT_STREAM_STDOUT })) text += Buffer.from(r.data).toString();
+    return text;
+  };
+  await old.client.writeStdin({ handle, data: Buffer.from('before\n') });
+  await until('cat to echo', async () => (await read(old.client)) === 'before\n');
+  const waiting = old.client.wait({ handle }).then(
+    () => 'answered',
+    (e: unknown) => (e instanceof AgentCallError ? `${status[e.code]} ${e.reason}` : String(e)),
+  );
+
+  const { agent } = await RestartableAgent.takeOver(reaper, dir, stateDir, old);
+  t.is(await waiting, 'UNAVAILABLE HANDOVER', 'a Wait in flight ends with UNAVAILABLE, to be retried on the successor');
+  t.teardown(() => agent.stop());
+  t.is(await read(agent.client), 'before\n', 'the successor has the bytes the old agent captured');
+  await agent.client.writeStdin({ handle, data: Buffer.from('after\n') });
+  await agent.client.closeStdin({ handle });
+  const { process: done } = await agent.client.wait({ handle });
+  t.is(done!.exit?.code, 0, 'cat read end-of-file from the handed-over stdin and exited');
+  t.is(await read(agent.client), 'before\nafter\n');
+
+  const output: string[] = [];
+  for await (const e of agent.client.watch({ afterSequence: 0, handles: [handle] })) {
+    if (e.type === EventType.EVENT_TYPE_OUTPUT) output.push(Buffer.from(e.output!.data).toString());
+    if (e.type === EventType.EVENT_TYPE_EXITED) break;
+  }
+  t.deepEqual(output, ['before\n', 'after\n'], 'output events from both agents, in one history');
+});
+
+test.serial('a successor that fails halfway leaves the agent serving as before, with no descriptor lost or leaked', async (t) => {
+  const { dir, stateDir } = tempDir();
+  const old = await RestartableAgent.start(reaper, dir, stateDir);
+  t.teardown(() => old.stop());
+  const { process: cat } = await old.client.spawn({ argv: ['/bin/cat'], stdin: StdinMode.STDIN_MODE_PIPE, stdout: { mode: OutputMode.OUTPUT_MODE_CAPTURE } });
+  const { process: quick } = await old.client.spawn({ argv: ['/bin/sh', '-c', 'sleep 0.3; exit 7'] });
+  const fdsBefore = readdirSync(`/proc/${old.pid}/fd`).length;
+
+  useFdPassing(join(ROOT, 'dist/lib/libpidfd-fdpass.so'));
+  const socket = connectFdSocket(join(stateDir, HANDOVER_SOCKET));
+  sendTagged(socket, 'T', { protocol: HANDOVER_PROTOCOL });
+  const { fds } = receiveSnapshot(socket, 30_000);
+  t.is(fds.length, 4, 'two pidfds, stdin and stdout of cat');
+  for (const fd of fds) closeFd(fd);
+  try {
+    await old.client.get({ handle: cat!.handle });
+    t.fail('the agent is not serving while it hands over');
+  } catch (e) {
+    t.true(isUnavailable(e) && e.reason === 'HANDOVER', String(e));
+  }
+  await sleep(500); // the quick one exits while the agent is quiesced
+  socket.close(); // gone without confirming
+
+  await until('the agent to serve again', async () => (await old.client.get({ handle: cat!.handle })).process !== undefined);
+  const { process: q } = await old.client.wait({ handle: quick!.handle });
+  t.is(q!.exit?.code, 7, 'the exit that happened meanwhile is collected');
+  await old.client.writeStdin({ handle: cat!.handle, data: Buffer.from('still here\n') });
+  await old.client.closeStdin({ handle: cat!.handle });
+  await old.client.wait({ handle: cat!.handle });
+  let text = '';
+  for await (const r of old.client.readOutput({ handle: cat!.handle, stream: OutputStream.OUTPUT_STREAM_STDOUT })) text += Buffer.from(r.data).toString();
+  t.is(text, 'still here\n', 'its pipes work again');
+  await old.client.release({ handle: cat!.handle });
+  await old.client.release({ handle: quick!.handle });
+  await until('descriptors to go', () => readdirSync(`/proc/${old.pid}/fd`).length <= fdsBefore - 3);
+  t.pass();
+});
+
+test.serial('--takeover fails when no agent serves the state dir', async (t) => {
+  const { stateDir, address } = tempDir();
+  const pid = await reaper.start([process.execPath, AGENT_BIN, '--listen', address, '--state-dir', stateDir, '--takeover']);
+  t.is(await reaper.wait(pid, 60_000), 'exit 1');
+  t.regex(reaper.stderr, /--takeover: no agent answers on \S+handover\.sock \(ENOENT\)/);
+});
