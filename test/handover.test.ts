@@ -2,11 +2,11 @@
 // hands over its pidfds, pipes and event history over STATE_DIR/handover.sock and exits; nothing
 // is lost or reported twice. Agents run under the C subreaper, which reaps what the old one leaves.
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn as spawnChild } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AgentCallError, AgentClient, EventType, OutputMode, OutputStream, StdinMode, status, type Event } from '../clients/ts/src/index.js';
+import { AgentCallError, AgentClient, EventType, ExitReason, OutputMode, OutputStream, StdinMode, status, type Event } from '../clients/ts/src/index.js';
 import { connectFdSocket, useFdPassing } from '../src/kernel/fd-passing.js';
 import { closeFd } from '../src/kernel/fd.js';
 import { HANDOVER_SOCKET } from '../src/handover/outgoing.js';
@@ -154,6 +154,64 @@ test.serial('captured output, stdin and output events continue across a handover
     if (e.type === EventType.EVENT_TYPE_EXITED) break;
   }
   t.deepEqual(output, ['before\n', 'after\n'], 'output events from both agents, in one history');
+});
+
+test.serial('spawns retried with their request_id during the switch start once; adopted processes and deadlines carry over', async (t) => {
+  const { dir, stateDir, address } = tempDir();
+  const old = await RestartableAgent.start(reaper, dir, stateDir);
+  // Adopted: a child of this test process, so its exit is read through PIDFD_INFO_EXIT.
+  const outsider = spawnChild('/bin/sleep', ['60'], { stdio: 'ignore' });
+  const { process: adopted } = await old.client.adopt({ pid: outsider.pid! });
+  const { process: timed } = await old.client.spawn({ argv: ['/bin/sleep', '60'], timeout: { seconds: 1, nanos: 500_000_000 } });
+  const timedAt = Date.now();
+
+  // A client that keeps spawning through the switch and retries UNAVAILABLE with the same key.
+  let stop = false;
+  let retries = 0;
+  const started = new Map<string, string>();
+  const spawner = (async () => {
+    const client = new AgentClient(address);
+    for (let k = 0; !stop; k++) {
+      const requestId = `req-${k}`;
+      for (;;) {
+        try {
+          const { process } = await client.spawn({ argv: ['/bin/true'], requestId });
+          started.set(requestId, process!.handle);
+          break;
+        } catch (e) {
+          if (!isUnavailable(e)) throw e;
+          retries++;
+          await sleep(5);
+        }
+      }
+    }
+    client.close();
+  })();
+  await sleep(300);
+  const { agent } = await RestartableAgent.takeOver(reaper, dir, stateDir, old);
+  t.teardown(() => agent.stop());
+  await sleep(300);
+  stop = true;
+  await spawner;
+
+  const { processes } = await agent.client.list({});
+  const trues = processes.filter((p) => p.argv[0] === '/bin/true');
+  t.is(trues.length, started.size, 'one process per request, although some requests were sent twice');
+  t.deepEqual(new Set(trues.map((p) => p.handle)), new Set(started.values()));
+  for (const [requestId, handle] of started) {
+    const { process, replayed } = await agent.client.spawn({ argv: ['/bin/true'], requestId });
+    if (process!.handle !== handle || !replayed) t.fail(`${requestId}: ${process!.handle} replayed=${replayed}, first ${handle}`);
+  }
+  t.log(`${started.size} spawns through the switch, ${retries} retried after UNAVAILABLE`);
+  t.true(retries > 0, 'some spawns met the switch');
+
+  outsider.kill('SIGTERM');
+  const { process: a } = await agent.client.wait({ handle: adopted!.handle });
+  t.is(a!.exit?.signal, 15, 'the adopted process exit is seen by the successor');
+  const { process: d } = await agent.client.wait({ handle: timed!.handle });
+  t.is(d!.exit?.reason, ExitReason.EXIT_REASON_TIMEOUT, 'the deadline was re-armed by the successor');
+  t.is(d!.exit?.signal, 15);
+  t.true(Date.now() - timedAt >= 1400, 'not before its time');
 });
 
 test.serial('a successor that fails halfway leaves the agent serving as before, with no descriptor lost or leaked', async (t) => {
