@@ -25,6 +25,7 @@ import { requestHandover } from './handover/incoming.js';
 import { HandoverListener } from './handover/outgoing.js';
 import { encodeSnapshot, type Snapshot } from './handover/snapshot.js';
 import { handingOver, ServiceGate } from './service/gate.js';
+import { reapWhileLingering } from './handover/retired.js';
 
 export interface Agent {
   readonly manager: ProcessManager;
@@ -139,6 +140,10 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
             // The calls just ended still have their status to send: a short grace, not a force.
             await stop(COMMIT_GRACE_MS);
             manager.stdio.closeDetached();
+            if (config.afterHandover === 'linger') {
+              const lingering = reapWhileLingering(manager.children(), log);
+              log('lingering', { children: lingering.watched, note: 'serving nothing; reaping the processes it started until SIGTERM' });
+            }
           },
         }, log, handedOver);
   log('serving', { addresses, features, stateDir: config.stateDir ?? null });

@@ -27,7 +27,14 @@ async function main(): Promise<number> {
   const signalled = new Promise<'signal'>((resolve) => {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve('signal'));
   });
-  if ((await Promise.race([signalled, agent.handedOver.then(() => 'handover' as const)])) === 'handover') return 0;
+  if ((await Promise.race([signalled, agent.handedOver.then(() => 'handover' as const)])) === 'handover') {
+    if (config.afterHandover === 'linger') {
+      const keepAlive = setInterval(() => {}, 1 << 30); // nothing else may hold the loop open
+      await signalled;
+      clearInterval(keepAlive);
+    }
+    return 0;
+  }
   log('stopping', { note: 'managed processes keep running' });
   await agent.stop();
   return 0;

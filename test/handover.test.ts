@@ -252,6 +252,27 @@ test.serial('a successor that fails halfway leaves the agent serving as before, 
   t.pass();
 });
 
+test.serial('--after-handover linger: the old agent serves nothing but reaps its children, so their exits reach the successor at once', async (t) => {
+  const { dir, stateDir, address } = tempDir();
+  const old = await RestartableAgent.start(reaper, dir, stateDir, ['--after-handover', 'linger'], true);
+  const { process: child } = await old.client.spawn({ argv: ['/bin/sh', '-c', 'read x; exit 5'], stdin: StdinMode.STDIN_MODE_PIPE });
+  const pid = await reaper.start([process.execPath, AGENT_BIN, '--listen', address, '--state-dir', stateDir, '--quiet']);
+  const successor = new AgentClient(address);
+  t.teardown(async () => {
+    successor.close();
+    await reaper.kill(pid, 15);
+    await reaper.wait(pid, 10_000);
+  });
+  await until('the old agent to hand over and linger', () => /"event":"lingering","children":1\b/.test(reaper.stderr));
+  await until('the successor to serve', async () => (await successor.writeStdin({ handle: child!.handle, data: Buffer.from('go\n') })).written === 3);
+  const { process: done } = await successor.wait({ handle: child!.handle }, { deadline: 5000 });
+  t.is(done!.exit?.code, 5, 'reaped by the lingering agent, read by the successor');
+  t.is(await reaper.wait(old.pid, 0), 'timeout', 'the old agent is still there');
+  await reaper.kill(old.pid, 15);
+  t.is(await reaper.wait(old.pid, 10_000), 'exit 0', 'and exits on SIGTERM');
+  old.client.close();
+});
+
 test.serial('--takeover fails when no agent serves the state dir', async (t) => {
   const { stateDir, address } = tempDir();
   const pid = await reaper.start([process.execPath, AGENT_BIN, '--listen', address, '--state-dir', stateDir, '--takeover']);

@@ -27,6 +27,12 @@ export interface Config {
    * start that finds no agent to take over from fails instead of starting afresh.
    */
   readonly takeover: boolean;
+  /**
+   * After handing over: exit, or linger (serve nothing, go on reaping the children it started so
+   * their exits reach the successor at once, exit on SIGTERM) for supervisors that restart an
+   * exited agent, like a DaemonSet pod's kubelet.
+   */
+  readonly afterHandover: 'exit' | 'linger';
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/pidfd-agent';
@@ -49,6 +55,7 @@ export const DEFAULTS: Config = Object.freeze({
   agentEnv: {},
   stateDir: DEFAULT_STATE_DIR,
   takeover: false,
+  afterHandover: 'exit',
 });
 
 export const USAGE = `usage: pidfd-agent [options]
@@ -68,9 +75,17 @@ export const USAGE = `usage: pidfd-agent [options]
   --ephemeral               keep the handle table in memory only: a restarted agent forgets its processes
   --takeover                fail unless an agent serving the state dir hands over (it always does when
                             one answers on STATE_DIR/handover.sock)
+  --after-handover exit|linger  once handed over: exit (default), or linger until SIGTERM, reaping
+                            the children it started (for supervisors that restart an exited agent)
   --quiet                   no log lines on stderr`;
 
 export class ConfigError extends Error {}
+
+function oneOf<T extends string>(flag: string, value: string | undefined, allowed: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(value)) throw new ConfigError(`--${flag}: expected ${allowed.join(' or ')}, got ${JSON.stringify(value)}`);
+  return value as T;
+}
 
 /** Parses a duration like 500ms, 30s, 5m, 1h (a bare number is seconds). */
 export function parseDuration(text: string): number {
@@ -149,6 +164,7 @@ export function parseConfig(argv: readonly string[]): Config {
       'state-dir': { type: 'string' },
       ephemeral: { type: 'boolean' },
       takeover: { type: 'boolean' },
+      'after-handover': { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
@@ -174,6 +190,7 @@ export function parseConfig(argv: readonly string[]): Config {
     agentEnv: {},
     stateDir: values.ephemeral ? undefined : (absolute('state-dir', values['state-dir']) ?? DEFAULT_STATE_DIR),
     takeover: values.takeover === true,
+    afterHandover: oneOf('after-handover', values['after-handover'], ['exit', 'linger'] as const, DEFAULTS.afterHandover),
   };
   return Object.freeze(config);
 }

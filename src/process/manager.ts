@@ -277,6 +277,11 @@ export class ProcessManager {
     for (const [pidfd, record] of this.byPidfd) if (record.state === 'running') yield { record, pidfd };
   }
 
+  /** Our own children not yet reaped (released ones too): still ours to reap after a handover. */
+  *children(): IterableIterator<Pidfd> {
+    for (const [pidfd, record] of this.byPidfd) if (!record.spec.adopted && !record.orphaned) yield pidfd;
+  }
+
   /** Resolves with the exited record; rejects on timeout, release or abort. */
   wait(handle: string, timeoutMs: number | undefined, abort: AbortSignal): Promise<ProcessRecord> {
     const record = this.get(handle);
