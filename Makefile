@@ -59,3 +59,9 @@ bench: build
 	  npm ci --prefix bench --no-audit --no-fund && touch bench/node_modules/.installed; fi
 	BENCH_PM2=$(BENCH_PM2) BENCH_COMMAND="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')$(if $(filter 0,$(BENCH_PM2)), BENCH_PM2=0)" \
 	  node --import tsx bench/run.ts $(BENCH_ARGS)
+
+# Upgrading an agent that manages 1,000 and 10,000 processes: restart vs handover, side by side
+# (how long no agent answers, exits reported with status, Watch resume). Writes bench/results/.
+.PHONY: bench-handover
+bench-handover: build
+	node --import tsx bench/handover.ts $(BENCH_ARGS)
