@@ -6,7 +6,7 @@ import { execFileSync, spawn as spawnChild } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AgentCallError, AgentClient, EventType, ExitReason, OutputMode, OutputStream, StdinMode, status, type Event } from '../clients/ts/src/index.js';
+import { AgentCallError, AgentClient, EventType, ExitReason, State, OutputMode, OutputStream, StdinMode, status, type Event } from '../clients/ts/src/index.js';
 import { connectFdSocket, useFdPassing } from '../src/kernel/fd-passing.js';
 import { closeFd } from '../src/kernel/fd.js';
 import { HANDOVER_SOCKET } from '../src/handover/outgoing.js';
@@ -131,6 +131,8 @@ test.serial('captured output, stdin and output events continue across a handover
     for await (const r of client.readOutput({ handle, stream: OutputStream.OUTPUT_STREAM_STDOUT })) text += Buffer.from(r.data).toString();
     return text;
   };
+  const { process: shut } = await old.client.spawn({ argv: ['/bin/sleep', '60'], stdin: StdinMode.STDIN_MODE_PIPE });
+  await old.client.closeStdin({ handle: shut!.handle });
   await old.client.writeStdin({ handle, data: Buffer.from('before\n') });
   await until('cat to echo', async () => (await read(old.client)) === 'before\n');
   const waiting = old.client.wait({ handle }).then(
@@ -142,6 +144,9 @@ test.serial('captured output, stdin and output events continue across a handover
   t.is(await waiting, 'UNAVAILABLE HANDOVER', 'a Wait in flight ends with UNAVAILABLE, to be retried on the successor');
   t.teardown(() => agent.stop());
   t.is(await read(agent.client), 'before\n', 'the successor has the bytes the old agent captured');
+  const refused = await agent.client.writeStdin({ handle: shut!.handle, data: Buffer.from('x') }).catch((e: unknown) => e);
+  t.true(refused instanceof AgentCallError && refused.code === status.FAILED_PRECONDITION && refused.reason === 'STDIN_CLOSED', 'a stdin closed before the switch stays closed');
+  await agent.client.signal({ handle: shut!.handle, signal: 'SIGKILL' });
   await agent.client.writeStdin({ handle, data: Buffer.from('after\n') });
   await agent.client.closeStdin({ handle });
   const { process: done } = await agent.client.wait({ handle });
@@ -250,6 +255,20 @@ test.serial('a successor that fails halfway leaves the agent serving as before, 
   await old.client.release({ handle: quick!.handle });
   await until('descriptors to go', () => readdirSync(`/proc/${old.pid}/fd`).length <= fdsBefore - 3);
   t.pass();
+});
+
+test.serial('a successor speaking another handover protocol is refused, and the agent serves on', async (t) => {
+  const { dir, stateDir } = tempDir();
+  const old = await RestartableAgent.start(reaper, dir, stateDir);
+  t.teardown(() => old.stop());
+  const { process: p } = await old.client.spawn({ argv: ['/bin/sleep', '60'] });
+  useFdPassing(join(ROOT, 'dist/lib/libpidfd-fdpass.so'));
+  const socket = connectFdSocket(join(stateDir, HANDOVER_SOCKET));
+  sendTagged(socket, 'T', { protocol: HANDOVER_PROTOCOL + 1 });
+  t.throws(() => receiveSnapshot(socket, 10_000), { message: /refused the handover: "protocol 2 is not 1"/ });
+  socket.close();
+  t.is((await old.client.get({ handle: p!.handle })).process!.state, State.STATE_RUNNING);
+  await old.client.signal({ handle: p!.handle, signal: 'SIGKILL' });
 });
 
 test.serial('--after-handover linger: the old agent serves nothing but reaps its children, so their exits reach the successor at once', async (t) => {

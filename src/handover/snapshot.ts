@@ -42,6 +42,7 @@ interface WireCapture extends Omit<CaptureState, 'held' | 'pipe'> {
 interface WireStdio {
   readonly handle: string;
   readonly stdin: number | null;
+  readonly stdinClosed?: string;
   readonly outputEvents: boolean;
   readonly stdout: WireCapture | null;
   readonly stderr: WireCapture | null;
@@ -81,6 +82,7 @@ export function encodeSnapshot(manager: ProcessManager, bootId: string): Encoded
   const stdio = [...manager.stdio.handoverState()].map(([record, s]): WireStdio => ({
     handle: record.handle,
     stdin: fd(s.stdin),
+    stdinClosed: s.stdinClosed,
     outputEvents: s.outputEvents,
     stdout: capture(s.stdout),
     stderr: capture(s.stderr),
@@ -146,7 +148,7 @@ export class Snapshot {
   apply(manager: ProcessManager): void {
     for (const s of this.wire.stdio) {
       const record = manager.table.get(s.handle);
-      const state: StdioState = { stdin: this.claim(s.stdin), outputEvents: s.outputEvents, stdout: this.capture(s.stdout), stderr: this.capture(s.stderr) };
+      const state: StdioState = { stdin: this.claim(s.stdin), stdinClosed: s.stdinClosed, outputEvents: s.outputEvents, stdout: this.capture(s.stdout), stderr: this.capture(s.stderr) };
       if (record) manager.stdio.continue(record, state);
       else for (const f of [state.stdin, state.stdout?.pipe, state.stderr?.pipe]) if (f != null) closeFd(f);
     }

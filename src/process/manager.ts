@@ -395,6 +395,8 @@ export class ProcessManager {
     }
     record.markExited(saved.exit ?? { termination: undefined, statusLost: true, reason: 'exited', exitedAt: Date.now() });
     this.table.noteExited(record);
+    // A cgroup the previous agent could not remove yet (still populated then) is retried here.
+    if (saved.exit !== undefined && record.ownedCgroup !== undefined) this.cleanUp(record);
     return { record, lost: saved.exit === undefined };
   }
 

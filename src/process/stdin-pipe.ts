@@ -11,11 +11,17 @@ export class StdinPipe {
   /** The pipe while no socket writes it (during a handover); owned here. */
   private detached: Fd | null = null;
 
+  /** fd null: a stdin that was already closed (for `why`) when a predecessor handed over. */
   constructor(
-    private fd: Fd,
+    private fd: Fd | null,
     private readonly onClose: () => void,
+    why?: string,
   ) {
-    this.open(fd);
+    if (fd !== null) this.open(fd);
+    else {
+      this.state = 'closed';
+      this.brokenBy = why;
+    }
   }
 
   private open(fd: Fd): void {
@@ -43,7 +49,7 @@ export class StdinPipe {
    * are dropped (their WriteStdin fails). A closing or closed one is not handed on.
    */
   detach(): void {
-    if (this.state !== 'open' || this.socket === null) return;
+    if (this.state !== 'open' || this.socket === null || this.fd === null) return;
     this.detached = dupFd(this.fd);
     this.socket.removeAllListeners('close');
     this.socket.destroy();

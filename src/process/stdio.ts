@@ -18,6 +18,8 @@ const failed = (message: string, reason: string, handle: string, field?: string)
 /** What a successor needs to go on with a process's pipes (handover). */
 export interface StdioState {
   readonly stdin: Fd | null;
+  /** Why a piped stdin that is not handed on was closed. */
+  readonly stdinClosed?: string;
   readonly outputEvents: boolean;
   readonly stdout: CaptureState | null;
   readonly stderr: CaptureState | null;
@@ -41,7 +43,7 @@ export class ProcessStdio {
   ) {
     const closed = () => this.onClose(this);
     const [inFd, outFd, errFd] = handed ? [handed.stdin, null, null] : pipes;
-    this.stdin = inFd === null ? null : new StdinPipe(inFd, closed);
+    this.stdin = inFd !== null || handed?.stdinClosed !== undefined ? new StdinPipe(inFd, closed, handed?.stdinClosed) : null;
     const capture = (fd: Fd | null, stream: StreamName, bytes: number, state: CaptureState | null | undefined) =>
       state ? CapturedOutput.continuing(state, publish, closed) : fd === null ? null : new CapturedOutput(fd, stream, bytes, publish, closed);
     this.stdout = capture(outFd, 'stdout', ringBytes[0], handed?.stdout);
@@ -66,6 +68,7 @@ export class ProcessStdio {
   state(): StdioState {
     return {
       stdin: this.stdin?.detachedPipe ?? null,
+      stdinClosed: this.stdin !== null && this.stdin.detachedPipe === null ? this.stdin.why : undefined,
       outputEvents: this.publish !== null,
       stdout: this.stdout?.state() ?? null,
       stderr: this.stderr?.state() ?? null,
