@@ -1,20 +1,18 @@
-import { closeFd, type Fd, type Pidfd } from '../kernel/fd.js';
-import { pidfdOpen, pidfdPoll, pidfdSendSignal, pidfsInode } from '../kernel/pidfd.js';
+import { closeFd, type Pidfd } from '../kernel/fd.js';
+import { pidfdSendSignal, pidfsInode } from '../kernel/pidfd.js';
 import { Signal } from '../kernel/signals.js';
-import { SetupError, spawnAsync } from '../kernel/spawn.js';
-import type { Cgroups } from './cgroups.js';
-import { helperArgs, needsHelper } from './setup.js';
 import type { Features } from '../kernel/probe.js';
 import type { Reaper, ReapedExit } from '../reaper/reaper.js';
-import { AgentError, fromKernel, invalidArgument, notFound, processExited, unknownHandle } from './errors.js';
+import { AgentError, fromKernel, invalidArgument, unknownHandle } from './errors.js';
 import { EventLog } from './event-log.js';
-import { resolveExecutable } from './executable.js';
 import { newHandleId } from './handle.js';
-import { DEFAULT_PATH, type AdoptOptions, type Deadline, type SignalTarget, type SpawnOptions } from './options.js';
-import { readCmdline, readStartTime, readThreadIds } from './proc-fs.js';
+import { type AdoptOptions, type Deadline, type SignalTarget, type SpawnOptions } from './options.js';
 import { ProcessRecord } from './record.js';
 import { ProcessTable, type RetentionPolicy } from './table.js';
-import { checkCwd, openOutput, setupFailure, signalThread } from './spawn-inputs.js';
+import { sendSignal, threadIds } from './signalling.js';
+import { launch, spawnError, type SpawnEnvironment } from './launch.js';
+export type { SpawnEnvironment } from './launch.js';
+import { openForAdoption } from './adoption.js';
 import { Waiters } from './waiters.js';
 import { StdioTable } from './stdio-table.js';
 import { MemoryStore, type ProcessStore, type SavedProcess } from '../store/store.js';
@@ -27,15 +25,6 @@ export interface ManagerLimits extends RetentionPolicy {
   readonly captureBytes?: number;
   /** Captured output kept for exited processes in all (--capture-retained). */
   readonly captureRetainedBytes?: number;
-}
-
-/** What spawning needs from the node, decided by the composition root. */
-export interface SpawnEnvironment {
-  /** The exec helper binary (built with the agent). */
-  readonly helperPath: string;
-  readonly cgroups: Cgroups;
-  /** The agent's own environment, for ENV_MODE_INHERIT. */
-  readonly agentEnv: Readonly<Record<string, string>>;
 }
 
 export interface SpawnResult {
@@ -100,42 +89,20 @@ export class ProcessManager {
   }
 
   private async start(options: SpawnOptions): Promise<SpawnResult> {
-    const env = options.inheritEnv ? { ...this.node.agentEnv, ...options.env } : (options.env ?? { PATH: DEFAULT_PATH });
-    const path = resolveExecutable(options.argv[0]!, env.PATH ?? DEFAULT_PATH, options.cwd ?? process.cwd());
-    if (options.cwd !== undefined) checkCwd(options.cwd);
     const handle = newHandleId();
-    const cgroup = options.cgroup && this.node.cgroups.prepare(options.cgroup, handle);
-    const helper = needsHelper(options.setup, cgroup?.dir) ? { path: this.node.helperPath, args: helperArgs(options.setup, cgroup?.dir) } : undefined;
-    const opened: Fd[] = [];
+    const child = await launch(options, this.node, handle);
+    let record: ProcessRecord;
     try {
-      const stdout = openOutput(options.stdout, 'stdout', opened);
-      const stderr = openOutput(options.stderr, 'stderr', opened);
-      const child = await spawnAsync({
-        path,
-        argv: options.argv,
-        envp: Object.entries(env).map(([k, v]) => `${k}=${v}`),
-        cwd: options.cwd,
-        stdio: [options.stdin === 'pipe' ? { kind: 'pipe' } : { kind: 'null' }, stdout, stderr],
-        newSession: options.newSession,
-        helper,
-      });
-      const record = this.manage(child.pid, child.pidfd, 'child', {
-        argv: options.argv,
-        labels: options.labels,
-        adopted: false,
-        requestId: options.requestId,
-      }, undefined, handle);
-      this.stdio.attach(record, child.pipes, options);
-      if (cgroup?.created) record.ownedCgroup = cgroup.dir;
-      if (options.deadline) this.armDeadline(record, options.deadline);
-      this.persist(record);
-      return { record, replayed: false };
+      record = this.manage(child.pid, child.pidfd, 'child', { argv: options.argv, labels: options.labels, adopted: false, requestId: options.requestId }, undefined, handle);
     } catch (e) {
-      if (cgroup?.created) this.node.cgroups.remove(cgroup.dir);
-      throw e instanceof SetupError ? setupFailure(e, path) : fromKernel(e, { what: `spawn ${path}`, field: 'argv[0]', path });
-    } finally {
-      for (const fd of opened) closeFd(fd);
+      child.undo();
+      throw spawnError(e, options.argv[0]!);
     }
+    this.stdio.attach(record, child.pipes, options);
+    record.ownedCgroup = child.ownedCgroup;
+    if (options.deadline) this.armDeadline(record, options.deadline);
+    this.persist(record);
+    return { record, replayed: false };
   }
 
   adopt(options: AdoptOptions): ProcessRecord {
@@ -153,29 +120,10 @@ export class ProcessManager {
       return earlier;
     }
     this.checkCapacity();
-    let pidfd: Pidfd;
+    const { pidfd, inode, argv } = openForAdoption(options, (i) => this.byInode.get(i));
     let record: ProcessRecord;
     try {
-      pidfd = pidfdOpen(options.pid);
-    } catch (e) {
-      throw fromKernel(e, { what: `pidfd_open(${options.pid})`, field: 'pid' });
-    }
-    try {
-      const inode = pidfsInode(pidfd);
-      const existing = this.byInode.get(inode);
-      if (existing) {
-        throw new AgentError('AlreadyExists', `process ${options.pid} is already managed as ${existing.handle}`, { reason: 'ALREADY_MANAGED', handle: existing.handle });
-      }
-      // /proc is read by number, so it counts only if the pidfd shows the process was not reaped
-      // after the read: then the number still belonged to the process we hold.
-      const startTime = readStartTime(options.pid);
-      const argv = readCmdline(options.pid);
-      const alive = !pidfdPoll(pidfd).reaped;
-      const mismatch =
-        (options.expectedPidfsInode !== undefined && options.expectedPidfsInode !== inode) ||
-        (options.expectedStartTime !== undefined && (!alive || startTime !== options.expectedStartTime));
-      if (mismatch) throw notFound(`process ${options.pid} is not the expected one (identity mismatch)`, { reason: 'IDENTITY_MISMATCH', field: 'pid' });
-      record = this.manage(options.pid, pidfd, 'foreign', { argv: alive ? argv : [], labels: options.labels, adopted: true, requestId: options.requestId }, inode);
+      record = this.manage(options.pid, pidfd, 'foreign', { argv, labels: options.labels, adopted: true, requestId: options.requestId }, inode);
     } catch (e) {
       closeFd(pidfd);
       throw fromKernel(e, { what: `adopt ${options.pid}`, field: 'pid' });
@@ -185,14 +133,7 @@ export class ProcessManager {
   }
 
   signal(handle: string, signal: number, target: SignalTarget): void {
-    const record = this.get(handle);
-    const pidfd = this.livePidfd(record);
-    try {
-      if (target.kind === 'thread') signalThread(record, pidfd, target.tid, signal);
-      else pidfdSendSignal(pidfd, signal, target.kind === 'process-group' ? 'process-group' : 'default');
-    } catch (e) {
-      throw fromKernel(e, { what: `signal ${signal} to ${record.handle}`, handle: record.handle });
-    }
+    sendSignal(this.get(handle), signal, target, this.collect);
   }
 
   /**
@@ -213,15 +154,9 @@ export class ProcessManager {
     return { record: await this.wait(record.handle, undefined, abort), escalated: true };
   }
 
-  /** Thread IDs of a running process, leader first, read race-free (see below). */
+  /** Thread IDs of a running process, leader first. */
   listThreads(handle: string): number[] {
-    const record = this.get(handle);
-    const pidfd = this.livePidfd(record);
-    const tids = readThreadIds(record.identity.pid);
-    // /proc is read by number: the list is ours only if the process still held the number
-    // (was not reaped) after the read.
-    if (pidfdPoll(pidfd).reaped || tids.length === 0) throw processExited(record.handle);
-    return tids;
+    return threadIds(this.get(handle), this.collect);
   }
 
   /** False when the process had already exited (nothing was sent). */
@@ -235,18 +170,7 @@ export class ProcessManager {
     }
   }
 
-  /** The pidfd of a process that has not exited; an exit found on the way is recorded first. */
-  private livePidfd(record: ProcessRecord): Pidfd {
-    const pidfd = record.pidfd;
-    if (record.state !== 'running' || pidfd === null) throw processExited(record.handle);
-    // A zombie still accepts signals (harmlessly); refusing instead tells the caller the truth
-    // and records the exit before the reply.
-    if (pidfdPoll(pidfd).exited) {
-      this.reaper.collect(pidfd);
-      throw processExited(record.handle);
-    }
-    return pidfd;
-  }
+  private readonly collect = (pidfd: Pidfd): void => void this.reaper.collect(pidfd);
 
   /**
    * Stops every change that does not come from a request, for a handover: exits ready now are

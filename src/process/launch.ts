@@ -1,0 +1,69 @@
+// Starting the process of one Spawn: environment and executable resolved as the child will see
+// them, FILE targets opened in the agent (so errors name the path), a cgroup prepared, the exec
+// helper when setup needs it; then the spawn on libuv's threadpool. Every failure leaves nothing
+// behind and is a domain error.
+import { closeFd, type Fd, type Pidfd } from '../kernel/fd.js';
+import { SetupError, spawnAsync } from '../kernel/spawn.js';
+import type { Cgroups } from './cgroups.js';
+import { fromKernel } from './errors.js';
+import { resolveExecutable } from './executable.js';
+import type { HandleId } from './handle.js';
+import { DEFAULT_PATH, type SpawnOptions } from './options.js';
+import { helperArgs, needsHelper } from './setup.js';
+import { checkCwd, openOutput, setupFailure } from './spawn-inputs.js';
+
+/** What spawning needs from the node, decided by the composition root. */
+export interface SpawnEnvironment {
+  /** The exec helper binary (built with the agent). */
+  readonly helperPath: string;
+  readonly cgroups: Cgroups;
+  /** The agent's own environment, for ENV_MODE_INHERIT. */
+  readonly agentEnv: Readonly<Record<string, string>>;
+}
+
+export interface Launched {
+  readonly pid: number;
+  /** Owned by the caller from here on. */
+  readonly pidfd: Pidfd;
+  /** The agent's ends of stdin, stdout, stderr where they are pipes; owned by the caller. */
+  readonly pipes: readonly [Fd | null, Fd | null, Fd | null];
+  /** A cgroup created for this process alone (the caller removes it after the exit). */
+  readonly ownedCgroup: string | undefined;
+  /** Removes ownedCgroup again, if the caller cannot take the process on after all. */
+  undo(): void;
+}
+
+export async function launch(options: SpawnOptions, node: SpawnEnvironment, handle: HandleId): Promise<Launched> {
+  const env = options.inheritEnv ? { ...node.agentEnv, ...options.env } : (options.env ?? { PATH: DEFAULT_PATH });
+  const path = resolveExecutable(options.argv[0]!, env.PATH ?? DEFAULT_PATH, options.cwd ?? process.cwd());
+  if (options.cwd !== undefined) checkCwd(options.cwd);
+  const cgroup = options.cgroup && node.cgroups.prepare(options.cgroup, handle);
+  const owned = cgroup?.created ? cgroup.dir : undefined;
+  const undo = () => {
+    if (owned !== undefined) node.cgroups.remove(owned);
+  };
+  const helper = needsHelper(options.setup, cgroup?.dir) ? { path: node.helperPath, args: helperArgs(options.setup, cgroup?.dir) } : undefined;
+  const opened: Fd[] = [];
+  try {
+    const stdout = openOutput(options.stdout, 'stdout', opened);
+    const stderr = openOutput(options.stderr, 'stderr', opened);
+    const child = await spawnAsync({
+      path,
+      argv: options.argv,
+      envp: Object.entries(env).map(([k, v]) => `${k}=${v}`),
+      cwd: options.cwd,
+      stdio: [options.stdin === 'pipe' ? { kind: 'pipe' } : { kind: 'null' }, stdout, stderr],
+      newSession: options.newSession,
+      helper,
+    });
+    return { ...child, ownedCgroup: owned, undo };
+  } catch (e) {
+    undo();
+    throw spawnError(e, path);
+  } finally {
+    for (const fd of opened) closeFd(fd);
+  }
+}
+
+export const spawnError = (e: unknown, path: string): unknown =>
+  e instanceof SetupError ? setupFailure(e, path) : fromKernel(e, { what: `spawn ${path}`, field: 'argv[0]', path });
