@@ -22,9 +22,10 @@ import { SqliteStore } from './store/sqlite-store.js';
 import { useFdPassing } from './kernel/fd-passing.js';
 import { closeFd } from './kernel/fd.js';
 import { requestHandover } from './handover/incoming.js';
-import { HandoverListener } from './handover/outgoing.js';
+import { HandoverListener, type HandoverHost } from './handover/outgoing.js';
 import { encodeSnapshot, type Snapshot } from './handover/snapshot.js';
-import { handingOver, ServiceGate } from './service/gate.js';
+import { ServiceGate } from './service/gate.js';
+import { handoverInProgress } from './process/errors.js';
 import { reapWhileLingering } from './handover/retired.js';
 
 export interface Agent {
@@ -90,21 +91,9 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   const readers = new OutputReaders(config.maxWatchers);
   const gate = new ServiceGate();
   const { server } = createServer(agentService(manager, watchers, log, readers, gate));
-  const addresses: string[] = [];
-  try {
-    for (const address of config.listen) {
-      if (address.startsWith('unix://')) await prepareSocket(address.slice('unix://'.length));
-      const port = await bind(server, address);
-      if (address.startsWith('unix://')) chmodSync(address.slice('unix://'.length), 0o660);
-      addresses.push(address.startsWith('unix://') ? address : address.replace(/:0$/, `:${port}`));
-    }
-  } catch (e) {
-    server.forceShutdown();
-    reaper.close();
-    store.close();
-    clearInterval(expiry);
-    throw e;
-  }
+  let handedOver!: () => void;
+  const done = new Promise<void>((resolve) => (handedOver = resolve));
+  let listener: HandoverListener | null = null;
   let stopped = false;
   const stop = async (graceMs: number) => {
     if (stopped) return;
@@ -115,37 +104,49 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     reaper.close();
     store.close();
   };
-  let handedOver!: () => void;
-  const done = new Promise<void>((resolve) => (handedOver = resolve));
-  const listener =
-    config.stateDir === undefined
-      ? null
-      : new HandoverListener(config.stateDir, {
-          prepare: async () => {
-            gate.close(handingOver());
-            clearInterval(expiry);
-            await manager.quiesce();
-          },
-          encode: () => encodeSnapshot(manager, bootId),
-          resume: () => {
-            manager.resume();
-            expiry = startExpiry();
-            gate.open();
-          },
-          commit: async () => {
-            const why = handingOver();
-            gate.endCalls();
-            watchers.endAll(why);
-            readers.endAll(why);
-            // The calls just ended still have their status to send: a short grace, not a force.
-            await stop(COMMIT_GRACE_MS);
-            manager.stdio.closeDetached();
-            if (config.afterHandover === 'linger') {
-              const lingering = reapWhileLingering(manager.children(), log);
-              log('lingering', { children: lingering.watched, note: 'serving nothing; reaping the processes it started until SIGTERM' });
-            }
-          },
-        }, log, handedOver);
+  const host: HandoverHost = {
+    refusal: () => (features.pidfdInfoExit ? undefined : 'this kernel has no PIDFD_INFO_EXIT (Linux 6.15+): the successor could not read the exits of the processes handed over'),
+    prepare: async () => {
+      gate.close(handoverInProgress());
+      clearInterval(expiry);
+      await manager.quiesce();
+    },
+    encode: () => encodeSnapshot(manager, bootId),
+    resume: () => {
+      manager.resume();
+      expiry = startExpiry();
+      gate.open();
+    },
+    commit: async () => {
+      const why = handoverInProgress();
+      gate.endCalls();
+      watchers.endAll(why);
+      readers.endAll(why);
+      // The calls just ended still have their status to send: a short grace, not a force.
+      await stop(COMMIT_GRACE_MS);
+      manager.stdio.closeDetached();
+      if (config.afterHandover === 'linger') {
+        const lingering = reapWhileLingering(manager.children(), log);
+        log('lingering', { children: lingering.watched, note: 'serving nothing; reaping the processes it started until SIGTERM' });
+      }
+    },
+  };
+  const addresses: string[] = [];
+  try {
+    for (const address of config.listen) {
+      if (address.startsWith('unix://')) await prepareSocket(address.slice('unix://'.length));
+      const port = await bind(server, address);
+      if (address.startsWith('unix://')) chmodSync(address.slice('unix://'.length), 0o660);
+      addresses.push(address.startsWith('unix://') ? address : address.replace(/:0$/, `:${port}`));
+    }
+    if (config.stateDir !== undefined) listener = new HandoverListener(config.stateDir, host, log, handedOver);
+  } catch (e) {
+    server.forceShutdown();
+    reaper.close();
+    store.close();
+    clearInterval(expiry);
+    throw e;
+  }
   log('serving', { addresses, features, stateDir: config.stateDir ?? null });
   return {
     manager,
@@ -170,8 +171,8 @@ function restore(manager: ProcessManager, store: ProcessStore, bootId: string, h
     store.batch(() => {
       const lost = [];
       for (const saved of store.load()) {
-        const pidfd = handed.get(saved.handle);
-        handed.delete(saved.handle);
+        const pidfd = saved.state === 'running' ? handed.get(saved.handle) : undefined;
+        if (pidfd !== undefined) handed.delete(saved.handle);
         const { record, lost: isLost } = manager.restore(saved, bootId, pidfd);
         if (record.state === 'running') counts.readopted++;
         else if (isLost) lost.push(record);

@@ -260,7 +260,6 @@ test.serial('a successor that fails halfway leaves the agent serving as before, 
 test.serial('a successor speaking another handover protocol is refused, and the agent serves on', async (t) => {
   const { dir, stateDir } = tempDir();
   const old = await RestartableAgent.start(reaper, dir, stateDir);
-  t.teardown(() => old.stop());
   const { process: p } = await old.client.spawn({ argv: ['/bin/sleep', '60'] });
   useFdPassing(join(ROOT, 'dist/lib/libpidfd-fdpass.so'));
   const socket = connectFdSocket(join(stateDir, HANDOVER_SOCKET));
@@ -268,7 +267,10 @@ test.serial('a successor speaking another handover protocol is refused, and the 
   t.throws(() => receiveSnapshot(socket, 10_000), { message: /refused the handover: "protocol 2 is not 1"/ });
   socket.close();
   t.is((await old.client.get({ handle: p!.handle })).process!.state, State.STATE_RUNNING);
-  await old.client.signal({ handle: p!.handle, signal: 'SIGKILL' });
+  const { agent } = await RestartableAgent.takeOver(reaper, dir, stateDir, old, ['--quiet']);
+  t.teardown(() => agent.stop());
+  t.is((await agent.client.get({ handle: p!.handle })).process!.state, State.STATE_RUNNING, 'a proper successor is served after the refusal');
+  await agent.client.signal({ handle: p!.handle, signal: 'SIGKILL' });
 });
 
 test.serial('--after-handover linger: the old agent serves nothing but reaps its children, so their exits reach the successor at once', async (t) => {

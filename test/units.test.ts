@@ -279,6 +279,9 @@ test('bad flag values throw ConfigError naming the flag', (t) => {
     [['--max-processes', 'lots'], '--max-processes'],
     [['--state-dir', 'var/lib/x'], '--state-dir'],
     [['--state-dir', '/var/lib/x', '--ephemeral'], '--state-dir'],
+    [['--state-dir', `/${'d'.repeat(93)}`], '--state-dir'],
+    [['--ephemeral', '--takeover'], '--takeover'],
+    [['--after-handover', 'stay'], '--after-handover'],
   ];
   for (const [argv, flag] of cases) {
     const e = t.throws(() => parseConfig(argv), { instanceOf: ConfigError }, argv.join(' '));
@@ -296,6 +299,8 @@ test('numeric flags take their lower bounds and the watch backlog stays below th
   t.is(config.retentionTtlMs, parseDuration('90s'));
   t.is(config.logLevel, 'quiet');
   t.is(parseConfig(['--watch-backlog', '100']).watchBacklog, 100);
+  t.is(parseConfig(['--state-dir', `/${'d'.repeat(92)}`]).stateDir?.length, 93, 'the longest state dir whose handover socket fits');
+  t.is(parseConfig(['--after-handover', 'linger', '--takeover']).afterHandover, 'linger');
 });
 
 test('the handle table is persisted under /var/lib/pidfd-agent unless --state-dir or --ephemeral say otherwise', (t) => {

@@ -174,6 +174,9 @@ export function parseConfig(argv: readonly string[]): Config {
   const eventRing = count('event-ring', values['event-ring'], DEFAULTS.eventRing, 16);
   if (values.ephemeral && values['state-dir'] !== undefined) throw new ConfigError('--state-dir: not with --ephemeral, which keeps no state');
   if (values.ephemeral && values.takeover) throw new ConfigError('--takeover: not with --ephemeral (a handover goes through the state dir)');
+  // STATE_DIR/handover.sock must fit a unix socket address (107 bytes).
+  const stateDirBytes = Buffer.byteLength(values['state-dir'] ?? '');
+  if (stateDirBytes > 107 - '/handover.sock'.length) throw new ConfigError(`--state-dir: at most ${107 - '/handover.sock'.length} bytes (its handover socket must fit a unix socket address)`);
   const config: Config = {
     listen: unix.length + tcp.length > 0 ? [...unix, ...tcp] : DEFAULTS.listen,
     retentionTtlMs: values['retention-ttl'] === undefined ? DEFAULTS.retentionTtlMs : flagDuration('retention-ttl', values['retention-ttl']),

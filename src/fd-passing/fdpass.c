@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define FDPASS_MAX_FDS 253 // SCM_MAX_FD
@@ -36,14 +37,29 @@ static int peer_uid(int fd, int *uid) {
   return 0;
 }
 
-static int wait_for(int fd, short events, int timeout_ms) {
+static long long now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+// Waits for events until deadline (ms, CLOCK_MONOTONIC); EINTR does not restart the time.
+static int wait_until(int fd, short events, long long deadline) {
   struct pollfd p = {.fd = fd, .events = events};
   for (;;) {
-    int n = poll(&p, 1, timeout_ms);
+    long long left = deadline - now_ms();
+    int n = poll(&p, 1, left > 0 ? (int)left : 0);
     if (n > 0) return 0; // POLLHUP and POLLERR too: the call that follows reports them
     if (n == 0) return -ETIMEDOUT;
     if (errno != EINTR) return -errno;
   }
+}
+
+// Room for one message of MAX_MESSAGE_BYTES (64 KiB) with its descriptors, whatever wmem_default is.
+static void size_buffers(int fd) {
+  int bytes = 256 * 1024;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
 }
 
 int fdpass_max_fds(void) { return FDPASS_MAX_FDS; }
@@ -63,19 +79,30 @@ int fdpass_accept(int listener, int *uid) {
   int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
   if (fd < 0) return -errno;
   if (peer_uid(fd, uid) < 0) return fail(fd);
+  size_buffers(fd);
   return fd;
 }
 
-// -ENOENT / -ECONNREFUSED when nobody listens at path.
-int fdpass_connect(const char *path, int *uid) {
+// -ENOENT / -ECONNREFUSED when nobody listens at path; -ETIMEDOUT when its backlog stays full.
+int fdpass_connect(const char *path, int *uid, int timeout_ms) {
   struct sockaddr_un a;
   int r = address(path, &a);
   if (r) return r;
-  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return -errno;
-  int flags;
-  if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0 || peer_uid(fd, uid) < 0) return fail(fd);
-  if ((flags = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return fail(fd);
+  size_buffers(fd);
+  long long deadline = now_ms() + timeout_ms;
+  // A unix connect never waits half-done: it succeeds, or fails with EAGAIN while the backlog is full.
+  while (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) return fail(fd);
+    if (now_ms() >= deadline) {
+      close(fd);
+      return -ETIMEDOUT;
+    }
+    poll(NULL, 0, 10);
+  }
+  if (peer_uid(fd, uid) < 0) return fail(fd);
   return fd;
 }
 
@@ -96,12 +123,13 @@ long fdpass_send(int fd, const void *data, size_t len, const int *fds, int nfds,
     c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
     memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
   }
+  long long deadline = now_ms() + timeout_ms;
   for (;;) {
     ssize_t n = sendmsg(fd, &m, MSG_NOSIGNAL);
     if (n >= 0) return n;
     if (errno == EINTR) continue;
     if (errno != EAGAIN) return -errno;
-    int r = wait_for(fd, POLLOUT, timeout_ms);
+    int r = wait_until(fd, POLLOUT, deadline);
     if (r) return r;
   }
 }
@@ -118,17 +146,18 @@ long fdpass_recv(int fd, void *data, size_t cap, int *fds, int maxfds, int *nfds
   struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
   ssize_t n;
   *nfds = 0;
+  long long deadline = now_ms() + timeout_ms;
   for (;;) {
     n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
     if (n >= 0) break;
     if (errno == EINTR) continue;
     if (errno != EAGAIN) return -errno;
-    int r = wait_for(fd, POLLIN, timeout_ms);
+    int r = wait_until(fd, POLLIN, deadline);
     if (r) return r;
   }
   int count = 0, dropped = 0;
   for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c != NULL; c = CMSG_NXTHDR(&m, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0)) continue;
     int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
     int *received = (int *)CMSG_DATA(c);
     for (int i = 0; i < k; i++) {

@@ -19,7 +19,12 @@ const CONFIRM_TIMEOUT_MS = 30_000;
 
 /** What the agent does at each step; implemented by the composition root. */
 export interface HandoverHost {
-  /** Stops taking requests and quiesces the table (nothing changes until resume or commit). */
+  /** Why this agent cannot hand over at all, if it cannot. */
+  refusal(): string | undefined;
+  /**
+   * Stops taking requests and quiesces the table (nothing changes until resume or commit);
+   * rejects if that takes too long (resume follows).
+   */
   prepare(): Promise<void>;
   encode(): Encoded;
   /** The handover failed before the successor had everything: serve again as before. */
@@ -65,7 +70,13 @@ export class HandoverListener {
   }
 
   private onConnection(): void {
-    const socket = this.listener.accept();
+    let socket: FdSocket | null;
+    try {
+      socket = this.listener.accept();
+    } catch (e) {
+      this.log('handover_error', { error: String(e) }); // EMFILE and the like: the peer retries or gives up
+      return;
+    }
     if (socket === null) return;
     if (this.busy || this.closed || socket.peerUid !== process.geteuid!()) {
       this.refuse(socket, this.busy ? 'a handover is already in progress' : 'not allowed');
@@ -79,22 +90,17 @@ export class HandoverListener {
   }
 
   private async handOver(socket: FdSocket): Promise<void> {
-    try {
-      await socket.readable(REQUEST_TIMEOUT_MS);
-      const { body } = receiveTagged(socket, ['T'], 0);
-      const protocol = (body as { protocol?: unknown } | undefined)?.protocol;
-      if (protocol !== HANDOVER_PROTOCOL) return this.refuse(socket, `protocol ${String(protocol)} is not ${HANDOVER_PROTOCOL}`);
-    } catch (e) {
-      this.log('handover_refused', { why: String(e) });
-      socket.close();
+    const why = await this.readRequest(socket).catch((e: unknown) => String(e));
+    if (why !== undefined) {
+      this.refuse(socket, why);
       this.busy = false;
       return;
     }
     const started = performance.now();
     this.log('handover_started', {});
-    await this.host.prepare();
     let sent: { fds: number; bytes: number };
     try {
+      await this.host.prepare();
       const { data, fds } = this.host.encode();
       sendSnapshot(socket, data, fds, SEND_TIMEOUT_MS);
       // The loop keeps answering (UNAVAILABLE) meanwhile.
@@ -108,16 +114,31 @@ export class HandoverListener {
       this.busy = false;
       return;
     }
-    await this.host.commit();
-    this.close();
+    // The successor has everything: whatever fails from here, this agent must let go.
     try {
-      sendTagged(socket, 'R');
-    } catch {
-      // the successor goes on when it sees the connection close, too
+      await this.host.commit();
+    } catch (e) {
+      this.log('handover_error', { error: e instanceof Error ? (e.stack ?? e.message) : String(e), note: 'handed over anyway' });
+    } finally {
+      this.close();
+      try {
+        sendTagged(socket, 'R');
+      } catch {
+        // the successor goes on when it sees the connection close, too
+      }
+      socket.close();
+      this.log('handed_over', { ...sent, ms: Math.round(performance.now() - started) });
+      this.onHandedOver();
     }
-    socket.close();
-    this.log('handed_over', { ...sent, ms: Math.round(performance.now() - started) });
-    this.onHandedOver();
+  }
+
+  /** undefined for a request to serve, else why not. */
+  private async readRequest(socket: FdSocket): Promise<string | undefined> {
+    if (!(await socket.readable(REQUEST_TIMEOUT_MS))) return 'no request';
+    const { body } = receiveTagged(socket, ['T'], 0);
+    const protocol = (body as { protocol?: unknown } | undefined)?.protocol;
+    if (protocol !== HANDOVER_PROTOCOL) return `protocol ${String(protocol)} is not ${HANDOVER_PROTOCOL}`;
+    return this.host.refusal();
   }
 
   private refuse(socket: FdSocket, why: string): void {

@@ -122,6 +122,7 @@ export class Snapshot {
       this.wire = JSON.parse(data.subarray(4, 4 + length).toString()) as WireSnapshot;
       this.blob = data.subarray(4 + length);
       if (this.wire.protocol !== HANDOVER_PROTOCOL) throw new SnapshotError(`handover protocol ${this.wire.protocol}, expected ${HANDOVER_PROTOCOL}`);
+      this.validate();
     } catch (e) {
       this.close();
       throw e instanceof SnapshotError ? e : new SnapshotError(`malformed handover snapshot: ${String(e)}`);
@@ -165,6 +166,35 @@ export class Snapshot {
       return { sequence: e.sequence, type: e.type, time: e.time, record, state: e.state, exit: e.exit, output };
     });
     manager.events.seed(this.wire.lastSequence, events);
+  }
+
+  /**
+   * Everything `apply` relies on, checked before the successor confirms (after that the old agent
+   * is gone): each descriptor referred to once, captured bytes inside the data, events in order.
+   */
+  private validate(): void {
+    const w = this.wire;
+    const seen = new Set<number>();
+    const fd = (i: number | null) => {
+      if (i === null) return;
+      if (!Number.isInteger(i) || i < 0 || i >= this.fds.length || seen.has(i)) throw new SnapshotError(`descriptor index ${i} is invalid or used twice`);
+      seen.add(i);
+    };
+    const capture = (c: WireCapture | null) => {
+      if (c === null) return;
+      fd(c.pipe);
+      const [at, length] = c.held;
+      if (!(at >= 0 && length >= 0 && at + length <= this.blob.length && length <= c.capacity)) throw new SnapshotError(`captured bytes ${at}+${length} are outside the data`);
+    };
+    for (const [, i] of w.pidfds) fd(i);
+    for (const io of w.stdio) {
+      fd(io.stdin);
+      capture(io.stdout);
+      capture(io.stderr);
+    }
+    w.events.forEach((e, k) => {
+      if (e.sequence !== w.lastSequence - w.events.length + 1 + k) throw new SnapshotError(`event ${e.sequence} is out of order`);
+    });
   }
 
   /** Closes every descriptor nobody claimed. */

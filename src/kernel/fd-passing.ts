@@ -83,9 +83,9 @@ export class FdSocket {
 }
 
 /** Connects to a listening path; ENOENT or ECONNREFUSED when nobody listens there. */
-export function connectFdSocket(path: string): FdSocket {
+export function connectFdSocket(path: string, timeoutMs = 5000): FdSocket {
   const uid = new Int32Array(1);
-  const fd = checked('connect', lib().connect(path, uid)) as Fd;
+  const fd = checked('connect', lib().connect(path, uid, timeoutMs)) as Fd;
   return new FdSocket(fd, uid[0]!);
 }
 

@@ -30,7 +30,8 @@ export interface OutputSlice {
 /** The part of a slice the ring still holds (empty, at the slice's end, when none is). */
 export function sliceBytes(slice: OutputSlice): { offset: number; data: Buffer } {
   const end = slice.offset + slice.length;
-  const from = Math.min(Math.max(slice.offset, slice.source.ring.start), end);
+  // A dropped ring holds nothing of the slice, whatever its end says (a placeholder's is 0).
+  const from = slice.source.ring.isDropped ? end : Math.min(Math.max(slice.offset, slice.source.ring.start), end);
   return { offset: from, data: slice.source.ring.read(from, end - from).data };
 }
 

@@ -43,6 +43,10 @@ export const unknownHandle = (handle: string) =>
 export const processExited = (handle: string) =>
   new AgentError('ProcessExited', `process ${handle} has exited: nothing was sent`, { reason: 'PROCESS_EXITED', handle });
 
+/** The agent is handing over to its successor: the request was not carried out; retry. */
+export const handoverInProgress = () =>
+  new AgentError('Unavailable', 'the agent is handing over to its successor: retry', { reason: 'HANDOVER' });
+
 const kindByErrno: Readonly<Record<string, ErrorKind>> = {
   ENOENT: 'NotFound',
   ESRCH: 'NotFound',

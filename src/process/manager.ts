@@ -48,6 +48,8 @@ export class ProcessManager {
   /** Spawns waiting for their child's exec, by request_id, and how many there are. */
   private readonly spawning = new Map<string, Promise<SpawnResult>>();
   private pending = 0;
+  /** Aborts the Stops that deadlines started, when a handover quiesces the agent. */
+  private deadlineStops = new AbortController();
   /** Created cgroups still populated by descendants of an exited process. */
   private readonly cgroupsToRemove = new Set<string>();
   private reaper!: Reaper;
@@ -177,20 +179,28 @@ export class ProcessManager {
    * recorded, later ones are left to the successor; deadline timers stop (the successor re-arms
    * them from the store). Resolves once no spawn is in flight (the caller stopped taking new ones).
    */
-  async quiesce(): Promise<void> {
-    while (this.pending > 0) await new Promise((r) => setTimeout(r, 2));
+  async quiesce(spawnWaitMs = 10_000): Promise<void> {
+    const deadline = Date.now() + spawnWaitMs;
+    while (this.pending > 0) {
+      if (Date.now() > deadline) throw new AgentError('Unavailable', `${this.pending} spawns still in flight after ${spawnWaitMs} ms`, { reason: 'SPAWNS_IN_FLIGHT' });
+      await new Promise((r) => setTimeout(r, 2));
+    }
     this.reaper.pause();
     this.reaper.flush();
+    this.deadlineStops.abort();
     for (const record of this.byPidfd.values()) if (record.deadline) clearTimeout(record.deadline);
     this.stdio.quiesce();
   }
 
-  /** Undoes quiesce when the handover failed: what happened meanwhile is collected now. */
+  /** Undoes quiesce (even a partial one) when the handover failed: what happened meanwhile is collected now. */
   resume(): void {
     this.stdio.resume();
+    if (this.deadlineStops.signal.aborted) this.deadlineStops = new AbortController();
     for (const record of this.byPidfd.values()) {
       const d = record.deadlineAt;
-      if (record.state === 'running' && d && !record.timedOut) this.armDeadline(record, { ...d, timeoutMs: Math.max(0, d.at - Date.now()) });
+      if (record.state !== 'running' || d === undefined) continue;
+      if (record.deadline) clearTimeout(record.deadline);
+      this.armDeadline(record, { ...d, timeoutMs: Math.max(0, d.at - Date.now()) });
     }
     this.reaper.resume();
     this.reaper.flush();
@@ -274,7 +284,7 @@ export class ProcessManager {
     record.deadline = setTimeout(() => {
       if (record.state !== 'running') return;
       record.timedOut = true;
-      this.stop(record.handle, d.killSignal, d.graceMs, false, new AbortController().signal).catch(() => undefined);
+      this.stop(record.handle, d.killSignal, d.graceMs, false, this.deadlineStops.signal).catch(() => undefined);
     }, d.timeoutMs);
     record.deadline.unref();
   }

@@ -5,7 +5,7 @@
 import type { Fd } from '../kernel/fd.js';
 import { pidfdPoll } from '../kernel/pidfd.js';
 import { CapturedOutput, type CaptureState, type OutputSlice, type StreamName } from './captured-output.js';
-import { AgentError, processExited } from './errors.js';
+import { AgentError, handoverInProgress, processExited } from './errors.js';
 import type { ProcessRecord } from './record.js';
 import { StdinPipe } from './stdin-pipe.js';
 
@@ -118,6 +118,7 @@ export class ProcessStdio {
   async writeStdin(data: Buffer): Promise<number> {
     const stdin = this.stdinPipe();
     if (this.exited) throw processExited(this.handle);
+    if (stdin.detachedPipe !== null) throw handoverInProgress();
     if (!stdin.accepting) throw failed(`stdin of ${this.handle} is closed`, stdin.why, this.handle, 'handle');
     if (stdin.pendingBytes + data.length > STDIN_PENDING_BYTES) {
       throw new AgentError('ResourceExhausted', `stdin of ${this.handle} has ${stdin.pendingBytes} bytes the process has not read yet; at most ${STDIN_PENDING_BYTES} may wait`, { reason: 'STDIN_BACKLOG', handle: this.handle });
@@ -128,6 +129,8 @@ export class ProcessStdio {
       return data.length;
     } catch {
       if (this.hasExited()) throw processExited(this.handle);
+      // Bytes still queued were dropped; some of data may already be in the pipe.
+      if (stdin.detachedPipe !== null) throw handoverInProgress();
       throw failed(`stdin of ${this.handle} was closed before all was written (${stdin.why})`, stdin.why, this.handle, 'handle');
     }
   }

@@ -106,19 +106,23 @@ export class EpollReaper implements Reaper {
 
   private drain(): void {
     const exits: ReapedExit[] = [];
-    for (;;) {
-      const n = this.epoll.wait(this.ready, 0);
-      for (let i = 0; i < n; i++) {
-        const pidfd = this.ready[i]!.data as Pidfd;
-        const parentage = this.entries.get(pidfd);
-        if (parentage === undefined) continue;
-        const exit = this.tryCollect(pidfd, parentage);
-        if (exit !== null) exits.push(exit);
-        else this.epoll.modify(pidfd, eventsFor(parentage), pidfd); // not yet: re-arm the one-shot
+    try {
+      for (;;) {
+        const n = this.epoll.wait(this.ready, 0);
+        for (let i = 0; i < n; i++) {
+          const pidfd = this.ready[i]!.data as Pidfd;
+          const parentage = this.entries.get(pidfd);
+          if (parentage === undefined) continue;
+          const exit = this.tryCollect(pidfd, parentage);
+          if (exit !== null) exits.push(exit);
+          else this.epoll.modify(pidfd, eventsFor(parentage), pidfd); // not yet: re-arm the one-shot
+        }
+        if (n < this.epoll.maxEvents) break;
       }
-      if (n < this.epoll.maxEvents) break;
+    } finally {
+      // Exits already reaped must be recorded even if a later one failed: a reap is final.
+      if (exits.length > 0) this.sink(exits);
     }
-    if (exits.length > 0) this.sink(exits);
   }
 
   /** On success the entry is removed; the pidfd stays open for its owner to close. */

@@ -42,6 +42,3 @@ export class ServiceGate {
     this.ending.abort();
   }
 }
-
-export const handingOver = (): AgentError =>
-  new AgentError('Unavailable', 'the agent is handing over to its successor: retry', { reason: 'HANDOVER' });
