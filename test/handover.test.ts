@@ -116,7 +116,7 @@ test.serial('under load: every exit is reported once with its code, the sequence
   t.true(waits.every((w, i) => w.process!.exit?.code === i % 256), 'Wait on the successor gives every code');
 });
 
-test.serial('captured output, stdin and output events continue across a handover', async (t) => {
+test.serial('captured output, stdin and output events continue across handovers, twice', async (t) => {
   const { dir, stateDir } = tempDir();
   const old = await RestartableAgent.start(reaper, dir, stateDir);
   const { process: cat } = await old.client.spawn({
@@ -142,23 +142,28 @@ test.serial('captured output, stdin and output events continue across a handover
 
   const { agent } = await RestartableAgent.takeOver(reaper, dir, stateDir, old);
   t.is(await waiting, 'UNAVAILABLE HANDOVER', 'a Wait in flight ends with UNAVAILABLE, to be retried on the successor');
-  t.teardown(() => agent.stop());
   t.is(await read(agent.client), 'before\n', 'the successor has the bytes the old agent captured');
   const refused = await agent.client.writeStdin({ handle: shut!.handle, data: Buffer.from('x') }).catch((e: unknown) => e);
   t.true(refused instanceof AgentCallError && refused.code === status.FAILED_PRECONDITION && refused.reason === 'STDIN_CLOSED', 'a stdin closed before the switch stays closed');
   await agent.client.signal({ handle: shut!.handle, signal: 'SIGKILL' });
   await agent.client.writeStdin({ handle, data: Buffer.from('after\n') });
-  await agent.client.closeStdin({ handle });
-  const { process: done } = await agent.client.wait({ handle });
-  t.is(done!.exit?.code, 0, 'cat read end-of-file from the handed-over stdin and exited');
-  t.is(await read(agent.client), 'before\nafter\n');
+  await until('cat to echo again', async () => (await read(agent.client)) === 'before\nafter\n');
+
+  // And on to a third agent, which gets from the second what the second got from the first.
+  const { agent: third } = await RestartableAgent.takeOver(reaper, dir, stateDir, agent, ['--quiet']);
+  t.teardown(() => third.stop());
+  await third.client.writeStdin({ handle, data: Buffer.from('third\n') });
+  await third.client.closeStdin({ handle });
+  const { process: done } = await third.client.wait({ handle });
+  t.is(done!.exit?.code, 0, 'cat read end-of-file from the twice handed-over stdin and exited');
+  t.is(await read(third.client), 'before\nafter\nthird\n');
 
   const output: string[] = [];
-  for await (const e of agent.client.watch({ afterSequence: 0, handles: [handle] })) {
+  for await (const e of third.client.watch({ afterSequence: 0, handles: [handle] })) {
     if (e.type === EventType.EVENT_TYPE_OUTPUT) output.push(Buffer.from(e.output!.data).toString());
     if (e.type === EventType.EVENT_TYPE_EXITED) break;
   }
-  t.deepEqual(output, ['before\n', 'after\n'], 'output events from both agents, in one history');
+  t.deepEqual(output, ['before\n', 'after\n', 'third\n'], 'output events from all three agents, in one history');
 });
 
 test.serial('spawns retried with their request_id during the switch start once; adopted processes and deadlines carry over', async (t) => {
