@@ -53,6 +53,14 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     handover?.close();
     throw e;
   }
+  const cgroups = new Cgroups(config.cgroupParent ?? withMount(cgroup2Mount()));
+  try {
+    if (config.defaultCgroup !== undefined) cgroups.useDefault(config.defaultCgroup);
+  } catch (e) {
+    handover?.close();
+    store.close();
+    throw e;
+  }
   const events = new EventLog(config.eventRing, Date.now, store.sequences);
   const manager = new ProcessManager(events, {
     maxProcesses: config.maxProcesses,
@@ -62,7 +70,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     captureRetainedBytes: config.captureRetainedBytes,
   }, features, {
     helperPath: config.execHelper ?? builtFile('dist/bin/pidfd-exec'),
-    cgroups: new Cgroups(config.cgroupParent ?? withMount(cgroup2Mount())),
+    cgroups,
     agentEnv: config.agentEnv,
   }, store);
   const reaper = new EpollReaper(
@@ -78,6 +86,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     handover?.close();
     reaper.close();
     store.close();
+    cgroups.close();
     throw e;
   }
   const startExpiry = () => {
@@ -103,6 +112,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     await shutdown(server, graceMs);
     reaper.close();
     store.close();
+    cgroups.close();
   };
   const host: HandoverHost = {
     refusal: () => (features.pidfdInfoExit ? undefined : 'this kernel has no PIDFD_INFO_EXIT (Linux 6.15+): the successor could not read the exits of the processes handed over'),
@@ -144,6 +154,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     server.forceShutdown();
     reaper.close();
     store.close();
+    cgroups.close();
     clearInterval(expiry);
     throw e;
   }

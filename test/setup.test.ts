@@ -186,3 +186,39 @@ test('pidfdctl spawn takes the options as flags named after the fields', async (
   const unknown = await ctl('spawn', '--user', 'no-such-user-x', '--', 'true');
   t.regex(unknown.stderr, /INVALID_ARGUMENT: user: unknown user/);
 });
+
+test.serial('--default-cgroup places every process that asks for none outside the agent cgroup, with or without the helper', async (t) => {
+  if (mount === undefined) return t.fail('no cgroup2 mount on this machine');
+  const parent = join(mount, `pidfd-agent-default-${process.pid}`);
+  const agent = await startAgentProcess(['--ephemeral', '--cgroup-parent', parent, '--default-cgroup', 'managed/nodes']);
+  t.teardown(async () => {
+    await agent.stop();
+    for (const d of ['managed/nodes', 'managed', '']) await eventually(`${d} removed`, () => (existsSync(join(parent, d)) ? (tryRmdir(join(parent, d)), false) : true));
+  });
+  const cgroupOf = (pid: number) => readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((l) => l.startsWith('0::'));
+  const want = `0::/${join(parent, 'managed/nodes').slice(mount.length + 1)}`;
+  // The spawn shim's child joins it itself (stdio /dev/null); its own child is born there too.
+  const { process: viaShim } = await agent.client.spawn({ argv: ['sh', '-c', 'sleep 30 & wait'] });
+  t.is(cgroupOf(viaShim!.pid), want);
+  // Captured output goes through posix_spawn and the exec helper's --cgroup.
+  const { process: viaHelper } = await agent.client.spawn({ argv: ['sh', '-c', 'cat /proc/self/cgroup'], stdout: { mode: 4 } });
+  await agent.client.wait({ handle: viaHelper!.handle });
+  let text = '';
+  for await (const r of agent.client.readOutput({ handle: viaHelper!.handle, stream: 1 })) text += Buffer.from(r.data).toString();
+  t.true(text.split('\n').includes(want), text);
+  // A cgroup of its own still wins.
+  const { process: own } = await agent.client.spawn({ argv: ['sleep', '30'], cgroup: { create: true } });
+  t.is(cgroupOf(own!.pid), `0::/${join(parent, own!.handle).slice(mount.length + 1)}`);
+  await agent.client.signal({ handle: own!.handle, signal: 'SIGKILL' });
+  await agent.client.signal({ handle: viaShim!.handle, signal: 'SIGKILL', target: 2 });
+  await agent.client.wait({ handle: viaShim!.handle });
+  await agent.client.wait({ handle: own!.handle });
+});
+
+function tryRmdir(dir: string): void {
+  try {
+    rmdirSync(dir);
+  } catch {
+    // still populated: tried again
+  }
+}

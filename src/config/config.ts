@@ -16,6 +16,11 @@ export interface Config {
   readonly logLevel: 'info' | 'quiet';
   /** Where per-process cgroups are created (default: <cgroup2 mount>/pidfd-agent). */
   readonly cgroupParent?: string;
+  /**
+   * A cgroup under the parent (created if missing) for every spawned process that does not ask
+   * for one: out of the agent's own cgroup, so stopping the agent's container does not kill it.
+   */
+  readonly defaultCgroup?: string;
   /** The exec helper binary (default: dist/bin/pidfd-exec next to the agent). */
   readonly execHelper?: string;
   /** The agent's environment, for ENV_MODE_INHERIT (main.ts passes process.env). */
@@ -51,6 +56,7 @@ export const DEFAULTS: Config = Object.freeze({
   captureRetainedBytes: 256 * 1024 * 1024,
   logLevel: 'info',
   cgroupParent: undefined,
+  defaultCgroup: undefined,
   execHelper: undefined,
   agentEnv: {},
   stateDir: DEFAULT_STATE_DIR,
@@ -70,6 +76,8 @@ export const USAGE = `usage: pidfd-agent [options]
   --capture-bytes N[k|m]    ring per captured stdout/stderr unless the request says (default 1m, at most 64m)
   --capture-retained N[k|m|g]  captured output kept for exited processes in all (default 256m)
   --cgroup-parent DIR       cgroup v2 directory for per-process cgroups (default <cgroup2 mount>/pidfd-agent)
+  --default-cgroup PATH     place processes that ask for no cgroup in PARENT/PATH (created if missing),
+                            outside the agent's own cgroup (default: they stay in the agent's)
   --exec-helper PATH        the exec helper (default dist/bin/pidfd-exec)
   --state-dir DIR           persisted handle table, re-adopted after a restart (default ${DEFAULT_STATE_DIR})
   --ephemeral               keep the handle table in memory only: a restarted agent forgets its processes
@@ -139,6 +147,13 @@ function unixAddress(text: string): string {
   return text;
 }
 
+function relative(flag: string, path: string | undefined): string | undefined {
+  if (path !== undefined && (path === '' || path.startsWith('/') || path.split('/').includes('..'))) {
+    throw new ConfigError(`--${flag}: expected a path relative to --cgroup-parent that stays inside it, got ${JSON.stringify(path)}`);
+  }
+  return path;
+}
+
 function absolute(flag: string, path: string | undefined): string | undefined {
   if (path !== undefined && !path.startsWith('/')) throw new ConfigError(`--${flag}: expected an absolute path, got ${JSON.stringify(path)}`);
   return path;
@@ -160,6 +175,7 @@ export function parseConfig(argv: readonly string[]): Config {
       'capture-retained': { type: 'string' },
       quiet: { type: 'boolean' },
       'cgroup-parent': { type: 'string' },
+      'default-cgroup': { type: 'string' },
       'exec-helper': { type: 'string' },
       'state-dir': { type: 'string' },
       ephemeral: { type: 'boolean' },
@@ -189,6 +205,7 @@ export function parseConfig(argv: readonly string[]): Config {
     captureRetainedBytes: byteSize('capture-retained', values['capture-retained'], DEFAULTS.captureRetainedBytes, 64 * 1024 ** 3),
     logLevel: values.quiet ? 'quiet' : 'info',
     cgroupParent: absolute('cgroup-parent', values['cgroup-parent']),
+    defaultCgroup: relative('default-cgroup', values['default-cgroup']),
     execHelper: absolute('exec-helper', values['exec-helper']),
     agentEnv: {},
     stateDir: values.ephemeral ? undefined : (absolute('state-dir', values['state-dir']) ?? DEFAULT_STATE_DIR),

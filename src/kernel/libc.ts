@@ -82,7 +82,7 @@ export const kill = libc.func('int kill(int pid, int sig)');
 export const loadSpawnShim = (path: string): NativeFunction =>
   koffi
     .load(path)
-    .func('int pidfd_agent_spawn(const char *path, const char **argv, const char **envp, const char *cwd, int in, int out, int err, int newSession, _Out_ int *pid, _Out_ int *step)');
+    .func('int pidfd_agent_spawn(const char *path, const char **argv, const char **envp, const char *cwd, int in, int out, int err, int newSession, int cgroupProcs, _Out_ int *pid, _Out_ int *step)');
 
 /** The handover's descriptor passing (src/fd-passing/fdpass.c, built by make into dist/lib). */
 export const loadFdPassing = (path: string) => {

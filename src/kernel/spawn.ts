@@ -27,6 +27,11 @@ export interface SpawnSpec {
   readonly newSession: boolean;
   /** Setup posix_spawn cannot express, done by the exec helper before it execs the target. */
   readonly helper?: { readonly path: string; readonly args: readonly string[] };
+  /**
+   * An open cgroup.procs the child moves itself into first; only where `shimHandles` (the
+   * helper's --cgroup does it otherwise).
+   */
+  readonly cgroupProcs?: Fd;
 }
 
 /** The exec helper failed at `stage` (cgroup, setrlimit:N, setgroups, setgid, setuid, exec, ...). */
@@ -133,7 +138,11 @@ export function useSpawnShim(path: string): void {
   shim = libc.loadSpawnShim(path);
 }
 
-const SHIM_STEPS = ['', 'close_range(UNSHARE)', 'rt_sigprocmask', 'stdio', 'setsid', 'chdir', 'execve'];
+const SHIM_STEPS = ['', 'close_range(UNSHARE)', 'rt_sigprocmask', 'stdio', 'setsid', 'chdir', 'execve', 'cgroup'];
+const SHIM_CGROUP_STEP = 7;
+
+/** Whether the spawn shim starts a child with this stdio (then it can also place it in a cgroup). */
+export const shimHandles = (stdio: readonly StdioAction[]): boolean => shim !== null && stdio.every((a) => a.kind === 'null' || a.kind === 'inherit');
 
 /** One spawn: its own file actions (safe to use from another thread), pipes and helper report pipe. */
 class Launch {
@@ -161,9 +170,11 @@ class Launch {
       const envp = [...spec.envp, null];
       if (spec.helper === undefined) {
         this.call = [this.out, spec.path, this.fa, attr, [...spec.argv, null], envp];
-        if (shim !== null && spec.stdio.every((a) => a.kind === 'null' || a.kind === 'inherit')) {
+        if (shimHandles(spec.stdio)) {
           const fds = spec.stdio.map((a, fd) => (a.kind === 'inherit' ? fd : -1));
-          this.shimCall = [spec.path, [...spec.argv, null], envp, spec.cwd ?? null, ...fds, spec.newSession ? 1 : 0, this.out, this.shimStep];
+          this.shimCall = [spec.path, [...spec.argv, null], envp, spec.cwd ?? null, ...fds, spec.newSession ? 1 : 0, spec.cgroupProcs ?? -1, this.out, this.shimStep];
+        } else if (spec.cgroupProcs !== undefined) {
+          throw new TypeError('cgroupProcs needs the spawn shim (stdio /dev/null or inherited)');
         }
         return;
       }
@@ -197,6 +208,7 @@ class Launch {
   start(rc: number): { pid: number; pidfd: Pidfd } {
     if (this.shimCall !== null) {
       // The shim returns the pidfd, or -errno of the failed step (its child is reaped then).
+      if (rc < 0 && this.shimStep[0] === SHIM_CGROUP_STEP) throw new SetupError('cgroup', -rc);
       if (rc < 0) throw new KernelError(SHIM_STEPS[this.shimStep[0]!] ?? 'pidfd_agent_spawn', -rc);
       return { pid: this.out[0]!, pidfd: rc as Pidfd };
     }

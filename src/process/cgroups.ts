@@ -1,6 +1,7 @@
 // cgroup v2 placement. The agent only reads and writes cgroupfs files here; the move itself is
 // done by the exec helper (it writes "0" to cgroup.procs before exec).
-import { existsSync, mkdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants as fsc, existsSync, mkdirSync, openSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import type { Fd } from '../kernel/fd.js';
 import { isAbsolute, join, normalize } from 'node:path';
 import { AgentError, invalidArgument, notFound } from './errors.js';
 
@@ -23,9 +24,30 @@ export function cgroup2Mount(): string | undefined {
 
 const unavailable = (message: string, field: string) => new AgentError('Unsupported', message, { reason: 'CGROUP_UNAVAILABLE', field });
 
+/** Where processes go that ask for no cgroup: its cgroup.procs is held open for the spawn shim. */
+export interface DefaultCgroup {
+  readonly dir: string;
+  readonly procs: Fd;
+}
+
 export class Cgroups {
+  /** Set by useDefault; owned here until close. */
+  defaultCgroup: DefaultCgroup | undefined;
+
   /** @param parent where per-process cgroups are created and existing paths are resolved. */
   constructor(readonly parent: string | undefined) {}
+
+  /** Creates PARENT/path if missing and keeps its cgroup.procs open (--default-cgroup). */
+  useDefault(path: string): void {
+    const dir = join(this.ensureParent(), normalize(path));
+    mkdirSync(dir, { recursive: true });
+    this.defaultCgroup = { dir, procs: openSync(join(dir, 'cgroup.procs'), fsc.O_WRONLY) as Fd }; // libuv adds O_CLOEXEC
+  }
+
+  close(): void {
+    if (this.defaultCgroup !== undefined) closeSync(this.defaultCgroup.procs);
+    this.defaultCgroup = undefined;
+  }
 
   /** The directory a request places the process in; created (with limits) for kind 'create'. */
   prepare(request: CgroupRequest, name: string): { dir: string; created: boolean } {

@@ -3,7 +3,7 @@
 // helper when setup needs it; then the spawn on libuv's threadpool. Every failure leaves nothing
 // behind and is a domain error.
 import { closeFd, type Fd, type Pidfd } from '../kernel/fd.js';
-import { SetupError, spawnAsync } from '../kernel/spawn.js';
+import { SetupError, shimHandles, spawnAsync, type StdioAction } from '../kernel/spawn.js';
 import type { Cgroups } from './cgroups.js';
 import { fromKernel } from './errors.js';
 import { resolveExecutable } from './executable.js';
@@ -42,19 +42,27 @@ export async function launch(options: SpawnOptions, node: SpawnEnvironment, hand
   const undo = () => {
     if (owned !== undefined) node.cgroups.remove(owned);
   };
-  const helper = needsHelper(options.setup, cgroup?.dir) ? { path: node.helperPath, args: helperArgs(options.setup, cgroup?.dir) } : undefined;
   const opened: Fd[] = [];
   try {
-    const stdout = openOutput(options.stdout, 'stdout', opened);
-    const stderr = openOutput(options.stderr, 'stderr', opened);
+    const stdio: [StdioAction, StdioAction, StdioAction] = [
+      options.stdin === 'pipe' ? { kind: 'pipe' } : { kind: 'null' },
+      openOutput(options.stdout, 'stdout', opened),
+      openOutput(options.stderr, 'stderr', opened),
+    ];
+    // The default cgroup: joined by the spawn shim's child itself where it can, else by the helper.
+    const fallback = cgroup ? undefined : node.cgroups.defaultCgroup;
+    const direct = fallback !== undefined && !needsHelper(options.setup, undefined) && shimHandles(stdio);
+    const dir = cgroup?.dir ?? (direct ? undefined : fallback?.dir);
+    const helper = needsHelper(options.setup, dir) ? { path: node.helperPath, args: helperArgs(options.setup, dir) } : undefined;
     const child = await spawnAsync({
       path,
       argv: options.argv,
       envp: Object.entries(env).map(([k, v]) => `${k}=${v}`),
       cwd: options.cwd,
-      stdio: [options.stdin === 'pipe' ? { kind: 'pipe' } : { kind: 'null' }, stdout, stderr],
+      stdio,
       newSession: options.newSession,
       helper,
+      cgroupProcs: direct ? fallback.procs : undefined,
     });
     return { ...child, ownedCgroup: owned, undo };
   } catch (e) {

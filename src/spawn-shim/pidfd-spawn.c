@@ -27,12 +27,16 @@ struct job {
   const char *cwd;   // NULL: the agent's
   int stdio[3];      // -1: /dev/null; otherwise the agent's fd of that number (inherit)
   int new_session;   // else a new process group
+  int cgroup_procs;  // -1, or the agent's open cgroup.procs of the cgroup the child moves into
   volatile int err;  // errno of the failed step, written by the child
-  volatile int step; // which step failed (1 unshare, 2 signals, 3 stdio, 4 session, 5 chdir, 6 exec)
+  volatile int step; // which step failed (1 unshare, 2 signals, 3 stdio, 4 session, 5 chdir, 6 exec, 7 cgroup)
 };
 
 static int child(void *arg) {
   struct job *j = arg;
+  // First, while the agent's descriptors are still shared: into the cgroup before the program can
+  // start anything, so no descendant is ever left in the agent's cgroup.
+  if (j->cgroup_procs >= 0 && write(j->cgroup_procs, "0", 1) != 1) { j->step = 7; goto fail; }
   // Only 0-2 stay; the rest of the shared table is not copied.
   if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_UNSHARE) != 0) { j->step = 1; goto fail; }
   // The parent blocked every signal before clone: reset dispositions (a handler is the agent's
@@ -69,9 +73,9 @@ fail:
  * (the failed child is already reaped then). Thread-safe: each call has its own stack.
  */
 int pidfd_agent_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
-                      int stdin_fd, int stdout_fd, int stderr_fd, int new_session, int *pid_out,
-                      int *failed_step) {
-  struct job j = {path, argv, envp, cwd, {stdin_fd, stdout_fd, stderr_fd}, new_session, 0, 0};
+                      int stdin_fd, int stdout_fd, int stderr_fd, int new_session, int cgroup_procs,
+                      int *pid_out, int *failed_step) {
+  struct job j = {path, argv, envp, cwd, {stdin_fd, stdout_fd, stderr_fd}, new_session, cgroup_procs, 0, 0};
   char *stack = mmap(NULL, STACK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (stack == MAP_FAILED) return -errno;
   sigset_t all, old;
