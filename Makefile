@@ -3,13 +3,19 @@ SHELL := /bin/bash
 SOCKET ?= /run/pidfd-agent/agent.sock
 STAMP := node_modules/.installed
 
-.PHONY: deps build run test proto lint clean
+.PHONY: deps debs build run test proto lint clean
+
+# Debian packages the Python client and its tests use (protoc and grpc's python plugin generate it).
+DEBS := python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
 
 $(STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
 deps: $(STAMP)
+
+debs:
+	@dpkg -s $(DEBS) >/dev/null 2>&1 || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEBS); }
 
 build: deps
 	mkdir -p dist/descriptors dist/bin
@@ -26,16 +32,17 @@ build: deps
 run: build
 	node dist/src/main.js --listen unix://$(SOCKET)
 
-# Regenerates the TypeScript API code from proto/ (the test suite fails if it drifts).
-proto: deps
+# Regenerates the TypeScript and Python API code from proto/ (the test suite fails if it drifts).
+proto: deps debs
 	npx buf generate
+	npx buf generate --template buf.gen.python.yaml
 
 lint: deps
 	npx buf lint
 	npx buf format --diff --exit-code
 	npx tsc -p tsconfig.test.json
 
-test: build lint
+test: build lint debs
 	set -o pipefail; npx ava --tap | node scripts/tap-summary.mjs
 
 clean:
