@@ -207,7 +207,7 @@ test.serial('spawns retried with their request_id during the switch start once; 
   const { processes } = await agent.client.list({});
   const trues = processes.filter((p) => p.argv[0] === '/bin/true');
   t.is(trues.length, started.size, 'one process per request, although some requests were sent twice');
-  t.deepEqual(new Set(trues.map((p) => p.handle)), new Set(started.values()));
+  t.deepEqual(trues.map((p) => p.handle).sort(), [...started.values()].sort());
   for (const [requestId, handle] of started) {
     const { process, replayed } = await agent.client.spawn({ argv: ['/bin/true'], requestId });
     if (process!.handle !== handle || !replayed) t.fail(`${requestId}: ${process!.handle} replayed=${replayed}, first ${handle}`);
