@@ -1,5 +1,5 @@
 // Composition root of the agent as a library: config → kernel probe → table → reaper → server.
-import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import type { Server } from '@grpc/grpc-js';
@@ -13,6 +13,7 @@ import { builtFile } from './service/server.js';
 import { EpollReaper } from './reaper/reaper.js';
 import { agentService } from './service/agent-service.js';
 import { bind, createServer } from './service/server.js';
+import { GrpcUnixListener } from './service/unix-listener.js';
 import type { Logger } from './service/status.js';
 import { WatchHub } from './service/watch.js';
 import { OutputReaders } from './service/read-output.js';
@@ -109,6 +110,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     stopped = true;
     clearInterval(expiry);
     listener?.close();
+    for (const l of unixListeners) l.close();
     await shutdown(server, graceMs);
     reaper.close();
     store.close();
@@ -142,15 +144,22 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     },
   };
   const addresses: string[] = [];
+  const unixListeners: GrpcUnixListener[] = [];
   try {
     for (const address of config.listen) {
-      if (address.startsWith('unix://')) await prepareSocket(address.slice('unix://'.length));
-      const port = await bind(server, address);
-      if (address.startsWith('unix://')) chmodSync(address.slice('unix://'.length), 0o660);
-      addresses.push(address.startsWith('unix://') ? address : address.replace(/:0$/, `:${port}`));
+      if (address.startsWith('unix://')) {
+        const path = address.slice('unix://'.length);
+        await prepareSocket(path);
+        unixListeners.push(new GrpcUnixListener(server, path, log));
+        addresses.push(address);
+      } else {
+        const port = await bind(server, address);
+        addresses.push(address.replace(/:0$/, `:${port}`));
+      }
     }
     if (config.stateDir !== undefined) listener = new HandoverListener(config.stateDir, host, log, handedOver);
   } catch (e) {
+    for (const l of unixListeners) l.close();
     server.forceShutdown();
     reaper.close();
     store.close();

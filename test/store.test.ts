@@ -1,12 +1,13 @@
 // The persisted table on its own: round trips, sequence reservation, one agent per state dir.
 import test from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EventLog } from '../src/process/event-log.js';
 import { newHandleId } from '../src/process/handle.js';
 import { ProcessRecord } from '../src/process/record.js';
-import { SqliteStore, StoreError } from '../src/store/sqlite-store.js';
+import { SqliteStore, STORE_FILE, StoreError } from '../src/store/sqlite-store.js';
 
 const dirs: string[] = [];
 test.after.always(() => {
@@ -23,7 +24,8 @@ const errors: unknown[] = [];
 const open = (dir: string, bootId = 'boot-a') => new SqliteStore(dir, bootId, (_what, e) => errors.push(e), 100);
 
 function record(i: number, inode = BigInt(1000 + i)): ProcessRecord {
-  return new ProcessRecord(newHandleId(), { pid: 100 + i, pidfsInode: inode }, { argv: ['sleep', String(i)], labels: { n: String(i) }, adopted: i % 2 === 1, requestId: i === 0 ? 'key' : undefined }, 1_700_000_000_000 + i, null);
+  const spec = { argv: ['sleep', String(i)], labels: { n: String(i) }, adopted: i % 2 === 1, requestId: i === 0 ? 'key' : undefined, owner: i === 0 ? 'unix:uid=0,gid=0,pid=1' : undefined };
+  return new ProcessRecord(newHandleId(), { pid: 100 + i, pidfsInode: inode }, spec, 1_700_000_000_000 + i, null);
 }
 
 test('what is written comes back: identity, spec, exits, deadlines; released records are gone', (t) => {
@@ -44,11 +46,11 @@ test('what is written comes back: identity, spec, exits, deadlines; released rec
   const loaded = open(dir).load();
   t.deepEqual(loaded.map((s) => s.handle), [running.handle, exited.handle], 'running first, then exited; released gone');
   const [r, e] = loaded;
-  t.like(r, { pid: 100, pidfsInode: 2n ** 63n + 5n, bootId: 'boot-a', argv: ['sleep', '0'], labels: { n: '0' }, adopted: false, requestId: 'key', startedAt: 1_700_000_000_000, state: 'running' });
+  t.like(r, { pid: 100, pidfsInode: 2n ** 63n + 5n, bootId: 'boot-a', argv: ['sleep', '0'], labels: { n: '0' }, adopted: false, requestId: 'key', owner: 'unix:uid=0,gid=0,pid=1', startedAt: 1_700_000_000_000, state: 'running' });
   t.deepEqual(r!.deadline, running.deadlineAt);
   t.is(r!.ownedCgroup, running.ownedCgroup);
   t.is(r!.exit, undefined);
-  t.like(e, { state: 'exited', adopted: true, requestId: undefined });
+  t.like(e, { state: 'exited', adopted: true, requestId: undefined, owner: undefined });
   t.deepEqual(e!.exit, exited.exit);
   t.deepEqual(errors, []);
 });
@@ -82,4 +84,27 @@ test('one agent per state dir: a second open is refused while the first holds it
   first.close();
   open(dir).close();
   t.pass();
+});
+
+test('a store written by schema 1 (no owners) opens, keeps its records and records owners from then on', (t) => {
+  const dir = stateDir();
+  mkdirSync(dir, { recursive: true });
+  const v1 = new Database(join(dir, STORE_FILE));
+  v1.exec(`
+    CREATE TABLE processes (handle TEXT PRIMARY KEY, pid INTEGER NOT NULL, pidfs_inode INTEGER NOT NULL, boot_id TEXT NOT NULL,
+      argv TEXT NOT NULL, labels TEXT NOT NULL, adopted INTEGER NOT NULL, request_id TEXT, started_at INTEGER NOT NULL,
+      state TEXT NOT NULL CHECK (state IN ('running', 'exited')), exited_at INTEGER, exit TEXT, owned_cgroup TEXT, deadline TEXT) WITHOUT ROWID;
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO meta (key, value) VALUES ('sequence_ceiling', 4096);
+    INSERT INTO processes VALUES ('old', 7, 8, 'boot-a', '["sleep"]', '{}', 0, NULL, 1, 'running', NULL, NULL, NULL, NULL);
+    PRAGMA user_version = 1;`);
+  v1.close();
+  const store = open(dir);
+  const fresh = record(0);
+  store.recordStarted(fresh);
+  store.close();
+  const loaded = open(dir).load();
+  t.like(loaded.find((s) => s.handle === 'old'), { pid: 7, pidfsInode: 8n, owner: undefined, state: 'running' });
+  t.is(loaded.find((s) => s.handle === fresh.handle)?.owner, 'unix:uid=0,gid=0,pid=1');
+  t.deepEqual(errors, []);
 });

@@ -33,6 +33,7 @@ export function processDetail(p: Process): string {
     `labels:      ${labelText(p.labels) || '-'}`,
     `started:     ${p.startedAt?.toISOString() ?? '-'}`,
     `adopted:     ${p.adopted}`,
+    `owner:       ${p.owner || '-'}`,
     `pidfs inode: ${p.pidfsInode}`,
   ];
   if (p.exit) {

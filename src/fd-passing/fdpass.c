@@ -64,21 +64,28 @@ static void size_buffers(int fd) {
 
 int fdpass_max_fds(void) { return FDPASS_MAX_FDS; }
 
-int fdpass_listen(const char *path, int backlog) {
+// type: SOCK_SEQPACKET for the handover, SOCK_STREAM for the agent's gRPC socket.
+int fdpass_listen(const char *path, int backlog, int type) {
   struct sockaddr_un a;
   int r = address(path, &a);
   if (r) return r;
-  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  int fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return -errno;
   if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, backlog) < 0) return fail(fd);
   return fd;
 }
 
-// -EAGAIN when no connection is pending.
-int fdpass_accept(int listener, int *uid) {
+// -EAGAIN when no connection is pending. cred: the peer's pid, uid and gid (SO_PEERCRED) as of
+// its connect.
+int fdpass_accept(int listener, int *cred) {
   int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
   if (fd < 0) return -errno;
-  if (peer_uid(fd, uid) < 0) return fail(fd);
+  struct ucred c;
+  socklen_t len = sizeof c;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &len) < 0) return fail(fd);
+  cred[0] = (int)c.pid;
+  cred[1] = (int)c.uid;
+  cred[2] = (int)c.gid;
   size_buffers(fd);
   return fd;
 }

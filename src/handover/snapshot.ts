@@ -30,6 +30,7 @@ interface WireRecord {
   readonly argv: readonly string[];
   readonly labels: Readonly<Record<string, string>>;
   readonly adopted: boolean;
+  readonly owner?: string;
   readonly startedAt: number;
 }
 
@@ -92,7 +93,7 @@ export function encodeSnapshot(manager: ProcessManager, bootId: string): Encoded
   for (const e of manager.events.held()) {
     const r = e.record;
     if (manager.table.get(r.handle) !== r && !released.has(r.handle)) {
-      released.set(r.handle, { handle: r.handle, pid: r.identity.pid, pidfsInode: String(r.identity.pidfsInode), argv: r.spec.argv, labels: r.spec.labels, adopted: r.spec.adopted, startedAt: r.startedAt });
+      released.set(r.handle, { handle: r.handle, pid: r.identity.pid, pidfsInode: String(r.identity.pidfsInode), argv: r.spec.argv, labels: r.spec.labels, adopted: r.spec.adopted, owner: r.spec.owner, startedAt: r.startedAt });
     }
     const o = e.output;
     events.push({ sequence: e.sequence, type: e.type, time: e.time, handle: r.handle, state: e.state, exit: e.exit, output: o && { stream: o.stream, offset: o.offset, length: o.length } });
@@ -217,7 +218,7 @@ export class Snapshot {
 }
 
 function releasedRecord(r: WireRecord): ProcessRecord {
-  const record = new ProcessRecord(r.handle as HandleId, { pid: r.pid, pidfsInode: BigInt(r.pidfsInode) }, { argv: r.argv, labels: r.labels, adopted: r.adopted }, r.startedAt, null);
+  const record = new ProcessRecord(r.handle as HandleId, { pid: r.pid, pidfsInode: BigInt(r.pidfsInode) }, { argv: r.argv, labels: r.labels, adopted: r.adopted, owner: r.owner }, r.startedAt, null);
   record.markReleased();
   return record;
 }

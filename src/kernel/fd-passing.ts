@@ -89,23 +89,61 @@ export function connectFdSocket(path: string, timeoutMs = 5000): FdSocket {
   return new FdSocket(fd, uid[0]!);
 }
 
-/** A non-blocking listening socket bound at path (which must not exist). */
-export class FdListener {
-  readonly fd: Fd;
+/** Who connected, as the kernel recorded it at connect time (SO_PEERCRED). */
+export interface PeerCred {
+  readonly pid: number;
+  readonly uid: number;
+  readonly gid: number;
+}
 
-  constructor(readonly path: string) {
-    this.fd = checked('bind', lib().listen(path, 4)) as Fd;
+const SOCK_STREAM = 1;
+const SOCK_SEQPACKET = 5;
+
+/** A non-blocking unix socket listening at path (which must not exist); accepted ones are close-on-exec. */
+export class UnixListener {
+  readonly fd: Fd;
+  private readonly cred = new Int32Array(3);
+
+  constructor(
+    readonly path: string,
+    type: 'stream' | 'seqpacket',
+    backlog: number,
+  ) {
+    this.fd = checked('bind', lib().listen(path, backlog, type === 'stream' ? SOCK_STREAM : SOCK_SEQPACKET)) as Fd;
   }
 
-  /** A pending connection, or null when there is none. */
-  accept(): FdSocket | null {
-    const uid = new Int32Array(1);
-    const r = Number(lib().accept(this.fd, uid));
+  /** A pending connection (the caller owns its fd), or null when there is none. */
+  accept(): { fd: Fd; peer: PeerCred } | null {
+    const r = Number(lib().accept(this.fd, this.cred));
     if (r === -libc.errnoNumbers.EAGAIN!) return null;
-    return new FdSocket(checked('accept4', r) as Fd, uid[0]!);
+    const [pid, uid, gid] = this.cred;
+    return { fd: checked('accept4', r) as Fd, peer: { pid: pid!, uid: uid!, gid: gid! } };
   }
 
   close(): void {
     closeFd(this.fd);
+  }
+}
+
+/** The handover's listening socket: SOCK_SEQPACKET connections that carry descriptors. */
+export class FdListener {
+  private readonly listener: UnixListener;
+
+  constructor(readonly path: string) {
+    this.listener = new UnixListener(path, 'seqpacket', 4);
+  }
+
+  get fd(): Fd {
+    return this.listener.fd;
+  }
+
+  /** A pending connection, or null when there is none. */
+  accept(): FdSocket | null {
+    const accepted = this.listener.accept();
+    return accepted && new FdSocket(accepted.fd, accepted.peer.uid);
+  }
+
+  close(): void {
+    this.listener.close();
   }
 }

@@ -95,7 +95,7 @@ export class ProcessManager {
     const child = await launch(options, this.node, handle);
     let record: ProcessRecord;
     try {
-      record = this.manage(child.pid, child.pidfd, 'child', { argv: options.argv, labels: options.labels, adopted: false, requestId: options.requestId }, undefined, handle);
+      record = this.manage(child.pid, child.pidfd, 'child', { argv: options.argv, labels: options.labels, adopted: false, requestId: options.requestId, owner: options.owner }, undefined, handle);
     } catch (e) {
       child.undo();
       throw spawnError(e, options.argv[0]!);
@@ -125,7 +125,7 @@ export class ProcessManager {
     const { pidfd, inode, argv } = openForAdoption(options, (i) => this.byInode.get(i));
     let record: ProcessRecord;
     try {
-      record = this.manage(options.pid, pidfd, 'foreign', { argv, labels: options.labels, adopted: true, requestId: options.requestId }, inode);
+      record = this.manage(options.pid, pidfd, 'foreign', { argv, labels: options.labels, adopted: true, requestId: options.requestId, owner: options.owner }, inode);
     } catch (e) {
       closeFd(pidfd);
       throw fromKernel(e, { what: `adopt ${options.pid}`, field: 'pid' });
@@ -313,7 +313,7 @@ export class ProcessManager {
    * caller then reports it with `reportLost`), and whoever holds its pid now is never touched.
    */
   restore(saved: SavedProcess, bootId: string, handed?: Pidfd): { record: ProcessRecord; lost: boolean } {
-    const spec = { argv: saved.argv, labels: saved.labels, adopted: saved.adopted, requestId: saved.requestId };
+    const spec = { argv: saved.argv, labels: saved.labels, adopted: saved.adopted, requestId: saved.requestId, owner: saved.owner };
     const found = saved.state !== 'running' ? undefined : handed === undefined ? reopen(saved, bootId) : verifyHanded(saved, handed);
     const pidfd = found?.found ? found.pidfd : null;
     const record = new ProcessRecord(saved.handle, { pid: saved.pid, pidfsInode: saved.pidfsInode }, spec, saved.startedAt, pidfd);

@@ -34,6 +34,8 @@ export interface SpawnOptions {
   readonly stdin?: 'pipe';
   /** Publish captured output as events too. */
   readonly outputEvents?: boolean;
+  /** Who asked (the caller's peer: `unix:uid=…,gid=…,pid=…` or `ADDRESS:PORT`). */
+  readonly owner?: string;
 }
 
 export interface AdoptOptions {
@@ -42,6 +44,7 @@ export interface AdoptOptions {
   readonly requestId?: string;
   readonly expectedStartTime?: bigint;
   readonly expectedPidfsInode?: bigint;
+  readonly owner?: string;
 }
 
 export type SignalTarget =

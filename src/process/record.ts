@@ -40,6 +40,8 @@ export interface ProcessSpec {
   readonly labels: Readonly<Record<string, string>>;
   readonly adopted: boolean;
   readonly requestId?: string;
+  /** Who spawned or adopted it: the caller's peer as the transport identified it. */
+  readonly owner?: string;
 }
 
 /**

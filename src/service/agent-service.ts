@@ -59,12 +59,12 @@ const hasLabels = (have: Readonly<Record<string, string>>, want: Record<string, 
 export function agentService(manager: ProcessManager, watchers: WatchHub, log: Logger, readers = new OutputReaders(1024), gate = new ServiceGate()): AgentServiceServer {
   const unary = unaryFactory(log, gate);
   return {
-    spawn: unary('Spawn', async (req) => {
-      const { record, replayed } = await manager.spawn(validate.spawnOptions(req));
+    spawn: unary('Spawn', async (req, call) => {
+      const { record, replayed } = await manager.spawn({ ...validate.spawnOptions(req), owner: call.getPeer() });
       return { process: toProcess(record), replayed };
     }),
 
-    adopt: unary('Adopt', (req) => ({ process: toProcess(manager.adopt(validate.adoptOptions(req))) })),
+    adopt: unary('Adopt', (req, call) => ({ process: toProcess(manager.adopt({ ...validate.adoptOptions(req), owner: call.getPeer() })) })),
 
     signal: unary('Signal', (req) => {
       const signal = validate.signal(req.signal);

@@ -45,6 +45,7 @@ export function toProcess(record: ProcessRecord, state = record.state, exit = re
     exit: exit && toExit(exit),
     adopted: record.spec.adopted,
     pidfsInode: Number(record.identity.pidfsInode),
+    owner: record.spec.owner ?? '',
   };
 }
 

@@ -12,7 +12,7 @@ import type { ExitInfo, ProcessRecord } from '../process/record.js';
 import type { ProcessStore, SavedProcess } from './store.js';
 
 export const STORE_FILE = 'agent.db';
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 /** Sequences reserved per write: a restarted agent continues above every number handed out. */
 const SEQUENCE_BLOCK = 4096;
 
@@ -26,6 +26,7 @@ CREATE TABLE processes (
   labels       TEXT NOT NULL,
   adopted      INTEGER NOT NULL,
   request_id   TEXT,
+  owner        TEXT,
   started_at   INTEGER NOT NULL,
   state        TEXT NOT NULL CHECK (state IN ('running', 'exited')),
   exited_at    INTEGER,
@@ -46,6 +47,7 @@ interface Row {
   labels: string;
   adopted: bigint;
   request_id: string | null;
+  owner: string | null;
   started_at: bigint;
   state: 'running' | 'exited';
   exit: string | null;
@@ -90,8 +92,8 @@ export class SqliteStore implements ProcessStore {
       throw e;
     }
     this.insert = this.db.prepare(
-      `INSERT INTO processes (handle, pid, pidfs_inode, boot_id, argv, labels, adopted, request_id, started_at, state, owned_cgroup, deadline)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)`,
+      `INSERT INTO processes (handle, pid, pidfs_inode, boot_id, argv, labels, adopted, request_id, owner, started_at, state, owned_cgroup, deadline)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)`,
     );
     this.exited = this.db.prepare(`UPDATE processes SET state = 'exited', exited_at = ?, exit = ? WHERE handle = ?`);
     this.remove = this.db.prepare('DELETE FROM processes WHERE handle = ?');
@@ -112,6 +114,7 @@ export class SqliteStore implements ProcessStore {
       JSON.stringify(spec.labels),
       spec.adopted ? 1 : 0,
       spec.requestId ?? null,
+      spec.owner ?? null,
       record.startedAt,
       record.ownedCgroup ?? null,
       record.deadlineAt ? JSON.stringify(record.deadlineAt) : null,
@@ -151,6 +154,7 @@ export class SqliteStore implements ProcessStore {
       labels: JSON.parse(r.labels) as Record<string, string>,
       adopted: r.adopted !== 0n,
       requestId: r.request_id ?? undefined,
+      owner: r.owner ?? undefined,
       startedAt: Number(r.started_at),
       state: r.state,
       exit: r.exit === null ? undefined : (JSON.parse(r.exit) as ExitInfo),
@@ -166,13 +170,15 @@ export class SqliteStore implements ProcessStore {
   private migrate(): void {
     const version = Number(this.db.pragma('user_version', { simple: true }));
     if (version > SCHEMA_VERSION) throw new StoreError(`the state store has schema ${version}; this agent knows ${SCHEMA_VERSION} (downgrade?)`);
-    if (version === SCHEMA_VERSION) {
+    if (version > 0) {
       const check = this.db.pragma('quick_check', { simple: true });
       if (check !== 'ok') throw new StoreError(`the state store is damaged: ${String(check)}`);
-      return;
     }
+    if (version === SCHEMA_VERSION) return;
     this.db.transaction(() => {
-      this.db.exec(SCHEMA);
+      if (version === 0) this.db.exec(SCHEMA);
+      // 1 → 2: who spawned or adopted each process (unknown for the records already there).
+      if (version === 1) this.db.exec('ALTER TABLE processes ADD COLUMN owner TEXT');
       this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
     })();
   }

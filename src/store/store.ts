@@ -16,6 +16,7 @@ export interface SavedProcess {
   readonly labels: Readonly<Record<string, string>>;
   readonly adopted: boolean;
   readonly requestId?: string;
+  readonly owner?: string;
   readonly startedAt: number;
   readonly state: 'running' | 'exited';
   readonly exit?: ExitInfo;

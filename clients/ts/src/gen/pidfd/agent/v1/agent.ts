@@ -722,6 +722,12 @@ export interface Process {
   adopted: boolean;
   /** The pidfs inode of the process: unique per process while the node is up. */
   pidfsInode: number;
+  /**
+   * Who spawned or adopted it, as the agent's transport identified the caller: on the unix socket
+   * the peer's credentials taken by the kernel at connect, "unix:uid=U,gid=G,pid=P"; over TCP the
+   * peer's "ADDRESS:PORT". Empty for records from before the agent recorded owners.
+   */
+  owner: string;
 }
 
 export interface Process_LabelsEntry {
@@ -4573,6 +4579,7 @@ function createBaseProcess(): Process {
     exit: undefined,
     adopted: false,
     pidfsInode: 0,
+    owner: "",
   };
 }
 
@@ -4604,6 +4611,9 @@ export const Process: MessageFns<Process> = {
     }
     if (message.pidfsInode !== 0) {
       writer.uint32(72).uint64(message.pidfsInode);
+    }
+    if (message.owner !== "") {
+      writer.uint32(82).string(message.owner);
     }
     return writer;
   },
@@ -4696,6 +4706,14 @@ export const Process: MessageFns<Process> = {
             message.pidfsInode = longToNumber(reader.uint64());
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.owner = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4740,6 +4758,7 @@ export const Process: MessageFns<Process> = {
         : isSet(object.pidfs_inode)
         ? globalThis.Number(object.pidfs_inode)
         : 0,
+      owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
     };
   },
 
@@ -4778,6 +4797,9 @@ export const Process: MessageFns<Process> = {
     if (message.pidfsInode !== 0) {
       obj.pidfsInode = Math.round(message.pidfsInode);
     }
+    if (message.owner !== "") {
+      obj.owner = message.owner;
+    }
     return obj;
   },
 
@@ -4803,6 +4825,7 @@ export const Process: MessageFns<Process> = {
     message.exit = (object.exit !== undefined && object.exit !== null) ? Exit.fromPartial(object.exit) : undefined;
     message.adopted = object.adopted ?? false;
     message.pidfsInode = object.pidfsInode ?? 0;
+    message.owner = object.owner ?? "";
     return message;
   },
 };
