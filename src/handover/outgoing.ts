@@ -62,11 +62,6 @@ export class HandoverListener {
     this.closed = true;
     this.poll.close();
     this.listener.close();
-    try {
-      unlinkSync(this.listener.path);
-    } catch {
-      // a successor may already have replaced it
-    }
   }
 
   private onConnection(): void {

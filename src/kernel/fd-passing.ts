@@ -1,5 +1,6 @@
 // Unix SOCK_SEQPACKET connections that carry descriptors (SCM_RIGHTS): each message arrives whole,
 // with the descriptors sent along with it, already close-on-exec. The C side is fdpass.c.
+import { statSync, unlinkSync } from 'node:fs';
 import * as libc from './libc.js';
 import { closeFd, type Fd } from './fd.js';
 import { KernelError } from './errors.js';
@@ -103,6 +104,8 @@ const SOCK_SEQPACKET = 5;
 export class UnixListener {
   readonly fd: Fd;
   private readonly cred = new Int32Array(3);
+  /** Of the socket file we bound, to remove only that one. */
+  private readonly inode: number;
 
   constructor(
     readonly path: string,
@@ -110,6 +113,7 @@ export class UnixListener {
     backlog: number,
   ) {
     this.fd = checked('bind', lib().listen(path, backlog, type === 'stream' ? SOCK_STREAM : SOCK_SEQPACKET)) as Fd;
+    this.inode = statSync(path).ino;
   }
 
   /** A pending connection (the caller owns its fd), or null when there is none. */
@@ -120,8 +124,14 @@ export class UnixListener {
     return { fd: checked('accept4', r) as Fd, peer: { pid: pid!, uid: uid!, gid: gid! } };
   }
 
+  /** Stops listening and removes the path (unless a successor already replaced it). */
   close(): void {
     closeFd(this.fd);
+    try {
+      if (statSync(this.path).ino === this.inode) unlinkSync(this.path);
+    } catch {
+      // already gone
+    }
   }
 }
 

@@ -3,7 +3,7 @@
 // peer: `unix:uid=U,gid=G,pid=P`. That is how the agent knows who started a process (its owner).
 // Connections go to grpc-js through its connection injector; server shutdown closes their sessions
 // like any other.
-import { chmodSync, unlinkSync } from 'node:fs';
+import { chmodSync } from 'node:fs';
 import net from 'node:net';
 import { ServerCredentials, type Server } from '@grpc/grpc-js';
 import { closeFd } from '../kernel/fd.js';
@@ -37,11 +37,6 @@ export class GrpcUnixListener {
     this.closed = true;
     this.poll.close();
     this.listener.close();
-    try {
-      unlinkSync(this.path);
-    } catch {
-      // a successor may already have replaced it
-    }
   }
 
   private acceptAll(): void {
