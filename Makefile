@@ -15,7 +15,8 @@ $(STAMP): package.json package-lock.json
 deps: $(STAMP)
 
 debs:
-	@dpkg -s $(DEBS) >/dev/null 2>&1 || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEBS); }
+	@[ "$$(dpkg-query -W -f='$${db:Status-Status} ' $(DEBS) 2>/dev/null)" = "$$(printf 'installed %.0s' $(DEBS))" ] || \
+	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEBS); }
 
 build: deps
 	mkdir -p dist/descriptors dist/bin

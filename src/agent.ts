@@ -1,5 +1,5 @@
 // Composition root of the agent as a library: config → kernel probe → table → reaper → server.
-import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import type { Server } from '@grpc/grpc-js';
@@ -12,8 +12,8 @@ import { Cgroups, cgroup2Mount } from './process/cgroups.js';
 import { builtFile } from './service/server.js';
 import { EpollReaper } from './reaper/reaper.js';
 import { agentService } from './service/agent-service.js';
-import { bind, createServer } from './service/server.js';
-import { GrpcUnixListener } from './service/unix-listener.js';
+import { createServer } from './service/server.js';
+import { listenTcp, listenUnix, type GrpcListener } from './service/listeners.js';
 import type { Logger } from './service/status.js';
 import { WatchHub } from './service/watch.js';
 import { OutputReaders } from './service/read-output.js';
@@ -46,20 +46,23 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   useSpawnShim(builtFile('dist/lib/libpidfd-spawn.so'));
   useFdPassing(builtFile('dist/lib/libpidfd-fdpass.so'));
   const bootId = readBootId();
-  const handover = config.stateDir === undefined ? null : requestHandover(config.stateDir, config.takeover);
+  // Whatever can fail on its own comes before asking a running agent to hand over: once it has,
+  // this one must be able to serve.
+  const cgroups = new Cgroups(config.cgroupParent ?? withMount(cgroup2Mount()));
+  if (config.defaultCgroup !== undefined) cgroups.useDefault(config.defaultCgroup);
+  let handover: Snapshot | null;
   let store: ProcessStore;
+  try {
+    handover = config.stateDir === undefined ? null : requestHandover(config.stateDir, config.takeover);
+  } catch (e) {
+    cgroups.close();
+    throw e;
+  }
   try {
     store = config.stateDir === undefined ? new MemoryStore() : new SqliteStore(config.stateDir, bootId, (what, e) => log('store_error', { what, error: String(e) }));
   } catch (e) {
     handover?.close();
-    throw e;
-  }
-  const cgroups = new Cgroups(config.cgroupParent ?? withMount(cgroup2Mount()));
-  try {
-    if (config.defaultCgroup !== undefined) cgroups.useDefault(config.defaultCgroup);
-  } catch (e) {
-    handover?.close();
-    store.close();
+    cgroups.close();
     throw e;
   }
   const events = new EventLog(config.eventRing, Date.now, store.sequences);
@@ -108,10 +111,11 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   const stop = async (graceMs: number) => {
     if (stopped) return;
     stopped = true;
+    if (config.readyFile !== undefined) rmSync(config.readyFile, { force: true });
     clearInterval(expiry);
     listener?.close();
-    for (const l of unixListeners) l.close();
-    await shutdown(server, graceMs);
+    await shutdown(server, listeners, graceMs);
+    await manager.settled();
     reaper.close();
     store.close();
     cgroups.close();
@@ -144,22 +148,21 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     },
   };
   const addresses: string[] = [];
-  const unixListeners: GrpcUnixListener[] = [];
+  const listeners: GrpcListener[] = [];
   try {
     for (const address of config.listen) {
       if (address.startsWith('unix://')) {
         const path = address.slice('unix://'.length);
         await prepareSocket(path);
-        unixListeners.push(new GrpcUnixListener(server, path, log));
-        addresses.push(address);
+        listeners.push(listenUnix(server, path, log));
       } else {
-        const port = await bind(server, address);
-        addresses.push(address.replace(/:0$/, `:${port}`));
+        listeners.push(await listenTcp(server, address, log));
       }
     }
+    addresses.push(...listeners.map((l) => l.address));
     if (config.stateDir !== undefined) listener = new HandoverListener(config.stateDir, host, log, handedOver);
   } catch (e) {
-    for (const l of unixListeners) l.close();
+    for (const l of listeners) l.close();
     server.forceShutdown();
     reaper.close();
     store.close();
@@ -167,6 +170,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     clearInterval(expiry);
     throw e;
   }
+  if (config.readyFile !== undefined) writeFileSync(config.readyFile, `${process.pid}\n`);
   log('serving', { addresses, features, stateDir: config.stateDir ?? null });
   return {
     manager,
@@ -215,13 +219,18 @@ const withMount = (mount: string | undefined) => (mount === undefined ? undefine
 const STOP_GRACE_MS = 2000;
 const COMMIT_GRACE_MS = 250;
 
-function shutdown(server: Server, graceMs: number): Promise<void> {
+/** Stops accepting, ends every connection (what is still open after graceMs is destroyed). */
+function shutdown(server: Server, listeners: readonly GrpcListener[], graceMs: number): Promise<void> {
+  for (const l of listeners) l.close();
   return new Promise((resolve) => {
-    const force = setTimeout(() => server.forceShutdown(), graceMs);
+    const force = setTimeout(() => server.forceShutdown(), graceMs + 1000);
     server.tryShutdown(() => {
       clearTimeout(force);
       resolve();
     });
+    // Only after tryShutdown: it waits for the sessions it finds still open, a drained one it
+    // would count as closed at once (while its last statuses are still being written).
+    for (const l of listeners) l.drain(graceMs);
   });
 }
 

@@ -9,8 +9,7 @@ import { parseAllDocuments } from 'yaml';
 import { parseConfig } from '../src/config/config.js';
 import { cgroup2Mount } from '../src/process/cgroups.js';
 import { ROOT, startAgentProcess } from './helpers/agent-process.js';
-import { runCliText } from './helpers/cli.js';
-import { eventually } from './helpers/harness.js';
+import { eventually, tempDir } from './helpers/harness.js';
 
 interface Container {
   command: string[];
@@ -46,7 +45,8 @@ test('the socket, the state dir and the cgroup parent are host paths mounted whe
   t.is(hostPathOf(socket), '/run/pidfd-agent');
   t.is(hostPathOf(config.cgroupParent!), '/sys/fs/cgroup');
   t.truthy(config.defaultCgroup);
-  t.deepEqual(agent.readinessProbe?.exec?.command.slice(-3), ['--addr', config.listen[0], 'list']);
+  t.deepEqual(agent.readinessProbe?.exec?.command, ['test', '-e', config.readyFile], 'ready while this pod\'s agent serves');
+  t.false(agent.volumeMounts.some((m) => config.readyFile!.startsWith(`${m.mountPath}/`)), 'the ready file is the container\'s own, not shared');
 });
 
 test('the image has the agent and the CLI where the manifest runs them', (t) => {
@@ -55,7 +55,6 @@ test('the image has the agent and the CLI where the manifest runs them', (t) => 
   t.regex(dockerfile, /^COPY --from=build \/src\/dist \.\/dist$/m);
   t.regex(dockerfile, /util-linux/, 'nsenter');
   t.true(agent.command.includes(AGENT_IN_IMAGE));
-  t.is(agent.readinessProbe?.exec?.command[1], '/opt/pidfd-agent/dist/src/cli/main.js');
   t.true(existsSync(join(ROOT, 'dist/src/main.js')) && existsSync(join(ROOT, 'dist/src/cli/main.js')), 'make build puts them in dist/');
 });
 
@@ -73,6 +72,8 @@ test.serial("the manifest's command line starts a serving agent that places proc
   const args = [...agent.args];
   const set = (flag: string, value: string) => (args[args.indexOf(flag) + 1] = value);
   set('--cgroup-parent', parent);
+  const readyFile = join(tempDir('pidfd-agent-ready-'), 'serving');
+  set('--ready-file', readyFile);
   args.splice(args.indexOf('--listen'), 2);
   args.splice(args.indexOf('--state-dir'), 2);
   const started = await startAgentProcess(args, wrapper);
@@ -92,8 +93,9 @@ test.serial("the manifest's command line starts a serving agent that places proc
   const { process: p } = await started.client.spawn({ argv: ['sleep', '30'] });
   const line = readFileSync(`/proc/${p!.pid}/cgroup`, 'utf8').split('\n').find((l) => l.startsWith('0::'));
   t.is(line, `0::/${join(parent, 'managed').slice(mount.length + 1)}`);
-  const probe = await runCliText(started.address, agent.readinessProbe!.exec!.command.slice(-1));
-  t.is(probe.code, 0, probe.stderr);
+  t.is(readFileSync(readyFile, 'utf8'), `${started.child.pid}\n`, 'the ready file names the serving agent');
   await started.client.signal({ handle: p!.handle, signal: 'SIGKILL' });
   await started.client.wait({ handle: p!.handle });
+  await started.stop();
+  t.false(existsSync(readyFile), 'gone once the agent stopped serving');
 });

@@ -3,6 +3,7 @@
 // is lost or reported twice. Agents run under the C subreaper, which reaps what the old one leaves.
 import test from 'ava';
 import { execFileSync, spawn as spawnChild } from 'node:child_process';
+import { credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +13,7 @@ import { closeFd } from '../src/kernel/fd.js';
 import { HANDOVER_SOCKET } from '../src/handover/outgoing.js';
 import { HANDOVER_PROTOCOL } from '../src/handover/snapshot.js';
 import { receiveSnapshot, sendTagged } from '../src/handover/wire.js';
+import { STORE_SCHEMA } from '../src/store/sqlite-store.js';
 import { AGENT_BIN, ROOT } from './helpers/agent-process.js';
 import { pool, range } from './helpers/events.js';
 import { sleep } from './helpers/harness.js';
@@ -225,6 +227,41 @@ test.serial('spawns retried with their request_id during the switch start once; 
   t.true(Date.now() - timedAt >= 1400, 'not before its time');
 });
 
+/** A grpc.health.v1 Watch left open: a stream the agent itself never ends. */
+function openHealthWatch(address: string): { first: Promise<void>; ended: Promise<string>; close: () => void } {
+  const identity = (b: Buffer) => b;
+  const Health = makeGenericClientConstructor(
+    { Watch: { path: '/grpc.health.v1.Health/Watch', requestStream: false, responseStream: true, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity } },
+    'Health',
+  );
+  const client = new Health(address, credentials.createInsecure()) as unknown as { Watch(req: Buffer): NodeJS.EventEmitter; close(): void };
+  const call = client.Watch(Buffer.alloc(0));
+  const first = new Promise<void>((resolve) => call.once('data', () => resolve()));
+  const ended = new Promise<string>((resolve) => {
+    call.on('error', (e: { code: number }) => resolve(status[e.code] ?? String(e.code)));
+    call.on('end', () => resolve('end'));
+  });
+  return { first, ended, close: () => client.close() };
+}
+
+test.serial('a stream the agent does not end itself (a health Watch) holds neither a handover nor a SIGTERM stop', async (t) => {
+  const { dir, stateDir } = tempDir();
+  const old = await RestartableAgent.start(reaper, dir, stateDir);
+  const first = openHealthWatch(`unix://${join(dir, 'agent.sock')}`);
+  await first.first;
+  const { agent, oldEnded } = await RestartableAgent.takeOver(reaper, dir, stateDir, old, ['--quiet']);
+  t.is(oldEnded, 'exit 0', 'the old agent handed over and exited');
+  t.truthy(await first.ended, 'and its health Watch was ended');
+  first.close();
+  const second = openHealthWatch(`unix://${join(dir, 'agent.sock')}`);
+  await second.first;
+  await reaper.kill(agent.pid, 15);
+  t.is(await reaper.wait(agent.pid, 20_000), 'exit 0', 'SIGTERM stops the agent with the stream open');
+  await second.ended;
+  second.close();
+  agent.client.close();
+});
+
 test.serial('a successor that fails halfway leaves the agent serving as before, with no descriptor lost or leaked', async (t) => {
   const { dir, stateDir } = tempDir();
   const old = await RestartableAgent.start(reaper, dir, stateDir);
@@ -235,7 +272,7 @@ test.serial('a successor that fails halfway leaves the agent serving as before, 
 
   useFdPassing(join(ROOT, 'dist/lib/libpidfd-fdpass.so'));
   const socket = connectFdSocket(join(stateDir, HANDOVER_SOCKET));
-  sendTagged(socket, 'T', { protocol: HANDOVER_PROTOCOL });
+  sendTagged(socket, 'T', { protocol: HANDOVER_PROTOCOL, storeSchema: STORE_SCHEMA });
   const { fds } = receiveSnapshot(socket, 30_000);
   t.is(fds.length, 4, 'two pidfds, stdin and stdout of cat');
   for (const fd of fds) closeFd(fd);
@@ -272,6 +309,11 @@ test.serial('a successor speaking another handover protocol is refused, and the 
   sendTagged(socket, 'T', { protocol: HANDOVER_PROTOCOL + 1 });
   t.throws(() => receiveSnapshot(socket, 10_000), { message: /refused the handover: "protocol 2 is not 1"/ });
   socket.close();
+  // A rollback: an agent that knows only an older store schema could not open this store.
+  const older = connectFdSocket(join(stateDir, HANDOVER_SOCKET));
+  sendTagged(older, 'T', { protocol: HANDOVER_PROTOCOL, storeSchema: STORE_SCHEMA - 1 });
+  t.throws(() => receiveSnapshot(older, 10_000), { message: /knows store schema 1, this store has 2/ });
+  older.close();
   t.is((await old.client.get({ handle: p!.handle })).process!.state, State.STATE_RUNNING);
   const { agent } = await RestartableAgent.takeOver(reaper, dir, stateDir, old, ['--quiet']);
   t.teardown(() => agent.stop());

@@ -213,6 +213,10 @@ test.serial('--default-cgroup places every process that asks for none outside th
   await agent.client.signal({ handle: viaShim!.handle, signal: 'SIGKILL', target: 2 });
   await agent.client.wait({ handle: viaShim!.handle });
   await agent.client.wait({ handle: own!.handle });
+  // Someone removed the default cgroup: the node's problem, said as such, not the request's.
+  await eventually('the default cgroup to empty', () => (tryRmdir(join(parent, 'managed/nodes')), !existsSync(join(parent, 'managed/nodes'))));
+  const e = await agent.client.spawn({ argv: ['true'] }).catch((err: unknown) => err);
+  t.true(e instanceof AgentCallError && e.code === status.FAILED_PRECONDITION && e.reason === 'DEFAULT_CGROUP', String(e));
 });
 
 function tryRmdir(dir: string): void {

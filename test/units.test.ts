@@ -282,6 +282,7 @@ test('bad flag values throw ConfigError naming the flag', (t) => {
     [['--state-dir', `/${'d'.repeat(93)}`], '--state-dir'],
     [['--ephemeral', '--takeover'], '--takeover'],
     [['--after-handover', 'stay'], '--after-handover'],
+    [['--ready-file', 'serving'], '--ready-file'],
   ];
   for (const [argv, flag] of cases) {
     const e = t.throws(() => parseConfig(argv), { instanceOf: ConfigError }, argv.join(' '));

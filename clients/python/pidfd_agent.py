@@ -46,6 +46,8 @@ class Agent:
         self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
 
     def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
         method = getattr(self._stub, "".join(part.title() for part in name.split("_")))
         streaming = isinstance(method, grpc.UnaryStreamMultiCallable)
 

@@ -38,6 +38,11 @@ export interface Config {
    * exited agent, like a DaemonSet pod's kubelet.
    */
   readonly afterHandover: 'exit' | 'linger';
+  /**
+   * A file that exists exactly while this agent serves (its pid inside): for a readiness probe
+   * that must tell this agent from another serving the same shared socket.
+   */
+  readonly readyFile?: string;
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/pidfd-agent';
@@ -62,6 +67,7 @@ export const DEFAULTS: Config = Object.freeze({
   stateDir: DEFAULT_STATE_DIR,
   takeover: false,
   afterHandover: 'exit',
+  readyFile: undefined,
 });
 
 export const USAGE = `usage: pidfd-agent [options]
@@ -85,6 +91,7 @@ export const USAGE = `usage: pidfd-agent [options]
                             one answers on STATE_DIR/handover.sock)
   --after-handover exit|linger  once handed over: exit (default), or linger until SIGTERM, reaping
                             the children it started (for supervisors that restart an exited agent)
+  --ready-file PATH         exists (with the agent's pid) exactly while this agent serves
   --quiet                   no log lines on stderr`;
 
 export class ConfigError extends Error {}
@@ -181,6 +188,7 @@ export function parseConfig(argv: readonly string[]): Config {
       ephemeral: { type: 'boolean' },
       takeover: { type: 'boolean' },
       'after-handover': { type: 'string' },
+      'ready-file': { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
@@ -211,6 +219,7 @@ export function parseConfig(argv: readonly string[]): Config {
     stateDir: values.ephemeral ? undefined : (absolute('state-dir', values['state-dir']) ?? DEFAULT_STATE_DIR),
     takeover: values.takeover === true,
     afterHandover: oneOf('after-handover', values['after-handover'], ['exit', 'linger'] as const, DEFAULTS.afterHandover),
+    readyFile: absolute('ready-file', values['ready-file']),
   };
   return Object.freeze(config);
 }

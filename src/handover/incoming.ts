@@ -6,6 +6,7 @@ import { connectFdSocket, type FdSocket } from '../kernel/fd-passing.js';
 import { HANDOVER_SOCKET } from './outgoing.js';
 import { HANDOVER_PROTOCOL, Snapshot } from './snapshot.js';
 import { HandoverError, receiveSnapshot, receiveTagged, sendTagged } from './wire.js';
+import { STORE_SCHEMA } from '../store/sqlite-store.js';
 
 /** The running agent first lets its spawns in flight finish. */
 const SNAPSHOT_TIMEOUT_MS = 60_000;
@@ -26,7 +27,7 @@ export function requestHandover(stateDir: string, required: boolean): Snapshot |
   }
   try {
     if (socket.peerUid !== process.geteuid!()) throw new HandoverError(`the agent on ${stateDir} runs as uid ${socket.peerUid}, not ${process.geteuid!()}`);
-    sendTagged(socket, 'T', { protocol: HANDOVER_PROTOCOL });
+    sendTagged(socket, 'T', { protocol: HANDOVER_PROTOCOL, storeSchema: STORE_SCHEMA });
     const { data, fds } = receiveSnapshot(socket, SNAPSHOT_TIMEOUT_MS);
     const snapshot = new Snapshot(data, fds);
     try {

@@ -7,6 +7,7 @@ import { FdListener, type FdSocket } from '../kernel/fd-passing.js';
 import { watchReadable, type PollHandle } from '../kernel/libc.js';
 import type { Logger } from '../service/status.js';
 import { HANDOVER_PROTOCOL, type Encoded } from './snapshot.js';
+import { STORE_SCHEMA } from '../store/sqlite-store.js';
 import { receiveTagged, sendSnapshot, sendTagged } from './wire.js';
 
 export const HANDOVER_SOCKET = 'handover.sock';
@@ -131,8 +132,12 @@ export class HandoverListener {
   private async readRequest(socket: FdSocket): Promise<string | undefined> {
     if (!(await socket.readable(REQUEST_TIMEOUT_MS))) return 'no request';
     const { body } = receiveTagged(socket, ['T'], 0);
-    const protocol = (body as { protocol?: unknown } | undefined)?.protocol;
-    if (protocol !== HANDOVER_PROTOCOL) return `protocol ${String(protocol)} is not ${HANDOVER_PROTOCOL}`;
+    const request = (body ?? {}) as { protocol?: unknown; storeSchema?: unknown };
+    if (request.protocol !== HANDOVER_PROTOCOL) return `protocol ${String(request.protocol)} is not ${HANDOVER_PROTOCOL}`;
+    // An older agent (a rollback) could not open the store this one wrote: it must not take over.
+    if (typeof request.storeSchema !== 'number' || request.storeSchema < STORE_SCHEMA) {
+      return `the successor knows store schema ${String(request.storeSchema)}, this store has ${STORE_SCHEMA}`;
+    }
     return this.host.refusal();
   }
 

@@ -126,12 +126,14 @@ export class UnixListener {
 
   /** Stops listening and removes the path (unless a successor already replaced it). */
   close(): void {
-    closeFd(this.fd);
+    // While we still listen, a newcomer cannot have bound the path (it finds it answered), so the
+    // file checked is the file removed.
     try {
       if (statSync(this.path).ino === this.inode) unlinkSync(this.path);
     } catch {
       // already gone
     }
+    closeFd(this.fd);
   }
 }
 

@@ -5,7 +5,7 @@
 import { closeFd, type Fd, type Pidfd } from '../kernel/fd.js';
 import { SetupError, shimHandles, spawnAsync, type StdioAction } from '../kernel/spawn.js';
 import type { Cgroups } from './cgroups.js';
-import { fromKernel } from './errors.js';
+import { AgentError, fromKernel } from './errors.js';
 import { resolveExecutable } from './executable.js';
 import type { HandleId } from './handle.js';
 import { DEFAULT_PATH, type SpawnOptions } from './options.js';
@@ -43,6 +43,7 @@ export async function launch(options: SpawnOptions, node: SpawnEnvironment, hand
     if (owned !== undefined) node.cgroups.remove(owned);
   };
   const opened: Fd[] = [];
+  const fallback = cgroup ? undefined : node.cgroups.defaultCgroup;
   try {
     const stdio: [StdioAction, StdioAction, StdioAction] = [
       options.stdin === 'pipe' ? { kind: 'pipe' } : { kind: 'null' },
@@ -50,7 +51,6 @@ export async function launch(options: SpawnOptions, node: SpawnEnvironment, hand
       openOutput(options.stderr, 'stderr', opened),
     ];
     // The default cgroup: joined by the spawn shim's child itself where it can, else by the helper.
-    const fallback = cgroup ? undefined : node.cgroups.defaultCgroup;
     const direct = fallback !== undefined && !needsHelper(options.setup, undefined) && shimHandles(stdio);
     const dir = cgroup?.dir ?? (direct ? undefined : fallback?.dir);
     const helper = needsHelper(options.setup, dir) ? { path: node.helperPath, args: helperArgs(options.setup, dir) } : undefined;
@@ -67,6 +67,10 @@ export async function launch(options: SpawnOptions, node: SpawnEnvironment, hand
     return { ...child, ownedCgroup: owned, undo };
   } catch (e) {
     undo();
+    // The request asked for no cgroup: a failure to join the agent's default one is the node's.
+    if (fallback && e instanceof SetupError && e.stage === 'cgroup') {
+      throw new AgentError('FailedPrecondition', `the default cgroup ${fallback.dir}: ${e.code}`, { reason: 'DEFAULT_CGROUP', path: fallback.dir, syscall: 'cgroup' }, { cause: e });
+    }
     throw spawnError(e, path);
   } finally {
     for (const fd of opened) closeFd(fd);

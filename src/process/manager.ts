@@ -192,6 +192,12 @@ export class ProcessManager {
     this.stdio.quiesce();
   }
 
+  /** Resolves once no spawn is in flight (or after timeoutMs): before the agent lets go of what spawns use. */
+  async settled(timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.pending > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
+  }
+
   /** Undoes quiesce (even a partial one) when the handover failed: what happened meanwhile is collected now. */
   resume(): void {
     this.stdio.resume();

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Server, ServerCredentials, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { Server, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import { ReflectionService } from '@grpc/reflection';
 import type { PackageDefinition } from '@grpc/proto-loader';
@@ -57,10 +57,4 @@ export function createServer(service: AgentServiceServer): GrpcServer {
   const fileDescriptorProtos = ['agent.binpb', 'health.binpb'].flatMap((f) => filesOf(readFileSync(builtFile(`dist/descriptors/${f}`))));
   new ReflectionService({ all: { fileDescriptorProtos } } as unknown as PackageDefinition).addToServer(server);
   return { server, health };
-}
-
-export function bind(server: Server, address: string): Promise<number> {
-  return new Promise((resolve, reject) =>
-    server.bindAsync(address, ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
-  );
 }

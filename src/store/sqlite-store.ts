@@ -13,6 +13,8 @@ import type { ProcessStore, SavedProcess } from './store.js';
 
 export const STORE_FILE = 'agent.db';
 const SCHEMA_VERSION = 2;
+/** The schema this build writes (and the oldest a successor taking over must know). */
+export const STORE_SCHEMA = SCHEMA_VERSION;
 /** Sequences reserved per write: a restarted agent continues above every number handed out. */
 const SEQUENCE_BLOCK = 4096;
 

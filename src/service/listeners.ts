@@ -1,0 +1,122 @@
+// The agent accepts its gRPC connections itself and hands them to grpc-js through its connection
+// injector. On the unix socket that gives each connection's peer credentials (SO_PEERCRED, taken
+// by the kernel at connect) as the calls' peer, `unix:uid=U,gid=G,pid=P`: the process owner. And it
+// gives shutdown a handle on every session: grpc-js 1.14's forceShutdown destroys sessions only
+// when channelz is on, which costs on every call, so an open stream (a health Watch, say) would
+// otherwise hold a stopping agent, or a handover, forever.
+import { chmodSync } from 'node:fs';
+import net from 'node:net';
+import { ServerCredentials, type Server } from '@grpc/grpc-js';
+import { closeFd } from '../kernel/fd.js';
+import { UnixListener, type PeerCred } from '../kernel/fd-passing.js';
+import { watchReadable, type PollHandle } from '../kernel/libc.js';
+import type { Logger } from './status.js';
+
+export const peerOf = (p: PeerCred): string => `unix:uid=${p.uid},gid=${p.gid},pid=${p.pid}`;
+
+/** After a failed accept (EMFILE...) the listener rests this long instead of spinning. */
+const ACCEPT_BACKOFF_MS = 100;
+
+export interface GrpcListener {
+  /** As clients address it (with the real port when 0 was asked for). */
+  readonly address: string;
+  /** Stops accepting (a unix socket's path is removed). */
+  close(): void;
+  /** Ends its connections: GOAWAY now, destroyed after graceMs. */
+  drain(graceMs: number): void;
+}
+
+type Injector = ReturnType<Server['createConnectionInjector']>;
+
+function inject(injector: Injector, socket: net.Socket, log: Logger): void {
+  try {
+    injector.injectConnection(socket);
+  } catch (e) {
+    socket.destroy();
+    log('accept_error', { error: String(e) });
+  }
+}
+
+class UnixGrpcListener implements GrpcListener {
+  private readonly listener: UnixListener;
+  private readonly poll: PollHandle;
+  private readonly injector: Injector;
+  private closed = false;
+
+  constructor(
+    server: Server,
+    private readonly path: string,
+    private readonly log: Logger,
+  ) {
+    this.listener = new UnixListener(path, 'stream', 511);
+    chmodSync(path, 0o660);
+    this.injector = server.createConnectionInjector(ServerCredentials.createInsecure());
+    this.poll = watchReadable(this.listener.fd, () => this.acceptAll());
+  }
+
+  get address(): string {
+    return `unix://${this.path}`;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.poll.close();
+    this.listener.close();
+  }
+
+  drain(graceMs: number): void {
+    this.injector.drain(graceMs);
+  }
+
+  private acceptAll(): void {
+    for (;;) {
+      let accepted;
+      try {
+        accepted = this.listener.accept();
+      } catch (e) {
+        this.log('accept_error', { path: this.path, error: String(e) });
+        this.poll.stop();
+        setTimeout(() => this.closed || this.poll.start({ readable: true, writable: false, disconnect: false }, () => this.acceptAll()), ACCEPT_BACKOFF_MS).unref();
+        return;
+      }
+      if (accepted === null) return;
+      let socket: net.Socket;
+      try {
+        socket = new net.Socket({ fd: accepted.fd, readable: true, writable: true });
+      } catch (e) {
+        closeFd(accepted.fd);
+        this.log('accept_error', { path: this.path, error: String(e) });
+        continue;
+      }
+      // grpc-js reports a call's peer from its session socket's remoteAddress.
+      Object.defineProperty(socket, 'remoteAddress', { value: peerOf(accepted.peer) });
+      inject(this.injector, socket, this.log);
+    }
+  }
+}
+
+/** path must be free (see prepareSocket); it is made group-accessible (0660). */
+export const listenUnix = (server: Server, path: string, log: Logger): GrpcListener => new UnixGrpcListener(server, path, log);
+
+/** host:port (loopback only, checked by config); port 0 picks one. */
+export async function listenTcp(server: Server, hostPort: string, log: Logger): Promise<GrpcListener> {
+  const m = /^(.*):(\d+)$/.exec(hostPort);
+  if (!m) throw new Error(`not HOST:PORT: ${hostPort}`);
+  const host = m[1]!.replace(/^\[(.*)\]$/, '$1');
+  const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
+  const tcp = net.createServer((socket) => inject(injector, socket, log));
+  await new Promise<void>((resolve, reject) => {
+    tcp.once('error', reject);
+    tcp.listen({ host, port: Number(m[2]) }, () => {
+      tcp.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (tcp.address() as net.AddressInfo).port;
+  return {
+    address: `${m[1]}:${port}`,
+    close: () => void tcp.close(),
+    drain: (graceMs) => injector.drain(graceMs),
+  };
+}
