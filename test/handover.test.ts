@@ -134,6 +134,8 @@ test.serial('captured output, stdin and output events continue across handovers,
     return text;
   };
   const { process: shut } = await old.client.spawn({ argv: ['/bin/sleep', '60'], stdin: StdinMode.STDIN_MODE_PIPE });
+  // Captured, but nothing written before the switch: an empty ring is handed over too.
+  const { process: quiet } = await old.client.spawn({ argv: ['/bin/cat'], stdin: StdinMode.STDIN_MODE_PIPE, stdout: { mode: OutputMode.OUTPUT_MODE_CAPTURE } });
   await old.client.closeStdin({ handle: shut!.handle });
   await old.client.writeStdin({ handle, data: Buffer.from('before\n') });
   await until('cat to echo', async () => (await read(old.client)) === 'before\n');
@@ -148,6 +150,12 @@ test.serial('captured output, stdin and output events continue across handovers,
   const refused = await agent.client.writeStdin({ handle: shut!.handle, data: Buffer.from('x') }).catch((e: unknown) => e);
   t.true(refused instanceof AgentCallError && refused.code === status.FAILED_PRECONDITION && refused.reason === 'STDIN_CLOSED', 'a stdin closed before the switch stays closed');
   await agent.client.signal({ handle: shut!.handle, signal: 'SIGKILL' });
+  await agent.client.writeStdin({ handle: quiet!.handle, data: Buffer.from('late\n') });
+  await agent.client.closeStdin({ handle: quiet!.handle });
+  await agent.client.wait({ handle: quiet!.handle });
+  let late = '';
+  for await (const r of agent.client.readOutput({ handle: quiet!.handle, stream: OutputStream.OUTPUT_STREAM_STDOUT })) late += Buffer.from(r.data).toString();
+  t.is(late, 'late\n', 'a capture with nothing in it yet carries on too');
   await agent.client.writeStdin({ handle, data: Buffer.from('after\n') });
   await until('cat to echo again', async () => (await read(agent.client)) === 'before\nafter\n');
 

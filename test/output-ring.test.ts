@@ -89,3 +89,15 @@ test('seal keeps exactly what is held; drop frees it and only counts what follow
   t.is(dropped.end, 350);
   t.deepEqual(dropped.read(0, 10), { offset: 350, data: Buffer.alloc(0), lost: 350 });
 });
+
+test('a ring continued from a predecessor that held nothing starts empty at its offset, then appends', (t) => {
+  const empty = new OutputRing(8);
+  empty.continueAt(0, Buffer.alloc(0));
+  t.is(empty.end, 0);
+  empty.append(Buffer.from('ab'));
+  t.is(empty.read(0, 10).data.toString(), 'ab');
+  const later = new OutputRing(4);
+  later.continueAt(10, Buffer.from('wxyz'));
+  later.append(Buffer.from('12'));
+  t.deepEqual({ start: later.start, end: later.end, text: later.read(0, 10).data.toString() }, { start: 8, end: 12, text: 'yz12' });
+});

@@ -54,6 +54,7 @@ export class OutputRing {
   }
 
   append(chunk: Uint8Array): void {
+    if (chunk.length === 0) return;
     if (this.dropped) {
       this.total += chunk.length;
       return;
