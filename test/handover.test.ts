@@ -46,6 +46,21 @@ async function until(what: string, fn: () => Promise<boolean> | boolean, timeout
   }
 }
 
+/** Everything a process's stdout captured so far. */
+async function stdoutOf(client: AgentClient, handle: string): Promise<string> {
+  let text = '';
+  for await (const r of client.readOutput({ handle, stream: OutputStream.OUTPUT_STREAM_STDOUT })) text += Buffer.from(r.data).toString();
+  return text;
+}
+
+/** Writes `data` to a cat's stdin, closes it, waits for the exit: what it printed. */
+async function lastWords(client: AgentClient, handle: string, data: string): Promise<string> {
+  await client.writeStdin({ handle, data: Buffer.from(data) });
+  await client.closeStdin({ handle });
+  await client.wait({ handle });
+  return stdoutOf(client, handle);
+}
+
 const isUnavailable = (e: unknown): e is AgentCallError => e instanceof AgentCallError && e.code === status.UNAVAILABLE;
 
 /**
@@ -128,11 +143,7 @@ test.serial('captured output, stdin and output events continue across handovers,
     outputEvents: true,
   });
   const handle = cat!.handle;
-  const read = async (client: AgentClient) => {
-    let text = '';
-    for await (const r of client.readOutput({ handle, stream: OutputStream.OUTPUT_STREAM_STDOUT })) text += Buffer.from(r.data).toString();
-    return text;
-  };
+  const read = (client: AgentClient) => stdoutOf(client, handle);
   const { process: shut } = await old.client.spawn({ argv: ['/bin/sleep', '60'], stdin: StdinMode.STDIN_MODE_PIPE });
   // Captured, but nothing written before the switch: an empty ring is handed over too.
   const { process: quiet } = await old.client.spawn({ argv: ['/bin/cat'], stdin: StdinMode.STDIN_MODE_PIPE, stdout: { mode: OutputMode.OUTPUT_MODE_CAPTURE } });
@@ -150,12 +161,7 @@ test.serial('captured output, stdin and output events continue across handovers,
   const refused = await agent.client.writeStdin({ handle: shut!.handle, data: Buffer.from('x') }).catch((e: unknown) => e);
   t.true(refused instanceof AgentCallError && refused.code === status.FAILED_PRECONDITION && refused.reason === 'STDIN_CLOSED', 'a stdin closed before the switch stays closed');
   await agent.client.signal({ handle: shut!.handle, signal: 'SIGKILL' });
-  await agent.client.writeStdin({ handle: quiet!.handle, data: Buffer.from('late\n') });
-  await agent.client.closeStdin({ handle: quiet!.handle });
-  await agent.client.wait({ handle: quiet!.handle });
-  let late = '';
-  for await (const r of agent.client.readOutput({ handle: quiet!.handle, stream: OutputStream.OUTPUT_STREAM_STDOUT })) late += Buffer.from(r.data).toString();
-  t.is(late, 'late\n', 'a capture with nothing in it yet carries on too');
+  t.is(await lastWords(agent.client, quiet!.handle, 'late\n'), 'late\n', 'a capture with nothing in it yet carries on too');
   await agent.client.writeStdin({ handle, data: Buffer.from('after\n') });
   await until('cat to echo again', async () => (await read(agent.client)) === 'before\nafter\n');
 
@@ -296,12 +302,7 @@ test.serial('a successor that fails halfway leaves the agent serving as before, 
   await until('the agent to serve again', async () => (await old.client.get({ handle: cat!.handle })).process !== undefined);
   const { process: q } = await old.client.wait({ handle: quick!.handle });
   t.is(q!.exit?.code, 7, 'the exit that happened meanwhile is collected');
-  await old.client.writeStdin({ handle: cat!.handle, data: Buffer.from('still here\n') });
-  await old.client.closeStdin({ handle: cat!.handle });
-  await old.client.wait({ handle: cat!.handle });
-  let text = '';
-  for await (const r of old.client.readOutput({ handle: cat!.handle, stream: OutputStream.OUTPUT_STREAM_STDOUT })) text += Buffer.from(r.data).toString();
-  t.is(text, 'still here\n', 'its pipes work again');
+  t.is(await lastWords(old.client, cat!.handle, 'still here\n'), 'still here\n', 'its pipes work again');
   await old.client.release({ handle: cat!.handle });
   await old.client.release({ handle: quick!.handle });
   await until('descriptors to go', () => readdirSync(`/proc/${old.pid}/fd`).length <= fdsBefore - 3);
