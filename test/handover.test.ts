@@ -4,7 +4,7 @@
 import test from 'ava';
 import { execFileSync, spawn as spawnChild } from 'node:child_process';
 import { credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentCallError, AgentClient, EventType, ExitReason, State, OutputMode, OutputStream, StdinMode, status, type Event } from '../clients/ts/src/index.js';
@@ -92,20 +92,25 @@ async function watchAcross(address: string, after: number, done: (events: Event[
 }
 
 test.serial('under load: every exit is reported once with its code, the sequence has no gap, a reconnecting watcher misses nothing', async (t) => {
+  t.timeout(180_000);
   const { dir, stateDir, address } = tempDir();
   const old = await RestartableAgent.start(reaper, dir, stateDir, [], true);
-  const N = 2000;
-  // One exit per millisecond from T0 on: the successor is started 300 ms into them.
-  const t0 = Date.now() + 3000;
+  const N = 3000;
+  // All wait on a FIFO; opening it for writing releases them at once, and process i exits i ms
+  // later: one exit per millisecond for 3 s, however long spawning them took. The successor is
+  // started 300 ms into them.
+  const fifo = join(dir, 'go');
+  execFileSync('mkfifo', [fifo]);
   const ends: AgentCallError[] = [];
   const handles: string[] = [];
   const watching = watchAcross(address, 0, (events) => events.filter((e) => e.type === EventType.EVENT_TYPE_EXITED).length >= N, ends);
   await pool(range(N), 16, async (i) => {
-    const { process } = await old.client.spawn({ argv: [EXIT_AT, String(t0 + i), String(i % 256)], labels: { i: String(i) } });
+    const { process } = await old.client.spawn({ argv: [EXIT_AT, fifo, String(i), String(i % 256)], labels: { i: String(i) } });
     handles[i] = process!.handle;
   });
-  t.true(Date.now() < t0, 'all were spawned before the first exit');
-  await sleep(t0 + 300 - Date.now());
+  const go = openSync(fifo, 'w'); // kept open, so that a process still on its way to open() is released too
+  t.teardown(() => closeSync(go));
+  await sleep(300);
   const { agent, oldEnded } = await RestartableAgent.takeOver(reaper, dir, stateDir, old);
   t.teardown(() => agent.stop());
   t.is(oldEnded, 'exit 0', 'the old agent exits once it has handed over');
