@@ -259,7 +259,9 @@ test('the child gets exactly fds 0-2 although this process holds an inheritable 
   // the close-on-exec copies a moment later, still inside that exec.
   const deadline = Date.now() + 5000;
   while (readdirSync(`/proc/${cat.pid}/fd`).length > 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-  t.deepEqual(readdirSync(`/proc/${cat.pid}/fd`).sort(), ['0', '1', '2']);
+  const left = readdirSync(`/proc/${cat.pid}/fd`).sort();
+  const what = left.map((fd) => `${fd}→${(() => { try { return readlinkSync(`/proc/${cat.pid}/fd/${fd}`); } catch { return '?'; } })()}`);
+  t.deepEqual(left, ['0', '1', '2'], what.join(' '));
   await feed(cat.take(0), '');
   t.deepEqual((await cat.reap()).termination, { exitCode: 0 });
 });
