@@ -239,8 +239,9 @@ test('a stdin pipe fed by the agent streams through the child and its close is t
   t.deepEqual((await child.reap()).termination, { exitCode: 0 });
 });
 
-test('the child gets exactly fds 0-2 although this process holds an inheritable fd', async (t) => {
+test.serial('the child gets exactly fds 0-2 although this process holds an inheritable fd', async (t) => {
   // Node opens everything close-on-exec; dup(2) does not: spawn marks it close-on-exec too.
+  // Serial: no other test of this file may open descriptors while the children's are counted.
   const dup = libc.func('int dup(int oldfd)');
   const stray = dup(0) as number;
   t.true(stray > 2);
