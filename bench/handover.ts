@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentCallError, AgentClient, status } from '../clients/ts/src/index.js';
+import { pool, range } from '../test/helpers/events.js';
 import { Subreaper } from '../test/helpers/subreaper.js';
 
 const REPO = new URL('../', import.meta.url).pathname;
@@ -40,18 +41,6 @@ interface Result {
 const fixtures = mkdtempSync(join(tmpdir(), 'pidfd-agent-bench-handover-'));
 const EXIT_AT = join(fixtures, 'exit-at');
 execFileSync('gcc', ['-O2', '-o', EXIT_AT, join(REPO, 'test/fixtures/exit-at.c')]);
-
-async function pool<T>(n: number, width: number, fn: (i: number) => Promise<T>): Promise<T[]> {
-  const out: T[] = new Array(n);
-  let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < n) {
-      const i = next++;
-      out[i] = await fn(i);
-    }
-  }));
-  return out;
-}
 
 /** Polls Get until stopped; returns the longest gap between answers. */
 function probe(address: string, handle: string): { stop: () => Promise<number> } {
@@ -106,7 +95,7 @@ async function scenario(reaper: Subreaper, mode: Mode, n: number): Promise<Resul
   const spawnedAt = Date.now();
   const estimate = spawnedAt + n * 2 + 1000; // spawning runs at over 1,000/s
   const t0 = estimate;
-  const handles = await pool(n, 16, async (i) => {
+  const handles = await pool(range(n), 16, async (i) => {
     const until = i < half ? t0 + Math.floor((i * WINDOW_MS) / half) : t0 + 3_600_000;
     const { process } = await client.spawn({ argv: [EXIT_AT, String(until), String(i % 256)] });
     return process!.handle;
@@ -139,11 +128,11 @@ async function scenario(reaper: Subreaper, mode: Mode, n: number): Promise<Resul
   await sleep(Math.max(0, t0 + WINDOW_MS + 300 - Date.now()));
   const unavailable = await prober.stop();
 
-  const exits = await pool(half, 32, (i) => client.wait({ handle: handles[i]! }, { deadline: 30_000 }));
+  const exits = await pool(range(half), 32, (i) => client.wait({ handle: handles[i]! }, { deadline: 30_000 }));
   const lost = exits.filter((w) => w.process!.exit?.statusLost).length;
   const wrong = exits.filter((w, i) => !w.process!.exit?.statusLost && w.process!.exit?.code !== i % 256).length;
-  await pool(n - half, 32, (k) => client.signal({ handle: handles[half + k]!, signal: 'SIGKILL' }));
-  await pool(n - half, 32, (k) => client.wait({ handle: handles[half + k]! }, { deadline: 30_000 }));
+  await pool(range(n - half), 32, (k) => client.signal({ handle: handles[half + k]!, signal: 'SIGKILL' }));
+  await pool(range(n - half), 32, (k) => client.wait({ handle: handles[half + k]! }, { deadline: 30_000 }));
   client.close();
   await reaper.kill(newPid, 15);
   await reaper.wait(newPid, 30_000);

@@ -1,11 +1,10 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
 import { ROOT } from './helpers/agent-process.js';
 import { startHarness, type Harness } from './helpers/harness.js';
+import { checkGenerated } from './helpers/clients.js';
 
 const run = promisify(execFile);
 const BUF = join(ROOT, 'node_modules/.bin/buf');
@@ -18,28 +17,7 @@ test.after.always(async () => {
   await h?.close();
 });
 
-function tree(dir: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (d: string) => {
-    for (const name of readdirSync(d)) {
-      const p = join(d, name);
-      if (statSync(p).isDirectory()) walk(p);
-      else out.set(relative(dir, p), readFileSync(p, 'utf8'));
-    }
-  };
-  walk(dir);
-  return out;
-}
-
-test('the generated TypeScript matches proto/ (regenerate with make proto)', async (t) => {
-  const out = mkdtempSync(join(tmpdir(), 'pidfd-agent-gen-'));
-  t.teardown(() => rmSync(out, { recursive: true, force: true }));
-  await run(BUF, ['generate', '-o', out], { cwd: ROOT });
-  const fresh = tree(join(out, 'clients/ts/src/gen'));
-  const committed = tree(join(ROOT, 'clients/ts/src/gen'));
-  t.deepEqual([...fresh.keys()].sort(), [...committed.keys()].sort());
-  for (const [path, text] of fresh) t.true(committed.get(path) === text, `${path} drifted from proto/: run make proto`);
-});
+test('the generated TypeScript matches proto/ (regenerate with make proto)', (t) => checkGenerated(t, undefined, 'clients/ts/src/gen'));
 
 test('the API is lint-clean with buf', async (t) => {
   const { stdout } = await run(BUF, ['lint'], { cwd: ROOT });

@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import test from 'ava';
 import { ROOT } from './helpers/agent-process.js';
 import { startHarness, tempDir } from './helpers/harness.js';
+import { checkExampleOutput } from './helpers/clients.js';
 
 const run = promisify(execFile);
 
@@ -18,14 +19,5 @@ test('the TypeScript client is importable from another project and its example r
   symlinkSync(join(ROOT, 'clients/ts'), join(project, 'node_modules', '@pidfd-agent', 'client'));
   copyFileSync(join(ROOT, 'clients/ts/examples/spawn-and-wait.mjs'), join(project, 'example.mjs'));
   const { stdout } = await run(process.execPath, ['example.mjs', h.address], { cwd: project });
-  const expected = [
-    /^spawned [a-z2-7]{26} \(pid \d+\)$/,
-    /^event \d+: EVENT_TYPE_SPAWNED$/,
-    /^event \d+: EVENT_TYPE_EXITED$/,
-    /^exit code 3$/,
-    /^signal after exit: FAILED_PRECONDITION: .* \(PROCESS_EXITED\)$/,
-  ];
-  const lines = stdout.trim().split('\n');
-  t.is(lines.length, expected.length, stdout);
-  expected.forEach((re, i) => t.regex(lines[i] ?? '', re));
+  checkExampleOutput(t, stdout);
 });

@@ -3,13 +3,13 @@
 // files where the manifest runs them, and the manifest's command line (nsenter into PID 1's cgroup
 // namespace, --default-cgroup) really starts a serving agent that places processes as intended.
 import test from 'ava';
-import { existsSync, readFileSync, rmdirSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { parseConfig } from '../src/config/config.js';
 import { cgroup2Mount } from '../src/process/cgroups.js';
 import { ROOT, startAgentProcess } from './helpers/agent-process.js';
-import { eventually, tempDir } from './helpers/harness.js';
+import { eventually, tempDir, tryRmdir } from './helpers/harness.js';
 
 interface Container {
   command: string[];
@@ -80,14 +80,7 @@ test.serial("the manifest's command line starts a serving agent that places proc
   t.teardown(async () => {
     await started.stop();
     for (const d of ['managed', '']) {
-      await eventually(`${d || 'the parent'} removed`, () => {
-        try {
-          rmdirSync(join(parent, d));
-        } catch {
-          // still populated or already gone
-        }
-        return !existsSync(join(parent, d));
-      });
+      await eventually(`${d || 'the parent'} removed`, () => (tryRmdir(join(parent, d)), !existsSync(join(parent, d))));
     }
   });
   const { process: p } = await started.client.spawn({ argv: ['sleep', '30'] });

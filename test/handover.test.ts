@@ -16,7 +16,7 @@ import { receiveSnapshot, sendTagged } from '../src/handover/wire.js';
 import { STORE_SCHEMA } from '../src/store/sqlite-store.js';
 import { AGENT_BIN, ROOT } from './helpers/agent-process.js';
 import { pool, range } from './helpers/events.js';
-import { sleep } from './helpers/harness.js';
+import { eventually, sleep } from './helpers/harness.js';
 import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
 
 const reaper = Subreaper.start();
@@ -34,16 +34,6 @@ function tempDir(): { dir: string; stateDir: string; address: string } {
   const dir = mkdtempSync(join(tmpdir(), 'pidfd-agent-handover-'));
   dirs.push(dir);
   return { dir, stateDir: join(dir, 'state'), address: `unix://${join(dir, 'agent.sock')}` };
-}
-
-/** Polls fn until it holds (errors count as not yet). */
-async function until(what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await Promise.resolve().then(fn).catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
 }
 
 /** Everything a process's stdout captured so far. */
@@ -154,7 +144,7 @@ test.serial('captured output, stdin and output events continue across handovers,
   const { process: quiet } = await old.client.spawn({ argv: ['/bin/cat'], stdin: StdinMode.STDIN_MODE_PIPE, stdout: { mode: OutputMode.OUTPUT_MODE_CAPTURE } });
   await old.client.closeStdin({ handle: shut!.handle });
   await old.client.writeStdin({ handle, data: Buffer.from('before\n') });
-  await until('cat to echo', async () => (await read(old.client)) === 'before\n');
+  await eventually('cat to echo', async () => (await read(old.client)) === 'before\n', 20_000);
   const waiting = old.client.wait({ handle }).then(
     () => 'answered',
     (e: unknown) => (e instanceof AgentCallError ? `${status[e.code]} ${e.reason}` : String(e)),
@@ -168,7 +158,7 @@ test.serial('captured output, stdin and output events continue across handovers,
   await agent.client.signal({ handle: shut!.handle, signal: 'SIGKILL' });
   t.is(await lastWords(agent.client, quiet!.handle, 'late\n'), 'late\n', 'a capture with nothing in it yet carries on too');
   await agent.client.writeStdin({ handle, data: Buffer.from('after\n') });
-  await until('cat to echo again', async () => (await read(agent.client)) === 'before\nafter\n');
+  await eventually('cat to echo again', async () => (await read(agent.client)) === 'before\nafter\n', 20_000);
 
   // And on to a third agent, which gets from the second what the second got from the first.
   const { agent: third } = await RestartableAgent.takeOver(reaper, dir, stateDir, agent, ['--quiet']);
@@ -304,13 +294,13 @@ test.serial('a successor that fails halfway leaves the agent serving as before, 
   await sleep(500); // the quick one exits while the agent is quiesced
   socket.close(); // gone without confirming
 
-  await until('the agent to serve again', async () => (await old.client.get({ handle: cat!.handle })).process !== undefined);
+  await eventually('the agent to serve again', () => old.client.get({ handle: cat!.handle }).then((r) => r.process !== undefined, () => false), 20_000);
   const { process: q } = await old.client.wait({ handle: quick!.handle });
   t.is(q!.exit?.code, 7, 'the exit that happened meanwhile is collected');
   t.is(await lastWords(old.client, cat!.handle, 'still here\n'), 'still here\n', 'its pipes work again');
   await old.client.release({ handle: cat!.handle });
   await old.client.release({ handle: quick!.handle });
-  await until('descriptors to go', () => readdirSync(`/proc/${old.pid}/fd`).length <= fdsBefore - 3);
+  await eventually('descriptors to go', () => readdirSync(`/proc/${old.pid}/fd`).length <= fdsBefore - 3, 20_000);
   t.pass();
 });
 
@@ -346,8 +336,8 @@ test.serial('--after-handover linger: the old agent serves nothing but reaps its
     await reaper.kill(pid, 15);
     await reaper.wait(pid, 10_000);
   });
-  await until('the old agent to hand over and linger', () => /"event":"lingering","children":1\b/.test(reaper.stderr));
-  await until('the successor to serve', async () => (await successor.writeStdin({ handle: child!.handle, data: Buffer.from('go\n') })).written === 3);
+  await eventually('the old agent to hand over and linger', () => /"event":"lingering","children":1\b/.test(reaper.stderr), 20_000);
+  await eventually('the successor to serve', () => successor.writeStdin({ handle: child!.handle, data: Buffer.from('go\n') }).then((r) => r.written === 3, () => false), 20_000);
   const { process: done } = await successor.wait({ handle: child!.handle }, { deadline: 5000 });
   t.is(done!.exit?.code, 5, 'reaped by the lingering agent, read by the successor');
   t.is(await reaper.wait(old.pid, 0), 'timeout', 'the old agent is still there');

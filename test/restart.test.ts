@@ -12,6 +12,7 @@ import { HANDOVER_SOCKET } from '../src/handover/outgoing.js';
 import { runInPidNamespace } from './fixtures/pid-namespace.js';
 import { AGENT_BIN } from './helpers/agent-process.js';
 import { eventually, startHarness } from './helpers/harness.js';
+import { pool } from './helpers/events.js';
 import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
 
 const reaper = Subreaper.start();
@@ -25,21 +26,6 @@ function tempDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'pidfd-agent-restart-'));
   dirs.push(dir);
   return dir;
-}
-
-/** Runs fn over items with at most `width` calls in flight. */
-async function pool<T, R>(items: readonly T[], width: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: width }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        out[i] = await fn(items[i]!);
-      }
-    }),
-  );
-  return out;
 }
 
 async function refusal(t: { fail: (m: string) => void }, call: Promise<unknown>): Promise<AgentCallError | undefined> {

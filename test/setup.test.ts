@@ -9,7 +9,7 @@ import { openFdCount } from '../src/kernel/fd.js';
 import { cgroup2Mount } from '../src/process/cgroups.js';
 import { startAgentProcess } from './helpers/agent-process.js';
 import { runCliText } from './helpers/cli.js';
-import { eventually, procState, sleep, startHarness, type Harness, tempDir } from './helpers/harness.js';
+import { eventually, procState, sleep, startHarness, type Harness, tempDir, tryRmdir } from './helpers/harness.js';
 
 let h: Harness;
 let dir: string;
@@ -219,10 +219,3 @@ test.serial('--default-cgroup places every process that asks for none outside th
   t.true(e instanceof AgentCallError && e.code === status.FAILED_PRECONDITION && e.reason === 'DEFAULT_CGROUP', String(e));
 });
 
-function tryRmdir(dir: string): void {
-  try {
-    rmdirSync(dir);
-  } catch {
-    // still populated: tried again
-  }
-}

@@ -9,6 +9,7 @@ import type { HandleId } from '../process/handle.js';
 import type { ProcessManager } from '../process/manager.js';
 import { ProcessRecord, type ExitInfo, type State } from '../process/record.js';
 import type { StdioState } from '../process/stdio.js';
+import type { SavedProcess } from '../store/store.js';
 
 export const HANDOVER_PROTOCOL = 1;
 
@@ -22,17 +23,8 @@ interface WireEvent {
   readonly output?: { readonly stream: StreamName; readonly offset: number; readonly length: number };
 }
 
-/** A record that events still mention but the table no longer holds (released). */
-interface WireRecord {
-  readonly handle: string;
-  readonly pid: number;
-  readonly pidfsInode: string;
-  readonly argv: readonly string[];
-  readonly labels: Readonly<Record<string, string>>;
-  readonly adopted: boolean;
-  readonly owner?: string;
-  readonly startedAt: number;
-}
+/** A record that events still mention but the table no longer holds (released); JSON has no bigint. */
+type WireRecord = Pick<SavedProcess, 'handle' | 'pid' | 'argv' | 'labels' | 'adopted' | 'owner' | 'startedAt'> & { readonly pidfsInode: string };
 
 interface WireCapture extends Omit<CaptureState, 'held' | 'pipe'> {
   /** [offset, length] in the bytes after the JSON. */
@@ -154,10 +146,10 @@ export class Snapshot {
       if (record) manager.stdio.continue(record, state);
       else for (const f of [state.stdin, state.stdout?.pipe, state.stderr?.pipe]) if (f != null) closeFd(f);
     }
-    const stubs = new Map(this.wire.released.map((r) => [r.handle, releasedRecord(r)]));
+    const stubs = new Map<string, ProcessRecord>(this.wire.released.map((r) => [r.handle, releasedRecord(r)]));
     const placeholder = new Map<StreamName, CapturedOutput>();
     const events = this.wire.events.map((e): ProcessEvent => {
-      const record = manager.table.get(e.handle) ?? stubs.get(e.handle) ?? releasedRecord({ handle: e.handle, pid: 0, pidfsInode: '0', argv: [], labels: {}, adopted: false, startedAt: e.time });
+      const record = manager.table.get(e.handle) ?? stubs.get(e.handle) ?? releasedRecord({ handle: e.handle as HandleId, pid: 0, pidfsInode: '0', argv: [], labels: {}, adopted: false, startedAt: e.time });
       let output;
       if (e.output) {
         const { stream } = e.output;
@@ -218,16 +210,21 @@ export class Snapshot {
 }
 
 function releasedRecord(r: WireRecord): ProcessRecord {
-  const record = new ProcessRecord(r.handle as HandleId, { pid: r.pid, pidfsInode: BigInt(r.pidfsInode) }, { argv: r.argv, labels: r.labels, adopted: r.adopted, owner: r.owner }, r.startedAt, null);
+  const record = new ProcessRecord(r.handle, { pid: r.pid, pidfsInode: BigInt(r.pidfsInode) }, { argv: r.argv, labels: r.labels, adopted: r.adopted, owner: r.owner }, r.startedAt, null);
   record.markReleased();
   return record;
 }
 
-/** Output events of released processes: their bytes are gone, as they would be here. */
+/**
+ * Output events of released processes: their bytes are gone, as they would be here. The ring
+ * claims to have passed every offset, so each slice reads as empty at its end, as from a dropped
+ * ring of the predecessor's.
+ */
 function placeholderFor(cache: Map<StreamName, CapturedOutput>, stream: StreamName): CapturedOutput {
   let out = cache.get(stream);
   if (!out) {
     out = new CapturedOutput(null, stream, 1, null, () => {});
+    out.ring.continueAt(Number.MAX_SAFE_INTEGER, Buffer.alloc(0));
     out.ring.drop();
     cache.set(stream, out);
   }

@@ -4,9 +4,9 @@
 // reads on and the ring overwrites: no client can block a child for longer than that, and with
 // nobody reading the pipe is always drained.
 import type net from 'node:net';
-import { closeFd, dupFd, type Fd } from '../kernel/fd.js';
+import { closeFd, type Fd } from '../kernel/fd.js';
 import { OutputRing } from './output-ring.js';
-import { openPipe } from './pipe-end.js';
+import { detachPipe, openPipe } from './pipe-end.js';
 
 export type StreamName = 'stdout' | 'stderr';
 
@@ -30,8 +30,7 @@ export interface OutputSlice {
 /** The part of a slice the ring still holds (empty, at the slice's end, when none is). */
 export function sliceBytes(slice: OutputSlice): { offset: number; data: Buffer } {
   const end = slice.offset + slice.length;
-  // A dropped ring holds nothing of the slice, whatever its end says (a placeholder's is 0).
-  const from = slice.source.ring.isDropped ? end : Math.min(Math.max(slice.offset, slice.source.ring.start), end);
+  const from = Math.min(Math.max(slice.offset, slice.source.ring.start), end);
   return { offset: from, data: slice.source.ring.read(from, end - from).data };
 }
 
@@ -111,10 +110,7 @@ export class CapturedOutput {
     if (socket === null || this.fd === null) return;
     while (socket.read() !== null); // chunks read before a pause arrive as 'data' now
     this.flush();
-    this.detached = dupFd(this.fd);
-    socket.removeAllListeners('close');
-    socket.removeAllListeners('data');
-    socket.destroy();
+    this.detached = detachPipe(socket, this.fd);
     this.socket = null;
     this.fd = null;
     if (this.pauseTimer !== null) clearTimeout(this.pauseTimer);

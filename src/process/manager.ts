@@ -180,10 +180,8 @@ export class ProcessManager {
    * them from the store). Resolves once no spawn is in flight (the caller stopped taking new ones).
    */
   async quiesce(spawnWaitMs = 10_000): Promise<void> {
-    const deadline = Date.now() + spawnWaitMs;
-    while (this.pending > 0) {
-      if (Date.now() > deadline) throw new AgentError('Unavailable', `${this.pending} spawns still in flight after ${spawnWaitMs} ms`, { reason: 'SPAWNS_IN_FLIGHT' });
-      await new Promise((r) => setTimeout(r, 2));
+    if (!(await this.settled(spawnWaitMs))) {
+      throw new AgentError('Unavailable', `${this.pending} spawns still in flight after ${spawnWaitMs} ms`, { reason: 'SPAWNS_IN_FLIGHT' });
     }
     this.reaper.pause();
     this.reaper.flush();
@@ -192,10 +190,11 @@ export class ProcessManager {
     this.stdio.quiesce();
   }
 
-  /** Resolves once no spawn is in flight (or after timeoutMs): before the agent lets go of what spawns use. */
-  async settled(timeoutMs = 10_000): Promise<void> {
+  /** True once no spawn is in flight, false if some still are after timeoutMs. */
+  async settled(timeoutMs = 10_000): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     while (this.pending > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
+    return this.pending === 0;
   }
 
   /** Undoes quiesce (even a partial one) when the handover failed: what happened meanwhile is collected now. */

@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { closeFd, type Fd } from '../kernel/fd.js';
+import { closeFd, dupFd, type Fd } from '../kernel/fd.js';
 
 /** Takes ownership of fd: from here on the socket closes it. */
 export function openPipe(fd: Fd, direction: 'read' | 'write'): net.Socket {
@@ -12,4 +12,16 @@ export function openPipe(fd: Fd, direction: 'read' | 'write'): net.Socket {
     closeFd(fd);
     throw e;
   }
+}
+
+/**
+ * Takes a pipe back from its socket without closing the pipe (handover): the socket goes with its
+ * fd, and without running its 'close' or 'data' handlers; the returned duplicate is the caller's.
+ */
+export function detachPipe(socket: net.Socket, fd: Fd): Fd {
+  const copy = dupFd(fd);
+  socket.removeAllListeners('close');
+  socket.removeAllListeners('data');
+  socket.destroy();
+  return copy;
 }

@@ -1,6 +1,6 @@
 import type net from 'node:net';
-import { closeFd, dupFd, type Fd } from '../kernel/fd.js';
-import { openPipe } from './pipe-end.js';
+import { closeFd, type Fd } from '../kernel/fd.js';
+import { detachPipe, openPipe } from './pipe-end.js';
 
 /** The write end of the child's stdin: bounded pending bytes, EPIPE contained. */
 export class StdinPipe {
@@ -50,9 +50,7 @@ export class StdinPipe {
    */
   detach(): void {
     if (this.state !== 'open' || this.socket === null || this.fd === null) return;
-    this.detached = dupFd(this.fd);
-    this.socket.removeAllListeners('close');
-    this.socket.destroy();
+    this.detached = detachPipe(this.socket, this.fd);
     this.socket = null;
   }
 

@@ -9,10 +9,6 @@ export class ServiceGate {
   private closedBy: AgentError | null = null;
   private ending = new AbortController();
 
-  get closed(): boolean {
-    return this.closedBy !== null;
-  }
-
   /** Aborted when the calls in flight must end. */
   get signal(): AbortSignal {
     return this.ending.signal;

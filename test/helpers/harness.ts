@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentClient } from '../../clients/ts/src/index.js';
@@ -39,13 +39,24 @@ export async function startHarness(overrides: Partial<Config> = {}): Promise<Har
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function eventually<T>(what: string, fn: () => T | undefined | false, timeoutMs = 10_000): Promise<T> {
+type Maybe<T> = T | undefined | false;
+
+export async function eventually<T>(what: string, fn: () => Maybe<T> | Promise<Maybe<T>>, timeoutMs = 10_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const v = fn();
+    const v = await fn();
     if (v !== undefined && v !== false) return v;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(10);
+  }
+}
+
+/** rmdir that tolerates a still-populated or already removed directory (cgroups in teardowns). */
+export function tryRmdir(dir: string): void {
+  try {
+    rmdirSync(dir);
+  } catch {
+    // still populated, or gone: tried again, or nothing to do
   }
 }
 
