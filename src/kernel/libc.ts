@@ -106,5 +106,6 @@ export const GroupStruct = koffi.struct('group', { gr_name: 'char *', gr_passwd:
 export const getpwnam = libc.func('passwd *getpwnam(const char *name)');
 export const getpwuid = libc.func('passwd *getpwuid(uint32_t uid)');
 export const getgrnam = libc.func('group *getgrnam(const char *name)');
+export const getgrgid = libc.func('group *getgrgid(uint32_t gid)');
 export const getgrouplist = libc.func('int getgrouplist(const char *user, uint32_t group, _Out_ uint32_t *groups, _Inout_ int *ngroups)');
 export const decodeStruct = (ptr: unknown, type: ReturnType<typeof koffi.struct>): unknown => koffi.decode(ptr, type);

@@ -21,6 +21,13 @@ export function lookupGroup(name: string): number | undefined {
   return (libc.decodeStruct(ptr, libc.GroupStruct) as { gr_gid: number }).gr_gid;
 }
 
+/** A group's name by gid; undefined when NSS has none. */
+export function groupName(gid: number): string | undefined {
+  const ptr = libc.getgrgid(gid);
+  if (ptr === null) return undefined;
+  return (libc.decodeStruct(ptr, libc.GroupStruct) as { gr_name: string }).gr_name;
+}
+
 /** The groups `user` belongs to (as initgroups would set them), including `gid`. */
 export function userGroups(user: string, gid: number): number[] {
   for (let size = 64; size <= 65536; size *= 4) {
