@@ -258,8 +258,8 @@ test('no flags give the frozen defaults', (t) => {
 });
 
 test('--listen is repeatable and --tcp adds loopback addresses after the unix ones', (t) => {
-  const config = parseConfig(['--tcp', '50051', '--listen', 'unix:///run/a.sock', '--listen', 'unix:///run/b.sock', '--tcp', 'localhost:7', '--tcp', '[::1]:8', '--tcp', '127.0.0.2:9']);
-  t.deepEqual(config.listen, ['unix:///run/a.sock', 'unix:///run/b.sock', '127.0.0.1:50051', 'localhost:7', '[::1]:8', '127.0.0.2:9']);
+  const config = parseConfig(['--tcp', '50051', '--listen', 'unix:///run/a.sock', '--listen', 'unix:///run/b.sock', '--tcp', '127.0.0.1:7', '--tcp', '[::1]:8', '--tcp', '127.0.0.2:9']);
+  t.deepEqual(config.listen, ['unix:///run/a.sock', 'unix:///run/b.sock', '127.0.0.1:50051', '127.0.0.1:7', '[::1]:8', '127.0.0.2:9']);
   t.deepEqual(parseConfig(['--tcp', '1']).listen, ['127.0.0.1:1'], '--tcp alone replaces the default socket');
 });
 
@@ -268,6 +268,13 @@ test('bad flag values throw ConfigError naming the flag', (t) => {
     [['--tcp', '0.0.0.0:80'], '--tcp'],
     [['--tcp', '10.1.2.3:80'], '--tcp'],
     [['--tcp', 'localhost'], '--tcp'],
+    [['--tcp', 'localhost:80'], '--tcp'],
+    [['--tcp', '[::ffff:10.0.0.1]:80'], '--tcp'],
+    [['--tcp', '::1:80'], '--tcp'],
+    [['--tcp', '10.0.0.1:80', '--tls-cert', '/c', '--tls-key', '/k'], '--tls-cert'],
+    [['--tcp', '10.0.0.1:80', '--tls-cert', '/c', '--tls-key', '/k', '--tls-client-ca', '/ca'], '--policy'],
+    [['--tls-cert', '/c', '--tls-key', '/k', '--tls-client-ca', '/ca', '--policy', '/p'], '--tls-cert'],
+    [['--policy', 'p.yaml'], '--policy'],
     [['--listen', 'localhost:80'], '--listen'],
     [['--listen', 'unix://relative.sock'], '--listen'],
     [['--retention-max=-1'], '--retention-max'],
@@ -479,4 +486,7 @@ test('parseConfig rejects empty, non-decimal and out-of-range values, naming the
     t.true(e!.message.startsWith(`${flag}:`), e!.message);
   }
   t.deepEqual(parseConfig(['--tcp', '127.0.0.2:8080']).listen, ['127.0.0.2:8080']);
+  const tls = parseConfig(['--tcp', '0.0.0.0:7443', '--tcp', '[::]:7443', '--tls-cert', '/c', '--tls-key', '/k', '--tls-client-ca', '/ca', '--policy', '/p']);
+  t.deepEqual(tls.listen, ['0.0.0.0:7443', '[::]:7443'], 'with TLS any address is served');
+  t.deepEqual(tls.tls, { cert: '/c', key: '/k', clientCa: '/ca' });
 });

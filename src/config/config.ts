@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 
 export interface Config {
@@ -43,6 +44,20 @@ export interface Config {
    * that must tell this agent from another serving the same shared socket.
    */
   readonly readyFile?: string;
+  /** TLS for every --tcp address, with client certificates required and verified against clientCa. */
+  readonly tls?: TlsFiles;
+  /** The authorization policy (YAML); without one, only uid 0 on the unix socket may do anything. */
+  readonly policyFile?: string;
+  /** Where audit lines go (default: stderr). */
+  readonly auditLog?: string;
+  /** The unix socket's group (mode 0660, its directory 0750); default: the agent's group. */
+  readonly socketGroup?: string;
+}
+
+export interface TlsFiles {
+  readonly cert: string;
+  readonly key: string;
+  readonly clientCa: string;
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/pidfd-agent';
@@ -68,11 +83,23 @@ export const DEFAULTS: Config = Object.freeze({
   takeover: false,
   afterHandover: 'exit',
   readyFile: undefined,
+  tls: undefined,
+  policyFile: undefined,
+  auditLog: undefined,
+  socketGroup: undefined,
 });
 
 export const USAGE = `usage: pidfd-agent [options]
   --listen unix:///PATH     serve on a unix socket (repeatable; default unix://${DEFAULT_SOCKET})
-  --tcp [HOST:]PORT         also serve plaintext gRPC on TCP; HOST must be loopback (default 127.0.0.1)
+  --tcp [IP:]PORT           also serve gRPC on TCP (default IP 127.0.0.1; an IP address, never a name):
+                            plaintext on loopback only, any address with TLS
+  --tls-cert FILE           TLS on every --tcp address: the agent's certificate (PEM; re-read when it changes)
+  --tls-key FILE            ... its private key
+  --tls-client-ca FILE      ... the CA bundle client certificates must chain to (required and verified)
+  --policy FILE             authorization policy (YAML; reloaded on SIGHUP and on change). Without it only
+                            uid 0 on the unix socket may do anything; TLS needs one
+  --audit-log FILE          one JSON line per mutating call and per denial (default: stderr)
+  --socket-group GROUP      group of the unix socket (0660) and its directory (0750)
   --retention-ttl DURATION  keep exited processes readable this long (default 1h)
   --retention-max N         keep at most N exited processes (default 10000)
   --event-ring N            events kept for Watch replay (default 65536)
@@ -137,16 +164,33 @@ function byteSize(name: string, text: string | undefined, fallback: number, max 
   return n;
 }
 
-const LOOPBACK = /^(127\.(25[0-5]|2[0-4]\d|1?\d?\d)\.(25[0-5]|2[0-4]\d|1?\d?\d)\.(25[0-5]|2[0-4]\d|1?\d?\d)|localhost|\[::1\])$/;
+/** Loopback by the parsed address alone: 127.0.0.0/8, ::1, and IPv4-mapped 127/8. */
+export function isLoopback(ip: string): boolean {
+  if (isIP(ip) === 4) return ip.startsWith('127.');
+  if (isIP(ip) !== 6) return false;
+  const v4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  if (v4) return isLoopback(v4[1]!);
+  return /^(0{0,4}:){2,7}0{0,3}1$/.test(ip) || ip === '::1';
+}
 
-function tcpAddress(text: string): string {
+function tcpAddress(text: string, tls: boolean): string {
   const m = /^(?:(.+):)?(\d+)$/.exec(text);
-  if (!m) throw new ConfigError(`--tcp: expected [HOST:]PORT, got ${JSON.stringify(text)}`);
+  if (!m) throw new ConfigError(`--tcp: expected [IP:]PORT, got ${JSON.stringify(text)}`);
   const host = m[1] ?? '127.0.0.1';
-  if (!LOOPBACK.test(host)) throw new ConfigError(`--tcp: ${host} is not loopback; remote clients need mTLS, which this build does not serve`);
+  const ip = host.replace(/^\[(.*)\]$/, '$1');
+  // Never a name: what /etc/hosts or DNS say it means can change, and is not what was checked.
+  if (isIP(ip) === 0 || (isIP(ip) === 6 && ip === host)) throw new ConfigError(`--tcp: ${host} is not an IP address (IPv6 in brackets: [::1]:PORT); names are not resolved`);
+  if (!tls && !isLoopback(ip)) throw new ConfigError(`--tcp: ${host} is not loopback; plaintext TCP is loopback-only, remote clients need --tls-cert, --tls-key and --tls-client-ca`);
   const port = Number(m[2]);
   if (port > 65535) throw new ConfigError(`--tcp: port ${port} is out of range`);
   return `${host}:${port}`;
+}
+
+function tlsFiles(cert: string | undefined, key: string | undefined, clientCa: string | undefined): TlsFiles | undefined {
+  const given = [cert, key, clientCa].filter((f) => f !== undefined).length;
+  if (given === 0) return undefined;
+  if (given < 3) throw new ConfigError('--tls-cert: --tls-cert, --tls-key and --tls-client-ca go together (clients must present a certificate)');
+  return { cert: absolute('tls-cert', cert)!, key: absolute('tls-key', key)!, clientCa: absolute('tls-client-ca', clientCa)! };
 }
 
 function unixAddress(text: string): string {
@@ -189,12 +233,22 @@ export function parseConfig(argv: readonly string[]): Config {
       takeover: { type: 'boolean' },
       'after-handover': { type: 'string' },
       'ready-file': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'tls-client-ca': { type: 'string' },
+      policy: { type: 'string' },
+      'audit-log': { type: 'string' },
+      'socket-group': { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
   });
   const unix = (values.listen ?? []).map(unixAddress);
-  const tcp = (values.tcp ?? []).map(tcpAddress);
+  const tls = tlsFiles(values['tls-cert'], values['tls-key'], values['tls-client-ca']);
+  const tcp = (values.tcp ?? []).map((a) => tcpAddress(a, tls !== undefined));
+  if (tls !== undefined && tcp.length === 0) throw new ConfigError('--tls-cert: TLS is served on --tcp addresses; give at least one');
+  if (tls !== undefined && values.policy === undefined) throw new ConfigError('--policy: required with TLS (without one, remote callers may do nothing)');
+  if (values['socket-group'] === '') throw new ConfigError('--socket-group: expected a group name or gid');
   const eventRing = count('event-ring', values['event-ring'], DEFAULTS.eventRing, 16);
   if (values.ephemeral && values['state-dir'] !== undefined) throw new ConfigError('--state-dir: not with --ephemeral, which keeps no state');
   if (values.ephemeral && values.takeover) throw new ConfigError('--takeover: not with --ephemeral (a handover goes through the state dir)');
@@ -220,6 +274,10 @@ export function parseConfig(argv: readonly string[]): Config {
     takeover: values.takeover === true,
     afterHandover: oneOf('after-handover', values['after-handover'], ['exit', 'linger'] as const, DEFAULTS.afterHandover),
     readyFile: absolute('ready-file', values['ready-file']),
+    tls,
+    policyFile: absolute('policy', values.policy),
+    auditLog: absolute('audit-log', values['audit-log']),
+    socketGroup: values['socket-group'],
   };
   return Object.freeze(config);
 }
