@@ -67,6 +67,13 @@ bench: build
 	  npm ci --prefix bench --no-audit --no-fund && touch bench/node_modules/.installed; fi
 	BENCH_PM2=$(BENCH_PM2) BENCH_COMMAND="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')$(if $(filter 0,$(BENCH_PM2)), BENCH_PM2=0)" \
 	  node --import tsx bench/run.ts $(BENCH_ARGS)
+	node --import tsx bench/tls.ts $(BENCH_TLS_ARGS)
+
+# What remote access costs: Spawn+Wait c=16 over mutual TLS and over the unix socket, with and
+# without a policy, interleaved in one run (also the last step of `make bench`).
+.PHONY: bench-tls
+bench-tls: build
+	node --import tsx bench/tls.ts $(BENCH_TLS_ARGS)
 
 # Upgrading an agent that manages 1,000 and 10,000 processes: restart vs handover, side by side
 # (how long no agent answers, exits reported with status, Watch resume). Writes bench/results/.
