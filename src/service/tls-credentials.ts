@@ -64,10 +64,13 @@ export function loadTlsFiles(files: TlsFiles): Loaded {
   try {
     createSecureContext({ cert: certificate, key: privateKey, ca: caCertificate });
   } catch (e) {
-    throw new Error(`--tls-cert ${files.cert}, --tls-key ${files.key}: ${(e as Error).message}`);
+    throw new Error(`--tls-cert ${files.cert}, --tls-key ${files.key}: ${opensslReason(e)}`);
   }
   return { certificate, privateKey, caCertificate, fingerprint256: leaf.fingerprint256, validTo: leaf.validTo };
 }
+
+/** `error:05800074:x509 certificate routines::key values mismatch` → `key values mismatch`. */
+const opensslReason = (e: unknown): string => (e as Error).message.replace(/^error:[0-9A-Fa-f]+:[^:]*:[^:]*:/, '');
 
 const same = (a: Loaded, b: Loaded) => a.certificate.equals(b.certificate) && a.privateKey.equals(b.privateKey) && a.caCertificate.equals(b.caCertificate);
 

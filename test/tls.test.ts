@@ -1,0 +1,177 @@
+// TLS on the TCP listener, against real certificates made by openssl: only a client certificate
+// that chains to the client CA and is valid now gets an HTTP/2 session; its SPIFFE ID owns what it
+// spawns; the agent's certificate rotates by replacing its files, with open sessions kept.
+import { execFile } from 'node:child_process';
+import { renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import test from 'ava';
+import { credentials } from '@grpc/grpc-js';
+import { AgentCallError, AgentClient, EventType, status } from '../clients/ts/src/index.js';
+import { AGENT_BIN } from './helpers/agent-process.js';
+import { fingerprintOf, pem, TestCa, type Issued } from './helpers/certs.js';
+import { eventually, startHarness, tempDir, type Harness } from './helpers/harness.js';
+
+const TENANT = 'spiffe://example.org/tenant-a';
+
+const POLICY = `rules:
+  - identities: ["${TENANT}"]
+    role: tenant
+    spawn: { run_as: ["nobody"], executables: ["/usr/bin/*", "/bin/*"], max_processes: 100 }
+`;
+
+let dir: string;
+let ca: TestCa;
+let server: Issued;
+let tenant: Issued;
+let h: Harness;
+let address: string;
+let port: number;
+
+test.before(async () => {
+  dir = tempDir('pidfd-agent-tls-');
+  ca = new TestCa(join(dir, 'ca'), 'agent-ca');
+  server = ca.issue('agent', { san: 'IP:127.0.0.1', usage: 'serverAuth', cert: join(dir, 'server.pem'), key: join(dir, 'server.key') });
+  tenant = ca.issue('tenant-a', { san: `URI:${TENANT}`, usage: 'clientAuth' });
+  const policyFile = join(dir, 'policy.yaml');
+  writeFileSync(policyFile, POLICY);
+  h = await startHarness({ tcp: ['127.0.0.1:0'], tls: { cert: server.cert, key: server.key, clientCa: ca.cert }, policyFile });
+  address = h.agent.addresses[1]!;
+  port = Number(address.split(':')[1]);
+});
+test.after.always(async () => {
+  await h?.close();
+});
+
+const tlsClient = (client?: Issued) =>
+  new AgentClient(address, client ? credentials.createSsl(pem(ca.cert), pem(client.key), pem(client.cert)) : credentials.createSsl(pem(ca.cert)));
+
+interface Probe {
+  /** The server spoke HTTP/2 (its SETTINGS frame): the connection got a session. */
+  readonly served: boolean;
+  /** The TLS error the client saw, if any (an alert the server sent, a reset). */
+  readonly error?: string;
+  /** The certificate the agent presented. */
+  readonly fingerprint?: string;
+}
+
+/** One raw TLS connection (h2 ALPN), verifying the agent against the CA like any client. */
+function probe(client?: Issued): Promise<Probe> {
+  return new Promise((resolve, reject) => {
+    let fingerprint: string | undefined;
+    let error: string | undefined;
+    const s = tls.connect({ host: '127.0.0.1', port, ca: pem(ca.cert), ALPNProtocols: ['h2'], ...(client && { cert: pem(client.cert), key: pem(client.key) }) });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error('the agent neither served nor closed the connection'));
+    }, 5000);
+    s.once('secureConnect', () => (fingerprint = s.getPeerX509Certificate()?.fingerprint256));
+    s.once('data', () => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve({ served: true, fingerprint });
+    });
+    s.on('error', (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
+    s.once('close', () => {
+      clearTimeout(timer);
+      resolve({ served: false, error, fingerprint });
+    });
+  });
+}
+
+async function refusedCall(t: import('ava').ExecutionContext, client: AgentClient): Promise<void> {
+  const e = await t.throwsAsync(client.list({}, { deadline: 5000 }), { instanceOf: AgentCallError });
+  t.is(e?.code, status.UNAVAILABLE, e?.message);
+  client.close();
+}
+
+test('a certificate from the client CA gets a session; its SPIFFE ID owns what it spawns', async (t) => {
+  t.true((await probe(tenant)).served);
+  const client = tlsClient(tenant);
+  t.teardown(() => client.close());
+  const { process: p } = await client.spawn({ argv: ['/usr/bin/true'], user: 'nobody' });
+  t.is(p!.owner, TENANT);
+  const { process: done } = await client.wait({ handle: p!.handle });
+  t.is(done!.exit?.code, 0);
+  t.is((await client.get({ handle: p!.handle })).process!.owner, TENANT);
+});
+
+test('no client certificate: the handshake is refused', async (t) => {
+  const r = await probe();
+  t.false(r.served);
+  t.is(r.error, 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED');
+  await refusedCall(t, tlsClient());
+});
+
+test('a certificate from another CA is refused', async (t) => {
+  const other = new TestCa(join(dir, 'other-ca'), 'other-ca');
+  const stranger = other.issue('tenant-a', { san: `URI:${TENANT}`, usage: 'clientAuth' });
+  const r = await probe(stranger);
+  t.false(r.served, 'no HTTP/2 session: node:tls ends the connection once verification failed');
+  t.truthy(r.fingerprint, 'the agent did present its certificate: the refusal is about the client');
+  await refusedCall(t, tlsClient(stranger));
+});
+
+test('an expired certificate from the client CA is refused', async (t) => {
+  const expired = ca.issue('tenant-a-expired', { san: `URI:${TENANT}`, usage: 'clientAuth', notBefore: new Date('2020-01-01T00:00:00Z'), notAfter: new Date('2020-01-02T00:00:00Z') });
+  t.false((await probe(expired)).served);
+  await refusedCall(t, tlsClient(expired));
+});
+
+test.serial('new certificate files: new connections get the new certificate, a half-done rotation keeps the old one, open sessions go on', async (t) => {
+  const before = fingerprintOf(server.cert);
+  t.is((await probe(tenant)).fingerprint, before);
+  const client = tlsClient(tenant);
+  t.teardown(() => client.close());
+  const abort = new AbortController();
+  t.teardown(() => abort.abort());
+  // From the start of the replay ring, so the stream is known to be open before the rotation.
+  const events = client.watch({ afterSequence: 0 }, { signal: abort.signal })[Symbol.asyncIterator]();
+  const spawned = async (handle: string) => {
+    for (;;) {
+      const { value, done } = await events.next();
+      if (done) return false;
+      if (value.process?.handle === handle && value.type === EventType.EVENT_TYPE_SPAWNED) return true;
+    }
+  };
+  const first = await client.spawn({ argv: ['/usr/bin/true'], user: 'nobody' });
+  t.true(await spawned(first.process!.handle));
+
+  // A rotation as a file-by-file copy would do it: the certificate first, its key a moment later.
+  const next = ca.issue('agent-next', { san: 'IP:127.0.0.1', usage: 'serverAuth' });
+  const failures = () => h.logs.filter((l) => l.event === 'tls_reload_failed').length;
+  const failed = failures();
+  renameSync(next.cert, server.cert);
+  await eventually('the mismatched pair to be read and refused', () => failures() > failed);
+  const during = await probe(tenant);
+  t.true(during.served, 'still serving');
+  t.is(during.fingerprint, before, 'with the last good pair');
+
+  renameSync(next.key, server.key);
+  const after = fingerprintOf(server.cert);
+  t.not(after, before);
+  await eventually('a new connection to see the new certificate', async () => (await probe(tenant)).fingerprint === after);
+  t.true(h.logs.some((l) => l.event === 'tls_reloaded' && l.fields['fingerprint256'] === after));
+
+  const second = await client.spawn({ argv: ['/usr/bin/true'], user: 'nobody' });
+  t.true(await spawned(second.process!.handle), 'the Watch opened before the rotation still streams: its session was kept');
+});
+
+/** The agent binary's exit code and stderr for a start that must fail. */
+const failedStart = (...args: string[]): Promise<{ code: number; stderr: string }> =>
+  new Promise((resolve) => {
+    const sock = join(tempDir('pidfd-agent-tls-start-'), 'run', 'agent.sock');
+    const base = ['--ephemeral', '--listen', `unix://${sock}`, '--tcp', '127.0.0.1:0', '--policy', join(dir, 'policy.yaml')];
+    execFile(process.execPath, [AGENT_BIN, ...base, ...args], { timeout: 20_000 }, (err, _stdout, stderr) => resolve({ code: (err as { code?: number } | null)?.code ?? 0, stderr }));
+  });
+
+test('unusable TLS files stop the start with one line naming the file, no stack', async (t) => {
+  const missing = await failedStart('--tls-cert', join(dir, 'missing.pem'), '--tls-key', server.key, '--tls-client-ca', ca.cert);
+  t.is(missing.code, 1);
+  t.is(missing.stderr, `pidfd-agent: --tls-cert ${join(dir, 'missing.pem')}: ENOENT\n`);
+  const mismatched = await failedStart('--tls-cert', server.cert, '--tls-key', tenant.key, '--tls-client-ca', ca.cert);
+  t.is(mismatched.code, 1);
+  t.is(mismatched.stderr, `pidfd-agent: --tls-cert ${server.cert}, --tls-key ${tenant.key}: key values mismatch\n`);
+  const noCa = await failedStart('--tls-cert', server.cert, '--tls-key', server.key, '--tls-client-ca', server.key);
+  t.is(noCa.stderr, `pidfd-agent: --tls-client-ca ${server.key}: no PEM certificate in it\n`);
+});
