@@ -9,6 +9,7 @@ import test from 'ava';
 import { credentials } from '@grpc/grpc-js';
 import { AgentCallError, AgentClient, EventType, status } from '../clients/ts/src/index.js';
 import { AGENT_BIN } from './helpers/agent-process.js';
+import { runCliText } from './helpers/cli.js';
 import { fingerprintOf, pem, TestCa, type Issued } from './helpers/certs.js';
 import { eventually, startHarness, tempDir, type Harness } from './helpers/harness.js';
 
@@ -174,4 +175,24 @@ test('unusable TLS files stop the start with one line naming the file, no stack'
   t.is(mismatched.stderr, `pidfd-agent: --tls-cert ${server.cert}, --tls-key ${tenant.key}: key values mismatch\n`);
   const noCa = await failedStart('--tls-cert', server.cert, '--tls-key', server.key, '--tls-client-ca', server.key);
   t.is(noCa.stderr, `pidfd-agent: --tls-client-ca ${server.key}: no PEM certificate in it\n`);
+});
+
+test('pidfdctl reaches the TLS address with --tls-* flags or PIDFD_AGENT_TLS_* variables', async (t) => {
+  const flags = ['--tls-ca', ca.cert, '--tls-cert', tenant.cert, '--tls-key', tenant.key];
+  const spawned = await runCliText(address, [...flags, 'spawn', '--user', 'nobody', '--', '/usr/bin/true']);
+  t.is(spawned.code, 0, spawned.stderr);
+  const handle = spawned.stdout.trim();
+  const env = { ...process.env, PIDFD_AGENT_TLS_CA: ca.cert, PIDFD_AGENT_TLS_CERT: tenant.cert, PIDFD_AGENT_TLS_KEY: tenant.key };
+  const got = await runCliText(address, ['get', handle, '--json'], env);
+  t.is(got.code, 0, got.stderr);
+  t.is(JSON.parse(got.stdout).process.owner, TENANT);
+
+  const anonymous = await runCliText(address, ['--tls-ca', ca.cert, 'list']);
+  t.is(anonymous.code, 1);
+  t.regex(anonymous.stderr, /^pidfdctl: UNAVAILABLE: [^\n]*alert certificate required[^\n]*\n$/, 'one line');
+  const missing = await runCliText(address, [...flags.slice(0, 2), '--tls-cert', join(dir, 'missing.pem'), '--tls-key', tenant.key, 'list']);
+  t.is(missing.stderr, `pidfdctl: --tls-cert ${join(dir, 'missing.pem')}: ENOENT\n`);
+  const half = await runCliText(address, ['--tls-cert', tenant.cert, 'list']);
+  t.is(half.code, 2);
+  t.regex(half.stderr, /^pidfdctl: --tls-cert and --tls-key go together/);
 });
