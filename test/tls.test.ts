@@ -8,7 +8,7 @@ import tls from 'node:tls';
 import test from 'ava';
 import { credentials } from '@grpc/grpc-js';
 import { AgentCallError, AgentClient, EventType, status } from '../clients/ts/src/index.js';
-import { AGENT_BIN } from './helpers/agent-process.js';
+import { AGENT_BIN, ROOT } from './helpers/agent-process.js';
 import { runCliText } from './helpers/cli.js';
 import { fingerprintOf, pem, TestCa, type Issued } from './helpers/certs.js';
 import { eventually, startHarness, tempDir, type Harness } from './helpers/harness.js';
@@ -195,4 +195,25 @@ test('pidfdctl reaches the TLS address with --tls-* flags or PIDFD_AGENT_TLS_* v
   const half = await runCliText(address, ['--tls-cert', tenant.cert, 'list']);
   t.is(half.code, 2);
   t.regex(half.stderr, /^pidfdctl: --tls-cert and --tls-key go together/);
+});
+
+test('the Python client reaches the TLS address with tls_credentials', async (t) => {
+  const script = [
+    'import sys; sys.path.insert(0, sys.argv[2])',
+    'from pidfd_agent import Agent, AgentError, pb, tls_credentials',
+    'ca, cert, key = sys.argv[3:6]',
+    'with Agent(sys.argv[1], credentials=tls_credentials(cert, key, ca)) as agent:',
+    '    p = agent.spawn(pb.SpawnRequest(argv=["/usr/bin/true"], user="nobody")).process',
+    '    print(p.owner, agent.wait(pb.WaitRequest(handle=p.handle)).process.exit.code)',
+    'with Agent(sys.argv[1], credentials=tls_credentials(cert, key)) as agent:',
+    '    try:',
+    '        agent.list(pb.ListRequest(), timeout=5)',
+    '    except AgentError as e:',
+    '        print(e.code.name)',
+  ].join('\n');
+  // Asynchronously: the agent under test runs on this process's event loop.
+  const stdout = await new Promise<string>((resolve, reject) =>
+    execFile('/usr/bin/python3', ['-B', '-c', script, address, join(ROOT, 'clients/python'), ca.cert, tenant.cert, tenant.key], { timeout: 30_000 }, (err, out, errOut) => (err ? reject(new Error(errOut)) : resolve(out))),
+  );
+  t.deepEqual(stdout.trim().split('\n'), [`${TENANT} 0`, 'UNAVAILABLE'], 'and without the CA the agent itself is not trusted');
 });

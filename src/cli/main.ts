@@ -36,7 +36,7 @@ class UsageError extends Error {}
 
 // grpc-js names an IP target as the TLS server name, which node deprecates (DEP0123) with a warning
 // on stderr that no user of this command can act on; stderr here is for our one-line errors.
-process.noDeprecation = true;
+(process as { noDeprecation?: boolean }).noDeprecation = true;
 
 const options = {
   addr: { type: 'string' },
