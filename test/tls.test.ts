@@ -6,7 +6,10 @@ import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import test from 'ava';
-import { credentials } from '@grpc/grpc-js';
+import { credentials, makeGenericClientConstructor, Server, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { callerOf } from '../src/auth/caller.js';
+import { listenTcp } from '../src/service/listeners.js';
+import { tlsServerCredentials } from '../src/service/tls-credentials.js';
 import { AgentCallError, AgentClient, EventType, status } from '../clients/ts/src/index.js';
 import { AGENT_BIN, ROOT } from './helpers/agent-process.js';
 import { runCliText } from './helpers/cli.js';
@@ -23,7 +26,7 @@ const POLICY = `rules:
 
 let dir: string;
 let ca: TestCa;
-let server: Issued;
+let agentPair: Issued;
 let tenant: Issued;
 let h: Harness;
 let address: string;
@@ -32,11 +35,11 @@ let port: number;
 test.before(async () => {
   dir = tempDir('pidfd-agent-tls-');
   ca = new TestCa(join(dir, 'ca'), 'agent-ca');
-  server = ca.issue('agent', { san: 'IP:127.0.0.1', usage: 'serverAuth', cert: join(dir, 'server.pem'), key: join(dir, 'server.key') });
+  agentPair = ca.issue('agent', { san: 'IP:127.0.0.1', usage: 'serverAuth', cert: join(dir, 'server.pem'), key: join(dir, 'server.key') });
   tenant = ca.issue('tenant-a', { san: `URI:${TENANT}`, usage: 'clientAuth' });
   const policyFile = join(dir, 'policy.yaml');
   writeFileSync(policyFile, POLICY);
-  h = await startHarness({ tcp: ['127.0.0.1:0'], tls: { cert: server.cert, key: server.key, clientCa: ca.cert }, policyFile });
+  h = await startHarness({ tcp: ['127.0.0.1:0'], tls: { cert: agentPair.cert, key: agentPair.key, clientCa: ca.cert }, policyFile });
   address = h.agent.addresses[1]!;
   port = Number(address.split(':')[1]);
 });
@@ -120,7 +123,7 @@ test('an expired certificate from the client CA is refused', async (t) => {
 });
 
 test.serial('new certificate files: new connections get the new certificate, a half-done rotation keeps the old one, open sessions go on', async (t) => {
-  const before = fingerprintOf(server.cert);
+  const before = fingerprintOf(agentPair.cert);
   t.is((await probe(tenant)).fingerprint, before);
   const client = tlsClient(tenant);
   t.teardown(() => client.close());
@@ -142,14 +145,14 @@ test.serial('new certificate files: new connections get the new certificate, a h
   const next = ca.issue('agent-next', { san: 'IP:127.0.0.1', usage: 'serverAuth' });
   const failures = () => h.logs.filter((l) => l.event === 'tls_reload_failed').length;
   const failed = failures();
-  renameSync(next.cert, server.cert);
+  renameSync(next.cert, agentPair.cert);
   await eventually('the mismatched pair to be read and refused', () => failures() > failed);
   const during = await probe(tenant);
   t.true(during.served, 'still serving');
   t.is(during.fingerprint, before, 'with the last good pair');
 
-  renameSync(next.key, server.key);
-  const after = fingerprintOf(server.cert);
+  renameSync(next.key, agentPair.key);
+  const after = fingerprintOf(agentPair.cert);
   t.not(after, before);
   await eventually('a new connection to see the new certificate', async () => (await probe(tenant)).fingerprint === after);
   t.true(h.logs.some((l) => l.event === 'tls_reloaded' && l.fields['fingerprint256'] === after));
@@ -167,14 +170,14 @@ const failedStart = (...args: string[]): Promise<{ code: number; stderr: string 
   });
 
 test('unusable TLS files stop the start with one line naming the file, no stack', async (t) => {
-  const missing = await failedStart('--tls-cert', join(dir, 'missing.pem'), '--tls-key', server.key, '--tls-client-ca', ca.cert);
+  const missing = await failedStart('--tls-cert', join(dir, 'missing.pem'), '--tls-key', agentPair.key, '--tls-client-ca', ca.cert);
   t.is(missing.code, 1);
   t.is(missing.stderr, `pidfd-agent: --tls-cert ${join(dir, 'missing.pem')}: ENOENT\n`);
-  const mismatched = await failedStart('--tls-cert', server.cert, '--tls-key', tenant.key, '--tls-client-ca', ca.cert);
+  const mismatched = await failedStart('--tls-cert', agentPair.cert, '--tls-key', tenant.key, '--tls-client-ca', ca.cert);
   t.is(mismatched.code, 1);
-  t.is(mismatched.stderr, `pidfd-agent: --tls-cert ${server.cert}, --tls-key ${tenant.key}: key values mismatch\n`);
-  const noCa = await failedStart('--tls-cert', server.cert, '--tls-key', server.key, '--tls-client-ca', server.key);
-  t.is(noCa.stderr, `pidfd-agent: --tls-client-ca ${server.key}: no PEM certificate in it\n`);
+  t.is(mismatched.stderr, `pidfd-agent: --tls-cert ${agentPair.cert}, --tls-key ${tenant.key}: key values mismatch\n`);
+  const noCa = await failedStart('--tls-cert', agentPair.cert, '--tls-key', agentPair.key, '--tls-client-ca', agentPair.key);
+  t.is(noCa.stderr, `pidfd-agent: --tls-client-ca ${agentPair.key}: no PEM certificate in it\n`);
 });
 
 test('pidfdctl reaches the TLS address with --tls-* flags or PIDFD_AGENT_TLS_* variables', async (t) => {
@@ -216,4 +219,36 @@ test('the Python client reaches the TLS address with tls_credentials', async (t)
     execFile('/usr/bin/python3', ['-B', '-c', script, address, join(ROOT, 'clients/python'), ca.cert, tenant.cert, tenant.key], { timeout: 30_000 }, (err, out, errOut) => (err ? reject(new Error(errOut)) : resolve(out))),
   );
   t.deepEqual(stdout.trim().split('\n'), [`${TENANT} 0`, 'UNAVAILABLE'], 'and without the CA the agent itself is not trusted');
+});
+
+test('callerOf on a call over TLS: the URI SAN, else the first DNS SAN, else the CN', async (t) => {
+  // The policy's contract, checked on a bare grpc-js server behind the agent's own TLS listener.
+  const raw = (b: Buffer) => b;
+  const service = { whoAmI: { path: '/test.Identity/WhoAmI', requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw } };
+  const server = new Server();
+  server.addService(service as ServiceDefinition, { whoAmI: (call: Parameters<typeof callerOf>[0], cb: (e: null, r: Buffer) => void) => cb(null, Buffer.from(JSON.stringify(callerOf(call)))) } as unknown as UntypedServiceImplementation);
+  const tlsCreds = tlsServerCredentials({ cert: agentPair.cert, key: agentPair.key, clientCa: ca.cert }, () => {});
+  const listener = await listenTcp(server, '127.0.0.1:0', () => {}, tlsCreds.credentials);
+  t.teardown(() => {
+    listener.close();
+    server.forceShutdown();
+    tlsCreds.close();
+  });
+  const Client = makeGenericClientConstructor(service, 'Identity');
+  const whoAmI = (client: Issued) =>
+    new Promise<Record<string, unknown>>((resolve, reject) => {
+      const c = new Client(listener.address, credentials.createSsl(pem(ca.cert), pem(client.key), pem(client.cert)));
+      (c as unknown as Record<string, (req: Buffer, cb: (e: Error | null, r: Buffer) => void) => void>)['whoAmI']!(Buffer.alloc(0), (e, r) => {
+        c.close();
+        return e ? reject(e) : resolve(JSON.parse(r.toString()));
+      });
+    });
+  t.like(await whoAmI(tenant), { identity: TENANT, transport: 'tls', aliases: [] });
+  t.regex(String((await whoAmI(tenant))['peer']), /^127\.0\.0\.1:\d+$/);
+  const dns = ca.issue('worker', { san: 'DNS:worker.example.org, DNS:other.example.org', usage: 'clientAuth' });
+  t.like(await whoAmI(dns), { identity: 'worker.example.org', transport: 'tls' });
+  const cn = ca.issue('batch-runner', { usage: 'clientAuth' });
+  t.like(await whoAmI(cn), { identity: 'batch-runner', transport: 'tls' });
+  const posing = ca.issue('unix:uid=0', { usage: 'clientAuth' });
+  t.like(await whoAmI(posing), { identity: 'tls:unix:uid=0', transport: 'tls' }, 'a certificate never passes for a unix caller');
 });

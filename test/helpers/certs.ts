@@ -11,8 +11,8 @@ export interface Issued {
 }
 
 export interface IssueOptions {
-  /** subjectAltName, e.g. `URI:spiffe://example.org/a` or `IP:127.0.0.1`. */
-  readonly san: string;
+  /** subjectAltName, e.g. `URI:spiffe://example.org/a` or `IP:127.0.0.1` (none: the CN alone names it). */
+  readonly san?: string;
   readonly usage: 'serverAuth' | 'clientAuth';
   readonly notBefore?: Date;
   readonly notAfter?: Date;
@@ -57,7 +57,7 @@ export class TestCa implements Issued {
     const key = o.key ?? join(this.dir, `${subject}.key`);
     const csr = join(this.dir, `${subject}.csr`);
     const ext = join(this.dir, `${subject}.ext`);
-    writeFileSync(ext, `subjectAltName = ${o.san}\nextendedKeyUsage = ${o.usage}\nbasicConstraints = CA:FALSE\n`);
+    writeFileSync(ext, `${o.san === undefined ? '' : `subjectAltName = ${o.san}\n`}extendedKeyUsage = ${o.usage}\nbasicConstraints = CA:FALSE\n`);
     openssl(this.dir, 'req', '-new', ...newKey, '-keyout', key, '-out', csr, '-subj', `/CN=${subject}`);
     const from = o.notBefore ?? new Date(Date.now() - HOUR);
     const to = o.notAfter ?? new Date(Date.now() + 24 * HOUR);
