@@ -2,7 +2,7 @@
 // that chains to the client CA and is valid now gets an HTTP/2 session; its SPIFFE ID owns what it
 // spawns; the agent's certificate rotates by replacing its files, with open sessions kept.
 import { execFile } from 'node:child_process';
-import { renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import test from 'ava';
@@ -28,6 +28,8 @@ let dir: string;
 let ca: TestCa;
 let agentPair: Issued;
 let tenant: Issued;
+/** The agent's --tls-client-ca: a copy of the CA's certificate, rewritten by the CA rotation test. */
+let clientCa: string;
 let h: Harness;
 let address: string;
 let port: number;
@@ -37,9 +39,11 @@ test.before(async () => {
   ca = new TestCa(join(dir, 'ca'), 'agent-ca');
   agentPair = ca.issue('agent', { san: 'IP:127.0.0.1', usage: 'serverAuth', cert: join(dir, 'server.pem'), key: join(dir, 'server.key') });
   tenant = ca.issue('tenant-a', { san: `URI:${TENANT}`, usage: 'clientAuth' });
+  clientCa = join(dir, 'client-ca.pem');
+  copyFileSync(ca.cert, clientCa);
   const policyFile = join(dir, 'policy.yaml');
   writeFileSync(policyFile, POLICY);
-  h = await startHarness({ tcp: ['127.0.0.1:0'], tls: { cert: agentPair.cert, key: agentPair.key, clientCa: ca.cert }, policyFile });
+  h = await startHarness({ tcp: ['127.0.0.1:0'], tls: { cert: agentPair.cert, key: agentPair.key, clientCa }, policyFile });
   address = h.agent.addresses[1]!;
   port = Number(address.split(':')[1]);
 });
@@ -120,6 +124,26 @@ test('an expired certificate from the client CA is refused', async (t) => {
   const expired = ca.issue('tenant-a-expired', { san: `URI:${TENANT}`, usage: 'clientAuth', notBefore: new Date('2020-01-01T00:00:00Z'), notAfter: new Date('2020-01-02T00:00:00Z') });
   t.false((await probe(expired)).served);
   await refusedCall(t, tlsClient(expired));
+});
+
+/** Replaces a file the way a rotation should: a new file renamed over the old. */
+function replaceFile(path: string, content: Buffer): void {
+  writeFileSync(`${path}.new`, content);
+  renameSync(`${path}.new`, path);
+}
+
+test.serial('a new client CA file decides the next handshakes', async (t) => {
+  const other = new TestCa(join(dir, 'next-ca'), 'next-ca');
+  const newcomer = other.issue('tenant-a', { san: `URI:${TENANT}`, usage: 'clientAuth' });
+  t.false((await probe(newcomer)).served);
+  replaceFile(clientCa, Buffer.concat([readFileSync(ca.cert), readFileSync(other.cert)]));
+  await eventually('the bundle with the next CA to be read', async () => (await probe(newcomer)).served);
+  t.true((await probe(tenant)).served, 'both CAs while the bundle holds both');
+  replaceFile(clientCa, readFileSync(other.cert));
+  await eventually('the old CA to be dropped', async () => !(await probe(tenant)).served);
+  t.true((await probe(newcomer)).served);
+  replaceFile(clientCa, readFileSync(ca.cert));
+  await eventually('the first CA back', async () => (await probe(tenant)).served);
 });
 
 test.serial('new certificate files: new connections get the new certificate, a half-done rotation keeps the old one, open sessions go on', async (t) => {
