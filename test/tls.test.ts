@@ -8,6 +8,7 @@ import tls from 'node:tls';
 import test from 'ava';
 import { credentials, makeGenericClientConstructor, Server, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { callerOf } from '../src/auth/caller.js';
+import { openFdCount } from '../src/kernel/fd.js';
 import { listenTcp } from '../src/service/listeners.js';
 import { tlsServerCredentials } from '../src/service/tls-credentials.js';
 import { AgentCallError, AgentClient, EventType, status } from '../clients/ts/src/index.js';
@@ -92,6 +93,18 @@ async function refusedCall(t: import('ava').ExecutionContext, client: AgentClien
   t.is(e?.code, status.UNAVAILABLE, e?.message);
   client.close();
 }
+
+test.serial('TLS connections, served or refused at any stage, leave no descriptor behind', async (t) => {
+  const expired = ca.issue('tenant-a-lapsed', { san: `URI:${TENANT}`, usage: 'clientAuth', notBefore: new Date('2020-01-01T00:00:00Z'), notAfter: new Date('2020-01-02T00:00:00Z') });
+  await probe(tenant);
+  const baseline = openFdCount();
+  for (let i = 0; i < 20; i++) {
+    const results = await Promise.all([probe(tenant), probe(), probe(expired)]);
+    t.deepEqual(results.map((r) => r.served), [true, false, false]);
+  }
+  await eventually('the fd count back to its baseline', () => openFdCount() <= baseline);
+  t.pass();
+});
 
 test('a certificate from the client CA gets a session; its SPIFFE ID owns what it spawns', async (t) => {
   t.true((await probe(tenant)).served);
