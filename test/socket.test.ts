@@ -132,3 +132,8 @@ test('a stale socket is replaced; one another agent serves is refused', async (t
   await t.throwsAsync(start(path), { message: `${path}: another process is serving on this socket` });
   t.true(lstatSync(path).isSocket(), 'and the serving one keeps its socket');
 });
+
+test('a socket path longer than a unix address holds stops the start, naming the path', async (t) => {
+  const path = join(tempDir('pidfd-agent-sock-'), 'x'.repeat(100), 'agent.sock');
+  await t.throwsAsync(start(path), { message: `${path}: bind: ENAMETOOLONG` });
+});

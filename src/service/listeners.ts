@@ -6,6 +6,7 @@
 // otherwise hold a stopping agent, or a handover, forever.
 import net from 'node:net';
 import { ServerCredentials, type Server } from '@grpc/grpc-js';
+import { KernelError } from '../kernel/errors.js';
 import { closeFd } from '../kernel/fd.js';
 import { UnixListener, type PeerCred } from '../kernel/fd-passing.js';
 import { watchReadable, type PollHandle } from '../kernel/libc.js';
@@ -97,7 +98,14 @@ class UnixGrpcListener implements GrpcListener {
 }
 
 /** path must be free (see prepareSocket); the socket is 0660, of group gid, before it listens. */
-export const listenUnix = (server: Server, path: string, gid: number, log: Logger): GrpcListener => new UnixGrpcListener(server, path, gid, log);
+export function listenUnix(server: Server, path: string, gid: number, log: Logger): GrpcListener {
+  try {
+    return new UnixGrpcListener(server, path, gid, log);
+  } catch (e) {
+    // A startup error is one line: `bind: EADDRINUSE` alone would not say which socket.
+    throw e instanceof KernelError ? new Error(`${path}: ${e.message}`, { cause: e }) : e;
+  }
+}
 
 /**
  * ip:port (port 0 picks one). Plaintext (loopback only, checked by config) unless credentials are

@@ -52,8 +52,12 @@ function secureDirectory(dir: string, gid: number): void {
   try {
     const mode = fstatSync(fd).mode;
     if ((mode & 0o1002) !== 0) throw new Error(`${dir}: a shared directory (mode ${octal(mode & 0o7777)}); the socket needs a directory of its own, made ${octal(SOCKET_DIR_MODE)}`);
-    fchownSync(fd, process.geteuid!(), gid);
-    fchmodSync(fd, SOCKET_DIR_MODE);
+    try {
+      fchownSync(fd, process.geteuid!(), gid);
+      fchmodSync(fd, SOCKET_DIR_MODE);
+    } catch (e) {
+      throw new Error(`${dir}: cannot make it ${octal(SOCKET_DIR_MODE)} of group ${gid}: ${(e as NodeJS.ErrnoException).code}`);
+    }
   } finally {
     closeSync(fd);
   }
