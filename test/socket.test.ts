@@ -58,11 +58,14 @@ test('--socket-group by name (through NSS): its members can connect, other users
   t.is(await connectAs(1234, gid, path), 'connected');
 });
 
-test('--socket-group by gid, one no group name has', async (t) => {
+test('--socket-group by gid, one no group name has (up to the largest, past INT_MAX)', async (t) => {
   const h = await startHarness({ socketGroup: '4321' });
   t.teardown(() => h.close());
   const path = socketOf(h.address);
   t.is(statSync(path).gid, 4321);
+  const large = await startHarness({ socketGroup: String(2 ** 32 - 2) });
+  t.teardown(() => large.close());
+  t.is(statSync(socketOf(large.address)).gid, 2 ** 32 - 2);
   t.is(await connectAs(1234, 1234, path), 'EACCES');
   t.is(await connectAs(1234, 4321, path), 'connected');
 });

@@ -66,12 +66,13 @@ static void size_buffers(int fd) {
 int fdpass_max_fds(void) { return FDPASS_MAX_FDS; }
 
 // type: SOCK_SEQPACKET for the handover, SOCK_STREAM for the agent's gRPC socket. mode and gid
-// (each -1: as bind makes them) are the socket file's, set before anyone can connect. Never by a
-// path lookup that follows a link: a racer could have swapped a symlink in after bind. Linux's
-// unix_bind gives the new file the socket inode's mode less the umask, so fchmod before bind makes
-// it at most `mode` from the start; after bind the group, then the bits the umask took, are set
-// on the path itself (AT_SYMLINK_NOFOLLOW: a symlink there is refused, not followed).
-int fdpass_listen(const char *path, int backlog, int type, int mode, int gid) {
+// (each -1: as bind makes them; gid is long long as gids go past INT_MAX) are the socket file's,
+// set before anyone can connect. Never by a path lookup that follows a link: a racer could have
+// swapped a symlink in after bind. Linux's unix_bind gives the new file the socket inode's mode
+// less the umask, so fchmod before bind makes it at most `mode` from the start; after bind the
+// group, then the bits the umask took, are set on the path itself (AT_SYMLINK_NOFOLLOW: a symlink
+// there is refused, not followed).
+int fdpass_listen(const char *path, int backlog, int type, int mode, long long gid) {
   struct sockaddr_un a;
   int r = address(path, &a);
   if (r) return r;

@@ -13,7 +13,8 @@ export const SOCKET_DIR_MODE = 0o750;
 /** A group name (resolved through NSS) or a gid; undefined: the agent's own group. */
 export function socketGid(group: string | undefined): number {
   if (group === undefined) return process.getegid!();
-  if (/^\d+$/.test(group)) return Number(group);
+  // (gid_t)-1 would mean "leave the group as it is" to chown.
+  if (/^\d+$/.test(group) && Number(group) < 0xffffffff) return Number(group);
   const gid = lookupGroup(group);
   if (gid === undefined) throw new Error(`--socket-group: no group named ${JSON.stringify(group)}`);
   return gid;
