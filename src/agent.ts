@@ -1,7 +1,5 @@
 // Composition root of the agent as a library: config → kernel probe → table → reaper → server.
-import { existsSync, mkdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
-import { dirname } from 'node:path';
+import { rmSync, writeFileSync } from 'node:fs';
 import type { Server } from '@grpc/grpc-js';
 import type { Config } from './config/config.js';
 import { probeFeatures, type Features } from './kernel/probe.js';
@@ -14,6 +12,8 @@ import { EpollReaper } from './reaper/reaper.js';
 import { agentService } from './service/agent-service.js';
 import { createServer } from './service/server.js';
 import { listenTcp, listenUnix, type GrpcListener } from './service/listeners.js';
+import { prepareSocket, socketGid } from './service/unix-socket.js';
+import { tlsServerCredentials, type TlsServerCredentials } from './service/tls-credentials.js';
 import type { Logger } from './service/status.js';
 import { WatchHub } from './service/watch.js';
 import { OutputReaders } from './service/read-output.js';
@@ -48,13 +48,22 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   const bootId = readBootId();
   // Whatever can fail on its own comes before asking a running agent to hand over: once it has,
   // this one must be able to serve.
+  const gid = socketGid(config.socketGroup);
   const cgroups = new Cgroups(config.cgroupParent ?? withMount(cgroup2Mount()));
   if (config.defaultCgroup !== undefined) cgroups.useDefault(config.defaultCgroup);
+  let tls: TlsServerCredentials | null;
+  try {
+    tls = config.tls === undefined ? null : tlsServerCredentials(config.tls, log);
+  } catch (e) {
+    cgroups.close();
+    throw e;
+  }
   let handover: Snapshot | null;
   let store: ProcessStore;
   try {
     handover = config.stateDir === undefined ? null : requestHandover(config.stateDir, config.takeover);
   } catch (e) {
+    tls?.close();
     cgroups.close();
     throw e;
   }
@@ -62,6 +71,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     store = config.stateDir === undefined ? new MemoryStore() : new SqliteStore(config.stateDir, bootId, (what, e) => log('store_error', { what, error: String(e) }));
   } catch (e) {
     handover?.close();
+    tls?.close();
     cgroups.close();
     throw e;
   }
@@ -90,6 +100,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     handover?.close();
     reaper.close();
     store.close();
+    tls?.close();
     cgroups.close();
     throw e;
   }
@@ -115,6 +126,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     clearInterval(expiry);
     listener?.close();
     await shutdown(server, listeners, graceMs);
+    tls?.close();
     await manager.settled();
     reaper.close();
     store.close();
@@ -153,10 +165,10 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     for (const address of config.listen) {
       if (address.startsWith('unix://')) {
         const path = address.slice('unix://'.length);
-        await prepareSocket(path);
-        listeners.push(listenUnix(server, path, log));
+        await prepareSocket(path, gid);
+        listeners.push(listenUnix(server, path, gid, log));
       } else {
-        listeners.push(await listenTcp(server, address, log));
+        listeners.push(await listenTcp(server, address, log, tls?.credentials));
       }
     }
     addresses.push(...listeners.map((l) => l.address));
@@ -166,6 +178,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     server.forceShutdown();
     reaper.close();
     store.close();
+    tls?.close();
     cgroups.close();
     clearInterval(expiry);
     throw e;
@@ -232,20 +245,4 @@ function shutdown(server: Server, listeners: readonly GrpcListener[], graceMs: n
     // would count as closed at once (while its last statuses are still being written).
     for (const l of listeners) l.drain(graceMs);
   });
-}
-
-/** Creates the socket's directory; removes a stale socket, refuses one that another agent serves. */
-async function prepareSocket(path: string): Promise<void> {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
-  if (!existsSync(path)) return;
-  const live = await new Promise<boolean>((resolve) => {
-    const s = connect(path);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-  if (live) throw new Error(`${path}: another process is serving on this socket`);
-  unlinkSync(path);
 }

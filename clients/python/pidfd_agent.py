@@ -14,7 +14,7 @@ from google.rpc import status_pb2
 from pidfd.agent.v1 import agent_pb2 as pb
 from pidfd.agent.v1 import agent_pb2_grpc
 
-__all__ = ["Agent", "AgentError", "pb"]
+__all__ = ["Agent", "AgentError", "pb", "tls_credentials"]
 
 _ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 
@@ -37,12 +37,30 @@ class AgentError(Exception):
         super().__init__(f"{self.code.name}: {self.details}")
 
 
-class Agent:
-    """One channel to one agent. Methods are the service's, in snake_case; streams are iterators."""
+def tls_credentials(cert: str, key: str, ca: str | None = None) -> grpc.ChannelCredentials:
+    """TLS with this client's certificate and key (PEM files), which the agent requires on its TCP
+    addresses; the agent's certificate is verified against `ca` (default: grpc's roots)."""
 
-    def __init__(self, address: str = "unix:///run/pidfd-agent/agent.sock"):
+    def read(path: str | None) -> bytes | None:
+        if path is None:
+            return None
+        with open(path, "rb") as f:
+            return f.read()
+
+    return grpc.ssl_channel_credentials(root_certificates=read(ca), private_key=read(key), certificate_chain=read(cert))
+
+
+class Agent:
+    """One channel to one agent. Methods are the service's, in snake_case; streams are iterators.
+    A HOST:PORT address with TLS takes `credentials=tls_credentials(...)`."""
+
+    def __init__(self, address: str = "unix:///run/pidfd-agent/agent.sock", credentials: grpc.ChannelCredentials | None = None):
         # The agent is node-local: a restart or handover lasts about 0.1 s, grpc's backoff 1 s.
-        self._channel = grpc.insecure_channel(address, options=[("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 2000)])
+        options = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 2000)]
+        if credentials is None:
+            self._channel = grpc.insecure_channel(address, options=options)
+        else:
+            self._channel = grpc.secure_channel(address, credentials, options=options)
         self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
 
     def __getattr__(self, name: str):

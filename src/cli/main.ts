@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 // pidfdctl: a command-line client of pidfd-agent.
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
 import { AgentCallError, AgentClient, EnvMode, Event, GetResponse, ListResponse, Output, OutputMode, Process, SignalTarget, State, StopResponse, status } from '../../clients/ts/src/index.js';
 import { DEFAULT_SOCKET, parseDuration } from '../config/config.js';
 import { describeExit, eventLine, exitStatusOf, processDetail, processLine } from './format.js';
 import { attach, logs, logsArgs, stdinMode } from './stdio.js';
 
-const USAGE = `usage: pidfdctl [--addr unix:///PATH|HOST:PORT] [--json] COMMAND
+const USAGE = `usage: pidfdctl [--addr unix:///PATH|HOST:PORT] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]] [--json] COMMAND
   spawn [--label k=v]... [--env K=V]... [--inherit-env] [--cwd DIR] [--request-id ID]
         [--stdout discard|inherit|capture|file:PATH|append:PATH] [--stderr ...] [--no-new-session]
         [--user U] [--group G] [--groups G,G] [--umask 027] [--no-new-privs] [--pdeathsig SIG]
@@ -26,12 +28,21 @@ const USAGE = `usage: pidfdctl [--addr unix:///PATH|HOST:PORT] [--json] COMMAND
   list [--label k=v]... [--state running|exited]
   release HANDLE                     forget the handle (a running process keeps running)
   adopt PID [--label k=v]... [--start-time TICKS] [--inode N]
-The address defaults to $PIDFD_AGENT_ADDR, else unix://${DEFAULT_SOCKET}.`;
+The address defaults to $PIDFD_AGENT_ADDR, else unix://${DEFAULT_SOCKET}. A HOST:PORT address with
+--tls-cert and --tls-key (this client's certificate, PEM) is reached over TLS, the agent verified
+against --tls-ca (default: the system's roots); each defaults to $PIDFD_AGENT_TLS_CERT, _KEY, _CA.`;
 
 class UsageError extends Error {}
 
+// grpc-js names an IP target as the TLS server name, which node deprecates (DEP0123) with a warning
+// on stderr that no user of this command can act on; stderr here is for our one-line errors.
+(process as { noDeprecation?: boolean }).noDeprecation = true;
+
 const options = {
   addr: { type: 'string' },
+  'tls-ca': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   label: { type: 'string', multiple: true },
@@ -125,6 +136,24 @@ function address(v: Values): string {
   return a.startsWith('/') ? `unix://${a}` : a;
 }
 
+function pemFile(flag: string, path: string | undefined): Buffer | undefined {
+  if (path === undefined || path === '') return undefined;
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new Error(`--${flag} ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+/** TLS with this client's certificate when one is given (flags, else the environment). */
+function channelCredentials(v: Values, addr: string): ChannelCredentials {
+  const [ca, cert, key] = (['ca', 'cert', 'key'] as const).map((f) => v[`tls-${f}`] ?? process.env[`PIDFD_AGENT_TLS_${f.toUpperCase()}`]);
+  if (ca === undefined && cert === undefined && key === undefined) return credentials.createInsecure();
+  if ((cert === undefined) !== (key === undefined)) throw new UsageError('--tls-cert and --tls-key go together (the agent requires a client certificate)');
+  if (addr.startsWith('unix://')) throw new UsageError(`TLS is for a HOST:PORT address, not ${addr}`);
+  return credentials.createSsl(pemFile('tls-ca', ca) ?? null, pemFile('tls-key', key) ?? null, pemFile('tls-cert', cert) ?? null);
+}
+
 function one(args: string[], what: string): string {
   if (args.length !== 1) throw new UsageError(`expected ${what}`);
   return args[0]!;
@@ -146,7 +175,8 @@ async function run(argv: string[]): Promise<number> {
     return command === undefined && !v.help ? 2 : 0;
   }
   const json = v.json ?? false;
-  const client = new AgentClient(address(v));
+  const addr = address(v);
+  const client = new AgentClient(addr, channelCredentials(v, addr));
   try {
     switch (command) {
       case 'spawn': {
@@ -242,7 +272,8 @@ run(process.argv.slice(2)).then(
   (code) => (process.exitCode = code),
   (e: unknown) => {
     if (e instanceof AgentCallError) {
-      console.error(`pidfdctl: ${status[e.code]}: ${e.details}${e.reason ? ` (${e.reason})` : ''}`);
+      // grpc-js's connection errors span lines (OpenSSL's among them): one line, like every other error.
+      console.error(`pidfdctl: ${status[e.code]}: ${e.details.replace(/\s*\n\s*/g, ' ').trim()}${e.reason ? ` (${e.reason})` : ''}`);
       process.exitCode = 1;
       return;
     }

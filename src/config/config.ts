@@ -99,7 +99,8 @@ export const USAGE = `usage: pidfd-agent [options]
   --policy FILE             authorization policy (YAML; reloaded on SIGHUP and on change). Without it only
                             uid 0 on the unix socket may do anything; TLS needs one
   --audit-log FILE          one JSON line per mutating call and per denial (default: stderr)
-  --socket-group GROUP      group of the unix socket (0660) and its directory (0750)
+  --socket-group GROUP      group (name or gid) of the unix socket (0660) and its directory (0750, the
+                            agent's own: not a shared one like /tmp); default: the agent's group
   --retention-ttl DURATION  keep exited processes readable this long (default 1h)
   --retention-max N         keep at most N exited processes (default 10000)
   --event-ring N            events kept for Watch replay (default 65536)

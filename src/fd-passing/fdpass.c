@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,14 +65,29 @@ static void size_buffers(int fd) {
 
 int fdpass_max_fds(void) { return FDPASS_MAX_FDS; }
 
-// type: SOCK_SEQPACKET for the handover, SOCK_STREAM for the agent's gRPC socket.
-int fdpass_listen(const char *path, int backlog, int type) {
+// type: SOCK_SEQPACKET for the handover, SOCK_STREAM for the agent's gRPC socket. mode and gid
+// (each -1: as bind makes them; gid is long long as gids go past INT_MAX) are the socket file's,
+// set before anyone can connect. Never by a path lookup that follows a link: a racer could have
+// swapped a symlink in after bind. Linux's unix_bind gives the new file the socket inode's mode
+// less the umask, so fchmod before bind makes it at most `mode` from the start; after bind the
+// group, then the bits the umask took, are set on the path itself (AT_SYMLINK_NOFOLLOW: a symlink
+// there is refused, not followed).
+int fdpass_listen(const char *path, int backlog, int type, int mode, long long gid) {
   struct sockaddr_un a;
   int r = address(path, &a);
   if (r) return r;
   int fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return -errno;
-  if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, backlog) < 0) return fail(fd);
+  if (mode >= 0 && fchmod(fd, (mode_t)mode) < 0) return fail(fd);
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0) return fail(fd);
+  if ((gid >= 0 && fchownat(AT_FDCWD, path, (uid_t)-1, (gid_t)gid, AT_SYMLINK_NOFOLLOW) < 0) ||
+      (mode >= 0 && fchmodat(AT_FDCWD, path, (mode_t)mode, AT_SYMLINK_NOFOLLOW) < 0) ||
+      listen(fd, backlog) < 0) {
+    int e = errno;
+    unlink(path);
+    close(fd);
+    return -e;
+  }
   return fd;
 }
 

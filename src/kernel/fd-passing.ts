@@ -1,6 +1,6 @@
 // Unix SOCK_SEQPACKET connections that carry descriptors (SCM_RIGHTS): each message arrives whole,
 // with the descriptors sent along with it, already close-on-exec. The C side is fdpass.c.
-import { statSync, unlinkSync } from 'node:fs';
+import { lstatSync, unlinkSync } from 'node:fs';
 import * as libc from './libc.js';
 import { closeFd, type Fd } from './fd.js';
 import { KernelError } from './errors.js';
@@ -100,6 +100,12 @@ export interface PeerCred {
 const SOCK_STREAM = 1;
 const SOCK_SEQPACKET = 5;
 
+/** Who may connect to a listening socket's file (omitted: as bind and the umask make it). */
+export interface SocketAccess {
+  readonly mode?: number;
+  readonly gid?: number;
+}
+
 /** A non-blocking unix socket listening at path (which must not exist); accepted ones are close-on-exec. */
 export class UnixListener {
   readonly fd: Fd;
@@ -107,13 +113,15 @@ export class UnixListener {
   /** Of the socket file we bound, to remove only that one. */
   private readonly inode: number;
 
+  /** The file's mode and group are set before it listens, never through a symlink (fdpass.c). */
   constructor(
     readonly path: string,
     type: 'stream' | 'seqpacket',
     backlog: number,
+    access: SocketAccess = {},
   ) {
-    this.fd = checked('bind', lib().listen(path, backlog, type === 'stream' ? SOCK_STREAM : SOCK_SEQPACKET)) as Fd;
-    this.inode = statSync(path).ino;
+    this.fd = checked('bind', lib().listen(path, backlog, type === 'stream' ? SOCK_STREAM : SOCK_SEQPACKET, access.mode ?? -1, access.gid ?? -1)) as Fd;
+    this.inode = lstatSync(path).ino;
   }
 
   /** A pending connection (the caller owns its fd), or null when there is none. */
@@ -129,7 +137,7 @@ export class UnixListener {
     // While we still listen, a newcomer cannot have bound the path (it finds it answered), so the
     // file checked is the file removed.
     try {
-      if (statSync(this.path).ino === this.inode) unlinkSync(this.path);
+      if (lstatSync(this.path).ino === this.inode) unlinkSync(this.path);
     } catch {
       // already gone
     }

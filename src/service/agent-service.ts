@@ -12,6 +12,7 @@ import { OutputReaders } from './read-output.js';
 import { outputStream } from './validate-stdio.js';
 import { signalName } from '../kernel/signals.js';
 import { ServiceGate } from './gate.js';
+import { ownerOf } from '../auth/caller.js';
 
 const DEFAULT_GRACE_MS = 10_000;
 
@@ -60,11 +61,11 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
   const unary = unaryFactory(log, gate);
   return {
     spawn: unary('Spawn', async (req, call) => {
-      const { record, replayed } = await manager.spawn({ ...validate.spawnOptions(req), owner: call.getPeer() });
+      const { record, replayed } = await manager.spawn({ ...validate.spawnOptions(req), owner: ownerOf(call) });
       return { process: toProcess(record), replayed };
     }),
 
-    adopt: unary('Adopt', (req, call) => ({ process: toProcess(manager.adopt({ ...validate.adoptOptions(req), owner: call.getPeer() })) })),
+    adopt: unary('Adopt', (req, call) => ({ process: toProcess(manager.adopt({ ...validate.adoptOptions(req), owner: ownerOf(call) })) })),
 
     signal: unary('Signal', (req) => {
       const signal = validate.signal(req.signal);

@@ -4,13 +4,14 @@
 // gives shutdown a handle on every session: grpc-js 1.14's forceShutdown destroys sessions only
 // when channelz is on, which costs on every call, so an open stream (a health Watch, say) would
 // otherwise hold a stopping agent, or a handover, forever.
-import { chmodSync } from 'node:fs';
 import net from 'node:net';
 import { ServerCredentials, type Server } from '@grpc/grpc-js';
+import { KernelError } from '../kernel/errors.js';
 import { closeFd } from '../kernel/fd.js';
 import { UnixListener, type PeerCred } from '../kernel/fd-passing.js';
 import { watchReadable, type PollHandle } from '../kernel/libc.js';
 import type { Logger } from './status.js';
+import { SOCKET_MODE } from './unix-socket.js';
 
 export const peerOf = (p: PeerCred): string => `unix:uid=${p.uid},gid=${p.gid},pid=${p.pid}`;
 
@@ -46,10 +47,10 @@ class UnixGrpcListener implements GrpcListener {
   constructor(
     server: Server,
     private readonly path: string,
+    gid: number,
     private readonly log: Logger,
   ) {
-    this.listener = new UnixListener(path, 'stream', 511);
-    chmodSync(path, 0o660);
+    this.listener = new UnixListener(path, 'stream', 511, { mode: SOCKET_MODE, gid });
     this.injector = server.createConnectionInjector(ServerCredentials.createInsecure());
     this.poll = watchReadable(this.listener.fd, () => this.acceptAll());
   }
@@ -96,15 +97,26 @@ class UnixGrpcListener implements GrpcListener {
   }
 }
 
-/** path must be free (see prepareSocket); it is made group-accessible (0660). */
-export const listenUnix = (server: Server, path: string, log: Logger): GrpcListener => new UnixGrpcListener(server, path, log);
+/** path must be free (see prepareSocket); the socket is 0660, of group gid, before it listens. */
+export function listenUnix(server: Server, path: string, gid: number, log: Logger): GrpcListener {
+  try {
+    return new UnixGrpcListener(server, path, gid, log);
+  } catch (e) {
+    // A startup error is one line: `bind: EADDRINUSE` alone would not say which socket.
+    throw e instanceof KernelError ? new Error(`${path}: ${e.message}`, { cause: e }) : e;
+  }
+}
 
-/** host:port (loopback only, checked by config); port 0 picks one. */
-export async function listenTcp(server: Server, hostPort: string, log: Logger): Promise<GrpcListener> {
+/**
+ * ip:port (port 0 picks one). Plaintext (loopback only, checked by config) unless credentials are
+ * TLS ones (tlsServerCredentials): then the TLS handshake, client certificate verified, happens in
+ * grpc-js's own secure server that each accepted connection is injected into.
+ */
+export async function listenTcp(server: Server, hostPort: string, log: Logger, credentials = ServerCredentials.createInsecure()): Promise<GrpcListener> {
   const m = /^(.*):(\d+)$/.exec(hostPort);
   if (!m) throw new Error(`not HOST:PORT: ${hostPort}`);
   const host = m[1]!.replace(/^\[(.*)\]$/, '$1');
-  const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
+  const injector = server.createConnectionInjector(credentials);
   const tcp = net.createServer((socket) => inject(injector, socket, log));
   await new Promise<void>((resolve, reject) => {
     tcp.once('error', reject);

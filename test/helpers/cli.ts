@@ -9,18 +9,18 @@ export interface CliResult {
 
 /**
  * Runs pidfdctl against an agent, asynchronously (a test agent shares the caller's event loop),
- * feeding `input` on stdin.
+ * feeding `input` on stdin; `env` replaces the environment.
  */
-export const runCli = (address: string, args: readonly string[], input = ''): Promise<CliResult> =>
+export const runCli = (address: string, args: readonly string[], input = '', env?: NodeJS.ProcessEnv): Promise<CliResult> =>
   new Promise((resolve) => {
-    const child = execFile(process.execPath, [CLI_BIN, '--addr', address, ...args], { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) =>
+    const child = execFile(process.execPath, [CLI_BIN, '--addr', address, ...args], { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024, env }, (err, stdout, stderr) =>
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr: stderr.toString() }),
     );
     child.stdin!.end(input);
   });
 
 /** runCli with stdout as text. */
-export async function runCliText(address: string, args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const r = await runCli(address, args);
+export async function runCliText(address: string, args: readonly string[], env?: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+  const r = await runCli(address, args, '', env);
   return { ...r, stdout: r.stdout.toString() };
 }

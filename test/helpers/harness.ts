@@ -14,14 +14,14 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-/** A real agent in this process, serving on a unix socket in a fresh temp dir. */
-export async function startHarness(overrides: Partial<Config> = {}): Promise<Harness> {
+/** A real agent in this process, serving on a unix socket in a fresh temp dir (and on `tcp` addresses). */
+export async function startHarness({ tcp = [], ...overrides }: Partial<Config> & { tcp?: readonly string[] } = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'pidfd-agent-test-'));
   const address = `unix://${join(dir, 'agent.sock')}`;
   const logs: Harness['logs'] = [];
   const agentEnv = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/root' };
   const stateDir = join(dir, 'state');
-  const agent = await startAgent({ ...DEFAULTS, listen: [address], agentEnv, stateDir, ...overrides }, (event, fields) => logs.push({ event, fields }));
+  const agent = await startAgent({ ...DEFAULTS, listen: [address, ...tcp], agentEnv, stateDir, ...overrides }, (event, fields) => logs.push({ event, fields }));
   const client = new AgentClient(address);
   return {
     agent,

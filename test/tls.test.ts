@@ -1,0 +1,291 @@
+// TLS on the TCP listener, against real certificates made by openssl: only a client certificate
+// that chains to the client CA and is valid now gets an HTTP/2 session; its SPIFFE ID owns what it
+// spawns; the agent's certificate rotates by replacing its files, with open sessions kept.
+import { execFile } from 'node:child_process';
+import { copyFileSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import test from 'ava';
+import { credentials, makeGenericClientConstructor, Server, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { callerOf } from '../src/auth/caller.js';
+import { openFdCount } from '../src/kernel/fd.js';
+import { listenTcp } from '../src/service/listeners.js';
+import { tlsServerCredentials } from '../src/service/tls-credentials.js';
+import { AgentCallError, AgentClient, EventType, status } from '../clients/ts/src/index.js';
+import { AGENT_BIN, ROOT } from './helpers/agent-process.js';
+import { runCliText } from './helpers/cli.js';
+import { fingerprintOf, pem, TestCa, type Issued } from './helpers/certs.js';
+import { eventually, startHarness, tempDir, type Harness } from './helpers/harness.js';
+
+const TENANT = 'spiffe://example.org/tenant-a';
+
+const POLICY = `rules:
+  - identities: ["${TENANT}"]
+    role: tenant
+    spawn: { run_as: ["nobody"], executables: ["/usr/bin/*", "/bin/*"], max_processes: 100 }
+`;
+
+let dir: string;
+let ca: TestCa;
+let agentPair: Issued;
+let tenant: Issued;
+/** The agent's --tls-client-ca: a copy of the CA's certificate, rewritten by the CA rotation test. */
+let clientCa: string;
+let h: Harness;
+let address: string;
+let port: number;
+
+test.before(async () => {
+  dir = tempDir('pidfd-agent-tls-');
+  ca = new TestCa(join(dir, 'ca'), 'agent-ca');
+  agentPair = ca.issue('agent', { san: 'IP:127.0.0.1', usage: 'serverAuth', cert: join(dir, 'server.pem'), key: join(dir, 'server.key') });
+  tenant = ca.issue('tenant-a', { san: `URI:${TENANT}`, usage: 'clientAuth' });
+  clientCa = join(dir, 'client-ca.pem');
+  copyFileSync(ca.cert, clientCa);
+  const policyFile = join(dir, 'policy.yaml');
+  writeFileSync(policyFile, POLICY);
+  h = await startHarness({ tcp: ['127.0.0.1:0'], tls: { cert: agentPair.cert, key: agentPair.key, clientCa }, policyFile });
+  address = h.agent.addresses[1]!;
+  port = Number(address.split(':')[1]);
+});
+test.after.always(async () => {
+  await h?.close();
+});
+
+const tlsClient = (client?: Issued) =>
+  new AgentClient(address, client ? credentials.createSsl(pem(ca.cert), pem(client.key), pem(client.cert)) : credentials.createSsl(pem(ca.cert)));
+
+interface Probe {
+  /** The server spoke HTTP/2 (its SETTINGS frame): the connection got a session. */
+  readonly served: boolean;
+  /** The TLS error the client saw, if any (an alert the server sent, a reset). */
+  readonly error?: string;
+  /** The certificate the agent presented. */
+  readonly fingerprint?: string;
+}
+
+/** One raw TLS connection (h2 ALPN), verifying the agent against the CA like any client. */
+function probe(client?: Issued): Promise<Probe> {
+  return new Promise((resolve, reject) => {
+    let fingerprint: string | undefined;
+    let error: string | undefined;
+    const s = tls.connect({ host: '127.0.0.1', port, ca: pem(ca.cert), ALPNProtocols: ['h2'], ...(client && { cert: pem(client.cert), key: pem(client.key) }) });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error('the agent neither served nor closed the connection'));
+    }, 5000);
+    s.once('secureConnect', () => (fingerprint = s.getPeerX509Certificate()?.fingerprint256));
+    s.once('data', () => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve({ served: true, fingerprint });
+    });
+    s.on('error', (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
+    s.once('close', () => {
+      clearTimeout(timer);
+      resolve({ served: false, error, fingerprint });
+    });
+  });
+}
+
+async function refusedCall(t: import('ava').ExecutionContext, client: AgentClient): Promise<void> {
+  const e = await t.throwsAsync(client.list({}, { deadline: 5000 }), { instanceOf: AgentCallError });
+  t.is(e?.code, status.UNAVAILABLE, e?.message);
+  client.close();
+}
+
+test.serial('TLS connections, served or refused at any stage, leave no descriptor behind', async (t) => {
+  const expired = ca.issue('tenant-a-lapsed', { san: `URI:${TENANT}`, usage: 'clientAuth', notBefore: new Date('2020-01-01T00:00:00Z'), notAfter: new Date('2020-01-02T00:00:00Z') });
+  await probe(tenant);
+  const baseline = openFdCount();
+  for (let i = 0; i < 20; i++) {
+    const results = await Promise.all([probe(tenant), probe(), probe(expired)]);
+    t.deepEqual(results.map((r) => r.served), [true, false, false]);
+  }
+  await eventually('the fd count back to its baseline', () => openFdCount() <= baseline);
+  t.pass();
+});
+
+test('a certificate from the client CA gets a session; its SPIFFE ID owns what it spawns', async (t) => {
+  t.true((await probe(tenant)).served);
+  const client = tlsClient(tenant);
+  t.teardown(() => client.close());
+  const { process: p } = await client.spawn({ argv: ['/usr/bin/true'], user: 'nobody' });
+  t.is(p!.owner, TENANT);
+  const { process: done } = await client.wait({ handle: p!.handle });
+  t.is(done!.exit?.code, 0);
+  t.is((await client.get({ handle: p!.handle })).process!.owner, TENANT);
+});
+
+test('no client certificate: the handshake is refused', async (t) => {
+  const r = await probe();
+  t.false(r.served);
+  t.is(r.error, 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED');
+  await refusedCall(t, tlsClient());
+});
+
+test('a certificate from another CA is refused', async (t) => {
+  const other = new TestCa(join(dir, 'other-ca'), 'other-ca');
+  const stranger = other.issue('tenant-a', { san: `URI:${TENANT}`, usage: 'clientAuth' });
+  const r = await probe(stranger);
+  t.false(r.served, 'no HTTP/2 session: node:tls ends the connection once verification failed');
+  t.truthy(r.fingerprint, 'the agent did present its certificate: the refusal is about the client');
+  await refusedCall(t, tlsClient(stranger));
+});
+
+test('an expired certificate from the client CA is refused', async (t) => {
+  const expired = ca.issue('tenant-a-expired', { san: `URI:${TENANT}`, usage: 'clientAuth', notBefore: new Date('2020-01-01T00:00:00Z'), notAfter: new Date('2020-01-02T00:00:00Z') });
+  t.false((await probe(expired)).served);
+  await refusedCall(t, tlsClient(expired));
+});
+
+/** Replaces a file the way a rotation should: a new file renamed over the old. */
+function replaceFile(path: string, content: Buffer): void {
+  writeFileSync(`${path}.new`, content);
+  renameSync(`${path}.new`, path);
+}
+
+test.serial('a new client CA file decides the next handshakes', async (t) => {
+  const other = new TestCa(join(dir, 'next-ca'), 'next-ca');
+  const newcomer = other.issue('tenant-a', { san: `URI:${TENANT}`, usage: 'clientAuth' });
+  t.false((await probe(newcomer)).served);
+  replaceFile(clientCa, Buffer.concat([readFileSync(ca.cert), readFileSync(other.cert)]));
+  await eventually('the bundle with the next CA to be read', async () => (await probe(newcomer)).served);
+  t.true((await probe(tenant)).served, 'both CAs while the bundle holds both');
+  replaceFile(clientCa, readFileSync(other.cert));
+  await eventually('the old CA to be dropped', async () => !(await probe(tenant)).served);
+  t.true((await probe(newcomer)).served);
+  replaceFile(clientCa, readFileSync(ca.cert));
+  await eventually('the first CA back', async () => (await probe(tenant)).served);
+});
+
+test.serial('new certificate files: new connections get the new certificate, a half-done rotation keeps the old one, open sessions go on', async (t) => {
+  const before = fingerprintOf(agentPair.cert);
+  t.is((await probe(tenant)).fingerprint, before);
+  const client = tlsClient(tenant);
+  t.teardown(() => client.close());
+  const abort = new AbortController();
+  t.teardown(() => abort.abort());
+  // From the start of the replay ring, so the stream is known to be open before the rotation.
+  const events = client.watch({ afterSequence: 0 }, { signal: abort.signal })[Symbol.asyncIterator]();
+  const spawned = async (handle: string) => {
+    for (;;) {
+      const { value, done } = await events.next();
+      if (done) return false;
+      if (value.process?.handle === handle && value.type === EventType.EVENT_TYPE_SPAWNED) return true;
+    }
+  };
+  const first = await client.spawn({ argv: ['/usr/bin/true'], user: 'nobody' });
+  t.true(await spawned(first.process!.handle));
+
+  // A rotation as a file-by-file copy would do it: the certificate first, its key a moment later.
+  const next = ca.issue('agent-next', { san: 'IP:127.0.0.1', usage: 'serverAuth' });
+  const failures = () => h.logs.filter((l) => l.event === 'tls_reload_failed').length;
+  const failed = failures();
+  renameSync(next.cert, agentPair.cert);
+  await eventually('the mismatched pair to be read and refused', () => failures() > failed);
+  const during = await probe(tenant);
+  t.true(during.served, 'still serving');
+  t.is(during.fingerprint, before, 'with the last good pair');
+
+  renameSync(next.key, agentPair.key);
+  const after = fingerprintOf(agentPair.cert);
+  t.not(after, before);
+  await eventually('a new connection to see the new certificate', async () => (await probe(tenant)).fingerprint === after);
+  t.true(h.logs.some((l) => l.event === 'tls_reloaded' && l.fields['fingerprint256'] === after));
+
+  const second = await client.spawn({ argv: ['/usr/bin/true'], user: 'nobody' });
+  t.true(await spawned(second.process!.handle), 'the Watch opened before the rotation still streams: its session was kept');
+});
+
+/** The agent binary's exit code and stderr for a start that must fail. */
+const failedStart = (...args: string[]): Promise<{ code: number; stderr: string }> =>
+  new Promise((resolve) => {
+    const sock = join(tempDir('pidfd-agent-tls-start-'), 'run', 'agent.sock');
+    const base = ['--ephemeral', '--listen', `unix://${sock}`, '--tcp', '127.0.0.1:0', '--policy', join(dir, 'policy.yaml')];
+    execFile(process.execPath, [AGENT_BIN, ...base, ...args], { timeout: 20_000 }, (err, _stdout, stderr) => resolve({ code: (err as { code?: number } | null)?.code ?? 0, stderr }));
+  });
+
+test('unusable TLS files stop the start with one line naming the file, no stack', async (t) => {
+  const missing = await failedStart('--tls-cert', join(dir, 'missing.pem'), '--tls-key', agentPair.key, '--tls-client-ca', ca.cert);
+  t.is(missing.code, 1);
+  t.is(missing.stderr, `pidfd-agent: --tls-cert ${join(dir, 'missing.pem')}: ENOENT\n`);
+  const mismatched = await failedStart('--tls-cert', agentPair.cert, '--tls-key', tenant.key, '--tls-client-ca', ca.cert);
+  t.is(mismatched.code, 1);
+  t.is(mismatched.stderr, `pidfd-agent: --tls-cert ${agentPair.cert}, --tls-key ${tenant.key}: key values mismatch\n`);
+  const noCa = await failedStart('--tls-cert', agentPair.cert, '--tls-key', agentPair.key, '--tls-client-ca', agentPair.key);
+  t.is(noCa.stderr, `pidfd-agent: --tls-client-ca ${agentPair.key}: no PEM certificate in it\n`);
+});
+
+test('pidfdctl reaches the TLS address with --tls-* flags or PIDFD_AGENT_TLS_* variables', async (t) => {
+  const flags = ['--tls-ca', ca.cert, '--tls-cert', tenant.cert, '--tls-key', tenant.key];
+  const spawned = await runCliText(address, [...flags, 'spawn', '--user', 'nobody', '--', '/usr/bin/true']);
+  t.is(spawned.code, 0, spawned.stderr);
+  const handle = spawned.stdout.trim();
+  const env = { ...process.env, PIDFD_AGENT_TLS_CA: ca.cert, PIDFD_AGENT_TLS_CERT: tenant.cert, PIDFD_AGENT_TLS_KEY: tenant.key };
+  const got = await runCliText(address, ['get', handle, '--json'], env);
+  t.is(got.code, 0, got.stderr);
+  t.is(JSON.parse(got.stdout).process.owner, TENANT);
+
+  const anonymous = await runCliText(address, ['--tls-ca', ca.cert, 'list']);
+  t.is(anonymous.code, 1);
+  t.regex(anonymous.stderr, /^pidfdctl: UNAVAILABLE: [^\n]*alert certificate required[^\n]*\n$/, 'one line');
+  const missing = await runCliText(address, [...flags.slice(0, 2), '--tls-cert', join(dir, 'missing.pem'), '--tls-key', tenant.key, 'list']);
+  t.is(missing.stderr, `pidfdctl: --tls-cert ${join(dir, 'missing.pem')}: ENOENT\n`);
+  const half = await runCliText(address, ['--tls-cert', tenant.cert, 'list']);
+  t.is(half.code, 2);
+  t.regex(half.stderr, /^pidfdctl: --tls-cert and --tls-key go together/);
+});
+
+test('the Python client reaches the TLS address with tls_credentials', async (t) => {
+  const script = [
+    'import sys; sys.path.insert(0, sys.argv[2])',
+    'from pidfd_agent import Agent, AgentError, pb, tls_credentials',
+    'ca, cert, key = sys.argv[3:6]',
+    'with Agent(sys.argv[1], credentials=tls_credentials(cert, key, ca)) as agent:',
+    '    p = agent.spawn(pb.SpawnRequest(argv=["/usr/bin/true"], user="nobody")).process',
+    '    print(p.owner, agent.wait(pb.WaitRequest(handle=p.handle)).process.exit.code)',
+    'with Agent(sys.argv[1], credentials=tls_credentials(cert, key)) as agent:',
+    '    try:',
+    '        agent.list(pb.ListRequest(), timeout=5)',
+    '    except AgentError as e:',
+    '        print(e.code.name)',
+  ].join('\n');
+  // Asynchronously: the agent under test runs on this process's event loop.
+  const stdout = await new Promise<string>((resolve, reject) =>
+    execFile('/usr/bin/python3', ['-B', '-c', script, address, join(ROOT, 'clients/python'), ca.cert, tenant.cert, tenant.key], { timeout: 30_000 }, (err, out, errOut) => (err ? reject(new Error(errOut)) : resolve(out))),
+  );
+  t.deepEqual(stdout.trim().split('\n'), [`${TENANT} 0`, 'UNAVAILABLE'], 'and without the CA the agent itself is not trusted');
+});
+
+test('callerOf on a call over TLS: the URI SAN, else the first DNS SAN, else the CN', async (t) => {
+  // The policy's contract, checked on a bare grpc-js server behind the agent's own TLS listener.
+  const raw = (b: Buffer) => b;
+  const service = { whoAmI: { path: '/test.Identity/WhoAmI', requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw } };
+  const server = new Server();
+  server.addService(service as ServiceDefinition, { whoAmI: (call: Parameters<typeof callerOf>[0], cb: (e: null, r: Buffer) => void) => cb(null, Buffer.from(JSON.stringify(callerOf(call)))) } as unknown as UntypedServiceImplementation);
+  const tlsCreds = tlsServerCredentials({ cert: agentPair.cert, key: agentPair.key, clientCa: ca.cert }, () => {});
+  const listener = await listenTcp(server, '127.0.0.1:0', () => {}, tlsCreds.credentials);
+  t.teardown(() => {
+    listener.close();
+    server.forceShutdown();
+    tlsCreds.close();
+  });
+  const Client = makeGenericClientConstructor(service, 'Identity');
+  const whoAmI = (client: Issued) =>
+    new Promise<Record<string, unknown>>((resolve, reject) => {
+      const c = new Client(listener.address, credentials.createSsl(pem(ca.cert), pem(client.key), pem(client.cert)));
+      (c as unknown as Record<string, (req: Buffer, cb: (e: Error | null, r: Buffer) => void) => void>)['whoAmI']!(Buffer.alloc(0), (e, r) => {
+        c.close();
+        return e ? reject(e) : resolve(JSON.parse(r.toString()));
+      });
+    });
+  t.like(await whoAmI(tenant), { identity: TENANT, transport: 'tls', aliases: [] });
+  t.regex(String((await whoAmI(tenant))['peer']), /^127\.0\.0\.1:\d+$/);
+  const dns = ca.issue('worker', { san: 'DNS:worker.example.org, DNS:other.example.org', usage: 'clientAuth' });
+  t.like(await whoAmI(dns), { identity: 'worker.example.org', transport: 'tls' });
+  const cn = ca.issue('batch-runner', { usage: 'clientAuth' });
+  t.like(await whoAmI(cn), { identity: 'batch-runner', transport: 'tls' });
+  const posing = ca.issue('unix:uid=0', { usage: 'clientAuth' });
+  t.like(await whoAmI(posing), { identity: 'tls:unix:uid=0', transport: 'tls' }, 'a certificate never passes for a unix caller');
+});
