@@ -28,6 +28,10 @@ import { encodeSnapshot, type Snapshot } from './handover/snapshot.js';
 import { ServiceGate } from './service/gate.js';
 import { handoverInProgress } from './process/errors.js';
 import { reapWhileLingering } from './handover/retired.js';
+import { AuditLog } from './auth/audit.js';
+import { Authorizer, NSS_NAMES } from './auth/authorize.js';
+import { PolicyFile } from './auth/policy-file.js';
+import { ROOT_ONLY } from './auth/policy.js';
 
 export interface Agent {
   readonly manager: ProcessManager;
@@ -37,6 +41,8 @@ export interface Agent {
   readonly readers: OutputReaders;
   /** Resolves once this agent has handed over to a successor and stopped serving. */
   readonly handedOver: Promise<void>;
+  /** Reads --policy again (SIGHUP): true when the file is now in force, false when the old policy stays. */
+  reloadPolicy(): boolean;
   /** Stops serving. Managed processes keep running: they never depended on the agent. */
   stop(): Promise<void>;
 }
@@ -48,21 +54,33 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   const bootId = readBootId();
   // Whatever can fail on its own comes before asking a running agent to hand over: once it has,
   // this one must be able to serve.
-  const cgroups = new Cgroups(config.cgroupParent ?? withMount(cgroup2Mount()));
-  if (config.defaultCgroup !== undefined) cgroups.useDefault(config.defaultCgroup);
+  const access = openAccess(config, log);
+  let cgroups: Cgroups;
+  try {
+    cgroups = new Cgroups(config.cgroupParent ?? withMount(cgroup2Mount()));
+    if (config.defaultCgroup !== undefined) cgroups.useDefault(config.defaultCgroup);
+  } catch (e) {
+    access.close();
+    throw e;
+  }
+  // What the agent holds of the node beyond the table: released on every way out.
+  const closeNode = () => {
+    cgroups.close();
+    access.close();
+  };
   let handover: Snapshot | null;
   let store: ProcessStore;
   try {
     handover = config.stateDir === undefined ? null : requestHandover(config.stateDir, config.takeover);
   } catch (e) {
-    cgroups.close();
+    closeNode();
     throw e;
   }
   try {
     store = config.stateDir === undefined ? new MemoryStore() : new SqliteStore(config.stateDir, bootId, (what, e) => log('store_error', { what, error: String(e) }));
   } catch (e) {
     handover?.close();
-    cgroups.close();
+    closeNode();
     throw e;
   }
   const events = new EventLog(config.eventRing, Date.now, store.sequences);
@@ -90,7 +108,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     handover?.close();
     reaper.close();
     store.close();
-    cgroups.close();
+    closeNode();
     throw e;
   }
   const startExpiry = () => {
@@ -100,10 +118,19 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   };
   let expiry = startExpiry();
 
+  const authorizer = new Authorizer({
+    policy: access.policy,
+    names: NSS_NAMES,
+    agentUid: process.getuid?.() ?? 0,
+    agentEnv: config.agentEnv,
+    lookup: (handle) => manager.find(handle),
+    running: (owner) => manager.runningOwnedBy(owner),
+    audit: access.audit.write,
+  });
   const watchers = new WatchHub(events, config.maxWatchers, config.watchBacklog);
   const readers = new OutputReaders(config.maxWatchers);
   const gate = new ServiceGate();
-  const { server } = createServer(agentService(manager, watchers, log, readers, gate));
+  const { server } = createServer(agentService(manager, watchers, log, authorizer, readers, gate));
   let handedOver!: () => void;
   const done = new Promise<void>((resolve) => (handedOver = resolve));
   let listener: HandoverListener | null = null;
@@ -118,7 +145,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     await manager.settled();
     reaper.close();
     store.close();
-    cgroups.close();
+    closeNode();
   };
   const host: HandoverHost = {
     refusal: () => (features.pidfdInfoExit ? undefined : 'this kernel has no PIDFD_INFO_EXIT (Linux 6.15+): the successor could not read the exits of the processes handed over'),
@@ -166,7 +193,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     server.forceShutdown();
     reaper.close();
     store.close();
-    cgroups.close();
+    closeNode();
     clearInterval(expiry);
     throw e;
   }
@@ -179,6 +206,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     watchers,
     readers,
     handedOver: done,
+    reloadPolicy: access.reload,
     stop: () => stop(STOP_GRACE_MS),
   };
 }
@@ -212,6 +240,30 @@ function restore(manager: ProcessManager, store: ProcessStore, bootId: string, h
   }
   manager.expire();
   return counts;
+}
+
+/**
+ * The policy (--policy, else uid 0 alone) and where the audit goes. Opened first: a policy that
+ * does not parse stops the start before anything else is done.
+ */
+function openAccess(config: Config, log: Logger) {
+  const file = config.policyFile === undefined ? undefined : new PolicyFile(config.policyFile, log);
+  let audit: AuditLog;
+  try {
+    audit = new AuditLog(config.auditLog);
+  } catch (e) {
+    file?.close();
+    throw e;
+  }
+  return {
+    policy: () => file?.policy ?? ROOT_ONLY,
+    reload: () => file?.reload('sighup') ?? false,
+    audit,
+    close: () => {
+      file?.close();
+      audit.close();
+    },
+  };
 }
 
 const withMount = (mount: string | undefined) => (mount === undefined ? undefined : `${mount}/pidfd-agent`);

@@ -1,0 +1,178 @@
+// The one decision point: every RPC is decided here, on its decoded and validated fields and the
+// caller's identity, before anything is touched. Denials and mutating calls are audited here.
+import { resolve } from 'node:path';
+import { AgentError, unknownHandle } from '../process/errors.js';
+import { executableOf } from '../process/launch.js';
+import type { AdoptOptions, SpawnOptions } from '../process/options.js';
+import type { ProcessRecord } from '../process/record.js';
+import type { AuditEntry, AuditSink } from './audit.js';
+import { callerOf, type Caller, type CallTransport } from './caller.js';
+import { ruleFor, type Family, type Policy, type Rule } from './policy.js';
+import { executableDenial, spawnDenial, type Denial, type Names, type SpawnFacts } from './spawn-policy.js';
+import { Quotas } from './quotas.js';
+import { lookupGroup, lookupUser } from '../kernel/nss.js';
+
+export type HandleRpc = 'Signal' | 'Stop' | 'Wait' | 'Get' | 'ListThreads' | 'ReadOutput' | 'WriteStdin' | 'CloseStdin' | 'Release';
+export type Rpc = HandleRpc | 'Spawn' | 'Adopt' | 'List' | 'Watch';
+
+/** What is asked, as decoded and validated: the only input of a decision besides the caller. */
+export type Request =
+  | { readonly rpc: 'Spawn'; readonly spawn: SpawnOptions }
+  | { readonly rpc: 'Adopt'; readonly adopt: AdoptOptions }
+  | { readonly rpc: HandleRpc; readonly handle: string }
+  | { readonly rpc: 'List' | 'Watch' };
+
+export const FAMILY_OF: Readonly<Record<Rpc, Family>> = {
+  Spawn: 'spawn', Adopt: 'adopt', Signal: 'signal', Stop: 'signal', Wait: 'read', Get: 'read', List: 'read', Watch: 'read',
+  ListThreads: 'read', ReadOutput: 'output', WriteStdin: 'stdin', CloseStdin: 'stdin', Release: 'release',
+};
+
+const MUTATING: ReadonlySet<Rpc> = new Set(['Spawn', 'Adopt', 'Signal', 'Stop', 'Release', 'WriteStdin', 'CloseStdin']);
+
+/** Names as the spawn resolves them (NSS). */
+export const NSS_NAMES: Names = { uid: (name) => lookupUser(name)?.uid, gid: (name) => lookupGroup(name) };
+
+export interface AuthorizerDeps {
+  /** The policy in force now (reloads swap it whole). */
+  readonly policy: () => Policy;
+  readonly names: Names;
+  /** The uid a spawn without `user` runs as. */
+  readonly agentUid: number;
+  /** The agent's environment, for ENV_MODE_INHERIT: PATH is looked up as the spawn will. */
+  readonly agentEnv: Readonly<Record<string, string>>;
+  /** The record a handle names now, whoever owns it. */
+  readonly lookup: (handle: string) => ProcessRecord | undefined;
+  /** Running processes an identity owns. */
+  readonly running: (owner: string) => number;
+  readonly audit: AuditSink;
+}
+
+/** What a call was granted: who may see what, and, for a spawn, the executable that was checked. */
+export class Grant {
+  private finished = false;
+
+  constructor(
+    readonly caller: Caller,
+    readonly rule: Rule,
+    readonly request: Request,
+    private readonly audit: AuditSink,
+    private readonly release: () => void,
+    /** Spawns: argv[0] resolved, what was checked and what runs. */
+    readonly executable?: string,
+  ) {}
+
+  /** The owner a spawned or adopted process gets. */
+  get owner(): string {
+    return this.caller.identity;
+  }
+
+  /** Admins see everything, anyone else only what it owns. */
+  canSee(record: ProcessRecord): boolean {
+    return this.rule.role === 'admin' || record.spec.owner === this.caller.identity;
+  }
+
+  get may(): ReadonlySet<Family> {
+    return this.rule.allow;
+  }
+
+  /** Once per call, when it is answered: audits a mutating call's outcome, frees its quota. */
+  finish(outcome: { handle?: string; pid?: number; error?: unknown } = {}): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.release();
+    if (!MUTATING.has(this.request.rpc)) return;
+    const e = outcome.error;
+    const result = e === undefined ? 'ok' : e instanceof AgentError ? e.detail.reason : 'INTERNAL';
+    this.audit({ ...describe(this.caller, this.request), handle: outcome.handle ?? handleOf(this.request), pid: outcome.pid, executable: this.executable, decision: 'allow', rule: this.rule.name, result });
+  }
+}
+
+const handleOf = (r: Request): string | undefined => ('handle' in r ? r.handle : undefined);
+
+function describe(caller: Caller, request: Request): Pick<AuditEntry, 'identity' | 'peer' | 'rpc' | 'handle' | 'argv0'> {
+  return { identity: caller.identity, peer: caller.peer, rpc: request.rpc, handle: handleOf(request), argv0: request.rpc === 'Spawn' ? request.spawn.argv[0] : undefined };
+}
+
+const policyDenied = (d: Denial) => new AgentError('PermissionDenied', `${d.field}: ${d.message} (policy)`, { reason: 'POLICY_DENIED', field: d.field });
+
+export class Authorizer {
+  private readonly quotas = new Quotas();
+
+  constructor(private readonly deps: AuthorizerDeps) {}
+
+  /** Decides a call; throws the AgentError the caller gets (after auditing it). */
+  authorize(call: CallTransport, request: Request): Grant {
+    return this.decide(callerOf(call), request);
+  }
+
+  decide(caller: Caller, request: Request): Grant {
+    const rule = ruleFor(this.deps.policy(), caller);
+    const deny = (error: AgentError): never => {
+      this.deps.audit({ ...describe(caller, request), decision: 'deny', rule: rule?.name ?? null, reason: error.detail.reason, field: error.detail.field, message: error.message });
+      throw error;
+    };
+    if (rule === undefined) return deny(policyDenied({ field: 'identity', message: `no rule names ${caller.identity}` }));
+    const family = FAMILY_OF[request.rpc];
+    if (!rule.allow.has(family)) return deny(policyDenied({ field: 'rpc', message: `${request.rpc} needs permission ${family}` }));
+    if ('handle' in request) {
+      const record = this.deps.lookup(request.handle);
+      // Someone else's process answers exactly as a handle that never existed: no oracle.
+      if (record !== undefined && rule.role !== 'admin' && record.spec.owner !== caller.identity) return deny(unknownHandle(request.handle));
+    }
+    if (request.rpc === 'Spawn') return this.spawn(caller, rule, request.spawn, request, deny);
+    if (request.rpc === 'Watch') {
+      const release = this.quotas.takeWatch(caller.identity, rule.maxWatches);
+      if (release === undefined) return deny(quota('max_watches', `at most ${rule.maxWatches} Watch streams at once`));
+      return new Grant(caller, rule, request, this.deps.audit, release);
+    }
+    return new Grant(caller, rule, request, this.deps.audit, () => {});
+  }
+
+  private spawn(caller: Caller, rule: Rule, spawn: SpawnOptions, request: Request, deny: (e: AgentError) => never): Grant {
+    const denial = spawnDenial(rule.spawn, this.facts(spawn), this.deps.names) ?? this.pathDenial(rule, spawn);
+    if (denial) return deny(policyDenied(denial));
+    let executable: string;
+    try {
+      executable = executableOf(spawn, this.deps.agentEnv);
+    } catch (e) {
+      new Grant(caller, rule, request, this.deps.audit, () => {}).finish({ error: e });
+      throw e;
+    }
+    const found = executableDenial(rule.spawn, executable);
+    if (found) return deny(policyDenied(found));
+    const { maxProcesses, spawnRate } = rule.spawn;
+    const owner = caller.identity;
+    const release = this.quotas.takeSpawn(owner, maxProcesses === undefined ? undefined : maxProcesses - this.deps.running(owner));
+    if (release === undefined) return deny(quota('max_processes', `at most ${maxProcesses} running processes at once`));
+    if (!this.quotas.takeRate(owner, spawnRate)) {
+      release();
+      return deny(quota('spawn_rate', `at most ${spawnRate!.count} spawns per ${spawnRate!.perMs / 1000} s`));
+    }
+    return new Grant(caller, rule, request, this.deps.audit, release, executable);
+  }
+
+  /** A path argv[0] is refused before the file system is asked about it (no probing of paths). */
+  private pathDenial(rule: Rule, spawn: SpawnOptions): Denial | undefined {
+    const program = spawn.argv[0]!;
+    return program.includes('/') ? executableDenial(rule.spawn, resolve(spawn.cwd ?? process.cwd(), program)) : undefined;
+  }
+
+  private facts(spawn: SpawnOptions): SpawnFacts {
+    const { setup } = spawn;
+    const { names, agentUid } = this.deps;
+    const id = (text: string, lookup: (n: string) => number | undefined) => (/^\d+$/.test(text) ? Number(text) : lookup(text));
+    const gids = [...(setup.group === undefined ? [] : [setup.group]), ...(setup.groups ?? [])];
+    return {
+      uid: setup.user === undefined ? agentUid : id(setup.user, (n) => names.uid(n)),
+      gids: gids.map((g) => id(g, (n) => names.gid(n))),
+      env: Object.keys(spawn.env ?? {}),
+      envInherit: spawn.inheritEnv === true,
+      stdout: spawn.stdout,
+      stderr: spawn.stderr,
+      cgroup: spawn.cgroup,
+      rlimits: setup.rlimits,
+    };
+  }
+}
+
+const quota = (field: string, message: string) => new AgentError('ResourceExhausted', `${field}: ${message} (policy)`, { reason: 'POLICY_QUOTA', field });
