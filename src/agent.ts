@@ -28,10 +28,8 @@ import { encodeSnapshot, type Snapshot } from './handover/snapshot.js';
 import { ServiceGate } from './service/gate.js';
 import { handoverInProgress } from './process/errors.js';
 import { reapWhileLingering } from './handover/retired.js';
-import { AuditLog } from './auth/audit.js';
+import { openAccess } from './auth/access.js';
 import { Authorizer, NSS_NAMES } from './auth/authorize.js';
-import { PolicyFile } from './auth/policy-file.js';
-import { ROOT_ONLY } from './auth/policy.js';
 
 export interface Agent {
   readonly manager: ProcessManager;
@@ -54,7 +52,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   const bootId = readBootId();
   // Whatever can fail on its own comes before asking a running agent to hand over: once it has,
   // this one must be able to serve.
-  const access = openAccess(config, log);
+  const access = openAccess(config.policyFile, config.auditLog, log);
   let cgroups: Cgroups;
   try {
     cgroups = new Cgroups(config.cgroupParent ?? withMount(cgroup2Mount()));
@@ -125,6 +123,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     agentEnv: config.agentEnv,
     lookup: (handle) => manager.find(handle),
     running: (owner) => manager.runningOwnedBy(owner),
+    replays: (owner, requestId) => manager.hasRequest(owner, requestId),
     audit: access.audit.write,
   });
   const watchers = new WatchHub(events, config.maxWatchers, config.watchBacklog);
@@ -240,30 +239,6 @@ function restore(manager: ProcessManager, store: ProcessStore, bootId: string, h
   }
   manager.expire();
   return counts;
-}
-
-/**
- * The policy (--policy, else uid 0 alone) and where the audit goes. Opened first: a policy that
- * does not parse stops the start before anything else is done.
- */
-function openAccess(config: Config, log: Logger) {
-  const file = config.policyFile === undefined ? undefined : new PolicyFile(config.policyFile, log);
-  let audit: AuditLog;
-  try {
-    audit = new AuditLog(config.auditLog);
-  } catch (e) {
-    file?.close();
-    throw e;
-  }
-  return {
-    policy: () => file?.policy ?? ROOT_ONLY,
-    reload: () => file?.reload('sighup') ?? false,
-    audit,
-    close: () => {
-      file?.close();
-      audit.close();
-    },
-  };
 }
 
 const withMount = (mount: string | undefined) => (mount === undefined ? undefined : `${mount}/pidfd-agent`);

@@ -44,46 +44,65 @@ export interface AuthorizerDeps {
   readonly lookup: (handle: string) => ProcessRecord | undefined;
   /** Running processes an identity owns. */
   readonly running: (owner: string) => number;
+  /** Whether the identity already made a spawn with this request_id (a retry replays it). */
+  readonly replays: (owner: string, requestId: string) => boolean;
   readonly audit: AuditSink;
+}
+
+interface GrantParts {
+  readonly caller: Caller;
+  /** The rule that decided the call. */
+  readonly rule: Rule;
+  readonly request: Request;
+  readonly audit: AuditSink;
+  /** The caller's rule in the policy in force now (a Watch outlives reloads). */
+  readonly ruleNow: () => Rule | undefined;
+  /** Frees what the call took of a quota. */
+  readonly release?: () => void;
+  /** Spawns: argv[0] resolved, what was checked and what runs. */
+  readonly executable?: string;
 }
 
 /** What a call was granted: who may see what, and, for a spawn, the executable that was checked. */
 export class Grant {
   private finished = false;
 
-  constructor(
-    readonly caller: Caller,
-    readonly rule: Rule,
-    readonly request: Request,
-    private readonly audit: AuditSink,
-    private readonly release: () => void,
-    /** Spawns: argv[0] resolved, what was checked and what runs. */
-    readonly executable?: string,
-  ) {}
+  constructor(private readonly parts: GrantParts) {}
+
+  get caller(): Caller {
+    return this.parts.caller;
+  }
+
+  get executable(): string | undefined {
+    return this.parts.executable;
+  }
 
   /** The owner a spawned or adopted process gets. */
   get owner(): string {
-    return this.caller.identity;
+    return this.parts.caller.identity;
   }
 
-  /** Admins see everything, anyone else only what it owns. */
+  /** Under the policy in force now: admins see everything, anyone else only what it owns. */
   canSee(record: ProcessRecord): boolean {
-    return this.rule.role === 'admin' || record.spec.owner === this.caller.identity;
+    const rule = this.parts.ruleNow();
+    return rule !== undefined && (rule.role === 'admin' || record.spec.owner === this.parts.caller.identity);
   }
 
-  get may(): ReadonlySet<Family> {
-    return this.rule.allow;
+  /** Whether the policy in force now grants the caller `family`. */
+  may(family: Family): boolean {
+    return this.parts.ruleNow()?.allow.has(family) === true;
   }
 
   /** Once per call, when it is answered: audits a mutating call's outcome, frees its quota. */
   finish(outcome: { handle?: string; pid?: number; error?: unknown } = {}): void {
     if (this.finished) return;
     this.finished = true;
-    this.release();
-    if (!MUTATING.has(this.request.rpc)) return;
+    this.parts.release?.();
+    const { caller, request, rule, executable } = this.parts;
+    if (!MUTATING.has(request.rpc)) return;
     const e = outcome.error;
     const result = e === undefined ? 'ok' : e instanceof AgentError ? e.detail.reason : 'INTERNAL';
-    this.audit({ ...describe(this.caller, this.request), handle: outcome.handle ?? handleOf(this.request), pid: outcome.pid, executable: this.executable, decision: 'allow', rule: this.rule.name, result });
+    this.parts.audit({ ...describe(caller, request), handle: outcome.handle ?? handleOf(request), pid: outcome.pid, executable, decision: 'allow', rule: rule.name, result });
   }
 }
 
@@ -119,36 +138,53 @@ export class Authorizer {
       // Someone else's process answers exactly as a handle that never existed: no oracle.
       if (record !== undefined && rule.role !== 'admin' && record.spec.owner !== caller.identity) return deny(unknownHandle(request.handle));
     }
-    if (request.rpc === 'Spawn') return this.spawn(caller, rule, request.spawn, request, deny);
+    const parts = { caller, rule, request, audit: this.deps.audit, ruleNow: this.liveRule(caller, rule) };
+    if (request.rpc === 'Spawn') return this.spawn(parts, request.spawn, deny);
     if (request.rpc === 'Watch') {
       const release = this.quotas.takeWatch(caller.identity, rule.maxWatches);
       if (release === undefined) return deny(quota('max_watches', `at most ${rule.maxWatches} Watch streams at once`));
-      return new Grant(caller, rule, request, this.deps.audit, release);
+      return new Grant({ ...parts, release });
     }
-    return new Grant(caller, rule, request, this.deps.audit, () => {});
+    return new Grant(parts);
   }
 
-  private spawn(caller: Caller, rule: Rule, spawn: SpawnOptions, request: Request, deny: (e: AgentError) => never): Grant {
+  /** The caller's rule as of the policy in force, looked up again only after a reload. */
+  private liveRule(caller: Caller, rule: Rule): () => Rule | undefined {
+    let policy = this.deps.policy();
+    let current: Rule | undefined = rule;
+    return () => {
+      const now = this.deps.policy();
+      if (now !== policy) {
+        policy = now;
+        current = ruleFor(now, caller);
+      }
+      return current;
+    };
+  }
+
+  private spawn(parts: GrantParts, spawn: SpawnOptions, deny: (e: AgentError) => never): Grant {
+    const { rule, caller } = parts;
     const denial = spawnDenial(rule.spawn, this.facts(spawn), this.deps.names) ?? this.pathDenial(rule, spawn);
     if (denial) return deny(policyDenied(denial));
     let executable: string;
     try {
       executable = executableOf(spawn, this.deps.agentEnv);
     } catch (e) {
-      new Grant(caller, rule, request, this.deps.audit, () => {}).finish({ error: e });
+      new Grant(parts).finish({ error: e });
       throw e;
     }
     const found = executableDenial(rule.spawn, executable);
     if (found) return deny(policyDenied(found));
+    // A retry of a spawn already made replays it: it starts nothing, so no quota may refuse it.
+    if (spawn.requestId !== undefined && this.deps.replays(caller.identity, spawn.requestId)) return new Grant({ ...parts, executable });
     const { maxProcesses, spawnRate } = rule.spawn;
-    const owner = caller.identity;
-    const release = this.quotas.takeSpawn(owner, maxProcesses === undefined ? undefined : maxProcesses - this.deps.running(owner));
+    const release = this.quotas.takeSpawn(caller.identity, maxProcesses === undefined ? undefined : maxProcesses - this.deps.running(caller.identity));
     if (release === undefined) return deny(quota('max_processes', `at most ${maxProcesses} running processes at once`));
-    if (!this.quotas.takeRate(owner, spawnRate)) {
+    if (!this.quotas.takeRate(caller.identity, spawnRate)) {
       release();
       return deny(quota('spawn_rate', `at most ${spawnRate!.count} spawns per ${spawnRate!.perMs / 1000} s`));
     }
-    return new Grant(caller, rule, request, this.deps.audit, release, executable);
+    return new Grant({ ...parts, release, executable });
   }
 
   /** A path argv[0] is refused before the file system is asked about it (no probing of paths). */

@@ -4,7 +4,7 @@ import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { parsePolicy, PolicyError, type Policy } from './policy.js';
 
-type Logger = (event: string, fields: Record<string, unknown>) => void;
+export type Logger = (event: string, fields: Record<string, unknown>) => void;
 
 /** Editors write in steps: changes are read once they have settled this long. */
 const SETTLE_MS = 50;

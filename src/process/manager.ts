@@ -235,6 +235,11 @@ export class ProcessManager {
     return this.table.runningOwnedBy(owner);
   }
 
+  /** Whether `owner` already spawned or adopted with this request_id (a repeat replays it). */
+  hasRequest(owner: string, requestId: string): boolean {
+    return this.table.byRequest(owner, requestId) !== undefined;
+  }
+
   /** The record of a handle, or undefined (never throws). */
   find(handle: string): ProcessRecord | undefined {
     return this.table.get(handle);

@@ -29,7 +29,7 @@ import { outputStream } from './validate-stdio.js';
 import { signalName } from '../kernel/signals.js';
 import { ServiceGate } from './gate.js';
 import type { Authorizer, Grant, HandleRpc, Request, Rpc } from '../auth/authorize.js';
-import type { ProcessRecord } from '../process/record.js';
+import type { ProcessEvent } from '../process/event-log.js';
 
 const DEFAULT_GRACE_MS = 10_000;
 
@@ -210,7 +210,8 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
           throw new AgentError('OutOfRange', `after_sequence ${after} is outside the retained events ${events.firstSequence - 1}..${events.lastSequence}: List, then Watch from its sequence`, { reason: 'CURSOR_EXPIRED', field: 'after_sequence' });
         }
         const grant = auth.authorize(call, { rpc: 'Watch' });
-        const filter = { handles, labels, visible: (r: ProcessRecord) => grant.canSee(r), outputs: grant.may.has('output') };
+        const visible = (e: ProcessEvent) => grant.canSee(e.record) && (e.type !== 'output' || grant.may('output'));
+        const filter = { handles, labels, visible };
         try {
           watchers.open(call, filter, after, fail, () => grant.finish());
         } catch (e) {

@@ -1,6 +1,5 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import type { EventLog, ProcessEvent } from '../process/event-log.js';
-import type { ProcessRecord } from '../process/record.js';
 import { AgentError } from '../process/errors.js';
 import type { WatchRequest, WatchResponse } from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
 import { toEvent } from './convert.js';
@@ -8,10 +7,8 @@ import { toEvent } from './convert.js';
 export interface WatchFilter {
   readonly handles: ReadonlySet<string> | null;
   readonly labels: Readonly<Record<string, string>>;
-  /** The processes the watcher may see (the policy's tenancy); all when absent. */
-  readonly visible?: (record: ProcessRecord) => boolean;
-  /** Whether output events are shown (the policy's `output` permission); true when absent. */
-  readonly outputs?: boolean;
+  /** The events the watcher may see (the policy's tenancy and permissions); all when absent. */
+  readonly visible?: (event: ProcessEvent) => boolean;
 }
 
 /** Events coalesced into one response at most. */
@@ -23,8 +20,7 @@ const WRITE_BUDGET = 17;
 
 const matches = (f: WatchFilter, e: ProcessEvent): boolean => {
   if (f.handles !== null && !f.handles.has(e.record.handle)) return false;
-  if (f.visible !== undefined && !f.visible(e.record)) return false;
-  if (e.type === 'output' && f.outputs === false) return false;
+  if (f.visible !== undefined && !f.visible(e)) return false;
   const labels = e.record.spec.labels;
   for (const k in f.labels) if (labels[k] !== f.labels[k]) return false;
   return true;
