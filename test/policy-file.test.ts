@@ -3,7 +3,7 @@
 import test from 'ava';
 import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { State, status } from '../clients/ts/src/index.js';
+import { EventType, OutputMode, OutputStream, State, status } from '../clients/ts/src/index.js';
 import { newHandleId } from '../src/process/handle.js';
 import { ProcessRecord } from '../src/process/record.js';
 import { readBootId } from '../src/process/proc-fs.js';
@@ -93,4 +93,49 @@ test('owners an older agent saved as unix:uid=U,gid=G,pid=P still own their proc
   t.is(mine!.ok?.process.state, State.STATE_EXITED);
   const [other] = await asUser(T + 1, h.address, [{ op: 'get', req: { handle: old.handle } }]);
   t.like(other!.error, { code: status.NOT_FOUND, reason: 'UNKNOWN_HANDLE' }, "another tenant's, as ever");
+});
+
+test('spawn_rate and max_watches hold per identity; output needs its permission; an open Watch follows a reload', async (t) => {
+  const U = 1004;
+  const dir = tempDir('pidfd-agent-policy-');
+  const file = join(dir, 'policy.yaml');
+  const rules = (tenant: boolean) => `rules:
+  - identities: ["unix:uid=0"]
+    role: admin
+${tenant ? `  - identities: ["unix:uid=${U}"]
+    role: tenant
+    allow: [spawn, read, signal]
+    max_watches: 1
+    spawn: {run_as: ["${U}"], executables: ["/usr/bin/*"], spawn_rate: 2/m}
+` : ''}`;
+  writeFileSync(file, rules(true));
+  const h = await startHarness({ policyFile: file });
+  t.teardown(() => h.close());
+  shareSocket(h);
+  const [echo, sleeper, third, read] = await asUser(U, h.address, [
+    { op: 'spawn', req: { argv: ['/usr/bin/echo', 'hi'], user: String(U), stdout: { mode: OutputMode.OUTPUT_MODE_CAPTURE }, outputEvents: true } },
+    { op: 'spawn', req: { argv: ['sleep', '30'], user: String(U) } },
+    { op: 'spawn', req: { argv: ['true'], user: String(U) } },
+    { op: 'readOutput', req: { handle: 'x', stream: OutputStream.OUTPUT_STREAM_STDOUT } },
+  ]);
+  const sleeping: string = sleeper!.ok.process.handle;
+  t.teardown(() => h.client.stop({ handle: sleeping, signal: 'KILL' }).catch(() => undefined));
+  t.like(third!.error, { code: status.RESOURCE_EXHAUSTED, reason: 'POLICY_QUOTA', info: { field: 'spawn_rate' } });
+  t.like(read!.error, { code: status.PERMISSION_DENIED, reason: 'POLICY_DENIED', info: { field: 'rpc' } });
+  await h.client.wait({ handle: echo!.ok.process.handle });
+  const [seen] = await asUser(U, h.address, [{ op: 'watch', req: { afterSequence: 0 }, ms: 300 }]);
+  const types = new Set(seen!.ok.map((e: { type: number }) => e.type));
+  t.true(types.has(EventType.EVENT_TYPE_EXITED));
+  t.false(types.has(EventType.EVENT_TYPE_OUTPUT), 'no output events without the output permission');
+
+  const { sequence } = await h.client.list();
+  const open = asUser(U, h.address, [{ op: 'watch', req: { afterSequence: sequence }, ms: 4000 }]);
+  await eventually('the tenant watch to be open', () => h.agent.watchers.stats().length === 1, 20_000);
+  const [second] = await asUser(U, h.address, [{ op: 'watch', ms: 100 }]);
+  t.like(second!.error, { code: status.RESOURCE_EXHAUSTED, reason: 'POLICY_QUOTA', info: { field: 'max_watches' } });
+  writeFileSync(file, rules(false));
+  t.true(h.agent.reloadPolicy());
+  await h.client.stop({ handle: sleeping, signal: 'KILL' });
+  const [afterRevoke] = await open;
+  t.deepEqual(afterRevoke!.ok, [], 'once the rule is gone the open stream shows nothing more, not even its own');
 });

@@ -14,6 +14,9 @@ const NEVER = 'aaaaaaaaaaaaaaaaaaaaaaaaaa';
 const policyDir = tempDir('pidfd-agent-policy-');
 const outDir = join(policyDir, 'out');
 const policyFile = join(policyDir, 'policy.yaml');
+/** Only root may look in here; it holds an executable `probe`. */
+const secretDir = tempDir('pidfd-agent-secret-');
+writeFileSync(join(secretDir, 'probe'), '#!/bin/sh\n', { mode: 0o755 });
 writeFileSync(
   policyFile,
   `rules:
@@ -122,6 +125,8 @@ test.serial('a spawn outside the rule is POLICY_DENIED naming the field, and aud
     spawn({ user: '4294967295' }),
     spawn({ argv: ['/usr/sbin/nologin'] }),
     spawn({ argv: ['nologin'], env: { PATH: '/usr/sbin' } }),
+    spawn({ argv: ['probe'], env: { PATH: secretDir } }),
+    spawn({ argv: ['absent'], env: { PATH: secretDir } }),
     spawn({ env: { LD_PRELOAD: '/tmp/x.so' } }),
     spawn({ env: { GLIBC_TUNABLES: 'x' } }),
     spawn({ envMode: EnvMode.ENV_MODE_INHERIT }),
@@ -133,12 +138,13 @@ test.serial('a spawn outside the rule is POLICY_DENIED naming the field, and aud
     spawn({ rlimits: [{ resource: 'NOFILE', soft: 10 }] }),
     { op: 'adopt', req: { pid: process.pid } },
   ]);
-  const fields = ['run_as', 'run_as', 'run_as', 'executable', 'executable', 'env', 'env', 'env_mode', 'stdout.path', 'stdout.path', 'stdout', 'group', 'cgroup.create', 'rlimits', 'rpc'];
+  const fields = ['run_as', 'run_as', 'run_as', 'executable', 'executable', 'executable', 'executable', 'env', 'env', 'env_mode', 'stdout.path', 'stdout.path', 'stdout', 'group', 'cgroup.create', 'rlimits', 'rpc'];
   for (const [i, o] of outcomes.entries()) {
     t.is(o.error?.code, status.PERMISSION_DENIED, `call ${i}: ${JSON.stringify(o)}`);
     t.is(o.error?.reason, 'POLICY_DENIED');
     t.is(o.error?.info['field'], fields[i], `call ${i}`);
   }
+  t.is(outcomes[5]!.error?.details.replace('probe', 'X'), outcomes[6]!.error?.details.replace('absent', 'X'), 'where a tenant may not look, what exists is not told');
   const lines = auditLines().filter((l) => l['identity'] === `unix:uid=${A}` && l['decision'] === 'deny' && l['reason'] === 'POLICY_DENIED');
   t.true(lines.length >= outcomes.length);
   t.like(lines.find((l) => l['field'] === 'executable'), { rpc: 'Spawn', argv0: '/usr/sbin/nologin', rule: 'tenant-a' });

@@ -1,8 +1,9 @@
 // The one decision point: every RPC is decided here, on its decoded and validated fields and the
 // caller's identity, before anything is touched. Denials and mutating calls are audited here.
-import { resolve } from 'node:path';
+import { delimiter, resolve } from 'node:path';
 import { AgentError, unknownHandle } from '../process/errors.js';
-import { executableOf } from '../process/launch.js';
+import { resolveExecutable } from '../process/executable.js';
+import { searchPath } from '../process/launch.js';
 import type { AdoptOptions, SpawnOptions } from '../process/options.js';
 import type { ProcessRecord } from '../process/record.js';
 import type { AuditEntry, AuditSink } from './audit.js';
@@ -164,17 +165,16 @@ export class Authorizer {
 
   private spawn(parts: GrantParts, spawn: SpawnOptions, deny: (e: AgentError) => never): Grant {
     const { rule, caller } = parts;
-    const denial = spawnDenial(rule.spawn, this.facts(spawn), this.deps.names) ?? this.pathDenial(rule, spawn);
+    const denial = spawnDenial(rule.spawn, this.facts(spawn), this.deps.names);
     if (denial) return deny(policyDenied(denial));
-    let executable: string;
+    let executable: string | Denial;
     try {
-      executable = executableOf(spawn, this.deps.agentEnv);
+      executable = this.executable(rule, spawn);
     } catch (e) {
       new Grant(parts).finish({ error: e });
       throw e;
     }
-    const found = executableDenial(rule.spawn, executable);
-    if (found) return deny(policyDenied(found));
+    if (typeof executable !== 'string') return deny(policyDenied(executable));
     // A retry of a spawn already made replays it: it starts nothing, so no quota may refuse it.
     if (spawn.requestId !== undefined && this.deps.replays(caller.identity, spawn.requestId)) return new Grant({ ...parts, executable });
     const { maxProcesses, spawnRate } = rule.spawn;
@@ -187,10 +187,18 @@ export class Authorizer {
     return new Grant({ ...parts, release, executable });
   }
 
-  /** A path argv[0] is refused before the file system is asked about it (no probing of paths). */
-  private pathDenial(rule: Rule, spawn: SpawnOptions): Denial | undefined {
+  /**
+   * argv[0] resolved as the spawn will run it, looking only where the rule allows: a path outside
+   * is refused, and PATH directories outside are skipped, before the file system is asked (the
+   * agent's stat must not tell a tenant what exists where it may not look).
+   */
+  private executable(rule: Rule, spawn: SpawnOptions): string | Denial {
     const program = spawn.argv[0]!;
-    return program.includes('/') ? executableDenial(rule.spawn, resolve(spawn.cwd ?? process.cwd(), program)) : undefined;
+    const cwd = spawn.cwd ?? process.cwd();
+    if (program.includes('/')) return executableDenial(rule.spawn, resolve(cwd, program)) ?? resolveExecutable(program, '', cwd);
+    const dirs = searchPath(spawn, this.deps.agentEnv).split(delimiter).filter((dir) => dir !== '' && executableDenial(rule.spawn, resolve(cwd, dir, program)) === undefined);
+    if (dirs.length === 0) return { field: 'executable', message: `${program}: no directory of PATH holds an executable this identity may run` };
+    return resolveExecutable(program, dirs.join(delimiter), cwd);
   }
 
   private facts(spawn: SpawnOptions): SpawnFacts {

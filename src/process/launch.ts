@@ -37,9 +37,12 @@ export interface Launched {
 export const childEnv = (options: SpawnOptions, agentEnv: Readonly<Record<string, string>>): Readonly<Record<string, string>> =>
   options.inheritEnv ? { ...agentEnv, ...options.env } : (options.env ?? { PATH: DEFAULT_PATH });
 
+/** The PATH argv[0] is looked up in: the child's. */
+export const searchPath = (options: SpawnOptions, agentEnv: Readonly<Record<string, string>>): string => childEnv(options, agentEnv).PATH ?? DEFAULT_PATH;
+
 /** The absolute path argv[0] names, found in the child's PATH and working directory. */
 export const executableOf = (options: SpawnOptions, agentEnv: Readonly<Record<string, string>>): string =>
-  resolveExecutable(options.argv[0]!, childEnv(options, agentEnv).PATH ?? DEFAULT_PATH, options.cwd ?? process.cwd());
+  resolveExecutable(options.argv[0]!, searchPath(options, agentEnv), options.cwd ?? process.cwd());
 
 export async function launch(options: SpawnOptions, node: SpawnEnvironment, handle: HandleId): Promise<Launched> {
   const env = childEnv(options, node.agentEnv);
