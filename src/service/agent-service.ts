@@ -1,4 +1,5 @@
-// gRPC handlers: thin, they validate, forward to the domain and map errors in one place.
+// gRPC handlers: thin, they validate, have the call authorized (auth/authorize.ts), forward to the
+// domain and map errors in one place.
 import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import type { ProcessManager } from '../process/manager.js';
 import { AgentError } from '../process/errors.js';
