@@ -195,33 +195,38 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
       return {};
     }),
 
-    watch: (call: ServerWritableStream<WatchRequest, WatchResponse>) => {
-      const fail = (e: unknown) => call.emit('error', toServiceError(e, 'Watch', log));
-      try {
-        gate.check();
-        const req = call.request;
-        if (req.handles.length > validate.LIMITS.watchHandles) {
-          throw new AgentError('InvalidArgument', `handles: more than ${validate.LIMITS.watchHandles}`, { reason: 'INVALID_ARGUMENT', field: 'handles' });
-        }
-        const handles = req.handles.length > 0 ? new Set(req.handles.map(validate.handle)) : null;
-        const labels = validate.labels('labels', req.labels);
-        const events = manager.events;
-        const after = req.afterSequence ?? events.lastSequence;
-        if (!events.canReplayAfter(after)) {
-          throw new AgentError('OutOfRange', `after_sequence ${after} is outside the retained events ${events.firstSequence - 1}..${events.lastSequence}: List, then Watch from its sequence`, { reason: 'CURSOR_EXPIRED', field: 'after_sequence' });
-        }
-        const grant = auth.authorize(call, { rpc: 'Watch' });
-        const visible = (e: ProcessEvent) => grant.canSee(e.record) && (e.type !== 'output' || grant.may('output'));
-        const filter = { handles, labels, visible };
-        try {
-          watchers.open(call, filter, after, fail, () => grant.finish());
-        } catch (e) {
-          grant.finish({ error: e });
-          throw e;
-        }
-      } catch (e) {
-        fail(e);
+    watch: watchHandler(manager, watchers, auth, log, gate),
+  };
+}
+
+/** Watch: validated, then authorized (a stream slot per identity), then filtered to what the caller may see. */
+function watchHandler(manager: ProcessManager, watchers: WatchHub, auth: Authorizer, log: Logger, gate: ServiceGate) {
+  return (call: ServerWritableStream<WatchRequest, WatchResponse>): void => {
+    const fail = (e: unknown) => call.emit('error', toServiceError(e, 'Watch', log));
+    try {
+      gate.check();
+      const req = call.request;
+      if (req.handles.length > validate.LIMITS.watchHandles) {
+        throw new AgentError('InvalidArgument', `handles: more than ${validate.LIMITS.watchHandles}`, { reason: 'INVALID_ARGUMENT', field: 'handles' });
       }
-    },
+      const handles = req.handles.length > 0 ? new Set(req.handles.map(validate.handle)) : null;
+      const labels = validate.labels('labels', req.labels);
+      const events = manager.events;
+      const after = req.afterSequence ?? events.lastSequence;
+      if (!events.canReplayAfter(after)) {
+        throw new AgentError('OutOfRange', `after_sequence ${after} is outside the retained events ${events.firstSequence - 1}..${events.lastSequence}: List, then Watch from its sequence`, { reason: 'CURSOR_EXPIRED', field: 'after_sequence' });
+      }
+      const grant = auth.authorize(call, { rpc: 'Watch' });
+      // Decided per event under the policy in force then: a reload reaches open streams too.
+      const visible = (e: ProcessEvent) => grant.canSee(e.record) && (e.type !== 'output' || grant.may('output'));
+      try {
+        watchers.open(call, { handles, labels, visible }, after, fail, () => grant.finish());
+      } catch (e) {
+        grant.finish({ error: e });
+        throw e;
+      }
+    } catch (e) {
+      fail(e);
+    }
   };
 }
