@@ -39,8 +39,16 @@ export class AuditLog {
 
   readonly write: AuditSink = (entry) => {
     const line = JSON.stringify({ time: new Date().toISOString(), event: 'audit', ...entry }) + '\n';
-    if (this.fd === null) process.stderr.write(line);
-    else writeSync(this.fd, line);
+    if (this.fd !== null) {
+      try {
+        writeSync(this.fd, line);
+        return;
+      } catch (e) {
+        // A full or failing disk must neither lose the line nor fail a call that already happened.
+        process.stderr.write(JSON.stringify({ time: new Date().toISOString(), event: 'audit_write_failed', error: String(e) }) + '\n');
+      }
+    }
+    process.stderr.write(line);
   };
 
   close(): void {
