@@ -103,14 +103,15 @@ export class Grant {
     if (!MUTATING.has(request.rpc)) return;
     const e = outcome.error;
     const result = e === undefined ? 'ok' : e instanceof AgentError ? e.detail.reason : 'INTERNAL';
-    this.parts.audit({ ...describe(caller, request), handle: outcome.handle ?? handleOf(request), pid: outcome.pid, executable, decision: 'allow', rule: rule.name, result });
+    this.parts.audit({ ...describe(caller, request), handle: outcome.handle ?? handleOf(request), pid: outcome.pid ?? (request.rpc === 'Adopt' ? request.adopt.pid : undefined), executable, decision: 'allow', rule: rule.name, result });
   }
 }
 
 const handleOf = (r: Request): string | undefined => ('handle' in r ? r.handle : undefined);
 
-function describe(caller: Caller, request: Request): Pick<AuditEntry, 'identity' | 'peer' | 'rpc' | 'handle' | 'argv0'> {
-  return { identity: caller.identity, peer: caller.peer, rpc: request.rpc, handle: handleOf(request), argv0: request.rpc === 'Spawn' ? request.spawn.argv[0] : undefined };
+function describe(caller: Caller, request: Request): Pick<AuditEntry, 'identity' | 'peer' | 'rpc' | 'handle' | 'argv0' | 'pid'> {
+  const what = request.rpc === 'Spawn' ? { argv0: request.spawn.argv[0] } : request.rpc === 'Adopt' ? { pid: request.adopt.pid } : {};
+  return { identity: caller.identity, peer: caller.peer, rpc: request.rpc, handle: handleOf(request), ...what };
 }
 
 const policyDenied = (d: Denial) => new AgentError('PermissionDenied', `${d.field}: ${d.message} (policy)`, { reason: 'POLICY_DENIED', field: d.field });
