@@ -148,6 +148,7 @@ test.serial('a spawn outside the rule is POLICY_DENIED naming the field, and aud
   const lines = auditLines().filter((l) => l['identity'] === `unix:uid=${A}` && l['decision'] === 'deny' && l['reason'] === 'POLICY_DENIED');
   t.true(lines.length >= outcomes.length);
   t.like(lines.find((l) => l['field'] === 'executable'), { rpc: 'Spawn', argv0: '/usr/sbin/nologin', rule: 'tenant-a' });
+  t.like(lines.find((l) => l['rpc'] === 'Adopt'), { pid: process.pid, field: 'rpc', rule: 'tenant-a' });
   for (const l of lines) for (const k of ['time', 'identity', 'peer', 'rpc', 'decision', 'rule']) t.true(k in l, `${k} in ${JSON.stringify(l)}`);
 });
 
