@@ -28,6 +28,8 @@ import { encodeSnapshot, type Snapshot } from './handover/snapshot.js';
 import { ServiceGate } from './service/gate.js';
 import { handoverInProgress } from './process/errors.js';
 import { reapWhileLingering } from './handover/retired.js';
+import { openAccess } from './auth/access.js';
+import { Authorizer, NSS_NAMES } from './auth/authorize.js';
 
 export interface Agent {
   readonly manager: ProcessManager;
@@ -37,6 +39,8 @@ export interface Agent {
   readonly readers: OutputReaders;
   /** Resolves once this agent has handed over to a successor and stopped serving. */
   readonly handedOver: Promise<void>;
+  /** Reads --policy again (SIGHUP): true when the file is now in force, false when the old policy stays. */
+  reloadPolicy(): boolean;
   /** Stops serving. Managed processes keep running: they never depended on the agent. */
   stop(): Promise<void>;
 }
@@ -48,31 +52,40 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   const bootId = readBootId();
   // Whatever can fail on its own comes before asking a running agent to hand over: once it has,
   // this one must be able to serve.
-  const gid = socketGid(config.socketGroup);
-  const cgroups = new Cgroups(config.cgroupParent ?? withMount(cgroup2Mount()));
-  if (config.defaultCgroup !== undefined) cgroups.useDefault(config.defaultCgroup);
-  let tls: TlsServerCredentials | null;
+  const access = openAccess(config.policyFile, config.auditLog, log);
+  let cgroups: Cgroups | undefined;
+  let tls: TlsServerCredentials | null = null;
+  let gid: number;
   try {
+    gid = socketGid(config.socketGroup);
+    cgroups = new Cgroups(config.cgroupParent ?? withMount(cgroup2Mount()));
+    if (config.defaultCgroup !== undefined) cgroups.useDefault(config.defaultCgroup);
     tls = config.tls === undefined ? null : tlsServerCredentials(config.tls, log);
   } catch (e) {
-    cgroups.close();
+    cgroups?.close();
+    access.close();
     throw e;
   }
+  // What the agent holds of the node beyond the table: released on every way out.
+  const node = cgroups;
+  const closeNode = () => {
+    tls?.close();
+    node.close();
+    access.close();
+  };
   let handover: Snapshot | null;
   let store: ProcessStore;
   try {
     handover = config.stateDir === undefined ? null : requestHandover(config.stateDir, config.takeover);
   } catch (e) {
-    tls?.close();
-    cgroups.close();
+    closeNode();
     throw e;
   }
   try {
     store = config.stateDir === undefined ? new MemoryStore() : new SqliteStore(config.stateDir, bootId, (what, e) => log('store_error', { what, error: String(e) }));
   } catch (e) {
     handover?.close();
-    tls?.close();
-    cgroups.close();
+    closeNode();
     throw e;
   }
   const events = new EventLog(config.eventRing, Date.now, store.sequences);
@@ -100,8 +113,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     handover?.close();
     reaper.close();
     store.close();
-    tls?.close();
-    cgroups.close();
+    closeNode();
     throw e;
   }
   const startExpiry = () => {
@@ -111,10 +123,20 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   };
   let expiry = startExpiry();
 
+  const authorizer = new Authorizer({
+    policy: access.policy,
+    names: NSS_NAMES,
+    agentUid: process.getuid?.() ?? 0,
+    agentEnv: config.agentEnv,
+    lookup: (handle) => manager.find(handle),
+    running: (owner) => manager.runningOwnedBy(owner),
+    replays: (owner, requestId) => manager.hasRequest(owner, requestId),
+    audit: access.audit.write,
+  });
   const watchers = new WatchHub(events, config.maxWatchers, config.watchBacklog);
   const readers = new OutputReaders(config.maxWatchers);
   const gate = new ServiceGate();
-  const { server } = createServer(agentService(manager, watchers, log, readers, gate));
+  const { server } = createServer(agentService(manager, watchers, log, authorizer, readers, gate));
   let handedOver!: () => void;
   const done = new Promise<void>((resolve) => (handedOver = resolve));
   let listener: HandoverListener | null = null;
@@ -126,11 +148,10 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     clearInterval(expiry);
     listener?.close();
     await shutdown(server, listeners, graceMs);
-    tls?.close();
     await manager.settled();
     reaper.close();
     store.close();
-    cgroups.close();
+    closeNode();
   };
   const host: HandoverHost = {
     refusal: () => (features.pidfdInfoExit ? undefined : 'this kernel has no PIDFD_INFO_EXIT (Linux 6.15+): the successor could not read the exits of the processes handed over'),
@@ -178,8 +199,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     server.forceShutdown();
     reaper.close();
     store.close();
-    tls?.close();
-    cgroups.close();
+    closeNode();
     clearInterval(expiry);
     throw e;
   }
@@ -192,6 +212,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     watchers,
     readers,
     handedOver: done,
+    reloadPolicy: access.reload,
     stop: () => stop(STOP_GRACE_MS),
   };
 }

@@ -24,6 +24,8 @@ async function main(): Promise<number> {
       : (event, fields) => process.stderr.write(JSON.stringify({ time: new Date().toISOString(), event, ...fields }) + '\n');
   const agentEnv = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined));
   const agent = await startAgent({ ...config, agentEnv }, log);
+  // Without --policy there is nothing to reload; the handler still keeps SIGHUP from killing the agent.
+  process.on('SIGHUP', () => agent.reloadPolicy());
   const signalled = new Promise<'signal'>((resolve) => {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve('signal'));
   });

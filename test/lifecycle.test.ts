@@ -22,7 +22,7 @@ test('a process that exits with a code is reported with that code, rusage and ti
   t.truthy(done!.exit!.rusage);
   t.true(done!.exit!.exitedAt!.getTime() >= done!.startedAt!.getTime());
   t.deepEqual(done!.labels, { job: 'exit-code' });
-  t.is(done!.owner, `unix:uid=0,gid=0,pid=${process.pid}`, 'the owner: this process, by the credentials the kernel took at connect');
+  t.is(done!.owner, 'unix:uid=0', 'the owner: the caller identity, by the uid the kernel took at connect (SO_PEERCRED)');
 });
 
 test('SIGTERM ends a sleeping process and is reported as signal 15, never as 128+15', async (t) => {

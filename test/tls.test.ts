@@ -202,7 +202,7 @@ test.serial('new certificate files: new connections get the new certificate, a h
 const failedStart = (...args: string[]): Promise<{ code: number; stderr: string }> =>
   new Promise((resolve) => {
     const sock = join(tempDir('pidfd-agent-tls-start-'), 'run', 'agent.sock');
-    const base = ['--ephemeral', '--listen', `unix://${sock}`, '--tcp', '127.0.0.1:0', '--policy', join(dir, 'policy.yaml')];
+    const base = ['--quiet', '--ephemeral', '--listen', `unix://${sock}`, '--tcp', '127.0.0.1:0', '--policy', join(dir, 'policy.yaml')];
     execFile(process.execPath, [AGENT_BIN, ...base, ...args], { timeout: 20_000 }, (err, _stdout, stderr) => resolve({ code: (err as { code?: number } | null)?.code ?? 0, stderr }));
   });
 

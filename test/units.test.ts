@@ -173,12 +173,13 @@ test('a record is found by handle and by request id until it is removed', (t) =>
   table.add(without);
   t.is(table.get(withId.handle), withId);
   t.is(table.get(without.handle), without);
-  t.is(table.byRequest('req-1'), withId);
-  t.is(table.byRequest('req-2'), undefined);
+  t.is(table.byRequest(undefined, 'req-1'), withId);
+  t.is(table.byRequest(undefined, 'req-2'), undefined);
+  t.is(table.byRequest('unix:uid=1001', 'req-1'), undefined, "another owner's key is another key");
   t.is(table.get('no-such-handle'), undefined);
   table.remove(withId);
   t.is(table.get(withId.handle), undefined);
-  t.is(table.byRequest('req-1'), undefined);
+  t.is(table.byRequest(undefined, 'req-1'), undefined);
   t.is(table.get(without.handle), without);
 });
 

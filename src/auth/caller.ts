@@ -43,16 +43,6 @@ export function callerOf(call: CallTransport): Caller {
   return { identity: ANONYMOUS, aliases: [], peer, transport: 'tcp' };
 }
 
-/**
- * What a process records as its `owner`: a TLS caller's identity (its SPIFFE ID); otherwise the
- * transport's peer, which for a unix caller says uid, gid and pid as the kernel took them.
- */
-export function ownerOf(call: CallTransport): string {
-  const peer = call.getPeer();
-  const cert = UNIX_PEER.test(peer) ? undefined : call.getAuthContext()?.sslPeerCertificate;
-  return cert === undefined ? peer : unambiguous(certificateIdentity(cert));
-}
-
 /** The URI SAN, else the first DNS SAN, else the CN (Node's subjectaltname: `URI:a, DNS:b`). */
 export function certificateIdentity(cert: { subjectaltname?: string; subject?: { CN?: string | string[] } }): string {
   const names = (cert.subjectaltname ?? '').split(', ').filter((n) => n !== '');

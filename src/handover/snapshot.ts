@@ -10,6 +10,7 @@ import type { ProcessManager } from '../process/manager.js';
 import { ProcessRecord, type ExitInfo, type State } from '../process/record.js';
 import type { StdioState } from '../process/stdio.js';
 import type { SavedProcess } from '../store/store.js';
+import { ownerIdentity } from '../process/owner.js';
 
 export const HANDOVER_PROTOCOL = 1;
 
@@ -210,7 +211,7 @@ export class Snapshot {
 }
 
 function releasedRecord(r: WireRecord): ProcessRecord {
-  const record = new ProcessRecord(r.handle, { pid: r.pid, pidfsInode: BigInt(r.pidfsInode) }, { argv: r.argv, labels: r.labels, adopted: r.adopted, owner: r.owner }, r.startedAt, null);
+  const record = new ProcessRecord(r.handle, { pid: r.pid, pidfsInode: BigInt(r.pidfsInode) }, { argv: r.argv, labels: r.labels, adopted: r.adopted, owner: ownerIdentity(r.owner) }, r.startedAt, null);
   record.markReleased();
   return record;
 }

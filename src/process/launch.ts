@@ -33,9 +33,21 @@ export interface Launched {
   undo(): void;
 }
 
+/** The child's environment, as the spawn will pass it. */
+export const childEnv = (options: SpawnOptions, agentEnv: Readonly<Record<string, string>>): Readonly<Record<string, string>> =>
+  options.inheritEnv ? { ...agentEnv, ...options.env } : (options.env ?? { PATH: DEFAULT_PATH });
+
+/** The PATH argv[0] is looked up in: the child's. */
+export const searchPath = (options: SpawnOptions, agentEnv: Readonly<Record<string, string>>): string => childEnv(options, agentEnv).PATH ?? DEFAULT_PATH;
+
+/** The absolute path argv[0] names, found in the child's PATH and working directory. */
+export const executableOf = (options: SpawnOptions, agentEnv: Readonly<Record<string, string>>): string =>
+  resolveExecutable(options.argv[0]!, searchPath(options, agentEnv), options.cwd ?? process.cwd());
+
 export async function launch(options: SpawnOptions, node: SpawnEnvironment, handle: HandleId): Promise<Launched> {
-  const env = options.inheritEnv ? { ...node.agentEnv, ...options.env } : (options.env ?? { PATH: DEFAULT_PATH });
-  const path = resolveExecutable(options.argv[0]!, env.PATH ?? DEFAULT_PATH, options.cwd ?? process.cwd());
+  const env = childEnv(options, node.agentEnv);
+  // What the policy checked is what runs: resolved once, not again in a PATH that may differ.
+  const path = options.executable ?? executableOf(options, node.agentEnv);
   if (options.cwd !== undefined) checkCwd(options.cwd);
   const cgroup = options.cgroup && node.cgroups.prepare(options.cgroup, handle);
   const owned = cgroup?.created ? cgroup.dir : undefined;

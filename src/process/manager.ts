@@ -17,6 +17,7 @@ import { Waiters } from './waiters.js';
 import { StdioTable } from './stdio-table.js';
 import { MemoryStore, type ProcessStore, type SavedProcess } from '../store/store.js';
 import { reopen, verifyHanded } from './readopt.js';
+import { ownerIdentity } from './owner.js';
 
 export interface ManagerLimits extends RetentionPolicy {
   /** Running processes (spawned + adopted) at most; more is RESOURCE_EXHAUSTED. */
@@ -73,9 +74,10 @@ export class ProcessManager {
 
   /** Starts a process; concurrent Spawns overlap while each waits for its child's exec. */
   async spawn(options: SpawnOptions): Promise<SpawnResult> {
-    const earlier = this.replay(options.requestId, options.argv);
+    const earlier = this.replay(options.owner, options.requestId, options.argv);
     if (earlier) return { record: earlier, replayed: true };
-    const id = options.requestId;
+    // In flight by owner and key, as the table keeps them: one caller's key never joins another's spawn.
+    const id = options.requestId === undefined ? undefined : `${options.owner ?? ''}\n${options.requestId}`;
     const inflight = id === undefined ? undefined : this.spawning.get(id);
     if (inflight) return { record: (await inflight).record, replayed: true };
     this.checkCapacity();
@@ -112,7 +114,7 @@ export class ProcessManager {
       throw new AgentError('Unsupported', 'adopt needs PIDFD_INFO_EXIT (Linux 6.15+)', { reason: 'ENOTSUP' });
     }
     if (options.pid === this.agentPid) throw invalidArgument('pid', 'the agent cannot adopt itself');
-    const earlier = this.table.byRequest(options.requestId ?? '');
+    const earlier = options.requestId === undefined ? undefined : this.table.byRequest(options.owner, options.requestId);
     if (earlier) {
       // As for Spawn, a repeated key replays the same request, never vouches for another process.
       const inode = options.expectedPidfsInode;
@@ -228,6 +230,21 @@ export class ProcessManager {
     return this.waiters.wait(record, timeoutMs, abort);
   }
 
+  /** Running processes (spawned or adopted) an identity owns. */
+  runningOwnedBy(owner: string): number {
+    return this.table.runningOwnedBy(owner);
+  }
+
+  /** Whether `owner` already spawned or adopted with this request_id (a repeat replays it). */
+  hasRequest(owner: string, requestId: string): boolean {
+    return this.table.byRequest(owner, requestId) !== undefined;
+  }
+
+  /** The record of a handle, or undefined (never throws). */
+  find(handle: string): ProcessRecord | undefined {
+    return this.table.get(handle);
+  }
+
   get(handle: string): ProcessRecord {
     const record = this.table.get(handle);
     if (!record) throw unknownHandle(handle);
@@ -318,7 +335,7 @@ export class ProcessManager {
    * caller then reports it with `reportLost`), and whoever holds its pid now is never touched.
    */
   restore(saved: SavedProcess, bootId: string, handed?: Pidfd): { record: ProcessRecord; lost: boolean } {
-    const spec = { argv: saved.argv, labels: saved.labels, adopted: saved.adopted, requestId: saved.requestId, owner: saved.owner };
+    const spec = { argv: saved.argv, labels: saved.labels, adopted: saved.adopted, requestId: saved.requestId, owner: ownerIdentity(saved.owner) };
     const found = saved.state !== 'running' ? undefined : handed === undefined ? reopen(saved, bootId) : verifyHanded(saved, handed);
     const pidfd = found?.found ? found.pidfd : null;
     const record = new ProcessRecord(saved.handle, { pid: saved.pid, pidfsInode: saved.pidfsInode }, spec, saved.startedAt, pidfd);
@@ -380,9 +397,9 @@ export class ProcessManager {
     if (this.byInode.get(record.identity.pidfsInode) === record) this.byInode.delete(record.identity.pidfsInode);
   }
 
-  private replay(requestId: string | undefined, argv: readonly string[]): ProcessRecord | undefined {
+  private replay(owner: string | undefined, requestId: string | undefined, argv: readonly string[]): ProcessRecord | undefined {
     if (!requestId) return undefined;
-    const earlier = this.table.byRequest(requestId);
+    const earlier = this.table.byRequest(owner, requestId);
     if (!earlier) return undefined;
     const same = earlier.spec.argv.length === argv.length && earlier.spec.argv.every((a, i) => a === argv[i]);
     if (!same) throw invalidArgument('request_id', 'already used for a different argv');

@@ -34,8 +34,10 @@ export interface SpawnOptions {
   readonly stdin?: 'pipe';
   /** Publish captured output as events too. */
   readonly outputEvents?: boolean;
-  /** Who asked (the caller's peer: `unix:uid=…,gid=…,pid=…` or `ADDRESS:PORT`). */
+  /** Who asked: the caller's identity (`unix:uid=U`, a certificate's SPIFFE ID...). */
   readonly owner?: string;
+  /** argv[0] already resolved to an absolute path (by the authorization, which checked it). */
+  readonly executable?: string;
 }
 
 export interface AdoptOptions {
@@ -44,6 +46,7 @@ export interface AdoptOptions {
   readonly requestId?: string;
   readonly expectedStartTime?: bigint;
   readonly expectedPidfsInode?: bigint;
+  /** Who asked: the caller's identity. */
   readonly owner?: string;
 }
 

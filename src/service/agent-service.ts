@@ -1,8 +1,25 @@
-// gRPC handlers: thin, they validate, forward to the domain and map errors in one place.
+// gRPC handlers: thin, they validate, have the call authorized (auth/authorize.ts), forward to the
+// domain and map errors in one place.
 import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import type { ProcessManager } from '../process/manager.js';
 import { AgentError } from '../process/errors.js';
-import type { AgentServiceServer, WatchRequest, WatchResponse } from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
+import type {
+  AdoptRequest,
+  AgentServiceServer,
+  CloseStdinRequest,
+  GetRequest,
+  ListRequest,
+  ListThreadsRequest,
+  Process,
+  ReleaseRequest,
+  SignalRequest,
+  SpawnRequest,
+  StopRequest,
+  WaitRequest,
+  WatchRequest,
+  WatchResponse,
+  WriteStdinRequest,
+} from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
 import { State } from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
 import { stateFromApi, toProcess } from './convert.js';
 import { toServiceError, type Logger } from './status.js';
@@ -12,7 +29,8 @@ import { OutputReaders } from './read-output.js';
 import { outputStream } from './validate-stdio.js';
 import { signalName } from '../kernel/signals.js';
 import { ServiceGate } from './gate.js';
-import { ownerOf } from '../auth/caller.js';
+import type { Authorizer, Grant, HandleRpc, Request, Rpc } from '../auth/authorize.js';
+import type { ProcessEvent } from '../process/event-log.js';
 
 const DEFAULT_GRACE_MS = 10_000;
 
@@ -34,6 +52,7 @@ async function untilCancelled<T>(call: { once(e: 'cancelled', f: () => void): un
 }
 
 type UnaryHandler<Req, Res> = (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void;
+type Unary = ReturnType<typeof unaryFactory>;
 
 /** Builds the unary handlers of one service: the gate is checked first, errors mapped once. */
 const unaryFactory = (log: Logger, gate: ServiceGate) =>
@@ -52,41 +71,79 @@ const unaryFactory = (log: Logger, gate: ServiceGate) =>
     };
   };
 
+/**
+ * Builds the handlers that are authorized: the request is decoded and validated, then decided
+ * (the one decision point), then carried out; the grant learns how the call ended.
+ */
+const decidedFactory = (unary: Unary, auth: Authorizer) =>
+  function decided<Req, Res, R extends Request>(method: R['rpc'] & Rpc, decode: (req: Req) => R, fn: (grant: Grant, request: R, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>, processOf?: (res: Res) => Process | undefined): UnaryHandler<Req, Res> {
+    return unary(method, async (req: Req, call: ServerUnaryCall<Req, Res>) => {
+      const request = decode(req);
+      const grant = auth.authorize(call, request);
+      try {
+        const res = await fn(grant, request, call);
+        const p = processOf?.(res);
+        grant.finish({ handle: p?.handle, pid: p?.pid });
+        return res;
+      } catch (e) {
+        grant.finish({ error: e });
+        throw e;
+      }
+    });
+  };
+
 const hasLabels = (have: Readonly<Record<string, string>>, want: Record<string, string>): boolean => {
   for (const k in want) if (have[k] !== want[k]) return false;
   return true;
 };
 
-export function agentService(manager: ProcessManager, watchers: WatchHub, log: Logger, readers = new OutputReaders(1024), gate = new ServiceGate()): AgentServiceServer {
+const byHandle = <R extends HandleRpc>(rpc: R, handle: string): { rpc: R; handle: string } => ({ rpc, handle: validate.handle(handle) });
+
+export function agentService(manager: ProcessManager, watchers: WatchHub, log: Logger, auth: Authorizer, readers = new OutputReaders(1024), gate = new ServiceGate()): AgentServiceServer {
   const unary = unaryFactory(log, gate);
+  const decided = decidedFactory(unary, auth);
   return {
-    spawn: unary('Spawn', async (req, call) => {
-      const { record, replayed } = await manager.spawn({ ...validate.spawnOptions(req), owner: ownerOf(call) });
-      return { process: toProcess(record), replayed };
-    }),
-
-    adopt: unary('Adopt', (req, call) => ({ process: toProcess(manager.adopt({ ...validate.adoptOptions(req), owner: ownerOf(call) })) })),
-
-    signal: unary('Signal', (req) => {
-      const signal = validate.signal(req.signal);
-      manager.signal(validate.handle(req.handle), signal, validate.signalTarget(req.target, req.tid));
-      return { signal, signalName: signalName(signal) };
-    }),
-
-    wait: unary('Wait', (req, call) =>
-      untilCancelled(call, gate, async (abort) => {
-        const record = await manager.wait(validate.handle(req.handle), validate.durationMs('timeout', req.timeout), abort);
-        return { process: toProcess(record) };
-      }),
+    spawn: decided(
+      'Spawn',
+      (req: SpawnRequest) => ({ rpc: 'Spawn' as const, spawn: validate.spawnOptions(req) }),
+      async (grant, { spawn }) => {
+        const { record, replayed } = await manager.spawn({ ...spawn, owner: grant.owner, executable: grant.executable });
+        return { process: toProcess(record), replayed };
+      },
+      (res) => res.process,
     ),
 
-    stop: unary('Stop', (req, call) =>
-      untilCancelled(call, gate, async (abort) => {
-        const signal = validate.signal(req.signal);
-        const grace = validate.durationMs('grace', req.grace) ?? DEFAULT_GRACE_MS;
-        const { record, escalated } = await manager.stop(validate.handle(req.handle), signal, grace, req.processGroup, abort);
-        return { process: toProcess(record), escalated };
-      }),
+    adopt: decided(
+      'Adopt',
+      (req: AdoptRequest) => ({ rpc: 'Adopt' as const, adopt: validate.adoptOptions(req) }),
+      (grant, { adopt }) => ({ process: toProcess(manager.adopt({ ...adopt, owner: grant.owner })) }),
+      (res) => res.process,
+    ),
+
+    signal: decided(
+      'Signal',
+      (req: SignalRequest) => ({ ...byHandle('Signal', req.handle), signal: validate.signal(req.signal), target: validate.signalTarget(req.target, req.tid) }),
+      (_grant, { handle, signal, target }) => {
+        manager.signal(handle, signal, target);
+        return { signal, signalName: signalName(signal) };
+      },
+    ),
+
+    wait: decided(
+      'Wait',
+      (req: WaitRequest) => ({ ...byHandle('Wait', req.handle), timeoutMs: validate.durationMs('timeout', req.timeout) }),
+      (_grant, { handle, timeoutMs }, call) =>
+        untilCancelled(call, gate, async (abort) => ({ process: toProcess(await manager.wait(handle, timeoutMs, abort)) })),
+    ),
+
+    stop: decided(
+      'Stop',
+      (req: StopRequest) => ({ ...byHandle('Stop', req.handle), signal: validate.signal(req.signal), graceMs: validate.durationMs('grace', req.grace) ?? DEFAULT_GRACE_MS, group: req.processGroup }),
+      (_grant, { handle, signal, graceMs, group }, call) =>
+        untilCancelled(call, gate, async (abort) => {
+          const { record, escalated } = await manager.stop(handle, signal, graceMs, group, abort);
+          return { process: toProcess(record), escalated };
+        }),
     ),
 
     readOutput: (call) => {
@@ -94,63 +151,82 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
       try {
         gate.check();
         const req = call.request;
-        const { io, output } = manager.stdio.output(manager.get(validate.handle(req.handle)), outputStream(req.stream));
+        const stream = outputStream(req.stream);
+        auth.authorize(call, byHandle('ReadOutput', req.handle)).finish();
+        const { io, output } = manager.stdio.output(manager.get(req.handle), stream);
         readers.open(call, io, output, req.offset, req.follow, fail);
       } catch (e) {
         fail(e);
       }
     },
 
-    writeStdin: unary('WriteStdin', async (req) => ({
-      written: await manager.stdio.of(manager.get(validate.handle(req.handle))).writeStdin(req.data),
+    writeStdin: decided('WriteStdin', (req: WriteStdinRequest) => ({ ...byHandle('WriteStdin', req.handle), data: req.data }), async (_grant, { handle, data }) => ({
+      written: await manager.stdio.of(manager.get(handle)).writeStdin(data),
     })),
 
-    closeStdin: unary('CloseStdin', (req) => {
-      manager.stdio.of(manager.get(validate.handle(req.handle))).closeStdin();
+    closeStdin: decided('CloseStdin', (req: CloseStdinRequest) => byHandle('CloseStdin', req.handle), (_grant, { handle }) => {
+      manager.stdio.of(manager.get(handle)).closeStdin();
       return {};
     }),
 
-    listThreads: unary('ListThreads', (req) => ({ tids: manager.listThreads(validate.handle(req.handle)) })),
+    listThreads: decided('ListThreads', (req: ListThreadsRequest) => byHandle('ListThreads', req.handle), (_grant, { handle }) => ({ tids: manager.listThreads(handle) })),
 
-    get: unary('Get', (req) => ({ process: toProcess(manager.get(validate.handle(req.handle))) })),
+    get: decided('Get', (req: GetRequest) => byHandle('Get', req.handle), (_grant, { handle }) => ({ process: toProcess(manager.get(handle)) })),
 
-    list: unary('List', (req) => {
+    list: decided(
+      'List',
+      (req: ListRequest) => ({
+        rpc: 'List' as const,
+        labels: validate.labels('labels', req.labels),
+        state: req.state === State.STATE_UNSPECIFIED ? undefined : stateFromApi(req.state),
+      }),
+      (grant, { labels, state }) => {
+        const processes = [];
+        for (const record of manager.table.values()) {
+          if (state !== undefined && record.state !== state) continue;
+          if (grant.canSee(record) && hasLabels(record.spec.labels, labels)) processes.push(toProcess(record));
+        }
+        return { processes, sequence: manager.events.lastSequence };
+      },
+    ),
+
+    release: decided('Release', (req: ReleaseRequest) => byHandle('Release', req.handle), (_grant, { handle }) => {
+      manager.release(handle);
+      return {};
+    }),
+
+    watch: watchHandler(manager, watchers, auth, log, gate),
+  };
+}
+
+/** Watch: validated, then authorized (a stream slot per identity), then filtered to what the caller may see. */
+function watchHandler(manager: ProcessManager, watchers: WatchHub, auth: Authorizer, log: Logger, gate: ServiceGate) {
+  return (call: ServerWritableStream<WatchRequest, WatchResponse>): void => {
+    const fail = (e: unknown) => call.emit('error', toServiceError(e, 'Watch', log));
+    try {
+      gate.check();
+      const req = call.request;
+      if (req.handles.length > validate.LIMITS.watchHandles) {
+        throw new AgentError('InvalidArgument', `handles: more than ${validate.LIMITS.watchHandles}`, { reason: 'INVALID_ARGUMENT', field: 'handles' });
+      }
+      const handles = req.handles.length > 0 ? new Set(req.handles.map(validate.handle)) : null;
       const labels = validate.labels('labels', req.labels);
-      const state = req.state === State.STATE_UNSPECIFIED ? undefined : stateFromApi(req.state);
-      const processes = [];
-      for (const record of manager.table.values()) {
-        if (state !== undefined && record.state !== state) continue;
-        if (hasLabels(record.spec.labels, labels)) processes.push(toProcess(record));
+      const events = manager.events;
+      const after = req.afterSequence ?? events.lastSequence;
+      if (!events.canReplayAfter(after)) {
+        throw new AgentError('OutOfRange', `after_sequence ${after} is outside the retained events ${events.firstSequence - 1}..${events.lastSequence}: List, then Watch from its sequence`, { reason: 'CURSOR_EXPIRED', field: 'after_sequence' });
       }
-      return { processes, sequence: manager.events.lastSequence };
-    }),
-
-    release: unary('Release', (req) => {
-      manager.release(validate.handle(req.handle));
-      return {};
-    }),
-
-    watch: (call: ServerWritableStream<WatchRequest, WatchResponse>) => {
-      const fail = (e: unknown) => call.emit('error', toServiceError(e, 'Watch', log));
+      const grant = auth.authorize(call, { rpc: 'Watch' });
+      // Decided per event under the policy in force then: a reload reaches open streams too.
+      const visible = (e: ProcessEvent) => grant.canSee(e.record) && (e.type !== 'output' || grant.may('output'));
       try {
-        gate.check();
-        const req = call.request;
-        if (req.handles.length > validate.LIMITS.watchHandles) {
-          throw new AgentError('InvalidArgument', `handles: more than ${validate.LIMITS.watchHandles}`, { reason: 'INVALID_ARGUMENT', field: 'handles' });
-        }
-        const filter = {
-          handles: req.handles.length > 0 ? new Set(req.handles.map(validate.handle)) : null,
-          labels: validate.labels('labels', req.labels),
-        };
-        const events = manager.events;
-        const after = req.afterSequence ?? events.lastSequence;
-        if (!events.canReplayAfter(after)) {
-          throw new AgentError('OutOfRange', `after_sequence ${after} is outside the retained events ${events.firstSequence - 1}..${events.lastSequence}: List, then Watch from its sequence`, { reason: 'CURSOR_EXPIRED', field: 'after_sequence' });
-        }
-        watchers.open(call, filter, after, fail);
+        watchers.open(call, { handles, labels, visible }, after, fail, () => grant.finish());
       } catch (e) {
-        fail(e);
+        grant.finish({ error: e });
+        throw e;
       }
-    },
+    } catch (e) {
+      fail(e);
+    }
   };
 }

@@ -7,6 +7,8 @@ import { toEvent } from './convert.js';
 export interface WatchFilter {
   readonly handles: ReadonlySet<string> | null;
   readonly labels: Readonly<Record<string, string>>;
+  /** The events the watcher may see (the policy's tenancy and permissions); all when absent. */
+  readonly visible?: (event: ProcessEvent) => boolean;
 }
 
 /** Events coalesced into one response at most. */
@@ -18,6 +20,7 @@ const WRITE_BUDGET = 17;
 
 const matches = (f: WatchFilter, e: ProcessEvent): boolean => {
   if (f.handles !== null && !f.handles.has(e.record.handle)) return false;
+  if (f.visible !== undefined && !f.visible(e)) return false;
   const labels = e.record.spec.labels;
   for (const k in f.labels) if (labels[k] !== f.labels[k]) return false;
   return true;
@@ -128,12 +131,14 @@ export class WatchHub {
     private readonly maxBacklog: number,
   ) {}
 
-  open(call: ServerWritableStream<WatchRequest, WatchResponse>, filter: WatchFilter, after: number, onError: (e: AgentError) => void): void {
+  /** onEnd: once the stream has ended, however it ended (not when open throws). */
+  open(call: ServerWritableStream<WatchRequest, WatchResponse>, filter: WatchFilter, after: number, onError: (e: AgentError) => void, onEnd: () => void = () => {}): void {
     if (this.streams.size >= this.maxWatchers) {
       throw new AgentError('ResourceExhausted', `at most ${this.maxWatchers} watchers`, { reason: 'MAX_WATCHERS' });
     }
     const stream: WatchStream = new WatchStream(this.log, call, filter, after, this.maxBacklog, (error) => {
       this.streams.delete(stream);
+      onEnd();
       if (error) onError(error);
     });
     this.streams.add(stream);

@@ -21,7 +21,9 @@ export async function startHarness({ tcp = [], ...overrides }: Partial<Config> &
   const logs: Harness['logs'] = [];
   const agentEnv = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: process.env['HOME'] ?? '/root' };
   const stateDir = join(dir, 'state');
-  const agent = await startAgent({ ...DEFAULTS, listen: [address, ...tcp], agentEnv, stateDir, ...overrides }, (event, fields) => logs.push({ event, fields }));
+  // The audit trail goes to a file in the temp dir rather than into the test runner's output.
+  const auditLog = join(dir, 'audit.log');
+  const agent = await startAgent({ ...DEFAULTS, listen: [address, ...tcp], agentEnv, stateDir, auditLog, ...overrides }, (event, fields) => logs.push({ event, fields }));
   const client = new AgentClient(address);
   return {
     agent,

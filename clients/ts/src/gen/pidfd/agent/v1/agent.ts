@@ -723,9 +723,10 @@ export interface Process {
   /** The pidfs inode of the process: unique per process while the node is up. */
   pidfsInode: number;
   /**
-   * Who spawned or adopted it, as the agent's transport identified the caller: on the unix socket
-   * the peer's credentials taken by the kernel at connect, "unix:uid=U,gid=G,pid=P"; over TCP the
-   * peer's "ADDRESS:PORT". Empty for records from before the agent recorded owners.
+   * Who spawned or adopted it: the caller's identity, "unix:uid=U" on the unix socket (the uid the
+   * kernel took at connect), a client certificate's SPIFFE ID, DNS name or CN over TLS,
+   * "anonymous" on plaintext loopback TCP. The policy lets only the owner and admins see it.
+   * Empty for records from before the agent recorded owners.
    */
   owner: string;
 }

@@ -1,0 +1,223 @@
+// The one decision point: every RPC is decided here, on its decoded and validated fields and the
+// caller's identity, before anything is touched. Denials and mutating calls are audited here.
+import { delimiter, resolve } from 'node:path';
+import { AgentError, unknownHandle } from '../process/errors.js';
+import { resolveExecutable } from '../process/executable.js';
+import { searchPath } from '../process/launch.js';
+import type { AdoptOptions, SpawnOptions } from '../process/options.js';
+import type { ProcessRecord } from '../process/record.js';
+import type { AuditEntry, AuditSink } from './audit.js';
+import { callerOf, type Caller, type CallTransport } from './caller.js';
+import { ruleFor, type Family, type Policy, type Rule } from './policy.js';
+import { executableDenial, spawnDenial, type Denial, type Names, type SpawnFacts } from './spawn-policy.js';
+import { Quotas } from './quotas.js';
+import { lookupGroup, lookupUser } from '../kernel/nss.js';
+
+export type HandleRpc = 'Signal' | 'Stop' | 'Wait' | 'Get' | 'ListThreads' | 'ReadOutput' | 'WriteStdin' | 'CloseStdin' | 'Release';
+export type Rpc = HandleRpc | 'Spawn' | 'Adopt' | 'List' | 'Watch';
+
+/** What is asked, as decoded and validated: the only input of a decision besides the caller. */
+export type Request =
+  | { readonly rpc: 'Spawn'; readonly spawn: SpawnOptions }
+  | { readonly rpc: 'Adopt'; readonly adopt: AdoptOptions }
+  | { readonly rpc: HandleRpc; readonly handle: string }
+  | { readonly rpc: 'List' | 'Watch' };
+
+export const FAMILY_OF: Readonly<Record<Rpc, Family>> = {
+  Spawn: 'spawn', Adopt: 'adopt', Signal: 'signal', Stop: 'signal', Wait: 'read', Get: 'read', List: 'read', Watch: 'read',
+  ListThreads: 'read', ReadOutput: 'output', WriteStdin: 'stdin', CloseStdin: 'stdin', Release: 'release',
+};
+
+const MUTATING: ReadonlySet<Rpc> = new Set(['Spawn', 'Adopt', 'Signal', 'Stop', 'Release', 'WriteStdin', 'CloseStdin']);
+
+/** Names as the spawn resolves them (NSS). */
+export const NSS_NAMES: Names = { uid: (name) => lookupUser(name)?.uid, gid: (name) => lookupGroup(name) };
+
+export interface AuthorizerDeps {
+  /** The policy in force now (reloads swap it whole). */
+  readonly policy: () => Policy;
+  readonly names: Names;
+  /** The uid a spawn without `user` runs as. */
+  readonly agentUid: number;
+  /** The agent's environment, for ENV_MODE_INHERIT: PATH is looked up as the spawn will. */
+  readonly agentEnv: Readonly<Record<string, string>>;
+  /** The record a handle names now, whoever owns it. */
+  readonly lookup: (handle: string) => ProcessRecord | undefined;
+  /** Running processes an identity owns. */
+  readonly running: (owner: string) => number;
+  /** Whether the identity already made a spawn with this request_id (a retry replays it). */
+  readonly replays: (owner: string, requestId: string) => boolean;
+  readonly audit: AuditSink;
+}
+
+interface GrantParts {
+  readonly caller: Caller;
+  /** The rule that decided the call. */
+  readonly rule: Rule;
+  readonly request: Request;
+  readonly audit: AuditSink;
+  /** The caller's rule in the policy in force now (a Watch outlives reloads). */
+  readonly ruleNow: () => Rule | undefined;
+  /** Frees what the call took of a quota. */
+  readonly release?: () => void;
+  /** Spawns: argv[0] resolved, what was checked and what runs. */
+  readonly executable?: string;
+}
+
+/** What a call was granted: who may see what, and, for a spawn, the executable that was checked. */
+export class Grant {
+  private finished = false;
+
+  constructor(private readonly parts: GrantParts) {}
+
+  get caller(): Caller {
+    return this.parts.caller;
+  }
+
+  get executable(): string | undefined {
+    return this.parts.executable;
+  }
+
+  /** The owner a spawned or adopted process gets. */
+  get owner(): string {
+    return this.parts.caller.identity;
+  }
+
+  /** Under the policy in force now: admins see everything, anyone else only what it owns. */
+  canSee(record: ProcessRecord): boolean {
+    const rule = this.parts.ruleNow();
+    return rule !== undefined && (rule.role === 'admin' || record.spec.owner === this.parts.caller.identity);
+  }
+
+  /** Whether the policy in force now grants the caller `family`. */
+  may(family: Family): boolean {
+    return this.parts.ruleNow()?.allow.has(family) === true;
+  }
+
+  /** Once per call, when it is answered: audits a mutating call's outcome, frees its quota. */
+  finish(outcome: { handle?: string; pid?: number; error?: unknown } = {}): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.parts.release?.();
+    const { caller, request, rule, executable } = this.parts;
+    if (!MUTATING.has(request.rpc)) return;
+    const e = outcome.error;
+    const result = e === undefined ? 'ok' : e instanceof AgentError ? e.detail.reason : 'INTERNAL';
+    this.parts.audit({ ...describe(caller, request), handle: outcome.handle ?? handleOf(request), pid: outcome.pid ?? (request.rpc === 'Adopt' ? request.adopt.pid : undefined), executable, decision: 'allow', rule: rule.name, result });
+  }
+}
+
+const handleOf = (r: Request): string | undefined => ('handle' in r ? r.handle : undefined);
+
+function describe(caller: Caller, request: Request): Pick<AuditEntry, 'identity' | 'peer' | 'rpc' | 'handle' | 'argv0' | 'pid'> {
+  const what = request.rpc === 'Spawn' ? { argv0: request.spawn.argv[0] } : request.rpc === 'Adopt' ? { pid: request.adopt.pid } : {};
+  return { identity: caller.identity, peer: caller.peer, rpc: request.rpc, handle: handleOf(request), ...what };
+}
+
+const policyDenied = (d: Denial) => new AgentError('PermissionDenied', `${d.field}: ${d.message} (policy)`, { reason: 'POLICY_DENIED', field: d.field });
+
+export class Authorizer {
+  private readonly quotas = new Quotas();
+
+  constructor(private readonly deps: AuthorizerDeps) {}
+
+  /** Decides a call; throws the AgentError the caller gets (after auditing it). */
+  authorize(call: CallTransport, request: Request): Grant {
+    return this.decide(callerOf(call), request);
+  }
+
+  decide(caller: Caller, request: Request): Grant {
+    const rule = ruleFor(this.deps.policy(), caller);
+    const deny = (error: AgentError): never => {
+      this.deps.audit({ ...describe(caller, request), decision: 'deny', rule: rule?.name ?? null, reason: error.detail.reason, field: error.detail.field, message: error.message });
+      throw error;
+    };
+    if (rule === undefined) return deny(policyDenied({ field: 'identity', message: `no rule names ${caller.identity}` }));
+    const family = FAMILY_OF[request.rpc];
+    if (!rule.allow.has(family)) return deny(policyDenied({ field: 'rpc', message: `${request.rpc} needs permission ${family}` }));
+    if ('handle' in request) {
+      const record = this.deps.lookup(request.handle);
+      // Someone else's process answers exactly as a handle that never existed: no oracle.
+      if (record !== undefined && rule.role !== 'admin' && record.spec.owner !== caller.identity) return deny(unknownHandle(request.handle));
+    }
+    const parts = { caller, rule, request, audit: this.deps.audit, ruleNow: this.liveRule(caller, rule) };
+    if (request.rpc === 'Spawn') return this.spawn(parts, request.spawn, deny);
+    if (request.rpc === 'Watch') {
+      const release = this.quotas.takeWatch(caller.identity, rule.maxWatches);
+      if (release === undefined) return deny(quota('max_watches', `at most ${rule.maxWatches} Watch streams at once`));
+      return new Grant({ ...parts, release });
+    }
+    return new Grant(parts);
+  }
+
+  /** The caller's rule as of the policy in force, looked up again only after a reload. */
+  private liveRule(caller: Caller, rule: Rule): () => Rule | undefined {
+    let policy = this.deps.policy();
+    let current: Rule | undefined = rule;
+    return () => {
+      const now = this.deps.policy();
+      if (now !== policy) {
+        policy = now;
+        current = ruleFor(now, caller);
+      }
+      return current;
+    };
+  }
+
+  private spawn(parts: GrantParts, spawn: SpawnOptions, deny: (e: AgentError) => never): Grant {
+    const { rule, caller } = parts;
+    const denial = spawnDenial(rule.spawn, this.facts(spawn), this.deps.names);
+    if (denial) return deny(policyDenied(denial));
+    let executable: string | Denial;
+    try {
+      executable = this.executable(rule, spawn);
+    } catch (e) {
+      new Grant(parts).finish({ error: e });
+      throw e;
+    }
+    if (typeof executable !== 'string') return deny(policyDenied(executable));
+    // A retry of a spawn already made replays it: it starts nothing, so no quota may refuse it.
+    if (spawn.requestId !== undefined && this.deps.replays(caller.identity, spawn.requestId)) return new Grant({ ...parts, executable });
+    const { maxProcesses, spawnRate } = rule.spawn;
+    const release = this.quotas.takeSpawn(caller.identity, maxProcesses === undefined ? undefined : maxProcesses - this.deps.running(caller.identity));
+    if (release === undefined) return deny(quota('max_processes', `at most ${maxProcesses} running processes at once`));
+    if (!this.quotas.takeRate(caller.identity, spawnRate)) {
+      release();
+      return deny(quota('spawn_rate', `at most ${spawnRate!.count} spawns per ${spawnRate!.perMs / 1000} s`));
+    }
+    return new Grant({ ...parts, release, executable });
+  }
+
+  /**
+   * argv[0] resolved as the spawn will run it, looking only where the rule allows: a path outside
+   * is refused, and PATH directories outside are skipped, before the file system is asked (the
+   * agent's stat must not tell a tenant what exists where it may not look).
+   */
+  private executable(rule: Rule, spawn: SpawnOptions): string | Denial {
+    const program = spawn.argv[0]!;
+    const cwd = spawn.cwd ?? process.cwd();
+    if (program.includes('/')) return executableDenial(rule.spawn, resolve(cwd, program)) ?? resolveExecutable(program, '', cwd);
+    const dirs = searchPath(spawn, this.deps.agentEnv).split(delimiter).filter((dir) => dir !== '' && executableDenial(rule.spawn, resolve(cwd, dir, program)) === undefined);
+    if (dirs.length === 0) return { field: 'executable', message: `${program}: no directory of PATH holds an executable this identity may run` };
+    return resolveExecutable(program, dirs.join(delimiter), cwd);
+  }
+
+  private facts(spawn: SpawnOptions): SpawnFacts {
+    const { setup } = spawn;
+    const { names, agentUid } = this.deps;
+    const id = (text: string, lookup: (n: string) => number | undefined) => (/^\d+$/.test(text) ? Number(text) : lookup(text));
+    const gids = [...(setup.group === undefined ? [] : [setup.group]), ...(setup.groups ?? [])];
+    return {
+      uid: setup.user === undefined ? agentUid : id(setup.user, (n) => names.uid(n)),
+      gids: gids.map((g) => id(g, (n) => names.gid(n))),
+      env: Object.keys(spawn.env ?? {}),
+      envInherit: spawn.inheritEnv === true,
+      stdout: spawn.stdout,
+      stderr: spawn.stderr,
+      cgroup: spawn.cgroup,
+      rlimits: setup.rlimits,
+    };
+  }
+}
+
+const quota = (field: string, message: string) => new AgentError('ResourceExhausted', `${field}: ${message} (policy)`, { reason: 'POLICY_QUOTA', field });

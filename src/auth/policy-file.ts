@@ -1,0 +1,70 @@
+// --policy FILE: loaded at start (a broken file stops the start), reloaded on SIGHUP and when the
+// file changes. A reload swaps the whole policy at once; a broken file keeps the previous one.
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import { parsePolicy, PolicyError, type Policy } from './policy.js';
+
+export type Logger = (event: string, fields: Record<string, unknown>) => void;
+
+/** Editors write in steps: changes are read once they have settled this long. */
+const SETTLE_MS = 50;
+
+export function readPolicy(path: string): Policy {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new PolicyError(`${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  try {
+    return parsePolicy(text);
+  } catch (e) {
+    throw new PolicyError(`${path}: ${(e as Error).message}`);
+  }
+}
+
+export class PolicyFile {
+  private current: Policy;
+  private watcher: FSWatcher | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  /** Throws PolicyError when the file cannot be read or is not a valid policy. */
+  constructor(
+    readonly path: string,
+    private readonly log: Logger,
+  ) {
+    this.current = readPolicy(path);
+    log('policy_loaded', { path, rules: this.current.rules.length, why: 'start' });
+    // The directory, not the file: a file replaced by rename (as editors and config management
+    // do) is a new inode that a watch on the old one would never report.
+    this.watcher = watch(dirname(path), { persistent: false }, (_event, name) => {
+      if (name !== null && name !== basename(path)) return;
+      clearTimeout(this.timer);
+      this.timer = setTimeout(() => this.reload('change'), SETTLE_MS);
+      this.timer.unref();
+    });
+    this.watcher.on('error', (e) => log('policy_error', { path, error: String(e), note: 'no longer watching the file; SIGHUP still reloads' }));
+  }
+
+  get policy(): Policy {
+    return this.current;
+  }
+
+  /** True when the file was read and is now in force; else the previous policy stays (logged). */
+  reload(why: 'sighup' | 'change'): boolean {
+    try {
+      this.current = readPolicy(this.path);
+      this.log('policy_loaded', { path: this.path, rules: this.current.rules.length, why });
+      return true;
+    } catch (e) {
+      this.log('policy_error', { path: this.path, why, error: (e as Error).message, note: 'keeping the previous policy' });
+      return false;
+    }
+  }
+
+  close(): void {
+    clearTimeout(this.timer);
+    this.watcher?.close();
+    this.watcher = undefined;
+  }
+}

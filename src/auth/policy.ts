@@ -1,0 +1,214 @@
+// The authorization policy: parsed and validated from YAML into frozen rules, matched against a
+// caller. Pure (no files, no NSS: name lookups are passed in), so every rule is unit-testable.
+import { parse as parseYaml } from 'yaml';
+import type { Caller } from '../auth/caller.js';
+import { RLIMITS } from '../process/setup.js';
+
+/** What an RPC needs; a rule grants families, not single RPCs. */
+export const FAMILIES = ['spawn', 'signal', 'read', 'output', 'stdin', 'release', 'adopt'] as const;
+export type Family = (typeof FAMILIES)[number];
+
+export type Role = 'tenant' | 'admin';
+
+/** A pattern list: exact strings, `PREFIX*`, or `*` for anything. */
+export type Patterns = readonly string[];
+
+export interface SpawnRule {
+  /** Users a spawn may run as: names or uids, compared on the resolved uid. */
+  readonly runAs: Patterns;
+  /** Groups a spawn may name in `group`/`groups`: names or gids. */
+  readonly groups: Patterns;
+  /** Resolved absolute argv[0]. */
+  readonly executables: Patterns;
+  /** Loader and glibc variables (refused by default) the request env may set anyway. */
+  readonly envAllow: Patterns;
+  /** ENV_MODE_INHERIT (the agent's own environment). */
+  readonly envInherit: boolean;
+  /** Directories OUTPUT_MODE_FILE paths must be under. */
+  readonly outputDirs: Patterns;
+  /** OUTPUT_MODE_INHERIT (the agent's own stdout/stderr, where the audit may go). */
+  readonly outputInherit: boolean;
+  /** Existing cgroups (relative to the cgroup parent) a spawn may join. */
+  readonly cgroups: Patterns;
+  readonly cgroupCreate: boolean;
+  /** Highest hard limit per resource ('inf' allows unlimited); undefined: any limit. */
+  readonly rlimits: Readonly<Record<string, bigint | 'inf'>> | undefined;
+  /** Running at once per identity. */
+  readonly maxProcesses: number | undefined;
+  readonly spawnRate: Rate | undefined;
+}
+
+export interface Rate {
+  readonly count: number;
+  readonly perMs: number;
+}
+
+export interface Rule {
+  /** For the audit: `name`, else `rules[i]`. */
+  readonly name: string;
+  readonly identities: Patterns;
+  readonly role: Role;
+  readonly allow: ReadonlySet<Family>;
+  readonly spawn: SpawnRule;
+  /** Concurrent Watch streams per identity. */
+  readonly maxWatches: number | undefined;
+}
+
+export interface Policy {
+  readonly rules: readonly Rule[];
+}
+
+export class PolicyError extends Error {}
+
+const ANY: Patterns = Object.freeze(['*']);
+const NONE: Patterns = Object.freeze([]);
+
+const UNRESTRICTED: SpawnRule = Object.freeze({
+  runAs: ANY, groups: ANY, executables: ANY, envAllow: ANY, envInherit: true, outputDirs: ANY, outputInherit: true,
+  cgroups: ANY, cgroupCreate: true, rlimits: undefined, maxProcesses: undefined, spawnRate: undefined,
+});
+
+/** Without --policy: uid 0 on the unix socket is admin, nobody else may do anything. */
+export const ROOT_ONLY: Policy = Object.freeze({
+  rules: [Object.freeze({ name: 'builtin:root', identities: ['unix:uid=0'], role: 'admin' as const, allow: new Set(FAMILIES), spawn: UNRESTRICTED, maxWatches: undefined })],
+});
+
+/** `a` is exact, `a*` a prefix, `*` anything. */
+export function matches(pattern: string, value: string): boolean {
+  return pattern.endsWith('*') ? value.startsWith(pattern.slice(0, -1)) : pattern === value;
+}
+
+export const anyMatch = (patterns: Patterns, value: string): boolean => patterns.some((p) => matches(p, value));
+
+/** The first rule naming the caller's identity or one of its aliases (file order decides). */
+export function ruleFor(policy: Policy, caller: Pick<Caller, 'identity' | 'aliases'>): Rule | undefined {
+  const names = [caller.identity, ...caller.aliases];
+  return policy.rules.find((r) => names.some((n) => anyMatch(r.identities, n)));
+}
+
+type Obj = Record<string, unknown>;
+
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function keys(where: string, o: Obj, allowed: readonly string[]): void {
+  for (const k of Object.keys(o)) if (!allowed.includes(k)) throw new PolicyError(`${where}: unknown key ${JSON.stringify(k)} (known: ${allowed.join(', ')})`);
+}
+
+function strings(where: string, v: unknown, fallback: Patterns): Patterns {
+  if (v === undefined) return fallback;
+  if (!Array.isArray(v)) throw new PolicyError(`${where}: expected a list`);
+  return Object.freeze(
+    v.map((s, i) => {
+      if (typeof s === 'number' && Number.isInteger(s)) return String(s);
+      if (typeof s !== 'string' || s === '') throw new PolicyError(`${where}[${i}]: expected a non-empty string`);
+      return s;
+    }),
+  );
+}
+
+function flag(where: string, v: unknown, fallback: boolean): boolean {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'boolean') throw new PolicyError(`${where}: expected true or false`);
+  return v;
+}
+
+function positive(where: string, v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new PolicyError(`${where}: expected an integer >= 0`);
+  return v;
+}
+
+const RATE_UNITS: Readonly<Record<string, number>> = { s: 1000, m: 60_000, h: 3_600_000 };
+
+/** `10/s`, `100/m`, `1000/h`. */
+export function parseRate(where: string, v: unknown): Rate | undefined {
+  if (v === undefined) return undefined;
+  const m = typeof v === 'string' ? /^\s*(\d+)\s*\/\s*(s|m|h)\s*$/.exec(v) : null;
+  if (!m || Number(m[1]) < 1) throw new PolicyError(`${where}: expected N/s, N/m or N/h with N >= 1, got ${JSON.stringify(v)}`);
+  return { count: Number(m[1]), perMs: RATE_UNITS[m[2]!]! };
+}
+
+function rlimitCaps(where: string, v: unknown): SpawnRule['rlimits'] {
+  if (v === undefined) return {};
+  if (!isObj(v)) throw new PolicyError(`${where}: expected a map RESOURCE: LIMIT`);
+  const caps: Record<string, bigint | 'inf'> = {};
+  for (const [k, limit] of Object.entries(v)) {
+    const resource = k.toUpperCase().replace(/^RLIMIT_/, '');
+    if (RLIMITS[resource] === undefined) throw new PolicyError(`${where}.${k}: unknown resource`);
+    if (limit === 'unlimited' || limit === 'infinity') caps[resource] = 'inf';
+    else if (typeof limit === 'number' && Number.isSafeInteger(limit) && limit >= 0) caps[resource] = BigInt(limit);
+    else throw new PolicyError(`${where}.${k}: expected an integer >= 0 or "unlimited"`);
+  }
+  return Object.freeze(caps);
+}
+
+const SPAWN_KEYS = ['run_as', 'groups', 'executables', 'env_allow', 'env_inherit', 'output_dirs', 'output_inherit', 'cgroups', 'cgroup_create', 'rlimits', 'max_processes', 'spawn_rate'];
+
+/** An admin's omitted constraint allows anything; a tenant's allows nothing (deny by default). */
+function spawnRule(where: string, v: unknown, role: Role): SpawnRule {
+  if (v !== undefined && !isObj(v)) throw new PolicyError(`${where}: expected a map`);
+  const s = (v ?? {}) as Obj;
+  keys(where, s, SPAWN_KEYS);
+  const d = role === 'admin' ? UNRESTRICTED : { ...UNRESTRICTED, runAs: NONE, groups: NONE, executables: NONE, envAllow: NONE, envInherit: false, outputDirs: NONE, outputInherit: false, cgroups: NONE, cgroupCreate: false, rlimits: {} };
+  const outputDirs = strings(`${where}.output_dirs`, s['output_dirs'], d.outputDirs);
+  for (const dir of outputDirs) if (dir !== '*' && !dir.startsWith('/')) throw new PolicyError(`${where}.output_dirs: ${JSON.stringify(dir)} is not an absolute path`);
+  return Object.freeze({
+    runAs: strings(`${where}.run_as`, s['run_as'], d.runAs),
+    groups: strings(`${where}.groups`, s['groups'], d.groups),
+    executables: strings(`${where}.executables`, s['executables'], d.executables),
+    envAllow: strings(`${where}.env_allow`, s['env_allow'], d.envAllow),
+    envInherit: flag(`${where}.env_inherit`, s['env_inherit'], d.envInherit),
+    outputDirs,
+    outputInherit: flag(`${where}.output_inherit`, s['output_inherit'], d.outputInherit),
+    cgroups: strings(`${where}.cgroups`, s['cgroups'], d.cgroups),
+    cgroupCreate: flag(`${where}.cgroup_create`, s['cgroup_create'], d.cgroupCreate),
+    rlimits: s['rlimits'] === undefined ? d.rlimits : rlimitCaps(`${where}.rlimits`, s['rlimits']),
+    maxProcesses: positive(`${where}.max_processes`, s['max_processes']),
+    spawnRate: parseRate(`${where}.spawn_rate`, s['spawn_rate']),
+  });
+}
+
+function families(where: string, v: unknown, role: Role): ReadonlySet<Family> {
+  if (v === undefined) return new Set(role === 'admin' ? FAMILIES : FAMILIES.filter((f) => f !== 'adopt'));
+  const list = strings(where, v, NONE);
+  for (const f of list) {
+    if (!(FAMILIES as readonly string[]).includes(f)) throw new PolicyError(`${where}: unknown permission ${JSON.stringify(f)} (known: ${FAMILIES.join(', ')})`);
+    // Adopting takes any process on the node under management: never a tenant's to do.
+    if (f === 'adopt' && role !== 'admin') throw new PolicyError(`${where}: adopt is for role admin only`);
+  }
+  return new Set(list as Family[]);
+}
+
+function rule(v: unknown, i: number): Rule {
+  const where = `rules[${i}]`;
+  if (!isObj(v)) throw new PolicyError(`${where}: expected a map`);
+  keys(where, v, ['name', 'identities', 'role', 'allow', 'spawn', 'max_watches']);
+  const role = v['role'];
+  if (role !== 'tenant' && role !== 'admin') throw new PolicyError(`${where}.role: expected tenant or admin`);
+  const identities = strings(`${where}.identities`, v['identities'], NONE);
+  if (identities.length === 0) throw new PolicyError(`${where}.identities: at least one identity`);
+  if (v['name'] !== undefined && typeof v['name'] !== 'string') throw new PolicyError(`${where}.name: expected a string`);
+  return Object.freeze({
+    name: (v['name'] as string | undefined) ?? where,
+    identities,
+    role,
+    allow: families(`${where}.allow`, v['allow'], role),
+    spawn: spawnRule(`${where}.spawn`, v['spawn'], role),
+    maxWatches: positive(`${where}.max_watches`, v['max_watches']),
+  });
+}
+
+/** The policy in `text` (YAML); throws PolicyError naming the first thing wrong. */
+export function parsePolicy(text: string): Policy {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { prettyErrors: true, uniqueKeys: true });
+  } catch (e) {
+    throw new PolicyError(`not valid YAML: ${(e as Error).message}`);
+  }
+  if (!isObj(doc)) throw new PolicyError('expected a map with a "rules" list');
+  keys('policy', doc, ['rules']);
+  const rules = doc['rules'];
+  if (!Array.isArray(rules)) throw new PolicyError('rules: expected a list');
+  return Object.freeze({ rules: Object.freeze(rules.map(rule)) });
+}

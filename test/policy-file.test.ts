@@ -1,0 +1,141 @@
+// The policy file over time: no policy (root alone), edits and SIGHUP, broken files, and owners
+// an older agent persisted in its own form.
+import test from 'ava';
+import { renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { EventType, OutputMode, OutputStream, State, status } from '../clients/ts/src/index.js';
+import { newHandleId } from '../src/process/handle.js';
+import { ProcessRecord } from '../src/process/record.js';
+import { readBootId } from '../src/process/proc-fs.js';
+import { SqliteStore } from '../src/store/sqlite-store.js';
+import { eventually, startHarness, tempDir } from './helpers/harness.js';
+import { asUser, oneAs, shareSocket } from './helpers/tenant.js';
+
+const T = 1003;
+
+const tenantPolicy = (executables: string[]) => `rules:
+  - identities: ["unix:uid=0"]
+    role: admin
+  - name: tenant
+    identities: ["unix:uid=${T}"]
+    role: tenant
+    spawn:
+      run_as: ["${T}"]
+      executables: ${JSON.stringify(executables)}
+  - name: onlooker
+    identities: ["unix:uid=${T + 1}"]
+    role: tenant
+`;
+
+/** Replaced by rename, as editors and config management do. */
+function replaceFile(path: string, text: string): void {
+  writeFileSync(`${path}.tmp`, text);
+  renameSync(`${path}.tmp`, path);
+}
+
+test('without --policy a uid other than 0 may do nothing at all, and root may do everything', async (t) => {
+  const h = await startHarness();
+  t.teardown(() => h.close());
+  shareSocket(h);
+  const outcomes = await asUser(T, h.address, [{ op: 'list' }, { op: 'spawn', req: { argv: ['true'], user: String(T) } }, { op: 'get', req: { handle: 'x' } }, { op: 'watch', ms: 100 }]);
+  for (const o of outcomes) t.like(o.error, { code: status.PERMISSION_DENIED, reason: 'POLICY_DENIED', info: { field: 'identity' } });
+  const { process: p } = await h.client.spawn({ argv: ['true'] });
+  t.is(p!.owner, 'unix:uid=0');
+});
+
+test('a policy edit takes effect for the next call; a broken file keeps the policy in force and says why', async (t) => {
+  const dir = tempDir('pidfd-agent-policy-');
+  const file = join(dir, 'policy.yaml');
+  writeFileSync(file, tenantPolicy(['/usr/bin/*']));
+  const h = await startHarness({ policyFile: file });
+  t.teardown(() => h.close());
+  shareSocket(h);
+  const trueAt = (path: string) => ({ op: 'spawn', req: { argv: [path], user: String(T) } });
+  t.like((await oneAs(T, h.address, trueAt('/bin/true'))).error, { code: status.PERMISSION_DENIED, info: { field: 'executable' } });
+
+  writeFileSync(file, tenantPolicy(['/usr/bin/*', '/bin/*']));
+  t.true(h.agent.reloadPolicy(), 'SIGHUP: read again');
+  t.truthy((await oneAs(T, h.address, trueAt('/bin/true'))).ok, 'the next call is decided by the edited policy');
+
+  replaceFile(file, 'rules:\n  - identities: [unclosed\n');
+  t.false(h.agent.reloadPolicy(), 'a broken file is not taken');
+  const error = h.logs.find((l) => l.event === 'policy_error');
+  t.regex(String(error?.fields['error']), /not valid YAML/);
+  t.truthy((await oneAs(T, h.address, trueAt('/bin/true'))).ok, 'the previous policy stays in force');
+
+  replaceFile(file, tenantPolicy(['/usr/bin/*']));
+  await eventually('the changed file to be read on its own', () => h.logs.some((l) => l.event === 'policy_loaded' && l.fields['why'] === 'change'));
+  t.like((await oneAs(T, h.address, trueAt('/bin/true'))).error, { code: status.PERMISSION_DENIED, info: { field: 'executable' } }, 'a file replaced on disk is picked up without a signal');
+});
+
+test('a policy that does not parse stops the start, naming what is wrong', async (t) => {
+  const file = join(tempDir('pidfd-agent-policy-'), 'policy.yaml');
+  writeFileSync(file, 'rules:\n  - identities: ["x"]\n    role: tenant\n    allow: [adopt]\n');
+  await t.throwsAsync(startHarness({ policyFile: file }), { message: /rules\[0\]\.allow: adopt is for role admin only/ });
+});
+
+test('owners an older agent saved as unix:uid=U,gid=G,pid=P still own their processes', async (t) => {
+  const dir = tempDir('pidfd-agent-old-owner-');
+  const stateDir = join(dir, 'state');
+  const store = new SqliteStore(stateDir, readBootId(), () => undefined);
+  const old = new ProcessRecord(newHandleId(), { pid: 1, pidfsInode: 1n }, { argv: ['true'], labels: {}, adopted: false, owner: `unix:uid=${T},gid=${T},pid=4242` }, Date.now() - 1000, null);
+  store.recordStarted(old);
+  old.markExited({ termination: { exitCode: 0 }, reason: 'exited', exitedAt: Date.now() });
+  store.recordExited(old);
+  store.close();
+  const policyFile = join(dir, 'policy.yaml');
+  writeFileSync(policyFile, tenantPolicy(['/usr/bin/*']));
+  const h = await startHarness({ policyFile, stateDir });
+  t.teardown(() => h.close());
+  shareSocket(h);
+  const [mine] = await asUser(T, h.address, [{ op: 'get', req: { handle: old.handle } }]);
+  t.is(mine!.ok?.process.owner, `unix:uid=${T}`);
+  t.is(mine!.ok?.process.state, State.STATE_EXITED);
+  const [other] = await asUser(T + 1, h.address, [{ op: 'get', req: { handle: old.handle } }]);
+  t.like(other!.error, { code: status.NOT_FOUND, reason: 'UNKNOWN_HANDLE' }, "another tenant's, as ever");
+});
+
+test('spawn_rate and max_watches hold per identity; output needs its permission; an open Watch follows a reload', async (t) => {
+  const U = 1004;
+  const dir = tempDir('pidfd-agent-policy-');
+  const file = join(dir, 'policy.yaml');
+  const rules = (tenant: boolean) => `rules:
+  - identities: ["unix:uid=0"]
+    role: admin
+${tenant ? `  - identities: ["unix:uid=${U}"]
+    role: tenant
+    allow: [spawn, read, signal]
+    max_watches: 1
+    spawn: {run_as: ["${U}"], executables: ["/usr/bin/*"], spawn_rate: 2/m}
+` : ''}`;
+  writeFileSync(file, rules(true));
+  const h = await startHarness({ policyFile: file });
+  t.teardown(() => h.close());
+  shareSocket(h);
+  const [echo, sleeper, third, read] = await asUser(U, h.address, [
+    { op: 'spawn', req: { argv: ['/usr/bin/echo', 'hi'], user: String(U), stdout: { mode: OutputMode.OUTPUT_MODE_CAPTURE }, outputEvents: true } },
+    { op: 'spawn', req: { argv: ['sleep', '30'], user: String(U) } },
+    { op: 'spawn', req: { argv: ['true'], user: String(U) } },
+    { op: 'readOutput', req: { handle: 'x', stream: OutputStream.OUTPUT_STREAM_STDOUT } },
+  ]);
+  const sleeping: string = sleeper!.ok.process.handle;
+  t.teardown(() => h.client.stop({ handle: sleeping, signal: 'KILL' }).catch(() => undefined));
+  t.like(third!.error, { code: status.RESOURCE_EXHAUSTED, reason: 'POLICY_QUOTA', info: { field: 'spawn_rate' } });
+  t.like(read!.error, { code: status.PERMISSION_DENIED, reason: 'POLICY_DENIED', info: { field: 'rpc' } });
+  await h.client.wait({ handle: echo!.ok.process.handle });
+  const [seen] = await asUser(U, h.address, [{ op: 'watch', req: { afterSequence: 0 }, ms: 300 }]);
+  const types = new Set(seen!.ok.map((e: { type: number }) => e.type));
+  t.true(types.has(EventType.EVENT_TYPE_EXITED));
+  t.false(types.has(EventType.EVENT_TYPE_OUTPUT), 'no output events without the output permission');
+
+  const { sequence } = await h.client.list();
+  const open = asUser(U, h.address, [{ op: 'watch', req: { afterSequence: sequence }, ms: 4000 }]);
+  await eventually('the tenant watch to be open', () => h.agent.watchers.stats().length === 1, 20_000);
+  const [second] = await asUser(U, h.address, [{ op: 'watch', ms: 100 }]);
+  t.like(second!.error, { code: status.RESOURCE_EXHAUSTED, reason: 'POLICY_QUOTA', info: { field: 'max_watches' } });
+  writeFileSync(file, rules(false));
+  t.true(h.agent.reloadPolicy());
+  await h.client.stop({ handle: sleeping, signal: 'KILL' });
+  const [afterRevoke] = await open;
+  t.deepEqual(afterRevoke!.ok, [], 'once the rule is gone the open stream shows nothing more, not even its own');
+});

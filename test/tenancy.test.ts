@@ -1,0 +1,199 @@
+// Tenancy under a policy: tenants are real client processes running as other uids, on the real
+// socket; what one tenant does to another's handle must look exactly like a handle that never was.
+import test from 'ava';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { EnvMode, OutputMode, OutputStream, State, StdinMode, status } from '../clients/ts/src/index.js';
+import { startHarness, tempDir, type Harness } from './helpers/harness.js';
+import { asUser, oneAs, shareSocket, type Outcome } from './helpers/tenant.js';
+
+const A = 1001;
+const B = 1002;
+const NEVER = 'aaaaaaaaaaaaaaaaaaaaaaaaaa';
+
+const policyDir = tempDir('pidfd-agent-policy-');
+const outDir = join(policyDir, 'out');
+const policyFile = join(policyDir, 'policy.yaml');
+/** Only root may look in here; it holds an executable `probe`. */
+const secretDir = tempDir('pidfd-agent-secret-');
+writeFileSync(join(secretDir, 'probe'), '#!/bin/sh\n', { mode: 0o755 });
+writeFileSync(
+  policyFile,
+  `rules:
+  - name: root
+    identities: ["unix:uid=0"]
+    role: admin
+  - name: tenant-a
+    identities: ["unix:uid=${A}"]
+    role: tenant
+    spawn:
+      run_as: ["${A}"]
+      executables: ["/usr/bin/*", "/bin/*"]
+      output_dirs: ["${outDir}"]
+      max_processes: 3
+  - name: tenant-b
+    identities: ["unix:uid=${B}"]
+    role: tenant
+    spawn:
+      run_as: ["${B}"]
+      executables: ["/usr/bin/*", "/bin/*"]
+`,
+);
+
+let h: Harness;
+test.before(async () => {
+  h = await startHarness({ policyFile });
+  shareSocket(h);
+});
+test.after.always(async () => {
+  await h?.close();
+});
+
+const auditLines = () =>
+  readFileSync(join(h.dir, 'audit.log'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+
+/** The error with the handle it names replaced, to compare two errors' shapes. */
+const shape = (o: Outcome, handle: string) => {
+  if (o.error === undefined) return { ok: o.ok };
+  const { code, reason, info, details } = o.error;
+  return { code, reason, info: { ...info, handle: info['handle'] === handle ? 'H' : info['handle'] }, details: details.replaceAll(handle, 'H') };
+};
+
+test.serial("another tenant's handle answers NOT_FOUND exactly as a handle that never existed, and nothing reaches the process", async (t) => {
+  const [spawned] = await asUser(A, h.address, [{ op: 'spawn', req: { argv: ['cat'], user: String(A), stdin: StdinMode.STDIN_MODE_PIPE, stdout: { mode: OutputMode.OUTPUT_MODE_CAPTURE } } }]);
+  const p = spawned!.ok.process;
+  t.is(p.owner, `unix:uid=${A}`);
+  const handle: string = p.handle;
+  const probes = (hd: string) => [
+    { op: 'get', req: { handle: hd } },
+    { op: 'signal', req: { handle: hd, signal: 'KILL' } },
+    { op: 'stop', req: { handle: hd, signal: 'KILL' } },
+    { op: 'wait', req: { handle: hd } },
+    { op: 'listThreads', req: { handle: hd } },
+    { op: 'readOutput', req: { handle: hd, stream: OutputStream.OUTPUT_STREAM_STDOUT } },
+    { op: 'writeStdin', req: { handle: hd }, text: 'intruder\n' },
+    { op: 'closeStdin', req: { handle: hd } },
+    { op: 'release', req: { handle: hd } },
+  ];
+  const onTheirs = await asUser(B, h.address, probes(handle));
+  const onNone = await asUser(B, h.address, probes(NEVER));
+  for (const [i, o] of onTheirs.entries()) {
+    t.is(o.error?.code, status.NOT_FOUND, `${probes(handle)[i]!.op}: NOT_FOUND`);
+    t.is(o.error?.reason, 'UNKNOWN_HANDLE');
+    t.deepEqual(shape(o, handle), shape(onNone[i]!, NEVER), `${probes(handle)[i]!.op}: the same answer as for a handle that never existed`);
+  }
+  const { process: still } = await h.client.get({ handle });
+  t.is(still!.state, State.STATE_RUNNING, "A's process is untouched");
+  const own = await asUser(A, h.address, [
+    { op: 'writeStdin', req: { handle }, text: 'mine\n' },
+    { op: 'closeStdin', req: { handle } },
+    { op: 'wait', req: { handle } },
+    { op: 'readOutput', req: { handle, stream: OutputStream.OUTPUT_STREAM_STDOUT } },
+  ]);
+  t.is(own[2]!.ok.process.exit.code, 0);
+  t.is(own[3]!.ok.map((r: { data: string }) => r.data).join(''), 'mine\n', "not one byte of B's reached A's stdin");
+  const denied = auditLines().filter((l) => l['identity'] === `unix:uid=${B}` && l['handle'] === handle);
+  t.is(denied.length, probes(handle).length, 'each refusal is audited');
+  t.like(denied[0], { decision: 'deny', reason: 'UNKNOWN_HANDLE', rule: 'tenant-b', rpc: 'Get' });
+});
+
+test.serial("a tenant's List and Watch show none of another tenant's processes", async (t) => {
+  const [a] = await asUser(A, h.address, [{ op: 'spawn', req: { argv: ['sleep', '30'], user: String(A), labels: { who: 'a' } } }]);
+  const [b] = await asUser(B, h.address, [{ op: 'spawn', req: { argv: ['sleep', '30'], user: String(B), labels: { who: 'b' } } }]);
+  t.teardown(() => Promise.all([a, b].map((o) => h.client.stop({ handle: o!.ok.process.handle, signal: 'KILL' }).catch(() => undefined))));
+  const [list, watch, filtered] = await asUser(B, h.address, [
+    { op: 'list' },
+    { op: 'watch', req: { afterSequence: 0 }, ms: 500 },
+    { op: 'watch', req: { afterSequence: 0, handles: [a!.ok.process.handle] }, ms: 300 },
+  ]);
+  const owners = (ps: { owner: string }[]) => [...new Set(ps.map((p) => p.owner))];
+  t.deepEqual(owners(list!.ok.processes), [`unix:uid=${B}`]);
+  t.deepEqual(owners(watch!.ok.map((e: { process: { owner: string } }) => e.process)), [`unix:uid=${B}`]);
+  t.deepEqual(filtered!.ok, [], "asking for A's handle by name shows nothing either");
+  const { processes } = await h.client.list();
+  t.true(processes.some((p) => p.owner === `unix:uid=${A}`), 'an admin sees everyone');
+});
+
+test.serial('a spawn outside the rule is POLICY_DENIED naming the field, and audited', async (t) => {
+  const spawn = (req: Record<string, unknown>) => ({ op: 'spawn', req: { argv: ['true'], user: String(A), ...req } });
+  const outcomes = await asUser(A, h.address, [
+    spawn({ user: 'root' }),
+    spawn({ user: '' }),
+    spawn({ user: '4294967295' }),
+    spawn({ argv: ['/usr/sbin/nologin'] }),
+    spawn({ argv: ['nologin'], env: { PATH: '/usr/sbin' } }),
+    spawn({ argv: ['probe'], env: { PATH: secretDir } }),
+    spawn({ argv: ['absent'], env: { PATH: secretDir } }),
+    spawn({ env: { LD_PRELOAD: '/tmp/x.so' } }),
+    spawn({ env: { GLIBC_TUNABLES: 'x' } }),
+    spawn({ envMode: EnvMode.ENV_MODE_INHERIT }),
+    spawn({ stdout: { mode: OutputMode.OUTPUT_MODE_FILE, path: '/etc/passwd' } }),
+    spawn({ stdout: { mode: OutputMode.OUTPUT_MODE_FILE, path: `${outDir}/../escape` } }),
+    spawn({ stdout: { mode: OutputMode.OUTPUT_MODE_INHERIT } }),
+    spawn({ group: 'root' }),
+    spawn({ cgroup: { create: true } }),
+    spawn({ rlimits: [{ resource: 'NOFILE', soft: 10 }] }),
+    { op: 'adopt', req: { pid: process.pid } },
+  ]);
+  const fields = ['run_as', 'run_as', 'run_as', 'executable', 'executable', 'executable', 'executable', 'env', 'env', 'env_mode', 'stdout.path', 'stdout.path', 'stdout', 'group', 'cgroup.create', 'rlimits', 'rpc'];
+  for (const [i, o] of outcomes.entries()) {
+    t.is(o.error?.code, status.PERMISSION_DENIED, `call ${i}: ${JSON.stringify(o)}`);
+    t.is(o.error?.reason, 'POLICY_DENIED');
+    t.is(o.error?.info['field'], fields[i], `call ${i}`);
+  }
+  t.is(outcomes[5]!.error?.details.replace('probe', 'X'), outcomes[6]!.error?.details.replace('absent', 'X'), 'where a tenant may not look, what exists is not told');
+  const lines = auditLines().filter((l) => l['identity'] === `unix:uid=${A}` && l['decision'] === 'deny' && l['reason'] === 'POLICY_DENIED');
+  t.true(lines.length >= outcomes.length);
+  t.like(lines.find((l) => l['field'] === 'executable'), { rpc: 'Spawn', argv0: '/usr/sbin/nologin', rule: 'tenant-a' });
+  t.like(lines.find((l) => l['rpc'] === 'Adopt'), { pid: process.pid, field: 'rpc', rule: 'tenant-a' });
+  for (const l of lines) for (const k of ['time', 'identity', 'peer', 'rpc', 'decision', 'rule']) t.true(k in l, `${k} in ${JSON.stringify(l)}`);
+});
+
+test.serial('past max_processes a spawn is RESOURCE_EXHAUSTED; an exit makes room again', async (t) => {
+  const sleep = { op: 'spawn', req: { argv: ['sleep', '30'], user: String(A) } };
+  const outcomes = await asUser(A, h.address, [sleep, sleep, sleep, sleep]);
+  const started = outcomes.filter((o) => o.ok).map((o) => o.ok.process.handle as string);
+  t.teardown(() => Promise.all(started.map((handle) => h.client.stop({ handle, signal: 'KILL' }).catch(() => undefined))));
+  t.is(started.length, 3);
+  t.like(outcomes[3]!.error, { code: status.RESOURCE_EXHAUSTED, reason: 'POLICY_QUOTA', info: { field: 'max_processes' } });
+  await h.client.stop({ handle: started.pop()!, signal: 'KILL' });
+  const [again] = await asUser(A, h.address, [sleep]);
+  t.truthy(again!.ok, JSON.stringify(again));
+  started.push(again!.ok.process.handle);
+});
+
+test.serial('an audit line per mutating call: who, from where, what, which rule, and how it ended', async (t) => {
+  const [spawned, signalled] = await asUser(B, h.address, [
+    { op: 'spawn', req: { argv: ['sleep', '30'], user: String(B) } },
+    { op: 'signal', req: { handle: '$', signal: 'TERM' } },
+  ]);
+  const handle = spawned!.ok.process.handle;
+  t.is(signalled!.error?.reason, 'UNKNOWN_HANDLE', 'a handle that never existed: an allowed call that failed');
+  await oneAs(B, h.address, { op: 'signal', req: { handle, signal: 'KILL' } });
+  const lines = auditLines().filter((l) => l['identity'] === `unix:uid=${B}`);
+  t.like(lines.find((l) => l['rpc'] === 'Spawn' && l['handle'] === handle), { decision: 'allow', rule: 'tenant-b', argv0: 'sleep', executable: '/usr/bin/sleep', result: 'ok', pid: spawned!.ok.process.pid });
+  t.like(lines.find((l) => l['rpc'] === 'Signal' && l['handle'] === handle), { decision: 'allow', rule: 'tenant-b', result: 'ok' });
+  t.like(lines.find((l) => l['rpc'] === 'Signal' && l['handle'] === '$'), { decision: 'allow', result: 'UNKNOWN_HANDLE' });
+  t.regex(String(lines[0]!['peer']), new RegExp(`^unix:uid=${B},gid=${B},pid=\\d+$`));
+  t.false(lines.some((l) => (l['rpc'] === 'Get' || l['rpc'] === 'List') && l['decision'] === 'allow'), 'reads that were allowed are not audited');
+});
+
+test.serial("request ids are the caller's own: the same key from another tenant starts its own process", async (t) => {
+  const [a] = await asUser(A, h.address, [{ op: 'spawn', req: { argv: ['sleep', '30'], user: String(A), requestId: 'shared-key' } }]);
+  const [b] = await asUser(B, h.address, [{ op: 'spawn', req: { argv: ['sleep', '31'], user: String(B), requestId: 'shared-key' } }]);
+  t.teardown(() => Promise.all([a, b].map((o) => o?.ok && h.client.stop({ handle: o.ok.process.handle, signal: 'KILL' }).catch(() => undefined))));
+  t.false(b!.ok.replayed);
+  t.not(b!.ok.process.handle, a!.ok.process.handle);
+  t.is(b!.ok.process.owner, `unix:uid=${B}`);
+});
+
+test("a tenant does not see an admin's processes", async (t) => {
+  const { process: p } = await h.client.spawn({ argv: ['sleep', '30'] });
+  t.teardown(() => h.client.stop({ handle: p!.handle, signal: 'KILL' }).catch(() => undefined));
+  t.is(p!.owner, 'unix:uid=0');
+  const o = await oneAs(B, h.address, { op: 'get', req: { handle: p!.handle } });
+  t.is(o.error?.code, status.NOT_FOUND);
+});
