@@ -2,7 +2,8 @@
 // them, FILE targets opened in the agent (so errors name the path), a cgroup prepared, the exec
 // helper when setup needs it; then the spawn on libuv's threadpool. Every failure leaves nothing
 // behind and is a domain error.
-import { closeFd, type Fd, type Pidfd } from '../kernel/fd.js';
+import { closeFd, type Fd } from '../kernel/fd.js';
+import type { PidRef } from '../kernel/pid-ref.js';
 import { SetupError, shimHandles, spawnAsync, type StdioAction } from '../kernel/spawn.js';
 import type { Cgroups } from './cgroups.js';
 import { AgentError, fromKernel } from './errors.js';
@@ -22,9 +23,8 @@ export interface SpawnEnvironment {
 }
 
 export interface Launched {
-  readonly pid: number;
-  /** Owned by the caller from here on. */
-  readonly pidfd: Pidfd;
+  /** The caller's to take() from here on. */
+  readonly ref: PidRef;
   /** The agent's ends of stdin, stdout, stderr where they are pipes; owned by the caller. */
   readonly pipes: readonly [Fd | null, Fd | null, Fd | null];
   /** A cgroup created for this process alone (the caller removes it after the exit). */
