@@ -139,7 +139,7 @@ export function useSpawnShim(path: string): void {
   shim = libc.loadSpawnShim(path);
 }
 
-const SHIM_STEPS = ['', 'close_range(UNSHARE)', 'rt_sigprocmask', 'stdio', 'setsid', 'chdir', 'execve', 'cgroup'];
+const SHIM_STEPS = ['clone', 'close_range(UNSHARE)', 'rt_sigprocmask', 'stdio', 'setsid', 'chdir', 'execve', 'cgroup'];
 const SHIM_CGROUP_STEP = 7;
 
 /** Whether the spawn shim starts a child with this stdio (then it can also place it in a cgroup). */

@@ -4,6 +4,7 @@
 // behind and is a domain error.
 import { closeFd, type Fd } from '../kernel/fd.js';
 import type { PidRef } from '../kernel/pid-ref.js';
+import { isKernelError } from '../kernel/errors.js';
 import { SetupError, shimHandles, spawnAsync, type StdioAction } from '../kernel/spawn.js';
 import type { Cgroups } from './cgroups.js';
 import { AgentError, fromKernel } from './errors.js';
@@ -77,5 +78,10 @@ export async function launch(options: SpawnOptions, node: SpawnEnvironment, hand
   }
 }
 
-export const spawnError = (e: unknown, path: string): unknown =>
-  e instanceof SetupError ? setupFailure(e, path) : fromKernel(e, { what: `spawn ${path}`, field: 'argv[0]', path });
+// Running out of descriptors, memory or processes is the node's state, not the executable's fault.
+const AGENT_SHORTAGE = ['EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN'];
+
+const spawnError = (e: unknown, path: string): unknown =>
+  e instanceof SetupError
+    ? setupFailure(e, path)
+    : fromKernel(e, { what: `spawn ${path}`, field: isKernelError(e) && AGENT_SHORTAGE.includes(e.code) ? undefined : 'argv[0]', path });
