@@ -41,6 +41,9 @@ test.serial('take() moves the descriptor: the old reference can neither use nor 
   first.close(); // a no-op: the descriptor is second's
   t.is(openFdCount(), before + 1);
   t.is(second.pid, pid);
+  const running = t.throws(() => second.reap(20));
+  t.true(isKernelError(running) && running.code === 'ETIMEDOUT', 'reap waits on the pidfd, then gives up');
+  t.false(second.poll().exited);
   second.signal(9);
   t.deepEqual(second.reap(5000).termination, { signal: 9, coreDumped: false });
   second.close();
