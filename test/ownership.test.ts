@@ -90,6 +90,19 @@ test.serial('a descriptor received as a pidfd that is none is closed and refused
   t.is(openFdCount(), before, 'the pipe end handed to received() was closed by it');
 });
 
+test.serial('the blocking spawn through the exec helper hands over a child that exec\'d, or reaps one whose setup failed', (t) => {
+  const before = openFdCount();
+  const children = ourChildren();
+  const helper = (args: string[]) => ({ path: '/bin/sh', argv: ['sh', '-c', 'exit 3'], envp: [], stdio: [NULL, NULL, NULL] as const, newSession: true, helper: { path: join(ROOT, 'dist/bin/pidfd-exec'), args } });
+  const ok = spawn(helper(['--umask', '077'])).ref;
+  t.deepEqual(ok.reap(5000).termination, { exitCode: 3 });
+  ok.close();
+  const e = t.throws(() => spawn(helper(['--gid', 'x'])));
+  t.true(isKernelError(e) && e.syscall === 'setgid', String(e));
+  t.deepEqual([...ourChildren()].filter((pid) => !children.has(pid)), [], 'the failed helper was reaped');
+  t.is(openFdCount(), before);
+});
+
 test.serial('a spawned child the agent cannot take on is killed and reaped, its pipes and cgroup go, and the error is the real one', async (t) => {
   const mount = cgroup2Mount();
   if (mount === undefined) return t.fail('no cgroup2 mount on this machine');

@@ -118,7 +118,7 @@ export async function spawnAsync(spec: SpawnSpec): Promise<Spawned> {
   const launch = new Launch(spec);
   try {
     const child = launch.start(await launch.callAsync());
-    await launch.execReported(child);
+    await launch.execReported();
     return launch.finish(child);
   } finally {
     launch.dispose();
@@ -236,7 +236,7 @@ class Launch {
   }
 
   /** Resolves once the helper (if any) has exec'd, without blocking the event loop meanwhile. */
-  async execReported(child: PidRef): Promise<void> {
+  async execReported(): Promise<void> {
     this.closeChildEnds(); // our copy of the report pipe's write end: end-of-file needs it closed
     const report = this.report;
     if (report === null) return;
@@ -249,7 +249,7 @@ class Launch {
         resolve(readable);
       };
     });
-    readExecReport(child, report, ready);
+    readExecReport(report, ready);
     this.report = null;
     closeFd(report);
   }
@@ -257,7 +257,8 @@ class Launch {
   /** Waits (blocking) for the helper's exec if not done yet; from here the caller owns child and pipes. */
   finish(child: PidRef): Spawned {
     this.closeChildEnds();
-    if (this.report !== null) readExecReport(child, this.report, (pollOne(this.report, POLLIN, EXEC_REPORT_TIMEOUT_MS) & POLLIN) !== 0);
+    // Any revents counts: end-of-file (the exec) is POLLHUP alone.
+    if (this.report !== null) readExecReport(this.report, pollOne(this.report, POLLIN, EXEC_REPORT_TIMEOUT_MS) !== 0);
     this.succeeded = true;
     this.child = null;
     return { ref: child.take(), pipes: [...this.pipes] };
@@ -320,17 +321,15 @@ const EXEC_REPORT_TIMEOUT_MS = 10_000;
 
 /**
  * The helper's report, once its pipe is readable (or the wait timed out): end-of-file means it
- * exec'd (the pipe is close-on-exec); a "stage errno" line means setup failed, and the helper,
- * which exits right after writing it, is reaped here and its pidfd closed. Setup is a handful of
- * system calls, so the wait is short; it is bounded all the same.
+ * exec'd (the pipe is close-on-exec); a "stage errno" line means setup failed. Either failure
+ * leaves the helper to Launch.dispose, which kills (it may be stuck, or about to exit) and reaps
+ * it. Setup is a handful of system calls, so the wait is short; it is bounded all the same.
  */
-function readExecReport(child: PidRef, report: Fd, ready: boolean): void {
+function readExecReport(report: Fd, ready: boolean): void {
   const buf = Buffer.alloc(128);
   const n = ready ? Number(libc.read(report, buf, buf.length)) : -1;
   if (n === 0) return;
   const [stage = 'exec', errno = String(Errno.EIO)] = n > 0 ? buf.toString('latin1', 0, n).trim().split(' ') : ['exec-timeout', String(Errno.ETIMEDOUT)];
-  // The helper exits right after its report; a timed-out one is killed (Launch.dispose reaps it).
-  if (n < 0) child.signal(Signal.SIGKILL);
   throw new SetupError(stage, Number(errno));
 }
 
