@@ -6,6 +6,7 @@ import test from 'ava';
 import { Epoll, EPOLLIN, EPOLLONESHOT } from '../src/kernel/epoll.js';
 import { isKernelError } from '../src/kernel/errors.js';
 import { closeFd, openFdCount, pipe } from '../src/kernel/fd.js';
+import { pidfdOpen } from '../src/kernel/pidfd.js';
 import { PidRef, PidRefClosedError } from '../src/kernel/pid-ref.js';
 import { probeFeatures } from '../src/kernel/probe.js';
 import { spawn } from '../src/kernel/spawn.js';
@@ -74,8 +75,15 @@ test.serial('a watched reference cannot be closed or moved; deregistered (or wit
   t.is(openFdCount(), before);
 });
 
-test.serial('a descriptor received as a pidfd that is none is closed and refused', (t) => {
+test.serial('a descriptor received as a pidfd is taken over; one that is none is closed and refused', (t) => {
   const before = openFdCount();
+  const self = PidRef.received(pidfdOpen(process.pid));
+  t.is(self.pid, process.pid, 'from the pidfd\'s fdinfo');
+  {
+    using again = PidRef.open(process.pid);
+    t.is(self.inode, again.inode);
+  }
+  self.close();
   const ref = sleeper();
   const dup = ref.dup();
   t.is(dup.inode, ref.inode);
