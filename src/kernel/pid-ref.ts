@@ -4,7 +4,7 @@
 //
 // Its epoll registration belongs to it as well: close() of a watched reference throws rather than
 // unwatching behind the watcher's back (the watcher would keep a token for a closed, soon reused
-// number). The order on exit is therefore always deregister → reap → close.
+// number). So the order on exit is deregister → reap (the reaper) → close (the owner).
 import { fstatSync, readFileSync } from 'node:fs';
 import type { Epoll } from './epoll.js';
 import { closeFd, dupFd, type Fd, type Pidfd } from './fd.js';
