@@ -21,7 +21,6 @@ import { readBootId } from './process/proc-fs.js';
 import { MemoryStore, type ProcessStore } from './store/store.js';
 import { SqliteStore } from './store/sqlite-store.js';
 import { useFdPassing } from './kernel/fd-passing.js';
-import { closeFd } from './kernel/fd.js';
 import { requestHandover } from './handover/incoming.js';
 import { HandoverListener, type HandoverHost } from './handover/outgoing.js';
 import { encodeSnapshot, type Snapshot } from './handover/snapshot.js';
@@ -229,9 +228,9 @@ function restore(manager: ProcessManager, store: ProcessStore, bootId: string, h
     store.batch(() => {
       const lost = [];
       for (const saved of store.load()) {
-        const pidfd = saved.state === 'running' ? handed.get(saved.handle) : undefined;
-        if (pidfd !== undefined) handed.delete(saved.handle);
-        const { record, lost: isLost } = manager.restore(saved, bootId, pidfd);
+        const ref = saved.state === 'running' ? handed.get(saved.handle) : undefined;
+        if (ref !== undefined) handed.delete(saved.handle);
+        const { record, lost: isLost } = manager.restore(saved, bootId, ref);
         if (record.state === 'running') counts.readopted++;
         else if (isLost) lost.push(record);
         else counts.exited++;
@@ -241,7 +240,7 @@ function restore(manager: ProcessManager, store: ProcessStore, bootId: string, h
       counts.lost = lost.length;
     });
   } finally {
-    for (const pidfd of handed.values()) closeFd(pidfd);
+    for (const ref of handed.values()) ref.close();
     handover?.close();
   }
   manager.expire();

@@ -25,6 +25,7 @@ import {
   waitidPidfd,
   type Reaped,
 } from '../src/kernel/pidfd.js';
+import { borrowPidfd, type PidRef } from '../src/kernel/pid-ref.js';
 import { probeFeatures } from '../src/kernel/probe.js';
 import { spawn, type StdioAction } from '../src/kernel/spawn.js';
 
@@ -48,6 +49,8 @@ async function untilExited(pidfd: Pidfd): Promise<void> {
 /** A child of this process that is always reaped and whose pidfd is closed exactly once. */
 class Child {
   readonly pid: number;
+  readonly ref: PidRef;
+  /** The raw number, for the wrappers kernel/ uses inside PidRef. */
   readonly pidfd: Pidfd;
   private readonly pipes: (Fd | null)[];
   private reaped: Reaped | undefined;
@@ -55,8 +58,9 @@ class Child {
 
   constructor(argv: readonly string[], stdio: Stdio, newSession = true) {
     const s = spawn({ path: argv[0]!, argv, envp: ENV, stdio, newSession });
-    this.pid = s.pid;
-    this.pidfd = s.pidfd;
+    this.ref = s.ref;
+    this.pid = s.ref.pid;
+    this.pidfd = borrowPidfd(s.ref);
     this.pipes = [...s.pipes];
   }
 
@@ -93,7 +97,7 @@ class Child {
         // Reaped by the test already (ECHILD): nothing is left to collect.
       }
     }
-    closeFd(this.pidfd);
+    this.ref.close();
   }
 }
 

@@ -2,8 +2,8 @@ import { openSync, readFileSync, readlinkSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
 import { isKernelError } from '../src/kernel/errors.js';
-import { closeFd, openFdCount, type Pidfd } from '../src/kernel/fd.js';
-import { pidfdPoll, pidfdSendSignal, waitidPidfd } from '../src/kernel/pidfd.js';
+import { openFdCount } from '../src/kernel/fd.js';
+import type { PidRef } from '../src/kernel/pid-ref.js';
 import { spawn, useSpawnShim, type SpawnSpec } from '../src/kernel/spawn.js';
 import { ROOT } from './helpers/agent-process.js';
 import { tempDir } from './helpers/harness.js';
@@ -13,12 +13,9 @@ useSpawnShim(join(ROOT, 'dist/lib/libpidfd-spawn.so'));
 
 const NULL = { kind: 'null' } as const;
 
-function reap(pidfd: Pidfd) {
-  const deadline = Date.now() + 10_000;
-  while (!pidfdPoll(pidfd).exited && Date.now() < deadline);
-  const r = waitidPidfd(pidfd);
-  closeFd(pidfd);
-  return r?.termination;
+function reap(child: PidRef) {
+  using ref = child;
+  return ref.reap(10_000).termination;
 }
 
 test.serial('through the shim the child gets exactly fds 0-2, default signals, its own session and cwd, with 2,000 fds held', (t) => {
@@ -36,14 +33,14 @@ test.serial('through the shim the child gets exactly fds 0-2, default signals, i
   };
   const child = spawn(spec);
   t.deepEqual(child.pipes, [null, null, null]);
-  t.deepEqual(reap(child.pidfd), { exitCode: 0 });
+  t.deepEqual(reap(child.ref), { exitCode: 0 });
   const lines = readFileSync(out, 'utf8').trim().split('\n');
   t.deepEqual(lines.slice(0, 4), ['0', '1', '2', '3'], "ls's own directory fd besides 0-2");
   t.deepEqual(lines.slice(4, 6), ['SigBlk:\t0000000000000000', 'SigIgn:\t0000000000000000']);
   t.is(lines[6], dir);
   const stat = lines[7]!.slice(lines[7]!.lastIndexOf(')') + 2).split(' ');
-  t.is(stat[2], String(child.pid), 'process group = its pid');
-  t.is(stat[3], String(child.pid), 'session = its pid');
+  t.is(stat[2], String(child.ref.pid), 'process group = its pid');
+  t.is(stat[3], String(child.ref.pid), 'session = its pid');
 });
 
 test.serial('a failed exec or chdir through the shim is the errno of that step, and leaves nothing open', (t) => {
@@ -59,9 +56,9 @@ test.serial('a failed exec or chdir through the shim is the errno of that step, 
 test.serial('inherit through the shim gives the child the agent\'s own fd', (t) => {
   const child = spawn({ path: '/bin/sleep', argv: ['sleep', '5'], envp: [], stdio: [NULL, { kind: 'inherit' }, NULL], newSession: false });
   const deadline = Date.now() + 5000;
-  while (readlinkSync(`/proc/${child.pid}/exe`) !== '/usr/bin/sleep' && Date.now() < deadline);
-  t.is(readlinkSync(`/proc/${child.pid}/fd/1`), readlinkSync('/proc/self/fd/1'));
-  t.is(readlinkSync(`/proc/${child.pid}/fd/0`), '/dev/null');
-  pidfdSendSignal(child.pidfd, 9);
-  t.deepEqual(reap(child.pidfd), { signal: 9, coreDumped: false });
+  while (readlinkSync(`/proc/${child.ref.pid}/exe`) !== '/usr/bin/sleep' && Date.now() < deadline);
+  t.is(readlinkSync(`/proc/${child.ref.pid}/fd/1`), readlinkSync('/proc/self/fd/1'));
+  t.is(readlinkSync(`/proc/${child.ref.pid}/fd/0`), '/dev/null');
+  child.ref.signal(9);
+  t.deepEqual(reap(child.ref), { signal: 9, coreDumped: false });
 });

@@ -42,7 +42,7 @@ test('Stop with process_group reaches every member of the group, with SIGKILL wh
     const text = existsSync(out) ? readFileSync(out, 'utf8').trim() : '';
     return text !== '' && Number(text);
   });
-  t.is(procState(member), 'S');
+  await eventually('the member to sleep', () => procState(member) === 'S');
   const res = await h.client.stop({ handle: p!.handle, grace: ms(200), processGroup: true });
   t.true(res.escalated);
   t.is(res.process!.exit!.signal, 9);

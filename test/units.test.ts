@@ -8,7 +8,7 @@ import { tempDir } from './helpers/harness.js';
 import test, { type ExecutionContext } from 'ava';
 import { Output, OutputMode, SpawnRequest } from '../clients/ts/src/gen/pidfd/agent/v1/agent.js';
 import { ConfigError, DEFAULTS, parseConfig, parseDuration } from '../src/config/config.js';
-import { pidfdOpen, pidfsInode } from '../src/kernel/pidfd.js';
+import { PidRef } from '../src/kernel/pid-ref.js';
 import { parseSignal, signalName } from '../src/kernel/signals.js';
 import { AgentError, type ErrorKind } from '../src/process/errors.js';
 import { EventLog } from '../src/process/event-log.js';
@@ -23,8 +23,8 @@ const flush = () => new Promise((r) => setImmediate(r));
 
 /** A record holding a real pidfd (of this process) that it closes itself on markExited. */
 function record(t: ExecutionContext, requestId?: string): ProcessRecord {
-  const pidfd = pidfdOpen(process.pid);
-  const r = new ProcessRecord(newHandleId(), { pid: process.pid, pidfsInode: pidfsInode(pidfd) }, { argv: ['x'], labels: {}, adopted: false, requestId }, 0, pidfd);
+  const ref = PidRef.open(process.pid);
+  const r = new ProcessRecord(newHandleId(), { pid: process.pid, pidfsInode: ref.inode }, { argv: ['x'], labels: {}, adopted: false, requestId }, 0, ref);
   t.teardown(() => r.closePidfd());
   return r;
 }

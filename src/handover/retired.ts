@@ -1,17 +1,18 @@
 // --after-handover linger: the old agent serves nothing, but it is still the parent of the
 // processes it spawned. Reaping them as they exit makes each exit readable to the successor
 // (PIDFD_INFO_EXIT, on its HUP) at once rather than when this agent exits, and leaves no zombies.
-import { closeFd, dupFd, type Pidfd } from '../kernel/fd.js';
+import type { PidRef } from '../kernel/pid-ref.js';
 import { EpollReaper } from '../reaper/reaper.js';
 import type { Logger } from '../service/status.js';
 
-export function reapWhileLingering(children: Iterable<Pidfd>, log: Logger): EpollReaper {
+/** Watches a duplicate of each child (the manager keeps its own references), closed once reaped. */
+export function reapWhileLingering(children: Iterable<PidRef>, log: Logger): EpollReaper {
   const reaper = new EpollReaper(
     (exits) => {
-      for (const exit of exits) closeFd(exit.pidfd);
+      for (const exit of exits) exit.ref.close();
     },
     (e) => log('reaper_error', { error: String(e) }),
   );
-  for (const pidfd of children) reaper.watch(dupFd(pidfd), 'child');
+  for (const ref of children) reaper.watch(ref.dup(), 'child');
   return reaper;
 }

@@ -2,7 +2,8 @@
 // processes, their pipes and captured output, and the event history with its sequence, so the
 // successor goes on exactly where this agent stopped. Encoded as
 // [u32 json length][json][bytes of the captured output], plus descriptors referred to by index.
-import { closeFd, type Fd, type Pidfd } from '../kernel/fd.js';
+import { closeFd, type Fd } from '../kernel/fd.js';
+import { PidRef } from '../kernel/pid-ref.js';
 import { CapturedOutput, type CaptureState, type StreamName } from '../process/captured-output.js';
 import type { EventType, ProcessEvent } from '../process/event-log.js';
 import type { HandleId } from '../process/handle.js';
@@ -55,16 +56,16 @@ interface WireSnapshot {
 
 export interface Encoded {
   readonly data: Buffer;
-  /** Still owned by the sender: passing them duplicates them. */
-  readonly fds: readonly Fd[];
+  /** Still owned by the sender (the references borrowed): passing them duplicates them. */
+  readonly fds: readonly (Fd | PidRef)[];
 }
 
 /** The sending side, after the manager was quiesced (nothing changes while this runs). */
 export function encodeSnapshot(manager: ProcessManager, bootId: string): Encoded {
-  const fds: Fd[] = [];
+  const fds: (Fd | PidRef)[] = [];
   const blobs: Buffer[] = [];
   let blobBytes = 0;
-  const fd = (f: Fd | null): number | null => (f === null ? null : fds.push(f) - 1);
+  const fd = (f: Fd | PidRef | null): number | null => (f === null ? null : fds.push(f) - 1);
   const blob = (b: Buffer): [number, number] => {
     blobs.push(b);
     blobBytes += b.length;
@@ -72,7 +73,7 @@ export function encodeSnapshot(manager: ProcessManager, bootId: string): Encoded
   };
   const capture = (c: CaptureState | null): WireCapture | null => c && { ...c, held: blob(c.held), pipe: fd(c.pipe) };
 
-  const pidfds = [...manager.held()].map(({ record, pidfd }) => [record.handle, fd(pidfd)!] as const);
+  const pidfds = [...manager.held()].map(({ record, ref }) => [record.handle, fd(ref)!] as const);
   const stdio = [...manager.stdio.handoverState()].map(([record, s]): WireStdio => ({
     handle: record.handle,
     stdin: fd(s.stdin),
@@ -131,9 +132,20 @@ export class Snapshot {
     return this.wire.lastSequence;
   }
 
-  /** The pidfd handed over for each running handle (claimed by the caller). */
-  pidfds(): Map<string, Pidfd> {
-    return new Map(this.wire.pidfds.map(([handle, i]) => [handle, this.claim(i) as Pidfd]));
+  /**
+   * The process handed over for each running handle, the caller's to take(). A descriptor that
+   * is no pidfd is closed and its handle left out: the store's pid is then checked the slow way.
+   */
+  pidfds(): Map<string, PidRef> {
+    const refs = new Map<string, PidRef>();
+    for (const [handle, i] of this.wire.pidfds) {
+      try {
+        refs.set(handle, PidRef.received(this.claim(i)!));
+      } catch (e) {
+        if (e instanceof SnapshotError) throw e;
+      }
+    }
+    return refs;
   }
 
   /**

@@ -6,6 +6,7 @@
 //   agent → successor   R                          store closed, socket gone: the successor serves
 // The first byte of each message is its tag.
 import { closeFd, type Fd } from '../kernel/fd.js';
+import type { PidRef } from '../kernel/pid-ref.js';
 import { MAX_MESSAGE_BYTES, maxFdsPerMessage, type FdSocket } from '../kernel/fd-passing.js';
 
 export type Tag = 'T' | 'F' | 'D' | 'E' | 'X' | 'A' | 'R';
@@ -29,7 +30,7 @@ export function receiveTagged(socket: FdSocket, expected: readonly Tag[], timeou
 }
 
 /** Sends data and descriptors (which stay the caller's) as F, D and E messages. */
-export function sendSnapshot(socket: FdSocket, data: Buffer, fds: readonly Fd[], timeoutMs: number): void {
+export function sendSnapshot(socket: FdSocket, data: Buffer, fds: readonly (Fd | PidRef)[], timeoutMs: number): void {
   const perMessage = maxFdsPerMessage();
   const tagF = Buffer.from('F');
   for (let i = 0; i < fds.length; i += perMessage) socket.send(tagF, fds.slice(i, i + perMessage), timeoutMs);

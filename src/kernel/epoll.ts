@@ -1,5 +1,6 @@
 import * as libc from './libc.js';
 import { check, closeFd, O_CLOEXEC, retryEintr, type Fd } from './fd.js';
+import { Errno, KernelError } from './errors.js';
 
 export const EPOLLIN = 0x1;
 export const EPOLLHUP = 0x10;
@@ -22,7 +23,7 @@ export class Epoll {
   readonly fd: Fd;
   private readonly ctlBuf = Buffer.alloc(EVENT_SIZE);
   private readonly events: Buffer;
-  private closed = false;
+  #closed = false;
 
   constructor(readonly maxEvents = 256) {
     this.fd = check('epoll_create1', libc.epoll_create1(O_CLOEXEC)) as Fd;
@@ -38,6 +39,7 @@ export class Epoll {
   }
 
   remove(fd: Fd): void {
+    if (this.#closed) throw new KernelError('epoll_ctl(DEL)', Errno.EBADF);
     check('epoll_ctl(DEL)', libc.epoll_ctl(this.fd, EPOLL_CTL_DEL, fd, null));
   }
 
@@ -51,13 +53,20 @@ export class Epoll {
     return n;
   }
 
+  /** Closing drops every registration with it. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.#closed) return;
+    this.#closed = true;
     closeFd(this.fd);
   }
 
   private ctl(name: string, op: number, fd: Fd, events: number, token: number): void {
+    // The number of a closed instance may already be another descriptor's.
+    if (this.#closed) throw new KernelError(name, Errno.EBADF);
     this.ctlBuf.fill(0);
     this.ctlBuf.writeUInt32LE(events >>> 0, 0);
     this.ctlBuf.writeUInt32LE(token >>> 0, DATA_OFFSET);

@@ -6,7 +6,7 @@ const pick = <K extends string>(...names: K[]): Readonly<Record<K, number>> =>
 export const Errno = pick(
   'EPERM', 'ENOENT', 'ESRCH', 'EINTR', 'E2BIG', 'ENOEXEC', 'EBADF', 'ECHILD', 'EAGAIN', 'ENOMEM',
   'EACCES', 'ENOTDIR', 'EINVAL', 'ENFILE', 'EMFILE', 'ENOTTY', 'ETXTBSY', 'ENAMETOOLONG', 'ELOOP',
-  'EIO', 'ETIMEDOUT',
+  'EIO', 'ETIMEDOUT', 'EEXIST',
 );
 
 export function errnoName(errno: number): string {

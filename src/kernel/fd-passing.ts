@@ -3,6 +3,7 @@
 import { lstatSync, unlinkSync } from 'node:fs';
 import * as libc from './libc.js';
 import { closeFd, type Fd } from './fd.js';
+import { borrowPidfd, PidRef } from './pid-ref.js';
 import { KernelError } from './errors.js';
 
 type FdPassing = ReturnType<typeof libc.loadFdPassing>;
@@ -47,10 +48,10 @@ export class FdSocket {
     this.fdBuf = new Int32Array(lib().maxFds());
   }
 
-  /** Blocks up to timeoutMs for room in the socket buffer. The fds stay the caller's. */
-  send(data: Buffer, fds: readonly Fd[] = [], timeoutMs = 5000): void {
+  /** Blocks up to timeoutMs for room in the socket buffer. The fds (and references) stay the caller's. */
+  send(data: Buffer, fds: readonly (Fd | PidRef)[] = [], timeoutMs = 5000): void {
     if (data.length === 0 || data.length > MAX_MESSAGE_BYTES) throw new RangeError(`message of ${data.length} bytes`);
-    const list = Int32Array.from(fds);
+    const list = Int32Array.from(fds, (f) => (f instanceof PidRef ? borrowPidfd(f) : f));
     checked('sendmsg', lib().send(this.fd, data, data.length, list, list.length, timeoutMs));
   }
 

@@ -52,5 +52,22 @@ export function eventfd(initial = 0): Fd {
   return check('eventfd', libc.eventfd(initial, O_CLOEXEC | O_NONBLOCK)) as Fd;
 }
 
+export const POLLIN = 0x1;
+export const POLLHUP = 0x10;
+
+/**
+ * poll(2) on one descriptor: its revents, 0 once timeoutMs passed (0: just look, -1: no limit).
+ * An EINTR restarts the wait with the full timeout: a signal only makes it longer.
+ */
+export function pollOne(fd: Fd, events: number, timeoutMs: number): number {
+  pollBuf.writeInt32LE(fd, 0);
+  pollBuf.writeInt32LE(events, 4); // revents = 0
+  retryEintr('poll', () => libc.poll(pollBuf, 1, timeoutMs));
+  return pollBuf.readUInt16LE(6);
+}
+
+// Shared: poll is synchronous on the main thread, so no two calls overlap.
+const pollBuf = Buffer.alloc(8);
+
 /** The number of open descriptors of this process (including the one used to list them). */
 export const openFdCount = (): number => readdirSync('/proc/self/fd').length;

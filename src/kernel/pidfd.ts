@@ -4,8 +4,8 @@
 //   6.15 PIDFD_INFO_EXIT (exit status of any process, readable after its reap).
 import { fstatSync } from 'node:fs';
 import * as libc from './libc.js';
-import { check, retryEintr, type Fd, type Pidfd } from './fd.js';
-import { KernelError } from './errors.js';
+import { check, pollOne, POLLHUP, POLLIN, retryEintr, type Fd, type Pidfd } from './fd.js';
+import { Errno, KernelError } from './errors.js';
 import type { Rusage, Termination } from './termination.js';
 
 export const PIDFD_THREAD = 0o200; // O_EXCL
@@ -35,10 +35,6 @@ export function pidfdSendSignal(pidfd: Pidfd, sig: number, scope: SignalScope = 
   check('pidfd_send_signal', libc.pidfd_send_signal(pidfd, sig, null, scopeFlags[scope]));
 }
 
-const POLLIN = 0x1;
-const POLLHUP = 0x10;
-const pollBuf = Buffer.alloc(8);
-
 export interface Readiness {
   /** The process has exited (it may still await its reap). */
   readonly exited: boolean;
@@ -48,14 +44,12 @@ export interface Readiness {
 
 /** Non-blocking readiness of a pidfd: POLLIN at exit, POLLIN|POLLHUP once reaped (6.9+). */
 export function pidfdPoll(pidfd: Pidfd): Readiness {
-  pollBuf.writeInt32LE(pidfd, 0);
-  pollBuf.writeInt32LE(POLLIN, 4); // events = POLLIN, revents = 0
-  retryEintr('poll', () => libc.poll(pollBuf, 1, 0));
-  const revents = pollBuf.readUInt16LE(6);
+  const revents = pollOne(pidfd, POLLIN, 0);
   return { exited: (revents & POLLIN) !== 0, reaped: (revents & POLLHUP) !== 0 };
 }
 
-const P_PIDFD = 3;
+export const P_PID = 1;
+export const P_PIDFD = 3;
 export const WNOHANG = 1;
 export const WEXITED = 4;
 const CLD_EXITED = 1;
@@ -87,6 +81,18 @@ export function waitidPidfd(pidfd: Pidfd): Reaped | null {
   const termination: Termination =
     code === CLD_EXITED ? { exitCode: status } : { signal: status, coreDumped: code === CLD_DUMPED };
   return { termination, rusage: decodeRusage(rusageBuf) };
+}
+
+/**
+ * Waits up to timeoutMs for our child to exit (poll on its pidfd: no spinning, no threadpool
+ * thread) and reaps it. ETIMEDOUT when it still runs; ECHILD as for waitidPidfd.
+ */
+export function reapBlocking(pidfd: Pidfd, timeoutMs: number): Reaped {
+  if ((pollOne(pidfd, POLLIN, timeoutMs) & POLLIN) === 0) throw new KernelError('poll', Errno.ETIMEDOUT);
+  const reaped = waitidPidfd(pidfd);
+  // Readable yet nothing to reap: the leader exited while other threads still run.
+  if (reaped === null) throw new KernelError('waitid', Errno.ETIMEDOUT);
+  return reaped;
 }
 
 function decodeRusage(b: Buffer): Rusage {

@@ -15,27 +15,21 @@ export interface Features {
 
 /** Runs /bin/true, reaps it and asks its pidfd for the exit status: the real test of support. */
 export function probeFeatures(): Features {
-  const child = spawn({
+  using child = spawn({
     path: '/bin/true',
     argv: ['true'],
     envp: [],
     stdio: [{ kind: 'null' }, { kind: 'null' }, { kind: 'null' }],
     newSession: true,
-  });
+  }).ref;
+  child.reap(PROBE_EXIT_TIMEOUT_MS);
   try {
-    reapBlocking(child.pidfd);
-    const info = pidfdGetInfo(child.pidfd, PIDFD_INFO_EXIT);
+    const info = child.info(PIDFD_INFO_EXIT);
     return { pidfdSpawn: hasPidfdSpawn, pidfdGetInfo: true, pidfdInfoExit: info.termination?.exitCode === 0 };
   } catch (e) {
     if (!isKernelError(e)) throw e;
     return { pidfdSpawn: hasPidfdSpawn, pidfdGetInfo: false, pidfdInfoExit: false };
-  } finally {
-    closeFd(child.pidfd);
   }
 }
 
-function reapBlocking(pidfd: Pidfd): void {
-  const deadline = Date.now() + 5000;
-  while (!pidfdPoll(pidfd).exited && Date.now() < deadline);
-  if (waitidPidfd(pidfd) === null) throw new Error('probe child did not exit');
-}
+const PROBE_EXIT_TIMEOUT_MS = 5000;

@@ -2,9 +2,10 @@
 // C only) or, with glibc >= 2.39, pidfd_spawn, which also returns the pidfd. Exec failures come
 // back synchronously as the function's result.
 import * as libc from './libc.js';
-import { Errno, KernelError } from './errors.js';
-import { closeFd, pipe, retryEintr, type Fd, type Pidfd } from './fd.js';
-import { pidfdOpen, pidfdSendSignal } from './pidfd.js';
+import { Errno, isKernelError, KernelError } from './errors.js';
+import { closeFd, pipe, pollOne, POLLIN, type Fd, type Pidfd } from './fd.js';
+import { pidfdOpen, P_PID, WEXITED } from './pidfd.js';
+import { ownPidfd, type PidRef } from './pid-ref.js';
 import { Signal } from './signals.js';
 
 /** What one of the child's fds 0-2 is connected to. */
@@ -46,8 +47,8 @@ export class SetupError extends KernelError {
 }
 
 export interface Spawned {
-  readonly pid: number;
-  readonly pidfd: Pidfd;
+  /** The child, owned by the caller from now on. */
+  readonly ref: PidRef;
   /** The agent's ends of requested pipes, owned by the caller from now on. */
   readonly pipes: readonly [Fd | null, Fd | null, Fd | null];
 }
@@ -117,7 +118,7 @@ export async function spawnAsync(spec: SpawnSpec): Promise<Spawned> {
   const launch = new Launch(spec);
   try {
     const child = launch.start(await launch.callAsync());
-    await launch.execReported(child);
+    await launch.execReported();
     return launch.finish(child);
   } finally {
     launch.dispose();
@@ -138,7 +139,7 @@ export function useSpawnShim(path: string): void {
   shim = libc.loadSpawnShim(path);
 }
 
-const SHIM_STEPS = ['', 'close_range(UNSHARE)', 'rt_sigprocmask', 'stdio', 'setsid', 'chdir', 'execve', 'cgroup'];
+const SHIM_STEPS = ['clone', 'close_range(UNSHARE)', 'rt_sigprocmask', 'stdio', 'setsid', 'chdir', 'execve', 'cgroup'];
 const SHIM_CGROUP_STEP = 7;
 
 /** Whether the spawn shim starts a child with this stdio (then it can also place it in a cgroup). */
@@ -154,6 +155,8 @@ class Launch {
   private readonly call: SpawnCall;
   private readonly shimCall: unknown[] | null = null;
   private readonly shimStep = new Int32Array(1);
+  /** The started child until finish() hands it to the caller. */
+  private child: PidRef | null = null;
   private succeeded = false;
 
   constructor(private readonly spec: SpawnSpec) {
@@ -204,23 +207,28 @@ class Launch {
     return new Promise((resolve, reject) => fn.async(...this.call, done(resolve, reject)));
   }
 
-  /** pid and pidfd of the started child; on a failed start nothing is left. */
-  start(rc: number): { pid: number; pidfd: Pidfd } {
+  /** The started child (the launch owns it until finish); on a failed start nothing is left. */
+  start(rc: number): PidRef {
+    this.child = this.open(rc);
+    return this.child;
+  }
+
+  private open(rc: number): PidRef {
     if (this.shimCall !== null) {
       // The shim returns the pidfd, or -errno of the failed step (its child is reaped then).
       if (rc < 0 && this.shimStep[0] === SHIM_CGROUP_STEP) throw new SetupError('cgroup', -rc);
       if (rc < 0) throw new KernelError(SHIM_STEPS[this.shimStep[0]!] ?? 'pidfd_agent_spawn', -rc);
-      return { pid: this.out[0]!, pidfd: rc as Pidfd };
+      return ownPidfd(rc as Pidfd, this.out[0]!);
     }
     checkResult(hasPidfdSpawn ? 'pidfd_spawn' : 'posix_spawn', rc);
     if (hasPidfdSpawn) {
       const pidfd = this.out[0] as Pidfd;
-      return { pid: libc.pidfd_getpid!(pidfd), pidfd };
+      return ownPidfd(pidfd, libc.pidfd_getpid!(pidfd));
     }
     const pid = this.out[0]!;
     try {
       // Race-free: only we can reap our own child, so until then the PID cannot be recycled.
-      return { pid, pidfd: pidfdOpen(pid) };
+      return ownPidfd(pidfdOpen(pid), pid);
     } catch (e) {
       killUnreapedChild(pid);
       throw e;
@@ -228,7 +236,7 @@ class Launch {
   }
 
   /** Resolves once the helper (if any) has exec'd, without blocking the event loop meanwhile. */
-  async execReported(child: { pid: number; pidfd: Pidfd }): Promise<void> {
+  async execReported(): Promise<void> {
     this.closeChildEnds(); // our copy of the report pipe's write end: end-of-file needs it closed
     const report = this.report;
     if (report === null) return;
@@ -241,20 +249,24 @@ class Launch {
         resolve(readable);
       };
     });
-    readExecReport(child, report, ready);
+    readExecReport(report, ready);
     this.report = null;
     closeFd(report);
   }
 
-  /** Waits (blocking) for the helper's exec if not done yet; from here the caller owns pidfd and pipes. */
-  finish(child: { pid: number; pidfd: Pidfd }): Spawned {
+  /** Waits (blocking) for the helper's exec if not done yet; from here the caller owns child and pipes. */
+  finish(child: PidRef): Spawned {
     this.closeChildEnds();
-    if (this.report !== null) readExecReport(child, this.report, pollReadable(this.report, EXEC_REPORT_TIMEOUT_MS));
+    // Any revents counts: end-of-file (the exec) is POLLHUP alone.
+    if (this.report !== null) readExecReport(this.report, pollOne(this.report, POLLIN, EXEC_REPORT_TIMEOUT_MS) !== 0);
     this.succeeded = true;
-    return { ...child, pipes: [...this.pipes] };
+    this.child = null;
+    return { ref: child.take(), pipes: [...this.pipes] };
   }
 
   dispose(): void {
+    if (this.child !== null) discardChild(this.child);
+    this.child = null;
     libc.fa_destroy(this.fa);
     this.closeChildEnds();
     if (this.report !== null) closeFd(this.report);
@@ -306,39 +318,38 @@ function markInheritedCloseOnExec(): void {
 const CLOSE_RANGE_CLOEXEC = 4;
 const REPORT_FD = 3;
 const EXEC_REPORT_TIMEOUT_MS = 10_000;
-const POLLIN = 0x1;
-
-function pollReadable(fd: Fd, timeoutMs: number): boolean {
-  const pfd = Buffer.alloc(8);
-  pfd.writeInt32LE(fd, 0);
-  pfd.writeInt16LE(POLLIN, 4);
-  return retryEintr('poll', () => libc.poll(pfd, 1, timeoutMs)) > 0;
-}
 
 /**
  * The helper's report, once its pipe is readable (or the wait timed out): end-of-file means it
- * exec'd (the pipe is close-on-exec); a "stage errno" line means setup failed, and the helper,
- * which exits right after writing it, is reaped here and its pidfd closed. Setup is a handful of
- * system calls, so the wait is short; it is bounded all the same.
+ * exec'd (the pipe is close-on-exec); a "stage errno" line means setup failed. Either failure
+ * leaves the helper to Launch.dispose, which kills (it may be stuck, or about to exit) and reaps
+ * it. Setup is a handful of system calls, so the wait is short; it is bounded all the same.
  */
-function readExecReport(child: { pid: number; pidfd: Pidfd }, report: Fd, ready: boolean): void {
+function readExecReport(report: Fd, ready: boolean): void {
   const buf = Buffer.alloc(128);
   const n = ready ? Number(libc.read(report, buf, buf.length)) : -1;
   if (n === 0) return;
   const [stage = 'exec', errno = String(Errno.EIO)] = n > 0 ? buf.toString('latin1', 0, n).trim().split(' ') : ['exec-timeout', String(Errno.ETIMEDOUT)];
-  if (n < 0) pidfdSendSignal(child.pidfd, Signal.SIGKILL);
-  reapBlocking(child.pidfd);
-  closeFd(child.pidfd);
   throw new SetupError(stage, Number(errno));
 }
 
-const P_PID = 1;
-const P_PIDFD = 3;
-const WEXITED = 4;
+/** How long a SIGKILLed child may take to die before it is given up (left a zombie). */
+const KILL_REAP_TIMEOUT_MS = 5000;
 
-function reapBlocking(pidfd: Pidfd): void {
-  const si = Buffer.alloc(128);
-  while (Number(libc.sysWaitid(libc.NR.waitid, P_PIDFD, pidfd, si, WEXITED, null)) < 0 && libc.errno() === Errno.EINTR);
+/**
+ * Ends a child of ours that nobody will manage: SIGKILL through its pidfd (it is unreaped, so
+ * the pidfd still names it), reap, close. The reference is closed in every case.
+ */
+export function discardChild(child: PidRef): void {
+  try {
+    child.signal(Signal.SIGKILL);
+    child.reap(KILL_REAP_TIMEOUT_MS);
+  } catch (e) {
+    // ESRCH/ECHILD: already reaped; ETIMEDOUT: stuck in the kernel, it stays a zombie.
+    if (!isKernelError(e)) throw e;
+  } finally {
+    child.close();
+  }
 }
 
 /**

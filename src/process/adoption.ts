@@ -1,45 +1,43 @@
 // Adopt: a PID becomes a pidfd only with the identity the caller expects. /proc is read by number,
 // so what it says counts only if the pidfd shows the process was not reaped after the read: then
 // the number still belonged to the process we hold.
-import { closeFd, type Pidfd } from '../kernel/fd.js';
-import { pidfdOpen, pidfdPoll, pidfsInode } from '../kernel/pidfd.js';
+import { PidRef } from '../kernel/pid-ref.js';
 import { AgentError, fromKernel, notFound } from './errors.js';
 import type { AdoptOptions } from './options.js';
 import { readCmdline, readStartTime } from './proc-fs.js';
 import type { ProcessRecord } from './record.js';
 
 export interface Opened {
-  /** The caller's from here on. */
-  readonly pidfd: Pidfd;
-  readonly inode: bigint;
+  /** The caller's to take() from here on. */
+  readonly ref: PidRef;
   /** Empty when the process is already gone (its /proc entry may have been another's). */
   readonly argv: readonly string[];
 }
 
 /** NOT_FOUND when there is no such process or it is not the expected one; ALREADY_EXISTS when managed. */
 export function openForAdoption(options: AdoptOptions, managed: (inode: bigint) => ProcessRecord | undefined): Opened {
-  let pidfd: Pidfd;
+  let ref: PidRef;
   try {
-    pidfd = pidfdOpen(options.pid);
+    ref = PidRef.open(options.pid);
   } catch (e) {
     throw fromKernel(e, { what: `pidfd_open(${options.pid})`, field: 'pid' });
   }
   try {
-    const inode = pidfsInode(pidfd);
+    const inode = ref.inode;
     const existing = managed(inode);
     if (existing) {
       throw new AgentError('AlreadyExists', `process ${options.pid} is already managed as ${existing.handle}`, { reason: 'ALREADY_MANAGED', handle: existing.handle });
     }
     const startTime = readStartTime(options.pid);
     const argv = readCmdline(options.pid);
-    const alive = !pidfdPoll(pidfd).reaped;
+    const alive = !ref.poll().reaped;
     const mismatch =
       (options.expectedPidfsInode !== undefined && options.expectedPidfsInode !== inode) ||
       (options.expectedStartTime !== undefined && (!alive || startTime !== options.expectedStartTime));
     if (mismatch) throw notFound(`process ${options.pid} is not the expected one (identity mismatch)`, { reason: 'IDENTITY_MISMATCH', field: 'pid' });
-    return { pidfd, inode, argv: alive ? argv : [] };
+    return { ref, argv: alive ? argv : [] };
   } catch (e) {
-    closeFd(pidfd);
+    ref.close();
     throw fromKernel(e, { what: `adopt ${options.pid}`, field: 'pid' });
   }
 }

@@ -2,7 +2,9 @@
 // them, FILE targets opened in the agent (so errors name the path), a cgroup prepared, the exec
 // helper when setup needs it; then the spawn on libuv's threadpool. Every failure leaves nothing
 // behind and is a domain error.
-import { closeFd, type Fd, type Pidfd } from '../kernel/fd.js';
+import { closeFd, type Fd } from '../kernel/fd.js';
+import type { PidRef } from '../kernel/pid-ref.js';
+import { isKernelError } from '../kernel/errors.js';
 import { SetupError, shimHandles, spawnAsync, type StdioAction } from '../kernel/spawn.js';
 import type { Cgroups } from './cgroups.js';
 import { AgentError, fromKernel } from './errors.js';
@@ -22,9 +24,8 @@ export interface SpawnEnvironment {
 }
 
 export interface Launched {
-  readonly pid: number;
-  /** Owned by the caller from here on. */
-  readonly pidfd: Pidfd;
+  /** The caller's to take() from here on. */
+  readonly ref: PidRef;
   /** The agent's ends of stdin, stdout, stderr where they are pipes; owned by the caller. */
   readonly pipes: readonly [Fd | null, Fd | null, Fd | null];
   /** A cgroup created for this process alone (the caller removes it after the exit). */
@@ -89,5 +90,10 @@ export async function launch(options: SpawnOptions, node: SpawnEnvironment, hand
   }
 }
 
-export const spawnError = (e: unknown, path: string): unknown =>
-  e instanceof SetupError ? setupFailure(e, path) : fromKernel(e, { what: `spawn ${path}`, field: 'argv[0]', path });
+// Running out of descriptors, memory or processes is the node's state, not the executable's fault.
+const AGENT_SHORTAGE = ['EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN'];
+
+const spawnError = (e: unknown, path: string): unknown =>
+  e instanceof SetupError
+    ? setupFailure(e, path)
+    : fromKernel(e, { what: `spawn ${path}`, field: isKernelError(e) && AGENT_SHORTAGE.includes(e.code) ? undefined : 'argv[0]', path });

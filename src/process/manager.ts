@@ -1,8 +1,9 @@
-import { closeFd, type Pidfd } from '../kernel/fd.js';
-import { pidfdSendSignal, pidfsInode } from '../kernel/pidfd.js';
+import { closeFd } from '../kernel/fd.js';
+import type { PidRef } from '../kernel/pid-ref.js';
+import { discardChild } from '../kernel/spawn.js';
 import { Signal } from '../kernel/signals.js';
 import type { Features } from '../kernel/probe.js';
-import type { Reaper, ReapedExit } from '../reaper/reaper.js';
+import type { Parentage, Reaper, ReapedExit } from '../reaper/reaper.js';
 import { AgentError, fromKernel, invalidArgument, unknownHandle } from './errors.js';
 import { EventLog } from './event-log.js';
 import { newHandleId } from './handle.js';
@@ -10,7 +11,7 @@ import { type AdoptOptions, type Deadline, type SignalTarget, type SpawnOptions 
 import { ProcessRecord } from './record.js';
 import { ProcessTable, type RetentionPolicy } from './table.js';
 import { sendSignal, threadIds } from './signalling.js';
-import { launch, spawnError, type SpawnEnvironment } from './launch.js';
+import { launch, type SpawnEnvironment } from './launch.js';
 export type { SpawnEnvironment } from './launch.js';
 import { openForAdoption } from './adoption.js';
 import { Waiters } from './waiters.js';
@@ -42,8 +43,8 @@ export class ProcessManager {
   /** The agent's ends of spawned processes' pipes (captured output, stdin). */
   readonly stdio: StdioTable;
   private readonly waiters = new Waiters();
-  /** Every pidfd we still watch, including released children that must still be reaped. */
-  private readonly byPidfd = new Map<Pidfd, ProcessRecord>();
+  /** Every process we still watch, including released children that must still be reaped. */
+  private readonly byRef = new Map<PidRef, ProcessRecord>();
   private readonly byInode = new Map<bigint, ProcessRecord>();
   private readonly agentPid = process.pid;
   /** Spawns waiting for their child's exec, by request_id, and how many there are. */
@@ -97,10 +98,13 @@ export class ProcessManager {
     const child = await launch(options, this.node, handle);
     let record: ProcessRecord;
     try {
-      record = this.manage(child.pid, child.pidfd, 'child', { argv: options.argv, labels: options.labels, adopted: false, requestId: options.requestId, owner: options.owner }, undefined, handle);
+      record = this.manage(child.ref.take(), 'child', { argv: options.argv, labels: options.labels, adopted: false, requestId: options.requestId, owner: options.owner }, handle);
     } catch (e) {
+      // The child itself is gone already (manage kills what it cannot take on); the exec worked,
+      // so the error is the agent's own (out of descriptors, epoll watches...), not argv[0]'s.
+      for (const fd of child.pipes) if (fd !== null) closeFd(fd);
       child.undo();
-      throw spawnError(e, options.argv[0]!);
+      throw fromKernel(e, { what: `managing the started ${options.argv[0]!}` });
     }
     this.stdio.attach(record, child.pipes, options);
     record.ownedCgroup = child.ownedCgroup;
@@ -124,12 +128,11 @@ export class ProcessManager {
       return earlier;
     }
     this.checkCapacity();
-    const { pidfd, inode, argv } = openForAdoption(options, (i) => this.byInode.get(i));
+    const opened = openForAdoption(options, (i) => this.byInode.get(i));
     let record: ProcessRecord;
     try {
-      record = this.manage(options.pid, pidfd, 'foreign', { argv, labels: options.labels, adopted: true, requestId: options.requestId, owner: options.owner }, inode);
+      record = this.manage(opened.ref.take(), 'foreign', { argv: opened.argv, labels: options.labels, adopted: true, requestId: options.requestId, owner: options.owner });
     } catch (e) {
-      closeFd(pidfd);
       throw fromKernel(e, { what: `adopt ${options.pid}`, field: 'pid' });
     }
     this.persist(record);
@@ -174,7 +177,7 @@ export class ProcessManager {
     }
   }
 
-  private readonly collect = (pidfd: Pidfd): void => void this.reaper.collect(pidfd);
+  private readonly collect = (ref: PidRef): void => void this.reaper.collect(ref);
 
   /**
    * Stops every change that does not come from a request, for a handover: exits ready now are
@@ -188,7 +191,7 @@ export class ProcessManager {
     this.reaper.pause();
     this.reaper.flush();
     this.deadlineStops.abort();
-    for (const record of this.byPidfd.values()) if (record.deadline) clearTimeout(record.deadline);
+    for (const record of this.byRef.values()) if (record.deadline) clearTimeout(record.deadline);
     this.stdio.quiesce();
   }
 
@@ -203,7 +206,7 @@ export class ProcessManager {
   resume(): void {
     this.stdio.resume();
     if (this.deadlineStops.signal.aborted) this.deadlineStops = new AbortController();
-    for (const record of this.byPidfd.values()) {
+    for (const record of this.byRef.values()) {
       const d = record.deadlineAt;
       if (record.state !== 'running' || d === undefined) continue;
       if (record.deadline) clearTimeout(record.deadline);
@@ -213,14 +216,14 @@ export class ProcessManager {
     this.reaper.flush();
   }
 
-  /** Running processes with their pidfds (not released ones the agent only still reaps). */
-  *held(): IterableIterator<{ record: ProcessRecord; pidfd: Pidfd }> {
-    for (const [pidfd, record] of this.byPidfd) if (record.state === 'running') yield { record, pidfd };
+  /** Running processes with their references, borrowed (not released ones the agent only still reaps). */
+  *held(): IterableIterator<{ record: ProcessRecord; ref: PidRef }> {
+    for (const [ref, record] of this.byRef) if (record.state === 'running') yield { record, ref };
   }
 
-  /** Our own children not yet reaped (released ones too): still ours to reap after a handover. */
-  *children(): IterableIterator<Pidfd> {
-    for (const [pidfd, record] of this.byPidfd) if (!record.spec.adopted && !record.orphaned) yield pidfd;
+  /** Our own children not yet reaped (released ones too), borrowed: still ours to reap after a handover. */
+  *children(): IterableIterator<PidRef> {
+    for (const [ref, record] of this.byRef) if (!record.spec.adopted && !record.orphaned) yield ref;
   }
 
   /** Resolves with the exited record; rejects on timeout, release or abort. */
@@ -254,10 +257,10 @@ export class ProcessManager {
   release(handle: string): void {
     const record = this.get(handle);
     this.forget(record);
-    const pidfd = record.pidfd;
+    const ref = record.ref;
     // A released child that still runs stays watched (hidden), so it is reaped and never left a
     // zombie; a foreign process is not ours to reap.
-    if (pidfd !== null && (record.spec.adopted || record.orphaned)) this.stopManaging(record, pidfd);
+    if (ref !== null && (record.spec.adopted || record.orphaned)) this.stopManaging(record, ref);
   }
 
   /** Reaper sink: exits arrive in batches; each is recorded once. */
@@ -268,9 +271,9 @@ export class ProcessManager {
   private recordExits(exits: readonly ReapedExit[]): void {
     const now = Date.now();
     for (const exit of exits) {
-      const record = this.byPidfd.get(exit.pidfd);
+      const record = this.byRef.get(exit.ref);
       if (!record) continue;
-      this.byPidfd.delete(exit.pidfd);
+      this.byRef.delete(exit.ref);
       this.dropInode(record);
       const released = record.state === 'released';
       record.markExited({ termination: exit.termination, statusLost: exit.termination === undefined || undefined, rusage: exit.rusage, exitedAt: now, reason: record.timedOut ? 'timeout' : 'exited' });
@@ -318,11 +321,23 @@ export class ProcessManager {
     if (dir !== undefined && !this.node.cgroups.remove(dir)) this.cgroupsToRemove.add(dir);
   }
 
-  private manage(pid: number, pidfd: Pidfd, parentage: 'child' | 'foreign', spec: ProcessRecord['spec'], inode = pidfsInode(pidfd), handle = newHandleId()): ProcessRecord {
-    const record = new ProcessRecord(handle, { pid, pidfsInode: inode }, spec, Date.now(), pidfd);
-    this.reaper.watch(pidfd, parentage);
-    this.byPidfd.set(pidfd, record);
-    this.byInode.set(inode, record);
+  /**
+   * Takes ref on: watched, in the table, announced. Consumes ref in any case: if it cannot be
+   * taken on, a child of ours is killed and reaped (unreaped, so its pidfd still names it) and the
+   * reference closed, so nothing runs unmanaged and nothing leaks.
+   */
+  private manage(ref: PidRef, parentage: Parentage, spec: ProcessRecord['spec'], handle = newHandleId()): ProcessRecord {
+    let record: ProcessRecord;
+    try {
+      record = new ProcessRecord(handle, { pid: ref.pid, pidfsInode: ref.inode }, spec, Date.now(), ref);
+      this.reaper.watch(ref, parentage);
+    } catch (e) {
+      if (parentage === 'child') discardChild(ref);
+      else ref.close();
+      throw e;
+    }
+    this.byRef.set(ref, record);
+    this.byInode.set(record.identity.pidfsInode, record);
     this.table.add(record);
     this.events.append(spec.adopted ? 'adopted' : 'spawned', record);
     return record;
@@ -334,17 +349,17 @@ export class ProcessManager {
    * handed over when there was a handover; otherwise it becomes EXITED with its status lost (the
    * caller then reports it with `reportLost`), and whoever holds its pid now is never touched.
    */
-  restore(saved: SavedProcess, bootId: string, handed?: Pidfd): { record: ProcessRecord; lost: boolean } {
+  restore(saved: SavedProcess, bootId: string, handed?: PidRef): { record: ProcessRecord; lost: boolean } {
     const spec = { argv: saved.argv, labels: saved.labels, adopted: saved.adopted, requestId: saved.requestId, owner: ownerIdentity(saved.owner) };
-    const found = saved.state !== 'running' ? undefined : handed === undefined ? reopen(saved, bootId) : verifyHanded(saved, handed);
-    const pidfd = found?.found ? found.pidfd : null;
-    const record = new ProcessRecord(saved.handle, { pid: saved.pid, pidfsInode: saved.pidfsInode }, spec, saved.startedAt, pidfd);
+    const found = saved.state !== 'running' ? undefined : handed === undefined ? reopen(saved, bootId) : verifyHanded(saved, handed.take());
+    const ref = found?.found ? found.ref.take() : null;
+    const record = new ProcessRecord(saved.handle, { pid: saved.pid, pidfsInode: saved.pidfsInode }, spec, saved.startedAt, ref);
     record.ownedCgroup = saved.ownedCgroup;
     this.table.add(record);
-    if (found?.found) {
+    if (found?.found && ref !== null) {
       record.orphaned = found.parentage === 'foreign';
-      this.reaper.watch(found.pidfd, found.parentage);
-      this.byPidfd.set(found.pidfd, record);
+      this.reaper.watch(ref, found.parentage);
+      this.byRef.set(ref, record);
       this.byInode.set(saved.pidfsInode, record);
       if (saved.deadline) this.armDeadline(record, { ...saved.deadline, timeoutMs: Math.max(0, saved.deadline.at - Date.now()) });
       return { record, lost: false };
@@ -369,7 +384,7 @@ export class ProcessManager {
       this.store.recordStarted(record);
     } catch (e) {
       // Our own child, just started and unreaped: its pidfd cannot address anyone else.
-      if (!record.spec.adopted && record.pidfd !== null) pidfdSendSignal(record.pidfd, Signal.SIGKILL);
+      if (!record.spec.adopted) record.ref?.signal(Signal.SIGKILL);
       this.release(record.handle);
       const message = `the state store could not record the process: ${e instanceof Error ? e.message : String(e)}`;
       throw new AgentError('Unavailable', message, { reason: 'STORE_WRITE_FAILED', handle: record.handle }, { cause: e });
@@ -386,9 +401,10 @@ export class ProcessManager {
     this.waiters.settle(record);
   }
 
-  private stopManaging(record: ProcessRecord, pidfd: Pidfd): void {
-    this.reaper.unwatch(pidfd);
-    this.byPidfd.delete(pidfd);
+  /** Deregister, then close: a foreign process is not ours to reap. */
+  private stopManaging(record: ProcessRecord, ref: PidRef): void {
+    this.reaper.unwatch(ref);
+    this.byRef.delete(ref);
     record.closePidfd();
   }
 
@@ -407,7 +423,7 @@ export class ProcessManager {
   }
 
   private checkCapacity(): void {
-    if (this.byPidfd.size + this.pending >= this.limits.maxProcesses) {
+    if (this.byRef.size + this.pending >= this.limits.maxProcesses) {
       throw new AgentError('ResourceExhausted', `at most ${this.limits.maxProcesses} processes are managed at once`, { reason: 'MAX_PROCESSES' });
     }
   }

@@ -2,8 +2,8 @@
 // number. It is the saved process only if a pidfd opened on it now has the saved pidfs inode
 // (unique per process within one boot, Linux 6.9+) in the saved boot.
 import { isKernelError } from '../kernel/errors.js';
-import { closeFd, type Pidfd } from '../kernel/fd.js';
-import { PIDFD_INFO_PID, pidfdGetInfo, pidfdOpen, pidfsInode } from '../kernel/pidfd.js';
+import { PIDFD_INFO_PID } from '../kernel/pidfd.js';
+import { PidRef } from '../kernel/pid-ref.js';
 import type { Parentage } from '../reaper/reaper.js';
 
 export interface SavedIdentity {
@@ -13,7 +13,8 @@ export interface SavedIdentity {
 }
 
 export type Reopened =
-  | { readonly found: true; readonly pidfd: Pidfd; readonly parentage: Parentage }
+  /** ref: the caller's to take(). */
+  | { readonly found: true; readonly ref: PidRef; readonly parentage: Parentage }
   /** Gone (reaped while no agent watched), another process holds the pid now, or another boot. */
   | { readonly found: false; readonly why: 'rebooted' | 'gone' | 'pid-reused' };
 
@@ -24,32 +25,34 @@ export type Reopened =
  */
 export function reopen(saved: SavedIdentity, bootId: string): Reopened {
   if (saved.bootId !== bootId) return { found: false, why: 'rebooted' };
-  let pidfd: Pidfd;
+  let ref: PidRef;
   try {
-    pidfd = pidfdOpen(saved.pid);
+    ref = PidRef.open(saved.pid);
   } catch (e) {
     // ENOENT (EINVAL before 6.15): the number is now a thread of another process.
     if (isKernelError(e) && ['ESRCH', 'ENOENT', 'EINVAL'].includes(e.code)) return { found: false, why: 'gone' };
     throw e;
   }
+  let inode: bigint;
   try {
-    if (pidfsInode(pidfd) !== saved.pidfsInode) {
-      closeFd(pidfd);
-      return { found: false, why: 'pid-reused' };
-    }
+    inode = ref.inode;
   } catch (e) {
-    closeFd(pidfd);
+    ref.close();
     throw e;
+  }
+  if (inode !== saved.pidfsInode) {
+    ref.close();
+    return { found: false, why: 'pid-reused' };
   }
   // Our own child only if this agent is the same process that started it; otherwise its parent
   // is now a subreaper or init, and its exit comes from PIDFD_INFO_EXIT after their reap.
-  return { found: true, pidfd, parentage: parentOf(pidfd) === process.pid ? 'child' : 'foreign' };
+  return { found: true, ref, parentage: parentOf(ref) === process.pid ? 'child' : 'foreign' };
 }
 
 /** undefined once reaped (ESRCH, since the inode matched): its exit is then read the foreign way. */
-function parentOf(pidfd: Pidfd): number | undefined {
+function parentOf(ref: PidRef): number | undefined {
   try {
-    return pidfdGetInfo(pidfd, PIDFD_INFO_PID).ppid;
+    return ref.info(PIDFD_INFO_PID).ppid;
   } catch {
     return undefined;
   }
@@ -60,12 +63,8 @@ function parentOf(pidfd: Pidfd): number | undefined {
  * matches (the handover pairs pidfds with handles; this catches a mismatched pairing). The process
  * is not ours to reap: its parent is, or was, the previous agent.
  */
-export function verifyHanded(saved: SavedIdentity, pidfd: Pidfd): Reopened {
-  try {
-    if (pidfsInode(pidfd) === saved.pidfsInode) return { found: true, pidfd, parentage: 'foreign' };
-  } catch {
-    // fstat of a pidfd does not fail; if it did, the pidfd proves nothing
-  }
-  closeFd(pidfd);
+export function verifyHanded(saved: SavedIdentity, ref: PidRef): Reopened {
+  if (ref.inode === saved.pidfsInode) return { found: true, ref, parentage: 'foreign' };
+  ref.close();
   return { found: false, why: 'pid-reused' };
 }

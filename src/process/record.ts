@@ -1,4 +1,4 @@
-import { closeFd, type Pidfd } from '../kernel/fd.js';
+import type { PidRef } from '../kernel/pid-ref.js';
 import type { Rusage, Termination } from '../kernel/termination.js';
 import type { HandleId } from './handle.js';
 
@@ -45,9 +45,8 @@ export interface ProcessSpec {
 }
 
 /**
- * One managed process: a pid + pidfd pair with its identity (like systemd's PidRef). The record
- * owns the pidfd from creation until the exit is recorded or the handle is released; closing is
- * idempotent.
+ * One managed process: its PidRef with identity, spec and state. The record owns the reference
+ * from creation until the exit is recorded or the handle is released; others only borrow it.
  */
 export class ProcessRecord {
   state: State = 'running';
@@ -65,22 +64,22 @@ export class ProcessRecord {
   timedOut = false;
   /** A cgroup created for this process alone, removed after its exit. */
   ownedCgroup: string | undefined;
-  private fd: Pidfd | null;
+  #ref: PidRef | null;
 
   constructor(
     readonly handle: HandleId,
     readonly identity: ProcessIdentity,
     readonly spec: ProcessSpec,
     readonly startedAt: number,
-    /** null only for a record restored from the store whose process has already exited. */
-    pidfd: Pidfd | null,
+    /** Taken over; null only for a record restored from the store whose process already exited. */
+    ref: PidRef | null,
   ) {
-    this.fd = pidfd;
+    this.#ref = ref;
   }
 
-  /** The pidfd while the record still holds it. */
-  get pidfd(): Pidfd | null {
-    return this.fd;
+  /** The process while the record still holds it (borrowed: never closed by the borrower). */
+  get ref(): PidRef | null {
+    return this.#ref;
   }
 
   /** Records the exit and closes the pidfd: an exited process is never addressed again. */
@@ -94,9 +93,9 @@ export class ProcessRecord {
     this.state = 'released';
   }
 
+  /** Idempotent; the reaper must have let go of the reference (PidRef.close throws otherwise). */
   closePidfd(): void {
-    if (this.fd === null) return;
-    closeFd(this.fd);
-    this.fd = null;
+    this.#ref?.close();
+    this.#ref = null;
   }
 }

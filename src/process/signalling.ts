@@ -1,8 +1,7 @@
 // Signals and thread lists, always through the record's pidfd. A process that has exited is
 // refused (FAILED_PRECONDITION, nothing sent) rather than signalled as a zombie: that tells the
 // caller the truth, and the exit found on the way is collected before the reply.
-import type { Pidfd } from '../kernel/fd.js';
-import { pidfdPoll, pidfdSendSignal } from '../kernel/pidfd.js';
+import type { PidRef } from '../kernel/pid-ref.js';
 import { fromKernel, processExited } from './errors.js';
 import type { SignalTarget } from './options.js';
 import { readThreadIds } from './proc-fs.js';
@@ -10,23 +9,24 @@ import type { ProcessRecord } from './record.js';
 import { signalThread } from './spawn-inputs.js';
 
 /** Collects (records) the exit of a process found exited. */
-export type Collect = (pidfd: Pidfd) => void;
+export type Collect = (ref: PidRef) => void;
 
-export function livePidfd(record: ProcessRecord, collect: Collect): Pidfd {
-  const pidfd = record.pidfd;
-  if (record.state !== 'running' || pidfd === null) throw processExited(record.handle);
-  if (pidfdPoll(pidfd).exited) {
-    collect(pidfd);
+/** The record's reference, borrowed, while the process runs. */
+export function liveRef(record: ProcessRecord, collect: Collect): PidRef {
+  const ref = record.ref;
+  if (record.state !== 'running' || ref === null) throw processExited(record.handle);
+  if (ref.poll().exited) {
+    collect(ref);
     throw processExited(record.handle);
   }
-  return pidfd;
+  return ref;
 }
 
 export function sendSignal(record: ProcessRecord, signal: number, target: SignalTarget, collect: Collect): void {
-  const pidfd = livePidfd(record, collect);
+  const ref = liveRef(record, collect);
   try {
-    if (target.kind === 'thread') signalThread(record, pidfd, target.tid, signal);
-    else pidfdSendSignal(pidfd, signal, target.kind === 'process-group' ? 'process-group' : 'default');
+    if (target.kind === 'thread') signalThread(record, ref, target.tid, signal);
+    else ref.signal(signal, target.kind === 'process-group' ? 'process-group' : 'default');
   } catch (e) {
     throw fromKernel(e, { what: `signal ${signal} to ${record.handle}`, handle: record.handle });
   }
@@ -35,8 +35,8 @@ export function sendSignal(record: ProcessRecord, signal: number, target: Signal
 /** Thread IDs, leader first. /proc is read by number: the list is ours only if the process still
  * held the number (was not reaped) after the read. */
 export function threadIds(record: ProcessRecord, collect: Collect): number[] {
-  const pidfd = livePidfd(record, collect);
+  const ref = liveRef(record, collect);
   const tids = readThreadIds(record.identity.pid);
-  if (pidfdPoll(pidfd).reaped || tids.length === 0) throw processExited(record.handle);
+  if (ref.poll().reaped || tids.length === 0) throw processExited(record.handle);
   return tids;
 }

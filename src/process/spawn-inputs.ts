@@ -2,8 +2,9 @@
 // a failed helper stage into a domain error, and signalling one thread.
 import { openSync, statSync, constants as fsc } from 'node:fs';
 import { errnoName, KernelError } from '../kernel/errors.js';
-import { closeFd, type Fd, type Pidfd } from '../kernel/fd.js';
-import { PIDFD_INFO_PID, PIDFD_THREAD, pidfdGetInfo, pidfdOpen, pidfdPoll, pidfdSendSignal } from '../kernel/pidfd.js';
+import type { Fd } from '../kernel/fd.js';
+import { PIDFD_INFO_PID } from '../kernel/pidfd.js';
+import { PidRef } from '../kernel/pid-ref.js';
 import type { SetupError, StdioAction } from '../kernel/spawn.js';
 import { AgentError, fromKernel, invalidArgument, notFound } from './errors.js';
 import type { OutputTarget } from './options.js';
@@ -54,20 +55,20 @@ export function setupFailure(e: SetupError, path: string): unknown {
  * A tid is only a number: it counts if the thread's own pidfd (PIDFD_THREAD, 6.9+) shows it in
  * our process's thread group while our process still holds its pid.
  */
-export function signalThread(record: ProcessRecord, pidfd: Pidfd, tid: number, signal: number): void {
-  let thread: Pidfd;
+export function signalThread(record: ProcessRecord, ref: PidRef, tid: number, signal: number): void {
+  let thread: PidRef;
   try {
-    thread = pidfdOpen(tid, PIDFD_THREAD);
+    thread = PidRef.openThread(tid);
   } catch (e) {
     throw fromKernel(e, { what: `thread ${tid}`, field: 'tid' });
   }
   try {
-    const { tgid } = pidfdGetInfo(thread, PIDFD_INFO_PID);
-    if (tgid !== record.identity.pid || pidfdPoll(pidfd).reaped) {
+    const { tgid } = thread.info(PIDFD_INFO_PID);
+    if (tgid !== record.identity.pid || ref.poll().reaped) {
       throw notFound(`${tid} is not a thread of ${record.handle}`, { reason: 'NOT_A_THREAD', field: 'tid', handle: record.handle });
     }
-    pidfdSendSignal(thread, signal); // a PIDFD_THREAD pidfd addresses that one thread
+    thread.signal(signal); // a PIDFD_THREAD pidfd addresses that one thread
   } finally {
-    closeFd(thread);
+    thread.close();
   }
 }

@@ -3,7 +3,6 @@
 // fs streams, whose pending reads each hold a threadpool thread) that owns it from then on and
 // closes it exactly once.
 import type { Fd } from '../kernel/fd.js';
-import { pidfdPoll } from '../kernel/pidfd.js';
 import { CapturedOutput, type CaptureState, type OutputSlice, type StreamName } from './captured-output.js';
 import { AgentError, handoverInProgress, processExited } from './errors.js';
 import type { ProcessRecord } from './record.js';
@@ -137,8 +136,8 @@ export class ProcessStdio {
 
   /** Recorded, or not yet collected: a dying child's closed pipe fails writes before its exit is reaped. */
   private hasExited(): boolean {
-    const pidfd = this.record.pidfd;
-    return this.exited || pidfd === null || pidfdPoll(pidfd).exited;
+    const ref = this.record.ref;
+    return this.exited || ref === null || ref.poll().exited;
   }
 
   /** Idempotent: the child reads end-of-file after any queued bytes. */

@@ -3,28 +3,29 @@
 // libuv never learns about our children, so nobody else reaps them.
 import { Epoll, EPOLLIN, EPOLLONESHOT, type ReadyEvent } from '../kernel/epoll.js';
 import { Errno, isKernelError } from '../kernel/errors.js';
-import type { Pidfd } from '../kernel/fd.js';
 import { watchReadable, type PollHandle } from '../kernel/libc.js';
-import { PIDFD_INFO_EXIT, pidfdGetInfo, pidfdPoll, waitidPidfd } from '../kernel/pidfd.js';
+import { PIDFD_INFO_EXIT } from '../kernel/pidfd.js';
+import type { PidRef } from '../kernel/pid-ref.js';
 import type { Rusage, Termination } from '../kernel/termination.js';
 
 /** How an exit is collected: waitid for our children, PIDFD_INFO_EXIT after someone else's reap. */
 export type Parentage = 'child' | 'foreign';
 
 export interface ReapedExit {
-  readonly pidfd: Pidfd;
+  /** No longer watched; still its owner's to close. */
+  readonly ref: PidRef;
   /** Undefined when the process is gone but the kernel kept no status (PIDFD_INFO_EXIT < 6.15). */
   readonly termination: Termination | undefined;
   readonly rusage?: Rusage;
 }
 
 export interface Reaper {
-  /** Starts watching; the caller keeps owning the pidfd and must not close it while watched. */
-  watch(pidfd: Pidfd, parentage: Parentage): void;
-  /** Stops watching (before the owner closes the pidfd). */
-  unwatch(pidfd: Pidfd): void;
+  /** Starts watching; the caller keeps owning ref, which cannot be closed while watched. */
+  watch(ref: PidRef, parentage: Parentage): void;
+  /** Stops watching (before the owner closes ref). */
+  unwatch(ref: PidRef): void;
   /** Collects the exit now if there is one to collect; it is delivered like any other. */
-  collect(pidfd: Pidfd): boolean;
+  collect(ref: PidRef): boolean;
   readonly watched: number;
   /**
    * Stops collecting (for a handover): after `flush`, exits that happen are left to whoever
@@ -41,7 +42,10 @@ export type ExitSink = (exits: readonly ReapedExit[]) => void;
 
 export class EpollReaper implements Reaper {
   private readonly epoll = new Epoll(256);
-  private readonly entries = new Map<number, Parentage>();
+  /** By epoll token; a token is never a descriptor number, so none leaves kernel/. */
+  private readonly entries = new Map<number, Entry>();
+  private readonly tokens = new Map<PidRef, number>();
+  private nextToken = 0;
   private readonly ready: ReadyEvent[] = [];
   private readonly handle: PollHandle;
   private paused = false;
@@ -77,31 +81,36 @@ export class EpollReaper implements Reaper {
     return this.entries.size;
   }
 
-  watch(pidfd: Pidfd, parentage: Parentage): void {
-    this.epoll.add(pidfd, eventsFor(parentage), pidfd);
-    this.entries.set(pidfd, parentage);
+  watch(ref: PidRef, parentage: Parentage): void {
+    const token = this.freeToken();
+    ref.watch(this.epoll, eventsFor(parentage), token);
+    this.entries.set(token, { ref, parentage });
+    this.tokens.set(ref, token);
     if (this.entries.size === 1) this.handle.ref();
   }
 
-  unwatch(pidfd: Pidfd): void {
-    if (!this.entries.delete(pidfd)) return;
-    this.epoll.remove(pidfd);
-    if (this.entries.size === 0) this.handle.unref();
+  unwatch(ref: PidRef): void {
+    const token = this.tokens.get(ref);
+    if (token === undefined) return;
+    this.forget(ref, token);
+    ref.unwatch();
   }
 
-  collect(pidfd: Pidfd): boolean {
-    const parentage = this.entries.get(pidfd);
-    if (parentage === undefined || this.paused) return false;
-    const exit = this.tryCollect(pidfd, parentage);
+  collect(ref: PidRef): boolean {
+    const token = this.tokens.get(ref);
+    if (token === undefined || this.paused) return false;
+    const exit = this.tryCollect(token, this.entries.get(token)!);
     if (exit === null) return false;
     this.sink([exit]);
     return true;
   }
 
+  /** Every registration goes with the epoll instance; the references stay their owners'. */
   close(): void {
     this.handle.close();
     this.epoll.close();
     this.entries.clear();
+    this.tokens.clear();
   }
 
   private drain(): void {
@@ -110,12 +119,11 @@ export class EpollReaper implements Reaper {
       for (;;) {
         const n = this.epoll.wait(this.ready, 0);
         for (let i = 0; i < n; i++) {
-          const pidfd = this.ready[i]!.data as Pidfd;
-          const parentage = this.entries.get(pidfd);
-          if (parentage === undefined) continue;
-          const exit = this.tryCollect(pidfd, parentage);
+          const token = this.ready[i]!.data;
+          const entry = this.entries.get(token);
+          if (entry === undefined) continue;
+          const exit = this.tryCollect(token, entry);
           if (exit !== null) exits.push(exit);
-          else this.epoll.modify(pidfd, eventsFor(parentage), pidfd); // not yet: re-arm the one-shot
         }
         if (n < this.epoll.maxEvents) break;
       }
@@ -125,13 +133,40 @@ export class EpollReaper implements Reaper {
     }
   }
 
-  /** On success the entry is removed; the pidfd stays open for its owner to close. */
-  private tryCollect(pidfd: Pidfd, parentage: Parentage): ReapedExit | null {
-    const exit = parentage === 'child' ? reapChild(pidfd) : readForeignExit(pidfd);
-    if (exit === null) return null;
-    this.unwatch(pidfd);
+  /**
+   * Deregister → reap, the first two steps of the exit order (the owner closes last). Not ready
+   * after all: registered again, armed.
+   */
+  private tryCollect(token: number, { ref, parentage }: Entry): ReapedExit | null {
+    this.forget(ref, token);
+    ref.unwatch();
+    let exit: ReapedExit | null;
+    try {
+      exit = parentage === 'child' ? reapChild(ref) : readForeignExit(ref);
+    } catch (e) {
+      this.watch(ref, parentage);
+      throw e;
+    }
+    if (exit === null) this.watch(ref, parentage);
     return exit;
   }
+
+  private forget(ref: PidRef, token: number): void {
+    this.entries.delete(token);
+    this.tokens.delete(ref);
+    if (this.entries.size === 0) this.handle.unref();
+  }
+
+  private freeToken(): number {
+    do this.nextToken = (this.nextToken + 1) >>> 0;
+    while (this.entries.has(this.nextToken));
+    return this.nextToken;
+  }
+}
+
+interface Entry {
+  readonly ref: PidRef;
+  readonly parentage: Parentage;
 }
 
 // A child is ready at exit (POLLIN). A foreign process only has exit data once its own parent
@@ -139,20 +174,20 @@ export class EpollReaper implements Reaper {
 const eventsFor = (parentage: Parentage): number =>
   parentage === 'child' ? EPOLLIN | EPOLLONESHOT : EPOLLONESHOT;
 
-function reapChild(pidfd: Pidfd): ReapedExit | null {
+function reapChild(ref: PidRef): ReapedExit | null {
   try {
-    const reaped = waitidPidfd(pidfd);
-    return reaped && { pidfd, ...reaped };
+    const reaped = ref.tryReap();
+    return reaped && { ref, ...reaped };
   } catch (e) {
     // ECHILD: someone else reaped our child (it should not happen); the kernel still has the exit.
-    if (isKernelError(e, Errno.ECHILD)) return readForeignExit(pidfd);
+    if (isKernelError(e, Errno.ECHILD)) return readForeignExit(ref);
     throw e;
   }
 }
 
-function readForeignExit(pidfd: Pidfd): ReapedExit | null {
-  if (!pidfdPoll(pidfd).reaped) return null;
+function readForeignExit(ref: PidRef): ReapedExit | null {
+  if (!ref.poll().reaped) return null;
   // Reaped is final: without an exit status (kernels before 6.15) it is still an exit, reported as
   // lost, rather than a hang-up that would wake the loop forever.
-  return { pidfd, termination: pidfdGetInfo(pidfd, PIDFD_INFO_EXIT).termination };
+  return { ref, termination: ref.info(PIDFD_INFO_EXIT).termination };
 }
