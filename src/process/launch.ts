@@ -1,6 +1,7 @@
 // Starting the process of one Spawn: environment and executable resolved as the child will see
-// them, FILE targets opened in the agent (so errors name the path), a cgroup prepared, the exec
-// helper when setup needs it; then the spawn on libuv's threadpool. Every failure leaves nothing
+// them, FILE targets opened (in the agent when it is the target's identity, else by the helper
+// after the drop), a cgroup prepared, the exec helper when setup needs it; then the spawn on
+// libuv's threadpool. Every failure leaves nothing
 // behind and is a domain error.
 import { closeFd, type Fd, type Pidfd } from '../kernel/fd.js';
 import { SetupError, shimHandles, spawnAsync, type StdioAction } from '../kernel/spawn.js';
@@ -8,8 +9,8 @@ import type { Cgroups } from './cgroups.js';
 import { AgentError, fromKernel } from './errors.js';
 import { resolveExecutable } from './executable.js';
 import type { HandleId } from './handle.js';
-import { DEFAULT_PATH, type SpawnOptions } from './options.js';
-import { helperArgs, needsHelper } from './setup.js';
+import { DEFAULT_PATH, type OutputTarget, type SpawnOptions } from './options.js';
+import { changesIdentity, helperArgs, needsHelper, type HelperOutput } from './setup.js';
 import { checkCwd, openOutput, setupFailure } from './spawn-inputs.js';
 
 /** What spawning needs from the node, decided by the composition root. */
@@ -37,23 +38,32 @@ export async function launch(options: SpawnOptions, node: SpawnEnvironment, hand
   const env = options.inheritEnv ? { ...node.agentEnv, ...options.env } : (options.env ?? { PATH: DEFAULT_PATH });
   const path = resolveExecutable(options.argv[0]!, env.PATH ?? DEFAULT_PATH, options.cwd ?? process.cwd());
   if (options.cwd !== undefined) checkCwd(options.cwd);
+  const opened: Fd[] = [];
   const cgroup = options.cgroup && node.cgroups.prepare(options.cgroup, handle);
+  if (cgroup) opened.push(cgroup.procs);
   const owned = cgroup?.created ? cgroup.dir : undefined;
   const undo = () => {
     if (owned !== undefined) node.cgroups.remove(owned);
   };
-  const opened: Fd[] = [];
   const fallback = cgroup ? undefined : node.cgroups.defaultCgroup;
   try {
+    // Files for another user are created and opened by the helper as that user, never by root.
+    const asTarget = changesIdentity(options.setup);
+    const outputs: HelperOutput[] = [];
+    const output = (target: 1 | 2, o: OutputTarget, field: 'stdout' | 'stderr'): StdioAction => {
+      if (!asTarget || o.kind !== 'file') return openOutput(o, field, opened);
+      outputs.push([target, o.path, o.append]);
+      return { kind: 'null' };
+    };
     const stdio: [StdioAction, StdioAction, StdioAction] = [
       options.stdin === 'pipe' ? { kind: 'pipe' } : { kind: 'null' },
-      openOutput(options.stdout, 'stdout', opened),
-      openOutput(options.stderr, 'stderr', opened),
+      output(1, options.stdout, 'stdout'),
+      output(2, options.stderr, 'stderr'),
     ];
-    // The default cgroup: joined by the spawn shim's child itself where it can, else by the helper.
-    const direct = fallback !== undefined && !needsHelper(options.setup, undefined) && shimHandles(stdio);
-    const dir = cgroup?.dir ?? (direct ? undefined : fallback?.dir);
-    const helper = needsHelper(options.setup, dir) ? { path: node.helperPath, args: helperArgs(options.setup, dir) } : undefined;
+    const procs = cgroup?.procs ?? fallback?.procs;
+    // A cgroup alone is joined by the spawn shim's child itself where it can, else by the helper.
+    const direct = !needsHelper(options.setup) && shimHandles(stdio);
+    const helper = needsHelper(options.setup) || (procs !== undefined && !direct) ? { path: node.helperPath, args: helperArgs(options.setup, outputs) } : undefined;
     const child = await spawnAsync({
       path,
       argv: options.argv,
@@ -62,7 +72,7 @@ export async function launch(options: SpawnOptions, node: SpawnEnvironment, hand
       stdio,
       newSession: options.newSession,
       helper,
-      cgroupProcs: direct ? fallback.procs : undefined,
+      cgroupProcs: procs,
     });
     return { ...child, ownedCgroup: owned, undo };
   } catch (e) {
@@ -71,11 +81,13 @@ export async function launch(options: SpawnOptions, node: SpawnEnvironment, hand
     if (fallback && e instanceof SetupError && e.stage === 'cgroup') {
       throw new AgentError('FailedPrecondition', `the default cgroup ${fallback.dir}: ${e.code}`, { reason: 'DEFAULT_CGROUP', path: fallback.dir, syscall: 'cgroup' }, { cause: e });
     }
-    throw spawnError(e, path);
+    throw spawnError(e, path, { stdout: fileOf(options.stdout), stderr: fileOf(options.stderr) });
   } finally {
     for (const fd of opened) closeFd(fd);
   }
 }
 
-export const spawnError = (e: unknown, path: string): unknown =>
-  e instanceof SetupError ? setupFailure(e, path) : fromKernel(e, { what: `spawn ${path}`, field: 'argv[0]', path });
+const fileOf = (o: OutputTarget): string | undefined => (o.kind === 'file' ? o.path : undefined);
+
+export const spawnError = (e: unknown, path: string, outputs?: { stdout?: string; stderr?: string }): unknown =>
+  e instanceof SetupError ? setupFailure(e, path, outputs) : fromKernel(e, { what: `spawn ${path}`, field: 'argv[0]', path });
