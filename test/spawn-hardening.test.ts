@@ -154,8 +154,13 @@ test.serial('a cgroup path that crosses a mount under the parent is refused, a p
   spawnSync('umount', [inside]);
   const { process: p } = await h.client.spawn({ argv: ['sh', '-c', 'cat /proc/self/cgroup; read x'], cgroup: { path: 'inside' }, stdin: 2 });
   t.is(readFileSync(`/proc/${p!.pid}/cgroup`, 'utf8').split('\n').find((l) => l.startsWith('0::')), `0::/${inside.slice(mount.length + 1)}`);
-  await h.client.signal({ handle: p!.handle, signal: 'KILL' });
-  await h.client.wait({ handle: p!.handle });
+  // Without the helper (stdio /dev/null), the spawn shim's child joins the same open cgroup.procs.
+  const { process: q } = await h.client.spawn({ argv: ['sleep', '30'], cgroup: { path: 'inside' } });
+  t.is(readFileSync(`/proc/${q!.pid}/cgroup`, 'utf8').split('\n').find((l) => l.startsWith('0::')), `0::/${inside.slice(mount.length + 1)}`);
+  for (const handle of [p!.handle, q!.handle]) {
+    await h.client.signal({ handle, signal: 'KILL' });
+    await h.client.wait({ handle });
+  }
   await eventually('the cgroup to empty', () => (tryRmdir(inside), !existsSync(inside)));
 });
 

@@ -187,8 +187,8 @@ class Launch {
       const env = sealedMemfd('pidfd-exec-env', Buffer.from(spec.envp.map((e) => `${e}\0`).join('')));
       this.childEnds.push(env);
       const cgroupArgs = spec.cgroupProcs === undefined ? [] : ['--cgroup-fd', String(HELPER_CGROUP_FD)];
-      // Each target number is above every source (Node's own loop holds 3-5 and more for life), so
-      // no dup2 here overwrites the source of a later one.
+      // Every source must lie above the targets 3-5, or one dup2 could overwrite the source of the
+      // next; Node's own loop holds fds 3-5 for life, so this never refuses in practice.
       const moves: [Fd, number][] = [[env, HELPER_ENV_FD], [reportChild, REPORT_FD]];
       if (spec.cgroupProcs !== undefined) moves.push([spec.cgroupProcs, HELPER_CGROUP_FD]);
       for (const [fd, target] of moves) {

@@ -1,8 +1,7 @@
 // Starting the process of one Spawn: environment and executable resolved as the child will see
 // them, FILE targets opened (in the agent when it is the target's identity, else by the helper
 // after the drop), a cgroup prepared, the exec helper when setup needs it; then the spawn on
-// libuv's threadpool. Every failure leaves nothing
-// behind and is a domain error.
+// libuv's threadpool. Every failure leaves nothing behind and is a domain error.
 import { closeFd, type Fd, type Pidfd } from '../kernel/fd.js';
 import { SetupError, shimHandles, spawnAsync, type StdioAction } from '../kernel/spawn.js';
 import type { Cgroups } from './cgroups.js';
