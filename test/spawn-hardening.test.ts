@@ -137,6 +137,16 @@ test.serial("an output file is created as the target user, and not at all where 
   t.is(statSync(asAgent).uid, process.getuid!());
 });
 
+test.serial('the working directory is entered as the target user', async (t) => {
+  const rootOnly = join(dir, 'root-only-dir');
+  mkdirSync(rootOnly, { mode: 0o700 });
+  const e = await refused(t, { user: 'nobody', cwd: rootOnly }, status.PERMISSION_DENIED, 'cwd');
+  t.is(e.reason, 'EACCES');
+  t.is(e.info['path'], rootOnly);
+  t.is((await exitOf({ argv: ['sh', '-c', 'test "$(pwd)" = "$1"', 'sh', rootOnly], cwd: rootOnly })).code, 0, 'the agent itself may');
+  t.is((await exitOf({ argv: ['sh', '-c', 'test "$(pwd)" = "$1"', 'sh', dir], cwd: dir, user: 'nobody' })).code, 0);
+});
+
 test.serial('a cgroup path that crosses a mount under the parent is refused, a plain one works', async (t) => {
   if (parent === undefined || mount === undefined) return t.fail('no cgroup2 mount on this machine');
   const inside = join(parent, 'inside');

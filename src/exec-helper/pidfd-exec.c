@@ -3,8 +3,8 @@
 // the target in the same process, so the PID and the agent's pidfd stay the same process.
 //
 //   pidfd-exec [--cgroup-fd FD] [--rlimit RES:SOFT:HARD]... [--umask OCTAL] [--groups G,G,...]
-//              [--gid GID] [--uid UID] [--stdout a|t:PATH] [--stderr a|t:PATH] [--pdeathsig SIG]
-//              [--nnp] -- PATH ARGV0 [ARG...]
+//              [--gid GID] [--uid UID] [--chdir DIR] [--stdout a|t:PATH] [--stderr a|t:PATH]
+//              [--pdeathsig SIG] [--nnp] -- PATH ARGV0 [ARG...]
 //
 // Descriptors: 3 is the report pipe; 4 holds the target's environment as NUL-terminated
 // "NAME=value" strings (a sealed memfd). The helper itself is started with an empty environment:
@@ -12,8 +12,9 @@
 // The environment only reaches the final execve.
 //
 // SOFT/HARD are numbers or "inf". Setup happens in the order listed (cgroup and limits while still
-// privileged; output files are opened with the target's credentials, after the change, so a caller
-// cannot make root create or append to a file; the death signal after the credential change,
+// privileged; the working directory and output files with the target's credentials, after the
+// change, so a caller can neither make root create or append to a file nor start in a directory
+// the target may not enter; the death signal after the credential change,
 // which would clear it). Any failure is reported on fd 3 as "<stage> <errno>\n" followed by
 // _exit(127); fd 3 is close-on-exec, so end-of-file without data tells the agent that execve
 // succeeded.
@@ -133,7 +134,7 @@ int main(int argc, char **argv) {
   char **env = read_env();
   int i = 1, nnp = 0, pdeathsig = 0;
   long uid = -1, gid = -1;
-  const char *out = NULL, *err = NULL;
+  const char *out = NULL, *err = NULL, *dir = NULL;
   for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
     const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(opt, "--nnp") == 0) { nnp = 1; continue; }
@@ -145,6 +146,7 @@ int main(int argc, char **argv) {
     else if (strcmp(opt, "--groups") == 0) set_groups(val);
     else if (strcmp(opt, "--gid") == 0) gid = (long)id("setgid", val);
     else if (strcmp(opt, "--uid") == 0) uid = (long)id("setuid", val);
+    else if (strcmp(opt, "--chdir") == 0) dir = val;
     else if (strcmp(opt, "--stdout") == 0) out = val;
     else if (strcmp(opt, "--stderr") == 0) err = val;
     else if (strcmp(opt, "--pdeathsig") == 0) pdeathsig = (int)number("pdeathsig", val, 10);
@@ -153,6 +155,7 @@ int main(int argc, char **argv) {
   if (i + 2 > argc) fail("usage", EINVAL);
   if (gid >= 0 && setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) != 0) fail("setgid", errno);
   if (uid >= 0 && setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) != 0) fail("setuid", errno);
+  if (dir && chdir(dir) != 0) fail("chdir", errno);
   if (out) open_output("stdout", STDOUT_FILENO, out);
   if (err) open_output("stderr", STDERR_FILENO, err);
   if (pdeathsig) {

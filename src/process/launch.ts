@@ -10,7 +10,7 @@ import { resolveExecutable } from './executable.js';
 import type { HandleId } from './handle.js';
 import { DEFAULT_PATH, type OutputTarget, type SpawnOptions } from './options.js';
 import { changesIdentity, helperArgs, needsHelper, type HelperOutput } from './setup.js';
-import { checkCwd, openOutput, setupFailure } from './spawn-inputs.js';
+import { checkCwd, openOutput, setupFailure, type SetupPaths } from './spawn-inputs.js';
 
 /** What spawning needs from the node, decided by the composition root. */
 export interface SpawnEnvironment {
@@ -46,8 +46,9 @@ export async function launch(options: SpawnOptions, node: SpawnEnvironment, hand
   };
   const fallback = cgroup ? undefined : node.cgroups.defaultCgroup;
   try {
-    // Files for another user are created and opened by the helper as that user, never by root.
+    // For another identity, the helper enters cwd and creates and opens files as that identity.
     const asTarget = changesIdentity(options.setup);
+    const helperCwd = asTarget ? options.cwd : undefined;
     const outputs: HelperOutput[] = [];
     const output = (target: 1 | 2, o: OutputTarget, field: 'stdout' | 'stderr'): StdioAction => {
       if (!asTarget || o.kind !== 'file') return openOutput(o, field, opened);
@@ -62,12 +63,12 @@ export async function launch(options: SpawnOptions, node: SpawnEnvironment, hand
     const procs = cgroup?.procs ?? fallback?.procs;
     // A cgroup alone is joined by the spawn shim's child itself where it can, else by the helper.
     const direct = !needsHelper(options.setup) && shimHandles(stdio);
-    const helper = needsHelper(options.setup) || (procs !== undefined && !direct) ? { path: node.helperPath, args: helperArgs(options.setup, outputs) } : undefined;
+    const helper = needsHelper(options.setup) || (procs !== undefined && !direct) ? { path: node.helperPath, args: helperArgs(options.setup, outputs, helperCwd) } : undefined;
     const child = await spawnAsync({
       path,
       argv: options.argv,
       envp: Object.entries(env).map(([k, v]) => `${k}=${v}`),
-      cwd: options.cwd,
+      cwd: asTarget ? undefined : options.cwd,
       stdio,
       newSession: options.newSession,
       helper,
@@ -80,7 +81,7 @@ export async function launch(options: SpawnOptions, node: SpawnEnvironment, hand
     if (fallback && e instanceof SetupError && e.stage === 'cgroup') {
       throw new AgentError('FailedPrecondition', `the default cgroup ${fallback.dir}: ${e.code}`, { reason: 'DEFAULT_CGROUP', path: fallback.dir, syscall: 'cgroup' }, { cause: e });
     }
-    throw spawnError(e, path, { stdout: fileOf(options.stdout), stderr: fileOf(options.stderr) });
+    throw spawnError(e, path, { stdout: fileOf(options.stdout), stderr: fileOf(options.stderr), chdir: options.cwd });
   } finally {
     for (const fd of opened) closeFd(fd);
   }
@@ -88,5 +89,5 @@ export async function launch(options: SpawnOptions, node: SpawnEnvironment, hand
 
 const fileOf = (o: OutputTarget): string | undefined => (o.kind === 'file' ? o.path : undefined);
 
-export const spawnError = (e: unknown, path: string, outputs?: { stdout?: string; stderr?: string }): unknown =>
+export const spawnError = (e: unknown, path: string, outputs?: SetupPaths): unknown =>
   e instanceof SetupError ? setupFailure(e, path, outputs) : fromKernel(e, { what: `spawn ${path}`, field: 'argv[0]', path });

@@ -56,8 +56,11 @@ function resolveGroup(field: string, text: string): number {
   return checkId(field, gid);
 }
 
-/** The helper's arguments, in the order it applies them (privileged steps first). */
-export function helperArgs(s: SetupOptions, outputs: readonly HelperOutput[]): string[] {
+/**
+ * The helper's arguments, in the order it applies them (privileged steps first); `cwd` and
+ * `outputs` are what it enters and opens with the target's credentials.
+ */
+export function helperArgs(s: SetupOptions, outputs: readonly HelperOutput[], cwd: string | undefined): string[] {
   const args: string[] = [];
   for (const r of s.rlimits) args.push('--rlimit', `${RLIMITS[r.resource]}:${r.soft}:${r.hard}`);
   if (s.umask !== undefined) args.push('--umask', s.umask.toString(8));
@@ -65,6 +68,7 @@ export function helperArgs(s: SetupOptions, outputs: readonly HelperOutput[]): s
   if (groups !== undefined) args.push('--groups', groups.join(','));
   if (gid !== undefined) args.push('--gid', String(gid));
   if (uid !== undefined) args.push('--uid', String(uid));
+  if (cwd !== undefined) args.push('--chdir', cwd);
   for (const [target, path, append] of outputs) args.push(target === 1 ? '--stdout' : '--stderr', `${append ? 'a' : 't'}:${path}`);
   if (s.parentDeathSignal !== undefined) args.push('--pdeathsig', String(s.parentDeathSignal));
   if (s.noNewPrivs) args.push('--nnp');
