@@ -1,7 +1,8 @@
 // cgroup v2 placement. The agent only reads and writes cgroupfs files here; the move itself is
 // done by the spawned child (the exec helper or the spawn shim writes "0" to an open cgroup.procs).
 // Every cgroup.procs is opened beneath the parent by openat2, following no symlink and crossing no
-// mount: a symlink someone placed under the parent must not move a process into another cgroup.
+// mount: a symlink or bind mount placed under the parent must not move a process into another
+// cgroup (and the parent must be cgroupfs itself, where nobody can create symlinks).
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { KernelError } from '../kernel/errors.js';
 import { closeFd, type Fd } from '../kernel/fd.js';
