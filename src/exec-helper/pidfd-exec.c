@@ -2,18 +2,28 @@
 // state already set up by posix_spawn); it applies what posix_spawn cannot express, then execve()s
 // the target in the same process, so the PID and the agent's pidfd stay the same process.
 //
-//   pidfd-exec [--cgroup DIR] [--rlimit RES:SOFT:HARD]... [--umask OCTAL] [--groups G,G,...]
-//              [--gid GID] [--uid UID] [--pdeathsig SIG] [--nnp] -- PATH ARGV0 [ARG...]
+//   pidfd-exec [--cgroup-fd FD] [--rlimit RES:SOFT:HARD]... [--umask OCTAL] [--groups G,G,...]
+//              [--gid GID] [--uid UID] [--chdir DIR] [--stdout a|t:PATH] [--stderr a|t:PATH]
+//              [--pdeathsig SIG] [--nnp] -- PATH ARGV0 [ARG...]
+//
+// Descriptors: 3 is the report pipe; 4 holds the target's environment as NUL-terminated
+// "NAME=value" strings (a sealed memfd). The helper itself is started with an empty environment:
+// the request's LD_PRELOAD, LD_AUDIT, GCONV_PATH... must never act in a process that is still root.
+// The environment only reaches the final execve.
 //
 // SOFT/HARD are numbers or "inf". Setup happens in the order listed (cgroup and limits while still
-// privileged; the death signal after the credential change, which would clear it). Any failure is
-// reported on fd 3 as "<stage> <errno>\n" followed by _exit(127); fd 3 is close-on-exec, so end-of-
-// file without data tells the agent that execve succeeded. The environment is the target's.
+// privileged; the working directory and output files with the target's credentials, after the
+// change, so a caller can neither make root create or append to a file nor start in a directory
+// the target may not enter; the death signal after the credential change,
+// which would clear it). Any failure is reported on fd 3 as "<stage> <errno>\n" followed by
+// _exit(127); fd 3 is close-on-exec, so end-of-file without data tells the agent that execve
+// succeeded.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,9 +33,10 @@
 #include <unistd.h>
 
 #define REPORT_FD 3
+#define ENV_FD 4
 #define MAX_GROUPS 1024
-
-extern char **environ;
+// (uid_t)-1 and (gid_t)-1 mean "unchanged" to setresuid/setresgid: asking for them would keep root.
+#define NO_ID 0xffffffffUL
 
 static void fail(const char *stage, int err) {
   char buf[128];
@@ -38,7 +49,13 @@ static unsigned long number(const char *stage, const char *text, int base) {
   char *end;
   errno = 0;
   unsigned long v = strtoul(text, &end, base);
-  if (errno || *text == '\0' || *end != '\0') fail(stage, EINVAL);
+  if (errno || *text == '\0' || *text == '-' || *end != '\0') fail(stage, EINVAL);
+  return v;
+}
+
+static unsigned long id(const char *stage, const char *text) {
+  unsigned long v = number(stage, text, 10);
+  if (v >= NO_ID) fail(stage, EINVAL);
   return v;
 }
 
@@ -46,11 +63,35 @@ static rlim_t limit(const char *text) {
   return strcmp(text, "inf") == 0 ? RLIM_INFINITY : (rlim_t)strtoull(text, NULL, 10);
 }
 
-static void join_cgroup(const char *dir) {
-  char path[PATH_MAX];
-  if (snprintf(path, sizeof path, "%s/cgroup.procs", dir) >= (int)sizeof path) fail("cgroup", ENAMETOOLONG);
-  int fd = open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) fail("cgroup", errno);
+// The environment, read whole from ENV_FD; the fd is closed so the target never inherits it.
+static char **read_env(void) {
+  size_t cap = 4096, len = 0;
+  char *buf = malloc(cap);
+  if (!buf) fail("env", ENOMEM);
+  for (;;) {
+    if (len == cap) {
+      char *bigger = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap *= 2);
+      if (!bigger) fail("env", ENOMEM);
+      buf = bigger;
+    }
+    ssize_t n = pread(ENV_FD, buf + len, cap - len, (off_t)len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail("env", errno);
+    if (n == 0) break;
+    len += (size_t)n;
+  }
+  close(ENV_FD);
+  if (len > 0 && buf[len - 1] != '\0') fail("env", EINVAL);
+  size_t count = 0;
+  for (size_t i = 0; i < len; i++) count += buf[i] == '\0';
+  char **env = calloc(count + 1, sizeof *env);
+  if (!env) fail("env", ENOMEM);
+  for (size_t i = 0, k = 0; i < len; i += strlen(buf + i) + 1) env[k++] = buf + i;
+  return env;
+}
+
+static void join_cgroup(const char *fd_text) {
+  int fd = (int)number("cgroup", fd_text, 10);
   if (write(fd, "0\n", 2) != 2) fail("cgroup", errno);
   close(fd);
 }
@@ -72,39 +113,57 @@ static void set_groups(const char *list) {
   if (!copy) fail("setgroups", ENOMEM);
   for (char *g = strtok_r(copy, ",", &save); g; g = strtok_r(NULL, ",", &save)) {
     if (n == MAX_GROUPS) fail("setgroups", E2BIG);
-    groups[n++] = (gid_t)number("setgroups", g, 10);
+    groups[n++] = (gid_t)id("setgroups", g);
   }
   if (setgroups(n, groups) != 0) fail("setgroups", errno);
   free(copy);
 }
 
+// "a:PATH" appends, "t:PATH" truncates; opened with the credentials the target will have.
+static void open_output(const char *stage, int target, const char *spec) {
+  if ((spec[0] != 'a' && spec[0] != 't') || spec[1] != ':') fail(stage, EINVAL);
+  int flags = O_WRONLY | O_CREAT | O_NOCTTY | O_CLOEXEC | (spec[0] == 'a' ? O_APPEND : O_TRUNC);
+  int fd = open(spec + 2, flags, 0644);
+  if (fd < 0) fail(stage, errno);
+  if (dup2(fd, target) < 0) fail(stage, errno);
+  close(fd);
+}
+
 int main(int argc, char **argv) {
   if (fcntl(REPORT_FD, F_SETFD, FD_CLOEXEC) != 0) _exit(126);
+  char **env = read_env();
   int i = 1, nnp = 0, pdeathsig = 0;
   long uid = -1, gid = -1;
+  const char *out = NULL, *err = NULL, *dir = NULL;
   for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
     const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(opt, "--nnp") == 0) { nnp = 1; continue; }
     if (!val) fail("usage", EINVAL);
     i++;
-    if (strcmp(opt, "--cgroup") == 0) join_cgroup(val);
+    if (strcmp(opt, "--cgroup-fd") == 0) join_cgroup(val);
     else if (strcmp(opt, "--rlimit") == 0) set_rlimit(val);
     else if (strcmp(opt, "--umask") == 0) umask((mode_t)number("umask", val, 8));
     else if (strcmp(opt, "--groups") == 0) set_groups(val);
-    else if (strcmp(opt, "--gid") == 0) gid = (long)number("setgid", val, 10);
-    else if (strcmp(opt, "--uid") == 0) uid = (long)number("setuid", val, 10);
+    else if (strcmp(opt, "--gid") == 0) gid = (long)id("setgid", val);
+    else if (strcmp(opt, "--uid") == 0) uid = (long)id("setuid", val);
+    else if (strcmp(opt, "--chdir") == 0) dir = val;
+    else if (strcmp(opt, "--stdout") == 0) out = val;
+    else if (strcmp(opt, "--stderr") == 0) err = val;
     else if (strcmp(opt, "--pdeathsig") == 0) pdeathsig = (int)number("pdeathsig", val, 10);
     else fail("usage", EINVAL);
   }
   if (i + 2 > argc) fail("usage", EINVAL);
   if (gid >= 0 && setresgid((gid_t)gid, (gid_t)gid, (gid_t)gid) != 0) fail("setgid", errno);
   if (uid >= 0 && setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid) != 0) fail("setuid", errno);
+  if (dir && chdir(dir) != 0) fail("chdir", errno);
+  if (out) open_output("stdout", STDOUT_FILENO, out);
+  if (err) open_output("stderr", STDERR_FILENO, err);
   if (pdeathsig) {
     pid_t agent = getppid();
     if (prctl(PR_SET_PDEATHSIG, pdeathsig) != 0) fail("pdeathsig", errno);
     if (getppid() != agent) fail("pdeathsig", ESRCH);  // the agent died before the signal was armed
   }
   if (nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail("no_new_privs", errno);
-  execve(argv[i + 1], argv + i + 2, environ);
+  execve(argv[i + 1], argv + i + 2, env);
   fail("exec", errno);
 }

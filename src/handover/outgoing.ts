@@ -1,7 +1,7 @@
 // The running agent's side of a handover: it listens on STATE_DIR/handover.sock, and when its
 // successor asks, stops taking requests, quiesces, sends its snapshot, and once the successor has
 // it, stops serving and releases the store. Until then a failure resumes service as before.
-import { unlinkSync } from 'node:fs';
+import { chmodSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { FdListener, type FdSocket } from '../kernel/fd-passing.js';
 import { watchReadable, type PollHandle } from '../kernel/libc.js';
@@ -54,6 +54,13 @@ export class HandoverListener {
       // not there: nothing to remove
     }
     this.listener = new FdListener(path);
+    // Only the agent's own uid is served, but nobody else needs to reach it either.
+    try {
+      chmodSync(path, 0o600);
+    } catch (e) {
+      this.listener.close();
+      throw e;
+    }
     this.poll = watchReadable(this.listener.fd, () => this.onConnection());
     this.poll.unref();
   }

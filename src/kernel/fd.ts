@@ -36,9 +36,35 @@ export function closeFd(fd: Fd): void {
 
 const F_DUPFD_CLOEXEC = 1030;
 
-/** A second descriptor (close-on-exec) for the same open file: it has its own owner. */
-export function dupFd<T extends Fd>(fd: T): T {
-  return check('fcntl(F_DUPFD_CLOEXEC)', libc.fcntl(fd, F_DUPFD_CLOEXEC, 'int', 3)) as T;
+/** A second descriptor (close-on-exec, numbered at least `lowest`) for the same open file: it has its own owner. */
+export function dupFd<T extends Fd>(fd: T, lowest = 3): T {
+  return check('fcntl(F_DUPFD_CLOEXEC)', libc.fcntl(fd, F_DUPFD_CLOEXEC, 'int', lowest)) as T;
+}
+
+const MFD_CLOEXEC = 1;
+const MFD_ALLOW_SEALING = 2;
+const MFD_NOEXEC_SEAL = 8; // 6.3; older kernels refuse the flag with EINVAL
+const F_ADD_SEALS = 1033;
+const F_SEAL_ALL = 0x1 | 0x2 | 0x4 | 0x8; // SEAL, SHRINK, GROW, WRITE
+
+/**
+ * A close-on-exec memfd holding `data`, sealed against any change: whoever reads it (another
+ * process, after exec) sees exactly these bytes.
+ */
+export function sealedMemfd(name: string, data: Buffer): Fd {
+  let fd = libc.memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL);
+  if (fd < 0 && libc.errno() === Errno.EINVAL) fd = libc.memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  const memfd = check('memfd_create', fd) as Fd;
+  try {
+    for (let off = 0; off < data.length; ) {
+      off += retryEintr('write', () => Number(libc.write(memfd, data.subarray(off), data.length - off)));
+    }
+    check('fcntl(F_ADD_SEALS)', libc.fcntl(memfd, F_ADD_SEALS, 'int', F_SEAL_ALL));
+    return memfd;
+  } catch (e) {
+    closeFd(memfd);
+    throw e;
+  }
 }
 
 /** A close-on-exec pipe: [read end, write end]. */

@@ -9,13 +9,17 @@ export const libc = koffi.load('libc.so.6');
 const arm64 = process.arch === 'arm64';
 
 /** Syscall numbers for the calls glibc 2.36 has no (complete) wrapper for. */
-export const NR = arm64 ? { waitid: 95 } : { waitid: 247 };
+export const NR = arm64 ? { waitid: 95, openat2: 437 } : { waitid: 247, openat2: 437 };
 
 export const errno = (): number => koffi.errno();
 
 // waitid through syscall(2): glibc's waitid() passes NULL as the fifth (rusage) argument. A
 // fixed-arity declaration is ABI-compatible for integer/pointer arguments and ~2x cheaper.
 export const sysWaitid = libc.func('syscall', 'long', ['long', 'int', 'int', 'void *', 'int', 'void *']);
+
+export const sysOpenat2 = libc.func('syscall', 'long', ['long', 'int', 'str', 'void *', 'size_t']);
+export const open = libc.func('int open(const char *path, int flags, unsigned int mode)');
+export const fstatfs = libc.func('int fstatfs(int fd, void *buf)');
 
 export const pidfd_open = libc.func('int pidfd_open(int pid, unsigned int flags)');
 export const pidfd_send_signal = libc.func('int pidfd_send_signal(int pidfd, int sig, void *info, unsigned int flags)');
@@ -28,6 +32,7 @@ export const epoll_wait = libc.func('int epoll_wait(int epfd, void *events, int 
 export const eventfd = libc.func('int eventfd(unsigned int initval, int flags)');
 
 export const close = libc.func('int close(int fd)');
+export const memfd_create = libc.func('int memfd_create(const char *name, unsigned int flags)');
 export const fcntl = libc.func('int fcntl(int fd, int cmd, ...)');
 export const close_range = libc.func('int close_range(unsigned int first, unsigned int last, int flags)');
 export const pipe2 = libc.func('int pipe2(_Out_ int *fds, int flags)');

@@ -3,7 +3,7 @@
 // back synchronously as the function's result.
 import * as libc from './libc.js';
 import { Errno, isKernelError, KernelError } from './errors.js';
-import { closeFd, pipe, pollOne, POLLIN, type Fd, type Pidfd } from './fd.js';
+import { closeFd, pipe, pollOne, POLLIN, sealedMemfd, type Fd, type Pidfd } from './fd.js';
 import { pidfdOpen, P_PID, WEXITED } from './pidfd.js';
 import { ownPidfd, type PidRef } from './pid-ref.js';
 import { Signal } from './signals.js';
@@ -26,11 +26,14 @@ export interface SpawnSpec {
   readonly stdio: readonly [StdioAction, StdioAction, StdioAction];
   /** New session (setsid) or, when false, a new process group: never the agent's group. */
   readonly newSession: boolean;
-  /** Setup posix_spawn cannot express, done by the exec helper before it execs the target. */
+  /**
+   * Setup posix_spawn cannot express, done by the exec helper before it execs the target. The
+   * helper runs with an empty environment; `envp` reaches it on HELPER_ENV_FD, for the execve only.
+   */
   readonly helper?: { readonly path: string; readonly args: readonly string[] };
   /**
-   * An open cgroup.procs the child moves itself into first; only where `shimHandles` (the
-   * helper's --cgroup does it otherwise).
+   * An open cgroup.procs (the caller's) the child moves itself into first: by the spawn shim's
+   * child where `shimHandles`, else by the helper (on HELPER_CGROUP_FD).
    */
   readonly cgroupProcs?: Fd;
 }
@@ -177,15 +180,26 @@ class Launch {
           const fds = spec.stdio.map((a, fd) => (a.kind === 'inherit' ? fd : -1));
           this.shimCall = [spec.path, [...spec.argv, null], envp, spec.cwd ?? null, ...fds, spec.newSession ? 1 : 0, spec.cgroupProcs ?? -1, this.out, this.shimStep];
         } else if (spec.cgroupProcs !== undefined) {
-          throw new TypeError('cgroupProcs needs the spawn shim (stdio /dev/null or inherited)');
+          throw new TypeError('cgroupProcs needs the spawn shim (stdio /dev/null or inherited) or the helper');
         }
         return;
       }
       const [report, reportChild] = pipe();
       this.report = report;
       this.childEnds.push(reportChild);
-      checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa, reportChild, REPORT_FD));
-      this.call = [this.out, spec.helper.path, this.fa, attr, ['pidfd-exec', ...spec.helper.args, '--', spec.path, ...spec.argv, null], envp];
+      const env = sealedMemfd('pidfd-exec-env', Buffer.from(spec.envp.map((e) => `${e}\0`).join('')));
+      this.childEnds.push(env);
+      const cgroupArgs = spec.cgroupProcs === undefined ? [] : ['--cgroup-fd', String(HELPER_CGROUP_FD)];
+      // Every source must lie above the targets 3-5, or one dup2 could overwrite the source of the
+      // next; Node's own loop holds fds 3-5 for life, so this never refuses in practice.
+      const moves: [Fd, number][] = [[env, HELPER_ENV_FD], [reportChild, REPORT_FD]];
+      if (spec.cgroupProcs !== undefined) moves.push([spec.cgroupProcs, HELPER_CGROUP_FD]);
+      for (const [fd, target] of moves) {
+        if (fd <= HELPER_CGROUP_FD) throw new KernelError('posix_spawn_file_actions_adddup2', Errno.EBADF);
+        checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa, fd, target));
+      }
+      const helperArgv = ['pidfd-exec', ...cgroupArgs, ...spec.helper.args, '--', spec.path, ...spec.argv, null];
+      this.call = [this.out, spec.helper.path, this.fa, attr, helperArgv, [null]];
     } catch (e) {
       this.dispose();
       throw e;
@@ -316,7 +330,10 @@ function markInheritedCloseOnExec(): void {
 }
 
 const CLOSE_RANGE_CLOEXEC = 4;
+/** The helper's descriptors (src/exec-helper/pidfd-exec.c). */
 const REPORT_FD = 3;
+const HELPER_ENV_FD = 4;
+const HELPER_CGROUP_FD = 5;
 const EXEC_REPORT_TIMEOUT_MS = 10_000;
 
 /**

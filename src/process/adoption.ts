@@ -4,7 +4,7 @@
 import { PidRef } from '../kernel/pid-ref.js';
 import { AgentError, fromKernel, notFound } from './errors.js';
 import type { AdoptOptions } from './options.js';
-import { readCmdline, readStartTime } from './proc-fs.js';
+import { readCmdline, readStartTime, readTaskFlags } from './proc-fs.js';
 import type { ProcessRecord } from './record.js';
 
 export interface Opened {
@@ -12,6 +12,22 @@ export interface Opened {
   readonly ref: PidRef;
   /** Empty when the process is already gone (its /proc entry may have been another's). */
   readonly argv: readonly string[];
+}
+
+const PF_KTHREAD = 0x0020_0000;
+
+/**
+ * PID 1 and kernel threads are never managed: a client's Signal or Stop must not be able to take
+ * the node down. Called with the pidfd already open, so the number cannot be recycled into one of
+ * them unnoticed: if the /proc read below was another process's, ours had been reaped before it,
+ * and a handle to a process that is gone can harm nobody.
+ */
+function checkAdoptable(pid: number): void {
+  const flags = readTaskFlags(pid);
+  const kernelThread = flags !== undefined && (flags & PF_KTHREAD) !== 0;
+  if (pid === 1 || kernelThread) {
+    throw new AgentError('PermissionDenied', `process ${pid} is ${pid === 1 ? 'PID 1' : 'a kernel thread'}: never adoptable`, { reason: 'NOT_ADOPTABLE', field: 'pid' });
+  }
 }
 
 /** NOT_FOUND when there is no such process or it is not the expected one; ALREADY_EXISTS when managed. */
@@ -23,6 +39,7 @@ export function openForAdoption(options: AdoptOptions, managed: (inode: bigint) 
     throw fromKernel(e, { what: `pidfd_open(${options.pid})`, field: 'pid' });
   }
   try {
+    checkAdoptable(options.pid);
     const inode = ref.inode;
     const existing = managed(inode);
     if (existing) {

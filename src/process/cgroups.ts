@@ -1,9 +1,14 @@
 // cgroup v2 placement. The agent only reads and writes cgroupfs files here; the move itself is
-// done by the exec helper (it writes "0" to cgroup.procs before exec).
-import { closeSync, constants as fsc, existsSync, mkdirSync, openSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
-import type { Fd } from '../kernel/fd.js';
-import { isAbsolute, join, normalize } from 'node:path';
-import { AgentError, invalidArgument, notFound } from './errors.js';
+// done by the spawned child (the exec helper or the spawn shim writes "0" to an open cgroup.procs).
+// Every cgroup.procs is opened beneath the parent by openat2, following no symlink and crossing no
+// mount: a symlink or bind mount placed under the parent must not move a process into another
+// cgroup (and the parent must be cgroupfs itself, where nobody can create symlinks).
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { KernelError } from '../kernel/errors.js';
+import { closeFd, type Fd } from '../kernel/fd.js';
+import { CGROUP2_SUPER_MAGIC, fsType, fsTypeAt, O_WRONLY, openBeneath, openDirectoryPath } from '../kernel/files.js';
+import { dirname, isAbsolute, join, normalize } from 'node:path';
+import { AgentError, fromKernel, invalidArgument, notFound } from './errors.js';
 
 export interface CgroupLimits {
   readonly memoryMax?: string;
@@ -30,29 +35,54 @@ export interface DefaultCgroup {
   readonly procs: Fd;
 }
 
+/** The parent is not on cgroup2 (a startup error: the agent refuses to run with it). */
+export class CgroupParentError extends Error {}
+
+const hex = (n: number) => `0x${n.toString(16)}`;
+
 export class Cgroups {
   /** Set by useDefault; owned here until close. */
   defaultCgroup: DefaultCgroup | undefined;
 
-  /** @param parent where per-process cgroups are created and existing paths are resolved. */
-  constructor(readonly parent: string | undefined) {}
+  /**
+   * @param parent where per-process cgroups are created and existing paths are resolved. Throws
+   * CgroupParentError unless it is (or, not created yet, would be) on a cgroup2 filesystem.
+   */
+  constructor(readonly parent: string | undefined) {
+    if (parent === undefined) return;
+    let existing = parent;
+    while (!existsSync(existing)) existing = dirname(existing);
+    const type = fsTypeAt(existing);
+    if (type !== CGROUP2_SUPER_MAGIC) {
+      throw new CgroupParentError(`cgroup parent ${parent}: ${existing} is not on a cgroup v2 filesystem (f_type ${hex(type)}, cgroup2 is ${hex(CGROUP2_SUPER_MAGIC)})`);
+    }
+  }
 
   /** Creates PARENT/path if missing and keeps its cgroup.procs open (--default-cgroup). */
   useDefault(path: string): void {
-    const dir = join(this.ensureParent(), normalize(path));
-    mkdirSync(dir, { recursive: true });
-    this.defaultCgroup = { dir, procs: openSync(join(dir, 'cgroup.procs'), fsc.O_WRONLY) as Fd }; // libuv adds O_CLOEXEC
+    const rel = normalize(path);
+    this.withParent((parentFd) => {
+      mkdirSync(join(this.parent!, rel), { recursive: true });
+      this.defaultCgroup = { dir: join(this.parent!, rel), procs: openBeneath(parentFd, join(rel, 'cgroup.procs'), O_WRONLY) };
+    });
   }
 
   close(): void {
-    if (this.defaultCgroup !== undefined) closeSync(this.defaultCgroup.procs);
+    if (this.defaultCgroup !== undefined) closeFd(this.defaultCgroup.procs);
     this.defaultCgroup = undefined;
   }
 
-  /** The directory a request places the process in; created (with limits) for kind 'create'. */
-  prepare(request: CgroupRequest, name: string): { dir: string; created: boolean } {
-    const parent = this.ensureParent();
-    if (request.kind === 'existing') return { dir: this.existing(parent, request.path), created: false };
+  /**
+   * The directory a request places the process in (created, with limits, for kind 'create') and
+   * its cgroup.procs, open for writing: the caller owns and closes `procs`.
+   */
+  prepare(request: CgroupRequest, name: string): { dir: string; created: boolean; procs: Fd } {
+    return this.withParent((parentFd) => this.place(parentFd, request, name));
+  }
+
+  private place(parentFd: Fd, request: CgroupRequest, name: string): { dir: string; created: boolean; procs: Fd } {
+    const parent = this.parent!;
+    if (request.kind === 'existing') return this.existing(parentFd, request.path);
     const wanted = ([['memory', 'memory.max', request.memoryMax], ['cpu', 'cpu.max', request.cpuMax], ['pids', 'pids.max', request.pidsMax]] as const).filter(([, , v]) => v !== undefined);
     const available = readFileSync(join(parent, 'cgroup.controllers'), 'utf8').trim().split(/\s+/);
     for (const [controller, file] of wanted) {
@@ -66,11 +96,12 @@ export class Cgroups {
     mkdirSync(dir);
     try {
       for (const [, file, value] of wanted) writeFileSync(join(dir, file), value!);
+      return { dir, created: true, procs: openBeneath(parentFd, join(name, 'cgroup.procs'), O_WRONLY) };
     } catch (e) {
       rmdirSync(dir);
+      if (e instanceof KernelError) throw fromKernel(e, { what: `cgroup ${dir}`, field: 'cgroup', path: dir });
       throw invalidArgument(`cgroup`, `writing limits: ${(e as NodeJS.ErrnoException).code ?? e}`);
     }
-    return { dir, created: true };
   }
 
   /** Removes a created cgroup; false while it is still populated (descendants alive): retry later. */
@@ -84,21 +115,37 @@ export class Cgroups {
     }
   }
 
-  private ensureParent(): string {
+  /** Runs fn with an O_PATH fd of the parent (created if missing), closed again after. */
+  private withParent<T>(fn: (parentFd: Fd) => T): T {
     if (this.parent === undefined) throw unavailable('cgroup: no cgroup v2 hierarchy is mounted on this node', 'cgroup');
     mkdirSync(this.parent, { recursive: true });
-    return this.parent;
+    const fd = openDirectoryPath(this.parent);
+    try {
+      // Checked again on the fd everything is resolved beneath: the path may have changed since startup.
+      if (fsType(fd) !== CGROUP2_SUPER_MAGIC) {
+        throw new AgentError('FailedPrecondition', `cgroup: the cgroup parent ${this.parent} is not on cgroup2`, { reason: 'CGROUP_PARENT', field: 'cgroup', path: this.parent });
+      }
+      return fn(fd);
+    } finally {
+      closeFd(fd);
+    }
   }
 
-  private existing(parent: string, path: string): string {
+  private existing(parentFd: Fd, path: string): { dir: string; created: boolean; procs: Fd } {
     const rel = normalize(path);
     if (path === '' || isAbsolute(path) || rel === '..' || rel.startsWith('../')) {
       throw invalidArgument('cgroup.path', `${JSON.stringify(path)} must be relative to the cgroup parent and stay inside it`);
     }
-    const dir = join(parent, rel);
-    if (!existsSync(join(dir, 'cgroup.procs')) || !statSync(dir).isDirectory()) {
-      throw notFound(`cgroup.path: ${dir} is not a cgroup`, { reason: 'ENOENT', field: 'cgroup.path', path: dir });
+    const dir = join(this.parent!, rel);
+    try {
+      return { dir, created: false, procs: openBeneath(parentFd, join(rel, 'cgroup.procs'), O_WRONLY) };
+    } catch (e) {
+      if (!(e instanceof KernelError)) throw e;
+      if (e.code === 'ELOOP' || e.code === 'EXDEV') {
+        throw new AgentError('InvalidArgument', `cgroup.path: ${dir} leads through a symlink or out of the cgroup parent: ${e.code}`, { reason: e.code, field: 'cgroup.path', path: dir, syscall: 'openat2' });
+      }
+      if (e.code === 'ENOENT' || e.code === 'ENOTDIR') throw notFound(`cgroup.path: ${dir} is not a cgroup`, { reason: e.code, field: 'cgroup.path', path: dir });
+      throw fromKernel(e, { what: `cgroup.path: ${dir}`, field: 'cgroup.path', path: dir });
     }
-    return dir;
   }
 }

@@ -1,7 +1,7 @@
 // Starting the process of one Spawn: environment and executable resolved as the child will see
-// them, FILE targets opened in the agent (so errors name the path), a cgroup prepared, the exec
-// helper when setup needs it; then the spawn on libuv's threadpool. Every failure leaves nothing
-// behind and is a domain error.
+// them, FILE targets opened (in the agent when it is the target's identity, else by the helper
+// after the drop), a cgroup prepared, the exec helper when setup needs it; then the spawn on
+// libuv's threadpool. Every failure leaves nothing behind and is a domain error.
 import { closeFd, type Fd } from '../kernel/fd.js';
 import type { PidRef } from '../kernel/pid-ref.js';
 import { isKernelError } from '../kernel/errors.js';
@@ -10,9 +10,9 @@ import type { Cgroups } from './cgroups.js';
 import { AgentError, fromKernel } from './errors.js';
 import { resolveExecutable } from './executable.js';
 import type { HandleId } from './handle.js';
-import { DEFAULT_PATH, type SpawnOptions } from './options.js';
-import { helperArgs, needsHelper } from './setup.js';
-import { checkCwd, openOutput, setupFailure } from './spawn-inputs.js';
+import { DEFAULT_PATH, type OutputTarget, type SpawnOptions } from './options.js';
+import { changesIdentity, helperArgs, needsHelper, type HelperOutput } from './setup.js';
+import { checkCwd, openOutput, setupFailure, type SetupPaths } from './spawn-inputs.js';
 
 /** What spawning needs from the node, decided by the composition root. */
 export interface SpawnEnvironment {
@@ -50,32 +50,42 @@ export async function launch(options: SpawnOptions, node: SpawnEnvironment, hand
   // What the policy checked is what runs: resolved once, not again in a PATH that may differ.
   const path = options.executable ?? executableOf(options, node.agentEnv);
   if (options.cwd !== undefined) checkCwd(options.cwd);
+  const opened: Fd[] = [];
   const cgroup = options.cgroup && node.cgroups.prepare(options.cgroup, handle);
+  if (cgroup) opened.push(cgroup.procs);
   const owned = cgroup?.created ? cgroup.dir : undefined;
   const undo = () => {
     if (owned !== undefined) node.cgroups.remove(owned);
   };
-  const opened: Fd[] = [];
   const fallback = cgroup ? undefined : node.cgroups.defaultCgroup;
   try {
+    // For another identity, the helper enters cwd and creates and opens files as that identity.
+    const asTarget = changesIdentity(options.setup);
+    const helperCwd = asTarget ? options.cwd : undefined;
+    const outputs: HelperOutput[] = [];
+    const output = (target: 1 | 2, o: OutputTarget, field: 'stdout' | 'stderr'): StdioAction => {
+      if (!asTarget || o.kind !== 'file') return openOutput(o, field, opened);
+      outputs.push([target, o.path, o.append]);
+      return { kind: 'null' };
+    };
     const stdio: [StdioAction, StdioAction, StdioAction] = [
       options.stdin === 'pipe' ? { kind: 'pipe' } : { kind: 'null' },
-      openOutput(options.stdout, 'stdout', opened),
-      openOutput(options.stderr, 'stderr', opened),
+      output(1, options.stdout, 'stdout'),
+      output(2, options.stderr, 'stderr'),
     ];
-    // The default cgroup: joined by the spawn shim's child itself where it can, else by the helper.
-    const direct = fallback !== undefined && !needsHelper(options.setup, undefined) && shimHandles(stdio);
-    const dir = cgroup?.dir ?? (direct ? undefined : fallback?.dir);
-    const helper = needsHelper(options.setup, dir) ? { path: node.helperPath, args: helperArgs(options.setup, dir) } : undefined;
+    const procs = cgroup?.procs ?? fallback?.procs;
+    // A cgroup alone is joined by the spawn shim's child itself where it can, else by the helper.
+    const direct = !needsHelper(options.setup) && shimHandles(stdio);
+    const helper = needsHelper(options.setup) || (procs !== undefined && !direct) ? { path: node.helperPath, args: helperArgs(options.setup, outputs, helperCwd) } : undefined;
     const child = await spawnAsync({
       path,
       argv: options.argv,
       envp: Object.entries(env).map(([k, v]) => `${k}=${v}`),
-      cwd: options.cwd,
+      cwd: asTarget ? undefined : options.cwd,
       stdio,
       newSession: options.newSession,
       helper,
-      cgroupProcs: direct ? fallback.procs : undefined,
+      cgroupProcs: procs,
     });
     return { ...child, ownedCgroup: owned, undo };
   } catch (e) {
@@ -84,7 +94,7 @@ export async function launch(options: SpawnOptions, node: SpawnEnvironment, hand
     if (fallback && e instanceof SetupError && e.stage === 'cgroup') {
       throw new AgentError('FailedPrecondition', `the default cgroup ${fallback.dir}: ${e.code}`, { reason: 'DEFAULT_CGROUP', path: fallback.dir, syscall: 'cgroup' }, { cause: e });
     }
-    throw spawnError(e, path);
+    throw spawnError(e, path, { stdout: fileOf(options.stdout), stderr: fileOf(options.stderr), chdir: options.cwd });
   } finally {
     for (const fd of opened) closeFd(fd);
   }
@@ -93,7 +103,9 @@ export async function launch(options: SpawnOptions, node: SpawnEnvironment, hand
 // Running out of descriptors, memory or processes is the node's state, not the executable's fault.
 const AGENT_SHORTAGE = ['EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN'];
 
-const spawnError = (e: unknown, path: string): unknown =>
+const fileOf = (o: OutputTarget): string | undefined => (o.kind === 'file' ? o.path : undefined);
+
+export const spawnError = (e: unknown, path: string, outputs?: SetupPaths): unknown =>
   e instanceof SetupError
-    ? setupFailure(e, path)
+    ? setupFailure(e, path, outputs)
     : fromKernel(e, { what: `spawn ${path}`, field: isKernelError(e) && AGENT_SHORTAGE.includes(e.code) ? undefined : 'argv[0]', path });

@@ -10,6 +10,14 @@ export function readStartTime(pid: number): bigint | undefined {
   return field === undefined ? undefined : BigInt(field);
 }
 
+/** The kernel's per-task flags of pid (/proc/PID/stat field 9: PF_*); undefined if gone. */
+export function readTaskFlags(pid: number): number | undefined {
+  const stat = readOrUndefined(`/proc/${pid}/stat`);
+  if (stat === undefined) return undefined;
+  const field = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[9 - 3];
+  return field === undefined ? undefined : Number(field);
+}
+
 /** argv of pid from /proc/PID/cmdline; empty for kernel threads or when gone. */
 export function readCmdline(pid: number): string[] {
   const raw = readOrUndefined(`/proc/${pid}/cmdline`);

@@ -40,15 +40,24 @@ export function openOutput(target: OutputTarget, field: string, opened: Fd[]): S
 /** Which request field a failed helper stage is about. */
 const stageFields: Readonly<Record<string, string>> = {
   cgroup: 'cgroup', setgroups: 'groups', setgid: 'group', setuid: 'user', umask: 'umask',
-  pdeathsig: 'parent_death_signal', no_new_privs: 'no_new_privs',
+  pdeathsig: 'parent_death_signal', no_new_privs: 'no_new_privs', stdout: 'stdout.path', stderr: 'stderr.path', env: 'env', chdir: 'cwd',
 };
 
-export function setupFailure(e: SetupError, path: string): unknown {
+/** The paths the helper opens as the target, by stage: named in a failure of that stage. */
+export interface SetupPaths {
+  readonly stdout?: string;
+  readonly stderr?: string;
+  readonly chdir?: string;
+}
+
+export function setupFailure(e: SetupError, path: string, paths: SetupPaths = {}): unknown {
   const code = errnoName(e.errno);
   if (e.stage === 'exec') return fromKernel(new KernelError('execve', e.errno), { what: `${path}`, field: 'argv[0]', path });
   const field = e.stage.startsWith('setrlimit') ? 'rlimits' : (stageFields[e.stage] ?? e.stage);
   const kind = code === 'EPERM' || code === 'EACCES' ? 'PermissionDenied' : code === 'ENOENT' ? 'NotFound' : code === 'EAGAIN' || code === 'ENOMEM' ? 'ResourceExhausted' : 'InvalidArgument';
-  return new AgentError(kind, `${e.stage}: ${code}`, { reason: code, field, syscall: e.stage }, { cause: e });
+  const file = e.stage === 'stdout' || e.stage === 'stderr' || e.stage === 'chdir' ? paths[e.stage] : undefined;
+  const message = file === undefined ? `${e.stage}: ${code}` : `${field}: ${file}: ${code} (as the target user)`;
+  return new AgentError(kind, message, { reason: code, field, syscall: e.stage, path: file }, { cause: e });
 }
 
 /**

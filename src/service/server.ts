@@ -7,6 +7,7 @@ import { ReflectionService } from '@grpc/reflection';
 import type { PackageDefinition } from '@grpc/proto-loader';
 import { HealthImplementation } from 'grpc-health-check';
 import { AgentServiceService, type AgentServiceServer } from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
+import { refusingUndecodable, tolerantDefinition } from './decode-guard.js';
 
 export const SERVICE_NAME = 'pidfd.agent.v1.AgentService';
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -49,7 +50,8 @@ export function createServer(service: AgentServiceServer): GrpcServer {
     // Per-call channelz bookkeeping costs on every RPC and nothing here reads it.
     'grpc.enable_channelz': 0,
   });
-  server.addService(AgentServiceService, service as unknown as UntypedServiceImplementation);
+  const definition = tolerantDefinition(AgentServiceService);
+  server.addService(definition, refusingUndecodable(definition, service as unknown as UntypedServiceImplementation));
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
   health.addToServer(server);
   // Reflection serves the files exactly as compiled by buf (names and imports intact), which

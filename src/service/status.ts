@@ -35,7 +35,26 @@ export function toServiceError(e: unknown, method: string, log: Logger): Partial
   return withDetails(status.INTERNAL, 'internal error (logged by the agent)', reason, {});
 }
 
-function withDetails(code: status, details: string, reason: string, metadata: Record<string, string>): Partial<ServiceError> {
+/**
+ * Messages and ErrorInfo values echo request values (a signal name, a path, a label key), so
+ * they are bounded: the status travels in HTTP/2 trailers, and Node refuses to send a header block
+ * over 64 KiB, which left the call hanging and stalled every later call on its connection.
+ * 1 KiB of message and 512 characters per value stay under that even percent-encoded and in base64.
+ */
+const MAX_MESSAGE_CHARS = 1024;
+const MAX_VALUE_CHARS = 512;
+
+function bounded(text: string, max: number): string {
+  if (text.length <= max) return text;
+  // Never half a surrogate pair: grpc-js encodeURI()s the message, which throws on a lone one.
+  const end = /[\ud800-\udbff]/.test(text[max - 1]!) ? max - 1 : max;
+  return `${text.slice(0, end)}… (${text.length - end} more characters)`;
+}
+
+function withDetails(code: status, fullDetails: string, fullReason: string, fullMetadata: Record<string, string>): Partial<ServiceError> {
+  const details = bounded(fullDetails, MAX_MESSAGE_CHARS);
+  const reason = bounded(fullReason, MAX_VALUE_CHARS);
+  const metadata = Object.fromEntries(Object.entries(fullMetadata).map(([k, v]) => [k, bounded(v, MAX_VALUE_CHARS)]));
   const info = ErrorInfo.encode({ reason, domain: ERROR_DOMAIN, metadata }).finish();
   const rpcStatus = Status.encode({
     code,

@@ -3,7 +3,7 @@
 // only a power loss can drop the last commits, and that also ends every process, so the boot id
 // marks them lost anyway. locking_mode=EXCLUSIVE makes the file lock the agent's lock: a second
 // agent on the same state dir is refused, and no shared-memory index is needed.
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { SequenceOrigin } from '../process/event-log.js';
@@ -57,6 +57,28 @@ interface Row {
   deadline: string | null;
 }
 
+const STORE_SIDE_FILES = ['-wal', '-shm', '-journal'];
+
+/**
+ * The store holds every argv and label, so its directory is the agent's alone, whatever mode an
+ * existing one had (mkdir leaves that as it is): 0700, and the database 0600 before SQLite opens
+ * it, which gives its -wal and -shm files the database file's mode.
+ */
+function privateStateDir(stateDir: string, file: string): void {
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  chmodSync(stateDir, 0o700);
+  closeSync(openSync(file, 'a', 0o600));
+  chmodSync(file, 0o600);
+}
+
+function chmodIfPresent(path: string, mode: number): void {
+  try {
+    chmodSync(path, mode);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+}
+
 export type StoreErrorSink = (what: string, e: unknown) => void;
 
 export class StoreError extends Error {}
@@ -80,12 +102,14 @@ export class SqliteStore implements ProcessStore {
     private readonly onError: StoreErrorSink,
     lockWaitMs = 5000,
   ) {
-    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    this.db = new Database(join(stateDir, STORE_FILE), { timeout: lockWaitMs });
+    const file = join(stateDir, STORE_FILE);
+    privateStateDir(stateDir, file);
+    this.db = new Database(file, { timeout: lockWaitMs });
     try {
       this.db.pragma('locking_mode = EXCLUSIVE');
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = NORMAL');
+      for (const suffix of STORE_SIDE_FILES) chmodIfPresent(file + suffix, 0o600);
       this.migrate();
     } catch (e) {
       this.db.close();

@@ -1,0 +1,31 @@
+import { chmodSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import test from 'ava';
+import { startHarness, tempDir } from './helpers/harness.js';
+
+const modeOf = (path: string) => statSync(path).mode & 0o777;
+
+test('the state dir is 0700 and its files 0600, even when they existed with wider modes', async (t) => {
+  const stateDir = join(tempDir('pidfd-agent-state-'), 'state');
+  mkdirSync(stateDir, { mode: 0o755 });
+  chmodSync(stateDir, 0o755);
+  const check = async (when: string) => {
+    const h = await startHarness({ stateDir });
+    try {
+      const { process: p } = await h.client.spawn({ argv: ['sh', '-c', 'exit 0', 'secret-argument'] });
+      await h.client.wait({ handle: p!.handle });
+      t.is(modeOf(stateDir), 0o700, `${when}: the dir`);
+      const files = readdirSync(stateDir);
+      for (const f of ['agent.db', 'agent.db-wal', 'handover.sock']) t.true(files.includes(f), `${when}: ${f} is there (${files.join(' ')})`);
+      for (const f of files) t.is(modeOf(join(stateDir, f)), 0o600, `${when}: ${f}`);
+    } finally {
+      await h.close();
+    }
+  };
+  await check('a fresh store in an existing 0755 dir');
+  // A store left world-readable by an older agent.
+  chmodSync(stateDir, 0o755);
+  for (const f of readdirSync(stateDir)) chmodSync(join(stateDir, f), 0o644);
+  t.true(existsSync(join(stateDir, 'agent.db')));
+  await check('an existing store');
+});
