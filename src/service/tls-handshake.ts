@@ -40,7 +40,9 @@ export class TlsHandshakes {
       onSecure(socket);
     });
     this.engine.on('tlsClientError', (e: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
-      onFailed(peerOf(socket), socket.authorizationError === null || socket.authorizationError === undefined ? (e.code ?? e.message) : String(socket.authorizationError));
+      // A refused certificate arrives as the hang-up that followed it; its verification code says why.
+      const refused = socket.authorizationError as unknown as string | null | undefined;
+      onFailed(peerOf(socket), refused ?? e.code ?? e.message);
       // node:tls leaves a timed-out handshake's socket open.
       socket.destroy();
     });
