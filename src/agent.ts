@@ -11,9 +11,10 @@ import { builtFile } from './service/server.js';
 import { EpollReaper } from './reaper/reaper.js';
 import { agentService } from './service/agent-service.js';
 import { createServer } from './service/server.js';
-import { listenTcp, listenUnix, type GrpcListener } from './service/listeners.js';
+import { listenUnix, type GrpcListener } from './service/listeners.js';
+import { listenTcp } from './service/tcp-listener.js';
 import { prepareSocket, socketGid } from './service/unix-socket.js';
-import { tlsServerCredentials, type TlsServerCredentials } from './service/tls-credentials.js';
+import { TlsFileProvider } from './service/tls-credentials.js';
 import type { Logger } from './service/status.js';
 import { WatchHub } from './service/watch.js';
 import { OutputReaders } from './service/read-output.js';
@@ -53,13 +54,13 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   // this one must be able to serve.
   const access = openAccess(config.policyFile, config.auditLog, log);
   let cgroups: Cgroups | undefined;
-  let tls: TlsServerCredentials | null = null;
+  let tls: TlsFileProvider | null = null;
   let gid: number;
   try {
     gid = socketGid(config.socketGroup);
     cgroups = new Cgroups(config.cgroupParent ?? withMount(cgroup2Mount()));
     if (config.defaultCgroup !== undefined) cgroups.useDefault(config.defaultCgroup);
-    tls = config.tls === undefined ? null : tlsServerCredentials(config.tls, log);
+    tls = config.tls === undefined ? null : new TlsFileProvider(config.tls, log);
   } catch (e) {
     cgroups?.close();
     access.close();
@@ -188,7 +189,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
         await prepareSocket(path, gid);
         listeners.push(listenUnix(server, path, gid, log));
       } else {
-        listeners.push(await listenTcp(server, address, log, tls?.credentials));
+        listeners.push(await listenTcp(server, address, log, { tls: tls ?? undefined, maxConnections: config.maxConnections, handshakeTimeoutMs: config.handshakeTimeoutMs }));
       }
     }
     addresses.push(...listeners.map((l) => l.address));

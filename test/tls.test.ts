@@ -9,8 +9,8 @@ import test from 'ava';
 import { credentials, makeGenericClientConstructor, Server, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { callerOf } from '../src/auth/caller.js';
 import { openFdCount } from '../src/kernel/fd.js';
-import { listenTcp } from '../src/service/listeners.js';
-import { tlsServerCredentials } from '../src/service/tls-credentials.js';
+import { listenTcp } from '../src/service/tcp-listener.js';
+import { TlsFileProvider } from '../src/service/tls-credentials.js';
 import { AgentCallError, AgentClient, EventType, status } from '../clients/ts/src/index.js';
 import { AGENT_BIN, ROOT } from './helpers/agent-process.js';
 import { runCliText } from './helpers/cli.js';
@@ -56,7 +56,7 @@ const tlsClient = (client?: Issued) =>
   new AgentClient(address, client ? credentials.createSsl(pem(ca.cert), pem(client.key), pem(client.cert)) : credentials.createSsl(pem(ca.cert)));
 
 interface Probe {
-  /** The server spoke HTTP/2 (its SETTINGS frame): the connection got a session. */
+  /** The server answered the client's preface in HTTP/2 (its SETTINGS frame): the connection got a session. */
   readonly served: boolean;
   /** The TLS error the client saw, if any (an alert the server sent, a reset). */
   readonly error?: string;
@@ -64,7 +64,10 @@ interface Probe {
   readonly fingerprint?: string;
 }
 
-/** One raw TLS connection (h2 ALPN), verifying the agent against the CA like any client. */
+/** What an HTTP/2 client sends first: the preface and an empty SETTINGS frame (RFC 9113 §3.4). */
+const CLIENT_PREFACE = Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]);
+
+/** One raw TLS connection (h2 ALPN), verifying the agent against the CA like any client; it starts HTTP/2. */
 function probe(client?: Issued): Promise<Probe> {
   return new Promise((resolve, reject) => {
     let fingerprint: string | undefined;
@@ -74,7 +77,10 @@ function probe(client?: Issued): Promise<Probe> {
       s.destroy();
       reject(new Error('the agent neither served nor closed the connection'));
     }, 5000);
-    s.once('secureConnect', () => (fingerprint = s.getPeerX509Certificate()?.fingerprint256));
+    s.once('secureConnect', () => {
+      fingerprint = s.getPeerX509Certificate()?.fingerprint256;
+      s.write(CLIENT_PREFACE);
+    });
     s.once('data', () => {
       clearTimeout(timer);
       s.destroy();
@@ -264,12 +270,12 @@ test('callerOf on a call over TLS: the URI SAN, else the first DNS SAN, else the
   const service = { whoAmI: { path: '/test.Identity/WhoAmI', requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw } };
   const server = new Server();
   server.addService(service as ServiceDefinition, { whoAmI: (call: Parameters<typeof callerOf>[0], cb: (e: null, r: Buffer) => void) => cb(null, Buffer.from(JSON.stringify(callerOf(call)))) } as unknown as UntypedServiceImplementation);
-  const tlsCreds = tlsServerCredentials({ cert: agentPair.cert, key: agentPair.key, clientCa: ca.cert }, () => {});
-  const listener = await listenTcp(server, '127.0.0.1:0', () => {}, tlsCreds.credentials);
+  const files = new TlsFileProvider({ cert: agentPair.cert, key: agentPair.key, clientCa: ca.cert }, () => {});
+  const listener = await listenTcp(server, '127.0.0.1:0', () => {}, { tls: files, maxConnections: 16, handshakeTimeoutMs: 10_000 });
   t.teardown(() => {
     listener.close();
     server.forceShutdown();
-    tlsCreds.close();
+    files.close();
   });
   const Client = makeGenericClientConstructor(service, 'Identity');
   const whoAmI = (client: Issued) =>

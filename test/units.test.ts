@@ -291,6 +291,9 @@ test('bad flag values throw ConfigError naming the flag', (t) => {
     [['--ephemeral', '--takeover'], '--takeover'],
     [['--after-handover', 'stay'], '--after-handover'],
     [['--ready-file', 'serving'], '--ready-file'],
+    [['--max-connections', '0'], '--max-connections'],
+    [['--handshake-timeout', '0s'], '--handshake-timeout'],
+    [['--handshake-timeout', 'soon'], '--handshake-timeout'],
   ];
   for (const [argv, flag] of cases) {
     const e = t.throws(() => parseConfig(argv), { instanceOf: ConfigError }, argv.join(' '));
@@ -310,6 +313,7 @@ test('numeric flags take their lower bounds and the watch backlog stays below th
   t.is(parseConfig(['--watch-backlog', '100']).watchBacklog, 100);
   t.is(parseConfig(['--state-dir', `/${'d'.repeat(92)}`]).stateDir?.length, 93, 'the longest state dir whose handover socket fits');
   t.is(parseConfig(['--after-handover', 'linger', '--takeover']).afterHandover, 'linger');
+  t.like(parseConfig(['--max-connections', '1', '--handshake-timeout', '1500ms']), { maxConnections: 1, handshakeTimeoutMs: 1500 });
 });
 
 test('the handle table is persisted under /var/lib/pidfd-agent unless --state-dir or --ephemeral say otherwise', (t) => {

@@ -44,6 +44,13 @@ export interface Config {
    * that must tell this agent from another serving the same shared socket.
    */
   readonly readyFile?: string;
+  /** Open connections per --tcp address; more are closed as they are accepted. */
+  readonly maxConnections: number;
+  /**
+   * How long a --tcp connection has to complete a verified TLS handshake, and then as long again
+   * to start HTTP/2 (plaintext: only the latter); it is closed when it has not.
+   */
+  readonly handshakeTimeoutMs: number;
   /** TLS for every --tcp address, with client certificates required and verified against clientCa. */
   readonly tls?: TlsFiles;
   /** The authorization policy (YAML); without one, only uid 0 on the unix socket may do anything. */
@@ -83,6 +90,8 @@ export const DEFAULTS: Config = Object.freeze({
   takeover: false,
   afterHandover: 'exit',
   readyFile: undefined,
+  maxConnections: 512,
+  handshakeTimeoutMs: 10_000,
   tls: undefined,
   policyFile: undefined,
   auditLog: undefined,
@@ -96,6 +105,9 @@ export const USAGE = `usage: pidfd-agent [options]
   --tls-cert FILE           TLS on every --tcp address: the agent's certificate (PEM; re-read when it changes)
   --tls-key FILE            ... its private key
   --tls-client-ca FILE      ... the CA bundle client certificates must chain to (required and verified)
+  --max-connections N       open connections per --tcp address; more are closed at accept (default 512)
+  --handshake-timeout DURATION  a --tcp connection not through a verified TLS handshake by then is
+                            closed, and one that has not started HTTP/2 as long after it (default 10s)
   --policy FILE             authorization policy (YAML; reloaded on SIGHUP and on change). Without it only
                             uid 0 on the unix socket may do anything; TLS needs one
   --audit-log FILE          one JSON line per mutating call and per denial (default: stderr)
@@ -144,6 +156,11 @@ function flagDuration(flag: string, text: string): number {
   } catch (e) {
     throw new ConfigError(`--${flag}: ${(e as Error).message}`);
   }
+}
+
+function positive(flag: string, ms: number): number {
+  if (ms < 1) throw new ConfigError(`--${flag}: expected a duration above 0`);
+  return ms;
 }
 
 function count(name: string, text: string | undefined, fallback: number, min = 1): number {
@@ -234,6 +251,8 @@ export function parseConfig(argv: readonly string[]): Config {
       takeover: { type: 'boolean' },
       'after-handover': { type: 'string' },
       'ready-file': { type: 'string' },
+      'max-connections': { type: 'string' },
+      'handshake-timeout': { type: 'string' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'tls-client-ca': { type: 'string' },
@@ -275,6 +294,8 @@ export function parseConfig(argv: readonly string[]): Config {
     takeover: values.takeover === true,
     afterHandover: oneOf('after-handover', values['after-handover'], ['exit', 'linger'] as const, DEFAULTS.afterHandover),
     readyFile: absolute('ready-file', values['ready-file']),
+    maxConnections: count('max-connections', values['max-connections'], DEFAULTS.maxConnections),
+    handshakeTimeoutMs: values['handshake-timeout'] === undefined ? DEFAULTS.handshakeTimeoutMs : positive('handshake-timeout', flagDuration('handshake-timeout', values['handshake-timeout'])),
     tls,
     policyFile: absolute('policy', values.policy),
     auditLog: absolute('audit-log', values['audit-log']),

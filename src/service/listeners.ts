@@ -27,9 +27,9 @@ export interface GrpcListener {
   drain(graceMs: number): void;
 }
 
-type Injector = ReturnType<Server['createConnectionInjector']>;
+export type Injector = ReturnType<Server['createConnectionInjector']>;
 
-function inject(injector: Injector, socket: net.Socket, log: Logger): void {
+export function inject(injector: Injector, socket: net.Socket, log: Logger): void {
   try {
     injector.injectConnection(socket);
   } catch (e) {
@@ -105,30 +105,4 @@ export function listenUnix(server: Server, path: string, gid: number, log: Logge
     // A startup error is one line: `bind: EADDRINUSE` alone would not say which socket.
     throw e instanceof KernelError ? new Error(`${path}: ${e.message}`, { cause: e }) : e;
   }
-}
-
-/**
- * ip:port (port 0 picks one). Plaintext (loopback only, checked by config) unless credentials are
- * TLS ones (tlsServerCredentials): then the TLS handshake, client certificate verified, happens in
- * grpc-js's own secure server that each accepted connection is injected into.
- */
-export async function listenTcp(server: Server, hostPort: string, log: Logger, credentials = ServerCredentials.createInsecure()): Promise<GrpcListener> {
-  const m = /^(.*):(\d+)$/.exec(hostPort);
-  if (!m) throw new Error(`not HOST:PORT: ${hostPort}`);
-  const host = m[1]!.replace(/^\[(.*)\]$/, '$1');
-  const injector = server.createConnectionInjector(credentials);
-  const tcp = net.createServer((socket) => inject(injector, socket, log));
-  await new Promise<void>((resolve, reject) => {
-    tcp.once('error', reject);
-    tcp.listen({ host, port: Number(m[2]) }, () => {
-      tcp.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (tcp.address() as net.AddressInfo).port;
-  return {
-    address: `${m[1]}:${port}`,
-    close: () => void tcp.close(),
-    drain: (graceMs) => injector.drain(graceMs),
-  };
 }

@@ -1,28 +1,21 @@
-// TLS for the TCP listeners: grpc-js's certificate-provider server credentials (client
-// certificates required and verified by node:tls), fed by a provider that re-reads the files when
-// they change, so short-lived certificates rotate without a restart. New handshakes use the new
-// files; an open connection keeps its session.
+// The files TLS on the TCP listeners is made of, re-read when they change, so short-lived
+// certificates rotate without a restart. New handshakes use the new files; an open connection
+// keeps its session.
 //
-// Not grpc-js's FileWatcherCertificateProvider: it re-reads on a timer and publishes whatever it
-// read. A rotation caught half-done (new certificate, old key) makes grpc-js's setSecureContext
-// fail, and an unreadable file publishes null; either way grpc-js then drops every new connection
-// until a later read succeeds, and a bad file at startup is never reported at all. This provider
-// checks each read with node:tls first: startup fails with one clear line, and a bad read later
-// is logged while the last good files keep serving.
+// Each read is checked with node:tls before it is used: startup fails with one clear line, and a
+// bad read later (a rotation caught half-done: new certificate, old key; an unreadable file) is
+// logged while the last good files keep serving. (grpc-js's FileWatcherCertificateProvider would
+// publish the bad read, and every new connection would then be dropped until a later read.)
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
-import { experimental, type ServerCredentials } from '@grpc/grpc-js';
 import type { TlsFiles } from '../config/config.js';
 import type { Logger } from './status.js';
-
-type CaListener = experimental.CaCertificateUpdateListener;
-type IdentityListener = experimental.IdentityCertificateUpdateListener;
 
 /** How often the files' metadata is polled (stat follows the symlinks a Kubernetes secret swaps). */
 export const TLS_REFRESH_MS = 1000;
 
-interface Loaded {
+export interface Loaded {
   readonly certificate: Buffer;
   readonly privateKey: Buffer;
   readonly caCertificate: Buffer;
@@ -74,11 +67,19 @@ const opensslReason = (e: unknown): string => (e as Error).message.replace(/^err
 
 const same = (a: Loaded, b: Loaded) => a.certificate.equals(b.certificate) && a.privateKey.equals(b.privateKey) && a.caCertificate.equals(b.caCertificate);
 
-/** The agent's identity and the client CA, as grpc-js's CertificateProvider, from files that may change. */
-export class TlsFileProvider implements experimental.CertificateProvider {
+/** What node:tls takes: the agent's certificate and key, and the CA client certificates chain to. */
+export interface TlsContextOptions {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  readonly ca: Buffer;
+}
+
+const contextOptions = (l: Loaded): TlsContextOptions => ({ cert: l.certificate, key: l.privateKey, ca: l.caCertificate });
+
+/** The agent's identity and the client CA, from files that may change. */
+export class TlsFileProvider {
   private current: Loaded;
-  private readonly caListeners = new Set<CaListener>();
-  private readonly identityListeners = new Set<IdentityListener>();
+  private readonly listeners = new Set<(options: TlsContextOptions) => void>();
   private readonly onChange = () => this.reload();
   private readonly paths: readonly string[];
 
@@ -94,6 +95,17 @@ export class TlsFileProvider implements experimental.CertificateProvider {
     for (const path of this.paths) watchFile(path, { persistent: false, interval: refreshMs }, this.onChange);
   }
 
+  /** The last good files. */
+  get options(): TlsContextOptions {
+    return contextOptions(this.current);
+  }
+
+  /** listener gets every new good pair; returns its unsubscribe. */
+  subscribe(listener: (options: TlsContextOptions) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
   /** Serves the last good files while the new ones do not load (a rotation half-done, say). */
   reload(): void {
     let next: Loaded;
@@ -106,49 +118,15 @@ export class TlsFileProvider implements experimental.CertificateProvider {
     if (same(next, this.current)) return;
     this.current = next;
     this.logLoaded('tls_reloaded');
-    for (const l of this.caListeners) l({ caCertificate: next.caCertificate });
-    for (const l of this.identityListeners) l({ certificate: next.certificate, privateKey: next.privateKey });
-  }
-
-  // grpc-js computes a listener's initial state before subscribing it: the first update must come later.
-  addCaCertificateListener(listener: CaListener): void {
-    this.caListeners.add(listener);
-    process.nextTick(() => this.caListeners.has(listener) && listener({ caCertificate: this.current.caCertificate }));
-  }
-
-  removeCaCertificateListener(listener: CaListener): void {
-    this.caListeners.delete(listener);
-  }
-
-  addIdentityCertificateListener(listener: IdentityListener): void {
-    this.identityListeners.add(listener);
-    process.nextTick(() => this.identityListeners.has(listener) && listener({ certificate: this.current.certificate, privateKey: this.current.privateKey }));
-  }
-
-  removeIdentityCertificateListener(listener: IdentityListener): void {
-    this.identityListeners.delete(listener);
+    for (const l of this.listeners) l(contextOptions(next));
   }
 
   close(): void {
     for (const path of this.paths) unwatchFile(path, this.onChange);
+    this.listeners.clear();
   }
 
   private logLoaded(event: string): void {
     this.log(event, { cert: this.files.cert, fingerprint256: this.current.fingerprint256, validTo: this.current.validTo });
   }
-}
-
-export interface TlsServerCredentials {
-  readonly credentials: ServerCredentials;
-  /** Stops watching the files. */
-  close(): void;
-}
-
-/** Server credentials that require a client certificate chaining to the client CA. */
-export function tlsServerCredentials(files: TlsFiles, log: Logger, refreshMs?: number): TlsServerCredentials {
-  const provider = new TlsFileProvider(files, log, refreshMs);
-  // grpc-js 1.14.7 passes this function's first two arguments to the constructor swapped (identity
-  // first): harmless here, where one provider is both.
-  const credentials = experimental.createCertificateProviderServerCredentials(provider, provider, true);
-  return { credentials, close: () => provider.close() };
 }

@@ -1,0 +1,108 @@
+// TCP listeners, bounded for clients that never authenticate: at most maxConnections sockets at a
+// time (more are closed as they are accepted, by net.Server itself, before they cost more than
+// the moment's fd), each with handshakeTimeoutMs to complete a verified TLS handshake and then as
+// long again to start HTTP/2; refusals are logged, at most LOG_LINES_PER_SECOND a second.
+import net from 'node:net';
+import { ServerCredentials, type Server } from '@grpc/grpc-js';
+import { inject, type GrpcListener, type Injector } from './listeners.js';
+import { awaitPreface } from './http2-preface.js';
+import { LogLimiter } from './log-limiter.js';
+import type { Logger } from './status.js';
+import type { TlsFileProvider } from './tls-credentials.js';
+import { addressOf, TlsHandshakes } from './tls-handshake.js';
+
+export interface TcpOptions {
+  /** TLS, client certificates required; without it plaintext (loopback only, checked by config). */
+  readonly tls?: TlsFileProvider;
+  readonly maxConnections: number;
+  readonly handshakeTimeoutMs: number;
+}
+
+/** ip:port (port 0 picks one). */
+export async function listenTcp(server: Server, hostPort: string, log: Logger, options: TcpOptions): Promise<GrpcListener> {
+  const m = /^(.*):(\d+)$/.exec(hostPort);
+  if (!m) throw new Error(`not HOST:PORT: ${hostPort}`);
+  const host = m[1]!.replace(/^\[(.*)\]$/, '$1');
+  const listener = new TcpGrpcListener(server, log, options);
+  await listener.listen(host, Number(m[2]), m[1]!);
+  return listener;
+}
+
+class TcpGrpcListener implements GrpcListener {
+  private readonly injector: Injector;
+  private readonly tcp: net.Server;
+  private readonly limiter: LogLimiter;
+  private readonly handshakes: TlsHandshakes | null;
+  /** Accepted, handshake under way (by peer address: how a TLSSocket finds its connection). */
+  private readonly handshaking = new Map<string, net.Socket>();
+  /** Past any handshake, HTTP/2 not started yet: the only owner of these sockets until injected. */
+  private readonly waiting = new Set<net.Socket>();
+  private host = '';
+
+  constructor(
+    server: Server,
+    log: Logger,
+    private readonly options: TcpOptions,
+  ) {
+    this.limiter = new LogLimiter(log);
+    // TLS, if any, is done by the time grpc-js gets a socket.
+    this.injector = server.createConnectionInjector(ServerCredentials.createInsecure());
+    this.handshakes = options.tls === undefined ? null : new TlsHandshakes(options.tls, options.handshakeTimeoutMs, (s) => this.awaitSession(s), (peer, reason) => this.limiter.event('tls_handshake_failed', { peer, reason }));
+    this.tcp = net.createServer((socket) => this.accepted(socket));
+    this.tcp.maxConnections = options.maxConnections;
+    this.tcp.on('drop', (d?: { remoteAddress?: string; remotePort?: number; remoteFamily?: string }) =>
+      this.limiter.event('tcp_connection_refused', { peer: addressOf(d ?? {}) ?? 'unknown', reason: `${options.maxConnections} connections open (--max-connections)` }),
+    );
+  }
+
+  async listen(host: string, port: number, shown: string): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.tcp.once('error', reject);
+      this.tcp.listen({ host, port }, () => {
+        this.tcp.off('error', reject);
+        resolve();
+      });
+    });
+    this.host = shown;
+  }
+
+  get address(): string {
+    return `${this.host}:${(this.tcp.address() as net.AddressInfo).port}`;
+  }
+
+  close(): void {
+    this.tcp.close();
+    this.handshakes?.close();
+    this.limiter.close();
+  }
+
+  drain(graceMs: number): void {
+    this.injector.drain(graceMs);
+    // Nothing was promised to a connection that has no session yet.
+    for (const s of [...this.handshaking.values(), ...this.waiting]) s.destroy();
+  }
+
+  private accepted(socket: net.Socket): void {
+    if (this.handshakes === null) return this.awaitSession(socket);
+    const peer = addressOf(socket);
+    if (peer === undefined) return void socket.destroy(); // reset before we saw it
+    this.handshaking.set(peer, socket);
+    socket.once('close', () => this.handshaking.get(peer) === socket && this.handshaking.delete(peer));
+    this.handshakes.start(socket);
+  }
+
+  /** socket: TCP (plaintext) or a verified TLSSocket; injected once it has started HTTP/2. */
+  private awaitSession(socket: net.Socket): void {
+    const peer = addressOf(socket) ?? 'unknown';
+    this.handshaking.delete(peer);
+    // Errors before the session exists (a reset) would be unhandled; after, node:http2 reports them.
+    socket.on('error', () => {});
+    this.waiting.add(socket);
+    awaitPreface(socket, this.options.handshakeTimeoutMs, (outcome) => {
+      this.waiting.delete(socket);
+      if (outcome === 'started') return inject(this.injector, socket, (e, f) => this.limiter.event(e, f));
+      if (outcome === 'timeout') this.limiter.event('tcp_connection_idle', { peer, reason: `no HTTP/2 within ${this.options.handshakeTimeoutMs} ms` });
+      socket.destroy();
+    });
+  }
+}

@@ -1,0 +1,61 @@
+// TLS for the TCP listeners, terminated here rather than inside grpc-js: its secure server hides
+// the handshake, so it could neither be given a deadline shorter than node's 120 s nor report why
+// one failed. A tls.Server that never listens does the handshakes of the connections it is handed
+// (node:tls's own verification: client certificate required, chained to the client CA, valid now;
+// ALPN h2); what it makes are TLSSockets that are `authorized`, which grpc-js, injected into an
+// insecure HTTP/2 server, still reads the caller's certificate from.
+import type net from 'node:net';
+import tls from 'node:tls';
+import type { TlsFileProvider } from './tls-credentials.js';
+
+/** Why a handshake failed: node:tls's verification code for a refused certificate, else the error's code. */
+export type HandshakeFailure = (peer: string, reason: string) => void;
+
+/** `ip:port`, `[v6]:port`: what grpc-js reports as a TCP call's peer. */
+export const addressOf = (s: { remoteAddress?: string; remotePort?: number; remoteFamily?: string }): string | undefined =>
+  s.remoteAddress === undefined ? undefined : s.remoteFamily === 'IPv6' ? `[${s.remoteAddress}]:${s.remotePort}` : `${s.remoteAddress}:${s.remotePort}`;
+
+/**
+ * A TLSSocket whose certificate was refused has already been destroyed (its address gone) when
+ * node:tls reports it; the accepted socket it wrapped, its `_parent`, read its address at accept.
+ */
+const peerOf = (s: tls.TLSSocket): string => addressOf(s) ?? addressOf((s as unknown as { _parent?: net.Socket })._parent ?? {}) ?? 'unknown';
+
+export class TlsHandshakes {
+  private readonly engine: tls.Server;
+  private readonly unsubscribe: () => void;
+
+  /** onSecure gets each verified TLSSocket that negotiated h2; it owns it from then on. */
+  constructor(provider: TlsFileProvider, timeoutMs: number, onSecure: (socket: tls.TLSSocket) => void, onFailed: HandshakeFailure) {
+    this.engine = tls.createServer({ ...provider.options, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2'], handshakeTimeout: timeoutMs });
+    // Replaces the context of the next handshakes; a session in progress keeps its own.
+    this.unsubscribe = provider.subscribe((options) => this.engine.setSecureContext(options));
+    this.engine.on('secureConnection', (socket: tls.TLSSocket) => {
+      // A client that offers no ALPN at all gets through node:tls; grpc-js would wait on it.
+      if (socket.alpnProtocol !== 'h2') {
+        onFailed(peerOf(socket), 'no ALPN h2');
+        socket.destroy();
+        return;
+      }
+      onSecure(socket);
+    });
+    this.engine.on('tlsClientError', (e: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
+      // A refused certificate arrives as the hang-up that followed it; its verification code says why.
+      const refused = socket.authorizationError as unknown as string | null | undefined;
+      onFailed(peerOf(socket), refused ?? e.code ?? e.message);
+      // node:tls leaves a timed-out handshake's socket open.
+      socket.destroy();
+    });
+  }
+
+  /** Takes the accepted socket: it is closed when the handshake fails or its deadline passes. */
+  start(socket: net.Socket): void {
+    // Read now, while the socket has its address: peerOf needs it after a refusal.
+    void socket.remoteAddress;
+    this.engine.emit('connection', socket);
+  }
+
+  close(): void {
+    this.unsubscribe();
+  }
+}
