@@ -13,7 +13,7 @@ import tls from 'node:tls';
 import test from 'ava';
 import { credentials } from '@grpc/grpc-js';
 import { openFdCount } from '../src/kernel/fd.js';
-import { AgentClient } from '../clients/ts/src/index.js';
+import { AgentCallError, AgentClient } from '../clients/ts/src/index.js';
 import { pem, TestCa, type Issued } from './helpers/certs.js';
 import { eventually, sleep, startHarness, tempDir, type Harness } from './helpers/harness.js';
 
@@ -217,5 +217,6 @@ test('plaintext loopback TCP: a client that never starts HTTP/2 is closed at the
   await eventually('the log line', () => plain.logs.some((l) => l.event === 'tcp_connection_idle' && l.fields['peer'] === `127.0.0.1:${localPort}`));
   const client = new AgentClient(address);
   t.teardown(() => client.close());
-  t.deepEqual((await client.list({}, { deadline: 5000 })).processes, [], 'served (anonymous sees nothing)');
+  const denied = await t.throwsAsync(client.list({}, { deadline: 5000 }), { instanceOf: AgentCallError });
+  t.is(denied?.reason, 'POLICY_DENIED', 'served: the agent itself answered (anonymous may do nothing without a policy)');
 });

@@ -12,6 +12,8 @@ const DEFAULT_GRACE_MS = 10_000;
 
 const name = (field: string, value: string): string => {
   if (!/^[A-Za-z0-9._][A-Za-z0-9._-]{0,63}$/.test(value)) throw invalidArgument(field, `${JSON.stringify(value)} is not a user or group name or id`);
+  // (uid_t)-1 means "unchanged" to setresuid: malformed for everyone, before any policy is asked.
+  if (/^\d+$/.test(value) && !(Number(value) < 4294967295)) throw invalidArgument(field, `${value} is not a valid id (must be below 4294967295)`, 'ID_OUT_OF_RANGE');
   return value;
 };
 
