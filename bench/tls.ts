@@ -78,10 +78,11 @@ async function main(): Promise<void> {
     );
     const port = await freePort();
     const maxProcesses = 4096;
-    const plain = await startAgent({ repo: REPO, maxProcesses, agentFlags: ['--ephemeral', '--retention-max', '1000'] });
+    // Both audit every Spawn (as every agent does) to a file, as a node would, not to the terminal.
+    const plain = await startAgent({ repo: REPO, maxProcesses, agentFlags: ['--ephemeral', '--retention-max', '1000', '--audit-log', join(dir, 'audit-plain.log')] });
     agents.push(plain);
     const tlsFlags = ['--tcp', `127.0.0.1:${port}`, '--tls-cert', join(dir, 'server.pem'), '--tls-key', join(dir, 'server.key'), '--tls-client-ca', join(dir, 'ca.pem')];
-    const guarded = await startAgent({ repo: REPO, maxProcesses, agentFlags: ['--ephemeral', '--retention-max', '1000', '--policy', policy, ...tlsFlags] });
+    const guarded = await startAgent({ repo: REPO, maxProcesses, agentFlags: ['--ephemeral', '--retention-max', '1000', '--audit-log', join(dir, 'audit-guarded.log'), '--policy', policy, ...tlsFlags] });
     agents.push(guarded);
     const read = (f: string) => readFileSync(join(dir, f));
     const tlsClient = new AgentClient(`127.0.0.1:${port}`, credentials.createSsl(read('ca.pem'), read('client.key'), read('client.pem')));
