@@ -142,7 +142,8 @@ function rlimitCaps(where: string, v: unknown): SpawnRule['rlimits'] {
   return Object.freeze(caps);
 }
 
-const SPAWN_KEYS = ['run_as', 'groups', 'executables', 'env_allow', 'env_inherit', 'output_dirs', 'output_inherit', 'cgroups', 'cgroup_create', 'rlimits', 'max_processes', 'spawn_rate'];
+/** The schema's keys, for the parser and for checks that documentation names them all. */
+export const SPAWN_KEYS: readonly string[] = ['run_as', 'groups', 'executables', 'env_allow', 'env_inherit', 'output_dirs', 'output_inherit', 'cgroups', 'cgroup_create', 'rlimits', 'max_processes', 'spawn_rate'];
 
 /** An admin's omitted constraint allows anything; a tenant's allows nothing (deny by default). */
 function spawnRule(where: string, v: unknown, role: Role): SpawnRule {
@@ -179,10 +180,13 @@ function families(where: string, v: unknown, role: Role): ReadonlySet<Family> {
   return new Set(list as Family[]);
 }
 
+/** A rule's keys (a spawn rule's are SPAWN_KEYS). */
+export const RULE_KEYS: readonly string[] = ['name', 'identities', 'role', 'allow', 'spawn', 'max_watches'];
+
 function rule(v: unknown, i: number): Rule {
   const where = `rules[${i}]`;
   if (!isObj(v)) throw new PolicyError(`${where}: expected a map`);
-  keys(where, v, ['name', 'identities', 'role', 'allow', 'spawn', 'max_watches']);
+  keys(where, v, RULE_KEYS);
   const role = v['role'];
   if (role !== 'tenant' && role !== 'admin') throw new PolicyError(`${where}.role: expected tenant or admin`);
   const identities = strings(`${where}.identities`, v['identities'], NONE);
