@@ -1,7 +1,7 @@
 // The policy file over time: no policy (root alone), edits and SIGHUP, broken files, and owners
 // an older agent persisted in its own form.
 import test from 'ava';
-import { renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventType, OutputMode, OutputStream, State, status } from '../clients/ts/src/index.js';
 import { newHandleId } from '../src/process/handle.js';
@@ -66,6 +66,34 @@ test('a policy edit takes effect for the next call; a broken file keeps the poli
   replaceFile(file, tenantPolicy(['/usr/bin/*']));
   await eventually('the changed file to be read on its own', () => h.logs.some((l) => l.event === 'policy_loaded' && l.fields['why'] === 'change'));
   t.like((await oneAs(T, h.address, trueAt('/bin/true'))).error, { code: status.PERMISSION_DENIED, info: { field: 'executable' } }, 'a file replaced on disk is picked up without a signal');
+});
+
+test('a policy mounted from a ConfigMap is reloaded when the kubelet swaps its ..data symlink', async (t) => {
+  // The kubelet's atomic writer: the file's path is a symlink through `..data` to a timestamped
+  // directory; an update writes a new directory and renames a new `..data` over the old one.
+  const dir = tempDir('pidfd-agent-configmap-');
+  const version = (name: string, executables: string[]) => {
+    mkdirSync(join(dir, name));
+    writeFileSync(join(dir, name, 'policy.yaml'), tenantPolicy(executables));
+    symlinkSync(name, join(dir, '..data_tmp'));
+    renameSync(join(dir, '..data_tmp'), join(dir, '..data'));
+  };
+  version('..2026_11_28_09_00_00.1', ['/usr/bin/*']);
+  symlinkSync('..data/policy.yaml', join(dir, 'policy.yaml'));
+  const h = await startHarness({ policyFile: join(dir, 'policy.yaml') });
+  t.teardown(() => h.close());
+  shareSocket(h);
+  const trueAt = { op: 'spawn', req: { argv: ['/bin/true'], user: String(T) } };
+  t.like((await oneAs(T, h.address, trueAt)).error, { code: status.PERMISSION_DENIED, info: { field: 'executable' } });
+
+  version('..2026_11_28_09_01_00.2', ['/usr/bin/*', '/bin/*']);
+  await eventually('the swapped policy to be read', () => h.logs.some((l) => l.event === 'policy_loaded' && l.fields['why'] === 'change'));
+  t.truthy((await oneAs(T, h.address, trueAt)).ok, 'the new version decides, without a SIGHUP');
+  const loads = () => h.logs.filter((l) => l.event === 'policy_loaded').length;
+  const before = loads();
+  writeFileSync(join(dir, 'unrelated'), 'x');
+  await new Promise((r) => setTimeout(r, 300));
+  t.is(loads(), before, 'another file changing in the directory reloads nothing');
 });
 
 test('a policy that does not parse stops the start, naming what is wrong', async (t) => {

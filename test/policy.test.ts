@@ -81,7 +81,7 @@ test('rates read as N per second, minute or hour', (t) => {
 
 const tenant = (spawn: string): SpawnRule => parsePolicy(`rules:\n  - identities: [a]\n    role: tenant\n    spawn: ${spawn}`).rules[0]!.spawn;
 
-const facts = (f: Partial<SpawnFacts> = {}): SpawnFacts => ({ uid: 65534, gids: [], env: [], envInherit: false, stdout: { kind: 'discard' }, stderr: { kind: 'discard' }, cgroup: undefined, rlimits: [], ...f });
+const facts = (f: Partial<SpawnFacts> = {}): SpawnFacts => ({ uid: 65534, gids: [], env: [], envInherit: false, cwd: undefined, stdout: { kind: 'discard' }, stderr: { kind: 'discard' }, cgroup: undefined, rlimits: [], ...f });
 
 test('run_as compares resolved uids; (uid_t)-1 and unknown users are refused; groups are checked too', (t) => {
   const rule = tenant('{run_as: [nobody, "1000"], groups: [nogroup]}');
@@ -121,6 +121,20 @@ test('output files only under output_dirs, never the agent own output unless all
   t.is(spawnDenial(rule, file('/var/log/jobsX/a'), names)?.field, 'stdout.path');
   t.is(spawnDenial(rule, facts({ stderr: { kind: 'inherit' } }), names)?.field, 'stderr');
   t.is(spawnDenial(rule, facts({ stderr: { kind: 'capture' } }), names), undefined);
+});
+
+test('a working directory only at or under cwd_dirs, decided on the path alone', (t) => {
+  const rule = tenant('{run_as: [nobody], cwd_dirs: [/srv/jobs/]}');
+  const at = (cwd: string) => spawnDenial(rule, facts({ cwd }), names)?.field;
+  t.is(at('/srv/jobs'), undefined);
+  t.is(at('/srv/jobs/42'), undefined);
+  t.is(at('/srv/jobs/../secret'), 'cwd');
+  t.is(at('/srv/jobsX'), 'cwd');
+  t.is(at('/'), 'cwd');
+  t.is(spawnDenial(rule, facts(), names), undefined, "no cwd: the agent's own, as before");
+  t.is(spawnDenial(tenant('{run_as: [nobody]}'), facts({ cwd: '/tmp' }), names)?.field, 'cwd', "a tenant's omitted cwd_dirs allows none");
+  t.is(spawnDenial(tenant('{run_as: [nobody], cwd_dirs: ["/"]}'), facts({ cwd: '/tmp' }), names), undefined);
+  t.throws(() => parsePolicy('rules:\n  - identities: [a]\n    role: tenant\n    spawn: {cwd_dirs: [tmp]}'), { message: /cwd_dirs: "tmp" is not an absolute path/ });
 });
 
 test('cgroups and rlimits stay within the rule', (t) => {

@@ -117,6 +117,17 @@ test.serial("a tenant's List and Watch show none of another tenant's processes",
   t.true(processes.some((p) => p.owner === `unix:uid=${A}`), 'an admin sees everyone');
 });
 
+test("a tenant's cwd outside cwd_dirs is refused before the agent looks: existing, missing and non-directories alike", async (t) => {
+  // The agent checks cwd as root: answered from the file system, the three would differ (a
+  // spawn, NOT_FOUND, ENOTDIR) and tell the tenant what exists where it cannot look.
+  const cwds = [secretDir, join(secretDir, 'missing'), join(secretDir, 'probe')];
+  const outcomes = await asUser(A, h.address, cwds.map((cwd) => ({ op: 'spawn', req: { argv: ['true'], user: String(A), cwd } })));
+  for (const [i, o] of outcomes.entries()) {
+    t.like(o.error, { code: status.PERMISSION_DENIED, reason: 'POLICY_DENIED', info: { field: 'cwd' } }, cwds[i]);
+    t.is(o.error?.details, `cwd: ${cwds[i]} is not an allowed working directory (policy)`);
+  }
+});
+
 test.serial('a spawn outside the rule is POLICY_DENIED naming the field, and audited', async (t) => {
   const spawn = (req: Record<string, unknown>) => ({ op: 'spawn', req: { argv: ['true'], user: String(A), ...req } });
   const outcomes = await asUser(A, h.address, [

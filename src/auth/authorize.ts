@@ -212,6 +212,7 @@ export class Authorizer {
       gids: gids.map((g) => id(g, (n) => names.gid(n))),
       env: Object.keys(spawn.env ?? {}),
       envInherit: spawn.inheritEnv === true,
+      cwd: spawn.cwd,
       stdout: spawn.stdout,
       stderr: spawn.stderr,
       cgroup: spawn.cgroup,

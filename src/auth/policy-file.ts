@@ -1,7 +1,7 @@
 // --policy FILE: loaded at start (a broken file stops the start), reloaded on SIGHUP and when the
 // file changes. A reload swaps the whole policy at once; a broken file keeps the previous one.
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { dirname } from 'node:path';
 import { parsePolicy, PolicyError, type Policy } from './policy.js';
 
 export type Logger = (event: string, fields: Record<string, unknown>) => void;
@@ -10,12 +10,18 @@ export type Logger = (event: string, fields: Record<string, unknown>) => void;
 const SETTLE_MS = 50;
 
 export function readPolicy(path: string): Policy {
-  let text: string;
+  return parseText(path, readText(path));
+}
+
+function readText(path: string): string {
   try {
-    text = readFileSync(path, 'utf8');
+    return readFileSync(path, 'utf8');
   } catch (e) {
     throw new PolicyError(`${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
+}
+
+function parseText(path: string, text: string): Policy {
   try {
     return parsePolicy(text);
   } catch (e) {
@@ -25,6 +31,8 @@ export function readPolicy(path: string): Policy {
 
 export class PolicyFile {
   private current: Policy;
+  /** The text last read, taken or not: a change event that finds it again has nothing to say. */
+  private seen: string;
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
 
@@ -33,12 +41,14 @@ export class PolicyFile {
     readonly path: string,
     private readonly log: Logger,
   ) {
-    this.current = readPolicy(path);
+    this.seen = readText(path);
+    this.current = parseText(path, this.seen);
     log('policy_loaded', { path, rules: this.current.rules.length, why: 'start' });
     // The directory, not the file: a file replaced by rename (as editors and config management
-    // do) is a new inode that a watch on the old one would never report.
-    this.watcher = watch(dirname(path), { persistent: false }, (_event, name) => {
-      if (name !== null && name !== basename(path)) return;
+    // do) is a new inode that a watch on the old one would never report. And any entry in it, not
+    // only the file's name: the kubelet updates a mounted ConfigMap by renaming the `..data`
+    // symlink the file's path goes through, and no event names the file itself.
+    this.watcher = watch(dirname(path), { persistent: false }, () => {
       clearTimeout(this.timer);
       this.timer = setTimeout(() => this.reload('change'), SETTLE_MS);
       this.timer.unref();
@@ -53,7 +63,10 @@ export class PolicyFile {
   /** True when the file was read and is now in force; else the previous policy stays (logged). */
   reload(why: 'sighup' | 'change'): boolean {
     try {
-      this.current = readPolicy(this.path);
+      const text = readText(this.path);
+      if (why === 'change' && text === this.seen) return true;
+      this.seen = text;
+      this.current = parseText(this.path, text);
       this.log('policy_loaded', { path: this.path, rules: this.current.rules.length, why });
       return true;
     } catch (e) {

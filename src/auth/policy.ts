@@ -26,6 +26,11 @@ export interface SpawnRule {
   readonly envInherit: boolean;
   /** Directories OUTPUT_MODE_FILE paths must be under. */
   readonly outputDirs: Patterns;
+  /**
+   * Directories a request's `cwd` must be (or be under): decided on the path alone, so the agent,
+   * which checks the directory as root, never tells a tenant what exists outside them.
+   */
+  readonly cwdDirs: Patterns;
   /** OUTPUT_MODE_INHERIT (the agent's own stdout/stderr, where the audit may go). */
   readonly outputInherit: boolean;
   /** Existing cgroups (relative to the cgroup parent) a spawn may join. */
@@ -64,7 +69,7 @@ const ANY: Patterns = Object.freeze(['*']);
 const NONE: Patterns = Object.freeze([]);
 
 const UNRESTRICTED: SpawnRule = Object.freeze({
-  runAs: ANY, groups: ANY, executables: ANY, envAllow: ANY, envInherit: true, outputDirs: ANY, outputInherit: true,
+  runAs: ANY, groups: ANY, executables: ANY, envAllow: ANY, envInherit: true, outputDirs: ANY, cwdDirs: ANY, outputInherit: true,
   cgroups: ANY, cgroupCreate: true, rlimits: undefined, maxProcesses: undefined, spawnRate: undefined,
 });
 
@@ -142,16 +147,21 @@ function rlimitCaps(where: string, v: unknown): SpawnRule['rlimits'] {
   return Object.freeze(caps);
 }
 
-const SPAWN_KEYS = ['run_as', 'groups', 'executables', 'env_allow', 'env_inherit', 'output_dirs', 'output_inherit', 'cgroups', 'cgroup_create', 'rlimits', 'max_processes', 'spawn_rate'];
+/** The schema's keys, for the parser and for checks that documentation names them all. */
+export const SPAWN_KEYS: readonly string[] = ['run_as', 'groups', 'executables', 'env_allow', 'env_inherit', 'output_dirs', 'cwd_dirs', 'output_inherit', 'cgroups', 'cgroup_create', 'rlimits', 'max_processes', 'spawn_rate'];
 
 /** An admin's omitted constraint allows anything; a tenant's allows nothing (deny by default). */
 function spawnRule(where: string, v: unknown, role: Role): SpawnRule {
   if (v !== undefined && !isObj(v)) throw new PolicyError(`${where}: expected a map`);
   const s = (v ?? {}) as Obj;
   keys(where, s, SPAWN_KEYS);
-  const d = role === 'admin' ? UNRESTRICTED : { ...UNRESTRICTED, runAs: NONE, groups: NONE, executables: NONE, envAllow: NONE, envInherit: false, outputDirs: NONE, outputInherit: false, cgroups: NONE, cgroupCreate: false, rlimits: {} };
-  const outputDirs = strings(`${where}.output_dirs`, s['output_dirs'], d.outputDirs);
-  for (const dir of outputDirs) if (dir !== '*' && !dir.startsWith('/')) throw new PolicyError(`${where}.output_dirs: ${JSON.stringify(dir)} is not an absolute path`);
+  const d = role === 'admin' ? UNRESTRICTED : { ...UNRESTRICTED, runAs: NONE, groups: NONE, executables: NONE, envAllow: NONE, envInherit: false, outputDirs: NONE, cwdDirs: NONE, outputInherit: false, cgroups: NONE, cgroupCreate: false, rlimits: {} };
+  const dirs = (key: string, fallback: Patterns) => {
+    const list = strings(`${where}.${key}`, s[key], fallback);
+    for (const dir of list) if (dir !== '*' && !dir.startsWith('/')) throw new PolicyError(`${where}.${key}: ${JSON.stringify(dir)} is not an absolute path`);
+    return list;
+  };
+  const outputDirs = dirs('output_dirs', d.outputDirs);
   return Object.freeze({
     runAs: strings(`${where}.run_as`, s['run_as'], d.runAs),
     groups: strings(`${where}.groups`, s['groups'], d.groups),
@@ -159,6 +169,7 @@ function spawnRule(where: string, v: unknown, role: Role): SpawnRule {
     envAllow: strings(`${where}.env_allow`, s['env_allow'], d.envAllow),
     envInherit: flag(`${where}.env_inherit`, s['env_inherit'], d.envInherit),
     outputDirs,
+    cwdDirs: dirs('cwd_dirs', d.cwdDirs),
     outputInherit: flag(`${where}.output_inherit`, s['output_inherit'], d.outputInherit),
     cgroups: strings(`${where}.cgroups`, s['cgroups'], d.cgroups),
     cgroupCreate: flag(`${where}.cgroup_create`, s['cgroup_create'], d.cgroupCreate),
@@ -179,10 +190,13 @@ function families(where: string, v: unknown, role: Role): ReadonlySet<Family> {
   return new Set(list as Family[]);
 }
 
+/** A rule's keys (a spawn rule's are SPAWN_KEYS). */
+export const RULE_KEYS: readonly string[] = ['name', 'identities', 'role', 'allow', 'spawn', 'max_watches'];
+
 function rule(v: unknown, i: number): Rule {
   const where = `rules[${i}]`;
   if (!isObj(v)) throw new PolicyError(`${where}: expected a map`);
-  keys(where, v, ['name', 'identities', 'role', 'allow', 'spawn', 'max_watches']);
+  keys(where, v, RULE_KEYS);
   const role = v['role'];
   if (role !== 'tenant' && role !== 'admin') throw new PolicyError(`${where}.role: expected tenant or admin`);
   const identities = strings(`${where}.identities`, v['identities'], NONE);

@@ -15,6 +15,8 @@ export interface SpawnFacts {
   /** Names of the variables the request sets. */
   readonly env: readonly string[];
   readonly envInherit: boolean;
+  /** The working directory asked for (absolute); undefined: the agent's. */
+  readonly cwd: string | undefined;
   readonly stdout: OutputTarget;
   readonly stderr: OutputTarget;
   readonly cgroup: CgroupRequest | undefined;
@@ -57,7 +59,7 @@ export function executableDenial(rule: SpawnRule, path: string): Denial | undefi
 
 /** The first constraint the spawn breaks, or undefined. The executable is checked on its own. */
 export function spawnDenial(rule: SpawnRule, facts: SpawnFacts, names: Names): Denial | undefined {
-  return runAsDenial(rule, facts, names) ?? envDenial(rule, facts) ?? outputDenial(rule, 'stdout', facts.stdout) ?? outputDenial(rule, 'stderr', facts.stderr) ?? cgroupDenial(rule, facts.cgroup) ?? rlimitDenial(rule, facts.rlimits);
+  return runAsDenial(rule, facts, names) ?? envDenial(rule, facts) ?? cwdDenial(rule, facts.cwd) ?? outputDenial(rule, 'stdout', facts.stdout) ?? outputDenial(rule, 'stderr', facts.stderr) ?? cgroupDenial(rule, facts.cgroup) ?? rlimitDenial(rule, facts.rlimits);
 }
 
 function runAsDenial(rule: SpawnRule, facts: SpawnFacts, names: Names): Denial | undefined {
@@ -73,12 +75,24 @@ function envDenial(rule: SpawnRule, facts: SpawnFacts): Denial | undefined {
   return name === undefined ? undefined : { field: 'env', message: `may not set ${name}` };
 }
 
+/** `path` (normalized) is below `dir`, or with `self` also `dir` itself; `*` is anywhere. */
+function within(dir: string, path: string, self: boolean): boolean {
+  if (dir === '*') return true;
+  const base = normalize(dir).replace(/\/+$/, '');
+  return (self && path === (base || '/')) || path.startsWith(`${base}/`);
+}
+
+function cwdDenial(rule: SpawnRule, cwd: string | undefined): Denial | undefined {
+  if (cwd === undefined) return undefined;
+  const path = normalize(cwd);
+  return rule.cwdDirs.some((dir) => within(dir, path, true)) ? undefined : { field: 'cwd', message: `${path} is not an allowed working directory` };
+}
+
 function outputDenial(rule: SpawnRule, field: 'stdout' | 'stderr', target: OutputTarget): Denial | undefined {
   if (target.kind === 'inherit' && !rule.outputInherit) return { field, message: "may not write to the agent's own output" };
   if (target.kind !== 'file') return undefined;
   const path = normalize(target.path);
-  const under = (dir: string) => dir === '*' || path.startsWith(dir.endsWith('/') ? dir : `${dir}/`);
-  return rule.outputDirs.some(under) ? undefined : { field: `${field}.path`, message: `${path} is not under an allowed output directory` };
+  return rule.outputDirs.some((dir) => within(dir, path, false)) ? undefined : { field: `${field}.path`, message: `${path} is not under an allowed output directory` };
 }
 
 function cgroupDenial(rule: SpawnRule, cgroup: CgroupRequest | undefined): Denial | undefined {

@@ -29,11 +29,19 @@ export function shareSocket(h: Harness): void {
   chmodSync(join(h.dir, 'agent.sock'), 0o666);
 }
 
-/** Performs `calls` in order as uid (gid = uid) and returns each outcome. */
-export function asUser(uid: number, address: string, calls: readonly TenantCall[]): Promise<Outcome[]> {
+/**
+ * Performs `calls` in order as uid (gid = uid) and returns each outcome. With `groups`, the client
+ * also has those supplementary groups (through setpriv: Node's own uid switch drops them all).
+ */
+export function asUser(uid: number, address: string, calls: readonly TenantCall[], groups?: readonly number[]): Promise<Outcome[]> {
   const env = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: '/' };
+  const client = [process.execPath, '--import', 'tsx', FIXTURE, address, JSON.stringify(calls)];
+  const [file, args, ids] =
+    groups === undefined
+      ? [client[0]!, client.slice(1), { uid, gid: uid }]
+      : ['setpriv', [`--reuid=${uid}`, `--regid=${uid}`, groups.length > 0 ? `--groups=${groups.join(',')}` : '--clear-groups', '--', ...client], {}];
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, ['--import', 'tsx', FIXTURE, address, JSON.stringify(calls)], { uid, gid: uid, env, cwd: ROOT, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+    execFile(file, args, { ...ids, env, cwd: ROOT, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`tenant client (uid ${uid}) failed: ${stderr}`, { cause: err }));
       else resolve(JSON.parse(stdout) as Outcome[]);
     });
