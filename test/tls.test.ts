@@ -94,6 +94,29 @@ function probe(client?: Issued): Promise<Probe> {
   });
 }
 
+test('no TLS session is resumed: each connection verifies its certificate anew', async (t) => {
+  const connect = (session?: Buffer) =>
+    new Promise<{ reused: boolean; session?: Buffer }>((resolve, reject) => {
+      let ticket: Buffer | undefined;
+      const s = tls.connect({ host: '127.0.0.1', port, ca: pem(ca.cert), ALPNProtocols: ['h2'], cert: pem(tenant.cert), key: pem(tenant.key), session });
+      s.on('session', (b: Buffer) => (ticket = b));
+      s.once('secureConnect', () => s.write(CLIENT_PREFACE));
+      s.once('data', () => {
+        const reused = s.isSessionReused();
+        // TLS 1.3 sends its tickets after the handshake: give them a moment to arrive.
+        setTimeout(() => {
+          s.destroy();
+          resolve({ reused, session: ticket ?? s.getSession() });
+        }, 100);
+      });
+      s.once('error', reject);
+    });
+  const first = await connect();
+  t.false(first.reused);
+  const second = await connect(first.session);
+  t.false(second.reused, 'a session offered again is not resumed');
+});
+
 async function refusedCall(t: import('ava').ExecutionContext, client: AgentClient): Promise<void> {
   const e = await t.throwsAsync(client.list({}, { deadline: 5000 }), { instanceOf: AgentCallError });
   t.is(e?.code, status.UNAVAILABLE, e?.message);

@@ -4,6 +4,7 @@
 // (node:tls's own verification: client certificate required, chained to the client CA, valid now;
 // ALPN h2); what it makes are TLSSockets that are `authorized`, which grpc-js, injected into an
 // insecure HTTP/2 server, still reads the caller's certificate from.
+import { constants } from 'node:crypto';
 import type net from 'node:net';
 import tls from 'node:tls';
 import type { TlsFileProvider } from './tls-credentials.js';
@@ -27,9 +28,13 @@ export class TlsHandshakes {
 
   /** onSecure gets each verified TLSSocket that negotiated h2; it owns it from then on. */
   constructor(provider: TlsFileProvider, timeoutMs: number, onSecure: (socket: tls.TLSSocket) => void, onFailed: HandshakeFailure) {
-    this.engine = tls.createServer({ ...provider.options, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2'], handshakeTimeout: timeoutMs });
+    // No session tickets (and node keeps no server session cache): every connection is a full
+    // handshake that verifies the client's certificate as it is now, never a resumption of one
+    // verified earlier. gRPC connections live long, so this costs one handshake per connection.
+    const context = (files: tls.SecureContextOptions): tls.SecureContextOptions => ({ ...files, secureOptions: constants.SSL_OP_NO_TICKET });
+    this.engine = tls.createServer({ ...context(provider.options), requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2'], handshakeTimeout: timeoutMs });
     // Replaces the context of the next handshakes; a session in progress keeps its own.
-    this.unsubscribe = provider.subscribe((options) => this.engine.setSecureContext(options));
+    this.unsubscribe = provider.subscribe((options) => this.engine.setSecureContext(context(options)));
     this.engine.on('secureConnection', (socket: tls.TLSSocket) => {
       // A client that offers no ALPN at all gets through node:tls; grpc-js would wait on it.
       if (socket.alpnProtocol !== 'h2') {
