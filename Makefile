@@ -20,10 +20,10 @@ debs:
 
 build: deps
 	mkdir -p dist/descriptors dist/bin
-	gcc -O2 -Wall -Wextra -Werror -o dist/bin/pidfd-exec src/exec-helper/pidfd-exec.c
+	gcc -O2 -Wall -Wextra -Werror -o dist/bin/pidfd-exec src/native/pidfd-exec.c
 	mkdir -p dist/lib
-	gcc -O2 -Wall -Wextra -Werror -fPIC -shared -o dist/lib/libpidfd-spawn.so src/spawn-shim/pidfd-spawn.c
-	gcc -O2 -Wall -Wextra -Werror -fPIC -shared -o dist/lib/libpidfd-fdpass.so src/fd-passing/fdpass.c
+	gcc -O2 -Wall -Wextra -Werror -fPIC -shared -o dist/lib/libpidfd-spawn.so src/native/pidfd-spawn.c
+	gcc -O2 -Wall -Wextra -Werror -fPIC -shared -o dist/lib/libpidfd-fdpass.so src/native/fdpass.c
 	npx buf build -o dist/descriptors/agent.binpb
 	npx buf build node_modules/grpc-health-check/proto -o dist/descriptors/health.binpb
 	npx tsc -p tsconfig.json

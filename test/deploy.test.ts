@@ -12,7 +12,7 @@ import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { AgentClient } from '../clients/ts/src/index.js';
 import { parsePolicy, RULE_KEYS, ruleFor, SPAWN_KEYS } from '../src/auth/policy.js';
 import { parseConfig } from '../src/config/config.js';
-import { cgroup2Mount } from '../src/process/cgroups.js';
+import { cgroup2Mount } from '../src/process/spawn/cgroups.js';
 import { ROOT, startAgentProcess } from './helpers/agent-process.js';
 import { pem, TestCa } from './helpers/certs.js';
 import { eventually, tempDir, tryRmdir } from './helpers/harness.js';

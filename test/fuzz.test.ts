@@ -16,7 +16,7 @@ import { AgentCallError } from '../clients/ts/src/index.js';
 import * as api from '../clients/ts/src/gen/pidfd/agent/v1/agent.js';
 import { AgentServiceService } from '../clients/ts/src/gen/pidfd/agent/v1/agent.js';
 import { openFdCount } from '../src/kernel/fd.js';
-import { cgroup2Mount } from '../src/process/cgroups.js';
+import { cgroup2Mount } from '../src/process/spawn/cgroups.js';
 import { eventually, startHarness, tempDir, tryRmdir, type Harness } from './helpers/harness.js';
 
 const WARMUP = 2_000;

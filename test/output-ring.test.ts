@@ -1,6 +1,6 @@
 // The output ring as pure logic: absolute offsets, wrap-around, lost bytes, growth, seal, drop.
 import test from 'ava';
-import { OutputRing } from '../src/process/output-ring.js';
+import { OutputRing } from '../src/process/stdio/output-ring.js';
 
 /** The stream 0, 1, 2, ... as bytes, so any slice says where it came from. */
 const stream = (from: number, n: number) => Buffer.from(Array.from({ length: n }, (_, i) => (from + i) % 251));

@@ -17,7 +17,7 @@ import {
 } from '../clients/ts/src/index.js';
 import { openFdCount } from '../src/kernel/fd.js';
 import { READ_CHUNK_BYTES, READ_WRITE_BUDGET } from '../src/service/read-output.js';
-import { OUTPUT_EVENT_BYTES } from '../src/process/captured-output.js';
+import { OUTPUT_EVENT_BYTES } from '../src/process/stdio/captured-output.js';
 import { collect, pool, range } from './helpers/events.js';
 import { eventually, sleep, startHarness, type Harness } from './helpers/harness.js';
 import { stalledStream } from './helpers/stalled-stream.js';

@@ -3,7 +3,7 @@ import test from 'ava';
 import { parsePolicy, parseRate, PolicyError, ROOT_ONLY, ruleFor, type SpawnRule } from '../src/auth/policy.js';
 import { executableDenial, spawnDenial, type Names, type SpawnFacts } from '../src/auth/spawn-policy.js';
 import { Quotas } from '../src/auth/quotas.js';
-import { ownerIdentity } from '../src/process/owner.js';
+import { ownerIdentity } from '../src/process/lifecycle/owner.js';
 
 const names: Names = {
   uid: (n) => ({ root: 0, nobody: 65534, ci: 1500 })[n],

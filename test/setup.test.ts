@@ -6,7 +6,7 @@ import { AgentCallError, ExitReason, status, type AgentClient } from '../clients
 
 type SpawnRequest = NonNullable<Parameters<AgentClient['spawn']>[0]>;
 import { openFdCount } from '../src/kernel/fd.js';
-import { cgroup2Mount } from '../src/process/cgroups.js';
+import { cgroup2Mount } from '../src/process/spawn/cgroups.js';
 import { startAgentProcess } from './helpers/agent-process.js';
 import { runCliText } from './helpers/cli.js';
 import { eventually, procState, sleep, startHarness, type Harness, tempDir, tryRmdir } from './helpers/harness.js';

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import test, { type ExecutionContext } from 'ava';
 import { AgentCallError, OutputMode, OutputStream, StdinMode, status, type ReadOutputResponse } from '../clients/ts/src/index.js';
-import { STDIN_PENDING_BYTES } from '../src/process/stdio.js';
+import { STDIN_PENDING_BYTES } from '../src/process/stdio/process-pipes.js';
 import { eventually, startHarness, type Harness } from './helpers/harness.js';
 
 const CAPTURE = { mode: OutputMode.OUTPUT_MODE_CAPTURE };

@@ -4,9 +4,9 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EventLog } from '../src/process/event-log.js';
-import { newHandleId } from '../src/process/handle.js';
-import { ProcessRecord } from '../src/process/record.js';
+import { EventLog } from '../src/process/events/event-log.js';
+import { newHandleId } from '../src/process/lifecycle/handle.js';
+import { ProcessRecord } from '../src/process/lifecycle/record.js';
 import { SqliteStore, STORE_FILE, StoreError } from '../src/store/sqlite-store.js';
 
 const dirs: string[] = [];

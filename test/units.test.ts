@@ -11,11 +11,11 @@ import { ConfigError, DEFAULTS, parseConfig, parseDuration } from '../src/config
 import { PidRef } from '../src/kernel/pid-ref.js';
 import { parseSignal, signalName } from '../src/kernel/signals.js';
 import { AgentError, type ErrorKind } from '../src/process/errors.js';
-import { EventLog } from '../src/process/event-log.js';
-import { resolveExecutable } from '../src/process/executable.js';
-import { newHandleId } from '../src/process/handle.js';
-import { ProcessRecord } from '../src/process/record.js';
-import { ProcessTable } from '../src/process/table.js';
+import { EventLog } from '../src/process/events/event-log.js';
+import { resolveExecutable } from '../src/process/spawn/executable.js';
+import { newHandleId } from '../src/process/lifecycle/handle.js';
+import { ProcessRecord } from '../src/process/lifecycle/record.js';
+import { ProcessTable } from '../src/process/lifecycle/table.js';
 import { LIMITS, spawnOptions } from '../src/service/validate.js';
 
 /** Lets queued microtasks (the event log's notifications) run. */

@@ -2,10 +2,10 @@
 // caller's identity, before anything is touched. Denials and mutating calls are audited here.
 import { delimiter, resolve } from 'node:path';
 import { AgentError, unknownHandle } from '../process/errors.js';
-import { resolveExecutable } from '../process/executable.js';
-import { searchPath } from '../process/launch.js';
-import type { AdoptOptions, SpawnOptions } from '../process/options.js';
-import type { ProcessRecord } from '../process/record.js';
+import { resolveExecutable } from '../process/spawn/executable.js';
+import { searchPath } from '../process/spawn/launch.js';
+import type { AdoptOptions, SpawnOptions } from '../process/spawn/options.js';
+import type { ProcessRecord } from '../process/lifecycle/record.js';
 import type { AuditEntry, AuditSink } from './audit.js';
 import { callerOf, type Caller, type CallTransport } from './caller.js';
 import { ruleFor, type Family, type Policy, type Rule } from './policy.js';

@@ -1,8 +1,8 @@
 // The authorization policy: parsed and validated from YAML into frozen rules, matched against a
 // caller. Pure (no files, no NSS: name lookups are passed in), so every rule is unit-testable.
 import { parse as parseYaml } from 'yaml';
-import type { Caller } from '../auth/caller.js';
-import { RLIMITS } from '../process/setup.js';
+import type { Caller } from './caller.js';
+import { RLIMITS } from '../process/spawn/setup.js';
 
 /** What an RPC needs; a rule grants families, not single RPCs. */
 export const FAMILIES = ['spawn', 'signal', 'read', 'output', 'stdin', 'release', 'adopt'] as const;

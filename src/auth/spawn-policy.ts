@@ -1,9 +1,9 @@
 // Whether one Spawn stays within a rule's `spawn:` constraints. Pure: the request's facts are
 // resolved by the caller (authorize.ts), name lookups are passed in.
 import { normalize } from 'node:path';
-import type { CgroupRequest } from '../process/cgroups.js';
-import type { OutputTarget } from '../process/options.js';
-import type { RlimitRequest } from '../process/setup.js';
+import type { CgroupRequest } from '../process/spawn/cgroups.js';
+import type { OutputTarget } from '../process/spawn/options.js';
+import type { RlimitRequest } from '../process/spawn/setup.js';
 import { anyMatch, type Patterns, type SpawnRule } from './policy.js';
 
 /** What a Spawn asks for, resolved as the spawn itself will resolve it. */

@@ -1,4 +1,4 @@
-import { EventType, OutputStream, State, type Event, type Exit, type OutputChunk, type Process } from '../../clients/ts/src/index.js';
+import { EventType, OutputStream, State, type Event, type Exit, type OutputChunk, type Process } from './client.js';
 
 export function describeExit(exit: Exit | undefined): string {
   if (!exit) return 'running';

@@ -4,14 +4,14 @@
 // [u32 json length][json][bytes of the captured output], plus descriptors referred to by index.
 import { closeFd, type Fd } from '../kernel/fd.js';
 import { PidRef } from '../kernel/pid-ref.js';
-import { CapturedOutput, type CaptureState, type StreamName } from '../process/captured-output.js';
-import type { EventType, ProcessEvent } from '../process/event-log.js';
-import type { HandleId } from '../process/handle.js';
+import { CapturedOutput, type CaptureState, type StreamName } from '../process/stdio/captured-output.js';
+import type { EventType, ProcessEvent } from '../process/events/event-log.js';
+import type { HandleId } from '../process/lifecycle/handle.js';
 import type { ProcessManager } from '../process/manager.js';
-import { ProcessRecord, type ExitInfo, type State } from '../process/record.js';
-import type { StdioState } from '../process/stdio.js';
+import { ProcessRecord, type ExitInfo, type State } from '../process/lifecycle/record.js';
+import type { StdioState } from '../process/stdio/process-pipes.js';
 import type { SavedProcess } from '../store/store.js';
-import { ownerIdentity } from '../process/owner.js';
+import { ownerIdentity } from '../process/lifecycle/owner.js';
 
 export const HANDOVER_PROTOCOL = 1;
 

@@ -7,7 +7,7 @@
 // The first byte of each message is its tag.
 import { closeFd, type Fd } from '../kernel/fd.js';
 import type { PidRef } from '../kernel/pid-ref.js';
-import { MAX_MESSAGE_BYTES, maxFdsPerMessage, type FdSocket } from '../kernel/fd-passing.js';
+import { MAX_FD_MESSAGE_BYTES, maxFdsPerMessage, type FdSocket } from '../kernel/fd-passing.js';
 
 export type Tag = 'T' | 'F' | 'D' | 'E' | 'X' | 'A' | 'R';
 
@@ -34,7 +34,7 @@ export function sendSnapshot(socket: FdSocket, data: Buffer, fds: readonly (Fd |
   const perMessage = maxFdsPerMessage();
   const tagF = Buffer.from('F');
   for (let i = 0; i < fds.length; i += perMessage) socket.send(tagF, fds.slice(i, i + perMessage), timeoutMs);
-  const chunk = MAX_MESSAGE_BYTES - 1;
+  const chunk = MAX_FD_MESSAGE_BYTES - 1;
   for (let i = 0; i < data.length; i += chunk) socket.send(Buffer.concat([Buffer.from('D'), data.subarray(i, i + chunk)]), [], timeoutMs);
   sendTagged(socket, 'E', { fds: fds.length, bytes: data.length }, timeoutMs);
 }

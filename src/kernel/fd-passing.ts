@@ -26,7 +26,7 @@ const checked = (call: string, r: number | bigint): number => {
 };
 
 /** The largest message (bytes) and descriptor count one send may carry. */
-export const MAX_MESSAGE_BYTES = 64 * 1024;
+export const MAX_FD_MESSAGE_BYTES = 64 * 1024;
 export const maxFdsPerMessage = (): number => lib().maxFds();
 
 export interface Message {
@@ -36,7 +36,7 @@ export interface Message {
 }
 
 export class FdSocket {
-  private readonly buf = Buffer.alloc(MAX_MESSAGE_BYTES);
+  private readonly buf = Buffer.alloc(MAX_FD_MESSAGE_BYTES);
   private readonly fdBuf: Int32Array;
   private readonly count = new Int32Array(1);
 
@@ -50,7 +50,7 @@ export class FdSocket {
 
   /** Blocks up to timeoutMs for room in the socket buffer. The fds (and references) stay the caller's. */
   send(data: Buffer, fds: readonly (Fd | PidRef)[] = [], timeoutMs = 5000): void {
-    if (data.length === 0 || data.length > MAX_MESSAGE_BYTES) throw new RangeError(`message of ${data.length} bytes`);
+    if (data.length === 0 || data.length > MAX_FD_MESSAGE_BYTES) throw new RangeError(`message of ${data.length} bytes`);
     const list = Int32Array.from(fds, (f) => (f instanceof PidRef ? borrowPidfd(f) : f));
     checked('sendmsg', lib().send(this.fd, data, data.length, list, list.length, timeoutMs));
   }

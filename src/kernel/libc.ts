@@ -83,13 +83,13 @@ export const errnoNames: ReadonlyMap<number, string> = (() => {
 
 export const kill = libc.func('int kill(int pid, int sig)');
 
-/** The agent's spawn shim (src/spawn-shim/pidfd-spawn.c, built by make into dist/lib). */
+/** The agent's spawn shim (src/native/pidfd-spawn.c, built by make into dist/lib). */
 export const loadSpawnShim = (path: string): NativeFunction =>
   koffi
     .load(path)
     .func('int pidfd_agent_spawn(const char *path, const char **argv, const char **envp, const char *cwd, int in, int out, int err, int newSession, int cgroupProcs, _Out_ int *pid, _Out_ int *step)');
 
-/** The handover's descriptor passing (src/fd-passing/fdpass.c, built by make into dist/lib). */
+/** The handover's descriptor passing (src/native/fdpass.c, built by make into dist/lib). */
 export const loadFdPassing = (path: string) => {
   const lib = koffi.load(path);
   return {

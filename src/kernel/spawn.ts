@@ -104,11 +104,11 @@ export const hasPidfdSpawn = libc.pidfd_spawn !== null && libc.pidfd_getpid !== 
  * Blocks the calling thread for the vfork-style spawn: see spawnAsync.
  */
 export function spawn(spec: SpawnSpec): Spawned {
-  const launch = new Launch(spec);
+  const attempt = new SpawnAttempt(spec);
   try {
-    return launch.finish(launch.start(launch.callSync()));
+    return attempt.finish(attempt.start(attempt.callSync()));
   } finally {
-    launch.dispose();
+    attempt.dispose();
   }
 }
 
@@ -118,13 +118,13 @@ export function spawn(spec: SpawnSpec): Spawned {
  * in the child; the pidfd is opened back on the main thread, race-free as the child is unreaped.
  */
 export async function spawnAsync(spec: SpawnSpec): Promise<Spawned> {
-  const launch = new Launch(spec);
+  const attempt = new SpawnAttempt(spec);
   try {
-    const child = launch.start(await launch.callAsync());
-    await launch.execReported();
-    return launch.finish(child);
+    const child = attempt.start(await attempt.callAsync());
+    await attempt.execReported();
+    return attempt.finish(child);
   } finally {
-    launch.dispose();
+    attempt.dispose();
   }
 }
 
@@ -149,7 +149,7 @@ const SHIM_CGROUP_STEP = 7;
 export const shimHandles = (stdio: readonly StdioAction[]): boolean => shim !== null && stdio.every((a) => a.kind === 'null' || a.kind === 'inherit');
 
 /** One spawn: its own file actions (safe to use from another thread), pipes and helper report pipe. */
-class Launch {
+class SpawnAttempt {
   private readonly pipes: [Fd | null, Fd | null, Fd | null] = [null, null, null];
   private readonly fa = Buffer.alloc(FILE_ACTIONS_SIZE);
   private readonly childEnds: Fd[] = [];
@@ -330,7 +330,7 @@ function markInheritedCloseOnExec(): void {
 }
 
 const CLOSE_RANGE_CLOEXEC = 4;
-/** The helper's descriptors (src/exec-helper/pidfd-exec.c). */
+/** The helper's descriptors (src/native/pidfd-exec.c). */
 const REPORT_FD = 3;
 const HELPER_ENV_FD = 4;
 const HELPER_CGROUP_FD = 5;
@@ -339,7 +339,7 @@ const EXEC_REPORT_TIMEOUT_MS = 10_000;
 /**
  * The helper's report, once its pipe is readable (or the wait timed out): end-of-file means it
  * exec'd (the pipe is close-on-exec); a "stage errno" line means setup failed. Either failure
- * leaves the helper to Launch.dispose, which kills (it may be stuck, or about to exit) and reaps
+ * leaves the helper to SpawnAttempt.dispose, which kills (it may be stuck, or about to exit) and reaps
  * it. Setup is a handful of system calls, so the wait is short; it is bounded all the same.
  */
 function readExecReport(report: Fd, ready: boolean): void {

@@ -5,20 +5,20 @@ import { Signal } from '../kernel/signals.js';
 import type { Features } from '../kernel/probe.js';
 import type { Parentage, Reaper, ReapedExit } from '../reaper/reaper.js';
 import { AgentError, fromKernel, invalidArgument, unknownHandle } from './errors.js';
-import { EventLog } from './event-log.js';
-import { newHandleId } from './handle.js';
-import { type AdoptOptions, type Deadline, type SignalTarget, type SpawnOptions } from './options.js';
-import { ProcessRecord } from './record.js';
-import { ProcessTable, type RetentionPolicy } from './table.js';
-import { sendSignal, threadIds } from './signalling.js';
-import { launch, type SpawnEnvironment } from './launch.js';
-export type { SpawnEnvironment } from './launch.js';
-import { openForAdoption } from './adoption.js';
-import { Waiters } from './waiters.js';
-import { StdioTable } from './stdio-table.js';
+import { EventLog } from './events/event-log.js';
+import { newHandleId } from './lifecycle/handle.js';
+import { type AdoptOptions, type Deadline, type SignalTarget, type SpawnOptions } from './spawn/options.js';
+import { ProcessRecord } from './lifecycle/record.js';
+import { ProcessTable, type RetentionPolicy } from './lifecycle/table.js';
+import { sendSignal, threadIds } from './lifecycle/signalling.js';
+import { launch, type SpawnEnvironment } from './spawn/launch.js';
+export type { SpawnEnvironment } from './spawn/launch.js';
+import { openForAdoption } from './lifecycle/adoption.js';
+import { Waiters } from './lifecycle/waiters.js';
+import { StdioTable } from './stdio/pipe-table.js';
 import { MemoryStore, type ProcessStore, type SavedProcess } from '../store/store.js';
-import { reopen, verifyHanded } from './readopt.js';
-import { ownerIdentity } from './owner.js';
+import { reopen, verifyHanded } from './lifecycle/readopt.js';
+import { ownerIdentity } from './lifecycle/owner.js';
 
 export interface ManagerLimits extends RetentionPolicy {
   /** Running processes (spawned + adopted) at most; more is RESOURCE_EXHAUSTED. */

@@ -19,18 +19,18 @@ import type {
   WatchRequest,
   WatchResponse,
   WriteStdinRequest,
-} from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
-import { State } from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
+} from '../api.js';
+import { State } from '../api.js';
 import { stateFromApi, toProcess } from './convert.js';
 import { toServiceError, type Logger } from './status.js';
 import * as validate from './validate.js';
 import type { WatchHub } from './watch.js';
 import { OutputReaders } from './read-output.js';
-import { outputStream } from './validate-stdio.js';
+import { outputStream } from './validate-stdin-output.js';
 import { signalName } from '../kernel/signals.js';
 import { ServiceGate } from './gate.js';
 import type { Authorizer, Grant, HandleRpc, Request, Rpc } from '../auth/authorize.js';
-import type { ProcessEvent } from '../process/event-log.js';
+import type { ProcessEvent } from '../process/events/event-log.js';
 
 const DEFAULT_GRACE_MS = 10_000;
 

@@ -1,9 +1,9 @@
 // Domain → API messages. The only place that knows both shapes.
 import type { Rusage as KernelRusage } from '../kernel/termination.js';
 import { signalName } from '../kernel/signals.js';
-import type { EventType as DomainEventType, ProcessEvent } from '../process/event-log.js';
-import type { ExitInfo, ProcessRecord, State as DomainState } from '../process/record.js';
-import { sliceBytes, type OutputSlice } from '../process/captured-output.js';
+import type { EventType as DomainEventType, ProcessEvent } from '../process/events/event-log.js';
+import type { ExitInfo, ProcessRecord, State as DomainState } from '../process/lifecycle/record.js';
+import { sliceBytes, type OutputSlice } from '../process/stdio/captured-output.js';
 import {
   EventType,
   ExitReason,
@@ -14,8 +14,8 @@ import {
   type OutputChunk,
   type Process,
   type Rusage,
-} from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
-import type { Duration } from '../../clients/ts/src/gen/google/protobuf/duration.js';
+} from '../api.js';
+import type { Duration } from '../api.js';
 
 const states: Record<DomainState, State> = {
   running: State.STATE_RUNNING,

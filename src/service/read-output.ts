@@ -1,8 +1,8 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { AgentError, unknownHandle } from '../process/errors.js';
-import { READER_STALL_MS, type CapturedOutput, type OutputHold } from '../process/captured-output.js';
-import type { ProcessStdio } from '../process/stdio.js';
-import type { ReadOutputRequest, ReadOutputResponse } from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
+import { READER_STALL_MS, type CapturedOutput, type OutputHold } from '../process/stdio/captured-output.js';
+import type { ProcessStdio } from '../process/stdio/process-pipes.js';
+import type { ReadOutputRequest, ReadOutputResponse } from '../api.js';
 
 /** Bytes per response at most. */
 export const READ_CHUNK_BYTES = 256 * 1024;
@@ -22,7 +22,7 @@ export interface ReaderStats {
  * One ReadOutput stream: a cursor into the process's output ring, advanced as fast as the
  * transport takes responses. It holds no copy of the output beyond READ_WRITE_BUDGET responses,
  * so a reader that stalls costs at most READ_WRITE_BUDGET * READ_CHUNK_BYTES. While it keeps
- * taking responses the pipe waits for it (see process/stdio.ts); once it stalls the ring moves
+ * taking responses the pipe waits for it (see process/stdio/process-pipes.ts); once it stalls the ring moves
  * on and the reader is told how much it lost when it resumes.
  */
 class OutputReader implements OutputHold {

@@ -6,11 +6,11 @@ import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import { ReflectionService } from '@grpc/reflection';
 import type { PackageDefinition } from '@grpc/proto-loader';
 import { HealthImplementation } from 'grpc-health-check';
-import { AgentServiceService, type AgentServiceServer } from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
+import { AgentServiceService, type AgentServiceServer } from '../api.js';
 import { refusingUndecodable, tolerantDefinition } from './decode-guard.js';
 
 export const SERVICE_NAME = 'pidfd.agent.v1.AgentService';
-export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+export const MAX_GRPC_MESSAGE_BYTES = 4 * 1024 * 1024;
 
 /** A file `make build` writes under dist/ (descriptor sets, the exec helper), found from src/ or dist/src/. */
 export function builtFile(relative: string): string {
@@ -42,8 +42,8 @@ export interface GrpcServer {
 
 export function createServer(service: AgentServiceServer): GrpcServer {
   const server = new Server({
-    'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
-    'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+    'grpc.max_receive_message_length': MAX_GRPC_MESSAGE_BYTES,
+    'grpc.max_send_message_length': MAX_GRPC_MESSAGE_BYTES,
     'grpc.keepalive_time_ms': 60_000,
     'grpc.keepalive_timeout_ms': 20_000,
     'grpc.max_concurrent_streams': 1024,

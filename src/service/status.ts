@@ -2,7 +2,7 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { KernelError } from '../kernel/errors.js';
 import { AgentError, type ErrorKind } from '../process/errors.js';
-import { ErrorInfo, Status } from '../../clients/ts/src/gen/google/rpc/status.js';
+import { ErrorInfo, Status } from '../api.js';
 
 export const ERROR_DOMAIN = 'pidfd.agent';
 

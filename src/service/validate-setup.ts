@@ -1,11 +1,11 @@
 // Spawn's identity, limits, cgroup, environment and deadline fields → domain options.
 import { parseSignal } from '../kernel/signals.js';
-import type { CgroupRequest } from '../process/cgroups.js';
+import type { CgroupRequest } from '../process/spawn/cgroups.js';
 import { invalidArgument } from '../process/errors.js';
-import type { Deadline } from '../process/options.js';
-import { RLIMITS, type RlimitRequest, type SetupOptions } from '../process/setup.js';
-import { EnvMode, type Cgroup, type Rlimit, type SpawnRequest } from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
-import type { Duration } from '../../clients/ts/src/gen/google/protobuf/duration.js';
+import type { Deadline } from '../process/spawn/options.js';
+import { RLIMITS, type RlimitRequest, type SetupOptions } from '../process/spawn/setup.js';
+import { EnvMode, type Cgroup, type Rlimit, type SpawnRequest } from '../api.js';
+import type { Duration } from '../api.js';
 
 const MAX_GROUPS = 1024;
 const DEFAULT_GRACE_MS = 10_000;

@@ -2,17 +2,17 @@
 import { isAbsolute } from 'node:path';
 import { parseSignal } from '../kernel/signals.js';
 import { invalidArgument } from '../process/errors.js';
-import type { AdoptOptions, OutputTarget, SignalTarget, SpawnOptions } from '../process/options.js';
+import type { AdoptOptions, OutputTarget, SignalTarget, SpawnOptions } from '../process/spawn/options.js';
 import {
   OutputMode,
   SignalTarget as ApiSignalTarget,
   type AdoptRequest,
   type Output,
   type SpawnRequest,
-} from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
-import type { Duration } from '../../clients/ts/src/gen/google/protobuf/duration.js';
+} from '../api.js';
+import type { Duration } from '../api.js';
 import { cgroupRequest, deadline, inheritsEnv, setupOptions } from './validate-setup.js';
-import { capture, stdinAndEvents } from './validate-stdio.js';
+import { capture, stdinAndEvents } from './validate-stdin-output.js';
 
 export const LIMITS = {
   argvItems: 4096,

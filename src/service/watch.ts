@@ -1,7 +1,7 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
-import type { EventLog, ProcessEvent } from '../process/event-log.js';
+import type { EventLog, ProcessEvent } from '../process/events/event-log.js';
 import { AgentError } from '../process/errors.js';
-import type { WatchRequest, WatchResponse } from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
+import type { WatchRequest, WatchResponse } from '../api.js';
 import { toEvent } from './convert.js';
 
 export interface WatchFilter {

@@ -6,9 +6,9 @@
 import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import type { SequenceOrigin } from '../process/event-log.js';
-import type { HandleId } from '../process/handle.js';
-import type { ExitInfo, ProcessRecord } from '../process/record.js';
+import type { SequenceOrigin } from '../process/events/event-log.js';
+import type { HandleId } from '../process/lifecycle/handle.js';
+import type { ExitInfo, ProcessRecord } from '../process/lifecycle/record.js';
 import type { ProcessStore, SavedProcess } from './store.js';
 
 export const STORE_FILE = 'agent.db';

@@ -1,8 +1,8 @@
 // The persisted handle table as the domain sees it: what the manager writes on each transition,
 // and what a restarted agent reads back. The SQLite implementation is sqlite-store.ts.
-import type { SequenceOrigin } from '../process/event-log.js';
-import type { HandleId } from '../process/handle.js';
-import type { DeadlineAt, ExitInfo, ProcessRecord } from '../process/record.js';
+import type { SequenceOrigin } from '../process/events/event-log.js';
+import type { HandleId } from '../process/lifecycle/handle.js';
+import type { DeadlineAt, ExitInfo, ProcessRecord } from '../process/lifecycle/record.js';
 
 
 /** One persisted record, as read back at startup. Released records are not kept. */

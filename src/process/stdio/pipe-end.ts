@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { closeFd, dupFd, type Fd } from '../kernel/fd.js';
+import { closeFd, dupFd, type Fd } from '../../kernel/fd.js';
 
 /** Takes ownership of fd: from here on the socket closes it. */
 export function openPipe(fd: Fd, direction: 'read' | 'write'): net.Socket {

@@ -2,14 +2,14 @@
 // them, FILE targets opened (in the agent when it is the target's identity, else by the helper
 // after the drop), a cgroup prepared, the exec helper when setup needs it; then the spawn on
 // libuv's threadpool. Every failure leaves nothing behind and is a domain error.
-import { closeFd, type Fd } from '../kernel/fd.js';
-import type { PidRef } from '../kernel/pid-ref.js';
-import { isKernelError } from '../kernel/errors.js';
-import { SetupError, shimHandles, spawnAsync, type StdioAction } from '../kernel/spawn.js';
+import { closeFd, type Fd } from '../../kernel/fd.js';
+import type { PidRef } from '../../kernel/pid-ref.js';
+import { isKernelError } from '../../kernel/errors.js';
+import { SetupError, shimHandles, spawnAsync, type StdioAction } from '../../kernel/spawn.js';
 import type { Cgroups } from './cgroups.js';
-import { AgentError, fromKernel } from './errors.js';
+import { AgentError, fromKernel } from '../errors.js';
 import { resolveExecutable } from './executable.js';
-import type { HandleId } from './handle.js';
+import type { HandleId } from '../lifecycle/handle.js';
 import { DEFAULT_PATH, type OutputTarget, type SpawnOptions } from './options.js';
 import { changesIdentity, helperArgs, needsHelper, type HelperOutput } from './setup.js';
 import { checkCwd, openOutput, setupFailure, type SetupPaths } from './spawn-inputs.js';

@@ -1,5 +1,5 @@
 import type net from 'node:net';
-import { closeFd, type Fd } from '../kernel/fd.js';
+import { closeFd, type Fd } from '../../kernel/fd.js';
 import { detachPipe, openPipe } from './pipe-end.js';
 
 /** The write end of the child's stdin: bounded pending bytes, EPIPE contained. */

@@ -1,5 +1,5 @@
-import type { ExitInfo, ProcessRecord, State } from './record.js';
-import type { OutputSlice } from './captured-output.js';
+import type { ExitInfo, ProcessRecord, State } from '../lifecycle/record.js';
+import type { OutputSlice } from '../stdio/captured-output.js';
 
 export type EventType = 'spawned' | 'adopted' | 'exited' | 'released' | 'output';
 

@@ -1,9 +1,9 @@
 // Adopt: a PID becomes a pidfd only with the identity the caller expects. /proc is read by number,
 // so what it says counts only if the pidfd shows the process was not reaped after the read: then
 // the number still belonged to the process we hold.
-import { PidRef } from '../kernel/pid-ref.js';
-import { AgentError, fromKernel, notFound } from './errors.js';
-import type { AdoptOptions } from './options.js';
+import { PidRef } from '../../kernel/pid-ref.js';
+import { AgentError, fromKernel, notFound } from '../errors.js';
+import type { AdoptOptions } from '../spawn/options.js';
 import { readCmdline, readStartTime, readTaskFlags } from './proc-fs.js';
 import type { ProcessRecord } from './record.js';
 

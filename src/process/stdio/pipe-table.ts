@@ -1,9 +1,9 @@
-import type { Fd } from '../kernel/fd.js';
-import type { EventLog } from './event-log.js';
-import type { OutputTarget } from './options.js';
-import type { ProcessRecord } from './record.js';
+import type { Fd } from '../../kernel/fd.js';
+import type { EventLog } from '../events/event-log.js';
+import type { OutputTarget } from '../spawn/options.js';
+import type { ProcessRecord } from '../lifecycle/record.js';
 import type { CapturedOutput, OutputSlice, StreamName } from './captured-output.js';
-import { ProcessStdio, type StdioState } from './stdio.js';
+import { ProcessStdio, type StdioState } from './process-pipes.js';
 
 /** Ring size per captured stream when neither the request nor --capture-bytes says otherwise. */
 export const DEFAULT_CAPTURE_BYTES = 1024 * 1024;

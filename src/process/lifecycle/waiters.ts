@@ -1,4 +1,4 @@
-import { AgentError, unknownHandle } from './errors.js';
+import { AgentError, unknownHandle } from '../errors.js';
 import type { HandleId } from './handle.js';
 import type { ProcessRecord } from './record.js';
 

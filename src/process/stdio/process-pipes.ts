@@ -2,10 +2,10 @@
 // and the stdin writer (stdin-pipe.ts). Each fd is handed to a libuv pipe handle (net.Socket: never
 // fs streams, whose pending reads each hold a threadpool thread) that owns it from then on and
 // closes it exactly once.
-import type { Fd } from '../kernel/fd.js';
+import type { Fd } from '../../kernel/fd.js';
 import { CapturedOutput, type CaptureState, type OutputSlice, type StreamName } from './captured-output.js';
-import { AgentError, handoverInProgress, processExited } from './errors.js';
-import type { ProcessRecord } from './record.js';
+import { AgentError, handoverInProgress, processExited } from '../errors.js';
+import type { ProcessRecord } from '../lifecycle/record.js';
 import { StdinPipe } from './stdin-pipe.js';
 
 /** A WriteStdin may leave at most this many bytes queued for the child (one maximal message). */

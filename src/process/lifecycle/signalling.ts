@@ -1,12 +1,12 @@
 // Signals and thread lists, always through the record's pidfd. A process that has exited is
 // refused (FAILED_PRECONDITION, nothing sent) rather than signalled as a zombie: that tells the
 // caller the truth, and the exit found on the way is collected before the reply.
-import type { PidRef } from '../kernel/pid-ref.js';
-import { fromKernel, processExited } from './errors.js';
-import type { SignalTarget } from './options.js';
+import { PIDFD_INFO_PID } from '../../kernel/pidfd.js';
+import { PidRef } from '../../kernel/pid-ref.js';
+import { fromKernel, notFound, processExited } from '../errors.js';
+import type { SignalTarget } from '../spawn/options.js';
 import { readThreadIds } from './proc-fs.js';
 import type { ProcessRecord } from './record.js';
-import { signalThread } from './spawn-inputs.js';
 
 /** Collects (records) the exit of a process found exited. */
 export type Collect = (ref: PidRef) => void;
@@ -39,4 +39,26 @@ export function threadIds(record: ProcessRecord, collect: Collect): number[] {
   const tids = readThreadIds(record.identity.pid);
   if (ref.poll().reaped || tids.length === 0) throw processExited(record.handle);
   return tids;
+}
+
+/**
+ * A tid is only a number: it counts if the thread's own pidfd (PIDFD_THREAD, 6.9+) shows it in
+ * our process's thread group while our process still holds its pid.
+ */
+export function signalThread(record: ProcessRecord, ref: PidRef, tid: number, signal: number): void {
+  let thread: PidRef;
+  try {
+    thread = PidRef.openThread(tid);
+  } catch (e) {
+    throw fromKernel(e, { what: `thread ${tid}`, field: 'tid' });
+  }
+  try {
+    const { tgid } = thread.info(PIDFD_INFO_PID);
+    if (tgid !== record.identity.pid || ref.poll().reaped) {
+      throw notFound(`${tid} is not a thread of ${record.handle}`, { reason: 'NOT_A_THREAD', field: 'tid', handle: record.handle });
+    }
+    thread.signal(signal); // a PIDFD_THREAD pidfd addresses that one thread
+  } finally {
+    thread.close();
+  }
 }

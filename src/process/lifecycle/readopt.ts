@@ -1,10 +1,10 @@
 // Re-adoption after an agent restart: a saved RUNNING record names a pid, and a pid is only a
 // number. It is the saved process only if a pidfd opened on it now has the saved pidfs inode
 // (unique per process within one boot, Linux 6.9+) in the saved boot.
-import { isKernelError } from '../kernel/errors.js';
-import { PIDFD_INFO_PID } from '../kernel/pidfd.js';
-import { PidRef } from '../kernel/pid-ref.js';
-import type { Parentage } from '../reaper/reaper.js';
+import { isKernelError } from '../../kernel/errors.js';
+import { PIDFD_INFO_PID } from '../../kernel/pidfd.js';
+import { PidRef } from '../../kernel/pid-ref.js';
+import type { Parentage } from '../../reaper/reaper.js';
 
 export interface SavedIdentity {
   readonly pid: number;

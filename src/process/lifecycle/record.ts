@@ -1,5 +1,5 @@
-import type { PidRef } from '../kernel/pid-ref.js';
-import type { Rusage, Termination } from '../kernel/termination.js';
+import type { PidRef } from '../../kernel/pid-ref.js';
+import type { Rusage, Termination } from '../../kernel/termination.js';
 import type { HandleId } from './handle.js';
 
 export type State = 'running' | 'exited' | 'released';

@@ -1,7 +1,7 @@
 // What the exec helper does before exec: resolved here (names → ids through NSS, limits checked)
 // into the helper's arguments. Only the helper path needs any of it.
-import { lookupGroup, lookupUser, userGroups } from '../kernel/nss.js';
-import { invalidArgument } from './errors.js';
+import { lookupGroup, lookupUser, userGroups } from '../../kernel/nss.js';
+import { invalidArgument } from '../errors.js';
 
 export interface RlimitRequest {
   readonly resource: string;

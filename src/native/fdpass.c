@@ -56,7 +56,7 @@ static int wait_until(int fd, short events, long long deadline) {
   }
 }
 
-// Room for one message of MAX_MESSAGE_BYTES (64 KiB) with its descriptors, whatever wmem_default is.
+// Room for one message of MAX_FD_MESSAGE_BYTES (64 KiB) with its descriptors, whatever wmem_default is.
 static void size_buffers(int fd) {
   int bytes = 256 * 1024;
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);

@@ -1,9 +1,9 @@
 // Spawn's stdin, capture and output-event fields, and the ReadOutput request → domain options.
 import { invalidArgument } from '../process/errors.js';
-import type { OutputTarget, SpawnOptions } from '../process/options.js';
-import { MAX_CAPTURE_BYTES } from '../process/stdio-table.js';
-import type { StreamName } from '../process/captured-output.js';
-import { OutputMode, OutputStream, StdinMode, type Output, type SpawnRequest } from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
+import type { OutputTarget, SpawnOptions } from '../process/spawn/options.js';
+import { MAX_CAPTURE_BYTES } from '../process/stdio/pipe-table.js';
+import type { StreamName } from '../process/stdio/captured-output.js';
+import { OutputMode, OutputStream, StdinMode, type Output, type SpawnRequest } from '../api.js';
 
 export function capture(field: string, o: Output): OutputTarget {
   if (o.ringBytes > MAX_CAPTURE_BYTES) throw invalidArgument(`${field}.ring_bytes`, `at most ${MAX_CAPTURE_BYTES} (64 MiB)`);

@@ -4,7 +4,7 @@
 // reads on and the ring overwrites: no client can block a child for longer than that, and with
 // nobody reading the pipe is always drained.
 import type net from 'node:net';
-import { closeFd, type Fd } from '../kernel/fd.js';
+import { closeFd, type Fd } from '../../kernel/fd.js';
 import { OutputRing } from './output-ring.js';
 import { detachPipe, openPipe } from './pipe-end.js';
 

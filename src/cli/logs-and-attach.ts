@@ -1,6 +1,6 @@
 // pidfdctl's captured-output commands: `logs` and `spawn --attach`.
 import { once } from 'node:events';
-import { OutputStream, StdinMode, type AgentClient } from '../../clients/ts/src/index.js';
+import { OutputStream, StdinMode, type AgentClient } from './client.js';
 import { exitStatusOf } from './format.js';
 
 /** Waits while out is full, so a slow terminal or pipe slows the stream rather than growing memory. */

@@ -4,11 +4,11 @@
 // mount: a symlink or bind mount placed under the parent must not move a process into another
 // cgroup (and the parent must be cgroupfs itself, where nobody can create symlinks).
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
-import { KernelError } from '../kernel/errors.js';
-import { closeFd, type Fd } from '../kernel/fd.js';
-import { CGROUP2_SUPER_MAGIC, fsType, fsTypeAt, O_WRONLY, openBeneath, openDirectoryPath } from '../kernel/files.js';
+import { KernelError } from '../../kernel/errors.js';
+import { closeFd, type Fd } from '../../kernel/fd.js';
+import { CGROUP2_SUPER_MAGIC, fsType, fsTypeAt, O_WRONLY, openBeneath, openDirectoryPath } from '../../kernel/files.js';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
-import { AgentError, fromKernel, invalidArgument, notFound } from './errors.js';
+import { AgentError, fromKernel, invalidArgument, notFound } from '../errors.js';
 
 export interface CgroupLimits {
   readonly memoryMax?: string;

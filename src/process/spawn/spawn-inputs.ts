@@ -1,14 +1,11 @@
 // Free functions of the manager's operations: checking and opening what a Spawn names, turning
-// a failed helper stage into a domain error, and signalling one thread.
+// a failed helper stage into a domain error.
 import { openSync, statSync, constants as fsc } from 'node:fs';
-import { errnoName, KernelError } from '../kernel/errors.js';
-import type { Fd } from '../kernel/fd.js';
-import { PIDFD_INFO_PID } from '../kernel/pidfd.js';
-import { PidRef } from '../kernel/pid-ref.js';
-import type { SetupError, StdioAction } from '../kernel/spawn.js';
-import { AgentError, fromKernel, invalidArgument, notFound } from './errors.js';
+import { errnoName, KernelError } from '../../kernel/errors.js';
+import type { Fd } from '../../kernel/fd.js';
+import type { SetupError, StdioAction } from '../../kernel/spawn.js';
+import { AgentError, fromKernel, invalidArgument } from '../errors.js';
 import type { OutputTarget } from './options.js';
-import type { ProcessRecord } from './record.js';
 
 export function checkCwd(cwd: string): void {
   try {
@@ -58,26 +55,4 @@ export function setupFailure(e: SetupError, path: string, paths: SetupPaths = {}
   const file = e.stage === 'stdout' || e.stage === 'stderr' || e.stage === 'chdir' ? paths[e.stage] : undefined;
   const message = file === undefined ? `${e.stage}: ${code}` : `${field}: ${file}: ${code} (as the target user)`;
   return new AgentError(kind, message, { reason: code, field, syscall: e.stage, path: file }, { cause: e });
-}
-
-/**
- * A tid is only a number: it counts if the thread's own pidfd (PIDFD_THREAD, 6.9+) shows it in
- * our process's thread group while our process still holds its pid.
- */
-export function signalThread(record: ProcessRecord, ref: PidRef, tid: number, signal: number): void {
-  let thread: PidRef;
-  try {
-    thread = PidRef.openThread(tid);
-  } catch (e) {
-    throw fromKernel(e, { what: `thread ${tid}`, field: 'tid' });
-  }
-  try {
-    const { tgid } = thread.info(PIDFD_INFO_PID);
-    if (tgid !== record.identity.pid || ref.poll().reaped) {
-      throw notFound(`${tid} is not a thread of ${record.handle}`, { reason: 'NOT_A_THREAD', field: 'tid', handle: record.handle });
-    }
-    thread.signal(signal); // a PIDFD_THREAD pidfd addresses that one thread
-  } finally {
-    thread.close();
-  }
 }

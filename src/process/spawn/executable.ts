@@ -1,6 +1,6 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, resolve } from 'node:path';
-import { AgentError } from './errors.js';
+import { AgentError } from '../errors.js';
 
 /**
  * Finds argv[0] the way execvp does, but in the child's PATH and before spawning, so a missing or
