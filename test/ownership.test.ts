@@ -14,7 +14,7 @@ import { Cgroups, cgroup2Mount } from '../src/process/spawn/cgroups.js';
 import { AgentError } from '../src/process/errors.js';
 import { EventLog } from '../src/process/events/event-log.js';
 import { ProcessManager } from '../src/process/manager.js';
-import type { SpawnOptions } from '../src/process/spawn/options.js';
+import type { SpawnOptions } from '../src/process/options.js';
 import { EpollReaper } from '../src/reaper/reaper.js';
 import { ROOT } from './helpers/agent-process.js';
 import { procState, tryRmdir } from './helpers/harness.js';

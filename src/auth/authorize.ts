@@ -4,7 +4,7 @@ import { delimiter, resolve } from 'node:path';
 import { AgentError, unknownHandle } from '../process/errors.js';
 import { resolveExecutable } from '../process/spawn/executable.js';
 import { searchPath } from '../process/spawn/launch.js';
-import type { AdoptOptions, SpawnOptions } from '../process/spawn/options.js';
+import type { AdoptOptions, SpawnOptions } from '../process/options.js';
 import type { ProcessRecord } from '../process/lifecycle/record.js';
 import type { AuditEntry, AuditSink } from './audit.js';
 import { callerOf, type Caller, type CallTransport } from './caller.js';

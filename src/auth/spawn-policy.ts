@@ -2,7 +2,7 @@
 // resolved by the caller (authorize.ts), name lookups are passed in.
 import { normalize } from 'node:path';
 import type { CgroupRequest } from '../process/spawn/cgroups.js';
-import type { OutputTarget } from '../process/spawn/options.js';
+import type { OutputTarget } from '../process/options.js';
 import type { RlimitRequest } from '../process/spawn/setup.js';
 import { anyMatch, type Patterns, type SpawnRule } from './policy.js';
 

@@ -7,7 +7,7 @@ import type { Parentage, Reaper, ReapedExit } from '../reaper/reaper.js';
 import { AgentError, fromKernel, invalidArgument, unknownHandle } from './errors.js';
 import { EventLog } from './events/event-log.js';
 import { newHandleId } from './lifecycle/handle.js';
-import { type AdoptOptions, type Deadline, type SignalTarget, type SpawnOptions } from './spawn/options.js';
+import { type AdoptOptions, type Deadline, type SignalTarget, type SpawnOptions } from './options.js';
 import { ProcessRecord } from './lifecycle/record.js';
 import { ProcessTable, type RetentionPolicy } from './lifecycle/table.js';
 import { sendSignal, threadIds } from './lifecycle/signalling.js';

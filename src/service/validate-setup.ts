@@ -2,7 +2,7 @@
 import { parseSignal } from '../kernel/signals.js';
 import type { CgroupRequest } from '../process/spawn/cgroups.js';
 import { invalidArgument } from '../process/errors.js';
-import type { Deadline } from '../process/spawn/options.js';
+import type { Deadline } from '../process/options.js';
 import { RLIMITS, type RlimitRequest, type SetupOptions } from '../process/spawn/setup.js';
 import { EnvMode, type Cgroup, type Rlimit, type SpawnRequest } from '../api.js';
 import type { Duration } from '../api.js';

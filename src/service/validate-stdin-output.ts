@@ -1,6 +1,6 @@
 // Spawn's stdin, capture and output-event fields, and the ReadOutput request → domain options.
 import { invalidArgument } from '../process/errors.js';
-import type { OutputTarget, SpawnOptions } from '../process/spawn/options.js';
+import type { OutputTarget, SpawnOptions } from '../process/options.js';
 import { MAX_CAPTURE_BYTES } from '../process/stdio/pipe-table.js';
 import type { StreamName } from '../process/stdio/captured-output.js';
 import { OutputMode, OutputStream, StdinMode, type Output, type SpawnRequest } from '../api.js';

@@ -2,7 +2,7 @@
 import { isAbsolute } from 'node:path';
 import { parseSignal } from '../kernel/signals.js';
 import { invalidArgument } from '../process/errors.js';
-import type { AdoptOptions, OutputTarget, SignalTarget, SpawnOptions } from '../process/spawn/options.js';
+import type { AdoptOptions, OutputTarget, SignalTarget, SpawnOptions } from '../process/options.js';
 import {
   OutputMode,
   SignalTarget as ApiSignalTarget,

@@ -3,7 +3,7 @@
 // the number still belonged to the process we hold.
 import { PidRef } from '../../kernel/pid-ref.js';
 import { AgentError, fromKernel, notFound } from '../errors.js';
-import type { AdoptOptions } from '../spawn/options.js';
+import type { AdoptOptions } from '../options.js';
 import { readCmdline, readStartTime, readTaskFlags } from './proc-fs.js';
 import type { ProcessRecord } from './record.js';
 

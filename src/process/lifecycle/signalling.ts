@@ -4,7 +4,7 @@
 import { PIDFD_INFO_PID } from '../../kernel/pidfd.js';
 import { PidRef } from '../../kernel/pid-ref.js';
 import { fromKernel, notFound, processExited } from '../errors.js';
-import type { SignalTarget } from '../spawn/options.js';
+import type { SignalTarget } from '../options.js';
 import { readThreadIds } from './proc-fs.js';
 import type { ProcessRecord } from './record.js';
 

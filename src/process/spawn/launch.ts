@@ -10,7 +10,7 @@ import type { Cgroups } from './cgroups.js';
 import { AgentError, fromKernel } from '../errors.js';
 import { resolveExecutable } from './executable.js';
 import type { HandleId } from '../lifecycle/handle.js';
-import { DEFAULT_PATH, type OutputTarget, type SpawnOptions } from './options.js';
+import { DEFAULT_PATH, type OutputTarget, type SpawnOptions } from '../options.js';
 import { changesIdentity, helperArgs, needsHelper, type HelperOutput } from './setup.js';
 import { checkCwd, openOutput, setupFailure, type SetupPaths } from './spawn-inputs.js';
 

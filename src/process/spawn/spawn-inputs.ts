@@ -5,7 +5,7 @@ import { errnoName, KernelError } from '../../kernel/errors.js';
 import type { Fd } from '../../kernel/fd.js';
 import type { SetupError, StdioAction } from '../../kernel/spawn.js';
 import { AgentError, fromKernel, invalidArgument } from '../errors.js';
-import type { OutputTarget } from './options.js';
+import type { OutputTarget } from '../options.js';
 
 export function checkCwd(cwd: string): void {
   try {

@@ -1,6 +1,6 @@
 import type { Fd } from '../../kernel/fd.js';
 import type { EventLog } from '../events/event-log.js';
-import type { OutputTarget } from '../spawn/options.js';
+import type { OutputTarget } from '../options.js';
 import type { ProcessRecord } from '../lifecycle/record.js';
 import type { CapturedOutput, OutputSlice, StreamName } from './captured-output.js';
 import { ProcessStdio, type StdioState } from './process-pipes.js';

@@ -1,5 +1,5 @@
-import type { CgroupRequest } from './cgroups.js';
-import type { SetupOptions } from './setup.js';
+import type { CgroupRequest } from './spawn/cgroups.js';
+import type { SetupOptions } from './spawn/setup.js';
 
 /** Where stdout or stderr goes. */
 export type OutputTarget =
