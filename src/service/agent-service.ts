@@ -22,7 +22,8 @@ import type {
 } from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
 import { State } from '../../clients/ts/src/gen/pidfd/agent/v1/agent.js';
 import { stateFromApi, toProcess } from './convert.js';
-import { toServiceError, type Logger } from './status.js';
+import type { Logger } from '../log.js';
+import { toServiceError } from './status.js';
 import * as validate from './validate.js';
 import type { WatchHub } from './watch.js';
 import { OutputReaders } from './read-output.js';

@@ -2,6 +2,7 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { KernelError } from '../kernel/errors.js';
 import { AgentError, type ErrorKind } from '../process/errors.js';
+import type { Logger } from '../log.js';
 import { ErrorInfo, Status } from '../../clients/ts/src/gen/google/rpc/status.js';
 
 export const ERROR_DOMAIN = 'pidfd.agent';
@@ -19,8 +20,6 @@ const codes: Record<ErrorKind, status> = {
   Unsupported: status.FAILED_PRECONDITION,
   Unavailable: status.UNAVAILABLE,
 };
-
-export type Logger = (event: string, fields: Record<string, unknown>) => void;
 
 /** Any thrown value → a ServiceError; anything unexpected is logged and reported generically. */
 export function toServiceError(e: unknown, method: string, log: Logger): Partial<ServiceError> {
