@@ -173,7 +173,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
       readers.endAll(why);
       // The calls just ended still have their status to send: a short grace, not a force.
       await stop(COMMIT_GRACE_MS);
-      manager.stdio.closeDetached();
+      manager.closeDetachedStdio();
       if (config.afterHandover === 'linger') {
         const lingering = reapWhileLingering(manager.children(), log);
         log('lingering', { children: lingering.watched, note: 'serving nothing; reaping the processes it started until SIGTERM' });

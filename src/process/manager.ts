@@ -5,7 +5,9 @@ import { Signal } from '../kernel/signals.js';
 import type { Features } from '../kernel/probe.js';
 import type { Parentage, Reaper, ReapedExit } from '../reaper/reaper.js';
 import { AgentError, fromKernel, invalidArgument, unknownHandle } from './errors.js';
-import { EventLog } from './event-log.js';
+import type { EventLog, ProcessEvent } from './event-log.js';
+import type { StreamName } from './captured-output.js';
+import type { ProcessStdio, StdioState } from './stdio.js';
 import { newHandleId } from './handle.js';
 import { type AdoptOptions, type Deadline, type SignalTarget, type SpawnOptions } from './options.js';
 import { ProcessRecord } from './record.js';
@@ -39,9 +41,9 @@ export interface SpawnResult {
  * into records and events. Every kernel error leaves here as an AgentError.
  */
 export class ProcessManager {
-  readonly table: ProcessTable;
+  private readonly table: ProcessTable;
   /** The agent's ends of spawned processes' pipes (captured output, stdin). */
-  readonly stdio: StdioTable;
+  private readonly stdio: StdioTable;
   private readonly waiters = new Waiters();
   /** Every process we still watch, including released children that must still be reaped. */
   private readonly byRef = new Map<PidRef, ProcessRecord>();
@@ -57,7 +59,7 @@ export class ProcessManager {
   private reaper!: Reaper;
 
   constructor(
-    readonly events: EventLog,
+    private readonly events: EventLog,
     private readonly limits: ManagerLimits,
     private readonly features: Features,
     private readonly node: SpawnEnvironment,
@@ -241,6 +243,56 @@ export class ProcessManager {
   /** Whether `owner` already spawned or adopted with this request_id (a repeat replays it). */
   hasRequest(owner: string, requestId: string): boolean {
     return this.table.byRequest(owner, requestId) !== undefined;
+  }
+
+  /** Every record in the table (running, exited and not yet released), in no particular order. */
+  records(): IterableIterator<ProcessRecord> {
+    return this.table.values();
+  }
+
+  /** The sequence number of the last event: List answers with it, Watch resumes after it. */
+  get lastSequence(): number {
+    return this.events.lastSequence;
+  }
+
+  /** The pipes of a spawned process (stdin, captured output), owned by the manager. */
+  stdioOf(record: ProcessRecord): ProcessStdio {
+    return this.stdio.of(record);
+  }
+
+  /** What ReadOutput reads of one stream of a record. */
+  output(record: ProcessRecord, stream: StreamName): ReturnType<StdioTable['output']> {
+    return this.stdio.output(record, stream);
+  }
+
+  /** After a handover: pipes whose processes the successor took over are ours to close. */
+  closeDetachedStdio(): void {
+    this.stdio.closeDetached();
+  }
+
+  /** Counts for tests and metrics. */
+  stats(): { readonly processes: number; readonly running: number; readonly stdio: ReturnType<StdioTable['stats']> } {
+    return { processes: this.table.size, running: this.table.runningCount, stdio: this.stdio.stats() };
+  }
+
+  /** For a handover: the state of every process's pipes. */
+  handoverStdio(): ReturnType<StdioTable['handoverState']> {
+    return this.stdio.handoverState();
+  }
+
+  /** For a handover: the events still held for replay. */
+  heldEvents(): ReturnType<EventLog['held']> {
+    return this.events.held();
+  }
+
+  /** Taking over: a process's pipes as the predecessor left them. */
+  continueStdio(record: ProcessRecord, state: StdioState): void {
+    this.stdio.continue(record, state);
+  }
+
+  /** Taking over: the predecessor's replayable events and its last sequence number. */
+  seedEvents(lastSequence: number, events: readonly ProcessEvent[]): void {
+    this.events.seed(lastSequence, events);
   }
 
   /** The record of a handle, or undefined (never throws). */
