@@ -9,8 +9,8 @@ import type { EventLog, ProcessEvent } from './event-log.js';
 import type { StreamName } from './captured-output.js';
 import type { ProcessStdio, StdioState } from './stdio.js';
 import { newHandleId } from './handle.js';
-import { type AdoptOptions, type Deadline, type SignalTarget, type SpawnOptions } from './options.js';
-import { ProcessRecord } from './record.js';
+import { type AdoptOptions, type SignalTarget, type SpawnOptions } from './options.js';
+import { deadlineAt, ProcessRecord, type DeadlineAt } from './record.js';
 import { ProcessTable, type RetentionPolicy } from './table.js';
 import { sendSignal, threadIds } from './signalling.js';
 import { launch, type SpawnEnvironment } from './launch.js';
@@ -109,8 +109,8 @@ export class ProcessManager {
       throw fromKernel(e, { what: `managing the started ${options.argv[0]!}` });
     }
     this.stdio.attach(record, child.pipes, options);
-    record.ownedCgroup = child.ownedCgroup;
-    if (options.deadline) this.armDeadline(record, options.deadline);
+    record.ownCgroup(child.ownedCgroup);
+    if (options.deadline) this.armDeadline(record, deadlineAt(options.deadline));
     this.persist(record);
     return { record, replayed: false };
   }
@@ -193,7 +193,7 @@ export class ProcessManager {
     this.reaper.pause();
     this.reaper.flush();
     this.deadlineStops.abort();
-    for (const record of this.byRef.values()) if (record.deadline) clearTimeout(record.deadline);
+    for (const record of this.byRef.values()) record.pauseDeadline();
     this.stdio.quiesce();
   }
 
@@ -208,12 +208,7 @@ export class ProcessManager {
   resume(): void {
     this.stdio.resume();
     if (this.deadlineStops.signal.aborted) this.deadlineStops = new AbortController();
-    for (const record of this.byRef.values()) {
-      const d = record.deadlineAt;
-      if (record.state !== 'running' || d === undefined) continue;
-      if (record.deadline) clearTimeout(record.deadline);
-      this.armDeadline(record, { ...d, timeoutMs: Math.max(0, d.at - Date.now()) });
-    }
+    for (const record of this.byRef.values()) record.resumeDeadline();
     this.reaper.resume();
     this.reaper.flush();
   }
@@ -225,7 +220,7 @@ export class ProcessManager {
 
   /** Our own children not yet reaped (released ones too), borrowed: still ours to reap after a handover. */
   *children(): IterableIterator<PidRef> {
-    for (const [ref, record] of this.byRef) if (!record.spec.adopted && !record.orphaned) yield ref;
+    for (const [ref, record] of this.byRef) if (record.parentage === 'child') yield ref;
   }
 
   /** Resolves with the exited record; rejects on timeout, release or abort. */
@@ -312,7 +307,7 @@ export class ProcessManager {
     const ref = record.ref;
     // A released child that still runs stays watched (hidden), so it is reaped and never left a
     // zombie; a foreign process is not ours to reap.
-    if (ref !== null && (record.spec.adopted || record.orphaned)) this.stopManaging(record, ref);
+    if (ref !== null && record.parentage === 'foreign') this.stopManaging(record, ref);
   }
 
   /** Reaper sink: exits arrive in batches; each is recorded once. */
@@ -328,7 +323,7 @@ export class ProcessManager {
       this.byRef.delete(exit.ref);
       this.dropInode(record);
       const released = record.state === 'released';
-      record.markExited({ termination: exit.termination, statusLost: exit.termination === undefined || undefined, rusage: exit.rusage, exitedAt: now, reason: record.timedOut ? 'timeout' : 'exited' });
+      record.markExited({ termination: exit.termination, statusLost: exit.termination === undefined || undefined, rusage: exit.rusage, exitedAt: now });
       this.stdio.exited(record);
       this.cleanUp(record);
       if (released) {
@@ -356,19 +351,13 @@ export class ProcessManager {
    * The deadline: kill_signal, then SIGKILL after the grace, through Stop; the exit then records
    * reason TIMEOUT.
    */
-  private armDeadline(record: ProcessRecord, d: Deadline): void {
-    record.deadlineAt = { at: Date.now() + d.timeoutMs, killSignal: d.killSignal, graceMs: d.graceMs };
-    record.deadline = setTimeout(() => {
-      if (record.state !== 'running') return;
-      record.timedOut = true;
-      this.stop(record.handle, d.killSignal, d.graceMs, false, this.deadlineStops.signal).catch(() => undefined);
-    }, d.timeoutMs);
-    record.deadline.unref();
+  private armDeadline(record: ProcessRecord, d: DeadlineAt): void {
+    // The stop reads deadlineStops when it fires: a resume after a handover replaces the controller.
+    record.armDeadline(d, () => void this.stop(record.handle, d.killSignal, d.graceMs, false, this.deadlineStops.signal).catch(() => undefined));
   }
 
-  /** After the exit: the deadline timer goes, a created cgroup is removed once it is empty. */
+  /** After the exit (which stopped the deadline): a created cgroup is removed once it is empty. */
   private cleanUp(record: ProcessRecord): void {
-    if (record.deadline) clearTimeout(record.deadline);
     const dir = record.ownedCgroup;
     if (dir !== undefined && !this.node.cgroups.remove(dir)) this.cgroupsToRemove.add(dir);
   }
@@ -406,14 +395,14 @@ export class ProcessManager {
     const found = saved.state !== 'running' ? undefined : handed === undefined ? reopen(saved, bootId) : verifyHanded(saved, handed.take());
     const ref = found?.found ? found.ref.take() : null;
     const record = new ProcessRecord(saved.handle, { pid: saved.pid, pidfsInode: saved.pidfsInode }, spec, saved.startedAt, ref);
-    record.ownedCgroup = saved.ownedCgroup;
+    record.ownCgroup(saved.ownedCgroup);
     this.table.add(record);
     if (found?.found && ref !== null) {
-      record.orphaned = found.parentage === 'foreign';
+      if (found.parentage === 'foreign') record.orphaned();
       this.reaper.watch(ref, found.parentage);
       this.byRef.set(ref, record);
       this.byInode.set(saved.pidfsInode, record);
-      if (saved.deadline) this.armDeadline(record, { ...saved.deadline, timeoutMs: Math.max(0, saved.deadline.at - Date.now()) });
+      if (saved.deadline) this.armDeadline(record, saved.deadline);
       return { record, lost: false };
     }
     record.markExited(saved.exit ?? { termination: undefined, statusLost: true, reason: 'exited', exitedAt: Date.now() });
@@ -436,7 +425,7 @@ export class ProcessManager {
       this.store.recordStarted(record);
     } catch (e) {
       // Our own child, just started and unreaped: its pidfd cannot address anyone else.
-      if (!record.spec.adopted) record.ref?.signal(Signal.SIGKILL);
+      if (record.parentage === 'child') record.ref?.signal(Signal.SIGKILL);
       this.release(record.handle);
       const message = `the state store could not record the process: ${e instanceof Error ? e.message : String(e)}`;
       throw new AgentError('Unavailable', message, { reason: 'STORE_WRITE_FAILED', handle: record.handle }, { cause: e });
