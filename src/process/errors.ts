@@ -110,6 +110,9 @@ export function fromKernel(e: unknown, context: ErrnoContext): unknown {
   return errnoError(failure.code, { ...context, syscall: failure.syscall ?? context.syscall }, e) ?? e;
 }
 
+/** The errno name of an unexpected kernel failure (for the logs and ErrorInfo), else undefined. */
+export const kernelErrno = (e: unknown): string | undefined => (e instanceof KernelError ? e.code : undefined);
+
 function nodeErrno(e: unknown): { code: string; syscall?: string } | undefined {
   const { code, syscall } = (e instanceof Error ? e : {}) as NodeJS.ErrnoException;
   return typeof code === 'string' && /^E[A-Z0-9]+$/.test(code) ? { code, syscall } : undefined;

@@ -4,6 +4,8 @@ import type { Parentage } from '../reaper/reaper.js';
 import type { HandleId } from './handle.js';
 import type { Deadline } from './options.js';
 
+export type { Rusage, Termination };
+
 export type State = 'running' | 'exited' | 'released';
 
 /** Why the process ended: on its own (or by a client's signal), or by its deadline. */

@@ -28,7 +28,7 @@ import * as validate from './validate.js';
 import type { WatchHub } from './watch.js';
 import { OutputReaders } from './read-output.js';
 import { outputStream } from './validate-stdio.js';
-import { signalName } from '../kernel/signals.js';
+import { signalName } from '../process/signalling.js';
 import { ServiceGate } from './gate.js';
 import type { Authorizer, Grant, HandleRpc, Request, Rpc } from '../auth/authorize.js';
 import type { ProcessEvent } from '../process/event-log.js';

@@ -1,7 +1,6 @@
 // The one table from domain errors to gRPC status, with google.rpc.ErrorInfo details.
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { KernelError } from '../kernel/errors.js';
-import { AgentError, type ErrorKind } from '../process/errors.js';
+import { AgentError, kernelErrno, type ErrorKind } from '../process/errors.js';
 import type { Logger } from '../log.js';
 import { ErrorInfo, Status } from '../../clients/ts/src/gen/google/rpc/status.js';
 
@@ -30,7 +29,7 @@ export function toServiceError(e: unknown, method: string, log: Logger): Partial
     return withDetails(codes[e.kind], e.message, reason, metadata);
   }
   log('internal_error', { method, error: e instanceof Error ? (e.stack ?? e.message) : String(e) });
-  const reason = e instanceof KernelError ? e.code : 'INTERNAL';
+  const reason = kernelErrno(e) ?? 'INTERNAL';
   return withDetails(status.INTERNAL, 'internal error (logged by the agent)', reason, {});
 }
 
