@@ -3,7 +3,7 @@ import type { PidRef } from '../kernel/pid-ref.js';
 import { discardChild } from '../kernel/spawn.js';
 import { Signal } from '../kernel/signals.js';
 import type { Features } from '../kernel/probe.js';
-import type { Parentage, Reaper, ReapedExit } from '../reaper/reaper.js';
+import type { Reaper, ReapedExit } from '../reaper/reaper.js';
 import { AgentError, fromKernel, invalidArgument, unknownHandle } from './errors.js';
 import type { EventLog, ProcessEvent } from './event-log.js';
 import type { StreamName } from './captured-output.js';
@@ -100,7 +100,7 @@ export class ProcessManager {
     const child = await launch(options, this.node, handle);
     let record: ProcessRecord;
     try {
-      record = this.manage(child.ref.take(), 'child', { argv: options.argv, labels: options.labels, adopted: false, requestId: options.requestId, owner: options.owner }, handle);
+      record = this.manage(child.ref.take(), { argv: options.argv, labels: options.labels, adopted: false, requestId: options.requestId, owner: options.owner }, handle);
     } catch (e) {
       // The child itself is gone already (manage kills what it cannot take on); the exec worked,
       // so the error is the agent's own (out of descriptors, epoll watches...), not argv[0]'s.
@@ -133,7 +133,7 @@ export class ProcessManager {
     const opened = openForAdoption(options, (i) => this.byInode.get(i));
     let record: ProcessRecord;
     try {
-      record = this.manage(opened.ref.take(), 'foreign', { argv: opened.argv, labels: options.labels, adopted: true, requestId: options.requestId, owner: options.owner });
+      record = this.manage(opened.ref.take(), { argv: opened.argv, labels: options.labels, adopted: true, requestId: options.requestId, owner: options.owner });
     } catch (e) {
       throw fromKernel(e, { what: `adopt ${options.pid}`, field: 'pid' });
     }
@@ -367,7 +367,8 @@ export class ProcessManager {
    * taken on, a child of ours is killed and reaped (unreaped, so its pidfd still names it) and the
    * reference closed, so nothing runs unmanaged and nothing leaks.
    */
-  private manage(ref: PidRef, parentage: Parentage, spec: ProcessRecord['spec'], handle = newHandleId()): ProcessRecord {
+  private manage(ref: PidRef, spec: ProcessRecord['spec'], handle = newHandleId()): ProcessRecord {
+    const parentage = ProcessRecord.parentageOf(spec);
     let record: ProcessRecord;
     try {
       record = new ProcessRecord(handle, { pid: ref.pid, pidfsInode: ref.inode }, spec, Date.now(), ref);

@@ -81,7 +81,12 @@ export class ProcessRecord {
     ref: PidRef | null,
   ) {
     this.#ref = ref;
-    this.#parentage = spec.adopted ? 'foreign' : 'child';
+    this.#parentage = ProcessRecord.parentageOf(spec);
+  }
+
+  /** Who reaps a process taken on now: we reap what we spawned; an adopted one is someone else's. */
+  static parentageOf(spec: ProcessSpec): Parentage {
+    return spec.adopted ? 'foreign' : 'child';
   }
 
   get state(): State {
