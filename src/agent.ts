@@ -7,7 +7,7 @@ import { useSpawnShim } from './kernel/spawn.js';
 import { EventLog } from './process/events/event-log.js';
 import { ProcessManager } from './process/manager.js';
 import { Cgroups, cgroup2Mount } from './process/spawn/cgroups.js';
-import { builtFile } from './service/server.js';
+import { builtFile } from './built-files.js';
 import { EpollReaper } from './reaper/reaper.js';
 import { agentService } from './service/agent-service.js';
 import { createServer } from './service/server.js';
@@ -15,7 +15,7 @@ import { listenUnix, type GrpcListener } from './service/transport/listeners.js'
 import { listenTcp } from './service/transport/tcp-listener.js';
 import { prepareSocket, socketGid } from './service/transport/unix-socket.js';
 import { TlsFileProvider } from './service/transport/tls-credentials.js';
-import type { Logger } from './service/status.js';
+import type { Logger } from './log.js';
 import { WatchHub } from './service/watch.js';
 import { OutputReaders } from './service/read-output.js';
 import { readBootId } from './process/lifecycle/proc-fs.js';
@@ -173,7 +173,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
       readers.endAll(why);
       // The calls just ended still have their status to send: a short grace, not a force.
       await stop(COMMIT_GRACE_MS);
-      manager.stdio.closeDetached();
+      manager.closeDetachedStdio();
       if (config.afterHandover === 'linger') {
         const lingering = reapWhileLingering(manager.children(), log);
         log('lingering', { children: lingering.watched, note: 'serving nothing; reaping the processes it started until SIGTERM' });

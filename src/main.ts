@@ -2,7 +2,7 @@
 // pidfd-agent: the only place that reads argv and the environment.
 import { startAgent } from './agent.js';
 import { ConfigError, parseConfig, USAGE } from './config/config.js';
-import type { Logger } from './service/status.js';
+import type { Logger } from './log.js';
 
 async function main(): Promise<number> {
   const args = process.argv.slice(2);

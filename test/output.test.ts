@@ -87,7 +87,7 @@ test.serial('50 MiB through CAPTURE arrives intact, in order, to a reader that k
       bytes += r.data.length;
       lost += r.lostBytes;
       last = r;
-      maxRing = Math.max(maxRing, h.agent.manager.stdio.of(record).ringBytes);
+      maxRing = Math.max(maxRing, h.agent.manager.stdioOf(record).ringBytes);
       for (const s of h.agent.readers.stats()) maxInflight = Math.max(maxInflight, s.inflightBytes);
     }
   })();
@@ -119,7 +119,7 @@ test.serial('a client that stops reading costs the ring and a few responses; the
   let maxInflight = 0;
   let maxRss = rssBefore;
   const sampler = setInterval(() => {
-    maxRing = Math.max(maxRing, h.agent.manager.stdio.of(record).ringBytes);
+    maxRing = Math.max(maxRing, h.agent.manager.stdioOf(record).ringBytes);
     for (const s of h.agent.readers.stats()) maxInflight = Math.max(maxInflight, s.inflightBytes);
     maxRss = Math.max(maxRss, process.memoryUsage().rss);
   }, 5);
@@ -183,7 +183,7 @@ test('stdout and stderr are captured apart; a non-follow read returns what is th
   const { process: p } = await h.client.spawn({ argv: ['sh', '-c', 'echo out; echo err >&2; exec sleep 30'], stdout: CAPTURE, stderr: CAPTURE });
   const handle = p!.handle;
   await eventually('both lines', () => {
-    const io = h.agent.manager.stdio.of(h.agent.manager.get(handle));
+    const io = h.agent.manager.stdioOf(h.agent.manager.get(handle));
     return io.stdout!.ring.end === 4 && io.stderr!.ring.end === 4;
   });
   const out = await readAll(handle, STDOUT, 0, false);
@@ -263,7 +263,7 @@ test('a released process that still writes keeps running: its pipe is drained, n
   const { process: p } = await h.client.spawn({ argv: ['sh', '-c', `sleep 0.3; head -c 300000 /dev/zero; echo yes > ${marker}`], stdout: CAPTURE });
   await h.client.release({ handle: p!.handle });
   await eventually('the released process to finish writing', () => existsSync(marker) && readFileSync(marker, 'utf8') === 'yes\n');
-  await eventually('its pipe to be closed', () => h.agent.manager.stdio.stats().openPipes === 0);
+  await eventually('its pipe to be closed', () => h.agent.manager.stats().stdio.openPipes === 0);
   t.pass();
 });
 
@@ -287,17 +287,17 @@ test.serial("the agent's fd count and ring memory return to baseline after many 
   await pool(range(20), 8, cycle);
   await sleep(100);
   const baseline = openFdCount();
-  const before = h.agent.manager.stdio.stats();
+  const before = h.agent.manager.stats().stdio;
   let peak = baseline;
   await pool(range(300), 16, async (i) => {
     await cycle(i);
     peak = Math.max(peak, openFdCount());
   });
-  await eventually('pipes closed', () => h.agent.manager.stdio.stats().openPipes === 0);
-  t.log(`baseline ${baseline} fds, peak ${peak}, after ${openFdCount()}; stdio ${JSON.stringify(h.agent.manager.stdio.stats())}`);
+  await eventually('pipes closed', () => h.agent.manager.stats().stdio.openPipes === 0);
+  t.log(`baseline ${baseline} fds, peak ${peak}, after ${openFdCount()}; stdio ${JSON.stringify(h.agent.manager.stats().stdio)}`);
   t.true(peak > baseline + 16, 'pipes were really opened');
   t.is(openFdCount(), baseline);
-  const after = h.agent.manager.stdio.stats();
+  const after = h.agent.manager.stats().stdio;
   t.is(after.processes, before.processes, 'released processes leave nothing behind');
   t.is(after.ringBytes, before.ringBytes, 'their rings were freed');
 });
@@ -332,5 +332,5 @@ test.serial('captured output of exited processes stays within --capture-retained
   t.deepEqual(await read(handles[0]!), { data: 0, lost: 256 * 1024 }, 'the oldest exit lost its output');
   t.deepEqual(await read(handles[1]!), { data: 256 * 1024, lost: 0 });
   t.deepEqual(await read(handles[2]!), { data: 256 * 1024, lost: 0 });
-  t.true(small.agent.manager.stdio.stats().ringBytes <= 600 * 1024);
+  t.true(small.agent.manager.stats().stdio.ringBytes <= 600 * 1024);
 });

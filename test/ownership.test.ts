@@ -143,7 +143,7 @@ test.serial('a spawned child the agent cannot take on is killed and reaped, its 
   t.deepEqual([...ourChildren()].filter((pid) => !children.has(pid) && procState(pid) !== undefined), [], 'no child left running or a zombie');
   t.is(openFdCount(), fds, 'pidfd, pipes and the helper report pipe all closed');
   t.deepEqual(readdirSync(parent, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name), [], 'the cgroup created for it is removed');
-  t.is(manager.table.size, 0);
+  t.is(manager.stats().processes, 0);
 });
 
 test('no raw pidfd leaves kernel/: outside it nobody names Pidfd or borrows the number', (t) => {

@@ -5,7 +5,7 @@ import test, { type ExecutionContext } from 'ava';
 import { AgentCallError, status, type AgentClient } from '../clients/ts/src/index.js';
 import { openFdCount } from '../src/kernel/fd.js';
 import { cgroup2Mount } from '../src/process/spawn/cgroups.js';
-import { builtFile } from '../src/service/server.js';
+import { builtFile } from '../src/built-files.js';
 import { startAgentProcess } from './helpers/agent-process.js';
 import { eventually, startHarness, tempDir, tryRmdir, type Harness } from './helpers/harness.js';
 

@@ -66,7 +66,7 @@ test('a child that does not read: pending bytes are bounded (RESOURCE_EXHAUSTED)
   // The pipe takes 64 KiB; the rest waits in the agent, up to the limit.
   const big = h.client.writeStdin({ handle, data: Buffer.alloc((STDIN_PENDING_BYTES * 3) / 4) });
   big.catch(() => {});
-  const io = h.agent.manager.stdio.of(h.agent.manager.get(handle));
+  const io = h.agent.manager.stdioOf(h.agent.manager.get(handle));
   await eventually('bytes pending', () => io.pendingStdin > 0);
   await failure(t, h.client.writeStdin({ handle, data: Buffer.alloc(STDIN_PENDING_BYTES / 2) }), status.RESOURCE_EXHAUSTED, 'STDIN_BACKLOG');
   t.true(io.pendingStdin <= STDIN_PENDING_BYTES);

@@ -32,8 +32,9 @@ test('what is written comes back: identity, spec, exits, deadlines; released rec
   const dir = stateDir();
   const store = open(dir);
   const running = record(0, 2n ** 63n + 5n); // inodes are unsigned 64-bit
-  running.deadlineAt = { at: 1_800_000_000_000, killSignal: 15, graceMs: 500 };
-  running.ownedCgroup = '/sys/fs/cgroup/pidfd-agent/x';
+  running.armDeadline({ at: 1_800_000_000_000, killSignal: 15, graceMs: 500 }, () => undefined);
+  running.pauseDeadline();
+  running.ownCgroup('/sys/fs/cgroup/pidfd-agent/x');
   const exited = record(1);
   const released = record(2);
   for (const r of [running, exited, released]) store.recordStarted(r);
@@ -47,7 +48,7 @@ test('what is written comes back: identity, spec, exits, deadlines; released rec
   t.deepEqual(loaded.map((s) => s.handle), [running.handle, exited.handle], 'running first, then exited; released gone');
   const [r, e] = loaded;
   t.like(r, { pid: 100, pidfsInode: 2n ** 63n + 5n, bootId: 'boot-a', argv: ['sleep', '0'], labels: { n: '0' }, adopted: false, requestId: 'key', owner: 'unix:uid=0,gid=0,pid=1', startedAt: 1_700_000_000_000, state: 'running' });
-  t.deepEqual(r!.deadline, running.deadlineAt);
+  t.deepEqual(r!.deadline, running.deadline);
   t.is(r!.ownedCgroup, running.ownedCgroup);
   t.is(r!.exit, undefined);
   t.like(e, { state: 'exited', adopted: true, requestId: undefined, owner: undefined });

@@ -88,7 +88,7 @@ test('when the leader exits first, the handle stays RUNNING until the last threa
   const events = await collect(h.client, { handles: [p!.handle], afterSequence: sequence }, (ev) => ev.length >= 2);
   t.deepEqual(events.map((e) => e.type), [EventType.EVENT_TYPE_SPAWNED, EventType.EVENT_TYPE_EXITED]);
   await sleep(100);
-  const log = h.agent.manager.events;
+  const log = h.agent.watchers.log;
   let exits = 0;
   for (let s = sequence + 1; s <= log.lastSequence; s++) if (log.get(s)?.record.handle === p!.handle && log.get(s)?.type === 'exited') exits++;
   t.is(exits, 1, 'exactly one exit event');

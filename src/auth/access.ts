@@ -1,7 +1,8 @@
 // What the composition root opens for authorization: the policy (a file, or root alone) and the
 // audit trail, closed together.
 import { AuditLog } from './audit.js';
-import { PolicyFile, type Logger } from './policy-file.js';
+import type { Logger } from '../log.js';
+import { PolicyFile } from './policy-file.js';
 import { ROOT_ONLY, type Policy } from './policy.js';
 
 export interface Access {

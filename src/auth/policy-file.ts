@@ -3,8 +3,8 @@
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { dirname } from 'node:path';
 import { parsePolicy, PolicyError, type Policy } from './policy.js';
+import type { Logger } from '../log.js';
 
-export type Logger = (event: string, fields: Record<string, unknown>) => void;
 
 /** Editors write in steps: changes are read once they have settled this long. */
 const SETTLE_MS = 50;

@@ -5,7 +5,7 @@ import { chmodSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { FdListener, type FdSocket } from '../kernel/fd-passing.js';
 import { watchReadable, type PollHandle } from '../kernel/libc.js';
-import type { Logger } from '../service/status.js';
+import type { Logger } from '../log.js';
 import { HANDOVER_PROTOCOL, type Encoded } from './snapshot.js';
 import { STORE_SCHEMA } from '../store/sqlite-store.js';
 import { receiveTagged, sendSnapshot, sendTagged } from './wire.js';

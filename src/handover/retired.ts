@@ -3,7 +3,7 @@
 // (PIDFD_INFO_EXIT, on its HUP) at once rather than when this agent exits, and leaves no zombies.
 import type { PidRef } from '../kernel/pid-ref.js';
 import { EpollReaper } from '../reaper/reaper.js';
-import type { Logger } from '../service/status.js';
+import type { Logger } from '../log.js';
 
 /** Watches a duplicate of each child (the manager keeps its own references), closed once reaped. */
 export function reapWhileLingering(children: Iterable<PidRef>, log: Logger): EpollReaper {

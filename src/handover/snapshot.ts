@@ -74,7 +74,7 @@ export function encodeSnapshot(manager: ProcessManager, bootId: string): Encoded
   const capture = (c: CaptureState | null): WireCapture | null => c && { ...c, held: blob(c.held), pipe: fd(c.pipe) };
 
   const pidfds = [...manager.held()].map(({ record, ref }) => [record.handle, fd(ref)!] as const);
-  const stdio = [...manager.stdio.handoverState()].map(([record, s]): WireStdio => ({
+  const stdio = [...manager.handoverStdio()].map(([record, s]): WireStdio => ({
     handle: record.handle,
     stdin: fd(s.stdin),
     stdinClosed: s.stdinClosed,
@@ -84,15 +84,15 @@ export function encodeSnapshot(manager: ProcessManager, bootId: string): Encoded
   }));
   const released = new Map<string, WireRecord>();
   const events: WireEvent[] = [];
-  for (const e of manager.events.held()) {
+  for (const e of manager.heldEvents()) {
     const r = e.record;
-    if (manager.table.get(r.handle) !== r && !released.has(r.handle)) {
+    if (manager.find(r.handle) !== r && !released.has(r.handle)) {
       released.set(r.handle, { handle: r.handle, pid: r.identity.pid, pidfsInode: String(r.identity.pidfsInode), argv: r.spec.argv, labels: r.spec.labels, adopted: r.spec.adopted, owner: r.spec.owner, startedAt: r.startedAt });
     }
     const o = e.output;
     events.push({ sequence: e.sequence, type: e.type, time: e.time, handle: r.handle, state: e.state, exit: e.exit, output: o && { stream: o.stream, offset: o.offset, length: o.length } });
   }
-  const snapshot: WireSnapshot = { protocol: HANDOVER_PROTOCOL, bootId, lastSequence: manager.events.lastSequence, pidfds, stdio, events, released: [...released.values()] };
+  const snapshot: WireSnapshot = { protocol: HANDOVER_PROTOCOL, bootId, lastSequence: manager.lastSequence, pidfds, stdio, events, released: [...released.values()] };
   const json = Buffer.from(JSON.stringify(snapshot));
   const head = Buffer.alloc(4);
   head.writeUInt32LE(json.length);
@@ -154,24 +154,24 @@ export class Snapshot {
    */
   apply(manager: ProcessManager): void {
     for (const s of this.wire.stdio) {
-      const record = manager.table.get(s.handle);
+      const record = manager.find(s.handle);
       const state: StdioState = { stdin: this.claim(s.stdin), stdinClosed: s.stdinClosed, outputEvents: s.outputEvents, stdout: this.capture(s.stdout), stderr: this.capture(s.stderr) };
-      if (record) manager.stdio.continue(record, state);
+      if (record) manager.continueStdio(record, state);
       else for (const f of [state.stdin, state.stdout?.pipe, state.stderr?.pipe]) if (f != null) closeFd(f);
     }
     const stubs = new Map<string, ProcessRecord>(this.wire.released.map((r) => [r.handle, releasedRecord(r)]));
     const placeholder = new Map<StreamName, CapturedOutput>();
     const events = this.wire.events.map((e): ProcessEvent => {
-      const record = manager.table.get(e.handle) ?? stubs.get(e.handle) ?? releasedRecord({ handle: e.handle as HandleId, pid: 0, pidfsInode: '0', argv: [], labels: {}, adopted: false, startedAt: e.time });
+      const record = manager.find(e.handle) ?? stubs.get(e.handle) ?? releasedRecord({ handle: e.handle as HandleId, pid: 0, pidfsInode: '0', argv: [], labels: {}, adopted: false, startedAt: e.time });
       let output;
       if (e.output) {
         const { stream } = e.output;
-        const source = (record.state !== 'released' ? manager.stdio.of(record)[stream] : null) ?? placeholderFor(placeholder, stream);
+        const source = (record.state !== 'released' ? manager.stdioOf(record)[stream] : null) ?? placeholderFor(placeholder, stream);
         output = { ...e.output, source };
       }
       return { sequence: e.sequence, type: e.type, time: e.time, record, state: e.state, exit: e.exit, output };
     });
-    manager.events.seed(this.wire.lastSequence, events);
+    manager.seedEvents(this.wire.lastSequence, events);
   }
 
   /**

@@ -47,34 +47,73 @@ export const processExited = (handle: string) =>
 export const handoverInProgress = () =>
   new AgentError('Unavailable', 'the agent is handing over to its successor: retry', { reason: 'HANDOVER' });
 
-const kindByErrno: Readonly<Record<string, ErrorKind>> = {
-  ENOENT: 'NotFound',
-  ESRCH: 'NotFound',
-  ENOTDIR: 'NotFound',
-  EACCES: 'PermissionDenied',
-  EPERM: 'PermissionDenied',
-  EMFILE: 'ResourceExhausted',
-  ENFILE: 'ResourceExhausted',
-  EAGAIN: 'ResourceExhausted',
-  ENOMEM: 'ResourceExhausted',
-  ENOSPC: 'ResourceExhausted',
-  E2BIG: 'InvalidArgument',
-  ENOEXEC: 'InvalidArgument',
-  ENAMETOOLONG: 'InvalidArgument',
-  ELOOP: 'InvalidArgument',
-  EISDIR: 'InvalidArgument',
-  EINVAL: 'InvalidArgument',
-  ETXTBSY: 'Unavailable',
+/**
+ * The one errno → domain table. `shortage`: the node ran out of something (descriptors, memory,
+ * processes); with `shortageIsNodes` the call site says that is not the named field's fault.
+ */
+const byErrno: Readonly<Record<string, { readonly kind: ErrorKind; readonly shortage?: true }>> = {
+  ENOENT: { kind: 'NotFound' },
+  ESRCH: { kind: 'NotFound' },
+  ENOTDIR: { kind: 'NotFound' },
+  EACCES: { kind: 'PermissionDenied' },
+  EPERM: { kind: 'PermissionDenied' },
+  EMFILE: { kind: 'ResourceExhausted', shortage: true },
+  ENFILE: { kind: 'ResourceExhausted', shortage: true },
+  EAGAIN: { kind: 'ResourceExhausted', shortage: true },
+  ENOMEM: { kind: 'ResourceExhausted', shortage: true },
+  ENOSPC: { kind: 'ResourceExhausted' },
+  E2BIG: { kind: 'InvalidArgument' },
+  ENOEXEC: { kind: 'InvalidArgument' },
+  ENAMETOOLONG: { kind: 'InvalidArgument' },
+  ELOOP: { kind: 'InvalidArgument' },
+  EXDEV: { kind: 'InvalidArgument' },
+  EISDIR: { kind: 'InvalidArgument' },
+  EINVAL: { kind: 'InvalidArgument' },
+  ETXTBSY: { kind: 'Unavailable' },
 };
 
+/** What the failing call was about, as its call site knows it. */
+export interface ErrnoContext {
+  /** What the caller was acting on; the message reads `${what}: ${errno}`. */
+  readonly what: string;
+  readonly field?: string;
+  readonly path?: string;
+  readonly handle?: string;
+  /** When the cause does not say (a Node fs error, a helper stage). */
+  readonly syscall?: string;
+  /** The kind for an errno the table does not know; without it such an error stays internal. */
+  readonly otherwise?: ErrorKind;
+  /** Running out (EMFILE, ENOMEM, EAGAIN...) is the node's state here, not the field's fault. */
+  readonly shortageIsNodes?: boolean;
+  /** Said after the errno, in parentheses. */
+  readonly note?: string;
+}
+
+/** The domain error for an errno name in a context; undefined when it stays internal. */
+export function errnoError(code: string, context: ErrnoContext, cause?: unknown): AgentError | undefined {
+  const entry = byErrno[code];
+  const kind = entry?.kind ?? context.otherwise;
+  if (kind === undefined) return undefined;
+  const { what, path, handle, syscall, note } = context;
+  const field = entry?.shortage && context.shortageIsNodes ? undefined : context.field;
+  const message = `${what}: ${code}${note === undefined ? '' : ` (${note})`}`;
+  return new AgentError(kind, message, { reason: code, syscall, field, path, handle }, cause === undefined ? undefined : { cause });
+}
+
 /**
- * Translates a failed system call into the domain error, keeping the cause and naming what the
- * caller was acting on. Unknown errnos stay KernelError (an internal error).
+ * Translates a failed system call (a KernelError, or a Node fs error with its errno name) into the
+ * domain error, keeping the cause. Anything else, and errnos the context leaves internal, pass through.
  */
-export function fromKernel(e: unknown, context: { what: string; field?: string; path?: string; handle?: string }): unknown {
-  if (!(e instanceof KernelError)) return e;
-  const kind = kindByErrno[e.code];
-  if (kind === undefined) return e;
-  const { what, field, path, handle } = context;
-  return new AgentError(kind, `${what}: ${e.code}`, { reason: e.code, syscall: e.syscall, field, path, handle }, { cause: e });
+export function fromKernel(e: unknown, context: ErrnoContext): unknown {
+  const failure = e instanceof KernelError ? { code: e.code, syscall: e.syscall } : nodeErrno(e);
+  if (failure === undefined) return e;
+  return errnoError(failure.code, { ...context, syscall: failure.syscall ?? context.syscall }, e) ?? e;
+}
+
+/** The errno name of an unexpected kernel failure (for the logs and ErrorInfo), else undefined. */
+export const kernelErrno = (e: unknown): string | undefined => (e instanceof KernelError ? e.code : undefined);
+
+function nodeErrno(e: unknown): { code: string; syscall?: string } | undefined {
+  const { code, syscall } = (e instanceof Error ? e : {}) as NodeJS.ErrnoException;
+  return typeof code === 'string' && /^E[A-Z0-9]+$/.test(code) ? { code, syscall } : undefined;
 }

@@ -3,12 +3,14 @@ import type { PidRef } from '../kernel/pid-ref.js';
 import { discardChild } from '../kernel/spawn.js';
 import { Signal } from '../kernel/signals.js';
 import type { Features } from '../kernel/probe.js';
-import type { Parentage, Reaper, ReapedExit } from '../reaper/reaper.js';
+import type { Reaper, ReapedExit } from '../reaper/reaper.js';
 import { AgentError, fromKernel, invalidArgument, unknownHandle } from './errors.js';
-import { EventLog } from './events/event-log.js';
+import type { EventLog, ProcessEvent } from './events/event-log.js';
+import type { StreamName } from './stdio/captured-output.js';
+import type { ProcessStdio, StdioState } from './stdio/process-pipes.js';
 import { newHandleId } from './lifecycle/handle.js';
-import { type AdoptOptions, type Deadline, type SignalTarget, type SpawnOptions } from './options.js';
-import { ProcessRecord } from './lifecycle/record.js';
+import { type AdoptOptions, type SignalTarget, type SpawnOptions } from './options.js';
+import { deadlineAt, ProcessRecord, type DeadlineAt } from './lifecycle/record.js';
 import { ProcessTable, type RetentionPolicy } from './lifecycle/table.js';
 import { sendSignal, threadIds } from './lifecycle/signalling.js';
 import { launch, type SpawnEnvironment } from './spawn/launch.js';
@@ -39,9 +41,9 @@ export interface SpawnResult {
  * into records and events. Every kernel error leaves here as an AgentError.
  */
 export class ProcessManager {
-  readonly table: ProcessTable;
+  private readonly table: ProcessTable;
   /** The agent's ends of spawned processes' pipes (captured output, stdin). */
-  readonly stdio: StdioTable;
+  private readonly stdio: StdioTable;
   private readonly waiters = new Waiters();
   /** Every process we still watch, including released children that must still be reaped. */
   private readonly byRef = new Map<PidRef, ProcessRecord>();
@@ -57,7 +59,7 @@ export class ProcessManager {
   private reaper!: Reaper;
 
   constructor(
-    readonly events: EventLog,
+    private readonly events: EventLog,
     private readonly limits: ManagerLimits,
     private readonly features: Features,
     private readonly node: SpawnEnvironment,
@@ -98,7 +100,7 @@ export class ProcessManager {
     const child = await launch(options, this.node, handle);
     let record: ProcessRecord;
     try {
-      record = this.manage(child.ref.take(), 'child', { argv: options.argv, labels: options.labels, adopted: false, requestId: options.requestId, owner: options.owner }, handle);
+      record = this.manage(child.ref.take(), { argv: options.argv, labels: options.labels, adopted: false, requestId: options.requestId, owner: options.owner }, handle);
     } catch (e) {
       // The child itself is gone already (manage kills what it cannot take on); the exec worked,
       // so the error is the agent's own (out of descriptors, epoll watches...), not argv[0]'s.
@@ -107,8 +109,8 @@ export class ProcessManager {
       throw fromKernel(e, { what: `managing the started ${options.argv[0]!}` });
     }
     this.stdio.attach(record, child.pipes, options);
-    record.ownedCgroup = child.ownedCgroup;
-    if (options.deadline) this.armDeadline(record, options.deadline);
+    record.ownCgroup(child.ownedCgroup);
+    if (options.deadline) this.armDeadline(record, deadlineAt(options.deadline));
     this.persist(record);
     return { record, replayed: false };
   }
@@ -131,7 +133,7 @@ export class ProcessManager {
     const opened = openForAdoption(options, (i) => this.byInode.get(i));
     let record: ProcessRecord;
     try {
-      record = this.manage(opened.ref.take(), 'foreign', { argv: opened.argv, labels: options.labels, adopted: true, requestId: options.requestId, owner: options.owner });
+      record = this.manage(opened.ref.take(), { argv: opened.argv, labels: options.labels, adopted: true, requestId: options.requestId, owner: options.owner });
     } catch (e) {
       throw fromKernel(e, { what: `adopt ${options.pid}`, field: 'pid' });
     }
@@ -191,7 +193,7 @@ export class ProcessManager {
     this.reaper.pause();
     this.reaper.flush();
     this.deadlineStops.abort();
-    for (const record of this.byRef.values()) if (record.deadline) clearTimeout(record.deadline);
+    for (const record of this.byRef.values()) record.pauseDeadline();
     this.stdio.quiesce();
   }
 
@@ -206,12 +208,7 @@ export class ProcessManager {
   resume(): void {
     this.stdio.resume();
     if (this.deadlineStops.signal.aborted) this.deadlineStops = new AbortController();
-    for (const record of this.byRef.values()) {
-      const d = record.deadlineAt;
-      if (record.state !== 'running' || d === undefined) continue;
-      if (record.deadline) clearTimeout(record.deadline);
-      this.armDeadline(record, { ...d, timeoutMs: Math.max(0, d.at - Date.now()) });
-    }
+    for (const record of this.byRef.values()) record.resumeDeadline();
     this.reaper.resume();
     this.reaper.flush();
   }
@@ -223,7 +220,7 @@ export class ProcessManager {
 
   /** Our own children not yet reaped (released ones too), borrowed: still ours to reap after a handover. */
   *children(): IterableIterator<PidRef> {
-    for (const [ref, record] of this.byRef) if (!record.spec.adopted && !record.orphaned) yield ref;
+    for (const [ref, record] of this.byRef) if (record.parentage === 'child') yield ref;
   }
 
   /** Resolves with the exited record; rejects on timeout, release or abort. */
@@ -243,6 +240,56 @@ export class ProcessManager {
     return this.table.byRequest(owner, requestId) !== undefined;
   }
 
+  /** Every record in the table (running, exited and not yet released), in no particular order. */
+  records(): IterableIterator<ProcessRecord> {
+    return this.table.values();
+  }
+
+  /** The sequence number of the last event: List answers with it, Watch resumes after it. */
+  get lastSequence(): number {
+    return this.events.lastSequence;
+  }
+
+  /** The pipes of a spawned process (stdin, captured output), owned by the manager. */
+  stdioOf(record: ProcessRecord): ProcessStdio {
+    return this.stdio.of(record);
+  }
+
+  /** What ReadOutput reads of one stream of a record. */
+  output(record: ProcessRecord, stream: StreamName): ReturnType<StdioTable['output']> {
+    return this.stdio.output(record, stream);
+  }
+
+  /** After a handover: pipes whose processes the successor took over are ours to close. */
+  closeDetachedStdio(): void {
+    this.stdio.closeDetached();
+  }
+
+  /** Counts for tests and metrics. */
+  stats(): { readonly processes: number; readonly running: number; readonly stdio: ReturnType<StdioTable['stats']> } {
+    return { processes: this.table.size, running: this.table.runningCount, stdio: this.stdio.stats() };
+  }
+
+  /** For a handover: the state of every process's pipes. */
+  handoverStdio(): ReturnType<StdioTable['handoverState']> {
+    return this.stdio.handoverState();
+  }
+
+  /** For a handover: the events still held for replay. */
+  heldEvents(): ReturnType<EventLog['held']> {
+    return this.events.held();
+  }
+
+  /** Taking over: a process's pipes as the predecessor left them. */
+  continueStdio(record: ProcessRecord, state: StdioState): void {
+    this.stdio.continue(record, state);
+  }
+
+  /** Taking over: the predecessor's replayable events and its last sequence number. */
+  seedEvents(lastSequence: number, events: readonly ProcessEvent[]): void {
+    this.events.seed(lastSequence, events);
+  }
+
   /** The record of a handle, or undefined (never throws). */
   find(handle: string): ProcessRecord | undefined {
     return this.table.get(handle);
@@ -260,7 +307,7 @@ export class ProcessManager {
     const ref = record.ref;
     // A released child that still runs stays watched (hidden), so it is reaped and never left a
     // zombie; a foreign process is not ours to reap.
-    if (ref !== null && (record.spec.adopted || record.orphaned)) this.stopManaging(record, ref);
+    if (ref !== null && record.parentage === 'foreign') this.stopManaging(record, ref);
   }
 
   /** Reaper sink: exits arrive in batches; each is recorded once. */
@@ -276,7 +323,7 @@ export class ProcessManager {
       this.byRef.delete(exit.ref);
       this.dropInode(record);
       const released = record.state === 'released';
-      record.markExited({ termination: exit.termination, statusLost: exit.termination === undefined || undefined, rusage: exit.rusage, exitedAt: now, reason: record.timedOut ? 'timeout' : 'exited' });
+      record.markExited({ termination: exit.termination, statusLost: exit.termination === undefined || undefined, rusage: exit.rusage, exitedAt: now });
       this.stdio.exited(record);
       this.cleanUp(record);
       if (released) {
@@ -304,19 +351,13 @@ export class ProcessManager {
    * The deadline: kill_signal, then SIGKILL after the grace, through Stop; the exit then records
    * reason TIMEOUT.
    */
-  private armDeadline(record: ProcessRecord, d: Deadline): void {
-    record.deadlineAt = { at: Date.now() + d.timeoutMs, killSignal: d.killSignal, graceMs: d.graceMs };
-    record.deadline = setTimeout(() => {
-      if (record.state !== 'running') return;
-      record.timedOut = true;
-      this.stop(record.handle, d.killSignal, d.graceMs, false, this.deadlineStops.signal).catch(() => undefined);
-    }, d.timeoutMs);
-    record.deadline.unref();
+  private armDeadline(record: ProcessRecord, d: DeadlineAt): void {
+    // The stop reads deadlineStops when it fires: a resume after a handover replaces the controller.
+    record.armDeadline(d, () => void this.stop(record.handle, d.killSignal, d.graceMs, false, this.deadlineStops.signal).catch(() => undefined));
   }
 
-  /** After the exit: the deadline timer goes, a created cgroup is removed once it is empty. */
+  /** After the exit (which stopped the deadline): a created cgroup is removed once it is empty. */
   private cleanUp(record: ProcessRecord): void {
-    if (record.deadline) clearTimeout(record.deadline);
     const dir = record.ownedCgroup;
     if (dir !== undefined && !this.node.cgroups.remove(dir)) this.cgroupsToRemove.add(dir);
   }
@@ -326,7 +367,8 @@ export class ProcessManager {
    * taken on, a child of ours is killed and reaped (unreaped, so its pidfd still names it) and the
    * reference closed, so nothing runs unmanaged and nothing leaks.
    */
-  private manage(ref: PidRef, parentage: Parentage, spec: ProcessRecord['spec'], handle = newHandleId()): ProcessRecord {
+  private manage(ref: PidRef, spec: ProcessRecord['spec'], handle = newHandleId()): ProcessRecord {
+    const parentage = ProcessRecord.parentageOf(spec);
     let record: ProcessRecord;
     try {
       record = new ProcessRecord(handle, { pid: ref.pid, pidfsInode: ref.inode }, spec, Date.now(), ref);
@@ -354,14 +396,14 @@ export class ProcessManager {
     const found = saved.state !== 'running' ? undefined : handed === undefined ? reopen(saved, bootId) : verifyHanded(saved, handed.take());
     const ref = found?.found ? found.ref.take() : null;
     const record = new ProcessRecord(saved.handle, { pid: saved.pid, pidfsInode: saved.pidfsInode }, spec, saved.startedAt, ref);
-    record.ownedCgroup = saved.ownedCgroup;
+    record.ownCgroup(saved.ownedCgroup);
     this.table.add(record);
     if (found?.found && ref !== null) {
-      record.orphaned = found.parentage === 'foreign';
+      if (found.parentage === 'foreign') record.orphaned();
       this.reaper.watch(ref, found.parentage);
       this.byRef.set(ref, record);
       this.byInode.set(saved.pidfsInode, record);
-      if (saved.deadline) this.armDeadline(record, { ...saved.deadline, timeoutMs: Math.max(0, saved.deadline.at - Date.now()) });
+      if (saved.deadline) this.armDeadline(record, saved.deadline);
       return { record, lost: false };
     }
     record.markExited(saved.exit ?? { termination: undefined, statusLost: true, reason: 'exited', exitedAt: Date.now() });
@@ -384,7 +426,7 @@ export class ProcessManager {
       this.store.recordStarted(record);
     } catch (e) {
       // Our own child, just started and unreaped: its pidfd cannot address anyone else.
-      if (!record.spec.adopted) record.ref?.signal(Signal.SIGKILL);
+      if (record.parentage === 'child') record.ref?.signal(Signal.SIGKILL);
       this.release(record.handle);
       const message = `the state store could not record the process: ${e instanceof Error ? e.message : String(e)}`;
       throw new AgentError('Unavailable', message, { reason: 'STORE_WRITE_FAILED', handle: record.handle }, { cause: e });

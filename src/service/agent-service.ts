@@ -22,12 +22,13 @@ import type {
 } from '../api.js';
 import { State } from '../api.js';
 import { stateFromApi, toProcess } from './convert.js';
-import { toServiceError, type Logger } from './status.js';
+import type { Logger } from '../log.js';
+import { toServiceError } from './status.js';
 import * as validate from './validate.js';
 import type { WatchHub } from './watch.js';
 import { OutputReaders } from './read-output.js';
 import { outputStream } from './validate-stdin-output.js';
-import { signalName } from '../kernel/signals.js';
+import { signalName } from '../process/lifecycle/signalling.js';
 import { ServiceGate } from './gate.js';
 import type { Authorizer, Grant, HandleRpc, Request, Rpc } from '../auth/authorize.js';
 import type { ProcessEvent } from '../process/events/event-log.js';
@@ -153,7 +154,7 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
         const req = call.request;
         const stream = outputStream(req.stream);
         auth.authorize(call, byHandle('ReadOutput', req.handle)).finish();
-        const { io, output } = manager.stdio.output(manager.get(req.handle), stream);
+        const { io, output } = manager.output(manager.get(req.handle), stream);
         readers.open(call, io, output, req.offset, req.follow, fail);
       } catch (e) {
         fail(e);
@@ -161,11 +162,11 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
     },
 
     writeStdin: decided('WriteStdin', (req: WriteStdinRequest) => ({ ...byHandle('WriteStdin', req.handle), data: req.data }), async (_grant, { handle, data }) => ({
-      written: await manager.stdio.of(manager.get(handle)).writeStdin(data),
+      written: await manager.stdioOf(manager.get(handle)).writeStdin(data),
     })),
 
     closeStdin: decided('CloseStdin', (req: CloseStdinRequest) => byHandle('CloseStdin', req.handle), (_grant, { handle }) => {
-      manager.stdio.of(manager.get(handle)).closeStdin();
+      manager.stdioOf(manager.get(handle)).closeStdin();
       return {};
     }),
 
@@ -182,11 +183,11 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
       }),
       (grant, { labels, state }) => {
         const processes = [];
-        for (const record of manager.table.values()) {
+        for (const record of manager.records()) {
           if (state !== undefined && record.state !== state) continue;
           if (grant.canSee(record) && hasLabels(record.spec.labels, labels)) processes.push(toProcess(record));
         }
-        return { processes, sequence: manager.events.lastSequence };
+        return { processes, sequence: manager.lastSequence };
       },
     ),
 
@@ -211,7 +212,7 @@ function watchHandler(manager: ProcessManager, watchers: WatchHub, auth: Authori
       }
       const handles = req.handles.length > 0 ? new Set(req.handles.map(validate.handle)) : null;
       const labels = validate.labels('labels', req.labels);
-      const events = manager.events;
+      const events = watchers.log;
       const after = req.afterSequence ?? events.lastSequence;
       if (!events.canReplayAfter(after)) {
         throw new AgentError('OutOfRange', `after_sequence ${after} is outside the retained events ${events.firstSequence - 1}..${events.lastSequence}: List, then Watch from its sequence`, { reason: 'CURSOR_EXPIRED', field: 'after_sequence' });

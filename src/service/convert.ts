@@ -1,8 +1,7 @@
 // Domain → API messages. The only place that knows both shapes.
-import type { Rusage as KernelRusage } from '../kernel/termination.js';
-import { signalName } from '../kernel/signals.js';
+import { signalName } from '../process/lifecycle/signalling.js';
 import type { EventType as DomainEventType, ProcessEvent } from '../process/events/event-log.js';
-import type { ExitInfo, ProcessRecord, State as DomainState } from '../process/lifecycle/record.js';
+import type { ExitInfo, ProcessRecord, Rusage as KernelRusage, State as DomainState } from '../process/lifecycle/record.js';
 import { sliceBytes, type OutputSlice } from '../process/stdio/captured-output.js';
 import {
   EventType,

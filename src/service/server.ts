@@ -1,27 +1,15 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import { Server, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import { ReflectionService } from '@grpc/reflection';
 import type { PackageDefinition } from '@grpc/proto-loader';
 import { HealthImplementation } from 'grpc-health-check';
 import { AgentServiceService, type AgentServiceServer } from '../api.js';
+import { builtFile } from '../built-files.js';
 import { refusingUndecodable, tolerantDefinition } from './decode-guard.js';
 
 export const SERVICE_NAME = 'pidfd.agent.v1.AgentService';
 export const MAX_GRPC_MESSAGE_BYTES = 4 * 1024 * 1024;
-
-/** A file `make build` writes under dist/ (descriptor sets, the exec helper), found from src/ or dist/src/. */
-export function builtFile(relative: string): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, relative))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error(`${relative} not found: run make build`);
-    dir = up;
-  }
-  return join(dir, relative);
-}
 
 /** The FileDescriptorProtos of a FileDescriptorSet (field 1), kept encoded as reflection serves them. */
 function filesOf(set: Uint8Array): Buffer[] {

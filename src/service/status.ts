@@ -1,7 +1,7 @@
 // The one table from domain errors to gRPC status, with google.rpc.ErrorInfo details.
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { KernelError } from '../kernel/errors.js';
-import { AgentError, type ErrorKind } from '../process/errors.js';
+import { AgentError, kernelErrno, type ErrorKind } from '../process/errors.js';
+import type { Logger } from '../log.js';
 import { ErrorInfo, Status } from '../api.js';
 
 export const ERROR_DOMAIN = 'pidfd.agent';
@@ -20,8 +20,6 @@ const codes: Record<ErrorKind, status> = {
   Unavailable: status.UNAVAILABLE,
 };
 
-export type Logger = (event: string, fields: Record<string, unknown>) => void;
-
 /** Any thrown value → a ServiceError; anything unexpected is logged and reported generically. */
 export function toServiceError(e: unknown, method: string, log: Logger): Partial<ServiceError> {
   if (e instanceof AgentError) {
@@ -31,7 +29,7 @@ export function toServiceError(e: unknown, method: string, log: Logger): Partial
     return withDetails(codes[e.kind], e.message, reason, metadata);
   }
   log('internal_error', { method, error: e instanceof Error ? (e.stack ?? e.message) : String(e) });
-  const reason = e instanceof KernelError ? e.code : 'INTERNAL';
+  const reason = kernelErrno(e) ?? 'INTERNAL';
   return withDetails(status.INTERNAL, 'internal error (logged by the agent)', reason, {});
 }
 

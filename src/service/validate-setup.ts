@@ -1,5 +1,5 @@
 // Spawn's identity, limits, cgroup, environment and deadline fields → domain options.
-import { parseSignal } from '../kernel/signals.js';
+import { parseSignal } from '../process/lifecycle/signalling.js';
 import type { CgroupRequest } from '../process/spawn/cgroups.js';
 import { invalidArgument } from '../process/errors.js';
 import type { Deadline } from '../process/options.js';

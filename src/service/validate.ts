@@ -1,6 +1,6 @@
 // API requests → validated domain options. Every failure names the offending field.
 import { isAbsolute } from 'node:path';
-import { parseSignal } from '../kernel/signals.js';
+import { parseSignal } from '../process/lifecycle/signalling.js';
 import { invalidArgument } from '../process/errors.js';
 import type { AdoptOptions, OutputTarget, SignalTarget, SpawnOptions } from '../process/options.js';
 import {

@@ -143,7 +143,7 @@ export class SqliteStore implements ProcessStore {
       spec.owner ?? null,
       record.startedAt,
       record.ownedCgroup ?? null,
-      record.deadlineAt ? JSON.stringify(record.deadlineAt) : null,
+      record.deadline ? JSON.stringify(record.deadline) : null,
     );
   }
 

@@ -1,6 +1,10 @@
 import type { PidRef } from '../../kernel/pid-ref.js';
 import type { Rusage, Termination } from '../../kernel/termination.js';
+import type { Parentage } from '../../reaper/reaper.js';
 import type { HandleId } from './handle.js';
+import type { Deadline } from '../options.js';
+
+export type { Rusage, Termination };
 
 export type State = 'running' | 'exited' | 'released';
 
@@ -21,13 +25,16 @@ export interface ExitInfo {
   readonly statusLost?: boolean;
 }
 
-/** An armed deadline, absolute so a restarted agent can re-arm what is left of it. */
-export interface DeadlineAt {
+/**
+ * A deadline as armed: the request's (options.ts `Deadline`) made absolute, so a restarted agent
+ * can re-arm what is left of it. This is also the shape the store saves.
+ */
+export type DeadlineAt = Omit<Deadline, 'timeoutMs'> & {
   /** ms since the epoch. */
   readonly at: number;
-  readonly killSignal: number;
-  readonly graceMs: number;
-}
+};
+
+export const deadlineAt = (d: Deadline, now = Date.now()): DeadlineAt => ({ at: now + d.timeoutMs, killSignal: d.killSignal, graceMs: d.graceMs });
 
 export interface ProcessIdentity {
   readonly pid: number;
@@ -45,25 +52,24 @@ export interface ProcessSpec {
 }
 
 /**
- * One managed process: its PidRef with identity, spec and state. The record owns the reference
- * from creation until the exit is recorded or the handle is released; others only borrow it.
+ * One managed process: its PidRef with identity, spec and lifecycle, RUNNING → EXITED → RELEASED
+ * (or RUNNING → RELEASED, the exit still to come). The record owns the reference until the exit is
+ * recorded; others only borrow it. Releasing a foreign process closes it then (`closePidfd`);
+ * releasing our own child does not: it stays watched, hidden, until it is reaped.
+ *
+ * Who reaps is `parentage`: 'child' (ours: waitid reaps it) or 'foreign' (adopted, or a child of an
+ * earlier agent that died: its exit is read with PIDFD_INFO_EXIT and someone else reaps it).
  */
 export class ProcessRecord {
-  state: State = 'running';
-  exit: ExitInfo | undefined;
-  /** The deadline timer, until the exit. */
-  deadline: NodeJS.Timeout | undefined;
-  /** What the deadline timer was armed for. */
-  deadlineAt: DeadlineAt | undefined;
-  /**
-   * Re-adopted by a restarted agent and no longer our child (its parent, the old agent, died):
-   * watched like an adopted process, though the spec still says it was spawned.
-   */
-  orphaned = false;
-  /** Set when the deadline fired: the exit is then recorded with reason 'timeout'. */
-  timedOut = false;
-  /** A cgroup created for this process alone, removed after its exit. */
-  ownedCgroup: string | undefined;
+  #state: State = 'running';
+  #exit: ExitInfo | undefined;
+  #parentage: Parentage;
+  #deadline: DeadlineAt | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #onDeadline: (() => void) | undefined;
+  /** The deadline fired: the exit is then recorded with reason 'timeout'. */
+  #timedOut = false;
+  #ownedCgroup: string | undefined;
   #ref: PidRef | null;
 
   constructor(
@@ -75,6 +81,35 @@ export class ProcessRecord {
     ref: PidRef | null,
   ) {
     this.#ref = ref;
+    this.#parentage = ProcessRecord.parentageOf(spec);
+  }
+
+  /** Who reaps a process taken on now: we reap what we spawned; an adopted one is someone else's. */
+  static parentageOf(spec: ProcessSpec): Parentage {
+    return spec.adopted ? 'foreign' : 'child';
+  }
+
+  get state(): State {
+    return this.#state;
+  }
+
+  /** Set exactly when the exit was recorded. */
+  get exit(): ExitInfo | undefined {
+    return this.#exit;
+  }
+
+  get parentage(): Parentage {
+    return this.#parentage;
+  }
+
+  /** What the deadline was armed for (kept while paused, for the store and a successor). */
+  get deadline(): DeadlineAt | undefined {
+    return this.#deadline;
+  }
+
+  /** A cgroup created for this process alone, removed after its exit. */
+  get ownedCgroup(): string | undefined {
+    return this.#ownedCgroup;
   }
 
   /** The process while the record still holds it (borrowed: never closed by the borrower). */
@@ -82,15 +117,57 @@ export class ProcessRecord {
     return this.#ref;
   }
 
-  /** Records the exit and closes the pidfd: an exited process is never addressed again. */
-  markExited(exit: ExitInfo): void {
-    this.state = 'exited';
-    this.exit = exit;
+  /** Gives the record the cgroup created for it (at start, or restored from the store). */
+  ownCgroup(dir: string | undefined): void {
+    this.#ownedCgroup = dir;
+  }
+
+  /**
+   * Re-adopted by a restarted agent and no longer our child (its parent, the old agent, died):
+   * watched like an adopted process, though the spec still says it was spawned.
+   */
+  orphaned(): void {
+    this.#parentage = 'foreign';
+  }
+
+  /** Arms (or re-arms) the deadline; `fire` runs once it passes while the process still runs. */
+  armDeadline(d: DeadlineAt, fire: () => void): void {
+    this.pauseDeadline();
+    this.#deadline = d;
+    this.#onDeadline = fire;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (this.#state !== 'running') return;
+      this.#timedOut = true;
+      fire();
+    }, Math.max(0, d.at - Date.now()));
+    this.#timer.unref();
+  }
+
+  /** Stops the timer but keeps the deadline (a handover: the successor re-arms it). Idempotent. */
+  pauseDeadline(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Re-arms what is left of a paused deadline, if the process still runs. */
+  resumeDeadline(): void {
+    if (this.#state === 'running' && this.#deadline && this.#onDeadline) this.armDeadline(this.#deadline, this.#onDeadline);
+  }
+
+  /**
+   * Records the exit and closes the pidfd: an exited process is never addressed again. The reason
+   * is the record's own (its deadline fired or not) unless a saved exit brings one.
+   */
+  markExited(exit: Omit<ExitInfo, 'reason'> & { readonly reason?: ExitReason }): void {
+    this.pauseDeadline();
+    this.#state = 'exited';
+    this.#exit = { ...exit, reason: exit.reason ?? (this.#timedOut ? 'timeout' : 'exited') };
     this.closePidfd();
   }
 
   markReleased(): void {
-    this.state = 'released';
+    this.#state = 'released';
   }
 
   /** Idempotent; the reaper must have let go of the reference (PidRef.close throws otherwise). */

@@ -8,6 +8,9 @@ import type { SignalTarget } from '../options.js';
 import { readThreadIds } from './proc-fs.js';
 import type { ProcessRecord } from './record.js';
 
+// The signal vocabulary of the API (names and numbers), for service/ to validate and report with.
+export { parseSignal, signalName } from '../../kernel/signals.js';
+
 /** Collects (records) the exit of a process found exited. */
 export type Collect = (ref: PidRef) => void;
 

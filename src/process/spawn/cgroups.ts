@@ -8,7 +8,7 @@ import { KernelError } from '../../kernel/errors.js';
 import { closeFd, type Fd } from '../../kernel/fd.js';
 import { CGROUP2_SUPER_MAGIC, fsType, fsTypeAt, O_WRONLY, openBeneath, openDirectoryPath } from '../../kernel/files.js';
 import { dirname, isAbsolute, join, normalize } from 'node:path';
-import { AgentError, fromKernel, invalidArgument, notFound } from '../errors.js';
+import { AgentError, fromKernel, invalidArgument } from '../errors.js';
 
 export interface CgroupLimits {
   readonly memoryMax?: string;
@@ -99,8 +99,7 @@ export class Cgroups {
       return { dir, created: true, procs: openBeneath(parentFd, join(name, 'cgroup.procs'), O_WRONLY) };
     } catch (e) {
       rmdirSync(dir);
-      if (e instanceof KernelError) throw fromKernel(e, { what: `cgroup ${dir}`, field: 'cgroup', path: dir });
-      throw invalidArgument(`cgroup`, `writing limits: ${(e as NodeJS.ErrnoException).code ?? e}`);
+      throw fromKernel(e, { what: `cgroup ${dir}`, field: 'cgroup', path: dir, otherwise: 'InvalidArgument', note: e instanceof KernelError ? undefined : 'writing limits' });
     }
   }
 
@@ -141,11 +140,8 @@ export class Cgroups {
       return { dir, created: false, procs: openBeneath(parentFd, join(rel, 'cgroup.procs'), O_WRONLY) };
     } catch (e) {
       if (!(e instanceof KernelError)) throw e;
-      if (e.code === 'ELOOP' || e.code === 'EXDEV') {
-        throw new AgentError('InvalidArgument', `cgroup.path: ${dir} leads through a symlink or out of the cgroup parent: ${e.code}`, { reason: e.code, field: 'cgroup.path', path: dir, syscall: 'openat2' });
-      }
-      if (e.code === 'ENOENT' || e.code === 'ENOTDIR') throw notFound(`cgroup.path: ${dir} is not a cgroup`, { reason: e.code, field: 'cgroup.path', path: dir });
-      throw fromKernel(e, { what: `cgroup.path: ${dir}`, field: 'cgroup.path', path: dir });
+      const note = e.code === 'ELOOP' || e.code === 'EXDEV' ? 'it leads through a symlink or out of the cgroup parent' : e.code === 'ENOENT' || e.code === 'ENOTDIR' ? 'not a cgroup' : undefined;
+      throw fromKernel(e, { what: `cgroup.path: ${dir}`, field: 'cgroup.path', path: dir, note });
     }
   }
 }

@@ -1,6 +1,6 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, resolve } from 'node:path';
-import { AgentError } from '../errors.js';
+import { AgentError, errnoError } from '../errors.js';
 
 /**
  * Finds argv[0] the way execvp does, but in the child's PATH and before spawning, so a missing or
@@ -21,19 +21,18 @@ export function resolveExecutable(program: string, path: string, cwd = process.c
     if (problem === undefined) return candidate;
     if (problem === 'EACCES') denied ??= candidate;
   }
-  if (denied !== undefined) throw permissionDenied(denied);
+  if (denied !== undefined) throw notExecutable(denied, 'EACCES');
   throw new AgentError('NotFound', `argv[0]: ${program}: ENOENT (not found in PATH ${path})`, { reason: 'ENOENT', field: 'argv[0]', path: program });
 }
 
 function checkExecutable(path: string): void {
   const problem = executableProblem(path);
   if (problem === undefined) return;
-  if (problem === 'EACCES') throw permissionDenied(path);
-  throw new AgentError('NotFound', `argv[0]: ${path}: ${problem}`, { reason: problem, field: 'argv[0]', path });
+  throw notExecutable(path, problem);
 }
 
-const permissionDenied = (path: string) =>
-  new AgentError('PermissionDenied', `argv[0]: ${path}: EACCES`, { reason: 'EACCES', field: 'argv[0]', path });
+const notExecutable = (path: string, code: string): AgentError =>
+  errnoError(code, { what: `argv[0]: ${path}`, field: 'argv[0]', path, otherwise: 'NotFound' })!;
 
 function executableProblem(path: string): string | undefined {
   try {

@@ -4,7 +4,6 @@
 // libuv's threadpool. Every failure leaves nothing behind and is a domain error.
 import { closeFd, type Fd } from '../../kernel/fd.js';
 import type { PidRef } from '../../kernel/pid-ref.js';
-import { isKernelError } from '../../kernel/errors.js';
 import { SetupError, shimHandles, spawnAsync, type StdioAction } from '../../kernel/spawn.js';
 import type { Cgroups } from './cgroups.js';
 import { AgentError, fromKernel } from '../errors.js';
@@ -100,12 +99,9 @@ export async function launch(options: SpawnOptions, node: SpawnEnvironment, hand
   }
 }
 
-// Running out of descriptors, memory or processes is the node's state, not the executable's fault.
-const AGENT_SHORTAGE = ['EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN'];
-
 const fileOf = (o: OutputTarget): string | undefined => (o.kind === 'file' ? o.path : undefined);
 
 export const spawnError = (e: unknown, path: string, outputs?: SetupPaths): unknown =>
   e instanceof SetupError
     ? setupFailure(e, path, outputs)
-    : fromKernel(e, { what: `spawn ${path}`, field: isKernelError(e) && AGENT_SHORTAGE.includes(e.code) ? undefined : 'argv[0]', path });
+    : fromKernel(e, { what: `spawn ${path}`, field: 'argv[0]', path, shortageIsNodes: true });

@@ -3,18 +3,21 @@
 import { openSync, statSync, constants as fsc } from 'node:fs';
 import { errnoName, KernelError } from '../../kernel/errors.js';
 import type { Fd } from '../../kernel/fd.js';
+import { PIDFD_INFO_PID } from '../../kernel/pidfd.js';
+import { PidRef } from '../../kernel/pid-ref.js';
 import type { SetupError, StdioAction } from '../../kernel/spawn.js';
-import { AgentError, fromKernel, invalidArgument } from '../errors.js';
+import { errnoError, fromKernel, invalidArgument, notFound } from '../errors.js';
 import type { OutputTarget } from '../options.js';
+import type { ProcessRecord } from '../lifecycle/record.js';
 
 export function checkCwd(cwd: string): void {
+  let directory: boolean;
   try {
-    if (!statSync(cwd).isDirectory()) throw invalidArgument('cwd', `${cwd}: ENOTDIR`, 'ENOTDIR');
+    directory = statSync(cwd).isDirectory();
   } catch (e) {
-    if (e instanceof AgentError) throw e;
-    const code = (e as NodeJS.ErrnoException).code ?? 'ENOENT';
-    throw new AgentError(code === 'EACCES' ? 'PermissionDenied' : 'NotFound', `cwd: ${cwd}: ${code}`, { reason: code, field: 'cwd', path: cwd });
+    throw fromKernel(e, { what: `cwd: ${cwd}`, field: 'cwd', path: cwd, otherwise: 'NotFound' });
   }
+  if (!directory) throw invalidArgument('cwd', `${cwd}: ENOTDIR`, 'ENOTDIR');
 }
 
 /** Opens a FILE target in the agent (so errors name the path); the fd is closed after spawn. */
@@ -28,9 +31,7 @@ export function openOutput(target: OutputTarget, field: string, opened: Fd[]): S
     opened.push(fd);
     return { kind: 'fd', fd };
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
-    const kind = code === 'EACCES' || code === 'EPERM' ? 'PermissionDenied' : code === 'ENOENT' ? 'NotFound' : 'InvalidArgument';
-    throw new AgentError(kind, `${field}.path: ${target.path}: ${code}`, { reason: code, field: `${field}.path`, path: target.path });
+    throw fromKernel(e, { what: `${field}.path: ${target.path}`, field: `${field}.path`, path: target.path, otherwise: 'InvalidArgument' });
   }
 }
 
@@ -48,11 +49,12 @@ export interface SetupPaths {
 }
 
 export function setupFailure(e: SetupError, path: string, paths: SetupPaths = {}): unknown {
-  const code = errnoName(e.errno);
   if (e.stage === 'exec') return fromKernel(new KernelError('execve', e.errno), { what: `${path}`, field: 'argv[0]', path });
+  const code = errnoName(e.errno);
   const field = e.stage.startsWith('setrlimit') ? 'rlimits' : (stageFields[e.stage] ?? e.stage);
-  const kind = code === 'EPERM' || code === 'EACCES' ? 'PermissionDenied' : code === 'ENOENT' ? 'NotFound' : code === 'EAGAIN' || code === 'ENOMEM' ? 'ResourceExhausted' : 'InvalidArgument';
   const file = e.stage === 'stdout' || e.stage === 'stderr' || e.stage === 'chdir' ? paths[e.stage] : undefined;
-  const message = file === undefined ? `${e.stage}: ${code}` : `${field}: ${file}: ${code} (as the target user)`;
-  return new AgentError(kind, message, { reason: code, field, syscall: e.stage, path: file }, { cause: e });
+  const context = file === undefined
+    ? { what: e.stage, field, syscall: e.stage, otherwise: 'InvalidArgument' as const }
+    : { what: `${field}: ${file}`, field, path: file, syscall: e.stage, otherwise: 'InvalidArgument' as const, note: 'as the target user' };
+  return errnoError(code, context, e);
 }
