@@ -10,7 +10,7 @@ import type { HandleId } from '../process/lifecycle/handle.js';
 import type { ProcessManager } from '../process/manager.js';
 import { ProcessRecord, type ExitInfo, type State } from '../process/lifecycle/record.js';
 import type { StdioState } from '../process/stdio/process-pipes.js';
-import type { SavedProcess } from '../store/store.js';
+import type { SavedProcess } from '../process/process-store.js';
 import { ownerIdentity } from '../process/lifecycle/owner.js';
 
 export const HANDOVER_PROTOCOL = 1;

@@ -3,7 +3,7 @@ import type { PidRef } from '../kernel/pid-ref.js';
 import { discardChild } from '../kernel/spawn.js';
 import { Signal } from '../kernel/signals.js';
 import type { Features } from '../kernel/probe.js';
-import type { Reaper, ReapedExit } from '../reaper/reaper.js';
+import type { Reaper, ReapedExit } from './reaping.js';
 import { AgentError, fromKernel, invalidArgument, unknownHandle } from './errors.js';
 import type { EventLog, ProcessEvent } from './events/event-log.js';
 import type { StreamName } from './stdio/captured-output.js';
@@ -18,7 +18,7 @@ export type { SpawnEnvironment } from './spawn/launch.js';
 import { openForAdoption } from './lifecycle/adoption.js';
 import { Waiters } from './lifecycle/waiters.js';
 import { StdioTable } from './stdio/pipe-table.js';
-import { MemoryStore, type ProcessStore, type SavedProcess } from '../store/store.js';
+import { MemoryStore, type ProcessStore, type SavedProcess } from './process-store.js';
 import { reopen, verifyHanded } from './lifecycle/readopt.js';
 import { ownerIdentity } from './lifecycle/owner.js';
 

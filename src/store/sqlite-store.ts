@@ -9,7 +9,7 @@ import Database from 'better-sqlite3';
 import type { SequenceOrigin } from '../process/events/event-log.js';
 import type { HandleId } from '../process/lifecycle/handle.js';
 import type { ExitInfo, ProcessRecord } from '../process/lifecycle/record.js';
-import type { ProcessStore, SavedProcess } from './store.js';
+import type { ProcessStore, SavedProcess } from '../process/process-store.js';
 
 export const STORE_FILE = 'agent.db';
 const SCHEMA_VERSION = 2;

@@ -4,7 +4,7 @@
 import { isKernelError } from '../../kernel/errors.js';
 import { PIDFD_INFO_PID } from '../../kernel/pidfd.js';
 import { PidRef } from '../../kernel/pid-ref.js';
-import type { Parentage } from '../../reaper/reaper.js';
+import type { Parentage } from '../reaping.js';
 
 export interface SavedIdentity {
   readonly pid: number;

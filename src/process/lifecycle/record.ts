@@ -1,6 +1,6 @@
 import type { PidRef } from '../../kernel/pid-ref.js';
 import type { Rusage, Termination } from '../../kernel/termination.js';
-import type { Parentage } from '../../reaper/reaper.js';
+import type { Parentage } from '../reaping.js';
 import type { HandleId } from './handle.js';
 import type { Deadline } from '../options.js';
 

@@ -9,8 +9,8 @@
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
-import type { TlsFiles } from '../../config/config.js';
-import type { Logger } from '../../log.js';
+import type { TlsFiles } from '../config/config.js';
+import type { Logger } from '../log.js';
 
 /** How often the files' metadata is polled (stat follows the symlinks a Kubernetes secret swaps). */
 export const TLS_REFRESH_MS = 1000;

@@ -5,7 +5,7 @@
 import { closeSync, constants, fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync, unlinkSync, type Stats } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
-import { lookupGroup } from '../../kernel/nss.js';
+import { lookupGroup } from '../kernel/nss.js';
 
 export const SOCKET_MODE = 0o660;
 export const SOCKET_DIR_MODE = 0o750;

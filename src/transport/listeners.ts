@@ -6,11 +6,11 @@
 // otherwise hold a stopping agent, or a handover, forever.
 import net from 'node:net';
 import { ServerCredentials, type Server } from '@grpc/grpc-js';
-import { KernelError } from '../../kernel/errors.js';
-import { closeFd } from '../../kernel/fd.js';
-import { UnixListener, type PeerCred } from '../../kernel/fd-passing.js';
-import { watchReadable, type PollHandle } from '../../kernel/libc.js';
-import type { Logger } from '../../log.js';
+import { KernelError } from '../kernel/errors.js';
+import { closeFd } from '../kernel/fd.js';
+import { UnixListener, type PeerCred } from '../kernel/fd-passing.js';
+import { watchReadable, type PollHandle } from '../kernel/libc.js';
+import type { Logger } from '../log.js';
 import { SOCKET_MODE } from './unix-socket.js';
 
 export const peerOf = (p: PeerCred): string => `unix:uid=${p.uid},gid=${p.gid},pid=${p.pid}`;

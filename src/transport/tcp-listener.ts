@@ -7,7 +7,7 @@ import { ServerCredentials, type Server } from '@grpc/grpc-js';
 import { inject, type GrpcListener, type Injector } from './listeners.js';
 import { awaitPreface } from './http2-preface.js';
 import { LogLimiter } from './log-limiter.js';
-import type { Logger } from '../../log.js';
+import type { Logger } from '../log.js';
 import type { TlsFileProvider } from './tls-credentials.js';
 import { addressOf, TlsHandshakes } from './tls-handshake.js';
 

@@ -1,7 +1,7 @@
 // A flood of refused connections must not become a flood of log lines (the disk is shared with
 // the node): at most `perWindow` lines a window reach the log, the rest are only counted and
 // reported as one `log_suppressed` line when the window ends.
-import type { Logger } from '../../log.js';
+import type { Logger } from '../log.js';
 
 export const LOG_LINES_PER_SECOND = 10;
 
