@@ -4,7 +4,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { chmodSync, lstatSync, mkdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { startAgent } from '../src/agent.js';
 import { DEFAULTS, type Config } from '../src/config/config.js';
 import { startHarness, tempDir } from './helpers/harness.js';
@@ -100,23 +100,21 @@ test('a regular file at the socket path is refused and left as it was', async (t
   t.is(modeOf(path), 0o640);
 });
 
-test('a socket directory that is a symlink is refused and its target left alone', async (t) => {
+/** A directory the socket may not live in: refused, and the directory keeps its mode. */
+async function refusedDirectory(t: ExecutionContext, make: (dir: string, target: string) => string, mode: number, message: RegExp): Promise<void> {
   const dir = tempDir('pidfd-agent-sock-');
-  const real = join(dir, 'real');
-  mkdirSync(real);
-  chmodSync(real, 0o755);
-  symlinkSync(real, join(dir, 'link'));
-  await t.throwsAsync(start(join(dir, 'link', 'agent.sock')), { message: /link: not a directory \(a symlink is not followed\)/ });
-  t.is(modeOf(real), 0o755);
-});
+  const target = join(dir, 'target');
+  mkdirSync(target);
+  chmodSync(target, mode);
+  await t.throwsAsync(start(join(make(dir, target), 'agent.sock')), { message });
+  t.is(modeOf(target), mode);
+}
+
+test('a socket directory that is a symlink is refused and its target left alone', (t) =>
+  refusedDirectory(t, (dir, target) => (symlinkSync(target, join(dir, 'link')), join(dir, 'link')), 0o755, /link: not a directory \(a symlink is not followed\)/));
 
 test('a shared directory (sticky, world-writable like /tmp) is refused and left alone', async (t) => {
-  const dir = tempDir('pidfd-agent-sock-');
-  const shared = join(dir, 'shared');
-  mkdirSync(shared);
-  chmodSync(shared, 0o1777);
-  await t.throwsAsync(start(join(shared, 'agent.sock')), { message: /shared: a shared directory \(mode 01777\)/ });
-  t.is(modeOf(shared), 0o1777);
+  await refusedDirectory(t, (_dir, target) => target, 0o1777, /target: a shared directory \(mode 01777\)/);
   await t.throwsAsync(start('/agent-test.sock'), { message: /a top-level directory/ });
   await t.throwsAsync(start('/run/agent-test.sock'), { message: /\/run: a top-level directory/ });
 });
