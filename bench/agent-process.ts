@@ -30,7 +30,9 @@ export async function startAgent(opts: AgentOptions): Promise<AgentProcess> {
   const nofile = opts.openFiles ?? 65536;
   // Root may raise the hard limit; elsewhere fall back to the hard limit as it is.
   const script = `ulimit -Hn ${nofile} 2>/dev/null; ulimit -Sn ${nofile} 2>/dev/null || ulimit -Sn "$(ulimit -Hn)"; exec "$@"`;
-  const args = [...(opts.nodeFlags ?? []), join(opts.repo, 'dist/src/main.js'), '--listen', address, '--quiet', '--max-processes', String(opts.maxProcesses), ...stateFlags(dir, opts.agentFlags), ...(opts.agentFlags ?? [])];
+  // Every Spawn is audited: to a file, as on a node, not down the terminal.
+  const audit = opts.agentFlags?.includes('--audit-log') ? [] : ['--audit-log', join(dir, 'audit.log')];
+  const args = [...(opts.nodeFlags ?? []), join(opts.repo, 'dist/src/main.js'), '--listen', address, '--quiet', '--max-processes', String(opts.maxProcesses), ...audit, ...stateFlags(dir, opts.agentFlags), ...(opts.agentFlags ?? [])];
   const child: ChildProcess = spawn('/bin/sh', ['-c', script, 'sh', process.execPath, ...args], {
     stdio: ['ignore', 'inherit', 'inherit'],
     cwd: dir,
