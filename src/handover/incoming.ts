@@ -5,7 +5,7 @@ import { isKernelError } from '../kernel/errors.js';
 import { connectFdSocket, type FdSocket } from '../kernel/fd-passing.js';
 import { HANDOVER_SOCKET } from './outgoing.js';
 import { HANDOVER_PROTOCOL, Snapshot } from './snapshot.js';
-import { HandoverError, receiveSnapshot, receiveTagged, sendTagged } from './wire.js';
+import { HandoverError, receiveSnapshot, receiveTagged, sendTagged, Tag } from './wire.js';
 import { STORE_SCHEMA } from '../store/sqlite-store.js';
 
 /** The running agent first lets its spawns in flight finish. */
@@ -27,13 +27,13 @@ export function requestHandover(stateDir: string, required: boolean): Snapshot |
   }
   try {
     if (socket.peerUid !== process.geteuid!()) throw new HandoverError(`the agent on ${stateDir} runs as uid ${socket.peerUid}, not ${process.geteuid!()}`);
-    sendTagged(socket, 'T', { protocol: HANDOVER_PROTOCOL, storeSchema: STORE_SCHEMA });
+    sendTagged(socket, Tag.request, { protocol: HANDOVER_PROTOCOL, storeSchema: STORE_SCHEMA });
     const { data, fds } = receiveSnapshot(socket, SNAPSHOT_TIMEOUT_MS);
     const snapshot = new Snapshot(data, fds);
     try {
-      sendTagged(socket, 'A');
+      sendTagged(socket, Tag.received);
       // R, or the connection closing, says the store is free.
-      receiveTagged(socket, ['R'], RELEASE_TIMEOUT_MS);
+      receiveTagged(socket, [Tag.released], RELEASE_TIMEOUT_MS);
     } catch {
       // Gone after sending everything: the snapshot is still right. Alive but gave up waiting:
       // it serves again and keeps the store, so opening the store fails.

@@ -8,7 +8,7 @@ import { watchReadable, type PollHandle } from '../kernel/libc.js';
 import type { Logger } from '../log.js';
 import { HANDOVER_PROTOCOL, type Encoded } from './snapshot.js';
 import { STORE_SCHEMA } from '../store/sqlite-store.js';
-import { receiveTagged, sendSnapshot, sendTagged } from './wire.js';
+import { receiveTagged, sendSnapshot, sendTagged, Tag } from './wire.js';
 
 export const HANDOVER_SOCKET = 'handover.sock';
 
@@ -108,7 +108,7 @@ export class HandoverListener {
       sendSnapshot(socket, data, fds, SEND_TIMEOUT_MS);
       // The loop keeps answering (UNAVAILABLE) meanwhile.
       await socket.readable(CONFIRM_TIMEOUT_MS);
-      receiveTagged(socket, ['A'], 0);
+      receiveTagged(socket, [Tag.received], 0);
       sent = { fds: fds.length, bytes: data.length };
     } catch (e) {
       this.log('handover_failed', { error: String(e), note: 'serving again' });
@@ -125,7 +125,7 @@ export class HandoverListener {
     } finally {
       this.close();
       try {
-        sendTagged(socket, 'R');
+        sendTagged(socket, Tag.released);
       } catch {
         // the successor goes on when it sees the connection close, too
       }
@@ -138,7 +138,7 @@ export class HandoverListener {
   /** undefined for a request to serve, else why not. */
   private async readRequest(socket: FdSocket): Promise<string | undefined> {
     if (!(await socket.readable(REQUEST_TIMEOUT_MS))) return 'no request';
-    const { body } = receiveTagged(socket, ['T'], 0);
+    const { body } = receiveTagged(socket, [Tag.request], 0);
     const request = (body ?? {}) as { protocol?: unknown; storeSchema?: unknown };
     if (request.protocol !== HANDOVER_PROTOCOL) return `protocol ${String(request.protocol)} is not ${HANDOVER_PROTOCOL}`;
     // An older agent (a rollback) could not open the store this one wrote: it must not take over.
@@ -150,7 +150,7 @@ export class HandoverListener {
 
   private refuse(socket: FdSocket, why: string): void {
     try {
-      sendTagged(socket, 'X', why, 100);
+      sendTagged(socket, Tag.refused, why, 100);
     } catch {
       // it may be gone already
     }

@@ -9,7 +9,20 @@ import { closeFd, type Fd } from '../kernel/fd.js';
 import type { PidRef } from '../kernel/pid-ref.js';
 import { MAX_FD_MESSAGE_BYTES, maxFdsPerMessage, type FdSocket } from '../kernel/fd-passing.js';
 
-export type Tag = 'T' | 'F' | 'D' | 'E' | 'X' | 'A' | 'R';
+/**
+ * The first byte of each message. The letters are the wire format agents of different versions
+ * share during an upgrade, so they stay; the code says what they mean.
+ */
+export const Tag = {
+  request: 'T',
+  descriptors: 'F',
+  data: 'D',
+  end: 'E',
+  refused: 'X',
+  received: 'A',
+  released: 'R',
+} as const;
+export type Tag = (typeof Tag)[keyof typeof Tag];
 
 export class HandoverError extends Error {}
 
@@ -32,11 +45,11 @@ export function receiveTagged(socket: FdSocket, expected: readonly Tag[], timeou
 /** Sends data and descriptors (which stay the caller's) as F, D and E messages. */
 export function sendSnapshot(socket: FdSocket, data: Buffer, fds: readonly (Fd | PidRef)[], timeoutMs: number): void {
   const perMessage = maxFdsPerMessage();
-  const tagF = Buffer.from('F');
+  const tagF = Buffer.from(Tag.descriptors);
   for (let i = 0; i < fds.length; i += perMessage) socket.send(tagF, fds.slice(i, i + perMessage), timeoutMs);
   const chunk = MAX_FD_MESSAGE_BYTES - 1;
-  for (let i = 0; i < data.length; i += chunk) socket.send(Buffer.concat([Buffer.from('D'), data.subarray(i, i + chunk)]), [], timeoutMs);
-  sendTagged(socket, 'E', { fds: fds.length, bytes: data.length }, timeoutMs);
+  for (let i = 0; i < data.length; i += chunk) socket.send(Buffer.concat([Buffer.from(Tag.data), data.subarray(i, i + chunk)]), [], timeoutMs);
+  sendTagged(socket, Tag.end, { fds: fds.length, bytes: data.length }, timeoutMs);
 }
 
 /**
@@ -52,10 +65,10 @@ export function receiveSnapshot(socket: FdSocket, timeoutMs: number): { data: Bu
       if (message === null) throw new HandoverError('the agent closed the handover connection before the snapshot was complete');
       fds.push(...message.fds);
       const tag = message.data.toString('latin1', 0, 1);
-      if (tag === 'D') chunks.push(message.data.subarray(1));
-      else if (tag === 'F') continue;
-      else if (tag === 'X') throw new HandoverError(`the agent refused the handover: ${message.data.toString('utf8', 1)}`);
-      else if (tag === 'E') {
+      if (tag === Tag.data) chunks.push(message.data.subarray(1));
+      else if (tag === Tag.descriptors) continue;
+      else if (tag === Tag.refused) throw new HandoverError(`the agent refused the handover: ${message.data.toString('utf8', 1)}`);
+      else if (tag === Tag.end) {
         const data = Buffer.concat(chunks);
         const end = JSON.parse(message.data.toString('utf8', 1)) as { fds: number; bytes: number };
         if (end.fds !== fds.length || end.bytes !== data.length) {
