@@ -106,7 +106,7 @@ async function scenario(reaper: Subreaper, mode: Mode, n: number): Promise<Resul
 
   let newPid: number;
   if (mode === 'handover') {
-    newPid = await reaper.start(agentArgv);
+    newPid = await reaper.start([...agentArgv, '--takeover', 'required']);
     await reaper.wait(oldPid, 120_000);
   } else {
     client.close();

@@ -22,7 +22,7 @@ import { readBootId } from './process/lifecycle/proc-fs.js';
 import { MemoryStore, type ProcessStore } from './process/process-store.js';
 import { SqliteStore } from './store/sqlite-store.js';
 import { useFdPassing } from './kernel/fd-passing.js';
-import { requestHandover } from './handover/incoming.js';
+import { refuseIfServed, requestHandover } from './handover/incoming.js';
 import { HandoverListener, type HandoverHost } from './handover/outgoing.js';
 import { encodeSnapshot, type Snapshot } from './handover/snapshot.js';
 import { ServiceGate } from './service/gate.js';
@@ -50,6 +50,9 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   useSpawnShim(builtFile('dist/lib/libpidfd-spawn.so'));
   useFdPassing(builtFile('dist/lib/libpidfd-fdpass.so'));
   const bootId = readBootId();
+  // Before it touches anything: a start that was not asked to take over leaves a serving agent
+  // (say the node's DaemonSet pod) alone and fails at once, naming it.
+  if (config.stateDir !== undefined && config.takeover === undefined) refuseIfServed(config.stateDir);
   // Whatever can fail on its own comes before asking a running agent to hand over: once it has,
   // this one must be able to serve.
   const access = openAccess(config.policyFile, config.auditLog, log);
@@ -76,7 +79,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   let handover: Snapshot | null;
   let store: ProcessStore;
   try {
-    handover = config.stateDir === undefined ? null : requestHandover(config.stateDir, config.takeover);
+    handover = config.stateDir === undefined || config.takeover === undefined ? null : requestHandover(config.stateDir, config.takeover === 'required');
   } catch (e) {
     closeNode();
     throw e;

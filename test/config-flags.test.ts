@@ -38,7 +38,11 @@ test('bad flag values throw ConfigError naming the flag', (t) => {
     [['--state-dir', 'var/lib/x'], '--state-dir'],
     [['--state-dir', '/var/lib/x', '--ephemeral'], '--state-dir'],
     [['--state-dir', `/${'d'.repeat(93)}`], '--state-dir'],
-    [['--ephemeral', '--takeover'], '--takeover'],
+    [['--ephemeral', '--takeover', 'required'], '--takeover'],
+    [['--takeover'], '--takeover'],
+    [['--takeover', '--quiet'], '--takeover'],
+    [['--takeover', 'always'], '--takeover'],
+    [['--takeover='], '--takeover'],
     [['--after-handover', 'stay'], '--after-handover'],
     [['--ready-file', 'serving'], '--ready-file'],
     [['--max-connections', '0'], '--max-connections'],
@@ -62,7 +66,9 @@ test('numeric flags take their lower bounds and the watch backlog stays below th
   t.is(config.logLevel, 'quiet');
   t.is(parseConfig(['--watch-backlog', '100']).watchBacklog, 100);
   t.is(parseConfig(['--state-dir', `/${'d'.repeat(92)}`]).stateDir?.length, 93, 'the longest state dir whose handover socket fits');
-  t.is(parseConfig(['--after-handover', 'linger', '--takeover']).afterHandover, 'linger');
+  t.like(parseConfig(['--after-handover', 'linger', '--takeover', 'if-serving']), { afterHandover: 'linger', takeover: 'if-serving' });
+  t.is(parseConfig(['--takeover=required']).takeover, 'required');
+  t.is(parseConfig([]).takeover, undefined, 'without the flag an agent takes over from nobody');
   t.like(parseConfig(['--max-connections', '1', '--handshake-timeout', '1500ms']), { maxConnections: 1, handshakeTimeoutMs: 1500 });
 });
 

@@ -44,7 +44,7 @@ test('upgrades surge a new pod next to the old one, which lingers after handing 
   t.deepEqual(ds.spec.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
   const config = parseConfig(agent.args);
   t.is(config.afterHandover, 'linger');
-  t.is(config.takeover, false, 'the first pod on a node starts afresh');
+  t.is(config.takeover, 'if-serving', 'the new pod takes over from the old one, and the first pod on a node starts afresh');
   t.true(pod.hostPID);
   t.true(agent.securityContext?.privileged);
 });

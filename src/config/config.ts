@@ -29,10 +29,11 @@ export interface Config {
   /** Where the handle table is persisted; undefined (--ephemeral): kept in memory only. */
   readonly stateDir: string | undefined;
   /**
-   * An agent already serving the state dir always hands over when one starts; with this set, a
-   * start that finds no agent to take over from fails instead of starting afresh.
+   * What a start does when another agent serves the state dir (answers on its handover.sock):
+   * undefined: leave it alone and fail; 'if-serving': take over if one serves, else start
+   * afresh; 'required': take over, and fail when none serves.
    */
-  readonly takeover: boolean;
+  readonly takeover: 'if-serving' | 'required' | undefined;
   /**
    * After handing over: exit, or linger (serve nothing, go on reaping the children it started so
    * their exits reach the successor at once, exit on SIGTERM) for supervisors that restart an
@@ -87,7 +88,7 @@ export const DEFAULTS: Config = Object.freeze({
   execHelper: undefined,
   agentEnv: {},
   stateDir: DEFAULT_STATE_DIR,
-  takeover: false,
+  takeover: undefined,
   afterHandover: 'exit',
   readyFile: undefined,
   maxConnections: 512,
@@ -127,14 +128,29 @@ export const USAGE = `usage: pidfd-agent [options]
   --exec-helper PATH        the exec helper (default dist/bin/pidfd-exec)
   --state-dir DIR           persisted handle table, re-adopted after a restart (default ${DEFAULT_STATE_DIR})
   --ephemeral               keep the handle table in memory only: a restarted agent forgets its processes
-  --takeover                fail unless an agent serving the state dir hands over (it always does when
-                            one answers on STATE_DIR/handover.sock)
+  --takeover if-serving|required  take over the processes of an agent serving the state dir (it
+                            answers on STATE_DIR/handover.sock): if-serving starts afresh when none
+                            does, required fails then. Without it, a start fails while one serves
   --after-handover exit|linger  once handed over: exit (default), or linger until SIGTERM, reaping
                             the children it started (for supervisors that restart an exited agent)
   --ready-file PATH         exists (with the agent's pid) exactly while this agent serves
   --quiet                   no log lines on stderr`;
 
 export class ConfigError extends Error {}
+
+const TAKEOVER = ['if-serving', 'required'] as const;
+
+/**
+ * --takeover once was a switch; alone it now says neither what the old scripts meant (required)
+ * nor what a DaemonSet wants (if-serving), so it must say which, rather than take the next flag
+ * as its value or parseArgs' generic complaint.
+ */
+function bareTakeover(argv: readonly string[]): void {
+  const i = argv.indexOf('--takeover');
+  if (i >= 0 && (i + 1 === argv.length || argv[i + 1]!.startsWith('-'))) {
+    throw new ConfigError(`--takeover: needs a value: --takeover ${TAKEOVER[0]} (take over an agent serving the state dir, else start afresh) or --takeover ${TAKEOVER[1]} (fail unless one hands over)`);
+  }
+}
 
 function oneOf<T extends string>(flag: string, value: string | undefined, allowed: readonly T[], fallback: T): T {
   if (value === undefined) return fallback;
@@ -229,6 +245,7 @@ function absolute(flag: string, path: string | undefined): string | undefined {
 }
 
 export function parseConfig(argv: readonly string[]): Config {
+  bareTakeover(argv);
   const { values } = parseArgs({
     args: [...argv],
     options: {
@@ -248,7 +265,7 @@ export function parseConfig(argv: readonly string[]): Config {
       'exec-helper': { type: 'string' },
       'state-dir': { type: 'string' },
       ephemeral: { type: 'boolean' },
-      takeover: { type: 'boolean' },
+      takeover: { type: 'string' },
       'after-handover': { type: 'string' },
       'ready-file': { type: 'string' },
       'max-connections': { type: 'string' },
@@ -271,7 +288,7 @@ export function parseConfig(argv: readonly string[]): Config {
   if (values['socket-group'] === '') throw new ConfigError('--socket-group: expected a group name or gid');
   const eventRing = count('event-ring', values['event-ring'], DEFAULTS.eventRing, 16);
   if (values.ephemeral && values['state-dir'] !== undefined) throw new ConfigError('--state-dir: not with --ephemeral, which keeps no state');
-  if (values.ephemeral && values.takeover) throw new ConfigError('--takeover: not with --ephemeral (a handover goes through the state dir)');
+  if (values.ephemeral && values.takeover !== undefined) throw new ConfigError('--takeover: not with --ephemeral (a handover goes through the state dir)');
   // STATE_DIR/handover.sock must fit a unix socket address (107 bytes).
   const stateDirBytes = Buffer.byteLength(values['state-dir'] ?? '');
   if (stateDirBytes > 107 - '/handover.sock'.length) throw new ConfigError(`--state-dir: at most ${107 - '/handover.sock'.length} bytes (its handover socket must fit a unix socket address)`);
@@ -291,7 +308,7 @@ export function parseConfig(argv: readonly string[]): Config {
     execHelper: absolute('exec-helper', values['exec-helper']),
     agentEnv: {},
     stateDir: values.ephemeral ? undefined : (absolute('state-dir', values['state-dir']) ?? DEFAULT_STATE_DIR),
-    takeover: values.takeover === true,
+    takeover: values.takeover === undefined ? undefined : oneOf('takeover', values.takeover, TAKEOVER, 'required'),
     afterHandover: oneOf('after-handover', values['after-handover'], ['exit', 'linger'] as const, DEFAULTS.afterHandover),
     readyFile: absolute('ready-file', values['ready-file']),
     maxConnections: count('max-connections', values['max-connections'], DEFAULTS.maxConnections),

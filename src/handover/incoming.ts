@@ -13,16 +13,40 @@ const SNAPSHOT_TIMEOUT_MS = 60_000;
 const RELEASE_TIMEOUT_MS = 30_000;
 
 /**
+ * A connection to the agent serving stateDir, or why none answers: ENOENT (no socket) or
+ * ECONNREFUSED (a stale one, left by an agent that died).
+ */
+function connectServing(stateDir: string): FdSocket | string {
+  try {
+    return connectFdSocket(join(stateDir, HANDOVER_SOCKET));
+  } catch (e) {
+    if (!isKernelError(e) || !['ENOENT', 'ECONNREFUSED'].includes(e.code)) throw e;
+    return e.code;
+  }
+}
+
+/**
+ * Without --takeover, a start must leave an agent serving stateDir alone: HandoverError naming it.
+ * Connecting and closing without a request does not start a handover (the agent refuses the
+ * empty connection and goes on serving); its pid comes from SO_PEERCRED, as of its listen.
+ */
+export function refuseIfServed(stateDir: string): void {
+  const socket = connectServing(stateDir);
+  if (typeof socket === 'string') return;
+  const { pid } = socket.peer;
+  socket.close();
+  const who = pid === 0 ? 'an agent in another pid namespace' : `the agent with pid ${pid}`;
+  throw new HandoverError(`${who} serves --state-dir ${stateDir}; start with --takeover if-serving to take over its processes, or use another --state-dir`);
+}
+
+/**
  * Takes over from the agent serving stateDir, if one answers: null when none does (then `required`
  * makes that an error). Blocks: it runs before the agent serves anything.
  */
 export function requestHandover(stateDir: string, required: boolean): Snapshot | null {
-  let socket: FdSocket;
-  try {
-    socket = connectFdSocket(join(stateDir, HANDOVER_SOCKET));
-  } catch (e) {
-    if (!isKernelError(e) || !['ENOENT', 'ECONNREFUSED'].includes(e.code)) throw e;
-    if (required) throw new HandoverError(`--takeover: no agent answers on ${join(stateDir, HANDOVER_SOCKET)} (${e.code})`);
+  const socket = connectServing(stateDir);
+  if (typeof socket === 'string') {
+    if (required) throw new HandoverError(`--takeover required: no agent answers on ${join(stateDir, HANDOVER_SOCKET)} (${socket})`);
     return null;
   }
   try {

@@ -42,10 +42,14 @@ export class FdSocket {
 
   constructor(
     readonly fd: Fd,
-    /** Who is at the other end (SO_PEERCRED when connected). */
-    readonly peerUid: number,
+    /** Who is at the other end (SO_PEERCRED: as of its connect, or of its listen for ours). */
+    readonly peer: PeerCred,
   ) {
     this.fdBuf = new Int32Array(lib().maxFds());
+  }
+
+  get peerUid(): number {
+    return this.peer.uid;
   }
 
   /** Blocks up to timeoutMs for room in the socket buffer. The fds (and references) stay the caller's. */
@@ -86,12 +90,16 @@ export class FdSocket {
 
 /** Connects to a listening path; ENOENT or ECONNREFUSED when nobody listens there. */
 export function connectFdSocket(path: string, timeoutMs = 5000): FdSocket {
-  const uid = new Int32Array(1);
-  const fd = checked('connect', lib().connect(path, uid, timeoutMs)) as Fd;
-  return new FdSocket(fd, uid[0]!);
+  const cred = new Int32Array(3);
+  const fd = checked('connect', lib().connect(path, cred, timeoutMs)) as Fd;
+  const [pid, uid, gid] = cred;
+  return new FdSocket(fd, { pid: pid!, uid: uid!, gid: gid! });
 }
 
-/** Who connected, as the kernel recorded it at connect time (SO_PEERCRED). */
+/**
+ * Who is at the other end of a unix connection, as the kernel recorded it (SO_PEERCRED). pid is 0
+ * when that process is not in our pid namespace.
+ */
 export interface PeerCred {
   readonly pid: number;
   readonly uid: number;
@@ -161,7 +169,7 @@ export class FdListener {
   /** A pending connection, or null when there is none. */
   accept(): FdSocket | null {
     const accepted = this.listener.accept();
-    return accepted && new FdSocket(accepted.fd, accepted.peer.uid);
+    return accepted && new FdSocket(accepted.fd, accepted.peer);
   }
 
   close(): void {

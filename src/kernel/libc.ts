@@ -96,7 +96,7 @@ export const loadFdPassing = (path: string) => {
     maxFds: lib.func('int fdpass_max_fds(void)'),
     listen: lib.func('int fdpass_listen(const char *path, int backlog, int type, int mode, long long gid)'),
     accept: lib.func('int fdpass_accept(int listener, _Out_ int *cred)'),
-    connect: lib.func('int fdpass_connect(const char *path, _Out_ int *uid, int timeoutMs)'),
+    connect: lib.func('int fdpass_connect(const char *path, _Out_ int *cred, int timeoutMs)'),
     send: lib.func('long fdpass_send(int fd, const void *data, size_t len, const void *fds, int nfds, int timeoutMs)'),
     recv: lib.func('long fdpass_recv(int fd, void *data, size_t cap, void *fds, int maxfds, _Out_ int *nfds, int timeoutMs)'),
   };

@@ -30,11 +30,14 @@ static int fail(int fd) {
   return -e;
 }
 
-static int peer_uid(int fd, int *uid) {
-  struct ucred cred;
-  socklen_t len = sizeof cred;
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return -1;
-  *uid = (int)cred.uid;
+// cred: pid, uid, gid (SO_PEERCRED). The pid is 0 when the peer's is not in our pid namespace.
+static int peer_cred(int fd, int *cred) {
+  struct ucred c;
+  socklen_t len = sizeof c;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &len) < 0) return -1;
+  cred[0] = (int)c.pid;
+  cred[1] = (int)c.uid;
+  cred[2] = (int)c.gid;
   return 0;
 }
 
@@ -96,18 +99,14 @@ int fdpass_listen(const char *path, int backlog, int type, int mode, long long g
 int fdpass_accept(int listener, int *cred) {
   int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
   if (fd < 0) return -errno;
-  struct ucred c;
-  socklen_t len = sizeof c;
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &len) < 0) return fail(fd);
-  cred[0] = (int)c.pid;
-  cred[1] = (int)c.uid;
-  cred[2] = (int)c.gid;
+  if (peer_cred(fd, cred) < 0) return fail(fd);
   size_buffers(fd);
   return fd;
 }
 
 // -ENOENT / -ECONNREFUSED when nobody listens at path; -ETIMEDOUT when its backlog stays full.
-int fdpass_connect(const char *path, int *uid, int timeout_ms) {
+// cred: the listener's pid, uid and gid (SO_PEERCRED) as of its listen.
+int fdpass_connect(const char *path, int *cred, int timeout_ms) {
   struct sockaddr_un a;
   int r = address(path, &a);
   if (r) return r;
@@ -125,7 +124,7 @@ int fdpass_connect(const char *path, int *uid, int timeout_ms) {
     }
     poll(NULL, 0, 10);
   }
-  if (peer_uid(fd, uid) < 0) return fail(fd);
+  if (peer_cred(fd, cred) < 0) return fail(fd);
   return fd;
 }
 

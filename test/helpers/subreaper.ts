@@ -85,7 +85,7 @@ export class RestartableAgent {
    */
   static async takeOver(reaper: Subreaper, dir: string, stateDir: string, old: RestartableAgent, args: readonly string[] = []): Promise<{ agent: RestartableAgent; oldEnded: string }> {
     const address = `unix://${join(dir, 'agent.sock')}`;
-    const pid = await reaper.start([process.execPath, AGENT_BIN, '--listen', address, '--state-dir', stateDir, ...args]);
+    const pid = await reaper.start([process.execPath, AGENT_BIN, '--listen', address, '--state-dir', stateDir, '--takeover', 'required', ...args]);
     const oldEnded = await reaper.wait(old.pid, 60_000);
     old.client.close();
     return { agent: await RestartableAgent.ready(reaper, pid, address), oldEnded };
