@@ -18,8 +18,9 @@ export function openStore(stateDir: string, bootId: string, onError: StoreErrorS
     const files = moveAside(stateDir, new Date());
     const store = new SqliteStore(stateDir, bootId, onError);
     // Which event numbers the lost table had handed out is unknown; a client resuming a Watch
-    // must never see one again. The wall clock in ms is above any count of events an agent has
-    // numbered (4096 a millisecond for 50 years would still be below it).
+    // must never see one again. The wall clock in ms is far above any sequence a store reaches
+    // (the events of every agent since, plus a block of 4096 per start): that would take more
+    // than one event a millisecond since 1970.
     store.continueSequencesAbove(Date.now());
     return { store, recovery: { kind: 'moved-aside', cause: e.reason, files } };
   }
