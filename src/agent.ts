@@ -20,7 +20,7 @@ import { WatchHub } from './service/watch.js';
 import { OutputReaders } from './service/read-output.js';
 import { readBootId } from './process/lifecycle/proc-fs.js';
 import { MemoryStore, type ProcessStore } from './process/process-store.js';
-import { SqliteStore } from './store/sqlite-store.js';
+import { openStore } from './store/recover.js';
 import { useFdPassing } from './kernel/fd-passing.js';
 import { refuseIfServed, requestHandover } from './handover/incoming.js';
 import { HandoverListener, type HandoverHost } from './handover/outgoing.js';
@@ -85,7 +85,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     throw e;
   }
   try {
-    store = config.stateDir === undefined ? new MemoryStore() : new SqliteStore(config.stateDir, bootId, (what, e) => log('store_error', { what, error: String(e) }));
+    store = config.stateDir === undefined ? new MemoryStore() : openStateStore(config.stateDir, bootId, config.recover, log);
   } catch (e) {
     handover?.close();
     closeNode();
@@ -249,6 +249,21 @@ function restore(manager: ProcessManager, store: ProcessStore, bootId: string, h
   }
   manager.expire();
   return counts;
+}
+
+function openStateStore(stateDir: string, bootId: string, recover: boolean, log: Logger): ProcessStore {
+  const { store, recovery } = openStore(stateDir, bootId, (what, e) => log('store_error', { what, error: String(e) }), recover);
+  if (recovery.kind === 'healthy') log('store_recovery', { result: 'healthy', note: 'the store opened and passed its check: nothing moved' });
+  if (recovery.kind === 'moved-aside') {
+    log('store_recovery', {
+      result: 'started_empty',
+      cause: recovery.cause,
+      moved_aside: recovery.files,
+      readopted: 0,
+      note: 'the processes the damaged store listed are not re-adopted: they keep running, unmanaged',
+    });
+  }
+  return store;
 }
 
 const withMount = (mount: string | undefined) => (mount === undefined ? undefined : `${mount}/pidfd-agent`);

@@ -36,6 +36,7 @@ test('bad flag values throw ConfigError naming the flag', (t) => {
     [['--max-watchers', '0'], '--max-watchers'],
     [['--max-processes', 'lots'], '--max-processes'],
     [['--state-dir', 'var/lib/x'], '--state-dir'],
+    [['--ephemeral', '--recover'], '--recover'],
     [['--state-dir', '/var/lib/x', '--ephemeral'], '--state-dir'],
     [['--state-dir', `/${'d'.repeat(93)}`], '--state-dir'],
     [['--ephemeral', '--takeover', 'required'], '--takeover'],
@@ -76,6 +77,8 @@ test('the handle table is persisted under /var/lib/pidfd-agent unless --state-di
   t.is(parseConfig([]).stateDir, '/var/lib/pidfd-agent');
   t.is(parseConfig(['--state-dir', '/srv/agent']).stateDir, '/srv/agent');
   t.is(parseConfig(['--ephemeral']).stateDir, undefined);
+  t.false(parseConfig([]).recover, 'a damaged store is only moved aside when asked');
+  t.true(parseConfig(['--recover']).recover);
 });
 
 test('parseDuration reads ms, s, m and h, and a bare number as seconds', (t) => {

@@ -28,6 +28,8 @@ export interface Config {
   readonly agentEnv: Readonly<Record<string, string>>;
   /** Where the handle table is persisted; undefined (--ephemeral): kept in memory only. */
   readonly stateDir: string | undefined;
+  /** A damaged store is moved aside (STATE_DIR/agent.db.broken-TIME) and the agent starts empty. */
+  readonly recover: boolean;
   /**
    * What a start does when another agent serves the state dir (answers on its handover.sock):
    * undefined: leave it alone and fail; 'if-serving': take over if one serves, else start
@@ -87,6 +89,7 @@ export const DEFAULTS: Config = Object.freeze({
   defaultCgroup: undefined,
   execHelper: undefined,
   agentEnv: {},
+  recover: false,
   stateDir: DEFAULT_STATE_DIR,
   takeover: undefined,
   afterHandover: 'exit',
@@ -127,6 +130,8 @@ export const USAGE = `usage: pidfd-agent [options]
                             outside the agent's own cgroup (default: they stay in the agent's)
   --exec-helper PATH        the exec helper (default dist/bin/pidfd-exec)
   --state-dir DIR           persisted handle table, re-adopted after a restart (default ${DEFAULT_STATE_DIR})
+  --recover                 if the store (STATE_DIR/agent.db) is damaged, move it aside as
+                            agent.db.broken-TIME and start with an empty table; a store that opens is kept
   --ephemeral               keep the handle table in memory only: a restarted agent forgets its processes
   --takeover if-serving|required  take over the processes of an agent serving the state dir (it
                             answers on STATE_DIR/handover.sock): if-serving starts afresh when none
@@ -276,6 +281,7 @@ export function parseConfig(argv: readonly string[]): Config {
       policy: { type: 'string' },
       'audit-log': { type: 'string' },
       'socket-group': { type: 'string' },
+      recover: { type: 'boolean' },
     },
     strict: true,
     allowPositionals: false,
@@ -292,6 +298,7 @@ export function parseConfig(argv: readonly string[]): Config {
   // STATE_DIR/handover.sock must fit a unix socket address (107 bytes).
   const stateDirBytes = Buffer.byteLength(values['state-dir'] ?? '');
   if (stateDirBytes > 107 - '/handover.sock'.length) throw new ConfigError(`--state-dir: at most ${107 - '/handover.sock'.length} bytes (its handover socket must fit a unix socket address)`);
+  if (values.ephemeral && values.recover) throw new ConfigError('--recover: not with --ephemeral, which keeps no store');
   const config: Config = {
     listen: unix.length + tcp.length > 0 ? [...unix, ...tcp] : DEFAULTS.listen,
     retentionTtlMs: values['retention-ttl'] === undefined ? DEFAULTS.retentionTtlMs : flagDuration('retention-ttl', values['retention-ttl']),
@@ -317,6 +324,7 @@ export function parseConfig(argv: readonly string[]): Config {
     policyFile: absolute('policy', values.policy),
     auditLog: absolute('audit-log', values['audit-log']),
     socketGroup: values['socket-group'],
+    recover: values.recover === true,
   };
   return Object.freeze(config);
 }

@@ -3,7 +3,8 @@
 // only a power loss can drop the last commits, and that also ends every process, so the boot id
 // marks them lost anyway. locking_mode=EXCLUSIVE makes the file lock the agent's lock: a second
 // agent on the same state dir is refused, and no shared-memory index is needed.
-import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, readSync } from 'node:fs';
+import { constants as os } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { SequenceOrigin } from '../process/events/event-log.js';
@@ -57,7 +58,7 @@ interface Row {
   deadline: string | null;
 }
 
-const STORE_SIDE_FILES = ['-wal', '-shm', '-journal'];
+export const STORE_SIDE_FILES = ['-wal', '-shm', '-journal'];
 
 /**
  * The store holds every argv and label, so its directory is the agent's alone, whatever mode an
@@ -69,6 +70,45 @@ function privateStateDir(stateDir: string, file: string): void {
   chmodSync(stateDir, 0o700);
   closeSync(openSync(file, 'a', 0o600));
   chmodSync(file, 0o600);
+  // SQLite reports a side file it cannot write as SQLITE_CANTOPEN or READONLY, without the errno:
+  // opening them here first names the file and the errno instead.
+  for (const suffix of STORE_SIDE_FILES) {
+    try {
+      closeSync(openSync(file + suffix, 'r+'));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  }
+}
+
+const DB_MAGIC = Buffer.from('SQLite format 3\0');
+const WAL_MAGICS = [0x377f0682, 0x377f0683];
+
+/**
+ * Looks at the headers before SQLite does: SQLite closing a database it found unreadable
+ * checkpoints and deletes the WAL, which may hold the newest table, and a WAL it cannot read it
+ * ignores, which would silently start an empty table. Neither file is changed here.
+ */
+function checkHeaders(file: string): void {
+  const head = (path: string, bytes: number): Buffer | undefined => {
+    let fd: number;
+    try {
+      fd = openSync(path, 'r');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+    try {
+      const buf = Buffer.alloc(bytes);
+      return buf.subarray(0, readSync(fd, buf, 0, bytes, 0));
+    } finally {
+      closeSync(fd);
+    }
+  };
+  const db = head(file, DB_MAGIC.length);
+  if (db !== undefined && db.length > 0 && !db.equals(DB_MAGIC)) throw new StoreDamaged(file, `${STORE_FILE} does not start with the SQLite header`);
+  const wal = head(file + '-wal', 32);
+  if (wal !== undefined && wal.length === 32 && !WAL_MAGICS.includes(wal.readUInt32BE(0))) throw new StoreDamaged(file, `${STORE_FILE}-wal does not start with a WAL header`);
 }
 
 function chmodIfPresent(path: string, mode: number): void {
@@ -83,8 +123,35 @@ export type StoreErrorSink = (what: string, e: unknown) => void;
 
 export class StoreError extends Error {}
 
+/** The file is not a database SQLite can read, or fails its check: only --recover gets past it. */
+export class StoreDamaged extends StoreError {
+  constructor(
+    readonly file: string,
+    /** What is wrong with it, for the log line of a recovery. */
+    readonly reason: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${file}: the state store is damaged (${reason}); start the agent once with --recover to move it aside (kept, under a timestamped name) and start with an empty table`, options);
+  }
+}
+
+const DAMAGED = new Set(['SQLITE_NOTADB', 'SQLITE_CORRUPT', 'SQLITE_CORRUPT_VTAB', 'SQLITE_CORRUPT_SEQUENCE', 'SQLITE_CORRUPT_INDEX']);
+
+/** One line naming the file and why it failed: the errno for a file the agent cannot open or write. */
+function openFailure(file: string, e: unknown): Error {
+  if (e instanceof StoreError) return e;
+  const errno = (e as NodeJS.ErrnoException).code;
+  if (errno !== undefined && errno in os.errno) {
+    const { syscall, path } = e as NodeJS.ErrnoException;
+    return new StoreError(`${file}: cannot open the state store: ${errno} (${syscall ?? 'open'} ${path ?? file})`, { cause: e });
+  }
+  const message = e instanceof Error ? e.message : String(e);
+  if (errno !== undefined && DAMAGED.has(errno)) return new StoreDamaged(file, message, { cause: e });
+  return new StoreError(`${file}: cannot open the state store: ${message}${errno === undefined ? '' : ` (${errno})`}`, { cause: e });
+}
+
 export class SqliteStore implements ProcessStore {
-  readonly sequences: SequenceOrigin;
+  private origin: SequenceOrigin;
   private readonly db: Database.Database;
   private readonly insert: Database.Statement;
   private readonly exited: Database.Statement;
@@ -103,19 +170,24 @@ export class SqliteStore implements ProcessStore {
     lockWaitMs = 5000,
   ) {
     const file = join(stateDir, STORE_FILE);
-    privateStateDir(stateDir, file);
-    this.db = new Database(file, { timeout: lockWaitMs });
+    try {
+      privateStateDir(stateDir, file);
+      checkHeaders(file);
+      this.db = new Database(file, { timeout: lockWaitMs });
+    } catch (e) {
+      throw openFailure(file, e);
+    }
     try {
       this.db.pragma('locking_mode = EXCLUSIVE');
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = NORMAL');
       for (const suffix of STORE_SIDE_FILES) chmodIfPresent(file + suffix, 0o600);
-      this.migrate();
+      this.migrate(file);
     } catch (e) {
       this.db.close();
       const code = (e as { code?: string }).code;
       if (code === 'SQLITE_BUSY') throw new StoreError(`${stateDir}: the state store is in use by another agent`, { cause: e });
-      throw e;
+      throw openFailure(file, e);
     }
     this.insert = this.db.prepare(
       `INSERT INTO processes (handle, pid, pidfs_inode, boot_id, argv, labels, adopted, request_id, owner, started_at, state, owned_cgroup, deadline)
@@ -125,8 +197,22 @@ export class SqliteStore implements ProcessStore {
     this.remove = this.db.prepare('DELETE FROM processes WHERE handle = ?');
     this.setCeiling = this.db.prepare(`UPDATE meta SET value = ? WHERE key = 'sequence_ceiling'`);
     this.ceiling = Number(this.db.prepare(`SELECT value FROM meta WHERE key = 'sequence_ceiling'`).pluck().get());
-    const after = this.ceiling;
-    this.sequences = { after, reserve: (sequence) => this.reserve(sequence) };
+    this.origin = { after: this.ceiling, reserve: (sequence) => this.reserve(sequence) };
+  }
+
+  get sequences(): SequenceOrigin {
+    return this.origin;
+  }
+
+  /**
+   * Continues the event sequence above `after` (before any event is numbered): for a table that
+   * replaces a lost one, whose numbers must not be handed out again.
+   */
+  continueSequencesAbove(after: number): void {
+    if (after <= this.ceiling) return;
+    this.setCeiling.run(after);
+    this.ceiling = after;
+    this.origin = { after, reserve: this.origin.reserve };
   }
 
   recordStarted(record: ProcessRecord): void {
@@ -193,12 +279,12 @@ export class SqliteStore implements ProcessStore {
     if (this.db.open) this.db.close();
   }
 
-  private migrate(): void {
+  private migrate(file: string): void {
     const version = Number(this.db.pragma('user_version', { simple: true }));
-    if (version > SCHEMA_VERSION) throw new StoreError(`the state store has schema ${version}; this agent knows ${SCHEMA_VERSION} (downgrade?)`);
+    if (version > SCHEMA_VERSION) throw new StoreError(`${file}: the state store has schema ${version}; this agent knows ${SCHEMA_VERSION} (downgrade?)`);
     if (version > 0) {
       const check = this.db.pragma('quick_check', { simple: true });
-      if (check !== 'ok') throw new StoreError(`the state store is damaged: ${String(check)}`);
+      if (check !== 'ok') throw new StoreDamaged(file, `quick_check: ${String(check).split('\n')[0]}`);
     }
     if (version === SCHEMA_VERSION) return;
     this.db.transaction(() => {
