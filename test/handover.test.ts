@@ -16,7 +16,7 @@ import { receiveSnapshot, sendTagged } from '../src/handover/wire.js';
 import { STORE_SCHEMA } from '../src/store/sqlite-store.js';
 import { AGENT_BIN, ROOT } from './helpers/agent-process.js';
 import { pool, range } from './helpers/events.js';
-import { eventually, sleep } from './helpers/harness.js';
+import { agentDir, eventually, sleep } from './helpers/harness.js';
 import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
 
 const reaper = Subreaper.start();
@@ -30,11 +30,7 @@ test.after.always(async () => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
-function tempDir(): { dir: string; stateDir: string; address: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'pidfd-agent-handover-'));
-  dirs.push(dir);
-  return { dir, stateDir: join(dir, 'state'), address: `unix://${join(dir, 'agent.sock')}` };
-}
+const tempDir = () => agentDir('pidfd-agent-handover-');
 
 /** Everything a process's stdout captured so far. */
 async function stdoutOf(client: AgentClient, handle: string): Promise<string> {

@@ -2,26 +2,18 @@
 // serves, it leaves that agent alone and fails at once, naming it; --takeover if-serving and
 // --takeover required say when to take over. Agents run under the C subreaper (test/fixtures).
 import test from 'ava';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { State, StdinMode } from '../clients/ts/src/index.js';
 import { HANDOVER_SOCKET } from '../src/handover/outgoing.js';
 import { AGENT_BIN } from './helpers/agent-process.js';
+import { agentDir } from './helpers/harness.js';
 import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
 
 const reaper = Subreaper.start();
-const dirs: string[] = [];
-test.after.always(async () => {
-  await reaper.close();
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
+test.after.always(() => reaper.close());
 
-function tempDir(): { dir: string; stateDir: string; address: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'pidfd-agent-takeover-'));
-  dirs.push(dir);
-  return { dir, stateDir: join(dir, 'state'), address: `unix://${join(dir, 'agent.sock')}` };
-}
+const tempDir = () => agentDir('pidfd-agent-takeover-');
 
 /** Starts the built agent on stateDir and waits for it to end: how it ended, what it printed, how long it took. */
 async function runToEnd(address: string, stateDir: string, args: readonly string[]): Promise<{ ended: string; stderr: string; ms: number }> {

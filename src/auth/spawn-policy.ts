@@ -3,7 +3,7 @@
 import { normalize } from 'node:path';
 import type { CgroupRequest } from '../process/spawn/cgroups.js';
 import type { OutputTarget } from '../process/options.js';
-import type { RlimitRequest } from '../process/spawn/setup.js';
+import { NO_ID, type RlimitRequest } from '../process/spawn/setup.js';
 import { anyMatch, type Patterns, type SpawnRule } from './policy.js';
 
 /** What a Spawn asks for, resolved as the spawn itself will resolve it. */
@@ -35,8 +35,6 @@ export interface Denial {
   readonly message: string;
 }
 
-/** (uid_t)-1: "no change" to setresuid, never a user anyone may run as. */
-export const NO_UID = 4294967295;
 
 /**
  * Variables that make the dynamic loader or glibc load code or data of the requester's choosing
@@ -48,8 +46,8 @@ export const isLoaderVariable = (name: string): boolean => LOADER_ENV.test(name)
 
 /** Names and numbers in `patterns` resolved to ids; `*` matches any id, even one NSS does not know. */
 function idAllowed(patterns: Patterns, id: number | undefined, lookup: (name: string) => number | undefined): boolean {
-  if (patterns.includes('*')) return id === undefined || id < NO_UID;
-  return id !== undefined && id >= 0 && id < NO_UID && patterns.some((p) => (/^\d+$/.test(p) ? Number(p) === id : lookup(p) === id));
+  if (patterns.includes('*')) return id === undefined || id < NO_ID;
+  return id !== undefined && id >= 0 && id < NO_ID && patterns.some((p) => (/^\d+$/.test(p) ? Number(p) === id : lookup(p) === id));
 }
 
 export function executableDenial(rule: SpawnRule, path: string): Denial | undefined {

@@ -11,7 +11,7 @@ import type { ProcessStdio, StdioState } from './stdio/process-pipes.js';
 import { newHandleId } from './lifecycle/handle.js';
 import { type AdoptOptions, type SignalTarget, type SpawnOptions } from './options.js';
 import { deadlineAt, ProcessRecord, type DeadlineAt } from './lifecycle/record.js';
-import { ProcessTable, type RetentionPolicy } from './lifecycle/table.js';
+import { ProcessTable, requestKey, type RetentionPolicy } from './lifecycle/table.js';
 import { sendSignal, threadIds } from './lifecycle/signalling.js';
 import { launch, type SpawnEnvironment } from './spawn/launch.js';
 export type { SpawnEnvironment } from './spawn/launch.js';
@@ -80,7 +80,7 @@ export class ProcessManager {
     const earlier = this.replay(options.owner, options.requestId, options.argv);
     if (earlier) return { record: earlier, replayed: true };
     // In flight by owner and key, as the table keeps them: one caller's key never joins another's spawn.
-    const id = options.requestId === undefined ? undefined : `${options.owner ?? ''}\n${options.requestId}`;
+    const id = options.requestId === undefined ? undefined : requestKey(options.owner, options.requestId);
     const inflight = id === undefined ? undefined : this.spawning.get(id);
     if (inflight) return { record: (await inflight).record, replayed: true };
     this.checkCapacity();

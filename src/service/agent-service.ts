@@ -212,15 +212,16 @@ function watchHandler(manager: ProcessManager, watchers: WatchHub, auth: Authori
       }
       const handles = req.handles.length > 0 ? new Set(req.handles.map(validate.handle)) : null;
       const labels = validate.labels('labels', req.labels);
-      const events = watchers.log;
-      const after = req.afterSequence ?? events.lastSequence;
-      if (!events.canReplayAfter(after)) {
-        throw new AgentError('OutOfRange', `after_sequence ${after} is outside the retained events ${events.firstSequence - 1}..${events.lastSequence}: List, then Watch from its sequence`, { reason: 'CURSOR_EXPIRED', field: 'after_sequence' });
-      }
+      // Decided before the event log is consulted: a caller the policy refuses learns nothing of it.
       const grant = auth.authorize(call, { rpc: 'Watch' });
       // Decided per event under the policy in force then: a reload reaches open streams too.
       const visible = (e: ProcessEvent) => grant.canSee(e.record) && (e.type !== 'output' || grant.may('output'));
       try {
+        const events = watchers.log;
+        const after = req.afterSequence ?? events.lastSequence;
+        if (!events.canReplayAfter(after)) {
+          throw new AgentError('OutOfRange', `after_sequence ${after} is outside the retained events ${events.firstSequence - 1}..${events.lastSequence}: List, then Watch from its sequence`, { reason: 'CURSOR_EXPIRED', field: 'after_sequence' });
+        }
         watchers.open(call, { handles, labels, visible }, after, fail, () => grant.finish());
       } catch (e) {
         grant.finish({ error: e });

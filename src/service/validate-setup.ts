@@ -3,7 +3,7 @@ import { parseSignal } from '../process/lifecycle/signalling.js';
 import type { CgroupRequest } from '../process/spawn/cgroups.js';
 import { invalidArgument } from '../process/errors.js';
 import type { Deadline } from '../process/options.js';
-import { RLIMITS, type RlimitRequest, type SetupOptions } from '../process/spawn/setup.js';
+import { checkId, RLIMITS, type RlimitRequest, type SetupOptions } from '../process/spawn/setup.js';
 import { EnvMode, type Cgroup, type Rlimit, type SpawnRequest } from '../api.js';
 import type { Duration } from '../api.js';
 
@@ -13,7 +13,7 @@ const DEFAULT_GRACE_MS = 10_000;
 const name = (field: string, value: string): string => {
   if (!/^[A-Za-z0-9._][A-Za-z0-9._-]{0,63}$/.test(value)) throw invalidArgument(field, `${JSON.stringify(value)} is not a user or group name or id`);
   // (uid_t)-1 means "unchanged" to setresuid: malformed for everyone, before any policy is asked.
-  if (/^\d+$/.test(value) && !(Number(value) < 4294967295)) throw invalidArgument(field, `${value} is not a valid id (must be below 4294967295)`, 'ID_OUT_OF_RANGE');
+  if (/^\d+$/.test(value)) checkId(field, Number(value));
   return value;
 };
 

@@ -83,3 +83,9 @@ export function tempDir(prefix: string): string {
   tempDirs.push(dir);
   return dir;
 }
+
+/** A fresh directory (removed at exit) for one agent: its socket address and state dir inside. */
+export function agentDir(prefix: string): { dir: string; stateDir: string; address: string } {
+  const dir = tempDir(prefix);
+  return { dir, stateDir: join(dir, 'state'), address: `unix://${join(dir, 'agent.sock')}` };
+}

@@ -8,7 +8,8 @@ export interface RetentionPolicy {
   readonly maxExited: number;
 }
 
-const requestKey = (owner: string | undefined, requestId: string): string => `${owner ?? ''}\n${requestId}`;
+/** One caller's request_id, never another's. */
+export const requestKey = (owner: string | undefined, requestId: string): string => `${owner ?? ''}\n${requestId}`;
 
 /**
  * Handle → record, with idempotency keys and retention of exited records. Knows nothing about

@@ -43,9 +43,9 @@ const numeric = (text: string): number | undefined => (/^\d+$/.test(text) ? Numb
  * (uid_t)-1 means "leave unchanged" to setresuid/setresgid/chown, so asking for 4294967295 would
  * run the process as the agent (root); anything larger does not fit an id at all.
  */
-const NO_ID = 0xffff_ffff;
+export const NO_ID = 0xffff_ffff;
 
-function checkId(field: string, id: number): number {
+export function checkId(field: string, id: number): number {
   if (!(id < NO_ID)) throw invalidArgument(field, `${id} is not a valid id (must be below 4294967295)`, 'ID_OUT_OF_RANGE');
   return id;
 }
