@@ -3,10 +3,13 @@ SHELL := /bin/bash
 SOCKET ?= /run/pidfd-agent/agent.sock
 STAMP := node_modules/.installed
 
-.PHONY: deps debs build run test proto lint clean
+.PHONY: deps debs build run test proto lint clean go-client go-example api-baseline
 
-# Debian packages the Python client and its tests use (protoc and grpc's python plugin generate it).
-DEBS := python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
+# Debian packages the Python client and its tests use (protoc and grpc's python plugin generate it),
+# and the Go client's toolchain, generators and libraries (never golang-goprotobuf-dev: its 1.3
+# runtime panics on the first reply; golang-github-golang-protobuf-1-5-dev replaces it).
+DEBS := python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc python3-pip python3-venv \
+  golang-go golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev protoc-gen-go protoc-gen-go-grpc
 
 $(STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -16,7 +19,8 @@ deps: $(STAMP)
 
 debs:
 	@[ "$$(dpkg-query -W -f='$${db:Status-Status} ' $(DEBS) 2>/dev/null)" = "$$(printf 'installed %.0s' $(DEBS))" ] || \
-	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEBS); }
+	  { apt-get -o DPkg::Lock::Timeout=600 update && \
+	    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends $(DEBS); }
 
 build: deps
 	mkdir -p dist/descriptors dist/bin
@@ -33,10 +37,36 @@ build: deps
 run: build
 	node dist/src/main.js --listen unix://$(SOCKET)
 
-# Regenerates the TypeScript and Python API code from proto/ (the test suite fails if it drifts).
+# Regenerates the TypeScript, Python and Go API code and docs/api.md from proto/ (the test suite
+# fails if any of them drifts).
 proto: deps debs
 	npx buf generate
 	npx buf generate --template buf.gen.python.yaml
+	npx buf generate --template buf.gen.python-rpc.yaml
+	npx buf generate --template buf.gen.go.yaml
+	mkdir -p dist/descriptors
+	npx buf build -o dist/descriptors/agent.binpb
+	node --import tsx scripts/api-docs.ts dist/descriptors/agent.binpb docs/api.md
+
+# The Go client builds offline from Debian's packages: GOPATH mode, with this module linked
+# under its import path; the build cache is kept in dist/ so rebuilds take about a second.
+GO_MODULE := github.com/pidfd-agent/pidfd-agent/clients/go
+GO_ENV := GO111MODULE=off GOFLAGS= GOPROXY=off GOPATH=$(CURDIR)/dist/gopath:/usr/share/gocode GOCACHE=$(CURDIR)/dist/gocache
+go-client: debs
+	mkdir -p dist/gopath/src/$(dir $(GO_MODULE)) dist/bin
+	ln -sfn $(CURDIR)/clients/go dist/gopath/src/$(GO_MODULE)
+	$(GO_ENV) go vet $(addprefix $(GO_MODULE)/,agent pidfd/agent/v1 examples/spawn-and-wait)
+	$(GO_ENV) go build -o dist/bin/spawn-and-wait $(GO_MODULE)/examples/spawn-and-wait
+
+# Runs the Go example (sh -c 'exit 3' and a signalled sleep) against the agent at ADDR.
+ADDR ?= unix://$(SOCKET)
+go-example: go-client
+	dist/bin/spawn-and-wait $(ADDR)
+
+# The API as released: `buf breaking` (in make test) compares proto/ with it. Refresh it only
+# when a release deliberately fixes the API, never to make a breaking change pass.
+api-baseline: deps
+	npx buf build -o proto/baseline/agent-v1.binpb
 
 lint: deps
 	npx buf lint

@@ -12,7 +12,10 @@ const run = promisify(execFile);
 const PYTHON = '/usr/bin/python3'; // Debian's, where python3-grpcio is installed
 
 test('the generated Python matches proto/ (regenerate with make proto)', (t) =>
-  checkGenerated(t, 'buf.gen.python.yaml', 'clients/python', (p) => p.endsWith('_pb2.py') || p.endsWith('_pb2_grpc.py')));
+  checkGenerated(t, 'buf.gen.python.yaml', 'clients/python', (p) => !p.includes('/_googleapis/') && (p.endsWith('_pb2.py') || p.endsWith('_pb2_grpc.py'))));
+
+test('the generated google.rpc Python matches proto/google/rpc (regenerate with make proto)', (t) =>
+  checkGenerated(t, 'buf.gen.python-rpc.yaml', 'clients/python/pidfd_agent/_googleapis', (p) => p.endsWith('_pb2.py')));
 
 test('the Python example spawns, watches, waits and gets the error reason', async (t) => {
   const h = await startHarness();

@@ -40,8 +40,9 @@ export function checkExampleOutput(t: ExecutionContext, stdout: string): void {
     /^spawned [a-z2-7]{26} \(pid \d+\)$/,
     /^event \d+: EVENT_TYPE_SPAWNED$/,
     /^event \d+: EVENT_TYPE_EXITED$/,
-    /^exit code 3$/,
+    /^exited with code 3$/,
     /^signal after exit: FAILED_PRECONDITION: .* \(PROCESS_EXITED\)$/,
+    /^sleep 60: killed by signal SIGTERM$/,
   ];
   const lines = stdout.trim().split('\n');
   t.is(lines.length, expected.length, stdout);

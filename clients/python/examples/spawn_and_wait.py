@@ -1,4 +1,4 @@
-"""Spawns a process through pidfd-agent, follows it on Watch, waits for its exit.
+"""Spawns a process through pidfd-agent, follows it on Watch, waits for its exit, then signals one.
 
     python3 examples/spawn_and_wait.py [unix:///run/pidfd-agent/agent.sock]
 """
@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the client, next to this directory
 
-from pidfd_agent import Agent, AgentError, pb  # noqa: E402
+from pidfd_agent import Agent, AgentError, describe_exit, pb  # noqa: E402
 
 address = sys.argv[1] if len(sys.argv) > 1 else "unix:///run/pidfd-agent/agent.sock"
 with Agent(address) as agent:
@@ -21,9 +21,12 @@ with Agent(address) as agent:
             done = done or event.type == pb.EVENT_TYPE_EXITED
         if done:
             break
-    exit_ = agent.wait(pb.WaitRequest(handle=p.handle)).process.exit
-    print(f"exit code {exit_.code}")
+    print(describe_exit(agent.wait(pb.WaitRequest(handle=p.handle)).process.exit))
     try:
         agent.signal(pb.SignalRequest(handle=p.handle, signal="KILL"))
     except AgentError as e:
         print(f"signal after exit: {e} ({e.reason})")
+    sleeper = agent.spawn(pb.SpawnRequest(argv=["sleep", "60"])).process
+    agent.signal(pb.SignalRequest(handle=sleeper.handle, signal="TERM"))
+    print(f"sleep 60: {describe_exit(agent.wait(pb.WaitRequest(handle=sleeper.handle)).process.exit)}")
+    agent.release(pb.ReleaseRequest(handle=sleeper.handle))

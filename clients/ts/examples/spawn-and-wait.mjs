@@ -1,6 +1,6 @@
-// Spawns a process through pidfd-agent, follows it on Watch, waits for its exit.
+// Spawns a process through pidfd-agent, follows it on Watch, waits for its exit, then signals one.
 //   node examples/spawn-and-wait.mjs [unix:///run/pidfd-agent/agent.sock]
-import { AgentClient, EventType } from '@pidfd-agent/client';
+import { AgentClient, EventType, describeExit } from '@pidfd-agent/client';
 
 const agent = new AgentClient(process.argv[2] ?? 'unix:///run/pidfd-agent/agent.sock');
 try {
@@ -12,12 +12,16 @@ try {
     if (event.type === EventType.EVENT_TYPE_EXITED) break;
   }
   const { process: done } = await agent.wait({ handle: p.handle });
-  console.log(`exit code ${done.exit.code}`);
+  console.log(describeExit(done.exit));
   try {
     await agent.signal({ handle: p.handle, signal: 'KILL' });
   } catch (e) {
     console.log(`signal after exit: ${e.message} (${e.reason})`);
   }
+  const { process: sleeper } = await agent.spawn({ argv: ['sleep', '60'] });
+  await agent.signal({ handle: sleeper.handle, signal: 'TERM' });
+  console.log(`sleep 60: ${describeExit((await agent.wait({ handle: sleeper.handle })).process.exit)}`);
+  await agent.release({ handle: sleeper.handle });
 } finally {
   agent.close();
 }

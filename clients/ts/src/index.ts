@@ -19,6 +19,7 @@ import {
   type AdoptResponse,
   type CloseStdinResponse,
   type Event,
+  type Exit,
   type GetResponse,
   type ListResponse,
   type ListThreadsResponse,
@@ -31,7 +32,8 @@ import {
   type WatchResponse,
   type WriteStdinResponse,
 } from './gen/pidfd/agent/v1/agent.js';
-import { ErrorInfo, Status } from './gen/google/rpc/status.js';
+import { Status } from './gen/google/rpc/status.js';
+import { ErrorInfo } from './gen/google/rpc/error_details.js';
 
 export * from './gen/pidfd/agent/v1/agent.js';
 export { status } from '@grpc/grpc-js';
@@ -77,6 +79,27 @@ function decodeErrorInfo(md: Metadata | undefined): ErrorInfo | undefined {
   return detail && ErrorInfo.decode(detail.value);
 }
 
+/**
+ * 'exited with code 3', 'killed by signal SIGTERM', or 'status lost'. Exit.status is a oneof:
+ * `code` is undefined here when `signal` is set (other languages read it as 0).
+ */
+export function describeExit(exit: Exit | undefined): string {
+  if (exit?.code !== undefined) return `exited with code ${exit.code}`;
+  if (exit?.signal !== undefined) return `killed by signal ${exit.signalName || exit.signal}`;
+  return 'status lost';
+}
+
+/**
+ * Keepalive: a PING every 30 s while calls are open keeps a quiet Watch or ReadOutput stream
+ * alive through proxies and load balancers that drop idle connections (often after 60 s), and
+ * finds a dead connection 10 s later.
+ */
+export const KEEPALIVE_OPTIONS = {
+  'grpc.keepalive_time_ms': 30_000,
+  'grpc.keepalive_timeout_ms': 10_000,
+  'grpc.keepalive_permit_without_calls': 0,
+} as const;
+
 type Unary<Req, Res> = (req: Req, md: Metadata, opts: { deadline?: Date }, cb: (e: ServiceError | null, r: Res) => void) => { cancel(): void };
 
 export class AgentClient {
@@ -91,6 +114,7 @@ export class AgentClient {
       'grpc.enable_channelz': 0,
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 2000,
+      ...KEEPALIVE_OPTIONS,
       ...options,
     });
   }

@@ -1,0 +1,112 @@
+// Package agent is a thin client of pidfd-agent: the generated AgentServiceClient (package
+// agentv1, from proto/ by `make proto`) on a connection dialled over the unix socket or over TCP
+// with TLS, whose errors are *Error values carrying the agent's google.rpc.ErrorInfo reason.
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	agentv1 "github.com/pidfd-agent/pidfd-agent/clients/go/pidfd/agent/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+)
+
+// DefaultAddress is where the agent serves on a node by default.
+const DefaultAddress = "unix:///run/pidfd-agent/agent.sock"
+
+// Client is one connection to one agent; the methods are the service's.
+type Client struct {
+	agentv1.AgentServiceClient
+	conn *grpc.ClientConn
+}
+
+// Dial connects to unix:///PATH (plaintext: the socket's permissions and the kernel's peer
+// credentials are the authentication) or to HOST:PORT with TLS, which the agent requires on TCP
+// (tlsConfig carries the client certificate; see TLSConfig). extra is appended to the defaults.
+// Like grpc.Dial, it does not wait for the connection: the first call does.
+func Dial(address string, tlsConfig *tls.Config, extra ...grpc.DialOption) (*Client, error) {
+	opts := []grpc.DialOption{
+		// The agent is node-local: a restart or handover lasts about 0.1 s, grpc's first backoff 1 s.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			MinConnectTimeout: 20 * time.Second,
+		}),
+		// A PING every 30 s while calls are open keeps a quiet Watch or ReadOutput stream alive
+		// through proxies and load balancers that drop idle connections (often after 60 s), and
+		// finds a dead connection 10 s later.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.WithChainUnaryInterceptor(unaryErrors),
+		grpc.WithChainStreamInterceptor(streamErrors),
+	}
+	target := address
+	if path := strings.TrimPrefix(address, "unix://"); path != address {
+		if !strings.HasPrefix(path, "/") {
+			return nil, fmt.Errorf("agent address %q: expected unix:///ABSOLUTE/PATH", address)
+		}
+		target = "passthrough:///localhost"
+		opts = append(opts, grpc.WithInsecure(), grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}))
+	} else if tlsConfig != nil {
+		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)))
+	} else {
+		return nil, fmt.Errorf("agent address %q: TCP needs TLS with a client certificate (see TLSConfig)", address)
+	}
+	conn, err := grpc.Dial(target, append(opts, extra...)...)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{AgentServiceClient: agentv1.NewAgentServiceClient(conn), conn: conn}, nil
+}
+
+// TLSConfig presents this client's certificate and key (PEM files) and verifies the agent
+// against caFile ("" for the system roots).
+func TLSConfig(certFile, keyFile, caFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: no PEM certificate", caFile)
+		}
+	}
+	return cfg, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error {
+	return c.conn.Close()
+}
+
+// DescribeExit reads Exit.status, a oneof (GetCode() is 0 when the process was signalled):
+// "exited with code 3", "killed by signal SIGTERM", or "status lost".
+func DescribeExit(exit *agentv1.Exit) string {
+	switch s := exit.GetStatus().(type) {
+	case *agentv1.Exit_Code:
+		return fmt.Sprintf("exited with code %d", s.Code)
+	case *agentv1.Exit_Signal:
+		if name := exit.GetSignalName(); name != "" {
+			return "killed by signal " + name
+		}
+		return fmt.Sprintf("killed by signal %d", s.Signal)
+	default:
+		return "status lost"
+	}
+}

@@ -1,0 +1,89 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"io"
+	"regexp"
+	"strings"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Error is a failed call: the gRPC code, the agent's message, and its google.rpc.ErrorInfo
+// reason (the errno name such as ENOENT, or a domain reason such as PROCESS_EXITED) with what it
+// names in Metadata (field, path, syscall, handle). status.FromError and status.Code still work.
+type Error struct {
+	Code     codes.Code
+	Message  string
+	Reason   string
+	Metadata map[string]string
+	status   *status.Status
+}
+
+func (e *Error) Error() string {
+	return CodeName(e.Code) + ": " + e.Message
+}
+
+// GRPCStatus lets status.FromError see the original status.
+func (e *Error) GRPCStatus() *status.Status {
+	return e.status
+}
+
+// Reason is the agent's ErrorInfo reason of err, "" when it carries none.
+func Reason(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return ""
+}
+
+var wordStart = regexp.MustCompile(`([a-z])([A-Z])`)
+
+// CodeName is the canonical name of a gRPC code, as other languages print it: FAILED_PRECONDITION.
+func CodeName(c codes.Code) string {
+	return strings.ToUpper(wordStart.ReplaceAllString(c.String(), "${1}_${2}"))
+}
+
+// asError turns a gRPC status error into *Error; other errors (io.EOF, context's) pass through.
+func asError(err error) error {
+	if err == nil || err == io.EOF || errors.Is(err, context.Canceled) {
+		return err
+	}
+	s, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	e := &Error{Code: s.Code(), Message: s.Message(), Metadata: map[string]string{}, status: s}
+	for _, d := range s.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			e.Reason = info.GetReason()
+			for k, v := range info.GetMetadata() {
+				e.Metadata[k] = v
+			}
+		}
+	}
+	return e
+}
+
+func unaryErrors(ctx context.Context, method string, req, reply interface{}, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	return asError(invoker(ctx, method, req, reply, cc, opts...))
+}
+
+func streamErrors(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	s, err := streamer(ctx, desc, cc, method, opts...)
+	if err != nil {
+		return nil, asError(err)
+	}
+	return errorStream{s}, nil
+}
+
+type errorStream struct{ grpc.ClientStream }
+
+func (s errorStream) RecvMsg(m interface{}) error {
+	return asError(s.ClientStream.RecvMsg(m))
+}

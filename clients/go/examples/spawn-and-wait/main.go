@@ -1,0 +1,87 @@
+// Spawns a process through pidfd-agent, follows it on Watch, waits for its exit, then signals one.
+//
+//	spawn-and-wait [unix:///run/pidfd-agent/agent.sock]
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+
+	"github.com/pidfd-agent/pidfd-agent/clients/go/agent"
+	agentv1 "github.com/pidfd-agent/pidfd-agent/clients/go/pidfd/agent/v1"
+)
+
+func main() {
+	address := agent.DefaultAddress
+	if len(os.Args) > 1 {
+		address = os.Args[1]
+	}
+	c, err := agent.Dial(address, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	if err := run(context.Background(), c); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(ctx context.Context, c *agent.Client) error {
+	list, err := c.List(ctx, &agentv1.ListRequest{})
+	if err != nil {
+		return err
+	}
+	spawned, err := c.Spawn(ctx, &agentv1.SpawnRequest{Argv: []string{"sh", "-c", "exit 3"}, Labels: map[string]string{"example": "spawn-and-wait"}})
+	if err != nil {
+		return err
+	}
+	p := spawned.GetProcess()
+	fmt.Printf("spawned %s (pid %d)\n", p.GetHandle(), p.GetPid())
+
+	sequence := list.GetSequence()
+	watchCtx, stopWatching := context.WithCancel(ctx)
+	defer stopWatching()
+	events, err := c.Watch(watchCtx, &agentv1.WatchRequest{Handles: []string{p.GetHandle()}, AfterSequence: &sequence})
+	if err != nil {
+		return err
+	}
+	for exited := false; !exited; {
+		res, err := events.Recv()
+		if err != nil {
+			return err
+		}
+		for _, e := range res.GetEvents() {
+			fmt.Printf("event %d: %s\n", e.GetSequence(), e.GetType())
+			exited = exited || e.GetType() == agentv1.EventType_EVENT_TYPE_EXITED
+		}
+	}
+	stopWatching()
+
+	waited, err := c.Wait(ctx, &agentv1.WaitRequest{Handle: p.GetHandle()})
+	if err != nil {
+		return err
+	}
+	fmt.Println(agent.DescribeExit(waited.GetProcess().GetExit()))
+
+	if _, err := c.Signal(ctx, &agentv1.SignalRequest{Handle: p.GetHandle(), Signal: "KILL"}); err != nil {
+		fmt.Printf("signal after exit: %v (%s)\n", err, agent.Reason(err))
+	}
+
+	sleeper, err := c.Spawn(ctx, &agentv1.SpawnRequest{Argv: []string{"sleep", "60"}})
+	if err != nil {
+		return err
+	}
+	h := sleeper.GetProcess().GetHandle()
+	if _, err := c.Signal(ctx, &agentv1.SignalRequest{Handle: h, Signal: "TERM"}); err != nil {
+		return err
+	}
+	waited, err = c.Wait(ctx, &agentv1.WaitRequest{Handle: h})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("sleep 60: %s\n", agent.DescribeExit(waited.GetProcess().GetExit()))
+	_, err = c.Release(ctx, &agentv1.ReleaseRequest{Handle: h})
+	return err
+}
