@@ -26,10 +26,14 @@ const (
 type State int32
 
 const (
+	// Never sent; in ListRequest.state, any state.
 	State_STATE_UNSPECIFIED State = 0
-	State_STATE_RUNNING     State = 1
-	State_STATE_EXITED      State = 2
-	State_STATE_RELEASED    State = 3
+	// Running (or exited but not yet reaped): signals reach it.
+	State_STATE_RUNNING State = 1
+	// Exited: Process.exit is set; the pidfd is closed and nothing is sent to it any more.
+	State_STATE_EXITED State = 2
+	// Released: the agent let go of it (Release); seen only on the EVENT_TYPE_RELEASED event.
+	State_STATE_RELEASED State = 3
 )
 
 // Enum value maps for State.
@@ -246,9 +250,12 @@ func (EnvMode) EnumDescriptor() ([]byte, []int) {
 type OutputStream int32
 
 const (
+	// Not a stream: ReadOutputRequest.stream must be set (INVALID_ARGUMENT otherwise).
 	OutputStream_OUTPUT_STREAM_UNSPECIFIED OutputStream = 0
-	OutputStream_OUTPUT_STREAM_STDOUT      OutputStream = 1
-	OutputStream_OUTPUT_STREAM_STDERR      OutputStream = 2
+	// Standard output (fd 1).
+	OutputStream_OUTPUT_STREAM_STDOUT OutputStream = 1
+	// Standard error (fd 2).
+	OutputStream_OUTPUT_STREAM_STDERR OutputStream = 2
 )
 
 // Enum value maps for OutputStream.
@@ -296,6 +303,7 @@ func (OutputStream) EnumDescriptor() ([]byte, []int) {
 type ExitReason int32
 
 const (
+	// Never sent.
 	ExitReason_EXIT_REASON_UNSPECIFIED ExitReason = 0
 	// It exited or was signalled, not by the agent's own deadline.
 	ExitReason_EXIT_REASON_EXITED ExitReason = 1
@@ -406,11 +414,16 @@ func (SignalTarget) EnumDescriptor() ([]byte, []int) {
 type EventType int32
 
 const (
+	// Never sent.
 	EventType_EVENT_TYPE_UNSPECIFIED EventType = 0
-	EventType_EVENT_TYPE_SPAWNED     EventType = 1
-	EventType_EVENT_TYPE_ADOPTED     EventType = 2
-	EventType_EVENT_TYPE_EXITED      EventType = 3
-	EventType_EVENT_TYPE_RELEASED    EventType = 4
+	// Spawn started the process.
+	EventType_EVENT_TYPE_SPAWNED EventType = 1
+	// Adopt took the process under management.
+	EventType_EVENT_TYPE_ADOPTED EventType = 2
+	// The process exited (or its exit was found lost after a restart): Process.exit is set.
+	EventType_EVENT_TYPE_EXITED EventType = 3
+	// Release forgot the handle.
+	EventType_EVENT_TYPE_RELEASED EventType = 4
 	// Captured output, for processes spawned with output_events.
 	EventType_EVENT_TYPE_OUTPUT EventType = 5
 )
@@ -471,8 +484,10 @@ type Rlimit struct {
 	// NOFILE, NPROC, AS, CPU, CORE, DATA, FSIZE, MEMLOCK, STACK, RSS, LOCKS, SIGPENDING, MSGQUEUE,
 	// NICE, RTPRIO, RTTIME (with or without the RLIMIT_ prefix).
 	Resource string `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
-	Soft     int64  `protobuf:"varint,2,opt,name=soft,proto3" json:"soft,omitempty"`
-	// Defaults to soft when unset.
+	// The soft limit, in the resource's unit (bytes for AS, CORE, DATA, FSIZE, MEMLOCK, MSGQUEUE,
+	// RSS, STACK; seconds for CPU; microseconds for RTTIME; a count otherwise). Not negative.
+	Soft int64 `protobuf:"varint,2,opt,name=soft,proto3" json:"soft,omitempty"`
+	// The hard limit, same unit; defaults to soft when unset. Not below soft.
 	Hard *int64 `protobuf:"varint,3,opt,name=hard,proto3,oneof" json:"hard,omitempty"`
 	// Both limits RLIM_INFINITY (soft and hard are ignored).
 	Unlimited bool `protobuf:"varint,4,opt,name=unlimited,proto3" json:"unlimited,omitempty"`
@@ -551,8 +566,10 @@ type Cgroup struct {
 	// For a created cgroup: memory.max ("max" or bytes), cpu.max ("max 100000", "50000 100000"),
 	// pids.max ("max" or a count). FAILED_PRECONDITION when the controller is not available.
 	MemoryMax string `protobuf:"bytes,3,opt,name=memory_max,json=memoryMax,proto3" json:"memory_max,omitempty"`
-	CpuMax    string `protobuf:"bytes,4,opt,name=cpu_max,json=cpuMax,proto3" json:"cpu_max,omitempty"`
-	PidsMax   string `protobuf:"bytes,5,opt,name=pids_max,json=pidsMax,proto3" json:"pids_max,omitempty"`
+	// cpu.max of a created cgroup: "max" or "QUOTA PERIOD" in microseconds; empty leaves the default.
+	CpuMax string `protobuf:"bytes,4,opt,name=cpu_max,json=cpuMax,proto3" json:"cpu_max,omitempty"`
+	// pids.max of a created cgroup: "max" or a count; empty leaves the default.
+	PidsMax string `protobuf:"bytes,5,opt,name=pids_max,json=pidsMax,proto3" json:"pids_max,omitempty"`
 }
 
 func (x *Cgroup) Reset() {
@@ -628,10 +645,12 @@ type Output struct {
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
+	// Where the stream goes; unset discards it.
 	Mode OutputMode `protobuf:"varint,1,opt,name=mode,proto3,enum=pidfd.agent.v1.OutputMode" json:"mode,omitempty"`
 	// Absolute path, for OUTPUT_MODE_FILE.
-	Path   string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
-	Append bool   `protobuf:"varint,3,opt,name=append,proto3" json:"append,omitempty"`
+	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// For OUTPUT_MODE_FILE: append to the file instead of truncating it. Default false.
+	Append bool `protobuf:"varint,3,opt,name=append,proto3" json:"append,omitempty"`
 	// Ring size for OUTPUT_MODE_CAPTURE; the agent's --capture-bytes (1 MiB) when 0.
 	RingBytes uint32 `protobuf:"varint,4,opt,name=ring_bytes,json=ringBytes,proto3" json:"ring_bytes,omitempty"`
 }
@@ -696,6 +715,8 @@ func (x *Output) GetRingBytes() uint32 {
 	return 0
 }
 
+// SpawnRequest: only argv is required. At most 4096 argv items and 4096 env entries, 128 KiB per
+// string and 1 MiB for argv and env together.
 type SpawnRequest struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
@@ -703,35 +724,53 @@ type SpawnRequest struct {
 
 	// argv[0] is the program: a path, or a name looked up in the child's PATH.
 	Argv []string `protobuf:"bytes,1,rep,name=argv,proto3" json:"argv,omitempty"`
-	// The child's environment. When empty, a minimal environment (PATH only) is used.
+	// The child's environment (with env_mode unset or ENV_MODE_EXPLICIT). When empty, a minimal
+	// environment (PATH only) is used. Names are non-empty and without "=".
 	Env map[string]string `protobuf:"bytes,2,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key,proto3" protobuf_val:"bytes,2,opt,name=value,proto3"`
 	// Absolute working directory; the agent's own when empty.
 	Cwd string `protobuf:"bytes,3,opt,name=cwd,proto3" json:"cwd,omitempty"`
-	// Free-form labels, returned on every event and usable as Watch and List filters.
+	// Free-form labels, returned on every event and usable as Watch and List filters. At most 64;
+	// keys 1-128 bytes, values up to 1024 bytes.
 	Labels map[string]string `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key,proto3" protobuf_val:"bytes,2,opt,name=value,proto3"`
-	// Makes Spawn idempotent: a repeated request_id returns the first spawn's handle.
+	// Makes Spawn idempotent: a repeated request_id returns the first spawn's handle (replayed
+	// true); with a different argv it is INVALID_ARGUMENT. Up to 256 bytes; empty means none.
 	RequestId string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Start the process in a new session (and process group). Default true.
-	NewSession *bool     `protobuf:"varint,6,opt,name=new_session,json=newSession,proto3,oneof" json:"new_session,omitempty"`
-	Stdout     *Output   `protobuf:"bytes,7,opt,name=stdout,proto3" json:"stdout,omitempty"`
-	Stderr     *Output   `protobuf:"bytes,8,opt,name=stderr,proto3" json:"stderr,omitempty"`
-	Stdin      StdinMode `protobuf:"varint,9,opt,name=stdin,proto3,enum=pidfd.agent.v1.StdinMode" json:"stdin,omitempty"`
-	EnvMode    EnvMode   `protobuf:"varint,10,opt,name=env_mode,json=envMode,proto3,enum=pidfd.agent.v1.EnvMode" json:"env_mode,omitempty"`
+	NewSession *bool `protobuf:"varint,6,opt,name=new_session,json=newSession,proto3,oneof" json:"new_session,omitempty"`
+	// Where stdout goes; unset discards it (/dev/null).
+	Stdout *Output `protobuf:"bytes,7,opt,name=stdout,proto3" json:"stdout,omitempty"`
+	// Where stderr goes; unset discards it (/dev/null).
+	Stderr *Output `protobuf:"bytes,8,opt,name=stderr,proto3" json:"stderr,omitempty"`
+	// What the process reads on stdin; unset is /dev/null.
+	Stdin StdinMode `protobuf:"varint,9,opt,name=stdin,proto3,enum=pidfd.agent.v1.StdinMode" json:"stdin,omitempty"`
+	// How env is used; unset is ENV_MODE_EXPLICIT.
+	EnvMode EnvMode `protobuf:"varint,10,opt,name=env_mode,json=envMode,proto3,enum=pidfd.agent.v1.EnvMode" json:"env_mode,omitempty"`
 	// Identity: user name or uid; group name or gid (default: the user's primary group);
-	// supplementary groups (default: the user's groups, or none without user).
-	User       string   `protobuf:"bytes,11,opt,name=user,proto3" json:"user,omitempty"`
-	Group      string   `protobuf:"bytes,12,opt,name=group,proto3" json:"group,omitempty"`
-	Groups     []string `protobuf:"bytes,13,rep,name=groups,proto3" json:"groups,omitempty"`
-	Umask      *uint32  `protobuf:"varint,14,opt,name=umask,proto3,oneof" json:"umask,omitempty"`
-	NoNewPrivs bool     `protobuf:"varint,15,opt,name=no_new_privs,json=noNewPrivs,proto3" json:"no_new_privs,omitempty"`
+	// supplementary groups (default: the user's groups, or none without user). All empty: the
+	// agent's own identity. UNKNOWN_USER / UNKNOWN_GROUP (INVALID_ARGUMENT) for names not found.
+	User string `protobuf:"bytes,11,opt,name=user,proto3" json:"user,omitempty"`
+	// The primary group, a name or gid; see user.
+	Group string `protobuf:"bytes,12,opt,name=group,proto3" json:"group,omitempty"`
+	// Supplementary groups, names or gids (at most 1024); see user.
+	Groups []string `protobuf:"bytes,13,rep,name=groups,proto3" json:"groups,omitempty"`
+	// File mode creation mask, 0 to 0777; unset keeps the agent's.
+	Umask *uint32 `protobuf:"varint,14,opt,name=umask,proto3,oneof" json:"umask,omitempty"`
+	// Sets PR_SET_NO_NEW_PRIVS before exec (setuid binaries no longer gain privileges). Default false.
+	NoNewPrivs bool `protobuf:"varint,15,opt,name=no_new_privs,json=noNewPrivs,proto3" json:"no_new_privs,omitempty"`
 	// Signal the process gets when the agent exits (opt-in: by default processes outlive it).
-	ParentDeathSignal string    `protobuf:"bytes,16,opt,name=parent_death_signal,json=parentDeathSignal,proto3" json:"parent_death_signal,omitempty"`
-	Rlimits           []*Rlimit `protobuf:"bytes,17,rep,name=rlimits,proto3" json:"rlimits,omitempty"`
-	Cgroup            *Cgroup   `protobuf:"bytes,18,opt,name=cgroup,proto3" json:"cgroup,omitempty"`
-	// Deadline: after timeout, kill_signal (SIGTERM), then SIGKILL after grace (10s).
-	Timeout    *durationpb.Duration `protobuf:"bytes,19,opt,name=timeout,proto3" json:"timeout,omitempty"`
-	KillSignal string               `protobuf:"bytes,20,opt,name=kill_signal,json=killSignal,proto3" json:"kill_signal,omitempty"`
-	Grace      *durationpb.Duration `protobuf:"bytes,21,opt,name=grace,proto3" json:"grace,omitempty"`
+	// A name or number; empty means none.
+	ParentDeathSignal string `protobuf:"bytes,16,opt,name=parent_death_signal,json=parentDeathSignal,proto3" json:"parent_death_signal,omitempty"`
+	// Resource limits set before exec; the agent's own limits apply to those not listed.
+	Rlimits []*Rlimit `protobuf:"bytes,17,rep,name=rlimits,proto3" json:"rlimits,omitempty"`
+	// The cgroup to start in; unset is the agent's --default-cgroup, or the agent's own cgroup.
+	Cgroup *Cgroup `protobuf:"bytes,18,opt,name=cgroup,proto3" json:"cgroup,omitempty"`
+	// Deadline: after timeout, kill_signal (SIGTERM), then SIGKILL after grace (10s). Unset means
+	// no deadline; a zero timeout is INVALID_ARGUMENT. The exit then has EXIT_REASON_TIMEOUT.
+	Timeout *durationpb.Duration `protobuf:"bytes,19,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// The first signal at the deadline, a name or number; empty is SIGTERM. Needs timeout.
+	KillSignal string `protobuf:"bytes,20,opt,name=kill_signal,json=killSignal,proto3" json:"kill_signal,omitempty"`
+	// How long after kill_signal the agent sends SIGKILL; unset is 10s. Needs timeout.
+	Grace *durationpb.Duration `protobuf:"bytes,21,opt,name=grace,proto3" json:"grace,omitempty"`
 	// Also publish captured output as EVENT_TYPE_OUTPUT events on Watch.
 	OutputEvents bool `protobuf:"varint,22,opt,name=output_events,json=outputEvents,proto3" json:"output_events,omitempty"`
 }
@@ -922,11 +961,14 @@ func (x *SpawnRequest) GetOutputEvents() bool {
 	return false
 }
 
+// SpawnResponse is the process Spawn started.
 type SpawnResponse struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
+	// The new process (or, when replayed, the one the first request started), state RUNNING or
+	// already EXITED.
 	Process *Process `protobuf:"bytes,1,opt,name=process,proto3" json:"process,omitempty"`
 	// True when request_id matched an earlier Spawn and nothing was started.
 	Replayed bool `protobuf:"varint,2,opt,name=replayed,proto3" json:"replayed,omitempty"`
@@ -978,14 +1020,20 @@ func (x *SpawnResponse) GetReplayed() bool {
 	return false
 }
 
+// AdoptRequest names a running process by PID, optionally with the identity the caller expects it to
+// have, so a recycled PID is never adopted by mistake.
 type AdoptRequest struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
-	Pid       int32             `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
-	Labels    map[string]string `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key,proto3" protobuf_val:"bytes,2,opt,name=value,proto3"`
-	RequestId string            `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// The process to adopt, in the agent's PID namespace. Required (positive).
+	Pid int32 `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
+	// As SpawnRequest.labels.
+	Labels map[string]string `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key,proto3" protobuf_val:"bytes,2,opt,name=value,proto3"`
+	// Makes Adopt idempotent, as SpawnRequest.request_id: a repeat with the same pid and identity
+	// returns the first adoption's handle.
+	RequestId string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// If set, the process must have this start time (clock ticks since boot, /proc/PID/stat field 22).
 	ExpectedStartTime *uint64 `protobuf:"varint,4,opt,name=expected_start_time,json=expectedStartTime,proto3,oneof" json:"expected_start_time,omitempty"`
 	// If set, the process must have this pidfs inode (fstat of its pidfd).
@@ -1059,11 +1107,13 @@ func (x *AdoptRequest) GetExpectedPidfsInode() uint64 {
 	return 0
 }
 
+// AdoptResponse is the process Adopt took under management.
 type AdoptResponse struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
+	// The adopted process (adopted true).
 	Process *Process `protobuf:"bytes,1,opt,name=process,proto3" json:"process,omitempty"`
 }
 
@@ -1106,14 +1156,17 @@ func (x *AdoptResponse) GetProcess() *Process {
 	return nil
 }
 
+// SignalRequest says which signal goes to what.
 type SignalRequest struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
+	// The process. Required.
 	Handle string `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
 	// A name (SIGTERM, TERM) or a number ("15"). Default SIGTERM.
-	Signal string       `protobuf:"bytes,2,opt,name=signal,proto3" json:"signal,omitempty"`
+	Signal string `protobuf:"bytes,2,opt,name=signal,proto3" json:"signal,omitempty"`
+	// What receives the signal; unset is the process.
 	Target SignalTarget `protobuf:"varint,3,opt,name=target,proto3,enum=pidfd.agent.v1.SignalTarget" json:"target,omitempty"`
 	// The thread, for SIGNAL_TARGET_THREAD (see ListThreads).
 	Tid int32 `protobuf:"varint,4,opt,name=tid,proto3" json:"tid,omitempty"`
@@ -1179,12 +1232,15 @@ func (x *SignalRequest) GetTid() int32 {
 	return 0
 }
 
+// SignalResponse is the signal that was sent.
 type SignalResponse struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
-	Signal     int32  `protobuf:"varint,1,opt,name=signal,proto3" json:"signal,omitempty"`
+	// The signal number sent.
+	Signal int32 `protobuf:"varint,1,opt,name=signal,proto3" json:"signal,omitempty"`
+	// Its name, e.g. SIGTERM.
 	SignalName string `protobuf:"bytes,2,opt,name=signal_name,json=signalName,proto3" json:"signal_name,omitempty"`
 }
 
@@ -1234,13 +1290,17 @@ func (x *SignalResponse) GetSignalName() string {
 	return ""
 }
 
+// WaitRequest names the process to wait for.
 type WaitRequest struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
+	// The process. Required.
 	Handle string `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
-	// How long to wait; forever when unset (the call's deadline still applies).
+	// How long to wait: when it passes first, Wait fails with DEADLINE_EXCEEDED / TIMEOUT (it does
+	// not return the process). Forever when unset (the call's deadline still applies); at most
+	// about 24 days.
 	Timeout *durationpb.Duration `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
 }
 
@@ -1290,11 +1350,13 @@ func (x *WaitRequest) GetTimeout() *durationpb.Duration {
 	return nil
 }
 
+// WaitResponse is the exited process.
 type WaitResponse struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
+	// The process, state EXITED with exit set.
 	Process *Process `protobuf:"bytes,1,opt,name=process,proto3" json:"process,omitempty"`
 }
 
@@ -1337,12 +1399,13 @@ func (x *WaitResponse) GetProcess() *Process {
 	return nil
 }
 
+// WatchRequest filters the events and says where the stream starts. Filters combine (AND).
 type WatchRequest struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
-	// Only events for these handles; all when empty.
+	// Only events for these handles (at most 1024); all when empty.
 	Handles []string `protobuf:"bytes,1,rep,name=handles,proto3" json:"handles,omitempty"`
 	// Only events for processes carrying all these labels.
 	Labels map[string]string `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key,proto3" protobuf_val:"bytes,2,opt,name=value,proto3"`
@@ -1410,10 +1473,12 @@ type OutputChunk struct {
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
+	// Which stream it came from.
 	Stream OutputStream `protobuf:"varint,1,opt,name=stream,proto3,enum=pidfd.agent.v1.OutputStream" json:"stream,omitempty"`
-	// Offset of data[0] in everything the stream has produced.
+	// Offset of data[0] in everything the stream has produced (bytes since the process started).
 	Offset uint64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
-	Data   []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	// The bytes, as the process wrote them.
+	Data []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
 }
 
 func (x *OutputChunk) Reset() {
@@ -1469,15 +1534,18 @@ func (x *OutputChunk) GetData() []byte {
 	return nil
 }
 
+// Event is one change of one process.
 type Event struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
 	// Strictly increasing, without gaps, for the lifetime of the agent.
-	Sequence uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
-	Type     EventType              `protobuf:"varint,2,opt,name=type,proto3,enum=pidfd.agent.v1.EventType" json:"type,omitempty"`
-	Time     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// What happened.
+	Type EventType `protobuf:"varint,2,opt,name=type,proto3,enum=pidfd.agent.v1.EventType" json:"type,omitempty"`
+	// When the agent recorded it.
+	Time *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
 	// The process as of this event.
 	Process *Process `protobuf:"bytes,4,opt,name=process,proto3" json:"process,omitempty"`
 	// For EVENT_TYPE_OUTPUT.
@@ -1551,6 +1619,7 @@ func (x *Event) GetOutput() *OutputChunk {
 	return nil
 }
 
+// WatchResponse carries one or more events.
 type WatchResponse struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
@@ -1600,11 +1669,13 @@ func (x *WatchResponse) GetEvents() []*Event {
 	return nil
 }
 
+// GetRequest names one process.
 type GetRequest struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
+	// The process. Required.
 	Handle string `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
 }
 
@@ -1647,11 +1718,13 @@ func (x *GetRequest) GetHandle() string {
 	return ""
 }
 
+// GetResponse is that process.
 type GetResponse struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
+	// The process as it is now.
 	Process *Process `protobuf:"bytes,1,opt,name=process,proto3" json:"process,omitempty"`
 }
 
@@ -1694,6 +1767,7 @@ func (x *GetResponse) GetProcess() *Process {
 	return nil
 }
 
+// ListRequest filters the processes; filters combine (AND).
 type ListRequest struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
@@ -1751,11 +1825,13 @@ func (x *ListRequest) GetState() State {
 	return State_STATE_UNSPECIFIED
 }
 
+// ListResponse is the processes, and where a Watch should start to miss no change after them.
 type ListResponse struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
+	// The processes, in no particular order.
 	Processes []*Process `protobuf:"bytes,1,rep,name=processes,proto3" json:"processes,omitempty"`
 	// The newest event sequence when the list was taken: Watch with after_sequence set to it.
 	Sequence uint64 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
@@ -1807,11 +1883,13 @@ func (x *ListResponse) GetSequence() uint64 {
 	return 0
 }
 
+// ReleaseRequest names the process to let go of.
 type ReleaseRequest struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
+	// The process. Required.
 	Handle string `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
 }
 
@@ -1854,6 +1932,7 @@ func (x *ReleaseRequest) GetHandle() string {
 	return ""
 }
 
+// ReleaseResponse is empty: the handle is gone.
 type ReleaseResponse struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
@@ -1892,11 +1971,13 @@ func (*ReleaseResponse) Descriptor() ([]byte, []int) {
 	return file_pidfd_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
+// StopRequest says how to stop a process.
 type StopRequest struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
+	// The process. Required.
 	Handle string `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
 	// Sent first; SIGTERM when empty.
 	Signal string `protobuf:"bytes,2,opt,name=signal,proto3" json:"signal,omitempty"`
@@ -1966,11 +2047,13 @@ func (x *StopRequest) GetProcessGroup() bool {
 	return false
 }
 
+// StopResponse is the stopped process.
 type StopResponse struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
+	// The process, state EXITED with exit set.
 	Process *Process `protobuf:"bytes,1,opt,name=process,proto3" json:"process,omitempty"`
 	// True when the grace period ran out and SIGKILL was sent.
 	Escalated bool `protobuf:"varint,2,opt,name=escalated,proto3" json:"escalated,omitempty"`
@@ -2022,12 +2105,16 @@ func (x *StopResponse) GetEscalated() bool {
 	return false
 }
 
+// ReadOutputRequest says which captured stream to read, from where, and whether to follow it.
 type ReadOutputRequest struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
-	Handle string       `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	// The process. Required.
+	Handle string `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	// Which stream to read. Required: OUTPUT_STREAM_UNSPECIFIED (unset) is INVALID_ARGUMENT, it
+	// does not default to stdout.
 	Stream OutputStream `protobuf:"varint,2,opt,name=stream,proto3,enum=pidfd.agent.v1.OutputStream" json:"stream,omitempty"`
 	// Start here (bytes since the process started); older bytes no longer in the ring are
 	// reported as lost_bytes.
@@ -2096,6 +2183,7 @@ func (x *ReadOutputRequest) GetFollow() bool {
 	return false
 }
 
+// ReadOutputResponse is one piece of captured output.
 type ReadOutputResponse struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
@@ -2103,7 +2191,8 @@ type ReadOutputResponse struct {
 
 	// Offset of data[0].
 	Offset uint64 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
-	Data   []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	// The bytes, as the process wrote them; empty on a final eof message.
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
 	// Bytes between the requested (or previous) offset and this one that the ring overwrote.
 	LostBytes uint64 `protobuf:"varint,3,opt,name=lost_bytes,json=lostBytes,proto3" json:"lost_bytes,omitempty"`
 	// No more output will come: the process exited and its pipe is drained.
@@ -2170,13 +2259,16 @@ func (x *ReadOutputResponse) GetEof() bool {
 	return false
 }
 
+// WriteStdinRequest is bytes for a process's stdin pipe.
 type WriteStdinRequest struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
+	// The process. Required.
 	Handle string `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
-	Data   []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	// The bytes to write (up to the 4 MiB message limit).
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
 }
 
 func (x *WriteStdinRequest) Reset() {
@@ -2225,11 +2317,13 @@ func (x *WriteStdinRequest) GetData() []byte {
 	return nil
 }
 
+// WriteStdinResponse says how much was written.
 type WriteStdinResponse struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
+	// Bytes handed to the pipe: all of data.
 	Written uint64 `protobuf:"varint,1,opt,name=written,proto3" json:"written,omitempty"`
 }
 
@@ -2272,11 +2366,13 @@ func (x *WriteStdinResponse) GetWritten() uint64 {
 	return 0
 }
 
+// CloseStdinRequest names the process whose stdin to close.
 type CloseStdinRequest struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
+	// The process. Required.
 	Handle string `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
 }
 
@@ -2319,6 +2415,7 @@ func (x *CloseStdinRequest) GetHandle() string {
 	return ""
 }
 
+// CloseStdinResponse is empty: the pipe is closed.
 type CloseStdinResponse struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
@@ -2357,11 +2454,13 @@ func (*CloseStdinResponse) Descriptor() ([]byte, []int) {
 	return file_pidfd_agent_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
+// ListThreadsRequest names one running process.
 type ListThreadsRequest struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
+	// The process. Required.
 	Handle string `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
 }
 
@@ -2404,6 +2503,7 @@ func (x *ListThreadsRequest) GetHandle() string {
 	return ""
 }
 
+// ListThreadsResponse is the threads of that process.
 type ListThreadsResponse struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
@@ -2452,17 +2552,23 @@ func (x *ListThreadsResponse) GetTids() []int32 {
 	return nil
 }
 
+// Process is one managed process as the agent knows it.
 type Process struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
+	// The opaque handle that addresses it in every call (26 characters, base32).
 	Handle string `protobuf:"bytes,1,opt,name=handle,proto3" json:"handle,omitempty"`
 	// Informational only: the agent never addresses a process by it.
-	Pid       int32                  `protobuf:"varint,2,opt,name=pid,proto3" json:"pid,omitempty"`
-	State     State                  `protobuf:"varint,3,opt,name=state,proto3,enum=pidfd.agent.v1.State" json:"state,omitempty"`
-	Argv      []string               `protobuf:"bytes,4,rep,name=argv,proto3" json:"argv,omitempty"`
-	Labels    map[string]string      `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key,proto3" protobuf_val:"bytes,2,opt,name=value,proto3"`
+	Pid int32 `protobuf:"varint,2,opt,name=pid,proto3" json:"pid,omitempty"`
+	// Where it is in its lifecycle.
+	State State `protobuf:"varint,3,opt,name=state,proto3,enum=pidfd.agent.v1.State" json:"state,omitempty"`
+	// The argv it was spawned with (for adopted processes, read from /proc at adoption).
+	Argv []string `protobuf:"bytes,4,rep,name=argv,proto3" json:"argv,omitempty"`
+	// The labels it was spawned or adopted with.
+	Labels map[string]string `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key,proto3" protobuf_val:"bytes,2,opt,name=value,proto3"`
+	// When the agent started it, or adopted it.
 	StartedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	// Set once the process has exited.
 	Exit *Exit `protobuf:"bytes,7,opt,name=exit,proto3" json:"exit,omitempty"`
@@ -2579,12 +2685,16 @@ func (x *Process) GetOwner() string {
 	return ""
 }
 
+// Exit is how a process ended.
 type Exit struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
-	// Exactly one of code (normal exit) or signal (killed by a signal).
+	// Exactly one of code (normal exit) or signal (killed by a signal), or neither when
+	// status_lost. Test which one is set (Go: GetStatus() type; Python: WhichOneof("status");
+	// TypeScript: code !== undefined): reading code of a signalled process gives 0 in most
+	// languages, which is not an exit code of 0.
 	//
 	// Types that are assignable to Status:
 	//
@@ -2592,11 +2702,14 @@ type Exit struct {
 	//	*Exit_Signal
 	Status isExit_Status `protobuf_oneof:"status"`
 	// Name of the signal, e.g. SIGTERM, when killed by a signal.
-	SignalName string                 `protobuf:"bytes,3,opt,name=signal_name,json=signalName,proto3" json:"signal_name,omitempty"`
-	CoreDumped bool                   `protobuf:"varint,4,opt,name=core_dumped,json=coreDumped,proto3" json:"core_dumped,omitempty"`
-	ExitedAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=exited_at,json=exitedAt,proto3" json:"exited_at,omitempty"`
+	SignalName string `protobuf:"bytes,3,opt,name=signal_name,json=signalName,proto3" json:"signal_name,omitempty"`
+	// True when it was killed by a signal and dumped core.
+	CoreDumped bool `protobuf:"varint,4,opt,name=core_dumped,json=coreDumped,proto3" json:"core_dumped,omitempty"`
+	// When the agent saw it exit.
+	ExitedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=exited_at,json=exitedAt,proto3" json:"exited_at,omitempty"`
 	// Resource usage from waitid; absent for adopted processes.
-	Rusage *Rusage    `protobuf:"bytes,6,opt,name=rusage,proto3" json:"rusage,omitempty"`
+	Rusage *Rusage `protobuf:"bytes,6,opt,name=rusage,proto3" json:"rusage,omitempty"`
+	// Why it ended: EXIT_REASON_TIMEOUT when SpawnRequest.timeout ended it.
 	Reason ExitReason `protobuf:"varint,7,opt,name=reason,proto3,enum=pidfd.agent.v1.ExitReason" json:"reason,omitempty"`
 	// The process ended while no agent was watching it (it had exited and been reaped, or its PID
 	// now belongs to another process, or the node rebooted), so its status is unknown: neither code
@@ -2704,10 +2817,12 @@ type isExit_Status interface {
 }
 
 type Exit_Code struct {
+	// The exit code (0-255) of a process that exited.
 	Code int32 `protobuf:"varint,1,opt,name=code,proto3,oneof"`
 }
 
 type Exit_Signal struct {
+	// The signal number that killed it.
 	Signal int32 `protobuf:"varint,2,opt,name=signal,proto3,oneof"`
 }
 
@@ -2715,19 +2830,26 @@ func (*Exit_Code) isExit_Status() {}
 
 func (*Exit_Signal) isExit_Status() {}
 
+// Rusage is the resource usage of an exited process and its reaped children (waitid).
 type Rusage struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
-	UserCpu   *durationpb.Duration `protobuf:"bytes,1,opt,name=user_cpu,json=userCpu,proto3" json:"user_cpu,omitempty"`
+	// CPU time in user mode.
+	UserCpu *durationpb.Duration `protobuf:"bytes,1,opt,name=user_cpu,json=userCpu,proto3" json:"user_cpu,omitempty"`
+	// CPU time in the kernel.
 	SystemCpu *durationpb.Duration `protobuf:"bytes,2,opt,name=system_cpu,json=systemCpu,proto3" json:"system_cpu,omitempty"`
 	// Peak RSS in KiB. For processes spawned by the agent this includes the memory briefly shared
 	// with the agent before exec (vfork), so it is at least the agent's own RSS at spawn time.
-	MaxRssKib                  int64 `protobuf:"varint,3,opt,name=max_rss_kib,json=maxRssKib,proto3" json:"max_rss_kib,omitempty"`
-	MinorFaults                int64 `protobuf:"varint,4,opt,name=minor_faults,json=minorFaults,proto3" json:"minor_faults,omitempty"`
-	MajorFaults                int64 `protobuf:"varint,5,opt,name=major_faults,json=majorFaults,proto3" json:"major_faults,omitempty"`
-	VoluntaryContextSwitches   int64 `protobuf:"varint,6,opt,name=voluntary_context_switches,json=voluntaryContextSwitches,proto3" json:"voluntary_context_switches,omitempty"`
+	MaxRssKib int64 `protobuf:"varint,3,opt,name=max_rss_kib,json=maxRssKib,proto3" json:"max_rss_kib,omitempty"`
+	// Page faults served without I/O (count).
+	MinorFaults int64 `protobuf:"varint,4,opt,name=minor_faults,json=minorFaults,proto3" json:"minor_faults,omitempty"`
+	// Page faults that needed I/O (count).
+	MajorFaults int64 `protobuf:"varint,5,opt,name=major_faults,json=majorFaults,proto3" json:"major_faults,omitempty"`
+	// Times it gave up the CPU, e.g. to wait for I/O (count).
+	VoluntaryContextSwitches int64 `protobuf:"varint,6,opt,name=voluntary_context_switches,json=voluntaryContextSwitches,proto3" json:"voluntary_context_switches,omitempty"`
+	// Times it was preempted (count).
 	InvoluntaryContextSwitches int64 `protobuf:"varint,7,opt,name=involuntary_context_switches,json=involuntaryContextSwitches,proto3" json:"involuntary_context_switches,omitempty"`
 }
 

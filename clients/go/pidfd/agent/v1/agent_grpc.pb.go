@@ -18,32 +18,108 @@ const _ = grpc.SupportPackageIsVersion7
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type AgentServiceClient interface {
 	// Spawn starts argv as a new process and puts it under management.
+	// Errors (code / reason):
+	//   - INVALID_ARGUMENT / INVALID_ARGUMENT: e.g. empty argv, a relative cwd, an unknown enum value,
+	//     request_id already used for a different argv; UNKNOWN_USER, UNKNOWN_GROUP, ID_OUT_OF_RANGE
+	//     for user, group and groups; ENOEXEC, E2BIG, ... when exec refuses argv[0].
+	//   - NOT_FOUND / ENOENT (argv[0] not found, also in PATH), ENOTDIR (cwd).
+	//   - PERMISSION_DENIED / EACCES, EPERM: argv[0] is not executable, or the identity change is
+	//     refused by the kernel.
+	//   - RESOURCE_EXHAUSTED / MAX_PROCESSES (the agent's --max-processes), EMFILE, ENFILE, EAGAIN,
+	//     ENOMEM (the node is short of descriptors, processes or memory).
+	//   - FAILED_PRECONDITION / CGROUP_UNAVAILABLE (a controller for the cgroup limits is missing),
+	//     CGROUP_PARENT (no cgroup2 parent), DEFAULT_CGROUP (the --default-cgroup is unusable).
+	//   - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store; it
+	//     was not started.
 	Spawn(ctx context.Context, in *SpawnRequest, opts ...grpc.CallOption) (*SpawnResponse, error)
 	// Adopt puts an existing process under management by PID (pidfd_open, then identity check).
+	// Errors (code / reason):
+	//   - INVALID_ARGUMENT / INVALID_ARGUMENT: pid is not positive or is the agent's own; request_id
+	//     already used for a different pid or identity.
+	//   - NOT_FOUND / ESRCH (no such process), IDENTITY_MISMATCH (expected_start_time or
+	//     expected_pidfs_inode does not match: the PID was reused).
+	//   - PERMISSION_DENIED / NOT_ADOPTABLE (PID 1 or a kernel thread), EPERM.
+	//   - ALREADY_EXISTS / ALREADY_MANAGED: the process is managed already (metadata "handle").
+	//   - FAILED_PRECONDITION / ENOTSUP: the kernel lacks PIDFD_INFO_EXIT (Linux 6.15+).
 	Adopt(ctx context.Context, in *AdoptRequest, opts ...grpc.CallOption) (*AdoptResponse, error)
 	// Signal sends a signal through the pidfd. A process that has exited is never signalled.
+	// Errors (code / reason):
+	//   - NOT_FOUND / UNKNOWN_HANDLE; NOT_A_THREAD (tid is not a thread of the process); ESRCH.
+	//   - FAILED_PRECONDITION / PROCESS_EXITED: the process has exited; nothing was sent.
+	//   - INVALID_ARGUMENT / INVALID_ARGUMENT: signal is not a signal name or number (or is 32 or 33,
+	//     glibc's own); target is unknown; tid is not positive for SIGNAL_TARGET_THREAD.
+	//   - PERMISSION_DENIED / EPERM: the kernel refused the signal.
 	Signal(ctx context.Context, in *SignalRequest, opts ...grpc.CallOption) (*SignalResponse, error)
-	// Wait blocks until the process has exited (or the timeout passes) and returns its exit.
+	// Wait blocks until the process has exited and returns it with its exit. A process that has
+	// already exited is returned at once.
+	// Errors (code / reason):
+	//   - DEADLINE_EXCEEDED / TIMEOUT: WaitRequest.timeout passed while the process still runs (the
+	//     process is not affected: wait again, or Stop it).
+	//   - DEADLINE_EXCEEDED (no detail): the call's own gRPC deadline passed.
+	//   - NOT_FOUND / UNKNOWN_HANDLE.
+	//   - UNAVAILABLE / HANDOVER: the agent handed over while waiting; wait again on the successor.
 	Wait(ctx context.Context, in *WaitRequest, opts ...grpc.CallOption) (*WaitResponse, error)
-	// Watch streams lifecycle events, optionally replaying from a sequence number.
+	// Watch streams lifecycle events, optionally replaying from a sequence number. The stream
+	// stays open until the client cancels it; quiet streams are kept alive by HTTP/2 pings (see the
+	// README on keepalive).
+	// Errors (code / reason), at the start or ending the stream:
+	//   - OUT_OF_RANGE / CURSOR_EXPIRED: after_sequence is older than the retained events (or newer
+	//     than the newest): List, then Watch from its sequence.
+	//   - RESOURCE_EXHAUSTED / MAX_WATCHERS (the agent's stream limit), WATCH_BACKLOG (this watcher
+	//     fell too far behind and was dropped: resume with after_sequence set to the last sequence
+	//     it received).
+	//   - INVALID_ARGUMENT / INVALID_ARGUMENT: more than 1024 handles, or a malformed label.
+	//   - UNAVAILABLE / HANDOVER: the agent handed over; resume from the last sequence received.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (AgentService_WatchClient, error)
 	// Get returns one process.
+	// Errors (code / reason):
+	// - NOT_FOUND / UNKNOWN_HANDLE.
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
-	// List returns the processes under management and the newest event sequence.
+	// List returns the processes under management (those the caller may see, under the policy)
+	// and the newest event sequence.
+	// Errors (code / reason):
+	// - INVALID_ARGUMENT / INVALID_ARGUMENT: a malformed label.
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
 	// Release closes the pidfd and forgets the handle. A running process keeps running.
+	// Errors (code / reason):
+	// - NOT_FOUND / UNKNOWN_HANDLE (also for a handle already released).
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
 	// Stop sends a signal (SIGTERM by default), waits a grace period, then sends SIGKILL, to the
-	// process or to its process group, and returns the exit.
+	// process or to its process group, and returns the exit. A process that has already exited is
+	// returned at once (escalated false, nothing sent).
+	// Errors (code / reason):
+	//   - NOT_FOUND / UNKNOWN_HANDLE.
+	//   - INVALID_ARGUMENT / INVALID_ARGUMENT: signal is not a signal; grace is negative.
+	//   - PERMISSION_DENIED / EPERM: the kernel refused the signal.
+	//   - DEADLINE_EXCEEDED / CANCELLED: the call was cancelled before the process exited (the
+	//     signals already sent stay sent).
 	Stop(ctx context.Context, in *StopRequest, opts ...grpc.CallOption) (*StopResponse, error)
 	// ListThreads returns the thread IDs of a running process.
+	// Errors (code / reason):
+	// - NOT_FOUND / UNKNOWN_HANDLE.
+	// - FAILED_PRECONDITION / PROCESS_EXITED.
 	ListThreads(ctx context.Context, in *ListThreadsRequest, opts ...grpc.CallOption) (*ListThreadsResponse, error)
 	// ReadOutput streams captured stdout or stderr (OUTPUT_MODE_CAPTURE) from an offset,
 	// optionally following until the process exits.
+	// Errors (code / reason):
+	// - INVALID_ARGUMENT / INVALID_ARGUMENT: stream is unset (field "stream").
+	// - NOT_FOUND / UNKNOWN_HANDLE.
+	// - FAILED_PRECONDITION / NOT_CAPTURED: that stream was not spawned with OUTPUT_MODE_CAPTURE.
+	// - OUT_OF_RANGE / OFFSET_AHEAD: offset is past what the stream has produced.
+	// - RESOURCE_EXHAUSTED / MAX_READERS: too many ReadOutput streams are open.
 	ReadOutput(ctx context.Context, in *ReadOutputRequest, opts ...grpc.CallOption) (AgentService_ReadOutputClient, error)
-	// WriteStdin writes to the stdin pipe of a process spawned with STDIN_MODE_PIPE.
+	// WriteStdin writes to the stdin pipe of a process spawned with STDIN_MODE_PIPE, and answers once
+	// all of data was handed to the pipe.
+	// Errors (code / reason):
+	//   - NOT_FOUND / UNKNOWN_HANDLE.
+	//   - FAILED_PRECONDITION / NOT_PIPED (not spawned with STDIN_MODE_PIPE), STDIN_CLOSED (closed by
+	//     CloseStdin), EPIPE (the process closed its end or exited).
+	//   - RESOURCE_EXHAUSTED / STDIN_BACKLOG: too many bytes wait that the process has not read.
 	WriteStdin(ctx context.Context, in *WriteStdinRequest, opts ...grpc.CallOption) (*WriteStdinResponse, error)
-	// CloseStdin closes the stdin pipe (the process reads end-of-file).
+	// CloseStdin closes the stdin pipe (the process reads end-of-file). Closing it again is no error.
+	// Errors (code / reason):
+	// - NOT_FOUND / UNKNOWN_HANDLE.
+	// - FAILED_PRECONDITION / NOT_PIPED: not spawned with STDIN_MODE_PIPE.
 	CloseStdin(ctx context.Context, in *CloseStdinRequest, opts ...grpc.CallOption) (*CloseStdinResponse, error)
 }
 
@@ -223,32 +299,108 @@ func (c *agentServiceClient) CloseStdin(ctx context.Context, in *CloseStdinReque
 // for forward compatibility
 type AgentServiceServer interface {
 	// Spawn starts argv as a new process and puts it under management.
+	// Errors (code / reason):
+	//   - INVALID_ARGUMENT / INVALID_ARGUMENT: e.g. empty argv, a relative cwd, an unknown enum value,
+	//     request_id already used for a different argv; UNKNOWN_USER, UNKNOWN_GROUP, ID_OUT_OF_RANGE
+	//     for user, group and groups; ENOEXEC, E2BIG, ... when exec refuses argv[0].
+	//   - NOT_FOUND / ENOENT (argv[0] not found, also in PATH), ENOTDIR (cwd).
+	//   - PERMISSION_DENIED / EACCES, EPERM: argv[0] is not executable, or the identity change is
+	//     refused by the kernel.
+	//   - RESOURCE_EXHAUSTED / MAX_PROCESSES (the agent's --max-processes), EMFILE, ENFILE, EAGAIN,
+	//     ENOMEM (the node is short of descriptors, processes or memory).
+	//   - FAILED_PRECONDITION / CGROUP_UNAVAILABLE (a controller for the cgroup limits is missing),
+	//     CGROUP_PARENT (no cgroup2 parent), DEFAULT_CGROUP (the --default-cgroup is unusable).
+	//   - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store; it
+	//     was not started.
 	Spawn(context.Context, *SpawnRequest) (*SpawnResponse, error)
 	// Adopt puts an existing process under management by PID (pidfd_open, then identity check).
+	// Errors (code / reason):
+	//   - INVALID_ARGUMENT / INVALID_ARGUMENT: pid is not positive or is the agent's own; request_id
+	//     already used for a different pid or identity.
+	//   - NOT_FOUND / ESRCH (no such process), IDENTITY_MISMATCH (expected_start_time or
+	//     expected_pidfs_inode does not match: the PID was reused).
+	//   - PERMISSION_DENIED / NOT_ADOPTABLE (PID 1 or a kernel thread), EPERM.
+	//   - ALREADY_EXISTS / ALREADY_MANAGED: the process is managed already (metadata "handle").
+	//   - FAILED_PRECONDITION / ENOTSUP: the kernel lacks PIDFD_INFO_EXIT (Linux 6.15+).
 	Adopt(context.Context, *AdoptRequest) (*AdoptResponse, error)
 	// Signal sends a signal through the pidfd. A process that has exited is never signalled.
+	// Errors (code / reason):
+	//   - NOT_FOUND / UNKNOWN_HANDLE; NOT_A_THREAD (tid is not a thread of the process); ESRCH.
+	//   - FAILED_PRECONDITION / PROCESS_EXITED: the process has exited; nothing was sent.
+	//   - INVALID_ARGUMENT / INVALID_ARGUMENT: signal is not a signal name or number (or is 32 or 33,
+	//     glibc's own); target is unknown; tid is not positive for SIGNAL_TARGET_THREAD.
+	//   - PERMISSION_DENIED / EPERM: the kernel refused the signal.
 	Signal(context.Context, *SignalRequest) (*SignalResponse, error)
-	// Wait blocks until the process has exited (or the timeout passes) and returns its exit.
+	// Wait blocks until the process has exited and returns it with its exit. A process that has
+	// already exited is returned at once.
+	// Errors (code / reason):
+	//   - DEADLINE_EXCEEDED / TIMEOUT: WaitRequest.timeout passed while the process still runs (the
+	//     process is not affected: wait again, or Stop it).
+	//   - DEADLINE_EXCEEDED (no detail): the call's own gRPC deadline passed.
+	//   - NOT_FOUND / UNKNOWN_HANDLE.
+	//   - UNAVAILABLE / HANDOVER: the agent handed over while waiting; wait again on the successor.
 	Wait(context.Context, *WaitRequest) (*WaitResponse, error)
-	// Watch streams lifecycle events, optionally replaying from a sequence number.
+	// Watch streams lifecycle events, optionally replaying from a sequence number. The stream
+	// stays open until the client cancels it; quiet streams are kept alive by HTTP/2 pings (see the
+	// README on keepalive).
+	// Errors (code / reason), at the start or ending the stream:
+	//   - OUT_OF_RANGE / CURSOR_EXPIRED: after_sequence is older than the retained events (or newer
+	//     than the newest): List, then Watch from its sequence.
+	//   - RESOURCE_EXHAUSTED / MAX_WATCHERS (the agent's stream limit), WATCH_BACKLOG (this watcher
+	//     fell too far behind and was dropped: resume with after_sequence set to the last sequence
+	//     it received).
+	//   - INVALID_ARGUMENT / INVALID_ARGUMENT: more than 1024 handles, or a malformed label.
+	//   - UNAVAILABLE / HANDOVER: the agent handed over; resume from the last sequence received.
 	Watch(*WatchRequest, AgentService_WatchServer) error
 	// Get returns one process.
+	// Errors (code / reason):
+	// - NOT_FOUND / UNKNOWN_HANDLE.
 	Get(context.Context, *GetRequest) (*GetResponse, error)
-	// List returns the processes under management and the newest event sequence.
+	// List returns the processes under management (those the caller may see, under the policy)
+	// and the newest event sequence.
+	// Errors (code / reason):
+	// - INVALID_ARGUMENT / INVALID_ARGUMENT: a malformed label.
 	List(context.Context, *ListRequest) (*ListResponse, error)
 	// Release closes the pidfd and forgets the handle. A running process keeps running.
+	// Errors (code / reason):
+	// - NOT_FOUND / UNKNOWN_HANDLE (also for a handle already released).
 	Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
 	// Stop sends a signal (SIGTERM by default), waits a grace period, then sends SIGKILL, to the
-	// process or to its process group, and returns the exit.
+	// process or to its process group, and returns the exit. A process that has already exited is
+	// returned at once (escalated false, nothing sent).
+	// Errors (code / reason):
+	//   - NOT_FOUND / UNKNOWN_HANDLE.
+	//   - INVALID_ARGUMENT / INVALID_ARGUMENT: signal is not a signal; grace is negative.
+	//   - PERMISSION_DENIED / EPERM: the kernel refused the signal.
+	//   - DEADLINE_EXCEEDED / CANCELLED: the call was cancelled before the process exited (the
+	//     signals already sent stay sent).
 	Stop(context.Context, *StopRequest) (*StopResponse, error)
 	// ListThreads returns the thread IDs of a running process.
+	// Errors (code / reason):
+	// - NOT_FOUND / UNKNOWN_HANDLE.
+	// - FAILED_PRECONDITION / PROCESS_EXITED.
 	ListThreads(context.Context, *ListThreadsRequest) (*ListThreadsResponse, error)
 	// ReadOutput streams captured stdout or stderr (OUTPUT_MODE_CAPTURE) from an offset,
 	// optionally following until the process exits.
+	// Errors (code / reason):
+	// - INVALID_ARGUMENT / INVALID_ARGUMENT: stream is unset (field "stream").
+	// - NOT_FOUND / UNKNOWN_HANDLE.
+	// - FAILED_PRECONDITION / NOT_CAPTURED: that stream was not spawned with OUTPUT_MODE_CAPTURE.
+	// - OUT_OF_RANGE / OFFSET_AHEAD: offset is past what the stream has produced.
+	// - RESOURCE_EXHAUSTED / MAX_READERS: too many ReadOutput streams are open.
 	ReadOutput(*ReadOutputRequest, AgentService_ReadOutputServer) error
-	// WriteStdin writes to the stdin pipe of a process spawned with STDIN_MODE_PIPE.
+	// WriteStdin writes to the stdin pipe of a process spawned with STDIN_MODE_PIPE, and answers once
+	// all of data was handed to the pipe.
+	// Errors (code / reason):
+	//   - NOT_FOUND / UNKNOWN_HANDLE.
+	//   - FAILED_PRECONDITION / NOT_PIPED (not spawned with STDIN_MODE_PIPE), STDIN_CLOSED (closed by
+	//     CloseStdin), EPIPE (the process closed its end or exited).
+	//   - RESOURCE_EXHAUSTED / STDIN_BACKLOG: too many bytes wait that the process has not read.
 	WriteStdin(context.Context, *WriteStdinRequest) (*WriteStdinResponse, error)
-	// CloseStdin closes the stdin pipe (the process reads end-of-file).
+	// CloseStdin closes the stdin pipe (the process reads end-of-file). Closing it again is no error.
+	// Errors (code / reason):
+	// - NOT_FOUND / UNKNOWN_HANDLE.
+	// - FAILED_PRECONDITION / NOT_PIPED: not spawned with STDIN_MODE_PIPE.
 	CloseStdin(context.Context, *CloseStdinRequest) (*CloseStdinResponse, error)
 	mustEmbedUnimplementedAgentServiceServer()
 }

@@ -9,9 +9,18 @@ class AgentServiceStub(object):
     """AgentService manages processes on one Linux node. Every process is held by a pidfd inside the
     agent; clients only ever see opaque handle IDs, so a handle can never address a recycled PID.
 
-    Errors carry a google.rpc.ErrorInfo detail whose reason is the errno name (ENOENT, EPERM, ...)
-    when the kernel gave one, or a domain reason (PROCESS_EXITED, UNKNOWN_HANDLE, ...), and whose
-    metadata names the offending field or path.
+    Errors carry a google.rpc.ErrorInfo detail (domain "pidfd.agent") whose reason is the errno name
+    (ENOENT, EPERM, ...) when the kernel gave one, or a domain reason (PROCESS_EXITED,
+    UNKNOWN_HANDLE, ...), and whose metadata names the offending "field", "path", "syscall" or
+    "handle". Every RPC may also fail with (code / reason):
+    - INVALID_ARGUMENT / INVALID_ARGUMENT: a field is malformed or too long; metadata "field" names it.
+    - INVALID_ARGUMENT / UNDECODABLE: the request is not a valid encoding of its message.
+    - PERMISSION_DENIED / POLICY_DENIED: the agent's policy refuses this caller the call or a field.
+    - RESOURCE_EXHAUSTED / POLICY_QUOTA: the policy's quota or rate for this caller is used up.
+    - UNAVAILABLE / HANDOVER: the agent is handing over to its successor; retry (the successor
+    serves the same socket and handles).
+    - INTERNAL / an errno name or INTERNAL: an unexpected failure, logged by the agent.
+    Handles are opaque strings of at most 64 bytes; an empty handle is INVALID_ARGUMENT.
     """
 
     def __init__(self, channel):
@@ -91,13 +100,35 @@ class AgentServiceServicer(object):
     """AgentService manages processes on one Linux node. Every process is held by a pidfd inside the
     agent; clients only ever see opaque handle IDs, so a handle can never address a recycled PID.
 
-    Errors carry a google.rpc.ErrorInfo detail whose reason is the errno name (ENOENT, EPERM, ...)
-    when the kernel gave one, or a domain reason (PROCESS_EXITED, UNKNOWN_HANDLE, ...), and whose
-    metadata names the offending field or path.
+    Errors carry a google.rpc.ErrorInfo detail (domain "pidfd.agent") whose reason is the errno name
+    (ENOENT, EPERM, ...) when the kernel gave one, or a domain reason (PROCESS_EXITED,
+    UNKNOWN_HANDLE, ...), and whose metadata names the offending "field", "path", "syscall" or
+    "handle". Every RPC may also fail with (code / reason):
+    - INVALID_ARGUMENT / INVALID_ARGUMENT: a field is malformed or too long; metadata "field" names it.
+    - INVALID_ARGUMENT / UNDECODABLE: the request is not a valid encoding of its message.
+    - PERMISSION_DENIED / POLICY_DENIED: the agent's policy refuses this caller the call or a field.
+    - RESOURCE_EXHAUSTED / POLICY_QUOTA: the policy's quota or rate for this caller is used up.
+    - UNAVAILABLE / HANDOVER: the agent is handing over to its successor; retry (the successor
+    serves the same socket and handles).
+    - INTERNAL / an errno name or INTERNAL: an unexpected failure, logged by the agent.
+    Handles are opaque strings of at most 64 bytes; an empty handle is INVALID_ARGUMENT.
     """
 
     def Spawn(self, request, context):
         """Spawn starts argv as a new process and puts it under management.
+        Errors (code / reason):
+        - INVALID_ARGUMENT / INVALID_ARGUMENT: e.g. empty argv, a relative cwd, an unknown enum value,
+        request_id already used for a different argv; UNKNOWN_USER, UNKNOWN_GROUP, ID_OUT_OF_RANGE
+        for user, group and groups; ENOEXEC, E2BIG, ... when exec refuses argv[0].
+        - NOT_FOUND / ENOENT (argv[0] not found, also in PATH), ENOTDIR (cwd).
+        - PERMISSION_DENIED / EACCES, EPERM: argv[0] is not executable, or the identity change is
+        refused by the kernel.
+        - RESOURCE_EXHAUSTED / MAX_PROCESSES (the agent's --max-processes), EMFILE, ENFILE, EAGAIN,
+        ENOMEM (the node is short of descriptors, processes or memory).
+        - FAILED_PRECONDITION / CGROUP_UNAVAILABLE (a controller for the cgroup limits is missing),
+        CGROUP_PARENT (no cgroup2 parent), DEFAULT_CGROUP (the --default-cgroup is unusable).
+        - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store; it
+        was not started.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -105,6 +136,14 @@ class AgentServiceServicer(object):
 
     def Adopt(self, request, context):
         """Adopt puts an existing process under management by PID (pidfd_open, then identity check).
+        Errors (code / reason):
+        - INVALID_ARGUMENT / INVALID_ARGUMENT: pid is not positive or is the agent's own; request_id
+        already used for a different pid or identity.
+        - NOT_FOUND / ESRCH (no such process), IDENTITY_MISMATCH (expected_start_time or
+        expected_pidfs_inode does not match: the PID was reused).
+        - PERMISSION_DENIED / NOT_ADOPTABLE (PID 1 or a kernel thread), EPERM.
+        - ALREADY_EXISTS / ALREADY_MANAGED: the process is managed already (metadata "handle").
+        - FAILED_PRECONDITION / ENOTSUP: the kernel lacks PIDFD_INFO_EXIT (Linux 6.15+).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -112,20 +151,43 @@ class AgentServiceServicer(object):
 
     def Signal(self, request, context):
         """Signal sends a signal through the pidfd. A process that has exited is never signalled.
+        Errors (code / reason):
+        - NOT_FOUND / UNKNOWN_HANDLE; NOT_A_THREAD (tid is not a thread of the process); ESRCH.
+        - FAILED_PRECONDITION / PROCESS_EXITED: the process has exited; nothing was sent.
+        - INVALID_ARGUMENT / INVALID_ARGUMENT: signal is not a signal name or number (or is 32 or 33,
+        glibc's own); target is unknown; tid is not positive for SIGNAL_TARGET_THREAD.
+        - PERMISSION_DENIED / EPERM: the kernel refused the signal.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Wait(self, request, context):
-        """Wait blocks until the process has exited (or the timeout passes) and returns its exit.
+        """Wait blocks until the process has exited and returns it with its exit. A process that has
+        already exited is returned at once.
+        Errors (code / reason):
+        - DEADLINE_EXCEEDED / TIMEOUT: WaitRequest.timeout passed while the process still runs (the
+        process is not affected: wait again, or Stop it).
+        - DEADLINE_EXCEEDED (no detail): the call's own gRPC deadline passed.
+        - NOT_FOUND / UNKNOWN_HANDLE.
+        - UNAVAILABLE / HANDOVER: the agent handed over while waiting; wait again on the successor.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Watch(self, request, context):
-        """Watch streams lifecycle events, optionally replaying from a sequence number.
+        """Watch streams lifecycle events, optionally replaying from a sequence number. The stream
+        stays open until the client cancels it; quiet streams are kept alive by HTTP/2 pings (see the
+        README on keepalive).
+        Errors (code / reason), at the start or ending the stream:
+        - OUT_OF_RANGE / CURSOR_EXPIRED: after_sequence is older than the retained events (or newer
+        than the newest): List, then Watch from its sequence.
+        - RESOURCE_EXHAUSTED / MAX_WATCHERS (the agent's stream limit), WATCH_BACKLOG (this watcher
+        fell too far behind and was dropped: resume with after_sequence set to the last sequence
+        it received).
+        - INVALID_ARGUMENT / INVALID_ARGUMENT: more than 1024 handles, or a malformed label.
+        - UNAVAILABLE / HANDOVER: the agent handed over; resume from the last sequence received.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -133,13 +195,18 @@ class AgentServiceServicer(object):
 
     def Get(self, request, context):
         """Get returns one process.
+        Errors (code / reason):
+        - NOT_FOUND / UNKNOWN_HANDLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def List(self, request, context):
-        """List returns the processes under management and the newest event sequence.
+        """List returns the processes under management (those the caller may see, under the policy)
+        and the newest event sequence.
+        Errors (code / reason):
+        - INVALID_ARGUMENT / INVALID_ARGUMENT: a malformed label.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -147,6 +214,8 @@ class AgentServiceServicer(object):
 
     def Release(self, request, context):
         """Release closes the pidfd and forgets the handle. A running process keeps running.
+        Errors (code / reason):
+        - NOT_FOUND / UNKNOWN_HANDLE (also for a handle already released).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -154,7 +223,14 @@ class AgentServiceServicer(object):
 
     def Stop(self, request, context):
         """Stop sends a signal (SIGTERM by default), waits a grace period, then sends SIGKILL, to the
-        process or to its process group, and returns the exit.
+        process or to its process group, and returns the exit. A process that has already exited is
+        returned at once (escalated false, nothing sent).
+        Errors (code / reason):
+        - NOT_FOUND / UNKNOWN_HANDLE.
+        - INVALID_ARGUMENT / INVALID_ARGUMENT: signal is not a signal; grace is negative.
+        - PERMISSION_DENIED / EPERM: the kernel refused the signal.
+        - DEADLINE_EXCEEDED / CANCELLED: the call was cancelled before the process exited (the
+        signals already sent stay sent).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -162,6 +238,9 @@ class AgentServiceServicer(object):
 
     def ListThreads(self, request, context):
         """ListThreads returns the thread IDs of a running process.
+        Errors (code / reason):
+        - NOT_FOUND / UNKNOWN_HANDLE.
+        - FAILED_PRECONDITION / PROCESS_EXITED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -170,20 +249,35 @@ class AgentServiceServicer(object):
     def ReadOutput(self, request, context):
         """ReadOutput streams captured stdout or stderr (OUTPUT_MODE_CAPTURE) from an offset,
         optionally following until the process exits.
+        Errors (code / reason):
+        - INVALID_ARGUMENT / INVALID_ARGUMENT: stream is unset (field "stream").
+        - NOT_FOUND / UNKNOWN_HANDLE.
+        - FAILED_PRECONDITION / NOT_CAPTURED: that stream was not spawned with OUTPUT_MODE_CAPTURE.
+        - OUT_OF_RANGE / OFFSET_AHEAD: offset is past what the stream has produced.
+        - RESOURCE_EXHAUSTED / MAX_READERS: too many ReadOutput streams are open.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WriteStdin(self, request, context):
-        """WriteStdin writes to the stdin pipe of a process spawned with STDIN_MODE_PIPE.
+        """WriteStdin writes to the stdin pipe of a process spawned with STDIN_MODE_PIPE, and answers once
+        all of data was handed to the pipe.
+        Errors (code / reason):
+        - NOT_FOUND / UNKNOWN_HANDLE.
+        - FAILED_PRECONDITION / NOT_PIPED (not spawned with STDIN_MODE_PIPE), STDIN_CLOSED (closed by
+        CloseStdin), EPIPE (the process closed its end or exited).
+        - RESOURCE_EXHAUSTED / STDIN_BACKLOG: too many bytes wait that the process has not read.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CloseStdin(self, request, context):
-        """CloseStdin closes the stdin pipe (the process reads end-of-file).
+        """CloseStdin closes the stdin pipe (the process reads end-of-file). Closing it again is no error.
+        Errors (code / reason):
+        - NOT_FOUND / UNKNOWN_HANDLE.
+        - FAILED_PRECONDITION / NOT_PIPED: not spawned with STDIN_MODE_PIPE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -268,9 +362,18 @@ class AgentService(object):
     """AgentService manages processes on one Linux node. Every process is held by a pidfd inside the
     agent; clients only ever see opaque handle IDs, so a handle can never address a recycled PID.
 
-    Errors carry a google.rpc.ErrorInfo detail whose reason is the errno name (ENOENT, EPERM, ...)
-    when the kernel gave one, or a domain reason (PROCESS_EXITED, UNKNOWN_HANDLE, ...), and whose
-    metadata names the offending field or path.
+    Errors carry a google.rpc.ErrorInfo detail (domain "pidfd.agent") whose reason is the errno name
+    (ENOENT, EPERM, ...) when the kernel gave one, or a domain reason (PROCESS_EXITED,
+    UNKNOWN_HANDLE, ...), and whose metadata names the offending "field", "path", "syscall" or
+    "handle". Every RPC may also fail with (code / reason):
+    - INVALID_ARGUMENT / INVALID_ARGUMENT: a field is malformed or too long; metadata "field" names it.
+    - INVALID_ARGUMENT / UNDECODABLE: the request is not a valid encoding of its message.
+    - PERMISSION_DENIED / POLICY_DENIED: the agent's policy refuses this caller the call or a field.
+    - RESOURCE_EXHAUSTED / POLICY_QUOTA: the policy's quota or rate for this caller is used up.
+    - UNAVAILABLE / HANDOVER: the agent is handing over to its successor; retry (the successor
+    serves the same socket and handles).
+    - INTERNAL / an errno name or INTERNAL: an unexpected failure, logged by the agent.
+    Handles are opaque strings of at most 64 bytes; an empty handle is INVALID_ARGUMENT.
     """
 
     @staticmethod

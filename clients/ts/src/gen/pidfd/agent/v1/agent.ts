@@ -29,9 +29,13 @@ export const protobufFileName = "pidfd/agent/v1/agent.proto";
 
 /** State is where a handle is in its lifecycle RUNNING -> EXITED -> RELEASED. */
 export enum State {
+  /** STATE_UNSPECIFIED - Never sent; in ListRequest.state, any state. */
   STATE_UNSPECIFIED = 0,
+  /** STATE_RUNNING - Running (or exited but not yet reaped): signals reach it. */
   STATE_RUNNING = 1,
+  /** STATE_EXITED - Exited: Process.exit is set; the pidfd is closed and nothing is sent to it any more. */
   STATE_EXITED = 2,
+  /** STATE_RELEASED - Released: the agent let go of it (Release); seen only on the EVENT_TYPE_RELEASED event. */
   STATE_RELEASED = 3,
   UNRECOGNIZED = -1,
 }
@@ -218,8 +222,11 @@ export function envModeToJSON(object: EnvMode): string {
 
 /** OutputStream names stdout or stderr. */
 export enum OutputStream {
+  /** OUTPUT_STREAM_UNSPECIFIED - Not a stream: ReadOutputRequest.stream must be set (INVALID_ARGUMENT otherwise). */
   OUTPUT_STREAM_UNSPECIFIED = 0,
+  /** OUTPUT_STREAM_STDOUT - Standard output (fd 1). */
   OUTPUT_STREAM_STDOUT = 1,
+  /** OUTPUT_STREAM_STDERR - Standard error (fd 2). */
   OUTPUT_STREAM_STDERR = 2,
   UNRECOGNIZED = -1,
 }
@@ -258,6 +265,7 @@ export function outputStreamToJSON(object: OutputStream): string {
 
 /** ExitReason says why a process ended. */
 export enum ExitReason {
+  /** EXIT_REASON_UNSPECIFIED - Never sent. */
   EXIT_REASON_UNSPECIFIED = 0,
   /** EXIT_REASON_EXITED - It exited or was signalled, not by the agent's own deadline. */
   EXIT_REASON_EXITED = 1,
@@ -353,10 +361,15 @@ export function signalTargetToJSON(object: SignalTarget): string {
 
 /** EventType is the kind of a lifecycle event. */
 export enum EventType {
+  /** EVENT_TYPE_UNSPECIFIED - Never sent. */
   EVENT_TYPE_UNSPECIFIED = 0,
+  /** EVENT_TYPE_SPAWNED - Spawn started the process. */
   EVENT_TYPE_SPAWNED = 1,
+  /** EVENT_TYPE_ADOPTED - Adopt took the process under management. */
   EVENT_TYPE_ADOPTED = 2,
+  /** EVENT_TYPE_EXITED - The process exited (or its exit was found lost after a restart): Process.exit is set. */
   EVENT_TYPE_EXITED = 3,
+  /** EVENT_TYPE_RELEASED - Release forgot the handle. */
   EVENT_TYPE_RELEASED = 4,
   /** EVENT_TYPE_OUTPUT - Captured output, for processes spawned with output_events. */
   EVENT_TYPE_OUTPUT = 5,
@@ -417,8 +430,12 @@ export interface Rlimit {
    * NICE, RTPRIO, RTTIME (with or without the RLIMIT_ prefix).
    */
   resource: string;
+  /**
+   * The soft limit, in the resource's unit (bytes for AS, CORE, DATA, FSIZE, MEMLOCK, MSGQUEUE,
+   * RSS, STACK; seconds for CPU; microseconds for RTTIME; a count otherwise). Not negative.
+   */
   soft: number;
-  /** Defaults to soft when unset. */
+  /** The hard limit, same unit; defaults to soft when unset. Not below soft. */
   hard?:
     | number
     | undefined;
@@ -437,55 +454,101 @@ export interface Cgroup {
    * pids.max ("max" or a count). FAILED_PRECONDITION when the controller is not available.
    */
   memoryMax: string;
+  /** cpu.max of a created cgroup: "max" or "QUOTA PERIOD" in microseconds; empty leaves the default. */
   cpuMax: string;
+  /** pids.max of a created cgroup: "max" or a count; empty leaves the default. */
   pidsMax: string;
 }
 
 /** Output is the destination of one output stream. */
 export interface Output {
+  /** Where the stream goes; unset discards it. */
   mode: OutputMode;
   /** Absolute path, for OUTPUT_MODE_FILE. */
   path: string;
+  /** For OUTPUT_MODE_FILE: append to the file instead of truncating it. Default false. */
   append: boolean;
   /** Ring size for OUTPUT_MODE_CAPTURE; the agent's --capture-bytes (1 MiB) when 0. */
   ringBytes: number;
 }
 
+/**
+ * SpawnRequest: only argv is required. At most 4096 argv items and 4096 env entries, 128 KiB per
+ * string and 1 MiB for argv and env together.
+ */
 export interface SpawnRequest {
   /** argv[0] is the program: a path, or a name looked up in the child's PATH. */
   argv: string[];
-  /** The child's environment. When empty, a minimal environment (PATH only) is used. */
+  /**
+   * The child's environment (with env_mode unset or ENV_MODE_EXPLICIT). When empty, a minimal
+   * environment (PATH only) is used. Names are non-empty and without "=".
+   */
   env: { [key: string]: string };
   /** Absolute working directory; the agent's own when empty. */
   cwd: string;
-  /** Free-form labels, returned on every event and usable as Watch and List filters. */
+  /**
+   * Free-form labels, returned on every event and usable as Watch and List filters. At most 64;
+   * keys 1-128 bytes, values up to 1024 bytes.
+   */
   labels: { [key: string]: string };
-  /** Makes Spawn idempotent: a repeated request_id returns the first spawn's handle. */
+  /**
+   * Makes Spawn idempotent: a repeated request_id returns the first spawn's handle (replayed
+   * true); with a different argv it is INVALID_ARGUMENT. Up to 256 bytes; empty means none.
+   */
   requestId: string;
   /** Start the process in a new session (and process group). Default true. */
-  newSession?: boolean | undefined;
-  stdout?: Output | undefined;
-  stderr?: Output | undefined;
+  newSession?:
+    | boolean
+    | undefined;
+  /** Where stdout goes; unset discards it (/dev/null). */
+  stdout?:
+    | Output
+    | undefined;
+  /** Where stderr goes; unset discards it (/dev/null). */
+  stderr?:
+    | Output
+    | undefined;
+  /** What the process reads on stdin; unset is /dev/null. */
   stdin: StdinMode;
+  /** How env is used; unset is ENV_MODE_EXPLICIT. */
   envMode: EnvMode;
   /**
    * Identity: user name or uid; group name or gid (default: the user's primary group);
-   * supplementary groups (default: the user's groups, or none without user).
+   * supplementary groups (default: the user's groups, or none without user). All empty: the
+   * agent's own identity. UNKNOWN_USER / UNKNOWN_GROUP (INVALID_ARGUMENT) for names not found.
    */
   user: string;
+  /** The primary group, a name or gid; see user. */
   group: string;
+  /** Supplementary groups, names or gids (at most 1024); see user. */
   groups: string[];
-  umask?: number | undefined;
+  /** File mode creation mask, 0 to 0777; unset keeps the agent's. */
+  umask?:
+    | number
+    | undefined;
+  /** Sets PR_SET_NO_NEW_PRIVS before exec (setuid binaries no longer gain privileges). Default false. */
   noNewPrivs: boolean;
-  /** Signal the process gets when the agent exits (opt-in: by default processes outlive it). */
+  /**
+   * Signal the process gets when the agent exits (opt-in: by default processes outlive it).
+   * A name or number; empty means none.
+   */
   parentDeathSignal: string;
+  /** Resource limits set before exec; the agent's own limits apply to those not listed. */
   rlimits: Rlimit[];
+  /** The cgroup to start in; unset is the agent's --default-cgroup, or the agent's own cgroup. */
   cgroup?:
     | Cgroup
     | undefined;
-  /** Deadline: after timeout, kill_signal (SIGTERM), then SIGKILL after grace (10s). */
-  timeout?: Duration | undefined;
+  /**
+   * Deadline: after timeout, kill_signal (SIGTERM), then SIGKILL after grace (10s). Unset means
+   * no deadline; a zero timeout is INVALID_ARGUMENT. The exit then has EXIT_REASON_TIMEOUT.
+   */
+  timeout?:
+    | Duration
+    | undefined;
+  /** The first signal at the deadline, a name or number; empty is SIGTERM. Needs timeout. */
   killSignal: string;
+  /** How long after kill_signal the agent sends SIGKILL; unset is 10s. Needs timeout. */
   grace?:
     | Duration
     | undefined;
@@ -503,7 +566,12 @@ export interface SpawnRequest_LabelsEntry {
   value: string;
 }
 
+/** SpawnResponse is the process Spawn started. */
 export interface SpawnResponse {
+  /**
+   * The new process (or, when replayed, the one the first request started), state RUNNING or
+   * already EXITED.
+   */
   process?:
     | Process
     | undefined;
@@ -511,9 +579,19 @@ export interface SpawnResponse {
   replayed: boolean;
 }
 
+/**
+ * AdoptRequest names a running process by PID, optionally with the identity the caller expects it to
+ * have, so a recycled PID is never adopted by mistake.
+ */
 export interface AdoptRequest {
+  /** The process to adopt, in the agent's PID namespace. Required (positive). */
   pid: number;
+  /** As SpawnRequest.labels. */
   labels: { [key: string]: string };
+  /**
+   * Makes Adopt idempotent, as SpawnRequest.request_id: a repeat with the same pid and identity
+   * returns the first adoption's handle.
+   */
   requestId: string;
   /** If set, the process must have this start time (clock ticks since boot, /proc/PID/stat field 22). */
   expectedStartTime?:
@@ -528,36 +606,53 @@ export interface AdoptRequest_LabelsEntry {
   value: string;
 }
 
+/** AdoptResponse is the process Adopt took under management. */
 export interface AdoptResponse {
+  /** The adopted process (adopted true). */
   process?: Process | undefined;
 }
 
+/** SignalRequest says which signal goes to what. */
 export interface SignalRequest {
+  /** The process. Required. */
   handle: string;
   /** A name (SIGTERM, TERM) or a number ("15"). Default SIGTERM. */
   signal: string;
+  /** What receives the signal; unset is the process. */
   target: SignalTarget;
   /** The thread, for SIGNAL_TARGET_THREAD (see ListThreads). */
   tid: number;
 }
 
+/** SignalResponse is the signal that was sent. */
 export interface SignalResponse {
+  /** The signal number sent. */
   signal: number;
+  /** Its name, e.g. SIGTERM. */
   signalName: string;
 }
 
+/** WaitRequest names the process to wait for. */
 export interface WaitRequest {
+  /** The process. Required. */
   handle: string;
-  /** How long to wait; forever when unset (the call's deadline still applies). */
+  /**
+   * How long to wait: when it passes first, Wait fails with DEADLINE_EXCEEDED / TIMEOUT (it does
+   * not return the process). Forever when unset (the call's deadline still applies); at most
+   * about 24 days.
+   */
   timeout?: Duration | undefined;
 }
 
+/** WaitResponse is the exited process. */
 export interface WaitResponse {
+  /** The process, state EXITED with exit set. */
   process?: Process | undefined;
 }
 
+/** WatchRequest filters the events and says where the stream starts. Filters combine (AND). */
 export interface WatchRequest {
-  /** Only events for these handles; all when empty. */
+  /** Only events for these handles (at most 1024); all when empty. */
   handles: string[];
   /** Only events for processes carrying all these labels. */
   labels: { [key: string]: string };
@@ -575,16 +670,21 @@ export interface WatchRequest_LabelsEntry {
 
 /** OutputChunk is a piece of captured output. */
 export interface OutputChunk {
+  /** Which stream it came from. */
   stream: OutputStream;
-  /** Offset of data[0] in everything the stream has produced. */
+  /** Offset of data[0] in everything the stream has produced (bytes since the process started). */
   offset: number;
+  /** The bytes, as the process wrote them. */
   data: Buffer;
 }
 
+/** Event is one change of one process. */
 export interface Event {
   /** Strictly increasing, without gaps, for the lifetime of the agent. */
   sequence: number;
+  /** What happened. */
   type: EventType;
+  /** When the agent recorded it. */
   time?:
     | Date
     | undefined;
@@ -596,6 +696,7 @@ export interface Event {
   output?: OutputChunk | undefined;
 }
 
+/** WatchResponse carries one or more events. */
 export interface WatchResponse {
   /**
    * Events in sequence order. Several are sent in one message when they arrive faster than
@@ -604,14 +705,19 @@ export interface WatchResponse {
   events: Event[];
 }
 
+/** GetRequest names one process. */
 export interface GetRequest {
+  /** The process. Required. */
   handle: string;
 }
 
+/** GetResponse is that process. */
 export interface GetResponse {
+  /** The process as it is now. */
   process?: Process | undefined;
 }
 
+/** ListRequest filters the processes; filters combine (AND). */
 export interface ListRequest {
   /** Only processes carrying all these labels. */
   labels: { [key: string]: string };
@@ -624,20 +730,27 @@ export interface ListRequest_LabelsEntry {
   value: string;
 }
 
+/** ListResponse is the processes, and where a Watch should start to miss no change after them. */
 export interface ListResponse {
+  /** The processes, in no particular order. */
   processes: Process[];
   /** The newest event sequence when the list was taken: Watch with after_sequence set to it. */
   sequence: number;
 }
 
+/** ReleaseRequest names the process to let go of. */
 export interface ReleaseRequest {
+  /** The process. Required. */
   handle: string;
 }
 
+/** ReleaseResponse is empty: the handle is gone. */
 export interface ReleaseResponse {
 }
 
+/** StopRequest says how to stop a process. */
 export interface StopRequest {
+  /** The process. Required. */
   handle: string;
   /** Sent first; SIGTERM when empty. */
   signal: string;
@@ -649,7 +762,9 @@ export interface StopRequest {
   processGroup: boolean;
 }
 
+/** StopResponse is the stopped process. */
 export interface StopResponse {
+  /** The process, state EXITED with exit set. */
   process?:
     | Process
     | undefined;
@@ -657,8 +772,14 @@ export interface StopResponse {
   escalated: boolean;
 }
 
+/** ReadOutputRequest says which captured stream to read, from where, and whether to follow it. */
 export interface ReadOutputRequest {
+  /** The process. Required. */
   handle: string;
+  /**
+   * Which stream to read. Required: OUTPUT_STREAM_UNSPECIFIED (unset) is INVALID_ARGUMENT, it
+   * does not default to stdout.
+   */
   stream: OutputStream;
   /**
    * Start here (bytes since the process started); older bytes no longer in the ring are
@@ -669,9 +790,11 @@ export interface ReadOutputRequest {
   follow: boolean;
 }
 
+/** ReadOutputResponse is one piece of captured output. */
 export interface ReadOutputResponse {
   /** Offset of data[0]. */
   offset: number;
+  /** The bytes, as the process wrote them; empty on a final eof message. */
   data: Buffer;
   /** Bytes between the requested (or previous) offset and this one that the ring overwrote. */
   lostBytes: number;
@@ -679,38 +802,55 @@ export interface ReadOutputResponse {
   eof: boolean;
 }
 
+/** WriteStdinRequest is bytes for a process's stdin pipe. */
 export interface WriteStdinRequest {
+  /** The process. Required. */
   handle: string;
+  /** The bytes to write (up to the 4 MiB message limit). */
   data: Buffer;
 }
 
+/** WriteStdinResponse says how much was written. */
 export interface WriteStdinResponse {
+  /** Bytes handed to the pipe: all of data. */
   written: number;
 }
 
+/** CloseStdinRequest names the process whose stdin to close. */
 export interface CloseStdinRequest {
+  /** The process. Required. */
   handle: string;
 }
 
+/** CloseStdinResponse is empty: the pipe is closed. */
 export interface CloseStdinResponse {
 }
 
+/** ListThreadsRequest names one running process. */
 export interface ListThreadsRequest {
+  /** The process. Required. */
   handle: string;
 }
 
+/** ListThreadsResponse is the threads of that process. */
 export interface ListThreadsResponse {
   /** Thread IDs in the agent's PID namespace; the first is the thread-group leader. */
   tids: number[];
 }
 
+/** Process is one managed process as the agent knows it. */
 export interface Process {
+  /** The opaque handle that addresses it in every call (26 characters, base32). */
   handle: string;
   /** Informational only: the agent never addresses a process by it. */
   pid: number;
+  /** Where it is in its lifecycle. */
   state: State;
+  /** The argv it was spawned with (for adopted processes, read from /proc at adoption). */
   argv: string[];
+  /** The labels it was spawned or adopted with. */
   labels: { [key: string]: string };
+  /** When the agent started it, or adopted it. */
   startedAt?:
     | Date
     | undefined;
@@ -736,19 +876,29 @@ export interface Process_LabelsEntry {
   value: string;
 }
 
+/** Exit is how a process ended. */
 export interface Exit {
-  code?: number | undefined;
+  /** The exit code (0-255) of a process that exited. */
+  code?:
+    | number
+    | undefined;
+  /** The signal number that killed it. */
   signal?:
     | number
     | undefined;
   /** Name of the signal, e.g. SIGTERM, when killed by a signal. */
   signalName: string;
+  /** True when it was killed by a signal and dumped core. */
   coreDumped: boolean;
+  /** When the agent saw it exit. */
   exitedAt?:
     | Date
     | undefined;
   /** Resource usage from waitid; absent for adopted processes. */
-  rusage?: Rusage | undefined;
+  rusage?:
+    | Rusage
+    | undefined;
+  /** Why it ended: EXIT_REASON_TIMEOUT when SpawnRequest.timeout ended it. */
   reason: ExitReason;
   /**
    * The process ended while no agent was watching it (it had exited and been reaped, or its PID
@@ -758,8 +908,13 @@ export interface Exit {
   statusLost: boolean;
 }
 
+/** Rusage is the resource usage of an exited process and its reaped children (waitid). */
 export interface Rusage {
-  userCpu?: Duration | undefined;
+  /** CPU time in user mode. */
+  userCpu?:
+    | Duration
+    | undefined;
+  /** CPU time in the kernel. */
   systemCpu?:
     | Duration
     | undefined;
@@ -768,9 +923,13 @@ export interface Rusage {
    * with the agent before exec (vfork), so it is at least the agent's own RSS at spawn time.
    */
   maxRssKib: number;
+  /** Page faults served without I/O (count). */
   minorFaults: number;
+  /** Page faults that needed I/O (count). */
   majorFaults: number;
+  /** Times it gave up the CPU, e.g. to wait for I/O (count). */
   voluntaryContextSwitches: number;
+  /** Times it was preempted (count). */
   involuntaryContextSwitches: number;
 }
 
@@ -5333,13 +5492,37 @@ export const Rusage: MessageFns<Rusage> = {
  * AgentService manages processes on one Linux node. Every process is held by a pidfd inside the
  * agent; clients only ever see opaque handle IDs, so a handle can never address a recycled PID.
  *
- * Errors carry a google.rpc.ErrorInfo detail whose reason is the errno name (ENOENT, EPERM, ...)
- * when the kernel gave one, or a domain reason (PROCESS_EXITED, UNKNOWN_HANDLE, ...), and whose
- * metadata names the offending field or path.
+ * Errors carry a google.rpc.ErrorInfo detail (domain "pidfd.agent") whose reason is the errno name
+ * (ENOENT, EPERM, ...) when the kernel gave one, or a domain reason (PROCESS_EXITED,
+ * UNKNOWN_HANDLE, ...), and whose metadata names the offending "field", "path", "syscall" or
+ * "handle". Every RPC may also fail with (code / reason):
+ * - INVALID_ARGUMENT / INVALID_ARGUMENT: a field is malformed or too long; metadata "field" names it.
+ * - INVALID_ARGUMENT / UNDECODABLE: the request is not a valid encoding of its message.
+ * - PERMISSION_DENIED / POLICY_DENIED: the agent's policy refuses this caller the call or a field.
+ * - RESOURCE_EXHAUSTED / POLICY_QUOTA: the policy's quota or rate for this caller is used up.
+ * - UNAVAILABLE / HANDOVER: the agent is handing over to its successor; retry (the successor
+ *   serves the same socket and handles).
+ * - INTERNAL / an errno name or INTERNAL: an unexpected failure, logged by the agent.
+ * Handles are opaque strings of at most 64 bytes; an empty handle is INVALID_ARGUMENT.
  */
 export type AgentServiceService = typeof AgentServiceService;
 export const AgentServiceService = {
-  /** Spawn starts argv as a new process and puts it under management. */
+  /**
+   * Spawn starts argv as a new process and puts it under management.
+   * Errors (code / reason):
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: e.g. empty argv, a relative cwd, an unknown enum value,
+   *   request_id already used for a different argv; UNKNOWN_USER, UNKNOWN_GROUP, ID_OUT_OF_RANGE
+   *   for user, group and groups; ENOEXEC, E2BIG, ... when exec refuses argv[0].
+   * - NOT_FOUND / ENOENT (argv[0] not found, also in PATH), ENOTDIR (cwd).
+   * - PERMISSION_DENIED / EACCES, EPERM: argv[0] is not executable, or the identity change is
+   *   refused by the kernel.
+   * - RESOURCE_EXHAUSTED / MAX_PROCESSES (the agent's --max-processes), EMFILE, ENFILE, EAGAIN,
+   *   ENOMEM (the node is short of descriptors, processes or memory).
+   * - FAILED_PRECONDITION / CGROUP_UNAVAILABLE (a controller for the cgroup limits is missing),
+   *   CGROUP_PARENT (no cgroup2 parent), DEFAULT_CGROUP (the --default-cgroup is unusable).
+   * - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store; it
+   *   was not started.
+   */
   spawn: {
     path: "/pidfd.agent.v1.AgentService/Spawn" as const,
     requestStream: false as const,
@@ -5349,7 +5532,17 @@ export const AgentServiceService = {
     responseSerialize: (value: SpawnResponse): Buffer => Buffer.from(SpawnResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SpawnResponse => SpawnResponse.decode(value),
   },
-  /** Adopt puts an existing process under management by PID (pidfd_open, then identity check). */
+  /**
+   * Adopt puts an existing process under management by PID (pidfd_open, then identity check).
+   * Errors (code / reason):
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: pid is not positive or is the agent's own; request_id
+   *   already used for a different pid or identity.
+   * - NOT_FOUND / ESRCH (no such process), IDENTITY_MISMATCH (expected_start_time or
+   *   expected_pidfs_inode does not match: the PID was reused).
+   * - PERMISSION_DENIED / NOT_ADOPTABLE (PID 1 or a kernel thread), EPERM.
+   * - ALREADY_EXISTS / ALREADY_MANAGED: the process is managed already (metadata "handle").
+   * - FAILED_PRECONDITION / ENOTSUP: the kernel lacks PIDFD_INFO_EXIT (Linux 6.15+).
+   */
   adopt: {
     path: "/pidfd.agent.v1.AgentService/Adopt" as const,
     requestStream: false as const,
@@ -5359,7 +5552,15 @@ export const AgentServiceService = {
     responseSerialize: (value: AdoptResponse): Buffer => Buffer.from(AdoptResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): AdoptResponse => AdoptResponse.decode(value),
   },
-  /** Signal sends a signal through the pidfd. A process that has exited is never signalled. */
+  /**
+   * Signal sends a signal through the pidfd. A process that has exited is never signalled.
+   * Errors (code / reason):
+   * - NOT_FOUND / UNKNOWN_HANDLE; NOT_A_THREAD (tid is not a thread of the process); ESRCH.
+   * - FAILED_PRECONDITION / PROCESS_EXITED: the process has exited; nothing was sent.
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: signal is not a signal name or number (or is 32 or 33,
+   *   glibc's own); target is unknown; tid is not positive for SIGNAL_TARGET_THREAD.
+   * - PERMISSION_DENIED / EPERM: the kernel refused the signal.
+   */
   signal: {
     path: "/pidfd.agent.v1.AgentService/Signal" as const,
     requestStream: false as const,
@@ -5369,7 +5570,16 @@ export const AgentServiceService = {
     responseSerialize: (value: SignalResponse): Buffer => Buffer.from(SignalResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SignalResponse => SignalResponse.decode(value),
   },
-  /** Wait blocks until the process has exited (or the timeout passes) and returns its exit. */
+  /**
+   * Wait blocks until the process has exited and returns it with its exit. A process that has
+   * already exited is returned at once.
+   * Errors (code / reason):
+   * - DEADLINE_EXCEEDED / TIMEOUT: WaitRequest.timeout passed while the process still runs (the
+   *   process is not affected: wait again, or Stop it).
+   * - DEADLINE_EXCEEDED (no detail): the call's own gRPC deadline passed.
+   * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - UNAVAILABLE / HANDOVER: the agent handed over while waiting; wait again on the successor.
+   */
   wait: {
     path: "/pidfd.agent.v1.AgentService/Wait" as const,
     requestStream: false as const,
@@ -5379,7 +5589,19 @@ export const AgentServiceService = {
     responseSerialize: (value: WaitResponse): Buffer => Buffer.from(WaitResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WaitResponse => WaitResponse.decode(value),
   },
-  /** Watch streams lifecycle events, optionally replaying from a sequence number. */
+  /**
+   * Watch streams lifecycle events, optionally replaying from a sequence number. The stream
+   * stays open until the client cancels it; quiet streams are kept alive by HTTP/2 pings (see the
+   * README on keepalive).
+   * Errors (code / reason), at the start or ending the stream:
+   * - OUT_OF_RANGE / CURSOR_EXPIRED: after_sequence is older than the retained events (or newer
+   *   than the newest): List, then Watch from its sequence.
+   * - RESOURCE_EXHAUSTED / MAX_WATCHERS (the agent's stream limit), WATCH_BACKLOG (this watcher
+   *   fell too far behind and was dropped: resume with after_sequence set to the last sequence
+   *   it received).
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: more than 1024 handles, or a malformed label.
+   * - UNAVAILABLE / HANDOVER: the agent handed over; resume from the last sequence received.
+   */
   watch: {
     path: "/pidfd.agent.v1.AgentService/Watch" as const,
     requestStream: false as const,
@@ -5389,7 +5611,11 @@ export const AgentServiceService = {
     responseSerialize: (value: WatchResponse): Buffer => Buffer.from(WatchResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchResponse => WatchResponse.decode(value),
   },
-  /** Get returns one process. */
+  /**
+   * Get returns one process.
+   * Errors (code / reason):
+   * - NOT_FOUND / UNKNOWN_HANDLE.
+   */
   get: {
     path: "/pidfd.agent.v1.AgentService/Get" as const,
     requestStream: false as const,
@@ -5399,7 +5625,12 @@ export const AgentServiceService = {
     responseSerialize: (value: GetResponse): Buffer => Buffer.from(GetResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetResponse => GetResponse.decode(value),
   },
-  /** List returns the processes under management and the newest event sequence. */
+  /**
+   * List returns the processes under management (those the caller may see, under the policy)
+   * and the newest event sequence.
+   * Errors (code / reason):
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: a malformed label.
+   */
   list: {
     path: "/pidfd.agent.v1.AgentService/List" as const,
     requestStream: false as const,
@@ -5409,7 +5640,11 @@ export const AgentServiceService = {
     responseSerialize: (value: ListResponse): Buffer => Buffer.from(ListResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListResponse => ListResponse.decode(value),
   },
-  /** Release closes the pidfd and forgets the handle. A running process keeps running. */
+  /**
+   * Release closes the pidfd and forgets the handle. A running process keeps running.
+   * Errors (code / reason):
+   * - NOT_FOUND / UNKNOWN_HANDLE (also for a handle already released).
+   */
   release: {
     path: "/pidfd.agent.v1.AgentService/Release" as const,
     requestStream: false as const,
@@ -5421,7 +5656,14 @@ export const AgentServiceService = {
   },
   /**
    * Stop sends a signal (SIGTERM by default), waits a grace period, then sends SIGKILL, to the
-   * process or to its process group, and returns the exit.
+   * process or to its process group, and returns the exit. A process that has already exited is
+   * returned at once (escalated false, nothing sent).
+   * Errors (code / reason):
+   * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: signal is not a signal; grace is negative.
+   * - PERMISSION_DENIED / EPERM: the kernel refused the signal.
+   * - DEADLINE_EXCEEDED / CANCELLED: the call was cancelled before the process exited (the
+   *   signals already sent stay sent).
    */
   stop: {
     path: "/pidfd.agent.v1.AgentService/Stop" as const,
@@ -5432,7 +5674,12 @@ export const AgentServiceService = {
     responseSerialize: (value: StopResponse): Buffer => Buffer.from(StopResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StopResponse => StopResponse.decode(value),
   },
-  /** ListThreads returns the thread IDs of a running process. */
+  /**
+   * ListThreads returns the thread IDs of a running process.
+   * Errors (code / reason):
+   * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - FAILED_PRECONDITION / PROCESS_EXITED.
+   */
   listThreads: {
     path: "/pidfd.agent.v1.AgentService/ListThreads" as const,
     requestStream: false as const,
@@ -5445,6 +5692,12 @@ export const AgentServiceService = {
   /**
    * ReadOutput streams captured stdout or stderr (OUTPUT_MODE_CAPTURE) from an offset,
    * optionally following until the process exits.
+   * Errors (code / reason):
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: stream is unset (field "stream").
+   * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - FAILED_PRECONDITION / NOT_CAPTURED: that stream was not spawned with OUTPUT_MODE_CAPTURE.
+   * - OUT_OF_RANGE / OFFSET_AHEAD: offset is past what the stream has produced.
+   * - RESOURCE_EXHAUSTED / MAX_READERS: too many ReadOutput streams are open.
    */
   readOutput: {
     path: "/pidfd.agent.v1.AgentService/ReadOutput" as const,
@@ -5455,7 +5708,15 @@ export const AgentServiceService = {
     responseSerialize: (value: ReadOutputResponse): Buffer => Buffer.from(ReadOutputResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ReadOutputResponse => ReadOutputResponse.decode(value),
   },
-  /** WriteStdin writes to the stdin pipe of a process spawned with STDIN_MODE_PIPE. */
+  /**
+   * WriteStdin writes to the stdin pipe of a process spawned with STDIN_MODE_PIPE, and answers once
+   * all of data was handed to the pipe.
+   * Errors (code / reason):
+   * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - FAILED_PRECONDITION / NOT_PIPED (not spawned with STDIN_MODE_PIPE), STDIN_CLOSED (closed by
+   *   CloseStdin), EPIPE (the process closed its end or exited).
+   * - RESOURCE_EXHAUSTED / STDIN_BACKLOG: too many bytes wait that the process has not read.
+   */
   writeStdin: {
     path: "/pidfd.agent.v1.AgentService/WriteStdin" as const,
     requestStream: false as const,
@@ -5465,7 +5726,12 @@ export const AgentServiceService = {
     responseSerialize: (value: WriteStdinResponse): Buffer => Buffer.from(WriteStdinResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WriteStdinResponse => WriteStdinResponse.decode(value),
   },
-  /** CloseStdin closes the stdin pipe (the process reads end-of-file). */
+  /**
+   * CloseStdin closes the stdin pipe (the process reads end-of-file). Closing it again is no error.
+   * Errors (code / reason):
+   * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - FAILED_PRECONDITION / NOT_PIPED: not spawned with STDIN_MODE_PIPE.
+   */
   closeStdin: {
     path: "/pidfd.agent.v1.AgentService/CloseStdin" as const,
     requestStream: false as const,
@@ -5478,42 +5744,155 @@ export const AgentServiceService = {
 } as const;
 
 export interface AgentServiceServer extends UntypedServiceImplementation {
-  /** Spawn starts argv as a new process and puts it under management. */
+  /**
+   * Spawn starts argv as a new process and puts it under management.
+   * Errors (code / reason):
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: e.g. empty argv, a relative cwd, an unknown enum value,
+   *   request_id already used for a different argv; UNKNOWN_USER, UNKNOWN_GROUP, ID_OUT_OF_RANGE
+   *   for user, group and groups; ENOEXEC, E2BIG, ... when exec refuses argv[0].
+   * - NOT_FOUND / ENOENT (argv[0] not found, also in PATH), ENOTDIR (cwd).
+   * - PERMISSION_DENIED / EACCES, EPERM: argv[0] is not executable, or the identity change is
+   *   refused by the kernel.
+   * - RESOURCE_EXHAUSTED / MAX_PROCESSES (the agent's --max-processes), EMFILE, ENFILE, EAGAIN,
+   *   ENOMEM (the node is short of descriptors, processes or memory).
+   * - FAILED_PRECONDITION / CGROUP_UNAVAILABLE (a controller for the cgroup limits is missing),
+   *   CGROUP_PARENT (no cgroup2 parent), DEFAULT_CGROUP (the --default-cgroup is unusable).
+   * - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store; it
+   *   was not started.
+   */
   spawn: handleUnaryCall<SpawnRequest, SpawnResponse>;
-  /** Adopt puts an existing process under management by PID (pidfd_open, then identity check). */
+  /**
+   * Adopt puts an existing process under management by PID (pidfd_open, then identity check).
+   * Errors (code / reason):
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: pid is not positive or is the agent's own; request_id
+   *   already used for a different pid or identity.
+   * - NOT_FOUND / ESRCH (no such process), IDENTITY_MISMATCH (expected_start_time or
+   *   expected_pidfs_inode does not match: the PID was reused).
+   * - PERMISSION_DENIED / NOT_ADOPTABLE (PID 1 or a kernel thread), EPERM.
+   * - ALREADY_EXISTS / ALREADY_MANAGED: the process is managed already (metadata "handle").
+   * - FAILED_PRECONDITION / ENOTSUP: the kernel lacks PIDFD_INFO_EXIT (Linux 6.15+).
+   */
   adopt: handleUnaryCall<AdoptRequest, AdoptResponse>;
-  /** Signal sends a signal through the pidfd. A process that has exited is never signalled. */
+  /**
+   * Signal sends a signal through the pidfd. A process that has exited is never signalled.
+   * Errors (code / reason):
+   * - NOT_FOUND / UNKNOWN_HANDLE; NOT_A_THREAD (tid is not a thread of the process); ESRCH.
+   * - FAILED_PRECONDITION / PROCESS_EXITED: the process has exited; nothing was sent.
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: signal is not a signal name or number (or is 32 or 33,
+   *   glibc's own); target is unknown; tid is not positive for SIGNAL_TARGET_THREAD.
+   * - PERMISSION_DENIED / EPERM: the kernel refused the signal.
+   */
   signal: handleUnaryCall<SignalRequest, SignalResponse>;
-  /** Wait blocks until the process has exited (or the timeout passes) and returns its exit. */
+  /**
+   * Wait blocks until the process has exited and returns it with its exit. A process that has
+   * already exited is returned at once.
+   * Errors (code / reason):
+   * - DEADLINE_EXCEEDED / TIMEOUT: WaitRequest.timeout passed while the process still runs (the
+   *   process is not affected: wait again, or Stop it).
+   * - DEADLINE_EXCEEDED (no detail): the call's own gRPC deadline passed.
+   * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - UNAVAILABLE / HANDOVER: the agent handed over while waiting; wait again on the successor.
+   */
   wait: handleUnaryCall<WaitRequest, WaitResponse>;
-  /** Watch streams lifecycle events, optionally replaying from a sequence number. */
+  /**
+   * Watch streams lifecycle events, optionally replaying from a sequence number. The stream
+   * stays open until the client cancels it; quiet streams are kept alive by HTTP/2 pings (see the
+   * README on keepalive).
+   * Errors (code / reason), at the start or ending the stream:
+   * - OUT_OF_RANGE / CURSOR_EXPIRED: after_sequence is older than the retained events (or newer
+   *   than the newest): List, then Watch from its sequence.
+   * - RESOURCE_EXHAUSTED / MAX_WATCHERS (the agent's stream limit), WATCH_BACKLOG (this watcher
+   *   fell too far behind and was dropped: resume with after_sequence set to the last sequence
+   *   it received).
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: more than 1024 handles, or a malformed label.
+   * - UNAVAILABLE / HANDOVER: the agent handed over; resume from the last sequence received.
+   */
   watch: handleServerStreamingCall<WatchRequest, WatchResponse>;
-  /** Get returns one process. */
+  /**
+   * Get returns one process.
+   * Errors (code / reason):
+   * - NOT_FOUND / UNKNOWN_HANDLE.
+   */
   get: handleUnaryCall<GetRequest, GetResponse>;
-  /** List returns the processes under management and the newest event sequence. */
+  /**
+   * List returns the processes under management (those the caller may see, under the policy)
+   * and the newest event sequence.
+   * Errors (code / reason):
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: a malformed label.
+   */
   list: handleUnaryCall<ListRequest, ListResponse>;
-  /** Release closes the pidfd and forgets the handle. A running process keeps running. */
+  /**
+   * Release closes the pidfd and forgets the handle. A running process keeps running.
+   * Errors (code / reason):
+   * - NOT_FOUND / UNKNOWN_HANDLE (also for a handle already released).
+   */
   release: handleUnaryCall<ReleaseRequest, ReleaseResponse>;
   /**
    * Stop sends a signal (SIGTERM by default), waits a grace period, then sends SIGKILL, to the
-   * process or to its process group, and returns the exit.
+   * process or to its process group, and returns the exit. A process that has already exited is
+   * returned at once (escalated false, nothing sent).
+   * Errors (code / reason):
+   * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: signal is not a signal; grace is negative.
+   * - PERMISSION_DENIED / EPERM: the kernel refused the signal.
+   * - DEADLINE_EXCEEDED / CANCELLED: the call was cancelled before the process exited (the
+   *   signals already sent stay sent).
    */
   stop: handleUnaryCall<StopRequest, StopResponse>;
-  /** ListThreads returns the thread IDs of a running process. */
+  /**
+   * ListThreads returns the thread IDs of a running process.
+   * Errors (code / reason):
+   * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - FAILED_PRECONDITION / PROCESS_EXITED.
+   */
   listThreads: handleUnaryCall<ListThreadsRequest, ListThreadsResponse>;
   /**
    * ReadOutput streams captured stdout or stderr (OUTPUT_MODE_CAPTURE) from an offset,
    * optionally following until the process exits.
+   * Errors (code / reason):
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: stream is unset (field "stream").
+   * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - FAILED_PRECONDITION / NOT_CAPTURED: that stream was not spawned with OUTPUT_MODE_CAPTURE.
+   * - OUT_OF_RANGE / OFFSET_AHEAD: offset is past what the stream has produced.
+   * - RESOURCE_EXHAUSTED / MAX_READERS: too many ReadOutput streams are open.
    */
   readOutput: handleServerStreamingCall<ReadOutputRequest, ReadOutputResponse>;
-  /** WriteStdin writes to the stdin pipe of a process spawned with STDIN_MODE_PIPE. */
+  /**
+   * WriteStdin writes to the stdin pipe of a process spawned with STDIN_MODE_PIPE, and answers once
+   * all of data was handed to the pipe.
+   * Errors (code / reason):
+   * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - FAILED_PRECONDITION / NOT_PIPED (not spawned with STDIN_MODE_PIPE), STDIN_CLOSED (closed by
+   *   CloseStdin), EPIPE (the process closed its end or exited).
+   * - RESOURCE_EXHAUSTED / STDIN_BACKLOG: too many bytes wait that the process has not read.
+   */
   writeStdin: handleUnaryCall<WriteStdinRequest, WriteStdinResponse>;
-  /** CloseStdin closes the stdin pipe (the process reads end-of-file). */
+  /**
+   * CloseStdin closes the stdin pipe (the process reads end-of-file). Closing it again is no error.
+   * Errors (code / reason):
+   * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - FAILED_PRECONDITION / NOT_PIPED: not spawned with STDIN_MODE_PIPE.
+   */
   closeStdin: handleUnaryCall<CloseStdinRequest, CloseStdinResponse>;
 }
 
 export interface AgentServiceClient extends Client {
-  /** Spawn starts argv as a new process and puts it under management. */
+  /**
+   * Spawn starts argv as a new process and puts it under management.
+   * Errors (code / reason):
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: e.g. empty argv, a relative cwd, an unknown enum value,
+   *   request_id already used for a different argv; UNKNOWN_USER, UNKNOWN_GROUP, ID_OUT_OF_RANGE
+   *   for user, group and groups; ENOEXEC, E2BIG, ... when exec refuses argv[0].
+   * - NOT_FOUND / ENOENT (argv[0] not found, also in PATH), ENOTDIR (cwd).
+   * - PERMISSION_DENIED / EACCES, EPERM: argv[0] is not executable, or the identity change is
+   *   refused by the kernel.
+   * - RESOURCE_EXHAUSTED / MAX_PROCESSES (the agent's --max-processes), EMFILE, ENFILE, EAGAIN,
+   *   ENOMEM (the node is short of descriptors, processes or memory).
+   * - FAILED_PRECONDITION / CGROUP_UNAVAILABLE (a controller for the cgroup limits is missing),
+   *   CGROUP_PARENT (no cgroup2 parent), DEFAULT_CGROUP (the --default-cgroup is unusable).
+   * - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store; it
+   *   was not started.
+   */
   spawn(
     request: SpawnRequest,
     callback: (error: ServiceError | null, response: SpawnResponse) => void,
@@ -5529,7 +5908,17 @@ export interface AgentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SpawnResponse) => void,
   ): ClientUnaryCall;
-  /** Adopt puts an existing process under management by PID (pidfd_open, then identity check). */
+  /**
+   * Adopt puts an existing process under management by PID (pidfd_open, then identity check).
+   * Errors (code / reason):
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: pid is not positive or is the agent's own; request_id
+   *   already used for a different pid or identity.
+   * - NOT_FOUND / ESRCH (no such process), IDENTITY_MISMATCH (expected_start_time or
+   *   expected_pidfs_inode does not match: the PID was reused).
+   * - PERMISSION_DENIED / NOT_ADOPTABLE (PID 1 or a kernel thread), EPERM.
+   * - ALREADY_EXISTS / ALREADY_MANAGED: the process is managed already (metadata "handle").
+   * - FAILED_PRECONDITION / ENOTSUP: the kernel lacks PIDFD_INFO_EXIT (Linux 6.15+).
+   */
   adopt(
     request: AdoptRequest,
     callback: (error: ServiceError | null, response: AdoptResponse) => void,
@@ -5545,7 +5934,15 @@ export interface AgentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: AdoptResponse) => void,
   ): ClientUnaryCall;
-  /** Signal sends a signal through the pidfd. A process that has exited is never signalled. */
+  /**
+   * Signal sends a signal through the pidfd. A process that has exited is never signalled.
+   * Errors (code / reason):
+   * - NOT_FOUND / UNKNOWN_HANDLE; NOT_A_THREAD (tid is not a thread of the process); ESRCH.
+   * - FAILED_PRECONDITION / PROCESS_EXITED: the process has exited; nothing was sent.
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: signal is not a signal name or number (or is 32 or 33,
+   *   glibc's own); target is unknown; tid is not positive for SIGNAL_TARGET_THREAD.
+   * - PERMISSION_DENIED / EPERM: the kernel refused the signal.
+   */
   signal(
     request: SignalRequest,
     callback: (error: ServiceError | null, response: SignalResponse) => void,
@@ -5561,7 +5958,16 @@ export interface AgentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SignalResponse) => void,
   ): ClientUnaryCall;
-  /** Wait blocks until the process has exited (or the timeout passes) and returns its exit. */
+  /**
+   * Wait blocks until the process has exited and returns it with its exit. A process that has
+   * already exited is returned at once.
+   * Errors (code / reason):
+   * - DEADLINE_EXCEEDED / TIMEOUT: WaitRequest.timeout passed while the process still runs (the
+   *   process is not affected: wait again, or Stop it).
+   * - DEADLINE_EXCEEDED (no detail): the call's own gRPC deadline passed.
+   * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - UNAVAILABLE / HANDOVER: the agent handed over while waiting; wait again on the successor.
+   */
   wait(request: WaitRequest, callback: (error: ServiceError | null, response: WaitResponse) => void): ClientUnaryCall;
   wait(
     request: WaitRequest,
@@ -5574,14 +5980,30 @@ export interface AgentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: WaitResponse) => void,
   ): ClientUnaryCall;
-  /** Watch streams lifecycle events, optionally replaying from a sequence number. */
+  /**
+   * Watch streams lifecycle events, optionally replaying from a sequence number. The stream
+   * stays open until the client cancels it; quiet streams are kept alive by HTTP/2 pings (see the
+   * README on keepalive).
+   * Errors (code / reason), at the start or ending the stream:
+   * - OUT_OF_RANGE / CURSOR_EXPIRED: after_sequence is older than the retained events (or newer
+   *   than the newest): List, then Watch from its sequence.
+   * - RESOURCE_EXHAUSTED / MAX_WATCHERS (the agent's stream limit), WATCH_BACKLOG (this watcher
+   *   fell too far behind and was dropped: resume with after_sequence set to the last sequence
+   *   it received).
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: more than 1024 handles, or a malformed label.
+   * - UNAVAILABLE / HANDOVER: the agent handed over; resume from the last sequence received.
+   */
   watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchResponse>;
   watch(
     request: WatchRequest,
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchResponse>;
-  /** Get returns one process. */
+  /**
+   * Get returns one process.
+   * Errors (code / reason):
+   * - NOT_FOUND / UNKNOWN_HANDLE.
+   */
   get(request: GetRequest, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
   get(
     request: GetRequest,
@@ -5594,7 +6016,12 @@ export interface AgentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetResponse) => void,
   ): ClientUnaryCall;
-  /** List returns the processes under management and the newest event sequence. */
+  /**
+   * List returns the processes under management (those the caller may see, under the policy)
+   * and the newest event sequence.
+   * Errors (code / reason):
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: a malformed label.
+   */
   list(request: ListRequest, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
   list(
     request: ListRequest,
@@ -5607,7 +6034,11 @@ export interface AgentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListResponse) => void,
   ): ClientUnaryCall;
-  /** Release closes the pidfd and forgets the handle. A running process keeps running. */
+  /**
+   * Release closes the pidfd and forgets the handle. A running process keeps running.
+   * Errors (code / reason):
+   * - NOT_FOUND / UNKNOWN_HANDLE (also for a handle already released).
+   */
   release(
     request: ReleaseRequest,
     callback: (error: ServiceError | null, response: ReleaseResponse) => void,
@@ -5625,7 +6056,14 @@ export interface AgentServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Stop sends a signal (SIGTERM by default), waits a grace period, then sends SIGKILL, to the
-   * process or to its process group, and returns the exit.
+   * process or to its process group, and returns the exit. A process that has already exited is
+   * returned at once (escalated false, nothing sent).
+   * Errors (code / reason):
+   * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: signal is not a signal; grace is negative.
+   * - PERMISSION_DENIED / EPERM: the kernel refused the signal.
+   * - DEADLINE_EXCEEDED / CANCELLED: the call was cancelled before the process exited (the
+   *   signals already sent stay sent).
    */
   stop(request: StopRequest, callback: (error: ServiceError | null, response: StopResponse) => void): ClientUnaryCall;
   stop(
@@ -5639,7 +6077,12 @@ export interface AgentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: StopResponse) => void,
   ): ClientUnaryCall;
-  /** ListThreads returns the thread IDs of a running process. */
+  /**
+   * ListThreads returns the thread IDs of a running process.
+   * Errors (code / reason):
+   * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - FAILED_PRECONDITION / PROCESS_EXITED.
+   */
   listThreads(
     request: ListThreadsRequest,
     callback: (error: ServiceError | null, response: ListThreadsResponse) => void,
@@ -5658,6 +6101,12 @@ export interface AgentServiceClient extends Client {
   /**
    * ReadOutput streams captured stdout or stderr (OUTPUT_MODE_CAPTURE) from an offset,
    * optionally following until the process exits.
+   * Errors (code / reason):
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: stream is unset (field "stream").
+   * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - FAILED_PRECONDITION / NOT_CAPTURED: that stream was not spawned with OUTPUT_MODE_CAPTURE.
+   * - OUT_OF_RANGE / OFFSET_AHEAD: offset is past what the stream has produced.
+   * - RESOURCE_EXHAUSTED / MAX_READERS: too many ReadOutput streams are open.
    */
   readOutput(request: ReadOutputRequest, options?: Partial<CallOptions>): ClientReadableStream<ReadOutputResponse>;
   readOutput(
@@ -5665,7 +6114,15 @@ export interface AgentServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<ReadOutputResponse>;
-  /** WriteStdin writes to the stdin pipe of a process spawned with STDIN_MODE_PIPE. */
+  /**
+   * WriteStdin writes to the stdin pipe of a process spawned with STDIN_MODE_PIPE, and answers once
+   * all of data was handed to the pipe.
+   * Errors (code / reason):
+   * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - FAILED_PRECONDITION / NOT_PIPED (not spawned with STDIN_MODE_PIPE), STDIN_CLOSED (closed by
+   *   CloseStdin), EPIPE (the process closed its end or exited).
+   * - RESOURCE_EXHAUSTED / STDIN_BACKLOG: too many bytes wait that the process has not read.
+   */
   writeStdin(
     request: WriteStdinRequest,
     callback: (error: ServiceError | null, response: WriteStdinResponse) => void,
@@ -5681,7 +6138,12 @@ export interface AgentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: WriteStdinResponse) => void,
   ): ClientUnaryCall;
-  /** CloseStdin closes the stdin pipe (the process reads end-of-file). */
+  /**
+   * CloseStdin closes the stdin pipe (the process reads end-of-file). Closing it again is no error.
+   * Errors (code / reason):
+   * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - FAILED_PRECONDITION / NOT_PIPED: not spawned with STDIN_MODE_PIPE.
+   */
   closeStdin(
     request: CloseStdinRequest,
     callback: (error: ServiceError | null, response: CloseStdinResponse) => void,
