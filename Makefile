@@ -66,7 +66,7 @@ go-example: go-client
 # The API as released: `buf breaking` (in make test) compares proto/ with it. Refresh it only
 # when a release deliberately fixes the API, never to make a breaking change pass.
 api-baseline: deps
-	npx buf build -o proto/baseline/agent-v1.binpb
+	npx buf build --exclude-source-info -o proto/baseline/agent-v1.binpb
 
 lint: deps
 	npx buf lint
