@@ -32,7 +32,10 @@ export function createServer(service: AgentServiceServer): GrpcServer {
   const server = new Server({
     'grpc.max_receive_message_length': MAX_GRPC_MESSAGE_BYTES,
     'grpc.max_send_message_length': MAX_GRPC_MESSAGE_BYTES,
-    'grpc.keepalive_time_ms': 60_000,
+    // A PING to every connection each 30 s keeps long quiet Watch and ReadOutput streams alive
+    // through proxies and load balancers that drop idle connections (often after 60 s) and finds
+    // dead clients; the clients ping at the same rate (grpc-js polices no client ping rate).
+    'grpc.keepalive_time_ms': 30_000,
     'grpc.keepalive_timeout_ms': 20_000,
     'grpc.max_concurrent_streams': 1024,
     // Per-call channelz bookkeeping costs on every RPC and nothing here reads it.

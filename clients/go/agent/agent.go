@@ -30,8 +30,9 @@ type Client struct {
 }
 
 // Dial connects to unix:///PATH (plaintext: the socket's permissions and the kernel's peer
-// credentials are the authentication) or to HOST:PORT with TLS, which the agent requires on TCP
-// (tlsConfig carries the client certificate; see TLSConfig). extra is appended to the defaults.
+// credentials are the authentication) or to IP:PORT with TLS, which the agent requires on TCP
+// but loopback (tlsConfig carries the client certificate; see TLSConfig; nil means plaintext,
+// for a loopback address only). extra is appended to the defaults.
 // Like grpc.Dial, it does not wait for the connection: the first call does.
 func Dial(address string, tlsConfig *tls.Config, extra ...grpc.DialOption) (*Client, error) {
 	opts := []grpc.DialOption{
@@ -59,6 +60,8 @@ func Dial(address string, tlsConfig *tls.Config, extra ...grpc.DialOption) (*Cli
 		}))
 	} else if tlsConfig != nil {
 		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)))
+	} else if isLoopback(address) {
+		opts = append(opts, grpc.WithInsecure()) // the agent serves plaintext TCP on loopback only
 	} else {
 		return nil, fmt.Errorf("agent address %q: TCP needs TLS with a client certificate (see TLSConfig)", address)
 	}
@@ -67,6 +70,12 @@ func Dial(address string, tlsConfig *tls.Config, extra ...grpc.DialOption) (*Cli
 		return nil, err
 	}
 	return &Client{AgentServiceClient: agentv1.NewAgentServiceClient(conn), conn: conn}, nil
+}
+
+func isLoopback(address string) bool {
+	host, _, err := net.SplitHostPort(address)
+	ip := net.ParseIP(host)
+	return err == nil && ip != nil && ip.IsLoopback()
 }
 
 // TLSConfig presents this client's certificate and key (PEM files) and verifies the agent

@@ -1,24 +1,37 @@
 // Spawns a process through pidfd-agent, follows it on Watch, waits for its exit, then signals one.
 //
 //	spawn-and-wait [unix:///run/pidfd-agent/agent.sock]
+//	spawn-and-wait -cert client.pem -key client.key -ca ca.pem 10.0.0.5:50051
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"flag"
 	"fmt"
 	"log"
-	"os"
 
 	"github.com/pidfd-agent/pidfd-agent/clients/go/agent"
 	agentv1 "github.com/pidfd-agent/pidfd-agent/clients/go/pidfd/agent/v1"
 )
 
 func main() {
+	cert := flag.String("cert", "", "client certificate (PEM), for TLS")
+	key := flag.String("key", "", "its private key (PEM)")
+	ca := flag.String("ca", "", "CA that signed the agent's certificate (PEM; default: system roots)")
+	flag.Parse()
 	address := agent.DefaultAddress
-	if len(os.Args) > 1 {
-		address = os.Args[1]
+	if flag.NArg() > 0 {
+		address = flag.Arg(0)
 	}
-	c, err := agent.Dial(address, nil)
+	var tlsConfig *tls.Config
+	if *cert != "" {
+		var err error
+		if tlsConfig, err = agent.TLSConfig(*cert, *key, *ca); err != nil {
+			log.Fatal(err)
+		}
+	}
+	c, err := agent.Dial(address, tlsConfig)
 	if err != nil {
 		log.Fatal(err)
 	}
