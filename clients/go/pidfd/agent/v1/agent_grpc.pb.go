@@ -29,8 +29,8 @@ type AgentServiceClient interface {
 	//     ENOMEM (the node is short of descriptors, processes or memory).
 	//   - FAILED_PRECONDITION / CGROUP_UNAVAILABLE (a controller for the cgroup limits is missing),
 	//     CGROUP_PARENT (no cgroup2 parent), DEFAULT_CGROUP (the --default-cgroup is unusable).
-	//   - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store; it
-	//     was not started.
+	//   - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store, so
+	//     it was killed at once.
 	Spawn(ctx context.Context, in *SpawnRequest, opts ...grpc.CallOption) (*SpawnResponse, error)
 	// Adopt puts an existing process under management by PID (pidfd_open, then identity check).
 	// Errors (code / reason):
@@ -41,6 +41,8 @@ type AgentServiceClient interface {
 	//   - PERMISSION_DENIED / NOT_ADOPTABLE (PID 1 or a kernel thread), EPERM.
 	//   - ALREADY_EXISTS / ALREADY_MANAGED: the process is managed already (metadata "handle").
 	//   - FAILED_PRECONDITION / ENOTSUP: the kernel lacks PIDFD_INFO_EXIT (Linux 6.15+).
+	//   - UNAVAILABLE / STORE_WRITE_FAILED: the adoption could not be recorded in the state store and
+	//     was undone (the process keeps running, unmanaged).
 	Adopt(ctx context.Context, in *AdoptRequest, opts ...grpc.CallOption) (*AdoptResponse, error)
 	// Signal sends a signal through the pidfd. A process that has exited is never signalled.
 	// Errors (code / reason):
@@ -310,8 +312,8 @@ type AgentServiceServer interface {
 	//     ENOMEM (the node is short of descriptors, processes or memory).
 	//   - FAILED_PRECONDITION / CGROUP_UNAVAILABLE (a controller for the cgroup limits is missing),
 	//     CGROUP_PARENT (no cgroup2 parent), DEFAULT_CGROUP (the --default-cgroup is unusable).
-	//   - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store; it
-	//     was not started.
+	//   - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store, so
+	//     it was killed at once.
 	Spawn(context.Context, *SpawnRequest) (*SpawnResponse, error)
 	// Adopt puts an existing process under management by PID (pidfd_open, then identity check).
 	// Errors (code / reason):
@@ -322,6 +324,8 @@ type AgentServiceServer interface {
 	//   - PERMISSION_DENIED / NOT_ADOPTABLE (PID 1 or a kernel thread), EPERM.
 	//   - ALREADY_EXISTS / ALREADY_MANAGED: the process is managed already (metadata "handle").
 	//   - FAILED_PRECONDITION / ENOTSUP: the kernel lacks PIDFD_INFO_EXIT (Linux 6.15+).
+	//   - UNAVAILABLE / STORE_WRITE_FAILED: the adoption could not be recorded in the state store and
+	//     was undone (the process keeps running, unmanaged).
 	Adopt(context.Context, *AdoptRequest) (*AdoptResponse, error)
 	// Signal sends a signal through the pidfd. A process that has exited is never signalled.
 	// Errors (code / reason):

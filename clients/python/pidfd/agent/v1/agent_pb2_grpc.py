@@ -127,8 +127,8 @@ class AgentServiceServicer(object):
         ENOMEM (the node is short of descriptors, processes or memory).
         - FAILED_PRECONDITION / CGROUP_UNAVAILABLE (a controller for the cgroup limits is missing),
         CGROUP_PARENT (no cgroup2 parent), DEFAULT_CGROUP (the --default-cgroup is unusable).
-        - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store; it
-        was not started.
+        - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store, so
+        it was killed at once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -144,6 +144,8 @@ class AgentServiceServicer(object):
         - PERMISSION_DENIED / NOT_ADOPTABLE (PID 1 or a kernel thread), EPERM.
         - ALREADY_EXISTS / ALREADY_MANAGED: the process is managed already (metadata "handle").
         - FAILED_PRECONDITION / ENOTSUP: the kernel lacks PIDFD_INFO_EXIT (Linux 6.15+).
+        - UNAVAILABLE / STORE_WRITE_FAILED: the adoption could not be recorded in the state store and
+        was undone (the process keeps running, unmanaged).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

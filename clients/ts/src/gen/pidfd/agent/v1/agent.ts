@@ -5520,8 +5520,8 @@ export const AgentServiceService = {
    *   ENOMEM (the node is short of descriptors, processes or memory).
    * - FAILED_PRECONDITION / CGROUP_UNAVAILABLE (a controller for the cgroup limits is missing),
    *   CGROUP_PARENT (no cgroup2 parent), DEFAULT_CGROUP (the --default-cgroup is unusable).
-   * - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store; it
-   *   was not started.
+   * - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store, so
+   *   it was killed at once.
    */
   spawn: {
     path: "/pidfd.agent.v1.AgentService/Spawn" as const,
@@ -5542,6 +5542,8 @@ export const AgentServiceService = {
    * - PERMISSION_DENIED / NOT_ADOPTABLE (PID 1 or a kernel thread), EPERM.
    * - ALREADY_EXISTS / ALREADY_MANAGED: the process is managed already (metadata "handle").
    * - FAILED_PRECONDITION / ENOTSUP: the kernel lacks PIDFD_INFO_EXIT (Linux 6.15+).
+   * - UNAVAILABLE / STORE_WRITE_FAILED: the adoption could not be recorded in the state store and
+   *   was undone (the process keeps running, unmanaged).
    */
   adopt: {
     path: "/pidfd.agent.v1.AgentService/Adopt" as const,
@@ -5757,8 +5759,8 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    *   ENOMEM (the node is short of descriptors, processes or memory).
    * - FAILED_PRECONDITION / CGROUP_UNAVAILABLE (a controller for the cgroup limits is missing),
    *   CGROUP_PARENT (no cgroup2 parent), DEFAULT_CGROUP (the --default-cgroup is unusable).
-   * - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store; it
-   *   was not started.
+   * - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store, so
+   *   it was killed at once.
    */
   spawn: handleUnaryCall<SpawnRequest, SpawnResponse>;
   /**
@@ -5771,6 +5773,8 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    * - PERMISSION_DENIED / NOT_ADOPTABLE (PID 1 or a kernel thread), EPERM.
    * - ALREADY_EXISTS / ALREADY_MANAGED: the process is managed already (metadata "handle").
    * - FAILED_PRECONDITION / ENOTSUP: the kernel lacks PIDFD_INFO_EXIT (Linux 6.15+).
+   * - UNAVAILABLE / STORE_WRITE_FAILED: the adoption could not be recorded in the state store and
+   *   was undone (the process keeps running, unmanaged).
    */
   adopt: handleUnaryCall<AdoptRequest, AdoptResponse>;
   /**
@@ -5890,8 +5894,8 @@ export interface AgentServiceClient extends Client {
    *   ENOMEM (the node is short of descriptors, processes or memory).
    * - FAILED_PRECONDITION / CGROUP_UNAVAILABLE (a controller for the cgroup limits is missing),
    *   CGROUP_PARENT (no cgroup2 parent), DEFAULT_CGROUP (the --default-cgroup is unusable).
-   * - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store; it
-   *   was not started.
+   * - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store, so
+   *   it was killed at once.
    */
   spawn(
     request: SpawnRequest,
@@ -5918,6 +5922,8 @@ export interface AgentServiceClient extends Client {
    * - PERMISSION_DENIED / NOT_ADOPTABLE (PID 1 or a kernel thread), EPERM.
    * - ALREADY_EXISTS / ALREADY_MANAGED: the process is managed already (metadata "handle").
    * - FAILED_PRECONDITION / ENOTSUP: the kernel lacks PIDFD_INFO_EXIT (Linux 6.15+).
+   * - UNAVAILABLE / STORE_WRITE_FAILED: the adoption could not be recorded in the state store and
+   *   was undone (the process keeps running, unmanaged).
    */
   adopt(
     request: AdoptRequest,
