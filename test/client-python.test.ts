@@ -17,7 +17,7 @@ test('the generated Python matches proto/ (regenerate with make proto)', (t) =>
 test('the generated google.rpc Python matches proto/google/rpc (regenerate with make proto)', (t) =>
   checkGenerated(t, 'buf.gen.python-rpc.yaml', 'clients/python/pidfd_agent/_googleapis', (p) => p.endsWith('_pb2.py')));
 
-test('the Python example spawns, watches, waits and gets the error reason', async (t) => {
+test('the Python example spawns, watches, waits, signals and gets the error reason', async (t) => {
   const h = await startHarness();
   t.teardown(() => h.close());
   // Asynchronously: the agent under test runs on this process's event loop.
