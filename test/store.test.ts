@@ -37,11 +37,11 @@ test('what is written comes back: identity, spec, exits, deadlines; released rec
   running.ownCgroup('/sys/fs/cgroup/pidfd-agent/x');
   const exited = record(1);
   const released = record(2);
-  for (const r of [running, exited, released]) store.recordStarted(r);
+  for (const r of [running, exited, released]) store.commit('test', 0, (w) => w.started(r));
   exited.markExited({ termination: { signal: 9, coreDumped: false }, reason: 'timeout', exitedAt: 1_700_000_000_500, rusage: { userMicros: 1, systemMicros: 2, maxRssKib: 3, minorFaults: 4, majorFaults: 5, voluntaryContextSwitches: 6, involuntaryContextSwitches: 7 } });
-  store.batch(() => {
-    store.recordExited(exited);
-    store.recordReleased(released);
+  store.commit('test', 0, (w) => {
+    w.exited(exited.handle, exited.exit!);
+    w.released(released.handle);
   });
   store.close();
   const loaded = open(dir).load();
@@ -102,7 +102,7 @@ test('a store written by schema 1 (no owners) opens, keeps its records and recor
   v1.close();
   const store = open(dir);
   const fresh = record(0);
-  store.recordStarted(fresh);
+  store.commit('test', 0, (w) => w.started(fresh));
   store.close();
   const loaded = open(dir).load();
   t.like(loaded.find((s) => s.handle === 'old'), { pid: 7, pidfsInode: 8n, owner: undefined, state: 'running' });
