@@ -216,6 +216,8 @@ export class ProcessManager {
     }
     this.reaper.pause();
     this.reaper.flush();
+    // Exits the store has not taken yet are not handed over: the successor finds them status_lost.
+    this.recordExits();
     this.deadlineStops.abort();
     for (const record of this.byRef.values()) record.pauseDeadline();
     this.stdio.quiesce();
@@ -361,7 +363,8 @@ export class ProcessManager {
    */
   private recordExits(): void {
     if (this.unrecorded.length === 0) return;
-    for (const u of this.unrecorded) if (u.record.state === 'released') this.finishReleased(u.record, u.exit);
+    // A restored record released meanwhile was finished at restore; only its event was waiting.
+    for (const u of this.unrecorded) if (u.record.state === 'released' && !u.shown) this.finishReleased(u.record, u.exit);
     const batch = this.unrecorded.splice(0).filter((u) => u.record.state !== 'released');
     try {
       this.store.commit(`${batch.length} exits`, this.events.lastSequence + batch.length, (w) => {
@@ -518,6 +521,7 @@ export class ProcessManager {
   private abandon(record: ProcessRecord): void {
     // Our own child, just started and unreaped: its pidfd cannot address anyone else.
     if (record.parentage === 'child') record.ref?.signal(Signal.SIGKILL);
+    record.pauseDeadline();
     this.dropInode(record);
     record.markReleased();
     this.stdio.released(record);
