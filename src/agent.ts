@@ -229,20 +229,19 @@ function restore(manager: ProcessManager, store: ProcessStore, bootId: string, h
   const counts = { readopted: 0, lost: 0, exited: 0 };
   const handed = handover?.pidfds() ?? new Map();
   try {
-    store.batch(() => {
-      const lost = [];
-      for (const saved of store.load()) {
-        const ref = saved.state === 'running' ? handed.get(saved.handle) : undefined;
-        if (ref !== undefined) handed.delete(saved.handle);
-        const { record, lost: isLost } = manager.restore(saved, bootId, ref);
-        if (record.state === 'running') counts.readopted++;
-        else if (isLost) lost.push(record);
-        else counts.exited++;
-      }
-      handover?.apply(manager);
-      for (const record of lost) manager.reportLost(record);
-      counts.lost = lost.length;
-    });
+    const lost = [];
+    for (const saved of store.load()) {
+      const ref = saved.state === 'running' ? handed.get(saved.handle) : undefined;
+      if (ref !== undefined) handed.delete(saved.handle);
+      const { record, lost: isLost } = manager.restore(saved, bootId, ref);
+      if (record.state === 'running') counts.readopted++;
+      else if (isLost) lost.push(record);
+      else counts.exited++;
+    }
+    manager.restoreIntents(store.intents());
+    handover?.apply(manager);
+    manager.reportLost(lost);
+    counts.lost = lost.length;
   } finally {
     for (const ref of handed.values()) ref.close();
     handover?.close();

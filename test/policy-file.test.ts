@@ -107,9 +107,9 @@ test('owners an older agent saved as unix:uid=U,gid=G,pid=P still own their proc
   const stateDir = join(dir, 'state');
   const store = new SqliteStore(stateDir, readBootId(), () => undefined);
   const old = new ProcessRecord(newHandleId(), { pid: 1, pidfsInode: 1n }, { argv: ['true'], labels: {}, adopted: false, owner: `unix:uid=${T},gid=${T},pid=4242` }, Date.now() - 1000, null);
-  store.recordStarted(old);
+  store.commit('test', 0, (w) => w.started(old));
   old.markExited({ termination: { exitCode: 0 }, reason: 'exited', exitedAt: Date.now() });
-  store.recordExited(old);
+  store.commit('test', 0, (w) => w.exited(old.handle, old.exit!));
   store.close();
   const policyFile = join(dir, 'policy.yaml');
   writeFileSync(policyFile, tenantPolicy(['/usr/bin/*']));

@@ -37,11 +37,11 @@ test('what is written comes back: identity, spec, exits, deadlines; released rec
   running.ownCgroup('/sys/fs/cgroup/pidfd-agent/x');
   const exited = record(1);
   const released = record(2);
-  for (const r of [running, exited, released]) store.recordStarted(r);
+  for (const r of [running, exited, released]) store.commit('test', 0, (w) => w.started(r));
   exited.markExited({ termination: { signal: 9, coreDumped: false }, reason: 'timeout', exitedAt: 1_700_000_000_500, rusage: { userMicros: 1, systemMicros: 2, maxRssKib: 3, minorFaults: 4, majorFaults: 5, voluntaryContextSwitches: 6, involuntaryContextSwitches: 7 } });
-  store.batch(() => {
-    store.recordExited(exited);
-    store.recordReleased(released);
+  store.commit('test', 0, (w) => {
+    w.exited(exited.handle, exited.exit!);
+    w.released(released.handle);
   });
   store.close();
   const loaded = open(dir).load();
@@ -102,10 +102,46 @@ test('a store written by schema 1 (no owners) opens, keeps its records and recor
   v1.close();
   const store = open(dir);
   const fresh = record(0);
-  store.recordStarted(fresh);
+  store.commit('test', 0, (w) => w.started(fresh));
   store.close();
   const loaded = open(dir).load();
   t.like(loaded.find((s) => s.handle === 'old'), { pid: 7, pidfsInode: 8n, owner: undefined, state: 'running' });
   t.is(loaded.find((s) => s.handle === fresh.handle)?.owner, 'unix:uid=0,gid=0,pid=1');
   t.deepEqual(errors, []);
+});
+
+test('a transaction that fails writes nothing and reserves nothing; intents round-trip', (t) => {
+  const dir = stateDir();
+  const store = open(dir);
+  const kept = record(0);
+  store.commit('test', 1, (w) => w.started(kept));
+  const log = new EventLog(16, Date.now, store.sequences);
+  const ceiling = () => {
+    const db = new Database(join(dir, STORE_FILE), { readonly: true, fileMustExist: true });
+    try {
+      return Number(db.prepare(`SELECT value FROM meta WHERE key = 'sequence_ceiling'`).pluck().get());
+    } catch {
+      return undefined;
+    } finally {
+      db.close();
+    }
+  };
+  const failing = record(1);
+  const before = errors.length;
+  t.throws(() => store.commit('test', 1_000_000, (w) => {
+    w.started(failing);
+    w.intended({ owner: 'o', requestId: 'r', handle: failing.handle, argv: ['x'], createdAt: 1 });
+    w.started(failing); // the same handle twice: the second insert fails, and with it the whole
+  }), { name: 'StoreWriteFailed' });
+  t.is(errors.length, before + 1, 'reported to the error sink');
+  t.is(log.append('spawned', kept).sequence, 1, 'numbering is unchanged: the ceiling did not move');
+  store.commit('test', 0, (w) => w.intended({ owner: undefined, requestId: 'k', handle: kept.handle, argv: ['sleep', '1'], createdAt: 5 }));
+  store.close();
+  t.true((ceiling() ?? Infinity) < 1_000_000, 'the failed reservation is not on disk');
+  const reopened = open(dir);
+  t.deepEqual(reopened.load().map((s) => s.handle), [kept.handle]);
+  t.deepEqual(reopened.intents(), [{ owner: undefined, requestId: 'k', handle: kept.handle, argv: ['sleep', '1'], createdAt: 5 }]);
+  reopened.commit('test', 0, (w) => w.settled(undefined, 'k'));
+  t.deepEqual(reopened.intents(), []);
+  reopened.close();
 });

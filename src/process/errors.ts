@@ -12,7 +12,9 @@ export type ErrorKind =
   | 'OutOfRange'
   | 'DeadlineExceeded'
   | 'Unsupported'
-  | 'Unavailable';
+  | 'Unavailable'
+  /** Not carried out, and not to be retried as is (a spawn whose earlier outcome is unknown). */
+  | 'Aborted';
 
 export interface ErrorDetail {
   /** A stable machine-readable reason: the errno name when the kernel gave one. */

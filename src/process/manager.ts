@@ -10,15 +10,15 @@ import type { StreamName } from './stdio/captured-output.js';
 import type { ProcessStdio, StdioState } from './stdio/process-pipes.js';
 import { newHandleId } from './lifecycle/handle.js';
 import { type AdoptOptions, type SignalTarget, type SpawnOptions } from './options.js';
-import { deadlineAt, ProcessRecord, type DeadlineAt } from './lifecycle/record.js';
+import { deadlineAt, ProcessRecord, type DeadlineAt, type ExitInfo } from './lifecycle/record.js';
 import { ProcessTable, requestKey, type RetentionPolicy } from './lifecycle/table.js';
 import { sendSignal, threadIds } from './lifecycle/signalling.js';
-import { launch, type SpawnEnvironment } from './spawn/launch.js';
+import { launch, type Launched, type SpawnEnvironment } from './spawn/launch.js';
 export type { SpawnEnvironment } from './spawn/launch.js';
 import { openForAdoption } from './lifecycle/adoption.js';
 import { Waiters } from './lifecycle/waiters.js';
 import { StdioTable } from './stdio/pipe-table.js';
-import { MemoryStore, type ProcessStore, type SavedProcess } from './process-store.js';
+import { MemoryStore, type ProcessStore, type SavedProcess, type SpawnIntent, type StoreWrites } from './process-store.js';
 import { reopen, verifyHanded } from './lifecycle/readopt.js';
 import { ownerIdentity } from './lifecycle/owner.js';
 
@@ -57,6 +57,15 @@ export class ProcessManager {
   /** Created cgroups still populated by descendants of an exited process. */
   private readonly cgroupsToRemove = new Set<string>();
   private reaper!: Reaper;
+  /**
+   * Exits reaped but not yet in the store, oldest first: nobody is told of them until they are
+   * (a crash meanwhile makes them status_lost, never an exit told and then lost). `shown`: a
+   * restored record found gone, EXITED in the table already (its RUNNING row is checked again at
+   * every start, with the same answer); only its event waits.
+   */
+  private readonly unrecorded: { record: ProcessRecord; exit: ExitInfo; shown: boolean }[] = [];
+  /** Spawns an earlier agent recorded as intended but not as started, by request key. */
+  private readonly unknownOutcomes = new Map<string, SpawnIntent>();
 
   constructor(
     private readonly events: EventLog,
@@ -81,6 +90,7 @@ export class ProcessManager {
     if (earlier) return { record: earlier, replayed: true };
     // In flight by owner and key, as the table keeps them: one caller's key never joins another's spawn.
     const id = options.requestId === undefined ? undefined : requestKey(options.owner, options.requestId);
+    if (id !== undefined) this.refuseUnknownOutcome(id, options.argv);
     const inflight = id === undefined ? undefined : this.spawning.get(id);
     if (inflight) return { record: (await inflight).record, replayed: true };
     this.checkCapacity();
@@ -95,23 +105,37 @@ export class ProcessManager {
     }
   }
 
+  /**
+   * With a request_id, the intent is durable before the exec: a restarted agent then knows the
+   * spawn may have run, and never starts it again (refuseUnknownOutcome).
+   */
   private async start(options: SpawnOptions): Promise<SpawnResult> {
     const handle = newHandleId();
-    const child = await launch(options, this.node, handle);
+    const intent: SpawnIntent | undefined =
+      options.requestId === undefined ? undefined : { owner: options.owner, requestId: options.requestId, handle, argv: options.argv, createdAt: Date.now() };
+    if (intent) this.write('the spawn intent', 0, (w) => w.intended(intent), handle);
+    let child: Launched;
+    try {
+      child = await launch(options, this.node, handle);
+    } catch (e) {
+      if (intent) this.settleIntent(intent);
+      throw e;
+    }
     let record: ProcessRecord;
     try {
-      record = this.manage(child.ref.take(), { argv: options.argv, labels: options.labels, adopted: false, requestId: options.requestId, owner: options.owner }, handle);
+      record = this.hold(child.ref.take(), { argv: options.argv, labels: options.labels, adopted: false, requestId: options.requestId, owner: options.owner }, handle);
     } catch (e) {
-      // The child itself is gone already (manage kills what it cannot take on); the exec worked,
+      // The child itself is gone already (hold kills what it cannot take on); the exec worked,
       // so the error is the agent's own (out of descriptors, epoll watches...), not argv[0]'s.
       for (const fd of child.pipes) if (fd !== null) closeFd(fd);
       child.undo();
+      if (intent) this.settleIntent(intent);
       throw fromKernel(e, { what: `managing the started ${options.argv[0]!}` });
     }
     this.stdio.attach(record, child.pipes, options);
     record.ownCgroup(child.ownedCgroup);
     if (options.deadline) this.armDeadline(record, deadlineAt(options.deadline));
-    this.persist(record);
+    this.persist(record, intent);
     return { record, replayed: false };
   }
 
@@ -133,11 +157,11 @@ export class ProcessManager {
     const opened = openForAdoption(options, (i) => this.byInode.get(i));
     let record: ProcessRecord;
     try {
-      record = this.manage(opened.ref.take(), { argv: opened.argv, labels: options.labels, adopted: true, requestId: options.requestId, owner: options.owner });
+      record = this.hold(opened.ref.take(), { argv: opened.argv, labels: options.labels, adopted: true, requestId: options.requestId, owner: options.owner });
     } catch (e) {
       throw fromKernel(e, { what: `adopt ${options.pid}`, field: 'pid' });
     }
-    this.persist(record);
+    this.persist(record, undefined);
     return record;
   }
 
@@ -192,6 +216,8 @@ export class ProcessManager {
     }
     this.reaper.pause();
     this.reaper.flush();
+    // Exits the store has not taken yet are not handed over: the successor finds them status_lost.
+    this.recordExits();
     this.deadlineStops.abort();
     for (const record of this.byRef.values()) record.pauseDeadline();
     this.stdio.quiesce();
@@ -235,9 +261,9 @@ export class ProcessManager {
     return this.table.runningOwnedBy(owner);
   }
 
-  /** Whether `owner` already spawned or adopted with this request_id (a repeat replays it). */
+  /** Whether `owner` already used this request_id (a repeat replays it, or is refused: it starts nothing). */
   hasRequest(owner: string, requestId: string): boolean {
-    return this.table.byRequest(owner, requestId) !== undefined;
+    return this.table.byRequest(owner, requestId) !== undefined || this.unknownOutcomes.has(requestKey(owner, requestId));
   }
 
   /** Every record in the table (running, exited and not yet released), in no particular order. */
@@ -301,48 +327,94 @@ export class ProcessManager {
     return record;
   }
 
+  /** Durable before it is done: a release the store cannot record is refused, the handle kept. */
   release(handle: string): void {
     const record = this.get(handle);
+    this.write(`the release of ${record.handle}`, 1, (w) => w.released(record.handle), record.handle);
     this.forget(record);
     const ref = record.ref;
     // A released child that still runs stays watched (hidden), so it is reaped and never left a
     // zombie; a foreign process is not ours to reap.
-    if (ref !== null && record.parentage === 'foreign') this.stopManaging(record, ref);
+    if (ref !== null && record.parentage === 'foreign' && this.byRef.has(ref)) this.stopManaging(record, ref);
+    this.recordExits();
   }
 
-  /** Reaper sink: exits arrive in batches; each is recorded once. */
+  /** Reaper sink: exits arrive in batches; each is recorded once, and reported once recorded. */
   onExits(exits: readonly ReapedExit[]): void {
-    this.store.batch(() => this.recordExits(exits));
-  }
-
-  private recordExits(exits: readonly ReapedExit[]): void {
     const now = Date.now();
     for (const exit of exits) {
       const record = this.byRef.get(exit.ref);
       if (!record) continue;
       this.byRef.delete(exit.ref);
       this.dropInode(record);
-      const released = record.state === 'released';
-      record.markExited({ termination: exit.termination, statusLost: exit.termination === undefined || undefined, rusage: exit.rusage, exitedAt: now });
-      this.stdio.exited(record);
-      this.cleanUp(record);
-      if (released) {
-        record.markReleased();
-        continue;
-      }
-      this.table.noteExited(record);
-      this.store.recordExited(record);
-      this.events.append('exited', record);
-      this.waiters.settle(record);
+      this.unrecorded.push({
+        record,
+        exit: record.exitFor({ termination: exit.termination, statusLost: exit.termination === undefined || undefined, rusage: exit.rusage, exitedAt: now }),
+        shown: false,
+      });
     }
     this.expire(now);
   }
 
-  /** Releases exited records past retention and removes emptied cgroups; also run periodically. */
+  /**
+   * Writes the exits not yet in the store in one transaction, then reports them. When the store
+   * cannot take them, they stay unreported (the records RUNNING, Wait waiting) and are tried again
+   * with the next exit and every second. Released records need no write.
+   */
+  private recordExits(): void {
+    if (this.unrecorded.length === 0) return;
+    // A restored record released meanwhile was finished at restore; only its event was waiting.
+    for (const u of this.unrecorded) if (u.record.state === 'released' && !u.shown) this.finishReleased(u.record, u.exit);
+    const batch = this.unrecorded.splice(0).filter((u) => u.record.state !== 'released');
+    try {
+      this.store.commit(`${batch.length} exits`, this.events.lastSequence + batch.length, (w) => {
+        for (const u of batch) w.exited(u.record.handle, u.exit);
+      });
+    } catch {
+      this.unrecorded.unshift(...batch);
+      return;
+    }
+    for (const { record, exit, shown } of batch) {
+      if (!shown) {
+        record.markExited(exit);
+        this.stdio.exited(record);
+        this.cleanUp(record);
+        this.table.noteExited(record);
+      }
+      this.events.append('exited', record);
+      if (!shown) this.waiters.settle(record);
+    }
+  }
+
+  /** A released process's exit: nothing to write (its row is gone), nobody to tell. */
+  private finishReleased(record: ProcessRecord, exit: ExitInfo): void {
+    record.markExited(exit);
+    this.stdio.exited(record);
+    this.cleanUp(record);
+    record.markReleased();
+  }
+
+  /**
+   * Writes what waits (exits), then releases exited records past retention (and forgets unknown
+   * spawn outcomes as old), once the store has deleted them; removes emptied cgroups. Also run
+   * periodically, which retries whatever the store could not take before.
+   */
   expire(now = Date.now()): void {
-    this.store.batch(() => {
-      for (const record of this.table.expired(now)) this.forget(record);
-    });
+    this.recordExits();
+    const expired = this.table.expired(now);
+    const intents = [...this.unknownOutcomes].filter(([, i]) => now - i.createdAt >= this.limits.ttlMs);
+    if (expired.length > 0 || intents.length > 0) {
+      try {
+        this.store.commit('retention expiry', this.events.lastSequence + expired.length, (w) => {
+          for (const record of expired) w.released(record.handle);
+          for (const [, i] of intents) w.settled(i.owner, i.requestId);
+        });
+        for (const record of expired) this.forget(record);
+        for (const [key] of intents) this.unknownOutcomes.delete(key);
+      } catch {
+        // kept, readable as before, until the store takes the deletes
+      }
+    }
     for (const dir of this.cgroupsToRemove) if (this.node.cgroups.remove(dir)) this.cgroupsToRemove.delete(dir);
     this.stdio.enforceRetention();
   }
@@ -363,11 +435,12 @@ export class ProcessManager {
   }
 
   /**
-   * Takes ref on: watched, in the table, announced. Consumes ref in any case: if it cannot be
-   * taken on, a child of ours is killed and reaped (unreaped, so its pidfd still names it) and the
+   * Takes ref on: watched (so its exit is collected), not yet in the table nor announced
+   * (persist does that once the store has it). Consumes ref in any case: if it cannot be taken on,
+   * a child of ours is killed and reaped (unreaped, so its pidfd still names it) and the
    * reference closed, so nothing runs unmanaged and nothing leaks.
    */
-  private manage(ref: PidRef, spec: ProcessRecord['spec'], handle = newHandleId()): ProcessRecord {
+  private hold(ref: PidRef, spec: ProcessRecord['spec'], handle = newHandleId()): ProcessRecord {
     const parentage = ProcessRecord.parentageOf(spec);
     let record: ProcessRecord;
     try {
@@ -380,8 +453,6 @@ export class ProcessManager {
     }
     this.byRef.set(ref, record);
     this.byInode.set(record.identity.pidfsInode, record);
-    this.table.add(record);
-    this.events.append(spec.adopted ? 'adopted' : 'spawned', record);
     return record;
   }
 
@@ -413,29 +484,85 @@ export class ProcessManager {
     return { record, lost: saved.exit === undefined };
   }
 
-  /** A restored process found gone: its exit (status lost) is recorded and announced. */
-  reportLost(record: ProcessRecord): void {
-    this.store.recordExited(record);
-    this.events.append('exited', record);
-    this.cleanUp(record);
+  /** Restored processes found gone: their exits (status lost) are recorded, then announced. */
+  reportLost(records: readonly ProcessRecord[]): void {
+    for (const record of records) {
+      this.cleanUp(record);
+      this.unrecorded.push({ record, exit: record.exit!, shown: true });
+    }
+    this.recordExits();
   }
 
-  /** A start is durable before its reply; one that cannot be made durable is undone. */
-  private persist(record: ProcessRecord): void {
+  /** Spawns an earlier agent intended and did not record: a retry of one is refused, never run. */
+  restoreIntents(intents: readonly SpawnIntent[]): void {
+    for (const i of intents) this.unknownOutcomes.set(requestKey(i.owner, i.requestId), i);
+  }
+
+  /**
+   * A start is durable before anyone hears of it, and with it the intent is settled; one that
+   * cannot be made durable is undone, unannounced.
+   */
+  private persist(record: ProcessRecord, intent: SpawnIntent | undefined): void {
     try {
-      this.store.recordStarted(record);
+      this.store.commit(`the process ${record.handle}`, this.events.lastSequence + 1, (w) => {
+        w.started(record);
+        if (intent) w.settled(intent.owner, intent.requestId);
+      });
     } catch (e) {
-      // Our own child, just started and unreaped: its pidfd cannot address anyone else.
-      if (record.parentage === 'child') record.ref?.signal(Signal.SIGKILL);
-      this.release(record.handle);
-      const message = `the state store could not record the process: ${e instanceof Error ? e.message : String(e)}`;
-      throw new AgentError('Unavailable', message, { reason: 'STORE_WRITE_FAILED', handle: record.handle }, { cause: e });
+      this.abandon(record);
+      if (intent) this.settleIntent(intent);
+      throw storeWriteFailed(e, record.handle);
     }
+    this.table.add(record);
+    this.events.append(record.spec.adopted ? 'adopted' : 'spawned', record);
+  }
+
+  /** A start the store could not record: our own child is killed (and reaped), a foreign one let go. */
+  private abandon(record: ProcessRecord): void {
+    // Our own child, just started and unreaped: its pidfd cannot address anyone else.
+    if (record.parentage === 'child') record.ref?.signal(Signal.SIGKILL);
+    record.pauseDeadline();
+    this.dropInode(record);
+    record.markReleased();
+    this.stdio.released(record);
+    const ref = record.ref;
+    if (ref !== null && record.parentage === 'foreign') this.stopManaging(record, ref);
+  }
+
+  /**
+   * The intent's outcome is known (nothing started, or the start was undone). If the store cannot
+   * take that, the intent stays, and this agent answers a retry as a restarted one would.
+   */
+  private settleIntent(intent: SpawnIntent): void {
+    try {
+      this.store.commit('the spawn outcome', 0, (w) => w.settled(intent.owner, intent.requestId));
+    } catch {
+      this.unknownOutcomes.set(requestKey(intent.owner, intent.requestId), intent);
+    }
+  }
+
+  /** One transaction whose failure fails the call (STORE_WRITE_FAILED), nothing changed. */
+  private write(what: string, events: number, writes: (w: StoreWrites) => void, handle: string): void {
+    try {
+      this.store.commit(what, this.events.lastSequence + events, writes);
+    } catch (e) {
+      throw storeWriteFailed(e, handle);
+    }
+  }
+
+  private refuseUnknownOutcome(key: string, argv: readonly string[]): void {
+    const intent = this.unknownOutcomes.get(key);
+    if (!intent) return;
+    if (!sameArgv(intent.argv, argv)) throw invalidArgument('request_id', 'already used for a different argv');
+    throw new AgentError(
+      'Aborted',
+      `request_id ${JSON.stringify(intent.requestId)}: an agent stopped while starting it, before recording whether it ran (handle ${intent.handle}); it is not started again`,
+      { reason: 'OUTCOME_UNKNOWN', field: 'request_id', handle: intent.handle },
+    );
   }
 
   private forget(record: ProcessRecord): void {
     this.table.remove(record);
-    this.store.recordReleased(record);
     this.dropInode(record);
     record.markReleased();
     this.stdio.released(record);
@@ -459,8 +586,7 @@ export class ProcessManager {
     if (!requestId) return undefined;
     const earlier = this.table.byRequest(owner, requestId);
     if (!earlier) return undefined;
-    const same = earlier.spec.argv.length === argv.length && earlier.spec.argv.every((a, i) => a === argv[i]);
-    if (!same) throw invalidArgument('request_id', 'already used for a different argv');
+    if (!sameArgv(earlier.spec.argv, argv)) throw invalidArgument('request_id', 'already used for a different argv');
     return earlier;
   }
 
@@ -469,4 +595,10 @@ export class ProcessManager {
       throw new AgentError('ResourceExhausted', `at most ${this.limits.maxProcesses} processes are managed at once`, { reason: 'MAX_PROCESSES' });
     }
   }
+}
+
+const sameArgv = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
+
+function storeWriteFailed(e: unknown, handle: string): AgentError {
+  return new AgentError('Unavailable', e instanceof Error ? e.message : String(e), { reason: 'STORE_WRITE_FAILED', handle }, { cause: e });
 }

@@ -25,34 +25,70 @@ export interface SavedProcess {
 }
 
 /**
- * What the manager calls. recordStarted is durable when it returns and throws when it cannot be
- * (the caller must then undo the start); the later transitions never throw: a failed write is
- * reported to the store's error sink, and at worst a restarted agent finds the process gone and
- * reports its status lost.
+ * A Spawn with a request_id, recorded before its exec: until the process is recorded (or the
+ * spawn is known to have started nothing) a restarted agent cannot tell whether it ran.
+ */
+export interface SpawnIntent {
+  readonly owner: string | undefined;
+  readonly requestId: string;
+  /** The handle the process would have had. */
+  readonly handle: HandleId;
+  readonly argv: readonly string[];
+  readonly createdAt: number;
+}
+
+/** The writes of one transaction: all of them are durable, or none. */
+export interface StoreWrites {
+  intended(intent: SpawnIntent): void;
+  /** The intent's outcome is known (recorded with the process, or nothing started). */
+  settled(owner: string | undefined, requestId: string): void;
+  started(record: ProcessRecord): void;
+  exited(handle: HandleId, exit: ExitInfo): void;
+  released(handle: HandleId): void;
+}
+
+/** A transaction that could not be committed: nothing of it was written. */
+export class StoreWriteFailed extends Error {
+  constructor(what: string, options?: ErrorOptions) {
+    const cause = options?.cause;
+    super(`the state store could not record ${what}: ${cause instanceof Error ? cause.message : String(cause)}`, options);
+    this.name = 'StoreWriteFailed';
+  }
+}
+
+/**
+ * What the manager calls. Every change goes through `commit`, before the manager changes its
+ * table or tells anyone: a commit that fails leaves both the store and (by the caller's contract)
+ * the table as they were, so what a restarted agent reads is what clients were told.
  */
 export interface ProcessStore {
   /** The sequence numbering, continued across restarts. */
   readonly sequences: SequenceOrigin;
-  recordStarted(record: ProcessRecord): void;
-  recordExited(record: ProcessRecord): void;
-  recordReleased(record: ProcessRecord): void;
-  /** Runs fn with every write it makes in one transaction (committed even if fn throws). */
-  batch<T>(fn: () => T): T;
+  /**
+   * Runs `writes` in one transaction that also makes every event sequence up to
+   * `sequencesUpTo` usable (reserved durably, so a restarted agent numbers above it). Throws
+   * StoreWriteFailed (after reporting it to the store's error sink) when it cannot be committed.
+   */
+  commit(what: string, sequencesUpTo: number, writes: (w: StoreWrites) => void): void;
   /** Every saved record, exited ones in exit order after the running ones. */
   load(): SavedProcess[];
+  /** Spawns recorded as intended whose outcome no agent recorded. */
+  intents(): SpawnIntent[];
   close(): void;
 }
 
+const NO_WRITES: StoreWrites = { intended() {}, settled() {}, started() {}, exited() {}, released() {} };
+
 /** --ephemeral: nothing is kept; a restarted agent starts empty (its processes still run on). */
 export class MemoryStore implements ProcessStore {
-  readonly sequences: SequenceOrigin = { after: 0, reserve: () => {} };
-  recordStarted(): void {}
-  recordExited(): void {}
-  recordReleased(): void {}
-  batch<T>(fn: () => T): T {
-    return fn();
+  readonly sequences: SequenceOrigin = { after: 0, reserve: () => true };
+  commit(_what: string, _sequencesUpTo: number, writes: (w: StoreWrites) => void): void {
+    writes(NO_WRITES);
   }
   load(): SavedProcess[] {
+    return [];
+  }
+  intents(): SpawnIntent[] {
     return [];
   }
   close(): void {}

@@ -18,6 +18,7 @@ const codes: Record<ErrorKind, status> = {
   DeadlineExceeded: status.DEADLINE_EXCEEDED,
   Unsupported: status.FAILED_PRECONDITION,
   Unavailable: status.UNAVAILABLE,
+  Aborted: status.ABORTED,
 };
 
 /** Any thrown value → a ServiceError; anything unexpected is logged and reported generically. */

@@ -9,15 +9,27 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { SequenceOrigin } from '../process/events/event-log.js';
 import type { HandleId } from '../process/lifecycle/handle.js';
-import type { ExitInfo, ProcessRecord } from '../process/lifecycle/record.js';
-import type { ProcessStore, SavedProcess } from '../process/process-store.js';
+import type { ExitInfo } from '../process/lifecycle/record.js';
+import { StoreWriteFailed, type ProcessStore, type SavedProcess, type SpawnIntent, type StoreWrites } from '../process/process-store.js';
 
 export const STORE_FILE = 'agent.db';
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 /** The schema this build writes (and the oldest a successor taking over must know). */
 export const STORE_SCHEMA = SCHEMA_VERSION;
 /** Sequences reserved per write: a restarted agent continues above every number handed out. */
 const SEQUENCE_BLOCK = 4096;
+
+// Spawns with a request_id between their intent and their outcome (owner '' for none).
+const INTENTS = `
+CREATE TABLE intents (
+  owner        TEXT NOT NULL,
+  request_id   TEXT NOT NULL,
+  handle       TEXT NOT NULL,
+  argv         TEXT NOT NULL,
+  created_at   INTEGER NOT NULL,
+  PRIMARY KEY (owner, request_id)
+) WITHOUT ROWID;
+`;
 
 const SCHEMA = `
 CREATE TABLE processes (
@@ -39,7 +51,7 @@ CREATE TABLE processes (
 ) WITHOUT ROWID;
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 INSERT INTO meta (key, value) VALUES ('sequence_ceiling', 0);
-`;
+${INTENTS}`;
 
 interface Row {
   handle: string;
@@ -150,14 +162,22 @@ function openFailure(file: string, e: unknown): Error {
   return new StoreError(`${file}: cannot open the state store: ${message}${errno === undefined ? '' : ` (${errno})`}`, { cause: e });
 }
 
+/** A rollback that fails too leaves the transaction open: every later BEGIN then fails, as it should. */
+function rollback(db: Database.Database): void {
+  try {
+    db.exec('ROLLBACK');
+  } catch {
+    // the commit's own error is the one to report
+  }
+}
+
 export class SqliteStore implements ProcessStore {
   private origin: SequenceOrigin;
   private readonly db: Database.Database;
-  private readonly insert: Database.Statement;
-  private readonly exited: Database.Statement;
-  private readonly remove: Database.Statement;
   private readonly setCeiling: Database.Statement;
+  /** The highest sequence reserved durably: every number handed out is at most this. */
   private ceiling: number;
+  private readonly writes: StoreWrites;
 
   /**
    * Opens (creating) STATE_DIR/agent.db; throws StoreError when it is damaged, or still locked
@@ -189,15 +209,40 @@ export class SqliteStore implements ProcessStore {
       if (code === 'SQLITE_BUSY') throw new StoreError(`${stateDir}: the state store is in use by another agent`, { cause: e });
       throw openFailure(file, e);
     }
-    this.insert = this.db.prepare(
+    const insert = this.db.prepare(
       `INSERT INTO processes (handle, pid, pidfs_inode, boot_id, argv, labels, adopted, request_id, owner, started_at, state, owned_cgroup, deadline)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)`,
     );
-    this.exited = this.db.prepare(`UPDATE processes SET state = 'exited', exited_at = ?, exit = ? WHERE handle = ?`);
-    this.remove = this.db.prepare('DELETE FROM processes WHERE handle = ?');
+    const exited = this.db.prepare(`UPDATE processes SET state = 'exited', exited_at = ?, exit = ? WHERE handle = ?`);
+    const remove = this.db.prepare('DELETE FROM processes WHERE handle = ?');
+    const intend = this.db.prepare('INSERT OR REPLACE INTO intents (owner, request_id, handle, argv, created_at) VALUES (?, ?, ?, ?, ?)');
+    const settle = this.db.prepare('DELETE FROM intents WHERE owner = ? AND request_id = ?');
     this.setCeiling = this.db.prepare(`UPDATE meta SET value = ? WHERE key = 'sequence_ceiling'`);
     this.ceiling = Number(this.db.prepare(`SELECT value FROM meta WHERE key = 'sequence_ceiling'`).pluck().get());
     this.origin = { after: this.ceiling, reserve: (sequence) => this.reserve(sequence) };
+    this.writes = {
+      intended: (i) => void intend.run(i.owner ?? '', i.requestId, i.handle, JSON.stringify(i.argv), i.createdAt),
+      settled: (owner, requestId) => void settle.run(owner ?? '', requestId),
+      started: (record) => {
+        const { handle, identity, spec } = record;
+        insert.run(
+          handle,
+          identity.pid,
+          BigInt.asIntN(64, identity.pidfsInode),
+          this.bootId,
+          JSON.stringify(spec.argv),
+          JSON.stringify(spec.labels),
+          spec.adopted ? 1 : 0,
+          spec.requestId ?? null,
+          spec.owner ?? null,
+          record.startedAt,
+          record.ownedCgroup ?? null,
+          record.deadline ? JSON.stringify(record.deadline) : null,
+        );
+      },
+      exited: (handle, exit) => void exited.run(exit.exitedAt, JSON.stringify(exit), handle),
+      released: (handle) => void remove.run(handle),
+    };
   }
 
   get sequences(): SequenceOrigin {
@@ -206,50 +251,36 @@ export class SqliteStore implements ProcessStore {
 
   /**
    * Continues the event sequence above `after` (before any event is numbered): for a table that
-   * replaces a lost one, whose numbers must not be handed out again.
+   * replaces a lost one, whose numbers must not be handed out again. Throws when it cannot.
    */
   continueSequencesAbove(after: number): void {
     if (after <= this.ceiling) return;
-    this.setCeiling.run(after);
-    this.ceiling = after;
+    this.commit('the sequence ceiling', after, () => {}, after);
     this.origin = { after, reserve: this.origin.reserve };
   }
 
-  recordStarted(record: ProcessRecord): void {
-    const { handle, identity, spec } = record;
-    this.insert.run(
-      handle,
-      identity.pid,
-      BigInt.asIntN(64, identity.pidfsInode),
-      this.bootId,
-      JSON.stringify(spec.argv),
-      JSON.stringify(spec.labels),
-      spec.adopted ? 1 : 0,
-      spec.requestId ?? null,
-      spec.owner ?? null,
-      record.startedAt,
-      record.ownedCgroup ?? null,
-      record.deadline ? JSON.stringify(record.deadline) : null,
-    );
-  }
-
-  recordExited(record: ProcessRecord): void {
-    const exit = record.exit;
-    if (exit === undefined) return;
-    this.attempt('record exit', () => this.exited.run(exit.exitedAt, JSON.stringify(exit), record.handle));
-  }
-
-  recordReleased(record: ProcessRecord): void {
-    this.attempt('record release', () => this.remove.run(record.handle));
-  }
-
-  batch<T>(fn: () => T): T {
-    if (this.db.inTransaction || !this.attempt('begin', () => this.db.exec('BEGIN'))) return fn();
+  /**
+   * One transaction, all or nothing: SQLite rolls back what a failed statement or commit began
+   * (a full disk: SQLITE_FULL; a read-only remount: SQLITE_IOERR/READONLY), and the ceiling
+   * this object remembers moves only once the commit has succeeded.
+   */
+  commit(what: string, sequencesUpTo: number, writes: (w: StoreWrites) => void, ceiling = sequencesUpTo + SEQUENCE_BLOCK): void {
+    const raise = sequencesUpTo > this.ceiling;
     try {
-      return fn();
-    } finally {
-      if (!this.attempt('commit', () => this.db.exec('COMMIT'))) this.attempt('rollback', () => this.db.exec('ROLLBACK'));
+      this.db.exec('BEGIN');
+      try {
+        writes(this.writes);
+        if (raise) this.setCeiling.run(ceiling);
+        this.db.exec('COMMIT');
+      } catch (e) {
+        if (this.db.inTransaction) rollback(this.db);
+        throw e;
+      }
+    } catch (e) {
+      this.onError(`record ${what}`, e);
+      throw new StoreWriteFailed(what, { cause: e });
     }
+    if (raise) this.ceiling = ceiling;
   }
 
   load(): SavedProcess[] {
@@ -275,6 +306,11 @@ export class SqliteStore implements ProcessStore {
     }));
   }
 
+  intents(): SpawnIntent[] {
+    const rows = this.db.prepare('SELECT * FROM intents ORDER BY created_at').all() as { owner: string; request_id: string; handle: string; argv: string; created_at: number }[];
+    return rows.map((r) => ({ owner: r.owner === '' ? undefined : r.owner, requestId: r.request_id, handle: r.handle as HandleId, argv: JSON.parse(r.argv) as string[], createdAt: r.created_at }));
+  }
+
   close(): void {
     if (this.db.open) this.db.close();
   }
@@ -291,22 +327,18 @@ export class SqliteStore implements ProcessStore {
       if (version === 0) this.db.exec(SCHEMA);
       // 1 → 2: who spawned or adopted each process (unknown for the records already there).
       if (version === 1) this.db.exec('ALTER TABLE processes ADD COLUMN owner TEXT');
+      // 2 → 3: spawn intents, recorded before the exec (none before).
+      if (version >= 1 && version < 3) this.db.exec(INTENTS);
       this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
     })();
   }
 
-  private reserve(sequence: number): void {
-    if (sequence <= this.ceiling) return;
-    const ceiling = sequence - 1 + SEQUENCE_BLOCK;
-    if (this.attempt('reserve sequences', () => this.setCeiling.run(ceiling))) this.ceiling = ceiling;
-  }
-
-  private attempt(what: string, fn: () => unknown): boolean {
+  private reserve(sequence: number): boolean {
+    if (sequence <= this.ceiling) return true;
     try {
-      fn();
+      this.commit('a block of event sequences', sequence, () => {});
       return true;
-    } catch (e) {
-      this.onError(what, e);
+    } catch {
       return false;
     }
   }

@@ -28,9 +28,16 @@ const stateAfter: Record<Exclude<EventType, 'output'>, State> = {
  */
 export interface SequenceOrigin {
   readonly after: number;
-  /** Called before each sequence is used; cheap unless it must persist a new reservation. */
-  reserve(sequence: number): void;
+  /**
+   * Called before each sequence is used; cheap unless it must persist a new reservation. False
+   * when the number cannot be made safe (the store cannot be written): it must not be used, or a
+   * restarted agent could hand it out again.
+   */
+  reserve(sequence: number): boolean;
 }
+
+/** A lifecycle event could not be numbered: its transition must have reserved it (ProcessStore.commit). */
+export class SequenceUnavailable extends Error {}
 
 /**
  * The agent's event history: strictly increasing sequence numbers without gaps, the newest
@@ -49,7 +56,7 @@ export class EventLog {
   constructor(
     readonly capacity: number,
     private readonly clock: () => number = Date.now,
-    private readonly origin: SequenceOrigin = { after: 0, reserve: () => {} },
+    private readonly origin: SequenceOrigin = { after: 0, reserve: () => true },
   ) {
     this.ring = new Array(capacity);
     this.last = origin.after;
@@ -86,8 +93,18 @@ export class EventLog {
     return Math.max(this.floor + 1, this.last - this.capacity + 1);
   }
 
-  append(type: EventType, record: ProcessRecord, output?: OutputSlice): ProcessEvent {
-    this.origin.reserve(this.last + 1);
+  /**
+   * A lifecycle event's number was reserved by the store commit of its transition, so it never
+   * fails; an output event that cannot be numbered is dropped (watchers see a gap in offsets, as
+   * for output the ring overwrote).
+   */
+  append(type: Exclude<EventType, 'output'>, record: ProcessRecord): ProcessEvent;
+  append(type: 'output', record: ProcessRecord, output: OutputSlice): ProcessEvent | undefined;
+  append(type: EventType, record: ProcessRecord, output?: OutputSlice): ProcessEvent | undefined {
+    if (!this.origin.reserve(this.last + 1)) {
+      if (type === 'output') return undefined;
+      throw new SequenceUnavailable(`event ${this.last + 1} (${type}) was not reserved in the store`);
+    }
     const event: ProcessEvent = {
       sequence: ++this.last,
       type,

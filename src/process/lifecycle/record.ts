@@ -162,8 +162,13 @@ export class ProcessRecord {
   markExited(exit: Omit<ExitInfo, 'reason'> & { readonly reason?: ExitReason }): void {
     this.pauseDeadline();
     this.#state = 'exited';
-    this.#exit = { ...exit, reason: exit.reason ?? (this.#timedOut ? 'timeout' : 'exited') };
+    this.#exit = this.exitFor(exit);
     this.closePidfd();
+  }
+
+  /** The exit markExited would record, without recording it (it is written to the store first). */
+  exitFor(exit: Omit<ExitInfo, 'reason'> & { readonly reason?: ExitReason }): ExitInfo {
+    return { ...exit, reason: exit.reason ?? (this.#timedOut ? 'timeout' : 'exited') };
   }
 
   markReleased(): void {
