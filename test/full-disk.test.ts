@@ -196,7 +196,7 @@ test.serial('a file system turned read-only under the agent: nothing is told tha
   execFileSync('mkfs.ext4', ['-q', '-F', image]);
   const mountRw = () => execFileSync('mount', ['-o', 'loop,errors=remount-ro', image, mount]);
   mountRw();
-  t.teardown(() => spawnSync('umount', [mount]));
+  t.teardown(() => spawnSync('umount', ['-l', mount]));
   const device = execFileSync('findmnt', ['-no', 'SOURCE', mount], { encoding: 'utf8' }).trim();
   const stateDir = join(mount, 'state');
   const told: Told = { released: new Set(), exits: new Map(), sequence: 0 };

@@ -38,7 +38,8 @@ test.serial('kill -9 at a random point of 200 concurrent spawns: every retry ans
       const { process: p } = await first.client.spawn({ argv: argv(i), requestId: `r${i}` });
       acked.set(i, p!);
     } catch (e) {
-      if (!(e instanceof AgentCallError) || e.code !== status.UNAVAILABLE) throw e;
+      // The agent died under it: UNAVAILABLE, or however the transport ended the call.
+      if (!(e instanceof AgentCallError)) throw e;
       return;
     }
     if (acked.size === killAfter) crashing = first.crash();
