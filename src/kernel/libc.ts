@@ -9,7 +9,7 @@ export const libc = koffi.load('libc.so.6');
 const arm64 = process.arch === 'arm64';
 
 /** Syscall numbers for the calls glibc 2.36 has no (complete) wrapper for. */
-export const NR = arm64 ? { waitid: 95, openat2: 437 } : { waitid: 247, openat2: 437 };
+export const NR = arm64 ? { waitid: 95, openat2: 437, pidfd_getfd: 438 } : { waitid: 247, openat2: 437, pidfd_getfd: 438 };
 
 export const errno = (): number => koffi.errno();
 
@@ -18,6 +18,7 @@ export const errno = (): number => koffi.errno();
 export const sysWaitid = libc.func('syscall', 'long', ['long', 'int', 'int', 'void *', 'int', 'void *']);
 
 export const sysOpenat2 = libc.func('syscall', 'long', ['long', 'int', 'str', 'void *', 'size_t']);
+export const sysPidfdGetfd = libc.func('syscall', 'long', ['long', 'int', 'int', 'unsigned int']);
 export const open = libc.func('int open(const char *path, int flags, unsigned int mode)');
 export const fstatfs = libc.func('int fstatfs(int fd, void *buf)');
 

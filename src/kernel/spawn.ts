@@ -3,7 +3,7 @@
 // back synchronously as the function's result.
 import * as libc from './libc.js';
 import { Errno, isKernelError, KernelError } from './errors.js';
-import { closeFd, pipe, pollOne, POLLIN, sealedMemfd, type Fd, type Pidfd } from './fd.js';
+import { closeFd, O_RDWR, pipe, pollOne, POLLIN, reopenFd, sealedMemfd, setPipeSize, type Fd, type Pidfd } from './fd.js';
 import { pidfdOpen, P_PID, WEXITED } from './pidfd.js';
 import { ownPidfd, type PidRef } from './pid-ref.js';
 import { Signal } from './signals.js';
@@ -15,7 +15,15 @@ export type StdioAction =
   /** dup2 of an fd the caller owns (and closes after spawn). */
   | { readonly kind: 'fd'; readonly fd: Fd }
   /** A new pipe; the agent's end is returned. */
-  | { readonly kind: 'pipe' };
+  | { readonly kind: 'pipe' }
+  /**
+   * An output pipe (targets 1 and 2) the agent's end of which it may lose without harm to the
+   * child: the child's end is opened read-write, so the pipe always has a reader while the child
+   * holds it and a write never fails with EPIPE/SIGPIPE; with nobody else reading, the child's
+   * writes wait once `bytes` (the pipe buffer asked for) are full. The agent's read end is
+   * returned; end-of-file still comes when every writer (the child's ends too) is closed.
+   */
+  | { readonly kind: 'output-pipe'; readonly bytes: number };
 
 export interface SpawnSpec {
   /** Absolute or relative path of the executable: no PATH search happens here. */
@@ -310,6 +318,18 @@ class SpawnAttempt {
         this.childEnds.push(child);
         this.pipes[target] = parent;
         checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa, child, target));
+        return null;
+      }
+      case 'output-pipe': {
+        const [r, w] = pipe();
+        this.pipes[target] = r;
+        try {
+          setPipeSize(r, action.bytes);
+          this.childEnds.push(reopenFd(w, O_RDWR));
+        } finally {
+          closeFd(w);
+        }
+        checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa, this.childEnds[this.childEnds.length - 1]!, target));
         return null;
       }
     }

@@ -18,6 +18,7 @@ export type { SpawnEnvironment } from './spawn/launch.js';
 import { openForAdoption } from './lifecycle/adoption.js';
 import { Waiters } from './lifecycle/waiters.js';
 import { StdioTable } from './stdio/pipe-table.js';
+import { CaptureFiles } from './stdio/capture-files.js';
 import { MemoryStore, type ProcessStore, type SavedProcess } from './process-store.js';
 import { reopen, verifyHanded } from './lifecycle/readopt.js';
 import { ownerIdentity } from './lifecycle/owner.js';
@@ -29,6 +30,10 @@ export interface ManagerLimits extends RetentionPolicy {
   readonly captureBytes?: number;
   /** Captured output kept for exited processes in all (--capture-retained). */
   readonly captureRetainedBytes?: number;
+  /** The rings of running and retained processes together (--capture-total). */
+  readonly captureTotalBytes?: number;
+  /** Where a later agent finds what it needs to go on reading captured output (STATE_DIR/capture). */
+  readonly captureDir?: string;
 }
 
 export interface SpawnResult {
@@ -67,7 +72,7 @@ export class ProcessManager {
     private readonly store: ProcessStore = new MemoryStore(),
   ) {
     this.table = new ProcessTable(limits);
-    this.stdio = new StdioTable(events, limits.captureBytes, limits.captureRetainedBytes);
+    this.stdio = new StdioTable(events, limits.captureBytes, limits.captureRetainedBytes, limits.captureTotalBytes, limits.captureDir === undefined ? null : new CaptureFiles(limits.captureDir));
   }
 
   /** The reaper is built by the composition root with `onExits` as its sink. */
@@ -95,9 +100,17 @@ export class ProcessManager {
     }
   }
 
-  private async start(options: SpawnOptions): Promise<SpawnResult> {
+  private async start(requested: SpawnOptions): Promise<SpawnResult> {
     const handle = newHandleId();
-    const child = await launch(options, this.node, handle);
+    const options = this.stdio.resolve(requested);
+    const reserved = this.stdio.reserve(options);
+    let child: Awaited<ReturnType<typeof launch>>;
+    try {
+      child = await launch(options, this.node, handle);
+    } catch (e) {
+      this.stdio.unreserve(reserved);
+      throw e;
+    }
     let record: ProcessRecord;
     try {
       record = this.manage(child.ref.take(), { argv: options.argv, labels: options.labels, adopted: false, requestId: options.requestId, owner: options.owner }, handle);
@@ -106,9 +119,10 @@ export class ProcessManager {
       // so the error is the agent's own (out of descriptors, epoll watches...), not argv[0]'s.
       for (const fd of child.pipes) if (fd !== null) closeFd(fd);
       child.undo();
+      this.stdio.unreserve(reserved);
       throw fromKernel(e, { what: `managing the started ${options.argv[0]!}` });
     }
-    this.stdio.attach(record, child.pipes, options);
+    this.stdio.attach(record, child.pipes, options, reserved);
     record.ownCgroup(child.ownedCgroup);
     if (options.deadline) this.armDeadline(record, deadlineAt(options.deadline));
     this.persist(record);
@@ -411,6 +425,20 @@ export class ProcessManager {
     // A cgroup the previous agent could not remove yet (still populated then) is retried here.
     if (saved.exit !== undefined && record.ownedCgroup !== undefined) this.cleanUp(record);
     return { record, lost: saved.exit === undefined };
+  }
+
+  /**
+   * After restoring without a handover: captured output continues where the previous agent left
+   * it (its saved rings, the pipes taken back from running processes); stale files go.
+   */
+  resumeCaptures(): void {
+    for (const record of this.table.values()) this.stdio.readopt(record);
+    this.stdio.sweepFiles((handle) => this.table.get(handle) !== undefined);
+  }
+
+  /** A stop without successor: rings are saved for the next agent; the processes keep their pipes. */
+  saveCaptures(): void {
+    this.stdio.saveRings();
   }
 
   /** A restored process found gone: its exit (status lost) is recorded and announced. */
