@@ -67,6 +67,8 @@ function optional(proto: string): NativeFunction | null {
 /** glibc >= 2.39: spawn and get a pidfd in one call; null on older glibc (2.36 here). */
 export const pidfd_spawn = optional('int pidfd_spawn(_Out_ int *pidfd, const char *path, void *fa, void *attr, const char **argv, const char **envp)');
 export const pidfd_getpid = optional('int pidfd_getpid(int pidfd)');
+/** glibc >= 2.34: the child closes every fd from `from` up before exec. */
+export const fa_addclosefrom_np = optional('int posix_spawn_file_actions_addclosefrom_np(void *fa, int from)');
 
 /** A libuv poll handle on the main loop (koffi marks this API as subject to change: pinned). */
 export type PollHandle = ReturnType<typeof koffi.node.poll>;
