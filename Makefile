@@ -89,7 +89,9 @@ demo-reuse: build
 
 # Benchmarks (issue 6; not part of `make test`): the C posix_spawn limit, Node child_process, the
 # agent over gRPC and PM2 (bench/package.json, pinned), interleaved; writes bench/results/ and
-# bench/README.md. BENCH_PM2=0 skips PM2; BENCH_ARGS='--rounds 5' (or --quick) tunes the run.
+# bench/README.md. BENCH_PM2=0 skips PM2; BENCH_ARGS='--rounds 5' (or --quick) tunes the run. Then
+# capture throughput (bench/capture.ts) and the RSS after 20,000 spawn/wait/release cycles
+# (bench/churn-rss.ts), tuned by BENCH_CAPTURE_ARGS and BENCH_CHURN_ARGS.
 BENCH_PM2 ?= 1
 .PHONY: bench
 bench: build
@@ -99,6 +101,8 @@ bench: build
 	BENCH_PM2=$(BENCH_PM2) BENCH_COMMAND="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')$(if $(filter 0,$(BENCH_PM2)), BENCH_PM2=0)" \
 	  node --import tsx bench/run.ts $(BENCH_ARGS)
 	node --import tsx bench/tls.ts $(BENCH_TLS_ARGS)
+	node --import tsx bench/capture.ts $(BENCH_CAPTURE_ARGS)
+	node --import tsx bench/churn-rss.ts $(BENCH_CHURN_ARGS)
 
 # What remote access costs: Spawn+Wait c=16 over mutual TLS and over the unix socket, with and
 # without a policy, interleaved in one run (also the last step of `make bench`).

@@ -1,5 +1,6 @@
 // Composition root of the agent as a library: config → kernel probe → table → reaper → server.
 import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Server } from '@grpc/grpc-js';
 import type { Config } from './config/config.js';
 import { probeFeatures, type Features } from './kernel/probe.js';
@@ -98,6 +99,8 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     maxExited: config.retentionMax,
     captureBytes: config.captureBytes,
     captureRetainedBytes: config.captureRetainedBytes,
+    captureTotalBytes: config.captureTotalBytes,
+    captureDir: config.stateDir === undefined ? undefined : join(config.stateDir, 'capture'),
   }, features, {
     helperPath: config.execHelper ?? builtFile('dist/bin/pidfd-exec'),
     cgroups,
@@ -216,7 +219,11 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     readers,
     handedOver: done,
     reloadPolicy: access.reload,
-    stop: () => stop(STOP_GRACE_MS),
+    stop: async () => {
+      await stop(STOP_GRACE_MS);
+      // No successor: what the rings hold waits in the state dir for the next agent.
+      manager.saveCaptures();
+    },
   };
 }
 
@@ -240,6 +247,7 @@ function restore(manager: ProcessManager, store: ProcessStore, bootId: string, h
     }
     manager.restoreIntents(store.intents());
     handover?.apply(manager);
+    if (handover === null) manager.resumeCaptures();
     manager.reportLost(lost);
     counts.lost = lost.length;
   } finally {

@@ -5,7 +5,7 @@ import { AgentError, unknownHandle } from '../process/errors.js';
 import { resolveExecutable } from '../process/spawn/executable.js';
 import { searchPath } from '../process/spawn/launch.js';
 import type { AdoptOptions, SpawnOptions } from '../process/options.js';
-import type { ProcessRecord } from '../process/lifecycle/record.js';
+import type { ProcessRecord, ProcessView } from '../process/lifecycle/record.js';
 import type { AuditEntry, AuditSink } from './audit.js';
 import { callerOf, type Caller, type CallTransport } from './caller.js';
 import { ruleFor, type Family, type Policy, type Rule } from './policy.js';
@@ -84,7 +84,7 @@ export class Grant {
   }
 
   /** Under the policy in force now: admins see everything, anyone else only what it owns. */
-  canSee(record: ProcessRecord): boolean {
+  canSee(record: ProcessView): boolean {
     const rule = this.parts.ruleNow();
     return rule !== undefined && (rule.role === 'admin' || record.spec.owner === this.parts.caller.identity);
   }

@@ -14,6 +14,8 @@ export interface Config {
   readonly captureBytes: number;
   /** Captured output kept for exited processes, all together; the oldest exits' rings go first. */
   readonly captureRetainedBytes: number;
+  /** The capture rings of running and retained processes together; a spawn past it is refused. */
+  readonly captureTotalBytes: number;
   readonly logLevel: 'info' | 'quiet';
   /** Where per-process cgroups are created (default: <cgroup2 mount>/pidfd-agent). */
   readonly cgroupParent?: string;
@@ -84,6 +86,7 @@ export const DEFAULTS: Config = Object.freeze({
   maxProcesses: 65_536,
   captureBytes: 1024 * 1024,
   captureRetainedBytes: 256 * 1024 * 1024,
+  captureTotalBytes: 4 * 1024 ** 3,
   logLevel: 'info',
   cgroupParent: undefined,
   defaultCgroup: undefined,
@@ -125,6 +128,9 @@ export const USAGE = `usage: pidfd-agent [options]
   --max-processes N         running processes under management (default 65536)
   --capture-bytes N[k|m]    ring per captured stdout/stderr unless the request says (default 1m, at most 64m)
   --capture-retained N[k|m|g]  captured output kept for exited processes in all (default 256m)
+  --capture-total N[k|m|g]  capture rings of running and retained processes together (default 4g): a
+                            spawn past it drops the oldest retained rings, else is refused with
+                            RESOURCE_EXHAUSTED (CAPTURE_TOTAL_EXCEEDED); rings are never shrunk
   --cgroup-parent DIR       cgroup v2 directory for per-process cgroups (default <cgroup2 mount>/pidfd-agent)
   --default-cgroup PATH     place processes that ask for no cgroup in PARENT/PATH (created if missing),
                             outside the agent's own cgroup (default: they stay in the agent's)
@@ -264,6 +270,7 @@ export function parseConfig(argv: readonly string[]): Config {
       'max-processes': { type: 'string' },
       'capture-bytes': { type: 'string' },
       'capture-retained': { type: 'string' },
+      'capture-total': { type: 'string' },
       quiet: { type: 'boolean' },
       'cgroup-parent': { type: 'string' },
       'default-cgroup': { type: 'string' },
@@ -309,6 +316,7 @@ export function parseConfig(argv: readonly string[]): Config {
     maxProcesses: count('max-processes', values['max-processes'], DEFAULTS.maxProcesses),
     captureBytes: byteSize('capture-bytes', values['capture-bytes'], DEFAULTS.captureBytes),
     captureRetainedBytes: byteSize('capture-retained', values['capture-retained'], DEFAULTS.captureRetainedBytes, 64 * 1024 ** 3),
+    captureTotalBytes: byteSize('capture-total', values['capture-total'], DEFAULTS.captureTotalBytes, 1024 ** 4),
     logLevel: values.quiet ? 'quiet' : 'info',
     cgroupParent: absolute('cgroup-parent', values['cgroup-parent']),
     defaultCgroup: relative('default-cgroup', values['default-cgroup']),

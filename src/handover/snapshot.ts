@@ -86,7 +86,7 @@ export function encodeSnapshot(manager: ProcessManager, bootId: string): Encoded
   const events: WireEvent[] = [];
   for (const e of manager.heldEvents()) {
     const r = e.record;
-    if (manager.find(r.handle) !== r && !released.has(r.handle)) {
+    if (manager.find(r.handle)?.view !== r && !released.has(r.handle)) {
       released.set(r.handle, { handle: r.handle, pid: r.identity.pid, pidfsInode: String(r.identity.pidfsInode), argv: r.spec.argv, labels: r.spec.labels, adopted: r.spec.adopted, owner: r.spec.owner, startedAt: r.startedAt });
     }
     const o = e.output;
@@ -169,7 +169,7 @@ export class Snapshot {
         const source = (record.state !== 'released' ? manager.stdioOf(record)[stream] : null) ?? placeholderFor(placeholder, stream);
         output = { ...e.output, source };
       }
-      return { sequence: e.sequence, type: e.type, time: e.time, record, state: e.state, exit: e.exit, output };
+      return { sequence: e.sequence, type: e.type, time: e.time, record: record.view, state: e.state, exit: e.exit, output };
     });
     manager.seedEvents(this.wire.lastSequence, events);
   }

@@ -74,6 +74,30 @@ export function pipe(): [Fd, Fd] {
   return [fds[0] as Fd, fds[1] as Fd];
 }
 
+const F_SETPIPE_SZ = 1031;
+const F_GETPIPE_SZ = 1032;
+
+/**
+ * Asks for a pipe buffer of `bytes` (rounded up to a power-of-two number of pages by the kernel);
+ * returns the size it has, which stays the old one when the kernel refuses (above
+ * /proc/sys/fs/pipe-max-size without CAP_SYS_RESOURCE, or over the user's pipe pages).
+ */
+export function setPipeSize(fd: Fd, bytes: number): number {
+  const got = libc.fcntl(fd, F_SETPIPE_SZ, 'int', bytes);
+  return got >= 0 ? got : libc.fcntl(fd, F_GETPIPE_SZ);
+}
+
+/**
+ * A new open file description (close-on-exec) of what fd refers to, with `flags` (O_RDONLY,
+ * O_RDWR...): through /proc/self/fd, which for a pipe opens it anew as a FIFO is opened.
+ */
+export function reopenFd(fd: Fd, flags: number): Fd {
+  return check('open', libc.open(`/proc/self/fd/${fd}`, flags | O_CLOEXEC, 0)) as Fd;
+}
+
+export const O_RDONLY = 0;
+export const O_RDWR = 2;
+
 export function eventfd(initial = 0): Fd {
   return check('eventfd', libc.eventfd(initial, O_CLOEXEC | O_NONBLOCK)) as Fd;
 }

@@ -9,7 +9,7 @@ export const libc = koffi.load('libc.so.6');
 const arm64 = process.arch === 'arm64';
 
 /** Syscall numbers for the calls glibc 2.36 has no (complete) wrapper for. */
-export const NR = arm64 ? { waitid: 95, openat2: 437 } : { waitid: 247, openat2: 437 };
+export const NR = arm64 ? { waitid: 95, openat2: 437, pidfd_getfd: 438 } : { waitid: 247, openat2: 437, pidfd_getfd: 438 };
 
 export const errno = (): number => koffi.errno();
 
@@ -18,6 +18,7 @@ export const errno = (): number => koffi.errno();
 export const sysWaitid = libc.func('syscall', 'long', ['long', 'int', 'int', 'void *', 'int', 'void *']);
 
 export const sysOpenat2 = libc.func('syscall', 'long', ['long', 'int', 'str', 'void *', 'size_t']);
+export const sysPidfdGetfd = libc.func('syscall', 'long', ['long', 'int', 'int', 'unsigned int']);
 export const open = libc.func('int open(const char *path, int flags, unsigned int mode)');
 export const fstatfs = libc.func('int fstatfs(int fd, void *buf)');
 
@@ -66,6 +67,8 @@ function optional(proto: string): NativeFunction | null {
 /** glibc >= 2.39: spawn and get a pidfd in one call; null on older glibc (2.36 here). */
 export const pidfd_spawn = optional('int pidfd_spawn(_Out_ int *pidfd, const char *path, void *fa, void *attr, const char **argv, const char **envp)');
 export const pidfd_getpid = optional('int pidfd_getpid(int pidfd)');
+/** glibc >= 2.34: the child closes every fd from `from` up before exec. */
+export const fa_addclosefrom_np = optional('int posix_spawn_file_actions_addclosefrom_np(void *fa, int from)');
 
 /** A libuv poll handle on the main loop (koffi marks this API as subject to change: pinned). */
 export type PollHandle = ReturnType<typeof koffi.node.poll>;

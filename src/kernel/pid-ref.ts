@@ -12,6 +12,7 @@ import { Errno, KernelError } from './errors.js';
 import {
   PIDFD_THREAD,
   pidfdGetInfo,
+  pidfdGetfd,
   pidfdOpen,
   pidfdPoll,
   pidfdSendSignal,
@@ -117,6 +118,11 @@ export class PidRef {
   /** A second reference with its own descriptor and its own owner. EMFILE: out of descriptors. */
   dup(): PidRef {
     return new PidRef(dupFd(this.#live('dup')), this.#pid, this.#inode);
+  }
+
+  /** pidfd_getfd(2): a duplicate of the process's fd `target`, the caller's to close. */
+  getFd(target: number): Fd {
+    return pidfdGetfd(this.#live('getFd'), target);
   }
 
   /** pidfd_send_signal(2). Succeeds on a zombie; ESRCH once reaped; EPERM; EINVAL (signal, scope). */

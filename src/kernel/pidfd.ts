@@ -43,6 +43,14 @@ export interface Readiness {
 }
 
 /** Non-blocking readiness of a pidfd: POLLIN at exit, POLLIN|POLLHUP once reaped (6.9+). */
+/**
+ * pidfd_getfd(2): a duplicate (close-on-exec) of the process's descriptor `target`. EBADF: it has
+ * no such fd; ESRCH: it exited; EPERM: no ptrace access to it.
+ */
+export function pidfdGetfd(pidfd: Pidfd, target: number): Fd {
+  return check('pidfd_getfd', Number(libc.sysPidfdGetfd(libc.NR.pidfd_getfd, pidfd, target, 0))) as Fd;
+}
+
 export function pidfdPoll(pidfd: Pidfd): Readiness {
   const revents = pollOne(pidfd, POLLIN, 0);
   return { exited: (revents & POLLIN) !== 0, reaped: (revents & POLLHUP) !== 0 };

@@ -3,7 +3,7 @@
 // back synchronously as the function's result.
 import * as libc from './libc.js';
 import { Errno, isKernelError, KernelError } from './errors.js';
-import { closeFd, pipe, pollOne, POLLIN, sealedMemfd, type Fd, type Pidfd } from './fd.js';
+import { closeFd, O_RDWR, pipe, pollOne, POLLIN, reopenFd, sealedMemfd, setPipeSize, type Fd, type Pidfd } from './fd.js';
 import { pidfdOpen, P_PID, WEXITED } from './pidfd.js';
 import { ownPidfd, type PidRef } from './pid-ref.js';
 import { Signal } from './signals.js';
@@ -15,7 +15,15 @@ export type StdioAction =
   /** dup2 of an fd the caller owns (and closes after spawn). */
   | { readonly kind: 'fd'; readonly fd: Fd }
   /** A new pipe; the agent's end is returned. */
-  | { readonly kind: 'pipe' };
+  | { readonly kind: 'pipe' }
+  /**
+   * An output pipe (targets 1 and 2) the agent's end of which it may lose without harm to the
+   * child: the child's end is opened read-write, so the pipe always has a reader while the child
+   * holds it and a write never fails with EPIPE/SIGPIPE; with nobody else reading, the child's
+   * writes wait once `bytes` (the pipe buffer asked for) are full. The agent's read end is
+   * returned; end-of-file still comes when every writer (the child's ends too) is closed.
+   */
+  | { readonly kind: 'output-pipe'; readonly bytes: number };
 
 export interface SpawnSpec {
   /** Absolute or relative path of the executable: no PATH search happens here. */
@@ -139,7 +147,9 @@ let shim: ReturnType<typeof libc.loadSpawnShim> | null = null;
  * managed process), and the pidfd comes from CLONE_PIDFD. Others keep using posix_spawn.
  */
 export function useSpawnShim(path: string): void {
-  shim = libc.loadSpawnShim(path);
+  // Its child needs close_range(CLOSE_RANGE_UNSHARE); where a seccomp filter refuses close_range,
+  // every spawn goes through posix_spawn with closefrom instead.
+  if (cloexecByRange) shim = libc.loadSpawnShim(path);
 }
 
 const SHIM_STEPS = ['clone', 'close_range(UNSHARE)', 'rt_sigprocmask', 'stdio', 'setsid', 'chdir', 'execve', 'cgroup'];
@@ -172,6 +182,13 @@ class SpawnAttempt {
         this.pipes[target] = ends.parent;
       });
       if (spec.cwd !== undefined) checkResult('posix_spawn_file_actions_addchdir_np', libc.fa_addchdir_np(this.fa, spec.cwd));
+      // Last action: after the dup2s onto 0-2 (and the helper's 3-5), whose sources it closes too.
+      const closeFrom = () => {
+        if (cloexecByRange) return;
+        if (libc.fa_addclosefrom_np === null) throw new KernelError('close_range', ENOSYS);
+        const from = spec.helper === undefined ? 3 : spec.cgroupProcs === undefined ? HELPER_CGROUP_FD : HELPER_CGROUP_FD + 1;
+        checkResult('posix_spawn_file_actions_addclosefrom_np', libc.fa_addclosefrom_np(this.fa, from));
+      };
       const attr = spec.newSession ? attrSession : attrGroup;
       const envp = [...spec.envp, null];
       if (spec.helper === undefined) {
@@ -182,6 +199,7 @@ class SpawnAttempt {
         } else if (spec.cgroupProcs !== undefined) {
           throw new TypeError('cgroupProcs needs the spawn shim (stdio /dev/null or inherited) or the helper');
         }
+        closeFrom();
         return;
       }
       const [report, reportChild] = pipe();
@@ -198,6 +216,7 @@ class SpawnAttempt {
         if (fd <= HELPER_CGROUP_FD) throw new KernelError('posix_spawn_file_actions_adddup2', Errno.EBADF);
         checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa, fd, target));
       }
+      closeFrom();
       const helperArgv = ['pidfd-exec', ...cgroupArgs, ...spec.helper.args, '--', spec.path, ...spec.argv, null];
       this.call = [this.out, spec.helper.path, this.fa, attr, helperArgv, [null]];
     } catch (e) {
@@ -312,6 +331,18 @@ class SpawnAttempt {
         checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa, child, target));
         return null;
       }
+      case 'output-pipe': {
+        const [r, w] = pipe();
+        this.pipes[target] = r;
+        try {
+          setPipeSize(r, action.bytes);
+          this.childEnds.push(reopenFd(w, O_RDWR));
+        } finally {
+          closeFd(w);
+        }
+        checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa, this.childEnds[this.childEnds.length - 1]!, target));
+        return null;
+      }
     }
   }
 }
@@ -326,10 +357,17 @@ class SpawnAttempt {
  * and any library that opened one without O_CLOEXEC.
  */
 function markInheritedCloseOnExec(): void {
-  libc.close_range(3, 0xffffffff, CLOSE_RANGE_CLOEXEC);
+  if (cloexecByRange) libc.close_range(3, 0xffffffff, CLOSE_RANGE_CLOEXEC);
 }
 
 const CLOSE_RANGE_CLOEXEC = 4;
+const ENOSYS = 38;
+/**
+ * Whether close_range works here (Linux 5.11+, and no seccomp filter refusing it, as older
+ * container runtimes' default profiles did): if not, nothing would mark an inherited fd
+ * close-on-exec, so each posix_spawn child closes every fd above its own with closefrom.
+ */
+const cloexecByRange = libc.close_range(3, 0xffffffff, CLOSE_RANGE_CLOEXEC) === 0;
 /** The helper's descriptors (src/native/pidfd-exec.c). */
 const REPORT_FD = 3;
 const HELPER_ENV_FD = 4;

@@ -18,6 +18,7 @@ export type { SpawnEnvironment } from './spawn/launch.js';
 import { openForAdoption } from './lifecycle/adoption.js';
 import { Waiters } from './lifecycle/waiters.js';
 import { StdioTable } from './stdio/pipe-table.js';
+import { CaptureFiles } from './stdio/capture-files.js';
 import { MemoryStore, type ProcessStore, type SavedProcess, type SpawnIntent, type StoreWrites } from './process-store.js';
 import { reopen, verifyHanded } from './lifecycle/readopt.js';
 import { ownerIdentity } from './lifecycle/owner.js';
@@ -29,6 +30,10 @@ export interface ManagerLimits extends RetentionPolicy {
   readonly captureBytes?: number;
   /** Captured output kept for exited processes in all (--capture-retained). */
   readonly captureRetainedBytes?: number;
+  /** The rings of running and retained processes together (--capture-total). */
+  readonly captureTotalBytes?: number;
+  /** Where a later agent finds what it needs to go on reading captured output (STATE_DIR/capture). */
+  readonly captureDir?: string;
 }
 
 export interface SpawnResult {
@@ -76,7 +81,7 @@ export class ProcessManager {
     private readonly store: ProcessStore = new MemoryStore(),
   ) {
     this.table = new ProcessTable(limits);
-    this.stdio = new StdioTable(events, limits.captureBytes, limits.captureRetainedBytes);
+    this.stdio = new StdioTable(events, limits.captureBytes, limits.captureRetainedBytes, limits.captureTotalBytes, limits.captureDir === undefined ? null : new CaptureFiles(limits.captureDir));
   }
 
   /** The reaper is built by the composition root with `onExits` as its sink. */
@@ -109,15 +114,25 @@ export class ProcessManager {
    * With a request_id, the intent is durable before the exec: a restarted agent then knows the
    * spawn may have run, and never starts it again (refuseUnknownOutcome).
    */
-  private async start(options: SpawnOptions): Promise<SpawnResult> {
+  private async start(requested: SpawnOptions): Promise<SpawnResult> {
     const handle = newHandleId();
+    const options = this.stdio.resolve(requested);
     const intent: SpawnIntent | undefined =
       options.requestId === undefined ? undefined : { owner: options.owner, requestId: options.requestId, handle, argv: options.argv, createdAt: Date.now() };
-    if (intent) this.write('the spawn intent', 0, (w) => w.intended(intent), handle);
+    const reserved = this.stdio.reserve(options);
+    if (intent) {
+      try {
+        this.write('the spawn intent', 0, (w) => w.intended(intent), handle);
+      } catch (e) {
+        this.stdio.unreserve(reserved);
+        throw e;
+      }
+    }
     let child: Launched;
     try {
       child = await launch(options, this.node, handle);
     } catch (e) {
+      this.stdio.unreserve(reserved);
       if (intent) this.settleIntent(intent);
       throw e;
     }
@@ -129,10 +144,11 @@ export class ProcessManager {
       // so the error is the agent's own (out of descriptors, epoll watches...), not argv[0]'s.
       for (const fd of child.pipes) if (fd !== null) closeFd(fd);
       child.undo();
+      this.stdio.unreserve(reserved);
       if (intent) this.settleIntent(intent);
       throw fromKernel(e, { what: `managing the started ${options.argv[0]!}` });
     }
-    this.stdio.attach(record, child.pipes, options);
+    this.stdio.attach(record, child.pipes, options, reserved);
     record.ownCgroup(child.ownedCgroup);
     if (options.deadline) this.armDeadline(record, deadlineAt(options.deadline));
     this.persist(record, intent);
@@ -482,6 +498,20 @@ export class ProcessManager {
     // A cgroup the previous agent could not remove yet (still populated then) is retried here.
     if (saved.exit !== undefined && record.ownedCgroup !== undefined) this.cleanUp(record);
     return { record, lost: saved.exit === undefined };
+  }
+
+  /**
+   * After restoring without a handover: captured output continues where the previous agent left
+   * it (its saved rings, the pipes taken back from running processes); stale files go.
+   */
+  resumeCaptures(): void {
+    for (const record of this.table.values()) this.stdio.readopt(record);
+    this.stdio.sweepFiles((handle) => this.table.get(handle) !== undefined);
+  }
+
+  /** A stop without successor: rings are saved for the next agent; the processes keep their pipes. */
+  saveCaptures(): void {
+    this.stdio.saveRings();
   }
 
   /** Restored processes found gone: their exits (status lost) are recorded, then announced. */

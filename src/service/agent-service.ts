@@ -21,7 +21,7 @@ import type {
   WriteStdinRequest,
 } from '../api.js';
 import { State } from '../api.js';
-import { stateFromApi, toProcess } from './convert.js';
+import { processOf, stateFromApi } from './convert.js';
 import type { Logger } from '../log.js';
 import { toServiceError } from './status.js';
 import * as validate from './validate.js';
@@ -109,7 +109,7 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
       (req: SpawnRequest) => ({ rpc: 'Spawn' as const, spawn: validate.spawnOptions(req) }),
       async (grant, { spawn }) => {
         const { record, replayed } = await manager.spawn({ ...spawn, owner: grant.owner, executable: grant.executable });
-        return { process: toProcess(record), replayed };
+        return { process: processOf(record), replayed };
       },
       (res) => res.process,
     ),
@@ -117,7 +117,7 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
     adopt: decided(
       'Adopt',
       (req: AdoptRequest) => ({ rpc: 'Adopt' as const, adopt: validate.adoptOptions(req) }),
-      (grant, { adopt }) => ({ process: toProcess(manager.adopt({ ...adopt, owner: grant.owner })) }),
+      (grant, { adopt }) => ({ process: processOf(manager.adopt({ ...adopt, owner: grant.owner })) }),
       (res) => res.process,
     ),
 
@@ -134,7 +134,7 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
       'Wait',
       (req: WaitRequest) => ({ ...byHandle('Wait', req.handle), timeoutMs: validate.durationMs('timeout', req.timeout) }),
       (_grant, { handle, timeoutMs }, call) =>
-        untilCancelled(call, gate, async (abort) => ({ process: toProcess(await manager.wait(handle, timeoutMs, abort)) })),
+        untilCancelled(call, gate, async (abort) => ({ process: processOf(await manager.wait(handle, timeoutMs, abort)) })),
     ),
 
     stop: decided(
@@ -143,7 +143,7 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
       (_grant, { handle, signal, graceMs, group }, call) =>
         untilCancelled(call, gate, async (abort) => {
           const { record, escalated } = await manager.stop(handle, signal, graceMs, group, abort);
-          return { process: toProcess(record), escalated };
+          return { process: processOf(record), escalated };
         }),
     ),
 
@@ -172,7 +172,7 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
 
     listThreads: decided('ListThreads', (req: ListThreadsRequest) => byHandle('ListThreads', req.handle), (_grant, { handle }) => ({ tids: manager.listThreads(handle) })),
 
-    get: decided('Get', (req: GetRequest) => byHandle('Get', req.handle), (_grant, { handle }) => ({ process: toProcess(manager.get(handle)) })),
+    get: decided('Get', (req: GetRequest) => byHandle('Get', req.handle), (_grant, { handle }) => ({ process: processOf(manager.get(handle)) })),
 
     list: decided(
       'List',
@@ -185,7 +185,7 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
         const processes = [];
         for (const record of manager.records()) {
           if (state !== undefined && record.state !== state) continue;
-          if (grant.canSee(record) && hasLabels(record.spec.labels, labels)) processes.push(toProcess(record));
+          if (grant.canSee(record) && hasLabels(record.spec.labels, labels)) processes.push(processOf(record));
         }
         return { processes, sequence: manager.lastSequence };
       },

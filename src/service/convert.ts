@@ -1,7 +1,10 @@
 // Domain → API messages. The only place that knows both shapes.
 import { signalName } from '../process/lifecycle/signalling.js';
 import type { EventType as DomainEventType, ProcessEvent } from '../process/events/event-log.js';
-import type { ExitInfo, ProcessRecord, Rusage as KernelRusage, State as DomainState } from '../process/lifecycle/record.js';
+import type { ExitInfo, ProcessRecord, ProcessView, Rusage as KernelRusage, State as DomainState } from '../process/lifecycle/record.js';
+
+/** A record as it is now. */
+export const processOf = (record: ProcessRecord): Process => toProcess(record.view, record.state, record.exit);
 import { sliceBytes, type OutputSlice } from '../process/stdio/captured-output.js';
 import {
   EventType,
@@ -33,7 +36,7 @@ const eventTypes: Record<DomainEventType, EventType> = {
 export const stateFromApi = (s: State): DomainState | undefined =>
   (Object.keys(states) as DomainState[]).find((k) => states[k] === s);
 
-export function toProcess(record: ProcessRecord, state = record.state, exit = record.exit): Process {
+export function toProcess(record: ProcessView, state: DomainState, exit: ExitInfo | undefined): Process {
   return {
     handle: record.handle,
     pid: record.identity.pid,

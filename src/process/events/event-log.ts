@@ -1,4 +1,4 @@
-import type { ExitInfo, ProcessRecord, State } from '../lifecycle/record.js';
+import type { ExitInfo, ProcessRecord, ProcessView, State } from '../lifecycle/record.js';
 import type { OutputSlice } from '../stdio/captured-output.js';
 
 export type EventType = 'spawned' | 'adopted' | 'exited' | 'released' | 'output';
@@ -8,7 +8,8 @@ export interface ProcessEvent {
   readonly sequence: number;
   readonly type: EventType;
   readonly time: number;
-  readonly record: ProcessRecord;
+  /** The record's view, not the record: a released process is not kept alive by its events. */
+  readonly record: ProcessView;
   readonly state: State;
   readonly exit: ExitInfo | undefined;
   /** For 'output' events: captured bytes, read from the process's ring when the event is sent. */
@@ -109,7 +110,7 @@ export class EventLog {
       sequence: ++this.last,
       type,
       time: this.clock(),
-      record,
+      record: record.view,
       state: type === 'output' ? record.state : stateAfter[type],
       exit: record.exit,
       output,

@@ -52,6 +52,18 @@ export interface ProcessSpec {
 }
 
 /**
+ * What an event (or anything kept after the release) needs of a process: immutable, one per record
+ * and shared by all its events, without the pidfd, timers and closures of the record itself, so
+ * the event ring holds a released process by this alone.
+ */
+export interface ProcessView {
+  readonly handle: HandleId;
+  readonly identity: ProcessIdentity;
+  readonly spec: ProcessSpec;
+  readonly startedAt: number;
+}
+
+/**
  * One managed process: its PidRef with identity, spec and lifecycle, RUNNING → EXITED → RELEASED
  * (or RUNNING → RELEASED, the exit still to come). The record owns the reference until the exit is
  * recorded; others only borrow it. Releasing a foreign process closes it then (`closePidfd`);
@@ -71,6 +83,7 @@ export class ProcessRecord {
   #timedOut = false;
   #ownedCgroup: string | undefined;
   #ref: PidRef | null;
+  readonly view: ProcessView;
 
   constructor(
     readonly handle: HandleId,
@@ -82,6 +95,7 @@ export class ProcessRecord {
   ) {
     this.#ref = ref;
     this.#parentage = ProcessRecord.parentageOf(spec);
+    this.view = Object.freeze({ handle, identity, spec, startedAt });
   }
 
   /** Who reaps a process taken on now: we reap what we spawned; an adopted one is someone else's. */

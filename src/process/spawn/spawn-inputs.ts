@@ -21,10 +21,14 @@ export function checkCwd(cwd: string): void {
 }
 
 /** Opens a FILE target in the agent (so errors name the path); the fd is closed after spawn. */
+/** The kernel's default pipe buffer. */
+const MIN_PIPE_BYTES = 64 * 1024;
+
 export function openOutput(target: OutputTarget, field: string, opened: Fd[]): StdioAction {
   if (target.kind === 'discard') return { kind: 'null' };
   if (target.kind === 'inherit') return { kind: 'inherit' };
-  if (target.kind === 'capture') return { kind: 'pipe' };
+  // The pipe buffer holds what the child writes while no agent reads (between agents): the ring's size.
+  if (target.kind === 'capture') return { kind: 'output-pipe', bytes: target.ringBytes ?? MIN_PIPE_BYTES };
   const flags = fsc.O_WRONLY | fsc.O_CREAT | (target.append ? fsc.O_APPEND : fsc.O_TRUNC);
   try {
     const fd = openSync(target.path, flags, 0o644) as Fd; // libuv opens with O_CLOEXEC

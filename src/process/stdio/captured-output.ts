@@ -66,6 +66,9 @@ export class CapturedOutput {
   /** End of the output already published as events. */
   private published = 0;
   private timer: NodeJS.Timeout | null = null;
+  /** A persisted bound above every offset handed out (capture-files.ts); passing it moves it first. */
+  private mark = Infinity;
+  private persistMark: (end: number) => number = () => Infinity;
 
   /** `fd` null: the pipe had already reached end-of-file (restored from a handover). */
   constructor(
@@ -210,7 +213,15 @@ export class CapturedOutput {
     this.regulate();
   }
 
+  /** From here on, output past `mark` is only taken in once persist(end) has moved the mark beyond it. */
+  trackMark(mark: number, persist: (end: number) => number): void {
+    this.mark = mark;
+    this.persistMark = persist;
+  }
+
   private onData(chunk: Buffer): void {
+    const end = this.ring.end + chunk.length;
+    if (end >= this.mark) this.mark = this.persistMark(end);
     this.ring.append(chunk);
     if (this.holds.size > 0) this.regulate();
     if (this.publish !== null) {

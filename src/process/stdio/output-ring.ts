@@ -18,9 +18,11 @@ const INITIAL_BYTES = 16 * 1024;
  */
 export class OutputRing {
   private buf: Buffer | null = null;
-  /** Absolute offset that maps to buf[0] (0 until sealed, then the oldest byte held). */
+  /** Offset (from base) that maps to buf[0] (0 until sealed, then the oldest byte held). */
   private origin = 0;
+  /** Bytes appended to this ring; `base` bytes of the stream came before it (continueAt). */
   private total = 0;
+  private base = 0;
   private dropped = false;
 
   constructor(readonly capacity: number) {
@@ -29,12 +31,12 @@ export class OutputRing {
 
   /** Offset one past the newest byte: everything the stream has produced. */
   get end(): number {
-    return this.total;
+    return this.base + this.total;
   }
 
   /** Offset of the oldest byte still held (equal to end when nothing is held). */
   get start(): number {
-    return this.dropped ? this.total : Math.max(0, this.total - this.capacity);
+    return this.base + (this.dropped ? this.total : Math.max(0, this.total - this.capacity));
   }
 
   get isDropped(): boolean {
@@ -44,7 +46,7 @@ export class OutputRing {
   /** Continues a stream whose newest bytes `held` end at `end` (a handed-over ring); only when empty. */
   continueAt(end: number, held: Uint8Array): void {
     if (this.total !== 0 || this.buf !== null) throw new Error('continueAt on a used ring');
-    this.total = end - held.length;
+    this.base = end - held.length;
     this.append(held);
   }
 
@@ -75,13 +77,14 @@ export class OutputRing {
   /** Up to `max` bytes from `from` (clamped to what is held), copied out of the ring. */
   read(from: number, max: number): RingRead {
     const start = this.start;
-    const offset = Math.min(Math.max(from, start), this.total);
-    const lost = Math.max(0, Math.min(start, this.total) - from);
-    const n = Math.max(0, Math.min(max, this.total - offset));
+    const end = this.end;
+    const offset = Math.min(Math.max(from, start), end);
+    const lost = Math.max(0, Math.min(start, end) - from);
+    const n = Math.max(0, Math.min(max, end - offset));
     const data = Buffer.allocUnsafe(n);
     if (n > 0) {
       const buf = this.buf!;
-      const at = (offset - this.origin) % buf.length;
+      const at = (offset - this.base - this.origin) % buf.length;
       const first = Math.min(n, buf.length - at);
       buf.copy(data, 0, at, at + first);
       if (first < n) buf.copy(data, first, 0, n - first);
@@ -93,7 +96,7 @@ export class OutputRing {
   seal(): void {
     if (this.dropped || this.buf === null || this.origin !== 0) return;
     const held = this.read(this.start, this.capacity).data;
-    this.origin = this.start;
+    this.origin = this.start - this.base;
     this.buf = held.length > 0 ? Buffer.from(held) : null;
   }
 

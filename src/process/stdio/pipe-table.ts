@@ -1,8 +1,12 @@
-import type { Fd } from '../../kernel/fd.js';
+import { fstatSync } from 'node:fs';
+import { closeFd, O_RDONLY, reopenFd, type Fd } from '../../kernel/fd.js';
+import type { PidRef } from '../../kernel/pid-ref.js';
+import { AgentError } from '../errors.js';
 import type { EventLog } from '../events/event-log.js';
 import type { OutputTarget } from '../options.js';
 import type { ProcessRecord } from '../lifecycle/record.js';
-import type { CapturedOutput, OutputSlice, StreamName } from './captured-output.js';
+import type { CaptureState, CapturedOutput, OutputSlice, StreamName } from './captured-output.js';
+import { CaptureFiles, MARK_STEP_BYTES, type CaptureMeta } from './capture-files.js';
 import { ProcessStdio, type StdioState } from './process-pipes.js';
 
 /** Ring size per captured stream when neither the request nor --capture-bytes says otherwise. */
@@ -14,7 +18,11 @@ export interface StdioOptions {
   readonly stdout: OutputTarget;
   readonly stderr: OutputTarget;
   readonly outputEvents?: boolean;
+  readonly stdin?: 'pipe';
 }
+
+/** Default --capture-total: the rings of running and retained processes together. */
+export const DEFAULT_CAPTURE_TOTAL_BYTES = 4 * 1024 ** 3;
 
 export interface StdioStats {
   /** Processes whose pipes the agent holds (released ones until their pipes are drained). */
@@ -22,6 +30,8 @@ export interface StdioStats {
   readonly openPipes: number;
   /** Memory held by output rings. */
   readonly ringBytes: number;
+  /** What the rings of running and retained processes may grow to (bounded by --capture-total). */
+  readonly committedBytes: number;
   /** Bytes written to stdin pipes that the children have not read yet. */
   readonly pendingStdin: number;
 }
@@ -35,29 +45,141 @@ export class StdioTable {
   private readonly draining = new Set<ProcessStdio>();
   /** Exited processes whose captured output is still kept, oldest exit first. */
   private readonly retained = new Set<ProcessStdio>();
+  /** Ring capacity charged against totalBytes: live rings not dropped, and spawns in flight. */
+  private committed = 0;
+  private readonly charged = new Map<ProcessStdio, number>();
 
   constructor(
     private readonly events: EventLog,
     readonly defaultRingBytes = DEFAULT_CAPTURE_BYTES,
     /** All rings of exited processes together stay within this (running ones are bounded each). */
     private readonly retainedBytes = 256 * 1024 * 1024,
+    /** The capacity of every ring of running and retained processes together (--capture-total). */
+    private readonly totalBytes = DEFAULT_CAPTURE_TOTAL_BYTES,
+    /** Where a later agent finds what it needs to go on reading (the state dir), if anywhere. */
+    private readonly files: CaptureFiles | null = null,
   ) {}
 
-  /** Takes ownership of the agent's pipe ends of a just-spawned process. */
-  attach(record: ProcessRecord, pipes: readonly [Fd | null, Fd | null, Fd | null], options: StdioOptions): void {
-    if (pipes.every((fd) => fd === null)) return;
+  /** The request's rings, sized (the request's ring_bytes, else --capture-bytes). */
+  resolve<T extends StdioOptions>(options: T): T {
+    const sized = (t: OutputTarget): OutputTarget => (t.kind === 'capture' ? { kind: 'capture', ringBytes: t.ringBytes ?? this.defaultRingBytes } : t);
+    return { ...options, stdout: sized(options.stdout), stderr: sized(options.stderr) };
+  }
+
+  /**
+   * Charges a spawn's rings (resolved) against --capture-total before it starts; the oldest
+   * retained rings are dropped to make room, running ones never. RESOURCE_EXHAUSTED
+   * (CAPTURE_TOTAL_EXCEEDED) when the running ones leave no room. Returns the bytes to pass to
+   * attach, or to unreserve if the spawn fails.
+   */
+  reserve(options: StdioOptions): number {
+    const bytes = [options.stdout, options.stderr].reduce((n, t) => n + (t.kind === 'capture' ? (t.ringBytes ?? this.defaultRingBytes) : 0), 0);
+    if (bytes === 0) return 0;
+    for (const io of this.retained) {
+      if (this.committed + bytes <= this.totalBytes) break;
+      this.dropRetained(io);
+    }
+    if (this.committed + bytes > this.totalBytes) {
+      throw new AgentError(
+        'ResourceExhausted',
+        `capturing needs ${bytes} bytes of ring but ${this.committed} of --capture-total ${this.totalBytes} are taken by running processes and spawns in flight`,
+        { reason: 'CAPTURE_TOTAL_EXCEEDED', field: 'ring_bytes' },
+      );
+    }
+    this.committed += bytes;
+    return bytes;
+  }
+
+  unreserve(bytes: number): void {
+    this.committed -= bytes;
+  }
+
+  /** Takes ownership of the agent's pipe ends of a just-spawned process; `reserved` is what reserve() charged. */
+  attach(record: ProcessRecord, pipes: readonly [Fd | null, Fd | null, Fd | null], options: StdioOptions, reserved = 0): void {
+    if (pipes.every((fd) => fd === null)) return this.unreserve(reserved);
     const ring = (t: OutputTarget) => (t.kind === 'capture' ? (t.ringBytes ?? this.defaultRingBytes) : 1);
     const publish = options.outputEvents ? (slice: OutputSlice) => void this.events.append('output', record, slice) : null;
     const io = new ProcessStdio(record, pipes, [ring(options.stdout), ring(options.stderr)], publish, (closed) => this.closed(closed));
     this.live.set(record, io);
+    this.charged.set(io, reserved);
+    if (this.files === null || (io.stdout === null && io.stderr === null)) return;
+    const streams: CaptureMeta['streams'] = {};
+    for (const [out, fd] of [[io.stdout, pipes[1]], [io.stderr, pipes[2]]] as const) {
+      if (out !== null && fd !== null) streams[out.stream] = { ino: fstatSync(fd).ino, capacity: out.ring.capacity, mark: MARK_STEP_BYTES };
+    }
+    this.track(record.handle, io, { outputEvents: publish !== null, stdinPiped: options.stdin === 'pipe', streams });
   }
 
-  /** Continues a predecessor's pipes and captured output for a restored record (handover). */
+  /** Persists meta, then keeps each stream's mark ahead of its output. */
+  private track(handle: string, io: ProcessStdio, meta: CaptureMeta): void {
+    const files = this.files!;
+    if (!files.writeMeta(handle, meta)) return;
+    for (const out of [io.stdout, io.stderr]) {
+      const m = out === null ? undefined : meta.streams[out.stream];
+      if (out === null || m === undefined) continue;
+      out.trackMark(m.mark, (end) => {
+        m.mark = end + MARK_STEP_BYTES;
+        return files.writeMeta(handle, meta) ? m.mark : Infinity;
+      });
+    }
+  }
+
+  /** Continues a predecessor's pipes and captured output for a restored record (handover, restart). */
   continue(record: ProcessRecord, state: StdioState): void {
     const publish = state.outputEvents ? (slice: OutputSlice) => void this.events.append('output', record, slice) : null;
     const io = new ProcessStdio(record, [null, null, null], [1, 1], publish, (closed) => this.closed(closed), state);
     this.live.set(record, io);
+    this.charged.set(io, io.isDropped ? 0 : io.capacity);
+    this.committed += this.charged.get(io)!;
     if (record.state !== 'running') this.retained.add(io);
+    const meta = this.files?.readMeta(record.handle);
+    if (meta !== undefined) this.track(record.handle, io, meta);
+  }
+
+  /**
+   * After a restart (no handover): the captured streams of a restored record as the previous
+   * agent left them in the state dir, and the pipes of a running one taken back from the process.
+   */
+  readopt(record: ProcessRecord): void {
+    const meta = this.files?.readMeta(record.handle);
+    if (meta === undefined) return;
+    const stream = (name: StreamName, target: 1 | 2): CaptureState | null => {
+      const m = meta.streams[name];
+      if (m === undefined) return null;
+      const saved = this.files!.takeRing(record.handle, name);
+      const pipe = record.state === 'running' && record.ref !== null ? takePipe(record.ref, target, m.ino) : null;
+      return { ...(saved ?? { stream: name, capacity: m.capacity, end: m.mark, held: Buffer.alloc(0), dropped: false, published: m.mark }), pipe };
+    };
+    this.continue(record, {
+      stdin: null,
+      stdinClosed: meta.stdinPiped ? 'AGENT_RESTARTED' : undefined,
+      outputEvents: meta.outputEvents,
+      stdout: stream('stdout', 1),
+      stderr: stream('stderr', 2),
+    });
+  }
+
+  /** After a restart: the files of handles no longer in the table go. */
+  sweepFiles(known: (handle: string) => boolean): void {
+    this.files?.sweep(known);
+  }
+
+  /**
+   * A stop without successor: every ring is saved for the next agent (the pipes stay with the
+   * processes, which go on writing into them), then our pipe ends are closed.
+   */
+  saveRings(): void {
+    if (this.files === null) return;
+    this.quiesce();
+    for (const [record, io] of this.live) {
+      const { stdout, stderr } = io.state();
+      for (const c of [stdout, stderr]) {
+        if (c === null) continue;
+        const { pipe: _pipe, ...ring } = c;
+        this.files.saveRing(record.handle, ring);
+      }
+    }
+    this.closeDetached();
   }
 
   /**
@@ -113,9 +235,19 @@ export class StdioTable {
     for (const io of this.retained) {
       if (total <= this.retainedBytes) break;
       total -= io.ringBytes;
-      io.dropOutput();
-      this.retained.delete(io);
+      this.dropRetained(io);
     }
+  }
+
+  private dropRetained(io: ProcessStdio): void {
+    io.dropOutput();
+    this.retained.delete(io);
+    this.uncharge(io);
+  }
+
+  private uncharge(io: ProcessStdio): void {
+    this.committed -= this.charged.get(io) ?? 0;
+    this.charged.delete(io);
   }
 
   released(record: ProcessRecord): void {
@@ -123,6 +255,8 @@ export class StdioTable {
     if (io === undefined) return;
     this.live.delete(record);
     this.retained.delete(io);
+    this.uncharge(io);
+    this.files?.remove(record.handle);
     io.release();
     if (io.openPipes > 0) this.draining.add(io);
   }
@@ -136,10 +270,31 @@ export class StdioTable {
       ringBytes += io.ringBytes;
       pendingStdin += io.pendingStdin;
     }
-    return { processes: this.live.size + this.draining.size, openPipes, ringBytes, pendingStdin };
+    return { processes: this.live.size + this.draining.size, openPipes, ringBytes, committedBytes: this.committed, pendingStdin };
   }
 
   private closed(io: ProcessStdio): void {
     if (io.isReleased && io.openPipes === 0) this.draining.delete(io);
+  }
+}
+
+/**
+ * A reader of the process's output pipe on its fd `target`, taken from the process (pidfd_getfd,
+ * then reopened read-only: a duplicate of the child's read-write end would be a writer, and
+ * end-of-file would never come); null when it no longer holds that pipe there.
+ */
+function takePipe(ref: PidRef, target: number, ino: number): Fd | null {
+  let dup: Fd;
+  try {
+    dup = ref.getFd(target);
+  } catch {
+    return null;
+  }
+  try {
+    return fstatSync(dup).ino === ino ? reopenFd(dup, O_RDONLY) : null;
+  } catch {
+    return null;
+  } finally {
+    closeFd(dup);
   }
 }

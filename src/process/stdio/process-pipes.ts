@@ -94,6 +94,16 @@ export class ProcessStdio {
     return [this.stdin, this.stdout, this.stderr].filter((p) => p?.pipeOpen).length;
   }
 
+  /** What the rings may grow to (what --capture-total counts). */
+  get capacity(): number {
+    return (this.stdout?.ring.capacity ?? 0) + (this.stderr?.ring.capacity ?? 0);
+  }
+
+  /** The rings were freed by retention. */
+  get isDropped(): boolean {
+    return [this.stdout, this.stderr].every((o) => o === null || o.ring.isDropped);
+  }
+
   get ringBytes(): number {
     return (this.stdout?.ring.allocated ?? 0) + (this.stderr?.ring.allocated ?? 0);
   }

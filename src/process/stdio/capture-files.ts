@@ -1,0 +1,110 @@
+// What a later agent needs to go on reading a process's captured output after this one is gone
+// (STATE_DIR/capture/, one set of files per handle). The pipes themselves outlive the agent: the
+// child's end is read-write (kernel/spawn.ts 'output-pipe'), so the pipe keeps a reader and
+// buffers up to its size. A later agent takes a reader of it from the child by pidfd_getfd.
+//
+//   HANDLE.json           written at spawn, rewritten as a stream passes its mark: per stream the
+//                         pipe's inode, the ring capacity and a mark above every offset handed out
+//   HANDLE.STREAM.ring    written by a stop without successor: the ring's bytes and exact offsets
+//
+// Without a ring file (a crash) the stream resumes at its mark: bytes from the last ones read up
+// to the mark read as lost, so an offset is never handed out twice for different bytes.
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { CaptureState, StreamName } from './captured-output.js';
+
+/** How far ahead of the stream's end the persisted mark is set (one write per this many bytes). */
+export const MARK_STEP_BYTES = 64 * 1024 * 1024;
+
+export interface StreamMeta {
+  /** The pipe's inode: a descriptor taken from the child must be this pipe. */
+  readonly ino: number;
+  readonly capacity: number;
+  /** Above every offset handed out for this stream so far. */
+  mark: number;
+}
+
+export interface CaptureMeta {
+  readonly outputEvents: boolean;
+  readonly stdinPiped: boolean;
+  readonly streams: Partial<Record<StreamName, StreamMeta>>;
+}
+
+/** A ring saved by a stopping agent: CaptureState without the pipe. */
+export type SavedRing = Omit<CaptureState, 'pipe'>;
+
+export class CaptureFiles {
+  constructor(private readonly dir: string) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  }
+
+  private path(handle: string, suffix: string): string {
+    return join(this.dir, `${handle}${suffix}`);
+  }
+
+  /** Durable against the agent's death (the page cache outlives it); false when it could not be written. */
+  writeMeta(handle: string, meta: CaptureMeta): boolean {
+    const path = this.path(handle, '.json');
+    try {
+      writeFileSync(`${path}.tmp`, JSON.stringify(meta));
+      renameSync(`${path}.tmp`, path);
+      return true;
+    } catch {
+      // A stale mark would let a later agent hand out offsets again: better no resumption at all.
+      rmSync(path, { force: true });
+      rmSync(`${path}.tmp`, { force: true });
+      return false;
+    }
+  }
+
+  readMeta(handle: string): CaptureMeta | undefined {
+    try {
+      return JSON.parse(readFileSync(this.path(handle, '.json'), 'utf8')) as CaptureMeta;
+    } catch {
+      return undefined;
+    }
+  }
+
+  saveRing(handle: string, ring: SavedRing): void {
+    const { held, ...header } = ring;
+    const path = this.path(handle, `.${ring.stream}.ring`);
+    try {
+      writeFileSync(`${path}.tmp`, Buffer.concat([Buffer.from(`${JSON.stringify(header)}\n`), held]));
+      renameSync(`${path}.tmp`, path);
+    } catch {
+      rmSync(`${path}.tmp`, { force: true });
+    }
+  }
+
+  /** The ring a stopped agent saved, once (the file goes). */
+  takeRing(handle: string, stream: StreamName): SavedRing | undefined {
+    const path = this.path(handle, `.${stream}.ring`);
+    let data: Buffer;
+    try {
+      data = readFileSync(path);
+    } catch {
+      return undefined;
+    }
+    rmSync(path, { force: true });
+    const nl = data.indexOf(10);
+    if (nl < 0) return undefined;
+    try {
+      const header = JSON.parse(data.subarray(0, nl).toString()) as Omit<SavedRing, 'held'>;
+      return { ...header, held: data.subarray(nl + 1) };
+    } catch {
+      return undefined;
+    }
+  }
+
+  remove(handle: string): void {
+    for (const suffix of ['.json', '.stdout.ring', '.stderr.ring']) rmSync(this.path(handle, suffix), { force: true });
+  }
+
+  /** Removes the files of every handle not in `keep` (released while no agent ran, or lost). */
+  sweep(keep: (handle: string) => boolean): void {
+    for (const name of readdirSync(this.dir)) {
+      const handle = name.slice(0, name.indexOf('.'));
+      if (name.endsWith('.tmp') || !keep(handle)) rmSync(join(this.dir, name), { force: true });
+    }
+  }
+}
