@@ -3,9 +3,9 @@
 // back synchronously as the function's result.
 import * as libc from './libc.js';
 import { Errno, isKernelError, KernelError } from './errors.js';
-import { closeFd, pipe, pollOne, POLLIN, sealedMemfd, type Fd, type Pidfd } from './fd.js';
+import { closeFd, dupFd, pipe, pollOne, POLLIN, sealedMemfd, type Fd, type Pidfd } from './fd.js';
 import { pidfdOpen, P_PID, WEXITED } from './pidfd.js';
-import { ownPidfd, type PidRef } from './pid-ref.js';
+import { borrowPidfd, ownPidfd, type PidRef } from './pid-ref.js';
 import { Signal } from './signals.js';
 
 /** What one of the child's fds 0-2 is connected to. */
@@ -36,6 +36,17 @@ export interface SpawnSpec {
    * child where `shimHandles`, else by the helper (on HELPER_CGROUP_FD).
    */
   readonly cgroupProcs?: Fd;
+  /**
+   * More open cgroup.procs the child writes itself into (cgroup v1 hierarchies), by the helper
+   * only, right after cgroupProcs.
+   */
+  readonly v1CgroupProcs?: readonly Fd[];
+  /**
+   * A process whose mount, UTS, IPC, network and cgroup namespaces the child joins (setns by its
+   * pidfd) before anything else, by the helper only: its cwd, FILE outputs and the executable
+   * then resolve in that process's mount namespace.
+   */
+  readonly namespacesOf?: PidRef;
 }
 
 /** The exec helper failed at `stage` (cgroup, setrlimit:N, setgroups, setgid, setuid, exec, ...). */
@@ -182,6 +193,7 @@ class SpawnAttempt {
         } else if (spec.cgroupProcs !== undefined) {
           throw new TypeError('cgroupProcs needs the spawn shim (stdio /dev/null or inherited) or the helper');
         }
+        if (spec.namespacesOf !== undefined || (spec.v1CgroupProcs ?? []).length > 0) throw new TypeError('namespacesOf and v1CgroupProcs need the helper');
         return;
       }
       const [report, reportChild] = pipe();
@@ -189,16 +201,34 @@ class SpawnAttempt {
       this.childEnds.push(reportChild);
       const env = sealedMemfd('pidfd-exec-env', Buffer.from(spec.envp.map((e) => `${e}\0`).join('')));
       this.childEnds.push(env);
-      const cgroupArgs = spec.cgroupProcs === undefined ? [] : ['--cgroup-fd', String(HELPER_CGROUP_FD)];
-      // Every source must lie above the targets 3-5, or one dup2 could overwrite the source of the
-      // next; Node's own loop holds fds 3-5 for life, so this never refuses in practice.
-      const moves: [Fd, number][] = [[env, HELPER_ENV_FD], [reportChild, REPORT_FD]];
-      if (spec.cgroupProcs !== undefined) moves.push([spec.cgroupProcs, HELPER_CGROUP_FD]);
-      for (const [fd, target] of moves) {
-        if (fd <= HELPER_CGROUP_FD) throw new KernelError('posix_spawn_file_actions_adddup2', Errno.EBADF);
-        checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa, fd, target));
+      // Every source must lie above the targets, or one dup2 could overwrite the source of the
+      // next: a source that does not is dup'd above them first (closed again after the spawn).
+      const v1 = spec.v1CgroupProcs ?? [];
+      const highest = HELPER_V1_CGROUP_FD + v1.length;
+      const above = (fd: Fd): Fd => {
+        if (fd > highest) return fd;
+        const copy = dupFd(fd, highest + 1);
+        this.childEnds.push(copy);
+        return copy;
+      };
+      const moves: [Fd, number][] = [[above(env), HELPER_ENV_FD], [above(reportChild), REPORT_FD]];
+      const setupArgs: string[] = [];
+      if (spec.namespacesOf !== undefined) {
+        const pidfd = dupFd(borrowPidfd(spec.namespacesOf), highest + 1);
+        this.childEnds.push(pidfd);
+        moves.push([pidfd, HELPER_NS_FD]);
+        setupArgs.push('--setns', String(HELPER_NS_FD));
       }
-      const helperArgv = ['pidfd-exec', ...cgroupArgs, ...spec.helper.args, '--', spec.path, ...spec.argv, null];
+      if (spec.cgroupProcs !== undefined) {
+        moves.push([above(spec.cgroupProcs), HELPER_CGROUP_FD]);
+        setupArgs.push('--cgroup-fd', String(HELPER_CGROUP_FD));
+      }
+      v1.forEach((fd, i) => {
+        moves.push([above(fd), HELPER_V1_CGROUP_FD + i]);
+        setupArgs.push('--cgroup-fd', String(HELPER_V1_CGROUP_FD + i));
+      });
+      for (const [fd, target] of moves) checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa, fd, target));
+      const helperArgv = ['pidfd-exec', ...setupArgs, ...spec.helper.args, '--', spec.path, ...spec.argv, null];
       this.call = [this.out, spec.helper.path, this.fa, attr, helperArgv, [null]];
     } catch (e) {
       this.dispose();
@@ -334,6 +364,8 @@ const CLOSE_RANGE_CLOEXEC = 4;
 const REPORT_FD = 3;
 const HELPER_ENV_FD = 4;
 const HELPER_CGROUP_FD = 5;
+const HELPER_NS_FD = 6;
+const HELPER_V1_CGROUP_FD = 7;
 const EXEC_REPORT_TIMEOUT_MS = 10_000;
 
 /**

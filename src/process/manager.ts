@@ -5,6 +5,8 @@ import { Signal } from '../kernel/signals.js';
 import type { Features } from '../kernel/probe.js';
 import type { Reaper, ReapedExit } from './reaping.js';
 import { AgentError, fromKernel, invalidArgument, unknownHandle } from './errors.js';
+import { NamespaceTarget, type Joined } from './spawn/namespaces.js';
+import { KernelError } from '../kernel/errors.js';
 import type { EventLog, ProcessEvent } from './events/event-log.js';
 import type { StreamName } from './stdio/captured-output.js';
 import type { ProcessStdio, StdioState } from './stdio/process-pipes.js';
@@ -97,7 +99,13 @@ export class ProcessManager {
 
   private async start(options: SpawnOptions): Promise<SpawnResult> {
     const handle = newHandleId();
-    const child = await launch(options, this.node, handle);
+    const joined = this.namespacesOf(options);
+    let child;
+    try {
+      child = await launch(options, this.node, handle, joined.target);
+    } finally {
+      joined.release();
+    }
     let record: ProcessRecord;
     try {
       record = this.manage(child.ref.take(), { argv: options.argv, labels: options.labels, adopted: false, requestId: options.requestId, owner: options.owner }, handle);
@@ -288,6 +296,27 @@ export class ProcessManager {
   /** Taking over: the predecessor's replayable events and its last sequence number. */
   seedEvents(lastSequence: number, events: readonly ProcessEvent[]): void {
     this.events.seed(lastSequence, events);
+  }
+
+  /**
+   * The namespaces a spawn's child joins: the process's of join_namespaces_of (held until
+   * release), else the agent's --spawn-in-namespaces-of, else none.
+   */
+  namespacesOf(options: SpawnOptions): Joined {
+    const handle = options.joinNamespacesOf;
+    if (handle === undefined) return { target: this.node.namespaces, release: () => {} };
+    const ref = this.get(handle).ref;
+    const exited = () => new AgentError('ProcessExited', `join_namespaces_of: process ${handle} has exited`, { reason: 'PROCESS_EXITED', handle, field: 'join_namespaces_of' });
+    if (ref === null) throw exited();
+    let target: NamespaceTarget;
+    try {
+      target = NamespaceTarget.of(ref.dup());
+    } catch (e) {
+      // Its root is gone with its exit (ENOENT of a zombie, ESRCH once reaped).
+      if (e instanceof KernelError && (e.code === 'ENOENT' || e.code === 'ESRCH')) throw exited();
+      throw fromKernel(e, { what: `join_namespaces_of: ${handle}`, field: 'join_namespaces_of' });
+    }
+    return { target, release: () => target.close() };
   }
 
   /** The record of a handle, or undefined (never throws). */
