@@ -57,7 +57,7 @@ export function ensureBaseImages(): void {
   const full = join(CACHE, 'rootfs-full');
   if (!existsSync(join(full, '.complete'))) {
     rmSync(full, { recursive: true, force: true });
-    cpSync(slim, full, { recursive: true, verbatimSymlinks: true });
+    run('cp', ['-a', slim, full]); // device nodes too
     rmSync(join(full, '.complete'));
     copyFileSync('/etc/resolv.conf', join(full, 'etc/resolv.conf'));
     for (const f of readdirSync('/etc/apt/apt.conf.d').filter((n) => n.startsWith('99'))) copyFileSync(join('/etc/apt/apt.conf.d', f), join(full, 'etc/apt/apt.conf.d', f));

@@ -103,6 +103,7 @@ const procState = (pid: number) => {
 };
 
 async function main(): Promise<void> {
+  const started = Date.now();
   step('podman and runc from Debian, containers.conf for this hybrid cgroup layout');
   ensureRuntime();
   step('base images');
@@ -199,6 +200,7 @@ async function main(): Promise<void> {
     }
     rmSync(base, { recursive: true, force: true });
   }
+  console.log(`# ${Math.round((Date.now() - started) / 1000)} s in all`);
   console.log(`deploy: ${passed} passed, ${failed} failed`);
   process.exitCode = failed === 0 ? 0 : 1;
 }
