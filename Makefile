@@ -115,3 +115,16 @@ bench-tls: build
 .PHONY: bench-handover
 bench-handover: build
 	node --import tsx bench/handover.ts $(BENCH_ARGS)
+
+# The agent image (deploy/Dockerfile), with podman or else docker; npm's registry and CA go in as
+# build secrets (scripts/image.sh), never into a layer. Reports the image's size.
+IMAGE ?= localhost/pidfd-agent:$(shell node -p 'require("./package.json").version')
+.PHONY: image
+image:
+	IMAGE=$(IMAGE) scripts/image.sh
+
+# The image on a real container runtime, run as the DaemonSet runs it (README: Deploying; root;
+# installs podman and runc from Debian if missing; not part of `make test`).
+.PHONY: test-deploy
+test-deploy: build
+	node --import tsx scripts/test-deploy.ts

@@ -8,6 +8,7 @@ import { useSpawnShim } from './kernel/spawn.js';
 import { EventLog } from './process/events/event-log.js';
 import { ProcessManager } from './process/manager.js';
 import { Cgroups, cgroup2Mount } from './process/spawn/cgroups.js';
+import { nodeNamespaces, type NamespaceTarget } from './process/spawn/namespaces.js';
 import { builtFile } from './built-files.js';
 import { EpollReaper } from './reaper/reaper.js';
 import { agentService } from './service/agent-service.js';
@@ -59,13 +60,17 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   const access = openAccess(config.policyFile, config.auditLog, log);
   let cgroups: Cgroups | undefined;
   let tls: TlsFileProvider | null = null;
+  let namespaces: NamespaceTarget | undefined;
   let gid: number;
+  const helperPath = config.execHelper ?? builtFile('dist/bin/pidfd-exec');
   try {
     gid = socketGid(config.socketGroup);
     cgroups = new Cgroups(config.cgroupParent ?? withMount(cgroup2Mount()));
     if (config.defaultCgroup !== undefined) cgroups.useDefault(config.defaultCgroup);
+    if (config.spawnInNamespacesOf !== undefined) namespaces = await nodeNamespaces(config.spawnInNamespacesOf, helperPath);
     tls = config.tls === undefined ? null : new TlsFileProvider(config.tls, log);
   } catch (e) {
+    namespaces?.close();
     cgroups?.close();
     access.close();
     throw e;
@@ -74,6 +79,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   const node = cgroups;
   const closeNode = () => {
     tls?.close();
+    namespaces?.close();
     node.close();
     access.close();
   };
@@ -102,9 +108,10 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     captureTotalBytes: config.captureTotalBytes,
     captureDir: config.stateDir === undefined ? undefined : join(config.stateDir, 'capture'),
   }, features, {
-    helperPath: config.execHelper ?? builtFile('dist/bin/pidfd-exec'),
+    helperPath,
     cgroups,
     agentEnv: config.agentEnv,
+    namespaces,
   }, store);
   const reaper = new EpollReaper(
     (exits) => manager.onExits(exits),
@@ -135,6 +142,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     agentUid: process.getuid?.() ?? 0,
     agentEnv: config.agentEnv,
     lookup: (handle) => manager.find(handle),
+    namespaces: (spawn) => manager.namespacesOf(spawn),
     running: (owner) => manager.runningOwnedBy(owner),
     replays: (owner, requestId) => manager.hasRequest(owner, requestId),
     audit: access.audit.write,

@@ -1,21 +1,27 @@
-// deploy/: no cluster runs here, so what can be checked is checked: the DaemonSet's update strategy
-// and mounts agree with the agent's flags (parsed by the agent's own parser), the image puts the
-// files where the manifest runs them, and the manifest's command line (nsenter into PID 1's cgroup
-// namespace, --default-cgroup) really starts a serving agent that places processes as intended,
-// with the policy and TLS files where the manifest mounts them replaced by the example policy and
-// certificates made here. The example policy is parsed by the agent's own policy parser.
+// deploy/: no cluster runs here, so what can be checked is checked: every manifest validates
+// against the Kubernetes schemas (kubernetes-models; a broken copy must not), the DaemonSet's
+// update strategy and mounts agree with the agent's flags (parsed by the agent's own parser), the
+// image puts the files where the manifest runs them, and the manifest's command line
+// (--spawn-in-namespaces-of, --default-cgroup) really starts a serving agent that starts processes
+// on a stand-in node and out of its own cgroups, with the policy and TLS files where the manifest
+// mounts them replaced by the example policy and certificates made here. The example policy is
+// parsed by the agent's own policy parser. `make test-deploy` runs the image itself.
 import test from 'ava';
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { credentials } from '@grpc/grpc-js';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
+import { Namespace } from 'kubernetes-models/v1';
+import { DaemonSet } from 'kubernetes-models/apps/v1';
 import { AgentClient } from '../clients/ts/src/index.js';
 import { parsePolicy, RULE_KEYS, ruleFor, SPAWN_KEYS } from '../src/auth/policy.js';
 import { parseConfig } from '../src/config/config.js';
-import { cgroup2Mount } from '../src/process/spawn/cgroups.js';
-import { ROOT, startAgentProcess } from './helpers/agent-process.js';
+import { cgroup2Mount, cgroupV1Mounts } from '../src/process/spawn/cgroups.js';
+import { CLI_BIN, ROOT, startAgentProcess } from './helpers/agent-process.js';
 import { pem, TestCa } from './helpers/certs.js';
 import { eventually, tempDir, tryRmdir } from './helpers/harness.js';
+import { startStandIn } from './helpers/stand-in.js';
 
 interface Container {
   command: string[];
@@ -23,10 +29,14 @@ interface Container {
   ports?: { containerPort: number; protocol?: string }[];
   securityContext?: { privileged?: boolean };
   readinessProbe?: { exec?: { command: string[] } };
+  livenessProbe?: { exec?: { command: string[] } };
+  image: string;
   volumeMounts: { name: string; mountPath: string; subPath?: string; readOnly?: boolean }[];
 }
 
-const docs = parseAllDocuments(readFileSync(join(ROOT, 'deploy/kubernetes/daemonset.yaml'), 'utf8')).map((d) => d.toJS());
+const KUSTOMIZE = join(ROOT, 'deploy/kubernetes');
+const kustomization = parseYaml(readFileSync(join(KUSTOMIZE, 'kustomization.yaml'), 'utf8'));
+const docs = (kustomization.resources as string[]).flatMap((file) => parseAllDocuments(readFileSync(join(KUSTOMIZE, file), 'utf8')).map((d) => d.toJS()));
 const ds = docs.find((d) => d.kind === 'DaemonSet');
 const pod = ds.spec.template.spec;
 const agent: Container = pod.containers[0];
@@ -40,6 +50,31 @@ function volumeHolding(file: string) {
   return mount && { mount, volume: pod.volumes.find((v: { name: string }) => v.name === mount.name) };
 }
 
+test('every manifest validates against the Kubernetes schemas, and a broken copy does not', (t) => {
+  const models: Record<string, new (o: object) => { validate(): void }> = { Namespace, DaemonSet };
+  t.deepEqual(docs.map((d) => d.kind).sort(), ['DaemonSet', 'Namespace']);
+  for (const doc of docs) t.notThrows(() => new models[doc.kind]!(doc).validate(), doc.kind);
+  const broken = structuredClone(ds);
+  broken.spec.template.spec.containers[0].ports[0].hostPort = 'fifty thousand';
+  broken.spec.template.spec.hostPID = 'yes';
+  const error = t.throws(() => new DaemonSet(broken).validate());
+  t.regex(error!.message, /hostPort|hostPID/);
+  const noSelector = structuredClone(ds);
+  delete noSelector.spec.selector;
+  t.throws(() => new DaemonSet(noSelector).validate(), undefined, 'a DaemonSet needs its selector');
+});
+
+test('kustomize sets the namespace and the image in one place', (t) => {
+  t.is(kustomization.kind, 'Kustomization');
+  t.is(kustomization.namespace, docs.find((d) => d.kind === 'Namespace').metadata.name);
+  t.deepEqual(kustomization.images.map((i: { name: string }) => i.name), [agent.image], 'images: names the image the DaemonSet runs');
+  t.regex(kustomization.images[0].newName, /^[a-z0-9.-]+\.[a-z]+\/.+/, 'a registry');
+  t.is(kustomization.images[0].newTag, JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
+  const certificate = parseYaml(readFileSync(join(KUSTOMIZE, 'certificate.example.yaml'), 'utf8'));
+  t.like(certificate, { apiVersion: 'cert-manager.io/v1', kind: 'Certificate', spec: { secretName: volumeHolding(parseConfig(agent.args).tls!.cert)!.volume.secret.secretName } });
+  t.true(certificate.spec.usages.includes('server auth'));
+});
+
 test('upgrades surge a new pod next to the old one, which lingers after handing over', (t) => {
   t.deepEqual(ds.spec.updateStrategy, { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
   const config = parseConfig(agent.args);
@@ -47,9 +82,21 @@ test('upgrades surge a new pod next to the old one, which lingers after handing 
   t.is(config.takeover, 'if-serving', 'the new pod takes over from the old one, and the first pod on a node starts afresh');
   t.true(pod.hostPID);
   t.true(agent.securityContext?.privileged);
+  t.is(pod.priorityClassName, 'system-node-critical');
+  t.truthy((agent as { resources?: { limits?: { memory?: string } } }).resources?.limits?.memory);
 });
 
-test('the socket, the state dir and the cgroup parent are host paths mounted where the flags point', (t) => {
+test('children start on the node: its namespaces by pidfd, out of the pod\'s cgroups, with no wrapper', (t) => {
+  const config = parseConfig(agent.args);
+  t.deepEqual(agent.command, ['node', AGENT_IN_IMAGE], 'no nsenter: the exec helper joins the namespaces');
+  t.is(config.spawnInNamespacesOf, 1, 'the node\'s init, with hostPID');
+  t.truthy(config.defaultCgroup);
+  t.is(config.cgroupParent, undefined, 'the parent comes from the cgroup2 mount: no path that breaks on hybrid nodes');
+  const cgroup = agent.volumeMounts.find((m) => m.mountPath === '/sys/fs/cgroup');
+  t.is(pod.volumes.find((v: { name: string }) => v.name === cgroup?.name)?.hostPath?.path, '/sys/fs/cgroup', 'the node\'s cgroup tree, v2 and v1');
+});
+
+test('the socket and the state dir are host paths mounted where the flags point', (t) => {
   const config = parseConfig(agent.args);
   const hostPathOf = (path: string) => {
     const mount = agent.volumeMounts.filter((m) => path === m.mountPath || path.startsWith(`${m.mountPath}/`)).sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
@@ -58,10 +105,12 @@ test('the socket, the state dir and the cgroup parent are host paths mounted whe
   t.is(hostPathOf(config.stateDir!), config.stateDir, 'the state dir (and handover.sock) is shared by the old and the new pod');
   const socket = config.listen[0]!.slice('unix://'.length);
   t.is(hostPathOf(socket), '/run/pidfd-agent');
-  t.is(hostPathOf(config.cgroupParent!), '/sys/fs/cgroup');
-  t.truthy(config.defaultCgroup);
   t.deepEqual(agent.readinessProbe?.exec?.command, ['test', '-e', config.readyFile], 'ready while this pod\'s agent serves');
   t.false(agent.volumeMounts.some((m) => config.readyFile!.startsWith(`${m.mountPath}/`)), 'the ready file is the container\'s own, not shared');
+  const liveness = agent.livenessProbe?.exec?.command ?? [];
+  t.deepEqual(liveness.slice(0, 2), ['node', '/opt/pidfd-agent/dist/src/cli/main.js']);
+  t.is(liveness[liveness.indexOf('--addr') + 1], config.listen[0], 'gRPC health on the node\'s socket');
+  t.true(liveness.includes('health'));
 });
 
 test('the policy comes from a ConfigMap and the TLS files from a Secret, mounted as directories where the flags point', (t) => {
@@ -81,7 +130,7 @@ test('the policy comes from a ConfigMap and the TLS files from a Secret, mounted
   t.false([policy!.mount, secret!.mount].some((m) => m.subPath !== undefined));
   const tcp = config.listen.filter((a) => !a.startsWith('unix://'));
   t.deepEqual(tcp, ['0.0.0.0:50051']);
-  t.deepEqual(agent.ports?.map((p) => p.containerPort), [50051], 'the TCP port is declared');
+  t.deepEqual(agent.ports?.map((p) => [p.containerPort, (p as { hostPort?: number }).hostPort]), [[50051, 50051]], 'the mTLS port, on the node\'s address');
   t.regex(config.socketGroup ?? '', /^\d+$/, 'a gid: the start does not depend on a group name in the image');
 });
 
@@ -102,11 +151,12 @@ test('the example policy parses with the agent\'s parser, explains every key, an
   t.is(as('unix:uid=1500', ['unix:group=users']), undefined);
 });
 
-test('the image has the agent and the CLI where the manifest runs them', (t) => {
+test('the image has the agent and the CLI where the manifest runs them, and builds with registry settings as a secret', (t) => {
   const dockerfile = readFileSync(join(ROOT, 'deploy/Dockerfile'), 'utf8');
   t.regex(dockerfile, /^WORKDIR \/opt\/pidfd-agent$/m);
   t.regex(dockerfile, /^COPY --from=build \/src\/dist \.\/dist$/m);
-  t.regex(dockerfile, /util-linux/, 'nsenter');
+  t.regex(dockerfile, /^RUN --mount=type=secret,id=npmrc,target=\/root\/\.npmrc\b/m, 'a proxy or private registry needs no edit');
+  t.regex(dockerfile.slice(dockerfile.lastIndexOf('\nFROM ')), /^\nFROM node:20-bookworm-slim\n/, 'the runtime stage: no compiler');
   t.true(agent.command.includes(AGENT_IN_IMAGE));
   t.true(existsSync(join(ROOT, 'dist/src/main.js')) && existsSync(join(ROOT, 'dist/src/cli/main.js')), 'make build puts them in dist/');
 });
@@ -118,24 +168,26 @@ function tlsSecret(dir: string, ca: TestCa): void {
   copyFileSync(ca.cert, join(dir, 'ca.crt'));
 }
 
-test.serial("the manifest's command line starts a serving agent that places processes outside its own cgroup", async (t) => {
+test.serial("the manifest's command line starts a serving agent that starts processes on the (stand-in) node, out of its own cgroups", async (t) => {
   const mount = cgroup2Mount();
   if (mount === undefined) return t.fail('no cgroup2 mount on this machine');
-  const node = agent.command.indexOf('node');
-  t.deepEqual(agent.command.slice(0, node), ['nsenter', '--cgroup=/proc/1/ns/cgroup', '--']);
-  // This sandbox denies access to PID 1's namespaces even to root (a node's privileged hostPID pod
-  // has it); the suite's own cgroup namespace is this machine's host one, so nsenter targets it.
-  const wrapper = ['nsenter', `--cgroup=/proc/${process.pid}/ns/cgroup`, '--'];
-  // Host paths of a node, mapped to this machine: the suite's own socket and state dir, and the
-  // cgroup2 mount here (/sys/fs/cgroup on a pure v2 node).
-  const parent = join(mount, `pidfd-agent-deploy-${process.pid}`);
-  const args = [...agent.args];
+  // Host paths of a node, mapped to this machine: PID 1's namespaces are off-limits here, so the
+  // node is a stand-in made with unshare; the cgroup parent a directory of this test under the
+  // cgroup2 mount (the default, <mount>/pidfd-agent, is shared by every agent here).
+  const node = await startStandIn('deploy-node');
+  t.teardown(() => node.close());
+  const name = `pidfd-agent-deploy-${process.pid}`;
+  const args = [...agent.args, '--cgroup-parent', join(mount, name)];
   const set = (flag: string, value: string) => (args[args.indexOf(flag) + 1] = value);
-  set('--cgroup-parent', parent);
+  set('--spawn-in-namespaces-of', String(node.pid));
   const readyFile = join(tempDir('pidfd-agent-ready-'), 'serving');
   set('--ready-file', readyFile);
-  args.splice(args.indexOf('--listen'), 2);
-  args.splice(args.indexOf('--state-dir'), 2);
+  const listen = args.splice(args.indexOf('--listen'), 2)[1]!;
+  // The state dir as DirectoryOrCreate makes it: 0755; the agent makes it 0700 and agent.db 0600.
+  const stateDir = join(tempDir('pidfd-agent-deploy-state-'), 'state');
+  mkdirSync(stateDir);
+  chmodSync(stateDir, 0o755);
+  set('--state-dir', stateDir);
   // The mounted ConfigMap and Secret: the example policy itself and certificates of a CA made here.
   const files = tempDir('pidfd-agent-deploy-files-');
   const ca = new TestCa(join(files, 'ca'), 'deploy-test-ca');
@@ -144,17 +196,23 @@ test.serial("the manifest's command line starts a serving agent that places proc
   copyFileSync(EXAMPLE_POLICY, join(files, 'policy.yaml'));
   set('--policy', join(files, 'policy.yaml'));
   set('--tcp', '127.0.0.1:0');
-  const started = await startAgentProcess(args, wrapper);
+  const started = await startAgentProcess(args);
   t.teardown(async () => {
     await started.stop();
-    for (const d of ['managed', '']) {
-      await eventually(`${d || 'the parent'} removed`, () => (tryRmdir(join(parent, d)), !existsSync(join(parent, d))));
+    for (const dir of [mount, ...cgroupV1Mounts()]) {
+      await eventually(`${dir}/${name} removed`, () => (tryRmdir(join(dir, name, 'managed')), tryRmdir(join(dir, name)), !existsSync(join(dir, name))));
     }
   });
+  t.is(statSync(stateDir).mode & 0o777, 0o700);
+  t.deepEqual(readdirSync(stateDir).filter((f) => f.startsWith('agent.db')).map((f) => statSync(join(stateDir, f)).mode & 0o777).filter((m) => m !== 0o600), [], 'agent.db* 0600');
+
   const { process: p } = await started.client.spawn({ argv: ['sleep', '30'] });
-  const line = readFileSync(`/proc/${p!.pid}/cgroup`, 'utf8').split('\n').find((l) => l.startsWith('0::'));
-  t.is(line, `0::/${join(parent, 'managed').slice(mount.length + 1)}`);
+  for (const kind of ['mnt', 'uts'] as const) t.is(readlinkSync(`/proc/${p!.pid}/ns/${kind}`), node.ns(kind), `the node's ${kind} namespace`);
+  for (const line of readFileSync(`/proc/${p!.pid}/cgroup`, 'utf8').trim().split('\n')) t.true(line.endsWith(`:/${name}/managed`), line);
   t.is(readFileSync(readyFile, 'utf8'), `${started.child.pid}\n`, 'the ready file names the serving agent');
+  // The liveness probe's command, on this agent's socket.
+  const probe = agent.livenessProbe!.exec!.command.map((a) => (a === listen ? started.address : a === AGENT_IN_IMAGE.replace('main.js', 'cli/main.js') ? CLI_BIN : a));
+  t.is(execFileSync(process.execPath, probe.slice(1)).toString(), 'SERVING\n');
 
   // Over mutual TLS, as the example policy's orchestrator (admin) and its remote tenant.
   const serving = started.stderr().split('\n').map((l) => (l.includes('"serving"') ? JSON.parse(l) : undefined)).find(Boolean);

@@ -3,7 +3,8 @@
 import { delimiter, resolve } from 'node:path';
 import { AgentError, unknownHandle } from '../process/errors.js';
 import { resolveExecutable } from '../process/spawn/executable.js';
-import { searchPath } from '../process/spawn/launch.js';
+import { childCwd, searchPath } from '../process/spawn/launch.js';
+import type { Joined } from '../process/spawn/namespaces.js';
 import type { AdoptOptions, SpawnOptions } from '../process/options.js';
 import type { ProcessRecord, ProcessView } from '../process/lifecycle/record.js';
 import type { AuditEntry, AuditSink } from './audit.js';
@@ -43,6 +44,8 @@ export interface AuthorizerDeps {
   readonly agentEnv: Readonly<Record<string, string>>;
   /** The record a handle names now, whoever owns it. */
   readonly lookup: (handle: string) => ProcessRecord | undefined;
+  /** The namespaces a spawn's child would join (its executable is resolved in their mount namespace). */
+  readonly namespaces?: (spawn: SpawnOptions) => Joined;
   /** Running processes an identity owns. */
   readonly running: (owner: string) => number;
   /** Whether the identity already made a spawn with this request_id (a retry replays it). */
@@ -168,6 +171,13 @@ export class Authorizer {
     const { rule, caller } = parts;
     const denial = spawnDenial(rule.spawn, this.facts(spawn), this.deps.names);
     if (denial) return deny(policyDenied(denial));
+    const into = spawn.joinNamespacesOf;
+    if (into !== undefined) {
+      if (!rule.spawn.joinNamespaces) return deny(policyDenied({ field: 'join_namespaces_of', message: "may not start processes in another process's namespaces" }));
+      // Someone else's process answers exactly as a handle that never existed, as for any other RPC.
+      const record = this.deps.lookup(into);
+      if (record === undefined || (rule.role !== 'admin' && record.spec.owner !== caller.identity)) return deny(unknownHandle(into));
+    }
     let executable: string | Denial;
     try {
       executable = this.executable(rule, spawn);
@@ -195,11 +205,17 @@ export class Authorizer {
    */
   private executable(rule: Rule, spawn: SpawnOptions): string | Denial {
     const program = spawn.argv[0]!;
-    const cwd = spawn.cwd ?? process.cwd();
-    if (program.includes('/')) return executableDenial(rule.spawn, resolve(cwd, program)) ?? resolveExecutable(program, '', cwd);
-    const dirs = searchPath(spawn, this.deps.agentEnv).split(delimiter).filter((dir) => dir !== '' && executableDenial(rule.spawn, resolve(cwd, dir, program)) === undefined);
-    if (dirs.length === 0) return { field: 'executable', message: `${program}: no directory of PATH holds an executable this identity may run` };
-    return resolveExecutable(program, dirs.join(delimiter), cwd);
+    const joined = this.deps.namespaces?.(spawn);
+    try {
+      const cwd = childCwd(spawn, joined?.target);
+      const root = joined?.target?.root;
+      if (program.includes('/')) return executableDenial(rule.spawn, resolve(cwd, program)) ?? resolveExecutable(program, '', cwd, root);
+      const dirs = searchPath(spawn, this.deps.agentEnv).split(delimiter).filter((dir) => dir !== '' && executableDenial(rule.spawn, resolve(cwd, dir, program)) === undefined);
+      if (dirs.length === 0) return { field: 'executable', message: `${program}: no directory of PATH holds an executable this identity may run` };
+      return resolveExecutable(program, dirs.join(delimiter), cwd, root);
+    } finally {
+      joined?.release();
+    }
   }
 
   private facts(spawn: SpawnOptions): SpawnFacts {

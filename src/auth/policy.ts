@@ -41,6 +41,8 @@ export interface SpawnRule {
   /** Running at once per identity. */
   readonly maxProcesses: number | undefined;
   readonly spawnRate: Rate | undefined;
+  /** SpawnRequest.join_namespaces_of: start a process inside a visible managed process's namespaces. */
+  readonly joinNamespaces: boolean;
 }
 
 export interface Rate {
@@ -70,7 +72,7 @@ const NONE: Patterns = Object.freeze([]);
 
 const UNRESTRICTED: SpawnRule = Object.freeze({
   runAs: ANY, groups: ANY, executables: ANY, envAllow: ANY, envInherit: true, outputDirs: ANY, cwdDirs: ANY, outputInherit: true,
-  cgroups: ANY, cgroupCreate: true, rlimits: undefined, maxProcesses: undefined, spawnRate: undefined,
+  cgroups: ANY, cgroupCreate: true, rlimits: undefined, maxProcesses: undefined, spawnRate: undefined, joinNamespaces: true,
 });
 
 /** Without --policy: uid 0 on the unix socket is admin, nobody else may do anything. */
@@ -148,14 +150,14 @@ function rlimitCaps(where: string, v: unknown): SpawnRule['rlimits'] {
 }
 
 /** The schema's keys, for the parser and for checks that documentation names them all. */
-export const SPAWN_KEYS: readonly string[] = ['run_as', 'groups', 'executables', 'env_allow', 'env_inherit', 'output_dirs', 'cwd_dirs', 'output_inherit', 'cgroups', 'cgroup_create', 'rlimits', 'max_processes', 'spawn_rate'];
+export const SPAWN_KEYS: readonly string[] = ['run_as', 'groups', 'executables', 'env_allow', 'env_inherit', 'output_dirs', 'cwd_dirs', 'output_inherit', 'cgroups', 'cgroup_create', 'rlimits', 'max_processes', 'spawn_rate', 'join_namespaces'];
 
 /** An admin's omitted constraint allows anything; a tenant's allows nothing (deny by default). */
 function spawnRule(where: string, v: unknown, role: Role): SpawnRule {
   if (v !== undefined && !isObj(v)) throw new PolicyError(`${where}: expected a map`);
   const s = (v ?? {}) as Obj;
   keys(where, s, SPAWN_KEYS);
-  const d = role === 'admin' ? UNRESTRICTED : { ...UNRESTRICTED, runAs: NONE, groups: NONE, executables: NONE, envAllow: NONE, envInherit: false, outputDirs: NONE, cwdDirs: NONE, outputInherit: false, cgroups: NONE, cgroupCreate: false, rlimits: {} };
+  const d = role === 'admin' ? UNRESTRICTED : { ...UNRESTRICTED, runAs: NONE, groups: NONE, executables: NONE, envAllow: NONE, envInherit: false, outputDirs: NONE, cwdDirs: NONE, outputInherit: false, cgroups: NONE, cgroupCreate: false, rlimits: {}, joinNamespaces: false };
   const dirs = (key: string, fallback: Patterns) => {
     const list = strings(`${where}.${key}`, s[key], fallback);
     for (const dir of list) if (dir !== '*' && !dir.startsWith('/')) throw new PolicyError(`${where}.${key}: ${JSON.stringify(dir)} is not an absolute path`);
@@ -176,6 +178,7 @@ function spawnRule(where: string, v: unknown, role: Role): SpawnRule {
     rlimits: s['rlimits'] === undefined ? d.rlimits : rlimitCaps(`${where}.rlimits`, s['rlimits']),
     maxProcesses: positive(`${where}.max_processes`, s['max_processes']),
     spawnRate: parseRate(`${where}.spawn_rate`, s['spawn_rate']),
+    joinNamespaces: flag(`${where}.join_namespaces`, s['join_namespaces'], d.joinNamespaces),
   });
 }
 

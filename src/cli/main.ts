@@ -7,13 +7,14 @@ import { AgentCallError, AgentClient, EnvMode, Event, GetResponse, ListResponse,
 import { DEFAULT_SOCKET, parseDuration } from '../config/config.js';
 import { describeExit, eventLine, exitStatusOf, processDetail, processLine } from './format.js';
 import { attach, logs, logsArgs, stdinMode } from './logs-and-attach.js';
+import { checkHealth } from './health.js';
 
 const USAGE = `usage: pidfdctl [--addr unix:///PATH|HOST:PORT] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]] [--json] COMMAND
   spawn [--label k=v]... [--env K=V]... [--inherit-env] [--cwd DIR] [--request-id ID]
         [--stdout discard|inherit|capture|file:PATH|append:PATH] [--stderr ...] [--no-new-session]
         [--user U] [--group G] [--groups G,G] [--umask 027] [--no-new-privs] [--pdeathsig SIG]
         [--rlimit NOFILE=1024[:4096]]... [--cgroup PATH|new [--memory-max B] [--cpu-max "Q P"] [--pids-max N]]
-        [--timeout DURATION [--kill-signal SIG] [--grace DURATION]] -- CMD [ARG...]
+        [--timeout DURATION [--kill-signal SIG] [--grace DURATION]] [--join-namespaces-of HANDLE] -- CMD [ARG...]
                                   start CMD; prints the handle
   spawn ... [--stdin null|pipe] [--output-events] [--attach] -- CMD [ARG...]
                                   --attach: capture stdout and stderr, stream them here (and this stdin
@@ -28,6 +29,7 @@ const USAGE = `usage: pidfdctl [--addr unix:///PATH|HOST:PORT] [--tls-cert FILE 
   list [--label k=v]... [--state running|exited]
   release HANDLE                     forget the handle (a running process keeps running)
   adopt PID [--label k=v]... [--start-time TICKS] [--inode N]
+  health [--timeout DURATION]        grpc.health.v1 Check: prints SERVING and exits 0, else exits 1 (default 5s)
 The address defaults to $PIDFD_AGENT_ADDR, else unix://${DEFAULT_SOCKET}. A HOST:PORT address with
 --tls-cert and --tls-key (this client's certificate, PEM) is reached over TLS, the agent verified
 against --tls-ca (default: the system's roots); each defaults to $PIDFD_AGENT_TLS_CERT, _KEY, _CA.`;
@@ -49,6 +51,7 @@ const options = {
   env: { type: 'string', multiple: true },
   cwd: { type: 'string' },
   'request-id': { type: 'string' },
+  'join-namespaces-of': { type: 'string' },
   stdout: { type: 'string' },
   stderr: { type: 'string' },
   'no-new-session': { type: 'boolean' },
@@ -192,6 +195,7 @@ async function run(argv: string[]): Promise<number> {
           stderr: output('stderr', v.stderr ?? (v.attach ? 'capture' : undefined)),
           stdin: stdinMode(v.stdin),
           outputEvents: v['output-events'] ?? false,
+          joinNamespacesOf: v['join-namespaces-of'] ?? '',
           ...setup(v),
         });
         if (v.attach) return await attach(client, p!.handle, { stdout: (v.stdout ?? 'capture') === 'capture', stderr: (v.stderr ?? 'capture') === 'capture' }, v.stdin === 'pipe');
@@ -258,6 +262,11 @@ async function run(argv: string[]): Promise<number> {
           print(json, Event.toJSON(e), eventLine(e));
         }
         return 0;
+      }
+      case 'health': {
+        const serving = await checkHealth(addr, channelCredentials(v, addr), v.timeout === undefined ? 5000 : parseDuration(v.timeout));
+        print(json, { status: serving }, serving);
+        return serving === 'SERVING' ? 0 : 1;
       }
       default:
         throw new UsageError(`unknown command ${JSON.stringify(command)}`);

@@ -24,6 +24,11 @@ export interface Config {
    * for one: out of the agent's own cgroup, so stopping the agent's container does not kill it.
    */
   readonly defaultCgroup?: string;
+  /**
+   * A process (the node's PID 1 in the DaemonSet) whose mount, UTS, IPC, network and cgroup
+   * namespaces every spawned process joins; its pidfd is opened once, at start.
+   */
+  readonly spawnInNamespacesOf?: number;
   /** The exec helper binary (default: dist/bin/pidfd-exec next to the agent). */
   readonly execHelper?: string;
   /** The agent's environment, for ENV_MODE_INHERIT (main.ts passes process.env). */
@@ -90,6 +95,7 @@ export const DEFAULTS: Config = Object.freeze({
   logLevel: 'info',
   cgroupParent: undefined,
   defaultCgroup: undefined,
+  spawnInNamespacesOf: undefined,
   execHelper: undefined,
   agentEnv: {},
   recover: false,
@@ -133,7 +139,11 @@ export const USAGE = `usage: pidfd-agent [options]
                             RESOURCE_EXHAUSTED (CAPTURE_TOTAL_EXCEEDED); rings are never shrunk
   --cgroup-parent DIR       cgroup v2 directory for per-process cgroups (default <cgroup2 mount>/pidfd-agent)
   --default-cgroup PATH     place processes that ask for no cgroup in PARENT/PATH (created if missing),
-                            outside the agent's own cgroup (default: they stay in the agent's)
+                            outside the agent's own cgroup (default: they stay in the agent's); on cgroup
+                            v1 and hybrid nodes also the same path in every mounted v1 hierarchy
+  --spawn-in-namespaces-of PID  every spawned process joins the mount, UTS, IPC, network and cgroup
+                            namespaces of PID (by a pidfd opened and probed at start; 1 in a hostPID pod:
+                            the node's), so argv[0], cwd and output files are the node's paths
   --exec-helper PATH        the exec helper (default dist/bin/pidfd-exec)
   --state-dir DIR           persisted handle table, re-adopted after a restart (default ${DEFAULT_STATE_DIR})
   --recover                 if the store (STATE_DIR/agent.db) is damaged, move it aside as
@@ -275,6 +285,7 @@ export function parseConfig(argv: readonly string[]): Config {
       'cgroup-parent': { type: 'string' },
       'default-cgroup': { type: 'string' },
       'exec-helper': { type: 'string' },
+      'spawn-in-namespaces-of': { type: 'string' },
       'state-dir': { type: 'string' },
       ephemeral: { type: 'boolean' },
       takeover: { type: 'string' },
@@ -321,6 +332,7 @@ export function parseConfig(argv: readonly string[]): Config {
     cgroupParent: absolute('cgroup-parent', values['cgroup-parent']),
     defaultCgroup: relative('default-cgroup', values['default-cgroup']),
     execHelper: absolute('exec-helper', values['exec-helper']),
+    spawnInNamespacesOf: values['spawn-in-namespaces-of'] === undefined ? undefined : count('spawn-in-namespaces-of', values['spawn-in-namespaces-of'], 0, 1),
     agentEnv: {},
     stateDir: values.ephemeral ? undefined : (absolute('state-dir', values['state-dir']) ?? DEFAULT_STATE_DIR),
     takeover: values.takeover === undefined ? undefined : oneOf('takeover', values.takeover, TAKEOVER, 'required'),

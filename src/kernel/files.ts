@@ -11,6 +11,7 @@ const RESOLVE_NO_XDEV = 0x01;
 const RESOLVE_NO_MAGICLINKS = 0x02;
 const RESOLVE_NO_SYMLINKS = 0x04;
 const RESOLVE_BENEATH = 0x08;
+const RESOLVE_IN_ROOT = 0x10;
 const OPEN_HOW_SIZE = 24;
 
 /**
@@ -23,6 +24,19 @@ export function openBeneath(dir: Fd, path: string, flags: number): Fd {
   how.writeBigUInt64LE(BigInt(flags | O_CLOEXEC), 0);
   how.writeBigUInt64LE(BigInt(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV), 16);
   return retryEintr('openat2', () => Number(libc.sysOpenat2(libc.NR.openat2, dir, path, how, OPEN_HOW_SIZE))) as Fd;
+}
+
+/**
+ * openat2(root, path) with root as "/" for the whole walk (RESOLVE_IN_ROOT): absolute paths, ".."
+ * and absolute symlinks stay inside it, and mounts are those of root's mount namespace. For paths
+ * of another mount namespace (a node's), given a descriptor of its root directory.
+ */
+export function openInRoot(root: Fd, path: string, flags: number, mode = 0): Fd {
+  const how = Buffer.alloc(OPEN_HOW_SIZE);
+  how.writeBigUInt64LE(BigInt(flags | O_CLOEXEC), 0);
+  how.writeBigUInt64LE(BigInt(mode), 8);
+  how.writeBigUInt64LE(BigInt(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS), 16);
+  return retryEintr('openat2', () => Number(libc.sysOpenat2(libc.NR.openat2, root, path, how, OPEN_HOW_SIZE))) as Fd;
 }
 
 /** An O_PATH descriptor of a directory (close-on-exec), to resolve names beneath it. */

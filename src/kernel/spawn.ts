@@ -3,9 +3,9 @@
 // back synchronously as the function's result.
 import * as libc from './libc.js';
 import { Errno, isKernelError, KernelError } from './errors.js';
-import { closeFd, O_RDWR, pipe, pollOne, POLLIN, reopenFd, sealedMemfd, setPipeSize, type Fd, type Pidfd } from './fd.js';
+import { closeFd, dupFd, O_RDWR, pipe, pollOne, POLLIN, reopenFd, sealedMemfd, setPipeSize, type Fd, type Pidfd } from './fd.js';
 import { pidfdOpen, P_PID, WEXITED } from './pidfd.js';
-import { ownPidfd, type PidRef } from './pid-ref.js';
+import { borrowPidfd, ownPidfd, type PidRef } from './pid-ref.js';
 import { Signal } from './signals.js';
 
 /** What one of the child's fds 0-2 is connected to. */
@@ -41,9 +41,20 @@ export interface SpawnSpec {
   readonly helper?: { readonly path: string; readonly args: readonly string[] };
   /**
    * An open cgroup.procs (the caller's) the child moves itself into first: by the spawn shim's
-   * child where `shimHandles`, else by the helper (on HELPER_CGROUP_FD).
+   * child where `shimHandles`, else by the helper (on an fd it is told).
    */
   readonly cgroupProcs?: Fd;
+  /**
+   * More open cgroup.procs the child writes itself into (cgroup v1 hierarchies), by the helper
+   * only, right after cgroupProcs.
+   */
+  readonly v1CgroupProcs?: readonly Fd[];
+  /**
+   * A process whose mount, UTS, IPC, network and cgroup namespaces the child joins (setns by its
+   * pidfd) before anything else, by the helper only: its cwd, FILE outputs and the executable
+   * then resolve in that process's mount namespace.
+   */
+  readonly namespacesOf?: PidRef;
 }
 
 /** The exec helper failed at `stage` (cgroup, setrlimit:N, setgroups, setgid, setuid, exec, ...). */
@@ -182,11 +193,10 @@ class SpawnAttempt {
         this.pipes[target] = ends.parent;
       });
       if (spec.cwd !== undefined) checkResult('posix_spawn_file_actions_addchdir_np', libc.fa_addchdir_np(this.fa, spec.cwd));
-      // Last action: after the dup2s onto 0-2 (and the helper's 3-5), whose sources it closes too.
-      const closeFrom = () => {
+      // Last action: after the dup2s onto 0-2 (and the helper's setup fds), whose sources it closes too.
+      const closeFrom = (from: number) => {
         if (cloexecByRange) return;
         if (libc.fa_addclosefrom_np === null) throw new KernelError('close_range', ENOSYS);
-        const from = spec.helper === undefined ? 3 : spec.cgroupProcs === undefined ? HELPER_CGROUP_FD : HELPER_CGROUP_FD + 1;
         checkResult('posix_spawn_file_actions_addclosefrom_np', libc.fa_addclosefrom_np(this.fa, from));
       };
       const attr = spec.newSession ? attrSession : attrGroup;
@@ -199,7 +209,8 @@ class SpawnAttempt {
         } else if (spec.cgroupProcs !== undefined) {
           throw new TypeError('cgroupProcs needs the spawn shim (stdio /dev/null or inherited) or the helper');
         }
-        closeFrom();
+        if (spec.namespacesOf !== undefined || (spec.v1CgroupProcs ?? []).length > 0) throw new TypeError('namespacesOf and v1CgroupProcs need the helper');
+        closeFrom(3);
         return;
       }
       const [report, reportChild] = pipe();
@@ -207,17 +218,37 @@ class SpawnAttempt {
       this.childEnds.push(reportChild);
       const env = sealedMemfd('pidfd-exec-env', Buffer.from(spec.envp.map((e) => `${e}\0`).join('')));
       this.childEnds.push(env);
-      const cgroupArgs = spec.cgroupProcs === undefined ? [] : ['--cgroup-fd', String(HELPER_CGROUP_FD)];
-      // Every source must lie above the targets 3-5, or one dup2 could overwrite the source of the
-      // next; Node's own loop holds fds 3-5 for life, so this never refuses in practice.
-      const moves: [Fd, number][] = [[env, HELPER_ENV_FD], [reportChild, REPORT_FD]];
-      if (spec.cgroupProcs !== undefined) moves.push([spec.cgroupProcs, HELPER_CGROUP_FD]);
-      for (const [fd, target] of moves) {
-        if (fd <= HELPER_CGROUP_FD) throw new KernelError('posix_spawn_file_actions_adddup2', Errno.EBADF);
-        checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa, fd, target));
+      // Every source must lie above the targets, or one dup2 could overwrite the source of the
+      // next: a source that does not is dup'd above them first (closed again after the spawn).
+      const v1 = spec.v1CgroupProcs ?? [];
+      // Targets are packed from HELPER_FIRST_SETUP_FD up, so closing from the next one closes all else.
+      const highest = HELPER_FIRST_SETUP_FD - 1 + (spec.namespacesOf === undefined ? 0 : 1) + (spec.cgroupProcs === undefined ? 0 : 1) + v1.length;
+      let next = HELPER_FIRST_SETUP_FD;
+      const above = (fd: Fd): Fd => {
+        if (fd > highest) return fd;
+        const copy = dupFd(fd, highest + 1);
+        this.childEnds.push(copy);
+        return copy;
+      };
+      const moves: [Fd, number][] = [[above(env), HELPER_ENV_FD], [above(reportChild), REPORT_FD]];
+      const setupArgs: string[] = [];
+      if (spec.namespacesOf !== undefined) {
+        const pidfd = dupFd(borrowPidfd(spec.namespacesOf), highest + 1);
+        this.childEnds.push(pidfd);
+        moves.push([pidfd, next]);
+        setupArgs.push('--setns', String(next++));
       }
-      closeFrom();
-      const helperArgv = ['pidfd-exec', ...cgroupArgs, ...spec.helper.args, '--', spec.path, ...spec.argv, null];
+      if (spec.cgroupProcs !== undefined) {
+        moves.push([above(spec.cgroupProcs), next]);
+        setupArgs.push('--cgroup-fd', String(next++));
+      }
+      for (const fd of v1) {
+        moves.push([above(fd), next]);
+        setupArgs.push('--cgroup-fd', String(next++));
+      }
+      for (const [fd, target] of moves) checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa, fd, target));
+      closeFrom(next);
+      const helperArgv = ['pidfd-exec', ...setupArgs, ...spec.helper.args, '--', spec.path, ...spec.argv, null];
       this.call = [this.out, spec.helper.path, this.fa, attr, helperArgv, [null]];
     } catch (e) {
       this.dispose();
@@ -371,7 +402,7 @@ const cloexecByRange = libc.close_range(3, 0xffffffff, CLOSE_RANGE_CLOEXEC) === 
 /** The helper's descriptors (src/native/pidfd-exec.c). */
 const REPORT_FD = 3;
 const HELPER_ENV_FD = 4;
-const HELPER_CGROUP_FD = 5;
+const HELPER_FIRST_SETUP_FD = 5;
 const EXEC_REPORT_TIMEOUT_MS = 10_000;
 
 /**

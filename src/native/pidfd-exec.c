@@ -2,9 +2,15 @@
 // state already set up by posix_spawn); it applies what posix_spawn cannot express, then execve()s
 // the target in the same process, so the PID and the agent's pidfd stay the same process.
 //
-//   pidfd-exec [--cgroup-fd FD] [--rlimit RES:SOFT:HARD]... [--umask OCTAL] [--groups G,G,...]
+//   pidfd-exec [--setns FD] [--cgroup-fd FD]... [--rlimit RES:SOFT:HARD]... [--umask OCTAL] [--groups G,G,...]
 //              [--gid GID] [--uid UID] [--chdir DIR] [--stdout a|t:PATH] [--stderr a|t:PATH]
-//              [--pdeathsig SIG] [--nnp] -- PATH ARGV0 [ARG...]
+//              [--pdeathsig SIG] [--nnp] [--no-exec] -- PATH ARGV0 [ARG...]
+//
+// --setns FD joins the mount, UTS, IPC, network and cgroup namespaces of the process pidfd FD
+// names (setns(2) by pidfd, Linux 5.8), first: the cgroup move after it happens in that cgroup
+// namespace (cgroup v2 only lets a process move within its own), and --chdir, the output files and
+// PATH's execve resolve in that mount namespace (the node's filesystem). --no-exec stops after
+// setup with exit status 0: the agent's start-up probe of --setns.
 //
 // Descriptors: 3 is the report pipe; 4 holds the target's environment as NUL-terminated
 // "NAME=value" strings (a sealed memfd). The helper itself is started with an empty environment:
@@ -27,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -90,6 +97,12 @@ static char **read_env(void) {
   return env;
 }
 
+static void join_namespaces(const char *fd_text) {
+  int fd = (int)number("setns", fd_text, 10);
+  if (setns(fd, CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP) != 0) fail("setns", errno);
+  close(fd);
+}
+
 static void join_cgroup(const char *fd_text) {
   int fd = (int)number("cgroup", fd_text, 10);
   if (write(fd, "0\n", 2) != 2) fail("cgroup", errno);
@@ -132,15 +145,17 @@ static void open_output(const char *stage, int target, const char *spec) {
 int main(int argc, char **argv) {
   if (fcntl(REPORT_FD, F_SETFD, FD_CLOEXEC) != 0) _exit(126);
   char **env = read_env();
-  int i = 1, nnp = 0, pdeathsig = 0;
+  int i = 1, nnp = 0, pdeathsig = 0, no_exec = 0;
   long uid = -1, gid = -1;
   const char *out = NULL, *err = NULL, *dir = NULL;
   for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
     const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(opt, "--nnp") == 0) { nnp = 1; continue; }
+    if (strcmp(opt, "--no-exec") == 0) { no_exec = 1; continue; }
     if (!val) fail("usage", EINVAL);
     i++;
-    if (strcmp(opt, "--cgroup-fd") == 0) join_cgroup(val);
+    if (strcmp(opt, "--setns") == 0) join_namespaces(val);
+    else if (strcmp(opt, "--cgroup-fd") == 0) join_cgroup(val);
     else if (strcmp(opt, "--rlimit") == 0) set_rlimit(val);
     else if (strcmp(opt, "--umask") == 0) umask((mode_t)number("umask", val, 8));
     else if (strcmp(opt, "--groups") == 0) set_groups(val);
@@ -164,6 +179,7 @@ int main(int argc, char **argv) {
     if (getppid() != agent) fail("pdeathsig", ESRCH);  // the agent died before the signal was armed
   }
   if (nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail("no_new_privs", errno);
+  if (no_exec) _exit(0);
   execve(argv[i + 1], argv + i + 2, env);
   fail("exec", errno);
 }

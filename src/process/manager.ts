@@ -5,6 +5,8 @@ import { Signal } from '../kernel/signals.js';
 import type { Features } from '../kernel/probe.js';
 import type { Reaper, ReapedExit } from './reaping.js';
 import { AgentError, fromKernel, invalidArgument, unknownHandle } from './errors.js';
+import { NamespaceTarget, type Joined } from './spawn/namespaces.js';
+import { KernelError } from '../kernel/errors.js';
 import type { EventLog, ProcessEvent } from './events/event-log.js';
 import type { StreamName } from './stdio/captured-output.js';
 import type { ProcessStdio, StdioState } from './stdio/process-pipes.js';
@@ -119,22 +121,23 @@ export class ProcessManager {
     const options = this.stdio.resolve(requested);
     const intent: SpawnIntent | undefined =
       options.requestId === undefined ? undefined : { owner: options.owner, requestId: options.requestId, handle, argv: options.argv, createdAt: Date.now() };
-    const reserved = this.stdio.reserve(options);
-    if (intent) {
-      try {
-        this.write('the spawn intent', 0, (w) => w.intended(intent), handle);
-      } catch (e) {
-        this.stdio.unreserve(reserved);
-        throw e;
-      }
-    }
+    const joined = this.namespacesOf(options);
+    let reserved: number | undefined;
     let child: Launched;
     try {
-      child = await launch(options, this.node, handle);
+      reserved = this.stdio.reserve(options);
+      if (intent) this.write('the spawn intent', 0, (w) => w.intended(intent), handle);
+      try {
+        child = await launch(options, this.node, handle, joined.target);
+      } catch (e) {
+        if (intent) this.settleIntent(intent);
+        throw e;
+      }
     } catch (e) {
-      this.stdio.unreserve(reserved);
-      if (intent) this.settleIntent(intent);
+      if (reserved !== undefined) this.stdio.unreserve(reserved);
       throw e;
+    } finally {
+      joined.release();
     }
     let record: ProcessRecord;
     try {
@@ -330,6 +333,27 @@ export class ProcessManager {
   /** Taking over: the predecessor's replayable events and its last sequence number. */
   seedEvents(lastSequence: number, events: readonly ProcessEvent[]): void {
     this.events.seed(lastSequence, events);
+  }
+
+  /**
+   * The namespaces a spawn's child joins: the process's of join_namespaces_of (held until
+   * release), else the agent's --spawn-in-namespaces-of, else none.
+   */
+  namespacesOf(options: SpawnOptions): Joined {
+    const handle = options.joinNamespacesOf;
+    if (handle === undefined) return { target: this.node.namespaces, release: () => {} };
+    const ref = this.get(handle).ref;
+    const exited = () => new AgentError('ProcessExited', `join_namespaces_of: process ${handle} has exited`, { reason: 'PROCESS_EXITED', handle, field: 'join_namespaces_of' });
+    if (ref === null) throw exited();
+    let target: NamespaceTarget;
+    try {
+      target = NamespaceTarget.of(ref.dup());
+    } catch (e) {
+      // Its root is gone with its exit (ENOENT of a zombie, ESRCH once reaped).
+      if (e instanceof KernelError && (e.code === 'ENOENT' || e.code === 'ESRCH')) throw exited();
+      throw fromKernel(e, { what: `join_namespaces_of: ${handle}`, field: 'join_namespaces_of' });
+    }
+    return { target, release: () => target.close() };
   }
 
   /** The record of a handle, or undefined (never throws). */

@@ -38,6 +38,8 @@ export interface SpawnOptions {
   readonly owner?: string;
   /** argv[0] already resolved to an absolute path (by the authorization, which checked it). */
   readonly executable?: string;
+  /** A managed process's handle: the child joins its mount, UTS, IPC, network and cgroup namespaces. */
+  readonly joinNamespacesOf?: string;
 }
 
 export interface AdoptOptions {

@@ -95,6 +95,7 @@ export function spawnOptions(req: SpawnRequest): SpawnOptions {
     setup: setupOptions(req),
     cgroup: cgroupRequest(req.cgroup),
     deadline: deadline(req),
+    joinNamespacesOf: req.joinNamespacesOf === '' ? undefined : text('join_namespaces_of', req.joinNamespacesOf),
   };
 }
 

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'n
 import { KernelError } from '../../kernel/errors.js';
 import { closeFd, type Fd } from '../../kernel/fd.js';
 import { CGROUP2_SUPER_MAGIC, fsType, fsTypeAt, O_WRONLY, openBeneath, openDirectoryPath } from '../../kernel/files.js';
-import { dirname, isAbsolute, join, normalize } from 'node:path';
+import { dirname, isAbsolute, join, normalize, relative } from 'node:path';
 import { AgentError, fromKernel, invalidArgument } from '../errors.js';
 
 export interface CgroupLimits {
@@ -18,13 +18,38 @@ export interface CgroupLimits {
 
 export type CgroupRequest = { readonly kind: 'existing'; readonly path: string } | ({ readonly kind: 'create' } & CgroupLimits);
 
-/** The cgroup2 mount point from /proc/self/mountinfo (/sys/fs/cgroup, or .../unified on hybrid hosts). */
-export function cgroup2Mount(): string | undefined {
+/** A cgroup filesystem mounted here: its mount point and, for v1, the super options naming its controllers. */
+interface CgroupMount {
+  readonly point: string;
+  readonly type: 'cgroup' | 'cgroup2';
+  readonly options: string;
+}
+
+/**
+ * The cgroup mounts of /proc/self/mountinfo, the visible one per mount point: a later mount on the
+ * same point (a pod's hostPath of the node's /sys/fs/cgroup over the runtime's own) hides earlier ones.
+ */
+function cgroupMounts(): CgroupMount[] {
+  const byPoint = new Map<string, CgroupMount>();
   for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
     const [pre, post] = line.split(' - ');
-    if (post?.split(' ')[0] === 'cgroup2') return pre?.split(' ')[4];
+    const [type, , options = ''] = post?.split(' ') ?? [];
+    const point = pre?.split(' ')[4]?.replace(/\\040/g, ' ');
+    if (point === undefined) continue;
+    if (type === 'cgroup' || type === 'cgroup2') byPoint.set(point, { point, type, options });
+    else byPoint.delete(point);
   }
-  return undefined;
+  return [...byPoint.values()];
+}
+
+/** The cgroup2 mount point from /proc/self/mountinfo (/sys/fs/cgroup, or .../unified on hybrid hosts). */
+export function cgroup2Mount(): string | undefined {
+  return cgroupMounts().find((m) => m.type === 'cgroup2')?.point;
+}
+
+/** Mount points of the cgroup v1 hierarchies (none on a pure cgroup v2 node). */
+export function cgroupV1Mounts(): string[] {
+  return cgroupMounts().filter((m) => m.type === 'cgroup').map((m) => m.point);
 }
 
 const unavailable = (message: string, field: string) => new AgentError('Unsupported', message, { reason: 'CGROUP_UNAVAILABLE', field });
@@ -33,6 +58,32 @@ const unavailable = (message: string, field: string) => new AgentError('Unsuppor
 export interface DefaultCgroup {
   readonly dir: string;
   readonly procs: Fd;
+}
+
+const CGROUP_SUPER_MAGIC = 0x27e0eb;
+
+/**
+ * POINT/rel in a v1 hierarchy, created level by level if missing (a new cpuset cgroup has no CPUs
+ * or memory nodes, and nobody can join it until it gets its parent's), with its cgroup.procs open.
+ */
+function v1Cgroup(point: string, rel: string): Fd {
+  const pointFd = openDirectoryPath(point);
+  try {
+    if (fsType(pointFd) !== CGROUP_SUPER_MAGIC) throw new Error(`not a cgroup v1 filesystem (f_type ${hex(fsType(pointFd))})`);
+    let dir = point;
+    for (const part of rel.split('/')) {
+      const parent = dir;
+      dir = join(dir, part);
+      if (existsSync(dir)) continue;
+      mkdirSync(dir);
+      for (const file of ['cpuset.cpus', 'cpuset.mems']) {
+        if (existsSync(join(dir, file)) && readFileSync(join(dir, file), 'utf8').trim() === '') writeFileSync(join(dir, file), readFileSync(join(parent, file), 'utf8'));
+      }
+    }
+    return openBeneath(pointFd, join(rel, 'cgroup.procs'), O_WRONLY);
+  } finally {
+    closeFd(pointFd);
+  }
 }
 
 /** The parent is not on cgroup2 (a startup error: the agent refuses to run with it). */
@@ -54,22 +105,58 @@ export class Cgroups {
     while (!existsSync(existing)) existing = dirname(existing);
     const type = fsTypeAt(existing);
     if (type !== CGROUP2_SUPER_MAGIC) {
-      throw new CgroupParentError(`cgroup parent ${parent}: ${existing} is not on a cgroup v2 filesystem (f_type ${hex(type)}, cgroup2 is ${hex(CGROUP2_SUPER_MAGIC)})`);
+      const mount = cgroup2Mount();
+      const found = mount === undefined ? 'no cgroup2 filesystem is mounted here' : `the cgroup2 mount here is ${mount}: use a directory under it, or leave --cgroup-parent out for ${mount}/pidfd-agent`;
+      throw new CgroupParentError(`--cgroup-parent ${parent}: ${existing} is not on a cgroup v2 filesystem (f_type ${hex(type)}, cgroup2 is ${hex(CGROUP2_SUPER_MAGIC)}); ${found}`);
     }
   }
 
-  /** Creates PARENT/path if missing and keeps its cgroup.procs open (--default-cgroup). */
+  /**
+   * The cgroup.procs of the v1 hierarchies' cgroups every child also moves into (set by
+   * useDefault on cgroup v1 and hybrid nodes; owned here until close).
+   */
+  v1Procs: readonly Fd[] = [];
+  /** Their directories, one per mounted v1 hierarchy. */
+  v1Dirs: readonly string[] = [];
+
+  /**
+   * Creates PARENT/path if missing and keeps its cgroup.procs open (--default-cgroup). Where cgroup
+   * v1 hierarchies are mounted (v1 and hybrid nodes), also the same path relative to the cgroup2
+   * root in each of them: a pod's runtime kills what is in the pod's v1 cgroups too.
+   */
   useDefault(path: string): void {
     const rel = normalize(path);
     this.withParent((parentFd) => {
       mkdirSync(join(this.parent!, rel), { recursive: true });
       this.defaultCgroup = { dir: join(this.parent!, rel), procs: openBeneath(parentFd, join(rel, 'cgroup.procs'), O_WRONLY) };
     });
+    const v1 = cgroupV1Mounts();
+    if (v1.length === 0) return;
+    const mount = cgroup2Mount();
+    const fromRoot = mount === undefined ? '..' : relative(mount, this.defaultCgroup!.dir);
+    if (fromRoot.startsWith('..') || isAbsolute(fromRoot)) {
+      throw new CgroupParentError(`--default-cgroup ${path}: ${this.defaultCgroup!.dir} is not under the cgroup2 mount ${mount ?? '(none)'}, so it has no path in the cgroup v1 hierarchies (${v1.join(', ')})`);
+    }
+    const procs: Fd[] = [];
+    const dirs: string[] = [];
+    try {
+      for (const point of v1) {
+        dirs.push(join(point, fromRoot));
+        procs.push(v1Cgroup(point, fromRoot));
+      }
+    } catch (e) {
+      for (const fd of procs) closeFd(fd);
+      throw new CgroupParentError(`--default-cgroup ${path}: cgroup v1 hierarchy ${dirs.at(-1)}: ${(e as Error).message}`, { cause: e });
+    }
+    this.v1Procs = procs;
+    this.v1Dirs = dirs;
   }
 
   close(): void {
     if (this.defaultCgroup !== undefined) closeFd(this.defaultCgroup.procs);
     this.defaultCgroup = undefined;
+    for (const fd of this.v1Procs) closeFd(fd);
+    this.v1Procs = [];
   }
 
   /**

@@ -12,6 +12,7 @@ import type { HandleId } from '../lifecycle/handle.js';
 import { DEFAULT_PATH, type OutputTarget, type SpawnOptions } from '../options.js';
 import { changesIdentity, helperArgs, needsHelper, type HelperOutput } from './setup.js';
 import { checkCwd, openOutput, setupFailure, type SetupPaths } from './spawn-inputs.js';
+import { JOINED_CWD, type NamespaceTarget } from './namespaces.js';
 
 /** What spawning needs from the node, decided by the composition root. */
 export interface SpawnEnvironment {
@@ -20,6 +21,8 @@ export interface SpawnEnvironment {
   readonly cgroups: Cgroups;
   /** The agent's own environment, for ENV_MODE_INHERIT. */
   readonly agentEnv: Readonly<Record<string, string>>;
+  /** --spawn-in-namespaces-of: the namespaces every child joins unless its request names a handle's. */
+  readonly namespaces?: NamespaceTarget;
 }
 
 export interface Launched {
@@ -40,15 +43,29 @@ export const childEnv = (options: SpawnOptions, agentEnv: Readonly<Record<string
 /** The PATH argv[0] is looked up in: the child's. */
 export const searchPath = (options: SpawnOptions, agentEnv: Readonly<Record<string, string>>): string => childEnv(options, agentEnv).PATH ?? DEFAULT_PATH;
 
-/** The absolute path argv[0] names, found in the child's PATH and working directory. */
-export const executableOf = (options: SpawnOptions, agentEnv: Readonly<Record<string, string>>): string =>
-  resolveExecutable(options.argv[0]!, searchPath(options, agentEnv), options.cwd ?? process.cwd());
+/**
+ * The working directory relative argv[0] and PATH entries are taken from: the request's, else the
+ * agent's, or "/" for a child that joins another mount namespace (setns puts it at that root).
+ */
+export const childCwd = (options: SpawnOptions, joins: NamespaceTarget | undefined): string => options.cwd ?? (joins ? JOINED_CWD : process.cwd());
 
-export async function launch(options: SpawnOptions, node: SpawnEnvironment, handle: HandleId): Promise<Launched> {
+/**
+ * The absolute path argv[0] names, found in the child's PATH and working directory: in the mount
+ * namespace the child will exec in (through the joined target's root directory).
+ */
+export const executableOf = (options: SpawnOptions, agentEnv: Readonly<Record<string, string>>, joins?: NamespaceTarget): string =>
+  resolveExecutable(options.argv[0]!, searchPath(options, agentEnv), childCwd(options, joins), joins?.root);
+
+/**
+ * Starts the process. With `joins`, the child joins that process's namespaces in the exec helper,
+ * first; the working directory and FILE outputs are then entered and opened by the helper after
+ * the setns, so they are the joined mount namespace's, and the executable was resolved there.
+ */
+export async function launch(options: SpawnOptions, node: SpawnEnvironment, handle: HandleId, joins?: NamespaceTarget): Promise<Launched> {
   const env = childEnv(options, node.agentEnv);
   // What the policy checked is what runs: resolved once, not again in a PATH that may differ.
-  const path = options.executable ?? executableOf(options, node.agentEnv);
-  if (options.cwd !== undefined) checkCwd(options.cwd);
+  const path = options.executable ?? executableOf(options, node.agentEnv, joins);
+  if (options.cwd !== undefined && joins === undefined) checkCwd(options.cwd);
   const opened: Fd[] = [];
   const cgroup = options.cgroup && node.cgroups.prepare(options.cgroup, handle);
   if (cgroup) opened.push(cgroup.procs);
@@ -58,8 +75,9 @@ export async function launch(options: SpawnOptions, node: SpawnEnvironment, hand
   };
   const fallback = cgroup ? undefined : node.cgroups.defaultCgroup;
   try {
-    // For another identity, the helper enters cwd and creates and opens files as that identity.
-    const asTarget = changesIdentity(options.setup);
+    // For another identity, the helper enters cwd and creates and opens files as that identity;
+    // in joined namespaces, it does so after the setns, in the joined mount namespace.
+    const asTarget = changesIdentity(options.setup) || joins !== undefined;
     const helperCwd = asTarget ? options.cwd : undefined;
     const outputs: HelperOutput[] = [];
     const output = (target: 1 | 2, o: OutputTarget, field: 'stdout' | 'stderr'): StdioAction => {
@@ -74,8 +92,10 @@ export async function launch(options: SpawnOptions, node: SpawnEnvironment, hand
     ];
     const procs = cgroup?.procs ?? fallback?.procs;
     // A cgroup alone is joined by the spawn shim's child itself where it can, else by the helper.
-    const direct = !needsHelper(options.setup) && shimHandles(stdio);
-    const helper = needsHelper(options.setup) || (procs !== undefined && !direct) ? { path: node.helperPath, args: helperArgs(options.setup, outputs, helperCwd) } : undefined;
+    const v1 = node.cgroups.v1Procs;
+    const helped = needsHelper(options.setup) || joins !== undefined || v1.length > 0;
+    const direct = !helped && shimHandles(stdio);
+    const helper = helped || (procs !== undefined && !direct) ? { path: node.helperPath, args: helperArgs(options.setup, outputs, helperCwd) } : undefined;
     const child = await spawnAsync({
       path,
       argv: options.argv,
@@ -85,6 +105,8 @@ export async function launch(options: SpawnOptions, node: SpawnEnvironment, hand
       newSession: options.newSession,
       helper,
       cgroupProcs: procs,
+      v1CgroupProcs: v1,
+      namespacesOf: joins?.ref,
     });
     return { ...child, ownedCgroup: owned, undo };
   } catch (e) {

@@ -42,7 +42,7 @@ export function openOutput(target: OutputTarget, field: string, opened: Fd[]): S
 /** Which request field a failed helper stage is about. */
 const stageFields: Readonly<Record<string, string>> = {
   cgroup: 'cgroup', setgroups: 'groups', setgid: 'group', setuid: 'user', umask: 'umask',
-  pdeathsig: 'parent_death_signal', no_new_privs: 'no_new_privs', stdout: 'stdout.path', stderr: 'stderr.path', env: 'env', chdir: 'cwd',
+  pdeathsig: 'parent_death_signal', no_new_privs: 'no_new_privs', stdout: 'stdout.path', stderr: 'stderr.path', env: 'env', chdir: 'cwd', setns: 'join_namespaces_of',
 };
 
 /** The paths the helper opens as the target, by stage: named in a failure of that stage. */

@@ -554,6 +554,13 @@ export interface SpawnRequest {
     | undefined;
   /** Also publish captured output as EVENT_TYPE_OUTPUT events on Watch. */
   outputEvents: boolean;
+  /**
+   * A handle: the process starts inside that managed process's mount, UTS, IPC, network and
+   * cgroup namespaces (joined by its pidfd before exec, like CRI Exec without a PID race). argv[0],
+   * cwd and output files are then paths of its mount namespace. Needs the policy's
+   * `join_namespaces`; empty: the agent's --spawn-in-namespaces-of process, if any.
+   */
+  joinNamespacesOf: string;
 }
 
 export interface SpawnRequest_EnvEntry {
@@ -1340,6 +1347,7 @@ function createBaseSpawnRequest(): SpawnRequest {
     killSignal: "",
     grace: undefined,
     outputEvents: false,
+    joinNamespacesOf: "",
   };
 }
 
@@ -1410,6 +1418,9 @@ export const SpawnRequest: MessageFns<SpawnRequest> = {
     }
     if (message.outputEvents !== false) {
       writer.uint32(176).bool(message.outputEvents);
+    }
+    if (message.joinNamespacesOf !== "") {
+      writer.uint32(186).string(message.joinNamespacesOf);
     }
     return writer;
   },
@@ -1609,6 +1620,14 @@ export const SpawnRequest: MessageFns<SpawnRequest> = {
             message.outputEvents = reader.bool();
             continue;
           }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            message.joinNamespacesOf = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1703,6 +1722,11 @@ export const SpawnRequest: MessageFns<SpawnRequest> = {
         : isSet(object.output_events)
         ? globalThis.Boolean(object.output_events)
         : false,
+      joinNamespacesOf: isSet(object.joinNamespacesOf)
+        ? globalThis.String(object.joinNamespacesOf)
+        : isSet(object.join_namespaces_of)
+        ? globalThis.String(object.join_namespaces_of)
+        : "",
     };
   },
 
@@ -1786,6 +1810,9 @@ export const SpawnRequest: MessageFns<SpawnRequest> = {
     if (message.outputEvents !== false) {
       obj.outputEvents = message.outputEvents;
     }
+    if (message.joinNamespacesOf !== "") {
+      obj.joinNamespacesOf = message.joinNamespacesOf;
+    }
     return obj;
   },
 
@@ -1842,6 +1869,7 @@ export const SpawnRequest: MessageFns<SpawnRequest> = {
       ? Duration.fromPartial(object.grace)
       : undefined;
     message.outputEvents = object.outputEvents ?? false;
+    message.joinNamespacesOf = object.joinNamespacesOf ?? "";
     return message;
   },
 };

@@ -1,0 +1,118 @@
+// --spawn-in-namespaces-of and SpawnRequest.join_namespaces_of, against stand-in "nodes" made with
+// unshare (PID 1's namespaces are off-limits here): the child joins the target's mount, UTS, IPC,
+// network and cgroup namespaces by pidfd in the exec helper, so its hostname, its mount namespace,
+// argv[0], cwd and output files are the target's.
+import test from 'ava';
+import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { OutputMode, OutputStream, status, type AgentClient, type SpawnRequest } from '../clients/ts/src/index.js';
+import { startAgent } from '../src/agent.js';
+import { DEFAULTS } from '../src/config/config.js';
+import { startAgentProcess } from './helpers/agent-process.js';
+import { startHarness, tempDir } from './helpers/harness.js';
+import { startStandIn } from './helpers/stand-in.js';
+import { asUser, shareSocket } from './helpers/tenant.js';
+
+const CAPTURE = { mode: OutputMode.OUTPUT_MODE_CAPTURE };
+
+/** What the process wrote to stdout, once it exited, and its exit code. */
+async function run(client: AgentClient, req: Partial<SpawnRequest>): Promise<{ out: string; code: number | undefined }> {
+  const { process: p } = await client.spawn({ stdout: CAPTURE, ...req });
+  const exited = await client.wait({ handle: p!.handle });
+  const chunks: Uint8Array[] = [];
+  for await (const r of client.readOutput({ handle: p!.handle, stream: OutputStream.OUTPUT_STREAM_STDOUT })) chunks.push(r.data);
+  return { out: Buffer.concat(chunks).toString(), code: exited.process?.exit?.code };
+}
+
+const NS = ['mnt', 'uts', 'ipc', 'net', 'cgroup'] as const;
+
+test.serial('--spawn-in-namespaces-of: children run with the stand-in node\'s hostname, mounts and files', async (t) => {
+  const node = await startStandIn('stand-in-node');
+  t.teardown(() => node.close());
+  const h = await startHarness({ spawnInNamespacesOf: node.pid });
+  t.teardown(() => h.close());
+  t.not(node.ns('mnt'), readlinkSync('/proc/self/ns/mnt'), 'the stand-in has a mount namespace of its own');
+
+  t.deepEqual(await run(h.client, { argv: ['hostname'] }), { out: 'stand-in-node\n', code: 0 });
+  t.is((await run(h.client, { argv: ['readlink', '/proc/self/ns/mnt'] })).out, `${node.ns('mnt')}\n`);
+  // argv[0] is found in the node's filesystem: the agent's own has an empty directory there.
+  t.false(existsSync(join(node.dir, 'only-here')));
+  t.deepEqual(await run(h.client, { argv: [join(node.dir, 'only-here')] }), { out: 'only-on-the-node\n', code: 0 });
+  t.deepEqual(await run(h.client, { argv: ['only-here'], env: { PATH: `/nonexistent:${node.dir}` } }), { out: 'only-on-the-node\n', code: 0 });
+  // So are cwd and FILE outputs.
+  t.deepEqual(await run(h.client, { argv: ['ls'], cwd: node.dir }), { out: 'only-here\n', code: 0 });
+  const { process: p } = await h.client.spawn({ argv: ['sh', '-c', 'echo written-on-the-node'], stdout: { mode: OutputMode.OUTPUT_MODE_FILE, path: join(node.dir, 'out.txt') } });
+  await h.client.wait({ handle: p!.handle });
+  t.false(existsSync(join(node.dir, 'out.txt')));
+  t.is(readFileSync(`/proc/${node.pid}/root${node.dir}/out.txt`, 'utf8'), 'written-on-the-node\n');
+
+  // A running child is in all five of the node's namespaces.
+  const { process: sleeper } = await h.client.spawn({ argv: ['sleep', '30'] });
+  for (const kind of NS) t.is(readlinkSync(`/proc/${sleeper!.pid}/ns/${kind}`), node.ns(kind), kind);
+  await h.client.signal({ handle: sleeper!.handle, signal: 'SIGKILL' });
+
+  // What is missing there is missing, named with the path asked for.
+  const missing = await t.throwsAsync(h.client.spawn({ argv: [join(node.dir, 'absent')] }));
+  t.is((missing as { code?: number }).code, status.NOT_FOUND);
+  t.regex(missing!.message, /absent/);
+  const noCwd = await t.throwsAsync(h.client.spawn({ argv: ['true'], cwd: join(node.dir, 'no-such-dir') }));
+  t.regex(noCwd!.message, /cwd.*no-such-dir.*ENOENT|ENOENT.*no-such-dir/);
+  t.is((await h.client.list({})).processes.length, 6 + 1, 'refused spawns left nothing behind');
+});
+
+test.serial('--spawn-in-namespaces-of: a PID that is gone, or namespaces that cannot be joined, stop the start', async (t) => {
+  const gone = spawnSync('sh', ['-c', 'echo $$']).stdout.toString().trim();
+  const error = await t.throwsAsync(startAgent({ ...DEFAULTS, listen: [`unix://${join(tempDir('pidfd-agent-ns-'), 's')}`], stateDir: undefined, agentEnv: {}, spawnInNamespacesOf: Number(gone) }, () => {}));
+  t.is(error!.message, `--spawn-in-namespaces-of ${gone}: no such process`);
+
+  // An agent in a user namespace of its own has no CAP_SYS_ADMIN over the stand-in's namespaces.
+  const node = await startStandIn('unjoinable');
+  t.teardown(() => node.close());
+  const started = await startAgentProcess(['--ephemeral', '--spawn-in-namespaces-of', String(node.pid)], ['unshare', '--user', '--map-root-user']).catch((e: Error) => e);
+  t.true(started instanceof Error, 'the agent does not start');
+  t.regex((started as Error).message, new RegExp(`pidfd-agent: --spawn-in-namespaces-of ${node.pid}: cannot join its mount, UTS, IPC, network and cgroup namespaces: (setns: EPERM|open /proc/${node.pid}/root: EACCES)\n`));
+});
+
+test.serial('join_namespaces_of: a process starts in a managed process\'s namespaces, as the policy allows', async (t) => {
+  const dir = tempDir('pidfd-agent-join-');
+  const policyFile = join(dir, 'policy.yaml');
+  const tenant = (uid: number, join: boolean) => `
+  - identities: ["unix:uid=${uid}"]
+    role: tenant
+    spawn: { run_as: ["0"], executables: ["*"], join_namespaces: ${join} }`;
+  writeFileSync(policyFile, `rules:\n  - identities: ["unix:uid=0"]\n    role: admin${tenant(1501, true)}${tenant(1500, false)}\n`);
+  const h = await startHarness({ policyFile });
+  t.teardown(() => h.close());
+  shareSocket(h);
+  const inner = (name: string) => ['unshare', '--mount', '--uts', '--fork', 'sh', '-c', `hostname ${name} && exec sleep 60`];
+
+  const { process: box } = await h.client.spawn({ argv: inner('box-of-root') });
+  const boxNs = async () => (await run(h.client, { argv: ['hostname'], joinNamespacesOf: box!.handle })).out;
+  // unshare sets the hostname in a moment; until then the box still has the agent's.
+  let seen = '';
+  for (let i = 0; i < 100 && seen !== 'box-of-root\n'; i++) seen = await boxNs();
+  t.is(seen, 'box-of-root\n');
+  const { process: joined } = await h.client.spawn({ argv: ['sleep', '30'], joinNamespacesOf: box!.handle });
+  t.is(readlinkSync(`/proc/${joined!.pid}/ns/mnt`), readlinkSync(`/proc/${box!.pid}/ns/mnt`));
+  t.is(readlinkSync(`/proc/${joined!.pid}/ns/uts`), readlinkSync(`/proc/${box!.pid}/ns/uts`));
+  await h.client.signal({ handle: joined!.handle, signal: 'SIGKILL' });
+
+  // Another tenant's process is a handle that never was; the policy's join_namespaces decides.
+  const [intoRoots, own] = await asUser(1501, h.address, [
+    { op: 'spawn', req: { argv: ['true'], joinNamespacesOf: box!.handle } },
+    { op: 'spawn', req: { argv: inner('box-of-1501') } },
+  ]);
+  t.like(intoRoots?.error, { code: status.NOT_FOUND, reason: 'UNKNOWN_HANDLE' });
+  const [denied] = await asUser(1500, h.address, [{ op: 'spawn', req: { argv: ['true'], joinNamespacesOf: own!.ok.process.handle } }]);
+  t.like(denied?.error, { code: status.PERMISSION_DENIED, reason: 'POLICY_DENIED' });
+  t.is(denied?.error?.info['field'], 'join_namespaces_of');
+
+  // An exited process has no namespaces to join.
+  await h.client.signal({ handle: box!.handle, signal: 'SIGKILL' });
+  await h.client.wait({ handle: box!.handle });
+  const exited = await t.throwsAsync(h.client.spawn({ argv: ['true'], joinNamespacesOf: box!.handle }));
+  t.regex(exited!.message, /join_namespaces_of: process .* has exited/);
+  const unknown = await t.throwsAsync(h.client.spawn({ argv: ['true'], joinNamespacesOf: 'aaaaaaaaaaaaaaaaaaaaaaaaaa' }));
+  t.regex(unknown!.message, /unknown handle/);
+});
