@@ -68,6 +68,7 @@ bench: build
 	BENCH_PM2=$(BENCH_PM2) BENCH_COMMAND="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')$(if $(filter 0,$(BENCH_PM2)), BENCH_PM2=0)" \
 	  node --import tsx bench/run.ts $(BENCH_ARGS)
 	node --import tsx bench/tls.ts $(BENCH_TLS_ARGS)
+	node --import tsx bench/telemetry.ts $(BENCH_TELEMETRY_ARGS)
 
 # What remote access costs: Spawn+Wait c=16 over mutual TLS and over the unix socket, with and
 # without a policy, interleaved in one run (also the last step of `make bench`).
@@ -80,3 +81,9 @@ bench-tls: build
 .PHONY: bench-handover
 bench-handover: build
 	node --import tsx bench/handover.ts $(BENCH_ARGS)
+
+# What telemetry costs: Spawn+Wait c=16 with traces (100% sampled) and metrics to a local OTLP sink
+# beside telemetry off, interleaved in one run (also the last step of `make bench`).
+.PHONY: bench-telemetry
+bench-telemetry: build
+	node --import tsx bench/telemetry.ts $(BENCH_TELEMETRY_ARGS)

@@ -21,6 +21,7 @@ import { StdioTable } from './stdio/pipe-table.js';
 import { MemoryStore, type ProcessStore, type SavedProcess } from './process-store.js';
 import { reopen, verifyHanded } from './lifecycle/readopt.js';
 import { ownerIdentity } from './lifecycle/owner.js';
+import { NO_TELEMETRY, type ProcessTelemetry, type SpawnStage } from './telemetry-port.js';
 
 export interface ManagerLimits extends RetentionPolicy {
   /** Running processes (spawned + adopted) at most; more is RESOURCE_EXHAUSTED. */
@@ -57,6 +58,7 @@ export class ProcessManager {
   /** Created cgroups still populated by descendants of an exited process. */
   private readonly cgroupsToRemove = new Set<string>();
   private reaper!: Reaper;
+  private telemetry: ProcessTelemetry = NO_TELEMETRY;
 
   constructor(
     private readonly events: EventLog,
@@ -73,6 +75,16 @@ export class ProcessManager {
   /** The reaper is built by the composition root with `onExits` as its sink. */
   attachReaper(reaper: Reaper): void {
     this.reaper = reaper;
+  }
+
+  /** Traces and metrics (telemetry/), when the composition root turned them on. */
+  attachTelemetry(telemetry: ProcessTelemetry): void {
+    this.telemetry = telemetry;
+  }
+
+  /** Runs fn as a stage of a spawn the telemetry can see (the service's authorization, say). */
+  traceStage<T>(stage: SpawnStage, fn: () => T): T {
+    return this.telemetry.stage(stage, fn);
   }
 
   /** Starts a process; concurrent Spawns overlap while each waits for its child's exec. */
@@ -97,7 +109,7 @@ export class ProcessManager {
 
   private async start(options: SpawnOptions): Promise<SpawnResult> {
     const handle = newHandleId();
-    const child = await launch(options, this.node, handle);
+    const child = await launch(options, this.node, handle, this.telemetry.stage);
     let record: ProcessRecord;
     try {
       record = this.manage(child.ref.take(), { argv: options.argv, labels: options.labels, adopted: false, requestId: options.requestId, owner: options.owner }, handle);
@@ -111,7 +123,8 @@ export class ProcessManager {
     this.stdio.attach(record, child.pipes, options);
     record.ownCgroup(child.ownedCgroup);
     if (options.deadline) this.armDeadline(record, deadlineAt(options.deadline));
-    this.persist(record);
+    this.telemetry.started(record);
+    this.telemetry.stage('store', () => this.persist(record));
     return { record, replayed: false };
   }
 
@@ -137,12 +150,14 @@ export class ProcessManager {
     } catch (e) {
       throw fromKernel(e, { what: `adopt ${options.pid}`, field: 'pid' });
     }
+    this.telemetry.started(record);
     this.persist(record);
     return record;
   }
 
   signal(handle: string, signal: number, target: SignalTarget): void {
     sendSignal(this.get(handle), signal, target, this.collect);
+    this.telemetry.signalled(signal);
   }
 
   /**
@@ -326,6 +341,7 @@ export class ProcessManager {
       record.markExited({ termination: exit.termination, statusLost: exit.termination === undefined || undefined, rusage: exit.rusage, exitedAt: now });
       this.stdio.exited(record);
       this.cleanUp(record);
+      this.telemetry.exited(record);
       if (released) {
         record.markReleased();
         continue;
@@ -415,6 +431,7 @@ export class ProcessManager {
 
   /** A restored process found gone: its exit (status lost) is recorded and announced. */
   reportLost(record: ProcessRecord): void {
+    this.telemetry.exited(record);
     this.store.recordExited(record);
     this.events.append('exited', record);
     this.cleanUp(record);

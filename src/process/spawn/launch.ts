@@ -12,6 +12,7 @@ import type { HandleId } from '../lifecycle/handle.js';
 import { DEFAULT_PATH, type OutputTarget, type SpawnOptions } from '../options.js';
 import { changesIdentity, helperArgs, needsHelper, type HelperOutput } from './setup.js';
 import { checkCwd, openOutput, setupFailure, type SetupPaths } from './spawn-inputs.js';
+import { NO_TELEMETRY, type ProcessTelemetry } from '../telemetry-port.js';
 
 /** What spawning needs from the node, decided by the composition root. */
 export interface SpawnEnvironment {
@@ -44,13 +45,13 @@ export const searchPath = (options: SpawnOptions, agentEnv: Readonly<Record<stri
 export const executableOf = (options: SpawnOptions, agentEnv: Readonly<Record<string, string>>): string =>
   resolveExecutable(options.argv[0]!, searchPath(options, agentEnv), options.cwd ?? process.cwd());
 
-export async function launch(options: SpawnOptions, node: SpawnEnvironment, handle: HandleId): Promise<Launched> {
+export async function launch(options: SpawnOptions, node: SpawnEnvironment, handle: HandleId, stage: ProcessTelemetry['stage'] = NO_TELEMETRY.stage): Promise<Launched> {
   const env = childEnv(options, node.agentEnv);
   // What the policy checked is what runs: resolved once, not again in a PATH that may differ.
-  const path = options.executable ?? executableOf(options, node.agentEnv);
+  const path = options.executable ?? stage('executable', () => executableOf(options, node.agentEnv));
   if (options.cwd !== undefined) checkCwd(options.cwd);
   const opened: Fd[] = [];
-  const cgroup = options.cgroup && node.cgroups.prepare(options.cgroup, handle);
+  const cgroup = options.cgroup && stage('cgroup', () => node.cgroups.prepare(options.cgroup!, handle));
   if (cgroup) opened.push(cgroup.procs);
   const owned = cgroup?.created ? cgroup.dir : undefined;
   const undo = () => {
@@ -76,7 +77,7 @@ export async function launch(options: SpawnOptions, node: SpawnEnvironment, hand
     // A cgroup alone is joined by the spawn shim's child itself where it can, else by the helper.
     const direct = !needsHelper(options.setup) && shimHandles(stdio);
     const helper = needsHelper(options.setup) || (procs !== undefined && !direct) ? { path: node.helperPath, args: helperArgs(options.setup, outputs, helperCwd) } : undefined;
-    const child = await spawnAsync({
+    const child = await stage('exec', () => spawnAsync({
       path,
       argv: options.argv,
       envp: Object.entries(env).map(([k, v]) => `${k}=${v}`),
@@ -85,7 +86,7 @@ export async function launch(options: SpawnOptions, node: SpawnEnvironment, hand
       newSession: options.newSession,
       helper,
       cgroupProcs: procs,
-    });
+    }));
     return { ...child, ownedCgroup: owned, undo };
   } catch (e) {
     undo();
