@@ -2,7 +2,8 @@
 // telemetry off (no OTEL_* variables, no --metrics-listen) and one with everything on (traces at
 // 100% sampling and metrics over OTLP/HTTP to a local sink, /metrics scraped every few seconds),
 // interleaved round by round in one run; prints the throughput loss and writes
-// bench/results/telemetry-*.json. Usage: node --import tsx bench/telemetry.ts [--rounds N] [--cycles N]
+// bench/results/telemetry-*.json. A third agent has metrics alone (no traces), to tell what spans
+// cost from what metrics cost. Usage: node --import tsx bench/telemetry.ts [--rounds N] [--cycles N]
 import { createServer } from 'node:http';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -84,6 +85,13 @@ async function main(): Promise<void> {
       },
     });
     agents.push(on);
+    // Metrics alone (Prometheus and OTLP, no traces): what the spans cost is the difference.
+    const metricsOnly = await startAgent({
+      ...common,
+      agentFlags: [...flags, '--metrics-listen', '127.0.0.1:0'],
+      env: { ...withoutOtel(), OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: sink.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_METRIC_EXPORT_INTERVAL: String(SCRAPE_MS) },
+    });
+    agents.push(metricsOnly);
     let scrapes = 0;
     scraper = setInterval(() => {
       void fetch(`http://127.0.0.1:${metricsPort}/metrics`)
@@ -93,10 +101,11 @@ async function main(): Promise<void> {
     const variants = [
       { name: 'off' as const, agent: off, client: new AgentClient(off.address) },
       { name: 'on' as const, agent: on, client: new AgentClient(on.address) },
+      { name: 'metrics' as const, agent: metricsOnly, client: new AgentClient(metricsOnly.address) },
     ];
     clients.push(...variants.map((v) => v.client));
     for (const v of variants) await cycles(v.client, 300); // warm-up: connections, JIT
-    const results = { off: { per_s: [] as number[], cpu: [] as number[] }, on: { per_s: [] as number[], cpu: [] as number[] } };
+    const results = { off: { per_s: [] as number[], cpu: [] as number[] }, on: { per_s: [] as number[], cpu: [] as number[] }, metrics: { per_s: [] as number[], cpu: [] as number[] } };
     for (let round = 1; round <= ROUNDS; round++) {
       for (const v of round % 2 === 1 ? variants : [...variants].reverse()) {
         const cpu0 = cpuSeconds(v.agent.pid);
@@ -107,8 +116,8 @@ async function main(): Promise<void> {
         log(`round ${round} telemetry ${v.name}: ${(CYCLES / wall).toFixed(0)} cycles/s, agent ${((cpu * 1000) / CYCLES).toFixed(3)} ms CPU/cycle`);
       }
     }
-    const perS = { off: median(results.off.per_s), on: median(results.on.per_s) };
-    const cpu = { off: median(results.off.cpu), on: median(results.on.cpu) };
+    const perS = { off: median(results.off.per_s), on: median(results.on.per_s), metrics: median(results.metrics.per_s) };
+    const cpu = { off: median(results.off.cpu), on: median(results.on.cpu), metrics: median(results.metrics.cpu) };
     const loss = 1 - perS.on / perS.off;
     const summary = {
       cpu_model: os.cpus()[0]?.model ?? 'unknown',
@@ -120,6 +129,7 @@ async function main(): Promise<void> {
       spawn_wait_per_s: perS,
       agent_cpu_ms_per_cycle: cpu,
       throughput_loss: loss,
+      throughput_loss_metrics_only: 1 - perS.metrics / perS.off,
       goal: '<= 5 %',
       otlp_received: Object.fromEntries(sink.received),
       metrics_scrapes: scrapes,
@@ -129,8 +139,9 @@ async function main(): Promise<void> {
     const file = join(BENCH, 'results', `telemetry-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
     writeFileSync(file, JSON.stringify(summary, null, 2) + '\n');
     console.log(`\nSpawn+Wait c=${CONC}, ${CYCLES} cycles × ${ROUNDS} rounds, medians (${summary.cpu_model}, load ${os.loadavg()[0]!.toFixed(1)}):`);
-    for (const v of variants) console.log(`  telemetry ${v.name.padEnd(4)} ${perS[v.name].toFixed(0).padStart(6)} cycles/s   agent ${cpu[v.name].toFixed(3)} ms CPU/cycle`);
+    for (const v of variants) console.log(`  telemetry ${v.name.padEnd(7)} ${perS[v.name].toFixed(0).padStart(6)} cycles/s   agent ${cpu[v.name].toFixed(3)} ms CPU/cycle`);
     console.log(`  throughput loss with telemetry on: ${(loss * 100).toFixed(1)} % (goal ≤ 5 %); agent CPU ×${(cpu.on / cpu.off).toFixed(2)}`);
+    console.log(`  metrics alone: loss ${((1 - perS.metrics / perS.off) * 100).toFixed(1)} %, agent CPU ×${(cpu.metrics / cpu.off).toFixed(2)}`);
     console.log(`  OTLP sink received: ${[...sink.received].map(([path, r]) => `${path} ${r.requests} requests, ${(r.bytes / 1024).toFixed(0)} KiB`).join('; ')}; /metrics scraped ${scrapes}×`);
     console.log(`  written to ${file}`);
   } finally {
