@@ -89,6 +89,7 @@ export class ProcessManager {
 
   /** Starts a process; concurrent Spawns overlap while each waits for its child's exec. */
   async spawn(options: SpawnOptions): Promise<SpawnResult> {
+    const requested = performance.now();
     const earlier = this.replay(options.owner, options.requestId, options.argv);
     if (earlier) return { record: earlier, replayed: true };
     // In flight by owner and key, as the table keeps them: one caller's key never joins another's spawn.
@@ -96,7 +97,7 @@ export class ProcessManager {
     const inflight = id === undefined ? undefined : this.spawning.get(id);
     if (inflight) return { record: (await inflight).record, replayed: true };
     this.checkCapacity();
-    const started = this.start(options);
+    const started = this.start(options, requested);
     if (id !== undefined) this.spawning.set(id, started);
     this.pending++;
     try {
@@ -107,7 +108,7 @@ export class ProcessManager {
     }
   }
 
-  private async start(options: SpawnOptions): Promise<SpawnResult> {
+  private async start(options: SpawnOptions, requested: number): Promise<SpawnResult> {
     const handle = newHandleId();
     const child = await launch(options, this.node, handle, this.telemetry.stage);
     let record: ProcessRecord;
@@ -123,7 +124,7 @@ export class ProcessManager {
     this.stdio.attach(record, child.pipes, options);
     record.ownCgroup(child.ownedCgroup);
     if (options.deadline) this.armDeadline(record, deadlineAt(options.deadline));
-    this.telemetry.started(record);
+    this.telemetry.started(record, (performance.now() - requested) / 1000);
     this.telemetry.stage('store', () => this.persist(record));
     return { record, replayed: false };
   }

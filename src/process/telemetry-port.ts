@@ -8,8 +8,8 @@ export type SpawnStage = 'executable' | 'authorize' | 'cgroup' | 'exec' | 'store
 export interface ProcessTelemetry {
   /** Runs fn as one stage (a returned promise ends the stage when it settles). */
   stage<T>(stage: SpawnStage, fn: () => T): T;
-  /** A spawned or adopted process is held by its pidfd. */
-  started(record: ProcessRecord): void;
+  /** A spawned or adopted process is held by its pidfd; a spawn says how long that took. */
+  started(record: ProcessRecord, spawnSeconds?: number): void;
   /** Its exit is recorded (or found lost after a restart). */
   exited(record: ProcessRecord): void;
   /** A signal was sent to it. */

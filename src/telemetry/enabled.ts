@@ -18,7 +18,7 @@ export async function enableTelemetry(plan: TelemetryPlan, settings: TelemetrySe
     exporters: sdk.exporters,
     metricsUrl: sdk.metricsAddress === undefined ? undefined : `http://${sdk.metricsAddress}/metrics`,
     process: processTelemetry(agentMetrics, { traces: plan.traces, traceArgv: settings.traceArgv }),
-    instrumentService: (definition, implementation) => instrumentService(definition, implementation, agentMetrics, { legacyNames: plan.legacyRpcNames }),
+    instrumentService: (definition, implementation) => instrumentService(definition, implementation, agentMetrics, { legacyNames: plan.legacyRpcNames, traces: plan.traces }),
     timedStore: (store) => timedStore(store, agentMetrics.storeWriteDuration),
     observe: (view) => agentMetrics.observe(view),
     handedOver: (seconds) => agentMetrics.handoverDuration.record(seconds),

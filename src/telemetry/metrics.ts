@@ -41,7 +41,7 @@ export class AgentMetrics {
     this.spawns = m.createCounter('pidfd_agent_spawns_total', { description: 'Spawn calls by result: ok or the ErrorInfo reason the caller received' });
     this.exits = m.createCounter('pidfd_agent_exits_total', { description: 'Process exits by how: code, signal, timeout (its deadline) or lost (ended while no agent watched)' });
     this.spawnDuration = m.createHistogram('pidfd_agent_spawn_duration_seconds', {
-      description: 'Spawn: from the request arriving to the pidfd held',
+      description: 'Spawn: from the request (validated and authorized) to the pidfd held',
       unit: SECONDS,
       advice: { explicitBucketBoundaries: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] },
     });

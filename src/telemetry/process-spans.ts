@@ -6,7 +6,6 @@ import type { ProcessRecord } from '../process/lifecycle/record.js';
 import type { ProcessTelemetry, SpawnStage } from '../process/telemetry-port.js';
 import { signalName } from '../process/lifecycle/signalling.js';
 import type { AgentMetrics, ExitHow } from './metrics.js';
-import { CALL_STARTED } from './rpc.js';
 
 const STAGE_SPANS: Record<SpawnStage, string> = {
   authorize: 'pidfd.agent.authorize',
@@ -57,9 +56,9 @@ export function processTelemetry(agentMetrics: AgentMetrics, options: ProcessSpa
 
   return {
     stage,
-    started(record) {
-      const startedAt = context.active().getValue(CALL_STARTED) as number | undefined;
-      if (!record.spec.adopted && startedAt !== undefined) agentMetrics.spawnDuration.record((performance.now() - startedAt) / 1000);
+    started(record, spawnSeconds) {
+      if (spawnSeconds !== undefined) agentMetrics.spawnDuration.record(spawnSeconds);
+      if (!options.traces) return;
       const span = trace.getActiveSpan();
       if (span === undefined || !span.isRecording()) return;
       startedBy.set(record, span.spanContext());

@@ -5,12 +5,9 @@
 // (rpc.system, rpc.service, rpc.grpc.status_code, rpc.server.duration in ms) are added only with
 // OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup.
 import { status, type Metadata, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream, type ServiceDefinition, type ServiceError, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { context, createContextKey, metrics, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type TextMapGetter } from '@opentelemetry/api';
+import { context, metrics, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type TextMapGetter } from '@opentelemetry/api';
 import { ErrorInfo, Status } from '../api.js';
 import type { AgentMetrics } from './metrics.js';
-
-/** When the call arrived (performance.now()), for measures that end inside it (the spawn duration). */
-export const CALL_STARTED = createContextKey('pidfd-agent call started');
 
 const metadataGetter: TextMapGetter<Metadata> = {
   keys: (md) => Object.keys(md.getMap()),
@@ -39,6 +36,8 @@ function reasonOf(error: Partial<ServiceError>): string | undefined {
 
 export interface RpcOptions {
   readonly legacyNames: boolean;
+  /** Without traces a call is only measured: no context, no span. */
+  readonly traces: boolean;
 }
 
 export function instrumentService(definition: ServiceDefinition, implementation: UntypedServiceImplementation, agentMetrics: AgentMetrics, options: RpcOptions): UntypedServiceImplementation {
@@ -60,10 +59,10 @@ export function instrumentService(definition: ServiceDefinition, implementation:
     const base: Attributes = { 'rpc.system.name': 'grpc', 'rpc.method': fullName, ...(options.legacyNames ? { 'rpc.system': 'grpc', 'rpc.service': service } : {}) };
 
     /** Opens the call's span in the caller's trace; `end` closes it with the status sent. */
-    const begin = (metadata: Metadata): { ctx: Context; end: (error: Partial<ServiceError> | null) => void } => {
+    const begin = (metadata: Metadata): { ctx: Context | undefined; end: (error: Partial<ServiceError> | null) => void } => {
       const started = performance.now();
-      const parent = propagation.extract(ROOT_CONTEXT, metadata, metadataGetter);
-      const span: Span = tracer.startSpan(fullName, { kind: SpanKind.SERVER, attributes: base }, parent);
+      const parent = options.traces ? propagation.extract(ROOT_CONTEXT, metadata, metadataGetter) : undefined;
+      const span: Span | undefined = parent && tracer.startSpan(fullName, { kind: SpanKind.SERVER, attributes: base }, parent);
       let ended = false;
       const end = (error: Partial<ServiceError> | null) => {
         if (ended) return;
@@ -72,21 +71,24 @@ export function instrumentService(definition: ServiceDefinition, implementation:
         const attrs: Attributes = { ...base, 'rpc.response.status_code': codeName(code) };
         if (SERVER_ERRORS.has(code)) {
           attrs['error.type'] = codeName(code);
-          span.setStatus({ code: SpanStatusCode.ERROR, message: error?.details });
+          span?.setStatus({ code: SpanStatusCode.ERROR, message: error?.details });
         }
         const reason = error ? reasonOf(error) : undefined;
-        if (reason !== undefined) span.setAttribute('pidfd.agent.error.reason', reason);
-        span.setAttributes(attrs);
-        if (options.legacyNames) span.setAttribute('rpc.grpc.status_code', code);
-        span.end();
+        if (span) {
+          if (reason !== undefined) span.setAttribute('pidfd.agent.error.reason', reason);
+          span.setAttributes(attrs);
+          if (options.legacyNames) span.setAttribute('rpc.grpc.status_code', code);
+          span.end();
+        }
         const seconds = (performance.now() - started) / 1000;
         callDuration.record(seconds, attrs);
         legacyDuration?.record(seconds * 1000, { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': short, 'rpc.grpc.status_code': code });
         if (short === 'Spawn') agentMetrics.spawns.add(1, { result: error ? agentMetrics.reasons.of(reason ?? codeName(code)) : 'ok' });
         if (short === 'Watch' && reason === 'WATCH_BACKLOG') agentMetrics.watchersDropped.add(1);
       };
-      return { ctx: trace.setSpan(parent, span).setValue(CALL_STARTED, started), end };
+      return { ctx: parent && span && trace.setSpan(parent, span), end };
     };
+    const within = (ctx: Context | undefined, run: () => void) => (ctx === undefined ? run() : context.with(ctx, run));
 
     if (method.requestStream) {
       wrapped[name] = handler; // no client-streaming method in this API
@@ -96,7 +98,7 @@ export function instrumentService(definition: ServiceDefinition, implementation:
         call.once('error', (e: Partial<ServiceError>) => end(e));
         call.once('finish', () => end(null));
         call.once('cancelled', () => end({ code: status.CANCELLED }));
-        context.with(ctx, () => (handler as (c: typeof call) => void)(call));
+        within(ctx, () => (handler as (c: typeof call) => void)(call));
       };
     } else {
       wrapped[name] = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
@@ -105,7 +107,7 @@ export function instrumentService(definition: ServiceDefinition, implementation:
           end(error);
           callback(error, value, trailer, flags);
         };
-        context.with(ctx, () => (handler as (c: typeof call, cb: typeof reply) => void)(call, reply));
+        within(ctx, () => (handler as (c: typeof call, cb: typeof reply) => void)(call, reply));
       };
     }
   }

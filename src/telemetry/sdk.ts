@@ -5,6 +5,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
+import { ROOT_CONTEXT, type ContextManager } from '@opentelemetry/api';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { PeriodicExportingMetricReader, type IMetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
@@ -14,6 +15,19 @@ import { OTLPMetricExporter as OtlpJson } from '@opentelemetry/exporter-metrics-
 import { OTLPMetricExporter as OtlpProto } from '@opentelemetry/exporter-metrics-otlp-proto';
 import type { TelemetryPlan } from './plan.js';
 import type { AgentIdentity } from './telemetry.js';
+
+/** Contexts that go nowhere, as the API has without an SDK. */
+const NO_CONTEXT: ContextManager = {
+  active: () => ROOT_CONTEXT,
+  with: (_context, fn, thisArg, ...args) => fn.call(thisArg, ...args),
+  bind: (_context, target) => target,
+  enable() {
+    return this;
+  },
+  disable() {
+    return this;
+  },
+};
 
 export interface StartedSdk {
   readonly exporters: readonly string[];
@@ -72,8 +86,9 @@ export async function startSdk(plan: TelemetryPlan, identity: AgentIdentity, env
   const sdk = new NodeSDK({
     resource,
     metricReaders: readers,
-    // Only what the plan turned on: an empty list keeps the SDK from its default OTLP exporter.
-    ...(plan.traces ? {} : { spanProcessors: [] }),
+    // Only what the plan turned on: an empty list keeps the SDK from its default OTLP exporter, and
+    // without traces no context is propagated (AsyncLocalStorage costs on every promise).
+    ...(plan.traces ? {} : { spanProcessors: [], contextManager: NO_CONTEXT }),
     logRecordProcessors: [],
     instrumentations: [],
   });
