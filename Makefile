@@ -103,6 +103,7 @@ bench: build
 	node --import tsx bench/tls.ts $(BENCH_TLS_ARGS)
 	node --import tsx bench/capture.ts $(BENCH_CAPTURE_ARGS)
 	node --import tsx bench/churn-rss.ts $(BENCH_CHURN_ARGS)
+	node --import tsx bench/telemetry.ts $(BENCH_TELEMETRY_ARGS)
 
 # What remote access costs: Spawn+Wait c=16 over mutual TLS and over the unix socket, with and
 # without a policy, interleaved in one run (also the last step of `make bench`).
@@ -128,3 +129,9 @@ image:
 .PHONY: test-deploy
 test-deploy: build
 	node --import tsx scripts/test-deploy.ts
+
+# What telemetry costs: Spawn+Wait c=16 with traces (100% sampled) and metrics to a local OTLP sink
+# beside telemetry off, interleaved in one run (also the last step of `make bench`).
+.PHONY: bench-telemetry
+bench-telemetry: build
+	node --import tsx bench/telemetry.ts $(BENCH_TELEMETRY_ARGS)

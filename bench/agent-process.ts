@@ -20,6 +20,8 @@ export interface AgentOptions {
   readonly nodeFlags?: readonly string[];
   readonly agentFlags?: readonly string[];
   readonly openFiles?: number;
+  /** The agent's environment (default: the driver's). */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 /** Starts dist/src/main.js on a fresh unix socket, with a raised open-file limit. */
@@ -37,6 +39,7 @@ export async function startAgent(opts: AgentOptions): Promise<AgentProcess> {
     stdio: ['ignore', 'inherit', 'inherit'],
     cwd: dir,
     detached: true, // its own process group: a ^C reaches the driver, which cleans up first
+    env: opts.env ?? process.env,
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   let dead = false;

@@ -32,6 +32,7 @@ import { handoverInProgress } from './process/errors.js';
 import { reapWhileLingering } from './handover/retired.js';
 import { openAccess } from './auth/access.js';
 import { Authorizer, NSS_NAMES } from './auth/authorize.js';
+import { TELEMETRY_OFF, type Telemetry } from './telemetry/telemetry.js';
 
 export interface Agent {
   readonly manager: ProcessManager;
@@ -47,7 +48,7 @@ export interface Agent {
   stop(): Promise<void>;
 }
 
-export async function startAgent(config: Config, log: Logger): Promise<Agent> {
+export async function startAgent(config: Config, log: Logger, telemetry: Telemetry = TELEMETRY_OFF): Promise<Agent> {
   const features = probeFeatures();
   useSpawnShim(builtFile('dist/lib/libpidfd-spawn.so'));
   useFdPassing(builtFile('dist/lib/libpidfd-fdpass.so'));
@@ -85,6 +86,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
   };
   let handover: Snapshot | null;
   let store: ProcessStore;
+  const askedAt = performance.now();
   try {
     handover = config.stateDir === undefined || config.takeover === undefined ? null : requestHandover(config.stateDir, config.takeover === 'required');
   } catch (e) {
@@ -92,7 +94,7 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     throw e;
   }
   try {
-    store = config.stateDir === undefined ? new MemoryStore() : openStateStore(config.stateDir, bootId, config.recover, log);
+    store = config.stateDir === undefined ? new MemoryStore() : telemetry.timedStore(openStateStore(config.stateDir, bootId, config.recover, log));
   } catch (e) {
     handover?.close();
     closeNode();
@@ -118,10 +120,12 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     (e) => log('reaper_error', { error: e instanceof Error ? (e.stack ?? e.message) : String(e) }),
   );
   manager.attachReaper(reaper);
+  manager.attachTelemetry(telemetry.process);
   try {
     const started = performance.now();
     const counts = restore(manager, store, bootId, handover);
     log(handover ? 'taken_over' : 'restored', { ...counts, ms: Math.round(performance.now() - started), sequence: events.lastSequence });
+    if (handover) telemetry.handedOver((performance.now() - askedAt) / 1000);
   } catch (e) {
     handover?.close();
     reaper.close();
@@ -145,12 +149,21 @@ export async function startAgent(config: Config, log: Logger): Promise<Agent> {
     namespaces: (spawn) => manager.namespacesOf(spawn),
     running: (owner) => manager.runningOwnedBy(owner),
     replays: (owner, requestId) => manager.hasRequest(owner, requestId),
-    audit: access.audit.write,
+    // Audit lines of a traced call name its trace, so the two join.
+    audit: (entry) => access.audit.write({ ...entry, ...telemetry.traceIds() }),
   });
   const watchers = new WatchHub(events, config.maxWatchers, config.watchBacklog);
   const readers = new OutputReaders(config.maxWatchers);
   const gate = new ServiceGate();
-  const { server } = createServer(agentService(manager, watchers, log, authorizer, readers, gate));
+  const { server } = createServer(agentService(manager, watchers, log, authorizer, readers, gate), telemetry.instrumentService);
+  const eventsBefore = events.lastSequence;
+  telemetry.observe({
+    running: () => manager.stats().running,
+    retained: () => manager.stats().processes - manager.stats().running,
+    records: () => manager.records(),
+    watchers: () => watchers.stats().length,
+    events: () => events.lastSequence - eventsBefore,
+  });
   let handedOver!: () => void;
   const done = new Promise<void>((resolve) => (handedOver = resolve));
   let listener: HandoverListener | null = null;

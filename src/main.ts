@@ -3,7 +3,10 @@
 import { setFlagsFromString } from 'node:v8';
 import { startAgent } from './agent.js';
 import { ConfigError, parseConfig, USAGE } from './config/config.js';
-import type { Logger } from './log.js';
+import { readFileSync } from 'node:fs';
+import { formatLogLine, type Logger } from './log.js';
+import { startTelemetry } from './telemetry/telemetry.js';
+import { builtFile } from './built-files.js';
 
 // The agent's heap is mostly its event ring and records: V8 by default lets the old generation grow
 // to up to 4x what survived the last full GC before collecting again, and keeps those pages. After
@@ -25,12 +28,22 @@ async function main(): Promise<number> {
     console.error(`pidfd-agent: ${e.message}\n${USAGE}`);
     return 2;
   }
+  // Before anything else, so everything after runs with the SDK (or the API's no-ops) in place.
+  const version = (JSON.parse(readFileSync(builtFile('package.json'), 'utf8')) as { version: string }).version;
+  const telemetry = await startTelemetry(process.env, config, { version, nodeName: process.env.K8S_NODE_NAME || undefined });
   const log: Logger =
     config.logLevel === 'quiet'
       ? () => {}
-      : (event, fields) => process.stderr.write(JSON.stringify({ time: new Date().toISOString(), event, ...fields }) + '\n');
+      : (event, fields) => process.stderr.write(formatLogLine(config.logFormat, new Date(), event, { ...fields, ...telemetry.traceIds() }) + '\n');
+  log('telemetry', telemetry.off === undefined ? { exporters: telemetry.exporters, metrics_url: telemetry.metricsUrl } : { exporters: [], off: telemetry.off });
   const agentEnv = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined));
-  const agent = await startAgent({ ...config, agentEnv }, log);
+  let agent;
+  try {
+    agent = await startAgent({ ...config, agentEnv }, log, telemetry);
+  } catch (e) {
+    await telemetry.shutdown();
+    throw e;
+  }
   // Without --policy there is nothing to reload; the handler still keeps SIGHUP from killing the agent.
   process.on('SIGHUP', () => agent.reloadPolicy());
   const signalled = new Promise<'signal'>((resolve) => {
@@ -42,10 +55,12 @@ async function main(): Promise<number> {
       await signalled;
       clearInterval(keepAlive);
     }
+    await telemetry.shutdown();
     return 0;
   }
   log('stopping', { note: 'managed processes keep running' });
   await agent.stop();
+  await telemetry.shutdown();
   return 0;
 }
 

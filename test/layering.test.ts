@@ -19,6 +19,8 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   service: ['process', 'auth'],
   config: [],
   cli: ['config'],
+  // Implements the process room's telemetry port; nothing below it names OpenTelemetry.
+  telemetry: ['process'],
 };
 const LEAVES = new Set(['log', 'built-files', 'api']);
 const ROOTS = new Set(['main', 'agent']);

@@ -69,6 +69,13 @@ export interface Config {
   readonly auditLog?: string;
   /** The unix socket's group (mode 0660, its directory 0750); default: the agent's group. */
   readonly socketGroup?: string;
+  /** Prometheus /metrics on this address (loopback unless an address is given). */
+  readonly metricsListen?: { readonly host: string; readonly port: number };
+  /** argv of spawned processes on spans (it may hold secrets). */
+  readonly traceArgv: boolean;
+  /** Owners as metric labels, for at most this many owners (0: never). */
+  readonly metricsOwners: number;
+  readonly logFormat: 'json' | 'text';
 }
 
 export interface TlsFiles {
@@ -109,6 +116,10 @@ export const DEFAULTS: Config = Object.freeze({
   policyFile: undefined,
   auditLog: undefined,
   socketGroup: undefined,
+  metricsListen: undefined,
+  traceArgv: false,
+  metricsOwners: 0,
+  logFormat: 'json',
 });
 
 export const USAGE = `usage: pidfd-agent [options]
@@ -155,7 +166,17 @@ export const USAGE = `usage: pidfd-agent [options]
   --after-handover exit|linger  once handed over: exit (default), or linger until SIGTERM, reaping
                             the children it started (for supervisors that restart an exited agent)
   --ready-file PATH         exists (with the agent's pid) exactly while this agent serves
-  --quiet                   no log lines on stderr`;
+  --quiet                   no log lines on stderr
+  --log-format json|text    log lines as JSON objects (default) or as text; with a span active both
+                            carry trace_id and span_id
+  --metrics-listen [IP:]PORT  serve Prometheus metrics at http://IP:PORT/metrics (default IP 127.0.0.1;
+                            an IP address, never a name; another address only when given explicitly)
+  --metrics-owners N        label pidfd_agent_processes and pidfd_agent_exits_total by owner, for at
+                            most N owners (the rest: owner="other"); default 0, no owner labels
+  --trace-argv              record the argv of spawned processes on spans (it may hold secrets)
+  Traces and metrics export is configured by the standard OTEL_* variables (OTEL_TRACES_EXPORTER,
+  OTEL_METRICS_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_SERVICE_NAME,
+  OTEL_RESOURCE_ATTRIBUTES, OTEL_SDK_DISABLED); with none of them and no --metrics-listen, none runs`;
 
 export class ConfigError extends Error {}
 
@@ -241,6 +262,19 @@ function tcpAddress(text: string, tls: boolean): string {
   return `${host}:${port}`;
 }
 
+/** --metrics-listen: like --tcp, an IP address (never a name), loopback unless one is given. */
+function metricsAddress(text: string | undefined): Config['metricsListen'] {
+  if (text === undefined) return undefined;
+  const m = /^(?:(.+):)?(\d+)$/.exec(text);
+  if (!m) throw new ConfigError(`--metrics-listen: expected [IP:]PORT, got ${JSON.stringify(text)}`);
+  const given = m[1] ?? '127.0.0.1';
+  const host = given.replace(/^\[(.*)\]$/, '$1');
+  if (isIP(host) === 0 || (isIP(host) === 6 && host === given)) throw new ConfigError(`--metrics-listen: ${given} is not an IP address (IPv6 in brackets: [::1]:PORT); names are not resolved`);
+  const port = Number(m[2]);
+  if (port > 65535) throw new ConfigError(`--metrics-listen: port ${port} is out of range`);
+  return { host, port };
+}
+
 function tlsFiles(cert: string | undefined, key: string | undefined, clientCa: string | undefined): TlsFiles | undefined {
   const given = [cert, key, clientCa].filter((f) => f !== undefined).length;
   if (given === 0) return undefined;
@@ -300,6 +334,10 @@ export function parseConfig(argv: readonly string[]): Config {
       'audit-log': { type: 'string' },
       'socket-group': { type: 'string' },
       recover: { type: 'boolean' },
+      'metrics-listen': { type: 'string' },
+      'metrics-owners': { type: 'string' },
+      'trace-argv': { type: 'boolean' },
+      'log-format': { type: 'string' },
     },
     strict: true,
     allowPositionals: false,
@@ -345,6 +383,10 @@ export function parseConfig(argv: readonly string[]): Config {
     auditLog: absolute('audit-log', values['audit-log']),
     socketGroup: values['socket-group'],
     recover: values.recover === true,
+    metricsListen: metricsAddress(values['metrics-listen']),
+    traceArgv: values['trace-argv'] === true,
+    metricsOwners: count('metrics-owners', values['metrics-owners'], DEFAULTS.metricsOwners, 0),
+    logFormat: oneOf('log-format', values['log-format'], ['json', 'text'] as const, DEFAULTS.logFormat),
   };
   return Object.freeze(config);
 }

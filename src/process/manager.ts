@@ -24,6 +24,7 @@ import { CaptureFiles } from './stdio/capture-files.js';
 import { MemoryStore, type ProcessStore, type SavedProcess, type SpawnIntent, type StoreWrites } from './process-store.js';
 import { reopen, verifyHanded } from './lifecycle/readopt.js';
 import { ownerIdentity } from './lifecycle/owner.js';
+import { NO_TELEMETRY, type ProcessTelemetry, type SpawnStage } from './telemetry-port.js';
 
 export interface ManagerLimits extends RetentionPolicy {
   /** Running processes (spawned + adopted) at most; more is RESOURCE_EXHAUSTED. */
@@ -73,6 +74,7 @@ export class ProcessManager {
   private readonly unrecorded: { record: ProcessRecord; exit: ExitInfo; shown: boolean }[] = [];
   /** Spawns an earlier agent recorded as intended but not as started, by request key. */
   private readonly unknownOutcomes = new Map<string, SpawnIntent>();
+  private telemetry: ProcessTelemetry = NO_TELEMETRY;
 
   constructor(
     private readonly events: EventLog,
@@ -91,8 +93,19 @@ export class ProcessManager {
     this.reaper = reaper;
   }
 
+  /** Traces and metrics (telemetry/), when the composition root turned them on. */
+  attachTelemetry(telemetry: ProcessTelemetry): void {
+    this.telemetry = telemetry;
+  }
+
+  /** Runs fn as a stage of a spawn the telemetry can see (the service's authorization, say). */
+  traceStage<T>(stage: SpawnStage, fn: () => T): T {
+    return this.telemetry.stage(stage, fn);
+  }
+
   /** Starts a process; concurrent Spawns overlap while each waits for its child's exec. */
   async spawn(options: SpawnOptions): Promise<SpawnResult> {
+    const requested = performance.now();
     const earlier = this.replay(options.owner, options.requestId, options.argv);
     if (earlier) return { record: earlier, replayed: true };
     // In flight by owner and key, as the table keeps them: one caller's key never joins another's spawn.
@@ -101,7 +114,7 @@ export class ProcessManager {
     const inflight = id === undefined ? undefined : this.spawning.get(id);
     if (inflight) return { record: (await inflight).record, replayed: true };
     this.checkCapacity();
-    const started = this.start(options);
+    const started = this.start(options, requested);
     if (id !== undefined) this.spawning.set(id, started);
     this.pending++;
     try {
@@ -116,7 +129,7 @@ export class ProcessManager {
    * With a request_id, the intent is durable before the exec: a restarted agent then knows the
    * spawn may have run, and never starts it again (refuseUnknownOutcome).
    */
-  private async start(requested: SpawnOptions): Promise<SpawnResult> {
+  private async start(requested: SpawnOptions, requestedAt: number): Promise<SpawnResult> {
     const handle = newHandleId();
     const options = this.stdio.resolve(requested);
     const intent: SpawnIntent | undefined =
@@ -128,7 +141,7 @@ export class ProcessManager {
       reserved = this.stdio.reserve(options);
       if (intent) this.write('the spawn intent', 0, (w) => w.intended(intent), handle);
       try {
-        child = await launch(options, this.node, handle, joined.target);
+        child = await launch(options, this.node, handle, joined.target, this.telemetry.stage);
       } catch (e) {
         if (intent) this.settleIntent(intent);
         throw e;
@@ -154,7 +167,8 @@ export class ProcessManager {
     this.stdio.attach(record, child.pipes, options, reserved);
     record.ownCgroup(child.ownedCgroup);
     if (options.deadline) this.armDeadline(record, deadlineAt(options.deadline));
-    this.persist(record, intent);
+    this.telemetry.started(record, (performance.now() - requestedAt) / 1000);
+    this.telemetry.stage('store', () => this.persist(record, intent));
     return { record, replayed: false };
   }
 
@@ -180,12 +194,14 @@ export class ProcessManager {
     } catch (e) {
       throw fromKernel(e, { what: `adopt ${options.pid}`, field: 'pid' });
     }
+    this.telemetry.started(record);
     this.persist(record, undefined);
     return record;
   }
 
   signal(handle: string, signal: number, target: SignalTarget): void {
     sendSignal(this.get(handle), signal, target, this.collect);
+    this.telemetry.signalled(signal);
   }
 
   /**
@@ -421,6 +437,7 @@ export class ProcessManager {
         this.cleanUp(record);
         this.table.noteExited(record);
       }
+      this.telemetry.exited(record);
       this.events.append('exited', record);
       if (!shown) this.waiters.settle(record);
     }
@@ -429,6 +446,7 @@ export class ProcessManager {
   /** A released process's exit: nothing to write (its row is gone), nobody to tell. */
   private finishReleased(record: ProcessRecord, exit: ExitInfo): void {
     record.markExited(exit);
+    this.telemetry.exited(record);
     this.stdio.exited(record);
     this.cleanUp(record);
     record.markReleased();

@@ -76,11 +76,12 @@ const unaryFactory = (log: Logger, gate: ServiceGate) =>
  * Builds the handlers that are authorized: the request is decoded and validated, then decided
  * (the one decision point), then carried out; the grant learns how the call ended.
  */
-const decidedFactory = (unary: Unary, auth: Authorizer) =>
+const decidedFactory = (unary: Unary, auth: Authorizer, manager: ProcessManager) =>
   function decided<Req, Res, R extends Request>(method: R['rpc'] & Rpc, decode: (req: Req) => R, fn: (grant: Grant, request: R, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>, processOf?: (res: Res) => Process | undefined): UnaryHandler<Req, Res> {
     return unary(method, async (req: Req, call: ServerUnaryCall<Req, Res>) => {
       const request = decode(req);
-      const grant = auth.authorize(call, request);
+      // A spawn's executable is resolved (and checked) here: a stage of its trace.
+      const grant = method === 'Spawn' ? manager.traceStage('authorize', () => auth.authorize(call, request)) : auth.authorize(call, request);
       try {
         const res = await fn(grant, request, call);
         const p = processOf?.(res);
@@ -102,7 +103,7 @@ const byHandle = <R extends HandleRpc>(rpc: R, handle: string): { rpc: R; handle
 
 export function agentService(manager: ProcessManager, watchers: WatchHub, log: Logger, auth: Authorizer, readers = new OutputReaders(1024), gate = new ServiceGate()): AgentServiceServer {
   const unary = unaryFactory(log, gate);
-  const decided = decidedFactory(unary, auth);
+  const decided = decidedFactory(unary, auth, manager);
   return {
     spawn: decided(
       'Spawn',

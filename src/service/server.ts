@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { Server, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { Server, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import { ReflectionService } from '@grpc/reflection';
 import type { PackageDefinition } from '@grpc/proto-loader';
@@ -28,7 +28,10 @@ export interface GrpcServer {
   readonly health: HealthImplementation;
 }
 
-export function createServer(service: AgentServiceServer): GrpcServer {
+/** Wraps every handler of the service (telemetry: one span and one measurement per call). */
+export type Instrument = (definition: ServiceDefinition, implementation: UntypedServiceImplementation) => UntypedServiceImplementation;
+
+export function createServer(service: AgentServiceServer, instrument: Instrument = (_d, implementation) => implementation): GrpcServer {
   const server = new Server({
     'grpc.max_receive_message_length': MAX_GRPC_MESSAGE_BYTES,
     'grpc.max_send_message_length': MAX_GRPC_MESSAGE_BYTES,
@@ -42,7 +45,7 @@ export function createServer(service: AgentServiceServer): GrpcServer {
     'grpc.enable_channelz': 0,
   });
   const definition = tolerantDefinition(AgentServiceService);
-  server.addService(definition, refusingUndecodable(definition, service as unknown as UntypedServiceImplementation));
+  server.addService(definition, instrument(definition, refusingUndecodable(definition, service as unknown as UntypedServiceImplementation)));
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
   health.addToServer(server);
   // Reflection serves the files exactly as compiled by buf (names and imports intact), which

@@ -19,12 +19,12 @@ export interface AgentProcess {
 }
 
 /** The built agent as its own process (optionally behind a wrapper such as prlimit). */
-export async function startAgentProcess(args: string[] = [], wrapper: string[] = []): Promise<AgentProcess> {
+export async function startAgentProcess(args: string[] = [], wrapper: string[] = [], env?: NodeJS.ProcessEnv): Promise<AgentProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'pidfd-agent-proc-'));
   const address = `unix://${join(dir, 'agent.sock')}`;
   const state = args.includes('--state-dir') || args.includes('--ephemeral') ? [] : ['--state-dir', join(dir, 'state')];
   const argv = [...wrapper, process.execPath, AGENT_BIN, '--listen', address, ...state, ...args];
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], env: env ?? process.env });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const client = new AgentClient(address);
@@ -33,7 +33,12 @@ export async function startAgentProcess(args: string[] = [], wrapper: string[] =
       await client.list({}, { deadline: 1000 });
       break;
     } catch (e) {
-      if (i > 100 || child.exitCode !== null) throw new Error(`agent did not start: ${stderr}`, { cause: e });
+      // Generous: a loaded machine (or the OpenTelemetry SDK loading) can take seconds to start it.
+      if (i > 600 || child.exitCode !== null) {
+        child.kill('SIGKILL'); // an agent left running would keep the test worker alive
+        client.close();
+        throw new Error(`agent did not start: ${stderr}`, { cause: e });
+      }
       await sleep(50);
     }
   }

@@ -13,6 +13,7 @@ import { DEFAULT_PATH, type OutputTarget, type SpawnOptions } from '../options.j
 import { changesIdentity, helperArgs, needsHelper, type HelperOutput } from './setup.js';
 import { checkCwd, openOutput, setupFailure, type SetupPaths } from './spawn-inputs.js';
 import { JOINED_CWD, type NamespaceTarget } from './namespaces.js';
+import { NO_TELEMETRY, type ProcessTelemetry } from '../telemetry-port.js';
 
 /** What spawning needs from the node, decided by the composition root. */
 export interface SpawnEnvironment {
@@ -61,13 +62,19 @@ export const executableOf = (options: SpawnOptions, agentEnv: Readonly<Record<st
  * first; the working directory and FILE outputs are then entered and opened by the helper after
  * the setns, so they are the joined mount namespace's, and the executable was resolved there.
  */
-export async function launch(options: SpawnOptions, node: SpawnEnvironment, handle: HandleId, joins?: NamespaceTarget): Promise<Launched> {
+export async function launch(
+  options: SpawnOptions,
+  node: SpawnEnvironment,
+  handle: HandleId,
+  joins?: NamespaceTarget,
+  stage: ProcessTelemetry['stage'] = NO_TELEMETRY.stage,
+): Promise<Launched> {
   const env = childEnv(options, node.agentEnv);
   // What the policy checked is what runs: resolved once, not again in a PATH that may differ.
-  const path = options.executable ?? executableOf(options, node.agentEnv, joins);
+  const path = options.executable ?? stage('executable', () => executableOf(options, node.agentEnv, joins));
   if (options.cwd !== undefined && joins === undefined) checkCwd(options.cwd);
   const opened: Fd[] = [];
-  const cgroup = options.cgroup && node.cgroups.prepare(options.cgroup, handle);
+  const cgroup = options.cgroup && stage('cgroup', () => node.cgroups.prepare(options.cgroup!, handle));
   if (cgroup) opened.push(cgroup.procs);
   const owned = cgroup?.created ? cgroup.dir : undefined;
   const undo = () => {
@@ -96,7 +103,7 @@ export async function launch(options: SpawnOptions, node: SpawnEnvironment, hand
     const helped = needsHelper(options.setup) || joins !== undefined || v1.length > 0;
     const direct = !helped && shimHandles(stdio);
     const helper = helped || (procs !== undefined && !direct) ? { path: node.helperPath, args: helperArgs(options.setup, outputs, helperCwd) } : undefined;
-    const child = await spawnAsync({
+    const child = await stage('exec', () => spawnAsync({
       path,
       argv: options.argv,
       envp: Object.entries(env).map(([k, v]) => `${k}=${v}`),
@@ -107,7 +114,7 @@ export async function launch(options: SpawnOptions, node: SpawnEnvironment, hand
       cgroupProcs: procs,
       v1CgroupProcs: v1,
       namespacesOf: joins?.ref,
-    });
+    }));
     return { ...child, ownedCgroup: owned, undo };
   } catch (e) {
     undo();

@@ -7,6 +7,12 @@ export interface RingRead {
   readonly lost: number;
 }
 
+/**
+ * Since the agent started, over every ring: bytes of output captured, and bytes no ring holds any
+ * more (overwritten by newer output, or freed by retention). Read by telemetry as counters.
+ */
+export const ringTally = { captured: 0, lost: 0 };
+
 /** The smallest buffer a ring starts with; it doubles up to its capacity as output arrives. */
 const INITIAL_BYTES = 16 * 1024;
 
@@ -48,6 +54,7 @@ export class OutputRing {
     if (this.total !== 0 || this.buf !== null) throw new Error('continueAt on a used ring');
     this.base = end - held.length;
     this.append(held);
+    ringTally.captured -= held.length; // the predecessor counted these
   }
 
   /** Bytes of memory the ring holds now. */
@@ -57,10 +64,13 @@ export class OutputRing {
 
   append(chunk: Uint8Array): void {
     if (chunk.length === 0) return;
+    ringTally.captured += chunk.length;
     if (this.dropped) {
       this.total += chunk.length;
+      ringTally.lost += chunk.length;
       return;
     }
+    const start = this.start;
     if (this.origin !== 0) throw new Error('append to a sealed ring');
     const keep = chunk.length > this.capacity ? chunk.subarray(chunk.length - this.capacity) : chunk;
     const end = this.total + chunk.length;
@@ -72,6 +82,7 @@ export class OutputRing {
     buf.set(keep.subarray(0, first), at);
     if (first < keep.length) buf.set(keep.subarray(first), 0);
     this.total = end;
+    ringTally.lost += this.start - start;
   }
 
   /** Up to `max` bytes from `from` (clamped to what is held), copied out of the ring. */
@@ -102,6 +113,7 @@ export class OutputRing {
 
   /** Frees the memory; later output is only counted (end keeps moving, nothing is held). */
   drop(): void {
+    if (!this.dropped) ringTally.lost += this.total - this.start;
     this.dropped = true;
     this.buf = null;
   }

@@ -1,0 +1,24 @@
+// What the domain tells an observer (telemetry/ implements it): process/ declares the port, so it
+// names no tracing or metrics library and costs one no-op call per hook when nobody listens.
+import type { ProcessRecord } from './lifecycle/record.js';
+
+/** The stages of a spawn that take time, each a child span of the Spawn when tracing is on. */
+export type SpawnStage = 'executable' | 'authorize' | 'cgroup' | 'exec' | 'store';
+
+export interface ProcessTelemetry {
+  /** Runs fn as one stage (a returned promise ends the stage when it settles). */
+  stage<T>(stage: SpawnStage, fn: () => T): T;
+  /** A spawned or adopted process is held by its pidfd; a spawn says how long that took. */
+  started(record: ProcessRecord, spawnSeconds?: number): void;
+  /** Its exit is recorded (or found lost after a restart). */
+  exited(record: ProcessRecord): void;
+  /** A signal was sent to it. */
+  signalled(signal: number): void;
+}
+
+export const NO_TELEMETRY: ProcessTelemetry = {
+  stage: (_stage, fn) => fn(),
+  started: () => {},
+  exited: () => {},
+  signalled: () => {},
+};

@@ -1,0 +1,35 @@
+// Telemetry on: the SDK started, the instruments made, and the hooks the agent calls. Imported
+// only when something is configured, so an agent without telemetry never loads the SDK.
+import { isSpanContextValid, trace } from '@opentelemetry/api';
+import type { TelemetryPlan, TelemetrySettings } from './plan.js';
+import { startSdk } from './sdk.js';
+import { AgentMetrics } from './metrics.js';
+import { observeRuntime } from './runtime.js';
+import { instrumentService } from './rpc.js';
+import { processTelemetry } from './process-spans.js';
+import { timedStore } from './store-timing.js';
+import type { AgentIdentity, Telemetry } from './telemetry.js';
+
+export async function enableTelemetry(plan: TelemetryPlan, settings: TelemetrySettings, identity: AgentIdentity, env: Readonly<Record<string, string | undefined>>): Promise<Telemetry> {
+  const sdk = await startSdk(plan, identity, env);
+  const agentMetrics = new AgentMetrics(settings.metricsOwners);
+  const stopRuntime = observeRuntime();
+  return {
+    exporters: sdk.exporters,
+    metricsUrl: sdk.metricsAddress === undefined ? undefined : `http://${sdk.metricsAddress}/metrics`,
+    process: processTelemetry(agentMetrics, { traces: plan.traces, traceArgv: settings.traceArgv }),
+    instrumentService: (definition, implementation) => instrumentService(definition, implementation, agentMetrics, { legacyNames: plan.legacyRpcNames, traces: plan.traces }),
+    timedStore: (store) => timedStore(store, agentMetrics.storeWriteDuration),
+    observe: (view) => agentMetrics.observe(view),
+    handedOver: (seconds) => agentMetrics.handoverDuration.record(seconds),
+    traceIds: () => {
+      const span = trace.getActiveSpan();
+      const ids = span?.spanContext();
+      return ids && isSpanContextValid(ids) ? { trace_id: ids.traceId, span_id: ids.spanId } : undefined;
+    },
+    shutdown: async () => {
+      stopRuntime();
+      await sdk.shutdown();
+    },
+  };
+}

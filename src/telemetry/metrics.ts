@@ -1,0 +1,98 @@
+// Every metric the agent exports, by the exact names dashboards and alerts rely on. The Prometheus
+// exporter adds `_total` to a monotonic counter whose name lacks it and nothing else (no unit
+// suffix), so the names below are what /metrics shows.
+import { metrics, type Attributes, type Counter, type Histogram } from '@opentelemetry/api';
+import { ringTally } from '../process/stdio/output-ring.js';
+import type { AgentView } from './telemetry.js';
+
+const SECONDS = 's';
+
+/** Label values from an open set (owners, error reasons): the first `max` as they are, the rest "other". */
+export class BoundedLabel {
+  private readonly seen = new Set<string>();
+  constructor(private readonly max: number) {}
+  of(value: string): string {
+    if (this.seen.has(value)) return value;
+    if (this.seen.size >= this.max) return 'other';
+    this.seen.add(value);
+    return value;
+  }
+}
+
+export type ExitHow = 'code' | 'signal' | 'timeout' | 'lost';
+
+export class AgentMetrics {
+  private readonly meter = metrics.getMeter('pidfd-agent');
+  readonly spawns: Counter;
+  readonly exits: Counter;
+  readonly spawnDuration: Histogram;
+  readonly signals: Counter;
+  readonly watchersDropped: Counter;
+  readonly storeWriteDuration: Histogram;
+  readonly handoverDuration: Histogram;
+  /** ErrorInfo reasons are a fixed set in the code; the cap only guards against a surprise. */
+  readonly reasons = new BoundedLabel(64);
+  /** Owners become labels only with --metrics-owners N, and at most N of them. */
+  private readonly owners: BoundedLabel | null;
+
+  constructor(metricsOwners: number) {
+    this.owners = metricsOwners > 0 ? new BoundedLabel(metricsOwners) : null;
+    const m = this.meter;
+    this.spawns = m.createCounter('pidfd_agent_spawns_total', { description: 'Spawn calls by result: ok or the ErrorInfo reason the caller received' });
+    this.exits = m.createCounter('pidfd_agent_exits_total', { description: 'Process exits by how: code, signal, timeout (its deadline) or lost (ended while no agent watched)' });
+    this.spawnDuration = m.createHistogram('pidfd_agent_spawn_duration_seconds', {
+      description: 'Spawn: from the request (validated and authorized) to the pidfd held',
+      unit: SECONDS,
+      advice: { explicitBucketBoundaries: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] },
+    });
+    this.signals = m.createCounter('pidfd_agent_signals_total', { description: 'Signals sent to managed processes (Signal, Stop, deadlines), by signal' });
+    this.watchersDropped = m.createCounter('pidfd_agent_watchers_dropped_total', { description: 'Watch streams ended because they fell too far behind (WATCH_BACKLOG)' });
+    this.storeWriteDuration = m.createHistogram('pidfd_agent_store_write_duration_seconds', {
+      description: 'One durable write (a transaction) of the state store',
+      unit: SECONDS,
+      advice: { explicitBucketBoundaries: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1] },
+    });
+    this.handoverDuration = m.createHistogram('pidfd_agent_handover_duration_seconds', {
+      description: 'Taking over from the previous agent: from asking it to hand over to serving its processes',
+      unit: SECONDS,
+      advice: { explicitBucketBoundaries: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] },
+    });
+    // Series a dashboard or an alert expects exist from the start, at 0, not from the first event.
+    this.spawns.add(0, { result: 'ok' });
+    for (const how of ['code', 'signal', 'timeout', 'lost'] as const) if (this.owners === null) this.exits.add(0, { how });
+    for (const signal of ['SIGTERM', 'SIGKILL']) this.signals.add(0, { signal });
+    this.watchersDropped.add(0);
+  }
+
+  ownerAttrs(owner: string | undefined): Attributes {
+    return this.owners === null ? {} : { owner: this.owners.of(owner ?? 'none') };
+  }
+
+  /** The gauges and totals read from the agent when metrics are collected. */
+  observe(view: AgentView): void {
+    const m = this.meter;
+    m.createObservableGauge('pidfd_agent_processes', { description: 'Managed processes by state: running, or exited and retained (readable until released or expired)' }).addCallback((r) => {
+      if (this.owners === null) {
+        r.observe(view.running(), { state: 'running' });
+        r.observe(view.retained(), { state: 'exited' });
+        return;
+      }
+      const counts = new Map<string, number>();
+      for (const record of view.records()) {
+        if (record.state === 'released') continue;
+        const key = JSON.stringify([record.state, this.ownerAttrs(record.spec.owner).owner]);
+        counts.set(key, (counts.get(key) ?? 0) + 1);
+      }
+      for (const [key, n] of counts) {
+        const [state, owner] = JSON.parse(key) as [string, string];
+        r.observe(n, { state, owner });
+      }
+    });
+    m.createObservableGauge('pidfd_agent_watchers', { description: 'Open Watch streams' }).addCallback((r) => r.observe(view.watchers()));
+    m.createObservableCounter('pidfd_agent_events_total', { description: 'Lifecycle and output events appended to the event log' }).addCallback((r) => r.observe(view.events()));
+    m.createObservableCounter('pidfd_agent_output_bytes_total', { description: 'Bytes of stdout/stderr captured', unit: 'By' }).addCallback((r) => r.observe(ringTally.captured));
+    m.createObservableCounter('pidfd_agent_output_lost_bytes_total', { description: 'Captured bytes no ring holds any more: overwritten by newer output or freed by --capture-retained', unit: 'By' }).addCallback((r) =>
+      r.observe(ringTally.lost),
+    );
+  }
+}

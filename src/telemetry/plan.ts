@@ -1,0 +1,51 @@
+// Whether telemetry is on, and what it exports, decided from the standard OTEL_* variables and the
+// agent's flags alone: nothing configured means no SDK, no exporter, no listener.
+
+/** Where /metrics is served (--metrics-listen). */
+export interface MetricsListen {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface TelemetrySettings {
+  readonly metricsListen?: MetricsListen;
+  /** Record the argv of spawned processes on spans (--trace-argv): it may hold secrets. */
+  readonly traceArgv: boolean;
+  /** Label processes and exits by owner for at most this many owners (--metrics-owners); 0: never. */
+  readonly metricsOwners: number;
+}
+
+export interface TelemetryPlan {
+  /** Spans go to the exporters OTEL_TRACES_EXPORTER names (the SDK reads it; default otlp). */
+  readonly traces: boolean;
+  /** Metrics are pushed over OTLP (OTEL_METRICS_EXPORTER=otlp, or an OTLP endpoint). */
+  readonly otlpMetrics: boolean;
+  readonly prometheus?: MetricsListen;
+  /** Old (pre-1.38) RPC names as well, for dashboards being migrated (OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup). */
+  readonly legacyRpcNames: boolean;
+  /** Why nothing is on, when nothing is. */
+  readonly off?: string;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const list = (value: string | undefined): string[] =>
+  (value ?? '')
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter((s) => s !== '' && s !== 'null');
+
+const isTrue = (value: string | undefined) => value?.trim().toLowerCase() === 'true';
+
+/** What to start. An exporter named by a variable counts as configured; so does an OTLP endpoint. */
+export function planTelemetry(env: Env, settings: Pick<TelemetrySettings, 'metricsListen'>): TelemetryPlan {
+  const legacyRpcNames = list(env.OTEL_SEMCONV_STABILITY_OPT_IN).includes('rpc/dup');
+  if (isTrue(env.OTEL_SDK_DISABLED)) return { traces: false, otlpMetrics: false, legacyRpcNames, off: 'OTEL_SDK_DISABLED=true' };
+  const endpoint = (signal: 'TRACES' | 'METRICS') => env[`OTEL_EXPORTER_OTLP_${signal}_ENDPOINT`] ?? env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  const tracesExporters = list(env.OTEL_TRACES_EXPORTER);
+  const metricsExporters = list(env.OTEL_METRICS_EXPORTER);
+  const traces = tracesExporters.length > 0 ? !tracesExporters.includes('none') : endpoint('TRACES') !== undefined;
+  const otlpMetrics = metricsExporters.length > 0 ? metricsExporters.includes('otlp') && !metricsExporters.includes('none') : endpoint('METRICS') !== undefined;
+  const plan = { traces, otlpMetrics, prometheus: settings.metricsListen, legacyRpcNames };
+  return traces || otlpMetrics || plan.prometheus !== undefined ? plan : { ...plan, off: 'no OTEL_*_EXPORTER, OTLP endpoint or --metrics-listen' };
+}

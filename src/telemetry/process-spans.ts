@@ -1,0 +1,97 @@
+// The process side of telemetry: a child span per spawn stage, the OTel process attributes on the
+// Spawn (or Adopt) span, and a span at each exit linked to the span that started the process.
+import { basename } from 'node:path';
+import { context, trace, SpanKind, type Link, type SpanContext, type Tracer } from '@opentelemetry/api';
+import type { ProcessRecord } from '../process/lifecycle/record.js';
+import type { ProcessTelemetry, SpawnStage } from '../process/telemetry-port.js';
+import { signalName } from '../process/lifecycle/signalling.js';
+import type { AgentMetrics, ExitHow } from './metrics.js';
+
+const STAGE_SPANS: Record<SpawnStage, string> = {
+  authorize: 'pidfd.agent.authorize',
+  executable: 'pidfd.agent.resolve_executable',
+  cgroup: 'pidfd.agent.cgroup',
+  exec: 'pidfd.agent.exec',
+  store: 'pidfd.agent.store_write',
+};
+
+export function howItEnded(record: ProcessRecord): ExitHow {
+  const exit = record.exit;
+  if (exit === undefined || exit.statusLost || exit.termination === undefined) return 'lost';
+  if (exit.reason === 'timeout') return 'timeout';
+  return exit.termination.signal !== undefined ? 'signal' : 'code';
+}
+
+export interface ProcessSpanOptions {
+  readonly traces: boolean;
+  /** argv on spans (process.command_args): it may hold secrets, so only with --trace-argv. */
+  readonly traceArgv: boolean;
+}
+
+export function processTelemetry(agentMetrics: AgentMetrics, options: ProcessSpanOptions): ProcessTelemetry {
+  const tracer: Tracer = trace.getTracer('pidfd-agent');
+  /** The span that started each process, for the link from its exit. */
+  const startedBy = new WeakMap<ProcessRecord, SpanContext>();
+
+  const stage = <T>(name: SpawnStage, fn: () => T): T => {
+    if (!options.traces) return fn();
+    return tracer.startActiveSpan(STAGE_SPANS[name], (span) => {
+      try {
+        const result = fn();
+        if (result instanceof Promise) {
+          result.then(
+            () => span.end(),
+            () => span.end(),
+          );
+        } else {
+          span.end();
+        }
+        return result;
+      } catch (e) {
+        span.end();
+        throw e;
+      }
+    });
+  };
+
+  return {
+    stage,
+    started(record, spawnSeconds) {
+      if (spawnSeconds !== undefined) agentMetrics.spawnDuration.record(spawnSeconds);
+      if (!options.traces) return;
+      const span = trace.getActiveSpan();
+      if (span === undefined || !span.isRecording()) return;
+      startedBy.set(record, span.spanContext());
+      span.setAttributes({
+        'process.pid': record.identity.pid,
+        'process.executable.name': basename(record.spec.argv[0] ?? ''),
+        'pidfd.agent.handle': record.handle,
+        ...(options.traceArgv ? { 'process.command_args': [...record.spec.argv] } : {}),
+      });
+    },
+    exited(record) {
+      const how = howItEnded(record);
+      agentMetrics.exits.add(1, { how, ...agentMetrics.ownerAttrs(record.spec.owner) });
+      if (!options.traces) return;
+      const started = startedBy.get(record);
+      const links: Link[] = started ? [{ context: started }] : [];
+      const termination = record.exit?.termination;
+      const exitedAt = record.exit?.exitedAt ?? Date.now();
+      // Its own trace (the Spawn's may be long finished), joined to it by the link.
+      const span = tracer.startSpan('pidfd.agent.process_exit', { kind: SpanKind.INTERNAL, links, root: true, startTime: exitedAt }, context.active());
+      span.setAttributes({
+        'process.pid': record.identity.pid,
+        'process.executable.name': basename(record.spec.argv[0] ?? ''),
+        'pidfd.agent.handle': record.handle,
+        'pidfd.agent.exit.how': how,
+        ...(termination?.exitCode !== undefined ? { 'process.exit.code': termination.exitCode } : {}),
+        ...(termination?.signal !== undefined ? { 'pidfd.agent.exit.signal': signalName(termination.signal), 'pidfd.agent.exit.core_dumped': termination.coreDumped } : {}),
+        ...(options.traceArgv ? { 'process.command_args': [...record.spec.argv] } : {}),
+      });
+      span.end(exitedAt);
+    },
+    signalled(signal) {
+      agentMetrics.signals.add(1, { signal: signalName(signal) });
+    },
+  };
+}

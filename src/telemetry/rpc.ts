@@ -1,0 +1,115 @@
+// One server span and one duration measurement per gRPC call, under the current RPC semantic
+// conventions (rpc.system.name, fully qualified rpc.method, rpc.response.status_code as the code's
+// name, rpc.server.call.duration in seconds). The caller's W3C traceparent in the call metadata is
+// the span's parent, so an orchestrator's trace continues into the agent. The old names
+// (rpc.system, rpc.service, rpc.grpc.status_code, rpc.server.duration in ms) are added only with
+// OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup.
+import { status, type Metadata, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream, type ServiceDefinition, type ServiceError, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { context, metrics, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type TextMapGetter } from '@opentelemetry/api';
+import { ErrorInfo, Status } from '../api.js';
+import type { AgentMetrics } from './metrics.js';
+
+const metadataGetter: TextMapGetter<Metadata> = {
+  keys: (md) => Object.keys(md.getMap()),
+  get: (md, key) => {
+    const values = md.get(key);
+    return values.length === 0 ? undefined : values.map(String);
+  },
+};
+
+/** Codes a server reports as its own failure (the gRPC conventions); the rest are the caller's. */
+const SERVER_ERRORS = new Set([status.UNKNOWN, status.DEADLINE_EXCEEDED, status.UNIMPLEMENTED, status.INTERNAL, status.UNAVAILABLE, status.DATA_LOSS]);
+
+const codeName = (code: number): string => status[code] ?? String(code);
+
+/** The ErrorInfo reason the caller receives in grpc-status-details-bin, if any. */
+function reasonOf(error: Partial<ServiceError>): string | undefined {
+  const bin = error.metadata?.get('grpc-status-details-bin')[0];
+  if (!(bin instanceof Buffer)) return undefined;
+  try {
+    const detail = Status.decode(bin).details.find((d) => d.typeUrl.endsWith('/google.rpc.ErrorInfo'));
+    return detail === undefined ? undefined : ErrorInfo.decode(detail.value).reason;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface RpcOptions {
+  readonly legacyNames: boolean;
+  /** Without traces a call is only measured: no context, no span. */
+  readonly traces: boolean;
+}
+
+export function instrumentService(definition: ServiceDefinition, implementation: UntypedServiceImplementation, agentMetrics: AgentMetrics, options: RpcOptions): UntypedServiceImplementation {
+  const tracer = trace.getTracer('pidfd-agent');
+  const meter = metrics.getMeter('pidfd-agent');
+  const callDuration = meter.createHistogram('rpc.server.call.duration', {
+    description: 'Duration of the calls the agent served',
+    unit: 's',
+    advice: { explicitBucketBoundaries: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10] },
+  });
+  const legacyDuration = options.legacyNames ? meter.createHistogram('rpc.server.duration', { description: 'Duration of the calls the agent served (old RPC conventions)', unit: 'ms' }) : undefined;
+
+  const wrapped: UntypedServiceImplementation = {};
+  for (const [name, method] of Object.entries(definition)) {
+    const handler = implementation[name];
+    if (handler === undefined) continue;
+    const fullName = method.path.slice(1); // "/pidfd.agent.v1.AgentService/Spawn"
+    const [service, short] = fullName.split('/') as [string, string];
+    const base: Attributes = { 'rpc.system.name': 'grpc', 'rpc.method': fullName, ...(options.legacyNames ? { 'rpc.system': 'grpc', 'rpc.service': service } : {}) };
+
+    /** Opens the call's span in the caller's trace; `end` closes it with the status sent. */
+    const begin = (metadata: Metadata): { ctx: Context | undefined; end: (error: Partial<ServiceError> | null) => void } => {
+      const started = performance.now();
+      const parent = options.traces ? propagation.extract(ROOT_CONTEXT, metadata, metadataGetter) : undefined;
+      const span: Span | undefined = parent && tracer.startSpan(fullName, { kind: SpanKind.SERVER, attributes: base }, parent);
+      let ended = false;
+      const end = (error: Partial<ServiceError> | null) => {
+        if (ended) return;
+        ended = true;
+        const code = error ? (error.code ?? status.UNKNOWN) : status.OK;
+        const attrs: Attributes = { ...base, 'rpc.response.status_code': codeName(code) };
+        if (SERVER_ERRORS.has(code)) {
+          attrs['error.type'] = codeName(code);
+          span?.setStatus({ code: SpanStatusCode.ERROR, message: error?.details });
+        }
+        const reason = error ? reasonOf(error) : undefined;
+        if (span) {
+          if (reason !== undefined) span.setAttribute('pidfd.agent.error.reason', reason);
+          span.setAttributes(attrs);
+          if (options.legacyNames) span.setAttribute('rpc.grpc.status_code', code);
+          span.end();
+        }
+        const seconds = (performance.now() - started) / 1000;
+        callDuration.record(seconds, attrs);
+        legacyDuration?.record(seconds * 1000, { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': short, 'rpc.grpc.status_code': code });
+        if (short === 'Spawn') agentMetrics.spawns.add(1, { result: error ? agentMetrics.reasons.of(reason ?? codeName(code)) : 'ok' });
+        if (short === 'Watch' && reason === 'WATCH_BACKLOG') agentMetrics.watchersDropped.add(1);
+      };
+      return { ctx: parent && span && trace.setSpan(parent, span), end };
+    };
+    const within = (ctx: Context | undefined, run: () => void) => (ctx === undefined ? run() : context.with(ctx, run));
+
+    if (method.requestStream) {
+      wrapped[name] = handler; // no client-streaming method in this API
+    } else if (method.responseStream) {
+      wrapped[name] = (call: ServerWritableStream<unknown, unknown>) => {
+        const { ctx, end } = begin(call.metadata);
+        call.once('error', (e: Partial<ServiceError>) => end(e));
+        call.once('finish', () => end(null));
+        call.once('cancelled', () => end({ code: status.CANCELLED }));
+        within(ctx, () => (handler as (c: typeof call) => void)(call));
+      };
+    } else {
+      wrapped[name] = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+        const { ctx, end } = begin(call.metadata);
+        const reply: sendUnaryData<unknown> = (error, value, trailer, flags) => {
+          end(error);
+          callback(error, value, trailer, flags);
+        };
+        within(ctx, () => (handler as (c: typeof call, cb: typeof reply) => void)(call, reply));
+      };
+    }
+  }
+  return wrapped;
+}

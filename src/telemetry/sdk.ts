@@ -1,0 +1,115 @@
+// The OpenTelemetry SDK, configured the standard way: the OTEL_* variables it reads itself (trace
+// exporter, OTLP endpoint and protocol, sampler, resource attributes, service name), plus what only
+// the agent knows: its resource, the Prometheus endpoint of --metrics-listen, and which signals the
+// plan turned on (the SDK's own default would export traces over OTLP to localhost unasked).
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import { ROOT_CONTEXT, type ContextManager } from '@opentelemetry/api';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import { PeriodicExportingMetricReader, type IMetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
+import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { OTLPMetricExporter as OtlpGrpc } from '@opentelemetry/exporter-metrics-otlp-grpc';
+import { OTLPMetricExporter as OtlpJson } from '@opentelemetry/exporter-metrics-otlp-http';
+import { OTLPMetricExporter as OtlpProto } from '@opentelemetry/exporter-metrics-otlp-proto';
+import type { TelemetryPlan } from './plan.js';
+import type { AgentIdentity } from './telemetry.js';
+
+/** Contexts that go nowhere, as the API has without an SDK. */
+const NO_CONTEXT: ContextManager = {
+  active: () => ROOT_CONTEXT,
+  with: (_context, fn, thisArg, ...args) => fn.call(thisArg, ...args),
+  bind: (_context, target) => target,
+  enable() {
+    return this;
+  },
+  disable() {
+    return this;
+  },
+};
+
+export interface StartedSdk {
+  readonly exporters: readonly string[];
+  /** The address /metrics is served on (the port chosen, when 0 was asked). */
+  readonly metricsAddress?: string;
+  shutdown(): Promise<void>;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function otlpMetricExporter(env: Env): { exporter: PushMetricExporter; protocol: string } {
+  const protocol = (env.OTEL_EXPORTER_OTLP_METRICS_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf').trim();
+  if (protocol === 'grpc') return { exporter: new OtlpGrpc(), protocol };
+  if (protocol === 'http/json') return { exporter: new OtlpJson(), protocol };
+  return { exporter: new OtlpProto(), protocol: 'http/protobuf' };
+}
+
+/** /metrics on an HTTP server of our own: its listen errors fail the start, and port 0 works. */
+async function serveMetrics(exporter: PrometheusExporter, host: string, port: number): Promise<Server> {
+  const server = createServer((req, res) => {
+    if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) exporter.getMetricsRequestHandler(req, res);
+    else res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return server.unref();
+}
+
+export async function startSdk(plan: TelemetryPlan, identity: AgentIdentity, env: Env): Promise<StartedSdk> {
+  const exporters: string[] = [];
+  const readers: IMetricReader[] = [];
+  let prometheus: PrometheusExporter | undefined;
+  if (plan.prometheus) {
+    prometheus = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
+    readers.push(prometheus);
+  }
+  if (plan.otlpMetrics) {
+    const { exporter, protocol } = otlpMetricExporter(env);
+    const intervalMs = Number(env.OTEL_METRIC_EXPORT_INTERVAL) || 60_000;
+    readers.push(new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: intervalMs, exportTimeoutMillis: Math.min(intervalMs, 30_000) }));
+    exporters.push(`metrics:otlp(${protocol})`);
+  }
+  const resource = defaultResource().merge(
+    resourceFromAttributes({
+      'service.name': 'pidfd-agent',
+      'service.version': identity.version,
+      'host.name': hostname(),
+      ...(identity.nodeName ? { 'k8s.node.name': identity.nodeName } : {}),
+    }),
+  );
+  const sdk = new NodeSDK({
+    resource,
+    metricReaders: readers,
+    // Only what the plan turned on: an empty list keeps the SDK from its default OTLP exporter, and
+    // without traces no context is propagated (AsyncLocalStorage costs on every promise).
+    ...(plan.traces ? {} : { spanProcessors: [], contextManager: NO_CONTEXT }),
+    logRecordProcessors: [],
+    instrumentations: [],
+  });
+  sdk.start();
+  if (plan.traces) exporters.push(`traces:${env.OTEL_TRACES_EXPORTER ?? 'otlp'}`);
+  let server: Server | undefined;
+  try {
+    if (prometheus && plan.prometheus) server = await serveMetrics(prometheus, plan.prometheus.host, plan.prometheus.port);
+  } catch (e) {
+    await sdk.shutdown();
+    throw new Error(`--metrics-listen ${plan.prometheus!.host}:${plan.prometheus!.port}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+  const address = server?.address() as AddressInfo | null | undefined;
+  const metricsAddress = address ? `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}` : undefined;
+  if (metricsAddress) exporters.push(`metrics:prometheus(http://${metricsAddress}/metrics)`);
+  return {
+    exporters,
+    metricsAddress,
+    shutdown: async () => {
+      server?.close();
+      await sdk.shutdown();
+    },
+  };
+}
