@@ -24,6 +24,7 @@ build: deps
 	mkdir -p dist/lib
 	gcc -O2 -Wall -Wextra -Werror -fPIC -shared -o dist/lib/libpidfd-spawn.so src/native/pidfd-spawn.c
 	gcc -O2 -Wall -Wextra -Werror -fPIC -shared -o dist/lib/libpidfd-fdpass.so src/native/fdpass.c
+	gcc -O2 -Wall -Wextra -Werror -fPIC -shared -o dist/lib/libpidfd-reclaim.so src/native/mrelease.c
 	npx buf build -o dist/descriptors/agent.binpb
 	npx buf build node_modules/grpc-health-check/proto -o dist/descriptors/health.binpb
 	npx tsc -p tsconfig.json
@@ -68,6 +69,13 @@ bench: build
 	BENCH_PM2=$(BENCH_PM2) BENCH_COMMAND="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')$(if $(filter 0,$(BENCH_PM2)), BENCH_PM2=0)" \
 	  node --import tsx bench/run.ts $(BENCH_ARGS)
 	node --import tsx bench/tls.ts $(BENCH_TLS_ARGS)
+	node --import tsx bench/reclaim.ts $(BENCH_RECLAIM_ARGS)
+
+# Kill and reclaim: kill -> memory freed for a process holding 1 GiB, with and without
+# process_mrelease (also the last step of `make bench`).
+.PHONY: bench-reclaim
+bench-reclaim: build
+	node --import tsx bench/reclaim.ts $(BENCH_RECLAIM_ARGS)
 
 # What remote access costs: Spawn+Wait c=16 over mutual TLS and over the unix socket, with and
 # without a policy, interleaved in one run (also the last step of `make bench`).

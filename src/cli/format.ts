@@ -40,9 +40,13 @@ export function processDetail(p: Process): string {
     lines.push(`exit:        ${describeExit(p.exit)}`, `exited:      ${p.exit.exitedAt?.toISOString() ?? '-'}`);
     const r = p.exit.rusage;
     if (r) lines.push(`cpu:         user ${seconds(r.userCpu)}s system ${seconds(r.systemCpu)}s`);
+    if (p.exit.reclaimTime) lines.push(`reclaimed:   memory freed ${millis(p.exit.reclaimTime)} ms after the SIGKILL`);
   }
   return lines.join('\n');
 }
+
+/** A Duration in milliseconds, to the tenth. */
+export const millis = (d: { seconds: number; nanos: number }): string => (d.seconds * 1000 + d.nanos / 1e6).toFixed(1);
 
 const seconds = (d: { seconds: number; nanos: number } | undefined) => (d ? (d.seconds + d.nanos / 1e9).toFixed(3) : '0');
 

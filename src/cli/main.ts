@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
 import { AgentCallError, AgentClient, EnvMode, Event, GetResponse, ListResponse, Output, OutputMode, Process, SignalTarget, State, StopResponse, status } from './client.js';
 import { DEFAULT_SOCKET, parseDuration } from '../config/config.js';
-import { describeExit, eventLine, exitStatusOf, processDetail, processLine } from './format.js';
+import { describeExit, eventLine, exitStatusOf, millis, processDetail, processLine } from './format.js';
 import { attach, logs, logsArgs, stdinMode } from './logs-and-attach.js';
 
 const USAGE = `usage: pidfdctl [--addr unix:///PATH|HOST:PORT] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]] [--json] COMMAND
@@ -19,8 +19,13 @@ const USAGE = `usage: pidfdctl [--addr unix:///PATH|HOST:PORT] [--tls-cert FILE 
                                   --attach: capture stdout and stderr, stream them here (and this stdin
                                   there with --stdin pipe), exit with the process's status like wait
   logs HANDLE [-f] [--stderr]        captured stdout (or stderr), raw; -f follows until the process has exited
-  signal HANDLE [SIGNAL] [--process-group | --tid TID]   send SIGNAL (default TERM) to the process, its group or one thread
-  stop HANDLE [--signal SIG] [--grace DURATION] [--process-group]   SIG (TERM), then KILL after the grace (10s)
+  signal HANDLE [SIGNAL] [--process-group | --tid TID | --tree]   send SIGNAL (default TERM) to the process, its group,
+                                  one thread, or the whole tree in its own cgroup (spawn --cgroup new)
+  signal HANDLE --reclaim            SIGKILL, then free its memory at once (process_mrelease); prints how long that took
+  stop HANDLE [--signal SIG] [--grace DURATION] [--process-group | --tree | --reclaim]
+                                  SIG (TERM), then KILL after the grace (10s); --tree: every process in its own
+                                  cgroup, KILL through cgroup.kill, returns once the tree is gone; --reclaim:
+                                  free the memory right after the KILL
   threads HANDLE                     the thread IDs of a process
   wait HANDLE [--timeout DURATION]   wait for the exit; exits with the code, or 128+signal (255: status lost)
   watch [HANDLE...] [--label k=v]... [--after SEQ]   a line per event
@@ -70,6 +75,8 @@ const options = {
   'kill-signal': { type: 'string' },
   group: { type: 'string' },
   'process-group': { type: 'boolean' },
+  tree: { type: 'boolean' },
+  reclaim: { type: 'boolean' },
   tid: { type: 'string' },
   signal: { type: 'string' },
   grace: { type: 'string' },
@@ -200,15 +207,20 @@ async function run(argv: string[]): Promise<number> {
       }
       case 'signal': {
         if (args.length < 1 || args.length > 2) throw new UsageError('signal HANDLE [SIGNAL]');
-        if (v['process-group'] && v.tid !== undefined) throw new UsageError('--process-group and --tid exclude each other');
-        const target = v['process-group'] ? SignalTarget.SIGNAL_TARGET_PROCESS_GROUP : v.tid !== undefined ? SignalTarget.SIGNAL_TARGET_THREAD : SignalTarget.SIGNAL_TARGET_PROCESS;
-        const res = await client.signal({ handle: args[0], signal: args[1] ?? 'TERM', target, tid: v.tid === undefined ? 0 : Number(v.tid) });
-        print(json, res, `sent ${res.signalName}`);
+        if ([v['process-group'], v.tid !== undefined, v.tree].filter(Boolean).length > 1) throw new UsageError('--process-group, --tid and --tree exclude each other');
+        const target = v['process-group'] ? SignalTarget.SIGNAL_TARGET_PROCESS_GROUP : v.tid !== undefined ? SignalTarget.SIGNAL_TARGET_THREAD : v.tree ? SignalTarget.SIGNAL_TARGET_TREE : SignalTarget.SIGNAL_TARGET_PROCESS;
+        const res = await client.signal({ handle: args[0], signal: args[1] ?? (v.reclaim ? 'KILL' : 'TERM'), target, tid: v.tid === undefined ? 0 : Number(v.tid), reclaimMemory: v.reclaim ?? false });
+        print(json, res, `sent ${res.signalName}${v.tree ? ' to the tree' : ''}${res.reclaimTime ? `; memory freed ${millis(res.reclaimTime)} ms after it` : ''}`);
         return 0;
       }
       case 'stop': {
-        const res = await client.stop({ handle: one(args, 'stop HANDLE'), signal: v.signal ?? '', grace: duration(v.grace), processGroup: v['process-group'] ?? false });
-        print(json, StopResponse.toJSON(res), `${describeExit(res.process!.exit)}${res.escalated ? ' (after SIGKILL: the grace period ran out)' : ''}`);
+        const res = await client.stop({ handle: one(args, 'stop HANDLE'), signal: v.signal ?? '', grace: duration(v.grace), processGroup: v['process-group'] ?? false, tree: v.tree ?? false, reclaimMemory: v.reclaim ?? false });
+        const notes = [
+          res.escalated ? ' (after SIGKILL: the grace period ran out)' : '',
+          res.treeGoneAt ? `; the whole tree was gone at ${res.treeGoneAt.toISOString()}` : '',
+          res.reclaimTime ? `; memory freed ${millis(res.reclaimTime)} ms after the SIGKILL` : '',
+        ];
+        print(json, StopResponse.toJSON(res), `${describeExit(res.process!.exit)}${notes.join('')}`);
         return exitStatusOf(res.process!.exit);
       }
       case 'threads': {

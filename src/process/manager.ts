@@ -13,6 +13,8 @@ import { type AdoptOptions, type SignalTarget, type SpawnOptions } from './optio
 import { deadlineAt, ProcessRecord, type DeadlineAt } from './lifecycle/record.js';
 import { ProcessTable, requestKey, type RetentionPolicy } from './lifecycle/table.js';
 import { sendSignal, threadIds } from './lifecycle/signalling.js';
+import { killAndReclaim } from './lifecycle/reclaim.js';
+import { killTree, liveTree, populated, signalTree, treeOf, untilEmpty } from './lifecycle/tree.js';
 import { launch, type SpawnEnvironment } from './spawn/launch.js';
 export type { SpawnEnvironment } from './spawn/launch.js';
 import { openForAdoption } from './lifecycle/adoption.js';
@@ -29,6 +31,26 @@ export interface ManagerLimits extends RetentionPolicy {
   readonly captureBytes?: number;
   /** Captured output kept for exited processes in all (--capture-retained). */
   readonly captureRetainedBytes?: number;
+}
+
+/** What Stop reaches: the process, its process group, or the tree in its own cgroup. */
+export type StopScope = 'process' | 'process-group' | 'tree';
+
+export interface StopOptions {
+  readonly signal: number;
+  readonly graceMs: number;
+  readonly scope: StopScope;
+  /** SIGKILL is followed by process_mrelease. */
+  readonly reclaim?: boolean;
+}
+
+export interface StopResult {
+  readonly record: ProcessRecord;
+  readonly escalated: boolean;
+  /** scope 'tree': when cgroup.events said populated 0 (ms since the epoch). */
+  readonly treeGoneAt?: number;
+  /** reclaim, when SIGKILL was sent: ms from the SIGKILL to the memory freed. */
+  readonly reclaimMs?: number;
 }
 
 export interface SpawnResult {
@@ -56,6 +78,8 @@ export class ProcessManager {
   private deadlineStops = new AbortController();
   /** Created cgroups still populated by descendants of an exited process. */
   private readonly cgroupsToRemove = new Set<string>();
+  /** Kills with reclaim_memory still freeing memory: their exits are recorded after, with the time. */
+  private readonly reclaiming = new Map<ProcessRecord, Promise<unknown>>();
   private reaper!: Reaper;
 
   constructor(
@@ -142,25 +166,76 @@ export class ProcessManager {
   }
 
   signal(handle: string, signal: number, target: SignalTarget): void {
-    sendSignal(this.get(handle), signal, target, this.collect);
+    const record = this.get(handle);
+    if (target.kind !== 'tree') return sendSignal(record, signal, target, this.collect);
+    const dir = liveTree(record);
+    if (signal === Signal.SIGKILL) killTree(record, dir);
+    else signalTree(record, dir, signal);
+  }
+
+  /**
+   * SIGKILL, then process_mrelease: resolves with ms from the SIGKILL to the memory freed. The
+   * exit is recorded only after that, so the exit event carries the time too.
+   */
+  killAndReclaim(handle: string): Promise<number> {
+    const record = this.get(handle);
+    const reclaimed = killAndReclaim(record, this.collect);
+    const noted = reclaimed.then((ms) => record.noteReclaim(ms)).catch(() => undefined).finally(() => this.reclaiming.delete(record));
+    this.reclaiming.set(record, noted);
+    return reclaimed;
   }
 
   /**
    * Sends `signal`, waits up to `graceMs` for the exit, then SIGKILL to the same target. A group
    * is reached through the leader's pidfd, so only while the leader is not reaped: members that
-   * outlive it are not addressed again (by number that would be racy; see README).
+   * outlive it are not addressed again (by number that would be racy; see README). A tree is its
+   * own cgroup: it is done when the cgroup is empty, whatever became of the process itself.
    */
-  async stop(handle: string, signal: number, graceMs: number, group: boolean, abort: AbortSignal): Promise<{ record: ProcessRecord; escalated: boolean }> {
+  async stop(handle: string, options: StopOptions, abort: AbortSignal): Promise<StopResult> {
+    if (options.scope === 'tree') return this.stopTree(handle, options, abort);
     const record = this.get(handle);
-    const target: SignalTarget = { kind: group ? 'process-group' : 'process' };
-    if (!this.trySignal(handle, signal, target)) return { record: await this.wait(handle, undefined, abort), escalated: false };
+    const target: SignalTarget = { kind: options.scope };
+    if (options.reclaim && options.signal === Signal.SIGKILL) return this.stopReclaiming(handle, false, abort);
+    if (!this.trySignal(handle, options.signal, target)) return { record: await this.wait(handle, undefined, abort), escalated: false };
     try {
-      return { record: await this.wait(handle, graceMs, abort), escalated: false };
+      return { record: await this.wait(handle, options.graceMs, abort), escalated: false };
     } catch (e) {
       if (!(e instanceof AgentError) || e.detail.reason !== 'TIMEOUT') throw e;
     }
+    if (options.reclaim) return this.stopReclaiming(handle, true, abort);
     this.trySignal(handle, Signal.SIGKILL, target);
     return { record: await this.wait(record.handle, undefined, abort), escalated: true };
+  }
+
+  private async stopReclaiming(handle: string, escalated: boolean, abort: AbortSignal): Promise<StopResult> {
+    let reclaimMs: number;
+    try {
+      reclaimMs = await this.killAndReclaim(handle);
+    } catch (e) {
+      if (e instanceof AgentError && e.kind === 'ProcessExited') return { record: await this.wait(handle, undefined, abort), escalated: false };
+      throw e;
+    }
+    return { record: await this.wait(handle, undefined, abort), escalated, reclaimMs };
+  }
+
+  private async stopTree(handle: string, options: StopOptions, abort: AbortSignal): Promise<StopResult> {
+    let record = this.get(handle);
+    const dir = treeOf(record);
+    let escalated = false;
+    if (populated(dir)) {
+      const graceful = options.signal !== Signal.SIGKILL;
+      if (graceful) signalTree(record, dir, options.signal);
+      else killTree(record, dir);
+      if (graceful && !(await untilEmpty(dir, abort, options.graceMs))) {
+        killTree(record, dir);
+        escalated = true;
+      }
+      await untilEmpty(dir, abort);
+    }
+    const treeGoneAt = Date.now();
+    record = await this.wait(handle, undefined, abort);
+    if (this.cgroupsToRemove.has(dir) && this.node.cgroups.remove(dir)) this.cgroupsToRemove.delete(dir);
+    return { record, escalated, treeGoneAt };
   }
 
   /** Thread IDs of a running process, leader first. */
@@ -320,6 +395,11 @@ export class ProcessManager {
     for (const exit of exits) {
       const record = this.byRef.get(exit.ref);
       if (!record) continue;
+      const reclaiming = this.reclaiming.get(record);
+      if (reclaiming) {
+        void reclaiming.then(() => this.onExits([exit]));
+        continue;
+      }
       this.byRef.delete(exit.ref);
       this.dropInode(record);
       const released = record.state === 'released';
@@ -353,7 +433,7 @@ export class ProcessManager {
    */
   private armDeadline(record: ProcessRecord, d: DeadlineAt): void {
     // The stop reads deadlineStops when it fires: a resume after a handover replaces the controller.
-    record.armDeadline(d, () => void this.stop(record.handle, d.killSignal, d.graceMs, false, this.deadlineStops.signal).catch(() => undefined));
+    record.armDeadline(d, () => void this.stop(record.handle, { signal: d.killSignal, graceMs: d.graceMs, scope: 'process' }, this.deadlineStops.signal).catch(() => undefined));
   }
 
   /** After the exit (which stopped the deadline): a created cgroup is removed once it is empty. */

@@ -53,6 +53,8 @@ export interface AdoptOptions {
 export type SignalTarget =
   | { readonly kind: 'process' }
   | { readonly kind: 'process-group' }
-  | { readonly kind: 'thread'; readonly tid: number };
+  | { readonly kind: 'thread'; readonly tid: number }
+  /** Every process in the process's own cgroup. */
+  | { readonly kind: 'tree' };
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';

@@ -21,7 +21,7 @@ import type {
   WriteStdinRequest,
 } from '../api.js';
 import { State } from '../api.js';
-import { stateFromApi, toProcess } from './convert.js';
+import { msDuration, stateFromApi, toProcess } from './convert.js';
 import type { Logger } from '../log.js';
 import { toServiceError } from './status.js';
 import * as validate from './validate.js';
@@ -123,8 +123,13 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
 
     signal: decided(
       'Signal',
-      (req: SignalRequest) => ({ ...byHandle('Signal', req.handle), signal: validate.signal(req.signal), target: validate.signalTarget(req.target, req.tid) }),
-      (_grant, { handle, signal, target }) => {
+      (req: SignalRequest) => {
+        const target = validate.signalTarget(req.target, req.tid);
+        const signal = req.reclaimMemory ? validate.reclaimSignal(req.signal, target) : validate.signal(req.signal);
+        return { ...byHandle('Signal', req.handle), signal, target, reclaim: req.reclaimMemory };
+      },
+      async (_grant, { handle, signal, target, reclaim }) => {
+        if (reclaim) return { signal, signalName: signalName(signal), reclaimTime: msDuration(await manager.killAndReclaim(handle)) };
         manager.signal(handle, signal, target);
         return { signal, signalName: signalName(signal) };
       },
@@ -139,11 +144,14 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
 
     stop: decided(
       'Stop',
-      (req: StopRequest) => ({ ...byHandle('Stop', req.handle), signal: validate.signal(req.signal), graceMs: validate.durationMs('grace', req.grace) ?? DEFAULT_GRACE_MS, group: req.processGroup }),
-      (_grant, { handle, signal, graceMs, group }, call) =>
+      (req: StopRequest) => ({
+        ...byHandle('Stop', req.handle),
+        stop: { signal: validate.signal(req.signal), graceMs: validate.durationMs('grace', req.grace) ?? DEFAULT_GRACE_MS, scope: validate.stopScope(req), reclaim: req.reclaimMemory },
+      }),
+      (_grant, { handle, stop }, call) =>
         untilCancelled(call, gate, async (abort) => {
-          const { record, escalated } = await manager.stop(handle, signal, graceMs, group, abort);
-          return { process: toProcess(record), escalated };
+          const { record, escalated, treeGoneAt, reclaimMs } = await manager.stop(handle, stop, abort);
+          return { process: toProcess(record), escalated, treeGoneAt: treeGoneAt === undefined ? undefined : new Date(treeGoneAt), reclaimTime: reclaimMs === undefined ? undefined : msDuration(reclaimMs) };
         }),
     ),
 

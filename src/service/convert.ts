@@ -75,10 +75,14 @@ function toExit(exit: ExitInfo): Exit {
     rusage: exit.rusage && toRusage(exit.rusage),
     reason: exit.reason === 'timeout' ? ExitReason.EXIT_REASON_TIMEOUT : ExitReason.EXIT_REASON_EXITED,
     statusLost: exit.statusLost === true,
+    reclaimTime: exit.reclaimMs === undefined ? undefined : msDuration(exit.reclaimMs),
   };
 }
 
 const micros = (us: number): Duration => ({ seconds: Math.floor(us / 1e6), nanos: (us % 1e6) * 1000 });
+
+/** Fractional milliseconds as a Duration (to the microsecond). */
+export const msDuration = (ms: number): Duration => micros(Math.round(ms * 1000));
 
 function toRusage(r: KernelRusage): Rusage {
   return {

@@ -311,6 +311,14 @@ export enum SignalTarget {
    * the process).
    */
   SIGNAL_TARGET_THREAD = 3,
+  /**
+   * SIGNAL_TARGET_TREE - Every process in the process's own cgroup (spawned with Cgroup.create), however it was
+   * started (setsid, double fork): SIGKILL through cgroup.kill, any other signal to each member of
+   * cgroup.procs through a pidfd opened and verified for it. FAILED_PRECONDITION (reason
+   * NO_OWN_CGROUP) for a process without its own cgroup. Allowed after the process itself exited
+   * while members of its tree still run.
+   */
+  SIGNAL_TARGET_TREE = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -328,6 +336,9 @@ export function signalTargetFromJSON(object: any): SignalTarget {
     case 3:
     case "SIGNAL_TARGET_THREAD":
       return SignalTarget.SIGNAL_TARGET_THREAD;
+    case 4:
+    case "SIGNAL_TARGET_TREE":
+      return SignalTarget.SIGNAL_TARGET_TREE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -345,6 +356,8 @@ export function signalTargetToJSON(object: SignalTarget): string {
       return "SIGNAL_TARGET_PROCESS_GROUP";
     case SignalTarget.SIGNAL_TARGET_THREAD:
       return "SIGNAL_TARGET_THREAD";
+    case SignalTarget.SIGNAL_TARGET_TREE:
+      return "SIGNAL_TARGET_TREE";
     case SignalTarget.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -360,6 +373,8 @@ export enum EventType {
   EVENT_TYPE_RELEASED = 4,
   /** EVENT_TYPE_OUTPUT - Captured output, for processes spawned with output_events. */
   EVENT_TYPE_OUTPUT = 5,
+  /** EVENT_TYPE_USAGE - A usage sample (WatchRequest.usage_interval): Process.usage is set. Not replayed. */
+  EVENT_TYPE_USAGE = 6,
   UNRECOGNIZED = -1,
 }
 
@@ -383,6 +398,9 @@ export function eventTypeFromJSON(object: any): EventType {
     case 5:
     case "EVENT_TYPE_OUTPUT":
       return EventType.EVENT_TYPE_OUTPUT;
+    case 6:
+    case "EVENT_TYPE_USAGE":
+      return EventType.EVENT_TYPE_USAGE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -404,6 +422,8 @@ export function eventTypeToJSON(object: EventType): string {
       return "EVENT_TYPE_RELEASED";
     case EventType.EVENT_TYPE_OUTPUT:
       return "EVENT_TYPE_OUTPUT";
+    case EventType.EVENT_TYPE_USAGE:
+      return "EVENT_TYPE_USAGE";
     case EventType.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -539,11 +559,22 @@ export interface SignalRequest {
   target: SignalTarget;
   /** The thread, for SIGNAL_TARGET_THREAD (see ListThreads). */
   tid: number;
+  /**
+   * SIGKILL, then process_mrelease(2) on the pidfd: the process's memory is freed at once rather
+   * than as its exit gets to it. signal must be SIGKILL or empty (then SIGKILL); not with
+   * SIGNAL_TARGET_TREE or SIGNAL_TARGET_THREAD.
+   */
+  reclaimMemory: boolean;
 }
 
 export interface SignalResponse {
   signal: number;
   signalName: string;
+  /**
+   * With reclaim_memory: from the SIGKILL to the memory freed (by process_mrelease, or by the
+   * exit when that came first).
+   */
+  reclaimTime?: Duration | undefined;
 }
 
 export interface WaitRequest {
@@ -565,7 +596,14 @@ export interface WatchRequest {
    * Replay every retained event with a sequence greater than this, then follow. When unset, only
    * events from now on. OUT_OF_RANGE when the events after it are no longer retained.
    */
-  afterSequence?: number | undefined;
+  afterSequence?:
+    | number
+    | undefined;
+  /**
+   * Also send an EVENT_TYPE_USAGE event this often for each running process the filter selects
+   * (handles, labels), with Process.usage set; none when unset. At least 100ms.
+   */
+  usageInterval?: Duration | undefined;
 }
 
 export interface WatchRequest_LabelsEntry {
@@ -647,6 +685,17 @@ export interface StopRequest {
     | undefined;
   /** Signal the whole process group (through the leader's pidfd) instead of the process. */
   processGroup: boolean;
+  /**
+   * Stop the whole tree in the process's own cgroup (SIGNAL_TARGET_TREE): signal to every member,
+   * then SIGKILL through cgroup.kill after the grace; returns once cgroup.events says populated 0.
+   * Excludes process_group.
+   */
+  tree: boolean;
+  /**
+   * When SIGKILL is sent, follow it with process_mrelease(2) (see SignalRequest.reclaim_memory).
+   * Not with tree.
+   */
+  reclaimMemory: boolean;
 }
 
 export interface StopResponse {
@@ -655,6 +704,12 @@ export interface StopResponse {
     | undefined;
   /** True when the grace period ran out and SIGKILL was sent. */
   escalated: boolean;
+  /** With tree: when the whole tree was gone (cgroup.events showed populated 0). */
+  treeGoneAt?:
+    | Date
+    | undefined;
+  /** With reclaim_memory, when SIGKILL was sent: from the SIGKILL to the memory freed. */
+  reclaimTime?: Duration | undefined;
 }
 
 export interface ReadOutputRequest {
@@ -729,11 +784,34 @@ export interface Process {
    * Empty for records from before the agent recorded owners.
    */
   owner: string;
+  /**
+   * What the process uses now (Get, List, usage events); absent once it has exited or when it
+   * could not be read while its pidfd proved it still ran.
+   */
+  usage?: Usage | undefined;
 }
 
 export interface Process_LabelsEntry {
   key: string;
   value: string;
+}
+
+/**
+ * Usage is a running process's resource use, read from /proc/PID only while its pidfd shows the
+ * process alive and /proc/PID shows the same process (its start time) after the read.
+ */
+export interface Usage {
+  /** CPU time so far (utime, stime). */
+  userCpu?: Duration | undefined;
+  systemCpu?:
+    | Duration
+    | undefined;
+  /** Resident set size now. */
+  rssBytes: number;
+  threads: number;
+  /** Open file descriptors. */
+  openFds: number;
+  sampledAt?: Date | undefined;
 }
 
 export interface Exit {
@@ -756,6 +834,8 @@ export interface Exit {
    * nor signal is set, and exited_at is when the restarted agent found out.
    */
   statusLost: boolean;
+  /** Killed with reclaim_memory (Signal or Stop): from the SIGKILL to the memory freed. */
+  reclaimTime?: Duration | undefined;
 }
 
 export interface Rusage {
@@ -2274,7 +2354,7 @@ export const AdoptResponse: MessageFns<AdoptResponse> = {
 };
 
 function createBaseSignalRequest(): SignalRequest {
-  return { handle: "", signal: "", target: 0, tid: 0 };
+  return { handle: "", signal: "", target: 0, tid: 0, reclaimMemory: false };
 }
 
 export const SignalRequest: MessageFns<SignalRequest> = {
@@ -2290,6 +2370,9 @@ export const SignalRequest: MessageFns<SignalRequest> = {
     }
     if (message.tid !== 0) {
       writer.uint32(32).int32(message.tid);
+    }
+    if (message.reclaimMemory !== false) {
+      writer.uint32(40).bool(message.reclaimMemory);
     }
     return writer;
   },
@@ -2339,6 +2422,14 @@ export const SignalRequest: MessageFns<SignalRequest> = {
             message.tid = reader.int32();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.reclaimMemory = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2357,6 +2448,11 @@ export const SignalRequest: MessageFns<SignalRequest> = {
       signal: isSet(object.signal) ? globalThis.String(object.signal) : "",
       target: isSet(object.target) ? signalTargetFromJSON(object.target) : 0,
       tid: isSet(object.tid) ? globalThis.Number(object.tid) : 0,
+      reclaimMemory: isSet(object.reclaimMemory)
+        ? globalThis.Boolean(object.reclaimMemory)
+        : isSet(object.reclaim_memory)
+        ? globalThis.Boolean(object.reclaim_memory)
+        : false,
     };
   },
 
@@ -2374,6 +2470,9 @@ export const SignalRequest: MessageFns<SignalRequest> = {
     if (message.tid !== 0) {
       obj.tid = Math.round(message.tid);
     }
+    if (message.reclaimMemory !== false) {
+      obj.reclaimMemory = message.reclaimMemory;
+    }
     return obj;
   },
 
@@ -2386,12 +2485,13 @@ export const SignalRequest: MessageFns<SignalRequest> = {
     message.signal = object.signal ?? "";
     message.target = object.target ?? 0;
     message.tid = object.tid ?? 0;
+    message.reclaimMemory = object.reclaimMemory ?? false;
     return message;
   },
 };
 
 function createBaseSignalResponse(): SignalResponse {
-  return { signal: 0, signalName: "" };
+  return { signal: 0, signalName: "", reclaimTime: undefined };
 }
 
 export const SignalResponse: MessageFns<SignalResponse> = {
@@ -2401,6 +2501,9 @@ export const SignalResponse: MessageFns<SignalResponse> = {
     }
     if (message.signalName !== "") {
       writer.uint32(18).string(message.signalName);
+    }
+    if (message.reclaimTime !== undefined) {
+      Duration.encode(message.reclaimTime, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -2434,6 +2537,14 @@ export const SignalResponse: MessageFns<SignalResponse> = {
             message.signalName = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reclaimTime = Duration.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2454,6 +2565,11 @@ export const SignalResponse: MessageFns<SignalResponse> = {
         : isSet(object.signal_name)
         ? globalThis.String(object.signal_name)
         : "",
+      reclaimTime: isSet(object.reclaimTime)
+        ? Duration.fromJSON(object.reclaimTime)
+        : isSet(object.reclaim_time)
+        ? Duration.fromJSON(object.reclaim_time)
+        : undefined,
     };
   },
 
@@ -2465,6 +2581,9 @@ export const SignalResponse: MessageFns<SignalResponse> = {
     if (message.signalName !== "") {
       obj.signalName = message.signalName;
     }
+    if (message.reclaimTime !== undefined) {
+      obj.reclaimTime = Duration.toJSON(message.reclaimTime);
+    }
     return obj;
   },
 
@@ -2475,6 +2594,9 @@ export const SignalResponse: MessageFns<SignalResponse> = {
     const message = createBaseSignalResponse();
     message.signal = object.signal ?? 0;
     message.signalName = object.signalName ?? "";
+    message.reclaimTime = (object.reclaimTime !== undefined && object.reclaimTime !== null)
+      ? Duration.fromPartial(object.reclaimTime)
+      : undefined;
     return message;
   },
 };
@@ -2636,7 +2758,7 @@ export const WaitResponse: MessageFns<WaitResponse> = {
 };
 
 function createBaseWatchRequest(): WatchRequest {
-  return { handles: [], labels: {}, afterSequence: undefined };
+  return { handles: [], labels: {}, afterSequence: undefined, usageInterval: undefined };
 }
 
 export const WatchRequest: MessageFns<WatchRequest> = {
@@ -2649,6 +2771,9 @@ export const WatchRequest: MessageFns<WatchRequest> = {
     });
     if (message.afterSequence !== undefined) {
       writer.uint32(24).uint64(message.afterSequence);
+    }
+    if (message.usageInterval !== undefined) {
+      Duration.encode(message.usageInterval, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -2693,6 +2818,14 @@ export const WatchRequest: MessageFns<WatchRequest> = {
             message.afterSequence = longToNumber(reader.uint64());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.usageInterval = Duration.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2727,6 +2860,11 @@ export const WatchRequest: MessageFns<WatchRequest> = {
         : isSet(object.after_sequence)
         ? globalThis.Number(object.after_sequence)
         : undefined,
+      usageInterval: isSet(object.usageInterval)
+        ? Duration.fromJSON(object.usageInterval)
+        : isSet(object.usage_interval)
+        ? Duration.fromJSON(object.usage_interval)
+        : undefined,
     };
   },
 
@@ -2747,6 +2885,9 @@ export const WatchRequest: MessageFns<WatchRequest> = {
     if (message.afterSequence !== undefined) {
       obj.afterSequence = Math.round(message.afterSequence);
     }
+    if (message.usageInterval !== undefined) {
+      obj.usageInterval = Duration.toJSON(message.usageInterval);
+    }
     return obj;
   },
 
@@ -2766,6 +2907,9 @@ export const WatchRequest: MessageFns<WatchRequest> = {
       {},
     );
     message.afterSequence = object.afterSequence ?? undefined;
+    message.usageInterval = (object.usageInterval !== undefined && object.usageInterval !== null)
+      ? Duration.fromPartial(object.usageInterval)
+      : undefined;
     return message;
   },
 };
@@ -3703,7 +3847,7 @@ export const ReleaseResponse: MessageFns<ReleaseResponse> = {
 };
 
 function createBaseStopRequest(): StopRequest {
-  return { handle: "", signal: "", grace: undefined, processGroup: false };
+  return { handle: "", signal: "", grace: undefined, processGroup: false, tree: false, reclaimMemory: false };
 }
 
 export const StopRequest: MessageFns<StopRequest> = {
@@ -3719,6 +3863,12 @@ export const StopRequest: MessageFns<StopRequest> = {
     }
     if (message.processGroup !== false) {
       writer.uint32(32).bool(message.processGroup);
+    }
+    if (message.tree !== false) {
+      writer.uint32(40).bool(message.tree);
+    }
+    if (message.reclaimMemory !== false) {
+      writer.uint32(48).bool(message.reclaimMemory);
     }
     return writer;
   },
@@ -3768,6 +3918,22 @@ export const StopRequest: MessageFns<StopRequest> = {
             message.processGroup = reader.bool();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.tree = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.reclaimMemory = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3790,6 +3956,12 @@ export const StopRequest: MessageFns<StopRequest> = {
         : isSet(object.process_group)
         ? globalThis.Boolean(object.process_group)
         : false,
+      tree: isSet(object.tree) ? globalThis.Boolean(object.tree) : false,
+      reclaimMemory: isSet(object.reclaimMemory)
+        ? globalThis.Boolean(object.reclaimMemory)
+        : isSet(object.reclaim_memory)
+        ? globalThis.Boolean(object.reclaim_memory)
+        : false,
     };
   },
 
@@ -3807,6 +3979,12 @@ export const StopRequest: MessageFns<StopRequest> = {
     if (message.processGroup !== false) {
       obj.processGroup = message.processGroup;
     }
+    if (message.tree !== false) {
+      obj.tree = message.tree;
+    }
+    if (message.reclaimMemory !== false) {
+      obj.reclaimMemory = message.reclaimMemory;
+    }
     return obj;
   },
 
@@ -3821,12 +3999,14 @@ export const StopRequest: MessageFns<StopRequest> = {
       ? Duration.fromPartial(object.grace)
       : undefined;
     message.processGroup = object.processGroup ?? false;
+    message.tree = object.tree ?? false;
+    message.reclaimMemory = object.reclaimMemory ?? false;
     return message;
   },
 };
 
 function createBaseStopResponse(): StopResponse {
-  return { process: undefined, escalated: false };
+  return { process: undefined, escalated: false, treeGoneAt: undefined, reclaimTime: undefined };
 }
 
 export const StopResponse: MessageFns<StopResponse> = {
@@ -3836,6 +4016,12 @@ export const StopResponse: MessageFns<StopResponse> = {
     }
     if (message.escalated !== false) {
       writer.uint32(16).bool(message.escalated);
+    }
+    if (message.treeGoneAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.treeGoneAt), writer.uint32(26).fork()).join();
+    }
+    if (message.reclaimTime !== undefined) {
+      Duration.encode(message.reclaimTime, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -3869,6 +4055,22 @@ export const StopResponse: MessageFns<StopResponse> = {
             message.escalated = reader.bool();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.treeGoneAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reclaimTime = Duration.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3885,6 +4087,16 @@ export const StopResponse: MessageFns<StopResponse> = {
     return {
       process: isSet(object.process) ? Process.fromJSON(object.process) : undefined,
       escalated: isSet(object.escalated) ? globalThis.Boolean(object.escalated) : false,
+      treeGoneAt: isSet(object.treeGoneAt)
+        ? fromJsonTimestamp(object.treeGoneAt)
+        : isSet(object.tree_gone_at)
+        ? fromJsonTimestamp(object.tree_gone_at)
+        : undefined,
+      reclaimTime: isSet(object.reclaimTime)
+        ? Duration.fromJSON(object.reclaimTime)
+        : isSet(object.reclaim_time)
+        ? Duration.fromJSON(object.reclaim_time)
+        : undefined,
     };
   },
 
@@ -3895,6 +4107,12 @@ export const StopResponse: MessageFns<StopResponse> = {
     }
     if (message.escalated !== false) {
       obj.escalated = message.escalated;
+    }
+    if (message.treeGoneAt !== undefined) {
+      obj.treeGoneAt = message.treeGoneAt.toISOString();
+    }
+    if (message.reclaimTime !== undefined) {
+      obj.reclaimTime = Duration.toJSON(message.reclaimTime);
     }
     return obj;
   },
@@ -3908,6 +4126,10 @@ export const StopResponse: MessageFns<StopResponse> = {
       ? Process.fromPartial(object.process)
       : undefined;
     message.escalated = object.escalated ?? false;
+    message.treeGoneAt = object.treeGoneAt ?? undefined;
+    message.reclaimTime = (object.reclaimTime !== undefined && object.reclaimTime !== null)
+      ? Duration.fromPartial(object.reclaimTime)
+      : undefined;
     return message;
   },
 };
@@ -4581,6 +4803,7 @@ function createBaseProcess(): Process {
     adopted: false,
     pidfsInode: 0,
     owner: "",
+    usage: undefined,
   };
 }
 
@@ -4615,6 +4838,9 @@ export const Process: MessageFns<Process> = {
     }
     if (message.owner !== "") {
       writer.uint32(82).string(message.owner);
+    }
+    if (message.usage !== undefined) {
+      Usage.encode(message.usage, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -4715,6 +4941,14 @@ export const Process: MessageFns<Process> = {
             message.owner = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.usage = Usage.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4760,6 +4994,7 @@ export const Process: MessageFns<Process> = {
         ? globalThis.Number(object.pidfs_inode)
         : 0,
       owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
+      usage: isSet(object.usage) ? Usage.fromJSON(object.usage) : undefined,
     };
   },
 
@@ -4801,6 +5036,9 @@ export const Process: MessageFns<Process> = {
     if (message.owner !== "") {
       obj.owner = message.owner;
     }
+    if (message.usage !== undefined) {
+      obj.usage = Usage.toJSON(message.usage);
+    }
     return obj;
   },
 
@@ -4827,6 +5065,7 @@ export const Process: MessageFns<Process> = {
     message.adopted = object.adopted ?? false;
     message.pidfsInode = object.pidfsInode ?? 0;
     message.owner = object.owner ?? "";
+    message.usage = (object.usage !== undefined && object.usage !== null) ? Usage.fromPartial(object.usage) : undefined;
     return message;
   },
 };
@@ -4916,6 +5155,179 @@ export const Process_LabelsEntry: MessageFns<Process_LabelsEntry> = {
   },
 };
 
+function createBaseUsage(): Usage {
+  return { userCpu: undefined, systemCpu: undefined, rssBytes: 0, threads: 0, openFds: 0, sampledAt: undefined };
+}
+
+export const Usage: MessageFns<Usage> = {
+  encode(message: Usage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.userCpu !== undefined) {
+      Duration.encode(message.userCpu, writer.uint32(10).fork()).join();
+    }
+    if (message.systemCpu !== undefined) {
+      Duration.encode(message.systemCpu, writer.uint32(18).fork()).join();
+    }
+    if (message.rssBytes !== 0) {
+      writer.uint32(24).uint64(message.rssBytes);
+    }
+    if (message.threads !== 0) {
+      writer.uint32(32).uint32(message.threads);
+    }
+    if (message.openFds !== 0) {
+      writer.uint32(40).uint32(message.openFds);
+    }
+    if (message.sampledAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.sampledAt), writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Usage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUsage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.userCpu = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.systemCpu = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.rssBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.threads = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.openFds = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.sampledAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Usage {
+    return {
+      userCpu: isSet(object.userCpu)
+        ? Duration.fromJSON(object.userCpu)
+        : isSet(object.user_cpu)
+        ? Duration.fromJSON(object.user_cpu)
+        : undefined,
+      systemCpu: isSet(object.systemCpu)
+        ? Duration.fromJSON(object.systemCpu)
+        : isSet(object.system_cpu)
+        ? Duration.fromJSON(object.system_cpu)
+        : undefined,
+      rssBytes: isSet(object.rssBytes)
+        ? globalThis.Number(object.rssBytes)
+        : isSet(object.rss_bytes)
+        ? globalThis.Number(object.rss_bytes)
+        : 0,
+      threads: isSet(object.threads) ? globalThis.Number(object.threads) : 0,
+      openFds: isSet(object.openFds)
+        ? globalThis.Number(object.openFds)
+        : isSet(object.open_fds)
+        ? globalThis.Number(object.open_fds)
+        : 0,
+      sampledAt: isSet(object.sampledAt)
+        ? fromJsonTimestamp(object.sampledAt)
+        : isSet(object.sampled_at)
+        ? fromJsonTimestamp(object.sampled_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: Usage): unknown {
+    const obj: any = {};
+    if (message.userCpu !== undefined) {
+      obj.userCpu = Duration.toJSON(message.userCpu);
+    }
+    if (message.systemCpu !== undefined) {
+      obj.systemCpu = Duration.toJSON(message.systemCpu);
+    }
+    if (message.rssBytes !== 0) {
+      obj.rssBytes = Math.round(message.rssBytes);
+    }
+    if (message.threads !== 0) {
+      obj.threads = Math.round(message.threads);
+    }
+    if (message.openFds !== 0) {
+      obj.openFds = Math.round(message.openFds);
+    }
+    if (message.sampledAt !== undefined) {
+      obj.sampledAt = message.sampledAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Usage>, I>>(base?: I): Usage {
+    return Usage.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Usage>, I>>(object: I): Usage {
+    const message = createBaseUsage();
+    message.userCpu = (object.userCpu !== undefined && object.userCpu !== null)
+      ? Duration.fromPartial(object.userCpu)
+      : undefined;
+    message.systemCpu = (object.systemCpu !== undefined && object.systemCpu !== null)
+      ? Duration.fromPartial(object.systemCpu)
+      : undefined;
+    message.rssBytes = object.rssBytes ?? 0;
+    message.threads = object.threads ?? 0;
+    message.openFds = object.openFds ?? 0;
+    message.sampledAt = object.sampledAt ?? undefined;
+    return message;
+  },
+};
+
 function createBaseExit(): Exit {
   return {
     code: undefined,
@@ -4926,6 +5338,7 @@ function createBaseExit(): Exit {
     rusage: undefined,
     reason: 0,
     statusLost: false,
+    reclaimTime: undefined,
   };
 }
 
@@ -4954,6 +5367,9 @@ export const Exit: MessageFns<Exit> = {
     }
     if (message.statusLost !== false) {
       writer.uint32(64).bool(message.statusLost);
+    }
+    if (message.reclaimTime !== undefined) {
+      Duration.encode(message.reclaimTime, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -5035,6 +5451,14 @@ export const Exit: MessageFns<Exit> = {
             message.statusLost = reader.bool();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.reclaimTime = Duration.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5073,6 +5497,11 @@ export const Exit: MessageFns<Exit> = {
         : isSet(object.status_lost)
         ? globalThis.Boolean(object.status_lost)
         : false,
+      reclaimTime: isSet(object.reclaimTime)
+        ? Duration.fromJSON(object.reclaimTime)
+        : isSet(object.reclaim_time)
+        ? Duration.fromJSON(object.reclaim_time)
+        : undefined,
     };
   },
 
@@ -5102,6 +5531,9 @@ export const Exit: MessageFns<Exit> = {
     if (message.statusLost !== false) {
       obj.statusLost = message.statusLost;
     }
+    if (message.reclaimTime !== undefined) {
+      obj.reclaimTime = Duration.toJSON(message.reclaimTime);
+    }
     return obj;
   },
 
@@ -5120,6 +5552,9 @@ export const Exit: MessageFns<Exit> = {
       : undefined;
     message.reason = object.reason ?? 0;
     message.statusLost = object.statusLost ?? false;
+    message.reclaimTime = (object.reclaimTime !== undefined && object.reclaimTime !== null)
+      ? Duration.fromPartial(object.reclaimTime)
+      : undefined;
     return message;
   },
 };
