@@ -5,8 +5,9 @@ STAMP := node_modules/.installed
 
 .PHONY: deps debs build run test proto lint clean
 
-# Debian packages the Python client and its tests use (protoc and grpc's python plugin generate it).
-DEBS := python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc
+# Debian packages the Python client and its tests use (protoc and grpc's python plugin generate it),
+# and tmux, the terminal the tests drive pidfdctl top in.
+DEBS := python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc tmux
 
 $(STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund

@@ -7,6 +7,7 @@ import { AgentCallError, AgentClient, EnvMode, Event, GetResponse, ListResponse,
 import { DEFAULT_SOCKET, parseDuration } from '../config/config.js';
 import { describeExit, eventLine, exitStatusOf, millis, processDetail, processLine } from './format.js';
 import { attach, logs, logsArgs, stdinMode } from './logs-and-attach.js';
+import { top } from './top.js';
 
 const USAGE = `usage: pidfdctl [--addr unix:///PATH|HOST:PORT] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]] [--json] COMMAND
   spawn [--label k=v]... [--env K=V]... [--inherit-env] [--cwd DIR] [--request-id ID]
@@ -28,7 +29,10 @@ const USAGE = `usage: pidfdctl [--addr unix:///PATH|HOST:PORT] [--tls-cert FILE 
                                   free the memory right after the KILL
   threads HANDLE                     the thread IDs of a process
   wait HANDLE [--timeout DURATION]   wait for the exit; exits with the code, or 128+signal (255: status lost)
-  watch [HANDLE...] [--label k=v]... [--after SEQ]   a line per event
+  watch [HANDLE...] [--label k=v]... [--after SEQ] [--usage DURATION]   a line per event; --usage adds
+                                  a usage sample (CPU, RSS, threads, fds) of each running process that often
+  top [--interval DURATION]          running processes by CPU with RSS, age, labels and the latest exits,
+                                  redrawn every interval (1s) on a terminal until q; one snapshot otherwise
   get HANDLE                         one process
   list [--label k=v]... [--state running|exited]
   release HANDLE                     forget the handle (a running process keeps running)
@@ -76,6 +80,8 @@ const options = {
   group: { type: 'string' },
   'process-group': { type: 'boolean' },
   tree: { type: 'boolean' },
+  usage: { type: 'string' },
+  interval: { type: 'string' },
   reclaim: { type: 'boolean' },
   tid: { type: 'string' },
   signal: { type: 'string' },
@@ -266,11 +272,13 @@ async function run(argv: string[]): Promise<number> {
         const after = v.after === undefined ? undefined : Number(v.after);
         const abort = new AbortController();
         process.once('SIGINT', () => abort.abort());
-        for await (const e of client.watch({ handles: args, labels: pairs('label', v.label), afterSequence: after }, { signal: abort.signal })) {
+        for await (const e of client.watch({ handles: args, labels: pairs('label', v.label), afterSequence: after, usageInterval: duration(v.usage) }, { signal: abort.signal })) {
           print(json, Event.toJSON(e), eventLine(e));
         }
         return 0;
       }
+      case 'top':
+        return await top(client, v.interval === undefined ? 1000 : parseDuration(v.interval));
       default:
         throw new UsageError(`unknown command ${JSON.stringify(command)}`);
     }

@@ -14,6 +14,7 @@ import { deadlineAt, ProcessRecord, type DeadlineAt } from './lifecycle/record.j
 import { ProcessTable, requestKey, type RetentionPolicy } from './lifecycle/table.js';
 import { sendSignal, threadIds } from './lifecycle/signalling.js';
 import { killAndReclaim } from './lifecycle/reclaim.js';
+import { usageOf, type Usage } from './lifecycle/usage.js';
 import { killTree, liveTree, populated, signalTree, treeOf, untilEmpty } from './lifecycle/tree.js';
 import { launch, type SpawnEnvironment } from './spawn/launch.js';
 export type { SpawnEnvironment } from './spawn/launch.js';
@@ -236,6 +237,11 @@ export class ProcessManager {
     record = await this.wait(handle, undefined, abort);
     if (this.cgroupsToRemove.has(dir) && this.node.cgroups.remove(dir)) this.cgroupsToRemove.delete(dir);
     return { record, escalated, treeGoneAt };
+  }
+
+  /** What a running process uses now (undefined once it has exited). */
+  usage(record: ProcessRecord): Usage | undefined {
+    return usageOf(record);
   }
 
   /** Thread IDs of a running process, leader first. */

@@ -2,7 +2,7 @@
 // domain and map errors in one place.
 import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import type { ProcessManager } from '../process/manager.js';
-import { AgentError } from '../process/errors.js';
+import { AgentError, invalidArgument } from '../process/errors.js';
 import type {
   AdoptRequest,
   AgentServiceServer,
@@ -21,11 +21,11 @@ import type {
   WriteStdinRequest,
 } from '../api.js';
 import { State } from '../api.js';
-import { msDuration, stateFromApi, toProcess } from './convert.js';
+import { msDuration, stateFromApi, toProcess, toUsageEvent } from './convert.js';
 import type { Logger } from '../log.js';
 import { toServiceError } from './status.js';
 import * as validate from './validate.js';
-import type { WatchHub } from './watch.js';
+import { MIN_USAGE_INTERVAL_MS, type WatchHub } from './watch.js';
 import { OutputReaders } from './read-output.js';
 import { outputStream } from './validate-stdin-output.js';
 import { signalName } from '../process/lifecycle/signalling.js';
@@ -180,7 +180,10 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
 
     listThreads: decided('ListThreads', (req: ListThreadsRequest) => byHandle('ListThreads', req.handle), (_grant, { handle }) => ({ tids: manager.listThreads(handle) })),
 
-    get: decided('Get', (req: GetRequest) => byHandle('Get', req.handle), (_grant, { handle }) => ({ process: toProcess(manager.get(handle)) })),
+    get: decided('Get', (req: GetRequest) => byHandle('Get', req.handle), (_grant, { handle }) => {
+      const record = manager.get(handle);
+      return { process: toProcess(record, record.state, record.exit, manager.usage(record)) };
+    }),
 
     list: decided(
       'List',
@@ -193,7 +196,7 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
         const processes = [];
         for (const record of manager.records()) {
           if (state !== undefined && record.state !== state) continue;
-          if (grant.canSee(record) && hasLabels(record.spec.labels, labels)) processes.push(toProcess(record));
+          if (grant.canSee(record) && hasLabels(record.spec.labels, labels)) processes.push(toProcess(record, record.state, record.exit, manager.usage(record)));
         }
         return { processes, sequence: manager.lastSequence };
       },
@@ -220,6 +223,8 @@ function watchHandler(manager: ProcessManager, watchers: WatchHub, auth: Authori
       }
       const handles = req.handles.length > 0 ? new Set(req.handles.map(validate.handle)) : null;
       const labels = validate.labels('labels', req.labels);
+      const usageMs = validate.durationMs('usage_interval', req.usageInterval);
+      if (usageMs !== undefined && usageMs < MIN_USAGE_INTERVAL_MS) throw invalidArgument('usage_interval', `at least ${MIN_USAGE_INTERVAL_MS}ms`);
       // Decided before the event log is consulted: a caller the policy refuses learns nothing of it.
       const grant = auth.authorize(call, { rpc: 'Watch' });
       // Decided per event under the policy in force then: a reload reaches open streams too.
@@ -230,7 +235,16 @@ function watchHandler(manager: ProcessManager, watchers: WatchHub, auth: Authori
         if (!events.canReplayAfter(after)) {
           throw new AgentError('OutOfRange', `after_sequence ${after} is outside the retained events ${events.firstSequence - 1}..${events.lastSequence}: List, then Watch from its sequence`, { reason: 'CURSOR_EXPIRED', field: 'after_sequence' });
         }
-        watchers.open(call, { handles, labels, visible }, after, fail, () => grant.finish());
+        const sample = () => {
+          const events = [];
+          for (const record of manager.records()) {
+            if (record.state !== 'running' || (handles !== null && !handles.has(record.handle)) || !hasLabels(record.spec.labels, labels) || !grant.canSee(record)) continue;
+            const usage = manager.usage(record);
+            if (usage) events.push(toUsageEvent(record, usage));
+          }
+          return events;
+        };
+        watchers.open(call, { handles, labels, visible }, after, fail, () => grant.finish(), usageMs === undefined ? undefined : { intervalMs: usageMs, sample });
       } catch (e) {
         grant.finish({ error: e });
         throw e;

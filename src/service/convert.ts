@@ -2,6 +2,7 @@
 import { signalName } from '../process/lifecycle/signalling.js';
 import type { EventType as DomainEventType, ProcessEvent } from '../process/events/event-log.js';
 import type { ExitInfo, ProcessRecord, Rusage as KernelRusage, State as DomainState } from '../process/lifecycle/record.js';
+import type { Usage as DomainUsage } from '../process/lifecycle/usage.js';
 import { sliceBytes, type OutputSlice } from '../process/stdio/captured-output.js';
 import {
   EventType,
@@ -13,6 +14,7 @@ import {
   type OutputChunk,
   type Process,
   type Rusage,
+  type Usage,
 } from '../api.js';
 import type { Duration } from '../api.js';
 
@@ -33,7 +35,7 @@ const eventTypes: Record<DomainEventType, EventType> = {
 export const stateFromApi = (s: State): DomainState | undefined =>
   (Object.keys(states) as DomainState[]).find((k) => states[k] === s);
 
-export function toProcess(record: ProcessRecord, state = record.state, exit = record.exit): Process {
+export function toProcess(record: ProcessRecord, state = record.state, exit = record.exit, usage?: DomainUsage): Process {
   return {
     handle: record.handle,
     pid: record.identity.pid,
@@ -45,7 +47,17 @@ export function toProcess(record: ProcessRecord, state = record.state, exit = re
     adopted: record.spec.adopted,
     pidfsInode: Number(record.identity.pidfsInode),
     owner: record.spec.owner ?? '',
+    usage: usage && toUsage(usage),
   };
+}
+
+/** A usage sample for Watch: not in the event log, so sequence 0. */
+export function toUsageEvent(record: ProcessRecord, usage: DomainUsage): Event {
+  return { sequence: 0, type: EventType.EVENT_TYPE_USAGE, time: new Date(usage.sampledAt), process: toProcess(record, record.state, record.exit, usage), output: undefined };
+}
+
+function toUsage(u: DomainUsage): Usage {
+  return { userCpu: micros(u.userMicros), systemCpu: micros(u.systemMicros), rssBytes: u.rssBytes, threads: u.threads, openFds: u.openFds, sampledAt: new Date(u.sampledAt) };
 }
 
 export function toEvent(event: ProcessEvent): Event {

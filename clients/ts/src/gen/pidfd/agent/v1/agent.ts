@@ -373,7 +373,10 @@ export enum EventType {
   EVENT_TYPE_RELEASED = 4,
   /** EVENT_TYPE_OUTPUT - Captured output, for processes spawned with output_events. */
   EVENT_TYPE_OUTPUT = 5,
-  /** EVENT_TYPE_USAGE - A usage sample (WatchRequest.usage_interval): Process.usage is set. Not replayed. */
+  /**
+   * EVENT_TYPE_USAGE - A usage sample (WatchRequest.usage_interval): Process.usage is set. Samples are not in the
+   * event log: their sequence is 0, they are never replayed and leave no gap.
+   */
   EVENT_TYPE_USAGE = 6,
   UNRECOGNIZED = -1,
 }
