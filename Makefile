@@ -6,7 +6,7 @@ STAMP := node_modules/.installed
 .PHONY: deps debs build run test proto lint clean
 
 # Debian packages the Python client and its tests use (protoc and grpc's python plugin generate it),
-# and tmux, the terminal the tests drive pidfdctl top in.
+# and tmux, the terminal the tests drive pidfdctl top and spawn --tty --attach in.
 DEBS := python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc tmux
 
 $(STAMP): package.json package-lock.json

@@ -3,11 +3,12 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
-import { AgentCallError, AgentClient, EnvMode, Event, GetResponse, ListResponse, Output, OutputMode, Process, SignalTarget, State, StopResponse, status } from './client.js';
+import { AgentCallError, AgentClient, EnvMode, Event, GetResponse, ListResponse, Output, OutputMode, Process, SignalTarget, State, StdinMode, StopResponse, status } from './client.js';
 import { DEFAULT_SOCKET, parseDuration } from '../config/config.js';
 import { describeExit, eventLine, exitStatusOf, millis, processDetail, processLine } from './format.js';
 import { attach, logs, logsArgs, stdinMode } from './logs-and-attach.js';
 import { top } from './top.js';
+import { attachTerminal, localSize } from './terminal.js';
 
 const USAGE = `usage: pidfdctl [--addr unix:///PATH|HOST:PORT] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]] [--json] COMMAND
   spawn [--label k=v]... [--env K=V]... [--inherit-env] [--cwd DIR] [--request-id ID]
@@ -19,6 +20,9 @@ const USAGE = `usage: pidfdctl [--addr unix:///PATH|HOST:PORT] [--tls-cert FILE 
   spawn ... [--stdin null|pipe] [--output-events] [--attach] -- CMD [ARG...]
                                   --attach: capture stdout and stderr, stream them here (and this stdin
                                   there with --stdin pipe), exit with the process's status like wait
+  spawn --tty [--attach] [...] -- CMD [ARG...]
+                                  a terminal (pty) for CMD, its controlling terminal, of this window's size;
+                                  --attach: interactive (raw mode, resizes forwarded), exits with its status
   logs HANDLE [-f] [--stderr]        captured stdout (or stderr), raw; -f follows until the process has exited
   signal HANDLE [SIGNAL] [--process-group | --tid TID | --tree]   send SIGNAL (default TERM) to the process, its group,
                                   one thread, or the whole tree in its own cgroup (spawn --cgroup new)
@@ -63,6 +67,7 @@ const options = {
   'no-new-session': { type: 'boolean' },
   stdin: { type: 'string' },
   attach: { type: 'boolean' },
+  tty: { type: 'boolean' },
   'output-events': { type: 'boolean' },
   follow: { type: 'boolean', short: 'f' },
   user: { type: 'string' },
@@ -194,6 +199,7 @@ async function run(argv: string[]): Promise<number> {
     switch (command) {
       case 'spawn': {
         if (args.length === 0) throw new UsageError('spawn needs a command after --');
+        if (v.tty && (v.stdin !== undefined || v.stdout !== undefined || v.stderr !== undefined)) throw new UsageError('--tty is stdin, stdout and stderr: not with --stdin, --stdout or --stderr');
         const { process: p } = await client.spawn({
           argv: args,
           labels: pairs('label', v.label),
@@ -206,7 +212,9 @@ async function run(argv: string[]): Promise<number> {
           stdin: stdinMode(v.stdin),
           outputEvents: v['output-events'] ?? false,
           ...setup(v),
+          ...(v.tty && { stdin: StdinMode.STDIN_MODE_TTY, stdout: { mode: OutputMode.OUTPUT_MODE_TTY }, stderr: undefined, terminalSize: localSize() }),
         });
+        if (v.attach && v.tty) return await attachTerminal(client, p!.handle);
         if (v.attach) return await attach(client, p!.handle, { stdout: (v.stdout ?? 'capture') === 'capture', stderr: (v.stderr ?? 'capture') === 'capture' }, v.stdin === 'pipe');
         print(json, Process.toJSON(p!), p!.handle);
         return 0;

@@ -15,7 +15,12 @@ export type StdioAction =
   /** dup2 of an fd the caller owns (and closes after spawn). */
   | { readonly kind: 'fd'; readonly fd: Fd }
   /** A new pipe; the agent's end is returned. */
-  | { readonly kind: 'pipe' };
+  | { readonly kind: 'pipe' }
+  /**
+   * A pty slave opened by path in the child: fd 0 opens it after the setsid (so it becomes the
+   * controlling terminal), 1 and 2 are dup2s of 0. Needs newSession and 0 listed first.
+   */
+  | { readonly kind: 'tty'; readonly path: string };
 
 export interface SpawnSpec {
   /** Absolute or relative path of the executable: no PATH search happens here. */
@@ -66,6 +71,7 @@ const FILE_ACTIONS_SIZE = 256;
 const SIGSET_SIZE = 128;
 const O_RDONLY = 0;
 const O_WRONLY = 1;
+const O_RDWR = 2;
 
 /** Spawn attributes: empty signal mask, every signal to SIG_DFL, own session or process group. */
 function makeAttr(newSession: boolean): Buffer {
@@ -303,6 +309,10 @@ class SpawnAttempt {
         return null;
       case 'fd':
         checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa, action.fd, target));
+        return null;
+      case 'tty':
+        if (target === 0) checkResult('posix_spawn_file_actions_addopen', libc.fa_addopen(this.fa, 0, action.path, O_RDWR, 0));
+        else checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa, 0, target));
         return null;
       case 'pipe': {
         const [r, w] = pipe();

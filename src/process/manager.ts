@@ -21,6 +21,7 @@ export type { SpawnEnvironment } from './spawn/launch.js';
 import { openForAdoption } from './lifecycle/adoption.js';
 import { Waiters } from './lifecycle/waiters.js';
 import { StdioTable } from './stdio/pipe-table.js';
+import { Terminals, type WindowSize } from './stdio/terminals.js';
 import { MemoryStore, type ProcessStore, type SavedProcess } from './process-store.js';
 import { reopen, verifyHanded } from './lifecycle/readopt.js';
 import { ownerIdentity } from './lifecycle/owner.js';
@@ -68,6 +69,8 @@ export class ProcessManager {
   /** The agent's ends of spawned processes' pipes (captured output, stdin). */
   private readonly stdio: StdioTable;
   private readonly waiters = new Waiters();
+  /** The pty masters of processes with a terminal, for their window size. */
+  private readonly terminals = new Terminals();
   /** Every process we still watch, including released children that must still be reaped. */
   private readonly byRef = new Map<PidRef, ProcessRecord>();
   private readonly byInode = new Map<bigint, ProcessRecord>();
@@ -130,10 +133,12 @@ export class ProcessManager {
       // The child itself is gone already (manage kills what it cannot take on); the exec worked,
       // so the error is the agent's own (out of descriptors, epoll watches...), not argv[0]'s.
       for (const fd of child.pipes) if (fd !== null) closeFd(fd);
+      if (child.terminal !== undefined) closeFd(child.terminal);
       child.undo();
       throw fromKernel(e, { what: `managing the started ${options.argv[0]!}` });
     }
     this.stdio.attach(record, child.pipes, options);
+    if (child.terminal !== undefined) this.terminals.add(record, child.terminal);
     record.ownCgroup(child.ownedCgroup);
     if (options.deadline) this.armDeadline(record, deadlineAt(options.deadline));
     this.persist(record);
@@ -242,6 +247,16 @@ export class ProcessManager {
   /** What a running process uses now (undefined once it has exited). */
   usage(record: ProcessRecord): Usage | undefined {
     return usageOf(record);
+  }
+
+  /** Sets the window size of a process spawned with a terminal. */
+  resizeTerminal(handle: string, size: WindowSize): void {
+    this.terminals.resize(this.get(handle), size);
+  }
+
+  /** Whether the process was spawned with a terminal (and runs). */
+  hasTerminal(record: ProcessRecord): boolean {
+    return this.terminals.has(record);
   }
 
   /** Thread IDs of a running process, leader first. */
@@ -411,6 +426,8 @@ export class ProcessManager {
       const released = record.state === 'released';
       record.markExited({ termination: exit.termination, statusLost: exit.termination === undefined || undefined, rusage: exit.rusage, exitedAt: now });
       this.stdio.exited(record);
+      // Kept open until the exit even after a release: closing a master hangs up its session.
+      this.terminals.close(record);
       this.cleanUp(record);
       if (released) {
         record.markReleased();

@@ -12,6 +12,7 @@ import type {
   ListThreadsRequest,
   Process,
   ReleaseRequest,
+  ResizeTerminalRequest,
   SignalRequest,
   SpawnRequest,
   StopRequest,
@@ -28,6 +29,7 @@ import * as validate from './validate.js';
 import { MIN_USAGE_INTERVAL_MS, type WatchHub } from './watch.js';
 import { OutputReaders } from './read-output.js';
 import { outputStream } from './validate-stdin-output.js';
+import { windowSize } from './validate-terminal.js';
 import { signalName } from '../process/lifecycle/signalling.js';
 import { ServiceGate } from './gate.js';
 import type { Authorizer, Grant, HandleRpc, Request, Rpc } from '../auth/authorize.js';
@@ -173,10 +175,22 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
       written: await manager.stdioOf(manager.get(handle)).writeStdin(data),
     })),
 
-    closeStdin: decided('CloseStdin', (req: CloseStdinRequest) => byHandle('CloseStdin', req.handle), (_grant, { handle }) => {
-      manager.stdioOf(manager.get(handle)).closeStdin();
+    closeStdin: decided('CloseStdin', (req: CloseStdinRequest) => byHandle('CloseStdin', req.handle), async (_grant, { handle }) => {
+      const record = manager.get(handle);
+      // A terminal cannot be half-closed: end-of-file is typed, as on a keyboard.
+      if (manager.hasTerminal(record)) await manager.stdioOf(record).writeStdin(Buffer.from([0x04]));
+      else manager.stdioOf(record).closeStdin();
       return {};
     }),
+
+    resizeTerminal: decided(
+      'ResizeTerminal',
+      (req: ResizeTerminalRequest) => ({ ...byHandle('ResizeTerminal', req.handle), size: windowSize('size', req.size) }),
+      (_grant, { handle, size }) => {
+        manager.resizeTerminal(handle, size);
+        return {};
+      },
+    ),
 
     listThreads: decided('ListThreads', (req: ListThreadsRequest) => byHandle('ListThreads', req.handle), (_grant, { handle }) => ({ tids: manager.listThreads(handle) })),
 

@@ -14,6 +14,7 @@ import {
 import type { Duration } from '../api.js';
 import { cgroupRequest, deadline, inheritsEnv, setupOptions } from './validate-setup.js';
 import { capture, stdinAndEvents } from './validate-stdin-output.js';
+import { terminal } from './validate-terminal.js';
 
 export const LIMITS = {
   argvItems: 4096,
@@ -82,6 +83,7 @@ export function spawnOptions(req: SpawnRequest): SpawnOptions {
   if (total > LIMITS.totalBytes) throw invalidArgument('argv', `argv and env exceed ${LIMITS.totalBytes} bytes`);
   const cwd = req.cwd === '' ? undefined : text('cwd', req.cwd);
   if (cwd !== undefined && !isAbsolute(cwd)) throw invalidArgument('cwd', 'must be an absolute path');
+  const term = terminal(req);
   return {
     argv: req.argv,
     env: envEntries.length > 0 ? req.env : undefined,
@@ -89,9 +91,9 @@ export function spawnOptions(req: SpawnRequest): SpawnOptions {
     labels: labels('labels', req.labels),
     requestId: requestId(req.requestId),
     newSession: req.newSession ?? true,
-    stdout: output('stdout', req.stdout),
-    stderr: output('stderr', req.stderr),
-    ...stdinAndEvents(req),
+    stdout: term ? capture('stdout', req.stdout!) : output('stdout', req.stdout),
+    stderr: term ? { kind: 'discard' } : output('stderr', req.stderr),
+    ...(term ? { terminal: term, ...(req.outputEvents && { outputEvents: true }) } : stdinAndEvents(req)),
     inheritEnv: inheritsEnv(req.envMode),
     setup: setupOptions(req),
     cgroup: cgroupRequest(req.cgroup),

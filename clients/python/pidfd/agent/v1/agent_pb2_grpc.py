@@ -85,6 +85,11 @@ class AgentServiceStub(object):
                 request_serializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.CloseStdinRequest.SerializeToString,
                 response_deserializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.CloseStdinResponse.FromString,
                 )
+        self.ResizeTerminal = channel.unary_unary(
+                '/pidfd.agent.v1.AgentService/ResizeTerminal',
+                request_serializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.ResizeTerminalRequest.SerializeToString,
+                response_deserializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.ResizeTerminalResponse.FromString,
+                )
 
 
 class AgentServiceServicer(object):
@@ -189,6 +194,14 @@ class AgentServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResizeTerminal(self, request, context):
+        """ResizeTerminal sets the window size of a process spawned with a terminal (STDIN_MODE_TTY);
+        its foreground process group gets SIGWINCH. FAILED_PRECONDITION (NOT_A_TERMINAL) otherwise.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -256,6 +269,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.CloseStdin,
                     request_deserializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.CloseStdinRequest.FromString,
                     response_serializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.CloseStdinResponse.SerializeToString,
+            ),
+            'ResizeTerminal': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResizeTerminal,
+                    request_deserializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.ResizeTerminalRequest.FromString,
+                    response_serializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.ResizeTerminalResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -491,5 +509,22 @@ class AgentService(object):
         return grpc.experimental.unary_unary(request, target, '/pidfd.agent.v1.AgentService/CloseStdin',
             pidfd_dot_agent_dot_v1_dot_agent__pb2.CloseStdinRequest.SerializeToString,
             pidfd_dot_agent_dot_v1_dot_agent__pb2.CloseStdinResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ResizeTerminal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/pidfd.agent.v1.AgentService/ResizeTerminal',
+            pidfd_dot_agent_dot_v1_dot_agent__pb2.ResizeTerminalRequest.SerializeToString,
+            pidfd_dot_agent_dot_v1_dot_agent__pb2.ResizeTerminalResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

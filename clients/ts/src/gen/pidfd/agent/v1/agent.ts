@@ -85,6 +85,12 @@ export enum OutputMode {
   OUTPUT_MODE_INHERIT = 3,
   /** OUTPUT_MODE_CAPTURE - A pipe read by the agent into a bounded ring, served by ReadOutput (and Watch if asked). */
   OUTPUT_MODE_CAPTURE = 4,
+  /**
+   * OUTPUT_MODE_TTY - The process's terminal (see STDIN_MODE_TTY), for stdout (required with it) and stderr (which
+   * goes there too when unspecified). What the terminal shows is captured as stdout, in a ring
+   * of ring_bytes, served by ReadOutput (and Watch with output_events).
+   */
+  OUTPUT_MODE_TTY = 5,
   UNRECOGNIZED = -1,
 }
 
@@ -105,6 +111,9 @@ export function outputModeFromJSON(object: any): OutputMode {
     case 4:
     case "OUTPUT_MODE_CAPTURE":
       return OutputMode.OUTPUT_MODE_CAPTURE;
+    case 5:
+    case "OUTPUT_MODE_TTY":
+      return OutputMode.OUTPUT_MODE_TTY;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -124,6 +133,8 @@ export function outputModeToJSON(object: OutputMode): string {
       return "OUTPUT_MODE_INHERIT";
     case OutputMode.OUTPUT_MODE_CAPTURE:
       return "OUTPUT_MODE_CAPTURE";
+    case OutputMode.OUTPUT_MODE_TTY:
+      return "OUTPUT_MODE_TTY";
     case OutputMode.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -138,6 +149,12 @@ export enum StdinMode {
   STDIN_MODE_NULL = 1,
   /** STDIN_MODE_PIPE - A pipe written with WriteStdin and closed with CloseStdin. */
   STDIN_MODE_PIPE = 2,
+  /**
+   * STDIN_MODE_TTY - A pseudo-terminal, with stdout OUTPUT_MODE_TTY: the process gets the pty as stdin, stdout and
+   * stderr and as its controlling terminal (it needs new_session). WriteStdin types into it,
+   * CloseStdin types end-of-file (^D), ResizeTerminal sets its size (SpawnRequest.terminal_size).
+   */
+  STDIN_MODE_TTY = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -152,6 +169,9 @@ export function stdinModeFromJSON(object: any): StdinMode {
     case 2:
     case "STDIN_MODE_PIPE":
       return StdinMode.STDIN_MODE_PIPE;
+    case 3:
+    case "STDIN_MODE_TTY":
+      return StdinMode.STDIN_MODE_TTY;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -167,6 +187,8 @@ export function stdinModeToJSON(object: StdinMode): string {
       return "STDIN_MODE_NULL";
     case StdinMode.STDIN_MODE_PIPE:
       return "STDIN_MODE_PIPE";
+    case StdinMode.STDIN_MODE_TTY:
+      return "STDIN_MODE_TTY";
     case StdinMode.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -514,6 +536,8 @@ export interface SpawnRequest {
     | undefined;
   /** Also publish captured output as EVENT_TYPE_OUTPUT events on Watch. */
   outputEvents: boolean;
+  /** The terminal's initial window size with STDIN_MODE_TTY; 24 rows by 80 columns when unset. */
+  terminalSize?: TerminalSize | undefined;
 }
 
 export interface SpawnRequest_EnvEntry {
@@ -524,6 +548,20 @@ export interface SpawnRequest_EnvEntry {
 export interface SpawnRequest_LabelsEntry {
   key: string;
   value: string;
+}
+
+/** TerminalSize is a terminal's window size in character cells (1..65535 each). */
+export interface TerminalSize {
+  rows: number;
+  cols: number;
+}
+
+export interface ResizeTerminalRequest {
+  handle: string;
+  size?: TerminalSize | undefined;
+}
+
+export interface ResizeTerminalResponse {
 }
 
 export interface SpawnResponse {
@@ -1264,6 +1302,7 @@ function createBaseSpawnRequest(): SpawnRequest {
     killSignal: "",
     grace: undefined,
     outputEvents: false,
+    terminalSize: undefined,
   };
 }
 
@@ -1334,6 +1373,9 @@ export const SpawnRequest: MessageFns<SpawnRequest> = {
     }
     if (message.outputEvents !== false) {
       writer.uint32(176).bool(message.outputEvents);
+    }
+    if (message.terminalSize !== undefined) {
+      TerminalSize.encode(message.terminalSize, writer.uint32(186).fork()).join();
     }
     return writer;
   },
@@ -1533,6 +1575,14 @@ export const SpawnRequest: MessageFns<SpawnRequest> = {
             message.outputEvents = reader.bool();
             continue;
           }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            message.terminalSize = TerminalSize.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1627,6 +1677,11 @@ export const SpawnRequest: MessageFns<SpawnRequest> = {
         : isSet(object.output_events)
         ? globalThis.Boolean(object.output_events)
         : false,
+      terminalSize: isSet(object.terminalSize)
+        ? TerminalSize.fromJSON(object.terminalSize)
+        : isSet(object.terminal_size)
+        ? TerminalSize.fromJSON(object.terminal_size)
+        : undefined,
     };
   },
 
@@ -1710,6 +1765,9 @@ export const SpawnRequest: MessageFns<SpawnRequest> = {
     if (message.outputEvents !== false) {
       obj.outputEvents = message.outputEvents;
     }
+    if (message.terminalSize !== undefined) {
+      obj.terminalSize = TerminalSize.toJSON(message.terminalSize);
+    }
     return obj;
   },
 
@@ -1766,6 +1824,9 @@ export const SpawnRequest: MessageFns<SpawnRequest> = {
       ? Duration.fromPartial(object.grace)
       : undefined;
     message.outputEvents = object.outputEvents ?? false;
+    message.terminalSize = (object.terminalSize !== undefined && object.terminalSize !== null)
+      ? TerminalSize.fromPartial(object.terminalSize)
+      : undefined;
     return message;
   },
 };
@@ -1936,6 +1997,230 @@ export const SpawnRequest_LabelsEntry: MessageFns<SpawnRequest_LabelsEntry> = {
     const message = createBaseSpawnRequest_LabelsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseTerminalSize(): TerminalSize {
+  return { rows: 0, cols: 0 };
+}
+
+export const TerminalSize: MessageFns<TerminalSize> = {
+  encode(message: TerminalSize, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rows !== 0) {
+      writer.uint32(8).uint32(message.rows);
+    }
+    if (message.cols !== 0) {
+      writer.uint32(16).uint32(message.cols);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TerminalSize {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTerminalSize();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.rows = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.cols = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TerminalSize {
+    return {
+      rows: isSet(object.rows) ? globalThis.Number(object.rows) : 0,
+      cols: isSet(object.cols) ? globalThis.Number(object.cols) : 0,
+    };
+  },
+
+  toJSON(message: TerminalSize): unknown {
+    const obj: any = {};
+    if (message.rows !== 0) {
+      obj.rows = Math.round(message.rows);
+    }
+    if (message.cols !== 0) {
+      obj.cols = Math.round(message.cols);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TerminalSize>, I>>(base?: I): TerminalSize {
+    return TerminalSize.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TerminalSize>, I>>(object: I): TerminalSize {
+    const message = createBaseTerminalSize();
+    message.rows = object.rows ?? 0;
+    message.cols = object.cols ?? 0;
+    return message;
+  },
+};
+
+function createBaseResizeTerminalRequest(): ResizeTerminalRequest {
+  return { handle: "", size: undefined };
+}
+
+export const ResizeTerminalRequest: MessageFns<ResizeTerminalRequest> = {
+  encode(message: ResizeTerminalRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== "") {
+      writer.uint32(10).string(message.handle);
+    }
+    if (message.size !== undefined) {
+      TerminalSize.encode(message.size, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResizeTerminalRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResizeTerminalRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.handle = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.size = TerminalSize.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResizeTerminalRequest {
+    return {
+      handle: isSet(object.handle) ? globalThis.String(object.handle) : "",
+      size: isSet(object.size) ? TerminalSize.fromJSON(object.size) : undefined,
+    };
+  },
+
+  toJSON(message: ResizeTerminalRequest): unknown {
+    const obj: any = {};
+    if (message.handle !== "") {
+      obj.handle = message.handle;
+    }
+    if (message.size !== undefined) {
+      obj.size = TerminalSize.toJSON(message.size);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResizeTerminalRequest>, I>>(base?: I): ResizeTerminalRequest {
+    return ResizeTerminalRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResizeTerminalRequest>, I>>(object: I): ResizeTerminalRequest {
+    const message = createBaseResizeTerminalRequest();
+    message.handle = object.handle ?? "";
+    message.size = (object.size !== undefined && object.size !== null)
+      ? TerminalSize.fromPartial(object.size)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseResizeTerminalResponse(): ResizeTerminalResponse {
+  return {};
+}
+
+export const ResizeTerminalResponse: MessageFns<ResizeTerminalResponse> = {
+  encode(_: ResizeTerminalResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResizeTerminalResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResizeTerminalResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ResizeTerminalResponse {
+    return {};
+  },
+
+  toJSON(_: ResizeTerminalResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResizeTerminalResponse>, I>>(base?: I): ResizeTerminalResponse {
+    return ResizeTerminalResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResizeTerminalResponse>, I>>(_: I): ResizeTerminalResponse {
+    const message = createBaseResizeTerminalResponse();
     return message;
   },
 };
@@ -5913,6 +6198,21 @@ export const AgentServiceService = {
     responseSerialize: (value: CloseStdinResponse): Buffer => Buffer.from(CloseStdinResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CloseStdinResponse => CloseStdinResponse.decode(value),
   },
+  /**
+   * ResizeTerminal sets the window size of a process spawned with a terminal (STDIN_MODE_TTY);
+   * its foreground process group gets SIGWINCH. FAILED_PRECONDITION (NOT_A_TERMINAL) otherwise.
+   */
+  resizeTerminal: {
+    path: "/pidfd.agent.v1.AgentService/ResizeTerminal" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ResizeTerminalRequest): Buffer =>
+      Buffer.from(ResizeTerminalRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ResizeTerminalRequest => ResizeTerminalRequest.decode(value),
+    responseSerialize: (value: ResizeTerminalResponse): Buffer =>
+      Buffer.from(ResizeTerminalResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ResizeTerminalResponse => ResizeTerminalResponse.decode(value),
+  },
 } as const;
 
 export interface AgentServiceServer extends UntypedServiceImplementation {
@@ -5948,6 +6248,11 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
   writeStdin: handleUnaryCall<WriteStdinRequest, WriteStdinResponse>;
   /** CloseStdin closes the stdin pipe (the process reads end-of-file). */
   closeStdin: handleUnaryCall<CloseStdinRequest, CloseStdinResponse>;
+  /**
+   * ResizeTerminal sets the window size of a process spawned with a terminal (STDIN_MODE_TTY);
+   * its foreground process group gets SIGWINCH. FAILED_PRECONDITION (NOT_A_TERMINAL) otherwise.
+   */
+  resizeTerminal: handleUnaryCall<ResizeTerminalRequest, ResizeTerminalResponse>;
 }
 
 export interface AgentServiceClient extends Client {
@@ -6134,6 +6439,25 @@ export interface AgentServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CloseStdinResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * ResizeTerminal sets the window size of a process spawned with a terminal (STDIN_MODE_TTY);
+   * its foreground process group gets SIGWINCH. FAILED_PRECONDITION (NOT_A_TERMINAL) otherwise.
+   */
+  resizeTerminal(
+    request: ResizeTerminalRequest,
+    callback: (error: ServiceError | null, response: ResizeTerminalResponse) => void,
+  ): ClientUnaryCall;
+  resizeTerminal(
+    request: ResizeTerminalRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ResizeTerminalResponse) => void,
+  ): ClientUnaryCall;
+  resizeTerminal(
+    request: ResizeTerminalRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ResizeTerminalResponse) => void,
   ): ClientUnaryCall;
 }
 
