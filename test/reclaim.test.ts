@@ -72,7 +72,7 @@ test.serial('Stop with reclaim_memory and SIGKILL reports the reclaim time', asy
   t.deepEqual(res.process!.exit!.reclaimTime, res.reclaimTime);
 });
 
-test.serial('reclaim_memory is refused with another signal, for a tree or a thread, and with Stop tree', async (t) => {
+test.serial('reclaim_memory is refused with another signal, for a tree or a thread, and with Stop tree or process_group', async (t) => {
   const { process: p } = await h.client.spawn({ argv: ['sleep', '30'] });
   for (const req of [
     { signal: 'TERM' },
@@ -82,8 +82,10 @@ test.serial('reclaim_memory is refused with another signal, for a tree or a thre
     const e = await t.throwsAsync(h.client.signal({ handle: p!.handle, reclaimMemory: true, ...req }), { instanceOf: AgentCallError });
     t.is(e.code, status.INVALID_ARGUMENT, JSON.stringify(req));
   }
-  const e = await t.throwsAsync(h.client.stop({ handle: p!.handle, reclaimMemory: true, tree: true }), { instanceOf: AgentCallError });
-  t.is(e.code, status.INVALID_ARGUMENT);
+  for (const scope of [{ tree: true }, { processGroup: true }]) {
+    const e = await t.throwsAsync(h.client.stop({ handle: p!.handle, reclaimMemory: true, ...scope }), { instanceOf: AgentCallError });
+    t.is(e.code, status.INVALID_ARGUMENT, JSON.stringify(scope));
+  }
   const { process: still } = await h.client.get({ handle: p!.handle });
   t.falsy(still!.exit, 'nothing was sent');
   await h.client.stop({ handle: p!.handle });

@@ -79,8 +79,11 @@ test.serial('pidfdctl spawn --tty --attach -- bash under tmux: stty size prints 
   const [rows, cols] = tmux('display', '-p', '-t', 'tty', '#{pane_height} #{pane_width}').trim().split(' ').map(Number);
   await eventually('the bash prompt', () => /bash-[\d.]+# *$/m.test(screen()), 20_000);
   tmux('send-keys', '-t', 'tty', 'stty size; tty', 'Enter');
-  const sized = await eventually('stty size', () => new RegExp(`^${rows} ${cols}$`, 'm').test(screen()) && screen());
-  t.regex(sized, /^\/dev\/pts\/\d+$/m, 'bash runs on a pts of its own');
+  const sized = await eventually('stty size and tty', () => {
+    const s = screen();
+    return new RegExp(`^${rows} ${cols}$`, 'm').test(s) && /^\/dev\/pts\/\d+$/m.test(s) && s;
+  });
+  t.regex(sized, new RegExp(`^${rows} ${cols}\n/dev/pts/\\d+$`, 'm'), 'the size of this pane, on a pts of its own');
   tmux('resize-window', '-t', 'tty', '-x', '120', '-y', '40');
   const [rows2, cols2] = await eventually('the new size', () => {
     const [r, c] = tmux('display', '-p', '-t', 'tty', '#{pane_height} #{pane_width}').trim().split(' ').map(Number);

@@ -149,6 +149,7 @@ export function reclaimSignal(value: string, target: SignalTarget): number {
 export function stopScope(req: { processGroup: boolean; tree: boolean; reclaimMemory: boolean }): StopScope {
   if (req.tree && req.processGroup) throw invalidArgument('tree', 'tree and process_group exclude each other');
   if (req.tree && req.reclaimMemory) throw invalidArgument('reclaim_memory', 'not with tree (cgroup.kill ends the tree)');
+  if (req.processGroup && req.reclaimMemory) throw invalidArgument('reclaim_memory', 'not with process_group: it frees the memory of the process itself');
   return req.tree ? 'tree' : req.processGroup ? 'process-group' : 'process';
 }
 

@@ -734,7 +734,7 @@ export interface StopRequest {
   tree: boolean;
   /**
    * When SIGKILL is sent, follow it with process_mrelease(2) (see SignalRequest.reclaim_memory).
-   * Not with tree.
+   * Not with tree or process_group.
    */
   reclaimMemory: boolean;
 }
