@@ -26,7 +26,7 @@ import { msDuration, stateFromApi, toProcess, toUsageEvent } from './convert.js'
 import type { Logger } from '../log.js';
 import { toServiceError } from './status.js';
 import * as validate from './validate.js';
-import { MIN_USAGE_INTERVAL_MS, type WatchHub } from './watch.js';
+import { MAX_USAGE_SAMPLES, MIN_USAGE_INTERVAL_MS, type WatchHub } from './watch.js';
 import { OutputReaders } from './read-output.js';
 import { outputStream } from './validate-stdin-output.js';
 import { windowSize } from './validate-terminal.js';
@@ -252,6 +252,7 @@ function watchHandler(manager: ProcessManager, watchers: WatchHub, auth: Authori
         const sample = () => {
           const events = [];
           for (const record of manager.records()) {
+            if (events.length >= MAX_USAGE_SAMPLES) break;
             if (record.state !== 'running' || (handles !== null && !handles.has(record.handle)) || !hasLabels(record.spec.labels, labels) || !grant.canSee(record)) continue;
             const usage = manager.usage(record);
             if (usage) events.push(toUsageEvent(record, usage));

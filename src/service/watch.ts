@@ -17,8 +17,12 @@ export interface UsageSampling {
   readonly sample: () => Event[];
 }
 
-/** The shortest usage_interval: each sample reads /proc for every selected process. */
-export const MIN_USAGE_INTERVAL_MS = 100;
+/**
+ * The shortest usage_interval and the most processes one sample reads: each costs four reads of
+ * /proc on the event loop, for every stream that asks.
+ */
+export const MIN_USAGE_INTERVAL_MS = 1000;
+export const MAX_USAGE_SAMPLES = 1024;
 
 /** Events coalesced into one response at most. */
 const BATCH = 128;

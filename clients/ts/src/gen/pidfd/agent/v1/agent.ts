@@ -642,7 +642,8 @@ export interface WatchRequest {
     | undefined;
   /**
    * Also send an EVENT_TYPE_USAGE event this often for each running process the filter selects
-   * (handles, labels), with Process.usage set; none when unset. At least 100ms.
+   * (handles, labels), with Process.usage set; none when unset. At least 1s; at most 1024
+   * processes per sample.
    */
   usageInterval?: Duration | undefined;
 }
