@@ -6,10 +6,11 @@ STAMP := node_modules/.installed
 .PHONY: deps debs build run test proto lint clean go-client go-example api-baseline
 
 # Debian packages the Python client and its tests use (protoc and grpc's python plugin generate it),
-# and the Go client's toolchain, generators and libraries (never golang-goprotobuf-dev: its 1.3
-# runtime panics on the first reply; golang-github-golang-protobuf-1-5-dev replaces it).
+# the Go client's toolchain, generators and libraries (never golang-goprotobuf-dev: its 1.3 runtime
+# panics on the first reply; golang-github-golang-protobuf-1-5-dev replaces it), and tmux, the
+# terminal the tests drive pidfdctl top and spawn --tty --attach in.
 DEBS := python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc python3-pip python3-venv \
-  golang-go golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev protoc-gen-go protoc-gen-go-grpc
+  golang-go golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev protoc-gen-go protoc-gen-go-grpc tmux
 
 $(STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -28,6 +29,7 @@ build: deps
 	mkdir -p dist/lib
 	gcc -O2 -Wall -Wextra -Werror -fPIC -shared -o dist/lib/libpidfd-spawn.so src/native/pidfd-spawn.c
 	gcc -O2 -Wall -Wextra -Werror -fPIC -shared -o dist/lib/libpidfd-fdpass.so src/native/fdpass.c
+	gcc -O2 -Wall -Wextra -Werror -fPIC -shared -o dist/lib/libpidfd-reclaim.so src/native/mrelease.c
 	npx buf build -o dist/descriptors/agent.binpb
 	npx buf build node_modules/grpc-health-check/proto -o dist/descriptors/health.binpb
 	npx tsc -p tsconfig.json
@@ -104,6 +106,13 @@ bench: build
 	node --import tsx bench/capture.ts $(BENCH_CAPTURE_ARGS)
 	node --import tsx bench/churn-rss.ts $(BENCH_CHURN_ARGS)
 	node --import tsx bench/telemetry.ts $(BENCH_TELEMETRY_ARGS)
+	node --import tsx bench/reclaim.ts $(BENCH_RECLAIM_ARGS)
+
+# Kill and reclaim: kill -> memory freed for a process holding 1 GiB, with and without
+# process_mrelease (also the last step of `make bench`).
+.PHONY: bench-reclaim
+bench-reclaim: build
+	node --import tsx bench/reclaim.ts $(BENCH_RECLAIM_ARGS)
 
 # What remote access costs: Spawn+Wait c=16 over mutual TLS and over the unix socket, with and
 # without a policy, interleaved in one run (also the last step of `make bench`).

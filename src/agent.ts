@@ -24,6 +24,7 @@ import { readBootId } from './process/lifecycle/proc-fs.js';
 import { MemoryStore, type ProcessStore } from './process/process-store.js';
 import { openStore } from './store/recover.js';
 import { useFdPassing } from './kernel/fd-passing.js';
+import { useReclaim } from './kernel/reclaim.js';
 import { refuseIfServed, requestHandover } from './handover/incoming.js';
 import { HandoverListener, type HandoverHost } from './handover/outgoing.js';
 import { encodeSnapshot, type Snapshot } from './handover/snapshot.js';
@@ -52,6 +53,7 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
   const features = probeFeatures();
   useSpawnShim(builtFile('dist/lib/libpidfd-spawn.so'));
   useFdPassing(builtFile('dist/lib/libpidfd-fdpass.so'));
+  useReclaim(builtFile('dist/lib/libpidfd-reclaim.so'));
   const bootId = readBootId();
   // Before it touches anything: a start that was not asked to take over leaves a serving agent
   // (say the node's DaemonSet pod) alone and fails at once, naming it.

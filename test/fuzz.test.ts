@@ -42,6 +42,7 @@ const messages = {
   spawn: api.SpawnRequest, adopt: api.AdoptRequest, signal: api.SignalRequest, wait: api.WaitRequest, watch: api.WatchRequest,
   get: api.GetRequest, list: api.ListRequest, release: api.ReleaseRequest, stop: api.StopRequest, listThreads: api.ListThreadsRequest,
   readOutput: api.ReadOutputRequest, writeStdin: api.WriteStdinRequest, closeStdin: api.CloseStdinRequest,
+  resizeTerminal: api.ResizeTerminalRequest,
 };
 const methods = Object.entries(AgentServiceService) as [string, Method][];
 
@@ -241,6 +242,7 @@ test('ten thousand random and mutated messages to every RPC: no INTERNAL, no cra
     readOutput: [enc('readOutput', { handle, stream: 1, offset: 2, follow: true })],
     writeStdin: [enc('writeStdin', { handle, data: Buffer.from('x') })],
     closeStdin: [enc('closeStdin', { handle: bogus })],
+    resizeTerminal: [enc('resizeTerminal', { handle, size: { rows: 24, cols: 80 } }), enc('resizeTerminal', { handle: bogus, size: { rows: 0, cols: 70000 } })],
   };
   t.deepEqual(Object.keys(seeds).sort(), methods.map(([n]) => n).sort(), 'a seed for every RPC');
 

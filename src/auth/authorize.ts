@@ -14,7 +14,7 @@ import { executableDenial, spawnDenial, type Denial, type Names, type SpawnFacts
 import { Quotas } from './quotas.js';
 import { lookupGroup, lookupUser } from '../kernel/nss.js';
 
-export type HandleRpc = 'Signal' | 'Stop' | 'Wait' | 'Get' | 'ListThreads' | 'ReadOutput' | 'WriteStdin' | 'CloseStdin' | 'Release';
+export type HandleRpc = 'Signal' | 'Stop' | 'Wait' | 'Get' | 'ListThreads' | 'ReadOutput' | 'WriteStdin' | 'CloseStdin' | 'Release' | 'ResizeTerminal';
 export type Rpc = HandleRpc | 'Spawn' | 'Adopt' | 'List' | 'Watch';
 
 /** What is asked, as decoded and validated: the only input of a decision besides the caller. */
@@ -27,9 +27,10 @@ export type Request =
 export const FAMILY_OF: Readonly<Record<Rpc, Family>> = {
   Spawn: 'spawn', Adopt: 'adopt', Signal: 'signal', Stop: 'signal', Wait: 'read', Get: 'read', List: 'read', Watch: 'read',
   ListThreads: 'read', ReadOutput: 'output', WriteStdin: 'stdin', CloseStdin: 'stdin', Release: 'release',
+  ResizeTerminal: 'stdin',
 };
 
-const MUTATING: ReadonlySet<Rpc> = new Set(['Spawn', 'Adopt', 'Signal', 'Stop', 'Release', 'WriteStdin', 'CloseStdin']);
+const MUTATING: ReadonlySet<Rpc> = new Set(['Spawn', 'Adopt', 'Signal', 'Stop', 'Release', 'WriteStdin', 'CloseStdin', 'ResizeTerminal']);
 
 /** Names as the spawn resolves them (NSS). */
 export const NSS_NAMES: Names = { uid: (name) => lookupUser(name)?.uid, gid: (name) => lookupGroup(name) };

@@ -36,19 +36,30 @@ export function processDetail(p: Process): string {
     `owner:       ${p.owner || '-'}`,
     `pidfs inode: ${p.pidfsInode}`,
   ];
+  if (p.usage) lines.push(`usage:       ${usageText(p)}`);
   if (p.exit) {
     lines.push(`exit:        ${describeExit(p.exit)}`, `exited:      ${p.exit.exitedAt?.toISOString() ?? '-'}`);
     const r = p.exit.rusage;
     if (r) lines.push(`cpu:         user ${seconds(r.userCpu)}s system ${seconds(r.systemCpu)}s`);
+    if (p.exit.reclaimTime) lines.push(`reclaimed:   memory freed ${millis(p.exit.reclaimTime)} ms after the SIGKILL`);
   }
   return lines.join('\n');
 }
 
+/** A Duration in milliseconds, to the tenth. */
+export const millis = (d: { seconds: number; nanos: number }): string => (d.seconds * 1000 + d.nanos / 1e6).toFixed(1);
+
 const seconds = (d: { seconds: number; nanos: number } | undefined) => (d ? (d.seconds + d.nanos / 1e9).toFixed(3) : '0');
+
+/** CPU, RSS, threads and descriptors of a running process. */
+export function usageText(p: Process): string {
+  const u = p.usage!;
+  return `cpu user ${seconds(u.userCpu)}s system ${seconds(u.systemCpu)}s, rss ${u.rssBytes} bytes, ${u.threads} threads, ${u.openFds} fds`;
+}
 
 export function eventLine(e: Event): string {
   const p = e.process!;
-  const what = e.type === EventType.EVENT_TYPE_EXITED ? describeExit(p.exit) : e.output ? outputText(e.output) : eventName(e.type);
+  const what = e.type === EventType.EVENT_TYPE_EXITED ? describeExit(p.exit) : e.output ? outputText(e.output) : e.type === EventType.EVENT_TYPE_USAGE && p.usage ? `usage ${usageText(p)}` : eventName(e.type);
   return `${e.sequence}  ${e.time?.toISOString() ?? ''}  ${p.handle}  pid ${p.pid}  ${what}`;
 }
 

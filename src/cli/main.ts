@@ -3,11 +3,13 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
-import { AgentCallError, AgentClient, EnvMode, Event, GetResponse, ListResponse, Output, OutputMode, Process, SignalTarget, State, StopResponse, status } from './client.js';
+import { AgentCallError, AgentClient, EnvMode, Event, GetResponse, ListResponse, Output, OutputMode, Process, SignalTarget, State, StdinMode, StopResponse, status } from './client.js';
 import { DEFAULT_SOCKET, parseDuration } from '../config/config.js';
-import { describeExit, eventLine, exitStatusOf, processDetail, processLine } from './format.js';
+import { describeExit, eventLine, exitStatusOf, millis, processDetail, processLine } from './format.js';
 import { attach, logs, logsArgs, stdinMode } from './logs-and-attach.js';
 import { checkHealth } from './health.js';
+import { top } from './top.js';
+import { attachTerminal, localSize } from './terminal.js';
 
 const USAGE = `usage: pidfdctl [--addr unix:///PATH|HOST:PORT] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]] [--json] COMMAND
   spawn [--label k=v]... [--env K=V]... [--inherit-env] [--cwd DIR] [--request-id ID]
@@ -19,12 +21,23 @@ const USAGE = `usage: pidfdctl [--addr unix:///PATH|HOST:PORT] [--tls-cert FILE 
   spawn ... [--stdin null|pipe] [--output-events] [--attach] -- CMD [ARG...]
                                   --attach: capture stdout and stderr, stream them here (and this stdin
                                   there with --stdin pipe), exit with the process's status like wait
+  spawn --tty [--attach] [...] -- CMD [ARG...]
+                                  a terminal (pty) for CMD, its controlling terminal, of this window's size;
+                                  --attach: interactive (raw mode, resizes forwarded), exits with its status
   logs HANDLE [-f] [--stderr]        captured stdout (or stderr), raw; -f follows until the process has exited
-  signal HANDLE [SIGNAL] [--process-group | --tid TID]   send SIGNAL (default TERM) to the process, its group or one thread
-  stop HANDLE [--signal SIG] [--grace DURATION] [--process-group]   SIG (TERM), then KILL after the grace (10s)
+  signal HANDLE [SIGNAL] [--process-group | --tid TID | --tree]   send SIGNAL (default TERM) to the process, its group,
+                                  one thread, or the whole tree in its own cgroup (spawn --cgroup new)
+  signal HANDLE --reclaim            SIGKILL, then free its memory at once (process_mrelease); prints how long that took
+  stop HANDLE [--signal SIG] [--grace DURATION] [--process-group | --tree | --reclaim]
+                                  SIG (TERM), then KILL after the grace (10s); --tree: every process in its own
+                                  cgroup, KILL through cgroup.kill, returns once the tree is gone; --reclaim:
+                                  free the memory right after the KILL
   threads HANDLE                     the thread IDs of a process
   wait HANDLE [--timeout DURATION]   wait for the exit; exits with the code, or 128+signal (255: status lost)
-  watch [HANDLE...] [--label k=v]... [--after SEQ]   a line per event
+  watch [HANDLE...] [--label k=v]... [--after SEQ] [--usage DURATION]   a line per event; --usage adds
+                                  a usage sample (CPU, RSS, threads, fds) of each running process that often
+  top [--interval DURATION]          running processes by CPU with RSS, age, labels and the latest exits,
+                                  redrawn every interval (1s) on a terminal until q; one snapshot otherwise
   get HANDLE                         one process
   list [--label k=v]... [--state running|exited]
   release HANDLE                     forget the handle (a running process keeps running)
@@ -57,6 +70,7 @@ const options = {
   'no-new-session': { type: 'boolean' },
   stdin: { type: 'string' },
   attach: { type: 'boolean' },
+  tty: { type: 'boolean' },
   'output-events': { type: 'boolean' },
   follow: { type: 'boolean', short: 'f' },
   user: { type: 'string' },
@@ -73,6 +87,10 @@ const options = {
   'kill-signal': { type: 'string' },
   group: { type: 'string' },
   'process-group': { type: 'boolean' },
+  tree: { type: 'boolean' },
+  usage: { type: 'string' },
+  interval: { type: 'string' },
+  reclaim: { type: 'boolean' },
   tid: { type: 'string' },
   signal: { type: 'string' },
   grace: { type: 'string' },
@@ -184,6 +202,7 @@ async function run(argv: string[]): Promise<number> {
     switch (command) {
       case 'spawn': {
         if (args.length === 0) throw new UsageError('spawn needs a command after --');
+        if (v.tty && (v.stdin !== undefined || v.stdout !== undefined || v.stderr !== undefined)) throw new UsageError('--tty is stdin, stdout and stderr: not with --stdin, --stdout or --stderr');
         const { process: p } = await client.spawn({
           argv: args,
           labels: pairs('label', v.label),
@@ -197,22 +216,29 @@ async function run(argv: string[]): Promise<number> {
           outputEvents: v['output-events'] ?? false,
           joinNamespacesOf: v['join-namespaces-of'] ?? '',
           ...setup(v),
+          ...(v.tty && { stdin: StdinMode.STDIN_MODE_TTY, stdout: { mode: OutputMode.OUTPUT_MODE_TTY }, stderr: undefined, terminalSize: localSize() }),
         });
+        if (v.attach && v.tty) return await attachTerminal(client, p!.handle);
         if (v.attach) return await attach(client, p!.handle, { stdout: (v.stdout ?? 'capture') === 'capture', stderr: (v.stderr ?? 'capture') === 'capture' }, v.stdin === 'pipe');
         print(json, Process.toJSON(p!), p!.handle);
         return 0;
       }
       case 'signal': {
         if (args.length < 1 || args.length > 2) throw new UsageError('signal HANDLE [SIGNAL]');
-        if (v['process-group'] && v.tid !== undefined) throw new UsageError('--process-group and --tid exclude each other');
-        const target = v['process-group'] ? SignalTarget.SIGNAL_TARGET_PROCESS_GROUP : v.tid !== undefined ? SignalTarget.SIGNAL_TARGET_THREAD : SignalTarget.SIGNAL_TARGET_PROCESS;
-        const res = await client.signal({ handle: args[0], signal: args[1] ?? 'TERM', target, tid: v.tid === undefined ? 0 : Number(v.tid) });
-        print(json, res, `sent ${res.signalName}`);
+        if ([v['process-group'], v.tid !== undefined, v.tree].filter(Boolean).length > 1) throw new UsageError('--process-group, --tid and --tree exclude each other');
+        const target = v['process-group'] ? SignalTarget.SIGNAL_TARGET_PROCESS_GROUP : v.tid !== undefined ? SignalTarget.SIGNAL_TARGET_THREAD : v.tree ? SignalTarget.SIGNAL_TARGET_TREE : SignalTarget.SIGNAL_TARGET_PROCESS;
+        const res = await client.signal({ handle: args[0], signal: args[1] ?? (v.reclaim ? 'KILL' : 'TERM'), target, tid: v.tid === undefined ? 0 : Number(v.tid), reclaimMemory: v.reclaim ?? false });
+        print(json, res, `sent ${res.signalName}${v.tree ? ' to the tree' : ''}${res.reclaimTime ? `; memory freed ${millis(res.reclaimTime)} ms after it` : ''}`);
         return 0;
       }
       case 'stop': {
-        const res = await client.stop({ handle: one(args, 'stop HANDLE'), signal: v.signal ?? '', grace: duration(v.grace), processGroup: v['process-group'] ?? false });
-        print(json, StopResponse.toJSON(res), `${describeExit(res.process!.exit)}${res.escalated ? ' (after SIGKILL: the grace period ran out)' : ''}`);
+        const res = await client.stop({ handle: one(args, 'stop HANDLE'), signal: v.signal ?? '', grace: duration(v.grace), processGroup: v['process-group'] ?? false, tree: v.tree ?? false, reclaimMemory: v.reclaim ?? false });
+        const notes = [
+          res.escalated ? ' (after SIGKILL: the grace period ran out)' : '',
+          res.treeGoneAt ? `; the whole tree was gone at ${res.treeGoneAt.toISOString()}` : '',
+          res.reclaimTime ? `; memory freed ${millis(res.reclaimTime)} ms after the SIGKILL` : '',
+        ];
+        print(json, StopResponse.toJSON(res), `${describeExit(res.process!.exit)}${notes.join('')}`);
         return exitStatusOf(res.process!.exit);
       }
       case 'threads': {
@@ -258,7 +284,7 @@ async function run(argv: string[]): Promise<number> {
         const after = v.after === undefined ? undefined : Number(v.after);
         const abort = new AbortController();
         process.once('SIGINT', () => abort.abort());
-        for await (const e of client.watch({ handles: args, labels: pairs('label', v.label), afterSequence: after }, { signal: abort.signal })) {
+        for await (const e of client.watch({ handles: args, labels: pairs('label', v.label), afterSequence: after, usageInterval: duration(v.usage) }, { signal: abort.signal })) {
           print(json, Event.toJSON(e), eventLine(e));
         }
         return 0;
@@ -268,6 +294,8 @@ async function run(argv: string[]): Promise<number> {
         print(json, { status: serving }, serving);
         return serving === 'SERVING' ? 0 : 1;
       }
+      case 'top':
+        return await top(client, v.interval === undefined ? 1000 : parseDuration(v.interval));
       default:
         throw new UsageError(`unknown command ${JSON.stringify(command)}`);
     }

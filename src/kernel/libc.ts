@@ -86,6 +86,19 @@ export const errnoNames: ReadonlyMap<number, string> = (() => {
 
 export const kill = libc.func('int kill(int pid, int sig)');
 
+export const posix_openpt = libc.func('int posix_openpt(int flags)');
+export const grantpt = libc.func('int grantpt(int fd)');
+export const unlockpt = libc.func('int unlockpt(int fd)');
+// Returns the error number instead of setting errno.
+export const ptsname_r = libc.func('int ptsname_r(int fd, _Out_ char *buf, size_t len)');
+export const isatty = libc.func('int isatty(int fd)');
+
+export const inotify_init1 = libc.func('int inotify_init1(int flags)');
+export const inotify_add_watch = libc.func('int inotify_add_watch(int fd, const char *path, uint32_t mask)');
+
+/** The agent's memory reclaim (src/native/mrelease.c, built by make into dist/lib). */
+export const loadReclaim = (path: string) => koffi.load(path).func('int pidfd_agent_mrelease(int pidfd, int timeoutMs, _Out_ int *attempts)');
+
 /** The agent's spawn shim (src/native/pidfd-spawn.c, built by make into dist/lib). */
 export const loadSpawnShim = (path: string): NativeFunction =>
   koffi

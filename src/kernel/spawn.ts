@@ -23,7 +23,12 @@ export type StdioAction =
    * writes wait once `bytes` (the pipe buffer asked for) are full. The agent's read end is
    * returned; end-of-file still comes when every writer (the child's ends too) is closed.
    */
-  | { readonly kind: 'output-pipe'; readonly bytes: number };
+  | { readonly kind: 'output-pipe'; readonly bytes: number }
+  /**
+   * A pty slave opened by path in the child: fd 0 opens it after the setsid (so it becomes the
+   * controlling terminal), 1 and 2 are dup2s of 0. Needs newSession and 0 listed first.
+   */
+  | { readonly kind: 'tty'; readonly path: string };
 
 export interface SpawnSpec {
   /** Absolute or relative path of the executable: no PATH search happens here. */
@@ -353,6 +358,10 @@ class SpawnAttempt {
         return null;
       case 'fd':
         checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa, action.fd, target));
+        return null;
+      case 'tty':
+        if (target === 0) checkResult('posix_spawn_file_actions_addopen', libc.fa_addopen(this.fa, 0, action.path, O_RDWR, 0));
+        else checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa, 0, target));
         return null;
       case 'pipe': {
         const [r, w] = pipe();

@@ -15,6 +15,9 @@ import { type AdoptOptions, type SignalTarget, type SpawnOptions } from './optio
 import { deadlineAt, ProcessRecord, type DeadlineAt, type ExitInfo } from './lifecycle/record.js';
 import { ProcessTable, requestKey, type RetentionPolicy } from './lifecycle/table.js';
 import { sendSignal, threadIds } from './lifecycle/signalling.js';
+import { killAndReclaim } from './lifecycle/reclaim.js';
+import { usageOf, type Usage } from './lifecycle/usage.js';
+import { killTree, liveTree, populated, signalTree, treeOf, untilEmpty } from './lifecycle/tree.js';
 import { launch, type Launched, type SpawnEnvironment } from './spawn/launch.js';
 export type { SpawnEnvironment } from './spawn/launch.js';
 import { openForAdoption } from './lifecycle/adoption.js';
@@ -22,6 +25,7 @@ import { Waiters } from './lifecycle/waiters.js';
 import { StdioTable } from './stdio/pipe-table.js';
 import { CaptureFiles } from './stdio/capture-files.js';
 import { MemoryStore, type ProcessStore, type SavedProcess, type SpawnIntent, type StoreWrites } from './process-store.js';
+import { Terminals, type WindowSize } from './stdio/terminals.js';
 import { reopen, verifyHanded } from './lifecycle/readopt.js';
 import { ownerIdentity } from './lifecycle/owner.js';
 import { NO_TELEMETRY, type ProcessTelemetry, type SpawnStage } from './telemetry-port.js';
@@ -39,6 +43,26 @@ export interface ManagerLimits extends RetentionPolicy {
   readonly captureDir?: string;
 }
 
+/** What Stop reaches: the process, its process group, or the tree in its own cgroup. */
+export type StopScope = 'process' | 'process-group' | 'tree';
+
+export interface StopOptions {
+  readonly signal: number;
+  readonly graceMs: number;
+  readonly scope: StopScope;
+  /** SIGKILL is followed by process_mrelease. */
+  readonly reclaim?: boolean;
+}
+
+export interface StopResult {
+  readonly record: ProcessRecord;
+  readonly escalated: boolean;
+  /** scope 'tree': when cgroup.events said populated 0 (ms since the epoch). */
+  readonly treeGoneAt?: number;
+  /** reclaim, when SIGKILL was sent: ms from the SIGKILL to the memory freed. */
+  readonly reclaimMs?: number;
+}
+
 export interface SpawnResult {
   readonly record: ProcessRecord;
   readonly replayed: boolean;
@@ -53,6 +77,8 @@ export class ProcessManager {
   /** The agent's ends of spawned processes' pipes (captured output, stdin). */
   private readonly stdio: StdioTable;
   private readonly waiters = new Waiters();
+  /** The pty masters of processes with a terminal, for their window size. */
+  private readonly terminals = new Terminals();
   /** Every process we still watch, including released children that must still be reaped. */
   private readonly byRef = new Map<PidRef, ProcessRecord>();
   private readonly byInode = new Map<bigint, ProcessRecord>();
@@ -64,6 +90,8 @@ export class ProcessManager {
   private deadlineStops = new AbortController();
   /** Created cgroups still populated by descendants of an exited process. */
   private readonly cgroupsToRemove = new Set<string>();
+  /** Kills with reclaim_memory still freeing memory: their exits are recorded after, with the time. */
+  private readonly reclaiming = new Map<ProcessRecord, Promise<unknown>>();
   private reaper!: Reaper;
   /**
    * Exits reaped but not yet in the store, oldest first: nobody is told of them until they are
@@ -159,12 +187,14 @@ export class ProcessManager {
       // The child itself is gone already (hold kills what it cannot take on); the exec worked,
       // so the error is the agent's own (out of descriptors, epoll watches...), not argv[0]'s.
       for (const fd of child.pipes) if (fd !== null) closeFd(fd);
+      if (child.terminal !== undefined) closeFd(child.terminal);
       child.undo();
       this.stdio.unreserve(reserved);
       if (intent) this.settleIntent(intent);
       throw fromKernel(e, { what: `managing the started ${options.argv[0]!}` });
     }
     this.stdio.attach(record, child.pipes, options, reserved);
+    if (child.terminal !== undefined) this.terminals.add(record, child.terminal);
     record.ownCgroup(child.ownedCgroup);
     if (options.deadline) this.armDeadline(record, deadlineAt(options.deadline));
     this.telemetry.started(record, (performance.now() - requestedAt) / 1000);
@@ -200,26 +230,94 @@ export class ProcessManager {
   }
 
   signal(handle: string, signal: number, target: SignalTarget): void {
-    sendSignal(this.get(handle), signal, target, this.collect);
+    const record = this.get(handle);
+    if (target.kind !== 'tree') sendSignal(record, signal, target, this.collect);
+    else {
+      const dir = liveTree(record);
+      if (signal === Signal.SIGKILL) killTree(record, dir);
+      else signalTree(record, dir, signal);
+    }
     this.telemetry.signalled(signal);
+  }
+
+  /**
+   * SIGKILL, then process_mrelease: resolves with ms from the SIGKILL to the memory freed. The
+   * exit is recorded only after that, so the exit event carries the time too.
+   */
+  killAndReclaim(handle: string): Promise<number> {
+    const record = this.get(handle);
+    const reclaimed = killAndReclaim(record, this.collect);
+    const noted = reclaimed.then((ms) => record.noteReclaim(ms)).catch(() => undefined).finally(() => this.reclaiming.delete(record));
+    this.reclaiming.set(record, noted);
+    return reclaimed;
   }
 
   /**
    * Sends `signal`, waits up to `graceMs` for the exit, then SIGKILL to the same target. A group
    * is reached through the leader's pidfd, so only while the leader is not reaped: members that
-   * outlive it are not addressed again (by number that would be racy; see README).
+   * outlive it are not addressed again (by number that would be racy; see README). A tree is its
+   * own cgroup: it is done when the cgroup is empty, whatever became of the process itself.
    */
-  async stop(handle: string, signal: number, graceMs: number, group: boolean, abort: AbortSignal): Promise<{ record: ProcessRecord; escalated: boolean }> {
+  async stop(handle: string, options: StopOptions, abort: AbortSignal): Promise<StopResult> {
+    if (options.scope === 'tree') return this.stopTree(handle, options, abort);
     const record = this.get(handle);
-    const target: SignalTarget = { kind: group ? 'process-group' : 'process' };
-    if (!this.trySignal(handle, signal, target)) return { record: await this.wait(handle, undefined, abort), escalated: false };
+    const target: SignalTarget = { kind: options.scope };
+    if (options.reclaim && options.signal === Signal.SIGKILL) return this.stopReclaiming(handle, false, abort);
+    if (!this.trySignal(handle, options.signal, target)) return { record: await this.wait(handle, undefined, abort), escalated: false };
     try {
-      return { record: await this.wait(handle, graceMs, abort), escalated: false };
+      return { record: await this.wait(handle, options.graceMs, abort), escalated: false };
     } catch (e) {
       if (!(e instanceof AgentError) || e.detail.reason !== 'TIMEOUT') throw e;
     }
+    if (options.reclaim) return this.stopReclaiming(handle, true, abort);
     this.trySignal(handle, Signal.SIGKILL, target);
     return { record: await this.wait(record.handle, undefined, abort), escalated: true };
+  }
+
+  private async stopReclaiming(handle: string, escalated: boolean, abort: AbortSignal): Promise<StopResult> {
+    let reclaimMs: number;
+    try {
+      reclaimMs = await this.killAndReclaim(handle);
+    } catch (e) {
+      if (e instanceof AgentError && e.kind === 'ProcessExited') return { record: await this.wait(handle, undefined, abort), escalated: false };
+      throw e;
+    }
+    return { record: await this.wait(handle, undefined, abort), escalated, reclaimMs };
+  }
+
+  private async stopTree(handle: string, options: StopOptions, abort: AbortSignal): Promise<StopResult> {
+    let record = this.get(handle);
+    const dir = treeOf(record);
+    let escalated = false;
+    if (populated(dir)) {
+      const graceful = options.signal !== Signal.SIGKILL;
+      if (graceful) signalTree(record, dir, options.signal);
+      else killTree(record, dir);
+      if (graceful && !(await untilEmpty(dir, abort, options.graceMs))) {
+        killTree(record, dir);
+        escalated = true;
+      }
+      await untilEmpty(dir, abort);
+    }
+    const treeGoneAt = Date.now();
+    record = await this.wait(handle, undefined, abort);
+    if (this.cgroupsToRemove.has(dir) && this.node.cgroups.remove(dir)) this.cgroupsToRemove.delete(dir);
+    return { record, escalated, treeGoneAt };
+  }
+
+  /** What a running process uses now (undefined once it has exited). */
+  usage(record: ProcessRecord): Usage | undefined {
+    return usageOf(record);
+  }
+
+  /** Sets the window size of a process spawned with a terminal. */
+  resizeTerminal(handle: string, size: WindowSize): void {
+    this.terminals.resize(this.get(handle), size);
+  }
+
+  /** Whether the process was spawned with a terminal (and runs). */
+  hasTerminal(record: ProcessRecord): boolean {
+    return this.terminals.has(record);
   }
 
   /** Thread IDs of a running process, leader first. */
@@ -401,6 +499,11 @@ export class ProcessManager {
     for (const exit of exits) {
       const record = this.byRef.get(exit.ref);
       if (!record) continue;
+      const reclaiming = this.reclaiming.get(record);
+      if (reclaiming) {
+        void reclaiming.then(() => this.onExits([exit]));
+        continue;
+      }
       this.byRef.delete(exit.ref);
       this.dropInode(record);
       this.unrecorded.push({
@@ -434,6 +537,8 @@ export class ProcessManager {
       if (!shown) {
         record.markExited(exit);
         this.stdio.exited(record);
+        // Kept open until the exit even after a release: closing a master hangs up its session.
+        this.terminals.close(record);
         this.cleanUp(record);
         this.table.noteExited(record);
       }
@@ -448,6 +553,7 @@ export class ProcessManager {
     record.markExited(exit);
     this.telemetry.exited(record);
     this.stdio.exited(record);
+    this.terminals.close(record);
     this.cleanUp(record);
     record.markReleased();
   }
@@ -483,7 +589,7 @@ export class ProcessManager {
    */
   private armDeadline(record: ProcessRecord, d: DeadlineAt): void {
     // The stop reads deadlineStops when it fires: a resume after a handover replaces the controller.
-    record.armDeadline(d, () => void this.stop(record.handle, d.killSignal, d.graceMs, false, this.deadlineStops.signal).catch(() => undefined));
+    record.armDeadline(d, () => void this.stop(record.handle, { signal: d.killSignal, graceMs: d.graceMs, scope: 'process' }, this.deadlineStops.signal).catch(() => undefined));
   }
 
   /** After the exit (which stopped the deadline): a created cgroup is removed once it is empty. */

@@ -34,6 +34,11 @@ export interface SpawnOptions {
   readonly stdin?: 'pipe';
   /** Publish captured output as events too. */
   readonly outputEvents?: boolean;
+  /**
+   * A pty as stdin, stdout, stderr and controlling terminal, of this size; what it shows is
+   * captured as stdout (the ring `stdout` says), stdin and stderr are then unused.
+   */
+  readonly terminal?: { readonly rows: number; readonly cols: number };
   /** Who asked: the caller's identity (`unix:uid=U`, a certificate's SPIFFE ID...). */
   readonly owner?: string;
   /** argv[0] already resolved to an absolute path (by the authorization, which checked it). */
@@ -55,6 +60,8 @@ export interface AdoptOptions {
 export type SignalTarget =
   | { readonly kind: 'process' }
   | { readonly kind: 'process-group' }
-  | { readonly kind: 'thread'; readonly tid: number };
+  | { readonly kind: 'thread'; readonly tid: number }
+  /** Every process in the process's own cgroup. */
+  | { readonly kind: 'tree' };
 
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';

@@ -2,7 +2,7 @@
 // domain and map errors in one place.
 import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import type { ProcessManager } from '../process/manager.js';
-import { AgentError } from '../process/errors.js';
+import { AgentError, invalidArgument } from '../process/errors.js';
 import type {
   AdoptRequest,
   AgentServiceServer,
@@ -12,6 +12,7 @@ import type {
   ListThreadsRequest,
   Process,
   ReleaseRequest,
+  ResizeTerminalRequest,
   SignalRequest,
   SpawnRequest,
   StopRequest,
@@ -21,13 +22,14 @@ import type {
   WriteStdinRequest,
 } from '../api.js';
 import { State } from '../api.js';
-import { processOf, stateFromApi } from './convert.js';
+import { msDuration, processOf, stateFromApi, toUsageEvent } from './convert.js';
 import type { Logger } from '../log.js';
 import { toServiceError } from './status.js';
 import * as validate from './validate.js';
-import type { WatchHub } from './watch.js';
+import { MAX_USAGE_SAMPLES, MIN_USAGE_INTERVAL_MS, type WatchHub } from './watch.js';
 import { OutputReaders } from './read-output.js';
 import { outputStream } from './validate-stdin-output.js';
+import { windowSize } from './validate-terminal.js';
 import { signalName } from '../process/lifecycle/signalling.js';
 import { ServiceGate } from './gate.js';
 import type { Authorizer, Grant, HandleRpc, Request, Rpc } from '../auth/authorize.js';
@@ -124,8 +126,13 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
 
     signal: decided(
       'Signal',
-      (req: SignalRequest) => ({ ...byHandle('Signal', req.handle), signal: validate.signal(req.signal), target: validate.signalTarget(req.target, req.tid) }),
-      (_grant, { handle, signal, target }) => {
+      (req: SignalRequest) => {
+        const target = validate.signalTarget(req.target, req.tid);
+        const signal = req.reclaimMemory ? validate.reclaimSignal(req.signal, target) : validate.signal(req.signal);
+        return { ...byHandle('Signal', req.handle), signal, target, reclaim: req.reclaimMemory };
+      },
+      async (_grant, { handle, signal, target, reclaim }) => {
+        if (reclaim) return { signal, signalName: signalName(signal), reclaimTime: msDuration(await manager.killAndReclaim(handle)) };
         manager.signal(handle, signal, target);
         return { signal, signalName: signalName(signal) };
       },
@@ -140,11 +147,14 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
 
     stop: decided(
       'Stop',
-      (req: StopRequest) => ({ ...byHandle('Stop', req.handle), signal: validate.signal(req.signal), graceMs: validate.durationMs('grace', req.grace) ?? DEFAULT_GRACE_MS, group: req.processGroup }),
-      (_grant, { handle, signal, graceMs, group }, call) =>
+      (req: StopRequest) => ({
+        ...byHandle('Stop', req.handle),
+        stop: { signal: validate.signal(req.signal), graceMs: validate.durationMs('grace', req.grace) ?? DEFAULT_GRACE_MS, scope: validate.stopScope(req), reclaim: req.reclaimMemory },
+      }),
+      (_grant, { handle, stop }, call) =>
         untilCancelled(call, gate, async (abort) => {
-          const { record, escalated } = await manager.stop(handle, signal, graceMs, group, abort);
-          return { process: processOf(record), escalated };
+          const { record, escalated, treeGoneAt, reclaimMs } = await manager.stop(handle, stop, abort);
+          return { process: processOf(record), escalated, treeGoneAt: treeGoneAt === undefined ? undefined : new Date(treeGoneAt), reclaimTime: reclaimMs === undefined ? undefined : msDuration(reclaimMs) };
         }),
     ),
 
@@ -166,14 +176,29 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
       written: await manager.stdioOf(manager.get(handle)).writeStdin(data),
     })),
 
-    closeStdin: decided('CloseStdin', (req: CloseStdinRequest) => byHandle('CloseStdin', req.handle), (_grant, { handle }) => {
-      manager.stdioOf(manager.get(handle)).closeStdin();
+    closeStdin: decided('CloseStdin', (req: CloseStdinRequest) => byHandle('CloseStdin', req.handle), async (_grant, { handle }) => {
+      const record = manager.get(handle);
+      // A terminal cannot be half-closed: end-of-file is typed, as on a keyboard.
+      if (manager.hasTerminal(record)) await manager.stdioOf(record).writeStdin(Buffer.from([0x04]));
+      else manager.stdioOf(record).closeStdin();
       return {};
     }),
 
+    resizeTerminal: decided(
+      'ResizeTerminal',
+      (req: ResizeTerminalRequest) => ({ ...byHandle('ResizeTerminal', req.handle), size: windowSize('size', req.size) }),
+      (_grant, { handle, size }) => {
+        manager.resizeTerminal(handle, size);
+        return {};
+      },
+    ),
+
     listThreads: decided('ListThreads', (req: ListThreadsRequest) => byHandle('ListThreads', req.handle), (_grant, { handle }) => ({ tids: manager.listThreads(handle) })),
 
-    get: decided('Get', (req: GetRequest) => byHandle('Get', req.handle), (_grant, { handle }) => ({ process: processOf(manager.get(handle)) })),
+    get: decided('Get', (req: GetRequest) => byHandle('Get', req.handle), (_grant, { handle }) => {
+      const record = manager.get(handle);
+      return { process: processOf(record, manager.usage(record)) };
+    }),
 
     list: decided(
       'List',
@@ -186,7 +211,7 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
         const processes = [];
         for (const record of manager.records()) {
           if (state !== undefined && record.state !== state) continue;
-          if (grant.canSee(record) && hasLabels(record.spec.labels, labels)) processes.push(processOf(record));
+          if (grant.canSee(record) && hasLabels(record.spec.labels, labels)) processes.push(processOf(record, manager.usage(record)));
         }
         return { processes, sequence: manager.lastSequence };
       },
@@ -213,6 +238,8 @@ function watchHandler(manager: ProcessManager, watchers: WatchHub, auth: Authori
       }
       const handles = req.handles.length > 0 ? new Set(req.handles.map(validate.handle)) : null;
       const labels = validate.labels('labels', req.labels);
+      const usageMs = validate.durationMs('usage_interval', req.usageInterval);
+      if (usageMs !== undefined && usageMs < MIN_USAGE_INTERVAL_MS) throw invalidArgument('usage_interval', `at least ${MIN_USAGE_INTERVAL_MS}ms`);
       // Decided before the event log is consulted: a caller the policy refuses learns nothing of it.
       const grant = auth.authorize(call, { rpc: 'Watch' });
       // Decided per event under the policy in force then: a reload reaches open streams too.
@@ -223,7 +250,17 @@ function watchHandler(manager: ProcessManager, watchers: WatchHub, auth: Authori
         if (!events.canReplayAfter(after)) {
           throw new AgentError('OutOfRange', `after_sequence ${after} is outside the retained events ${events.firstSequence - 1}..${events.lastSequence}: List, then Watch from its sequence`, { reason: 'CURSOR_EXPIRED', field: 'after_sequence' });
         }
-        watchers.open(call, { handles, labels, visible }, after, fail, () => grant.finish());
+        const sample = () => {
+          const events = [];
+          for (const record of manager.records()) {
+            if (events.length >= MAX_USAGE_SAMPLES) break;
+            if (record.state !== 'running' || (handles !== null && !handles.has(record.handle)) || !hasLabels(record.spec.labels, labels) || !grant.canSee(record)) continue;
+            const usage = manager.usage(record);
+            if (usage) events.push(toUsageEvent(record, usage));
+          }
+          return events;
+        };
+        watchers.open(call, { handles, labels, visible }, after, fail, () => grant.finish(), usageMs === undefined ? undefined : { intervalMs: usageMs, sample });
       } catch (e) {
         grant.finish({ error: e });
         throw e;

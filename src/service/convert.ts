@@ -2,9 +2,10 @@
 import { signalName } from '../process/lifecycle/signalling.js';
 import type { EventType as DomainEventType, ProcessEvent } from '../process/events/event-log.js';
 import type { ExitInfo, ProcessRecord, ProcessView, Rusage as KernelRusage, State as DomainState } from '../process/lifecycle/record.js';
+import type { Usage as DomainUsage } from '../process/lifecycle/usage.js';
 
-/** A record as it is now. */
-export const processOf = (record: ProcessRecord): Process => toProcess(record.view, record.state, record.exit);
+/** A record as it is now (with its usage, when read). */
+export const processOf = (record: ProcessRecord, usage?: DomainUsage): Process => toProcess(record.view, record.state, record.exit, usage);
 import { sliceBytes, type OutputSlice } from '../process/stdio/captured-output.js';
 import {
   EventType,
@@ -16,6 +17,7 @@ import {
   type OutputChunk,
   type Process,
   type Rusage,
+  type Usage,
 } from '../api.js';
 import type { Duration } from '../api.js';
 
@@ -36,7 +38,7 @@ const eventTypes: Record<DomainEventType, EventType> = {
 export const stateFromApi = (s: State): DomainState | undefined =>
   (Object.keys(states) as DomainState[]).find((k) => states[k] === s);
 
-export function toProcess(record: ProcessView, state: DomainState, exit: ExitInfo | undefined): Process {
+export function toProcess(record: ProcessView, state: DomainState, exit: ExitInfo | undefined, usage?: DomainUsage): Process {
   return {
     handle: record.handle,
     pid: record.identity.pid,
@@ -48,7 +50,17 @@ export function toProcess(record: ProcessView, state: DomainState, exit: ExitInf
     adopted: record.spec.adopted,
     pidfsInode: Number(record.identity.pidfsInode),
     owner: record.spec.owner ?? '',
+    usage: usage && toUsage(usage),
   };
+}
+
+/** A usage sample for Watch: not in the event log, so sequence 0. */
+export function toUsageEvent(record: ProcessRecord, usage: DomainUsage): Event {
+  return { sequence: 0, type: EventType.EVENT_TYPE_USAGE, time: new Date(usage.sampledAt), process: toProcess(record, record.state, record.exit, usage), output: undefined };
+}
+
+function toUsage(u: DomainUsage): Usage {
+  return { userCpu: micros(u.userMicros), systemCpu: micros(u.systemMicros), rssBytes: u.rssBytes, threads: u.threads, openFds: u.openFds, sampledAt: new Date(u.sampledAt) };
 }
 
 export function toEvent(event: ProcessEvent): Event {
@@ -78,10 +90,14 @@ function toExit(exit: ExitInfo): Exit {
     rusage: exit.rusage && toRusage(exit.rusage),
     reason: exit.reason === 'timeout' ? ExitReason.EXIT_REASON_TIMEOUT : ExitReason.EXIT_REASON_EXITED,
     statusLost: exit.statusLost === true,
+    reclaimTime: exit.reclaimMs === undefined ? undefined : msDuration(exit.reclaimMs),
   };
 }
 
 const micros = (us: number): Duration => ({ seconds: Math.floor(us / 1e6), nanos: (us % 1e6) * 1000 });
+
+/** Fractional milliseconds as a Duration (to the microsecond). */
+export const msDuration = (ms: number): Duration => micros(Math.round(ms * 1000));
 
 function toRusage(r: KernelRusage): Rusage {
   return {

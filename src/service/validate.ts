@@ -3,6 +3,7 @@ import { isAbsolute } from 'node:path';
 import { parseSignal } from '../process/lifecycle/signalling.js';
 import { invalidArgument } from '../process/errors.js';
 import type { AdoptOptions, OutputTarget, SignalTarget, SpawnOptions } from '../process/options.js';
+import type { StopScope } from '../process/manager.js';
 import {
   OutputMode,
   SignalTarget as ApiSignalTarget,
@@ -13,6 +14,7 @@ import {
 import type { Duration } from '../api.js';
 import { cgroupRequest, deadline, inheritsEnv, setupOptions } from './validate-setup.js';
 import { capture, stdinAndEvents } from './validate-stdin-output.js';
+import { terminal } from './validate-terminal.js';
 
 export const LIMITS = {
   argvItems: 4096,
@@ -81,6 +83,7 @@ export function spawnOptions(req: SpawnRequest): SpawnOptions {
   if (total > LIMITS.totalBytes) throw invalidArgument('argv', `argv and env exceed ${LIMITS.totalBytes} bytes`);
   const cwd = req.cwd === '' ? undefined : text('cwd', req.cwd);
   if (cwd !== undefined && !isAbsolute(cwd)) throw invalidArgument('cwd', 'must be an absolute path');
+  const term = terminal(req);
   return {
     argv: req.argv,
     env: envEntries.length > 0 ? req.env : undefined,
@@ -88,9 +91,9 @@ export function spawnOptions(req: SpawnRequest): SpawnOptions {
     labels: labels('labels', req.labels),
     requestId: requestId(req.requestId),
     newSession: req.newSession ?? true,
-    stdout: output('stdout', req.stdout),
-    stderr: output('stderr', req.stderr),
-    ...stdinAndEvents(req),
+    stdout: term ? capture('stdout', req.stdout!) : output('stdout', req.stdout),
+    stderr: term ? { kind: 'discard' } : output('stderr', req.stderr),
+    ...(term ? { terminal: term, ...(req.outputEvents && { outputEvents: true }) } : stdinAndEvents(req)),
     inheritEnv: inheritsEnv(req.envMode),
     setup: setupOptions(req),
     cgroup: cgroupRequest(req.cgroup),
@@ -128,9 +131,27 @@ export function signalTarget(t: ApiSignalTarget, tid: number): SignalTarget {
     case ApiSignalTarget.SIGNAL_TARGET_THREAD:
       if (!Number.isInteger(tid) || tid <= 0) throw invalidArgument('tid', 'must be a positive thread ID');
       return { kind: 'thread', tid };
+    case ApiSignalTarget.SIGNAL_TARGET_TREE:
+      return { kind: 'tree' };
     default:
       throw invalidArgument('target', `unknown target ${t}`);
   }
+}
+
+/** reclaim_memory frees what a SIGKILL leaves: "" means SIGKILL, anything else is refused, as is a tree or one thread. */
+export function reclaimSignal(value: string, target: SignalTarget): number {
+  const n = value.trim() === '' ? 9 : signal(value);
+  if (n !== 9) throw invalidArgument('signal', `reclaim_memory follows SIGKILL: ${JSON.stringify(value)} is not SIGKILL`);
+  if (target.kind !== 'process') throw invalidArgument('reclaim_memory', 'only with target SIGNAL_TARGET_PROCESS');
+  return n;
+}
+
+/** Stop's scope: tree and process_group exclude each other; reclaim_memory is for one process. */
+export function stopScope(req: { processGroup: boolean; tree: boolean; reclaimMemory: boolean }): StopScope {
+  if (req.tree && req.processGroup) throw invalidArgument('tree', 'tree and process_group exclude each other');
+  if (req.tree && req.reclaimMemory) throw invalidArgument('reclaim_memory', 'not with tree (cgroup.kill ends the tree)');
+  if (req.processGroup && req.reclaimMemory) throw invalidArgument('reclaim_memory', 'not with process_group: it frees the memory of the process itself');
+  return req.tree ? 'tree' : req.processGroup ? 'process-group' : 'process';
 }
 
 export function handle(value: string): string {

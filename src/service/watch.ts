@@ -1,7 +1,7 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import type { EventLog, ProcessEvent } from '../process/events/event-log.js';
 import { AgentError } from '../process/errors.js';
-import type { WatchRequest, WatchResponse } from '../api.js';
+import type { Event, WatchRequest, WatchResponse } from '../api.js';
 import { toEvent } from './convert.js';
 
 export interface WatchFilter {
@@ -10,6 +10,19 @@ export interface WatchFilter {
   /** The events the watcher may see (the policy's tenancy and permissions); all when absent. */
   readonly visible?: (event: ProcessEvent) => boolean;
 }
+
+/** Periodic usage samples (WatchRequest.usage_interval): taken by `sample` when the stream can take them. */
+export interface UsageSampling {
+  readonly intervalMs: number;
+  readonly sample: () => Event[];
+}
+
+/**
+ * The shortest usage_interval and the most processes one sample reads: each costs four reads of
+ * /proc on the event loop, for every stream that asks.
+ */
+export const MIN_USAGE_INTERVAL_MS = 1000;
+export const MAX_USAGE_SAMPLES = 1024;
 
 /** Events coalesced into one response at most. */
 const BATCH = 128;
@@ -36,6 +49,7 @@ export class WatchStream {
   private blocked = false;
   private done = false;
   private unsubscribe: () => void = () => {};
+  private sampler: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly log: EventLog,
@@ -45,12 +59,22 @@ export class WatchStream {
     private readonly maxBacklog: number,
     /** Called once when the stream ends; with an error when the agent ends it. */
     private readonly onEnd: (error?: AgentError) => void,
+    private readonly usage?: UsageSampling,
   ) {
     this.cursor = after;
   }
 
+  /** A tick a reader is behind on is skipped, not queued: a slow reader gets fewer samples. */
+  private sampleUsage(): void {
+    if (this.done || this.blocked) return;
+    const events = this.usage!.sample();
+    for (let i = 0; i < events.length; i += BATCH) this.call.write({ events: events.slice(i, i + BATCH) });
+    if (this.call.writableLength >= WRITE_BUDGET) this.blocked = true;
+  }
+
   start(): void {
     this.unsubscribe = this.log.subscribe(() => this.pump());
+    if (this.usage) this.sampler = setInterval(() => this.sampleUsage(), this.usage.intervalMs);
     this.call.on('cancelled', () => this.finish());
     this.call.on('close', () => this.finish());
     this.call.on('drain', () => {
@@ -112,6 +136,7 @@ export class WatchStream {
     if (this.done) return;
     this.done = true;
     this.unsubscribe();
+    if (this.sampler) clearInterval(this.sampler);
     this.onEnd(error);
   }
 }
@@ -132,7 +157,7 @@ export class WatchHub {
   ) {}
 
   /** onEnd: once the stream has ended, however it ended (not when open throws). */
-  open(call: ServerWritableStream<WatchRequest, WatchResponse>, filter: WatchFilter, after: number, onError: (e: AgentError) => void, onEnd: () => void = () => {}): void {
+  open(call: ServerWritableStream<WatchRequest, WatchResponse>, filter: WatchFilter, after: number, onError: (e: AgentError) => void, onEnd: () => void = () => {}, usage?: UsageSampling): void {
     if (this.streams.size >= this.maxWatchers) {
       throw new AgentError('ResourceExhausted', `at most ${this.maxWatchers} watchers`, { reason: 'MAX_WATCHERS' });
     }
@@ -140,7 +165,7 @@ export class WatchHub {
       this.streams.delete(stream);
       onEnd();
       if (error) onError(error);
-    });
+    }, usage);
     this.streams.add(stream);
     stream.start();
   }

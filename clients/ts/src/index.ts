@@ -8,6 +8,7 @@ import {
   GetRequest,
   ListRequest,
   ReleaseRequest,
+  ResizeTerminalRequest,
   ListThreadsRequest,
   ReadOutputRequest,
   SignalRequest,
@@ -25,6 +26,7 @@ import {
   type ListThreadsResponse,
   type StopResponse,
   type ReleaseResponse,
+  type ResizeTerminalResponse,
   type ReadOutputResponse,
   type SignalResponse,
   type SpawnResponse,
@@ -152,6 +154,9 @@ export class AgentClient {
   }
   closeStdin(req: DeepPartial<CloseStdinRequest>, opts?: CallOptions): Promise<CloseStdinResponse> {
     return this.unary(this.raw.closeStdin, CloseStdinRequest.fromPartial(req), opts);
+  }
+  resizeTerminal(req: DeepPartial<ResizeTerminalRequest>, opts?: CallOptions): Promise<ResizeTerminalResponse> {
+    return this.unary(this.raw.resizeTerminal, ResizeTerminalRequest.fromPartial(req), opts);
   }
 
   /**

@@ -23,6 +23,8 @@ export interface ExitInfo {
    * restart): nobody can know how. exitedAt is then when the agent found out.
    */
   readonly statusLost?: boolean;
+  /** Killed with reclaim_memory: ms from the SIGKILL to its memory freed. */
+  readonly reclaimMs?: number;
 }
 
 /**
@@ -82,6 +84,7 @@ export class ProcessRecord {
   /** The deadline fired: the exit is then recorded with reason 'timeout'. */
   #timedOut = false;
   #ownedCgroup: string | undefined;
+  #reclaimMs: number | undefined;
   #ref: PidRef | null;
   readonly view: ProcessView;
 
@@ -136,6 +139,11 @@ export class ProcessRecord {
     this.#ownedCgroup = dir;
   }
 
+  /** A kill with reclaim_memory freed the memory this long after the SIGKILL: the exit carries it. */
+  noteReclaim(ms: number): void {
+    this.#reclaimMs = ms;
+  }
+
   /**
    * Re-adopted by a restarted agent and no longer our child (its parent, the old agent, died):
    * watched like an adopted process, though the spec still says it was spawned.
@@ -182,7 +190,8 @@ export class ProcessRecord {
 
   /** The exit markExited would record, without recording it (it is written to the store first). */
   exitFor(exit: Omit<ExitInfo, 'reason'> & { readonly reason?: ExitReason }): ExitInfo {
-    return { ...exit, reason: exit.reason ?? (this.#timedOut ? 'timeout' : 'exited') };
+    const reclaimMs = exit.reclaimMs ?? this.#reclaimMs;
+    return { ...exit, reason: exit.reason ?? (this.#timedOut ? 'timeout' : 'exited'), ...(reclaimMs === undefined ? {} : { reclaimMs }) };
   }
 
   markReleased(): void {

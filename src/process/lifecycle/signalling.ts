@@ -25,7 +25,7 @@ export function liveRef(record: ProcessRecord, collect: Collect): PidRef {
   return ref;
 }
 
-export function sendSignal(record: ProcessRecord, signal: number, target: SignalTarget, collect: Collect): void {
+export function sendSignal(record: ProcessRecord, signal: number, target: Exclude<SignalTarget, { kind: 'tree' }>, collect: Collect): void {
   const ref = liveRef(record, collect);
   try {
     if (target.kind === 'thread') signalThread(record, ref, target.tid, signal);

@@ -2,7 +2,8 @@
 // them, FILE targets opened (in the agent when it is the target's identity, else by the helper
 // after the drop), a cgroup prepared, the exec helper when setup needs it; then the spawn on
 // libuv's threadpool. Every failure leaves nothing behind and is a domain error.
-import { closeFd, type Fd } from '../../kernel/fd.js';
+import { closeFd, dupFd, type Fd } from '../../kernel/fd.js';
+import { openPty, type Pty } from '../../kernel/pty.js';
 import type { PidRef } from '../../kernel/pid-ref.js';
 import { SetupError, shimHandles, spawnAsync, type StdioAction } from '../../kernel/spawn.js';
 import type { Cgroups } from './cgroups.js';
@@ -29,8 +30,13 @@ export interface SpawnEnvironment {
 export interface Launched {
   /** The caller's to take() from here on. */
   readonly ref: PidRef;
-  /** The agent's ends of stdin, stdout, stderr where they are pipes; owned by the caller. */
+  /**
+   * The agent's ends of stdin, stdout, stderr where they are pipes; owned by the caller. With a
+   * terminal, stdin and stdout are each a duplicate of its master.
+   */
   readonly pipes: readonly [Fd | null, Fd | null, Fd | null];
+  /** The pty master with a terminal (for its window size), owned by the caller. */
+  readonly terminal?: Fd;
   /** A cgroup created for this process alone (the caller removes it after the exit). */
   readonly ownedCgroup: string | undefined;
   /** Removes ownedCgroup again, if the caller cannot take the process on after all. */
@@ -81,7 +87,13 @@ export async function launch(
     if (owned !== undefined) node.cgroups.remove(owned);
   };
   const fallback = cgroup ? undefined : node.cgroups.defaultCgroup;
+  let pty: Pty | undefined;
+  const ends: Fd[] = [];
   try {
+    if (options.terminal) {
+      pty = openPty(options.terminal);
+      ends.push(dupFd(pty.master), dupFd(pty.master));
+    }
     // For another identity, the helper enters cwd and creates and opens files as that identity;
     // in joined namespaces, it does so after the setns, in the joined mount namespace.
     const asTarget = changesIdentity(options.setup) || joins !== undefined;
@@ -92,11 +104,10 @@ export async function launch(
       outputs.push([target, o.path, o.append]);
       return { kind: 'null' };
     };
-    const stdio: [StdioAction, StdioAction, StdioAction] = [
-      options.stdin === 'pipe' ? { kind: 'pipe' } : { kind: 'null' },
-      output(1, options.stdout, 'stdout'),
-      output(2, options.stderr, 'stderr'),
-    ];
+    const tty: StdioAction | undefined = pty && { kind: 'tty', path: pty.slavePath };
+    const stdio: [StdioAction, StdioAction, StdioAction] = tty
+      ? [tty, tty, tty]
+      : [options.stdin === 'pipe' ? { kind: 'pipe' } : { kind: 'null' }, output(1, options.stdout, 'stdout'), output(2, options.stderr, 'stderr')];
     const procs = cgroup?.procs ?? fallback?.procs;
     // A cgroup alone is joined by the spawn shim's child itself where it can, else by the helper.
     const v1 = node.cgroups.v1Procs;
@@ -115,9 +126,12 @@ export async function launch(
       v1CgroupProcs: v1,
       namespacesOf: joins?.ref,
     }));
+    if (pty) return { ...child, pipes: [ends[0]!, ends[1]!, null], terminal: pty.master, ownedCgroup: owned, undo };
     return { ...child, ownedCgroup: owned, undo };
   } catch (e) {
     undo();
+    for (const fd of ends) closeFd(fd);
+    if (pty) closeFd(pty.master);
     // The request asked for no cgroup: a failure to join the agent's default one is the node's.
     if (fallback && e instanceof SetupError && e.stage === 'cgroup') {
       throw new AgentError('FailedPrecondition', `the default cgroup ${fallback.dir}: ${e.code}`, { reason: 'DEFAULT_CGROUP', path: fallback.dir, syscall: 'cgroup' }, { cause: e });

@@ -51,6 +51,7 @@ type AgentServiceClient interface {
 	//   - INVALID_ARGUMENT / INVALID_ARGUMENT: signal is not a signal name or number (or is 32 or 33,
 	//     glibc's own); target is unknown; tid is not positive for SIGNAL_TARGET_THREAD.
 	//   - PERMISSION_DENIED / EPERM: the kernel refused the signal.
+	//   - FAILED_PRECONDITION / NO_OWN_CGROUP: SIGNAL_TARGET_TREE for a process without its own cgroup.
 	Signal(ctx context.Context, in *SignalRequest, opts ...grpc.CallOption) (*SignalResponse, error)
 	// Wait blocks until the process has exited and returns it with its exit. A process that has
 	// already exited is returned at once.
@@ -95,6 +96,7 @@ type AgentServiceClient interface {
 	//   - PERMISSION_DENIED / EPERM: the kernel refused the signal.
 	//   - DEADLINE_EXCEEDED / CANCELLED: the call was cancelled before the process exited (the
 	//     signals already sent stay sent).
+	//   - FAILED_PRECONDITION / NO_OWN_CGROUP: tree for a process without its own cgroup.
 	Stop(ctx context.Context, in *StopRequest, opts ...grpc.CallOption) (*StopResponse, error)
 	// ListThreads returns the thread IDs of a running process.
 	// Errors (code / reason):
@@ -123,6 +125,13 @@ type AgentServiceClient interface {
 	// - NOT_FOUND / UNKNOWN_HANDLE.
 	// - FAILED_PRECONDITION / NOT_PIPED: not spawned with STDIN_MODE_PIPE.
 	CloseStdin(ctx context.Context, in *CloseStdinRequest, opts ...grpc.CallOption) (*CloseStdinResponse, error)
+	// ResizeTerminal sets the window size of a process spawned with a terminal (STDIN_MODE_TTY);
+	// its foreground process group gets SIGWINCH.
+	// Errors (code / reason):
+	// - NOT_FOUND / UNKNOWN_HANDLE.
+	// - FAILED_PRECONDITION / NOT_A_TERMINAL: the process was not spawned with a terminal.
+	// - INVALID_ARGUMENT / INVALID_ARGUMENT: size is unset or out of range.
+	ResizeTerminal(ctx context.Context, in *ResizeTerminalRequest, opts ...grpc.CallOption) (*ResizeTerminalResponse, error)
 }
 
 type agentServiceClient struct {
@@ -296,6 +305,15 @@ func (c *agentServiceClient) CloseStdin(ctx context.Context, in *CloseStdinReque
 	return out, nil
 }
 
+func (c *agentServiceClient) ResizeTerminal(ctx context.Context, in *ResizeTerminalRequest, opts ...grpc.CallOption) (*ResizeTerminalResponse, error) {
+	out := new(ResizeTerminalResponse)
+	err := c.cc.Invoke(ctx, "/pidfd.agent.v1.AgentService/ResizeTerminal", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServiceServer is the server API for AgentService service.
 // All implementations must embed UnimplementedAgentServiceServer
 // for forward compatibility
@@ -334,6 +352,7 @@ type AgentServiceServer interface {
 	//   - INVALID_ARGUMENT / INVALID_ARGUMENT: signal is not a signal name or number (or is 32 or 33,
 	//     glibc's own); target is unknown; tid is not positive for SIGNAL_TARGET_THREAD.
 	//   - PERMISSION_DENIED / EPERM: the kernel refused the signal.
+	//   - FAILED_PRECONDITION / NO_OWN_CGROUP: SIGNAL_TARGET_TREE for a process without its own cgroup.
 	Signal(context.Context, *SignalRequest) (*SignalResponse, error)
 	// Wait blocks until the process has exited and returns it with its exit. A process that has
 	// already exited is returned at once.
@@ -378,6 +397,7 @@ type AgentServiceServer interface {
 	//   - PERMISSION_DENIED / EPERM: the kernel refused the signal.
 	//   - DEADLINE_EXCEEDED / CANCELLED: the call was cancelled before the process exited (the
 	//     signals already sent stay sent).
+	//   - FAILED_PRECONDITION / NO_OWN_CGROUP: tree for a process without its own cgroup.
 	Stop(context.Context, *StopRequest) (*StopResponse, error)
 	// ListThreads returns the thread IDs of a running process.
 	// Errors (code / reason):
@@ -406,6 +426,13 @@ type AgentServiceServer interface {
 	// - NOT_FOUND / UNKNOWN_HANDLE.
 	// - FAILED_PRECONDITION / NOT_PIPED: not spawned with STDIN_MODE_PIPE.
 	CloseStdin(context.Context, *CloseStdinRequest) (*CloseStdinResponse, error)
+	// ResizeTerminal sets the window size of a process spawned with a terminal (STDIN_MODE_TTY);
+	// its foreground process group gets SIGWINCH.
+	// Errors (code / reason):
+	// - NOT_FOUND / UNKNOWN_HANDLE.
+	// - FAILED_PRECONDITION / NOT_A_TERMINAL: the process was not spawned with a terminal.
+	// - INVALID_ARGUMENT / INVALID_ARGUMENT: size is unset or out of range.
+	ResizeTerminal(context.Context, *ResizeTerminalRequest) (*ResizeTerminalResponse, error)
 	mustEmbedUnimplementedAgentServiceServer()
 }
 
@@ -451,6 +478,9 @@ func (UnimplementedAgentServiceServer) WriteStdin(context.Context, *WriteStdinRe
 }
 func (UnimplementedAgentServiceServer) CloseStdin(context.Context, *CloseStdinRequest) (*CloseStdinResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CloseStdin not implemented")
+}
+func (UnimplementedAgentServiceServer) ResizeTerminal(context.Context, *ResizeTerminalRequest) (*ResizeTerminalResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ResizeTerminal not implemented")
 }
 func (UnimplementedAgentServiceServer) mustEmbedUnimplementedAgentServiceServer() {}
 
@@ -705,6 +735,24 @@ func _AgentService_CloseStdin_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AgentService_ResizeTerminal_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResizeTerminalRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).ResizeTerminal(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/pidfd.agent.v1.AgentService/ResizeTerminal",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).ResizeTerminal(ctx, req.(*ResizeTerminalRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _AgentService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "pidfd.agent.v1.AgentService",
 	HandlerType: (*AgentServiceServer)(nil),
@@ -752,6 +800,10 @@ var _AgentService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CloseStdin",
 			Handler:    _AgentService_CloseStdin_Handler,
+		},
+		{
+			MethodName: "ResizeTerminal",
+			Handler:    _AgentService_ResizeTerminal_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -94,6 +94,11 @@ class AgentServiceStub(object):
                 request_serializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.CloseStdinRequest.SerializeToString,
                 response_deserializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.CloseStdinResponse.FromString,
                 )
+        self.ResizeTerminal = channel.unary_unary(
+                '/pidfd.agent.v1.AgentService/ResizeTerminal',
+                request_serializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.ResizeTerminalRequest.SerializeToString,
+                response_deserializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.ResizeTerminalResponse.FromString,
+                )
 
 
 class AgentServiceServicer(object):
@@ -159,6 +164,7 @@ class AgentServiceServicer(object):
         - INVALID_ARGUMENT / INVALID_ARGUMENT: signal is not a signal name or number (or is 32 or 33,
         glibc's own); target is unknown; tid is not positive for SIGNAL_TARGET_THREAD.
         - PERMISSION_DENIED / EPERM: the kernel refused the signal.
+        - FAILED_PRECONDITION / NO_OWN_CGROUP: SIGNAL_TARGET_TREE for a process without its own cgroup.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -233,6 +239,7 @@ class AgentServiceServicer(object):
         - PERMISSION_DENIED / EPERM: the kernel refused the signal.
         - DEADLINE_EXCEEDED / CANCELLED: the call was cancelled before the process exited (the
         signals already sent stay sent).
+        - FAILED_PRECONDITION / NO_OWN_CGROUP: tree for a process without its own cgroup.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -280,6 +287,18 @@ class AgentServiceServicer(object):
         Errors (code / reason):
         - NOT_FOUND / UNKNOWN_HANDLE.
         - FAILED_PRECONDITION / NOT_PIPED: not spawned with STDIN_MODE_PIPE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResizeTerminal(self, request, context):
+        """ResizeTerminal sets the window size of a process spawned with a terminal (STDIN_MODE_TTY);
+        its foreground process group gets SIGWINCH.
+        Errors (code / reason):
+        - NOT_FOUND / UNKNOWN_HANDLE.
+        - FAILED_PRECONDITION / NOT_A_TERMINAL: the process was not spawned with a terminal.
+        - INVALID_ARGUMENT / INVALID_ARGUMENT: size is unset or out of range.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -352,6 +371,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.CloseStdin,
                     request_deserializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.CloseStdinRequest.FromString,
                     response_serializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.CloseStdinResponse.SerializeToString,
+            ),
+            'ResizeTerminal': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResizeTerminal,
+                    request_deserializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.ResizeTerminalRequest.FromString,
+                    response_serializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.ResizeTerminalResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -596,5 +620,22 @@ class AgentService(object):
         return grpc.experimental.unary_unary(request, target, '/pidfd.agent.v1.AgentService/CloseStdin',
             pidfd_dot_agent_dot_v1_dot_agent__pb2.CloseStdinRequest.SerializeToString,
             pidfd_dot_agent_dot_v1_dot_agent__pb2.CloseStdinResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ResizeTerminal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/pidfd.agent.v1.AgentService/ResizeTerminal',
+            pidfd_dot_agent_dot_v1_dot_agent__pb2.ResizeTerminalRequest.SerializeToString,
+            pidfd_dot_agent_dot_v1_dot_agent__pb2.ResizeTerminalResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

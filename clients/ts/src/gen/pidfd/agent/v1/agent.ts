@@ -89,6 +89,12 @@ export enum OutputMode {
   OUTPUT_MODE_INHERIT = 3,
   /** OUTPUT_MODE_CAPTURE - A pipe read by the agent into a bounded ring, served by ReadOutput (and Watch if asked). */
   OUTPUT_MODE_CAPTURE = 4,
+  /**
+   * OUTPUT_MODE_TTY - The process's terminal (see STDIN_MODE_TTY), for stdout (required with it) and stderr (which
+   * goes there too when unspecified). What the terminal shows is captured as stdout, in a ring
+   * of ring_bytes, served by ReadOutput (and Watch with output_events).
+   */
+  OUTPUT_MODE_TTY = 5,
   UNRECOGNIZED = -1,
 }
 
@@ -109,6 +115,9 @@ export function outputModeFromJSON(object: any): OutputMode {
     case 4:
     case "OUTPUT_MODE_CAPTURE":
       return OutputMode.OUTPUT_MODE_CAPTURE;
+    case 5:
+    case "OUTPUT_MODE_TTY":
+      return OutputMode.OUTPUT_MODE_TTY;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -128,6 +137,8 @@ export function outputModeToJSON(object: OutputMode): string {
       return "OUTPUT_MODE_INHERIT";
     case OutputMode.OUTPUT_MODE_CAPTURE:
       return "OUTPUT_MODE_CAPTURE";
+    case OutputMode.OUTPUT_MODE_TTY:
+      return "OUTPUT_MODE_TTY";
     case OutputMode.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -142,6 +153,12 @@ export enum StdinMode {
   STDIN_MODE_NULL = 1,
   /** STDIN_MODE_PIPE - A pipe written with WriteStdin and closed with CloseStdin. */
   STDIN_MODE_PIPE = 2,
+  /**
+   * STDIN_MODE_TTY - A pseudo-terminal, with stdout OUTPUT_MODE_TTY: the process gets the pty as stdin, stdout and
+   * stderr and as its controlling terminal (it needs new_session). WriteStdin types into it,
+   * CloseStdin types end-of-file (^D), ResizeTerminal sets its size (SpawnRequest.terminal_size).
+   */
+  STDIN_MODE_TTY = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -156,6 +173,9 @@ export function stdinModeFromJSON(object: any): StdinMode {
     case 2:
     case "STDIN_MODE_PIPE":
       return StdinMode.STDIN_MODE_PIPE;
+    case 3:
+    case "STDIN_MODE_TTY":
+      return StdinMode.STDIN_MODE_TTY;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -171,6 +191,8 @@ export function stdinModeToJSON(object: StdinMode): string {
       return "STDIN_MODE_NULL";
     case StdinMode.STDIN_MODE_PIPE:
       return "STDIN_MODE_PIPE";
+    case StdinMode.STDIN_MODE_TTY:
+      return "STDIN_MODE_TTY";
     case StdinMode.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -319,6 +341,14 @@ export enum SignalTarget {
    * the process).
    */
   SIGNAL_TARGET_THREAD = 3,
+  /**
+   * SIGNAL_TARGET_TREE - Every process in the process's own cgroup (spawned with Cgroup.create), however it was
+   * started (setsid, double fork): SIGKILL through cgroup.kill, any other signal to each member of
+   * cgroup.procs through a pidfd opened and verified for it. FAILED_PRECONDITION (reason
+   * NO_OWN_CGROUP) for a process without its own cgroup. Allowed after the process itself exited
+   * while members of its tree still run.
+   */
+  SIGNAL_TARGET_TREE = 4,
   UNRECOGNIZED = -1,
 }
 
@@ -336,6 +366,9 @@ export function signalTargetFromJSON(object: any): SignalTarget {
     case 3:
     case "SIGNAL_TARGET_THREAD":
       return SignalTarget.SIGNAL_TARGET_THREAD;
+    case 4:
+    case "SIGNAL_TARGET_TREE":
+      return SignalTarget.SIGNAL_TARGET_TREE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -353,6 +386,8 @@ export function signalTargetToJSON(object: SignalTarget): string {
       return "SIGNAL_TARGET_PROCESS_GROUP";
     case SignalTarget.SIGNAL_TARGET_THREAD:
       return "SIGNAL_TARGET_THREAD";
+    case SignalTarget.SIGNAL_TARGET_TREE:
+      return "SIGNAL_TARGET_TREE";
     case SignalTarget.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -373,6 +408,11 @@ export enum EventType {
   EVENT_TYPE_RELEASED = 4,
   /** EVENT_TYPE_OUTPUT - Captured output, for processes spawned with output_events. */
   EVENT_TYPE_OUTPUT = 5,
+  /**
+   * EVENT_TYPE_USAGE - A usage sample (WatchRequest.usage_interval): Process.usage is set. Samples are not in the
+   * event log: their sequence is 0, they are never replayed and leave no gap.
+   */
+  EVENT_TYPE_USAGE = 6,
   UNRECOGNIZED = -1,
 }
 
@@ -396,6 +436,9 @@ export function eventTypeFromJSON(object: any): EventType {
     case 5:
     case "EVENT_TYPE_OUTPUT":
       return EventType.EVENT_TYPE_OUTPUT;
+    case 6:
+    case "EVENT_TYPE_USAGE":
+      return EventType.EVENT_TYPE_USAGE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -417,6 +460,8 @@ export function eventTypeToJSON(object: EventType): string {
       return "EVENT_TYPE_RELEASED";
     case EventType.EVENT_TYPE_OUTPUT:
       return "EVENT_TYPE_OUTPUT";
+    case EventType.EVENT_TYPE_USAGE:
+      return "EVENT_TYPE_USAGE";
     case EventType.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -561,6 +606,8 @@ export interface SpawnRequest {
    * `join_namespaces`; empty: the agent's --spawn-in-namespaces-of process, if any.
    */
   joinNamespacesOf: string;
+  /** The terminal's initial window size with STDIN_MODE_TTY; 24 rows by 80 columns when unset. */
+  terminalSize?: TerminalSize | undefined;
 }
 
 export interface SpawnRequest_EnvEntry {
@@ -571,6 +618,26 @@ export interface SpawnRequest_EnvEntry {
 export interface SpawnRequest_LabelsEntry {
   key: string;
   value: string;
+}
+
+/** TerminalSize is a terminal's window size in character cells. */
+export interface TerminalSize {
+  /** Rows, 1..65535. */
+  rows: number;
+  /** Columns, 1..65535. */
+  cols: number;
+}
+
+/** ResizeTerminalRequest names the process whose terminal gets a new window size. */
+export interface ResizeTerminalRequest {
+  /** The process. Required. */
+  handle: string;
+  /** The new size. Required. */
+  size?: TerminalSize | undefined;
+}
+
+/** ResizeTerminalResponse is empty: the size was set. */
+export interface ResizeTerminalResponse {
 }
 
 /** SpawnResponse is the process Spawn started. */
@@ -629,6 +696,12 @@ export interface SignalRequest {
   target: SignalTarget;
   /** The thread, for SIGNAL_TARGET_THREAD (see ListThreads). */
   tid: number;
+  /**
+   * SIGKILL, then process_mrelease(2) on the pidfd: the process's memory is freed at once rather
+   * than as its exit gets to it. signal must be SIGKILL or empty (then SIGKILL); not with
+   * SIGNAL_TARGET_TREE or SIGNAL_TARGET_THREAD.
+   */
+  reclaimMemory: boolean;
 }
 
 /** SignalResponse is the signal that was sent. */
@@ -637,6 +710,11 @@ export interface SignalResponse {
   signal: number;
   /** Its name, e.g. SIGTERM. */
   signalName: string;
+  /**
+   * With reclaim_memory: from the SIGKILL to the memory freed (by process_mrelease, or by the
+   * exit when that came first).
+   */
+  reclaimTime?: Duration | undefined;
 }
 
 /** WaitRequest names the process to wait for. */
@@ -667,7 +745,15 @@ export interface WatchRequest {
    * Replay every retained event with a sequence greater than this, then follow. When unset, only
    * events from now on. OUT_OF_RANGE when the events after it are no longer retained.
    */
-  afterSequence?: number | undefined;
+  afterSequence?:
+    | number
+    | undefined;
+  /**
+   * Also send an EVENT_TYPE_USAGE event this often for each running process the filter selects
+   * (handles, labels), with Process.usage set; none when unset. At least 1s; at most 1024
+   * processes per sample.
+   */
+  usageInterval?: Duration | undefined;
 }
 
 export interface WatchRequest_LabelsEntry {
@@ -767,6 +853,17 @@ export interface StopRequest {
     | undefined;
   /** Signal the whole process group (through the leader's pidfd) instead of the process. */
   processGroup: boolean;
+  /**
+   * Stop the whole tree in the process's own cgroup (SIGNAL_TARGET_TREE): signal to every member,
+   * then SIGKILL through cgroup.kill after the grace; returns once cgroup.events says populated 0.
+   * Excludes process_group.
+   */
+  tree: boolean;
+  /**
+   * When SIGKILL is sent, follow it with process_mrelease(2) (see SignalRequest.reclaim_memory).
+   * Not with tree or process_group.
+   */
+  reclaimMemory: boolean;
 }
 
 /** StopResponse is the stopped process. */
@@ -777,6 +874,12 @@ export interface StopResponse {
     | undefined;
   /** True when the grace period ran out and SIGKILL was sent. */
   escalated: boolean;
+  /** With tree: when the whole tree was gone (cgroup.events showed populated 0). */
+  treeGoneAt?:
+    | Date
+    | undefined;
+  /** With reclaim_memory, when SIGKILL was sent: from the SIGKILL to the memory freed. */
+  reclaimTime?: Duration | undefined;
 }
 
 /** ReadOutputRequest says which captured stream to read, from where, and whether to follow it. */
@@ -876,11 +979,39 @@ export interface Process {
    * Empty for records from before the agent recorded owners.
    */
   owner: string;
+  /**
+   * What the process uses now (Get, List, usage events); absent once it has exited or when it
+   * could not be read while its pidfd proved it still ran.
+   */
+  usage?: Usage | undefined;
 }
 
 export interface Process_LabelsEntry {
   key: string;
   value: string;
+}
+
+/**
+ * Usage is a running process's resource use, read from /proc/PID only while its pidfd shows the
+ * process alive and /proc/PID shows the same process (its start time) after the read.
+ */
+export interface Usage {
+  /** CPU time in user mode so far (utime). */
+  userCpu?:
+    | Duration
+    | undefined;
+  /** CPU time in the kernel so far (stime). */
+  systemCpu?:
+    | Duration
+    | undefined;
+  /** Resident set size now, in bytes. */
+  rssBytes: number;
+  /** Threads now. */
+  threads: number;
+  /** Open file descriptors now. */
+  openFds: number;
+  /** When it was read. */
+  sampledAt?: Date | undefined;
 }
 
 /** Exit is how a process ended. */
@@ -913,6 +1044,8 @@ export interface Exit {
    * nor signal is set, and exited_at is when the restarted agent found out.
    */
   statusLost: boolean;
+  /** Killed with reclaim_memory (Signal or Stop): from the SIGKILL to the memory freed. */
+  reclaimTime?: Duration | undefined;
 }
 
 /** Rusage is the resource usage of an exited process and its reaped children (waitid). */
@@ -1348,6 +1481,7 @@ function createBaseSpawnRequest(): SpawnRequest {
     grace: undefined,
     outputEvents: false,
     joinNamespacesOf: "",
+    terminalSize: undefined,
   };
 }
 
@@ -1421,6 +1555,9 @@ export const SpawnRequest: MessageFns<SpawnRequest> = {
     }
     if (message.joinNamespacesOf !== "") {
       writer.uint32(186).string(message.joinNamespacesOf);
+    }
+    if (message.terminalSize !== undefined) {
+      TerminalSize.encode(message.terminalSize, writer.uint32(194).fork()).join();
     }
     return writer;
   },
@@ -1628,6 +1765,14 @@ export const SpawnRequest: MessageFns<SpawnRequest> = {
             message.joinNamespacesOf = reader.string();
             continue;
           }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.terminalSize = TerminalSize.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1727,6 +1872,11 @@ export const SpawnRequest: MessageFns<SpawnRequest> = {
         : isSet(object.join_namespaces_of)
         ? globalThis.String(object.join_namespaces_of)
         : "",
+      terminalSize: isSet(object.terminalSize)
+        ? TerminalSize.fromJSON(object.terminalSize)
+        : isSet(object.terminal_size)
+        ? TerminalSize.fromJSON(object.terminal_size)
+        : undefined,
     };
   },
 
@@ -1813,6 +1963,9 @@ export const SpawnRequest: MessageFns<SpawnRequest> = {
     if (message.joinNamespacesOf !== "") {
       obj.joinNamespacesOf = message.joinNamespacesOf;
     }
+    if (message.terminalSize !== undefined) {
+      obj.terminalSize = TerminalSize.toJSON(message.terminalSize);
+    }
     return obj;
   },
 
@@ -1870,6 +2023,9 @@ export const SpawnRequest: MessageFns<SpawnRequest> = {
       : undefined;
     message.outputEvents = object.outputEvents ?? false;
     message.joinNamespacesOf = object.joinNamespacesOf ?? "";
+    message.terminalSize = (object.terminalSize !== undefined && object.terminalSize !== null)
+      ? TerminalSize.fromPartial(object.terminalSize)
+      : undefined;
     return message;
   },
 };
@@ -2040,6 +2196,230 @@ export const SpawnRequest_LabelsEntry: MessageFns<SpawnRequest_LabelsEntry> = {
     const message = createBaseSpawnRequest_LabelsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseTerminalSize(): TerminalSize {
+  return { rows: 0, cols: 0 };
+}
+
+export const TerminalSize: MessageFns<TerminalSize> = {
+  encode(message: TerminalSize, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rows !== 0) {
+      writer.uint32(8).uint32(message.rows);
+    }
+    if (message.cols !== 0) {
+      writer.uint32(16).uint32(message.cols);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TerminalSize {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTerminalSize();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.rows = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.cols = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TerminalSize {
+    return {
+      rows: isSet(object.rows) ? globalThis.Number(object.rows) : 0,
+      cols: isSet(object.cols) ? globalThis.Number(object.cols) : 0,
+    };
+  },
+
+  toJSON(message: TerminalSize): unknown {
+    const obj: any = {};
+    if (message.rows !== 0) {
+      obj.rows = Math.round(message.rows);
+    }
+    if (message.cols !== 0) {
+      obj.cols = Math.round(message.cols);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TerminalSize>, I>>(base?: I): TerminalSize {
+    return TerminalSize.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TerminalSize>, I>>(object: I): TerminalSize {
+    const message = createBaseTerminalSize();
+    message.rows = object.rows ?? 0;
+    message.cols = object.cols ?? 0;
+    return message;
+  },
+};
+
+function createBaseResizeTerminalRequest(): ResizeTerminalRequest {
+  return { handle: "", size: undefined };
+}
+
+export const ResizeTerminalRequest: MessageFns<ResizeTerminalRequest> = {
+  encode(message: ResizeTerminalRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.handle !== "") {
+      writer.uint32(10).string(message.handle);
+    }
+    if (message.size !== undefined) {
+      TerminalSize.encode(message.size, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResizeTerminalRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResizeTerminalRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.handle = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.size = TerminalSize.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResizeTerminalRequest {
+    return {
+      handle: isSet(object.handle) ? globalThis.String(object.handle) : "",
+      size: isSet(object.size) ? TerminalSize.fromJSON(object.size) : undefined,
+    };
+  },
+
+  toJSON(message: ResizeTerminalRequest): unknown {
+    const obj: any = {};
+    if (message.handle !== "") {
+      obj.handle = message.handle;
+    }
+    if (message.size !== undefined) {
+      obj.size = TerminalSize.toJSON(message.size);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResizeTerminalRequest>, I>>(base?: I): ResizeTerminalRequest {
+    return ResizeTerminalRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResizeTerminalRequest>, I>>(object: I): ResizeTerminalRequest {
+    const message = createBaseResizeTerminalRequest();
+    message.handle = object.handle ?? "";
+    message.size = (object.size !== undefined && object.size !== null)
+      ? TerminalSize.fromPartial(object.size)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseResizeTerminalResponse(): ResizeTerminalResponse {
+  return {};
+}
+
+export const ResizeTerminalResponse: MessageFns<ResizeTerminalResponse> = {
+  encode(_: ResizeTerminalResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResizeTerminalResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResizeTerminalResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ResizeTerminalResponse {
+    return {};
+  },
+
+  toJSON(_: ResizeTerminalResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResizeTerminalResponse>, I>>(base?: I): ResizeTerminalResponse {
+    return ResizeTerminalResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResizeTerminalResponse>, I>>(_: I): ResizeTerminalResponse {
+    const message = createBaseResizeTerminalResponse();
     return message;
   },
 };
@@ -2461,7 +2841,7 @@ export const AdoptResponse: MessageFns<AdoptResponse> = {
 };
 
 function createBaseSignalRequest(): SignalRequest {
-  return { handle: "", signal: "", target: 0, tid: 0 };
+  return { handle: "", signal: "", target: 0, tid: 0, reclaimMemory: false };
 }
 
 export const SignalRequest: MessageFns<SignalRequest> = {
@@ -2477,6 +2857,9 @@ export const SignalRequest: MessageFns<SignalRequest> = {
     }
     if (message.tid !== 0) {
       writer.uint32(32).int32(message.tid);
+    }
+    if (message.reclaimMemory !== false) {
+      writer.uint32(40).bool(message.reclaimMemory);
     }
     return writer;
   },
@@ -2526,6 +2909,14 @@ export const SignalRequest: MessageFns<SignalRequest> = {
             message.tid = reader.int32();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.reclaimMemory = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2544,6 +2935,11 @@ export const SignalRequest: MessageFns<SignalRequest> = {
       signal: isSet(object.signal) ? globalThis.String(object.signal) : "",
       target: isSet(object.target) ? signalTargetFromJSON(object.target) : 0,
       tid: isSet(object.tid) ? globalThis.Number(object.tid) : 0,
+      reclaimMemory: isSet(object.reclaimMemory)
+        ? globalThis.Boolean(object.reclaimMemory)
+        : isSet(object.reclaim_memory)
+        ? globalThis.Boolean(object.reclaim_memory)
+        : false,
     };
   },
 
@@ -2561,6 +2957,9 @@ export const SignalRequest: MessageFns<SignalRequest> = {
     if (message.tid !== 0) {
       obj.tid = Math.round(message.tid);
     }
+    if (message.reclaimMemory !== false) {
+      obj.reclaimMemory = message.reclaimMemory;
+    }
     return obj;
   },
 
@@ -2573,12 +2972,13 @@ export const SignalRequest: MessageFns<SignalRequest> = {
     message.signal = object.signal ?? "";
     message.target = object.target ?? 0;
     message.tid = object.tid ?? 0;
+    message.reclaimMemory = object.reclaimMemory ?? false;
     return message;
   },
 };
 
 function createBaseSignalResponse(): SignalResponse {
-  return { signal: 0, signalName: "" };
+  return { signal: 0, signalName: "", reclaimTime: undefined };
 }
 
 export const SignalResponse: MessageFns<SignalResponse> = {
@@ -2588,6 +2988,9 @@ export const SignalResponse: MessageFns<SignalResponse> = {
     }
     if (message.signalName !== "") {
       writer.uint32(18).string(message.signalName);
+    }
+    if (message.reclaimTime !== undefined) {
+      Duration.encode(message.reclaimTime, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -2621,6 +3024,14 @@ export const SignalResponse: MessageFns<SignalResponse> = {
             message.signalName = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reclaimTime = Duration.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2641,6 +3052,11 @@ export const SignalResponse: MessageFns<SignalResponse> = {
         : isSet(object.signal_name)
         ? globalThis.String(object.signal_name)
         : "",
+      reclaimTime: isSet(object.reclaimTime)
+        ? Duration.fromJSON(object.reclaimTime)
+        : isSet(object.reclaim_time)
+        ? Duration.fromJSON(object.reclaim_time)
+        : undefined,
     };
   },
 
@@ -2652,6 +3068,9 @@ export const SignalResponse: MessageFns<SignalResponse> = {
     if (message.signalName !== "") {
       obj.signalName = message.signalName;
     }
+    if (message.reclaimTime !== undefined) {
+      obj.reclaimTime = Duration.toJSON(message.reclaimTime);
+    }
     return obj;
   },
 
@@ -2662,6 +3081,9 @@ export const SignalResponse: MessageFns<SignalResponse> = {
     const message = createBaseSignalResponse();
     message.signal = object.signal ?? 0;
     message.signalName = object.signalName ?? "";
+    message.reclaimTime = (object.reclaimTime !== undefined && object.reclaimTime !== null)
+      ? Duration.fromPartial(object.reclaimTime)
+      : undefined;
     return message;
   },
 };
@@ -2823,7 +3245,7 @@ export const WaitResponse: MessageFns<WaitResponse> = {
 };
 
 function createBaseWatchRequest(): WatchRequest {
-  return { handles: [], labels: {}, afterSequence: undefined };
+  return { handles: [], labels: {}, afterSequence: undefined, usageInterval: undefined };
 }
 
 export const WatchRequest: MessageFns<WatchRequest> = {
@@ -2836,6 +3258,9 @@ export const WatchRequest: MessageFns<WatchRequest> = {
     });
     if (message.afterSequence !== undefined) {
       writer.uint32(24).uint64(message.afterSequence);
+    }
+    if (message.usageInterval !== undefined) {
+      Duration.encode(message.usageInterval, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -2880,6 +3305,14 @@ export const WatchRequest: MessageFns<WatchRequest> = {
             message.afterSequence = longToNumber(reader.uint64());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.usageInterval = Duration.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2914,6 +3347,11 @@ export const WatchRequest: MessageFns<WatchRequest> = {
         : isSet(object.after_sequence)
         ? globalThis.Number(object.after_sequence)
         : undefined,
+      usageInterval: isSet(object.usageInterval)
+        ? Duration.fromJSON(object.usageInterval)
+        : isSet(object.usage_interval)
+        ? Duration.fromJSON(object.usage_interval)
+        : undefined,
     };
   },
 
@@ -2934,6 +3372,9 @@ export const WatchRequest: MessageFns<WatchRequest> = {
     if (message.afterSequence !== undefined) {
       obj.afterSequence = Math.round(message.afterSequence);
     }
+    if (message.usageInterval !== undefined) {
+      obj.usageInterval = Duration.toJSON(message.usageInterval);
+    }
     return obj;
   },
 
@@ -2953,6 +3394,9 @@ export const WatchRequest: MessageFns<WatchRequest> = {
       {},
     );
     message.afterSequence = object.afterSequence ?? undefined;
+    message.usageInterval = (object.usageInterval !== undefined && object.usageInterval !== null)
+      ? Duration.fromPartial(object.usageInterval)
+      : undefined;
     return message;
   },
 };
@@ -3890,7 +4334,7 @@ export const ReleaseResponse: MessageFns<ReleaseResponse> = {
 };
 
 function createBaseStopRequest(): StopRequest {
-  return { handle: "", signal: "", grace: undefined, processGroup: false };
+  return { handle: "", signal: "", grace: undefined, processGroup: false, tree: false, reclaimMemory: false };
 }
 
 export const StopRequest: MessageFns<StopRequest> = {
@@ -3906,6 +4350,12 @@ export const StopRequest: MessageFns<StopRequest> = {
     }
     if (message.processGroup !== false) {
       writer.uint32(32).bool(message.processGroup);
+    }
+    if (message.tree !== false) {
+      writer.uint32(40).bool(message.tree);
+    }
+    if (message.reclaimMemory !== false) {
+      writer.uint32(48).bool(message.reclaimMemory);
     }
     return writer;
   },
@@ -3955,6 +4405,22 @@ export const StopRequest: MessageFns<StopRequest> = {
             message.processGroup = reader.bool();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.tree = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.reclaimMemory = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3977,6 +4443,12 @@ export const StopRequest: MessageFns<StopRequest> = {
         : isSet(object.process_group)
         ? globalThis.Boolean(object.process_group)
         : false,
+      tree: isSet(object.tree) ? globalThis.Boolean(object.tree) : false,
+      reclaimMemory: isSet(object.reclaimMemory)
+        ? globalThis.Boolean(object.reclaimMemory)
+        : isSet(object.reclaim_memory)
+        ? globalThis.Boolean(object.reclaim_memory)
+        : false,
     };
   },
 
@@ -3994,6 +4466,12 @@ export const StopRequest: MessageFns<StopRequest> = {
     if (message.processGroup !== false) {
       obj.processGroup = message.processGroup;
     }
+    if (message.tree !== false) {
+      obj.tree = message.tree;
+    }
+    if (message.reclaimMemory !== false) {
+      obj.reclaimMemory = message.reclaimMemory;
+    }
     return obj;
   },
 
@@ -4008,12 +4486,14 @@ export const StopRequest: MessageFns<StopRequest> = {
       ? Duration.fromPartial(object.grace)
       : undefined;
     message.processGroup = object.processGroup ?? false;
+    message.tree = object.tree ?? false;
+    message.reclaimMemory = object.reclaimMemory ?? false;
     return message;
   },
 };
 
 function createBaseStopResponse(): StopResponse {
-  return { process: undefined, escalated: false };
+  return { process: undefined, escalated: false, treeGoneAt: undefined, reclaimTime: undefined };
 }
 
 export const StopResponse: MessageFns<StopResponse> = {
@@ -4023,6 +4503,12 @@ export const StopResponse: MessageFns<StopResponse> = {
     }
     if (message.escalated !== false) {
       writer.uint32(16).bool(message.escalated);
+    }
+    if (message.treeGoneAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.treeGoneAt), writer.uint32(26).fork()).join();
+    }
+    if (message.reclaimTime !== undefined) {
+      Duration.encode(message.reclaimTime, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -4056,6 +4542,22 @@ export const StopResponse: MessageFns<StopResponse> = {
             message.escalated = reader.bool();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.treeGoneAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reclaimTime = Duration.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4072,6 +4574,16 @@ export const StopResponse: MessageFns<StopResponse> = {
     return {
       process: isSet(object.process) ? Process.fromJSON(object.process) : undefined,
       escalated: isSet(object.escalated) ? globalThis.Boolean(object.escalated) : false,
+      treeGoneAt: isSet(object.treeGoneAt)
+        ? fromJsonTimestamp(object.treeGoneAt)
+        : isSet(object.tree_gone_at)
+        ? fromJsonTimestamp(object.tree_gone_at)
+        : undefined,
+      reclaimTime: isSet(object.reclaimTime)
+        ? Duration.fromJSON(object.reclaimTime)
+        : isSet(object.reclaim_time)
+        ? Duration.fromJSON(object.reclaim_time)
+        : undefined,
     };
   },
 
@@ -4082,6 +4594,12 @@ export const StopResponse: MessageFns<StopResponse> = {
     }
     if (message.escalated !== false) {
       obj.escalated = message.escalated;
+    }
+    if (message.treeGoneAt !== undefined) {
+      obj.treeGoneAt = message.treeGoneAt.toISOString();
+    }
+    if (message.reclaimTime !== undefined) {
+      obj.reclaimTime = Duration.toJSON(message.reclaimTime);
     }
     return obj;
   },
@@ -4095,6 +4613,10 @@ export const StopResponse: MessageFns<StopResponse> = {
       ? Process.fromPartial(object.process)
       : undefined;
     message.escalated = object.escalated ?? false;
+    message.treeGoneAt = object.treeGoneAt ?? undefined;
+    message.reclaimTime = (object.reclaimTime !== undefined && object.reclaimTime !== null)
+      ? Duration.fromPartial(object.reclaimTime)
+      : undefined;
     return message;
   },
 };
@@ -4768,6 +5290,7 @@ function createBaseProcess(): Process {
     adopted: false,
     pidfsInode: 0,
     owner: "",
+    usage: undefined,
   };
 }
 
@@ -4802,6 +5325,9 @@ export const Process: MessageFns<Process> = {
     }
     if (message.owner !== "") {
       writer.uint32(82).string(message.owner);
+    }
+    if (message.usage !== undefined) {
+      Usage.encode(message.usage, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -4902,6 +5428,14 @@ export const Process: MessageFns<Process> = {
             message.owner = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.usage = Usage.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4947,6 +5481,7 @@ export const Process: MessageFns<Process> = {
         ? globalThis.Number(object.pidfs_inode)
         : 0,
       owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
+      usage: isSet(object.usage) ? Usage.fromJSON(object.usage) : undefined,
     };
   },
 
@@ -4988,6 +5523,9 @@ export const Process: MessageFns<Process> = {
     if (message.owner !== "") {
       obj.owner = message.owner;
     }
+    if (message.usage !== undefined) {
+      obj.usage = Usage.toJSON(message.usage);
+    }
     return obj;
   },
 
@@ -5014,6 +5552,7 @@ export const Process: MessageFns<Process> = {
     message.adopted = object.adopted ?? false;
     message.pidfsInode = object.pidfsInode ?? 0;
     message.owner = object.owner ?? "";
+    message.usage = (object.usage !== undefined && object.usage !== null) ? Usage.fromPartial(object.usage) : undefined;
     return message;
   },
 };
@@ -5103,6 +5642,179 @@ export const Process_LabelsEntry: MessageFns<Process_LabelsEntry> = {
   },
 };
 
+function createBaseUsage(): Usage {
+  return { userCpu: undefined, systemCpu: undefined, rssBytes: 0, threads: 0, openFds: 0, sampledAt: undefined };
+}
+
+export const Usage: MessageFns<Usage> = {
+  encode(message: Usage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.userCpu !== undefined) {
+      Duration.encode(message.userCpu, writer.uint32(10).fork()).join();
+    }
+    if (message.systemCpu !== undefined) {
+      Duration.encode(message.systemCpu, writer.uint32(18).fork()).join();
+    }
+    if (message.rssBytes !== 0) {
+      writer.uint32(24).uint64(message.rssBytes);
+    }
+    if (message.threads !== 0) {
+      writer.uint32(32).uint32(message.threads);
+    }
+    if (message.openFds !== 0) {
+      writer.uint32(40).uint32(message.openFds);
+    }
+    if (message.sampledAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.sampledAt), writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Usage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUsage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.userCpu = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.systemCpu = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.rssBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.threads = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.openFds = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.sampledAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Usage {
+    return {
+      userCpu: isSet(object.userCpu)
+        ? Duration.fromJSON(object.userCpu)
+        : isSet(object.user_cpu)
+        ? Duration.fromJSON(object.user_cpu)
+        : undefined,
+      systemCpu: isSet(object.systemCpu)
+        ? Duration.fromJSON(object.systemCpu)
+        : isSet(object.system_cpu)
+        ? Duration.fromJSON(object.system_cpu)
+        : undefined,
+      rssBytes: isSet(object.rssBytes)
+        ? globalThis.Number(object.rssBytes)
+        : isSet(object.rss_bytes)
+        ? globalThis.Number(object.rss_bytes)
+        : 0,
+      threads: isSet(object.threads) ? globalThis.Number(object.threads) : 0,
+      openFds: isSet(object.openFds)
+        ? globalThis.Number(object.openFds)
+        : isSet(object.open_fds)
+        ? globalThis.Number(object.open_fds)
+        : 0,
+      sampledAt: isSet(object.sampledAt)
+        ? fromJsonTimestamp(object.sampledAt)
+        : isSet(object.sampled_at)
+        ? fromJsonTimestamp(object.sampled_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: Usage): unknown {
+    const obj: any = {};
+    if (message.userCpu !== undefined) {
+      obj.userCpu = Duration.toJSON(message.userCpu);
+    }
+    if (message.systemCpu !== undefined) {
+      obj.systemCpu = Duration.toJSON(message.systemCpu);
+    }
+    if (message.rssBytes !== 0) {
+      obj.rssBytes = Math.round(message.rssBytes);
+    }
+    if (message.threads !== 0) {
+      obj.threads = Math.round(message.threads);
+    }
+    if (message.openFds !== 0) {
+      obj.openFds = Math.round(message.openFds);
+    }
+    if (message.sampledAt !== undefined) {
+      obj.sampledAt = message.sampledAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Usage>, I>>(base?: I): Usage {
+    return Usage.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Usage>, I>>(object: I): Usage {
+    const message = createBaseUsage();
+    message.userCpu = (object.userCpu !== undefined && object.userCpu !== null)
+      ? Duration.fromPartial(object.userCpu)
+      : undefined;
+    message.systemCpu = (object.systemCpu !== undefined && object.systemCpu !== null)
+      ? Duration.fromPartial(object.systemCpu)
+      : undefined;
+    message.rssBytes = object.rssBytes ?? 0;
+    message.threads = object.threads ?? 0;
+    message.openFds = object.openFds ?? 0;
+    message.sampledAt = object.sampledAt ?? undefined;
+    return message;
+  },
+};
+
 function createBaseExit(): Exit {
   return {
     code: undefined,
@@ -5113,6 +5825,7 @@ function createBaseExit(): Exit {
     rusage: undefined,
     reason: 0,
     statusLost: false,
+    reclaimTime: undefined,
   };
 }
 
@@ -5141,6 +5854,9 @@ export const Exit: MessageFns<Exit> = {
     }
     if (message.statusLost !== false) {
       writer.uint32(64).bool(message.statusLost);
+    }
+    if (message.reclaimTime !== undefined) {
+      Duration.encode(message.reclaimTime, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -5222,6 +5938,14 @@ export const Exit: MessageFns<Exit> = {
             message.statusLost = reader.bool();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.reclaimTime = Duration.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5260,6 +5984,11 @@ export const Exit: MessageFns<Exit> = {
         : isSet(object.status_lost)
         ? globalThis.Boolean(object.status_lost)
         : false,
+      reclaimTime: isSet(object.reclaimTime)
+        ? Duration.fromJSON(object.reclaimTime)
+        : isSet(object.reclaim_time)
+        ? Duration.fromJSON(object.reclaim_time)
+        : undefined,
     };
   },
 
@@ -5289,6 +6018,9 @@ export const Exit: MessageFns<Exit> = {
     if (message.statusLost !== false) {
       obj.statusLost = message.statusLost;
     }
+    if (message.reclaimTime !== undefined) {
+      obj.reclaimTime = Duration.toJSON(message.reclaimTime);
+    }
     return obj;
   },
 
@@ -5307,6 +6039,9 @@ export const Exit: MessageFns<Exit> = {
       : undefined;
     message.reason = object.reason ?? 0;
     message.statusLost = object.statusLost ?? false;
+    message.reclaimTime = (object.reclaimTime !== undefined && object.reclaimTime !== null)
+      ? Duration.fromPartial(object.reclaimTime)
+      : undefined;
     return message;
   },
 };
@@ -5590,6 +6325,7 @@ export const AgentServiceService = {
    * - INVALID_ARGUMENT / INVALID_ARGUMENT: signal is not a signal name or number (or is 32 or 33,
    *   glibc's own); target is unknown; tid is not positive for SIGNAL_TARGET_THREAD.
    * - PERMISSION_DENIED / EPERM: the kernel refused the signal.
+   * - FAILED_PRECONDITION / NO_OWN_CGROUP: SIGNAL_TARGET_TREE for a process without its own cgroup.
    */
   signal: {
     path: "/pidfd.agent.v1.AgentService/Signal" as const,
@@ -5694,6 +6430,7 @@ export const AgentServiceService = {
    * - PERMISSION_DENIED / EPERM: the kernel refused the signal.
    * - DEADLINE_EXCEEDED / CANCELLED: the call was cancelled before the process exited (the
    *   signals already sent stay sent).
+   * - FAILED_PRECONDITION / NO_OWN_CGROUP: tree for a process without its own cgroup.
    */
   stop: {
     path: "/pidfd.agent.v1.AgentService/Stop" as const,
@@ -5771,6 +6508,25 @@ export const AgentServiceService = {
     responseSerialize: (value: CloseStdinResponse): Buffer => Buffer.from(CloseStdinResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CloseStdinResponse => CloseStdinResponse.decode(value),
   },
+  /**
+   * ResizeTerminal sets the window size of a process spawned with a terminal (STDIN_MODE_TTY);
+   * its foreground process group gets SIGWINCH.
+   * Errors (code / reason):
+   * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - FAILED_PRECONDITION / NOT_A_TERMINAL: the process was not spawned with a terminal.
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: size is unset or out of range.
+   */
+  resizeTerminal: {
+    path: "/pidfd.agent.v1.AgentService/ResizeTerminal" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ResizeTerminalRequest): Buffer =>
+      Buffer.from(ResizeTerminalRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ResizeTerminalRequest => ResizeTerminalRequest.decode(value),
+    responseSerialize: (value: ResizeTerminalResponse): Buffer =>
+      Buffer.from(ResizeTerminalResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ResizeTerminalResponse => ResizeTerminalResponse.decode(value),
+  },
 } as const;
 
 export interface AgentServiceServer extends UntypedServiceImplementation {
@@ -5813,6 +6569,7 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    * - INVALID_ARGUMENT / INVALID_ARGUMENT: signal is not a signal name or number (or is 32 or 33,
    *   glibc's own); target is unknown; tid is not positive for SIGNAL_TARGET_THREAD.
    * - PERMISSION_DENIED / EPERM: the kernel refused the signal.
+   * - FAILED_PRECONDITION / NO_OWN_CGROUP: SIGNAL_TARGET_TREE for a process without its own cgroup.
    */
   signal: handleUnaryCall<SignalRequest, SignalResponse>;
   /**
@@ -5869,6 +6626,7 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    * - PERMISSION_DENIED / EPERM: the kernel refused the signal.
    * - DEADLINE_EXCEEDED / CANCELLED: the call was cancelled before the process exited (the
    *   signals already sent stay sent).
+   * - FAILED_PRECONDITION / NO_OWN_CGROUP: tree for a process without its own cgroup.
    */
   stop: handleUnaryCall<StopRequest, StopResponse>;
   /**
@@ -5906,6 +6664,15 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    * - FAILED_PRECONDITION / NOT_PIPED: not spawned with STDIN_MODE_PIPE.
    */
   closeStdin: handleUnaryCall<CloseStdinRequest, CloseStdinResponse>;
+  /**
+   * ResizeTerminal sets the window size of a process spawned with a terminal (STDIN_MODE_TTY);
+   * its foreground process group gets SIGWINCH.
+   * Errors (code / reason):
+   * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - FAILED_PRECONDITION / NOT_A_TERMINAL: the process was not spawned with a terminal.
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: size is unset or out of range.
+   */
+  resizeTerminal: handleUnaryCall<ResizeTerminalRequest, ResizeTerminalResponse>;
 }
 
 export interface AgentServiceClient extends Client {
@@ -5976,6 +6743,7 @@ export interface AgentServiceClient extends Client {
    * - INVALID_ARGUMENT / INVALID_ARGUMENT: signal is not a signal name or number (or is 32 or 33,
    *   glibc's own); target is unknown; tid is not positive for SIGNAL_TARGET_THREAD.
    * - PERMISSION_DENIED / EPERM: the kernel refused the signal.
+   * - FAILED_PRECONDITION / NO_OWN_CGROUP: SIGNAL_TARGET_TREE for a process without its own cgroup.
    */
   signal(
     request: SignalRequest,
@@ -6098,6 +6866,7 @@ export interface AgentServiceClient extends Client {
    * - PERMISSION_DENIED / EPERM: the kernel refused the signal.
    * - DEADLINE_EXCEEDED / CANCELLED: the call was cancelled before the process exited (the
    *   signals already sent stay sent).
+   * - FAILED_PRECONDITION / NO_OWN_CGROUP: tree for a process without its own cgroup.
    */
   stop(request: StopRequest, callback: (error: ServiceError | null, response: StopResponse) => void): ClientUnaryCall;
   stop(
@@ -6192,6 +6961,29 @@ export interface AgentServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CloseStdinResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * ResizeTerminal sets the window size of a process spawned with a terminal (STDIN_MODE_TTY);
+   * its foreground process group gets SIGWINCH.
+   * Errors (code / reason):
+   * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - FAILED_PRECONDITION / NOT_A_TERMINAL: the process was not spawned with a terminal.
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: size is unset or out of range.
+   */
+  resizeTerminal(
+    request: ResizeTerminalRequest,
+    callback: (error: ServiceError | null, response: ResizeTerminalResponse) => void,
+  ): ClientUnaryCall;
+  resizeTerminal(
+    request: ResizeTerminalRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ResizeTerminalResponse) => void,
+  ): ClientUnaryCall;
+  resizeTerminal(
+    request: ResizeTerminalRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ResizeTerminalResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,52 @@
+// Live resource use of a running process, from /proc/PID. /proc is addressed by number, so what
+// is read counts only if the number was still our process's throughout: a pid is not reused
+// before its process is reaped, and our pidfd still reaching an unreaped process after the reads
+// (pidfd_send_signal(pidfd, 0)) proves it was. A process that has exited (or was reaped
+// meanwhile) shows no usage.
+import { readdirSync, readFileSync } from 'node:fs';
+import type { ProcessRecord } from './record.js';
+
+export interface Usage {
+  readonly userMicros: number;
+  readonly systemMicros: number;
+  readonly rssBytes: number;
+  readonly threads: number;
+  readonly openFds: number;
+  /** ms since the epoch. */
+  readonly sampledAt: number;
+}
+
+/** USER_HZ: the unit of utime and stime in /proc/PID/stat, 100 on every Linux ABI. */
+const TICK_MICROS = 10_000;
+
+/** The process's usage now, or undefined when it is not running (or not ours to read any more). */
+export function usageOf(record: ProcessRecord): Usage | undefined {
+  const ref = record.ref;
+  if (record.state !== 'running' || ref === null) return undefined;
+  const pid = record.identity.pid;
+  let usage: Usage;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    // comm (field 2) may hold spaces and parentheses: fields resume after the last ')', at field 3.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const status = readFileSync(`/proc/${pid}/status`, 'latin1');
+    const rssKib = /^VmRSS:\s+(\d+) kB/m.exec(status);
+    usage = {
+      userMicros: Number(fields[14 - 3]) * TICK_MICROS,
+      systemMicros: Number(fields[15 - 3]) * TICK_MICROS,
+      rssBytes: rssKib ? Number(rssKib[1]) * 1024 : 0,
+      threads: Number(fields[20 - 3]),
+      openFds: readdirSync(`/proc/${pid}/fd`).length,
+      sampledAt: Date.now(),
+    };
+  } catch {
+    return undefined; // gone between the checks and the reads
+  }
+  try {
+    ref.signal(0); // ESRCH once reaped: then the number may have named another process
+    if (ref.poll().exited) return undefined;
+  } catch {
+    return undefined;
+  }
+  return usage;
+}
