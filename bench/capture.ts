@@ -5,8 +5,12 @@
 //
 //   node --import tsx bench/capture.ts [--seconds 3] [--rounds 3] [--agent DIR]...
 //
+// Each trial also runs bench/capture-ring.mjs: the same writer with the live reader inside the
+// agent's process (no gRPC), the capture path alone ("ring").
+//
 // Several --agent checkouts (each with a built dist/) are interleaved round by round (A B A B...),
 // so a loaded machine affects them alike. Writes bench/results/capture-*.json.
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -29,6 +33,14 @@ interface Trial {
   readonly agent: string;
   readonly capturedGBs: number;
   readonly deliveredGBs: number;
+  /** The capture path alone: pipe → ring → a reader in the agent's process. */
+  readonly ringGBs: number;
+}
+
+function ringTrial(repo: string): number {
+  const out = execFileSync(process.execPath, [join(REPO, 'bench/capture-ring.mjs'), repo, String(seconds)], { encoding: 'utf8' });
+  const { bytes, seconds: s } = JSON.parse(out.trim().split('\n').pop()!) as { bytes: number; seconds: number };
+  return bytes / s / 1e9;
 }
 
 async function trial(repo: string): Promise<Trial> {
@@ -60,7 +72,7 @@ async function trial(repo: string): Promise<Trial> {
     const elapsed = (performance.now() - started) / 1000;
     await client.signal({ handle, signal: 'KILL' });
     await client.wait({ handle });
-    return { agent: repo, capturedGBs: reached / elapsed / 1e9, deliveredGBs: delivered / elapsed / 1e9 };
+    return { agent: repo, capturedGBs: reached / elapsed / 1e9, deliveredGBs: delivered / elapsed / 1e9, ringGBs: ringTrial(repo) };
   } finally {
     client.close();
     await agent.stop();
@@ -73,15 +85,15 @@ for (let r = 0; r < Number(values.rounds); r++) {
   for (const a of agents) {
     const t = await trial(a);
     trials.push(t);
-    console.log(`round ${r + 1} ${a}: captured ${t.capturedGBs.toFixed(3)} GB/s, delivered to the reader ${t.deliveredGBs.toFixed(3)} GB/s`);
+    console.log(`round ${r + 1} ${a}: over gRPC captured ${t.capturedGBs.toFixed(3)} GB/s, delivered ${t.deliveredGBs.toFixed(3)} GB/s; in-process reader ${t.ringGBs.toFixed(3)} GB/s`);
   }
 }
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 const summary = agents.map((a) => {
   const mine = trials.filter((t) => t.agent === a);
-  return { agent: a, capturedGBs: median(mine.map((t) => t.capturedGBs)), deliveredGBs: median(mine.map((t) => t.deliveredGBs)) };
+  return { agent: a, capturedGBs: median(mine.map((t) => t.capturedGBs)), deliveredGBs: median(mine.map((t) => t.deliveredGBs)), ringGBs: median(mine.map((t) => t.ringGBs)) };
 });
-for (const s of summary) console.log(`capture throughput (median of ${values.rounds}) ${s.agent}: captured ${s.capturedGBs.toFixed(3)} GB/s, delivered ${s.deliveredGBs.toFixed(3)} GB/s`);
+for (const s of summary) console.log(`capture throughput (median of ${values.rounds}) ${s.agent}: in-process reader ${s.ringGBs.toFixed(3)} GB/s; over gRPC captured ${s.capturedGBs.toFixed(3)} GB/s, delivered ${s.deliveredGBs.toFixed(3)} GB/s`);
 const dir = join(REPO, 'bench/results');
 mkdirSync(dir, { recursive: true });
 const file = join(dir, `capture-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);

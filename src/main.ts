@@ -1,18 +1,11 @@
 #!/usr/bin/env node
 // pidfd-agent: the only place that reads argv and the environment.
-import { setFlagsFromString } from 'node:v8';
 import { startAgent } from './agent.js';
 import { ConfigError, parseConfig, USAGE } from './config/config.js';
 import { readFileSync } from 'node:fs';
 import { formatLogLine, type Logger } from './log.js';
 import { startTelemetry } from './telemetry/telemetry.js';
 import { builtFile } from './built-files.js';
-
-// The agent's heap is mostly its event ring and records: V8 by default lets the old generation grow
-// to up to 4x what survived the last full GC before collecting again, and keeps those pages. After
-// a burst of spawns that is ~4x the ring's size in RSS for good (issue 11: 87 → 291 MiB after
-// 20,000 spawn/wait/release cycles). 1.2x costs a few more collections under churn.
-setFlagsFromString('--heap-growing-percent=20');
 
 async function main(): Promise<number> {
   const args = process.argv.slice(2);

@@ -84,7 +84,7 @@ test('1,000 children started amid captures, stdin pipes, thread signals and a ha
     await eventually('a third of the children to start', () => started >= N / 3, 60_000);
     return RestartableAgent.takeOver(reaper, dir, stateDir, first, ['--quiet']);
   })();
-  const handles = await pool(range(N), 32, async (i) => {
+  const handles = await pool(range(N), 16, async (i) => {
     const { process: p } = await client.call((c) =>
       c.spawn({
         argv: [listFds],

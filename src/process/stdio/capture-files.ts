@@ -9,7 +9,7 @@
 //
 // Without a ring file (a crash) the stream resumes at its mark: bytes from the last ones read up
 // to the mark read as lost, so an offset is never handed out twice for different bytes.
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CaptureState, StreamName } from './captured-output.js';
 
@@ -35,18 +35,28 @@ export type SavedRing = Omit<CaptureState, 'pipe'>;
 
 export class CaptureFiles {
   constructor(private readonly dir: string) {
+    // Captured output is as private as the store: forced back if an older agent left it wider.
     mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700);
   }
 
   private path(handle: string, suffix: string): string {
     return join(this.dir, `${handle}${suffix}`);
   }
 
-  /** Durable against the agent's death (the page cache outlives it); false when it could not be written. */
-  writeMeta(handle: string, meta: CaptureMeta): boolean {
+  /**
+   * Durable against the agent's death (the page cache outlives it); false when it could not be
+   * written. The first write goes straight to the file (one system call less per Spawn): torn by
+   * a crash it does not parse, and the stream is then not resumed. Later ones replace it whole.
+   */
+  writeMeta(handle: string, meta: CaptureMeta, first = false): boolean {
     const path = this.path(handle, '.json');
     try {
-      writeFileSync(`${path}.tmp`, JSON.stringify(meta));
+      if (first) {
+        writeFileSync(path, JSON.stringify(meta), { mode: 0o600 });
+        return true;
+      }
+      writeFileSync(`${path}.tmp`, JSON.stringify(meta), { mode: 0o600 });
       renameSync(`${path}.tmp`, path);
       return true;
     } catch {
@@ -69,7 +79,7 @@ export class CaptureFiles {
     const { held, ...header } = ring;
     const path = this.path(handle, `.${ring.stream}.ring`);
     try {
-      writeFileSync(`${path}.tmp`, Buffer.concat([Buffer.from(`${JSON.stringify(header)}\n`), held]));
+      writeFileSync(`${path}.tmp`, Buffer.concat([Buffer.from(`${JSON.stringify(header)}\n`), held]), { mode: 0o600 });
       renameSync(`${path}.tmp`, path);
     } catch {
       rmSync(`${path}.tmp`, { force: true });
@@ -105,6 +115,7 @@ export class CaptureFiles {
     for (const name of readdirSync(this.dir)) {
       const handle = name.slice(0, name.indexOf('.'));
       if (name.endsWith('.tmp') || !keep(handle)) rmSync(join(this.dir, name), { force: true });
+      else chmodSync(join(this.dir, name), 0o600);
     }
   }
 }

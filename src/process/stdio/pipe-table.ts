@@ -107,13 +107,13 @@ export class StdioTable {
     for (const [out, fd] of [[io.stdout, pipes[1]], [io.stderr, pipes[2]]] as const) {
       if (out !== null && fd !== null) streams[out.stream] = { ino: fstatSync(fd).ino, capacity: out.ring.capacity, mark: MARK_STEP_BYTES };
     }
-    this.track(record.handle, io, { outputEvents: publish !== null, stdinPiped: options.stdin === 'pipe', streams });
+    this.track(record.handle, io, { outputEvents: publish !== null, stdinPiped: options.stdin === 'pipe', streams }, 'new');
   }
 
   /** Persists meta, then keeps each stream's mark ahead of its output. */
-  private track(handle: string, io: ProcessStdio, meta: CaptureMeta): void {
+  private track(handle: string, io: ProcessStdio, meta: CaptureMeta, write: 'new' | 'on-disk'): void {
     const files = this.files!;
-    if (!files.writeMeta(handle, meta)) return;
+    if (write === 'new' && !files.writeMeta(handle, meta, true)) return;
     for (const out of [io.stdout, io.stderr]) {
       const m = out === null ? undefined : meta.streams[out.stream];
       if (out === null || m === undefined) continue;
@@ -133,7 +133,7 @@ export class StdioTable {
     this.committed += this.charged.get(io)!;
     if (record.state !== 'running') this.retained.add(io);
     const meta = this.files?.readMeta(record.handle);
-    if (meta !== undefined) this.track(record.handle, io, meta);
+    if (meta !== undefined) this.track(record.handle, io, meta, 'on-disk');
   }
 
   /**
