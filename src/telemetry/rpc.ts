@@ -1,9 +1,9 @@
-// One server span and one duration measurement per gRPC call, under the current RPC semantic
-// conventions (rpc.system.name, fully qualified rpc.method, rpc.response.status_code as the code's
-// name, rpc.server.call.duration in seconds). The caller's W3C traceparent in the call metadata is
-// the span's parent, so an orchestrator's trace continues into the agent. The old names
-// (rpc.system, rpc.service, rpc.grpc.status_code, rpc.server.duration in ms) are added only with
-// OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup.
+// One duration measurement per gRPC call and, with traces on, one server span, under the current
+// RPC semantic conventions (rpc.system.name, fully qualified rpc.method, rpc.response.status_code
+// as the code's name, rpc.server.call.duration in seconds). The caller's W3C traceparent in the
+// call metadata is the span's parent, so an orchestrator's trace continues into the agent. The old
+// names (rpc.system, rpc.service, rpc.grpc.status_code, rpc.server.duration in ms) are added only
+// with OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup.
 import { status, type Metadata, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream, type ServiceDefinition, type ServiceError, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { context, metrics, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type TextMapGetter } from '@opentelemetry/api';
 import { ErrorInfo, Status } from '../api.js';
