@@ -5520,8 +5520,11 @@ export const AgentServiceService = {
    *   ENOMEM (the node is short of descriptors, processes or memory).
    * - FAILED_PRECONDITION / CGROUP_UNAVAILABLE (a controller for the cgroup limits is missing),
    *   CGROUP_PARENT (no cgroup2 parent), DEFAULT_CGROUP (the --default-cgroup is unusable).
-   * - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store, so
-   *   it was killed at once.
+   * - UNAVAILABLE / STORE_WRITE_FAILED: the spawn (or its request_id) could not be recorded in
+   *   the state store, so nothing is left running.
+   * - ABORTED / OUTCOME_UNKNOWN: a retry of a request_id whose spawn an agent that stopped may have
+   *   started, without recording whether it did; it is not started again (metadata "handle": the
+   *   handle it would have had).
    */
   spawn: {
     path: "/pidfd.agent.v1.AgentService/Spawn" as const,
@@ -5646,6 +5649,7 @@ export const AgentServiceService = {
    * Release closes the pidfd and forgets the handle. A running process keeps running.
    * Errors (code / reason):
    * - NOT_FOUND / UNKNOWN_HANDLE (also for a handle already released).
+   * - UNAVAILABLE / STORE_WRITE_FAILED: the release could not be recorded; nothing changed.
    */
   release: {
     path: "/pidfd.agent.v1.AgentService/Release" as const,
@@ -5759,8 +5763,11 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    *   ENOMEM (the node is short of descriptors, processes or memory).
    * - FAILED_PRECONDITION / CGROUP_UNAVAILABLE (a controller for the cgroup limits is missing),
    *   CGROUP_PARENT (no cgroup2 parent), DEFAULT_CGROUP (the --default-cgroup is unusable).
-   * - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store, so
-   *   it was killed at once.
+   * - UNAVAILABLE / STORE_WRITE_FAILED: the spawn (or its request_id) could not be recorded in
+   *   the state store, so nothing is left running.
+   * - ABORTED / OUTCOME_UNKNOWN: a retry of a request_id whose spawn an agent that stopped may have
+   *   started, without recording whether it did; it is not started again (metadata "handle": the
+   *   handle it would have had).
    */
   spawn: handleUnaryCall<SpawnRequest, SpawnResponse>;
   /**
@@ -5829,6 +5836,7 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    * Release closes the pidfd and forgets the handle. A running process keeps running.
    * Errors (code / reason):
    * - NOT_FOUND / UNKNOWN_HANDLE (also for a handle already released).
+   * - UNAVAILABLE / STORE_WRITE_FAILED: the release could not be recorded; nothing changed.
    */
   release: handleUnaryCall<ReleaseRequest, ReleaseResponse>;
   /**
@@ -5894,8 +5902,11 @@ export interface AgentServiceClient extends Client {
    *   ENOMEM (the node is short of descriptors, processes or memory).
    * - FAILED_PRECONDITION / CGROUP_UNAVAILABLE (a controller for the cgroup limits is missing),
    *   CGROUP_PARENT (no cgroup2 parent), DEFAULT_CGROUP (the --default-cgroup is unusable).
-   * - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store, so
-   *   it was killed at once.
+   * - UNAVAILABLE / STORE_WRITE_FAILED: the spawn (or its request_id) could not be recorded in
+   *   the state store, so nothing is left running.
+   * - ABORTED / OUTCOME_UNKNOWN: a retry of a request_id whose spawn an agent that stopped may have
+   *   started, without recording whether it did; it is not started again (metadata "handle": the
+   *   handle it would have had).
    */
   spawn(
     request: SpawnRequest,
@@ -6044,6 +6055,7 @@ export interface AgentServiceClient extends Client {
    * Release closes the pidfd and forgets the handle. A running process keeps running.
    * Errors (code / reason):
    * - NOT_FOUND / UNKNOWN_HANDLE (also for a handle already released).
+   * - UNAVAILABLE / STORE_WRITE_FAILED: the release could not be recorded; nothing changed.
    */
   release(
     request: ReleaseRequest,
