@@ -1,11 +1,12 @@
 // The Python client (clients/python): generated from proto/ by protoc and grpc's python plugin
 // from Debian, run with Debian's python3-grpcio against a real agent.
 import { execFile } from 'node:child_process';
+import { cpSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
 import { ROOT } from './helpers/agent-process.js';
-import { startHarness } from './helpers/harness.js';
+import { startHarness, tempDir } from './helpers/harness.js';
 import { checkExampleOutput, checkGenerated } from './helpers/clients.js';
 
 const run = promisify(execFile);
@@ -39,4 +40,28 @@ test('Python errors carry the errno name and the field', async (t) => {
   ].join('\n');
   const { stdout } = await run(PYTHON, ['-B', '-c', script, h.address, join(ROOT, 'clients/python')]);
   t.is(stdout.trim(), 'NOT_FOUND ENOENT argv[0] /no/such/program');
+});
+
+test('with googleapis-common-protos installed, Python errors decode through its google.rpc, registered once', async (t) => {
+  const h = await startHarness();
+  t.teardown(() => h.close());
+  // Stands in for googleapis-common-protos (not packaged by Debian): the same upstream files as
+  // top-level google.rpc modules, which the client must prefer to its own copy.
+  const site = tempDir('pidfd-agent-googleapis-');
+  mkdirSync(join(site, 'google/rpc'), { recursive: true });
+  for (const f of ['status_pb2.py', 'error_details_pb2.py']) cpSync(join(ROOT, 'clients/python/pidfd_agent/_googleapis/google/rpc', f), join(site, 'google/rpc', f));
+  const script = [
+    'import sys; sys.path[:0] = [sys.argv[2], sys.argv[3]]',
+    'import google.rpc.error_details_pb2 as upstream',
+    'from pidfd_agent import Agent, AgentError, pb, _errors',
+    'assert _errors.error_details_pb2 is upstream, _errors.error_details_pb2',
+    'assert not any(m.startswith("pidfd_agent._googleapis") for m in sys.modules), sorted(sys.modules)',
+    'with Agent(sys.argv[1]) as agent:',
+    '    try:',
+    '        agent.get(pb.GetRequest(handle="nosuchhandle"))',
+    '    except AgentError as e:',
+    '        print(e.code.name, e.reason)',
+  ].join('\n');
+  const { stdout } = await run(PYTHON, ['-B', '-c', script, h.address, join(ROOT, 'clients/python'), site]);
+  t.is(stdout.trim(), 'NOT_FOUND UNKNOWN_HANDLE');
 });

@@ -29,8 +29,11 @@ type AgentServiceClient interface {
 	//     ENOMEM (the node is short of descriptors, processes or memory).
 	//   - FAILED_PRECONDITION / CGROUP_UNAVAILABLE (a controller for the cgroup limits is missing),
 	//     CGROUP_PARENT (no cgroup2 parent), DEFAULT_CGROUP (the --default-cgroup is unusable).
-	//   - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store, so
-	//     it was killed at once.
+	//   - UNAVAILABLE / STORE_WRITE_FAILED: the spawn (or its request_id) could not be recorded in
+	//     the state store, so nothing is left running.
+	//   - ABORTED / OUTCOME_UNKNOWN: a retry of a request_id whose spawn an agent that stopped may have
+	//     started, without recording whether it did; it is not started again (metadata "handle": the
+	//     handle it would have had).
 	Spawn(ctx context.Context, in *SpawnRequest, opts ...grpc.CallOption) (*SpawnResponse, error)
 	// Adopt puts an existing process under management by PID (pidfd_open, then identity check).
 	// Errors (code / reason):
@@ -86,6 +89,7 @@ type AgentServiceClient interface {
 	// Release closes the pidfd and forgets the handle. A running process keeps running.
 	// Errors (code / reason):
 	// - NOT_FOUND / UNKNOWN_HANDLE (also for a handle already released).
+	// - UNAVAILABLE / STORE_WRITE_FAILED: the release could not be recorded; nothing changed.
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
 	// Stop sends a signal (SIGTERM by default), waits a grace period, then sends SIGKILL, to the
 	// process or to its process group, and returns the exit. A process that has already exited is
@@ -330,8 +334,11 @@ type AgentServiceServer interface {
 	//     ENOMEM (the node is short of descriptors, processes or memory).
 	//   - FAILED_PRECONDITION / CGROUP_UNAVAILABLE (a controller for the cgroup limits is missing),
 	//     CGROUP_PARENT (no cgroup2 parent), DEFAULT_CGROUP (the --default-cgroup is unusable).
-	//   - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store, so
-	//     it was killed at once.
+	//   - UNAVAILABLE / STORE_WRITE_FAILED: the spawn (or its request_id) could not be recorded in
+	//     the state store, so nothing is left running.
+	//   - ABORTED / OUTCOME_UNKNOWN: a retry of a request_id whose spawn an agent that stopped may have
+	//     started, without recording whether it did; it is not started again (metadata "handle": the
+	//     handle it would have had).
 	Spawn(context.Context, *SpawnRequest) (*SpawnResponse, error)
 	// Adopt puts an existing process under management by PID (pidfd_open, then identity check).
 	// Errors (code / reason):
@@ -387,6 +394,7 @@ type AgentServiceServer interface {
 	// Release closes the pidfd and forgets the handle. A running process keeps running.
 	// Errors (code / reason):
 	// - NOT_FOUND / UNKNOWN_HANDLE (also for a handle already released).
+	// - UNAVAILABLE / STORE_WRITE_FAILED: the release could not be recorded; nothing changed.
 	Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
 	// Stop sends a signal (SIGTERM by default), waits a grace period, then sends SIGKILL, to the
 	// process or to its process group, and returns the exit. A process that has already exited is

@@ -132,8 +132,11 @@ class AgentServiceServicer(object):
         ENOMEM (the node is short of descriptors, processes or memory).
         - FAILED_PRECONDITION / CGROUP_UNAVAILABLE (a controller for the cgroup limits is missing),
         CGROUP_PARENT (no cgroup2 parent), DEFAULT_CGROUP (the --default-cgroup is unusable).
-        - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store, so
-        it was killed at once.
+        - UNAVAILABLE / STORE_WRITE_FAILED: the spawn (or its request_id) could not be recorded in
+        the state store, so nothing is left running.
+        - ABORTED / OUTCOME_UNKNOWN: a retry of a request_id whose spawn an agent that stopped may have
+        started, without recording whether it did; it is not started again (metadata "handle": the
+        handle it would have had).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -224,6 +227,7 @@ class AgentServiceServicer(object):
         """Release closes the pidfd and forgets the handle. A running process keeps running.
         Errors (code / reason):
         - NOT_FOUND / UNKNOWN_HANDLE (also for a handle already released).
+        - UNAVAILABLE / STORE_WRITE_FAILED: the release could not be recorded; nothing changed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -6283,8 +6283,11 @@ export const AgentServiceService = {
    *   ENOMEM (the node is short of descriptors, processes or memory).
    * - FAILED_PRECONDITION / CGROUP_UNAVAILABLE (a controller for the cgroup limits is missing),
    *   CGROUP_PARENT (no cgroup2 parent), DEFAULT_CGROUP (the --default-cgroup is unusable).
-   * - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store, so
-   *   it was killed at once.
+   * - UNAVAILABLE / STORE_WRITE_FAILED: the spawn (or its request_id) could not be recorded in
+   *   the state store, so nothing is left running.
+   * - ABORTED / OUTCOME_UNKNOWN: a retry of a request_id whose spawn an agent that stopped may have
+   *   started, without recording whether it did; it is not started again (metadata "handle": the
+   *   handle it would have had).
    */
   spawn: {
     path: "/pidfd.agent.v1.AgentService/Spawn" as const,
@@ -6410,6 +6413,7 @@ export const AgentServiceService = {
    * Release closes the pidfd and forgets the handle. A running process keeps running.
    * Errors (code / reason):
    * - NOT_FOUND / UNKNOWN_HANDLE (also for a handle already released).
+   * - UNAVAILABLE / STORE_WRITE_FAILED: the release could not be recorded; nothing changed.
    */
   release: {
     path: "/pidfd.agent.v1.AgentService/Release" as const,
@@ -6543,8 +6547,11 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    *   ENOMEM (the node is short of descriptors, processes or memory).
    * - FAILED_PRECONDITION / CGROUP_UNAVAILABLE (a controller for the cgroup limits is missing),
    *   CGROUP_PARENT (no cgroup2 parent), DEFAULT_CGROUP (the --default-cgroup is unusable).
-   * - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store, so
-   *   it was killed at once.
+   * - UNAVAILABLE / STORE_WRITE_FAILED: the spawn (or its request_id) could not be recorded in
+   *   the state store, so nothing is left running.
+   * - ABORTED / OUTCOME_UNKNOWN: a retry of a request_id whose spawn an agent that stopped may have
+   *   started, without recording whether it did; it is not started again (metadata "handle": the
+   *   handle it would have had).
    */
   spawn: handleUnaryCall<SpawnRequest, SpawnResponse>;
   /**
@@ -6614,6 +6621,7 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    * Release closes the pidfd and forgets the handle. A running process keeps running.
    * Errors (code / reason):
    * - NOT_FOUND / UNKNOWN_HANDLE (also for a handle already released).
+   * - UNAVAILABLE / STORE_WRITE_FAILED: the release could not be recorded; nothing changed.
    */
   release: handleUnaryCall<ReleaseRequest, ReleaseResponse>;
   /**
@@ -6689,8 +6697,11 @@ export interface AgentServiceClient extends Client {
    *   ENOMEM (the node is short of descriptors, processes or memory).
    * - FAILED_PRECONDITION / CGROUP_UNAVAILABLE (a controller for the cgroup limits is missing),
    *   CGROUP_PARENT (no cgroup2 parent), DEFAULT_CGROUP (the --default-cgroup is unusable).
-   * - UNAVAILABLE / STORE_WRITE_FAILED: the process could not be recorded in the state store, so
-   *   it was killed at once.
+   * - UNAVAILABLE / STORE_WRITE_FAILED: the spawn (or its request_id) could not be recorded in
+   *   the state store, so nothing is left running.
+   * - ABORTED / OUTCOME_UNKNOWN: a retry of a request_id whose spawn an agent that stopped may have
+   *   started, without recording whether it did; it is not started again (metadata "handle": the
+   *   handle it would have had).
    */
   spawn(
     request: SpawnRequest,
@@ -6840,6 +6851,7 @@ export interface AgentServiceClient extends Client {
    * Release closes the pidfd and forgets the handle. A running process keeps running.
    * Errors (code / reason):
    * - NOT_FOUND / UNKNOWN_HANDLE (also for a handle already released).
+   * - UNAVAILABLE / STORE_WRITE_FAILED: the release could not be recorded; nothing changed.
    */
   release(
     request: ReleaseRequest,
