@@ -88,11 +88,11 @@ test('more processes than --max-processes is RESOURCE_EXHAUSTED until some exit'
 });
 
 test('running out of file descriptors is RESOURCE_EXHAUSTED (EMFILE) and the agent recovers', async (t) => {
-  const agent = await startAgentProcess(['--quiet'], ['prlimit', '--nofile=64:64']);
+  const agent = await startAgentProcess(['--quiet'], ['prlimit', '--nofile=96:96']);
   t.teardown(() => agent.stop());
   const started: string[] = [];
   let failure: AgentCallError | undefined;
-  for (let i = 0; i < 100 && !failure; i++) {
+  for (let i = 0; i < 200 && !failure; i++) {
     try {
       started.push((await agent.client.spawn({ argv: ['sleep', '30'] })).process!.handle);
     } catch (e) {

@@ -1,5 +1,6 @@
-// Fault injection by the kernel itself: an agent with 64 descriptors (prlimit) is asked to spawn
-// processes with pipes until it runs out. Every failure must be a clear status, every child it
+// Fault injection by the kernel itself: an agent with 96 descriptors (prlimit; with 64, Node, which
+// opens many module files at once, can no longer load the agent) is asked to spawn processes with
+// pipes until it runs out. Every failure must be a clear status, every child it
 // started must be one it manages, and once everything is released it holds what it held before.
 import { readdirSync, readFileSync } from 'node:fs';
 import test from 'ava';
@@ -30,7 +31,7 @@ function childrenOf(pid: number): number[] {
 }
 
 test('an agent out of descriptors refuses spawns with RESOURCE_EXHAUSTED and an errno, leaks nothing and leaves no child unmanaged', async (t) => {
-  const agent = await startAgentProcess(['--ephemeral'], ['prlimit', '--nofile=64', '--']);
+  const agent = await startAgentProcess(['--ephemeral'], ['prlimit', '--nofile=96', '--']);
   t.teardown(() => agent.stop());
   const pid = agent.child.pid!;
   const { client } = agent;

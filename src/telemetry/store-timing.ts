@@ -1,9 +1,8 @@
-// The state store with each durable write timed: a write outside a batch is its own transaction,
-// a batch is one transaction however many writes it holds.
+// The state store with each durable write timed: every change is one commit (one transaction).
 import type { Histogram } from '@opentelemetry/api';
 import type { ProcessStore } from '../process/process-store.js';
 
-const WRITES = new Set<PropertyKey>(['recordStarted', 'recordExited', 'recordReleased', 'batch']);
+const WRITES = new Set<PropertyKey>(['commit']);
 
 export function timedStore(store: ProcessStore, duration: Histogram): ProcessStore {
   let depth = 0;
