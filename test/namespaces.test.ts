@@ -13,6 +13,7 @@ import { startAgentProcess } from './helpers/agent-process.js';
 import { startHarness, tempDir } from './helpers/harness.js';
 import { startStandIn } from './helpers/stand-in.js';
 import { asUser, shareSocket } from './helpers/tenant.js';
+import { runCliText } from './helpers/cli.js';
 
 const CAPTURE = { mode: OutputMode.OUTPUT_MODE_CAPTURE };
 
@@ -97,6 +98,10 @@ test.serial('join_namespaces_of: a process starts in a managed process\'s namesp
   t.is(readlinkSync(`/proc/${joined!.pid}/ns/mnt`), readlinkSync(`/proc/${box!.pid}/ns/mnt`));
   t.is(readlinkSync(`/proc/${joined!.pid}/ns/uts`), readlinkSync(`/proc/${box!.pid}/ns/uts`));
   await h.client.signal({ handle: joined!.handle, signal: 'SIGKILL' });
+  // pidfdctl spawn --join-namespaces-of, and its health command.
+  const cli = await runCliText(h.address, ['spawn', '--attach', '--join-namespaces-of', box!.handle, '--', 'hostname']);
+  t.deepEqual([cli.code, cli.stdout], [0, 'box-of-root\n']);
+  t.deepEqual(await runCliText(h.address, ['health']), { code: 0, stdout: 'SERVING\n', stderr: '' });
 
   // Another tenant's process is a handle that never was; the policy's join_namespaces decides.
   const [intoRoots, own] = await asUser(1501, h.address, [

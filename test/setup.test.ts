@@ -6,7 +6,7 @@ import { AgentCallError, ExitReason, status, type AgentClient } from '../clients
 
 type SpawnRequest = NonNullable<Parameters<AgentClient['spawn']>[0]>;
 import { openFdCount } from '../src/kernel/fd.js';
-import { cgroup2Mount } from '../src/process/spawn/cgroups.js';
+import { cgroup2Mount, cgroupV1Mounts } from '../src/process/spawn/cgroups.js';
 import { startAgentProcess } from './helpers/agent-process.js';
 import { runCliText } from './helpers/cli.js';
 import { eventually, procState, sleep, startHarness, type Harness, tempDir, tryRmdir } from './helpers/harness.js';
@@ -193,11 +193,15 @@ test.serial('--default-cgroup places every process that asks for none outside th
   const agent = await startAgentProcess(['--ephemeral', '--cgroup-parent', parent, '--default-cgroup', 'managed/nodes']);
   t.teardown(async () => {
     await agent.stop();
-    for (const d of ['managed/nodes', 'managed', '']) await eventually(`${d} removed`, () => (existsSync(join(parent, d)) ? (tryRmdir(join(parent, d)), false) : true));
+    // On hybrid hosts the agent made the same path in every v1 hierarchy too.
+    for (const root of [parent, ...cgroupV1Mounts().map((m) => join(m, parent.slice(mount.length + 1)))]) {
+      for (const d of ['managed/nodes', 'managed', '']) await eventually(`${d} removed`, () => (existsSync(join(root, d)) ? (tryRmdir(join(root, d)), false) : true));
+    }
   });
   const cgroupOf = (pid: number) => readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((l) => l.startsWith('0::'));
   const want = `0::/${join(parent, 'managed/nodes').slice(mount.length + 1)}`;
-  // The spawn shim's child joins it itself (stdio /dev/null); its own child is born there too.
+  // The spawn shim's child joins it itself (stdio /dev/null; on hybrid hosts the helper, which also
+  // joins the v1 hierarchies); its own child is born there too.
   const { process: viaShim } = await agent.client.spawn({ argv: ['sh', '-c', 'sleep 30 & wait'] });
   t.is(cgroupOf(viaShim!.pid), want);
   // Captured output goes through posix_spawn and the exec helper's --cgroup.
