@@ -39,6 +39,9 @@ export function openInRoot(root: Fd, path: string, flags: number, mode = 0): Fd 
   return retryEintr('openat2', () => Number(libc.sysOpenat2(libc.NR.openat2, root, path, how, OPEN_HOW_SIZE))) as Fd;
 }
 
+/** Bytes per page: the unit of RSS in /proc/PID/stat (4 KiB on x86_64; 4, 16 or 64 KiB on arm64). */
+export const PAGE_SIZE: number = libc.getpagesize();
+
 /** An O_PATH descriptor of a directory (close-on-exec), to resolve names beneath it. */
 export function openDirectoryPath(path: string): Fd {
   return check('open', libc.open(path, O_PATH | O_DIRECTORY | O_CLOEXEC, 0)) as Fd;

@@ -93,6 +93,8 @@ export const unlockpt = libc.func('int unlockpt(int fd)');
 export const ptsname_r = libc.func('int ptsname_r(int fd, _Out_ char *buf, size_t len)');
 export const isatty = libc.func('int isatty(int fd)');
 
+export const getpagesize = libc.func('int getpagesize(void)');
+
 export const inotify_init1 = libc.func('int inotify_init1(int flags)');
 export const inotify_add_watch = libc.func('int inotify_add_watch(int fd, const char *path, uint32_t mask)');
 

@@ -18,7 +18,7 @@ export interface UsageSampling {
 }
 
 /**
- * The shortest usage_interval and the most processes one sample reads: each costs four reads of
+ * The shortest usage_interval and the most processes one sample reads: each costs two calls on
  * /proc on the event loop, for every stream that asks.
  */
 export const MIN_USAGE_INTERVAL_MS = 1000;

@@ -3,7 +3,12 @@
 // before its process is reaped, and our pidfd still reaching an unreaped process after the reads
 // (pidfd_send_signal(pidfd, 0)) proves it was. A process that has exited (or was reaped
 // meanwhile) shows no usage.
-import { readdirSync, readFileSync } from 'node:fs';
+//
+// List reads this for every running process on the event loop, so it costs one small read and
+// one stat: /proc/PID/stat holds CPU time, threads and RSS, and since Linux 6.2 the size of
+// /proc/PID/fd is the number of open descriptors.
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { PAGE_SIZE } from '../../kernel/files.js';
 import type { ProcessRecord } from './record.js';
 
 export interface Usage {
@@ -18,6 +23,17 @@ export interface Usage {
 
 /** USER_HZ: the unit of utime and stime in /proc/PID/stat, 100 on every Linux ABI. */
 const TICK_MICROS = 10_000;
+/** /proc/PID/stat is a few hundred bytes (comm is at most 64 bytes of it). */
+const statBuf = Buffer.alloc(4096);
+
+function readStat(pid: number): string {
+  const fd = openSync(`/proc/${pid}/stat`, 'r');
+  try {
+    return statBuf.toString('latin1', 0, readSync(fd, statBuf, 0, statBuf.length, 0));
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /** The process's usage now, or undefined when it is not running (or not ours to read any more). */
 export function usageOf(record: ProcessRecord): Usage | undefined {
@@ -26,17 +42,15 @@ export function usageOf(record: ProcessRecord): Usage | undefined {
   const pid = record.identity.pid;
   let usage: Usage;
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const stat = readStat(pid);
     // comm (field 2) may hold spaces and parentheses: fields resume after the last ')', at field 3.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const status = readFileSync(`/proc/${pid}/status`, 'latin1');
-    const rssKib = /^VmRSS:\s+(\d+) kB/m.exec(status);
     usage = {
       userMicros: Number(fields[14 - 3]) * TICK_MICROS,
       systemMicros: Number(fields[15 - 3]) * TICK_MICROS,
-      rssBytes: rssKib ? Number(rssKib[1]) * 1024 : 0,
+      rssBytes: Number(fields[24 - 3]) * PAGE_SIZE,
       threads: Number(fields[20 - 3]),
-      openFds: readdirSync(`/proc/${pid}/fd`).length,
+      openFds: statSync(`/proc/${pid}/fd`).size,
       sampledAt: Date.now(),
     };
   } catch {
