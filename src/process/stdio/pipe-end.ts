@@ -32,8 +32,11 @@ export function openPipe(fd: Fd, direction: 'read' | 'write'): net.Socket {
 /**
  * Takes a pipe back from its socket without closing the pipe (handover): the socket goes with its
  * fd, and without running its 'close' or 'data' handlers; the returned duplicate is the caller's.
+ * null when the socket has been destroyed already (end-of-file, EPIPE): libuv closed its fd then,
+ * and the number may be another's by now; its 'close' handler still runs.
  */
-export function detachPipe(socket: net.Socket, fd: Fd): Fd {
+export function detachPipe(socket: net.Socket, fd: Fd): Fd | null {
+  if (socket.destroyed) return null;
   const copy = dupFd(fd);
   socket.removeAllListeners('close');
   socket.removeAllListeners('data');
