@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { AgentError } from '../process/errors.js';
 
 /**
@@ -7,7 +8,14 @@ import { AgentError } from '../process/errors.js';
  */
 export class ServiceGate {
   private closedBy: AgentError | null = null;
-  private ending = new AbortController();
+  private ending = ServiceGate.controller();
+
+  /** Every call in flight listens (its own bound is the server's), so no listener count warns. */
+  private static controller(): AbortController {
+    const c = new AbortController();
+    setMaxListeners(0, c.signal);
+    return c;
+  }
 
   /** Aborted when the calls in flight must end. */
   get signal(): AbortSignal {
@@ -30,7 +38,7 @@ export class ServiceGate {
 
   open(): void {
     this.closedBy = null;
-    if (this.ending.signal.aborted) this.ending = new AbortController();
+    if (this.ending.signal.aborted) this.ending = ServiceGate.controller();
   }
 
   /** Ends the calls in flight (with the reason the gate was closed for). */
