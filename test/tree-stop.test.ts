@@ -24,6 +24,12 @@ const alive = (pid: number) => procState(pid) !== undefined && procState(pid) !=
 const readPid = (file: string) => (existsSync(file) ? Number(readFileSync(file, 'utf8').trim()) || false : false);
 /** The cgroup of a pid as /proc shows it (the test's own view, to check what the agent did). */
 const cgroupOf = (pid: number) => readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((l) => l.startsWith('0::'))!.slice(3);
+/** Each member of a handle's own cgroup as "pid comm state", for a failure's message. */
+const treeMembers = (handle: string): string => {
+  const dir = h.agent.manager.get(handle).ownedCgroup!;
+  const pids = readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean);
+  return pids.map((pid) => `${pid} ${existsSync(`/proc/${pid}/comm`) ? readFileSync(`/proc/${pid}/comm`, 'utf8').trim() : '?'} ${procState(Number(pid)) ?? '-'}`).join(', ');
+};
 const populatedNow = (dir: string) => existsSync(join(dir, 'cgroup.events')) && /^populated 1$/m.test(readFileSync(join(dir, 'cgroup.events'), 'utf8'));
 
 /**
@@ -67,8 +73,10 @@ test.serial('stop --tree of a tree that honours SIGTERM ends it within the grace
   const { process: p } = await h.client.spawn({ argv: ['sh', '-c', `( setsid sh -c 'echo $$ > ${dir}/d.pid; exec sleep 300' & ); exec sleep 300`], cgroup: { create: true } });
   const daemon = await eventually('the daemon', () => readPid(join(dir, 'd.pid')));
   await eventually('the daemon to exec sleep', () => readFileSync(`/proc/${daemon}/comm`, 'utf8').trim() === 'sleep');
+  const before = treeMembers(p!.handle);
+  const started = Date.now();
   const res = await h.client.stop({ handle: p!.handle, grace: ms(30_000), tree: true });
-  t.false(res.escalated);
+  t.false(res.escalated, `the tree before the stop: ${before}; the stop took ${Date.now() - started} ms`);
   t.is(res.process!.exit!.signal, 15);
   t.false(alive(daemon), 'the daemon got SIGTERM through its own pidfd');
   t.truthy(res.treeGoneAt);

@@ -101,6 +101,13 @@ export function liveTree(record: ProcessRecord): string {
 }
 
 /**
+ * A stop once waited out its whole grace in a full test run (tree-stop's SIGTERM case), and the
+ * cause was not found: reading cgroup.events this often as well bounds what a missed inotify event
+ * could cost.
+ */
+const RECHECK_MS = 250;
+
+/**
  * Resolves with true once cgroup.events says `populated 0`, false after timeoutMs (undefined: no
  * limit); rejects when aborted.
  */
@@ -108,9 +115,11 @@ export function untilEmpty(dir: string, abort: AbortSignal, timeoutMs?: number):
   return new Promise((resolve, reject) => {
     let watch: FileWatch | undefined;
     let timer: NodeJS.Timeout | undefined;
+    let recheck: NodeJS.Timeout | undefined;
     const finish = (settle: () => void) => {
       watch?.close();
       if (timer) clearTimeout(timer);
+      if (recheck) clearInterval(recheck);
       abort.removeEventListener('abort', onAbort);
       settle();
     };
@@ -131,6 +140,7 @@ export function untilEmpty(dir: string, abort: AbortSignal, timeoutMs?: number):
     }
     abort.addEventListener('abort', onAbort);
     if (timeoutMs !== undefined) timer = setTimeout(() => finish(() => resolve(false)), timeoutMs);
+    recheck = setInterval(check, RECHECK_MS);
     // Read after the watch is in place: a change before it would otherwise be missed.
     check();
   });
