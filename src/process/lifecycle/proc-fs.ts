@@ -1,20 +1,25 @@
 import { readdirSync, readFileSync } from 'node:fs';
 
-/** Start time of pid in clock ticks since boot (/proc/PID/stat field 22); undefined if gone. */
-export function readStartTime(pid: number): bigint | undefined {
+/**
+ * The fields of /proc/PID/stat, numbered as in proc(5) (`field(22)` is the start time); undefined
+ * if gone. comm (field 2) may contain spaces and parentheses: fields resume after the last ')'.
+ */
+export function readStat(pid: number): ((n: number) => string | undefined) | undefined {
   const stat = readOrUndefined(`/proc/${pid}/stat`);
   if (stat === undefined) return undefined;
-  // comm (field 2) may contain spaces and parentheses: fields resume after the last ')'.
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const field = rest[22 - 3];
+  return (n) => rest[n - 3];
+}
+
+/** Start time of pid in clock ticks since boot (/proc/PID/stat field 22); undefined if gone. */
+export function readStartTime(pid: number): bigint | undefined {
+  const field = readStat(pid)?.(22);
   return field === undefined ? undefined : BigInt(field);
 }
 
 /** The kernel's per-task flags of pid (/proc/PID/stat field 9: PF_*); undefined if gone. */
 export function readTaskFlags(pid: number): number | undefined {
-  const stat = readOrUndefined(`/proc/${pid}/stat`);
-  if (stat === undefined) return undefined;
-  const field = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[9 - 3];
+  const field = readStat(pid)?.(9);
   return field === undefined ? undefined : Number(field);
 }
 

@@ -7,8 +7,9 @@
 // List reads this for every running process on the event loop, so it costs one small read and
 // one stat: /proc/PID/stat holds CPU time, threads and RSS, and since Linux 6.2 the size of
 // /proc/PID/fd is the number of open descriptors.
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { PAGE_SIZE } from '../../kernel/files.js';
+import { readStat } from './proc-fs.js';
 import type { ProcessRecord } from './record.js';
 
 export interface Usage {
@@ -23,17 +24,6 @@ export interface Usage {
 
 /** USER_HZ: the unit of utime and stime in /proc/PID/stat, 100 on every Linux ABI. */
 const TICK_MICROS = 10_000;
-/** /proc/PID/stat is a few hundred bytes (comm is at most 64 bytes of it). */
-const statBuf = Buffer.alloc(4096);
-
-function readStat(pid: number): string {
-  const fd = openSync(`/proc/${pid}/stat`, 'r');
-  try {
-    return statBuf.toString('latin1', 0, readSync(fd, statBuf, 0, statBuf.length, 0));
-  } finally {
-    closeSync(fd);
-  }
-}
 
 /** The process's usage now, or undefined when it is not running (or not ours to read any more). */
 export function usageOf(record: ProcessRecord): Usage | undefined {
@@ -42,14 +32,13 @@ export function usageOf(record: ProcessRecord): Usage | undefined {
   const pid = record.identity.pid;
   let usage: Usage;
   try {
-    const stat = readStat(pid);
-    // comm (field 2) may hold spaces and parentheses: fields resume after the last ')', at field 3.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const field = readStat(pid);
+    if (field === undefined) return undefined;
     usage = {
-      userMicros: Number(fields[14 - 3]) * TICK_MICROS,
-      systemMicros: Number(fields[15 - 3]) * TICK_MICROS,
-      rssBytes: Number(fields[24 - 3]) * PAGE_SIZE,
-      threads: Number(fields[20 - 3]),
+      userMicros: Number(field(14)) * TICK_MICROS,
+      systemMicros: Number(field(15)) * TICK_MICROS,
+      rssBytes: Number(field(24)) * PAGE_SIZE,
+      threads: Number(field(20)),
       openFds: statSync(`/proc/${pid}/fd`).size,
       sampledAt: Date.now(),
     };
