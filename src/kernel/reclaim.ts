@@ -28,11 +28,16 @@ export function releaseMemory(ref: PidRef, timeoutMs: number): Promise<Reclaimed
   const own = ref.dup();
   const attempts = [0];
   return new Promise((resolve, reject) => {
-    native!.async(borrowPidfd(own), timeoutMs, attempts, (err: unknown, result: number) => {
-      own.close();
-      if (err) reject(err);
-      else if (result !== 0) reject(new KernelError('process_mrelease', result));
-      else resolve({ attempts: attempts[0]! });
-    });
+    try {
+      native!.async(borrowPidfd(own), timeoutMs, attempts, (err: unknown, result: number) => {
+        own.close();
+        if (err) reject(err);
+        else if (result !== 0) reject(new KernelError('process_mrelease', result));
+        else resolve({ attempts: attempts[0]! });
+      });
+    } catch (e) {
+      own.close(); // the call never started: its callback will not close the duplicate
+      reject(e);
+    }
   });
 }
