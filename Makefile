@@ -107,6 +107,21 @@ bench: build
 	node --import tsx bench/churn-rss.ts $(BENCH_CHURN_ARGS)
 	node --import tsx bench/telemetry.ts $(BENCH_TELEMETRY_ARGS)
 	node --import tsx bench/reclaim.ts $(BENCH_RECLAIM_ARGS)
+	$(MAKE) bench-ab
+
+# Same-run A/B of this tree's agent against the agent at BENCH_BASE (issue 17: agent CPU per
+# cycle "halved, shown by a same-run A/B against today's agent"; default: main when issue 17 began).
+# The base is exported with git archive into bench/.base/COMMIT and built there once.
+BENCH_BASE ?= 58e6ba0
+BENCH_BASE_DIR = bench/.base/$(BENCH_BASE)
+.PHONY: bench-ab
+bench-ab: build
+	if ! [ -f $(BENCH_BASE_DIR)/dist/src/main.js ]; then \
+	  rm -rf $(BENCH_BASE_DIR) && mkdir -p $(BENCH_BASE_DIR) && git archive $(BENCH_BASE) | tar -x -C $(BENCH_BASE_DIR) && \
+	  if cmp -s package-lock.json $(BENCH_BASE_DIR)/package-lock.json; then cp -al node_modules $(BENCH_BASE_DIR)/node_modules; \
+	  else (cd $(BENCH_BASE_DIR) && npm ci --no-audit --no-fund); fi && \
+	  touch $(BENCH_BASE_DIR)/node_modules/.installed && $(MAKE) -C $(BENCH_BASE_DIR) build; fi
+	node --import tsx bench/ab.ts --agent $(BENCH_BASE_DIR) --agent . --summary $(BENCH_AB_ARGS)
 
 # Kill and reclaim: kill -> memory freed for a process holding 1 GiB, with and without
 # process_mrelease (also the last step of `make bench`).

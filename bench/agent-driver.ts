@@ -10,6 +10,8 @@ export type DriverCommand =
   | { readonly op: 'tput'; readonly conc: number; readonly n: number; readonly via: 'wait' | 'watch' }
   /** Batches of `conc` sleepers: settle, Signal TERM to all, latency = Signal sent → EXITED on Watch. */
   | { readonly op: 'sig'; readonly conc: number; readonly n: number; readonly settleMs: number }
+  /** Bare Get calls on one sleeper, `conc` in flight: what any RPC costs the agent. */
+  | { readonly op: 'get'; readonly conc: number; readonly n: number }
   /** A Get round trip after the same idle as `sig` (the floor of any RPC-driven signal). */
   | { readonly op: 'rtt'; readonly n: number; readonly settleMs: number }
   /** Starts `count` sleepers (`conc` Spawn calls in flight) and keeps their handles. */
@@ -151,6 +153,21 @@ function rtt(n: number, settleMs: number): Promise<DriverRun> {
   });
 }
 
+function getsOn(handle: string, conc: number, n: number): Promise<DriverRun> {
+  return measured(async (lat) => {
+    let started = 0;
+    const worker = async (): Promise<void> => {
+      while (started < n) {
+        started++;
+        const t0 = nowNs();
+        await agent().get({ handle });
+        lat.push(nowNs() - t0);
+      }
+    };
+    await Promise.all(Array.from({ length: conc }, worker));
+  });
+}
+
 function hold(count: number, conc: number): Promise<DriverRun> {
   return measured(async () => {
     let started = 0;
@@ -211,6 +228,15 @@ async function handle(cmd: DriverCommand): Promise<DriverReply> {
       return { ok: true, result: await tput(cmd.conc, cmd.n, cmd.via) };
     case 'sig':
       return { ok: true, result: await sig(cmd.conc, cmd.n, cmd.settleMs) };
+    case 'get': {
+      const handle = await spawnHandle(SLEEPER);
+      try {
+        return { ok: true, result: await getsOn(handle, cmd.conc, cmd.n) };
+      } finally {
+        await agent().signal({ handle, signal: 'KILL' });
+        await agent().wait({ handle });
+      }
+    }
     case 'rtt':
       return { ok: true, result: await rtt(cmd.n, cmd.settleMs) };
     case 'hold':

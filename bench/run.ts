@@ -135,11 +135,11 @@ function record(round: number, peer: Peer, kind: Kind, conc: number, managed: nu
 }
 const round6 = (v: number) => round(v, 6);
 
-async function agentRun(agent: AgentProcess, r: number, peer: 'agent-wait' | 'agent-watch' | 'agent', kind: Kind, conc: Conc, managed: number): Promise<void> {
+async function agentRun(agent: AgentProcess, r: number, peer: 'agent-wait' | 'agent-watch' | 'agent' | 'agent-get', kind: Kind, conc: Conc, managed: number): Promise<void> {
   const scaled = managed > 0;
-  const n = kind === 'tput' ? (scaled ? N.scaledTput : N.tput)[conc] : (scaled ? N.scaledSig : N.sig)[conc];
+  const n = kind === 'sig' ? (scaled ? N.scaledSig : N.sig)[conc] : (scaled ? N.scaledTput : N.tput)[conc];
   const cmd: DriverCommand =
-    kind === 'tput' ? { op: 'tput', conc, n, via: peer === 'agent-watch' ? 'watch' : 'wait' } : { op: 'sig', conc, n, settleMs: SETTLE_MS };
+    kind === 'tput' ? { op: 'tput', conc, n, via: peer === 'agent-watch' ? 'watch' : 'wait' } : kind === 'get' ? { op: 'get', conc, n } : { op: 'sig', conc, n, settleMs: SETTLE_MS };
   const cpu0 = cpuSeconds(agent.pid);
   const raw = await driveRun(cmd);
   const agentCpu = cpuSeconds(agent.pid) - cpu0;
@@ -193,6 +193,8 @@ async function headToHead(r: number): Promise<void> {
       }
     }
   }
+  // What a bare RPC costs the agent, beside the cycles (agent_cpu_watch_cycle_vs_get).
+  await agentRun(agent, r, 'agent-get', 'get', 16, 0);
   const rtt = await driveRun({ op: 'rtt', n: N.sig[1], settleMs: SETTLE_MS });
   record(r, 'agent', 'rtt', 1, 0, rtt);
   await stopLive();
@@ -239,11 +241,13 @@ async function scalePhase(r: number): Promise<void> {
     fds[level] = m.fds;
   };
   await read(0);
+  const cStart = await execJson(C_LOOP, ['start', String(first)]);
+  await sleep(2000);
   const start1000 = await driveRun({ op: 'hold', count: first, conc: 16 });
   await read(first);
   const startRest = await driveRun({ op: 'hold', count: MAX_MANAGED - first, conc: 16 });
   await read(MAX_MANAGED);
-  log(`  started ${first} sleepers in ${start1000.wall_s.toFixed(3)} s, ${MAX_MANAGED - first} more in ${startRest.wall_s.toFixed(2)} s; RSS ${(rss[MAX_MANAGED]! / 1024).toFixed(1)} MiB, ${fds[MAX_MANAGED]} fds`);
+  log(`  C started ${first} sleepers in ${cStart.wall_s.toFixed(3)} s; the agent ${start1000.wall_s.toFixed(3)} s, ${MAX_MANAGED - first} more in ${startRest.wall_s.toFixed(2)} s; RSS ${(rss[MAX_MANAGED]! / 1024).toFixed(1)} MiB, ${fds[MAX_MANAGED]} fds`);
   await atScale(agent, r, MAX_MANAGED);
   const killed = await driveRun({ op: 'unhold', count: MAX_MANAGED - first, conc: 16 });
   if (killed.bad) log(`  ${killed.bad} sleepers did not die of SIGKILL`);
@@ -255,6 +259,7 @@ async function scalePhase(r: number): Promise<void> {
     rss_kib: rss,
     fds,
     start_1000_s: round6(start1000.wall_s),
+    c_start_1000_s: round6(cStart.wall_s),
     start_9000_s: round6(startRest.wall_s),
     kill_9000_s: round6(killed.wall_s),
     per_handle_kib: round((rss[MAX_MANAGED]! - rss[0]!) / MAX_MANAGED, 3),
@@ -284,6 +289,7 @@ function machine(): Record<string, string> {
     os: distro,
     kernel: os.release(),
     cpus: `${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}`,
+    cpu_model: os.cpus()[0]?.model ?? '?',
     memory: `${Math.round(os.totalmem() / 2 ** 30)} GiB`,
     node: process.version,
     glibc: sh('getconf', ['GNU_LIBC_VERSION']),

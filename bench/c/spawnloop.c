@@ -6,6 +6,8 @@
 // usage: spawnloop tput <conc> <n>             /bin/true n times, conc in flight
 //        spawnloop sig  <conc> <n> <settle_ms> batches of conc `sleep 100000`: settle, SIGTERM
 //                                              all, reap all (latency = kill -> reap, per child)
+//        spawnloop start <n>                   start n `sleep 100000` one after another, each with
+//                                              its pidfd (the agent's start_1000 in C); then kill all
 //        spawnloop suite <t1> <t16> <s1> <s16> <settle_ms>   all of them under one SPAWNLOOP_HOLD:
 //                                              tput c=1/16 with posix_spawn, then with clone,
 //                                              sig c=1/16; one JSON line each, with "case"
@@ -207,7 +209,12 @@ int main(int argc, char **argv) {
   }
   if (argc >= 4 && !strcmp(argv[1], "tput")) tput(atoi(argv[2]), atoi(argv[3]));
   else if (argc >= 5 && !strcmp(argv[1], "sig")) sig(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
-  else if (argc >= 7 && !strcmp(argv[1], "suite")) {
+  else if (argc >= 3 && !strcmp(argv[1], "start")) {
+    uint64_t T0 = now_ns();
+    hold(atoi(argv[2]));
+    label = "start";
+    print_json((double)(now_ns() - T0) / 1e9, 0, NULL, 0);
+  } else if (argc >= 7 && !strcmp(argv[1], "suite")) {
     int settle = atoi(argv[6]);
     for (use_clone = 0; use_clone <= 1; use_clone++) {
       label = use_clone ? "tput-clone-1" : "tput-posix-1";
@@ -221,7 +228,7 @@ int main(int argc, char **argv) {
     label = "sig-16";
     sig(16, atoi(argv[5]), settle);
   } else {
-    fprintf(stderr, "usage: spawnloop tput CONC N | sig CONC N SETTLE_MS | suite T1 T16 S1 S16 SETTLE_MS\n");
+    fprintf(stderr, "usage: spawnloop tput CONC N | sig CONC N SETTLE_MS | start N | suite T1 T16 S1 S16 SETTLE_MS\n");
     return 2;
   }
   unhold();
