@@ -1,0 +1,61 @@
+import { join } from 'node:path';
+import test from 'ava';
+import { isKernelError } from '../src/kernel/errors.js';
+import { openFdCount } from '../src/kernel/fd.js';
+import type { PidRef } from '../src/kernel/pid-ref.js';
+import { spawnAsync, useSpawnShim, type SpawnSpec } from '../src/kernel/spawn.js';
+import { ROOT } from './helpers/agent-process.js';
+
+// This file's process hands its spawns to the shim's spawner threads (spawnAsync with the shim).
+useSpawnShim(join(ROOT, 'dist/lib/libpidfd-spawn.so'));
+
+const NULL = { kind: 'null' } as const;
+const base: SpawnSpec = { path: '/bin/true', argv: ['true'], envp: [], stdio: [NULL, NULL, NULL], newSession: true };
+
+function reap(child: PidRef) {
+  using ref = child;
+  return ref.reap(10_000).termination;
+}
+
+test.serial('a failed exec or chdir is that step\'s errno, and the threads go on spawning after it', async (t) => {
+  const missing = await t.throwsAsync(spawnAsync({ ...base, path: '/nonexistent/prog' }));
+  t.true(isKernelError(missing) && missing.syscall === 'execve' && missing.code === 'ENOENT', String(missing));
+  const cwd = await t.throwsAsync(spawnAsync({ ...base, cwd: '/nonexistent-dir' }));
+  t.true(isKernelError(cwd) && cwd.syscall === 'chdir' && cwd.code === 'ENOENT', String(cwd));
+  const child = await spawnAsync({ ...base, path: '/bin/sh', argv: ['sh', '-c', 'exit 7'], envp: ['A=é'] });
+  t.deepEqual(reap(child.ref), { exitCode: 7 });
+});
+
+test.serial('200 concurrent spawns each get their own pidfd, pid and the pidfs inode of that pidfd', async (t) => {
+  const children = await Promise.all(Array.from({ length: 200 }, (_, i) => spawnAsync({ ...base, path: '/bin/sh', argv: ['sh', '-c', `exit ${i % 100}`] })));
+  t.is(new Set(children.map((c) => c.ref.pid)).size, 200);
+  t.is(new Set(children.map((c) => c.ref.inode)).size, 200);
+  const codes = children.map((c) => {
+    const inode = c.ref.inode;
+    const dup = c.ref.dup();
+    try {
+      // A duplicate's inode is read from the kernel: it must be the one the thread reported.
+      t.is(dup.inode, inode);
+    } finally {
+      dup.close();
+    }
+    return reap(c.ref);
+  });
+  t.deepEqual(codes, Array.from({ length: 200 }, (_, i) => ({ exitCode: i % 100 })));
+});
+
+test.serial('1,000 spawns, some failing, leave the agent\'s descriptor count where it was', async (t) => {
+  const before = openFdCount();
+  for (let round = 0; round < 10; round++) {
+    const results = await Promise.allSettled(Array.from({ length: 100 }, (_, i) => spawnAsync(i % 10 === 0 ? { ...base, path: '/nonexistent/prog' } : base)));
+    for (const r of results) if (r.status === 'fulfilled') t.deepEqual(reap(r.value.ref), { exitCode: 0 });
+    t.is(results.filter((r) => r.status === 'rejected').length, 10);
+  }
+  t.is(openFdCount(), before);
+});
+
+test.serial('a request too large for one message still spawns (through the threadpool)', async (t) => {
+  const big = 'x'.repeat(100_000);
+  const child = await spawnAsync({ ...base, path: '/bin/sh', argv: ['sh', '-c', 'exit $(( ${#A} + ${#B} == 200000 ))'], envp: [`A=${big}`, `B=${big}`] });
+  t.deepEqual(reap(child.ref), { exitCode: 1 });
+});
