@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
 import { isKernelError } from '../src/kernel/errors.js';
@@ -16,6 +17,11 @@ function reap(child: PidRef) {
   using ref = child;
   return ref.reap(10_000).termination;
 }
+
+test.serial('the spawner threads run in this process under their own name', (t) => {
+  const names = readdirSync('/proc/self/task').map((tid) => readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim());
+  t.is(names.filter((n) => n === 'pidfd-spawner').length, 4);
+});
 
 test.serial('a failed exec or chdir is that step\'s errno, and the threads go on spawning after it', async (t) => {
   const missing = await t.throwsAsync(spawnAsync({ ...base, path: '/nonexistent/prog' }));

@@ -38,7 +38,9 @@ const HEADER_BYTES = 36;
 const ANSWER_BYTES = 24;
 const MSG_DONTWAIT = 0x40;
 const MSG_NOSIGNAL = 0x4000;
-const SPAWNER_THREADS = 2;
+// As many as libuv's threadpool had for spawns: under load a thread waits long for its child's
+// exec (vfork), and spawns queue behind it.
+const SPAWNER_THREADS = 4;
 
 export class Spawner {
   private readonly request: Buffer;

@@ -239,6 +239,7 @@ int pidfd_spawner_start(int threads) {
   for (; started < threads; started++) {
     pthread_t t;
     if ((err = pthread_create(&t, &attr, spawner_thread, (void *)(intptr_t)sv[1])) != 0) break;
+    pthread_setname_np(t, "pidfd-spawner");
   }
   threads_left = started;
   pthread_mutex_unlock(&left_lock);
