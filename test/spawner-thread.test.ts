@@ -1,11 +1,14 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { isKernelError } from '../src/kernel/errors.js';
-import { openFdCount } from '../src/kernel/fd.js';
+import { closeFd, openFdCount, pipe } from '../src/kernel/fd.js';
 import type { PidRef } from '../src/kernel/pid-ref.js';
-import { spawnAsync, useSpawnShim, type SpawnSpec } from '../src/kernel/spawn.js';
+import { shimHandles, spawnAsync, useSpawnShim, type SpawnSpec } from '../src/kernel/spawn.js';
 import { ROOT } from './helpers/agent-process.js';
+import { feed, Output } from './helpers/kernel-children.js';
 
 // This file's process hands its spawns to the shim's spawner threads (spawnAsync with the shim).
 useSpawnShim(join(ROOT, 'dist/lib/libpidfd-spawn.so'));
@@ -64,4 +67,33 @@ test.serial('a request too large for one message still spawns (through the threa
   const big = 'x'.repeat(100_000);
   const child = await spawnAsync({ ...base, path: '/bin/sh', argv: ['sh', '-c', 'exit $(( ${#A} + ${#B} == 200000 ))'], envp: [`A=${big}`, `B=${big}`] });
   t.deepEqual(reap(child.ref), { exitCode: 1 });
+});
+
+test.serial('pipes, an output pipe and a caller\'s fd reach the child through the spawner, which then holds exactly 0-2', async (t) => {
+  const stdio = [{ kind: 'pipe' }, { kind: 'output-pipe', bytes: 65536 }, { kind: 'pipe' }] as const;
+  t.true(shimHandles(stdio), 'the shim takes pipes here (pidfd_getfd allowed)');
+  const dir = mkdtempSync(join(tmpdir(), 'pidfd-agent-spawner-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const listFds = join(dir, 'list-fds');
+  execFileSync('gcc', ['-O2', '-Wall', '-Werror', '-o', listFds, join(ROOT, 'test/fixtures/list-fds.c')]);
+  const before = openFdCount();
+  for (let round = 0; round < 5; round++) {
+    await Promise.all(Array.from({ length: 20 }, async (_, i) => {
+      const child = await spawnAsync({ ...base, path: '/bin/sh', argv: ['sh', '-c', `read line; echo "$line-${i}"; echo err >&2; exec ${listFds}`], stdio });
+      const [stdin, stdout, stderr] = child.pipes;
+      const out = new Output(stdout!);
+      const err = new Output(stderr!);
+      await feed(stdin!, 'hello\n');
+      t.deepEqual(reap(child.ref), { exitCode: 0 });
+      t.is((await out.done).toString(), `hello-${i}\n0 1 2\n`);
+      t.is((await err.done).toString(), 'err\n');
+    }));
+  }
+  const [r, w] = pipe();
+  const out = new Output(r);
+  const child = await spawnAsync({ ...base, path: '/bin/sh', argv: ['sh', '-c', 'echo via-fd'], stdio: [NULL, { kind: 'fd', fd: w }, NULL] });
+  closeFd(w);
+  t.deepEqual(reap(child.ref), { exitCode: 0 });
+  t.is((await out.done).toString(), 'via-fd\n');
+  t.is(openFdCount(), before);
 });

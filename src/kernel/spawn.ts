@@ -171,13 +171,36 @@ export function useSpawnShim(path: string): void {
   if (!cloexecByRange) return;
   shim = libc.loadSpawnShim(path);
   spawner ??= Spawner.start(path);
+  shimFetchesFds = probeFetch();
 }
 
 const SHIM_STEPS = ['clone', 'close_range(UNSHARE)', 'rt_sigprocmask', 'stdio', 'setsid', 'chdir', 'execve', 'cgroup'];
 const SHIM_CGROUP_STEP = 7;
+const SHIM_EXEC_STEP = 6;
 
 /** Whether the spawn shim starts a child with this stdio (then it can also place it in a cgroup). */
-export const shimHandles = (stdio: readonly StdioAction[]): boolean => shim !== null && stdio.every((a) => a.kind === 'null' || a.kind === 'inherit');
+export const shimHandles = (stdio: readonly StdioAction[]): boolean =>
+  shim !== null && stdio.every((a) => a.kind === 'null' || a.kind === 'inherit' || (shimFetchesFds && a.kind !== 'tty'));
+
+/**
+ * Whether the shim's child may take pipes and files from the agent with pidfd_getfd (5.6+): it
+ * needs ptrace access to the agent (refused under Yama ptrace_scope 1 without CAP_SYS_PTRACE, or
+ * by a seccomp profile). Probed once: a child that fetches a pipe end and then fails its execve.
+ */
+let shimFetchesFds = false;
+
+function probeFetch(): boolean {
+  const [r, w] = pipe();
+  try {
+    const step = new Int32Array(1);
+    const rc = shim!('', [null], [null], null, r, -1, -1, 1, -1, new Int32Array(1), step) as number;
+    if (rc >= 0) throw new Error('the spawn shim started an empty path');
+    return step[0] === SHIM_EXEC_STEP;
+  } finally {
+    closeFd(r);
+    closeFd(w);
+  }
+}
 
 /** One spawn: its own file actions (safe to use from another thread), pipes and helper report pipe. */
 class SpawnAttempt {
@@ -199,7 +222,13 @@ class SpawnAttempt {
   constructor(private readonly spec: SpawnSpec) {
     if (spec.helper === undefined && shimHandles(spec.stdio)) {
       if (spec.namespacesOf !== undefined || (spec.v1CgroupProcs ?? []).length > 0) throw new TypeError('namespacesOf and v1CgroupProcs need the helper');
-      const fds = spec.stdio.map((a, fd) => (a.kind === 'inherit' ? fd : -1));
+      let fds: number[];
+      try {
+        fds = spec.stdio.map((a, fd) => this.stdioSource(a as Exclude<StdioAction, { kind: 'tty' }>, fd));
+      } catch (e) {
+        this.dispose();
+        throw e;
+      }
       this.shimCall = { path: spec.path, argv: spec.argv, envp: spec.envp, cwd: spec.cwd, stdio: [fds[0]!, fds[1]!, fds[2]!], newSession: spec.newSession, cgroupProcs: spec.cgroupProcs ?? -1 };
       return;
     }
@@ -207,12 +236,7 @@ class SpawnAttempt {
     checkResult('posix_spawn_file_actions_init', libc.fa_init(fa));
     this.fa = fa;
     try {
-      spec.stdio.forEach((action, target) => {
-        const ends = this.addStdio(action, target);
-        if (ends === null) return;
-        this.childEnds.push(ends.child);
-        this.pipes[target] = ends.parent;
-      });
+      spec.stdio.forEach((action, target) => this.addStdio(action, target));
       if (spec.cwd !== undefined) checkResult('posix_spawn_file_actions_addchdir_np', libc.fa_addchdir_np(this.fa!, spec.cwd));
       // Last action: after the dup2s onto 0-2 (and the helper's setup fds), whose sources it closes too.
       const closeFrom = (from: number) => {
@@ -377,29 +401,36 @@ class SpawnAttempt {
     for (const fd of this.childEnds.splice(0)) closeFd(fd);
   }
 
-  private addStdio(action: StdioAction, target: number): { child: Fd; parent: Fd } | null {
+  private addStdio(action: StdioAction, target: number): void {
+    if (action.kind === 'tty') {
+      if (target === 0) checkResult('posix_spawn_file_actions_addopen', libc.fa_addopen(this.fa!, 0, action.path, O_RDWR, 0));
+      else checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa!, 0, target));
+      return;
+    }
+    const source = this.stdioSource(action, target);
+    if (source < 0) checkResult('posix_spawn_file_actions_addopen', libc.fa_addopen(this.fa!, target, '/dev/null', target === 0 ? O_RDONLY : O_WRONLY, 0));
+    // For inherit, dup2(fd, fd): libuv marks the agent's 0-2 close-on-exec and this clears the flag (glibc >= 2.29).
+    else checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa!, source, target));
+  }
+
+  /**
+   * The agent's fd the child gets as `target` (its own number to inherit it; -1: /dev/null),
+   * opening the pipe it asks for.
+   */
+  private stdioSource(action: Exclude<StdioAction, { kind: 'tty' }>, target: number): number {
     switch (action.kind) {
       case 'null':
-        checkResult('posix_spawn_file_actions_addopen', libc.fa_addopen(this.fa!, target, '/dev/null', target === 0 ? O_RDONLY : O_WRONLY, 0));
-        return null;
+        return -1;
       case 'inherit':
-        // libuv marks the agent's 0-2 close-on-exec; dup2(fd, fd) clears the flag (glibc >= 2.29).
-        checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa!, target, target));
-        return null;
+        return target;
       case 'fd':
-        checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa!, action.fd, target));
-        return null;
-      case 'tty':
-        if (target === 0) checkResult('posix_spawn_file_actions_addopen', libc.fa_addopen(this.fa!, 0, action.path, O_RDWR, 0));
-        else checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa!, 0, target));
-        return null;
+        return action.fd;
       case 'pipe': {
         const [r, w] = pipe();
         const [parent, child] = target === 0 ? [w, r] : [r, w];
         this.childEnds.push(child);
         this.pipes[target] = parent;
-        checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa!, child, target));
-        return null;
+        return child;
       }
       case 'output-pipe': {
         const [r, w] = pipe();
@@ -410,11 +441,11 @@ class SpawnAttempt {
         } finally {
           closeFd(w);
         }
-        checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa!, this.childEnds[this.childEnds.length - 1]!, target));
-        return null;
+        return this.childEnds[this.childEnds.length - 1]!;
       }
     }
   }
+
 }
 
 /**

@@ -29,7 +29,7 @@ struct job {
   char *const *argv;
   char *const *envp;
   const char *cwd;   // NULL: the agent's
-  int stdio[3];      // -1: /dev/null; otherwise the agent's fd of that number (inherit)
+  int stdio[3];      // -1: /dev/null; the target's own number: the agent's (inherit); else an agent fd to dup onto it
   int new_session;   // else a new process group
   int cgroup_procs;  // -1, or the agent's open cgroup.procs of the cgroup the child moves into
   volatile int err;  // errno of the failed step, written by the child
@@ -49,7 +49,29 @@ static int child(void *arg) {
   struct { void *handler; unsigned long flags; void *restorer; unsigned long mask; } dfl = {SIG_DFL, 0, NULL, 0};
   for (int sig = 1; sig < _NSIG; sig++) syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof dfl.mask);
   unsigned long none = 0;
+  // Other agent fds are gone from this table: the child takes its own reference to each one it
+  // needs from the agent, through a pidfd (pidfd_getfd), rather than a copy of the whole table.
+  int fetched[3] = {-1, -1, -1};
+  int agent = -1;
   for (int fd = 0; fd < 3; fd++) {
+    if (j->stdio[fd] < 0 || j->stdio[fd] == fd) continue;
+    if (agent < 0) {
+      pid_t ppid = getppid();
+      agent = (int)syscall(SYS_pidfd_open, ppid, 0);
+      // The number names the agent only while it is still our parent (it may have died meanwhile).
+      if (agent >= 0 && getppid() != ppid) errno = ESRCH;
+      if (agent < 0 || getppid() != ppid) { j->step = 3; goto fail; }
+    }
+    fetched[fd] = (int)syscall(SYS_pidfd_getfd, agent, j->stdio[fd], 0);
+    if (fetched[fd] < 0) { j->step = 3; goto fail; }
+  }
+  if (agent >= 0) close(agent);
+  for (int fd = 0; fd < 3; fd++) {
+    if (fetched[fd] >= 0) {
+      if (dup2(fetched[fd], fd) < 0) { j->step = 3; goto fail; }
+      close(fetched[fd]);
+      continue;
+    }
     if (j->stdio[fd] >= 0) {
       // The agent's own fd: it is close-on-exec in the agent (libuv), keep it open here.
       if (fcntl(fd, F_SETFD, 0) != 0) { j->step = 3; goto fail; }
