@@ -107,6 +107,14 @@ export const loadSpawnShim = (path: string): NativeFunction =>
     .load(path)
     .func('int pidfd_agent_spawn(const char *path, const char **argv, const char **envp, const char *cwd, int in, int out, int err, int newSession, int cgroupProcs, _Out_ int *pid, _Out_ int *step)');
 
+/** The agent's spawner threads (src/native/pidfd-spawn.c, in the spawn shim's library). */
+export const loadSpawner = (path: string) => {
+  const lib = koffi.load(path);
+  return { start: lib.func('int pidfd_spawner_start(int threads)'), maxRequest: lib.func('int pidfd_spawner_max_request(void)') };
+};
+export const send = libc.func('long send(int fd, const void *buf, size_t n, int flags)');
+export const recv = libc.func('long recv(int fd, void *buf, size_t n, int flags)');
+
 /** The handover's descriptor passing (src/native/fdpass.c, built by make into dist/lib). */
 export const loadFdPassing = (path: string) => {
   const lib = koffi.load(path);

@@ -36,7 +36,7 @@ const S_IFMT = 0o170000;
 const MOVED = -1 as Pidfd;
 
 let fdOf: (ref: PidRef) => Pidfd;
-let make: (fd: Pidfd, pid: number) => PidRef;
+let make: (fd: Pidfd, pid: number, inode?: bigint) => PidRef;
 
 export class PidRef {
   #fd: Pidfd;
@@ -52,7 +52,7 @@ export class PidRef {
 
   static {
     fdOf = (ref) => ref.#live('use');
-    make = (fd, pid) => new PidRef(fd, pid);
+    make = (fd, pid, inode) => new PidRef(fd, pid, inode);
   }
 
   /**
@@ -194,7 +194,7 @@ export class PidRef {
  * kernel/ only: a pidfd the kernel just returned to this process (spawn), now owned by the
  * reference. Nothing outside kernel/ may call this (test/ownership.test.ts checks).
  */
-export const ownPidfd = (fd: Pidfd, pid: number): PidRef => make(fd, pid);
+export const ownPidfd = (fd: Pidfd, pid: number, inode?: bigint): PidRef => make(fd, pid, inode);
 
 /**
  * kernel/ only: the descriptor number for a call that needs it (sendmsg of a handover), borrowed

@@ -7,6 +7,7 @@ import { closeFd, dupFd, O_RDWR, pipe, pollOne, POLLIN, reopenFd, sealedMemfd, s
 import { pidfdOpen, P_PID, WEXITED } from './pidfd.js';
 import { borrowPidfd, ownPidfd, type PidRef } from './pid-ref.js';
 import { Signal } from './signals.js';
+import { Spawner, type SpawnerRequest } from './spawner.js';
 
 /** What one of the child's fds 0-2 is connected to. */
 export type StdioAction =
@@ -155,6 +156,8 @@ export async function spawnAsync(spec: SpawnSpec): Promise<Spawned> {
 type SpawnCall = [out: Int32Array, path: string, fa: Buffer, attr: Buffer, argv: (string | null)[], envp: (string | null)[]];
 
 let shim: ReturnType<typeof libc.loadSpawnShim> | null = null;
+/** The shim's threads, which spawnAsync hands shim spawns to (started once per process). */
+let spawner: Spawner | null = null;
 
 /**
  * Spawns whose stdio is only /dev/null or the agent's own 0-2 (and need no helper) go through the
@@ -165,53 +168,87 @@ let shim: ReturnType<typeof libc.loadSpawnShim> | null = null;
 export function useSpawnShim(path: string): void {
   // Its child needs close_range(CLOSE_RANGE_UNSHARE); where a seccomp filter refuses close_range,
   // every spawn goes through posix_spawn with closefrom instead.
-  if (cloexecByRange) shim = libc.loadSpawnShim(path);
+  if (!cloexecByRange) return;
+  shim = libc.loadSpawnShim(path);
+  spawner ??= Spawner.start(path);
+  shimFetchesFds = probeFetch();
 }
 
 const SHIM_STEPS = ['clone', 'close_range(UNSHARE)', 'rt_sigprocmask', 'stdio', 'setsid', 'chdir', 'execve', 'cgroup'];
 const SHIM_CGROUP_STEP = 7;
+const SHIM_EXEC_STEP = 6;
 
 /** Whether the spawn shim starts a child with this stdio (then it can also place it in a cgroup). */
-export const shimHandles = (stdio: readonly StdioAction[]): boolean => shim !== null && stdio.every((a) => a.kind === 'null' || a.kind === 'inherit');
+export const shimHandles = (stdio: readonly StdioAction[]): boolean =>
+  shim !== null && stdio.every((a) => a.kind === 'null' || a.kind === 'inherit' || (shimFetchesFds && a.kind !== 'tty'));
+
+/**
+ * Whether the shim's child may take pipes and files from the agent with pidfd_getfd (5.6+): it
+ * needs ptrace access to the agent (refused under Yama ptrace_scope 1 without CAP_SYS_PTRACE, or
+ * by a seccomp profile). Probed once: a child that fetches a pipe end and then fails its execve.
+ */
+let shimFetchesFds = false;
+
+function probeFetch(): boolean {
+  const [r, w] = pipe();
+  try {
+    const step = new Int32Array(1);
+    const rc = shim!('', [null], [null], null, r, -1, -1, 1, -1, new Int32Array(1), step) as number;
+    if (rc >= 0) throw new Error('the spawn shim started an empty path');
+    return step[0] === SHIM_EXEC_STEP;
+  } finally {
+    closeFd(r);
+    closeFd(w);
+  }
+}
 
 /** One spawn: its own file actions (safe to use from another thread), pipes and helper report pipe. */
 class SpawnAttempt {
   private readonly pipes: [Fd | null, Fd | null, Fd | null] = [null, null, null];
-  private readonly fa = Buffer.alloc(FILE_ACTIONS_SIZE);
+  /** posix_spawn's file actions; none for a shim spawn. */
+  private fa: Buffer | null = null;
   private readonly childEnds: Fd[] = [];
   private readonly out = new Int32Array(1);
   private report: Fd | null = null;
-  private readonly call: SpawnCall;
-  private readonly shimCall: unknown[] | null = null;
+  private readonly call: SpawnCall | null = null;
+  private readonly shimCall: SpawnerRequest | null = null;
   private readonly shimStep = new Int32Array(1);
+  /** The pidfs inode, where the spawner thread already read it. */
+  private inode: bigint | undefined;
   /** The started child until finish() hands it to the caller. */
   private child: PidRef | null = null;
   private succeeded = false;
 
   constructor(private readonly spec: SpawnSpec) {
-    checkResult('posix_spawn_file_actions_init', libc.fa_init(this.fa));
+    if (spec.helper === undefined && shimHandles(spec.stdio)) {
+      if (spec.namespacesOf !== undefined || (spec.v1CgroupProcs ?? []).length > 0) throw new TypeError('namespacesOf and v1CgroupProcs need the helper');
+      let fds: number[];
+      try {
+        fds = spec.stdio.map((a, fd) => this.stdioSource(a as Exclude<StdioAction, { kind: 'tty' }>, fd));
+      } catch (e) {
+        this.dispose();
+        throw e;
+      }
+      this.shimCall = { path: spec.path, argv: spec.argv, envp: spec.envp, cwd: spec.cwd, stdio: [fds[0]!, fds[1]!, fds[2]!], newSession: spec.newSession, cgroupProcs: spec.cgroupProcs ?? -1 };
+      return;
+    }
+    const fa = Buffer.alloc(FILE_ACTIONS_SIZE);
+    checkResult('posix_spawn_file_actions_init', libc.fa_init(fa));
+    this.fa = fa;
     try {
-      spec.stdio.forEach((action, target) => {
-        const ends = this.addStdio(action, target);
-        if (ends === null) return;
-        this.childEnds.push(ends.child);
-        this.pipes[target] = ends.parent;
-      });
-      if (spec.cwd !== undefined) checkResult('posix_spawn_file_actions_addchdir_np', libc.fa_addchdir_np(this.fa, spec.cwd));
+      spec.stdio.forEach((action, target) => this.addStdio(action, target));
+      if (spec.cwd !== undefined) checkResult('posix_spawn_file_actions_addchdir_np', libc.fa_addchdir_np(this.fa!, spec.cwd));
       // Last action: after the dup2s onto 0-2 (and the helper's setup fds), whose sources it closes too.
       const closeFrom = (from: number) => {
         if (cloexecByRange) return;
         if (libc.fa_addclosefrom_np === null) throw new KernelError('close_range', ENOSYS);
-        checkResult('posix_spawn_file_actions_addclosefrom_np', libc.fa_addclosefrom_np(this.fa, from));
+        checkResult('posix_spawn_file_actions_addclosefrom_np', libc.fa_addclosefrom_np(this.fa!, from));
       };
       const attr = spec.newSession ? attrSession : attrGroup;
       const envp = [...spec.envp, null];
       if (spec.helper === undefined) {
-        this.call = [this.out, spec.path, this.fa, attr, [...spec.argv, null], envp];
-        if (shimHandles(spec.stdio)) {
-          const fds = spec.stdio.map((a, fd) => (a.kind === 'inherit' ? fd : -1));
-          this.shimCall = [spec.path, [...spec.argv, null], envp, spec.cwd ?? null, ...fds, spec.newSession ? 1 : 0, spec.cgroupProcs ?? -1, this.out, this.shimStep];
-        } else if (spec.cgroupProcs !== undefined) {
+        this.call = [this.out, spec.path, fa, attr, [...spec.argv, null], envp];
+        if (spec.cgroupProcs !== undefined) {
           throw new TypeError('cgroupProcs needs the spawn shim (stdio /dev/null or inherited) or the helper');
         }
         if (spec.namespacesOf !== undefined || (spec.v1CgroupProcs ?? []).length > 0) throw new TypeError('namespacesOf and v1CgroupProcs need the helper');
@@ -251,10 +288,10 @@ class SpawnAttempt {
         moves.push([above(fd), next]);
         setupArgs.push('--cgroup-fd', String(next++));
       }
-      for (const [fd, target] of moves) checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa, fd, target));
+      for (const [fd, target] of moves) checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa!, fd, target));
       closeFrom(next);
       const helperArgv = ['pidfd-exec', ...setupArgs, ...spec.helper.args, '--', spec.path, ...spec.argv, null];
-      this.call = [this.out, spec.helper.path, this.fa, attr, helperArgv, [null]];
+      this.call = [this.out, spec.helper.path, this.fa!, attr, helperArgv, [null]];
     } catch (e) {
       this.dispose();
       throw e;
@@ -263,17 +300,33 @@ class SpawnAttempt {
 
   /** The function's result: 0 or an error number (posix_spawn does not use errno). */
   callSync(): number {
-    if (this.shimCall !== null) return shim!(...this.shimCall) as number;
+    if (this.shimCall !== null) return shim!(...this.shimArgs()) as number;
     markInheritedCloseOnExec();
-    return (hasPidfdSpawn ? libc.pidfd_spawn! : libc.posix_spawn)(...this.call) as number;
+    return (hasPidfdSpawn ? libc.pidfd_spawn! : libc.posix_spawn)(...this.call!) as number;
   }
 
-  callAsync(): Promise<number> {
+  async callAsync(): Promise<number> {
     const done = (resolve: (rc: number) => void, reject: (e: unknown) => void) => (err: unknown, rc: number) => (err ? reject(err) : resolve(rc));
-    if (this.shimCall !== null) return new Promise((resolve, reject) => shim!.async(...this.shimCall!, done(resolve, reject)));
+    if (this.shimCall !== null) {
+      const answer = spawner?.spawn(this.shimCall);
+      if (answer) {
+        const { result, step, pid, inode } = await answer;
+        this.out[0] = pid;
+        this.shimStep[0] = step;
+        this.inode = inode;
+        return result;
+      }
+      return new Promise((resolve, reject) => shim!.async(...this.shimArgs(), done(resolve, reject)));
+    }
     markInheritedCloseOnExec();
     const fn = hasPidfdSpawn ? libc.pidfd_spawn! : libc.posix_spawn;
-    return new Promise((resolve, reject) => fn.async(...this.call, done(resolve, reject)));
+    return new Promise((resolve, reject) => fn.async(...this.call!, done(resolve, reject)));
+  }
+
+  /** pidfd_agent_spawn's arguments, for a shim spawn the spawner threads cannot take. */
+  private shimArgs(): unknown[] {
+    const c = this.shimCall!;
+    return [c.path, [...c.argv, null], [...c.envp, null], c.cwd ?? null, ...c.stdio, c.newSession ? 1 : 0, c.cgroupProcs, this.out, this.shimStep];
   }
 
   /** The started child (the launch owns it until finish); on a failed start nothing is left. */
@@ -287,7 +340,7 @@ class SpawnAttempt {
       // The shim returns the pidfd, or -errno of the failed step (its child is reaped then).
       if (rc < 0 && this.shimStep[0] === SHIM_CGROUP_STEP) throw new SetupError('cgroup', -rc);
       if (rc < 0) throw new KernelError(SHIM_STEPS[this.shimStep[0]!] ?? 'pidfd_agent_spawn', -rc);
-      return ownPidfd(rc as Pidfd, this.out[0]!);
+      return ownPidfd(rc as Pidfd, this.out[0]!, this.inode || undefined);
     }
     checkResult(hasPidfdSpawn ? 'pidfd_spawn' : 'posix_spawn', rc);
     if (hasPidfdSpawn) {
@@ -336,7 +389,8 @@ class SpawnAttempt {
   dispose(): void {
     if (this.child !== null) discardChild(this.child);
     this.child = null;
-    libc.fa_destroy(this.fa);
+    if (this.fa !== null) libc.fa_destroy(this.fa);
+    this.fa = null;
     this.closeChildEnds();
     if (this.report !== null) closeFd(this.report);
     this.report = null;
@@ -347,29 +401,36 @@ class SpawnAttempt {
     for (const fd of this.childEnds.splice(0)) closeFd(fd);
   }
 
-  private addStdio(action: StdioAction, target: number): { child: Fd; parent: Fd } | null {
+  private addStdio(action: StdioAction, target: number): void {
+    if (action.kind === 'tty') {
+      if (target === 0) checkResult('posix_spawn_file_actions_addopen', libc.fa_addopen(this.fa!, 0, action.path, O_RDWR, 0));
+      else checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa!, 0, target));
+      return;
+    }
+    const source = this.stdioSource(action, target);
+    if (source < 0) checkResult('posix_spawn_file_actions_addopen', libc.fa_addopen(this.fa!, target, '/dev/null', target === 0 ? O_RDONLY : O_WRONLY, 0));
+    // For inherit, dup2(fd, fd): libuv marks the agent's 0-2 close-on-exec and this clears the flag (glibc >= 2.29).
+    else checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa!, source, target));
+  }
+
+  /**
+   * The agent's fd the child gets as `target` (its own number to inherit it; -1: /dev/null),
+   * opening the pipe it asks for.
+   */
+  private stdioSource(action: Exclude<StdioAction, { kind: 'tty' }>, target: number): number {
     switch (action.kind) {
       case 'null':
-        checkResult('posix_spawn_file_actions_addopen', libc.fa_addopen(this.fa, target, '/dev/null', target === 0 ? O_RDONLY : O_WRONLY, 0));
-        return null;
+        return -1;
       case 'inherit':
-        // libuv marks the agent's 0-2 close-on-exec; dup2(fd, fd) clears the flag (glibc >= 2.29).
-        checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa, target, target));
-        return null;
+        return target;
       case 'fd':
-        checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa, action.fd, target));
-        return null;
-      case 'tty':
-        if (target === 0) checkResult('posix_spawn_file_actions_addopen', libc.fa_addopen(this.fa, 0, action.path, O_RDWR, 0));
-        else checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa, 0, target));
-        return null;
+        return action.fd;
       case 'pipe': {
         const [r, w] = pipe();
         const [parent, child] = target === 0 ? [w, r] : [r, w];
         this.childEnds.push(child);
         this.pipes[target] = parent;
-        checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa, child, target));
-        return null;
+        return child;
       }
       case 'output-pipe': {
         const [r, w] = pipe();
@@ -380,11 +441,11 @@ class SpawnAttempt {
         } finally {
           closeFd(w);
         }
-        checkResult('posix_spawn_file_actions_adddup2', libc.fa_adddup2(this.fa, this.childEnds[this.childEnds.length - 1]!, target));
-        return null;
+        return this.childEnds[this.childEnds.length - 1]!;
       }
     }
   }
+
 }
 
 /**

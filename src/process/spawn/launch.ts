@@ -2,6 +2,8 @@
 // them, FILE targets opened (in the agent when it is the target's identity, else by the helper
 // after the drop), a cgroup prepared, the exec helper when setup needs it; then the spawn on
 // libuv's threadpool. Every failure leaves nothing behind and is a domain error.
+import { resolve } from 'node:path';
+import { isKernelError } from '../../kernel/errors.js';
 import { closeFd, dupFd, type Fd } from '../../kernel/fd.js';
 import { openPty, type Pty } from '../../kernel/pty.js';
 import type { PidRef } from '../../kernel/pid-ref.js';
@@ -77,7 +79,14 @@ export async function launch(
 ): Promise<Launched> {
   const env = childEnv(options, node.agentEnv);
   // What the policy checked is what runs: resolved once, not again in a PATH that may differ.
-  const path = options.executable ?? stage('executable', () => executableOf(options, node.agentEnv, joins));
+  // A path with a slash that the shim execs as it is needs no check first: the kernel's execve
+  // checks it anyway, and only a failed one is diagnosed (with the same errors as the check).
+  const program = options.argv[0]!;
+  const plain = (o: OutputTarget) => o.kind === 'discard' || o.kind === 'inherit';
+  const shimmable = !options.terminal && options.stdin !== 'pipe' && plain(options.stdout) && plain(options.stderr) && !needsHelper(options.setup) && node.cgroups.v1Procs.length === 0;
+  const deferred = options.executable === undefined && joins === undefined && program.includes('/') && shimmable;
+  const path = options.executable ?? (deferred ? resolve(childCwd(options, joins), program) : stage('executable', () => executableOf(options, node.agentEnv, joins)));
+  let direct = false;
   if (options.cwd !== undefined && joins === undefined) checkCwd(options.cwd);
   const opened: Fd[] = [];
   const cgroup = options.cgroup && stage('cgroup', () => node.cgroups.prepare(options.cgroup!, handle));
@@ -112,7 +121,8 @@ export async function launch(
     // A cgroup alone is joined by the spawn shim's child itself where it can, else by the helper.
     const v1 = node.cgroups.v1Procs;
     const helped = needsHelper(options.setup) || joins !== undefined || v1.length > 0;
-    const direct = !helped && shimHandles(stdio);
+    direct = !helped && shimHandles(stdio);
+    if (deferred && !direct) stage('executable', () => executableOf(options, node.agentEnv, joins));
     const helper = helped || (procs !== undefined && !direct) ? { path: node.helperPath, args: helperArgs(options.setup, outputs, helperCwd) } : undefined;
     const child = await stage('exec', () => spawnAsync({
       path,
@@ -136,6 +146,7 @@ export async function launch(
     if (fallback && e instanceof SetupError && e.stage === 'cgroup') {
       throw new AgentError('FailedPrecondition', `the default cgroup ${fallback.dir}: ${e.code}`, { reason: 'DEFAULT_CGROUP', path: fallback.dir, syscall: 'cgroup' }, { cause: e });
     }
+    if (deferred && direct && isKernelError(e) && e.syscall === 'execve') executableOf(options, node.agentEnv, joins);
     throw spawnError(e, path, { stdout: fileOf(options.stdout), stderr: fileOf(options.stderr), chdir: options.cwd });
   } finally {
     for (const fd of opened) closeFd(fd);
