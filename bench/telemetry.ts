@@ -1,14 +1,17 @@
 // What telemetry costs (issue 13): Spawn+Wait cycles of /bin/true at c=16 against an agent with
 // telemetry off (no OTEL_* variables, no --metrics-listen) and one with everything on (traces at
 // 100% sampling and metrics over OTLP/HTTP to a local sink, /metrics scraped every few seconds),
-// interleaved round by round in one run; prints the throughput loss and writes
+// interleaved round by round in one run, one agent at a time (each started fresh for its turn), the
+// OTLP sink in a process of its own; prints the throughput loss and writes
 // bench/results/telemetry-*.json. A third agent has metrics alone (no traces), to tell what spans
-// cost from what metrics cost. Usage: node --import tsx bench/telemetry.ts [--rounds N] [--cycles N]
+// cost from what metrics cost. --agent DIR (repeatable) compares trees in the same run.
+// Usage: node --import tsx bench/telemetry.ts [--rounds N] [--cycles N] [--agent DIR ...]
+import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { AgentClient } from '../clients/ts/src/index.js';
@@ -17,27 +20,58 @@ import { median } from './stats.js';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
 const REPO = dirname(BENCH);
-const { values: opt } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, cycles: { type: 'string', default: '3000' } }, strict: true });
+const { values: opt } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, cycles: { type: 'string', default: '3000' }, agent: { type: 'string', multiple: true } }, strict: true });
+/** Trees whose agents are compared (--agent DIR, repeatable; the summary's keys are the last one's). */
+const DIRS = (opt.agent ?? [REPO]).map((d) => resolve(d));
 const ROUNDS = Math.max(1, Number(opt.rounds));
 const CYCLES = Math.max(16, Number(opt.cycles));
 const CONC = 16;
 const SCRAPE_MS = 5000;
 const log = (msg: string) => process.stderr.write(`[bench-telemetry ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
-/** The OTLP/HTTP receiver: takes every export and counts it, decoding nothing. */
-async function startSink(): Promise<{ endpoint: string; received: Map<string, { requests: number; bytes: number }>; close(): void }> {
-  const received = new Map<string, { requests: number; bytes: number }>();
-  const server = createServer((req, res) => {
-    let bytes = 0;
-    req.on('data', (c: Buffer) => (bytes += c.length));
-    req.on('end', () => {
-      const r = received.get(req.url ?? '') ?? { requests: 0, bytes: 0 };
-      received.set(req.url ?? '', { requests: r.requests + 1, bytes: r.bytes + bytes });
-      res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
-    });
+/**
+ * The OTLP/HTTP receiver, in a process of its own (as a collector would be): it takes every export
+ * and counts it, decoding nothing, and reports its counts on GET /stats. In the driver's process it
+ * would take the load generator's time whenever a batch of spans arrived, counted against the agent.
+ */
+const SINK = `
+import { createServer } from 'node:http';
+const received = {};
+const server = createServer((req, res) => {
+  if (req.method === 'GET' && req.url === '/stats') return res.end(JSON.stringify(received));
+  let bytes = 0;
+  req.on('data', (c) => (bytes += c.length));
+  req.on('end', () => {
+    const r = received[req.url] ?? { requests: 0, bytes: 0 };
+    received[req.url] = { requests: r.requests + 1, bytes: r.bytes + bytes };
+    res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, received, close: () => server.close() };
+});
+server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port + '\\n'));
+`;
+
+interface Sink {
+  readonly endpoint: string;
+  received(): Promise<Record<string, { requests: number; bytes: number }>>;
+  close(): void;
+}
+
+async function startSink(): Promise<Sink> {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', SINK], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (out.includes('\n')) resolve(Number(out.trim()));
+    });
+    child.once('exit', () => reject(new Error('the OTLP sink exited')));
+  });
+  const endpoint = `http://127.0.0.1:${port}`;
+  return {
+    endpoint,
+    received: async () => (await (await fetch(`${endpoint}/stats`)).json()) as Record<string, { requests: number; bytes: number }>,
+    close: () => child.kill(),
+  };
 }
 
 async function cycles(client: AgentClient, n: number): Promise<number> {
@@ -55,70 +89,89 @@ async function cycles(client: AgentClient, n: number): Promise<number> {
 
 const withoutOtel = (): NodeJS.ProcessEnv => Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_')));
 
+type Name = 'off' | 'on' | 'metrics';
+const NAMES: Name[] = ['off', 'on', 'metrics'];
+
+interface Runs {
+  readonly per_s: number[];
+  readonly cpu: number[];
+}
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+
+function summarise(runs: Record<Name, Runs>) {
+  const perS = { off: median(runs.off.per_s), on: median(runs.on.per_s), metrics: median(runs.metrics.per_s) };
+  const cpu = { off: median(runs.off.cpu), on: median(runs.on.cpu), metrics: median(runs.metrics.cpu) };
+  return {
+    spawn_wait_per_s: perS,
+    agent_cpu_ms_per_cycle: cpu,
+    throughput_loss: 1 - perS.on / perS.off,
+    throughput_loss_metrics_only: 1 - perS.metrics / perS.off,
+    agent_cpu_ratio: cpu.on / cpu.off,
+    agent_cpu_ratio_metrics_only: cpu.metrics / cpu.off,
+    rounds_raw: runs,
+  };
+}
+
 async function main(): Promise<void> {
   const sink = await startSink();
-  const agents: AgentProcess[] = [];
-  const clients: AgentClient[] = [];
   let scraper: NodeJS.Timeout | undefined;
   try {
-    const common = { repo: REPO, maxProcesses: 4096 };
     const flags = ['--retention-max', '1000'];
-    const off = await startAgent({ ...common, agentFlags: flags, env: withoutOtel() });
-    agents.push(off);
-    const metricsPort = await new Promise<number>((resolve) => {
-      const s = createServer().listen(0, '127.0.0.1', () => {
-        const { port } = s.address() as AddressInfo;
-        s.close(() => resolve(port));
-      });
-    });
-    const on = await startAgent({
-      ...common,
-      agentFlags: [...flags, '--metrics-listen', `127.0.0.1:${metricsPort}`],
-      env: {
-        ...withoutOtel(),
-        OTEL_TRACES_EXPORTER: 'otlp',
-        OTEL_METRICS_EXPORTER: 'otlp',
-        OTEL_EXPORTER_OTLP_ENDPOINT: sink.endpoint,
-        OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
-        OTEL_TRACES_SAMPLER: 'always_on',
-        OTEL_METRIC_EXPORT_INTERVAL: String(SCRAPE_MS),
-      },
-    });
-    agents.push(on);
+    const otlp = { OTEL_EXPORTER_OTLP_ENDPOINT: sink.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_METRIC_EXPORT_INTERVAL: String(SCRAPE_MS) };
+    // Everything on: traces at 100 % sampling and metrics over OTLP, /metrics scraped.
     // Metrics alone (Prometheus and OTLP, no traces): what the spans cost is the difference.
-    const metricsOnly = await startAgent({
-      ...common,
-      agentFlags: [...flags, '--metrics-listen', '127.0.0.1:0'],
-      env: { ...withoutOtel(), OTEL_METRICS_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: sink.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_METRIC_EXPORT_INTERVAL: String(SCRAPE_MS) },
-    });
-    agents.push(metricsOnly);
+    const start = (repo: string, name: Name, port: number): Promise<AgentProcess> => {
+      const common = { repo, maxProcesses: 4096 };
+      if (name === 'off') return startAgent({ ...common, agentFlags: flags, env: withoutOtel() });
+      const listen = [...flags, '--metrics-listen', `127.0.0.1:${port}`];
+      if (name === 'metrics') return startAgent({ ...common, agentFlags: listen, env: { ...withoutOtel(), ...otlp, OTEL_METRICS_EXPORTER: 'otlp' } });
+      return startAgent({ ...common, agentFlags: listen, env: { ...withoutOtel(), ...otlp, OTEL_TRACES_EXPORTER: 'otlp', OTEL_METRICS_EXPORTER: 'otlp', OTEL_TRACES_SAMPLER: 'always_on' } });
+    };
+    const variants = DIRS.flatMap((dir) => NAMES.map((name) => ({ dir, name })));
+    const results = new Map(DIRS.map((dir) => [dir, Object.fromEntries(NAMES.map((n) => [n, { per_s: [], cpu: [] } as Runs])) as Record<Name, Runs>]));
     let scrapes = 0;
-    scraper = setInterval(() => {
-      void fetch(`http://127.0.0.1:${metricsPort}/metrics`)
-        .then((r) => r.text())
-        .then(() => scrapes++, () => undefined);
-    }, SCRAPE_MS);
-    const variants = [
-      { name: 'off' as const, agent: off, client: new AgentClient(off.address) },
-      { name: 'on' as const, agent: on, client: new AgentClient(on.address) },
-      { name: 'metrics' as const, agent: metricsOnly, client: new AgentClient(metricsOnly.address) },
-    ];
-    clients.push(...variants.map((v) => v.client));
-    for (const v of variants) await cycles(v.client, 300); // warm-up: connections, JIT
-    const results = { off: { per_s: [] as number[], cpu: [] as number[] }, on: { per_s: [] as number[], cpu: [] as number[] }, metrics: { per_s: [] as number[], cpu: [] as number[] } };
+    // One agent at a time, started fresh for its turn: nothing else of the bench runs beside it
+    // but the load generator (and the sink, which an exporting agent needs).
     for (let round = 1; round <= ROUNDS; round++) {
-      for (const v of round % 2 === 1 ? variants : [...variants].reverse()) {
-        const cpu0 = cpuSeconds(v.agent.pid);
-        const wall = await cycles(v.client, CYCLES);
-        const cpu = cpuSeconds(v.agent.pid) - cpu0;
-        results[v.name].per_s.push(CYCLES / wall);
-        results[v.name].cpu.push((cpu * 1000) / CYCLES);
-        log(`round ${round} telemetry ${v.name}: ${(CYCLES / wall).toFixed(0)} cycles/s, agent ${((cpu * 1000) / CYCLES).toFixed(3)} ms CPU/cycle`);
+      for (const { dir, name } of round % 2 === 1 ? variants : [...variants].reverse()) {
+        const metricsPort = await freePort();
+        const agent = await start(dir, name, metricsPort);
+        const client = new AgentClient(agent.address);
+        if (name !== 'off') {
+          scraper = setInterval(() => {
+            void fetch(`http://127.0.0.1:${metricsPort}/metrics`)
+              .then((r) => r.text())
+              .then(() => scrapes++, () => undefined);
+          }, SCRAPE_MS);
+        }
+        try {
+          // Warm-up past the first metric export and scrape: the exporters load and compile their
+          // code then, once in an agent's life, which is not a cost per cycle.
+          const warm = performance.now();
+          while (performance.now() - warm < SCRAPE_MS + 1500) await cycles(client, 200);
+          const cpu0 = cpuSeconds(agent.pid);
+          const wall = await cycles(client, CYCLES);
+          const cpu = cpuSeconds(agent.pid) - cpu0;
+          results.get(dir)![name].per_s.push(CYCLES / wall);
+          results.get(dir)![name].cpu.push((cpu * 1000) / CYCLES);
+          log(`round ${round} ${dir} telemetry ${name}: ${(CYCLES / wall).toFixed(0)} cycles/s, agent ${((cpu * 1000) / CYCLES).toFixed(3)} ms CPU/cycle, load ${os.loadavg()[0]!.toFixed(2)}`);
+        } finally {
+          clearInterval(scraper);
+          client.close();
+          await agent.stop();
+        }
       }
     }
-    const perS = { off: median(results.off.per_s), on: median(results.on.per_s), metrics: median(results.metrics.per_s) };
-    const cpu = { off: median(results.off.cpu), on: median(results.on.cpu), metrics: median(results.metrics.cpu) };
-    const loss = 1 - perS.on / perS.off;
+    const received = await sink.received();
+    const byAgent = Object.fromEntries([...results].map(([dir, runs]) => [dir, summarise(runs)]));
+    const last = byAgent[DIRS[DIRS.length - 1]!]!;
     const summary = {
       cpu_model: os.cpus()[0]?.model ?? 'unknown',
       cpus: os.cpus().length,
@@ -126,28 +179,26 @@ async function main(): Promise<void> {
       rounds: ROUNDS,
       cycles_per_round: CYCLES,
       concurrency: CONC,
-      spawn_wait_per_s: perS,
-      agent_cpu_ms_per_cycle: cpu,
-      throughput_loss: loss,
-      throughput_loss_metrics_only: 1 - perS.metrics / perS.off,
+      ...last,
       goal: '<= 5 %',
-      otlp_received: Object.fromEntries(sink.received),
+      otlp_received: received,
       metrics_scrapes: scrapes,
-      rounds_raw: results,
+      ...(DIRS.length > 1 ? { by_agent: byAgent } : {}),
     };
     mkdirSync(join(BENCH, 'results'), { recursive: true });
     const file = join(BENCH, 'results', `telemetry-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
     writeFileSync(file, JSON.stringify(summary, null, 2) + '\n');
-    console.log(`\nSpawn+Wait c=${CONC}, ${CYCLES} cycles × ${ROUNDS} rounds, medians (${summary.cpu_model}, load ${os.loadavg()[0]!.toFixed(1)}):`);
-    for (const v of variants) console.log(`  telemetry ${v.name.padEnd(7)} ${perS[v.name].toFixed(0).padStart(6)} cycles/s   agent ${cpu[v.name].toFixed(3)} ms CPU/cycle`);
-    console.log(`  throughput loss with telemetry on: ${(loss * 100).toFixed(1)} % (goal ≤ 5 %); agent CPU ×${(cpu.on / cpu.off).toFixed(2)}`);
-    console.log(`  metrics alone: loss ${((1 - perS.metrics / perS.off) * 100).toFixed(1)} %, agent CPU ×${(cpu.metrics / cpu.off).toFixed(2)}`);
-    console.log(`  OTLP sink received: ${[...sink.received].map(([path, r]) => `${path} ${r.requests} requests, ${(r.bytes / 1024).toFixed(0)} KiB`).join('; ')}; /metrics scraped ${scrapes}×`);
+    console.log(`\nSpawn+Wait c=${CONC}, ${CYCLES} cycles × ${ROUNDS} rounds, one agent at a time, medians (${summary.cpu_model}, load ${os.loadavg()[0]!.toFixed(1)}):`);
+    for (const [dir, s] of Object.entries(byAgent)) {
+      if (DIRS.length > 1) console.log(` ${dir}:`);
+      for (const name of NAMES) console.log(`  telemetry ${name.padEnd(7)} ${s.spawn_wait_per_s[name].toFixed(0).padStart(6)} cycles/s   agent ${s.agent_cpu_ms_per_cycle[name].toFixed(3)} ms CPU/cycle`);
+      console.log(`  throughput loss with telemetry on: ${(s.throughput_loss * 100).toFixed(1)} % (goal ≤ 5 %); agent CPU ×${s.agent_cpu_ratio.toFixed(2)}`);
+      console.log(`  metrics alone: loss ${(s.throughput_loss_metrics_only * 100).toFixed(1)} %, agent CPU ×${s.agent_cpu_ratio_metrics_only.toFixed(2)}`);
+    }
+    console.log(`  OTLP sink received: ${Object.entries(received).map(([path, r]) => `${path} ${r.requests} requests, ${(r.bytes / 1024).toFixed(0)} KiB`).join('; ')}; /metrics scraped ${scrapes}×`);
     console.log(`  written to ${file}`);
   } finally {
     if (scraper) clearInterval(scraper);
-    for (const c of clients) c.close();
-    for (const a of agents) await a.stop();
     sink.close();
   }
 }

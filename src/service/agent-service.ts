@@ -38,62 +38,70 @@ import type { ProcessEvent } from '../process/events/event-log.js';
 const DEFAULT_GRACE_MS = 10_000;
 
 /**
- * Runs fn with a signal that aborts if the client cancels. grpc-js also emits 'cancelled' after
- * every finished call; the listener is gone by then, so no abort (and no DOMException) per call.
+ * Runs fn with a signal that aborts if the client cancels or the gate ends the calls in flight.
+ * grpc-js also emits 'cancelled' after every finished call; the listener is gone by then, so no
+ * abort (and no DOMException) per call.
  */
 async function untilCancelled<T>(call: { once(e: 'cancelled', f: () => void): unknown; off(e: 'cancelled', f: () => void): unknown }, gate: ServiceGate, fn: (abort: AbortSignal) => Promise<T>): Promise<T> {
   const abort = new AbortController();
   const onCancel = () => abort.abort();
   call.once('cancelled', onCancel);
-  gate.signal.addEventListener('abort', onCancel);
+  gate.track(onCancel);
   try {
     return await fn(abort.signal);
   } finally {
     call.off('cancelled', onCancel);
-    gate.signal.removeEventListener('abort', onCancel);
+    gate.untrack(onCancel);
   }
 }
 
 type UnaryHandler<Req, Res> = (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void;
-type Unary = ReturnType<typeof unaryFactory>;
-
-/** Builds the unary handlers of one service: the gate is checked first, errors mapped once. */
-const unaryFactory = (log: Logger, gate: ServiceGate) =>
-  function unary<Req, Res>(method: string, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>): UnaryHandler<Req, Res> {
-    const fail = (e: unknown) => toServiceError(gate.explain(e), method, log);
-    return (call, callback) => {
-      try {
-        gate.check();
-        Promise.resolve(fn(call.request, call)).then(
-          (res) => callback(null, res),
-          (e: unknown) => callback(fail(e)),
-        );
-      } catch (e) {
-        callback(fail(e));
-      }
-    };
-  };
 
 /**
- * Builds the handlers that are authorized: the request is decoded and validated, then decided
- * (the one decision point), then carried out; the grant learns how the call ended.
+ * Builds the handlers that are authorized: the gate is checked, the request decoded and validated,
+ * then decided (the one decision point), then carried out; the grant learns how the call ended and
+ * errors are mapped once. A handler that answers synchronously replies at once: no promise, no
+ * closure per call.
  */
-const decidedFactory = (unary: Unary, auth: Authorizer, manager: ProcessManager) =>
+const decidedFactory = (log: Logger, gate: ServiceGate, auth: Authorizer, manager: ProcessManager) =>
   function decided<Req, Res, R extends Request>(method: R['rpc'] & Rpc, decode: (req: Req) => R, fn: (grant: Grant, request: R, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>, processOf?: (res: Res) => Process | undefined): UnaryHandler<Req, Res> {
-    return unary(method, async (req: Req, call: ServerUnaryCall<Req, Res>) => {
-      const request = decode(req);
-      // A spawn's executable is resolved (and checked) here: a stage of its trace.
-      const grant = method === 'Spawn' ? manager.traceStage('authorize', () => auth.authorize(call, request)) : auth.authorize(call, request);
-      try {
-        const res = await fn(grant, request, call);
-        const p = processOf?.(res);
+    const fail = (e: unknown) => toServiceError(gate.explain(e), method, log);
+    const finished = (grant: Grant, res: Res): Res => {
+      if (processOf === undefined) grant.finish();
+      else {
+        const p = processOf(res);
         grant.finish({ handle: p?.handle, pid: p?.pid });
-        return res;
-      } catch (e) {
-        grant.finish({ error: e });
-        throw e;
       }
-    });
+      return res;
+    };
+    return (call, callback) => {
+      let grant: Grant | undefined;
+      let res: Res | Promise<Res>;
+      try {
+        gate.check();
+        const request = decode(call.request);
+        // A spawn's executable is resolved (and checked) here: a stage of its trace.
+        grant = method === 'Spawn' ? manager.traceStage('authorize', () => auth.authorize(call, request)) : auth.authorize(call, request);
+        res = fn(grant, request, call);
+        if (!(res instanceof Promise)) res = finished(grant, res);
+      } catch (e) {
+        grant?.finish({ error: e });
+        callback(fail(e));
+        return;
+      }
+      if (!(res instanceof Promise)) {
+        callback(null, res);
+        return;
+      }
+      const g = grant;
+      res.then(
+        (r) => callback(null, finished(g, r)),
+        (e: unknown) => {
+          g.finish({ error: e });
+          callback(fail(e));
+        },
+      );
+    };
   };
 
 const hasLabels = (have: Readonly<Record<string, string>>, want: Record<string, string>): boolean => {
@@ -104,8 +112,7 @@ const hasLabels = (have: Readonly<Record<string, string>>, want: Record<string, 
 const byHandle = <R extends HandleRpc>(rpc: R, handle: string): { rpc: R; handle: string } => ({ rpc, handle: validate.handle(handle) });
 
 export function agentService(manager: ProcessManager, watchers: WatchHub, log: Logger, auth: Authorizer, readers = new OutputReaders(1024), gate = new ServiceGate()): AgentServiceServer {
-  const unary = unaryFactory(log, gate);
-  const decided = decidedFactory(unary, auth, manager);
+  const decided = decidedFactory(log, gate, auth, manager);
   return {
     spawn: decided(
       'Spawn',
@@ -141,8 +148,12 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
     wait: decided(
       'Wait',
       (req: WaitRequest) => ({ ...byHandle('Wait', req.handle), timeoutMs: validate.durationMs('timeout', req.timeout) }),
-      (_grant, { handle, timeoutMs }, call) =>
-        untilCancelled(call, gate, async (abort) => ({ process: processOf(await manager.wait(handle, timeoutMs, abort)) })),
+      (_grant, { handle, timeoutMs }, call) => {
+        // Exited already: answered at once, with no abort signal to build.
+        const record = manager.get(handle);
+        if (record.state !== 'running') return { process: processOf(record) };
+        return untilCancelled(call, gate, async (abort) => ({ process: processOf(await manager.wait(handle, timeoutMs, abort)) }));
+      },
     ),
 
     stop: decided(

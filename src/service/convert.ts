@@ -38,7 +38,20 @@ const eventTypes: Record<DomainEventType, EventType> = {
 export const stateFromApi = (s: State): DomainState | undefined =>
   (Object.keys(states) as DomainState[]).find((k) => states[k] === s);
 
+/**
+ * An exited record no longer changes (its exit is recorded once), so its message is made once and
+ * shared by every reply that carries it (Wait, Get, its events); replies are only read, never changed.
+ */
+const exitedProcesses = new WeakMap<ExitInfo, Process>();
+
 export function toProcess(record: ProcessView, state: DomainState, exit: ExitInfo | undefined, usage?: DomainUsage): Process {
+  if (state !== 'exited' || exit === undefined || usage !== undefined) return newProcess(record, state, exit, usage);
+  let p = exitedProcesses.get(exit);
+  if (p === undefined || p.handle !== record.handle) exitedProcesses.set(exit, (p = newProcess(record, state, exit, undefined)));
+  return p;
+}
+
+function newProcess(record: ProcessView, state: DomainState, exit: ExitInfo | undefined, usage?: DomainUsage): Process {
   return {
     handle: record.handle,
     pid: record.identity.pid,

@@ -9,6 +9,8 @@ import { AgentError } from '../process/errors.js';
 export class ServiceGate {
   private closedBy: AgentError | null = null;
   private ending = ServiceGate.controller();
+  /** Calls in flight that end themselves when the gate ends them: a Set is cheaper per call than a listener on the signal. */
+  private readonly inFlight = new Set<() => void>();
 
   /** Every call in flight listens (its own bound is the server's), so no listener count warns. */
   private static controller(): AbortController {
@@ -41,8 +43,19 @@ export class ServiceGate {
     if (this.ending.signal.aborted) this.ending = ServiceGate.controller();
   }
 
+  /** `end` runs when the gate ends the calls in flight, unless it was untracked first. */
+  track(end: () => void): void {
+    this.inFlight.add(end);
+  }
+
+  untrack(end: () => void): void {
+    this.inFlight.delete(end);
+  }
+
   /** Ends the calls in flight (with the reason the gate was closed for). */
   endCalls(): void {
     this.ending.abort();
+    for (const end of [...this.inFlight]) end();
+    this.inFlight.clear();
   }
 }

@@ -1,7 +1,7 @@
 // Every metric the agent exports, by the exact names dashboards and alerts rely on. The Prometheus
 // exporter adds `_total` to a monotonic counter whose name lacks it and nothing else (no unit
 // suffix), so the names below are what /metrics shows.
-import { metrics, type Attributes, type Counter, type Histogram } from '@opentelemetry/api';
+import { metrics, type Attributes, type Counter, type Histogram, type Meter, type MetricOptions } from '@opentelemetry/api';
 import { ringTally } from '../process/stdio/output-ring.js';
 import type { AgentView } from './telemetry.js';
 
@@ -19,14 +19,36 @@ export class BoundedLabel {
   }
 }
 
+/**
+ * A monotonic count per label set, kept in plain JavaScript and read when metrics are collected:
+ * counting is a Map lookup by a key the caller already has, where an SDK counter would hash its
+ * attributes once per reader on every add. Exported as the same counter (an observable one).
+ */
+export class Tally {
+  private readonly counts = new Map<string, { readonly attrs: Attributes; n: number }>();
+
+  constructor(meter: Meter, name: string, options: MetricOptions) {
+    meter.createObservableCounter(name, options).addCallback((r) => {
+      for (const c of this.counts.values()) r.observe(c.n, c.attrs);
+    });
+  }
+
+  /** Adds n to the series `key` names; `attrs` makes its labels the first time. */
+  add(n: number, key: string, attrs: () => Attributes): void {
+    const c = this.counts.get(key);
+    if (c === undefined) this.counts.set(key, { attrs: attrs(), n });
+    else c.n += n;
+  }
+}
+
 export type ExitHow = 'code' | 'signal' | 'timeout' | 'lost';
 
 export class AgentMetrics {
   private readonly meter = metrics.getMeter('pidfd-agent');
-  readonly spawns: Counter;
-  readonly exits: Counter;
+  readonly spawns: Tally;
+  readonly exits: Tally;
   readonly spawnDuration: Histogram;
-  readonly signals: Counter;
+  readonly signals: Tally;
   readonly watchersDropped: Counter;
   readonly storeWriteDuration: Histogram;
   readonly handoverDuration: Histogram;
@@ -38,14 +60,14 @@ export class AgentMetrics {
   constructor(metricsOwners: number) {
     this.owners = metricsOwners > 0 ? new BoundedLabel(metricsOwners) : null;
     const m = this.meter;
-    this.spawns = m.createCounter('pidfd_agent_spawns_total', { description: 'Spawn calls by result: ok or the ErrorInfo reason the caller received' });
-    this.exits = m.createCounter('pidfd_agent_exits_total', { description: 'Process exits by how: code, signal, timeout (its deadline) or lost (ended while no agent watched)' });
+    this.spawns = new Tally(m, 'pidfd_agent_spawns_total', { description: 'Spawn calls by result: ok or the ErrorInfo reason the caller received' });
+    this.exits = new Tally(m, 'pidfd_agent_exits_total', { description: 'Process exits by how: code, signal, timeout (its deadline) or lost (ended while no agent watched)' });
     this.spawnDuration = m.createHistogram('pidfd_agent_spawn_duration_seconds', {
       description: 'Spawn: from the request (validated and authorized) to the pidfd held',
       unit: SECONDS,
       advice: { explicitBucketBoundaries: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] },
     });
-    this.signals = m.createCounter('pidfd_agent_signals_total', { description: 'Signals sent to managed processes (Signal, Stop, deadlines), by signal' });
+    this.signals = new Tally(m, 'pidfd_agent_signals_total', { description: 'Signals sent to managed processes (Signal, Stop, deadlines), by signal' });
     this.watchersDropped = m.createCounter('pidfd_agent_watchers_dropped_total', { description: 'Watch streams ended because they fell too far behind (WATCH_BACKLOG)' });
     this.storeWriteDuration = m.createHistogram('pidfd_agent_store_write_duration_seconds', {
       description: 'One durable write (a transaction) of the state store',
@@ -58,10 +80,26 @@ export class AgentMetrics {
       advice: { explicitBucketBoundaries: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] },
     });
     // Series a dashboard or an alert expects exist from the start, at 0, not from the first event.
-    this.spawns.add(0, { result: 'ok' });
-    for (const how of ['code', 'signal', 'timeout', 'lost'] as const) if (this.owners === null) this.exits.add(0, { how });
-    for (const signal of ['SIGTERM', 'SIGKILL']) this.signals.add(0, { signal });
+    this.spawn(0, 'ok');
+    for (const how of ['code', 'signal', 'timeout', 'lost'] as const) if (this.owners === null) this.exited(0, how, undefined);
+    for (const signal of ['SIGTERM', 'SIGKILL']) this.signalled(0, signal);
     this.watchersDropped.add(0);
+  }
+
+  spawn(n: number, result: string): void {
+    this.spawns.add(n, result, () => ({ result }));
+  }
+
+  exited(n: number, how: ExitHow, owner: string | undefined): void {
+    if (this.owners === null) this.exits.add(n, how, () => ({ how }));
+    else {
+      const attrs = this.ownerAttrs(owner);
+      this.exits.add(n, `${how}\0${String(attrs.owner)}`, () => ({ how, ...attrs }));
+    }
+  }
+
+  signalled(n: number, signal: string): void {
+    this.signals.add(n, signal, () => ({ signal }));
   }
 
   ownerAttrs(owner: string | undefined): Attributes {

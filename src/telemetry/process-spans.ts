@@ -71,7 +71,7 @@ export function processTelemetry(agentMetrics: AgentMetrics, options: ProcessSpa
     },
     exited(record) {
       const how = howItEnded(record);
-      agentMetrics.exits.add(1, { how, ...agentMetrics.ownerAttrs(record.spec.owner) });
+      agentMetrics.exited(1, how, record.spec.owner);
       if (!options.traces) return;
       const started = startedBy.get(record);
       const links: Link[] = started ? [{ context: started }] : [];
@@ -91,7 +91,7 @@ export function processTelemetry(agentMetrics: AgentMetrics, options: ProcessSpa
       span.end(exitedAt);
     },
     signalled(signal) {
-      agentMetrics.signals.add(1, { signal: signalName(signal) });
+      agentMetrics.signalled(1, signalName(signal));
     },
   };
 }

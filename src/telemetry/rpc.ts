@@ -58,56 +58,89 @@ export function instrumentService(definition: ServiceDefinition, implementation:
     const [service, short] = fullName.split('/') as [string, string];
     const base: Attributes = { 'rpc.system.name': 'grpc', 'rpc.method': fullName, ...(options.legacyNames ? { 'rpc.system': 'grpc', 'rpc.service': service } : {}) };
 
-    /** Opens the call's span in the caller's trace; `end` closes it with the status sent. */
-    const begin = (metadata: Metadata): { ctx: Context | undefined; end: (error: Partial<ServiceError> | null) => void } => {
-      const started = performance.now();
-      const parent = options.traces ? propagation.extract(ROOT_CONTEXT, metadata, metadataGetter) : undefined;
-      const span: Span | undefined = parent && tracer.startSpan(fullName, { kind: SpanKind.SERVER, attributes: base }, parent);
-      let ended = false;
-      const end = (error: Partial<ServiceError> | null) => {
-        if (ended) return;
-        ended = true;
-        const code = error ? (error.code ?? status.UNKNOWN) : status.OK;
-        const attrs: Attributes = { ...base, 'rpc.response.status_code': codeName(code) };
-        if (SERVER_ERRORS.has(code)) {
-          attrs['error.type'] = codeName(code);
-          span?.setStatus({ code: SpanStatusCode.ERROR, message: error?.details });
-        }
-        const reason = error ? reasonOf(error) : undefined;
-        if (span) {
+    /** Attributes per status code, made once: the SDK hashes what it is given, so no new object per call. */
+    const byCode = new Map<number, Attributes>();
+    const attrsOf = (code: number): Attributes => {
+      let attrs = byCode.get(code);
+      if (attrs === undefined) {
+        attrs = { ...base, 'rpc.response.status_code': codeName(code), ...(SERVER_ERRORS.has(code) ? { 'error.type': codeName(code) } : {}) };
+        byCode.set(code, attrs);
+      }
+      return attrs;
+    };
+    const legacyByCode = new Map<number, Attributes>();
+    const legacyAttrsOf = (code: number): Attributes => {
+      let attrs = legacyByCode.get(code);
+      if (attrs === undefined) legacyByCode.set(code, (attrs = { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': short, 'rpc.grpc.status_code': code }));
+      return attrs;
+    };
+
+    /** Records how a call ended (its span too, if it has one). */
+    const ended = (started: number, span: Span | undefined, error: Partial<ServiceError> | null | undefined) => {
+      const code = error ? (error.code ?? status.UNKNOWN) : status.OK;
+      const attrs = attrsOf(code);
+      // Only a failed call carries a reason (decoded from the details it sends).
+      const reason = error ? reasonOf(error) : undefined;
+      if (span !== undefined) {
+        if (span.isRecording()) {
+          if (SERVER_ERRORS.has(code)) span.setStatus({ code: SpanStatusCode.ERROR, message: error?.details });
           if (reason !== undefined) span.setAttribute('pidfd.agent.error.reason', reason);
           span.setAttributes(attrs);
           if (options.legacyNames) span.setAttribute('rpc.grpc.status_code', code);
-          span.end();
         }
-        const seconds = (performance.now() - started) / 1000;
-        callDuration.record(seconds, attrs);
-        legacyDuration?.record(seconds * 1000, { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': short, 'rpc.grpc.status_code': code });
-        if (short === 'Spawn') agentMetrics.spawns.add(1, { result: error ? agentMetrics.reasons.of(reason ?? codeName(code)) : 'ok' });
-        if (short === 'Watch' && reason === 'WATCH_BACKLOG') agentMetrics.watchersDropped.add(1);
-      };
-      return { ctx: parent && span && trace.setSpan(parent, span), end };
+        span.end();
+      }
+      const seconds = (performance.now() - started) / 1000;
+      callDuration.record(seconds, attrs);
+      legacyDuration?.record(seconds * 1000, legacyAttrsOf(code));
+      if (short === 'Spawn') agentMetrics.spawn(1, error ? agentMetrics.reasons.of(reason ?? codeName(code)) : 'ok');
+      if (short === 'Watch' && reason === 'WATCH_BACKLOG') agentMetrics.watchersDropped.add(1);
     };
-    const within = (ctx: Context | undefined, run: () => void) => (ctx === undefined ? run() : context.with(ctx, run));
+
+    /** The call's span in the caller's trace, and the context it runs in (none without traces). */
+    const open = (metadata: Metadata): { span: Span; ctx: Context } | undefined => {
+      if (!options.traces) return undefined;
+      const parent = propagation.extract(ROOT_CONTEXT, metadata, metadataGetter);
+      const span = tracer.startSpan(fullName, { kind: SpanKind.SERVER, attributes: base }, parent);
+      return { span, ctx: trace.setSpan(parent, span) };
+    };
 
     if (method.requestStream) {
       wrapped[name] = handler; // no client-streaming method in this API
     } else if (method.responseStream) {
       wrapped[name] = (call: ServerWritableStream<unknown, unknown>) => {
-        const { ctx, end } = begin(call.metadata);
+        const started = performance.now();
+        const traced = open(call.metadata);
+        let done = false;
+        const end = (error: Partial<ServiceError> | null) => {
+          if (done) return;
+          done = true;
+          ended(started, traced?.span, error);
+        };
         call.once('error', (e: Partial<ServiceError>) => end(e));
         call.once('finish', () => end(null));
         call.once('cancelled', () => end({ code: status.CANCELLED }));
-        within(ctx, () => (handler as (c: typeof call) => void)(call));
+        if (traced === undefined) (handler as (c: typeof call) => void)(call);
+        else context.with(traced.ctx, () => (handler as (c: typeof call) => void)(call));
+      };
+    } else if (!options.traces) {
+      // Measured only: one closure per call, nothing else made.
+      wrapped[name] = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+        const started = performance.now();
+        (handler as (c: typeof call, cb: sendUnaryData<unknown>) => void)(call, (error, value, trailer, flags) => {
+          ended(started, undefined, error);
+          callback(error, value, trailer, flags);
+        });
       };
     } else {
       wrapped[name] = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
-        const { ctx, end } = begin(call.metadata);
+        const started = performance.now();
+        const { span, ctx } = open(call.metadata)!;
         const reply: sendUnaryData<unknown> = (error, value, trailer, flags) => {
-          end(error);
+          ended(started, span, error);
           callback(error, value, trailer, flags);
         };
-        within(ctx, () => (handler as (c: typeof call, cb: typeof reply) => void)(call, reply));
+        context.with(ctx, () => (handler as (c: typeof call, cb: typeof reply) => void)(call, reply));
       };
     }
   }

@@ -19,13 +19,19 @@ export function timedStore(store: ProcessStore, duration: Histogram): ProcessSto
         duration.record((performance.now() - started) / 1000);
       }
     };
-  // A proxy rather than a class: whatever the store grows keeps working untimed.
+  // A proxy rather than a class: whatever the store grows keeps working untimed. Each method is
+  // bound once (the store is used several times per call), not on every access.
+  const methods = new Map<PropertyKey, { readonly of: unknown; readonly bound: unknown }>();
   return new Proxy(store, {
     get(target, key) {
       const value: unknown = Reflect.get(target, key, target);
       if (typeof value !== 'function') return value;
+      const known = methods.get(key);
+      if (known !== undefined && known.of === value) return known.bound;
       const bound = (value as (...args: unknown[]) => unknown).bind(target);
-      return WRITES.has(key) ? timed(bound) : bound;
+      const made = WRITES.has(key) ? timed(bound) : bound;
+      methods.set(key, { of: value, bound: made });
+      return made;
     },
   });
 }
