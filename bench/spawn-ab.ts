@@ -1,12 +1,12 @@
 // Same-run A/B of the agent's CPU per Spawn+Wait cycle (c=16), its throughput, and the time to
 // start 1,000 sleepers, between agent checkouts (each with a built dist/), interleaved A B A B.
 //
-//   node --import tsx bench/spawn-ab.ts --agent /work/baseline --agent . [--rounds 5] [--cycles 3000]
+//   node --import tsx bench/spawn-ab.ts --agent /work/baseline --agent . [--rounds 5] [--cycles 3000] [--capture]
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { readdirSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AgentClient } from '../clients/ts/src/index.js';
+import { AgentClient, OutputMode } from '../clients/ts/src/index.js';
 import { cpuSeconds, startAgent } from './agent-process.js';
 
 const { values } = parseArgs({
@@ -16,10 +16,13 @@ const { values } = parseArgs({
     cycles: { type: 'string', default: '3000' },
     warmup: { type: 'string', default: '500' },
     sleepers: { type: 'string', default: '1000' },
+    // Spawn with stdout captured (a pipe read into a ring) instead of discarded.
+    capture: { type: 'boolean', default: false },
   },
 });
 const agents = values.agent ?? ['.'];
 const cycles = Number(values.cycles);
+const output = values.capture ? { stdout: { mode: OutputMode.OUTPUT_MODE_CAPTURE } } : {};
 
 async function pool(n: number, conc: number, one: () => Promise<void>): Promise<void> {
   let next = 0;
@@ -66,7 +69,7 @@ async function run(repo: string): Promise<Sample> {
       }
     }
     const cycle = async () => {
-      const { process: p } = await client.spawn({ argv: ['/bin/true'] });
+      const { process: p } = await client.spawn({ argv: ['/bin/true'], ...output });
       await client.wait({ handle: p!.handle });
     };
     await pool(Number(values.warmup), 16, cycle);
@@ -80,7 +83,7 @@ async function run(repo: string): Promise<Sample> {
     const handles: string[] = [];
     const s0 = performance.now();
     await pool(Number(values.sleepers), 16, async () => {
-      const { process: p } = await client.spawn({ argv: ['/bin/sleep', '1000'] });
+      const { process: p } = await client.spawn({ argv: ['/bin/sleep', '1000'], ...output });
       handles.push(p!.handle);
     });
     const s1 = performance.now();
@@ -98,7 +101,7 @@ async function run(repo: string): Promise<Sample> {
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-console.log(`# ${cpus()[0]?.model}; loadavg before: ${readFileSync('/proc/loadavg', 'utf8').trim()}`);
+console.log(`# ${values.capture ? 'stdout captured; ' : ''}${cpus()[0]?.model}; loadavg before: ${readFileSync('/proc/loadavg', 'utf8').trim()}`);
 const results = new Map<string, Sample[]>(agents.map((a) => [a, []]));
 for (let r = 0; r < Number(values.rounds); r++) {
   for (const a of agents) {

@@ -160,10 +160,11 @@ let shim: ReturnType<typeof libc.loadSpawnShim> | null = null;
 let spawner: Spawner | null = null;
 
 /**
- * Spawns whose stdio is only /dev/null or the agent's own 0-2 (and need no helper) go through the
- * agent's shim from now on: clone with CLONE_FILES and close_range(CLOSE_RANGE_UNSHARE) in the
- * child, so a spawn does not copy and close the agent's whole descriptor table (one pidfd per
- * managed process), and the pidfd comes from CLONE_PIDFD. Others keep using posix_spawn.
+ * Spawns that need no helper and no terminal go through the agent's shim from now on: clone with
+ * CLONE_FILES and close_range(CLOSE_RANGE_UNSHARE) in the child, so a spawn does not copy and close
+ * the agent's whole descriptor table (one pidfd per managed process), and the pidfd comes from
+ * CLONE_PIDFD; spawnAsync hands them to the shim's spawner threads. Pipes and files need
+ * pidfd_getfd in the child (probed here). Others keep using posix_spawn.
  */
 export function useSpawnShim(path: string): void {
   // Its child needs close_range(CLOSE_RANGE_UNSHARE); where a seccomp filter refuses close_range,
@@ -249,7 +250,7 @@ class SpawnAttempt {
       if (spec.helper === undefined) {
         this.call = [this.out, spec.path, fa, attr, [...spec.argv, null], envp];
         if (spec.cgroupProcs !== undefined) {
-          throw new TypeError('cgroupProcs needs the spawn shim (stdio /dev/null or inherited) or the helper');
+          throw new TypeError('cgroupProcs needs the spawn shim or the helper');
         }
         if (spec.namespacesOf !== undefined || (spec.v1CgroupProcs ?? []).length > 0) throw new TypeError('namespacesOf and v1CgroupProcs need the helper');
         closeFrom(3);

@@ -1,8 +1,9 @@
-// pidfd-spawn: start a program with clone(CLONE_VM|CLONE_VFORK|CLONE_FILES|CLONE_PIDFD), for the
-// common case of a child whose stdio is /dev/null or the agent's own 0-2. Unlike posix_spawn, the
+// pidfd-spawn: start a program with clone(CLONE_VM|CLONE_VFORK|CLONE_FILES|CLONE_PIDFD), for every
+// child that needs neither the exec helper nor a terminal. Unlike posix_spawn, the
 // child does not copy the agent's descriptor table (10,000 pidfds when 10,000 processes are held)
 // only to close it again: it shares the table until close_range(3, ~0U, CLOSE_RANGE_UNSHARE),
-// which unshares only fds 0-2. C only runs in the child; it shares the agent's memory until execve
+// which unshares only fds 0-2 (a pipe or file for 0-2 it then takes from the agent with
+// pidfd_getfd). C only runs in the child; it shares the agent's memory until execve
 // (vfork semantics), so it only makes system calls on its own stack and reports a failure through
 // memory the parent reads after the child is gone.
 #define _GNU_SOURCE
