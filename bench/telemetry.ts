@@ -1,7 +1,7 @@
 // What telemetry costs (issue 13): Spawn+Wait cycles of /bin/true at c=16 against an agent with
 // telemetry off (no OTEL_* variables, no --metrics-listen) and one with everything on (traces at
 // 100% sampling and metrics over OTLP/HTTP to a local sink, /metrics scraped every few seconds),
-// interleaved round by round in one run, one agent at a time (each started fresh for its turn), the
+// interleaved round by round in one run (one agent measured at a time, all warmed up first), the
 // OTLP sink in a process of its own; prints the throughput loss and writes
 // bench/results/telemetry-*.json. A third agent has metrics alone (no traces), to tell what spans
 // cost from what metrics cost. --agent DIR (repeatable) compares trees in the same run.
@@ -121,7 +121,7 @@ function summarise(runs: Record<Name, Runs>) {
 
 async function main(): Promise<void> {
   const sink = await startSink();
-  let scraper: NodeJS.Timeout | undefined;
+  const scrapers: NodeJS.Timeout[] = [];
   try {
     const flags = ['--retention-max', '1000'];
     const otlp = { OTEL_EXPORTER_OTLP_ENDPOINT: sink.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_METRIC_EXPORT_INTERVAL: String(SCRAPE_MS) };
@@ -137,36 +137,56 @@ async function main(): Promise<void> {
     const variants = DIRS.flatMap((dir) => NAMES.map((name) => ({ dir, name })));
     const results = new Map(DIRS.map((dir) => [dir, Object.fromEntries(NAMES.map((n) => [n, { per_s: [], cpu: [] } as Runs])) as Record<Name, Runs>]));
     let scrapes = 0;
-    // One agent at a time, started fresh for its turn: nothing else of the bench runs beside it
-    // but the load generator (and the sink, which an exporting agent needs).
-    for (let round = 1; round <= ROUNDS; round++) {
-      for (const { dir, name } of round % 2 === 1 ? variants : [...variants].reverse()) {
+    // Every agent is started once and warmed up before any is measured: a fresh agent spends its
+    // first seconds compiling (on V8's background threads, which count as its CPU), more of it
+    // with the SDK loaded, and a bench that restarted agents measured that instead of the cycles.
+    const running: { dir: string; name: Name; agent: AgentProcess; client: AgentClient }[] = [];
+    try {
+      for (const { dir, name } of variants) {
         const metricsPort = await freePort();
         const agent = await start(dir, name, metricsPort);
         const client = new AgentClient(agent.address);
+        running.push({ dir, name, agent, client });
+        // The socket exists a moment before the agent listens on it.
+        for (let tries = 0; ; tries++) {
+          try {
+            await client.list();
+            break;
+          } catch (e) {
+            if (tries >= 100) throw e;
+            await new Promise((r) => setTimeout(r, 50));
+          }
+        }
         if (name !== 'off') {
-          scraper = setInterval(() => {
+          const s = setInterval(() => {
             void fetch(`http://127.0.0.1:${metricsPort}/metrics`)
               .then((r) => r.text())
               .then(() => scrapes++, () => undefined);
           }, SCRAPE_MS);
+          scrapers.push(s);
         }
-        try {
-          // Warm-up past the first metric export and scrape: the exporters load and compile their
-          // code then, once in an agent's life, which is not a cost per cycle.
-          const warm = performance.now();
-          while (performance.now() - warm < SCRAPE_MS + 1500) await cycles(client, 200);
+      }
+      // Warm-up past the first metric export and scrape: the exporters load and compile their
+      // code then, once in an agent's life, which is not a cost per cycle.
+      for (const { client } of running) {
+        const warm = performance.now();
+        while (performance.now() - warm < SCRAPE_MS + 1500) await cycles(client, 200);
+      }
+      // Measured one at a time, the order reversed every other round; the others idle meanwhile.
+      for (let round = 1; round <= ROUNDS; round++) {
+        for (const { dir, name, agent, client } of round % 2 === 1 ? running : [...running].reverse()) {
           const cpu0 = cpuSeconds(agent.pid);
           const wall = await cycles(client, CYCLES);
           const cpu = cpuSeconds(agent.pid) - cpu0;
           results.get(dir)![name].per_s.push(CYCLES / wall);
           results.get(dir)![name].cpu.push((cpu * 1000) / CYCLES);
           log(`round ${round} ${dir} telemetry ${name}: ${(CYCLES / wall).toFixed(0)} cycles/s, agent ${((cpu * 1000) / CYCLES).toFixed(3)} ms CPU/cycle, load ${os.loadavg()[0]!.toFixed(2)}`);
-        } finally {
-          clearInterval(scraper);
-          client.close();
-          await agent.stop();
         }
+      }
+    } finally {
+      for (const { client, agent } of running) {
+        client.close();
+        await agent.stop();
       }
     }
     const received = await sink.received();
@@ -198,7 +218,7 @@ async function main(): Promise<void> {
     console.log(`  OTLP sink received: ${Object.entries(received).map(([path, r]) => `${path} ${r.requests} requests, ${(r.bytes / 1024).toFixed(0)} KiB`).join('; ')}; /metrics scraped ${scrapes}×`);
     console.log(`  written to ${file}`);
   } finally {
-    if (scraper) clearInterval(scraper);
+    for (const s of scrapers) clearInterval(s);
     sink.close();
   }
 }
