@@ -107,7 +107,20 @@ export class Grant {
     if (!MUTATING.has(request.rpc)) return;
     const e = outcome.error;
     const result = e === undefined ? 'ok' : e instanceof AgentError ? e.detail.reason : 'INTERNAL';
-    this.parts.audit({ ...describe(caller, request), handle: outcome.handle ?? handleOf(request), pid: outcome.pid ?? (request.rpc === 'Adopt' ? request.adopt.pid : undefined), executable, decision: 'allow', rule: rule.name, result });
+    // One object of one shape, in describe's field order (JSON leaves out the undefined ones):
+    // this runs for every mutating call.
+    this.parts.audit({
+      identity: caller.identity,
+      peer: caller.peer,
+      rpc: request.rpc,
+      handle: outcome.handle ?? handleOf(request),
+      argv0: request.rpc === 'Spawn' ? request.spawn.argv[0] : undefined,
+      pid: outcome.pid ?? (request.rpc === 'Adopt' ? request.adopt.pid : undefined),
+      executable,
+      decision: 'allow',
+      rule: rule.name,
+      result,
+    });
   }
 }
 

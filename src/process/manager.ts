@@ -99,7 +99,14 @@ export class ProcessManager {
    * restored record found gone, EXITED in the table already (its RUNNING row is checked again at
    * every start, with the same answer); only its event waits.
    */
-  private readonly unrecorded: { record: ProcessRecord; exit: ExitInfo; shown: boolean }[] = [];
+  private readonly unrecorded: Unrecorded[] = [];
+  /**
+   * Spawns started in this turn of the event loop, not yet in the store nor in the table: they
+   * are committed in one transaction, with the exits reaped meanwhile, once the turn's I/O is done.
+   */
+  private readonly starting: QueuedStart[] = [];
+  /** commitStarts is due at the end of this turn. */
+  private commitDue = false;
   /** Spawns an earlier agent recorded as intended but not as started, by request key. */
   private readonly unknownOutcomes = new Map<string, SpawnIntent>();
   private telemetry: ProcessTelemetry = NO_TELEMETRY;
@@ -198,7 +205,7 @@ export class ProcessManager {
     record.ownCgroup(child.ownedCgroup);
     if (options.deadline) this.armDeadline(record, deadlineAt(options.deadline));
     this.telemetry.started(record, (performance.now() - requestedAt) / 1000);
-    this.telemetry.stage('store', () => this.persist(record, intent));
+    await this.telemetry.stage('store', () => this.persistSoon(record, intent));
     return { record, replayed: false };
   }
 
@@ -336,7 +343,11 @@ export class ProcessManager {
     }
   }
 
-  private readonly collect = (ref: PidRef): void => void this.reaper.collect(ref);
+  /** An exit collected on the way (a signal refused, say) is recorded at once, not at the turn's end. */
+  private readonly collect = (ref: PidRef): void => {
+    this.reaper.collect(ref);
+    this.recordExits();
+  };
 
   /**
    * Stops every change that does not come from a request, for a handover: exits ready now are
@@ -512,7 +523,8 @@ export class ProcessManager {
         shown: false,
       });
     }
-    this.expire(now);
+    // Recorded at the end of this turn, in one transaction with the spawns that finish in it.
+    this.commitSoon();
   }
 
   /**
@@ -521,10 +533,8 @@ export class ProcessManager {
    * with the next exit and every second. Released records need no write.
    */
   private recordExits(): void {
-    if (this.unrecorded.length === 0) return;
-    // A restored record released meanwhile was finished at restore; only its event was waiting.
-    for (const u of this.unrecorded) if (u.record.state === 'released' && !u.shown) this.finishReleased(u.record, u.exit);
-    const batch = this.unrecorded.splice(0).filter((u) => u.record.state !== 'released');
+    const batch = this.recordableExits();
+    if (batch.length === 0) return;
     try {
       this.store.commit(`${batch.length} exits`, this.events.lastSequence + batch.length, (w) => {
         for (const u of batch) w.exited(u.record.handle, u.exit);
@@ -533,6 +543,30 @@ export class ProcessManager {
       this.unrecorded.unshift(...batch);
       return;
     }
+    this.reportExits(batch);
+  }
+
+  /**
+   * Takes the exits the store can be given now, oldest first: not those of released records (no
+   * row), nor those of spawns whose own row is still waiting for its commit.
+   */
+  private recordableExits(): Unrecorded[] {
+    if (this.unrecorded.length === 0) return [];
+    // A restored record released meanwhile was finished at restore; only its event was waiting.
+    for (const u of this.unrecorded) if (u.record.state === 'released' && !u.shown) this.finishReleased(u.record, u.exit);
+    const batch: Unrecorded[] = [];
+    const waiting: Unrecorded[] = [];
+    for (const u of this.unrecorded.splice(0)) {
+      if (u.record.state === 'released') continue;
+      if (this.starting.some((s) => s.record === u.record)) waiting.push(u);
+      else batch.push(u);
+    }
+    this.unrecorded.push(...waiting);
+    return batch;
+  }
+
+  /** Exits now in the store: the records turn EXITED, and everyone waiting is told. */
+  private reportExits(batch: readonly Unrecorded[]): void {
     for (const { record, exit, shown } of batch) {
       if (!shown) {
         record.markExited(exit);
@@ -682,23 +716,78 @@ export class ProcessManager {
    */
   private persist(record: ProcessRecord, intent: SpawnIntent | undefined): void {
     try {
-      this.store.commit(`the process ${record.handle}`, this.events.lastSequence + 1, (w) => {
-        w.started(record);
-        if (intent) w.settled(intent.owner, intent.requestId);
-      });
+      this.store.commit(`the process ${record.handle}`, this.events.lastSequence + 1, (w) => writeStart(w, record, intent));
     } catch (e) {
       this.abandon(record);
       if (intent) this.settleIntent(intent);
       throw storeWriteFailed(e, record.handle);
     }
+    this.announce(record);
+  }
+
+  private announce(record: ProcessRecord): void {
     this.table.add(record);
     this.events.append(record.spec.adopted ? 'adopted' : 'spawned', record);
   }
 
+  /**
+   * persist, grouped: the spawns that finish in one turn of the event loop, and the exits reaped
+   * in it, are one transaction (a commit costs about as much as all the rows in it).
+   */
+  private persistSoon(record: ProcessRecord, intent: SpawnIntent | undefined): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.starting.push({ record, intent, resolve, reject });
+      this.commitSoon();
+    });
+  }
+
+  private commitSoon(): void {
+    if (this.commitDue) return;
+    this.commitDue = true;
+    setImmediate(this.commitStarts);
+  }
+
+  /**
+   * All or nothing, and before anyone is told: spawns in start order (each announced before its
+   * exit), then the exits. When the transaction fails, each spawn is tried alone (a failure fails
+   * that Spawn), and the exits wait as they do after any failed write.
+   */
+  private readonly commitStarts = (): void => {
+    this.commitDue = false;
+    const starts = this.starting.splice(0);
+    if (starts.length === 0) return this.expire();
+    const exits = this.recordableExits();
+    try {
+      this.store.commit(`${starts.length} processes and ${exits.length} exits`, this.events.lastSequence + starts.length + exits.length, (w) => {
+        for (const s of starts) writeStart(w, s.record, s.intent);
+        for (const u of exits) w.exited(u.record.handle, u.exit);
+      });
+    } catch {
+      this.unrecorded.unshift(...exits);
+      for (const s of starts) {
+        try {
+          this.persist(s.record, s.intent);
+          s.resolve();
+        } catch (e) {
+          s.reject(e);
+        }
+      }
+      this.expire();
+      return;
+    }
+    for (const s of starts) {
+      this.announce(s.record);
+      s.resolve();
+    }
+    this.reportExits(exits);
+    this.expire();
+  };
+
   /** A start the store could not record: our own child is killed (and reaped), a foreign one let go. */
   private abandon(record: ProcessRecord): void {
-    // Our own child, just started and unreaped: its pidfd cannot address anyone else.
-    if (record.parentage === 'child') record.ref?.signal(Signal.SIGKILL);
+    // Our own child, just started and unreaped: its pidfd cannot address anyone else. One reaped
+    // while its start waited for the group commit is past signalling (ESRCH).
+    if (record.parentage === 'child' && record.ref !== null && this.byRef.has(record.ref)) record.ref.signal(Signal.SIGKILL);
     record.pauseDeadline();
     this.dropInode(record);
     record.markReleased();
@@ -773,6 +862,25 @@ export class ProcessManager {
       throw new AgentError('ResourceExhausted', `at most ${this.limits.maxProcesses} processes are managed at once`, { reason: 'MAX_PROCESSES' });
     }
   }
+}
+
+interface Unrecorded {
+  readonly record: ProcessRecord;
+  readonly exit: ExitInfo;
+  readonly shown: boolean;
+}
+
+interface QueuedStart {
+  readonly record: ProcessRecord;
+  readonly intent: SpawnIntent | undefined;
+  readonly resolve: () => void;
+  readonly reject: (e: unknown) => void;
+}
+
+/** A start's row, and its intent settled with it. */
+function writeStart(w: StoreWrites, record: ProcessRecord, intent: SpawnIntent | undefined): void {
+  w.started(record);
+  if (intent) w.settled(intent.owner, intent.requestId);
 }
 
 const sameArgv = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);

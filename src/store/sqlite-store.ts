@@ -163,9 +163,9 @@ function openFailure(file: string, e: unknown): Error {
 }
 
 /** A rollback that fails too leaves the transaction open: every later BEGIN then fails, as it should. */
-function rollback(db: Database.Database): void {
+function rollback(statement: Database.Statement): void {
   try {
-    db.exec('ROLLBACK');
+    statement.run();
   } catch {
     // the commit's own error is the one to report
   }
@@ -175,6 +175,10 @@ export class SqliteStore implements ProcessStore {
   private origin: SequenceOrigin;
   private readonly db: Database.Database;
   private readonly setCeiling: Database.Statement;
+  // Prepared once: db.exec parses its SQL on every call, twice per commit.
+  private readonly begin: Database.Statement;
+  private readonly end: Database.Statement;
+  private readonly undo: Database.Statement;
   /** The highest sequence reserved durably: every number handed out is at most this. */
   private ceiling: number;
   private readonly writes: StoreWrites;
@@ -217,6 +221,9 @@ export class SqliteStore implements ProcessStore {
     const remove = this.db.prepare('DELETE FROM processes WHERE handle = ?');
     const intend = this.db.prepare('INSERT OR REPLACE INTO intents (owner, request_id, handle, argv, created_at) VALUES (?, ?, ?, ?, ?)');
     const settle = this.db.prepare('DELETE FROM intents WHERE owner = ? AND request_id = ?');
+    this.begin = this.db.prepare('BEGIN');
+    this.end = this.db.prepare('COMMIT');
+    this.undo = this.db.prepare('ROLLBACK');
     this.setCeiling = this.db.prepare(`UPDATE meta SET value = ? WHERE key = 'sequence_ceiling'`);
     this.ceiling = Number(this.db.prepare(`SELECT value FROM meta WHERE key = 'sequence_ceiling'`).pluck().get());
     this.origin = { after: this.ceiling, reserve: (sequence) => this.reserve(sequence) };
@@ -267,13 +274,13 @@ export class SqliteStore implements ProcessStore {
   commit(what: string, sequencesUpTo: number, writes: (w: StoreWrites) => void, ceiling = sequencesUpTo + SEQUENCE_BLOCK): void {
     const raise = sequencesUpTo > this.ceiling;
     try {
-      this.db.exec('BEGIN');
+      this.begin.run();
       try {
         writes(this.writes);
         if (raise) this.setCeiling.run(ceiling);
-        this.db.exec('COMMIT');
+        this.end.run();
       } catch (e) {
-        if (this.db.inTransaction) rollback(this.db);
+        if (this.db.inTransaction) rollback(this.undo);
         throw e;
       }
     } catch (e) {
