@@ -8,6 +8,7 @@ import type { Config } from './config/config.js';
 import { probeFeatures, type Features } from './kernel/probe.js';
 import { useSpawnShim } from './kernel/spawn.js';
 import { EventLog } from './process/events/event-log.js';
+import { eventEncoding } from './service/event-encoding.js';
 import { ProcessManager } from './process/manager.js';
 import { Cgroups, cgroup2Mount } from './process/spawn/cgroups.js';
 import { nodeNamespaces, type NamespaceTarget } from './process/spawn/namespaces.js';
@@ -26,6 +27,7 @@ import { readBootId } from './process/lifecycle/proc-fs.js';
 import { MemoryStore, type ProcessStore } from './process/process-store.js';
 import { openStore } from './store/recover.js';
 import { useFdPassing } from './kernel/fd-passing.js';
+import { malloc_trim } from './kernel/libc.js';
 import { useReclaim } from './kernel/reclaim.js';
 import { refuseIfServed, requestHandover } from './handover/incoming.js';
 import { HandoverListener, type HandoverHost } from './handover/outgoing.js';
@@ -104,7 +106,7 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     closeNode();
     throw e;
   }
-  const events = new EventLog(config.eventRing, Date.now, store.sequences);
+  const events = new EventLog(config.eventRing, eventEncoding, Date.now, store.sequences);
   const manager = new ProcessManager(events, {
     maxProcesses: config.maxProcesses,
     ttlMs: config.retentionTtlMs,
@@ -314,7 +316,7 @@ function openStateStore(stateDir: string, bootId: string, recover: boolean, log:
  */
 function idleMemoryReducer(activity: () => number): () => void {
   setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as (options: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void;
+  const gc = runInNewContext('gc') as () => void;
   let seen = activity();
   let quietSince = Date.now();
   let reducedAt = seen;
@@ -327,7 +329,15 @@ function idleMemoryReducer(activity: () => number): () => void {
     }
     if (now - reducedAt >= IDLE_GC_AFTER_EVENTS && Date.now() - quietSince >= IDLE_GC_QUIET_MS) {
       reducedAt = now;
-      gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+      // Compacting moves the survivors together, so the pages a burst left mostly empty are given
+      // back (without it the old space stays at its peak size: 97 MiB for 34 MiB live after
+      // 20,000 churn cycles). Only for this collection: compacting every one costs CPU. A plain
+      // gc() is a full collection; Node 20's gc({ flavor: 'last-resort' }) left the heap as it was.
+      setFlagsFromString('--compact-on-every-full-gc');
+      gc();
+      setFlagsFromString('--no-compact-on-every-full-gc');
+      // What the collection freed outside V8's own pages (buffers, the http2 and SQLite heaps).
+      malloc_trim(0);
     }
   };
 }

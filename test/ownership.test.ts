@@ -13,6 +13,7 @@ import { spawn } from '../src/kernel/spawn.js';
 import { Cgroups, cgroup2Mount } from '../src/process/spawn/cgroups.js';
 import { AgentError } from '../src/process/errors.js';
 import { EventLog } from '../src/process/events/event-log.js';
+import { eventEncoding } from '../src/service/event-encoding.js';
 import { ProcessManager } from '../src/process/manager.js';
 import type { SpawnOptions } from '../src/process/options.js';
 import { EpollReaper } from '../src/reaper/reaper.js';
@@ -119,7 +120,7 @@ test.serial('a spawned child the agent cannot take on is killed and reaped, its 
   // A reaper whose epoll instance is gone (as after stop()): it refuses every watch.
   const reaper = new EpollReaper(() => {}, () => {});
   reaper.close();
-  const manager = new ProcessManager(new EventLog(16), { maxProcesses: 4, ttlMs: 60_000, maxExited: 4 }, probeFeatures(), {
+  const manager = new ProcessManager(new EventLog(16, eventEncoding), { maxProcesses: 4, ttlMs: 60_000, maxExited: 4 }, probeFeatures(), {
     helperPath: join(ROOT, 'dist/bin/pidfd-exec'),
     cgroups: new Cgroups(parent),
     agentEnv: {},

@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EventLog } from '../src/process/events/event-log.js';
+import { eventEncoding } from '../src/service/event-encoding.js';
 import { newHandleId } from '../src/process/lifecycle/handle.js';
 import { ProcessRecord } from '../src/process/lifecycle/record.js';
 import { SqliteStore, STORE_FILE, StoreError } from '../src/store/sqlite-store.js';
@@ -59,19 +60,19 @@ test('what is written comes back: identity, spec, exits, deadlines; released rec
 test('sequences continue above every number a previous agent could have used', (t) => {
   const dir = stateDir();
   const store = open(dir);
-  const log = new EventLog(16, Date.now, store.sequences);
+  const log = new EventLog(16, eventEncoding, Date.now, store.sequences);
   t.is(log.lastSequence, 0);
   const r = record(0);
   for (let i = 0; i < 5000; i++) log.append('spawned', r);
   store.close();
   const reopened = open(dir);
-  const next = new EventLog(16, Date.now, reopened.sequences);
+  const next = new EventLog(16, eventEncoding, Date.now, reopened.sequences);
   t.true(next.lastSequence >= 5000, `starts at ${next.lastSequence}`);
   t.false(next.canReplayAfter(4999), 'an older cursor is out of range');
   t.false(next.canReplayAfter(0));
   t.true(next.canReplayAfter(next.lastSequence), 'the current position is fine');
-  t.is(next.append('exited', r).sequence, next.lastSequence);
-  t.is(next.get(next.lastSequence - 1), undefined, 'nothing before the restart is held');
+  t.is(next.append('exited', r), next.lastSequence);
+  t.is(next.slotOf(next.lastSequence - 1), -1, 'nothing before the restart is held');
   t.is(next.firstSequence, next.lastSequence);
   reopened.close();
 });
@@ -115,7 +116,7 @@ test('a transaction that fails writes nothing and reserves nothing; intents roun
   const store = open(dir);
   const kept = record(0);
   store.commit('test', 1, (w) => w.started(kept));
-  const log = new EventLog(16, Date.now, store.sequences);
+  const log = new EventLog(16, eventEncoding, Date.now, store.sequences);
   const ceiling = () => {
     const db = new Database(join(dir, STORE_FILE), { readonly: true, fileMustExist: true });
     try {
@@ -134,7 +135,7 @@ test('a transaction that fails writes nothing and reserves nothing; intents roun
     w.started(failing); // the same handle twice: the second insert fails, and with it the whole
   }), { name: 'StoreWriteFailed' });
   t.is(errors.length, before + 1, 'reported to the error sink');
-  t.is(log.append('spawned', kept).sequence, 1, 'numbering is unchanged: the ceiling did not move');
+  t.is(log.append('spawned', kept), 1, 'numbering is unchanged: the ceiling did not move');
   store.commit('test', 0, (w) => w.intended({ owner: undefined, requestId: 'k', handle: kept.handle, argv: ['sleep', '1'], createdAt: 5 }));
   store.close();
   t.true((ceiling() ?? Infinity) < 1_000_000, 'the failed reservation is not on disk');

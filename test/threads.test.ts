@@ -90,6 +90,6 @@ test('when the leader exits first, the handle stays RUNNING until the last threa
   await sleep(100);
   const log = h.agent.watchers.log;
   let exits = 0;
-  for (let s = sequence + 1; s <= log.lastSequence; s++) if (log.get(s)?.record.handle === p!.handle && log.get(s)?.type === 'exited') exits++;
+  for (const e of log.held()) if (e.sequence > sequence && e.handle === p!.handle && e.type === 'exited') exits++;
   t.is(exits, 1, 'exactly one exit event');
 });

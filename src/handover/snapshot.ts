@@ -85,12 +85,13 @@ export function encodeSnapshot(manager: ProcessManager, bootId: string): Encoded
   const released = new Map<string, WireRecord>();
   const events: WireEvent[] = [];
   for (const e of manager.heldEvents()) {
-    const r = e.record;
-    if (manager.find(r.handle)?.view !== r && !released.has(r.handle)) {
+    // Only a released process's events need the process itself: the successor knows the rest.
+    if (manager.find(e.handle) === undefined && !released.has(e.handle)) {
+      const r = e.view();
       released.set(r.handle, { handle: r.handle, pid: r.identity.pid, pidfsInode: String(r.identity.pidfsInode), argv: r.spec.argv, labels: r.spec.labels, adopted: r.spec.adopted, owner: r.spec.owner, startedAt: r.startedAt });
     }
     const o = e.output;
-    events.push({ sequence: e.sequence, type: e.type, time: e.time, handle: r.handle, state: e.state, exit: e.exit, output: o && { stream: o.stream, offset: o.offset, length: o.length } });
+    events.push({ sequence: e.sequence, type: e.type, time: e.time, handle: e.handle, state: e.state, exit: e.exit, output: o && { stream: o.stream, offset: o.offset, length: o.length } });
   }
   const snapshot: WireSnapshot = { protocol: HANDOVER_PROTOCOL, bootId, lastSequence: manager.lastSequence, pidfds, stdio, events, released: [...released.values()] };
   const json = Buffer.from(JSON.stringify(snapshot));

@@ -33,7 +33,7 @@ import { windowSize } from './validate-terminal.js';
 import { signalName } from '../process/lifecycle/signalling.js';
 import { ServiceGate } from './gate.js';
 import type { Authorizer, Grant, HandleRpc, Request, Rpc } from '../auth/authorize.js';
-import type { ProcessEvent } from '../process/events/event-log.js';
+import type { EventSubject, EventType } from '../process/events/event-log.js';
 
 const DEFAULT_GRACE_MS = 10_000;
 
@@ -254,7 +254,7 @@ function watchHandler(manager: ProcessManager, watchers: WatchHub, auth: Authori
       // Decided before the event log is consulted: a caller the policy refuses learns nothing of it.
       const grant = auth.authorize(call, { rpc: 'Watch' });
       // Decided per event under the policy in force then: a reload reaches open streams too.
-      const visible = (e: ProcessEvent) => grant.canSee(e.record) && (e.type !== 'output' || grant.may('output'));
+      const visible = (subject: EventSubject, type: EventType) => grant.canSee(subject) && (type !== 'output' || grant.may('output'));
       try {
         const events = watchers.log;
         const after = req.afterSequence ?? events.lastSequence;

@@ -1,6 +1,6 @@
 // Domain → API messages. The only place that knows both shapes.
 import { signalName } from '../process/lifecycle/signalling.js';
-import type { EventType as DomainEventType, ProcessEvent } from '../process/events/event-log.js';
+import type { EventType as DomainEventType } from '../process/events/event-log.js';
 import type { ExitInfo, ProcessRecord, ProcessView, Rusage as KernelRusage, State as DomainState } from '../process/lifecycle/record.js';
 import type { Usage as DomainUsage } from '../process/lifecycle/usage.js';
 
@@ -21,13 +21,13 @@ import {
 } from '../api.js';
 import type { Duration } from '../api.js';
 
-const states: Record<DomainState, State> = {
+export const states: Record<DomainState, State> = {
   running: State.STATE_RUNNING,
   exited: State.STATE_EXITED,
   released: State.STATE_RELEASED,
 };
 
-const eventTypes: Record<DomainEventType, EventType> = {
+export const eventTypes: Record<DomainEventType, EventType> = {
   spawned: EventType.EVENT_TYPE_SPAWNED,
   adopted: EventType.EVENT_TYPE_ADOPTED,
   exited: EventType.EVENT_TYPE_EXITED,
@@ -76,23 +76,13 @@ function toUsage(u: DomainUsage): Usage {
   return { userCpu: micros(u.userMicros), systemCpu: micros(u.systemMicros), rssBytes: u.rssBytes, threads: u.threads, openFds: u.openFds, sampledAt: new Date(u.sampledAt) };
 }
 
-export function toEvent(event: ProcessEvent): Event {
-  return {
-    sequence: event.sequence,
-    type: eventTypes[event.type],
-    time: new Date(event.time),
-    process: toProcess(event.record, event.state, event.exit),
-    output: event.output && toOutputChunk(event.output),
-  };
-}
-
 /** The bytes of the slice the ring still holds: a watcher that fell behind sees a gap in offsets. */
-function toOutputChunk(slice: OutputSlice): OutputChunk {
+export function toOutputChunk(slice: OutputSlice): OutputChunk {
   const { offset, data } = sliceBytes(slice);
   return { stream: slice.stream === 'stdout' ? OutputStream.OUTPUT_STREAM_STDOUT : OutputStream.OUTPUT_STREAM_STDERR, offset, data };
 }
 
-function toExit(exit: ExitInfo): Exit {
+export function toExit(exit: ExitInfo): Exit {
   const t = exit.termination;
   return {
     code: t?.exitCode,

@@ -1,14 +1,15 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
-import type { EventLog, ProcessEvent } from '../process/events/event-log.js';
+import type { EventLog, EventSubject, EventType } from '../process/events/event-log.js';
 import { AgentError } from '../process/errors.js';
-import type { Event, WatchRequest, WatchResponse } from '../api.js';
-import { toEvent } from './convert.js';
+import { OutputChunk, type Event, type WatchRequest, type WatchResponse } from '../api.js';
+import { toOutputChunk } from './convert.js';
+import { EVENT_OUTPUT, RESPONSE_EVENT, varintLength, writeVarint } from './event-encoding.js';
 
 export interface WatchFilter {
   readonly handles: ReadonlySet<string> | null;
   readonly labels: Readonly<Record<string, string>>;
   /** The events the watcher may see (the policy's tenancy and permissions); all when absent. */
-  readonly visible?: (event: ProcessEvent) => boolean;
+  readonly visible?: (subject: EventSubject, type: EventType) => boolean;
 }
 
 /** Periodic usage samples (WatchRequest.usage_interval): taken by `sample` when the stream can take them. */
@@ -31,10 +32,10 @@ const BATCH_OUTPUT_BYTES = 64 * 1024;
 /** Responses a stream may have in flight before it waits for 'drain' (past the high-water mark). */
 const WRITE_BUDGET = 17;
 
-const matches = (f: WatchFilter, e: ProcessEvent): boolean => {
-  if (f.handles !== null && !f.handles.has(e.record.handle)) return false;
-  if (f.visible !== undefined && !f.visible(e)) return false;
-  const labels = e.record.spec.labels;
+const matches = (f: WatchFilter, subject: EventSubject, type: EventType): boolean => {
+  if (f.handles !== null && !f.handles.has(subject.handle)) return false;
+  if (f.visible !== undefined && !f.visible(subject, type)) return false;
+  const labels = subject.spec.labels;
   for (const k in f.labels) if (labels[k] !== f.labels[k]) return false;
   return true;
 };
@@ -50,6 +51,9 @@ export class WatchStream {
   private done = false;
   private unsubscribe: () => void = () => {};
   private sampler: NodeJS.Timeout | undefined;
+  /** Scratch of nextResponse: the slots of the events it takes, and their output chunks. */
+  private readonly slots: number[] = [];
+  private readonly chunks: (Uint8Array | undefined)[] = [];
 
   constructor(
     private readonly log: EventLog,
@@ -102,25 +106,67 @@ export class WatchStream {
     // Each response costs at least one turn of the event loop to be written, so events that
     // arrived meanwhile are coalesced into one response rather than queued one by one.
     while (this.cursor < this.log.lastSequence) {
-      const events = [];
-      let bytes = 0;
-      while (this.cursor < this.log.lastSequence && events.length < BATCH && bytes < BATCH_OUTPUT_BYTES) {
-        const event = this.log.get(this.cursor + 1);
-        if (event === undefined) return this.drop(); // overwritten in the ring: it cannot catch up
-        this.cursor++;
-        if (!matches(this.filter, event)) continue;
-        const converted = toEvent(event);
-        bytes += converted.output?.data.length ?? 0;
-        events.push(converted);
-      }
-      if (events.length === 0) continue;
+      const response = this.nextResponse();
+      if (response === null) return this.drop(); // overwritten in the ring: it cannot catch up
+      if (response === undefined) continue;
       // Past the stream's high-water mark write() has returned false, so 'drain' will come.
-      this.call.write({ events });
+      // Bytes: encodedWatchResponses passes them through as they are.
+      this.call.write(response as unknown as WatchResponse);
       if (this.call.writableLength >= WRITE_BUDGET) {
         this.blocked = true;
         return;
       }
     }
+  }
+
+  /**
+   * The WatchResponse of the next events this watcher sees, as bytes: each event as the log
+   * encoded it, with an output event's chunk read now. undefined when none of them matched; null
+   * when the next event is no longer held.
+   */
+  private nextResponse(): Buffer | null | undefined {
+    const log = this.log;
+    const slots = this.slots;
+    const chunks = this.chunks;
+    slots.length = 0;
+    chunks.length = 0;
+    let bytes = 0;
+    let output = 0;
+    while (this.cursor < log.lastSequence && slots.length < BATCH && output < BATCH_OUTPUT_BYTES) {
+      const sequence = this.cursor + 1;
+      const slot = log.slotOf(sequence);
+      if (slot < 0) return null;
+      this.cursor++;
+      const type = log.typeAt(slot);
+      if (!matches(this.filter, log.subjectAt(slot), type)) continue;
+      let length = log.encodedLength(slot);
+      let chunk: Uint8Array | undefined;
+      if (type === 'output') {
+        chunk = OutputChunk.encode(toOutputChunk(log.outputOf(sequence)!)).finish();
+        output += chunk.length;
+        length += 1 + varintLength(chunk.length) + chunk.length;
+      }
+      slots.push(slot);
+      chunks.push(chunk);
+      bytes += 1 + varintLength(length) + length;
+    }
+    if (slots.length === 0) return undefined;
+    const response = Buffer.allocUnsafe(bytes);
+    let at = 0;
+    for (let i = 0; i < slots.length; i++) {
+      const slot = slots[i]!;
+      const chunk = chunks[i];
+      response[at++] = RESPONSE_EVENT;
+      at = writeVarint(response, at, log.encodedLength(slot) + (chunk === undefined ? 0 : 1 + varintLength(chunk.length) + chunk.length));
+      at = log.writeEncoded(slot, response, at);
+      if (chunk !== undefined) {
+        response[at++] = EVENT_OUTPUT;
+        at = writeVarint(response, at, chunk.length);
+        response.set(chunk, at);
+        at += chunk.length;
+      }
+    }
+    return response;
   }
 
   /** Ends the stream with error (the agent is stopping). */

@@ -3,6 +3,7 @@ import type { Rusage, Termination } from '../../kernel/termination.js';
 import type { Parentage } from '../reaping.js';
 import type { HandleId } from './handle.js';
 import type { Deadline } from '../options.js';
+import type { EventSubject } from '../events/event-log.js';
 
 export type { Rusage, Termination };
 
@@ -87,6 +88,8 @@ export class ProcessRecord {
   #reclaimMs: number | undefined;
   #ref: PidRef | null;
   readonly view: ProcessView;
+  /** The event log's: this process as its events keep it. */
+  eventSubject: EventSubject | undefined = undefined;
 
   constructor(
     readonly handle: HandleId,
