@@ -107,6 +107,14 @@ bench: build
 	node --import tsx bench/churn-rss.ts $(BENCH_CHURN_ARGS)
 	node --import tsx bench/telemetry.ts $(BENCH_TELEMETRY_ARGS)
 	node --import tsx bench/reclaim.ts $(BENCH_RECLAIM_ARGS)
+	node --import tsx bench/spawn-batch.ts $(BENCH_SPAWN_BATCH_ARGS)
+
+# API savings (issue 17): 1,000 sleepers by unary Spawn (16 in flight, also the baseline agent's)
+# against SpawnBatch of 16/64/256, and Spawn+Wait+Release against Spawn(release_on_exit)+Wait;
+# agent CPU and time, interleaved in one run (also a step of `make bench`).
+.PHONY: bench-spawn-batch
+bench-spawn-batch: build
+	node --import tsx bench/spawn-batch.ts $(BENCH_SPAWN_BATCH_ARGS)
 
 # Kill and reclaim: kill -> memory freed for a process holding 1 GiB, with and without
 # process_mrelease (also the last step of `make bench`).

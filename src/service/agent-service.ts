@@ -14,6 +14,7 @@ import type {
   ReleaseRequest,
   ResizeTerminalRequest,
   SignalRequest,
+  SpawnBatchRequest,
   SpawnRequest,
   StopRequest,
   WaitRequest,
@@ -24,7 +25,8 @@ import type {
 import { State } from '../api.js';
 import { msDuration, processOf, stateFromApi, toUsageEvent } from './convert.js';
 import type { Logger } from '../log.js';
-import { toServiceError } from './status.js';
+import { errorStatus, toServiceError } from './status.js';
+import { spawnBatch } from './spawn-batch.js';
 import * as validate from './validate.js';
 import { MAX_USAGE_SAMPLES, MIN_USAGE_INTERVAL_MS, type WatchHub } from './watch.js';
 import { OutputReaders } from './read-output.js';
@@ -117,6 +119,27 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
       (res) => res.process,
     ),
 
+    // Each item as the Spawn handler above runs it: validated, decided, started, finished.
+    spawnBatch: unary('SpawnBatch', (req: SpawnBatchRequest, call) =>
+      spawnBatch(
+        req,
+        async (item) => {
+          const request = { rpc: 'Spawn' as const, spawn: validate.spawnOptions(item) };
+          const grant = manager.traceStage('authorize', () => auth.authorize(call, request));
+          try {
+            const { record, replayed } = await manager.spawn({ ...request.spawn, owner: grant.owner, executable: grant.executable });
+            const process = processOf(record);
+            grant.finish({ handle: process.handle, pid: process.pid });
+            return { process, replayed };
+          } catch (e) {
+            grant.finish({ error: e });
+            throw e;
+          }
+        },
+        (e) => errorStatus(gate.explain(e), 'SpawnBatch', log),
+      ),
+    ),
+
     adopt: decided(
       'Adopt',
       (req: AdoptRequest) => ({ rpc: 'Adopt' as const, adopt: validate.adoptOptions(req) }),
@@ -142,7 +165,12 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
       'Wait',
       (req: WaitRequest) => ({ ...byHandle('Wait', req.handle), timeoutMs: validate.durationMs('timeout', req.timeout) }),
       (_grant, { handle, timeoutMs }, call) =>
-        untilCancelled(call, gate, async (abort) => ({ process: processOf(await manager.wait(handle, timeoutMs, abort)) })),
+        untilCancelled(call, gate, async (abort) => {
+          const record = await manager.wait(handle, timeoutMs, abort);
+          const process = processOf(record);
+          manager.delivered(record);
+          return { process };
+        }),
     ),
 
     stop: decided(
@@ -154,7 +182,9 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
       (_grant, { handle, stop }, call) =>
         untilCancelled(call, gate, async (abort) => {
           const { record, escalated, treeGoneAt, reclaimMs } = await manager.stop(handle, stop, abort);
-          return { process: processOf(record), escalated, treeGoneAt: treeGoneAt === undefined ? undefined : new Date(treeGoneAt), reclaimTime: reclaimMs === undefined ? undefined : msDuration(reclaimMs) };
+          const process = processOf(record);
+          manager.delivered(record);
+          return { process, escalated, treeGoneAt: treeGoneAt === undefined ? undefined : new Date(treeGoneAt), reclaimTime: reclaimMs === undefined ? undefined : msDuration(reclaimMs) };
         }),
     ),
 
