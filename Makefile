@@ -107,6 +107,7 @@ bench: build
 	node --import tsx bench/churn-rss.ts $(BENCH_CHURN_ARGS)
 	node --import tsx bench/telemetry.ts $(BENCH_TELEMETRY_ARGS)
 	node --import tsx bench/reclaim.ts $(BENCH_RECLAIM_ARGS)
+	node --import tsx bench/spawn-batch.ts $(BENCH_SPAWN_BATCH_ARGS)
 	$(MAKE) bench-ab
 
 # Same-run A/B of this tree's agent against the agent at BENCH_BASE (issue 17: agent CPU per
@@ -122,6 +123,13 @@ bench-ab: build
 	  else (cd $(BENCH_BASE_DIR) && npm ci --no-audit --no-fund); fi && \
 	  touch $(BENCH_BASE_DIR)/node_modules/.installed && $(MAKE) -C $(BENCH_BASE_DIR) build; fi
 	node --import tsx bench/ab.ts --agent $(BENCH_BASE_DIR) --agent . --summary $(BENCH_AB_ARGS)
+
+# API savings (issue 17): 1,000 sleepers by unary Spawn (16 in flight, also the baseline agent's)
+# against SpawnBatch of 16/64/256, and Spawn+Wait+Release against Spawn(release_on_exit)+Wait;
+# agent CPU and time, interleaved in one run (also a step of `make bench`).
+.PHONY: bench-spawn-batch
+bench-spawn-batch: build
+	node --import tsx bench/spawn-batch.ts $(BENCH_SPAWN_BATCH_ARGS)
 
 # Kill and reclaim: kill -> memory freed for a process holding 1 GiB, with and without
 # process_mrelease (also the last step of `make bench`).

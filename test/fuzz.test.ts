@@ -43,6 +43,7 @@ const messages = {
   get: api.GetRequest, list: api.ListRequest, release: api.ReleaseRequest, stop: api.StopRequest, listThreads: api.ListThreadsRequest,
   readOutput: api.ReadOutputRequest, writeStdin: api.WriteStdinRequest, closeStdin: api.CloseStdinRequest,
   resizeTerminal: api.ResizeTerminalRequest,
+  spawnBatch: api.SpawnBatchRequest,
 };
 const methods = Object.entries(AgentServiceService) as [string, Method][];
 
@@ -243,6 +244,8 @@ test('ten thousand random and mutated messages to every RPC: no INTERNAL, no cra
     writeStdin: [enc('writeStdin', { handle, data: Buffer.from('x') })],
     closeStdin: [enc('closeStdin', { handle: bogus })],
     resizeTerminal: [enc('resizeTerminal', { handle, size: { rows: 24, cols: 80 } }), enc('resizeTerminal', { handle: bogus, size: { rows: 0, cols: 70000 } })],
+    // One process per batch at most (the second one replays), as a Spawn seed starts one.
+    spawnBatch: [enc('spawnBatch', { requests: [{ argv: ['true'], labels: { fuzz: 'batch' }, releaseOnExit: true }, { argv: [] }] }), enc('spawnBatch', { requests: [{ argv: ['true'], requestId: 'b-1' }] })],
   };
   t.deepEqual(Object.keys(seeds).sort(), methods.map(([n]) => n).sort(), 'a seed for every RPC');
 
@@ -333,7 +336,7 @@ test('ten thousand random and mutated messages to every RPC: no INTERNAL, no cra
  * Bytes that do not decode are sent as they are (the agent decodes with the same code).
  */
 function harmless(name: string, method: Method, bytes: Buffer, ctx: { dir: string; outFile: string; victim: number }): Buffer {
-  if (name !== 'spawn' && name !== 'adopt') return bytes;
+  if (name !== 'spawn' && name !== 'adopt' && name !== 'spawnBatch') return bytes;
   let req: Record<string, unknown>;
   try {
     req = method.requestDeserialize(bytes) as unknown as Record<string, unknown>;
@@ -345,7 +348,11 @@ function harmless(name: string, method: Method, bytes: Buffer, ctx: { dir: strin
     return req['pid'] === ctx.victim || allowed.includes(req['pid'] as number) ? bytes : Buffer.from(api.AdoptRequest.encode({ ...(req as unknown as api.AdoptRequest), pid: allowed[Math.abs(req['pid'] as number) % allowed.length]! }).finish());
   }
   const safeOutput = (o: unknown) => (o && typeof o === 'object' && (o as { path?: string }).path ? { ...(o as object), path: ctx.outFile } : o);
-  const argv = req['argv'] as string[];
-  const pinned = { ...req, argv: argv.length === 1 && argv[0] === 'true' ? argv : ['true'], cwd: req['cwd'] ? ctx.dir : req['cwd'], stdout: safeOutput(req['stdout']), stderr: safeOutput(req['stderr']) };
-  return Buffer.from(api.SpawnRequest.encode(pinned as unknown as api.SpawnRequest).finish());
+  const pin = (req: Record<string, unknown>) => {
+    const argv = req['argv'] as string[];
+    return { ...req, argv: argv.length === 1 && argv[0] === 'true' ? argv : ['true'], cwd: req['cwd'] ? ctx.dir : req['cwd'], stdout: safeOutput(req['stdout']), stderr: safeOutput(req['stderr']) };
+  };
+  // Each item of a batch is a Spawn, pinned the same way.
+  if (name === 'spawnBatch') return Buffer.from(api.SpawnBatchRequest.encode({ requests: (req['requests'] as Record<string, unknown>[]).map(pin) } as unknown as api.SpawnBatchRequest).finish());
+  return Buffer.from(api.SpawnRequest.encode(pin(req) as unknown as api.SpawnRequest).finish());
 }

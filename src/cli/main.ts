@@ -18,6 +18,8 @@ const USAGE = `usage: pidfdctl [--addr unix:///PATH|HOST:PORT] [--tls-cert FILE 
         [--rlimit NOFILE=1024[:4096]]... [--cgroup PATH|new [--memory-max B] [--cpu-max "Q P"] [--pids-max N]]
         [--timeout DURATION [--kill-signal SIG] [--grace DURATION]] [--join-namespaces-of HANDLE] -- CMD [ARG...]
                                   start CMD; prints the handle
+  spawn ... [--release-on-exit] -- CMD [ARG...]
+                                  the handle is released once a wait (or stop) has returned the exit
   spawn ... [--stdin null|pipe] [--output-events] [--attach] -- CMD [ARG...]
                                   --attach: capture stdout and stderr, stream them here (and this stdin
                                   there with --stdin pipe), exit with the process's status like wait
@@ -72,6 +74,7 @@ const options = {
   attach: { type: 'boolean' },
   tty: { type: 'boolean' },
   'output-events': { type: 'boolean' },
+  'release-on-exit': { type: 'boolean' },
   follow: { type: 'boolean', short: 'f' },
   user: { type: 'string' },
   groups: { type: 'string' },
@@ -215,6 +218,7 @@ async function run(argv: string[]): Promise<number> {
           stdin: stdinMode(v.stdin),
           outputEvents: v['output-events'] ?? false,
           joinNamespacesOf: v['join-namespaces-of'] ?? '',
+          releaseOnExit: v['release-on-exit'] ?? false,
           ...setup(v),
           ...(v.tty && { stdin: StdinMode.STDIN_MODE_TTY, stdout: { mode: OutputMode.OUTPUT_MODE_TTY }, stderr: undefined, terminalSize: localSize() }),
         });

@@ -110,6 +110,8 @@ export class ProcessManager {
   /** Spawns an earlier agent recorded as intended but not as started, by request key. */
   private readonly unknownOutcomes = new Map<string, SpawnIntent>();
   private telemetry: ProcessTelemetry = NO_TELEMETRY;
+  /** release_on_exit records whose exit a reply carries: released together once those replies are built. */
+  private readonly deliveredExits = new Set<ProcessRecord>();
 
   constructor(
     private readonly events: EventLog,
@@ -189,7 +191,7 @@ export class ProcessManager {
     }
     let record: ProcessRecord;
     try {
-      record = this.hold(child.ref.take(), { argv: options.argv, labels: options.labels, adopted: false, requestId: options.requestId, owner: options.owner }, handle);
+      record = this.hold(child.ref.take(), { argv: options.argv, labels: options.labels, adopted: false, requestId: options.requestId, owner: options.owner, ...(options.releaseOnExit && { releaseOnExit: true }) }, handle);
     } catch (e) {
       // The child itself is gone already (hold kills what it cannot take on); the exec worked,
       // so the error is the agent's own (out of descriptors, epoll watches...), not argv[0]'s.
@@ -502,6 +504,31 @@ export class ProcessManager {
     // zombie; a foreign process is not ours to reap.
     if (ref !== null && record.parentage === 'foreign' && this.byRef.has(ref)) this.stopManaging(record, ref);
     this.recordExits();
+  }
+
+  /**
+   * A Wait or Stop reply carries this exit: a release_on_exit record is then released. Deferred
+   * past the microtasks, so every reply settled by the same exit is built from the EXITED record
+   * first; the store commits the releases before the table forgets them, as Release does.
+   */
+  delivered(record: ProcessRecord): void {
+    if (!record.spec.releaseOnExit || record.state !== 'exited') return;
+    if (this.deliveredExits.size === 0) setImmediate(() => this.releaseDelivered());
+    this.deliveredExits.add(record);
+  }
+
+  private releaseDelivered(): void {
+    const records = [...this.deliveredExits].filter((r) => r.state === 'exited' && this.table.get(r.handle) === r);
+    this.deliveredExits.clear();
+    if (records.length === 0) return;
+    try {
+      this.store.commit(`${records.length} releases on exit`, this.events.lastSequence + records.length, (w) => {
+        for (const r of records) w.released(r.handle);
+      });
+    } catch {
+      return; // they stay EXITED, as any exit, until Release or retention
+    }
+    for (const r of records) this.forget(r);
   }
 
   /** Reaper sink: exits arrive in batches; each is recorded once, and reported once recorded. */

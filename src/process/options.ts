@@ -45,6 +45,8 @@ export interface SpawnOptions {
   readonly executable?: string;
   /** A managed process's handle: the child joins its mount, UTS, IPC, network and cgroup namespaces. */
   readonly joinNamespacesOf?: string;
+  /** Released once a Wait or Stop has delivered its exit (SpawnRequest.release_on_exit). */
+  readonly releaseOnExit?: boolean;
 }
 
 export interface AdoptOptions {

@@ -2,8 +2,10 @@
 // domain and map errors in one place.
 import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import type { ProcessManager } from '../process/manager.js';
+import type { ProcessRecord } from '../process/lifecycle/record.js';
 import { AgentError, invalidArgument } from '../process/errors.js';
 import type {
+  WaitResponse,
   AdoptRequest,
   AgentServiceServer,
   CloseStdinRequest,
@@ -14,6 +16,7 @@ import type {
   ReleaseRequest,
   ResizeTerminalRequest,
   SignalRequest,
+  SpawnBatchRequest,
   SpawnRequest,
   StopRequest,
   WaitRequest,
@@ -24,7 +27,8 @@ import type {
 import { State } from '../api.js';
 import { msDuration, processOf, stateFromApi, toUsageEvent } from './convert.js';
 import type { Logger } from '../log.js';
-import { toServiceError } from './status.js';
+import { errorStatus, toServiceError } from './status.js';
+import { spawnBatch } from './spawn-batch.js';
 import * as validate from './validate.js';
 import { MAX_USAGE_SAMPLES, MIN_USAGE_INTERVAL_MS, type WatchHub } from './watch.js';
 import { OutputReaders } from './read-output.js';
@@ -56,6 +60,23 @@ async function untilCancelled<T>(call: { once(e: 'cancelled', f: () => void): un
 }
 
 type UnaryHandler<Req, Res> = (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void;
+
+/** A handler that decides for itself (SpawnBatch authorizes each item): the gate and the error mapping only. */
+const unaryFactory = (log: Logger, gate: ServiceGate) =>
+  function unary<Req, Res>(method: string, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>): UnaryHandler<Req, Res> {
+    const fail = (e: unknown) => toServiceError(gate.explain(e), method, log);
+    return (call, callback) => {
+      try {
+        gate.check();
+        Promise.resolve(fn(call.request, call)).then(
+          (res) => callback(null, res),
+          (e: unknown) => callback(fail(e)),
+        );
+      } catch (e) {
+        callback(fail(e));
+      }
+    };
+  };
 
 /**
  * Builds the handlers that are authorized: the gate is checked, the request decoded and validated,
@@ -113,6 +134,13 @@ const byHandle = <R extends HandleRpc>(rpc: R, handle: string): { rpc: R; handle
 
 export function agentService(manager: ProcessManager, watchers: WatchHub, log: Logger, auth: Authorizer, readers = new OutputReaders(1024), gate = new ServiceGate()): AgentServiceServer {
   const decided = decidedFactory(log, gate, auth, manager);
+  const unary = unaryFactory(log, gate);
+  /** A Wait reply carrying an exit: built first, then a release_on_exit record may go. */
+  const delivered = (record: ProcessRecord): WaitResponse => {
+    const process = processOf(record);
+    manager.delivered(record);
+    return { process };
+  };
   return {
     spawn: decided(
       'Spawn',
@@ -122,6 +150,27 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
         return { process: processOf(record), replayed };
       },
       (res) => res.process,
+    ),
+
+    // Each item as the Spawn handler above runs it: validated, decided, started, finished.
+    spawnBatch: unary('SpawnBatch', (req: SpawnBatchRequest, call) =>
+      spawnBatch(
+        req,
+        async (item) => {
+          const request = { rpc: 'Spawn' as const, spawn: validate.spawnOptions(item) };
+          const grant = manager.traceStage('authorize', () => auth.authorize(call, request));
+          try {
+            const { record, replayed } = await manager.spawn({ ...request.spawn, owner: grant.owner, executable: grant.executable });
+            const process = processOf(record);
+            grant.finish({ handle: process.handle, pid: process.pid });
+            return { process, replayed };
+          } catch (e) {
+            grant.finish({ error: e });
+            throw e;
+          }
+        },
+        (e) => errorStatus(gate.explain(e), 'SpawnBatch', log),
+      ),
     ),
 
     adopt: decided(
@@ -151,8 +200,8 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
       (_grant, { handle, timeoutMs }, call) => {
         // Exited already: answered at once, with no abort signal to build.
         const record = manager.get(handle);
-        if (record.state !== 'running') return { process: processOf(record) };
-        return untilCancelled(call, gate, async (abort) => ({ process: processOf(await manager.wait(handle, timeoutMs, abort)) }));
+        if (record.state !== 'running') return delivered(record);
+        return untilCancelled(call, gate, async (abort) => delivered(await manager.wait(handle, timeoutMs, abort)));
       },
     ),
 
@@ -165,7 +214,9 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
       (_grant, { handle, stop }, call) =>
         untilCancelled(call, gate, async (abort) => {
           const { record, escalated, treeGoneAt, reclaimMs } = await manager.stop(handle, stop, abort);
-          return { process: processOf(record), escalated, treeGoneAt: treeGoneAt === undefined ? undefined : new Date(treeGoneAt), reclaimTime: reclaimMs === undefined ? undefined : msDuration(reclaimMs) };
+          const process = processOf(record);
+          manager.delivered(record);
+          return { process, escalated, treeGoneAt: treeGoneAt === undefined ? undefined : new Date(treeGoneAt), reclaimTime: reclaimMs === undefined ? undefined : msDuration(reclaimMs) };
         }),
     ),
 

@@ -21,17 +21,30 @@ const codes: Record<ErrorKind, status> = {
   Aborted: status.ABORTED,
 };
 
-/** Any thrown value → a ServiceError; anything unexpected is logged and reported generically. */
-export function toServiceError(e: unknown, method: string, log: Logger): Partial<ServiceError> {
+/** A status with its ErrorInfo, bounded: what a call (or one item of a batch) answers. */
+export interface ErrorStatus {
+  readonly code: status;
+  readonly message: string;
+  readonly reason: string;
+  readonly metadata: Record<string, string>;
+}
+
+/** Any thrown value → a status; anything unexpected is logged and reported generically. */
+export function errorStatus(e: unknown, method: string, log: Logger): ErrorStatus {
   if (e instanceof AgentError) {
     const { reason, ...rest } = e.detail;
     const metadata: Record<string, string> = {};
     for (const [k, v] of Object.entries(rest)) if (v !== undefined) metadata[k] = String(v);
-    return withDetails(codes[e.kind], e.message, reason, metadata);
+    return boundedStatus(codes[e.kind], e.message, reason, metadata);
   }
   log('internal_error', { method, error: e instanceof Error ? (e.stack ?? e.message) : String(e) });
   const reason = kernelErrno(e) ?? 'INTERNAL';
-  return withDetails(status.INTERNAL, 'internal error (logged by the agent)', reason, {});
+  return boundedStatus(status.INTERNAL, 'internal error (logged by the agent)', reason, {});
+}
+
+/** Any thrown value → a ServiceError; anything unexpected is logged and reported generically. */
+export function toServiceError(e: unknown, method: string, log: Logger): Partial<ServiceError> {
+  return withDetails(errorStatus(e, method, log));
 }
 
 /**
@@ -50,10 +63,14 @@ function bounded(text: string, max: number): string {
   return `${text.slice(0, end)}… (${text.length - end} more characters)`;
 }
 
-function withDetails(code: status, fullDetails: string, fullReason: string, fullMetadata: Record<string, string>): Partial<ServiceError> {
-  const details = bounded(fullDetails, MAX_MESSAGE_CHARS);
+function boundedStatus(code: status, fullDetails: string, fullReason: string, fullMetadata: Record<string, string>): ErrorStatus {
+  const message = bounded(fullDetails, MAX_MESSAGE_CHARS);
   const reason = bounded(fullReason, MAX_VALUE_CHARS);
   const metadata = Object.fromEntries(Object.entries(fullMetadata).map(([k, v]) => [k, bounded(v, MAX_VALUE_CHARS)]));
+  return { code, message, reason, metadata };
+}
+
+function withDetails({ code, message: details, reason, metadata }: ErrorStatus): Partial<ServiceError> {
   const info = ErrorInfo.encode({ reason, domain: ERROR_DOMAIN, metadata }).finish();
   const rpcStatus = Status.encode({
     code,

@@ -99,6 +99,7 @@ export function spawnOptions(req: SpawnRequest): SpawnOptions {
     cgroup: cgroupRequest(req.cgroup),
     deadline: deadline(req),
     joinNamespacesOf: req.joinNamespacesOf === '' ? undefined : text('join_namespaces_of', req.joinNamespacesOf),
+    ...(req.releaseOnExit && { releaseOnExit: true }),
   };
 }
 

@@ -12,6 +12,7 @@ import {
   ListThreadsRequest,
   ReadOutputRequest,
   SignalRequest,
+  SpawnBatchRequest,
   SpawnRequest,
   StopRequest,
   WaitRequest,
@@ -29,6 +30,7 @@ import {
   type ResizeTerminalResponse,
   type ReadOutputResponse,
   type SignalResponse,
+  type SpawnBatchResponse,
   type SpawnResponse,
   type WaitResponse,
   type WatchResponse,
@@ -157,6 +159,10 @@ export class AgentClient {
   }
   resizeTerminal(req: DeepPartial<ResizeTerminalRequest>, opts?: CallOptions): Promise<ResizeTerminalResponse> {
     return this.unary(this.raw.resizeTerminal, ResizeTerminalRequest.fromPartial(req), opts);
+  }
+  /** Several Spawns in one call (at most 256); results[i] answers requests[i], started or with its own error. */
+  spawnBatch(req: DeepPartial<SpawnBatchRequest>, opts?: CallOptions): Promise<SpawnBatchResponse> {
+    return this.unary(this.raw.spawnBatch, SpawnBatchRequest.fromPartial(req), opts);
   }
 
   /**

@@ -52,6 +52,8 @@ export interface ProcessSpec {
   readonly requestId?: string;
   /** Who spawned or adopted it: the caller's peer as the transport identified it. */
   readonly owner?: string;
+  /** Released once a Wait or Stop has delivered its exit. Not in the store: see README. */
+  readonly releaseOnExit?: boolean;
 }
 
 /**

@@ -35,6 +35,14 @@ type AgentServiceClient interface {
 	//     started, without recording whether it did; it is not started again (metadata "handle": the
 	//     handle it would have had).
 	Spawn(ctx context.Context, in *SpawnRequest, opts ...grpc.CallOption) (*SpawnResponse, error)
+	// SpawnBatch starts several processes in one call, for orchestrators that start hundreds at
+	// once. Each item is a Spawn of its own: validated, authorized (policy, quotas, audit) and
+	// started as a Spawn would be, with its own request_id; items start concurrently, and each
+	// answers for itself in SpawnBatchResponse.results (same order), so one bad item never fails
+	// the others: an item fails with the codes and reasons of Spawn, in its SpawnBatchResult.error.
+	// Errors (code / reason), of the call as a whole (then no item is started):
+	// - INVALID_ARGUMENT / INVALID_ARGUMENT: more than 256 requests (metadata "field": "requests").
+	SpawnBatch(ctx context.Context, in *SpawnBatchRequest, opts ...grpc.CallOption) (*SpawnBatchResponse, error)
 	// Adopt puts an existing process under management by PID (pidfd_open, then identity check).
 	// Errors (code / reason):
 	//   - INVALID_ARGUMENT / INVALID_ARGUMENT: pid is not positive or is the agent's own; request_id
@@ -149,6 +157,15 @@ func NewAgentServiceClient(cc grpc.ClientConnInterface) AgentServiceClient {
 func (c *agentServiceClient) Spawn(ctx context.Context, in *SpawnRequest, opts ...grpc.CallOption) (*SpawnResponse, error) {
 	out := new(SpawnResponse)
 	err := c.cc.Invoke(ctx, "/pidfd.agent.v1.AgentService/Spawn", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentServiceClient) SpawnBatch(ctx context.Context, in *SpawnBatchRequest, opts ...grpc.CallOption) (*SpawnBatchResponse, error) {
+	out := new(SpawnBatchResponse)
+	err := c.cc.Invoke(ctx, "/pidfd.agent.v1.AgentService/SpawnBatch", in, out, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -340,6 +357,14 @@ type AgentServiceServer interface {
 	//     started, without recording whether it did; it is not started again (metadata "handle": the
 	//     handle it would have had).
 	Spawn(context.Context, *SpawnRequest) (*SpawnResponse, error)
+	// SpawnBatch starts several processes in one call, for orchestrators that start hundreds at
+	// once. Each item is a Spawn of its own: validated, authorized (policy, quotas, audit) and
+	// started as a Spawn would be, with its own request_id; items start concurrently, and each
+	// answers for itself in SpawnBatchResponse.results (same order), so one bad item never fails
+	// the others: an item fails with the codes and reasons of Spawn, in its SpawnBatchResult.error.
+	// Errors (code / reason), of the call as a whole (then no item is started):
+	// - INVALID_ARGUMENT / INVALID_ARGUMENT: more than 256 requests (metadata "field": "requests").
+	SpawnBatch(context.Context, *SpawnBatchRequest) (*SpawnBatchResponse, error)
 	// Adopt puts an existing process under management by PID (pidfd_open, then identity check).
 	// Errors (code / reason):
 	//   - INVALID_ARGUMENT / INVALID_ARGUMENT: pid is not positive or is the agent's own; request_id
@@ -451,6 +476,9 @@ type UnimplementedAgentServiceServer struct {
 func (UnimplementedAgentServiceServer) Spawn(context.Context, *SpawnRequest) (*SpawnResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Spawn not implemented")
 }
+func (UnimplementedAgentServiceServer) SpawnBatch(context.Context, *SpawnBatchRequest) (*SpawnBatchResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SpawnBatch not implemented")
+}
 func (UnimplementedAgentServiceServer) Adopt(context.Context, *AdoptRequest) (*AdoptResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Adopt not implemented")
 }
@@ -517,6 +545,24 @@ func _AgentService_Spawn_Handler(srv interface{}, ctx context.Context, dec func(
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AgentServiceServer).Spawn(ctx, req.(*SpawnRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AgentService_SpawnBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SpawnBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).SpawnBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/pidfd.agent.v1.AgentService/SpawnBatch",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).SpawnBatch(ctx, req.(*SpawnBatchRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -768,6 +814,10 @@ var _AgentService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Spawn",
 			Handler:    _AgentService_Spawn_Handler,
+		},
+		{
+			MethodName: "SpawnBatch",
+			Handler:    _AgentService_SpawnBatch_Handler,
 		},
 		{
 			MethodName: "Adopt",

@@ -34,6 +34,11 @@ class AgentServiceStub(object):
                 request_serializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.SpawnRequest.SerializeToString,
                 response_deserializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.SpawnResponse.FromString,
                 )
+        self.SpawnBatch = channel.unary_unary(
+                '/pidfd.agent.v1.AgentService/SpawnBatch',
+                request_serializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.SpawnBatchRequest.SerializeToString,
+                response_deserializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.SpawnBatchResponse.FromString,
+                )
         self.Adopt = channel.unary_unary(
                 '/pidfd.agent.v1.AgentService/Adopt',
                 request_serializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.AdoptRequest.SerializeToString,
@@ -137,6 +142,19 @@ class AgentServiceServicer(object):
         - ABORTED / OUTCOME_UNKNOWN: a retry of a request_id whose spawn an agent that stopped may have
         started, without recording whether it did; it is not started again (metadata "handle": the
         handle it would have had).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SpawnBatch(self, request, context):
+        """SpawnBatch starts several processes in one call, for orchestrators that start hundreds at
+        once. Each item is a Spawn of its own: validated, authorized (policy, quotas, audit) and
+        started as a Spawn would be, with its own request_id; items start concurrently, and each
+        answers for itself in SpawnBatchResponse.results (same order), so one bad item never fails
+        the others: an item fails with the codes and reasons of Spawn, in its SpawnBatchResult.error.
+        Errors (code / reason), of the call as a whole (then no item is started):
+        - INVALID_ARGUMENT / INVALID_ARGUMENT: more than 256 requests (metadata "field": "requests").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -316,6 +334,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     request_deserializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.SpawnRequest.FromString,
                     response_serializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.SpawnResponse.SerializeToString,
             ),
+            'SpawnBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SpawnBatch,
+                    request_deserializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.SpawnBatchRequest.FromString,
+                    response_serializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.SpawnBatchResponse.SerializeToString,
+            ),
             'Adopt': grpc.unary_unary_rpc_method_handler(
                     servicer.Adopt,
                     request_deserializer=pidfd_dot_agent_dot_v1_dot_agent__pb2.AdoptRequest.FromString,
@@ -420,6 +443,23 @@ class AgentService(object):
         return grpc.experimental.unary_unary(request, target, '/pidfd.agent.v1.AgentService/Spawn',
             pidfd_dot_agent_dot_v1_dot_agent__pb2.SpawnRequest.SerializeToString,
             pidfd_dot_agent_dot_v1_dot_agent__pb2.SpawnResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def SpawnBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/pidfd.agent.v1.AgentService/SpawnBatch',
+            pidfd_dot_agent_dot_v1_dot_agent__pb2.SpawnBatchRequest.SerializeToString,
+            pidfd_dot_agent_dot_v1_dot_agent__pb2.SpawnBatchResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 

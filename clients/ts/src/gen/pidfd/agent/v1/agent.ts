@@ -607,7 +607,18 @@ export interface SpawnRequest {
    */
   joinNamespacesOf: string;
   /** The terminal's initial window size with STDIN_MODE_TTY; 24 rows by 80 columns when unset. */
-  terminalSize?: TerminalSize | undefined;
+  terminalSize?:
+    | TerminalSize
+    | undefined;
+  /**
+   * Release the handle once its exit has been delivered, which saves the Release call: at once
+   * when the exit is recorded, if a Wait (or Stop) is waiting for it then (each of them gets the
+   * exit), else as soon as the first Wait or Stop returns the exit. Watch sees EXITED (with the
+   * exit) and then RELEASED; afterwards the handle is NOT_FOUND / UNKNOWN_HANDLE, as after
+   * Release, also for an agent restarted later. An exit no Wait or Stop collects stays until
+   * Release or the agent's retention, as any exit does. Default false.
+   */
+  releaseOnExit: boolean;
 }
 
 export interface SpawnRequest_EnvEntry {
@@ -616,6 +627,48 @@ export interface SpawnRequest_EnvEntry {
 }
 
 export interface SpawnRequest_LabelsEntry {
+  key: string;
+  value: string;
+}
+
+/** SpawnBatchRequest is several Spawns in one call. */
+export interface SpawnBatchRequest {
+  /** The spawns, each as for Spawn. At most 256 (more is INVALID_ARGUMENT); none answers none. */
+  requests: SpawnRequest[];
+}
+
+/** SpawnBatchResponse is one result per request. */
+export interface SpawnBatchResponse {
+  /** results[i] answers requests[i]. */
+  results: SpawnBatchResult[];
+}
+
+/** SpawnBatchResult is how one item of a SpawnBatch went: started (or replayed), or failed. */
+export interface SpawnBatchResult {
+  /** The item's Spawn reply. */
+  spawned?:
+    | SpawnResponse
+    | undefined;
+  /** Why the item failed, as Spawn would have answered. */
+  error?: SpawnBatchError | undefined;
+}
+
+/**
+ * SpawnBatchError is the gRPC status and google.rpc.ErrorInfo (domain "pidfd.agent") Spawn would
+ * have answered for one item, spelled out so that clients need no google.rpc package to read it.
+ */
+export interface SpawnBatchError {
+  /** The gRPC status code (google.rpc.Code: 3 INVALID_ARGUMENT, 5 NOT_FOUND, 7 PERMISSION_DENIED...). */
+  code: number;
+  /** The status message. */
+  message: string;
+  /** ErrorInfo.reason: an errno name (ENOENT...) or a domain reason (POLICY_DENIED...). */
+  reason: string;
+  /** ErrorInfo.metadata: "field", "path", "handle"... as for Spawn. */
+  metadata: { [key: string]: string };
+}
+
+export interface SpawnBatchError_MetadataEntry {
   key: string;
   value: string;
 }
@@ -1482,6 +1535,7 @@ function createBaseSpawnRequest(): SpawnRequest {
     outputEvents: false,
     joinNamespacesOf: "",
     terminalSize: undefined,
+    releaseOnExit: false,
   };
 }
 
@@ -1558,6 +1612,9 @@ export const SpawnRequest: MessageFns<SpawnRequest> = {
     }
     if (message.terminalSize !== undefined) {
       TerminalSize.encode(message.terminalSize, writer.uint32(194).fork()).join();
+    }
+    if (message.releaseOnExit !== false) {
+      writer.uint32(200).bool(message.releaseOnExit);
     }
     return writer;
   },
@@ -1773,6 +1830,14 @@ export const SpawnRequest: MessageFns<SpawnRequest> = {
             message.terminalSize = TerminalSize.decode(reader, reader.uint32());
             continue;
           }
+          case 25: {
+            if (tag !== 200) {
+              break;
+            }
+
+            message.releaseOnExit = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1877,6 +1942,11 @@ export const SpawnRequest: MessageFns<SpawnRequest> = {
         : isSet(object.terminal_size)
         ? TerminalSize.fromJSON(object.terminal_size)
         : undefined,
+      releaseOnExit: isSet(object.releaseOnExit)
+        ? globalThis.Boolean(object.releaseOnExit)
+        : isSet(object.release_on_exit)
+        ? globalThis.Boolean(object.release_on_exit)
+        : false,
     };
   },
 
@@ -1966,6 +2036,9 @@ export const SpawnRequest: MessageFns<SpawnRequest> = {
     if (message.terminalSize !== undefined) {
       obj.terminalSize = TerminalSize.toJSON(message.terminalSize);
     }
+    if (message.releaseOnExit !== false) {
+      obj.releaseOnExit = message.releaseOnExit;
+    }
     return obj;
   },
 
@@ -2026,6 +2099,7 @@ export const SpawnRequest: MessageFns<SpawnRequest> = {
     message.terminalSize = (object.terminalSize !== undefined && object.terminalSize !== null)
       ? TerminalSize.fromPartial(object.terminalSize)
       : undefined;
+    message.releaseOnExit = object.releaseOnExit ?? false;
     return message;
   },
 };
@@ -2194,6 +2268,471 @@ export const SpawnRequest_LabelsEntry: MessageFns<SpawnRequest_LabelsEntry> = {
   },
   fromPartial<I extends Exact<DeepPartial<SpawnRequest_LabelsEntry>, I>>(object: I): SpawnRequest_LabelsEntry {
     const message = createBaseSpawnRequest_LabelsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseSpawnBatchRequest(): SpawnBatchRequest {
+  return { requests: [] };
+}
+
+export const SpawnBatchRequest: MessageFns<SpawnBatchRequest> = {
+  encode(message: SpawnBatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.requests) {
+      SpawnRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SpawnBatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSpawnBatchRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requests.push(SpawnRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SpawnBatchRequest {
+    return {
+      requests: globalThis.Array.isArray(object?.requests)
+        ? object.requests.map((e: any) => SpawnRequest.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SpawnBatchRequest): unknown {
+    const obj: any = {};
+    if (message.requests?.length) {
+      obj.requests = message.requests.map((e) => SpawnRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SpawnBatchRequest>, I>>(base?: I): SpawnBatchRequest {
+    return SpawnBatchRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SpawnBatchRequest>, I>>(object: I): SpawnBatchRequest {
+    const message = createBaseSpawnBatchRequest();
+    message.requests = object.requests?.map((e) => SpawnRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSpawnBatchResponse(): SpawnBatchResponse {
+  return { results: [] };
+}
+
+export const SpawnBatchResponse: MessageFns<SpawnBatchResponse> = {
+  encode(message: SpawnBatchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      SpawnBatchResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SpawnBatchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSpawnBatchResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(SpawnBatchResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SpawnBatchResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results)
+        ? object.results.map((e: any) => SpawnBatchResult.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SpawnBatchResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => SpawnBatchResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SpawnBatchResponse>, I>>(base?: I): SpawnBatchResponse {
+    return SpawnBatchResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SpawnBatchResponse>, I>>(object: I): SpawnBatchResponse {
+    const message = createBaseSpawnBatchResponse();
+    message.results = object.results?.map((e) => SpawnBatchResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSpawnBatchResult(): SpawnBatchResult {
+  return { spawned: undefined, error: undefined };
+}
+
+export const SpawnBatchResult: MessageFns<SpawnBatchResult> = {
+  encode(message: SpawnBatchResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.spawned !== undefined) {
+      SpawnResponse.encode(message.spawned, writer.uint32(10).fork()).join();
+    }
+    if (message.error !== undefined) {
+      SpawnBatchError.encode(message.error, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SpawnBatchResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSpawnBatchResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.spawned = SpawnResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.error = SpawnBatchError.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SpawnBatchResult {
+    return {
+      spawned: isSet(object.spawned) ? SpawnResponse.fromJSON(object.spawned) : undefined,
+      error: isSet(object.error) ? SpawnBatchError.fromJSON(object.error) : undefined,
+    };
+  },
+
+  toJSON(message: SpawnBatchResult): unknown {
+    const obj: any = {};
+    if (message.spawned !== undefined) {
+      obj.spawned = SpawnResponse.toJSON(message.spawned);
+    }
+    if (message.error !== undefined) {
+      obj.error = SpawnBatchError.toJSON(message.error);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SpawnBatchResult>, I>>(base?: I): SpawnBatchResult {
+    return SpawnBatchResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SpawnBatchResult>, I>>(object: I): SpawnBatchResult {
+    const message = createBaseSpawnBatchResult();
+    message.spawned = (object.spawned !== undefined && object.spawned !== null)
+      ? SpawnResponse.fromPartial(object.spawned)
+      : undefined;
+    message.error = (object.error !== undefined && object.error !== null)
+      ? SpawnBatchError.fromPartial(object.error)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSpawnBatchError(): SpawnBatchError {
+  return { code: 0, message: "", reason: "", metadata: {} };
+}
+
+export const SpawnBatchError: MessageFns<SpawnBatchError> = {
+  encode(message: SpawnBatchError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== 0) {
+      writer.uint32(8).int32(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    globalThis.Object.entries(message.metadata).forEach(([key, value]: [string, string]) => {
+      SpawnBatchError_MetadataEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SpawnBatchError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSpawnBatchError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.code = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = SpawnBatchError_MetadataEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.metadata[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SpawnBatchError {
+    return {
+      code: isSet(object.code) ? globalThis.Number(object.code) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      metadata: isObject(object.metadata)
+        ? (globalThis.Object.entries(object.metadata) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: SpawnBatchError): unknown {
+    const obj: any = {};
+    if (message.code !== 0) {
+      obj.code = Math.round(message.code);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.metadata) {
+      const entries = globalThis.Object.entries(message.metadata) as [string, string][];
+      if (entries.length > 0) {
+        obj.metadata = {};
+        entries.forEach(([k, v]) => {
+          obj.metadata[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SpawnBatchError>, I>>(base?: I): SpawnBatchError {
+    return SpawnBatchError.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SpawnBatchError>, I>>(object: I): SpawnBatchError {
+    const message = createBaseSpawnBatchError();
+    message.code = object.code ?? 0;
+    message.message = object.message ?? "";
+    message.reason = object.reason ?? "";
+    message.metadata = (globalThis.Object.entries(object.metadata ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseSpawnBatchError_MetadataEntry(): SpawnBatchError_MetadataEntry {
+  return { key: "", value: "" };
+}
+
+export const SpawnBatchError_MetadataEntry: MessageFns<SpawnBatchError_MetadataEntry> = {
+  encode(message: SpawnBatchError_MetadataEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SpawnBatchError_MetadataEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSpawnBatchError_MetadataEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SpawnBatchError_MetadataEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: SpawnBatchError_MetadataEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SpawnBatchError_MetadataEntry>, I>>(base?: I): SpawnBatchError_MetadataEntry {
+    return SpawnBatchError_MetadataEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SpawnBatchError_MetadataEntry>, I>>(
+    object: I,
+  ): SpawnBatchError_MetadataEntry {
+    const message = createBaseSpawnBatchError_MetadataEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
     return message;
@@ -6299,6 +6838,24 @@ export const AgentServiceService = {
     responseDeserialize: (value: Buffer): SpawnResponse => SpawnResponse.decode(value),
   },
   /**
+   * SpawnBatch starts several processes in one call, for orchestrators that start hundreds at
+   * once. Each item is a Spawn of its own: validated, authorized (policy, quotas, audit) and
+   * started as a Spawn would be, with its own request_id; items start concurrently, and each
+   * answers for itself in SpawnBatchResponse.results (same order), so one bad item never fails
+   * the others: an item fails with the codes and reasons of Spawn, in its SpawnBatchResult.error.
+   * Errors (code / reason), of the call as a whole (then no item is started):
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: more than 256 requests (metadata "field": "requests").
+   */
+  spawnBatch: {
+    path: "/pidfd.agent.v1.AgentService/SpawnBatch" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SpawnBatchRequest): Buffer => Buffer.from(SpawnBatchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SpawnBatchRequest => SpawnBatchRequest.decode(value),
+    responseSerialize: (value: SpawnBatchResponse): Buffer => Buffer.from(SpawnBatchResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SpawnBatchResponse => SpawnBatchResponse.decode(value),
+  },
+  /**
    * Adopt puts an existing process under management by PID (pidfd_open, then identity check).
    * Errors (code / reason):
    * - INVALID_ARGUMENT / INVALID_ARGUMENT: pid is not positive or is the agent's own; request_id
@@ -6555,6 +7112,16 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    */
   spawn: handleUnaryCall<SpawnRequest, SpawnResponse>;
   /**
+   * SpawnBatch starts several processes in one call, for orchestrators that start hundreds at
+   * once. Each item is a Spawn of its own: validated, authorized (policy, quotas, audit) and
+   * started as a Spawn would be, with its own request_id; items start concurrently, and each
+   * answers for itself in SpawnBatchResponse.results (same order), so one bad item never fails
+   * the others: an item fails with the codes and reasons of Spawn, in its SpawnBatchResult.error.
+   * Errors (code / reason), of the call as a whole (then no item is started):
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: more than 256 requests (metadata "field": "requests").
+   */
+  spawnBatch: handleUnaryCall<SpawnBatchRequest, SpawnBatchResponse>;
+  /**
    * Adopt puts an existing process under management by PID (pidfd_open, then identity check).
    * Errors (code / reason):
    * - INVALID_ARGUMENT / INVALID_ARGUMENT: pid is not positive or is the agent's own; request_id
@@ -6717,6 +7284,30 @@ export interface AgentServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SpawnResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * SpawnBatch starts several processes in one call, for orchestrators that start hundreds at
+   * once. Each item is a Spawn of its own: validated, authorized (policy, quotas, audit) and
+   * started as a Spawn would be, with its own request_id; items start concurrently, and each
+   * answers for itself in SpawnBatchResponse.results (same order), so one bad item never fails
+   * the others: an item fails with the codes and reasons of Spawn, in its SpawnBatchResult.error.
+   * Errors (code / reason), of the call as a whole (then no item is started):
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: more than 256 requests (metadata "field": "requests").
+   */
+  spawnBatch(
+    request: SpawnBatchRequest,
+    callback: (error: ServiceError | null, response: SpawnBatchResponse) => void,
+  ): ClientUnaryCall;
+  spawnBatch(
+    request: SpawnBatchRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SpawnBatchResponse) => void,
+  ): ClientUnaryCall;
+  spawnBatch(
+    request: SpawnBatchRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SpawnBatchResponse) => void,
   ): ClientUnaryCall;
   /**
    * Adopt puts an existing process under management by PID (pidfd_open, then identity check).
