@@ -151,7 +151,7 @@ ${tenant ? `  - identities: ["unix:uid=${U}"]
   t.like(third!.error, { code: status.RESOURCE_EXHAUSTED, reason: 'POLICY_QUOTA', info: { field: 'spawn_rate' } });
   t.like(read!.error, { code: status.PERMISSION_DENIED, reason: 'POLICY_DENIED', info: { field: 'rpc' } });
   await h.client.wait({ handle: echo!.ok.process.handle });
-  const [seen] = await asUser(U, h.address, [{ op: 'watch', req: { afterSequence: 0 }, ms: 300 }]);
+  const [seen] = await asUser(U, h.address, [{ op: 'watch', req: { afterSequence: 0 }, ms: 1500 }]);
   const types = new Set(seen!.ok.map((e: { type: number }) => e.type));
   t.true(types.has(EventType.EVENT_TYPE_EXITED));
   t.false(types.has(EventType.EVENT_TYPE_OUTPUT), 'no output events without the output permission');
@@ -159,7 +159,8 @@ ${tenant ? `  - identities: ["unix:uid=${U}"]
   const { sequence } = await h.client.list();
   const open = asUser(U, h.address, [{ op: 'watch', req: { afterSequence: sequence }, ms: 4000 }]);
   await eventually('the tenant watch to be open', () => h.agent.watchers.stats().length === 1, 20_000);
-  const [second] = await asUser(U, h.address, [{ op: 'watch', ms: 100 }]);
+  // A refused Watch ends at once; only one wrongly let through waits out its window.
+  const [second] = await asUser(U, h.address, [{ op: 'watch', ms: 5000 }]);
   t.like(second!.error, { code: status.RESOURCE_EXHAUSTED, reason: 'POLICY_QUOTA', info: { field: 'max_watches' } });
   writeFileSync(file, rules(false));
   t.true(h.agent.reloadPolicy());
