@@ -157,7 +157,8 @@ ${tenant ? `  - identities: ["unix:uid=${U}"]
   t.false(types.has(EventType.EVENT_TYPE_OUTPUT), 'no output events without the output permission');
 
   const { sequence } = await h.client.list();
-  const open = asUser(U, h.address, [{ op: 'watch', req: { afterSequence: sequence }, ms: 4000 }]);
+  // Open long enough to outlast the start of a second tenant client on a loaded machine.
+  const open = asUser(U, h.address, [{ op: 'watch', req: { afterSequence: sequence }, ms: 10_000 }]);
   await eventually('the tenant watch to be open', () => h.agent.watchers.stats().length === 1, 20_000);
   // A refused Watch ends at once; only one wrongly let through waits out its window.
   const [second] = await asUser(U, h.address, [{ op: 'watch', ms: 5000 }]);
