@@ -115,8 +115,8 @@ const decidedFactory = (log: Logger, gate: ServiceGate, auth: Authorizer, manage
         return;
       }
       const g = grant;
-      res.then(
-        (r) => callback(null, finished(g, r)),
+      res.then((r) => finished(g, r)).then(
+        (r) => callback(null, r),
         (e: unknown) => {
           g.finish({ error: e });
           callback(fail(e));
