@@ -1,6 +1,6 @@
 // Profiles the agent's hot paths: the agent runs under `node --cpu-prof` while the bench client
 // drives one case, then the profile's self time is summarised by function and by area.
-// usage: node --import tsx bench/profile.ts [--cycles 20000] [--tries 2000] [--managed 0]
+// usage: node --import tsx bench/profile.ts [--cycles 20000] [--tries 2000] [--managed 0] [--agent-flag=--metrics-listen=127.0.0.1:0]...
 // Writes bench/profiles/<case>/*.cpuprofile (git-ignored; open in Chrome DevTools) and
 // bench/results/profile.md.
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,6 +20,8 @@ const { values: opt } = parseArgs({
     cycles: { type: 'string', default: '20000' },
     tries: { type: 'string', default: '2000' },
     managed: { type: 'string', default: '0' },
+    /** A flag for the agent, e.g. --agent-flag=--metrics-listen=127.0.0.1:0 (repeatable). */
+    'agent-flag': { type: 'string', multiple: true },
   },
   strict: true,
 });
@@ -73,7 +75,7 @@ async function profileCase(name: string, cmd: DriverCommand, managed: number): P
   const dir = join(BENCH, 'profiles', name);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const agent = await startAgent({ repo: REPO, maxProcesses: managed + 5000, nodeFlags: ['--cpu-prof', '--cpu-prof-dir', dir] });
+  const agent = await startAgent({ repo: REPO, maxProcesses: managed + 5000, nodeFlags: ['--cpu-prof', '--cpu-prof-dir', dir], agentFlags: opt['agent-flag'] ?? [] });
   const driver = new AgentDriver();
   let out = '';
   try {
