@@ -268,6 +268,7 @@ test('a released process that still writes keeps running: its pipe is drained, n
 });
 
 test.serial("the agent's fd count and ring memory return to baseline after many capture spawns", async (t) => {
+  let peak = 0;
   const cycle = async (i: number) => {
     const { process: p } = await h.client.spawn({
       argv: ['sh', '-c', 'cat; echo err >&2'],
@@ -277,6 +278,8 @@ test.serial("the agent's fd count and ring memory return to baseline after many 
       outputEvents: i % 2 === 0,
     });
     const handle = p!.handle;
+    // This cycle's own pipes are open until its stdin is closed and its output read to the end.
+    peak = Math.max(peak, openFdCount());
     await h.client.writeStdin({ handle, data: Buffer.from(`line ${i}\n`) });
     await h.client.closeStdin({ handle });
     const out = await readAll(handle);
@@ -288,7 +291,7 @@ test.serial("the agent's fd count and ring memory return to baseline after many 
   await sleep(100);
   const baseline = openFdCount();
   const before = h.agent.manager.stats().stdio;
-  let peak = baseline;
+  peak = baseline;
   await pool(range(300), 16, async (i) => {
     await cycle(i);
     peak = Math.max(peak, openFdCount());
