@@ -131,7 +131,8 @@ async function main(): Promise<void> {
       const common = { repo, maxProcesses: 4096 };
       if (name === 'off') return startAgent({ ...common, agentFlags: flags, env: withoutOtel() });
       const listen = [...flags, '--metrics-listen', `127.0.0.1:${port}`];
-      if (name === 'metrics') return startAgent({ ...common, agentFlags: listen, env: { ...withoutOtel(), ...otlp, OTEL_METRICS_EXPORTER: 'otlp' } });
+      // OTEL_EXPORTER_OTLP_ENDPOINT alone turns traces on (the standard's default exporter is otlp): say none.
+      if (name === 'metrics') return startAgent({ ...common, agentFlags: listen, env: { ...withoutOtel(), ...otlp, OTEL_METRICS_EXPORTER: 'otlp', OTEL_TRACES_EXPORTER: 'none' } });
       return startAgent({ ...common, agentFlags: listen, env: { ...withoutOtel(), ...otlp, OTEL_TRACES_EXPORTER: 'otlp', OTEL_METRICS_EXPORTER: 'otlp', OTEL_TRACES_SAMPLER: 'always_on' } });
     };
     const variants = DIRS.flatMap((dir) => NAMES.map((name) => ({ dir, name })));
