@@ -107,8 +107,8 @@ bench: build
 	node --import tsx bench/churn-rss.ts $(BENCH_CHURN_ARGS)
 	node --import tsx bench/telemetry.ts $(BENCH_TELEMETRY_ARGS)
 	node --import tsx bench/reclaim.ts $(BENCH_RECLAIM_ARGS)
-	node --import tsx bench/spawn-batch.ts $(BENCH_SPAWN_BATCH_ARGS)
 	$(MAKE) bench-ab
+	$(MAKE) bench-spawn-batch
 
 # Same-run A/B of this tree's agent against the agent at BENCH_BASE (issue 17: agent CPU per
 # cycle "halved, shown by a same-run A/B against today's agent"; default: main when issue 17 began).
@@ -129,7 +129,7 @@ bench-ab: build
 # agent CPU and time, interleaved in one run (also a step of `make bench`).
 .PHONY: bench-spawn-batch
 bench-spawn-batch: build
-	node --import tsx bench/spawn-batch.ts $(BENCH_SPAWN_BATCH_ARGS)
+	node --import tsx bench/spawn-batch.ts $(if $(wildcard $(BENCH_BASE_DIR)/dist/src/main.js),--baseline $(CURDIR)/$(BENCH_BASE_DIR)) $(BENCH_SPAWN_BATCH_ARGS)
 
 # Kill and reclaim: kill -> memory freed for a process holding 1 GiB, with and without
 # process_mrelease (also the last step of `make bench`).

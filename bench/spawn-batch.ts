@@ -7,7 +7,7 @@
 //          baseline's) against Spawn(release_on_exit)+Wait (this agent).
 //
 //   node --import tsx bench/spawn-batch.ts [--rounds 3] [--sleepers 1000] [--cycles 2000]
-//        [--batch 16,64,256] [--batch-inflight 1] [--baseline /work/baseline] [--quick]
+//        [--batch 16,64,256] [--batch-inflight 1] [--baseline DIR (make: the agent bench-ab built)] [--quick]
 //
 // Every mode runs on a fresh agent (fresh state dir, SQLite store as on a node) after the same
 // warm-up; the modes are interleaved within each round and the order rotates between rounds.
@@ -28,7 +28,7 @@ const { values } = parseArgs({
     cycles: { type: 'string', default: '2000' },
     batch: { type: 'string', default: '16,64,256' },
     'batch-inflight': { type: 'string', default: '1' },
-    baseline: { type: 'string', default: '/work/baseline' },
+    baseline: { type: 'string', default: '' },
     quick: { type: 'boolean', default: false },
   },
 });

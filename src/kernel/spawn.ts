@@ -171,7 +171,7 @@ export function useSpawnShim(path: string): void {
   // every spawn goes through posix_spawn with closefrom instead.
   if (!cloexecByRange) return;
   shim = libc.loadSpawnShim(path);
-  spawner ??= Spawner.start(path);
+  spawner ??= Spawner.start(path, (pidfd, pid) => discardChild(ownPidfd(pidfd as Pidfd, pid)));
   shimFetchesFds = probeFetch();
 }
 

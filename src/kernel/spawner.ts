@@ -4,7 +4,7 @@
 // a koffi .async call cost it a threadpool round trip and its marshalling (~50 µs of CPU each).
 import * as libc from './libc.js';
 import { Errno, KernelError } from './errors.js';
-import { closeFd, type Fd } from './fd.js';
+import type { Fd } from './fd.js';
 
 export interface SpawnerRequest {
   readonly path: string;
@@ -27,12 +27,6 @@ export interface SpawnerAnswer {
   readonly inode: bigint;
 }
 
-/** A child nobody asked for (no id is sent without a waiter): it must not run on unmanaged. */
-function abandon(pidfd: Fd): void {
-  libc.pidfd_send_signal(pidfd, 9, null, 0);
-  closeFd(pidfd);
-}
-
 // struct request and struct answer of pidfd-spawn.c.
 const HEADER_BYTES = 36;
 const ANSWER_BYTES = 24;
@@ -52,6 +46,8 @@ export class Spawner {
   private constructor(
     private readonly fd: Fd,
     maxRequest: number,
+    /** A child nobody asked for (no id is sent without a waiter): killed, reaped and closed. */
+    private readonly abandon: (pidfd: Fd, pid: number) => void,
   ) {
     this.request = Buffer.allocUnsafe(maxRequest);
     this.poll = libc.watchReadable(fd, () => this.drain());
@@ -60,11 +56,11 @@ export class Spawner {
   }
 
   /** Starts the threads from the shim's library at `path`. */
-  static start(path: string): Spawner {
+  static start(path: string, abandon: (pidfd: Fd, pid: number) => void): Spawner {
     const lib = libc.loadSpawner(path);
     const fd = lib.start(SPAWNER_THREADS) as number;
     if (fd < 0) throw new KernelError('pidfd_spawner_start', -fd);
-    return new Spawner(fd as Fd, lib.maxRequest() as number);
+    return new Spawner(fd as Fd, lib.maxRequest() as number, abandon);
   }
 
   /**
@@ -125,7 +121,7 @@ export class Spawner {
       const resolve = this.waiting.get(id);
       this.waiting.delete(id);
       if (resolve !== undefined) resolve(answer);
-      else if (answer.result >= 0) abandon(answer.result as Fd);
+      else if (answer.result >= 0) this.abandon(answer.result as Fd, answer.pid);
     }
     if (this.waiting.size === 0) this.poll.unref();
   }
