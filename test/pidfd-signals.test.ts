@@ -1,9 +1,8 @@
 // pidfd_send_signal's scopes (the process or its group) and its refusals, on a shell and its child.
-import { readFileSync } from 'node:fs';
 import test, { type ExecutionContext } from 'ava';
 import { closeFd, type Pidfd } from '../src/kernel/fd.js';
 import { PIDFD_INFO_EXIT, PIDFD_INFO_PID, pidfdGetInfo, pidfdOpen, pidfdPoll, pidfdSendSignal } from '../src/kernel/pidfd.js';
-import { SIGKILL, SIGTERM, NULL, PIPE, untilExited, Child, start, Output, procStat, kernelError } from './helpers/kernel-children.js';
+import { SIGKILL, SIGTERM, NULL, PIPE, untilExited, Child, start, Output, procStat, kernelError, untilSleepingIn } from './helpers/kernel-children.js';
 
 // The shell traps TERM so that it survives to reap the grandchild: PID 1 here reaps no orphans.
 const FAMILY = 'trap "echo trapped" TERM; /bin/sleep 30 & echo "$!"; wait; wait; echo done';
@@ -19,14 +18,6 @@ async function family(t: ExecutionContext): Promise<{ parent: Child; out: Output
   return { parent, out, grandchild, gpid };
 }
 
-async function asleep(pid: number): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!(readFileSync(`/proc/${pid}/comm`, 'latin1') === 'sleep\n' && procStat(pid).state === 'S')) {
-    if (Date.now() > deadline) throw new Error(`pid ${pid} never slept in /bin/sleep`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
-
 test('pidfdSendSignal with process-group scope reaches a grandchild in the group', async (t) => {
   const { parent, out, grandchild, gpid } = await family(t);
   pidfdSendSignal(parent.pidfd, SIGTERM, 'process-group');
@@ -38,7 +29,7 @@ test('pidfdSendSignal with process-group scope reaches a grandchild in the group
 
 test('pidfdSendSignal with the default scope reaches the process only, not its group', async (t) => {
   const { parent, out, grandchild, gpid } = await family(t);
-  await asleep(gpid); // between fork and exec the grandchild runs (R): only a sleeping one shows the signal missed it
+  await untilSleepingIn(gpid, 'sleep'); // between fork and exec the grandchild runs (R): only a sleeping one shows the signal missed it
   pidfdSendSignal(parent.pidfd, SIGTERM);
   await out.until(/trapped\n/);
   t.false(pidfdPoll(grandchild).exited, 'the grandchild still sleeps');

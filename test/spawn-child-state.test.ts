@@ -9,7 +9,7 @@ import { closeFd, O_CLOEXEC, pipe, type Fd } from '../src/kernel/fd.js';
 import { libc } from '../src/kernel/libc.js';
 import { pidfdSendSignal } from '../src/kernel/pidfd.js';
 import { ROOT } from './helpers/agent-process.js';
-import { SIGKILL, SIGPIPE, NULL, PIPE, start, Output, feed, procStat, procStatus, fdFlags } from './helpers/kernel-children.js';
+import { SIGKILL, SIGPIPE, NULL, PIPE, start, Output, feed, procStat, procStatus, fdFlags, untilSleepingIn } from './helpers/kernel-children.js';
 
 test.serial('the child gets exactly fds 0-2 although this process holds an inheritable fd', async (t) => {
   // Node opens everything close-on-exec; dup(2) does not: spawn marks it close-on-exec too.
@@ -48,6 +48,7 @@ test('null, inherit and fd actions give the child /dev/null, the agent\'s own fd
   const child = start(t, ['/bin/sh', '-c', 'echo via-fd >&2; exec /bin/sleep 30'], [NULL, { kind: 'inherit' }, { kind: 'fd', fd: w }]);
   closeFd(w); // the caller owns it and closes it after spawn; the child holds its own copy
   await out.until(/via-fd\n/);
+  await untilSleepingIn(child.pid, 'sleep');
   t.is(readlinkSync(`/proc/${child.pid}/fd/0`), '/dev/null');
   const mine = fstatSync(1);
   const childs = statSync(`/proc/${child.pid}/fd/1`);

@@ -29,6 +29,18 @@ export async function untilExited(pidfd: Pidfd): Promise<void> {
   }
 }
 
+/**
+ * Waits until `pid` runs `comm` and sleeps in it: a shell's fds and state are settled only once it
+ * has exec'd (dash points fd 1 at fd 2 while it runs `echo >&2`, and a fresh fork runs, state R).
+ */
+export async function untilSleepingIn(pid: number, comm: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(readFileSync(`/proc/${pid}/comm`, 'latin1') === `${comm}\n` && procStat(pid).state === 'S')) {
+    if (Date.now() > deadline) throw new Error(`pid ${pid} did not sleep in ${comm} within 10 s`);
+    await sleep(2);
+  }
+}
+
 /** A child of this process that is always reaped and whose pidfd is closed exactly once. */
 export class Child {
   readonly pid: number;
