@@ -3,7 +3,9 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import test, { type ExecutionContext } from 'ava';
 import { AgentCallError, OutputMode, OutputStream, StdinMode, status, type ReadOutputResponse } from '../clients/ts/src/index.js';
+import { closeFd, pipe } from '../src/kernel/fd.js';
 import { STDIN_PENDING_BYTES } from '../src/process/stdio/process-pipes.js';
+import { StdinPipe } from '../src/process/stdio/stdin-pipe.js';
 import { eventually, startHarness, type Harness } from './helpers/harness.js';
 
 const CAPTURE = { mode: OutputMode.OUTPUT_MODE_CAPTURE };
@@ -87,4 +89,15 @@ test('a child that closes its stdin: the write fails with EPIPE as FAILED_PRECON
   t.is((await h.client.get({ handle })).process!.exit, undefined, 'the child was not hurt');
   await h.client.signal({ handle, signal: 'KILL' });
   t.is((await h.client.wait({ handle })).process!.exit!.signal, 9);
+});
+
+test('a write still queued when the pipe is destroyed fails: Node would report it written', async (t) => {
+  const [r, w] = pipe();
+  t.teardown(() => closeFd(r)); // held, never read: the pipe takes 64 KiB and the rest stays queued
+  const stdin = new StdinPipe(w, () => {});
+  const queued = stdin.write(Buffer.alloc(1 << 20));
+  await eventually('bytes queued', () => stdin.pendingBytes > 0);
+  stdin.destroy();
+  await t.throwsAsync(queued, { message: /closed before the process read it/ });
+  t.is(stdin.pendingBytes, 0);
 });

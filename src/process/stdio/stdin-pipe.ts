@@ -10,6 +10,8 @@ export class StdinPipe {
   private brokenBy: string | undefined;
   /** The pipe while no socket writes it (during a handover); owned here. */
   private detached: Fd | null = null;
+  /** Writes the kernel has not taken yet: destroy() fails them itself (see write). */
+  private readonly unfinished = new Set<(e: Error) => void>();
 
   /** fd null: a stdin that was already closed (for `why`) when a predecessor handed over. */
   constructor(
@@ -50,6 +52,7 @@ export class StdinPipe {
    */
   detach(): void {
     if (this.state !== 'open' || this.socket === null || this.fd === null) return;
+    this.failUnfinished('stdin is being handed over');
     this.detached = detachPipe(this.socket, this.fd);
     this.socket = null;
   }
@@ -89,10 +92,22 @@ export class StdinPipe {
     if (socket === null) return Promise.reject(new Error('stdin is being handed over'));
     this.pending += data.length;
     return new Promise((resolve, reject) => {
-      socket.write(data, (e) => {
+      let settled = false;
+      const fail = (e: Error) => {
+        if (settled) return;
+        settled = true;
+        this.unfinished.delete(fail);
         this.pending -= data.length;
-        if (e) reject(e);
-        else resolve();
+        reject(e);
+      };
+      this.unfinished.add(fail);
+      socket.write(data, (e) => {
+        if (e) return fail(e);
+        if (settled) return;
+        settled = true;
+        this.unfinished.delete(fail);
+        this.pending -= data.length;
+        resolve();
       });
     });
   }
@@ -107,6 +122,12 @@ export class StdinPipe {
   /** Closes now; queued bytes are dropped (their writes fail). */
   destroy(): void {
     this.state = 'closed';
+    this.failUnfinished('stdin was closed before the process read it');
     this.socket?.destroy();
+  }
+
+  /** Node completes a destroyed stream's pending writes as if they had succeeded (callback(null)). */
+  private failUnfinished(why: string): void {
+    for (const fail of [...this.unfinished]) fail(new Error(why));
   }
 }
