@@ -146,3 +146,61 @@ test('a transaction that fails writes nothing and reserves nothing; intents roun
   t.deepEqual(reopened.intents(), []);
   reopened.close();
 });
+
+test('a store written by schema 3 (rows keyed by handle) opens in start order; its rows take exits and releases', (t) => {
+  const dir = stateDir();
+  mkdirSync(dir, { recursive: true });
+  const v3 = new Database(join(dir, STORE_FILE));
+  v3.exec(`
+    CREATE TABLE processes (handle TEXT PRIMARY KEY, pid INTEGER NOT NULL, pidfs_inode INTEGER NOT NULL, boot_id TEXT NOT NULL,
+      argv TEXT NOT NULL, labels TEXT NOT NULL, adopted INTEGER NOT NULL, request_id TEXT, owner TEXT, started_at INTEGER NOT NULL,
+      state TEXT NOT NULL CHECK (state IN ('running', 'exited')), exited_at INTEGER, exit TEXT, owned_cgroup TEXT, deadline TEXT) WITHOUT ROWID;
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO meta (key, value) VALUES ('sequence_ceiling', 4096);
+    CREATE TABLE intents (owner TEXT NOT NULL, request_id TEXT NOT NULL, handle TEXT NOT NULL, argv TEXT NOT NULL, created_at INTEGER NOT NULL,
+      PRIMARY KEY (owner, request_id)) WITHOUT ROWID;
+    INSERT INTO processes VALUES ('zz-first', 7, 8, 'boot-a', '["sleep"]', '{}', 0, NULL, 'me', 1, 'running', NULL, NULL, NULL, NULL);
+    INSERT INTO processes VALUES ('aa-second', 9, 10, 'boot-a', '["sleep"]', '{}', 0, NULL, 'me', 2, 'running', NULL, NULL, NULL, NULL);
+    PRAGMA user_version = 3;`);
+  v3.close();
+  const mine: unknown[] = [];
+  const store = new SqliteStore(dir, 'boot-a', (_what, e) => mine.push(e), 100);
+  t.deepEqual(store.load().map((s) => s.handle), ['zz-first', 'aa-second'], 'start order, not handle order');
+  const exit = { termination: { code: 3 }, exitedAt: 50 };
+  store.commit('test', 0, (w) => {
+    w.exited('zz-first' as never, exit);
+    w.released('aa-second' as never);
+  });
+  const fresh = record(0);
+  store.commit('test', 0, (w) => w.started(fresh));
+  store.close();
+  const loaded = open(dir).load();
+  t.deepEqual(loaded.map((s) => [s.handle, s.state]), [[fresh.handle, 'running'], ['zz-first', 'exited']]);
+  t.deepEqual(loaded[1]!.exit, exit);
+  t.deepEqual(mine, []);
+});
+
+test('a rolled-back transaction leaves the rows it released or started as they were', (t) => {
+  const dir = stateDir();
+  const mine: unknown[] = [];
+  const store = new SqliteStore(dir, 'boot-a', (_what, e) => mine.push(e), 100);
+  const kept = record(0);
+  const other = record(1);
+  store.commit('test', 0, (w) => w.started(kept));
+  t.throws(() => store.commit('test', 0, (w) => {
+    w.released(kept.handle);
+    w.started(other);
+    w.started(other); // a handle that has a row: refused, and the whole transaction with it
+  }), { name: 'StoreWriteFailed' });
+  const exit = { termination: { code: 0 }, exitedAt: 60 };
+  // Both as if the failed transaction never happened: kept's row takes its exit, other can start.
+  store.commit('test', 0, (w) => {
+    w.exited(kept.handle, exit);
+    w.started(other);
+  });
+  store.close();
+  const loaded = open(dir).load();
+  t.deepEqual(loaded.map((s) => [s.handle, s.state]), [[other.handle, 'running'], [kept.handle, 'exited']]);
+  t.deepEqual(loaded[1]!.exit, exit);
+  t.is(mine.length, 1, 'the refused transaction, reported once');
+});

@@ -13,7 +13,7 @@ import type { ExitInfo } from '../process/lifecycle/record.js';
 import { StoreWriteFailed, type ProcessStore, type SavedProcess, type SpawnIntent, type StoreWrites } from '../process/process-store.js';
 
 export const STORE_FILE = 'agent.db';
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 /** The schema this build writes (and the oldest a successor taking over must know). */
 export const STORE_SCHEMA = SCHEMA_VERSION;
 /** Sequences reserved per write: a restarted agent continues above every number handed out. */
@@ -31,9 +31,14 @@ CREATE TABLE intents (
 ) WITHOUT ROWID;
 `;
 
-const SCHEMA = `
+// Rows in insertion order under a rowid the store hands out (schema 4): a group commit's inserts,
+// and the exits of the processes it started last, dirty the table's last page or two instead of a
+// random page each (a random 128-bit handle as the key did). The store keeps handle → rowid in
+// memory and refuses a second row for a handle itself, so the handle needs no index.
+const PROCESSES = `
 CREATE TABLE processes (
-  handle       TEXT PRIMARY KEY,
+  id           INTEGER PRIMARY KEY,
+  handle       TEXT NOT NULL,
   pid          INTEGER NOT NULL,
   pidfs_inode  INTEGER NOT NULL,
   boot_id      TEXT NOT NULL,
@@ -48,7 +53,12 @@ CREATE TABLE processes (
   exit         TEXT,
   owned_cgroup TEXT,
   deadline     TEXT
-) WITHOUT ROWID;
+);
+`;
+
+const COLUMNS = 'handle, pid, pidfs_inode, boot_id, argv, labels, adopted, request_id, owner, started_at, state, exited_at, exit, owned_cgroup, deadline';
+
+const SCHEMA = `${PROCESSES}
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 INSERT INTO meta (key, value) VALUES ('sequence_ceiling', 0);
 ${INTENTS}`;
@@ -182,6 +192,11 @@ export class SqliteStore implements ProcessStore {
   /** The highest sequence reserved durably: every number handed out is at most this. */
   private ceiling: number;
   private readonly writes: StoreWrites;
+  /** The rowid of each handle's row (every row is in it). */
+  private readonly rows = new Map<HandleId, number>();
+  private lastRow: number;
+  /** Changes to `rows` in the open transaction, undone when it rolls back: [handle, rowid before]. */
+  private readonly undoRows: [HandleId, number | undefined][] = [];
 
   /**
    * Opens (creating) STATE_DIR/agent.db; throws StoreError when it is damaged, or still locked
@@ -214,11 +229,13 @@ export class SqliteStore implements ProcessStore {
       throw openFailure(file, e);
     }
     const insert = this.db.prepare(
-      `INSERT INTO processes (handle, pid, pidfs_inode, boot_id, argv, labels, adopted, request_id, owner, started_at, state, owned_cgroup, deadline)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)`,
+      `INSERT INTO processes (id, handle, pid, pidfs_inode, boot_id, argv, labels, adopted, request_id, owner, started_at, state, owned_cgroup, deadline)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)`,
     );
-    const exited = this.db.prepare(`UPDATE processes SET state = 'exited', exited_at = ?, exit = ? WHERE handle = ?`);
-    const remove = this.db.prepare('DELETE FROM processes WHERE handle = ?');
+    const exited = this.db.prepare(`UPDATE processes SET state = 'exited', exited_at = ?, exit = ? WHERE id = ?`);
+    const remove = this.db.prepare('DELETE FROM processes WHERE id = ?');
+    for (const [id, handle] of this.db.prepare('SELECT id, handle FROM processes').raw().all() as [number, HandleId][]) this.rows.set(handle, id);
+    this.lastRow = Number(this.db.prepare('SELECT max(id) FROM processes').pluck().get() ?? 0);
     const intend = this.db.prepare('INSERT OR REPLACE INTO intents (owner, request_id, handle, argv, created_at) VALUES (?, ?, ?, ?, ?)');
     const settle = this.db.prepare('DELETE FROM intents WHERE owner = ? AND request_id = ?');
     this.begin = this.db.prepare('BEGIN');
@@ -232,7 +249,10 @@ export class SqliteStore implements ProcessStore {
       settled: (owner, requestId) => void settle.run(owner ?? '', requestId),
       started: (record) => {
         const { handle, identity, spec } = record;
+        if (this.rows.has(handle)) throw new StoreError(`the handle ${handle} has a row already`);
+        const id = ++this.lastRow;
         insert.run(
+          id,
           handle,
           identity.pid,
           BigInt.asIntN(64, identity.pidfsInode),
@@ -246,9 +266,20 @@ export class SqliteStore implements ProcessStore {
           record.ownedCgroup ?? null,
           record.deadline ? JSON.stringify(record.deadline) : null,
         );
+        this.undoRows.push([handle, undefined]);
+        this.rows.set(handle, id);
       },
-      exited: (handle, exit) => void exited.run(exit.exitedAt, JSON.stringify(exit), handle),
-      released: (handle) => void remove.run(handle),
+      exited: (handle, exit) => {
+        const id = this.rows.get(handle);
+        if (id !== undefined) exited.run(exit.exitedAt, JSON.stringify(exit), id);
+      },
+      released: (handle) => {
+        const id = this.rows.get(handle);
+        if (id === undefined) return;
+        remove.run(id);
+        this.undoRows.push([handle, id]);
+        this.rows.delete(handle);
+      },
     };
   }
 
@@ -281,18 +312,20 @@ export class SqliteStore implements ProcessStore {
         this.end.run();
       } catch (e) {
         if (this.db.inTransaction) rollback(this.undo);
+        this.forgetRows();
         throw e;
       }
     } catch (e) {
       this.onError(`record ${what}`, e);
       throw new StoreWriteFailed(what, { cause: e });
     }
+    this.undoRows.length = 0;
     if (raise) this.ceiling = ceiling;
   }
 
   load(): SavedProcess[] {
     const rows = this.db
-      .prepare(`SELECT * FROM processes ORDER BY state = 'exited', exited_at, started_at`)
+      .prepare(`SELECT * FROM processes ORDER BY state = 'exited', exited_at, started_at, id`)
       .safeIntegers(true)
       .all() as Row[];
     return rows.map((r) => ({
@@ -322,6 +355,16 @@ export class SqliteStore implements ProcessStore {
     if (this.db.open) this.db.close();
   }
 
+  /** The transaction rolled back: `rows` as it was before it (newest change undone first). */
+  private forgetRows(): void {
+    for (let i = this.undoRows.length - 1; i >= 0; i--) {
+      const [handle, id] = this.undoRows[i]!;
+      if (id === undefined) this.rows.delete(handle);
+      else this.rows.set(handle, id);
+    }
+    this.undoRows.length = 0;
+  }
+
   private migrate(file: string): void {
     const version = Number(this.db.pragma('user_version', { simple: true }));
     if (version > SCHEMA_VERSION) throw new StoreError(`${file}: the state store has schema ${version}; this agent knows ${SCHEMA_VERSION} (downgrade?)`);
@@ -336,6 +379,11 @@ export class SqliteStore implements ProcessStore {
       if (version === 1) this.db.exec('ALTER TABLE processes ADD COLUMN owner TEXT');
       // 2 → 3: spawn intents, recorded before the exec (none before).
       if (version >= 1 && version < 3) this.db.exec(INTENTS);
+      // 3 → 4: rows under a rowid in start order instead of keyed by handle.
+      if (version >= 1 && version < 4) {
+        this.db.exec(`ALTER TABLE processes RENAME TO processes_v3; ${PROCESSES}`);
+        this.db.exec(`INSERT INTO processes (${COLUMNS}) SELECT ${COLUMNS} FROM processes_v3 ORDER BY started_at; DROP TABLE processes_v3;`);
+      }
       this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
     })();
   }
