@@ -15,6 +15,9 @@ async function family(t: ExecutionContext): Promise<{ parent: Child; out: Output
   t.teardown(() => closeFd(grandchild));
   t.is(pidfdGetInfo(grandchild, PIDFD_INFO_PID).ppid, parent.pid, 'not our child, the shell\'s');
   t.is(procStat(gpid).pgrp, parent.pid);
+  // Between fork and exec the grandchild is a copy of the shell with its TERM trap: a TERM then is
+  // caught and lost. Only a grandchild asleep in /bin/sleep shows which signal reached whom.
+  await untilSleepingIn(gpid, 'sleep');
   return { parent, out, grandchild, gpid };
 }
 
@@ -29,7 +32,6 @@ test('pidfdSendSignal with process-group scope reaches a grandchild in the group
 
 test('pidfdSendSignal with the default scope reaches the process only, not its group', async (t) => {
   const { parent, out, grandchild, gpid } = await family(t);
-  await untilSleepingIn(gpid, 'sleep'); // between fork and exec the grandchild runs (R): only a sleeping one shows the signal missed it
   pidfdSendSignal(parent.pidfd, SIGTERM);
   await out.until(/trapped\n/);
   t.false(pidfdPoll(grandchild).exited, 'the grandchild still sleeps');
