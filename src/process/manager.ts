@@ -551,7 +551,11 @@ export class ProcessManager {
       });
     }
     // Recorded at the end of this turn, in one transaction with the spawns that finish in it.
-    this.commitSoon();
+    // With no spawn in flight there is nothing to group with: recorded and told now, so the
+    // EXITED event is written, and sent, in this turn of the loop rather than the next.
+    if (this.pending > 0 || this.starting.length > 0) return this.commitSoon();
+    this.expire();
+    this.events.notifyNow();
   }
 
   /**

@@ -5,7 +5,7 @@
 // process's fields that never change, its exit field, and for output events the chunk read when
 // the event is sent.
 import type { ServiceDefinition } from '@grpc/grpc-js';
-import { ExitReason, Process, State, type Exit, type Rusage } from '../api.js';
+import { Exit, ExitReason, Process, State, type Rusage } from '../api.js';
 import type { EventEncoding } from '../process/events/event-log.js';
 import type { HandleId } from '../process/lifecycle/handle.js';
 import type { ExitInfo, ProcessView, Rusage as KernelRusage } from '../process/lifecycle/record.js';
@@ -41,6 +41,7 @@ const EVENT_TYPE = tag(2, VARINT);
 const EVENT_TIME = tag(3, LEN);
 const EVENT_PROCESS = tag(4, LEN);
 const PROCESS_STATE = tag(3, VARINT);
+const PROCESS_EXIT = tag(7, LEN);
 const TIMESTAMP_SECONDS = tag(1, VARINT);
 const TIMESTAMP_NANOS = tag(2, VARINT);
 /** WatchResponse.events. */
@@ -78,8 +79,14 @@ function fromExit(e: Exit): ExitInfo {
 export const eventEncoding: EventEncoding = {
   // State (and exit, usage) left at their defaults are not encoded: they come per event.
   process: (view) => Process.encode({ ...toProcess(view, 'running', undefined), state: State.STATE_UNSPECIFIED }).finish(),
-  // A Process with nothing but its exit is exactly the exit field.
-  exitField: (exit) => Process.encode(Process.fromPartial({ exit: toExit(exit) })).finish(),
+  // A Process with nothing but its exit is exactly the exit field: its tag, length and Exit.
+  exitField: (exit) => {
+    const body = Exit.encode(toExit(exit)).finish();
+    const field = new Uint8Array(1 + varintLength(body.length) + body.length);
+    field[0] = PROCESS_EXIT;
+    field.set(body, writeVarint(field, 1, body.length));
+    return field;
+  },
   writeHead(into, at, sequence, type, time, state, processBytes) {
     into[at++] = EVENT_SEQUENCE;
     at = writeVarint(into, at, sequence);

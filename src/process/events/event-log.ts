@@ -316,12 +316,20 @@ export class EventLog {
     if (output !== undefined) this.outputs.set(sequence, output);
   }
 
+  /**
+   * Tells subscribers now of what was appended, rather than in the microtask: for a caller in a
+   * callback after which Node runs no microtasks until the loop's check phase (a koffi poll
+   * handle's), whose watchers' writes would otherwise go out a turn of the loop later.
+   */
+  notifyNow(): void {
+    if (!this.notifyScheduled) return;
+    this.notifyScheduled = false;
+    for (const listener of this.listeners) listener();
+  }
+
   private scheduleNotify(): void {
     if (this.notifyScheduled) return;
     this.notifyScheduled = true;
-    queueMicrotask(() => {
-      this.notifyScheduled = false;
-      for (const listener of this.listeners) listener();
-    });
+    queueMicrotask(() => this.notifyNow());
   }
 }
