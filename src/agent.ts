@@ -161,6 +161,11 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     replays: (owner, requestId) => manager.hasRequest(owner, requestId),
     // Audit lines of a traced call name its trace, so the two join.
     audit: (entry) => access.audit.write({ ...entry, ...telemetry.traceIds() }),
+    // Its outcome is audited after the call has waited, when its span is no longer the active one.
+    auditOfCall: () => {
+      const ids = telemetry.traceIds();
+      return ids && ((entry) => access.audit.write({ ...entry, ...ids }));
+    },
   });
   const watchers = new WatchHub(events, config.maxWatchers, config.watchBacklog);
   const readers = new OutputReaders(config.maxWatchers);

@@ -52,6 +52,8 @@ export interface AuthorizerDeps {
   /** Whether the identity already made a spawn with this request_id (a retry replays it). */
   readonly replays: (owner: string, requestId: string) => boolean;
   readonly audit: AuditSink;
+  /** The sink for a granted call's outcome, taken as it is decided (a traced call's line names its trace); else audit. */
+  readonly auditOfCall?: () => AuditSink | undefined;
 }
 
 interface GrantParts {
@@ -157,7 +159,7 @@ export class Authorizer {
       // Someone else's process answers exactly as a handle that never existed: no oracle.
       if (record !== undefined && rule.role !== 'admin' && record.spec.owner !== caller.identity) return deny(unknownHandle(request.handle));
     }
-    const parts = { caller, rule, request, audit: this.deps.audit, ruleNow: this.liveRule(caller, rule) };
+    const parts = { caller, rule, request, audit: this.deps.auditOfCall?.() ?? this.deps.audit, ruleNow: this.liveRule(caller, rule) };
     if (request.rpc === 'Spawn') return this.spawn(parts, request.spawn, deny);
     if (request.rpc === 'Watch') {
       const release = this.quotas.takeWatch(caller.identity, rule.maxWatches);

@@ -168,6 +168,7 @@ export class ProcessManager {
    */
   private async start(requested: SpawnOptions, requestedAt: number): Promise<SpawnResult> {
     const handle = newHandleId();
+    const traced = this.telemetry.spawnTrace();
     const options = this.stdio.resolve(requested);
     const intent: SpawnIntent | undefined =
       options.requestId === undefined ? undefined : { owner: options.owner, requestId: options.requestId, handle, argv: options.argv, createdAt: Date.now() };
@@ -178,7 +179,7 @@ export class ProcessManager {
       reserved = this.stdio.reserve(options);
       if (intent) this.write('the spawn intent', 0, (w) => w.intended(intent), handle);
       try {
-        child = await launch(options, this.node, handle, joined.target, this.telemetry.stage);
+        child = await launch(options, this.node, handle, joined.target, traced.stage);
       } catch (e) {
         if (intent) this.settleIntent(intent);
         throw e;
@@ -206,8 +207,8 @@ export class ProcessManager {
     if (child.terminal !== undefined) this.terminals.add(record, child.terminal);
     record.ownCgroup(child.ownedCgroup);
     if (options.deadline) this.armDeadline(record, deadlineAt(options.deadline));
-    this.telemetry.started(record, (performance.now() - requestedAt) / 1000);
-    await this.telemetry.stage('store', () => this.persistSoon(record, intent));
+    traced.started(record, (performance.now() - requestedAt) / 1000);
+    await traced.stage('store', () => this.persistSoon(record, intent));
     return { record, replayed: false };
   }
 

@@ -1,9 +1,9 @@
 // The process side of telemetry: a child span per spawn stage, the OTel process attributes on the
 // Spawn (or Adopt) span, and a span at each exit linked to the span that started the process.
 import { basename } from 'node:path';
-import { context, trace, SpanKind, type Link, type SpanContext, type Tracer } from '@opentelemetry/api';
+import { context, ROOT_CONTEXT, trace, SpanKind, type Context, type Link, type SpanContext, type Tracer } from '@opentelemetry/api';
 import type { ProcessRecord } from '../process/lifecycle/record.js';
-import type { ProcessTelemetry, SpawnStage } from '../process/telemetry-port.js';
+import type { ProcessTelemetry, SpawnStage, SpawnTrace } from '../process/telemetry-port.js';
 import { signalName } from '../process/lifecycle/signalling.js';
 import type { AgentMetrics, ExitHow } from './metrics.js';
 
@@ -33,42 +33,50 @@ export function processTelemetry(agentMetrics: AgentMetrics, options: ProcessSpa
   /** The span that started each process, for the link from its exit. */
   const startedBy = new WeakMap<ProcessRecord, SpanContext>();
 
-  const stage = <T>(name: SpawnStage, fn: () => T): T => {
-    if (!options.traces) return fn();
-    return tracer.startActiveSpan(STAGE_SPANS[name], (span) => {
-      try {
-        const result = fn();
-        if (result instanceof Promise) {
-          result.then(
-            () => span.end(),
-            () => span.end(),
-          );
-        } else {
-          span.end();
-        }
-        return result;
-      } catch (e) {
-        span.end();
-        throw e;
-      }
+  /** A stage's span, a child of the call's span named by parent (never made active itself). */
+  const stageIn = <T>(parent: Context, name: SpawnStage, fn: () => T): T => {
+    const span = tracer.startSpan(STAGE_SPANS[name], undefined, parent);
+    let result: T;
+    try {
+      result = fn();
+    } catch (e) {
+      span.end();
+      throw e;
+    }
+    if (result instanceof Promise) {
+      const end = () => span.end();
+      result.then(end, end);
+    } else {
+      span.end();
+    }
+    return result;
+  };
+
+  const startedIn = (parent: Context, record: ProcessRecord, spawnSeconds: number | undefined) => {
+    if (spawnSeconds !== undefined) agentMetrics.spawnDuration.record(spawnSeconds);
+    if (!options.traces) return;
+    const span = trace.getSpan(parent);
+    if (span === undefined || !span.isRecording()) return;
+    startedBy.set(record, span.spanContext());
+    span.setAttributes({
+      'process.pid': record.identity.pid,
+      'process.executable.name': basename(record.spec.argv[0] ?? ''),
+      'pidfd.agent.handle': record.handle,
+      ...(options.traceArgv ? { 'process.command_args': [...record.spec.argv] } : {}),
     });
   };
 
+  /** Without traces a spawn only records its duration: one object for every spawn. */
+  const untraced: SpawnTrace = { stage: (_name, fn) => fn(), started: (record, seconds) => startedIn(ROOT_CONTEXT, record, seconds) };
+
   return {
-    stage,
-    started(record, spawnSeconds) {
-      if (spawnSeconds !== undefined) agentMetrics.spawnDuration.record(spawnSeconds);
-      if (!options.traces) return;
-      const span = trace.getActiveSpan();
-      if (span === undefined || !span.isRecording()) return;
-      startedBy.set(record, span.spanContext());
-      span.setAttributes({
-        'process.pid': record.identity.pid,
-        'process.executable.name': basename(record.spec.argv[0] ?? ''),
-        'pidfd.agent.handle': record.handle,
-        ...(options.traceArgv ? { 'process.command_args': [...record.spec.argv] } : {}),
-      });
+    stage: (name, fn) => (options.traces ? stageIn(context.active(), name, fn) : fn()),
+    spawnTrace() {
+      if (!options.traces) return untraced;
+      const parent = context.active();
+      return { stage: (name, fn) => stageIn(parent, name, fn), started: (record, seconds) => startedIn(parent, record, seconds) };
     },
+    started: (record, spawnSeconds) => startedIn(context.active(), record, spawnSeconds),
     exited(record) {
       const how = howItEnded(record);
       agentMetrics.exited(1, how, record.spec.owner);

@@ -5,7 +5,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
-import { ROOT_CONTEXT, type ContextManager } from '@opentelemetry/api';
+import { ROOT_CONTEXT, type Context, type ContextManager } from '@opentelemetry/api';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { PeriodicExportingMetricReader, type IMetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
@@ -28,6 +28,37 @@ const NO_CONTEXT: ContextManager = {
     return this;
   },
 };
+
+/**
+ * The context of the code running now, and nothing after its first await: a call's span is active
+ * while its handler runs synchronously, and what the agent does for it later carries the span
+ * explicitly (process-spans.ts spawnTrace, the audit of a call). AsyncLocalStorage would carry it
+ * across awaits, but on Node 20 it hooks every promise and async resource the agent makes (some
+ * 60 per Spawn+Wait cycle), traced or not.
+ */
+function syncContext(): ContextManager {
+  let current: Context = ROOT_CONTEXT;
+  return {
+    active: () => current,
+    with(context, fn, thisArg, ...args) {
+      const previous = current;
+      current = context;
+      try {
+        return fn.call(thisArg, ...args);
+      } finally {
+        current = previous;
+      }
+    },
+    bind: (_context, target) => target,
+    enable() {
+      return this;
+    },
+    disable() {
+      current = ROOT_CONTEXT;
+      return this;
+    },
+  };
+}
 
 export interface StartedSdk {
   readonly exporters: readonly string[];
@@ -87,8 +118,8 @@ export async function startSdk(plan: TelemetryPlan, identity: AgentIdentity, env
     resource,
     metricReaders: readers,
     // Only what the plan turned on: an empty list keeps the SDK from its default OTLP exporter, and
-    // without traces no context is propagated (AsyncLocalStorage costs on every promise).
-    ...(plan.traces ? {} : { spanProcessors: [], contextManager: NO_CONTEXT }),
+    // without traces no context is propagated; with them, only synchronously (syncContext).
+    ...(plan.traces ? { contextManager: syncContext() } : { spanProcessors: [], contextManager: NO_CONTEXT }),
     logRecordProcessors: [],
     instrumentations: [],
   });
