@@ -8,6 +8,7 @@ import { AgentServiceService, type AgentServiceServer } from '../api.js';
 import { builtFile } from '../built-files.js';
 import { refusingUndecodable, tolerantDefinition } from './decode-guard.js';
 import { encodedWatchResponses } from './event-encoding.js';
+import { sharedWriterReplies } from './reply-encoding.js';
 
 export const SERVICE_NAME = 'pidfd.agent.v1.AgentService';
 export const MAX_GRPC_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -45,7 +46,7 @@ export function createServer(service: AgentServiceServer, instrument: Instrument
     // Per-call channelz bookkeeping costs on every RPC and nothing here reads it.
     'grpc.enable_channelz': 0,
   });
-  const definition = encodedWatchResponses(tolerantDefinition(AgentServiceService));
+  const definition = sharedWriterReplies(encodedWatchResponses(tolerantDefinition(AgentServiceService)));
   server.addService(definition, instrument(definition, refusingUndecodable(definition, service as unknown as UntypedServiceImplementation)));
   const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'SERVING' });
   health.addToServer(server);

@@ -205,9 +205,17 @@ export class AgentClient {
 
   private unary<Req, Res>(method: Unary<Req, Res>, req: Req, opts?: CallOptions): Promise<Res> {
     return new Promise((resolve, reject) => {
-      const call = method.call(this.raw, req, new Metadata(), { deadline: deadlineOf(opts) }, (e, res) =>
-        e ? reject(new AgentCallError(e)) : resolve(res),
-      );
+      // grpc-js captures the caller's stack (`new Error()`) at the start of every unary call, to
+      // append to a failed call's error; AgentCallError never shows it, and the capture was a
+      // seventh of the client's CPU per call. Only grpc-js's synchronous start runs without it.
+      const stackTraceLimit = Error.stackTraceLimit;
+      Error.stackTraceLimit = 0;
+      let call: { cancel(): void };
+      try {
+        call = method.call(this.raw, req, new Metadata(), { deadline: deadlineOf(opts) }, (e, res) => (e ? reject(new AgentCallError(e)) : resolve(res)));
+      } finally {
+        Error.stackTraceLimit = stackTraceLimit;
+      }
       opts?.signal?.addEventListener('abort', () => call.cancel(), { once: true });
     });
   }
