@@ -25,7 +25,7 @@ import { readBootId } from './process/lifecycle/proc-fs.js';
 import { MemoryStore, type ProcessStore } from './process/process-store.js';
 import { openStore } from './store/recover.js';
 import { useFdPassing } from './kernel/fd-passing.js';
-import { IdleMemory, processSignals, reduceProcessMemory } from './kernel/idle-memory.js';
+import { IDLE_POLICY, IdleMemory, processSignals, reduceProcessMemory, settleYoungGeneration } from './kernel/idle-memory.js';
 import { useReclaim } from './kernel/reclaim.js';
 import { refuseIfServed, requestHandover } from './handover/incoming.js';
 import { HandoverListener, type HandoverHost } from './handover/outgoing.js';
@@ -142,7 +142,7 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     const done = reduceProcessMemory();
     log('memory_reduced', { ...done });
     return done.complete;
-  });
+  }, IDLE_POLICY, settleYoungGeneration);
   const startExpiry = () => {
     const timer = setInterval(() => {
       manager.expire();

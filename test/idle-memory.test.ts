@@ -53,6 +53,17 @@ test('a burst that grew the heap is given back once the agent is quiet, and only
   t.is(r.reductions, 2);
 });
 
+test('a spell that will end in a reduction is settled once, at its first quiet tick', (t) => {
+  const s = fake();
+  const seen: string[] = [];
+  const r = new IdleMemory(s, () => seen.push('reduce') > 0, IDLE_POLICY, () => seen.push(`settle@${s.clock}`));
+  t.is(ticksUntilReduced(r, s, 60), IDLE_POLICY.quietMs / 1000);
+  t.deepEqual(seen, ['settle@1000', 'reduce']);
+  s.activityN += 5; // a few events, no growth: nothing to settle
+  t.is(ticksUntilReduced(r, s, 60), undefined);
+  t.deepEqual(seen, ['settle@1000', 'reduce']);
+});
+
 test('a busy event loop is not quiet, even without events (a stream of Gets)', (t) => {
   const s = fake();
   const r = new IdleMemory(s, () => true);
