@@ -1,8 +1,6 @@
 // Composition root of the agent as a library: config → kernel probe → table → reaper → server.
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import type { Server } from '@grpc/grpc-js';
 import type { Config } from './config/config.js';
 import { probeFeatures, type Features } from './kernel/probe.js';
@@ -27,7 +25,7 @@ import { readBootId } from './process/lifecycle/proc-fs.js';
 import { MemoryStore, type ProcessStore } from './process/process-store.js';
 import { openStore } from './store/recover.js';
 import { useFdPassing } from './kernel/fd-passing.js';
-import { malloc_trim } from './kernel/libc.js';
+import { IDLE_POLICY, IdleMemory, processSignals, reduceProcessMemory, settleYoungGeneration } from './kernel/idle-memory.js';
 import { useReclaim } from './kernel/reclaim.js';
 import { refuseIfServed, requestHandover } from './handover/incoming.js';
 import { HandoverListener, type HandoverHost } from './handover/outgoing.js';
@@ -139,11 +137,16 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     closeNode();
     throw e;
   }
-  const reduceMemory = idleMemoryReducer(() => events.lastSequence);
+  // After any burst that grew the heap, once quiet: the memory it took is given back.
+  const idleMemory = new IdleMemory(processSignals(() => events.lastSequence), () => {
+    const done = reduceProcessMemory();
+    log('memory_reduced', { ...done });
+    return done.complete;
+  }, IDLE_POLICY, settleYoungGeneration);
   const startExpiry = () => {
     const timer = setInterval(() => {
       manager.expire();
-      reduceMemory();
+      idleMemory.tick();
     }, 1000);
     timer.unref();
     return timer;
@@ -311,46 +314,6 @@ function openStateStore(stateDir: string, bootId: string, recover: boolean, log:
   }
   return store;
 }
-
-/**
- * After a burst of activity, once the agent has been idle a while, one full collection that also
- * gives memory back: V8 otherwise keeps the old generation at up to 4x what survived its last
- * collection, and an idle agent allocates too little to collect again (issue 11: RSS 87 → 291 MiB
- * after 20,000 spawn/wait/release cycles, for good). A lower growing factor instead halved capture
- * throughput (bench/README.md).
- */
-function idleMemoryReducer(activity: () => number): () => void {
-  setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as () => void;
-  let seen = activity();
-  let quietSince = Date.now();
-  let reducedAt = seen;
-  return () => {
-    const now = activity();
-    if (now !== seen) {
-      seen = now;
-      quietSince = Date.now();
-      return;
-    }
-    if (now - reducedAt >= IDLE_GC_AFTER_EVENTS && Date.now() - quietSince >= IDLE_GC_QUIET_MS) {
-      reducedAt = now;
-      // Compacting moves the survivors together, so the pages a burst left mostly empty are given
-      // back (without it the old space stays at its peak size: 97 MiB for 34 MiB live after
-      // 20,000 churn cycles). Only for this collection: compacting every one costs CPU. A plain
-      // gc() is a full collection; Node 20's gc({ flavor: 'last-resort' }) left the heap as it was.
-      setFlagsFromString('--compact-on-every-full-gc');
-      gc();
-      setFlagsFromString('--no-compact-on-every-full-gc');
-      // What the collection freed outside V8's own pages (buffers, the http2 and SQLite heaps).
-      malloc_trim(0);
-    }
-  };
-}
-
-/** A burst: this many events since the last reduction... */
-const IDLE_GC_AFTER_EVENTS = 3000;
-/** ...followed by this long without any. */
-const IDLE_GC_QUIET_MS = 5000;
 
 const withMount = (mount: string | undefined) => (mount === undefined ? undefined : `${mount}/pidfd-agent`);
 

@@ -35,6 +35,8 @@ export const eventfd = libc.func('int eventfd(unsigned int initval, int flags)')
 export const close = libc.func('int close(int fd)');
 /** Gives the malloc heap's free pages back to the kernel: glibc otherwise keeps them after a burst. */
 export const malloc_trim = libc.func('int malloc_trim(size_t pad)');
+/** Advice on a range of this process's mappings (the address as a number: no pointer is made). */
+export const madvise = libc.func('int madvise(uintptr_t addr, size_t len, int advice)');
 export const memfd_create = libc.func('int memfd_create(const char *name, unsigned int flags)');
 export const fcntl = libc.func('int fcntl(int fd, int cmd, ...)');
 export const close_range = libc.func('int close_range(unsigned int first, unsigned int last, int flags)');
