@@ -166,7 +166,7 @@ test('a store written by schema 3 (rows keyed by handle) opens in start order; i
   const mine: unknown[] = [];
   const store = new SqliteStore(dir, 'boot-a', (_what, e) => mine.push(e), 100);
   t.deepEqual(store.load().map((s) => s.handle), ['zz-first', 'aa-second'], 'start order, not handle order');
-  const exit = { termination: { code: 3 }, exitedAt: 50 };
+  const exit = { termination: { exitCode: 3 }, reason: 'exited' as const, exitedAt: 50 };
   store.commit('test', 0, (w) => {
     w.exited('zz-first' as never, exit);
     w.released('aa-second' as never);
@@ -192,7 +192,7 @@ test('a rolled-back transaction leaves the rows it released or started as they w
     w.started(other);
     w.started(other); // a handle that has a row: refused, and the whole transaction with it
   }), { name: 'StoreWriteFailed' });
-  const exit = { termination: { code: 0 }, exitedAt: 60 };
+  const exit = { termination: { exitCode: 0 }, reason: 'exited' as const, exitedAt: 60 };
   // Both as if the failed transaction never happened: kept's row takes its exit, other can start.
   store.commit('test', 0, (w) => {
     w.exited(kept.handle, exit);
