@@ -33,7 +33,10 @@ export interface Footprint {
   /** The first batch of sleepers (1,000), timed as start_1000_s, and the rest up to the maximum. */
   readonly first: number;
   readonly rest: number;
+  /** VmRSS 500 ms after each burst (warm-up, 1,000 and all sleepers started). */
   readonly rss_kib: Readonly<Record<string, number>>;
+  /** The same, 12 s after the burst: at rest, after the agent's idle memory reduction. */
+  readonly rss_rest_kib?: Readonly<Record<string, number>>;
   readonly fds: Readonly<Record<string, number>>;
   readonly start_1000_s: number;
   /** The C loop starting as many sleepers one after another (posix_spawn + pidfd_open), same round. */
@@ -41,6 +44,7 @@ export interface Footprint {
   readonly start_9000_s: number;
   readonly kill_9000_s: number;
   readonly per_handle_kib: number;
+  readonly per_handle_rest_kib?: number;
 }
 
 export interface RunInfo {
@@ -131,8 +135,14 @@ export interface Summary {
   readonly signal_exit_10k_p50_ms: number;
   readonly signal_exit_10k_p99_ms: number;
   readonly start_1000_s: number;
+  /** VmRSS with the maximum managed, at rest (12 s after the last start). */
   readonly rss_10k_mib: number;
+  /** (RSS at the maximum − RSS at 0) / the maximum, both at rest. */
   readonly per_handle_kib: number;
+  /** The same three 500 ms after each burst, before the agent gives memory back. */
+  readonly rss_idle_busy_mib: number;
+  readonly rss_10k_busy_mib: number;
+  readonly per_handle_busy_kib: number;
   /** (RSS at the maximum − RSS at 1,000) / the difference: less sensitive to the heap's warm-up growth. */
   readonly per_handle_kib_1k_to_max: number;
   readonly fds_10k: number;
@@ -147,7 +157,7 @@ export interface Summary {
   readonly signal_exit_p50_vs_floor: number;
   /** Per round: the agent's start of 1,000 sleepers (16 in flight) ÷ the C loop's; median. */
   readonly start_1000_vs_c: number;
-  /** VmRSS with nothing managed, after 1,000 warm-up cycles. */
+  /** VmRSS with nothing managed, at rest 12 s after 1,000 warm-up cycles. */
   readonly rss_idle_mib: number;
   readonly targets: Readonly<Record<string, { readonly goal: string; readonly met: boolean }>>;
 }
@@ -157,6 +167,8 @@ export function summarize(run: Run, runFile: string): Summary {
   const find = (peer: Peer, kind: Kind, conc: number, managed = 0) => agg.find((a) => a.peer === peer && a.kind === kind && a.conc === conc && a.managed === managed);
   const maxManaged = Math.max(0, ...run.samples.filter((s) => s.peer === 'agent').map((s) => s.managed));
   const fp = run.footprints;
+  // Runs written before the at-rest reads have only the reads 500 ms after each burst.
+  const rest = (f: Footprint) => f.rss_rest_kib ?? f.rss_kib;
   const s = {
     throughput_ratio_c16: round(find('agent-wait', 'tput', 16)?.x_c ?? Number.NaN),
     throughput_ratio_c16_watch: round(find('agent-watch', 'tput', 16)?.x_c ?? Number.NaN),
@@ -167,8 +179,11 @@ export function summarize(run: Run, runFile: string): Summary {
     signal_exit_10k_p50_ms: round(find('agent', 'sig', 1, maxManaged)?.p50_ms ?? Number.NaN),
     signal_exit_10k_p99_ms: round(find('agent', 'sig', 1, maxManaged)?.p99_ms ?? Number.NaN),
     start_1000_s: round(median(fp.map((f) => f.start_1000_s))),
-    rss_10k_mib: round(median(fp.map((f) => (f.rss_kib[String(maxManaged)] ?? Number.NaN) / 1024)), 1),
-    per_handle_kib: round(median(fp.map((f) => f.per_handle_kib)), 2),
+    rss_10k_mib: round(median(fp.map((f) => (rest(f)[String(maxManaged)] ?? Number.NaN) / 1024)), 1),
+    per_handle_kib: round(median(fp.map((f) => f.per_handle_rest_kib ?? f.per_handle_kib)), 2),
+    rss_idle_busy_mib: round(median(fp.map((f) => (f.rss_kib['0'] ?? Number.NaN) / 1024)), 1),
+    rss_10k_busy_mib: round(median(fp.map((f) => (f.rss_kib[String(maxManaged)] ?? Number.NaN) / 1024)), 1),
+    per_handle_busy_kib: round(median(fp.map((f) => f.per_handle_kib)), 2),
     per_handle_kib_1k_to_max: round(median(fp.map((f) => ((f.rss_kib[String(maxManaged)] ?? NaN) - (f.rss_kib[String(f.first)] ?? NaN)) / f.rest)), 2),
     fds_10k: median(fp.map((f) => f.fds[String(maxManaged)] ?? Number.NaN)),
     agent_cpu_s_per_1000_cycles_c16: round(find('agent-wait', 'tput', 16)?.agent_cpu_per_1000 ?? Number.NaN),
@@ -178,7 +193,7 @@ export function summarize(run: Run, runFile: string): Summary {
     agent_cpu_ms_per_get_c16: round(find('agent-get', 'get', 16)?.agent_cpu_per_1000 ?? Number.NaN, 4),
     signal_exit_p50_vs_floor: round(perRound(run.samples, (one) => (one('agent', 'sig', 1)?.lat.p50_ms ?? NaN) / ((one('agent', 'rtt', 1)?.lat.p50_ms ?? NaN) + (one('c', 'sig', 1)?.lat.p50_ms ?? NaN)))),
     start_1000_vs_c: round(median(fp.map((f) => f.start_1000_s / (f.c_start_1000_s ?? NaN)))),
-    rss_idle_mib: round(median(fp.map((f) => (f.rss_kib['0'] ?? Number.NaN) / 1024)), 1),
+    rss_idle_mib: round(median(fp.map((f) => (rest(f)['0'] ?? Number.NaN) / 1024)), 1),
   };
   const goal = (text: string, met: boolean) => ({ goal: text, met });
   return {

@@ -210,10 +210,17 @@ async function cSuite(r: number, level: number): Promise<void> {
   }
 }
 
-async function settleAndRead(agent: AgentProcess): Promise<{ rss: number; fds: number }> {
+/**
+ * VmRSS and fds 500 ms after a burst, then at rest: an agent quiet for 7 s gives back what the
+ * burst took (src/kernel/idle-memory.ts), so the second read comes REST_MS after the burst.
+ */
+async function settleAndRead(agent: AgentProcess): Promise<{ rss: number; fds: number; rssRest: number }> {
   await sleep(500);
-  return { rss: rssKib(agent.pid), fds: fdCount(agent.pid) };
+  const busy = { rss: rssKib(agent.pid), fds: fdCount(agent.pid) };
+  await sleep(REST_MS - 500);
+  return { ...busy, rssRest: rssKib(agent.pid) };
 }
+const REST_MS = 12_000;
 
 async function atScale(agent: AgentProcess, r: number, managed: number): Promise<void> {
   for (const conc of CONCS) {
@@ -234,10 +241,12 @@ async function scalePhase(r: number): Promise<void> {
   const agent = live;
   await attach(agent);
   const rss: Record<string, number> = {};
+  const rssRest: Record<string, number> = {};
   const fds: Record<string, number> = {};
   const read = async (level: number) => {
     const m = await settleAndRead(agent);
     rss[level] = m.rss;
+    rssRest[level] = m.rssRest;
     fds[level] = m.fds;
   };
   await read(0);
@@ -257,12 +266,14 @@ async function scalePhase(r: number): Promise<void> {
     first,
     rest: MAX_MANAGED - first,
     rss_kib: rss,
+    rss_rest_kib: rssRest,
     fds,
     start_1000_s: round6(start1000.wall_s),
     c_start_1000_s: round6(cStart.wall_s),
     start_9000_s: round6(startRest.wall_s),
     kill_9000_s: round6(killed.wall_s),
     per_handle_kib: round((rss[MAX_MANAGED]! - rss[0]!) / MAX_MANAGED, 3),
+    per_handle_rest_kib: round((rssRest[MAX_MANAGED]! - rssRest[0]!) / MAX_MANAGED, 3),
   });
   await stopLive();
   await sleep(2000);
