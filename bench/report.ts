@@ -35,14 +35,12 @@ export interface Footprint {
   readonly rest: number;
   /** VmRSS 500 ms after each burst (warm-up, 1,000 and all sleepers started). */
   readonly rss_kib: Readonly<Record<string, number>>;
-  /** At rest (12 s quiet, after the agent's idle memory reduction): with the maximum held, and with nothing held at the round's end. */
+  /** The same, 12 s after the burst: at rest, after the agent's idle memory reduction. */
   readonly rss_rest_kib?: Readonly<Record<string, number>>;
   readonly fds: Readonly<Record<string, number>>;
   readonly start_1000_s: number;
   /** The C loop starting as many sleepers one after another (posix_spawn + pidfd_open), same round. */
   readonly c_start_1000_s?: number;
-  /** The same 1,000 starts on the agent, right after it has rested (and given memory back). */
-  readonly start_1000_after_rest_s?: number;
   readonly start_9000_s: number;
   readonly kill_9000_s: number;
   readonly per_handle_kib: number;
@@ -159,9 +157,7 @@ export interface Summary {
   readonly signal_exit_p50_vs_floor: number;
   /** Per round: the agent's start of 1,000 sleepers (16 in flight) ÷ the C loop's; median. */
   readonly start_1000_vs_c: number;
-  /** Like start_1000_vs_c, for the first 1,000 starts after the agent rested and gave memory back. */
-  readonly start_1000_after_rest_vs_c: number;
-  /** VmRSS with nothing managed, at rest (12 s quiet) after the round's work. */
+  /** VmRSS with nothing managed, at rest 12 s after 1,000 warm-up cycles. */
   readonly rss_idle_mib: number;
   readonly targets: Readonly<Record<string, { readonly goal: string; readonly met: boolean }>>;
 }
@@ -197,7 +193,6 @@ export function summarize(run: Run, runFile: string): Summary {
     agent_cpu_ms_per_get_c16: round(find('agent-get', 'get', 16)?.agent_cpu_per_1000 ?? Number.NaN, 4),
     signal_exit_p50_vs_floor: round(perRound(run.samples, (one) => (one('agent', 'sig', 1)?.lat.p50_ms ?? NaN) / ((one('agent', 'rtt', 1)?.lat.p50_ms ?? NaN) + (one('c', 'sig', 1)?.lat.p50_ms ?? NaN)))),
     start_1000_vs_c: round(median(fp.map((f) => f.start_1000_s / (f.c_start_1000_s ?? NaN)))),
-    start_1000_after_rest_vs_c: round(median(fp.map((f) => (f.start_1000_after_rest_s ?? NaN) / (f.c_start_1000_s ?? NaN)))),
     rss_idle_mib: round(median(fp.map((f) => (rest(f)['0'] ?? Number.NaN) / 1024)), 1),
   };
   const goal = (text: string, met: boolean) => ({ goal: text, met });

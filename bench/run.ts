@@ -210,15 +210,15 @@ async function cSuite(r: number, level: number): Promise<void> {
   }
 }
 
-async function settleAndRead(agent: AgentProcess): Promise<{ rss: number; fds: number }> {
+/**
+ * VmRSS and fds 500 ms after a burst, then at rest: an agent quiet for 7 s gives back what the
+ * burst took (src/kernel/idle-memory.ts), so the second read comes REST_MS after the burst.
+ */
+async function settleAndRead(agent: AgentProcess): Promise<{ rss: number; fds: number; rssRest: number }> {
   await sleep(500);
-  return { rss: rssKib(agent.pid), fds: fdCount(agent.pid) };
-}
-
-/** An agent quiet for 7 s gives back what a burst took (src/kernel/idle-memory.ts): read after 12 s. */
-async function restAndRead(agent: AgentProcess): Promise<number> {
-  await sleep(REST_MS);
-  return rssKib(agent.pid);
+  const busy = { rss: rssKib(agent.pid), fds: fdCount(agent.pid) };
+  await sleep(REST_MS - 500);
+  return { ...busy, rssRest: rssKib(agent.pid) };
 }
 const REST_MS = 12_000;
 
@@ -246,6 +246,7 @@ async function scalePhase(r: number): Promise<void> {
   const read = async (level: number) => {
     const m = await settleAndRead(agent);
     rss[level] = m.rss;
+    rssRest[level] = m.rssRest;
     fds[level] = m.fds;
   };
   await read(0);
@@ -255,18 +256,11 @@ async function scalePhase(r: number): Promise<void> {
   await read(first);
   const startRest = await driveRun({ op: 'hold', count: MAX_MANAGED - first, conc: 16 });
   await read(MAX_MANAGED);
-  rssRest[MAX_MANAGED] = await restAndRead(agent);
   log(`  C started ${first} sleepers in ${cStart.wall_s.toFixed(3)} s; the agent ${start1000.wall_s.toFixed(3)} s, ${MAX_MANAGED - first} more in ${startRest.wall_s.toFixed(2)} s; RSS ${(rss[MAX_MANAGED]! / 1024).toFixed(1)} MiB, ${fds[MAX_MANAGED]} fds`);
   await atScale(agent, r, MAX_MANAGED);
   const killed = await driveRun({ op: 'unhold', count: MAX_MANAGED - first, conc: 16 });
   if (killed.bad) log(`  ${killed.bad} sleepers did not die of SIGKILL`);
   await atScale(agent, r, first);
-  // Nothing managed again, at rest; then the first burst after the rest, which finds the young
-  // generation shrunk and the node binary's pages given back.
-  await driveRun({ op: 'unhold', conc: 16 });
-  rssRest[0] = await restAndRead(agent);
-  const startAfterRest = await driveRun({ op: 'hold', count: first, conc: 16 });
-  log(`  at rest: RSS ${(rssRest[0] / 1024).toFixed(1)} MiB with nothing managed, ${(rssRest[MAX_MANAGED]! / 1024).toFixed(1)} MiB with ${MAX_MANAGED}; ${first} starts after the rest ${startAfterRest.wall_s.toFixed(3)} s`);
   footprints.push({
     round: r,
     first,
@@ -276,7 +270,6 @@ async function scalePhase(r: number): Promise<void> {
     fds,
     start_1000_s: round6(start1000.wall_s),
     c_start_1000_s: round6(cStart.wall_s),
-    start_1000_after_rest_s: round6(startAfterRest.wall_s),
     start_9000_s: round6(startRest.wall_s),
     kill_9000_s: round6(killed.wall_s),
     per_handle_kib: round((rss[MAX_MANAGED]! - rss[0]!) / MAX_MANAGED, 3),
