@@ -11,7 +11,7 @@ export class StdinPipe {
   /** The pipe while no socket writes it (during a handover); owned here. */
   private detached: Fd | null = null;
   /** Writes the kernel has not taken yet: destroy() fails them itself (see write). */
-  private readonly unfinished = new Set<(e: Error) => void>();
+  private readonly unfinished = new Set<(e?: Error | null) => void>();
 
   /** fd null: a stdin that was already closed (for `why`) when a predecessor handed over. */
   constructor(
@@ -92,23 +92,15 @@ export class StdinPipe {
     if (socket === null) return Promise.reject(new Error('stdin is being handed over'));
     this.pending += data.length;
     return new Promise((resolve, reject) => {
-      let settled = false;
-      const fail = (e: Error) => {
-        if (settled) return;
-        settled = true;
-        this.unfinished.delete(fail);
+      // Settled once: by the write's callback, or first by failUnfinished.
+      const finish = (e?: Error | null) => {
+        if (!this.unfinished.delete(finish)) return;
         this.pending -= data.length;
-        reject(e);
+        if (e) reject(e);
+        else resolve();
       };
-      this.unfinished.add(fail);
-      socket.write(data, (e) => {
-        if (e) return fail(e);
-        if (settled) return;
-        settled = true;
-        this.unfinished.delete(fail);
-        this.pending -= data.length;
-        resolve();
-      });
+      this.unfinished.add(finish);
+      socket.write(data, finish);
     });
   }
 
