@@ -87,6 +87,18 @@ test('more processes than --max-processes is RESOURCE_EXHAUSTED until some exit'
   await Promise.all(started.slice(1).map((q) => small.client.signal({ handle: q.handle, signal: 'KILL' })));
 });
 
+test('--max-processes spawns all succeed at any concurrency (a spawn still finishing is counted once)', async (t) => {
+  const small = await startHarness({ maxProcesses: 16 });
+  t.teardown(() => small.close());
+  for (let concurrency = 1; concurrency <= 16; concurrency++) {
+    const started = await pool(range(16), concurrency, () => small.client.spawn({ argv: ['sleep', '30'] }));
+    t.is(started.length, 16);
+    await rejects(t, small.client.spawn({ argv: ['sleep', '30'] }), status.RESOURCE_EXHAUSTED);
+    await Promise.all(started.map(({ process: p }) => small.client.stop({ handle: p!.handle, signal: 'KILL' })));
+    await Promise.all(started.map(({ process: p }) => small.client.release({ handle: p!.handle })));
+  }
+});
+
 test('running out of file descriptors is RESOURCE_EXHAUSTED (EMFILE) and the agent recovers', async (t) => {
   const agent = await startAgentProcess(['--quiet'], ['prlimit', '--nofile=96:96']);
   t.teardown(() => agent.stop());

@@ -176,6 +176,19 @@ test.serial('past max_processes a spawn is RESOURCE_EXHAUSTED; an exit makes roo
   started.push(again!.ok.process.handle);
 });
 
+test.serial('max_processes spawns made at once all start (a spawn still finishing is counted once)', async (t) => {
+  const sleep = { op: 'spawn', req: { argv: ['sleep', '30'], user: String(A) } };
+  const rounds = [1, 2, 3, ...Array<number>(27).fill(2)].flatMap((inFlight) => [{ op: 'together', calls: [sleep, sleep, sleep], inFlight }, { op: 'stopStarted' }]);
+  const outcomes = await asUser(A, h.address, rounds);
+  const spawns = outcomes.filter((_, i) => i % 2 === 0).flatMap((o) => o.ok as Outcome[]);
+  t.is(spawns.length, 90);
+  t.deepEqual(
+    spawns.filter((o) => o.error).map((o) => o.error),
+    [],
+  );
+  t.true(outcomes.every((o) => o.ok), 'every round was stopped');
+});
+
 test.serial('an audit line per mutating call: who, from where, what, which rule, and how it ended', async (t) => {
   const [spawned, signalled] = await asUser(B, h.address, [
     { op: 'spawn', req: { argv: ['sleep', '30'], user: String(B) } },

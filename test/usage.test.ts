@@ -25,7 +25,7 @@ test.after.always(async () => {
 const vmRss = (pid: number) => Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'latin1'))![1]) * 1024;
 
 async function hog256() {
-  const { process: p } = await h.client.spawn({ argv: [hog, '256'], labels: { role: 'hog' } });
+  const { process: p } = await h.client.spawn({ argv: [hog, '256', 'lock'], labels: { role: 'hog' } });
   await eventually('256 MiB to be touched', () => vmRss(p!.pid) >= 256 * MIB);
   return p!;
 }

@@ -86,6 +86,10 @@ export class ProcessManager {
   /** Spawns waiting for their child's exec, by request_id, and how many there are. */
   private readonly spawning = new Map<string, Promise<SpawnResult>>();
   private pending = 0;
+  /** Spawns past checkCapacity whose record is not yet in byRef. */
+  private launching = 0;
+  /** Records held whose Spawn has not returned yet. */
+  private readonly heldInSpawn = new Set<ProcessRecord>();
   /** Aborts the Stops that deadlines started, when a handover quiesces the agent. */
   private deadlineStops = new AbortController();
   /** Created cgroups still populated by descendants of an exited process. */
@@ -151,13 +155,25 @@ export class ProcessManager {
     const inflight = id === undefined ? undefined : this.spawning.get(id);
     if (inflight) return { record: (await inflight).record, replayed: true };
     this.checkCapacity();
-    const started = this.start(options, requested);
+    // A spawn counts against --max-processes in `launching` until its record is held, then in
+    // byRef; against a policy's max_processes in the grant until the Spawn returns, so meanwhile
+    // its held record is left out of runningOwnedBy. Neither counts a process twice.
+    this.launching++;
+    let heldRecord: ProcessRecord | undefined;
+    const held = (record: ProcessRecord) => {
+      this.launching--;
+      heldRecord = record;
+      this.heldInSpawn.add(record);
+    };
+    const started = this.start(options, requested, held);
     if (id !== undefined) this.spawning.set(id, started);
     this.pending++;
     try {
       return await started;
     } finally {
       this.pending--;
+      if (heldRecord === undefined) this.launching--;
+      else this.heldInSpawn.delete(heldRecord);
       if (id !== undefined) this.spawning.delete(id);
     }
   }
@@ -166,7 +182,7 @@ export class ProcessManager {
    * With a request_id, the intent is durable before the exec: a restarted agent then knows the
    * spawn may have run, and never starts it again (refuseUnknownOutcome).
    */
-  private async start(requested: SpawnOptions, requestedAt: number): Promise<SpawnResult> {
+  private async start(requested: SpawnOptions, requestedAt: number, held: (record: ProcessRecord) => void): Promise<SpawnResult> {
     const handle = newHandleId();
     const traced = this.telemetry.spawnTrace();
     const options = this.stdio.resolve(requested);
@@ -193,6 +209,7 @@ export class ProcessManager {
     let record: ProcessRecord;
     try {
       record = this.hold(child.ref.take(), { argv: options.argv, labels: options.labels, adopted: false, requestId: options.requestId, owner: options.owner, ...(options.releaseOnExit && { releaseOnExit: true }) }, handle);
+      held(record);
     } catch (e) {
       // The child itself is gone already (hold kills what it cannot take on); the exec worked,
       // so the error is the agent's own (out of descriptors, epoll watches...), not argv[0]'s.
@@ -403,9 +420,11 @@ export class ProcessManager {
     return this.waiters.wait(record, timeoutMs, abort);
   }
 
-  /** Running processes (spawned or adopted) an identity owns. */
+  /** Running processes (spawned or adopted) an identity owns, but for those whose Spawn is still in flight. */
   runningOwnedBy(owner: string): number {
-    return this.table.runningOwnedBy(owner);
+    let n = this.table.runningOwnedBy(owner);
+    for (const r of this.heldInSpawn) if (r.spec.owner === owner && r.state === 'running') n--;
+    return n;
   }
 
   /** Whether `owner` already used this request_id (a repeat replays it, or is refused: it starts nothing). */
@@ -890,7 +909,7 @@ export class ProcessManager {
   }
 
   private checkCapacity(): void {
-    if (this.byRef.size + this.pending >= this.limits.maxProcesses) {
+    if (this.byRef.size + this.launching >= this.limits.maxProcesses) {
       throw new AgentError('ResourceExhausted', `at most ${this.limits.maxProcesses} processes are managed at once`, { reason: 'MAX_PROCESSES' });
     }
   }

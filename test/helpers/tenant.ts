@@ -21,6 +21,9 @@ export interface TenantCall {
   readonly req?: Record<string, unknown>;
   readonly ms?: number;
   readonly text?: string;
+  /** op 'together': these calls at once, at most inFlight at a time; the outcome's ok lists theirs. */
+  readonly calls?: readonly TenantCall[];
+  readonly inFlight?: number;
 }
 
 /** The harness's socket, reachable by any user (its temp dir is 0700, the socket 0660). */
