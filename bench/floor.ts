@@ -10,16 +10,21 @@
 //   node --import tsx bench/floor.ts [--agent DIR] [--rounds 4] [--n 3000] [--tries 150] [--settle 20]
 //
 // Prints each round and a table C | floor | agent with the ratio agent ÷ floor (medians of
-// per-round values), and writes results/floor-*.json.
+// per-round values), and writes results/floor-*.json. With --profile instead: floor and agent each
+// run --n Spawn+Wait cycles, Spawn+Watch cycles and bare Gets at c=16 under --cpu-prof, and the
+// main thread's self time within each run (profile-rooms.ts: grpc-js, node:http2, protobuf, GC,
+// kernel/, ours by room of src/) is printed per operation beside each thread's CPU from /proc
+// (results/floor-profile-*.json).
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { DriverCommand, DriverRun } from './agent-driver.js';
 import { cpuSeconds, startAgent, type AgentProcess } from './agent-process.js';
 import { AgentDriver } from './driver-ipc.js';
-import { latencyStats, median, round, type RawRun } from './stats.js';
+import { selfByBucket, type CpuProfile } from './profile-rooms.js';
+import { latencyStats, median, nowNs, round, type RawRun } from './stats.js';
 
 const BENCH = new URL('.', import.meta.url).pathname;
 const C_LOOP = join(BENCH, 'c/spawnloop');
@@ -31,6 +36,8 @@ const { values: opt } = parseArgs({
     n: { type: 'string', default: '3000' },
     tries: { type: 'string', default: '150' },
     settle: { type: 'string', default: '20' },
+    /** Instead: --n Spawn+Wait, Spawn+Watch and Gets at c=16 per server under --cpu-prof, self time by room. */
+    profile: { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -230,7 +237,98 @@ async function main(): Promise<void> {
   log(`wrote ${file}`);
 }
 
-main().then(
+type ProfiledCase = 'wait' | 'watch' | 'get';
+const PROFILED: readonly { readonly c: ProfiledCase; readonly title: string; readonly cmd: DriverCommand }[] = [
+  { c: 'wait', title: 'Spawn+Wait cycle', cmd: { op: 'tput', conc: 16, n: N, via: 'wait' } },
+  { c: 'watch', title: 'Spawn+Watch cycle', cmd: { op: 'tput', conc: 16, n: N, via: 'watch' } },
+  { c: 'get', title: 'bare Get', cmd: { op: 'get', conc: 16, n: N } },
+];
+
+interface Profiled {
+  /** Main thread self time, sampled µs per operation by bucket. */
+  readonly buckets: Record<string, number>;
+  /** CPU ms per operation by thread, from /proc. */
+  readonly threads: Record<string, number>;
+  readonly cpu_ms: number;
+  readonly ops_per_s: number;
+}
+
+/** Each case's run at c=16 on a server under --cpu-prof: its self time by bucket within the run, per operation. */
+async function profileOne(peer: Server, driver: AgentDriver): Promise<Record<ProfiledCase, Profiled>> {
+  const dir = join(BENCH, 'profiles', `floor-${peer}`);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const nodeFlags = ['--cpu-prof', '--cpu-prof-dir', dir];
+  const agent = await startAgent(peer === 'agent' ? { repo: AGENT, maxProcesses: 4000, nodeFlags } : { repo: AGENT, maxProcesses: 4000, nodeFlags, entry: FLOOR, agentFlags: ['--repo', AGENT] });
+  const runs: { c: ProfiledCase; window: [number, number]; threads: Record<string, number>; cpu_ms: number; ops_per_s: number }[] = [];
+  try {
+    await driver.send({ op: 'init', address: agent.address });
+    await driver.run({ op: 'tput', conc: 8, n: 1000, via: 'wait' });
+    for (const { c, cmd } of PROFILED) {
+      const t0 = threadCpu(agent.pid);
+      const cpu0 = cpuSeconds(agent.pid);
+      const from = nowNs() / 1000;
+      const run = await driver.run(cmd);
+      const to = nowNs() / 1000;
+      const cpu_ms = ((cpuSeconds(agent.pid) - cpu0) * 1000) / N;
+      const threads: Record<string, number> = {};
+      for (const [k, v] of threadCpu(agent.pid)) if (v - (t0.get(k) ?? 0) > 0) threads[k] = round((v - (t0.get(k) ?? 0)) / N, 4);
+      runs.push({ c, window: [from, to], threads, cpu_ms, ops_per_s: N / run.wall_s });
+      log(`  ${peer} ${c}: ${Math.round(N / run.wall_s)}/s, ${cpu_ms.toFixed(3)} ms CPU per op ${JSON.stringify(threads)}`);
+    }
+    await driver.send({ op: 'detach' });
+  } finally {
+    await agent.stop();
+  }
+  const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+  if (!file) throw new Error(`no profile written in ${dir}`);
+  log(`  ${peer}: profile ${join(dir, file)}`);
+  const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile;
+  const out = {} as Record<ProfiledCase, Profiled>;
+  for (const { c, window, threads, cpu_ms, ops_per_s } of runs) {
+    const buckets: Record<string, number> = {};
+    for (const [k, ms] of selfByBucket(profile, window[0], window[1])) buckets[k] = round((ms * 1000) / N, 2);
+    out[c] = { buckets, threads, cpu_ms, ops_per_s };
+  }
+  return out;
+}
+
+async function profileMain(): Promise<void> {
+  const load0 = os.loadavg();
+  const started = new Date();
+  const driver = new AgentDriver();
+  const result: Partial<Record<Server, Record<ProfiledCase, Profiled>>> = {};
+  try {
+    for (const peer of ['floor', 'agent'] as const) result[peer] = await profileOne(peer, driver);
+  } finally {
+    await driver.send({ op: 'close' }).catch(() => undefined);
+  }
+  const cpuModel = os.cpus()[0]?.model ?? '?';
+  const L = [
+    `${N} operations per case at c=16 under --cpu-prof (floor, then agent); ${os.cpus().length} × ${cpuModel}; load ${load0.map((l) => l.toFixed(2)).join(' ')} → ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}. Main thread self time within each run (natives charged to their caller): sampled µs per operation (wall time the thread was not idle, preemption included), its share, and that share of the main thread's CPU from /proc.`,
+  ];
+  const sum = (b: Record<string, number>) => Object.values(b).reduce((x, y) => x + y, 0);
+  const cpuOf = (r: Profiled, k: string) => ((r.buckets[k] ?? 0) / sum(r.buckets)) * (r.threads.main ?? 0) * 1000;
+  const share = (r: Profiled, k: string) => `${round((100 * (r.buckets[k] ?? 0)) / sum(r.buckets), 1)} %`;
+  for (const { c, title } of PROFILED) {
+    const floor = result.floor![c];
+    const agent = result.agent![c];
+    L.push('', `**${title}**`, '', '| bucket | floor sampled µs | share | ≈ CPU µs | agent sampled µs | share | ≈ CPU µs | agent − floor, CPU µs |', '|---|---:|---:|---:|---:|---:|---:|---:|');
+    const names = [...new Set([...Object.keys(agent.buckets), ...Object.keys(floor.buckets)])].sort((a, b) => (agent.buckets[b] ?? 0) - (agent.buckets[a] ?? 0));
+    for (const k of names) L.push(`| ${k} | ${round(floor.buckets[k] ?? 0, 1)} | ${share(floor, k)} | ${round(cpuOf(floor, k), 1)} | ${round(agent.buckets[k] ?? 0, 1)} | ${share(agent, k)} | ${round(cpuOf(agent, k), 1)} | ${round(cpuOf(agent, k) - cpuOf(floor, k), 1)} |`);
+    L.push(`| **main thread** | ${round(sum(floor.buckets), 1)} | 100 % | ${round((floor.threads.main ?? 0) * 1000, 1)} | ${round(sum(agent.buckets), 1)} | 100 % | ${round((agent.threads.main ?? 0) * 1000, 1)} | ${round(((agent.threads.main ?? 0) - (floor.threads.main ?? 0)) * 1000, 1)} |`);
+    L.push('', '| thread (from /proc, µs per operation) | floor | agent |', '|---|---:|---:|');
+    for (const t of new Set([...Object.keys(floor.threads), ...Object.keys(agent.threads)])) L.push(`| ${t} | ${round((floor.threads[t] ?? 0) * 1000, 1)} | ${round((agent.threads[t] ?? 0) * 1000, 1)} |`);
+    L.push(`| **process (utime+stime)** | ${round(floor.cpu_ms * 1000, 1)} | ${round(agent.cpu_ms * 1000, 1)} |`, `| operations/s (profiled) | ${Math.round(floor.ops_per_s)} | ${Math.round(agent.ops_per_s)} |`);
+  }
+  process.stdout.write(L.join('\n') + '\n');
+  mkdirSync(join(BENCH, 'results'), { recursive: true });
+  const file = join(BENCH, 'results', `floor-profile-${started.toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, JSON.stringify({ date: started.toISOString(), cpu_model: cpuModel, agent: AGENT, n: N, load_start: load0, load_end: os.loadavg(), result }, null, 1) + '\n');
+  log(`wrote ${file}`);
+}
+
+(opt.profile ? profileMain() : main()).then(
   () => process.exit(0),
   (e: unknown) => {
     log(`failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
