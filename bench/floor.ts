@@ -7,8 +7,9 @@
 // thread), bare Gets at c=16, Signal TERM → EXITED at c=1 and a Get after the same settle, and the
 // start of 1,000 sleepers (16 in flight) against `spawnloop start 1000`.
 //
-//   node --import tsx bench/floor.ts [--agent DIR] [--rounds 4] [--n 3000] [--tries 150] [--settle 20]
+//   node --import tsx bench/floor.ts [--agent DIR] [--base DIR] [--rounds 4] [--n 3000] [--tries 150] [--settle 20]
 //
+// --base DIR adds an older agent to every round (issue 17's 58e6ba0: "halve it" is against it).
 // Prints each round and a table C | floor | agent with the ratio agent ÷ floor (medians of
 // per-round values), and writes results/floor-*.json. With --profile instead: floor and agent each
 // run --n Spawn+Wait cycles, Spawn+Watch cycles and bare Gets at c=16 under --cpu-prof, and the
@@ -36,6 +37,8 @@ const { values: opt } = parseArgs({
     n: { type: 'string', default: '3000' },
     tries: { type: 'string', default: '150' },
     settle: { type: 'string', default: '20' },
+    /** An older agent run beside them each round (e.g. the issue's 58e6ba0): what "halve it" asks against the floor. */
+    base: { type: 'string' },
     /** Instead: --n Spawn+Wait, Spawn+Watch and Gets at c=16 per server under --cpu-prof, self time by room. */
     profile: { type: 'boolean', default: false },
   },
@@ -44,6 +47,8 @@ const { values: opt } = parseArgs({
 const AGENT = resolve(opt.agent);
 if (!existsSync(join(AGENT, 'dist/src/main.js'))) throw new Error(`${AGENT}: no dist/src/main.js (make build there first)`);
 if (!existsSync(C_LOOP)) throw new Error(`${C_LOOP}: missing (gcc -O2 -o bench/c/spawnloop bench/c/spawnloop.c)`);
+const BASE = opt.base === undefined ? undefined : resolve(opt.base);
+if (BASE !== undefined && !existsSync(join(BASE, 'dist/src/main.js'))) throw new Error(`${BASE}: no dist/src/main.js`);
 const ROUNDS = Math.max(1, Number(opt.rounds));
 const N = Math.max(16, Number(opt.n));
 const TRIES = Math.max(10, Number(opt.tries));
@@ -51,7 +56,7 @@ const SETTLE = Number(opt.settle);
 
 const log = (msg: string) => process.stderr.write(`[floor ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
-type Server = 'floor' | 'agent';
+type Server = 'floor' | 'agent' | 'base';
 type Peer = 'c' | Server;
 
 /** One round's figures of one peer (C has no CPU or Get figures). */
@@ -116,7 +121,7 @@ async function cRound(r: number): Promise<void> {
 
 async function serverRound(r: number, peer: Server, driver: AgentDriver): Promise<void> {
   const agent: AgentProcess = await startAgent(
-    peer === 'agent' ? { repo: AGENT, maxProcesses: 4000 } : { repo: AGENT, maxProcesses: 4000, entry: FLOOR, agentFlags: ['--repo', AGENT] },
+    peer === 'floor' ? { repo: AGENT, maxProcesses: 4000, entry: FLOOR, agentFlags: ['--repo', AGENT] } : { repo: peer === 'base' ? BASE! : AGENT, maxProcesses: 4000 },
   );
   try {
     await driver.send({ op: 'init', address: agent.address });
@@ -185,7 +190,7 @@ async function main(): Promise<void> {
   const driver = new AgentDriver();
   try {
     for (let r = 1; r <= ROUNDS; r++) {
-      const peers: Peer[] = ['c', 'floor', 'agent'];
+      const peers: Peer[] = BASE ? ['c', 'floor', 'agent', 'base'] : ['c', 'floor', 'agent'];
       const order = peers.map((_, i) => peers[(i + r - 1) % peers.length]!);
       log(`round ${r} (load ${os.loadavg()[0]!.toFixed(2)}): ${order.join(', ')}`);
       for (const p of order) await (p === 'c' ? cRound(r) : serverRound(r, p, driver));
@@ -198,20 +203,23 @@ async function main(): Promise<void> {
   const one = (r: number, p: Peer) => rows.find((x) => x.round === r && x.peer === p)!;
   const rounds = Array.from({ length: ROUNDS }, (_, i) => i + 1);
   const med = (p: Peer, f: (x: Row) => number | undefined) => median(rounds.map((r) => f(one(r, p)) ?? NaN));
-  const perRoundKeys = rounds.map((r) => ({ round: r, floor: keys(one(r, 'floor'), one(r, 'c')), agent: keys(one(r, 'agent'), one(r, 'c')) }));
+  const perRoundKeys = rounds.map((r) => ({ round: r, floor: keys(one(r, 'floor'), one(r, 'c')), agent: keys(one(r, 'agent'), one(r, 'c')), base: BASE ? keys(one(r, 'base'), one(r, 'c')) : undefined }));
   const keyNames = Object.keys(perRoundKeys[0]!.floor);
-  const keyMed = (p: Server, k: string) => median(perRoundKeys.map((x) => x[p][k]!));
-  const vsFloor = (f: (x: Row) => number | undefined) => median(rounds.map((r) => (f(one(r, 'agent')) ?? NaN) / (f(one(r, 'floor')) ?? NaN)));
+  const keyMed = (p: Server, k: string) => median(perRoundKeys.map((x) => x[p]?.[k] ?? NaN));
+  const ratio = (a: Server, b: Server, f: (x: Row) => number | undefined) => median(rounds.map((r) => (f(one(r, a)) ?? NaN) / (f(one(r, b)) ?? NaN)));
   const threadNames = [...new Set(rows.flatMap((x) => Object.keys(x.wait_threads_ms ?? {})))];
 
   const L = [
-    `Floors, ${ROUNDS} rounds (C, floor, agent rotated), ${N} cycles per throughput case, ${TRIES} signals (settle ${SETTLE} ms); ${os.cpus().length} × ${cpuModel}; load ${load0.map((l) => l.toFixed(2)).join(' ')} → ${load1.map((l) => l.toFixed(2)).join(' ')}; agent ${AGENT}. Medians of per-round values:`,
+    `Floors, ${ROUNDS} rounds (C, floor, agent${BASE ? ', base' : ''} rotated), ${N} cycles per throughput case, ${TRIES} signals (settle ${SETTLE} ms); ${os.cpus().length} × ${cpuModel}; load ${load0.map((l) => l.toFixed(2)).join(' ')} → ${load1.map((l) => l.toFixed(2)).join(' ')}; agent ${AGENT}${BASE ? `, base ${BASE}` : ''}. Medians of per-round values (ratios per round, then the median):`,
     '',
-    '| measure | C | floor server | agent | agent ÷ floor |',
-    '|---|---:|---:|---:|---:|',
+    `| measure | C | floor server | agent |${BASE ? ' base |' : ''} agent ÷ floor |${BASE ? ' floor ÷ base | agent ÷ base |' : ''}`,
+    `|---|---:|---:|---:|${BASE ? '---:|' : ''}---:|${BASE ? '---:|---:|' : ''}`,
   ];
   const line = (name: string, f: (x: Row) => number | undefined, digits = 3, withC = true) =>
-    L.push(`| ${name} | ${withC ? round(med('c', f), digits) : ''} | ${round(med('floor', f), digits)} | ${round(med('agent', f), digits)} | ${round(vsFloor(f), 3)} |`);
+    L.push(
+      `| ${name} | ${withC ? round(med('c', f), digits) : ''} | ${round(med('floor', f), digits)} | ${round(med('agent', f), digits)} |${BASE ? ` ${round(med('base', f), digits)} |` : ''} ${round(ratio('agent', 'floor', f), 3)} |` +
+        (BASE ? ` ${round(ratio('floor', 'base', f), 3)} | ${round(ratio('agent', 'base', f), 3)} |` : ''),
+    );
   line('Spawn+Wait c=16 cycles/s (C: spawnloop tput 16)', (x) => x.wait_cps, 0);
   line('Spawn+Watch c=16 cycles/s', (x) => x.watch_cps, 0, false);
   line('server CPU ms / Spawn+Wait cycle', (x) => x.wait_cpu_ms, 4, false);
@@ -222,8 +230,8 @@ async function main(): Promise<void> {
   line('Signal→EXITED p50 ms (C: signal→exit)', (x) => x.sig_p50_ms, 3);
   line('Get after the same settle p50 ms', (x) => x.rtt_p50_ms, 3, false);
   line('start 1,000 sleepers s', (x) => x.start_1000_s, 3);
-  L.push('', '| goal key (per round against that round\'s C, median) | floor server | agent | agent ÷ floor |', '|---|---:|---:|---:|');
-  for (const k of keyNames) L.push(`| \`${k}\` | ${round(keyMed('floor', k))} | ${round(keyMed('agent', k))} | ${round(median(perRoundKeys.map((x) => x.agent[k]! / x.floor[k]!)))} |`);
+  L.push('', `| goal key (per round against that round's C, median) | floor server | agent |${BASE ? ' base |' : ''} agent ÷ floor |`, `|---|---:|---:|${BASE ? '---:|' : ''}---:|`);
+  for (const k of keyNames) L.push(`| \`${k}\` | ${round(keyMed('floor', k))} | ${round(keyMed('agent', k))} |${BASE ? ` ${round(keyMed('base', k))} |` : ''} ${round(median(perRoundKeys.map((x) => x.agent[k]! / x.floor[k]!)))} |`);
   L.push('', 'Each round:', '', '| round | peer | load | Wait/s | Watch/s | CPU ms/Wait | CPU ms/Watch | CPU ms/Get | client ms/Wait | sig p50 | Get p50 | start 1,000 s |', '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const x of rows) {
     const f = (v: number | undefined, d = 3) => (v === undefined ? '' : String(round(v, d)));
@@ -232,8 +240,8 @@ async function main(): Promise<void> {
   process.stdout.write(L.join('\n') + '\n');
   mkdirSync(join(BENCH, 'results'), { recursive: true });
   const file = join(BENCH, 'results', `floor-${started.toISOString().replace(/[:.]/g, '-')}.json`);
-  const summary = Object.fromEntries(keyNames.map((k) => [k, { floor: round(keyMed('floor', k)), agent: round(keyMed('agent', k)) }]));
-  writeFileSync(file, JSON.stringify({ date: started.toISOString(), cpu_model: cpuModel, agent: AGENT, rounds: ROUNDS, n: N, tries: TRIES, settle_ms: SETTLE, load_start: load0, load_end: load1, summary, per_round_keys: perRoundKeys, rows }, null, 1) + '\n');
+  const summary = Object.fromEntries(keyNames.map((k) => [k, { floor: round(keyMed('floor', k)), agent: round(keyMed('agent', k)), ...(BASE ? { base: round(keyMed('base', k)) } : {}) }]));
+  writeFileSync(file, JSON.stringify({ date: started.toISOString(), cpu_model: cpuModel, agent: AGENT, base: BASE, rounds: ROUNDS, n: N, tries: TRIES, settle_ms: SETTLE, load_start: load0, load_end: load1, summary, per_round_keys: perRoundKeys, rows }, null, 1) + '\n');
   log(`wrote ${file}`);
 }
 
@@ -251,6 +259,8 @@ interface Profiled {
   readonly threads: Record<string, number>;
   readonly cpu_ms: number;
   readonly ops_per_s: number;
+  /** The run's start and end on the profile's clock (µs, CLOCK_MONOTONIC). */
+  readonly window: [number, number];
 }
 
 /** Each case's run at c=16 on a server under --cpu-prof: its self time by bucket within the run, per operation. */
@@ -259,7 +269,7 @@ async function profileOne(peer: Server, driver: AgentDriver): Promise<Record<Pro
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const nodeFlags = ['--cpu-prof', '--cpu-prof-dir', dir];
-  const agent = await startAgent(peer === 'agent' ? { repo: AGENT, maxProcesses: 4000, nodeFlags } : { repo: AGENT, maxProcesses: 4000, nodeFlags, entry: FLOOR, agentFlags: ['--repo', AGENT] });
+  const agent = await startAgent(peer === 'floor' ? { repo: AGENT, maxProcesses: 4000, nodeFlags, entry: FLOOR, agentFlags: ['--repo', AGENT] } : { repo: peer === 'base' ? BASE! : AGENT, maxProcesses: 4000, nodeFlags });
   const runs: { c: ProfiledCase; window: [number, number]; threads: Record<string, number>; cpu_ms: number; ops_per_s: number }[] = [];
   try {
     await driver.send({ op: 'init', address: agent.address });
@@ -288,7 +298,7 @@ async function profileOne(peer: Server, driver: AgentDriver): Promise<Record<Pro
   for (const { c, window, threads, cpu_ms, ops_per_s } of runs) {
     const buckets: Record<string, number> = {};
     for (const [k, ms] of selfByBucket(profile, window[0], window[1])) buckets[k] = round((ms * 1000) / N, 2);
-    out[c] = { buckets, threads, cpu_ms, ops_per_s };
+    out[c] = { buckets, threads, cpu_ms, ops_per_s, window };
   }
   return out;
 }

@@ -1,7 +1,8 @@
 // A V8 CPU profile's self time by who runs it: the stack (grpc-js, Node's http2/net/streams,
 // protobuf), GC, FFI calls into the kernel (koffi), and the agent's own code by room of src/.
 // A native or builtin frame (no script) is charged to the nearest caller that has a script, so a
-// C++ binding or a V8 builtin counts where it was called from.
+// C++ binding or a V8 builtin counts where it was called from; node:fs frames are charged to their
+// caller too (a stat or a /proc read of ours is our system call).
 export interface CpuProfile {
   readonly nodes: readonly { readonly id: number; readonly callFrame: { readonly functionName: string; readonly url: string }; readonly children?: readonly number[] }[];
   readonly startTime: number;
@@ -42,6 +43,8 @@ export function bucketOf(url: string): string {
   return url === '' ? '(native, no caller)' : `other: ${url}`;
 }
 
+const isFs = (url: string): boolean => url === 'node:fs' || url.startsWith('node:internal/fs/');
+
 /** Self ms per bucket over samples within [fromUs, toUs] (the profile's clock), idle left out. */
 export function selfByBucket(profile: CpuProfile, fromUs = -Infinity, toUs = Infinity): Map<string, number> {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
@@ -56,8 +59,13 @@ export function selfByBucket(profile: CpuProfile, fromUs = -Infinity, toUs = Inf
     let b: string;
     if (functionName === '(garbage collector)') b = 'GC';
     else if (functionName === '(program)') b = '(program: V8/libuv native outside JS)';
-    else if (url !== '') b = bucketOf(url);
-    else {
+    else if (url !== '' && !isFs(url)) b = bucketOf(url);
+    else if (url !== '') {
+      // A synchronous fs call is a system call of whoever makes it (a stat, a /proc read, a log line).
+      const up = parent.get(id);
+      b = up === undefined ? bucketOf(url) : bucket(up);
+      if (b.startsWith('node:') || b.startsWith('(')) b = 'node: fs';
+    } else {
       const up = parent.get(id);
       b = up === undefined || byId.get(up)!.callFrame.functionName === '(root)' ? '(native, no caller)' : bucket(up);
     }
