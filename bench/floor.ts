@@ -74,6 +74,9 @@ interface Row {
   wait_threads_ms?: Record<string, number>;
   /** The client process's CPU per Spawn+Wait cycle. */
   client_wait_cpu_ms?: number;
+  client_watch_cpu_ms?: number;
+  /** The C loop's CPU per cycle with its children's (exec, exit): what each cycle costs the machine at least. */
+  c_cpu_ms?: number;
   sig_p50_ms: number;
   rtt_p50_ms?: number;
   start_1000_s: number;
@@ -110,13 +113,22 @@ function cLoop(args: string[]): Promise<RawRun> {
 
 const p50 = (lat: readonly number[]) => latencyStats(lat).p50_ms;
 
+/** CPU ms of this process's reaped children (cutime + cstime): the C loop with its own children. */
+function childrenCpuMs(): number {
+  const stat = readFileSync('/proc/self/stat', 'latin1');
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[16 - 3]) + Number(rest[17 - 3])) * TICK_MS;
+}
+
 async function cRound(r: number): Promise<void> {
+  const cpu0 = childrenCpuMs();
   const tput = await cLoop(['tput', '16', String(N)]);
+  const cpuMs = (childrenCpuMs() - cpu0) / N;
   const sig = await cLoop(['sig', '1', String(TRIES), String(SETTLE)]);
   const start = await cLoop(['start', '1000']);
-  const row: Row = { round: r, peer: 'c', load1: os.loadavg()[0]!, wait_cps: tput.lat_ns.length / tput.wall_s, sig_p50_ms: p50(sig.lat_ns), start_1000_s: start.wall_s };
+  const row: Row = { round: r, peer: 'c', load1: os.loadavg()[0]!, wait_cps: tput.lat_ns.length / tput.wall_s, c_cpu_ms: cpuMs, sig_p50_ms: p50(sig.lat_ns), start_1000_s: start.wall_s };
   rows.push(row);
-  log(`  c: ${Math.round(row.wait_cps)}/s, signal→exit p50 ${row.sig_p50_ms.toFixed(3)} ms, start 1000 ${row.start_1000_s.toFixed(3)} s`);
+  log(`  c: ${Math.round(row.wait_cps)}/s, ${cpuMs.toFixed(3)} ms CPU per cycle (loop + children), signal→exit p50 ${row.sig_p50_ms.toFixed(3)} ms, start 1000 ${row.start_1000_s.toFixed(3)} s`);
 }
 
 async function serverRound(r: number, peer: Server, driver: AgentDriver): Promise<void> {
@@ -157,6 +169,7 @@ async function serverRound(r: number, peer: Server, driver: AgentDriver): Promis
       get_cpu_ms: get.cpuMs / N,
       wait_threads_ms: threads,
       client_wait_cpu_ms: (wait.run.client_cpu_s * 1000) / N,
+      client_watch_cpu_ms: (watch.run.client_cpu_s * 1000) / N,
       sig_p50_ms: p50(sig.lat_ns),
       rtt_p50_ms: p50(rtt.lat_ns),
       start_1000_s: start.wall_s,
@@ -221,12 +234,14 @@ async function main(): Promise<void> {
         (BASE ? ` ${round(ratio('floor', 'base', f), 3)} | ${round(ratio('agent', 'base', f), 3)} |` : ''),
     );
   line('Spawn+Wait c=16 cycles/s (C: spawnloop tput 16)', (x) => x.wait_cps, 0);
+  L.push(`| C loop CPU ms / cycle, its children's included | ${round(med('c', (x) => x.c_cpu_ms), 4)} | | | | |${BASE ? ' | |' : ''}`);
   line('Spawn+Watch c=16 cycles/s', (x) => x.watch_cps, 0, false);
   line('server CPU ms / Spawn+Wait cycle', (x) => x.wait_cpu_ms, 4, false);
   for (const t of threadNames) line(`  of which thread ${t}`, (x) => x.wait_threads_ms?.[t] ?? 0, 4, false);
   line('server CPU ms / Spawn+Watch cycle', (x) => x.watch_cpu_ms, 4, false);
   line('server CPU ms / bare Get (c=16)', (x) => x.get_cpu_ms, 4, false);
   line('client CPU ms / Spawn+Wait cycle', (x) => x.client_wait_cpu_ms, 4, false);
+  line('client CPU ms / Spawn+Watch cycle', (x) => x.client_watch_cpu_ms, 4, false);
   line('Signal→EXITED p50 ms (C: signal→exit)', (x) => x.sig_p50_ms, 3);
   line('Get after the same settle p50 ms', (x) => x.rtt_p50_ms, 3, false);
   line('start 1,000 sleepers s', (x) => x.start_1000_s, 3);
