@@ -103,6 +103,7 @@ const notFound = (handle) => ({ code: status.NOT_FOUND, details: `no process ${h
 const service = {
   spawn(call, callback) {
     const argv = call.request.argv;
+    // The bench's argv[0] is always a path (/bin/true, /bin/sleep): no PATH search here.
     const path = argv[0] ?? '';
     kernelSpawn
       .spawnAsync({ path: path.includes('/') ? path : `/usr/bin/${path}`, argv, envp: ENVP, stdio: NULL_STDIO, newSession: call.request.newSession ?? true })
