@@ -22,6 +22,8 @@ export interface AgentOptions {
   readonly openFiles?: number;
   /** The agent's environment (default: the driver's). */
   readonly env?: NodeJS.ProcessEnv;
+  /** The script node runs instead of REPO/dist/src/main.js (bench/floor-server.mjs). */
+  readonly entry?: string;
 }
 
 /** Starts dist/src/main.js on a fresh unix socket, with a raised open-file limit. */
@@ -34,7 +36,7 @@ export async function startAgent(opts: AgentOptions): Promise<AgentProcess> {
   const script = `ulimit -Hn ${nofile} 2>/dev/null; ulimit -Sn ${nofile} 2>/dev/null || ulimit -Sn "$(ulimit -Hn)"; exec "$@"`;
   // Every Spawn is audited: to a file, as on a node, not down the terminal.
   const audit = opts.agentFlags?.includes('--audit-log') ? [] : ['--audit-log', join(dir, 'audit.log')];
-  const args = [...(opts.nodeFlags ?? []), join(opts.repo, 'dist/src/main.js'), '--listen', address, '--quiet', '--max-processes', String(opts.maxProcesses), ...audit, ...stateFlags(dir, opts.agentFlags), ...(opts.agentFlags ?? [])];
+  const args = [...(opts.nodeFlags ?? []), opts.entry ?? join(opts.repo, 'dist/src/main.js'), '--listen', address, '--quiet', '--max-processes', String(opts.maxProcesses), ...audit, ...stateFlags(dir, opts.agentFlags), ...(opts.agentFlags ?? [])];
   const child: ChildProcess = spawn('/bin/sh', ['-c', script, 'sh', process.execPath, ...args], {
     stdio: ['ignore', 'inherit', 'inherit'],
     cwd: dir,
