@@ -108,6 +108,7 @@ bench: build
 	node --import tsx bench/telemetry.ts $(BENCH_TELEMETRY_ARGS)
 	node --import tsx bench/reclaim.ts $(BENCH_RECLAIM_ARGS)
 	$(MAKE) bench-ab
+	$(MAKE) bench-floor
 	$(MAKE) bench-spawn-batch
 
 # Same-run A/B of this tree's agent against the agent at BENCH_BASE (issue 17: agent CPU per
@@ -115,14 +116,23 @@ bench: build
 # The base is exported with git archive into bench/.base/COMMIT and built there once.
 BENCH_BASE ?= 58e6ba0
 BENCH_BASE_DIR = bench/.base/$(BENCH_BASE)
-.PHONY: bench-ab
-bench-ab: build
+.PHONY: bench-ab bench-base
+bench-ab: bench-base
+	node --import tsx bench/ab.ts --agent $(BENCH_BASE_DIR) --agent . --summary $(BENCH_AB_ARGS)
+bench-base: build
 	if ! [ -f $(BENCH_BASE_DIR)/dist/src/main.js ]; then \
 	  rm -rf $(BENCH_BASE_DIR) && mkdir -p $(BENCH_BASE_DIR) && git archive $(BENCH_BASE) | tar -x -C $(BENCH_BASE_DIR) && \
 	  if cmp -s package-lock.json $(BENCH_BASE_DIR)/package-lock.json; then cp -al node_modules $(BENCH_BASE_DIR)/node_modules; \
 	  else (cd $(BENCH_BASE_DIR) && npm ci --no-audit --no-fund); fi && \
 	  touch $(BENCH_BASE_DIR)/node_modules/.installed && $(MAKE) -C $(BENCH_BASE_DIR) build; fi
-	node --import tsx bench/ab.ts --agent $(BENCH_BASE_DIR) --agent . --summary $(BENCH_AB_ARGS)
+
+# What limits each CPU and latency goal of issue 17: the C loop, a floor server (the agent's API on
+# the same grpc-js doing only the kernel work, bench/floor-server.mjs), this agent and the agent at
+# BENCH_BASE, interleaved round by round; adds floor_* and agent_vs_floor_* keys to summary.json.
+.PHONY: bench-floor
+bench-floor: bench-base
+	gcc -O2 -Wall -Wextra -o bench/c/spawnloop bench/c/spawnloop.c
+	node --import tsx bench/floor.ts --base $(BENCH_BASE_DIR) --summary $(BENCH_FLOOR_ARGS)
 
 # API savings (issue 17): 1,000 sleepers by unary Spawn (16 in flight, also the baseline agent's)
 # against SpawnBatch of 16/64/256, and Spawn+Wait+Release against Spawn(release_on_exit)+Wait;

@@ -41,6 +41,8 @@ const { values: opt } = parseArgs({
     base: { type: 'string' },
     /** Instead: --n Spawn+Wait, Spawn+Watch and Gets at c=16 per server under --cpu-prof, self time by room. */
     profile: { type: 'boolean', default: false },
+    /** Adds the floor server's goal keys and the agent's ratio to them to results/summary.json (make bench). */
+    summary: { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -258,6 +260,21 @@ async function main(): Promise<void> {
   const summary = Object.fromEntries(keyNames.map((k) => [k, { floor: round(keyMed('floor', k)), agent: round(keyMed('agent', k)), ...(BASE ? { base: round(keyMed('base', k)) } : {}) }]));
   writeFileSync(file, JSON.stringify({ date: started.toISOString(), cpu_model: cpuModel, agent: AGENT, base: BASE, rounds: ROUNDS, n: N, tries: TRIES, settle_ms: SETTLE, load_start: load0, load_end: load1, summary, per_round_keys: perRoundKeys, rows }, null, 1) + '\n');
   log(`wrote ${file}`);
+  if (opt.summary) {
+    // What limits each goal, beside the goal keys: the same key for a server that does only the
+    // kernel work on the same stack, and the agent's ratio to it, from this one run.
+    const summaryFile = join(BENCH, 'results', 'summary.json');
+    const all = existsSync(summaryFile) ? (JSON.parse(readFileSync(summaryFile, 'utf8')) as Record<string, unknown>) : {};
+    const floor: Record<string, unknown> = { floor_file: `results/${file.slice(file.lastIndexOf('/') + 1)}` };
+    for (const k of keyNames) {
+      floor[`floor_${k}`] = round(keyMed('floor', k));
+      floor[`agent_vs_floor_${k}`] = round(median(perRoundKeys.map((x) => x.agent[k]! / x.floor[k]!)));
+    }
+    if (BASE) floor['floor_cpu_ms_per_cycle_c16_vs_base'] = round(ratio('floor', 'base', (x) => x.wait_cpu_ms), 3);
+    Object.assign(all, floor);
+    writeFileSync(summaryFile, JSON.stringify(all, null, 2) + '\n');
+    log(`added the floor keys to ${summaryFile}`);
+  }
 }
 
 type ProfiledCase = 'wait' | 'watch' | 'get';
