@@ -19,6 +19,8 @@ const { values: opt } = parseArgs({
     rounds: { type: 'string', default: '5' },
     n: { type: 'string', default: '4000' },
     via: { type: 'string', default: 'wait' },
+    /** Spawn+Wait cycles at c=8 before the measured run (JIT, channel, pools). */
+    warmup: { type: 'string', default: '1000' },
   },
   strict: true,
 });
@@ -60,7 +62,7 @@ for (let r = 1; r <= ROUNDS; r++) {
     const agent = await startAgent({ repo: v.dir, maxProcesses: 4000, agentFlags: v.flags, nodeFlags: [...(process.env.AGENT_NODE_FLAGS?.split(' ').filter(Boolean) ?? []), ...v.nodeFlags] });
     try {
       await driver.send({ op: 'init', address: agent.address });
-      await driver.run({ op: 'tput', conc: 8, n: 1000, via });
+      await driver.run({ op: 'tput', conc: 8, n: Number(opt.warmup), via });
       // TRACE_CMD (e.g. `perf record -g -o /tmp/x.data -p` or `strace -c -f -p`): run with the
       // agent's pid appended around the measured run, stopped with SIGINT.
       const trace = process.env.TRACE_CMD ? spawn('/bin/sh', ['-c', `exec ${process.env.TRACE_CMD} ${agent.pid}`], { stdio: 'inherit' }) : undefined;
