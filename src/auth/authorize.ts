@@ -68,6 +68,8 @@ interface GrantParts {
   readonly release?: () => void;
   /** Spawns: argv[0] resolved, what was checked and what runs. */
   readonly executable?: string;
+  /** Spawns: `executable` is a path with a slash the spawn checks (or execve does), not checked here. */
+  readonly executableUnchecked?: boolean;
 }
 
 /** What a call was granted: who may see what, and, for a spawn, the executable that was checked. */
@@ -82,6 +84,10 @@ export class Grant {
 
   get executable(): string | undefined {
     return this.parts.executable;
+  }
+
+  get executableUnchecked(): boolean | undefined {
+    return this.parts.executableUnchecked;
   }
 
   /** The owner a spawned or adopted process gets. */
@@ -194,16 +200,17 @@ export class Authorizer {
       const record = this.deps.lookup(into);
       if (record === undefined || (rule.role !== 'admin' && record.spec.owner !== caller.identity)) return deny(unknownHandle(into));
     }
-    let executable: string | Denial;
+    let resolved: Resolved | Denial;
     try {
-      executable = this.executable(rule, spawn);
+      resolved = this.executable(rule, spawn);
     } catch (e) {
       new Grant(parts).finish({ error: e });
       throw e;
     }
-    if (typeof executable !== 'string') return deny(policyDenied(executable));
+    if (!('executable' in resolved)) return deny(policyDenied(resolved));
+    const { executable, executableUnchecked } = resolved;
     // A retry of a spawn already made replays it: it starts nothing, so no quota may refuse it.
-    if (spawn.requestId !== undefined && this.deps.replays(caller.identity, spawn.requestId)) return new Grant({ ...parts, executable });
+    if (spawn.requestId !== undefined && this.deps.replays(caller.identity, spawn.requestId)) return new Grant({ ...parts, executable, executableUnchecked });
     const { maxProcesses, spawnRate } = rule.spawn;
     const release = this.quotas.takeSpawn(caller.identity, maxProcesses === undefined ? undefined : maxProcesses - this.deps.running(caller.identity));
     if (release === undefined) return deny(quota('max_processes', `at most ${maxProcesses} running processes at once`));
@@ -211,7 +218,7 @@ export class Authorizer {
       release();
       return deny(quota('spawn_rate', `at most ${spawnRate!.count} spawns per ${spawnRate!.perMs / 1000} s`));
     }
-    return new Grant({ ...parts, release, executable });
+    return new Grant({ ...parts, release, executable, executableUnchecked });
   }
 
   /**
@@ -219,16 +226,24 @@ export class Authorizer {
    * is refused, and PATH directories outside are skipped, before the file system is asked (the
    * agent's stat must not tell a tenant what exists where it may not look).
    */
-  private executable(rule: Rule, spawn: SpawnOptions): string | Denial {
+  private executable(rule: Rule, spawn: SpawnOptions): Resolved | Denial {
     const program = spawn.argv[0]!;
     const joined = this.deps.namespaces?.(spawn);
     try {
       const cwd = childCwd(spawn, joined?.target);
       const root = joined?.target?.root;
-      if (program.includes('/')) return executableDenial(rule.spawn, resolve(cwd, program)) ?? resolveExecutable(program, '', cwd, root);
+      if (program.includes('/')) {
+        const path = resolve(cwd, program);
+        const denial = executableDenial(rule.spawn, path);
+        if (denial) return denial;
+        // In the agent's own mount namespace a path needs no stat + access here: the spawn checks
+        // it, or the kernel's execve does and only a failed one is diagnosed (the same errors).
+        if (joined?.target === undefined) return { executable: path, executableUnchecked: true };
+        return { executable: resolveExecutable(program, '', cwd, root) };
+      }
       const dirs = searchPath(spawn, this.deps.agentEnv).split(delimiter).filter((dir) => dir !== '' && executableDenial(rule.spawn, resolve(cwd, dir, program)) === undefined);
       if (dirs.length === 0) return { field: 'executable', message: `${program}: no directory of PATH holds an executable this identity may run` };
-      return resolveExecutable(program, dirs.join(delimiter), cwd, root);
+      return { executable: resolveExecutable(program, dirs.join(delimiter), cwd, root) };
     } finally {
       joined?.release();
     }
@@ -251,6 +266,12 @@ export class Authorizer {
       rlimits: setup.rlimits,
     };
   }
+}
+
+/** argv[0] as the spawn will run it. */
+interface Resolved {
+  readonly executable: string;
+  readonly executableUnchecked?: true;
 }
 
 const quota = (field: string, message: string) => new AgentError('ResourceExhausted', `${field}: ${message} (policy)`, { reason: 'POLICY_QUOTA', field });

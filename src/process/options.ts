@@ -43,6 +43,11 @@ export interface SpawnOptions {
   readonly owner?: string;
   /** argv[0] already resolved to an absolute path (by the authorization, which checked it). */
   readonly executable?: string;
+  /**
+   * `executable` is argv[0] with a slash made absolute, not yet checked: the spawn checks it before
+   * it runs, or leaves that to the kernel's execve where the shim execs it as it is.
+   */
+  readonly executableUnchecked?: boolean;
   /** A managed process's handle: the child joins its mount, UTS, IPC, network and cgroup namespaces. */
   readonly joinNamespacesOf?: string;
   /** Released once a Wait or Stop has delivered its exit (SpawnRequest.release_on_exit). */

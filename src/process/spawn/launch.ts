@@ -84,8 +84,9 @@ export async function launch(
   const program = options.argv[0]!;
   const plain = (o: OutputTarget) => o.kind === 'discard' || o.kind === 'inherit';
   const shimmable = !options.terminal && options.stdin !== 'pipe' && plain(options.stdout) && plain(options.stderr) && !needsHelper(options.setup) && node.cgroups.v1Procs.length === 0;
-  const deferred = options.executable === undefined && joins === undefined && program.includes('/') && shimmable;
-  const path = options.executable ?? (deferred ? resolve(childCwd(options, joins), program) : stage('executable', () => executableOf(options, node.agentEnv, joins)));
+  const unchecked = options.executable === undefined || options.executableUnchecked === true;
+  const deferred = unchecked && joins === undefined && program.includes('/') && shimmable;
+  const path = !unchecked ? options.executable! : deferred ? resolve(childCwd(options, joins), program) : stage('executable', () => executableOf(options, node.agentEnv, joins));
   let direct = false;
   if (options.cwd !== undefined && joins === undefined) checkCwd(options.cwd);
   const opened: Fd[] = [];
