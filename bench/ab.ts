@@ -62,7 +62,7 @@ async function oneAgent(round: number, dir: string): Promise<void> {
   const agent = await startAgent({ repo: dir, maxProcesses: 4000 });
   try {
     await driver.send({ op: 'init', address: agent.address });
-    await driver.run({ op: 'tput', conc: 8, n: 1000, via: 'wait' }); // JIT, channel, pools: discarded
+    await driver.warmUp();
     await measure(agent, round, dir, 'wait', { op: 'tput', conc: 16, n: N, via: 'wait' }, N);
     await measure(agent, round, dir, 'watch', { op: 'tput', conc: 16, n: N, via: 'watch' }, N);
     await measure(agent, round, dir, 'get', { op: 'get', conc: 16, n: N }, N);

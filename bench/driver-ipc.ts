@@ -6,6 +6,8 @@ import { fileURLToPath } from 'node:url';
 import type { DriverCommand, DriverReply, DriverRun } from './agent-driver.js';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
+/** Cycles of each kind an agent runs before it is measured (JIT, channel, pools: discarded). */
+export const WARMUP = 4000;
 
 export class AgentDriver {
   private readonly proc: ChildProcess;
@@ -31,6 +33,17 @@ export class AgentDriver {
     const r = (await this.send(cmd)).result;
     if (!r) throw new Error(`agent driver ${cmd.op}: no result`);
     return r;
+  }
+
+  /**
+   * Runs every path the measurements take (Spawn+Wait, Spawn+Watch, bare Gets, 16 in flight) until
+   * V8 has compiled them: with only Spawn+Wait warmed, the Watch path was compiled by V8's threads
+   * inside the measured run (FINDINGS "Session 13: CPU per cycle": Watch cycle ×0.71 after 8,000).
+   */
+  async warmUp(n = WARMUP): Promise<void> {
+    await this.run({ op: 'tput', conc: 16, n, via: 'wait' });
+    await this.run({ op: 'tput', conc: 16, n, via: 'watch' });
+    await this.run({ op: 'get', conc: 16, n });
   }
 
   private settle(reply: DriverReply): void {

@@ -139,7 +139,7 @@ async function serverRound(r: number, peer: Server, driver: AgentDriver): Promis
   );
   try {
     await driver.send({ op: 'init', address: agent.address });
-    await driver.run({ op: 'tput', conc: 8, n: 1000, via: 'wait' }); // JIT, channel, pools: discarded
+    await driver.warmUp();
     const timed = async (cmd: DriverCommand): Promise<{ run: DriverRun; cpuMs: number }> => {
       const cpu0 = cpuSeconds(agent.pid);
       const run = await driver.run(cmd);
@@ -305,7 +305,7 @@ async function profileOne(peer: Server, driver: AgentDriver): Promise<Record<Pro
   const runs: { c: ProfiledCase; window: [number, number]; threads: Record<string, number>; cpu_ms: number; ops_per_s: number }[] = [];
   try {
     await driver.send({ op: 'init', address: agent.address });
-    await driver.run({ op: 'tput', conc: 8, n: 1000, via: 'wait' });
+    await driver.warmUp();
     for (const { c, cmd } of PROFILED) {
       const t0 = threadCpu(agent.pid);
       const cpu0 = cpuSeconds(agent.pid);

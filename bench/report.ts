@@ -39,6 +39,8 @@ export interface Footprint {
   readonly rss_rest_kib?: Readonly<Record<string, number>>;
   readonly fds: Readonly<Record<string, number>>;
   readonly start_1000_s: number;
+  /** The same 1,000 started again after the agent rested 12 s with nothing managed. */
+  readonly start_1000_after_rest_s?: number;
   /** The C loop starting as many sleepers one after another (posix_spawn + pidfd_open), same round. */
   readonly c_start_1000_s?: number;
   readonly start_9000_s: number;
@@ -157,7 +159,9 @@ export interface Summary {
   readonly signal_exit_p50_vs_floor: number;
   /** Per round: the agent's start of 1,000 sleepers (16 in flight) ÷ the C loop's; median. */
   readonly start_1000_vs_c: number;
-  /** VmRSS with nothing managed, at rest 12 s after 1,000 warm-up cycles. */
+  /** The same after the agent rested 12 s (what giving memory back costs the next burst). */
+  readonly start_1000_after_rest_vs_c: number;
+  /** VmRSS with nothing managed, at rest 12 s after the warm-up and the first 1,000 starts. */
   readonly rss_idle_mib: number;
   readonly targets: Readonly<Record<string, { readonly goal: string; readonly met: boolean }>>;
 }
@@ -193,6 +197,7 @@ export function summarize(run: Run, runFile: string): Summary {
     agent_cpu_ms_per_get_c16: round(find('agent-get', 'get', 16)?.agent_cpu_per_1000 ?? Number.NaN, 4),
     signal_exit_p50_vs_floor: round(perRound(run.samples, (one) => (one('agent', 'sig', 1)?.lat.p50_ms ?? NaN) / ((one('agent', 'rtt', 1)?.lat.p50_ms ?? NaN) + (one('c', 'sig', 1)?.lat.p50_ms ?? NaN)))),
     start_1000_vs_c: round(median(fp.map((f) => f.start_1000_s / (f.c_start_1000_s ?? NaN)))),
+    start_1000_after_rest_vs_c: round(median(fp.map((f) => (f.start_1000_after_rest_s ?? NaN) / (f.c_start_1000_s ?? NaN)))),
     rss_idle_mib: round(median(fp.map((f) => (rest(f)['0'] ?? Number.NaN) / 1024)), 1),
   };
   const goal = (text: string, met: boolean) => ({ goal: text, met });
@@ -319,7 +324,7 @@ export function markdown(run: Run, summary: Summary): string {
   if (fp.length > 0) {
     const med = (f: (x: Footprint) => number) => median(fp.map(f));
     const keys = Object.keys(fp[0]!.rss_kib).sort((a, b) => Number(a) - Number(b));
-    L.push('### Agent footprint (a fresh agent each round, after 1,000 warm-up cycles)');
+    L.push(`### Agent footprint (a fresh agent each round, after ${int((run.options['counts'] as { warmup?: number } | undefined)?.warmup ?? 1000)} warm-up cycles${(run.options['counts'] as { warmup?: number } | undefined)?.warmup === 1000 ? '' : ' of each kind'})`);
     L.push('| | ' + keys.map((k) => `${int(Number(k))} managed`).join(' | ') + ' |');
     L.push('|---|' + keys.map(() => '---:').join('|') + '|');
     L.push('| VmRSS MiB | ' + keys.map((k) => fmt(med((f) => (f.rss_kib[k] ?? NaN) / 1024), 1)).join(' | ') + ' |');
@@ -327,7 +332,7 @@ export function markdown(run: Run, summary: Summary): string {
     L.push('');
     const max = Math.max(...keys.map(Number));
     L.push(`Per handle: ${fmt(summary.per_handle_kib, 2)} KiB ((RSS at ${int(max)} − RSS at 0) / ${int(max)}); ${fmt(summary.per_handle_kib_1k_to_max, 2)} KiB from ${int(fp[0]!.first)} to ${int(max)} (less sensitive to the heap's own growth; RSS moves with V8's heap state, so expect ±1 KiB between runs). ` +
-      `Start the first ${int(fp[0]!.first)} sleepers (16 Spawn calls in flight): ${fmt(summary.start_1000_s, 3)} s; the next ${int(fp[0]!.rest)}: ${fmt(med((f) => f.start_9000_s), 2)} s; ` +
+      `Start the first ${int(fp[0]!.first)} sleepers (16 Spawn calls in flight): ${fmt(summary.start_1000_s, 3)} s (after the agent rested 12 s: ${fmt(med((f) => f.start_1000_after_rest_s ?? NaN), 3)} s, ×${fmt(summary.start_1000_after_rest_vs_c, 3)} the C loop); the next ${int(fp[0]!.rest)}: ${fmt(med((f) => f.start_9000_s), 2)} s; ` +
       `Signal KILL + Wait for those ${int(fp[0]!.rest)} (16 in flight): ${fmt(med((f) => f.kill_9000_s), 2)} s.`);
     L.push('');
   }
