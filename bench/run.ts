@@ -9,6 +9,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
+import { AgentClient } from '../clients/ts/src/index.js';
 import type { DriverCommand } from './agent-driver.js';
 import { cpuSeconds, fdCount, rssKib, startAgent, type AgentProcess } from './agent-process.js';
 import { AgentDriver, WARMUP } from './driver-ipc.js';
@@ -176,10 +177,52 @@ async function stopLive(): Promise<void> {
 /** Rotates the peer order each round so that no peer always runs first or last. */
 const rotate = <T>(xs: readonly T[], k: number): T[] => xs.map((_, i) => xs[(i + k) % xs.length]!);
 
+/**
+ * While the other peers run, one Spawn+Wait a second keeps the agent from going quiet: an agent
+ * quiet for 7 s gives its heap back (src/kernel/idle-memory.ts) and its next measured run then
+ * pays V8 growing it again (FINDINGS "Session 13: telemetry cost": +100-250 µs per cycle on V8's
+ * threads), which is a cost of the rest, not of a cycle. Paused (and drained) while the agent is measured.
+ */
+function keepAwake(address: string): { pause(): Promise<void>; resume(): void; stop(): void } {
+  const client = new AgentClient(address);
+  let paused = false;
+  let inFlight: Promise<unknown> = Promise.resolve();
+  const timer = setInterval(() => {
+    if (paused) return;
+    inFlight = (async () => {
+      const { process: p } = await client.spawn({ argv: ['/bin/true'] });
+      await client.wait({ handle: p!.handle });
+      await client.release({ handle: p!.handle });
+    })().catch(() => undefined);
+  }, 1000);
+  return {
+    async pause() {
+      paused = true;
+      await inFlight;
+    },
+    resume() {
+      paused = false;
+    },
+    stop() {
+      clearInterval(timer);
+      client.close();
+    },
+  };
+}
+
 async function headToHead(r: number): Promise<void> {
   live = await newAgent();
   const agent = live;
   await attach(agent);
+  const awake = keepAwake(agent.address);
+  const measure = async (run: () => Promise<void>) => {
+    await awake.pause();
+    try {
+      await run();
+    } finally {
+      awake.resume();
+    }
+  };
   const peers = rotate<SoloPeer | 'agent'>(PM2 ? ['c', 'c-clone', 'node', 'agent', 'pm2'] : ['c', 'c-clone', 'node', 'agent'], r);
   const agentModes = r % 2 ? (['agent-wait', 'agent-watch'] as const) : (['agent-watch', 'agent-wait'] as const);
   log(`round ${r}: start→exit and signal→exit, order ${peers.join(', ')}`);
@@ -188,11 +231,12 @@ async function headToHead(r: number): Promise<void> {
       for (const peer of peers) {
         if (peer === 'c-clone' && kind !== 'tput') continue; // spawning differs, signalling does not
         if (peer !== 'agent') record(r, peer, kind, conc, 0, await peerRun(peer, kind, conc));
-        else if (kind === 'sig') await agentRun(agent, r, 'agent', kind, conc, 0);
-        else for (const mode of agentModes) await agentRun(agent, r, mode, kind, conc, 0);
+        else if (kind === 'sig') await measure(() => agentRun(agent, r, 'agent', kind, conc, 0));
+        else for (const mode of agentModes) await measure(() => agentRun(agent, r, mode, kind, conc, 0));
       }
     }
   }
+  awake.stop();
   // What a bare RPC costs the agent, beside the cycles (agent_cpu_watch_cycle_vs_get).
   await agentRun(agent, r, 'agent-get', 'get', 16, 0);
   const rtt = await driveRun({ op: 'rtt', n: N.sig[1], settleMs: SETTLE_MS });
