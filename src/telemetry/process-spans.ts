@@ -8,7 +8,6 @@ import { signalName } from '../process/lifecycle/signalling.js';
 import type { AgentMetrics, ExitHow } from './metrics.js';
 
 const STAGE_SPANS: Record<SpawnStage, string> = {
-  authorize: 'pidfd.agent.authorize',
   executable: 'pidfd.agent.resolve_executable',
   cgroup: 'pidfd.agent.cgroup',
   exec: 'pidfd.agent.exec',
