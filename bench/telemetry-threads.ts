@@ -9,7 +9,7 @@
 //   traces   OTLP traces at 100 % sampling, no metrics at all
 //   on       everything (as bench/telemetry.ts's "on")
 //   MODE+K=V,K=V  extra environment for the agent (e.g. on+OTEL_BSP_MAX_EXPORT_BATCH_SIZE=2048)
-// Usage: node --import tsx bench/telemetry-threads.ts --variant /work/baseline::off --variant /work/baseline::on [--rounds 4] [--cycles 3000] [--cpu-prof]
+// Usage: node --import tsx bench/telemetry-threads.ts --variant /work/baseline::off --variant /work/baseline::on [--rounds 4] [--cycles 3000] [--cpu-prof] [--let-rest: idle agents are not kept awake]
 import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -24,7 +24,7 @@ import { median } from './stats.js';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
 const { values: opt } = parseArgs({
-  options: { variant: { type: 'string', multiple: true }, rounds: { type: 'string', default: '4' }, cycles: { type: 'string', default: '3000' }, 'cpu-prof': { type: 'boolean', default: false } },
+  options: { variant: { type: 'string', multiple: true }, rounds: { type: 'string', default: '4' }, cycles: { type: 'string', default: '3000' }, 'cpu-prof': { type: 'boolean', default: false }, 'let-rest': { type: 'boolean', default: false } },
   strict: true,
 });
 const ROUNDS = Math.max(1, Number(opt.rounds));
@@ -47,16 +47,25 @@ createServer((req, res) => {
 }).listen(0, '127.0.0.1', function () { process.stdout.write(this.address().port + '\\n'); });
 `;
 
+/**
+ * CPU ms per thread. Node 20 names all its threads "node": they are told apart by the order they
+ * were made in (the lowest tids are V8's platform workers, made at start-up, GC and compiling;
+ * libuv's pool threads come at their first use), as node#1, node#2….
+ */
 function threads(pid: number): Map<string, number> {
   const out = new Map<string, number>();
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+  const seen = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`).sort((x, y) => Number(x) - Number(y))) {
     let stat: string;
     try {
       stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'latin1');
     } catch {
       continue;
     }
-    const name = tid === String(pid) ? 'main' : stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const comm = tid === String(pid) ? 'main' : stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const nth = (seen.get(comm) ?? 0) + 1;
+    seen.set(comm, nth);
+    const name = comm === 'node' ? `node#${nth}` : comm;
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     out.set(name, (out.get(name) ?? 0) + (Number(rest[11]) + Number(rest[12])) * TICK_MS);
   }
@@ -145,12 +154,19 @@ try {
     if (setup.flags === listen) scrapers.push(setInterval(() => void fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text(), () => undefined), SCRAPE_MS));
     running.push({ name: v, agent, client, profDir });
   }
+  // The others are kept from going quiet (bench/telemetry.ts says why), unless --let-rest.
+  let measured: AgentClient | undefined;
+  const keepAwake = opt['let-rest'] ? undefined : setInterval(() => {
+    for (const { client } of running) if (client !== measured) void cycles(client, 1).catch(() => undefined);
+  }, 1000);
   for (const { client } of running) {
+    measured = client;
     const warm = performance.now();
     while (performance.now() - warm < SCRAPE_MS + 1500) await cycles(client, 200);
   }
   for (let round = 1; round <= ROUNDS; round++) {
     for (const { name, agent, client } of round % 2 === 1 ? running : [...running].reverse()) {
+      measured = client;
       const t0 = threads(agent.pid);
       const wall = await cycles(client, CYCLES);
       const t1 = threads(agent.pid);
@@ -165,6 +181,7 @@ try {
       process.stderr.write(`round ${round} ${name} load ${os.loadavg()[0]!.toFixed(2)}: ${total.toFixed(0)} µs/cycle, ${Math.round(CYCLES / wall)}/s ${JSON.stringify(perThread)}\n`);
     }
   }
+  if (keepAwake) clearInterval(keepAwake);
 } finally {
   for (const s of scrapers) clearInterval(s);
   for (const { client, agent } of running) {
@@ -181,6 +198,13 @@ for (const { name } of running) {
   const names = new Set(mine.flatMap((x) => Object.keys(x.perThread)));
   const per = [...names].map((n) => `${n}=${median(mine.map((x) => x.perThread[n] ?? 0)).toFixed(0)}`).join(' ');
   const r = running.find((x) => x.name === name)!;
+  // Against the off agent of the same tree, round by round (each round measures both back to back).
+  const off = running.find((x) => x.name.split('::')[0] === name.split('::')[0] && x.name.endsWith('::off'));
+  if (off !== undefined && off !== r) {
+    const ratios = mine.map((x) => x.total / rows.find((y) => y.round === x.round && y.name === off.name)!.total);
+    const mainRatios = mine.map((x) => (x.perThread.main ?? 0) / (rows.find((y) => y.round === x.round && y.name === off.name)!.perThread.main ?? 1));
+    console.log(`  against ${off.name}, per round: total ×${ratios.map((x) => x.toFixed(2)).join(' ×')} (median ×${median(ratios).toFixed(3)}); main thread median ×${median(mainRatios).toFixed(3)}`);
+  }
   console.log(`${name}: total ${median(mine.map((x) => x.total)).toFixed(0)}, ${Math.round(median(mine.map((x) => x.cps)))}/s; ${per}; ${lifeCycles.get(r.client)} cycles in its life${r.profDir ? `, profile in ${r.profDir}` : ''}`);
 }
 process.exit(0);
