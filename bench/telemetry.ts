@@ -147,6 +147,7 @@ async function main(): Promise<void> {
     // first seconds compiling (on V8's background threads, which count as its CPU), more of it
     // with the SDK loaded, and a bench that restarted agents measured that instead of the cycles.
     const running: { dir: string; name: Name; agent: AgentProcess; client: AgentClient }[] = [];
+    let keepAwake: NodeJS.Timeout | undefined;
     try {
       for (const { dir, name } of variants) {
         const metricsPort = await freePort();
@@ -173,14 +174,25 @@ async function main(): Promise<void> {
         }
       }
       // Warm-up past the first metric export and scrape: the exporters load and compile their
-      // code then, once in an agent's life, which is not a cost per cycle.
+      // code then, once in an agent's life, which is not a cost per cycle. The others are kept
+      // awake from here on (below).
+      let measured: AgentClient | undefined;
+      keepAwake = setInterval(() => {
+        for (const { client } of running) if (client !== measured) void cycles(client, 1).catch(() => undefined);
+      }, 1000);
       for (const { client } of running) {
+        measured = client;
         const warm = performance.now();
         while (performance.now() - warm < SCRAPE_MS + 1500) await cycles(client, 200);
       }
-      // Measured one at a time, the order reversed every other round; the others idle meanwhile.
+      // Measured one at a time, the order reversed every other round; the others idle meanwhile,
+      // but never quiet: an agent quiet for 7 s gives its heap back (src/kernel/idle-memory.ts) and
+      // its next run then pays V8 growing it again (+100-200 µs per cycle on V8's worker threads),
+      // so which variant was measured after a long wait decided the ratio. One cycle every second
+      // keeps each one from going quiet, at ~0.1 % of a CPU.
       for (let round = 1; round <= ROUNDS; round++) {
         for (const { dir, name, agent, client } of round % 2 === 1 ? running : [...running].reverse()) {
+          measured = client;
           const cpu0 = cpuSeconds(agent.pid);
           const wall = await cycles(client, CYCLES);
           const cpu = cpuSeconds(agent.pid) - cpu0;
@@ -190,6 +202,7 @@ async function main(): Promise<void> {
         }
       }
     } finally {
+      clearInterval(keepAwake);
       for (const { client, agent } of running) {
         client.close();
         await agent.stop();

@@ -164,6 +164,9 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     replays: (owner, requestId) => manager.hasRequest(owner, requestId),
     // Audit lines of a traced call name its trace, so the two join.
     audit: (entry) => access.audit.write({ ...entry, ...telemetry.traceIds() }),
+    // A PATH search is the executable resolution of a spawn's trace; the rest of a decision takes
+    // microseconds, less than its span would cost.
+    searching: (fn) => manager.traceStage('executable', fn),
     // Its outcome is audited after the call has waited, when its span is no longer the active one.
     auditOfCall: () => {
       const ids = telemetry.traceIds();

@@ -51,7 +51,9 @@ test('a Spawn carrying a traceparent becomes a server span of that trace, with s
     t.is(attr(span.resource, 'k8s.node.name'), 'node-a');
 
     const children = sink.spans.filter((s) => s.traceId === traceId && s.parentSpanId === span.spanId).map((s) => s.name);
-    for (const stage of ['pidfd.agent.authorize', 'pidfd.agent.exec', 'pidfd.agent.store_write']) t.true(children.includes(stage), `${stage} among ${children.join(', ')}`);
+    for (const stage of ['pidfd.agent.exec', 'pidfd.agent.store_write']) t.true(children.includes(stage), `${stage} among ${children.join(', ')}`);
+    // A stage that did not run has no span: /bin/sh has a slash (no PATH search), no cgroup was asked for.
+    for (const stage of ['pidfd.agent.resolve_executable', 'pidfd.agent.cgroup']) t.false(children.includes(stage), `no ${stage} among ${children.join(', ')}`);
 
     const ended = exit()!;
     t.deepEqual(ended.links?.map((l) => [l.traceId, l.spanId]), [[traceId, span.spanId]], 'the exit links to the Spawn span');
@@ -83,6 +85,28 @@ test('--trace-argv records argv; OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup adds the 
     t.is(attr(span.attributes, 'rpc.system'), 'grpc');
     t.is(attr(span.attributes, 'rpc.service'), 'pidfd.agent.v1.AgentService');
     t.is(attr(span.attributes, 'rpc.grpc.status_code'), 0);
+  } finally {
+    await agent.stop();
+  }
+});
+
+test('a Spawn of a bare name has its PATH search as a stage of its trace', async (t) => {
+  const sink = await startOtlpSink();
+  t.teardown(() => sink.close());
+  const agent = await startAgentProcess([], [], otlpEnv(sink));
+  try {
+    const traceId = randomBytes(16).toString('hex');
+    const md = new Metadata();
+    md.set('traceparent', `00-${traceId}-${randomBytes(8).toString('hex')}-01`);
+    await new Promise<SpawnResponse>((resolve, reject) =>
+      agent.client.raw.spawn(SpawnRequest.fromPartial({ argv: ['true'] }), md, (e: ServiceError | null, r?: SpawnResponse) => (e ? reject(e) : resolve(r!))),
+    );
+    const server = () => sink.spans.find((s) => s.name === SPAWN && s.traceId === traceId);
+    const search = () => sink.spans.find((s) => s.name === 'pidfd.agent.resolve_executable' && s.traceId === traceId);
+    await spansUntil(sink.spans, () => server() !== undefined && search() !== undefined);
+    const span = server();
+    if (span === undefined) return t.fail(`no ${SPAWN} span in trace ${traceId}`);
+    t.is(search()?.parentSpanId, span.spanId, 'resolve_executable is a child of the Spawn span');
   } finally {
     await agent.stop();
   }

@@ -54,6 +54,8 @@ export interface AuthorizerDeps {
   readonly audit: AuditSink;
   /** The sink for a granted call's outcome, taken as it is decided (a traced call's line names its trace); else audit. */
   readonly auditOfCall?: () => AuditSink | undefined;
+  /** Runs a PATH search for argv[0] as a stage of the spawn's trace (a path with a slash is not searched). */
+  readonly searching?: <T>(fn: () => T) => T;
 }
 
 interface GrantParts {
@@ -243,7 +245,8 @@ export class Authorizer {
       }
       const dirs = searchPath(spawn, this.deps.agentEnv).split(delimiter).filter((dir) => dir !== '' && executableDenial(rule.spawn, resolve(cwd, dir, program)) === undefined);
       if (dirs.length === 0) return { field: 'executable', message: `${program}: no directory of PATH holds an executable this identity may run` };
-      return { executable: resolveExecutable(program, dirs.join(delimiter), cwd, root) };
+      const search = () => resolveExecutable(program, dirs.join(delimiter), cwd, root);
+      return { executable: this.deps.searching === undefined ? search() : this.deps.searching(search) };
     } finally {
       joined?.release();
     }

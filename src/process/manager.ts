@@ -139,7 +139,7 @@ export class ProcessManager {
     this.telemetry = telemetry;
   }
 
-  /** Runs fn as a stage of a spawn the telemetry can see (the service's authorization, say). */
+  /** Runs fn as a stage of a spawn the telemetry can see (the PATH search of its authorization, say). */
   traceStage<T>(stage: SpawnStage, fn: () => T): T {
     return this.telemetry.stage(stage, fn);
   }

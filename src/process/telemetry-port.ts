@@ -3,7 +3,7 @@
 import type { ProcessRecord } from './lifecycle/record.js';
 
 /** The stages of a spawn that take time, each a child span of the Spawn when tracing is on. */
-export type SpawnStage = 'executable' | 'authorize' | 'cgroup' | 'exec' | 'store';
+export type SpawnStage = 'executable' | 'cgroup' | 'exec' | 'store';
 
 /** One spawn's stages and start, tied to the call that asked for it. */
 export interface SpawnTrace {

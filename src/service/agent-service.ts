@@ -101,8 +101,8 @@ const decidedFactory = (log: Logger, gate: ServiceGate, auth: Authorizer, manage
       try {
         gate.check();
         const request = decode(call.request);
-        // A spawn's executable is resolved (and checked) here: a stage of its trace.
-        grant = method === 'Spawn' ? manager.traceStage('authorize', () => auth.authorize(call, request)) : auth.authorize(call, request);
+        // A spawn's executable is resolved (and checked) here; its PATH search is a stage of its trace.
+        grant = auth.authorize(call, request);
         res = fn(grant, request, call);
         if (!(res instanceof Promise)) res = finished(grant, res);
       } catch (e) {
@@ -158,7 +158,7 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
         req,
         async (item) => {
           const request = { rpc: 'Spawn' as const, spawn: validate.spawnOptions(item) };
-          const grant = manager.traceStage('authorize', () => auth.authorize(call, request));
+          const grant = auth.authorize(call, request);
           try {
             const { record, replayed } = await manager.spawn({ ...request.spawn, owner: grant.owner, executable: grant.executable, executableUnchecked: grant.executableUnchecked });
             const process = processOf(record);

@@ -1,6 +1,6 @@
 // Telemetry on: the SDK started, the instruments made, and the hooks the agent calls. Imported
 // only when something is configured, so an agent without telemetry never loads the SDK.
-import { isSpanContextValid, trace } from '@opentelemetry/api';
+import { INVALID_TRACEID, trace } from '@opentelemetry/api';
 import type { TelemetryPlan, TelemetrySettings } from './plan.js';
 import { startSdk } from './sdk.js';
 import { AgentMetrics } from './metrics.js';
@@ -25,7 +25,9 @@ export async function enableTelemetry(plan: TelemetryPlan, settings: TelemetrySe
     traceIds: () => {
       const span = trace.getActiveSpan();
       const ids = span?.spanContext();
-      return ids && isSpanContextValid(ids) ? { trace_id: ids.traceId, span_id: ids.spanId } : undefined;
+      // Spans here are the SDK's, from its ids or a traceparent the propagator checked: only the
+      // invalid context of no span at all needs telling apart (not the API's regex checks per call).
+      return ids && ids.traceId !== INVALID_TRACEID ? { trace_id: ids.traceId, span_id: ids.spanId } : undefined;
     },
     shutdown: async () => {
       stopRuntime();

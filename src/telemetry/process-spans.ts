@@ -8,7 +8,6 @@ import { signalName } from '../process/lifecycle/signalling.js';
 import type { AgentMetrics, ExitHow } from './metrics.js';
 
 const STAGE_SPANS: Record<SpawnStage, string> = {
-  authorize: 'pidfd.agent.authorize',
   executable: 'pidfd.agent.resolve_executable',
   cgroup: 'pidfd.agent.cgroup',
   exec: 'pidfd.agent.exec',
@@ -85,8 +84,9 @@ export function processTelemetry(agentMetrics: AgentMetrics, options: ProcessSpa
       const links: Link[] = started ? [{ context: started }] : [];
       const termination = record.exit?.termination;
       const exitedAt = record.exit?.exitedAt ?? Date.now();
-      // Its own trace (the Spawn's may be long finished), joined to it by the link.
-      const span = tracer.startSpan('pidfd.agent.process_exit', { kind: SpanKind.INTERNAL, links, root: true, startTime: exitedAt }, context.active());
+      // Its own trace (the Spawn's may be long finished), joined to it by the link: started in the
+      // root context, which is what `root: true` would make of the active one, without the copy.
+      const span = tracer.startSpan('pidfd.agent.process_exit', { kind: SpanKind.INTERNAL, links, startTime: exitedAt }, ROOT_CONTEXT);
       span.setAttributes({
         'process.pid': record.identity.pid,
         'process.executable.name': basename(record.spec.argv[0] ?? ''),

@@ -58,12 +58,16 @@ export function instrumentService(definition: ServiceDefinition, implementation:
     const [service, short] = fullName.split('/') as [string, string];
     const base: Attributes = { 'rpc.system.name': 'grpc', 'rpc.method': fullName, ...(options.legacyNames ? { 'rpc.system': 'grpc', 'rpc.service': service } : {}) };
 
-    /** Attributes per status code, made once: the SDK hashes what it is given, so no new object per call. */
-    const byCode = new Map<number, Attributes>();
-    const attrsOf = (code: number): Attributes => {
+    /**
+     * Attributes per status code, made once: the SDK hashes what it is given, so no new object per
+     * call. `ending` is what a span lacks of them when it ends (it started with `base`).
+     */
+    const byCode = new Map<number, { readonly all: Attributes; readonly ending: Attributes }>();
+    const attrsOf = (code: number): { readonly all: Attributes; readonly ending: Attributes } => {
       let attrs = byCode.get(code);
       if (attrs === undefined) {
-        attrs = { ...base, 'rpc.response.status_code': codeName(code), ...(SERVER_ERRORS.has(code) ? { 'error.type': codeName(code) } : {}) };
+        const ending = { 'rpc.response.status_code': codeName(code), ...(SERVER_ERRORS.has(code) ? { 'error.type': codeName(code) } : {}) };
+        attrs = { all: { ...base, ...ending }, ending };
         byCode.set(code, attrs);
       }
       return attrs;
@@ -85,13 +89,13 @@ export function instrumentService(definition: ServiceDefinition, implementation:
         if (span.isRecording()) {
           if (SERVER_ERRORS.has(code)) span.setStatus({ code: SpanStatusCode.ERROR, message: error?.details });
           if (reason !== undefined) span.setAttribute('pidfd.agent.error.reason', reason);
-          span.setAttributes(attrs);
+          span.setAttributes(attrs.ending);
           if (options.legacyNames) span.setAttribute('rpc.grpc.status_code', code);
         }
         span.end();
       }
       const seconds = (performance.now() - started) / 1000;
-      callDuration.record(seconds, attrs);
+      callDuration.record(seconds, attrs.all);
       legacyDuration?.record(seconds * 1000, legacyAttrsOf(code));
       if (short === 'Spawn') agentMetrics.spawn(1, error ? agentMetrics.reasons.of(reason ?? codeName(code)) : 'ok');
       if (short === 'Watch' && reason === 'WATCH_BACKLOG') agentMetrics.watchersDropped.add(1);

@@ -1,0 +1,210 @@
+// Where telemetry's CPU goes (issue 13 item 6): agents of each variant alive side by side, warmed
+// up past their first export and scrape, then Spawn+Wait of /bin/true at c=16 run on each in turn,
+// round by round, with the agent's CPU split by thread (/proc/PID/task/*/stat: main, V8's helpers,
+// libuv's pool, the spawner) and, with --cpu-prof, the main thread's self time by area and function
+// for the whole measured part (profiles in bench/profiles/telemetry-*/).
+// A variant is DIR::MODE, MODE one of
+//   off      no OTEL_* variables, no --metrics-listen
+//   metrics  OTLP metrics + /metrics (scraped), no traces
+//   traces   OTLP traces at 100 % sampling, no metrics at all
+//   on       everything (as bench/telemetry.ts's "on")
+//   MODE+K=V,K=V  extra environment for the agent (e.g. on+OTEL_BSP_MAX_EXPORT_BATCH_SIZE=2048)
+// Usage: node --import tsx bench/telemetry-threads.ts --variant /work/baseline::off --variant /work/baseline::on [--rounds 4] [--cycles 3000] [--cpu-prof] [--let-rest: idle agents are not kept awake]
+import { spawn } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { AgentClient } from '../clients/ts/src/index.js';
+import { startAgent, type AgentProcess } from './agent-process.js';
+import { median } from './stats.js';
+
+const BENCH = dirname(fileURLToPath(import.meta.url));
+const { values: opt } = parseArgs({
+  options: { variant: { type: 'string', multiple: true }, rounds: { type: 'string', default: '4' }, cycles: { type: 'string', default: '3000' }, 'cpu-prof': { type: 'boolean', default: false }, 'let-rest': { type: 'boolean', default: false } },
+  strict: true,
+});
+const ROUNDS = Math.max(1, Number(opt.rounds));
+const CYCLES = Math.max(16, Number(opt.cycles));
+const SCRAPE_MS = 5000;
+const TICK_MS = 10;
+
+const SINK = `
+import { createServer } from 'node:http';
+const received = {};
+createServer((req, res) => {
+  if (req.method === 'GET' && req.url === '/stats') return res.end(JSON.stringify(received));
+  let bytes = 0;
+  req.on('data', (c) => (bytes += c.length));
+  req.on('end', () => {
+    const r = received[req.url] ?? { requests: 0, bytes: 0 };
+    received[req.url] = { requests: r.requests + 1, bytes: r.bytes + bytes };
+    res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+  });
+}).listen(0, '127.0.0.1', function () { process.stdout.write(this.address().port + '\\n'); });
+`;
+
+/**
+ * CPU ms per thread. Node 20 names all its threads "node": they are told apart by the order they
+ * were made in (the lowest tids are V8's platform workers, made at start-up, GC and compiling;
+ * libuv's pool threads come at their first use), as node#1, node#2….
+ */
+function threads(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  const seen = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`).sort((x, y) => Number(x) - Number(y))) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'latin1');
+    } catch {
+      continue;
+    }
+    const comm = tid === String(pid) ? 'main' : stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const nth = (seen.get(comm) ?? 0) + 1;
+    seen.set(comm, nth);
+    const name = comm === 'node' ? `node#${nth}` : comm;
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    out.set(name, (out.get(name) ?? 0) + (Number(rest[11]) + Number(rest[12])) * TICK_MS);
+  }
+  return out;
+}
+
+/** Cycles each agent ran in its life (warm-up included), to turn a whole-life profile into per-cycle figures. */
+const lifeCycles = new Map<AgentClient, number>();
+
+async function cycles(client: AgentClient, n: number): Promise<number> {
+  lifeCycles.set(client, (lifeCycles.get(client) ?? 0) + n);
+  let next = 0;
+  const started = performance.now();
+  const worker = async () => {
+    while (next++ < n) {
+      const { process: p } = await client.spawn({ argv: ['/bin/true'] });
+      await client.wait({ handle: p!.handle });
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, worker));
+  return (performance.now() - started) / 1000;
+}
+
+const freePort = () =>
+  new Promise<number>((done) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => done(port));
+    });
+  });
+
+const withoutOtel = (): NodeJS.ProcessEnv => Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_')));
+
+const sink = spawn(process.execPath, ['--input-type=module', '-e', SINK], { stdio: ['ignore', 'pipe', 'inherit'] });
+const sinkPort = await new Promise<number>((done) => {
+  let out = '';
+  sink.stdout.on('data', (c: Buffer) => {
+    out += c.toString();
+    if (out.includes('\n')) done(Number(out.trim()));
+  });
+});
+const endpoint = `http://127.0.0.1:${sinkPort}`;
+
+interface Running {
+  readonly name: string;
+  readonly agent: AgentProcess;
+  readonly client: AgentClient;
+  readonly profDir?: string;
+}
+const running: Running[] = [];
+const scrapers: NodeJS.Timeout[] = [];
+const rows: { round: number; name: string; perThread: Record<string, number>; total: number; cps: number }[] = [];
+try {
+  for (const [i, v] of (opt.variant ?? []).entries()) {
+    const [dir, spec] = v.split('::') as [string, string];
+    const [mode, extra] = spec.split('+') as [string, string | undefined];
+    const extraEnv = Object.fromEntries((extra ?? '').split(',').filter(Boolean).map((kv) => kv.split('=') as [string, string]));
+    const port = await freePort();
+    const otlp = { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_METRIC_EXPORT_INTERVAL: String(SCRAPE_MS) };
+    const flags = ['--retention-max', '1000'];
+    const listen = [...flags, '--metrics-listen', `127.0.0.1:${port}`];
+    const setup =
+      mode === 'off'
+        ? { flags, env: withoutOtel() }
+        : mode === 'metrics'
+          ? { flags: listen, env: { ...withoutOtel(), ...otlp, OTEL_METRICS_EXPORTER: 'otlp', OTEL_TRACES_EXPORTER: 'none' } }
+          : mode === 'traces'
+            ? { flags, env: { ...withoutOtel(), ...otlp, OTEL_TRACES_EXPORTER: 'otlp', OTEL_METRICS_EXPORTER: 'none', OTEL_TRACES_SAMPLER: 'always_on' } }
+            : { flags: listen, env: { ...withoutOtel(), ...otlp, OTEL_TRACES_EXPORTER: 'otlp', OTEL_METRICS_EXPORTER: 'otlp', OTEL_TRACES_SAMPLER: 'always_on' } };
+    const profDir = opt['cpu-prof'] ? join(BENCH, 'profiles', `telemetry-${i}-${mode}`) : undefined;
+    if (profDir) {
+      rmSync(profDir, { recursive: true, force: true });
+      mkdirSync(profDir, { recursive: true });
+    }
+    const agent = await startAgent({ repo: resolve(dir), maxProcesses: 4096, agentFlags: setup.flags, env: { ...setup.env, ...extraEnv }, nodeFlags: profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [] });
+    const client = new AgentClient(agent.address);
+    for (let tries = 0; ; tries++) {
+      try {
+        await client.list();
+        break;
+      } catch (e) {
+        if (tries >= 100) throw e;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    if (setup.flags === listen) scrapers.push(setInterval(() => void fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text(), () => undefined), SCRAPE_MS));
+    running.push({ name: v, agent, client, profDir });
+  }
+  // The others are kept from going quiet (bench/telemetry.ts says why), unless --let-rest.
+  let measured: AgentClient | undefined;
+  const keepAwake = opt['let-rest'] ? undefined : setInterval(() => {
+    for (const { client } of running) if (client !== measured) void cycles(client, 1).catch(() => undefined);
+  }, 1000);
+  for (const { client } of running) {
+    measured = client;
+    const warm = performance.now();
+    while (performance.now() - warm < SCRAPE_MS + 1500) await cycles(client, 200);
+  }
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const { name, agent, client } of round % 2 === 1 ? running : [...running].reverse()) {
+      measured = client;
+      const t0 = threads(agent.pid);
+      const wall = await cycles(client, CYCLES);
+      const t1 = threads(agent.pid);
+      const perThread: Record<string, number> = {};
+      let total = 0;
+      for (const [k, v1] of t1) {
+        const d = ((v1 - (t0.get(k) ?? 0)) / CYCLES) * 1000; // µs per cycle
+        total += d;
+        if (d > 0) perThread[k] = Math.round(d);
+      }
+      rows.push({ round, name, perThread, total, cps: CYCLES / wall });
+      process.stderr.write(`round ${round} ${name} load ${os.loadavg()[0]!.toFixed(2)}: ${total.toFixed(0)} µs/cycle, ${Math.round(CYCLES / wall)}/s ${JSON.stringify(perThread)}\n`);
+    }
+  }
+  if (keepAwake) clearInterval(keepAwake);
+} finally {
+  for (const s of scrapers) clearInterval(s);
+  for (const { client, agent } of running) {
+    client.close();
+    await agent.stop();
+  }
+  const stats = await (await fetch(`${endpoint}/stats`)).text();
+  sink.kill();
+  console.log(`OTLP sink received: ${stats}`);
+}
+console.log(`${os.cpus().length} x ${os.cpus()[0]?.model}, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}, ${ROUNDS} rounds x ${CYCLES} Spawn+Wait cycles at c=16; medians (µs agent CPU per cycle):`);
+for (const { name } of running) {
+  const mine = rows.filter((x) => x.name === name);
+  const names = new Set(mine.flatMap((x) => Object.keys(x.perThread)));
+  const per = [...names].map((n) => `${n}=${median(mine.map((x) => x.perThread[n] ?? 0)).toFixed(0)}`).join(' ');
+  const r = running.find((x) => x.name === name)!;
+  // Against the off agent of the same tree, round by round (each round measures both back to back).
+  const off = running.find((x) => x.name.split('::')[0] === name.split('::')[0] && x.name.endsWith('::off'));
+  if (off !== undefined && off !== r) {
+    const ratios = mine.map((x) => x.total / rows.find((y) => y.round === x.round && y.name === off.name)!.total);
+    const mainRatios = mine.map((x) => (x.perThread.main ?? 0) / (rows.find((y) => y.round === x.round && y.name === off.name)!.perThread.main ?? 1));
+    console.log(`  against ${off.name}, per round: total ×${ratios.map((x) => x.toFixed(2)).join(' ×')} (median ×${median(ratios).toFixed(3)}); main thread median ×${median(mainRatios).toFixed(3)}`);
+  }
+  console.log(`${name}: total ${median(mine.map((x) => x.total)).toFixed(0)}, ${Math.round(median(mine.map((x) => x.cps)))}/s; ${per}; ${lifeCycles.get(r.client)} cycles in its life${r.profDir ? `, profile in ${r.profDir}` : ''}`);
+}
+process.exit(0);
