@@ -25,7 +25,8 @@ import { readBootId } from './process/lifecycle/proc-fs.js';
 import { MemoryStore, type ProcessStore } from './process/process-store.js';
 import { openStore } from './store/recover.js';
 import { useFdPassing } from './kernel/fd-passing.js';
-import { IDLE_POLICY, IdleMemory, processSignals, reduceProcessMemory, settleYoungGeneration } from './kernel/idle-memory.js';
+import { IDLE_POLICY, IdleMemory, processSignals, reduceProcessMemory, releaseFreedMemory, settleYoungGeneration } from './kernel/idle-memory.js';
+import { forgetExitedReplies } from './service/convert.js';
 import { useReclaim } from './kernel/reclaim.js';
 import { refuseIfServed, requestHandover } from './handover/incoming.js';
 import { HandoverListener, type HandoverHost } from './handover/outgoing.js';
@@ -139,10 +140,11 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
   }
   // After any burst that grew the heap, once quiet: the memory it took is given back.
   const idleMemory = new IdleMemory(processSignals(() => events.lastSequence), () => {
+    forgetExitedReplies();
     const done = reduceProcessMemory();
     log('memory_reduced', { ...done });
     return done.complete;
-  }, IDLE_POLICY, settleYoungGeneration);
+  }, IDLE_POLICY, settleYoungGeneration, () => log('memory_released', { ...releaseFreedMemory(() => store.releaseMemory()) }));
   const startExpiry = () => {
     const timer = setInterval(() => {
       manager.expire();

@@ -64,6 +64,30 @@ test('a spell that will end in a reduction is settled once, at its first quiet t
   t.deepEqual(seen, ['settle@1000', 'reduce']);
 });
 
+test('the tick after a reduction releases what the collection freed late, unless events came since', (t) => {
+  const s = fake();
+  const seen: string[] = [];
+  const r = new IdleMemory(s, () => seen.push('reduce') > 0, IDLE_POLICY, () => undefined, () => seen.push('release'));
+  t.is(ticksUntilReduced(r, s, 60), IDLE_POLICY.quietMs / 1000);
+  t.deepEqual(seen, ['reduce'], 'not in the reduction’s own tick');
+  s.busyF = 0.1; // the reduction's own collection
+  s.clock += 1000;
+  t.false(r.tick());
+  t.deepEqual(seen, ['reduce', 'release']);
+  s.clock += 1000;
+  r.tick();
+  t.deepEqual(seen, ['reduce', 'release'], 'once per reduction');
+  s.busyF = 0;
+  // A burst right after the next reduction: its release is dropped, the burst's own reduction releases.
+  s.activityN += 100;
+  s.heap += 16 * MiB;
+  t.is(ticksUntilReduced(r, s, 60), IDLE_POLICY.quietMs / 1000 + 1);
+  s.activityN += 1;
+  s.clock += 1000;
+  t.false(r.tick());
+  t.deepEqual(seen, ['reduce', 'release', 'reduce']);
+});
+
 test('a busy event loop is not quiet, even without events (a stream of Gets)', (t) => {
   const s = fake();
   const r = new IdleMemory(s, () => true);

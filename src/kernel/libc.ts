@@ -35,6 +35,20 @@ export const eventfd = libc.func('int eventfd(unsigned int initval, int flags)')
 export const close = libc.func('int close(int fd)');
 /** Gives the malloc heap's free pages back to the kernel: glibc otherwise keeps them after a burst. */
 export const malloc_trim = libc.func('int malloc_trim(size_t pad)');
+/** glibc's malloc statistics, all arenas summed (size_t fields; uordblks: bytes in use). */
+const Mallinfo2 = koffi.struct('mallinfo2', {
+  arena: 'size_t',
+  ordblks: 'size_t',
+  smblks: 'size_t',
+  hblks: 'size_t',
+  hblkhd: 'size_t',
+  usmblks: 'size_t',
+  fsmblks: 'size_t',
+  uordblks: 'size_t',
+  fordblks: 'size_t',
+  keepcost: 'size_t',
+});
+export const mallinfo2 = libc.func('mallinfo2', Mallinfo2, []) as () => { uordblks: number | bigint; hblkhd: number | bigint };
 /** Advice on a range of this process's mappings (the address as a number: no pointer is made). */
 export const madvise = libc.func('int madvise(uintptr_t addr, size_t len, int advice)');
 export const memfd_create = libc.func('int memfd_create(const char *name, unsigned int flags)');

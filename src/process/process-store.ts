@@ -74,6 +74,11 @@ export interface ProcessStore {
   load(): SavedProcess[];
   /** Spawns recorded as intended whose outcome no agent recorded. */
   intents(): SpawnIntent[];
+  /**
+   * Gives back the memory of caches it rebuilds on demand (an agent at rest): SQLite's page
+   * cache, which a burst fills to its 2 MiB limit and nothing else empties.
+   */
+  releaseMemory(): void;
   close(): void;
 }
 
@@ -91,5 +96,6 @@ export class MemoryStore implements ProcessStore {
   intents(): SpawnIntent[] {
     return [];
   }
+  releaseMemory(): void {}
   close(): void {}
 }

@@ -42,7 +42,16 @@ export const stateFromApi = (s: State): DomainState | undefined =>
  * An exited record no longer changes (its exit is recorded once), so its message is made once and
  * shared by every reply that carries it (Wait, Get, its events); replies are only read, never changed.
  */
-const exitedProcesses = new WeakMap<ExitInfo, Process>();
+let exitedProcesses = new WeakMap<ExitInfo, Process>();
+
+/**
+ * Drops every shared exited message (an agent at rest): each retained exited record kept its
+ * reply (~0.5 KiB with its Dates, Exit and Rusage) for as long as the record, an hour by default.
+ * The next Get or Wait of it makes it again.
+ */
+export function forgetExitedReplies(): void {
+  exitedProcesses = new WeakMap();
+}
 
 export function toProcess(record: ProcessView, state: DomainState, exit: ExitInfo | undefined, usage?: DomainUsage): Process {
   if (state !== 'exited' || exit === undefined || usage !== undefined) return newProcess(record, state, exit, usage);

@@ -42,8 +42,12 @@ export function labels(field: string, map: Record<string, string>): Record<strin
     text(`${field}[${k}]`, k, LIMITS.labelKeyBytes);
     text(`${field}[${k}]`, v, LIMITS.labelValueBytes);
   }
-  return map;
+  // Most processes have none: one shared object instead of one per record (a retained record and
+  // its events keep theirs for an hour; 56 B each, 1.6 MiB after a bench round).
+  return entries.length === 0 ? NO_LABELS : map;
 }
+
+const NO_LABELS: Record<string, string> = Object.freeze({});
 
 function requestId(value: string): string | undefined {
   return value === '' ? undefined : text('request_id', value, LIMITS.requestIdBytes);

@@ -351,6 +351,12 @@ export class SqliteStore implements ProcessStore {
     return rows.map((r) => ({ owner: r.owner === '' ? undefined : r.owner, requestId: r.request_id, handle: r.handle as HandleId, argv: JSON.parse(r.argv) as string[], createdAt: r.created_at }));
   }
 
+  releaseMemory(): void {
+    // sqlite3_db_release_memory: every page cache page no statement holds. The next reads come
+    // from the kernel's page cache (the file is small and was just written).
+    if (this.db.open) this.db.pragma('shrink_memory');
+  }
+
   close(): void {
     if (this.db.open) this.db.close();
   }
