@@ -25,14 +25,29 @@ test.serial('a spawn-heavy workload with pipes, failures and the probe leaves th
   };
   // The first round may make Node or koffi open something lazily for good; count after it.
   await cycle();
-  const baseline = openFdCount();
+  const baseline = await settledFdCount();
   for (let round = 0; round < 5; round++) await Promise.all(Array.from({ length: 8 }, cycle));
   for (let i = 0; i < 10; i++) {
     t.throws(() => spawn({ path: '/nonexistent/program', argv: ['x'], envp: ENV, stdio: [PIPE, PIPE, PIPE], newSession: true }), { instanceOf: KernelError, message: /ENOENT/ });
   }
   probeFeatures();
-  t.is(openFdCount(), baseline);
+  t.is(await settledFdCount(), baseline);
 });
+
+/**
+ * The count once closes in flight have landed: a stream's fd is closed by libuv a loop turn or more
+ * after the stream is destroyed, so a count taken right after a cycle may still hold one.
+ */
+async function settledFdCount(): Promise<number> {
+  let last = openFdCount();
+  for (let i = 0; i < 100; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const now = openFdCount();
+    if (now === last) return now;
+    last = now;
+  }
+  return last;
+}
 
 test('eventfd and pipe return close-on-exec fds', (t) => {
   const ev = eventfd();

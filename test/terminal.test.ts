@@ -89,8 +89,15 @@ test.serial('pidfdctl spawn --tty --attach -- bash under tmux: stty size prints 
     const [r, c] = tmux('display', '-p', '-t', 'tty', '#{pane_height} #{pane_width}').trim().split(' ').map(Number);
     return r !== rows && [r, c];
   });
-  tmux('send-keys', '-t', 'tty', 'clear; stty size', 'Enter');
-  await eventually('the forwarded resize', () => new RegExp(`^${rows2} ${cols2}$`, 'm').test(screen()));
+  // The CLI forwards the resize when its SIGWINCH comes, which may be after this stty ran: ask again
+  // until the size has arrived.
+  const resized = new RegExp(`^${rows2} ${cols2}$`, 'm');
+  let forwarded = false;
+  for (let asked = 0; asked < 30 && !forwarded; asked++) {
+    tmux('send-keys', '-t', 'tty', 'clear; stty size', 'Enter');
+    forwarded = await eventually('stty size to print', () => resized.test(screen()), 1000).catch(() => false);
+  }
+  t.true(forwarded, `the forwarded resize (${rows2} ${cols2}): ${screen()}`);
   tmux('send-keys', '-t', 'tty', 'exit 5', 'Enter');
   await eventually('the attach to end with the status', () => screen().includes('attach exited 5'));
   t.pass();
