@@ -1,7 +1,7 @@
 // The agent's client side of the bench: a long-lived process (forked by run.ts, IPC channel) that
 // drives a running pidfd-agent with the shipped TypeScript client. It keeps one gRPC channel and
 // one Watch stream open for its whole life, like a real controller would.
-import { AgentClient, EventType, type Event } from '../clients/ts/src/index.js';
+import { AgentClient, EventType, State, type Event } from '../clients/ts/src/index.js';
 import { nowNs, type RawRun } from './stats.js';
 
 export type DriverCommand =
@@ -18,6 +18,8 @@ export type DriverCommand =
   | { readonly op: 'hold'; readonly count: number; readonly conc: number }
   /** Signal KILL + Wait for `count` held sleepers (all when omitted). */
   | { readonly op: 'unhold'; readonly count?: number; readonly conc: number }
+  /** Releases every exited record the agent keeps (`conc` Release calls in flight): nothing managed. */
+  | { readonly op: 'releaseExited'; readonly conc: number }
   /** Closes the channel (before the agent is stopped); forgets held handles. */
   | { readonly op: 'detach' }
   | { readonly op: 'close' };
@@ -195,6 +197,15 @@ function unhold(count: number, conc: number): Promise<DriverRun> {
   });
 }
 
+async function releaseExited(conc: number): Promise<void> {
+  const { processes } = await agent().list({ state: State.STATE_EXITED });
+  const handles = processes.map((p) => p.handle);
+  const worker = async (): Promise<void> => {
+    for (let handle = handles.pop(); handle !== undefined; handle = handles.pop()) await agent().release({ handle });
+  };
+  await Promise.all(Array.from({ length: conc }, worker));
+}
+
 function detach(): void {
   const c = client;
   client = undefined;
@@ -243,6 +254,9 @@ async function handle(cmd: DriverCommand): Promise<DriverReply> {
       return { ok: true, result: await hold(cmd.count, cmd.conc), held: held.length };
     case 'unhold':
       return { ok: true, result: await unhold(cmd.count ?? held.length, cmd.conc), held: held.length };
+    case 'releaseExited':
+      await releaseExited(cmd.conc);
+      return { ok: true };
     case 'close':
       detach();
       setImmediate(() => process.exit(0));
