@@ -89,6 +89,30 @@ export function cpuSeconds(pid: number): number {
   return (Number(rest[14 - 3]) + Number(rest[15 - 3])) / CLK_TCK;
 }
 
+/**
+ * CPU ms of a process's threads by name (the leader is "main"; threads of one name summed).
+ * `nameOf` may tell threads of one name apart: by tid, or by their order of creation (`nth`).
+ */
+export function threadCpuMs(pid: number, nameOf: (comm: string, tid: string, nth: number) => string = (comm) => comm): Map<string, number> {
+  const out = new Map<string, number>();
+  const seen = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`).sort((x, y) => Number(x) - Number(y))) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'latin1');
+    } catch {
+      continue; // the thread ended
+    }
+    const comm = tid === String(pid) ? 'main' : stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const nth = (seen.get(comm) ?? 0) + 1;
+    seen.set(comm, nth);
+    const name = nameOf(comm, tid, nth);
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    out.set(name, (out.get(name) ?? 0) + ((Number(rest[14 - 3]) + Number(rest[15 - 3])) * 1000) / CLK_TCK);
+  }
+  return out;
+}
+
 /** A fresh state dir per agent, unless the flags say otherwise (--ephemeral, --state-dir). */
 const stateFlags = (dir: string, flags: readonly string[] = []): string[] =>
   flags.includes('--ephemeral') || flags.includes('--state-dir') ? [] : ['--state-dir', join(dir, 'state')];

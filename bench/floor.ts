@@ -22,7 +22,7 @@ import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { DriverCommand, DriverRun } from './agent-driver.js';
-import { cpuSeconds, startAgent, type AgentProcess } from './agent-process.js';
+import { cpuSeconds, startAgent, threadCpuMs, type AgentProcess } from './agent-process.js';
 import { AgentDriver } from './driver-ipc.js';
 import { selfByBucket, type CpuProfile } from './profile-rooms.js';
 import { latencyStats, median, nowNs, round, type RawRun } from './stats.js';
@@ -87,23 +87,6 @@ interface Row {
 const rows: Row[] = [];
 const TICK_MS = 1000 / 100;
 
-/** CPU ms per thread name (threads of one name summed; the leader is "main"). */
-function threadCpu(pid: number): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'latin1');
-    } catch {
-      continue;
-    }
-    const name = tid === String(pid) ? 'main' : stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    out.set(name, (out.get(name) ?? 0) + (Number(rest[11]) + Number(rest[12])) * TICK_MS);
-  }
-  return out;
-}
-
 function cLoop(args: string[]): Promise<RawRun> {
   return new Promise((res, rej) =>
     execFile(C_LOOP, args, { maxBuffer: 64 << 20 }, (e, stdout) => {
@@ -145,9 +128,9 @@ async function serverRound(r: number, peer: Server, driver: AgentDriver): Promis
       const run = await driver.run(cmd);
       return { run, cpuMs: (cpuSeconds(agent.pid) - cpu0) * 1000 };
     };
-    const t0 = threadCpu(agent.pid);
+    const t0 = threadCpuMs(agent.pid);
     const wait = await timed({ op: 'tput', conc: 16, n: N, via: 'wait' });
-    const t1 = threadCpu(agent.pid);
+    const t1 = threadCpuMs(agent.pid);
     const watch = await timed({ op: 'tput', conc: 16, n: N, via: 'watch' });
     const get = await timed({ op: 'get', conc: 16, n: N });
     const sig = await driver.run({ op: 'sig', conc: 1, n: TRIES, settleMs: SETTLE });
@@ -307,14 +290,14 @@ async function profileOne(peer: Server, driver: AgentDriver): Promise<Record<Pro
     await driver.send({ op: 'init', address: agent.address });
     await driver.warmUp();
     for (const { c, cmd } of PROFILED) {
-      const t0 = threadCpu(agent.pid);
+      const t0 = threadCpuMs(agent.pid);
       const cpu0 = cpuSeconds(agent.pid);
       const from = nowNs() / 1000;
       const run = await driver.run(cmd);
       const to = nowNs() / 1000;
       const cpu_ms = ((cpuSeconds(agent.pid) - cpu0) * 1000) / N;
       const threads: Record<string, number> = {};
-      for (const [k, v] of threadCpu(agent.pid)) if (v - (t0.get(k) ?? 0) > 0) threads[k] = round((v - (t0.get(k) ?? 0)) / N, 4);
+      for (const [k, v] of threadCpuMs(agent.pid)) if (v - (t0.get(k) ?? 0) > 0) threads[k] = round((v - (t0.get(k) ?? 0)) / N, 4);
       runs.push({ c, window: [from, to], threads, cpu_ms, ops_per_s: N / run.wall_s });
       log(`  ${peer} ${c}: ${Math.round(N / run.wall_s)}/s, ${cpu_ms.toFixed(3)} ms CPU per op ${JSON.stringify(threads)}`);
     }

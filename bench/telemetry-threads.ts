@@ -19,7 +19,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { AgentClient } from '../clients/ts/src/index.js';
-import { startAgent, type AgentProcess } from './agent-process.js';
+import { startAgent, threadCpuMs, type AgentProcess } from './agent-process.js';
 import { median } from './stats.js';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
@@ -30,7 +30,6 @@ const { values: opt } = parseArgs({
 const ROUNDS = Math.max(1, Number(opt.rounds));
 const CYCLES = Math.max(16, Number(opt.cycles));
 const SCRAPE_MS = 5000;
-const TICK_MS = 10;
 
 const SINK = `
 import { createServer } from 'node:http';
@@ -46,31 +45,6 @@ createServer((req, res) => {
   });
 }).listen(0, '127.0.0.1', function () { process.stdout.write(this.address().port + '\\n'); });
 `;
-
-/**
- * CPU ms per thread. Node 20 names all its threads "node": they are told apart by the order they
- * were made in (the lowest tids are V8's platform workers, made at start-up, GC and compiling;
- * libuv's pool threads come at their first use), as node#1, node#2….
- */
-function threads(pid: number): Map<string, number> {
-  const out = new Map<string, number>();
-  const seen = new Map<string, number>();
-  for (const tid of readdirSync(`/proc/${pid}/task`).sort((x, y) => Number(x) - Number(y))) {
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'latin1');
-    } catch {
-      continue;
-    }
-    const comm = tid === String(pid) ? 'main' : stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-    const nth = (seen.get(comm) ?? 0) + 1;
-    seen.set(comm, nth);
-    const name = comm === 'node' ? `node#${nth}` : comm;
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    out.set(name, (out.get(name) ?? 0) + (Number(rest[11]) + Number(rest[12])) * TICK_MS);
-  }
-  return out;
-}
 
 /** Cycles each agent ran in its life (warm-up included), to turn a whole-life profile into per-cycle figures. */
 const lifeCycles = new Map<AgentClient, number>();
@@ -167,9 +141,9 @@ try {
   for (let round = 1; round <= ROUNDS; round++) {
     for (const { name, agent, client } of round % 2 === 1 ? running : [...running].reverse()) {
       measured = client;
-      const t0 = threads(agent.pid);
+      const t0 = threadCpuMs(agent.pid, (comm, _tid, nth) => (comm === 'node' ? `node#${nth}` : comm));
       const wall = await cycles(client, CYCLES);
-      const t1 = threads(agent.pid);
+      const t1 = threadCpuMs(agent.pid, (comm, _tid, nth) => (comm === 'node' ? `node#${nth}` : comm));
       const perThread: Record<string, number> = {};
       let total = 0;
       for (const [k, v1] of t1) {

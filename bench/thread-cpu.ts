@@ -9,7 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { startAgent } from './agent-process.js';
+import { startAgent, threadCpuMs } from './agent-process.js';
 import { AgentDriver } from './driver-ipc.js';
 import { median } from './stats.js';
 
@@ -31,26 +31,8 @@ const variants = (opt.variant ?? []).map((v) => {
 const ROUNDS = Number(opt.rounds);
 const N = Number(opt.n);
 const via = opt.via as 'wait' | 'watch';
-const TICK_MS = 10;
-
-/** CPU ms per thread name (threads of one name summed). */
-function threads(pid: number): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'latin1');
-    } catch {
-      continue;
-    }
-    const comm = tid === String(pid) ? 'main' : stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-    // BY_TID=1: each thread on its own (which of the threads named `node` works).
-    const name = process.env.BY_TID ? `${comm}/${tid}` : comm;
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    out.set(name, (out.get(name) ?? 0) + (Number(rest[11]) + Number(rest[12])) * TICK_MS);
-  }
-  return out;
-}
+/** BY_TID=1: each thread on its own (which of the threads named `node` works). */
+const byName = (comm: string, tid: string) => (process.env.BY_TID ? `${comm}/${tid}` : comm);
 
 const driver = new AgentDriver();
 const rows: { round: number; variant: string; perThread: Record<string, number>; total: number; cps: number; rssMiB: number }[] = [];
@@ -67,9 +49,9 @@ for (let r = 1; r <= ROUNDS; r++) {
       // agent's pid appended around the measured run, stopped with SIGINT.
       const trace = process.env.TRACE_CMD ? spawn('/bin/sh', ['-c', `exec ${process.env.TRACE_CMD} ${agent.pid}`], { stdio: 'inherit' }) : undefined;
       if (trace) await new Promise((r) => setTimeout(r, 500));
-      const t0 = threads(agent.pid);
+      const t0 = threadCpuMs(agent.pid, byName);
       const run = await driver.run({ op: 'tput', conc: 16, n: N, via });
-      const t1 = threads(agent.pid);
+      const t1 = threadCpuMs(agent.pid, byName);
       if (trace) {
         const done = new Promise((r) => trace.once('exit', r));
         trace.kill('SIGINT');
