@@ -19,6 +19,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { AgentClient } from '../clients/ts/src/index.js';
+import { spawnWaitCycles } from './cycles.js';
 import { startAgent, threadCpuMs, type AgentProcess } from './agent-process.js';
 import { median } from './stats.js';
 
@@ -49,18 +50,9 @@ createServer((req, res) => {
 /** Cycles each agent ran in its life (warm-up included), to turn a whole-life profile into per-cycle figures. */
 const lifeCycles = new Map<AgentClient, number>();
 
-async function cycles(client: AgentClient, n: number): Promise<number> {
+function cycles(client: AgentClient, n: number): Promise<number> {
   lifeCycles.set(client, (lifeCycles.get(client) ?? 0) + n);
-  let next = 0;
-  const started = performance.now();
-  const worker = async () => {
-    while (next++ < n) {
-      const { process: p } = await client.spawn({ argv: ['/bin/true'] });
-      await client.wait({ handle: p!.handle });
-    }
-  };
-  await Promise.all(Array.from({ length: 16 }, worker));
-  return (performance.now() - started) / 1000;
+  return spawnWaitCycles(client, n);
 }
 
 const freePort = () =>

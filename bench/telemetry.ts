@@ -15,6 +15,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { AgentClient } from '../clients/ts/src/index.js';
+import { spawnWaitCycles } from './cycles.js';
 import { cpuSeconds, startAgent, type AgentProcess } from './agent-process.js';
 import { median } from './stats.js';
 
@@ -74,18 +75,7 @@ async function startSink(): Promise<Sink> {
   };
 }
 
-async function cycles(client: AgentClient, n: number): Promise<number> {
-  let next = 0;
-  const started = performance.now();
-  const worker = async () => {
-    while (next++ < n) {
-      const { process: p } = await client.spawn({ argv: ['/bin/true'] });
-      await client.wait({ handle: p!.handle });
-    }
-  };
-  await Promise.all(Array.from({ length: CONC }, worker));
-  return (performance.now() - started) / 1000;
-}
+const cycles = (client: AgentClient, n: number) => spawnWaitCycles(client, n, CONC);
 
 const withoutOtel = (): NodeJS.ProcessEnv => Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_')));
 

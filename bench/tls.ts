@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { credentials } from '@grpc/grpc-js';
 import { AgentClient } from '../clients/ts/src/index.js';
+import { spawnWaitCycles } from './cycles.js';
 import { cpuSeconds, startAgent, type AgentProcess } from './agent-process.js';
 import { median } from './stats.js';
 
@@ -52,18 +53,7 @@ interface Variant {
   readonly client: AgentClient;
 }
 
-async function cycles(client: AgentClient, n: number): Promise<number> {
-  let next = 0;
-  const started = performance.now();
-  const worker = async () => {
-    while (next++ < n) {
-      const { process: p } = await client.spawn({ argv: ['/bin/true'] });
-      await client.wait({ handle: p!.handle });
-    }
-  };
-  await Promise.all(Array.from({ length: CONC }, worker));
-  return (performance.now() - started) / 1000;
-}
+const cycles = (client: AgentClient, n: number) => spawnWaitCycles(client, n, CONC);
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(os.tmpdir(), 'pidfd-agent-bench-tls-'));
