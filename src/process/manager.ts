@@ -86,8 +86,6 @@ export class ProcessManager {
   /** Spawns waiting for their child's exec, by request_id, and how many there are. */
   private readonly spawning = new Map<string, Promise<SpawnResult>>();
   private pending = 0;
-  /** Spawns past checkCapacity whose record is not yet in byRef. */
-  private launching = 0;
   /** Records held whose Spawn has not returned yet. */
   private readonly heldInSpawn = new Set<ProcessRecord>();
   /** Aborts the Stops that deadlines started, when a handover quiesces the agent. */
@@ -155,13 +153,11 @@ export class ProcessManager {
     const inflight = id === undefined ? undefined : this.spawning.get(id);
     if (inflight) return { record: (await inflight).record, replayed: true };
     this.checkCapacity();
-    // A spawn counts against --max-processes in `launching` until its record is held, then in
-    // byRef; against a policy's max_processes in the grant until the Spawn returns, so meanwhile
-    // its held record is left out of runningOwnedBy. Neither counts a process twice.
-    this.launching++;
+    // A held record is in byRef and in `pending` until its Spawn returns: heldInSpawn keeps it from
+    // counting twice, against --max-processes (checkCapacity) and a policy's max_processes (whose
+    // grant counts the spawn until it returns: runningOwnedBy).
     let heldRecord: ProcessRecord | undefined;
     const held = (record: ProcessRecord) => {
-      this.launching--;
       heldRecord = record;
       this.heldInSpawn.add(record);
     };
@@ -172,8 +168,7 @@ export class ProcessManager {
       return await started;
     } finally {
       this.pending--;
-      if (heldRecord === undefined) this.launching--;
-      else this.heldInSpawn.delete(heldRecord);
+      if (heldRecord !== undefined) this.heldInSpawn.delete(heldRecord);
       if (id !== undefined) this.spawning.delete(id);
     }
   }
@@ -909,7 +904,7 @@ export class ProcessManager {
   }
 
   private checkCapacity(): void {
-    if (this.byRef.size + this.launching >= this.limits.maxProcesses) {
+    if (this.byRef.size + this.pending - this.heldInSpawn.size >= this.limits.maxProcesses) {
       throw new AgentError('ResourceExhausted', `at most ${this.limits.maxProcesses} processes are managed at once`, { reason: 'MAX_PROCESSES' });
     }
   }
