@@ -13,6 +13,11 @@ import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { OTLPMetricExporter as OtlpGrpc } from '@opentelemetry/exporter-metrics-otlp-grpc';
 import { OTLPMetricExporter as OtlpJson } from '@opentelemetry/exporter-metrics-otlp-http';
 import { OTLPMetricExporter as OtlpProto } from '@opentelemetry/exporter-metrics-otlp-proto';
+import { OTLPExporterBase } from '@opentelemetry/otlp-exporter-base';
+import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http';
+import { TraceExporterMetricsHelper } from '@opentelemetry/otlp-transformer';
+import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { OtlpSpanSerializer } from './otlp-span-encoder.js';
 import type { TelemetryPlan } from './plan.js';
 import type { AgentIdentity } from './telemetry.js';
 
@@ -76,6 +81,20 @@ function otlpMetricExporter(env: Env): { exporter: PushMetricExporter; protocol:
   return { exporter: new OtlpProto(), protocol: 'http/protobuf' };
 }
 
+/**
+ * The exporter the SDK would make for OTLP over http/protobuf (same endpoint, headers, timeout and
+ * retries from OTEL_EXPORTER_OTLP_*), writing its requests with the one-pass encoder. Undefined
+ * where the SDK's own choice stands: another exporter or protocol, or more than one exporter.
+ */
+function otlpProtobufSpanExporter(env: Env): SpanExporter | undefined {
+  const names = [...new Set((env.OTEL_TRACES_EXPORTER ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '' && s !== 'null'))];
+  if (names.length > 1 || (names.length === 1 && names[0] !== 'otlp')) return undefined;
+  const protocol = (env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf').trim();
+  if (protocol !== 'http/protobuf') return undefined;
+  const options = convertLegacyHttpOptions({}, 'TRACES', 'v1/traces', { 'Content-Type': 'application/x-protobuf' });
+  return new OTLPExporterBase<ReadableSpan[]>(createOtlpHttpExportDelegate(options, OtlpSpanSerializer, 'otlp_http_span_exporter', TraceExporterMetricsHelper, undefined));
+}
+
 /** /metrics on an HTTP server of our own: its listen errors fail the start, and port 0 works. */
 async function serveMetrics(exporter: PrometheusExporter, host: string, port: number): Promise<Server> {
   const server = createServer((req, res) => {
@@ -119,7 +138,7 @@ export async function startSdk(plan: TelemetryPlan, identity: AgentIdentity, env
     metricReaders: readers,
     // Only what the plan turned on: an empty list keeps the SDK from its default OTLP exporter, and
     // without traces no context is propagated; with them, only synchronously (syncContext).
-    ...(plan.traces ? { contextManager: syncContext() } : { spanProcessors: [], contextManager: NO_CONTEXT }),
+    ...(plan.traces ? { contextManager: syncContext(), traceExporter: otlpProtobufSpanExporter(env) } : { spanProcessors: [], contextManager: NO_CONTEXT }),
     logRecordProcessors: [],
     instrumentations: [],
   });

@@ -1,6 +1,7 @@
-// A local OTLP/HTTP receiver for tests and the bench: it accepts what an exporter posts with
-// OTEL_EXPORTER_OTLP_PROTOCOL=http/json and keeps it decoded.
+// A local OTLP/HTTP receiver for tests and the bench: it accepts the spans an exporter posts with
+// OTEL_EXPORTER_OTLP_PROTOCOL=http/json or http/protobuf and keeps them decoded, in OTLP/JSON's shape.
 import { createServer, type Server } from 'node:http';
+import { BinaryReader } from '@bufbuild/protobuf/wire';
 import type { AddressInfo } from 'node:net';
 
 export interface OtlpValue {
@@ -49,6 +50,90 @@ interface TracesRequest {
   resourceSpans?: { resource?: { attributes?: OtlpAttribute[] }; scopeSpans?: { spans?: OtlpSpan[] }[] }[];
 }
 
+/** Reads each field of a message: `on` gets its number and a reader at its value, and must consume it or return false. */
+function fields(bytes: Uint8Array, on: (field: number, r: BinaryReader) => boolean): void {
+  const r = new BinaryReader(bytes);
+  while (r.pos < r.len) {
+    const [field, wire] = r.tag();
+    if (!on(field, r)) r.skip(wire, field);
+  }
+}
+
+const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
+
+function anyValue(bytes: Uint8Array): OtlpValue {
+  let value: OtlpValue = {};
+  fields(bytes, (field, r) => {
+    if (field === 1) value = { stringValue: r.string() };
+    else if (field === 2) value = { boolValue: r.bool() };
+    else if (field === 3) value = { intValue: String(r.int64()) };
+    else if (field === 4) value = { doubleValue: r.double() };
+    else if (field === 5) {
+      const values: OtlpValue[] = [];
+      fields(r.bytes(), (f, a) => f === 1 && values.push(anyValue(a.bytes())) > 0);
+      value = { arrayValue: { values } };
+    } else return false;
+    return true;
+  });
+  return value;
+}
+
+function keyValue(bytes: Uint8Array): OtlpAttribute {
+  let key = '';
+  let value: OtlpValue = {};
+  fields(bytes, (field, r) => {
+    if (field === 1) key = r.string();
+    else if (field === 2) value = anyValue(r.bytes());
+    else return false;
+    return true;
+  });
+  return { key, value };
+}
+
+function span(bytes: Uint8Array): OtlpSpan {
+  const s: { -readonly [K in keyof OtlpSpan]: OtlpSpan[K] } = { traceId: '', spanId: '', name: '', kind: 0, attributes: [] };
+  fields(bytes, (field, r) => {
+    if (field === 1) s.traceId = hex(r.bytes());
+    else if (field === 2) s.spanId = hex(r.bytes());
+    else if (field === 4) s.parentSpanId = hex(r.bytes());
+    else if (field === 5) s.name = r.string();
+    else if (field === 6) s.kind = r.int32();
+    else if (field === 9) s.attributes.push(keyValue(r.bytes()));
+    else if (field === 13) {
+      const link = { traceId: '', spanId: '' };
+      fields(r.bytes(), (f, l) => (f === 1 ? ((link.traceId = hex(l.bytes())), true) : f === 2 ? ((link.spanId = hex(l.bytes())), true) : false));
+      (s.links ??= []).push(link);
+    } else if (field === 15) {
+      const status: { code?: number } = {};
+      fields(r.bytes(), (f, st) => f === 3 && ((status.code = st.int32()), true));
+      s.status = status;
+    } else return false;
+    return true;
+  });
+  return s;
+}
+
+/** An ExportTraceServiceRequest (opentelemetry/proto/collector/trace/v1), the fields the tests read. */
+function decodeTracesRequest(bytes: Uint8Array): TracesRequest {
+  const resourceSpans: NonNullable<TracesRequest['resourceSpans']> = [];
+  fields(bytes, (field, r) => {
+    if (field !== 1) return false;
+    const rs: { resource: { attributes: OtlpAttribute[] }; scopeSpans: { spans: OtlpSpan[] }[] } = { resource: { attributes: [] }, scopeSpans: [] };
+    fields(r.bytes(), (f, a) => {
+      if (f === 1) fields(a.bytes(), (rf, ra) => rf === 1 && rs.resource.attributes.push(keyValue(ra.bytes())) > 0);
+      else if (f === 2) {
+        const spans: OtlpSpan[] = [];
+        fields(a.bytes(), (sf, sa) => sf === 2 && spans.push(span(sa.bytes())) > 0);
+        rs.scopeSpans.push({ spans });
+      } else return false;
+      return true;
+    });
+    resourceSpans.push(rs);
+    return true;
+  });
+  return { resourceSpans };
+}
+
 export async function startOtlpSink(): Promise<OtlpSink> {
   const spans: ReceivedSpan[] = [];
   const requests = new Map<string, number>();
@@ -58,8 +143,10 @@ export async function startOtlpSink(): Promise<OtlpSink> {
     req.on('end', () => {
       const path = req.url ?? '';
       requests.set(path, (requests.get(path) ?? 0) + 1);
-      if (path === '/v1/traces' && (req.headers['content-type'] ?? '').includes('json')) {
-        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as TracesRequest;
+      const type = req.headers['content-type'] ?? '';
+      if (path === '/v1/traces' && (type.includes('json') || type.includes('protobuf'))) {
+        const bytes = Buffer.concat(chunks);
+        const body = type.includes('json') ? (JSON.parse(bytes.toString('utf8')) as TracesRequest) : decodeTracesRequest(bytes);
         for (const rs of body.resourceSpans ?? []) {
           for (const ss of rs.scopeSpans ?? []) for (const span of ss.spans ?? []) spans.push({ ...span, attributes: span.attributes ?? [], resource: rs.resource?.attributes ?? [] });
         }
