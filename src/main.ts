@@ -28,6 +28,7 @@ async function main(): Promise<number> {
     config.logLevel === 'quiet'
       ? () => {}
       : (event, fields) => process.stderr.write(formatLogLine(config.logFormat, new Date(), event, { ...fields, ...telemetry.traceIds() }) + '\n');
+  telemetry.logProblemsTo(log);
   log('telemetry', telemetry.off === undefined ? { exporters: telemetry.exporters, metrics_url: telemetry.metricsUrl } : { exporters: [], off: telemetry.off });
   const agentEnv = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined));
   let agent;

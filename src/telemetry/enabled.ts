@@ -8,6 +8,7 @@ import { observeRuntime } from './runtime.js';
 import { instrumentService } from './rpc.js';
 import { processTelemetry } from './process-spans.js';
 import { timedStore } from './store-timing.js';
+import { logDiagnostics } from './diagnostics.js';
 import type { AgentIdentity, Telemetry } from './telemetry.js';
 
 export async function enableTelemetry(plan: TelemetryPlan, settings: TelemetrySettings, identity: AgentIdentity, env: Readonly<Record<string, string | undefined>>): Promise<Telemetry> {
@@ -22,6 +23,7 @@ export async function enableTelemetry(plan: TelemetryPlan, settings: TelemetrySe
     timedStore: (store) => timedStore(store, agentMetrics.storeWriteDuration),
     observe: (view) => agentMetrics.observe(view),
     handedOver: (seconds) => agentMetrics.handoverDuration.record(seconds),
+    logProblemsTo: (log) => logDiagnostics(log, env),
     traceIds: () => {
       const span = trace.getActiveSpan();
       const ids = span?.spanContext();

@@ -95,12 +95,20 @@ function otlpProtobufSpanExporter(env: Env): SpanExporter | undefined {
   return new OTLPExporterBase<ReadableSpan[]>(createOtlpHttpExportDelegate(options, OtlpSpanSerializer, 'otlp_http_span_exporter', TraceExporterMetricsHelper, undefined));
 }
 
+/**
+ * What /metrics lets a peer hold: it is served beside the agent's own sockets and pidfds, on an
+ * address a cluster can reach, so connections and slow requests are bounded (a scraper needs one).
+ */
+export const METRICS_MAX_CONNECTIONS = 32;
+const METRICS_REQUEST_TIMEOUT_MS = 10_000;
+
 /** /metrics on an HTTP server of our own: its listen errors fail the start, and port 0 works. */
 async function serveMetrics(exporter: PrometheusExporter, host: string, port: number): Promise<Server> {
-  const server = createServer((req, res) => {
+  const server = createServer({ headersTimeout: METRICS_REQUEST_TIMEOUT_MS, requestTimeout: METRICS_REQUEST_TIMEOUT_MS, maxHeaderSize: 8192 }, (req, res) => {
     if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) exporter.getMetricsRequestHandler(req, res);
     else res.writeHead(404).end();
   });
+  server.maxConnections = METRICS_MAX_CONNECTIONS;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ host, port }, () => {

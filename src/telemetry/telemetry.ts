@@ -1,6 +1,7 @@
 // The agent's telemetry as the composition root sees it. Off (nothing configured) it is a set of
 // no-ops and the OpenTelemetry SDK is never even loaded; on, ./enabled.ts is imported and built.
 import type { ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { Logger } from '../log.js';
 import type { ProcessRecord } from '../process/lifecycle/record.js';
 import type { ProcessStore } from '../process/process-store.js';
 import { NO_TELEMETRY, type ProcessTelemetry } from '../process/telemetry-port.js';
@@ -32,6 +33,8 @@ export interface Telemetry {
   timedStore(store: ProcessStore): ProcessStore;
   observe(view: AgentView): void;
   handedOver(seconds: number): void;
+  /** From now on, what goes wrong in the SDK (a failed export) is written to this log. */
+  logProblemsTo(log: Logger): void;
   /** trace_id and span_id of the active span, for log lines. */
   traceIds(): { trace_id: string; span_id: string } | undefined;
   shutdown(): Promise<void>;
@@ -44,6 +47,7 @@ export const TELEMETRY_OFF: Telemetry = {
   timedStore: (store) => store,
   observe: () => {},
   handedOver: () => {},
+  logProblemsTo: () => {},
   traceIds: () => undefined,
   shutdown: async () => {},
 };
