@@ -4,6 +4,7 @@ import { INVALID_TRACEID, trace } from '@opentelemetry/api';
 import type { TelemetryPlan, TelemetrySettings } from './plan.js';
 import { startSdk } from './sdk.js';
 import { AgentMetrics } from './metrics.js';
+import { Histograms } from './histogram-tally.js';
 import { observeRuntime } from './runtime.js';
 import { instrumentService } from './rpc.js';
 import { processTelemetry } from './process-spans.js';
@@ -12,8 +13,9 @@ import { logDiagnostics } from './diagnostics.js';
 import type { AgentIdentity, Telemetry } from './telemetry.js';
 
 export async function enableTelemetry(plan: TelemetryPlan, settings: TelemetrySettings, identity: AgentIdentity, env: Readonly<Record<string, string | undefined>>): Promise<Telemetry> {
-  const sdk = await startSdk(plan, identity, env);
-  const agentMetrics = new AgentMetrics(settings.metricsOwners);
+  const histograms = new Histograms();
+  const sdk = await startSdk(plan, identity, env, histograms);
+  const agentMetrics = new AgentMetrics(settings.metricsOwners, histograms);
   const stopRuntime = observeRuntime();
   return {
     exporters: sdk.exporters,

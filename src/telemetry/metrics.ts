@@ -1,8 +1,9 @@
 // Every metric the agent exports, by the exact names dashboards and alerts rely on. The Prometheus
 // exporter adds `_total` to a monotonic counter whose name lacks it and nothing else (no unit
 // suffix), so the names below are what /metrics shows.
-import { metrics, type Attributes, type Counter, type Histogram, type Meter, type MetricOptions } from '@opentelemetry/api';
+import { metrics, type Attributes, type Counter, type Meter, type MetricOptions } from '@opentelemetry/api';
 import { ringTally } from '../process/stdio/output-ring.js';
+import type { Histograms, Series } from './histogram-tally.js';
 import type { AgentView } from './telemetry.js';
 
 const SECONDS = 's';
@@ -47,38 +48,47 @@ export class AgentMetrics {
   private readonly meter = metrics.getMeter('pidfd-agent');
   readonly spawns: Tally;
   readonly exits: Tally;
-  readonly spawnDuration: Histogram;
+  readonly spawnDuration: Series;
   readonly signals: Tally;
   readonly watchersDropped: Counter;
-  readonly storeWriteDuration: Histogram;
-  readonly handoverDuration: Histogram;
+  readonly storeWriteDuration: Series;
+  readonly handoverDuration: Series;
   /** ErrorInfo reasons are a fixed set in the code; the cap only guards against a surprise. */
   readonly reasons = new BoundedLabel(64);
   /** Owners become labels only with --metrics-owners N, and at most N of them. */
   private readonly owners: BoundedLabel | null;
 
-  constructor(metricsOwners: number) {
+  constructor(
+    metricsOwners: number,
+    readonly histograms: Histograms,
+  ) {
     this.owners = metricsOwners > 0 ? new BoundedLabel(metricsOwners) : null;
     const m = this.meter;
     this.spawns = new Tally(m, 'pidfd_agent_spawns_total', { description: 'Spawn calls by result: ok or the ErrorInfo reason the caller received' });
     this.exits = new Tally(m, 'pidfd_agent_exits_total', { description: 'Process exits by how: code, signal, timeout (its deadline) or lost (ended while no agent watched)' });
-    this.spawnDuration = m.createHistogram('pidfd_agent_spawn_duration_seconds', {
-      description: 'Spawn: from the request (validated and authorized) to the pidfd held',
-      unit: SECONDS,
-      advice: { explicitBucketBoundaries: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] },
-    });
+    this.spawnDuration = histograms
+      .create('pidfd_agent_spawn_duration_seconds', {
+        description: 'Spawn: from the request (validated and authorized) to the pidfd held',
+        unit: SECONDS,
+        boundaries: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      })
+      .series();
     this.signals = new Tally(m, 'pidfd_agent_signals_total', { description: 'Signals sent to managed processes (Signal, Stop, deadlines), by signal' });
     this.watchersDropped = m.createCounter('pidfd_agent_watchers_dropped_total', { description: 'Watch streams ended because they fell too far behind (WATCH_BACKLOG)' });
-    this.storeWriteDuration = m.createHistogram('pidfd_agent_store_write_duration_seconds', {
-      description: 'One durable write (a transaction) of the state store',
-      unit: SECONDS,
-      advice: { explicitBucketBoundaries: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1] },
-    });
-    this.handoverDuration = m.createHistogram('pidfd_agent_handover_duration_seconds', {
-      description: 'Taking over from the previous agent: from asking it to hand over to serving its processes',
-      unit: SECONDS,
-      advice: { explicitBucketBoundaries: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] },
-    });
+    this.storeWriteDuration = histograms
+      .create('pidfd_agent_store_write_duration_seconds', {
+        description: 'One durable write (a transaction) of the state store',
+        unit: SECONDS,
+        boundaries: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      })
+      .series();
+    this.handoverDuration = histograms
+      .create('pidfd_agent_handover_duration_seconds', {
+        description: 'Taking over from the previous agent: from asking it to hand over to serving its processes',
+        unit: SECONDS,
+        boundaries: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      })
+      .series();
     // Series a dashboard or an alert expects exist from the start, at 0, not from the first event.
     this.spawn(0, 'ok');
     for (const how of ['code', 'signal', 'timeout', 'lost'] as const) if (this.owners === null) this.exited(0, how, undefined);

@@ -5,8 +5,9 @@
 // names (rpc.system, rpc.service, rpc.grpc.status_code, rpc.server.duration in ms) are added only
 // with OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup.
 import { status, type Metadata, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream, type ServiceDefinition, type ServiceError, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { context, metrics, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type TextMapGetter } from '@opentelemetry/api';
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type TextMapGetter } from '@opentelemetry/api';
 import { ErrorInfo, Status } from '../api.js';
+import type { Series } from './histogram-tally.js';
 import type { AgentMetrics } from './metrics.js';
 
 const metadataGetter: TextMapGetter<Metadata> = {
@@ -42,13 +43,12 @@ export interface RpcOptions {
 
 export function instrumentService(definition: ServiceDefinition, implementation: UntypedServiceImplementation, agentMetrics: AgentMetrics, options: RpcOptions): UntypedServiceImplementation {
   const tracer = trace.getTracer('pidfd-agent');
-  const meter = metrics.getMeter('pidfd-agent');
-  const callDuration = meter.createHistogram('rpc.server.call.duration', {
+  const callDuration = agentMetrics.histograms.create('rpc.server.call.duration', {
     description: 'Duration of the calls the agent served',
     unit: 's',
-    advice: { explicitBucketBoundaries: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10] },
+    boundaries: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
   });
-  const legacyDuration = options.legacyNames ? meter.createHistogram('rpc.server.duration', { description: 'Duration of the calls the agent served (old RPC conventions)', unit: 'ms' }) : undefined;
+  const legacyDuration = options.legacyNames ? agentMetrics.histograms.create('rpc.server.duration', { description: 'Duration of the calls the agent served (old RPC conventions)', unit: 'ms' }) : undefined;
 
   const wrapped: UntypedServiceImplementation = {};
   for (const [name, method] of Object.entries(definition)) {
@@ -59,23 +59,22 @@ export function instrumentService(definition: ServiceDefinition, implementation:
     const base: Attributes = { 'rpc.system.name': 'grpc', 'rpc.method': fullName, ...(options.legacyNames ? { 'rpc.system': 'grpc', 'rpc.service': service } : {}) };
 
     /**
-     * Attributes per status code, made once: the SDK hashes what it is given, so no new object per
-     * call. `ending` is what a span lacks of them when it ends (it started with `base`).
+     * The duration series and span attributes per status code, made once. `ending` is what a span
+     * lacks of them when it ends (it started with `base`).
      */
-    const byCode = new Map<number, { readonly all: Attributes; readonly ending: Attributes }>();
-    const attrsOf = (code: number): { readonly all: Attributes; readonly ending: Attributes } => {
+    const byCode = new Map<number, { readonly duration: Series; readonly legacy?: Series; readonly ending: Attributes }>();
+    const attrsOf = (code: number) => {
       let attrs = byCode.get(code);
       if (attrs === undefined) {
         const ending = { 'rpc.response.status_code': codeName(code), ...(SERVER_ERRORS.has(code) ? { 'error.type': codeName(code) } : {}) };
-        attrs = { all: { ...base, ...ending }, ending };
+        const key = `${fullName} ${code}`;
+        attrs = {
+          duration: callDuration.series(key, () => ({ ...base, ...ending })),
+          legacy: legacyDuration?.series(key, () => ({ 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': short, 'rpc.grpc.status_code': code })),
+          ending,
+        };
         byCode.set(code, attrs);
       }
-      return attrs;
-    };
-    const legacyByCode = new Map<number, Attributes>();
-    const legacyAttrsOf = (code: number): Attributes => {
-      let attrs = legacyByCode.get(code);
-      if (attrs === undefined) legacyByCode.set(code, (attrs = { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': short, 'rpc.grpc.status_code': code }));
       return attrs;
     };
 
@@ -95,8 +94,8 @@ export function instrumentService(definition: ServiceDefinition, implementation:
         span.end();
       }
       const seconds = (performance.now() - started) / 1000;
-      callDuration.record(seconds, attrs.all);
-      legacyDuration?.record(seconds * 1000, legacyAttrsOf(code));
+      attrs.duration.record(seconds);
+      attrs.legacy?.record(seconds * 1000);
       if (short === 'Spawn') agentMetrics.spawn(1, error ? agentMetrics.reasons.of(reason ?? codeName(code)) : 'ok');
       if (short === 'Watch' && reason === 'WATCH_BACKLOG') agentMetrics.watchersDropped.add(1);
     };

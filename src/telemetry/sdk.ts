@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { ROOT_CONTEXT, type Context, type ContextManager } from '@opentelemetry/api';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { PeriodicExportingMetricReader, type IMetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
+import { PeriodicExportingMetricReader, type IMetricReader, type MetricProducer, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { OTLPMetricExporter as OtlpGrpc } from '@opentelemetry/exporter-metrics-otlp-grpc';
@@ -119,18 +119,19 @@ async function serveMetrics(exporter: PrometheusExporter, host: string, port: nu
   return server.unref();
 }
 
-export async function startSdk(plan: TelemetryPlan, identity: AgentIdentity, env: Env): Promise<StartedSdk> {
+/** `producer` is read by every metric reader beside the SDK's own instruments (the agent's histograms). */
+export async function startSdk(plan: TelemetryPlan, identity: AgentIdentity, env: Env, producer: MetricProducer): Promise<StartedSdk> {
   const exporters: string[] = [];
   const readers: IMetricReader[] = [];
   let prometheus: PrometheusExporter | undefined;
   if (plan.prometheus) {
-    prometheus = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
+    prometheus = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true, metricProducers: [producer] });
     readers.push(prometheus);
   }
   if (plan.otlpMetrics) {
     const { exporter, protocol } = otlpMetricExporter(env);
     const intervalMs = Number(env.OTEL_METRIC_EXPORT_INTERVAL) || 60_000;
-    readers.push(new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: intervalMs, exportTimeoutMillis: Math.min(intervalMs, 30_000) }));
+    readers.push(new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: intervalMs, exportTimeoutMillis: Math.min(intervalMs, 30_000), metricProducers: [producer] }));
     exporters.push(`metrics:otlp(${protocol})`);
   }
   const resource = defaultResource().merge(

@@ -1,10 +1,9 @@
 // The state store with each durable write timed: every change is one commit (one transaction).
-import type { Histogram } from '@opentelemetry/api';
 import type { ProcessStore } from '../process/process-store.js';
 
 const WRITES = new Set<PropertyKey>(['commit']);
 
-export function timedStore(store: ProcessStore, duration: Histogram): ProcessStore {
+export function timedStore(store: ProcessStore, duration: { record(seconds: number): void }): ProcessStore {
   let depth = 0;
   const timed =
     (write: (...args: unknown[]) => unknown) =>
