@@ -23,7 +23,10 @@ const MAX_INT64 = 2 ** 63;
 
 const varintSize = (v: number): number => (v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5);
 
-const hexValue = (c: number): number => (c <= 57 ? c - 48 : c >= 97 ? c - 87 : c - 55);
+/** The value of each hex digit, by its char code. */
+const NIBBLE = new Uint8Array(128);
+for (let i = 0; i < 10; i++) NIBBLE[48 + i] = i;
+for (let i = 0; i < 6; i++) NIBBLE[97 + i] = NIBBLE[65 + i] = 10 + i;
 
 /** A growing buffer with protobuf's wire primitives; lengths are reserved and written at close. */
 class Out {
@@ -111,7 +114,7 @@ class Out {
     this.varint(n);
     this.ensure(n);
     const buf = this.buf;
-    for (let i = 0; i < n; i++) buf[this.pos++] = (hexValue(hex.charCodeAt(2 * i)) << 4) | hexValue(hex.charCodeAt(2 * i + 1));
+    for (let i = 0, j = 0; i < n; i++, j += 2) buf[this.pos++] = (NIBBLE[hex.charCodeAt(j)]! << 4) | NIBBLE[hex.charCodeAt(j + 1)]!;
   }
 
   raw(bytes: Buffer): void {
