@@ -19,7 +19,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { AgentClient } from '../clients/ts/src/index.js';
-import { spawnWaitCycles } from './cycles.js';
+import { keepAwake, spawnWaitCycles } from './cycles.js';
 import { startAgent, threadCpuMs, type AgentProcess } from './agent-process.js';
 import { median } from './stats.js';
 
@@ -121,18 +121,15 @@ try {
     running.push({ name: v, agent, client, profDir });
   }
   // The others are kept from going quiet (bench/telemetry.ts says why), unless --let-rest.
-  let measured: AgentClient | undefined;
-  const keepAwake = opt['let-rest'] ? undefined : setInterval(() => {
-    for (const { client } of running) if (client !== measured) void cycles(client, 1).catch(() => undefined);
-  }, 1000);
+  const awake = opt['let-rest'] ? undefined : keepAwake(running.map(({ client }) => ({ key: client, client })));
   for (const { client } of running) {
-    measured = client;
+    awake?.measuring(client);
     const warm = performance.now();
     while (performance.now() - warm < SCRAPE_MS + 1500) await cycles(client, 200);
   }
   for (let round = 1; round <= ROUNDS; round++) {
     for (const { name, agent, client } of round % 2 === 1 ? running : [...running].reverse()) {
-      measured = client;
+      awake?.measuring(client);
       const t0 = threadCpuMs(agent.pid, (comm, _tid, nth) => (comm === 'node' ? `node#${nth}` : comm));
       const wall = await cycles(client, CYCLES);
       const t1 = threadCpuMs(agent.pid, (comm, _tid, nth) => (comm === 'node' ? `node#${nth}` : comm));
@@ -147,7 +144,7 @@ try {
       process.stderr.write(`round ${round} ${name} load ${os.loadavg()[0]!.toFixed(2)}: ${total.toFixed(0)} µs/cycle, ${Math.round(CYCLES / wall)}/s ${JSON.stringify(perThread)}\n`);
     }
   }
-  if (keepAwake) clearInterval(keepAwake);
+  awake?.stop();
 } finally {
   for (const s of scrapers) clearInterval(s);
   for (const { client, agent } of running) {

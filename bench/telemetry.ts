@@ -15,7 +15,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { AgentClient } from '../clients/ts/src/index.js';
-import { spawnWaitCycles } from './cycles.js';
+import { keepAwake, spawnWaitCycles } from './cycles.js';
 import { cpuSeconds, startAgent, type AgentProcess } from './agent-process.js';
 import { median } from './stats.js';
 
@@ -137,7 +137,7 @@ async function main(): Promise<void> {
     // first seconds compiling (on V8's background threads, which count as its CPU), more of it
     // with the SDK loaded, and a bench that restarted agents measured that instead of the cycles.
     const running: { dir: string; name: Name; agent: AgentProcess; client: AgentClient }[] = [];
-    let keepAwake: NodeJS.Timeout | undefined;
+    let awake: ReturnType<typeof keepAwake> | undefined;
     try {
       for (const { dir, name } of variants) {
         const metricsPort = await freePort();
@@ -166,12 +166,9 @@ async function main(): Promise<void> {
       // Warm-up past the first metric export and scrape: the exporters load and compile their
       // code then, once in an agent's life, which is not a cost per cycle. The others are kept
       // awake from here on (below).
-      let measured: AgentClient | undefined;
-      keepAwake = setInterval(() => {
-        for (const { client } of running) if (client !== measured) void cycles(client, 1).catch(() => undefined);
-      }, 1000);
+      awake = keepAwake(running.map(({ client }) => ({ key: client, client })));
       for (const { client } of running) {
-        measured = client;
+        awake.measuring(client);
         const warm = performance.now();
         while (performance.now() - warm < SCRAPE_MS + 1500) await cycles(client, 200);
       }
@@ -182,7 +179,7 @@ async function main(): Promise<void> {
       // keeps each one from going quiet, at ~0.1 % of a CPU.
       for (let round = 1; round <= ROUNDS; round++) {
         for (const { dir, name, agent, client } of round % 2 === 1 ? running : [...running].reverse()) {
-          measured = client;
+          awake.measuring(client);
           const cpu0 = cpuSeconds(agent.pid);
           const wall = await cycles(client, CYCLES);
           const cpu = cpuSeconds(agent.pid) - cpu0;
@@ -192,7 +189,7 @@ async function main(): Promise<void> {
         }
       }
     } finally {
-      clearInterval(keepAwake);
+      awake?.stop();
       for (const { client, agent } of running) {
         client.close();
         await agent.stop();

@@ -2,26 +2,29 @@
 // over the unix socket of an agent without a policy, and over the unix socket and over mutual TLS
 // of an agent with a policy (the caller a tenant, so every spawn goes through its constraints),
 // interleaved round by round in one run; prints ratios and writes bench/results/tls-*.json.
-// Usage: node --import tsx bench/tls.ts [--rounds N] [--cycles N]
+// Usage: node --import tsx bench/tls.ts [--rounds N] [--cycles N] [--agent DIR]... (trees compared in the same run)
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { credentials } from '@grpc/grpc-js';
 import { AgentClient } from '../clients/ts/src/index.js';
-import { spawnWaitCycles } from './cycles.js';
+import { keepAwake, spawnWaitCycles } from './cycles.js';
 import { cpuSeconds, startAgent, type AgentProcess } from './agent-process.js';
 import { median } from './stats.js';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
 const REPO = dirname(BENCH);
-const { values: opt } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, cycles: { type: 'string', default: '3000' } }, strict: true });
+const { values: opt } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, cycles: { type: 'string', default: '3000' }, agent: { type: 'string', multiple: true } }, strict: true });
+/** Trees whose agents are compared in the same run (--agent DIR, repeatable; the summary's keys are the last one's). */
+const TREES = (opt.agent ?? [REPO]).map((d) => resolve(d));
 const ROUNDS = Math.max(1, Number(opt.rounds));
 const CYCLES = Math.max(16, Number(opt.cycles));
 const CONC = 16;
+const WARMUP = 4000;
 const SPIFFE = 'spiffe://bench.example/tenant';
 const log = (msg: string) => process.stderr.write(`[bench-tls ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
@@ -49,9 +52,14 @@ function freePort(): Promise<number> {
 
 interface Variant {
   readonly name: 'unix' | 'unix_policy' | 'tls_policy';
+  /** The tree whose agent it is (--agent). */
+  readonly tree: string;
   readonly agent: AgentProcess;
   readonly client: AgentClient;
 }
+
+type Name = Variant['name'];
+type Results = Record<Name, { per_s: number[]; agent_cpu_ms_per_cycle: number[] }>;
 
 const cycles = (client: AgentClient, n: number) => spawnWaitCycles(client, n, CONC);
 
@@ -66,58 +74,79 @@ async function main(): Promise<void> {
       policy,
       ['rules:', `  - identities: ["${SPIFFE}", "unix:uid=0"]`, '    role: tenant', '    spawn:', '      run_as: ["root"]', '      executables: ["/bin/*", "/usr/bin/*"]', '      max_processes: 1000', ''].join('\n'),
     );
-    const port = await freePort();
     const maxProcesses = 4096;
-    // Both audit every Spawn (as every agent does) to a file, as a node would, not to the terminal.
-    const plain = await startAgent({ repo: REPO, maxProcesses, agentFlags: ['--ephemeral', '--retention-max', '1000', '--audit-log', join(dir, 'audit-plain.log')] });
-    agents.push(plain);
-    const tlsFlags = ['--tcp', `127.0.0.1:${port}`, '--tls-cert', join(dir, 'server.pem'), '--tls-key', join(dir, 'server.key'), '--tls-client-ca', join(dir, 'ca.pem')];
-    const guarded = await startAgent({ repo: REPO, maxProcesses, agentFlags: ['--ephemeral', '--retention-max', '1000', '--audit-log', join(dir, 'audit-guarded.log'), '--policy', policy, ...tlsFlags] });
-    agents.push(guarded);
     const read = (f: string) => readFileSync(join(dir, f));
-    const tlsClient = new AgentClient(`127.0.0.1:${port}`, credentials.createSsl(read('ca.pem'), read('client.key'), read('client.pem')));
-    const variants: Variant[] = [
-      { name: 'unix', agent: plain, client: new AgentClient(plain.address) },
-      { name: 'unix_policy', agent: guarded, client: new AgentClient(guarded.address) },
-      { name: 'tls_policy', agent: guarded, client: tlsClient },
-    ];
+    const variants: Variant[] = [];
+    const awakeKeys: { key: AgentProcess; client: AgentClient }[] = [];
+    for (const [i, tree] of TREES.entries()) {
+      const port = await freePort();
+      // Both audit every Spawn (as every agent does) to a file, as a node would, not to the terminal.
+      const plain = await startAgent({ repo: tree, maxProcesses, agentFlags: ['--ephemeral', '--retention-max', '1000', '--audit-log', join(dir, `audit-plain-${i}.log`)] });
+      agents.push(plain);
+      const tlsFlags = ['--tcp', `127.0.0.1:${port}`, '--tls-cert', join(dir, 'server.pem'), '--tls-key', join(dir, 'server.key'), '--tls-client-ca', join(dir, 'ca.pem')];
+      const guarded = await startAgent({ repo: tree, maxProcesses, agentFlags: ['--ephemeral', '--retention-max', '1000', '--audit-log', join(dir, `audit-guarded-${i}.log`), '--policy', policy, ...tlsFlags] });
+      agents.push(guarded);
+      const tlsClient = new AgentClient(`127.0.0.1:${port}`, credentials.createSsl(read('ca.pem'), read('client.key'), read('client.pem')));
+      const mine: Variant[] = [
+        { name: 'unix', tree, agent: plain, client: new AgentClient(plain.address) },
+        { name: 'unix_policy', tree, agent: guarded, client: new AgentClient(guarded.address) },
+        { name: 'tls_policy', tree, agent: guarded, client: tlsClient },
+      ];
+      variants.push(...mine);
+      awakeKeys.push({ key: plain, client: mine[0]!.client }, { key: guarded, client: mine[1]!.client });
+    }
     clients.push(...variants.map((v) => v.client));
-    for (const v of variants) await cycles(v.client, 200); // warm-up: connections, JIT, TLS session
-    const results: Record<Variant['name'], { per_s: number[]; agent_cpu_ms_per_cycle: number[] }> = {
-      unix: { per_s: [], agent_cpu_ms_per_cycle: [] },
-      unix_policy: { per_s: [], agent_cpu_ms_per_cycle: [] },
-      tls_policy: { per_s: [], agent_cpu_ms_per_cycle: [] },
-    };
+    // Warm-up: connections, the TLS session, and V8 done compiling each path (1,000 cycles left it
+    // compiling inside the measured runs: FINDINGS "Session 13: floors").
+    const awake = keepAwake(awakeKeys);
+    for (const v of variants) {
+      awake.measuring(v.agent);
+      await cycles(v.client, WARMUP);
+    }
+    const results = new Map<string, Results>(TREES.map((t) => [t, { unix: { per_s: [], agent_cpu_ms_per_cycle: [] }, unix_policy: { per_s: [], agent_cpu_ms_per_cycle: [] }, tls_policy: { per_s: [], agent_cpu_ms_per_cycle: [] } }]));
     for (let round = 1; round <= ROUNDS; round++) {
       for (const v of round % 2 === 1 ? variants : [...variants].reverse()) {
+        awake.measuring(v.agent);
         const cpu0 = cpuSeconds(v.agent.pid);
         const wall = await cycles(v.client, CYCLES);
         const cpu = cpuSeconds(v.agent.pid) - cpu0;
-        results[v.name].per_s.push(CYCLES / wall);
-        results[v.name].agent_cpu_ms_per_cycle.push((cpu * 1000) / CYCLES);
-        log(`round ${round} ${v.name}: ${(CYCLES / wall).toFixed(0)} cycles/s, agent ${((cpu * 1000) / CYCLES).toFixed(3)} ms CPU/cycle`);
+        results.get(v.tree)![v.name].per_s.push(CYCLES / wall);
+        results.get(v.tree)![v.name].agent_cpu_ms_per_cycle.push((cpu * 1000) / CYCLES);
+        log(`round ${round} ${TREES.length > 1 ? `${v.tree} ` : ''}${v.name}: ${(CYCLES / wall).toFixed(0)} cycles/s, agent ${((cpu * 1000) / CYCLES).toFixed(3)} ms CPU/cycle`);
       }
     }
-    const m = (name: Variant['name'], key: 'per_s' | 'agent_cpu_ms_per_cycle') => median(results[name][key]);
+    awake.stop();
+    const summarize = (r: Results) => {
+      const m = (name: Name, key: 'per_s' | 'agent_cpu_ms_per_cycle') => median(r[name][key]);
+      return {
+        spawn_wait_per_s: { unix: m('unix', 'per_s'), unix_policy: m('unix_policy', 'per_s'), tls_policy: m('tls_policy', 'per_s') },
+        agent_cpu_ms_per_cycle: { unix: m('unix', 'agent_cpu_ms_per_cycle'), unix_policy: m('unix_policy', 'agent_cpu_ms_per_cycle'), tls_policy: m('tls_policy', 'agent_cpu_ms_per_cycle') },
+        tls_policy_vs_unix_throughput: m('tls_policy', 'per_s') / m('unix', 'per_s'),
+        unix_policy_vs_unix_throughput: m('unix_policy', 'per_s') / m('unix', 'per_s'),
+        tls_policy_vs_unix_agent_cpu: m('tls_policy', 'agent_cpu_ms_per_cycle') / m('unix', 'agent_cpu_ms_per_cycle'),
+        rounds_raw: r,
+      };
+    };
+    const last = TREES[TREES.length - 1]!;
     const summary = {
       cpu_model: os.cpus()[0]?.model ?? 'unknown',
       rounds: ROUNDS,
       cycles_per_round: CYCLES,
       concurrency: CONC,
-      spawn_wait_per_s: { unix: m('unix', 'per_s'), unix_policy: m('unix_policy', 'per_s'), tls_policy: m('tls_policy', 'per_s') },
-      agent_cpu_ms_per_cycle: { unix: m('unix', 'agent_cpu_ms_per_cycle'), unix_policy: m('unix_policy', 'agent_cpu_ms_per_cycle'), tls_policy: m('tls_policy', 'agent_cpu_ms_per_cycle') },
-      tls_policy_vs_unix_throughput: m('tls_policy', 'per_s') / m('unix', 'per_s'),
-      unix_policy_vs_unix_throughput: m('unix_policy', 'per_s') / m('unix', 'per_s'),
-      tls_policy_vs_unix_agent_cpu: m('tls_policy', 'agent_cpu_ms_per_cycle') / m('unix', 'agent_cpu_ms_per_cycle'),
-      rounds_raw: results,
+      ...summarize(results.get(last)!),
+      ...(TREES.length > 1 ? { by_agent: Object.fromEntries(TREES.map((t) => [t, summarize(results.get(t)!)])) } : {}),
     };
     mkdirSync(join(BENCH, 'results'), { recursive: true });
     const file = join(BENCH, 'results', `tls-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
     writeFileSync(file, JSON.stringify(summary, null, 2) + '\n');
     const pct = (r: number) => `${r.toFixed(2)}×`;
     console.log(`\nSpawn+Wait c=${CONC}, ${CYCLES} cycles × ${ROUNDS} rounds, medians (${summary.cpu_model}):`);
-    for (const v of variants) console.log(`  ${v.name.padEnd(12)} ${m(v.name, 'per_s').toFixed(0).padStart(6)} cycles/s   agent ${m(v.name, 'agent_cpu_ms_per_cycle').toFixed(3)} ms CPU/cycle`);
-    console.log(`  TLS+policy ÷ unix: throughput ${pct(summary.tls_policy_vs_unix_throughput)}, agent CPU ${pct(summary.tls_policy_vs_unix_agent_cpu)}; unix+policy ÷ unix: throughput ${pct(summary.unix_policy_vs_unix_throughput)}`);
+    for (const tree of TREES) {
+      const t = summarize(results.get(tree)!);
+      if (TREES.length > 1) console.log(` ${tree}:`);
+      for (const name of ['unix', 'unix_policy', 'tls_policy'] as const) console.log(`  ${name.padEnd(12)} ${t.spawn_wait_per_s[name].toFixed(0).padStart(6)} cycles/s   agent ${t.agent_cpu_ms_per_cycle[name].toFixed(3)} ms CPU/cycle`);
+      console.log(`  TLS+policy ÷ unix: throughput ${pct(t.tls_policy_vs_unix_throughput)}, agent CPU ${pct(t.tls_policy_vs_unix_agent_cpu)}; unix+policy ÷ unix: throughput ${pct(t.unix_policy_vs_unix_throughput)}`);
+    }
     console.log(`  written to ${file}`);
   } finally {
     for (const c of clients) c.close();

@@ -3,6 +3,7 @@ import test from 'ava';
 import { parsePolicy, parseRate, PolicyError, ROOT_ONLY, ruleFor, type SpawnRule } from '../src/auth/policy.js';
 import { executableDenial, spawnDenial, type Names, type SpawnFacts } from '../src/auth/spawn-policy.js';
 import { Quotas } from '../src/auth/quotas.js';
+import { cachedNames } from '../src/auth/authorize.js';
 import { ownerIdentity } from '../src/process/lifecycle/owner.js';
 
 const names: Names = {
@@ -172,4 +173,26 @@ test('owners in the old peer form become the identity; others stay as they are',
   t.is(ownerIdentity('spiffe://example.org/a'), 'spiffe://example.org/a');
   t.is(ownerIdentity('127.0.0.1:4242'), '127.0.0.1:4242');
   t.is(ownerIdentity(undefined), undefined);
+});
+
+test('a decision resolves each name once per ttl, an unknown one too; after the ttl NSS is asked again', (t) => {
+  const asked: string[] = [];
+  let now = 1_000;
+  const cached = cachedNames(
+    {
+      uid: (n) => (asked.push(`uid:${n}`), ({ root: 0, nobody: 65534 }) as Record<string, number>)[n],
+      gid: (n) => (asked.push(`gid:${n}`), n === 'nogroup' ? 65534 : undefined),
+    },
+    10_000,
+    () => now,
+  );
+  for (let i = 0; i < 3; i++) {
+    t.is(cached.uid('nobody'), 65534);
+    t.is(cached.uid('ghost'), undefined);
+    t.is(cached.gid('nogroup'), 65534);
+  }
+  t.deepEqual(asked, ['uid:nobody', 'uid:ghost', 'gid:nogroup']);
+  now += 10_000;
+  t.is(cached.uid('nobody'), 65534);
+  t.deepEqual(asked, ['uid:nobody', 'uid:ghost', 'gid:nogroup', 'uid:nobody']);
 });

@@ -117,6 +117,40 @@ test('no TLS session is resumed: each connection verifies its certificate anew',
   t.false(second.reused, 'a session offered again is not resumed');
 });
 
+test('a client that asks to renegotiate (TLS 1.2) is disconnected; the agent serves on', async (t) => {
+  // Renegotiation could bring another certificate than the one verified at the handshake, which
+  // the agent reads once per connection.
+  const outcome = await new Promise<{ served: boolean; renegotiated: boolean; closed: boolean }>((resolve, reject) => {
+    let served = false;
+    const s = tls.connect({ host: '127.0.0.1', port, ca: pem(ca.cert), ALPNProtocols: ['h2'], cert: pem(tenant.cert), key: pem(tenant.key), maxVersion: 'TLSv1.2' });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error('the agent neither renegotiated nor closed the connection'));
+    }, 30_000);
+    s.on('error', () => {});
+    s.once('secureConnect', () => s.write(CLIENT_PREFACE));
+    s.once('data', () => {
+      served = true;
+      const asked = s.renegotiate({ rejectUnauthorized: true }, (e) => {
+        if (e === null) {
+          clearTimeout(timer);
+          s.destroy();
+          resolve({ served, renegotiated: true, closed: false });
+        }
+      });
+      t.true(asked, 'node sent the renegotiation request');
+    });
+    s.once('close', () => {
+      clearTimeout(timer);
+      resolve({ served, renegotiated: false, closed: true });
+    });
+  });
+  t.deepEqual(outcome, { served: true, renegotiated: false, closed: true });
+  const client = tlsClient(tenant);
+  t.deepEqual((await client.list({ labels: { none: 'x' } })).processes, []);
+  client.close();
+});
+
 async function refusedCall(t: import('ava').ExecutionContext, client: AgentClient): Promise<void> {
   const e = await t.throwsAsync(client.list({}, { deadline: 5000 }), { instanceOf: AgentCallError });
   t.is(e?.code, status.UNAVAILABLE, e?.message);

@@ -32,8 +32,33 @@ export const FAMILY_OF: Readonly<Record<Rpc, Family>> = {
 
 const MUTATING: ReadonlySet<Rpc> = new Set(['Spawn', 'Adopt', 'Signal', 'Stop', 'Release', 'WriteStdin', 'CloseStdin', 'ResizeTerminal']);
 
-/** Names as the spawn resolves them (NSS). */
-export const NSS_NAMES: Names = { uid: (name) => lookupUser(name)?.uid, gid: (name) => lookupGroup(name) };
+const NAMES_TTL_MS = 10_000;
+const MAX_NAMES = 4096;
+
+/**
+ * Each answer kept for a few seconds, as the caller's groups are (caller.ts): a decision resolves
+ * its rule's run_as and group names on every spawn, and NSS reads /etc/passwd (or asks a daemon)
+ * each time, ~20 µs. A renamed or renumbered account is seen within ttlMs; the spawn itself
+ * resolves what it sets up uncached.
+ */
+export function cachedNames(names: Names, ttlMs = NAMES_TTL_MS, now: () => number = Date.now): Names {
+  const cached = (lookup: (name: string) => number | undefined) => {
+    const answers = new Map<string, { readonly at: number; readonly id: number | undefined }>();
+    return (name: string): number | undefined => {
+      const t = now();
+      const hit = answers.get(name);
+      if (hit !== undefined && t - hit.at < ttlMs) return hit.id;
+      const id = lookup(name);
+      if (answers.size >= MAX_NAMES) answers.clear();
+      answers.set(name, { at: t, id });
+      return id;
+    };
+  };
+  return { uid: cached((n) => names.uid(n)), gid: cached((n) => names.gid(n)) };
+}
+
+/** Names as the spawn resolves them (NSS), kept briefly. */
+export const NSS_NAMES: Names = cachedNames({ uid: (name) => lookupUser(name)?.uid, gid: (name) => lookupGroup(name) });
 
 export interface AuthorizerDeps {
   /** The policy in force now (reloads swap it whole). */
