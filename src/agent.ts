@@ -35,7 +35,7 @@ import { ServiceGate } from './service/gate.js';
 import { handoverInProgress } from './process/errors.js';
 import { reapWhileLingering } from './handover/retired.js';
 import { openAccess } from './auth/access.js';
-import { Authorizer, NSS_NAMES } from './auth/authorize.js';
+import { Authorizer, cachedNames, NSS_NAMES } from './auth/authorize.js';
 import { TELEMETRY_OFF, type Telemetry } from './telemetry/telemetry.js';
 
 export interface Agent {
@@ -158,6 +158,7 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
   const authorizer = new Authorizer({
     policy: access.policy,
     names: NSS_NAMES,
+    ruleNames: cachedNames(NSS_NAMES),
     agentUid: process.getuid?.() ?? 0,
     agentEnv: config.agentEnv,
     lookup: (handle) => manager.find(handle),

@@ -3,6 +3,7 @@ import test from 'ava';
 import { ConfigError, parseConfig } from '../src/config/config.js';
 import { planTelemetry } from '../src/telemetry/plan.js';
 import { formatLogLine } from '../src/log.js';
+import { otlpProtobufSpanExporter } from '../src/telemetry/sdk.js';
 
 test('--metrics-listen PORT is loopback; another address only when given, and never a name', (t) => {
   t.deepEqual(parseConfig(['--metrics-listen', '9464']).metricsListen, { host: '127.0.0.1', port: 9464 });
@@ -31,4 +32,17 @@ test('telemetry is on only when an exporter, an OTLP endpoint or --metrics-liste
   t.like(planTelemetry({}, { metricsListen: { host: '127.0.0.1', port: 9464 } }), { traces: false, otlpMetrics: false, off: undefined });
   t.like(planTelemetry({ OTEL_SDK_DISABLED: 'true', OTEL_TRACES_EXPORTER: 'otlp' }, { metricsListen: { host: '127.0.0.1', port: 1 } }), { traces: false, off: 'OTEL_SDK_DISABLED=true' });
   t.true(planTelemetry({ OTEL_SEMCONV_STABILITY_OPT_IN: 'http,rpc/dup' }, {}).legacyRpcNames);
+});
+
+test('spans go through the agent\'s own OTLP encoder only for OTLP over http/protobuf alone', (t) => {
+  const ours = (env: Record<string, string>) => otlpProtobufSpanExporter(env) !== undefined;
+  t.true(ours({}), 'the default: otlp, http/protobuf');
+  t.true(ours({ OTEL_TRACES_EXPORTER: 'otlp' }));
+  t.true(ours({ OTEL_TRACES_EXPORTER: ' otlp ', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf' }));
+  t.true(ours({ OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/protobuf' }), 'the traces protocol decides');
+  t.false(ours({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }));
+  t.false(ours({ OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }));
+  t.false(ours({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json' }));
+  t.false(ours({ OTEL_TRACES_EXPORTER: 'console' }));
+  t.false(ours({ OTEL_TRACES_EXPORTER: 'otlp,console' }), 'several exporters: the SDK makes them all');
 });

@@ -119,7 +119,8 @@ test('no TLS session is resumed: each connection verifies its certificate anew',
 
 test('a client that asks to renegotiate (TLS 1.2) is disconnected; the agent serves on', async (t) => {
   // Renegotiation could bring another certificate than the one verified at the handshake, which
-  // the agent reads once per connection.
+  // the agent reads once per connection. The agent refuses it (disableRenegotiation), and so does
+  // node's HTTP/2 over the connection (RFC 9113 §9.2.1): this holds if either stays.
   const outcome = await new Promise<{ served: boolean; renegotiated: boolean; closed: boolean }>((resolve, reject) => {
     let served = false;
     const s = tls.connect({ host: '127.0.0.1', port, ca: pem(ca.cert), ALPNProtocols: ['h2'], cert: pem(tenant.cert), key: pem(tenant.key), maxVersion: 'TLSv1.2' });

@@ -38,8 +38,9 @@ const MAX_NAMES = 4096;
 /**
  * Each answer kept for a few seconds, as the caller's groups are (caller.ts): a decision resolves
  * its rule's run_as and group names on every spawn, and NSS reads /etc/passwd (or asks a daemon)
- * each time, ~20 µs. A renamed or renumbered account is seen within ttlMs; the spawn itself
- * resolves what it sets up uncached.
+ * each time, ~20 µs. Only for the names in rules: a renamed or renumbered account they list is
+ * seen within ttlMs. The names a request gives are resolved fresh, as the spawn resolves them, so
+ * what is checked is what runs.
  */
 export function cachedNames(names: Names, ttlMs = NAMES_TTL_MS, now: () => number = Date.now): Names {
   const cached = (lookup: (name: string) => number | undefined) => {
@@ -57,13 +58,16 @@ export function cachedNames(names: Names, ttlMs = NAMES_TTL_MS, now: () => numbe
   return { uid: cached((n) => names.uid(n)), gid: cached((n) => names.gid(n)) };
 }
 
-/** Names as the spawn resolves them (NSS), kept briefly. */
-export const NSS_NAMES: Names = cachedNames({ uid: (name) => lookupUser(name)?.uid, gid: (name) => lookupGroup(name) });
+/** Names as the spawn resolves them (NSS). */
+export const NSS_NAMES: Names = { uid: (name) => lookupUser(name)?.uid, gid: (name) => lookupGroup(name) };
 
 export interface AuthorizerDeps {
   /** The policy in force now (reloads swap it whole). */
   readonly policy: () => Policy;
+  /** The request's user and group names, resolved as the spawn will resolve them. */
   readonly names: Names;
+  /** The names rules list (run_as, groups); may answer from a cache. Default: names. */
+  readonly ruleNames?: Names;
   /** The uid a spawn without `user` runs as. */
   readonly agentUid: number;
   /** The agent's environment, for ENV_MODE_INHERIT: PATH is looked up as the spawn will. */
@@ -218,7 +222,7 @@ export class Authorizer {
 
   private spawn(parts: GrantParts, spawn: SpawnOptions, deny: (e: AgentError) => never): Grant {
     const { rule, caller } = parts;
-    const denial = spawnDenial(rule.spawn, this.facts(spawn), this.deps.names);
+    const denial = spawnDenial(rule.spawn, this.facts(spawn), this.deps.ruleNames ?? this.deps.names);
     if (denial) return deny(policyDenied(denial));
     const into = spawn.joinNamespacesOf;
     if (into !== undefined) {

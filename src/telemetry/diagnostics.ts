@@ -21,9 +21,18 @@ function messageOf(text: string): string {
   }
 }
 
+/** What JSON makes of a value, or its string when JSON cannot (a cycle, a BigInt): a log line must never throw into the SDK. */
+function json(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
 /** A stack says where in the SDK, which no operator acts on: the first line says what. */
 function describe(value: unknown): string {
-  const text = value instanceof Error ? value.message : typeof value === 'string' ? messageOf(value) : JSON.stringify(value) ?? String(value);
+  const text = value instanceof Error ? value.message : typeof value === 'string' ? messageOf(value) : json(value);
   const line = text.split('\n').find((l) => !/^\s+at /.test(l)) ?? '';
   return line.length > MAX_MESSAGE ? `${line.slice(0, MAX_MESSAGE)}…` : line;
 }
@@ -34,7 +43,8 @@ export function diagnosticsLogger(log: Logger, now: () => number = Date.now): Di
     (level: 'error' | 'warn') =>
     (message: string, ...args: unknown[]): void => {
       const text = [message, ...args].map(describe).filter((s) => s !== '').join(' ');
-      const key = `${level}\0${text}`;
+      // The same message with other numbers in it ("Dropped 12 spans") is the same problem.
+      const key = `${level}\0${text.replace(/\d+/g, '#')}`;
       const t = now();
       const last = seen.get(key);
       if (last !== undefined && t - last.at < QUIET_MS) {

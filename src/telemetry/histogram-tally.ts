@@ -1,7 +1,8 @@
 // Histograms kept in plain JavaScript and handed to every metric reader (Prometheus, OTLP) as a
 // MetricProducer when it collects. An SDK histogram hashes its attributes on every record, once per
 // reader; here the caller holds its series (one per label set, made once) and a record is a bucket
-// search and four additions. The readers see the SDK's own histogram shape, cumulative.
+// search and four additions. The readers see the SDK's own histogram shape, cumulative or, for a
+// reader whose exporter asks for it, delta.
 import { ValueType, type Attributes, type HrTime } from '@opentelemetry/api';
 import { hrTime } from '@opentelemetry/core';
 import { emptyResource } from '@opentelemetry/resources';
@@ -33,7 +34,7 @@ export class Series {
   }
 
   record(value: number): void {
-    if (value < 0) return; // as the SDK's histograms: durations only, never below 0
+    if (!(value >= 0)) return; // as the SDK's histograms: nothing below 0, and no NaN to poison the sum
     // A value on a boundary belongs to the bucket that boundary closes, as in the SDK and Prometheus (le).
     const b = this.boundaries;
     let i = 0;
@@ -64,24 +65,49 @@ export class HistogramTally {
     return s;
   }
 
+  /** Cumulative points: everything since each series began. */
   data(now: HrTime): HistogramMetricData {
+    return this.metric(AggregationTemporality.CUMULATIVE, [...this.byKey.values()].map((s) => this.point(s, s.startTime, now, s.counts, s.sum, s.count, s.count > 0 ? { min: s.min, max: s.max } : {})));
+  }
+
+  /**
+   * Delta points: what each series took since `last` saw it (updated here), for a reader that
+   * asked for delta. A series that took nothing is left out; min and max of the interval are not
+   * kept (they are optional in OTLP).
+   */
+  delta(now: HrTime, last: WeakMap<Series, Reported>): HistogramMetricData {
+    const points = [];
+    for (const s of this.byKey.values()) {
+      const before = last.get(s);
+      const count = s.count - (before?.count ?? 0);
+      if (count === 0) continue;
+      const counts = s.counts.map((c, i) => c - (before?.counts[i] ?? 0));
+      points.push(this.point(s, before?.at ?? s.startTime, now, counts, s.sum - (before?.sum ?? 0), count, {}));
+      last.set(s, { at: now, counts: [...s.counts], sum: s.sum, count: s.count });
+    }
+    return this.metric(AggregationTemporality.DELTA, points);
+  }
+
+  private point(s: Series, startTime: HrTime, endTime: HrTime, counts: readonly number[], sum: number, count: number, minMax: { min?: number; max?: number }) {
+    return { startTime, endTime, attributes: s.attributes, value: { buckets: { boundaries: [...this.boundaries], counts: [...counts] }, sum, count, ...minMax } };
+  }
+
+  private metric(aggregationTemporality: AggregationTemporality, dataPoints: HistogramMetricData['dataPoints']): HistogramMetricData {
     return {
       descriptor: { name: this.name, description: this.options.description, unit: this.options.unit ?? '', valueType: ValueType.DOUBLE },
-      aggregationTemporality: AggregationTemporality.CUMULATIVE,
+      aggregationTemporality,
       dataPointType: DataPointType.HISTOGRAM,
-      dataPoints: [...this.byKey.values()].map((s) => ({
-        startTime: s.startTime,
-        endTime: now,
-        attributes: s.attributes,
-        value: {
-          buckets: { boundaries: [...this.boundaries], counts: [...s.counts] },
-          sum: s.sum,
-          count: s.count,
-          ...(s.count > 0 ? { min: s.min, max: s.max } : {}),
-        },
-      })),
+      dataPoints,
     };
   }
+}
+
+/** What a delta reader was last given of a series. */
+interface Reported {
+  readonly at: HrTime;
+  readonly counts: readonly number[];
+  readonly sum: number;
+  readonly count: number;
 }
 
 /** The agent's histograms, as one producer every reader is given. */
@@ -96,11 +122,21 @@ export class Histograms implements MetricProducer {
     return tally;
   }
 
+  /** Cumulative, as Prometheus reads them. */
   async collect(): Promise<CollectionResult> {
     const now = hrTime();
-    return {
-      resourceMetrics: { resource: this.resource, scopeMetrics: [{ scope: { name: 'pidfd-agent' }, metrics: this.tallies.map((t) => t.data(now)) }] },
-      errors: [],
-    };
+    return this.result(this.tallies.map((t) => t.data(now)));
+  }
+
+  /** A producer for one reader, in the temporality its exporter asks for histograms in (OTLP: OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE). */
+  producer(temporality: AggregationTemporality): MetricProducer {
+    if (temporality === AggregationTemporality.CUMULATIVE) return this;
+    const last = new WeakMap<Series, Reported>();
+    // As the SDK's delta readers: a histogram that took nothing in the interval is left out.
+    return { collect: async () => this.result(this.tallies.map((t) => t.delta(hrTime(), last)).filter((m) => m.dataPoints.length > 0)) };
+  }
+
+  private result(metrics: HistogramMetricData[]): CollectionResult {
+    return { resourceMetrics: { resource: this.resource, scopeMetrics: [{ scope: { name: 'pidfd-agent' }, metrics }] }, errors: [] };
   }
 }

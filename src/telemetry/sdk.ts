@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { ROOT_CONTEXT, type Context, type ContextManager } from '@opentelemetry/api';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { PeriodicExportingMetricReader, type IMetricReader, type MetricProducer, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
+import { AggregationTemporality, InstrumentType, PeriodicExportingMetricReader, type IMetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { OTLPMetricExporter as OtlpGrpc } from '@opentelemetry/exporter-metrics-otlp-grpc';
@@ -17,6 +17,7 @@ import { OTLPExporterBase } from '@opentelemetry/otlp-exporter-base';
 import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http';
 import { TraceExporterMetricsHelper } from '@opentelemetry/otlp-transformer';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
+import type { Histograms } from './histogram-tally.js';
 import { OtlpSpanSerializer } from './otlp-span-encoder.js';
 import type { TelemetryPlan } from './plan.js';
 import type { AgentIdentity } from './telemetry.js';
@@ -86,7 +87,7 @@ function otlpMetricExporter(env: Env): { exporter: PushMetricExporter; protocol:
  * retries from OTEL_EXPORTER_OTLP_*), writing its requests with the one-pass encoder. Undefined
  * where the SDK's own choice stands: another exporter or protocol, or more than one exporter.
  */
-function otlpProtobufSpanExporter(env: Env): SpanExporter | undefined {
+export function otlpProtobufSpanExporter(env: Env): SpanExporter | undefined {
   const names = [...new Set((env.OTEL_TRACES_EXPORTER ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '' && s !== 'null'))];
   if (names.length > 1 || (names.length === 1 && names[0] !== 'otlp')) return undefined;
   const protocol = (env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf').trim();
@@ -104,7 +105,8 @@ const METRICS_REQUEST_TIMEOUT_MS = 10_000;
 
 /** /metrics on an HTTP server of our own: its listen errors fail the start, and port 0 works. */
 async function serveMetrics(exporter: PrometheusExporter, host: string, port: number): Promise<Server> {
-  const server = createServer({ headersTimeout: METRICS_REQUEST_TIMEOUT_MS, requestTimeout: METRICS_REQUEST_TIMEOUT_MS, maxHeaderSize: 8192 }, (req, res) => {
+  // Node checks those timeouts every connectionsCheckingInterval (30 s by default): every second here.
+  const server = createServer({ headersTimeout: METRICS_REQUEST_TIMEOUT_MS, requestTimeout: METRICS_REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 1_000, maxHeaderSize: 8192 }, (req, res) => {
     if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) exporter.getMetricsRequestHandler(req, res);
     else res.writeHead(404).end();
   });
@@ -119,19 +121,20 @@ async function serveMetrics(exporter: PrometheusExporter, host: string, port: nu
   return server.unref();
 }
 
-/** `producer` is read by every metric reader beside the SDK's own instruments (the agent's histograms). */
-export async function startSdk(plan: TelemetryPlan, identity: AgentIdentity, env: Env, producer: MetricProducer): Promise<StartedSdk> {
+/** `histograms` are read by every metric reader beside the SDK's own instruments, each in its temporality. */
+export async function startSdk(plan: TelemetryPlan, identity: AgentIdentity, env: Env, histograms: Histograms): Promise<StartedSdk> {
   const exporters: string[] = [];
   const readers: IMetricReader[] = [];
   let prometheus: PrometheusExporter | undefined;
   if (plan.prometheus) {
-    prometheus = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true, metricProducers: [producer] });
+    prometheus = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true, metricProducers: [histograms.producer(AggregationTemporality.CUMULATIVE)] });
     readers.push(prometheus);
   }
   if (plan.otlpMetrics) {
     const { exporter, protocol } = otlpMetricExporter(env);
     const intervalMs = Number(env.OTEL_METRIC_EXPORT_INTERVAL) || 60_000;
-    readers.push(new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: intervalMs, exportTimeoutMillis: Math.min(intervalMs, 30_000), metricProducers: [producer] }));
+    const temporality = exporter.selectAggregationTemporality?.(InstrumentType.HISTOGRAM) ?? AggregationTemporality.CUMULATIVE;
+    readers.push(new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: intervalMs, exportTimeoutMillis: Math.min(intervalMs, 30_000), metricProducers: [histograms.producer(temporality)] }));
     exporters.push(`metrics:otlp(${protocol})`);
   }
   const resource = defaultResource().merge(

@@ -32,7 +32,8 @@ const peerOf = (s: tls.TLSSocket): string => addressOf(s) ?? addressOf((s as unk
 function settlePeerCertificate(socket: tls.TLSSocket): void {
   socket.disableRenegotiation();
   const read = socket.getPeerCertificate.bind(socket);
-  const certificate = read();
+  // One object now answers every call: no consumer may change it under the others.
+  const certificate = Object.freeze(read());
   socket.getPeerCertificate = ((detailed?: boolean) => (detailed === true ? read(true) : certificate)) as tls.TLSSocket['getPeerCertificate'];
 }
 
