@@ -88,7 +88,8 @@ test('a collector that never answers holds few connections, and the agent keeps 
     const before = fdCount(agent);
     await spawnAndWait(agent, 400);
     await eventually('a telemetry_problem line', () => problems(agent).length > 0 || undefined, 30_000);
-    t.true(most <= 8, `at most ${most} connections to a collector that never answers`);
+    t.true(most <= 12, `at most ${most} connections to a collector that never answers`);
+    t.log(`${most} connections at most`);
     t.true(fdCount(agent) <= before + 8, `fds ${before} before, ${fdCount(agent)} after`);
     t.false(agent.stderr().includes('    at '), 'no stack trace in the log');
     const lines = problems(agent);
