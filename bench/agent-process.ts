@@ -3,6 +3,7 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -47,9 +48,10 @@ export async function startAgent(opts: AgentOptions): Promise<AgentProcess> {
   let dead = false;
   void exited.then(() => (dead = true));
   const deadline = Date.now() + 15_000;
-  while (!existsSync(socket)) {
+  // The socket exists a moment before the agent listens on it: wait until a connection is taken.
+  while (!existsSync(socket) || !(await accepts(socket))) {
     if (dead) throw new Error('the agent exited during startup');
-    if (Date.now() > deadline) throw new Error('the agent did not create its socket within 15 s');
+    if (Date.now() > deadline) throw new Error('the agent did not listen on its socket within 15 s');
     await sleep(20);
   }
   const pid = child.pid;
@@ -64,6 +66,15 @@ export async function startAgent(opts: AgentOptions): Promise<AgentProcess> {
     },
   };
 }
+
+const accepts = (socket: string): Promise<boolean> =>
+  new Promise((resolve) => {
+    const s = connect(socket, () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
 
 const CLK_TCK = (() => {
   try {

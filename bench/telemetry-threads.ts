@@ -10,10 +10,7 @@
 //   on       everything (as bench/telemetry.ts's "on")
 //   MODE+K=V,K=V  extra environment for the agent (e.g. on+OTEL_BSP_MAX_EXPORT_BATCH_SIZE=2048)
 // Usage: node --import tsx bench/telemetry-threads.ts --variant /work/baseline::off --variant /work/baseline::on [--rounds 4] [--cycles 3000] [--cpu-prof] [--let-rest: idle agents are not kept awake]
-import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +19,7 @@ import { AgentClient } from '../clients/ts/src/index.js';
 import { keepAwake, spawnWaitCycles } from './cycles.js';
 import { startAgent, threadCpuMs, type AgentProcess } from './agent-process.js';
 import { median } from './stats.js';
+import { freePort, startCountingSink, withoutOtel } from './otlp-count-sink.js';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
 const { values: opt } = parseArgs({
@@ -32,21 +30,6 @@ const ROUNDS = Math.max(1, Number(opt.rounds));
 const CYCLES = Math.max(16, Number(opt.cycles));
 const SCRAPE_MS = 5000;
 
-const SINK = `
-import { createServer } from 'node:http';
-const received = {};
-createServer((req, res) => {
-  if (req.method === 'GET' && req.url === '/stats') return res.end(JSON.stringify(received));
-  let bytes = 0;
-  req.on('data', (c) => (bytes += c.length));
-  req.on('end', () => {
-    const r = received[req.url] ?? { requests: 0, bytes: 0 };
-    received[req.url] = { requests: r.requests + 1, bytes: r.bytes + bytes };
-    res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
-  });
-}).listen(0, '127.0.0.1', function () { process.stdout.write(this.address().port + '\\n'); });
-`;
-
 /** Cycles each agent ran in its life (warm-up included), to turn a whole-life profile into per-cycle figures. */
 const lifeCycles = new Map<AgentClient, number>();
 
@@ -55,25 +38,8 @@ function cycles(client: AgentClient, n: number): Promise<number> {
   return spawnWaitCycles(client, n);
 }
 
-const freePort = () =>
-  new Promise<number>((done) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => done(port));
-    });
-  });
-
-const withoutOtel = (): NodeJS.ProcessEnv => Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_')));
-
-const sink = spawn(process.execPath, ['--input-type=module', '-e', SINK], { stdio: ['ignore', 'pipe', 'inherit'] });
-const sinkPort = await new Promise<number>((done) => {
-  let out = '';
-  sink.stdout.on('data', (c: Buffer) => {
-    out += c.toString();
-    if (out.includes('\n')) done(Number(out.trim()));
-  });
-});
-const endpoint = `http://127.0.0.1:${sinkPort}`;
+const sink = await startCountingSink();
+const endpoint = sink.endpoint;
 
 interface Running {
   readonly name: string;
@@ -108,15 +74,6 @@ try {
     }
     const agent = await startAgent({ repo: resolve(dir), maxProcesses: 4096, agentFlags: setup.flags, env: { ...setup.env, ...extraEnv }, nodeFlags: profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [] });
     const client = new AgentClient(agent.address);
-    for (let tries = 0; ; tries++) {
-      try {
-        await client.list();
-        break;
-      } catch (e) {
-        if (tries >= 100) throw e;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
     if (setup.flags === listen) scrapers.push(setInterval(() => void fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text(), () => undefined), SCRAPE_MS));
     running.push({ name: v, agent, client, profDir });
   }
@@ -151,8 +108,8 @@ try {
     client.close();
     await agent.stop();
   }
-  const stats = await (await fetch(`${endpoint}/stats`)).text();
-  sink.kill();
+  const stats = JSON.stringify(await sink.received());
+  sink.close();
   console.log(`OTLP sink received: ${stats}`);
 }
 console.log(`${os.cpus().length} x ${os.cpus()[0]?.model}, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}, ${ROUNDS} rounds x ${CYCLES} Spawn+Wait cycles at c=16; medians (µs agent CPU per cycle):`);

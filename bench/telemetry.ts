@@ -6,10 +6,7 @@
 // bench/results/telemetry-*.json. A third agent has metrics alone (no traces), to tell what spans
 // cost from what metrics cost. --agent DIR (repeatable) compares trees in the same run.
 // Usage: node --import tsx bench/telemetry.ts [--rounds N] [--cycles N] [--agent DIR ...]
-import { spawn } from 'node:child_process';
-import { createServer } from 'node:http';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +15,7 @@ import { AgentClient } from '../clients/ts/src/index.js';
 import { keepAwake, spawnWaitCycles } from './cycles.js';
 import { cpuSeconds, startAgent, type AgentProcess } from './agent-process.js';
 import { median } from './stats.js';
+import { freePort, startCountingSink, withoutOtel } from './otlp-count-sink.js';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
 const REPO = dirname(BENCH);
@@ -30,54 +28,7 @@ const CONC = 16;
 const SCRAPE_MS = 5000;
 const log = (msg: string) => process.stderr.write(`[bench-telemetry ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
-/**
- * The OTLP/HTTP receiver, in a process of its own (as a collector would be): it takes every export
- * and counts it, decoding nothing, and reports its counts on GET /stats. In the driver's process it
- * would take the load generator's time whenever a batch of spans arrived, counted against the agent.
- */
-const SINK = `
-import { createServer } from 'node:http';
-const received = {};
-const server = createServer((req, res) => {
-  if (req.method === 'GET' && req.url === '/stats') return res.end(JSON.stringify(received));
-  let bytes = 0;
-  req.on('data', (c) => (bytes += c.length));
-  req.on('end', () => {
-    const r = received[req.url] ?? { requests: 0, bytes: 0 };
-    received[req.url] = { requests: r.requests + 1, bytes: r.bytes + bytes };
-    res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
-  });
-});
-server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port + '\\n'));
-`;
-
-interface Sink {
-  readonly endpoint: string;
-  received(): Promise<Record<string, { requests: number; bytes: number }>>;
-  close(): void;
-}
-
-async function startSink(): Promise<Sink> {
-  const child = spawn(process.execPath, ['--input-type=module', '-e', SINK], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => {
-      out += c.toString();
-      if (out.includes('\n')) resolve(Number(out.trim()));
-    });
-    child.once('exit', () => reject(new Error('the OTLP sink exited')));
-  });
-  const endpoint = `http://127.0.0.1:${port}`;
-  return {
-    endpoint,
-    received: async () => (await (await fetch(`${endpoint}/stats`)).json()) as Record<string, { requests: number; bytes: number }>,
-    close: () => child.kill(),
-  };
-}
-
 const cycles = (client: AgentClient, n: number) => spawnWaitCycles(client, n, CONC);
-
-const withoutOtel = (): NodeJS.ProcessEnv => Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_')));
 
 type Name = 'off' | 'on' | 'metrics';
 const NAMES: Name[] = ['off', 'on', 'metrics'];
@@ -86,14 +37,6 @@ interface Runs {
   readonly per_s: number[];
   readonly cpu: number[];
 }
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 
 function summarise(runs: Record<Name, Runs>) {
   const perS = { off: median(runs.off.per_s), on: median(runs.on.per_s), metrics: median(runs.metrics.per_s) };
@@ -115,7 +58,7 @@ function summarise(runs: Record<Name, Runs>) {
 }
 
 async function main(): Promise<void> {
-  const sink = await startSink();
+  const sink = await startCountingSink();
   const scrapers: NodeJS.Timeout[] = [];
   try {
     const flags = ['--retention-max', '1000'];
@@ -144,16 +87,6 @@ async function main(): Promise<void> {
         const agent = await start(dir, name, metricsPort);
         const client = new AgentClient(agent.address);
         running.push({ dir, name, agent, client });
-        // The socket exists a moment before the agent listens on it.
-        for (let tries = 0; ; tries++) {
-          try {
-            await client.list();
-            break;
-          } catch (e) {
-            if (tries >= 100) throw e;
-            await new Promise((r) => setTimeout(r, 50));
-          }
-        }
         if (name !== 'off') {
           const s = setInterval(() => {
             void fetch(`http://127.0.0.1:${metricsPort}/metrics`)

@@ -5,7 +5,6 @@
 // Usage: node --import tsx bench/tls.ts [--rounds N] [--cycles N] [--agent DIR]... (trees compared in the same run)
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +14,7 @@ import { AgentClient } from '../clients/ts/src/index.js';
 import { keepAwake, spawnWaitCycles } from './cycles.js';
 import { cpuSeconds, startAgent, type AgentProcess } from './agent-process.js';
 import { median } from './stats.js';
+import { freePort } from './otlp-count-sink.js';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
 const REPO = dirname(BENCH);
@@ -38,16 +38,6 @@ function makeCertificates(dir: string): void {
   };
   leaf('server', 'IP:127.0.0.1');
   leaf('client', `URI:${SPIFFE}`);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-    s.once('error', reject);
-  });
 }
 
 interface Variant {

@@ -13,6 +13,7 @@ import { ruleFor, type Family, type Policy, type Rule } from './policy.js';
 import { executableDenial, spawnDenial, type Denial, type Names, type SpawnFacts } from './spawn-policy.js';
 import { Quotas } from './quotas.js';
 import { lookupGroup, lookupUser } from '../kernel/nss.js';
+import { ttlCache } from './ttl-cache.js';
 
 export type HandleRpc = 'Signal' | 'Stop' | 'Wait' | 'Get' | 'ListThreads' | 'ReadOutput' | 'WriteStdin' | 'CloseStdin' | 'Release' | 'ResizeTerminal';
 export type Rpc = HandleRpc | 'Spawn' | 'Adopt' | 'List' | 'Watch';
@@ -32,28 +33,15 @@ export const FAMILY_OF: Readonly<Record<Rpc, Family>> = {
 
 const MUTATING: ReadonlySet<Rpc> = new Set(['Spawn', 'Adopt', 'Signal', 'Stop', 'Release', 'WriteStdin', 'CloseStdin', 'ResizeTerminal']);
 
-const NAMES_TTL_MS = 10_000;
-const MAX_NAMES = 4096;
-
 /**
- * Each answer kept for a few seconds, as the caller's groups are (caller.ts): a decision resolves
- * its rule's run_as and group names on every spawn, and NSS reads /etc/passwd (or asks a daemon)
- * each time, ~20 µs. Only for the names in rules: a renamed or renumbered account they list is
- * seen within ttlMs. The names a request gives are resolved fresh, as the spawn resolves them, so
- * what is checked is what runs.
+ * For the names rules list (run_as, groups), which a decision resolves on every spawn: each answer
+ * kept ttlMs, as the caller's groups are (caller.ts). The names a request gives are resolved
+ * fresh, as the spawn resolves them, so what is checked is what runs.
  */
-export function cachedNames(names: Names, ttlMs = NAMES_TTL_MS, now: () => number = Date.now): Names {
+export function cachedNames(names: Names, ttlMs = 10_000, now: () => number = Date.now): Names {
   const cached = (lookup: (name: string) => number | undefined) => {
-    const answers = new Map<string, { readonly at: number; readonly id: number | undefined }>();
-    return (name: string): number | undefined => {
-      const t = now();
-      const hit = answers.get(name);
-      if (hit !== undefined && t - hit.at < ttlMs) return hit.id;
-      const id = lookup(name);
-      if (answers.size >= MAX_NAMES) answers.clear();
-      answers.set(name, { at: t, id });
-      return id;
-    };
+    const cache = ttlCache<string, number | undefined>(ttlMs, 4096, now);
+    return (name: string) => cache(name, () => lookup(name));
   };
   return { uid: cached((n) => names.uid(n)), gid: cached((n) => names.gid(n)) };
 }

@@ -2,6 +2,7 @@
 // or a verified client certificate), never from anything in the request.
 import type { AuthContext } from '@grpc/grpc-js/build/src/auth-context.js';
 import { groupName, lookupUser, userGroups } from '../kernel/nss.js';
+import { ttlCache } from './ttl-cache.js';
 
 export type Transport = 'unix' | 'tls' | 'tcp';
 
@@ -71,25 +72,19 @@ function unixIdentity(uid: number): string {
   return identity;
 }
 
-const GROUPS_TTL_MS = 10_000;
-const groupCache = new Map<string, { at: number; aliases: readonly string[] }>();
+const groupCache = ttlCache<string, readonly string[]>(10_000, 4096);
 
 /**
  * `unix:group=NAME` for the caller's primary gid and the groups NSS lists for its user: the
  * groups the user would log in with, resolved now (cached briefly), not the connecting process's.
  */
 function unixGroups(uid: number, gid: number): readonly string[] {
-  const key = `${uid}:${gid}`;
-  const now = Date.now();
-  const hit = groupCache.get(key);
-  if (hit !== undefined && now - hit.at < GROUPS_TTL_MS) return hit.aliases;
-  const user = lookupUser(uid);
-  const gids = new Set([gid, ...(user === undefined ? [] : userGroups(user.name, user.gid))]);
-  const aliases = [...gids].flatMap((g) => {
-    const name = groupName(g);
-    return name === undefined ? [`unix:gid=${g}`] : [`unix:group=${name}`, `unix:gid=${g}`];
+  return groupCache(`${uid}:${gid}`, () => {
+    const user = lookupUser(uid);
+    const gids = new Set([gid, ...(user === undefined ? [] : userGroups(user.name, user.gid))]);
+    return [...gids].flatMap((g) => {
+      const name = groupName(g);
+      return name === undefined ? [`unix:gid=${g}`] : [`unix:group=${name}`, `unix:gid=${g}`];
+    });
   });
-  if (groupCache.size > 4096) groupCache.clear();
-  groupCache.set(key, { at: now, aliases });
-  return aliases;
 }
