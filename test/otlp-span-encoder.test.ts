@@ -6,7 +6,7 @@ import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import test from 'ava';
-import { encodeTraceRequest, OtlpSpanSerializer } from '../src/telemetry/otlp-span-encoder.js';
+import { encodeTraceRequest } from '../src/telemetry/otlp-span-encoder.js';
 
 const ODD_VALUES: Attributes = {
   empty: '',
@@ -102,5 +102,19 @@ test('a request after a much larger one, and an empty one, are whole', (t) => {
   t.deepEqual(Buffer.from(encodeTraceRequest(big)), Buffer.from(ProtobufTraceSerializer.serializeRequest(big)!));
   t.deepEqual(Buffer.from(encodeTraceRequest(spans.slice(0, 1))), Buffer.from(ProtobufTraceSerializer.serializeRequest(spans.slice(0, 1))!));
   t.is(encodeTraceRequest([]).length, 0);
-  t.deepEqual(OtlpSpanSerializer.deserializeResponse(new Uint8Array([0x0a, 0x02, 0x08, 0x03])), ProtobufTraceSerializer.deserializeResponse(new Uint8Array([0x0a, 0x02, 0x08, 0x03])));
+});
+
+test('values kept from earlier requests are written as the SDK writes them, and so are those of a key whose values keep changing', (t) => {
+  const memory = new InMemorySpanExporter();
+  const provider = new BasicTracerProvider({ resource: resourceFromAttributes({ 'service.name': 'pidfd-agent' }), spanProcessors: [new SimpleSpanProcessor(memory)] });
+  const tracer = provider.getTracer('pidfd-agent');
+  for (let i = 0; i < 100; i++) {
+    const span = tracer.startSpan('s', { attributes: { 'rpc.method': i % 2 ? 'pidfd.agent.v1.AgentService/Spawn' : 'pidfd.agent.v1.AgentService/Wait', 'pidfd.agent.handle': `handle-${i}`, long: 'x'.repeat(200 + (i % 3)), 'grüße': 'ü' } }, ROOT_CONTEXT);
+    span.end();
+  }
+  const spans = memory.getFinishedSpans();
+  for (let round = 0; round < 3; round++) {
+    t.deepEqual(Buffer.from(encodeTraceRequest(spans)), Buffer.from(ProtobufTraceSerializer.serializeRequest(spans)!), `round ${round}`);
+    for (let i = 0; i < spans.length; i += 7) t.deepEqual(Buffer.from(encodeTraceRequest(spans.slice(i, i + 3))), Buffer.from(ProtobufTraceSerializer.serializeRequest(spans.slice(i, i + 3))!));
+  }
 });

@@ -29,7 +29,7 @@ export async function enableTelemetry(plan: TelemetryPlan, settings: TelemetrySe
     traceIds: () => {
       const span = trace.getActiveSpan();
       const ids = span?.spanContext();
-      // Spans here are the SDK's, from its ids or a traceparent the propagator checked: only the
+      // Spans here are the recorder's, from its ids or a traceparent the propagator checked: only the
       // invalid context of no span at all needs telling apart (not the API's regex checks per call).
       return ids && ids.traceId !== INVALID_TRACEID ? { trace_id: ids.traceId, span_id: ids.spanId } : undefined;
     },

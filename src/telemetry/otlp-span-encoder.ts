@@ -6,10 +6,9 @@
 // compares them), so a collector cannot tell the two apart.
 import type { HrTime, Link, SpanContext } from '@opentelemetry/api';
 import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace-base';
-import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 
-type Resource = ReadableSpan['resource'];
-type Scope = ReadableSpan['instrumentationScope'];
+export type Resource = ReadableSpan['resource'];
+export type Scope = ReadableSpan['instrumentationScope'];
 type Attributes = Readonly<Record<string, unknown>>;
 
 const LENGTH_DELIMITED = 2;
@@ -29,7 +28,7 @@ for (let i = 0; i < 10; i++) NIBBLE[48 + i] = i;
 for (let i = 0; i < 6; i++) NIBBLE[97 + i] = NIBBLE[65 + i] = 10 + i;
 
 /** A growing buffer with protobuf's wire primitives; lengths are reserved and written at close. */
-class Out {
+export class Out {
   buf: Buffer;
   pos = 0;
 
@@ -122,6 +121,13 @@ class Out {
     this.ensure(n);
     const buf = this.buf;
     for (let i = 0; i < n; i++) buf[this.pos++] = bytes[i]!;
+  }
+
+  /** Bytes already encoded, copied as they are. */
+  append(bytes: Uint8Array): void {
+    this.ensure(bytes.length);
+    this.buf.set(bytes, this.pos);
+    this.pos += bytes.length;
   }
 
   bytes(bytes: Uint8Array): void {
@@ -218,32 +224,63 @@ function anyValue(out: Out, value: unknown): void {
   }
 }
 
-/** Attribute keys come from a small set: each is encoded (as KeyValue.key) once. */
-const keys = new Map<string, Buffer>();
+/**
+ * Attribute keys come from a small set: each is encoded (as KeyValue.key) once. So do most string
+ * values (a method, a status, an executable's name): a key's whole KeyValue, length first, is kept
+ * for its first few values, and a key whose values keep changing (a handle) stops being kept.
+ */
+interface Key {
+  readonly bytes: Buffer;
+  values: Map<string, Buffer> | undefined;
+}
+const keys = new Map<string, Key>();
 const MAX_KEYS = 1024;
+const MAX_KEYS_WITH_VALUES = 256;
+const MAX_VALUES_PER_KEY = 32;
+const MAX_VALUE_LENGTH = 128;
 
-function keyBytes(key: string): Buffer {
-  let bytes = keys.get(key);
-  if (bytes !== undefined) return bytes;
-  const out = new Out(key.length * 3 + 8);
+function keyOf(name: string): Key {
+  let key = keys.get(name);
+  if (key !== undefined) return key;
+  const out = new Out(name.length * 3 + 8);
   out.tag(1, LENGTH_DELIMITED);
-  out.string(key);
-  bytes = Buffer.from(out.buf.subarray(0, out.pos));
-  if (keys.size < MAX_KEYS) keys.set(key, bytes);
-  return bytes;
+  out.string(name);
+  key = { bytes: Buffer.from(out.buf.subarray(0, out.pos)), values: keys.size < MAX_KEYS_WITH_VALUES ? new Map() : undefined };
+  if (keys.size < MAX_KEYS) keys.set(name, key);
+  return key;
+}
+
+/** A KeyValue's body after its field tag: its length, the key, the value. */
+function keyValue(out: Out, key: Key, value: unknown): void {
+  const kv = out.open(1);
+  out.raw(key.bytes);
+  out.tag(2, LENGTH_DELIMITED);
+  const start = out.open(1);
+  anyValue(out, value);
+  out.close(start, 1);
+  out.close(kv, 1);
 }
 
 function keyValues(out: Out, attributes: Attributes, field: number): void {
-  for (const key in attributes) {
-    if (!Object.prototype.hasOwnProperty.call(attributes, key)) continue;
+  for (const name in attributes) {
+    if (!Object.prototype.hasOwnProperty.call(attributes, name)) continue;
+    const key = keyOf(name);
+    const value = attributes[name];
     out.tag(field, LENGTH_DELIMITED);
-    const kv = out.open(1);
-    out.raw(keyBytes(key));
-    out.tag(2, LENGTH_DELIMITED);
-    const value = out.open(1);
-    anyValue(out, attributes[key]);
-    out.close(value, 1);
-    out.close(kv, 1);
+    const values = key.values;
+    if (values === undefined || typeof value !== 'string' || value.length > MAX_VALUE_LENGTH) {
+      keyValue(out, key, value);
+      continue;
+    }
+    const known = values.get(value);
+    if (known !== undefined) {
+      out.append(known);
+      continue;
+    }
+    const from = out.pos;
+    keyValue(out, key, value);
+    if (values.size < MAX_VALUES_PER_KEY) values.set(value, Buffer.from(out.buf.subarray(from, out.pos)));
+    else key.values = undefined;
   }
 }
 
@@ -290,7 +327,8 @@ function traceState(out: Out, ctx: SpanContext, field: number): void {
 /** Most spans of the agent are 128 bytes to 16 KiB: their length takes two bytes. */
 const SPAN_HINT = 2;
 
-function span(out: Out, s: ReadableSpan): void {
+/** One Span, as field 2 of its ScopeSpans. */
+export function writeSpan(out: Out, s: ReadableSpan): void {
   out.tag(2, LENGTH_DELIMITED);
   const start = out.open(SPAN_HINT);
   const ctx = s.spanContext();
@@ -338,7 +376,8 @@ function span(out: Out, s: ReadableSpan): void {
   out.close(start, SPAN_HINT);
 }
 
-function scopeSpans(out: Out, scope: Scope, spans: readonly ReadableSpan[]): void {
+/** ScopeSpans of one scope, its spans written by `spans`. */
+export function scopeSpans(out: Out, scope: Scope, spans: (out: Out) => void): void {
   out.tag(2, LENGTH_DELIMITED);
   const start = out.open(3);
   out.tag(1, LENGTH_DELIMITED);
@@ -357,7 +396,7 @@ function scopeSpans(out: Out, scope: Scope, spans: readonly ReadableSpan[]): voi
     out.varint(dropped);
   }
   out.close(scopeStart, 1);
-  for (const s of spans) span(out, s);
+  spans(out);
   if (scope.schemaUrl) {
     out.tag(3, LENGTH_DELIMITED);
     out.string(scope.schemaUrl);
@@ -365,7 +404,8 @@ function scopeSpans(out: Out, scope: Scope, spans: readonly ReadableSpan[]): voi
   out.close(start, 3);
 }
 
-function resourceSpans(out: Out, resource: Resource, scopes: Map<Scope, ReadableSpan[]>): void {
+/** ResourceSpans of one resource, its ScopeSpans written by `scopes`. */
+export function resourceSpans(out: Out, resource: Resource, scopes: (out: Out) => void): void {
   out.tag(1, LENGTH_DELIMITED);
   const start = out.open(3);
   out.tag(1, LENGTH_DELIMITED);
@@ -374,7 +414,7 @@ function resourceSpans(out: Out, resource: Resource, scopes: Map<Scope, Readable
   out.tag(2, VARINT);
   out.varint(0);
   out.close(resourceStart, 2);
-  for (const spans of scopes.values()) scopeSpans(out, spans[0]!.instrumentationScope, spans);
+  scopes(out);
   if (resource.schemaUrl) {
     out.tag(3, LENGTH_DELIMITED);
     out.string(resource.schemaUrl);
@@ -395,13 +435,11 @@ export function encodeTraceRequest(spans: readonly ReadableSpan[]): Uint8Array {
     else same.push(s);
   }
   const out = new Out(lastSize);
-  for (const [resource, scopes] of byResource) resourceSpans(out, resource, scopes);
+  for (const [resource, scopes] of byResource) {
+    resourceSpans(out, resource, () => {
+      for (const same of scopes.values()) scopeSpans(out, same[0]!.instrumentationScope, () => same.forEach((s) => writeSpan(out, s)));
+    });
+  }
   lastSize = Math.max(1024, out.pos + (out.pos >>> 3));
   return out.buf.subarray(0, out.pos);
 }
-
-/** The SDK's serializer with this encoder in place of its request side; responses are read as the SDK reads them. */
-export const OtlpSpanSerializer: typeof ProtobufTraceSerializer = {
-  serializeRequest: (spans) => encodeTraceRequest(spans),
-  deserializeResponse: (data) => ProtobufTraceSerializer.deserializeResponse(data),
-};

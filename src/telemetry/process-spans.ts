@@ -29,8 +29,8 @@ export interface ProcessSpanOptions {
 
 export function processTelemetry(agentMetrics: AgentMetrics, options: ProcessSpanOptions): ProcessTelemetry {
   const tracer: Tracer = trace.getTracer('pidfd-agent');
-  /** The span that started each process, for the link from its exit. */
-  const startedBy = new WeakMap<ProcessRecord, SpanContext>();
+  /** The span that started each process, for the link from its exit, and its executable's name. */
+  const startedBy = new WeakMap<ProcessRecord, { readonly context: SpanContext; readonly executable: string }>();
 
   /** A stage's span, a child of the call's span named by parent (never made active itself). */
   const stageIn = <T>(parent: Context, name: SpawnStage, fn: () => T): T => {
@@ -56,13 +56,10 @@ export function processTelemetry(agentMetrics: AgentMetrics, options: ProcessSpa
     if (!options.traces) return;
     const span = trace.getSpan(parent);
     if (span === undefined || !span.isRecording()) return;
-    startedBy.set(record, span.spanContext());
-    span.setAttributes({
-      'process.pid': record.identity.pid,
-      'process.executable.name': basename(record.spec.argv[0] ?? ''),
-      'pidfd.agent.handle': record.handle,
-      ...(options.traceArgv ? { 'process.command_args': [...record.spec.argv] } : {}),
-    });
+    const executable = basename(record.spec.argv[0] ?? '');
+    startedBy.set(record, { context: span.spanContext(), executable });
+    span.setAttribute('process.pid', record.identity.pid).setAttribute('process.executable.name', executable).setAttribute('pidfd.agent.handle', record.handle);
+    if (options.traceArgv) span.setAttribute('process.command_args', [...record.spec.argv]);
   };
 
   /** Without traces a spawn only records its duration: one object for every spawn. */
@@ -81,7 +78,7 @@ export function processTelemetry(agentMetrics: AgentMetrics, options: ProcessSpa
       agentMetrics.exited(1, how, record.spec.owner);
       if (!options.traces) return;
       const started = startedBy.get(record);
-      const links: Link[] = started ? [{ context: started }] : [];
+      const links: Link[] = started ? [{ context: started.context }] : [];
       const termination = record.exit?.termination;
       const exitedAt = record.exit?.exitedAt ?? Date.now();
       // Its own trace (the Spawn's may be long finished), joined to it by the link: started in the
@@ -89,7 +86,7 @@ export function processTelemetry(agentMetrics: AgentMetrics, options: ProcessSpa
       const span = tracer.startSpan('pidfd.agent.process_exit', { kind: SpanKind.INTERNAL, links, startTime: exitedAt }, ROOT_CONTEXT);
       span.setAttributes({
         'process.pid': record.identity.pid,
-        'process.executable.name': basename(record.spec.argv[0] ?? ''),
+        'process.executable.name': started?.executable ?? basename(record.spec.argv[0] ?? ''),
         'pidfd.agent.handle': record.handle,
         'pidfd.agent.exit.how': how,
         ...(termination?.exitCode !== undefined ? { 'process.exit.code': termination.exitCode } : {}),

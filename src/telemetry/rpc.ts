@@ -100,11 +100,12 @@ export function instrumentService(definition: ServiceDefinition, implementation:
       if (short === 'Watch' && reason === 'WATCH_BACKLOG') agentMetrics.watchersDropped.add(1);
     };
 
+    const spanOptions = { kind: SpanKind.SERVER, attributes: base };
     /** The call's span in the caller's trace, and the context it runs in (none without traces). */
     const open = (metadata: Metadata): { span: Span; ctx: Context } | undefined => {
       if (!options.traces) return undefined;
       const parent = propagation.extract(ROOT_CONTEXT, metadata, metadataGetter);
-      const span = tracer.startSpan(fullName, { kind: SpanKind.SERVER, attributes: base }, parent);
+      const span = tracer.startSpan(fullName, spanOptions, parent);
       return { span, ctx: trace.setSpan(parent, span) };
     };
 

@@ -1,11 +1,14 @@
 // The OpenTelemetry SDK, configured the standard way: the OTEL_* variables it reads itself (trace
 // exporter, OTLP endpoint and protocol, sampler, resource attributes, service name), plus what only
 // the agent knows: its resource, the Prometheus endpoint of --metrics-listen, and which signals the
-// plan turned on (the SDK's own default would export traces over OTLP to localhost unasked).
+// plan turned on (the SDK's own default would export traces over OTLP to localhost unasked). Spans
+// are made by the agent's recorder (span-recorder.ts) over the sampler, limits and processors the
+// SDK builds from the environment (sdk-env.ts); for OTLP over http/protobuf they are encoded as they
+// end (otlp-span-stream.ts).
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
-import { ROOT_CONTEXT, type Context, type ContextManager } from '@opentelemetry/api';
+import { ROOT_CONTEXT, trace, type Context, type ContextManager } from '@opentelemetry/api';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { AggregationTemporality, InstrumentType, PeriodicExportingMetricReader, type IMetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
@@ -15,10 +18,12 @@ import { OTLPMetricExporter as OtlpJson } from '@opentelemetry/exporter-metrics-
 import { OTLPMetricExporter as OtlpProto } from '@opentelemetry/exporter-metrics-otlp-proto';
 import { OTLPExporterBase } from '@opentelemetry/otlp-exporter-base';
 import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http';
-import { TraceExporterMetricsHelper } from '@opentelemetry/otlp-transformer';
-import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { ProtobufTraceSerializer, type IExportTraceServiceResponse, type ISerializer } from '@opentelemetry/otlp-transformer';
+import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { Histograms } from './histogram-tally.js';
-import { OtlpSpanSerializer } from './otlp-span-encoder.js';
+import { OtlpSpanStream, type EncodedSpans } from './otlp-span-stream.js';
+import { batchLimitsFromEnv, detectedResource, samplerFromEnv, spanLimitsFromEnv, spanProcessorsFromEnv } from './sdk-env.js';
+import { SpanRecorderProvider } from './span-recorder.js';
 import type { TelemetryPlan } from './plan.js';
 import type { AgentIdentity } from './telemetry.js';
 
@@ -83,17 +88,24 @@ function otlpMetricExporter(env: Env): { exporter: PushMetricExporter; protocol:
 }
 
 /**
- * The exporter the SDK would make for OTLP over http/protobuf (same endpoint, headers, timeout and
- * retries from OTEL_EXPORTER_OTLP_*), writing its requests with the one-pass encoder. Undefined
- * where the SDK's own choice stands: another exporter or protocol, or more than one exporter.
+ * For OTLP over http/protobuf alone (the default), spans encoded as they end (otlp-span-stream.ts)
+ * and sent by the exporter the SDK would make (same endpoint, headers, timeout and retries from
+ * OTEL_EXPORTER_OTLP_*). Undefined where the SDK's own choice stands: another exporter or
+ * protocol, or more than one exporter.
  */
-export function otlpProtobufSpanExporter(env: Env): SpanExporter | undefined {
+export function otlpProtobufSpanProcessor(env: Env): SpanProcessor | undefined {
   const names = [...new Set((env.OTEL_TRACES_EXPORTER ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '' && s !== 'null'))];
   if (names.length > 1 || (names.length === 1 && names[0] !== 'otlp')) return undefined;
   const protocol = (env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf').trim();
   if (protocol !== 'http/protobuf') return undefined;
   const options = convertLegacyHttpOptions({}, 'TRACES', 'v1/traces', { 'Content-Type': 'application/x-protobuf' });
-  return new OTLPExporterBase<ReadableSpan[]>(createOtlpHttpExportDelegate(options, OtlpSpanSerializer, 'otlp_http_span_exporter', TraceExporterMetricsHelper, undefined));
+  const serializer: ISerializer<EncodedSpans, IExportTraceServiceResponse> = {
+    serializeRequest: (batch) => batch.bytes,
+    deserializeResponse: (data) => ProtobufTraceSerializer.deserializeResponse(data),
+  };
+  const counted = { name: 'span' as const, countItems: (batch: EncodedSpans) => batch.spans };
+  const exporter = new OTLPExporterBase<EncodedSpans>(createOtlpHttpExportDelegate(options, serializer, 'otlp_http_span_exporter', counted, undefined));
+  return new OtlpSpanStream(exporter, batchLimitsFromEnv());
 }
 
 /**
@@ -137,30 +149,45 @@ export async function startSdk(plan: TelemetryPlan, identity: AgentIdentity, env
     readers.push(new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: intervalMs, exportTimeoutMillis: Math.min(intervalMs, 30_000), metricProducers: [histograms.producer(temporality)] }));
     exporters.push(`metrics:otlp(${protocol})`);
   }
-  const resource = defaultResource().merge(
-    resourceFromAttributes({
-      'service.name': 'pidfd-agent',
-      'service.version': identity.version,
-      'host.name': hostname(),
-      ...(identity.nodeName ? { 'k8s.node.name': identity.nodeName } : {}),
-    }),
+  // Detected once here, so that the metrics (NodeSDK's) and the spans (ours) carry the same resource.
+  const resource = detectedResource(
+    defaultResource().merge(
+      resourceFromAttributes({
+        'service.name': 'pidfd-agent',
+        'service.version': identity.version,
+        'host.name': hostname(),
+        ...(identity.nodeName ? { 'k8s.node.name': identity.nodeName } : {}),
+      }),
+    ),
   );
   const sdk = new NodeSDK({
     resource,
+    autoDetectResources: false,
     metricReaders: readers,
-    // Only what the plan turned on: an empty list keeps the SDK from its default OTLP exporter, and
-    // without traces no context is propagated; with them, only synchronously (syncContext).
-    ...(plan.traces ? { contextManager: syncContext(), traceExporter: otlpProtobufSpanExporter(env) } : { spanProcessors: [], contextManager: NO_CONTEXT }),
+    // No span processor for NodeSDK: it would build a tracer provider, and the agent's tracer is
+    // span-recorder.ts over the processors the SDK builds from the environment (sdk-env.ts).
+    // Without traces no context is propagated; with them, only synchronously (syncContext).
+    spanProcessors: [],
+    contextManager: plan.traces ? syncContext() : NO_CONTEXT,
     logRecordProcessors: [],
     instrumentations: [],
   });
   sdk.start();
-  if (plan.traces) exporters.push(`traces:${env.OTEL_TRACES_EXPORTER ?? 'otlp'}`);
+  let spans: SpanRecorderProvider | undefined;
+  if (plan.traces) {
+    const stream = otlpProtobufSpanProcessor(env);
+    const processors = stream !== undefined ? [stream] : spanProcessorsFromEnv();
+    if (processors.length > 0) {
+      spans = new SpanRecorderProvider({ resource, sampler: samplerFromEnv(), limits: spanLimitsFromEnv(), processors });
+      trace.setGlobalTracerProvider(spans);
+      exporters.push(`traces:${env.OTEL_TRACES_EXPORTER ?? 'otlp'}`);
+    }
+  }
   let server: Server | undefined;
   try {
     if (prometheus && plan.prometheus) server = await serveMetrics(prometheus, plan.prometheus.host, plan.prometheus.port);
   } catch (e) {
-    await sdk.shutdown();
+    await Promise.all([sdk.shutdown(), spans?.shutdown()]);
     throw new Error(`--metrics-listen ${plan.prometheus!.host}:${plan.prometheus!.port}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }
   const address = server?.address() as AddressInfo | null | undefined;
@@ -171,7 +198,7 @@ export async function startSdk(plan: TelemetryPlan, identity: AgentIdentity, env
     metricsAddress,
     shutdown: async () => {
       server?.close();
-      await sdk.shutdown();
+      await Promise.all([sdk.shutdown(), spans?.shutdown()]);
     },
   };
 }
