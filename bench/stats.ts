@@ -29,6 +29,18 @@ export function median(values: readonly number[]): number {
   return quantile([...finite].sort((a, b) => a - b), 0.5);
 }
 
+/**
+ * A 95 % interval for the median of independent values, from order statistics alone (no shape
+ * assumed): [x(k), x(n+1-k)] of the sorted values, k by the normal approximation of the binomial.
+ * With fewer than 6 values there is no such interval: the whole range is returned.
+ */
+export function medianInterval(values: readonly number[]): readonly [number, number] {
+  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  const n = sorted.length;
+  const k = Math.max(1, Math.floor((n - 1.96 * Math.sqrt(n)) / 2));
+  return [sorted[k - 1] ?? Number.NaN, sorted[n - k] ?? Number.NaN];
+}
+
 export function latencyStats(latNs: readonly number[]): LatencyStats {
   const ms = latNs.map((v) => v / 1e6).sort((a, b) => a - b);
   const sum = ms.reduce((a, b) => a + b, 0);

@@ -1,8 +1,9 @@
-// The trace path of one Spawn+Wait cycle alone, in one process, the SDK's way against the agent's:
+// The trace path of one Spawn+Wait cycle alone, in one process, the SDK's span against the agent's:
 // the five spans a cycle makes (the Spawn and Wait server spans, the exec and store_write stages, the
-// linked exit) with the agent's attributes, batched and encoded into OTLP requests that go nowhere.
-//   sdk:   the SDK's tracer and BatchSpanProcessor, requests by the one-pass encoder (session 14)
-//   agent: span-recorder.ts and otlp-span-stream.ts (session 15)
+// linked exit) with the agent's attributes, through the SDK's BatchSpanProcessor into OTLP requests
+// (the agent's one-pass encoder) that go nowhere.
+//   sdk:   the SDK's tracer and span (as the agent had them until session 14)
+//   agent: span-recorder.ts over the same sampler, limits and processor (session 15)
 // The two alternate in short turns, so that a neighbour's load falls on both alike; the figure is
 // process CPU (GC included) per cycle, median of the turns. The agent's bench (bench/telemetry.ts)
 // measures the same work among everything else a cycle does, where the machine's noise is larger
@@ -15,7 +16,6 @@ import { ExportResultCode } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { AlwaysOnSampler, BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { encodeTraceRequest } from '../src/telemetry/otlp-span-encoder.js';
-import { OtlpSpanStream } from '../src/telemetry/otlp-span-stream.js';
 import { spanLimitsFromEnv } from '../src/telemetry/sdk-env.js';
 import { SpanRecorderProvider } from '../src/telemetry/span-recorder.js';
 import { median } from './stats.js';
@@ -28,29 +28,15 @@ const resource = resourceFromAttributes({ 'service.name': 'pidfd-agent', 'servic
 const sampler = () => new ParentBasedSampler({ root: new AlwaysOnSampler() });
 let bytesSent = 0;
 
-const sdkExporter: SpanExporter = {
+const exporter = (): SpanExporter => ({
   export(spans: ReadableSpan[], done) {
     bytesSent += encodeTraceRequest(spans).length;
     done({ code: ExportResultCode.SUCCESS });
   },
   shutdown: async () => {},
-};
-const sdk: TracerProvider = new BasicTracerProvider({ resource, sampler: sampler(), spanProcessors: [new BatchSpanProcessor(sdkExporter)] });
-const agent: TracerProvider = new SpanRecorderProvider({
-  resource,
-  sampler: sampler(),
-  limits: spanLimitsFromEnv(),
-  processors: [
-    new OtlpSpanStream({
-      export(batch, done) {
-        bytesSent += batch.bytes.length;
-        done({ code: ExportResultCode.SUCCESS });
-      },
-      forceFlush: async () => {},
-      shutdown: async () => {},
-    }),
-  ],
 });
+const sdk: TracerProvider = new BasicTracerProvider({ resource, sampler: sampler(), spanProcessors: [new BatchSpanProcessor(exporter())] });
+const agent: TracerProvider = new SpanRecorderProvider({ resource, sampler: sampler(), limits: spanLimitsFromEnv(), processors: [new BatchSpanProcessor(exporter())] });
 
 const SPAWN = 'pidfd.agent.v1.AgentService/Spawn';
 const WAIT = 'pidfd.agent.v1.AgentService/Wait';
@@ -96,7 +82,7 @@ for (let t = 0; t < TURNS; t++) {
 }
 const ratios = results.agent.map((a, i) => a / results.sdk[i]!);
 console.log(`${os.cpus()[0]?.model}, load ${os.loadavg()[0]!.toFixed(2)}; ${TURNS} turns of ${CYCLES} cycles each (5 spans a cycle), process CPU per cycle, medians:`);
-console.log(`  sdk   (SDK tracer + BatchSpanProcessor + one-pass encoder): ${median(results.sdk).toFixed(2)} µs`);
-console.log(`  agent (span recorder + spans encoded as they end):         ${median(results.agent).toFixed(2)} µs`);
+console.log(`  sdk   (the SDK's tracer and span): ${median(results.sdk).toFixed(2)} µs`);
+console.log(`  agent (span-recorder.ts):          ${median(results.agent).toFixed(2)} µs`);
 console.log(`  agent / sdk, per turn: median ×${median(ratios).toFixed(3)} (turns ×${Math.min(...ratios).toFixed(2)}–×${Math.max(...ratios).toFixed(2)}); ${(bytesSent / 1024 / 1024).toFixed(0)} MiB of requests encoded`);
 process.exit(0);

@@ -6,7 +6,7 @@ import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import test from 'ava';
-import { encodeTraceRequest } from '../src/telemetry/otlp-span-encoder.js';
+import { encodeTraceRequest, OtlpSpanSerializer } from '../src/telemetry/otlp-span-encoder.js';
 
 const ODD_VALUES: Attributes = {
   empty: '',
@@ -102,6 +102,7 @@ test('a request after a much larger one, and an empty one, are whole', (t) => {
   t.deepEqual(Buffer.from(encodeTraceRequest(big)), Buffer.from(ProtobufTraceSerializer.serializeRequest(big)!));
   t.deepEqual(Buffer.from(encodeTraceRequest(spans.slice(0, 1))), Buffer.from(ProtobufTraceSerializer.serializeRequest(spans.slice(0, 1))!));
   t.is(encodeTraceRequest([]).length, 0);
+  t.deepEqual(OtlpSpanSerializer.deserializeResponse(new Uint8Array([0x0a, 0x02, 0x08, 0x03])), ProtobufTraceSerializer.deserializeResponse(new Uint8Array([0x0a, 0x02, 0x08, 0x03])));
 });
 
 test('values kept from earlier requests are written as the SDK writes them, and so are those of a key whose values keep changing', (t) => {

@@ -7,6 +7,7 @@ import { suppressTracing } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import {
+  SamplingDecision,
   AlwaysOffSampler,
   AlwaysOnSampler,
   BasicTracerProvider,
@@ -180,11 +181,10 @@ test('the sampler decides: dropped spans are not recorded and not exported, and 
   ] as const) {
     const p = pair(sampler);
     const spans: Span[] = [p.sdk, p.ours].map((tracer) => tracer.startSpan('maybe', undefined, remoteParent(flags)));
+    const [sdkSpan, ourSpan] = spans.map((s) => [s.isRecording(), s.spanContext().traceFlags, s.spanContext().traceId === '0af7651916cd43dd8448eb211c80319c']);
+    t.deepEqual(ourSpan, sdkSpan);
+    t.is(ourSpan![0], exported === 1, 'recording exactly when sampled');
     for (const s of spans) s.end();
-    t.deepEqual(
-      spans.map((s) => [s.isRecording(), s.spanContext().traceId, s.spanContext().traceFlags]),
-      [spans[0]!, spans[0]!].map((s) => [s.isRecording(), s.spanContext().traceId, s.spanContext().traceFlags]),
-    );
     t.is(p.spans().ours.length, exported, sampler.toString());
     t.is(p.spans().sdk.length, exported);
   }
@@ -208,4 +208,74 @@ test('the bytes sent for recorded spans are the SDK serializer bytes', (t) => {
   workload(p.ours, remoteParent(TraceFlags.SAMPLED));
   const { ours } = p.spans();
   t.deepEqual(Buffer.from(encodeTraceRequest(ours)), Buffer.from(ProtobufTraceSerializer.serializeRequest(ours)!));
+});
+
+test('the SDK\'s reading of the less common calls: a backdated span ends now, times given twice, exceptions, limits of 0, arrays, a RECORD-only sampler', (t) => {
+  const recordOnly: Sampler = { shouldSample: () => ({ decision: SamplingDecision.RECORD }), toString: () => 'record only' };
+  for (const [sampler, limits] of [
+    [new AlwaysOnSampler(), { attributeValueLengthLimit: 0 }],
+    [recordOnly, {}],
+  ] as const) {
+    const p = pair(sampler, limits);
+    const recorded: Span[] = [];
+    for (const tracer of [p.sdk, p.ours]) {
+      const list = ['a', 'b'];
+      const span = tracer.startSpan('backdated', { startTime: Date.now() - 60_000 }, ROOT_CONTEXT);
+      span.setAttribute('list', list).setAttribute('text', 'not cut by a limit of 0');
+      span.recordException(Object.assign(new Error('zero'), { code: 0, stack: 'fixed' }));
+      span.addEvent('two times', [1_764_000_000, 1], [1_764_000_000, 2]);
+      span.end();
+      recorded.push(span);
+      t.false(span.isRecording());
+    }
+    const { sdk, ours } = p.spans();
+    t.is(ours.length, sampler === recordOnly ? 0 : 1, 'RECORD alone is recorded, not exported');
+    if (ours.length === 0) {
+      t.deepEqual(
+        recorded.map((s) => (s as unknown as ReadableSpan).attributes),
+        [(recorded[0] as unknown as ReadableSpan).attributes, (recorded[0] as unknown as ReadableSpan).attributes],
+      );
+      continue;
+    }
+    t.deepEqual(seen(ours), seen(sdk));
+    t.deepEqual(ours[0]!.events[1]!.time, [1_764_000_000, 2]);
+    const seconds = (h: readonly [number, number]) => h[0] + h[1] / 1e9;
+    t.true(seconds(ours[0]!.duration) >= 59.9, `a backdated span ends now: ${seconds(ours[0]!.duration)} s`);
+  }
+});
+
+test('startActiveSpan with an explicit undefined context uses the active one', (t) => {
+  const p = pair(new AlwaysOnSampler());
+  const result = p.ours.startActiveSpan('active', {}, undefined as never, (span) => {
+    span.end();
+    return 'ran';
+  });
+  t.is(result, 'ran');
+  t.is(p.spans().ours.length, 1);
+});
+
+test('durations are whole nanoseconds of the monotonic clock, not steps of a float of epoch milliseconds', (t) => {
+  const p = pair(new AlwaysOnSampler());
+  for (let i = 0; i < 8; i++) {
+    const span = p.ours.startSpan('short', undefined, ROOT_CONTEXT);
+    for (let j = 0; j < 1000 * (i + 1); j++) Math.sqrt(j);
+    span.end();
+  }
+  const nanos = p.spans().ours.map((s) => s.duration[0] * 1e9 + s.duration[1]);
+  // 2^-12 ms (244.140625 ns) is the step of a float near 1.76e12 ms.
+  t.false(nanos.every((n) => Number.isInteger(n / 244.140625)), nanos.join(' '));
+});
+
+test('an array attribute is copied: what the caller does with its array afterwards is not recorded', (t) => {
+  const p = pair(new AlwaysOnSampler());
+  for (const tracer of [p.sdk, p.ours]) {
+    const argv = ['/bin/sleep', '1'];
+    const span = tracer.startSpan('argv', undefined, ROOT_CONTEXT);
+    span.setAttribute('process.command_args', argv);
+    argv.push('changed after');
+    span.end();
+  }
+  const { sdk, ours } = p.spans();
+  t.deepEqual(ours[0]!.attributes, { 'process.command_args': ['/bin/sleep', '1'] });
+  t.deepEqual(seen(ours), seen(sdk));
 });

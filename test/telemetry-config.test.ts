@@ -3,7 +3,7 @@ import test from 'ava';
 import { ConfigError, parseConfig } from '../src/config/config.js';
 import { planTelemetry } from '../src/telemetry/plan.js';
 import { formatLogLine } from '../src/log.js';
-import { otlpProtobufSpanProcessor } from '../src/telemetry/sdk.js';
+import { otlpProtobufSpanExporter } from '../src/telemetry/sdk.js';
 
 test('--metrics-listen PORT is loopback; another address only when given, and never a name', (t) => {
   t.deepEqual(parseConfig(['--metrics-listen', '9464']).metricsListen, { host: '127.0.0.1', port: 9464 });
@@ -35,7 +35,7 @@ test('telemetry is on only when an exporter, an OTLP endpoint or --metrics-liste
 });
 
 test('spans go through the agent\'s own OTLP encoder only for OTLP over http/protobuf alone', (t) => {
-  const ours = (env: Record<string, string>) => otlpProtobufSpanProcessor(env) !== undefined;
+  const ours = (env: Record<string, string>) => otlpProtobufSpanExporter(env) !== undefined;
   t.true(ours({}), 'the default: otlp, http/protobuf');
   t.true(ours({ OTEL_TRACES_EXPORTER: 'otlp' }));
   t.true(ours({ OTEL_TRACES_EXPORTER: ' otlp ', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf' }));

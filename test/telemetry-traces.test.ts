@@ -77,10 +77,14 @@ const traceparentContinues = test.macro({
 test(traceparentContinues, 'http/json');
 test(traceparentContinues, 'http/protobuf');
 
-test('--trace-argv records argv; OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup adds the old RPC names', async (t) => {
+test('--trace-argv records argv; OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup adds the old RPC names; OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES override the resource', async (t) => {
   const sink = await startOtlpSink();
   t.teardown(() => sink.close());
-  const agent = await startAgentProcess(['--trace-argv'], [], otlpEnv(sink, { OTEL_SEMCONV_STABILITY_OPT_IN: 'rpc/dup' }));
+  const agent = await startAgentProcess(
+    ['--trace-argv'],
+    [],
+    otlpEnv(sink, { OTEL_SEMCONV_STABILITY_OPT_IN: 'rpc/dup', OTEL_SERVICE_NAME: 'agent-under-test', OTEL_RESOURCE_ATTRIBUTES: 'service.namespace=ci,deployment.environment.name=test' }),
+  );
   try {
     const res = await agent.client.spawn({ argv: ['/bin/true', 'visible'] });
     const server = () => sink.spans.find((s) => s.name === SPAWN && attr(s.attributes, 'process.pid') === res.process!.pid);
@@ -92,6 +96,10 @@ test('--trace-argv records argv; OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup adds the 
     t.is(attr(span.attributes, 'rpc.system'), 'grpc');
     t.is(attr(span.attributes, 'rpc.service'), 'pidfd.agent.v1.AgentService');
     t.is(attr(span.attributes, 'rpc.grpc.status_code'), 0);
+    t.is(attr(span.resource, 'service.name'), 'agent-under-test');
+    t.is(attr(span.resource, 'service.namespace'), 'ci');
+    t.is(attr(span.resource, 'deployment.environment.name'), 'test');
+    t.is(typeof attr(span.resource, 'service.version'), 'string', "the agent's own attributes stay beside them");
   } finally {
     await agent.stop();
   }

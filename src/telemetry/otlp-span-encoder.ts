@@ -6,9 +6,10 @@
 // compares them), so a collector cannot tell the two apart.
 import type { HrTime, Link, SpanContext } from '@opentelemetry/api';
 import type { ReadableSpan, TimedEvent } from '@opentelemetry/sdk-trace-base';
+import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 
-export type Resource = ReadableSpan['resource'];
-export type Scope = ReadableSpan['instrumentationScope'];
+type Resource = ReadableSpan['resource'];
+type Scope = ReadableSpan['instrumentationScope'];
 type Attributes = Readonly<Record<string, unknown>>;
 
 const LENGTH_DELIMITED = 2;
@@ -28,7 +29,7 @@ for (let i = 0; i < 10; i++) NIBBLE[48 + i] = i;
 for (let i = 0; i < 6; i++) NIBBLE[97 + i] = NIBBLE[65 + i] = 10 + i;
 
 /** A growing buffer with protobuf's wire primitives; lengths are reserved and written at close. */
-export class Out {
+class Out {
   buf: Buffer;
   pos = 0;
 
@@ -238,6 +239,14 @@ const MAX_KEYS = 1024;
 const MAX_KEYS_WITH_VALUES = 256;
 const MAX_VALUES_PER_KEY = 32;
 const MAX_VALUE_LENGTH = 128;
+const MAX_KEY_LENGTH_WITH_VALUES = 64;
+
+/** A copy of its own: a small Buffer.from() is cut from Node's shared 8 KiB pool, and would keep a whole block alive. */
+function own(bytes: Uint8Array): Buffer {
+  const copy = Buffer.allocUnsafeSlow(bytes.length);
+  copy.set(bytes);
+  return copy;
+}
 
 function keyOf(name: string): Key {
   let key = keys.get(name);
@@ -245,7 +254,7 @@ function keyOf(name: string): Key {
   const out = new Out(name.length * 3 + 8);
   out.tag(1, LENGTH_DELIMITED);
   out.string(name);
-  key = { bytes: Buffer.from(out.buf.subarray(0, out.pos)), values: keys.size < MAX_KEYS_WITH_VALUES ? new Map() : undefined };
+  key = { bytes: own(out.buf.subarray(0, out.pos)), values: keys.size < MAX_KEYS_WITH_VALUES && name.length <= MAX_KEY_LENGTH_WITH_VALUES ? new Map() : undefined };
   if (keys.size < MAX_KEYS) keys.set(name, key);
   return key;
 }
@@ -279,7 +288,7 @@ function keyValues(out: Out, attributes: Attributes, field: number): void {
     }
     const from = out.pos;
     keyValue(out, key, value);
-    if (values.size < MAX_VALUES_PER_KEY) values.set(value, Buffer.from(out.buf.subarray(from, out.pos)));
+    if (values.size < MAX_VALUES_PER_KEY) values.set(value, own(out.buf.subarray(from, out.pos)));
     else key.values = undefined;
   }
 }
@@ -327,8 +336,7 @@ function traceState(out: Out, ctx: SpanContext, field: number): void {
 /** Most spans of the agent are 128 bytes to 16 KiB: their length takes two bytes. */
 const SPAN_HINT = 2;
 
-/** One Span, as field 2 of its ScopeSpans. */
-export function writeSpan(out: Out, s: ReadableSpan): void {
+function span(out: Out, s: ReadableSpan): void {
   out.tag(2, LENGTH_DELIMITED);
   const start = out.open(SPAN_HINT);
   const ctx = s.spanContext();
@@ -376,8 +384,7 @@ export function writeSpan(out: Out, s: ReadableSpan): void {
   out.close(start, SPAN_HINT);
 }
 
-/** ScopeSpans of one scope, its spans written by `spans`. */
-export function scopeSpans(out: Out, scope: Scope, spans: (out: Out) => void): void {
+function scopeSpans(out: Out, scope: Scope, spans: readonly ReadableSpan[]): void {
   out.tag(2, LENGTH_DELIMITED);
   const start = out.open(3);
   out.tag(1, LENGTH_DELIMITED);
@@ -396,7 +403,7 @@ export function scopeSpans(out: Out, scope: Scope, spans: (out: Out) => void): v
     out.varint(dropped);
   }
   out.close(scopeStart, 1);
-  spans(out);
+  for (const s of spans) span(out, s);
   if (scope.schemaUrl) {
     out.tag(3, LENGTH_DELIMITED);
     out.string(scope.schemaUrl);
@@ -404,8 +411,7 @@ export function scopeSpans(out: Out, scope: Scope, spans: (out: Out) => void): v
   out.close(start, 3);
 }
 
-/** ResourceSpans of one resource, its ScopeSpans written by `scopes`. */
-export function resourceSpans(out: Out, resource: Resource, scopes: (out: Out) => void): void {
+function resourceSpans(out: Out, resource: Resource, scopes: Map<Scope, ReadableSpan[]>): void {
   out.tag(1, LENGTH_DELIMITED);
   const start = out.open(3);
   out.tag(1, LENGTH_DELIMITED);
@@ -414,7 +420,7 @@ export function resourceSpans(out: Out, resource: Resource, scopes: (out: Out) =
   out.tag(2, VARINT);
   out.varint(0);
   out.close(resourceStart, 2);
-  scopes(out);
+  for (const spans of scopes.values()) scopeSpans(out, spans[0]!.instrumentationScope, spans);
   if (resource.schemaUrl) {
     out.tag(3, LENGTH_DELIMITED);
     out.string(resource.schemaUrl);
@@ -435,11 +441,13 @@ export function encodeTraceRequest(spans: readonly ReadableSpan[]): Uint8Array {
     else same.push(s);
   }
   const out = new Out(lastSize);
-  for (const [resource, scopes] of byResource) {
-    resourceSpans(out, resource, () => {
-      for (const same of scopes.values()) scopeSpans(out, same[0]!.instrumentationScope, () => same.forEach((s) => writeSpan(out, s)));
-    });
-  }
+  for (const [resource, scopes] of byResource) resourceSpans(out, resource, scopes);
   lastSize = Math.max(1024, out.pos + (out.pos >>> 3));
   return out.buf.subarray(0, out.pos);
 }
+
+/** The SDK's serializer with this encoder in place of its request side; responses are read as the SDK reads them. */
+export const OtlpSpanSerializer: typeof ProtobufTraceSerializer = {
+  serializeRequest: (spans) => encodeTraceRequest(spans),
+  deserializeResponse: (data) => ProtobufTraceSerializer.deserializeResponse(data),
+};

@@ -5,10 +5,10 @@
 // test/span-recorder.test.ts fails if one moves).
 import { AlwaysOnSampler, ParentBasedSampler, type Sampler, type SpanExporter, type SpanLimits, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { detectResources, envDetector, hostDetector, processDetector, type Resource } from '@opentelemetry/resources';
-import { getStringFromEnv } from '@opentelemetry/core';
+import { metrics } from '@opentelemetry/api';
+import { getBooleanFromEnv, getStringFromEnv } from '@opentelemetry/core';
 import { createBatchSpanProcessorFromEnv, createSamplerFromEnv, createSpanLimitsFromEnv } from '@opentelemetry/sdk-node/build/src/create-from-env.js';
-import { getNonNegativeNumberFromEnv, getResourceDetectorsFromEnv, getSpanProcessorsFromEnv } from '@opentelemetry/sdk-node/build/src/utils.js';
-import type { BatchLimits } from './otlp-span-stream.js';
+import { getResourceDetectorsFromEnv, getSpanProcessorsFromEnv } from '@opentelemetry/sdk-node/build/src/utils.js';
 
 /** The SDK TracerProvider's defaults, under what the environment sets. */
 const DEFAULT_LIMITS: Required<SpanLimits> = {
@@ -29,19 +29,14 @@ export function spanLimitsFromEnv(): Required<SpanLimits> {
   return { ...DEFAULT_LIMITS, ...Object.fromEntries(set) };
 }
 
-/** A batch processor around `exporter` (OTEL_BSP_* honoured), or without one every exporter OTEL_TRACES_EXPORTER names. */
+/**
+ * A batch processor around `exporter` (OTEL_BSP_* honoured), or without one every exporter
+ * OTEL_TRACES_EXPORTER names; with OTEL_NODE_EXPERIMENTAL_SDK_METRICS, reporting on themselves to
+ * the global meter provider as NodeSDK's would (the recorder itself reports no otel.sdk.span.*).
+ */
 export function spanProcessorsFromEnv(exporter?: SpanExporter): SpanProcessor[] {
-  return exporter !== undefined ? [createBatchSpanProcessorFromEnv(exporter)] : getSpanProcessorsFromEnv(undefined);
-}
-
-/** OTEL_BSP_*, read as the SDK reads them for its BatchSpanProcessor (unset: the processor's defaults). */
-export function batchLimitsFromEnv(): Partial<BatchLimits> {
-  return {
-    maxQueueSize: getNonNegativeNumberFromEnv('OTEL_BSP_MAX_QUEUE_SIZE'),
-    scheduledDelayMillis: getNonNegativeNumberFromEnv('OTEL_BSP_SCHEDULE_DELAY'),
-    exportTimeoutMillis: getNonNegativeNumberFromEnv('OTEL_BSP_EXPORT_TIMEOUT'),
-    maxExportBatchSize: getNonNegativeNumberFromEnv('OTEL_BSP_MAX_EXPORT_BATCH_SIZE'),
-  };
+  const selfMetrics = getBooleanFromEnv('OTEL_NODE_EXPERIMENTAL_SDK_METRICS') ? metrics.getMeterProvider() : undefined;
+  return exporter !== undefined ? [createBatchSpanProcessorFromEnv(exporter, selfMetrics)] : getSpanProcessorsFromEnv(selfMetrics);
 }
 
 /** `base` with what NodeSDK's default detectors (or OTEL_NODE_RESOURCE_DETECTORS) find merged over it. */

@@ -3,8 +3,7 @@
 // the agent knows: its resource, the Prometheus endpoint of --metrics-listen, and which signals the
 // plan turned on (the SDK's own default would export traces over OTLP to localhost unasked). Spans
 // are made by the agent's recorder (span-recorder.ts) over the sampler, limits and processors the
-// SDK builds from the environment (sdk-env.ts); for OTLP over http/protobuf they are encoded as they
-// end (otlp-span-stream.ts).
+// SDK builds from the environment (sdk-env.ts).
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
@@ -18,11 +17,11 @@ import { OTLPMetricExporter as OtlpJson } from '@opentelemetry/exporter-metrics-
 import { OTLPMetricExporter as OtlpProto } from '@opentelemetry/exporter-metrics-otlp-proto';
 import { OTLPExporterBase } from '@opentelemetry/otlp-exporter-base';
 import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http';
-import { ProtobufTraceSerializer, type IExportTraceServiceResponse, type ISerializer } from '@opentelemetry/otlp-transformer';
-import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { TraceExporterMetricsHelper } from '@opentelemetry/otlp-transformer';
+import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
 import type { Histograms } from './histogram-tally.js';
-import { OtlpSpanStream, type EncodedSpans } from './otlp-span-stream.js';
-import { batchLimitsFromEnv, detectedResource, samplerFromEnv, spanLimitsFromEnv, spanProcessorsFromEnv } from './sdk-env.js';
+import { OtlpSpanSerializer } from './otlp-span-encoder.js';
+import { detectedResource, samplerFromEnv, spanLimitsFromEnv, spanProcessorsFromEnv } from './sdk-env.js';
 import { SpanRecorderProvider } from './span-recorder.js';
 import type { TelemetryPlan } from './plan.js';
 import type { AgentIdentity } from './telemetry.js';
@@ -88,24 +87,17 @@ function otlpMetricExporter(env: Env): { exporter: PushMetricExporter; protocol:
 }
 
 /**
- * For OTLP over http/protobuf alone (the default), spans encoded as they end (otlp-span-stream.ts)
- * and sent by the exporter the SDK would make (same endpoint, headers, timeout and retries from
- * OTEL_EXPORTER_OTLP_*). Undefined where the SDK's own choice stands: another exporter or
- * protocol, or more than one exporter.
+ * The exporter the SDK would make for OTLP over http/protobuf (same endpoint, headers, timeout and
+ * retries from OTEL_EXPORTER_OTLP_*), writing its requests with the one-pass encoder. Undefined
+ * where the SDK's own choice stands: another exporter or protocol, or more than one exporter.
  */
-export function otlpProtobufSpanProcessor(env: Env): SpanProcessor | undefined {
+export function otlpProtobufSpanExporter(env: Env): SpanExporter | undefined {
   const names = [...new Set((env.OTEL_TRACES_EXPORTER ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '' && s !== 'null'))];
   if (names.length > 1 || (names.length === 1 && names[0] !== 'otlp')) return undefined;
   const protocol = (env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf').trim();
   if (protocol !== 'http/protobuf') return undefined;
   const options = convertLegacyHttpOptions({}, 'TRACES', 'v1/traces', { 'Content-Type': 'application/x-protobuf' });
-  const serializer: ISerializer<EncodedSpans, IExportTraceServiceResponse> = {
-    serializeRequest: (batch) => batch.bytes,
-    deserializeResponse: (data) => ProtobufTraceSerializer.deserializeResponse(data),
-  };
-  const counted = { name: 'span' as const, countItems: (batch: EncodedSpans) => batch.spans };
-  const exporter = new OTLPExporterBase<EncodedSpans>(createOtlpHttpExportDelegate(options, serializer, 'otlp_http_span_exporter', counted, undefined));
-  return new OtlpSpanStream(exporter, batchLimitsFromEnv());
+  return new OTLPExporterBase<ReadableSpan[]>(createOtlpHttpExportDelegate(options, OtlpSpanSerializer, 'otlp_http_span_exporter', TraceExporterMetricsHelper, undefined));
 }
 
 /**
@@ -175,8 +167,7 @@ export async function startSdk(plan: TelemetryPlan, identity: AgentIdentity, env
   sdk.start();
   let spans: SpanRecorderProvider | undefined;
   if (plan.traces) {
-    const stream = otlpProtobufSpanProcessor(env);
-    const processors = stream !== undefined ? [stream] : spanProcessorsFromEnv();
+    const processors = spanProcessorsFromEnv(otlpProtobufSpanExporter(env));
     if (processors.length > 0) {
       spans = new SpanRecorderProvider({ resource, sampler: samplerFromEnv(), limits: spanLimitsFromEnv(), processors });
       trace.setGlobalTracerProvider(spans);

@@ -31,7 +31,7 @@ import {
   type Tracer,
   type TracerProvider,
 } from '@opentelemetry/api';
-import { isAttributeValue, isTracingSuppressed, sanitizeAttributes, type InstrumentationScope } from '@opentelemetry/core';
+import { globalErrorHandler, isAttributeValue, isTracingSuppressed, sanitizeAttributes, type InstrumentationScope } from '@opentelemetry/core';
 import type { Resource } from '@opentelemetry/resources';
 import type { ReadableSpan, Sampler, SpanLimits, SpanProcessor, TimedEvent } from '@opentelemetry/sdk-trace-base';
 
@@ -80,14 +80,23 @@ const hrTime = (epochMs: number): HrTime => {
   return nanos >= 1e9 ? [seconds + 1, nanos - 1e9] : [seconds, nanos];
 };
 
-/** A TimeInput read as the SDK reads it: a small number is performance time, an HrTime is kept as it is. */
-function toHrTime(input: TimeInput): HrTime {
-  if (typeof input === 'number') return hrTime(input <= performance.now() ? performance.timeOrigin + input : input);
-  if (input instanceof Date) return hrTime(input.getTime());
-  return input;
+const before = (a: HrTime, b: HrTime): boolean => a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
+
+/** `t` plus whole nanoseconds, exactly (a float of epoch milliseconds moves in steps of 244 ns). */
+function plusNanos(t: HrTime, nanos: number): HrTime {
+  const sum = t[1] + nanos;
+  return [t[0] + Math.floor(sum / 1e9), sum % 1e9];
 }
 
-const before = (a: HrTime, b: HrTime): boolean => a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
+/** Room for one more in a list bounded by `limit`, the oldest dropped as the SDK drops it; false when the limit is 0. */
+function makeRoom(list: unknown[], limit: number): boolean {
+  if (list.length < limit) return true;
+  if (limit === 0) return false;
+  list.shift();
+  return true;
+}
+
+const NOT_ENDED_DURATION: HrTime = Object.freeze([-1, -1]) as unknown as HrTime;
 
 class RecordedSpan implements Span, ReadableSpan {
   readonly attributes: Attributes = {};
@@ -96,15 +105,17 @@ class RecordedSpan implements Span, ReadableSpan {
   status: SpanStatus = UNSET;
   readonly startTime: HrTime;
   endTime: HrTime = NOT_ENDED;
-  duration: HrTime = NOT_ENDED;
+  duration: HrTime = NOT_ENDED_DURATION;
   ended = false;
   droppedAttributesCount = 0;
   droppedEventsCount = 0;
   droppedLinksCount = 0;
   private attributeCount = 0;
-  /** Wall time of the start, and the monotonic clock then: an end is the start plus monotonic time. */
-  private readonly startMs: number;
-  private readonly startPerf: number;
+  /** The wall and monotonic clocks when the span was made: later times are the start plus monotonic time. */
+  private readonly madeMs: number;
+  private readonly madePerf: number;
+  /** A span started in the past (an exit seen late) ends, by default, now, as the SDK's does. */
+  private readonly startGiven: boolean;
 
   constructor(
     private readonly recorder: SpanRecorder,
@@ -114,9 +125,21 @@ class RecordedSpan implements Span, ReadableSpan {
     readonly parentSpanContext: SpanContext | undefined,
     startTime: TimeInput | undefined,
   ) {
-    this.startPerf = performance.now();
-    this.startTime = startTime === undefined ? hrTime(Date.now()) : toHrTime(startTime);
-    this.startMs = this.startTime[0] * 1000 + this.startTime[1] / 1e6;
+    this.madePerf = performance.now();
+    this.madeMs = Date.now();
+    this.startGiven = startTime !== undefined;
+    this.startTime = startTime === undefined ? hrTime(this.madeMs) : this.toHrTime(startTime);
+  }
+
+  /** A TimeInput read as the SDK reads it: a number not past performance.now() is performance time, an HrTime is kept. */
+  private toHrTime(input: TimeInput): HrTime {
+    if (typeof input === 'number') return hrTime(input <= performance.now() ? this.madeMs + (input - this.madePerf) : input);
+    if (input instanceof Date) return hrTime(input.getTime());
+    return input;
+  }
+
+  private now(): HrTime {
+    return this.startGiven ? hrTime(Date.now()) : plusNanos(this.startTime, Math.round((performance.now() - this.madePerf) * 1e6));
   }
 
   get resource(): Resource {
@@ -158,27 +181,21 @@ class RecordedSpan implements Span, ReadableSpan {
   addEvent(name: string, attributesOrTime?: Attributes | TimeInput, time?: TimeInput): this {
     if (this.ended) return this;
     const limit = this.recorder.limits.eventCountLimit ?? 128;
-    if (this.events.length >= limit) {
-      this.droppedEventsCount++;
-      if (limit === 0) return this;
-      this.events.shift();
-    }
+    if (this.events.length >= limit) this.droppedEventsCount++;
+    if (!makeRoom(this.events, limit)) return this;
     const timeFirst = isTimeInput(attributesOrTime);
-    const at = timeFirst ? attributesOrTime : time;
+    const at = timeFirst && !isTimeInput(time) ? attributesOrTime : time;
     const { kept, dropped } = this.recorder.limited(timeFirst ? {} : sanitizeAttributes(attributesOrTime), this.recorder.limits.attributePerEventCountLimit);
     if (this.events === NO_EVENTS) this.events = [];
-    this.events.push({ name, attributes: kept, droppedAttributesCount: dropped, time: at === undefined ? hrTime(this.nowMs()) : toHrTime(at) });
+    this.events.push({ name, attributes: kept, droppedAttributesCount: dropped, time: at === undefined ? this.now() : this.toHrTime(at) });
     return this;
   }
 
   addLink(link: Link): this {
     if (this.ended) return this;
     const limit = this.recorder.limits.linkCountLimit ?? 128;
-    if (this.links.length >= limit) {
-      this.droppedLinksCount++;
-      if (limit === 0) return this;
-      this.links.shift();
-    }
+    if (this.links.length >= limit) this.droppedLinksCount++;
+    if (!makeRoom(this.links, limit)) return this;
     if (this.links === NO_LINKS) this.links = [];
     const { kept, dropped } = this.recorder.limited(sanitizeAttributes(link.attributes), this.recorder.limits.attributePerLinkCountLimit);
     this.links.push({ context: link.context, ...(Object.keys(kept).length > 0 ? { attributes: kept } : {}), ...(dropped > 0 ? { droppedAttributesCount: dropped } : {}) });
@@ -206,7 +223,7 @@ class RecordedSpan implements Span, ReadableSpan {
       diag.error(`${this.name} ${this.context.traceId}-${this.context.spanId} - You can only call end() on a span once.`);
       return;
     }
-    const end = endTime === undefined ? hrTime(this.nowMs()) : toHrTime(endTime);
+    const end = endTime === undefined ? this.now() : this.toHrTime(endTime);
     this.endTime = before(end, this.startTime) ? [this.startTime[0], this.startTime[1]] : end;
     const [seconds, nanos] = [this.endTime[0] - this.startTime[0], this.endTime[1] - this.startTime[1]];
     this.duration = nanos < 0 ? [seconds - 1, nanos + 1e9] : [seconds, nanos];
@@ -222,7 +239,7 @@ class RecordedSpan implements Span, ReadableSpan {
     const attributes: Attributes = {};
     if (typeof exception === 'string') attributes['exception.message'] = exception;
     else if (exception) {
-      const type = exception.code !== undefined ? String(exception.code) : exception.name;
+      const type = exception.code ? String(exception.code) : exception.name;
       if (type) attributes['exception.type'] = type;
       if (exception.message) attributes['exception.message'] = exception.message;
       if (exception.stack) attributes['exception.stacktrace'] = exception.stack;
@@ -230,9 +247,6 @@ class RecordedSpan implements Span, ReadableSpan {
     if (attributes['exception.type'] !== undefined || attributes['exception.message'] !== undefined) this.addEvent('exception', attributes, time);
   }
 
-  private nowMs(): number {
-    return this.startMs + (performance.now() - this.startPerf);
-  }
 }
 
 const isTimeInput = (v: unknown): v is TimeInput =>
@@ -257,7 +271,9 @@ export class SpanRecorder implements Tracer {
     this.resource = config.resource;
     this.limits = config.limits;
     this.attributeCountLimit = config.limits.attributeCountLimit ?? 128;
-    this.valueLengthLimit = config.limits.attributeValueLengthLimit ?? Infinity;
+    // The SDK leaves values whole under a limit of 0 or less.
+    const lengthLimit = config.limits.attributeValueLengthLimit ?? Infinity;
+    this.valueLengthLimit = lengthLimit > 0 ? lengthLimit : Infinity;
     this.sampler = config.sampler;
     this.processors = config.processors;
   }
@@ -292,20 +308,27 @@ export class SpanRecorder implements Tracer {
   startActiveSpan<F extends (span: Span) => unknown>(name: string, ...rest: [F] | [SpanOptions, F] | [SpanOptions, Context, F]): ReturnType<F> {
     const fn = rest[rest.length - 1] as F;
     const options = rest.length > 1 ? (rest[0] as SpanOptions) : undefined;
-    const parentContext = rest.length > 2 ? (rest[1] as Context) : contextActive();
+    const parentContext = (rest.length > 2 ? (rest[1] as Context | undefined) : undefined) ?? contextActive();
     const span = this.startSpan(name, options, parentContext);
     return contextWith(trace.setSpan(parentContext, span), () => fn(span)) as ReturnType<F>;
   }
 
   /** @internal */
   ended(span: RecordedSpan): void {
-    for (const p of this.processors) p.onEnd(span as never);
+    for (const p of this.processors) {
+      try {
+        p.onEnd(span as never);
+      } catch (e) {
+        globalErrorHandler(e as Error);
+      }
+    }
   }
 
   /** @internal */
   truncate(value: AttributeValue): AttributeValue {
     const limit = this.valueLengthLimit;
-    if (limit === Infinity) return value;
+    // An array is copied, as the SDK copies it: the caller may change its own afterwards.
+    if (limit === Infinity) return Array.isArray(value) ? (value.slice() as AttributeValue) : value;
     if (typeof value === 'string') return value.length <= limit ? value : value.slice(0, limit);
     if (Array.isArray(value)) return value.map((v) => (typeof v === 'string' && v.length > limit ? v.slice(0, limit) : v)) as AttributeValue;
     return value;
