@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { AgentClient } from '../clients/ts/src/index.js';
 import { keepAwake, spawnWaitCycles } from './cycles.js';
 import { cpuSeconds, startAgent, type AgentProcess } from './agent-process.js';
-import { median, medianInterval } from './stats.js';
+import { clusteredMedianInterval, median } from './stats.js';
 
 /** Issue 13's goal for the throughput loss with everything on. */
 const GOAL = 0.05;
@@ -32,10 +32,10 @@ const CYCLES = Math.max(16, Number(opt.cycles));
 /**
  * How many times every agent is started afresh, the rounds shared among them. Two processes of the
  * same build, both warmed up, kept their own speed for their whole life (identical metrics code read
- * ×0.94 in one process and ×1.10 in another, bench/FINDINGS.md "Session 15"): rounds of one life
+ * ×0.82 in one process and ×1.07 in another, bench/FINDINGS.md "Session 15"): rounds of one life
  * cannot average that out, lives can.
  */
-const LIVES = Math.min(ROUNDS, Math.max(1, Number(opt.lives)));
+const LIVES = Math.min(ROUNDS, Math.max(1, Math.floor(Number(opt.lives)) || 1));
 const CONC = 16;
 const SCRAPE_MS = 5000;
 const log = (msg: string) => process.stderr.write(`[bench-telemetry ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -48,6 +48,8 @@ const NAMES: Name[] = ['off', 'on', 'metrics'];
 interface Runs {
   readonly per_s: number[];
   readonly cpu: number[];
+  /** The agent process (life) each round was measured on. */
+  readonly life: number[];
 }
 
 function summarise(runs: Record<Name, Runs>) {
@@ -57,14 +59,18 @@ function summarise(runs: Record<Name, Runs>) {
   // in that round, which the medians of each variant alone do not (they differed by 8 points).
   const paired = (xs: readonly number[], ys: readonly number[]) => median(xs.map((x, i) => ys[i]! / x));
   // How far the machine's noise leaves the median of the rounds' losses: one run's figure moved by
-  // several points from run to run at a load of 5 (bench/FINDINGS.md "Session 15").
-  const [lossLow, lossHigh] = medianInterval(runs.off.per_s.map((x, i) => 1 - runs.on.per_s[i]! / x));
+  // several points from run to run at a load of 5, and from one agent process to the next
+  // (bench/FINDINGS.md "Session 15"), so the interval resamples lives as well as rounds.
+  const lives = [...new Set(runs.off.life)];
+  const ratios = lives.map((life) => runs.off.per_s.flatMap((x, i) => (runs.off.life[i] === life ? [runs.on.per_s[i]! / x] : [])));
+  const [ratioLow, ratioHigh] = clusteredMedianInterval(ratios);
+  const [lossLow, lossHigh] = [1 - ratioHigh, 1 - ratioLow];
   return {
     spawn_wait_per_s: perS,
     agent_cpu_ms_per_cycle: cpu,
     throughput_loss: 1 - paired(runs.off.per_s, runs.on.per_s),
     throughput_loss_interval_95: [lossLow, lossHigh],
-    goal_met: runs.off.per_s.length < 6 ? 'too few rounds to say' : lossHigh <= GOAL ? 'yes' : lossLow > GOAL ? 'no' : 'undecided at this noise',
+    goal_met: lives.length < 3 || runs.off.per_s.length < 6 ? 'too few lives or rounds to say' : lossHigh <= GOAL ? 'yes' : lossLow > GOAL ? 'no' : 'undecided at this noise',
     throughput_loss_metrics_only: 1 - paired(runs.off.per_s, runs.metrics.per_s),
     agent_cpu_ratio: paired(runs.off.cpu, runs.on.cpu),
     agent_cpu_ratio_metrics_only: paired(runs.off.cpu, runs.metrics.cpu),
@@ -90,7 +96,7 @@ async function main(): Promise<void> {
       return startAgent({ ...common, agentFlags: listen, env: { ...withoutOtel(), ...otlp, OTEL_TRACES_EXPORTER: 'otlp', OTEL_METRICS_EXPORTER: 'otlp', OTEL_TRACES_SAMPLER: 'always_on' } });
     };
     const variants = DIRS.flatMap((dir) => NAMES.map((name) => ({ dir, name })));
-    const results = new Map(DIRS.map((dir) => [dir, Object.fromEntries(NAMES.map((n) => [n, { per_s: [], cpu: [] } as Runs])) as Record<Name, Runs>]));
+    const results = new Map(DIRS.map((dir) => [dir, Object.fromEntries(NAMES.map((n) => [n, { per_s: [], cpu: [], life: [] } as Runs])) as Record<Name, Runs>]));
     let scrapes = 0;
     // Every agent of a life is started and warmed up before any is measured: a fresh agent spends
     // its first seconds compiling (on V8's background threads, which count as its CPU), more of it
@@ -139,6 +145,7 @@ async function main(): Promise<void> {
             const cpu = cpuSeconds(agent.pid) - cpu0;
             results.get(dir)![name].per_s.push(CYCLES / wall);
             results.get(dir)![name].cpu.push((cpu * 1000) / CYCLES);
+            results.get(dir)![name].life.push(life);
             log(`round ${round}${LIVES > 1 ? ` (life ${life})` : ''} ${dir} telemetry ${name}: ${(CYCLES / wall).toFixed(0)} cycles/s, agent ${((cpu * 1000) / CYCLES).toFixed(3)} ms CPU/cycle, load ${os.loadavg()[0]!.toFixed(2)}`);
           }
         }

@@ -3,7 +3,7 @@
 // links, status, times, what was dropped), the sampler decides as it decides, and the bytes an
 // exporter sends for them are the SDK serializer's.
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Context, type Span, type SpanContext, type Tracer } from '@opentelemetry/api';
-import { suppressTracing } from '@opentelemetry/core';
+import { loggingErrorHandler, setGlobalErrorHandler, suppressTracing } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import {
@@ -278,4 +278,27 @@ test('an array attribute is copied: what the caller does with its array afterwar
   const { sdk, ours } = p.spans();
   t.deepEqual(ours[0]!.attributes, { 'process.command_args': ['/bin/sleep', '1'] });
   t.deepEqual(seen(ours), seen(sdk));
+});
+
+test('odd limits and a processor that throws do not reach the code that made the span', (t) => {
+  for (const limits of [{ linkCountLimit: -1, eventCountLimit: -1 }, { linkCountLimit: 0, eventCountLimit: 0 }]) {
+    const p = pair(new AlwaysOnSampler(), limits);
+    const other = { traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', traceFlags: TraceFlags.SAMPLED };
+    for (const tracer of [p.sdk, p.ours]) {
+      const span = tracer.startSpan('limited', { links: [{ context: other }, { context: other, attributes: { second: true } }] }, ROOT_CONTEXT);
+      span.addEvent('one').addEvent('two');
+      span.end();
+    }
+    const { sdk, ours } = p.spans();
+    t.deepEqual(seen(ours), seen(sdk), JSON.stringify(limits));
+  }
+  const throwing = { onStart: () => { throw new Error('onStart'); }, onEnd: () => { throw new Error('onEnd'); }, forceFlush: async () => {}, shutdown: async () => {} };
+  const exporter = new InMemorySpanExporter();
+  const provider = new SpanRecorderProvider({ resource, sampler: new AlwaysOnSampler(), limits: spanLimitsFromEnv(), processors: [throwing, new SimpleSpanProcessor(exporter)] });
+  const errors: unknown[] = [];
+  setGlobalErrorHandler((e) => errors.push(e));
+  t.teardown(() => setGlobalErrorHandler(loggingErrorHandler()));
+  t.notThrows(() => provider.getTracer('pidfd-agent').startSpan('survives', undefined, ROOT_CONTEXT).end());
+  t.is(exporter.getFinishedSpans().length, 1, 'the next processor still gets the span');
+  t.is(errors.length, 2);
 });

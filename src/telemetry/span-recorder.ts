@@ -92,7 +92,8 @@ function plusNanos(t: HrTime, nanos: number): HrTime {
 function makeRoom(list: unknown[], limit: number): boolean {
   if (list.length < limit) return true;
   if (limit === 0) return false;
-  list.shift();
+  // A negative limit (from the environment) keeps the newest, as in the SDK.
+  if (list.length > 0) list.shift();
   return true;
 }
 
@@ -301,7 +302,13 @@ export class SpanRecorder implements Tracer {
     if (links.length > 0) span.addLinks(links);
     if (attributes !== NO_ATTRIBUTES) span.setAttributes(attributes);
     if (sampling.attributes !== undefined) span.setAttributes(sampling.attributes);
-    for (const p of this.processors) p.onStart(span as never, parentContext);
+    for (const p of this.processors) {
+      try {
+        p.onStart(span as never, parentContext);
+      } catch (e) {
+        globalErrorHandler(e as Error);
+      }
+    }
     return span;
   }
 
