@@ -1,7 +1,9 @@
 // The process side of telemetry: a child span per spawn stage, the OTel process attributes on the
 // Spawn (or Adopt) span, and a span at each exit linked to the span that started the process.
 import { basename } from 'node:path';
-import { context, ROOT_CONTEXT, trace, SpanKind, type Context, type Link, type SpanContext, type Tracer } from '@opentelemetry/api';
+import { context, ROOT_CONTEXT, trace, SpanKind, type Context, type Link, type Span, type SpanContext, type Tracer } from '@opentelemetry/api';
+import { globalErrorHandler } from '@opentelemetry/core';
+import { observing } from './observing.js';
 import type { ProcessRecord } from '../process/lifecycle/record.js';
 import type { ProcessTelemetry, SpawnStage, SpawnTrace } from '../process/telemetry-port.js';
 import { signalName } from '../process/lifecycle/signalling.js';
@@ -34,24 +36,27 @@ export function processTelemetry(agentMetrics: AgentMetrics, options: ProcessSpa
 
   /** A stage's span, a child of the call's span named by parent (never made active itself). */
   const stageIn = <T>(parent: Context, name: SpawnStage, fn: () => T): T => {
-    const span = tracer.startSpan(STAGE_SPANS[name], undefined, parent);
+    let span: Span | undefined;
+    try {
+      span = tracer.startSpan(STAGE_SPANS[name], undefined, parent);
+    } catch (e) {
+      globalErrorHandler(e as Error);
+      return fn();
+    }
+    const end = observing(() => span.end());
     let result: T;
     try {
       result = fn();
     } catch (e) {
-      span.end();
+      end();
       throw e;
     }
-    if (result instanceof Promise) {
-      const end = () => span.end();
-      result.then(end, end);
-    } else {
-      span.end();
-    }
+    if (result instanceof Promise) result.then(end, end);
+    else end();
     return result;
   };
 
-  const startedIn = (parent: Context, record: ProcessRecord, spawnSeconds: number | undefined) => {
+  const startedIn = observing((parent: Context, record: ProcessRecord, spawnSeconds: number | undefined) => {
     if (spawnSeconds !== undefined) agentMetrics.spawnDuration.record(spawnSeconds);
     if (!options.traces) return;
     const span = trace.getSpan(parent);
@@ -60,7 +65,7 @@ export function processTelemetry(agentMetrics: AgentMetrics, options: ProcessSpa
     startedBy.set(record, { context: span.spanContext(), executable });
     span.setAttribute('process.pid', record.identity.pid).setAttribute('process.executable.name', executable).setAttribute('pidfd.agent.handle', record.handle);
     if (options.traceArgv) span.setAttribute('process.command_args', [...record.spec.argv]);
-  };
+  });
 
   /** Without traces a spawn only records its duration: one object for every spawn. */
   const untraced: SpawnTrace = { stage: (_name, fn) => fn(), started: (record, seconds) => startedIn(ROOT_CONTEXT, record, seconds) };
@@ -73,7 +78,7 @@ export function processTelemetry(agentMetrics: AgentMetrics, options: ProcessSpa
       return { stage: (name, fn) => stageIn(parent, name, fn), started: (record, seconds) => startedIn(parent, record, seconds) };
     },
     started: (record, spawnSeconds) => startedIn(context.active(), record, spawnSeconds),
-    exited(record) {
+    exited: observing((record: ProcessRecord) => {
       const how = howItEnded(record);
       agentMetrics.exited(1, how, record.spec.owner);
       if (!options.traces) return;
@@ -94,9 +99,7 @@ export function processTelemetry(agentMetrics: AgentMetrics, options: ProcessSpa
         ...(options.traceArgv ? { 'process.command_args': [...record.spec.argv] } : {}),
       });
       span.end(exitedAt);
-    },
-    signalled(signal) {
-      agentMetrics.signalled(1, signalName(signal));
-    },
+    }),
+    signalled: observing((signal: number) => agentMetrics.signalled(1, signalName(signal))),
   };
 }

@@ -6,6 +6,8 @@
 // with OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup.
 import { status, type Metadata, type sendUnaryData, type ServerUnaryCall, type ServerWritableStream, type ServiceDefinition, type ServiceError, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type TextMapGetter } from '@opentelemetry/api';
+import { globalErrorHandler } from '@opentelemetry/core';
+import { observing } from './observing.js';
 import { ErrorInfo, Status } from '../api.js';
 import type { Series } from './histogram-tally.js';
 import type { AgentMetrics } from './metrics.js';
@@ -78,8 +80,8 @@ export function instrumentService(definition: ServiceDefinition, implementation:
       return attrs;
     };
 
-    /** Records how a call ended (its span too, if it has one). */
-    const ended = (started: number, span: Span | undefined, error: Partial<ServiceError> | null | undefined) => {
+    /** Records how a call ended (its span too, if it has one); a failure here is reported, and the reply still goes. */
+    const ended = observing((started: number, span: Span | undefined, error: Partial<ServiceError> | null | undefined) => {
       const code = error ? (error.code ?? status.UNKNOWN) : status.OK;
       const attrs = attrsOf(code);
       // Only a failed call carries a reason (decoded from the details it sends).
@@ -98,15 +100,21 @@ export function instrumentService(definition: ServiceDefinition, implementation:
       attrs.legacy?.record(seconds * 1000);
       if (short === 'Spawn') agentMetrics.spawn(1, error ? agentMetrics.reasons.of(reason ?? codeName(code)) : 'ok');
       if (short === 'Watch' && reason === 'WATCH_BACKLOG') agentMetrics.watchersDropped.add(1);
-    };
+    });
 
     const spanOptions = { kind: SpanKind.SERVER, attributes: base };
     /** The call's span in the caller's trace, and the context it runs in (none without traces). */
     const open = (metadata: Metadata): { span: Span; ctx: Context } | undefined => {
       if (!options.traces) return undefined;
-      const parent = propagation.extract(ROOT_CONTEXT, metadata, metadataGetter);
-      const span = tracer.startSpan(fullName, spanOptions, parent);
-      return { span, ctx: trace.setSpan(parent, span) };
+      try {
+        const parent = propagation.extract(ROOT_CONTEXT, metadata, metadataGetter);
+        const span = tracer.startSpan(fullName, spanOptions, parent);
+        return { span, ctx: trace.setSpan(parent, span) };
+      } catch (e) {
+        // The call is served untraced rather than not at all.
+        globalErrorHandler(e as Error);
+        return undefined;
+      }
     };
 
     if (method.requestStream) {
@@ -139,12 +147,13 @@ export function instrumentService(definition: ServiceDefinition, implementation:
     } else {
       wrapped[name] = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
         const started = performance.now();
-        const { span, ctx } = open(call.metadata)!;
+        const traced = open(call.metadata);
         const reply: sendUnaryData<unknown> = (error, value, trailer, flags) => {
-          ended(started, span, error);
+          ended(started, traced?.span, error);
           callback(error, value, trailer, flags);
         };
-        context.with(ctx, () => (handler as (c: typeof call, cb: typeof reply) => void)(call, reply));
+        if (traced === undefined) (handler as (c: typeof call, cb: typeof reply) => void)(call, reply);
+        else context.with(traced.ctx, () => (handler as (c: typeof call, cb: typeof reply) => void)(call, reply));
       };
     }
   }
