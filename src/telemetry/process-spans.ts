@@ -29,6 +29,9 @@ export interface ProcessSpanOptions {
   readonly traceArgv: boolean;
 }
 
+/** Ends a stage's span; a span that cannot end is reported, and the stage's own result stands. */
+const endSpan = observing((span: Span) => span.end());
+
 export function processTelemetry(agentMetrics: AgentMetrics, options: ProcessSpanOptions): ProcessTelemetry {
   const tracer: Tracer = trace.getTracer('pidfd-agent');
   /** The span that started each process, for the link from its exit, and its executable's name. */
@@ -43,16 +46,19 @@ export function processTelemetry(agentMetrics: AgentMetrics, options: ProcessSpa
       globalErrorHandler(e as Error);
       return fn();
     }
-    const end = observing(() => span.end());
     let result: T;
     try {
       result = fn();
     } catch (e) {
-      end();
+      endSpan(span);
       throw e;
     }
-    if (result instanceof Promise) result.then(end, end);
-    else end();
+    if (result instanceof Promise) {
+      const end = () => endSpan(span);
+      result.then(end, end);
+    } else {
+      endSpan(span);
+    }
     return result;
   };
 
