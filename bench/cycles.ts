@@ -31,3 +31,49 @@ export function keepAwake<K>(agents: readonly { readonly key: K; readonly client
     stop: () => clearInterval(timer),
   };
 }
+
+/**
+ * Every agent warmed up together, in turns of `chunk` cycles, until each has run `ms` of them. One
+ * agent warmed up after another leaves the first idle for the others' whole warm-up, long enough
+ * for V8's memory reducer to shrink its heap (below). Returns the cycles each agent ran.
+ */
+export async function warmUpTogether(clients: readonly AgentClient[], ms: number, chunk = 200): Promise<number> {
+  const loaded = clients.map(() => 0);
+  let cycles = 0;
+  while (Math.min(...loaded) < ms) {
+    for (const [i, client] of clients.entries()) loaded[i]! += (await spawnWaitCycles(client, chunk)) * 1000;
+    cycles += chunk;
+  }
+  return cycles;
+}
+
+/**
+ * One round: `n` cycles on every agent, run in turns of `chunk` so that no agent idles for longer
+ * than the others' turn, the order of the turns rotated by `round`; `measure` brackets each turn
+ * (it returns what to add up, e.g. the agent's CPU time). An agent that idled ~10-30 s while the
+ * others were measured had V8's memory reducer shrink its heap (`Mark-Compact (reduce)` in
+ * --trace-gc, young generation back to 1 MiB), and its next 1,000-2,000 cycles paid +150-250 µs each
+ * on V8's worker threads and +40 on the main thread while the heap grew back: which variant had
+ * waited longest decided a ratio (bench/FINDINGS.md "Session 16"). Returns seconds of wall time and
+ * the sums of `measure`, per agent.
+ */
+export async function interleavedRound<A extends { readonly client: AgentClient }>(
+  agents: readonly A[],
+  n: number,
+  chunk: number,
+  round: number,
+  measure: (agent: A) => () => number,
+): Promise<{ wall: number; measured: number }[]> {
+  const out = agents.map(() => ({ wall: 0, measured: 0 }));
+  const turns = Math.ceil(n / chunk);
+  for (let turn = 0; turn < turns; turn++) {
+    const cycles = Math.min(chunk, n - turn * chunk);
+    for (let k = 0; k < agents.length; k++) {
+      const i = (round + turn + k) % agents.length;
+      const done = measure(agents[i]!);
+      out[i]!.wall += await spawnWaitCycles(agents[i]!.client, cycles);
+      out[i]!.measured += done();
+    }
+  }
+  return out;
+}

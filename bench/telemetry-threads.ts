@@ -9,34 +9,31 @@
 //   traces   OTLP traces at 100 % sampling, no metrics at all
 //   on       everything (as bench/telemetry.ts's "on")
 //   MODE+K=V,K=V  extra environment for the agent (e.g. on+OTEL_BSP_MAX_EXPORT_BATCH_SIZE=2048)
-// Usage: node --import tsx bench/telemetry-threads.ts --variant /work/baseline::off --variant /work/baseline::on [--rounds 4] [--cycles 3000] [--cpu-prof] [--let-rest: idle agents are not kept awake]
+// Usage: node --import tsx bench/telemetry-threads.ts --variant /work/baseline::off --variant /work/baseline::on [--rounds 4] [--cycles 3000] [--chunk 500] [--cpu-prof] [--node-flag=--perf-basic-prof ...: for every agent]
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { AgentClient } from '../clients/ts/src/index.js';
-import { keepAwake, spawnWaitCycles } from './cycles.js';
+import { interleavedRound, warmUpTogether } from './cycles.js';
 import { startAgent, threadCpuMs, type AgentProcess } from './agent-process.js';
 import { median } from './stats.js';
 import { freePort, startCountingSink, withoutOtel } from './otlp-count-sink.js';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
 const { values: opt } = parseArgs({
-  options: { variant: { type: 'string', multiple: true }, rounds: { type: 'string', default: '4' }, cycles: { type: 'string', default: '3000' }, 'cpu-prof': { type: 'boolean', default: false }, 'let-rest': { type: 'boolean', default: false } },
+  options: { variant: { type: 'string', multiple: true }, rounds: { type: 'string', default: '4' }, cycles: { type: 'string', default: '3000' }, chunk: { type: 'string', default: '500' }, 'cpu-prof': { type: 'boolean', default: false }, 'node-flag': { type: 'string', multiple: true } },
   strict: true,
 });
 const ROUNDS = Math.max(1, Number(opt.rounds));
 const CYCLES = Math.max(16, Number(opt.cycles));
+const CHUNK = Math.max(16, Math.min(CYCLES, Number(opt.chunk)));
 const SCRAPE_MS = 5000;
 
 /** Cycles each agent ran in its life (warm-up included), to turn a whole-life profile into per-cycle figures. */
 const lifeCycles = new Map<AgentClient, number>();
 
-function cycles(client: AgentClient, n: number): Promise<number> {
-  lifeCycles.set(client, (lifeCycles.get(client) ?? 0) + n);
-  return spawnWaitCycles(client, n);
-}
 
 const sink = await startCountingSink();
 const endpoint = sink.endpoint;
@@ -72,36 +69,38 @@ try {
       rmSync(profDir, { recursive: true, force: true });
       mkdirSync(profDir, { recursive: true });
     }
-    const agent = await startAgent({ repo: resolve(dir), maxProcesses: 4096, agentFlags: setup.flags, env: { ...setup.env, ...extraEnv }, nodeFlags: profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [] });
+    const agent = await startAgent({ repo: resolve(dir), maxProcesses: 4096, agentFlags: setup.flags, env: { ...setup.env, ...extraEnv }, nodeFlags: [...(opt['node-flag'] ?? []), ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])] });
     const client = new AgentClient(agent.address);
     if (setup.flags === listen) scrapers.push(setInterval(() => void fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text(), () => undefined), SCRAPE_MS));
     running.push({ name: v, agent, client, profDir });
   }
-  // The others are kept from going quiet (bench/telemetry.ts says why), unless --let-rest.
-  const awake = opt['let-rest'] ? undefined : keepAwake(running.map(({ client }) => ({ key: client, client })));
-  for (const { client } of running) {
-    awake?.measuring(client);
-    const warm = performance.now();
-    while (performance.now() - warm < SCRAPE_MS + 1500) await cycles(client, 200);
-  }
+  // Warmed up together and measured in turns of --chunk, so that no agent idles for long (cycles.ts interleavedRound).
+  const warm = await warmUpTogether(running.map(({ client }) => client), SCRAPE_MS + 1500);
+  for (const { client } of running) lifeCycles.set(client, warm + ROUNDS * CYCLES);
+  const threads = (pid: number) => threadCpuMs(pid, (comm, _tid, nth) => (comm === 'node' ? `node#${nth}` : comm));
   for (let round = 1; round <= ROUNDS; round++) {
-    for (const { name, agent, client } of round % 2 === 1 ? running : [...running].reverse()) {
-      awake?.measuring(client);
-      const t0 = threadCpuMs(agent.pid, (comm, _tid, nth) => (comm === 'node' ? `node#${nth}` : comm));
-      const wall = await cycles(client, CYCLES);
-      const t1 = threadCpuMs(agent.pid, (comm, _tid, nth) => (comm === 'node' ? `node#${nth}` : comm));
-      const perThread: Record<string, number> = {};
+    const perThread = running.map(() => ({}) as Record<string, number>);
+    const measured = await interleavedRound(running, CYCLES, CHUNK, round, (r) => {
+      const t0 = threads(r.agent.pid);
+      return () => {
+        const sums = perThread[running.indexOf(r)]!;
+        for (const [k, v1] of threads(r.agent.pid)) sums[k] = (sums[k] ?? 0) + v1 - (t0.get(k) ?? 0);
+        return 0;
+      };
+    });
+    for (const [i, { name }] of running.entries()) {
+      const per: Record<string, number> = {};
       let total = 0;
-      for (const [k, v1] of t1) {
-        const d = ((v1 - (t0.get(k) ?? 0)) / CYCLES) * 1000; // µs per cycle
+      for (const [k, ms] of Object.entries(perThread[i]!)) {
+        const d = (ms / CYCLES) * 1000; // µs per cycle
         total += d;
-        if (d > 0) perThread[k] = Math.round(d);
+        if (d > 0) per[k] = Math.round(d);
       }
-      rows.push({ round, name, perThread, total, cps: CYCLES / wall });
-      process.stderr.write(`round ${round} ${name} load ${os.loadavg()[0]!.toFixed(2)}: ${total.toFixed(0)} µs/cycle, ${Math.round(CYCLES / wall)}/s ${JSON.stringify(perThread)}\n`);
+      const cps = CYCLES / measured[i]!.wall;
+      rows.push({ round, name, perThread: per, total, cps });
+      process.stderr.write(`round ${round} ${name} load ${os.loadavg()[0]!.toFixed(2)}: ${total.toFixed(0)} µs/cycle, ${Math.round(cps)}/s ${JSON.stringify(per)}\n`);
     }
   }
-  awake?.stop();
 } finally {
   for (const s of scrapers) clearInterval(s);
   for (const { client, agent } of running) {

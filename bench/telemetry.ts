@@ -1,20 +1,20 @@
 // What telemetry costs (issue 13): Spawn+Wait cycles of /bin/true at c=16 against an agent with
 // telemetry off (no OTEL_* variables, no --metrics-listen) and one with everything on (traces at
 // 100% sampling and metrics over OTLP/HTTP to a local sink, /metrics scraped every few seconds),
-// interleaved round by round in one run (one agent measured at a time, all warmed up first), the
-// OTLP sink in a process of its own; prints the throughput loss and writes
+// interleaved in turns of --chunk cycles in one run (one agent measured at a time, all warmed up
+// together first), the OTLP sink in a process of its own; prints the throughput loss and writes
 // bench/results/telemetry-*.json, with a 95 % interval of the loss and whether that settles the
 // goal. A third agent has metrics alone (no traces), to tell what spans cost from what metrics
 // cost. --agent DIR (repeatable) compares trees in the same run; --lives N starts every agent
 // afresh N times, the rounds shared among the lives.
-// Usage: node --import tsx bench/telemetry.ts [--rounds 12] [--lives 3] [--cycles 3000] [--agent DIR ...]
+// Usage: node --import tsx bench/telemetry.ts [--rounds 12] [--lives 3] [--cycles 3000] [--chunk 500] [--agent DIR ...]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { AgentClient } from '../clients/ts/src/index.js';
-import { keepAwake, spawnWaitCycles } from './cycles.js';
+import { interleavedRound, warmUpTogether } from './cycles.js';
 import { cpuSeconds, startAgent, type AgentProcess } from './agent-process.js';
 import { clusteredMedianInterval, median } from './stats.js';
 
@@ -24,11 +24,13 @@ import { freePort, startCountingSink, withoutOtel } from './otlp-count-sink.js';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
 const REPO = dirname(BENCH);
-const { values: opt } = parseArgs({ options: { rounds: { type: 'string', default: '12' }, cycles: { type: 'string', default: '3000' }, lives: { type: 'string', default: '3' }, agent: { type: 'string', multiple: true } }, strict: true });
+const { values: opt } = parseArgs({ options: { rounds: { type: 'string', default: '12' }, cycles: { type: 'string', default: '3000' }, chunk: { type: 'string', default: '500' }, lives: { type: 'string', default: '3' }, agent: { type: 'string', multiple: true } }, strict: true });
 /** Trees whose agents are compared (--agent DIR, repeatable; the summary's keys are the last one's). */
 const DIRS = (opt.agent ?? [REPO]).map((d) => resolve(d));
 const ROUNDS = Math.max(1, Number(opt.rounds));
 const CYCLES = Math.max(16, Number(opt.cycles));
+/** A round's cycles run in turns of this many per agent (cycles.ts interleavedRound). */
+const CHUNK = Math.max(16, Math.min(CYCLES, Number(opt.chunk)));
 /**
  * How many times every agent is started afresh, the rounds shared among them. Two processes of the
  * same build, both warmed up, kept their own speed for their whole life (identical metrics code read
@@ -40,7 +42,6 @@ const CONC = 16;
 const SCRAPE_MS = 5000;
 const log = (msg: string) => process.stderr.write(`[bench-telemetry ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
-const cycles = (client: AgentClient, n: number) => spawnWaitCycles(client, n, CONC);
 
 type Name = 'off' | 'on' | 'metrics';
 const NAMES: Name[] = ['off', 'on', 'metrics'];
@@ -106,7 +107,6 @@ async function main(): Promise<void> {
       const rounds = Math.floor(ROUNDS / LIVES) + (life <= ROUNDS % LIVES ? 1 : 0);
       const running: { dir: string; name: Name; agent: AgentProcess; client: AgentClient }[] = [];
       const lifeScrapers: NodeJS.Timeout[] = [];
-      let awake: ReturnType<typeof keepAwake> | undefined;
       try {
         for (const { dir, name } of variants) {
           const metricsPort = await freePort();
@@ -123,26 +123,20 @@ async function main(): Promise<void> {
           }
         }
         // Warm-up past the first metric export and scrape: the exporters load and compile their
-        // code then, once in an agent's life, which is not a cost per cycle. The others are kept
-        // awake from here on (below).
-        awake = keepAwake(running.map(({ client }) => ({ key: client, client })));
-        for (const { client } of running) {
-          awake.measuring(client);
-          const warm = performance.now();
-          while (performance.now() - warm < SCRAPE_MS + 1500) await cycles(client, 200);
-        }
-        // Measured one at a time, the order reversed every other round; the others idle meanwhile,
-        // but never quiet: an agent quiet for 7 s gives its heap back (src/kernel/idle-memory.ts) and
-        // its next run then pays V8 growing it again (+100-200 µs per cycle on V8's worker threads),
-        // so which variant was measured after a long wait decided the ratio. One cycle every second
-        // keeps each one from going quiet, at ~0.1 % of a CPU.
+        // code then, once in an agent's life, which is not a cost per cycle. All together, so that
+        // none waits idle for the others' warm-up (cycles.ts warmUpTogether).
+        await warmUpTogether(running.map(({ client }) => client), SCRAPE_MS + 1500);
+        // Every variant runs each round's cycles in turns of CHUNK, the order of the turns rotated,
+        // so that none idles longer than the others' turn and each round's machine is every
+        // variant's (cycles.ts interleavedRound says what a long wait cost).
         for (const last = round + rounds; round < last; ) {
           round++;
-          for (const { dir, name, agent, client } of round % 2 === 1 ? running : [...running].reverse()) {
-            awake.measuring(client);
+          const measured = await interleavedRound(running, CYCLES, CHUNK, round, ({ agent }) => {
             const cpu0 = cpuSeconds(agent.pid);
-            const wall = await cycles(client, CYCLES);
-            const cpu = cpuSeconds(agent.pid) - cpu0;
+            return () => cpuSeconds(agent.pid) - cpu0;
+          });
+          for (const [i, { dir, name }] of running.entries()) {
+            const { wall, measured: cpu } = measured[i]!;
             results.get(dir)![name].per_s.push(CYCLES / wall);
             results.get(dir)![name].cpu.push((cpu * 1000) / CYCLES);
             results.get(dir)![name].life.push(life);
@@ -150,7 +144,6 @@ async function main(): Promise<void> {
           }
         }
       } finally {
-        awake?.stop();
         for (const s of lifeScrapers) clearInterval(s);
         for (const { client, agent } of running) {
           client.close();
@@ -168,6 +161,7 @@ async function main(): Promise<void> {
       rounds: ROUNDS,
       lives: LIVES,
       cycles_per_round: CYCLES,
+      cycles_per_turn: CHUNK,
       concurrency: CONC,
       ...last,
       goal: '<= 5 %',
@@ -178,7 +172,7 @@ async function main(): Promise<void> {
     mkdirSync(join(BENCH, 'results'), { recursive: true });
     const file = join(BENCH, 'results', `telemetry-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
     writeFileSync(file, JSON.stringify(summary, null, 2) + '\n');
-    console.log(`\nSpawn+Wait c=${CONC}, ${CYCLES} cycles × ${ROUNDS} rounds, one agent at a time, medians of each variant (${summary.cpu_model}, load ${os.loadavg()[0]!.toFixed(1)}):`);
+    console.log(`\nSpawn+Wait c=${CONC}, ${CYCLES} cycles × ${ROUNDS} rounds in turns of ${CHUNK}, one agent at a time, medians of each variant (${summary.cpu_model}, load ${os.loadavg()[0]!.toFixed(1)}):`);
     for (const [dir, s] of Object.entries(byAgent)) {
       if (DIRS.length > 1) console.log(` ${dir}:`);
       for (const name of NAMES) console.log(`  telemetry ${name.padEnd(7)} ${s.spawn_wait_per_s[name].toFixed(0).padStart(6)} cycles/s   agent ${s.agent_cpu_ms_per_cycle[name].toFixed(3)} ms CPU/cycle`);
