@@ -1,8 +1,8 @@
 // What remote access costs (issue 10): Spawn+Wait cycles of /bin/true at c=16 from one client,
 // over the unix socket of an agent without a policy, and over the unix socket and over mutual TLS
 // of an agent with a policy (the caller a tenant, so every spawn goes through its constraints),
-// interleaved round by round in one run; prints ratios and writes bench/results/tls-*.json.
-// Usage: node --import tsx bench/tls.ts [--rounds N] [--cycles N] [--agent DIR]... (trees compared in the same run)
+// interleaved in turns of --chunk cycles in one run; prints ratios and writes bench/results/tls-*.json.
+// Usage: node --import tsx bench/tls.ts [--rounds N] [--cycles N] [--chunk 500] [--agent DIR]... (trees compared in the same run)
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -11,18 +11,20 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { credentials } from '@grpc/grpc-js';
 import { AgentClient } from '../clients/ts/src/index.js';
-import { keepAwake, spawnWaitCycles } from './cycles.js';
+import { interleavedRound, spawnWaitCycles } from './cycles.js';
 import { cpuSeconds, startAgent, type AgentProcess } from './agent-process.js';
 import { median } from './stats.js';
 import { freePort } from './otlp-count-sink.js';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
 const REPO = dirname(BENCH);
-const { values: opt } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, cycles: { type: 'string', default: '3000' }, agent: { type: 'string', multiple: true } }, strict: true });
+const { values: opt } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, cycles: { type: 'string', default: '3000' }, chunk: { type: 'string', default: '500' }, agent: { type: 'string', multiple: true } }, strict: true });
 /** Trees whose agents are compared in the same run (--agent DIR, repeatable; the summary's keys are the last one's). */
 const TREES = (opt.agent ?? [REPO]).map((d) => resolve(d));
 const ROUNDS = Math.max(1, Number(opt.rounds));
 const CYCLES = Math.max(16, Number(opt.cycles));
+/** A round's cycles run in turns of this many per variant (cycles.ts interleavedRound). */
+const CHUNK = Math.max(16, Math.min(CYCLES, Number(opt.chunk)));
 const CONC = 16;
 const WARMUP = 4000;
 const SPIFFE = 'spiffe://bench.example/tenant';
@@ -67,7 +69,6 @@ async function main(): Promise<void> {
     const maxProcesses = 4096;
     const read = (f: string) => readFileSync(join(dir, f));
     const variants: Variant[] = [];
-    const awakeKeys: { key: AgentProcess; client: AgentClient }[] = [];
     for (const [i, tree] of TREES.entries()) {
       const port = await freePort();
       // Both audit every Spawn (as every agent does) to a file, as a node would, not to the terminal.
@@ -83,29 +84,25 @@ async function main(): Promise<void> {
         { name: 'tls_policy', tree, agent: guarded, client: tlsClient },
       ];
       variants.push(...mine);
-      awakeKeys.push({ key: plain, client: mine[0]!.client }, { key: guarded, client: mine[1]!.client });
     }
     clients.push(...variants.map((v) => v.client));
     // Warm-up: connections, the TLS session, and V8 done compiling each path (1,000 cycles left it
-    // compiling inside the measured runs: FINDINGS "Session 13: floors").
-    const awake = keepAwake(awakeKeys);
-    for (const v of variants) {
-      awake.measuring(v.agent);
-      await cycles(v.client, WARMUP);
-    }
+    // compiling inside the measured runs: FINDINGS "Session 13: floors"), all variants in turns so
+    // that no agent waits idle for the others' (cycles.ts interleavedRound says what that cost).
+    for (let warm = 0; warm < WARMUP; warm += 200) for (const v of variants) await cycles(v.client, 200);
     const results = new Map<string, Results>(TREES.map((t) => [t, { unix: { per_s: [], agent_cpu_ms_per_cycle: [] }, unix_policy: { per_s: [], agent_cpu_ms_per_cycle: [] }, tls_policy: { per_s: [], agent_cpu_ms_per_cycle: [] } }]));
     for (let round = 1; round <= ROUNDS; round++) {
-      for (const v of round % 2 === 1 ? variants : [...variants].reverse()) {
-        awake.measuring(v.agent);
+      const measured = await interleavedRound(variants, CYCLES, CHUNK, round, (v) => {
         const cpu0 = cpuSeconds(v.agent.pid);
-        const wall = await cycles(v.client, CYCLES);
-        const cpu = cpuSeconds(v.agent.pid) - cpu0;
+        return () => cpuSeconds(v.agent.pid) - cpu0;
+      });
+      for (const [i, v] of variants.entries()) {
+        const { wall, measured: cpu } = measured[i]!;
         results.get(v.tree)![v.name].per_s.push(CYCLES / wall);
         results.get(v.tree)![v.name].agent_cpu_ms_per_cycle.push((cpu * 1000) / CYCLES);
         log(`round ${round} ${TREES.length > 1 ? `${v.tree} ` : ''}${v.name}: ${(CYCLES / wall).toFixed(0)} cycles/s, agent ${((cpu * 1000) / CYCLES).toFixed(3)} ms CPU/cycle`);
       }
     }
-    awake.stop();
     const summarize = (r: Results) => {
       const m = (name: Name, key: 'per_s' | 'agent_cpu_ms_per_cycle') => median(r[name][key]);
       return {
