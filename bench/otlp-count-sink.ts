@@ -25,6 +25,8 @@ export type Received = Record<string, { requests: number; bytes: number }>;
 
 export interface CountingSink {
   readonly endpoint: string;
+  /** The sink's process, for its CPU time (a collector's share of the machine). */
+  readonly pid: number;
   received(): Promise<Received>;
   close(): void;
 }
@@ -42,6 +44,7 @@ export async function startCountingSink(): Promise<CountingSink> {
   const endpoint = `http://127.0.0.1:${port}`;
   return {
     endpoint,
+    pid: child.pid!,
     received: async () => (await (await fetch(`${endpoint}/stats`)).json()) as Received,
     close: () => child.kill(),
   };

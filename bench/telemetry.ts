@@ -40,6 +40,8 @@ const CHUNK = Math.max(16, Math.min(CYCLES, Number(opt.chunk)));
 const LIVES = Math.min(ROUNDS, Math.max(1, Math.floor(Number(opt.lives)) || 1));
 const CONC = 16;
 const SCRAPE_MS = 5000;
+// A mean, not a median: a sink's CPU moves in ticks of 10 ms, most turns read none.
+const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 const log = (msg: string) => process.stderr.write(`[bench-telemetry ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
 
@@ -51,6 +53,8 @@ interface Runs {
   readonly cpu: number[];
   /** The agent process (life) each round was measured on. */
   readonly life: number[];
+  /** ms of the OTLP sink's CPU per cycle while this variant ran (what receiving its exports cost). */
+  readonly sink_cpu: number[];
 }
 
 function summarise(runs: Record<Name, Runs>) {
@@ -69,6 +73,7 @@ function summarise(runs: Record<Name, Runs>) {
   return {
     spawn_wait_per_s: perS,
     agent_cpu_ms_per_cycle: cpu,
+    sink_cpu_ms_per_cycle: { off: mean(runs.off.sink_cpu), on: mean(runs.on.sink_cpu), metrics: mean(runs.metrics.sink_cpu) },
     throughput_loss: 1 - paired(runs.off.per_s, runs.on.per_s),
     throughput_loss_interval_95: [lossLow, lossHigh],
     goal_met: lives.length < 3 || runs.off.per_s.length < 6 ? 'too few lives or rounds to say' : lossHigh <= GOAL ? 'yes' : lossLow > GOAL ? 'no' : 'undecided at this noise',
@@ -97,7 +102,7 @@ async function main(): Promise<void> {
       return startAgent({ ...common, agentFlags: listen, env: { ...withoutOtel(), ...otlp, OTEL_TRACES_EXPORTER: 'otlp', OTEL_METRICS_EXPORTER: 'otlp', OTEL_TRACES_SAMPLER: 'always_on' } });
     };
     const variants = DIRS.flatMap((dir) => NAMES.map((name) => ({ dir, name })));
-    const results = new Map(DIRS.map((dir) => [dir, Object.fromEntries(NAMES.map((n) => [n, { per_s: [], cpu: [], life: [] } as Runs])) as Record<Name, Runs>]));
+    const results = new Map(DIRS.map((dir) => [dir, Object.fromEntries(NAMES.map((n) => [n, { per_s: [], cpu: [], life: [], sink_cpu: [] } as Runs])) as Record<Name, Runs>]));
     let scrapes = 0;
     // Every agent of a life is started and warmed up before any is measured: a fresh agent spends
     // its first seconds compiling (on V8's background threads, which count as its CPU), more of it
@@ -131,15 +136,20 @@ async function main(): Promise<void> {
         // variant's (cycles.ts interleavedRound says what a long wait cost).
         for (const last = round + rounds; round < last; ) {
           round++;
-          const measured = await interleavedRound(running, CYCLES, CHUNK, round, ({ agent }) => {
-            const cpu0 = cpuSeconds(agent.pid);
-            return () => cpuSeconds(agent.pid) - cpu0;
+          const sinkCpu = running.map(() => 0);
+          const measured = await interleavedRound(running, CYCLES, CHUNK, round, (r) => {
+            const [cpu0, sink0] = [cpuSeconds(r.agent.pid), cpuSeconds(sink.pid)];
+            return () => {
+              sinkCpu[running.indexOf(r)]! += cpuSeconds(sink.pid) - sink0;
+              return cpuSeconds(r.agent.pid) - cpu0;
+            };
           });
           for (const [i, { dir, name }] of running.entries()) {
             const { wall, measured: cpu } = measured[i]!;
             results.get(dir)![name].per_s.push(CYCLES / wall);
             results.get(dir)![name].cpu.push((cpu * 1000) / CYCLES);
             results.get(dir)![name].life.push(life);
+            results.get(dir)![name].sink_cpu.push((sinkCpu[i]! * 1000) / CYCLES);
             log(`round ${round}${LIVES > 1 ? ` (life ${life})` : ''} ${dir} telemetry ${name}: ${(CYCLES / wall).toFixed(0)} cycles/s, agent ${((cpu * 1000) / CYCLES).toFixed(3)} ms CPU/cycle, load ${os.loadavg()[0]!.toFixed(2)}`);
           }
         }
@@ -175,7 +185,7 @@ async function main(): Promise<void> {
     console.log(`\nSpawn+Wait c=${CONC}, ${CYCLES} cycles × ${ROUNDS} rounds in turns of ${CHUNK}, one agent at a time, medians of each variant (${summary.cpu_model}, load ${os.loadavg()[0]!.toFixed(1)}):`);
     for (const [dir, s] of Object.entries(byAgent)) {
       if (DIRS.length > 1) console.log(` ${dir}:`);
-      for (const name of NAMES) console.log(`  telemetry ${name.padEnd(7)} ${s.spawn_wait_per_s[name].toFixed(0).padStart(6)} cycles/s   agent ${s.agent_cpu_ms_per_cycle[name].toFixed(3)} ms CPU/cycle`);
+      for (const name of NAMES) console.log(`  telemetry ${name.padEnd(7)} ${s.spawn_wait_per_s[name].toFixed(0).padStart(6)} cycles/s   agent ${s.agent_cpu_ms_per_cycle[name].toFixed(3)} ms CPU/cycle   OTLP sink ${s.sink_cpu_ms_per_cycle[name].toFixed(3)} ms CPU/cycle`);
       console.log(`  throughput loss with telemetry on: ${(s.throughput_loss * 100).toFixed(1)} % (95 % interval ${(s.throughput_loss_interval_95[0]! * 100).toFixed(1)}–${(s.throughput_loss_interval_95[1]! * 100).toFixed(1)} %; goal ≤ 5 %: ${s.goal_met}); agent CPU ×${s.agent_cpu_ratio.toFixed(2)} (medians of the rounds' ratios; of the medians above: ${(s.throughput_loss_of_medians * 100).toFixed(1)} %, ×${s.agent_cpu_ratio_of_medians.toFixed(2)})`);
       console.log(`  metrics alone: loss ${(s.throughput_loss_metrics_only * 100).toFixed(1)} %, agent CPU ×${s.agent_cpu_ratio_metrics_only.toFixed(2)}`);
     }
