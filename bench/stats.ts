@@ -30,6 +30,21 @@ export function median(values: readonly number[]): number {
 }
 
 /**
+ * A repeatable `pick(n)` in [0, n). mulberry32: an LCG's low bits repeat with a short period, and
+ * `% n` reads only those.
+ */
+export function seededPick(start: number): (n: number) => number {
+  let seed = start >>> 0;
+  return (n) => {
+    seed = (seed + 0x6d2b79f5) >>> 0;
+    let t = seed;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
+  };
+}
+
+/**
  * A 95 % interval for the median of values that come in groups which differ among themselves (the
  * rounds of one agent process, which keeps its own speed for its life): groups are resampled, then
  * values within each, 2,000 times (a cluster bootstrap). The seed is fixed, so a file reads the same
@@ -38,15 +53,7 @@ export function median(values: readonly number[]): number {
 export function clusteredMedianInterval(groups: readonly (readonly number[])[], iterations = 2000): readonly [number, number] {
   const filled = groups.filter((g) => g.length > 0);
   if (filled.length === 0) return [Number.NaN, Number.NaN];
-  // mulberry32: an LCG's low bits repeat with a short period, and `% n` reads only those.
-  let seed = 0x9e3779b9;
-  const pick = (n: number): number => {
-    seed = (seed + 0x6d2b79f5) >>> 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
-  };
+  const pick = seededPick(0x9e3779b9);
   const medians: number[] = [];
   for (let i = 0; i < iterations; i++) {
     const sample: number[] = [];

@@ -117,6 +117,8 @@ for (const { name } of running) {
   const names = new Set(mine.flatMap((x) => Object.keys(x.perThread)));
   const per = [...names].map((n) => `${n}=${median(mine.map((x) => x.perThread[n] ?? 0)).toFixed(0)}`).join(' ');
   const r = running.find((x) => x.name === name)!;
+  const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  console.log(`${name}: total ${median(mine.map((x) => x.total)).toFixed(0)} (mean ${mean(mine.map((x) => x.total)).toFixed(1)}), ${Math.round(median(mine.map((x) => x.cps)))}/s (mean ${mean(mine.map((x) => x.cps)).toFixed(0)}); ${per}; ${lifeCycles.get(r.client)} cycles in its life${r.profDir ? `, profile in ${r.profDir}` : ''}`);
   // Against the off agent of the same tree, round by round (each round measures both back to back).
   const off = running.find((x) => x.name.split('::')[0] === name.split('::')[0] && x.name.endsWith('::off'));
   if (off !== undefined && off !== r) {
@@ -124,6 +126,5 @@ for (const { name } of running) {
     const mainRatios = mine.map((x) => (x.perThread.main ?? 0) / (rows.find((y) => y.round === x.round && y.name === off.name)!.perThread.main ?? 1));
     console.log(`  against ${off.name}, per round: total ×${ratios.map((x) => x.toFixed(2)).join(' ×')} (median ×${median(ratios).toFixed(3)}); main thread median ×${median(mainRatios).toFixed(3)}`);
   }
-  console.log(`${name}: total ${median(mine.map((x) => x.total)).toFixed(0)}, ${Math.round(median(mine.map((x) => x.cps)))}/s; ${per}; ${lifeCycles.get(r.client)} cycles in its life${r.profDir ? `, profile in ${r.profDir}` : ''}`);
 }
 process.exit(0);
