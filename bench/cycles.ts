@@ -2,8 +2,11 @@
 import type { AgentClient } from '../clients/ts/src/index.js';
 import { seededPick } from './stats.js';
 
+/** Spawn+Wait cycles in flight at once, unless a bench asks for another number. */
+export const CONCURRENCY = 16;
+
 /** Runs n Spawn+Wait cycles with `conc` in flight; returns the wall time in seconds. */
-export async function spawnWaitCycles(client: AgentClient, n: number, conc = 16): Promise<number> {
+export async function spawnWaitCycles(client: AgentClient, n: number, conc = CONCURRENCY): Promise<number> {
   let next = 0;
   const started = performance.now();
   const worker = async () => {

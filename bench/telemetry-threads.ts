@@ -31,8 +31,8 @@ const CYCLES = Math.max(16, Number(opt.cycles));
 const CHUNK = Math.max(16, Math.min(CYCLES, Number(opt.chunk)));
 const SCRAPE_MS = 5000;
 
-/** Cycles each agent ran in its life (warm-up included), to turn a whole-life profile into per-cycle figures. */
-const lifeCycles = new Map<AgentClient, number>();
+/** Cycles every agent ran in its life (warm-up included), to turn a whole-life profile into per-cycle figures. */
+let lifeCycles = 0;
 
 
 const sink = await startCountingSink();
@@ -76,7 +76,7 @@ try {
   }
   // Warmed up together and measured in turns of --chunk, so that no agent idles for long (cycles.ts interleavedRound).
   const warm = await warmUpTogether(running.map(({ client }) => client), SCRAPE_MS + 1500);
-  for (const { client } of running) lifeCycles.set(client, warm + ROUNDS * CYCLES);
+  lifeCycles = warm + ROUNDS * CYCLES;
   const threads = (pid: number) => threadCpuMs(pid, (comm, _tid, nth) => (comm === 'node' ? `node#${nth}` : comm));
   for (let round = 1; round <= ROUNDS; round++) {
     const perThread = running.map(() => ({}) as Record<string, number>);
@@ -118,7 +118,7 @@ for (const { name } of running) {
   const per = [...names].map((n) => `${n}=${median(mine.map((x) => x.perThread[n] ?? 0)).toFixed(0)}`).join(' ');
   const r = running.find((x) => x.name === name)!;
   const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  console.log(`${name}: total ${median(mine.map((x) => x.total)).toFixed(0)} (mean ${mean(mine.map((x) => x.total)).toFixed(1)}), ${Math.round(median(mine.map((x) => x.cps)))}/s (mean ${mean(mine.map((x) => x.cps)).toFixed(0)}); ${per}; ${lifeCycles.get(r.client)} cycles in its life${r.profDir ? `, profile in ${r.profDir}` : ''}`);
+  console.log(`${name}: total ${median(mine.map((x) => x.total)).toFixed(0)} (mean ${mean(mine.map((x) => x.total)).toFixed(1)}), ${Math.round(median(mine.map((x) => x.cps)))}/s (mean ${mean(mine.map((x) => x.cps)).toFixed(0)}); ${per}; ${lifeCycles} cycles in its life${r.profDir ? `, profile in ${r.profDir}` : ''}`);
   // Against the off agent of the same tree, round by round (each round measures both back to back).
   const off = running.find((x) => x.name.split('::')[0] === name.split('::')[0] && x.name.endsWith('::off'));
   if (off !== undefined && off !== r) {

@@ -14,13 +14,13 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { AgentClient } from '../clients/ts/src/index.js';
-import { interleavedRound, warmUpTogether } from './cycles.js';
+import { CONCURRENCY as CONC, interleavedRound, warmUpTogether } from './cycles.js';
 import { cpuSeconds, startAgent, type AgentProcess } from './agent-process.js';
 import { clusteredMedianInterval, median } from './stats.js';
+import { freePort, startCountingSink, withoutOtel } from './otlp-count-sink.js';
 
 /** Issue 13's goal for the throughput loss with everything on. */
 const GOAL = 0.05;
-import { freePort, startCountingSink, withoutOtel } from './otlp-count-sink.js';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
 const REPO = dirname(BENCH);
@@ -33,12 +33,11 @@ const CYCLES = Math.max(16, Number(opt.cycles));
 const CHUNK = Math.max(16, Math.min(CYCLES, Number(opt.chunk)));
 /**
  * How many times every agent is started afresh, the rounds shared among them. Two processes of the
- * same build, both warmed up, kept their own speed for their whole life (identical metrics code read
- * ×0.82 in one process and ×1.07 in another, bench/FINDINGS.md "Session 15"): rounds of one life
- * cannot average that out, lives can.
+ * same build may keep different speeds for their whole life (identical metrics code read ×0.82 in
+ * one process and ×1.07 in another, bench/FINDINGS.md "Session 15", partly the memory reducer of
+ * "Session 16"): rounds of one life cannot average that out, lives can.
  */
 const LIVES = Math.min(ROUNDS, Math.max(1, Math.floor(Number(opt.lives)) || 1));
-const CONC = 16;
 const SCRAPE_MS = 5000;
 // A mean, not a median: a sink's CPU moves in ticks of 10 ms, most turns read none.
 const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
@@ -131,9 +130,9 @@ async function main(): Promise<void> {
         // code then, once in an agent's life, which is not a cost per cycle. All together, so that
         // none waits idle for the others' warm-up (cycles.ts warmUpTogether).
         await warmUpTogether(running.map(({ client }) => client), SCRAPE_MS + 1500);
-        // Every variant runs each round's cycles in turns of CHUNK, the order of the turns rotated,
-        // so that none idles longer than the others' turn and each round's machine is every
-        // variant's (cycles.ts interleavedRound says what a long wait cost).
+        // Every variant runs each round's cycles in turns of CHUNK, in an order shuffled per round,
+        // so that none idles for long and each round's machine is every variant's (cycles.ts
+        // interleavedRound says what a long wait cost).
         for (const last = round + rounds; round < last; ) {
           round++;
           const sinkCpu = running.map(() => 0);

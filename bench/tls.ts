@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { credentials } from '@grpc/grpc-js';
 import { AgentClient } from '../clients/ts/src/index.js';
-import { interleavedRound, spawnWaitCycles } from './cycles.js';
+import { CONCURRENCY as CONC, interleavedRound, spawnWaitCycles } from './cycles.js';
 import { cpuSeconds, startAgent, type AgentProcess } from './agent-process.js';
 import { median } from './stats.js';
 import { freePort } from './otlp-count-sink.js';
@@ -25,7 +25,6 @@ const ROUNDS = Math.max(1, Number(opt.rounds));
 const CYCLES = Math.max(16, Number(opt.cycles));
 /** A round's cycles run in turns of this many per variant (cycles.ts interleavedRound). */
 const CHUNK = Math.max(16, Math.min(CYCLES, Number(opt.chunk)));
-const CONC = 16;
 const WARMUP = 4000;
 const SPIFFE = 'spiffe://bench.example/tenant';
 const log = (msg: string) => process.stderr.write(`[bench-tls ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -53,7 +52,6 @@ interface Variant {
 type Name = Variant['name'];
 type Results = Record<Name, { per_s: number[]; agent_cpu_ms_per_cycle: number[] }>;
 
-const cycles = (client: AgentClient, n: number) => spawnWaitCycles(client, n, CONC);
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(os.tmpdir(), 'pidfd-agent-bench-tls-'));
@@ -89,7 +87,7 @@ async function main(): Promise<void> {
     // Warm-up: connections, the TLS session, and V8 done compiling each path (1,000 cycles left it
     // compiling inside the measured runs: FINDINGS "Session 13: floors"), all variants in turns so
     // that no agent waits idle for the others' (cycles.ts interleavedRound says what that cost).
-    for (let warm = 0; warm < WARMUP; warm += 200) for (const v of variants) await cycles(v.client, 200);
+    for (let warm = 0; warm < WARMUP; warm += 200) for (const v of variants) await spawnWaitCycles(v.client, 200);
     const results = new Map<string, Results>(TREES.map((t) => [t, { unix: { per_s: [], agent_cpu_ms_per_cycle: [] }, unix_policy: { per_s: [], agent_cpu_ms_per_cycle: [] }, tls_policy: { per_s: [], agent_cpu_ms_per_cycle: [] } }]));
     for (let round = 1; round <= ROUNDS; round++) {
       const measured = await interleavedRound(variants, CYCLES, CHUNK, round, (v) => {
