@@ -160,6 +160,7 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     names: NSS_NAMES,
     ruleNames: cachedNames(NSS_NAMES),
     agentUid: process.getuid?.() ?? 0,
+    transports: { tcpTls: config.tls !== undefined },
     agentEnv: config.agentEnv,
     lookup: (handle) => manager.find(handle),
     namespaces: (spawn) => manager.namespacesOf(spawn),

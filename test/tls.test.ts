@@ -2,12 +2,15 @@
 // that chains to the client CA and is valid now gets an HTTP/2 session; its SPIFFE ID owns what it
 // spawns; the agent's certificate rotates by replacing its files, with open sessions kept.
 import { execFile } from 'node:child_process';
-import { copyFileSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { copyFileSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import http2 from 'node:http2';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import test from 'ava';
 import { credentials, makeGenericClientConstructor, Server, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { callerOf } from '../src/auth/caller.js';
+import type { AgentError } from '../src/process/errors.js';
 import { openFdCount } from '../src/kernel/fd.js';
 import { listenTcp } from '../src/transport/tcp-listener.js';
 import { TlsFileProvider } from '../src/transport/tls-credentials.js';
@@ -15,7 +18,8 @@ import { AgentCallError, AgentClient, EventType, status } from '../clients/ts/sr
 import { AGENT_BIN, ROOT } from './helpers/agent-process.js';
 import { runCliText } from './helpers/cli.js';
 import { fingerprintOf, pem, TestCa, type Issued } from './helpers/certs.js';
-import { eventually, startHarness, tempDir, type Harness } from './helpers/harness.js';
+import { eventually, sleep, startHarness, tempDir, type Harness } from './helpers/harness.js';
+import { SpawnRequest } from '../src/api.js';
 
 const TENANT = 'spiffe://example.org/tenant-a';
 
@@ -23,6 +27,10 @@ const POLICY = `rules:
   - identities: ["${TENANT}"]
     role: tenant
     spawn: { run_as: ["nobody"], executables: ["/usr/bin/*", "/bin/*"], max_processes: 100 }
+  # Never matched on a TLS port (every caller there has a certificate): a trap for a caller taken for anonymous.
+  - identities: ["anonymous"]
+    role: tenant
+    spawn: { run_as: ["nobody"], executables: ["/usr/bin/*", "/bin/*"] }
 `;
 
 let dir: string;
@@ -322,12 +330,12 @@ test('the Python client reaches the TLS address with tls_credentials', async (t)
   t.deepEqual(stdout.trim().split('\n'), [`${TENANT} 0`, 'UNAVAILABLE'], 'and without the CA the agent itself is not trusted');
 });
 
-test('callerOf on a call over TLS: the URI SAN, else the first DNS SAN, else the CN', async (t) => {
+test('callerOf on a call over TLS: the one URI SAN, else the first DNS SAN, else the CN; an ambiguous certificate is refused', async (t) => {
   // The policy's contract, checked on a bare grpc-js server behind the agent's own TLS listener.
   const raw = (b: Buffer) => b;
   const service = { whoAmI: { path: '/test.Identity/WhoAmI', requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw } };
   const server = new Server();
-  server.addService(service as ServiceDefinition, { whoAmI: (call: Parameters<typeof callerOf>[0], cb: (e: null, r: Buffer) => void) => cb(null, Buffer.from(JSON.stringify(callerOf(call)))) } as unknown as UntypedServiceImplementation);
+  server.addService(service as ServiceDefinition, { whoAmI: (call: Parameters<typeof callerOf>[0], cb: (e: null, r: Buffer) => void) => cb(null, Buffer.from(JSON.stringify(whoIs(call)))) } as unknown as UntypedServiceImplementation);
   const files = new TlsFileProvider({ cert: agentPair.cert, key: agentPair.key, clientCa: ca.cert }, () => {});
   const listener = await listenTcp(server, '127.0.0.1:0', () => {}, { tls: files, maxConnections: 16, handshakeTimeoutMs: 10_000 });
   t.teardown(() => {
@@ -350,6 +358,65 @@ test('callerOf on a call over TLS: the URI SAN, else the first DNS SAN, else the
   t.like(await whoAmI(dns), { identity: 'worker.example.org', transport: 'tls' });
   const cn = ca.issue('batch-runner', { usage: 'clientAuth' });
   t.like(await whoAmI(cn), { identity: 'batch-runner', transport: 'tls' });
-  const posing = ca.issue('unix:uid=0', { usage: 'clientAuth' });
+  const posing = ca.issue('posing', { san: 'URI:unix:uid=0', usage: 'clientAuth' });
   t.like(await whoAmI(posing), { identity: 'tls:unix:uid=0', transport: 'tls' }, 'a certificate never passes for a unix caller');
+  // Only a URI SAN spells a URI; a DNS SAN or CN that does would pass for the SPIFFE ID it names.
+  for (const [name, san] of [['dns-posing', `DNS:${TENANT}`], [TENANT, undefined], ['unix:uid=0', undefined]] as const) {
+    t.deepEqual(await whoAmI(ca.issue(name, { ...(san && { san }), usage: 'clientAuth' })), { refused: 'CERTIFICATE_IDENTITY' }, `${san ?? `CN=${name}`}`);
+  }
+  // An X.509-SVID has one URI SAN: with two, their order would pick the rule.
+  const two = ca.issue('two', { san: `URI:${TENANT}, URI:spiffe://example.org/admin`, usage: 'clientAuth' });
+  t.deepEqual(await whoAmI(two), { refused: 'CERTIFICATE_IDENTITY' });
+});
+
+/** callerOf as the agent calls it (TLS on --tcp), or the reason it refused the caller. */
+function whoIs(call: Parameters<typeof callerOf>[0]): unknown {
+  try {
+    return callerOf(call, { tcpTls: true });
+  } catch (e) {
+    return { refused: (e as AgentError).detail.reason };
+  }
+}
+
+test('a call reset before it is decided is refused as UNAUTHENTICATED, never taken for the anonymous caller', async (t) => {
+  const outsider = ca.issue('outsider', { usage: 'clientAuth' });
+  const session = http2.connect(`https://127.0.0.1:${port}`, { ca: pem(ca.cert), cert: pem(outsider.cert), key: pem(outsider.key), servername: '127.0.0.1' });
+  t.teardown(() => session.destroy());
+  await new Promise<void>((resolve, reject) => session.once('connect', () => resolve()).once('error', reject));
+  const marker = join(dir, `reset-${process.pid}`);
+  const closed: Promise<void>[] = [];
+  for (let i = 0; i < 30; i++) {
+    const body = SpawnRequest.encode(SpawnRequest.fromPartial({ argv: ['/usr/bin/touch', `${marker}-${i}`], user: 'nobody' })).finish();
+    const frame = Buffer.alloc(5 + body.length);
+    frame.writeUInt32BE(body.length, 1);
+    frame.set(body, 5);
+    const stream = session.request({ ':method': 'POST', ':path': '/pidfd.agent.v1.AgentService/Spawn', 'content-type': 'application/grpc', te: 'trailers' });
+    stream.on('error', () => {});
+    stream.end(frame);
+    stream.close(http2.constants.NGHTTP2_CANCEL);
+    closed.push(new Promise((r) => stream.once('close', () => r())));
+  }
+  await Promise.all(closed);
+  // The same caller, not reset: refused by the policy under its own name.
+  const e = await t.throwsAsync(new AgentClient(address, credentials.createSsl(pem(ca.cert), pem(outsider.key), pem(outsider.cert))).spawn({ argv: ['/usr/bin/true'], user: 'nobody' }), { instanceOf: AgentCallError });
+  t.is(e!.reason, 'POLICY_DENIED');
+  await sleep(500);
+  t.deepEqual(readdirSync(dir).filter((f) => f.startsWith(`reset-${process.pid}`)), [], 'nothing ran');
+  const audit = readFileSync(join(h.dir, 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.deepEqual(audit.filter((l) => l['identity'] === 'anonymous'), []);
+  t.true(audit.some((l) => l['reason'] === 'CALLER_UNKNOWN' && l['identity'] === '(unauthenticated)' && l['peer'] === 'unknown'), 'reset calls that reached a decision were refused');
+});
+
+test('a connection outlives its certificate: the next call on it is UNAUTHENTICATED, audited', async (t) => {
+  const shortLived = ca.issue('tenant-a-short', { san: `URI:${TENANT}`, usage: 'clientAuth', notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 4_000) });
+  const client = tlsClient(shortLived);
+  t.teardown(() => client.close());
+  await t.notThrowsAsync(client.list({}), 'valid now: served');
+  const expiry = Date.parse(new X509Certificate(readFileSync(shortLived.cert)).validTo);
+  await new Promise((r) => setTimeout(r, Math.max(0, expiry - Date.now()) + 1500));
+  const e = await t.throwsAsync(client.list({}), { instanceOf: AgentCallError });
+  t.is(e!.code, status.UNAUTHENTICATED);
+  t.is(e!.reason, 'CERTIFICATE_EXPIRED');
+  const audit = readFileSync(join(h.dir, 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.true(audit.some((l) => l['reason'] === 'CERTIFICATE_EXPIRED' && l['identity'] === '(unauthenticated)' && l['decision'] === 'deny' && l['rpc'] === 'List'), 'the refusal is audited');
 });

@@ -8,7 +8,7 @@ import type { Joined } from '../process/spawn/namespaces.js';
 import type { AdoptOptions, SpawnOptions } from '../process/options.js';
 import type { ProcessRecord, ProcessView } from '../process/lifecycle/record.js';
 import type { AuditEntry, AuditSink } from './audit.js';
-import { callerOf, type Caller, type CallTransport } from './caller.js';
+import { callerOf, type Caller, type CallTransport, type Transports } from './caller.js';
 import { ruleFor, type Family, type Policy, type Rule } from './policy.js';
 import { executableDenial, spawnDenial, type Denial, type Names, type SpawnFacts } from './spawn-policy.js';
 import { Quotas } from './quotas.js';
@@ -58,6 +58,8 @@ export interface AuthorizerDeps {
   readonly ruleNames?: Names;
   /** The uid a spawn without `user` runs as. */
   readonly agentUid: number;
+  /** How --tcp is served: a TCP caller without a certificate is anonymous only on plaintext loopback. */
+  readonly transports: Transports;
   /** The agent's environment, for ENV_MODE_INHERIT: PATH is looked up as the spawn will. */
   readonly agentEnv: Readonly<Record<string, string>>;
   /** The record a handle names now, whoever owns it. */
@@ -158,6 +160,9 @@ function describe(caller: Caller, request: Request): Pick<AuditEntry, 'identity'
   return { identity: caller.identity, peer: caller.peer, rpc: request.rpc, handle: handleOf(request), ...what };
 }
 
+/** The identity an audit line names when the connection proved none. */
+const UNAUTHENTICATED = '(unauthenticated)';
+
 const policyDenied = (d: Denial) => new AgentError('PermissionDenied', `${d.field}: ${d.message} (policy)`, { reason: 'POLICY_DENIED', field: d.field });
 
 export class Authorizer {
@@ -167,7 +172,17 @@ export class Authorizer {
 
   /** Decides a call; throws the AgentError the caller gets (after auditing it). */
   authorize(call: CallTransport, request: Request): Grant {
-    return this.decide(callerOf(call), request);
+    let caller: Caller;
+    try {
+      caller = callerOf(call, this.deps.transports);
+    } catch (e) {
+      if (e instanceof AgentError) {
+        const peer = call.getPeer();
+        this.deps.audit({ ...describe({ identity: UNAUTHENTICATED, aliases: [], peer, transport: 'tcp' }, request), decision: 'deny', rule: null, reason: e.detail.reason, message: e.message });
+      }
+      throw e;
+    }
+    return this.decide(caller, request);
   }
 
   decide(caller: Caller, request: Request): Grant {

@@ -3,6 +3,7 @@
 import type { AuthContext } from '@grpc/grpc-js/build/src/auth-context.js';
 import { groupName, lookupUser, userGroups } from '../kernel/nss.js';
 import { ttlCache } from './ttl-cache.js';
+import { AgentError } from '../process/errors.js';
 
 export type Transport = 'unix' | 'tls' | 'tcp';
 
@@ -29,30 +30,74 @@ export interface CallTransport {
 }
 
 const UNIX_PEER = /^unix:uid=(\d+),gid=(\d+),pid=(\d+)$/;
+/** `IPv4:PORT` or `[IPv6]:PORT`, as grpc-js names a TCP peer. */
+const TCP_PEER = /^(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d+$/;
 
 export const ANONYMOUS = 'anonymous';
 
-export function callerOf(call: CallTransport): Caller {
+/** How the agent's --tcp addresses are served: with TLS (a client certificate each) or plaintext on loopback. */
+export interface Transports {
+  readonly tcpTls: boolean;
+}
+
+const unauthenticated = (reason: string, message: string) => new AgentError('Unauthenticated', message, { reason });
+
+/**
+ * The caller, from what its connection proved. What the transport cannot tell is refused, never
+ * taken for the anonymous caller: a stream reset before its call is decided has lost its
+ * connection (grpc-js answers `unknown` and no certificate), and on a TLS port every caller has one.
+ */
+export function callerOf(call: CallTransport, transports: Transports, now: number = Date.now()): Caller {
   const peer = call.getPeer();
   const unix = UNIX_PEER.exec(peer);
   if (unix) {
     const uid = Number(unix[1]);
     return { identity: unixIdentity(uid), aliases: unixGroups(uid, Number(unix[2])), peer, transport: 'unix', uid };
   }
+  if (!TCP_PEER.test(peer)) throw unauthenticated('CALLER_UNKNOWN', 'the connection of this call is gone; its caller is unknown');
   const cert = call.getAuthContext()?.sslPeerCertificate;
-  if (cert !== undefined) return { identity: unambiguous(certificateIdentity(cert)), aliases: [], peer, transport: 'tls' };
+  if (cert !== undefined) return { identity: certificateCaller(cert, now), aliases: [], peer, transport: 'tls' };
+  if (transports.tcpTls) throw unauthenticated('CALLER_UNKNOWN', 'no verified client certificate on this connection');
   return { identity: ANONYMOUS, aliases: [], peer, transport: 'tcp' };
 }
 
-/** The URI SAN, else the first DNS SAN, else the CN (Node's subjectaltname: `URI:a, DNS:b`). */
-export function certificateIdentity(cert: { subjectaltname?: string; subject?: { CN?: string | string[] } }): string {
+interface PeerCertificate {
+  readonly subjectaltname?: string;
+  readonly subject?: { CN?: string | string[] };
+  readonly valid_from?: string;
+  readonly valid_to?: string;
+}
+
+/**
+ * A verified certificate's identity, or UNAUTHENTICATED: outside its validity now (a connection
+ * outlives the certificate it was opened with), more than one URI SAN (an X.509-SVID has exactly
+ * one, and order must not pick the rule), or a DNS SAN or CN that reads as a URI (it would pass
+ * for the SPIFFE ID it spells).
+ */
+function certificateCaller(cert: PeerCertificate, now: number): string {
+  const notAfter = Date.parse(cert.valid_to ?? '');
+  const notBefore = Date.parse(cert.valid_from ?? '');
+  if (!(now <= notAfter)) throw unauthenticated('CERTIFICATE_EXPIRED', `the client certificate expired at ${cert.valid_to ?? '(unknown)'}`);
+  if (!(now >= notBefore)) throw unauthenticated('CERTIFICATE_NOT_YET_VALID', `the client certificate is valid from ${cert.valid_from ?? '(unknown)'}`);
+  const identity = certificateIdentity(cert);
+  if (identity === undefined) throw unauthenticated('CERTIFICATE_IDENTITY', 'the client certificate names more than one URI SAN, or a DNS SAN or CN with a ":" in it');
+  return unambiguous(identity);
+}
+
+/**
+ * The URI SAN (exactly one), else the first DNS SAN, else the CN (Node's subjectaltname: `URI:a,
+ * DNS:b`); undefined when the certificate is ambiguous: several URI SANs, or a DNS name or CN with
+ * a ':' (no DNS name has one, and only a URI SAN may spell a URI).
+ */
+export function certificateIdentity(cert: { subjectaltname?: string; subject?: { CN?: string | string[] } }): string | undefined {
   const names = (cert.subjectaltname ?? '').split(', ').filter((n) => n !== '');
-  const uri = names.find((n) => n.startsWith('URI:'));
-  if (uri !== undefined) return uri.slice('URI:'.length);
+  const uris = names.filter((n) => n.startsWith('URI:'));
+  if (uris.length > 1) return undefined;
+  if (uris.length === 1) return uris[0]!.slice('URI:'.length);
   const dns = names.find((n) => n.startsWith('DNS:'));
-  if (dns !== undefined) return dns.slice('DNS:'.length);
   const cn = cert.subject?.CN;
-  return Array.isArray(cn) ? (cn[0] ?? '') : (cn ?? '');
+  const name = dns !== undefined ? dns.slice('DNS:'.length) : Array.isArray(cn) ? (cn[0] ?? '') : (cn ?? '');
+  return name.includes(':') ? undefined : name;
 }
 
 /** A certificate can say anything a CA signed: it never passes for a unix caller or the anonymous one. */

@@ -8,6 +8,8 @@ export type ErrorKind =
   | 'FailedPrecondition'
   | 'InvalidArgument'
   | 'PermissionDenied'
+  /** The connection proved no caller the agent can name (gone, or a certificate it refuses). */
+  | 'Unauthenticated'
   | 'ResourceExhausted'
   | 'OutOfRange'
   | 'DeadlineExceeded'

@@ -13,6 +13,7 @@ const codes: Record<ErrorKind, status> = {
   FailedPrecondition: status.FAILED_PRECONDITION,
   InvalidArgument: status.INVALID_ARGUMENT,
   PermissionDenied: status.PERMISSION_DENIED,
+  Unauthenticated: status.UNAUTHENTICATED,
   ResourceExhausted: status.RESOURCE_EXHAUSTED,
   OutOfRange: status.OUT_OF_RANGE,
   DeadlineExceeded: status.DEADLINE_EXCEEDED,

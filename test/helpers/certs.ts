@@ -53,12 +53,13 @@ export class TestCa implements Issued {
 
   /** A certificate for `subject` (a fresh key) valid from an hour ago for a day, unless told. */
   issue(subject: string, o: IssueOptions): Issued {
-    const cert = o.cert ?? join(this.dir, `${subject}.pem`);
-    const key = o.key ?? join(this.dir, `${subject}.key`);
-    const csr = join(this.dir, `${subject}.csr`);
-    const ext = join(this.dir, `${subject}.ext`);
+    const file = subject.replace(/[^\w.-]/g, '_');
+    const cert = o.cert ?? join(this.dir, `${file}.pem`);
+    const key = o.key ?? join(this.dir, `${file}.key`);
+    const csr = join(this.dir, `${file}.csr`);
+    const ext = join(this.dir, `${file}.ext`);
     writeFileSync(ext, `${o.san === undefined ? '' : `subjectAltName = ${o.san}\n`}extendedKeyUsage = ${o.usage}\nbasicConstraints = CA:FALSE\n`);
-    openssl(this.dir, 'req', '-new', ...newKey, '-keyout', key, '-out', csr, '-subj', `/CN=${subject}`);
+    openssl(this.dir, 'req', '-new', ...newKey, '-keyout', key, '-out', csr, '-subj', `/CN=${subject.replace(/[/\\]/g, '\\$&')}`);
     const from = o.notBefore ?? new Date(Date.now() - HOUR);
     const to = o.notAfter ?? new Date(Date.now() + 24 * HOUR);
     openssl(this.dir, 'ca', '-config', 'ca.cnf', '-batch', '-notext', '-cert', this.cert, '-keyfile', this.key, '-in', csr, '-out', cert,
