@@ -146,9 +146,16 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     return done.complete;
   }, IDLE_POLICY, settleYoungGeneration, () => log('memory_released', { ...releaseFreedMemory(() => store.releaseMemory()) }));
   const startExpiry = () => {
+    // Housekeeping that fails (out of fds, say) is logged and tried again next second; thrown
+    // from a timer it would end the agent.
     const timer = setInterval(() => {
-      manager.expire();
-      idleMemory.tick();
+      for (const [task, run] of [['expire', () => manager.expire()], ['idle_memory', () => idleMemory.tick()]] as const) {
+        try {
+          run();
+        } catch (e) {
+          log('housekeeping_failed', { task, error: String(e) });
+        }
+      }
     }, 1000);
     timer.unref();
     return timer;
@@ -241,7 +248,7 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
       if (address.startsWith('unix://')) {
         const path = address.slice('unix://'.length);
         await prepareSocket(path, gid);
-        listeners.push(listenUnix(server, path, gid, log));
+        listeners.push(listenUnix(server, path, gid, { maxConnections: config.maxConnections, handshakeTimeoutMs: config.handshakeTimeoutMs }, log));
       } else {
         listeners.push(await listenTcp(server, address, log, { tls: tls ?? undefined, maxConnections: config.maxConnections, handshakeTimeoutMs: config.handshakeTimeoutMs }));
       }

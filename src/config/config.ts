@@ -54,11 +54,11 @@ export interface Config {
    * that must tell this agent from another serving the same shared socket.
    */
   readonly readyFile?: string;
-  /** Open connections per --tcp address; more are closed as they are accepted. */
+  /** Open connections per listening address (the unix socket too); more are closed as they are accepted. */
   readonly maxConnections: number;
   /**
    * How long a --tcp connection has to complete a verified TLS handshake, and then as long again
-   * to start HTTP/2 (plaintext: only the latter); it is closed when it has not.
+   * to start HTTP/2 (plaintext and unix: only the latter); it is closed when it has not.
    */
   readonly handshakeTimeoutMs: number;
   /** TLS for every --tcp address, with client certificates required and verified against clientCa. */
@@ -129,9 +129,10 @@ export const USAGE = `usage: pidfd-agent [options]
   --tls-cert FILE           TLS on every --tcp address: the agent's certificate (PEM; re-read when it changes)
   --tls-key FILE            ... its private key
   --tls-client-ca FILE      ... the CA bundle client certificates must chain to (required and verified)
-  --max-connections N       open connections per --tcp address; more are closed at accept (default 512)
+  --max-connections N       open connections per listening address (unix socket or --tcp); more are
+                            closed at accept (default 512)
   --handshake-timeout DURATION  a --tcp connection not through a verified TLS handshake by then is
-                            closed, and one that has not started HTTP/2 as long after it (default 10s)
+                            closed, and one (unix too) that has not started HTTP/2 as long after it (default 10s)
   --policy FILE             authorization policy (YAML; reloaded on SIGHUP and on change). Without it only
                             uid 0 on the unix socket may do anything; TLS needs one
   --audit-log FILE          one JSON line per mutating call and per denial (default: stderr)

@@ -232,8 +232,17 @@ const MADV_PAGEOUT = 21;
  * process maps; DONTNEED then drops the rest from this process's tables (still cached, shared).
  */
 function dropBinaryPages(): number {
+  let smaps: string;
+  let exe: string;
+  try {
+    smaps = readFileSync('/proc/self/smaps', 'utf8');
+    exe = readlinkSync('/proc/self/exe');
+  } catch {
+    // Out of fds (EMFILE) this is skipped, not the agent's end: the pages only stay mapped.
+    return 0;
+  }
   let advised = 0;
-  for (const m of cleanFileMappings(readFileSync('/proc/self/smaps', 'utf8'), readlinkSync('/proc/self/exe'))) {
+  for (const m of cleanFileMappings(smaps, exe)) {
     madvise(m.start, m.length, MADV_PAGEOUT); // EINVAL before Linux 5.4: DONTNEED still unmaps
     if (madvise(m.start, m.length, MADV_DONTNEED) === 0) advised++;
   }

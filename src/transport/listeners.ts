@@ -11,6 +11,8 @@ import { closeFd } from '../kernel/fd.js';
 import { UnixListener, type PeerCred } from '../kernel/fd-passing.js';
 import { watchReadable, type PollHandle } from '../kernel/libc.js';
 import type { Logger } from '../log.js';
+import { awaitPreface } from './http2-preface.js';
+import { LogLimiter } from './log-limiter.js';
 import { SOCKET_MODE } from './unix-socket.js';
 
 export const peerOf = (p: PeerCred): string => `unix:uid=${p.uid},gid=${p.gid},pid=${p.pid}`;
@@ -29,6 +31,12 @@ export interface GrpcListener {
 
 export type Injector = ReturnType<Server['createConnectionInjector']>;
 
+/** What bounds a listener's connections: how many at once, and how long one has to start HTTP/2. */
+export interface ConnectionBounds {
+  readonly maxConnections: number;
+  readonly handshakeTimeoutMs: number;
+}
+
 export function inject(injector: Injector, socket: net.Socket, log: Logger): void {
   try {
     injector.injectConnection(socket);
@@ -38,18 +46,29 @@ export function inject(injector: Injector, socket: net.Socket, log: Logger): voi
   }
 }
 
+/**
+ * Anyone in the socket's group can connect, so the unix socket is bounded as TCP is: at most
+ * maxConnections at a time (more are closed as they are accepted) and handshakeTimeoutMs to start
+ * HTTP/2; otherwise connections that never speak would hold every fd the agent has.
+ */
 class UnixGrpcListener implements GrpcListener {
   private readonly listener: UnixListener;
   private readonly poll: PollHandle;
   private readonly injector: Injector;
+  private readonly limiter: LogLimiter;
+  /** Accepted, HTTP/2 not started yet: the only owner of these sockets until injected. */
+  private readonly waiting = new Set<net.Socket>();
+  private open = 0;
   private closed = false;
 
   constructor(
     server: Server,
     private readonly path: string,
     gid: number,
-    private readonly log: Logger,
+    private readonly bounds: ConnectionBounds,
+    log: Logger,
   ) {
+    this.limiter = new LogLimiter(log);
     this.listener = new UnixListener(path, 'stream', 511, { mode: SOCKET_MODE, gid });
     this.injector = server.createConnectionInjector(ServerCredentials.createInsecure());
     this.poll = watchReadable(this.listener.fd, () => this.acceptAll());
@@ -64,10 +83,12 @@ class UnixGrpcListener implements GrpcListener {
     this.closed = true;
     this.poll.close();
     this.listener.close();
+    this.limiter.close();
   }
 
   drain(graceMs: number): void {
     this.injector.drain(graceMs);
+    for (const s of this.waiting) s.destroy();
   }
 
   private acceptAll(): void {
@@ -76,31 +97,47 @@ class UnixGrpcListener implements GrpcListener {
       try {
         accepted = this.listener.accept();
       } catch (e) {
-        this.log('accept_error', { path: this.path, error: String(e) });
+        this.limiter.event('accept_error', { path: this.path, error: String(e) });
         this.poll.stop();
         setTimeout(() => this.closed || this.poll.start({ readable: true, writable: false, disconnect: false }, () => this.acceptAll()), ACCEPT_BACKOFF_MS).unref();
         return;
       }
       if (accepted === null) return;
+      if (this.open >= this.bounds.maxConnections) {
+        closeFd(accepted.fd);
+        this.limiter.event('unix_connection_refused', { peer: peerOf(accepted.peer), reason: `${this.bounds.maxConnections} connections open (--max-connections)` });
+        continue;
+      }
       let socket: net.Socket;
       try {
         socket = new net.Socket({ fd: accepted.fd, readable: true, writable: true });
       } catch (e) {
         closeFd(accepted.fd);
-        this.log('accept_error', { path: this.path, error: String(e) });
+        this.limiter.event('accept_error', { path: this.path, error: String(e) });
         continue;
       }
+      this.open++;
+      socket.once('close', () => this.open--);
+      const peer = peerOf(accepted.peer);
       // grpc-js reports a call's peer from its session socket's remoteAddress.
-      Object.defineProperty(socket, 'remoteAddress', { value: peerOf(accepted.peer) });
-      inject(this.injector, socket, this.log);
+      Object.defineProperty(socket, 'remoteAddress', { value: peer });
+      // Errors before the session exists (a reset) would be unhandled; after, node:http2 reports them.
+      socket.on('error', () => {});
+      this.waiting.add(socket);
+      awaitPreface(socket, this.bounds.handshakeTimeoutMs, (outcome) => {
+        this.waiting.delete(socket);
+        if (outcome === 'started') return inject(this.injector, socket, (e, f) => this.limiter.event(e, f));
+        if (outcome === 'timeout') this.limiter.event('unix_connection_idle', { peer, reason: `no HTTP/2 within ${this.bounds.handshakeTimeoutMs} ms` });
+        socket.destroy();
+      });
     }
   }
 }
 
 /** path must be free (see prepareSocket); the socket is 0660, of group gid, before it listens. */
-export function listenUnix(server: Server, path: string, gid: number, log: Logger): GrpcListener {
+export function listenUnix(server: Server, path: string, gid: number, bounds: ConnectionBounds, log: Logger): GrpcListener {
   try {
-    return new UnixGrpcListener(server, path, gid, log);
+    return new UnixGrpcListener(server, path, gid, bounds, log);
   } catch (e) {
     // A startup error is one line: `bind: EADDRINUSE` alone would not say which socket.
     throw e instanceof KernelError ? new Error(`${path}: ${e.message}`, { cause: e }) : e;
