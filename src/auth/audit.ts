@@ -25,12 +25,25 @@ export interface AuditEntry {
 
 export type AuditSink = (entry: AuditEntry) => void;
 
+/** Denial lines an identity gets a second; beyond, its denials are counted in one `audit_suppressed` line. */
+export const DENIALS_PER_SECOND = 20;
+/** Identities counted by name in one window; the rest are summed under `(others)`. */
+const COUNTED_IDENTITIES = 1024;
+/** A string field longer than this is cut to it and says how much was cut: a line stays a few KiB. */
+export const AUDIT_FIELD_CHARS = 512;
+
 /**
  * Written synchronously, one write(2) per line on an O_APPEND file (lines of concurrent writers
- * never interleave), so the line is in the file before the reply is sent.
+ * never interleave), so the line is in the file before the reply is sent. A caller that is refused
+ * costs the agent nothing else, so its denials are what could fill the disk: each identity gets
+ * DENIALS_PER_SECOND lines a second, and what it is refused beyond that is counted, by identity,
+ * in one line when the second ends. Allowed calls are always written.
  */
 export class AuditLog {
   private fd: number | null;
+  private readonly denials = new Map<string, number>();
+  private readonly suppressed = new Map<string, number>();
+  private window: NodeJS.Timeout | null = null;
 
   /** file: appended to (created 0600); undefined: stderr. */
   constructor(file?: string) {
@@ -41,6 +54,7 @@ export class AuditLog {
   private iso = '';
 
   readonly write: AuditSink = (entry) => {
+    if (entry.decision === 'deny' && !this.admitDenial(entry.identity)) return;
     // The entry's own JSON behind a prebuilt head (`time` and `event` first, as always): no copy
     // of the entry, and one date string per millisecond, for a line per mutating call.
     const now = Date.now();
@@ -48,7 +62,12 @@ export class AuditLog {
       this.isoMs = now;
       this.iso = `{"time":"${new Date(now).toISOString()}","event":"audit",`;
     }
-    const line = this.iso + JSON.stringify(entry).slice(1) + '\n';
+    let json = JSON.stringify(entry);
+    if (json.length > 4 * AUDIT_FIELD_CHARS) json = JSON.stringify(bounded(entry));
+    this.append(this.iso + json.slice(1) + '\n');
+  };
+
+  private append(line: string): void {
     if (this.fd !== null) {
       try {
         writeSync(this.fd, line);
@@ -59,10 +78,45 @@ export class AuditLog {
       }
     }
     process.stderr.write(line);
-  };
+  }
+
+  private admitDenial(identity: string): boolean {
+    // The window opens with its first denial: an agent nobody is refused keeps no timer.
+    this.window ??= setTimeout(() => this.flush(), 1000).unref();
+    const written = this.denials.get(identity) ?? 0;
+    if (written < DENIALS_PER_SECOND) {
+      if (written > 0 || this.denials.size < COUNTED_IDENTITIES) {
+        this.denials.set(identity, written + 1);
+        return true;
+      }
+    }
+    const key = this.suppressed.has(identity) || this.suppressed.size < COUNTED_IDENTITIES ? identity : '(others)';
+    this.suppressed.set(key, (this.suppressed.get(key) ?? 0) + 1);
+    return false;
+  }
+
+  private flush(): void {
+    if (this.window !== null) clearTimeout(this.window);
+    this.window = null;
+    this.denials.clear();
+    if (this.suppressed.size === 0) return;
+    const denials = Object.fromEntries(this.suppressed);
+    this.suppressed.clear();
+    this.append(JSON.stringify({ time: new Date().toISOString(), event: 'audit_suppressed', window_ms: 1000, denials }) + '\n');
+  }
 
   close(): void {
+    this.flush();
     if (this.fd !== null) closeSync(this.fd);
     this.fd = null;
   }
+}
+
+/** The entry with each long string cut to AUDIT_FIELD_CHARS, saying how many characters were cut. */
+function bounded(entry: AuditEntry): AuditEntry {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(entry)) {
+    out[key] = typeof value === 'string' && value.length > AUDIT_FIELD_CHARS ? `${value.slice(0, AUDIT_FIELD_CHARS)}…(${value.length - AUDIT_FIELD_CHARS} more)` : value;
+  }
+  return out as unknown as AuditEntry;
 }
