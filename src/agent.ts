@@ -15,6 +15,7 @@ import { EpollReaper } from './reaper/reaper.js';
 import { agentService } from './service/agent-service.js';
 import { createServer } from './service/server.js';
 import { listenUnix, type GrpcListener } from './transport/listeners.js';
+import { INBOUND_BYTES, InboundBudget } from './transport/inbound-budget.js';
 import { listenTcp } from './transport/tcp-listener.js';
 import { prepareSocket, socketGid } from './transport/unix-socket.js';
 import { TlsFileProvider } from './transport/tls-credentials.js';
@@ -208,6 +209,7 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     clearInterval(expiry);
     listener?.close();
     await shutdown(server, listeners, graceMs);
+    inbound.close();
     await manager.settled();
     reaper.close();
     store.close();
@@ -243,20 +245,23 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
   };
   const addresses: string[] = [];
   const listeners: GrpcListener[] = [];
+  const inbound = new InboundBudget(log, { ...INBOUND_BYTES, stallMs: config.handshakeTimeoutMs });
+  const bounds = { maxConnections: config.maxConnections, handshakeTimeoutMs: config.handshakeTimeoutMs, inbound };
   try {
     for (const address of config.listen) {
       if (address.startsWith('unix://')) {
         const path = address.slice('unix://'.length);
         await prepareSocket(path, gid);
-        listeners.push(listenUnix(server, path, gid, { maxConnections: config.maxConnections, handshakeTimeoutMs: config.handshakeTimeoutMs }, log));
+        listeners.push(listenUnix(server, path, gid, bounds, log));
       } else {
-        listeners.push(await listenTcp(server, address, log, { tls: tls ?? undefined, maxConnections: config.maxConnections, handshakeTimeoutMs: config.handshakeTimeoutMs }));
+        listeners.push(await listenTcp(server, address, log, { tls: tls ?? undefined, ...bounds }));
       }
     }
     addresses.push(...listeners.map((l) => l.address));
     if (config.stateDir !== undefined) listener = new HandoverListener(config.stateDir, host, log, handedOver);
   } catch (e) {
     for (const l of listeners) l.close();
+    inbound.close();
     server.forceShutdown();
     reaper.close();
     store.close();

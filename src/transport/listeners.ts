@@ -12,6 +12,7 @@ import { UnixListener, type PeerCred } from '../kernel/fd-passing.js';
 import { watchReadable, type PollHandle } from '../kernel/libc.js';
 import type { Logger } from '../log.js';
 import { awaitPreface } from './http2-preface.js';
+import type { InboundBudget } from './inbound-budget.js';
 import { LogLimiter } from './log-limiter.js';
 import { SOCKET_MODE } from './unix-socket.js';
 
@@ -35,6 +36,8 @@ export type Injector = ReturnType<Server['createConnectionInjector']>;
 export interface ConnectionBounds {
   readonly maxConnections: number;
   readonly handshakeTimeoutMs: number;
+  /** What counts the request bytes held before calls are decided, across listeners. */
+  readonly inbound?: InboundBudget;
 }
 
 export function inject(injector: Injector, socket: net.Socket, log: Logger): void {
@@ -71,6 +74,7 @@ class UnixGrpcListener implements GrpcListener {
     this.limiter = new LogLimiter(log);
     this.listener = new UnixListener(path, 'stream', 511, { mode: SOCKET_MODE, gid });
     this.injector = server.createConnectionInjector(ServerCredentials.createInsecure());
+    bounds.inbound?.watchNewestInjector(server);
     this.poll = watchReadable(this.listener.fd, () => this.acceptAll());
   }
 

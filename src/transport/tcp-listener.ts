@@ -6,6 +6,7 @@ import net from 'node:net';
 import { ServerCredentials, type Server } from '@grpc/grpc-js';
 import { inject, type GrpcListener, type Injector } from './listeners.js';
 import { awaitPreface } from './http2-preface.js';
+import type { InboundBudget } from './inbound-budget.js';
 import { LogLimiter } from './log-limiter.js';
 import type { Logger } from '../log.js';
 import type { TlsFileProvider } from './tls-credentials.js';
@@ -16,6 +17,8 @@ export interface TcpOptions {
   readonly tls?: TlsFileProvider;
   readonly maxConnections: number;
   readonly handshakeTimeoutMs: number;
+  /** What counts the request bytes held before calls are decided, across listeners. */
+  readonly inbound?: InboundBudget;
 }
 
 /** ip:port (port 0 picks one). */
@@ -47,6 +50,7 @@ class TcpGrpcListener implements GrpcListener {
     this.limiter = new LogLimiter(log);
     // TLS, if any, is done by the time grpc-js gets a socket.
     this.injector = server.createConnectionInjector(ServerCredentials.createInsecure());
+    options.inbound?.watchNewestInjector(server);
     this.handshakes = options.tls === undefined ? null : new TlsHandshakes(options.tls, options.handshakeTimeoutMs, (s) => this.awaitSession(s), (peer, reason) => this.limiter.event('tls_handshake_failed', { peer, reason }));
     this.tcp = net.createServer((socket) => this.accepted(socket));
     this.tcp.maxConnections = options.maxConnections;

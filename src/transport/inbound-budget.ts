@@ -1,0 +1,112 @@
+// Request bytes the agent holds before a call can be decided. grpc-js reads a request message whole
+// (up to MAX_GRPC_MESSAGE_BYTES) before any handler, and so before authorization, sees it: any
+// connected peer, one with no rule included, could open streams that each announce 4 MiB, send all
+// but a byte and never finish, until the agent was OOM-killed. Bytes received on streams whose
+// request side has not ended are counted per connection and in all; a stream that takes either past
+// its budget is reset (ENHANCE_YOUR_CALM: the client sees RESOURCE_EXHAUSTED), and so is one whose
+// request has not ended within stallMs of its first byte.
+import http2, { type Http2Session, type ServerHttp2Stream } from 'node:http2';
+import type { Server } from '@grpc/grpc-js';
+import type { Logger } from '../log.js';
+import { LogLimiter } from './log-limiter.js';
+
+export interface InboundLimits {
+  /** Per connection: a few whole messages (a SpawnBatch is up to one). */
+  readonly perConnection: number;
+  /** All connections together. */
+  readonly total: number;
+  /** How long a request has to arrive whole (the agent's --handshake-timeout). */
+  readonly stallMs: number;
+}
+
+const MiB = 1024 * 1024;
+export const INBOUND_BYTES = { perConnection: 16 * MiB, total: 128 * MiB } as const;
+
+interface Pending {
+  readonly session: Http2Session;
+  readonly since: number;
+  bytes: number;
+}
+
+export class InboundBudget {
+  private total = 0;
+  private readonly bySession = new WeakMap<Http2Session, number>();
+  /** Streams whose request side is still open, with what they have received. */
+  private readonly pending = new Map<ServerHttp2Stream, Pending>();
+  private sweeper: NodeJS.Timeout | null = null;
+  private readonly limiter: LogLimiter;
+
+  constructor(
+    log: Logger,
+    private readonly limits: InboundLimits,
+  ) {
+    this.limiter = new LogLimiter(log);
+  }
+
+  /** Bytes held now on streams whose request has not ended. */
+  get held(): number {
+    return this.total;
+  }
+
+  /**
+   * Counts the streams of the HTTP/2 server grpc-js made for the injector just created: grpc-js
+   * keeps its servers in a private map, the only way to its streams before a handler runs.
+   */
+  watchNewestInjector(server: Server): void {
+    const servers = (server as unknown as { http2Servers?: Map<http2.Http2Server, unknown> }).http2Servers;
+    const newest = servers === undefined ? undefined : [...servers.keys()].at(-1);
+    if (newest === undefined) throw new Error('grpc-js keeps no http2Servers: the inbound budget cannot see its streams');
+    newest.on('stream', (stream: ServerHttp2Stream) => this.track(stream));
+  }
+
+  close(): void {
+    if (this.sweeper !== null) clearInterval(this.sweeper);
+    this.sweeper = null;
+    this.limiter.close();
+  }
+
+  private track(stream: ServerHttp2Stream): void {
+    const session = stream.session;
+    if (session === undefined) return;
+    const entry: Pending = { session, since: performance.now(), bytes: 0 };
+    const onData = (chunk: Buffer) => {
+      if (entry.bytes === 0) this.pending.set(stream, entry);
+      entry.bytes += chunk.length;
+      this.total += chunk.length;
+      const onSession = (this.bySession.get(session) ?? 0) + chunk.length;
+      this.bySession.set(session, onSession);
+      if (onSession > this.limits.perConnection) this.refuse(stream, `more than ${this.limits.perConnection} request bytes pending on one connection`);
+      else if (this.total > this.limits.total) this.refuse(stream, `more than ${this.limits.total} request bytes pending in all`);
+      else this.sweeper ??= setInterval(() => this.sweep(), 1000).unref();
+    };
+    const done = () => {
+      stream.off('data', onData);
+      if (entry.bytes === 0) return;
+      this.pending.delete(stream);
+      this.total -= entry.bytes;
+      const left = (this.bySession.get(session) ?? 0) - entry.bytes;
+      if (left > 0) this.bySession.set(session, left);
+      else this.bySession.delete(session);
+      entry.bytes = 0;
+      if (this.pending.size === 0 && this.sweeper !== null) {
+        clearInterval(this.sweeper);
+        this.sweeper = null;
+      }
+    };
+    stream.on('data', onData);
+    stream.once('end', done);
+    stream.once('close', done);
+  }
+
+  private refuse(stream: ServerHttp2Stream, reason: string): void {
+    this.limiter.event('request_refused', { peer: stream.session?.socket?.remoteAddress ?? 'unknown', reason });
+    stream.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  }
+
+  private sweep(): void {
+    const now = performance.now();
+    for (const [stream, entry] of this.pending) {
+      if (now - entry.since > this.limits.stallMs) this.refuse(stream, `request not complete within ${this.limits.stallMs} ms`);
+    }
+  }
+}

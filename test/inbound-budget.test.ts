@@ -1,0 +1,62 @@
+// Request bytes held before a call is decided are bounded: grpc-js reads a message whole before any
+// handler (and so authorization) sees it, so streams that announce 4 MiB and never finish could
+// hold the agent's memory. Past the per-connection or total budget a stream is reset
+// (ENHANCE_YOUR_CALM), and one whose request is not whole within --handshake-timeout too.
+import { readFileSync } from 'node:fs';
+import http2 from 'node:http2';
+import net from 'node:net';
+import test from 'ava';
+import { INBOUND_BYTES } from '../src/transport/inbound-budget.js';
+import { startAgentProcess } from './helpers/agent-process.js';
+import { eventually } from './helpers/harness.js';
+
+const rssMiB = (pid: number) => Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+
+/** Streams to Spawn that announce 4 MiB and send all but a byte; resolves with each stream's reset code once all are closed. */
+function partialRequests(path: string, streams: number): { session: http2.ClientHttp2Session; codes: Promise<number[]> } {
+  const session = http2.connect('http://agent', { createConnection: () => net.connect(path) });
+  session.on('error', () => {});
+  const announced = 4 * 1024 * 1024;
+  const head = Buffer.alloc(5);
+  head.writeUInt32BE(announced, 1);
+  const codes = Promise.all(
+    Array.from({ length: streams }, () => {
+      const stream = session.request({ ':method': 'POST', ':path': '/pidfd.agent.v1.AgentService/Spawn', 'content-type': 'application/grpc', te: 'trailers' });
+      stream.on('error', () => {});
+      stream.write(head);
+      stream.write(Buffer.alloc(announced - 1));
+      return new Promise<number>((resolve) => stream.once('close', () => resolve(stream.rstCode ?? -1)));
+    }),
+  );
+  return { session, codes };
+}
+
+test('streams that never finish their request are reset past the budgets and at the deadline; memory stays bounded and the agent serves', async (t) => {
+  const agent = await startAgentProcess(['--ephemeral', '--handshake-timeout', '2s']);
+  t.teardown(() => agent.stop());
+  const pid = agent.child.pid!;
+  const path = agent.address.slice('unix://'.length);
+  await agent.client.list({});
+  // One connection, 8 streams of 4 MiB: past 16 MiB its streams are reset, the rest at the deadline.
+  const one = partialRequests(path, 8);
+  t.teardown(() => one.session.destroy());
+  t.true((await one.codes).every((c) => c === http2.constants.NGHTTP2_ENHANCE_YOUR_CALM));
+  await eventually('the per-connection refusal logged', () => /"event":"request_refused".*on one connection/.test(agent.stderr()));
+  await eventually('the deadline logged', () => /"event":"request_refused".*request not complete within 2000 ms/.test(agent.stderr()));
+  const before = rssMiB(pid);
+  // 12 connections × 8 streams × 4 MiB: 384 MiB asked to be held, against 16 MiB a connection and 128 MiB in all.
+  const floods = Array.from({ length: 12 }, () => partialRequests(path, 8));
+  t.teardown(() => floods.forEach((f) => f.session.destroy()));
+  let peak = 0;
+  const sampler = setInterval(() => (peak = Math.max(peak, rssMiB(pid))), 50);
+  const codes = (await Promise.all(floods.map((f) => f.codes))).flat();
+  clearInterval(sampler);
+  t.true(codes.every((c) => c === http2.constants.NGHTTP2_ENHANCE_YOUR_CALM), `every stream reset with ENHANCE_YOUR_CALM: ${[...new Set(codes)].join(',')}`);
+  const budgetMiB = INBOUND_BYTES.total / 1024 / 1024;
+  t.log(`RSS ${Math.round(before)} MiB before the flood, ${Math.round(peak)} MiB at its peak`);
+  t.true(peak - before < 3 * budgetMiB, `RSS grew ${Math.round(peak - before)} MiB (budget ${budgetMiB} MiB; 384 MiB were sent)`);
+  await agent.client.list({});
+  await eventually('the total refusal logged', () => /"event":"request_refused".*in all/.test(agent.stderr()));
+  t.is(agent.child.exitCode, null);
+});
+
