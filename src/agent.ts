@@ -16,6 +16,7 @@ import { agentService } from './service/agent-service.js';
 import { createServer } from './service/server.js';
 import { listenUnix, type GrpcListener } from './transport/listeners.js';
 import { INBOUND_BYTES, InboundBudget } from './transport/inbound-budget.js';
+import { IdentityConnections } from './transport/identity-connections.js';
 import { listenTcp } from './transport/tcp-listener.js';
 import { prepareSocket, socketGid } from './transport/unix-socket.js';
 import { TlsFileProvider } from './transport/tls-credentials.js';
@@ -37,6 +38,7 @@ import { handoverInProgress } from './process/errors.js';
 import { reapWhileLingering } from './handover/retired.js';
 import { openAccess } from './auth/access.js';
 import { Authorizer, cachedNames, NSS_NAMES } from './auth/authorize.js';
+import { certificateIdentity } from './auth/caller.js';
 import { TELEMETRY_OFF, type Telemetry } from './telemetry/telemetry.js';
 
 export interface Agent {
@@ -246,7 +248,7 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
   const addresses: string[] = [];
   const listeners: GrpcListener[] = [];
   const inbound = new InboundBudget(log, { ...INBOUND_BYTES, stallMs: config.handshakeTimeoutMs });
-  const bounds = { maxConnections: config.maxConnections, handshakeTimeoutMs: config.handshakeTimeoutMs, inbound };
+  const bounds = { maxConnections: config.maxConnections, handshakeTimeoutMs: config.handshakeTimeoutMs, inbound, perIdentity: new IdentityConnections(config.maxConnectionsPerIdentity) };
   try {
     for (const address of config.listen) {
       if (address.startsWith('unix://')) {
@@ -254,7 +256,7 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
         await prepareSocket(path, gid);
         listeners.push(listenUnix(server, path, gid, bounds, log));
       } else {
-        listeners.push(await listenTcp(server, address, log, { tls: tls ?? undefined, ...bounds }));
+        listeners.push(await listenTcp(server, address, log, { tls: tls ?? undefined, ...bounds, certificateOwner: certificateIdentity }));
       }
     }
     addresses.push(...listeners.map((l) => l.address));

@@ -220,3 +220,39 @@ test('plaintext loopback TCP: a client that never starts HTTP/2 is closed at the
   const denied = await t.throwsAsync(client.list({}, { deadline: 5000 }), { instanceOf: AgentCallError });
   t.is(denied?.reason, 'POLICY_DENIED', 'served: the agent itself answered (anonymous may do nothing without a policy)');
 });
+
+test('one caller holds at most --max-connections-per-identity connections: past it its own are refused, another caller is served', async (t) => {
+  const dir = tempDir('pidfd-agent-per-identity-');
+  const other = ca.issue('tenant-b', { san: 'URI:spiffe://example.org/tenant-b', usage: 'clientAuth' });
+  const policyFile = join(dir, 'policy.yaml');
+  writeFileSync(policyFile, `${POLICY}  - identities: ["spiffe://example.org/tenant-b"]\n    role: tenant\n`);
+  const agentPair = ca.issue('agent-2', { san: 'IP:127.0.0.1', usage: 'serverAuth' });
+  const hh = await startHarness({ tcp: ['127.0.0.1:0'], tls: { cert: agentPair.cert, key: agentPair.key, clientCa: ca.cert }, policyFile, maxConnectionsPerIdentity: 3 });
+  t.teardown(() => hh.close());
+  const p = Number(hh.agent.addresses[1]!.split(':')[1]);
+  /** A verified TLS connection that starts HTTP/2; resolves whether the agent served it (sent its SETTINGS). */
+  const connect = (client: Issued) =>
+    new Promise<{ served: boolean; socket: tls.TLSSocket }>((resolve) => {
+      const s = tls.connect({ host: '127.0.0.1', port: p, ca: pem(ca.cert), cert: pem(client.cert), key: pem(client.key), ALPNProtocols: ['h2'] }, () =>
+        s.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])])),
+      );
+      s.on('error', () => {});
+      s.once('data', () => resolve({ served: true, socket: s }));
+      s.once('close', () => resolve({ served: false, socket: s }));
+    });
+  const held: { served: boolean; socket: tls.TLSSocket }[] = [];
+  for (let i = 0; i < 3; i++) held.push(await connect(tenant));
+  t.teardown(() => held.forEach((c) => c.socket.destroy()));
+  t.deepEqual(held.map((c) => c.served), [true, true, true]);
+  t.false((await connect(tenant)).served, 'the fourth of one identity is refused');
+  const b = await connect(other);
+  b.socket.destroy();
+  t.true(b.served, 'another identity is served');
+  await eventually('the refusal logged with the identity', () => hh.logs.some((l) => l.event === 'tcp_connection_refused' && l.fields['identity'] === TENANT));
+  held.pop()!.socket.destroy();
+  await eventually('a closed connection frees its place', async () => {
+    const again = await connect(tenant);
+    again.socket.destroy();
+    return again.served;
+  });
+});

@@ -48,7 +48,7 @@ test('silent connections past --max-connections are closed at accept, the rest a
 });
 
 test('an agent flooded past its descriptors on the unix socket keeps running and serves once the flood ends', async (t) => {
-  const agent = await startAgentProcess(['--ephemeral', '--handshake-timeout', '60s'], ['prlimit', '--nofile=128', '--']);
+  const agent = await startAgentProcess(['--ephemeral', '--handshake-timeout', '60s', '--max-connections-per-identity', '1000'], ['prlimit', '--nofile=128', '--']);
   t.teardown(() => agent.stop());
   const path = agent.address.slice('unix://'.length);
   await agent.client.list({});
@@ -67,4 +67,26 @@ test('an agent flooded past its descriptors on the unix socket keeps running and
     }
   });
   t.is(agent.child.exitCode, null);
+});
+
+test('one uid holds at most --max-connections-per-identity connections on the unix socket', async (t) => {
+  const agent = await startAgentProcess(['--ephemeral', '--max-connections-per-identity', '4', '--handshake-timeout', '30s']);
+  t.teardown(() => agent.stop());
+  const path = agent.address.slice('unix://'.length);
+  await agent.client.list({});
+  // The test's client holds one of root's 4.
+  const flood = await silent(path, 10);
+  t.teardown(() => flood.forEach((s) => s.destroy()));
+  await eventually('the connections past the cap closed by the agent', () => closedCount(flood) === 7);
+  await sleep(300);
+  t.is(closedCount(flood), 7, 'three of the ten kept: root already had one');
+  await eventually('the refusal logged', () => /"event":"unix_connection_refused".*uid 0 holds 4 connections/.test(agent.stderr()));
+  flood.forEach((s) => s.destroy());
+  t.true(await eventually('closed connections free their places', async () => {
+    const again = await silent(path, 3);
+    await sleep(300);
+    const kept = closedCount(again) === 0;
+    again.forEach((s) => s.destroy());
+    return kept;
+  }));
 });

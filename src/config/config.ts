@@ -56,6 +56,8 @@ export interface Config {
   readonly readyFile?: string;
   /** Open connections per listening address (the unix socket too); more are closed as they are accepted. */
   readonly maxConnections: number;
+  /** Of those, per caller (a certificate's identity, a unix uid); more are closed once proved to be its. */
+  readonly maxConnectionsPerIdentity: number;
   /**
    * How long a --tcp connection has to complete a verified TLS handshake, and then as long again
    * to start HTTP/2 (plaintext and unix: only the latter); it is closed when it has not.
@@ -111,6 +113,7 @@ export const DEFAULTS: Config = Object.freeze({
   afterHandover: 'exit',
   readyFile: undefined,
   maxConnections: 512,
+  maxConnectionsPerIdentity: 64,
   handshakeTimeoutMs: 10_000,
   tls: undefined,
   policyFile: undefined,
@@ -131,6 +134,8 @@ export const USAGE = `usage: pidfd-agent [options]
   --tls-client-ca FILE      ... the CA bundle client certificates must chain to (required and verified)
   --max-connections N       open connections per listening address (unix socket or --tcp); more are
                             closed at accept (default 512)
+  --max-connections-per-identity N  of those, per caller (a client certificate's identity, a unix uid);
+                            more are closed once the handshake proves whose they are (default 64)
   --handshake-timeout DURATION  a --tcp connection not through a verified TLS handshake by then is
                             closed, and one (unix too) that has not started HTTP/2 as long after it (default 10s)
   --policy FILE             authorization policy (YAML; reloaded on SIGHUP and on change). Without it only
@@ -327,6 +332,7 @@ export function parseConfig(argv: readonly string[]): Config {
       'after-handover': { type: 'string' },
       'ready-file': { type: 'string' },
       'max-connections': { type: 'string' },
+      'max-connections-per-identity': { type: 'string' },
       'handshake-timeout': { type: 'string' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
@@ -378,6 +384,7 @@ export function parseConfig(argv: readonly string[]): Config {
     afterHandover: oneOf('after-handover', values['after-handover'], ['exit', 'linger'] as const, DEFAULTS.afterHandover),
     readyFile: absolute('ready-file', values['ready-file']),
     maxConnections: count('max-connections', values['max-connections'], DEFAULTS.maxConnections),
+    maxConnectionsPerIdentity: count('max-connections-per-identity', values['max-connections-per-identity'], DEFAULTS.maxConnectionsPerIdentity),
     handshakeTimeoutMs: values['handshake-timeout'] === undefined ? DEFAULTS.handshakeTimeoutMs : positive('handshake-timeout', flagDuration('handshake-timeout', values['handshake-timeout'])),
     tls,
     policyFile: absolute('policy', values.policy),

@@ -13,6 +13,7 @@ import { watchReadable, type PollHandle } from '../kernel/libc.js';
 import type { Logger } from '../log.js';
 import { awaitPreface } from './http2-preface.js';
 import type { InboundBudget } from './inbound-budget.js';
+import type { IdentityConnections } from './identity-connections.js';
 import { LogLimiter } from './log-limiter.js';
 import { SOCKET_MODE } from './unix-socket.js';
 
@@ -38,6 +39,8 @@ export interface ConnectionBounds {
   readonly handshakeTimeoutMs: number;
   /** What counts the request bytes held before calls are decided, across listeners. */
   readonly inbound?: InboundBudget;
+  /** Connections per caller, across listeners. */
+  readonly perIdentity?: IdentityConnections;
 }
 
 export function inject(injector: Injector, socket: net.Socket, log: Logger): void {
@@ -112,16 +115,26 @@ class UnixGrpcListener implements GrpcListener {
         this.limiter.event('unix_connection_refused', { peer: peerOf(accepted.peer), reason: `${this.bounds.maxConnections} connections open (--max-connections)` });
         continue;
       }
+      const release = this.bounds.perIdentity === undefined ? () => {} : this.bounds.perIdentity.take(`unix:uid=${accepted.peer.uid}`);
+      if (release === undefined) {
+        closeFd(accepted.fd);
+        this.limiter.event('unix_connection_refused', { peer: peerOf(accepted.peer), reason: `uid ${accepted.peer.uid} holds ${this.bounds.perIdentity!.perIdentity} connections (--max-connections-per-identity)` });
+        continue;
+      }
       let socket: net.Socket;
       try {
         socket = new net.Socket({ fd: accepted.fd, readable: true, writable: true });
       } catch (e) {
         closeFd(accepted.fd);
+        release();
         this.limiter.event('accept_error', { path: this.path, error: String(e) });
         continue;
       }
       this.open++;
-      socket.once('close', () => this.open--);
+      socket.once('close', () => {
+        this.open--;
+        release();
+      });
       const peer = peerOf(accepted.peer);
       // grpc-js reports a call's peer from its session socket's remoteAddress.
       Object.defineProperty(socket, 'remoteAddress', { value: peer });

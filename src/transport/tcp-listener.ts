@@ -7,6 +7,8 @@ import { ServerCredentials, type Server } from '@grpc/grpc-js';
 import { inject, type GrpcListener, type Injector } from './listeners.js';
 import { awaitPreface } from './http2-preface.js';
 import type { InboundBudget } from './inbound-budget.js';
+import type { IdentityConnections } from './identity-connections.js';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { LogLimiter } from './log-limiter.js';
 import type { Logger } from '../log.js';
 import type { TlsFileProvider } from './tls-credentials.js';
@@ -19,6 +21,10 @@ export interface TcpOptions {
   readonly handshakeTimeoutMs: number;
   /** What counts the request bytes held before calls are decided, across listeners. */
   readonly inbound?: InboundBudget;
+  /** Connections per caller (TLS: per certificate identity), across listeners. */
+  readonly perIdentity?: IdentityConnections;
+  /** Whose a verified certificate is, as authorization will name it (undefined: refused there too). */
+  readonly certificateOwner?: (cert: PeerCertificate) => string | undefined;
 }
 
 /** ip:port (port 0 picks one). */
@@ -99,6 +105,17 @@ class TcpGrpcListener implements GrpcListener {
   private awaitSession(socket: net.Socket): void {
     const peer = addressOf(socket) ?? 'unknown';
     this.handshaking.delete(peer);
+    if (this.handshakes !== null && this.options.perIdentity !== undefined) {
+      // Verified by now: the certificate says whose the connection is (plaintext loopback says nothing).
+      const cert = (socket as TLSSocket).getPeerCertificate();
+      const who = this.options.certificateOwner?.(cert) ?? `fingerprint:${cert.fingerprint256}`;
+      const release = this.options.perIdentity.take(`tls:${who}`);
+      if (release === undefined) {
+        this.limiter.event('tcp_connection_refused', { peer, identity: who, reason: `${who} holds ${this.options.perIdentity.perIdentity} connections (--max-connections-per-identity)` });
+        return void socket.destroy();
+      }
+      socket.once('close', release);
+    }
     // Errors before the session exists (a reset) would be unhandled; after, node:http2 reports them.
     socket.on('error', () => {});
     this.waiting.add(socket);
