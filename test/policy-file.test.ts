@@ -1,7 +1,7 @@
 // The policy file over time: no policy (root alone), edits and SIGHUP, broken files, and owners
 // an older agent persisted in its own form.
 import test from 'ava';
-import { mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventType, OutputMode, OutputStream, State, status } from '../clients/ts/src/index.js';
 import { newHandleId } from '../src/process/lifecycle/handle.js';
@@ -167,5 +167,37 @@ ${tenant ? `  - identities: ["unix:uid=${U}"]
   t.true(h.agent.reloadPolicy());
   await h.client.stop({ handle: sleeping, signal: 'KILL' });
   const [afterRevoke] = await open;
-  t.deepEqual(afterRevoke!.ok, [], 'once the rule is gone the open stream shows nothing more, not even its own');
+  t.like(afterRevoke!.error, { code: status.PERMISSION_DENIED, reason: 'POLICY_DENIED', info: { field: 'identity' } }, 'once the rule is gone the open stream ends at its next event, showing nothing more');
+});
+
+test('a reload that takes away output ends an open ReadOutput stream, audited', async (t) => {
+  const U = 1005;
+  const dir = tempDir('pidfd-agent-policy-');
+  const file = join(dir, 'policy.yaml');
+  const rules = (allow: string) => `rules:
+  - identities: ["unix:uid=0"]
+    role: admin
+  - name: reader
+    identities: ["unix:uid=${U}"]
+    role: tenant
+    allow: [${allow}]
+    spawn: {run_as: ["${U}"], executables: ["/usr/bin/*", "/bin/*"]}
+`;
+  writeFileSync(file, rules('spawn, read, output, signal'));
+  const h = await startHarness({ policyFile: file });
+  t.teardown(() => h.close());
+  shareSocket(h);
+  const spawned = await oneAs(U, h.address, { op: 'spawn', req: { argv: ['/bin/sh', '-c', 'for i in $(seq 1 60); do echo tick $i; sleep 0.25; done'], user: String(U), stdout: { mode: OutputMode.OUTPUT_MODE_CAPTURE } } });
+  const handle: string = spawned.ok.process.handle;
+  t.teardown(() => h.client.stop({ handle, signal: 'KILL' }).catch(() => undefined));
+  const started = performance.now();
+  const reading = oneAs(U, h.address, { op: 'readOutput', req: { handle, stream: OutputStream.OUTPUT_STREAM_STDOUT, follow: true } });
+  await eventually('the stream to be open', () => h.agent.readers.stats().length === 1, 20_000);
+  writeFileSync(file, rules('spawn, read, signal'));
+  t.true(h.agent.reloadPolicy());
+  const outcome = await reading;
+  t.like(outcome.error, { code: status.PERMISSION_DENIED, reason: 'POLICY_DENIED', info: { field: 'rpc' } });
+  t.true(performance.now() - started < 12_000, 'ended at the reload, not when the process did (15 s)');
+  const audit = readFileSync(join(h.dir, 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.true(audit.some((l) => l['rpc'] === 'ReadOutput' && l['decision'] === 'deny' && l['identity'] === `unix:uid=${U}` && /since the policy was reloaded/.test(String(l['message']))));
 });

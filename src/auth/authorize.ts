@@ -127,6 +127,25 @@ export class Grant {
     return this.parts.ruleNow()?.allow.has(family) === true;
   }
 
+  private revoked = false;
+
+  /**
+   * For a stream that outlives reloads: undefined while the policy in force still grants what it
+   * was opened with (`family`, and `record` if it reads one); else the PERMISSION_DENIED to end it
+   * with, audited once.
+   */
+  revocation(family: Family, record?: { readonly spec: Pick<ProcessView['spec'], 'owner'> }): AgentError | undefined {
+    if (this.may(family) && (record === undefined || this.canSee(record))) return undefined;
+    const { caller, request } = this.parts;
+    const rule = this.parts.ruleNow();
+    const error = policyDenied(rule === undefined ? { field: 'identity', message: `no rule names ${caller.identity} since the policy was reloaded` } : { field: 'rpc', message: `${request.rpc} needs permission ${family} since the policy was reloaded` });
+    if (!this.revoked) {
+      this.revoked = true;
+      this.parts.audit({ ...describe(caller, request), decision: 'deny', rule: rule?.name ?? null, reason: error.detail.reason, field: error.detail.field, message: error.message });
+    }
+    return error;
+  }
+
   /** Once per call, when it is answered: audits a mutating call's outcome, frees its quota. */
   finish(outcome: { handle?: string; pid?: number; error?: unknown } = {}): void {
     if (this.finished) return;

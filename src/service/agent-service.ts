@@ -226,9 +226,11 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
         gate.check();
         const req = call.request;
         const stream = outputStream(req.stream);
-        auth.authorize(call, byHandle('ReadOutput', req.handle)).finish();
-        const { io, output } = manager.output(manager.get(req.handle), stream);
-        readers.open(call, io, output, req.offset, req.follow, fail);
+        const grant = auth.authorize(call, byHandle('ReadOutput', req.handle));
+        grant.finish();
+        const record = manager.get(req.handle);
+        const { io, output } = manager.output(record, stream);
+        readers.open(call, io, output, req.offset, req.follow, fail, () => grant.revocation('output', record));
       } catch (e) {
         fail(e);
       }
@@ -304,8 +306,19 @@ function watchHandler(manager: ProcessManager, watchers: WatchHub, auth: Authori
       if (usageMs !== undefined && usageMs < MIN_USAGE_INTERVAL_MS) throw invalidArgument('usage_interval', `at least ${MIN_USAGE_INTERVAL_MS}ms`);
       // Decided before the event log is consulted: a caller the policy refuses learns nothing of it.
       const grant = auth.authorize(call, { rpc: 'Watch' });
-      // Decided per event under the policy in force then: a reload reaches open streams too.
-      const visible = (subject: EventSubject, type: EventType) => grant.canSee(subject) && (type !== 'output' || grant.may('output'));
+      // Decided per event under the policy in force then: a reload reaches open streams too, and
+      // one that takes away read (or the caller's rule) ends the stream.
+      let ended = false;
+      const visible = (subject: EventSubject, type: EventType) => {
+        if (ended) return false;
+        const revoked = grant.revocation('read');
+        if (revoked !== undefined) {
+          ended = true;
+          queueMicrotask(() => fail(revoked));
+          return false;
+        }
+        return grant.canSee(subject) && (type !== 'output' || grant.may('output'));
+      };
       try {
         const events = watchers.log;
         const after = req.afterSequence ?? events.lastSequence;

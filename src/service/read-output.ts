@@ -40,6 +40,7 @@ class OutputReader implements OutputHold {
     private cursor: number,
     private readonly follow: boolean,
     private readonly onEnd: (error?: AgentError) => void,
+    private readonly revoked: () => AgentError | undefined,
   ) {}
 
   get stats(): ReaderStats {
@@ -67,6 +68,9 @@ class OutputReader implements OutputHold {
   private pump(): void {
     if (this.done) return;
     if (this.io.isReleased) return this.finish(unknownHandle(this.io.handle));
+    // A policy reload reaches an open stream before its next response.
+    const revoked = this.revoked();
+    if (revoked !== undefined) return this.finish(revoked);
     while (this.inflight < READ_WRITE_BUDGET) {
       const { offset, data, lost } = this.output.ring.read(this.cursor, READ_CHUNK_BYTES);
       const caughtUp = offset + data.length === this.output.ring.end;
@@ -119,7 +123,8 @@ export class OutputReaders {
 
   constructor(private readonly maxReaders: number) {}
 
-  open(call: Call, io: ProcessStdio, output: CapturedOutput, offset: number, follow: boolean, onError: (e: AgentError) => void): void {
+  /** `revoked`: whether the policy in force still lets the caller read this output (undefined), else why not. */
+  open(call: Call, io: ProcessStdio, output: CapturedOutput, offset: number, follow: boolean, onError: (e: AgentError) => void, revoked: () => AgentError | undefined = () => undefined): void {
     if (this.readers.size >= this.maxReaders) {
       throw new AgentError('ResourceExhausted', `at most ${this.maxReaders} ReadOutput streams`, { reason: 'MAX_READERS' });
     }
@@ -129,7 +134,7 @@ export class OutputReaders {
     const reader: OutputReader = new OutputReader(call, io, output, offset, follow, (error) => {
       this.readers.delete(reader);
       if (error) onError(error);
-    });
+    }, revoked);
     this.readers.add(reader);
     reader.start();
   }
