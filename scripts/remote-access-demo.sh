@@ -47,13 +47,13 @@ rules:
     identities: ["spiffe://example.org/tenant-a"]
     role: tenant
     spawn:
-      run_as: ["nobody"]
+      run_as: ["10001"]            # a uid of its own: the kernel keeps apart only different uids
       executables: ["/usr/bin/*", "/bin/*"]
   - name: tenant-b
     identities: ["spiffe://example.org/tenant-b"]
     role: tenant
     spawn:
-      run_as: ["nobody"]
+      run_as: ["10002"]
       executables: ["/usr/bin/*", "/bin/*"]
 EOF
 echo
@@ -77,8 +77,8 @@ echo
 echo "# Tenant A spawns; the process is its own"
 show "export PIDFD_AGENT_ADDR=127.0.0.1:$PORT PIDFD_AGENT_TLS_CA=ca.crt"
 show 'A="--tls-cert tenant-a.crt --tls-key tenant-a.key"; B="--tls-cert tenant-b.crt --tls-key tenant-b.key"'
-printf '$ %s\n' 'H=$(pidfdctl $A spawn --user nobody -- sleep 300); echo $H'
-H=$(pidfdctl $A spawn --user nobody -- sleep 300)
+printf '$ %s\n' 'H=$(pidfdctl $A spawn --user 10001 -- sleep 300); echo $H'
+H=$(pidfdctl $A spawn --user 10001 -- sleep 300)
 echo "$H"
 show 'pidfdctl $A get $H'
 

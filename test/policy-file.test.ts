@@ -201,3 +201,17 @@ test('a reload that takes away output ends an open ReadOutput stream, audited', 
   const audit = readFileSync(join(h.dir, 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
   t.true(audit.some((l) => l['rpc'] === 'ReadOutput' && l['decision'] === 'deny' && l['identity'] === `unix:uid=${U}` && /since the policy was reloaded/.test(String(l['message']))));
 });
+
+test('a policy whose tenants may run as the same uid loads with a policy_warning naming them', async (t) => {
+  const dir = tempDir('pidfd-agent-policy-');
+  const file = join(dir, 'policy.yaml');
+  const tenant = (name: string, user: string) => `  - name: ${name}\n    identities: ["spiffe://example.org/${name}"]\n    role: tenant\n    spawn: { run_as: ["${user}"], executables: ["/bin/*"] }\n`;
+  writeFileSync(file, `rules:\n${tenant('tenant-a', 'nobody')}${tenant('tenant-b', 'nobody')}`);
+  const h = await startHarness({ policyFile: file });
+  t.teardown(() => h.close());
+  t.like(h.logs.find((l) => l.event === 'policy_warning')?.fields, { rules: ['tenant-a', 'tenant-b'], uid: '65534' });
+  replaceFile(file, `rules:\n${tenant('tenant-a', '10001')}${tenant('tenant-b', '10002')}`);
+  const warned = h.logs.filter((l) => l.event === 'policy_warning').length;
+  t.true(h.agent.reloadPolicy());
+  t.is(h.logs.filter((l) => l.event === 'policy_warning').length, warned, 'distinct uids: no warning');
+});

@@ -3,6 +3,7 @@ import test from 'ava';
 import { parsePolicy, parseRate, PolicyError, ROOT_ONLY, ruleFor, type SpawnRule } from '../src/auth/policy.js';
 import { executableDenial, spawnDenial, type Names, type SpawnFacts } from '../src/auth/spawn-policy.js';
 import { Quotas } from '../src/auth/quotas.js';
+import { sharedUsers } from '../src/auth/shared-users.js';
 import { cachedNames } from '../src/auth/authorize.js';
 import { ownerIdentity } from '../src/process/lifecycle/owner.js';
 
@@ -195,4 +196,38 @@ test('a decision resolves each name once per ttl, an unknown one too; after the 
   now += 10_000;
   t.is(cached.uid('nobody'), 65534);
   t.deepEqual(asked, ['uid:nobody', 'uid:ghost', 'gid:nogroup', 'uid:nobody']);
+});
+
+test('tenants that may run as the same uid are found: by name or number, or anyone (*); admins and distinct uids are not', (t) => {
+  const p = parsePolicy(`
+rules:
+  - name: a
+    identities: ["spiffe://x/a"]
+    role: tenant
+    spawn: { run_as: ["nobody"], executables: ["/bin/*"] }
+  - name: b
+    identities: ["spiffe://x/b"]
+    role: tenant
+    spawn: { run_as: ["65534"], executables: ["/bin/*"] }
+  - name: c
+    identities: ["spiffe://x/c"]
+    role: tenant
+    spawn: { run_as: ["1000"], executables: ["/bin/*"] }
+  - name: ops
+    identities: ["spiffe://x/ops"]
+    role: admin
+`);
+  t.deepEqual(sharedUsers(p, (n) => names.uid(n)), [{ rules: ['a', 'b'], uid: '65534' }]);
+  const any = parsePolicy(`
+rules:
+  - name: c
+    identities: ["spiffe://x/c"]
+    role: tenant
+    spawn: { run_as: ["1000"], executables: ["/bin/*"] }
+  - name: d
+    identities: ["spiffe://x/d"]
+    role: tenant
+    spawn: { run_as: ["*"], executables: ["/bin/*"] }
+`);
+  t.deepEqual(sharedUsers(any, (n) => names.uid(n)), [{ rules: ['c', 'd'], uid: '*' }]);
 });

@@ -4,7 +4,8 @@ import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { dirname } from 'node:path';
 import { parsePolicy, PolicyError, type Policy } from './policy.js';
 import type { Logger } from '../log.js';
-
+import { lookupUser } from '../kernel/nss.js';
+import { sharedUsers } from './shared-users.js';
 
 /** Editors write in steps: changes are read once they have settled this long. */
 const SETTLE_MS = 50;
@@ -44,6 +45,7 @@ export class PolicyFile {
     this.seen = readText(path);
     this.current = parseText(path, this.seen);
     log('policy_loaded', { path, rules: this.current.rules.length, why: 'start' });
+    this.warnShared();
     // The directory, not the file: a file replaced by rename (as editors and config management
     // do) is a new inode that a watch on the old one would never report. And any entry in it, not
     // only the file's name: the kubelet updates a mounted ConfigMap by renaming the `..data`
@@ -68,6 +70,7 @@ export class PolicyFile {
       this.seen = text;
       this.current = parseText(this.path, text);
       this.log('policy_loaded', { path: this.path, rules: this.current.rules.length, why });
+      this.warnShared();
       return true;
     } catch (e) {
       this.log('policy_error', { path: this.path, why, error: (e as Error).message, note: 'keeping the previous policy' });
@@ -79,5 +82,12 @@ export class PolicyFile {
     clearTimeout(this.timer);
     this.watcher?.close();
     this.watcher = undefined;
+  }
+
+  /** The agent keeps tenants apart; the kernel does so only for different uids. */
+  private warnShared(): void {
+    for (const { rules, uid } of sharedUsers(this.current, (name) => lookupUser(name)?.uid)) {
+      this.log('policy_warning', { path: this.path, rules, uid, note: `both may run processes as ${uid === '*' ? 'any uid' : `uid ${uid}`}: the kernel lets those processes read each other's /proc and signal each other, whatever the agent refuses; give each tenant its own run_as` });
+    }
   }
 }
