@@ -6,6 +6,8 @@
 // on a stand-in node and out of its own cgroups, with the policy and TLS files where the manifest
 // mounts them replaced by the example policy and certificates made here. The example policy is
 // parsed by the agent's own policy parser. `make test-deploy` runs the image itself.
+import { sharedUsers } from '../src/auth/shared-users.js';
+import { lookupUser } from '../src/kernel/nss.js';
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
@@ -148,6 +150,7 @@ test('the example policy parses with the agent\'s parser, explains every key, an
   t.like(as('spiffe://example.org/ns/batch/sa/runner'), { name: 'batch', role: 'tenant' });
   t.false(as('spiffe://example.org/ns/batch/sa/runner')!.allow.has('stdin'));
   t.is(as('spiffe://example.org/ns/other/sa/x'), undefined, 'deny by default');
+  t.deepEqual(sharedUsers(policy, (name) => lookupUser(name)?.uid), [], 'no two tenants share a uid');
   t.is(as('unix:uid=1500', ['unix:group=users']), undefined);
 });
 
