@@ -3,7 +3,10 @@
 // RESOURCE_EXHAUSTED (CAPTURE_TOTAL_EXCEEDED) and nothing starts.
 import test from 'ava';
 import { AgentCallError, OutputMode, OutputStream, status } from '../clients/ts/src/index.js';
-import { startHarness } from './helpers/harness.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { eventually, startHarness, tempDir } from './helpers/harness.js';
+import { asUser, shareSocket } from './helpers/tenant.js';
 
 const KiB = 1024;
 const capture = (ringBytes: number) => ({ mode: OutputMode.OUTPUT_MODE_CAPTURE, ringBytes });
@@ -48,4 +51,35 @@ test('--capture-total refuses a spawn the running rings leave no room for, and f
   const { process: d } = await h.client.spawn({ argv: ['sleep', '60'], stdout: capture(1984 * KiB) });
   t.is(committed(), 2048 * KiB);
   for (const p of [c, d]) await h.client.signal({ handle: p!.handle, signal: 'KILL' });
+});
+
+test('past --capture-retained the owner holding the most retained output loses its oldest first: one tenant cannot push out another', async (t) => {
+  const [A, B] = [1013, 1014];
+  const dir = tempDir('pidfd-agent-capture-');
+  const policyFile = join(dir, 'policy.yaml');
+  const tenant = (uid: number) => `  - identities: ["unix:uid=${uid}"]\n    role: tenant\n    spawn: { run_as: ["${uid}"], executables: ["/usr/bin/*", "/bin/*"] }\n`;
+  writeFileSync(policyFile, `rules:\n  - identities: ["unix:uid=0"]\n    role: admin\n${tenant(A)}${tenant(B)}`);
+  const h = await startHarness({ policyFile, captureRetainedBytes: 256 * KiB });
+  t.teardown(() => h.close());
+  shareSocket(h);
+  const [b] = await asUser(B, h.address, [{ op: 'spawn', req: { argv: ['/bin/echo', 'B-RESULT'], user: String(B), stdout: capture(64 * KiB) } }]);
+  const bHandle: string = b!.ok.process.handle;
+  await h.client.wait({ handle: bHandle });
+  // A's five exits retain 500,000 bytes of ring beside B's 9 (rings hold what was written): 256 KiB is the budget.
+  const floods = await asUser(A, h.address, Array.from({ length: 5 }, () => ({ op: 'spawn', req: { argv: ['/usr/bin/head', '-c', '100000', '/dev/zero'], user: String(A), stdout: capture(128 * KiB) } })));
+  const aHandles: string[] = floods.map((f) => f.ok.process.handle);
+  for (const handle of aHandles) await h.client.wait({ handle });
+  const lostOf = async (handle: string) => {
+    let lost = 0;
+    let data = '';
+    for await (const r of h.client.readOutput({ handle, stream: OutputStream.OUTPUT_STREAM_STDOUT })) {
+      lost += r.lostBytes;
+      data += Buffer.from(r.data).toString();
+    }
+    return { lost, data };
+  };
+  // Retention is enforced once a second.
+  await eventually('A over the budget trimmed', async () => (await lostOf(aHandles[0]!)).lost > 0);
+  t.deepEqual(await lostOf(bHandle), { lost: 0, data: 'B-RESULT\n' }, "B's output, the oldest, is kept");
+  t.true((await lostOf(aHandles[4]!)).lost === 0, "A's newest is kept too: A went down to its share first");
 });

@@ -75,9 +75,9 @@ export class StdioTable {
   reserve(options: StdioOptions): number {
     const bytes = [options.stdout, options.stderr].reduce((n, t) => n + (t.kind === 'capture' ? (t.ringBytes ?? this.defaultRingBytes) : 0), 0);
     if (bytes === 0) return 0;
-    for (const io of this.retained) {
-      if (this.committed + bytes <= this.totalBytes) break;
-      this.dropRetained(io);
+    if (this.committed + bytes > this.totalBytes) {
+      const drops = this.dropOrder();
+      for (let io = drops(); io !== undefined && this.committed + bytes > this.totalBytes; io = drops()) this.dropRetained(io);
     }
     if (this.committed + bytes > this.totalBytes) {
       throw new AgentError(
@@ -232,11 +232,36 @@ export class StdioTable {
       if (io.isReleased) this.retained.delete(io);
       else total += io.ringBytes;
     }
-    for (const io of this.retained) {
-      if (total <= this.retainedBytes) break;
+    if (total <= this.retainedBytes) return;
+    const drops = this.dropOrder();
+    for (let io = drops(); io !== undefined && total > this.retainedBytes; io = drops()) {
       total -= io.ringBytes;
       this.dropRetained(io);
     }
+  }
+
+  /**
+   * Retained rings in the order they go: the oldest exit of whichever owner holds the most retained
+   * bytes at that moment, so one caller's output can push out another's only while it holds less.
+   */
+  private dropOrder(): () => ProcessStdio | undefined {
+    const owners = new Map<string, { bytes: number; rings: ProcessStdio[]; next: number }>();
+    for (const io of this.retained) {
+      if (io.isReleased) continue;
+      const owner = io.record.spec.owner ?? '';
+      let held = owners.get(owner);
+      if (held === undefined) owners.set(owner, (held = { bytes: 0, rings: [], next: 0 }));
+      held.bytes += io.ringBytes;
+      held.rings.push(io);
+    }
+    return () => {
+      let top: { bytes: number; rings: ProcessStdio[]; next: number } | undefined;
+      for (const held of owners.values()) if (held.next < held.rings.length && (top === undefined || held.bytes > top.bytes)) top = held;
+      if (top === undefined) return undefined;
+      const io = top.rings[top.next++]!;
+      top.bytes -= io.ringBytes;
+      return io;
+    };
   }
 
   private dropRetained(io: ProcessStdio): void {
