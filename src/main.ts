@@ -4,7 +4,7 @@ import { startAgent } from './agent.js';
 import { ConfigError, parseConfig, USAGE } from './config/config.js';
 import { readFileSync } from 'node:fs';
 import { formatLogLine, type Logger } from './log.js';
-import { startTelemetry } from './telemetry/telemetry.js';
+import { startTelemetry, type Telemetry } from './telemetry/telemetry.js';
 import { builtFile } from './built-files.js';
 
 async function main(): Promise<number> {
@@ -23,12 +23,13 @@ async function main(): Promise<number> {
   }
   // Before anything else, so everything after runs with the SDK (or the API's no-ops) in place.
   const version = (JSON.parse(readFileSync(builtFile('package.json'), 'utf8')) as { version: string }).version;
-  const telemetry = await startTelemetry(process.env, config, { version, nodeName: process.env.K8S_NODE_NAME || undefined });
+  let traceIds: Telemetry['traceIds'] = () => undefined;
   const log: Logger =
     config.logLevel === 'quiet'
       ? () => {}
-      : (event, fields) => process.stderr.write(formatLogLine(config.logFormat, new Date(), event, { ...fields, ...telemetry.traceIds() }) + '\n');
-  telemetry.logProblemsTo(log);
+      : (event, fields) => process.stderr.write(formatLogLine(config.logFormat, new Date(), event, { ...fields, ...traceIds() }) + '\n');
+  const telemetry = await startTelemetry(process.env, config, { version, nodeName: process.env.K8S_NODE_NAME || undefined }, log);
+  traceIds = () => telemetry.traceIds();
   log('telemetry', telemetry.off === undefined ? { exporters: telemetry.exporters, metrics_url: telemetry.metricsUrl } : { exporters: [], off: telemetry.off });
   const agentEnv = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined));
   let agent;

@@ -134,3 +134,24 @@ test('/metrics holds a bounded number of connections; the agent keeps serving an
     await agent.stop();
   }
 });
+
+test('SIGTERM with the collector down: the agent exits 0 and logs the lost last export', async (t) => {
+  const closed = createServer();
+  const port = await listen(closed);
+  await new Promise((resolve) => closed.close(resolve));
+  const agent = await startAgentProcess(['--ephemeral'], [], { ...process.env, OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_EXPORTER_OTLP_TIMEOUT: '500', OTEL_BSP_SCHEDULE_DELAY: '60000' });
+  await spawnAndWait(agent, 16); // spans queued for the export at shutdown
+  const exited = new Promise<number | null>((resolve) => agent.child.once('exit', (code) => resolve(code)));
+  agent.child.kill('SIGTERM');
+  t.is(await exited, 0);
+  t.true(problems(agent).some((l) => /shutdown: the last export failed/.test(l.message)), agent.stderr().slice(-600));
+  await agent.stop();
+});
+
+test('what the SDK cannot read in its variables is logged at startup, without OTEL_LOG_LEVEL', async (t) => {
+  const agent = await startAgentProcess(['--ephemeral'], [], { ...process.env, OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9', OTEL_EXPORTER_OTLP_TIMEOUT: '500', OTEL_BSP_SCHEDULE_DELAY: '60000', OTEL_TRACES_SAMPLER: 'bogus', OTEL_BSP_MAX_QUEUE_SIZE: 'abc' });
+  t.teardown(() => agent.stop());
+  const messages = problems(agent).map((l) => l.message).join('\n');
+  t.regex(messages, /OTEL_TRACES_SAMPLER/);
+  t.regex(messages, /OTEL_BSP_MAX_QUEUE_SIZE/);
+});

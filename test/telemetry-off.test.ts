@@ -35,7 +35,7 @@ const socketInodes = (pid: number): string[] =>
 const telemetryLine = (stderr: string) => JSON.parse(stderr.split('\n').find((l) => l.includes('"event":"telemetry"'))!) as { exporters: string[]; off?: string };
 
 test('nothing configured: no exporter and no listener are created, and the API keeps its no-op providers', async (t) => {
-  const off = await startTelemetry(withoutOtel(), { traceArgv: false, metricsOwners: 0 }, { version: '0' });
+  const off = await startTelemetry(withoutOtel(), { traceArgv: false, metricsOwners: 0 }, { version: '0' }, () => {});
   t.deepEqual(off.exporters, []);
   t.is(typeof off.off, 'string');
   t.is(trace.getTracerProvider().getTracer('x').startSpan('probe').isRecording(), false, 'no tracer provider was registered');

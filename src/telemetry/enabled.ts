@@ -1,6 +1,7 @@
 // Telemetry on: the SDK started, the instruments made, and the hooks the agent calls. Imported
 // only when something is configured, so an agent without telemetry never loads the SDK.
-import { INVALID_TRACEID, trace } from '@opentelemetry/api';
+import { diag, INVALID_TRACEID, trace } from '@opentelemetry/api';
+import type { Logger } from '../log.js';
 import type { TelemetryPlan, TelemetrySettings } from './plan.js';
 import { startSdk } from './sdk.js';
 import { AgentMetrics } from './metrics.js';
@@ -12,7 +13,9 @@ import { timedStore } from './store-timing.js';
 import { logDiagnostics } from './diagnostics.js';
 import type { AgentIdentity, Telemetry } from './telemetry.js';
 
-export async function enableTelemetry(plan: TelemetryPlan, settings: TelemetrySettings, identity: AgentIdentity, env: Readonly<Record<string, string | undefined>>): Promise<Telemetry> {
+export async function enableTelemetry(plan: TelemetryPlan, settings: TelemetrySettings, identity: AgentIdentity, env: Readonly<Record<string, string | undefined>>, log: Logger): Promise<Telemetry> {
+  // Before the SDK reads its variables: what it cannot read is said then, and only then.
+  logDiagnostics(log, env);
   const histograms = new Histograms();
   const sdk = await startSdk(plan, identity, env, histograms);
   const agentMetrics = new AgentMetrics(settings.metricsOwners, histograms);
@@ -25,7 +28,6 @@ export async function enableTelemetry(plan: TelemetryPlan, settings: TelemetrySe
     timedStore: (store) => timedStore(store, agentMetrics.storeWriteDuration),
     observe: (view) => agentMetrics.observe(view),
     handedOver: (seconds) => agentMetrics.handoverDuration.record(seconds),
-    logProblemsTo: (log) => logDiagnostics(log, env),
     traceIds: () => {
       const span = trace.getActiveSpan();
       const ids = span?.spanContext();
@@ -35,7 +37,12 @@ export async function enableTelemetry(plan: TelemetryPlan, settings: TelemetrySe
     },
     shutdown: async () => {
       stopRuntime();
-      await sdk.shutdown();
+      try {
+        await sdk.shutdown();
+      } catch (e) {
+        // A collector that is down at the end loses the last batch; the agent still stopped cleanly.
+        diag.error(`shutdown: the last export failed: ${e instanceof Error ? e.message : String(e)}`);
+      }
     },
   };
 }

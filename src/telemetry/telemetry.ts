@@ -33,10 +33,9 @@ export interface Telemetry {
   timedStore(store: ProcessStore): ProcessStore;
   observe(view: AgentView): void;
   handedOver(seconds: number): void;
-  /** From now on, what goes wrong in the SDK (a failed export) is written to this log. */
-  logProblemsTo(log: Logger): void;
   /** trace_id and span_id of the active span, for log lines. */
   traceIds(): { trace_id: string; span_id: string } | undefined;
+  /** Flushes and stops the exporters; what fails there is logged, never thrown: the agent's exit is not telemetry's. */
   shutdown(): Promise<void>;
 }
 
@@ -47,7 +46,6 @@ export const TELEMETRY_OFF: Telemetry = {
   timedStore: (store) => store,
   observe: () => {},
   handedOver: () => {},
-  logProblemsTo: () => {},
   traceIds: () => undefined,
   shutdown: async () => {},
 };
@@ -58,9 +56,10 @@ export interface AgentIdentity {
   readonly nodeName?: string;
 }
 
-export async function startTelemetry(env: Readonly<Record<string, string | undefined>>, settings: TelemetrySettings, identity: AgentIdentity): Promise<Telemetry> {
+/** `log`: where what goes wrong in the SDK is written, from its first warning about a variable on. */
+export async function startTelemetry(env: Readonly<Record<string, string | undefined>>, settings: TelemetrySettings, identity: AgentIdentity, log: Logger): Promise<Telemetry> {
   const plan: TelemetryPlan = planTelemetry(env, settings);
   if (plan.off !== undefined) return { ...TELEMETRY_OFF, off: plan.off };
   const { enableTelemetry } = await import('./enabled.js');
-  return enableTelemetry(plan, settings, identity, env);
+  return enableTelemetry(plan, settings, identity, env, log);
 }
