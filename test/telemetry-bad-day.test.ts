@@ -1,7 +1,7 @@
 // Telemetry on a bad day: a collector that is down or never answers, and a peer that opens
 // connection after connection to /metrics. The agent keeps serving, holds a bounded number of
 // descriptors, and says what is wrong in its own log, once, without a stack.
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket, connect } from 'node:net';
 import test from 'ava';
 import { startAgentProcess, type AgentProcess } from './helpers/agent-process.js';
@@ -154,4 +154,38 @@ test('what the SDK cannot read in its variables is logged at startup, without OT
   const messages = problems(agent).map((l) => l.message).join('\n');
   t.regex(messages, /OTEL_TRACES_SAMPLER/);
   t.regex(messages, /OTEL_BSP_MAX_QUEUE_SIZE/);
+});
+
+test('/metrics: pipelined requests from peers that never read cost a bounded amount; scrapes still answer', async (t) => {
+  const agent = await startAgentProcess(['--ephemeral', '--metrics-listen', '127.0.0.1:0']);
+  t.teardown(() => agent.stop());
+  const url = new URL(await metricsUrl(agent));
+  await scrape(url.href);
+  const rss = () => Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${agent.child.pid}/status`, 'utf8'))![1]) / 1024;
+  const before = rss();
+  const sockets: Socket[] = [];
+  t.teardown(() => sockets.forEach((s) => s.destroy()));
+  for (let i = 0; i < 32; i++) {
+    const s = connect(Number(url.port), url.hostname);
+    s.on('error', () => {});
+    s.pause(); // never reads a byte of the answers
+    s.on('connect', () => s.write('GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(20_000)));
+    sockets.push(s);
+  }
+  let peak = before;
+  for (let i = 0; i < 40; i++) {
+    await new Promise((r) => setTimeout(r, 250));
+    peak = Math.max(peak, rss());
+  }
+  t.log(`RSS ${Math.round(before)} MiB before, ${Math.round(peak)} MiB at the peak of 640,000 pipelined requests`);
+  t.true(peak - before < 200, `RSS grew ${Math.round(peak - before)} MiB`);
+  sockets.forEach((s) => s.destroy());
+  const samples = await eventually('a scrape answers', async () => {
+    try {
+      return await scrape(url.href);
+    } catch {
+      return undefined;
+    }
+  });
+  t.true(samples.size > 0);
 });

@@ -106,14 +106,26 @@ export function otlpProtobufSpanExporter(env: Env): SpanExporter | undefined {
  */
 export const METRICS_MAX_CONNECTIONS = 32;
 const METRICS_REQUEST_TIMEOUT_MS = 10_000;
+/** Scrapes collected at once; more are answered 503 (a Prometheus scrapes one at a time). */
+const METRICS_CONCURRENT_SCRAPES = 4;
 
-/** /metrics on an HTTP server of our own: its listen errors fail the start, and port 0 works. */
+/**
+ * /metrics on an HTTP server of our own: its listen errors fail the start, and port 0 works. One
+ * request per connection: node:http would otherwise take every request a peer pipelines, collecting
+ * for each and holding each answer until the peer reads (640,000 pipelined GETs from 32 peers that
+ * never read took the agent from 94 to 873 MiB); past the first, node answers 503 without us.
+ */
 async function serveMetrics(exporter: PrometheusExporter, host: string, port: number): Promise<Server> {
+  let scraping = 0;
   // Node checks those timeouts every connectionsCheckingInterval (30 s by default): every second here.
   const server = createServer({ headersTimeout: METRICS_REQUEST_TIMEOUT_MS, requestTimeout: METRICS_REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 1_000, maxHeaderSize: 8192 }, (req, res) => {
-    if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) exporter.getMetricsRequestHandler(req, res);
-    else res.writeHead(404).end();
+    if (req.method !== 'GET' || !(req.url === '/metrics' || req.url?.startsWith('/metrics?'))) return void res.writeHead(404).end();
+    if (scraping >= METRICS_CONCURRENT_SCRAPES) return void res.writeHead(503, { 'Retry-After': '1' }).end();
+    scraping++;
+    res.once('close', () => scraping--);
+    exporter.getMetricsRequestHandler(req, res);
   });
+  server.maxRequestsPerSocket = 1;
   server.maxConnections = METRICS_MAX_CONNECTIONS;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
