@@ -9,6 +9,8 @@ import { SpawnRequest, type SpawnResponse } from '../clients/ts/src/gen/pidfd/ag
 import { startAgentProcess } from './helpers/agent-process.js';
 import { sleep } from './helpers/harness.js';
 import { attr, otlpEnv, startOtlpSink, type ReceivedSpan } from './helpers/otlp-sink.js';
+import { COMMAND_ARGS_CHARS } from '../src/telemetry/process-spans.js';
+import { spawn as spawnChild } from 'node:child_process';
 
 const SPAWN = 'pidfd.agent.v1.AgentService/Spawn';
 
@@ -92,6 +94,11 @@ test('--trace-argv records argv; OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup adds the 
     const span = server();
     if (span === undefined) return t.fail('no Spawn span received');
     t.deepEqual(attr(span.attributes, 'process.command_args'), ['/bin/true', 'visible']);
+    // A long argv is cut to COMMAND_ARGS_CHARS in all: it sits on two spans a process, queued while a collector is slow.
+    const long = await agent.client.spawn({ argv: ['/bin/true', 'x'.repeat(20_000), 'y'] });
+    const longSpan = () => sink.spans.find((s) => s.name === SPAWN && attr(s.attributes, 'process.pid') === long.process!.pid);
+    await spansUntil(sink.spans, () => longSpan() !== undefined);
+    t.deepEqual(attr(longSpan()!.attributes, 'process.command_args'), ['/bin/true', `${'x'.repeat(COMMAND_ARGS_CHARS - '/bin/true'.length)}…`, '…(1 more)']);
     t.is(attr(span.attributes, 'rpc.method'), SPAWN, 'the stable value where old and new share a key');
     t.is(attr(span.attributes, 'rpc.system'), 'grpc');
     t.is(attr(span.attributes, 'rpc.service'), 'pidfd.agent.v1.AgentService');
@@ -125,4 +132,24 @@ test('a Spawn of a bare name has its PATH search as a stage of its trace', async
   } finally {
     await agent.stop();
   }
+});
+
+test('an adopted process whose title holds its arguments: no process.executable.name from it, and the title on no span', async (t) => {
+  const sink = await startOtlpSink();
+  t.teardown(() => sink.close());
+  const agent = await startAgentProcess([], [], otlpEnv(sink, {}));
+  t.teardown(() => agent.stop());
+  const titled = spawnChild('/bin/bash', ['-c', 'exec -a "/usr/bin/dbtool --password=hunter2" sleep 100'], { stdio: 'ignore' });
+  t.teardown(() => titled.kill('SIGKILL'));
+  await sleep(200); // exec'd under its title
+  const { process: p } = await agent.client.adopt({ pid: titled.pid! });
+  await agent.client.signal({ handle: p!.handle, signal: 'KILL' });
+  await agent.client.wait({ handle: p!.handle });
+  const adopt = () => sink.spans.find((s) => s.name === 'pidfd.agent.v1.AgentService/Adopt');
+  const exit = () => sink.spans.find((s) => s.name === 'pidfd.agent.process_exit' && attr(s.attributes, 'process.pid') === titled.pid);
+  await spansUntil(sink.spans, () => adopt() !== undefined && exit() !== undefined);
+  t.is(attr(adopt()!.attributes, 'process.pid'), titled.pid);
+  t.is(attr(adopt()!.attributes, 'process.executable.name'), undefined);
+  t.is(attr(exit()!.attributes, 'process.executable.name'), undefined);
+  t.false(JSON.stringify(sink.spans).includes('hunter2'), 'the title is on no span');
 });

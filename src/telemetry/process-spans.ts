@@ -23,6 +23,34 @@ export function howItEnded(record: ProcessRecord): ExitHow {
   return exit.termination.signal !== undefined ? 'signal' : 'code';
 }
 
+/**
+ * What --trace-argv puts on a span: argv can be up to 1 MiB and lands on two spans a process, held
+ * in the export queue (2048 spans) while a collector is slow, so it is cut to COMMAND_ARGS_CHARS
+ * in all, the cut argument ending `…`; a process with more arguments gets a last one saying how many.
+ */
+export const COMMAND_ARGS_CHARS = 4096;
+
+export function commandArgs(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  let left = COMMAND_ARGS_CHARS;
+  for (const [i, arg] of argv.entries()) {
+    if (left <= 0) {
+      out.push(`…(${argv.length - i} more)`);
+      break;
+    }
+    out.push(arg.length <= left ? arg : `${arg.slice(0, left)}…`);
+    left -= arg.length;
+  }
+  return out;
+}
+
+/**
+ * The OTel name of its executable, the basename of what was exec'd: a spawned process's argv[0] is
+ * the path the agent ran. An adopted one's is whatever the process wrote into its own cmdline
+ * (a title with its arguments, say), so it gets none.
+ */
+const executableName = (record: ProcessRecord): string | undefined => (record.spec.adopted ? undefined : basename(record.spec.argv[0] ?? ''));
+
 export interface ProcessSpanOptions {
   readonly traces: boolean;
   /** argv on spans (process.command_args): it may hold secrets, so only with --trace-argv. */
@@ -32,10 +60,12 @@ export interface ProcessSpanOptions {
 /** Ends a stage's span; a span that cannot end is reported, and the stage's own result stands. */
 const endSpan = observing((span: Span) => span.end());
 
+const executableOf = (started: { readonly executable: string | undefined } | undefined, record: ProcessRecord): string | undefined => (started !== undefined ? started.executable : executableName(record));
+
 export function processTelemetry(agentMetrics: AgentMetrics, options: ProcessSpanOptions): ProcessTelemetry {
   const tracer: Tracer = trace.getTracer('pidfd-agent');
   /** The span that started each process, for the link from its exit, and its executable's name. */
-  const startedBy = new WeakMap<ProcessRecord, { readonly context: SpanContext; readonly executable: string }>();
+  const startedBy = new WeakMap<ProcessRecord, { readonly context: SpanContext; readonly executable: string | undefined }>();
 
   /** A stage's span, a child of the call's span named by parent (never made active itself). */
   const stageIn = <T>(parent: Context, name: SpawnStage, fn: () => T): T => {
@@ -67,10 +97,11 @@ export function processTelemetry(agentMetrics: AgentMetrics, options: ProcessSpa
     if (!options.traces) return;
     const span = trace.getSpan(parent);
     if (span === undefined || !span.isRecording()) return;
-    const executable = basename(record.spec.argv[0] ?? '');
+    const executable = executableName(record);
     startedBy.set(record, { context: span.spanContext(), executable });
-    span.setAttribute('process.pid', record.identity.pid).setAttribute('process.executable.name', executable).setAttribute('pidfd.agent.handle', record.handle);
-    if (options.traceArgv) span.setAttribute('process.command_args', [...record.spec.argv]);
+    span.setAttribute('process.pid', record.identity.pid).setAttribute('pidfd.agent.handle', record.handle);
+    if (executable !== undefined) span.setAttribute('process.executable.name', executable);
+    if (options.traceArgv) span.setAttribute('process.command_args', commandArgs(record.spec.argv));
   });
 
   /** Without traces a spawn only records its duration: one object for every spawn. */
@@ -97,12 +128,12 @@ export function processTelemetry(agentMetrics: AgentMetrics, options: ProcessSpa
       const span = tracer.startSpan('pidfd.agent.process_exit', { kind: SpanKind.INTERNAL, links, startTime: exitedAt }, ROOT_CONTEXT);
       span.setAttributes({
         'process.pid': record.identity.pid,
-        'process.executable.name': started?.executable ?? basename(record.spec.argv[0] ?? ''),
+        ...(executableOf(started, record) !== undefined ? { 'process.executable.name': executableOf(started, record) } : {}),
         'pidfd.agent.handle': record.handle,
         'pidfd.agent.exit.how': how,
         ...(termination?.exitCode !== undefined ? { 'process.exit.code': termination.exitCode } : {}),
         ...(termination?.signal !== undefined ? { 'pidfd.agent.exit.signal': signalName(termination.signal), 'pidfd.agent.exit.core_dumped': termination.coreDumped } : {}),
-        ...(options.traceArgv ? { 'process.command_args': [...record.spec.argv] } : {}),
+        ...(options.traceArgv ? { 'process.command_args': commandArgs(record.spec.argv) } : {}),
       });
       span.end(exitedAt);
     }),
