@@ -48,3 +48,18 @@ test('a failed spawn is counted by its ErrorInfo reason, a signal by its name', 
     await agent.stop();
   }
 });
+
+test('each item of a SpawnBatch is counted in pidfd_agent_spawns_total by its own result', async (t) => {
+  const agent = await startAgentProcess(['--metrics-listen', '127.0.0.1:0']);
+  t.teardown(() => agent.stop());
+  const url = await metricsUrl(agent);
+  const before = await scrape(url);
+  const { results } = await agent.client.spawnBatch({ requests: [{ argv: ['/bin/true'] }, { argv: ['/bin/true'] }, { argv: ['/nonexistent/program'] }] });
+  t.is(results.length, 3);
+  for (const r of results) if (r.spawned) await agent.client.wait({ handle: r.spawned.process!.handle });
+  const after = await scrape(url);
+  const delta = (s: string) => (after.get(s) ?? 0) - (before.get(s) ?? 0);
+  t.is(delta('pidfd_agent_spawns_total{result="ok"}'), 2);
+  t.is(delta('pidfd_agent_spawns_total{result="ENOENT"}'), 1);
+  t.is(delta('pidfd_agent_exits_total{how="code"}'), 2);
+});

@@ -8,7 +8,7 @@ import { status, type Metadata, type sendUnaryData, type ServerUnaryCall, type S
 import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type TextMapGetter } from '@opentelemetry/api';
 import { globalErrorHandler } from '@opentelemetry/core';
 import { observing } from './observing.js';
-import { ErrorInfo, Status } from '../api.js';
+import { ErrorInfo, Status, type SpawnBatchResponse } from '../api.js';
 import type { Series } from './histogram-tally.js';
 import type { AgentMetrics } from './metrics.js';
 
@@ -81,7 +81,7 @@ export function instrumentService(definition: ServiceDefinition, implementation:
     };
 
     /** Records how a call ended (its span too, if it has one); a failure here is reported, and the reply still goes. */
-    const ended = observing((started: number, span: Span | undefined, error: Partial<ServiceError> | null | undefined) => {
+    const ended = observing((started: number, span: Span | undefined, error: Partial<ServiceError> | null | undefined, value?: unknown) => {
       const code = error ? (error.code ?? status.UNKNOWN) : status.OK;
       const attrs = attrsOf(code);
       // Only a failed call carries a reason (decoded from the details it sends).
@@ -99,6 +99,8 @@ export function instrumentService(definition: ServiceDefinition, implementation:
       attrs.duration.record(seconds);
       attrs.legacy?.record(seconds * 1000);
       if (short === 'Spawn') agentMetrics.spawn(1, error ? agentMetrics.reasons.of(reason ?? codeName(code)) : 'ok');
+      // Each item of a batch is a spawn of its own, answered on its own.
+      if (short === 'SpawnBatch' && !error) for (const r of (value as SpawnBatchResponse | undefined)?.results ?? []) agentMetrics.spawn(1, r.error ? agentMetrics.reasons.of(r.error.reason || codeName(r.error.code)) : 'ok');
       if (short === 'Watch' && reason === 'WATCH_BACKLOG') agentMetrics.watchersDropped.add(1);
     });
 
@@ -140,7 +142,7 @@ export function instrumentService(definition: ServiceDefinition, implementation:
       wrapped[name] = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
         const started = performance.now();
         (handler as (c: typeof call, cb: sendUnaryData<unknown>) => void)(call, (error, value, trailer, flags) => {
-          ended(started, undefined, error);
+          ended(started, undefined, error, value);
           callback(error, value, trailer, flags);
         });
       };
@@ -149,7 +151,7 @@ export function instrumentService(definition: ServiceDefinition, implementation:
         const started = performance.now();
         const traced = open(call.metadata);
         const reply: sendUnaryData<unknown> = (error, value, trailer, flags) => {
-          ended(started, traced?.span, error);
+          ended(started, traced?.span, error, value);
           callback(error, value, trailer, flags);
         };
         if (traced === undefined) (handler as (c: typeof call, cb: typeof reply) => void)(call, reply);
