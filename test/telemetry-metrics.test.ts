@@ -1,4 +1,5 @@
 // /metrics around five spawns and exits: every counter they touch moves by exactly five.
+import { readFileSync } from 'node:fs';
 import test from 'ava';
 import { startAgentProcess } from './helpers/agent-process.js';
 import { metricsUrl, scrape, type Samples } from './helpers/metrics-scrape.js';
@@ -62,4 +63,15 @@ test('each item of a SpawnBatch is counted in pidfd_agent_spawns_total by its ow
   t.is(delta('pidfd_agent_spawns_total{result="ok"}'), 2);
   t.is(delta('pidfd_agent_spawns_total{result="ENOENT"}'), 1);
   t.is(delta('pidfd_agent_exits_total{how="code"}'), 2);
+});
+
+test('the resource is whole before the first scrape: target_info has host_id, and no error about unsettled attributes', async (t) => {
+  const agent = await startAgentProcess(['--metrics-listen', '127.0.0.1:0']);
+  t.teardown(() => agent.stop());
+  const url = await metricsUrl(agent);
+  const text = await (await fetch(url)).text();
+  const machineId = readFileSync('/etc/machine-id', 'utf8').trim();
+  t.regex(text, new RegExp(`target_info\\{[^}]*host_id="${machineId}"`));
+  await fetch(url);
+  t.false(agent.stderr().includes('async attributes settled'), agent.stderr());
 });

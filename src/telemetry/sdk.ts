@@ -164,6 +164,9 @@ export async function startSdk(plan: TelemetryPlan, identity: AgentIdentity, env
       }),
     ),
   );
+  // host.id and the like are read asynchronously; an exporter that reads the resource before they
+  // settle logs an error for it (every scrape) and exports it without them.
+  await resource.waitForAsyncAttributes?.();
   const sdk = new NodeSDK({
     resource,
     autoDetectResources: false,
