@@ -5,7 +5,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket, connect } from 'node:net';
 import test from 'ava';
 import { startAgentProcess, type AgentProcess } from './helpers/agent-process.js';
-import { eventually } from './helpers/harness.js';
+import { eventually, sleep } from './helpers/harness.js';
 import { metricsUrl, scrape } from './helpers/metrics-scrape.js';
 
 /** Spawn+Wait of `true`, n times, 8 at a time: each must succeed. */
@@ -188,4 +188,18 @@ test('/metrics: pipelined requests from peers that never read cost a bounded amo
     }
   });
   t.true(samples.size > 0);
+});
+
+test('an OTEL_METRIC_EXPORT_INTERVAL past what a timer takes is refused with a warning, not run as a 1 ms loop', async (t) => {
+  const closed = createServer();
+  const port = await listen(closed);
+  await new Promise((resolve) => closed.close(resolve));
+  const agent = await startAgentProcess(['--ephemeral'], [], { ...process.env, OTEL_METRICS_EXPORTER: 'otlp', OTEL_TRACES_EXPORTER: 'none', OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_METRIC_EXPORT_INTERVAL: '99999999999', OTEL_METRIC_EXPORT_TIMEOUT: 'soon' });
+  t.teardown(() => agent.stop());
+  await sleep(1000);
+  const messages = problems(agent).map((l) => l.message).join('\n');
+  t.regex(messages, /OTEL_METRIC_EXPORT_INTERVAL="99999999999" is not a number of milliseconds .*: using 60000/);
+  t.regex(messages, /OTEL_METRIC_EXPORT_TIMEOUT="soon"/);
+  t.false(agent.stderr().includes('TimeoutOverflowWarning'));
+  t.false(/ECONNREFUSED/.test(messages), 'no export was tried within the second');
 });

@@ -32,6 +32,12 @@ test('telemetry is on only when an exporter, an OTLP endpoint or --metrics-liste
   t.like(planTelemetry({}, { metricsListen: { host: '127.0.0.1', port: 9464 } }), { traces: false, otlpMetrics: false, off: undefined });
   t.like(planTelemetry({ OTEL_SDK_DISABLED: 'true', OTEL_TRACES_EXPORTER: 'otlp' }, { metricsListen: { host: '127.0.0.1', port: 1 } }), { traces: false, off: 'OTEL_SDK_DISABLED=true' });
   t.true(planTelemetry({ OTEL_SEMCONV_STABILITY_OPT_IN: 'http,rpc/dup' }, {}).legacyRpcNames);
+  // The SDK's other metrics exporters: prometheus where its variables say (9464 by default), console.
+  t.like(planTelemetry({ OTEL_METRICS_EXPORTER: 'prometheus' }, {}), { prometheus: { host: '127.0.0.1', port: 9464 }, off: undefined });
+  t.like(planTelemetry({ OTEL_METRICS_EXPORTER: 'prometheus', OTEL_EXPORTER_PROMETHEUS_HOST: '0.0.0.0', OTEL_EXPORTER_PROMETHEUS_PORT: '9000' }, {}), { prometheus: { host: '0.0.0.0', port: 9000 } });
+  t.like(planTelemetry({ OTEL_METRICS_EXPORTER: 'prometheus' }, { metricsListen: { host: '127.0.0.1', port: 1 } }), { prometheus: { port: 1 } }, '--metrics-listen says where');
+  t.like(planTelemetry({ OTEL_METRICS_EXPORTER: 'console' }, {}), { consoleMetrics: true, off: undefined });
+  t.regex(planTelemetry({ OTEL_METRICS_EXPORTER: 'bogus' }, {}).off ?? '', /names no exporter the agent has \(bogus;/);
 });
 
 test('spans go through the agent\'s own OTLP encoder only for OTLP over http/protobuf alone', (t) => {

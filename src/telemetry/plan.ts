@@ -20,6 +20,8 @@ export interface TelemetryPlan {
   readonly traces: boolean;
   /** Metrics are pushed over OTLP (OTEL_METRICS_EXPORTER=otlp, or an OTLP endpoint). */
   readonly otlpMetrics: boolean;
+  /** Metrics are written to stdout (OTEL_METRICS_EXPORTER=console). */
+  readonly consoleMetrics?: boolean;
   readonly prometheus?: MetricsListen;
   /** Old (pre-1.38) RPC names as well, for dashboards being migrated (OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup). */
   readonly legacyRpcNames: boolean;
@@ -45,7 +47,19 @@ export function planTelemetry(env: Env, settings: Pick<TelemetrySettings, 'metri
   const tracesExporters = list(env.OTEL_TRACES_EXPORTER);
   const metricsExporters = list(env.OTEL_METRICS_EXPORTER);
   const traces = tracesExporters.length > 0 ? !tracesExporters.includes('none') : endpoint('TRACES') !== undefined;
-  const otlpMetrics = metricsExporters.length > 0 ? metricsExporters.includes('otlp') && !metricsExporters.includes('none') : endpoint('METRICS') !== undefined;
-  const plan = { traces, otlpMetrics, prometheus: settings.metricsListen, legacyRpcNames };
-  return traces || otlpMetrics || plan.prometheus !== undefined ? plan : { ...plan, off: 'no OTEL_*_EXPORTER, OTLP endpoint or --metrics-listen' };
+  const metricsOff = metricsExporters.includes('none');
+  const named = (name: string) => !metricsOff && metricsExporters.includes(name);
+  const otlpMetrics = metricsExporters.length > 0 ? named('otlp') : endpoint('METRICS') !== undefined;
+  // As the SDK's own prometheus exporter would listen; --metrics-listen, when given, says where.
+  const prometheus = settings.metricsListen ?? (named('prometheus') ? { host: env.OTEL_EXPORTER_PROMETHEUS_HOST?.trim() || '127.0.0.1', port: prometheusPort(env.OTEL_EXPORTER_PROMETHEUS_PORT) } : undefined);
+  const plan = { traces, otlpMetrics, consoleMetrics: named('console'), prometheus, legacyRpcNames };
+  if (traces || otlpMetrics || plan.consoleMetrics || prometheus !== undefined) return plan;
+  const unknown = metricsExporters.filter((e) => !['otlp', 'prometheus', 'console', 'none'].includes(e));
+  return { ...plan, off: unknown.length > 0 ? `OTEL_METRICS_EXPORTER names no exporter the agent has (${unknown.join(', ')}; it has otlp, prometheus, console)` : 'no OTEL_*_EXPORTER, OTLP endpoint or --metrics-listen' };
+}
+
+/** OTEL_EXPORTER_PROMETHEUS_PORT, 9464 by default (and for what is not a port). */
+function prometheusPort(text: string | undefined): number {
+  const n = Number(text?.trim() || '9464');
+  return Number.isInteger(n) && n >= 0 && n <= 65535 ? n : 9464;
 }

@@ -7,9 +7,9 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
-import { ROOT_CONTEXT, trace, type Context, type ContextManager } from '@opentelemetry/api';
+import { diag, ROOT_CONTEXT, trace, type Context, type ContextManager } from '@opentelemetry/api';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { AggregationTemporality, InstrumentType, PeriodicExportingMetricReader, type IMetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
+import { AggregationTemporality, ConsoleMetricExporter, InstrumentType, PeriodicExportingMetricReader, type IMetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { OTLPMetricExporter as OtlpGrpc } from '@opentelemetry/exporter-metrics-otlp-grpc';
@@ -137,6 +137,19 @@ async function serveMetrics(exporter: PrometheusExporter, host: string, port: nu
   return server.unref();
 }
 
+/** The longest delay a timer takes: node runs a longer one after 1 ms, which would export in a hot loop. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A duration variable in milliseconds; what is not one (or out of a timer's range) is said, and the default used. */
+function milliseconds(env: Env, name: string, fallback: number): number {
+  const text = env[name]?.trim();
+  if (text === undefined || text === '') return fallback;
+  const n = /^\d+$/.test(text) ? Number(text) : Number.NaN;
+  if (n >= 1 && n <= MAX_TIMER_MS) return n;
+  diag.warn(`${name}=${JSON.stringify(text)} is not a number of milliseconds from 1 to ${MAX_TIMER_MS}: using ${fallback}`);
+  return fallback;
+}
+
 /** `histograms` are read by every metric reader beside the SDK's own instruments, each in its temporality. */
 export async function startSdk(plan: TelemetryPlan, identity: AgentIdentity, env: Env, histograms: Histograms): Promise<StartedSdk> {
   const exporters: string[] = [];
@@ -148,10 +161,17 @@ export async function startSdk(plan: TelemetryPlan, identity: AgentIdentity, env
   }
   if (plan.otlpMetrics) {
     const { exporter, protocol } = otlpMetricExporter(env);
-    const intervalMs = Number(env.OTEL_METRIC_EXPORT_INTERVAL) || 60_000;
+    const intervalMs = milliseconds(env, 'OTEL_METRIC_EXPORT_INTERVAL', 60_000);
+    // The reader refuses a timeout longer than its interval.
+    const timeoutMs = Math.min(intervalMs, milliseconds(env, 'OTEL_METRIC_EXPORT_TIMEOUT', 30_000));
     const temporality = exporter.selectAggregationTemporality?.(InstrumentType.HISTOGRAM) ?? AggregationTemporality.CUMULATIVE;
-    readers.push(new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: intervalMs, exportTimeoutMillis: Math.min(intervalMs, 30_000), metricProducers: [histograms.producer(temporality)] }));
+    readers.push(new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: intervalMs, exportTimeoutMillis: timeoutMs, metricProducers: [histograms.producer(temporality)] }));
     exporters.push(`metrics:otlp(${protocol})`);
+  }
+  if (plan.consoleMetrics) {
+    const intervalMs = milliseconds(env, 'OTEL_METRIC_EXPORT_INTERVAL', 60_000);
+    readers.push(new PeriodicExportingMetricReader({ exporter: new ConsoleMetricExporter(), exportIntervalMillis: intervalMs, exportTimeoutMillis: Math.min(intervalMs, 30_000) }));
+    exporters.push('metrics:console');
   }
   // Detected once here, so that the metrics (NodeSDK's) and the spans (ours) carry the same resource.
   const resource = detectedResource(
