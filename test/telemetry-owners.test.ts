@@ -21,11 +21,16 @@ test('without --metrics-owners no series names an owner; with it, processes and 
   }
   const labelled = await startAgentProcess(['--metrics-listen', '127.0.0.1:0', '--metrics-owners', '1']);
   try {
+    // Before any process: the series dashboards and alerts read are there at 0, under owner "other".
+    const fresh = await scrape(await metricsUrl(labelled));
+    for (const how of ['code', 'signal', 'timeout', 'lost']) t.is(fresh.get(`pidfd_agent_exits_total{how="${how}",owner="other"}`), 0, how);
+    for (const state of ['running', 'exited']) t.is(fresh.get(`pidfd_agent_processes{state="${state}",owner="other"}`), 0, state);
     const { process } = await labelled.client.spawn({ argv: ['/bin/true'] });
     await labelled.client.wait({ handle: process!.handle });
     const samples = await scrape(await metricsUrl(labelled));
     t.is(samples.get('pidfd_agent_processes{state="exited",owner="unix:uid=0"}'), 1);
     t.is(samples.get('pidfd_agent_exits_total{how="code",owner="unix:uid=0"}'), 1);
+    t.is(samples.get('pidfd_agent_processes{state="running",owner="other"}'), 0, 'a state no process is in still reads 0');
   } finally {
     await labelled.stop();
   }

@@ -91,7 +91,11 @@ export class AgentMetrics {
       .series();
     // Series a dashboard or an alert expects exist from the start, at 0, not from the first event.
     this.spawn(0, 'ok');
-    for (const how of ['code', 'signal', 'timeout', 'lost'] as const) if (this.owners === null) this.exited(0, how, undefined);
+    // With owner labels, under `other`, which takes none of the N owners' places.
+    for (const how of ['code', 'signal', 'timeout', 'lost'] as const) {
+      if (this.owners === null) this.exited(0, how, undefined);
+      else this.exits.add(0, `${how}\0other`, () => ({ how, owner: 'other' }));
+    }
     for (const signal of ['SIGTERM', 'SIGKILL']) this.signalled(0, signal);
     this.watchersDropped.add(0);
   }
@@ -131,10 +135,13 @@ export class AgentMetrics {
         const key = JSON.stringify([record.state, this.ownerAttrs(record.spec.owner).owner]);
         counts.set(key, (counts.get(key) ?? 0) + 1);
       }
+      const states = new Set<string>();
       for (const [key, n] of counts) {
         const [state, owner] = JSON.parse(key) as [string, string];
         r.observe(n, { state, owner });
+        states.add(state);
       }
+      for (const state of ['running', 'exited']) if (!states.has(state)) r.observe(0, { state, owner: 'other' });
     });
     m.createObservableGauge('pidfd_agent_watchers', { description: 'Open Watch streams' }).addCallback((r) => r.observe(view.watchers()));
     m.createObservableCounter('pidfd_agent_events_total', { description: 'Lifecycle and output events appended to the event log' }).addCallback((r) => r.observe(view.events()));
