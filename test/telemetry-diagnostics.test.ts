@@ -1,7 +1,7 @@
 // What the SDK reports reaches the agent's log as one line per problem: its message without the
 // stack, repeats (the same message with other numbers in it too) at most once a minute with a count.
 import test from 'ava';
-import { diagnosticsLogger } from '../src/telemetry/diagnostics.js';
+import { diagnosticsLogger, PROBLEM_LINES_PER_MINUTE } from '../src/telemetry/diagnostics.js';
 
 function logger() {
   const lines: Record<string, unknown>[] = [];
@@ -43,4 +43,20 @@ test('what cannot be made JSON is logged as a string, never thrown into the SDK'
   diag.info('not logged');
   diag.debug('not logged');
   t.is(lines.length, 1);
+});
+
+test('messages that differ every time are still at most PROBLEM_LINES_PER_MINUTE lines a minute, the rest counted', (t) => {
+  const { lines, diag, advance } = logger();
+  for (let i = 0; i < 200; i++) {
+    diag.error(`Bad ${Math.random().toString(36)}`);
+    advance(100);
+  }
+  // 200 messages over 20 s: one minute's worth of lines.
+  t.is(lines.length, PROBLEM_LINES_PER_MINUTE);
+  advance(60_000);
+  diag.error('the next one');
+  t.deepEqual(lines.slice(-2), [
+    { event: 'telemetry_problem', level: 'warn', message: `${200 - PROBLEM_LINES_PER_MINUTE} more problems in the minute before were not logged (at most ${PROBLEM_LINES_PER_MINUTE} lines a minute)` },
+    { event: 'telemetry_problem', level: 'error', message: 'the next one' },
+  ]);
 });

@@ -37,8 +37,17 @@ function describe(value: unknown): string {
   return line.length > MAX_MESSAGE ? `${line.slice(0, MAX_MESSAGE)}…` : line;
 }
 
+/**
+ * Lines a minute in all: a collector or proxy whose messages differ every time (a random reason
+ * phrase) is a new problem each time by its text, and must not flood the log for it.
+ */
+export const PROBLEM_LINES_PER_MINUTE = 20;
+
 export function diagnosticsLogger(log: Logger, now: () => number = Date.now): DiagLogger {
   const seen = new Map<string, { at: number; repeated: number }>();
+  let windowAt = Number.NEGATIVE_INFINITY;
+  let written = 0;
+  let unwritten = 0;
   const report =
     (level: 'error' | 'warn') =>
     (message: string, ...args: unknown[]): void => {
@@ -51,6 +60,17 @@ export function diagnosticsLogger(log: Logger, now: () => number = Date.now): Di
         last.repeated++;
         return;
       }
+      if (t - windowAt >= QUIET_MS) {
+        if (unwritten > 0) log('telemetry_problem', { level: 'warn', message: `${unwritten} more problems in the minute before were not logged (at most ${PROBLEM_LINES_PER_MINUTE} lines a minute)` });
+        windowAt = t;
+        written = 0;
+        unwritten = 0;
+      }
+      if (written >= PROBLEM_LINES_PER_MINUTE) {
+        unwritten++;
+        return;
+      }
+      written++;
       log('telemetry_problem', { level, message: text, ...(last !== undefined && last.repeated > 0 ? { repeated: last.repeated } : {}) });
       if (last === undefined && seen.size >= MAX_TRACKED) seen.clear();
       seen.set(key, { at: t, repeated: 0 });
