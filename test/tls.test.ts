@@ -378,6 +378,32 @@ function whoIs(call: Parameters<typeof callerOf>[0]): unknown {
   }
 }
 
+test('a Watch that outlives its certificate ends with UNAUTHENTICATED at its next event', async (t) => {
+  const shortLived = ca.issue('tenant-a-short-watch', { san: `URI:${TENANT}`, usage: 'clientAuth', notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 4_000) });
+  const client = tlsClient(shortLived);
+  t.teardown(() => client.close());
+  const expiry = Date.parse(new X509Certificate(readFileSync(shortLived.cert)).validTo);
+  const ended = (async () => {
+    try {
+      for await (const _ of client.watch({})) {
+        // events before the expiry are the caller's to see
+      }
+      return undefined;
+    } catch (e) {
+      return e as AgentCallError;
+    }
+  })();
+  await sleep(Math.max(0, expiry - Date.now()) + 1500);
+  // An event after the expiry: the stream is decided again before it is sent.
+  const other = tlsClient(tenant);
+  t.teardown(() => other.close());
+  const { process: p } = await other.spawn({ argv: ['/usr/bin/true'], user: 'nobody' });
+  await other.wait({ handle: p!.handle });
+  const e = await ended;
+  t.is(e?.code, status.UNAUTHENTICATED);
+  t.is(e?.reason, 'CERTIFICATE_EXPIRED');
+});
+
 test('a call reset before it is decided is refused as UNAUTHENTICATED, never taken for the anonymous caller', async (t) => {
   const outsider = ca.issue('outsider', { usage: 'clientAuth' });
   const session = http2.connect(`https://127.0.0.1:${port}`, { ca: pem(ca.cert), cert: pem(outsider.cert), key: pem(outsider.key), servername: '127.0.0.1' });

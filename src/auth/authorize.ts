@@ -130,15 +130,19 @@ export class Grant {
   private revoked = false;
 
   /**
-   * For a stream that outlives reloads: undefined while the policy in force still grants what it
-   * was opened with (`family`, and `record` if it reads one); else the PERMISSION_DENIED to end it
-   * with, audited once.
+   * For a stream that outlives reloads and certificates: undefined while the policy in force still
+   * grants what it was opened with (`family`, and `record` if it reads one) and the caller's
+   * certificate is still valid; else the PERMISSION_DENIED (or UNAUTHENTICATED) to end it with,
+   * audited once.
    */
-  revocation(family: Family, record?: { readonly spec: Pick<ProcessView['spec'], 'owner'> }): AgentError | undefined {
-    if (this.may(family) && (record === undefined || this.canSee(record))) return undefined;
+  revocation(family: Family, record?: { readonly spec: Pick<ProcessView['spec'], 'owner'> }, now: number = Date.now()): AgentError | undefined {
     const { caller, request } = this.parts;
+    const expired = caller.validUntil !== undefined && !(now <= caller.validUntil);
+    if (!expired && this.may(family) && (record === undefined || this.canSee(record))) return undefined;
     const rule = this.parts.ruleNow();
-    const error = policyDenied(rule === undefined ? { field: 'identity', message: `no rule names ${caller.identity} since the policy was reloaded` } : { field: 'rpc', message: `${request.rpc} needs permission ${family} since the policy was reloaded` });
+    const error = expired
+      ? new AgentError('Unauthenticated', `the client certificate expired at ${new Date(caller.validUntil!).toISOString()}`, { reason: 'CERTIFICATE_EXPIRED' })
+      : policyDenied(rule === undefined ? { field: 'identity', message: `no rule names ${caller.identity} since the policy was reloaded` } : { field: 'rpc', message: `${request.rpc} needs permission ${family} since the policy was reloaded` });
     if (!this.revoked) {
       this.revoked = true;
       this.parts.audit({ ...describe(caller, request), decision: 'deny', rule: rule?.name ?? null, reason: error.detail.reason, field: error.detail.field, message: error.message });

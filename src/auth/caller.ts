@@ -21,6 +21,8 @@ export interface Caller {
   readonly transport: Transport;
   /** A unix caller's uid. */
   readonly uid?: number;
+  /** A TLS caller's certificate's notAfter (ms since the epoch): a stream that outlives it ends. */
+  readonly validUntil?: number;
 }
 
 /** What a gRPC server call tells about its transport. */
@@ -56,7 +58,7 @@ export function callerOf(call: CallTransport, transports: Transports, now: numbe
   }
   if (!TCP_PEER.test(peer)) throw unauthenticated('CALLER_UNKNOWN', 'the connection of this call is gone; its caller is unknown');
   const cert = call.getAuthContext()?.sslPeerCertificate;
-  if (cert !== undefined) return { identity: certificateCaller(cert, now), aliases: [], peer, transport: 'tls' };
+  if (cert !== undefined) return { identity: certificateCaller(cert, now), aliases: [], peer, transport: 'tls', validUntil: Date.parse(cert.valid_to ?? '') };
   if (transports.tcpTls) throw unauthenticated('CALLER_UNKNOWN', 'no verified client certificate on this connection');
   return { identity: ANONYMOUS, aliases: [], peer, transport: 'tcp' };
 }
