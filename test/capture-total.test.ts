@@ -83,3 +83,29 @@ test('past --capture-retained the owner holding the most retained output loses i
   t.deepEqual(await lostOf(bHandle), { lost: 0, data: 'B-RESULT\n' }, "B's output, the oldest, is kept");
   t.true((await lostOf(aHandles[4]!)).lost === 0, "A's newest is kept too: A went down to its share first");
 });
+
+test('max_capture_bytes holds one tenant to its share of capture rings: past it POLICY_QUOTA, its own retained output goes first, another tenant is not concerned', async (t) => {
+  const [A, B] = [1015, 1016];
+  const dir = tempDir('pidfd-agent-capture-');
+  const policyFile = join(dir, 'policy.yaml');
+  const tenant = (uid: number, extra = '') => `  - identities: ["unix:uid=${uid}"]\n    role: tenant\n    spawn: { run_as: ["${uid}"], executables: ["/usr/bin/*", "/bin/*"]${extra} }\n`;
+  writeFileSync(policyFile, `rules:\n  - identities: ["unix:uid=0"]\n    role: admin\n${tenant(A, ', max_capture_bytes: 256k')}${tenant(B)}`);
+  const h = await startHarness({ policyFile });
+  t.teardown(() => h.close());
+  shareSocket(h);
+  const sleeper = (uid: number, ringBytes: number) => ({ op: 'spawn', req: { argv: ['/bin/sleep', '60'], user: String(uid), stdout: capture(ringBytes) } });
+  const [a1, a2, a3] = await asUser(A, h.address, [sleeper(A, 128 * KiB), sleeper(A, 128 * KiB), sleeper(A, 64 * KiB)]);
+  const running = [a1!.ok.process.handle, a2!.ok.process.handle];
+  t.teardown(async () => {
+    for (const handle of running) await h.client.signal({ handle, signal: 'KILL' }).catch(() => undefined);
+  });
+  t.like(a3!.error, { code: status.RESOURCE_EXHAUSTED, reason: 'POLICY_QUOTA', info: { field: 'max_capture_bytes' } });
+  const [b1] = await asUser(B, h.address, [sleeper(B, 512 * KiB)]);
+  running.push(b1!.ok.process.handle);
+  // A's first exits: its retained ring is the room its next capture takes.
+  await h.client.signal({ handle: running[0]!, signal: 'KILL' });
+  await h.client.wait({ handle: running[0]! });
+  const [a4] = await asUser(A, h.address, [sleeper(A, 64 * KiB)]);
+  t.truthy(a4!.ok, JSON.stringify(a4!.error));
+  running.push(a4!.ok.process.handle);
+});

@@ -107,6 +107,11 @@ export class Grant {
     return this.parts.executable;
   }
 
+  /** Spawns: the capture ring bytes the caller's processes may hold together (its rule's max_capture_bytes). */
+  get captureQuota(): number | undefined {
+    return this.parts.rule.spawn.maxCaptureBytes;
+  }
+
   get executableUnchecked(): boolean | undefined {
     return this.parts.executableUnchecked;
   }

@@ -44,6 +44,8 @@ export interface SpawnRule {
   readonly rlimits: Readonly<Record<string, bigint | 'inf'>> | undefined;
   /** Running at once per identity. */
   readonly maxProcesses: number | undefined;
+  /** Capture ring bytes (ring_bytes) the identity's running and retained processes hold together. */
+  readonly maxCaptureBytes: number | undefined;
   readonly spawnRate: Rate | undefined;
   /** SpawnRequest.join_namespaces_of: start a process inside a visible managed process's namespaces. */
   readonly joinNamespaces: boolean;
@@ -76,7 +78,7 @@ const NONE: Patterns = Object.freeze([]);
 
 const UNRESTRICTED: SpawnRule = Object.freeze({
   runAs: ANY, groups: ANY, executables: ANY, envAllow: ANY, envInherit: true, outputDirs: ANY, cwdDirs: ANY, outputInherit: true,
-  cgroups: ANY, cgroupCreate: true, rlimits: undefined, maxProcesses: undefined, spawnRate: undefined, joinNamespaces: true,
+  cgroups: ANY, cgroupCreate: true, rlimits: undefined, maxProcesses: undefined, maxCaptureBytes: undefined, spawnRate: undefined, joinNamespaces: true,
 });
 
 /** Without --policy: uid 0 on the unix socket is admin, nobody else may do anything. */
@@ -129,6 +131,17 @@ function positive(where: string, v: unknown): number | undefined {
   return v;
 }
 
+const SIZE_UNITS: Readonly<Record<string, number>> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+
+/** A size: bytes as an integer, or `N`, `Nk`, `Nm`, `Ng` (binary units) as the agent's flags take it. */
+function bytes(where: string, v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  const m = typeof v === 'number' ? [String(v), String(v), ''] : typeof v === 'string' ? /^\s*(\d+)\s*([kmg]?)\s*$/i.exec(v) : null;
+  const n = m === null ? Number.NaN : Number(m[1]) * SIZE_UNITS[m[2]!.toLowerCase()]!;
+  if (!Number.isSafeInteger(n) || n < 0) throw new PolicyError(`${where}: expected bytes (an integer, or N with k, m or g), got ${JSON.stringify(v)}`);
+  return n;
+}
+
 const RATE_UNITS: Readonly<Record<string, number>> = { s: 1000, m: 60_000, h: 3_600_000 };
 
 /** `10/s`, `100/m`, `1000/h`. */
@@ -154,7 +167,7 @@ function rlimitCaps(where: string, v: unknown): SpawnRule['rlimits'] {
 }
 
 /** The schema's keys, for the parser and for checks that documentation names them all. */
-export const SPAWN_KEYS: readonly string[] = ['run_as', 'groups', 'executables', 'env_allow', 'env_inherit', 'output_dirs', 'cwd_dirs', 'output_inherit', 'cgroups', 'cgroup_create', 'rlimits', 'max_processes', 'spawn_rate', 'join_namespaces'];
+export const SPAWN_KEYS: readonly string[] = ['run_as', 'groups', 'executables', 'env_allow', 'env_inherit', 'output_dirs', 'cwd_dirs', 'output_inherit', 'cgroups', 'cgroup_create', 'rlimits', 'max_processes', 'max_capture_bytes', 'spawn_rate', 'join_namespaces'];
 
 /** An admin's omitted constraint allows anything; a tenant's allows nothing (deny by default). */
 function spawnRule(where: string, v: unknown, role: Role): SpawnRule {
@@ -181,6 +194,7 @@ function spawnRule(where: string, v: unknown, role: Role): SpawnRule {
     cgroupCreate: flag(`${where}.cgroup_create`, s['cgroup_create'], d.cgroupCreate),
     rlimits: s['rlimits'] === undefined ? d.rlimits : rlimitCaps(`${where}.rlimits`, s['rlimits']),
     maxProcesses: positive(`${where}.max_processes`, s['max_processes']),
+    maxCaptureBytes: bytes(`${where}.max_capture_bytes`, s['max_capture_bytes']),
     spawnRate: parseRate(`${where}.spawn_rate`, s['spawn_rate']),
     joinNamespaces: flag(`${where}.join_namespaces`, s['join_namespaces'], d.joinNamespaces),
   });

@@ -196,7 +196,7 @@ export class ProcessManager {
         throw e;
       }
     } catch (e) {
-      if (reserved !== undefined) this.stdio.unreserve(reserved);
+      if (reserved !== undefined) this.stdio.unreserve(reserved, options.owner);
       throw e;
     } finally {
       joined.release();
@@ -211,7 +211,7 @@ export class ProcessManager {
       for (const fd of child.pipes) if (fd !== null) closeFd(fd);
       if (child.terminal !== undefined) closeFd(child.terminal);
       child.undo();
-      this.stdio.unreserve(reserved);
+      this.stdio.unreserve(reserved, options.owner);
       if (intent) this.settleIntent(intent);
       throw fromKernel(e, { what: `managing the started ${options.argv[0]!}` });
     }

@@ -41,6 +41,8 @@ export interface SpawnOptions {
   readonly terminal?: { readonly rows: number; readonly cols: number };
   /** Who asked: the caller's identity (`unix:uid=U`, a certificate's SPIFFE ID...). */
   readonly owner?: string;
+  /** The capture ring bytes the owner's running and retained processes may hold together (its rule's max_capture_bytes). */
+  readonly captureQuota?: number;
   /** argv[0] already resolved to an absolute path (by the authorization, which checked it). */
   readonly executable?: string;
   /**

@@ -48,6 +48,8 @@ export class StdioTable {
   /** Ring capacity charged against totalBytes: live rings not dropped, and spawns in flight. */
   private committed = 0;
   private readonly charged = new Map<ProcessStdio, number>();
+  /** What each owner's rings are charged, running and retained (max_capture_bytes). */
+  private readonly byOwner = new Map<string, number>();
 
   constructor(
     private readonly events: EventLog,
@@ -72,31 +74,54 @@ export class StdioTable {
    * (CAPTURE_TOTAL_EXCEEDED) when the running ones leave no room. Returns the bytes to pass to
    * attach, or to unreserve if the spawn fails.
    */
-  reserve(options: StdioOptions): number {
+  reserve(options: StdioOptions & { readonly owner?: string; readonly captureQuota?: number }): number {
     const bytes = [options.stdout, options.stderr].reduce((n, t) => n + (t.kind === 'capture' ? (t.ringBytes ?? this.defaultRingBytes) : 0), 0);
     if (bytes === 0) return 0;
+    const owner = options.owner ?? '';
+    const quota = options.captureQuota;
+    if (quota !== undefined && (this.byOwner.get(owner) ?? 0) + bytes > quota) {
+      // The owner's own retained output makes room first, oldest exit first.
+      for (const io of [...this.retained]) {
+        if ((this.byOwner.get(owner) ?? 0) + bytes <= quota) break;
+        if ((io.record.spec.owner ?? '') === owner) this.dropRetained(io);
+      }
+      const held = this.byOwner.get(owner) ?? 0;
+      if (held + bytes > quota) {
+        throw new AgentError('ResourceExhausted', `max_capture_bytes: capturing needs ${bytes} bytes of ring, and your running processes hold ${held} of your ${quota} (policy)`, {
+          reason: 'POLICY_QUOTA',
+          field: 'max_capture_bytes',
+        });
+      }
+    }
     if (this.committed + bytes > this.totalBytes) {
       const drops = this.dropOrder();
       for (let io = drops(); io !== undefined && this.committed + bytes > this.totalBytes; io = drops()) this.dropRetained(io);
     }
     if (this.committed + bytes > this.totalBytes) {
-      throw new AgentError(
-        'ResourceExhausted',
-        `capturing needs ${bytes} bytes of ring but ${this.committed} of --capture-total ${this.totalBytes} are taken by running processes and spawns in flight`,
-        { reason: 'CAPTURE_TOTAL_EXCEEDED', field: 'ring_bytes' },
-      );
+      // What the others hold is theirs to know: the caller learns only that there is no room.
+      throw new AgentError('ResourceExhausted', `capturing needs ${bytes} bytes of ring and --capture-total has no room for them now`, { reason: 'CAPTURE_TOTAL_EXCEEDED', field: 'ring_bytes' });
     }
     this.committed += bytes;
+    this.byOwner.set(owner, (this.byOwner.get(owner) ?? 0) + bytes);
     return bytes;
   }
 
-  unreserve(bytes: number): void {
+  /** Gives back what reserve() charged `owner` for a spawn that did not start. */
+  unreserve(bytes: number, owner: string | undefined): void {
     this.committed -= bytes;
+    this.discharge(owner ?? '', bytes);
+  }
+
+  private discharge(owner: string, bytes: number): void {
+    if (bytes === 0) return;
+    const left = (this.byOwner.get(owner) ?? 0) - bytes;
+    if (left > 0) this.byOwner.set(owner, left);
+    else this.byOwner.delete(owner);
   }
 
   /** Takes ownership of the agent's pipe ends of a just-spawned process; `reserved` is what reserve() charged. */
   attach(record: ProcessRecord, pipes: readonly [Fd | null, Fd | null, Fd | null], options: StdioOptions, reserved = 0): void {
-    if (pipes.every((fd) => fd === null)) return this.unreserve(reserved);
+    if (pipes.every((fd) => fd === null)) return this.unreserve(reserved, record.spec.owner);
     const ring = (t: OutputTarget) => (t.kind === 'capture' ? (t.ringBytes ?? this.defaultRingBytes) : 1);
     const publish = options.outputEvents ? (slice: OutputSlice) => void this.events.append('output', record, slice) : null;
     const io = new ProcessStdio(record, pipes, [ring(options.stdout), ring(options.stderr)], publish, (closed) => this.closed(closed));
@@ -129,8 +154,10 @@ export class StdioTable {
     const publish = state.outputEvents ? (slice: OutputSlice) => void this.events.append('output', record, slice) : null;
     const io = new ProcessStdio(record, [null, null, null], [1, 1], publish, (closed) => this.closed(closed), state);
     this.live.set(record, io);
-    this.charged.set(io, io.isDropped ? 0 : io.capacity);
-    this.committed += this.charged.get(io)!;
+    const bytes = io.isDropped ? 0 : io.capacity;
+    this.charged.set(io, bytes);
+    this.committed += bytes;
+    this.byOwner.set(record.spec.owner ?? '', (this.byOwner.get(record.spec.owner ?? '') ?? 0) + bytes);
     if (record.state !== 'running') this.retained.add(io);
     const meta = this.files?.readMeta(record.handle);
     if (meta !== undefined) this.track(record.handle, io, meta, 'on-disk');
@@ -271,7 +298,9 @@ export class StdioTable {
   }
 
   private uncharge(io: ProcessStdio): void {
-    this.committed -= this.charged.get(io) ?? 0;
+    const bytes = this.charged.get(io) ?? 0;
+    this.committed -= bytes;
+    this.discharge(io.record.spec.owner ?? '', bytes);
     this.charged.delete(io);
   }
 
