@@ -231,6 +231,26 @@ test.serial('a new client CA file decides the next handshakes', async (t) => {
   await eventually('the first CA back', async () => (await probe(tenant)).served);
 });
 
+test.serial('a CA taken out of the client CA bundle closes the open connections of its clients; the others go on', async (t) => {
+  const other = new TestCa(join(dir, 'leaving-ca'), 'leaving-ca');
+  const leaving = other.issue('tenant-a', { san: `URI:${TENANT}`, usage: 'clientAuth' });
+  replaceFile(clientCa, Buffer.concat([readFileSync(ca.cert), readFileSync(other.cert)]));
+  await eventually('the bundle with both CAs to be read', async () => (await probe(leaving)).served);
+  const staying = tlsClient(tenant);
+  const going = tlsClient(leaving);
+  t.teardown(() => {
+    staying.close();
+    going.close();
+  });
+  await staying.list({});
+  await going.list({});
+  replaceFile(clientCa, readFileSync(ca.cert));
+  await eventually('the revocation logged', () => h.logs.some((l) => l.event === 'tls_connection_revoked'));
+  const e = await t.throwsAsync(going.list({}, { deadline: 5_000 }), { instanceOf: AgentCallError });
+  t.is(e!.code, status.UNAVAILABLE, 'its connection is gone, and a new one fails the handshake');
+  await t.notThrowsAsync(staying.list({}), 'a client of the CA that stays is not disturbed');
+});
+
 test.serial('new certificate files: new connections get the new certificate, a half-done rotation keeps the old one, open sessions go on', async (t) => {
   const before = fingerprintOf(agentPair.cert);
   t.is((await probe(tenant)).fingerprint, before);

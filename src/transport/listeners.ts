@@ -43,6 +43,22 @@ export interface ConnectionBounds {
   readonly perIdentity?: IdentityConnections;
 }
 
+/**
+ * Hands a socket to grpc-js once it has started HTTP/2 within timeoutMs; else closes it, logging
+ * `idleEvent`. Until then `waiting` is the socket's only owner (a drain closes what it holds).
+ */
+export function injectWhenStarted(socket: net.Socket, peer: string, o: { readonly injector: Injector; readonly waiting: Set<net.Socket>; readonly limiter: LogLimiter; readonly timeoutMs: number; readonly idleEvent: string }): void {
+  // Errors before the session exists (a reset) would be unhandled; after, node:http2 reports them.
+  socket.on('error', () => {});
+  o.waiting.add(socket);
+  awaitPreface(socket, o.timeoutMs, (outcome) => {
+    o.waiting.delete(socket);
+    if (outcome === 'started') return inject(o.injector, socket, (e, f) => o.limiter.event(e, f));
+    if (outcome === 'timeout') o.limiter.event(o.idleEvent, { peer, reason: `no HTTP/2 within ${o.timeoutMs} ms` });
+    socket.destroy();
+  });
+}
+
 export function inject(injector: Injector, socket: net.Socket, log: Logger): void {
   try {
     injector.injectConnection(socket);
@@ -138,15 +154,7 @@ class UnixGrpcListener implements GrpcListener {
       const peer = peerOf(accepted.peer);
       // grpc-js reports a call's peer from its session socket's remoteAddress.
       Object.defineProperty(socket, 'remoteAddress', { value: peer });
-      // Errors before the session exists (a reset) would be unhandled; after, node:http2 reports them.
-      socket.on('error', () => {});
-      this.waiting.add(socket);
-      awaitPreface(socket, this.bounds.handshakeTimeoutMs, (outcome) => {
-        this.waiting.delete(socket);
-        if (outcome === 'started') return inject(this.injector, socket, (e, f) => this.limiter.event(e, f));
-        if (outcome === 'timeout') this.limiter.event('unix_connection_idle', { peer, reason: `no HTTP/2 within ${this.bounds.handshakeTimeoutMs} ms` });
-        socket.destroy();
-      });
+      injectWhenStarted(socket, peer, { injector: this.injector, waiting: this.waiting, limiter: this.limiter, timeoutMs: this.bounds.handshakeTimeoutMs, idleEvent: 'unix_connection_idle' });
     }
   }
 }

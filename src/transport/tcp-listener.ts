@@ -4,8 +4,7 @@
 // long again to start HTTP/2; refusals are logged, at most LOG_LINES_PER_SECOND a second.
 import net from 'node:net';
 import { ServerCredentials, type Server } from '@grpc/grpc-js';
-import { inject, type GrpcListener, type Injector } from './listeners.js';
-import { awaitPreface } from './http2-preface.js';
+import { injectWhenStarted, type GrpcListener, type Injector } from './listeners.js';
 import type { InboundBudget } from './inbound-budget.js';
 import type { IdentityConnections } from './identity-connections.js';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
@@ -57,7 +56,7 @@ class TcpGrpcListener implements GrpcListener {
     // TLS, if any, is done by the time grpc-js gets a socket.
     this.injector = server.createConnectionInjector(ServerCredentials.createInsecure());
     options.inbound?.watchNewestInjector(server);
-    this.handshakes = options.tls === undefined ? null : new TlsHandshakes(options.tls, options.handshakeTimeoutMs, (s) => this.awaitSession(s), (peer, reason) => this.limiter.event('tls_handshake_failed', { peer, reason }));
+    this.handshakes = options.tls === undefined ? null : new TlsHandshakes(options.tls, options.handshakeTimeoutMs, (s) => this.awaitSession(s), (peer, reason) => this.limiter.event('tls_handshake_failed', { peer, reason }), (peer, reason) => this.limiter.event('tls_connection_revoked', { peer, reason }));
     this.tcp = net.createServer((socket) => this.accepted(socket));
     this.tcp.maxConnections = options.maxConnections;
     this.tcp.on('drop', (d?: { remoteAddress?: string; remotePort?: number; remoteFamily?: string }) =>
@@ -116,14 +115,6 @@ class TcpGrpcListener implements GrpcListener {
       }
       socket.once('close', release);
     }
-    // Errors before the session exists (a reset) would be unhandled; after, node:http2 reports them.
-    socket.on('error', () => {});
-    this.waiting.add(socket);
-    awaitPreface(socket, this.options.handshakeTimeoutMs, (outcome) => {
-      this.waiting.delete(socket);
-      if (outcome === 'started') return inject(this.injector, socket, (e, f) => this.limiter.event(e, f));
-      if (outcome === 'timeout') this.limiter.event('tcp_connection_idle', { peer, reason: `no HTTP/2 within ${this.options.handshakeTimeoutMs} ms` });
-      socket.destroy();
-    });
+    injectWhenStarted(socket, peer, { injector: this.injector, waiting: this.waiting, limiter: this.limiter, timeoutMs: this.options.handshakeTimeoutMs, idleEvent: 'tcp_connection_idle' });
   }
 }

@@ -4,7 +4,7 @@
 // (node:tls's own verification: client certificate required, chained to the client CA, valid now;
 // ALPN h2); what it makes are TLSSockets that are `authorized`, which grpc-js, injected into an
 // insecure HTTP/2 server, still reads the caller's certificate from.
-import { constants } from 'node:crypto';
+import { constants, X509Certificate } from 'node:crypto';
 import type net from 'node:net';
 import tls from 'node:tls';
 import type { TlsFileProvider } from './tls-credentials.js';
@@ -37,19 +37,52 @@ function settlePeerCertificate(socket: tls.TLSSocket): void {
   socket.getPeerCertificate = ((detailed?: boolean) => (detailed === true ? read(true) : certificate)) as tls.TLSSocket['getPeerCertificate'];
 }
 
+/** The certificates of a PEM bundle. */
+function bundle(pem: Buffer): X509Certificate[] {
+  return (pem.toString('latin1').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((c) => new X509Certificate(c));
+}
+
+/** Whether a CA of `cas` issued (and signed) the peer's certificate or one in the chain it sent. */
+function trustedBy(socket: tls.TLSSocket, cas: readonly X509Certificate[]): boolean {
+  const seen = new Set<string>();
+  for (let c: tls.DetailedPeerCertificate | undefined = socket.getPeerCertificate(true); c?.raw !== undefined && !seen.has(c.fingerprint256); c = c.issuerCertificate) {
+    seen.add(c.fingerprint256);
+    const x = new X509Certificate(c.raw);
+    if (cas.some((ca) => ca.fingerprint256 === x.fingerprint256 || (x.checkIssued(ca) && x.verify(ca.publicKey)))) return true;
+  }
+  return false;
+}
+
 export class TlsHandshakes {
   private readonly engine: tls.Server;
   private readonly unsubscribe: () => void;
+  /** Verified and handed on, until they close: a new client CA bundle is checked against them. */
+  private readonly established = new Set<tls.TLSSocket>();
+  private ca: Buffer;
 
   /** onSecure gets each verified TLSSocket that negotiated h2; it owns it from then on. */
-  constructor(provider: TlsFileProvider, timeoutMs: number, onSecure: (socket: tls.TLSSocket) => void, onFailed: HandshakeFailure) {
+  /** onRevoked: a connection closed because a new client CA bundle no longer trusts its certificate. */
+  constructor(provider: TlsFileProvider, timeoutMs: number, onSecure: (socket: tls.TLSSocket) => void, onFailed: HandshakeFailure, onRevoked: HandshakeFailure = onFailed) {
     // No session tickets (and node keeps no server session cache): every connection is a full
     // handshake that verifies the client's certificate as it is now, never a resumption of one
     // verified earlier. gRPC connections live long, so this costs one handshake per connection.
     const context = (files: tls.SecureContextOptions): tls.SecureContextOptions => ({ ...files, secureOptions: constants.SSL_OP_NO_TICKET });
     this.engine = tls.createServer({ ...context(provider.options), requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2'], handshakeTimeout: timeoutMs });
-    // Replaces the context of the next handshakes; a session in progress keeps its own.
-    this.unsubscribe = provider.subscribe((options) => this.engine.setSecureContext(context(options)));
+    // Replaces the context of the next handshakes. A connection open already was verified against
+    // the old client CA: one whose certificate the new bundle no longer trusts is closed, so that
+    // taking a CA out of the bundle revokes its clients now, not when they reconnect.
+    this.ca = provider.options.ca;
+    this.unsubscribe = provider.subscribe((options) => {
+      this.engine.setSecureContext(context(options));
+      if (options.ca.equals(this.ca)) return;
+      this.ca = options.ca;
+      const cas = bundle(options.ca);
+      for (const socket of this.established) {
+        if (trustedBy(socket, cas)) continue;
+        onRevoked(peerOf(socket), 'the client CA bundle no longer trusts its certificate');
+        socket.destroy();
+      }
+    });
     this.engine.on('secureConnection', (socket: tls.TLSSocket) => {
       // A client that offers no ALPN at all gets through node:tls; grpc-js would wait on it.
       if (socket.alpnProtocol !== 'h2') {
@@ -58,6 +91,8 @@ export class TlsHandshakes {
         return;
       }
       settlePeerCertificate(socket);
+      this.established.add(socket);
+      socket.once('close', () => this.established.delete(socket));
       onSecure(socket);
     });
     this.engine.on('tlsClientError', (e: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
