@@ -1,10 +1,11 @@
-// Request bytes the agent holds before a call can be decided. grpc-js reads a request message whole
-// (up to MAX_GRPC_MESSAGE_BYTES) before any handler, and so before authorization, sees it: any
-// connected peer, one with no rule included, could open streams that each announce 4 MiB, send all
-// but a byte and never finish, until the agent was OOM-killed. The bytes of request messages still
-// arriving are counted per connection and in all; a stream that takes either past its budget is
-// reset (ENHANCE_YOUR_CALM: the client sees RESOURCE_EXHAUSTED), and so is one whose message is not
-// whole within stallMs of the stream's start. A whole message counts no more: it is decided at once.
+// Request bytes the agent holds before a call can be decided. grpc-js reads a request whole before
+// any handler, and so before authorization, sees it: for the unary and server-streaming calls of
+// this API, up to the end of the client's side of the stream (a client can send a whole message and
+// then another, and not end). Any connected peer, one with no rule included, could open streams
+// that each send 4 MiB and never end, until the agent was OOM-killed. The bytes of requests not yet
+// ended are counted per connection and in all; a stream that takes either past its budget is reset
+// (ENHANCE_YOUR_CALM: the client sees RESOURCE_EXHAUSTED), and so is one whose request has not
+// ended within stallMs of the stream's start.
 import http2, { type Http2Session, type ServerHttp2Stream } from 'node:http2';
 import type { Server } from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
@@ -26,14 +27,7 @@ interface Pending {
   readonly session: Http2Session;
   readonly since: number;
   bytes: number;
-  /** Of those, what the budgets count (all but the chunk that completed the message). */
-  counted: number;
-  /** The gRPC message header (flag, length) as far as it has come. */
-  head: Buffer;
 }
-
-/** A gRPC message's header: a compression flag and a 4-byte length. */
-const GRPC_HEADER = 5;
 
 export class InboundBudget {
   private total = 0;
@@ -75,17 +69,10 @@ export class InboundBudget {
   private track(stream: ServerHttp2Stream): void {
     const session = stream.session;
     if (session === undefined) return;
-    const entry: Pending = { session, since: performance.now(), bytes: 0, counted: 0, head: Buffer.alloc(0) };
+    const entry: Pending = { session, since: performance.now(), bytes: 0 };
     const onData = (chunk: Buffer) => {
-      if (entry.head.length < GRPC_HEADER) {
-        entry.head = entry.head.length === 0 && chunk.length >= GRPC_HEADER ? chunk.subarray(0, GRPC_HEADER) : Buffer.concat([entry.head, chunk.subarray(0, GRPC_HEADER - entry.head.length)]);
-      }
+      if (entry.bytes === 0) this.pending.set(stream, entry);
       entry.bytes += chunk.length;
-      // A whole message is grpc-js's to decode and the handler's to decide, at once: what is
-      // bounded is the message still arriving, which nothing else bounds.
-      if (entry.head.length === GRPC_HEADER && entry.bytes >= GRPC_HEADER + entry.head.readUInt32BE(1)) return done();
-      if (entry.counted === 0) this.pending.set(stream, entry);
-      entry.counted += chunk.length;
       this.total += chunk.length;
       const onSession = (this.bySession.get(session) ?? 0) + chunk.length;
       this.bySession.set(session, onSession);
@@ -95,14 +82,13 @@ export class InboundBudget {
     };
     const done = () => {
       stream.off('data', onData);
-      if (entry.counted === 0) return;
+      if (entry.bytes === 0) return;
       this.pending.delete(stream);
-      this.total -= entry.counted;
-      const left = (this.bySession.get(session) ?? 0) - entry.counted;
+      this.total -= entry.bytes;
+      const left = (this.bySession.get(session) ?? 0) - entry.bytes;
       if (left > 0) this.bySession.set(session, left);
       else this.bySession.delete(session);
       entry.bytes = 0;
-      entry.counted = 0;
       if (this.pending.size === 0 && this.sweeper !== null) {
         clearInterval(this.sweeper);
         this.sweeper = null;
