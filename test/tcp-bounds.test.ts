@@ -256,3 +256,18 @@ test('one caller holds at most --max-connections-per-identity connections: past 
     return again.served;
   });
 });
+
+test('an IPv6 TCP caller is a caller like any other: plaintext [::1] is anonymous, decided by the policy', async (t) => {
+  const dir = tempDir('pidfd-agent-v6-');
+  const policyFile = join(dir, 'policy.yaml');
+  writeFileSync(policyFile, 'rules:\n  - identities: ["anonymous"]\n    role: tenant\n    allow: [read]\n');
+  const v6 = await startHarness({ tcp: ['[::1]:0'], policyFile });
+  t.teardown(() => v6.close());
+  const client = new AgentClient(v6.agent.addresses[1]!);
+  t.teardown(() => client.close());
+  const { processes } = await client.list({});
+  t.deepEqual(processes, [], 'served as anonymous, which sees nothing of root\'s');
+  const denied = await t.throwsAsync(client.spawn({ argv: ['/bin/true'] }), { instanceOf: AgentCallError });
+  t.is(denied?.reason, 'POLICY_DENIED');
+  t.regex(denied?.message ?? '', /spawn/, 'refused by the rule, not as an unknown caller');
+});

@@ -183,7 +183,7 @@ export class Grant {
 
 const handleOf = (r: Request): string | undefined => ('handle' in r ? r.handle : undefined);
 
-function describe(caller: Caller, request: Request): Pick<AuditEntry, 'identity' | 'peer' | 'rpc' | 'handle' | 'argv0' | 'pid'> {
+function describe(caller: Pick<Caller, 'identity' | 'peer'>, request: Request): Pick<AuditEntry, 'identity' | 'peer' | 'rpc' | 'handle' | 'argv0' | 'pid'> {
   const what = request.rpc === 'Spawn' ? { argv0: request.spawn.argv[0] } : request.rpc === 'Adopt' ? { pid: request.adopt.pid } : {};
   return { identity: caller.identity, peer: caller.peer, rpc: request.rpc, handle: handleOf(request), ...what };
 }
@@ -206,7 +206,7 @@ export class Authorizer {
     } catch (e) {
       if (e instanceof AgentError) {
         const peer = call.getPeer();
-        this.deps.audit({ ...describe({ identity: UNAUTHENTICATED, aliases: [], peer, transport: 'tcp' }, request), decision: 'deny', rule: null, reason: e.detail.reason, message: e.message });
+        this.deps.audit({ ...describe({ identity: UNAUTHENTICATED, peer }, request), decision: 'deny', rule: null, reason: e.detail.reason, message: e.message });
       }
       throw e;
     }

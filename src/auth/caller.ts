@@ -32,8 +32,8 @@ export interface CallTransport {
 }
 
 const UNIX_PEER = /^unix:uid=(\d+),gid=(\d+),pid=(\d+)$/;
-/** `IPv4:PORT` or `[IPv6]:PORT`, as grpc-js names a TCP peer. */
-const TCP_PEER = /^(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d+$/;
+/** What grpc-js answers for the peer of a call whose stream has lost its session. */
+const GONE = 'unknown';
 
 export const ANONYMOUS = 'anonymous';
 
@@ -56,7 +56,8 @@ export function callerOf(call: CallTransport, transports: Transports, now: numbe
     const uid = Number(unix[1]);
     return { identity: unixIdentity(uid), aliases: unixGroups(uid, Number(unix[2])), peer, transport: 'unix', uid };
   }
-  if (!TCP_PEER.test(peer)) throw unauthenticated('CALLER_UNKNOWN', 'the connection of this call is gone; its caller is unknown');
+  // Any other peer is a TCP address (grpc-js writes IPv6 ones without brackets: `::1:50051`).
+  if (peer === GONE || peer === '') throw unauthenticated('CALLER_UNKNOWN', 'the connection of this call is gone; its caller is unknown');
   const cert = call.getAuthContext()?.sslPeerCertificate;
   if (cert !== undefined) return { identity: certificateCaller(cert, now), aliases: [], peer, transport: 'tls', validUntil: Date.parse(cert.valid_to ?? '') };
   if (transports.tcpTls) throw unauthenticated('CALLER_UNKNOWN', 'no verified client certificate on this connection');
