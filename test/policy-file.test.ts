@@ -215,3 +215,23 @@ test('a policy whose tenants may run as the same uid loads with a policy_warning
   t.true(h.agent.reloadPolicy());
   t.is(h.logs.filter((l) => l.event === 'policy_warning').length, warned, 'distinct uids: no warning');
 });
+
+test('a reload that takes away read ends a Watch that only sends usage samples', async (t) => {
+  const U = 1006;
+  const dir = tempDir('pidfd-agent-policy-');
+  const file = join(dir, 'policy.yaml');
+  const rules = (allow: string) => `rules:\n  - identities: ["unix:uid=0"]\n    role: admin\n  - identities: ["unix:uid=${U}"]\n    role: tenant\n    allow: [${allow}]\n    spawn: {run_as: ["${U}"], executables: ["/usr/bin/*", "/bin/*"]}\n`;
+  writeFileSync(file, rules('spawn, read, signal'));
+  const h = await startHarness({ policyFile: file });
+  t.teardown(() => h.close());
+  shareSocket(h);
+  const spawned = await oneAs(U, h.address, { op: 'spawn', req: { argv: ['/bin/sleep', '30'], user: String(U) } });
+  const handle: string = spawned.ok.process.handle;
+  t.teardown(() => h.client.stop({ handle, signal: 'KILL' }).catch(() => undefined));
+  const watching = oneAs(U, h.address, { op: 'watch', req: { handles: [handle], usageInterval: { seconds: 1, nanos: 0 } }, ms: 15_000 });
+  await eventually('the Watch to be open', () => h.agent.watchers.stats().length === 1, 20_000);
+  writeFileSync(file, rules('spawn, signal'));
+  t.true(h.agent.reloadPolicy());
+  const outcome = await watching;
+  t.like(outcome.error, { code: status.PERMISSION_DENIED, reason: 'POLICY_DENIED', info: { field: 'rpc' } }, 'ended at its next sample, not at the end of the window');
+});

@@ -309,16 +309,16 @@ function watchHandler(manager: ProcessManager, watchers: WatchHub, auth: Authori
       // Decided per event under the policy in force then: a reload reaches open streams too, and
       // one that takes away read (or the caller's rule) ends the stream.
       let ended = false;
-      const visible = (subject: EventSubject, type: EventType) => {
+      /** Whether the stream may still send: false (and ended) once a reload or an expiry took that away. */
+      const stillGranted = () => {
         if (ended) return false;
         const revoked = grant.revocation('read');
-        if (revoked !== undefined) {
-          ended = true;
-          queueMicrotask(() => fail(revoked));
-          return false;
-        }
-        return grant.canSee(subject) && (type !== 'output' || grant.may('output'));
+        if (revoked === undefined) return true;
+        ended = true;
+        queueMicrotask(() => fail(revoked));
+        return false;
       };
+      const visible = (subject: EventSubject, type: EventType) => stillGranted() && grant.canSee(subject) && (type !== 'output' || grant.may('output'));
       try {
         const events = watchers.log;
         const after = req.afterSequence ?? events.lastSequence;
@@ -326,7 +326,8 @@ function watchHandler(manager: ProcessManager, watchers: WatchHub, auth: Authori
           throw new AgentError('OutOfRange', `after_sequence ${after} is outside the retained events ${events.firstSequence - 1}..${events.lastSequence}: List, then Watch from its sequence`, { reason: 'CURSOR_EXPIRED', field: 'after_sequence' });
         }
         const sample = () => {
-          const events = [];
+          const events: ReturnType<typeof toUsageEvent>[] = [];
+          if (!stillGranted()) return events;
           for (const record of manager.records()) {
             if (events.length >= MAX_USAGE_SAMPLES) break;
             if (record.state !== 'running' || (handles !== null && !handles.has(record.handle)) || !hasLabels(record.spec.labels, labels) || !grant.canSee(record)) continue;
