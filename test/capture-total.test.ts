@@ -109,3 +109,47 @@ test('max_capture_bytes holds one tenant to its share of capture rings: past it 
   t.truthy(a4!.ok, JSON.stringify(a4!.error));
   running.push(a4!.ok.process.handle);
 });
+
+test('room under --capture-total is made fairly by what rings are charged, and a refused spawn frees nothing', async (t) => {
+  const [A, B] = [1017, 1018];
+  const dir = tempDir('pidfd-agent-capture-');
+  const policyFile = join(dir, 'policy.yaml');
+  const tenant = (uid: number, extra = '') => `  - identities: ["unix:uid=${uid}"]\n    role: tenant\n    spawn: { run_as: ["${uid}"], executables: ["/usr/bin/*", "/bin/*"]${extra} }\n`;
+  writeFileSync(policyFile, `rules:\n  - identities: ["unix:uid=0"]\n    role: admin\n${tenant(A, ', max_capture_bytes: 512k')}${tenant(B)}`);
+  const h = await startHarness({ policyFile, captureTotalBytes: 1024 * KiB });
+  t.teardown(() => h.close());
+  shareSocket(h);
+  const echo = (uid: number, text: string, ringBytes: number) => ({ op: 'spawn', req: { argv: ['/bin/echo', text], user: String(uid), stdout: capture(ringBytes) } });
+  const sleeper = (uid: number, ringBytes: number) => ({ op: 'spawn', req: { argv: ['/bin/sleep', '60'], user: String(uid), stdout: capture(ringBytes) } });
+  const read = async (handle: string) => {
+    let lost = 0;
+    let data = '';
+    for await (const r of h.client.readOutput({ handle, stream: OutputStream.OUTPUT_STREAM_STDOUT })) {
+      lost += r.lostBytes;
+      data += Buffer.from(r.data).toString();
+    }
+    return { lost, data };
+  };
+  const running: string[] = [];
+  t.teardown(async () => {
+    for (const handle of running) await h.client.signal({ handle, signal: 'KILL' }).catch(() => undefined);
+  });
+  const as = await asUser(A, h.address, [echo(A, 'A0', 128 * KiB), echo(A, 'A1', 128 * KiB), echo(A, 'A2', 128 * KiB)]);
+  const [b] = await asUser(B, h.address, [echo(B, 'B-RESULT', 64 * KiB)]);
+  const [a0, a1, a2] = as.map((o) => o.ok.process.handle as string);
+  const bHandle: string = b!.ok.process.handle;
+  for (const handle of [a0!, a1!, a2!, bHandle]) await h.client.wait({ handle });
+  // A's quota: its own oldest retained rings make room (A0, A1), nobody else's.
+  const [big] = await asUser(A, h.address, [sleeper(A, 384 * KiB)]);
+  running.push(big!.ok.process.handle);
+  t.true((await read(a0!)).lost > 0 && (await read(a1!)).lost > 0);
+  // Past its quota with running rings alone: refused, and A2 is not freed for nothing.
+  const [refused] = await asUser(A, h.address, [sleeper(A, 256 * KiB)]);
+  t.like(refused!.error, { reason: 'POLICY_QUOTA', info: { field: 'max_capture_bytes' } });
+  t.deepEqual(await read(a2!), { lost: 0, data: 'A2\n' });
+  // B needs room under --capture-total: A holds more retained ring (charged 128 KiB against B's 64) and gives first.
+  const [bBig] = await asUser(B, h.address, [sleeper(B, 512 * KiB)]);
+  running.push(bBig!.ok.process.handle);
+  t.deepEqual(await read(bHandle), { lost: 0, data: 'B-RESULT\n' });
+  t.true((await read(a2!)).lost > 0);
+});

@@ -69,37 +69,42 @@ export class StdioTable {
   }
 
   /**
-   * Charges a spawn's rings (resolved) against --capture-total before it starts; the oldest
-   * retained rings are dropped to make room, running ones never. RESOURCE_EXHAUSTED
-   * (CAPTURE_TOTAL_EXCEEDED) when the running ones leave no room. Returns the bytes to pass to
-   * attach, or to unreserve if the spawn fails.
+   * Charges a spawn's rings (resolved) against the owner's max_capture_bytes and --capture-total
+   * before it starts. Retained rings make room, running ones never: for the quota the owner's own,
+   * oldest exit first; for the total, the fair order of dropOrder. Nothing is dropped for a spawn
+   * that would be refused anyway: RESOURCE_EXHAUSTED (POLICY_QUOTA, CAPTURE_TOTAL_EXCEEDED) when
+   * running rings alone leave no room. Returns the bytes to pass to attach, or to unreserve.
    */
   reserve(options: StdioOptions & { readonly owner?: string; readonly captureQuota?: number }): number {
     const bytes = [options.stdout, options.stderr].reduce((n, t) => n + (t.kind === 'capture' ? (t.ringBytes ?? this.defaultRingBytes) : 0), 0);
     if (bytes === 0) return 0;
     const owner = options.owner ?? '';
     const quota = options.captureQuota;
-    if (quota !== undefined && (this.byOwner.get(owner) ?? 0) + bytes > quota) {
-      // The owner's own retained output makes room first, oldest exit first.
-      for (const io of [...this.retained]) {
-        if ((this.byOwner.get(owner) ?? 0) + bytes <= quota) break;
-        if ((io.record.spec.owner ?? '') === owner) this.dropRetained(io);
-      }
-      const held = this.byOwner.get(owner) ?? 0;
-      if (held + bytes > quota) {
-        throw new AgentError('ResourceExhausted', `max_capture_bytes: capturing needs ${bytes} bytes of ring, and your running processes hold ${held} of your ${quota} (policy)`, {
+    const charge = (io: ProcessStdio) => this.charged.get(io) ?? 0;
+    // The sums over retained rings are taken only when a limit is in reach: most spawns are far from both.
+    const overQuota = quota !== undefined && (this.byOwner.get(owner) ?? 0) + bytes > quota;
+    const own = overQuota ? [...this.retained].filter((io) => (io.record.spec.owner ?? '') === owner) : [];
+    if (overQuota) {
+      const ownRunning = (this.byOwner.get(owner) ?? 0) - own.reduce((n, io) => n + charge(io), 0);
+      if (ownRunning + bytes > quota) {
+        throw new AgentError('ResourceExhausted', `max_capture_bytes: capturing needs ${bytes} bytes of ring, and your running processes hold ${ownRunning} of your ${quota} (policy)`, {
           reason: 'POLICY_QUOTA',
           field: 'max_capture_bytes',
         });
       }
     }
-    if (this.committed + bytes > this.totalBytes) {
-      const drops = this.dropOrder();
-      for (let io = drops(); io !== undefined && this.committed + bytes > this.totalBytes; io = drops()) this.dropRetained(io);
-    }
-    if (this.committed + bytes > this.totalBytes) {
+    const overTotal = this.committed + bytes > this.totalBytes;
+    if (overTotal && this.committed - [...this.retained].reduce((n, io) => n + charge(io), 0) + bytes > this.totalBytes) {
       // What the others hold is theirs to know: the caller learns only that there is no room.
       throw new AgentError('ResourceExhausted', `capturing needs ${bytes} bytes of ring and --capture-total has no room for them now`, { reason: 'CAPTURE_TOTAL_EXCEEDED', field: 'ring_bytes' });
+    }
+    for (const io of own) {
+      if ((this.byOwner.get(owner) ?? 0) + bytes <= quota!) break;
+      this.dropRetained(io);
+    }
+    if (this.committed + bytes > this.totalBytes) {
+      const drops = this.dropOrder(charge);
+      for (let io = drops(); io !== undefined && this.committed + bytes > this.totalBytes; io = drops()) this.dropRetained(io);
     }
     this.committed += bytes;
     this.byOwner.set(owner, (this.byOwner.get(owner) ?? 0) + bytes);
@@ -260,7 +265,7 @@ export class StdioTable {
       else total += io.ringBytes;
     }
     if (total <= this.retainedBytes) return;
-    const drops = this.dropOrder();
+    const drops = this.dropOrder((io) => io.ringBytes);
     for (let io = drops(); io !== undefined && total > this.retainedBytes; io = drops()) {
       total -= io.ringBytes;
       this.dropRetained(io);
@@ -269,16 +274,18 @@ export class StdioTable {
 
   /**
    * Retained rings in the order they go: the oldest exit of whichever owner holds the most retained
-   * bytes at that moment, so one caller's output can push out another's only while it holds less.
+   * bytes at that moment (as `size` counts a ring: what it holds for --capture-retained, what it is
+   * charged for --capture-total), so one caller's output can push out another's only while it
+   * holds more.
    */
-  private dropOrder(): () => ProcessStdio | undefined {
+  private dropOrder(size: (io: ProcessStdio) => number): () => ProcessStdio | undefined {
     const owners = new Map<string, { bytes: number; rings: ProcessStdio[]; next: number }>();
     for (const io of this.retained) {
       if (io.isReleased) continue;
       const owner = io.record.spec.owner ?? '';
       let held = owners.get(owner);
       if (held === undefined) owners.set(owner, (held = { bytes: 0, rings: [], next: 0 }));
-      held.bytes += io.ringBytes;
+      held.bytes += size(io);
       held.rings.push(io);
     }
     return () => {
@@ -286,7 +293,7 @@ export class StdioTable {
       for (const held of owners.values()) if (held.next < held.rings.length && (top === undefined || held.bytes > top.bytes)) top = held;
       if (top === undefined) return undefined;
       const io = top.rings[top.next++]!;
-      top.bytes -= io.ringBytes;
+      top.bytes -= size(io);
       return io;
     };
   }
