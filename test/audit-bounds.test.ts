@@ -16,7 +16,10 @@ test('a flood of refused spawns with a huge argv[0]: a bounded number of short l
   t.teardown(() => h.close());
   const N = 200;
   const huge = `/usr/bin/${'x'.repeat(100_000)}`;
+  const started = Date.now();
   const results = await Promise.allSettled(Array.from({ length: N }, () => h.client.spawn({ argv: [huge] })));
+  // The windows of one second the flood touched (a slow machine takes more of them).
+  const windows = Math.ceil((Date.now() - started) / 1000) + 1;
   const outcomes = results.map((r) => (r.status === 'rejected' ? (r.reason instanceof AgentCallError ? r.reason.reason || r.reason.message : String(r.reason)) : 'ok'));
   t.deepEqual([...new Set(outcomes)], ['POLICY_DENIED'], 'every call is refused all the same');
   const file = join(h.dir, 'audit.log');
@@ -26,7 +29,7 @@ test('a flood of refused spawns with a huge argv[0]: a bounded number of short l
   const written = parsed.filter((l) => l['decision'] === 'deny' && l['identity'] === 'unix:uid=0');
   const counted = parsed.filter((l) => l['event'] === 'audit_suppressed').reduce((n, l) => n + ((l['denials'] as Record<string, number>)['unix:uid=0'] ?? 0), 0);
   t.is(written.length + counted, N, 'every denial is written or counted');
-  t.true(written.length <= 2 * DENIALS_PER_SECOND, `${written.length} lines written`);
+  t.true(written.length <= windows * DENIALS_PER_SECOND, `${written.length} lines written in ${windows} windows`);
   t.true(lines().every((l) => l.length < 8 * AUDIT_FIELD_CHARS), 'no line carries the 100 KB argv[0]');
   const argv0 = String(written[0]!['argv0']);
   t.true(argv0.startsWith('/usr/bin/xxx') && argv0.endsWith(`…(${huge.length - AUDIT_FIELD_CHARS} more)`), argv0.slice(-40));

@@ -31,6 +31,7 @@ test('without --metrics-owners no series names an owner; with it, processes and 
     t.is(samples.get('pidfd_agent_processes{state="exited",owner="unix:uid=0"}'), 1);
     t.is(samples.get('pidfd_agent_exits_total{how="code",owner="unix:uid=0"}'), 1);
     t.is(samples.get('pidfd_agent_processes{state="running",owner="other"}'), 0, 'a state no process is in still reads 0');
+    t.is(samples.get('pidfd_agent_processes{state="exited",owner="other"}'), 0, 'and so does other where a named owner has processes');
   } finally {
     await labelled.stop();
   }

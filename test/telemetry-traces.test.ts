@@ -7,7 +7,8 @@ import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import test from 'ava';
 import { SpawnRequest, type SpawnResponse } from '../clients/ts/src/gen/pidfd/agent/v1/agent.js';
 import { startAgentProcess } from './helpers/agent-process.js';
-import { sleep } from './helpers/harness.js';
+import { eventually, sleep } from './helpers/harness.js';
+import { readFileSync } from 'node:fs';
 import { attr, otlpEnv, startOtlpSink, type ReceivedSpan } from './helpers/otlp-sink.js';
 import { COMMAND_ARGS_CHARS } from '../src/telemetry/process-spans.js';
 import { spawn as spawnChild } from 'node:child_process';
@@ -141,7 +142,7 @@ test('an adopted process whose title holds its arguments: no process.executable.
   t.teardown(() => agent.stop());
   const titled = spawnChild('/bin/bash', ['-c', 'exec -a "/usr/bin/dbtool --password=hunter2" sleep 100'], { stdio: 'ignore' });
   t.teardown(() => titled.kill('SIGKILL'));
-  await sleep(200); // exec'd under its title
+  await eventually('the process exec\'d under its title', () => readFileSync(`/proc/${titled.pid}/cmdline`, 'latin1').includes('hunter2'));
   const { process: p } = await agent.client.adopt({ pid: titled.pid! });
   await agent.client.signal({ handle: p!.handle, signal: 'KILL' });
   await agent.client.wait({ handle: p!.handle });

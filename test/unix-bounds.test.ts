@@ -44,7 +44,8 @@ test('silent connections past --max-connections are closed at accept, the rest a
   // Past 10 lines a second, lines are counted in one log_suppressed line instead.
   await eventually('refusals and deadlines logged', () => /"event":"unix_connection_refused"/.test(agent.stderr()) && /"event":"unix_connection_idle"|"unix_connection_idle":\d+/.test(agent.stderr()));
   const refusedLines = agent.stderr().split('\n').filter((l) => l.includes('"event":"unix_connection_refused"')).length;
-  t.true(refusedLines <= 10, `the refusals are rate-limited: ${refusedLines} lines for 53`);
+  // 10 lines a second: the flood lasts well under a second, but may straddle two of the limiter's windows.
+  t.true(refusedLines <= 20, `the refusals are rate-limited: ${refusedLines} lines for 53`);
 });
 
 test('an agent flooded past its descriptors on the unix socket keeps running and serves once the flood ends', async (t) => {

@@ -96,6 +96,8 @@ interface GrantParts {
 /** What a call was granted: who may see what, and, for a spawn, the executable that was checked. */
 export class Grant {
   private finished = false;
+  /** A stream's revocation was audited. */
+  private revoked = false;
 
   constructor(private readonly parts: GrantParts) {}
 
@@ -131,8 +133,6 @@ export class Grant {
   may(family: Family): boolean {
     return this.parts.ruleNow()?.allow.has(family) === true;
   }
-
-  private revoked = false;
 
   /**
    * For a stream that outlives reloads and certificates: undefined while the policy in force still

@@ -48,6 +48,13 @@ export function diagnosticsLogger(log: Logger, now: () => number = Date.now): Di
   let windowAt = Number.NEGATIVE_INFINITY;
   let written = 0;
   let unwritten = 0;
+  /** Says how many went unwritten when the minute ends, also when nothing comes after them. */
+  let flush: NodeJS.Timeout | undefined;
+  const reportUnwritten = () => {
+    flush = undefined;
+    if (unwritten > 0) log('telemetry_problem', { level: 'warn', message: `${unwritten} more problems in the minute before were not logged (at most ${PROBLEM_LINES_PER_MINUTE} lines a minute)` });
+    unwritten = 0;
+  };
   const report =
     (level: 'error' | 'warn') =>
     (message: string, ...args: unknown[]): void => {
@@ -61,13 +68,14 @@ export function diagnosticsLogger(log: Logger, now: () => number = Date.now): Di
         return;
       }
       if (t - windowAt >= QUIET_MS) {
-        if (unwritten > 0) log('telemetry_problem', { level: 'warn', message: `${unwritten} more problems in the minute before were not logged (at most ${PROBLEM_LINES_PER_MINUTE} lines a minute)` });
+        clearTimeout(flush);
+        reportUnwritten();
         windowAt = t;
         written = 0;
-        unwritten = 0;
       }
       if (written >= PROBLEM_LINES_PER_MINUTE) {
         unwritten++;
+        flush ??= setTimeout(reportUnwritten, Math.max(0, windowAt + QUIET_MS - t)).unref();
         return;
       }
       written++;

@@ -135,13 +135,13 @@ export class AgentMetrics {
         const key = JSON.stringify([record.state, this.ownerAttrs(record.spec.owner).owner]);
         counts.set(key, (counts.get(key) ?? 0) + 1);
       }
-      const states = new Set<string>();
+      // `other` for each state always, at 0 when no owner past the N has a process there: a series
+      // that comes and goes would read as stale in between.
+      for (const state of ['running', 'exited']) counts.set(JSON.stringify([state, 'other']), counts.get(JSON.stringify([state, 'other'])) ?? 0);
       for (const [key, n] of counts) {
         const [state, owner] = JSON.parse(key) as [string, string];
         r.observe(n, { state, owner });
-        states.add(state);
       }
-      for (const state of ['running', 'exited']) if (!states.has(state)) r.observe(0, { state, owner: 'other' });
     });
     m.createObservableGauge('pidfd_agent_watchers', { description: 'Open Watch streams' }).addCallback((r) => r.observe(view.watchers()));
     m.createObservableCounter('pidfd_agent_events_total', { description: 'Lifecycle and output events appended to the event log' }).addCallback((r) => r.observe(view.events()));

@@ -7,7 +7,7 @@
 import { constants, X509Certificate } from 'node:crypto';
 import type net from 'node:net';
 import tls from 'node:tls';
-import type { TlsFileProvider } from './tls-credentials.js';
+import { pemCertificates, type TlsFileProvider } from './tls-credentials.js';
 
 /** Why a handshake failed: node:tls's verification code for a refused certificate, else the error's code. */
 export type HandshakeFailure = (peer: string, reason: string) => void;
@@ -37,11 +37,6 @@ function settlePeerCertificate(socket: tls.TLSSocket): void {
   socket.getPeerCertificate = ((detailed?: boolean) => (detailed === true ? read(true) : certificate)) as tls.TLSSocket['getPeerCertificate'];
 }
 
-/** The certificates of a PEM bundle. */
-function bundle(pem: Buffer): X509Certificate[] {
-  return (pem.toString('latin1').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((c) => new X509Certificate(c));
-}
-
 /** Whether a CA of `cas` issued (and signed) the peer's certificate or one in the chain it sent. */
 function trustedBy(socket: tls.TLSSocket, cas: readonly X509Certificate[]): boolean {
   const seen = new Set<string>();
@@ -60,8 +55,10 @@ export class TlsHandshakes {
   private readonly established = new Set<tls.TLSSocket>();
   private ca: Buffer;
 
-  /** onSecure gets each verified TLSSocket that negotiated h2; it owns it from then on. */
-  /** onRevoked: a connection closed because a new client CA bundle no longer trusts its certificate. */
+  /**
+   * onSecure gets each verified TLSSocket that negotiated h2; it owns it from then on. onRevoked:
+   * a connection closed because a new client CA bundle no longer trusts its certificate.
+   */
   constructor(provider: TlsFileProvider, timeoutMs: number, onSecure: (socket: tls.TLSSocket) => void, onFailed: HandshakeFailure, onRevoked: HandshakeFailure = onFailed) {
     // No session tickets (and node keeps no server session cache): every connection is a full
     // handshake that verifies the client's certificate as it is now, never a resumption of one
@@ -76,7 +73,7 @@ export class TlsHandshakes {
       this.engine.setSecureContext(context(options));
       if (options.ca.equals(this.ca)) return;
       this.ca = options.ca;
-      const cas = bundle(options.ca);
+      const cas = pemCertificates(options.ca);
       for (const socket of this.established) {
         if (trustedBy(socket, cas)) continue;
         onRevoked(peerOf(socket), 'the client CA bundle no longer trusts its certificate');
