@@ -5,11 +5,22 @@ import test from 'ava';
 import { AgentCallError, OutputMode, OutputStream, status } from '../clients/ts/src/index.js';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { eventually, startHarness, tempDir } from './helpers/harness.js';
+import { eventually, startHarness, tempDir, type Harness } from './helpers/harness.js';
 import { asUser, shareSocket } from './helpers/tenant.js';
 
 const KiB = 1024;
 const capture = (ringBytes: number) => ({ mode: OutputMode.OUTPUT_MODE_CAPTURE, ringBytes });
+
+/** A process's stdout as read now, and how much of it no ring holds any more. */
+async function stdoutOf(h: Harness, handle: string): Promise<{ lost: number; data: string }> {
+  let lost = 0;
+  let data = '';
+  for await (const r of h.client.readOutput({ handle, stream: OutputStream.OUTPUT_STREAM_STDOUT })) {
+    lost += r.lostBytes;
+    data += Buffer.from(r.data).toString();
+  }
+  return { lost, data };
+}
 
 test('--capture-total refuses a spawn the running rings leave no room for, and frees retained rings for one', async (t) => {
   const h = await startHarness({ captureTotalBytes: 2048 * KiB });
@@ -69,15 +80,7 @@ test('past --capture-retained the owner holding the most retained output loses i
   const floods = await asUser(A, h.address, Array.from({ length: 5 }, () => ({ op: 'spawn', req: { argv: ['/usr/bin/head', '-c', '100000', '/dev/zero'], user: String(A), stdout: capture(128 * KiB) } })));
   const aHandles: string[] = floods.map((f) => f.ok.process.handle);
   for (const handle of aHandles) await h.client.wait({ handle });
-  const lostOf = async (handle: string) => {
-    let lost = 0;
-    let data = '';
-    for await (const r of h.client.readOutput({ handle, stream: OutputStream.OUTPUT_STREAM_STDOUT })) {
-      lost += r.lostBytes;
-      data += Buffer.from(r.data).toString();
-    }
-    return { lost, data };
-  };
+  const lostOf = (handle: string) => stdoutOf(h, handle);
   // Retention is enforced once a second.
   await eventually('A over the budget trimmed', async () => (await lostOf(aHandles[0]!)).lost > 0);
   t.deepEqual(await lostOf(bHandle), { lost: 0, data: 'B-RESULT\n' }, "B's output, the oldest, is kept");
@@ -121,15 +124,7 @@ test('room under --capture-total is made fairly by what rings are charged, and a
   shareSocket(h);
   const echo = (uid: number, text: string, ringBytes: number) => ({ op: 'spawn', req: { argv: ['/bin/echo', text], user: String(uid), stdout: capture(ringBytes) } });
   const sleeper = (uid: number, ringBytes: number) => ({ op: 'spawn', req: { argv: ['/bin/sleep', '60'], user: String(uid), stdout: capture(ringBytes) } });
-  const read = async (handle: string) => {
-    let lost = 0;
-    let data = '';
-    for await (const r of h.client.readOutput({ handle, stream: OutputStream.OUTPUT_STREAM_STDOUT })) {
-      lost += r.lostBytes;
-      data += Buffer.from(r.data).toString();
-    }
-    return { lost, data };
-  };
+  const read = (handle: string) => stdoutOf(h, handle);
   const running: string[] = [];
   t.teardown(async () => {
     for (const handle of running) await h.client.signal({ handle, signal: 'KILL' }).catch(() => undefined);
