@@ -37,6 +37,7 @@ test('telemetry is on only when an exporter, an OTLP endpoint or --metrics-liste
   t.like(planTelemetry({ OTEL_METRICS_EXPORTER: 'prometheus', OTEL_EXPORTER_PROMETHEUS_HOST: '0.0.0.0', OTEL_EXPORTER_PROMETHEUS_PORT: '9000' }, {}), { prometheus: { host: '0.0.0.0', port: 9000 } });
   t.like(planTelemetry({ OTEL_METRICS_EXPORTER: 'prometheus' }, { metricsListen: { host: '127.0.0.1', port: 1 } }), { prometheus: { port: 1 } }, '--metrics-listen says where');
   t.like(planTelemetry({ OTEL_METRICS_EXPORTER: 'console' }, {}), { consoleMetrics: true, off: undefined });
+  t.like(planTelemetry({ OTEL_METRICS_EXPORTER: 'prometheus', OTEL_EXPORTER_PROMETHEUS_PORT: '99999' }, {}), { prometheus: { port: 9464 }, warnings: ['OTEL_EXPORTER_PROMETHEUS_PORT="99999" is not a port: using 9464'] });
   t.regex(planTelemetry({ OTEL_METRICS_EXPORTER: 'bogus' }, {}).off ?? '', /names no exporter the agent has \(bogus;/);
 });
 

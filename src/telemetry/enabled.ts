@@ -16,6 +16,7 @@ import type { AgentIdentity, Telemetry } from './telemetry.js';
 export async function enableTelemetry(plan: TelemetryPlan, settings: TelemetrySettings, identity: AgentIdentity, env: Readonly<Record<string, string | undefined>>, log: Logger): Promise<Telemetry> {
   // Before the SDK reads its variables: what it cannot read is said then, and only then.
   logDiagnostics(log, env);
+  for (const warning of plan.warnings ?? []) diag.warn(warning);
   const histograms = new Histograms();
   const sdk = await startSdk(plan, identity, env, histograms);
   const agentMetrics = new AgentMetrics(settings.metricsOwners, histograms);

@@ -27,6 +27,8 @@ export interface TelemetryPlan {
   readonly legacyRpcNames: boolean;
   /** Why nothing is on, when nothing is. */
   readonly off?: string;
+  /** What in the variables could not be read, said once the SDK's diagnostics reach the log. */
+  readonly warnings?: readonly string[];
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -51,15 +53,19 @@ export function planTelemetry(env: Env, settings: Pick<TelemetrySettings, 'metri
   const named = (name: string) => !metricsOff && metricsExporters.includes(name);
   const otlpMetrics = metricsExporters.length > 0 ? named('otlp') : endpoint('METRICS') !== undefined;
   // As the SDK's own prometheus exporter would listen; --metrics-listen, when given, says where.
-  const prometheus = settings.metricsListen ?? (named('prometheus') ? { host: env.OTEL_EXPORTER_PROMETHEUS_HOST?.trim() || '127.0.0.1', port: prometheusPort(env.OTEL_EXPORTER_PROMETHEUS_PORT) } : undefined);
-  const plan = { traces, otlpMetrics, consoleMetrics: named('console'), prometheus, legacyRpcNames };
+  const warnings: string[] = [];
+  const prometheus = settings.metricsListen ?? (named('prometheus') ? { host: env.OTEL_EXPORTER_PROMETHEUS_HOST?.trim() || '127.0.0.1', port: prometheusPort(env.OTEL_EXPORTER_PROMETHEUS_PORT, warnings) } : undefined);
+  const plan = { traces, otlpMetrics, consoleMetrics: named('console'), prometheus, legacyRpcNames, warnings };
   if (traces || otlpMetrics || plan.consoleMetrics || prometheus !== undefined) return plan;
   const unknown = metricsExporters.filter((e) => !['otlp', 'prometheus', 'console', 'none'].includes(e));
   return { ...plan, off: unknown.length > 0 ? `OTEL_METRICS_EXPORTER names no exporter the agent has (${unknown.join(', ')}; it has otlp, prometheus, console)` : 'no OTEL_*_EXPORTER, OTLP endpoint or --metrics-listen' };
 }
 
-/** OTEL_EXPORTER_PROMETHEUS_PORT, 9464 by default (and for what is not a port). */
-function prometheusPort(text: string | undefined): number {
-  const n = Number(text?.trim() || '9464');
-  return Number.isInteger(n) && n >= 0 && n <= 65535 ? n : 9464;
+/** OTEL_EXPORTER_PROMETHEUS_PORT, 9464 by default (and, with a warning, for what is not a port). */
+function prometheusPort(text: string | undefined, warnings: string[]): number {
+  const given = text?.trim() || '9464';
+  const n = /^\d+$/.test(given) ? Number(given) : Number.NaN;
+  if (n >= 0 && n <= 65535) return n;
+  warnings.push(`OTEL_EXPORTER_PROMETHEUS_PORT=${JSON.stringify(text)} is not a port: using 9464`);
+  return 9464;
 }
