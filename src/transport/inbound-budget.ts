@@ -21,6 +21,10 @@ export interface InboundLimits {
 }
 
 const MiB = 1024 * 1024;
+
+/** A connection's request bytes pending, kept on its session: read and written for every chunk. */
+const HELD = Symbol('pidfd-agent.inbound-bytes');
+type Counted = Http2Session & { [HELD]?: number };
 export const INBOUND_BYTES = { perConnection: 64 * MiB, total: 256 * MiB } as const;
 
 interface Pending {
@@ -31,7 +35,6 @@ interface Pending {
 
 export class InboundBudget {
   private total = 0;
-  private readonly bySession = new WeakMap<Http2Session, number>();
   /** Streams whose request side is still open, with what they have received. */
   private readonly pending = new Map<ServerHttp2Stream, Pending>();
   private sweeper: NodeJS.Timeout | null = null;
@@ -70,33 +73,30 @@ export class InboundBudget {
     const session = stream.session;
     if (session === undefined) return;
     const entry: Pending = { session, since: performance.now(), bytes: 0 };
+    let ended = false;
     const onData = (chunk: Buffer) => {
+      if (ended) return;
       if (entry.bytes === 0) this.pending.set(stream, entry);
       entry.bytes += chunk.length;
       this.total += chunk.length;
-      const onSession = (this.bySession.get(session) ?? 0) + chunk.length;
-      this.bySession.set(session, onSession);
+      const onSession = ((session as Counted)[HELD] ?? 0) + chunk.length;
+      (session as Counted)[HELD] = onSession;
       if (onSession > this.limits.perConnection) this.refuse(stream, `more than ${this.limits.perConnection} request bytes pending on one connection`);
       else if (this.total > this.limits.total) this.refuse(stream, `more than ${this.limits.total} request bytes pending in all`);
       else this.sweeper ??= setInterval(() => this.sweep(), 1000).unref();
     };
+    // Plain listeners, not once(): a stream is gone after its close, and these run on every call.
     const done = () => {
-      stream.off('data', onData);
+      if (ended) return;
+      ended = true;
       if (entry.bytes === 0) return;
       this.pending.delete(stream);
       this.total -= entry.bytes;
-      const left = (this.bySession.get(session) ?? 0) - entry.bytes;
-      if (left > 0) this.bySession.set(session, left);
-      else this.bySession.delete(session);
-      entry.bytes = 0;
-      if (this.pending.size === 0 && this.sweeper !== null) {
-        clearInterval(this.sweeper);
-        this.sweeper = null;
-      }
+      (session as Counted)[HELD] = ((session as Counted)[HELD] ?? 0) - entry.bytes;
     };
     stream.on('data', onData);
-    stream.once('end', done);
-    stream.once('close', done);
+    stream.on('end', done);
+    stream.on('close', done);
   }
 
   private refuse(stream: ServerHttp2Stream, reason: string): void {
@@ -105,6 +105,13 @@ export class InboundBudget {
   }
 
   private sweep(): void {
+    // Stopped here, when a sweep finds nothing, not each time the last pending request ends: a
+    // timer made and cleared per call costs more than the call's own bookkeeping.
+    if (this.pending.size === 0 && this.sweeper !== null) {
+      clearInterval(this.sweeper);
+      this.sweeper = null;
+      return;
+    }
     const now = performance.now();
     for (const [stream, entry] of this.pending) {
       if (now - entry.since > this.limits.stallMs) this.refuse(stream, `request not complete within ${this.limits.stallMs} ms`);
