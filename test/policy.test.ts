@@ -199,35 +199,10 @@ test('a decision resolves each name once per ttl, an unknown one too; after the 
 });
 
 test('tenants that may run as the same uid are found: by name or number, or anyone (*); admins and distinct uids are not', (t) => {
-  const p = parsePolicy(`
-rules:
-  - name: a
-    identities: ["spiffe://x/a"]
-    role: tenant
-    spawn: { run_as: ["nobody"], executables: ["/bin/*"] }
-  - name: b
-    identities: ["spiffe://x/b"]
-    role: tenant
-    spawn: { run_as: ["65534"], executables: ["/bin/*"] }
-  - name: c
-    identities: ["spiffe://x/c"]
-    role: tenant
-    spawn: { run_as: ["1000"], executables: ["/bin/*"] }
-  - name: ops
-    identities: ["spiffe://x/ops"]
-    role: admin
-`);
+  const tenant = (name: string, user: string) => `  - name: ${name}\n    identities: ["spiffe://x/${name}"]\n    role: tenant\n    spawn: { run_as: ["${user}"], executables: ["/bin/*"] }\n`;
+  const admin = '  - name: ops\n    identities: ["spiffe://x/ops"]\n    role: admin\n';
+  const p = parsePolicy(`rules:\n${tenant('a', 'nobody')}${tenant('b', '65534')}${tenant('c', '1000')}${admin}`);
   t.deepEqual(sharedUsers(p, (n) => names.uid(n)), [{ rules: ['a', 'b'], uid: '65534' }]);
-  const any = parsePolicy(`
-rules:
-  - name: c
-    identities: ["spiffe://x/c"]
-    role: tenant
-    spawn: { run_as: ["1000"], executables: ["/bin/*"] }
-  - name: d
-    identities: ["spiffe://x/d"]
-    role: tenant
-    spawn: { run_as: ["*"], executables: ["/bin/*"] }
-`);
+  const any = parsePolicy(`rules:\n${tenant('c', '1000')}${tenant('d', '*')}`);
   t.deepEqual(sharedUsers(any, (n) => names.uid(n)), [{ rules: ['c', 'd'], uid: '*' }]);
 });

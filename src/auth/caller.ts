@@ -59,7 +59,7 @@ export function callerOf(call: CallTransport, transports: Transports, now: numbe
   // Any other peer is a TCP address (grpc-js writes IPv6 ones without brackets: `::1:50051`).
   if (peer === GONE || peer === '') throw unauthenticated('CALLER_UNKNOWN', 'the connection of this call is gone; its caller is unknown');
   const cert = call.getAuthContext()?.sslPeerCertificate;
-  if (cert !== undefined) return { identity: certificateCaller(cert, now), aliases: [], peer, transport: 'tls', validUntil: Date.parse(cert.valid_to ?? '') };
+  if (cert !== undefined) return { ...certificateCaller(cert, now), aliases: [], peer, transport: 'tls' };
   if (transports.tcpTls) throw unauthenticated('CALLER_UNKNOWN', 'no verified client certificate on this connection');
   return { identity: ANONYMOUS, aliases: [], peer, transport: 'tcp' };
 }
@@ -77,14 +77,14 @@ interface PeerCertificate {
  * one, and order must not pick the rule), or a DNS SAN or CN that reads as a URI (it would pass
  * for the SPIFFE ID it spells).
  */
-function certificateCaller(cert: PeerCertificate, now: number): string {
+function certificateCaller(cert: PeerCertificate, now: number): { identity: string; validUntil: number } {
   const notAfter = Date.parse(cert.valid_to ?? '');
   const notBefore = Date.parse(cert.valid_from ?? '');
   if (!(now <= notAfter)) throw unauthenticated('CERTIFICATE_EXPIRED', `the client certificate expired at ${cert.valid_to ?? '(unknown)'}`);
   if (!(now >= notBefore)) throw unauthenticated('CERTIFICATE_NOT_YET_VALID', `the client certificate is valid from ${cert.valid_from ?? '(unknown)'}`);
   const identity = certificateIdentity(cert);
   if (identity === undefined) throw unauthenticated('CERTIFICATE_IDENTITY', 'the client certificate names more than one URI SAN, or a DNS SAN or CN with a ":" in it');
-  return unambiguous(identity);
+  return { identity: unambiguous(identity), validUntil: notAfter };
 }
 
 /**

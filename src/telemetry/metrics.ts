@@ -137,7 +137,10 @@ export class AgentMetrics {
       }
       // `other` for each state always, at 0 when no owner past the N has a process there: a series
       // that comes and goes would read as stale in between.
-      for (const state of ['running', 'exited']) counts.set(JSON.stringify([state, 'other']), counts.get(JSON.stringify([state, 'other'])) ?? 0);
+      for (const state of ['running', 'exited']) {
+        const other = JSON.stringify([state, 'other']);
+        counts.set(other, counts.get(other) ?? 0);
+      }
       for (const [key, n] of counts) {
         const [state, owner] = JSON.parse(key) as [string, string];
         r.observe(n, { state, owner });

@@ -125,10 +125,11 @@ export function processTelemetry(agentMetrics: AgentMetrics, options: ProcessSpa
       const exitedAt = record.exit?.exitedAt ?? Date.now();
       // Its own trace (the Spawn's may be long finished), joined to it by the link: started in the
       // root context, which is what `root: true` would make of the active one, without the copy.
+      const executable = executableOf(started, record);
       const span = tracer.startSpan('pidfd.agent.process_exit', { kind: SpanKind.INTERNAL, links, startTime: exitedAt }, ROOT_CONTEXT);
       span.setAttributes({
         'process.pid': record.identity.pid,
-        ...(executableOf(started, record) !== undefined ? { 'process.executable.name': executableOf(started, record) } : {}),
+        ...(executable !== undefined ? { 'process.executable.name': executable } : {}),
         'pidfd.agent.handle': record.handle,
         'pidfd.agent.exit.how': how,
         ...(termination?.exitCode !== undefined ? { 'process.exit.code': termination.exitCode } : {}),

@@ -159,19 +159,24 @@ export async function startSdk(plan: TelemetryPlan, identity: AgentIdentity, env
     prometheus = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true, metricProducers: [histograms.producer(AggregationTemporality.CUMULATIVE)] });
     readers.push(prometheus);
   }
-  if (plan.otlpMetrics) {
-    const { exporter, protocol } = otlpMetricExporter(env);
+  if (plan.otlpMetrics || plan.consoleMetrics) {
     const intervalMs = milliseconds(env, 'OTEL_METRIC_EXPORT_INTERVAL', 60_000);
     // The reader refuses a timeout longer than its interval.
     const timeoutMs = Math.min(intervalMs, milliseconds(env, 'OTEL_METRIC_EXPORT_TIMEOUT', 30_000));
-    const temporality = exporter.selectAggregationTemporality?.(InstrumentType.HISTOGRAM) ?? AggregationTemporality.CUMULATIVE;
-    readers.push(new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: intervalMs, exportTimeoutMillis: timeoutMs, metricProducers: [histograms.producer(temporality)] }));
-    exporters.push(`metrics:otlp(${protocol})`);
-  }
-  if (plan.consoleMetrics) {
-    const intervalMs = milliseconds(env, 'OTEL_METRIC_EXPORT_INTERVAL', 60_000);
-    readers.push(new PeriodicExportingMetricReader({ exporter: new ConsoleMetricExporter(), exportIntervalMillis: intervalMs, exportTimeoutMillis: Math.min(intervalMs, 30_000) }));
-    exporters.push('metrics:console');
+    /** A pushing reader, with the agent's own histograms in the temporality its exporter asks for. */
+    const periodic = (exporter: PushMetricExporter) => {
+      const temporality = exporter.selectAggregationTemporality?.(InstrumentType.HISTOGRAM) ?? AggregationTemporality.CUMULATIVE;
+      return new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: intervalMs, exportTimeoutMillis: timeoutMs, metricProducers: [histograms.producer(temporality)] });
+    };
+    if (plan.otlpMetrics) {
+      const { exporter, protocol } = otlpMetricExporter(env);
+      readers.push(periodic(exporter));
+      exporters.push(`metrics:otlp(${protocol})`);
+    }
+    if (plan.consoleMetrics) {
+      readers.push(periodic(new ConsoleMetricExporter()));
+      exporters.push('metrics:console');
+    }
   }
   // Detected once here, so that the metrics (NodeSDK's) and the spans (ours) carry the same resource.
   const resource = detectedResource(

@@ -28,7 +28,6 @@ type Counted = Http2Session & { [HELD]?: number };
 export const INBOUND_BYTES = { perConnection: 64 * MiB, total: 256 * MiB } as const;
 
 interface Pending {
-  readonly session: Http2Session;
   readonly since: number;
   bytes: number;
 }
@@ -45,11 +44,6 @@ export class InboundBudget {
     private readonly limits: InboundLimits,
   ) {
     this.limiter = new LogLimiter(log);
-  }
-
-  /** Bytes held now on streams whose request has not ended. */
-  get held(): number {
-    return this.total;
   }
 
   /**
@@ -72,7 +66,7 @@ export class InboundBudget {
   private track(stream: ServerHttp2Stream): void {
     const session = stream.session;
     if (session === undefined) return;
-    const entry: Pending = { session, since: performance.now(), bytes: 0 };
+    const entry: Pending = { since: performance.now(), bytes: 0 };
     let ended = false;
     const onData = (chunk: Buffer) => {
       if (ended) return;

@@ -34,10 +34,10 @@ function readPem(flag: string, path: string): Buffer {
   }
 }
 
-/** The certificates in a PEM bundle, each parsed (throws on the first that is not one). */
 /** The certificates of a PEM bundle already loaded (it was checked then). */
 export const pemCertificates = (pem: Buffer): X509Certificate[] => (pem.toString('latin1').match(PEM_CERTIFICATE) ?? []).map((b) => new X509Certificate(b));
 
+/** The certificates in a PEM bundle, each parsed (throws on the first that is not one). */
 function certificates(flag: string, path: string, pem: Buffer): X509Certificate[] {
   const blocks = pem.toString('latin1').match(PEM_CERTIFICATE) ?? [];
   if (blocks.length === 0) throw new Error(`--${flag} ${path}: no PEM certificate in it`);

@@ -59,7 +59,7 @@ export class TlsHandshakes {
    * onSecure gets each verified TLSSocket that negotiated h2; it owns it from then on. onRevoked:
    * a connection closed because a new client CA bundle no longer trusts its certificate.
    */
-  constructor(provider: TlsFileProvider, timeoutMs: number, onSecure: (socket: tls.TLSSocket) => void, onFailed: HandshakeFailure, onRevoked: HandshakeFailure = onFailed) {
+  constructor(provider: TlsFileProvider, timeoutMs: number, onSecure: (socket: tls.TLSSocket) => void, onFailed: HandshakeFailure, onRevoked: HandshakeFailure) {
     // No session tickets (and node keeps no server session cache): every connection is a full
     // handshake that verifies the client's certificate as it is now, never a resumption of one
     // verified earlier. gRPC connections live long, so this costs one handshake per connection.

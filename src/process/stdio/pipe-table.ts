@@ -40,6 +40,9 @@ export interface StdioStats {
  * The pipes of every spawned process, by record. A record's pipes stay reachable until its
  * handle is released (or expires); after that they are only drained until end-of-file.
  */
+/** Whose a ring is, for quotas and the fair order ('' for the processes of no caller: restored, say). */
+const ownerOf = (io: ProcessStdio): string => io.record.spec.owner ?? '';
+
 export class StdioTable {
   private readonly live = new Map<ProcessRecord, ProcessStdio>();
   private readonly draining = new Set<ProcessStdio>();
@@ -80,12 +83,12 @@ export class StdioTable {
     if (bytes === 0) return 0;
     const owner = options.owner ?? '';
     const quota = options.captureQuota;
-    const charge = (io: ProcessStdio) => this.charged.get(io) ?? 0;
+    const chargeOf = (io: ProcessStdio) => this.charged.get(io) ?? 0;
     // The sums over retained rings are taken only when a limit is in reach: most spawns are far from both.
     const overQuota = quota !== undefined && (this.byOwner.get(owner) ?? 0) + bytes > quota;
-    const own = overQuota ? [...this.retained].filter((io) => (io.record.spec.owner ?? '') === owner) : [];
+    const own = overQuota ? [...this.retained].filter((io) => ownerOf(io) === owner) : [];
     if (overQuota) {
-      const ownRunning = (this.byOwner.get(owner) ?? 0) - own.reduce((n, io) => n + charge(io), 0);
+      const ownRunning = (this.byOwner.get(owner) ?? 0) - own.reduce((n, io) => n + chargeOf(io), 0);
       if (ownRunning + bytes > quota) {
         throw new AgentError('ResourceExhausted', `max_capture_bytes: capturing needs ${bytes} bytes of ring, and your running processes hold ${ownRunning} of your ${quota} (policy)`, {
           reason: 'POLICY_QUOTA',
@@ -94,7 +97,7 @@ export class StdioTable {
       }
     }
     const overTotal = this.committed + bytes > this.totalBytes;
-    if (overTotal && this.committed - [...this.retained].reduce((n, io) => n + charge(io), 0) + bytes > this.totalBytes) {
+    if (overTotal && this.committed - [...this.retained].reduce((n, io) => n + chargeOf(io), 0) + bytes > this.totalBytes) {
       // What the others hold is theirs to know: the caller learns only that there is no room.
       throw new AgentError('ResourceExhausted', `capturing needs ${bytes} bytes of ring and --capture-total has no room for them now`, { reason: 'CAPTURE_TOTAL_EXCEEDED', field: 'ring_bytes' });
     }
@@ -103,11 +106,11 @@ export class StdioTable {
       this.dropRetained(io);
     }
     if (this.committed + bytes > this.totalBytes) {
-      const drops = this.dropOrder(charge);
+      const drops = this.dropOrder(chargeOf);
       for (let io = drops(); io !== undefined && this.committed + bytes > this.totalBytes; io = drops()) this.dropRetained(io);
     }
     this.committed += bytes;
-    this.byOwner.set(owner, (this.byOwner.get(owner) ?? 0) + bytes);
+    this.charge(owner, bytes);
     return bytes;
   }
 
@@ -115,6 +118,10 @@ export class StdioTable {
   unreserve(bytes: number, owner: string | undefined): void {
     this.committed -= bytes;
     this.discharge(owner ?? '', bytes);
+  }
+
+  private charge(owner: string, bytes: number): void {
+    this.byOwner.set(owner, (this.byOwner.get(owner) ?? 0) + bytes);
   }
 
   private discharge(owner: string, bytes: number): void {
@@ -162,7 +169,7 @@ export class StdioTable {
     const bytes = io.isDropped ? 0 : io.capacity;
     this.charged.set(io, bytes);
     this.committed += bytes;
-    this.byOwner.set(record.spec.owner ?? '', (this.byOwner.get(record.spec.owner ?? '') ?? 0) + bytes);
+    this.charge(ownerOf(io), bytes);
     if (record.state !== 'running') this.retained.add(io);
     const meta = this.files?.readMeta(record.handle);
     if (meta !== undefined) this.track(record.handle, io, meta, 'on-disk');
@@ -282,7 +289,7 @@ export class StdioTable {
     const owners = new Map<string, { bytes: number; rings: ProcessStdio[]; next: number }>();
     for (const io of this.retained) {
       if (io.isReleased) continue;
-      const owner = io.record.spec.owner ?? '';
+      const owner = ownerOf(io);
       let held = owners.get(owner);
       if (held === undefined) owners.set(owner, (held = { bytes: 0, rings: [], next: 0 }));
       held.bytes += size(io);
@@ -307,7 +314,7 @@ export class StdioTable {
   private uncharge(io: ProcessStdio): void {
     const bytes = this.charged.get(io) ?? 0;
     this.committed -= bytes;
-    this.discharge(io.record.spec.owner ?? '', bytes);
+    this.discharge(ownerOf(io), bytes);
     this.charged.delete(io);
   }
 
