@@ -4,14 +4,14 @@
 // plan turned on (the SDK's own default would export traces over OTLP to localhost unasked). Spans
 // are made by the agent's recorder (span-recorder.ts) over the sampler, limits and processors the
 // SDK builds from the environment (sdk-env.ts).
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { diag, ROOT_CONTEXT, trace, type Context, type ContextManager } from '@opentelemetry/api';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { AggregationTemporality, ConsoleMetricExporter, InstrumentType, PeriodicExportingMetricReader, type IMetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
-import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import { OTLPMetricExporter as OtlpGrpc } from '@opentelemetry/exporter-metrics-otlp-grpc';
 import { OTLPMetricExporter as OtlpJson } from '@opentelemetry/exporter-metrics-otlp-http';
 import { OTLPMetricExporter as OtlpProto } from '@opentelemetry/exporter-metrics-otlp-proto';
@@ -20,6 +20,7 @@ import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentel
 import { TraceExporterMetricsHelper } from '@opentelemetry/otlp-transformer';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
 import type { Histograms } from './histogram-tally.js';
+import { serveMetrics, type Collect } from './metrics-endpoint.js';
 import { OtlpSpanSerializer } from './otlp-span-encoder.js';
 import { detectedResource, samplerFromEnv, spanLimitsFromEnv, spanProcessorsFromEnv } from './sdk-env.js';
 import { SpanRecorderProvider } from './span-recorder.js';
@@ -100,41 +101,14 @@ export function otlpProtobufSpanExporter(env: Env): SpanExporter | undefined {
   return new OTLPExporterBase<ReadableSpan[]>(createOtlpHttpExportDelegate(options, OtlpSpanSerializer, 'otlp_http_span_exporter', TraceExporterMetricsHelper, undefined));
 }
 
-/**
- * What /metrics lets a peer hold: it is served beside the agent's own sockets and pidfds, on an
- * address a cluster can reach, so connections and slow requests are bounded (a scraper needs one).
- */
-export const METRICS_MAX_CONNECTIONS = 32;
-const METRICS_REQUEST_TIMEOUT_MS = 10_000;
-/** Scrapes collected at once; more are answered 503 (a Prometheus scrapes one at a time). */
-const METRICS_CONCURRENT_SCRAPES = 4;
-
-/**
- * /metrics on an HTTP server of our own: its listen errors fail the start, and port 0 works. One
- * request per connection: node:http would otherwise take every request a peer pipelines, collecting
- * for each and holding each answer until the peer reads (640,000 pipelined GETs from 32 peers that
- * never read took the agent from 94 to 873 MiB); past the first, node answers 503 without us.
- */
-async function serveMetrics(exporter: PrometheusExporter, host: string, port: number): Promise<Server> {
-  let scraping = 0;
-  // Node checks those timeouts every connectionsCheckingInterval (30 s by default): every second here.
-  const server = createServer({ headersTimeout: METRICS_REQUEST_TIMEOUT_MS, requestTimeout: METRICS_REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 1_000, maxHeaderSize: 8192 }, (req, res) => {
-    if (req.method !== 'GET' || !(req.url === '/metrics' || req.url?.startsWith('/metrics?'))) return void res.writeHead(404).end();
-    if (scraping >= METRICS_CONCURRENT_SCRAPES) return void res.writeHead(503, { 'Retry-After': '1' }).end();
-    scraping++;
-    res.once('close', () => scraping--);
-    exporter.getMetricsRequestHandler(req, res);
-  });
-  server.maxRequestsPerSocket = 1;
-  server.maxConnections = METRICS_MAX_CONNECTIONS;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host, port }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  return server.unref();
+/** The exporter's metrics in Prometheus text, as its own handler writes them (no prefix, no timestamps, no scope info). */
+function prometheusText(exporter: PrometheusExporter): Collect {
+  const serializer = new PrometheusSerializer('', false, undefined, false, true);
+  return async () => {
+    const { resourceMetrics, errors } = await exporter.collect();
+    if (errors.length > 0) diag.error('PrometheusExporter: metrics collection errors', ...errors);
+    return serializer.serialize(resourceMetrics);
+  };
 }
 
 /** The longest delay a timer takes: node runs a longer one after 1 ms, which would export in a hot loop. */
@@ -216,7 +190,7 @@ export async function startSdk(plan: TelemetryPlan, identity: AgentIdentity, env
   }
   let server: Server | undefined;
   try {
-    if (prometheus && plan.prometheus) server = await serveMetrics(prometheus, plan.prometheus.host, plan.prometheus.port);
+    if (prometheus && plan.prometheus) server = await serveMetrics(prometheusText(prometheus), plan.prometheus.host, plan.prometheus.port);
   } catch (e) {
     await Promise.all([sdk.shutdown(), spans?.shutdown()]);
     throw new Error(`--metrics-listen ${plan.prometheus!.host}:${plan.prometheus!.port}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
