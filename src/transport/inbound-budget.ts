@@ -7,7 +7,6 @@
 // (ENHANCE_YOUR_CALM: the client sees RESOURCE_EXHAUSTED), and so is one whose request has not
 // ended within stallMs of the stream's start.
 import http2, { type Http2Session, type ServerHttp2Stream } from 'node:http2';
-import type { Server } from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
 import { LogLimiter } from './log-limiter.js';
 
@@ -46,24 +45,14 @@ export class InboundBudget {
     this.limiter = new LogLimiter(log);
   }
 
-  /**
-   * Counts the streams of the HTTP/2 server grpc-js made for the injector just created: grpc-js
-   * keeps its servers in a private map, the only way to its streams before a handler runs.
-   */
-  watchNewestInjector(server: Server): void {
-    const servers = (server as unknown as { http2Servers?: Map<http2.Http2Server, unknown> }).http2Servers;
-    const newest = servers === undefined ? undefined : [...servers.keys()].at(-1);
-    if (newest === undefined) throw new Error('grpc-js keeps no http2Servers: the inbound budget cannot see its streams');
-    newest.on('stream', (stream: ServerHttp2Stream) => this.track(stream));
-  }
-
   close(): void {
     if (this.sweeper !== null) clearInterval(this.sweeper);
     this.sweeper = null;
     this.limiter.close();
   }
 
-  private track(stream: ServerHttp2Stream): void {
+  /** Counts a stream's request bytes until its client ends its side (server-streams.ts calls it for every stream). */
+  track(stream: ServerHttp2Stream): void {
     const session = stream.session;
     if (session === undefined) return;
     const entry: Pending = { since: performance.now(), bytes: 0 };

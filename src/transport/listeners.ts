@@ -13,6 +13,7 @@ import { watchReadable, type PollHandle } from '../kernel/libc.js';
 import type { Logger } from '../log.js';
 import { awaitPreface } from './http2-preface.js';
 import type { InboundBudget } from './inbound-budget.js';
+import { watchServerStreams } from './server-streams.js';
 import type { IdentityConnections } from './identity-connections.js';
 import { LogLimiter } from './log-limiter.js';
 import { SOCKET_MODE } from './unix-socket.js';
@@ -93,7 +94,7 @@ class UnixGrpcListener implements GrpcListener {
     this.limiter = new LogLimiter(log);
     this.listener = new UnixListener(path, 'stream', 511, { mode: SOCKET_MODE, gid });
     this.injector = server.createConnectionInjector(ServerCredentials.createInsecure());
-    bounds.inbound?.watchNewestInjector(server);
+    watchServerStreams(server, bounds.inbound);
     this.poll = watchReadable(this.listener.fd, () => this.acceptAll());
   }
 

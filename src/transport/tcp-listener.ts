@@ -6,6 +6,7 @@ import net from 'node:net';
 import { ServerCredentials, type Server } from '@grpc/grpc-js';
 import { injectWhenStarted, type GrpcListener, type Injector } from './listeners.js';
 import type { InboundBudget } from './inbound-budget.js';
+import { watchServerStreams } from './server-streams.js';
 import type { IdentityConnections } from './identity-connections.js';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { LogLimiter } from './log-limiter.js';
@@ -55,7 +56,7 @@ class TcpGrpcListener implements GrpcListener {
     this.limiter = new LogLimiter(log);
     // TLS, if any, is done by the time grpc-js gets a socket.
     this.injector = server.createConnectionInjector(ServerCredentials.createInsecure());
-    options.inbound?.watchNewestInjector(server);
+    watchServerStreams(server, options.inbound);
     this.handshakes = options.tls === undefined ? null : new TlsHandshakes(options.tls, options.handshakeTimeoutMs, (s) => this.awaitSession(s), (peer, reason) => this.limiter.event('tls_handshake_failed', { peer, reason }), (peer, reason) => this.limiter.event('tls_connection_revoked', { peer, reason }));
     this.tcp = net.createServer((socket) => this.accepted(socket));
     this.tcp.maxConnections = options.maxConnections;
