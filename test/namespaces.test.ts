@@ -10,7 +10,7 @@ import { OutputMode, OutputStream, status, type AgentClient, type SpawnRequest }
 import { startAgent } from '../src/agent.js';
 import { DEFAULTS } from '../src/config/config.js';
 import { startAgentProcess } from './helpers/agent-process.js';
-import { startHarness, tempDir } from './helpers/harness.js';
+import { eventually, startHarness, tempDir } from './helpers/harness.js';
 import { startStandIn } from './helpers/stand-in.js';
 import { asUser, shareSocket } from './helpers/tenant.js';
 import { runCliText } from './helpers/cli.js';
@@ -72,7 +72,7 @@ test.serial('--spawn-in-namespaces-of: a PID that is gone, or namespaces that ca
   t.teardown(() => node.close());
   const started = await startAgentProcess(['--ephemeral', '--spawn-in-namespaces-of', String(node.pid)], ['unshare', '--user', '--map-root-user']).catch((e: Error) => e);
   t.true(started instanceof Error, 'the agent does not start');
-  t.regex((started as Error).message, new RegExp(`pidfd-agent: --spawn-in-namespaces-of ${node.pid}: cannot join its mount, UTS, IPC, network and cgroup namespaces: (setns: EPERM|open /proc/${node.pid}/root: EACCES)\n`));
+  t.regex((started as Error).message, new RegExp(`pidfd-agent: --spawn-in-namespaces-of ${node.pid}: cannot join its mount, UTS, IPC, network and cgroup namespaces: (they belong to another user namespace|setns: EPERM|open /proc/${node.pid}/root: EACCES)\n`));
 });
 
 test.serial('join_namespaces_of: a process starts in a managed process\'s namespaces, as the policy allows', async (t) => {
@@ -120,4 +120,37 @@ test.serial('join_namespaces_of: a process starts in a managed process\'s namesp
   t.regex(exited!.message, /join_namespaces_of: process .* has exited/);
   const unknown = await t.throwsAsync(h.client.spawn({ argv: ['true'], joinNamespacesOf: 'aaaaaaaaaaaaaaaaaaaaaaaaaa' }));
   t.regex(unknown!.message, /unknown handle/);
+});
+
+test.serial('join_namespaces_of: namespaces a tenant made for itself are refused, and a tenant joining others runs with no_new_privs', async (t) => {
+  const dir = tempDir('pidfd-agent-join-');
+  const policyFile = join(dir, 'policy.yaml');
+  writeFileSync(policyFile, `rules:\n  - identities: ["unix:uid=0"]\n    role: admin\n  - identities: ["unix:uid=1502"]\n    role: tenant\n    spawn: { run_as: ["1502"], executables: ["*"], join_namespaces: true }\n`);
+  const h = await startHarness({ policyFile });
+  t.teardown(() => h.close());
+  shareSocket(h);
+  // The review's way to root: a user and mount namespace of the tenant's own, where it may mount
+  // over /etc (ld.so.preload), then a setuid program run there by the agent from outside them.
+  const [own, plain] = await asUser(1502, h.address, [
+    { op: 'spawn', req: { argv: ['unshare', '-Urm', 'sh', '-c', 'mount -t tmpfs none /mnt && exec sleep 60'], user: '1502' } },
+    { op: 'spawn', req: { argv: ['sleep', '60'], user: '1502' } },
+  ]);
+  const ownPid = own!.ok.process.pid as number;
+  await eventually('the tenant in a user namespace of its own', () => readlinkSync(`/proc/${ownPid}/ns/mnt`) !== readlinkSync('/proc/self/ns/mnt'));
+  const before = (await h.client.list({})).processes.length;
+  const [refused, joined] = await asUser(1502, h.address, [
+    { op: 'spawn', req: { argv: ['true'], user: '1502', joinNamespacesOf: own!.ok.process.handle } },
+    { op: 'spawn', req: { argv: ['grep', 'NoNewPrivs', '/proc/self/status'], user: '1502', joinNamespacesOf: plain!.ok.process.handle, stdout: CAPTURE } },
+  ]);
+  t.like(refused?.error, { code: status.PERMISSION_DENIED, reason: 'EPERM' });
+  t.is(refused?.error?.info['field'], 'join_namespaces_of');
+  t.regex(refused!.error!.details, /namespaces belong to another user namespace/);
+  // The agent's own namespaces (the plain sleep's) are joined, without setuid's power.
+  const handle = joined!.ok.process.handle as string;
+  t.is((await h.client.wait({ handle })).process?.exit?.code, 0);
+  const chunks: Uint8Array[] = [];
+  for await (const r of h.client.readOutput({ handle, stream: OutputStream.OUTPUT_STREAM_STDOUT })) chunks.push(r.data);
+  t.is(Buffer.concat(chunks).toString(), 'NoNewPrivs:\t1\n');
+  t.is((await h.client.list({})).processes.length, before + 1, 'the refused spawn left nothing behind');
+  for (const p of [own, plain]) await h.client.signal({ handle: p!.ok.process.handle, signal: 'SIGKILL' });
 });

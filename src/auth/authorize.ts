@@ -118,6 +118,23 @@ export class Grant {
     return this.parts.executableUnchecked;
   }
 
+  /**
+   * A granted spawn as it runs: owned by the caller, with what its rule sets. A tenant's process in
+   * another process's namespaces runs with no_new_privs: setuid and file capabilities there would
+   * work on files the tenant may have put in them (a container's image, say).
+   */
+  spawnOptions(spawn: SpawnOptions): SpawnOptions {
+    const contained = spawn.joinNamespacesOf !== undefined && this.parts.rule.role !== 'admin' && !spawn.setup.noNewPrivs;
+    return {
+      ...spawn,
+      ...(contained ? { setup: { ...spawn.setup, noNewPrivs: true } } : {}),
+      owner: this.owner,
+      captureQuota: this.captureQuota,
+      executable: this.executable,
+      executableUnchecked: this.executableUnchecked,
+    };
+  }
+
   /** The owner a spawned or adopted process gets. */
   get owner(): string {
     return this.parts.caller.identity;

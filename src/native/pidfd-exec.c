@@ -7,9 +7,10 @@
 //              [--pdeathsig SIG] [--nnp] [--no-exec] -- PATH ARGV0 [ARG...]
 //
 // --setns FD joins the mount, UTS, IPC, network and cgroup namespaces of the process pidfd FD
-// names (setns(2) by pidfd, Linux 5.8), first: the cgroup move after it happens in that cgroup
-// namespace (cgroup v2 only lets a process move within its own), and --chdir, the output files and
-// PATH's execve resolve in that mount namespace (the node's filesystem). --no-exec stops after
+// names, first, and only if the helper's own user namespace owns each (else stage setns_owner):
+// the cgroup move after it happens in that cgroup namespace (cgroup v2 only lets a process move
+// within its own), and --chdir, the output files and PATH's execve resolve in that mount namespace
+// (the node's filesystem). --no-exec stops after
 // setup with exit status 0: the agent's start-up probe of --setns.
 //
 // Descriptors: 3 is the report pipe; 4 holds the target's environment as NUL-terminated
@@ -34,9 +35,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define REPORT_FD 3
@@ -97,10 +100,81 @@ static char **read_env(void) {
   return env;
 }
 
-static void join_namespaces(const char *fd_text) {
-  int fd = (int)number("setns", fd_text, 10);
-  if (setns(fd, CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP) != 0) fail("setns", errno);
+// The namespaces --setns joins, the mount namespace last: until then /proc is still the agent's.
+static const struct {
+  unsigned long by_pidfd; // PIDFD_GET_*_NAMESPACE (Linux 6.11)
+  const char *name;       // under /proc/PID/ns, for older kernels
+  int type;
+} JOINED[] = {
+  {_IO(0xFF, 4), "net", CLONE_NEWNET},
+  {_IO(0xFF, 2), "ipc", CLONE_NEWIPC},
+  {_IO(0xFF, 10), "uts", CLONE_NEWUTS},
+  {_IO(0xFF, 1), "cgroup", CLONE_NEWCGROUP},
+  {_IO(0xFF, 3), "mnt", CLONE_NEWNS},
+};
+#define JOINED_COUNT (sizeof JOINED / sizeof JOINED[0])
+#define NS_GET_USERNS _IO(0xb7, 0x1)
+
+// The pid a pidfd names, from its fdinfo (for kernels without the namespace ioctls).
+static pid_t pid_of(int pidfd) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/self/fdinfo/%d", pidfd);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("setns", errno);
+  ssize_t n = read(fd, buf, sizeof buf - 1);
   close(fd);
+  if (n <= 0) fail("setns", n < 0 ? errno : EINVAL);
+  buf[n] = '\0';
+  const char *line = strstr(buf, "\nPid:\t");
+  if (line == NULL) fail("setns", EINVAL);
+  long pid = strtol(line + 6, NULL, 10);
+  if (pid <= 0) fail("setns", ESRCH);
+  return (pid_t)pid;
+}
+
+// One of the target's namespaces as a descriptor: by its pidfd, else by /proc/PID/ns/NAME opened
+// while the pidfd shows the process still alive (so the PID was not reused meanwhile).
+static int namespace_of(int pidfd, size_t i, pid_t *pid) {
+  int fd = ioctl(pidfd, JOINED[i].by_pidfd, 0);
+  if (fd >= 0 || (errno != ENOTTY && errno != EINVAL)) {
+    if (fd < 0) fail("setns", errno);
+    return fd;
+  }
+  if (*pid == 0) *pid = pid_of(pidfd);
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)*pid, JOINED[i].name);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail("setns", errno == ENOENT ? ESRCH : errno);
+  if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) != 0) fail("setns", errno);
+  return fd;
+}
+
+// Joins the target's namespaces only if the helper's own user namespace owns each of them. One a
+// tenant made (unshare -Urm) is owned by the tenant's user namespace: joining its mount namespace
+// as root, outside that user namespace, would run the child where the tenant controls /etc (say
+// ld.so.preload) and setuid still works, i.e. as root on the node. The descriptors checked are the
+// ones joined, so the target cannot swap its namespaces in between.
+static void join_namespaces(const char *fd_text) {
+  int pidfd = (int)number("setns", fd_text, 10);
+  int ours = open("/proc/self/ns/user", O_RDONLY | O_CLOEXEC);
+  struct stat own, owner_st;
+  if (ours < 0 || fstat(ours, &own) != 0) fail("setns", errno);
+  close(ours);
+  int fds[JOINED_COUNT];
+  pid_t pid = 0;
+  for (size_t i = 0; i < JOINED_COUNT; i++) {
+    fds[i] = namespace_of(pidfd, i, &pid);
+    int owner = ioctl(fds[i], NS_GET_USERNS);
+    if (owner < 0) fail("setns_owner", errno);
+    if (fstat(owner, &owner_st) != 0) fail("setns", errno);
+    close(owner);
+    if (owner_st.st_dev != own.st_dev || owner_st.st_ino != own.st_ino) fail("setns_owner", EPERM);
+  }
+  for (size_t i = 0; i < JOINED_COUNT; i++) {
+    if (setns(fds[i], JOINED[i].type) != 0) fail("setns", errno);
+    close(fds[i]);
+  }
+  close(pidfd);
 }
 
 static void join_cgroup(const char *fd_text) {

@@ -146,7 +146,7 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
       'Spawn',
       (req: SpawnRequest) => ({ rpc: 'Spawn' as const, spawn: validate.spawnOptions(req) }),
       async (grant, { spawn }) => {
-        const { record, replayed } = await manager.spawn({ ...spawn, owner: grant.owner, captureQuota: grant.captureQuota, executable: grant.executable, executableUnchecked: grant.executableUnchecked });
+        const { record, replayed } = await manager.spawn(grant.spawnOptions(spawn));
         return { process: processOf(record), replayed };
       },
       (res) => res.process,
@@ -160,7 +160,7 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
           const request = { rpc: 'Spawn' as const, spawn: validate.spawnOptions(item) };
           const grant = auth.authorize(call, request);
           try {
-            const { record, replayed } = await manager.spawn({ ...request.spawn, owner: grant.owner, captureQuota: grant.captureQuota, executable: grant.executable, executableUnchecked: grant.executableUnchecked });
+            const { record, replayed } = await manager.spawn(grant.spawnOptions(request.spawn));
             const process = processOf(record);
             grant.finish({ handle: process.handle, pid: process.pid });
             return { process, replayed };

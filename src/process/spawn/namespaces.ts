@@ -77,7 +77,7 @@ export async function nodeNamespaces(pid: number, helperPath: string): Promise<N
     return target;
   } catch (e) {
     target.close();
-    if (e instanceof SetupError) throw new NamespacesError(`${unjoinable}: ${e.stage}: ${errnoName(e.errno)}`, { cause: e });
+    if (e instanceof SetupError) throw new NamespacesError(`${unjoinable}: ${e.stage === 'setns_owner' ? 'they belong to another user namespace' : `${e.stage}: ${errnoName(e.errno)}`}`, { cause: e });
     throw e;
   }
 }

@@ -55,6 +55,7 @@ export interface SetupPaths {
 export function setupFailure(e: SetupError, path: string, paths: SetupPaths = {}): unknown {
   if (e.stage === 'exec') return fromKernel(new KernelError('execve', e.errno), { what: `${path}`, field: 'argv[0]', path });
   const code = errnoName(e.errno);
+  if (e.stage === 'setns_owner') return errnoError(code, { what: "join_namespaces_of: the process's namespaces belong to another user namespace (one its owner made)", field: 'join_namespaces_of', syscall: 'setns', otherwise: 'InvalidArgument' }, e);
   const field = e.stage.startsWith('setrlimit') ? 'rlimits' : (stageFields[e.stage] ?? e.stage);
   const file = e.stage === 'stdout' || e.stage === 'stderr' || e.stage === 'chdir' ? paths[e.stage] : undefined;
   const context = file === undefined
