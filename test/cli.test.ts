@@ -98,3 +98,19 @@ test('watch prints a line per event and --json objects; --after replays', async 
   });
   t.regex(text, new RegExp(`^\\d+  \\S+  ${handle}  pid \\d+  spawned\\n\\d+  \\S+  ${handle}  pid \\d+  exited with code 9\\n`));
 });
+
+test('list, get and top show control characters in labels and argv escaped, never raw to the terminal', async (t) => {
+  // Another tenant's labels and argv reach an admin's terminal: retitle it, hide text, rewrite lines.
+  const hostile = 'web\u001b]0;owned\u0007\u001b[8m\u009b2K\u007f';
+  const { process: p } = await h.client.spawn({ argv: ['sh', '-c', `sleep 30 #\u001b[2K\r\u001b[1A${hostile}`], labels: { app: hostile, team: 'escapes' } });
+  t.teardown(() => h.client.stop({ handle: p!.handle, signal: 'KILL' }));
+  const outputs = [await ctl('list', '--label', 'team=escapes'), await ctl('get', p!.handle), await ctl('top')];
+  for (const out of outputs) {
+    t.is(out.code, 0, out.stderr);
+    t.notRegex(out.stdout, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/, 'no control character but the line ends');
+  }
+  for (const out of outputs.slice(0, 2)) t.true(out.stdout.includes('app=web\\x1b]0;owned\\x07\\x1b[8m\\x9b2K\\x7f'), out.stdout);
+  // top cuts labels to their column; argv is whole.
+  t.true(outputs[2]!.stdout.includes('app=web\\x1b]0;owned'), outputs[2]!.stdout);
+  t.true(outputs[2]!.stdout.includes('sh -c sleep 30 #\\x1b[2K\\x0d\\x1b[1Aweb\\x1b]0;owned\\x07\\x1b[8m\\x9b2K\\x7f'), outputs[2]!.stdout);
+});

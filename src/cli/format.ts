@@ -11,17 +11,27 @@ export function describeExit(exit: Exit | undefined): string {
 export const exitStatusOf = (exit: Exit | undefined): number =>
   exit === undefined ? 0 : exit.statusLost ? 255 : exit.signal !== undefined ? 128 + exit.signal : (exit.code ?? 0);
 
+/**
+ * Text from the agent as a terminal may show it: control characters (C0, DEL, C1) as \xNN. Labels,
+ * argv and owners are a caller's, maybe another tenant's, and an escape sequence in one would reach
+ * the terminal of whoever lists them (retitle it, hide or rewrite lines).
+ */
+export const printable = (text: string): string => text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+
+/** A quoted string, as JSON writes it, with what JSON leaves raw (DEL, C1) escaped too. */
+export const quoted = (text: unknown): string => printable(JSON.stringify(text));
+
 const stateName = (s: State) => State[s]?.replace('STATE_', '').toLowerCase() ?? String(s);
 const eventName = (e: EventType) => EventType[e]?.replace('EVENT_TYPE_', '').toLowerCase() ?? String(e);
-const labelText = (labels: Record<string, string>) =>
+export const labelText = (labels: Record<string, string>): string =>
   Object.entries(labels)
-    .map(([k, v]) => `${k}=${v}`)
+    .map(([k, v]) => printable(`${k}=${v}`))
     .join(',');
 
 export function processLine(p: Process): string {
   const status = p.state === State.STATE_EXITED ? describeExit(p.exit) : stateName(p.state);
   const labels = labelText(p.labels);
-  return `${p.handle}  pid ${p.pid}  ${status}${labels ? `  [${labels}]` : ''}  ${JSON.stringify(p.argv.join(' '))}`;
+  return `${p.handle}  pid ${p.pid}  ${status}${labels ? `  [${labels}]` : ''}  ${quoted(p.argv.join(' '))}`;
 }
 
 export function processDetail(p: Process): string {
@@ -29,11 +39,11 @@ export function processDetail(p: Process): string {
     `handle:      ${p.handle}`,
     `pid:         ${p.pid}`,
     `state:       ${stateName(p.state)}`,
-    `argv:        ${JSON.stringify(p.argv)}`,
+    `argv:        ${quoted(p.argv)}`,
     `labels:      ${labelText(p.labels) || '-'}`,
     `started:     ${p.startedAt?.toISOString() ?? '-'}`,
     `adopted:     ${p.adopted}`,
-    `owner:       ${p.owner || '-'}`,
+    `owner:       ${printable(p.owner) || '-'}`,
     `pidfs inode: ${p.pidfsInode}`,
   ];
   if (p.usage) lines.push(`usage:       ${usageText(p)}`);
@@ -67,5 +77,5 @@ export function eventLine(e: Event): string {
 function outputText(o: OutputChunk): string {
   const stream = o.stream === OutputStream.OUTPUT_STREAM_STDERR ? 'stderr' : 'stdout';
   const text = o.data.subarray(0, 40).toString('utf8');
-  return `output ${stream} ${o.data.length} bytes at ${o.offset}: ${JSON.stringify(text)}${o.data.length > 40 ? '...' : ''}`;
+  return `output ${stream} ${o.data.length} bytes at ${o.offset}: ${quoted(text)}${o.data.length > 40 ? '...' : ''}`;
 }

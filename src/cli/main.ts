@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
 import { AgentCallError, AgentClient, EnvMode, Event, GetResponse, ListResponse, Output, OutputMode, Process, SignalTarget, State, StdinMode, StopResponse, status } from './client.js';
 import { DEFAULT_SOCKET, parseDuration } from '../config/config.js';
-import { describeExit, eventLine, exitStatusOf, millis, processDetail, processLine } from './format.js';
+import { describeExit, eventLine, exitStatusOf, millis, printable, processDetail, processLine } from './format.js';
 import { attach, logs, logsArgs, stdinMode } from './logs-and-attach.js';
 import { checkHealth } from './health.js';
 import { top } from './top.js';
@@ -314,7 +314,7 @@ run(process.argv.slice(2)).then(
   (e: unknown) => {
     if (e instanceof AgentCallError) {
       // grpc-js's connection errors span lines (OpenSSL's among them): one line, like every other error.
-      console.error(`pidfdctl: ${status[e.code]}: ${e.details.replace(/\s*\n\s*/g, ' ').trim()}${e.reason ? ` (${e.reason})` : ''}`);
+      console.error(`pidfdctl: ${status[e.code]}: ${printable(e.details.replace(/\s*\n\s*/g, ' ').trim())}${e.reason ? ` (${e.reason})` : ''}`);
       process.exitCode = 1;
       return;
     }

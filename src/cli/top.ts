@@ -3,7 +3,7 @@
 // snapshot. CPU% is the share of one CPU since the previous refresh, or over the process's life
 // for the first one.
 import { State, type AgentClient, type Process } from './client.js';
-import { describeExit } from './format.js';
+import { describeExit, labelText, printable, quoted } from './format.js';
 
 const EXITS_SHOWN = 5;
 
@@ -43,7 +43,7 @@ export function frame(processes: readonly Process[], previous: ReadonlyMap<strin
     return { p, pct };
   });
   rows.sort((a, b) => b.pct - a.pct);
-  const labels = (p: Process) => Object.entries(p.labels).map(([k, v]) => `${k}=${v}`).join(',') || '-';
+  const labels = (p: Process) => labelText(p.labels) || '-';
   const lines = [
     `pidfd-agent top  ${new Date(now).toISOString().slice(11, 19)}  running ${running.length}  exited ${exited.length}  (q quits)`,
     '',
@@ -58,14 +58,14 @@ export function frame(processes: readonly Process[], previous: ReadonlyMap<strin
         String(p.usage?.openFds ?? '-').padStart(4),
         age(now - (p.startedAt?.getTime() ?? now)).padStart(7),
         ` ${pad(labels(p), 20)}`,
-        p.argv.join(' '),
+        printable(p.argv.join(' ')),
       ].join(' '),
     ),
   ];
   if (rows.length === 0) lines.push('(no running processes)');
   lines.push('', 'recent exits:');
   for (const p of exited.slice(0, EXITS_SHOWN)) {
-    lines.push(`  ${p.exit!.exitedAt!.toISOString().slice(11, 19)}  ${p.handle}  pid ${p.pid}  ${describeExit(p.exit)}  ${JSON.stringify(p.argv.join(' '))}`);
+    lines.push(`  ${p.exit!.exitedAt!.toISOString().slice(11, 19)}  ${p.handle}  pid ${p.pid}  ${describeExit(p.exit)}  ${quoted(p.argv.join(' '))}`);
   }
   if (exited.length === 0) lines.push('  (none)');
   return lines.map((l) => cut(l, width));
