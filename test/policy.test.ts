@@ -83,7 +83,7 @@ test('rates read as N per second, minute or hour', (t) => {
 
 const tenant = (spawn: string): SpawnRule => parsePolicy(`rules:\n  - identities: [a]\n    role: tenant\n    spawn: ${spawn}`).rules[0]!.spawn;
 
-const facts = (f: Partial<SpawnFacts> = {}): SpawnFacts => ({ uid: 65534, gids: [], env: [], envInherit: false, cwd: undefined, stdout: { kind: 'discard' }, stderr: { kind: 'discard' }, cgroup: undefined, rlimits: [], ...f });
+const facts = (f: Partial<SpawnFacts> = {}): SpawnFacts => ({ uid: 65534, gids: [], env: [], envInherit: false, cwd: undefined, stdout: { kind: 'discard' }, stderr: { kind: 'discard' }, cgroup: undefined, rlimits: [], newSession: true, ...f });
 
 test('run_as compares resolved uids; (uid_t)-1 and unknown users are refused; groups are checked too', (t) => {
   const rule = tenant('{run_as: [nobody, "1000"], groups: [nogroup]}');
@@ -205,4 +205,11 @@ test('tenants that may run as the same uid are found: by name or number, or anyo
   t.deepEqual(sharedUsers(p, (n) => names.uid(n)), [{ rules: ['a', 'b'], uid: '65534' }]);
   const any = parsePolicy(`rules:\n${tenant('c', '1000')}${tenant('d', '*')}`);
   t.deepEqual(sharedUsers(any, (n) => names.uid(n)), [{ rules: ['c', 'd'], uid: '*' }]);
+});
+
+test("new_session: false (the agent's own session) is an admin's unless a tenant's rule says agent_session", (t) => {
+  t.like(spawnDenial(tenant('{run_as: ["*"]}'), facts({ newSession: false }), names), { field: 'new_session' });
+  t.is(spawnDenial(tenant('{run_as: ["*"], agent_session: true}'), facts({ newSession: false }), names), undefined);
+  t.is(spawnDenial(tenant('{run_as: ["*"]}'), facts(), names), undefined, 'a session of its own is always allowed');
+  t.is(spawnDenial(parsePolicy('rules:\n  - identities: [a]\n    role: admin').rules[0]!.spawn, facts({ newSession: false }), names), undefined);
 });

@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
-import { AgentCallError, State, status } from '../clients/ts/src/index.js';
+import { AgentCallError, SignalTarget, State, status } from '../clients/ts/src/index.js';
 import { eventually, procState, startHarness, type Harness, tempDir } from './helpers/harness.js';
 
 let h: Harness;
@@ -60,4 +60,18 @@ test('Stop of an exited process returns its exit; of an unknown handle NOT_FOUND
   t.is(res.process!.state, State.STATE_EXITED);
   const e = await t.throwsAsync(h.client.stop({ handle: 'nosuchhandle' }), { instanceOf: AgentCallError });
   t.is(e.code, status.NOT_FOUND);
+});
+
+test('a group signal to a process that moved to another group is refused NOT_GROUP_LEADER, and nothing is sent', async (t) => {
+  // Only without a session of its own can a process leave its group: here into the agent's (this
+  // process's), where a signal to "the group it is in" would reach the agent.
+  const pgid = (pid: number | 'self') => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[2]);
+  const { process: p } = await h.client.spawn({ argv: ['perl', '-e', 'setpgrp(0, getpgrp(getppid())) or die; sleep 30'], newSession: false });
+  t.teardown(() => h.client.signal({ handle: p!.handle, signal: 'SIGKILL' }).catch(() => {}));
+  await eventually('the process in the agent\'s group', () => pgid(p!.pid) === pgid('self'));
+  const refused = await t.throwsAsync<AgentCallError>(h.client.signal({ handle: p!.handle, signal: 'SIGTERM', target: SignalTarget.SIGNAL_TARGET_PROCESS_GROUP }));
+  t.like(refused, { code: status.FAILED_PRECONDITION, reason: 'NOT_GROUP_LEADER' });
+  const stop = await t.throwsAsync<AgentCallError>(h.client.stop({ handle: p!.handle, grace: ms(100), processGroup: true }));
+  t.like(stop, { code: status.FAILED_PRECONDITION, reason: 'NOT_GROUP_LEADER' });
+  t.is((await h.client.get({ handle: p!.handle })).process?.state, State.STATE_RUNNING, 'nothing reached it');
 });

@@ -344,6 +344,7 @@ export class Authorizer {
       stderr: spawn.stderr,
       cgroup: spawn.cgroup,
       rlimits: setup.rlimits,
+      newSession: spawn.newSession,
     };
   }
 }

@@ -37,6 +37,8 @@ export interface SpawnRule {
   readonly cwdDirs: Patterns;
   /** OUTPUT_MODE_INHERIT (the agent's own stdout/stderr, where the audit may go). */
   readonly outputInherit: boolean;
+  /** new_session: false, a process in the agent's own session (and so near its process group and terminal). */
+  readonly agentSession: boolean;
   /** Existing cgroups (relative to the cgroup parent) a spawn may join. */
   readonly cgroups: Patterns;
   readonly cgroupCreate: boolean;
@@ -77,7 +79,7 @@ const ANY: Patterns = Object.freeze(['*']);
 const NONE: Patterns = Object.freeze([]);
 
 const UNRESTRICTED: SpawnRule = Object.freeze({
-  runAs: ANY, groups: ANY, executables: ANY, envAllow: ANY, envInherit: true, outputDirs: ANY, cwdDirs: ANY, outputInherit: true,
+  runAs: ANY, groups: ANY, executables: ANY, envAllow: ANY, envInherit: true, outputDirs: ANY, cwdDirs: ANY, outputInherit: true, agentSession: true,
   cgroups: ANY, cgroupCreate: true, rlimits: undefined, maxProcesses: undefined, maxCaptureBytes: undefined, spawnRate: undefined, joinNamespaces: true,
 });
 
@@ -167,14 +169,14 @@ function rlimitCaps(where: string, v: unknown): SpawnRule['rlimits'] {
 }
 
 /** The schema's keys, for the parser and for checks that documentation names them all. */
-export const SPAWN_KEYS: readonly string[] = ['run_as', 'groups', 'executables', 'env_allow', 'env_inherit', 'output_dirs', 'cwd_dirs', 'output_inherit', 'cgroups', 'cgroup_create', 'rlimits', 'max_processes', 'max_capture_bytes', 'spawn_rate', 'join_namespaces'];
+export const SPAWN_KEYS: readonly string[] = ['run_as', 'groups', 'executables', 'env_allow', 'env_inherit', 'output_dirs', 'cwd_dirs', 'output_inherit', 'agent_session', 'cgroups', 'cgroup_create', 'rlimits', 'max_processes', 'max_capture_bytes', 'spawn_rate', 'join_namespaces'];
 
 /** An admin's omitted constraint allows anything; a tenant's allows nothing (deny by default). */
 function spawnRule(where: string, v: unknown, role: Role): SpawnRule {
   if (v !== undefined && !isObj(v)) throw new PolicyError(`${where}: expected a map`);
   const s = (v ?? {}) as Obj;
   keys(where, s, SPAWN_KEYS);
-  const d = role === 'admin' ? UNRESTRICTED : { ...UNRESTRICTED, runAs: NONE, groups: NONE, executables: NONE, envAllow: NONE, envInherit: false, outputDirs: NONE, cwdDirs: NONE, outputInherit: false, cgroups: NONE, cgroupCreate: false, rlimits: {}, joinNamespaces: false };
+  const d = role === 'admin' ? UNRESTRICTED : { ...UNRESTRICTED, runAs: NONE, groups: NONE, executables: NONE, envAllow: NONE, envInherit: false, outputDirs: NONE, cwdDirs: NONE, outputInherit: false, agentSession: false, cgroups: NONE, cgroupCreate: false, rlimits: {}, joinNamespaces: false };
   const dirs = (key: string, fallback: Patterns) => {
     const list = strings(`${where}.${key}`, s[key], fallback);
     for (const dir of list) if (dir !== '*' && !dir.startsWith('/')) throw new PolicyError(`${where}.${key}: ${JSON.stringify(dir)} is not an absolute path`);
@@ -190,6 +192,7 @@ function spawnRule(where: string, v: unknown, role: Role): SpawnRule {
     outputDirs,
     cwdDirs: dirs('cwd_dirs', d.cwdDirs),
     outputInherit: flag(`${where}.output_inherit`, s['output_inherit'], d.outputInherit),
+    agentSession: flag(`${where}.agent_session`, s['agent_session'], d.agentSession),
     cgroups: strings(`${where}.cgroups`, s['cgroups'], d.cgroups),
     cgroupCreate: flag(`${where}.cgroup_create`, s['cgroup_create'], d.cgroupCreate),
     rlimits: s['rlimits'] === undefined ? d.rlimits : rlimitCaps(`${where}.rlimits`, s['rlimits']),

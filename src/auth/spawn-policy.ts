@@ -21,6 +21,7 @@ export interface SpawnFacts {
   readonly stderr: OutputTarget;
   readonly cgroup: CgroupRequest | undefined;
   readonly rlimits: readonly RlimitRequest[];
+  readonly newSession: boolean;
 }
 
 /** NSS, as far as the policy needs it. */
@@ -57,7 +58,11 @@ export function executableDenial(rule: SpawnRule, path: string): Denial | undefi
 
 /** The first constraint the spawn breaks, or undefined. The executable is checked on its own. */
 export function spawnDenial(rule: SpawnRule, facts: SpawnFacts, names: Names): Denial | undefined {
-  return runAsDenial(rule, facts, names) ?? envDenial(rule, facts) ?? cwdDenial(rule, facts.cwd) ?? outputDenial(rule, 'stdout', facts.stdout) ?? outputDenial(rule, 'stderr', facts.stderr) ?? cgroupDenial(rule, facts.cgroup) ?? rlimitDenial(rule, facts.rlimits);
+  return runAsDenial(rule, facts, names) ?? envDenial(rule, facts) ?? cwdDenial(rule, facts.cwd) ?? outputDenial(rule, 'stdout', facts.stdout) ?? outputDenial(rule, 'stderr', facts.stderr) ?? cgroupDenial(rule, facts.cgroup) ?? rlimitDenial(rule, facts.rlimits) ?? sessionDenial(rule, facts.newSession);
+}
+
+function sessionDenial(rule: SpawnRule, newSession: boolean): Denial | undefined {
+  return newSession || rule.agentSession ? undefined : { field: 'new_session', message: "may not start processes in the agent's own session (new_session: false)" };
 }
 
 function runAsDenial(rule: SpawnRule, facts: SpawnFacts, names: Names): Denial | undefined {

@@ -3,7 +3,8 @@
 // caller the truth, and the exit found on the way is collected before the reply.
 import { PIDFD_INFO_PID } from '../../kernel/pidfd.js';
 import { PidRef } from '../../kernel/pid-ref.js';
-import { fromKernel, notFound, processExited } from '../errors.js';
+import { Errno, isKernelError } from '../../kernel/errors.js';
+import { AgentError, fromKernel, notFound, processExited } from '../errors.js';
 import type { SignalTarget } from '../options.js';
 import { readThreadIds } from './proc-fs.js';
 import type { ProcessRecord } from './record.js';
@@ -31,6 +32,11 @@ export function sendSignal(record: ProcessRecord, signal: number, target: Exclud
     if (target.kind === 'thread') signalThread(record, ref, target.tid, signal);
     else ref.signal(signal, target.kind === 'process-group' ? 'process-group' : 'default');
   } catch (e) {
+    // PIDFD_SIGNAL_PROCESS_GROUP reaches the group whose ID is the process's PID: a live process
+    // that moved to another group (possible without a session of its own) left that one empty.
+    if (target.kind === 'process-group' && isKernelError(e, Errno.ESRCH) && !ref.poll().exited) {
+      throw new AgentError('FailedPrecondition', `process ${record.handle} no longer leads its process group (it moved to another): nothing was sent`, { reason: 'NOT_GROUP_LEADER', handle: record.handle });
+    }
     throw fromKernel(e, { what: `signal ${signal} to ${record.handle}`, handle: record.handle });
   }
 }

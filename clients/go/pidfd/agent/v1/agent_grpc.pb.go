@@ -63,6 +63,8 @@ type AgentServiceClient interface {
 	//     glibc's own); target is unknown; tid is not positive for SIGNAL_TARGET_THREAD.
 	//   - PERMISSION_DENIED / EPERM: the kernel refused the signal.
 	//   - FAILED_PRECONDITION / NO_OWN_CGROUP: SIGNAL_TARGET_TREE for a process without its own cgroup.
+	//   - FAILED_PRECONDITION / NOT_GROUP_LEADER: SIGNAL_TARGET_PROCESS_GROUP for a process that moved to
+	//     another process group (only one started with new_session false can); nothing was sent.
 	Signal(ctx context.Context, in *SignalRequest, opts ...grpc.CallOption) (*SignalResponse, error)
 	// Wait blocks until the process has exited and returns it with its exit. A process that has
 	// already exited is returned at once.
@@ -109,6 +111,8 @@ type AgentServiceClient interface {
 	//   - DEADLINE_EXCEEDED / CANCELLED: the call was cancelled before the process exited (the
 	//     signals already sent stay sent).
 	//   - FAILED_PRECONDITION / NO_OWN_CGROUP: tree for a process without its own cgroup.
+	//   - FAILED_PRECONDITION / NOT_GROUP_LEADER: process_group for a process that moved to another
+	//     process group; nothing was sent.
 	Stop(ctx context.Context, in *StopRequest, opts ...grpc.CallOption) (*StopResponse, error)
 	// ListThreads returns the thread IDs of a running process.
 	// Errors (code / reason):
@@ -385,6 +389,8 @@ type AgentServiceServer interface {
 	//     glibc's own); target is unknown; tid is not positive for SIGNAL_TARGET_THREAD.
 	//   - PERMISSION_DENIED / EPERM: the kernel refused the signal.
 	//   - FAILED_PRECONDITION / NO_OWN_CGROUP: SIGNAL_TARGET_TREE for a process without its own cgroup.
+	//   - FAILED_PRECONDITION / NOT_GROUP_LEADER: SIGNAL_TARGET_PROCESS_GROUP for a process that moved to
+	//     another process group (only one started with new_session false can); nothing was sent.
 	Signal(context.Context, *SignalRequest) (*SignalResponse, error)
 	// Wait blocks until the process has exited and returns it with its exit. A process that has
 	// already exited is returned at once.
@@ -431,6 +437,8 @@ type AgentServiceServer interface {
 	//   - DEADLINE_EXCEEDED / CANCELLED: the call was cancelled before the process exited (the
 	//     signals already sent stay sent).
 	//   - FAILED_PRECONDITION / NO_OWN_CGROUP: tree for a process without its own cgroup.
+	//   - FAILED_PRECONDITION / NOT_GROUP_LEADER: process_group for a process that moved to another
+	//     process group; nothing was sent.
 	Stop(context.Context, *StopRequest) (*StopResponse, error)
 	// ListThreads returns the thread IDs of a running process.
 	// Errors (code / reason):

@@ -186,6 +186,8 @@ class AgentServiceServicer(object):
         glibc's own); target is unknown; tid is not positive for SIGNAL_TARGET_THREAD.
         - PERMISSION_DENIED / EPERM: the kernel refused the signal.
         - FAILED_PRECONDITION / NO_OWN_CGROUP: SIGNAL_TARGET_TREE for a process without its own cgroup.
+        - FAILED_PRECONDITION / NOT_GROUP_LEADER: SIGNAL_TARGET_PROCESS_GROUP for a process that moved to
+        another process group (only one started with new_session false can); nothing was sent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -262,6 +264,8 @@ class AgentServiceServicer(object):
         - DEADLINE_EXCEEDED / CANCELLED: the call was cancelled before the process exited (the
         signals already sent stay sent).
         - FAILED_PRECONDITION / NO_OWN_CGROUP: tree for a process without its own cgroup.
+        - FAILED_PRECONDITION / NOT_GROUP_LEADER: process_group for a process that moved to another
+        process group; nothing was sent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

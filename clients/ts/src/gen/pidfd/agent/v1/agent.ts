@@ -6886,6 +6886,8 @@ export const AgentServiceService = {
    *   glibc's own); target is unknown; tid is not positive for SIGNAL_TARGET_THREAD.
    * - PERMISSION_DENIED / EPERM: the kernel refused the signal.
    * - FAILED_PRECONDITION / NO_OWN_CGROUP: SIGNAL_TARGET_TREE for a process without its own cgroup.
+   * - FAILED_PRECONDITION / NOT_GROUP_LEADER: SIGNAL_TARGET_PROCESS_GROUP for a process that moved to
+   *   another process group (only one started with new_session false can); nothing was sent.
    */
   signal: {
     path: "/pidfd.agent.v1.AgentService/Signal" as const,
@@ -6992,6 +6994,8 @@ export const AgentServiceService = {
    * - DEADLINE_EXCEEDED / CANCELLED: the call was cancelled before the process exited (the
    *   signals already sent stay sent).
    * - FAILED_PRECONDITION / NO_OWN_CGROUP: tree for a process without its own cgroup.
+   * - FAILED_PRECONDITION / NOT_GROUP_LEADER: process_group for a process that moved to another
+   *   process group; nothing was sent.
    */
   stop: {
     path: "/pidfd.agent.v1.AgentService/Stop" as const,
@@ -7144,6 +7148,8 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    *   glibc's own); target is unknown; tid is not positive for SIGNAL_TARGET_THREAD.
    * - PERMISSION_DENIED / EPERM: the kernel refused the signal.
    * - FAILED_PRECONDITION / NO_OWN_CGROUP: SIGNAL_TARGET_TREE for a process without its own cgroup.
+   * - FAILED_PRECONDITION / NOT_GROUP_LEADER: SIGNAL_TARGET_PROCESS_GROUP for a process that moved to
+   *   another process group (only one started with new_session false can); nothing was sent.
    */
   signal: handleUnaryCall<SignalRequest, SignalResponse>;
   /**
@@ -7202,6 +7208,8 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    * - DEADLINE_EXCEEDED / CANCELLED: the call was cancelled before the process exited (the
    *   signals already sent stay sent).
    * - FAILED_PRECONDITION / NO_OWN_CGROUP: tree for a process without its own cgroup.
+   * - FAILED_PRECONDITION / NOT_GROUP_LEADER: process_group for a process that moved to another
+   *   process group; nothing was sent.
    */
   stop: handleUnaryCall<StopRequest, StopResponse>;
   /**
@@ -7346,6 +7354,8 @@ export interface AgentServiceClient extends Client {
    *   glibc's own); target is unknown; tid is not positive for SIGNAL_TARGET_THREAD.
    * - PERMISSION_DENIED / EPERM: the kernel refused the signal.
    * - FAILED_PRECONDITION / NO_OWN_CGROUP: SIGNAL_TARGET_TREE for a process without its own cgroup.
+   * - FAILED_PRECONDITION / NOT_GROUP_LEADER: SIGNAL_TARGET_PROCESS_GROUP for a process that moved to
+   *   another process group (only one started with new_session false can); nothing was sent.
    */
   signal(
     request: SignalRequest,
@@ -7470,6 +7480,8 @@ export interface AgentServiceClient extends Client {
    * - DEADLINE_EXCEEDED / CANCELLED: the call was cancelled before the process exited (the
    *   signals already sent stay sent).
    * - FAILED_PRECONDITION / NO_OWN_CGROUP: tree for a process without its own cgroup.
+   * - FAILED_PRECONDITION / NOT_GROUP_LEADER: process_group for a process that moved to another
+   *   process group; nothing was sent.
    */
   stop(request: StopRequest, callback: (error: ServiceError | null, response: StopResponse) => void): ClientUnaryCall;
   stop(
