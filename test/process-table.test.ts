@@ -41,6 +41,29 @@ test('retention by count: beyond maxExited the oldest exits expire first, whatev
   t.deepEqual(none.expired(0), [r], 'maxExited 0 keeps no exited record');
 });
 
+test("retention by count is fair: past maxExited the oldest of whoever keeps the most go, not another owner's unread exit", (t) => {
+  const table = new ProcessTable({ ttlMs: 1000, maxExited: 4 });
+  let at = 0;
+  const exitAs = (owner: string) => {
+    const r = record(t, undefined, owner);
+    table.add(r);
+    exited(r, at++);
+    table.noteExited(r);
+    return r;
+  };
+  const b = exitAs('tenant-b');
+  const churn = Array.from({ length: 10 }, () => exitAs('tenant-a'));
+  t.deepEqual(table.expired(at), churn.slice(0, 7), "tenant-a's seven oldest, none of tenant-b's");
+  for (const r of churn.slice(0, 7)) table.remove(r);
+  // Two more of b's: b and a keep three each (a tie goes to whoever's exits came first), then a.
+  const [b2, b3] = [exitAs('tenant-b'), exitAs('tenant-b')];
+  t.deepEqual(table.expired(at), [b, churn[7]]);
+  for (const r of [b, churn[7]!]) table.remove(r);
+  // The TTL takes everyone's old exits, oldest first, and they count toward the cap.
+  t.deepEqual(table.expired(1010), [churn[8], churn[9]]);
+  t.deepEqual(table.expired(2000), [churn[8], churn[9], b2, b3]);
+});
+
 test('runningCount follows add, noteExited and remove; a second remove changes nothing', (t) => {
   const table = new ProcessTable({ ttlMs: 1000, maxExited: 10 });
   const [a, b, c] = [record(t), record(t), record(t)];

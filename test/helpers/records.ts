@@ -8,9 +8,9 @@ import { ProcessRecord } from '../../src/process/lifecycle/record.js';
 export const flush = () => new Promise((r) => setImmediate(r));
 
 /** A record holding a real pidfd (of this process) that it closes itself on markExited. */
-export function record(t: ExecutionContext, requestId?: string): ProcessRecord {
+export function record(t: ExecutionContext, requestId?: string, owner?: string): ProcessRecord {
   const ref = PidRef.open(process.pid);
-  const r = new ProcessRecord(newHandleId(), { pid: process.pid, pidfsInode: ref.inode }, { argv: ['x'], labels: {}, adopted: false, requestId }, 0, ref);
+  const r = new ProcessRecord(newHandleId(), { pid: process.pid, pidfsInode: ref.inode }, { argv: ['x'], labels: {}, adopted: false, requestId, ...(owner === undefined ? {} : { owner }) }, 0, ref);
   t.teardown(() => r.closePidfd());
   return r;
 }

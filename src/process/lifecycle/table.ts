@@ -4,9 +4,11 @@ import type { ProcessRecord } from './record.js';
 export interface RetentionPolicy {
   /** How long an exited record stays readable after its exit, in ms. */
   readonly ttlMs: number;
-  /** At most this many exited records are kept; the oldest go first. */
+  /** At most this many exited records are kept; past it, the oldest of the owner keeping the most go first. */
   readonly maxExited: number;
 }
+
+const ownerOf = (record: ProcessRecord): string => record.spec.owner ?? '';
 
 /** One caller's request_id, never another's. */
 export const requestKey = (owner: string | undefined, requestId: string): string => `${owner ?? ''}\n${requestId}`;
@@ -23,6 +25,8 @@ export class ProcessTable {
   private readonly runningBy = new Map<string, number>();
   /** Exited records in exit order (Map keeps insertion order), for TTL and count eviction. */
   private readonly exited = new Map<HandleId, ProcessRecord>();
+  /** The same, per owner: whose records the cap takes. */
+  private readonly exitedBy = new Map<string, Map<HandleId, ProcessRecord>>();
   private running = 0;
 
   constructor(private readonly retention: RetentionPolicy) {}
@@ -58,31 +62,55 @@ export class ProcessTable {
   noteExited(record: ProcessRecord): void {
     this.countRunning(record, -1);
     this.exited.set(record.handle, record);
+    const owner = ownerOf(record);
+    let mine = this.exitedBy.get(owner);
+    if (mine === undefined) this.exitedBy.set(owner, (mine = new Map()));
+    mine.set(record.handle, record);
   }
 
   remove(record: ProcessRecord): void {
     if (!this.byHandle.delete(record.handle)) return;
     if (record.spec.requestId) this.byRequestId.delete(requestKey(record.spec.owner, record.spec.requestId));
-    if (!this.exited.delete(record.handle)) this.countRunning(record, -1);
+    if (this.exited.delete(record.handle)) {
+      const mine = this.exitedBy.get(ownerOf(record));
+      mine?.delete(record.handle);
+      if (mine?.size === 0) this.exitedBy.delete(ownerOf(record));
+    } else this.countRunning(record, -1);
   }
 
   private countRunning(record: ProcessRecord, delta: 1 | -1): void {
     this.running += delta;
-    const owner = record.spec.owner ?? '';
+    const owner = ownerOf(record);
     const n = (this.runningBy.get(owner) ?? 0) + delta;
     if (n > 0) this.runningBy.set(owner, n);
     else this.runningBy.delete(owner);
   }
 
-  /** Exited records past their TTL or over the cap, oldest first (not yet removed). */
+  /**
+   * Exited records past their TTL, then, over the cap, the oldest of whichever owner keeps the most
+   * (not yet removed): one tenant's stream of short processes cannot push out another's exits
+   * before they are read.
+   */
   expired(now: number): ProcessRecord[] {
     const out: ProcessRecord[] = [];
-    let over = this.exited.size - this.retention.maxExited;
+    const taken = new Map<string, number>();
     for (const record of this.exited.values()) {
-      const old = now - (record.exit?.exitedAt ?? now) >= this.retention.ttlMs;
-      if (!old && over <= 0) break;
+      if (now - (record.exit?.exitedAt ?? now) < this.retention.ttlMs) break;
       out.push(record);
-      over--;
+      taken.set(ownerOf(record), (taken.get(ownerOf(record)) ?? 0) + 1);
+    }
+    let over = this.exited.size - out.length - this.retention.maxExited;
+    if (over <= 0) return out;
+    // Each owner's records past those the TTL took (a prefix of them: both are in exit order).
+    const left = [...this.exitedBy].map(([owner, records]) => {
+      const next = records.values();
+      for (let skip = taken.get(owner) ?? 0; skip > 0; skip--) next.next();
+      return { next, count: records.size - (taken.get(owner) ?? 0) };
+    });
+    for (; over > 0; over--) {
+      const most = left.reduce((a, b) => (b.count > a.count ? b : a));
+      out.push(most.next.next().value as ProcessRecord);
+      most.count--;
     }
     return out;
   }
