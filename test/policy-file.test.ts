@@ -4,6 +4,7 @@ import test from 'ava';
 import { mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventType, OutputMode, OutputStream, State, status } from '../clients/ts/src/index.js';
+import { parsePolicy } from '../src/auth/policy.js';
 import { newHandleId } from '../src/process/lifecycle/handle.js';
 import { ProcessRecord } from '../src/process/lifecycle/record.js';
 import { readBootId } from '../src/process/lifecycle/proc-fs.js';
@@ -234,4 +235,38 @@ test('a reload that takes away read ends a Watch that only sends usage samples',
   t.true(h.agent.reloadPolicy());
   const outcome = await watching;
   t.like(outcome.error, { code: status.PERMISSION_DENIED, reason: 'POLICY_DENIED', info: { field: 'rpc' } }, 'ended at its next sample, not at the end of the window');
+});
+
+test("max_readers holds a tenant's ReadOutput streams, freed as each ends; a tenant rule without limits gets 64 of each", async (t) => {
+  const U = 1006;
+  const dir = tempDir('pidfd-agent-policy-');
+  const file = join(dir, 'policy.yaml');
+  writeFileSync(file, `rules:
+  - identities: ["unix:uid=0"]
+    role: admin
+  - identities: ["unix:uid=${U}"]
+    role: tenant
+    max_readers: 1
+    spawn: {run_as: ["${U}"], executables: ["/usr/bin/*", "/bin/*"]}
+  - identities: ["unix:uid=${U + 1}"]
+    role: tenant
+`);
+  const h = await startHarness({ policyFile: file });
+  t.teardown(() => h.close());
+  shareSocket(h);
+  const spawned = await oneAs(U, h.address, { op: 'spawn', req: { argv: ['/bin/sh', '-c', 'echo hi; exec sleep 30'], user: String(U), stdout: { mode: OutputMode.OUTPUT_MODE_CAPTURE } } });
+  const handle: string = spawned.ok.process.handle;
+  t.teardown(() => h.client.stop({ handle, signal: 'KILL' }).catch(() => undefined));
+  const req = { handle, stream: OutputStream.OUTPUT_STREAM_STDOUT };
+  const following = oneAs(U, h.address, { op: 'readOutput', req: { ...req, follow: true } });
+  await eventually('the stream to be open', () => h.agent.readers.stats().length === 1, 20_000);
+  const refused = await oneAs(U, h.address, { op: 'readOutput', req });
+  t.like(refused.error, { code: status.RESOURCE_EXHAUSTED, reason: 'POLICY_QUOTA', info: { field: 'max_readers' } });
+  await h.client.stop({ handle, signal: 'KILL' });
+  t.deepEqual((await following).ok.map((r: { data: string }) => r.data).join(''), 'hi\n');
+  const again = await oneAs(U, h.address, { op: 'readOutput', req });
+  t.deepEqual(again.ok.map((r: { data: string }) => r.data).join(''), 'hi\n', 'the ended stream gave its slot back');
+  const [admin, , silent] = parsePolicy(readFileSync(file, 'utf8')).rules;
+  t.like(silent, { maxWatches: 64, maxReaders: 64 });
+  t.like(admin, { maxWatches: undefined, maxReaders: undefined });
 });

@@ -251,6 +251,11 @@ export class Authorizer {
       if (release === undefined) return deny(quota('max_watches', `at most ${rule.maxWatches} Watch streams at once`));
       return new Grant({ ...parts, release });
     }
+    if (request.rpc === 'ReadOutput') {
+      const release = this.quotas.takeReader(caller.identity, rule.maxReaders);
+      if (release === undefined) return deny(quota('max_readers', `at most ${rule.maxReaders} ReadOutput streams at once`));
+      return new Grant({ ...parts, release });
+    }
     return new Grant(parts);
   }
 

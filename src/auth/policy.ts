@@ -67,6 +67,8 @@ export interface Rule {
   readonly spawn: SpawnRule;
   /** Concurrent Watch streams per identity. */
   readonly maxWatches: number | undefined;
+  /** ReadOutput streams open at once per identity. */
+  readonly maxReaders: number | undefined;
 }
 
 export interface Policy {
@@ -85,7 +87,7 @@ const UNRESTRICTED: SpawnRule = Object.freeze({
 
 /** Without --policy: uid 0 on the unix socket is admin, nobody else may do anything. */
 export const ROOT_ONLY: Policy = Object.freeze({
-  rules: [Object.freeze({ name: 'builtin:root', identities: ['unix:uid=0'], role: 'admin' as const, allow: new Set(FAMILIES), spawn: UNRESTRICTED, maxWatches: undefined })],
+  rules: [Object.freeze({ name: 'builtin:root', identities: ['unix:uid=0'], role: 'admin' as const, allow: new Set(FAMILIES), spawn: UNRESTRICTED, maxWatches: undefined, maxReaders: undefined })],
 });
 
 /** `a` is exact, `a*` a prefix, `*` anything. */
@@ -215,7 +217,14 @@ function families(where: string, v: unknown, role: Role): ReadonlySet<Family> {
 }
 
 /** A rule's keys (a spawn rule's are SPAWN_KEYS). */
-export const RULE_KEYS: readonly string[] = ['name', 'identities', 'role', 'allow', 'spawn', 'max_watches'];
+export const RULE_KEYS: readonly string[] = ['name', 'identities', 'role', 'allow', 'spawn', 'max_watches', 'max_readers'];
+
+/**
+ * A tenant's streams when its rule names no limit: the agent's --max-watchers (and as many
+ * ReadOutput streams) are shared by every identity, and one tenant holding them all would lock
+ * the others out. An admin's are bounded only by the agent's.
+ */
+export const TENANT_STREAMS = 64;
 
 function rule(v: unknown, i: number): Rule {
   const where = `rules[${i}]`;
@@ -232,7 +241,8 @@ function rule(v: unknown, i: number): Rule {
     role,
     allow: families(`${where}.allow`, v['allow'], role),
     spawn: spawnRule(`${where}.spawn`, v['spawn'], role),
-    maxWatches: positive(`${where}.max_watches`, v['max_watches']),
+    maxWatches: positive(`${where}.max_watches`, v['max_watches']) ?? (role === 'tenant' ? TENANT_STREAMS : undefined),
+    maxReaders: positive(`${where}.max_readers`, v['max_readers']) ?? (role === 'tenant' ? TENANT_STREAMS : undefined),
   });
 }
 

@@ -1,4 +1,4 @@
-// Per-identity counters behind the policy's quotas: spawns in flight, Watch streams, spawn rate.
+// Per-identity counters behind the policy's quotas: spawns in flight, Watch and ReadOutput streams, spawn rate.
 import type { Rate } from './policy.js';
 
 const MAX_BUCKETS = 65_536;
@@ -6,6 +6,7 @@ const MAX_BUCKETS = 65_536;
 export class Quotas {
   private readonly spawning = new Map<string, number>();
   private readonly watching = new Map<string, number>();
+  private readonly reading = new Map<string, number>();
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
 
   constructor(private readonly now: () => number = Date.now) {}
@@ -20,6 +21,10 @@ export class Quotas {
 
   takeWatch(identity: string, max: number | undefined): (() => void) | undefined {
     return take(this.watching, identity, max);
+  }
+
+  takeReader(identity: string, max: number | undefined): (() => void) | undefined {
+    return take(this.reading, identity, max);
   }
 
   /** A token bucket per identity, full at `count`, refilled at count per perMs. */

@@ -227,10 +227,15 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
         const req = call.request;
         const stream = outputStream(req.stream);
         const grant = auth.authorize(call, byHandle('ReadOutput', req.handle));
-        grant.finish();
-        const record = manager.get(req.handle);
-        const { io, output } = manager.output(record, stream);
-        readers.open(call, io, output, req.offset, req.follow, fail, () => grant.revocation('output', record));
+        try {
+          const record = manager.get(req.handle);
+          const { io, output } = manager.output(record, stream);
+          // The caller's max_readers slot is held until the stream ends.
+          readers.open(call, io, output, req.offset, req.follow, fail, () => grant.revocation('output', record), () => grant.finish());
+        } catch (e) {
+          grant.finish();
+          throw e;
+        }
       } catch (e) {
         fail(e);
       }

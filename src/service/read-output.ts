@@ -123,8 +123,11 @@ export class OutputReaders {
 
   constructor(private readonly maxReaders: number) {}
 
-  /** `revoked`: whether the policy in force still lets the caller read this output (undefined), else why not. */
-  open(call: Call, io: ProcessStdio, output: CapturedOutput, offset: number, follow: boolean, onError: (e: AgentError) => void, revoked: () => AgentError | undefined = () => undefined): void {
+  /**
+   * `revoked`: whether the policy in force still lets the caller read this output (undefined), else
+   * why not. `ended` runs once the stream has ended, however (not when open throws).
+   */
+  open(call: Call, io: ProcessStdio, output: CapturedOutput, offset: number, follow: boolean, onError: (e: AgentError) => void, revoked: () => AgentError | undefined = () => undefined, ended: () => void = () => {}): void {
     if (this.readers.size >= this.maxReaders) {
       throw new AgentError('ResourceExhausted', `at most ${this.maxReaders} ReadOutput streams`, { reason: 'MAX_READERS' });
     }
@@ -133,6 +136,7 @@ export class OutputReaders {
     }
     const reader: OutputReader = new OutputReader(call, io, output, offset, follow, (error) => {
       this.readers.delete(reader);
+      ended();
       if (error) onError(error);
     }, revoked);
     this.readers.add(reader);
