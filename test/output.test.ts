@@ -18,6 +18,7 @@ import {
 import { openFdCount } from '../src/kernel/fd.js';
 import { READ_CHUNK_BYTES, READ_WRITE_BUDGET } from '../src/service/read-output.js';
 import { OUTPUT_EVENT_BYTES } from '../src/process/stdio/captured-output.js';
+import { OUTPUT_EVENTS_PER_SECOND, OutputEventBudget } from '../src/process/stdio/output-event-budget.js';
 import { collect, pool, range } from './helpers/events.js';
 import { eventually, sleep, startHarness, type Harness } from './helpers/harness.js';
 import { stalledStream } from './helpers/stalled-stream.js';
@@ -336,4 +337,46 @@ test.serial('captured output of exited processes stays within --capture-retained
   t.deepEqual(await read(handles[1]!), { data: 256 * 1024, lost: 0 });
   t.deepEqual(await read(handles[2]!), { data: 256 * 1024, lost: 0 });
   t.true(small.agent.manager.stats().stdio.ringBytes <= 600 * 1024);
+});
+
+test("one owner's chatty processes publish output events within its budget, and every byte is still covered", async (t) => {
+  // 20 processes, each a line every 5 ms for about a second: 800 events a second at one per 25 ms
+  // each, four times the owner's budget. The log is every owner's replay window.
+  const { sequence } = await h.client.list();
+  const lines = 200;
+  const script = `$|=1; for (1..${lines}) { printf "line-%03d\\n", $_; select(undef, undef, undef, 0.005) }`;
+  const started = performance.now();
+  const spawned = await Promise.all(range(20).map(() => h.client.spawn({ argv: ['perl', '-e', script], stdout: CAPTURE, outputEvents: true, labels: { test: 'budget' } })));
+  const handles = new Set(spawned.map((s) => s.process!.handle));
+  const exited = new Set<string>();
+  const events = await collect(h.client, { labels: { test: 'budget' }, afterSequence: sequence }, (ev) => {
+    for (const e of ev) if (e.type === EventType.EVENT_TYPE_EXITED) exited.add(e.process!.handle);
+    return exited.size === handles.size;
+  });
+  const seconds = (performance.now() - started) / 1000;
+  const outputs = events.filter((e) => e.type === EventType.EVENT_TYPE_OUTPUT);
+  // The budget's burst, its rate over the run, and each process's last output published before its exit.
+  const bound = OUTPUT_EVENTS_PER_SECOND + OUTPUT_EVENTS_PER_SECOND * seconds + handles.size;
+  t.true(outputs.length <= bound, `${outputs.length} output events in ${seconds.toFixed(2)} s, at most ${Math.floor(bound)}`);
+  const perLine = 'line-000\n'.length;
+  for (const handle of handles) {
+    const mine = outputs.filter((e) => e.process!.handle === handle);
+    let at = 0;
+    for (const e of mine) {
+      t.is(Number(e.output!.offset), at, 'contiguous: coalesced, not dropped');
+      at += e.output!.data.length;
+    }
+    t.is(at, lines * perLine);
+  }
+});
+
+test('the output event budget: a burst of its rate, then one per 1/rate, per owner', (t) => {
+  let now = 0;
+  const budget = new OutputEventBudget(4, () => now);
+  t.deepEqual(range(5).map(() => budget.wait('a')), [0, 0, 0, 0, 250]);
+  t.is(budget.wait('b'), 0, 'another owner has its own');
+  now = 250;
+  t.deepEqual([budget.wait('a'), budget.wait('a')], [0, 250]);
+  now = 10_000;
+  t.deepEqual(range(5).map(() => budget.wait('a')), [0, 0, 0, 0, 250], 'refilled to the burst, no more');
 });

@@ -5,6 +5,7 @@
 // nobody reading the pipe is always drained.
 import type net from 'node:net';
 import { closeFd, type Fd } from '../../kernel/fd.js';
+import type { OutputPublisher } from './output-event-budget.js';
 import { OutputRing } from './output-ring.js';
 import { detachPipe, openPipe } from './pipe-end.js';
 
@@ -16,7 +17,7 @@ export const READER_STALL_MS = 1000;
 const PIPE_READ_BYTES = 64 * 1024;
 /** Output events carry at most this many bytes each... */
 export const OUTPUT_EVENT_BYTES = 64 * 1024;
-/** ...and are coalesced over this long, so chatty output does not flood the event log. */
+/** ...and are coalesced over this long (longer past the owner's budget), so chatty output does not flood the event log. */
 export const OUTPUT_EVENT_DELAY_MS = 25;
 
 /** Captured output published as an event: a range of the stream, read from its ring when sent. */
@@ -66,6 +67,8 @@ export class CapturedOutput {
   /** End of the output already published as events. */
   private published = 0;
   private timer: NodeJS.Timeout | null = null;
+  /** Waiting for the owner's output event budget: output only gathers meanwhile. */
+  private throttled = false;
   /** A persisted bound above every offset handed out (capture-files.ts); passing it moves it first. */
   private mark = Infinity;
   private persistMark: (end: number) => number = () => Infinity;
@@ -75,7 +78,7 @@ export class CapturedOutput {
     private fd: Fd | null,
     readonly stream: StreamName,
     ringBytes: number,
-    private publish: ((slice: OutputSlice) => void) | null,
+    private publish: OutputPublisher | null,
     private readonly onClose: () => void,
   ) {
     this.ring = new OutputRing(ringBytes);
@@ -83,7 +86,7 @@ export class CapturedOutput {
   }
 
   /** Continues a predecessor's capture (handover): its bytes, then its pipe. */
-  static continuing(state: CaptureState, publish: ((slice: OutputSlice) => void) | null, onClose: () => void): CapturedOutput {
+  static continuing(state: CaptureState, publish: OutputPublisher | null, onClose: () => void): CapturedOutput {
     const out = new CapturedOutput(null, state.stream, state.capacity, publish, onClose);
     out.ring.continueAt(state.end, state.held);
     if (state.dropped) out.ring.drop();
@@ -225,8 +228,9 @@ export class CapturedOutput {
     this.ring.append(chunk);
     if (this.holds.size > 0) this.regulate();
     if (this.publish !== null) {
-      if (this.ring.end - this.published >= OUTPUT_EVENT_BYTES) this.flush();
-      else if (this.timer === null) this.timer = setTimeout(() => this.flush(), OUTPUT_EVENT_DELAY_MS).unref();
+      if (this.ring.end - this.published >= OUTPUT_EVENT_BYTES) {
+        if (!this.throttled) this.flushWithinBudget();
+      } else if (this.timer === null) this.timer = setTimeout(() => this.flushWithinBudget(), OUTPUT_EVENT_DELAY_MS).unref();
     }
     this.notify();
   }
@@ -240,16 +244,27 @@ export class CapturedOutput {
     this.notify();
   }
 
+  /** Publishes what has gathered if the owner's budget allows, else once it does. */
+  private flushWithinBudget(): void {
+    this.clearTimer();
+    if (this.publish === null) return;
+    const wait = this.publish.wait();
+    this.throttled = wait > 0;
+    if (this.throttled) this.timer = setTimeout(() => this.flushWithinBudget(), wait).unref();
+    else this.flush();
+  }
+
   /** Publishes what is waiting for the coalescing delay now (before the exit event, say). */
   flush(): void {
     this.clearTimer();
+    this.throttled = false;
     if (this.publish === null) return;
     // Bytes the ring overwrote before they were published are skipped: the next event's offset
     // shows the gap.
     this.published = Math.max(this.published, this.ring.start);
     while (this.published < this.ring.end) {
       const length = Math.min(OUTPUT_EVENT_BYTES, this.ring.end - this.published);
-      this.publish({ stream: this.stream, offset: this.published, length, source: this });
+      this.publish.publish({ stream: this.stream, offset: this.published, length, source: this });
       this.published += length;
     }
   }

@@ -7,6 +7,7 @@ import type { OutputTarget } from '../options.js';
 import type { ProcessRecord } from '../lifecycle/record.js';
 import type { CaptureState, CapturedOutput, OutputSlice, StreamName } from './captured-output.js';
 import { CaptureFiles, MARK_STEP_BYTES, type CaptureMeta } from './capture-files.js';
+import { OutputEventBudget, type OutputPublisher } from './output-event-budget.js';
 import { ProcessStdio, type StdioState } from './process-pipes.js';
 
 /** Ring size per captured stream when neither the request nor --capture-bytes says otherwise. */
@@ -41,7 +42,8 @@ export interface StdioStats {
  * handle is released (or expires); after that they are only drained until end-of-file.
  */
 /** Whose a ring is, for quotas and the fair order ('' for the processes of no caller: restored, say). */
-const ownerOf = (io: ProcessStdio): string => io.record.spec.owner ?? '';
+const ownerOfRecord = (record: ProcessRecord): string => record.spec.owner ?? '';
+const ownerOf = (io: ProcessStdio): string => ownerOfRecord(io.record);
 
 export class StdioTable {
   private readonly live = new Map<ProcessRecord, ProcessStdio>();
@@ -53,6 +55,7 @@ export class StdioTable {
   private readonly charged = new Map<ProcessStdio, number>();
   /** What each owner's rings are charged, running and retained (max_capture_bytes). */
   private readonly byOwner = new Map<string, number>();
+  private readonly outputEvents = new OutputEventBudget();
 
   constructor(
     private readonly events: EventLog,
@@ -131,11 +134,20 @@ export class StdioTable {
     else this.byOwner.delete(owner);
   }
 
+  /** Where a process's output events go, within its owner's share of the event log. */
+  private publisher(record: ProcessRecord): OutputPublisher {
+    const owner = ownerOfRecord(record);
+    return {
+      publish: (slice: OutputSlice) => void this.events.append('output', record, slice),
+      wait: () => this.outputEvents.wait(owner),
+    };
+  }
+
   /** Takes ownership of the agent's pipe ends of a just-spawned process; `reserved` is what reserve() charged. */
   attach(record: ProcessRecord, pipes: readonly [Fd | null, Fd | null, Fd | null], options: StdioOptions, reserved = 0): void {
     if (pipes.every((fd) => fd === null)) return this.unreserve(reserved, record.spec.owner);
     const ring = (t: OutputTarget) => (t.kind === 'capture' ? (t.ringBytes ?? this.defaultRingBytes) : 1);
-    const publish = options.outputEvents ? (slice: OutputSlice) => void this.events.append('output', record, slice) : null;
+    const publish = options.outputEvents ? this.publisher(record) : null;
     const io = new ProcessStdio(record, pipes, [ring(options.stdout), ring(options.stderr)], publish, (closed) => this.closed(closed));
     this.live.set(record, io);
     this.charged.set(io, reserved);
@@ -163,7 +175,7 @@ export class StdioTable {
 
   /** Continues a predecessor's pipes and captured output for a restored record (handover, restart). */
   continue(record: ProcessRecord, state: StdioState): void {
-    const publish = state.outputEvents ? (slice: OutputSlice) => void this.events.append('output', record, slice) : null;
+    const publish = state.outputEvents ? this.publisher(record) : null;
     const io = new ProcessStdio(record, [null, null, null], [1, 1], publish, (closed) => this.closed(closed), state);
     this.live.set(record, io);
     const bytes = io.isDropped ? 0 : io.capacity;

@@ -3,7 +3,8 @@
 // fs streams, whose pending reads each hold a threadpool thread) that owns it from then on and
 // closes it exactly once.
 import type { Fd } from '../../kernel/fd.js';
-import { CapturedOutput, type CaptureState, type OutputSlice, type StreamName } from './captured-output.js';
+import { CapturedOutput, type CaptureState, type StreamName } from './captured-output.js';
+import type { OutputPublisher } from './output-event-budget.js';
 import { AgentError, handoverInProgress, processExited } from '../errors.js';
 import type { ProcessRecord } from '../lifecycle/record.js';
 import { StdinPipe } from './stdin-pipe.js';
@@ -36,7 +37,7 @@ export class ProcessStdio {
     readonly record: ProcessRecord,
     pipes: readonly [Fd | null, Fd | null, Fd | null],
     ringBytes: readonly [number, number],
-    private readonly publish: ((slice: OutputSlice) => void) | null,
+    private readonly publish: OutputPublisher | null,
     private readonly onClose: (io: ProcessStdio) => void,
     handed?: StdioState,
   ) {
