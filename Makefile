@@ -8,9 +8,10 @@ STAMP := node_modules/.installed
 # Debian packages the Python client and its tests use (protoc and grpc's python plugin generate it),
 # the Go client's toolchain, generators and libraries (never golang-goprotobuf-dev: its 1.3 runtime
 # panics on the first reply; golang-github-golang-protobuf-1-5-dev replaces it), and tmux, the
-# terminal the tests drive pidfdctl top and spawn --tty --attach in.
+# terminal the tests drive pidfdctl top and spawn --tty --attach in, and faketime, which steps an
+# agent's wall clock (and only its wall clock) in test/clock-steps.test.ts.
 DEBS := python3-grpcio python3-protobuf protobuf-compiler protobuf-compiler-grpc python3-pip python3-venv \
-  golang-go golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev protoc-gen-go protoc-gen-go-grpc tmux
+  golang-go golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev protoc-gen-go protoc-gen-go-grpc tmux faketime
 
 $(STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund

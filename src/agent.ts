@@ -24,7 +24,7 @@ import type { Logger } from './log.js';
 import { WatchHub } from './service/watch.js';
 import { OutputReaders } from './service/read-output.js';
 import { readBootId } from './process/lifecycle/proc-fs.js';
-import { MemoryStore, type ProcessStore } from './process/process-store.js';
+import { MemoryStore, type ProcessStore, type SavedProcess } from './process/process-store.js';
 import { openStore } from './store/recover.js';
 import { useFdPassing } from './kernel/fd-passing.js';
 import { IDLE_POLICY, IdleMemory, processSignals, reduceProcessMemory, releaseFreedMemory, settleYoungGeneration } from './kernel/idle-memory.js';
@@ -266,6 +266,9 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     inbound.close();
     server.forceShutdown();
     reaper.close();
+    // Restore took the saved rings (their files go once read) and has read the pipes since: what
+    // it holds goes back to the state dir for the next start, as at a stop.
+    manager.saveCaptures();
     store.close();
     closeNode();
     clearInterval(expiry);
@@ -300,7 +303,11 @@ function restore(manager: ProcessManager, store: ProcessStore, bootId: string, h
   const handed = handover?.pidfds() ?? new Map();
   try {
     const lost = [];
-    for (const saved of store.load()) {
+    // Exits in the order they happened, then the running ones (those found gone exit now): the
+    // table's retention takes the oldest exits first, and the store lists running rows first.
+    const exitedAt = (saved: SavedProcess) => saved.exit?.exitedAt ?? Infinity;
+    const inOrder = [...store.load()].sort((a, b) => (exitedAt(a) === exitedAt(b) ? 0 : exitedAt(a) < exitedAt(b) ? -1 : 1));
+    for (const saved of inOrder) {
       const ref = saved.state === 'running' ? handed.get(saved.handle) : undefined;
       if (ref !== undefined) handed.delete(saved.handle);
       const { record, lost: isLost } = manager.restore(saved, bootId, ref);

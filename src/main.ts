@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 // pidfd-agent: the only place that reads argv and the environment.
-import { startAgent } from './agent.js';
 import { ConfigError, parseConfig, USAGE } from './config/config.js';
 import { readFileSync } from 'node:fs';
 import { formatLogLine, type Logger } from './log.js';
@@ -21,6 +20,12 @@ async function main(): Promise<number> {
     console.error(`pidfd-agent: ${e.message}\n${USAGE}`);
     return 2;
   }
+  // SIGHUP reloads the policy; until the agent exists (telemetry, the lock, restore, a takeover's
+  // wait for its predecessor) one is remembered, not left to its default action, which would end
+  // the agent in the middle of its start.
+  let reload = () => void (reloadPending = true);
+  let reloadPending = false;
+  process.on('SIGHUP', () => reload());
   // Before anything else, so everything after runs with the SDK (or the API's no-ops) in place.
   const version = (JSON.parse(readFileSync(builtFile('package.json'), 'utf8')) as { version: string }).version;
   let traceIds: Telemetry['traceIds'] = () => undefined;
@@ -34,13 +39,17 @@ async function main(): Promise<number> {
   const agentEnv = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined));
   let agent;
   try {
+    // Loaded here, not with this module: its half second of loading is covered by the handlers above.
+    const { startAgent } = await import('./agent.js');
     agent = await startAgent({ ...config, agentEnv }, log, telemetry);
   } catch (e) {
     await telemetry.shutdown();
     throw e;
   }
   // Without --policy there is nothing to reload; the handler still keeps SIGHUP from killing the agent.
-  process.on('SIGHUP', () => agent.reloadPolicy());
+  const started = agent;
+  reload = () => void started.reloadPolicy();
+  if (reloadPending) reload();
   const signalled = new Promise<'signal'>((resolve) => {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve('signal'));
   });

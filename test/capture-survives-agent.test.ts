@@ -2,10 +2,12 @@
 // reader of its own (the child's end is read-write), so with no agent it gets no SIGPIPE and the
 // pipe buffers up to the ring's size; the next agent takes the pipe back and goes on reading.
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { OutputMode, OutputStream, State, type AgentClient } from '../clients/ts/src/index.js';
+import { AGENT_BIN } from './helpers/agent-process.js';
 import { eventually } from './helpers/harness.js';
 import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
 
@@ -33,7 +35,7 @@ async function readAll(client: AgentClient, handle: string, offset = 0): Promise
   return { text, lost, first };
 }
 
-async function survives(t: ExecutionContext, down: (agent: RestartableAgent) => Promise<void>): Promise<{ before: { text: string; lost: number; first: number } }> {
+async function survives(t: ExecutionContext, down: (agent: RestartableAgent, dir: string, stateDir: string) => Promise<void>): Promise<{ before: { text: string; lost: number; first: number } }> {
   const dir = mkdtempSync(join(tmpdir(), 'pidfd-agent-capture-'));
   dirs.push(dir);
   const stateDir = join(dir, 'state');
@@ -46,7 +48,7 @@ async function survives(t: ExecutionContext, down: (agent: RestartableAgent) => 
   const { process: p } = await first.client.spawn({ argv: ['sh', '-c', script], stdout: { mode: OutputMode.OUTPUT_MODE_CAPTURE, ringBytes: RING } });
   const handle = p!.handle;
   await eventually('before to be captured', async () => (await readAll(first.client, handle)).text === 'before\n');
-  await down(first);
+  await down(first, dir, stateDir);
   writeFileSync(go, '');
   await eventually('the process to write its output with no agent running', () => existsSync(wrote), 20_000);
 
@@ -85,4 +87,21 @@ test.serial('a capturing process survives SIGTERM of its agent with no successor
   t.is(before.text, `before\n${'x'.repeat(WHILE_DOWN)}\nduring\n`, 'the stopped agent saved its ring');
   t.is(before.lost, 0);
   t.is(before.first, 0);
+});
+
+test.serial('a start that fails after restoring (its --tcp port taken) gives the saved ring back for the next agent', async (t) => {
+  const { before } = await survives(t, async (agent, dir, stateDir) => {
+    await agent.stop();
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const port = (busy.address() as AddressInfo).port;
+    try {
+      const pid = await reaper.start([process.execPath, AGENT_BIN, '--listen', `unix://${join(dir, 'agent.sock')}`, '--state-dir', stateDir, '--quiet', '--tcp', `127.0.0.1:${port}`]);
+      t.is(await reaper.wait(pid, 20_000), 'exit 1', 'the start failed on its listener, after restoring');
+    } finally {
+      busy.close();
+    }
+  });
+  t.is(before.text, `before\n${'x'.repeat(WHILE_DOWN)}\nduring\n`, 'the ring the stop saved, and what the failed start had read, are there');
+  t.is(before.lost, 0);
 });

@@ -1,9 +1,11 @@
 import { spawn } from 'node:child_process';
+import { createServer, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import test from 'ava';
 import { CLI_BIN } from './helpers/agent-process.js';
 import { runCliText } from './helpers/cli.js';
-import { procState, startHarness, type Harness } from './helpers/harness.js';
+import { procState, startHarness, tempDir, type Harness } from './helpers/harness.js';
 
 let h: Harness;
 test.before(async () => {
@@ -113,4 +115,18 @@ test('list, get and top show control characters in labels and argv escaped, neve
   // top cuts labels to their column; argv is whole.
   t.true(outputs[2]!.stdout.includes('app=web\\x1b]0;owned'), outputs[2]!.stdout);
   t.true(outputs[2]!.stdout.includes('sh -c sleep 30 #\\x1b[2K\\x0d\\x1b[1Aweb\\x1b]0;owned\\x07\\x1b[8m\\x9b2K\\x7f'), outputs[2]!.stdout);
+});
+
+test('health against a socket that never answers fails with one line and status 1, no stack', async (t) => {
+  const path = join(tempDir('pidfd-agent-mute-'), 'mute.sock');
+  const held: Socket[] = [];
+  const mute = createServer((s) => held.push(s));
+  await new Promise<void>((resolve) => mute.listen(path, resolve));
+  t.teardown(() => {
+    held.forEach((s) => s.destroy());
+    mute.close();
+  });
+  const out = await runCliText(`unix://${path}`, ['health', '--timeout', '500ms']);
+  t.is(out.code, 1);
+  t.regex(out.stderr, /^pidfdctl: DEADLINE_EXCEEDED: [^\n]+\n$/);
 });

@@ -1,5 +1,6 @@
 // The policy file over time: no policy (root alone), edits and SIGHUP, broken files, and owners
 // an older agent persisted in its own form.
+import { spawn } from 'node:child_process';
 import test from 'ava';
 import { mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,6 +10,7 @@ import { newHandleId } from '../src/process/lifecycle/handle.js';
 import { ProcessRecord } from '../src/process/lifecycle/record.js';
 import { readBootId } from '../src/process/lifecycle/proc-fs.js';
 import { SqliteStore } from '../src/store/sqlite-store.js';
+import { AGENT_BIN } from './helpers/agent-process.js';
 import { eventually, startHarness, tempDir } from './helpers/harness.js';
 import { asUser, oneAs, shareSocket } from './helpers/tenant.js';
 
@@ -269,4 +271,26 @@ test("max_readers holds a tenant's ReadOutput streams, freed as each ends; a ten
   const [admin, , silent] = parsePolicy(readFileSync(file, 'utf8')).rules;
   t.like(silent, { maxWatches: 64, maxReaders: 64 });
   t.like(admin, { maxWatches: undefined, maxReaders: undefined });
+});
+
+test('SIGHUPs while the agent starts are remembered, not fatal: it serves, then reloads the policy once', async (t) => {
+  const dir = tempDir('pidfd-agent-policy-');
+  const file = join(dir, 'policy.yaml');
+  writeFileSync(file, 'rules:\n  - identities: ["unix:uid=0"]\n    role: admin\n');
+  const socket = join(dir, 'agent.sock');
+  const child = spawn(process.execPath, [AGENT_BIN, '--listen', `unix://${socket}`, '--ephemeral', '--policy', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  t.teardown(() => child.kill('SIGKILL'));
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  // From the first line it logs (its handlers are in place by then) until it serves.
+  await eventually('the first log line', () => stderr.includes('"event":"telemetry"'), 20_000);
+  const hups = setInterval(() => child.kill('SIGHUP'), 5);
+  try {
+    await eventually('the agent to serve, or die', () => stderr.includes('"event":"serving"') || child.exitCode !== null || child.signalCode !== null, 20_000);
+  } finally {
+    clearInterval(hups);
+  }
+  t.is(child.signalCode, null, stderr);
+  t.regex(stderr, /"event":"serving"/);
+  await eventually('the pending reload applied', () => /"event":"policy_loaded".*"why":"sighup"/.test(stderr));
 });

@@ -318,7 +318,14 @@ run(process.argv.slice(2)).then(
       process.exitCode = 1;
       return;
     }
-    const usage = e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+    const { code, details } = e as { code?: unknown; details?: unknown };
+    // A call made without the API's client (health): a grpc-js error with a numeric code.
+    if (typeof code === 'number' && typeof details === 'string') {
+      console.error(`pidfdctl: ${status[code] ?? code}: ${printable(details.replace(/\s*\n\s*/g, ' ').trim())}`);
+      process.exitCode = 1;
+      return;
+    }
+    const usage = e instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'));
     console.error(`pidfdctl: ${e instanceof Error ? e.message : String(e)}${usage ? `\n${USAGE}` : ''}`);
     process.exitCode = usage ? 2 : 1;
   },

@@ -12,6 +12,7 @@ import type { StreamName } from './stdio/captured-output.js';
 import type { ProcessStdio, StdioState } from './stdio/process-pipes.js';
 import { newHandleId } from './lifecycle/handle.js';
 import { type AdoptOptions, type SignalTarget, type SpawnOptions } from './options.js';
+import { elapsedSince, instantNow, stampNow } from './lifecycle/clock.js';
 import { deadlineAt, ProcessRecord, type DeadlineAt, type ExitInfo } from './lifecycle/record.js';
 import { ProcessTable, requestKey, type RetentionPolicy } from './lifecycle/table.js';
 import { sendSignal, threadIds } from './lifecycle/signalling.js';
@@ -182,7 +183,7 @@ export class ProcessManager {
     const traced = this.telemetry.spawnTrace();
     const options = this.stdio.resolve(requested);
     const intent: SpawnIntent | undefined =
-      options.requestId === undefined ? undefined : { owner: options.owner, requestId: options.requestId, handle, argv: options.argv, createdAt: Date.now() };
+      options.requestId === undefined ? undefined : { owner: options.owner, requestId: options.requestId, handle, argv: options.argv, createdAt: Date.now(), createdStamp: stampNow() };
     const joined = this.namespacesOf(options);
     let reserved: number | undefined;
     let child: Launched;
@@ -549,6 +550,7 @@ export class ProcessManager {
   /** Reaper sink: exits arrive in batches; each is recorded once, and reported once recorded. */
   onExits(exits: readonly ReapedExit[]): void {
     const now = Date.now();
+    const stamp = stampNow();
     for (const exit of exits) {
       const record = this.byRef.get(exit.ref);
       if (!record) continue;
@@ -561,7 +563,7 @@ export class ProcessManager {
       this.dropInode(record);
       this.unrecorded.push({
         record,
-        exit: record.exitFor({ termination: exit.termination, statusLost: exit.termination === undefined || undefined, rusage: exit.rusage, exitedAt: now }),
+        exit: record.exitFor({ termination: exit.termination, statusLost: exit.termination === undefined || undefined, rusage: exit.rusage, exitedAt: now, exitedStamp: stamp }),
         shown: false,
       });
     }
@@ -645,8 +647,9 @@ export class ProcessManager {
    */
   expire(now = Date.now()): void {
     this.recordExits();
-    const expired = this.table.expired(now);
-    const intents = [...this.unknownOutcomes].filter(([, i]) => now - i.createdAt >= this.limits.ttlMs);
+    const instant = instantNow(now);
+    const expired = this.table.expired(instant);
+    const intents = [...this.unknownOutcomes].filter(([, i]) => elapsedSince(i.createdAt, i.createdStamp, instant) >= this.limits.ttlMs);
     if (expired.length > 0 || intents.length > 0) {
       try {
         this.store.commit('retention expiry', this.events.lastSequence + expired.length, (w) => {
@@ -721,7 +724,7 @@ export class ProcessManager {
       if (saved.deadline) this.armDeadline(record, saved.deadline);
       return { record, lost: false };
     }
-    record.markExited(saved.exit ?? { termination: undefined, statusLost: true, reason: 'exited', exitedAt: Date.now() });
+    record.markExited(saved.exit ?? { termination: undefined, statusLost: true, reason: 'exited', exitedAt: Date.now(), exitedStamp: stampNow() });
     this.table.noteExited(record);
     // A cgroup the previous agent could not remove yet (still populated then) is retried here.
     if (saved.exit !== undefined && record.ownedCgroup !== undefined) this.cleanUp(record);

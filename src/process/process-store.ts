@@ -1,6 +1,7 @@
 // The persisted handle table as the domain sees it: what the manager writes on each transition,
 // and what a restarted agent reads back. The SQLite implementation is sqlite-store.ts.
 import type { SequenceOrigin } from '../process/events/event-log.js';
+import type { Stamp } from '../process/lifecycle/clock.js';
 import type { HandleId } from '../process/lifecycle/handle.js';
 import type { DeadlineAt, ExitInfo, ProcessRecord } from '../process/lifecycle/record.js';
 
@@ -35,6 +36,8 @@ export interface SpawnIntent {
   readonly handle: HandleId;
   readonly argv: readonly string[];
   readonly createdAt: number;
+  /** createdAt on the clock that does not step (lifecycle/clock.ts): what its age is measured by. */
+  readonly createdStamp?: Stamp;
 }
 
 /** The writes of one transaction: all of them are durable, or none. */

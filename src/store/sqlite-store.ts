@@ -8,6 +8,7 @@ import { constants as os } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { SequenceOrigin } from '../process/events/event-log.js';
+import type { Stamp } from '../process/lifecycle/clock.js';
 import type { HandleId } from '../process/lifecycle/handle.js';
 import type { ExitInfo } from '../process/lifecycle/record.js';
 import { StoreWriteFailed, type ProcessStore, type SavedProcess, type SpawnIntent, type StoreWrites } from '../process/process-store.js';
@@ -27,6 +28,7 @@ CREATE TABLE intents (
   handle       TEXT NOT NULL,
   argv         TEXT NOT NULL,
   created_at   INTEGER NOT NULL,
+  created_stamp TEXT,
   PRIMARY KEY (owner, request_id)
 ) WITHOUT ROWID;
 `;
@@ -236,7 +238,7 @@ export class SqliteStore implements ProcessStore {
     const remove = this.db.prepare('DELETE FROM processes WHERE id = ?');
     for (const [id, handle] of this.db.prepare('SELECT id, handle FROM processes').raw().all() as [number, HandleId][]) this.rows.set(handle, id);
     this.lastRow = Number(this.db.prepare('SELECT max(id) FROM processes').pluck().get() ?? 0);
-    const intend = this.db.prepare('INSERT OR REPLACE INTO intents (owner, request_id, handle, argv, created_at) VALUES (?, ?, ?, ?, ?)');
+    const intend = this.db.prepare('INSERT OR REPLACE INTO intents (owner, request_id, handle, argv, created_at, created_stamp) VALUES (?, ?, ?, ?, ?, ?)');
     const settle = this.db.prepare('DELETE FROM intents WHERE owner = ? AND request_id = ?');
     this.begin = this.db.prepare('BEGIN');
     this.end = this.db.prepare('COMMIT');
@@ -245,7 +247,7 @@ export class SqliteStore implements ProcessStore {
     this.ceiling = Number(this.db.prepare(`SELECT value FROM meta WHERE key = 'sequence_ceiling'`).pluck().get());
     this.origin = { after: this.ceiling, reserve: (sequence) => this.reserve(sequence) };
     this.writes = {
-      intended: (i) => void intend.run(i.owner ?? '', i.requestId, i.handle, JSON.stringify(i.argv), i.createdAt),
+      intended: (i) => void intend.run(i.owner ?? '', i.requestId, i.handle, JSON.stringify(i.argv), i.createdAt, i.createdStamp === undefined ? null : JSON.stringify(i.createdStamp)),
       settled: (owner, requestId) => void settle.run(owner ?? '', requestId),
       started: (record) => {
         const { handle, identity, spec } = record;
@@ -347,8 +349,15 @@ export class SqliteStore implements ProcessStore {
   }
 
   intents(): SpawnIntent[] {
-    const rows = this.db.prepare('SELECT * FROM intents ORDER BY created_at').all() as { owner: string; request_id: string; handle: string; argv: string; created_at: number }[];
-    return rows.map((r) => ({ owner: r.owner === '' ? undefined : r.owner, requestId: r.request_id, handle: r.handle as HandleId, argv: JSON.parse(r.argv) as string[], createdAt: r.created_at }));
+    const rows = this.db.prepare('SELECT * FROM intents ORDER BY created_at').all() as { owner: string; request_id: string; handle: string; argv: string; created_at: number; created_stamp: string | null }[];
+    return rows.map((r) => ({
+      owner: r.owner === '' ? undefined : r.owner,
+      requestId: r.request_id,
+      handle: r.handle as HandleId,
+      argv: JSON.parse(r.argv) as string[],
+      createdAt: r.created_at,
+      ...(r.created_stamp === null ? {} : { createdStamp: JSON.parse(r.created_stamp) as Stamp }),
+    }));
   }
 
   releaseMemory(): void {
@@ -378,7 +387,7 @@ export class SqliteStore implements ProcessStore {
       const check = this.db.pragma('quick_check', { simple: true });
       if (check !== 'ok') throw new StoreDamaged(file, `quick_check: ${String(check).split('\n')[0]}`);
     }
-    if (version === SCHEMA_VERSION) return;
+    if (version === SCHEMA_VERSION) return this.addStampColumn();
     this.db.transaction(() => {
       if (version === 0) this.db.exec(SCHEMA);
       // 1 → 2: who spawned or adopted each process (unknown for the records already there).
@@ -392,6 +401,17 @@ export class SqliteStore implements ProcessStore {
       }
       this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
     })();
+    this.addStampColumn();
+  }
+
+  /**
+   * intents.created_stamp (what an intent's age is measured by) came without a schema version: a
+   * column an older agent of schema 4 neither names nor reads, so it can still open the store (a
+   * rollback) and its intents are measured by the wall clock, as it measured them.
+   */
+  private addStampColumn(): void {
+    const columns = this.db.prepare('SELECT name FROM pragma_table_info(?)').pluck().all('intents') as string[];
+    if (!columns.includes('created_stamp')) this.db.exec('ALTER TABLE intents ADD COLUMN created_stamp TEXT');
   }
 
   private reserve(sequence: number): boolean {

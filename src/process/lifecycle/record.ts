@@ -1,6 +1,7 @@
 import type { PidRef } from '../../kernel/pid-ref.js';
 import type { Rusage, Termination } from '../../kernel/termination.js';
 import type { Parentage } from '../reaping.js';
+import { elapsedSince, instantNow, type Instant, type Stamp } from './clock.js';
 import type { HandleId } from './handle.js';
 import type { Deadline } from '../options.js';
 import type { EventSubject } from '../events/event-log.js';
@@ -19,6 +20,8 @@ export interface ExitInfo {
   /** Only for our own children: waitid reports it, PIDFD_INFO_EXIT does not. */
   readonly rusage?: Rusage;
   readonly exitedAt: number;
+  /** exitedAt on the clock that does not step (clock.ts), for its retention. */
+  readonly exitedStamp?: Stamp;
   /**
    * It ended while no agent watched it (found gone, or its PID taken by another process, after a
    * restart): nobody can know how. exitedAt is then when the agent found out.
@@ -35,9 +38,11 @@ export interface ExitInfo {
 export type DeadlineAt = Omit<Deadline, 'timeoutMs'> & {
   /** ms since the epoch. */
   readonly at: number;
+  /** `at` on the clock that does not step: what it is armed by (absent in an older agent's). */
+  readonly atStamp?: Stamp;
 };
 
-export const deadlineAt = (d: Deadline, now = Date.now()): DeadlineAt => ({ at: now + d.timeoutMs, killSignal: d.killSignal, graceMs: d.graceMs });
+export const deadlineAt = (d: Deadline, now: Instant = instantNow()): DeadlineAt => ({ at: now.wall + d.timeoutMs, atStamp: { boot: now.stamp.boot, ms: now.stamp.ms + d.timeoutMs }, killSignal: d.killSignal, graceMs: d.graceMs });
 
 export interface ProcessIdentity {
   readonly pid: number;
@@ -167,7 +172,7 @@ export class ProcessRecord {
       if (this.#state !== 'running') return;
       this.#timedOut = true;
       fire();
-    }, Math.max(0, d.at - Date.now()));
+    }, Math.max(0, -elapsedSince(d.at, d.atStamp, instantNow())));
     this.#timer.unref();
   }
 

@@ -1,3 +1,4 @@
+import { elapsedSince, type Instant } from './clock.js';
 import type { HandleId } from './handle.js';
 import type { ProcessRecord } from './record.js';
 
@@ -91,11 +92,12 @@ export class ProcessTable {
    * (not yet removed): one tenant's stream of short processes cannot push out another's exits
    * before they are read.
    */
-  expired(now: number): ProcessRecord[] {
+  expired(now: Instant): ProcessRecord[] {
     const out: ProcessRecord[] = [];
     const taken = new Map<string, number>();
     for (const record of this.exited.values()) {
-      if (now - (record.exit?.exitedAt ?? now) < this.retention.ttlMs) break;
+      const exit = record.exit;
+      if (exit === undefined || elapsedSince(exit.exitedAt, exit.exitedStamp, now) < this.retention.ttlMs) break;
       out.push(record);
       taken.set(ownerOf(record), (taken.get(ownerOf(record)) ?? 0) + 1);
     }
