@@ -11,7 +11,7 @@ import { STORE_FILE } from '../src/store/sqlite-store.js';
 import { HANDOVER_SOCKET } from '../src/handover/outgoing.js';
 import { runInPidNamespace } from './fixtures/pid-namespace.js';
 import { AGENT_BIN } from './helpers/agent-process.js';
-import { eventually, startHarness } from './helpers/harness.js';
+import { eventually, procState, startHarness } from './helpers/harness.js';
 import { pool } from './helpers/events.js';
 import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
 
@@ -219,4 +219,30 @@ test('a PID recycled while the agent was down is never re-adopted', async (t) =>
   t.is(readopted, 0);
   t.is(hit, 0);
   t.is(m?.[5], 'yes', 'the control process that did survive is re-adopted');
+});
+
+test.serial('after a restart --retention-max drops the oldest exits first, not a process found gone', async (t) => {
+  const dir = tempDir();
+  const stateDir = join(dir, 'state');
+  const args = ['--retention-max', '2'];
+  const first = await RestartableAgent.start(reaper, dir, stateDir, args);
+  const exited = async (code: number) => {
+    const { process: p } = await first.client.spawn({ argv: ['sh', '-c', `exit ${code}`] });
+    await first.client.wait({ handle: p!.handle });
+    return p!.handle;
+  };
+  const [a, b] = [await exited(3), await exited(4)];
+  const { process: c } = await first.client.spawn({ argv: ['sleep', '600'] });
+  await first.crash();
+  // It dies while no agent runs (killed by the test, which knows it has not been reaped: the
+  // subreaper reaps it next), and the next agent finds it gone.
+  process.kill(c!.pid, 'SIGKILL');
+  await eventually('the subreaper to reap it', () => procState(c!.pid) === undefined);
+  const second = await RestartableAgent.start(reaper, dir, stateDir, args);
+  t.teardown(() => second.stop());
+  // Three exits against a cap of two: the oldest goes, not the news of the one found gone.
+  await eventually('retention applied', async () => (await second.client.list({})).processes.length === 2);
+  t.is((await refusal(t, second.client.get({ handle: a })))?.code, status.NOT_FOUND);
+  t.is((await second.client.get({ handle: b })).process?.exit?.code, 4);
+  t.true((await second.client.get({ handle: c!.handle })).process?.exit?.statusLost);
 });
