@@ -13,7 +13,7 @@ import { nodeNamespaces, type NamespaceTarget } from './process/spawn/namespaces
 import { builtFile } from './built-files.js';
 import { EpollReaper } from './reaper/reaper.js';
 import { agentService } from './service/agent-service.js';
-import { createServer } from './service/server.js';
+import { createServer, SERVICE_NAME } from './service/server.js';
 import { listenUnix, type GrpcListener } from './transport/listeners.js';
 import { INBOUND_BYTES, InboundBudget } from './transport/inbound-budget.js';
 import { IdentityConnections } from './transport/identity-connections.js';
@@ -49,6 +49,8 @@ export interface Agent {
   readonly readers: OutputReaders;
   /** Resolves once this agent has handed over to a successor and stopped serving. */
   readonly handedOver: Promise<void>;
+  /** Resolves if the state store is lost under the agent (its state dir deleted or replaced): it must stop. */
+  readonly storeLost: Promise<string>;
   /** Reads --policy again (SIGHUP): true when the file is now in force, false when the old policy stays. */
   reloadPolicy(): boolean;
   /** Stops serving. Managed processes keep running: they never depended on the agent. */
@@ -148,11 +150,27 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     log('memory_reduced', { ...done });
     return done.complete;
   }, IDLE_POLICY, settleYoungGeneration, () => log('memory_released', { ...releaseFreedMemory(() => store.releaseMemory()) }));
+  // A state dir deleted or replaced under the agent (a hostPath cleaned, an operator's rm): its
+  // writes would be acknowledged into a file no later agent reads (exits could not even be
+  // reported: they wait to be recorded), and another agent could start on the path. From the
+  // next second on nothing more is recorded (STORE_WRITE_FAILED), health says NOT_SERVING, and
+  // the agent stops (main), so that its DaemonSet starts a fresh one; what runs keeps running.
+  let loseStore: (why: string) => void = () => {};
+  const storeLost = new Promise<string>((resolve) => (loseStore = resolve));
+  let lost = false;
+  const checkStore = () => {
+    if (lost || store.inPlace()) return;
+    lost = true;
+    for (const service of ['', SERVICE_NAME]) health.setStatus(service, 'NOT_SERVING');
+    const why = 'the state store is no longer at its path (its state dir was deleted or replaced): nothing more can be recorded';
+    log('store_lost', { stateDir: config.stateDir ?? null, note: why });
+    loseStore(why);
+  };
   const startExpiry = () => {
     // Housekeeping that fails (out of fds, say) is logged and tried again next second; thrown
     // from a timer it would end the agent.
     const timer = setInterval(() => {
-      for (const [task, run] of [['expire', () => manager.expire()], ['idle_memory', () => idleMemory.tick()]] as const) {
+      for (const [task, run] of [['store', checkStore], ['expire', () => manager.expire()], ['idle_memory', () => idleMemory.tick()]] as const) {
         try {
           run();
         } catch (e) {
@@ -190,7 +208,7 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
   const watchers = new WatchHub(events, config.maxWatchers, config.watchBacklog);
   const readers = new OutputReaders(config.maxWatchers);
   const gate = new ServiceGate();
-  const { server } = createServer(agentService(manager, watchers, log, authorizer, readers, gate), telemetry.instrumentService);
+  const { server, health } = createServer(agentService(manager, watchers, log, authorizer, readers, gate), telemetry.instrumentService);
   const eventsBefore = events.lastSequence;
   telemetry.observe({
     running: () => manager.stats().running,
@@ -283,6 +301,7 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     watchers,
     readers,
     handedOver: done,
+    storeLost,
     reloadPolicy: access.reload,
     stop: async () => {
       await stop(STOP_GRACE_MS);

@@ -53,7 +53,8 @@ async function main(): Promise<number> {
   const signalled = new Promise<'signal'>((resolve) => {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve('signal'));
   });
-  if ((await Promise.race([signalled, agent.handedOver.then(() => 'handover' as const)])) === 'handover') {
+  const ended = await Promise.race([signalled, agent.handedOver.then(() => 'handover' as const), agent.storeLost.then(() => 'store lost' as const)]);
+  if (ended === 'handover') {
     if (config.afterHandover === 'linger') {
       const keepAlive = setInterval(() => {}, 1 << 30); // nothing else may hold the loop open
       await signalled;
@@ -62,10 +63,10 @@ async function main(): Promise<number> {
     await telemetry.shutdown();
     return 0;
   }
-  log('stopping', { note: 'managed processes keep running' });
+  log('stopping', { note: 'managed processes keep running', ...(ended === 'store lost' ? { why: 'store_lost' } : {}) });
   await agent.stop();
   await telemetry.shutdown();
-  return 0;
+  return ended === 'store lost' ? 1 : 0;
 }
 
 main().then(

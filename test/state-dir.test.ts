@@ -1,7 +1,8 @@
-import { chmodSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
-import { startHarness, tempDir } from './helpers/harness.js';
+import { startAgentProcess } from './helpers/agent-process.js';
+import { eventually, procState, startHarness, tempDir } from './helpers/harness.js';
 
 const modeOf = (path: string) => statSync(path).mode & 0o777;
 
@@ -29,4 +30,19 @@ test('the state dir is 0700 and its files 0600, even when they existed with wide
   for (const f of readdirSync(stateDir)) chmodSync(join(stateDir, f), 0o644);
   t.true(existsSync(join(stateDir, 'agent.db')));
   await check('an existing store');
+});
+
+test('a state dir deleted under the agent is noticed within a second: it stops (exit 1) for a fresh agent, and its processes run on', async (t) => {
+  const dir = tempDir('pidfd-agent-lost-');
+  const stateDir = join(dir, 'state');
+  const agent = await startAgentProcess(['--state-dir', stateDir]);
+  t.teardown(() => agent.stop());
+  const { process: p } = await agent.client.spawn({ argv: ['sleep', '600'] });
+  t.teardown(() => process.kill(p!.pid, 'SIGKILL'));
+  rmSync(stateDir, { recursive: true, force: true });
+  const exited = new Promise<number | null>((resolve) => agent.child.once('exit', (code) => resolve(code)));
+  await eventually('the loss noticed', () => agent.stderr().includes('"event":"store_lost"'));
+  t.is(await exited, 1, 'it stops, failed: its DaemonSet starts a fresh agent');
+  t.regex(agent.stderr(), /"event":"stopping".*"why":"store_lost"/);
+  t.true(['S', 'R'].includes(procState(p!.pid) ?? ''), 'the process it managed runs on');
 });

@@ -82,6 +82,12 @@ export interface ProcessStore {
    * cache, which a burst fills to its 2 MiB limit and nothing else empties.
    */
   releaseMemory(): void;
+  /**
+   * Whether the store is still the file at its path. Once it is not (its state dir deleted or
+   * replaced under the agent), every commit fails: nothing is acknowledged as durable into a file
+   * no later agent will read.
+   */
+  inPlace(): boolean;
   close(): void;
 }
 
@@ -92,6 +98,9 @@ export class MemoryStore implements ProcessStore {
   readonly sequences: SequenceOrigin = { after: 0, reserve: () => true };
   commit(_what: string, _sequencesUpTo: number, writes: (w: StoreWrites) => void): void {
     writes(NO_WRITES);
+  }
+  inPlace(): boolean {
+    return true;
   }
   load(): SavedProcess[] {
     return [];

@@ -3,7 +3,7 @@
 // only a power loss can drop the last commits, and that also ends every process, so the boot id
 // marks them lost anyway. locking_mode=EXCLUSIVE makes the file lock the agent's lock: a second
 // agent on the same state dir is refused, and no shared-memory index is needed.
-import { chmodSync, closeSync, mkdirSync, openSync, readSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
 import { constants as os } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -161,6 +161,11 @@ export class StoreDamaged extends StoreError {
 
 const DAMAGED = new Set(['SQLITE_NOTADB', 'SQLITE_CORRUPT', 'SQLITE_CORRUPT_VTAB', 'SQLITE_CORRUPT_SEQUENCE', 'SQLITE_CORRUPT_INDEX']);
 
+const idOf = (file: string): string | undefined => {
+  const st = statSync(file, { throwIfNoEntry: false });
+  return st === undefined ? undefined : `${st.dev}:${st.ino}`;
+};
+
 /** One line naming the file and why it failed: the errno for a file the agent cannot open or write. */
 function openFailure(file: string, e: unknown): Error {
   if (e instanceof StoreError) return e;
@@ -186,6 +191,10 @@ function rollback(statement: Database.Statement): void {
 export class SqliteStore implements ProcessStore {
   private origin: SequenceOrigin;
   private readonly db: Database.Database;
+  private readonly file: string;
+  /** The file's device and inode when opened: the lock SQLite holds is on that inode, not the path. */
+  private readonly fileId: string | undefined;
+  private lost = false;
   private readonly setCeiling: Database.Statement;
   // Prepared once: db.exec parses its SQL on every call, twice per commit.
   private readonly begin: Database.Statement;
@@ -230,6 +239,8 @@ export class SqliteStore implements ProcessStore {
       if (code === 'SQLITE_BUSY') throw new StoreError(`${stateDir}: the state store is in use by another agent`, { cause: e });
       throw openFailure(file, e);
     }
+    this.file = file;
+    this.fileId = idOf(file);
     const insert = this.db.prepare(
       `INSERT INTO processes (id, handle, pid, pidfs_inode, boot_id, argv, labels, adopted, request_id, owner, started_at, state, owned_cgroup, deadline)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)`,
@@ -307,6 +318,7 @@ export class SqliteStore implements ProcessStore {
   commit(what: string, sequencesUpTo: number, writes: (w: StoreWrites) => void, ceiling = sequencesUpTo + SEQUENCE_BLOCK): void {
     const raise = sequencesUpTo > this.ceiling;
     try {
+      if (this.lost) throw new StoreError(`${this.file} is no longer the file the agent opened (its state dir was deleted or replaced): nothing more is recorded`);
       this.begin.run();
       try {
         writes(this.writes);
@@ -323,6 +335,11 @@ export class SqliteStore implements ProcessStore {
     }
     this.undoRows.length = 0;
     if (raise) this.ceiling = ceiling;
+  }
+
+  inPlace(): boolean {
+    if (!this.lost && idOf(this.file) !== this.fileId) this.lost = true;
+    return !this.lost;
   }
 
   load(): SavedProcess[] {
