@@ -195,6 +195,8 @@ export class SqliteStore implements ProcessStore {
   /** The file's device and inode when opened: the lock SQLite holds is on that inode, not the path. */
   private readonly fileId: string | undefined;
   private lost = false;
+  /** intents has its created_stamp column (see addStampColumn). */
+  private stamped = false;
   private readonly setCeiling: Database.Statement;
   // Prepared once: db.exec parses its SQL on every call, twice per commit.
   private readonly begin: Database.Statement;
@@ -249,7 +251,9 @@ export class SqliteStore implements ProcessStore {
     const remove = this.db.prepare('DELETE FROM processes WHERE id = ?');
     for (const [id, handle] of this.db.prepare('SELECT id, handle FROM processes').raw().all() as [number, HandleId][]) this.rows.set(handle, id);
     this.lastRow = Number(this.db.prepare('SELECT max(id) FROM processes').pluck().get() ?? 0);
-    const intend = this.db.prepare('INSERT OR REPLACE INTO intents (owner, request_id, handle, argv, created_at, created_stamp) VALUES (?, ?, ?, ?, ?, ?)');
+    const intend = this.stamped
+      ? this.db.prepare('INSERT OR REPLACE INTO intents (owner, request_id, handle, argv, created_at, created_stamp) VALUES (?, ?, ?, ?, ?, ?)')
+      : this.db.prepare('INSERT OR REPLACE INTO intents (owner, request_id, handle, argv, created_at) VALUES (?, ?, ?, ?, ?)');
     const settle = this.db.prepare('DELETE FROM intents WHERE owner = ? AND request_id = ?');
     this.begin = this.db.prepare('BEGIN');
     this.end = this.db.prepare('COMMIT');
@@ -258,7 +262,7 @@ export class SqliteStore implements ProcessStore {
     this.ceiling = Number(this.db.prepare(`SELECT value FROM meta WHERE key = 'sequence_ceiling'`).pluck().get());
     this.origin = { after: this.ceiling, reserve: (sequence) => this.reserve(sequence) };
     this.writes = {
-      intended: (i) => void intend.run(i.owner ?? '', i.requestId, i.handle, JSON.stringify(i.argv), i.createdAt, i.createdStamp === undefined ? null : JSON.stringify(i.createdStamp)),
+      intended: (i) => void intend.run(i.owner ?? '', i.requestId, i.handle, JSON.stringify(i.argv), i.createdAt, ...(this.stamped ? [i.createdStamp === undefined ? null : JSON.stringify(i.createdStamp)] : [])),
       settled: (owner, requestId) => void settle.run(owner ?? '', requestId),
       started: (record) => {
         const { handle, identity, spec } = record;
@@ -366,14 +370,14 @@ export class SqliteStore implements ProcessStore {
   }
 
   intents(): SpawnIntent[] {
-    const rows = this.db.prepare('SELECT * FROM intents ORDER BY created_at').all() as { owner: string; request_id: string; handle: string; argv: string; created_at: number; created_stamp: string | null }[];
+    const rows = this.db.prepare('SELECT * FROM intents ORDER BY created_at').all() as { owner: string; request_id: string; handle: string; argv: string; created_at: number; created_stamp?: string | null }[];
     return rows.map((r) => ({
       owner: r.owner === '' ? undefined : r.owner,
       requestId: r.request_id,
       handle: r.handle as HandleId,
       argv: JSON.parse(r.argv) as string[],
       createdAt: r.created_at,
-      ...(r.created_stamp === null ? {} : { createdStamp: JSON.parse(r.created_stamp) as Stamp }),
+      ...(r.created_stamp == null ? {} : { createdStamp: JSON.parse(r.created_stamp) as Stamp }),
     }));
   }
 
@@ -404,7 +408,7 @@ export class SqliteStore implements ProcessStore {
       const check = this.db.pragma('quick_check', { simple: true });
       if (check !== 'ok') throw new StoreDamaged(file, `quick_check: ${String(check).split('\n')[0]}`);
     }
-    if (version === SCHEMA_VERSION) return this.addStampColumn();
+    if (version === SCHEMA_VERSION) return void (this.stamped = this.addStampColumn());
     this.db.transaction(() => {
       if (version === 0) this.db.exec(SCHEMA);
       // 1 → 2: who spawned or adopted each process (unknown for the records already there).
@@ -418,7 +422,7 @@ export class SqliteStore implements ProcessStore {
       }
       this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
     })();
-    this.addStampColumn();
+    this.stamped = this.addStampColumn();
   }
 
   /**
@@ -426,9 +430,17 @@ export class SqliteStore implements ProcessStore {
    * column an older agent of schema 4 neither names nor reads, so it can still open the store (a
    * rollback) and its intents are measured by the wall clock, as it measured them.
    */
-  private addStampColumn(): void {
+  private addStampColumn(): boolean {
     const columns = this.db.prepare('SELECT name FROM pragma_table_info(?)').pluck().all('intents') as string[];
-    if (!columns.includes('created_stamp')) this.db.exec('ALTER TABLE intents ADD COLUMN created_stamp TEXT');
+    if (columns.includes('created_stamp')) return true;
+    try {
+      this.db.exec('ALTER TABLE intents ADD COLUMN created_stamp TEXT');
+      return true;
+    } catch {
+      // A store it can read but not write (full, read-only) still starts and serves; its intents
+      // are then measured by the wall clock until an agent can add the column.
+      return false;
+    }
   }
 
   private reserve(sequence: number): boolean {
