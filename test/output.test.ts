@@ -349,34 +349,52 @@ test("one owner's chatty processes publish output events within its budget, and 
   const spawned = await Promise.all(range(20).map(() => h.client.spawn({ argv: ['perl', '-e', script], stdout: CAPTURE, outputEvents: true, labels: { test: 'budget' } })));
   const handles = new Set(spawned.map((s) => s.process!.handle));
   const exited = new Set<string>();
+  const perLine = 'line-000\n'.length;
+  const published = new Map<string, number>();
+  // Output events may follow the exit (the pipe drains after it): until each process's last byte too.
   const events = await collect(h.client, { labels: { test: 'budget' }, afterSequence: sequence }, (ev) => {
-    for (const e of ev) if (e.type === EventType.EVENT_TYPE_EXITED) exited.add(e.process!.handle);
-    return exited.size === handles.size;
+    const e = ev[ev.length - 1]!;
+    if (e.type === EventType.EVENT_TYPE_EXITED) exited.add(e.process!.handle);
+    if (e.output) published.set(e.process!.handle, Number(e.output.offset) + e.output.data.length);
+    return exited.size === handles.size && [...handles].every((h) => published.get(h) === lines * perLine);
   });
   const seconds = (performance.now() - started) / 1000;
   const outputs = events.filter((e) => e.type === EventType.EVENT_TYPE_OUTPUT);
   // The budget's burst, its rate over the run, and each process's last output published before its exit.
   const bound = OUTPUT_EVENTS_PER_SECOND + OUTPUT_EVENTS_PER_SECOND * seconds + handles.size;
   t.true(outputs.length <= bound, `${outputs.length} output events in ${seconds.toFixed(2)} s, at most ${Math.floor(bound)}`);
-  const perLine = 'line-000\n'.length;
   for (const handle of handles) {
     const mine = outputs.filter((e) => e.process!.handle === handle);
     let at = 0;
     for (const e of mine) {
-      t.is(Number(e.output!.offset), at, 'contiguous: coalesced, not dropped');
+      t.is(Number(e.output!.offset), at, 'contiguous: a ring this large is not overwritten before its turn');
       at += e.output!.data.length;
     }
     t.is(at, lines * perLine);
   }
 });
 
-test('the output event budget: a burst of its rate, then one per 1/rate, per owner', (t) => {
+test('the output event budget: a burst of its rate, then waiting streams in the order they asked, behind one timer per owner', async (t) => {
   let now = 0;
-  const budget = new OutputEventBudget(4, () => now);
-  t.deepEqual(range(5).map(() => budget.wait('a')), [0, 0, 0, 0, 250]);
-  t.is(budget.wait('b'), 0, 'another owner has its own');
-  now = 250;
-  t.deepEqual([budget.wait('a'), budget.wait('a')], [0, 250]);
-  now = 10_000;
-  t.deepEqual(range(5).map(() => budget.wait('a')), [0, 0, 0, 0, 250], 'refilled to the burst, no more');
+  const budget = new OutputEventBudget(20, () => now);
+  const a = budget.publisher('a', () => {});
+  t.deepEqual(range(20).map(() => a.admit(() => {})), range(20).map(() => true), 'the burst');
+  const order: string[] = [];
+  const [first, gone, second] = ['first', 'gone', 'second'].map((name) => () => void order.push(name)) as [() => void, () => void, () => void];
+  t.deepEqual([a.admit(first), a.admit(gone), a.admit(second)], [false, false, false]);
+  a.withdraw(gone);
+  t.true(budget.publisher('b', () => {}).admit(() => {}), 'another owner has its own');
+  await sleep(120);
+  t.deepEqual(order, [], 'no time has passed on its clock: nobody is admitted');
+  now = 50;
+  await eventually('one event of budget back', () => order.length === 1);
+  now = 100;
+  await eventually('another', () => order.length === 2);
+  t.deepEqual(order, ['first', 'second'], 'in turn; the withdrawn one never');
+  // A flush that published more than it was admitted for is charged: the owner waits it off.
+  a.spend(20);
+  now = 1000;
+  const late = () => {};
+  t.false(a.admit(late), '18 events of budget back, 20 owed');
+  a.withdraw(late);
 });

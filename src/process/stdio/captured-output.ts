@@ -208,6 +208,8 @@ export class CapturedOutput {
   /** After the release: nothing is kept or published any more, but the pipe is still drained. */
   drop(): void {
     this.ring.drop();
+    if (this.throttled) this.publish?.withdraw(this.admitted);
+    this.throttled = false;
     this.publish = null;
     this.clearTimer();
     this.notify();
@@ -227,10 +229,10 @@ export class CapturedOutput {
     if (end >= this.mark) this.mark = this.persistMark(end);
     this.ring.append(chunk);
     if (this.holds.size > 0) this.regulate();
-    if (this.publish !== null) {
-      if (this.ring.end - this.published >= OUTPUT_EVENT_BYTES) {
-        if (!this.throttled) this.flushWithinBudget();
-      } else if (this.timer === null) this.timer = setTimeout(() => this.flushWithinBudget(), OUTPUT_EVENT_DELAY_MS).unref();
+    // A stream waiting for its owner's budget gathers: the budget calls it when its turn comes.
+    if (this.publish !== null && !this.throttled) {
+      if (this.ring.end - this.published >= OUTPUT_EVENT_BYTES) this.flushWithinBudget();
+      else if (this.timer === null) this.timer = setTimeout(() => this.flushWithinBudget(), OUTPUT_EVENT_DELAY_MS).unref();
     }
     this.notify();
   }
@@ -244,29 +246,44 @@ export class CapturedOutput {
     this.notify();
   }
 
-  /** Publishes what has gathered if the owner's budget allows, else once it does. */
+  /** Publishes what has gathered if the owner's budget allows, else once it does (admitted). */
   private flushWithinBudget(): void {
     this.clearTimer();
-    if (this.publish === null) return;
-    const wait = this.publish.wait();
-    this.throttled = wait > 0;
-    if (this.throttled) this.timer = setTimeout(() => this.flushWithinBudget(), wait).unref();
-    else this.flush();
+    if (this.publish === null || this.throttled) return;
+    if (this.publish.admit(this.admitted)) this.publishPending(1);
+    else this.throttled = true;
   }
 
-  /** Publishes what is waiting for the coalescing delay now (before the exit event, say). */
+  /** The owner's budget has an event for this stream, taken for it. */
+  private readonly admitted = (): void => {
+    this.throttled = false;
+    this.publishPending(1);
+  };
+
+  /** Publishes what is waiting now, budget or not (before the exit event, at end-of-file, a handover). */
   flush(): void {
     this.clearTimer();
-    this.throttled = false;
     if (this.publish === null) return;
+    if (this.throttled) this.publish.withdraw(this.admitted);
+    this.throttled = false;
+    this.publishPending(0);
+  }
+
+  /** `paid`: events already taken from the owner's budget; the rest are charged to it. */
+  private publishPending(paid: number): void {
+    const publish = this.publish;
+    if (publish === null) return;
     // Bytes the ring overwrote before they were published are skipped: the next event's offset
     // shows the gap.
     this.published = Math.max(this.published, this.ring.start);
+    let events = 0;
     while (this.published < this.ring.end) {
       const length = Math.min(OUTPUT_EVENT_BYTES, this.ring.end - this.published);
-      this.publish.publish({ stream: this.stream, offset: this.published, length, source: this });
+      publish.publish({ stream: this.stream, offset: this.published, length, source: this });
       this.published += length;
+      events++;
     }
+    publish.spend(events - paid);
   }
 
   private clearTimer(): void {

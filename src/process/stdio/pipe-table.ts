@@ -136,11 +136,7 @@ export class StdioTable {
 
   /** Where a process's output events go, within its owner's share of the event log. */
   private publisher(record: ProcessRecord): OutputPublisher {
-    const owner = ownerOfRecord(record);
-    return {
-      publish: (slice: OutputSlice) => void this.events.append('output', record, slice),
-      wait: () => this.outputEvents.wait(owner),
-    };
+    return this.outputEvents.publisher(ownerOfRecord(record), (slice: OutputSlice) => void this.events.append('output', record, slice));
   }
 
   /** Takes ownership of the agent's pipe ends of a just-spawned process; `reserved` is what reserve() charged. */
