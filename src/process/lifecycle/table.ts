@@ -104,20 +104,48 @@ export class ProcessTable {
     let over = this.exited.size - out.length - this.retention.maxExited;
     if (over <= 0) return out;
     // Each owner's records past those the TTL took (a prefix of them: both are in exit order).
-    const left = [...this.exitedBy].map(([owner, records]) => {
+    const owners = [...this.exitedBy].map(([owner, records]) => {
       const next = records.values();
       for (let skip = taken.get(owner) ?? 0; skip > 0; skip--) next.next();
       return { next, count: records.size - (taken.get(owner) ?? 0) };
     });
-    for (; over > 0; over--) {
-      const most = left.reduce((a, b) => (b.count > a.count ? b : a));
-      out.push(most.next.next().value as ProcessRecord);
-      most.count--;
-    }
+    takeFromFullest(owners, over, out);
     return out;
   }
 
   values(): IterableIterator<ProcessRecord> {
     return this.byHandle.values();
+  }
+}
+
+interface Group {
+  readonly next: Iterator<ProcessRecord>;
+  count: number;
+}
+
+/**
+ * `n` records, each the next of the group holding the most (ties: the earlier group), by a heap: a
+ * restore under a lower --retention-max may take thousands from thousands of owners in one call.
+ */
+function takeFromFullest(groups: Group[], n: number, out: ProcessRecord[]): void {
+  const order = new Map(groups.map((g, i) => [g, i]));
+  const before = (a: Group, b: Group) => a.count > b.count || (a.count === b.count && order.get(a)! < order.get(b)!);
+  const down = (i: number) => {
+    for (;;) {
+      const [l, r] = [2 * i + 1, 2 * i + 2];
+      let top = i;
+      if (l < groups.length && before(groups[l]!, groups[top]!)) top = l;
+      if (r < groups.length && before(groups[r]!, groups[top]!)) top = r;
+      if (top === i) return;
+      [groups[i], groups[top]] = [groups[top]!, groups[i]!];
+      i = top;
+    }
+  };
+  for (let i = (groups.length >> 1) - 1; i >= 0; i--) down(i);
+  for (; n > 0; n--) {
+    const fullest = groups[0]!;
+    out.push(fullest.next.next().value as ProcessRecord);
+    fullest.count--;
+    down(0);
   }
 }
