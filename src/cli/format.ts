@@ -16,7 +16,15 @@ export const exitStatusOf = (exit: Exit | undefined): number =>
  * argv and owners are a caller's, maybe another tenant's, and an escape sequence in one would reach
  * the terminal of whoever lists them (retitle it, hide or rewrite lines).
  */
-export const printable = (text: string): string => text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+export const printable = (text: string): string =>
+  text
+    .replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
+    // Bidirectional overrides and isolates reorder what follows them on the line (Trojan Source).
+    .replace(/[\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u{${c.charCodeAt(0).toString(16)}}`);
+
+/** JSON as a terminal may show it: what JSON.stringify leaves raw (DEL, C1, bidi controls) as \u escapes, still JSON. */
+export const jsonText = (value: unknown): string =>
+  JSON.stringify(value).replace(/[\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 
 /** A quoted string, as JSON writes it, with what JSON leaves raw (DEL, C1) escaped too. */
 export const quoted = (text: unknown): string => printable(JSON.stringify(text));

@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
 import { AgentCallError, AgentClient, EnvMode, Event, GetResponse, ListResponse, Output, OutputMode, Process, SignalTarget, State, StdinMode, StopResponse, status } from './client.js';
 import { DEFAULT_SOCKET, parseDuration } from '../config/config.js';
-import { describeExit, eventLine, exitStatusOf, millis, printable, processDetail, processLine } from './format.js';
+import { describeExit, eventLine, exitStatusOf, jsonText, millis, printable, processDetail, processLine } from './format.js';
 import { attach, logs, logsArgs, stdinMode } from './logs-and-attach.js';
 import { checkHealth } from './health.js';
 import { top } from './top.js';
@@ -189,7 +189,7 @@ function duration(text: string | undefined): { seconds: number; nanos: number } 
   return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 };
 }
 
-const print = (json: boolean, value: unknown, text: string) => console.log(json ? JSON.stringify(value) : text);
+const print = (json: boolean, value: unknown, text: string) => console.log(json ? jsonText(value) : text);
 
 async function run(argv: string[]): Promise<number> {
   const { values: v, positionals } = parseArgs({ args: logsArgs(argv), options, allowPositionals: true, strict: true });

@@ -161,9 +161,17 @@ export class StoreDamaged extends StoreError {
 
 const DAMAGED = new Set(['SQLITE_NOTADB', 'SQLITE_CORRUPT', 'SQLITE_CORRUPT_VTAB', 'SQLITE_CORRUPT_SEQUENCE', 'SQLITE_CORRUPT_INDEX']);
 
+/** Errors of a stat that mean the path no longer leads to a file (removed, replaced, its mount gone). */
+const GONE = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'ESTALE']);
+
 const idOf = (file: string): string | undefined => {
-  const st = statSync(file, { throwIfNoEntry: false });
-  return st === undefined ? undefined : `${st.dev}:${st.ino}`;
+  try {
+    const st = statSync(file);
+    return `${st.dev}:${st.ino}`;
+  } catch (e) {
+    if (GONE.has((e as NodeJS.ErrnoException).code ?? '')) return undefined;
+    throw e;
+  }
 };
 
 /** One line naming the file and why it failed: the errno for a file the agent cannot open or write. */

@@ -2,8 +2,9 @@
 // booted with a wrong RTC, a VM resumed, `date -s`): measured on it, a step of two hours forgot the
 // spawns whose outcome was unknown (a retry ran the command again), expired every retained exit at
 // once, and made a restarted agent fire one-hour deadlines at its start. CLOCK_MONOTONIC (what
-// process.hrtime reads) is the same for every process of one boot, so an agent after a restart or
-// a handover goes on from its predecessor's stamps; a stamp carries its boot id, and one from
+// process.hrtime reads) is the same for every process of one boot in one time namespace (agents
+// run in the node's), so an agent after a restart or a handover goes on from its predecessor's
+// stamps (it stops during a suspend: a suspension is not counted); a stamp carries its boot id, and one from
 // another boot (a process that outlived nothing) is measured by the wall clock as before.
 // Reported times (started_at, exited_at) stay the wall clock's: the stamps only measure.
 import { readBootId } from './proc-fs.js';
