@@ -9,6 +9,9 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentCallError, State, status, type AgentClient, type Process } from '../clients/ts/src/index.js';
+import Database from 'better-sqlite3';
+import { newHandleId } from '../src/process/lifecycle/handle.js';
+import { SqliteStore, STORE_FILE } from '../src/store/sqlite-store.js';
 import { AGENT_BIN } from './helpers/agent-process.js';
 import { eventually, tempDir } from './helpers/harness.js';
 import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
@@ -251,4 +254,31 @@ test.serial('a file system turned read-only under the agent: nothing is told tha
   t.false(retried.replayed, 'a spawn refused before its intent was recorded starts now, once');
   for (const p of [...sleepers, retried.process!]) await back.client.signal({ handle: p.handle, signal: 'KILL' }).catch(() => undefined);
   await back.stop();
+});
+
+test.serial("a schema-4 store from before intents' stamps, on a full disk, still opens: its intents are read, and the column comes once there is room", async (t) => {
+  const dir = tempDir('pidfd-agent-stamp-');
+  const mount = join(dir, 'small');
+  mkdirSync(mount);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mount]);
+  t.teardown(() => execFileSync('umount', ['-l', mount]));
+  const stateDir = join(mount, 'state');
+  const intent = { owner: 'unix:uid=0', requestId: 'job-1', handle: newHandleId(), argv: ['true'], createdAt: Date.now() };
+  const first = new SqliteStore(stateDir, 'boot-a', () => undefined, 100);
+  first.commit('an intent', 0, (w) => w.intended(intent));
+  first.close();
+  // As an agent of this schema before the column wrote it.
+  const raw = new Database(join(stateDir, STORE_FILE));
+  raw.exec('ALTER TABLE intents DROP COLUMN created_stamp');
+  raw.close();
+  t.log(`filler: ${fill(join(mount, 'filler'))} bytes`);
+  const full = new SqliteStore(stateDir, 'boot-a', () => undefined, 100);
+  t.deepEqual(full.intents(), [intent], 'read as the older agent wrote it, measured by the wall clock');
+  full.close();
+  rmSync(join(mount, 'filler'));
+  const roomy = new SqliteStore(stateDir, 'boot-a', () => undefined, 100);
+  const stamped = { ...intent, requestId: 'job-2', createdStamp: { boot: 'boot-a', ms: 5 } };
+  roomy.commit('another intent', 0, (w) => w.intended(stamped));
+  t.deepEqual(roomy.intents(), [intent, stamped]);
+  roomy.close();
 });
