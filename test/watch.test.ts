@@ -113,3 +113,29 @@ test('a watcher that stops reading is dropped with RESOURCE_EXHAUSTED; memory st
   stalled.resume();
   t.is(await stalled.status, status.RESOURCE_EXHAUSTED, 'once it reads again, it learns it was dropped');
 });
+
+test("a blocked watcher is dropped for what it would be sent, not for other owners' events", async (t) => {
+  const backlog = 300;
+  const small = await startHarness({ eventRing: 16384, watchBacklog: backlog });
+  t.teardown(() => small.close());
+  const { sequence: start } = await small.client.list();
+  const stalled = stalledWatch(small.address.slice('unix://'.length), { afterSequence: start, labels: { team: 'b' } });
+  t.teardown(() => stalled.close());
+  const cycles = (n: number, labels: Record<string, string>) =>
+    pool(range(n), 16, async () => {
+      const { process: p } = await small.client.spawn({ argv: ['true'], labels });
+      await small.client.wait({ handle: p!.handle });
+    });
+  // Its own events until its transport takes no more: blocked, within its backlog.
+  for (let i = 0; i < 40 && (small.agent.watchers.stats()[0]?.buffered ?? 0) < 17; i++) await cycles(100, { team: 'b' });
+  t.true(small.agent.watchers.stats()[0]!.buffered >= 17, 'blocked');
+  // Another team's 2,000 events: far more than its backlog behind in all, none it would be sent.
+  await cycles(1000, { team: 'a' });
+  t.true(small.agent.watchers.stats()[0]!.behind > backlog);
+  t.is(small.agent.watchers.stats().length, 1, 'still open');
+  // Its own events past the backlog drop it.
+  await cycles(backlog, { team: 'b' });
+  await eventually('the stalled watcher to be dropped', () => small.agent.watchers.stats().length === 0);
+  stalled.resume();
+  t.is(await stalled.status, status.RESOURCE_EXHAUSTED);
+});

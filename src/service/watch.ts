@@ -47,6 +47,10 @@ const matches = (f: WatchFilter, subject: EventSubject, type: EventType): boolea
  */
 export class WatchStream {
   private cursor: number;
+  /** visibleBehind's count: of the events after `countedFrom` (the cursor) up to `counted`, those it would send. */
+  private countedFrom = -1;
+  private counted = 0;
+  private visible = 0;
   private blocked = false;
   private done = false;
   private unsubscribe: () => void = () => {};
@@ -92,6 +96,27 @@ export class WatchStream {
     return this.log.lastSequence - this.cursor;
   }
 
+  /**
+   * Events past the cursor this watcher would be sent, counted only once it is more than
+   * maxBacklog behind in all (the log is every owner's, and one tenant's flood must not drop
+   * another's briefly blocked watcher), and then only the events new since the last count.
+   * Infinity once the next event is no longer held: it cannot catch up.
+   */
+  private visibleBehind(): number {
+    const log = this.log;
+    if (this.countedFrom !== this.cursor) {
+      this.countedFrom = this.counted = this.cursor;
+      this.visible = 0;
+    }
+    if (log.slotOf(this.cursor + 1) < 0) return Infinity;
+    for (let sequence = this.counted + 1; sequence <= log.lastSequence; sequence++) {
+      const slot = log.slotOf(sequence);
+      if (matches(this.filter, log.subjectAt(slot), log.typeAt(slot))) this.visible++;
+    }
+    this.counted = log.lastSequence;
+    return this.visible;
+  }
+
   /** Responses written but not yet taken by the transport (at most WRITE_BUDGET). */
   get buffered(): number {
     return this.call.writableLength;
@@ -100,7 +125,7 @@ export class WatchStream {
   private pump(): void {
     if (this.done) return;
     if (this.blocked) {
-      if (this.behind > this.maxBacklog) this.drop();
+      if (this.behind > this.maxBacklog && this.visibleBehind() > this.maxBacklog) this.drop();
       return;
     }
     // Each response costs at least one turn of the event loop to be written, so events that
