@@ -57,7 +57,7 @@ test('every manifest validates against the Kubernetes schemas, and a broken copy
   t.deepEqual(docs.map((d) => d.kind).sort(), ['DaemonSet', 'Namespace']);
   for (const doc of docs) t.notThrows(() => new models[doc.kind]!(doc).validate(), doc.kind);
   const broken = structuredClone(ds);
-  broken.spec.template.spec.containers[0].ports[0].hostPort = 'fifty thousand';
+  broken.spec.template.spec.containers[0].ports = [{ containerPort: 50051, hostPort: 'fifty thousand' }];
   broken.spec.template.spec.hostPID = 'yes';
   const error = t.throws(() => new DaemonSet(broken).validate());
   t.regex(error!.message, /hostPort|hostPID/);
@@ -85,7 +85,11 @@ test('upgrades surge a new pod next to the old one, which lingers after handing 
   t.true(pod.hostPID);
   t.true(agent.securityContext?.privileged);
   t.is(pod.priorityClassName, 'system-node-critical');
-  t.truthy((agent as { resources?: { limits?: { memory?: string } } }).resources?.limits?.memory);
+  const limit = (agent as { resources?: { limits?: { memory?: string } } }).resources?.limits?.memory ?? '';
+  const units: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30 };
+  const bytes = Number(/^\d+/.exec(limit)?.[0]) * (units[limit.replace(/^\d+/, '')] ?? Number.NaN);
+  // The agent's own heap and stacks take ~100-200 MiB under load: its captured output must fit beside them.
+  t.true(config.captureTotalBytes + 256 * 2 ** 20 <= bytes, `--capture-total ${config.captureTotalBytes} within the memory limit ${limit}`);
 });
 
 test('children start on the node: its namespaces by pidfd, out of the pod\'s cgroups, with no wrapper', (t) => {
@@ -132,7 +136,11 @@ test('the policy comes from a ConfigMap and the TLS files from a Secret, mounted
   t.false([policy!.mount, secret!.mount].some((m) => m.subPath !== undefined));
   const tcp = config.listen.filter((a) => !a.startsWith('unix://'));
   t.deepEqual(tcp, ['0.0.0.0:50051']);
-  t.deepEqual(agent.ports?.map((p) => [p.containerPort, (p as { hostPort?: number }).hostPort]), [[50051, 50051]], 'the mTLS port, on the node\'s address');
+  // On the node's address through its network, never a hostPort (hostNetwork makes every declared
+  // port one): a surge pod next to the old one could not be scheduled and no upgrade would finish.
+  t.true(pod.hostNetwork, "the node's network: the mTLS port on the node's address");
+  t.is(agent.ports, undefined, 'no declared port: no hostPort');
+  t.is(pod.dnsPolicy, 'ClusterFirstWithHostNet');
   t.regex(config.socketGroup ?? '', /^\d+$/, 'a gid: the start does not depend on a group name in the image');
 });
 
