@@ -108,6 +108,9 @@ type Unary<Req, Res> = (req: Req, md: Metadata, opts: { deadline?: Date }, cb: (
 
 export class AgentClient {
   readonly raw: AgentServiceClient;
+  /** Streams open on the channel: close() cancels them. */
+  private readonly open = new Set<{ cancel(): void }>();
+  private closed = false;
 
   /**
    * address: unix:///path/to/agent.sock or host:port. The channel reconnects after 100 ms at first
@@ -179,27 +182,44 @@ export class AgentClient {
    * overwrote before it, and `eof` on the last one once the process exited and its pipe is drained.
    * Ends like `watch`.
    */
-  readOutput(req: DeepPartial<ReadOutputRequest>, opts?: CallOptions): AsyncGenerator<ReadOutputResponse> {
+  async *readOutput(req: DeepPartial<ReadOutputRequest>, opts?: CallOptions): AsyncGenerator<ReadOutputResponse> {
+    // Opened on the first next(), like watch: an iterator never read holds no stream.
     const call = this.raw.readOutput(ReadOutputRequest.fromPartial(req), new Metadata(), { deadline: deadlineOf(opts) });
-    return this.stream<ReadOutputResponse>(call, opts);
+    yield* this.stream<ReadOutputResponse>(call, opts);
   }
 
+  /**
+   * Only a cancel of ours (the signal, close()) ends a stream quietly: one the agent or the connection
+   * ended (an agent stopping resets its streams, which grpc-js reports as CANCELLED) is thrown, so
+   * that a follower never mistakes it for the end of the output.
+   */
   private async *stream<Res>(call: AsyncIterable<unknown> & { cancel(): void }, opts?: CallOptions): AsyncGenerator<Res> {
-    const onAbort = () => call.cancel();
-    opts?.signal?.addEventListener('abort', onAbort);
+    let aborted = false;
+    const onAbort = () => {
+      aborted = true;
+      call.cancel();
+    };
+    const signal = opts?.signal;
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
+    this.open.add(call);
     try {
       for await (const res of call) yield res as Res;
     } catch (e) {
       const err = e as ServiceError;
-      if (err.code === status.CANCELLED && (opts?.signal?.aborted ?? true)) return;
+      if (err.code === status.CANCELLED && (aborted || this.closed)) return;
       throw new AgentCallError(err);
     } finally {
-      opts?.signal?.removeEventListener('abort', onAbort);
+      signal?.removeEventListener('abort', onAbort);
+      this.open.delete(call);
       call.cancel();
     }
   }
 
+  /** Closes the channel and cancels the streams still open on it. */
   close(): void {
+    this.closed = true;
+    for (const call of [...this.open]) call.cancel();
     this.raw.close();
   }
 
@@ -210,13 +230,20 @@ export class AgentClient {
       // seventh of the client's CPU per call. Only grpc-js's synchronous start runs without it.
       const stackTraceLimit = Error.stackTraceLimit;
       Error.stackTraceLimit = 0;
+      const signal = opts?.signal;
+      const onAbort = () => call.cancel();
       let call: { cancel(): void };
       try {
-        call = method.call(this.raw, req, new Metadata(), { deadline: deadlineOf(opts) }, (e, res) => (e ? reject(new AgentCallError(e)) : resolve(res)));
+        call = method.call(this.raw, req, new Metadata(), { deadline: deadlineOf(opts) }, (e, res) => {
+          signal?.removeEventListener('abort', onAbort);
+          if (e) reject(new AgentCallError(e));
+          else resolve(res);
+        });
       } finally {
         Error.stackTraceLimit = stackTraceLimit;
       }
-      opts?.signal?.addEventListener('abort', () => call.cancel(), { once: true });
+      if (signal?.aborted) call.cancel();
+      else signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 }
