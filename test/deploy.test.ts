@@ -85,6 +85,8 @@ test('upgrades surge a new pod next to the old one, which lingers after handing 
   t.true(pod.hostPID);
   t.true(agent.securityContext?.privileged);
   t.is(pod.priorityClassName, 'system-node-critical');
+  t.false(pod.automountServiceAccountToken, 'no API token in a pod that never calls the API');
+  t.is(docs.find((d) => d.kind === 'Namespace')?.metadata?.labels?.['pod-security.kubernetes.io/enforce'], 'privileged');
   const limit = (agent as { resources?: { limits?: { memory?: string } } }).resources?.limits?.memory ?? '';
   const units: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30 };
   const bytes = Number(/^\d+/.exec(limit)?.[0]) * (units[limit.replace(/^\d+/, '')] ?? Number.NaN);
