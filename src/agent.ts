@@ -325,7 +325,7 @@ function restore(manager: ProcessManager, store: ProcessStore, bootId: string, h
     // Exits in the order they happened, then the running ones (those found gone exit now): the
     // table's retention takes the oldest exits first, and the store lists running rows first.
     const exitedAt = (saved: SavedProcess) => saved.exit?.exitedAt ?? Infinity;
-    const inOrder = [...store.load()].sort((a, b) => (exitedAt(a) === exitedAt(b) ? 0 : exitedAt(a) < exitedAt(b) ? -1 : 1));
+    const inOrder = [...store.load()].sort((a, b) => exitedAt(a) - exitedAt(b) || 0); // running − running: NaN, kept in place
     for (const saved of inOrder) {
       const ref = saved.state === 'running' ? handed.get(saved.handle) : undefined;
       if (ref !== undefined) handed.delete(saved.handle);

@@ -23,8 +23,8 @@ async function main(): Promise<number> {
   // SIGHUP reloads the policy; until the agent exists (telemetry, the lock, restore, a takeover's
   // wait for its predecessor) one is remembered, not left to its default action, which would end
   // the agent in the middle of its start.
-  let reload = () => void (reloadPending = true);
   let reloadPending = false;
+  let reload = () => void (reloadPending = true);
   process.on('SIGHUP', () => reload());
   // Before anything else, so everything after runs with the SDK (or the API's no-ops) in place.
   const version = (JSON.parse(readFileSync(builtFile('package.json'), 'utf8')) as { version: string }).version;

@@ -1,10 +1,11 @@
 // Issue 11 item 5: --capture-total caps the rings of running and retained processes together. A
 // Spawn past it frees the oldest retained rings first; when running ones leave no room it is
 // RESOURCE_EXHAUSTED (CAPTURE_TOTAL_EXCEEDED) and nothing starts.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { AgentCallError, OutputMode, OutputStream, status } from '../clients/ts/src/index.js';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Config } from '../src/config/config.js';
 import { eventually, startHarness, tempDir, type Harness } from './helpers/harness.js';
 import { asUser, shareSocket } from './helpers/tenant.js';
 
@@ -12,6 +13,20 @@ const KiB = 1024;
 const capture = (ringBytes: number) => ({ mode: OutputMode.OUTPUT_MODE_CAPTURE, ringBytes });
 
 /** A process's stdout as read now, and how much of it no ring holds any more. */
+/**
+ * A harness whose policy makes uid 0 admin and the uids `a` and `b` tenants that run as
+ * themselves; `aSpawn` adds keys to a's spawn rule (", max_capture_bytes: 256k").
+ */
+async function twoTenants(t: ExecutionContext, a: number, b: number, aSpawn: string, options: Partial<Config> = {}): Promise<Harness> {
+  const policyFile = join(tempDir('pidfd-agent-capture-'), 'policy.yaml');
+  const tenant = (uid: number, extra = '') => `  - identities: ["unix:uid=${uid}"]\n    role: tenant\n    spawn: { run_as: ["${uid}"], executables: ["/usr/bin/*", "/bin/*"]${extra} }\n`;
+  writeFileSync(policyFile, `rules:\n  - identities: ["unix:uid=0"]\n    role: admin\n${tenant(a, aSpawn)}${tenant(b)}`);
+  const h = await startHarness({ policyFile, ...options });
+  t.teardown(() => h.close());
+  shareSocket(h);
+  return h;
+}
+
 async function stdoutOf(h: Harness, handle: string): Promise<{ lost: number; data: string }> {
   let lost = 0;
   let data = '';
@@ -66,13 +81,7 @@ test('--capture-total refuses a spawn the running rings leave no room for, and f
 
 test('past --capture-retained the owner holding the most retained output loses its oldest first: one tenant cannot push out another', async (t) => {
   const [A, B] = [1013, 1014];
-  const dir = tempDir('pidfd-agent-capture-');
-  const policyFile = join(dir, 'policy.yaml');
-  const tenant = (uid: number) => `  - identities: ["unix:uid=${uid}"]\n    role: tenant\n    spawn: { run_as: ["${uid}"], executables: ["/usr/bin/*", "/bin/*"] }\n`;
-  writeFileSync(policyFile, `rules:\n  - identities: ["unix:uid=0"]\n    role: admin\n${tenant(A)}${tenant(B)}`);
-  const h = await startHarness({ policyFile, captureRetainedBytes: 256 * KiB });
-  t.teardown(() => h.close());
-  shareSocket(h);
+  const h = await twoTenants(t, A, B, '', { captureRetainedBytes: 256 * KiB });
   const [b] = await asUser(B, h.address, [{ op: 'spawn', req: { argv: ['/bin/echo', 'B-RESULT'], user: String(B), stdout: capture(64 * KiB) } }]);
   const bHandle: string = b!.ok.process.handle;
   await h.client.wait({ handle: bHandle });
@@ -89,13 +98,7 @@ test('past --capture-retained the owner holding the most retained output loses i
 
 test('max_capture_bytes holds one tenant to its share of capture rings: past it POLICY_QUOTA, its own retained output goes first, another tenant is not concerned', async (t) => {
   const [A, B] = [1015, 1016];
-  const dir = tempDir('pidfd-agent-capture-');
-  const policyFile = join(dir, 'policy.yaml');
-  const tenant = (uid: number, extra = '') => `  - identities: ["unix:uid=${uid}"]\n    role: tenant\n    spawn: { run_as: ["${uid}"], executables: ["/usr/bin/*", "/bin/*"]${extra} }\n`;
-  writeFileSync(policyFile, `rules:\n  - identities: ["unix:uid=0"]\n    role: admin\n${tenant(A, ', max_capture_bytes: 256k')}${tenant(B)}`);
-  const h = await startHarness({ policyFile });
-  t.teardown(() => h.close());
-  shareSocket(h);
+  const h = await twoTenants(t, A, B, ', max_capture_bytes: 256k');
   const sleeper = (uid: number, ringBytes: number) => ({ op: 'spawn', req: { argv: ['/bin/sleep', '60'], user: String(uid), stdout: capture(ringBytes) } });
   const [a1, a2, a3] = await asUser(A, h.address, [sleeper(A, 128 * KiB), sleeper(A, 128 * KiB), sleeper(A, 64 * KiB)]);
   const running = [a1!.ok.process.handle, a2!.ok.process.handle];
@@ -115,13 +118,7 @@ test('max_capture_bytes holds one tenant to its share of capture rings: past it 
 
 test('room under --capture-total is made fairly by what rings are charged, and a refused spawn frees nothing', async (t) => {
   const [A, B] = [1017, 1018];
-  const dir = tempDir('pidfd-agent-capture-');
-  const policyFile = join(dir, 'policy.yaml');
-  const tenant = (uid: number, extra = '') => `  - identities: ["unix:uid=${uid}"]\n    role: tenant\n    spawn: { run_as: ["${uid}"], executables: ["/usr/bin/*", "/bin/*"]${extra} }\n`;
-  writeFileSync(policyFile, `rules:\n  - identities: ["unix:uid=0"]\n    role: admin\n${tenant(A, ', max_capture_bytes: 512k')}${tenant(B)}`);
-  const h = await startHarness({ policyFile, captureTotalBytes: 1024 * KiB });
-  t.teardown(() => h.close());
-  shareSocket(h);
+  const h = await twoTenants(t, A, B, ', max_capture_bytes: 512k', { captureTotalBytes: 1024 * KiB });
   const echo = (uid: number, text: string, ringBytes: number) => ({ op: 'spawn', req: { argv: ['/bin/echo', text], user: String(uid), stdout: capture(ringBytes) } });
   const sleeper = (uid: number, ringBytes: number) => ({ op: 'spawn', req: { argv: ['/bin/sleep', '60'], user: String(uid), stdout: capture(ringBytes) } });
   const read = (handle: string) => stdoutOf(h, handle);

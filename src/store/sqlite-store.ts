@@ -204,7 +204,7 @@ export class SqliteStore implements ProcessStore {
   private readonly fileId: string | undefined;
   private lost = false;
   /** intents has its created_stamp column (see addStampColumn). */
-  private stamped = false;
+  private readonly stamped: boolean;
   private readonly setCeiling: Database.Statement;
   // Prepared once: db.exec parses its SQL on every call, twice per commit.
   private readonly begin: Database.Statement;
@@ -243,6 +243,7 @@ export class SqliteStore implements ProcessStore {
       this.db.pragma('synchronous = NORMAL');
       for (const suffix of STORE_SIDE_FILES) chmodIfPresent(file + suffix, 0o600);
       this.migrate(file);
+      this.stamped = this.addStampColumn();
     } catch (e) {
       this.db.close();
       const code = (e as { code?: string }).code;
@@ -262,6 +263,7 @@ export class SqliteStore implements ProcessStore {
     const intend = this.stamped
       ? this.db.prepare('INSERT OR REPLACE INTO intents (owner, request_id, handle, argv, created_at, created_stamp) VALUES (?, ?, ?, ?, ?, ?)')
       : this.db.prepare('INSERT OR REPLACE INTO intents (owner, request_id, handle, argv, created_at) VALUES (?, ?, ?, ?, ?)');
+    const stampOf = (i: SpawnIntent) => (i.createdStamp === undefined ? null : JSON.stringify(i.createdStamp));
     const settle = this.db.prepare('DELETE FROM intents WHERE owner = ? AND request_id = ?');
     this.begin = this.db.prepare('BEGIN');
     this.end = this.db.prepare('COMMIT');
@@ -270,7 +272,9 @@ export class SqliteStore implements ProcessStore {
     this.ceiling = Number(this.db.prepare(`SELECT value FROM meta WHERE key = 'sequence_ceiling'`).pluck().get());
     this.origin = { after: this.ceiling, reserve: (sequence) => this.reserve(sequence) };
     this.writes = {
-      intended: (i) => void intend.run(i.owner ?? '', i.requestId, i.handle, JSON.stringify(i.argv), i.createdAt, ...(this.stamped ? [i.createdStamp === undefined ? null : JSON.stringify(i.createdStamp)] : [])),
+      intended: this.stamped
+        ? (i) => void intend.run(i.owner ?? '', i.requestId, i.handle, JSON.stringify(i.argv), i.createdAt, stampOf(i))
+        : (i) => void intend.run(i.owner ?? '', i.requestId, i.handle, JSON.stringify(i.argv), i.createdAt),
       settled: (owner, requestId) => void settle.run(owner ?? '', requestId),
       started: (record) => {
         const { handle, identity, spec } = record;
@@ -416,7 +420,7 @@ export class SqliteStore implements ProcessStore {
       const check = this.db.pragma('quick_check', { simple: true });
       if (check !== 'ok') throw new StoreDamaged(file, `quick_check: ${String(check).split('\n')[0]}`);
     }
-    if (version === SCHEMA_VERSION) return void (this.stamped = this.addStampColumn());
+    if (version === SCHEMA_VERSION) return;
     this.db.transaction(() => {
       if (version === 0) this.db.exec(SCHEMA);
       // 1 → 2: who spawned or adopted each process (unknown for the records already there).
@@ -430,7 +434,6 @@ export class SqliteStore implements ProcessStore {
       }
       this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
     })();
-    this.stamped = this.addStampColumn();
   }
 
   /**

@@ -44,6 +44,9 @@ export type DeadlineAt = Omit<Deadline, 'timeoutMs'> & {
 
 export const deadlineAt = (d: Deadline, now: Instant = instantNow()): DeadlineAt => ({ at: now.wall + d.timeoutMs, atStamp: { boot: now.stamp.boot, ms: now.stamp.ms + d.timeoutMs }, killSignal: d.killSignal, graceMs: d.graceMs });
 
+/** Whose a record is, as a key ('' for the processes of no caller: restored from an older store, say). */
+export const ownerOf = (record: { readonly spec: { readonly owner?: string } }): string => record.spec.owner ?? '';
+
 export interface ProcessIdentity {
   readonly pid: number;
   /** pidfs inode: unique per process while the node is up. */

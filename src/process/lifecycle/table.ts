@@ -1,6 +1,6 @@
 import { elapsedSince, type Instant } from './clock.js';
 import type { HandleId } from './handle.js';
-import type { ProcessRecord } from './record.js';
+import { ownerOf, type ProcessRecord } from './record.js';
 
 export interface RetentionPolicy {
   /** How long an exited record stays readable after its exit, in ms. */
@@ -8,8 +8,6 @@ export interface RetentionPolicy {
   /** At most this many exited records are kept; past it, the oldest of the owner keeping the most go first. */
   readonly maxExited: number;
 }
-
-const ownerOf = (record: ProcessRecord): string => record.spec.owner ?? '';
 
 /** One caller's request_id, never another's. */
 export const requestKey = (owner: string | undefined, requestId: string): string => `${owner ?? ''}\n${requestId}`;

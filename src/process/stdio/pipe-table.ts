@@ -4,7 +4,7 @@ import type { PidRef } from '../../kernel/pid-ref.js';
 import { AgentError } from '../errors.js';
 import type { EventLog } from '../events/event-log.js';
 import type { OutputTarget } from '../options.js';
-import type { ProcessRecord } from '../lifecycle/record.js';
+import { ownerOf, type ProcessRecord } from '../lifecycle/record.js';
 import type { CaptureState, CapturedOutput, OutputSlice, StreamName } from './captured-output.js';
 import { CaptureFiles, MARK_STEP_BYTES, type CaptureMeta } from './capture-files.js';
 import { OutputEventBudget, type OutputPublisher } from './output-event-budget.js';
@@ -41,9 +41,8 @@ export interface StdioStats {
  * The pipes of every spawned process, by record. A record's pipes stay reachable until its
  * handle is released (or expires); after that they are only drained until end-of-file.
  */
-/** Whose a ring is, for quotas and the fair order ('' for the processes of no caller: restored, say). */
-const ownerOfRecord = (record: ProcessRecord): string => record.spec.owner ?? '';
-const ownerOf = (io: ProcessStdio): string => ownerOfRecord(io.record);
+/** Whose a ring is, for quotas and the fair order. */
+const ringOwner = (io: ProcessStdio): string => ownerOf(io.record);
 
 export class StdioTable {
   private readonly live = new Map<ProcessRecord, ProcessStdio>();
@@ -89,7 +88,7 @@ export class StdioTable {
     const chargeOf = (io: ProcessStdio) => this.charged.get(io) ?? 0;
     // The sums over retained rings are taken only when a limit is in reach: most spawns are far from both.
     const overQuota = quota !== undefined && (this.byOwner.get(owner) ?? 0) + bytes > quota;
-    const own = overQuota ? [...this.retained].filter((io) => ownerOf(io) === owner) : [];
+    const own = overQuota ? [...this.retained].filter((io) => ringOwner(io) === owner) : [];
     if (overQuota) {
       const ownRunning = (this.byOwner.get(owner) ?? 0) - own.reduce((n, io) => n + chargeOf(io), 0);
       if (ownRunning + bytes > quota) {
@@ -136,7 +135,7 @@ export class StdioTable {
 
   /** Where a process's output events go, within its owner's share of the event log. */
   private publisher(record: ProcessRecord): OutputPublisher {
-    return this.outputEvents.publisher(ownerOfRecord(record), (slice: OutputSlice) => void this.events.append('output', record, slice));
+    return this.outputEvents.publisher(ownerOf(record), (slice: OutputSlice) => void this.events.append('output', record, slice));
   }
 
   /** Takes ownership of the agent's pipe ends of a just-spawned process; `reserved` is what reserve() charged. */
@@ -177,7 +176,7 @@ export class StdioTable {
     const bytes = io.isDropped ? 0 : io.capacity;
     this.charged.set(io, bytes);
     this.committed += bytes;
-    this.charge(ownerOf(io), bytes);
+    this.charge(ringOwner(io), bytes);
     if (record.state !== 'running') this.retained.add(io);
     const meta = this.files?.readMeta(record.handle);
     if (meta !== undefined) this.track(record.handle, io, meta, 'on-disk');
@@ -297,7 +296,7 @@ export class StdioTable {
     const owners = new Map<string, { bytes: number; rings: ProcessStdio[]; next: number }>();
     for (const io of this.retained) {
       if (io.isReleased) continue;
-      const owner = ownerOf(io);
+      const owner = ringOwner(io);
       let held = owners.get(owner);
       if (held === undefined) owners.set(owner, (held = { bytes: 0, rings: [], next: 0 }));
       held.bytes += size(io);
@@ -322,7 +321,7 @@ export class StdioTable {
   private uncharge(io: ProcessStdio): void {
     const bytes = this.charged.get(io) ?? 0;
     this.committed -= bytes;
-    this.discharge(ownerOf(io), bytes);
+    this.discharge(ringOwner(io), bytes);
     this.charged.delete(io);
   }
 
