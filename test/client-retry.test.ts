@@ -2,11 +2,10 @@
 // retry under the same request_id is safe. The TypeScript client gives every spawn one, and
 // retries under it on a dropped connection or a handover. A proxy between client and agent holds
 // the reply back while the command starts, then cuts the connection: the worst moment.
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
 import { AgentCallError, AgentClient, isRetryable, status, type RetryPolicy } from '../clients/ts/src/index.js';
-import { CutProxy } from './helpers/cut-proxy.js';
+import { marking, startRig, starts, UUID } from './helpers/lost-reply.js';
 import { eventually, sleep, tempDir } from './helpers/harness.js';
 import { RefusingServer } from './helpers/refusing-server.js';
 import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
@@ -14,28 +13,13 @@ import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
 const reaper = Subreaper.start();
 test.after.always(() => reaper.close());
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-
-/** The pids that ran the command writing to `marker`, one line each. */
-function starts(marker: string): number[] {
-  if (!existsSync(marker)) return [];
-  return readFileSync(marker, 'utf8').split('\n').filter((l) => l !== '').map(Number);
-}
-const marking = (marker: string) => ['sh', '-c', `echo $$ >> ${marker}; exec sleep 1000`];
-
-/** An agent under the subreaper, and a client that reaches it through a CutProxy. */
+/** A client that reaches the rig's agent through its proxy, connected before the proxy holds anything. */
 async function setup(t: import('ava').ExecutionContext) {
-  const dir = tempDir('pidfd-agent-retry-');
-  const stateDir = join(dir, 'state');
-  const agent = await RestartableAgent.start(reaper, dir, stateDir);
-  const proxy = await CutProxy.start(join(dir, 'proxy.sock'), join(dir, 'agent.sock'));
-  const client = new AgentClient(proxy.address);
-  t.teardown(async () => {
-    client.close();
-    await proxy.close();
-  });
-  await client.list({}); // connected through the proxy before it holds anything
-  return { dir, stateDir, agent, proxy, client };
+  const rig = await startRig(t, reaper);
+  const client = new AgentClient(rig.proxy.address);
+  t.teardown(() => client.close());
+  await client.list({});
+  return { ...rig, client };
 }
 
 test.serial('a Spawn whose reply is lost as the agent is killed is retried under its request id after the restart: the same process, started once', async (t) => {
