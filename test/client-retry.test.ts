@@ -5,8 +5,9 @@
 import { join } from 'node:path';
 import test from 'ava';
 import { AgentCallError, AgentClient, isRetryable, status, type RetryPolicy } from '../clients/ts/src/index.js';
-import { marking, startRig, starts, UUID } from './helpers/lost-reply.js';
+import { runCliText } from './helpers/cli.js';
 import { eventually, sleep, tempDir } from './helpers/harness.js';
+import { marking, startRig, starts, UUID } from './helpers/lost-reply.js';
 import { RefusingServer } from './helpers/refusing-server.js';
 import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
 
@@ -154,8 +155,25 @@ test.serial('an abort during a backoff ends the call at once', async (t) => {
   const abort = new AbortController();
   const spawning = client.spawn({ argv: ['true'] }, { signal: abort.signal });
   await eventually('the first attempt', () => server.count('Spawn') === 1);
+  await sleep(300); // its failure reaches the client, which then waits out a 30-60 s backoff
   abort.abort();
   const e = await t.throwsAsync(spawning, { instanceOf: AgentCallError });
   t.is(e!.code, status.UNAVAILABLE, 'the last failure');
   t.is(server.count('Spawn'), 1);
+});
+
+test.serial('pidfdctl names the request id of a spawn it could not confirm, to rerun it safely', async (t) => {
+  const server = await RefusingServer.start(join(tempDir('pidfd-agent-refusing-'), 'agent.sock'));
+  t.teardown(() => server.close());
+  const made = await runCliText(server.address, ['spawn', '--', 'true']);
+  t.is(made.code, 1);
+  const id = server.attempts[0]!.requestIds[0]!;
+  t.regex(id, UUID);
+  t.is(made.stderr, `pidfdctl: UNAVAILABLE: refused; it may have started: rerun with --request-id ${id}\n`);
+  t.true(server.attempts.every((a) => a.requestIds[0] === id), `${server.attempts.length} attempts under the one id`);
+  const given = await runCliText(server.address, ['spawn', '--request-id', 'job-7', '--', 'true']);
+  t.regex(given.stderr, /rerun with --request-id job-7\n$/);
+  server.refusal = { code: status.ABORTED, reason: 'OUTCOME_UNKNOWN' };
+  const unknown = await runCliText(server.address, ['spawn', '--request-id', 'job-7', '--', 'true']);
+  t.is(unknown.stderr, 'pidfdctl: ABORTED: refused (OUTCOME_UNKNOWN)\n', 'nothing to rerun');
 });
