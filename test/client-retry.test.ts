@@ -147,19 +147,22 @@ test.serial('retries are bounded by attempts, time and the deadline, keep the re
   t.is(server.count('Spawn'), n + 1, 'retry: false on the client');
 });
 
-test.serial('an abort during a backoff ends the call at once', async (t) => {
+test.serial('an abort or close() during a backoff ends the call at once, with its last failure', async (t) => {
   const server = await RefusingServer.start(join(tempDir('pidfd-agent-refusing-'), 'agent.sock'));
   t.teardown(() => server.close());
   const client = new AgentClient(server.address, undefined, undefined, { retry: { attempts: 10, initialBackoffMs: 60_000, maxBackoffMs: 60_000, windowMs: 600_000 } });
   t.teardown(() => client.close());
   const abort = new AbortController();
-  const spawning = client.spawn({ argv: ['true'] }, { signal: abort.signal });
-  await eventually('the first attempt', () => server.count('Spawn') === 1);
-  await sleep(300); // its failure reaches the client, which then waits out a 30-60 s backoff
+  const aborted = client.spawn({ argv: ['true'] }, { signal: abort.signal });
+  const closed = Array.from({ length: 20 }, () => client.spawn({ argv: ['true'] }));
+  await eventually('the first attempts', () => server.count('Spawn') === 21);
+  await sleep(300); // their failures reach the client, which then waits out a 30-60 s backoff
   abort.abort();
-  const e = await t.throwsAsync(spawning, { instanceOf: AgentCallError });
+  const e = await t.throwsAsync(aborted, { instanceOf: AgentCallError });
   t.is(e!.code, status.UNAVAILABLE, 'the last failure');
-  t.is(server.count('Spawn'), 1);
+  client.close();
+  for (const c of closed) t.is((await t.throwsAsync(c, { instanceOf: AgentCallError }))!.code, status.UNAVAILABLE);
+  t.is(server.count('Spawn'), 21, 'no attempt after the abort or the close');
 });
 
 test.serial('pidfdctl names the request id of a spawn it could not confirm, to rerun it safely', async (t) => {

@@ -78,27 +78,6 @@ func asError(err error) error {
 	return e
 }
 
-// unaryCalls gives Spawn and SpawnBatch requests their request ids, retries under the call's
-// policy, and turns errors into *Error labelled with the call.
-func unaryCalls(ctx context.Context, fullMethod string, req, reply interface{}, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	method := fullMethod[strings.LastIndex(fullMethod, "/")+1:]
-	policy, autoID := callPolicy(method, opts)
-	if autoID {
-		req = withRequestIDs(req)
-	}
-	s := schedule{policy: policy, attempt: 1}
-	for {
-		err := asError(invoker(ctx, fullMethod, req, reply, cc, opts...))
-		var e *Error
-		if errors.As(err, &e) {
-			label(e, method, req)
-		}
-		if err == nil || !s.next(ctx, err) {
-			return err
-		}
-	}
-}
-
 func streamErrors(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	s, err := streamer(ctx, desc, cc, method, opts...)
 	if err != nil {

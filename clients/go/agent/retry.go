@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"math"
 	mathrand "math/rand"
+	"strings"
 	"time"
 
 	agentv1 "github.com/pidfd-agent/pidfd-agent/clients/go/pidfd/agent/v1"
@@ -157,6 +158,27 @@ func label(e *Error, method string, req interface{}) {
 	case *agentv1.SpawnBatchRequest:
 		for _, item := range r.GetRequests() {
 			e.RequestIDs = append(e.RequestIDs, item.GetRequestId())
+		}
+	}
+}
+
+// unaryCalls gives Spawn and SpawnBatch requests their request ids, retries under the call's
+// policy, and turns errors into *Error labelled with the call.
+func unaryCalls(ctx context.Context, fullMethod string, req, reply interface{}, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	method := fullMethod[strings.LastIndex(fullMethod, "/")+1:]
+	policy, autoID := callPolicy(method, opts)
+	if autoID {
+		req = withRequestIDs(req)
+	}
+	s := schedule{policy: policy, attempt: 1}
+	for {
+		err := asError(invoker(ctx, fullMethod, req, reply, cc, opts...))
+		var e *Error
+		if errors.As(err, &e) {
+			label(e, method, req)
+		}
+		if err == nil || !s.next(ctx, err) {
+			return err
 		}
 	}
 }

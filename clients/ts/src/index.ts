@@ -1,6 +1,7 @@
 // A thin typed wrapper over the generated grpc-js client: promises, async-iterable Watch,
 // partial requests, and errors that carry the agent's google.rpc.ErrorInfo (errno name, field).
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { credentials, Metadata, status, type ChannelCredentials, type ClientOptions, type ServiceError } from '@grpc/grpc-js';
 import {
   AdoptRequest,
@@ -108,6 +109,8 @@ export class AgentClient {
   /** Streams open on the channel: close() cancels them. */
   private readonly open = new Set<{ cancel(): void }>();
   private closed = false;
+  /** Aborted by close(): a retry waiting out its backoff ends with its last error. */
+  private readonly closing = new AbortController();
   private readonly retry: RetryPolicy | false;
 
   /**
@@ -116,6 +119,7 @@ export class AgentClient {
    */
   constructor(address: string, creds: ChannelCredentials = credentials.createInsecure(), options?: Partial<ClientOptions>, clientOptions: AgentClientOptions = {}) {
     this.retry = clientOptions.retry ?? DEFAULT_RETRY;
+    setMaxListeners(0, this.closing.signal); // one listener per call in a backoff, bounded by the calls
     this.raw = new AgentServiceClient(address, creds, {
       'grpc.enable_channelz': 0,
       'grpc.initial_reconnect_backoff_ms': 100,
@@ -234,6 +238,7 @@ export class AgentClient {
   /** Closes the channel and cancels the streams still open on it. */
   close(): void {
     this.closed = true;
+    this.closing.abort();
     for (const call of [...this.open]) call.cancel();
     this.raw.close();
   }
@@ -246,7 +251,7 @@ export class AgentClient {
     const policy = opts?.retry ?? byDefault;
     const deadline = deadlineOf(opts);
     if (policy === false) return this.attempt(method, req, call, deadline, opts?.signal);
-    return withRetry(policy, deadline, opts?.signal, () => this.attempt(method, req, call, deadline, opts?.signal));
+    return withRetry(policy, deadline, [opts?.signal, this.closing.signal], () => this.attempt(method, req, call, deadline, opts?.signal));
   }
 
   private attempt<Req, Res>(method: Unary<Req, Res>, req: Req, failed: FailedCall, deadline: Date | undefined, signal: AbortSignal | undefined): Promise<Res> {

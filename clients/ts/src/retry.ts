@@ -54,9 +54,10 @@ function keyed(error: AgentCallError): boolean {
 
 /**
  * Runs `attempt` until it succeeds, fails with what isRetryable refuses, or the policy or the
- * deadline runs out; then the last error is thrown. An abort during a backoff ends it at once.
+ * deadline runs out; then the last error is thrown. So it is as soon as any of `stops` aborts (the
+ * caller's signal, the client closing), also during a backoff.
  */
-export async function withRetry<T>(policy: RetryPolicy, deadline: Date | undefined, signal: AbortSignal | undefined, attempt: () => Promise<T>): Promise<T> {
+export async function withRetry<T>(policy: RetryPolicy, deadline: Date | undefined, stops: readonly (AbortSignal | undefined)[], attempt: () => Promise<T>): Promise<T> {
   let firstFailure: number | undefined;
   for (let n = 1; ; n++) {
     try {
@@ -67,8 +68,8 @@ export async function withRetry<T>(policy: RetryPolicy, deadline: Date | undefin
       firstFailure ??= now;
       const delay = backoffMs(policy, n);
       const late = now + delay - firstFailure > policy.windowMs || (deadline !== undefined && now + delay >= deadline.getTime());
-      if (n >= policy.attempts || late || signal?.aborted) throw e;
-      if (!(await sleep(delay, signal))) throw e;
+      if (n >= policy.attempts || late || stops.some((s) => s?.aborted)) throw e;
+      if (!(await sleep(delay, stops))) throw e;
     }
   }
 }
@@ -79,17 +80,16 @@ export function backoffMs(policy: RetryPolicy, n: number): number {
   return full * (0.5 + Math.random() / 2);
 }
 
-/** Resolves true after ms, or false as soon as `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<boolean> {
+/** Resolves true after ms, or false as soon as one of `stops` aborts. */
+function sleep(ms: number, stops: readonly (AbortSignal | undefined)[]): Promise<boolean> {
   return new Promise((resolve) => {
-    const onAbort = () => {
+    const done = (slept: boolean) => {
       clearTimeout(timer);
-      resolve(false);
+      for (const s of stops) s?.removeEventListener('abort', onAbort);
+      resolve(slept);
     };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve(true);
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
+    const onAbort = () => done(false);
+    const timer = setTimeout(() => done(true), ms);
+    for (const s of stops) s?.addEventListener('abort', onAbort, { once: true });
   });
 }
