@@ -51,7 +51,8 @@ for (const mode of ['sync', 'aio'] as const) {
     };
     const out = await run();
     const spawns = server.attempts.filter((a) => a.method === 'Spawn');
-    t.is(spawns.length, 4 + 1, 'the keyed spawn tried 4 times, the unkeyed one once');
+    t.is(spawns.length, 4 + 1 + 1, 'the keyed spawn tried 4 times, the unkeyed one once, the one closed during its backoff once');
+    t.like(out['closed'], { code: 'UNAVAILABLE', method: 'Spawn' }, 'closed during a backoff: the last failure, no attempt on the closed channel');
     t.regex(out['spawn']!.request_id!, UUID);
     t.deepEqual(spawns.slice(0, 4).map((a) => a.requestIds[0]), Array(4).fill(out['spawn']!.request_id));
     t.is(out.template_request_id, '', "the caller's request is left as it was");
@@ -73,7 +74,7 @@ for (const mode of ['sync', 'aio'] as const) {
     server.attempts.length = 0;
     server.refusal = { code: status.UNAVAILABLE, reason: 'HANDOVER' };
     const refused = await run();
-    t.is(server.count('Spawn'), 4 + 4, 'a spawn refused for a handover started nothing: retried with or without an id');
+    t.is(server.count('Spawn'), 4 + 4 + 1, 'a spawn refused for a handover started nothing: retried with or without an id');
     t.is(server.count('Signal'), 4, 'a signal refused for a handover was not sent: retried');
     t.is(server.count('Stop'), 1, 'a Stop in flight at a handover may have signalled: never retried');
     t.true(refused['signal']!.retryable);

@@ -45,6 +45,7 @@ class Agent:
             self._channel = grpc.secure_channel(address, credentials, options=channel_options(options))
         self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
         self._retry = retry
+        self._closed = False
 
     def spawn(self, request: pb.SpawnRequest, timeout: float | None = None, retry=_CLIENT_POLICY, auto_request_id: bool = True) -> pb.SpawnResponse:
         """Spawn with the request's request_id, or a new random one (not with auto_request_id=False),
@@ -73,11 +74,14 @@ class Agent:
             except grpc.RpcError as e:
                 error = AgentError.of(e, rpc, request)
             delay = schedule.delay_after(error)
-            if delay is None:
+            if delay is None or self._closed:
                 raise error
             time.sleep(delay)
+            if self._closed:  # closed during the backoff: no attempt on a closed channel
+                raise error
 
     def close(self) -> None:
+        self._closed = True
         self._channel.close()
 
     def __enter__(self) -> "Agent":

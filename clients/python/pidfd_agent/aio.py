@@ -39,6 +39,7 @@ class Agent:
             self._channel = grpc.aio.secure_channel(address, credentials, options=channel_options(options))
         self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
         self._retry = retry
+        self._closed = False
 
     async def spawn(self, request: pb.SpawnRequest, timeout: float | None = None, retry=_CLIENT_POLICY, auto_request_id: bool = True) -> pb.SpawnResponse:
         """As pidfd_agent.Agent.spawn."""
@@ -66,11 +67,14 @@ class Agent:
             except grpc.aio.AioRpcError as e:
                 error = AgentError.of(e, rpc, request)
             delay = schedule.delay_after(error)
-            if delay is None:
+            if delay is None or self._closed:
                 raise error
             await asyncio.sleep(delay)
+            if self._closed:  # closed during the backoff: no attempt on a closed channel
+                raise error
 
     async def close(self) -> None:
+        self._closed = True
         await self._channel.close()
 
     async def __aenter__(self) -> "Agent":
