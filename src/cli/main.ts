@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
-import { AgentCallError, AgentClient, EnvMode, Event, GetResponse, ListResponse, Output, OutputMode, Process, SignalTarget, State, StdinMode, StopResponse, status } from './client.js';
+import { AgentCallError, AgentClient, EnvMode, Event, GetResponse, ListResponse, Output, OutputMode, Process, SignalTarget, State, StdinMode, StopResponse, isRetryable, status } from './client.js';
 import { DEFAULT_SOCKET, parseDuration } from '../config/config.js';
 import { describeExit, eventLine, exitStatusOf, jsonText, millis, printable, processDetail, processLine } from './format.js';
 import { attach, logs, logsArgs, stdinMode } from './logs-and-attach.js';
@@ -314,7 +314,9 @@ run(process.argv.slice(2)).then(
   (e: unknown) => {
     if (e instanceof AgentCallError) {
       // grpc-js's connection errors span lines (OpenSSL's among them): one line, like every other error.
-      console.error(`pidfdctl: ${status[e.code]}: ${printable(e.details.replace(/\s*\n\s*/g, ' ').trim())}${e.reason ? ` (${e.reason})` : ''}`);
+      // A spawn that may have started: only a rerun under the same request id is safe.
+      const rerun = e.method === 'Spawn' && e.requestId && isRetryable(e) ? `; it may have started: rerun with --request-id ${e.requestId}` : '';
+      console.error(`pidfdctl: ${status[e.code]}: ${printable(e.details.replace(/\s*\n\s*/g, ' ').trim())}${e.reason ? ` (${e.reason})` : ''}${rerun}`);
       process.exitCode = 1;
       return;
     }

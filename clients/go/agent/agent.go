@@ -45,7 +45,7 @@ func Dial(address string, tlsConfig *tls.Config, extra ...grpc.DialOption) (*Cli
 		// through proxies and load balancers that drop idle connections (often after 60 s), and
 		// finds a dead connection 10 s later.
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.WithChainUnaryInterceptor(unaryErrors),
+		grpc.WithChainUnaryInterceptor(unaryCalls),
 		grpc.WithChainStreamInterceptor(streamErrors),
 	}
 	target := address

@@ -14,14 +14,22 @@ import (
 )
 
 // Error is a failed call: the gRPC code, the agent's message, and its google.rpc.ErrorInfo
-// reason (the errno name such as ENOENT, or a domain reason such as PROCESS_EXITED) with what it
-// names in Metadata (field, path, syscall, handle). status.FromError and status.Code still work.
+// reason (the errno name such as ENOENT, or a domain reason such as PROCESS_EXITED; "" when the
+// agent sent none, as for a transport failure) with what it names in Metadata (field, path,
+// syscall, handle). status.FromError and status.Code still work.
 type Error struct {
 	Code     codes.Code
 	Message  string
 	Reason   string
 	Metadata map[string]string
-	status   *status.Status
+	// Method is the gRPC method that failed: "Spawn", "Get", ...
+	Method string
+	// RequestID is the request_id a Spawn or Adopt was sent with: the caller's, or the one the
+	// client made up. Resend the request with it to retry safely.
+	RequestID string
+	// RequestIDs are the request_ids of a SpawnBatch's items, in order.
+	RequestIDs []string
+	status     *status.Status
 }
 
 func (e *Error) Error() string {
@@ -70,20 +78,24 @@ func asError(err error) error {
 	return e
 }
 
-func unaryErrors(ctx context.Context, method string, req, reply interface{}, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	return asError(invoker(ctx, method, req, reply, cc, opts...))
-}
-
 func streamErrors(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	s, err := streamer(ctx, desc, cc, method, opts...)
 	if err != nil {
 		return nil, asError(err)
 	}
-	return errorStream{s}, nil
+	return errorStream{s, method[strings.LastIndex(method, "/")+1:]}, nil
 }
 
-type errorStream struct{ grpc.ClientStream }
+type errorStream struct {
+	grpc.ClientStream
+	method string
+}
 
 func (s errorStream) RecvMsg(m interface{}) error {
-	return asError(s.ClientStream.RecvMsg(m))
+	err := asError(s.ClientStream.RecvMsg(m))
+	var e *Error
+	if errors.As(err, &e) {
+		e.Method = s.method
+	}
+	return err
 }

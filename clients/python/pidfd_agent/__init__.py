@@ -7,47 +7,81 @@ handle it names. `pidfd_agent.aio` is the same over grpc.aio.
     with Agent("unix:///run/pidfd-agent/agent.sock") as agent:
         p = agent.spawn(pb.SpawnRequest(argv=["sh", "-c", "exit 3"])).process
         print(agent.wait(pb.WaitRequest(handle=p.handle)).process.exit.code)
+
+spawn and spawn_batch send each request with a request_id (a random one where the caller gave
+none), so that the agent starts a process at most once for it; they retry a dropped connection or
+a handover under that same id (`retry`). Other calls are retried only when asked (`retry=`), and
+only where is_retryable says it is safe.
 """
 from __future__ import annotations
+
+import time
 
 import grpc
 from pidfd.agent.v1 import agent_pb2 as pb
 from pidfd.agent.v1 import agent_pb2_grpc
 
-from ._channel import DEFAULT_ADDRESS, OPTIONS, method_name, tls_credentials
+from ._channel import DEFAULT_ADDRESS, channel_options, method_name, tls_credentials
 from ._errors import AgentError
 from ._exit import describe_exit
+from ._retry import DEFAULT_RETRY, Retry, Schedule, is_retryable, new_request_id, with_request_ids
 
-__all__ = ["Agent", "AgentError", "describe_exit", "pb", "tls_credentials"]
+__all__ = ["Agent", "AgentError", "DEFAULT_RETRY", "Retry", "describe_exit", "is_retryable", "new_request_id", "pb", "tls_credentials"]
+
+_CLIENT_POLICY = object()  # spawn's and spawn_batch's default: the Agent's retry policy
 
 
 class Agent:
     """One channel to one agent. Methods are the service's, in snake_case; streams are iterators.
-    A HOST:PORT address with TLS takes `credentials=tls_credentials(...)`."""
+    A HOST:PORT address with TLS takes `credentials=tls_credentials(...)`. `options` are grpc
+    channel options, added to the client's own or replacing them by name (e.g.
+    ("grpc.ssl_target_name_override", NAME) to dial by IP an agent whose certificate names NAME).
+    `retry` is the policy of spawn and spawn_batch (None: never retry)."""
 
-    def __init__(self, address: str = DEFAULT_ADDRESS, credentials: grpc.ChannelCredentials | None = None):
+    def __init__(self, address: str = DEFAULT_ADDRESS, credentials: grpc.ChannelCredentials | None = None, options=None, retry: Retry | None = DEFAULT_RETRY):
         if credentials is None:
-            self._channel = grpc.insecure_channel(address, options=OPTIONS)
+            self._channel = grpc.insecure_channel(address, options=channel_options(options))
         else:
-            self._channel = grpc.secure_channel(address, credentials, options=OPTIONS)
+            self._channel = grpc.secure_channel(address, credentials, options=channel_options(options))
         self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
+        self._retry = retry
+        self._closed = False
+
+    def spawn(self, request: pb.SpawnRequest, timeout: float | None = None, retry=_CLIENT_POLICY, auto_request_id: bool = True) -> pb.SpawnResponse:
+        """Spawn with the request's request_id, or a new random one (not with auto_request_id=False),
+        which a failure's AgentError carries as `request_id`: resend with it to retry safely."""
+        return self._unary("Spawn", with_request_ids(request, auto_request_id), timeout, self._retry if retry is _CLIENT_POLICY else retry)
+
+    def spawn_batch(self, request: pb.SpawnBatchRequest, timeout: float | None = None, retry=_CLIENT_POLICY, auto_request_id: bool = True) -> pb.SpawnBatchResponse:
+        """SpawnBatch, each item with a request_id as in spawn (AgentError.request_ids)."""
+        return self._unary("SpawnBatch", with_request_ids(request, auto_request_id), timeout, self._retry if retry is _CLIENT_POLICY else retry)
 
     def __getattr__(self, name: str):
         if name.startswith("_"):
             raise AttributeError(name)
-        method = getattr(self._stub, method_name(name))
-        streaming = isinstance(method, grpc.UnaryStreamMultiCallable)
+        rpc = method_name(name)
+        method = getattr(self._stub, rpc)
+        if isinstance(method, grpc.UnaryStreamMultiCallable):
+            return lambda request, timeout=None: _stream(method(request, timeout=timeout), rpc)
+        return lambda request, timeout=None, retry=None: self._unary(rpc, request, timeout, retry)
 
-        def call(request, timeout: float | None = None):
+    def _unary(self, rpc: str, request, timeout: float | None, retry: Retry | None):
+        method = getattr(self._stub, rpc)
+        schedule = Schedule(retry, None if timeout is None else time.monotonic() + timeout)
+        while True:
             try:
-                result = method(request, timeout=timeout)
+                return method(request, timeout=schedule.remaining())
             except grpc.RpcError as e:
-                raise AgentError.of(e) from None
-            return _stream(result) if streaming else result
-
-        return call
+                error = AgentError.of(e, rpc, request)
+            delay = schedule.delay_after(error)
+            if delay is None or self._closed:
+                raise error
+            time.sleep(delay)
+            if self._closed:  # closed during the backoff: no attempt on a closed channel
+                raise error
 
     def close(self) -> None:
+        self._closed = True
         self._channel.close()
 
     def __enter__(self) -> "Agent":
@@ -57,10 +91,10 @@ class Agent:
         self.close()
 
 
-def _stream(responses):
+def _stream(responses, rpc: str):
     try:
         yield from responses
     except grpc.RpcError as e:
-        raise AgentError.of(e) from None
+        raise AgentError.of(e, rpc) from None
     finally:
         responses.cancel()

@@ -20,6 +20,14 @@ OPTIONS = [
 ]
 
 
+def channel_options(options) -> list:
+    """OPTIONS, each replaced by a caller's option of the same name, then the caller's others:
+    `options` as grpc takes them (pairs), e.g. [("grpc.ssl_target_name_override", "node-1.example.org")]."""
+    merged = dict(OPTIONS)
+    merged.update(dict(options or ()))
+    return list(merged.items())
+
+
 def tls_credentials(cert: str, key: str, ca: str | None = None) -> grpc.ChannelCredentials:
     """TLS with this client's certificate and key (PEM files), which the agent requires on its TCP
     addresses; the agent's certificate is verified against `ca` (default: grpc's roots)."""

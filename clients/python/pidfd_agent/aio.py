@@ -1,5 +1,6 @@
 """The asyncio client of pidfd-agent (grpc.aio): the same methods as pidfd_agent.Agent, awaited;
-streams are async iterators.
+streams are async iterators; spawn and spawn_batch give each request a request_id and retry under
+it, as the sync client's.
 
     from pidfd_agent import pb
     from pidfd_agent.aio import Agent
@@ -10,42 +11,70 @@ streams are async iterators.
 """
 from __future__ import annotations
 
+import asyncio
+import time
+
 import grpc
 import grpc.aio
+from pidfd.agent.v1 import agent_pb2 as pb
 from pidfd.agent.v1 import agent_pb2_grpc
 
-from ._channel import DEFAULT_ADDRESS, OPTIONS, method_name
+from ._channel import DEFAULT_ADDRESS, channel_options, method_name
 from ._errors import AgentError
+from ._retry import DEFAULT_RETRY, Retry, Schedule, with_request_ids
 
 __all__ = ["Agent"]
 
+_CLIENT_POLICY = object()
+
 
 class Agent:
-    """One grpc.aio channel to one agent; create it inside the event loop that uses it."""
+    """One grpc.aio channel to one agent; create it inside the event loop that uses it. `options`
+    and `retry` as for pidfd_agent.Agent."""
 
-    def __init__(self, address: str = DEFAULT_ADDRESS, credentials: grpc.ChannelCredentials | None = None):
+    def __init__(self, address: str = DEFAULT_ADDRESS, credentials: grpc.ChannelCredentials | None = None, options=None, retry: Retry | None = DEFAULT_RETRY):
         if credentials is None:
-            self._channel = grpc.aio.insecure_channel(address, options=OPTIONS)
+            self._channel = grpc.aio.insecure_channel(address, options=channel_options(options))
         else:
-            self._channel = grpc.aio.secure_channel(address, credentials, options=OPTIONS)
+            self._channel = grpc.aio.secure_channel(address, credentials, options=channel_options(options))
         self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
+        self._retry = retry
+        self._closed = False
+
+    async def spawn(self, request: pb.SpawnRequest, timeout: float | None = None, retry=_CLIENT_POLICY, auto_request_id: bool = True) -> pb.SpawnResponse:
+        """As pidfd_agent.Agent.spawn."""
+        return await self._unary("Spawn", with_request_ids(request, auto_request_id), timeout, self._retry if retry is _CLIENT_POLICY else retry)
+
+    async def spawn_batch(self, request: pb.SpawnBatchRequest, timeout: float | None = None, retry=_CLIENT_POLICY, auto_request_id: bool = True) -> pb.SpawnBatchResponse:
+        """As pidfd_agent.Agent.spawn_batch."""
+        return await self._unary("SpawnBatch", with_request_ids(request, auto_request_id), timeout, self._retry if retry is _CLIENT_POLICY else retry)
 
     def __getattr__(self, name: str):
         if name.startswith("_"):
             raise AttributeError(name)
-        method = getattr(self._stub, method_name(name))
+        rpc = method_name(name)
+        method = getattr(self._stub, rpc)
         if isinstance(method, grpc.aio.UnaryStreamMultiCallable):
-            return lambda request, timeout=None: _stream(method(request, timeout=timeout))
+            return lambda request, timeout=None: _stream(method(request, timeout=timeout), rpc)
+        return lambda request, timeout=None, retry=None: self._unary(rpc, request, timeout, retry)
 
-        async def call(request, timeout: float | None = None):
+    async def _unary(self, rpc: str, request, timeout: float | None, retry: Retry | None):
+        method = getattr(self._stub, rpc)
+        schedule = Schedule(retry, None if timeout is None else time.monotonic() + timeout)
+        while True:
             try:
-                return await method(request, timeout=timeout)
+                return await method(request, timeout=schedule.remaining())
             except grpc.aio.AioRpcError as e:
-                raise AgentError(e.code(), e.details(), e.trailing_metadata()) from None
-
-        return call
+                error = AgentError.of(e, rpc, request)
+            delay = schedule.delay_after(error)
+            if delay is None or self._closed:
+                raise error
+            await asyncio.sleep(delay)
+            if self._closed:  # closed during the backoff: no attempt on a closed channel
+                raise error
 
     async def close(self) -> None:
+        self._closed = True
         await self._channel.close()
 
     async def __aenter__(self) -> "Agent":
@@ -55,11 +84,11 @@ class Agent:
         await self.close()
 
 
-async def _stream(call):
+async def _stream(call, rpc: str):
     try:
         async for response in call:
             yield response
     except grpc.aio.AioRpcError as e:
-        raise AgentError(e.code(), e.details(), e.trailing_metadata()) from None
+        raise AgentError.of(e, rpc) from None
     finally:
         call.cancel()

@@ -1,5 +1,7 @@
 // A thin typed wrapper over the generated grpc-js client: promises, async-iterable Watch,
 // partial requests, and errors that carry the agent's google.rpc.ErrorInfo (errno name, field).
+import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { credentials, Metadata, status, type ChannelCredentials, type ClientOptions, type ServiceError } from '@grpc/grpc-js';
 import {
   AdoptRequest,
@@ -36,11 +38,13 @@ import {
   type WatchResponse,
   type WriteStdinResponse,
 } from './gen/pidfd/agent/v1/agent.js';
-import { Status } from './gen/google/rpc/status.js';
-import { ErrorInfo } from './gen/google/rpc/error_details.js';
+import { AgentCallError, type FailedCall } from './errors.js';
+import { DEFAULT_RETRY, withRetry, type RetryPolicy } from './retry.js';
 
 export * from './gen/pidfd/agent/v1/agent.js';
 export { status } from '@grpc/grpc-js';
+export { AgentCallError } from './errors.js';
+export { DEFAULT_RETRY, isRetryable, type RetryPolicy } from './retry.js';
 
 type DeepPartial<T> = T extends Date | Uint8Array
   ? T
@@ -54,34 +58,28 @@ export interface CallOptions {
   /** Absolute deadline or milliseconds from now. */
   readonly deadline?: Date | number;
   readonly signal?: AbortSignal;
+  /**
+   * Retry this call on UNAVAILABLE where isRetryable allows, with this policy; false: never.
+   * Default: the client's policy for spawn and spawnBatch, none for the other calls.
+   */
+  readonly retry?: RetryPolicy | false;
 }
 
-/** A failed call: the gRPC code plus the agent's reason (errno name or domain reason). */
-export class AgentCallError extends Error {
-  readonly code: status;
-  readonly details: string;
-  /** ENOENT, EPERM, PROCESS_EXITED, UNKNOWN_HANDLE, ... ('' when the agent sent none). */
-  readonly reason: string;
-  /** field, path, syscall, handle where the agent named them. */
-  readonly info: Readonly<Record<string, string>>;
-
-  constructor(e: ServiceError) {
-    super(`${status[e.code] ?? e.code}: ${e.details}`);
-    this.name = 'AgentCallError';
-    this.code = e.code;
-    this.details = e.details;
-    const info = decodeErrorInfo(e.metadata);
-    this.reason = info?.reason ?? '';
-    this.info = info?.metadata ?? {};
-  }
+export interface SpawnOptions extends CallOptions {
+  /**
+   * false: send a request without request_id as it is. By default the client gives it a random
+   * one (UUID), which makes a retry safe: the agent replays the first spawn, never starts a second.
+   */
+  readonly autoRequestId?: boolean;
 }
 
-function decodeErrorInfo(md: Metadata | undefined): ErrorInfo | undefined {
-  const raw = md?.get('grpc-status-details-bin')[0];
-  if (!(raw instanceof Buffer)) return undefined;
-  const detail = Status.decode(raw).details.find((d) => d.typeUrl.endsWith('/google.rpc.ErrorInfo'));
-  return detail && ErrorInfo.decode(detail.value);
+export interface AgentClientOptions {
+  /** The retry policy of spawn and spawnBatch (DEFAULT_RETRY); false: no call is retried unless it asks. */
+  readonly retry?: RetryPolicy | false;
 }
+
+/** A request id as the client makes them up: a random UUID. */
+export const newRequestId = (): string => randomUUID();
 
 /**
  * 'exited with code 3', 'killed by signal SIGTERM', or 'status lost'. Exit.status is a oneof:
@@ -111,12 +109,17 @@ export class AgentClient {
   /** Streams open on the channel: close() cancels them. */
   private readonly open = new Set<{ cancel(): void }>();
   private closed = false;
+  /** Aborted by close(): a retry waiting out its backoff ends with its last error. */
+  private readonly closing = new AbortController();
+  private readonly retry: RetryPolicy | false;
 
   /**
    * address: unix:///path/to/agent.sock or host:port. The channel reconnects after 100 ms at first
    * (grpc's default is 1 s): the agent is node-local, and a restart or handover lasts ~0.1 s.
    */
-  constructor(address: string, creds: ChannelCredentials = credentials.createInsecure(), options?: Partial<ClientOptions>) {
+  constructor(address: string, creds: ChannelCredentials = credentials.createInsecure(), options?: Partial<ClientOptions>, clientOptions: AgentClientOptions = {}) {
+    this.retry = clientOptions.retry ?? DEFAULT_RETRY;
+    setMaxListeners(0, this.closing.signal); // one listener per call in a backoff, bounded by the calls
     this.raw = new AgentServiceClient(address, creds, {
       'grpc.enable_channelz': 0,
       'grpc.initial_reconnect_backoff_ms': 100,
@@ -126,46 +129,62 @@ export class AgentClient {
     });
   }
 
-  spawn(req: DeepPartial<SpawnRequest>, opts?: CallOptions): Promise<SpawnResponse> {
-    return this.unary(this.raw.spawn, SpawnRequest.fromPartial(req), opts);
+  /**
+   * With the request_id given, or a new random one (see SpawnOptions.autoRequestId), returned as
+   * `requestId` and carried by a failure's AgentCallError: resend with it to retry safely.
+   * Retried on a dropped connection or a handover (the client's policy), under that same id.
+   */
+  async spawn(req: DeepPartial<SpawnRequest>, opts?: SpawnOptions): Promise<SpawnResponse & { readonly requestId: string }> {
+    const request = SpawnRequest.fromPartial(req);
+    if (request.requestId === '' && opts?.autoRequestId !== false) request.requestId = newRequestId();
+    const res = await this.unary(this.raw.spawn, request, { method: 'Spawn', requestIds: [request.requestId] }, opts, this.retry);
+    return Object.assign(res, { requestId: request.requestId });
   }
   adopt(req: DeepPartial<AdoptRequest>, opts?: CallOptions): Promise<AdoptResponse> {
-    return this.unary(this.raw.adopt, AdoptRequest.fromPartial(req), opts);
+    const request = AdoptRequest.fromPartial(req);
+    return this.unary(this.raw.adopt, request, { method: 'Adopt', requestIds: [request.requestId] }, opts);
   }
   signal(req: DeepPartial<SignalRequest>, opts?: CallOptions): Promise<SignalResponse> {
-    return this.unary(this.raw.signal, SignalRequest.fromPartial(req), opts);
+    return this.unary(this.raw.signal, SignalRequest.fromPartial(req), { method: 'Signal' }, opts);
   }
   wait(req: DeepPartial<WaitRequest>, opts?: CallOptions): Promise<WaitResponse> {
-    return this.unary(this.raw.wait, WaitRequest.fromPartial(req), opts);
+    return this.unary(this.raw.wait, WaitRequest.fromPartial(req), { method: 'Wait' }, opts);
   }
   get(req: DeepPartial<GetRequest>, opts?: CallOptions): Promise<GetResponse> {
-    return this.unary(this.raw.get, GetRequest.fromPartial(req), opts);
+    return this.unary(this.raw.get, GetRequest.fromPartial(req), { method: 'Get' }, opts);
   }
   list(req: DeepPartial<ListRequest> = {}, opts?: CallOptions): Promise<ListResponse> {
-    return this.unary(this.raw.list, ListRequest.fromPartial(req), opts);
+    return this.unary(this.raw.list, ListRequest.fromPartial(req), { method: 'List' }, opts);
   }
   release(req: DeepPartial<ReleaseRequest>, opts?: CallOptions): Promise<ReleaseResponse> {
-    return this.unary(this.raw.release, ReleaseRequest.fromPartial(req), opts);
+    return this.unary(this.raw.release, ReleaseRequest.fromPartial(req), { method: 'Release' }, opts);
   }
   stop(req: DeepPartial<StopRequest>, opts?: CallOptions): Promise<StopResponse> {
-    return this.unary(this.raw.stop, StopRequest.fromPartial(req), opts);
+    return this.unary(this.raw.stop, StopRequest.fromPartial(req), { method: 'Stop' }, opts);
   }
   listThreads(req: DeepPartial<ListThreadsRequest>, opts?: CallOptions): Promise<ListThreadsResponse> {
-    return this.unary(this.raw.listThreads, ListThreadsRequest.fromPartial(req), opts);
+    return this.unary(this.raw.listThreads, ListThreadsRequest.fromPartial(req), { method: 'ListThreads' }, opts);
   }
   /** Resolves once the agent handed all of `data` to the pipe (RESOURCE_EXHAUSTED when too much waits). */
   writeStdin(req: DeepPartial<WriteStdinRequest>, opts?: CallOptions): Promise<WriteStdinResponse> {
-    return this.unary(this.raw.writeStdin, WriteStdinRequest.fromPartial(req), opts);
+    return this.unary(this.raw.writeStdin, WriteStdinRequest.fromPartial(req), { method: 'WriteStdin' }, opts);
   }
   closeStdin(req: DeepPartial<CloseStdinRequest>, opts?: CallOptions): Promise<CloseStdinResponse> {
-    return this.unary(this.raw.closeStdin, CloseStdinRequest.fromPartial(req), opts);
+    return this.unary(this.raw.closeStdin, CloseStdinRequest.fromPartial(req), { method: 'CloseStdin' }, opts);
   }
   resizeTerminal(req: DeepPartial<ResizeTerminalRequest>, opts?: CallOptions): Promise<ResizeTerminalResponse> {
-    return this.unary(this.raw.resizeTerminal, ResizeTerminalRequest.fromPartial(req), opts);
+    return this.unary(this.raw.resizeTerminal, ResizeTerminalRequest.fromPartial(req), { method: 'ResizeTerminal' }, opts);
   }
-  /** Several Spawns in one call (at most 256); results[i] answers requests[i], started or with its own error. */
-  spawnBatch(req: DeepPartial<SpawnBatchRequest>, opts?: CallOptions): Promise<SpawnBatchResponse> {
-    return this.unary(this.raw.spawnBatch, SpawnBatchRequest.fromPartial(req), opts);
+  /**
+   * Several Spawns in one call (at most 256); results[i] answers requests[i], started or with its
+   * own error. Each item gets a request_id as in spawn (`requestIds`), and the call is retried as spawn.
+   */
+  async spawnBatch(req: DeepPartial<SpawnBatchRequest>, opts?: SpawnOptions): Promise<SpawnBatchResponse & { readonly requestIds: readonly string[] }> {
+    const request = SpawnBatchRequest.fromPartial(req);
+    if (opts?.autoRequestId !== false) for (const r of request.requests) if (r.requestId === '') r.requestId = newRequestId();
+    const requestIds = request.requests.map((r) => r.requestId);
+    const res = await this.unary(this.raw.spawnBatch, request, { method: 'SpawnBatch', requestIds }, opts, this.retry);
+    return Object.assign(res, { requestIds });
   }
 
   /**
@@ -174,7 +193,7 @@ export class AgentClient {
    */
   async *watch(req: DeepPartial<WatchRequest> = {}, opts?: CallOptions): AsyncGenerator<Event> {
     const call = this.raw.watch(WatchRequest.fromPartial(req), new Metadata(), { deadline: deadlineOf(opts) });
-    for await (const res of this.stream<WatchResponse>(call, opts)) yield* res.events;
+    for await (const res of this.stream<WatchResponse>(call, 'Watch', opts)) yield* res.events;
   }
 
   /**
@@ -185,7 +204,7 @@ export class AgentClient {
   async *readOutput(req: DeepPartial<ReadOutputRequest>, opts?: CallOptions): AsyncGenerator<ReadOutputResponse> {
     // Opened on the first next(), like watch: an iterator never read holds no stream.
     const call = this.raw.readOutput(ReadOutputRequest.fromPartial(req), new Metadata(), { deadline: deadlineOf(opts) });
-    yield* this.stream<ReadOutputResponse>(call, opts);
+    yield* this.stream<ReadOutputResponse>(call, 'ReadOutput', opts);
   }
 
   /**
@@ -193,7 +212,7 @@ export class AgentClient {
    * ended (an agent stopping resets its streams, which grpc-js reports as CANCELLED) is thrown, so
    * that a follower never mistakes it for the end of the output.
    */
-  private async *stream<Res>(call: AsyncIterable<unknown> & { cancel(): void }, opts?: CallOptions): AsyncGenerator<Res> {
+  private async *stream<Res>(call: AsyncIterable<unknown> & { cancel(): void }, method: string, opts?: CallOptions): AsyncGenerator<Res> {
     let aborted = false;
     const onAbort = () => {
       aborted = true;
@@ -208,7 +227,7 @@ export class AgentClient {
     } catch (e) {
       const err = e as ServiceError;
       if (err.code === status.CANCELLED && (aborted || this.closed)) return;
-      throw new AgentCallError(err);
+      throw new AgentCallError(err, { method });
     } finally {
       signal?.removeEventListener('abort', onAbort);
       this.open.delete(call);
@@ -219,24 +238,35 @@ export class AgentClient {
   /** Closes the channel and cancels the streams still open on it. */
   close(): void {
     this.closed = true;
+    this.closing.abort();
     for (const call of [...this.open]) call.cancel();
     this.raw.close();
   }
 
-  private unary<Req, Res>(method: Unary<Req, Res>, req: Req, opts?: CallOptions): Promise<Res> {
+  /**
+   * One call, or several under the retry policy (the call's own, else `byDefault`): the deadline
+   * is fixed once, for all attempts together.
+   */
+  private unary<Req, Res>(method: Unary<Req, Res>, req: Req, call: FailedCall, opts?: CallOptions, byDefault: RetryPolicy | false = false): Promise<Res> {
+    const policy = opts?.retry ?? byDefault;
+    const deadline = deadlineOf(opts);
+    if (policy === false) return this.attempt(method, req, call, deadline, opts?.signal);
+    return withRetry(policy, deadline, [opts?.signal, this.closing.signal], () => this.attempt(method, req, call, deadline, opts?.signal));
+  }
+
+  private attempt<Req, Res>(method: Unary<Req, Res>, req: Req, failed: FailedCall, deadline: Date | undefined, signal: AbortSignal | undefined): Promise<Res> {
     return new Promise((resolve, reject) => {
       // grpc-js captures the caller's stack (`new Error()`) at the start of every unary call, to
       // append to a failed call's error; AgentCallError never shows it, and the capture was a
       // seventh of the client's CPU per call. Only grpc-js's synchronous start runs without it.
       const stackTraceLimit = Error.stackTraceLimit;
       Error.stackTraceLimit = 0;
-      const signal = opts?.signal;
       const onAbort = () => call.cancel();
       let call: { cancel(): void };
       try {
-        call = method.call(this.raw, req, new Metadata(), { deadline: deadlineOf(opts) }, (e, res) => {
+        call = method.call(this.raw, req, new Metadata(), { deadline }, (e, res) => {
           signal?.removeEventListener('abort', onAbort);
-          if (e) reject(new AgentCallError(e));
+          if (e) reject(new AgentCallError(e, failed));
           else resolve(res);
         });
       } finally {

@@ -2,6 +2,7 @@
 //
 //	spawn-and-wait [unix:///run/pidfd-agent/agent.sock]
 //	spawn-and-wait -cert client.pem -key client.key -ca ca.pem 10.0.0.5:50051
+//	spawn-and-wait -cert client.pem -key client.key -ca ca.pem -server-name node-1.nodes.example.org 10.0.0.5:50051
 package main
 
 import (
@@ -19,6 +20,7 @@ func main() {
 	cert := flag.String("cert", "", "client certificate (PEM), for TLS")
 	key := flag.String("key", "", "its private key (PEM)")
 	ca := flag.String("ca", "", "CA that signed the agent's certificate (PEM; default: system roots)")
+	serverName := flag.String("server-name", "", "the name the agent's certificate must carry (default: the host dialled), to dial by IP an agent whose certificate names its node")
 	flag.Parse()
 	address := agent.DefaultAddress
 	if flag.NArg() > 0 {
@@ -30,6 +32,7 @@ func main() {
 		if tlsConfig, err = agent.TLSConfig(*cert, *key, *ca); err != nil {
 			log.Fatal(err)
 		}
+		tlsConfig.ServerName = *serverName
 	}
 	c, err := agent.Dial(address, tlsConfig)
 	if err != nil {

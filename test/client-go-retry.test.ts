@@ -1,0 +1,87 @@
+// D8 (review s18-D) in the Go client: Spawn and SpawnBatch get a request_id (never changing the
+// caller's message) and are retried under it, so a reply lost after the command started is
+// answered by the same process; other calls retry only where safe. The client's interceptor does
+// it, so the generated methods themselves behave so.
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import test from 'ava';
+import { status } from '../clients/ts/src/index.js';
+import { ROOT } from './helpers/agent-process.js';
+import { eventually, sleep, tempDir } from './helpers/harness.js';
+import { LineChild, startRig, starts, UUID } from './helpers/lost-reply.js';
+import { RefusingServer } from './helpers/refusing-server.js';
+import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
+
+const run = promisify(execFile);
+const BIN = join(ROOT, 'dist/bin/go-retry');
+
+const reaper = Subreaper.start();
+test.after.always(() => reaper.close());
+
+test.before(async () => {
+  // As make go-client builds the example: GOPATH mode, offline, against Debian's packages.
+  await run('make', ['-s', '--no-print-directory', 'go-client'], { cwd: ROOT });
+  const env = { ...process.env, GO111MODULE: 'off', GOFLAGS: '', GOPROXY: 'off', GOPATH: `${ROOT}dist/gopath:/usr/share/gocode`, GOCACHE: `${ROOT}dist/gocache` };
+  await run('go', ['build', '-o', BIN, './test/fixtures/go-retry/main.go'], { cwd: ROOT, env });
+});
+
+test.serial('Go: a Spawn whose reply is lost as the agent is killed is retried under its request id after the restart: the same process, started once', async (t) => {
+  const { dir, stateDir, agent, proxy } = await startRig(t, reaper);
+  const marker = join(dir, 'starts');
+  const client = LineChild.start(t, [BIN, 'lost-reply', proxy.address, marker]);
+  t.is(await client.line(), 'ready');
+  proxy.hold();
+  client.send('go');
+  const pid = (await eventually('the command to start', () => (starts(marker).length === 1 ? starts(marker) : undefined)))[0]!;
+  await agent.crash();
+  const second = await RestartableAgent.start(reaper, dir, stateDir);
+  t.teardown(() => second.stop());
+  proxy.drop();
+
+  const res = JSON.parse(await client.line()) as { replayed: boolean; pid: number; handle: string; template_request_id: string };
+  t.true(res.replayed, 'the retry was answered with the process the first attempt started');
+  t.is(res.pid, pid);
+  t.is(res.template_request_id, '', "the caller's request is left as it was");
+  const { processes } = await second.client.list({ labels: { case: 'lost-reply' } });
+  t.deepEqual(processes.map((p) => p.handle), [res.handle]);
+  await sleep(200); // a second start would have written its pid by now
+  t.deepEqual(starts(marker), [pid], 'started once');
+  await second.client.signal({ handle: res.handle, signal: 'KILL' });
+});
+
+type Failure = { code: string; reason: string; method: string; request_id: string; request_ids: string[] | null; retryable: boolean };
+
+test.serial('Go: retries are bounded, keep the request ids, and happen only where IsRetryable allows', async (t) => {
+  const server = await RefusingServer.start(join(tempDir('pidfd-agent-refusing-'), 'agent.sock'));
+  t.teardown(() => server.close());
+  const call = async () => JSON.parse((await run(BIN, ['refused', server.address])).stdout) as Record<string, Failure> & { template_request_id: string };
+  const out = await call();
+  const spawns = server.attempts.filter((a) => a.method === 'Spawn');
+  t.is(spawns.length, 4 + 1 + 1, 'the keyed spawn tried 4 times, the unkeyed one once, the one on a no-retry connection once');
+  t.regex(out['spawn']!.request_id, UUID);
+  t.deepEqual(spawns.slice(0, 4).map((a) => a.requestIds[0]), Array(4).fill(out['spawn']!.request_id));
+  t.is(out.template_request_id, '', "the caller's request is left as it was");
+  t.like(out['spawn'], { code: 'UNAVAILABLE', reason: '', method: 'Spawn', retryable: true });
+  t.like(out['spawn_unkeyed'], { request_id: '', retryable: false });
+  t.is(spawns[4]!.requestIds[0], '');
+  t.regex(spawns[5]!.requestIds[0]!, UUID, 'no retry, but still a request id');
+  const batches = server.attempts.filter((a) => a.method === 'SpawnBatch');
+  t.is(batches.length, 4);
+  t.is(out['batch']!.request_ids![0], 'mine-0');
+  t.regex(out['batch']!.request_ids![1]!, UUID);
+  for (const b of batches) t.deepEqual(b.requestIds, out['batch']!.request_ids);
+  t.is(server.count('Get'), 4 + 1, 'a read is retried when asked, else not');
+  t.is(server.count('Signal'), 1, 'a signal whose reply was lost may have been sent: never retried');
+  t.is(server.count('Stop'), 1);
+  const listed = server.count('List');
+  t.true(listed >= 2 && listed <= 1 + 300 / 25, `${listed} attempts within a 300 ms deadline`);
+
+  server.attempts.length = 0;
+  server.refusal = { code: status.UNAVAILABLE, reason: 'HANDOVER' };
+  const refused = await call();
+  t.is(server.count('Spawn'), 4 + 4 + 1, 'a spawn refused for a handover started nothing: retried with or without an id');
+  t.is(server.count('Signal'), 4, 'a signal refused for a handover was not sent: retried');
+  t.is(server.count('Stop'), 1, 'a Stop in flight at a handover may have signalled: never retried');
+  t.true(refused['signal']!.retryable);
+});

@@ -1,0 +1,82 @@
+// D8 (review s18-D) in the Python clients, sync and asyncio: spawn gives every request a
+// request_id (never changing the caller's message) and retries under it, so a reply lost after
+// the command started is answered by the same process; other calls retry only where safe.
+import { join } from 'node:path';
+import test from 'ava';
+import { status } from '../clients/ts/src/index.js';
+import { ROOT } from './helpers/agent-process.js';
+import { eventually, sleep, tempDir } from './helpers/harness.js';
+import { LineChild, startRig, starts, UUID } from './helpers/lost-reply.js';
+import { RefusingServer } from './helpers/refusing-server.js';
+import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
+
+const PYTHON = '/usr/bin/python3'; // Debian's, where python3-grpcio is installed
+const FIXTURE = join(ROOT, 'test/fixtures/python-retry.py');
+const CLIENT = join(ROOT, 'clients/python');
+
+const reaper = Subreaper.start();
+test.after.always(() => reaper.close());
+
+for (const mode of ['sync', 'aio'] as const) {
+  test.serial(`Python (${mode}): a spawn whose reply is lost as the agent is killed is retried under its request id after the restart: the same process, started once`, async (t) => {
+    const { dir, stateDir, agent, proxy } = await startRig(t, reaper);
+    const marker = join(dir, 'starts');
+    const client = LineChild.start(t, [PYTHON, '-B', FIXTURE, 'lost-reply', proxy.address, CLIENT, mode, marker]);
+    t.is(await client.line(), 'ready');
+    proxy.hold();
+    client.send('go');
+    const pid = (await eventually('the command to start', () => (starts(marker).length === 1 ? starts(marker) : undefined)))[0]!;
+    await agent.crash();
+    const second = await RestartableAgent.start(reaper, dir, stateDir);
+    t.teardown(() => second.stop());
+    proxy.drop();
+
+    const res = JSON.parse(await client.line()) as { replayed: boolean; pid: number; handle: string; template_request_id: string };
+    t.true(res.replayed, 'the retry was answered with the process the first attempt started');
+    t.is(res.pid, pid);
+    t.is(res.template_request_id, '', "the caller's request is left as it was");
+    const { processes } = await second.client.list({ labels: { case: 'lost-reply' } });
+    t.deepEqual(processes.map((p) => p.handle), [res.handle]);
+    await sleep(200); // a second start would have written its pid by now
+    t.deepEqual(starts(marker), [pid], 'started once');
+    await second.client.signal({ handle: res.handle, signal: 'KILL' });
+  });
+
+  test.serial(`Python (${mode}): retries are bounded, keep the request ids, and happen only where is_retryable allows`, async (t) => {
+    const server = await RefusingServer.start(join(tempDir('pidfd-agent-refusing-'), 'agent.sock'));
+    t.teardown(() => server.close());
+    const run = async () => {
+      const client = LineChild.start(t, [PYTHON, '-B', FIXTURE, 'refused', server.address, CLIENT, mode]);
+      return JSON.parse(await client.line()) as Record<string, { code: string; reason: string; method: string; request_id: string | null; request_ids: string[] | null; retryable: boolean } | null> & { template_request_id: string };
+    };
+    const out = await run();
+    const spawns = server.attempts.filter((a) => a.method === 'Spawn');
+    t.is(spawns.length, 4 + 1 + 1, 'the keyed spawn tried 4 times, the unkeyed one once, the one closed during its backoff once');
+    t.like(out['closed'], { code: 'UNAVAILABLE', method: 'Spawn' }, 'closed during a backoff: the last failure, no attempt on the closed channel');
+    t.regex(out['spawn']!.request_id!, UUID);
+    t.deepEqual(spawns.slice(0, 4).map((a) => a.requestIds[0]), Array(4).fill(out['spawn']!.request_id));
+    t.is(out.template_request_id, '', "the caller's request is left as it was");
+    t.like(out['spawn'], { code: 'UNAVAILABLE', reason: '', method: 'Spawn', retryable: true });
+    t.like(out['spawn_unkeyed'], { request_id: '', retryable: false });
+    t.is(spawns[4]!.requestIds[0], '');
+    const batches = server.attempts.filter((a) => a.method === 'SpawnBatch');
+    t.is(batches.length, 4);
+    t.is(out['batch']!.request_ids![0], 'mine-0');
+    t.regex(out['batch']!.request_ids![1]!, UUID);
+    for (const b of batches) t.deepEqual(b.requestIds, out['batch']!.request_ids);
+    t.is(server.count('Get'), 4 + 1, 'a read is retried when asked, else not');
+    t.is(server.count('Signal'), 1, 'a signal whose reply was lost may have been sent: never retried');
+    t.is(server.count('Stop'), 1);
+    const listed = server.count('List');
+    t.true(listed >= 2 && listed <= 1 + 300 / 25, `${listed} attempts within a 0.3 s timeout`);
+    t.is(out['deadline']!.code, 'UNAVAILABLE');
+
+    server.attempts.length = 0;
+    server.refusal = { code: status.UNAVAILABLE, reason: 'HANDOVER' };
+    const refused = await run();
+    t.is(server.count('Spawn'), 4 + 4 + 1, 'a spawn refused for a handover started nothing: retried with or without an id');
+    t.is(server.count('Signal'), 4, 'a signal refused for a handover was not sent: retried');
+    t.is(server.count('Stop'), 1, 'a Stop in flight at a handover may have signalled: never retried');
+    t.true(refused['signal']!.retryable);
+  });
+}

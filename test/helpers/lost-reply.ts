@@ -1,0 +1,68 @@
+// What the clients' lost-reply tests share: an agent under the subreaper, reached through a
+// CutProxy, and commands that count their own starts in a marker file.
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { ExecutionContext } from 'ava';
+import { CutProxy } from './cut-proxy.js';
+import { tempDir } from './harness.js';
+import { RestartableAgent, type Subreaper } from './subreaper.js';
+
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/** The pids that ran the command writing to `marker`, one line each. */
+export function starts(marker: string): number[] {
+  if (!existsSync(marker)) return [];
+  return readFileSync(marker, 'utf8').split('\n').filter((l) => l !== '').map(Number);
+}
+
+/** A command that appends its pid to `marker`, then sleeps. */
+export const marking = (marker: string): string[] => ['sh', '-c', `echo $$ >> ${marker}; exec sleep 1000`];
+
+export interface Rig {
+  readonly dir: string;
+  readonly stateDir: string;
+  readonly agent: RestartableAgent;
+  readonly proxy: CutProxy;
+}
+
+export async function startRig(t: ExecutionContext, reaper: Subreaper): Promise<Rig> {
+  const dir = tempDir('pidfd-agent-retry-');
+  const stateDir = join(dir, 'state');
+  const agent = await RestartableAgent.start(reaper, dir, stateDir);
+  const proxy = await CutProxy.start(join(dir, 'proxy.sock'), join(dir, 'agent.sock'));
+  t.teardown(() => proxy.close());
+  return { dir, stateDir, agent, proxy };
+}
+
+/** A client program whose stdout is read line by line. */
+export class LineChild {
+  private readonly lines: AsyncIterator<string>;
+  stderr = '';
+
+  constructor(
+    readonly child: ChildProcessWithoutNullStreams,
+  ) {
+    child.stderr.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    this.lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  }
+
+  static start(t: ExecutionContext, argv: readonly string[]): LineChild {
+    const c = new LineChild(spawn(argv[0]!, argv.slice(1), { stdio: 'pipe' }));
+    t.teardown(() => {
+      if (c.child.exitCode === null) c.child.kill('SIGKILL');
+    });
+    return c;
+  }
+
+  async line(): Promise<string> {
+    const next = await this.lines.next();
+    if (next.done) throw new Error(`the client ended without a line: ${this.stderr}`);
+    return next.value;
+  }
+
+  send(line: string): void {
+    this.child.stdin.write(`${line}\n`);
+  }
+}
