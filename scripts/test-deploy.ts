@@ -1,15 +1,17 @@
 // make test-deploy: the image on a real container runtime (podman + runc), run as the DaemonSet
 // runs it. The container's command, args, mounts and host PID come from the manifest
 // (deploy/kubernetes), so drift fails here; host paths go under a temp dir, except the node's
-// /sys/fs/cgroup, /etc/passwd and /etc/group. The node is a stand-in made with unshare (PID 1's
-// namespaces are off-limits in this sandbox), with its own hostname. Proves: a spawned `hostname`
-// prints the stand-in's name and the child's mount namespace is the stand-in's; `podman rm -f`
+// /sys/fs/cgroup; the node's /etc there holds copies of this machine's passwd and group only. The
+// node is a stand-in made with unshare (PID 1's namespaces are off-limits in this sandbox), with its
+// own hostname. Proves: a spawned `hostname` prints the stand-in's name and the child's mount
+// namespace is the stand-in's; users and groups changed on the node by rename (gpasswd, useradd
+// under that /etc) reach the agent within its 10 s cache, a rule granted and revoked; `podman rm -f`
 // leaves every managed process running and the next container re-adopts them; a second container
 // (maxSurge) takes over by handover with no exit lost and the Watch cursor resumed; the state db
 // is 0600. Ends with `deploy: N passed, N failed`.
 //   node --import tsx scripts/test-deploy.ts        (make test-deploy; root)
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { closeSync, copyFileSync, fstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
@@ -52,17 +54,39 @@ const docs = (kustomization.resources as string[]).flatMap((f) => parseAllDocume
 const pod = docs.find((d) => d.kind === 'DaemonSet').spec.template.spec;
 const container = pod.containers[0];
 
+/** A user of the node in no group a policy rule names, and the group the example policy's ci rule does. */
+const CI_USER = { name: 'pidfd-deploy-ci', uid: 41500 };
+const CI_GROUP = { name: 'ci', gid: 41501 };
+/** Created on the node only once the agent runs, for a spawn's run_as. */
+const LATE_USER = { name: 'pidfd-deploy-late', uid: 41503 };
+
+/**
+ * The node's /etc: this machine's passwd and group (nothing else: no shadow), less any `ci` group
+ * of its own, with CI_USER and an empty CI_GROUP added by shadow-utils itself.
+ */
+function nodeEtc(root: string): void {
+  const etc = join(root, 'etc');
+  mkdirSync(etc, { recursive: true });
+  copyFileSync('/etc/passwd', join(etc, 'passwd'));
+  const group = readFileSync('/etc/group', 'utf8').split('\n').filter((l) => !l.startsWith(`${CI_GROUP.name}:`)).join('\n');
+  writeFileSync(join(etc, 'group'), group);
+  execFileSync('groupadd', ['-P', root, '-g', String(CI_GROUP.gid), CI_GROUP.name]);
+  execFileSync('useradd', ['-P', root, '-u', String(CI_USER.uid), '-U', '-M', '-s', '/usr/sbin/nologin', CI_USER.name], { stdio: ['ignore', 'ignore', 'ignore'] });
+}
+
 /** The state, socket and Secret/ConfigMap volumes of a "node" under one temp dir. */
 function nodeDirs(base: string): Map<string, string> {
   const ca = new TestCa(join(base, 'ca'), 'test-deploy-ca');
   const hostOf = new Map<string, string>();
+  nodeEtc(join(base, 'host'));
   for (const m of container.volumeMounts as Mount[]) {
     const v = (pod.volumes as Volume[]).find((x) => x.name === m.name)!;
     const path = v.hostPath?.path;
-    if (path === '/sys/fs/cgroup' || path === '/etc/passwd' || path === '/etc/group') hostOf.set(m.mountPath, path);
+    const underEtc = path === '/etc' || path?.startsWith('/etc/') === true;
+    if (path === '/sys/fs/cgroup') hostOf.set(m.mountPath, path);
     else if (path !== undefined) hostOf.set(m.mountPath, join(base, 'host', path));
     else hostOf.set(m.mountPath, join(base, 'volume', m.name));
-    if (path === undefined || !path.startsWith('/etc/') && path !== '/sys/fs/cgroup') mkdirSync(hostOf.get(m.mountPath)!, { recursive: true });
+    if (!underEtc && path !== '/sys/fs/cgroup') mkdirSync(hostOf.get(m.mountPath)!, { recursive: true });
   }
   const tls = hostOf.get('/etc/pidfd-agent/tls')!;
   ca.issue('agent', { san: 'IP:127.0.0.1', usage: 'serverAuth', cert: join(tls, 'tls.crt'), key: join(tls, 'tls.key') });
@@ -83,11 +107,43 @@ function runAgentContainer(name: string, hostOf: Map<string, string>, node: Stan
     ...volumes, '--entrypoint', container.command[0], IMAGE, ...container.command.slice(1), ...args].filter((a) => a !== ''));
 }
 
+/** How long fn takes to hold (polled), or undefined if it does not within ms. */
+async function within(ms: number, fn: () => boolean | Promise<boolean>): Promise<number | undefined> {
+  const start = Date.now();
+  for (;;) {
+    if (await fn()) return Date.now() - start;
+    if (Date.now() - start > ms) return undefined;
+    await sleep(250);
+  }
+}
+
+/** `pidfdctl list` in the container as CI_USER, with the socket's group as its gid: the error, or '' when served. */
+function listAsCiUser(name: string): string {
+  const cli = (container.livenessProbe.exec.command as string[]).find((a) => a.endsWith('/cli/main.js'))!;
+  const args = container.args as string[];
+  const r = spawnSync('podman', ['exec', '--user', `${CI_USER.uid}:${args[args.indexOf('--socket-group') + 1]}`, name, 'node', cli, '--addr', args[args.indexOf('--listen') + 1]!, 'list']);
+  return r.status === 0 ? '' : `${r.stderr.toString().trim()} (exit ${r.status})`;
+}
+
+/**
+ * Shadow-utils on the node's /etc (under a prefix), as an operator would run it: each writes a new
+ * file and renames it over the old one. Returns whether the path now names another file than before.
+ */
+function onNode(root: string, file: string, command: string[]): boolean {
+  const held = openSync(join(root, 'etc', file), 'r'); // so its inode cannot be reused meanwhile
+  try {
+    execFileSync(command[0]!, command.slice(1), { stdio: ['ignore', 'ignore', 'inherit'] });
+    return statSync(join(root, 'etc', file)).ino !== fstatSync(held).ino;
+  } finally {
+    closeSync(held);
+  }
+}
+
 /** The readiness probe's command, in the container. */
 const ready = (name: string) => spawnSync('podman', ['exec', name, ...container.readinessProbe.exec.command]).status === 0;
 
-async function output(client: AgentClient, argv: string[]): Promise<string> {
-  const { process: p } = await client.spawn({ argv, stdout: { mode: OutputMode.OUTPUT_MODE_CAPTURE } });
+async function output(client: AgentClient, argv: string[], user?: string): Promise<string> {
+  const { process: p } = await client.spawn({ argv, ...(user !== undefined && { user }), stdout: { mode: OutputMode.OUTPUT_MODE_CAPTURE } });
   await client.wait({ handle: p!.handle });
   const chunks: Uint8Array[] = [];
   for await (const r of client.readOutput({ handle: p!.handle, stream: OutputStream.OUTPUT_STREAM_STDOUT })) chunks.push(r.data);
@@ -120,7 +176,8 @@ async function main(): Promise<void> {
   const base = mkdtempSync(join(tmpdir(), 'pidfd-agent-test-deploy-'));
   const hostOf = nodeDirs(base);
   const node = await startStandIn(STAND_IN_HOSTNAME);
-  const names = ['pidfd-agent-a', 'pidfd-agent-b', 'pidfd-agent-c'];
+  // Of this run: another run's cleanup must not remove them.
+  const names = ['a', 'b', 'c'].map((x) => `pidfd-agent-${x}-${process.pid}`);
   for (const n of names) spawnSync('podman', ['rm', '-f', n]);
   const socketDir = hostOf.get('/run/pidfd-agent')!;
   const stateDir = hostOf.get('/var/lib/pidfd-agent')!;
@@ -137,6 +194,25 @@ async function main(): Promise<void> {
     const db = readdirSync(stateDir).filter((f) => f.startsWith('agent.db'));
     check('the state dir is 0700 and agent.db 0600', (statSync(stateDir).mode & 0o777) === 0o700 && db.length > 0 && db.every((f) => (statSync(join(stateDir, f)).mode & 0o777) === 0o600),
       `${(statSync(stateDir).mode & 0o777).toString(8)} ${db.map((f) => `${f}:${(statSync(join(stateDir, f)).mode & 0o777).toString(8)}`).join(' ')}`);
+
+    step("the node's users and groups, changed there by rename, reach the agent within its 10 s cache");
+    const nodeRoot = join(base, 'host');
+    const denied = listAsCiUser(names[0]!);
+    check(`${CI_USER.name}, in no group a rule names, is denied`, /PERMISSION_DENIED/.test(denied), denied || 'served');
+    const granted = onNode(nodeRoot, 'group', ['gpasswd', '-Q', nodeRoot, '-a', CI_USER.name, CI_GROUP.name]);
+    const grantedIn = await within(15_000, () => listAsCiUser(names[0]!) === '');
+    check(`gpasswd -a ${CI_USER.name} ${CI_GROUP.name} on the node (a new group file: ${granted}) grants the ci rule within 15 s`, granted && grantedIn !== undefined, `${listAsCiUser(names[0]!)}`);
+    if (grantedIn !== undefined) console.log(`# granted after ${(grantedIn / 1000).toFixed(1)} s`);
+    const revoked = onNode(nodeRoot, 'group', ['gpasswd', '-Q', nodeRoot, '-d', CI_USER.name, CI_GROUP.name]);
+    const revokedIn = await within(15_000, () => /PERMISSION_DENIED/.test(listAsCiUser(names[0]!)));
+    check(`gpasswd -d on the node (a new group file: ${revoked}) revokes it within 15 s`, revoked && revokedIn !== undefined, listAsCiUser(names[0]!) || 'still served');
+    if (revokedIn !== undefined) console.log(`# revoked after ${(revokedIn / 1000).toFixed(1)} s`);
+    const asLate = () => output(client, ['id', '-u'], LATE_USER.name).catch((e: Error) => e.message);
+    const before = await asLate();
+    const added = onNode(nodeRoot, 'passwd', ['useradd', '-P', nodeRoot, '-u', String(LATE_USER.uid), '-U', '-M', '-s', '/usr/sbin/nologin', LATE_USER.name]);
+    const after = await asLate();
+    check(`a run_as user added on the node after the start (useradd; a new passwd file: ${added}) is found`, added && before !== `${LATE_USER.uid}\n` && after === `${LATE_USER.uid}\n`, `before: ${before.trim()}; after: ${after.trim()}`);
+
     for (let i = 0; i < 3; i++) {
       const { process: p } = await client.spawn({ argv: ['sleep', '600'], labels: { job: `sleeper-${i}` } });
       sleepers.push({ handle: p!.handle, pid: p!.pid });

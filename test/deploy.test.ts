@@ -176,6 +176,22 @@ test('the image has the agent and the CLI where the manifest runs them, and buil
   t.true(existsSync(join(ROOT, 'dist/src/main.js')) && existsSync(join(ROOT, 'dist/src/cli/main.js')), 'make build puts them in dist/');
 });
 
+test("the node's users and groups: its /etc, read-only, as a directory at /host/etc, which the image's passwd and group link into", (t) => {
+  const hostPathOf = (name: string) => pod.volumes.find((v: { name: string }) => v.name === name)?.hostPath;
+  const etc = agent.volumeMounts.find((m) => m.mountPath === '/host/etc');
+  t.deepEqual(etc && { ...hostPathOf(etc.name), readOnly: etc.readOnly, subPath: etc.subPath }, { path: '/etc', type: 'Directory', readOnly: true, subPath: undefined });
+  // A file mount pins the file it found: shadow-utils replaces passwd and group by rename.
+  const fileMounts = agent.volumeMounts.filter((m) => hostPathOf(m.name)?.type === 'File' || /^\/etc\/(passwd|group|shadow|gshadow)$/.test(hostPathOf(m.name)?.path ?? ''));
+  t.deepEqual(fileMounts, [], 'no single-file mount of the node\'s users, groups or passwords');
+  t.false(agent.volumeMounts.some((m) => m.mountPath === '/etc' || m.mountPath.startsWith('/etc/') && !m.mountPath.startsWith('/etc/pidfd-agent/')), 'the image\'s /etc is its own, but for the links');
+  const runtime = readFileSync(join(ROOT, 'deploy/Dockerfile'), 'utf8');
+  const stage = runtime.slice(runtime.lastIndexOf('\nFROM ')).split('\n').filter((l) => !l.startsWith('#')).join('\n');
+  t.regex(stage, /ln -sfn \/host\/etc\/passwd \/etc\/passwd\b/);
+  t.regex(stage, /ln -sfn \/host\/etc\/group \/etc\/group\b/);
+  t.notRegex(stage, /shadow/, 'the node\'s passwords are never linked');
+  t.regex(stage, /s\/\^\(passwd\|group\):\.\*\/\\1: files\//, 'NSS files only, as documented');
+});
+
 /** What the Secret would hold: the agent's certificate and the CA, with the mounted file names. */
 function tlsSecret(dir: string, ca: TestCa): void {
   mkdirSync(dir);
