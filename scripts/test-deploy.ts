@@ -132,7 +132,7 @@ function listAsCiUser(name: string): string {
 function onNode(root: string, file: string, command: string[]): boolean {
   const held = openSync(join(root, 'etc', file), 'r'); // so its inode cannot be reused meanwhile
   try {
-    execFileSync(command[0]!, command.slice(1), { stdio: ['ignore', 'ignore', 'inherit'] });
+    execFileSync(command[0]!, command.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
     return statSync(join(root, 'etc', file)).ino !== fstatSync(held).ino;
   } finally {
     closeSync(held);
@@ -141,6 +141,11 @@ function onNode(root: string, file: string, command: string[]): boolean {
 
 /** The readiness probe's command, in the container. */
 const ready = (name: string) => spawnSync('podman', ['exec', name, ...container.readinessProbe.exec.command]).status === 0;
+/** The liveness probe's command, in the container: what it printed, with its exit status. */
+const live = (name: string) => {
+  const r = spawnSync('podman', ['exec', name, ...container.livenessProbe.exec.command]);
+  return `${`${r.stdout}${r.stderr}`.trim()} (exit ${r.status})`;
+};
 
 async function output(client: AgentClient, argv: string[], user?: string): Promise<string> {
   const { process: p } = await client.spawn({ argv, ...(user !== undefined && { user }), stdout: { mode: OutputMode.OUTPUT_MODE_CAPTURE } });
@@ -188,6 +193,7 @@ async function main(): Promise<void> {
     runAgentContainer(names[0]!, hostOf, node);
     await until('pod 1 ready', () => ready(names[0]!));
     let client = new AgentClient(socket);
+    check('the liveness probe answers SERVING in the container', live(names[0]!) === 'SERVING (exit 0)', live(names[0]!));
     check('a spawned hostname prints the stand-in node\'s name', (await output(client, ['hostname'])) === `${STAND_IN_HOSTNAME}\n`);
     const mnt = (await output(client, ['readlink', '/proc/self/ns/mnt'])).trim();
     check('the child\'s mount namespace is the stand-in node\'s', mnt === node.ns('mnt'), `${mnt} vs ${node.ns('mnt')}`);
@@ -239,6 +245,8 @@ async function main(): Promise<void> {
     runAgentContainer(names[2]!, hostOf, node);
     await until('pod 3 ready', () => ready(names[2]!));
     check('the old pod lingers, not ready, its container still running', !ready(names[1]!) && podman(['inspect', '--format', '{{.State.Running}}', names[1]!]).trim() === 'true');
+    check('the lingering pod\'s liveness probe still answers SERVING, so it is not restarted into taking over again', live(names[1]!) === 'SERVING (exit 0)', live(names[1]!));
+    check('and the new pod\'s answers SERVING', live(names[2]!) === 'SERVING (exit 0)', live(names[2]!));
     client = new AgentClient(socket);
     const shortExit = await client.wait({ handle: short!.handle });
     const killedExit = await client.wait({ handle: sleepers[0]!.handle });
