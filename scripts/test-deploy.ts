@@ -54,7 +54,7 @@ const docs = (kustomization.resources as string[]).flatMap((f) => parseAllDocume
 const pod = docs.find((d) => d.kind === 'DaemonSet').spec.template.spec;
 const container = pod.containers[0];
 
-/** A user of the node in no group a policy rule names, and the group the example policy's ci rule does. */
+/** A user of the node, in the group the example policy's ci rule names (and in no other a rule names). */
 const CI_USER = { name: 'pidfd-deploy-ci', uid: 41500 };
 const CI_GROUP = { name: 'ci', gid: 41501 };
 /** Created on the node only once the agent runs, for a spawn's run_as. */
@@ -62,7 +62,7 @@ const LATE_USER = { name: 'pidfd-deploy-late', uid: 41503 };
 
 /**
  * The node's /etc: this machine's passwd and group (nothing else: no shadow), less any `ci` group
- * of its own, with CI_USER and an empty CI_GROUP added by shadow-utils itself.
+ * of its own, with CI_GROUP and CI_USER, a member of it, added by shadow-utils itself.
  */
 function nodeEtc(root: string): void {
   const etc = join(root, 'etc');
@@ -71,7 +71,7 @@ function nodeEtc(root: string): void {
   const group = readFileSync('/etc/group', 'utf8').split('\n').filter((l) => !l.startsWith(`${CI_GROUP.name}:`)).join('\n');
   writeFileSync(join(etc, 'group'), group);
   execFileSync('groupadd', ['-P', root, '-g', String(CI_GROUP.gid), CI_GROUP.name]);
-  execFileSync('useradd', ['-P', root, '-u', String(CI_USER.uid), '-U', '-M', '-s', '/usr/sbin/nologin', CI_USER.name], { stdio: ['ignore', 'ignore', 'ignore'] });
+  execFileSync('useradd', ['-P', root, '-u', String(CI_USER.uid), '-U', '-G', CI_GROUP.name, '-M', '-s', '/usr/sbin/nologin', CI_USER.name], { stdio: ['ignore', 'ignore', 'ignore'] });
 }
 
 /** The state, socket and Secret/ConfigMap volumes of a "node" under one temp dir. */
@@ -203,16 +203,18 @@ async function main(): Promise<void> {
 
     step("the node's users and groups, changed there by rename, reach the agent within its 10 s cache");
     const nodeRoot = join(base, 'host');
-    const denied = listAsCiUser(names[0]!);
-    check(`${CI_USER.name}, in no group a rule names, is denied`, /PERMISSION_DENIED/.test(denied), denied || 'served');
-    const granted = onNode(nodeRoot, 'group', ['gpasswd', '-Q', nodeRoot, '-a', CI_USER.name, CI_GROUP.name]);
-    const grantedIn = await within(15_000, () => listAsCiUser(names[0]!) === '');
-    check(`gpasswd -a ${CI_USER.name} ${CI_GROUP.name} on the node (a new group file: ${granted}) grants the ci rule within 15 s`, granted && grantedIn !== undefined, `${listAsCiUser(names[0]!)}`);
-    if (grantedIn !== undefined) console.log(`# granted after ${(grantedIn / 1000).toFixed(1)} s`);
+    // Each change is checked from the state just before it: on the old file mounts neither is seen.
+    const member = listAsCiUser(names[0]!);
+    check(`${CI_USER.name}, a member of ${CI_GROUP.name}, is served by the ci rule`, member === '', member);
     const revoked = onNode(nodeRoot, 'group', ['gpasswd', '-Q', nodeRoot, '-d', CI_USER.name, CI_GROUP.name]);
     const revokedIn = await within(15_000, () => /PERMISSION_DENIED/.test(listAsCiUser(names[0]!)));
-    check(`gpasswd -d on the node (a new group file: ${revoked}) revokes it within 15 s`, revoked && revokedIn !== undefined, listAsCiUser(names[0]!) || 'still served');
+    check(`gpasswd -d ${CI_USER.name} ${CI_GROUP.name} on the node (a new group file: ${revoked}) revokes the ci rule within 15 s`, member === '' && revoked && revokedIn !== undefined, listAsCiUser(names[0]!) || 'still served');
     if (revokedIn !== undefined) console.log(`# revoked after ${(revokedIn / 1000).toFixed(1)} s`);
+    const denied = listAsCiUser(names[0]!);
+    const granted = onNode(nodeRoot, 'group', ['gpasswd', '-Q', nodeRoot, '-a', CI_USER.name, CI_GROUP.name]);
+    const grantedIn = await within(15_000, () => listAsCiUser(names[0]!) === '');
+    check(`gpasswd -a on the node (a new group file: ${granted}) grants it again within 15 s`, /PERMISSION_DENIED/.test(denied) && granted && grantedIn !== undefined, `before: ${denied || 'served'}; after: ${listAsCiUser(names[0]!) || 'served'}`);
+    if (grantedIn !== undefined) console.log(`# granted after ${(grantedIn / 1000).toFixed(1)} s`);
     const asLate = () => output(client, ['id', '-u'], LATE_USER.name).catch((e: Error) => e.message);
     const before = await asLate();
     const added = onNode(nodeRoot, 'passwd', ['useradd', '-P', nodeRoot, '-u', String(LATE_USER.uid), '-U', '-M', '-s', '/usr/sbin/nologin', LATE_USER.name]);
