@@ -1,15 +1,17 @@
 // make test-deploy: the image on a real container runtime (podman + runc), run as the DaemonSet
 // runs it. The container's command, args, mounts and host PID come from the manifest
 // (deploy/kubernetes), so drift fails here; host paths go under a temp dir, except the node's
-// /sys/fs/cgroup, /etc/passwd and /etc/group. The node is a stand-in made with unshare (PID 1's
-// namespaces are off-limits in this sandbox), with its own hostname. Proves: a spawned `hostname`
-// prints the stand-in's name and the child's mount namespace is the stand-in's; `podman rm -f`
+// /sys/fs/cgroup; the node's /etc there holds copies of this machine's passwd and group only. The
+// node is a stand-in made with unshare (PID 1's namespaces are off-limits in this sandbox), with its
+// own hostname. Proves: a spawned `hostname` prints the stand-in's name and the child's mount
+// namespace is the stand-in's; users and groups changed on the node by rename (gpasswd, useradd
+// under that /etc) reach the agent within its 10 s cache, a rule granted and revoked; `podman rm -f`
 // leaves every managed process running and the next container re-adopts them; a second container
 // (maxSurge) takes over by handover with no exit lost and the Watch cursor resumed; the state db
 // is 0600. Ends with `deploy: N passed, N failed`.
 //   node --import tsx scripts/test-deploy.ts        (make test-deploy; root)
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { closeSync, copyFileSync, fstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
@@ -52,17 +54,39 @@ const docs = (kustomization.resources as string[]).flatMap((f) => parseAllDocume
 const pod = docs.find((d) => d.kind === 'DaemonSet').spec.template.spec;
 const container = pod.containers[0];
 
+/** A user of the node, in the group the example policy's ci rule names (and in no other a rule names). */
+const CI_USER = { name: 'pidfd-deploy-ci', uid: 41500 };
+const CI_GROUP = { name: 'ci', gid: 41501 };
+/** Created on the node only once the agent runs, for a spawn's run_as. */
+const LATE_USER = { name: 'pidfd-deploy-late', uid: 41503 };
+
+/**
+ * The node's /etc: this machine's passwd and group (nothing else: no shadow), less any `ci` group
+ * of its own, with CI_GROUP and CI_USER, a member of it, added by shadow-utils itself.
+ */
+function nodeEtc(root: string): void {
+  const etc = join(root, 'etc');
+  mkdirSync(etc, { recursive: true });
+  copyFileSync('/etc/passwd', join(etc, 'passwd'));
+  const group = readFileSync('/etc/group', 'utf8').split('\n').filter((l) => !l.startsWith(`${CI_GROUP.name}:`)).join('\n');
+  writeFileSync(join(etc, 'group'), group);
+  execFileSync('groupadd', ['-P', root, '-g', String(CI_GROUP.gid), CI_GROUP.name]);
+  execFileSync('useradd', ['-P', root, '-u', String(CI_USER.uid), '-U', '-G', CI_GROUP.name, '-M', '-s', '/usr/sbin/nologin', CI_USER.name], { stdio: ['ignore', 'ignore', 'ignore'] });
+}
+
 /** The state, socket and Secret/ConfigMap volumes of a "node" under one temp dir. */
 function nodeDirs(base: string): Map<string, string> {
   const ca = new TestCa(join(base, 'ca'), 'test-deploy-ca');
   const hostOf = new Map<string, string>();
+  nodeEtc(join(base, 'host'));
   for (const m of container.volumeMounts as Mount[]) {
     const v = (pod.volumes as Volume[]).find((x) => x.name === m.name)!;
     const path = v.hostPath?.path;
-    if (path === '/sys/fs/cgroup' || path === '/etc/passwd' || path === '/etc/group') hostOf.set(m.mountPath, path);
+    const underEtc = path === '/etc' || path?.startsWith('/etc/') === true;
+    if (path === '/sys/fs/cgroup') hostOf.set(m.mountPath, path);
     else if (path !== undefined) hostOf.set(m.mountPath, join(base, 'host', path));
     else hostOf.set(m.mountPath, join(base, 'volume', m.name));
-    if (path === undefined || !path.startsWith('/etc/') && path !== '/sys/fs/cgroup') mkdirSync(hostOf.get(m.mountPath)!, { recursive: true });
+    if (!underEtc && path !== '/sys/fs/cgroup') mkdirSync(hostOf.get(m.mountPath)!, { recursive: true });
   }
   const tls = hostOf.get('/etc/pidfd-agent/tls')!;
   ca.issue('agent', { san: 'IP:127.0.0.1', usage: 'serverAuth', cert: join(tls, 'tls.crt'), key: join(tls, 'tls.key') });
@@ -83,11 +107,48 @@ function runAgentContainer(name: string, hostOf: Map<string, string>, node: Stan
     ...volumes, '--entrypoint', container.command[0], IMAGE, ...container.command.slice(1), ...args].filter((a) => a !== ''));
 }
 
+/** How long fn takes to hold (polled), or undefined if it does not within ms. */
+async function within(ms: number, fn: () => boolean | Promise<boolean>): Promise<number | undefined> {
+  const start = Date.now();
+  for (;;) {
+    if (await fn()) return Date.now() - start;
+    if (Date.now() - start > ms) return undefined;
+    await sleep(250);
+  }
+}
+
+/** `pidfdctl list` in the container as CI_USER, with the socket's group as its gid: the error, or '' when served. */
+function listAsCiUser(name: string): string {
+  const cli = (container.livenessProbe.exec.command as string[]).find((a) => a.endsWith('/cli/main.js'))!;
+  const args = container.args as string[];
+  const r = spawnSync('podman', ['exec', '--user', `${CI_USER.uid}:${args[args.indexOf('--socket-group') + 1]}`, name, 'node', cli, '--addr', args[args.indexOf('--listen') + 1]!, 'list']);
+  return r.status === 0 ? '' : `${r.stderr.toString().trim()} (exit ${r.status})`;
+}
+
+/**
+ * Shadow-utils on the node's /etc (under a prefix), as an operator would run it: each writes a new
+ * file and renames it over the old one. Returns whether the path now names another file than before.
+ */
+function onNode(root: string, file: string, command: string[]): boolean {
+  const held = openSync(join(root, 'etc', file), 'r'); // so its inode cannot be reused meanwhile
+  try {
+    execFileSync(command[0]!, command.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+    return statSync(join(root, 'etc', file)).ino !== fstatSync(held).ino;
+  } finally {
+    closeSync(held);
+  }
+}
+
 /** The readiness probe's command, in the container. */
 const ready = (name: string) => spawnSync('podman', ['exec', name, ...container.readinessProbe.exec.command]).status === 0;
+/** The liveness probe's command, in the container: what it printed, with its exit status. */
+const live = (name: string) => {
+  const r = spawnSync('podman', ['exec', name, ...container.livenessProbe.exec.command]);
+  return `${`${r.stdout}${r.stderr}`.trim()} (exit ${r.status})`;
+};
 
-async function output(client: AgentClient, argv: string[]): Promise<string> {
-  const { process: p } = await client.spawn({ argv, stdout: { mode: OutputMode.OUTPUT_MODE_CAPTURE } });
+async function output(client: AgentClient, argv: string[], user?: string): Promise<string> {
+  const { process: p } = await client.spawn({ argv, ...(user !== undefined && { user }), stdout: { mode: OutputMode.OUTPUT_MODE_CAPTURE } });
   await client.wait({ handle: p!.handle });
   const chunks: Uint8Array[] = [];
   for await (const r of client.readOutput({ handle: p!.handle, stream: OutputStream.OUTPUT_STREAM_STDOUT })) chunks.push(r.data);
@@ -120,7 +181,8 @@ async function main(): Promise<void> {
   const base = mkdtempSync(join(tmpdir(), 'pidfd-agent-test-deploy-'));
   const hostOf = nodeDirs(base);
   const node = await startStandIn(STAND_IN_HOSTNAME);
-  const names = ['pidfd-agent-a', 'pidfd-agent-b', 'pidfd-agent-c'];
+  // Of this run: another run's cleanup must not remove them.
+  const names = ['a', 'b', 'c'].map((x) => `pidfd-agent-${x}-${process.pid}`);
   for (const n of names) spawnSync('podman', ['rm', '-f', n]);
   const socketDir = hostOf.get('/run/pidfd-agent')!;
   const stateDir = hostOf.get('/var/lib/pidfd-agent')!;
@@ -131,12 +193,36 @@ async function main(): Promise<void> {
     runAgentContainer(names[0]!, hostOf, node);
     await until('pod 1 ready', () => ready(names[0]!));
     let client = new AgentClient(socket);
+    check('the liveness probe answers SERVING in the container', live(names[0]!) === 'SERVING (exit 0)', live(names[0]!));
     check('a spawned hostname prints the stand-in node\'s name', (await output(client, ['hostname'])) === `${STAND_IN_HOSTNAME}\n`);
     const mnt = (await output(client, ['readlink', '/proc/self/ns/mnt'])).trim();
     check('the child\'s mount namespace is the stand-in node\'s', mnt === node.ns('mnt'), `${mnt} vs ${node.ns('mnt')}`);
     const db = readdirSync(stateDir).filter((f) => f.startsWith('agent.db'));
     check('the state dir is 0700 and agent.db 0600', (statSync(stateDir).mode & 0o777) === 0o700 && db.length > 0 && db.every((f) => (statSync(join(stateDir, f)).mode & 0o777) === 0o600),
       `${(statSync(stateDir).mode & 0o777).toString(8)} ${db.map((f) => `${f}:${(statSync(join(stateDir, f)).mode & 0o777).toString(8)}`).join(' ')}`);
+
+    step("the node's users and groups, changed there by rename, reach the agent within its 10 s cache");
+    const nodeRoot = join(base, 'host');
+    // Each change is checked from the state just before it: on the old file mounts neither is seen.
+    const member = listAsCiUser(names[0]!);
+    check(`${CI_USER.name}, a member of ${CI_GROUP.name}, is served by the ci rule`, member === '', member);
+    const revoked = onNode(nodeRoot, 'group', ['gpasswd', '-Q', nodeRoot, '-d', CI_USER.name, CI_GROUP.name]);
+    const revokedIn = await within(15_000, () => /PERMISSION_DENIED/.test(listAsCiUser(names[0]!)));
+    const revokeSeen = member === '' && revoked && revokedIn !== undefined;
+    check(`gpasswd -d ${CI_USER.name} ${CI_GROUP.name} on the node (a new group file: ${revoked}) revokes the ci rule within 15 s`, revokeSeen, listAsCiUser(names[0]!) || 'still served');
+    if (revokeSeen) console.log(`# revoked after ${(revokedIn / 1000).toFixed(1)} s`);
+    const denied = listAsCiUser(names[0]!);
+    const granted = onNode(nodeRoot, 'group', ['gpasswd', '-Q', nodeRoot, '-a', CI_USER.name, CI_GROUP.name]);
+    const grantedIn = await within(15_000, () => listAsCiUser(names[0]!) === '');
+    const grantSeen = /PERMISSION_DENIED/.test(denied) && granted && grantedIn !== undefined;
+    check(`gpasswd -a on the node (a new group file: ${granted}) grants it again within 15 s`, grantSeen, `before: ${denied || 'served'}; after: ${listAsCiUser(names[0]!) || 'served'}`);
+    if (grantSeen) console.log(`# granted after ${(grantedIn / 1000).toFixed(1)} s`);
+    const asLate = () => output(client, ['id', '-u'], LATE_USER.name).catch((e: Error) => e.message);
+    const before = await asLate();
+    const added = onNode(nodeRoot, 'passwd', ['useradd', '-P', nodeRoot, '-u', String(LATE_USER.uid), '-U', '-M', '-s', '/usr/sbin/nologin', LATE_USER.name]);
+    const after = await asLate();
+    check(`a run_as user added on the node after the start (useradd; a new passwd file: ${added}) is found`, added && before !== `${LATE_USER.uid}\n` && after === `${LATE_USER.uid}\n`, `before: ${before.trim()}; after: ${after.trim()}`);
+
     for (let i = 0; i < 3; i++) {
       const { process: p } = await client.spawn({ argv: ['sleep', '600'], labels: { job: `sleeper-${i}` } });
       sleepers.push({ handle: p!.handle, pid: p!.pid });
@@ -163,6 +249,8 @@ async function main(): Promise<void> {
     runAgentContainer(names[2]!, hostOf, node);
     await until('pod 3 ready', () => ready(names[2]!));
     check('the old pod lingers, not ready, its container still running', !ready(names[1]!) && podman(['inspect', '--format', '{{.State.Running}}', names[1]!]).trim() === 'true');
+    check('the lingering pod\'s liveness probe still answers SERVING, so it is not restarted into taking over again', live(names[1]!) === 'SERVING (exit 0)', live(names[1]!));
+    check('and the new pod\'s answers SERVING', live(names[2]!) === 'SERVING (exit 0)', live(names[2]!));
     client = new AgentClient(socket);
     const shortExit = await client.wait({ handle: short!.handle });
     const killedExit = await client.wait({ handle: sleepers[0]!.handle });

@@ -13,8 +13,9 @@ import { nodeNamespaces, type NamespaceTarget } from './process/spawn/namespaces
 import { builtFile } from './built-files.js';
 import { EpollReaper } from './reaper/reaper.js';
 import { agentService } from './service/agent-service.js';
-import { createServer, SERVICE_NAME } from './service/server.js';
+import { createProbeServer, createServer, SERVICE_NAME, type GrpcServer } from './service/server.js';
 import { listenUnix, type GrpcListener } from './transport/listeners.js';
+import { listenProbe } from './transport/probe-listener.js';
 import { INBOUND_BYTES, InboundBudget } from './transport/inbound-budget.js';
 import { IdentityConnections } from './transport/identity-connections.js';
 import { listenTcp } from './transport/tcp-listener.js';
@@ -72,6 +73,9 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
   let cgroups: Cgroups | undefined;
   let tls: TlsFileProvider | null = null;
   let namespaces: NamespaceTarget | undefined;
+  // Opened before a handover is asked for, like everything that can fail on its own (a path another
+  // agent answers on, say), and kept while the agent lingers after one.
+  let probe: (GrpcServer & { readonly listener: GrpcListener }) | undefined;
   let gid: number;
   const helperPath = config.execHelper ?? builtFile('dist/bin/pidfd-exec');
   try {
@@ -80,7 +84,17 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     if (config.defaultCgroup !== undefined) cgroups.useDefault(config.defaultCgroup);
     if (config.spawnInNamespacesOf !== undefined) namespaces = await nodeNamespaces(config.spawnInNamespacesOf, helperPath);
     tls = config.tls === undefined ? null : new TlsFileProvider(config.tls, log);
+    if (config.healthListen !== undefined) {
+      const probeServer = createProbeServer();
+      try {
+        probe = { ...probeServer, listener: await listenProbe(probeServer.server, config.healthListen, config.handshakeTimeoutMs, log) };
+      } catch (e) {
+        probeServer.server.forceShutdown();
+        throw e;
+      }
+    }
   } catch (e) {
+    tls?.close();
     namespaces?.close();
     cgroups?.close();
     access.close();
@@ -94,12 +108,25 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     node.close();
     access.close();
   };
+  /** At a start that failed: nothing was served there but health. */
+  const dropProbe = () => {
+    probe?.listener.close();
+    probe?.listener.drain(0);
+    probe?.server.forceShutdown();
+    probe = undefined;
+  };
+  const closeProbe = async (graceMs: number) => {
+    const p = probe;
+    probe = undefined;
+    if (p !== undefined) await shutdown(p.server, [p.listener], graceMs);
+  };
   let handover: Snapshot | null;
   let store: ProcessStore;
   const askedAt = performance.now();
   try {
     handover = config.stateDir === undefined || config.takeover === undefined ? null : requestHandover(config.stateDir, config.takeover === 'required');
   } catch (e) {
+    dropProbe();
     closeNode();
     throw e;
   }
@@ -107,6 +134,7 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     store = config.stateDir === undefined ? new MemoryStore() : telemetry.timedStore(openStateStore(config.stateDir, bootId, config.recover, log));
   } catch (e) {
     handover?.close();
+    dropProbe();
     closeNode();
     throw e;
   }
@@ -140,6 +168,7 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     handover?.close();
     reaper.close();
     store.close();
+    dropProbe();
     closeNode();
     throw e;
   }
@@ -161,7 +190,10 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
   const checkStore = () => {
     if (lost || store.inPlace()) return;
     lost = true;
-    for (const service of ['', SERVICE_NAME]) health.setStatus(service, 'NOT_SERVING');
+    for (const service of ['', SERVICE_NAME]) {
+      health.setStatus(service, 'NOT_SERVING');
+      probe?.health.setStatus(service, 'NOT_SERVING');
+    }
     const why = 'the state store is no longer at its path (its state dir was deleted or replaced): nothing more can be recorded';
     log('store_lost', { stateDir: config.stateDir ?? null, note: why });
     loseStore(why);
@@ -222,13 +254,14 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
   let listener: HandoverListener | null = null;
   let stopped = false;
   let handedOff = false;
-  const stop = async (graceMs: number) => {
+  const stop = async (graceMs: number, keepProbe = false) => {
     if (stopped) return;
     stopped = true;
     if (config.readyFile !== undefined) rmSync(config.readyFile, { force: true });
     clearInterval(expiry);
     listener?.close();
-    await shutdown(server, listeners, graceMs);
+    probe?.health.setStatus(SERVICE_NAME, 'NOT_SERVING');
+    await Promise.all([shutdown(server, listeners, graceMs), keepProbe ? undefined : closeProbe(graceMs)]);
     inbound.close();
     await manager.settled();
     reaper.close();
@@ -255,7 +288,7 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
       watchers.endAll(why);
       readers.endAll(why);
       // The calls just ended still have their status to send: a short grace, not a force.
-      await stop(COMMIT_GRACE_MS);
+      await stop(COMMIT_GRACE_MS, config.afterHandover === 'linger');
       manager.closeDetachedStdio();
       if (config.afterHandover === 'linger') {
         const lingering = reapWhileLingering(manager.children(), log);
@@ -288,12 +321,14 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     // it holds goes back to the state dir for the next start, as at a stop.
     manager.saveCaptures();
     store.close();
+    dropProbe();
     closeNode();
     clearInterval(expiry);
     throw e;
   }
   if (config.readyFile !== undefined) writeFileSync(config.readyFile, `${process.pid}\n`);
-  log('serving', { addresses, features, stateDir: config.stateDir ?? null });
+  probe?.health.setStatus(SERVICE_NAME, 'SERVING');
+  log('serving', { addresses, features, stateDir: config.stateDir ?? null, ...(probe === undefined ? {} : { health: probe.listener.address }) });
   return {
     manager,
     features,
@@ -305,6 +340,8 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     reloadPolicy: access.reload,
     stop: async () => {
       await stop(STOP_GRACE_MS);
+      // After a handover the agent lingered with only its probe: that goes now.
+      await closeProbe(STOP_GRACE_MS);
       // No successor: what the rings hold waits in the state dir for the next agent. (After a
       // handover the state dir and the pipes are the successor's.)
       if (!handedOff) manager.saveCaptures();

@@ -46,6 +46,10 @@ test('bad flag values throw ConfigError naming the flag', (t) => {
     [['--takeover='], '--takeover'],
     [['--after-handover', 'stay'], '--after-handover'],
     [['--ready-file', 'serving'], '--ready-file'],
+    [['--health-listen', '127.0.0.1:8081'], '--health-listen'],
+    [['--health-listen', 'unix://health.sock'], '--health-listen'],
+    [['--listen', 'unix:///run/a.sock', '--health-listen', 'unix:///run/a.sock'], '--health-listen'],
+    [['--health-listen', 'unix:///run/pidfd-agent/agent.sock'], '--health-listen'],
     [['--max-connections', '0'], '--max-connections'],
     [['--handshake-timeout', '0s'], '--handshake-timeout'],
     [['--handshake-timeout', 'soon'], '--handshake-timeout'],
@@ -71,6 +75,8 @@ test('numeric flags take their lower bounds and the watch backlog stays below th
   t.is(parseConfig(['--takeover=required']).takeover, 'required');
   t.is(parseConfig([]).takeover, undefined, 'without the flag an agent takes over from nobody');
   t.like(parseConfig(['--max-connections', '1', '--handshake-timeout', '1500ms']), { maxConnections: 1, handshakeTimeoutMs: 1500 });
+  t.is(parseConfig(['--health-listen', 'unix:///run/probe/health.sock']).healthListen, 'unix:///run/probe/health.sock');
+  t.is(parseConfig([]).healthListen, undefined, 'no probe socket unless asked');
 });
 
 test('the handle table is persisted under /var/lib/pidfd-agent unless --state-dir or --ephemeral say otherwise', (t) => {

@@ -117,7 +117,9 @@ test('the socket and the state dir are host paths mounted where the flags point'
   t.false(agent.volumeMounts.some((m) => config.readyFile!.startsWith(`${m.mountPath}/`)), 'the ready file is the container\'s own, not shared');
   const liveness = agent.livenessProbe?.exec?.command ?? [];
   t.deepEqual(liveness.slice(0, 2), ['node', '/opt/pidfd-agent/dist/src/cli/main.js']);
-  t.is(liveness[liveness.indexOf('--addr') + 1], config.listen[0], 'gRPC health on the node\'s socket');
+  t.truthy(config.healthListen, 'a probe socket of its own (--health-listen)');
+  t.is(liveness[liveness.indexOf('--addr') + 1], config.healthListen, 'gRPC health on the probe socket: none of the node socket\'s connection caps');
+  t.false(agent.volumeMounts.some((m) => config.healthListen!.slice('unix://'.length).startsWith(`${m.mountPath}/`)), 'the probe socket is the container\'s own: no node client reaches it');
   t.true(liveness.includes('health'));
 });
 
@@ -174,6 +176,22 @@ test('the image has the agent and the CLI where the manifest runs them, and buil
   t.true(existsSync(join(ROOT, 'dist/src/main.js')) && existsSync(join(ROOT, 'dist/src/cli/main.js')), 'make build puts them in dist/');
 });
 
+test("the node's users and groups: its /etc, read-only, as a directory at /host/etc, which the image's passwd and group link into", (t) => {
+  const hostPathOf = (name: string) => pod.volumes.find((v: { name: string }) => v.name === name)?.hostPath;
+  const etc = agent.volumeMounts.find((m) => m.mountPath === '/host/etc');
+  t.deepEqual(etc && { ...hostPathOf(etc.name), readOnly: etc.readOnly, subPath: etc.subPath }, { path: '/etc', type: 'Directory', readOnly: true, subPath: undefined });
+  // A file mount pins the file it found: shadow-utils replaces passwd and group by rename.
+  const fileMounts = agent.volumeMounts.filter((m) => hostPathOf(m.name)?.type === 'File' || /^\/etc\/(passwd|group|shadow|gshadow)$/.test(hostPathOf(m.name)?.path ?? ''));
+  t.deepEqual(fileMounts, [], 'no single-file mount of the node\'s users, groups or passwords');
+  t.false(agent.volumeMounts.some((m) => m.mountPath === '/etc' || m.mountPath.startsWith('/etc/') && !m.mountPath.startsWith('/etc/pidfd-agent/')), 'the image\'s /etc is its own, but for the links');
+  const runtime = readFileSync(join(ROOT, 'deploy/Dockerfile'), 'utf8');
+  const stage = runtime.slice(runtime.lastIndexOf('\nFROM ')).split('\n').filter((l) => !l.startsWith('#')).join('\n');
+  t.regex(stage, /ln -sfn \/host\/etc\/passwd \/etc\/passwd\b/);
+  t.regex(stage, /ln -sfn \/host\/etc\/group \/etc\/group\b/);
+  t.notRegex(stage, /shadow/, 'the node\'s passwords are never linked');
+  t.regex(stage, /s\/\^\(passwd\|group\):\.\*\/\\1: files\//, 'NSS files only, as documented');
+});
+
 /** What the Secret would hold: the agent's certificate and the CA, with the mounted file names. */
 function tlsSecret(dir: string, ca: TestCa): void {
   mkdirSync(dir);
@@ -196,6 +214,9 @@ test.serial("the manifest's command line starts a serving agent that starts proc
   const readyFile = join(tempDir('pidfd-agent-ready-'), 'serving');
   set('--ready-file', readyFile);
   const listen = args.splice(args.indexOf('--listen'), 2)[1]!;
+  const healthListen = args[args.indexOf('--health-listen') + 1]!;
+  const probeSocket = `unix://${join(tempDir('pidfd-agent-deploy-probe-'), 'probe', 'health.sock')}`;
+  set('--health-listen', probeSocket);
   // The state dir as DirectoryOrCreate makes it: 0755; the agent makes it 0700 and agent.db 0600.
   const stateDir = join(tempDir('pidfd-agent-deploy-state-'), 'state');
   mkdirSync(stateDir);
@@ -223,8 +244,8 @@ test.serial("the manifest's command line starts a serving agent that starts proc
   for (const kind of ['mnt', 'uts'] as const) t.is(readlinkSync(`/proc/${p!.pid}/ns/${kind}`), node.ns(kind), `the node's ${kind} namespace`);
   for (const line of readFileSync(`/proc/${p!.pid}/cgroup`, 'utf8').trim().split('\n')) t.true(line.endsWith(`:/${name}/managed`), line);
   t.is(readFileSync(readyFile, 'utf8'), `${started.child.pid}\n`, 'the ready file names the serving agent');
-  // The liveness probe's command, on this agent's socket.
-  const probe = agent.livenessProbe!.exec!.command.map((a) => (a === listen ? started.address : a === AGENT_IN_IMAGE.replace('main.js', 'cli/main.js') ? CLI_BIN : a));
+  // The liveness probe's command, on this agent's probe socket.
+  const probe = agent.livenessProbe!.exec!.command.map((a) => (a === listen ? started.address : a === healthListen ? probeSocket : a === AGENT_IN_IMAGE.replace('main.js', 'cli/main.js') ? CLI_BIN : a));
   t.is(execFileSync(process.execPath, probe.slice(1)).toString(), 'SERVING\n');
 
   // Over mutual TLS, as the example policy's orchestrator (admin) and its remote tenant.

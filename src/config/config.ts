@@ -54,6 +54,11 @@ export interface Config {
    * that must tell this agent from another serving the same shared socket.
    */
   readonly readyFile?: string;
+  /**
+   * A unix socket that serves gRPC health and nothing else, with connection caps of its own: for a
+   * liveness probe that the callers of --listen cannot crowd out (unix:///ABSOLUTE/PATH).
+   */
+  readonly healthListen?: string;
   /** Open connections per listening address (the unix socket too); more are closed as they are accepted. */
   readonly maxConnections: number;
   /** Of those, per caller (a certificate's identity, a unix uid); more are closed once proved to be its. */
@@ -112,6 +117,7 @@ export const DEFAULTS: Config = Object.freeze({
   takeover: undefined,
   afterHandover: 'exit',
   readyFile: undefined,
+  healthListen: undefined,
   maxConnections: 512,
   maxConnectionsPerIdentity: 64,
   handshakeTimeoutMs: 10_000,
@@ -172,6 +178,8 @@ export const USAGE = `usage: pidfd-agent [options]
   --after-handover exit|linger  once handed over: exit (default), or linger until SIGTERM, reaping
                             the children it started (for supervisors that restart an exited agent)
   --ready-file PATH         exists (with the agent's pid) exactly while this agent serves
+  --health-listen unix:///PATH  gRPC health only, for a liveness probe: its own few connections, none
+                            of --listen's caps; SERVING ("") while the agent runs, lingering too
   --quiet                   no log lines on stderr
   --log-format json|text    log lines as JSON objects (default) or as text; with a span active both
                             carry trace_id and span_id
@@ -293,6 +301,17 @@ function unixAddress(text: string): string {
   return text;
 }
 
+/**
+ * A unix socket only: on TCP, a DaemonSet's surge pod (on the node's network) could not bind the
+ * old pod's port, and a probe address on the node's network would be anyone's to fill.
+ */
+function healthAddress(text: string | undefined, listen: readonly string[]): string | undefined {
+  if (text === undefined) return undefined;
+  if (!text.startsWith('unix:///')) throw new ConfigError(`--health-listen: expected unix:///ABSOLUTE/PATH, got ${JSON.stringify(text)} (a probe socket is unix only)`);
+  if (listen.includes(text)) throw new ConfigError(`--health-listen: ${text} is also a --listen address; the probe needs a socket of its own`);
+  return text;
+}
+
 function relative(flag: string, path: string | undefined): string | undefined {
   if (path !== undefined && (path === '' || path.startsWith('/') || path.split('/').includes('..'))) {
     throw new ConfigError(`--${flag}: expected a path relative to --cgroup-parent that stays inside it, got ${JSON.stringify(path)}`);
@@ -331,6 +350,7 @@ export function parseConfig(argv: readonly string[]): Config {
       takeover: { type: 'string' },
       'after-handover': { type: 'string' },
       'ready-file': { type: 'string' },
+      'health-listen': { type: 'string' },
       'max-connections': { type: 'string' },
       'max-connections-per-identity': { type: 'string' },
       'handshake-timeout': { type: 'string' },
@@ -362,8 +382,9 @@ export function parseConfig(argv: readonly string[]): Config {
   const stateDirBytes = Buffer.byteLength(values['state-dir'] ?? '');
   if (stateDirBytes > 107 - '/handover.sock'.length) throw new ConfigError(`--state-dir: at most ${107 - '/handover.sock'.length} bytes (its handover socket must fit a unix socket address)`);
   if (values.ephemeral && values.recover) throw new ConfigError('--recover: not with --ephemeral, which keeps no store');
+  const listen = unix.length + tcp.length > 0 ? [...unix, ...tcp] : DEFAULTS.listen;
   const config: Config = {
-    listen: unix.length + tcp.length > 0 ? [...unix, ...tcp] : DEFAULTS.listen,
+    listen,
     retentionTtlMs: values['retention-ttl'] === undefined ? DEFAULTS.retentionTtlMs : flagDuration('retention-ttl', values['retention-ttl']),
     retentionMax: count('retention-max', values['retention-max'], DEFAULTS.retentionMax, 0),
     eventRing,
@@ -383,6 +404,7 @@ export function parseConfig(argv: readonly string[]): Config {
     takeover: values.takeover === undefined ? undefined : oneOf('takeover', values.takeover, TAKEOVER, 'required'),
     afterHandover: oneOf('after-handover', values['after-handover'], ['exit', 'linger'] as const, DEFAULTS.afterHandover),
     readyFile: absolute('ready-file', values['ready-file']),
+    healthListen: healthAddress(values['health-listen'], listen),
     maxConnections: count('max-connections', values['max-connections'], DEFAULTS.maxConnections),
     maxConnectionsPerIdentity: count('max-connections-per-identity', values['max-connections-per-identity'], DEFAULTS.maxConnectionsPerIdentity),
     handshakeTimeoutMs: values['handshake-timeout'] === undefined ? DEFAULTS.handshakeTimeoutMs : positive('handshake-timeout', flagDuration('handshake-timeout', values['handshake-timeout'])),

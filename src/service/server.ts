@@ -56,3 +56,20 @@ export function createServer(service: AgentServiceServer, instrument: Instrument
   new ReflectionService({ all: { fileDescriptorProtos } } as unknown as PackageDefinition).addToServer(server);
   return { server, health };
 }
+
+/**
+ * gRPC health and nothing else (--health-listen): AgentService calls get UNIMPLEMENTED. "" is the
+ * agent process itself, SERVING from its start until it stops (lingering after a handover too: a
+ * liveness probe must not restart it, or it would take the processes back); SERVICE_NAME says
+ * whether it serves AgentService. Requests are a service name: a few KiB and a few streams will do.
+ */
+export function createProbeServer(): GrpcServer {
+  const server = new Server({
+    'grpc.max_receive_message_length': 4096,
+    'grpc.max_concurrent_streams': 4,
+    'grpc.enable_channelz': 0,
+  });
+  const health = new HealthImplementation({ '': 'SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
+  health.addToServer(server);
+  return { server, health };
+}

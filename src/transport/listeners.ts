@@ -37,6 +37,8 @@ export type Injector = ReturnType<Server['createConnectionInjector']>;
 /** What bounds a listener's connections: how many at once, and how long one has to start HTTP/2. */
 export interface ConnectionBounds {
   readonly maxConnections: number;
+  /** What sets maxConnections, for the refusal's log line (default --max-connections). */
+  readonly maxConnectionsFrom?: string;
   readonly handshakeTimeoutMs: number;
   /** What counts the request bytes held before calls are decided, across listeners. */
   readonly inbound?: InboundBudget;
@@ -129,7 +131,7 @@ class UnixGrpcListener implements GrpcListener {
       if (accepted === null) return;
       if (this.open >= this.bounds.maxConnections) {
         closeFd(accepted.fd);
-        this.limiter.event('unix_connection_refused', { peer: peerOf(accepted.peer), reason: `${this.bounds.maxConnections} connections open (--max-connections)` });
+        this.limiter.event('unix_connection_refused', { peer: peerOf(accepted.peer), reason: `${this.bounds.maxConnections} connections open (${this.bounds.maxConnectionsFrom ?? '--max-connections'})` });
         continue;
       }
       const release = this.bounds.perIdentity === undefined ? () => {} : this.bounds.perIdentity.take(`unix:uid=${accepted.peer.uid}`);
