@@ -165,7 +165,7 @@ bench-handover: build
 IMAGE ?= localhost/pidfd-agent:$(shell node -p 'require("./package.json").version')
 .PHONY: image
 image:
-	IMAGE=$(IMAGE) scripts/image.sh
+	IMAGE=$(IMAGE) NODE_IMAGE=$(NODE_IMAGE) NODE_RUNTIME_IMAGE=$(NODE_RUNTIME_IMAGE) scripts/image.sh
 
 # The image on a real container runtime, run as the DaemonSet runs it (README: Deploying; root;
 # installs podman and runc from Debian if missing; not part of `make test`).

@@ -2,6 +2,8 @@
 # make image: builds deploy/Dockerfile with podman (else docker) as $IMAGE, with this host's npm
 # registry settings as build secrets (never in a layer), and reports the image's size.
 #   IMAGE=localhost/pidfd-agent:0.1.0 scripts/image.sh [extra build args...]
+# NODE_IMAGE / NODE_RUNTIME_IMAGE: the build and runtime bases (the Dockerfile's ARGs), for a
+# release pinned by digest: node:20-bookworm-slim@sha256:...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 IMAGE=${IMAGE:-localhost/pidfd-agent:$(node -p 'require("./package.json").version')}
@@ -25,9 +27,12 @@ cafile=$(npm config get cafile)
 } > "$secrets/npmrc"
 [ -f "$secrets/npm-ca" ] || : > "$secrets/npm-ca"
 
+bases=()
+[ -n "${NODE_IMAGE:-}" ] && bases+=(--build-arg "NODE_IMAGE=$NODE_IMAGE")
+[ -n "${NODE_RUNTIME_IMAGE:-}" ] && bases+=(--build-arg "NODE_RUNTIME_IMAGE=$NODE_RUNTIME_IMAGE")
 echo "make image: $engine build -f deploy/Dockerfile -t $IMAGE (registry $registry)"
 DOCKER_BUILDKIT=1 "$engine" build -f deploy/Dockerfile \
   --secret id=npmrc,src="$secrets/npmrc" --secret id=npm-ca,src="$secrets/npm-ca" \
-  -t "$IMAGE" "$@" .
+  -t "$IMAGE" "${bases[@]}" "$@" .
 bytes=$("$engine" image inspect --format '{{.Size}}' "$IMAGE")
 echo "make image: $IMAGE is $((bytes / 1000000)) MB"

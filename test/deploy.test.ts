@@ -171,7 +171,10 @@ test('the image has the agent and the CLI where the manifest runs them, and buil
   t.regex(dockerfile, /^WORKDIR \/opt\/pidfd-agent$/m);
   t.regex(dockerfile, /^COPY --from=build \/src\/dist \.\/dist$/m);
   t.regex(dockerfile, /^RUN --mount=type=secret,id=npmrc,target=\/root\/\.npmrc\b/m, 'a proxy or private registry needs no edit');
-  t.regex(dockerfile.slice(dockerfile.lastIndexOf('\nFROM ')), /^\nFROM node:20-bookworm-slim\n/, 'the runtime stage: no compiler');
+  t.regex(dockerfile.slice(dockerfile.lastIndexOf('\nFROM ')), /^\nFROM \$\{NODE_RUNTIME_IMAGE\}\n/, 'the runtime stage: no compiler');
+  t.regex(dockerfile, /^ARG NODE_RUNTIME_IMAGE=node:20-bookworm-slim$/m, 'by default the slim base');
+  // A release pins the bases by digest through these, without an edit here.
+  t.regex(dockerfile, /^ARG NODE_IMAGE=node:20-bookworm\nARG NODE_RUNTIME_IMAGE=.*\nFROM \$\{NODE_IMAGE\} AS build$/m);
   t.true(agent.command.includes(AGENT_IN_IMAGE));
   t.true(existsSync(join(ROOT, 'dist/src/main.js')) && existsSync(join(ROOT, 'dist/src/cli/main.js')), 'make build puts them in dist/');
 });
