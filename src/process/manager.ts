@@ -740,6 +740,16 @@ export class ProcessManager {
     this.stdio.sweepFiles((handle) => this.table.get(handle) !== undefined);
   }
 
+  /**
+   * After a handover: the rings came with the snapshot, so a ring file in the state dir is none
+   * of this agent's (one an earlier agent saved at a stop that raced a handover, say). Left
+   * there, an agent starting after this one crashed would resume from it, at offsets this one
+   * has handed out since for other bytes.
+   */
+  discardSavedRings(): void {
+    this.stdio.discardSavedRings();
+  }
+
   /** A stop without successor: rings are saved for the next agent; the processes keep their pipes. */
   saveCaptures(): void {
     this.stdio.saveRings();
