@@ -172,8 +172,10 @@ export class EventLog {
     private readonly origin: SequenceOrigin = { after: 0, reserve: () => true },
   ) {
     this.room = 2 * capacity;
-    this.subjects = new Array(this.room);
-    this.exits = new Array(this.room);
+    // Grown as slots are first written (always the next one), not allocated whole: an agent that
+    // holds few events keeps small arrays. The typed columns' pages are only touched when used.
+    this.subjects = [];
+    this.exits = [];
     this.kinds = new Uint8Array(this.room);
     this.times = new Float64Array(this.room);
     this.sequences = new Float64Array(this.room);
@@ -281,8 +283,9 @@ export class EventLog {
       subject.exitField = latin1(this.encoding.exitField(exit));
     }
     const sequence = ++this.last;
-    if (this.count === this.capacity) this.evict(this.shareOf(subject));
-    this.put(sequence, type, this.clock(), type === 'output' ? record.state : stateAfter[type], subject, exit && subject.exitField, output);
+    const share = this.shareOf(subject);
+    if (this.count === this.capacity) this.evict(share);
+    this.put(sequence, type, this.clock(), type === 'output' ? record.state : stateAfter[type], subject, exit && subject.exitField, output, share);
     if (type === 'released') subject.compact(this.encoding);
     this.scheduleNotify();
     return sequence;
@@ -379,9 +382,10 @@ export class EventLog {
     return this.listeners.size;
   }
 
-  private put(sequence: number, type: EventType, time: number, state: State, subject: EventSubject, exit: string | undefined, output: OutputSlice | undefined): void {
+  private put(sequence: number, type: EventType, time: number, state: State, subject: EventSubject, exit: string | undefined, output: OutputSlice | undefined, share = this.shareOf(subject)): void {
     if (this.span === this.room) this.closeUp();
-    const slot = (this.head + this.span) % this.room;
+    let slot = this.head + this.span;
+    if (slot >= this.room) slot -= this.room;
     this.span++;
     this.count++;
     this.subjects[slot] = subject;
@@ -390,7 +394,7 @@ export class EventLog {
     this.times[slot] = time;
     this.sequences[slot] = sequence;
     if (output !== undefined) this.outputs.set(sequence, output);
-    this.shares.add(this.shareOf(subject), slot);
+    this.shares.add(share, slot);
   }
 
   private shareOf(subject: EventSubject): Share {
