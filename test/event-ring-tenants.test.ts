@@ -110,3 +110,29 @@ test.serial('after a handover the successor decides cursors as its predecessor d
   share();
   await checkCursors(t, address, agent.client, before);
 });
+
+test.serial("a tenant's blocked Watch is not dropped when another tenant turns the ring over: it reads on, every one of its events", async (t) => {
+  const ring = 1024;
+  // --watch-backlog as the flag parser caps it: below the ring.
+  const small = await startHarness({ policyFile, eventRing: ring, watchBacklog: ring - 1 });
+  t.teardown(() => small.close());
+  shareSocket(small);
+  const go = join(small.dir, 'go');
+  const { sequence: start } = await small.client.list();
+  const stalled = asUser(B, small.address, [{ op: 'stalledWatch', req: { afterSequence: start }, text: go, ms: 2000 }]);
+  // A failed assertion ends the test: the client must not wait for its go forever.
+  t.teardown(() => writeFileSync(go, ''));
+  await eventually("B's Watch to open", () => small.agent.watchers.stats().length === 1, 20_000);
+  const spawns = (uid: number, n: number, inFlight: number) => ({ op: 'together', calls: Array.from({ length: n }, () => ({ op: 'spawn', req: { argv: ['/bin/true'], user: String(uid) } })), inFlight });
+  // Its own events one by one, each its own response, until its transport takes no more.
+  for (let i = 0; i < 20 && small.agent.watchers.stats()[0]!.buffered < 17; i++) await asUser(B, small.address, [spawns(B, 20, 1)]);
+  t.true(small.agent.watchers.stats()[0]!.buffered >= 17, 'blocked');
+  await asUser(A, small.address, [spawns(A, ring + 100, 16)]);
+  await eventually('the flood to turn the ring over', () => (small.agent.watchers.stats()[0]?.behind ?? Infinity) > 2 * ring, 20_000);
+  t.is(small.agent.watchers.stats().length, 1, "still open: none of the events it would be sent went, A's own went");
+  const [own] = await asUser(B, small.address, [{ op: 'watch', req: { afterSequence: start }, ms: 1000 }]);
+  writeFileSync(go, '');
+  const [read] = await stalled;
+  t.is(read!.ok.status, null, 'not ended');
+  t.is(read!.ok.events, (own!.ok as unknown[]).length, 'it reads every event of its own');
+});
