@@ -339,6 +339,16 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     storeLost,
     reloadPolicy: access.reload,
     stop: async () => {
+      // A stop (SIGTERM) while a handover is under way waits for its outcome: once the snapshot
+      // is out, the successor may take over whenever this agent's end of the connection goes,
+      // and rings saved now would be stale files in the successor's state dir. Committed, there
+      // is nothing left to stop; failed, this agent serves again and stops as usual.
+      const handingOver = listener?.pending;
+      listener?.close();
+      if (handingOver) {
+        log('stop_waits_for_handover', { note: 'a handover is under way: stopping once it has completed or failed' });
+        await handingOver;
+      }
       await stop(STOP_GRACE_MS);
       // After a handover the agent lingered with only its probe: that goes now.
       await closeProbe(STOP_GRACE_MS);
@@ -374,6 +384,7 @@ function restore(manager: ProcessManager, store: ProcessStore, bootId: string, h
     manager.restoreIntents(store.intents());
     handover?.apply(manager);
     if (handover === null) manager.resumeCaptures();
+    else manager.discardSavedRings();
     manager.reportLost(lost);
     counts.lost = lost.length;
   } finally {

@@ -171,3 +171,87 @@ test('subscribers are notified once per microtask batch, not once per event', as
   await flush();
   t.deepEqual(seen, [[3, 4], [3]]);
 });
+
+/** The sequences held, walked as a Watch walks them. */
+const heldSequences = (log: EventLog, after = 0): number[] => {
+  const out: number[] = [];
+  for (let slot = log.after(after); slot >= 0; slot = log.nextSlot(slot)) out.push(log.sequenceAt(slot));
+  return out;
+};
+
+test("a full ring gives up the oldest events of the owner holding the most: another owner's cursor stays valid, an admin's expires", (t) => {
+  const log = new EventLog(16, eventEncoding);
+  const a = record(t, undefined, 'unix:uid=1001');
+  const b = record(t, undefined, 'unix:uid=1002');
+  for (let i = 0; i < 3; i++) log.append('spawned', b);
+  for (let i = 0; i < 40; i++) log.append('spawned', a);
+  const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+  t.deepEqual(heldSequences(log), [1, 2, 3, ...range(31, 43)], "b's three events stay; a's flood turned over only its own");
+  t.deepEqual([...log.held()].map((e) => e.sequence), heldSequences(log));
+  for (const s of [1, 2, 3, 31, 43]) t.is(decoded(log, s).sequence, s);
+  t.is(log.slotOf(30), -1);
+  t.true(log.canReplayAfter(0, 'unix:uid=1002'), 'none of b\'s events went');
+  t.false(log.canReplayAfter(29, 'unix:uid=1001'), 'a\'s event 30 went');
+  t.true(log.canReplayAfter(30, 'unix:uid=1001'));
+  t.false(log.canReplayAfter(0), 'a watcher of everyone lost events 4..30');
+  t.is(log.replayableFrom(), 30);
+  t.true(log.canReplayAfter(0, 'unix:uid=1003'), 'an owner that never had an event lost nothing');
+  t.deepEqual(heldSequences(log, 3), range(31, 43), 'from b\'s cursor the next held event is a\'s 31');
+
+  // Now b is the busy one: once it holds more than a, its own oldest go.
+  for (let i = 0; i < 30; i++) log.append('spawned', b);
+  const owners = [...log.held()].map((e) => (e.handle === a.handle ? 'a' : 'b'));
+  t.is(owners.length, 16);
+  t.is(owners.filter((o) => o === 'a').length, 8, 'the ring ends shared evenly');
+  t.false(log.canReplayAfter(0, 'unix:uid=1002'));
+});
+
+test('events given up from the middle leave holes that close up when they fill the room: order, bytes and shares stay right', (t) => {
+  const capacity = 16;
+  const log = new EventLog(capacity, eventEncoding);
+  const owners = ['a', 'b', 'c', 'd'].map((o) => `unix:uid=${o}`);
+  const records = owners.map((o) => record(t, undefined, o));
+  const ownerOfSeq = new Map<number, number>();
+  const evictedUpTo = [0, 0, 0, 0];
+  let seed = 7;
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  for (let i = 0; i < 3000; i++) {
+    // Owner 0 floods, the others come and go.
+    const who = random() < 0.7 ? 0 : 1 + Math.floor(random() * 3);
+    const before = heldSequences(log);
+    const counts = [0, 0, 0, 0];
+    for (const s of before) counts[ownerOfSeq.get(s)!]! += 1;
+    const sequence = log.append('spawned', records[who]!);
+    ownerOfSeq.set(sequence, who);
+    const after = heldSequences(log);
+    t.is(after.length, Math.min(capacity, before.length + 1));
+    const gone = before.filter((s) => !after.includes(s));
+    if (before.length === capacity) {
+      t.is(gone.length, 1);
+      const o = ownerOfSeq.get(gone[0]!)!;
+      if (counts[o] !== Math.max(...counts)) return t.fail(`step ${i}: gave up an event of an owner holding ${counts[o]}, not the most (${counts})`);
+      if (gone[0] !== before.find((s) => ownerOfSeq.get(s) === o)) return t.fail(`step ${i}: not the owner's oldest`);
+      evictedUpTo[o] = gone[0]!;
+    }
+    for (let k = 1; k < after.length; k++) if (after[k - 1]! >= after[k]!) return t.fail(`step ${i}: out of order`);
+  }
+  owners.forEach((o, k) => t.is(log.replayableFrom(o), evictedUpTo[k]!, `${o}'s mark`));
+  t.is(log.replayableFrom(), Math.max(...evictedUpTo));
+  for (const s of heldSequences(log)) t.is(decoded(log, s).sequence, s);
+  t.is(log.firstSequence, heldSequences(log)[0]!);
+});
+
+test('a log seeded with a history that has holes, and its marks, decides cursors as the one it continues', (t) => {
+  const log = new EventLog(8, eventEncoding);
+  const a = record(t, undefined, 'unix:uid=1001');
+  const b = record(t, undefined, 'unix:uid=1002');
+  log.append('spawned', b);
+  for (let i = 0; i < 20; i++) log.append('spawned', a);
+  const next = new EventLog(8, eventEncoding);
+  next.seed(log.lastSequence, [...log.held()].map((e) => ({ ...e, record: e.view() })), log.evictionMarks());
+  t.deepEqual(heldSequences(next), heldSequences(log));
+  for (const owner of [undefined, 'unix:uid=1001', 'unix:uid=1002', 'unix:uid=1003']) t.is(next.replayableFrom(owner), log.replayableFrom(owner), String(owner));
+  for (const s of heldSequences(log)) t.deepEqual(decoded(next, s), decoded(log, s));
+  next.append('spawned', a);
+  t.deepEqual(heldSequences(next), [1, ...heldSequences(log).slice(2), 22], "a's oldest goes next, b's stays");
+});

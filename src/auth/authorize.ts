@@ -140,6 +140,11 @@ export class Grant {
     return this.parts.caller.identity;
   }
 
+  /** Whose processes the caller sees under the policy in force now: everyone's (undefined) for an admin, else its own. */
+  ownerSeen(): string | undefined {
+    return this.parts.ruleNow()?.role === 'admin' ? undefined : this.parts.caller.identity;
+  }
+
   /** Under the policy in force now: admins see everything, anyone else only what it owns. */
   canSee(record: { readonly spec: Pick<ProcessView['spec'], 'owner'> }): boolean {
     const rule = this.parts.ruleNow();

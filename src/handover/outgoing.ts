@@ -39,6 +39,7 @@ export class HandoverListener {
   private readonly poll: PollHandle;
   private busy = false;
   private closed = false;
+  private inFlight: Promise<void> | null = null;
 
   /** The path must be free: the caller holds the store lock, so a leftover socket is stale. */
   constructor(
@@ -65,6 +66,14 @@ export class HandoverListener {
     this.poll.unref();
   }
 
+  /**
+   * The handover under way, if one is: it settles once the handover has committed (the
+   * successor serves) or failed (this agent serves again), within the timeouts above.
+   */
+  get pending(): Promise<void> | null {
+    return this.inFlight;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -86,10 +95,10 @@ export class HandoverListener {
       return;
     }
     this.busy = true;
-    this.handOver(socket).then(
+    this.inFlight = this.handOver(socket).then(
       () => undefined,
       (e: unknown) => this.log('handover_error', { error: e instanceof Error ? (e.stack ?? e.message) : String(e) }),
-    );
+    ).finally(() => (this.inFlight = null));
   }
 
   private async handOver(socket: FdSocket): Promise<void> {

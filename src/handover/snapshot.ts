@@ -5,7 +5,7 @@
 import { closeFd, type Fd } from '../kernel/fd.js';
 import { PidRef } from '../kernel/pid-ref.js';
 import { CapturedOutput, type CaptureState, type StreamName } from '../process/stdio/captured-output.js';
-import type { EventType, ProcessEvent } from '../process/events/event-log.js';
+import type { EventType, EvictionMarks, ProcessEvent } from '../process/events/event-log.js';
 import type { HandleId } from '../process/lifecycle/handle.js';
 import type { ProcessManager } from '../process/manager.js';
 import { ProcessRecord, type ExitInfo, type State } from '../process/lifecycle/record.js';
@@ -50,7 +50,12 @@ interface WireSnapshot {
   /** [handle, index of its pidfd]. */
   readonly pidfds: readonly (readonly [string, number])[];
   readonly stdio: readonly WireStdio[];
+  /** The held events after the last one given up: every sequence up to lastSequence, as an agent before per-owner eviction expects. */
   readonly events: readonly WireEvent[];
+  /** Held events older than those (other owners' kept while the fullest's went); absent from older agents. */
+  readonly olderEvents?: readonly WireEvent[];
+  /** Where events were given up, per owner; absent from older agents (their history is `events`). */
+  readonly eventMarks?: EvictionMarks;
   readonly released: readonly WireRecord[];
 }
 
@@ -83,7 +88,10 @@ export function encodeSnapshot(manager: ProcessManager, bootId: string): Encoded
     stderr: capture(s.stderr),
   }));
   const released = new Map<string, WireRecord>();
+  const eventMarks = manager.eventMarks();
+  const tailAfter = manager.replayableFrom();
   const events: WireEvent[] = [];
+  const olderEvents: WireEvent[] = [];
   for (const e of manager.heldEvents()) {
     // Only a released process's events need the process itself: the successor knows the rest.
     if (manager.find(e.handle) === undefined && !released.has(e.handle)) {
@@ -91,9 +99,9 @@ export function encodeSnapshot(manager: ProcessManager, bootId: string): Encoded
       released.set(r.handle, { handle: r.handle, pid: r.identity.pid, pidfsInode: String(r.identity.pidfsInode), argv: r.spec.argv, labels: r.spec.labels, adopted: r.spec.adopted, owner: r.spec.owner, startedAt: r.startedAt });
     }
     const o = e.output;
-    events.push({ sequence: e.sequence, type: e.type, time: e.time, handle: e.handle, state: e.state, exit: e.exit, output: o && { stream: o.stream, offset: o.offset, length: o.length } });
+    (e.sequence > tailAfter ? events : olderEvents).push({ sequence: e.sequence, type: e.type, time: e.time, handle: e.handle, state: e.state, exit: e.exit, output: o && { stream: o.stream, offset: o.offset, length: o.length } });
   }
-  const snapshot: WireSnapshot = { protocol: HANDOVER_PROTOCOL, bootId, lastSequence: manager.lastSequence, pidfds, stdio, events, released: [...released.values()] };
+  const snapshot: WireSnapshot = { protocol: HANDOVER_PROTOCOL, bootId, lastSequence: manager.lastSequence, pidfds, stdio, events, olderEvents, eventMarks, released: [...released.values()] };
   const json = Buffer.from(JSON.stringify(snapshot));
   const head = Buffer.alloc(4);
   head.writeUInt32LE(json.length);
@@ -162,7 +170,7 @@ export class Snapshot {
     }
     const stubs = new Map<string, ProcessRecord>(this.wire.released.map((r) => [r.handle, releasedRecord(r)]));
     const placeholder = new Map<StreamName, CapturedOutput>();
-    const events = this.wire.events.map((e): ProcessEvent => {
+    const events = [...(this.wire.olderEvents ?? []), ...this.wire.events].map((e): ProcessEvent => {
       const record = manager.find(e.handle) ?? stubs.get(e.handle) ?? releasedRecord({ handle: e.handle as HandleId, pid: 0, pidfsInode: '0', argv: [], labels: {}, adopted: false, startedAt: e.time });
       let output;
       if (e.output) {
@@ -172,7 +180,7 @@ export class Snapshot {
       }
       return { sequence: e.sequence, type: e.type, time: e.time, record: record.view, state: e.state, exit: e.exit, output };
     });
-    manager.seedEvents(this.wire.lastSequence, events);
+    manager.seedEvents(this.wire.lastSequence, events, this.wire.eventMarks);
   }
 
   /**
@@ -202,6 +210,11 @@ export class Snapshot {
     w.events.forEach((e, k) => {
       if (e.sequence !== w.lastSequence - w.events.length + 1 + k) throw new SnapshotError(`event ${e.sequence} is out of order`);
     });
+    let previous = w.eventMarks?.floor ?? 0;
+    for (const e of w.olderEvents ?? []) {
+      if (!(e.sequence > previous && e.sequence <= w.lastSequence - w.events.length)) throw new SnapshotError(`event ${e.sequence} is out of order`);
+      previous = e.sequence;
+    }
   }
 
   /** Closes every descriptor nobody claimed. */

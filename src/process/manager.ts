@@ -7,7 +7,7 @@ import type { Reaper, ReapedExit } from './reaping.js';
 import { AgentError, fromKernel, invalidArgument, unknownHandle } from './errors.js';
 import { NamespaceTarget, type Joined } from './spawn/namespaces.js';
 import { KernelError } from '../kernel/errors.js';
-import type { EventLog, ProcessEvent } from './events/event-log.js';
+import type { EventLog, EvictionMarks, ProcessEvent } from './events/event-log.js';
 import type { StreamName } from './stdio/captured-output.js';
 import type { ProcessStdio, StdioState } from './stdio/process-pipes.js';
 import { newHandleId } from './lifecycle/handle.js';
@@ -473,9 +473,19 @@ export class ProcessManager {
     this.stdio.continue(record, state);
   }
 
-  /** Taking over: the predecessor's replayable events and its last sequence number. */
-  seedEvents(lastSequence: number, events: readonly ProcessEvent[]): void {
-    this.events.seed(lastSequence, events);
+  /** Taking over: the predecessor's replayable events, its last sequence number and where it gave events up. */
+  seedEvents(lastSequence: number, events: readonly ProcessEvent[], marks?: EvictionMarks): void {
+    this.events.seed(lastSequence, events, marks);
+  }
+
+  /** For a handover: where the event log gave events up. */
+  eventMarks(): EvictionMarks {
+    return this.events.evictionMarks();
+  }
+
+  /** For a handover: the oldest cursor from which an admin's Watch replays (every event after it is held). */
+  replayableFrom(): number {
+    return this.events.replayableFrom();
   }
 
   /**
@@ -738,6 +748,16 @@ export class ProcessManager {
   resumeCaptures(): void {
     for (const record of this.table.values()) this.stdio.readopt(record);
     this.stdio.sweepFiles((handle) => this.table.get(handle) !== undefined);
+  }
+
+  /**
+   * After a handover: the rings came with the snapshot, so a ring file in the state dir is none
+   * of this agent's (one an earlier agent saved at a stop that raced a handover, say). Left
+   * there, an agent starting after this one crashed would resume from it, at offsets this one
+   * has handed out since for other bytes.
+   */
+  discardSavedRings(): void {
+    this.stdio.discardSavedRings();
   }
 
   /** A stop without successor: rings are saved for the next agent; the processes keep their pipes. */

@@ -327,8 +327,11 @@ function watchHandler(manager: ProcessManager, watchers: WatchHub, auth: Authori
       try {
         const events = watchers.log;
         const after = req.afterSequence ?? events.lastSequence;
-        if (!events.canReplayAfter(after)) {
-          throw new AgentError('OutOfRange', `after_sequence ${after} is outside the retained events ${events.firstSequence - 1}..${events.lastSequence}: List, then Watch from its sequence`, { reason: 'CURSOR_EXPIRED', field: 'after_sequence' });
+        // A tenant's cursor expires only when one of its own events went (the ring gives up the
+        // events of whoever holds the most); an admin's when anyone's did.
+        const owner = () => grant.ownerSeen();
+        if (!events.canReplayAfter(after, owner())) {
+          throw new AgentError('OutOfRange', `after_sequence ${after} is outside the retained events ${events.replayableFrom(owner())}..${events.lastSequence}: List, then Watch from its sequence`, { reason: 'CURSOR_EXPIRED', field: 'after_sequence' });
         }
         const sample = () => {
           const events: ReturnType<typeof toUsageEvent>[] = [];
@@ -341,7 +344,7 @@ function watchHandler(manager: ProcessManager, watchers: WatchHub, auth: Authori
           }
           return events;
         };
-        watchers.open(call, { handles, labels, visible }, after, fail, () => grant.finish(), usageMs === undefined ? undefined : { intervalMs: usageMs, sample });
+        watchers.open(call, { handles, labels, visible, owner }, after, fail, () => grant.finish(), usageMs === undefined ? undefined : { intervalMs: usageMs, sample });
       } catch (e) {
         grant.finish({ error: e });
         throw e;

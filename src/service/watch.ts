@@ -10,6 +10,11 @@ export interface WatchFilter {
   readonly labels: Readonly<Record<string, string>>;
   /** The events the watcher may see (the policy's tenancy and permissions); all when absent. */
   readonly visible?: (subject: EventSubject, type: EventType) => boolean;
+  /**
+   * Whose events `visible` can let through (a tenant's own), under the policy in force now;
+   * everyone's when absent or undefined. The stream ends only when one of those was given up.
+   */
+  readonly owner?: () => string | undefined;
 }
 
 /** Periodic usage samples (WatchRequest.usage_interval): taken by `sample` when the stream can take them. */
@@ -100,7 +105,7 @@ export class WatchStream {
    * Events past the cursor this watcher would be sent, counted only once it is more than
    * maxBacklog behind in all (the log is every owner's, and one tenant's flood must not drop
    * another's briefly blocked watcher), and then only the events new since the last count.
-   * Infinity once the next event is no longer held: it cannot catch up.
+   * Infinity once an event it would see is no longer held: it cannot catch up.
    */
   private visibleBehind(): number {
     const log = this.log;
@@ -108,13 +113,17 @@ export class WatchStream {
       this.countedFrom = this.counted = this.cursor;
       this.visible = 0;
     }
-    if (log.slotOf(this.cursor + 1) < 0) return Infinity;
-    for (let sequence = this.counted + 1; sequence <= log.lastSequence; sequence++) {
-      const slot = log.slotOf(sequence);
+    if (!this.canCatchUp()) return Infinity;
+    for (let slot = log.after(this.counted); slot >= 0; slot = log.nextSlot(slot)) {
       if (matches(this.filter, log.subjectAt(slot), log.typeAt(slot))) this.visible++;
     }
     this.counted = log.lastSequence;
     return this.visible;
+  }
+
+  /** Whether every event after the cursor this watcher may see is still held. */
+  private canCatchUp(): boolean {
+    return this.log.canReplayAfter(this.cursor, this.filter.owner?.());
   }
 
   /** Responses written but not yet taken by the transport (at most WRITE_BUDGET). */
@@ -132,7 +141,7 @@ export class WatchStream {
     // arrived meanwhile are coalesced into one response rather than queued one by one.
     while (this.cursor < this.log.lastSequence) {
       const response = this.nextResponse();
-      if (response === null) return this.drop(); // overwritten in the ring: it cannot catch up
+      if (response === null) return this.drop(); // one of its events was given up: it cannot catch up
       if (response === undefined) continue;
       // Past the stream's high-water mark write() has returned false, so 'drain' will come.
       // Bytes: encodedWatchResponses passes them through as they are.
@@ -147,21 +156,21 @@ export class WatchStream {
   /**
    * The WatchResponse of the next events this watcher sees, as bytes: each event as the log
    * encoded it, with an output event's chunk read now. undefined when none of them matched; null
-   * when the next event is no longer held.
+   * when an event it would see is no longer held.
    */
   private nextResponse(): Buffer | null | undefined {
     const log = this.log;
+    if (!this.canCatchUp()) return null;
     const slots = this.slots;
     const chunks = this.chunks;
     slots.length = 0;
     chunks.length = 0;
     let bytes = 0;
     let output = 0;
-    while (this.cursor < log.lastSequence && slots.length < BATCH && output < BATCH_OUTPUT_BYTES) {
-      const sequence = this.cursor + 1;
-      const slot = log.slotOf(sequence);
-      if (slot < 0) return null;
-      this.cursor++;
+    let slot = log.after(this.cursor);
+    for (; slot >= 0 && slots.length < BATCH && output < BATCH_OUTPUT_BYTES; slot = log.nextSlot(slot)) {
+      const sequence = log.sequenceAt(slot);
+      this.cursor = sequence;
       const type = log.typeAt(slot);
       if (!matches(this.filter, log.subjectAt(slot), type)) continue;
       let length = log.encodedLength(slot);
@@ -175,6 +184,8 @@ export class WatchStream {
       chunks.push(chunk);
       bytes += 1 + varintLength(length) + length;
     }
+    // Past the newest event held: what lies between went, and none of it was this watcher's.
+    if (slot < 0) this.cursor = log.lastSequence;
     if (slots.length === 0) return undefined;
     const response = Buffer.allocUnsafe(bytes);
     let at = 0;

@@ -91,6 +91,11 @@ export class RestartableAgent {
     return { agent: await RestartableAgent.ready(reaper, pid, address), oldEnded };
   }
 
+  /** A client for an agent already started as the subreaper's child, once it serves. */
+  static attach(reaper: Subreaper, pid: number, address: string): Promise<RestartableAgent> {
+    return RestartableAgent.ready(reaper, pid, address);
+  }
+
   private static async ready(reaper: Subreaper, pid: number, address: string): Promise<RestartableAgent> {
     const client = new AgentClient(address);
     for (let i = 0; ; i++) {

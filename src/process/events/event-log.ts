@@ -1,6 +1,10 @@
 import type { ExitInfo, ProcessRecord, ProcessSpec, ProcessView, State } from '../lifecycle/record.js';
 import type { HandleId } from '../lifecycle/handle.js';
 import type { OutputSlice } from '../stdio/captured-output.js';
+import { ownerOf } from '../lifecycle/record.js';
+import { OwnerShares, type EvictionMarks, type Share } from './owner-shares.js';
+
+export type { EvictionMarks } from './owner-shares.js';
 
 export type EventType = 'spawned' | 'adopted' | 'exited' | 'released' | 'output';
 
@@ -31,6 +35,8 @@ export class EventSubject {
   /** The exit the record had at its last event, and its encoding: a process's events share it. */
   exitOf: ExitInfo | undefined;
   exitField: string | undefined;
+  /** Its owner's share of the ring, kept to spare a lookup per event. */
+  share: Share | undefined;
 
   constructor(
     readonly handle: HandleId,
@@ -121,14 +127,21 @@ export interface SequenceOrigin {
 export class SequenceUnavailable extends Error {}
 
 /**
- * The agent's event history: strictly increasing sequence numbers without gaps, the newest
- * `capacity` events kept in a ring for replay, each already encoded for the API. Subscribers are
- * told (once per microtask) that events were appended and read them by sequence, so a slow reader
- * costs no memory: it only falls out of the ring.
+ * The agent's event history: strictly increasing sequence numbers without gaps, at most
+ * `capacity` events kept for replay, each already encoded for the API. Subscribers are told (once
+ * per microtask) that events were appended and read them by sequence, so a slow reader costs no
+ * memory: it only falls behind what is held.
  *
- * The ring is columns indexed by slot (sequence % capacity), not an object per event: an event
- * costs its type, state and time, and references to what its process's events share (subject,
- * exit field).
+ * Sequences are global, the ring is shared fairly: when it is full, the oldest event of the
+ * owner holding the most goes (OwnerShares), so a cursor expires for a watcher only when an event
+ * it would see went: one owner's events for a tenant, anyone's for an admin.
+ *
+ * The ring is columns indexed by slot, not an object per event: an event costs its type, state,
+ * time and sequence, and references to what its process's events share (subject, exit field).
+ * Events sit in sequence order from `head`, wrapping, in twice `capacity` slots; one taken from
+ * the middle leaves a hole until the holes fill the room, when the held events close up (each
+ * move paid for by the capacity appends since the last: appending stays O(1) amortized). With
+ * one owner, events only ever go from the head and nothing moves.
  */
 export class EventLog {
   private readonly subjects: (EventSubject | undefined)[];
@@ -137,6 +150,13 @@ export class EventLog {
   /** Type index | state index << 3. */
   private readonly kinds: Uint8Array;
   private readonly times: Float64Array;
+  private readonly sequences: Float64Array;
+  private readonly room: number;
+  /** The oldest held event's slot (a hole never stays at the head); `span` slots from it hold events or holes. */
+  private head = 0;
+  private span = 0;
+  private count = 0;
+  private readonly shares: OwnerShares;
   /** Output events by sequence: few, and their bytes are read when sent. */
   private readonly outputs = new Map<number, OutputSlice>();
   private last = 0;
@@ -151,27 +171,42 @@ export class EventLog {
     private readonly clock: () => number = Date.now,
     private readonly origin: SequenceOrigin = { after: 0, reserve: () => true },
   ) {
-    this.subjects = new Array(capacity);
-    this.exits = new Array(capacity);
-    this.kinds = new Uint8Array(capacity);
-    this.times = new Float64Array(capacity);
+    this.room = 2 * capacity;
+    // Grown as slots are first written (always the next one), not allocated whole: an agent that
+    // holds few events keeps small arrays. The typed columns' pages are only touched when used.
+    this.subjects = [];
+    this.exits = [];
+    this.kinds = new Uint8Array(this.room);
+    this.times = new Float64Array(this.room);
+    this.sequences = new Float64Array(this.room);
+    this.shares = new OwnerShares(this.room, 2 * capacity);
     this.last = origin.after;
     this.floor = origin.after;
   }
 
   /**
-   * Continues the history of the agent that handed over: `history` are its newest events, in
-   * order, ending at `last`. Only before the first append.
+   * Continues the history of the agent that handed over: `history` are the events it held, in
+   * order, the newest being `last` or older; `marks` are where it had given events up (an older
+   * agent sends none: its history is every event after last − history.length). Only before the
+   * first append.
    */
-  seed(last: number, history: readonly ProcessEvent[]): void {
-    if (this.last !== this.floor) throw new Error('EventLog.seed after append');
+  seed(last: number, history: readonly ProcessEvent[], marks?: EvictionMarks): void {
+    if (this.last !== this.floor || this.count > 0) throw new Error('EventLog.seed after append');
     const kept = history.slice(-this.capacity);
+    const cut = history.length > kept.length ? history[history.length - kept.length - 1]!.sequence : 0;
     this.last = last;
-    this.floor = last - kept.length;
+    if (marks === undefined) this.floor = last - kept.length;
+    else {
+      this.floor = Math.max(marks.floor, cut);
+      this.shares.restore(marks);
+    }
     const subjects = new Map<ProcessView, EventSubject>();
     const exits = new Map<ExitInfo, string>();
+    let previous = this.floor;
     kept.forEach((event, i) => {
-      if (event.sequence !== this.floor + 1 + i) throw new Error(`EventLog.seed: sequence ${event.sequence} out of order`);
+      const inOrder = marks === undefined ? event.sequence === this.floor + 1 + i : event.sequence > previous && event.sequence <= last;
+      if (!inOrder) throw new Error(`EventLog.seed: sequence ${event.sequence} out of order`);
+      previous = event.sequence;
       let subject = subjects.get(event.record);
       if (!subject) subjects.set(event.record, (subject = new EventSubject(event.record.handle, event.record.spec, event.record)));
       if (event.state === 'released') subject.compact(this.encoding);
@@ -181,12 +216,17 @@ export class EventLog {
     });
   }
 
+  /** Where this log gave events up, for a successor's seed. */
+  evictionMarks(): EvictionMarks {
+    return this.shares.marks(this.floor);
+  }
+
   /** Every event still held, oldest first. */
   *held(): IterableIterator<HeldEvent> {
     const views = new Map<EventSubject, ProcessView>();
     const exits = new Map<string, ExitInfo>();
-    for (let s = this.firstSequence; s <= this.last; s++) {
-      const slot = s % this.capacity;
+    for (let slot = this.count > 0 ? this.head : -1; slot >= 0; slot = this.nextSlot(slot)) {
+      const s = this.sequences[slot]!;
       const subject = this.subjects[slot]!;
       const field = this.exits[slot];
       let exit = field === undefined ? undefined : exits.get(field);
@@ -205,9 +245,22 @@ export class EventLog {
     return this.last;
   }
 
-  /** Sequence of the oldest event still held. */
+  /** Sequence of the oldest event still held (the next one's while none is). */
   get firstSequence(): number {
-    return Math.max(this.floor + 1, this.last - this.capacity + 1);
+    return this.count > 0 ? this.sequences[this.head]! : this.last + 1;
+  }
+
+  /**
+   * The oldest cursor a watcher that sees `owner`'s events (everyone's when undefined) can resume
+   * from: every event it would see after it is still held.
+   */
+  replayableFrom(owner?: string): number {
+    return Math.max(this.floor, this.shares.evictedUpTo(owner));
+  }
+
+  /** True when every event after `sequence` that a watcher of `owner` (of everyone: undefined) would see is still held. */
+  canReplayAfter(sequence: number, owner?: string): boolean {
+    return sequence >= this.replayableFrom(owner) && sequence <= this.last;
   }
 
   /**
@@ -230,16 +283,50 @@ export class EventLog {
       subject.exitField = latin1(this.encoding.exitField(exit));
     }
     const sequence = ++this.last;
-    this.put(sequence, type, this.clock(), type === 'output' ? record.state : stateAfter[type], subject, exit && subject.exitField, output);
+    const share = this.shareOf(subject);
+    if (this.count === this.capacity) this.evict(share);
+    this.put(sequence, type, this.clock(), type === 'output' ? record.state : stateAfter[type], subject, exit && subject.exitField, output, share);
     if (type === 'released') subject.compact(this.encoding);
     this.scheduleNotify();
     return sequence;
   }
 
-  /** The ring slot of the event with this sequence, or -1 when it is not held (too old, or not yet). */
+  /** The ring slot of the event with this sequence, or -1 when it is not held (given up, or not yet). */
   slotOf(sequence: number): number {
-    if (sequence < this.firstSequence || sequence > this.last) return -1;
-    return sequence % this.capacity;
+    const slot = this.after(sequence - 1);
+    return slot >= 0 && this.sequences[slot] === sequence ? slot : -1;
+  }
+
+  /**
+   * The slot of the oldest held event after `sequence`, or -1 when none is. Slots are valid
+   * until the next append: a reader walks them (nextSlot) in one go.
+   */
+  after(sequence: number): number {
+    if (this.count === 0 || sequence >= this.last) return -1;
+    // Holes keep their sequence, so the slots from head stay sorted by it.
+    let lo = 0;
+    let hi = this.span;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.sequences[(this.head + mid) % this.room]! > sequence) hi = mid;
+      else lo = mid + 1;
+    }
+    if (lo === this.span) return -1;
+    const slot = (this.head + lo) % this.room;
+    return this.subjects[slot] === undefined ? this.nextSlot(slot) : slot;
+  }
+
+  /** The slot of the next held event after the one in `slot`, or -1 after the newest. */
+  nextSlot(slot: number): number {
+    const tail = (this.head + this.span) % this.room;
+    for (let s = slot + 1 === this.room ? 0 : slot + 1; s !== tail; s = s + 1 === this.room ? 0 : s + 1) {
+      if (this.subjects[s] !== undefined) return s;
+    }
+    return -1;
+  }
+
+  sequenceAt(slot: number): number {
+    return this.sequences[slot]!;
   }
 
   subjectAt(slot: number): EventSubject {
@@ -286,17 +373,6 @@ export class EventLog {
     return this.encoding.headLength(this.sequenceAt(slot), TYPES[kind & 7]!, this.times[slot]!, STATES[kind >> 3]!, processBytes);
   }
 
-  /** The held event in this slot: the newest sequence with this remainder. */
-  private sequenceAt(slot: number): number {
-    const newest = this.last % this.capacity;
-    return this.last - newest + slot - (slot > newest ? this.capacity : 0);
-  }
-
-  /** True when every event after `sequence` is still held. */
-  canReplayAfter(sequence: number): boolean {
-    return sequence >= this.firstSequence - 1 && sequence <= this.last;
-  }
-
   subscribe(listener: () => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -306,14 +382,60 @@ export class EventLog {
     return this.listeners.size;
   }
 
-  private put(sequence: number, type: EventType, time: number, state: State, subject: EventSubject, exit: string | undefined, output: OutputSlice | undefined): void {
-    const slot = sequence % this.capacity;
-    if (this.subjects[slot] !== undefined) this.outputs.delete(sequence - this.capacity);
+  private put(sequence: number, type: EventType, time: number, state: State, subject: EventSubject, exit: string | undefined, output: OutputSlice | undefined, share = this.shareOf(subject)): void {
+    if (this.span === this.room) this.closeUp();
+    let slot = this.head + this.span;
+    if (slot >= this.room) slot -= this.room;
+    this.span++;
+    this.count++;
     this.subjects[slot] = subject;
     this.exits[slot] = exit;
     this.kinds[slot] = TYPES.indexOf(type) | (STATES.indexOf(state) << 3);
     this.times[slot] = time;
+    this.sequences[slot] = sequence;
     if (output !== undefined) this.outputs.set(sequence, output);
+    this.shares.add(share, slot);
+  }
+
+  private shareOf(subject: EventSubject): Share {
+    let share = subject.share;
+    if (share === undefined || !share.tracked || share.home !== this.shares) subject.share = share = this.shares.of(ownerOf(subject));
+    return share;
+  }
+
+  /** The ring is full: the oldest event of the owner holding the most goes. */
+  private evict(appending: Share): void {
+    const slot = this.shares.takeFromFullest(appending, this.sequences);
+    if (this.outputs.size > 0) this.outputs.delete(this.sequences[slot]!);
+    this.subjects[slot] = undefined;
+    this.exits[slot] = undefined;
+    this.count--;
+    while (this.span > 0 && this.subjects[this.head] === undefined) {
+      this.head = this.head + 1 === this.room ? 0 : this.head + 1;
+      this.span--;
+    }
+  }
+
+  /** Holes fill the room: the held events move down over them, in order. */
+  private closeUp(): void {
+    let to = this.head;
+    for (let i = 0, from = this.head; i < this.span; i++, from = from + 1 === this.room ? 0 : from + 1) {
+      const subject = this.subjects[from];
+      if (subject === undefined) continue;
+      if (from !== to) {
+        this.subjects[to] = subject;
+        this.exits[to] = this.exits[from];
+        this.kinds[to] = this.kinds[from]!;
+        this.times[to] = this.times[from]!;
+        this.sequences[to] = this.sequences[from]!;
+        this.subjects[from] = undefined;
+        this.exits[from] = undefined;
+      }
+      to = to + 1 === this.room ? 0 : to + 1;
+    }
+    this.span = this.count;
+    this.shares.unthread();
+    for (let slot = this.count > 0 ? this.head : -1; slot >= 0; slot = this.nextSlot(slot)) this.shares.thread(this.shareOf(this.subjects[slot]!), slot);
   }
 
   /**

@@ -110,6 +110,11 @@ export class CaptureFiles {
     for (const suffix of ['.json', '.stdout.ring', '.stderr.ring']) rmSync(this.path(handle, suffix), { force: true });
   }
 
+  /** Removes every saved ring (and any half-written one), of every handle. */
+  removeRings(): void {
+    for (const name of readdirSync(this.dir)) if (name.endsWith('.ring') || name.endsWith('.ring.tmp')) rmSync(join(this.dir, name), { force: true });
+  }
+
   /** Removes the files of every handle not in `keep` (released while no agent ran, or lost). */
   sweep(keep: (handle: string) => boolean): void {
     for (const name of readdirSync(this.dir)) {

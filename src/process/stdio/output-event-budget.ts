@@ -1,9 +1,11 @@
-// How many output events one owner's processes may add to the event log. The log is one ring for
-// every owner: a tenant whose many chatty processes each published every 25 ms (3,200 events a
-// second from 45 of them) turned the ring over in 20 s, and every other tenant's Watch lost its
-// resume point (CURSOR_EXPIRED). Past the budget a stream's output gathers in its ring for longer
-// and is published as fewer, larger events; streams waiting for their owner's budget queue for it
-// behind one timer per owner, in the order they asked.
+// How many output events one owner's processes may add to the event log. A tenant whose many
+// chatty processes each published every 25 ms (3,200 events a second from 45 of them) turned the
+// whole ring over in 20 s. The ring now gives up the events of the owner holding the most, so
+// other owners keep their history; the budget still keeps such an owner from turning its own
+// share over in seconds (its own watchers' cursors: CURSOR_EXPIRED) and from costing every
+// watcher the work of thousands of events a second. Past the budget a stream's output gathers in
+// its ring for longer and is published as fewer, larger events; streams waiting for their
+// owner's budget queue for it behind one timer per owner, in the order they asked.
 import type { OutputSlice } from './captured-output.js';
 
 /** Output events per second per owner, and as many at once. */

@@ -210,6 +210,11 @@ export class StdioTable {
     this.files?.sweep(known);
   }
 
+  /** After a handover: saved ring files are stale (the snapshot carried the rings). */
+  discardSavedRings(): void {
+    this.files?.removeRings();
+  }
+
   /**
    * A stop without successor: every ring is saved for the next agent (the pipes stay with the
    * processes, which go on writing into them), then our pipe ends are closed.

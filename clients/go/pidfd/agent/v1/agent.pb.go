@@ -1907,7 +1907,8 @@ type WatchRequest struct {
 	// Only events for processes carrying all these labels.
 	Labels map[string]string `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key,proto3" protobuf_val:"bytes,2,opt,name=value,proto3"`
 	// Replay every retained event with a sequence greater than this, then follow. When unset, only
-	// events from now on. OUT_OF_RANGE when the events after it are no longer retained.
+	// events from now on. OUT_OF_RANGE when events after it that the caller may see are no longer
+	// retained.
 	AfterSequence *uint64 `protobuf:"varint,3,opt,name=after_sequence,json=afterSequence,proto3,oneof" json:"after_sequence,omitempty"`
 	// Also send an EVENT_TYPE_USAGE event this often for each running process the filter selects
 	// (handles, labels), with Process.usage set; none when unset. At least 1s; at most 1024

@@ -212,8 +212,10 @@ class AgentServiceServicer(object):
         stays open until the client cancels it; quiet streams are kept alive by HTTP/2 pings (see the
         README on keepalive).
         Errors (code / reason), at the start or ending the stream:
-        - OUT_OF_RANGE / CURSOR_EXPIRED: after_sequence is older than the retained events (or newer
-        than the newest): List, then Watch from its sequence.
+        - OUT_OF_RANGE / CURSOR_EXPIRED: an event the caller would see after after_sequence is no
+        longer retained (a tenant sees its own processes' events, an admin everyone's; the ring
+        gives up the events of the owner holding the most), or it is newer than the newest: List,
+        then Watch from its sequence.
         - RESOURCE_EXHAUSTED / MAX_WATCHERS (the agent's stream limit), WATCH_BACKLOG (this watcher
         fell too far behind and was dropped: resume with after_sequence set to the last sequence
         it received).

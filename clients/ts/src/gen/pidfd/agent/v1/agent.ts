@@ -796,7 +796,8 @@ export interface WatchRequest {
   labels: { [key: string]: string };
   /**
    * Replay every retained event with a sequence greater than this, then follow. When unset, only
-   * events from now on. OUT_OF_RANGE when the events after it are no longer retained.
+   * events from now on. OUT_OF_RANGE when events after it that the caller may see are no longer
+   * retained.
    */
   afterSequence?:
     | number
@@ -6922,8 +6923,10 @@ export const AgentServiceService = {
    * stays open until the client cancels it; quiet streams are kept alive by HTTP/2 pings (see the
    * README on keepalive).
    * Errors (code / reason), at the start or ending the stream:
-   * - OUT_OF_RANGE / CURSOR_EXPIRED: after_sequence is older than the retained events (or newer
-   *   than the newest): List, then Watch from its sequence.
+   * - OUT_OF_RANGE / CURSOR_EXPIRED: an event the caller would see after after_sequence is no
+   *   longer retained (a tenant sees its own processes' events, an admin everyone's; the ring
+   *   gives up the events of the owner holding the most), or it is newer than the newest: List,
+   *   then Watch from its sequence.
    * - RESOURCE_EXHAUSTED / MAX_WATCHERS (the agent's stream limit), WATCH_BACKLOG (this watcher
    *   fell too far behind and was dropped: resume with after_sequence set to the last sequence
    *   it received).
@@ -7168,8 +7171,10 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    * stays open until the client cancels it; quiet streams are kept alive by HTTP/2 pings (see the
    * README on keepalive).
    * Errors (code / reason), at the start or ending the stream:
-   * - OUT_OF_RANGE / CURSOR_EXPIRED: after_sequence is older than the retained events (or newer
-   *   than the newest): List, then Watch from its sequence.
+   * - OUT_OF_RANGE / CURSOR_EXPIRED: an event the caller would see after after_sequence is no
+   *   longer retained (a tenant sees its own processes' events, an admin everyone's; the ring
+   *   gives up the events of the owner holding the most), or it is newer than the newest: List,
+   *   then Watch from its sequence.
    * - RESOURCE_EXHAUSTED / MAX_WATCHERS (the agent's stream limit), WATCH_BACKLOG (this watcher
    *   fell too far behind and was dropped: resume with after_sequence set to the last sequence
    *   it received).
@@ -7399,8 +7404,10 @@ export interface AgentServiceClient extends Client {
    * stays open until the client cancels it; quiet streams are kept alive by HTTP/2 pings (see the
    * README on keepalive).
    * Errors (code / reason), at the start or ending the stream:
-   * - OUT_OF_RANGE / CURSOR_EXPIRED: after_sequence is older than the retained events (or newer
-   *   than the newest): List, then Watch from its sequence.
+   * - OUT_OF_RANGE / CURSOR_EXPIRED: an event the caller would see after after_sequence is no
+   *   longer retained (a tenant sees its own processes' events, an admin everyone's; the ring
+   *   gives up the events of the owner holding the most), or it is newer than the newest: List,
+   *   then Watch from its sequence.
    * - RESOURCE_EXHAUSTED / MAX_WATCHERS (the agent's stream limit), WATCH_BACKLOG (this watcher
    *   fell too far behind and was dropped: resume with after_sequence set to the last sequence
    *   it received).

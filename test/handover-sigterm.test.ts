@@ -1,0 +1,140 @@
+// A SIGTERM that reaches the old agent while it hands over: the snapshot is out, the successor has
+// not confirmed yet. The test sits between the two agents on STATE_DIR/handover.sock (it moves
+// the old agent's socket aside and relays every message, descriptors included), so it can hold
+// the successor's confirmation and land the signal exactly in that window.
+import test, { type ExecutionContext } from 'ava';
+import { readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { OutputMode, OutputStream, type AgentClient } from '../clients/ts/src/index.js';
+import { connectFdSocket, FdListener, useFdPassing, type FdSocket, type Message } from '../src/kernel/fd-passing.js';
+import { closeFd } from '../src/kernel/fd.js';
+import { HANDOVER_SOCKET } from '../src/handover/outgoing.js';
+import { AGENT_BIN, ROOT } from './helpers/agent-process.js';
+import { agentDir, eventually } from './helpers/harness.js';
+import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
+
+const reaper = Subreaper.start();
+const dirs: string[] = [];
+test.after.always(async () => {
+  await reaper.close();
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+useFdPassing(join(ROOT, 'dist/lib/libpidfd-fdpass.so'));
+
+const SIGTERM = 15;
+const STDOUT = OutputStream.OUTPUT_STREAM_STDOUT;
+
+/** The next message on a socket, waiting on the event loop (the agents are other processes). */
+async function next(socket: FdSocket, ms = 20_000): Promise<Message | null> {
+  if (!(await socket.readable(ms))) throw new Error('relay: nothing to receive');
+  return socket.receive(0);
+}
+
+/** Passes one message on; its descriptors were the relay's and are closed once sent. */
+function pass(to: FdSocket, message: Message): void {
+  try {
+    to.send(message.data, message.fds, 1000);
+  } finally {
+    for (const fd of message.fds) closeFd(fd);
+  }
+}
+
+const tagOf = (m: Message) => m.data.toString('latin1', 0, 1);
+
+/** Every chunk of stdout from `offset` on, with the offset each one was handed out at. */
+async function chunks(client: AgentClient, handle: string): Promise<{ offset: number; text: string }[]> {
+  const out: { offset: number; text: string }[] = [];
+  for await (const r of client.readOutput({ handle, stream: STDOUT })) if (r.data.length > 0) out.push({ offset: r.offset, text: Buffer.from(r.data).toString() });
+  return out;
+}
+
+const textOf = (c: { text: string }[]) => c.map((x) => x.text).join('');
+
+/** A process that prints "one", then "two" and "three" each once the test creates that file in dir. */
+async function speaker(client: AgentClient, dir: string): Promise<string> {
+  const say = (word: string) => `while [ ! -e ${join(dir, word)} ]; do sleep 0.02; done; echo ${word}`;
+  const { process: p } = await client.spawn({ argv: ['sh', '-c', `echo one; ${say('two')}; ${say('three')}; exec sleep 600`], stdout: { mode: OutputMode.OUTPUT_MODE_CAPTURE } });
+  const handle = p!.handle;
+  await eventually('"one" to be captured', async () => textOf(await chunks(client, handle)) === 'one\n', 20_000);
+  return handle;
+}
+
+/**
+ * With the successor serving: no ring file is in the state dir; "two" is captured; the successor
+ * dies (kill -9), and the agent started next, taking the pipe back, hands out no offset again.
+ */
+async function successorCrashes(t: ExecutionContext, agent: RestartableAgent, dir: string, stateDir: string, handle: string): Promise<void> {
+  const rings = readdirSync(join(stateDir, 'capture')).filter((f) => f.endsWith('.ring'));
+  t.deepEqual(rings, [], 'no ring file is left in the state dir while the successor serves');
+  writeFileSync(join(dir, 'two'), '');
+  await eventually('"two" on the successor', async () => textOf(await chunks(agent.client, handle)) === 'one\ntwo\n', 20_000);
+  const handedOut = await chunks(agent.client, handle);
+  const end = Math.max(...handedOut.map((c) => c.offset + Buffer.byteLength(c.text)));
+
+  await agent.crash();
+  const next = await RestartableAgent.start(reaper, dir, stateDir);
+  t.teardown(() => next.stop());
+  writeFileSync(join(dir, 'three'), '');
+  await eventually('"three" on the agent after it', async () => textOf(await chunks(next.client, handle)).endsWith('three\n'), 20_000);
+  const after = await chunks(next.client, handle);
+  const found = after.find((c) => c.text.includes('three'))!;
+  const at = found.offset + Buffer.byteLength(found.text.slice(0, found.text.indexOf('three')));
+  t.true(at >= end, `no offset is handed out twice: "three" at ${at}, the successor had handed out up to ${end} (${JSON.stringify(after)})`);
+}
+
+test.serial('SIGTERM while the snapshot waits for its confirmation: the old agent waits for the outcome, the handover completes, and no ring file outlives it', async (t) => {
+  const { dir, stateDir, address } = agentDir('pidfd-agent-handover-sigterm-');
+  dirs.push(dir);
+  const old = await RestartableAgent.start(reaper, dir, stateDir);
+  const handle = await speaker(old.client, dir);
+
+  // The old agent's socket moves aside (a bound unix socket is found by its inode); the relay
+  // listens where the successor looks.
+  const aside = join(stateDir, 'old-handover.sock');
+  renameSync(join(stateDir, HANDOVER_SOCKET), aside);
+  const relay = new FdListener(join(stateDir, HANDOVER_SOCKET));
+  const successorPid = await reaper.start([process.execPath, AGENT_BIN, '--listen', address, '--state-dir', stateDir, '--takeover', 'required', '--quiet']);
+  let accepted: FdSocket | null = null;
+  await eventually('the successor to connect', () => (accepted = relay.accept()) !== null, 20_000);
+  relay.close();
+  const successor = accepted!;
+  const toOld = connectFdSocket(aside);
+  pass(toOld, (await next(successor))!); // its request
+  for (let m = await next(toOld); ; m = await next(toOld)) {
+    pass(successor, m!);
+    if (tagOf(m!) === 'E') break;
+  }
+  const confirmation = (await next(successor))!;
+  t.is(tagOf(confirmation), 'A', 'the successor has the whole snapshot and confirms');
+
+  // The window: the snapshot is out, the confirmation is held here.
+  await reaper.kill(old.pid, SIGTERM);
+  const early = await reaper.wait(old.pid, 1500);
+  try {
+    pass(toOld, confirmation);
+  } catch {
+    // gone already: then the successor sees the connection end below
+  }
+  for (let m = await next(toOld).catch(() => null); m !== null; m = await next(toOld).catch(() => null)) pass(successor, m);
+  toOld.close();
+  successor.close();
+  const ended = early === 'timeout' ? await reaper.wait(old.pid, 20_000) : early;
+  old.client.close();
+  t.is(early, 'timeout', 'the old agent waits for the outcome of the handover it started instead of stopping under it');
+  t.is(ended, 'exit 0');
+
+  await successorCrashes(t, await RestartableAgent.attach(reaper, successorPid, address), dir, stateDir, handle);
+});
+
+test.serial('a successor discards ring files it finds at takeover: they are no agent\'s current state', async (t) => {
+  const { dir, stateDir } = agentDir('pidfd-agent-handover-rings-');
+  dirs.push(dir);
+  const old = await RestartableAgent.start(reaper, dir, stateDir);
+  const handle = await speaker(old.client, dir);
+  // What a stop that raced a handover left on an agent of the old code: "one" and its offsets.
+  const header = { stream: 'stdout', capacity: 65536, end: 4, dropped: false, published: 4 };
+  writeFileSync(join(stateDir, 'capture', `${handle}.stdout.ring`), `${JSON.stringify(header)}\none\n`, { mode: 0o600 });
+  const { agent, oldEnded } = await RestartableAgent.takeOver(reaper, dir, stateDir, old, ['--quiet']);
+  t.is(oldEnded, 'exit 0');
+  await successorCrashes(t, agent, dir, stateDir, handle);
+});
