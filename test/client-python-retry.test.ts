@@ -6,7 +6,7 @@ import test from 'ava';
 import { status } from '../clients/ts/src/index.js';
 import { ROOT } from './helpers/agent-process.js';
 import { eventually, sleep, tempDir } from './helpers/harness.js';
-import { LineChild, startRig, starts, UUID } from './helpers/lost-reply.js';
+import { LineChild, startRig, starts, recorded, UUID } from './helpers/lost-reply.js';
 import { RefusingServer } from './helpers/refusing-server.js';
 import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
 
@@ -26,6 +26,7 @@ for (const mode of ['sync', 'aio'] as const) {
     proxy.hold();
     client.send('go');
     const pid = (await eventually('the command to start', () => (starts(marker).length === 1 ? starts(marker) : undefined)))[0]!;
+    await recorded(agent, { case: 'lost-reply' });
     await agent.crash();
     const second = await RestartableAgent.start(reaper, dir, stateDir);
     t.teardown(() => second.stop());

@@ -7,7 +7,7 @@ import test from 'ava';
 import { AgentCallError, AgentClient, isRetryable, status, type RetryPolicy } from '../clients/ts/src/index.js';
 import { runCliText } from './helpers/cli.js';
 import { eventually, sleep, tempDir } from './helpers/harness.js';
-import { marking, startRig, starts, UUID } from './helpers/lost-reply.js';
+import { marking, startRig, starts, recorded, UUID } from './helpers/lost-reply.js';
 import { RefusingServer } from './helpers/refusing-server.js';
 import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
 
@@ -29,6 +29,7 @@ test.serial('a Spawn whose reply is lost as the agent is killed is retried under
   proxy.hold();
   const spawning = client.spawn({ argv: marking(marker), labels: { case: 'killed' } });
   const pid = (await eventually('the command to start', () => (starts(marker).length === 1 ? starts(marker) : undefined)))[0]!;
+  await recorded(agent, { case: 'killed' });
   await agent.crash();
   const second = await RestartableAgent.start(reaper, dir, stateDir);
   t.teardown(() => second.stop());

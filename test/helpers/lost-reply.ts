@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { ExecutionContext } from 'ava';
 import { CutProxy } from './cut-proxy.js';
-import { tempDir } from './harness.js';
+import { eventually, tempDir } from './harness.js';
 import { RestartableAgent, type Subreaper } from './subreaper.js';
 
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -15,6 +15,16 @@ export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-
 export function starts(marker: string): number[] {
   if (!existsSync(marker)) return [];
   return readFileSync(marker, 'utf8').split('\n').filter((l) => l !== '').map(Number);
+}
+
+/**
+ * Once the agent has recorded the start (the table shows a record only after its commit): killed
+ * before that, the agent leaves the request's outcome unknown (ABORTED on the retry), which is
+ * right, but is not the lost reply these tests are about. The command writes its marker after
+ * its exec, before the agent's commit, so the marker alone does not say so.
+ */
+export async function recorded(agent: RestartableAgent, labels: Record<string, string>): Promise<void> {
+  await eventually('the agent to record the start', async () => (await agent.client.list({ labels })).processes.length === 1);
 }
 
 /** A command that appends its pid to `marker`, then sleeps. */
