@@ -38,6 +38,11 @@ export interface Config {
   /** A damaged store is moved aside (STATE_DIR/agent.db.broken-TIME) and the agent starts empty. */
   readonly recover: boolean;
   /**
+   * How long the event loop waits for one store write (made on the store's own thread): past it
+   * the write fails as on a full disk, and later ones fail at once until the stalled one is done.
+   */
+  readonly storeTimeoutMs: number;
+  /**
    * What a start does when another agent serves the state dir (answers on its handover.sock):
    * undefined: leave it alone and fail; 'if-serving': take over if one serves, else start
    * afresh; 'required': take over, and fail when none serves.
@@ -108,6 +113,7 @@ export const DEFAULTS: Config = Object.freeze({
   execHelper: undefined,
   agentEnv: {},
   recover: false,
+  storeTimeoutMs: 5000,
   stateDir: DEFAULT_STATE_DIR,
   takeover: undefined,
   afterHandover: 'exit',
@@ -165,6 +171,9 @@ export const USAGE = `usage: pidfd-agent [options]
   --state-dir DIR           persisted handle table, re-adopted after a restart (default ${DEFAULT_STATE_DIR})
   --recover                 if the store (STATE_DIR/agent.db) is damaged, move it aside as
                             agent.db.broken-TIME and start with an empty table; a store that opens is kept
+  --store-timeout DURATION  how long a write to the store may take (default 5s): past it, and until the
+                            stalled write is done, whatever needs one fails with STORE_WRITE_FAILED
+                            (a frozen or hung state dir file system); reads, signals and deadlines go on
   --ephemeral               keep the handle table in memory only: a restarted agent forgets its processes
   --takeover if-serving|required  take over the processes of an agent serving the state dir (it
                             answers on STATE_DIR/handover.sock): if-serving starts afresh when none
@@ -341,6 +350,7 @@ export function parseConfig(argv: readonly string[]): Config {
       'audit-log': { type: 'string' },
       'socket-group': { type: 'string' },
       recover: { type: 'boolean' },
+      'store-timeout': { type: 'string' },
       'metrics-listen': { type: 'string' },
       'metrics-owners': { type: 'string' },
       'trace-argv': { type: 'boolean' },
@@ -362,6 +372,7 @@ export function parseConfig(argv: readonly string[]): Config {
   const stateDirBytes = Buffer.byteLength(values['state-dir'] ?? '');
   if (stateDirBytes > 107 - '/handover.sock'.length) throw new ConfigError(`--state-dir: at most ${107 - '/handover.sock'.length} bytes (its handover socket must fit a unix socket address)`);
   if (values.ephemeral && values.recover) throw new ConfigError('--recover: not with --ephemeral, which keeps no store');
+  if (values.ephemeral && values['store-timeout'] !== undefined) throw new ConfigError('--store-timeout: not with --ephemeral, which keeps no store');
   const config: Config = {
     listen: unix.length + tcp.length > 0 ? [...unix, ...tcp] : DEFAULTS.listen,
     retentionTtlMs: values['retention-ttl'] === undefined ? DEFAULTS.retentionTtlMs : flagDuration('retention-ttl', values['retention-ttl']),
@@ -391,6 +402,7 @@ export function parseConfig(argv: readonly string[]): Config {
     auditLog: absolute('audit-log', values['audit-log']),
     socketGroup: values['socket-group'],
     recover: values.recover === true,
+    storeTimeoutMs: values['store-timeout'] === undefined ? DEFAULTS.storeTimeoutMs : positive('store-timeout', flagDuration('store-timeout', values['store-timeout'])),
     metricsListen: metricsAddress(values['metrics-listen']),
     traceArgv: values['trace-argv'] === true,
     metricsOwners: count('metrics-owners', values['metrics-owners'], DEFAULTS.metricsOwners, 0),
