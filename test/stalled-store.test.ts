@@ -3,14 +3,19 @@
 // in the kernel (uninterruptibly) until the thaw. The store's thread sleeps there, the event
 // loop does not: past --store-timeout writes fail as on a full disk, reads, signals and deadlines
 // go on, and after the thaw the exits held back are recorded, told, and durable.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import { AgentCallError, EventType, ExitReason, State, status, type AgentClient, type Event } from '../clients/ts/src/index.js';
+import { newHandleId } from '../src/process/lifecycle/handle.js';
+import { readBootId } from '../src/process/lifecycle/proc-fs.js';
+import type { StartedProcess } from '../src/process/process-store.js';
 import { SERVICE_NAME } from '../src/service/server.js';
+import { SqliteStore } from '../src/store/sqlite-store.js';
+import { ThreadedStore, type StallWatch } from '../src/store/threaded-store.js';
 import { startAgentProcess, type AgentProcess } from './helpers/agent-process.js';
 import { eventually, procState, tempDir } from './helpers/harness.js';
 
@@ -46,7 +51,12 @@ function watchAll(client: AgentClient, after: number): { events: Event[]; stop: 
 const gone = (pid: number) => procState(pid) === undefined;
 const STORE_TIMEOUT_MS = 1000;
 
-test('a frozen state dir: health NOT_SERVING, reads, signals and deadlines go on, writes fail fast; after the thaw every exit is recorded', async (t) => {
+/**
+ * A 64 MiB ext4 image mounted in a temp dir, for the test's life; freeze() freezes it. Teardown
+ * thaws it first (until then neither an agent stuck on it nor umount can finish), then runs
+ * `before` (stopping what uses it), then unmounts.
+ */
+function ext4Mount(t: ExecutionContext, before: () => Promise<void> | void): { mount: string; freeze: () => void; thaw: () => void } {
   const dir = tempDir('pidfd-agent-frozen-');
   const image = join(dir, 'state.img');
   const mount = join(dir, 'mnt');
@@ -54,16 +64,24 @@ test('a frozen state dir: health NOT_SERVING, reads, signals and deadlines go on
   execFileSync('truncate', ['-s', '64M', image]);
   execFileSync('mkfs.ext4', ['-q', image]);
   execFileSync('mount', ['-o', 'loop', image, mount]);
-  const stateDir = join(mount, 'state');
-  const pids: number[] = [];
-  let agent: AgentProcess | undefined;
+  const thaw = () => execFileSync('fsfreeze', ['-u', mount]);
   t.teardown(async () => {
-    // Thawed first: until then neither the agent (on the old code) nor umount can finish.
     try {
       execFileSync('fsfreeze', ['-u', mount], { stdio: 'ignore' });
     } catch {
       // not frozen
     }
+    await before();
+    execFileSync('umount', [mount]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { mount, freeze: () => execFileSync('fsfreeze', ['-f', mount]), thaw };
+}
+
+test.serial('a frozen state dir: health NOT_SERVING, reads, signals and deadlines go on, writes fail fast; after the thaw every exit is recorded', async (t) => {
+  const pids: number[] = [];
+  let agent: AgentProcess | undefined;
+  const { mount, freeze, thaw } = ext4Mount(t, async () => {
     await agent?.stop();
     for (const pid of pids) {
       try {
@@ -72,9 +90,8 @@ test('a frozen state dir: health NOT_SERVING, reads, signals and deadlines go on
         // gone
       }
     }
-    execFileSync('umount', [mount]);
-    rmSync(dir, { recursive: true, force: true });
   });
+  const stateDir = join(mount, 'state');
   const args = ['--state-dir', stateDir, '--store-timeout', `${STORE_TIMEOUT_MS}ms`];
   agent = await startAgentProcess(args);
   const client = agent.client;
@@ -92,7 +109,7 @@ test('a frozen state dir: health NOT_SERVING, reads, signals and deadlines go on
   const watch = watchAll(client, sequence);
   t.teardown(() => watch.stop());
 
-  execFileSync('fsfreeze', ['-f', mount]);
+  freeze();
   const frozenAt = performance.now();
   // The first write after the freeze (the exit of `exiting`, a second in) waits for the bound.
   await eventually('the API NOT_SERVING', async () => (await health(agent!.address, SERVICE_NAME)) === 'NOT_SERVING', 10_000);
@@ -120,7 +137,7 @@ test('a frozen state dir: health NOT_SERVING, reads, signals and deadlines go on
   t.is((await client.get({ handle: released.handle })).process!.state, State.STATE_EXITED, 'a refused release changes nothing');
   t.false(watch.events.some((e) => e.type === EventType.EVENT_TYPE_EXITED), 'no exit told while the store is stalled');
 
-  execFileSync('fsfreeze', ['-u', mount]);
+  thaw();
   await eventually('the API SERVING again', async () => (await health(agent!.address, SERVICE_NAME)) === 'SERVING', 10_000);
   const exitOf = async (handle: string) => (await client.wait({ handle }, { deadline: 5000 })).process!.exit!;
   t.like(await exitOf(exiting.handle), { code: 7, reason: ExitReason.EXIT_REASON_EXITED });
@@ -141,4 +158,67 @@ test('a frozen state dir: health NOT_SERVING, reads, signals and deadlines go on
   t.is(after.get(deadline.handle)?.exit?.reason, ExitReason.EXIT_REASON_TIMEOUT);
   t.false(after.has(released.handle), 'the release made after the thaw is durable');
   t.false([...after.values()].some((p) => p.exit?.statusLost), 'no exit lost');
+});
+
+test.serial('a commit past its bound that lands after the thaw is written back: what was refused is not on disk', async (t) => {
+  let store: ThreadedStore | undefined;
+  const { mount, freeze, thaw } = ext4Mount(t, async () => {
+    store?.close();
+    await store?.ended();
+  });
+  const stateDir = join(mount, 'state');
+  const errors: string[] = [];
+  let stalls = 0;
+  let recovered!: (info: Parameters<StallWatch['recovered']>[0]) => void;
+  const back = new Promise<Parameters<StallWatch['recovered']>[0]>((resolve) => (recovered = resolve));
+  const timeoutMs = 300;
+  const options = { stateDir, bootId: readBootId(), recover: false, timeoutMs, onError: (what: string, e: unknown) => void errors.push(`${what}: ${String(e)}`) };
+  store = (await ThreadedStore.open({ ...options, watch: { stalled: () => void stalls++, recovered } })).store;
+  const record = (i: number): StartedProcess => ({ handle: newHandleId(), identity: { pid: 100 + i, pidfsInode: 2n ** 63n + BigInt(i) }, spec: { argv: ['sleep', String(i)], labels: { i: String(i) }, adopted: false }, startedAt: 1_700_000_000_000 + i });
+  const intent = (requestId: string) => ({ owner: 'unix:uid=7', requestId, handle: newHandleId(), argv: ['x'], createdAt: 5 });
+  const [running, exited, refused] = [record(0), record(1), record(2)];
+  const exit = { termination: { exitCode: 3 }, reason: 'exited' as const, exitedAt: 50 };
+  store.commit('before', 0, (w) => {
+    w.started(running);
+    w.started(exited);
+    w.exited(exited.handle, exit);
+    w.intended(intent('kept'));
+  });
+
+  freeze();
+  const startedAt = performance.now();
+  const stalled = t.throws(() => store!.commit('the stalled one', 10_000, (w) => {
+    w.started(refused);
+    w.released(exited.handle);
+    w.settled('unix:uid=7', 'kept');
+    w.intended(intent('refused'));
+  }), { name: 'StoreWriteFailed' });
+  const waited = performance.now() - startedAt;
+  t.true(waited >= timeoutMs - 10 && waited < timeoutMs + 1000, `failed after ${Math.round(waited)} ms`);
+  t.regex(stalled!.message, /did not finish within 300 ms/);
+  t.true(store.stalled());
+  t.is(stalls, 1);
+  const fastAt = performance.now();
+  t.throws(() => store!.commit('while stalled', 0, (w) => w.exited(running.handle, exit)), { name: 'StoreWriteFailed' });
+  t.true(performance.now() - fastAt < 50, 'refused at once, not after another wait');
+  t.true(store.inPlace(), 'a stalled thread is not a lost store');
+
+  thaw();
+  const info = await back;
+  t.like(info, { what: 'the stalled one', landed: true, undone: true });
+  t.false(store.stalled());
+  store.commit('after', 0, (w) => w.exited(running.handle, exit));
+  store.close();
+  await store.ended();
+  store = undefined;
+
+  const reopened = new SqliteStore(stateDir, options.bootId, () => undefined);
+  t.teardown(() => reopened.close());
+  const loaded = new Map(reopened.load().map((s) => [s.handle, s]));
+  t.false(loaded.has(refused.handle), 'the refused start is not recorded');
+  t.like(loaded.get(exited.handle), { state: 'exited', exit }, 'the refused release is not done');
+  t.like(loaded.get(running.handle), { state: 'exited', pidfsInode: 2n ** 63n });
+  t.deepEqual(reopened.intents().map((i) => i.requestId), ['kept'], 'the refused settlement is not done, the refused intent not recorded');
+  t.true(reopened.sequences.after >= 10_000, 'numbers only grow: the landed reservation stays');
+  t.true(errors.some((e) => e.startsWith('record the stalled one')), errors.join('\n'));
 });

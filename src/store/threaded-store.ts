@@ -38,7 +38,9 @@ export interface ThreadedStoreOptions {
 }
 
 /** A commit refused because the thread is still in a write that ran past its bound. */
-export class StoreStalled extends StoreError {}
+export class StoreStalled extends StoreError {
+  override name = 'StoreStalled';
+}
 
 type State = 'idle' | 'stalled' | 'closed' | 'ended';
 
@@ -163,6 +165,8 @@ export class ThreadedStore implements ProcessStore {
     else this.send(++this.lastId, { op: 'close' });
     this.state = 'closed';
     this.port.close();
+    // Held open until the thread has ended, so that ended() resolves rather than the loop running dry.
+    this.worker.ref();
   }
 
   /**
