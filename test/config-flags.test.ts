@@ -49,6 +49,9 @@ test('bad flag values throw ConfigError naming the flag', (t) => {
     [['--max-connections', '0'], '--max-connections'],
     [['--handshake-timeout', '0s'], '--handshake-timeout'],
     [['--handshake-timeout', 'soon'], '--handshake-timeout'],
+    [['--store-timeout', '0ms'], '--store-timeout'],
+    [['--store-timeout', 'never'], '--store-timeout'],
+    [['--ephemeral', '--store-timeout', '5s'], '--store-timeout'],
   ];
   for (const [argv, flag] of cases) {
     const e = t.throws(() => parseConfig(argv), { instanceOf: ConfigError }, argv.join(' '));
@@ -71,6 +74,8 @@ test('numeric flags take their lower bounds and the watch backlog stays below th
   t.is(parseConfig(['--takeover=required']).takeover, 'required');
   t.is(parseConfig([]).takeover, undefined, 'without the flag an agent takes over from nobody');
   t.like(parseConfig(['--max-connections', '1', '--handshake-timeout', '1500ms']), { maxConnections: 1, handshakeTimeoutMs: 1500 });
+  t.is(parseConfig([]).storeTimeoutMs, 5000, 'a store write may take 5 s before it fails');
+  t.is(parseConfig(['--store-timeout', '250ms']).storeTimeoutMs, 250);
 });
 
 test('the handle table is persisted under /var/lib/pidfd-agent unless --state-dir or --ephemeral say otherwise', (t) => {

@@ -66,20 +66,22 @@ const sleep = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(
 /**
  * The event loop stopped waiting for this request and told its caller it failed. A commit that
  * landed after all is written back (SqliteStore.undoLast) before any other request is served, so
- * the store holds what the caller was told; tried again every second until it can be written.
+ * the store holds what the caller was told; tried again every second until it can be written
+ * (once only when the store is closing: the agent is waiting to end).
  */
 function afterAbandoned(store: SqliteStore, request: Request, reply: Reply): Late {
   const what = request.op === 'commit' ? request.what : request.op;
   const landed = request.op === 'commit' && reply.ok;
   let undone = false;
   errors = [...reply.errors];
-  while (landed && !undone && Atomics.load(words, CLOSING) === 0) {
+  // Tried at least once, also when the store is closing (an agent stopped while this thread was stuck).
+  for (let tried = false; landed && !undone && (!tried || Atomics.load(words, CLOSING) === 0); tried = true) {
+    if (tried) sleep(1000);
     try {
       store.undoLast();
       undone = true;
     } catch (e) {
       errors.push([`undo ${what}`, String(e)]);
-      sleep(1000);
     }
   }
   return { id: reply.id, late: true, landed, undone, ceiling: store.sequenceCeiling, errors };
