@@ -7,6 +7,7 @@ import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import { AgentCallError, EventType, ExitReason, State, status, type AgentClient, type Event } from '../clients/ts/src/index.js';
@@ -221,4 +222,24 @@ test.serial('a commit past its bound that lands after the thaw is written back: 
   t.deepEqual(reopened.intents().map((i) => i.requestId), ['kept'], 'the refused settlement is not done, the refused intent not recorded');
   t.true(reopened.sequences.after >= 10_000, 'numbers only grow: the landed reservation stays');
   t.true(errors.some((e) => e.startsWith('record the stalled one')), errors.join('\n'));
+});
+
+test.serial('a wake-up that is not an answer (a late notify of the previous request) is not taken for a stall', async (t) => {
+  const stateDir = join(tempDir('pidfd-agent-store-thread-'), 'state');
+  let stalls = 0;
+  const { store } = await ThreadedStore.open({ stateDir, bootId: readBootId(), recover: false, timeoutMs: 5000, onError: () => undefined, watch: { stalled: () => void stalls++, recovered: () => undefined } });
+  t.teardown(() => store.ended());
+  t.teardown(() => store.close());
+  // What the store's thread does when it is descheduled between its answer and its notify, and
+  // the next request is already waiting: a notify on the state word while it still reads BUSY.
+  // Here another thread notifies it over and over.
+  const words = (store as unknown as { words: Int32Array }).words;
+  const notifier = new Worker('const { workerData: w } = require("node:worker_threads"); for (;;) Atomics.notify(w, 0);', { eval: true, workerData: words });
+  t.teardown(() => notifier.terminate());
+  let n = 0;
+  for (const until = performance.now() + 2000; performance.now() < until && stalls === 0; n++) {
+    store.commit('a block of event sequences', n * 5000, () => {});
+  }
+  t.is(stalls, 0, `taken for a stall after ${n} commits`);
+  t.false(store.stalled());
 });

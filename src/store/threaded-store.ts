@@ -191,7 +191,11 @@ export class ThreadedStore implements ProcessStore {
     if (this.state !== 'idle') return 'refused';
     const id = this.post(request);
     const since = performance.now();
-    Atomics.wait(this.words, STATE, BUSY, this.options.timeoutMs);
+    // A wake-up is no answer by itself: the thread's notify for the previous request can come
+    // late (it was descheduled between its answer and the notify), and wake this wait.
+    for (let left = this.options.timeoutMs; left > 0 && Atomics.load(this.words, STATE) === BUSY; left = since + this.options.timeoutMs - performance.now()) {
+      Atomics.wait(this.words, STATE, BUSY, left);
+    }
     if (Atomics.compareExchange(this.words, STATE, BUSY, ABANDONED) === BUSY) {
       this.stall(id, what, since);
       return 'timed-out';
@@ -221,6 +225,10 @@ export class ThreadedStore implements ProcessStore {
     this.state = 'stalled';
     this.stuck = { id, what, since };
     this.options.watch.stalled(what, this.options.timeoutMs);
+    this.awaitRecovery();
+  }
+
+  private awaitRecovery(): void {
     const back = Atomics.waitAsync(this.words, STATE, ABANDONED);
     // Never synchronously: the caller is in the middle of its commit.
     if (back.async) void back.value.then(() => this.recover());
@@ -229,7 +237,9 @@ export class ThreadedStore implements ProcessStore {
 
   /** The thread is back from the stuck request: its reply and what became of it are read, then it serves again. */
   private recover(): void {
-    if (this.state !== 'stalled' || Atomics.load(this.words, STATE) !== RECOVERED) return;
+    if (this.state !== 'stalled') return;
+    // Woken by a late notify of an earlier request: still stuck.
+    if (Atomics.load(this.words, STATE) !== RECOVERED) return this.awaitRecovery();
     let late: Late | undefined;
     for (let m = receiveMessageOnPort(this.port); m !== undefined; m = receiveMessageOnPort(this.port)) {
       const message = m.message as Reply | Late;
