@@ -12,6 +12,7 @@ import type { Stamp } from '../process/lifecycle/clock.js';
 import type { HandleId } from '../process/lifecycle/handle.js';
 import type { ExitInfo } from '../process/lifecycle/record.js';
 import { StoreWriteFailed, type ProcessStore, type SavedProcess, type SpawnIntent, type StoreWrites } from '../process/process-store.js';
+import { applyRows, rowEncoder, type RowWriter, type Rows } from './row-writes.js';
 
 /**
  * One change of a transaction, with what it replaced: enough to restore `rows` when the
@@ -223,7 +224,7 @@ export class SqliteStore implements ProcessStore {
   private readonly undo: Database.Statement;
   /** The highest sequence reserved durably: every number handed out is at most this. */
   private ceiling: number;
-  private readonly writes: StoreWrites;
+  private readonly writer: RowWriter;
   /** The rowid of each handle's row (every row is in it). */
   private readonly rows = new Map<HandleId, number>();
   private lastRow: number;
@@ -283,7 +284,6 @@ export class SqliteStore implements ProcessStore {
     const intend = this.stamped
       ? this.db.prepare('INSERT OR REPLACE INTO intents (owner, request_id, handle, argv, created_at, created_stamp) VALUES (?, ?, ?, ?, ?, ?)')
       : this.db.prepare('INSERT OR REPLACE INTO intents (owner, request_id, handle, argv, created_at) VALUES (?, ?, ?, ?, ?)');
-    const stampOf = (i: SpawnIntent) => (i.createdStamp === undefined ? null : JSON.stringify(i.createdStamp));
     const settle = this.db.prepare('DELETE FROM intents WHERE owner = ? AND request_id = ? RETURNING *').raw().safeIntegers(true);
     this.removeIntent = this.db.prepare('DELETE FROM intents WHERE owner = ? AND request_id = ?');
     this.reinsertRow = this.db.prepare(`INSERT INTO processes VALUES (${placeholders(columns('processes'))})`);
@@ -294,38 +294,23 @@ export class SqliteStore implements ProcessStore {
     this.setCeiling = this.db.prepare(`UPDATE meta SET value = ? WHERE key = 'sequence_ceiling'`);
     this.ceiling = Number(this.db.prepare(`SELECT value FROM meta WHERE key = 'sequence_ceiling'`).pluck().get());
     this.origin = { after: this.ceiling, reserve: (sequence) => this.reserve(sequence) };
-    this.writes = {
-      intended: (i) => {
-        if (this.stamped) intend.run(i.owner ?? '', i.requestId, i.handle, JSON.stringify(i.argv), i.createdAt, stampOf(i));
-        else intend.run(i.owner ?? '', i.requestId, i.handle, JSON.stringify(i.argv), i.createdAt);
-        this.changes.push({ kind: 'intended', owner: i.owner ?? '', requestId: i.requestId });
+    this.writer = {
+      intended: (owner, requestId, handle, argv, createdAt, stamp) => {
+        if (this.stamped) intend.run(owner, requestId, handle, argv, createdAt, stamp);
+        else intend.run(owner, requestId, handle, argv, createdAt);
+        this.changes.push({ kind: 'intended', owner, requestId });
       },
-      settled: (owner, requestId) => void this.changes.push({ kind: 'settled', row: settle.get(owner ?? '', requestId) as unknown[] | undefined }),
-      started: (record) => {
-        const { handle, identity, spec } = record;
+      settled: (owner, requestId) => void this.changes.push({ kind: 'settled', row: settle.get(owner, requestId) as unknown[] | undefined }),
+      started: (handle, pid, inode, argv, labels, adopted, requestId, owner, startedAt, cgroup, deadline) => {
         if (this.rows.has(handle)) throw new StoreError(`the handle ${handle} has a row already`);
         const id = ++this.lastRow;
-        insert.run(
-          id,
-          handle,
-          identity.pid,
-          BigInt.asIntN(64, identity.pidfsInode),
-          this.bootId,
-          JSON.stringify(spec.argv),
-          JSON.stringify(spec.labels),
-          spec.adopted ? 1 : 0,
-          spec.requestId ?? null,
-          spec.owner ?? null,
-          record.startedAt,
-          record.ownedCgroup ?? null,
-          record.deadline ? JSON.stringify(record.deadline) : null,
-        );
+        insert.run(id, handle, pid, inode, this.bootId, argv, labels, adopted, requestId, owner, startedAt, cgroup, deadline);
         this.changes.push({ kind: 'started', handle });
         this.rows.set(handle, id);
       },
-      exited: (handle, exit) => {
+      exited: (handle, exitedAt, exit) => {
         const id = this.rows.get(handle);
-        if (id !== undefined) exited.run(exit.exitedAt, JSON.stringify(exit), id);
+        if (id !== undefined) exited.run(exitedAt, exit, id);
       },
       released: (handle) => {
         const id = this.rows.get(handle);
@@ -356,13 +341,20 @@ export class SqliteStore implements ProcessStore {
    * this object remembers moves only once the commit has succeeded.
    */
   commit(what: string, sequencesUpTo: number, writes: (w: StoreWrites) => void, ceiling = sequencesUpTo + SEQUENCE_BLOCK): void {
+    const rows: Rows = [];
+    writes(rowEncoder(rows));
+    this.commitRows(what, sequencesUpTo, rows, ceiling);
+  }
+
+  /** commit, of writes already encoded (row-writes.ts): what the store's thread is posted. */
+  commitRows(what: string, sequencesUpTo: number, rows: Rows, ceiling = sequencesUpTo + SEQUENCE_BLOCK): void {
     const raise = sequencesUpTo > this.ceiling;
     this.changes.length = 0;
     try {
       if (this.lost) throw new StoreError(`${this.file} is no longer the file the agent opened (its state dir was deleted or replaced): nothing more is recorded`);
       this.begin.run();
       try {
-        writes(this.writes);
+        applyRows(rows, this.writer);
         if (raise) this.setCeiling.run(ceiling);
         this.end.run();
       } catch (e) {

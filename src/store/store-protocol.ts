@@ -1,61 +1,13 @@
-// What the event loop and the store's thread (store-thread.ts) say to each other: a commit's
-// writes as plain data, the requests and replies, and the words of the shared control block
-// through which the event loop waits, with a bound, for each reply.
+// What the event loop and the store's thread (store-thread.ts) say to each other: the requests
+// (a commit's writes as row-writes.ts encodes them) and replies, and the words of the shared
+// control block through which the event loop waits, with a bound, for each reply.
 import type { MessagePort } from 'node:worker_threads';
-import type { HandleId } from '../process/lifecycle/handle.js';
-import type { ExitInfo } from '../process/lifecycle/record.js';
-import type { SavedProcess, SpawnIntent, StartedProcess, StoreWrites } from '../process/process-store.js';
+import type { SavedProcess, SpawnIntent } from '../process/process-store.js';
 import type { Recovery } from './recover.js';
-
-/** One StoreWrites call, as data a MessagePort can carry. */
-export type Write =
-  | readonly ['intended', SpawnIntent]
-  | readonly ['settled', string | undefined, string]
-  | readonly ['started', StartedProcess]
-  | readonly ['exited', HandleId, ExitInfo]
-  | readonly ['released', HandleId];
-
-/** The calls `writes` makes, in order. A started record is copied down to what the store keeps. */
-export function listWrites(writes: (w: StoreWrites) => void): Write[] {
-  const list: Write[] = [];
-  writes({
-    intended: (intent) => void list.push(['intended', intent]),
-    settled: (owner, requestId) => void list.push(['settled', owner, requestId]),
-    started: (r) => {
-      const { argv, labels, adopted, requestId, owner } = r.spec;
-      const { pid, pidfsInode } = r.identity;
-      list.push(['started', { handle: r.handle, identity: { pid, pidfsInode }, spec: { argv, labels, adopted, requestId, owner }, startedAt: r.startedAt, ownedCgroup: r.ownedCgroup, deadline: r.deadline }]);
-    },
-    exited: (handle, exit) => void list.push(['exited', handle, exit]),
-    released: (handle) => void list.push(['released', handle]),
-  });
-  return list;
-}
-
-export function replayWrites(list: readonly Write[], w: StoreWrites): void {
-  for (const write of list) {
-    switch (write[0]) {
-      case 'intended':
-        w.intended(write[1]);
-        break;
-      case 'settled':
-        w.settled(write[1], write[2]);
-        break;
-      case 'started':
-        w.started(write[1]);
-        break;
-      case 'exited':
-        w.exited(write[1], write[2]);
-        break;
-      case 'released':
-        w.released(write[1]);
-        break;
-    }
-  }
-}
+import type { Rows } from './row-writes.js';
 
 export type Request =
-  | { readonly op: 'commit'; readonly what: string; readonly sequencesUpTo: number; readonly writes: readonly Write[] }
+  | { readonly op: 'commit'; readonly what: string; readonly sequencesUpTo: number; readonly rows: Rows }
   | { readonly op: 'inPlace' }
   | { readonly op: 'releaseMemory' }
   | { readonly op: 'close' };

@@ -3,10 +3,12 @@
 // stalls (frozen, hung) stalls this thread, in uninterruptible sleep, and never the event loop.
 // It serves one request at a time; between requests it sleeps on the control block, not on an
 // event loop of its own: a request costs two futex wake-ups and nothing else.
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { openStore } from './recover.js';
 import { SqliteStore, StoreDamaged, StoreError } from './sqlite-store.js';
-import { ABANDONED, BUSY, CLOSING, DONE, POSTED, RECOVERED, STATE, replayWrites, type Late, type OpenError, type Opened, type Reply, type Request, type ThreadData } from './store-protocol.js';
+import { ABANDONED, BUSY, CLOSING, DONE, POSTED, RECOVERED, STATE, type Late, type OpenError, type Opened, type Reply, type Request, type ThreadData } from './store-protocol.js';
 
 const { stateDir, bootId, recover, control, port } = workerData as ThreadData;
 const words = new Int32Array(control);
@@ -41,13 +43,14 @@ function serve(store: SqliteStore, request: Request, id: number): Reply {
   try {
     switch (request.op) {
       case 'commit':
-        store.commit(request.what, request.sequencesUpTo, (w) => replayWrites(request.writes, w));
+        store.commitRows(request.what, request.sequencesUpTo, request.rows);
         break;
       case 'inPlace':
         ok = store.inPlace();
         break;
       case 'releaseMemory':
         store.releaseMemory();
+        collectGarbage();
         break;
       case 'close':
         store.close();
@@ -59,6 +62,20 @@ function serve(store: SqliteStore, request: Request, id: number): Reply {
     error = cause instanceof Error ? cause.message : String(cause ?? e);
   }
   return { id, ok, error, ceiling: store.sequenceCeiling, errors };
+}
+
+let gc: (() => void) | undefined;
+
+/**
+ * This thread's own heap, at rest: what the requests of a burst left (the event loop's idle
+ * reduction collects only its own). Nothing else would collect it while no request comes.
+ */
+function collectGarbage(): void {
+  if (gc === undefined) {
+    setFlagsFromString('--expose-gc');
+    gc = runInNewContext('gc') as () => void;
+  }
+  gc();
 }
 
 const sleep = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);

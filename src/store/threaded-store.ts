@@ -1,19 +1,20 @@
 // The state store on a thread of its own (store-thread.ts), behind the same synchronous
 // ProcessStore: the manager still commits, then changes its table, then tells. A commit's writes
-// are posted to the thread as data and the event loop waits for the reply with Atomics.wait,
-// bounded by --store-timeout. A file system that stalls (fsfreeze, a hung mount) then stalls that
-// thread, in uninterruptible sleep, never the event loop: past the bound the commit fails
-// (StoreWriteFailed, as on a full disk), and every later one fails at once, without waiting,
-// until the thread is back. A commit that landed after its caller was told it failed is written
-// back by the thread before it serves anything else (SqliteStore.undoLast): what a later agent
-// reads is what callers were told.
+// are posted to the thread as the values the store binds (row-writes.ts), and the event loop
+// waits for the reply with Atomics.wait, bounded by --store-timeout. A file system that stalls
+// (fsfreeze, a hung mount) then stalls that thread, in uninterruptible sleep, never the event
+// loop: past the bound the commit fails (StoreWriteFailed, as on a full disk), and every later
+// one fails at once, without waiting, until the thread is back. A commit that landed after its
+// caller was told it failed is written back by the thread before it serves anything else
+// (SqliteStore.undoLast): what a later agent reads is what callers were told.
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { builtFile } from '../built-files.js';
 import type { SequenceOrigin } from '../process/events/event-log.js';
 import { StoreWriteFailed, type ProcessStore, type SavedProcess, type SpawnIntent, type StoreWrites } from '../process/process-store.js';
 import type { Recovery } from './recover.js';
 import { StoreDamaged, StoreError, type StoreErrorSink } from './sqlite-store.js';
-import { ABANDONED, BUSY, CLOSING, CONTROL_WORDS, DONE, IDLE, POSTED, RECOVERED, STATE, listWrites, type Late, type Opened, type Reply, type Request, type ThreadData } from './store-protocol.js';
+import { rowEncoder, type Rows } from './row-writes.js';
+import { ABANDONED, BUSY, CLOSING, CONTROL_WORDS, DONE, IDLE, POSTED, RECOVERED, STATE, type Late, type Opened, type Reply, type Request, type ThreadData } from './store-protocol.js';
 
 /** What the agent hears of the thread's stalls (health, logs, the exits held back). */
 export interface StallWatch {
@@ -114,7 +115,9 @@ export class ThreadedStore implements ProcessStore {
   }
 
   commit(what: string, sequencesUpTo: number, writes: (w: StoreWrites) => void): void {
-    const reply = this.call({ op: 'commit', what, sequencesUpTo, writes: listWrites(writes) }, what);
+    const rows: Rows = [];
+    writes(rowEncoder(rows));
+    const reply = this.call({ op: 'commit', what, sequencesUpTo, rows }, what);
     if (typeof reply === 'object' && reply.ok) return;
     const cause = typeof reply === 'object' ? new StoreError(reply.error ?? 'unknown error') : this.refusal(reply);
     // The thread reported its own failures; the event loop reports those it decided itself.
