@@ -228,6 +228,8 @@ export class ThreadedStore implements ProcessStore {
     this.state = 'stalled';
     this.stuck = { id, what, since };
     this.options.watch.stalled(what, this.options.timeoutMs);
+    // The thread's return is work still to come: it holds the loop open like any pending I/O.
+    this.worker.ref();
     this.awaitRecovery();
   }
 
@@ -250,6 +252,7 @@ export class ThreadedStore implements ProcessStore {
     }
     Atomics.store(this.words, STATE, IDLE);
     this.state = 'idle';
+    this.worker.unref();
     const stuck = this.stuck!;
     this.stuck = undefined;
     if (late !== undefined) {
