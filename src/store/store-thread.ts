@@ -2,7 +2,7 @@
 // It holds the one connection (the lock is EXCLUSIVE) and makes every write, so a file system that
 // stalls (frozen, hung) stalls this thread, in uninterruptible sleep, and never the event loop.
 // It serves one request at a time; between requests it sleeps on the control block, not on an
-// event loop of its own: a request costs two futex wake-ups and nothing else.
+// event loop of its own: a request costs one wake-up each way (see the README on what they cost).
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
