@@ -50,6 +50,7 @@ test('bad flag values throw ConfigError naming the flag', (t) => {
     [['--handshake-timeout', '0s'], '--handshake-timeout'],
     [['--handshake-timeout', 'soon'], '--handshake-timeout'],
     [['--store-timeout', '0ms'], '--store-timeout'],
+    [['--store-timeout', '50ms'], '--store-timeout'],
     [['--store-timeout', 'never'], '--store-timeout'],
     [['--ephemeral', '--store-timeout', '5s'], '--store-timeout'],
   ];

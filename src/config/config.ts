@@ -171,9 +171,10 @@ export const USAGE = `usage: pidfd-agent [options]
   --state-dir DIR           persisted handle table, re-adopted after a restart (default ${DEFAULT_STATE_DIR})
   --recover                 if the store (STATE_DIR/agent.db) is damaged, move it aside as
                             agent.db.broken-TIME and start with an empty table; a store that opens is kept
-  --store-timeout DURATION  how long a write to the store may take (default 5s): past it, and until the
-                            stalled write is done, whatever needs one fails with STORE_WRITE_FAILED
-                            (a frozen or hung state dir file system); reads, signals and deadlines go on
+  --store-timeout DURATION  how long a write to the store may take (default 5s, at least 100ms): past
+                            it, and until the stalled write is done, whatever needs one fails with
+                            STORE_WRITE_FAILED (a frozen or hung state dir file system); reads,
+                            signals and deadlines go on
   --ephemeral               keep the handle table in memory only: a restarted agent forgets its processes
   --takeover if-serving|required  take over the processes of an agent serving the state dir (it
                             answers on STATE_DIR/handover.sock): if-serving starts afresh when none
@@ -233,6 +234,16 @@ function flagDuration(flag: string, text: string): number {
 
 function positive(flag: string, ms: number): number {
   if (ms < 1) throw new ConfigError(`--${flag}: expected a duration above 0`);
+  return ms;
+}
+
+/**
+ * A bound below what a healthy commit takes (a WAL checkpoint's fsync can take tens of ms) would
+ * fail writes that were never stalled, and undo them when they land.
+ */
+function storeTimeout(text: string): number {
+  const ms = flagDuration('store-timeout', text);
+  if (ms < 100) throw new ConfigError(`--store-timeout: at least 100ms, got ${JSON.stringify(text)}`);
   return ms;
 }
 
@@ -402,7 +413,7 @@ export function parseConfig(argv: readonly string[]): Config {
     auditLog: absolute('audit-log', values['audit-log']),
     socketGroup: values['socket-group'],
     recover: values.recover === true,
-    storeTimeoutMs: values['store-timeout'] === undefined ? DEFAULTS.storeTimeoutMs : positive('store-timeout', flagDuration('store-timeout', values['store-timeout'])),
+    storeTimeoutMs: values['store-timeout'] === undefined ? DEFAULTS.storeTimeoutMs : storeTimeout(values['store-timeout']),
     metricsListen: metricsAddress(values['metrics-listen']),
     traceArgv: values['trace-argv'] === true,
     metricsOwners: count('metrics-owners', values['metrics-owners'], DEFAULTS.metricsOwners, 0),
