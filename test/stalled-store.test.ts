@@ -103,19 +103,20 @@ test.serial('a frozen state dir: health NOT_SERVING, reads, signals and deadline
   };
   const released = await spawn(['true']);
   await client.wait({ handle: released.handle });
-  const deadline = await spawn(['sleep', '100'], 2);
-  const exiting = await spawn(['sh', '-c', 'sleep 1; exit 7']);
+  const deadline = await spawn(['sleep', '100'], 3);
   const signalled = await spawn(['sleep', '100']);
   const { sequence } = await client.list({});
   const watch = watchAll(client, sequence);
   t.teardown(() => watch.stop());
+  // Last, so that it exits (2 s in) only once the state dir is frozen.
+  const exiting = await spawn(['sh', '-c', 'sleep 2; exit 7']);
 
   freeze();
   const frozenAt = performance.now();
-  // The first write after the freeze (the exit of `exiting`, a second in) waits for the bound.
+  // The first write after the freeze (the exit of `exiting`, 2 s in) waits for the bound.
   await eventually('the API NOT_SERVING', async () => (await health(agent!.address, SERVICE_NAME)) === 'NOT_SERVING', 10_000);
   const notServingMs = performance.now() - frozenAt;
-  t.true(notServingMs < 1000 + STORE_TIMEOUT_MS + 2000, `NOT_SERVING ${Math.round(notServingMs)} ms after the freeze`);
+  t.true(notServingMs < 2000 + STORE_TIMEOUT_MS + 2000, `NOT_SERVING ${Math.round(notServingMs)} ms after the freeze`);
   t.is(await health(agent.address, ''), 'SERVING', 'the server as a whole answers: a liveness probe does not restart it');
   t.regex(agent.stderr(), /"event":"store_stalled"/);
 
