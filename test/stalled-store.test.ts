@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
-import { AgentCallError, EventType, ExitReason, State, status, type AgentClient, type Event } from '../clients/ts/src/index.js';
+import { AgentCallError, EventType, ExitReason, OutputMode, OutputStream, State, status, type AgentClient, type Event } from '../clients/ts/src/index.js';
 import { newHandleId } from '../src/process/lifecycle/handle.js';
 import { readBootId } from '../src/process/lifecycle/proc-fs.js';
 import type { StartedProcess } from '../src/process/process-store.js';
@@ -160,6 +160,38 @@ test.serial('a frozen state dir: health NOT_SERVING, reads, signals and deadline
   t.is(after.get(deadline.handle)?.exit?.reason, ExitReason.EXIT_REASON_TIMEOUT);
   t.false(after.has(released.handle), 'the release made after the thaw is durable');
   t.false([...after.values()].some((p) => p.exit?.statusLost), 'no exit lost');
+});
+
+test.serial('a spawn with captured output as the first write into a frozen state dir is refused; the agent answers meanwhile', async (t) => {
+  let agent: AgentProcess | undefined;
+  const { mount, freeze, thaw } = ext4Mount(t, async () => {
+    await agent?.stop();
+  });
+  agent = await startAgentProcess(['--state-dir', join(mount, 'state'), '--store-timeout', `${STORE_TIMEOUT_MS}ms`]);
+  const client = agent.client;
+  const captured = { stdout: { mode: OutputMode.OUTPUT_MODE_CAPTURE } };
+  const before = (await client.spawn({ argv: ['sleep', '100'], ...captured })).process!;
+  t.teardown(() => void client.signal({ handle: before.handle, signal: 'KILL' }).catch(() => undefined));
+
+  freeze();
+  // Its capture files would be the first write: they are written only once the start is recorded.
+  const spawning = client.spawn({ argv: ['echo', 'frozen'], ...captured }, { deadline: 3 * STORE_TIMEOUT_MS + 2000 });
+  const refused = await t.throwsAsync(spawning, { instanceOf: AgentCallError });
+  t.like(refused, { code: status.UNAVAILABLE, reason: 'STORE_WRITE_FAILED' });
+  t.is((await client.get({ handle: before.handle }, { deadline: 2000 })).process!.state, State.STATE_RUNNING, 'the agent answers');
+  const again = await t.throwsAsync(client.spawn({ argv: ['echo', 'again'], ...captured }, { deadline: 2000 }), { instanceOf: AgentCallError });
+  t.is(again?.reason, 'STORE_WRITE_FAILED');
+  // A release of a process with captured output removes its files: refused first, by the store.
+  const release = await t.throwsAsync(client.release({ handle: before.handle }, { deadline: 2000 }), { instanceOf: AgentCallError });
+  t.is(release?.reason, 'STORE_WRITE_FAILED');
+
+  thaw();
+  await eventually('the API SERVING again', async () => (await health(agent!.address, SERVICE_NAME)) === 'SERVING', 10_000);
+  const { process: p } = await client.spawn({ argv: ['echo', 'thawed'], ...captured });
+  await client.wait({ handle: p!.handle });
+  let text = '';
+  for await (const r of client.readOutput({ handle: p!.handle, stream: OutputStream.OUTPUT_STREAM_STDOUT })) text += Buffer.from(r.data).toString();
+  t.is(text, 'thawed\n');
 });
 
 test.serial('a commit past its bound that lands after the thaw is written back: what was refused is not on disk', async (t) => {

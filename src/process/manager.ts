@@ -778,6 +778,7 @@ export class ProcessManager {
   }
 
   private announce(record: ProcessRecord): void {
+    this.stdio.recorded(record);
     this.table.add(record);
     this.events.append(record.spec.adopted ? 'adopted' : 'spawned', record);
   }
