@@ -180,8 +180,7 @@ export class ProcessManager {
    */
   private async start(requested: SpawnOptions, requestedAt: number, held: (record: ProcessRecord) => void): Promise<SpawnResult> {
     const handle = newHandleId();
-    // Its commit would fail at once: nothing is started only to be killed (nor its capture files
-    // written into the stalled file system).
+    // Its commit would fail at once: nothing is started only to be killed.
     if (this.store.stalled()) throw storeWriteFailed(new StoreWriteFailed('the process', { cause: new Error('the state store is still in a write that did not finish in time (its file system stalls)') }), handle);
     const traced = this.telemetry.spawnTrace();
     const options = this.stdio.resolve(requested);
