@@ -27,6 +27,7 @@ import { OutputReaders } from './service/read-output.js';
 import { readBootId } from './process/lifecycle/proc-fs.js';
 import { MemoryStore, type ProcessStore, type SavedProcess } from './process/process-store.js';
 import { openStore } from './store/recover.js';
+import { ThreadedStore, type StallWatch } from './store/threaded-store.js';
 import { useFdPassing } from './kernel/fd-passing.js';
 import { IDLE_POLICY, IdleMemory, processSignals, reduceProcessMemory, releaseFreedMemory, settleYoungGeneration } from './kernel/idle-memory.js';
 import { forgetExitedReplies } from './service/convert.js';
@@ -122,6 +123,26 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
   };
   let handover: Snapshot | null;
   let store: ProcessStore;
+  let threaded: ThreadedStore | undefined;
+  // A state dir whose file system stalls (frozen, hung) stalls the store's thread, not the agent:
+  // past --store-timeout writes fail (STORE_WRITE_FAILED) and the API's health is NOT_SERVING
+  // until the stalled write is done; then the exits held back meanwhile are recorded and told.
+  let storeStalled = false;
+  let showStoreHealth = () => {};
+  let afterStall = () => {};
+  const stalls: StallWatch = {
+    stalled: (what, timeoutMs) => {
+      storeStalled = true;
+      log('store_stalled', { what, timeout_ms: timeoutMs, note: 'a store write did not finish in time: writes fail (STORE_WRITE_FAILED) until it does; reads, signals and deadlines go on' });
+      showStoreHealth();
+    },
+    recovered: ({ what, ms, landed, undone }) => {
+      storeStalled = false;
+      log('store_recovered', { what, ms, landed, undone });
+      showStoreHealth();
+      afterStall();
+    },
+  };
   const askedAt = performance.now();
   try {
     handover = config.stateDir === undefined || config.takeover === undefined ? null : requestHandover(config.stateDir, config.takeover === 'required');
@@ -131,7 +152,9 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     throw e;
   }
   try {
-    store = config.stateDir === undefined ? new MemoryStore() : telemetry.timedStore(openStateStore(config.stateDir, bootId, config.recover, log));
+    const persisted = config.stateDir === undefined ? undefined : await openStateStore(config.stateDir, bootId, config, log, stalls);
+    if (persisted instanceof ThreadedStore) threaded = persisted;
+    store = persisted === undefined ? new MemoryStore() : telemetry.timedStore(persisted);
   } catch (e) {
     handover?.close();
     dropProbe();
@@ -241,6 +264,21 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
   const readers = new OutputReaders(config.maxWatchers);
   const gate = new ServiceGate();
   const { server, health } = createServer(agentService(manager, watchers, log, authorizer, readers, gate), telemetry.instrumentService);
+  // Only the API's own status: the server's ('', which the DaemonSet's liveness probe asks) stays
+  // SERVING, since the agent still answers, and a restart could not help (its process cannot
+  // even end before the stalled write does) but would lose the exits held back (status_lost).
+  showStoreHealth = () => {
+    if (!lost) health.setStatus(SERVICE_NAME, storeStalled ? 'NOT_SERVING' : 'SERVING');
+  };
+  showStoreHealth();
+  afterStall = () => {
+    if (stopped) return;
+    try {
+      manager.expire();
+    } catch (e) {
+      log('housekeeping_failed', { task: 'expire', error: String(e) });
+    }
+  };
   const eventsBefore = events.lastSequence;
   telemetry.observe({
     running: () => manager.stats().running,
@@ -266,6 +304,9 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     await manager.settled();
     reaper.close();
     store.close();
+    // A thread stuck in a write ends once the write is done (and written back, if it landed
+    // after its caller was told it failed); the process could not end before that anyway.
+    await threaded?.ended();
     closeNode();
   };
   const host: HandoverHost = {
@@ -395,8 +436,16 @@ function restore(manager: ProcessManager, store: ProcessStore, bootId: string, h
   return counts;
 }
 
-function openStateStore(stateDir: string, bootId: string, recover: boolean, log: Logger): ProcessStore {
-  const { store, recovery } = openStore(stateDir, bootId, (what, e) => log('store_error', { what, error: String(e) }), recover);
+/**
+ * With --store-timeout the store is on a thread of its own (threaded-store.ts); without it, on the
+ * event loop, which costs less (bench/FINDINGS.md "Session 19") but stalls with the file system.
+ */
+async function openStateStore(stateDir: string, bootId: string, config: Config, log: Logger, watch: StallWatch): Promise<ProcessStore> {
+  const onError = (what: string, e: unknown) => log('store_error', { what, error: String(e) });
+  const { store, recovery } =
+    config.storeTimeoutMs === undefined
+      ? openStore(stateDir, bootId, onError, config.recover)
+      : await ThreadedStore.open({ stateDir, bootId, recover: config.recover, timeoutMs: config.storeTimeoutMs, onError, watch });
   if (recovery.kind === 'healthy') log('store_recovery', { result: 'healthy', note: 'the store opened and passed its check: nothing moved' });
   if (recovery.kind === 'moved-aside') {
     log('store_recovery', {

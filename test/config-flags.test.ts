@@ -53,6 +53,10 @@ test('bad flag values throw ConfigError naming the flag', (t) => {
     [['--max-connections', '0'], '--max-connections'],
     [['--handshake-timeout', '0s'], '--handshake-timeout'],
     [['--handshake-timeout', 'soon'], '--handshake-timeout'],
+    [['--store-timeout', '0ms'], '--store-timeout'],
+    [['--store-timeout', '50ms'], '--store-timeout'],
+    [['--store-timeout', 'never'], '--store-timeout'],
+    [['--ephemeral', '--store-timeout', '5s'], '--store-timeout'],
   ];
   for (const [argv, flag] of cases) {
     const e = t.throws(() => parseConfig(argv), { instanceOf: ConfigError }, argv.join(' '));
@@ -77,6 +81,8 @@ test('numeric flags take their lower bounds and the watch backlog stays below th
   t.like(parseConfig(['--max-connections', '1', '--handshake-timeout', '1500ms']), { maxConnections: 1, handshakeTimeoutMs: 1500 });
   t.is(parseConfig(['--health-listen', 'unix:///run/probe/health.sock']).healthListen, 'unix:///run/probe/health.sock');
   t.is(parseConfig([]).healthListen, undefined, 'no probe socket unless asked');
+  t.is(parseConfig([]).storeTimeoutMs, undefined, 'the store is written on the event loop unless a bound is asked for');
+  t.is(parseConfig(['--store-timeout', '250ms']).storeTimeoutMs, 250);
 });
 
 test('the handle table is persisted under /var/lib/pidfd-agent unless --state-dir or --ephemeral say otherwise', (t) => {

@@ -204,3 +204,40 @@ test('a rolled-back transaction leaves the rows it released or started as they w
   t.deepEqual(loaded[1]!.exit, exit);
   t.is(mine.length, 1, 'the refused transaction, reported once');
 });
+
+test('a commit undone after it landed leaves the table as before it, but for its exits: rows and intents come back, starts go', (t) => {
+  const dir = stateDir();
+  const store = open(dir);
+  const running = record(0, 2n ** 63n + 9n);
+  const exited = record(1);
+  const started = record(2);
+  const intent = (requestId: string, handle = started.handle) => ({ owner: 'unix:uid=7', requestId, handle, argv: ['sleep', '1'], createdAt: 5, createdStamp: { boot: 'b', ms: 9 } });
+  store.commit('before', 0, (w) => {
+    w.started(running);
+    w.started(exited);
+    w.exited(exited.handle, { termination: { exitCode: 2 }, reason: 'exited', exitedAt: 50 });
+    w.intended(intent('settled'));
+  });
+  const exit = { termination: { signal: 9, coreDumped: false }, reason: 'exited' as const, exitedAt: 60 };
+  store.commit('undone', 1_000, (w) => {
+    w.started(started);
+    w.released(exited.handle);
+    w.settled('unix:uid=7', 'settled');
+    w.intended(intent('intended'));
+    w.exited(running.handle, exit);
+  });
+  store.undoLast();
+  // The rows it knows are as before: the released handle takes an exit again, the started one can start again.
+  store.commit('after', 0, (w) => w.started(started));
+  store.undoLast();
+  store.close();
+  const reopened = open(dir);
+  const loaded = reopened.load();
+  t.deepEqual(loaded.map((s) => [s.handle, s.state]), [[exited.handle, 'exited'], [running.handle, 'exited']], 'in exit order; the start undone twice is gone');
+  t.like(loaded.find((s) => s.handle === exited.handle), { pid: 101, argv: ['sleep', '1'], labels: { n: '1' }, adopted: true, exit: { termination: { exitCode: 2 }, reason: 'exited', exitedAt: 50 } });
+  t.is(loaded.find((s) => s.handle === running.handle)?.pidfsInode, 2n ** 63n + 9n, 'the 64-bit inode unchanged');
+  t.deepEqual(loaded.find((s) => s.handle === running.handle)?.exit, exit, 'the exit stays recorded');
+  t.deepEqual(reopened.intents(), [intent('settled')], 'the settled intent is back, the new one gone');
+  t.true(reopened.sequences.after >= 1_000, 'the sequence ceiling only grows');
+  reopened.close();
+});

@@ -38,6 +38,12 @@ export interface Config {
   /** A damaged store is moved aside (STATE_DIR/agent.db.broken-TIME) and the agent starts empty. */
   readonly recover: boolean;
   /**
+   * Set: the store is written on a thread of its own, and the event loop waits this long for one
+   * write: past it the write fails as on a full disk, and later ones fail at once until the
+   * stalled one is done. Unset: written on the event loop (cheaper; a stalled file system stalls the agent).
+   */
+  readonly storeTimeoutMs: number | undefined;
+  /**
    * What a start does when another agent serves the state dir (answers on its handover.sock):
    * undefined: leave it alone and fail; 'if-serving': take over if one serves, else start
    * afresh; 'required': take over, and fail when none serves.
@@ -113,6 +119,7 @@ export const DEFAULTS: Config = Object.freeze({
   execHelper: undefined,
   agentEnv: {},
   recover: false,
+  storeTimeoutMs: undefined,
   stateDir: DEFAULT_STATE_DIR,
   takeover: undefined,
   afterHandover: 'exit',
@@ -171,6 +178,12 @@ export const USAGE = `usage: pidfd-agent [options]
   --state-dir DIR           persisted handle table, re-adopted after a restart (default ${DEFAULT_STATE_DIR})
   --recover                 if the store (STATE_DIR/agent.db) is damaged, move it aside as
                             agent.db.broken-TIME and start with an empty table; a store that opens is kept
+  --store-timeout DURATION  write the store on a thread of its own, each write bounded by DURATION
+                            (at least 100ms; 5s is a sane bound): past it, and until the stalled write
+                            is done, whatever needs one fails with STORE_WRITE_FAILED (a frozen or
+                            hung state dir file system) while reads, signals and deadlines go on.
+                            Without it the store is written on the event loop: cheaper, but a
+                            stalled file system stalls the whole agent
   --ephemeral               keep the handle table in memory only: a restarted agent forgets its processes
   --takeover if-serving|required  take over the processes of an agent serving the state dir (it
                             answers on STATE_DIR/handover.sock): if-serving starts afresh when none
@@ -232,6 +245,16 @@ function flagDuration(flag: string, text: string): number {
 
 function positive(flag: string, ms: number): number {
   if (ms < 1) throw new ConfigError(`--${flag}: expected a duration above 0`);
+  return ms;
+}
+
+/**
+ * A bound below what a healthy commit takes (a WAL checkpoint's fsync can take tens of ms) would
+ * fail writes that were never stalled, and undo them when they land.
+ */
+function storeTimeout(text: string): number {
+  const ms = flagDuration('store-timeout', text);
+  if (ms < 100) throw new ConfigError(`--store-timeout: at least 100ms, got ${JSON.stringify(text)}`);
   return ms;
 }
 
@@ -361,6 +384,7 @@ export function parseConfig(argv: readonly string[]): Config {
       'audit-log': { type: 'string' },
       'socket-group': { type: 'string' },
       recover: { type: 'boolean' },
+      'store-timeout': { type: 'string' },
       'metrics-listen': { type: 'string' },
       'metrics-owners': { type: 'string' },
       'trace-argv': { type: 'boolean' },
@@ -382,6 +406,7 @@ export function parseConfig(argv: readonly string[]): Config {
   const stateDirBytes = Buffer.byteLength(values['state-dir'] ?? '');
   if (stateDirBytes > 107 - '/handover.sock'.length) throw new ConfigError(`--state-dir: at most ${107 - '/handover.sock'.length} bytes (its handover socket must fit a unix socket address)`);
   if (values.ephemeral && values.recover) throw new ConfigError('--recover: not with --ephemeral, which keeps no store');
+  if (values.ephemeral && values['store-timeout'] !== undefined) throw new ConfigError('--store-timeout: not with --ephemeral, which keeps no store');
   const listen = unix.length + tcp.length > 0 ? [...unix, ...tcp] : DEFAULTS.listen;
   const config: Config = {
     listen,
@@ -413,6 +438,7 @@ export function parseConfig(argv: readonly string[]): Config {
     auditLog: absolute('audit-log', values['audit-log']),
     socketGroup: values['socket-group'],
     recover: values.recover === true,
+    storeTimeoutMs: values['store-timeout'] === undefined ? undefined : storeTimeout(values['store-timeout']),
     metricsListen: metricsAddress(values['metrics-listen']),
     traceArgv: values['trace-argv'] === true,
     metricsOwners: count('metrics-owners', values['metrics-owners'], DEFAULTS.metricsOwners, 0),

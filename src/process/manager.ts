@@ -25,7 +25,7 @@ import { openForAdoption } from './lifecycle/adoption.js';
 import { Waiters } from './lifecycle/waiters.js';
 import { StdioTable } from './stdio/pipe-table.js';
 import { CaptureFiles } from './stdio/capture-files.js';
-import { MemoryStore, type ProcessStore, type SavedProcess, type SpawnIntent, type StoreWrites } from './process-store.js';
+import { MemoryStore, StoreWriteFailed, type ProcessStore, type SavedProcess, type SpawnIntent, type StoreWrites } from './process-store.js';
 import { Terminals, type WindowSize } from './stdio/terminals.js';
 import { reopen, verifyHanded } from './lifecycle/readopt.js';
 import { ownerIdentity } from './lifecycle/owner.js';
@@ -180,6 +180,8 @@ export class ProcessManager {
    */
   private async start(requested: SpawnOptions, requestedAt: number, held: (record: ProcessRecord) => void): Promise<SpawnResult> {
     const handle = newHandleId();
+    // Its commit would fail at once: nothing is started only to be killed.
+    if (this.store.stalled()) throw storeWriteFailed(new StoreWriteFailed('the process', { cause: new Error('the state store is still in a write that did not finish in time (its file system stalls)') }), handle);
     const traced = this.telemetry.spawnTrace();
     const options = this.stdio.resolve(requested);
     const intent: SpawnIntent | undefined =
@@ -795,6 +797,7 @@ export class ProcessManager {
   }
 
   private announce(record: ProcessRecord): void {
+    this.stdio.recorded(record);
     this.table.add(record);
     this.events.append(record.spec.adopted ? 'adopted' : 'spawned', record);
   }

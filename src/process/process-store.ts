@@ -3,7 +3,7 @@
 import type { SequenceOrigin } from '../process/events/event-log.js';
 import type { Stamp } from '../process/lifecycle/clock.js';
 import type { HandleId } from '../process/lifecycle/handle.js';
-import type { DeadlineAt, ExitInfo, ProcessRecord } from '../process/lifecycle/record.js';
+import type { DeadlineAt, ExitInfo, ProcessIdentity, ProcessSpec } from '../process/lifecycle/record.js';
 
 
 /** One persisted record, as read back at startup. Released records are not kept. */
@@ -40,12 +40,22 @@ export interface SpawnIntent {
   readonly createdStamp?: Stamp;
 }
 
+/** What the store keeps of a process it records as started (a ProcessRecord is one). */
+export interface StartedProcess {
+  readonly handle: HandleId;
+  readonly identity: ProcessIdentity;
+  readonly spec: Pick<ProcessSpec, 'argv' | 'labels' | 'adopted' | 'requestId' | 'owner'>;
+  readonly startedAt: number;
+  readonly ownedCgroup?: string | undefined;
+  readonly deadline?: DeadlineAt | undefined;
+}
+
 /** The writes of one transaction: all of them are durable, or none. */
 export interface StoreWrites {
   intended(intent: SpawnIntent): void;
   /** The intent's outcome is known (recorded with the process, or nothing started). */
   settled(owner: string | undefined, requestId: string): void;
-  started(record: ProcessRecord): void;
+  started(record: StartedProcess): void;
   exited(handle: HandleId, exit: ExitInfo): void;
   released(handle: HandleId): void;
 }
@@ -83,6 +93,11 @@ export interface ProcessStore {
    */
   releaseMemory(): void;
   /**
+   * A commit would fail at once: the store is still in a write that ran past its bound (its file
+   * system stalls; threaded-store.ts). Nothing should be started that would have to be undone.
+   */
+  stalled(): boolean;
+  /**
    * Whether the store is still the file at its path. Once it is not (its state dir deleted or
    * replaced under the agent), every commit fails: nothing is acknowledged as durable into a file
    * no later agent will read.
@@ -109,5 +124,8 @@ export class MemoryStore implements ProcessStore {
     return [];
   }
   releaseMemory(): void {}
+  stalled(): boolean {
+    return false;
+  }
   close(): void {}
 }

@@ -12,6 +12,18 @@ import type { Stamp } from '../process/lifecycle/clock.js';
 import type { HandleId } from '../process/lifecycle/handle.js';
 import type { ExitInfo } from '../process/lifecycle/record.js';
 import { StoreWriteFailed, type ProcessStore, type SavedProcess, type SpawnIntent, type StoreWrites } from '../process/process-store.js';
+import { applyRows, rowEncoder, type RowWriter, type Rows } from './row-writes.js';
+
+/**
+ * One change of a transaction, with what it replaced: enough to restore `rows` when the
+ * transaction rolls back, and to write the table back as it was when a caller was told a commit
+ * failed that then landed (undoLast). Exits and the sequence ceiling are not in it: see undoLast.
+ */
+type Change =
+  | { readonly kind: 'started'; readonly handle: HandleId }
+  | { readonly kind: 'released'; readonly handle: HandleId; readonly id: number; readonly row: unknown[] | undefined }
+  | { readonly kind: 'intended'; readonly owner: string; readonly requestId: string }
+  | { readonly kind: 'settled'; readonly row: unknown[] | undefined };
 
 export const STORE_FILE = 'agent.db';
 const SCHEMA_VERSION = 4;
@@ -212,12 +224,16 @@ export class SqliteStore implements ProcessStore {
   private readonly undo: Database.Statement;
   /** The highest sequence reserved durably: every number handed out is at most this. */
   private ceiling: number;
-  private readonly writes: StoreWrites;
+  private readonly writer: RowWriter;
   /** The rowid of each handle's row (every row is in it). */
   private readonly rows = new Map<HandleId, number>();
   private lastRow: number;
-  /** Changes to `rows` in the open transaction, undone when it rolls back: [handle, rowid before]. */
-  private readonly undoRows: [HandleId, number | undefined][] = [];
+  /** The changes of the open transaction, or of the last one committed (oldest first). */
+  private readonly changes: Change[] = [];
+  private readonly reinsertRow: Database.Statement;
+  private readonly reinsertIntent: Database.Statement;
+  private readonly removeIntent: Database.Statement;
+  private readonly removeRow: Database.Statement;
 
   /**
    * Opens (creating) STATE_DIR/agent.db; throws StoreError when it is damaged, or still locked
@@ -257,56 +273,49 @@ export class SqliteStore implements ProcessStore {
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)`,
     );
     const exited = this.db.prepare(`UPDATE processes SET state = 'exited', exited_at = ?, exit = ? WHERE id = ?`);
-    const remove = this.db.prepare('DELETE FROM processes WHERE id = ?');
+    // What a delete removes comes back with it (safe integers: the pidfs inode is 64 bits), kept
+    // until the next commit in case this one must be undone.
+    const remove = this.db.prepare('DELETE FROM processes WHERE id = ? RETURNING *').raw().safeIntegers(true);
+    this.removeRow = this.db.prepare('DELETE FROM processes WHERE id = ?');
+    const columns = (table: string) => (this.db.prepare('SELECT count(*) FROM pragma_table_info(?)').pluck().get(table) as number);
+    const placeholders = (n: number) => Array.from({ length: n }, () => '?').join(', ');
     for (const [id, handle] of this.db.prepare('SELECT id, handle FROM processes').raw().all() as [number, HandleId][]) this.rows.set(handle, id);
     this.lastRow = Number(this.db.prepare('SELECT max(id) FROM processes').pluck().get() ?? 0);
     const intend = this.stamped
       ? this.db.prepare('INSERT OR REPLACE INTO intents (owner, request_id, handle, argv, created_at, created_stamp) VALUES (?, ?, ?, ?, ?, ?)')
       : this.db.prepare('INSERT OR REPLACE INTO intents (owner, request_id, handle, argv, created_at) VALUES (?, ?, ?, ?, ?)');
-    const stampOf = (i: SpawnIntent) => (i.createdStamp === undefined ? null : JSON.stringify(i.createdStamp));
-    const settle = this.db.prepare('DELETE FROM intents WHERE owner = ? AND request_id = ?');
+    const settle = this.db.prepare('DELETE FROM intents WHERE owner = ? AND request_id = ? RETURNING *').raw().safeIntegers(true);
+    this.removeIntent = this.db.prepare('DELETE FROM intents WHERE owner = ? AND request_id = ?');
+    this.reinsertRow = this.db.prepare(`INSERT INTO processes VALUES (${placeholders(columns('processes'))})`);
+    this.reinsertIntent = this.db.prepare(`INSERT OR REPLACE INTO intents VALUES (${placeholders(columns('intents'))})`);
     this.begin = this.db.prepare('BEGIN');
     this.end = this.db.prepare('COMMIT');
     this.undo = this.db.prepare('ROLLBACK');
     this.setCeiling = this.db.prepare(`UPDATE meta SET value = ? WHERE key = 'sequence_ceiling'`);
     this.ceiling = Number(this.db.prepare(`SELECT value FROM meta WHERE key = 'sequence_ceiling'`).pluck().get());
     this.origin = { after: this.ceiling, reserve: (sequence) => this.reserve(sequence) };
-    this.writes = {
-      intended: this.stamped
-        ? (i) => void intend.run(i.owner ?? '', i.requestId, i.handle, JSON.stringify(i.argv), i.createdAt, stampOf(i))
-        : (i) => void intend.run(i.owner ?? '', i.requestId, i.handle, JSON.stringify(i.argv), i.createdAt),
-      settled: (owner, requestId) => void settle.run(owner ?? '', requestId),
-      started: (record) => {
-        const { handle, identity, spec } = record;
+    this.writer = {
+      intended: (owner, requestId, handle, argv, createdAt, stamp) => {
+        if (this.stamped) intend.run(owner, requestId, handle, argv, createdAt, stamp);
+        else intend.run(owner, requestId, handle, argv, createdAt);
+        this.changes.push({ kind: 'intended', owner, requestId });
+      },
+      settled: (owner, requestId) => void this.changes.push({ kind: 'settled', row: settle.get(owner, requestId) as unknown[] | undefined }),
+      started: (handle, pid, inode, argv, labels, adopted, requestId, owner, startedAt, cgroup, deadline) => {
         if (this.rows.has(handle)) throw new StoreError(`the handle ${handle} has a row already`);
         const id = ++this.lastRow;
-        insert.run(
-          id,
-          handle,
-          identity.pid,
-          BigInt.asIntN(64, identity.pidfsInode),
-          this.bootId,
-          JSON.stringify(spec.argv),
-          JSON.stringify(spec.labels),
-          spec.adopted ? 1 : 0,
-          spec.requestId ?? null,
-          spec.owner ?? null,
-          record.startedAt,
-          record.ownedCgroup ?? null,
-          record.deadline ? JSON.stringify(record.deadline) : null,
-        );
-        this.undoRows.push([handle, undefined]);
+        insert.run(id, handle, pid, inode, this.bootId, argv, labels, adopted, requestId, owner, startedAt, cgroup, deadline);
+        this.changes.push({ kind: 'started', handle });
         this.rows.set(handle, id);
       },
-      exited: (handle, exit) => {
+      exited: (handle, exitedAt, exit) => {
         const id = this.rows.get(handle);
-        if (id !== undefined) exited.run(exit.exitedAt, JSON.stringify(exit), id);
+        if (id !== undefined) exited.run(exitedAt, exit, id);
       },
       released: (handle) => {
         const id = this.rows.get(handle);
         if (id === undefined) return;
-        remove.run(id);
-        this.undoRows.push([handle, id]);
+        this.changes.push({ kind: 'released', handle, id, row: remove.get(id) as unknown[] | undefined });
         this.rows.delete(handle);
       },
     };
@@ -332,12 +341,20 @@ export class SqliteStore implements ProcessStore {
    * this object remembers moves only once the commit has succeeded.
    */
   commit(what: string, sequencesUpTo: number, writes: (w: StoreWrites) => void, ceiling = sequencesUpTo + SEQUENCE_BLOCK): void {
+    const rows: Rows = [];
+    writes(rowEncoder(rows));
+    this.commitRows(what, sequencesUpTo, rows, ceiling);
+  }
+
+  /** commit, of writes already encoded (row-writes.ts): what the store's thread is posted. */
+  commitRows(what: string, sequencesUpTo: number, rows: Rows, ceiling = sequencesUpTo + SEQUENCE_BLOCK): void {
     const raise = sequencesUpTo > this.ceiling;
+    this.changes.length = 0;
     try {
       if (this.lost) throw new StoreError(`${this.file} is no longer the file the agent opened (its state dir was deleted or replaced): nothing more is recorded`);
       this.begin.run();
       try {
-        writes(this.writes);
+        applyRows(rows, this.writer);
         if (raise) this.setCeiling.run(ceiling);
         this.end.run();
       } catch (e) {
@@ -349,10 +366,37 @@ export class SqliteStore implements ProcessStore {
       this.onError(`record ${what}`, e);
       throw new StoreWriteFailed(what, { cause: e });
     }
-    this.undoRows.length = 0;
     if (raise) this.ceiling = ceiling;
   }
 
+  /** The highest sequence reserved durably. */
+  get sequenceCeiling(): number {
+    return this.ceiling;
+  }
+
+  /**
+   * Writes back what the last commit changed, for a commit whose caller was told it failed (it
+   * ran past its bound: threaded-store.ts) and that then landed, so that what a later agent reads
+   * is what callers were told: a start refused is not recorded, a release or an intent's
+   * settlement refused is not done. Exits are left recorded: a caller told that an exit could not
+   * be recorded writes the same exit again before telling anyone, and a restarted agent reading
+   * it reports a real exit rather than a lost one. A raised sequence ceiling stays raised:
+   * numbers only grow. Throws (all or nothing) when it cannot be written; it may be tried again.
+   */
+  undoLast(): void {
+    const changes = this.changes;
+    if (changes.length === 0) return;
+    this.db.transaction(() => {
+      for (let i = changes.length - 1; i >= 0; i--) {
+        const c = changes[i]!;
+        if (c.kind === 'started') this.removeRow.run(this.rows.get(c.handle));
+        else if (c.kind === 'released' && c.row !== undefined) this.reinsertRow.run(c.row);
+        else if (c.kind === 'intended') this.removeIntent.run(c.owner, c.requestId);
+        else if (c.kind === 'settled' && c.row !== undefined) this.reinsertIntent.run(c.row);
+      }
+    })();
+    this.forgetRows();
+  }
   inPlace(): boolean {
     if (!this.lost && idOf(this.file) !== this.fileId) this.lost = true;
     return !this.lost;
@@ -393,6 +437,10 @@ export class SqliteStore implements ProcessStore {
     }));
   }
 
+  stalled(): boolean {
+    return false;
+  }
+
   releaseMemory(): void {
     // sqlite3_db_release_memory: every page cache page no statement holds. The next reads come
     // from the kernel's page cache (the file is small and was just written).
@@ -403,14 +451,14 @@ export class SqliteStore implements ProcessStore {
     if (this.db.open) this.db.close();
   }
 
-  /** The transaction rolled back: `rows` as it was before it (newest change undone first). */
+  /** The transaction rolled back or was undone: `rows` as it was before it (newest change first). */
   private forgetRows(): void {
-    for (let i = this.undoRows.length - 1; i >= 0; i--) {
-      const [handle, id] = this.undoRows[i]!;
-      if (id === undefined) this.rows.delete(handle);
-      else this.rows.set(handle, id);
+    for (let i = this.changes.length - 1; i >= 0; i--) {
+      const c = this.changes[i]!;
+      if (c.kind === 'started') this.rows.delete(c.handle);
+      else if (c.kind === 'released') this.rows.set(c.handle, c.id);
     }
-    this.undoRows.length = 0;
+    this.changes.length = 0;
   }
 
   private migrate(file: string): void {

@@ -55,6 +55,14 @@ export class StdioTable {
   /** What each owner's rings are charged, running and retained (max_capture_bytes). */
   private readonly byOwner = new Map<string, number>();
   private readonly outputEvents = new OutputEventBudget();
+  /**
+   * Captured streams of spawns not yet in the store: their files are written once the start is
+   * (recorded), so a start the store refuses never touches the state dir, which may be the file
+   * system that stalled the store.
+   */
+  private readonly unwritten = new Map<ProcessRecord, { readonly io: ProcessStdio; readonly meta: CaptureMeta }>();
+  /** Records with files in the capture dir (written here, or found there after a restart). */
+  private readonly filed = new WeakSet<ProcessRecord>();
 
   constructor(
     private readonly events: EventLog,
@@ -151,7 +159,16 @@ export class StdioTable {
     for (const [out, fd] of [[io.stdout, pipes[1]], [io.stderr, pipes[2]]] as const) {
       if (out !== null && fd !== null) streams[out.stream] = { ino: fstatSync(fd).ino, capacity: out.ring.capacity, mark: MARK_STEP_BYTES };
     }
-    this.track(record.handle, io, { outputEvents: publish !== null, stdinPiped: options.stdin === 'pipe', streams }, 'new');
+    this.unwritten.set(record, { io, meta: { outputEvents: publish !== null, stdinPiped: options.stdin === 'pipe', streams } });
+  }
+
+  /** The start is in the store: what a later agent needs to go on reading its output is written. */
+  recorded(record: ProcessRecord): void {
+    const pending = this.unwritten.get(record);
+    if (pending === undefined) return;
+    this.unwritten.delete(record);
+    this.filed.add(record);
+    this.track(record.handle, pending.io, pending.meta, 'new');
   }
 
   /** Persists meta, then keeps each stream's mark ahead of its output. */
@@ -179,7 +196,9 @@ export class StdioTable {
     this.charge(ringOwner(io), bytes);
     if (record.state !== 'running') this.retained.add(io);
     const meta = this.files?.readMeta(record.handle);
-    if (meta !== undefined) this.track(record.handle, io, meta, 'on-disk');
+    if (meta === undefined) return;
+    this.filed.add(record);
+    this.track(record.handle, io, meta, 'on-disk');
   }
 
   /**
@@ -336,7 +355,9 @@ export class StdioTable {
     this.live.delete(record);
     this.retained.delete(io);
     this.uncharge(io);
-    this.files?.remove(record.handle);
+    // Only a record with files touches the capture dir (a refused start, say, has none).
+    this.unwritten.delete(record);
+    if (this.filed.has(record)) this.files?.remove(record.handle);
     io.release();
     if (io.openPipes > 0) this.draining.add(io);
   }
