@@ -3,6 +3,7 @@
 // one Watch stream open for its whole life, like a real controller would.
 import { AgentClient, EventType, State, type Event } from '../clients/ts/src/index.js';
 import { nowNs, type RawRun } from './stats.js';
+import { BENCH_CLIENT } from './client-options.js';
 
 export type DriverCommand =
   | { readonly op: 'init'; readonly address: string }
@@ -221,7 +222,7 @@ async function handle(cmd: DriverCommand): Promise<DriverReply> {
   switch (cmd.op) {
     case 'init': {
       detach();
-      const c = new AgentClient(cmd.address);
+      const c = new AgentClient(cmd.address, undefined, undefined, BENCH_CLIENT);
       const { sequence } = await c.list({});
       client = c;
       watchAbort = new AbortController();

@@ -17,6 +17,7 @@ import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentClient, OutputMode, OutputStream } from '../clients/ts/src/index.js';
 import { startAgent } from './agent-process.js';
+import { BENCH_CLIENT } from './client-options.js';
 
 const REPO = new URL('../', import.meta.url).pathname;
 const { values } = parseArgs({
@@ -45,7 +46,7 @@ function ringTrial(repo: string): number {
 
 async function trial(repo: string): Promise<Trial> {
   const agent = await startAgent({ repo, maxProcesses: 1024 });
-  const client = new AgentClient(agent.address);
+  const client = new AgentClient(agent.address, undefined, undefined, BENCH_CLIENT);
   try {
     // The socket file exists a moment before the agent listens on it.
     for (let i = 0; ; i++) {

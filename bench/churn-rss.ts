@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentClient } from '../clients/ts/src/index.js';
 import { rssKib, fdCount, startAgent } from './agent-process.js';
+import { BENCH_CLIENT } from './client-options.js';
 
 const REPO = new URL('../', import.meta.url).pathname;
 const { values } = parseArgs({
@@ -61,7 +62,7 @@ const mib = (kib: number) => Math.round((kib / 1024) * 10) / 10;
 
 async function run(repo: string): Promise<Sample> {
   const agent = await startAgent({ repo, maxProcesses: 65536, nodeFlags: values['node-flag'] ?? [], agentFlags: ['--retention-ttl', '1s', ...(values['agent-flag'] ?? [])] });
-  const client = new AgentClient(agent.address);
+  const client = new AgentClient(agent.address, undefined, undefined, BENCH_CLIENT);
   try {
     // The socket file exists a moment before the agent listens on it.
     for (let i = 0; ; i++) {

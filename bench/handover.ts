@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentCallError, AgentClient, status } from '../clients/ts/src/index.js';
 import { pool, range } from '../test/helpers/events.js';
 import { Subreaper } from '../test/helpers/subreaper.js';
+import { BENCH_CLIENT } from './client-options.js';
 
 const REPO = new URL('../', import.meta.url).pathname;
 const AGENT = join(REPO, 'dist/src/main.js');
@@ -46,7 +47,7 @@ execFileSync('gcc', ['-O2', '-o', EXIT_AT, join(REPO, 'test/fixtures/exit-at.c')
 function probe(address: string, handle: string): { stop: () => Promise<number> } {
   let running = true;
   const done = (async () => {
-    let client = new AgentClient(address, undefined, { 'grpc.use_local_subchannel_pool': 1 });
+    let client = new AgentClient(address, undefined, { 'grpc.use_local_subchannel_pool': 1 }, BENCH_CLIENT);
     let last = performance.now();
     let worst = 0;
     while (running) {
@@ -57,7 +58,7 @@ function probe(address: string, handle: string): { stop: () => Promise<number> }
         last = now;
       } catch {
         client.close();
-        client = new AgentClient(address, undefined, { 'grpc.use_local_subchannel_pool': 1 });
+        client = new AgentClient(address, undefined, { 'grpc.use_local_subchannel_pool': 1 }, BENCH_CLIENT);
       }
       await sleep(2);
     }
@@ -69,7 +70,7 @@ function probe(address: string, handle: string): { stop: () => Promise<number> }
 
 async function ready(address: string, reaper: Subreaper, pid: number): Promise<AgentClient> {
   for (let i = 0; ; i++) {
-    const client = new AgentClient(address, undefined, { 'grpc.use_local_subchannel_pool': 1 });
+    const client = new AgentClient(address, undefined, { 'grpc.use_local_subchannel_pool': 1 }, BENCH_CLIENT);
     try {
       await client.list({ state: 1 }, { deadline: 1000 });
       return client;

@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { AgentClient } from '../clients/ts/src/index.js';
 import { startAgent } from './agent-process.js';
 import { median } from './stats.js';
+import { BENCH_CLIENT } from './client-options.js';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
 const REPO = dirname(BENCH);
@@ -96,7 +97,7 @@ async function main(): Promise<void> {
   execFileSync('gcc', ['-O2', '-o', hog, join(REPO, 'test/fixtures/hog.c')]);
   const m = meter();
   const agent = await startAgent({ repo: REPO, maxProcesses: 64, agentFlags: ['--ephemeral'] });
-  const client = new AgentClient(agent.address);
+  const client = new AgentClient(agent.address, undefined, undefined, BENCH_CLIENT);
   const rounds: Round[] = [];
   try {
     log(`${ROUNDS} rounds of ${MIB} MiB, memory read from ${m.source}`);

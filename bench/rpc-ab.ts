@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import { AgentClient } from '../clients/ts/src/index.js';
 import { cpuSeconds, startAgent, type AgentProcess } from './agent-process.js';
 import { median } from './stats.js';
+import { BENCH_CLIENT } from './client-options.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -57,7 +58,7 @@ async function main(): Promise<void> {
   try {
     for (const dir of DIRS) {
       const agent = await startAgent({ repo: dir, maxProcesses: 4096, agentFlags: ['--retention-max', '1000'] });
-      const client = new AgentClient(agent.address);
+      const client = new AgentClient(agent.address, undefined, undefined, BENCH_CLIENT);
       const { process: p } = await client.spawn({ argv: ['/bin/sleep', '100000'] });
       variants.push({ dir, agent, client, sleeper: p!.handle, get: [], cycle: [] });
     }

@@ -15,6 +15,7 @@ import { cpuSeconds, fdCount, rssKib, startAgent, type AgentProcess } from './ag
 import { AgentDriver, WARMUP } from './driver-ipc.js';
 import { markdown, summarize, type Footprint, type Kind, type Peer, type Run, type Sample } from './report.js';
 import { latencyStats, round, type RawRun } from './stats.js';
+import { BENCH_CLIENT } from './client-options.js';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
 const REPO = dirname(BENCH);
@@ -184,7 +185,7 @@ const rotate = <T>(xs: readonly T[], k: number): T[] => xs.map((_, i) => xs[(i +
  * threads), which is a cost of the rest, not of a cycle. Paused (and drained) while the agent is measured.
  */
 function keepAwake(address: string): { pause(): Promise<void>; resume(): void; stop(): void } {
-  const client = new AgentClient(address);
+  const client = new AgentClient(address, undefined, undefined, BENCH_CLIENT);
   let paused = false;
   let inFlight: Promise<unknown> = Promise.resolve();
   const timer = setInterval(() => {

@@ -8,6 +8,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentClient, OutputMode } from '../clients/ts/src/index.js';
 import { cpuSeconds, startAgent } from './agent-process.js';
+import { BENCH_CLIENT } from './client-options.js';
 
 const { values } = parseArgs({
   options: {
@@ -57,7 +58,7 @@ function threadCpu(pid: number): { main: number; spawner: number } {
 
 async function run(repo: string): Promise<Sample> {
   const agent = await startAgent({ repo, maxProcesses: 65536 });
-  const client = new AgentClient(agent.address);
+  const client = new AgentClient(agent.address, undefined, undefined, BENCH_CLIENT);
   try {
     for (let i = 0; ; i++) {
       try {

@@ -19,6 +19,7 @@ import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentClient } from '../clients/ts/src/index.js';
 import { cpuSeconds, startAgent, type AgentProcess } from './agent-process.js';
+import { BENCH_CLIENT } from './client-options.js';
 
 const REPO = new URL('../', import.meta.url).pathname;
 const { values } = parseArgs({
@@ -123,7 +124,7 @@ async function ready(client: AgentClient): Promise<void> {
 
 async function measure(mode: Mode, round: number): Promise<Sample> {
   const agent: AgentProcess = await startAgent({ repo: mode.repo, maxProcesses: 65536 });
-  const client = new AgentClient(agent.address);
+  const client = new AgentClient(agent.address, undefined, undefined, BENCH_CLIENT);
   try {
     await ready(client);
     // The same warm-up for every mode: JIT and pools as after a while in service.

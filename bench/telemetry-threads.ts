@@ -20,6 +20,7 @@ import { interleavedRound, warmUpTogether } from './cycles.js';
 import { startAgent, threadCpuMs, type AgentProcess } from './agent-process.js';
 import { median } from './stats.js';
 import { freePort, startCountingSink, withoutOtel } from './otlp-count-sink.js';
+import { BENCH_CLIENT } from './client-options.js';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
 const { values: opt } = parseArgs({
@@ -70,7 +71,7 @@ try {
       mkdirSync(profDir, { recursive: true });
     }
     const agent = await startAgent({ repo: resolve(dir), maxProcesses: 4096, agentFlags: setup.flags, env: { ...setup.env, ...extraEnv }, nodeFlags: [...(opt['node-flag'] ?? []), ...(profDir ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [])] });
-    const client = new AgentClient(agent.address);
+    const client = new AgentClient(agent.address, undefined, undefined, BENCH_CLIENT);
     if (setup.flags === listen) scrapers.push(setInterval(() => void fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text(), () => undefined), SCRAPE_MS));
     running.push({ name: v, agent, client, profDir });
   }

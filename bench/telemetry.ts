@@ -18,6 +18,7 @@ import { CONCURRENCY as CONC, interleavedRound, warmUpTogether } from './cycles.
 import { cpuSeconds, startAgent, type AgentProcess } from './agent-process.js';
 import { clusteredMedianInterval, median } from './stats.js';
 import { freePort, startCountingSink, withoutOtel } from './otlp-count-sink.js';
+import { BENCH_CLIENT } from './client-options.js';
 
 /** Issue 13's goal for the throughput loss with everything on. */
 const GOAL = 0.05;
@@ -115,7 +116,7 @@ async function main(): Promise<void> {
         for (const { dir, name } of variants) {
           const metricsPort = await freePort();
           const agent = await start(dir, name, metricsPort);
-          const client = new AgentClient(agent.address);
+          const client = new AgentClient(agent.address, undefined, undefined, BENCH_CLIENT);
           running.push({ dir, name, agent, client });
           if (name !== 'off') {
             const s = setInterval(() => {

@@ -15,6 +15,7 @@ import { CONCURRENCY as CONC, interleavedRound, spawnWaitCycles } from './cycles
 import { cpuSeconds, startAgent, type AgentProcess } from './agent-process.js';
 import { median } from './stats.js';
 import { freePort } from './otlp-count-sink.js';
+import { BENCH_CLIENT } from './client-options.js';
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
 const REPO = dirname(BENCH);
@@ -75,10 +76,10 @@ async function main(): Promise<void> {
       const tlsFlags = ['--tcp', `127.0.0.1:${port}`, '--tls-cert', join(dir, 'server.pem'), '--tls-key', join(dir, 'server.key'), '--tls-client-ca', join(dir, 'ca.pem')];
       const guarded = await startAgent({ repo: tree, maxProcesses, agentFlags: ['--ephemeral', '--retention-max', '1000', '--audit-log', join(dir, `audit-guarded-${i}.log`), '--policy', policy, ...tlsFlags] });
       agents.push(guarded);
-      const tlsClient = new AgentClient(`127.0.0.1:${port}`, credentials.createSsl(read('ca.pem'), read('client.key'), read('client.pem')));
+      const tlsClient = new AgentClient(`127.0.0.1:${port}`, credentials.createSsl(read('ca.pem'), read('client.key'), read('client.pem')), undefined, BENCH_CLIENT);
       const mine: Variant[] = [
-        { name: 'unix', tree, agent: plain, client: new AgentClient(plain.address) },
-        { name: 'unix_policy', tree, agent: guarded, client: new AgentClient(guarded.address) },
+        { name: 'unix', tree, agent: plain, client: new AgentClient(plain.address, undefined, undefined, BENCH_CLIENT) },
+        { name: 'unix_policy', tree, agent: guarded, client: new AgentClient(guarded.address, undefined, undefined, BENCH_CLIENT) },
         { name: 'tls_policy', tree, agent: guarded, client: tlsClient },
       ];
       variants.push(...mine);

@@ -76,6 +76,8 @@ export interface SpawnOptions extends CallOptions {
 export interface AgentClientOptions {
   /** The retry policy of spawn and spawnBatch (DEFAULT_RETRY); false: no call is retried unless it asks. */
   readonly retry?: RetryPolicy | false;
+  /** The default of SpawnOptions.autoRequestId for every spawn of this client (true). */
+  readonly autoRequestId?: boolean;
 }
 
 /** A request id as the client makes them up: a random UUID. */
@@ -112,6 +114,7 @@ export class AgentClient {
   /** Aborted by close(): a retry waiting out its backoff ends with its last error. */
   private readonly closing = new AbortController();
   private readonly retry: RetryPolicy | false;
+  private readonly autoRequestId: boolean;
 
   /**
    * address: unix:///path/to/agent.sock or host:port. The channel reconnects after 100 ms at first
@@ -119,6 +122,7 @@ export class AgentClient {
    */
   constructor(address: string, creds: ChannelCredentials = credentials.createInsecure(), options?: Partial<ClientOptions>, clientOptions: AgentClientOptions = {}) {
     this.retry = clientOptions.retry ?? DEFAULT_RETRY;
+    this.autoRequestId = clientOptions.autoRequestId ?? true;
     setMaxListeners(0, this.closing.signal); // one listener per call in a backoff, bounded by the calls
     this.raw = new AgentServiceClient(address, creds, {
       'grpc.enable_channelz': 0,
@@ -136,7 +140,7 @@ export class AgentClient {
    */
   async spawn(req: DeepPartial<SpawnRequest>, opts?: SpawnOptions): Promise<SpawnResponse & { readonly requestId: string }> {
     const request = SpawnRequest.fromPartial(req);
-    if (request.requestId === '' && opts?.autoRequestId !== false) request.requestId = newRequestId();
+    if (request.requestId === '' && (opts?.autoRequestId ?? this.autoRequestId)) request.requestId = newRequestId();
     const res = await this.unary(this.raw.spawn, request, { method: 'Spawn', requestIds: [request.requestId] }, opts, this.retry);
     return Object.assign(res, { requestId: request.requestId });
   }
@@ -181,7 +185,7 @@ export class AgentClient {
    */
   async spawnBatch(req: DeepPartial<SpawnBatchRequest>, opts?: SpawnOptions): Promise<SpawnBatchResponse & { readonly requestIds: readonly string[] }> {
     const request = SpawnBatchRequest.fromPartial(req);
-    if (opts?.autoRequestId !== false) for (const r of request.requests) if (r.requestId === '') r.requestId = newRequestId();
+    if (opts?.autoRequestId ?? this.autoRequestId) for (const r of request.requests) if (r.requestId === '') r.requestId = newRequestId();
     const requestIds = request.requests.map((r) => r.requestId);
     const res = await this.unary(this.raw.spawnBatch, request, { method: 'SpawnBatch', requestIds }, opts, this.retry);
     return Object.assign(res, { requestIds });
