@@ -17,8 +17,11 @@ class AgentServiceStub(object):
     - INVALID_ARGUMENT / UNDECODABLE: the request is not a valid encoding of its message.
     - PERMISSION_DENIED / POLICY_DENIED: the agent's policy refuses this caller the call or a field.
     - RESOURCE_EXHAUSTED / POLICY_QUOTA: the policy's quota or rate for this caller is used up.
-    - UNAVAILABLE / HANDOVER: the agent is handing over to its successor; retry (the successor
-    serves the same socket and handles).
+    - UNAVAILABLE / HANDOVER: the agent is handing over to its successor, which serves the same
+    socket and handles. A call refused so ran nothing: retry it. A Stop or WriteStdin already under
+    way is ended so after it acted (signals sent, data partly written): do not resend it blindly.
+    - UNAVAILABLE without a reason: the connection failed, maybe after the call was carried out.
+    Resend a Spawn only with the same request_id (the clients give each one).
     - INTERNAL / an errno name or INTERNAL: an unexpected failure, logged by the agent.
     Handles are opaque strings of at most 64 bytes; an empty handle is INVALID_ARGUMENT.
     """
@@ -118,8 +121,11 @@ class AgentServiceServicer(object):
     - INVALID_ARGUMENT / UNDECODABLE: the request is not a valid encoding of its message.
     - PERMISSION_DENIED / POLICY_DENIED: the agent's policy refuses this caller the call or a field.
     - RESOURCE_EXHAUSTED / POLICY_QUOTA: the policy's quota or rate for this caller is used up.
-    - UNAVAILABLE / HANDOVER: the agent is handing over to its successor; retry (the successor
-    serves the same socket and handles).
+    - UNAVAILABLE / HANDOVER: the agent is handing over to its successor, which serves the same
+    socket and handles. A call refused so ran nothing: retry it. A Stop or WriteStdin already under
+    way is ended so after it acted (signals sent, data partly written): do not resend it blindly.
+    - UNAVAILABLE without a reason: the connection failed, maybe after the call was carried out.
+    Resend a Spawn only with the same request_id (the clients give each one).
     - INTERNAL / an errno name or INTERNAL: an unexpected failure, logged by the agent.
     Handles are opaque strings of at most 64 bytes; an empty handle is INVALID_ARGUMENT.
     """
@@ -429,8 +435,11 @@ class AgentService(object):
     - INVALID_ARGUMENT / UNDECODABLE: the request is not a valid encoding of its message.
     - PERMISSION_DENIED / POLICY_DENIED: the agent's policy refuses this caller the call or a field.
     - RESOURCE_EXHAUSTED / POLICY_QUOTA: the policy's quota or rate for this caller is used up.
-    - UNAVAILABLE / HANDOVER: the agent is handing over to its successor; retry (the successor
-    serves the same socket and handles).
+    - UNAVAILABLE / HANDOVER: the agent is handing over to its successor, which serves the same
+    socket and handles. A call refused so ran nothing: retry it. A Stop or WriteStdin already under
+    way is ended so after it acted (signals sent, data partly written): do not resend it blindly.
+    - UNAVAILABLE without a reason: the connection failed, maybe after the call was carried out.
+    Resend a Spawn only with the same request_id (the clients give each one).
     - INTERNAL / an errno name or INTERNAL: an unexpected failure, logged by the agent.
     Handles are opaque strings of at most 64 bytes; an empty handle is INVALID_ARGUMENT.
     """
