@@ -10,6 +10,7 @@ import { credentials } from '@grpc/grpc-js';
 import { AgentCallError, AgentClient, status } from '../clients/ts/src/index.js';
 import { ROOT } from './helpers/agent-process.js';
 import { TestCa, pem } from './helpers/certs.js';
+import { runCliText } from './helpers/cli.js';
 import { checkExampleOutput } from './helpers/clients.js';
 import { startHarness, tempDir, type Harness } from './helpers/harness.js';
 
@@ -43,6 +44,22 @@ test('TypeScript: grpc.ssl_target_name_override dials the IP and verifies the na
   t.teardown(() => unnamed.close());
   const e = await t.throwsAsync(unnamed.list({}, { deadline: 5000 }), { instanceOf: AgentCallError });
   t.is(e!.code, status.UNAVAILABLE, 'the IP is not in the certificate');
+});
+
+test('pidfdctl: --tls-server-name (or PIDFD_AGENT_TLS_SERVER_NAME) dials the IP and verifies the name', async (t) => {
+  const flags = ['--tls-ca', ca.cert, '--tls-cert', client.cert, '--tls-key', client.key];
+  const named = await runCliText(address, [...flags, '--tls-server-name', NAME, 'list', '--label', 'none=x']);
+  t.is(named.code, 0, named.stderr);
+  const health = await runCliText(address, [...flags, 'health'], { ...process.env, PIDFD_AGENT_TLS_SERVER_NAME: NAME });
+  t.deepEqual([health.code, health.stdout.trim()], [0, 'SERVING'], health.stderr);
+  const unnamed = await runCliText(address, [...flags, 'list']);
+  t.is(unnamed.code, 1);
+  t.regex(unnamed.stderr, /^pidfdctl: UNAVAILABLE: [^\n]*\n$/, 'the IP is not in the certificate: one line');
+  const other = await runCliText(address, [...flags, '--tls-server-name', 'node-1.elsewhere.test', 'list']);
+  t.is(other.code, 1, 'a name the certificate does not carry is refused');
+  const onUnix = await runCliText(h.agent.addresses[0]!, ['--tls-server-name', NAME, 'list']);
+  t.is(onUnix.code, 2);
+  t.regex(onUnix.stderr, /^pidfdctl: --tls-server-name is for a HOST:PORT address over TLS/);
 });
 
 for (const mode of ['sync', 'aio']) {

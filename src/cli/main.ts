@@ -2,7 +2,7 @@
 // pidfdctl: a command-line client of pidfd-agent.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { credentials, type ChannelCredentials } from '@grpc/grpc-js';
+import { credentials, type ChannelCredentials, type ClientOptions } from '@grpc/grpc-js';
 import { AgentCallError, AgentClient, EnvMode, Event, GetResponse, ListResponse, Output, OutputMode, Process, SignalTarget, State, StdinMode, StopResponse, isRetryable, status } from './client.js';
 import { DEFAULT_SOCKET, parseDuration } from '../config/config.js';
 import { describeExit, eventLine, exitStatusOf, jsonText, millis, printable, processDetail, processLine } from './format.js';
@@ -11,7 +11,7 @@ import { checkHealth } from './health.js';
 import { top } from './top.js';
 import { attachTerminal, localSize } from './terminal.js';
 
-const USAGE = `usage: pidfdctl [--addr unix:///PATH|HOST:PORT] [--tls-cert FILE --tls-key FILE [--tls-ca FILE]] [--json] COMMAND
+const USAGE = `usage: pidfdctl [--addr unix:///PATH|HOST:PORT] [--tls-cert FILE --tls-key FILE [--tls-ca FILE] [--tls-server-name NAME]] [--json] COMMAND
   spawn [--label k=v]... [--env K=V]... [--inherit-env] [--cwd DIR] [--request-id ID]
         [--stdout discard|inherit|capture|file:PATH|append:PATH] [--stderr ...] [--no-new-session]
         [--user U] [--group G] [--groups G,G] [--umask 027] [--no-new-privs] [--pdeathsig SIG]
@@ -47,7 +47,9 @@ const USAGE = `usage: pidfdctl [--addr unix:///PATH|HOST:PORT] [--tls-cert FILE 
   health [--timeout DURATION]        grpc.health.v1 Check: prints SERVING and exits 0, else exits 1 (default 5s)
 The address defaults to $PIDFD_AGENT_ADDR, else unix://${DEFAULT_SOCKET}. A HOST:PORT address with
 --tls-cert and --tls-key (this client's certificate, PEM) is reached over TLS, the agent verified
-against --tls-ca (default: the system's roots); each defaults to $PIDFD_AGENT_TLS_CERT, _KEY, _CA.`;
+against --tls-ca (default: the system's roots); each defaults to $PIDFD_AGENT_TLS_CERT, _KEY, _CA.
+--tls-server-name (or $PIDFD_AGENT_TLS_SERVER_NAME) is the name the agent's certificate must carry
+when it is not the address's host: dial a node by IP, verify it by its DNS name.`;
 
 class UsageError extends Error {}
 
@@ -60,6 +62,7 @@ const options = {
   'tls-ca': { type: 'string' },
   'tls-cert': { type: 'string' },
   'tls-key': { type: 'string' },
+  'tls-server-name': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   label: { type: 'string', multiple: true },
@@ -178,6 +181,14 @@ function channelCredentials(v: Values, addr: string): ChannelCredentials {
   return credentials.createSsl(pemFile('tls-ca', ca) ?? null, pemFile('tls-key', key) ?? null, pemFile('tls-cert', cert) ?? null);
 }
 
+/** The channel's options: the name the agent's certificate is verified against, if not the address's host. */
+function channelOptions(v: Values, addr: string): Partial<ClientOptions> {
+  const name = v['tls-server-name'] ?? process.env['PIDFD_AGENT_TLS_SERVER_NAME'];
+  if (name === undefined) return {};
+  if (name === '' || addr.startsWith('unix://')) throw new UsageError(name === '' ? '--tls-server-name: empty' : `--tls-server-name is for a HOST:PORT address over TLS, not ${addr}`);
+  return { 'grpc.ssl_target_name_override': name };
+}
+
 function one(args: string[], what: string): string {
   if (args.length !== 1) throw new UsageError(`expected ${what}`);
   return args[0]!;
@@ -200,7 +211,7 @@ async function run(argv: string[]): Promise<number> {
   }
   const json = v.json ?? false;
   const addr = address(v);
-  const client = new AgentClient(addr, channelCredentials(v, addr));
+  const client = new AgentClient(addr, channelCredentials(v, addr), channelOptions(v, addr));
   try {
     switch (command) {
       case 'spawn': {
@@ -294,7 +305,7 @@ async function run(argv: string[]): Promise<number> {
         return 0;
       }
       case 'health': {
-        const serving = await checkHealth(addr, channelCredentials(v, addr), v.timeout === undefined ? 5000 : parseDuration(v.timeout));
+        const serving = await checkHealth(addr, channelCredentials(v, addr), channelOptions(v, addr), v.timeout === undefined ? 5000 : parseDuration(v.timeout));
         print(json, { status: serving }, serving);
         return serving === 'SERVING' ? 0 : 1;
       }
