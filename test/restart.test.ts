@@ -48,14 +48,15 @@ test.serial('after a SIGKILL the restarted agent answers every handle: re-adopte
   const done = await first.client.spawn({ argv: ['sh', '-c', 'exit 7'], labels: { set: 'done' } });
   await first.client.wait({ handle: done.process!.handle });
   const keyed = await first.client.spawn({ argv: ['sleep', '30'], requestId: 'restart-key' });
-  // Its deadline runs out while no agent runs, or just after: the new agent enforces it.
-  const timed = await first.client.spawn({ argv: ['sleep', '30'], timeout: { seconds: 2, nanos: 0 } });
-  // 100 that will exit while no agent runs (sleep 3), 100 that outlive the restart (sleep 30).
-  const kinds = [...Array<string>(100).fill('short'), ...Array<string>(100).fill('long')];
+  // 100 that outlive the restart (sleep 30), then 100 that will exit while no agent runs (sleep 4).
+  // Last, and with a second to spare: under load, 200 spawns took over 2 s.
+  const kinds = [...Array<string>(100).fill('long'), ...Array<string>(100).fill('short')];
   const spawned = await pool(kinds, 16, async (kind) => {
-    const { process: p } = await first.client.spawn({ argv: ['sleep', kind === 'short' ? '3' : '30'], labels: { set: kind } });
+    const { process: p } = await first.client.spawn({ argv: ['sleep', kind === 'short' ? '4' : '30'], labels: { set: kind } });
     return p!;
   });
+  // Its deadline runs out while no agent runs, or just after: the new agent enforces it.
+  const timed = await first.client.spawn({ argv: ['sleep', '30'], timeout: { seconds: 2, nanos: 0 } });
   const before = await first.client.list({});
   t.is(before.processes.filter((p) => p.state === State.STATE_RUNNING).length, 202, 'all running before the crash');
   const started = Date.now();
