@@ -8,10 +8,10 @@ import { promisify } from 'node:util';
 import test from 'ava';
 import { status } from '../clients/ts/src/index.js';
 import { ROOT } from './helpers/agent-process.js';
-import { eventually, sleep, tempDir } from './helpers/harness.js';
-import { LineChild, startRig, starts, recorded, UUID } from './helpers/lost-reply.js';
+import { tempDir } from './helpers/harness.js';
+import { lostReplyIsRetried, UUID } from './helpers/lost-reply.js';
 import { RefusingServer } from './helpers/refusing-server.js';
-import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
+import { Subreaper } from './helpers/subreaper.js';
 
 const run = promisify(execFile);
 const BIN = join(ROOT, 'dist/bin/go-retry');
@@ -26,30 +26,8 @@ test.before(async () => {
   await run('go', ['build', '-o', BIN, './test/fixtures/go-retry/main.go'], { cwd: ROOT, env });
 });
 
-test.serial('Go: a Spawn whose reply is lost as the agent is killed is retried under its request id after the restart: the same process, started once', async (t) => {
-  const { dir, stateDir, agent, proxy } = await startRig(t, reaper);
-  const marker = join(dir, 'starts');
-  const client = LineChild.start(t, [BIN, 'lost-reply', proxy.address, marker]);
-  t.is(await client.line(), 'ready');
-  proxy.hold();
-  client.send('go');
-  const pid = (await eventually('the command to start', () => (starts(marker).length === 1 ? starts(marker) : undefined)))[0]!;
-  await recorded(agent, { case: 'lost-reply' });
-  await agent.crash();
-  const second = await RestartableAgent.start(reaper, dir, stateDir);
-  t.teardown(() => second.stop());
-  proxy.drop();
-
-  const res = JSON.parse(await client.line()) as { replayed: boolean; pid: number; handle: string; template_request_id: string };
-  t.true(res.replayed, 'the retry was answered with the process the first attempt started');
-  t.is(res.pid, pid);
-  t.is(res.template_request_id, '', "the caller's request is left as it was");
-  const { processes } = await second.client.list({ labels: { case: 'lost-reply' } });
-  t.deepEqual(processes.map((p) => p.handle), [res.handle]);
-  await sleep(200); // a second start would have written its pid by now
-  t.deepEqual(starts(marker), [pid], 'started once');
-  await second.client.signal({ handle: res.handle, signal: 'KILL' });
-});
+test.serial('Go: a Spawn whose reply is lost as the agent is killed is retried under its request id after the restart: the same process, started once', (t) =>
+  lostReplyIsRetried(t, reaper, (proxy, marker) => [BIN, 'lost-reply', proxy, marker]));
 
 type Failure = { code: string; reason: string; method: string; request_id: string; request_ids: string[] | null; retryable: boolean };
 

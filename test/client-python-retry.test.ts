@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import test from 'ava';
 import { status } from '../clients/ts/src/index.js';
 import { ROOT } from './helpers/agent-process.js';
-import { eventually, sleep, tempDir } from './helpers/harness.js';
-import { LineChild, startRig, starts, recorded, UUID } from './helpers/lost-reply.js';
+import { tempDir } from './helpers/harness.js';
+import { LineChild, lostReplyIsRetried, UUID } from './helpers/lost-reply.js';
 import { RefusingServer } from './helpers/refusing-server.js';
-import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
+import { Subreaper } from './helpers/subreaper.js';
 
 const PYTHON = '/usr/bin/python3'; // Debian's, where python3-grpcio is installed
 const FIXTURE = join(ROOT, 'test/fixtures/python-retry.py');
@@ -18,30 +18,8 @@ const reaper = Subreaper.start();
 test.after.always(() => reaper.close());
 
 for (const mode of ['sync', 'aio'] as const) {
-  test.serial(`Python (${mode}): a spawn whose reply is lost as the agent is killed is retried under its request id after the restart: the same process, started once`, async (t) => {
-    const { dir, stateDir, agent, proxy } = await startRig(t, reaper);
-    const marker = join(dir, 'starts');
-    const client = LineChild.start(t, [PYTHON, '-B', FIXTURE, 'lost-reply', proxy.address, CLIENT, mode, marker]);
-    t.is(await client.line(), 'ready');
-    proxy.hold();
-    client.send('go');
-    const pid = (await eventually('the command to start', () => (starts(marker).length === 1 ? starts(marker) : undefined)))[0]!;
-    await recorded(agent, { case: 'lost-reply' });
-    await agent.crash();
-    const second = await RestartableAgent.start(reaper, dir, stateDir);
-    t.teardown(() => second.stop());
-    proxy.drop();
-
-    const res = JSON.parse(await client.line()) as { replayed: boolean; pid: number; handle: string; template_request_id: string };
-    t.true(res.replayed, 'the retry was answered with the process the first attempt started');
-    t.is(res.pid, pid);
-    t.is(res.template_request_id, '', "the caller's request is left as it was");
-    const { processes } = await second.client.list({ labels: { case: 'lost-reply' } });
-    t.deepEqual(processes.map((p) => p.handle), [res.handle]);
-    await sleep(200); // a second start would have written its pid by now
-    t.deepEqual(starts(marker), [pid], 'started once');
-    await second.client.signal({ handle: res.handle, signal: 'KILL' });
-  });
+  test.serial(`Python (${mode}): a spawn whose reply is lost as the agent is killed is retried under its request id after the restart: the same process, started once`, (t) =>
+    lostReplyIsRetried(t, reaper, (proxy, marker) => [PYTHON, '-B', FIXTURE, 'lost-reply', proxy, CLIENT, mode, marker]));
 
   test.serial(`Python (${mode}): retries are bounded, keep the request ids, and happen only where is_retryable allows`, async (t) => {
     const server = await RefusingServer.start(join(tempDir('pidfd-agent-refusing-'), 'agent.sock'));

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { ExecutionContext } from 'ava';
 import { CutProxy } from './cut-proxy.js';
-import { eventually, tempDir } from './harness.js';
+import { eventually, sleep, tempDir } from './harness.js';
 import { RestartableAgent, type Subreaper } from './subreaper.js';
 
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -75,4 +75,35 @@ export class LineChild {
   send(line: string): void {
     this.child.stdin.write(`${line}\n`);
   }
+}
+
+/**
+ * The lost-reply case for a client in another language: `argv(proxy, marker)` runs a client that
+ * prints `ready`, spawns a marking command labelled case=lost-reply on `go`, and prints its result
+ * as JSON. The reply is held, the agent killed once it recorded the start, a new agent started;
+ * the client's retry must be answered with the first process, started once.
+ */
+export async function lostReplyIsRetried(t: ExecutionContext, reaper: Subreaper, argv: (proxy: string, marker: string) => string[]): Promise<void> {
+  const { dir, stateDir, agent, proxy } = await startRig(t, reaper);
+  const marker = join(dir, 'starts');
+  const client = LineChild.start(t, argv(proxy.address, marker));
+  t.is(await client.line(), 'ready');
+  proxy.hold();
+  client.send('go');
+  const pid = (await eventually('the command to start', () => (starts(marker).length === 1 ? starts(marker) : undefined)))[0]!;
+  await recorded(agent, { case: 'lost-reply' });
+  await agent.crash();
+  const second = await RestartableAgent.start(reaper, dir, stateDir);
+  t.teardown(() => second.stop());
+  proxy.drop();
+
+  const res = JSON.parse(await client.line()) as { replayed: boolean; pid: number; handle: string; template_request_id: string };
+  t.true(res.replayed, 'the retry was answered with the process the first attempt started');
+  t.is(res.pid, pid);
+  t.is(res.template_request_id, '', "the caller's request is left as it was");
+  const { processes } = await second.client.list({ labels: { case: 'lost-reply' } });
+  t.deepEqual(processes.map((p) => p.handle), [res.handle]);
+  await sleep(200); // a second start would have written its pid by now
+  t.deepEqual(starts(marker), [pid], 'started once');
+  await second.client.signal({ handle: res.handle, signal: 'KILL' });
 }
