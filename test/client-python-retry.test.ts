@@ -7,7 +7,7 @@ import { status } from '../clients/ts/src/index.js';
 import { ROOT } from './helpers/agent-process.js';
 import { tempDir } from './helpers/harness.js';
 import { LineChild, lostReplyIsRetried, UUID } from './helpers/lost-reply.js';
-import { RefusingServer } from './helpers/refusing-server.js';
+import { checkHandoverRefusals, checkRefusedCalls, RefusingServer } from './helpers/refusing-server.js';
 import { Subreaper } from './helpers/subreaper.js';
 
 const PYTHON = '/usr/bin/python3'; // Debian's, where python3-grpcio is installed
@@ -38,24 +38,12 @@ for (const mode of ['sync', 'aio'] as const) {
     t.like(out['spawn'], { code: 'UNAVAILABLE', reason: '', method: 'Spawn', retryable: true });
     t.like(out['spawn_unkeyed'], { request_id: '', retryable: false });
     t.is(spawns[4]!.requestIds[0], '');
-    const batches = server.attempts.filter((a) => a.method === 'SpawnBatch');
-    t.is(batches.length, 4);
-    t.is(out['batch']!.request_ids![0], 'mine-0');
-    t.regex(out['batch']!.request_ids![1]!, UUID);
-    for (const b of batches) t.deepEqual(b.requestIds, out['batch']!.request_ids);
-    t.is(server.count('Get'), 4 + 1, 'a read is retried when asked, else not');
-    t.is(server.count('Signal'), 1, 'a signal whose reply was lost may have been sent: never retried');
-    t.is(server.count('Stop'), 1);
-    const listed = server.count('List');
-    t.true(listed >= 2 && listed <= 1 + 300 / 25, `${listed} attempts within a 0.3 s timeout`);
+    checkRefusedCalls(t, server, out['batch']!, UUID);
     t.is(out['deadline']!.code, 'UNAVAILABLE');
 
     server.attempts.length = 0;
     server.refusal = { code: status.UNAVAILABLE, reason: 'HANDOVER' };
     const refused = await run();
-    t.is(server.count('Spawn'), 4 + 4 + 1, 'a spawn refused for a handover started nothing: retried with or without an id');
-    t.is(server.count('Signal'), 4, 'a signal refused for a handover was not sent: retried');
-    t.is(server.count('Stop'), 1, 'a Stop in flight at a handover may have signalled: never retried');
-    t.true(refused['signal']!.retryable);
+    checkHandoverRefusals(t, server, refused['signal']!);
   });
 }
