@@ -4,8 +4,9 @@
 // loop does not: past --store-timeout writes fail as on a full disk, reads, signals and deadlines
 // go on, and after the thaw the exits held back are recorded, told, and durable.
 import test, { type ExecutionContext } from 'ava';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
@@ -17,8 +18,8 @@ import type { StartedProcess } from '../src/process/process-store.js';
 import { SERVICE_NAME } from '../src/service/server.js';
 import { SqliteStore } from '../src/store/sqlite-store.js';
 import { ThreadedStore, type StallWatch } from '../src/store/threaded-store.js';
-import { startAgentProcess, type AgentProcess } from './helpers/agent-process.js';
-import { eventually, procState, tempDir } from './helpers/harness.js';
+import { ROOT, startAgentProcess, type AgentProcess } from './helpers/agent-process.js';
+import { eventually, procState, sleep, tempDir } from './helpers/harness.js';
 
 const Health = makeGenericClientConstructor(healthService, 'Health');
 
@@ -275,4 +276,29 @@ test.serial('a wake-up that is not an answer (a late notify of the previous requ
   }
   t.is(stalls, 0, `taken for a stall after ${n} commits`);
   t.false(store.stalled());
+});
+
+test.serial('a store thread that wakes late serves every request queued meanwhile: an agent stopped then still ends', async (t) => {
+  const stateDir = join(tempDir('pidfd-agent-store-thread-'), 'state');
+  const tasks = () => new Set(readdirSync('/proc/self/task'));
+  const before = tasks();
+  const { store } = await ThreadedStore.open({ stateDir, bootId: readBootId(), recover: false, timeoutMs: 100, onError: () => undefined, watch: { stalled: () => undefined, recovered: () => undefined } });
+  const started = [...tasks()].filter((tid) => !before.has(tid));
+  t.is(started.length, 1, 'the store thread is the one thread the open started');
+  store.commit('warm-up', 0, () => {});
+  // Descheduled past its bound (starved, or a pod's CPU throttled): stopped by ptrace, not its process.
+  const stopper = spawn('/usr/bin/python3', [join(ROOT, 'test/fixtures/stop-thread.py'), started[0]!], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.teardown(() => stopper.kill());
+  const lines = createInterface({ input: stopper.stdout })[Symbol.asyncIterator]();
+  t.is((await lines.next()).value, 'stopped');
+  const late: StartedProcess = { handle: newHandleId(), identity: { pid: 4242, pidfsInode: 7n }, spec: { argv: ['late'], labels: {}, adopted: false }, startedAt: 1_700_000_000_000 };
+  t.throws(() => store.commit('the late one', 1, (w) => w.started(late)), { name: 'StoreWriteFailed' });
+  store.close(); // the agent stops while the thread has not even seen the commit
+  stopper.stdin.write('\n');
+  t.is((await lines.next()).value, 'resumed');
+  const ended = await Promise.race([store.ended().then(() => 'ended'), sleep(5000).then(() => 'still running after 5 s')]);
+  t.is(ended, 'ended', 'the close queued behind the late commit was served');
+  const reopened = new SqliteStore(stateDir, readBootId(), () => undefined);
+  t.teardown(() => reopened.close());
+  t.deepEqual(reopened.load().map((r) => r.handle), [], 'the late commit landed and was written back before the close');
 });

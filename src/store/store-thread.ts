@@ -109,18 +109,21 @@ function run(store: SqliteStore): void {
   for (;;) {
     Atomics.wait(words, POSTED, seen);
     seen = Atomics.load(words, POSTED);
-    const message = receiveMessageOnPort(port);
-    if (message === undefined) continue;
-    const { id, ...request } = message.message as Request & { id: number };
-    const reply = serve(store, request, id);
-    port.postMessage(reply);
-    if (Atomics.compareExchange(words, STATE, BUSY, DONE) === BUSY) Atomics.notify(words, STATE);
-    else if (Atomics.load(words, STATE) === ABANDONED) {
-      port.postMessage(afterAbandoned(store, request, reply));
-      Atomics.store(words, STATE, RECOVERED);
-      Atomics.notify(words, STATE);
+    // Every request queued, not one per wake-up: a thread that woke late (starved, or back from
+    // a stall) may find a second one behind the first, the agent's close among them, and no
+    // further post would wake it for that one.
+    for (let message = receiveMessageOnPort(port); message !== undefined; message = receiveMessageOnPort(port)) {
+      const { id, ...request } = message.message as Request & { id: number };
+      const reply = serve(store, request, id);
+      port.postMessage(reply);
+      if (Atomics.compareExchange(words, STATE, BUSY, DONE) === BUSY) Atomics.notify(words, STATE);
+      else if (Atomics.load(words, STATE) === ABANDONED) {
+        port.postMessage(afterAbandoned(store, request, reply));
+        Atomics.store(words, STATE, RECOVERED);
+        Atomics.notify(words, STATE);
+      }
+      if (request.op === 'close') return;
     }
-    if (request.op === 'close') return;
   }
 }
 
