@@ -82,14 +82,17 @@ async function successorCrashes(t: ExecutionContext, agent: RestartableAgent, di
   t.true(at >= end, `no offset is handed out twice: "three" at ${at}, the successor had handed out up to ${end} (${JSON.stringify(after)})`);
 }
 
-test.serial('SIGTERM while the snapshot waits for its confirmation: the old agent waits for the outcome, the handover completes, and no ring file outlives it', async (t) => {
-  const { dir, stateDir, address } = agentDir('pidfd-agent-handover-sigterm-');
+/**
+ * The old agent serving `speaker`'s process, a successor started with --takeover required, and
+ * the test relaying between them on handover.sock (the old agent's socket moved aside: a bound
+ * unix socket is found by its inode) up to the successor's confirmation, which it holds.
+ */
+async function relayedHandover(t: ExecutionContext, prefix: string) {
+  const { dir, stateDir, address } = agentDir(prefix);
   dirs.push(dir);
   const old = await RestartableAgent.start(reaper, dir, stateDir);
   const handle = await speaker(old.client, dir);
-
-  // The old agent's socket moves aside (a bound unix socket is found by its inode); the relay
-  // listens where the successor looks.
+  const { sequence } = await old.client.list({});
   const aside = join(stateDir, 'old-handover.sock');
   renameSync(join(stateDir, HANDOVER_SOCKET), aside);
   const relay = new FdListener(join(stateDir, HANDOVER_SOCKET));
@@ -106,6 +109,11 @@ test.serial('SIGTERM while the snapshot waits for its confirmation: the old agen
   }
   const confirmation = (await next(successor))!;
   t.is(tagOf(confirmation), 'A', 'the successor has the whole snapshot and confirms');
+  return { dir, stateDir, address, old, handle, sequence, successorPid, successor, toOld, confirmation };
+}
+
+test.serial('SIGTERM while the snapshot waits for its confirmation: the old agent waits for the outcome, the handover completes, and no ring file outlives it', async (t) => {
+  const { dir, stateDir, address, old, handle, successorPid, successor, toOld, confirmation } = await relayedHandover(t, 'pidfd-agent-handover-sigterm-');
 
   // The window: the snapshot is out, the confirmation is held here.
   await reaper.kill(old.pid, SIGTERM);
@@ -124,6 +132,27 @@ test.serial('SIGTERM while the snapshot waits for its confirmation: the old agen
   t.is(ended, 'exit 0');
 
   await successorCrashes(t, await RestartableAgent.attach(reaper, successorPid, address), dir, stateDir, handle);
+});
+
+test.serial('a confirmation later than the old agent waits, with a SIGTERM pending: the old agent says it serves again, and the successor exits instead of serving a stale snapshot', async (t) => {
+  const { dir, stateDir, old, sequence, successorPid, successor, toOld } = await relayedHandover(t, 'pidfd-agent-handover-abandoned-');
+  await reaper.kill(old.pid, SIGTERM);
+  // The successor is stalled past the old agent's 30 s: it gives up, says so, and closes.
+  const said = await next(toOld, 40_000);
+  t.is(said && tagOf(said), 'B', 'the old agent says it abandoned the handover');
+  t.is(await next(toOld).catch(() => null), null, 'and closes');
+  toOld.close();
+  t.is(await reaper.wait(old.pid, 20_000), 'exit 0', 'then its pending stop runs');
+  old.client.close();
+  // Late, the successor reads what the old agent said (its confirmation reached nobody).
+  pass(successor, said!);
+  successor.close();
+  t.is(await reaper.wait(successorPid, 20_000), 'exit 1', 'the successor does not take over from a snapshot the old agent served on from');
+
+  // What the old agent recorded after the snapshot is what the next agent starts from.
+  const after = await RestartableAgent.start(reaper, dir, stateDir);
+  t.teardown(() => after.stop());
+  t.true((await after.client.list({})).sequence > sequence, 'numbering goes on above what the old agent told');
 });
 
 test.serial('a successor discards ring files it finds at takeover: they are no agent\'s current state', async (t) => {

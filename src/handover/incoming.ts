@@ -54,13 +54,22 @@ export function requestHandover(stateDir: string, required: boolean): Snapshot |
     sendTagged(socket, Tag.request, { protocol: HANDOVER_PROTOCOL, storeSchema: STORE_SCHEMA });
     const { data, fds } = receiveSnapshot(socket, SNAPSHOT_TIMEOUT_MS);
     const snapshot = new Snapshot(data, fds);
+    let answer: Tag | undefined;
     try {
       sendTagged(socket, Tag.received);
-      // R, or the connection closing, says the store is free.
-      receiveTagged(socket, [Tag.released], RELEASE_TIMEOUT_MS);
     } catch {
-      // Gone after sending everything: the snapshot is still right. Alive but gave up waiting:
-      // it serves again and keeps the store, so opening the store fails.
+      // gone, or gave up: what it said before it went is still to be read
+    }
+    try {
+      // R, or the connection closing, says the store is free; B that it serves again.
+      answer = receiveTagged(socket, [Tag.released, Tag.abandoned], RELEASE_TIMEOUT_MS).tag;
+    } catch {
+      // Gone after sending everything: the snapshot is still right. Alive but silent: it keeps the
+      // store, so opening the store fails.
+    }
+    if (answer === Tag.abandoned) {
+      snapshot.close();
+      throw new HandoverError('the serving agent gave up waiting for this one to confirm the handover and serves again: its snapshot is stale');
     }
     return snapshot;
   } finally {

@@ -111,16 +111,28 @@ export class HandoverListener {
     const started = performance.now();
     this.log('handover_started', {});
     let sent: { fds: number; bytes: number };
+    let snapshotOut = false;
     try {
       await this.host.prepare();
       const { data, fds } = this.host.encode();
       sendSnapshot(socket, data, fds, SEND_TIMEOUT_MS);
+      snapshotOut = true;
       // The loop keeps answering (UNAVAILABLE) meanwhile.
       await socket.readable(CONFIRM_TIMEOUT_MS);
       receiveTagged(socket, [Tag.received], 0);
       sent = { fds: fds.length, bytes: data.length };
     } catch (e) {
       this.log('handover_failed', { error: String(e), note: 'serving again' });
+      // Said, not only closed: a successor that confirms late must not read the close as the
+      // store's release. This agent serves on from the snapshot, and once it stops (a SIGTERM that
+      // waited for this outcome) the store is free while the snapshot no longer says what it holds.
+      if (snapshotOut) {
+        try {
+          sendTagged(socket, Tag.abandoned, undefined, 100);
+        } catch {
+          // gone: then it has nothing to take over with
+        }
+      }
       socket.close();
       this.host.resume();
       this.busy = false;

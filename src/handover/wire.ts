@@ -21,6 +21,8 @@ export const Tag = {
   refused: 'X',
   received: 'A',
   released: 'R',
+  /** The old agent gave up waiting for the confirmation and serves again: the snapshot is stale. */
+  abandoned: 'B',
 } as const;
 export type Tag = (typeof Tag)[keyof typeof Tag];
 
