@@ -118,6 +118,8 @@ test.serial('retries are bounded by attempts, time and the deadline, keep the re
   t.is(server.count('Get'), 1, 'a read is not retried unless the call asks');
   await t.throwsAsync(client.get({ handle: 'h' }, { retry: FAST }));
   t.is(server.count('Get'), 1 + 4, 'a read is safe to retry');
+  await t.throwsAsync(client.wait({ handle: 'h' }, { retry: FAST }));
+  t.is(server.count('Wait'), 1, 'a Wait whose reply was lost may have released a release_on_exit handle: never retried');
   await t.throwsAsync(client.signal({ handle: 'h' }, { retry: FAST }));
   t.is(server.count('Signal'), 1, 'a signal whose reply was lost may have been sent: never retried');
   await t.throwsAsync(client.stop({ handle: 'h' }, { retry: FAST }));
@@ -126,6 +128,8 @@ test.serial('retries are bounded by attempts, time and the deadline, keep the re
   server.refusal = { code: status.UNAVAILABLE, reason: 'HANDOVER' };
   await t.throwsAsync(client.signal({ handle: 'h' }, { retry: FAST }));
   t.is(server.count('Signal'), 1 + 4, 'a signal the agent refused for a handover was not sent: safe');
+  await t.throwsAsync(client.wait({ handle: 'h' }, { retry: FAST }));
+  t.is(server.count('Wait'), 1 + 4, 'a Wait the agent refused for a handover returned nothing: safe');
   await t.throwsAsync(client.stop({ handle: 'h' }, { retry: FAST }));
   t.is(server.count('Stop'), 1 + 1, 'a Stop in flight at a handover may have signalled: never retried');
   const unkeyedRefused = server.count('Spawn');

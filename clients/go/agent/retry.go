@@ -76,15 +76,18 @@ func NewRequestID() string {
 }
 
 var (
-	reads     = map[string]bool{"Get": true, "List": true, "ListThreads": true, "Wait": true}
-	keyed     = map[string]bool{"Spawn": true, "SpawnBatch": true, "Adopt": true}
-	refusable = map[string]bool{"Signal": true, "Release": true, "CloseStdin": true, "ResizeTerminal": true}
+	reads = map[string]bool{"Get": true, "List": true, "ListThreads": true}
+	keyed = map[string]bool{"Spawn": true, "SpawnBatch": true, "Adopt": true}
+	// A Wait whose reply was lost may have released a release_on_exit process's handle, and its
+	// exit with it: resent, it would get UNKNOWN_HANDLE in place of the exit.
+	refusable = map[string]bool{"Wait": true, "Signal": true, "Release": true, "CloseStdin": true, "ResizeTerminal": true}
 )
 
 // IsRetryable says whether sending the failed call again can neither do twice what it did once
-// nor be answered for what another call did. True only for UNAVAILABLE: reads always; Spawn,
+// nor be answered for what another call did. True only for UNAVAILABLE: reads (Get, List,
+// ListThreads) always; Spawn,
 // SpawnBatch and Adopt when every request carried a request_id (the agent replays, or answers
-// OUTCOME_UNKNOWN, never starts twice) or the agent refused them (HANDOVER); Signal, Release,
+// OUTCOME_UNKNOWN, never starts twice) or the agent refused them (HANDOVER); Wait, Signal, Release,
 // CloseStdin and ResizeTerminal only when refused. Never Stop or WriteStdin, nor a stream
 // (resume those by offset or cursor instead). err must come from this package's Client.
 func IsRetryable(err error) bool {

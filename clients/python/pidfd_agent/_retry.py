@@ -34,9 +34,11 @@ class Retry:
 # a container restart a few seconds; an agent down for longer is the caller's to handle.
 DEFAULT_RETRY = Retry()
 
-_READS = {"Get", "List", "ListThreads", "Wait"}
+_READS = {"Get", "List", "ListThreads"}
 _KEYED = {"Spawn", "SpawnBatch", "Adopt"}
-_REFUSABLE = {"Signal", "Release", "CloseStdin", "ResizeTerminal"}
+# A Wait whose reply was lost may have released a release_on_exit process's handle, and its exit
+# with it: resent, it would get UNKNOWN_HANDLE in place of the exit.
+_REFUSABLE = {"Wait", "Signal", "Release", "CloseStdin", "ResizeTerminal"}
 
 
 def new_request_id() -> str:
@@ -46,9 +48,9 @@ def new_request_id() -> str:
 
 def is_retryable(error: BaseException) -> bool:
     """Whether sending the failed call again can neither do twice what it did once nor be answered
-    for what another call did. True only for UNAVAILABLE: reads always; Spawn, SpawnBatch and Adopt
+    for what another call did. True only for UNAVAILABLE: reads (Get, List, ListThreads) always; Spawn, SpawnBatch and Adopt
     when every request carried a request_id (the agent replays, or answers OUTCOME_UNKNOWN, never
-    starts twice) or the agent refused them (HANDOVER); Signal, Release, CloseStdin and
+    starts twice) or the agent refused them (HANDOVER); Wait, Signal, Release, CloseStdin and
     ResizeTerminal only when refused. Never Stop or WriteStdin, nor a stream (resume those by
     offset or cursor instead)."""
     code = getattr(error, "code", None)

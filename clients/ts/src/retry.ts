@@ -25,15 +25,17 @@ export interface RetryPolicy {
  */
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 6, initialBackoffMs: 100, maxBackoffMs: 2000, windowMs: 10_000 };
 
-const READS = new Set(['Get', 'List', 'ListThreads', 'Wait']);
+const READS = new Set(['Get', 'List', 'ListThreads']);
 const KEYED = new Set(['Spawn', 'SpawnBatch', 'Adopt']);
-const REFUSABLE = new Set(['Signal', 'Release', 'CloseStdin', 'ResizeTerminal']);
+// A Wait whose reply was lost may have released a release_on_exit process's handle, and its exit
+// with it: resent, it would get UNKNOWN_HANDLE in place of the exit.
+const REFUSABLE = new Set(['Wait', 'Signal', 'Release', 'CloseStdin', 'ResizeTerminal']);
 
 /**
  * Whether sending the failed call again can neither do twice what it did once nor be answered
- * for what another call did. True only for UNAVAILABLE: reads always; Spawn, SpawnBatch and
+ * for what another call did. True only for UNAVAILABLE: reads (Get, List, ListThreads) always; Spawn, SpawnBatch and
  * Adopt when every request carried a request_id (the agent replays, or answers OUTCOME_UNKNOWN,
- * never starts twice) or the agent refused them (HANDOVER); Signal, Release, CloseStdin and
+ * never starts twice) or the agent refused them (HANDOVER); Wait, Signal, Release, CloseStdin and
  * ResizeTerminal only when refused. Never Stop or WriteStdin, nor a stream (resume those by offset
  * or cursor instead).
  */
