@@ -129,6 +129,7 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
   // until the stalled write is done; then the exits held back meanwhile are recorded and told.
   let storeStalled = false;
   let showStoreHealth = () => {};
+  let apiServing = false;
   let afterStall = () => {};
   const stalls: StallWatch = {
     stalled: (what, timeoutMs) => {
@@ -268,7 +269,10 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
   // SERVING, since the agent still answers, and a restart could not help (its process cannot
   // even end before the stalled write does) but would lose the exits held back (status_lost).
   showStoreHealth = () => {
-    if (!lost) health.setStatus(SERVICE_NAME, storeStalled ? 'NOT_SERVING' : 'SERVING');
+    if (lost) return;
+    health.setStatus(SERVICE_NAME, storeStalled ? 'NOT_SERVING' : 'SERVING');
+    // The probe socket says the same of the API once it serves (its '' stays SERVING, as above).
+    if (apiServing) probe?.health.setStatus(SERVICE_NAME, storeStalled ? 'NOT_SERVING' : 'SERVING');
   };
   showStoreHealth();
   afterStall = () => {
@@ -298,6 +302,7 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     if (config.readyFile !== undefined) rmSync(config.readyFile, { force: true });
     clearInterval(expiry);
     listener?.close();
+    apiServing = false;
     probe?.health.setStatus(SERVICE_NAME, 'NOT_SERVING');
     await Promise.all([shutdown(server, listeners, graceMs), keepProbe ? undefined : closeProbe(graceMs)]);
     inbound.close();
@@ -368,7 +373,8 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     throw e;
   }
   if (config.readyFile !== undefined) writeFileSync(config.readyFile, `${process.pid}\n`);
-  probe?.health.setStatus(SERVICE_NAME, 'SERVING');
+  apiServing = true;
+  showStoreHealth();
   log('serving', { addresses, features, stateDir: config.stateDir ?? null, ...(probe === undefined ? {} : { health: probe.listener.address }) });
   return {
     manager,

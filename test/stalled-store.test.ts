@@ -94,7 +94,8 @@ test.serial('a frozen state dir: health NOT_SERVING, reads, signals and deadline
     }
   });
   const stateDir = join(mount, 'state');
-  const args = ['--state-dir', stateDir, '--store-timeout', `${STORE_TIMEOUT_MS}ms`];
+  const probe = `unix://${join(tempDir('pidfd-agent-stall-probe-'), 'health.sock')}`;
+  const args = ['--state-dir', stateDir, '--store-timeout', `${STORE_TIMEOUT_MS}ms`, '--health-listen', probe];
   agent = await startAgentProcess(args);
   const client = agent.client;
   const spawn = async (argv: string[], timeoutS?: number) => {
@@ -119,6 +120,8 @@ test.serial('a frozen state dir: health NOT_SERVING, reads, signals and deadline
   const notServingMs = performance.now() - frozenAt;
   t.true(notServingMs < 2000 + STORE_TIMEOUT_MS + 2000, `NOT_SERVING ${Math.round(notServingMs)} ms after the freeze`);
   t.is(await health(agent.address, ''), 'SERVING', 'the server as a whole answers: a liveness probe does not restart it');
+  t.is(await health(probe, SERVICE_NAME), 'NOT_SERVING', 'the probe socket says the same of the API');
+  t.is(await health(probe, ''), 'SERVING');
   t.regex(agent.stderr(), /"event":"store_stalled"/);
 
   // Reads answer; the exit that stalled is held back, unreported.
@@ -142,6 +145,7 @@ test.serial('a frozen state dir: health NOT_SERVING, reads, signals and deadline
 
   thaw();
   await eventually('the API SERVING again', async () => (await health(agent!.address, SERVICE_NAME)) === 'SERVING', 10_000);
+  t.is(await health(probe, SERVICE_NAME), 'SERVING', 'on the probe socket too');
   const exitOf = async (handle: string) => (await client.wait({ handle }, { deadline: 5000 })).process!.exit!;
   t.like(await exitOf(exiting.handle), { code: 7, reason: ExitReason.EXIT_REASON_EXITED });
   t.like(await exitOf(signalled.handle), { signal: 9 });
