@@ -127,7 +127,8 @@ func allKeyed(e *Error) bool {
 func withRequestIDs(req interface{}) interface{} {
 	switch r := req.(type) {
 	case *agentv1.SpawnRequest:
-		if r.GetRequestId() == "" {
+		// A nil request goes as it is: grpc sends it empty, and the agent answers INVALID_ARGUMENT.
+		if r != nil && r.GetRequestId() == "" {
 			c := proto.Clone(r).(*agentv1.SpawnRequest)
 			c.RequestId = NewRequestID()
 			return c
@@ -135,7 +136,7 @@ func withRequestIDs(req interface{}) interface{} {
 	case *agentv1.SpawnBatchRequest:
 		var c *agentv1.SpawnBatchRequest
 		for i, item := range r.GetRequests() {
-			if item.GetRequestId() != "" {
+			if item == nil || item.GetRequestId() != "" {
 				continue
 			}
 			if c == nil {
