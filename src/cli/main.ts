@@ -326,7 +326,8 @@ run(process.argv.slice(2)).then(
     if (e instanceof AgentCallError) {
       // grpc-js's connection errors span lines (OpenSSL's among them): one line, like every other error.
       // A spawn that may have started: only a rerun under the same request id is safe.
-      const rerun = e.method === 'Spawn' && e.requestId && isRetryable(e) ? `; it may have started: rerun with --request-id ${e.requestId}` : '';
+      // A refusal (HANDOVER) ran nothing: only a failed connection leaves the spawn unknown.
+      const rerun = e.method === 'Spawn' && e.requestId && e.reason === '' && isRetryable(e) ? `; it may have started: rerun with --request-id ${e.requestId}` : '';
       console.error(`pidfdctl: ${status[e.code]}: ${printable(e.details.replace(/\s*\n\s*/g, ' ').trim())}${e.reason ? ` (${e.reason})` : ''}${rerun}`);
       process.exitCode = 1;
       return;
