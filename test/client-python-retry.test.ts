@@ -39,7 +39,8 @@ for (const mode of ['sync', 'aio'] as const) {
     t.like(out['spawn_unkeyed'], { request_id: '', retryable: false });
     t.is(spawns[4]!.requestIds[0], '');
     checkRefusedCalls(t, server, out['batch']!, UUID);
-    t.is(out['deadline']!.code, 'UNAVAILABLE');
+    // The last attempt fails as refused, or (on a loaded machine) is still in flight at the deadline.
+    t.true(['UNAVAILABLE', 'DEADLINE_EXCEEDED'].includes(out['deadline']!.code), out['deadline']!.code);
 
     server.attempts.length = 0;
     server.refusal = { code: status.UNAVAILABLE, reason: 'HANDOVER' };
