@@ -127,18 +127,15 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
   // A state dir whose file system stalls (frozen, hung) stalls the store's thread, not the agent:
   // past --store-timeout writes fail (STORE_WRITE_FAILED) and the API's health is NOT_SERVING
   // until the stalled write is done; then the exits held back meanwhile are recorded and told.
-  let storeStalled = false;
   let showStoreHealth = () => {};
   let apiServing = false;
   let afterStall = () => {};
   const stalls: StallWatch = {
     stalled: (what, timeoutMs) => {
-      storeStalled = true;
       log('store_stalled', { what, timeout_ms: timeoutMs, note: 'a store write did not finish in time: writes fail (STORE_WRITE_FAILED) until it does; reads, signals and deadlines go on' });
       showStoreHealth();
     },
     recovered: ({ what, ms, landed, undone }) => {
-      storeStalled = false;
       log('store_recovered', { what, ms, landed, undone });
       showStoreHealth();
       afterStall();
@@ -270,9 +267,10 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
   // even end before the stalled write does) but would lose the exits held back (status_lost).
   showStoreHealth = () => {
     if (lost) return;
-    health.setStatus(SERVICE_NAME, storeStalled ? 'NOT_SERVING' : 'SERVING');
+    const status = store.stalled() ? 'NOT_SERVING' : 'SERVING';
+    health.setStatus(SERVICE_NAME, status);
     // The probe socket says the same of the API once it serves (its '' stays SERVING, as above).
-    if (apiServing) probe?.health.setStatus(SERVICE_NAME, storeStalled ? 'NOT_SERVING' : 'SERVING');
+    if (apiServing) probe?.health.setStatus(SERVICE_NAME, status);
   };
   showStoreHealth();
   afterStall = () => {

@@ -50,7 +50,7 @@ export class ThreadedStore implements ProcessStore {
   private state: State = 'idle';
   private lastId = 0;
   /** The request the thread is stuck in, and when it was posted (performance.now()). */
-  private stuck: { readonly id: number; readonly what: string; readonly since: number } | undefined;
+  private stuck: { readonly what: string; readonly since: number } | undefined;
   private ceiling: number;
   private readonly origin: SequenceOrigin;
   /** What the store held when it opened, until restore has read it. */
@@ -200,7 +200,7 @@ export class ThreadedStore implements ProcessStore {
       Atomics.wait(this.words, STATE, BUSY, left);
     }
     if (Atomics.compareExchange(this.words, STATE, BUSY, ABANDONED) === BUSY) {
-      this.stall(id, what, since);
+      this.stall(what, since);
       return 'timed-out';
     }
     const message = receiveMessageOnPort(this.port)?.message as Reply | undefined;
@@ -224,9 +224,9 @@ export class ThreadedStore implements ProcessStore {
     Atomics.notify(this.words, POSTED);
   }
 
-  private stall(id: number, what: string, since: number): void {
+  private stall(what: string, since: number): void {
     this.state = 'stalled';
-    this.stuck = { id, what, since };
+    this.stuck = { what, since };
     this.options.watch.stalled(what, this.options.timeoutMs);
     // The thread's return is work still to come: it holds the loop open like any pending I/O.
     this.worker.ref();
