@@ -1,5 +1,6 @@
 // The audit trail: one JSON line per mutating call and per denial, to stderr or --audit-log.
 import { closeSync, openSync, writeSync } from 'node:fs';
+import { logJson } from '../log.js';
 
 export type Decision = 'allow' | 'deny';
 
@@ -62,8 +63,8 @@ export class AuditLog {
       this.isoMs = now;
       this.iso = `{"time":"${new Date(now).toISOString()}","event":"audit",`;
     }
-    let json = JSON.stringify(entry);
-    if (json.length > 4 * AUDIT_FIELD_CHARS) json = JSON.stringify(bounded(entry));
+    let json = logJson(entry);
+    if (json.length > 4 * AUDIT_FIELD_CHARS) json = logJson(bounded(entry));
     this.append(this.iso + json.slice(1) + '\n');
   };
 
@@ -102,7 +103,7 @@ export class AuditLog {
     if (this.suppressed.size === 0) return;
     const denials = Object.fromEntries(this.suppressed);
     this.suppressed.clear();
-    this.append(JSON.stringify({ time: new Date().toISOString(), event: 'audit_suppressed', window_ms: 1000, denials }) + '\n');
+    this.append(logJson({ time: new Date().toISOString(), event: 'audit_suppressed', window_ms: 1000, denials }) + '\n');
   }
 
   close(): void {
