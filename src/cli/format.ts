@@ -1,3 +1,4 @@
+import { logJson } from '../log.js';
 import { EventType, OutputStream, State, type Event, type Exit, type OutputChunk, type Process } from './client.js';
 
 export function describeExit(exit: Exit | undefined): string {
@@ -23,8 +24,7 @@ export const printable = (text: string): string =>
     .replace(/[\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u{${c.charCodeAt(0).toString(16)}}`);
 
 /** JSON as a terminal may show it: what JSON.stringify leaves raw (DEL, C1, bidi controls) as \u escapes, still JSON. */
-export const jsonText = (value: unknown): string =>
-  JSON.stringify(value).replace(/[\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+export const jsonText = logJson;
 
 /** A quoted string, as JSON writes it, with what JSON leaves raw (DEL, C1) escaped too. */
 export const quoted = (text: unknown): string => printable(JSON.stringify(text));
