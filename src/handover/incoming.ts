@@ -10,7 +10,12 @@ import { STORE_SCHEMA } from '../store/sqlite-store.js';
 
 /** The running agent first lets its spawns in flight finish. */
 const SNAPSHOT_TIMEOUT_MS = 60_000;
-const RELEASE_TIMEOUT_MS = 30_000;
+/**
+ * Longer than the running agent waits for the confirmation (outgoing.ts, 30 s), which it began
+ * before this one confirmed: so its B, abandoned, is always heard, and never a silence taken for
+ * the store's release that its stop (a SIGTERM pending) then makes true.
+ */
+const RELEASE_TIMEOUT_MS = 45_000;
 
 /**
  * A connection to the agent serving stateDir, or why none answers: ENOENT (no socket) or
