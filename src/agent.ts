@@ -59,7 +59,13 @@ export interface Agent {
   stop(): Promise<void>;
 }
 
-export async function startAgent(config: Config, log: Logger, telemetry: Telemetry = TELEMETRY_OFF): Promise<Agent> {
+/**
+ * Starts the agent and serves. `stopping` is a stop asked for while it starts (SIGTERM): until the
+ * agent has taken anything over (asked a serving agent for a handover, or opened the store) the
+ * start ends there, and a takeover is abandoned unconfirmed (the serving agent serves on); both
+ * throw its reason. Past that point the start completes, and the caller stops the agent in order.
+ */
+export async function startAgent(config: Config, log: Logger, telemetry: Telemetry = TELEMETRY_OFF, stopping?: AbortSignal): Promise<Agent> {
   const features = probeFeatures();
   useSpawnShim(builtFile('dist/lib/libpidfd-spawn.so'));
   useFdPassing(builtFile('dist/lib/libpidfd-fdpass.so'));
@@ -143,8 +149,12 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
   };
   const askedAt = performance.now();
   try {
-    handover = config.stateDir === undefined || config.takeover === undefined ? null : requestHandover(config.stateDir, config.takeover === 'required');
+    stopping?.throwIfAborted();
+    handover = config.stateDir === undefined || config.takeover === undefined ? null : await requestHandover(config.stateDir, config.takeover === 'required', stopping);
   } catch (e) {
+    if (stopping?.aborted && e === stopping.reason) {
+      log('start_stopped', { note: 'stopped before taking anything over: a serving agent serves on, and the state dir waits for the next start as it was' });
+    }
     dropProbe();
     closeNode();
     throw e;

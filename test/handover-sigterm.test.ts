@@ -5,7 +5,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { OutputMode, OutputStream, type AgentClient } from '../clients/ts/src/index.js';
+import { OutputMode, OutputStream, State, type AgentClient } from '../clients/ts/src/index.js';
 import { connectFdSocket, FdListener, useFdPassing, type FdSocket, type Message } from '../src/kernel/fd-passing.js';
 import { closeFd } from '../src/kernel/fd.js';
 import { HANDOVER_SOCKET } from '../src/handover/outgoing.js';
@@ -22,6 +22,7 @@ test.after.always(async () => {
 useFdPassing(join(ROOT, 'dist/lib/libpidfd-fdpass.so'));
 
 const SIGTERM = 15;
+const SIGINT = 2;
 const STDOUT = OutputStream.OUTPUT_STREAM_STDOUT;
 
 /** The next message on a socket, waiting on the event loop (the agents are other processes). */
@@ -83,34 +84,58 @@ async function successorCrashes(t: ExecutionContext, agent: RestartableAgent, di
 }
 
 /**
- * The old agent serving `speaker`'s process, a successor started with --takeover required, and
- * the test relaying between them on handover.sock (the old agent's socket moved aside: a bound
- * unix socket is found by its inode) up to the successor's confirmation, which it holds.
+ * The old agent serving `speaker`'s process and a sleeper, a successor started with --takeover
+ * required, and the test relaying between them on handover.sock (the old agent's socket moved
+ * aside: a bound unix socket is found by its inode) up to the snapshot's last message, which it
+ * holds. Quiet agents unless `log` names them (their lines go to the subreaper's stderr).
  */
-async function relayedHandover(t: ExecutionContext, prefix: string) {
+async function relayedSnapshot(t: ExecutionContext, prefix: string, log: { old?: boolean; successor?: boolean } = {}) {
   const { dir, stateDir, address } = agentDir(prefix);
   dirs.push(dir);
-  const old = await RestartableAgent.start(reaper, dir, stateDir);
+  const old = await RestartableAgent.start(reaper, dir, stateDir, [], log.old);
   const handle = await speaker(old.client, dir);
-  const { sequence } = await old.client.list({});
+  const { process: sleeper } = await old.client.spawn({ argv: ['sleep', '600'] });
+  const { sequence, processes } = await old.client.list({});
+  const pids = new Map(processes.map((p) => [p.handle, p.pid]));
   const aside = join(stateDir, 'old-handover.sock');
   renameSync(join(stateDir, HANDOVER_SOCKET), aside);
   const relay = new FdListener(join(stateDir, HANDOVER_SOCKET));
-  const successorPid = await reaper.start([process.execPath, AGENT_BIN, '--listen', address, '--state-dir', stateDir, '--takeover', 'required', '--quiet']);
+  const successorPid = await reaper.start([process.execPath, AGENT_BIN, '--listen', address, '--state-dir', stateDir, '--takeover', 'required', ...(log.successor ? [] : ['--quiet'])]);
   let accepted: FdSocket | null = null;
   await eventually('the successor to connect', () => (accepted = relay.accept()) !== null, 20_000);
   relay.close();
   const successor = accepted!;
   const toOld = connectFdSocket(aside);
   pass(toOld, (await next(successor))!); // its request
-  for (let m = await next(toOld); ; m = await next(toOld)) {
-    pass(successor, m!);
-    if (tagOf(m!) === 'E') break;
-  }
-  const confirmation = (await next(successor))!;
-  t.is(tagOf(confirmation), 'A', 'the successor has the whole snapshot and confirms');
-  return { dir, stateDir, address, old, handle, sequence, successorPid, successor, toOld, confirmation };
+  let end = (await next(toOld))!;
+  for (; tagOf(end) !== 'E'; end = (await next(toOld))!) pass(successor, end);
+  return { dir, stateDir, address, aside, old, handle, sleeper: sleeper!.handle, sequence, pids, successorPid, successor, toOld, end };
 }
+
+/** As relayedSnapshot, with the snapshot passed on whole and the successor's confirmation held. */
+async function relayedHandover(t: ExecutionContext, prefix: string, log: { old?: boolean; successor?: boolean } = {}) {
+  const relayed = await relayedSnapshot(t, prefix, log);
+  pass(relayed.successor, relayed.end);
+  const confirmation = (await next(relayed.successor))!;
+  t.is(tagOf(confirmation), 'A', 'the successor has the whole snapshot and confirms');
+  return { ...relayed, confirmation };
+}
+
+/** Whatever one agent still says, passed on to the other, until it closes; then both ends go. */
+async function relayRest(from: FdSocket, to: FdSocket): Promise<void> {
+  for (let m = await next(from).catch(() => null); m !== null; m = await next(from).catch(() => null)) {
+    try {
+      pass(to, m);
+    } catch {
+      // the other end is gone: it has nothing more to learn
+    }
+  }
+  from.close();
+  to.close();
+}
+
+/** The log lines (JSON) of one event that the subreaper's agents wrote from `from` on. */
+const logged = (from: number, event: string) => reaper.stderr.slice(from).split('\n').filter((l) => l.includes(`"event":"${event}"`));
 
 test.serial('SIGTERM while the snapshot waits for its confirmation: the old agent waits for the outcome, the handover completes, and no ring file outlives it', async (t) => {
   const { dir, stateDir, address, old, handle, successorPid, successor, toOld, confirmation } = await relayedHandover(t, 'pidfd-agent-handover-sigterm-');
@@ -166,4 +191,87 @@ test.serial('a successor discards ring files it finds at takeover: they are no a
   const { agent, oldEnded } = await RestartableAgent.takeOver(reaper, dir, stateDir, old, ['--quiet']);
   t.is(oldEnded, 'exit 0');
   await successorCrashes(t, agent, dir, stateDir, handle);
+});
+
+test.serial('a second SIGTERM and a SIGINT while the old agent waits for its handover change nothing: it hands over, exits 0, and the successor serves every process', async (t) => {
+  const from = reaper.stderr.length;
+  const { address, old, handle, sleeper, successorPid, successor, toOld, confirmation } = await relayedHandover(t, 'pidfd-agent-handover-sigterm-twice-', { old: true });
+  await reaper.kill(old.pid, SIGTERM);
+  await eventually('the old agent to wait for the handover', () => logged(from, 'stop_waits_for_handover').length === 1, 20_000);
+  // kubectl delete twice, or a supervisor that repeats its signal.
+  await reaper.kill(old.pid, SIGTERM);
+  await reaper.kill(old.pid, SIGINT);
+  t.is(await reaper.wait(old.pid, 1000), 'timeout', 'the later signals do not end the old agent in the middle of its handover');
+  await eventually('both to be logged', () => logged(from, 'already_stopping').length === 2, 20_000);
+  t.regex(logged(from, 'already_stopping')[1]!, /"signal":"SIGINT","first":"SIGTERM"/);
+
+  pass(toOld, confirmation);
+  await relayRest(toOld, successor);
+  t.is(await reaper.wait(old.pid, 20_000), 'exit 0', 'the old agent handed over and exited');
+  old.client.close();
+  const agent = await RestartableAgent.attach(reaper, successorPid, address);
+  t.teardown(() => agent.stop());
+  const { processes } = await agent.client.list({});
+  t.deepEqual(processes.filter((p) => p.state === State.STATE_RUNNING).map((p) => p.handle).sort(), [handle, sleeper].sort(), 'the successor serves both processes');
+  t.is(textOf(await chunks(agent.client, handle)), 'one\n', 'with the output captured before');
+});
+
+test.serial('a SIGTERM to the successor after it confirmed: it completes the takeover, then stops in order, and the next agent on the state dir has every process and its output', async (t) => {
+  const from = reaper.stderr.length;
+  const { dir, stateDir, old, handle, sleeper, pids, successorPid, successor, toOld, confirmation } = await relayedHandover(t, 'pidfd-agent-takeover-sigterm-', { successor: true });
+  // The old agent has not been told of the confirmation: the successor waits for its release.
+  await reaper.kill(successorPid, SIGTERM);
+  t.is(await reaper.wait(successorPid, 1000), 'timeout', 'the successor lives on to complete what it confirmed');
+  pass(toOld, confirmation);
+  await relayRest(toOld, successor);
+  t.is(await reaper.wait(old.pid, 20_000), 'exit 0', 'the old agent handed over');
+  old.client.close();
+  t.is(await reaper.wait(successorPid, 20_000), 'exit 0', 'the successor stopped as asked, once it had taken over');
+  t.is(logged(from, 'stop_requested').length, 1);
+  t.is(logged(from, 'taken_over').length, 1);
+  t.regex(logged(from, 'stopping')[0] ?? '', /"signal":"SIGTERM"/);
+
+  // Stopped in order: what its rings held waits in the state dir, as at any stop without successor.
+  const rings = readdirSync(join(stateDir, 'capture')).filter((f) => f.endsWith('.ring'));
+  t.deepEqual(rings, [`${handle}.stdout.ring`], 'the ring the successor was handed is saved');
+  const next = await RestartableAgent.start(reaper, dir, stateDir);
+  t.teardown(() => next.stop());
+  const { processes } = await next.client.list({});
+  t.deepEqual(
+    processes.filter((p) => p.state === State.STATE_RUNNING).map((p) => [p.handle, p.pid]).sort(),
+    [handle, sleeper].map((h) => [h, pids.get(h)]).sort(),
+    'the next agent re-adopts both processes',
+  );
+  t.is(textOf(await chunks(next.client, handle)), 'one\n', 'the output captured before the takeover is all there, at its offsets');
+  writeFileSync(join(dir, 'two'), '');
+  await eventually('"two" on the next agent', async () => textOf(await chunks(next.client, handle)) === 'one\ntwo\n', 20_000);
+  t.pass();
+});
+
+test.serial('a SIGTERM to the successor before it has the whole snapshot: it does not confirm and exits 0, and the old agent serves on with everything', async (t) => {
+  const from = reaper.stderr.length;
+  const { dir, stateDir, aside, old, handle, sleeper, successorPid, successor, toOld, end } = await relayedSnapshot(t, 'pidfd-agent-takeover-sigterm-early-', { successor: true });
+  await reaper.kill(successorPid, SIGTERM);
+  t.is(await reaper.wait(successorPid, 1000), 'timeout', 'it waits for the rest of the snapshot, which the old agent bounds');
+  pass(successor, end);
+  t.is(await next(successor).catch(() => null), null, 'it closes the connection without confirming');
+  successor.close();
+  toOld.close(); // passed on: the old agent sees the successor gone
+  t.is(await reaper.wait(successorPid, 20_000), 'exit 0', 'a stop asked for before it took anything over');
+  t.is(logged(from, 'start_stopped').length, 1);
+  t.is(logged(from, 'taken_over').length, 0);
+
+  await eventually('the old agent to serve again', () => old.client.get({ handle }).then((r) => r.process !== undefined, () => false), 20_000);
+  const { processes } = await old.client.list({});
+  t.deepEqual(processes.filter((p) => p.state === State.STATE_RUNNING).map((p) => p.handle).sort(), [handle, sleeper].sort(), 'the old agent manages both');
+  writeFileSync(join(dir, 'two'), '');
+  await eventually('"two" on the old agent', async () => textOf(await chunks(old.client, handle)) === 'one\ntwo\n', 20_000);
+
+  // And it still hands over, everything with it.
+  renameSync(aside, join(stateDir, HANDOVER_SOCKET));
+  const { agent, oldEnded } = await RestartableAgent.takeOver(reaper, dir, stateDir, old, ['--quiet']);
+  t.teardown(() => agent.stop());
+  t.is(oldEnded, 'exit 0');
+  t.is(textOf(await chunks(agent.client, handle)), 'one\ntwo\n');
+  t.is((await agent.client.get({ handle: sleeper })).process!.state, State.STATE_RUNNING);
 });

@@ -293,7 +293,7 @@ test.serial('a successor that fails halfway leaves the agent serving as before, 
   useFdPassing(join(ROOT, 'dist/lib/libpidfd-fdpass.so'));
   const socket = connectFdSocket(join(stateDir, HANDOVER_SOCKET));
   sendTagged(socket, 'T', { protocol: HANDOVER_PROTOCOL, storeSchema: STORE_SCHEMA });
-  const { fds } = receiveSnapshot(socket, 30_000);
+  const { fds } = await receiveSnapshot(socket, 30_000);
   t.is(fds.length, 4, 'two pidfds, stdin and stdout of cat');
   for (const fd of fds) closeFd(fd);
   try {
@@ -322,12 +322,12 @@ test.serial('a successor speaking another handover protocol is refused, and the 
   useFdPassing(join(ROOT, 'dist/lib/libpidfd-fdpass.so'));
   const socket = connectFdSocket(join(stateDir, HANDOVER_SOCKET));
   sendTagged(socket, 'T', { protocol: HANDOVER_PROTOCOL + 1 });
-  t.throws(() => receiveSnapshot(socket, 10_000), { message: /refused the handover: "protocol 2 is not 1"/ });
+  await t.throwsAsync(receiveSnapshot(socket, 10_000), { message: /refused the handover: "protocol 2 is not 1"/ });
   socket.close();
   // A rollback: an agent that knows only an older store schema could not open this store.
   const older = connectFdSocket(join(stateDir, HANDOVER_SOCKET));
   sendTagged(older, 'T', { protocol: HANDOVER_PROTOCOL, storeSchema: STORE_SCHEMA - 1 });
-  t.throws(() => receiveSnapshot(older, 10_000), { message: new RegExp(`knows store schema ${STORE_SCHEMA - 1}, this store has ${STORE_SCHEMA}`) });
+  await t.throwsAsync(receiveSnapshot(older, 10_000), { message: new RegExp(`knows store schema ${STORE_SCHEMA - 1}, this store has ${STORE_SCHEMA}`) });
   older.close();
   t.is((await old.client.get({ handle: p!.handle })).process!.state, State.STATE_RUNNING);
   const { agent } = await RestartableAgent.takeOver(reaper, dir, stateDir, old, ['--quiet']);

@@ -10,7 +10,12 @@ import { STORE_SCHEMA } from '../store/sqlite-store.js';
 
 /** The running agent first lets its spawns in flight finish. */
 const SNAPSHOT_TIMEOUT_MS = 60_000;
-const RELEASE_TIMEOUT_MS = 30_000;
+/**
+ * Longer than the running agent waits for the confirmation (outgoing.ts, 30 s), which it began
+ * before this one confirmed: so its B, abandoned, is always heard, and never a silence taken for
+ * the store's release that its stop (a SIGTERM pending) then makes true.
+ */
+const RELEASE_TIMEOUT_MS = 45_000;
 
 /**
  * A connection to the agent serving stateDir, or why none answers: ENOENT (no socket) or
@@ -41,9 +46,13 @@ export function refuseIfServed(stateDir: string): void {
 
 /**
  * Takes over from the agent serving stateDir, if one answers: null when none does (then `required`
- * makes that an error). Blocks: it runs before the agent serves anything.
+ * makes that an error). It runs before the agent serves anything, and waits on the event loop, so
+ * that a stop asked for meanwhile (`stopping`, SIGTERM) is seen before this agent confirms: then
+ * it closes the connection without confirming (the serving agent resumes, as after any successor
+ * that failed halfway) and throws the stop's reason. Once it has confirmed, the serving agent lets
+ * go of everything: from there a stop has to wait for the start to complete, then save the state.
  */
-export function requestHandover(stateDir: string, required: boolean): Snapshot | null {
+export async function requestHandover(stateDir: string, required: boolean, stopping?: AbortSignal): Promise<Snapshot | null> {
   const socket = connectServing(stateDir);
   if (typeof socket === 'string') {
     if (required) throw new HandoverError(`--takeover required: no agent answers on ${join(stateDir, HANDOVER_SOCKET)} (${socket})`);
@@ -52,8 +61,12 @@ export function requestHandover(stateDir: string, required: boolean): Snapshot |
   try {
     if (socket.peerUid !== process.geteuid!()) throw new HandoverError(`the agent on ${stateDir} runs as uid ${socket.peerUid}, not ${process.geteuid!()}`);
     sendTagged(socket, Tag.request, { protocol: HANDOVER_PROTOCOL, storeSchema: STORE_SCHEMA });
-    const { data, fds } = receiveSnapshot(socket, SNAPSHOT_TIMEOUT_MS);
+    const { data, fds } = await receiveSnapshot(socket, SNAPSHOT_TIMEOUT_MS);
     const snapshot = new Snapshot(data, fds);
+    if (stopping?.aborted) {
+      snapshot.close();
+      stopping.throwIfAborted();
+    }
     let answer: Tag | undefined;
     try {
       sendTagged(socket, Tag.received);
@@ -61,11 +74,11 @@ export function requestHandover(stateDir: string, required: boolean): Snapshot |
       // gone, or gave up: what it said before it went is still to be read
     }
     try {
-      // R, or the connection closing, says the store is free; B that it serves again.
-      answer = receiveTagged(socket, [Tag.released, Tag.abandoned], RELEASE_TIMEOUT_MS).tag;
+      // R, or the connection closing, says the store is free; B that it serves again. Alive but
+      // silent, it keeps the store, so opening the store fails.
+      if (await socket.readable(RELEASE_TIMEOUT_MS)) answer = receiveTagged(socket, [Tag.released, Tag.abandoned], 0).tag;
     } catch {
-      // Gone after sending everything: the snapshot is still right. Alive but silent: it keeps the
-      // store, so opening the store fails.
+      // Gone after sending everything: the snapshot is still right.
     }
     if (answer === Tag.abandoned) {
       snapshot.close();

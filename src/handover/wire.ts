@@ -55,15 +55,17 @@ export function sendSnapshot(socket: FdSocket, data: Buffer, fds: readonly (Fd |
 }
 
 /**
- * Receives what sendSnapshot sent; a refusal (X) or anything malformed is a HandoverError, and
- * every descriptor received so far is closed.
+ * Receives what sendSnapshot sent, waiting up to timeoutMs for each message on the event loop (so
+ * that a signal's handler runs meanwhile); a refusal (X), a silence or anything malformed is a
+ * HandoverError, and every descriptor received so far is closed.
  */
-export function receiveSnapshot(socket: FdSocket, timeoutMs: number): { data: Buffer; fds: Fd[] } {
+export async function receiveSnapshot(socket: FdSocket, timeoutMs: number): Promise<{ data: Buffer; fds: Fd[] }> {
   const fds: Fd[] = [];
   const chunks: Buffer[] = [];
   try {
     for (;;) {
-      const message = socket.receive(timeoutMs);
+      if (!(await socket.readable(timeoutMs))) throw new HandoverError(`the agent sent no handover message for ${timeoutMs} ms`);
+      const message = socket.receive(0);
       if (message === null) throw new HandoverError('the agent closed the handover connection before the snapshot was complete');
       fds.push(...message.fds);
       const tag = message.data.toString('latin1', 0, 1);
