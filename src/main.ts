@@ -53,7 +53,8 @@ async function main(): Promise<number> {
   const signalled = new Promise<'signal'>((resolve) => {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve('signal'));
   });
-  const ended = await Promise.race([signalled, agent.handedOver.then(() => 'handover' as const), agent.storeLost.then(() => 'store lost' as const)]);
+  let lostBecause: string | undefined;
+  const ended = await Promise.race([signalled, agent.handedOver.then(() => 'handover' as const), agent.storeLost.then((reason) => ((lostBecause = reason), 'store lost' as const))]);
   if (ended === 'handover') {
     if (config.afterHandover === 'linger') {
       const keepAlive = setInterval(() => {}, 1 << 30); // nothing else may hold the loop open
@@ -63,7 +64,7 @@ async function main(): Promise<number> {
     await telemetry.shutdown();
     return 0;
   }
-  log('stopping', { note: 'managed processes keep running', ...(ended === 'store lost' ? { why: 'store_lost' } : {}) });
+  log('stopping', { note: 'managed processes keep running', ...(ended === 'store lost' ? { why: 'store_lost', reason: lostBecause } : {}) });
   await agent.stop();
   await telemetry.shutdown();
   return ended === 'store lost' ? 1 : 0;
