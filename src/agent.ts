@@ -51,8 +51,11 @@ export interface Agent {
   readonly readers: OutputReaders;
   /** Resolves once this agent has handed over to a successor and stopped serving. */
   readonly handedOver: Promise<void>;
-  /** Resolves if the state store is lost under the agent (its state dir deleted or replaced): it must stop. */
-  readonly storeLost: Promise<string>;
+  /**
+   * Resolves if the state store is lost under the agent, with why (store_lost's reason: its state
+   * dir deleted or replaced, or its thread ended): it must stop.
+   */
+  readonly storeLost: Promise<'state_dir_replaced' | 'store_thread_exited'>;
   /** Reads --policy again (SIGHUP): true when the file is now in force, false when the old policy stays. */
   reloadPolicy(): boolean;
   /** Stops serving. Managed processes keep running: they never depended on the agent. */
@@ -136,6 +139,7 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
   let showStoreHealth = () => {};
   let apiServing = false;
   let afterStall = () => {};
+  let checkStoreNow = () => {};
   const stalls: StallWatch = {
     stalled: (what, timeoutMs) => {
       log('store_stalled', { what, timeout_ms: timeoutMs, note: 'a store write did not finish in time: writes fail (STORE_WRITE_FAILED) until it does; reads, signals and deadlines go on' });
@@ -146,6 +150,8 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
       showStoreHealth();
       afterStall();
     },
+    // Not a second later: the loss is told as what it is (below), and the agent stops.
+    ended: () => checkStoreNow(),
   };
   const askedAt = performance.now();
   try {
@@ -215,8 +221,11 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
   // reported: they wait to be recorded), and another agent could start on the path. From the
   // next second on nothing more is recorded (STORE_WRITE_FAILED), health says NOT_SERVING, and
   // the agent stops (main), so that its DaemonSet starts a fresh one; what runs keeps running.
-  let loseStore: (why: string) => void = () => {};
-  const storeLost = new Promise<string>((resolve) => (loseStore = resolve));
+  // So too when the store's thread (--store-timeout) ends on its own: an error in it, out of
+  // memory. Nothing records any more, and a new thread could not be trusted with the store: the
+  // write it died in may have landed, and only that thread could have written it back (undoLast).
+  let loseStore: (reason: 'state_dir_replaced' | 'store_thread_exited') => void = () => {};
+  const storeLost = new Promise<'state_dir_replaced' | 'store_thread_exited'>((resolve) => (loseStore = resolve));
   let lost = false;
   const checkStore = () => {
     if (lost || store.inPlace()) return;
@@ -225,9 +234,21 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
       health.setStatus(service, 'NOT_SERVING');
       probe?.health.setStatus(service, 'NOT_SERVING');
     }
-    const why = 'the state store is no longer at its path (its state dir was deleted or replaced): nothing more can be recorded';
-    log('store_lost', { stateDir: config.stateDir ?? null, note: why });
-    loseStore(why);
+    const exit = threaded?.exit;
+    const why =
+      exit === undefined
+        ? 'the state store is no longer at its path (its state dir was deleted or replaced): nothing more can be recorded'
+        : "the state store's thread ended (--store-timeout): nothing more can be recorded";
+    const cause = exit === undefined ? { reason: 'state_dir_replaced' as const } : { reason: 'store_thread_exited' as const, exit_code: exit.code, ...(exit.error === undefined ? {} : { error: exit.error }) };
+    log('store_lost', { stateDir: config.stateDir ?? null, ...cause, note: why });
+    loseStore(cause.reason);
+  };
+  checkStoreNow = () => {
+    try {
+      checkStore();
+    } catch (e) {
+      log('housekeeping_failed', { task: 'store', error: String(e) });
+    }
   };
   const startExpiry = () => {
     // Housekeeping that fails (out of fds, say) is logged and tried again next second; thrown

@@ -75,7 +75,8 @@ async function main(): Promise<number> {
   reload = () => void started.reloadPolicy();
   if (reloadPending) reload();
   // A stop asked for while starting wins the race at once: the agent then stops in order.
-  const ended = await Promise.race([signalled, agent.handedOver.then(() => 'handover' as const), agent.storeLost.then(() => 'store lost' as const)]);
+  let lostBecause: string | undefined;
+  const ended = await Promise.race([signalled, agent.handedOver.then(() => 'handover' as const), agent.storeLost.then((reason) => ((lostBecause = reason), 'store lost' as const))]);
   if (ended === 'handover') {
     if (config.afterHandover === 'linger') {
       const keepAlive = setInterval(() => {}, 1 << 30); // nothing else may hold the loop open
@@ -85,7 +86,7 @@ async function main(): Promise<number> {
     await telemetry.shutdown();
     return 0;
   }
-  log('stopping', { note: 'managed processes keep running', ...(ended === 'store lost' ? { why: 'store_lost' } : { signal: stopSignal }) });
+  log('stopping', { note: 'managed processes keep running', ...(ended === 'store lost' ? { why: 'store_lost', reason: lostBecause } : { signal: stopSignal }) });
   await agent.stop();
   await telemetry.shutdown();
   return ended === 'store lost' ? 1 : 0;

@@ -29,15 +29,15 @@ test.before(async () => {
 test.serial('Go: a Spawn whose reply is lost as the agent is killed is retried under its request id after the restart: the same process, started once', (t) =>
   lostReplyIsRetried(t, reaper, (proxy, marker) => [BIN, 'lost-reply', proxy, marker]));
 
-type Failure = { code: string; reason: string; method: string; request_id: string; request_ids: string[] | null; retryable: boolean };
+type Failure = { code: string; reason: string; method: string; request_id: string; request_ids: string[] | null; retryable: boolean; client_closed: boolean; text: string };
 
 test.serial('Go: retries are bounded, keep the request ids, and happen only where IsRetryable allows', async (t) => {
   const server = await RefusingServer.start(join(tempDir('pidfd-agent-refusing-'), 'agent.sock'));
   t.teardown(() => server.close());
-  const call = async () => JSON.parse((await run(BIN, ['refused', server.address])).stdout) as Record<string, Failure> & { template_request_id: string };
+  const call = async () => JSON.parse((await run(BIN, ['refused', server.address])).stdout) as Record<string, Failure> & { template_request_id: string; closed_ms: number };
   const out = await call();
   const spawns = server.attempts.filter((a) => a.method === 'Spawn');
-  t.is(spawns.length, 4 + 1 + 1, 'the keyed spawn tried 4 times, the unkeyed one once, the one on a no-retry connection once');
+  t.is(spawns.length, 4 + 1 + 1 + 1, 'the keyed spawn tried 4 times, the unkeyed one once, the one on a no-retry connection once, the one closed during its backoff once');
   t.regex(out['spawn']!.request_id, UUID);
   t.deepEqual(spawns.slice(0, 4).map((a) => a.requestIds[0]), Array(4).fill(out['spawn']!.request_id));
   t.is(out.template_request_id, '', "the caller's request is left as it was");
@@ -46,9 +46,17 @@ test.serial('Go: retries are bounded, keep the request ids, and happen only wher
   t.is(spawns[4]!.requestIds[0], '');
   t.regex(spawns[5]!.requestIds[0]!, UUID, 'no retry, but still a request id');
   checkRefusedCalls(t, server, out['batch']!, UUID);
+  // Closed during its backoff: its last failure, which may have run on the agent, with the id to
+  // resend under; not the CANCELED of an attempt on the closed connection.
+  t.like(out['closed'], { code: 'UNAVAILABLE', reason: '', method: 'Spawn', retryable: true, client_closed: true });
+  t.is(out['closed']!.request_id, spawns[6]!.requestIds[0]!);
+  t.regex(out['closed']!.request_id, UUID);
+  t.regex(out['closed']!.text, /^UNAVAILABLE: .*\(the client was closed during the retry backoff\)$/);
+  t.true(out.closed_ms < 500, `it returned at the close, not after its backoff (${out.closed_ms} ms)`);
+  t.false(out['spawn']!.client_closed);
 
   server.attempts.length = 0;
   server.refusal = { code: status.UNAVAILABLE, reason: 'HANDOVER' };
   const refused = await call();
-  checkHandoverRefusals(t, server, refused['signal']!);
+  checkHandoverRefusals(t, server, refused['signal']!, 2);
 });

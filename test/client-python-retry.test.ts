@@ -26,12 +26,16 @@ for (const mode of ['sync', 'aio'] as const) {
     t.teardown(() => server.close());
     const run = async () => {
       const client = LineChild.start(t, [PYTHON, '-B', FIXTURE, 'refused', server.address, CLIENT, mode]);
-      return JSON.parse(await client.line()) as Record<string, { code: string; reason: string; method: string; request_id: string | null; request_ids: string[] | null; retryable: boolean } | null> & { template_request_id: string };
+      return JSON.parse(await client.line()) as Record<string, { code: string; reason: string; method: string; request_id: string | null; request_ids: string[] | null; retryable: boolean; client_closed: boolean; text: string } | null> & { template_request_id: string; closed_ms: number };
     };
     const out = await run();
     const spawns = server.attempts.filter((a) => a.method === 'Spawn');
     t.is(spawns.length, 4 + 1 + 1, 'the keyed spawn tried 4 times, the unkeyed one once, the one closed during its backoff once');
-    t.like(out['closed'], { code: 'UNAVAILABLE', method: 'Spawn' }, 'closed during a backoff: the last failure, no attempt on the closed channel');
+    t.like(out['closed'], { code: 'UNAVAILABLE', reason: '', method: 'Spawn', retryable: true, client_closed: true }, 'closed during a backoff: the last failure, no attempt on the closed channel');
+    t.is(out['closed']!.request_id, spawns[5]!.requestIds[0]!, 'with the id to resend under');
+    t.regex(out['closed']!.text, /^UNAVAILABLE: .*\(the client was closed during the retry backoff\)$/);
+    t.true(out.closed_ms < 500, `it returned at the close, not after its backoff (${out.closed_ms} ms)`);
+    t.false(out['spawn']!.client_closed);
     t.regex(out['spawn']!.request_id!, UUID);
     t.deepEqual(spawns.slice(0, 4).map((a) => a.requestIds[0]), Array(4).fill(out['spawn']!.request_id));
     t.is(out.template_request_id, '', "the caller's request is left as it was");

@@ -165,8 +165,16 @@ test.serial('an abort or close() during a backoff ends the call at once, with it
   abort.abort();
   const e = await t.throwsAsync(aborted, { instanceOf: AgentCallError });
   t.is(e!.code, status.UNAVAILABLE, 'the last failure');
+  t.false(e!.clientClosed, 'the caller ended it, not a close');
   client.close();
-  for (const c of closed) t.is((await t.throwsAsync(c, { instanceOf: AgentCallError }))!.code, status.UNAVAILABLE);
+  for (const c of closed) {
+    // What the caller needs of a spawn that may have started: its id, to resend on a new client.
+    const failure = (await t.throwsAsync(c, { instanceOf: AgentCallError }))!;
+    t.like(failure, { code: status.UNAVAILABLE, reason: '', method: 'Spawn', clientClosed: true });
+    t.regex(failure.requestId!, UUID);
+    t.true(isRetryable(failure));
+    t.regex(failure.message, /^UNAVAILABLE: .*\(the client was closed during the retry backoff\)$/);
+  }
   t.is(server.count('Spawn'), 21, 'no attempt after the abort or the close');
 });
 

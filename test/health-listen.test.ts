@@ -5,6 +5,7 @@
 // on it, so it is not restarted into taking its processes back.
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import http2 from 'node:http2';
 import net from 'node:net';
 import { join } from 'node:path';
 import test from 'ava';
@@ -15,9 +16,9 @@ import { readFileSync } from 'node:fs';
 import { AgentCallError, AgentClient, status } from '../clients/ts/src/index.js';
 import { parseConfig } from '../src/config/config.js';
 import { SERVICE_NAME } from '../src/service/server.js';
-import { PROBE_MAX_CONNECTIONS } from '../src/transport/probe-listener.js';
+import { PROBE_MAX_CONNECTIONS, PROBE_QUIET_MS } from '../src/transport/probe-listener.js';
 import { AGENT_BIN, CLI_BIN, ROOT, startAgentProcess } from './helpers/agent-process.js';
-import { agentDir, eventually, tempDir } from './helpers/harness.js';
+import { agentDir, eventually, sleep, tempDir } from './helpers/harness.js';
 
 const KUSTOMIZE = join(ROOT, 'deploy/kubernetes');
 const manifest = (parseYaml(readFileSync(join(KUSTOMIZE, 'kustomization.yaml'), 'utf8')).resources as string[])
@@ -28,6 +29,16 @@ const manifest = (parseYaml(readFileSync(join(KUSTOMIZE, 'kustomization.yaml'), 
 const probe = (argv: readonly string[]): Promise<{ code: number; out: string }> =>
   new Promise((resolve) => execFile(process.execPath, [...argv], (e, stdout, stderr) => resolve({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out: `${stdout}${stderr}`.trim() })));
 const health = (address: string) => probe([CLI_BIN, '--addr', address, 'health', '--timeout', '3s']);
+
+/** The manifest's liveness probe command (argv after `node`), with the container's paths mapped to a test agent's. */
+function manifestProbe(probeAddress: string, nodeAddress: string): string[] {
+  const flags = parseConfig(manifest.args);
+  const command = (manifest.livenessProbe.exec.command as string[]).map((a) =>
+    a === flags.healthListen ? probeAddress : a === flags.listen[0] ? nodeAddress : a === '/opt/pidfd-agent/dist/src/cli/main.js' ? CLI_BIN : a,
+  );
+  if (command[0] !== 'node') throw new Error(`the manifest's probe is not a node command: ${command.join(' ')}`);
+  return command.slice(1);
+}
 
 /** grpc.health.v1.Health/Check of one service name: its status, or the call's error code. */
 function check(address: string, service: string): Promise<string | number> {
@@ -72,14 +83,10 @@ test("the manifest's liveness probe answers SERVING while root's clients hold ev
   await agent.client.list({});
   t.not((await health(agent.address)).code, 0, 'root holds its cap on the node socket: a new root connection is refused there');
   await eventually('the refusal logged', () => /"event":"unix_connection_refused"/.test(agent.stderr()));
-  // The probe command as the manifest runs it, with the container's paths mapped to this agent's.
-  const command = (manifest.livenessProbe.exec.command as string[]).map((a) =>
-    a === flags.healthListen ? `unix://${probeSocket}` : a === flags.listen[0] ? agent.address : a === '/opt/pidfd-agent/dist/src/cli/main.js' ? CLI_BIN : a,
-  );
-  t.is(command[0], 'node');
-  t.deepEqual(await probe(command.slice(1)), { code: 0, out: 'SERVING' }, 'the probe has connections of its own');
+  const command = manifestProbe(`unix://${probeSocket}`, agent.address);
+  t.deepEqual(await probe(command), { code: 0, out: 'SERVING' }, 'the probe has connections of its own');
   // And as many times over as a kubelet would within a failure threshold, each a new connection.
-  for (let i = 0; i < 3; i++) t.is((await probe(command.slice(1))).code, 0);
+  for (let i = 0; i < 3; i++) t.is((await probe(command)).code, 0);
   t.deepEqual(await Promise.all(clients.map((c) => c.list({}).then(() => 'served'))), ['served'], 'the clients are served all along');
 });
 
@@ -107,6 +114,90 @@ test('the probe socket serves gRPC health only, to a few connections of its own'
   t.regex(agent.stderr(), /"event":"unix_connection_refused".*--health-listen socket's own cap/);
   await agent.client.list({});
 });
+
+/**
+ * Peers on the probe socket that say nothing: each connects again whenever the agent closes it, so
+ * a deadline alone would only hand its slot back to it.
+ */
+function silentPeers(path: string, n: number): { readonly closes: () => number; stop: () => void } {
+  let stopped = false;
+  let closes = 0;
+  const sockets = new Set<net.Socket>();
+  const connect = () => {
+    if (stopped) return;
+    const s = net.connect(path);
+    sockets.add(s);
+    s.on('error', () => {});
+    s.on('close', () => {
+      sockets.delete(s);
+      closes++;
+      setTimeout(connect, 50);
+    });
+  };
+  for (let i = 0; i < n; i++) connect();
+  return { closes: () => closes, stop: () => ((stopped = true), sockets.forEach((s) => s.destroy())) };
+}
+
+/** A probe as the manifest runs it, timed. */
+async function timedProbe(command: readonly string[]): Promise<{ code: number; out: string; ms: number }> {
+  const start = Date.now();
+  return { ...(await probe(command)), ms: Date.now() - start };
+}
+
+test("peers that fill the probe socket and say nothing, reconnecting when closed, give their slots to the manifest's probe", async (t) => {
+  const path = join(tempDir('pidfd-agent-probe-'), 'probe', 'health.sock');
+  const agent = await startAgentProcess(['--ephemeral', '--health-listen', `unix://${path}`]);
+  t.teardown(() => agent.stop());
+  const peers = silentPeers(path, PROBE_MAX_CONNECTIONS);
+  t.teardown(peers.stop);
+  // Every slot taken, and quiet for long enough; far within --handshake-timeout (10 s), which closes none of them.
+  await sleep(PROBE_QUIET_MS + 500);
+  t.is(peers.closes(), 0, 'they hold every slot');
+  const command = manifestProbe(`unix://${path}`, agent.address);
+  const first = await timedProbe(command);
+  t.deepEqual({ code: first.code, out: first.out }, { code: 0, out: 'SERVING' }, 'the probe got a slot');
+  t.true(first.ms < 5000, `within the probe's own timeout (${first.ms} ms)`);
+  t.regex(agent.stderr(), /"event":"unix_connection_evicted".*no call for \d+ ms.*--health-listen socket's own cap/);
+  t.true(peers.closes() >= 1, 'a silent peer gave its slot up');
+  // Each evicted peer came back and took the slot of another (not the probe's, which had called);
+  // a kubelet's next probe, a period later, finds them quiet again.
+  for (let i = 0; i < 2; i++) {
+    await sleep(PROBE_QUIET_MS + 500);
+    t.is((await probe(command)).code, 0);
+  }
+});
+
+const quietHttp2 = test.macro({
+  async exec(t, calls: boolean) {
+    const path = join(tempDir('pidfd-agent-probe-'), 'probe', 'health.sock');
+    const agent = await startAgentProcess(['--ephemeral', '--health-listen', `unix://${path}`]);
+    t.teardown(() => agent.stop());
+    const sessions = await Promise.all(Array.from({ length: PROBE_MAX_CONNECTIONS }, async () => {
+      const session = http2.connect('http://probe', { createConnection: () => net.connect(path) });
+      session.on('error', () => {});
+      // The agent's SETTINGS: the connection is served by grpc-js, past its preface deadline's reach.
+      await once(session, 'remoteSettings');
+      if (calls) {
+        // A Check whose request never comes: the call stays open.
+        const call = session.request({ ':method': 'POST', ':path': '/grpc.health.v1.Health/Check', 'content-type': 'application/grpc', te: 'trailers' }, { endStream: false });
+        call.on('error', () => {});
+        if (call.pending) await once(call, 'ready');
+      }
+      return session;
+    }));
+    t.teardown(() => sessions.forEach((s) => s.destroy()));
+    await sleep(PROBE_QUIET_MS + 500);
+    t.is(sessions.filter((s) => s.closed || s.destroyed).length, 0, 'they hold every slot');
+    const { code, out, ms } = await timedProbe(manifestProbe(`unix://${path}`, agent.address));
+    t.deepEqual({ code, out }, { code: 0, out: 'SERVING' }, 'the probe got a slot');
+    t.true(ms < 5000, `within the probe's own timeout (${ms} ms)`);
+    await eventually('the quietest connection closed', () => sessions.filter((s) => s.closed || s.destroyed).length === 1);
+  },
+  title: (_, calls: boolean) => `HTTP/2 connections to the probe socket that ${calls ? 'never finish a call' : 'never call'} give their slots to the manifest's probe`,
+});
+
+test(quietHttp2, false);
+test(quietHttp2, true);
 
 test('a lingering agent still answers its probe SERVING after handing over, and says it serves no AgentService', async (t) => {
   const { stateDir } = agentDir('pidfd-agent-probe-state-');

@@ -43,6 +43,7 @@ test('a state dir deleted under the agent is noticed within a second: it stops (
   const exited = new Promise<number | null>((resolve) => agent.child.once('exit', (code) => resolve(code)));
   await eventually('the loss noticed', () => agent.stderr().includes('"event":"store_lost"'));
   t.is(await exited, 1, 'it stops, failed: its DaemonSet starts a fresh agent');
-  t.regex(agent.stderr(), /"event":"stopping".*"why":"store_lost"/);
+  t.regex(agent.stderr(), /"event":"store_lost".*"reason":"state_dir_replaced"/);
+  t.regex(agent.stderr(), /"event":"stopping".*"why":"store_lost","reason":"state_dir_replaced"/);
   t.true(['S', 'R'].includes(procState(p!.pid) ?? ''), 'the process it managed runs on');
 });

@@ -63,7 +63,12 @@ export const STATE = 0;
 export const POSTED = 1;
 /** Set once the store is closing: a thread trying to undo a late commit gives up. */
 export const CLOSING = 2;
-export const CONTROL_WORDS = 3;
+/**
+ * Set by the thread as it ends (an uncaught error in it, process.exit): the event loop waiting for
+ * a reply that will never come wakes now, not at the bound, where it would take it for a stall.
+ */
+export const GONE = 3;
+export const CONTROL_WORDS = 4;
 
 export const IDLE = 0;
 /** Posted, the event loop waiting for it. */

@@ -3,15 +3,22 @@
 // stalls (frozen, hung) stalls this thread, in uninterruptible sleep, and never the event loop.
 // It serves one request at a time; between requests it sleeps on the control block, not on an
 // event loop of its own: a request costs one wake-up each way (see the README on what they cost).
+import { existsSync, readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { openStore } from './recover.js';
 import { SqliteStore, StoreDamaged, StoreError } from './sqlite-store.js';
-import { ABANDONED, BUSY, CLOSING, DONE, POSTED, RECOVERED, STATE, type Late, type OpenError, type Opened, type Reply, type Request, type ThreadData } from './store-protocol.js';
+import { ABANDONED, BUSY, CLOSING, DONE, GONE, POSTED, RECOVERED, STATE, type Late, type OpenError, type Opened, type Reply, type Request, type ThreadData } from './store-protocol.js';
 
 const { stateDir, bootId, recover, control, port } = workerData as ThreadData;
 const words = new Int32Array(control);
+// Also run for an uncaught error; not for an out-of-memory end, which runs no JavaScript: the
+// event loop then learns of it at its bound (a stall) and at the worker's exit event.
+process.on('exit', () => {
+  Atomics.store(words, GONE, 1);
+  Atomics.notify(words, STATE);
+});
 /** What the store reported to its error sink during the request being served. */
 let errors: (readonly [string, string])[] = [];
 
@@ -114,6 +121,7 @@ function run(store: SqliteStore): void {
     // further post would wake it for that one.
     for (let message = receiveMessageOnPort(port); message !== undefined; message = receiveMessageOnPort(port)) {
       const { id, ...request } = message.message as Request & { id: number };
+      if (DIE_WHEN !== undefined && request.op === 'commit') dieIfAsked(DIE_WHEN);
       const reply = serve(store, request, id);
       port.postMessage(reply);
       if (Atomics.compareExchange(words, STATE, BUSY, DONE) === BUSY) Atomics.notify(words, STATE);
@@ -125,6 +133,20 @@ function run(store: SqliteStore): void {
       if (request.op === 'close') return;
     }
   }
+}
+
+/**
+ * Tests only: while the file this names exists, the thread ends at its next commit, as its
+ * content says: `throw` (an uncaught error) or `exit N` (process.exit(N) in this thread).
+ */
+const DIE_WHEN = process.env.PIDFD_AGENT_TEST_STORE_THREAD_DIES || undefined;
+
+function dieIfAsked(file: string): void {
+  if (!existsSync(file)) return;
+  const how = readFileSync(file, 'utf8').trim();
+  if (how === 'throw') throw new Error('the store thread dies (PIDFD_AGENT_TEST_STORE_THREAD_DIES)');
+  const code = /^exit (\d+)$/.exec(how);
+  if (code !== null) process.exit(Number(code[1]));
 }
 
 const store = open();

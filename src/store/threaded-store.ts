@@ -14,9 +14,9 @@ import { StoreWriteFailed, type ProcessStore, type SavedProcess, type SpawnInten
 import type { Recovery } from './recover.js';
 import { StoreDamaged, StoreError, type StoreErrorSink } from './sqlite-store.js';
 import { rowEncoder, type Rows } from './row-writes.js';
-import { ABANDONED, BUSY, CLOSING, CONTROL_WORDS, DONE, IDLE, POSTED, RECOVERED, STATE, type Late, type Opened, type Reply, type Request, type ThreadData } from './store-protocol.js';
+import { ABANDONED, BUSY, CLOSING, CONTROL_WORDS, DONE, GONE, IDLE, POSTED, RECOVERED, STATE, type Late, type Opened, type Reply, type Request, type ThreadData } from './store-protocol.js';
 
-/** What the agent hears of the thread's stalls (health, logs, the exits held back). */
+/** What the agent hears of the thread's stalls (health, logs, the exits held back), and of its end. */
 export interface StallWatch {
   /** `what` ran past the bound: from now on every commit fails at once. */
   stalled(what: string, timeoutMs: number): void;
@@ -25,6 +25,16 @@ export interface StallWatch {
    * written after all, and `undone`: then written back as it was.
    */
   recovered(info: { readonly what: string; readonly ms: number; readonly landed: boolean; readonly undone: boolean }): void;
+  /** The thread ended on its own (not closed): nothing more can be recorded (see ThreadedStore.exit). */
+  ended?(exit: ThreadExit): void;
+}
+
+/** How the store's thread ended when nobody closed it. */
+export interface ThreadExit {
+  /** The worker's exit code (1 for an uncaught error or an out-of-memory end). */
+  readonly code: number;
+  /** The error that ended it, if one did (the worker's error event). */
+  readonly error?: string;
 }
 
 export interface ThreadedStoreOptions {
@@ -57,6 +67,8 @@ export class ThreadedStore implements ProcessStore {
   private saved: SavedProcess[];
   private pendingIntents: SpawnIntent[];
   private readonly threadEnded: Promise<void>;
+  private exited: ThreadExit | undefined;
+  private error: string | undefined;
 
   /** Opens STATE_DIR/agent.db on a new thread; rejects as SqliteStore's constructor throws. */
   static async open(options: ThreadedStoreOptions): Promise<{ store: ThreadedStore; recovery: Recovery }> {
@@ -101,11 +113,17 @@ export class ThreadedStore implements ProcessStore {
     this.origin = { after: opened.ceiling, reserve: (sequence) => sequence <= this.ceiling || this.reserve(sequence) };
     // The agent's loop is held open by what it serves, never by its store.
     worker.unref();
-    worker.on('error', (e) => options.onError("the state store's thread", e));
+    worker.on('error', (e) => {
+      this.error = String(e);
+      options.onError("the state store's thread", e);
+    });
     this.threadEnded = new Promise((resolve) =>
-      worker.on('exit', () => {
-        if (this.state !== 'closed') this.state = 'ended';
+      worker.on('exit', (code) => {
         resolve();
+        if (this.state === 'closed') return;
+        this.state = 'ended';
+        this.exited = { code, ...(this.error === undefined ? {} : { error: this.error }) };
+        options.watch.ended?.(this.exited);
       }),
     );
   }
@@ -129,9 +147,18 @@ export class ThreadedStore implements ProcessStore {
     return this.state === 'stalled';
   }
 
-  /** False once the thread has ended: nothing more can be recorded (the agent stops, as for a lost store). */
+  /** How the thread ended, once it has ended without a close (an error in it, an exit, out of memory). */
+  get exit(): ThreadExit | undefined {
+    return this.exited;
+  }
+
+  /**
+   * False once the thread has ended: nothing more can be recorded (the agent stops, as for a lost
+   * store). Only once its exit event has said how (exit): a thread found gone in a call is ended
+   * at once, but told, with its cause, by that event a moment later.
+   */
   inPlace(): boolean {
-    if (this.state === 'ended') return false;
+    if (this.exited !== undefined) return false;
     // A stalled thread cannot look: the stall is reported on its own.
     const reply = this.call({ op: 'inPlace' }, 'the store check');
     return typeof reply === 'object' ? reply.ok : true;
@@ -196,8 +223,14 @@ export class ThreadedStore implements ProcessStore {
     const since = performance.now();
     // A wake-up is no answer by itself: the thread's notify for the previous request can come
     // late (it was descheduled between its answer and the notify), and wake this wait.
-    for (let left = this.options.timeoutMs; left > 0 && Atomics.load(this.words, STATE) === BUSY; left = since + this.options.timeoutMs - performance.now()) {
+    for (let left = this.options.timeoutMs; left > 0 && Atomics.load(this.words, STATE) === BUSY && Atomics.load(this.words, GONE) === 0; left = since + this.options.timeoutMs - performance.now()) {
       Atomics.wait(this.words, STATE, BUSY, left);
+    }
+    // GONE read first: once it is set the thread moves STATE no more.
+    if (Atomics.load(this.words, GONE) === 1 && Atomics.load(this.words, STATE) === BUSY) {
+      // Ended without answering; its exit event (how it ended) comes once the loop runs.
+      this.state = 'ended';
+      return 'refused';
     }
     if (Atomics.compareExchange(this.words, STATE, BUSY, ABANDONED) === BUSY) {
       this.stall(what, since);
@@ -269,6 +302,8 @@ export class ThreadedStore implements ProcessStore {
       const { what, since } = this.stuck!;
       return new StoreStalled(`the store has been in a write (${what}) for ${Math.round(performance.now() - since)} ms: the state dir's file system stalls; nothing is recorded until it finishes`);
     }
-    return new StoreError(this.state === 'closed' ? 'the state store is closed' : "the state store's thread has ended: nothing more is recorded");
+    if (this.state === 'closed') return new StoreError('the state store is closed');
+    const how = this.exited === undefined ? '' : ` (exit code ${this.exited.code}${this.exited.error === undefined ? '' : `: ${this.exited.error}`})`;
+    return new StoreError(`the state store's thread has ended${how}: nothing more is recorded`);
   }
 }

@@ -16,6 +16,7 @@ import type { InboundBudget } from './inbound-budget.js';
 import { watchServerStreams } from './server-streams.js';
 import type { IdentityConnections } from './identity-connections.js';
 import { LogLimiter } from './log-limiter.js';
+import { QuietConnections } from './quiet-connections.js';
 import { SOCKET_MODE } from './unix-socket.js';
 
 export const peerOf = (p: PeerCred): string => `unix:uid=${p.uid},gid=${p.gid},pid=${p.pid}`;
@@ -44,6 +45,11 @@ export interface ConnectionBounds {
   readonly inbound?: InboundBudget;
   /** Connections per caller, across listeners. */
   readonly perIdentity?: IdentityConnections;
+  /**
+   * At the cap, a newcomer takes the slot of the connection longest without starting a call, if it
+   * has been so this long (see quiet-connections.ts); undefined: the newcomer is refused.
+   */
+  readonly evictQuietAfterMs?: number;
 }
 
 /**
@@ -83,6 +89,7 @@ class UnixGrpcListener implements GrpcListener {
   private readonly limiter: LogLimiter;
   /** Accepted, HTTP/2 not started yet: the only owner of these sockets until injected. */
   private readonly waiting = new Set<net.Socket>();
+  private readonly quiet: QuietConnections | undefined;
   private open = 0;
   private closed = false;
 
@@ -96,7 +103,9 @@ class UnixGrpcListener implements GrpcListener {
     this.limiter = new LogLimiter(log);
     this.listener = new UnixListener(path, 'stream', 511, { mode: SOCKET_MODE, gid });
     this.injector = server.createConnectionInjector(ServerCredentials.createInsecure());
-    watchServerStreams(server, bounds.inbound);
+    this.quiet = bounds.evictQuietAfterMs === undefined ? undefined : new QuietConnections(bounds.evictQuietAfterMs);
+    const quiet = this.quiet;
+    watchServerStreams(server, bounds.inbound, quiet === undefined ? undefined : (stream) => quiet.callStarted(stream));
     this.poll = watchReadable(this.listener.fd, () => this.acceptAll());
   }
 
@@ -129,7 +138,7 @@ class UnixGrpcListener implements GrpcListener {
         return;
       }
       if (accepted === null) return;
-      if (this.open >= this.bounds.maxConnections) {
+      if (this.open >= this.bounds.maxConnections && !this.evictQuiet(peerOf(accepted.peer))) {
         closeFd(accepted.fd);
         this.limiter.event('unix_connection_refused', { peer: peerOf(accepted.peer), reason: `${this.bounds.maxConnections} connections open (${this.bounds.maxConnectionsFrom ?? '--max-connections'})` });
         continue;
@@ -149,16 +158,33 @@ class UnixGrpcListener implements GrpcListener {
         this.limiter.event('accept_error', { path: this.path, error: String(e) });
         continue;
       }
-      this.open++;
-      socket.once('close', () => {
+      // Once: at its close, or earlier when its slot is given to a newcomer.
+      let counted = true;
+      const uncount = () => {
+        if (!counted) return;
+        counted = false;
         this.open--;
         release();
-      });
+      };
+      this.open++;
+      socket.once('close', uncount);
       const peer = peerOf(accepted.peer);
+      this.quiet?.add(socket, peer, () => {
+        uncount();
+        socket.destroy();
+      });
       // grpc-js reports a call's peer from its session socket's remoteAddress.
       Object.defineProperty(socket, 'remoteAddress', { value: peer });
       injectWhenStarted(socket, peer, { injector: this.injector, waiting: this.waiting, limiter: this.limiter, timeoutMs: this.bounds.handshakeTimeoutMs, idleEvent: 'unix_connection_idle' });
     }
+  }
+
+  /** Whether a quiet connection gave its slot up for one from `to`. */
+  private evictQuiet(to: string): boolean {
+    const evicted = this.quiet?.evictQuietest();
+    if (evicted === undefined) return false;
+    this.limiter.event('unix_connection_evicted', { peer: evicted.peer, reason: `no call for ${evicted.quietMs} ms, and ${to} needs its slot (${this.bounds.maxConnectionsFrom ?? '--max-connections'})` });
+    return true;
   }
 }
 

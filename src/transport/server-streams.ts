@@ -5,13 +5,14 @@ import type { Http2Server, ServerHttp2Stream } from 'node:http2';
 import type { Server } from '@grpc/grpc-js';
 import type { InboundBudget } from './inbound-budget.js';
 
-/** Hooks the HTTP/2 server grpc-js made for the injector just created. */
-export function watchServerStreams(server: Server, inbound: InboundBudget | undefined): void {
+/** Hooks the HTTP/2 server grpc-js made for the injector just created; onStream sees each call start. */
+export function watchServerStreams(server: Server, inbound: InboundBudget | undefined, onStream?: (stream: ServerHttp2Stream) => void): void {
   const servers = (server as unknown as { http2Servers?: Map<Http2Server, unknown> }).http2Servers;
   const newest = servers === undefined ? undefined : [...servers.keys()].at(-1);
   if (newest === undefined) throw new Error('grpc-js keeps no http2Servers: the agent cannot see its streams');
   newest.on('stream', (stream: ServerHttp2Stream) => {
     inbound?.track(stream);
+    onStream?.(stream);
     stream.on('close', release);
   });
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	agentv1 "github.com/pidfd-agent/pidfd-agent/clients/go/pidfd/agent/v1"
@@ -27,6 +28,9 @@ const DefaultAddress = "unix:///run/pidfd-agent/agent.sock"
 type Client struct {
 	agentv1.AgentServiceClient
 	conn *grpc.ClientConn
+	// Closed by Close: a call waiting out a retry backoff ends then (see Error.ClientClosed).
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // Dial connects to unix:///PATH (plaintext: the socket's permissions and the kernel's peer
@@ -35,6 +39,7 @@ type Client struct {
 // for a loopback address only). extra is appended to the defaults.
 // Like grpc.Dial, it does not wait for the connection: the first call does.
 func Dial(address string, tlsConfig *tls.Config, extra ...grpc.DialOption) (*Client, error) {
+	closing := make(chan struct{})
 	opts := []grpc.DialOption{
 		// The agent is node-local: a restart or handover lasts about 0.1 s, grpc's first backoff 1 s.
 		grpc.WithConnectParams(grpc.ConnectParams{
@@ -45,7 +50,7 @@ func Dial(address string, tlsConfig *tls.Config, extra ...grpc.DialOption) (*Cli
 		// through proxies and load balancers that drop idle connections (often after 60 s), and
 		// finds a dead connection 10 s later.
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.WithChainUnaryInterceptor(unaryCalls),
+		grpc.WithChainUnaryInterceptor(retrying(closing)),
 		grpc.WithChainStreamInterceptor(streamErrors),
 	}
 	target := address
@@ -69,7 +74,7 @@ func Dial(address string, tlsConfig *tls.Config, extra ...grpc.DialOption) (*Cli
 	if err != nil {
 		return nil, err
 	}
-	return &Client{AgentServiceClient: agentv1.NewAgentServiceClient(conn), conn: conn}, nil
+	return &Client{AgentServiceClient: agentv1.NewAgentServiceClient(conn), conn: conn, closing: closing}, nil
 }
 
 func isLoopback(address string) bool {
@@ -99,8 +104,11 @@ func TLSConfig(certFile, keyFile, caFile string) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// Close closes the connection.
+// Close closes the connection. A Spawn or SpawnBatch waiting out a retry backoff then returns at
+// once with its last failure, marked ClientClosed: it may have started, and its RequestID is how
+// to find out (resend it on a new client).
 func (c *Client) Close() error {
+	c.closeOnce.Do(func() { close(c.closing) })
 	return c.conn.Close()
 }
 

@@ -29,10 +29,16 @@ type Error struct {
 	RequestID string
 	// RequestIDs are the request_ids of a SpawnBatch's items, in order.
 	RequestIDs []string
-	status     *status.Status
+	// ClientClosed: the call would have been retried, but Close ended it while it waited out a
+	// backoff. The error is its last attempt's (UNAVAILABLE): it may have run on the agent.
+	ClientClosed bool
+	status       *status.Status
 }
 
 func (e *Error) Error() string {
+	if e.ClientClosed {
+		return CodeName(e.Code) + ": " + e.Message + " (the client was closed during the retry backoff)"
+	}
 	return CodeName(e.Code) + ": " + e.Message
 }
 

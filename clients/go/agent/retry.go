@@ -166,22 +166,34 @@ func label(e *Error, method string, req interface{}) {
 	}
 }
 
-// unaryCalls gives Spawn and SpawnBatch requests their request ids, retries under the call's
-// policy, and turns errors into *Error labelled with the call.
-func unaryCalls(ctx context.Context, fullMethod string, req, reply interface{}, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	method := fullMethod[strings.LastIndex(fullMethod, "/")+1:]
-	policy, autoID := callPolicy(method, opts)
-	if autoID {
-		req = withRequestIDs(req)
-	}
-	s := schedule{policy: policy, attempt: 1}
-	for {
-		err := asError(invoker(ctx, fullMethod, req, reply, cc, opts...))
-		var e *Error
-		if errors.As(err, &e) {
-			label(e, method, req)
+// retrying is the connection's unary interceptor: it gives Spawn and SpawnBatch requests their
+// request ids, retries under the call's policy until closing is closed (Client.Close), and turns
+// errors into *Error labelled with the call.
+func retrying(closing <-chan struct{}) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, fullMethod string, req, reply interface{}, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		method := fullMethod[strings.LastIndex(fullMethod, "/")+1:]
+		policy, autoID := callPolicy(method, opts)
+		if autoID {
+			req = withRequestIDs(req)
 		}
-		if err == nil || !s.next(ctx, err) {
+		s := schedule{policy: policy, attempt: 1, closing: closing}
+		for {
+			err := asError(invoker(ctx, fullMethod, req, reply, cc, opts...))
+			var e *Error
+			if errors.As(err, &e) {
+				label(e, method, req)
+			}
+			if err == nil {
+				return nil
+			}
+			switch s.next(ctx, err) {
+			case retry:
+				continue
+			case closed:
+				// Not the attempt a closed connection would fail with (CANCELED): the last
+				// failure, which says what the caller needs (may it have run, under which id).
+				e.ClientClosed = true
+			}
 			return err
 		}
 	}
@@ -192,12 +204,21 @@ type schedule struct {
 	policy       RetryPolicy
 	attempt      int
 	firstFailure time.Time
+	closing      <-chan struct{}
 }
 
-// next waits out the backoff before the next attempt; false means: return err.
-func (s *schedule) next(ctx context.Context, err error) bool {
+type verdict int
+
+const (
+	giveUp verdict = iota
+	retry
+	closed // the client was closed: no more attempts
+)
+
+// next waits out the backoff before the next attempt, or says why there is none.
+func (s *schedule) next(ctx context.Context, err error) verdict {
 	if !IsRetryable(err) {
-		return false
+		return giveUp
 	}
 	now := time.Now()
 	if s.firstFailure.IsZero() {
@@ -210,16 +231,24 @@ func (s *schedule) next(ctx context.Context, err error) bool {
 		late = true
 	}
 	if s.attempt >= s.policy.Attempts || late {
-		return false
+		return giveUp
 	}
 	s.attempt++
 	t := time.NewTimer(delay)
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return true
 	case <-ctx.Done():
-		return false
+		return giveUp
+	case <-s.closing:
+		return closed
+	}
+	// Both ready: select chose at random, and the attempt would go to a closed connection.
+	select {
+	case <-s.closing:
+		return closed
+	default:
+		return retry
 	}
 }
 

@@ -15,6 +15,7 @@ only where is_retryable says it is safe.
 """
 from __future__ import annotations
 
+import threading
 import time
 
 import grpc
@@ -45,7 +46,8 @@ class Agent:
             self._channel = grpc.secure_channel(address, credentials, options=channel_options(options))
         self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
         self._retry = retry
-        self._closed = False
+        # Set by close(): a call waiting out a retry backoff ends then, with its last failure.
+        self._closing = threading.Event()
 
     def spawn(self, request: pb.SpawnRequest, timeout: float | None = None, retry=_CLIENT_POLICY, auto_request_id: bool = True) -> pb.SpawnResponse:
         """Spawn with the request's request_id, or a new random one (not with auto_request_id=False),
@@ -74,14 +76,15 @@ class Agent:
             except grpc.RpcError as e:
                 error = AgentError.of(e, rpc, request)
             delay = schedule.delay_after(error)
-            if delay is None or self._closed:
+            if delay is None:
                 raise error
-            time.sleep(delay)
-            if self._closed:  # closed during the backoff: no attempt on a closed channel
-                raise error
+            # Closed, before or during the backoff: no attempt on a closed channel, and the last
+            # failure (may it have run, under which request_id) rather than the closed channel's.
+            if self._closing.wait(delay):
+                raise error.ended_by_close()
 
     def close(self) -> None:
-        self._closed = True
+        self._closing.set()
         self._channel.close()
 
     def __enter__(self) -> "Agent":

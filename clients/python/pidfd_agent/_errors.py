@@ -19,7 +19,9 @@ class AgentError(Exception):
     "" when the agent sent none, as for a transport failure) and what it names (`info`: field,
     path, syscall, handle). `method` is the gRPC method ("Spawn"); `request_id` the request_id a
     Spawn or Adopt was sent with (the caller's, or the one the client made up: resend with it to
-    retry), `request_ids` each SpawnBatch item's."""
+    retry), `request_ids` each SpawnBatch item's. `client_closed`: the call would have been
+    retried, but the Agent was closed while it waited out a backoff; the error is its last
+    attempt's (UNAVAILABLE), so it may have run on the agent."""
 
     def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata, method: str = "", request_id: str | None = None, request_ids: list[str] | None = None):
         self.code = code
@@ -29,6 +31,7 @@ class AgentError(Exception):
         self.method = method
         self.request_id = request_id
         self.request_ids = request_ids
+        self.client_closed = False
         for key, value in trailing_metadata or ():
             if key != _STATUS_DETAILS:
                 continue
@@ -37,6 +40,12 @@ class AgentError(Exception):
                     info = error_details_pb2.ErrorInfo.FromString(detail.value)
                     self.reason, self.info = info.reason, dict(info.metadata)
         super().__init__(f"{self.code.name}: {self.details}")
+
+    def ended_by_close(self) -> "AgentError":
+        """This failure, marked as the last of a call whose retries the Agent's close ended."""
+        self.client_closed = True
+        self.args = (f"{self.args[0]} (the client was closed during the retry backoff)",)
+        return self
 
     @classmethod
     def of(cls, e: grpc.RpcError, method: str = "", request=None) -> "AgentError":

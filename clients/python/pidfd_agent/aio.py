@@ -39,7 +39,8 @@ class Agent:
             self._channel = grpc.aio.secure_channel(address, credentials, options=channel_options(options))
         self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
         self._retry = retry
-        self._closed = False
+        # Set by close(): a call waiting out a retry backoff ends then, with its last failure.
+        self._closing = asyncio.Event()
 
     async def spawn(self, request: pb.SpawnRequest, timeout: float | None = None, retry=_CLIENT_POLICY, auto_request_id: bool = True) -> pb.SpawnResponse:
         """As pidfd_agent.Agent.spawn."""
@@ -67,14 +68,21 @@ class Agent:
             except grpc.aio.AioRpcError as e:
                 error = AgentError.of(e, rpc, request)
             delay = schedule.delay_after(error)
-            if delay is None or self._closed:
+            if delay is None:
                 raise error
-            await asyncio.sleep(delay)
-            if self._closed:  # closed during the backoff: no attempt on a closed channel
-                raise error
+            # As the sync client's: closed before or during the backoff, the last failure.
+            if await self._closed_within(delay):
+                raise error.ended_by_close()
+
+    async def _closed_within(self, delay: float) -> bool:
+        try:
+            await asyncio.wait_for(self._closing.wait(), delay)
+            return True
+        except asyncio.TimeoutError:
+            return False
 
     async def close(self) -> None:
-        self._closed = True
+        self._closing.set()
         await self._channel.close()
 
     async def __aenter__(self) -> "Agent":

@@ -26,6 +26,11 @@ export class AgentCallError extends Error {
   readonly requestId?: string;
   /** SpawnBatch: each item's request_id, in order. */
   readonly requestIds?: readonly string[];
+  /**
+   * The call would have been retried, but the client's close() ended it while it waited out a
+   * backoff: this is its last attempt's failure (UNAVAILABLE), so it may have run on the agent.
+   */
+  readonly clientClosed: boolean = false;
 
   constructor(e: Pick<ServiceError, 'code' | 'details' | 'metadata'>, call?: FailedCall) {
     super(`${status[e.code] ?? e.code}: ${e.details}`);
@@ -48,4 +53,10 @@ function decodeErrorInfo(md: Metadata | undefined): ErrorInfo | undefined {
   if (!(raw instanceof Buffer)) return undefined;
   const detail = Status.decode(raw).details.find((d) => d.typeUrl.endsWith('/google.rpc.ErrorInfo'));
   return detail && ErrorInfo.decode(detail.value);
+}
+
+/** Marks a retried call's last failure as ended by the client's close() (see clientClosed). */
+export function endedByClose(e: AgentCallError): void {
+  (e as { clientClosed: boolean }).clientClosed = true;
+  e.message += ' (the client was closed during the retry backoff)';
 }

@@ -38,8 +38,8 @@ import {
   type WatchResponse,
   type WriteStdinResponse,
 } from './gen/pidfd/agent/v1/agent.js';
-import { AgentCallError, type FailedCall } from './errors.js';
-import { DEFAULT_RETRY, withRetry, type RetryPolicy } from './retry.js';
+import { AgentCallError, endedByClose, type FailedCall } from './errors.js';
+import { DEFAULT_RETRY, isRetryable, withRetry, type RetryPolicy } from './retry.js';
 
 export * from './gen/pidfd/agent/v1/agent.js';
 export { status } from '@grpc/grpc-js';
@@ -111,7 +111,7 @@ export class AgentClient {
   /** Streams open on the channel: close() cancels them. */
   private readonly open = new Set<{ cancel(): void }>();
   private closed = false;
-  /** Aborted by close(): a retry waiting out its backoff ends with its last error. */
+  /** Aborted by close(): a retry waiting out its backoff ends with its last error (clientClosed). */
   private readonly closing = new AbortController();
   private readonly retry: RetryPolicy | false;
   private readonly autoRequestId: boolean;
@@ -255,7 +255,11 @@ export class AgentClient {
     const policy = opts?.retry ?? byDefault;
     const deadline = deadlineOf(opts);
     if (policy === false) return this.attempt(method, req, call, deadline, opts?.signal);
-    return withRetry(policy, deadline, [opts?.signal, this.closing.signal], () => this.attempt(method, req, call, deadline, opts?.signal));
+    return withRetry(policy, deadline, [opts?.signal, this.closing.signal], () => this.attempt(method, req, call, deadline, opts?.signal)).catch((e: unknown) => {
+      // A failure that would have been retried, had close() not ended the retries.
+      if (this.closed && isRetryable(e)) endedByClose(e as AgentCallError);
+      throw e;
+    });
   }
 
   private attempt<Req, Res>(method: Unary<Req, Res>, req: Req, failed: FailedCall, deadline: Date | undefined, signal: AbortSignal | undefined): Promise<Res> {
