@@ -163,7 +163,7 @@ test.serial('a released key is free again --retention-ttl after its release, als
   await eventually('the third start', () => starts(marker).length === 3);
 });
 
-test.serial('at most --retention-max released keys are kept, in memory and in the store; the oldest go first', async (t) => {
+test.serial('at most --retention-max released keys are kept, in what the agent refuses and in its store; the oldest go first', async (t) => {
   const { stateDir, agent, marker } = await setup(t, ['--retention-max', '5']);
   const keys = Array.from({ length: 30 }, (_, i) => `capped-${i}`);
   // The first five released by retention (the cap on exited records), the rest by Release.

@@ -22,6 +22,7 @@ test('a release without request_id costs nothing; one with keeps owner, key, han
   ts.apply(plan);
   t.is(ts.find('unix:uid=7\nk')?.handle, r.handle);
   t.is(ts.find('\nk'), undefined, "another owner's key is another key");
+  t.is(ts.planRelease([record(t)]), NO_TOMBSTONES, 'a release without request_id plans nothing, even with tombstones kept');
   t.not(spawnFingerprint(['a', 'b']), spawnFingerprint(['a b']));
   t.true(sameAdoption({ ...plan.add[0]!, fingerprint: adoptFingerprint(42, 7n) }, 42, undefined));
   t.false(sameAdoption({ ...plan.add[0]!, fingerprint: adoptFingerprint(42, 7n) }, 42, 8n));

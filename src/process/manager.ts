@@ -538,7 +538,7 @@ export class ProcessManager {
   /** Durable before it is done: a release the store cannot record is refused, the handle kept. */
   release(handle: string): void {
     const record = this.get(handle);
-    const tombstones = this.tombstones.plan([record]);
+    const tombstones = this.tombstones.planRelease([record]);
     this.write(`the release of ${record.handle}`, 1, (w) => writeReleases(w, [record], tombstones), record.handle);
     this.forget(record);
     this.tombstones.apply(tombstones);
@@ -564,7 +564,7 @@ export class ProcessManager {
     const records = [...this.deliveredExits].filter((r) => r.state === 'exited' && this.table.get(r.handle) === r);
     this.deliveredExits.clear();
     if (records.length === 0) return;
-    const tombstones = this.tombstones.plan(records);
+    const tombstones = this.tombstones.planRelease(records);
     try {
       this.store.commit(`${records.length} releases on exit`, this.events.lastSequence + records.length, (w) => writeReleases(w, records, tombstones));
     } catch {
@@ -802,11 +802,6 @@ export class ProcessManager {
   /** Request ids of records an earlier agent released: a retry of one is refused, never run. */
   restoreTombstones(tombstones: readonly Tombstone[]): void {
     this.tombstones.restore(tombstones);
-  }
-
-  /** How many released records' request_ids are kept (for tests and metrics). */
-  get tombstoneCount(): number {
-    return this.tombstones.size;
   }
 
   /**

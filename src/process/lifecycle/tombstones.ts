@@ -21,8 +21,12 @@ export interface Tombstone {
   readonly releasedStamp?: Stamp;
 }
 
-/** 128 bits of SHA-256 over the argv as JSON (unambiguous: no two argvs encode alike). */
-export const spawnFingerprint = (argv: readonly string[]): string => `spawn:${createHash('sha256').update(JSON.stringify(argv)).digest('base64url').slice(0, 22)}`;
+/**
+ * 128 bits of SHA-256 over the argv as JSON (unambiguous: no two argvs encode alike), in base64url:
+ * 22 characters, none a ':' (so never an adoption's). A string of its own, not a slice of a longer
+ * one, which would keep the longer one alive: up to --retention-max of these are held.
+ */
+export const spawnFingerprint = (argv: readonly string[]): string => createHash('sha256').update(JSON.stringify(argv)).digest().toString('base64url', 0, 16);
 
 /** An adoption is of one process: its pid and pidfs inode. */
 export const adoptFingerprint = (pid: number, inode: bigint): string => `adopt:${pid}:${inode}`;
@@ -48,6 +52,7 @@ export const NO_TOMBSTONES: TombstonePlan = { add: [], drop: [] };
  */
 export class Tombstones {
   private readonly byKey = new Map<string, Tombstone>();
+  /** By owner, then request_id: whose tombstones the cap takes. */
   private readonly byOwner = new Map<string, Map<string, Tombstone>>();
 
   constructor(private readonly retention: RetentionPolicy) {}
@@ -66,6 +71,14 @@ export class Tombstones {
   }
 
   /**
+   * plan, for a release: nothing at all when no record has a request_id (the release of one
+   * without costs nothing here; tombstones past their TTL wait for the next expiry).
+   */
+  planRelease(records: readonly ProcessRecord[]): TombstonePlan {
+    return records.some((r) => r.spec.requestId !== undefined) ? this.plan(records) : NO_TOMBSTONES;
+  }
+
+  /**
    * What releasing `records` does to the tombstones, changing nothing yet (the store commits it
    * first): one for each record with a request_id, and dropped those past their TTL, those a new
    * one replaces, and, over the cap, the oldest of whoever keeps the most (new ones included).
@@ -75,7 +88,7 @@ export class Tombstones {
     for (const r of records) {
       if (r.spec.requestId === undefined) continue;
       const fingerprint = r.spec.adopted ? adoptFingerprint(r.identity.pid, r.identity.pidfsInode) : spawnFingerprint(r.spec.argv);
-      add.push({ owner: r.spec.owner, requestId: r.spec.requestId, handle: r.handle, fingerprint, releasedAt: now.wall, releasedStamp: now.stamp });
+      add.push({ owner: r.spec.owner, requestId: r.spec.requestId, handle: flat(r.handle), fingerprint, releasedAt: now.wall, releasedStamp: now.stamp });
     }
     const drop = new Set<Tombstone>();
     for (const t of this.byKey.values()) {
@@ -130,7 +143,7 @@ export class Tombstones {
     const o = t.owner ?? '';
     let mine = this.byOwner.get(o);
     if (mine === undefined) this.byOwner.set(o, (mine = new Map()));
-    mine.set(key, t);
+    mine.set(t.requestId, t);
   }
 
   private remove(t: Tombstone): void {
@@ -139,7 +152,7 @@ export class Tombstones {
     this.byKey.delete(key);
     const o = t.owner ?? '';
     const mine = this.byOwner.get(o);
-    mine?.delete(key);
+    mine?.delete(t.requestId);
     if (mine?.size === 0) this.byOwner.delete(o);
   }
 }
@@ -148,5 +161,11 @@ function* oldestFirst(kept: Iterable<Tombstone> | undefined, dropped: ReadonlySe
   for (const t of kept ?? []) if (!dropped.has(t)) yield t;
   yield* fresh;
 }
+
+/**
+ * A copy in one piece: a handle is built a character at a time (handle.ts), which V8 keeps as a
+ * chain of ~14 concatenations, ~400 bytes more than its 26 characters; a tombstone keeps it an hour.
+ */
+const flat = (handle: HandleId): HandleId => Buffer.from(handle, 'latin1').toString('latin1') as HandleId;
 
 const keyOf = (t: Tombstone): string => requestKey(t.owner, t.requestId);
