@@ -458,6 +458,7 @@ function restore(manager: ProcessManager, store: ProcessStore, bootId: string, h
       else counts.exited++;
     }
     manager.restoreIntents(store.intents());
+    manager.restoreTombstones(store.tombstones());
     handover?.apply(manager);
     if (handover === null) manager.resumeCaptures();
     else manager.discardSavedRings();

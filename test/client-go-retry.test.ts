@@ -9,7 +9,7 @@ import test from 'ava';
 import { status } from '../clients/ts/src/index.js';
 import { ROOT } from './helpers/agent-process.js';
 import { tempDir } from './helpers/harness.js';
-import { lostReplyIsRetried, UUID } from './helpers/lost-reply.js';
+import { lostReplyIsRetried, releasedReplyIsNotRerun, UUID } from './helpers/lost-reply.js';
 import { checkHandoverRefusals, checkRefusedCalls, RefusingServer } from './helpers/refusing-server.js';
 import { Subreaper } from './helpers/subreaper.js';
 
@@ -28,6 +28,9 @@ test.before(async () => {
 
 test.serial('Go: a Spawn whose reply is lost as the agent is killed is retried under its request id after the restart: the same process, started once', (t) =>
   lostReplyIsRetried(t, reaper, (proxy, marker) => [BIN, 'lost-reply', proxy, marker]));
+
+test.serial('Go: a release_on_exit Spawn whose reply is lost and whose process was released meanwhile is refused on the retry (REQUEST_RELEASED), not started again', (t) =>
+  releasedReplyIsNotRerun(t, reaper, (proxy, marker) => [BIN, 'released', proxy, marker]));
 
 type Failure = { code: string; reason: string; method: string; request_id: string; request_ids: string[] | null; retryable: boolean; client_closed: boolean; text: string };
 

@@ -6,7 +6,7 @@ import test from 'ava';
 import { status } from '../clients/ts/src/index.js';
 import { ROOT } from './helpers/agent-process.js';
 import { tempDir } from './helpers/harness.js';
-import { LineChild, lostReplyIsRetried, UUID } from './helpers/lost-reply.js';
+import { LineChild, lostReplyIsRetried, releasedReplyIsNotRerun, UUID } from './helpers/lost-reply.js';
 import { checkHandoverRefusals, checkRefusedCalls, RefusingServer } from './helpers/refusing-server.js';
 import { Subreaper } from './helpers/subreaper.js';
 
@@ -20,6 +20,9 @@ test.after.always(() => reaper.close());
 for (const mode of ['sync', 'aio'] as const) {
   test.serial(`Python (${mode}): a spawn whose reply is lost as the agent is killed is retried under its request id after the restart: the same process, started once`, (t) =>
     lostReplyIsRetried(t, reaper, (proxy, marker) => [PYTHON, '-B', FIXTURE, 'lost-reply', proxy, CLIENT, mode, marker]));
+
+  test.serial(`Python (${mode}): a release_on_exit spawn whose reply is lost and whose process was released meanwhile is refused on the retry (REQUEST_RELEASED), not started again`, (t) =>
+    releasedReplyIsNotRerun(t, reaper, (proxy, marker) => [PYTHON, '-B', FIXTURE, 'released', proxy, CLIENT, mode, marker]));
 
   test.serial(`Python (${mode}): retries are bounded, keep the request ids, and happen only where is_retryable allows`, async (t) => {
     const server = await RefusingServer.start(join(tempDir('pidfd-agent-refusing-'), 'agent.sock'));

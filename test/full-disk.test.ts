@@ -282,3 +282,30 @@ test.serial("a schema-4 store from before intents' stamps, on a full disk, still
   t.deepEqual(roomy.intents(), [intent, stamped]);
   roomy.close();
 });
+
+test.serial('a store without the tombstones table, opened on a full disk, serves; the first tombstone written once there is room creates it', async (t) => {
+  const dir = tempDir('pidfd-agent-tombstones-');
+  const mount = join(dir, 'small');
+  mkdirSync(mount);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mount]);
+  t.teardown(() => execFileSync('umount', ['-l', mount]));
+  const stateDir = join(mount, 'state');
+  new SqliteStore(stateDir, 'boot-a', () => undefined, 100).close();
+  // As an agent of this schema before tombstones left it.
+  const raw = new Database(join(stateDir, STORE_FILE));
+  raw.exec('DROP TABLE tombstones');
+  raw.close();
+  t.log(`filler: ${fill(join(mount, 'filler'))} bytes`);
+  const store = new SqliteStore(stateDir, 'boot-a', () => undefined, 100);
+  t.deepEqual(store.tombstones(), [], 'no table: none');
+  const tombstone = (requestId: string) => ({ owner: undefined, requestId, handle: newHandleId(), fingerprint: 'spawn:x', releasedAt: 1 });
+  t.throws(() => store.commit('a tombstone', 0, (w) => w.tombstoned(tombstone('full'))), undefined, 'the disk is full: refused, as any write');
+  rmSync(join(mount, 'filler'));
+  const kept = tombstone('roomy');
+  store.commit('a tombstone', 0, (w) => w.tombstoned(kept));
+  t.deepEqual(store.tombstones(), [kept]);
+  store.close();
+  const reopened = new SqliteStore(stateDir, 'boot-a', () => undefined, 100);
+  t.deepEqual(reopened.tombstones(), [kept]);
+  reopened.close();
+});

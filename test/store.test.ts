@@ -241,3 +241,37 @@ test('a commit undone after it landed leaves the table as before it, but for its
   t.true(reopened.sequences.after >= 1_000, 'the sequence ceiling only grows');
   reopened.close();
 });
+
+test('tombstones come back oldest first, with their stamps; an undone commit takes its tombstones back and returns those it deleted', (t) => {
+  const dir = stateDir();
+  const store = open(dir);
+  const tombstone = (requestId: string, releasedAt: number, owner?: string) => ({ owner, requestId, handle: newHandleId(), fingerprint: `spawn:${requestId}`, releasedAt, releasedStamp: { boot: 'boot-a', ms: releasedAt } });
+  const [a, b, c] = [tombstone('a', 20, 'unix:uid=7'), tombstone('b', 10), tombstone('c', 30)];
+  store.commit('kept', 0, (w) => {
+    w.tombstoned(a);
+    w.tombstoned(b);
+  });
+  store.commit('undone', 0, (w) => {
+    w.untombstoned(a.owner, a.requestId);
+    w.tombstoned(c);
+  });
+  t.deepEqual(store.tombstones(), [b, c]);
+  store.undoLast();
+  t.deepEqual(store.tombstones(), [b, a]);
+  // A transaction that fails keeps none of its tombstones.
+  const before = store.tombstones();
+  const started = record(3);
+  store.commit('a start', 0, (w) => w.started(started));
+  t.throws(() =>
+    store.commit('refused', 0, (w) => {
+      w.tombstoned(c);
+      w.untombstoned(b.owner, b.requestId);
+      w.started(started); // a second row for the handle: the transaction fails here
+    }),
+  );
+  t.deepEqual(store.tombstones(), before);
+  store.close();
+  const reopened = open(dir);
+  t.deepEqual(reopened.tombstones(), [b, a], 'oldest release first, owner and stamp as written');
+  reopened.close();
+});

@@ -156,8 +156,9 @@ export const USAGE = `usage: pidfd-agent [options]
   --audit-log FILE          one JSON line per mutating call and per denial (default: stderr)
   --socket-group GROUP      group (name or gid) of the unix socket (0660) and its directory (0750, the
                             agent's own: not a shared one like /tmp); default: the agent's group
-  --retention-ttl DURATION  keep exited processes readable this long (default 1h)
-  --retention-max N         keep at most N exited processes (default 10000)
+  --retention-ttl DURATION  keep exited processes readable this long, and released ones' request ids
+                            taken as long after their release (default 1h)
+  --retention-max N         keep at most N exited processes, and N released ones' request ids (default 10000)
   --event-ring N            events kept for Watch replay (default 65536)
   --watch-backlog N         drop a watcher this many events behind (default 16384)
   --max-watchers N          concurrent Watch streams (default 1024)

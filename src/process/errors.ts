@@ -47,6 +47,18 @@ export const unknownHandle = (handle: string) =>
 export const processExited = (handle: string) =>
   new AgentError('ProcessExited', `process ${handle} has exited: nothing was sent`, { reason: 'PROCESS_EXITED', handle });
 
+/**
+ * A retry of a request_id whose process was started (or adopted) and released since: done once, it
+ * is not done again. ALREADY_EXISTS, as for an adoption of a process already managed: what the
+ * request asked for happened, and a retry cannot change that.
+ */
+export const requestReleased = (t: { readonly requestId: string; readonly handle: string }, done: 'started' | 'adopted') =>
+  new AgentError('AlreadyExists', `request_id ${JSON.stringify(t.requestId)}: its process (handle ${t.handle}) was ${done} and has since been released; it is not ${done} again`, {
+    reason: 'REQUEST_RELEASED',
+    field: 'request_id',
+    handle: t.handle,
+  });
+
 /** The agent is handing over to its successor: the request was not carried out; retry. */
 export const handoverInProgress = () =>
   new AgentError('Unavailable', 'the agent is handing over to its successor: retry', { reason: 'HANDOVER' });

@@ -4,7 +4,7 @@ import { discardChild } from '../kernel/spawn.js';
 import { Signal } from '../kernel/signals.js';
 import type { Features } from '../kernel/probe.js';
 import type { Reaper, ReapedExit } from './reaping.js';
-import { AgentError, fromKernel, invalidArgument, unknownHandle } from './errors.js';
+import { AgentError, fromKernel, invalidArgument, requestReleased, unknownHandle } from './errors.js';
 import { NamespaceTarget, type Joined } from './spawn/namespaces.js';
 import { KernelError } from '../kernel/errors.js';
 import type { EventLog, EvictionMarks, ProcessEvent } from './events/event-log.js';
@@ -15,6 +15,7 @@ import { type AdoptOptions, type SignalTarget, type SpawnOptions } from './optio
 import { elapsedSince, instantNow, stampNow } from './lifecycle/clock.js';
 import { deadlineAt, ProcessRecord, type DeadlineAt, type ExitInfo } from './lifecycle/record.js';
 import { ProcessTable, requestKey, type RetentionPolicy } from './lifecycle/table.js';
+import { NO_TOMBSTONES, sameAdoption, spawnFingerprint, Tombstones, type Tombstone, type TombstonePlan } from './lifecycle/tombstones.js';
 import { sendSignal, threadIds } from './lifecycle/signalling.js';
 import { killAndReclaim } from './lifecycle/reclaim.js';
 import { usageOf, type Usage } from './lifecycle/usage.js';
@@ -75,6 +76,8 @@ export interface SpawnResult {
  */
 export class ProcessManager {
   private readonly table: ProcessTable;
+  /** The request_ids of records released: a retry of one starts nothing. */
+  private readonly tombstones: Tombstones;
   /** The agent's ends of spawned processes' pipes (captured output, stdin). */
   private readonly stdio: StdioTable;
   private readonly waiters = new Waiters();
@@ -125,6 +128,7 @@ export class ProcessManager {
     private readonly store: ProcessStore = new MemoryStore(),
   ) {
     this.table = new ProcessTable(limits);
+    this.tombstones = new Tombstones(limits);
     this.stdio = new StdioTable(events, limits.captureBytes, limits.captureRetainedBytes, limits.captureTotalBytes, limits.captureDir === undefined ? null : new CaptureFiles(limits.captureDir));
   }
 
@@ -150,7 +154,10 @@ export class ProcessManager {
     if (earlier) return { record: earlier, replayed: true };
     // In flight by owner and key, as the table keeps them: one caller's key never joins another's spawn.
     const id = options.requestId === undefined ? undefined : requestKey(options.owner, options.requestId);
-    if (id !== undefined) this.refuseUnknownOutcome(id, options.argv);
+    if (id !== undefined) {
+      this.refuseUnknownOutcome(id, options.argv);
+      this.refuseReleased(id, options.argv);
+    }
     const inflight = id === undefined ? undefined : this.spawning.get(id);
     if (inflight) return { record: (await inflight).record, replayed: true };
     this.checkCapacity();
@@ -240,6 +247,11 @@ export class ProcessManager {
         throw invalidArgument('request_id', 'already used for a different pid or identity');
       }
       return earlier;
+    }
+    const released = options.requestId === undefined ? undefined : this.tombstones.find(requestKey(options.owner, options.requestId));
+    if (released) {
+      if (!sameAdoption(released, options.pid, options.expectedPidfsInode)) throw invalidArgument('request_id', 'already used for a different pid or identity');
+      throw requestReleased(released, 'adopted');
     }
     this.checkCapacity();
     const opened = openForAdoption(options, (i) => this.byInode.get(i));
@@ -427,7 +439,8 @@ export class ProcessManager {
 
   /** Whether `owner` already used this request_id (a repeat replays it, or is refused: it starts nothing). */
   hasRequest(owner: string, requestId: string): boolean {
-    return this.table.byRequest(owner, requestId) !== undefined || this.unknownOutcomes.has(requestKey(owner, requestId));
+    const key = requestKey(owner, requestId);
+    return this.table.byRequest(owner, requestId) !== undefined || this.unknownOutcomes.has(key) || this.tombstones.find(key) !== undefined;
   }
 
   /** Every record in the table (running, exited and not yet released), in no particular order. */
@@ -525,8 +538,10 @@ export class ProcessManager {
   /** Durable before it is done: a release the store cannot record is refused, the handle kept. */
   release(handle: string): void {
     const record = this.get(handle);
-    this.write(`the release of ${record.handle}`, 1, (w) => w.released(record.handle), record.handle);
+    const tombstones = this.tombstones.planRelease([record]);
+    this.write(`the release of ${record.handle}`, 1, (w) => writeReleases(w, [record], tombstones), record.handle);
     this.forget(record);
+    this.tombstones.apply(tombstones);
     const ref = record.ref;
     // A released child that still runs stays watched (hidden), so it is reaped and never left a
     // zombie; a foreign process is not ours to reap.
@@ -549,14 +564,14 @@ export class ProcessManager {
     const records = [...this.deliveredExits].filter((r) => r.state === 'exited' && this.table.get(r.handle) === r);
     this.deliveredExits.clear();
     if (records.length === 0) return;
+    const tombstones = this.tombstones.planRelease(records);
     try {
-      this.store.commit(`${records.length} releases on exit`, this.events.lastSequence + records.length, (w) => {
-        for (const r of records) w.released(r.handle);
-      });
+      this.store.commit(`${records.length} releases on exit`, this.events.lastSequence + records.length, (w) => writeReleases(w, records, tombstones));
     } catch {
       return; // they stay EXITED, as any exit, until Release or retention
     }
     for (const r of records) this.forget(r);
+    this.tombstones.apply(tombstones);
   }
 
   /** Reaper sink: exits arrive in batches; each is recorded once, and reported once recorded. */
@@ -662,13 +677,16 @@ export class ProcessManager {
     const instant = instantNow(now);
     const expired = this.table.expired(instant);
     const intents = [...this.unknownOutcomes].filter(([, i]) => elapsedSince(i.createdAt, i.createdStamp, instant) >= this.limits.ttlMs);
-    if (expired.length > 0 || intents.length > 0) {
+    // Tombstones past their TTL go too; those of the records released here are new.
+    const tombstones = this.tombstones.size === 0 && expired.length === 0 ? NO_TOMBSTONES : this.tombstones.plan(expired, instant);
+    if (expired.length > 0 || intents.length > 0 || tombstones.drop.length > 0) {
       try {
         this.store.commit('retention expiry', this.events.lastSequence + expired.length, (w) => {
-          for (const record of expired) w.released(record.handle);
+          writeReleases(w, expired, tombstones);
           for (const [, i] of intents) w.settled(i.owner, i.requestId);
         });
         for (const record of expired) this.forget(record);
+        this.tombstones.apply(tombstones);
         for (const [key] of intents) this.unknownOutcomes.delete(key);
       } catch {
         // kept, readable as before, until the store takes the deletes
@@ -779,6 +797,11 @@ export class ProcessManager {
   /** Spawns an earlier agent intended and did not record: a retry of one is refused, never run. */
   restoreIntents(intents: readonly SpawnIntent[]): void {
     for (const i of intents) this.unknownOutcomes.set(requestKey(i.owner, i.requestId), i);
+  }
+
+  /** Request ids of records an earlier agent released: a retry of one is refused, never run. */
+  restoreTombstones(tombstones: readonly Tombstone[]): void {
+    this.tombstones.restore(tombstones);
   }
 
   /**
@@ -900,6 +923,14 @@ export class ProcessManager {
     );
   }
 
+  /** The key's process was started and released since: the retry starts nothing. */
+  private refuseReleased(key: string, argv: readonly string[]): void {
+    const released = this.tombstones.find(key);
+    if (!released) return;
+    if (released.fingerprint !== spawnFingerprint(argv)) throw invalidArgument('request_id', 'already used for a different argv');
+    throw requestReleased(released, 'started');
+  }
+
   private forget(record: ProcessRecord): void {
     this.table.remove(record);
     this.dropInode(record);
@@ -947,6 +978,13 @@ interface QueuedStart {
   readonly intent: SpawnIntent | undefined;
   readonly resolve: () => void;
   readonly reject: (e: unknown) => void;
+}
+
+/** Released records' rows go; their request_ids stay taken, in the same transaction. */
+function writeReleases(w: StoreWrites, records: readonly ProcessRecord[], tombstones: TombstonePlan): void {
+  for (const r of records) w.released(r.handle);
+  for (const t of tombstones.drop) w.untombstoned(t.owner, t.requestId);
+  for (const t of tombstones.add) w.tombstoned(t);
 }
 
 /** A start's row, and its intent settled with it. */

@@ -4,6 +4,7 @@ import type { SequenceOrigin } from '../process/events/event-log.js';
 import type { Stamp } from '../process/lifecycle/clock.js';
 import type { HandleId } from '../process/lifecycle/handle.js';
 import type { DeadlineAt, ExitInfo, ProcessIdentity, ProcessSpec } from '../process/lifecycle/record.js';
+import type { Tombstone } from '../process/lifecycle/tombstones.js';
 
 
 /** One persisted record, as read back at startup. Released records are not kept. */
@@ -58,6 +59,10 @@ export interface StoreWrites {
   started(record: StartedProcess): void;
   exited(handle: HandleId, exit: ExitInfo): void;
   released(handle: HandleId): void;
+  /** A released record's request_id stays taken (written with its release). */
+  tombstoned(tombstone: Tombstone): void;
+  /** ... until its tombstone expires or the cap pushes it out. */
+  untombstoned(owner: string | undefined, requestId: string): void;
 }
 
 /** A transaction that could not be committed: nothing of it was written. */
@@ -87,6 +92,8 @@ export interface ProcessStore {
   load(): SavedProcess[];
   /** Spawns recorded as intended whose outcome no agent recorded. */
   intents(): SpawnIntent[];
+  /** The request_ids of released records still taken, oldest release first. */
+  tombstones(): Tombstone[];
   /**
    * Gives back the memory of caches it rebuilds on demand (an agent at rest): SQLite's page
    * cache, which a burst fills to its 2 MiB limit and nothing else empties.
@@ -106,7 +113,7 @@ export interface ProcessStore {
   close(): void;
 }
 
-const NO_WRITES: StoreWrites = { intended() {}, settled() {}, started() {}, exited() {}, released() {} };
+const NO_WRITES: StoreWrites = { intended() {}, settled() {}, started() {}, exited() {}, released() {}, tombstoned() {}, untombstoned() {} };
 
 /** --ephemeral: nothing is kept; a restarted agent starts empty (its processes still run on). */
 export class MemoryStore implements ProcessStore {
@@ -121,6 +128,9 @@ export class MemoryStore implements ProcessStore {
     return [];
   }
   intents(): SpawnIntent[] {
+    return [];
+  }
+  tombstones(): Tombstone[] {
     return [];
   }
   releaseMemory(): void {}

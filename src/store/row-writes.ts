@@ -12,6 +12,8 @@ const SETTLED = 1;
 const STARTED = 2;
 const EXITED = 3;
 const RELEASED = 4;
+const TOMBSTONED = 5;
+const UNTOMBSTONED = 6;
 
 /** The StoreWrites whose calls append their values to `rows`. */
 export function rowEncoder(rows: Rows): StoreWrites {
@@ -36,6 +38,8 @@ export function rowEncoder(rows: Rows): StoreWrites {
       ),
     exited: (handle, exit) => void rows.push(EXITED, handle, exit.exitedAt, JSON.stringify(exit)),
     released: (handle) => void rows.push(RELEASED, handle),
+    tombstoned: (t) => void rows.push(TOMBSTONED, t.owner ?? '', t.requestId, t.handle, t.fingerprint, t.releasedAt, t.releasedStamp === undefined ? null : JSON.stringify(t.releasedStamp)),
+    untombstoned: (owner, requestId) => void rows.push(UNTOMBSTONED, owner ?? '', requestId),
   };
 }
 
@@ -46,6 +50,8 @@ export interface RowWriter {
   started(handle: HandleId, pid: number, inode: bigint, argv: string, labels: string, adopted: number, requestId: string | null, owner: string | null, startedAt: number, cgroup: string | null, deadline: string | null): void;
   exited(handle: HandleId, exitedAt: number, exit: string): void;
   released(handle: HandleId): void;
+  tombstoned(owner: string, requestId: string, handle: string, fingerprint: string, releasedAt: number, stamp: string | null): void;
+  untombstoned(owner: string, requestId: string): void;
 }
 
 /** Makes the writes `rows` holds, in order. */
@@ -73,6 +79,14 @@ export function applyRows(rows: Rows, w: RowWriter): void {
       case RELEASED:
         w.released(s(i + 1) as HandleId);
         i += 2;
+        break;
+      case TOMBSTONED:
+        w.tombstoned(s(i + 1), s(i + 2), s(i + 3), s(i + 4), n(i + 5), rows[i + 6] as string | null);
+        i += 7;
+        break;
+      case UNTOMBSTONED:
+        w.untombstoned(s(i + 1), s(i + 2));
+        i += 3;
         break;
       default:
         throw new Error(`write ${i}: unknown code ${String(rows[i])}`);

@@ -12,6 +12,7 @@ import type { Stamp } from '../process/lifecycle/clock.js';
 import type { HandleId } from '../process/lifecycle/handle.js';
 import type { ExitInfo } from '../process/lifecycle/record.js';
 import { StoreWriteFailed, type ProcessStore, type SavedProcess, type SpawnIntent, type StoreWrites } from '../process/process-store.js';
+import type { Tombstone } from '../process/lifecycle/tombstones.js';
 import { applyRows, rowEncoder, type RowWriter, type Rows } from './row-writes.js';
 
 /**
@@ -23,7 +24,10 @@ type Change =
   | { readonly kind: 'started'; readonly handle: HandleId }
   | { readonly kind: 'released'; readonly handle: HandleId; readonly id: number; readonly row: unknown[] | undefined }
   | { readonly kind: 'intended'; readonly owner: string; readonly requestId: string }
-  | { readonly kind: 'settled'; readonly row: unknown[] | undefined };
+  | { readonly kind: 'settled'; readonly row: unknown[] | undefined }
+  | { readonly kind: 'tombstoned'; readonly owner: string; readonly requestId: string }
+  | { readonly kind: 'untombstoned'; readonly row: unknown[] | undefined }
+  | { readonly kind: 'tombstones-created' };
 
 export const STORE_FILE = 'agent.db';
 const SCHEMA_VERSION = 4;
@@ -44,6 +48,30 @@ CREATE TABLE intents (
   PRIMARY KEY (owner, request_id)
 ) WITHOUT ROWID;
 `;
+
+// The request_ids of released records, kept (process/lifecycle/tombstones.ts) so that a retry
+// after the release starts nothing. A table added without a schema version, as intents'
+// created_stamp was: an agent of schema 4 that does not know it (a rollback, an older successor
+// taking over) opens the store as before and leaves the table alone.
+const TOMBSTONES = `
+CREATE TABLE IF NOT EXISTS tombstones (
+  owner          TEXT NOT NULL,
+  request_id     TEXT NOT NULL,
+  handle         TEXT NOT NULL,
+  fingerprint    TEXT NOT NULL,
+  released_at    INTEGER NOT NULL,
+  released_stamp TEXT,
+  PRIMARY KEY (owner, request_id)
+) WITHOUT ROWID;
+`;
+
+interface TombstoneStatements {
+  readonly insert: Database.Statement;
+  /** Returns what it deleted, for an undo. */
+  readonly take: Database.Statement;
+  readonly remove: Database.Statement;
+  readonly reinsert: Database.Statement;
+}
 
 // Rows in insertion order under a rowid the store hands out (schema 4): a group commit's inserts,
 // and the exits of the processes it started last, dirty the table's last page or two instead of a
@@ -234,6 +262,8 @@ export class SqliteStore implements ProcessStore {
   private readonly reinsertIntent: Database.Statement;
   private readonly removeIntent: Database.Statement;
   private readonly removeRow: Database.Statement;
+  /** Prepared once the tombstones table exists (see tombstoneStatements). */
+  private tomb: TombstoneStatements | undefined;
 
   /**
    * Opens (creating) STATE_DIR/agent.db; throws StoreError when it is damaged, or still locked
@@ -260,6 +290,7 @@ export class SqliteStore implements ProcessStore {
       for (const suffix of STORE_SIDE_FILES) chmodIfPresent(file + suffix, 0o600);
       this.migrate(file);
       this.stamped = this.addStampColumn();
+      this.tomb = this.tryTombstoneTable();
     } catch (e) {
       this.db.close();
       const code = (e as { code?: string }).code;
@@ -317,6 +348,14 @@ export class SqliteStore implements ProcessStore {
         if (id === undefined) return;
         this.changes.push({ kind: 'released', handle, id, row: remove.get(id) as unknown[] | undefined });
         this.rows.delete(handle);
+      },
+      tombstoned: (owner, requestId, handle, fingerprint, releasedAt, stamp) => {
+        this.tombstoneStatements().insert.run(owner, requestId, handle, fingerprint, releasedAt, stamp);
+        this.changes.push({ kind: 'tombstoned', owner, requestId });
+      },
+      untombstoned: (owner, requestId) => {
+        const row = this.tombstoneStatements().take.get(owner, requestId) as unknown[] | undefined;
+        this.changes.push({ kind: 'untombstoned', row });
       },
     };
   }
@@ -393,6 +432,8 @@ export class SqliteStore implements ProcessStore {
         else if (c.kind === 'released' && c.row !== undefined) this.reinsertRow.run(c.row);
         else if (c.kind === 'intended') this.removeIntent.run(c.owner, c.requestId);
         else if (c.kind === 'settled' && c.row !== undefined) this.reinsertIntent.run(c.row);
+        else if (c.kind === 'tombstoned') this.tombstoneStatements().remove.run(c.owner, c.requestId);
+        else if (c.kind === 'untombstoned' && c.row !== undefined) this.tombstoneStatements().reinsert.run(c.row);
       }
     })();
     this.forgetRows();
@@ -437,6 +478,19 @@ export class SqliteStore implements ProcessStore {
     }));
   }
 
+  tombstones(): Tombstone[] {
+    if (this.tomb === undefined) return [];
+    const rows = this.db.prepare('SELECT * FROM tombstones ORDER BY released_at').all() as { owner: string; request_id: string; handle: string; fingerprint: string; released_at: number; released_stamp: string | null }[];
+    return rows.map((r) => ({
+      owner: r.owner === '' ? undefined : r.owner,
+      requestId: r.request_id,
+      handle: r.handle as HandleId,
+      fingerprint: r.fingerprint,
+      releasedAt: r.released_at,
+      ...(r.released_stamp === null ? {} : { releasedStamp: JSON.parse(r.released_stamp) as Stamp }),
+    }));
+  }
+
   stalled(): boolean {
     return false;
   }
@@ -457,6 +511,7 @@ export class SqliteStore implements ProcessStore {
       const c = this.changes[i]!;
       if (c.kind === 'started') this.rows.delete(c.handle);
       else if (c.kind === 'released') this.rows.set(c.handle, c.id);
+      else if (c.kind === 'tombstones-created') this.tomb = undefined;
     }
     this.changes.length = 0;
   }
@@ -500,6 +555,35 @@ export class SqliteStore implements ProcessStore {
       // are then measured by the wall clock until an agent can add the column.
       return false;
     }
+  }
+
+  /** The tombstones table, created at open when the store can be written then; else undefined. */
+  private tryTombstoneTable(): TombstoneStatements | undefined {
+    try {
+      this.db.exec(TOMBSTONES);
+    } catch {
+      // A store it can read but not write (full, read-only): the first transaction that keeps a
+      // tombstone creates the table (tombstoneStatements), once the store takes writes again.
+      return undefined;
+    }
+    return this.prepareTombstones();
+  }
+
+  /** Creates the table in the open transaction if it was not there at open (a rollback undoes both). */
+  private tombstoneStatements(): TombstoneStatements {
+    if (this.tomb !== undefined) return this.tomb;
+    this.db.exec(TOMBSTONES);
+    this.changes.push({ kind: 'tombstones-created' });
+    return (this.tomb = this.prepareTombstones());
+  }
+
+  private prepareTombstones(): TombstoneStatements {
+    return {
+      insert: this.db.prepare('INSERT OR REPLACE INTO tombstones (owner, request_id, handle, fingerprint, released_at, released_stamp) VALUES (?, ?, ?, ?, ?, ?)'),
+      take: this.db.prepare('DELETE FROM tombstones WHERE owner = ? AND request_id = ? RETURNING owner, request_id, handle, fingerprint, released_at, released_stamp').raw(),
+      remove: this.db.prepare('DELETE FROM tombstones WHERE owner = ? AND request_id = ?'),
+      reinsert: this.db.prepare('INSERT OR REPLACE INTO tombstones (owner, request_id, handle, fingerprint, released_at, released_stamp) VALUES (?, ?, ?, ?, ?, ?)'),
+    };
   }
 
   private reserve(sequence: number): boolean {

@@ -11,6 +11,7 @@ import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from '
 import { builtFile } from '../built-files.js';
 import type { SequenceOrigin } from '../process/events/event-log.js';
 import { StoreWriteFailed, type ProcessStore, type SavedProcess, type SpawnIntent, type StoreWrites } from '../process/process-store.js';
+import type { Tombstone } from '../process/lifecycle/tombstones.js';
 import type { Recovery } from './recover.js';
 import { StoreDamaged, StoreError, type StoreErrorSink } from './sqlite-store.js';
 import { rowEncoder, type Rows } from './row-writes.js';
@@ -66,6 +67,7 @@ export class ThreadedStore implements ProcessStore {
   /** What the store held when it opened, until restore has read it. */
   private saved: SavedProcess[];
   private pendingIntents: SpawnIntent[];
+  private pendingTombstones: Tombstone[];
   private readonly threadEnded: Promise<void>;
   private exited: ThreadExit | undefined;
   private error: string | undefined;
@@ -110,6 +112,7 @@ export class ThreadedStore implements ProcessStore {
     this.ceiling = opened.ceiling;
     this.saved = opened.saved;
     this.pendingIntents = opened.intents;
+    this.pendingTombstones = opened.tombstones;
     this.origin = { after: opened.ceiling, reserve: (sequence) => sequence <= this.ceiling || this.reserve(sequence) };
     // The agent's loop is held open by what it serves, never by its store.
     worker.unref();
@@ -175,6 +178,12 @@ export class ThreadedStore implements ProcessStore {
     const intents = this.pendingIntents;
     this.pendingIntents = [];
     return intents;
+  }
+
+  tombstones(): Tombstone[] {
+    const tombstones = this.pendingTombstones;
+    this.pendingTombstones = [];
+    return tombstones;
   }
 
   releaseMemory(): void {

@@ -107,3 +107,32 @@ export async function lostReplyIsRetried(t: ExecutionContext, reaper: Subreaper,
   t.deepEqual(starts(marker), [pid], 'started once');
   await second.client.signal({ handle: res.handle, signal: 'KILL' });
 }
+
+/**
+ * The lost reply of a release_on_exit spawn whose process exits and is released before the retry:
+ * `argv(proxy, marker)` runs a client that prints `ready`, spawns a command that exits at once
+ * (labelled case=released, release_on_exit) on `go`, and prints its error as JSON. The reply is
+ * held, someone else's Wait collects the exit (which releases the record), the connection is cut:
+ * the client's retry must be refused as released (final, not retried again), the command run once.
+ */
+export async function releasedReplyIsNotRerun(t: ExecutionContext, reaper: Subreaper, argv: (proxy: string, marker: string) => string[]): Promise<void> {
+  const { dir, agent, proxy } = await startRig(t, reaper);
+  t.teardown(() => agent.stop());
+  const marker = join(dir, 'starts');
+  const client = LineChild.start(t, argv(proxy.address, marker));
+  t.is(await client.line(), 'ready');
+  proxy.hold();
+  client.send('go');
+  await eventually('the command to start', () => starts(marker).length === 1);
+  const labels = { case: 'released' };
+  const handle = await eventually('the start to be recorded', async () => (await agent.client.list({ labels })).processes[0]?.handle);
+  await agent.client.wait({ handle });
+  await eventually('the release on exit', async () => (await agent.client.list({ labels })).processes.length === 0);
+  proxy.drop();
+
+  const res = JSON.parse(await client.line()) as { code?: string; reason?: string; handle?: string; request_id?: string; retryable?: boolean; started?: boolean };
+  t.like(res, { code: 'ALREADY_EXISTS', reason: 'REQUEST_RELEASED', handle, retryable: false });
+  t.regex(res.request_id ?? '', UUID, 'the retry went under the id the client made up');
+  await sleep(200); // a second start would have written its pid by now
+  t.is(starts(marker).length, 1, 'started once');
+}

@@ -87,7 +87,7 @@ var (
 // nor be answered for what another call did. True only for UNAVAILABLE: reads (Get, List,
 // ListThreads) always; Spawn,
 // SpawnBatch and Adopt when every request carried a request_id (the agent replays, or answers
-// OUTCOME_UNKNOWN, never starts twice) or the agent refused them (HANDOVER); Wait, Signal, Release,
+// OUTCOME_UNKNOWN or REQUEST_RELEASED, never starts twice) or the agent refused them (HANDOVER); Wait, Signal, Release,
 // CloseStdin and ResizeTerminal only when refused. Never Stop or WriteStdin, nor a stream
 // (resume those by offset or cursor instead). err must come from this package's Client.
 func IsRetryable(err error) bool {

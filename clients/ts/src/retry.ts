@@ -34,7 +34,7 @@ const REFUSABLE = new Set(['Wait', 'Signal', 'Release', 'CloseStdin', 'ResizeTer
 /**
  * Whether sending the failed call again can neither do twice what it did once nor be answered
  * for what another call did. True only for UNAVAILABLE: reads (Get, List, ListThreads) always; Spawn, SpawnBatch and
- * Adopt when every request carried a request_id (the agent replays, or answers OUTCOME_UNKNOWN,
+ * Adopt when every request carried a request_id (the agent replays, or answers OUTCOME_UNKNOWN or REQUEST_RELEASED,
  * never starts twice) or the agent refused them (HANDOVER); Wait, Signal, Release, CloseStdin and
  * ResizeTerminal only when refused. Never Stop or WriteStdin, nor a stream (resume those by offset
  * or cursor instead).

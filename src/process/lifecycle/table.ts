@@ -116,18 +116,18 @@ export class ProcessTable {
   }
 }
 
-interface Group {
-  readonly next: Iterator<ProcessRecord>;
+export interface Group<T> {
+  readonly next: Iterator<T>;
   count: number;
 }
 
 /**
- * `n` records, each the next of the group holding the most (ties: the earlier group), by a heap: a
+ * `n` items (records, tombstones), each the next of the group holding the most (ties: the earlier group), by a heap: a
  * restore under a lower --retention-max may take thousands from thousands of owners in one call.
  */
-function takeFromFullest(groups: Group[], n: number, out: ProcessRecord[]): void {
+export function takeFromFullest<T>(groups: Group<T>[], n: number, out: T[]): void {
   const order = new Map(groups.map((g, i) => [g, i]));
-  const before = (a: Group, b: Group) => a.count > b.count || (a.count === b.count && order.get(a)! < order.get(b)!);
+  const before = (a: Group<T>, b: Group<T>) => a.count > b.count || (a.count === b.count && order.get(a)! < order.get(b)!);
   const down = (i: number) => {
     for (;;) {
       const [l, r] = [2 * i + 1, 2 * i + 2];
@@ -142,7 +142,7 @@ function takeFromFullest(groups: Group[], n: number, out: ProcessRecord[]): void
   for (let i = (groups.length >> 1) - 1; i >= 0; i--) down(i);
   for (; n > 0; n--) {
     const fullest = groups[0]!;
-    out.push(fullest.next.next().value as ProcessRecord);
+    out.push(fullest.next.next().value as T);
     fullest.count--;
     down(0);
   }

@@ -758,7 +758,11 @@ type SpawnRequest struct {
 	// keys 1-128 bytes, values up to 1024 bytes.
 	Labels map[string]string `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key,proto3" protobuf_val:"bytes,2,opt,name=value,proto3"`
 	// Makes Spawn idempotent: a repeated request_id returns the first spawn's handle (replayed
-	// true); with a different argv it is INVALID_ARGUMENT. Up to 256 bytes; empty means none.
+	// true); with a different argv it is INVALID_ARGUMENT. Once that process's record is released
+	// (Release, release_on_exit, retention), a repeat starts nothing and is ALREADY_EXISTS /
+	// REQUEST_RELEASED, for --retention-ttl after the release (at most --retention-max keys are
+	// kept so; past that the oldest go first); then the key is free again. Up to 256 bytes; empty
+	// means none.
 	RequestId string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Start the process in a new session (and process group). Default true.
 	NewSession *bool `protobuf:"varint,6,opt,name=new_session,json=newSession,proto3,oneof" json:"new_session,omitempty"`
@@ -1508,7 +1512,8 @@ type AdoptRequest struct {
 	// As SpawnRequest.labels.
 	Labels map[string]string `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key,proto3" protobuf_val:"bytes,2,opt,name=value,proto3"`
 	// Makes Adopt idempotent, as SpawnRequest.request_id: a repeat with the same pid and identity
-	// returns the first adoption's handle.
+	// returns the first adoption's handle, or, once that record is released, ALREADY_EXISTS /
+	// REQUEST_RELEASED.
 	RequestId string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// If set, the process must have this start time (clock ticks since boot, /proc/PID/stat field 22).
 	ExpectedStartTime *uint64 `protobuf:"varint,4,opt,name=expected_start_time,json=expectedStartTime,proto3,oneof" json:"expected_start_time,omitempty"`

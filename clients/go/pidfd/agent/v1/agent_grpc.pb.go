@@ -34,6 +34,9 @@ type AgentServiceClient interface {
 	//   - ABORTED / OUTCOME_UNKNOWN: a retry of a request_id whose spawn an agent that stopped may have
 	//     started, without recording whether it did; it is not started again (metadata "handle": the
 	//     handle it would have had).
+	//   - ALREADY_EXISTS / REQUEST_RELEASED: a retry of a request_id whose process was started and has
+	//     since been released (Release, release_on_exit, retention); it is not started again (metadata
+	//     "handle": the handle it had). Final: do not retry.
 	Spawn(ctx context.Context, in *SpawnRequest, opts ...grpc.CallOption) (*SpawnResponse, error)
 	// SpawnBatch starts several processes in one call, for orchestrators that start hundreds at
 	// once. Each item is a Spawn of its own: validated, authorized (policy, quotas, audit) and
@@ -51,6 +54,8 @@ type AgentServiceClient interface {
 	//     expected_pidfs_inode does not match: the PID was reused).
 	//   - PERMISSION_DENIED / NOT_ADOPTABLE (PID 1 or a kernel thread), EPERM.
 	//   - ALREADY_EXISTS / ALREADY_MANAGED: the process is managed already (metadata "handle").
+	//   - ALREADY_EXISTS / REQUEST_RELEASED: a retry of a request_id whose adoption has since been
+	//     released; it is not adopted again (metadata "handle": the handle it had).
 	//   - FAILED_PRECONDITION / ENOTSUP: the kernel lacks PIDFD_INFO_EXIT (Linux 6.15+).
 	//   - UNAVAILABLE / STORE_WRITE_FAILED: the adoption could not be recorded in the state store and
 	//     was undone (the process keeps running, unmanaged).
@@ -362,6 +367,9 @@ type AgentServiceServer interface {
 	//   - ABORTED / OUTCOME_UNKNOWN: a retry of a request_id whose spawn an agent that stopped may have
 	//     started, without recording whether it did; it is not started again (metadata "handle": the
 	//     handle it would have had).
+	//   - ALREADY_EXISTS / REQUEST_RELEASED: a retry of a request_id whose process was started and has
+	//     since been released (Release, release_on_exit, retention); it is not started again (metadata
+	//     "handle": the handle it had). Final: do not retry.
 	Spawn(context.Context, *SpawnRequest) (*SpawnResponse, error)
 	// SpawnBatch starts several processes in one call, for orchestrators that start hundreds at
 	// once. Each item is a Spawn of its own: validated, authorized (policy, quotas, audit) and
@@ -379,6 +387,8 @@ type AgentServiceServer interface {
 	//     expected_pidfs_inode does not match: the PID was reused).
 	//   - PERMISSION_DENIED / NOT_ADOPTABLE (PID 1 or a kernel thread), EPERM.
 	//   - ALREADY_EXISTS / ALREADY_MANAGED: the process is managed already (metadata "handle").
+	//   - ALREADY_EXISTS / REQUEST_RELEASED: a retry of a request_id whose adoption has since been
+	//     released; it is not adopted again (metadata "handle": the handle it had).
 	//   - FAILED_PRECONDITION / ENOTSUP: the kernel lacks PIDFD_INFO_EXIT (Linux 6.15+).
 	//   - UNAVAILABLE / STORE_WRITE_FAILED: the adoption could not be recorded in the state store and
 	//     was undone (the process keeps running, unmanaged).

@@ -148,6 +148,9 @@ class AgentServiceServicer(object):
         - ABORTED / OUTCOME_UNKNOWN: a retry of a request_id whose spawn an agent that stopped may have
         started, without recording whether it did; it is not started again (metadata "handle": the
         handle it would have had).
+        - ALREADY_EXISTS / REQUEST_RELEASED: a retry of a request_id whose process was started and has
+        since been released (Release, release_on_exit, retention); it is not started again (metadata
+        "handle": the handle it had). Final: do not retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -175,6 +178,8 @@ class AgentServiceServicer(object):
         expected_pidfs_inode does not match: the PID was reused).
         - PERMISSION_DENIED / NOT_ADOPTABLE (PID 1 or a kernel thread), EPERM.
         - ALREADY_EXISTS / ALREADY_MANAGED: the process is managed already (metadata "handle").
+        - ALREADY_EXISTS / REQUEST_RELEASED: a retry of a request_id whose adoption has since been
+        released; it is not adopted again (metadata "handle": the handle it had).
         - FAILED_PRECONDITION / ENOTSUP: the kernel lacks PIDFD_INFO_EXIT (Linux 6.15+).
         - UNAVAILABLE / STORE_WRITE_FAILED: the adoption could not be recorded in the state store and
         was undone (the process keeps running, unmanaged).

@@ -538,7 +538,11 @@ export interface SpawnRequest {
   labels: { [key: string]: string };
   /**
    * Makes Spawn idempotent: a repeated request_id returns the first spawn's handle (replayed
-   * true); with a different argv it is INVALID_ARGUMENT. Up to 256 bytes; empty means none.
+   * true); with a different argv it is INVALID_ARGUMENT. Once that process's record is released
+   * (Release, release_on_exit, retention), a repeat starts nothing and is ALREADY_EXISTS /
+   * REQUEST_RELEASED, for --retention-ttl after the release (at most --retention-max keys are
+   * kept so; past that the oldest go first); then the key is free again. Up to 256 bytes; empty
+   * means none.
    */
   requestId: string;
   /** Start the process in a new session (and process group). Default true. */
@@ -717,7 +721,8 @@ export interface AdoptRequest {
   labels: { [key: string]: string };
   /**
    * Makes Adopt idempotent, as SpawnRequest.request_id: a repeat with the same pid and identity
-   * returns the first adoption's handle.
+   * returns the first adoption's handle, or, once that record is released, ALREADY_EXISTS /
+   * REQUEST_RELEASED.
    */
   requestId: string;
   /** If set, the process must have this start time (clock ticks since boot, /proc/PID/stat field 22). */
@@ -6831,6 +6836,9 @@ export const AgentServiceService = {
    * - ABORTED / OUTCOME_UNKNOWN: a retry of a request_id whose spawn an agent that stopped may have
    *   started, without recording whether it did; it is not started again (metadata "handle": the
    *   handle it would have had).
+   * - ALREADY_EXISTS / REQUEST_RELEASED: a retry of a request_id whose process was started and has
+   *   since been released (Release, release_on_exit, retention); it is not started again (metadata
+   *   "handle": the handle it had). Final: do not retry.
    */
   spawn: {
     path: "/pidfd.agent.v1.AgentService/Spawn" as const,
@@ -6868,6 +6876,8 @@ export const AgentServiceService = {
    *   expected_pidfs_inode does not match: the PID was reused).
    * - PERMISSION_DENIED / NOT_ADOPTABLE (PID 1 or a kernel thread), EPERM.
    * - ALREADY_EXISTS / ALREADY_MANAGED: the process is managed already (metadata "handle").
+   * - ALREADY_EXISTS / REQUEST_RELEASED: a retry of a request_id whose adoption has since been
+   *   released; it is not adopted again (metadata "handle": the handle it had).
    * - FAILED_PRECONDITION / ENOTSUP: the kernel lacks PIDFD_INFO_EXIT (Linux 6.15+).
    * - UNAVAILABLE / STORE_WRITE_FAILED: the adoption could not be recorded in the state store and
    *   was undone (the process keeps running, unmanaged).
@@ -7119,6 +7129,9 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    * - ABORTED / OUTCOME_UNKNOWN: a retry of a request_id whose spawn an agent that stopped may have
    *   started, without recording whether it did; it is not started again (metadata "handle": the
    *   handle it would have had).
+   * - ALREADY_EXISTS / REQUEST_RELEASED: a retry of a request_id whose process was started and has
+   *   since been released (Release, release_on_exit, retention); it is not started again (metadata
+   *   "handle": the handle it had). Final: do not retry.
    */
   spawn: handleUnaryCall<SpawnRequest, SpawnResponse>;
   /**
@@ -7140,6 +7153,8 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    *   expected_pidfs_inode does not match: the PID was reused).
    * - PERMISSION_DENIED / NOT_ADOPTABLE (PID 1 or a kernel thread), EPERM.
    * - ALREADY_EXISTS / ALREADY_MANAGED: the process is managed already (metadata "handle").
+   * - ALREADY_EXISTS / REQUEST_RELEASED: a retry of a request_id whose adoption has since been
+   *   released; it is not adopted again (metadata "handle": the handle it had).
    * - FAILED_PRECONDITION / ENOTSUP: the kernel lacks PIDFD_INFO_EXIT (Linux 6.15+).
    * - UNAVAILABLE / STORE_WRITE_FAILED: the adoption could not be recorded in the state store and
    *   was undone (the process keeps running, unmanaged).
@@ -7285,6 +7300,9 @@ export interface AgentServiceClient extends Client {
    * - ABORTED / OUTCOME_UNKNOWN: a retry of a request_id whose spawn an agent that stopped may have
    *   started, without recording whether it did; it is not started again (metadata "handle": the
    *   handle it would have had).
+   * - ALREADY_EXISTS / REQUEST_RELEASED: a retry of a request_id whose process was started and has
+   *   since been released (Release, release_on_exit, retention); it is not started again (metadata
+   *   "handle": the handle it had). Final: do not retry.
    */
   spawn(
     request: SpawnRequest,
@@ -7334,6 +7352,8 @@ export interface AgentServiceClient extends Client {
    *   expected_pidfs_inode does not match: the PID was reused).
    * - PERMISSION_DENIED / NOT_ADOPTABLE (PID 1 or a kernel thread), EPERM.
    * - ALREADY_EXISTS / ALREADY_MANAGED: the process is managed already (metadata "handle").
+   * - ALREADY_EXISTS / REQUEST_RELEASED: a retry of a request_id whose adoption has since been
+   *   released; it is not adopted again (metadata "handle": the handle it had).
    * - FAILED_PRECONDITION / ENOTSUP: the kernel lacks PIDFD_INFO_EXIT (Linux 6.15+).
    * - UNAVAILABLE / STORE_WRITE_FAILED: the adoption could not be recorded in the state store and
    *   was undone (the process keeps running, unmanaged).
