@@ -1,9 +1,11 @@
 // Handle IDs (128 random bits in base32) and signal names and numbers as bash knows them.
 import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 import { constants } from 'node:os';
 import test from 'ava';
 import { parseSignal, signalName } from '../src/kernel/signals.js';
 import { newHandleId } from '../src/process/lifecycle/handle.js';
+import { ROOT } from './helpers/agent-process.js';
 
 // ---- handles ----
 
@@ -36,6 +38,24 @@ test('handles are 26 lower-case base32 characters holding 128 bits, and 10,000 o
   t.true(decoded.every((b) => b.length === 16));
   t.is(new Set(ids).size, ids.length);
   t.is(new Set(decoded.map((b) => b.toString('hex'))).size, ids.length);
+});
+
+test('a handle is one flat string: 50,000 kept cost the heap what their 26 characters do, not a chain of concatenations', (t) => {
+  // Every record, tombstone and index keeps its handle for as long as it is retained (10,000 exited
+  // records and as many tombstones by default), so bytes per handle are the table's footprint.
+  const script = `
+    const { newHandleId } = await import(${JSON.stringify(join(ROOT, 'src/process/lifecycle/handle.ts'))});
+    const kept = [];
+    newHandleId();
+    gc(); gc();
+    const before = process.memoryUsage().heapUsed;
+    for (let i = 0; i < 50000; i++) kept.push(newHandleId());
+    gc(); gc();
+    console.log((process.memoryUsage().heapUsed - before) / kept.length);`;
+  const perHandle = Number(execFileSync(process.execPath, ['--expose-gc', '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' }).trim());
+  // A flat one-byte string of 26 characters is 44 bytes and its slot in the array 8; a chain of
+  // cons strings was ~480.
+  t.true(perHandle < 100, `${perHandle.toFixed(0)} bytes per handle`);
 });
 
 // ---- signals ----

@@ -88,7 +88,7 @@ export class Tombstones {
     for (const r of records) {
       if (r.spec.requestId === undefined) continue;
       const fingerprint = r.spec.adopted ? adoptFingerprint(r.identity.pid, r.identity.pidfsInode) : spawnFingerprint(r.spec.argv);
-      add.push({ owner: r.spec.owner, requestId: r.spec.requestId, handle: flat(r.handle), fingerprint, releasedAt: now.wall, releasedStamp: now.stamp });
+      add.push({ owner: r.spec.owner, requestId: r.spec.requestId, handle: r.handle, fingerprint, releasedAt: now.wall, releasedStamp: now.stamp });
     }
     const drop = new Set<Tombstone>();
     for (const t of this.byKey.values()) {
@@ -161,11 +161,5 @@ function* oldestFirst(kept: Iterable<Tombstone> | undefined, dropped: ReadonlySe
   for (const t of kept ?? []) if (!dropped.has(t)) yield t;
   yield* fresh;
 }
-
-/**
- * A copy in one piece: a handle is built a character at a time (handle.ts), which V8 keeps as a
- * chain of ~14 concatenations, ~400 bytes more than its 26 characters; a tombstone keeps it an hour.
- */
-const flat = (handle: HandleId): HandleId => Buffer.from(handle, 'latin1').toString('latin1') as HandleId;
 
 const keyOf = (t: Tombstone): string => requestKey(t.owner, t.requestId);
