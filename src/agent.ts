@@ -62,6 +62,9 @@ export interface Agent {
   stop(): Promise<void>;
 }
 
+/** Below these, a released request_id can be forgotten within a client's retry window (see startAgent). */
+const RELEASED_KEYS_FLOOR = { ttlMs: 60_000, count: 1_000 };
+
 /**
  * Starts the agent and serves. `stopping` is a stop asked for while it starts (SIGTERM): until the
  * agent has taken anything over (asked a serving agent for a handover, or opened the store) the
@@ -74,6 +77,16 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
   useFdPassing(builtFile('dist/lib/libpidfd-fdpass.so'));
   useReclaim(builtFile('dist/lib/libpidfd-reclaim.so'));
   const bootId = readBootId();
+  // Released request ids are kept as long as, and as many as, exited records (tombstones.ts). The
+  // clients resend a Spawn whose reply was lost for ~10 s; keys kept for less, or pushed out by a
+  // small cap, let such a retry start its command a second time.
+  if (config.retentionTtlMs < RELEASED_KEYS_FLOOR.ttlMs || config.retentionMax < RELEASED_KEYS_FLOOR.count) {
+    log('retention_warning', {
+      retentionTtlMs: config.retentionTtlMs,
+      retentionMax: config.retentionMax,
+      note: `released request_ids are remembered only --retention-ttl and up to --retention-max: below ${RELEASED_KEYS_FLOOR.ttlMs / 1000} s or ${RELEASED_KEYS_FLOOR.count} a client's retry after a lost reply can start its command again`,
+    });
+  }
   // Before it touches anything: a start that was not asked to take over leaves a serving agent
   // (say the node's DaemonSet pod) alone and fails at once, naming it.
   if (config.stateDir !== undefined && config.takeover === undefined) refuseIfServed(config.stateDir);

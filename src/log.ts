@@ -10,7 +10,7 @@ export type LogFormat = 'json' | 'text';
 // leaves as they are: DEL and the C1 controls (U+009B is a CSI), the line and paragraph
 // separators, bidi marks and overrides. Callers name commands (argv[0]), and an operator reads the
 // log in a terminal.
-const UNSHOWN = /[\u007f-\u009f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+const UNSHOWN = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
 const UNSHOWN_ALL = new RegExp(UNSHOWN.source, 'g');
 const escaped = (c: string): string => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
 

@@ -103,18 +103,18 @@ test('watch prints a line per event and --json objects; --after replays', async 
 
 test('list, get and top show control characters in labels and argv escaped, never raw to the terminal', async (t) => {
   // Another tenant's labels and argv reach an admin's terminal: retitle it, hide text, rewrite lines.
-  const hostile = 'web\u001b]0;owned\u0007\u001b[8m\u009b2K\u007f\u202e';
+  const hostile = 'web\u001b]0;owned\u0007\u001b[8m\u009b2K\u007f\u202e\u2028\u061c\u200f';
   const { process: p } = await h.client.spawn({ argv: ['sh', '-c', `sleep 30 #\u001b[2K\r\u001b[1A${hostile}`], labels: { app: hostile, team: 'escapes' } });
   t.teardown(() => h.client.stop({ handle: p!.handle, signal: 'KILL' }));
   const outputs = [await ctl('list', '--label', 'team=escapes'), await ctl('get', p!.handle), await ctl('top')];
   for (const out of outputs) {
     t.is(out.code, 0, out.stderr);
-    t.notRegex(out.stdout, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/, 'no control character but the line ends');
+    t.notRegex(out.stdout, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/, 'no control character but the line ends');
   }
   for (const out of outputs.slice(0, 2)) t.true(out.stdout.includes('app=web\\x1b]0;owned\\x07\\x1b[8m\\x9b2K\\x7f'), out.stdout);
   // --json stays JSON with the same values, but a terminal showing it sees escapes only.
   const json = await ctl('get', p!.handle, '--json');
-  t.notRegex(json.stdout, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/);
+  t.notRegex(json.stdout, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/);
   t.is(JSON.parse(json.stdout).process.labels.app, hostile);
   // top cuts labels to their column; argv is whole.
   t.true(outputs[2]!.stdout.includes('app=web\\x1b]0;owned'), outputs[2]!.stdout);

@@ -8,9 +8,9 @@ import { formatLogLine, logJson } from '../src/log.js';
 import { eventually, startHarness } from './helpers/harness.js';
 
 /** Bytes a terminal acts on: C0 controls, DEL, C1 controls (UTF-8 C2 80–9F), U+2028/2029, bidi. */
-const ACTIVE = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+const ACTIVE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
 
-const hostile = '/bin/\u001b]0;owned\u0007\u001b[2J\u009b31m\u202eexe.sh\u2028next\u007f';
+const hostile = '/bin/\u001b]0;owned\u0007\u001b[2J\u009b31m\u202eexe.sh\u2028next\u007f\u061c\u200f';
 
 test('a log value a caller chose is written without anything a terminal would act on, and reads back the same', (t) => {
   const json = formatLogLine('json', new Date(0), 'spawn_failed', { argv0: hostile });

@@ -40,7 +40,9 @@ test('without --policy a uid other than 0 may do nothing at all, and root may do
   const h = await startHarness();
   t.teardown(() => h.close());
   shareSocket(h);
-  const outcomes = await asUser(T, h.address, [{ op: 'list' }, { op: 'spawn', req: { argv: ['true'], user: String(T) } }, { op: 'get', req: { handle: 'x' } }, { op: 'watch', ms: 100 }]);
+  // A refused Watch ends at once with its error; the 5 s only bound a watch that was let in (on a
+  // loaded machine 100 ms could pass before the refusal came, and the watch read as served).
+  const outcomes = await asUser(T, h.address, [{ op: 'list' }, { op: 'spawn', req: { argv: ['true'], user: String(T) } }, { op: 'get', req: { handle: 'x' } }, { op: 'watch', ms: 5000 }]);
   for (const o of outcomes) t.like(o.error, { code: status.PERMISSION_DENIED, reason: 'POLICY_DENIED', info: { field: 'identity' } });
   const { process: p } = await h.client.spawn({ argv: ['true'] });
   t.is(p!.owner, 'unix:uid=0');

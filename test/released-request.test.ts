@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { AgentCallError, AgentClient, isRetryable, status } from '../clients/ts/src/index.js';
-import { eventually, sleep, tempDir } from './helpers/harness.js';
+import { eventually, sleep, startHarness, tempDir } from './helpers/harness.js';
 import { startRig, starts, UUID } from './helpers/lost-reply.js';
 import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
 
@@ -200,4 +200,21 @@ test.serial('Adopt under a released key adopts nothing again; another pid under 
   t.is(e.info['handle'], p!.handle);
   t.is((await refusal(agent.client.adopt({ pid: process.pid, requestId: 'adopted-1' }))).code, status.INVALID_ARGUMENT);
   t.is((await agent.client.list({})).processes.length, 0, 'not adopted again');
+});
+
+test('retention below what a client retry needs is said at start: released request ids would be forgotten too soon', async (t) => {
+  const warned = async (overrides: { retentionTtlMs?: number; retentionMax?: number }) => {
+    const h = await startHarness(overrides);
+    try {
+      return h.logs.filter((l) => l.event === 'retention_warning').map((l) => String(l.fields['note']));
+    } finally {
+      await h.close();
+    }
+  };
+  t.deepEqual(await warned({}), [], 'the defaults (1 h, 10,000) keep keys long enough');
+  for (const small of [{ retentionMax: 0 }, { retentionMax: 5 }, { retentionTtlMs: 2_000 }]) {
+    const notes = await warned(small);
+    t.is(notes.length, 1, JSON.stringify(small));
+    t.regex(notes[0] ?? '', /retry after a lost reply can start its command again/);
+  }
 });

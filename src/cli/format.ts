@@ -20,8 +20,9 @@ export const exitStatusOf = (exit: Exit | undefined): number =>
 export const printable = (text: string): string =>
   text
     .replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
-    // Bidirectional overrides and isolates reorder what follows them on the line (Trojan Source).
-    .replace(/[\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u{${c.charCodeAt(0).toString(16)}}`);
+    // Bidirectional marks, overrides and isolates reorder what follows them on the line (Trojan
+    // Source); the line and paragraph separators break it.
+    .replace(/[\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u{${c.charCodeAt(0).toString(16)}}`);
 
 /** JSON as a terminal may show it: what JSON.stringify leaves raw (DEL, C1, bidi controls) as \u escapes, still JSON. */
 export const jsonText = logJson;

@@ -540,8 +540,9 @@ export class ProcessManager {
     const record = this.get(handle);
     const tombstones = this.tombstones.planRelease([record]);
     this.write(`the release of ${record.handle}`, 1, (w) => writeReleases(w, [record], tombstones), record.handle);
-    this.forget(record);
+    // What the store now holds, first: forget can still fail (a capture file it cannot remove).
     this.tombstones.apply(tombstones);
+    this.forget(record);
     const ref = record.ref;
     // A released child that still runs stays watched (hidden), so it is reaped and never left a
     // zombie; a foreign process is not ours to reap.
@@ -570,8 +571,8 @@ export class ProcessManager {
     } catch {
       return; // they stay EXITED, as any exit, until Release or retention
     }
-    for (const r of records) this.forget(r);
     this.tombstones.apply(tombstones);
+    for (const r of records) this.forget(r);
   }
 
   /** Reaper sink: exits arrive in batches; each is recorded once, and reported once recorded. */
@@ -680,16 +681,20 @@ export class ProcessManager {
     // Tombstones past their TTL go too; those of the records released here are new.
     const tombstones = this.tombstones.size === 0 && expired.length === 0 ? NO_TOMBSTONES : this.tombstones.plan(expired, instant);
     if (expired.length > 0 || intents.length > 0 || tombstones.drop.length > 0) {
+      let committed = false;
       try {
         this.store.commit('retention expiry', this.events.lastSequence + expired.length, (w) => {
           writeReleases(w, expired, tombstones);
           for (const [, i] of intents) w.settled(i.owner, i.requestId);
         });
-        for (const record of expired) this.forget(record);
-        this.tombstones.apply(tombstones);
-        for (const [key] of intents) this.unknownOutcomes.delete(key);
+        committed = true;
       } catch {
         // kept, readable as before, until the store takes the deletes
+      }
+      if (committed) {
+        this.tombstones.apply(tombstones);
+        for (const [key] of intents) this.unknownOutcomes.delete(key);
+        for (const record of expired) this.forget(record);
       }
     }
     for (const dir of this.cgroupsToRemove) if (this.node.cgroups.remove(dir)) this.cgroupsToRemove.delete(dir);

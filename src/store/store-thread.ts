@@ -3,7 +3,7 @@
 // stalls (frozen, hung) stalls this thread, in uninterruptible sleep, and never the event loop.
 // It serves one request at a time; between requests it sleeps on the control block, not on an
 // event loop of its own: a request costs one wake-up each way (see the README on what they cost).
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
@@ -143,6 +143,10 @@ const DIE_WHEN = process.env.PIDFD_AGENT_TEST_STORE_THREAD_DIES || undefined;
 
 function dieIfAsked(file: string): void {
   if (!existsSync(file)) return;
+  // Only a file that no one but the agent's own user could have written: a path left to others
+  // (a world-writable /tmp file, say) must not let them stop the agent.
+  const st = lstatSync(file);
+  if (!st.isFile() || st.uid !== process.geteuid!() || (st.mode & 0o022) !== 0) return;
   const how = readFileSync(file, 'utf8').trim();
   if (how === 'throw') throw new Error('the store thread dies (PIDFD_AGENT_TEST_STORE_THREAD_DIES)');
   const code = /^exit (\d+)$/.exec(how);

@@ -183,7 +183,7 @@ class UnixGrpcListener implements GrpcListener {
   private evictQuiet(to: string): boolean {
     const evicted = this.quiet?.evictQuietest();
     if (evicted === undefined) return false;
-    this.limiter.event('unix_connection_evicted', { peer: evicted.peer, reason: `no call for ${evicted.quietMs} ms, and ${to} needs its slot (${this.bounds.maxConnectionsFrom ?? '--max-connections'})` });
+    this.limiter.event('unix_connection_evicted', { peer: evicted.peer, reason: `no call for ${Math.round(evicted.quietMs)} ms, and ${to} needs its slot (${this.bounds.maxConnectionsFrom ?? '--max-connections'})` });
     return true;
   }
 }

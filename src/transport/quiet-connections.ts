@@ -25,7 +25,7 @@ export class QuietConnections {
 
   /** evict releases the connection's slot and closes it; it is called at most once. */
   add(socket: net.Socket, peer: string, evict: () => void): void {
-    const entry: Entry = { since: Date.now(), peer, evict };
+    const entry: Entry = { since: performance.now(), peer, evict };
     Object.defineProperty(socket, ENTRY, { value: entry });
     this.entries.add(entry);
     socket.once('close', () => this.entries.delete(entry));
@@ -39,14 +39,15 @@ export class QuietConnections {
     } catch {
       // ERR_HTTP2_SOCKET_UNBOUND: the session is already gone, and its slot with it.
     }
-    if (entry !== undefined) entry.since = Date.now();
+    if (entry !== undefined) entry.since = performance.now();
   }
 
   /** Closes the connection quiet longest, if it has been quiet graceMs: what it was, or undefined. */
   evictQuietest(): { readonly peer: string; readonly quietMs: number } | undefined {
     let quietest: Entry | undefined;
     for (const e of this.entries) if (quietest === undefined || e.since < quietest.since) quietest = e;
-    const quietMs = quietest === undefined ? 0 : Date.now() - quietest.since;
+    // The monotonic clock: a step of the wall clock must neither shield a connection nor expose one.
+    const quietMs = quietest === undefined ? 0 : performance.now() - quietest.since;
     if (quietest === undefined || quietMs < this.graceMs) return undefined;
     this.entries.delete(quietest);
     quietest.evict();

@@ -255,11 +255,11 @@ export class AgentClient {
     const policy = opts?.retry ?? byDefault;
     const deadline = deadlineOf(opts);
     if (policy === false) return this.attempt(method, req, call, deadline, opts?.signal);
-    return withRetry(policy, deadline, [opts?.signal, this.closing.signal], () => this.attempt(method, req, call, deadline, opts?.signal)).catch((e: unknown) => {
-      // A failure that would have been retried, had close() not ended the retries.
-      if (this.closed && isRetryable(e)) endedByClose(e as AgentCallError);
-      throw e;
-    });
+    // A failure that would have been retried, had close() (and not the caller's signal) not ended the retries.
+    const stopped = (e: unknown) => {
+      if (this.closing.signal.aborted && !opts?.signal?.aborted) endedByClose(e as AgentCallError);
+    };
+    return withRetry(policy, deadline, [opts?.signal, this.closing.signal], () => this.attempt(method, req, call, deadline, opts?.signal), stopped);
   }
 
   private attempt<Req, Res>(method: Unary<Req, Res>, req: Req, failed: FailedCall, deadline: Date | undefined, signal: AbortSignal | undefined): Promise<Res> {

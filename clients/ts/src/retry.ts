@@ -59,7 +59,7 @@ function keyed(error: AgentCallError): boolean {
  * deadline runs out; then the last error is thrown. So it is as soon as any of `stops` aborts (the
  * caller's signal, the client closing), also during a backoff.
  */
-export async function withRetry<T>(policy: RetryPolicy, deadline: Date | undefined, stops: readonly (AbortSignal | undefined)[], attempt: () => Promise<T>): Promise<T> {
+export async function withRetry<T>(policy: RetryPolicy, deadline: Date | undefined, stops: readonly (AbortSignal | undefined)[], attempt: () => Promise<T>, stopped?: (e: unknown) => void): Promise<T> {
   let firstFailure: number | undefined;
   for (let n = 1; ; n++) {
     try {
@@ -70,8 +70,12 @@ export async function withRetry<T>(policy: RetryPolicy, deadline: Date | undefin
       firstFailure ??= now;
       const delay = backoffMs(policy, n);
       const late = now + delay - firstFailure > policy.windowMs || (deadline !== undefined && now + delay >= deadline.getTime());
-      if (n >= policy.attempts || late || stops.some((s) => s?.aborted)) throw e;
-      if (!(await sleep(delay, stops))) throw e;
+      if (n >= policy.attempts || late) throw e;
+      // Ended by a stop, not by the policy: `stopped` tells which failure it ended on.
+      if (stops.some((s) => s?.aborted) || !(await sleep(delay, stops))) {
+        stopped?.(e);
+        throw e;
+      }
     }
   }
 }
