@@ -165,11 +165,15 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     stopping?.throwIfAborted();
     handover = config.stateDir === undefined || config.takeover === undefined ? null : await requestHandover(config.stateDir, config.takeover === 'required', stopping);
   } catch (e) {
-    if (stopping?.aborted && e === stopping.reason) {
-      log('start_stopped', { note: 'stopped before taking anything over: a serving agent serves on, and the state dir waits for the next start as it was' });
-    }
     dropProbe();
     closeNode();
+    // A takeover that failed on its own (a refusal, an old agent gone silent or serving again)
+    // after a stop was asked for took nothing over either: it is still the stop asked for.
+    if (stopping?.aborted) {
+      const failed = e === stopping.reason ? {} : { takeover_failed: e instanceof Error ? e.message : String(e) };
+      log('start_stopped', { ...failed, note: 'stopped before taking anything over: a serving agent serves on, and the state dir waits for the next start as it was' });
+      throw stopping.reason;
+    }
     throw e;
   }
   try {
