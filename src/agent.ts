@@ -38,6 +38,7 @@ import { encodeSnapshot, type Snapshot } from './handover/snapshot.js';
 import { ServiceGate } from './service/gate.js';
 import { handoverInProgress } from './process/errors.js';
 import { reapWhileLingering } from './handover/retired.js';
+import { SuccessorWatch } from './handover/successor.js';
 import { openAccess } from './auth/access.js';
 import { Authorizer, cachedNames, NSS_NAMES } from './auth/authorize.js';
 import { certificateIdentity } from './auth/caller.js';
@@ -56,6 +57,12 @@ export interface Agent {
    * dir deleted or replaced, or its thread ended): it must stop.
    */
   readonly storeLost: Promise<'state_dir_replaced' | 'store_thread_exited'>;
+  /**
+   * With --after-handover linger: resolves if, after the handover, the successor has exited and no
+   * agent serves the state dir (successor_gone). The lingering agent must then exit 1, to be
+   * restarted and take the processes back.
+   */
+  readonly successorGone: Promise<void>;
   /** Reads --policy again (SIGHUP): true when the file is now in force, false when the old policy stays. */
   reloadPolicy(): boolean;
   /** Stops serving. Managed processes keep running: they never depended on the agent. */
@@ -171,11 +178,15 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     stopping?.throwIfAborted();
     handover = config.stateDir === undefined || config.takeover === undefined ? null : await requestHandover(config.stateDir, config.takeover === 'required', stopping);
   } catch (e) {
-    if (stopping?.aborted && e === stopping.reason) {
-      log('start_stopped', { note: 'stopped before taking anything over: a serving agent serves on, and the state dir waits for the next start as it was' });
-    }
     dropProbe();
     closeNode();
+    // A takeover that failed on its own (a refusal, an old agent gone silent or serving again)
+    // after a stop was asked for took nothing over either: it is still the stop asked for.
+    if (stopping?.aborted) {
+      const failed = e === stopping.reason ? {} : { takeover_failed: e instanceof Error ? e.message : String(e) };
+      log('start_stopped', { ...failed, note: 'stopped before taking anything over: a serving agent serves on, and the state dir waits for the next start as it was' });
+      throw stopping.reason;
+    }
     throw e;
   }
   try {
@@ -335,6 +346,8 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
   });
   let handedOver!: () => void;
   const done = new Promise<void>((resolve) => (handedOver = resolve));
+  let loseSuccessor!: () => void;
+  const successorGone = new Promise<void>((resolve) => (loseSuccessor = resolve));
   let listener: HandoverListener | null = null;
   let stopped = false;
   let handedOff = false;
@@ -369,18 +382,25 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
       expiry = startExpiry();
       gate.open();
     },
-    commit: async () => {
+    commit: async (successor) => {
       handedOff = true;
-      const why = handoverInProgress();
-      gate.endCalls();
-      watchers.endAll(why);
-      readers.endAll(why);
-      // The calls just ended still have their status to send: a short grace, not a force.
-      await stop(COMMIT_GRACE_MS, config.afterHandover === 'linger');
-      manager.closeDetachedStdio();
-      if (config.afterHandover === 'linger') {
-        const lingering = reapWhileLingering(manager.children(), log);
-        log('lingering', { children: lingering.watched, note: 'serving nothing; reaping the processes it started until SIGTERM' });
+      const linger = config.afterHandover === 'linger';
+      try {
+        const why = handoverInProgress();
+        gate.endCalls();
+        watchers.endAll(why);
+        readers.endAll(why);
+        // The calls just ended still have their status to send: a short grace, not a force.
+        await stop(COMMIT_GRACE_MS, linger);
+        manager.closeDetachedStdio();
+        if (linger) {
+          const lingering = reapWhileLingering(manager.children(), log);
+          log('lingering', { children: lingering.watched, successor: successor?.pid ?? null, note: 'serving nothing; reaping the processes it started until SIGTERM, or until no agent serves the state dir' });
+        }
+      } finally {
+        // Lingering, the agent is still the processes' way back should no agent serve them any more.
+        if (linger) new SuccessorWatch(config.stateDir!, successor, log, loseSuccessor);
+        else successor?.close();
       }
     },
   };
@@ -426,6 +446,7 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     readers,
     handedOver: done,
     storeLost,
+    successorGone,
     reloadPolicy: access.reload,
     stop: async () => {
       // A stop (SIGTERM) while a handover is under way waits for its outcome: once the snapshot

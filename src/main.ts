@@ -78,13 +78,16 @@ async function main(): Promise<number> {
   let lostBecause: string | undefined;
   const ended = await Promise.race([signalled, agent.handedOver.then(() => 'handover' as const), agent.storeLost.then((reason) => ((lostBecause = reason), 'store lost' as const))]);
   if (ended === 'handover') {
+    let lingered: 'signal' | 'successor gone' = 'signal';
     if (config.afterHandover === 'linger') {
       const keepAlive = setInterval(() => {}, 1 << 30); // nothing else may hold the loop open
-      await signalled;
+      lingered = await Promise.race([signalled, agent.successorGone.then(() => 'successor gone' as const)]);
       clearInterval(keepAlive);
     }
     await telemetry.shutdown();
-    return 0;
+    // Restarted (the kubelet restarts the container), the agent takes the processes back from the
+    // state dir: exit 0 would be restarted too, but tells a supervisor that all went well.
+    return lingered === 'signal' ? 0 : 1;
   }
   log('stopping', { note: 'managed processes keep running', ...(ended === 'store lost' ? { why: 'store_lost', reason: lostBecause } : { signal: stopSignal }) });
   await agent.stop();

@@ -85,6 +85,9 @@ test('upgrades surge a new pod next to the old one, which lingers after handing 
   t.true(pod.hostPID);
   t.true(agent.securityContext?.privileged);
   t.is(pod.priorityClassName, 'system-node-critical');
+  // The longest a deleted pod's stop may owe a handover under way: the new agent's 10 s for the old
+  // one's spawns in flight, 45 s for the release, then its own stop.
+  t.true(pod.terminationGracePeriodSeconds >= 10 + 45 + 5, `the kubelet waits out a handover under way (${pod.terminationGracePeriodSeconds} s)`);
   t.false(pod.automountServiceAccountToken, 'no API token in a pod that never calls the API');
   t.is(docs.find((d) => d.kind === 'Namespace')?.metadata?.labels?.['pod-security.kubernetes.io/enforce'], 'privileged');
   const limit = (agent as { resources?: { limits?: { memory?: string } } }).resources?.limits?.memory ?? '';

@@ -159,6 +159,24 @@ test.serial('SIGTERM while the snapshot waits for its confirmation: the old agen
   await successorCrashes(t, await RestartableAgent.attach(reaper, successorPid, address), dir, stateDir, handle);
 });
 
+test.serial('a SIGTERM to the successor, then a takeover that fails on its own (a refusal): still a stop as asked, exit 0 with start_stopped, and the old agent serves on', async (t) => {
+  const from = reaper.stderr.length;
+  const { old, handle, sleeper, successorPid, successor, toOld } = await relayedSnapshot(t, 'pidfd-agent-takeover-sigterm-refused-', { successor: true });
+  await reaper.kill(successorPid, SIGTERM);
+  await eventually('the stop to be asked for', () => logged(from, 'stop_requested').length === 1, 20_000);
+  // Instead of the snapshot's end, a refusal: the takeover fails for a reason of its own.
+  successor.send(Buffer.from('X"refused by the relay"'), [], 1000);
+  successor.close();
+  toOld.close(); // the old agent sees its successor gone halfway and serves on
+  t.is(await reaper.wait(successorPid, 20_000), 'exit 0', 'stopped as asked: it took nothing over');
+  t.regex(logged(from, 'start_stopped')[0] ?? '', /"takeover_failed":"the agent refused the handover: \\"refused by the relay\\""/);
+  t.is(logged(from, 'taken_over').length, 0);
+  await eventually('the old agent to serve again', () => old.client.get({ handle }).then((r) => r.process !== undefined, () => false), 20_000);
+  const { processes } = await old.client.list({});
+  t.deepEqual(processes.filter((p) => p.state === State.STATE_RUNNING).map((p) => p.handle).sort(), [handle, sleeper].sort(), 'the old agent manages both');
+  await old.stop();
+});
+
 test.serial('a confirmation later than the old agent waits, with a SIGTERM pending: the old agent says it serves again, and the successor exits instead of serving a stale snapshot', async (t) => {
   const { dir, stateDir, old, sequence, successorPid, successor, toOld } = await relayedHandover(t, 'pidfd-agent-handover-abandoned-');
   await reaper.kill(old.pid, SIGTERM);

@@ -52,7 +52,8 @@ export interface Config {
   /**
    * After handing over: exit, or linger (serve nothing, go on reaping the children it started so
    * their exits reach the successor at once, exit on SIGTERM) for supervisors that restart an
-   * exited agent, like a DaemonSet pod's kubelet.
+   * exited agent, like a DaemonSet pod's kubelet; a lingering agent exits 1 once its successor is
+   * gone and no agent serves the state dir, to be restarted and take the processes back.
    */
   readonly afterHandover: 'exit' | 'linger';
   /**
@@ -190,7 +191,8 @@ export const USAGE = `usage: pidfd-agent [options]
                             answers on STATE_DIR/handover.sock): if-serving starts afresh when none
                             does, required fails then. Without it, a start fails while one serves
   --after-handover exit|linger  once handed over: exit (default), or linger until SIGTERM, reaping
-                            the children it started (for supervisors that restart an exited agent)
+                            the children it started (for supervisors that restart an exited agent);
+                            it exits 1 if its successor goes and no agent serves the state dir
   --ready-file PATH         exists (with the agent's pid) exactly while this agent serves
   --health-listen unix:///PATH  gRPC health only, for a liveness probe: its own few connections, none
                             of --listen's caps; SERVING ("") while the agent runs, lingering too

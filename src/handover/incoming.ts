@@ -21,12 +21,12 @@ const RELEASE_TIMEOUT_MS = 45_000;
  * A connection to the agent serving stateDir, or why none answers: ENOENT (no socket) or
  * ECONNREFUSED (a stale one, left by an agent that died).
  */
-function connectServing(stateDir: string): FdSocket | string {
+export function connectServing(stateDir: string): FdSocket | 'ENOENT' | 'ECONNREFUSED' {
   try {
     return connectFdSocket(join(stateDir, HANDOVER_SOCKET));
   } catch (e) {
-    if (!isKernelError(e) || !['ENOENT', 'ECONNREFUSED'].includes(e.code)) throw e;
-    return e.code;
+    if (isKernelError(e) && (e.code === 'ENOENT' || e.code === 'ECONNREFUSED')) return e.code;
+    throw e;
   }
 }
 

@@ -5,6 +5,7 @@ import { chmodSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { FdListener, type FdSocket } from '../kernel/fd-passing.js';
 import { watchReadable, type PollHandle } from '../kernel/libc.js';
+import type { PidRef } from '../kernel/pid-ref.js';
 import type { Logger } from '../log.js';
 import { HANDOVER_PROTOCOL, type Encoded } from './snapshot.js';
 import { STORE_SCHEMA } from '../store/sqlite-store.js';
@@ -30,8 +31,11 @@ export interface HandoverHost {
   encode(): Encoded;
   /** The handover failed before the successor had everything: serve again as before. */
   resume(): void;
-  /** The successor has everything: end calls, stop serving, close the store. */
-  commit(): Promise<void>;
+  /**
+   * The successor has everything: end calls, stop serving, close the store. `successor` is its
+   * process (a pidfd, the host's to close), null when none could be opened.
+   */
+  commit(successor: PidRef | null): Promise<void>;
 }
 
 export class HandoverListener {
@@ -139,8 +143,15 @@ export class HandoverListener {
       return;
     }
     // The successor has everything: whatever fails from here, this agent must let go.
+    let successor: PidRef | null = null;
     try {
-      await this.host.commit();
+      // While the connection is open, before R lets the successor close it: that proves the pid.
+      successor = socket.peerProcess();
+    } catch (e) {
+      this.log('handover_error', { error: String(e), note: 'the successor cannot be watched' });
+    }
+    try {
+      await this.host.commit(successor);
     } catch (e) {
       this.log('handover_error', { error: e instanceof Error ? (e.stack ?? e.message) : String(e), note: 'handed over anyway' });
     } finally {

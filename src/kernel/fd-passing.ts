@@ -2,9 +2,9 @@
 // with the descriptors sent along with it, already close-on-exec. The C side is fdpass.c.
 import { lstatSync, unlinkSync } from 'node:fs';
 import * as libc from './libc.js';
-import { closeFd, type Fd } from './fd.js';
+import { closeFd, pollOne, POLLHUP, POLLRDHUP, type Fd } from './fd.js';
 import { borrowPidfd, PidRef } from './pid-ref.js';
-import { KernelError } from './errors.js';
+import { Errno, isKernelError, KernelError } from './errors.js';
 
 type FdPassing = ReturnType<typeof libc.loadFdPassing>;
 let native: FdPassing | null = null;
@@ -81,6 +81,34 @@ export class FdSocket {
       const handle = libc.watchReadable(this.fd, () => finish(true));
       const timer = setTimeout(() => finish(false), timeoutMs);
     });
+  }
+
+  /** The other end has closed (or shut down its side): nothing more can come from it. */
+  peerClosed(): boolean {
+    return (pollOne(this.fd, POLLRDHUP, 0) & (POLLHUP | POLLRDHUP)) !== 0;
+  }
+
+  /**
+   * A pidfd for the process at the other end, or null when none can be had: its pid is 0 (another
+   * PID namespace), it has exited (ESRCH), or the connection has closed. SO_PEERCRED's pid is as of
+   * the connect (or the listen), so it could have been recycled since; the connection still open
+   * once the pidfd is, proves it was not: the peer's end closes when that process exits, and
+   * nobody else holds it (close-on-exec, never passed on).
+   */
+  peerProcess(): PidRef | null {
+    if (this.peer.pid <= 0) return null;
+    let ref: PidRef;
+    try {
+      ref = PidRef.open(this.peer.pid);
+    } catch (e) {
+      if (isKernelError(e, Errno.ESRCH)) return null;
+      throw e;
+    }
+    if (this.peerClosed()) {
+      ref.close();
+      return null;
+    }
+    return ref;
   }
 
   close(): void {

@@ -104,6 +104,8 @@ export function eventfd(initial = 0): Fd {
 
 export const POLLIN = 0x1;
 export const POLLHUP = 0x10;
+/** The peer closed or shut down its sending side (a stream or seqpacket socket). */
+export const POLLRDHUP = 0x2000;
 
 /**
  * poll(2) on one descriptor: its revents, 0 once timeoutMs passed (0: just look, -1: no limit).

@@ -1,0 +1,118 @@
+// --after-handover linger keeps the old agent alive, serving nothing, until SIGTERM. Should its
+// successor go away (a rollback deletes the new pod after it confirmed; it stops in order; it
+// crashes) nobody would manage the processes, and the old agent, alive to its liveness probe,
+// would never be replaced. So it watches the successor, by the pidfd opened while the handover
+// connection proved who that was, and once it has exited and nobody serves the state dir, the
+// lingering agent is told to exit 1: restarted (its container, a supervisor), it takes every
+// process back from the state dir.
+import { ExitWatch } from '../kernel/exit-watch.js';
+import type { PidRef } from '../kernel/pid-ref.js';
+import type { Logger } from '../log.js';
+import { connectServing } from './incoming.js';
+
+/**
+ * How long nobody may answer on handover.sock, after the successor exited, before it counts as
+ * gone. A successor that handed over in turn (with --after-handover exit) exits as soon as its own
+ * successor has the snapshot, and that one listens only once it has opened the store and restored
+ * the table (207 ms for 10,000 processes, README "Upgrades: handover").
+ */
+const ABSENT_MS = 5000;
+/** How often to look again while nobody answers. */
+const RECHECK_MS = 250;
+/** How often to look while an agent answers whose process cannot be watched (another PID namespace). */
+const POLL_MS = 5000;
+
+export class SuccessorWatch {
+  private exit: ExitWatch | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private absentSince: number | undefined;
+  private closed = false;
+
+  /**
+   * successor: the pidfd of the agent that took over (the watch owns it from here), or null when
+   * none could be opened; then handover.sock is asked instead. onGone runs at most once.
+   */
+  constructor(
+    private readonly stateDir: string,
+    successor: PidRef | null,
+    private readonly log: Logger,
+    private readonly onGone: () => void,
+  ) {
+    if (successor === null) this.look();
+    else this.follow(successor);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.exit?.close();
+    this.exit = null;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private follow(ref: PidRef): void {
+    this.exit = new ExitWatch(ref, () => {
+      const pid = this.exit?.pid;
+      this.exit = null;
+      this.log('successor_exited', { pid, note: 'looking for an agent serving the state dir' });
+      this.look();
+    });
+  }
+
+  /**
+   * Who serves the state dir now. Its successor in turn, if the successor handed over: then that
+   * one is watched, since this agent is still the parent of the processes it started and, should
+   * every later agent be gone, the one to bring them back. Nobody for ABSENT_MS: gone.
+   */
+  private look(): void {
+    this.timer = null;
+    if (this.closed) return;
+    let answer;
+    try {
+      answer = connectServing(this.stateDir);
+    } catch (e) {
+      // Out of descriptors, a full backlog: no answer either way.
+      this.log('housekeeping_failed', { task: 'successor', error: String(e) });
+      this.later(POLL_MS);
+      return;
+    }
+    if (typeof answer === 'string') {
+      const now = performance.now();
+      this.absentSince ??= now;
+      if (now - this.absentSince < ABSENT_MS) {
+        this.later(RECHECK_MS);
+        return;
+      }
+      this.closed = true;
+      this.log('successor_gone', {
+        stateDir: this.stateDir,
+        why: answer,
+        note: 'no agent serves the state dir any more: exiting 1, so that this agent is restarted and takes the processes back from it',
+      });
+      this.onGone();
+      return;
+    }
+    this.absentSince = undefined;
+    let next: PidRef | null;
+    try {
+      // Without a request: the agent there refuses the empty connection and serves on.
+      next = answer.peerProcess();
+    } catch (e) {
+      this.log('housekeeping_failed', { task: 'successor', error: String(e) });
+      next = null;
+    } finally {
+      answer.close();
+    }
+    if (next === null) {
+      this.later(POLL_MS);
+      return;
+    }
+    this.log('successor_watched', { pid: next.pid, note: 'an agent serves the state dir: lingering on while it does' });
+    this.follow(next);
+  }
+
+  private later(ms: number): void {
+    this.timer = setTimeout(() => this.look(), ms);
+    this.timer.unref();
+  }
+}
