@@ -4,14 +4,32 @@
 // watches its successor (a pidfd) and, once it is gone and nobody serves the state dir, exits 1
 // (successor_gone) to be restarted, and the agent started next takes every process back.
 import test, { type ExecutionContext } from 'ava';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { AgentClient, State } from '../clients/ts/src/index.js';
-import { AGENT_BIN } from './helpers/agent-process.js';
-import { agentDir, eventually, sleep } from './helpers/harness.js';
+import { AGENT_BIN, ROOT } from './helpers/agent-process.js';
+import { agentDir, eventually, procState, sleep } from './helpers/harness.js';
 import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
 
 const SIGKILL = 9;
 const SIGTERM = 15;
+const SIGCONT = 18;
+const SIGSTOP = 19;
+/** Preloaded into an agent, stops it once it holds the store's lock, before it listens. */
+const STOP_AT_STORE_LOCK = join(ROOT, 'test/fixtures/stop-at-store-lock.mjs');
+
+/** The pids holding a lock on STATE_DIR/agent.db, as /proc/locks lists them. */
+function storeLockers(stateDir: string): number[] {
+  const ino = statSync(join(stateDir, 'agent.db')).ino;
+  return readFileSync('/proc/locks', 'latin1')
+    .split('\n')
+    .map((line) => line.split(/\s+/))
+    .filter((f) => f[5]?.endsWith(`:${ino}`))
+    .map((f) => Number(f[4]));
+}
+
+/** A socket is bound at path (the successor killed left its file behind, but no socket). */
+const listening = (path: string): boolean => readFileSync('/proc/net/unix', 'latin1').split('\n').some((line) => line.endsWith(` ${path}`));
 
 interface Node {
   reaper: Subreaper;
@@ -128,5 +146,34 @@ test.serial('a successor that hands over in turn: the lingering agent watches th
   const client = await served(node, restarted);
   t.teardown(() => client.close());
   await servesAll(t, client, node);
+  for (const handle of node.processes.keys()) await client.signal({ handle, signal: 'SIGKILL' });
+});
+
+test.serial('a lingering agent whose successor is gone stays while a new agent holds the store without answering yet, and follows it once it serves', async (t) => {
+  const node = await lingeringNode(t);
+  const next = await successor(node, ['--quiet']);
+  next.client.close();
+  // Held still, so that what it finds once the successor is gone is decided here, not by timing.
+  await node.reaper.kill(node.old.pid, SIGSTOP);
+  await node.reaper.kill(next.pid, SIGKILL);
+  t.is(await node.reaper.wait(next.pid, 10_000), 'signal 9');
+
+  // As the kubelet restarts the successor's container: an agent that opens the store (and takes
+  // its lock) long before it listens; caught in between.
+  const restarted = await node.reaper.start([process.execPath, '--import', STOP_AT_STORE_LOCK, AGENT_BIN, '--listen', node.address, '--state-dir', node.stateDir, '--takeover', 'if-serving', '--quiet']);
+  await eventually('the restarted agent to stop holding the store', () => procState(restarted) === 'T' && storeLockers(node.stateDir).includes(restarted), 20_000);
+  t.false(listening(join(node.stateDir, 'handover.sock')), 'nobody listens on handover.sock');
+  await node.reaper.kill(node.old.pid, SIGCONT);
+  await sleep(7000); // longer than it gives a state dir nobody serves
+  t.is(await node.reaper.wait(node.old.pid, 0), 'timeout', 'the old agent lingers while an agent holds the store');
+  t.notRegex(node.reaper.stderr, /successor_gone/);
+  t.regex(node.reaper.stderr, new RegExp(`"event":"successor_starting","pid":${restarted}\\b`), 'it saw who holds the store');
+
+  await node.reaper.kill(restarted, SIGCONT);
+  const client = await served(node, restarted);
+  t.teardown(() => client.close());
+  await eventually('the lingering agent to watch it', () => new RegExp(`"event":"successor_watched","pid":${restarted}\\b`).test(node.reaper.stderr), 10_000);
+  await servesAll(t, client, node);
+  t.is(await node.reaper.wait(node.old.pid, 0), 'timeout', 'the old agent lingers on');
   for (const handle of node.processes.keys()) await client.signal({ handle, signal: 'SIGKILL' });
 });

@@ -5,9 +5,15 @@
 // connection proved who that was, and once it has exited and nobody serves the state dir, the
 // lingering agent is told to exit 1: restarted (its container, a supervisor), it takes every
 // process back from the state dir.
+//
+// "Nobody serves" is nobody answering on handover.sock and nobody holding the store's lock: an
+// agent starting on the state dir (the successor's restarted container, say) has the store open
+// long before it listens, and a lingering agent that went then would, restarted, find it serving
+// and take the processes back from the newer agent.
 import { ExitWatch } from '../kernel/exit-watch.js';
 import type { PidRef } from '../kernel/pid-ref.js';
 import type { Logger } from '../log.js';
+import { storeLockHolder } from '../store/store-lock.js';
 import { connectServing } from './incoming.js';
 
 /**
@@ -17,7 +23,7 @@ import { connectServing } from './incoming.js';
  * the table (207 ms for 10,000 processes, README "Upgrades: handover").
  */
 const ABSENT_MS = 5000;
-/** How often to look again while nobody answers. */
+/** How often to look again while nobody answers (or an agent holding the store has yet to). */
 const RECHECK_MS = 250;
 /** How often to look while an agent answers whose process cannot be watched (another PID namespace). */
 const POLL_MS = 5000;
@@ -26,6 +32,8 @@ export class SuccessorWatch {
   private exit: ExitWatch | null = null;
   private timer: NodeJS.Timeout | null = null;
   private absentSince: number | undefined;
+  /** The pid of the agent last seen holding the store without answering (logged once per holder). */
+  private starting: number | undefined;
   private closed = false;
 
   /**
@@ -51,12 +59,20 @@ export class SuccessorWatch {
   }
 
   private follow(ref: PidRef): void {
-    this.exit = new ExitWatch(ref, () => {
-      const pid = this.exit?.pid;
-      this.exit = null;
-      this.log('successor_exited', { pid, note: 'looking for an agent serving the state dir' });
-      this.look();
-    });
+    try {
+      this.exit = new ExitWatch(ref, () => {
+        const pid = this.exit?.pid;
+        this.exit = null;
+        this.log('successor_exited', { pid, note: 'looking for an agent serving the state dir' });
+        this.look();
+      });
+    } catch (e) {
+      // No poll handle (libuv refused the descriptor): ExitWatch has closed what it took; close
+      // the reference if it never got that far, and look again later rather than not at all.
+      ref.close();
+      this.log('housekeeping_failed', { task: 'successor', error: String(e) });
+      this.later(POLL_MS);
+    }
   }
 
   /**
@@ -77,6 +93,13 @@ export class SuccessorWatch {
       return;
     }
     if (typeof answer === 'string') {
+      const store = this.store();
+      if (store !== 'free') {
+        // Not knowing (out of descriptors, say) is not "gone" either: lingering on is the lesser harm.
+        this.absentSince = undefined;
+        this.later(store === 'held' ? RECHECK_MS : POLL_MS);
+        return;
+      }
       const now = performance.now();
       this.absentSince ??= now;
       if (now - this.absentSince < ABSENT_MS) {
@@ -93,6 +116,7 @@ export class SuccessorWatch {
       return;
     }
     this.absentSince = undefined;
+    this.starting = undefined;
     let next: PidRef | null;
     try {
       // Without a request: the agent there refuses the empty connection and serves on.
@@ -109,6 +133,29 @@ export class SuccessorWatch {
     }
     this.log('successor_watched', { pid: next.pid, note: 'an agent serves the state dir: lingering on while it does' });
     this.follow(next);
+  }
+
+  /**
+   * Whether an agent has the store open ('held': it is starting, or stopping, and serves the state
+   * dir as far as this watch is concerned), nobody has ('free'), or it could not be told.
+   */
+  private store(): 'held' | 'free' | 'unknown' {
+    let holder;
+    try {
+      holder = storeLockHolder(this.stateDir);
+    } catch (e) {
+      this.log('housekeeping_failed', { task: 'successor', error: String(e) });
+      return 'unknown';
+    }
+    if (holder === null) {
+      this.starting = undefined;
+      return 'free';
+    }
+    if (this.starting !== holder.pid) {
+      this.starting = holder.pid;
+      this.log('successor_starting', { pid: holder.pid, note: 'an agent has the store open but does not answer yet: lingering on' });
+    }
+    return 'held';
   }
 
   private later(ms: number): void {

@@ -12,16 +12,23 @@ export class ExitWatch {
   /**
    * Takes ref over (it is closed with the watch). onExit runs once, from the event loop, with the
    * watch already closed; at once if the process has exited already. The watch does not keep the
-   * loop alive.
+   * loop alive. Throws when the descriptor cannot be polled; ref is closed then as well.
    */
   constructor(ref: PidRef, onExit: () => void) {
     this.pid = ref.pid;
     this.#ref = ref.take();
-    // Borrowed for as long as the handle lives: close() ends the handle before the descriptor.
-    this.#handle = watchReadable(borrowPidfd(this.#ref), () => {
-      this.close();
-      onExit();
-    });
+    try {
+      // Borrowed for as long as the handle lives: close() ends the handle before the descriptor.
+      this.#handle = watchReadable(borrowPidfd(this.#ref), () => {
+        this.close();
+        onExit();
+      });
+    } catch (e) {
+      // libuv refused it (UV_EEXIST: the descriptor is polled already; EPERM): no watch, and the
+      // descriptor taken is closed here, since the caller no longer holds it.
+      this.#ref.close();
+      throw e;
+    }
     this.#handle.unref();
   }
 
