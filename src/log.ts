@@ -14,11 +14,11 @@ const UNSHOWN = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066
 const UNSHOWN_ALL = new RegExp(UNSHOWN.source, 'g');
 const escaped = (c: string): string => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
 
-/** JSON.stringify, with what would act on a terminal escaped too: the same value to a JSON reader. */
-export function logJson(value: unknown): string {
-  const json = JSON.stringify(value);
-  return UNSHOWN.test(json) ? json.replace(UNSHOWN_ALL, escaped) : json;
-}
+/** JSON text with what would act on a terminal escaped too: the same value to a JSON reader. */
+export const shownJson = (json: string): string => (UNSHOWN.test(json) ? json.replace(UNSHOWN_ALL, escaped) : json);
+
+/** JSON.stringify, with what would act on a terminal escaped too (shownJson). */
+export const logJson = (value: unknown): string => shownJson(JSON.stringify(value));
 
 /** Printable ASCII but `"` and `=`: written bare in a text line; anything else is quoted as JSON. */
 const BARE = /^[\x21\x23-\x3c\x3e-\x7e]+$/;

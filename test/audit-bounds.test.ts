@@ -24,10 +24,16 @@ test('a flood of refused spawns with a huge argv[0]: a bounded number of short l
   t.deepEqual([...new Set(outcomes)], ['POLICY_DENIED'], 'every call is refused all the same');
   const file = join(h.dir, 'audit.log');
   const lines = () => readFileSync(file, 'utf8').trim().split('\n');
-  await eventually('the window closed with its count', () => lines().some((l) => l.includes('"audit_suppressed"')), 5_000);
-  const parsed = lines().map((l) => JSON.parse(l) as Record<string, unknown>);
-  const written = parsed.filter((l) => l['decision'] === 'deny' && l['identity'] === 'unix:uid=0');
-  const counted = parsed.filter((l) => l['event'] === 'audit_suppressed').reduce((n, l) => n + ((l['denials'] as Record<string, number>)['unix:uid=0'] ?? 0), 0);
+  const tally = () => {
+    const parsed = lines().map((l) => JSON.parse(l) as Record<string, unknown>);
+    const written = parsed.filter((l) => l['decision'] === 'deny' && l['identity'] === 'unix:uid=0');
+    const counted = parsed.filter((l) => l['event'] === 'audit_suppressed').reduce((n, l) => n + ((l['denials'] as Record<string, number>)['unix:uid=0'] ?? 0), 0);
+    return { written, counted };
+  };
+  // Every window the flood touched ends with its count, a second after its first denial: on a
+  // loaded machine the flood spans several, and the last count comes after the first.
+  await eventually('every window closed with its count', () => tally().written.length + tally().counted >= N, 5_000).catch(() => undefined);
+  const { written, counted } = tally();
   t.is(written.length + counted, N, 'every denial is written or counted');
   t.true(written.length <= windows * DENIALS_PER_SECOND, `${written.length} lines written in ${windows} windows`);
   t.true(lines().every((l) => l.length < 8 * AUDIT_FIELD_CHARS), 'no line carries the 100 KB argv[0]');

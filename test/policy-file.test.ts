@@ -286,6 +286,9 @@ test('SIGHUPs while the agent starts are remembered, not fatal: it serves, then 
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   // From the first line it logs (its handlers are in place by then) until it serves.
   await eventually('the first log line', () => stderr.includes('"event":"telemetry"'), 20_000);
+  // One at once: under load the test may see the first line only with "serving" behind it, and an
+  // interval's first tick would then come after the check below had ended it.
+  child.kill('SIGHUP');
   const hups = setInterval(() => child.kill('SIGHUP'), 5);
   try {
     await eventually('the agent to serve, or die', () => stderr.includes('"event":"serving"') || child.exitCode !== null || child.signalCode !== null, 20_000);

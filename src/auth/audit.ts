@@ -1,6 +1,6 @@
 // The audit trail: one JSON line per mutating call and per denial, to stderr or --audit-log.
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { logJson } from '../log.js';
+import { logJson, shownJson } from '../log.js';
 
 export type Decision = 'allow' | 'deny';
 
@@ -63,8 +63,9 @@ export class AuditLog {
       this.isoMs = now;
       this.iso = `{"time":"${new Date(now).toISOString()}","event":"audit",`;
     }
-    let json = logJson(entry);
-    if (json.length > 4 * AUDIT_FIELD_CHARS) json = logJson(bounded(entry));
+    let json = JSON.stringify(entry);
+    // Escaped once it is the line: a refused caller's 100 KB argv[0] is not scanned for nothing.
+    json = shownJson(json.length > 4 * AUDIT_FIELD_CHARS ? JSON.stringify(bounded(entry)) : json);
     this.append(this.iso + json.slice(1) + '\n');
   };
 
