@@ -3,7 +3,7 @@
 import test from 'ava';
 import { join } from 'node:path';
 import { AgentCallError, EventType, State, StdinMode, status, type AgentClient, type Event } from '../clients/ts/src/index.js';
-import { eventually, startHarness, tempDir, type Harness } from './helpers/harness.js';
+import { eventually, refusal, startHarness, tempDir, type Harness } from './helpers/harness.js';
 import { collect } from './helpers/events.js';
 import { runCliText } from './helpers/cli.js';
 
@@ -14,16 +14,6 @@ test.before(async () => {
 test.after.always(async () => {
   await h?.close();
 });
-
-async function refusal(call: Promise<unknown>): Promise<AgentCallError> {
-  try {
-    await call;
-  } catch (e) {
-    if (e instanceof AgentCallError) return e;
-    throw e;
-  }
-  throw new Error('the call was expected to fail');
-}
 
 /** Resolves once Get answers NOT_FOUND / UNKNOWN_HANDLE for the handle. */
 const gone = (client: AgentClient, handle: string) =>

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { AgentCallError, AgentClient, isRetryable, status } from '../clients/ts/src/index.js';
-import { eventually, sleep, startHarness, tempDir } from './helpers/harness.js';
+import { eventually, refusal, sleep, startHarness, tempDir } from './helpers/harness.js';
 import { startRig, starts, UUID } from './helpers/lost-reply.js';
 import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
 
@@ -17,16 +17,6 @@ test.after.always(() => reaper.close());
 
 /** A command that appends its pid to `marker` and exits. */
 const once = (marker: string): string[] => ['sh', '-c', `echo $$ >> ${marker}`];
-
-async function refusal(call: Promise<unknown>): Promise<AgentCallError> {
-  try {
-    await call;
-  } catch (e) {
-    if (e instanceof AgentCallError) return e;
-    throw e;
-  }
-  throw new Error('the call was expected to fail');
-}
 
 function isReleasedRefusal(t: ExecutionContext, e: AgentCallError, handle: string, requestId: string): void {
   t.is(e.code, status.ALREADY_EXISTS, e.message);

@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AgentClient } from '../../clients/ts/src/index.js';
+import { AgentCallError, AgentClient } from '../../clients/ts/src/index.js';
 import { startAgent, type Agent } from '../../src/agent.js';
 import { DEFAULTS, type Config } from '../../src/config/config.js';
 
@@ -88,4 +88,15 @@ export function tempDir(prefix: string): string {
 export function agentDir(prefix: string): { dir: string; stateDir: string; address: string } {
   const dir = tempDir(prefix);
   return { dir, stateDir: join(dir, 'state'), address: `unix://${join(dir, 'agent.sock')}` };
+}
+
+/** The AgentCallError a call fails with; anything else (a success too) fails the test. */
+export async function refusal(call: Promise<unknown>): Promise<AgentCallError> {
+  try {
+    await call;
+  } catch (e) {
+    if (e instanceof AgentCallError) return e;
+    throw e;
+  }
+  throw new Error('the call was expected to fail');
 }
