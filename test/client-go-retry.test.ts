@@ -9,7 +9,7 @@ import test from 'ava';
 import { status } from '../clients/ts/src/index.js';
 import { ROOT } from './helpers/agent-process.js';
 import { tempDir } from './helpers/harness.js';
-import { lostReplyIsRetried, releasedReplyIsNotRerun, UUID } from './helpers/lost-reply.js';
+import { closedInFlightIsResent, lostReplyIsRetried, releasedReplyIsNotRerun, UUID } from './helpers/lost-reply.js';
 import { checkHandoverRefusals, checkRefusedCalls, RefusingServer } from './helpers/refusing-server.js';
 import { Subreaper } from './helpers/subreaper.js';
 
@@ -31,6 +31,9 @@ test.serial('Go: a Spawn whose reply is lost as the agent is killed is retried u
 
 test.serial('Go: a release_on_exit Spawn whose reply is lost and whose process was released meanwhile is refused on the retry (REQUEST_RELEASED), not started again', (t) =>
   releasedReplyIsNotRerun(t, reaper, (proxy, marker) => [BIN, 'released', proxy, marker]));
+
+test.serial('Go: Close with a Spawn in flight ends it at once, marked ClientClosed, with the request id that gets its process back on a new client', (t) =>
+  closedInFlightIsResent(t, reaper, (proxy, marker) => [BIN, 'closed-in-flight', proxy, marker]));
 
 type Failure = { code: string; reason: string; method: string; request_id: string; request_ids: string[] | null; retryable: boolean; client_closed: boolean; text: string };
 

@@ -136,3 +136,51 @@ export async function releasedReplyIsNotRerun(t: ExecutionContext, reaper: Subre
   await sleep(200); // a second start would have written its pid by now
   t.is(starts(marker).length, 1, 'started once');
 }
+
+/** How the fixtures print an error a call ended with (the Go, Python clients'). */
+export interface PrintedFailure {
+  readonly code: string;
+  readonly reason: string;
+  readonly method: string;
+  readonly request_id: string | null;
+  readonly retryable: boolean;
+  readonly client_closed: boolean;
+  readonly text: string;
+}
+
+/**
+ * A client closed while its Spawn (and a List) wait for their replies, for a client in another
+ * language: `argv(proxy, marker)` runs a client that prints `ready`; on `go` sends a List, then
+ * spawns a marking command labelled case=closed-in-flight; on `close` closes the client and prints
+ * both failures and how long after the close they came (`closed_ms`) as JSON; then resends the
+ * spawn on a new client under the failure's request_id and prints its result as JSON. The agent
+ * runs on, its replies held: the calls must end at the close, marked, with the id that gets the
+ * first process back, started once.
+ */
+export async function closedInFlightIsResent(t: ExecutionContext, reaper: Subreaper, argv: (proxy: string, marker: string) => string[]): Promise<void> {
+  const { dir, agent, proxy } = await startRig(t, reaper);
+  t.teardown(() => agent.stop());
+  const marker = join(dir, 'starts');
+  const client = LineChild.start(t, argv(proxy.address, marker));
+  t.is(await client.line(), 'ready');
+  proxy.hold();
+  client.send('go');
+  const pid = (await eventually('the command to start', () => (starts(marker).length === 1 ? starts(marker) : undefined)))[0]!;
+  await recorded(agent, { case: 'closed-in-flight' });
+  client.send('close');
+
+  const closed = JSON.parse(await client.line()) as { spawn: PrintedFailure; list: PrintedFailure; closed_ms: number };
+  // What the caller needs of a spawn that may have started: that it may have, and its id.
+  t.like(closed.spawn, { code: 'UNAVAILABLE', reason: '', method: 'Spawn', retryable: true, client_closed: true }, closed.spawn.text);
+  t.regex(closed.spawn.request_id ?? '', UUID);
+  t.regex(closed.spawn.text, /^UNAVAILABLE: no reply, the outcome is unknown \(the client was closed with the call in flight\)$/);
+  t.like(closed.list, { method: 'List', client_closed: true }, closed.list.text);
+  t.true(closed.closed_ms < 1000, `the calls ended at the close, not at a reply (${closed.closed_ms} ms)`);
+
+  const res = JSON.parse(await client.line()) as { replayed: boolean; pid: number; handle: string };
+  t.true(res.replayed, 'the resend on a new client was answered with the process the first call started');
+  t.is(res.pid, pid);
+  await sleep(200); // a second start would have written its pid by now
+  t.deepEqual(starts(marker), [pid], 'started once');
+  await agent.client.signal({ handle: res.handle, signal: 'KILL' });
+}

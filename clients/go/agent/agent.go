@@ -104,9 +104,10 @@ func TLSConfig(certFile, keyFile, caFile string) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// Close closes the connection. A Spawn or SpawnBatch waiting out a retry backoff then returns at
-// once with its last failure, marked ClientClosed: it may have started, and its RequestID is how
-// to find out (resend it on a new client).
+// Close closes the connection. A call waiting for its reply then returns at once with UNAVAILABLE
+// (no reply, the outcome is unknown), and a Spawn or SpawnBatch waiting out a retry backoff with
+// its last failure; both are marked ClientClosed: a Spawn may have started, and its RequestID is
+// how to find out (resend it on a new client).
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() { close(c.closing) })
 	return c.conn.Close()

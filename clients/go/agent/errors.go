@@ -29,17 +29,35 @@ type Error struct {
 	RequestID string
 	// RequestIDs are the request_ids of a SpawnBatch's items, in order.
 	RequestIDs []string
-	// ClientClosed: the call would have been retried, but Close ended it while it waited out a
-	// backoff. The error is its last attempt's (UNAVAILABLE): it may have run on the agent.
+	// ClientClosed: Close ended the call, so it may have run on the agent. Either it would have
+	// been retried, but Close came while it waited out a backoff, and the error is its last
+	// attempt's (UNAVAILABLE); or Close came before its reply, and the error is UNAVAILABLE with
+	// no reason, as for a connection lost then (IsRetryable tells whether resending it is safe).
 	ClientClosed bool
+	inFlight     bool // ClientClosed before the reply
 	status       *status.Status
 }
 
 func (e *Error) Error() string {
-	if e.ClientClosed {
+	switch {
+	case e.inFlight:
+		return CodeName(e.Code) + ": " + e.Message + " (the client was closed with the call in flight)"
+	case e.ClientClosed:
 		return CodeName(e.Code) + ": " + e.Message + " (the client was closed during the retry backoff)"
 	}
 	return CodeName(e.Code) + ": " + e.Message
+}
+
+// closedInFlight is the error of a call whose connection Close ended before the reply: grpc
+// says CANCELED or UNAVAILABLE "transport is closing", which hides that the call may have run.
+// Errors the agent sent (they carry a reason) are left as they are: their outcome is known.
+func closedInFlight(err error) error {
+	var e *Error
+	if !errors.As(err, &e) || e.Reason != "" || (e.Code != codes.Canceled && e.Code != codes.Unavailable) {
+		return err
+	}
+	s := status.New(codes.Unavailable, "no reply, the outcome is unknown")
+	return &Error{Code: s.Code(), Message: s.Message(), Metadata: map[string]string{}, ClientClosed: true, inFlight: true, status: s}
 }
 
 // GRPCStatus lets status.FromError see the original status.

@@ -178,13 +178,21 @@ func retrying(closing <-chan struct{}) grpc.UnaryClientInterceptor {
 		}
 		s := schedule{policy: policy, attempt: 1, closing: closing}
 		for {
+			// A call made after Close never left: grpc's CANCELED says so truly.
+			sentOpen := !isClosed(closing)
 			err := asError(invoker(ctx, fullMethod, req, reply, cc, opts...))
+			if err != nil && sentOpen && isClosed(closing) && ctx.Err() == nil {
+				err = closedInFlight(err)
+			}
 			var e *Error
 			if errors.As(err, &e) {
 				label(e, method, req)
 			}
 			if err == nil {
 				return nil
+			}
+			if e != nil && e.inFlight {
+				return err // no attempt on a closed connection
 			}
 			switch s.next(ctx, err) {
 			case retry:
@@ -196,6 +204,15 @@ func retrying(closing <-chan struct{}) grpc.UnaryClientInterceptor {
 			}
 			return err
 		}
+	}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 
