@@ -84,6 +84,38 @@ test.serial('a SpawnBatch whose reply is lost is retried with every item under i
   for (const r of res.results) await client.signal({ handle: r.spawned!.process!.handle, signal: 'KILL' });
 });
 
+test.serial('close() with a spawn in flight ends it at once, marked clientClosed, with the request id that gets its process back on a new client', async (t) => {
+  const { dir, agent, proxy, client } = await setup(t);
+  t.teardown(() => agent.stop());
+  const marker = join(dir, 'starts');
+  const labels = { case: 'closed-in-flight' };
+  proxy.hold();
+  const listing = client.list({});
+  const spawning = client.spawn({ argv: marking(marker), labels });
+  const pid = (await eventually('the command to start', () => (starts(marker).length === 1 ? starts(marker) : undefined)))[0]!;
+  await recorded(agent, labels);
+  client.close();
+  // The replies are held for good: only the close can end the calls.
+  const ended = (call: Promise<unknown>) => Promise.race([call.then(() => 'a reply', (e: unknown) => e), sleep(1000).then(() => 'no end 1 s after the close')]);
+  const [spawned, listed] = await Promise.all([ended(spawning), ended(listing)]);
+  if (!(spawned instanceof AgentCallError) || !(listed instanceof AgentCallError)) return t.fail(`the calls ended with ${String(spawned)}, ${String(listed)}`);
+  // What the caller needs of a spawn that may have started: that it may have, and its id.
+  t.like(spawned, { code: status.UNAVAILABLE, reason: '', method: 'Spawn', clientClosed: true });
+  t.regex(spawned.requestId!, UUID);
+  t.true(isRetryable(spawned));
+  t.is(spawned.message, 'UNAVAILABLE: no reply, the outcome is unknown (the client was closed with the call in flight)');
+  t.like(listed, { code: status.UNAVAILABLE, method: 'List', clientClosed: true });
+
+  const again = new AgentClient(proxy.address);
+  t.teardown(() => again.close());
+  const res = await again.spawn({ argv: marking(marker), labels, requestId: spawned.requestId! });
+  t.true(res.replayed, 'the resend on a new client was answered with the process the first call started');
+  t.is(res.process!.pid, pid);
+  await sleep(200); // a second start would have written its pid by now
+  t.deepEqual(starts(marker), [pid], 'started once');
+  await again.signal({ handle: res.process!.handle, signal: 'KILL' });
+});
+
 const FAST: RetryPolicy = { attempts: 4, initialBackoffMs: 20, maxBackoffMs: 40, windowMs: 10_000 };
 
 test.serial('retries are bounded by attempts, time and the deadline, keep the request id, and only where isRetryable allows', async (t) => {

@@ -1,6 +1,6 @@
 // A failed call as a value: the gRPC code, the agent's google.rpc.ErrorInfo, and which call it was
 // (method and request ids), so that isRetryable can tell from the error alone whether a retry is safe.
-import { status, type Metadata, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { ErrorInfo } from './gen/google/rpc/error_details.js';
 import { Status } from './gen/google/rpc/status.js';
 
@@ -27,8 +27,10 @@ export class AgentCallError extends Error {
   /** SpawnBatch: each item's request_id, in order. */
   readonly requestIds?: readonly string[];
   /**
-   * The call would have been retried, but the client's close() ended it while it waited out a
-   * backoff: this is its last attempt's failure (UNAVAILABLE), so it may have run on the agent.
+   * The client's close() ended the call, so it may have run on the agent. Either it would have
+   * been retried, but close() came while it waited out a backoff, and this is its last attempt's
+   * failure (UNAVAILABLE); or close() came before its reply, and this is UNAVAILABLE with no
+   * reason, as for a connection lost then (isRetryable tells whether resending it is safe).
    */
   readonly clientClosed: boolean = false;
 
@@ -57,6 +59,18 @@ function decodeErrorInfo(md: Metadata | undefined): ErrorInfo | undefined {
 
 /** Marks a retried call's last failure as ended by the client's close() (see clientClosed). */
 export function endedByClose(e: AgentCallError): void {
+  if (e.clientClosed) return; // closedInFlight's: already says how
   (e as { clientClosed: boolean }).clientClosed = true;
   e.message += ' (the client was closed during the retry backoff)';
+}
+
+/**
+ * The failure of a call close() cancelled before its reply: not the CANCELLED grpc-js ends it
+ * with, which hides that it may have run, but what a connection lost then says.
+ */
+export function closedInFlight(call: FailedCall): AgentCallError {
+  const e = new AgentCallError({ code: status.UNAVAILABLE, details: 'no reply, the outcome is unknown', metadata: new Metadata() }, call);
+  (e as { clientClosed: boolean }).clientClosed = true;
+  e.message += ' (the client was closed with the call in flight)';
+  return e;
 }

@@ -38,7 +38,7 @@ import {
   type WatchResponse,
   type WriteStdinResponse,
 } from './gen/pidfd/agent/v1/agent.js';
-import { AgentCallError, endedByClose, type FailedCall } from './errors.js';
+import { AgentCallError, closedInFlight, endedByClose, type FailedCall } from './errors.js';
 import { DEFAULT_RETRY, isRetryable, withRetry, type RetryPolicy } from './retry.js';
 
 export * from './gen/pidfd/agent/v1/agent.js';
@@ -111,7 +111,10 @@ export class AgentClient {
   /** Streams open on the channel: close() cancels them. */
   private readonly open = new Set<{ cancel(): void }>();
   private closed = false;
-  /** Aborted by close(): a retry waiting out its backoff ends with its last error (clientClosed). */
+  /**
+   * Aborted by close(): a call waiting for its reply is cancelled (grpc-js's close() would let it
+   * wait), a retry waiting out its backoff ends with its last error; both are marked clientClosed.
+   */
   private readonly closing = new AbortController();
   private readonly retry: RetryPolicy | false;
   private readonly autoRequestId: boolean;
@@ -239,7 +242,11 @@ export class AgentClient {
     }
   }
 
-  /** Closes the channel and cancels the streams still open on it. */
+  /**
+   * Closes the channel and cancels the calls and streams still open on it. A unary call waiting
+   * for its reply fails at once with UNAVAILABLE marked clientClosed (it may have run: a spawn
+   * carries its requestId, to resend on a new client).
+   */
   close(): void {
     this.closed = true;
     this.closing.abort();
@@ -269,12 +276,21 @@ export class AgentClient {
       // seventh of the client's CPU per call. Only grpc-js's synchronous start runs without it.
       const stackTraceLimit = Error.stackTraceLimit;
       Error.stackTraceLimit = 0;
+      const closing = this.closing.signal;
+      let cut = false;
       const onAbort = () => call.cancel();
+      const onClose = () => {
+        cut = true;
+        call.cancel();
+      };
       let call: { cancel(): void };
       try {
         call = method.call(this.raw, req, new Metadata(), { deadline }, (e, res) => {
           signal?.removeEventListener('abort', onAbort);
-          if (e) reject(new AgentCallError(e, failed));
+          closing.removeEventListener('abort', onClose);
+          // The caller's own abort wins: it asked for the CANCELLED.
+          if (e && cut && !signal?.aborted) reject(closedInFlight(failed));
+          else if (e) reject(new AgentCallError(e, failed));
           else resolve(res);
         });
       } finally {
@@ -282,6 +298,7 @@ export class AgentClient {
       }
       if (signal?.aborted) call.cancel();
       else signal?.addEventListener('abort', onAbort, { once: true });
+      closing.addEventListener('abort', onClose, { once: true });
     });
   }
 }
