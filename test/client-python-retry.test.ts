@@ -6,7 +6,7 @@ import test from 'ava';
 import { status } from '../clients/ts/src/index.js';
 import { ROOT } from './helpers/agent-process.js';
 import { tempDir } from './helpers/harness.js';
-import { LineChild, lostReplyIsRetried, releasedReplyIsNotRerun, UUID } from './helpers/lost-reply.js';
+import { closedInFlightIsResent, LineChild, lostReplyIsRetried, releasedReplyIsNotRerun, UUID } from './helpers/lost-reply.js';
 import { checkHandoverRefusals, checkRefusedCalls, RefusingServer } from './helpers/refusing-server.js';
 import { Subreaper } from './helpers/subreaper.js';
 
@@ -23,6 +23,9 @@ for (const mode of ['sync', 'aio'] as const) {
 
   test.serial(`Python (${mode}): a release_on_exit spawn whose reply is lost and whose process was released meanwhile is refused on the retry (REQUEST_RELEASED), not started again`, (t) =>
     releasedReplyIsNotRerun(t, reaper, (proxy, marker) => [PYTHON, '-B', FIXTURE, 'released', proxy, CLIENT, mode, marker]));
+
+  test.serial(`Python (${mode}): close() with a spawn in flight ends it at once, marked client_closed, with the request id that gets its process back on a new client`, (t) =>
+    closedInFlightIsResent(t, reaper, (proxy, marker) => [PYTHON, '-B', FIXTURE, 'closed-in-flight', proxy, CLIENT, mode, marker]));
 
   test.serial(`Python (${mode}): retries are bounded, keep the request ids, and happen only where is_retryable allows`, async (t) => {
     const server = await RefusingServer.start(join(tempDir('pidfd-agent-refusing-'), 'agent.sock'));

@@ -71,10 +71,17 @@ class Agent:
         method = getattr(self._stub, rpc)
         schedule = Schedule(retry, None if timeout is None else time.monotonic() + timeout)
         while True:
+            # A call made after close() fails as grpc says (ValueError): it never left.
+            sent_open = not self._closing.is_set()
             try:
                 return method(request, timeout=schedule.remaining())
             except grpc.RpcError as e:
                 error = AgentError.of(e, rpc, request)
+            # grpc's close ends the calls in flight CANCELLED: say they may have run.
+            if sent_open and self._closing.is_set():
+                error = error.closed_in_flight()
+                if error.client_closed:
+                    raise error
             delay = schedule.delay_after(error)
             if delay is None:
                 raise error
@@ -84,6 +91,9 @@ class Agent:
                 raise error.ended_by_close()
 
     def close(self) -> None:
+        """Closes the channel. A call waiting for its reply fails at once with UNAVAILABLE marked
+        `client_closed` (it may have run: a spawn's error has its request_id, to resend on a new
+        Agent); one waiting out a retry backoff with its last failure, marked so too."""
         self._closing.set()
         self._channel.close()
 

@@ -19,9 +19,11 @@ class AgentError(Exception):
     "" when the agent sent none, as for a transport failure) and what it names (`info`: field,
     path, syscall, handle). `method` is the gRPC method ("Spawn"); `request_id` the request_id a
     Spawn or Adopt was sent with (the caller's, or the one the client made up: resend with it to
-    retry), `request_ids` each SpawnBatch item's. `client_closed`: the call would have been
-    retried, but the Agent was closed while it waited out a backoff; the error is its last
-    attempt's (UNAVAILABLE), so it may have run on the agent."""
+    retry), `request_ids` each SpawnBatch item's. `client_closed`: the Agent's close ended the
+    call, so it may have run on the agent. Either it would have been retried, but the close came
+    while it waited out a backoff, and the error is its last attempt's (UNAVAILABLE); or the
+    close came before its reply, and the error is UNAVAILABLE with no reason, as for a connection
+    lost then (is_retryable tells whether resending it is safe)."""
 
     def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata, method: str = "", request_id: str | None = None, request_ids: list[str] | None = None):
         self.code = code
@@ -43,9 +45,27 @@ class AgentError(Exception):
 
     def ended_by_close(self) -> "AgentError":
         """This failure, marked as the last of a call whose retries the Agent's close ended."""
+        if self.client_closed:  # closed_in_flight's: it already says how
+            return self
         self.client_closed = True
         self.args = (f"{self.args[0]} (the client was closed during the retry backoff)",)
         return self
+
+    def closed_in_flight(self) -> "AgentError":
+        """This failure of a call the Agent's close cut off before its reply, as a lost connection's:
+        grpc's CANCELLED (or grpc.aio's CancelledError) hides that it may have run. An error the
+        agent sent (it has a reason) is returned as it is: its outcome is known."""
+        if self.reason or self.code not in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE):
+            return self
+        return AgentError.cut_by_close(self.method, self.request_id, self.request_ids)
+
+    @classmethod
+    def cut_by_close(cls, method: str, request_id: str | None, request_ids: list[str] | None) -> "AgentError":
+        """See closed_in_flight."""
+        e = cls(grpc.StatusCode.UNAVAILABLE, "no reply, the outcome is unknown", None, method, request_id, request_ids)
+        e.client_closed = True
+        e.args = (f"{e.args[0]} (the client was closed with the call in flight)",)
+        return e
 
     @classmethod
     def of(cls, e: grpc.RpcError, method: str = "", request=None) -> "AgentError":

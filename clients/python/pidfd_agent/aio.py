@@ -21,7 +21,7 @@ from pidfd.agent.v1 import agent_pb2_grpc
 
 from ._channel import DEFAULT_ADDRESS, channel_options, method_name
 from ._errors import AgentError
-from ._retry import DEFAULT_RETRY, Retry, Schedule, with_request_ids
+from ._retry import DEFAULT_RETRY, Retry, Schedule, request_ids_of, with_request_ids
 
 __all__ = ["Agent"]
 
@@ -63,10 +63,22 @@ class Agent:
         method = getattr(self._stub, rpc)
         schedule = Schedule(retry, None if timeout is None else time.monotonic() + timeout)
         while True:
+            sent_open = not self._closing.is_set()
             try:
                 return await method(request, timeout=schedule.remaining())
             except grpc.aio.AioRpcError as e:
                 error = AgentError.of(e, rpc, request)
+            except asyncio.CancelledError:
+                # grpc.aio's close cancels the calls in flight, which raise what a cancelled task
+                # raises: only the task's own cancel is one.
+                if not (sent_open and self._closing.is_set()) or _task_cancelled():
+                    raise
+                raise AgentError.cut_by_close(rpc, *request_ids_of(request)) from None
+            # As the sync client's: a call in flight at the close may have run.
+            if sent_open and self._closing.is_set():
+                error = error.closed_in_flight()
+                if error.client_closed:
+                    raise error
             delay = schedule.delay_after(error)
             if delay is None:
                 raise error
@@ -82,6 +94,8 @@ class Agent:
             return False
 
     async def close(self) -> None:
+        """As pidfd_agent.Agent.close: a call in flight fails at once, UNAVAILABLE marked
+        `client_closed`, not with the CancelledError grpc.aio ends it with."""
         self._closing.set()
         await self._channel.close()
 
@@ -90,6 +104,13 @@ class Agent:
 
     async def __aexit__(self, *_exc) -> None:
         await self.close()
+
+
+def _task_cancelled() -> bool:
+    """Whether this task was asked to cancel (Python 3.11 counts it; before, a cancel at the
+    close is taken for the close's)."""
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)
+    return cancelling is not None and cancelling() > 0
 
 
 async def _stream(call, rpc: str):
