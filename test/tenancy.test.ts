@@ -4,7 +4,7 @@ import test from 'ava';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EnvMode, OutputMode, OutputStream, State, StdinMode, status } from '../clients/ts/src/index.js';
-import { startHarness, tempDir, type Harness } from './helpers/harness.js';
+import { eventually, startHarness, tempDir, type Harness } from './helpers/harness.js';
 import { asUser, oneAs, shareSocket, type Outcome } from './helpers/tenant.js';
 
 const A = 1001;
@@ -174,6 +174,34 @@ test.serial('past max_processes a spawn is RESOURCE_EXHAUSTED; an exit makes roo
   const [again] = await asUser(A, h.address, [sleep]);
   t.truthy(again!.ok, JSON.stringify(again));
   started.push(again!.ok.process.handle);
+});
+
+test.serial('a released process that still runs counts against max_processes until it exits: Release after each Spawn starts no more', async (t) => {
+  const sleep = { op: 'spawn', req: { argv: ['sleep', '30'], user: String(A) } };
+  const spawned = await asUser(A, h.address, [sleep, sleep, sleep]);
+  const pids = spawned.map((o) => o.ok?.process.pid as number);
+  t.teardown(() => {
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // exited already
+      }
+    }
+  });
+  const released = await asUser(A, h.address, spawned.map((o) => ({ op: 'release', req: { handle: o.ok.process.handle } })));
+  t.true(released.every((o) => o.ok), JSON.stringify(released));
+  const [past] = await asUser(A, h.address, [sleep]);
+  if (past!.ok) pids.push(past!.ok.process.pid);
+  t.like(past!.error, { code: status.RESOURCE_EXHAUSTED, reason: 'POLICY_QUOTA', info: { field: 'max_processes' } });
+  // The agent reaps the released child it still watches: its place is free again.
+  process.kill(pids.shift()!, 'SIGKILL');
+  const again = await eventually('a place once a released process exited', async () => {
+    const [o] = await asUser(A, h.address, [sleep]);
+    return o!.ok ?? (o!.error?.reason === 'POLICY_QUOTA' ? undefined : o);
+  });
+  t.truthy(again.process, JSON.stringify(again));
+  await h.client.stop({ handle: again.process.handle, signal: 'KILL' });
 });
 
 test.serial('max_processes spawns made at once all start (a spawn still finishing is counted once)', async (t) => {
