@@ -1,7 +1,7 @@
 // Tenancy under a policy: tenants are real client processes running as other uids, on the real
 // socket; what one tenant does to another's handle must look exactly like a handle that never was.
 import test from 'ava';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EnvMode, OutputMode, OutputStream, State, StdinMode, status } from '../clients/ts/src/index.js';
 import { eventually, startHarness, tempDir, type Harness } from './helpers/harness.js';
@@ -17,6 +17,9 @@ const policyFile = join(policyDir, 'policy.yaml');
 /** Only root may look in here; it holds an executable `probe`. */
 const secretDir = tempDir('pidfd-agent-secret-');
 writeFileSync(join(secretDir, 'probe'), '#!/bin/sh\n', { mode: 0o755 });
+/** Tenant A's working directories, which its processes may write (as a jobs dir is). */
+const jobsDir = tempDir('pidfd-agent-jobs-');
+chmodSync(jobsDir, 0o777);
 writeFileSync(
   policyFile,
   `rules:
@@ -30,6 +33,7 @@ writeFileSync(
       run_as: ["${A}"]
       executables: ["/usr/bin/*", "/bin/*"]
       output_dirs: ["${outDir}"]
+      cwd_dirs: ["${jobsDir}"]
       max_processes: 3
   - name: tenant-b
     identities: ["unix:uid=${B}"]
@@ -125,6 +129,20 @@ test("a tenant's cwd outside cwd_dirs is refused before the agent looks: existin
   for (const [i, o] of outcomes.entries()) {
     t.like(o.error, { code: status.PERMISSION_DENIED, reason: 'POLICY_DENIED', info: { field: 'cwd' } }, cwds[i]);
     t.is(o.error?.details, `cwd: ${cwds[i]} is not an allowed working directory (policy)`);
+  }
+});
+
+test.serial("a link a tenant put in its cwd_dirs leads the agent nowhere it cannot look: the cwd is entered as the tenant's user, missing or not", async (t) => {
+  const link = join(jobsDir, 'link');
+  const [ln] = await asUser(A, h.address, [{ op: 'spawn', req: { argv: ['ln', '-s', secretDir, link], user: String(A), cwd: jobsDir } }]);
+  t.truthy(ln!.ok, JSON.stringify(ln));
+  await eventually('the link', () => existsSync(link) || lstatSync(link, { throwIfNoEntry: false })?.isSymbolicLink());
+  // Stat'd by the agent as root, the three differed (the helper's EACCES, NOT_FOUND, ENOTDIR).
+  const cwds = [link, join(link, 'missing'), join(link, 'probe')];
+  const outcomes = await asUser(A, h.address, cwds.map((cwd) => ({ op: 'spawn', req: { argv: ['true'], user: String(A), cwd } })));
+  for (const [i, o] of outcomes.entries()) {
+    t.like(o.error, { code: status.PERMISSION_DENIED, reason: 'EACCES', info: { field: 'cwd', path: cwds[i] } }, cwds[i]);
+    t.is(o.error?.details.replace(cwds[i]!, 'CWD'), outcomes[0]!.error?.details.replace(cwds[0]!, 'CWD'));
   }
 });
 
