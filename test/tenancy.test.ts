@@ -1,10 +1,10 @@
 // Tenancy under a policy: tenants are real client processes running as other uids, on the real
 // socket; what one tenant does to another's handle must look exactly like a handle that never was.
 import test from 'ava';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EnvMode, OutputMode, OutputStream, State, StdinMode, status } from '../clients/ts/src/index.js';
-import { startHarness, tempDir, type Harness } from './helpers/harness.js';
+import { eventually, startHarness, tempDir, type Harness } from './helpers/harness.js';
 import { asUser, oneAs, shareSocket, type Outcome } from './helpers/tenant.js';
 
 const A = 1001;
@@ -17,6 +17,9 @@ const policyFile = join(policyDir, 'policy.yaml');
 /** Only root may look in here; it holds an executable `probe`. */
 const secretDir = tempDir('pidfd-agent-secret-');
 writeFileSync(join(secretDir, 'probe'), '#!/bin/sh\n', { mode: 0o755 });
+/** Tenant A's working directories, which its processes may write (as a jobs dir is). */
+const jobsDir = tempDir('pidfd-agent-jobs-');
+chmodSync(jobsDir, 0o777);
 writeFileSync(
   policyFile,
   `rules:
@@ -30,6 +33,7 @@ writeFileSync(
       run_as: ["${A}"]
       executables: ["/usr/bin/*", "/bin/*"]
       output_dirs: ["${outDir}"]
+      cwd_dirs: ["${jobsDir}"]
       max_processes: 3
   - name: tenant-b
     identities: ["unix:uid=${B}"]
@@ -128,6 +132,20 @@ test("a tenant's cwd outside cwd_dirs is refused before the agent looks: existin
   }
 });
 
+test.serial("a link a tenant put in its cwd_dirs leads the agent nowhere it cannot look: the cwd is entered as the tenant's user, missing or not", async (t) => {
+  const link = join(jobsDir, 'link');
+  const [ln] = await asUser(A, h.address, [{ op: 'spawn', req: { argv: ['ln', '-s', secretDir, link], user: String(A), cwd: jobsDir } }]);
+  t.truthy(ln!.ok, JSON.stringify(ln));
+  await eventually('the link', () => existsSync(link) || lstatSync(link, { throwIfNoEntry: false })?.isSymbolicLink());
+  // Stat'd by the agent as root, the three differed (the helper's EACCES, NOT_FOUND, ENOTDIR).
+  const cwds = [link, join(link, 'missing'), join(link, 'probe')];
+  const outcomes = await asUser(A, h.address, cwds.map((cwd) => ({ op: 'spawn', req: { argv: ['true'], user: String(A), cwd } })));
+  for (const [i, o] of outcomes.entries()) {
+    t.like(o.error, { code: status.PERMISSION_DENIED, reason: 'EACCES', info: { field: 'cwd', path: cwds[i] } }, cwds[i]);
+    t.is(o.error?.details.replace(cwds[i]!, 'CWD'), outcomes[0]!.error?.details.replace(cwds[0]!, 'CWD'));
+  }
+});
+
 test.serial('a spawn outside the rule is POLICY_DENIED naming the field, and audited', async (t) => {
   const spawn = (req: Record<string, unknown>) => ({ op: 'spawn', req: { argv: ['true'], user: String(A), ...req } });
   const outcomes = await asUser(A, h.address, [
@@ -174,6 +192,34 @@ test.serial('past max_processes a spawn is RESOURCE_EXHAUSTED; an exit makes roo
   const [again] = await asUser(A, h.address, [sleep]);
   t.truthy(again!.ok, JSON.stringify(again));
   started.push(again!.ok.process.handle);
+});
+
+test.serial('a released process that still runs counts against max_processes until it exits: Release after each Spawn starts no more', async (t) => {
+  const sleep = { op: 'spawn', req: { argv: ['sleep', '30'], user: String(A) } };
+  const spawned = await asUser(A, h.address, [sleep, sleep, sleep]);
+  const pids = spawned.map((o) => o.ok?.process.pid as number);
+  t.teardown(() => {
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // exited already
+      }
+    }
+  });
+  const released = await asUser(A, h.address, spawned.map((o) => ({ op: 'release', req: { handle: o.ok.process.handle } })));
+  t.true(released.every((o) => o.ok), JSON.stringify(released));
+  const [past] = await asUser(A, h.address, [sleep]);
+  if (past!.ok) pids.push(past!.ok.process.pid);
+  t.like(past!.error, { code: status.RESOURCE_EXHAUSTED, reason: 'POLICY_QUOTA', info: { field: 'max_processes' } });
+  // The agent reaps the released child it still watches: its place is free again.
+  process.kill(pids.shift()!, 'SIGKILL');
+  const again = await eventually('a place once a released process exited', async () => {
+    const [o] = await asUser(A, h.address, [sleep]);
+    return o!.ok ?? (o!.error?.reason === 'POLICY_QUOTA' ? undefined : o);
+  });
+  t.truthy(again.process, JSON.stringify(again));
+  await h.client.stop({ handle: again.process.handle, signal: 'KILL' });
 });
 
 test.serial('max_processes spawns made at once all start (a spawn still finishing is counted once)', async (t) => {

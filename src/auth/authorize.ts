@@ -244,24 +244,36 @@ export class Authorizer {
     if (rule === undefined) return deny(policyDenied({ field: 'identity', message: `no rule names ${caller.identity}` }));
     const family = FAMILY_OF[request.rpc];
     if (!rule.allow.has(family)) return deny(policyDenied({ field: 'rpc', message: `${request.rpc} needs permission ${family}` }));
+    // Taken before the handle is looked at: a caller at its cap is refused alike whichever handle
+    // it names, so the refusal never tells another's handle from one that never existed.
+    const slot = this.slot(caller.identity, rule, request.rpc);
+    if (slot instanceof AgentError) return deny(slot);
     if ('handle' in request) {
       const record = this.deps.lookup(request.handle);
       // Someone else's process answers exactly as a handle that never existed: no oracle.
-      if (record !== undefined && rule.role !== 'admin' && record.spec.owner !== caller.identity) return deny(unknownHandle(request.handle));
+      if (record !== undefined && rule.role !== 'admin' && record.spec.owner !== caller.identity) {
+        slot?.();
+        return deny(unknownHandle(request.handle));
+      }
     }
-    const parts = { caller, rule, request, audit: this.deps.auditOfCall?.() ?? this.deps.audit, ruleNow: this.liveRule(caller, rule) };
+    const parts = { caller, rule, request, audit: this.deps.auditOfCall?.() ?? this.deps.audit, ruleNow: this.liveRule(caller, rule), release: slot };
     if (request.rpc === 'Spawn') return this.spawn(parts, request.spawn, deny);
-    if (request.rpc === 'Watch') {
-      const release = this.quotas.takeWatch(caller.identity, rule.maxWatches);
-      if (release === undefined) return deny(quota('max_watches', `at most ${rule.maxWatches} Watch streams at once`));
-      return new Grant({ ...parts, release });
-    }
-    if (request.rpc === 'ReadOutput') {
-      const release = this.quotas.takeReader(caller.identity, rule.maxReaders);
-      if (release === undefined) return deny(quota('max_readers', `at most ${rule.maxReaders} ReadOutput streams at once`));
-      return new Grant({ ...parts, release });
-    }
     return new Grant(parts);
+  }
+
+  /** What a call holds of its caller's quotas until it is answered (streams, waits), or the refusal. */
+  private slot(identity: string, rule: Rule, rpc: Rpc): (() => void) | AgentError | undefined {
+    switch (rpc) {
+      case 'Watch':
+        return this.quotas.takeWatch(identity, rule.maxWatches) ?? quota('max_watches', `at most ${rule.maxWatches} Watch streams at once`);
+      case 'ReadOutput':
+        return this.quotas.takeReader(identity, rule.maxReaders) ?? quota('max_readers', `at most ${rule.maxReaders} ReadOutput streams at once`);
+      case 'Wait':
+      case 'Stop':
+        return this.quotas.takeWaiter(identity, rule.maxWaits) ?? quota('max_waits', `at most ${rule.maxWaits} Wait and Stop calls waiting at once`);
+      default:
+        return undefined;
+    }
   }
 
   /** The caller's rule as of the policy in force, looked up again only after a reload. */

@@ -69,6 +69,8 @@ export interface Rule {
   readonly maxWatches: number | undefined;
   /** ReadOutput streams open at once per identity. */
   readonly maxReaders: number | undefined;
+  /** Wait and Stop calls waiting at once per identity. */
+  readonly maxWaits: number | undefined;
 }
 
 export interface Policy {
@@ -87,7 +89,7 @@ const UNRESTRICTED: SpawnRule = Object.freeze({
 
 /** Without --policy: uid 0 on the unix socket is admin, nobody else may do anything. */
 export const ROOT_ONLY: Policy = Object.freeze({
-  rules: [Object.freeze({ name: 'builtin:root', identities: ['unix:uid=0'], role: 'admin' as const, allow: new Set(FAMILIES), spawn: UNRESTRICTED, maxWatches: undefined, maxReaders: undefined })],
+  rules: [Object.freeze({ name: 'builtin:root', identities: ['unix:uid=0'], role: 'admin' as const, allow: new Set(FAMILIES), spawn: UNRESTRICTED, maxWatches: undefined, maxReaders: undefined, maxWaits: undefined })],
 });
 
 /** `a` is exact, `a*` a prefix, `*` anything. */
@@ -217,7 +219,7 @@ function families(where: string, v: unknown, role: Role): ReadonlySet<Family> {
 }
 
 /** A rule's keys (a spawn rule's are SPAWN_KEYS). */
-export const RULE_KEYS: readonly string[] = ['name', 'identities', 'role', 'allow', 'spawn', 'max_watches', 'max_readers'];
+export const RULE_KEYS: readonly string[] = ['name', 'identities', 'role', 'allow', 'spawn', 'max_watches', 'max_readers', 'max_waits'];
 
 /**
  * A tenant's streams when its rule names no limit: the agent's --max-watchers (and as many
@@ -225,6 +227,13 @@ export const RULE_KEYS: readonly string[] = ['name', 'identities', 'role', 'allo
  * the others out. An admin's are bounded only by the agent's.
  */
 export const TENANT_STREAMS = 64;
+
+/**
+ * A tenant's Wait and Stop calls waiting at once when its rule names no limit: each holds ~12 KB
+ * of the agent until it is answered, and one identity's 64 connections could hold 65,536 of them
+ * (~0.8 GB, the agent slow to answer anyone). An admin's are bounded only by its connections.
+ */
+export const TENANT_WAITS = 1024;
 
 function rule(v: unknown, i: number): Rule {
   const where = `rules[${i}]`;
@@ -243,6 +252,7 @@ function rule(v: unknown, i: number): Rule {
     spawn: spawnRule(`${where}.spawn`, v['spawn'], role),
     maxWatches: positive(`${where}.max_watches`, v['max_watches']) ?? (role === 'tenant' ? TENANT_STREAMS : undefined),
     maxReaders: positive(`${where}.max_readers`, v['max_readers']) ?? (role === 'tenant' ? TENANT_STREAMS : undefined),
+    maxWaits: positive(`${where}.max_waits`, v['max_waits']) ?? (role === 'tenant' ? TENANT_WAITS : undefined),
   });
 }
 

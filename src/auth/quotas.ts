@@ -1,4 +1,5 @@
-// Per-identity counters behind the policy's quotas: spawns in flight, Watch and ReadOutput streams, spawn rate.
+// Per-identity counters behind the policy's quotas: spawns in flight, Watch and ReadOutput streams,
+// Wait and Stop calls waiting, spawn rate.
 import type { Rate } from './policy.js';
 
 const MAX_BUCKETS = 65_536;
@@ -7,6 +8,7 @@ export class Quotas {
   private readonly spawning = new Map<string, number>();
   private readonly watching = new Map<string, number>();
   private readonly reading = new Map<string, number>();
+  private readonly waiting = new Map<string, number>();
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
 
   constructor(private readonly now: () => number = Date.now) {}
@@ -25,6 +27,11 @@ export class Quotas {
 
   takeReader(identity: string, max: number | undefined): (() => void) | undefined {
     return take(this.reading, identity, max);
+  }
+
+  /** A Wait or Stop call waiting for an exit; released once it is answered. */
+  takeWaiter(identity: string, max: number | undefined): (() => void) | undefined {
+    return take(this.waiting, identity, max);
   }
 
   /** A token bucket per identity, full at `count`, refilled at count per perMs. */

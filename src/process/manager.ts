@@ -545,8 +545,12 @@ export class ProcessManager {
     this.forget(record);
     const ref = record.ref;
     // A released child that still runs stays watched (hidden), so it is reaped and never left a
-    // zombie; a foreign process is not ours to reap.
-    if (ref !== null && record.parentage === 'foreign' && this.byRef.has(ref)) this.stopManaging(record, ref);
+    // zombie, and stays its owner's against max_processes until then; a foreign process is not
+    // ours to reap.
+    if (ref !== null && this.byRef.has(ref)) {
+      if (record.parentage === 'foreign') this.stopManaging(record, ref);
+      else this.table.releasedWhileRunning(record);
+    }
     this.recordExits();
   }
 
@@ -588,6 +592,7 @@ export class ProcessManager {
         continue;
       }
       this.byRef.delete(exit.ref);
+      this.table.releasedExited(record);
       this.dropInode(record);
       this.unrecorded.push({
         record,

@@ -22,6 +22,13 @@ export class ProcessTable {
   private readonly byRequestId = new Map<string, ProcessRecord>();
   /** Running records per owner, for the policy's max_processes. */
   private readonly runningBy = new Map<string, number>();
+  /**
+   * Released records whose process still runs (children the agent still reaps), per owner: they
+   * still count against max_processes (and the agent's --max-processes), or Release after each
+   * Spawn would start any number.
+   */
+  private readonly releasedRunning = new Set<ProcessRecord>();
+  private readonly releasedRunningBy = new Map<string, number>();
   /** Exited records in exit order (Map keeps insertion order), for TTL and count eviction. */
   private readonly exited = new Map<HandleId, ProcessRecord>();
   /** The same, per owner: whose records the cap takes. */
@@ -38,9 +45,21 @@ export class ProcessTable {
     return this.running;
   }
 
-  /** Running records `owner` owns. */
+  /** Running processes `owner` owns: records, and released ones not yet exited. */
   runningOwnedBy(owner: string): number {
-    return this.runningBy.get(owner) ?? 0;
+    return (this.runningBy.get(owner) ?? 0) + (this.releasedRunningBy.get(owner) ?? 0);
+  }
+
+  /** A record removed while its process runs on (a released child of ours): its owner's until its exit. */
+  releasedWhileRunning(record: ProcessRecord): void {
+    if (this.releasedRunning.has(record)) return;
+    this.releasedRunning.add(record);
+    addTo(this.releasedRunningBy, ownerOf(record), 1);
+  }
+
+  /** The exit of a process, released or not: a released one no longer counts. */
+  releasedExited(record: ProcessRecord): void {
+    if (this.releasedRunning.delete(record)) addTo(this.releasedRunningBy, ownerOf(record), -1);
   }
 
   add(record: ProcessRecord): void {
@@ -79,10 +98,7 @@ export class ProcessTable {
 
   private countRunning(record: ProcessRecord, delta: 1 | -1): void {
     this.running += delta;
-    const owner = ownerOf(record);
-    const n = (this.runningBy.get(owner) ?? 0) + delta;
-    if (n > 0) this.runningBy.set(owner, n);
-    else this.runningBy.delete(owner);
+    addTo(this.runningBy, ownerOf(record), delta);
   }
 
   /**
@@ -114,6 +130,12 @@ export class ProcessTable {
   values(): IterableIterator<ProcessRecord> {
     return this.byHandle.values();
   }
+}
+
+function addTo(counts: Map<string, number>, owner: string, delta: 1 | -1): void {
+  const n = (counts.get(owner) ?? 0) + delta;
+  if (n > 0) counts.set(owner, n);
+  else counts.delete(owner);
 }
 
 export interface Group<T> {

@@ -88,7 +88,12 @@ export async function launch(
   const deferred = unchecked && joins === undefined && program.includes('/') && shimmable;
   const path = !unchecked ? options.executable! : deferred ? resolve(childCwd(options, joins), program) : stage('executable', () => executableOf(options, node.agentEnv, joins));
   let direct = false;
-  if (options.cwd !== undefined && joins === undefined) checkCwd(options.cwd);
+  // For another identity, the helper enters cwd and creates and opens files as that identity;
+  // in joined namespaces, it does so after the setns, in the joined mount namespace. Then the
+  // agent does not look at cwd first: its stat, as root, through a link the tenant put in a
+  // cwd_dirs directory, would tell what exists where the target may not look.
+  const asTarget = changesIdentity(options.setup) || joins !== undefined;
+  if (options.cwd !== undefined && !asTarget) checkCwd(options.cwd);
   const opened: Fd[] = [];
   const cgroup = options.cgroup && stage('cgroup', () => node.cgroups.prepare(options.cgroup!, handle));
   if (cgroup) opened.push(cgroup.procs);
@@ -104,9 +109,6 @@ export async function launch(
       pty = openPty(options.terminal);
       ends.push(dupFd(pty.master), dupFd(pty.master));
     }
-    // For another identity, the helper enters cwd and creates and opens files as that identity;
-    // in joined namespaces, it does so after the setns, in the joined mount namespace.
-    const asTarget = changesIdentity(options.setup) || joins !== undefined;
     const helperCwd = asTarget ? options.cwd : undefined;
     const outputs: HelperOutput[] = [];
     const output = (target: 1 | 2, o: OutputTarget, field: 'stdout' | 'stderr'): StdioAction => {
