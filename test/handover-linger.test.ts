@@ -5,11 +5,14 @@
 // (successor_gone), serves every process again itself, in its own process (resumed_serving), and
 // hands over again to the next agent that asks.
 import test, { type ExecutionContext } from 'ava';
-import { readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { credentials, makeGenericClientConstructor, type Client } from '@grpc/grpc-js';
+import { service as healthService } from 'grpc-health-check';
 import { AgentClient, State } from '../clients/ts/src/index.js';
 import { connectServing } from '../src/handover/incoming.js';
 import { useFdPassing, type FdSocket } from '../src/kernel/fd-passing.js';
+import { SERVICE_NAME } from '../src/service/server.js';
 import { AGENT_BIN, ROOT } from './helpers/agent-process.js';
 import { agentDir, eventually, procState, sleep } from './helpers/harness.js';
 import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
@@ -50,16 +53,16 @@ interface Node {
 
 /**
  * An old agent (lingering after a handover) with two processes, on a subreaper of its own; node's
- * own options (a preload) before the agent's script, if any.
+ * own options (a preload) before the agent's script, and more of the agent's flags, if any.
  */
-async function lingeringNode(t: ExecutionContext, nodeArgs: readonly string[] = []): Promise<Node> {
+async function lingeringNode(t: ExecutionContext, nodeArgs: readonly string[] = [], agentArgs: (dir: string) => readonly string[] = () => []): Promise<Node> {
   const reaper = Subreaper.start();
   const { dir, stateDir, address } = agentDir('pidfd-agent-linger-');
   t.teardown(async () => {
     await reaper.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  const old = await RestartableAgent.attach(reaper, await reaper.start([process.execPath, ...nodeArgs, AGENT_BIN, '--listen', address, '--state-dir', stateDir, '--after-handover', 'linger']), address);
+  const old = await RestartableAgent.attach(reaper, await reaper.start([process.execPath, ...nodeArgs, AGENT_BIN, '--listen', address, '--state-dir', stateDir, '--after-handover', 'linger', ...agentArgs(dir)]), address);
   t.teardown(() => old.client.close());
   const processes = new Map<string, number>();
   for (let i = 0; i < 2; i++) {
@@ -92,6 +95,18 @@ async function servesAll(t: ExecutionContext, client: AgentClient, node: Node): 
   const { processes } = await client.list({});
   const running = new Map(processes.filter((p) => p.state === State.STATE_RUNNING).map((p) => [p.handle, p.pid]));
   t.deepEqual(running, node.processes, 'every process, with its pid, running and managed');
+}
+
+/** grpc.health.v1.Health/Check of one service name: its status, or the call's error code. */
+function check(address: string, service: string): Promise<string | number> {
+  const Health = makeGenericClientConstructor(healthService, 'Health');
+  const client = new Health(address, credentials.createInsecure()) as unknown as Client & { check: (r: object, o: object, cb: (e: { code: number } | null, r?: { status: string }) => void) => void };
+  return new Promise((resolve) =>
+    client.check({ service }, { deadline: Date.now() + 3000 }, (e, r) => {
+      client.close();
+      resolve(e ? e.code : r!.status);
+    }),
+  );
 }
 
 /** How many times `event` is logged by the agents that log. */
@@ -162,12 +177,20 @@ test.serial('a lingering agent whose successor is killed serves again in its own
 });
 
 test.serial('an agent started after the lingering one served again takes over from it, and the lingering one follows, never taking the processes back from a newer one', async (t) => {
-  const node = await lingeringNode(t);
+  // With the DaemonSet's probe socket and ready file, which tell whether this pod serves.
+  const node = await lingeringNode(t, [], (dir) => ['--health-listen', `unix://${join(dir, 'probe.sock')}`, '--ready-file', join(dir, 'ready')]);
+  const probe = `unix://${join(node.dir, 'probe.sock')}`;
+  const ready = () => readFileSync(join(node.dir, 'ready'), 'utf8').trim();
   const next = await successor(node, ['--quiet']);
   next.client.close();
+  t.is(await check(probe, SERVICE_NAME), 'NOT_SERVING', 'lingering: alive, serving no API');
+  t.false(existsSync(join(node.dir, 'ready')));
   // Its container restarting, and waiting out the kubelet's backoff meanwhile.
   await successorGoes(t, node, next, SIGKILL, 'signal 9');
   await servesAll(t, node.old.client, node);
+  t.is(await check(probe, SERVICE_NAME), 'SERVING', 'the same probe socket tells it serves again');
+  t.is(await check(probe, ''), 'SERVING');
+  t.is(ready(), String(node.old.pid), 'and the pod is ready again');
 
   // Back from backoff, with the DaemonSet's flags: it finds the old agent serving and takes over.
   const back = await successor(node, ['--quiet']);
@@ -175,6 +198,9 @@ test.serial('an agent started after the lingering one served again takes over fr
   t.is(logged(node, 'handed_over'), 2, 'the resumed agent handed over again');
   t.is(logged(node, 'lingering'), 2, 'and lingers again');
   await servesAll(t, back.client, node);
+  t.is(await check(probe, SERVICE_NAME), 'NOT_SERVING');
+  t.is(await check(probe, ''), 'SERVING', 'alive to its liveness probe');
+  t.false(existsSync(join(node.dir, 'ready')), 'unready');
   await sleep(7000); // longer than a lingering agent gives a state dir nobody serves
   t.is(await node.reaper.wait(node.old.pid, 0), 'timeout', 'the old agent lingers on: no exit 1');
   t.is(logged(node, 'resumed_serving'), 1, 'and takes nothing back while the newer agent serves');
@@ -183,6 +209,8 @@ test.serial('an agent started after the lingering one served again takes over fr
   // And once that one goes too, it serves again, as often as it takes.
   await successorGoes(t, node, back, SIGKILL, 'signal 9', 2);
   await servesAll(t, node.old.client, node);
+  t.is(await check(probe, SERVICE_NAME), 'SERVING');
+  t.is(ready(), String(node.old.pid));
   for (const handle of node.processes.keys()) await node.old.client.signal({ handle, signal: 'SIGKILL' });
 });
 
