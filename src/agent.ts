@@ -37,8 +37,8 @@ import { HandoverListener, type HandoverHost } from './handover/outgoing.js';
 import { encodeSnapshot, type Snapshot } from './handover/snapshot.js';
 import { ServiceGate } from './service/gate.js';
 import { handoverInProgress } from './process/errors.js';
-import { reapWhileLingering } from './handover/retired.js';
-import { SuccessorWatch } from './handover/successor.js';
+import { Lingering, StateDirTaken } from './handover/lingering.js';
+import { StoreInUse } from './store/sqlite-store.js';
 import { openAccess } from './auth/access.js';
 import { Authorizer, cachedNames, NSS_NAMES } from './auth/authorize.js';
 import { certificateIdentity } from './auth/caller.js';
@@ -50,24 +50,27 @@ export interface Agent {
   readonly addresses: readonly string[];
   readonly watchers: WatchHub;
   readonly readers: OutputReaders;
-  /** Resolves once this agent has handed over to a successor and stopped serving. */
-  readonly handedOver: Promise<void>;
+  /**
+   * Resolves once this agent has handed over to a successor and stopped serving: with
+   * --after-handover linger, with what it keeps while it lingers (resumeAgent takes it back).
+   */
+  readonly handedOver: Promise<LingeringAgent | null>;
   /**
    * Resolves if the state store is lost under the agent, with why (store_lost's reason: its state
    * dir deleted or replaced, or its thread ended): it must stop.
    */
   readonly storeLost: Promise<'state_dir_replaced' | 'store_thread_exited'>;
-  /**
-   * With --after-handover linger: resolves if, after the handover, the successor has exited and no
-   * agent serves the state dir (successor_gone). The lingering agent must then exit 1, to be
-   * restarted and take the processes back.
-   */
-  readonly successorGone: Promise<void>;
   /** Reads --policy again (SIGHUP): true when the file is now in force, false when the old policy stays. */
   reloadPolicy(): boolean;
   /** Stops serving. Managed processes keep running: they never depended on the agent. */
   stop(): Promise<void>;
 }
+
+/** The health probe's server and listener (--health-listen). */
+type Probe = GrpcServer & { readonly listener: GrpcListener };
+
+/** An agent lingering after a handover: it keeps its probe, which the agent serving again takes on. */
+export type LingeringAgent = Lingering<Probe | undefined>;
 
 /** Below these, a released request_id can be forgotten within a client's retry window (see startAgent). */
 const RELEASED_KEYS_FLOOR = { ttlMs: 60_000, count: 1_000 };
@@ -78,7 +81,30 @@ const RELEASED_KEYS_FLOOR = { ttlMs: 60_000, count: 1_000 };
  * start ends there, and a takeover is abandoned unconfirmed (the serving agent serves on); both
  * throw its reason. Past that point the start completes, and the caller stops the agent in order.
  */
-export async function startAgent(config: Config, log: Logger, telemetry: Telemetry = TELEMETRY_OFF, stopping?: AbortSignal): Promise<Agent> {
+export function startAgent(config: Config, log: Logger, telemetry: Telemetry = TELEMETRY_OFF, stopping?: AbortSignal): Promise<Agent> {
+  return start(config, log, telemetry, stopping);
+}
+
+/**
+ * --after-handover linger, once the successor is gone and no agent serves the state dir
+ * (successor_gone): the lingering agent starts again in its own process, as a plain start on the
+ * state dir, and re-adopts every process from it. It takes nothing over: 'served' when an agent
+ * answers on handover.sock or holds the store by the time it would open it (that agent's to
+ * serve; the caller lingers on, following it). `stopping` as for startAgent: a stop before the
+ * store is open ends the start (throwing its reason) and the agent lingers on until it exits.
+ */
+export async function resumeAgent(config: Config, log: Logger, telemetry: Telemetry, stopping: AbortSignal | undefined, lingering: LingeringAgent): Promise<Agent | 'served'> {
+  try {
+    return await start({ ...config, takeover: undefined }, log, telemetry, stopping, lingering);
+  } catch (e) {
+    if (!(e instanceof StateDirTaken || e instanceof StoreInUse)) throw e;
+    log('resume_deferred', { why: e.message, note: 'another agent has the state dir: lingering on, following it' });
+    return 'served';
+  }
+}
+
+/** from: the lingering agent starting again (resumeAgent), whose probe it takes on. */
+async function start(config: Config, log: Logger, telemetry: Telemetry, stopping: AbortSignal | undefined, from?: LingeringAgent): Promise<Agent> {
   const features = probeFeatures();
   useSpawnShim(builtFile('dist/lib/libpidfd-spawn.so'));
   useFdPassing(builtFile('dist/lib/libpidfd-fdpass.so'));
@@ -96,7 +122,8 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
   }
   // Before it touches anything: a start that was not asked to take over leaves a serving agent
   // (say the node's DaemonSet pod) alone and fails at once, naming it.
-  if (config.stateDir !== undefined && config.takeover === undefined) refuseIfServed(config.stateDir);
+  // (Starting again after lingering, it looks right before opening the store.)
+  if (config.stateDir !== undefined && config.takeover === undefined && from === undefined) refuseIfServed(config.stateDir);
   // Whatever can fail on its own comes before asking a running agent to hand over: once it has,
   // this one must be able to serve.
   const access = openAccess(config.policyFile, config.auditLog, log);
@@ -105,7 +132,7 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
   let namespaces: NamespaceTarget | undefined;
   // Opened before a handover is asked for, like everything that can fail on its own (a path another
   // agent answers on, say), and kept while the agent lingers after one.
-  let probe: (GrpcServer & { readonly listener: GrpcListener }) | undefined;
+  let probe: Probe | undefined;
   let gid: number;
   const helperPath = config.execHelper ?? builtFile('dist/bin/pidfd-exec');
   try {
@@ -114,7 +141,7 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     if (config.defaultCgroup !== undefined) cgroups.useDefault(config.defaultCgroup);
     if (config.spawnInNamespacesOf !== undefined) namespaces = await nodeNamespaces(config.spawnInNamespacesOf, helperPath);
     tls = config.tls === undefined ? null : new TlsFileProvider(config.tls, log);
-    if (config.healthListen !== undefined) {
+    if (config.healthListen !== undefined && from === undefined) {
       const probeServer = createProbeServer();
       try {
         probe = { ...probeServer, listener: await listenProbe(probeServer.server, config.healthListen, config.handshakeTimeoutMs, log) };
@@ -190,6 +217,7 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     throw e;
   }
   try {
+    from?.checkFree();
     const persisted = config.stateDir === undefined ? undefined : await openStateStore(config.stateDir, bootId, config, log, stalls);
     if (persisted instanceof ThreadedStore) threaded = persisted;
     store = persisted === undefined ? new MemoryStore() : telemetry.timedStore(persisted);
@@ -199,6 +227,8 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     closeNode();
     throw e;
   }
+  // The store is this agent's: lingering ends before restore re-adopts the processes it reaped.
+  if (from !== undefined) probe = from.end();
   const events = new EventLog(config.eventRing, eventEncoding, Date.now, store.sequences);
   const manager = new ProcessManager(events, {
     maxProcesses: config.maxProcesses,
@@ -344,10 +374,9 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     watchers: () => watchers.stats().length,
     events: () => events.lastSequence - eventsBefore,
   });
-  let handedOver!: () => void;
-  const done = new Promise<void>((resolve) => (handedOver = resolve));
-  let loseSuccessor!: () => void;
-  const successorGone = new Promise<void>((resolve) => (loseSuccessor = resolve));
+  let handedOver!: (lingering: LingeringAgent | null) => void;
+  const done = new Promise<LingeringAgent | null>((resolve) => (handedOver = resolve));
+  let lingering: LingeringAgent | null = null;
   let listener: HandoverListener | null = null;
   let stopped = false;
   let handedOff = false;
@@ -393,14 +422,17 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
         // The calls just ended still have their status to send: a short grace, not a force.
         await stop(COMMIT_GRACE_MS, linger);
         manager.closeDetachedStdio();
-        if (linger) {
-          const lingering = reapWhileLingering(manager.children(), log);
-          log('lingering', { children: lingering.watched, successor: successor?.pid ?? null, note: 'serving nothing; reaping the processes it started until SIGTERM, or until no agent serves the state dir' });
-        }
       } finally {
-        // Lingering, the agent is still the processes' way back should no agent serve them any more.
-        if (linger) new SuccessorWatch(config.stateDir!, successor, log, loseSuccessor);
-        else successor?.close();
+        // Lingering, the agent is still the processes' way back should no agent serve them any
+        // more: then it serves them again (resumeAgent), with its probe, and this table goes.
+        if (linger) {
+          const letGo = () => {
+            manager.closeReferences();
+            probe = undefined;
+          };
+          lingering = new Lingering(config.stateDir!, manager.children(), successor, log, probe, letGo);
+          log('lingering', { children: lingering.watched, successor: successor?.pid ?? null, note: 'serving nothing; reaping the processes it started until SIGTERM; should no agent serve the state dir any more, it serves it again' });
+        } else successor?.close();
       }
     },
   };
@@ -419,7 +451,7 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
       }
     }
     addresses.push(...listeners.map((l) => l.address));
-    if (config.stateDir !== undefined) listener = new HandoverListener(config.stateDir, host, log, handedOver);
+    if (config.stateDir !== undefined) listener = new HandoverListener(config.stateDir, host, log, () => handedOver(lingering));
   } catch (e) {
     for (const l of listeners) l.close();
     inbound.close();
@@ -446,7 +478,6 @@ export async function startAgent(config: Config, log: Logger, telemetry: Telemet
     readers,
     handedOver: done,
     storeLost,
-    successorGone,
     reloadPolicy: access.reload,
     stop: async () => {
       // A stop (SIGTERM) while a handover is under way waits for its outcome: once the snapshot

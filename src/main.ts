@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { formatLogLine, type Logger } from './log.js';
 import { startTelemetry, type Telemetry } from './telemetry/telemetry.js';
 import { builtFile } from './built-files.js';
+import type { Agent, LingeringAgent } from './agent.js';
 
 async function main(): Promise<number> {
   const args = process.argv.slice(2);
@@ -58,10 +59,10 @@ async function main(): Promise<number> {
   traceIds = () => telemetry.traceIds();
   log('telemetry', telemetry.off === undefined ? { exporters: telemetry.exporters, metrics_url: telemetry.metricsUrl } : { exporters: [], off: telemetry.off });
   const agentEnv = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined));
-  let agent;
+  // Loaded here, not with this module: its half second of loading is covered by the handlers above.
+  const { startAgent, resumeAgent } = await import('./agent.js');
+  let agent: Agent;
   try {
-    // Loaded here, not with this module: its half second of loading is covered by the handlers above.
-    const { startAgent } = await import('./agent.js');
     agent = await startAgent({ ...config, agentEnv }, log, telemetry, stopAsked.signal);
   } catch (e) {
     await telemetry.shutdown();
@@ -69,30 +70,69 @@ async function main(): Promise<number> {
     if (e === stopAsked.signal.reason) return 0;
     throw e;
   }
-  starting = false;
-  // Without --policy there is nothing to reload; the handler still keeps SIGHUP from killing the agent.
-  const started = agent;
-  reload = () => void started.reloadPolicy();
-  if (reloadPending) reload();
-  // A stop asked for while starting wins the race at once: the agent then stops in order.
-  let lostBecause: string | undefined;
-  const ended = await Promise.race([signalled, agent.handedOver.then(() => 'handover' as const), agent.storeLost.then((reason) => ((lostBecause = reason), 'store lost' as const))]);
-  if (ended === 'handover') {
-    let lingered: 'signal' | 'successor gone' = 'signal';
-    if (config.afterHandover === 'linger') {
-      const keepAlive = setInterval(() => {}, 1 << 30); // nothing else may hold the loop open
-      lingered = await Promise.race([signalled, agent.successorGone.then(() => 'successor gone' as const)]);
+  for (;;) {
+    starting = false;
+    // Without --policy there is nothing to reload; the handler still keeps SIGHUP from killing the agent.
+    const started = agent;
+    reload = () => void started.reloadPolicy();
+    if (reloadPending) reload();
+    reloadPending = false;
+    // A stop asked for while starting wins the race at once: the agent then stops in order.
+    let lostBecause: string | undefined;
+    const ended = await Promise.race([signalled, agent.handedOver.then((lingering) => ({ lingering })), agent.storeLost.then((reason) => ((lostBecause = reason), 'store lost' as const))]);
+    if (typeof ended === 'object') {
+      // Handed over. --after-handover exit: done. Lingering: SIGTERM ends it (exit 0), or it serves again.
+      const resumed = ended.lingering === null ? 'signal' : await linger(ended.lingering);
+      if (resumed === 'signal') {
+        await telemetry.shutdown();
+        return 0;
+      }
+      agent = resumed;
+      log('resumed_serving', { pid: process.pid, note: 'the lingering agent serves the state dir again, in the same process, with every process it re-adopted; it hands over again to the next agent that asks' });
+      continue;
+    }
+    log('stopping', { note: 'managed processes keep running', ...(ended === 'store lost' ? { why: 'store_lost', reason: lostBecause } : { signal: stopSignal }) });
+    await agent.stop();
+    await telemetry.shutdown();
+    return ended === 'store lost' ? 1 : 0;
+  }
+
+  /**
+   * Lingering after a handover until SIGTERM ('signal'), or until the successor is gone and no agent
+   * serves the state dir: then this process starts again there, as a plain start that takes nothing
+   * over, and serves every process (the agent returned). An agent found serving or holding the
+   * store by then is followed instead. The processes this agent started never lose their parent
+   * (parent_death_signal), and no container restart or its backoff is waited for. A stop asked for
+   * during that start is handled as during any start (see above); only a start that fails on its
+   * own ends the agent, exit 1, for its container's restart to take the processes back.
+   */
+  async function linger(lingering: LingeringAgent): Promise<Agent | 'signal'> {
+    // A policy reloaded now would be read again by the start anyway: nothing to remember.
+    reload = () => {};
+    const keepAlive = setInterval(() => {}, 1 << 30); // nothing else may hold the loop open
+    try {
+      for (;;) {
+        const why = await Promise.race([signalled, lingering.successorGone().then(() => 'gone' as const)]);
+        if (why === 'signal') return 'signal';
+        starting = true;
+        reload = () => void (reloadPending = true);
+        let resumed;
+        try {
+          resumed = await resumeAgent({ ...config!, agentEnv }, log, telemetry, stopAsked.signal, lingering);
+        } catch (e) {
+          if (e === stopAsked.signal.reason) return 'signal';
+          log('resume_failed', { error: e instanceof Error ? e.message : String(e), note: 'exiting 1: restarted, the agent takes the processes back from the state dir' });
+          await telemetry.shutdown();
+          throw e;
+        }
+        if (resumed !== 'served') return resumed;
+        starting = false;
+        reload = () => {};
+      }
+    } finally {
       clearInterval(keepAlive);
     }
-    await telemetry.shutdown();
-    // Restarted (the kubelet restarts the container), the agent takes the processes back from the
-    // state dir: exit 0 would be restarted too, but tells a supervisor that all went well.
-    return lingered === 'signal' ? 0 : 1;
   }
-  log('stopping', { note: 'managed processes keep running', ...(ended === 'store lost' ? { why: 'store_lost', reason: lostBecause } : { signal: stopSignal }) });
-  await agent.stop();
-  await telemetry.shutdown();
-  return ended === 'store lost' ? 1 : 0;
 }
 
 main().then(

@@ -192,7 +192,8 @@ export const USAGE = `usage: pidfd-agent [options]
                             does, required fails then. Without it, a start fails while one serves
   --after-handover exit|linger  once handed over: exit (default), or linger until SIGTERM, reaping
                             the children it started (for supervisors that restart an exited agent);
-                            it exits 1 if its successor goes and no agent serves the state dir
+                            should its successor go and no agent serve the state dir, it serves
+                            it again itself, in the same process
   --ready-file PATH         exists (with the agent's pid) exactly while this agent serves
   --health-listen unix:///PATH  gRPC health only, for a liveness probe: its own few connections, none
                             of --listen's caps; SERVING ("") while the agent runs, lingering too

@@ -44,6 +44,8 @@ export class HandoverListener {
   private busy = false;
   private closed = false;
   private inFlight: Promise<void> | null = null;
+  /** Connections whose request is still being read (REQUEST_TIMEOUT_MS at most). */
+  private readonly reading = new Set<Promise<void>>();
 
   /** The path must be free: the caller holds the store lock, so a leftover socket is stale. */
   constructor(
@@ -75,7 +77,9 @@ export class HandoverListener {
    * successor serves) or failed (this agent serves again), within the timeouts above.
    */
   get pending(): Promise<void> | null {
-    return this.inFlight;
+    if (this.reading.size === 0) return this.inFlight;
+    // A request still being read may be a successor's: its handover is waited for as well.
+    return Promise.all(this.reading).then(() => this.inFlight ?? undefined);
   }
 
   close(): void {
@@ -94,8 +98,23 @@ export class HandoverListener {
       return;
     }
     if (socket === null) return;
-    if (this.busy || this.closed || socket.peerUid !== process.geteuid!()) {
-      this.refuse(socket, this.busy ? 'a handover is already in progress' : 'not allowed');
+    if (this.closed || socket.peerUid !== process.geteuid!()) {
+      this.refuse(socket, 'not allowed');
+      return;
+    }
+    const reading = this.answer(socket).catch((e: unknown) => this.log('handover_error', { error: e instanceof Error ? (e.stack ?? e.message) : String(e) }));
+    this.reading.add(reading);
+    void reading.finally(() => this.reading.delete(reading));
+  }
+
+  /**
+   * Busy only once a request has been read: a connection that sends none (a lingering agent, or a
+   * start without --takeover, asking who serves) never refuses a successor connecting meanwhile.
+   */
+  private async answer(socket: FdSocket): Promise<void> {
+    const why = await this.readRequest(socket).catch((e: unknown) => String(e));
+    if (why !== undefined || this.busy) {
+      this.refuse(socket, why ?? 'a handover is already in progress');
       return;
     }
     this.busy = true;
@@ -106,12 +125,6 @@ export class HandoverListener {
   }
 
   private async handOver(socket: FdSocket): Promise<void> {
-    const why = await this.readRequest(socket).catch((e: unknown) => String(e));
-    if (why !== undefined) {
-      this.refuse(socket, why);
-      this.busy = false;
-      return;
-    }
     const started = performance.now();
     this.log('handover_started', {});
     let sent: { fds: number; bytes: number };

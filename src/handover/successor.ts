@@ -3,13 +3,12 @@
 // crashes) nobody would manage the processes, and the old agent, alive to its liveness probe,
 // would never be replaced. So it watches the successor, by the pidfd opened while the handover
 // connection proved who that was, and once it has exited and nobody serves the state dir, the
-// lingering agent is told to exit 1: restarted (its container, a supervisor), it takes every
-// process back from the state dir.
+// lingering agent is told so: it then takes every process back from the state dir, in its own
+// process (lingering.ts, main).
 //
 // "Nobody serves" is nobody answering on handover.sock and nobody holding the store's lock: an
 // agent starting on the state dir (the successor's restarted container, say) has the store open
-// long before it listens, and a lingering agent that went then would, restarted, find it serving
-// and take the processes back from the newer agent.
+// long before it listens, and the processes are its to take back then, not this agent's.
 import { ExitWatch } from '../kernel/exit-watch.js';
 import type { PidRef } from '../kernel/pid-ref.js';
 import type { Logger } from '../log.js';
@@ -38,7 +37,9 @@ export class SuccessorWatch {
 
   /**
    * successor: the pidfd of the agent that took over (the watch owns it from here), or null when
-   * none could be opened; then handover.sock is asked instead. onGone runs at most once.
+   * none could be opened or it is not known; then handover.sock is asked instead. onGone runs at
+   * most once. Begun once the handover connection has closed: the time nobody answers counts from
+   * when the successor may open the store, not from before it was told so.
    */
   constructor(
     private readonly stateDir: string,
@@ -110,7 +111,7 @@ export class SuccessorWatch {
       this.log('successor_gone', {
         stateDir: this.stateDir,
         why: answer,
-        note: 'no agent serves the state dir any more: exiting 1, so that this agent is restarted and takes the processes back from it',
+        note: 'no agent serves the state dir any more: this agent takes the processes back from it in its own process (a plain start there, which takes nothing over from a serving agent)',
       });
       this.onGone();
       return;

@@ -169,7 +169,8 @@ let spawner: Spawner | null = null;
 export function useSpawnShim(path: string): void {
   // Its child needs close_range(CLOSE_RANGE_UNSHARE); where a seccomp filter refuses close_range,
   // every spawn goes through posix_spawn with closefrom instead.
-  if (!cloexecByRange) return;
+  // Once per process: a lingering agent that serves again starts a second time in it.
+  if (!cloexecByRange || shim !== null) return;
   shim = libc.loadSpawnShim(path);
   spawner ??= Spawner.start(path, (pidfd, pid) => discardChild(ownPidfd(pidfd as Pidfd, pid)));
   shimFetchesFds = probeFetch();

@@ -423,6 +423,19 @@ export class ProcessManager {
     for (const [ref, record] of this.byRef) if (record.parentage === 'child') yield ref;
   }
 
+  /**
+   * After a handover and a stop (the reaper closed): a lingering agent that takes the processes
+   * back from the state dir starts a new table with references of its own, so this one's go.
+   */
+  closeReferences(): void {
+    for (const ref of this.byRef.keys()) {
+      ref.unwatch();
+      ref.close();
+    }
+    this.byRef.clear();
+    this.byInode.clear();
+  }
+
   /** Resolves with the exited record; rejects on timeout, release or abort. */
   wait(handle: string, timeoutMs: number | undefined, abort: AbortSignal): Promise<ProcessRecord> {
     const record = this.get(handle);

@@ -187,6 +187,9 @@ export type StoreErrorSink = (what: string, e: unknown) => void;
 
 export class StoreError extends Error {}
 
+/** Another agent has the store open (its lock was still held after the wait). */
+export class StoreInUse extends StoreError {}
+
 /** The file is not a database SQLite can read, or fails its check: only --recover gets past it. */
 export class StoreDamaged extends StoreError {
   constructor(
@@ -294,7 +297,7 @@ export class SqliteStore implements ProcessStore {
     } catch (e) {
       this.db.close();
       const code = (e as { code?: string }).code;
-      if (code === 'SQLITE_BUSY') throw new StoreError(`${stateDir}: the state store is in use by another agent`, { cause: e });
+      if (code === 'SQLITE_BUSY') throw new StoreInUse(`${stateDir}: the state store is in use by another agent`, { cause: e });
       throw openFailure(file, e);
     }
     this.file = file;

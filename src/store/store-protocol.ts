@@ -51,7 +51,7 @@ export type Opened =
 
 /** A failed open, rebuilt as its class on the event loop's side (StoreError, StoreDamaged). */
 export interface OpenError {
-  readonly kind: 'damaged' | 'store' | 'other';
+  readonly kind: 'damaged' | 'in-use' | 'store' | 'other';
   readonly message: string;
   readonly file?: string;
   readonly reason?: string;

@@ -8,7 +8,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { openStore } from './recover.js';
-import { SqliteStore, StoreDamaged, StoreError } from './sqlite-store.js';
+import { SqliteStore, StoreDamaged, StoreError, StoreInUse } from './sqlite-store.js';
 import { ABANDONED, BUSY, CLOSING, DONE, GONE, POSTED, RECOVERED, STATE, type Late, type OpenError, type Opened, type Reply, type Request, type ThreadData } from './store-protocol.js';
 
 const { stateDir, bootId, recover, control, port } = workerData as ThreadData;
@@ -25,7 +25,7 @@ let errors: (readonly [string, string])[] = [];
 function describe(e: unknown): OpenError {
   const message = e instanceof Error ? e.message : String(e);
   if (e instanceof StoreDamaged) return { kind: 'damaged', message, file: e.file, reason: e.reason };
-  return { kind: e instanceof StoreError ? 'store' : 'other', message };
+  return { kind: e instanceof StoreInUse ? 'in-use' : e instanceof StoreError ? 'store' : 'other', message };
 }
 
 /** Opens the store and posts what it holds (read here: the connection is this thread's), or why not. */

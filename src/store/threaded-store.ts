@@ -13,7 +13,7 @@ import type { SequenceOrigin } from '../process/events/event-log.js';
 import { StoreWriteFailed, type ProcessStore, type SavedProcess, type SpawnIntent, type StoreWrites } from '../process/process-store.js';
 import type { Tombstone } from '../process/lifecycle/tombstones.js';
 import type { Recovery } from './recover.js';
-import { StoreDamaged, StoreError, type StoreErrorSink } from './sqlite-store.js';
+import { StoreDamaged, StoreError, StoreInUse, type StoreErrorSink } from './sqlite-store.js';
 import { rowEncoder, type Rows } from './row-writes.js';
 import { ABANDONED, BUSY, CLOSING, CONTROL_WORDS, DONE, GONE, IDLE, POSTED, RECOVERED, STATE, type Late, type Opened, type Reply, type Request, type ThreadData } from './store-protocol.js';
 
@@ -96,7 +96,7 @@ export class ThreadedStore implements ProcessStore {
       port1.close();
       await worker.terminate();
       const { kind, message, file, reason } = opened.error;
-      throw kind === 'damaged' ? new StoreDamaged(file!, reason!) : kind === 'store' ? new StoreError(message) : new Error(message);
+      throw kind === 'damaged' ? new StoreDamaged(file!, reason!) : kind === 'in-use' ? new StoreInUse(message) : kind === 'store' ? new StoreError(message) : new Error(message);
     }
     return { store: new ThreadedStore(worker, port1, control, opened, options), recovery: opened.recovery };
   }

@@ -120,17 +120,34 @@ export class AgentMetrics {
     return this.owners === null ? {} : { owner: this.owners.of(owner ?? 'none') };
   }
 
-  /** The gauges and totals read from the agent when metrics are collected. */
+  /** What the gauges read: the agent serving in this process (see observe). */
+  private view: AgentView | null = null;
+  /** Events counted by the agents this process ran before the one viewed. */
+  private eventsBefore = 0;
+
+  /**
+   * The gauges and totals read from the agent when metrics are collected. A lingering agent that
+   * serves again (main) is a second agent in the same process: its view replaces the first, and
+   * its events add to what the first counted, so the total never goes back.
+   */
   observe(view: AgentView): void {
+    const first = this.view === null;
+    if (!first) this.eventsBefore += this.view!.events();
+    this.view = view;
+    if (first) this.instruments();
+  }
+
+  private instruments(): void {
     const m = this.meter;
+    const view = (): AgentView => this.view!;
     m.createObservableGauge('pidfd_agent_processes', { description: 'Managed processes by state: running, or exited and retained (readable until released or expired)' }).addCallback((r) => {
       if (this.owners === null) {
-        r.observe(view.running(), { state: 'running' });
-        r.observe(view.retained(), { state: 'exited' });
+        r.observe(view().running(), { state: 'running' });
+        r.observe(view().retained(), { state: 'exited' });
         return;
       }
       const counts = new Map<string, number>();
-      for (const record of view.records()) {
+      for (const record of view().records()) {
         if (record.state === 'released') continue;
         const key = JSON.stringify([record.state, this.ownerAttrs(record.spec.owner).owner]);
         counts.set(key, (counts.get(key) ?? 0) + 1);
@@ -146,8 +163,8 @@ export class AgentMetrics {
         r.observe(n, { state, owner });
       }
     });
-    m.createObservableGauge('pidfd_agent_watchers', { description: 'Open Watch streams' }).addCallback((r) => r.observe(view.watchers()));
-    m.createObservableCounter('pidfd_agent_events_total', { description: 'Lifecycle and output events appended to the event log' }).addCallback((r) => r.observe(view.events()));
+    m.createObservableGauge('pidfd_agent_watchers', { description: 'Open Watch streams' }).addCallback((r) => r.observe(view().watchers()));
+    m.createObservableCounter('pidfd_agent_events_total', { description: 'Lifecycle and output events appended to the event log' }).addCallback((r) => r.observe(this.eventsBefore + view().events()));
     m.createObservableCounter('pidfd_agent_output_bytes_total', { description: 'Bytes of stdout/stderr captured', unit: 'By' }).addCallback((r) => r.observe(ringTally.captured));
     m.createObservableCounter('pidfd_agent_output_lost_bytes_total', { description: 'Captured bytes no ring holds any more: overwritten by newer output or freed by --capture-retained', unit: 'By' }).addCallback((r) =>
       r.observe(ringTally.lost),
