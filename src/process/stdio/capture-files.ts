@@ -70,8 +70,7 @@ export class CaptureFiles {
       renameSync(`${path}.tmp`, path);
       return true;
     } catch {
-      // A stale mark would let a later agent hand out offsets again: better no resumption at all.
-      rmSync(path, { force: true });
+      // The file as it was stays: its mark still bounds what was taken in (the caller stops there).
       rmSync(`${path}.tmp`, { force: true });
       return false;
     }

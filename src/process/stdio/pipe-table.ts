@@ -188,8 +188,10 @@ export class StdioTable {
       const m = out === null ? undefined : meta.streams[out.stream];
       if (out === null || m === undefined) continue;
       out.trackMark(m.mark, (end) => {
+        const before = m.mark;
         m.mark = end + MARK_STEP_BYTES;
-        return files.writeMeta(handle, meta) ? m.mark : Infinity;
+        if (!files.writeMeta(handle, meta)) m.mark = before;
+        return m.mark;
       });
     }
   }

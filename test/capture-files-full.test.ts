@@ -100,3 +100,49 @@ test.serial('a captured spawn whose capture file cannot be written is refused, n
   await second.client.wait({ handle: again!.handle });
   t.is(await outputOf(second.client, again!.handle), 6);
 });
+
+/** Where stdout's ring ends now: the offset after the last byte taken in. */
+async function endOf(client: AgentClient, handle: string): Promise<number> {
+  let end = 0;
+  for await (const r of client.readOutput({ handle, stream: OutputStream.OUTPUT_STREAM_STDOUT })) end = r.offset + r.data.length;
+  return end;
+}
+
+test.serial("a stream whose mark cannot be moved (the state dir full at 64 MiB of output) waits; it goes on once there is room, and after a crash it is read again, at offsets above the old ones", async (t) => {
+  const dir = tempDir('pidfd-agent-capture-mark-');
+  const mount = join(dir, 'small');
+  mkdirSync(mount);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m,nr_inodes=64', 'tmpfs', mount]);
+  t.teardown(() => execFileSync('umount', ['-l', mount]));
+  const stateDir = join(mount, 'state');
+  const at = (name: string) => join(dir, name);
+  const waitFor = (name: string) => `while [ ! -e ${at(name)} ]; do sleep 0.05; done`;
+  // 60 MB, then (the state dir now full) 20 MB across the 64 MiB mark, then after the restart 3 MB.
+  const script = `head -c 60000000 /dev/zero; touch ${at('phase1')}; ${waitFor('filled')}; head -c 20000000 /dev/zero; touch ${at('phase2')}; ${waitFor('go')}; head -c ${OUTPUT} /dev/zero`;
+
+  const first = await RestartableAgent.start(reaper, dir, stateDir);
+  const { process: p } = await first.client.spawn({ argv: ['sh', '-c', script], stdout: CAPTURE });
+  const handle = p!.handle;
+  const meta = join(stateDir, 'capture', `${handle}.json`);
+  await eventually('the first 60 MB', () => existsSync(at('phase1')), 20_000);
+  t.log(`${fillInodes(join(mount, 'fillers'))} files fill the state dir's inodes`);
+  writeFileSync(at('filled'), '');
+  await new Promise((r) => setTimeout(r, 3000));
+  t.false(existsSync(at('phase2')), 'the output past the mark waits for it to be persisted');
+  t.true(existsSync(meta), 'the capture file is kept, its mark as before');
+  rmSync(join(mount, 'fillers'), { recursive: true });
+  await eventually('the output past the mark once there is room', () => existsSync(at('phase2')), 20_000);
+  const before = await eventually('all 80 MB taken in', async () => {
+    const end = await endOf(first.client, handle);
+    return end >= 80_000_000 && end;
+  });
+
+  await first.crash();
+  const second = await RestartableAgent.start(reaper, dir, stateDir);
+  t.teardown(() => second.stop());
+  writeFileSync(at('go'), '');
+  const { process: done } = await second.client.wait({ handle, timeout: { seconds: 20, nanos: 0 } });
+  t.is(done!.exit?.code, 0, 'it got through its output after the restart');
+  const after = await endOf(second.client, handle);
+  t.true(after - before >= OUTPUT, `offsets go on above the first agent's (${before} -> ${after})`);
+});
