@@ -34,8 +34,23 @@ export const MAX_USAGE_SAMPLES = 1024;
 const BATCH = 128;
 /** Output bytes per response at most (plus one event's): output events must not make responses huge. */
 const BATCH_OUTPUT_BYTES = 64 * 1024;
+/**
+ * Bytes per response at most (plus one event's, itself at most about 1.1 MiB: argv and labels).
+ * Each event carries its argv: coalesced by count alone, a burst of long command lines made a
+ * response past the 4 MiB a message may have, which ended the stream, and every resume before it.
+ */
+const BATCH_BYTES = 1024 * 1024;
 /** Responses a stream may have in flight before it waits for 'drain' (past the high-water mark). */
 const WRITE_BUDGET = 17;
+
+/** Nearly all of what a usage sample takes on the wire: its argv and labels, in UTF-8. */
+function sizeOf(event: Event): number {
+  const p = event.process;
+  let bytes = 128;
+  for (const arg of p?.argv ?? []) bytes += 3 + Buffer.byteLength(arg);
+  for (const [k, v] of Object.entries(p?.labels ?? {})) bytes += 6 + Buffer.byteLength(k) + Buffer.byteLength(v);
+  return bytes;
+}
 
 const matches = (f: WatchFilter, subject: EventSubject, type: EventType): boolean => {
   if (f.handles !== null && !f.handles.has(subject.handle)) return false;
@@ -81,7 +96,11 @@ export class WatchStream {
   private sampleUsage(): void {
     if (this.done || this.blocked) return;
     const events = this.usage!.sample();
-    for (let i = 0; i < events.length; i += BATCH) this.call.write({ events: events.slice(i, i + BATCH) });
+    for (let i = 0; i < events.length; ) {
+      const from = i;
+      for (let bytes = 0; i < events.length && i - from < BATCH && bytes < BATCH_BYTES; i++) bytes += sizeOf(events[i]!);
+      this.call.write({ events: events.slice(from, i) });
+    }
     if (this.call.writableLength >= WRITE_BUDGET) this.blocked = true;
   }
 
@@ -168,7 +187,7 @@ export class WatchStream {
     let bytes = 0;
     let output = 0;
     let slot = log.after(this.cursor);
-    for (; slot >= 0 && slots.length < BATCH && output < BATCH_OUTPUT_BYTES; slot = log.nextSlot(slot)) {
+    for (; slot >= 0 && slots.length < BATCH && output < BATCH_OUTPUT_BYTES && bytes < BATCH_BYTES; slot = log.nextSlot(slot)) {
       const sequence = log.sequenceAt(slot);
       this.cursor = sequence;
       const type = log.typeAt(slot);
