@@ -44,6 +44,8 @@ export interface CaptureResult {
   readonly restore_ms: number;
   /** The first process's ring read back on the successor: its last ring_bytes, the rest lost_bytes. */
   readonly ring_ok: boolean;
+  /** The takeover failed (the successor exited): how, and what it said. */
+  readonly failed?: string;
 }
 
 interface LogLine {
@@ -109,8 +111,35 @@ export async function captureScenario(reaper: Subreaper, agentDir: string, c: Ca
   await pool(handles, 4, (handle) => producedAll(client, handle, c.written));
   const prober = probe(address, handles[0]!);
   await sleep(200);
+  const askedAt = Date.now();
   const newPid = await reaper.start([...agentArgv, '--takeover', 'required', '--metrics-listen', '127.0.0.1:0']);
-  await reaper.wait(oldPid, 120_000);
+  // Whichever ends first: the old agent (handed over) or the successor (the takeover failed).
+  let failed: string | undefined;
+  for (;;) {
+    if ((await reaper.wait(oldPid, 200)) !== 'timeout') break;
+    const ended = await reaper.wait(newPid, 0);
+    if (ended !== 'timeout') {
+      const said = reaper.stderr.slice(logStart).split('\n').findLast((l) => l.startsWith('pidfd-agent:'));
+      failed = `successor ${ended} after ${Date.now() - askedAt} ms: ${said ?? '?'}`;
+      break;
+    }
+  }
+  if (failed !== undefined) {
+    await prober.stop();
+    client.close();
+    // It serves again, unless it had already handed over (the successor failed after confirming):
+    // then the processes, reparented to the subreaper, are killed when it closes.
+    if ((await reaper.wait(oldPid, 1000)) === 'timeout') {
+      client = await ready(address, reaper, oldPid);
+      await pool(handles, 8, (handle) => client.signal({ handle, signal: 'SIGKILL' }));
+      client.close();
+      await reaper.kill(oldPid, 15);
+      await reaper.wait(oldPid, 60_000);
+    } else failed += ' (after the old agent handed over)';
+    rmSync(dir, { recursive: true, force: true });
+    const none = NaN;
+    return { agent: agentDir, processes: c.processes, ring_bytes: c.ringBytes, snapshot_bytes: c.processes * Math.min(c.written, c.ringBytes), unavailable_ms: none, no_agent_ms: none, handed_over_ms: none, takeover_metric_ms: none, restore_ms: none, ring_ok: false, failed };
+  }
   client.close();
   client = await ready(address, reaper, newPid);
   await sleep(200);

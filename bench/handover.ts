@@ -10,6 +10,7 @@
 //   --capture-only   only the capture case
 //   --agent DIR      the capture case's agent builds to compare (repeatable; default this checkout)
 //   --rounds N       capture rounds (default 3)
+//   --case NAME      only this capture case (repeatable): empty, default (1 MiB rings), max (64 MiB)
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -32,6 +33,8 @@ const { values: flags } = parseArgs({
     /** The capture case's agents (a checkout with dist/ built), interleaved; default this one. */
     agent: { type: 'string', multiple: true },
     rounds: { type: 'string' },
+    /** Only these capture cases (repeatable): empty, default, max. */
+    case: { type: 'string', multiple: true },
   },
 });
 const SIZES = flags.quick ? [1000] : [1000, 10_000];
@@ -44,10 +47,10 @@ const CPU_COUNT = cpus().length;
  * (16 MiB of snapshot) and of its maximum (1 GiB); and the same with nothing written, the floor.
  */
 const CAPTURE_CASES: readonly CaptureCase[] = [
-  { processes: 16, ringBytes: DEFAULT_RING, written: 0 },
-  { processes: 16, ringBytes: DEFAULT_RING, written: 1.5 * DEFAULT_RING },
-  ...(flags.quick ? [] : [{ processes: 16, ringBytes: MAX_RING, written: 1.5 * MAX_RING }]),
-];
+  { name: 'empty', processes: 16, ringBytes: DEFAULT_RING, written: 0 },
+  { name: 'default', processes: 16, ringBytes: DEFAULT_RING, written: 1.5 * DEFAULT_RING },
+  ...(flags.quick ? [] : [{ name: 'max', processes: 16, ringBytes: MAX_RING, written: 1.5 * MAX_RING }]),
+].filter((c) => flags.case === undefined || flags.case.includes(c.name));
 /** The scheduled exits are spread over this window, starting this long before the switch. */
 const WINDOW_MS = 2000;
 const LEAD_MS = 500;
@@ -156,9 +159,10 @@ function captureTable(results: readonly CaptureResult[]): string {
   for (const k of new Set(results.map(key))) {
     const rs = results.filter((r) => key(r) === k);
     const r = rs[0]!;
-    const m = (f: (r: CaptureResult) => number) => `${Math.round(median(rs.map(f)))} ms`;
+    const failed = rs.filter((x) => x.failed !== undefined).length;
+    const m = (f: (r: CaptureResult) => number) => (failed === rs.length ? 'failed' : `${Math.round(median(rs.map(f)))} ms`);
     const ring = r.ring_bytes === 0 ? 'empty' : mib(r.ring_bytes);
-    lines.push(`| ${r.processes} × ${ring} | ${mib(median(rs.map((x) => x.snapshot_bytes)))} | ${relative(REPO, r.agent) || '.'} | ${m((x) => x.unavailable_ms)} | ${m((x) => x.no_agent_ms)} | ${m((x) => x.handed_over_ms)} | ${m((x) => x.takeover_metric_ms)} | ${m((x) => x.restore_ms)} | ${rs.every((x) => x.ring_ok) ? 'ok' : 'WRONG'} |`);
+    lines.push(`| ${r.processes} × ${ring} | ${mib(median(rs.map((x) => x.snapshot_bytes)))} | ${relative(REPO, r.agent) || '.'} | ${m((x) => x.unavailable_ms)} | ${m((x) => x.no_agent_ms)} | ${m((x) => x.handed_over_ms)} | ${m((x) => x.takeover_metric_ms)} | ${m((x) => x.restore_ms)} | ${failed > 0 ? `takeover failed ${failed}/${rs.length}: ${rs.find((x) => x.failed)!.failed}` : rs.every((x) => x.ring_ok) ? 'ok' : 'WRONG'} |`);
   }
   return lines.join('\n');
 }
