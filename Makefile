@@ -155,7 +155,8 @@ bench-tls: build
 	node --import tsx bench/tls.ts $(BENCH_TLS_ARGS)
 
 # Upgrading an agent that manages 1,000 and 10,000 processes: restart vs handover, side by side
-# (how long no agent answers, exits reported with status, Watch resume). Writes bench/results/.
+# (how long no agent answers, exits reported with status, Watch resume); then handovers whose 16
+# processes have full capture rings of 1 MiB and 64 MiB (bench/handover-capture.ts). Writes bench/results/.
 .PHONY: bench-handover
 bench-handover: build
 	node --import tsx bench/handover.ts $(BENCH_ARGS)

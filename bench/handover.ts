@@ -5,19 +5,52 @@
 // agent answered (a prober polling Get every 2 ms on a fresh connection after each failure), how
 // many of those exits were reported with their status, and whether a Watch resumes from its
 // cursor. Agents run under the test suite's C subreaper, which reaps what an old agent leaves.
+// Then the capture case (bench/handover-capture.ts): a handover whose snapshot carries full rings.
+//   --quick          1,000 processes only; the capture case without 64 MiB rings, one round
+//   --capture-only   only the capture case
+//   --agent DIR      the capture case's agent builds to compare (repeatable; default this checkout)
+//   --rounds N       capture rounds (default 3)
+//   --case NAME      only this capture case (repeatable): empty, default (1 MiB rings), max (64 MiB)
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join, relative, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AgentCallError, AgentClient, status } from '../clients/ts/src/index.js';
+import { AgentCallError, type AgentClient, status } from '../clients/ts/src/index.js';
 import { pool, range } from '../test/helpers/events.js';
 import { Subreaper } from '../test/helpers/subreaper.js';
-import { BENCH_CLIENT } from './client-options.js';
+import { captureScenario, DEFAULT_RING, MAX_RING, type CaptureCase, type CaptureResult } from './handover-capture.js';
+import { probe, ready } from './handover-probe.js';
+import { median } from './stats.js';
 
 const REPO = new URL('../', import.meta.url).pathname;
 const AGENT = join(REPO, 'dist/src/main.js');
-const SIZES = process.argv.includes('--quick') ? [1000] : [1000, 10_000];
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    'capture-only': { type: 'boolean', default: false },
+    /** The capture case's agents (a checkout with dist/ built), interleaved; default this one. */
+    agent: { type: 'string', multiple: true },
+    rounds: { type: 'string' },
+    /** Only these capture cases (repeatable): empty, default, max. */
+    case: { type: 'string', multiple: true },
+  },
+});
+const SIZES = flags.quick ? [1000] : [1000, 10_000];
+const CAPTURE_ONLY = flags['capture-only'];
+const AGENT_DIRS = (flags.agent ?? [REPO]).map((d) => resolve(d));
+const ROUNDS = Number(flags.rounds ?? (flags.quick ? 1 : 3));
+const CPU_COUNT = cpus().length;
+/**
+ * 16 processes, each a captured stdout written 1.5 times over: rings of --capture-bytes' default
+ * (16 MiB of snapshot) and of its maximum (1 GiB); and the same with nothing written, the floor.
+ */
+const CAPTURE_CASES: readonly CaptureCase[] = [
+  { name: 'empty', processes: 16, ringBytes: DEFAULT_RING, written: 0 },
+  { name: 'default', processes: 16, ringBytes: DEFAULT_RING, written: 1.5 * DEFAULT_RING },
+  ...(flags.quick ? [] : [{ name: 'max', processes: 16, ringBytes: MAX_RING, written: 1.5 * MAX_RING }]),
+].filter((c) => flags.case === undefined || flags.case.includes(c.name));
 /** The scheduled exits are spread over this window, starting this long before the switch. */
 const WINDOW_MS = 2000;
 const LEAD_MS = 500;
@@ -42,45 +75,6 @@ interface Result {
 const fixtures = mkdtempSync(join(tmpdir(), 'pidfd-agent-bench-handover-'));
 const EXIT_AT = join(fixtures, 'exit-at');
 execFileSync('gcc', ['-O2', '-o', EXIT_AT, join(REPO, 'test/fixtures/exit-at.c')]);
-
-/** Polls Get until stopped; returns the longest gap between answers. */
-function probe(address: string, handle: string): { stop: () => Promise<number> } {
-  let running = true;
-  const done = (async () => {
-    let client = new AgentClient(address, undefined, { 'grpc.use_local_subchannel_pool': 1 }, BENCH_CLIENT);
-    let last = performance.now();
-    let worst = 0;
-    while (running) {
-      try {
-        await client.get({ handle }, { deadline: 1000 });
-        const now = performance.now();
-        worst = Math.max(worst, now - last);
-        last = now;
-      } catch {
-        client.close();
-        client = new AgentClient(address, undefined, { 'grpc.use_local_subchannel_pool': 1 }, BENCH_CLIENT);
-      }
-      await sleep(2);
-    }
-    client.close();
-    return worst;
-  })();
-  return { stop: async () => ((running = false), done) };
-}
-
-async function ready(address: string, reaper: Subreaper, pid: number): Promise<AgentClient> {
-  for (let i = 0; ; i++) {
-    const client = new AgentClient(address, undefined, { 'grpc.use_local_subchannel_pool': 1 }, BENCH_CLIENT);
-    try {
-      await client.list({ state: 1 }, { deadline: 1000 });
-      return client;
-    } catch (e) {
-      client.close();
-      if (i > 600 || (await reaper.wait(pid, 0)) !== 'timeout') throw new Error(`agent did not start: ${reaper.stderr.slice(-2000)}`, { cause: e });
-      await sleep(25);
-    }
-  }
-}
 
 async function scenario(reaper: Subreaper, mode: Mode, n: number): Promise<Result> {
   const dir = mkdtempSync(join(tmpdir(), 'pidfd-agent-bench-handover-'));
@@ -154,33 +148,69 @@ async function scenario(reaper: Subreaper, mode: Mode, n: number): Promise<Resul
   };
 }
 
+/** Per case and agent, the median of each timing over the rounds. */
+function captureTable(results: readonly CaptureResult[]): string {
+  const mib = (b: number) => `${(b / 1024 / 1024).toLocaleString('en', { maximumFractionDigits: 0 })} MiB`;
+  const lines = [
+    '| processes × ring | snapshot | agent | no agent answering (prober) | handover_started → serving | old: request → handed over | new: handover_duration | restore | ring read back |',
+    '|---|---:|---|---:|---:|---:|---:|---:|---|',
+  ];
+  const key = (r: CaptureResult) => `${r.processes}\0${r.ring_bytes}\0${r.agent}`;
+  for (const k of new Set(results.map(key))) {
+    const rs = results.filter((r) => key(r) === k);
+    const r = rs[0]!;
+    const failed = rs.filter((x) => x.failed !== undefined).length;
+    const m = (f: (r: CaptureResult) => number) => (failed === rs.length ? 'failed' : `${Math.round(median(rs.map(f)))} ms`);
+    const ring = r.ring_bytes === 0 ? 'empty' : mib(r.ring_bytes);
+    lines.push(`| ${r.processes} × ${ring} | ${mib(median(rs.map((x) => x.snapshot_bytes)))} | ${relative(REPO, r.agent) || '.'} | ${m((x) => x.unavailable_ms)} | ${m((x) => x.no_agent_ms)} | ${m((x) => x.handed_over_ms)} | ${m((x) => x.takeover_metric_ms)} | ${m((x) => x.restore_ms)} | ${failed > 0 ? `takeover failed ${failed}/${rs.length}: ${rs.find((x) => x.failed)!.failed}` : rs.every((x) => x.ring_ok) ? 'ok' : 'WRONG'} |`);
+  }
+  return lines.join('\n');
+}
+
 async function main(): Promise<void> {
   const reaper = Subreaper.start();
   const results: Result[] = [];
+  const captured: CaptureResult[] = [];
   try {
-    for (const n of SIZES) {
-      for (const mode of ['restart', 'handover'] as const) {
-        const r = await scenario(reaper, mode, n);
-        console.error(JSON.stringify(r));
-        results.push(r);
+    if (!CAPTURE_ONLY) {
+      for (const n of SIZES) {
+        for (const mode of ['restart', 'handover'] as const) {
+          const r = await scenario(reaper, mode, n);
+          console.error(JSON.stringify(r));
+          results.push(r);
+        }
+      }
+    }
+    // Interleaved: each round runs every case on every agent.
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const c of CAPTURE_CASES) {
+        for (const agent of AGENT_DIRS) {
+          const r = await captureScenario(reaper, agent, c);
+          console.error(JSON.stringify({ round, ...r }));
+          captured.push(r);
+        }
       }
     }
   } finally {
     await reaper.close();
     rmSync(fixtures, { recursive: true, force: true });
   }
-  const lines = [
-    '| processes | upgrade | no agent answering | exits during it reported with status | status lost | Watch with old cursor | old agent: request→handed over | new agent: restore |',
-    '|---:|---|---:|---:|---:|---|---:|---:|',
-  ];
-  for (const r of results) {
-    const restart = results.find((x) => x.processes === r.processes && x.mode === 'restart')!;
-    const ratio = r.mode === 'handover' ? ` (${(r.unavailable_ms / restart.unavailable_ms).toFixed(2)}× restart)` : '';
-    lines.push(`| ${r.processes.toLocaleString('en')} | ${r.mode} | ${r.unavailable_ms} ms${ratio} | ${r.scheduled_exits - r.status_lost - r.wrong_code} / ${r.scheduled_exits} | ${r.status_lost} | ${r.watch} | ${r.handover_ms === undefined ? '–' : `${r.handover_ms} ms`} | ${r.restore_ms} ms |`);
+  if (results.length > 0) {
+    const lines = [
+      '| processes | upgrade | no agent answering | exits during it reported with status | status lost | Watch with old cursor | old agent: request→handed over | new agent: restore |',
+      '|---:|---|---:|---:|---:|---|---:|---:|',
+    ];
+    for (const r of results) {
+      const restart = results.find((x) => x.processes === r.processes && x.mode === 'restart')!;
+      const ratio = r.mode === 'handover' ? ` (${(r.unavailable_ms / restart.unavailable_ms).toFixed(2)}× restart)` : '';
+      lines.push(`| ${r.processes.toLocaleString('en')} | ${r.mode} | ${r.unavailable_ms} ms${ratio} | ${r.scheduled_exits - r.status_lost - r.wrong_code} / ${r.scheduled_exits} | ${r.status_lost} | ${r.watch} | ${r.handover_ms === undefined ? '–' : `${r.handover_ms} ms`} | ${r.restore_ms} ms |`);
+    }
+    console.log(lines.join('\n') + '\n');
   }
-  console.log(lines.join('\n'));
+  const cpu = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown';
+  console.log(`captured output (${CPU_COUNT} CPUs, ${cpu}, ${ROUNDS} rounds, medians):\n${captureTable(captured)}`);
   const out = join(REPO, 'bench/results', `handover-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(out, JSON.stringify({ command: 'make bench-handover', results }, null, 2) + '\n');
+  writeFileSync(out, JSON.stringify({ command: `node --import tsx bench/handover.ts ${process.argv.slice(2).join(' ')}`.trim(), cpu, results, captured }, null, 2) + '\n');
   console.log(`\n${out}`);
 }
 

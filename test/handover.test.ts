@@ -189,6 +189,87 @@ test.serial('captured output, stdin and output events continue across handovers,
   t.deepEqual(output, ['before\n', 'after\n', 'third\n'], 'output events from all three agents, in one history');
 });
 
+/** A stream's whole ring as ReadOutput gives it from offset 0: the bytes, where they start, what was lost before. */
+async function ringOf(client: AgentClient, handle: string, stream: OutputStream): Promise<{ offset: number; lost: number; data: Buffer }> {
+  const parts: Buffer[] = [];
+  let offset = -1;
+  let lost = 0;
+  for await (const r of client.readOutput({ handle, stream })) {
+    if (offset < 0) offset = Number(r.offset);
+    lost += Number(r.lostBytes);
+    parts.push(Buffer.from(r.data));
+  }
+  return { offset, lost, data: Buffer.concat(parts) };
+}
+
+test.serial('rings that are full and wrapped are handed over byte for byte at their offsets, and go on from there', async (t) => {
+  const { dir, stateDir } = tempDir();
+  const old = await RestartableAgent.start(reaper, dir, stateDir);
+  // Wrapped (2.5 rings, and exactly 2: the ring's start at its buffer's start), exactly full, half
+  // full, and a few bytes; stdout and stderr of different sizes, random bytes, so that any
+  // misplaced, repeated or shifted byte shows.
+  const cases = [
+    { ring: 64 * 1024, out: 160 * 1024 + 17, err: 2 * (64 * 1024 + 4096) },
+    { ring: 100_000, out: 100_000, err: 250_001 },
+    { ring: 256 * 1024, out: 128 * 1024 + 3, err: 700 },
+    { ring: 1024 * 1024, out: 2.5 * 1024 * 1024 + 1, err: 3 * 1024 * 1024 },
+  ];
+  const handles = await pool(cases, 4, async (c) => {
+    const { process } = await old.client.spawn({
+      argv: ['/bin/sh', '-c', `head -c ${c.out} /dev/urandom; head -c ${c.err} /dev/urandom >&2; exec cat`],
+      stdin: StdinMode.STDIN_MODE_PIPE,
+      stdout: { mode: OutputMode.OUTPUT_MODE_CAPTURE, ringBytes: c.ring },
+      stderr: { mode: OutputMode.OUTPUT_MODE_CAPTURE, ringBytes: c.ring + 4096 },
+    });
+    return process!.handle;
+  });
+  const streams = [OutputStream.OUTPUT_STREAM_STDOUT, OutputStream.OUTPUT_STREAM_STDERR] as const;
+  // Everything written is in the rings once ReadOutput at its end is no longer OFFSET_AHEAD.
+  const produced = (handle: string, stream: OutputStream, bytes: number) =>
+    eventually('the output to be read', async () => {
+      try {
+        for await (const r of old.client.readOutput({ handle, stream, offset: bytes })) void r;
+        return true;
+      } catch {
+        return false;
+      }
+    }, 20_000);
+  await Promise.all(cases.flatMap((c, i) => [produced(handles[i]!, streams[0], c.out), produced(handles[i]!, streams[1], c.err)]));
+  const before = await pool(cases.flatMap((_, i) => streams.map((s) => [handles[i]!, s] as const)), 4, ([h, s]) => ringOf(old.client, h, s));
+  cases.forEach((c, i) => {
+    for (const [k, written, ring] of [[0, c.out, c.ring], [1, c.err, c.ring + 4096]] as const) {
+      const r = before[2 * i + k]!;
+      const held = Math.min(written, ring);
+      t.deepEqual({ offset: r.offset, lost: r.lost, bytes: r.data.length }, { offset: written - held, lost: written - held, bytes: held }, `process ${i} ${k === 0 ? 'stdout' : 'stderr'} before the handover`);
+    }
+  });
+
+  const { agent, oldEnded } = await RestartableAgent.takeOver(reaper, dir, stateDir, old, ['--quiet']);
+  t.teardown(() => agent.stop());
+  t.is(oldEnded, 'exit 0');
+  const after = await pool(cases.flatMap((_, i) => streams.map((s) => [handles[i]!, s] as const)), 4, ([h, s]) => ringOf(agent.client, h, s));
+  before.forEach((b, j) => {
+    const a = after[j]!;
+    t.deepEqual({ offset: a.offset, lost: a.lost, bytes: a.data.length }, { offset: b.offset, lost: b.lost, bytes: b.data.length }, `ring ${j}: the same offsets`);
+    t.true(a.data.equals(b.data), `ring ${j}: the same bytes`);
+  });
+  // Output after the switch lands right after the handed-over bytes, in the same ring.
+  for (const [i, c] of cases.entries()) {
+    await agent.client.writeStdin({ handle: handles[i]!, data: Buffer.from(`after ${i}\n`) });
+    await eventually('cat to echo', async () => {
+      let text = '';
+      for await (const r of agent.client.readOutput({ handle: handles[i]!, stream: streams[0], offset: c.out })) text += Buffer.from(r.data).toString();
+      return text === `after ${i}\n`;
+    }, 20_000);
+    const { offset, data } = await ringOf(agent.client, handles[i]!, streams[0]);
+    const held = before[2 * i]!.data;
+    const expected = Buffer.concat([held, Buffer.from(`after ${i}\n`)]);
+    t.true(data.equals(expected.subarray(expected.length - data.length)), `process ${i}: the ring goes on from the handed-over bytes`);
+    t.is(offset + data.length, c.out + `after ${i}\n`.length);
+  }
+  await pool(handles, 4, (handle) => agent.client.signal({ handle, signal: 'SIGKILL' }));
+});
+
 test.serial('spawns retried with their request_id during the switch start once; adopted processes and deadlines carry over', async (t) => {
   const { dir, stateDir, address } = tempDir();
   const old = await RestartableAgent.start(reaper, dir, stateDir);

@@ -92,12 +92,43 @@ test('seal keeps exactly what is held; drop frees it and only counts what follow
 
 test('a ring continued from a predecessor that held nothing starts empty at its offset, then appends', (t) => {
   const empty = new OutputRing(8);
-  empty.continueAt(0, Buffer.alloc(0));
+  empty.continueAt(0, []);
   t.is(empty.end, 0);
   empty.append(Buffer.from('ab'));
   t.is(empty.read(0, 10).data.toString(), 'ab');
   const later = new OutputRing(4);
-  later.continueAt(10, Buffer.from('wxyz'));
+  later.continueAt(10, [Buffer.from('wxyz')]);
   later.append(Buffer.from('12'));
   t.deepEqual({ start: later.start, end: later.end, text: later.read(0, 10).data.toString() }, { start: 8, end: 12, text: 'yz12' });
+});
+
+test('a wrapped ring is held as two views in order, and a ring continued from them (or from its own whole buffer, taken) reads the same', (t) => {
+  const ring = new OutputRing(6);
+  ring.append(Buffer.from('abcdefgh')); // wraps: holds cdefgh, the buffer is ghcdef
+  ring.append(Buffer.from('ij'));
+  const held = ring.held();
+  t.is(held.length, 2);
+  t.is(Buffer.concat(held).toString(), 'efghij');
+  t.deepEqual(ring.read(0, 100), { offset: 4, data: Buffer.from('efghij'), lost: 4 });
+
+  const pieces = new OutputRing(6);
+  pieces.continueAt(ring.end, held);
+  const own = Buffer.allocUnsafeSlow(6);
+  own.write('efghij');
+  const taken = new OutputRing(6);
+  taken.continueAt(ring.end, [own]);
+  t.is(taken.allocated, 6);
+  for (const r of [pieces, taken]) {
+    t.deepEqual(r.read(0, 100), { offset: 4, data: Buffer.from('efghij'), lost: 4 });
+    r.append(Buffer.from('klm'));
+    t.deepEqual(r.read(0, 100), { offset: 7, data: Buffer.from('hijklm'), lost: 7 });
+  }
+  t.is(own.toString(), 'klmhij', 'the whole buffer became the ring (and wrapped in place)');
+
+  const partial = new OutputRing(16);
+  const short = Buffer.allocUnsafeSlow(3);
+  short.write('xyz');
+  partial.continueAt(3, [short]);
+  partial.append(Buffer.from('0123456789'));
+  t.deepEqual(partial.read(0, 100), { offset: 0, data: Buffer.from('xyz0123456789'), lost: 0 }, 'a ring taken below its capacity grows as before');
 });

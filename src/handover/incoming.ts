@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { isKernelError } from '../kernel/errors.js';
 import { connectFdSocket, type FdSocket } from '../kernel/fd-passing.js';
 import { HANDOVER_SOCKET } from './outgoing.js';
-import { HANDOVER_PROTOCOL, Snapshot } from './snapshot.js';
+import { HANDOVER_PROTOCOL, SnapshotReader, type Snapshot } from './snapshot.js';
 import { HandoverError, receiveSnapshot, receiveTagged, sendTagged, Tag } from './wire.js';
 import { STORE_SCHEMA } from '../store/sqlite-store.js';
 
@@ -61,8 +61,9 @@ export async function requestHandover(stateDir: string, required: boolean, stopp
   try {
     if (socket.peerUid !== process.geteuid!()) throw new HandoverError(`the agent on ${stateDir} runs as uid ${socket.peerUid}, not ${process.geteuid!()}`);
     sendTagged(socket, Tag.request, { protocol: HANDOVER_PROTOCOL, storeSchema: STORE_SCHEMA });
-    const { data, fds } = await receiveSnapshot(socket, SNAPSHOT_TIMEOUT_MS);
-    const snapshot = new Snapshot(data, fds);
+    const reader = new SnapshotReader();
+    const { fds } = await receiveSnapshot(socket, SNAPSHOT_TIMEOUT_MS, (bytes) => reader.write(bytes));
+    const snapshot = reader.finish(fds);
     if (stopping?.aborted) {
       snapshot.close();
       stopping.throwIfAborted();

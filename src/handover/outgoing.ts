@@ -137,7 +137,7 @@ export class HandoverListener {
       // The loop keeps answering (UNAVAILABLE) meanwhile.
       await socket.readable(CONFIRM_TIMEOUT_MS);
       receiveTagged(socket, [Tag.received], 0);
-      sent = { fds: fds.length, bytes: data.length };
+      sent = { fds: fds.length, bytes: data.reduce((sum, piece) => sum + piece.length, 0) };
     } catch (e) {
       this.log('handover_failed', { error: String(e), note: 'serving again' });
       // Said, not only closed: a successor that confirms late must not read the close as the

@@ -2,6 +2,7 @@
 // processes, their pipes and captured output, and the event history with its sequence, so the
 // successor goes on exactly where this agent stopped. Encoded as
 // [u32 json length][json][bytes of the captured output], plus descriptors referred to by index.
+// Older agents send and expect the same bytes: how they are cut into pieces is this side's own.
 import { closeFd, type Fd } from '../kernel/fd.js';
 import { PidRef } from '../kernel/pid-ref.js';
 import { CapturedOutput, type CaptureState, type StreamName } from '../process/stdio/captured-output.js';
@@ -60,7 +61,8 @@ interface WireSnapshot {
 }
 
 export interface Encoded {
-  readonly data: Buffer;
+  /** The snapshot's bytes are these pieces one after the other (the rings' bytes are not copied into one). */
+  readonly data: readonly Uint8Array[];
   /** Still owned by the sender (the references borrowed): passing them duplicates them. */
   readonly fds: readonly (Fd | PidRef)[];
 }
@@ -68,13 +70,16 @@ export interface Encoded {
 /** The sending side, after the manager was quiesced (nothing changes while this runs). */
 export function encodeSnapshot(manager: ProcessManager, bootId: string): Encoded {
   const fds: (Fd | PidRef)[] = [];
-  const blobs: Buffer[] = [];
+  const blobs: Uint8Array[] = [];
   let blobBytes = 0;
   const fd = (f: Fd | PidRef | null): number | null => (f === null ? null : fds.push(f) - 1);
-  const blob = (b: Buffer): [number, number] => {
-    blobs.push(b);
-    blobBytes += b.length;
-    return [blobBytes - b.length, b.length];
+  const blob = (pieces: readonly Uint8Array[]): [number, number] => {
+    const at = blobBytes;
+    for (const b of pieces) {
+      blobs.push(b);
+      blobBytes += b.length;
+    }
+    return [at, blobBytes - at];
   };
   const capture = (c: CaptureState | null): WireCapture | null => c && { ...c, held: blob(c.held), pipe: fd(c.pipe) };
 
@@ -105,26 +110,111 @@ export function encodeSnapshot(manager: ProcessManager, bootId: string): Encoded
   const json = Buffer.from(JSON.stringify(snapshot));
   const head = Buffer.alloc(4);
   head.writeUInt32LE(json.length);
-  return { data: Buffer.concat([head, json, ...blobs]), fds };
+  return { data: [head, json, ...blobs], fds };
 }
 
 export class SnapshotError extends Error {}
 
+/**
+ * Takes a snapshot's bytes as they arrive (`write`, from views it may not keep): the JSON first,
+ * then each captured ring's bytes straight into a buffer of its own, which its ring on this side
+ * then takes as it is. A snapshot of large rings is so copied once on arrival, not four times
+ * (into a message, the whole, a ring's slice, the ring), each copy touching fresh memory while
+ * no agent serves.
+ */
+export class SnapshotReader {
+  private readonly head: Buffer[] = [];
+  private headBytes = 0;
+  /** 4 + the JSON's length, once known. */
+  private headLength = -1;
+  private wire: WireSnapshot | null = null;
+  /** Bytes after the JSON received so far. */
+  private blobBytes = 0;
+  /** Each non-empty held range, by its start; `buf` receives its bytes. */
+  private targets: { readonly at: number; readonly end: number; readonly buf: Buffer }[] = [];
+  private readonly held = new Map<WireCapture, Buffer>();
+  /** targets before this one are complete. */
+  private next = 0;
+
+  write(bytes: Uint8Array): void {
+    let rest = bytes;
+    if (this.wire === null) {
+      rest = this.takeHead(bytes);
+      if (this.wire === null) return;
+    }
+    const from = this.blobBytes;
+    const to = from + rest.length;
+    this.blobBytes = to;
+    while (this.next < this.targets.length && this.targets[this.next]!.end <= from) this.next++;
+    for (let k = this.next; k < this.targets.length && this.targets[k]!.at < to; k++) {
+      const t = this.targets[k]!;
+      const a = Math.max(from, t.at);
+      const b = Math.min(to, t.end);
+      if (a < b) t.buf.set(rest.subarray(a - from, b - from), a - t.at);
+    }
+  }
+
+  /** The snapshot received (its data complete), owning `fds`; on a SnapshotError they are closed. */
+  finish(fds: readonly Fd[]): Snapshot {
+    if (this.wire === null) {
+      for (const fd of fds) closeFd(fd);
+      throw new SnapshotError(`malformed handover snapshot: ${this.headBytes} bytes, no complete header`);
+    }
+    return new Snapshot(this.wire, this.blobBytes, this.held, fds);
+  }
+
+  /** Collects the header; parses the JSON once it is all there. What follows it is returned. */
+  private takeHead(bytes: Uint8Array): Uint8Array {
+    const want = this.headLength < 0 ? 4 : this.headLength;
+    const n = Math.min(bytes.length, want - this.headBytes);
+    this.head.push(Buffer.from(bytes.subarray(0, n)));
+    this.headBytes += n;
+    if (this.headBytes < want) return bytes.subarray(n);
+    const head = Buffer.concat(this.head);
+    if (this.headLength < 0) {
+      this.headLength = 4 + head.readUInt32LE(0);
+      return this.takeHead(bytes.subarray(n));
+    }
+    this.head.length = 0;
+    try {
+      this.wire = JSON.parse(head.subarray(4).toString()) as WireSnapshot;
+    } catch (e) {
+      throw new SnapshotError(`malformed handover snapshot: ${String(e)}`);
+    }
+    this.place();
+    return bytes.subarray(n);
+  }
+
+  /** A buffer for each capture's bytes (checked against the data's length by Snapshot). */
+  private place(): void {
+    for (const io of this.wire!.stdio ?? []) {
+      for (const c of [io.stdout, io.stderr]) {
+        const [at, length] = c?.held ?? [0, 0];
+        if (!(c && Number.isSafeInteger(at) && Number.isSafeInteger(length) && at >= 0 && length > 0 && length <= c.capacity)) continue;
+        // allocUnsafe: every byte is written before it is read (the length is checked at finish).
+        const buf = Buffer.allocUnsafe(length);
+        this.held.set(c, buf);
+        this.targets.push({ at, end: at + length, buf });
+      }
+    }
+    this.targets.sort((x, y) => x.at - y.at);
+  }
+}
+
 /** A received snapshot: owns its descriptors until `apply` hands each to its new owner. */
 export class Snapshot {
-  private readonly wire: WireSnapshot;
-  private readonly blob: Buffer;
   private readonly unclaimed: Set<number>;
 
   constructor(
-    data: Buffer,
+    private readonly wire: WireSnapshot,
+    /** Bytes received after the JSON: every held range must lie within them. */
+    private readonly blobBytes: number,
+    /** Each capture's bytes (SnapshotReader), absent when it holds none. */
+    private readonly held: ReadonlyMap<WireCapture, Buffer>,
     private readonly fds: readonly Fd[],
   ) {
     this.unclaimed = new Set(fds.keys());
     try {
-      const length = data.readUInt32LE(0);
-      this.wire = JSON.parse(data.subarray(4, 4 + length).toString()) as WireSnapshot;
-      this.blob = data.subarray(4 + length);
       if (this.wire.protocol !== HANDOVER_PROTOCOL) throw new SnapshotError(`handover protocol ${this.wire.protocol}, expected ${HANDOVER_PROTOCOL}`);
       this.validate();
     } catch (e) {
@@ -199,7 +289,7 @@ export class Snapshot {
       if (c === null) return;
       fd(c.pipe);
       const [at, length] = c.held;
-      if (!(at >= 0 && length >= 0 && at + length <= this.blob.length && length <= c.capacity)) throw new SnapshotError(`captured bytes ${at}+${length} are outside the data`);
+      if (!(Number.isSafeInteger(at) && Number.isSafeInteger(length) && at >= 0 && length >= 0 && at + length <= this.blobBytes && length <= c.capacity)) throw new SnapshotError(`captured bytes ${at}+${length} are outside the data`);
     };
     for (const [, i] of w.pidfds) fd(i);
     for (const io of w.stdio) {
@@ -231,8 +321,8 @@ export class Snapshot {
 
   private capture(c: WireCapture | null): CaptureState | null {
     if (c === null) return null;
-    const [at, length] = c.held;
-    return { ...c, held: Buffer.from(this.blob.subarray(at, at + length)), pipe: this.claim(c.pipe) };
+    // The reader's buffer, now the ring's (each capture is applied once).
+    return { ...c, held: [this.held.get(c) ?? Buffer.alloc(0)], pipe: this.claim(c.pipe) };
   }
 }
 
@@ -251,7 +341,7 @@ function placeholderFor(cache: Map<StreamName, CapturedOutput>, stream: StreamNa
   let out = cache.get(stream);
   if (!out) {
     out = new CapturedOutput(null, stream, 1, null, () => {});
-    out.ring.continueAt(Number.MAX_SAFE_INTEGER, Buffer.alloc(0));
+    out.ring.continueAt(Number.MAX_SAFE_INTEGER, []);
     out.ring.drop();
     cache.set(stream, out);
   }

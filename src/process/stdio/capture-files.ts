@@ -88,7 +88,7 @@ export class CaptureFiles {
     const { held, ...header } = ring;
     const path = this.path(handle, `.${ring.stream}.ring`);
     try {
-      writeFileSync(`${path}.tmp`, Buffer.concat([Buffer.from(`${JSON.stringify(header)}\n`), held]), { mode: 0o600 });
+      writeFileSync(`${path}.tmp`, Buffer.concat([Buffer.from(`${JSON.stringify(header)}\n`), ...held]), { mode: 0o600 });
       renameSync(`${path}.tmp`, path);
     } catch {
       rmSync(`${path}.tmp`, { force: true });
@@ -109,7 +109,7 @@ export class CaptureFiles {
     if (nl < 0) return undefined;
     try {
       const header = JSON.parse(data.subarray(0, nl).toString()) as Omit<SavedRing, 'held'>;
-      return { ...header, held: data.subarray(nl + 1) };
+      return { ...header, held: [data.subarray(nl + 1)] };
     } catch {
       return undefined;
     }

@@ -47,7 +47,11 @@ export interface CaptureState {
   readonly stream: StreamName;
   readonly capacity: number;
   readonly end: number;
-  readonly held: Buffer;
+  /**
+   * The bytes held, oldest first, in pieces: views of the ring itself (valid until it changes)
+   * when taken from one, so that a handover or a stop sends or saves its rings without a copy.
+   */
+  readonly held: readonly Uint8Array[];
   readonly dropped: boolean;
   readonly published: number;
   /** null once the pipe reached end-of-file. */
@@ -142,7 +146,7 @@ export class CapturedOutput {
       stream: this.stream,
       capacity: this.ring.capacity,
       end: this.ring.end,
-      held: this.ring.read(this.ring.start, this.ring.capacity).data,
+      held: this.ring.held(),
       dropped: this.ring.isDropped,
       published: this.published,
       pipe: this.detached,

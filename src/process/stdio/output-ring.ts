@@ -49,12 +49,24 @@ export class OutputRing {
     return this.dropped;
   }
 
-  /** Continues a stream whose newest bytes `held` end at `end` (a handed-over ring); only when empty. */
-  continueAt(end: number, held: Uint8Array): void {
+  /**
+   * Continues a stream whose newest bytes `held` (in pieces, oldest first) end at `end` (a
+   * handed-over or saved ring); only when empty. A single piece that is a whole buffer of its own
+   * (the handover's reader made it for this ring) becomes the ring's buffer instead of being copied.
+   */
+  continueAt(end: number, held: readonly Uint8Array[]): void {
     if (this.total !== 0 || this.buf !== null) throw new Error('continueAt on a used ring');
-    this.base = end - held.length;
-    this.append(held);
-    ringTally.captured -= held.length; // the predecessor counted these
+    const length = held.reduce((sum, piece) => sum + piece.length, 0);
+    this.base = end - length;
+    const [only] = held;
+    if (held.length === 1 && only instanceof Buffer && length <= this.capacity && only.byteOffset === 0 && only.buffer.byteLength === length) {
+      // Its bytes sit at [0, total), as in a ring that has not grown to its capacity or has just reached it.
+      this.buf = only;
+      this.total = length;
+      return;
+    }
+    for (const piece of held) this.append(piece);
+    ringTally.captured -= length; // the predecessor counted these
   }
 
   /** Bytes of memory the ring holds now. */
@@ -101,6 +113,16 @@ export class OutputRing {
       if (first < n) buf.copy(data, first, 0, n - first);
     }
     return { offset, data, lost };
+  }
+
+  /** The bytes held, oldest first: views of the ring (at most two), valid until it changes. */
+  held(): Buffer[] {
+    const n = this.end - this.start;
+    if (n === 0) return [];
+    const buf = this.buf!;
+    const at = (this.start - this.base - this.origin) % buf.length;
+    const first = Math.min(n, buf.length - at);
+    return first < n ? [buf.subarray(at, at + first), buf.subarray(0, n - first)] : [buf.subarray(at, at + n)];
   }
 
   /** No more output will come: keep exactly the bytes held, in order, and release the rest. */

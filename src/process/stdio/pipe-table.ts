@@ -224,7 +224,7 @@ export class StdioTable {
       if (m === undefined) return null;
       const saved = this.files!.takeRing(record.handle, name);
       const pipe = record.state === 'running' && record.ref !== null ? takePipe(record.ref, target, m.ino) : null;
-      return { ...(saved ?? { stream: name, capacity: m.capacity, end: m.mark, held: Buffer.alloc(0), dropped: false, published: m.mark }), pipe };
+      return { ...(saved ?? { stream: name, capacity: m.capacity, end: m.mark, held: [], dropped: false, published: m.mark }), pipe };
     };
     this.continue(record, {
       stdin: null,
