@@ -842,28 +842,10 @@ export class ProcessManager {
     this.announce(record);
   }
 
-  /** Throws STORE_WRITE_FAILED when the recorded start had to be undone instead (undoUnfiled). */
   private announce(record: ProcessRecord): void {
-    const unfiled = this.stdio.recorded(record);
-    if (unfiled !== undefined) this.undoUnfiled(record, unfiled);
+    this.stdio.recorded(record);
     this.table.add(record);
     this.events.append(record.spec.adopted ? 'adopted' : 'spawned', record);
-  }
-
-  /**
-   * A recorded start whose captured output could not be filed for a later agent: after a restart
-   * no one would take its pipe back, and it would hang for good once the pipe filled. Its row
-   * goes and the child is killed, as for a start the store refused (its intent went with the
-   * start, so a retry starts it anew). If even that cannot be written, it runs on as recorded.
-   */
-  private undoUnfiled(record: ProcessRecord, cause: unknown): void {
-    try {
-      this.store.commit(`the undone start of ${record.handle}`, 0, (w) => w.released(record.handle));
-    } catch {
-      return;
-    }
-    this.abandon(record);
-    throw storeWriteFailed(new StoreWriteFailed(`the capture file of ${record.handle}`, { cause }), record.handle);
   }
 
   /**
@@ -912,12 +894,8 @@ export class ProcessManager {
       return;
     }
     for (const s of starts) {
-      try {
-        this.announce(s.record);
-        s.resolve();
-      } catch (e) {
-        s.reject(e);
-      }
+      this.announce(s.record);
+      s.resolve();
     }
     this.reportExits(exits);
     this.expire();

@@ -45,32 +45,23 @@ export class CaptureFiles {
   }
 
   /**
-   * The first write, at Spawn: straight to the file (one system call less per Spawn); torn by a
-   * crash it does not parse, and the stream is then not resumed. Throws the fs error (ENOSPC,
-   * EMFILE...), leaving no file.
+   * Durable against the agent's death (the page cache outlives it); false when it could not be
+   * written. The first write goes straight to the file (one system call less per Spawn): torn by
+   * a crash it does not parse, and the stream is then not resumed. Later ones replace it whole.
    */
-  createMeta(handle: string, meta: CaptureMeta): void {
+  writeMeta(handle: string, meta: CaptureMeta, first = false): boolean {
     const path = this.path(handle, '.json');
     try {
-      writeFileSync(path, JSON.stringify(meta), { mode: 0o600 });
-    } catch (e) {
-      rmSync(path, { force: true });
-      throw e;
-    }
-  }
-
-  /**
-   * Replaces the file whole. Durable against the agent's death (the page cache outlives it);
-   * false when it could not be written.
-   */
-  writeMeta(handle: string, meta: CaptureMeta): boolean {
-    const path = this.path(handle, '.json');
-    try {
+      if (first) {
+        writeFileSync(path, JSON.stringify(meta), { mode: 0o600 });
+        return true;
+      }
       writeFileSync(`${path}.tmp`, JSON.stringify(meta), { mode: 0o600 });
       renameSync(`${path}.tmp`, path);
       return true;
     } catch {
-      // The file as it was stays: its mark still bounds what was taken in (the caller stops there).
+      // A stale mark would let a later agent hand out offsets again: better no resumption at all.
+      rmSync(path, { force: true });
       rmSync(`${path}.tmp`, { force: true });
       return false;
     }

@@ -76,8 +76,6 @@ export class CapturedOutput {
   /** A persisted bound above every offset handed out (capture-files.ts); passing it moves it first. */
   private mark = Infinity;
   private persistMark: (end: number) => number = () => Infinity;
-  /** The mark could not be moved (a full state dir): the pipe waits until it can, retried by this timer. */
-  private markTimer: NodeJS.Timeout | null = null;
 
   /** `fd` null: the pipe had already reached end-of-file (restored from a handover). */
   constructor(
@@ -127,7 +125,6 @@ export class CapturedOutput {
     this.fd = null;
     if (this.pauseTimer !== null) clearTimeout(this.pauseTimer);
     this.pauseTimer = null;
-    this.stopMarkRetry();
   }
 
   /** Reads the pipe again after a handover that did not happen. */
@@ -137,7 +134,6 @@ export class CapturedOutput {
     this.detached = null;
     this.read(fd);
     this.regulate();
-    this.keepMarkAhead();
   }
 
   /** After detach: the state a successor continues from; the pipe is the successor's to close. */
@@ -197,7 +193,6 @@ export class CapturedOutput {
   }
 
   private mustWait(): boolean {
-    if (this.markTimer !== null) return true;
     // The next read must fit without overwriting what a live reader has not taken.
     const room = Math.max(0, this.ring.capacity - PIPE_READ_BYTES);
     for (const h of this.holds) if (!h.stalled && this.ring.end - h.position > room) return true;
@@ -216,10 +211,6 @@ export class CapturedOutput {
 
   /** After the release: nothing is kept or published any more, but the pipe is still drained. */
   drop(): void {
-    // Released: no later agent resumes it (its files go), so the pipe is drained unmarked.
-    this.persistMark = () => Infinity;
-    this.mark = Infinity;
-    this.stopMarkRetry();
     this.ring.drop();
     if (this.throttled) this.publish?.withdraw(this.admitted);
     this.throttled = false;
@@ -231,38 +222,16 @@ export class CapturedOutput {
     this.regulate();
   }
 
-  /**
-   * From here on, output past `mark` is only taken in once persist(end) has moved the mark beyond
-   * it; persist returns the mark it could persist (the old one when it could not).
-   */
+  /** From here on, output past `mark` is only taken in once persist(end) has moved the mark beyond it. */
   trackMark(mark: number, persist: (end: number) => number): void {
     this.mark = mark;
     this.persistMark = persist;
   }
 
-  /**
-   * Moves the mark before the next read could pass it. One that cannot be moved stops the reading
-   * until it can (retried each second): taken in past the persisted mark, output would get offsets
-   * a later agent hands out again; not persisted at all, no later agent would read the pipe.
-   */
-  private keepMarkAhead(): void {
-    if (this.ring.end + PIPE_READ_BYTES < this.mark) return;
-    this.mark = this.persistMark(this.ring.end);
-    const blocked = this.ring.end + PIPE_READ_BYTES >= this.mark;
-    if (blocked === (this.markTimer !== null)) return;
-    if (blocked) this.markTimer = setInterval(() => this.keepMarkAhead(), 1000).unref();
-    else this.stopMarkRetry();
-    this.regulate();
-  }
-
-  private stopMarkRetry(): void {
-    if (this.markTimer !== null) clearInterval(this.markTimer);
-    this.markTimer = null;
-  }
-
   private onData(chunk: Buffer): void {
+    const end = this.ring.end + chunk.length;
+    if (end >= this.mark) this.mark = this.persistMark(end);
     this.ring.append(chunk);
-    this.keepMarkAhead();
     if (this.holds.size > 0) this.regulate();
     // A stream waiting for its owner's budget gathers: the budget calls it when its turn comes.
     if (this.publish !== null && !this.throttled) {
@@ -274,7 +243,6 @@ export class CapturedOutput {
 
   private onEof(): void {
     this.socket = null;
-    this.stopMarkRetry();
     if (this.pauseTimer !== null) clearTimeout(this.pauseTimer);
     this.flush();
     this.ring.seal();

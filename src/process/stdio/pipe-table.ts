@@ -162,36 +162,25 @@ export class StdioTable {
     this.unwritten.set(record, { io, meta: { outputEvents: publish !== null, stdinPiped: options.stdin === 'pipe', streams } });
   }
 
-  /**
-   * The start is in the store: what a later agent needs to go on reading its output is written.
-   * Returns the error when it could not be (the state dir out of space or inodes, the agent out
-   * of descriptors): no later agent would read the pipe then, so the caller undoes the start.
-   */
-  recorded(record: ProcessRecord): unknown {
+  /** The start is in the store: what a later agent needs to go on reading its output is written. */
+  recorded(record: ProcessRecord): void {
     const pending = this.unwritten.get(record);
-    if (pending === undefined) return undefined;
+    if (pending === undefined) return;
     this.unwritten.delete(record);
-    try {
-      this.files!.createMeta(record.handle, pending.meta);
-    } catch (e) {
-      return e;
-    }
     this.filed.add(record);
-    this.track(record.handle, pending.io, pending.meta);
-    return undefined;
+    this.track(record.handle, pending.io, pending.meta, 'new');
   }
 
-  /** Keeps each stream's mark, persisted in meta, ahead of its output. */
-  private track(handle: string, io: ProcessStdio, meta: CaptureMeta): void {
+  /** Persists meta, then keeps each stream's mark ahead of its output. */
+  private track(handle: string, io: ProcessStdio, meta: CaptureMeta, write: 'new' | 'on-disk'): void {
     const files = this.files!;
+    if (write === 'new' && !files.writeMeta(handle, meta, true)) return;
     for (const out of [io.stdout, io.stderr]) {
       const m = out === null ? undefined : meta.streams[out.stream];
       if (out === null || m === undefined) continue;
       out.trackMark(m.mark, (end) => {
-        const before = m.mark;
         m.mark = end + MARK_STEP_BYTES;
-        if (!files.writeMeta(handle, meta)) m.mark = before;
-        return m.mark;
+        return files.writeMeta(handle, meta) ? m.mark : Infinity;
       });
     }
   }
@@ -209,7 +198,7 @@ export class StdioTable {
     const meta = this.files?.readMeta(record.handle);
     if (meta === undefined) return;
     this.filed.add(record);
-    this.track(record.handle, io, meta);
+    this.track(record.handle, io, meta, 'on-disk');
   }
 
   /**
