@@ -60,6 +60,27 @@ test.serial('Adopt refuses what it cannot or must not take, leaving no fd behind
   t.is(openFdCount(), before);
 });
 
+test.serial('an adopted command line is kept only as long as a Spawn may carry, so a Watch over its event still fits a response', async (t) => {
+  // 14 arguments of 64,000 × "ÿ" (two bytes each): 1.8 MB of command line, which read as latin1
+  // and sent as UTF-8 is 3.6 MB; after four spawns of 100 KB the Watch response was over 4 MiB.
+  const { sequence } = await h.client.list({});
+  const spawned = [];
+  for (let i = 0; i < 4; i++) spawned.push((await h.client.spawn({ argv: ['sh', '-c', 'sleep 30', 'x'.repeat(100_000)] })).process!.handle);
+  const child = spawn('sh', ['-c', 'sleep 30; :', 'sh', ...Array.from({ length: 14 }, () => 'ÿ'.repeat(64_000))], { stdio: 'ignore' });
+  const { process: p } = await h.client.adopt({ pid: child.pid! });
+  const bytes = p!.argv.reduce((n, a) => n + Buffer.byteLength(a), 0);
+  t.true(bytes <= 1024 * 1024, `${bytes} bytes of argv kept`);
+  t.deepEqual(p!.argv.slice(0, 3), ['sh', '-c', 'sleep 30; :']);
+  t.is(p!.argv.at(-1), '…', 'a cut command line says so');
+  t.true(p!.argv.slice(4, -1).every((a) => a.endsWith('…') && Buffer.byteLength(a) <= 128 * 1024));
+  const events = await collect(h.client, { afterSequence: sequence }, (ev) => ev.some((e) => e.type === EventType.EVENT_TYPE_ADOPTED));
+  t.is(events.filter((e) => e.type === EventType.EVENT_TYPE_SPAWNED).length, 4);
+  for (const handle of [...spawned, p!.handle]) {
+    await h.client.signal({ handle, signal: 'KILL' });
+    await h.client.wait({ handle });
+  }
+});
+
 test.serial('Release of an adopted process closes its pidfd and leaves the process running', async (t) => {
   const child = spawn('sleep', ['30'], { stdio: 'ignore' });
   const before = openFdCount();

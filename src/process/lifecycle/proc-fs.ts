@@ -23,11 +23,33 @@ export function readTaskFlags(pid: number): number | undefined {
   return field === undefined ? undefined : Number(field);
 }
 
-/** argv of pid from /proc/PID/cmdline; empty for kernel threads or when gone. */
+/**
+ * What of a command line the agent keeps: as much as a Spawn may carry (service/validate.ts's
+ * LIMITS), since every event about the process repeats it and one Watch response must stay under
+ * gRPC's 4 MiB. A process's own command line can be 6 MiB (ARG_MAX with a raised stack limit), and
+ * each byte read as latin1 above 0x7f is two on the wire.
+ */
+const CMDLINE_BYTES = 1024 * 1024;
+const CMDLINE_ARG_BYTES = 128 * 1024;
+const CUT = '…';
+
+/** argv of pid from /proc/PID/cmdline (cut to CMDLINE_BYTES, marked with …); empty for kernel threads or when gone. */
 export function readCmdline(pid: number): string[] {
   const raw = readOrUndefined(`/proc/${pid}/cmdline`);
   if (!raw) return [];
-  return raw.replace(/\0$/, '').split('\0');
+  const argv: string[] = [];
+  let total = 0;
+  for (let arg of raw.replace(/\0$/, '').split('\0')) {
+    // Halved: a latin1 character is at most two bytes in UTF-8.
+    if (Buffer.byteLength(arg) > CMDLINE_ARG_BYTES) arg = arg.slice(0, CMDLINE_ARG_BYTES / 2 - 2) + CUT;
+    total += Buffer.byteLength(arg);
+    if (total > CMDLINE_BYTES) {
+      argv.push(CUT);
+      break;
+    }
+    argv.push(arg);
+  }
+  return argv;
 }
 
 function readOrUndefined(path: string): string | undefined {
