@@ -78,11 +78,18 @@ async function main(): Promise<number> {
     if (reloadPending) reload();
     reloadPending = false;
     // A stop asked for while starting wins the race at once: the agent then stops in order.
+    // The races settle with plain values, what they carry goes through variables cleared after use:
+    // `signalled` settles only at the end, and keeps the result of every race run against it, so
+    // a result holding the lingering (and through it the old table) would keep every agent this
+    // process ever ran, capture rings included.
     let lostBecause: string | undefined;
-    const ended = await Promise.race([signalled, agent.handedOver.then((lingering) => ({ lingering })), agent.storeLost.then((reason) => ((lostBecause = reason), 'store lost' as const))]);
-    if (typeof ended === 'object') {
+    let handed: LingeringAgent | null = null;
+    const ended = await Promise.race([signalled, agent.handedOver.then((lingering) => ((handed = lingering), 'handed over' as const)), agent.storeLost.then((reason) => ((lostBecause = reason), 'store lost' as const))]);
+    if (ended === 'handed over') {
       // Handed over. --after-handover exit: done. Lingering: SIGTERM ends it (exit 0), or it serves again.
-      const resumed = ended.lingering === null ? 'signal' : await linger(ended.lingering);
+      const lingering = handed as LingeringAgent | null;
+      handed = null;
+      const resumed = lingering === null ? 'signal' : await linger(lingering);
       if (resumed === 'signal') {
         await telemetry.shutdown();
         return 0;
