@@ -218,7 +218,9 @@ async function start(config: Config, log: Logger, telemetry: Telemetry, stopping
   }
   try {
     from?.checkFree();
-    const persisted = config.stateDir === undefined ? undefined : await openStateStore(config.stateDir, bootId, config, log, stalls);
+    // Serving again, a store found busy means served (checkFree has just found it free): waited
+    // for, it would hold up the event loop, the lingering reaper and probe with it, for seconds.
+    const persisted = config.stateDir === undefined ? undefined : await openStateStore(config.stateDir, bootId, config, log, stalls, from === undefined ? undefined : 0);
     if (persisted instanceof ThreadedStore) threaded = persisted;
     store = persisted === undefined ? new MemoryStore() : telemetry.timedStore(persisted);
   } catch (e) {
@@ -550,11 +552,12 @@ function restore(manager: ProcessManager, store: ProcessStore, bootId: string, h
  * With --store-timeout the store is on a thread of its own (threaded-store.ts); without it, on the
  * event loop, which costs less (bench/FINDINGS.md "Session 19") but stalls with the file system.
  */
-async function openStateStore(stateDir: string, bootId: string, config: Config, log: Logger, watch: StallWatch): Promise<ProcessStore> {
+async function openStateStore(stateDir: string, bootId: string, config: Config, log: Logger, watch: StallWatch, lockWaitMs?: number): Promise<ProcessStore> {
   const onError = (what: string, e: unknown) => log('store_error', { what, error: String(e) });
+  // (On its thread, a wait for the lock holds up nothing else.)
   const { store, recovery } =
     config.storeTimeoutMs === undefined
-      ? openStore(stateDir, bootId, onError, config.recover)
+      ? openStore(stateDir, bootId, onError, config.recover, lockWaitMs)
       : await ThreadedStore.open({ stateDir, bootId, recover: config.recover, timeoutMs: config.storeTimeoutMs, onError, watch });
   if (recovery.kind === 'healthy') log('store_recovery', { result: 'healthy', note: 'the store opened and passed its check: nothing moved' });
   if (recovery.kind === 'moved-aside') {
