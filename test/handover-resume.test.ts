@@ -3,15 +3,18 @@
 // reachable; the children of its own the new table does not take back are still reaped; exits it
 // reaped while nobody served keep their status; and its metrics are the process's, each once.
 import test, { type ExecutionContext } from 'ava';
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentClient, OutputMode } from '../clients/ts/src/index.js';
-import { AGENT_BIN } from './helpers/agent-process.js';
+import { AGENT_BIN, ROOT } from './helpers/agent-process.js';
 import { agentDir, eventually, procState, sleep } from './helpers/harness.js';
 import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
 
 const SIGKILL = 9;
 const SIGUSR2 = 12;
+const SIGTERM = 15;
+/** Preloaded into an agent: another process takes the store's lock right before its second opening. */
+const HOLD_STORE_AT_SECOND_OPEN = join(ROOT, 'test/fixtures/hold-store-at-second-open.mjs');
 
 interface Node {
   reaper: Subreaper;
@@ -22,20 +25,24 @@ interface Node {
 }
 
 /** An agent that lingers after a handover, on a subreaper of its own; node's options before the script. */
-async function node(t: ExecutionContext, nodeArgs: (dir: string) => readonly string[], agentArgs: readonly string[] = []): Promise<Node> {
+async function node(t: ExecutionContext, nodeArgs: (dir: string) => readonly string[], agentArgs: readonly string[] = [], env: Record<string, string> = {}): Promise<Node> {
   const reaper = Subreaper.start();
   const { dir, stateDir, address } = agentDir('pidfd-agent-resume-');
   t.teardown(async () => {
     await reaper.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  const args = [process.execPath, ...nodeArgs(dir), AGENT_BIN, '--listen', address, '--state-dir', stateDir, '--after-handover', 'linger', ...agentArgs];
+  const args = ['/usr/bin/env', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), process.execPath, ...nodeArgs(dir), AGENT_BIN, '--listen', address, '--state-dir', stateDir, '--after-handover', 'linger', ...agentArgs];
   const old = await RestartableAgent.attach(reaper, await reaper.start(args), address);
   t.teardown(() => old.client.close());
   return { reaper, dir, stateDir, address, old };
 }
 
 const logged = (n: Node, event: string) => (n.reaper.stderr.match(new RegExp(`"event":"${event}"`, 'g')) ?? []).length;
+
+/** When `event` was logged the `nth` time (1-based), in ms. */
+const loggedAt = (n: Node, event: string, nth = 1): number =>
+  Date.parse(JSON.parse(n.reaper.stderr.split('\n').filter((l) => l.includes(`"event":"${event}"`))[nth - 1]!).time as string);
 
 /** A successor takes over (the DaemonSet's flags); its pid once it serves. */
 async function handOver(n: Node): Promise<number> {
@@ -159,4 +166,54 @@ test.serial('serving again: a released child is still reaped (no zombie, counted
     }
   }, 10_000);
   for (const p of more) process.kill(p.pid, 'SIGKILL');
+});
+
+test.serial('a resume that fails before it takes anything (a policy broken meanwhile) lingers on and tries again, and serves once it can', async (t) => {
+  const { dir: policyDir } = agentDir('pidfd-agent-resume-policy-');
+  t.teardown(() => rmSync(policyDir, { recursive: true, force: true }));
+  const policy = join(policyDir, 'policy.yaml');
+  const good = 'rules:\n  - name: root\n    identities: ["unix:uid=0"]\n    role: admin\n';
+  writeFileSync(policy, good);
+  const n = await node(t, () => [], ['--policy', policy]);
+  const { process: child } = await n.old.client.spawn({ argv: ['/bin/sleep', '600'], parentDeathSignal: 'KILL' });
+  const next = await handOver(n);
+  writeFileSync(policy, 'rules: [ this is not a policy\n');
+  await n.reaper.kill(next, SIGKILL);
+  t.is(await n.reaper.wait(next, 10_000), 'signal 9');
+  await eventually('the resume to fail', () => logged(n, 'resume_failed') >= 1, 20_000);
+  t.regex(n.reaper.stderr, /"event":"resume_failed".*"retry_in_ms":1000/);
+  t.is(await n.reaper.wait(n.old.pid, 1000), 'timeout', 'it did not exit');
+  t.is(procState(child!.pid) === undefined || procState(child!.pid) === 'Z', false, 'parent_death_signal unsent: the child runs');
+  writeFileSync(policy, good);
+  await eventually('it to serve again', () => logged(n, 'resumed_serving') >= 1, 30_000);
+  const client = new AgentClient(n.address);
+  t.teardown(() => client.close());
+  const { process: p } = await client.get({ handle: child!.handle });
+  t.is(p!.pid, child!.pid, 'the process is served again, with its pid');
+  await n.reaper.kill(n.old.pid, SIGTERM);
+  t.is(await n.reaper.wait(n.old.pid, 10_000), 'exit 0'); // and the child gets its parent_death_signal
+});
+
+test.serial('a resume that loses the store to an agent starting in that instant defers at once (no lock wait on the event loop), and serves once that one is gone', async (t) => {
+  const { dir: tmp } = agentDir('pidfd-agent-resume-hold-');
+  t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
+  const pidFile = join(tmp, 'holder.pid');
+  const n = await node(t, () => ['--import', HOLD_STORE_AT_SECOND_OPEN], [], { HOLD_STORE_PID_FILE: pidFile });
+  const { process: child } = await n.old.client.spawn({ argv: ['/bin/sleep', '600'] });
+  const next = await handOver(n);
+  await n.reaper.kill(next, SIGKILL);
+  t.is(await n.reaper.wait(next, 10_000), 'signal 9');
+  await eventually('the resume to be deferred', () => logged(n, 'resume_deferred') >= 1, 30_000);
+  t.true(existsSync(pidFile));
+  const ms = loggedAt(n, 'resume_deferred') - loggedAt(n, 'successor_gone');
+  // The holder is started and waited for in there too (a node process: some hundreds of ms);
+  // SQLite's busy wait alone was 5 s.
+  t.true(ms < 3000, `deferred ${ms} ms after successor_gone`);
+  t.notRegex(n.reaper.stderr, /"event":"resume_failed"/);
+  process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
+  await eventually('it to serve again', () => logged(n, 'resumed_serving') >= 1, 30_000);
+  const client = new AgentClient(n.address);
+  t.teardown(() => client.close());
+  t.is((await client.get({ handle: child!.handle })).process!.pid, child!.pid);
+  process.kill(child!.pid, 'SIGKILL');
 });

@@ -89,6 +89,11 @@ export class Lingering<Kept> {
     }
   }
 
+  /** Ended: the agent serving again has the store, and this holds nothing any more. */
+  get over(): boolean {
+    return this.ended;
+  }
+
   /** Children still reaped here. */
   get watched(): number {
     return this.reaper?.watched ?? 0;
