@@ -37,7 +37,7 @@ import { HandoverListener, type HandoverHost } from './handover/outgoing.js';
 import { encodeSnapshot, type Snapshot } from './handover/snapshot.js';
 import { ServiceGate } from './service/gate.js';
 import { handoverInProgress } from './process/errors.js';
-import { Lingering, StateDirTaken } from './handover/lingering.js';
+import { Lingering, StateDirTaken, type Ended } from './handover/lingering.js';
 import { StoreInUse } from './store/sqlite-store.js';
 import { openAccess } from './auth/access.js';
 import { Authorizer, cachedNames, NSS_NAMES } from './auth/authorize.js';
@@ -218,7 +218,9 @@ async function start(config: Config, log: Logger, telemetry: Telemetry, stopping
   }
   try {
     from?.checkFree();
-    const persisted = config.stateDir === undefined ? undefined : await openStateStore(config.stateDir, bootId, config, log, stalls);
+    // Serving again, a store found busy means served (checkFree has just found it free): waited
+    // for, it would hold up the event loop, the lingering reaper and probe with it, for seconds.
+    const persisted = config.stateDir === undefined ? undefined : await openStateStore(config.stateDir, bootId, config, log, stalls, from === undefined ? undefined : 0);
     if (persisted instanceof ThreadedStore) threaded = persisted;
     store = persisted === undefined ? new MemoryStore() : telemetry.timedStore(persisted);
   } catch (e) {
@@ -228,7 +230,8 @@ async function start(config: Config, log: Logger, telemetry: Telemetry, stopping
     throw e;
   }
   // The store is this agent's: lingering ends before restore re-adopts the processes it reaped.
-  if (from !== undefined) probe = from.end();
+  const lingered = from?.end();
+  if (lingered !== undefined) probe = lingered.kept;
   const events = new EventLog(config.eventRing, eventEncoding, Date.now, store.sequences);
   const manager = new ProcessManager(events, {
     maxProcesses: config.maxProcesses,
@@ -252,11 +255,14 @@ async function start(config: Config, log: Logger, telemetry: Telemetry, stopping
   manager.attachTelemetry(telemetry.process);
   try {
     const started = performance.now();
-    const counts = restore(manager, store, bootId, handover);
+    const counts = restore(manager, store, bootId, handover, lingered?.exits);
+    // In the same turn as the end of the lingering: no exit among them goes unreaped meanwhile.
+    for (const child of lingered?.children.splice(0) ?? []) manager.reapReleased(child.ref, child.spec, child.ownedCgroup);
     log(handover ? 'taken_over' : 'restored', { ...counts, ms: Math.round(performance.now() - started), sequence: events.lastSequence });
     if (handover) telemetry.handedOver((performance.now() - askedAt) / 1000);
   } catch (e) {
     handover?.close();
+    for (const child of lingered?.children ?? []) child.ref.close();
     reaper.close();
     store.close();
     dropProbe();
@@ -430,7 +436,8 @@ async function start(config: Config, log: Logger, telemetry: Telemetry, stopping
             manager.closeReferences();
             probe = undefined;
           };
-          lingering = new Lingering(config.stateDir!, manager.children(), successor, log, probe, letGo);
+          const children = [...manager.children()].map(({ ref, record }) => ({ ref, spec: record.spec, ownedCgroup: record.ownedCgroup }));
+          lingering = new Lingering(config.stateDir!, children, successor, log, probe, letGo);
           log('lingering', { children: lingering.watched, successor: successor?.pid ?? null, note: 'serving nothing; reaping the processes it started until SIGTERM; should no agent serve the state dir any more, it serves it again' });
         } else successor?.close();
       }
@@ -505,11 +512,12 @@ async function start(config: Config, log: Logger, telemetry: Telemetry, stopping
  * previous agent handed over, if it did), or EXITED with its status lost. After a handover the
  * event history and sequence continue where the previous agent stopped.
  */
-function restore(manager: ProcessManager, store: ProcessStore, bootId: string, handover: Snapshot | null): Record<string, number> {
-  const counts = { readopted: 0, lost: 0, exited: 0 };
+function restore(manager: ProcessManager, store: ProcessStore, bootId: string, handover: Snapshot | null, reaped?: Ended<unknown>['exits']): Record<string, number> {
+  const counts: { readopted: number; lost: number; exited: number; reaped_while_lingering?: number } = { readopted: 0, lost: 0, exited: 0 };
   const handed = handover?.pidfds() ?? new Map();
   try {
     const lost = [];
+    const collected = [];
     // Exits in the order they happened, then the running ones (those found gone exit now): the
     // table's retention takes the oldest exits first, and the store lists running rows first.
     const exitedAt = (saved: SavedProcess) => saved.exit?.exitedAt ?? Infinity;
@@ -517,9 +525,10 @@ function restore(manager: ProcessManager, store: ProcessStore, bootId: string, h
     for (const saved of inOrder) {
       const ref = saved.state === 'running' ? handed.get(saved.handle) : undefined;
       if (ref !== undefined) handed.delete(saved.handle);
-      const { record, lost: isLost } = manager.restore(saved, bootId, ref);
+      const { record, lost: isLost, reaped: wasReaped } = manager.restore(saved, bootId, ref, reaped);
       if (record.state === 'running') counts.readopted++;
       else if (isLost) lost.push(record);
+      else if (wasReaped) collected.push(record);
       else counts.exited++;
     }
     manager.restoreIntents(store.intents());
@@ -527,8 +536,10 @@ function restore(manager: ProcessManager, store: ProcessStore, bootId: string, h
     handover?.apply(manager);
     if (handover === null) manager.resumeCaptures();
     else manager.discardSavedRings();
-    manager.reportLost(lost);
+    // Exits reaped while lingering are as new to the store as lost ones: recorded and told alike.
+    manager.reportLost([...lost, ...collected]);
     counts.lost = lost.length;
+    if (reaped !== undefined) counts.reaped_while_lingering = collected.length;
   } finally {
     for (const ref of handed.values()) ref.close();
     handover?.close();
@@ -541,11 +552,12 @@ function restore(manager: ProcessManager, store: ProcessStore, bootId: string, h
  * With --store-timeout the store is on a thread of its own (threaded-store.ts); without it, on the
  * event loop, which costs less (bench/FINDINGS.md "Session 19") but stalls with the file system.
  */
-async function openStateStore(stateDir: string, bootId: string, config: Config, log: Logger, watch: StallWatch): Promise<ProcessStore> {
+async function openStateStore(stateDir: string, bootId: string, config: Config, log: Logger, watch: StallWatch, lockWaitMs?: number): Promise<ProcessStore> {
   const onError = (what: string, e: unknown) => log('store_error', { what, error: String(e) });
+  // (On its thread, a wait for the lock holds up nothing else.)
   const { store, recovery } =
     config.storeTimeoutMs === undefined
-      ? openStore(stateDir, bootId, onError, config.recover)
+      ? openStore(stateDir, bootId, onError, config.recover, lockWaitMs)
       : await ThreadedStore.open({ stateDir, bootId, recover: config.recover, timeoutMs: config.storeTimeoutMs, onError, watch });
   if (recovery.kind === 'healthy') log('store_recovery', { result: 'healthy', note: 'the store opened and passed its check: nothing moved' });
   if (recovery.kind === 'moved-aside') {

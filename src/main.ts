@@ -78,11 +78,18 @@ async function main(): Promise<number> {
     if (reloadPending) reload();
     reloadPending = false;
     // A stop asked for while starting wins the race at once: the agent then stops in order.
+    // The races settle with plain values, what they carry goes through variables cleared after use:
+    // `signalled` settles only at the end, and keeps the result of every race run against it, so
+    // a result holding the lingering (and through it the old table) would keep every agent this
+    // process ever ran, capture rings included.
     let lostBecause: string | undefined;
-    const ended = await Promise.race([signalled, agent.handedOver.then((lingering) => ({ lingering })), agent.storeLost.then((reason) => ((lostBecause = reason), 'store lost' as const))]);
-    if (typeof ended === 'object') {
+    let handed: LingeringAgent | null = null;
+    const ended = await Promise.race([signalled, agent.handedOver.then((lingering) => ((handed = lingering), 'handed over' as const)), agent.storeLost.then((reason) => ((lostBecause = reason), 'store lost' as const))]);
+    if (ended === 'handed over') {
       // Handed over. --after-handover exit: done. Lingering: SIGTERM ends it (exit 0), or it serves again.
-      const resumed = ended.lingering === null ? 'signal' : await linger(ended.lingering);
+      const lingering = handed as LingeringAgent | null;
+      handed = null;
+      const resumed = lingering === null ? 'signal' : await linger(lingering);
       if (resumed === 'signal') {
         await telemetry.shutdown();
         return 0;
@@ -103,13 +110,16 @@ async function main(): Promise<number> {
    * over, and serves every process (the agent returned). An agent found serving or holding the
    * store by then is followed instead. The processes this agent started never lose their parent
    * (parent_death_signal), and no container restart or its backoff is waited for. A stop asked for
-   * during that start is handled as during any start (see above); only a start that fails on its
-   * own ends the agent, exit 1, for its container's restart to take the processes back.
+   * during that start is handled as during any start (see above). A start that fails on its own
+   * before it has the store took nothing back: lingering goes on, and it is tried again later. Only
+   * one that fails after (the old table let go of) ends the agent, exit 1, for its container's
+   * restart to take the processes back.
    */
   async function linger(lingering: LingeringAgent): Promise<Agent | 'signal'> {
     // A policy reloaded now would be read again by the start anyway: nothing to remember.
     reload = () => {};
     const keepAlive = setInterval(() => {}, 1 << 30); // nothing else may hold the loop open
+    let retryMs = RESUME_RETRY_MS;
     try {
       for (;;) {
         const why = await Promise.race([signalled, lingering.successorGone().then(() => 'gone' as const)]);
@@ -121,11 +131,22 @@ async function main(): Promise<number> {
           resumed = await resumeAgent({ ...config!, agentEnv }, log, telemetry, stopAsked.signal, lingering);
         } catch (e) {
           if (e === stopAsked.signal.reason) return 'signal';
-          log('resume_failed', { error: e instanceof Error ? e.message : String(e), note: 'exiting 1: restarted, the agent takes the processes back from the state dir' });
-          await telemetry.shutdown();
-          throw e;
+          const error = e instanceof Error ? e.message : String(e);
+          if (lingering.over) {
+            log('resume_failed', { error, note: 'exiting 1, the processes already let go of: restarted, the agent takes them back from the state dir' });
+            await telemetry.shutdown();
+            throw e;
+          }
+          // Nothing taken yet (a --policy or TLS file broken meanwhile, a store a newer agent has
+          // migrated): an exit would fire every parent_death_signal, and a restart would fail the
+          // same way or take over from whoever serves by then. Lingering goes on, reaping, and
+          // tries again later, following any agent that serves meanwhile.
+          log('resume_failed', { error, retry_in_ms: retryMs, note: 'nothing was taken back: lingering on, reaping the processes it started; it tries again later, unless an agent serves the state dir by then' });
+          const retry = await Promise.race([signalled, new Promise<'retry'>((resolve) => setTimeout(resolve, retryMs, 'retry'))]);
+          if (retry === 'signal') return 'signal';
+          retryMs = Math.min(retryMs * 2, RESUME_RETRY_MAX_MS);
         }
-        if (resumed !== 'served') return resumed;
+        if (resumed !== undefined && resumed !== 'served') return resumed;
         starting = false;
         reload = () => {};
       }
@@ -134,6 +155,10 @@ async function main(): Promise<number> {
     }
   }
 }
+
+/** A resume that failed before it took anything is tried again after this, doubling up to the max. */
+const RESUME_RETRY_MS = 1000;
+const RESUME_RETRY_MAX_MS = 60_000;
 
 main().then(
   (code) => process.exit(code),

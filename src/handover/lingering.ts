@@ -8,6 +8,8 @@
 // a newer agent included.
 import type { PidRef } from '../kernel/pid-ref.js';
 import type { Logger } from '../log.js';
+import { stampNow } from '../process/lifecycle/clock.js';
+import type { ExitInfo, ProcessSpec } from '../process/lifecycle/record.js';
 import { EpollReaper } from '../reaper/reaper.js';
 import { storeLockHolder } from '../store/store-lock.js';
 import { connectServing } from './incoming.js';
@@ -16,27 +18,53 @@ import { SuccessorWatch } from './successor.js';
 /** Another agent serves the state dir (or has its store open), or it could not be told: linger on. */
 export class StateDirTaken extends Error {}
 
+/** A child of this process, as the old table knew it: whose it is, and its cgroup. */
+export interface LingeringChild {
+  readonly ref: PidRef;
+  readonly spec: ProcessSpec;
+  readonly ownedCgroup: string | undefined;
+}
+
+/** An exit reaped while lingering: the agent serving again records it as it was, not as lost. */
+export type ReapedExitInfo = Pick<ExitInfo, 'termination' | 'rusage' | 'exitedAt' | 'exitedStamp'>;
+
+/** What ending the lingering hands to the agent that serves again. */
+export interface Ended<Kept> {
+  readonly kept: Kept;
+  /**
+   * The children not reaped yet (duplicates, owned): those the new table does not take back
+   * (released, their rows gone) are still this process's to reap, or they would stay zombies.
+   */
+  readonly children: LingeringChild[];
+  /** By pidfs inode. */
+  readonly exits: ReadonlyMap<bigint, ReapedExitInfo>;
+}
+
 /** What a lingering agent holds; `Kept` is what the agent that serves again takes on (its probe). */
 export class Lingering<Kept> {
-  private readonly reaper: EpollReaper | null = null;
-  /** Duplicates of the children not reaped yet, the reaper's to close. */
-  private readonly reaping = new Set<PidRef>();
+  private reaper: EpollReaper | null = null;
+  /** Duplicates of the children not reaped yet, the reaper's to close (or end's to hand on). */
+  private reaping = new Map<PidRef, LingeringChild & { readonly inode: bigint }>();
+  /** Bounded by the children at the handover. */
+  private exits = new Map<bigint, ReapedExitInfo>();
   private successor: PidRef | null;
   private watch: SuccessorWatch | null = null;
   private ended = false;
 
   /**
-   * children: borrowed (each is watched through a duplicate). successor: the pidfd of the agent
-   * that took over, owned from here, or null when none could be opened. letGo closes what the old
-   * table still holds once the processes are taken back; kept goes to the agent that serves then.
+   * children: their refs borrowed (each is watched through a duplicate). successor: the pidfd of
+   * the agent that took over, owned from here, or null when none could be opened. letGo closes
+   * what the old table still holds once the processes are taken back; kept goes to the agent that
+   * serves then. Both are dropped at end: this object may outlive the old table (a settled
+   * promise keeps it), which must not keep that table, its event ring and its rings.
    */
   constructor(
     private readonly stateDir: string,
-    children: Iterable<PidRef>,
+    children: Iterable<LingeringChild>,
     successor: PidRef | null,
     private readonly log: Logger,
-    private readonly kept: Kept,
-    private readonly letGo: () => void,
+    private kept: Kept | undefined,
+    private letGo: () => void,
   ) {
     this.successor = successor;
     // Whatever fails here (out of descriptors) leaves zombies at worst: the watch for the
@@ -44,9 +72,13 @@ export class Lingering<Kept> {
     try {
       this.reaper = new EpollReaper(
         (exits) => {
+          const exitedAt = Date.now();
+          const exitedStamp = stampNow();
           for (const exit of exits) {
+            const child = this.reaping.get(exit.ref);
             this.reaping.delete(exit.ref);
             exit.ref.close();
+            if (child !== undefined) this.exits.set(child.inode, { termination: exit.termination, rusage: exit.rusage, exitedAt, exitedStamp });
           }
         },
         (e) => log('reaper_error', { error: String(e) }),
@@ -57,20 +89,26 @@ export class Lingering<Kept> {
     }
   }
 
+  /** Ended: the agent serving again has the store, and this holds nothing any more. */
+  get over(): boolean {
+    return this.ended;
+  }
+
   /** Children still reaped here. */
   get watched(): number {
     return this.reaper?.watched ?? 0;
   }
 
-  private reap(child: PidRef): void {
-    const dup = child.dup();
+  private reap(child: LingeringChild): void {
+    const dup = child.ref.dup();
     try {
+      const inode = dup.inode;
       this.reaper!.watch(dup, 'child');
+      this.reaping.set(dup, { ...child, ref: dup, inode });
     } catch (e) {
       dup.close();
       throw e;
     }
-    this.reaping.add(dup);
   }
 
   /**
@@ -108,19 +146,27 @@ export class Lingering<Kept> {
   }
 
   /**
-   * The store is this agent's again: stop reaping here (the new table reaps its children) and
-   * watching, close the old table's references, and hand over what was kept.
+   * The store is this agent's again: stop reaping here and watching, close the old table's
+   * references, and hand on what was kept, the children not reaped yet (for the new table to
+   * reap) and the exits reaped meanwhile (by pidfs inode).
    */
-  end(): Kept {
+  end(): Ended<Kept> {
     if (this.ended) throw new Error('the lingering already ended');
     this.ended = true;
     this.watch?.close();
+    this.watch = null;
     this.successor?.close();
+    this.successor = null;
     // Closed first: a closed epoll instance unwatches every reference in it.
     this.reaper?.close();
-    for (const ref of this.reaping) ref.close();
-    this.reaping.clear();
+    this.reaper = null;
+    const children = [...this.reaping.values()].map(({ ref, spec, ownedCgroup }) => ({ ref, spec, ownedCgroup }));
+    const ended = { kept: this.kept as Kept, children, exits: this.exits };
+    this.reaping = new Map();
+    this.exits = new Map();
     this.letGo();
-    return this.kept;
+    this.letGo = () => {};
+    this.kept = undefined;
+    return ended;
   }
 }

@@ -419,8 +419,31 @@ export class ProcessManager {
   }
 
   /** Our own children not yet reaped (released ones too), borrowed: still ours to reap after a handover. */
-  *children(): IterableIterator<PidRef> {
-    for (const [ref, record] of this.byRef) if (record.parentage === 'child') yield ref;
+  *children(): IterableIterator<{ readonly ref: PidRef; readonly record: ProcessRecord }> {
+    for (const [ref, record] of this.byRef) if (record.parentage === 'child') yield { ref, record };
+  }
+
+  /**
+   * Serving again in the process that lingered after a handover (after restore): a child of this
+   * process that the table did not take back (released before, or by the successor; its row gone)
+   * is still ours to reap, or it would stay a zombie. It is watched hidden, as a released child,
+   * and stays its owner's against max_processes until its exit. Consumes ref (closed when the
+   * table holds the process already).
+   */
+  reapReleased(ref: PidRef, spec: ProcessRecord['spec'], ownedCgroup: string | undefined): void {
+    const inode = ref.inode;
+    if (this.byInode.has(inode)) return ref.close();
+    const record = new ProcessRecord(newHandleId(), { pid: ref.pid, pidfsInode: inode }, spec, Date.now(), ref);
+    record.ownCgroup(ownedCgroup);
+    record.markReleased();
+    try {
+      this.reaper.watch(ref, 'child');
+    } catch (e) {
+      ref.close();
+      throw e;
+    }
+    this.byRef.set(ref, record);
+    this.table.releasedWhileRunning(record);
   }
 
   /**
@@ -476,9 +499,14 @@ export class ProcessManager {
     return this.stdio.output(record, stream);
   }
 
-  /** After a handover: pipes whose processes the successor took over are ours to close. */
+  /**
+   * After a handover: pipes whose processes the successor took over are ours to close, and the
+   * rings go (the successor has its copies). A lingering agent holds no captured output, and one
+   * that serves again holds only the rings it takes back.
+   */
   closeDetachedStdio(): void {
     this.stdio.closeDetached();
+    this.stdio.dropHandedOver();
   }
 
   /** Counts for tests and metrics. */
@@ -761,8 +789,10 @@ export class ProcessManager {
    * re-adopted only if its identity still holds (readopt.ts), through the pidfd the earlier agent
    * handed over when there was a handover; otherwise it becomes EXITED with its status lost (the
    * caller then reports it with `reportLost`), and whoever holds its pid now is never touched.
+   * `reaped`: exits this process reaped itself while it lingered after a handover (by pidfs
+   * inode); such a record becomes EXITED with that status (`reaped`, reported the same way).
    */
-  restore(saved: SavedProcess, bootId: string, handed?: PidRef): { record: ProcessRecord; lost: boolean } {
+  restore(saved: SavedProcess, bootId: string, handed?: PidRef, reaped?: ReadonlyMap<bigint, Omit<ExitInfo, 'reason'>>): { record: ProcessRecord; lost: boolean; reaped: boolean } {
     const spec = { argv: saved.argv, labels: saved.labels, adopted: saved.adopted, requestId: saved.requestId, owner: ownerIdentity(saved.owner) };
     const found = saved.state !== 'running' ? undefined : handed === undefined ? reopen(saved, bootId) : verifyHanded(saved, handed.take());
     const ref = found?.found ? found.ref.take() : null;
@@ -775,13 +805,15 @@ export class ProcessManager {
       this.byRef.set(ref, record);
       this.byInode.set(saved.pidfsInode, record);
       if (saved.deadline) this.armDeadline(record, saved.deadline);
-      return { record, lost: false };
+      return { record, lost: false, reaped: false };
     }
-    record.markExited(saved.exit ?? { termination: undefined, statusLost: true, reason: 'exited', exitedAt: Date.now(), exitedStamp: stampNow() });
+    // Gone, but reaped by this very process while it lingered: its status is known after all.
+    const collected = saved.state === 'running' ? reaped?.get(saved.pidfsInode) : undefined;
+    record.markExited(saved.exit ?? collected ?? { termination: undefined, statusLost: true, reason: 'exited', exitedAt: Date.now(), exitedStamp: stampNow() });
     this.table.noteExited(record);
     // A cgroup the previous agent could not remove yet (still populated then) is retried here.
     if (saved.exit !== undefined && record.ownedCgroup !== undefined) this.cleanUp(record);
-    return { record, lost: saved.exit === undefined };
+    return { record, lost: saved.exit === undefined && collected === undefined, reaped: collected !== undefined };
   }
 
   /**
@@ -808,7 +840,7 @@ export class ProcessManager {
     this.stdio.saveRings();
   }
 
-  /** Restored processes found gone: their exits (status lost) are recorded, then announced. */
+  /** Restored processes found gone: their exits (status lost, or reaped here) are recorded, then announced. */
   reportLost(records: readonly ProcessRecord[]): void {
     for (const record of records) {
       this.cleanUp(record);

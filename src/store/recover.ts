@@ -10,13 +10,13 @@ export type Recovery =
   | { readonly kind: 'healthy' }
   | { readonly kind: 'moved-aside'; readonly cause: string; readonly files: readonly string[] };
 
-export function openStore(stateDir: string, bootId: string, onError: StoreErrorSink, recover: boolean): { store: SqliteStore; recovery: Recovery } {
+export function openStore(stateDir: string, bootId: string, onError: StoreErrorSink, recover: boolean, lockWaitMs?: number): { store: SqliteStore; recovery: Recovery } {
   try {
-    return { store: new SqliteStore(stateDir, bootId, onError), recovery: { kind: recover ? 'healthy' : 'not-asked' } };
+    return { store: new SqliteStore(stateDir, bootId, onError, lockWaitMs), recovery: { kind: recover ? 'healthy' : 'not-asked' } };
   } catch (e) {
     if (!recover || !(e instanceof StoreDamaged)) throw e;
     const files = moveAside(stateDir, new Date());
-    const store = new SqliteStore(stateDir, bootId, onError);
+    const store = new SqliteStore(stateDir, bootId, onError, lockWaitMs);
     // Which event numbers the lost table had handed out is unknown; a client resuming a Watch
     // must never see one again. The wall clock in ms is far above any sequence a store reaches
     // (the events of every agent since, plus a block of 4096 per start): that would take more

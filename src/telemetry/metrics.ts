@@ -3,7 +3,7 @@
 // suffix), so the names below are what /metrics shows.
 import { metrics, type Attributes, type Counter, type Meter, type MetricOptions } from '@opentelemetry/api';
 import { ringTally } from '../process/stdio/output-ring.js';
-import type { Histograms, Series } from './histogram-tally.js';
+import type { HistogramTally, Histograms, Series } from './histogram-tally.js';
 import type { AgentView } from './telemetry.js';
 
 const SECONDS = 's';
@@ -42,6 +42,12 @@ export class Tally {
   }
 }
 
+/** rpc.server.call.duration, and with OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup the old rpc.server.duration. */
+export interface RpcDurations {
+  readonly call: HistogramTally;
+  readonly legacy: HistogramTally | undefined;
+}
+
 export type ExitHow = 'code' | 'signal' | 'timeout' | 'lost';
 
 export class AgentMetrics {
@@ -57,6 +63,24 @@ export class AgentMetrics {
   readonly reasons = new BoundedLabel(64);
   /** Owners become labels only with --metrics-owners N, and at most N of them. */
   private readonly owners: BoundedLabel | null;
+  private rpc: RpcDurations | undefined;
+
+  /**
+   * The call durations of the gRPC servers, made on first use. Once per process, not per server: an
+   * agent that serves again after lingering instruments a new server, and a second family of the
+   * same name would be exported beside the first (a scraper rejects it, or drops one at random).
+   */
+  rpcDurations(legacyNames: boolean): RpcDurations {
+    this.rpc ??= {
+      call: this.histograms.create('rpc.server.call.duration', {
+        description: 'Duration of the calls the agent served',
+        unit: 's',
+        boundaries: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
+      }),
+      legacy: legacyNames ? this.histograms.create('rpc.server.duration', { description: 'Duration of the calls the agent served (old RPC conventions)', unit: 'ms' }) : undefined,
+    };
+    return this.rpc;
+  }
 
   constructor(
     metricsOwners: number,

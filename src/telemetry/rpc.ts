@@ -45,12 +45,8 @@ export interface RpcOptions {
 
 export function instrumentService(definition: ServiceDefinition, implementation: UntypedServiceImplementation, agentMetrics: AgentMetrics, options: RpcOptions): UntypedServiceImplementation {
   const tracer = trace.getTracer('pidfd-agent');
-  const callDuration = agentMetrics.histograms.create('rpc.server.call.duration', {
-    description: 'Duration of the calls the agent served',
-    unit: 's',
-    boundaries: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
-  });
-  const legacyDuration = options.legacyNames ? agentMetrics.histograms.create('rpc.server.duration', { description: 'Duration of the calls the agent served (old RPC conventions)', unit: 'ms' }) : undefined;
+  // The process's (a resumed agent instruments its new server): one family each, whose series go on.
+  const { call: callDuration, legacy: legacyDuration } = agentMetrics.rpcDurations(options.legacyNames);
 
   const wrapped: UntypedServiceImplementation = {};
   for (const [name, method] of Object.entries(definition)) {

@@ -275,6 +275,20 @@ export class StdioTable {
     for (const io of this.live.values()) io.closeDetached();
   }
 
+  /**
+   * After closeDetached: the successor holds its copies of the rings too, and nothing here is
+   * read or saved any more, so they go rather than stay for as long as the agent lingers.
+   * (Released processes' pipes still being drained are not the successor's: they drain on.)
+   */
+  dropHandedOver(): void {
+    this.live.clear();
+    this.retained.clear();
+    this.charged.clear();
+    this.byOwner.clear();
+    this.unwritten.clear();
+    this.committed = 0;
+  }
+
   /** The process's pipes; one without any refuses every operation with FAILED_PRECONDITION. */
   of(record: ProcessRecord): ProcessStdio {
     return this.live.get(record) ?? new ProcessStdio(record, [null, null, null], [1, 1], null, () => {});
