@@ -237,6 +237,8 @@ test.serial('a released process that still runs counts against max_processes unt
   const [past] = await asUser(A, h.address, [sleep]);
   if (past!.ok) pids.push(past!.ok.process.pid);
   t.like(past!.error, { code: status.RESOURCE_EXHAUSTED, reason: 'POLICY_QUOTA', info: { field: 'max_processes' } });
+  // The tenant's List shows none of them, and it can end none: the refusal says what fills it.
+  t.is(past!.error?.details, 'max_processes: at most 3 running processes at once; 3 of them are released and still running (policy)');
   // The agent reaps the released child it still watches: its place is free again.
   process.kill(pids.shift()!, 'SIGKILL');
   const again = await eventually('a place once a released process exited', async () => {
