@@ -337,6 +337,7 @@ async function start(config: Config, log: Logger, telemetry: Telemetry, stopping
     lookup: (handle) => manager.find(handle),
     namespaces: (spawn) => manager.namespacesOf(spawn),
     running: (owner) => manager.runningOwnedBy(owner),
+    released: (owner) => manager.releasedRunningOwnedBy(owner),
     replays: (owner, requestId) => manager.hasRequest(owner, requestId),
     // Audit lines of a traced call name its trace, so the two join.
     audit: (entry) => access.audit.write({ ...entry, ...telemetry.traceIds() }),

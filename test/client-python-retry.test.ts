@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import test from 'ava';
 import { status } from '../clients/ts/src/index.js';
 import { ROOT } from './helpers/agent-process.js';
-import { tempDir } from './helpers/harness.js';
+import { startHarness, tempDir } from './helpers/harness.js';
 import { closedInFlightIsResent, LineChild, lostReplyIsRetried, releasedReplyIsNotRerun, UUID } from './helpers/lost-reply.js';
 import { checkHandoverRefusals, checkRefusedCalls, RefusingServer } from './helpers/refusing-server.js';
 import { Subreaper } from './helpers/subreaper.js';
@@ -58,3 +58,15 @@ for (const mode of ['sync', 'aio'] as const) {
     checkHandoverRefusals(t, server, refused['signal']!);
   });
 }
+
+test.serial('Python (aio): close() ends an open watch at once, with an AgentError marked client_closed, and a wait in a task that once caught a cancel with the marked UNAVAILABLE, neither with CancelledError', async (t) => {
+  const h = await startHarness();
+  t.teardown(() => h.close());
+  const client = LineChild.start(t, [PYTHON, '-B', FIXTURE, 'closed-aio', h.address, CLIENT, 'aio']);
+  const out = JSON.parse(await client.line()) as Record<string, { code: string; method: string; client_closed: boolean; text: string } | null>;
+  // Before: the watch went on past the close (grpc.aio's close cancels only calls it finds in a
+  // task of their own; this fixture's timeout then ended it), and the wait raised CancelledError,
+  // its task counting a cancel it had caught long before (Task.cancelling() stays up).
+  t.like(out['watch'], { code: 'CANCELLED', method: 'Watch', client_closed: true });
+  t.like(out['wait'], { code: 'UNAVAILABLE', method: 'Wait', client_closed: true });
+});

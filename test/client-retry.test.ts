@@ -4,9 +4,10 @@
 // the reply back while the command starts, then cuts the connection: the worst moment.
 import { join } from 'node:path';
 import test from 'ava';
+import { InterceptingCall, type Interceptor } from '@grpc/grpc-js';
 import { AgentCallError, AgentClient, isRetryable, status, type RetryPolicy } from '../clients/ts/src/index.js';
 import { runCliText } from './helpers/cli.js';
-import { eventually, sleep, tempDir } from './helpers/harness.js';
+import { eventually, sleep, startHarness, tempDir } from './helpers/harness.js';
 import { marking, startRig, starts, recorded, UUID } from './helpers/lost-reply.js';
 import { RefusingServer } from './helpers/refusing-server.js';
 import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
@@ -224,4 +225,27 @@ test.serial('pidfdctl names the request id of a spawn it could not confirm, to r
   server.refusal = { code: status.ABORTED, reason: 'OUTCOME_UNKNOWN' };
   const unknown = await runCliText(server.address, ['spawn', '--request-id', 'job-7', '--', 'true']);
   t.is(unknown.stderr, 'pidfdctl: ABORTED: refused (OUTCOME_UNKNOWN)\n', 'nothing to rerun');
+});
+
+test.serial("close() when the agent's refusal is already in: the caller gets that refusal, not 'outcome unknown'", async (t) => {
+  const h = await startHarness();
+  t.teardown(() => h.close());
+  // grpc-js hands a received status to the call's callback through a few async hops; a close()
+  // in between (say, after another call's reply from the same read) cancels nothing. The
+  // interceptor closes the client at that moment: the status is in, the callback not yet run.
+  let client: AgentClient | undefined;
+  const closeOnStatus: Interceptor = (options, next) =>
+    new InterceptingCall(next(options), {
+      start: (metadata, _listener, go) =>
+        go(metadata, {
+          onReceiveStatus: (s, pass) => {
+            client!.close();
+            pass(s);
+          },
+        }),
+    });
+  client = new AgentClient(h.address, undefined, { interceptors: [closeOnStatus] }, { retry: false });
+  const e = await t.throwsAsync(client.spawn({ argv: ['true'], cwd: 'relative' }), { instanceOf: AgentCallError });
+  t.like(e, { code: status.INVALID_ARGUMENT, reason: 'INVALID_ARGUMENT', clientClosed: false, info: { field: 'cwd' } });
+  t.false(isRetryable(e!));
 });

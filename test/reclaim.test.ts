@@ -98,3 +98,13 @@ test.serial('reclaim_memory of an exited process: FAILED_PRECONDITION, nothing s
   t.is(e.code, status.FAILED_PRECONDITION);
   t.is(e.reason, 'PROCESS_EXITED');
 });
+
+test('a wait whose cancel came before it began (a Stop cancelled during its reclaim) ends at once as CANCELLED, not at the exit', async (t) => {
+  const { process: p } = await h.client.spawn({ argv: ['sleep', '30'] });
+  t.teardown(() => h.client.stop({ handle: p!.handle, signal: 'KILL' }).then(() => undefined));
+  // stopReclaiming awaits the reclaim without the signal, then waits with it: an abort in between
+  // fired no listener, and the Stop (and its max_waits slot) lasted until the exit.
+  const waited = h.agent.manager.wait(p!.handle, undefined, AbortSignal.abort());
+  const outcome = await Promise.race([waited.then(() => 'exit', (e: unknown) => e), new Promise((r) => setTimeout(r, 1000, 'still waiting 1 s later'))]);
+  t.like(outcome, { kind: 'DeadlineExceeded', detail: { reason: 'CANCELLED', handle: p!.handle } });
+});

@@ -31,7 +31,7 @@ writeFileSync(
     role: tenant
     spawn:
       run_as: ["${A}"]
-      executables: ["/usr/bin/*", "/bin/*"]
+      executables: ["/usr/bin/*", "/bin/*", "${jobsDir}/*"]
       output_dirs: ["${outDir}"]
       cwd_dirs: ["${jobsDir}"]
       max_processes: 3
@@ -146,6 +146,31 @@ test.serial("a link a tenant put in its cwd_dirs leads the agent nowhere it cann
   }
 });
 
+test.serial("a link a tenant put in a directory its executables allow leads the agent nowhere it cannot look: argv[0] is exec'd as the tenant's user only", async (t) => {
+  const link = join(jobsDir, 'exec-link');
+  const [ln] = await asUser(A, h.address, [{ op: 'spawn', req: { argv: ['ln', '-s', secretDir, link], user: String(A), cwd: jobsDir } }]);
+  t.truthy(ln!.ok, JSON.stringify(ln));
+  await eventually('the link', () => lstatSync(link, { throwIfNoEntry: false })?.isSymbolicLink());
+  // Stat'd by the agent as root first, these differed: NOT_FOUND ENOENT, the helper's EACCES, a
+  // second EACCES text (a file, not executable) and NOT_FOUND ENOTDIR.
+  writeFileSync(join(secretDir, 'data'), 'x', { mode: 0o600 });
+  const paths = [join(link, 'missing'), join(link, 'probe'), join(link, 'data'), join(link, 'probe', 'x')];
+  const spawns = [
+    ...paths.map((p) => ({ argv: [p], user: String(A) })),
+    { argv: ['exec-link/missing'], user: String(A), cwd: jobsDir },
+  ];
+  const outcomes = await asUser(A, h.address, spawns.map((req) => ({ op: 'spawn', req })));
+  const expected = [...paths, join(jobsDir, 'exec-link/missing')];
+  for (const [i, o] of outcomes.entries()) {
+    t.like(o.error, { code: status.PERMISSION_DENIED, reason: 'EACCES', info: { field: 'argv[0]', path: expected[i] } }, expected[i]);
+    t.is(o.error?.details.replace(expected[i]!, 'P'), 'argv[0]: P: EACCES (as the target user)', expected[i]);
+  }
+  // Where the tenant's user may look, the helper's execve says what is wrong, as clearly.
+  const [missing] = await asUser(A, h.address, [{ op: 'spawn', req: { argv: [join(jobsDir, 'no-such-job')], user: String(A) } }]);
+  t.like(missing!.error, { code: status.NOT_FOUND, reason: 'ENOENT', info: { field: 'argv[0]' } });
+  t.is(missing!.error?.details, `argv[0]: ${join(jobsDir, 'no-such-job')}: ENOENT (as the target user)`);
+});
+
 test.serial('a spawn outside the rule is POLICY_DENIED naming the field, and audited', async (t) => {
   const spawn = (req: Record<string, unknown>) => ({ op: 'spawn', req: { argv: ['true'], user: String(A), ...req } });
   const outcomes = await asUser(A, h.address, [
@@ -212,6 +237,8 @@ test.serial('a released process that still runs counts against max_processes unt
   const [past] = await asUser(A, h.address, [sleep]);
   if (past!.ok) pids.push(past!.ok.process.pid);
   t.like(past!.error, { code: status.RESOURCE_EXHAUSTED, reason: 'POLICY_QUOTA', info: { field: 'max_processes' } });
+  // The tenant's List shows none of them, and it can end none: the refusal says what fills it.
+  t.is(past!.error?.details, 'max_processes: at most 3 running processes at once; 3 of them are released and still running (policy)');
   // The agent reaps the released child it still watches: its place is free again.
   process.kill(pids.shift()!, 'SIGKILL');
   const again = await eventually('a place once a released process exited', async () => {

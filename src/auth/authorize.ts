@@ -68,6 +68,8 @@ export interface AuthorizerDeps {
   readonly namespaces?: (spawn: SpawnOptions) => Joined;
   /** Running processes an identity owns. */
   readonly running: (owner: string) => number;
+  /** Of those, the released ones (it can no longer end them): named in a max_processes refusal. */
+  readonly released?: (owner: string) => number;
   /** Whether the identity already made a spawn with this request_id (a retry replays it). */
   readonly replays: (owner: string, requestId: string) => boolean;
   readonly audit: AuditSink;
@@ -314,7 +316,7 @@ export class Authorizer {
     if (spawn.requestId !== undefined && this.deps.replays(caller.identity, spawn.requestId)) return new Grant({ ...parts, executable, executableUnchecked });
     const { maxProcesses, spawnRate } = rule.spawn;
     const release = this.quotas.takeSpawn(caller.identity, maxProcesses === undefined ? undefined : maxProcesses - this.deps.running(caller.identity));
-    if (release === undefined) return deny(quota('max_processes', `at most ${maxProcesses} running processes at once`));
+    if (release === undefined) return deny(quota('max_processes', `at most ${maxProcesses} running processes at once${releasedNote(this.deps.released?.(caller.identity) ?? 0)}`));
     if (!this.quotas.takeRate(caller.identity, spawnRate)) {
       release();
       return deny(quota('spawn_rate', `at most ${spawnRate!.count} spawns per ${spawnRate!.perMs / 1000} s`));
@@ -376,5 +378,8 @@ interface Resolved {
   readonly executable: string;
   readonly executableUnchecked?: true;
 }
+
+/** Released processes fill max_processes as any other until they exit, out of the tenant's reach: say so. */
+const releasedNote = (released: number): string => (released === 0 ? '' : `; ${released} of them ${released === 1 ? 'is' : 'are'} released and still running`);
 
 const quota = (field: string, message: string) => new AgentError('ResourceExhausted', `${field}: ${message} (policy)`, { reason: 'POLICY_QUOTA', field });

@@ -469,8 +469,15 @@ export class ProcessManager {
   /** Running processes (spawned or adopted) an identity owns, but for those whose Spawn is still in flight. */
   runningOwnedBy(owner: string): number {
     let n = this.table.runningOwnedBy(owner);
-    for (const r of this.heldInSpawn) if (r.spec.owner === owner && r.state === 'running') n--;
+    // Only what the table counts: a held record waits for its group commit before it enters the
+    // table, and subtracting it then too gave -1, room for one more spawn than max_processes.
+    for (const r of this.heldInSpawn) if (r.spec.owner === owner && r.state === 'running' && this.table.get(r.handle) === r) n--;
     return n;
+  }
+
+  /** Released processes of an identity's that still run (and count in runningOwnedBy). */
+  releasedRunningOwnedBy(owner: string): number {
+    return this.table.releasedRunningOwnedBy(owner);
   }
 
   /** Whether `owner` already used this request_id (a repeat replays it, or is refused: it starts nothing). */
@@ -583,14 +590,17 @@ export class ProcessManager {
     this.write(`the release of ${record.handle}`, 1, (w) => writeReleases(w, [record], tombstones), record.handle);
     // What the store now holds, first: forget can still fail (a capture file it cannot remove).
     this.tombstones.apply(tombstones);
-    this.forget(record);
     const ref = record.ref;
-    // A released child that still runs stays watched (hidden), so it is reaped and never left a
-    // zombie, and stays its owner's against max_processes until then; a foreign process is not
-    // ours to reap.
-    if (ref !== null && this.byRef.has(ref)) {
-      if (record.parentage === 'foreign') this.stopManaging(record, ref);
-      else this.table.releasedWhileRunning(record);
+    try {
+      this.forget(record);
+    } finally {
+      // A released child that still runs stays watched (hidden), so it is reaped and never left a
+      // zombie, and stays its owner's against max_processes until then, even when forget threw
+      // past taking it out of the table; a foreign process is not ours to reap.
+      if (ref !== null && this.byRef.has(ref)) {
+        if (record.parentage === 'foreign') this.stopManaging(record, ref);
+        else this.table.releasedWhileRunning(record);
+      }
     }
     this.recordExits();
   }

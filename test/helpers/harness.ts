@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { AgentCallError, AgentClient } from '../../clients/ts/src/index.js';
 import { startAgent, type Agent } from '../../src/agent.js';
 import { DEFAULTS, type Config } from '../../src/config/config.js';
+import type { Telemetry } from '../../src/telemetry/telemetry.js';
 
 export interface Harness {
   readonly agent: Agent;
@@ -15,7 +16,7 @@ export interface Harness {
 }
 
 /** A real agent in this process, serving on a unix socket in a fresh temp dir (and on `tcp` addresses). */
-export async function startHarness({ tcp = [], ...overrides }: Partial<Config> & { tcp?: readonly string[] } = {}): Promise<Harness> {
+export async function startHarness({ tcp = [], telemetry, ...overrides }: Partial<Config> & { tcp?: readonly string[]; telemetry?: Telemetry } = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'pidfd-agent-test-'));
   const address = `unix://${join(dir, 'agent.sock')}`;
   const logs: Harness['logs'] = [];
@@ -23,7 +24,7 @@ export async function startHarness({ tcp = [], ...overrides }: Partial<Config> &
   const stateDir = join(dir, 'state');
   // The audit trail goes to a file in the temp dir rather than into the test runner's output.
   const auditLog = join(dir, 'audit.log');
-  const agent = await startAgent({ ...DEFAULTS, listen: [address, ...tcp], agentEnv, stateDir, auditLog, ...overrides }, (event, fields) => logs.push({ event, fields }));
+  const agent = await startAgent({ ...DEFAULTS, listen: [address, ...tcp], agentEnv, stateDir, auditLog, ...overrides }, (event, fields) => logs.push({ event, fields }), telemetry);
   const client = new AgentClient(address);
   return {
     agent,

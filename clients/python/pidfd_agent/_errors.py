@@ -68,6 +68,14 @@ class AgentError(Exception):
         return e
 
     @classmethod
+    def stream_closed(cls, method: str) -> "AgentError":
+        """A stream (watch, read_output) the Agent's close ended: CANCELLED, as the sync client's,
+        marked `client_closed` (resume it from its cursor or offset on a new Agent)."""
+        e = cls(grpc.StatusCode.CANCELLED, "the client was closed", None, method)
+        e.client_closed = True
+        return e
+
+    @classmethod
     def of(cls, e: grpc.RpcError, method: str = "", request=None) -> "AgentError":
         request_id, request_ids = request_ids_of(request)
         return cls(e.code(), e.details(), e.trailing_metadata(), method, request_id, request_ids)

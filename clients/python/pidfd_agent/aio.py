@@ -41,6 +41,9 @@ class Agent:
         self._retry = retry
         # Set by close(): a call waiting out a retry backoff ends then, with its last failure.
         self._closing = asyncio.Event()
+        # Open streams: grpc.aio's close cancels only calls it finds in a task of their own, which
+        # a stream read in the caller's task is not (grpcio 1.51: it went on, past the close).
+        self._streams: set = set()
 
     async def spawn(self, request: pb.SpawnRequest, timeout: float | None = None, retry=_CLIENT_POLICY, auto_request_id: bool = True) -> pb.SpawnResponse:
         """As pidfd_agent.Agent.spawn."""
@@ -56,7 +59,7 @@ class Agent:
         rpc = method_name(name)
         method = getattr(self._stub, rpc)
         if isinstance(method, grpc.aio.UnaryStreamMultiCallable):
-            return lambda request, timeout=None: _stream(method(request, timeout=timeout), rpc)
+            return lambda request, timeout=None: _stream(method(request, timeout=timeout), rpc, self._closing, self._streams)
         return lambda request, timeout=None, retry=None: self._unary(rpc, request, timeout, retry)
 
     async def _unary(self, rpc: str, request, timeout: float | None, retry: Retry | None):
@@ -64,6 +67,7 @@ class Agent:
         schedule = Schedule(retry, None if timeout is None else time.monotonic() + timeout)
         while True:
             sent_open = not self._closing.is_set()
+            cancels = _cancels()
             try:
                 return await method(request, timeout=schedule.remaining())
             except grpc.aio.AioRpcError as e:
@@ -71,7 +75,7 @@ class Agent:
             except asyncio.CancelledError:
                 # grpc.aio's close cancels the calls in flight, which raise what a cancelled task
                 # raises: only the task's own cancel is one.
-                if not (sent_open and self._closing.is_set()) or _task_cancelled():
+                if not (sent_open and self._closing.is_set()) or _cancels() > cancels:
                     raise
                 raise AgentError.cut_by_close(rpc, *request_ids_of(request)) from None
             # As the sync client's: a call in flight at the close may have run.
@@ -95,8 +99,11 @@ class Agent:
 
     async def close(self) -> None:
         """As pidfd_agent.Agent.close: a call in flight fails at once, UNAVAILABLE marked
-        `client_closed`, not with the CancelledError grpc.aio ends it with."""
+        `client_closed`, not with the CancelledError grpc.aio ends it with; an open stream (watch,
+        read_output) ends with AgentError CANCELLED marked `client_closed`."""
         self._closing.set()
+        for call in list(self._streams):
+            call.cancel()
         await self._channel.close()
 
     async def __aenter__(self) -> "Agent":
@@ -106,18 +113,27 @@ class Agent:
         await self.close()
 
 
-def _task_cancelled() -> bool:
-    """Whether this task was asked to cancel (Python 3.11 counts it; before, a cancel at the
-    close is taken for the close's)."""
+def _cancels() -> int:
+    """How many cancels of this task are pending (Python 3.11 counts them; before, 0: a cancel at
+    the close is taken for the close's). Compared before and after a call: a count left above 0 by
+    a cancel the task caught earlier (without uncancel) is not this call's."""
     cancelling = getattr(asyncio.current_task(), "cancelling", None)
-    return cancelling is not None and cancelling() > 0
+    return 0 if cancelling is None else cancelling()
 
 
-async def _stream(call, rpc: str):
+async def _stream(call, rpc: str, closing: asyncio.Event, streams: set):
+    cancels = _cancels()
+    streams.add(call)
     try:
         async for response in call:
             yield response
     except grpc.aio.AioRpcError as e:
         raise AgentError.of(e, rpc) from None
+    except asyncio.CancelledError:
+        # The Agent's close cancels the stream, as it does a unary call: no cancel of the task.
+        if not closing.is_set() or _cancels() > cancels:
+            raise
+        raise AgentError.stream_closed(rpc) from None
     finally:
+        streams.discard(call)
         call.cancel()

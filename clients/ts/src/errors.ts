@@ -66,9 +66,12 @@ export function endedByClose(e: AgentCallError): void {
 
 /**
  * The failure of a call close() cancelled before its reply: not the CANCELLED grpc-js ends it
- * with, which hides that it may have run, but what a connection lost then says.
+ * with, which hides that it may have run, but what a connection lost then says. An error the
+ * agent sent (it has a reason), or any other code, is returned as it is: its outcome is known
+ * (grpc-js hands a reply on through a few async hops, so it can come in after close()).
  */
-export function closedInFlight(call: FailedCall): AgentCallError {
+export function closedInFlight(call: FailedCall, failure: AgentCallError): AgentCallError {
+  if (failure.reason !== '' || (failure.code !== status.CANCELLED && failure.code !== status.UNAVAILABLE)) return failure;
   const e = new AgentCallError({ code: status.UNAVAILABLE, details: 'no reply, the outcome is unknown', metadata: new Metadata() }, call);
   (e as { clientClosed: boolean }).clientClosed = true;
   e.message += ' (the client was closed with the call in flight)';

@@ -288,10 +288,11 @@ export class AgentClient {
         call = method.call(this.raw, req, new Metadata(), { deadline }, (e, res) => {
           signal?.removeEventListener('abort', onAbort);
           closing.removeEventListener('abort', onClose);
-          // The caller's own abort wins: it asked for the CANCELLED.
-          if (e && cut && !signal?.aborted) reject(closedInFlight(failed));
-          else if (e) reject(new AgentCallError(e, failed));
-          else resolve(res);
+          if (!e) return resolve(res);
+          const error = new AgentCallError(e, failed);
+          // The caller's own abort wins: it asked for the CANCELLED. An answer of the agent's (it
+          // has a reason) that came in before the close took effect stays the agent's.
+          reject(cut && !signal?.aborted ? closedInFlight(failed, error) : error);
         });
       } finally {
         Error.stackTraceLimit = stackTraceLimit;

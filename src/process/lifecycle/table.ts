@@ -50,6 +50,11 @@ export class ProcessTable {
     return (this.runningBy.get(owner) ?? 0) + (this.releasedRunningBy.get(owner) ?? 0);
   }
 
+  /** Of those, the released ones. */
+  releasedRunningOwnedBy(owner: string): number {
+    return this.releasedRunningBy.get(owner) ?? 0;
+  }
+
   /** A record removed while its process runs on (a released child of ours): its owner's until its exit. */
   releasedWhileRunning(record: ProcessRecord): void {
     if (this.releasedRunning.has(record)) return;

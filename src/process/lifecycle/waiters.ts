@@ -9,7 +9,11 @@ export class Waiters {
   private readonly byHandle = new Map<HandleId, Set<Settle>>();
 
   wait(record: ProcessRecord, timeoutMs: number | undefined, abort: AbortSignal): Promise<ProcessRecord> {
+    const cancelled = () => new AgentError('DeadlineExceeded', 'wait was cancelled', { reason: 'CANCELLED', handle: record.handle });
     return new Promise((resolve, reject) => {
+      // An abort that came first fires no listener: the wait (and the Wait or Stop slot it holds)
+      // would last until the exit. A Stop that reclaims memory first can get here so.
+      if (abort.aborted) return reject(cancelled());
       let timer: NodeJS.Timeout | undefined;
       const cleanup = () => {
         if (timer) clearTimeout(timer);
@@ -25,7 +29,7 @@ export class Waiters {
       };
       const onAbort = () => {
         cleanup();
-        reject(new AgentError('DeadlineExceeded', 'wait was cancelled', { reason: 'CANCELLED', handle: record.handle }));
+        reject(cancelled());
       };
       if (timeoutMs !== undefined) {
         timer = setTimeout(() => {

@@ -85,14 +85,16 @@ export async function launch(
   const plain = (o: OutputTarget) => o.kind === 'discard' || o.kind === 'inherit';
   const shimmable = !options.terminal && options.stdin !== 'pipe' && plain(options.stdout) && plain(options.stderr) && !needsHelper(options.setup) && node.cgroups.v1Procs.length === 0;
   const unchecked = options.executable === undefined || options.executableUnchecked === true;
-  const deferred = unchecked && joins === undefined && program.includes('/') && shimmable;
+  // For another identity, the helper enters cwd, creates and opens files and execs argv[0] as that
+  // identity; in joined namespaces, it does so after the setns, in the joined mount namespace.
+  // Then the agent looks at neither cwd nor a path argv[0] first: its stat, as root, through a link
+  // the tenant put in a cwd_dirs (or executables) directory, would tell what exists where the
+  // target may not look. The helper's execve is the check, with the same errno names.
+  const byTarget = changesIdentity(options.setup);
+  const asTarget = byTarget || joins !== undefined;
+  const deferred = unchecked && joins === undefined && program.includes('/') && (shimmable || byTarget);
   const path = !unchecked ? options.executable! : deferred ? resolve(childCwd(options, joins), program) : stage('executable', () => executableOf(options, node.agentEnv, joins));
   let direct = false;
-  // For another identity, the helper enters cwd and creates and opens files as that identity;
-  // in joined namespaces, it does so after the setns, in the joined mount namespace. Then the
-  // agent does not look at cwd first: its stat, as root, through a link the tenant put in a
-  // cwd_dirs directory, would tell what exists where the target may not look.
-  const asTarget = changesIdentity(options.setup) || joins !== undefined;
   if (options.cwd !== undefined && !asTarget) checkCwd(options.cwd);
   const opened: Fd[] = [];
   const cgroup = options.cgroup && stage('cgroup', () => node.cgroups.prepare(options.cgroup!, handle));
@@ -125,7 +127,7 @@ export async function launch(
     const v1 = node.cgroups.v1Procs;
     const helped = needsHelper(options.setup) || joins !== undefined || v1.length > 0;
     direct = !helped && shimHandles(stdio);
-    if (deferred && !direct) stage('executable', () => executableOf(options, node.agentEnv, joins));
+    if (deferred && !direct && !byTarget) stage('executable', () => executableOf(options, node.agentEnv, joins));
     const helper = helped || (procs !== undefined && !direct) ? { path: node.helperPath, args: helperArgs(options.setup, outputs, helperCwd) } : undefined;
     const child = await stage('exec', () => spawnAsync({
       path,
@@ -150,7 +152,7 @@ export async function launch(
       throw new AgentError('FailedPrecondition', `the default cgroup ${fallback.dir}: ${e.code}`, { reason: 'DEFAULT_CGROUP', path: fallback.dir, syscall: 'cgroup' }, { cause: e });
     }
     if (deferred && direct && isKernelError(e) && e.syscall === 'execve') executableOf(options, node.agentEnv, joins);
-    throw spawnError(e, path, { stdout: fileOf(options.stdout), stderr: fileOf(options.stderr), chdir: options.cwd });
+    throw spawnError(e, path, { stdout: fileOf(options.stdout), stderr: fileOf(options.stderr), chdir: options.cwd, execAsTarget: byTarget });
   } finally {
     for (const fd of opened) closeFd(fd);
   }

@@ -50,10 +50,12 @@ export interface SetupPaths {
   readonly stdout?: string;
   readonly stderr?: string;
   readonly chdir?: string;
+  /** The helper execs argv[0] after dropping to the target's credentials: its checks are the target's. */
+  readonly execAsTarget?: boolean;
 }
 
 export function setupFailure(e: SetupError, path: string, paths: SetupPaths = {}): unknown {
-  if (e.stage === 'exec') return fromKernel(new KernelError('execve', e.errno), { what: `${path}`, field: 'argv[0]', path });
+  if (e.stage === 'exec') return fromKernel(new KernelError('execve', e.errno), { what: `argv[0]: ${path}`, field: 'argv[0]', path, ...(paths.execAsTarget && { note: 'as the target user' }) });
   const code = errnoName(e.errno);
   if (e.stage === 'setns_owner') return errnoError(code, { what: "join_namespaces_of: the process's namespaces belong to another user namespace (one its owner made)", field: 'join_namespaces_of', syscall: 'setns', otherwise: 'InvalidArgument' }, e);
   const field = e.stage.startsWith('setrlimit') ? 'rlimits' : (stageFields[e.stage] ?? e.stage);

@@ -78,6 +78,9 @@ type AgentServiceClient interface {
 	//     process is not affected: wait again, or Stop it).
 	//   - DEADLINE_EXCEEDED (no detail): the call's own gRPC deadline passed.
 	//   - NOT_FOUND / UNKNOWN_HANDLE.
+	//   - RESOURCE_EXHAUSTED / POLICY_QUOTA, field max_waits: the caller already has as many Wait and
+	//     Stop calls waiting as its policy allows (asked before the handle is looked at, so an exited
+	//     process is refused too).
 	//   - UNAVAILABLE / HANDOVER: the agent handed over while waiting; wait again on the successor.
 	Wait(ctx context.Context, in *WaitRequest, opts ...grpc.CallOption) (*WaitResponse, error)
 	// Watch streams lifecycle events, optionally replaying from a sequence number. The stream
@@ -103,7 +106,8 @@ type AgentServiceClient interface {
 	// Errors (code / reason):
 	// - INVALID_ARGUMENT / INVALID_ARGUMENT: a malformed label.
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
-	// Release closes the pidfd and forgets the handle. A running process keeps running.
+	// Release closes the pidfd and forgets the handle. A running process keeps running, and keeps
+	// counting against its owner's max_processes until it exits; its spawn timeout no longer fires.
 	// Errors (code / reason):
 	// - NOT_FOUND / UNKNOWN_HANDLE (also for a handle already released).
 	// - UNAVAILABLE / STORE_WRITE_FAILED: the release could not be recorded; nothing changed.
@@ -115,6 +119,7 @@ type AgentServiceClient interface {
 	//   - NOT_FOUND / UNKNOWN_HANDLE.
 	//   - INVALID_ARGUMENT / INVALID_ARGUMENT: signal is not a signal; grace is negative.
 	//   - PERMISSION_DENIED / EPERM: the kernel refused the signal.
+	//   - RESOURCE_EXHAUSTED / POLICY_QUOTA, field max_waits: as for Wait (nothing is sent).
 	//   - DEADLINE_EXCEEDED / CANCELLED: the call was cancelled before the process exited (the
 	//     signals already sent stay sent).
 	//   - FAILED_PRECONDITION / NO_OWN_CGROUP: tree for a process without its own cgroup.
@@ -411,6 +416,9 @@ type AgentServiceServer interface {
 	//     process is not affected: wait again, or Stop it).
 	//   - DEADLINE_EXCEEDED (no detail): the call's own gRPC deadline passed.
 	//   - NOT_FOUND / UNKNOWN_HANDLE.
+	//   - RESOURCE_EXHAUSTED / POLICY_QUOTA, field max_waits: the caller already has as many Wait and
+	//     Stop calls waiting as its policy allows (asked before the handle is looked at, so an exited
+	//     process is refused too).
 	//   - UNAVAILABLE / HANDOVER: the agent handed over while waiting; wait again on the successor.
 	Wait(context.Context, *WaitRequest) (*WaitResponse, error)
 	// Watch streams lifecycle events, optionally replaying from a sequence number. The stream
@@ -436,7 +444,8 @@ type AgentServiceServer interface {
 	// Errors (code / reason):
 	// - INVALID_ARGUMENT / INVALID_ARGUMENT: a malformed label.
 	List(context.Context, *ListRequest) (*ListResponse, error)
-	// Release closes the pidfd and forgets the handle. A running process keeps running.
+	// Release closes the pidfd and forgets the handle. A running process keeps running, and keeps
+	// counting against its owner's max_processes until it exits; its spawn timeout no longer fires.
 	// Errors (code / reason):
 	// - NOT_FOUND / UNKNOWN_HANDLE (also for a handle already released).
 	// - UNAVAILABLE / STORE_WRITE_FAILED: the release could not be recorded; nothing changed.
@@ -448,6 +457,7 @@ type AgentServiceServer interface {
 	//   - NOT_FOUND / UNKNOWN_HANDLE.
 	//   - INVALID_ARGUMENT / INVALID_ARGUMENT: signal is not a signal; grace is negative.
 	//   - PERMISSION_DENIED / EPERM: the kernel refused the signal.
+	//   - RESOURCE_EXHAUSTED / POLICY_QUOTA, field max_waits: as for Wait (nothing is sent).
 	//   - DEADLINE_EXCEEDED / CANCELLED: the call was cancelled before the process exited (the
 	//     signals already sent stay sent).
 	//   - FAILED_PRECONDITION / NO_OWN_CGROUP: tree for a process without its own cgroup.

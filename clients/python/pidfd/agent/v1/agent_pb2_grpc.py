@@ -16,7 +16,9 @@ class AgentServiceStub(object):
     - INVALID_ARGUMENT / INVALID_ARGUMENT: a field is malformed or too long; metadata "field" names it.
     - INVALID_ARGUMENT / UNDECODABLE: the request is not a valid encoding of its message.
     - PERMISSION_DENIED / POLICY_DENIED: the agent's policy refuses this caller the call or a field.
-    - RESOURCE_EXHAUSTED / POLICY_QUOTA: the policy's quota or rate for this caller is used up.
+    - RESOURCE_EXHAUSTED / POLICY_QUOTA: the policy's quota or rate for this caller is used up;
+    metadata "field" names it: max_processes, max_capture_bytes or spawn_rate (Spawn),
+    max_watches (Watch), max_readers (ReadOutput), max_waits (Wait and Stop, which share it).
     - UNAVAILABLE / HANDOVER: the agent is handing over to its successor, which serves the same
     socket and handles. A call refused so ran nothing: retry it. A Stop or WriteStdin already under
     way is ended so after it acted (signals sent, data partly written): do not resend it blindly.
@@ -120,7 +122,9 @@ class AgentServiceServicer(object):
     - INVALID_ARGUMENT / INVALID_ARGUMENT: a field is malformed or too long; metadata "field" names it.
     - INVALID_ARGUMENT / UNDECODABLE: the request is not a valid encoding of its message.
     - PERMISSION_DENIED / POLICY_DENIED: the agent's policy refuses this caller the call or a field.
-    - RESOURCE_EXHAUSTED / POLICY_QUOTA: the policy's quota or rate for this caller is used up.
+    - RESOURCE_EXHAUSTED / POLICY_QUOTA: the policy's quota or rate for this caller is used up;
+    metadata "field" names it: max_processes, max_capture_bytes or spawn_rate (Spawn),
+    max_watches (Watch), max_readers (ReadOutput), max_waits (Wait and Stop, which share it).
     - UNAVAILABLE / HANDOVER: the agent is handing over to its successor, which serves the same
     socket and handles. A call refused so ran nothing: retry it. A Stop or WriteStdin already under
     way is ended so after it acted (signals sent, data partly written): do not resend it blindly.
@@ -212,6 +216,9 @@ class AgentServiceServicer(object):
         process is not affected: wait again, or Stop it).
         - DEADLINE_EXCEEDED (no detail): the call's own gRPC deadline passed.
         - NOT_FOUND / UNKNOWN_HANDLE.
+        - RESOURCE_EXHAUSTED / POLICY_QUOTA, field max_waits: the caller already has as many Wait and
+        Stop calls waiting as its policy allows (asked before the handle is looked at, so an exited
+        process is refused too).
         - UNAVAILABLE / HANDOVER: the agent handed over while waiting; wait again on the successor.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -257,7 +264,8 @@ class AgentServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def Release(self, request, context):
-        """Release closes the pidfd and forgets the handle. A running process keeps running.
+        """Release closes the pidfd and forgets the handle. A running process keeps running, and keeps
+        counting against its owner's max_processes until it exits; its spawn timeout no longer fires.
         Errors (code / reason):
         - NOT_FOUND / UNKNOWN_HANDLE (also for a handle already released).
         - UNAVAILABLE / STORE_WRITE_FAILED: the release could not be recorded; nothing changed.
@@ -274,6 +282,7 @@ class AgentServiceServicer(object):
         - NOT_FOUND / UNKNOWN_HANDLE.
         - INVALID_ARGUMENT / INVALID_ARGUMENT: signal is not a signal; grace is negative.
         - PERMISSION_DENIED / EPERM: the kernel refused the signal.
+        - RESOURCE_EXHAUSTED / POLICY_QUOTA, field max_waits: as for Wait (nothing is sent).
         - DEADLINE_EXCEEDED / CANCELLED: the call was cancelled before the process exited (the
         signals already sent stay sent).
         - FAILED_PRECONDITION / NO_OWN_CGROUP: tree for a process without its own cgroup.
@@ -439,7 +448,9 @@ class AgentService(object):
     - INVALID_ARGUMENT / INVALID_ARGUMENT: a field is malformed or too long; metadata "field" names it.
     - INVALID_ARGUMENT / UNDECODABLE: the request is not a valid encoding of its message.
     - PERMISSION_DENIED / POLICY_DENIED: the agent's policy refuses this caller the call or a field.
-    - RESOURCE_EXHAUSTED / POLICY_QUOTA: the policy's quota or rate for this caller is used up.
+    - RESOURCE_EXHAUSTED / POLICY_QUOTA: the policy's quota or rate for this caller is used up;
+    metadata "field" names it: max_processes, max_capture_bytes or spawn_rate (Spawn),
+    max_watches (Watch), max_readers (ReadOutput), max_waits (Wait and Stop, which share it).
     - UNAVAILABLE / HANDOVER: the agent is handing over to its successor, which serves the same
     socket and handles. A call refused so ran nothing: retry it. A Stop or WriteStdin already under
     way is ended so after it acted (signals sent, data partly written): do not resend it blindly.

@@ -6807,7 +6807,9 @@ export const Rusage: MessageFns<Rusage> = {
  * - INVALID_ARGUMENT / INVALID_ARGUMENT: a field is malformed or too long; metadata "field" names it.
  * - INVALID_ARGUMENT / UNDECODABLE: the request is not a valid encoding of its message.
  * - PERMISSION_DENIED / POLICY_DENIED: the agent's policy refuses this caller the call or a field.
- * - RESOURCE_EXHAUSTED / POLICY_QUOTA: the policy's quota or rate for this caller is used up.
+ * - RESOURCE_EXHAUSTED / POLICY_QUOTA: the policy's quota or rate for this caller is used up;
+ *   metadata "field" names it: max_processes, max_capture_bytes or spawn_rate (Spawn),
+ *   max_watches (Watch), max_readers (ReadOutput), max_waits (Wait and Stop, which share it).
  * - UNAVAILABLE / HANDOVER: the agent is handing over to its successor, which serves the same
  *   socket and handles. A call refused so ran nothing: retry it. A Stop or WriteStdin already under
  *   way is ended so after it acted (signals sent, data partly written): do not resend it blindly.
@@ -6920,6 +6922,9 @@ export const AgentServiceService = {
    *   process is not affected: wait again, or Stop it).
    * - DEADLINE_EXCEEDED (no detail): the call's own gRPC deadline passed.
    * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - RESOURCE_EXHAUSTED / POLICY_QUOTA, field max_waits: the caller already has as many Wait and
+   *   Stop calls waiting as its policy allows (asked before the handle is looked at, so an exited
+   *   process is refused too).
    * - UNAVAILABLE / HANDOVER: the agent handed over while waiting; wait again on the successor.
    */
   wait: {
@@ -6985,7 +6990,8 @@ export const AgentServiceService = {
     responseDeserialize: (value: Buffer): ListResponse => ListResponse.decode(value),
   },
   /**
-   * Release closes the pidfd and forgets the handle. A running process keeps running.
+   * Release closes the pidfd and forgets the handle. A running process keeps running, and keeps
+   * counting against its owner's max_processes until it exits; its spawn timeout no longer fires.
    * Errors (code / reason):
    * - NOT_FOUND / UNKNOWN_HANDLE (also for a handle already released).
    * - UNAVAILABLE / STORE_WRITE_FAILED: the release could not be recorded; nothing changed.
@@ -7007,6 +7013,7 @@ export const AgentServiceService = {
    * - NOT_FOUND / UNKNOWN_HANDLE.
    * - INVALID_ARGUMENT / INVALID_ARGUMENT: signal is not a signal; grace is negative.
    * - PERMISSION_DENIED / EPERM: the kernel refused the signal.
+   * - RESOURCE_EXHAUSTED / POLICY_QUOTA, field max_waits: as for Wait (nothing is sent).
    * - DEADLINE_EXCEEDED / CANCELLED: the call was cancelled before the process exited (the
    *   signals already sent stay sent).
    * - FAILED_PRECONDITION / NO_OWN_CGROUP: tree for a process without its own cgroup.
@@ -7181,6 +7188,9 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    *   process is not affected: wait again, or Stop it).
    * - DEADLINE_EXCEEDED (no detail): the call's own gRPC deadline passed.
    * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - RESOURCE_EXHAUSTED / POLICY_QUOTA, field max_waits: the caller already has as many Wait and
+   *   Stop calls waiting as its policy allows (asked before the handle is looked at, so an exited
+   *   process is refused too).
    * - UNAVAILABLE / HANDOVER: the agent handed over while waiting; wait again on the successor.
    */
   wait: handleUnaryCall<WaitRequest, WaitResponse>;
@@ -7214,7 +7224,8 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    */
   list: handleUnaryCall<ListRequest, ListResponse>;
   /**
-   * Release closes the pidfd and forgets the handle. A running process keeps running.
+   * Release closes the pidfd and forgets the handle. A running process keeps running, and keeps
+   * counting against its owner's max_processes until it exits; its spawn timeout no longer fires.
    * Errors (code / reason):
    * - NOT_FOUND / UNKNOWN_HANDLE (also for a handle already released).
    * - UNAVAILABLE / STORE_WRITE_FAILED: the release could not be recorded; nothing changed.
@@ -7228,6 +7239,7 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    * - NOT_FOUND / UNKNOWN_HANDLE.
    * - INVALID_ARGUMENT / INVALID_ARGUMENT: signal is not a signal; grace is negative.
    * - PERMISSION_DENIED / EPERM: the kernel refused the signal.
+   * - RESOURCE_EXHAUSTED / POLICY_QUOTA, field max_waits: as for Wait (nothing is sent).
    * - DEADLINE_EXCEEDED / CANCELLED: the call was cancelled before the process exited (the
    *   signals already sent stay sent).
    * - FAILED_PRECONDITION / NO_OWN_CGROUP: tree for a process without its own cgroup.
@@ -7408,6 +7420,9 @@ export interface AgentServiceClient extends Client {
    *   process is not affected: wait again, or Stop it).
    * - DEADLINE_EXCEEDED (no detail): the call's own gRPC deadline passed.
    * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - RESOURCE_EXHAUSTED / POLICY_QUOTA, field max_waits: the caller already has as many Wait and
+   *   Stop calls waiting as its policy allows (asked before the handle is looked at, so an exited
+   *   process is refused too).
    * - UNAVAILABLE / HANDOVER: the agent handed over while waiting; wait again on the successor.
    */
   wait(request: WaitRequest, callback: (error: ServiceError | null, response: WaitResponse) => void): ClientUnaryCall;
@@ -7479,7 +7494,8 @@ export interface AgentServiceClient extends Client {
     callback: (error: ServiceError | null, response: ListResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Release closes the pidfd and forgets the handle. A running process keeps running.
+   * Release closes the pidfd and forgets the handle. A running process keeps running, and keeps
+   * counting against its owner's max_processes until it exits; its spawn timeout no longer fires.
    * Errors (code / reason):
    * - NOT_FOUND / UNKNOWN_HANDLE (also for a handle already released).
    * - UNAVAILABLE / STORE_WRITE_FAILED: the release could not be recorded; nothing changed.
@@ -7507,6 +7523,7 @@ export interface AgentServiceClient extends Client {
    * - NOT_FOUND / UNKNOWN_HANDLE.
    * - INVALID_ARGUMENT / INVALID_ARGUMENT: signal is not a signal; grace is negative.
    * - PERMISSION_DENIED / EPERM: the kernel refused the signal.
+   * - RESOURCE_EXHAUSTED / POLICY_QUOTA, field max_waits: as for Wait (nothing is sent).
    * - DEADLINE_EXCEEDED / CANCELLED: the call was cancelled before the process exited (the
    *   signals already sent stay sent).
    * - FAILED_PRECONDITION / NO_OWN_CGROUP: tree for a process without its own cgroup.
