@@ -99,9 +99,14 @@ type AgentServiceClient interface {
 	// - NOT_FOUND / UNKNOWN_HANDLE.
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
 	// List returns the processes under management (those the caller may see, under the policy)
-	// and the newest event sequence.
+	// and the newest event sequence, a page at a time when page_size or page_token is set.
 	// Errors (code / reason):
-	// - INVALID_ARGUMENT / INVALID_ARGUMENT: a malformed label.
+	//   - INVALID_ARGUMENT / INVALID_ARGUMENT: a malformed label, or a negative page_size.
+	//   - INVALID_ARGUMENT / INVALID_PAGE_TOKEN: a page_token this agent did not issue, one issued
+	//     for other filters, or one from before the agent restarted or handed over: list again from
+	//     the first page.
+	//   - RESOURCE_EXHAUSTED / LIST_TOO_LARGE: neither page_size nor page_token was set and the
+	//     processes do not fit in one 4 MiB message: list in pages.
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
 	// Release closes the pidfd and forgets the handle. A running process keeps running.
 	// Errors (code / reason):
@@ -432,9 +437,14 @@ type AgentServiceServer interface {
 	// - NOT_FOUND / UNKNOWN_HANDLE.
 	Get(context.Context, *GetRequest) (*GetResponse, error)
 	// List returns the processes under management (those the caller may see, under the policy)
-	// and the newest event sequence.
+	// and the newest event sequence, a page at a time when page_size or page_token is set.
 	// Errors (code / reason):
-	// - INVALID_ARGUMENT / INVALID_ARGUMENT: a malformed label.
+	//   - INVALID_ARGUMENT / INVALID_ARGUMENT: a malformed label, or a negative page_size.
+	//   - INVALID_ARGUMENT / INVALID_PAGE_TOKEN: a page_token this agent did not issue, one issued
+	//     for other filters, or one from before the agent restarted or handed over: list again from
+	//     the first page.
+	//   - RESOURCE_EXHAUSTED / LIST_TOO_LARGE: neither page_size nor page_token was set and the
+	//     processes do not fit in one 4 MiB message: list in pages.
 	List(context.Context, *ListRequest) (*ListResponse, error)
 	// Release closes the pidfd and forgets the handle. A running process keeps running.
 	// Errors (code / reason):
