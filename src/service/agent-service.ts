@@ -329,7 +329,7 @@ function watchHandler(manager: ProcessManager, watchers: WatchHub, auth: Authori
         // events of whoever holds the most); an admin's when anyone's did.
         const owner = () => grant.ownerSeen();
         if (!events.canReplayAfter(after, owner())) {
-          throw new AgentError('OutOfRange', `after_sequence ${after} is outside the retained events ${events.replayableFrom(owner())}..${events.lastSequence}: List, then Watch from its sequence`, { reason: 'CURSOR_EXPIRED', field: 'after_sequence' });
+          throw new AgentError('OutOfRange', `after_sequence ${after} is outside the retained events ${events.replayableFrom(owner())}..${events.lastSequence}: List (every page), then Watch from the first page's sequence`, { reason: 'CURSOR_EXPIRED', field: 'after_sequence' });
         }
         const sample = () => {
           const events: ReturnType<typeof toUsageEvent>[] = [];

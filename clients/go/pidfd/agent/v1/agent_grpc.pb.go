@@ -86,8 +86,8 @@ type AgentServiceClient interface {
 	// Errors (code / reason), at the start or ending the stream:
 	//   - OUT_OF_RANGE / CURSOR_EXPIRED: an event the caller would see after after_sequence is no
 	//     longer retained (a tenant sees its own processes' events, an admin everyone's; the ring
-	//     gives up the events of the owner holding the most), or it is newer than the newest: List,
-	//     then Watch from its sequence.
+	//     gives up the events of the owner holding the most), or it is newer than the newest: List
+	//     (every page), then Watch from the first page's sequence.
 	//   - RESOURCE_EXHAUSTED / MAX_WATCHERS (the agent's stream limit), WATCH_BACKLOG (this watcher
 	//     fell too far behind and was dropped: resume with after_sequence set to the last sequence
 	//     it received).
@@ -424,8 +424,8 @@ type AgentServiceServer interface {
 	// Errors (code / reason), at the start or ending the stream:
 	//   - OUT_OF_RANGE / CURSOR_EXPIRED: an event the caller would see after after_sequence is no
 	//     longer retained (a tenant sees its own processes' events, an admin everyone's; the ring
-	//     gives up the events of the owner holding the most), or it is newer than the newest: List,
-	//     then Watch from its sequence.
+	//     gives up the events of the owner holding the most), or it is newer than the newest: List
+	//     (every page), then Watch from the first page's sequence.
 	//   - RESOURCE_EXHAUSTED / MAX_WATCHERS (the agent's stream limit), WATCH_BACKLOG (this watcher
 	//     fell too far behind and was dropped: resume with after_sequence set to the last sequence
 	//     it received).

@@ -7023,8 +7023,8 @@ export const AgentServiceService = {
    * Errors (code / reason), at the start or ending the stream:
    * - OUT_OF_RANGE / CURSOR_EXPIRED: an event the caller would see after after_sequence is no
    *   longer retained (a tenant sees its own processes' events, an admin everyone's; the ring
-   *   gives up the events of the owner holding the most), or it is newer than the newest: List,
-   *   then Watch from its sequence.
+   *   gives up the events of the owner holding the most), or it is newer than the newest: List
+   *   (every page), then Watch from the first page's sequence.
    * - RESOURCE_EXHAUSTED / MAX_WATCHERS (the agent's stream limit), WATCH_BACKLOG (this watcher
    *   fell too far behind and was dropped: resume with after_sequence set to the last sequence
    *   it received).
@@ -7281,8 +7281,8 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    * Errors (code / reason), at the start or ending the stream:
    * - OUT_OF_RANGE / CURSOR_EXPIRED: an event the caller would see after after_sequence is no
    *   longer retained (a tenant sees its own processes' events, an admin everyone's; the ring
-   *   gives up the events of the owner holding the most), or it is newer than the newest: List,
-   *   then Watch from its sequence.
+   *   gives up the events of the owner holding the most), or it is newer than the newest: List
+   *   (every page), then Watch from the first page's sequence.
    * - RESOURCE_EXHAUSTED / MAX_WATCHERS (the agent's stream limit), WATCH_BACKLOG (this watcher
    *   fell too far behind and was dropped: resume with after_sequence set to the last sequence
    *   it received).
@@ -7524,8 +7524,8 @@ export interface AgentServiceClient extends Client {
    * Errors (code / reason), at the start or ending the stream:
    * - OUT_OF_RANGE / CURSOR_EXPIRED: an event the caller would see after after_sequence is no
    *   longer retained (a tenant sees its own processes' events, an admin everyone's; the ring
-   *   gives up the events of the owner holding the most), or it is newer than the newest: List,
-   *   then Watch from its sequence.
+   *   gives up the events of the owner holding the most), or it is newer than the newest: List
+   *   (every page), then Watch from the first page's sequence.
    * - RESOURCE_EXHAUSTED / MAX_WATCHERS (the agent's stream limit), WATCH_BACKLOG (this watcher
    *   fell too far behind and was dropped: resume with after_sequence set to the last sequence
    *   it received).
