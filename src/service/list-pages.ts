@@ -9,9 +9,11 @@
 // the filters; the caller's visibility is decided again on every page, so a token (anyone's)
 // never shows a process the caller could not list anyway.
 import { createHash, randomBytes } from 'node:crypto';
-import { Process, type ListResponse } from '../api.js';
+import { BinaryWriter } from '@bufbuild/protobuf/wire';
+import { ListResponse, Process } from '../api.js';
 import { AgentError, invalidArgument } from '../process/errors.js';
 import type { ProcessRecord } from '../process/lifecycle/record.js';
+import { encodedReply } from './reply-encoding.js';
 import { MAX_GRPC_MESSAGE_BYTES } from './server.js';
 
 export const DEFAULT_PAGE_SIZE = 500;
@@ -50,6 +52,19 @@ const listTooLarge = () =>
     reason: 'LIST_TOO_LARGE',
   });
 
+/** One writer measures every process: finish() leaves it empty for the next. */
+let measuring = new BinaryWriter();
+
+function encoded1(p: Process): Uint8Array {
+  try {
+    return Process.encode(p, measuring).finish();
+  } catch (e) {
+    // One that throws (grpc-js would answer INTERNAL) leaves its forks and position behind.
+    measuring = new BinaryWriter();
+    throw e;
+  }
+}
+
 const badToken = (why: string) => invalidArgument('page_token', why, 'INVALID_PAGE_TOKEN');
 
 export class ListPages {
@@ -66,13 +81,15 @@ export class ListPages {
 
   /**
    * The processes of `records` that `matches` lets through, after the page's position: all of
-   * them unpaged (or LIST_TOO_LARGE), else up to the page's size and bytes.
+   * them unpaged (or LIST_TOO_LARGE), else up to the page's size and bytes. Each is measured by
+   * encoding it, and the reply is sent as those bytes (reply-encoding.ts), not encoded again.
    */
   page(records: Iterable<ProcessRecord>, matches: (r: ProcessRecord) => boolean, toProcess: (r: ProcessRecord) => Process, sequence: number, paging: Paging, filters: ListFilters): ListResponse {
     const after = paging?.after ?? 0;
     // Unpaged, the whole response within the agent's limit, which is also every client's default.
     const limit = paging === undefined ? MAX_GRPC_MESSAGE_BYTES - (sequence === 0 ? 0 : 1 + varintBytes(sequence)) : PAGE_BYTES;
     const processes: Process[] = [];
+    const encoded: Uint8Array[] = [];
     let bytes = 0;
     let last = 0;
     let more = false;
@@ -83,17 +100,23 @@ export class ListPages {
         break;
       }
       const p = toProcess(record);
-      const size = fieldBytes(Process.encode(p).finish().length);
+      const one = encoded1(p);
+      const size = fieldBytes(one.length);
       if (bytes + size > limit && (paging === undefined || processes.length > 0)) {
         if (paging === undefined) throw listTooLarge();
         more = true;
         break;
       }
       processes.push(p);
+      encoded.push(one);
       bytes += size;
       last = record.position;
     }
-    return { processes, sequence, nextPageToken: more ? this.token(last, filters) : '' };
+    const reply: ListResponse = { processes, sequence, nextPageToken: more ? this.token(last, filters) : '' };
+    // The processes as field 1 each, then the other fields as the generated encoder writes them.
+    const writer = new BinaryWriter();
+    for (const one of encoded) writer.uint32(10).bytes(one);
+    return encodedReply(reply, ListResponse.encode({ ...reply, processes: [] }, writer).finish());
   }
 
   private token(position: number, filters: ListFilters): string {
