@@ -55,7 +55,7 @@ const listTooLarge = () =>
 /** One writer measures every process: finish() leaves it empty for the next. */
 let measuring = new BinaryWriter();
 
-function encoded1(p: Process): Uint8Array {
+function encodedProcess(p: Process): Uint8Array {
   try {
     return Process.encode(p, measuring).finish();
   } catch (e) {
@@ -100,7 +100,7 @@ export class ListPages {
         break;
       }
       const p = toProcess(record);
-      const one = encoded1(p);
+      const one = encodedProcess(p);
       const size = fieldBytes(one.length);
       if (bytes + size > limit && (paging === undefined || processes.length > 0)) {
         if (paging === undefined) throw listTooLarge();
