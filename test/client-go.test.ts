@@ -22,6 +22,21 @@ test.serial('make go-example spawns, watches, waits, signals and gets the error 
   checkExampleOutput(t, stdout);
 });
 
+test.serial("the Go client lists every page with ListAll, with the first page's sequence", async (t) => {
+  const h = await startHarness();
+  t.teardown(() => h.close());
+  const { results } = await h.client.spawnBatch({ requests: Array.from({ length: 8 }, (_, i) => ({ argv: ['true'], labels: { set: i < 7 ? 'paged' : 'other' } })) });
+  // Exited, so the sequence stays as it is while the Go client lists.
+  await Promise.all(results.map((r) => h.client.wait({ handle: r.spawned!.process!.handle })));
+  const { sequence } = await h.client.list({ pageSize: 1 });
+  await run('make', ['-s', '--no-print-directory', 'go-client'], { cwd: ROOT });
+  const env = { ...process.env, GO111MODULE: 'off', GOFLAGS: '', GOPROXY: 'off', GOPATH: `${ROOT}dist/gopath:/usr/share/gocode`, GOCACHE: `${ROOT}dist/gocache` };
+  const bin = join(ROOT, 'dist/bin/go-list-all');
+  await run('go', ['build', '-o', bin, './test/fixtures/go-list-all/main.go'], { cwd: ROOT, env });
+  const { stdout } = await run(bin, [h.address, '2', 'set=paged']);
+  t.is(stdout.trim(), `7 7 ${sequence} true true`);
+});
+
 test.serial('the Go client dials TCP with TLS and a client certificate, and that identity owns the process', async (t) => {
   const dir = tempDir('pidfd-agent-go-tls-');
   const ca = new TestCa(join(dir, 'ca'), 'agent-ca');

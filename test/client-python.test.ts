@@ -26,6 +26,31 @@ test('the Python example spawns, watches, waits, signals and gets the error reas
   checkExampleOutput(t, stdout);
 });
 
+test("Python's list_all (sync and asyncio) lists every page, with the first page's sequence", async (t) => {
+  const h = await startHarness();
+  t.teardown(() => h.close());
+  const { results } = await h.client.spawnBatch({ requests: Array.from({ length: 8 }, (_, i) => ({ argv: ['true'], labels: { set: i < 7 ? 'paged' : 'other' } })) });
+  // Exited, so the sequence stays as it is while Python lists.
+  await Promise.all(results.map((r) => h.client.wait({ handle: r.spawned!.process!.handle })));
+  const { sequence } = await h.client.list({ pageSize: 1 });
+  const script = [
+    'import asyncio, sys; sys.path.insert(0, sys.argv[2])',
+    'from pidfd_agent import Agent, pb',
+    'from pidfd_agent import aio',
+    'request = pb.ListRequest(labels={"set": "paged"}, page_size=2)',
+    'def show(r): print(len(r.processes), len({p.handle for p in r.processes}), r.sequence, repr(r.next_page_token), request.page_token == "")',
+    'with Agent(sys.argv[1]) as agent:',
+    '    show(agent.list_all(request))',
+    '    show(agent.list_all())',
+    'async def main():',
+    '    async with aio.Agent(sys.argv[1]) as agent:',
+    '        show(await agent.list_all(request))',
+    'asyncio.run(main())',
+  ].join('\n');
+  const { stdout } = await run(PYTHON, ['-B', '-c', script, h.address, join(ROOT, 'clients/python')]);
+  t.deepEqual(stdout.trim().split('\n'), [`7 7 ${sequence} '' True`, `8 8 ${sequence} '' True`, `7 7 ${sequence} '' True`]);
+});
+
 test('Python errors carry the errno name and the field', async (t) => {
   const h = await startHarness();
   t.teardown(() => h.close());

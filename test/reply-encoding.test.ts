@@ -2,7 +2,9 @@
 // bytes are the generated encoder's, reply after reply, and a reply whose encoding throws leaves
 // nothing behind in the next one.
 import test from 'ava';
-import { AgentServiceService, ExitReason, GetResponse, State, WaitResponse, type Process } from '../src/api.js';
+import { AgentServiceService, ExitReason, GetResponse, ListResponse, State, WaitResponse, type Process } from '../src/api.js';
+import type { ProcessRecord } from '../src/process/lifecycle/record.js';
+import { ListPages } from '../src/service/list-pages.js';
 import { sharedWriterReplies } from '../src/service/reply-encoding.js';
 
 const shared = sharedWriterReplies(AgentServiceService);
@@ -34,4 +36,25 @@ test('a reply whose encoding throws leaves the next reply whole', (t) => {
   const bad = { process: { ...exited, state: 1.5 as State } } satisfies GetResponse;
   t.throws(() => shared.get.responseSerialize(bad));
   t.deepEqual(shared.get.responseSerialize({ process: exited }), Buffer.from(GetResponse.encode({ process: exited }).finish()));
+});
+
+test('a List page, encoded as it is measured, goes out as the generated encoding of the same reply', (t) => {
+  const processes = Array.from({ length: 5 }, (_, i) => ({ ...exited, pid: 100 + i, argv: [...exited.argv, 'x'.repeat(i * 100)] }));
+  const records = processes.map((p, i) => ({ position: i + 1, process: p }) as unknown as ProcessRecord & { process: Process });
+  const pages = new ListPages();
+  const filters = { labels: {}, state: undefined };
+  const toProcess = (r: ProcessRecord) => (r as ProcessRecord & { process: Process }).process;
+  const unpaged = pages.page(records, () => true, toProcess, 2 ** 40, undefined, filters);
+  const first = pages.page(records, (r) => r.position !== 2, toProcess, 7, { pageSize: 2, after: 0 }, filters);
+  const emptyLast = pages.page(records, () => true, toProcess, 0, { pageSize: 9, after: 5 }, filters);
+  t.is(unpaged.processes.length, 5);
+  t.deepEqual(first.processes, [processes[0], processes[2]]);
+  t.not(first.nextPageToken, '');
+  t.deepEqual(emptyLast, { processes: [], sequence: 0, nextPageToken: '' });
+  for (const reply of [unpaged, first, emptyLast]) {
+    t.deepEqual(shared.list.responseSerialize(reply), Buffer.from(ListResponse.encode(reply).finish()));
+  }
+  // A reply no handler encoded is encoded as before.
+  const copy = { ...first };
+  t.deepEqual(shared.list.responseSerialize(copy), Buffer.from(ListResponse.encode(first).finish()));
 });

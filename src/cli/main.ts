@@ -274,7 +274,7 @@ async function run(argv: string[]): Promise<number> {
       case 'list': {
         const state = v.state === undefined ? State.STATE_UNSPECIFIED : State[`STATE_${v.state.toUpperCase()}` as keyof typeof State];
         if (state === undefined) throw new UsageError('--state expects running or exited');
-        const res = await client.list({ labels: pairs('label', v.label), state });
+        const res = await client.listAll({ labels: pairs('label', v.label), state });
         print(json, ListResponse.toJSON(res), res.processes.map(processLine).join('\n') || '(no processes)');
         return 0;
       }

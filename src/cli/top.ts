@@ -77,7 +77,8 @@ export async function top(client: AgentClient, intervalMs: number): Promise<numb
   const tty = out.isTTY === true;
   const previous = new Map<string, { cpu: number; at: number }>();
   const draw = async () => {
-    const { processes } = await client.list({});
+    // Every page each refresh: a table of thousands (or of long command lines) outgrows one response.
+    const { processes } = await client.listAll({});
     const now = Date.now();
     const lines = frame(processes, previous, now, tty ? out.columns : 1000);
     previous.clear();

@@ -36,6 +36,7 @@ import { outputStream } from './validate-stdin-output.js';
 import { windowSize } from './validate-terminal.js';
 import { signalName } from '../process/lifecycle/signalling.js';
 import { ServiceGate } from './gate.js';
+import { ListPages } from './list-pages.js';
 import type { Authorizer, Grant, HandleRpc, Request, Rpc } from '../auth/authorize.js';
 import type { EventSubject, EventType } from '../process/events/event-log.js';
 
@@ -135,6 +136,7 @@ const byHandle = <R extends HandleRpc>(rpc: R, handle: string): { rpc: R; handle
 export function agentService(manager: ProcessManager, watchers: WatchHub, log: Logger, auth: Authorizer, readers = new OutputReaders(1024), gate = new ServiceGate()): AgentServiceServer {
   const decided = decidedFactory(log, gate, auth, manager);
   const unary = unaryFactory(log, gate);
+  const pages = new ListPages();
   /** A Wait reply carrying an exit: built first, then a release_on_exit record may go. */
   const delivered = (record: ProcessRecord): WaitResponse => {
     const process = processOf(record);
@@ -271,18 +273,14 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
 
     list: decided(
       'List',
-      (req: ListRequest) => ({
-        rpc: 'List' as const,
-        labels: validate.labels('labels', req.labels),
-        state: req.state === State.STATE_UNSPECIFIED ? undefined : stateFromApi(req.state),
-      }),
-      (grant, { labels, state }) => {
-        const processes = [];
-        for (const record of manager.records()) {
-          if (state !== undefined && record.state !== state) continue;
-          if (grant.canSee(record) && hasLabels(record.spec.labels, labels)) processes.push(processOf(record, manager.usage(record)));
-        }
-        return { processes, sequence: manager.lastSequence };
+      (req: ListRequest) => {
+        const filters = { labels: validate.labels('labels', req.labels), state: req.state === State.STATE_UNSPECIFIED ? undefined : stateFromApi(req.state) };
+        return { rpc: 'List' as const, filters, paging: pages.paging(req.pageSize, req.pageToken, filters) };
+      },
+      (grant, { filters, paging }) => {
+        const { labels, state } = filters;
+        const matches = (record: ProcessRecord) => (state === undefined || record.state === state) && grant.canSee(record) && hasLabels(record.spec.labels, labels);
+        return pages.page(manager.records(), matches, (record) => processOf(record, manager.usage(record)), manager.lastSequence, paging, filters);
       },
     ),
 
@@ -331,7 +329,7 @@ function watchHandler(manager: ProcessManager, watchers: WatchHub, auth: Authori
         // events of whoever holds the most); an admin's when anyone's did.
         const owner = () => grant.ownerSeen();
         if (!events.canReplayAfter(after, owner())) {
-          throw new AgentError('OutOfRange', `after_sequence ${after} is outside the retained events ${events.replayableFrom(owner())}..${events.lastSequence}: List, then Watch from its sequence`, { reason: 'CURSOR_EXPIRED', field: 'after_sequence' });
+          throw new AgentError('OutOfRange', `after_sequence ${after} is outside the retained events ${events.replayableFrom(owner())}..${events.lastSequence}: List (every page), then Watch from the first page's sequence`, { reason: 'CURSOR_EXPIRED', field: 'after_sequence' });
         }
         const sample = () => {
           const events: ReturnType<typeof toUsageEvent>[] = [];

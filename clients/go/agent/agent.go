@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/proto"
 )
 
 // DefaultAddress is where the agent serves on a node by default.
@@ -111,6 +112,40 @@ func TLSConfig(certFile, keyFile, caFile string) (*tls.Config, error) {
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() { close(c.closing) })
 	return c.conn.Close()
+}
+
+// MaxListPageSize is the most processes a List page holds: a larger page_size is taken as this.
+const MaxListPageSize = 1000
+
+// ListAll lists every process req's filters match, a page at a time (req.PageSize, else
+// MaxListPageSize), as one ListResponse: the processes of all pages, and the first page's
+// sequence, after which a Watch misses no change, those made while paging included. req is not
+// changed. A page token dies with the agent that issued it: after a restart or handover
+// (INVALID_ARGUMENT / INVALID_PAGE_TOKEN) call ListAll again.
+func (c *Client) ListAll(ctx context.Context, req *agentv1.ListRequest, opts ...grpc.CallOption) (*agentv1.ListResponse, error) {
+	page := &agentv1.ListRequest{}
+	if req != nil {
+		page = proto.Clone(req).(*agentv1.ListRequest)
+	}
+	page.PageToken = ""
+	if page.PageSize == 0 {
+		page.PageSize = MaxListPageSize
+	}
+	all, err := c.List(ctx, page, opts...)
+	if err != nil {
+		return nil, err
+	}
+	for token := all.GetNextPageToken(); token != ""; {
+		page.PageToken = token
+		next, err := c.List(ctx, page, opts...)
+		if err != nil {
+			return nil, err
+		}
+		all.Processes = append(all.Processes, next.GetProcesses()...)
+		token = next.GetNextPageToken()
+	}
+	all.NextPageToken = ""
+	return all, nil
 }
 
 // DescribeExit reads Exit.status, a oneof (GetCode() is 0 when the process was signalled):

@@ -11,7 +11,7 @@ from pidfd_agent import Agent, AgentError, describe_exit, pb  # noqa: E402
 
 address = sys.argv[1] if len(sys.argv) > 1 else "unix:///run/pidfd-agent/agent.sock"
 with Agent(address) as agent:
-    sequence = agent.list(pb.ListRequest()).sequence
+    sequence = agent.list_all().sequence
     p = agent.spawn(pb.SpawnRequest(argv=["sh", "-c", "exit 3"], labels={"example": "spawn-and-wait"})).process
     print(f"spawned {p.handle} (pid {p.pid})")
     done = False

@@ -14,7 +14,7 @@ from pidfd_agent.aio import Agent  # noqa: E402
 
 async def main(address: str) -> None:
     async with Agent(address) as agent:
-        sequence = (await agent.list(pb.ListRequest())).sequence
+        sequence = (await agent.list_all()).sequence
         p = (await agent.spawn(pb.SpawnRequest(argv=["sh", "-c", "exit 3"], labels={"example": "spawn-and-wait"}))).process
         print(f"spawned {p.handle} (pid {p.pid})")
         async for response in agent.watch(pb.WatchRequest(handles=[p.handle], after_sequence=sequence)):

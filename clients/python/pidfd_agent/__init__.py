@@ -25,9 +25,10 @@ from pidfd.agent.v1 import agent_pb2_grpc
 from ._channel import DEFAULT_ADDRESS, channel_options, method_name, tls_credentials
 from ._errors import AgentError
 from ._exit import describe_exit
+from ._list import MAX_LIST_PAGE_SIZE, first_page
 from ._retry import DEFAULT_RETRY, Retry, Schedule, is_retryable, new_request_id, with_request_ids
 
-__all__ = ["Agent", "AgentError", "DEFAULT_RETRY", "Retry", "describe_exit", "is_retryable", "new_request_id", "pb", "tls_credentials"]
+__all__ = ["Agent", "AgentError", "DEFAULT_RETRY", "MAX_LIST_PAGE_SIZE", "Retry", "describe_exit", "is_retryable", "new_request_id", "pb", "tls_credentials"]
 
 _CLIENT_POLICY = object()  # spawn's and spawn_batch's default: the Agent's retry policy
 
@@ -57,6 +58,23 @@ class Agent:
     def spawn_batch(self, request: pb.SpawnBatchRequest, timeout: float | None = None, retry=_CLIENT_POLICY, auto_request_id: bool = True) -> pb.SpawnBatchResponse:
         """SpawnBatch, each item with a request_id as in spawn (AgentError.request_ids)."""
         return self._unary("SpawnBatch", with_request_ids(request, auto_request_id), timeout, self._retry if retry is _CLIENT_POLICY else retry)
+
+    def list_all(self, request: pb.ListRequest | None = None, timeout: float | None = None, retry: Retry | None = None) -> pb.ListResponse:
+        """Every process the request's filters match, a page at a time (its page_size, else
+        MAX_LIST_PAGE_SIZE), as one ListResponse: the processes of all pages, and the first page's
+        sequence, after which a Watch misses no change, those made while paging included. timeout
+        and retry are each page's. A page token dies with the agent that issued it: after a
+        restart or handover (INVALID_ARGUMENT / INVALID_PAGE_TOKEN) call list_all again."""
+        page = first_page(request)
+        listed = self._unary("List", page, timeout, retry)
+        token = listed.next_page_token
+        while token:
+            page.page_token = token
+            more = self._unary("List", page, timeout, retry)
+            listed.processes.extend(more.processes)
+            token = more.next_page_token
+        listed.next_page_token = ""
+        return listed
 
     def __getattr__(self, name: str):
         if name.startswith("_"):

@@ -21,6 +21,7 @@ from pidfd.agent.v1 import agent_pb2_grpc
 
 from ._channel import DEFAULT_ADDRESS, channel_options, method_name
 from ._errors import AgentError
+from ._list import first_page
 from ._retry import DEFAULT_RETRY, Retry, Schedule, request_ids_of, with_request_ids
 
 __all__ = ["Agent"]
@@ -52,6 +53,19 @@ class Agent:
     async def spawn_batch(self, request: pb.SpawnBatchRequest, timeout: float | None = None, retry=_CLIENT_POLICY, auto_request_id: bool = True) -> pb.SpawnBatchResponse:
         """As pidfd_agent.Agent.spawn_batch."""
         return await self._unary("SpawnBatch", with_request_ids(request, auto_request_id), timeout, self._retry if retry is _CLIENT_POLICY else retry)
+
+    async def list_all(self, request: pb.ListRequest | None = None, timeout: float | None = None, retry: Retry | None = None) -> pb.ListResponse:
+        """As pidfd_agent.Agent.list_all."""
+        page = first_page(request)
+        listed = await self._unary("List", page, timeout, retry)
+        token = listed.next_page_token
+        while token:
+            page.page_token = token
+            more = await self._unary("List", page, timeout, retry)
+            listed.processes.extend(more.processes)
+            token = more.next_page_token
+        listed.next_page_token = ""
+        return listed
 
     def __getattr__(self, name: str):
         if name.startswith("_"):

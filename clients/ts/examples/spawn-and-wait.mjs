@@ -4,7 +4,7 @@ import { AgentClient, EventType, describeExit } from '@pidfd-agent/client';
 
 const agent = new AgentClient(process.argv[2] ?? 'unix:///run/pidfd-agent/agent.sock');
 try {
-  const { sequence } = await agent.list();
+  const { sequence } = await agent.listAll();
   const { process: p } = await agent.spawn({ argv: ['sh', '-c', 'exit 3'], labels: { example: 'spawn-and-wait' } });
   console.log(`spawned ${p.handle} (pid ${p.pid})`);
   for await (const event of agent.watch({ handles: [p.handle], afterSequence: sequence })) {

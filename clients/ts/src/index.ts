@@ -80,6 +80,9 @@ export interface AgentClientOptions {
   readonly autoRequestId?: boolean;
 }
 
+/** The most processes a List page holds (a larger page_size is taken as this). */
+export const MAX_LIST_PAGE_SIZE = 1000;
+
 /** A request id as the client makes them up: a random UUID. */
 export const newRequestId = (): string => randomUUID();
 
@@ -160,8 +163,31 @@ export class AgentClient {
   get(req: DeepPartial<GetRequest>, opts?: CallOptions): Promise<GetResponse> {
     return this.unary(this.raw.get, GetRequest.fromPartial(req), { method: 'Get' }, opts);
   }
+  /**
+   * One List call: every process at once when neither pageSize nor pageToken is set (failing with
+   * RESOURCE_EXHAUSTED / LIST_TOO_LARGE when they do not fit in one 4 MiB response), else one page.
+   * listAll pages through them all.
+   */
   list(req: DeepPartial<ListRequest> = {}, opts?: CallOptions): Promise<ListResponse> {
     return this.unary(this.raw.list, ListRequest.fromPartial(req), { method: 'List' }, opts);
+  }
+  /**
+   * Every process the filters match, a page at a time (pageSize as given, else the largest, 1000),
+   * as one ListResponse: the processes of all pages, and the first page's sequence, after which a
+   * Watch misses no change, those made while paging included. A page token dies with the agent that
+   * issued it: after a restart or handover (INVALID_ARGUMENT / INVALID_PAGE_TOKEN) call again.
+   */
+  async listAll(req: DeepPartial<ListRequest> = {}, opts?: CallOptions): Promise<ListResponse> {
+    const request = ListRequest.fromPartial({ ...req, pageToken: '' });
+    if (request.pageSize === 0) request.pageSize = MAX_LIST_PAGE_SIZE;
+    const first = await this.list(request, opts);
+    const processes = first.processes;
+    for (let pageToken = first.nextPageToken; pageToken !== ''; ) {
+      const page = await this.list({ ...request, pageToken }, opts);
+      for (const p of page.processes) processes.push(p);
+      pageToken = page.nextPageToken;
+    }
+    return { processes, sequence: first.sequence, nextPageToken: '' };
   }
   release(req: DeepPartial<ReleaseRequest>, opts?: CallOptions): Promise<ReleaseResponse> {
     return this.unary(this.raw.release, ReleaseRequest.fromPartial(req), { method: 'Release' }, opts);

@@ -100,6 +100,8 @@ export class ProcessRecord {
   readonly view: ProcessView;
   /** The event log's: this process as its events keep it. */
   eventSubject: EventSubject | undefined = undefined;
+  /** Its place in the order the table took records in (the table's to set): List pages resume after one. */
+  position = 0;
 
   constructor(
     readonly handle: HandleId,

@@ -34,6 +34,11 @@ export class ProcessTable {
   /** The same, per owner: whose records the cap takes. */
   private readonly exitedBy = new Map<string, Map<HandleId, ProcessRecord>>();
   private running = 0;
+  /**
+   * The next record's position: rising in the order byHandle iterates (a Map keeps insertion
+   * order), so a List page resumes after the last position it showed, whatever left in between.
+   */
+  private nextPosition = 1;
 
   constructor(private readonly retention: RetentionPolicy) {}
 
@@ -68,6 +73,7 @@ export class ProcessTable {
   }
 
   add(record: ProcessRecord): void {
+    record.position = this.nextPosition++;
     this.byHandle.set(record.handle, record);
     if (record.spec.requestId) this.byRequestId.set(requestKey(record.spec.owner, record.spec.requestId), record);
     this.countRunning(record, 1);

@@ -45,7 +45,8 @@ func main() {
 }
 
 func run(ctx context.Context, c *agent.Client) error {
-	list, err := c.List(ctx, &agentv1.ListRequest{})
+	// Every page: one List of a busy agent may not fit in a message (LIST_TOO_LARGE).
+	list, err := c.ListAll(ctx, &agentv1.ListRequest{})
 	if err != nil {
 		return err
 	}

@@ -232,8 +232,8 @@ class AgentServiceServicer(object):
         Errors (code / reason), at the start or ending the stream:
         - OUT_OF_RANGE / CURSOR_EXPIRED: an event the caller would see after after_sequence is no
         longer retained (a tenant sees its own processes' events, an admin everyone's; the ring
-        gives up the events of the owner holding the most), or it is newer than the newest: List,
-        then Watch from its sequence.
+        gives up the events of the owner holding the most), or it is newer than the newest: List
+        (every page), then Watch from the first page's sequence.
         - RESOURCE_EXHAUSTED / MAX_WATCHERS (the agent's stream limit), WATCH_BACKLOG (this watcher
         fell too far behind and was dropped: resume with after_sequence set to the last sequence
         it received).
@@ -255,9 +255,14 @@ class AgentServiceServicer(object):
 
     def List(self, request, context):
         """List returns the processes under management (those the caller may see, under the policy)
-        and the newest event sequence.
+        and the newest event sequence, a page at a time when page_size or page_token is set.
         Errors (code / reason):
-        - INVALID_ARGUMENT / INVALID_ARGUMENT: a malformed label.
+        - INVALID_ARGUMENT / INVALID_ARGUMENT: a malformed label, or a negative page_size.
+        - INVALID_ARGUMENT / INVALID_PAGE_TOKEN: a page_token this agent did not issue, one issued
+        for other filters, or one from before the agent restarted or handed over: list again from
+        the first page.
+        - RESOURCE_EXHAUSTED / LIST_TOO_LARGE: neither page_size nor page_token was set and the
+        processes do not fit in one 4 MiB message: list in pages.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -869,12 +869,27 @@ export interface GetResponse {
   process?: Process | undefined;
 }
 
-/** ListRequest filters the processes; filters combine (AND). */
+/**
+ * ListRequest filters the processes; filters combine (AND). It asks for one page when page_size
+ * or page_token is set (AIP-158); with neither, for every process in one response (or
+ * LIST_TOO_LARGE when they do not fit in one message).
+ */
 export interface ListRequest {
   /** Only processes carrying all these labels. */
   labels: { [key: string]: string };
   /** Only processes in this state; all when unspecified. */
   state: State;
+  /**
+   * At most this many processes in the page: 0 means 500 (when paging), more than 1000 means
+   * 1000. A page also ends early once it holds about 2 MiB of processes, so it may hold fewer
+   * (always at least one, if any is left).
+   */
+  pageSize: number;
+  /**
+   * The next_page_token of the previous page, with the same labels and state; empty for the
+   * first page.
+   */
+  pageToken: string;
 }
 
 export interface ListRequest_LabelsEntry {
@@ -884,10 +899,20 @@ export interface ListRequest_LabelsEntry {
 
 /** ListResponse is the processes, and where a Watch should start to miss no change after them. */
 export interface ListResponse {
-  /** The processes, in no particular order. */
+  /** The processes (of this page), in no particular order. */
   processes: Process[];
-  /** The newest event sequence when the list was taken: Watch with after_sequence set to it. */
+  /**
+   * The newest event sequence when this page was taken. Watch with after_sequence set to the
+   * first page's: the stream replays every change made since, including those made while the
+   * later pages were listed (a later page may already show some of them).
+   */
   sequence: number;
+  /**
+   * The page_token of the next page; empty on the last page (and when not paging). A process
+   * that exists from the first page to the last is on exactly one page; one that comes or goes
+   * in between may or may not be.
+   */
+  nextPageToken: string;
 }
 
 /** ReleaseRequest names the process to let go of. */
@@ -4473,7 +4498,7 @@ export const GetResponse: MessageFns<GetResponse> = {
 };
 
 function createBaseListRequest(): ListRequest {
-  return { labels: {}, state: 0 };
+  return { labels: {}, state: 0, pageSize: 0, pageToken: "" };
 }
 
 export const ListRequest: MessageFns<ListRequest> = {
@@ -4483,6 +4508,12 @@ export const ListRequest: MessageFns<ListRequest> = {
     });
     if (message.state !== 0) {
       writer.uint32(16).int32(message.state);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(24).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(34).string(message.pageToken);
     }
     return writer;
   },
@@ -4519,6 +4550,22 @@ export const ListRequest: MessageFns<ListRequest> = {
             message.state = reader.int32() as any;
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4548,6 +4595,16 @@ export const ListRequest: MessageFns<ListRequest> = {
         )
         : {},
       state: isSet(object.state) ? stateFromJSON(object.state) : 0,
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
     };
   },
 
@@ -4564,6 +4621,12 @@ export const ListRequest: MessageFns<ListRequest> = {
     }
     if (message.state !== 0) {
       obj.state = stateToJSON(message.state);
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
     }
     return obj;
   },
@@ -4583,6 +4646,8 @@ export const ListRequest: MessageFns<ListRequest> = {
       {},
     );
     message.state = object.state ?? 0;
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
     return message;
   },
 };
@@ -4673,7 +4738,7 @@ export const ListRequest_LabelsEntry: MessageFns<ListRequest_LabelsEntry> = {
 };
 
 function createBaseListResponse(): ListResponse {
-  return { processes: [], sequence: 0 };
+  return { processes: [], sequence: 0, nextPageToken: "" };
 }
 
 export const ListResponse: MessageFns<ListResponse> = {
@@ -4683,6 +4748,9 @@ export const ListResponse: MessageFns<ListResponse> = {
     }
     if (message.sequence !== 0) {
       writer.uint32(16).uint64(message.sequence);
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(26).string(message.nextPageToken);
     }
     return writer;
   },
@@ -4716,6 +4784,14 @@ export const ListResponse: MessageFns<ListResponse> = {
             message.sequence = longToNumber(reader.uint64());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4734,6 +4810,11 @@ export const ListResponse: MessageFns<ListResponse> = {
         ? object.processes.map((e: any) => Process.fromJSON(e))
         : [],
       sequence: isSet(object.sequence) ? globalThis.Number(object.sequence) : 0,
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
     };
   },
 
@@ -4745,6 +4826,9 @@ export const ListResponse: MessageFns<ListResponse> = {
     if (message.sequence !== 0) {
       obj.sequence = Math.round(message.sequence);
     }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
     return obj;
   },
 
@@ -4755,6 +4839,7 @@ export const ListResponse: MessageFns<ListResponse> = {
     const message = createBaseListResponse();
     message.processes = object.processes?.map((e) => Process.fromPartial(e)) || [];
     message.sequence = object.sequence ?? 0;
+    message.nextPageToken = object.nextPageToken ?? "";
     return message;
   },
 };
@@ -6943,8 +7028,8 @@ export const AgentServiceService = {
    * Errors (code / reason), at the start or ending the stream:
    * - OUT_OF_RANGE / CURSOR_EXPIRED: an event the caller would see after after_sequence is no
    *   longer retained (a tenant sees its own processes' events, an admin everyone's; the ring
-   *   gives up the events of the owner holding the most), or it is newer than the newest: List,
-   *   then Watch from its sequence.
+   *   gives up the events of the owner holding the most), or it is newer than the newest: List
+   *   (every page), then Watch from the first page's sequence.
    * - RESOURCE_EXHAUSTED / MAX_WATCHERS (the agent's stream limit), WATCH_BACKLOG (this watcher
    *   fell too far behind and was dropped: resume with after_sequence set to the last sequence
    *   it received).
@@ -6976,9 +7061,14 @@ export const AgentServiceService = {
   },
   /**
    * List returns the processes under management (those the caller may see, under the policy)
-   * and the newest event sequence.
+   * and the newest event sequence, a page at a time when page_size or page_token is set.
    * Errors (code / reason):
-   * - INVALID_ARGUMENT / INVALID_ARGUMENT: a malformed label.
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: a malformed label, or a negative page_size.
+   * - INVALID_ARGUMENT / INVALID_PAGE_TOKEN: a page_token this agent did not issue, one issued
+   *   for other filters, or one from before the agent restarted or handed over: list again from
+   *   the first page.
+   * - RESOURCE_EXHAUSTED / LIST_TOO_LARGE: neither page_size nor page_token was set and the
+   *   processes do not fit in one 4 MiB message: list in pages.
    */
   list: {
     path: "/pidfd.agent.v1.AgentService/List" as const,
@@ -7201,8 +7291,8 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    * Errors (code / reason), at the start or ending the stream:
    * - OUT_OF_RANGE / CURSOR_EXPIRED: an event the caller would see after after_sequence is no
    *   longer retained (a tenant sees its own processes' events, an admin everyone's; the ring
-   *   gives up the events of the owner holding the most), or it is newer than the newest: List,
-   *   then Watch from its sequence.
+   *   gives up the events of the owner holding the most), or it is newer than the newest: List
+   *   (every page), then Watch from the first page's sequence.
    * - RESOURCE_EXHAUSTED / MAX_WATCHERS (the agent's stream limit), WATCH_BACKLOG (this watcher
    *   fell too far behind and was dropped: resume with after_sequence set to the last sequence
    *   it received).
@@ -7218,9 +7308,14 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
   get: handleUnaryCall<GetRequest, GetResponse>;
   /**
    * List returns the processes under management (those the caller may see, under the policy)
-   * and the newest event sequence.
+   * and the newest event sequence, a page at a time when page_size or page_token is set.
    * Errors (code / reason):
-   * - INVALID_ARGUMENT / INVALID_ARGUMENT: a malformed label.
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: a malformed label, or a negative page_size.
+   * - INVALID_ARGUMENT / INVALID_PAGE_TOKEN: a page_token this agent did not issue, one issued
+   *   for other filters, or one from before the agent restarted or handed over: list again from
+   *   the first page.
+   * - RESOURCE_EXHAUSTED / LIST_TOO_LARGE: neither page_size nor page_token was set and the
+   *   processes do not fit in one 4 MiB message: list in pages.
    */
   list: handleUnaryCall<ListRequest, ListResponse>;
   /**
@@ -7444,8 +7539,8 @@ export interface AgentServiceClient extends Client {
    * Errors (code / reason), at the start or ending the stream:
    * - OUT_OF_RANGE / CURSOR_EXPIRED: an event the caller would see after after_sequence is no
    *   longer retained (a tenant sees its own processes' events, an admin everyone's; the ring
-   *   gives up the events of the owner holding the most), or it is newer than the newest: List,
-   *   then Watch from its sequence.
+   *   gives up the events of the owner holding the most), or it is newer than the newest: List
+   *   (every page), then Watch from the first page's sequence.
    * - RESOURCE_EXHAUSTED / MAX_WATCHERS (the agent's stream limit), WATCH_BACKLOG (this watcher
    *   fell too far behind and was dropped: resume with after_sequence set to the last sequence
    *   it received).
@@ -7477,9 +7572,14 @@ export interface AgentServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * List returns the processes under management (those the caller may see, under the policy)
-   * and the newest event sequence.
+   * and the newest event sequence, a page at a time when page_size or page_token is set.
    * Errors (code / reason):
-   * - INVALID_ARGUMENT / INVALID_ARGUMENT: a malformed label.
+   * - INVALID_ARGUMENT / INVALID_ARGUMENT: a malformed label, or a negative page_size.
+   * - INVALID_ARGUMENT / INVALID_PAGE_TOKEN: a page_token this agent did not issue, one issued
+   *   for other filters, or one from before the agent restarted or handed over: list again from
+   *   the first page.
+   * - RESOURCE_EXHAUSTED / LIST_TOO_LARGE: neither page_size nor page_token was set and the
+   *   processes do not fit in one 4 MiB message: list in pages.
    */
   list(request: ListRequest, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
   list(

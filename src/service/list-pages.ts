@@ -1,0 +1,152 @@
+// List a page at a time (AIP-158). A response must fit in gRPC's 4 MiB, and a spawn's argv and env
+// alone may take 1 MiB (validate.ts LIMITS.totalBytes): five such processes, or 2,000 with 2 KiB
+// of argv, did not fit, and the call failed with a RESOURCE_EXHAUSTED that said nothing of why.
+//
+// A page resumes after the table position (record.ts `position`) of the last process it showed:
+// positions rise in the order the table iterates, so a process that stays from the first page to
+// the last is on exactly one, whatever came or went between them. The token carries the position,
+// this agent's incarnation (positions are renumbered by a restart or a handover) and a digest of
+// the filters; the caller's visibility is decided again on every page, so a token (anyone's)
+// never shows a process the caller could not list anyway.
+import { createHash, randomBytes } from 'node:crypto';
+import { BinaryWriter } from '@bufbuild/protobuf/wire';
+import { ListResponse, Process } from '../api.js';
+import { AgentError, invalidArgument } from '../process/errors.js';
+import type { ProcessRecord } from '../process/lifecycle/record.js';
+import { encodedReply } from './reply-encoding.js';
+import { MAX_GRPC_MESSAGE_BYTES } from './server.js';
+
+export const DEFAULT_PAGE_SIZE = 500;
+export const MAX_PAGE_SIZE = 1000;
+/** A page ends before it passes this many bytes of processes (or holds one, however large). */
+export const PAGE_BYTES = 2 * 1024 * 1024;
+
+const VERSION = 1;
+const INCARNATION_BYTES = 6;
+const FILTER_BYTES = 4;
+const POSITION_BYTES = 6;
+const TOKEN_BYTES = 1 + INCARNATION_BYTES + FILTER_BYTES + POSITION_BYTES;
+
+export interface ListFilters {
+  readonly labels: Readonly<Record<string, string>>;
+  readonly state: string | undefined;
+}
+
+/** Unpaged (neither field set: every process, or LIST_TOO_LARGE), or one page after a position. */
+export type Paging = { readonly pageSize: number; readonly after: number } | undefined;
+
+const varintBytes = (n: number): number => {
+  let bytes = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 0x80);
+    bytes++;
+  }
+  return bytes;
+};
+
+/** A length-delimited field of `n` bytes with a one-byte tag, as in ListResponse. */
+const fieldBytes = (n: number): number => 1 + varintBytes(n) + n;
+
+const listTooLarge = () =>
+  new AgentError('ResourceExhausted', 'the processes do not fit in one 4 MiB response: list in pages, with page_size and page_token (see ListRequest)', {
+    reason: 'LIST_TOO_LARGE',
+  });
+
+/** One writer measures every process: finish() leaves it empty for the next. */
+let measuring = new BinaryWriter();
+
+function encodedProcess(p: Process): Uint8Array {
+  try {
+    return Process.encode(p, measuring).finish();
+  } catch (e) {
+    // One that throws (grpc-js would answer INTERNAL) leaves its forks and position behind.
+    measuring = new BinaryWriter();
+    throw e;
+  }
+}
+
+const badToken = (why: string) => invalidArgument('page_token', why, 'INVALID_PAGE_TOKEN');
+
+export class ListPages {
+  /** Positions are this agent's: a token from before a restart or handover is refused, not misread. */
+  private readonly incarnation = randomBytes(INCARNATION_BYTES);
+
+  /** The request's paging, validated; throws INVALID_ARGUMENT. */
+  paging(pageSize: number, pageToken: string, filters: ListFilters): Paging {
+    if (pageSize < 0) throw invalidArgument('page_size', 'must not be negative');
+    if (pageSize === 0 && pageToken === '') return undefined;
+    const size = pageSize === 0 ? DEFAULT_PAGE_SIZE : Math.min(pageSize, MAX_PAGE_SIZE);
+    return { pageSize: size, after: pageToken === '' ? 0 : this.positionOf(pageToken, filters) };
+  }
+
+  /**
+   * The processes of `records` that `matches` lets through, after the page's position: all of
+   * them unpaged (or LIST_TOO_LARGE), else up to the page's size and bytes. Each is measured by
+   * encoding it, and the reply is sent as those bytes (reply-encoding.ts), not encoded again.
+   */
+  page(records: Iterable<ProcessRecord>, matches: (r: ProcessRecord) => boolean, toProcess: (r: ProcessRecord) => Process, sequence: number, paging: Paging, filters: ListFilters): ListResponse {
+    const after = paging?.after ?? 0;
+    // Unpaged, the whole response within the agent's limit, which is also every client's default.
+    const limit = paging === undefined ? MAX_GRPC_MESSAGE_BYTES - (sequence === 0 ? 0 : 1 + varintBytes(sequence)) : PAGE_BYTES;
+    const processes: Process[] = [];
+    const encoded: Uint8Array[] = [];
+    let bytes = 0;
+    let last = 0;
+    let more = false;
+    for (const record of records) {
+      if (record.position <= after || !matches(record)) continue;
+      if (paging !== undefined && processes.length === paging.pageSize) {
+        more = true;
+        break;
+      }
+      const p = toProcess(record);
+      const one = encodedProcess(p);
+      const size = fieldBytes(one.length);
+      if (bytes + size > limit && (paging === undefined || processes.length > 0)) {
+        if (paging === undefined) throw listTooLarge();
+        more = true;
+        break;
+      }
+      processes.push(p);
+      encoded.push(one);
+      bytes += size;
+      last = record.position;
+    }
+    const reply: ListResponse = { processes, sequence, nextPageToken: more ? this.token(last, filters) : '' };
+    // The processes as field 1 each, then the other fields as the generated encoder writes them.
+    const writer = new BinaryWriter();
+    for (const one of encoded) writer.uint32(10).bytes(one);
+    return encodedReply(reply, ListResponse.encode({ ...reply, processes: [] }, writer).finish());
+  }
+
+  private token(position: number, filters: ListFilters): string {
+    const b = Buffer.alloc(TOKEN_BYTES);
+    b[0] = VERSION;
+    this.incarnation.copy(b, 1);
+    filterDigest(filters).copy(b, 1 + INCARNATION_BYTES);
+    b.writeUIntBE(position, 1 + INCARNATION_BYTES + FILTER_BYTES, POSITION_BYTES);
+    return b.toString('base64url');
+  }
+
+  private positionOf(token: string, filters: ListFilters): number {
+    const b = Buffer.from(token, 'base64url');
+    // Buffer.from skips what is not base64url: only a token that encodes back to itself is one.
+    if (b.length !== TOKEN_BYTES || b[0] !== VERSION || b.toString('base64url') !== token) throw badToken('not a page token of this agent');
+    if (!b.subarray(1, 1 + INCARNATION_BYTES).equals(this.incarnation)) {
+      throw badToken('issued before the agent restarted or handed over: list again from the first page');
+    }
+    if (!b.subarray(1 + INCARNATION_BYTES, 1 + INCARNATION_BYTES + FILTER_BYTES).equals(filterDigest(filters))) {
+      throw badToken('issued for other labels or state: page with the filters of the first page');
+    }
+    return b.readUIntBE(1 + INCARNATION_BYTES + FILTER_BYTES, POSITION_BYTES);
+  }
+}
+
+/** The filters, order aside (a map's order is the client's), as a few bytes of SHA-256. */
+function filterDigest({ labels, state }: ListFilters): Buffer {
+  const entries = Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return createHash('sha256')
+    .update(JSON.stringify([state ?? '', entries]))
+    .digest()
+    .subarray(0, FILTER_BYTES);
+}

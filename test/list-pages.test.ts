@@ -1,0 +1,193 @@
+// List in pages: a list that outgrows gRPC's 4 MiB (five processes with 900 KB of argv, or
+// thousands with 2 KB) is refused unpaged with a reason that says to page, and pages through
+// exactly once each, whatever is released between pages; a token shows a tenant nothing of
+// another's, and one the agent did not issue is refused. Real agent, real processes.
+import test from 'ava';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { EventType, ListResponse, State, status, type Event, type ListRequest, type Process } from '../clients/ts/src/index.js';
+import { collect, pool, range } from './helpers/events.js';
+import { refusal, startHarness, tempDir, type Harness } from './helpers/harness.js';
+import { runCliText } from './helpers/cli.js';
+import { asUser, shareSocket } from './helpers/tenant.js';
+
+const A = 1001;
+const B = 1002;
+const policyFile = join(tempDir('pidfd-agent-list-policy-'), 'policy.yaml');
+const tenant = (uid: number) => `
+  - name: tenant-${uid}
+    identities: ["unix:uid=${uid}"]
+    role: tenant
+    spawn:
+      run_as: ["${uid}"]
+      executables: ["/usr/bin/*", "/bin/*"]`;
+writeFileSync(policyFile, `rules:\n  - name: root\n    identities: ["unix:uid=0"]\n    role: admin${tenant(A)}${tenant(B)}\n`);
+
+const MANY = 2500;
+let h: Harness;
+test.before(async () => {
+  h = await startHarness({ policyFile });
+  shareSocket(h);
+  // 2,500 short processes with 1.7 KB of argv each: ~4.6 MB of processes, kept as exited records.
+  const arg = 'x'.repeat(1700);
+  await pool(range(MANY / 250), 2, async () => {
+    const { results } = await h.client.spawnBatch({ requests: Array.from({ length: 250 }, () => ({ argv: ['/bin/true', arg], labels: { set: 'many' } })) });
+    if (!results.every((r) => r.spawned !== undefined)) throw new Error(`a spawn failed: ${JSON.stringify(results.find((r) => r.error)?.error)}`);
+  });
+});
+test.after.always(async () => {
+  await h?.close();
+});
+
+type Page = ListResponse & { readonly bytes: number };
+
+/** Every page of a listing, with each page's encoded size. */
+async function pages(req: Partial<ListRequest>): Promise<Page[]> {
+  const out: Page[] = [];
+  let pageToken = '';
+  do {
+    const page = await h.client.list({ ...req, pageToken });
+    out.push({ ...page, bytes: ListResponse.encode(page).finish().length });
+    pageToken = page.nextPageToken;
+  } while (pageToken !== '' && out.length < 100);
+  return out;
+}
+
+const handlesOf = (ps: readonly { processes: readonly Process[] }[]) => ps.flatMap((p) => p.processes.map((x) => x.handle));
+
+test.serial('five processes with 900 KB of argv: unpaged List is LIST_TOO_LARGE, paged they come two to a page', async (t) => {
+  // The kernel takes 128 KiB per argument at most, the agent 1 MiB of argv and env in all.
+  const big = Array.from({ length: 8 }, (_, i) => String(i).repeat(112_500));
+  const spawned = [];
+  for (let i = 0; i < 5; i++) spawned.push((await h.client.spawn({ argv: ['/bin/sh', '-c', 'exec sleep 30', 'sh', ...big], labels: { set: 'big', n: String(i) } })).process!.handle);
+  try {
+    const e = await refusal(h.client.list({ labels: { set: 'big' } }));
+    t.is(e.code, status.RESOURCE_EXHAUSTED);
+    t.is(e.reason, 'LIST_TOO_LARGE');
+    t.regex(e.details, /page_size and page_token/);
+    const listed = await pages({ labels: { set: 'big' }, pageSize: 100 });
+    t.deepEqual(
+      listed.map((p) => p.processes.length),
+      [2, 2, 1],
+      'a page ends before it passes 2 MiB',
+    );
+    t.true(listed.every((p) => p.bytes <= 2 * 1024 * 1024));
+    t.deepEqual(handlesOf(listed).sort(), [...spawned].sort());
+    t.true(listed.every((p) => p.processes.every((x) => x.argv.length === 12 && x.argv[11] === big[7])));
+    // One alone fits unpaged (a spawn's argv and env are at most 1 MiB), answered as before: no token.
+    const one = await h.client.list({ labels: { set: 'big', n: '0' } });
+    t.deepEqual(
+      one.processes.map((p) => p.handle),
+      [spawned[0]],
+    );
+    t.is(one.nextPageToken, '');
+  } finally {
+    await Promise.all(spawned.map((handle) => h.client.stop({ handle, signal: 'KILL' })));
+  }
+});
+
+test.serial('2,500 processes with 1.7 KB of argv: unpaged List is LIST_TOO_LARGE, pages of at most 1000 list each once', async (t) => {
+  const e = await refusal(h.client.list({ labels: { set: 'many' } }));
+  t.is(e.code, status.RESOURCE_EXHAUSTED);
+  t.is(e.reason, 'LIST_TOO_LARGE');
+  const listed = await pages({ labels: { set: 'many' }, pageSize: 5000 });
+  t.deepEqual(
+    listed.map((p) => p.processes.length),
+    [1000, 1000, 500],
+    'a larger page_size is taken as 1000',
+  );
+  const handles = handlesOf(listed);
+  t.is(handles.length, MANY);
+  t.is(new Set(handles).size, MANY, 'none listed twice');
+  t.is(listed.at(-1)!.nextPageToken, '');
+  // page_size 0 with a token is the default size (500).
+  const next = await h.client.list({ labels: { set: 'many' }, pageToken: listed[0]!.nextPageToken });
+  t.is(next.processes.length, 500);
+  t.deepEqual(
+    next.processes.map((p) => p.handle),
+    listed[1]!.processes.slice(0, 500).map((p) => p.handle),
+  );
+});
+
+test.serial('processes released between pages are not listed, and no other is skipped or repeated; a Watch from the first page replays the changes', async (t) => {
+  const labels = { set: 'released-between' };
+  const spawned = (await h.client.spawnBatch({ requests: Array.from({ length: 30 }, () => ({ argv: ['/bin/true'], labels })) })).results.map((r) => r.spawned!.process!.handle);
+  const first = await h.client.list({ labels, pageSize: 10 });
+  t.is(first.processes.length, 10);
+  const seen = first.processes.map((p) => p.handle);
+  // The last one listed (where the token resumes), and three not yet listed.
+  const later = spawned.filter((x) => !seen.includes(x));
+  const released = [seen.at(-1)!, later[0]!, later[10]!, later.at(-1)!];
+  for (const handle of released) await h.client.release({ handle });
+  const added = (await h.client.spawn({ argv: ['/bin/true'], labels })).process!.handle;
+  const rest = [];
+  for (let pageToken = first.nextPageToken; pageToken !== ''; ) {
+    const page = await h.client.list({ labels, pageSize: 10, pageToken });
+    rest.push(...page.processes.map((p) => p.handle));
+    pageToken = page.nextPageToken;
+  }
+  const all = [...seen, ...rest];
+  t.is(new Set(all).size, all.length, 'none listed twice');
+  t.deepEqual(all.sort(), [...spawned.filter((x) => !released.slice(1).includes(x)), added].sort());
+  const addedSeen = (ev: Event[]) => ev.some((e) => e.type === EventType.EVENT_TYPE_SPAWNED && e.process!.handle === added);
+  const events = await collect(h.client, { labels, afterSequence: first.sequence }, (ev) => addedSeen(ev) && ev.filter((e) => e.type === EventType.EVENT_TYPE_RELEASED).length >= 4);
+  t.deepEqual(
+    events
+      .filter((e) => e.type === EventType.EVENT_TYPE_RELEASED)
+      .map((e) => e.process!.handle)
+      .sort(),
+    [...released].sort(),
+  );
+});
+
+test.serial("a tenant paging with another's token sees only its own processes", async (t) => {
+  const sleeper = (uid: number) => ({ op: 'spawn', req: { argv: ['/bin/sleep', '30'], user: String(uid), labels: { set: 'tenants' } } });
+  const [a1, a2, a3, pageA] = await asUser(A, h.address, [sleeper(A), sleeper(A), sleeper(A), { op: 'list', req: { pageSize: 1 } }]);
+  const [b1, b2, pageB] = await asUser(B, h.address, [sleeper(B), sleeper(B), { op: 'list', req: { pageSize: 1000, pageToken: pageA!.ok.nextPageToken } }]);
+  const handle = (o: typeof a1) => o!.ok.process.handle as string;
+  try {
+    t.deepEqual(
+      pageA!.ok.processes.map((p: Process) => p.handle),
+      [handle(a1)],
+    );
+    t.not(pageA!.ok.nextPageToken, '');
+    const seenByB = (pageB!.ok.processes as Process[]).map((p) => p.handle);
+    t.deepEqual(seenByB.sort(), [handle(b1), handle(b2)].sort(), "B's own, none of A's");
+  } finally {
+    await Promise.all([a1, a2, a3, b1, b2].map((o) => h.client.stop({ handle: handle(o), signal: 'KILL' })));
+  }
+});
+
+test.serial('a page token the agent did not issue, or issued for other filters, is INVALID_ARGUMENT / INVALID_PAGE_TOKEN', async (t) => {
+  const { nextPageToken } = await h.client.list({ labels: { set: 'many' }, pageSize: 1 });
+  const refused = async (req: Partial<ListRequest>, field: string, reason: string, text: RegExp) => {
+    const e = await refusal(h.client.list(req));
+    t.is(e.code, status.INVALID_ARGUMENT);
+    t.is(e.reason, reason);
+    t.is(e.info['field'], field);
+    t.regex(e.details, text);
+  };
+  await refused({ pageToken: 'garbage' }, 'page_token', 'INVALID_PAGE_TOKEN', /not a page token/);
+  await refused({ pageToken: `${nextPageToken}=` }, 'page_token', 'INVALID_PAGE_TOKEN', /not a page token/);
+  const forged = Buffer.from(nextPageToken, 'base64url');
+  forged[3] = forged[3]! ^ 1;
+  await refused({ labels: { set: 'many' }, pageToken: forged.toString('base64url') }, 'page_token', 'INVALID_PAGE_TOKEN', /restarted or handed over/);
+  await refused({ labels: { set: 'other' }, pageToken: nextPageToken }, 'page_token', 'INVALID_PAGE_TOKEN', /other labels or state/);
+  await refused({ labels: { set: 'many' }, pageToken: nextPageToken, state: State.STATE_EXITED }, 'page_token', 'INVALID_PAGE_TOKEN', /other labels or state/);
+  await refused({ pageSize: -1 }, 'page_size', 'INVALID_ARGUMENT', /negative/);
+  t.is((await h.client.list({ labels: { set: 'many' }, pageToken: nextPageToken, pageSize: 3 })).processes.length, 3);
+});
+
+test.serial('pidfdctl list and top page through every process', async (t) => {
+  const list = await runCliText(h.address, ['list', '--label', 'set=many']);
+  t.is(list.code, 0, list.stderr);
+  const lines = list.stdout.trim().split('\n');
+  t.is(lines.length, MANY);
+  t.is(new Set(lines.map((l) => l.split(/\s+/)[0])).size, MANY);
+  const all = await h.client.listAll({});
+  const exited = all.processes.filter((p) => p.state === State.STATE_EXITED).length;
+  const top = await runCliText(h.address, ['top']);
+  t.is(top.code, 0, top.stderr);
+  t.regex(top.stdout.split('\n')[0]!, new RegExp(`exited ${exited}\\b`));
+  t.true(exited >= MANY);
+});
