@@ -81,6 +81,16 @@ test.serial('an adopted command line is kept only as long as a Spawn may carry, 
   }
 });
 
+test.serial('an adopted command line of many empty arguments is kept to 4,096 of them, as a Spawn may carry', async (t) => {
+  // Empty arguments weigh nothing by their bytes, but two bytes each in a message.
+  const child = spawn('sh', ['-c', 'sleep 30; :', 'sh', ...Array.from({ length: 100_000 }, () => '')], { stdio: 'ignore' });
+  const { process: p } = await h.client.adopt({ pid: child.pid! });
+  t.is(p!.argv.length, 4096);
+  t.is(p!.argv.at(-1), '…');
+  await h.client.signal({ handle: p!.handle, signal: 'KILL' });
+  await h.client.wait({ handle: p!.handle });
+});
+
 test.serial('Release of an adopted process closes its pidfd and leaves the process running', async (t) => {
   const child = spawn('sleep', ['30'], { stdio: 'ignore' });
   const before = openFdCount();

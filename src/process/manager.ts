@@ -30,6 +30,7 @@ import { MemoryStore, StoreWriteFailed, type ProcessStore, type SavedProcess, ty
 import { Terminals, type WindowSize } from './stdio/terminals.js';
 import { reopen, verifyHanded } from './lifecycle/readopt.js';
 import { ownerIdentity } from './lifecycle/owner.js';
+import { boundedArgv } from './lifecycle/proc-fs.js';
 import { NO_TELEMETRY, type ProcessTelemetry, type SpawnStage } from './telemetry-port.js';
 
 export interface ManagerLimits extends RetentionPolicy {
@@ -491,6 +492,11 @@ export class ProcessManager {
     return this.table.values();
   }
 
+  /** Above the position of every record so far (a List's first page bounds its last with it). */
+  get positionsEnd(): number {
+    return this.table.positionsEnd;
+  }
+
   /** The sequence number of the last event: List answers with it, Watch resumes after it. */
   get lastSequence(): number {
     return this.events.lastSequence;
@@ -803,7 +809,8 @@ export class ProcessManager {
    * inode); such a record becomes EXITED with that status (`reaped`, reported the same way).
    */
   restore(saved: SavedProcess, bootId: string, handed?: PidRef, reaped?: ReadonlyMap<bigint, Omit<ExitInfo, 'reason'>>): { record: ProcessRecord; lost: boolean; reaped: boolean } {
-    const spec = { argv: saved.argv, labels: saved.labels, adopted: saved.adopted, requestId: saved.requestId, owner: ownerIdentity(saved.owner) };
+    // An adoption saved by an agent before adopted command lines were cut is cut now.
+    const spec = { argv: saved.adopted ? boundedArgv(saved.argv) : saved.argv, labels: saved.labels, adopted: saved.adopted, requestId: saved.requestId, owner: ownerIdentity(saved.owner) };
     const found = saved.state !== 'running' ? undefined : handed === undefined ? reopen(saved, bootId) : verifyHanded(saved, handed.take());
     const ref = found?.found ? found.ref.take() : null;
     const record = new ProcessRecord(saved.handle, { pid: saved.pid, pidfsInode: saved.pidfsInode }, spec, saved.startedAt, ref);

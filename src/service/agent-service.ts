@@ -280,7 +280,7 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
       (grant, { filters, paging }) => {
         const { labels, state } = filters;
         const matches = (record: ProcessRecord) => (state === undefined || record.state === state) && grant.canSee(record) && hasLabels(record.spec.labels, labels);
-        return pages.page(manager.records(), matches, (record) => processOf(record, manager.usage(record)), manager.lastSequence, paging, filters);
+        return pages.page(manager.records(), manager.positionsEnd, matches, (record) => processOf(record, manager.usage(record)), manager.lastSequence, paging, filters);
       },
     ),
 

@@ -4,11 +4,14 @@
 //
 // A page resumes after the table position (record.ts `position`) of the last process it showed:
 // positions rise in the order the table iterates, so a process that stays from the first page to
-// the last is on exactly one, whatever came or went between them. The token carries the position,
-// this agent's incarnation (positions are renumbered by a restart or a handover) and a digest of
-// the filters; the caller's visibility is decided again on every page, so a token (anyone's)
-// never shows a process the caller could not list anyway.
-import { createHash, randomBytes } from 'node:crypto';
+// the last is on exactly one, whatever came or went between them. The listing ends at the table's
+// end as of its first page: what starts later is for the Watch from that page's sequence, and a
+// caller paging through a table that grows as fast as it reads still comes to an end. The token
+// carries both positions and a digest of the filters, sealed (AES-256-GCM) with a key of this
+// agent's incarnation (positions are renumbered by a restart or a handover): a caller cannot
+// read from its tokens how many processes others started between two of them, nor forge one.
+// The caller's visibility is decided again on every page, too.
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import { ListResponse, Process } from '../api.js';
 import { AgentError, invalidArgument } from '../process/errors.js';
@@ -21,11 +24,16 @@ export const MAX_PAGE_SIZE = 1000;
 /** A page ends before it passes this many bytes of processes (or holds one, however large). */
 export const PAGE_BYTES = 2 * 1024 * 1024;
 
-const VERSION = 1;
+const VERSION = 2;
 const INCARNATION_BYTES = 6;
+const NONCE_BYTES = 12;
+const TAG_BYTES = 16;
 const FILTER_BYTES = 4;
 const POSITION_BYTES = 6;
-const TOKEN_BYTES = 1 + INCARNATION_BYTES + FILTER_BYTES + POSITION_BYTES;
+/** Sealed: the filters' digest, the position after which the page starts, the listing's end. */
+const SEALED_BYTES = FILTER_BYTES + 2 * POSITION_BYTES;
+const HEAD_BYTES = 1 + INCARNATION_BYTES + NONCE_BYTES;
+const TOKEN_BYTES = HEAD_BYTES + SEALED_BYTES + TAG_BYTES;
 
 export interface ListFilters {
   readonly labels: Readonly<Record<string, string>>;
@@ -33,7 +41,7 @@ export interface ListFilters {
 }
 
 /** Unpaged (neither field set: every process, or LIST_TOO_LARGE), or one page after a position. */
-export type Paging = { readonly pageSize: number; readonly after: number } | undefined;
+export type Paging = { readonly pageSize: number; readonly after: number; readonly end: number | undefined } | undefined;
 
 const varintBytes = (n: number): number => {
   let bytes = 1;
@@ -70,13 +78,14 @@ const badToken = (why: string) => invalidArgument('page_token', why, 'INVALID_PA
 export class ListPages {
   /** Positions are this agent's: a token from before a restart or handover is refused, not misread. */
   private readonly incarnation = randomBytes(INCARNATION_BYTES);
+  private readonly key = randomBytes(32);
 
   /** The request's paging, validated; throws INVALID_ARGUMENT. */
   paging(pageSize: number, pageToken: string, filters: ListFilters): Paging {
     if (pageSize < 0) throw invalidArgument('page_size', 'must not be negative');
     if (pageSize === 0 && pageToken === '') return undefined;
     const size = pageSize === 0 ? DEFAULT_PAGE_SIZE : Math.min(pageSize, MAX_PAGE_SIZE);
-    return { pageSize: size, after: pageToken === '' ? 0 : this.positionOf(pageToken, filters) };
+    return { pageSize: size, ...(pageToken === '' ? { after: 0, end: undefined } : this.positionsOf(pageToken, filters)) };
   }
 
   /**
@@ -84,8 +93,9 @@ export class ListPages {
    * them unpaged (or LIST_TOO_LARGE), else up to the page's size and bytes. Each is measured by
    * encoding it, and the reply is sent as those bytes (reply-encoding.ts), not encoded again.
    */
-  page(records: Iterable<ProcessRecord>, matches: (r: ProcessRecord) => boolean, toProcess: (r: ProcessRecord) => Process, sequence: number, paging: Paging, filters: ListFilters): ListResponse {
+  page(records: Iterable<ProcessRecord>, positionsEnd: number, matches: (r: ProcessRecord) => boolean, toProcess: (r: ProcessRecord) => Process, sequence: number, paging: Paging, filters: ListFilters): ListResponse {
     const after = paging?.after ?? 0;
+    const end = paging?.end ?? positionsEnd;
     // Unpaged, the whole response within the agent's limit, which is also every client's default.
     const limit = paging === undefined ? MAX_GRPC_MESSAGE_BYTES - (sequence === 0 ? 0 : 1 + varintBytes(sequence)) : PAGE_BYTES;
     const processes: Process[] = [];
@@ -94,6 +104,7 @@ export class ListPages {
     let last = 0;
     let more = false;
     for (const record of records) {
+      if (record.position >= end) break;
       if (record.position <= after || !matches(record)) continue;
       if (paging !== undefined && processes.length === paging.pageSize) {
         more = true;
@@ -112,33 +123,49 @@ export class ListPages {
       bytes += size;
       last = record.position;
     }
-    const reply: ListResponse = { processes, sequence, nextPageToken: more ? this.token(last, filters) : '' };
+    const reply: ListResponse = { processes, sequence, nextPageToken: more ? this.token(last, end, filters) : '' };
     // The processes as field 1 each, then the other fields as the generated encoder writes them.
     const writer = new BinaryWriter();
     for (const one of encoded) writer.uint32(10).bytes(one);
     return encodedReply(reply, ListResponse.encode({ ...reply, processes: [] }, writer).finish());
   }
 
-  private token(position: number, filters: ListFilters): string {
-    const b = Buffer.alloc(TOKEN_BYTES);
-    b[0] = VERSION;
-    this.incarnation.copy(b, 1);
-    filterDigest(filters).copy(b, 1 + INCARNATION_BYTES);
-    b.writeUIntBE(position, 1 + INCARNATION_BYTES + FILTER_BYTES, POSITION_BYTES);
-    return b.toString('base64url');
+  private token(position: number, end: number, filters: ListFilters): string {
+    const sealed = Buffer.alloc(SEALED_BYTES);
+    filterDigest(filters).copy(sealed, 0);
+    sealed.writeUIntBE(position, FILTER_BYTES, POSITION_BYTES);
+    sealed.writeUIntBE(end, FILTER_BYTES + POSITION_BYTES, POSITION_BYTES);
+    const head = Buffer.alloc(HEAD_BYTES);
+    head[0] = VERSION;
+    this.incarnation.copy(head, 1);
+    const nonce = randomBytes(NONCE_BYTES);
+    nonce.copy(head, 1 + INCARNATION_BYTES);
+    const cipher = createCipheriv('aes-256-gcm', this.key, nonce);
+    cipher.setAAD(head);
+    const body = Buffer.concat([cipher.update(sealed), cipher.final()]);
+    return Buffer.concat([head, body, cipher.getAuthTag()]).toString('base64url');
   }
 
-  private positionOf(token: string, filters: ListFilters): number {
+  private positionsOf(token: string, filters: ListFilters): { after: number; end: number } {
     const b = Buffer.from(token, 'base64url');
     // Buffer.from skips what is not base64url: only a token that encodes back to itself is one.
     if (b.length !== TOKEN_BYTES || b[0] !== VERSION || b.toString('base64url') !== token) throw badToken('not a page token of this agent');
     if (!b.subarray(1, 1 + INCARNATION_BYTES).equals(this.incarnation)) {
       throw badToken('issued before the agent restarted or handed over: list again from the first page');
     }
-    if (!b.subarray(1 + INCARNATION_BYTES, 1 + INCARNATION_BYTES + FILTER_BYTES).equals(filterDigest(filters))) {
+    let sealed: Buffer;
+    try {
+      const decipher = createDecipheriv('aes-256-gcm', this.key, b.subarray(1 + INCARNATION_BYTES, HEAD_BYTES));
+      decipher.setAAD(b.subarray(0, HEAD_BYTES));
+      decipher.setAuthTag(b.subarray(HEAD_BYTES + SEALED_BYTES));
+      sealed = Buffer.concat([decipher.update(b.subarray(HEAD_BYTES, HEAD_BYTES + SEALED_BYTES)), decipher.final()]);
+    } catch {
+      throw badToken('not a page token of this agent');
+    }
+    if (!sealed.subarray(0, FILTER_BYTES).equals(filterDigest(filters))) {
       throw badToken('issued for other labels or state: page with the filters of the first page');
     }
-    return b.readUIntBE(1 + INCARNATION_BYTES + FILTER_BYTES, POSITION_BYTES);
+    return { after: sealed.readUIntBE(FILTER_BYTES, POSITION_BYTES), end: sealed.readUIntBE(FILTER_BYTES + POSITION_BYTES, POSITION_BYTES) };
   }
 }
 

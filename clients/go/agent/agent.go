@@ -141,6 +141,10 @@ func (c *Client) ListAll(ctx context.Context, req *agentv1.ListRequest, opts ...
 		if err != nil {
 			return nil, err
 		}
+		// The agent never sends an empty page that goes on: such a server would have this loop forever.
+		if len(next.GetProcesses()) == 0 && next.GetNextPageToken() != "" {
+			return nil, fmt.Errorf("List: an empty page with a next_page_token")
+		}
 		all.Processes = append(all.Processes, next.GetProcesses()...)
 		token = next.GetNextPageToken()
 	}

@@ -71,6 +71,9 @@ class Agent:
         while token:
             page.page_token = token
             more = self._unary("List", page, timeout, retry)
+            # The agent never sends an empty page that goes on: such a server would have this loop forever.
+            if not more.processes and more.next_page_token:
+                raise RuntimeError("List: an empty page with a next_page_token")
             listed.processes.extend(more.processes)
             token = more.next_page_token
         listed.next_page_token = ""

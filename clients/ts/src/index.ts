@@ -184,6 +184,8 @@ export class AgentClient {
     const processes = first.processes;
     for (let pageToken = first.nextPageToken; pageToken !== ''; ) {
       const page = await this.list({ ...request, pageToken }, opts);
+      // The agent never sends an empty page that goes on: such a server would have this loop forever.
+      if (page.processes.length === 0 && page.nextPageToken !== '') throw new Error('List: an empty page with a next_page_token');
       for (const p of page.processes) processes.push(p);
       pageToken = page.nextPageToken;
     }

@@ -23,33 +23,41 @@ export function readTaskFlags(pid: number): number | undefined {
   return field === undefined ? undefined : Number(field);
 }
 
-/**
- * What of a command line the agent keeps: as much as a Spawn may carry (service/validate.ts's
- * LIMITS), since every event about the process repeats it and one Watch response must stay under
- * gRPC's 4 MiB. A process's own command line can be 6 MiB (ARG_MAX with a raised stack limit), and
- * each byte read as latin1 above 0x7f is two on the wire.
- */
-const CMDLINE_BYTES = 1024 * 1024;
-const CMDLINE_ARG_BYTES = 128 * 1024;
-const CUT = '…';
-
-/** argv of pid from /proc/PID/cmdline (cut to CMDLINE_BYTES, marked with …); empty for kernel threads or when gone. */
+/** argv of pid from /proc/PID/cmdline, as the agent keeps it (boundedArgv); empty for kernel threads or when gone. */
 export function readCmdline(pid: number): string[] {
   const raw = readOrUndefined(`/proc/${pid}/cmdline`);
   if (!raw) return [];
-  const argv: string[] = [];
+  return boundedArgv(raw.replace(/\0$/, '').split('\0'));
+}
+
+/**
+ * What of a command line the agent keeps: as much as a Spawn may carry (service/validate.ts's
+ * LIMITS: 4,096 arguments, 1 MiB, 128 KiB each), since every event and List page about the process
+ * repeats it and one response must stay under gRPC's 4 MiB. A process's own command line can be
+ * 6 MiB (ARG_MAX with a raised stack limit), all of it empty arguments (two bytes each on the wire),
+ * and each byte read as latin1 above 0x7f is two on the wire. A cut is marked with a last `…`.
+ */
+const ARGV_BYTES = 1024 * 1024;
+const ARG_BYTES = 128 * 1024;
+const ARGV_ITEMS = 4096;
+const CUT = '…';
+
+export function boundedArgv(argv: readonly string[]): string[] {
+  const kept: string[] = [];
   let total = 0;
-  for (let arg of raw.replace(/\0$/, '').split('\0')) {
+  for (let i = 0; i < argv.length; i++) {
+    let arg = argv[i]!;
     // Halved: a latin1 character is at most two bytes in UTF-8.
-    if (Buffer.byteLength(arg) > CMDLINE_ARG_BYTES) arg = arg.slice(0, CMDLINE_ARG_BYTES / 2 - 2) + CUT;
-    total += Buffer.byteLength(arg);
-    if (total > CMDLINE_BYTES) {
-      argv.push(CUT);
-      break;
+    if (Buffer.byteLength(arg) > ARG_BYTES) arg = arg.slice(0, ARG_BYTES / 2 - 2) + CUT;
+    // What the argument costs in a Process message: its tag, its length, its bytes.
+    total += 3 + Buffer.byteLength(arg);
+    if (total > ARGV_BYTES || (i === ARGV_ITEMS - 1 && argv.length > ARGV_ITEMS)) {
+      kept.push(CUT);
+      return kept;
     }
-    argv.push(arg);
+    kept.push(arg);
   }
-  return argv;
+  return kept;
 }
 
 function readOrUndefined(path: string): string | undefined {

@@ -42,6 +42,11 @@ export class ProcessTable {
 
   constructor(private readonly retention: RetentionPolicy) {}
 
+  /** Above every record's position so far: a listing taken now ends below it. */
+  get positionsEnd(): number {
+    return this.nextPosition;
+  }
+
   get size(): number {
     return this.byHandle.size;
   }
