@@ -2375,8 +2375,9 @@ type ListResponse struct {
 	// later pages were listed (a later page may already show some of them).
 	Sequence uint64 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	// The page_token of the next page; empty on the last page (and when not paging). A process
-	// that exists from the first page to the last is on exactly one page; one that comes or goes
-	// in between may or may not be.
+	// that exists from the first page to the last is on exactly one page; one that goes in
+	// between may or may not be, and one that comes after the first page is not (the Watch from
+	// the first page's sequence tells it): the listing ends where the table ended then.
 	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 }
 

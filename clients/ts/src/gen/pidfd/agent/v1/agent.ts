@@ -909,8 +909,9 @@ export interface ListResponse {
   sequence: number;
   /**
    * The page_token of the next page; empty on the last page (and when not paging). A process
-   * that exists from the first page to the last is on exactly one page; one that comes or goes
-   * in between may or may not be.
+   * that exists from the first page to the last is on exactly one page; one that goes in
+   * between may or may not be, and one that comes after the first page is not (the Watch from
+   * the first page's sequence tells it): the listing ends where the table ended then.
    */
   nextPageToken: string;
 }
