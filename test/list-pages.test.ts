@@ -1,5 +1,5 @@
 // List in pages: a list that outgrows gRPC's 4 MiB (five processes with 900 KB of argv, or
-// thousands with 2 KB) is refused unpaged with a reason that says to page, and pages through
+// thousands with 2 KB: the same bytes) is refused unpaged with a reason that says to page, and pages through
 // exactly once each, whatever is released between pages; a token shows a tenant nothing of
 // another's, and one the agent did not issue is refused. Real agent, real processes.
 import test from 'ava';
@@ -23,15 +23,16 @@ const tenant = (uid: number) => `
       executables: ["/usr/bin/*", "/bin/*"]`;
 writeFileSync(policyFile, `rules:\n  - name: root\n    identities: ["unix:uid=0"]\n    role: admin${tenant(A)}${tenant(B)}\n`);
 
-const MANY = 2500;
+const MANY = 1100;
 let h: Harness;
 test.before(async () => {
   h = await startHarness({ policyFile });
   shareSocket(h);
-  // 2,500 short processes with 1.7 KB of argv each: ~4.6 MB of processes, kept as exited records.
-  const arg = 'x'.repeat(1700);
-  await pool(range(MANY / 250), 2, async () => {
-    const { results } = await h.client.spawnBatch({ requests: Array.from({ length: 250 }, () => ({ argv: ['/bin/true', arg], labels: { set: 'many' } })) });
+  // 1,100 short processes, kept as exited records: more than one page holds. (Too many bytes for
+  // one response is the five big ones' test: so many processes would load the suite's machine.)
+  const arg = 'x'.repeat(100);
+  await pool(range(MANY / 220), 2, async () => {
+    const { results } = await h.client.spawnBatch({ requests: Array.from({ length: 220 }, () => ({ argv: ['/bin/true', arg], labels: { set: 'many' } })) });
     if (!results.every((r) => r.spawned !== undefined)) throw new Error(`a spawn failed: ${JSON.stringify(results.find((r) => r.error)?.error)}`);
   });
 });
@@ -86,14 +87,14 @@ test.serial('five processes with 900 KB of argv: unpaged List is LIST_TOO_LARGE,
   }
 });
 
-test.serial('2,500 processes with 1.7 KB of argv: unpaged List is LIST_TOO_LARGE, pages of at most 1000 list each once', async (t) => {
-  const e = await refusal(h.client.list({ labels: { set: 'many' } }));
-  t.is(e.code, status.RESOURCE_EXHAUSTED);
-  t.is(e.reason, 'LIST_TOO_LARGE');
+test.serial('1,100 processes: unpaged List answers them all as before; paged, pages of at most 1000 list each once', async (t) => {
+  const unpaged = await h.client.list({ labels: { set: 'many' } });
+  t.is(unpaged.processes.length, MANY);
+  t.is(unpaged.nextPageToken, '', 'a client that does not page is not told of pages');
   const listed = await pages({ labels: { set: 'many' }, pageSize: 5000 });
   t.deepEqual(
     listed.map((p) => p.processes.length),
-    [1000, 1000, 500],
+    [1000, 100],
     'a larger page_size is taken as 1000',
   );
   const handles = handlesOf(listed);
@@ -101,11 +102,12 @@ test.serial('2,500 processes with 1.7 KB of argv: unpaged List is LIST_TOO_LARGE
   t.is(new Set(handles).size, MANY, 'none listed twice');
   t.is(listed.at(-1)!.nextPageToken, '');
   // page_size 0 with a token is the default size (500).
-  const next = await h.client.list({ labels: { set: 'many' }, pageToken: listed[0]!.nextPageToken });
+  const first = await h.client.list({ labels: { set: 'many' }, pageSize: 1 });
+  const next = await h.client.list({ labels: { set: 'many' }, pageToken: first.nextPageToken });
   t.is(next.processes.length, 500);
   t.deepEqual(
     next.processes.map((p) => p.handle),
-    listed[1]!.processes.slice(0, 500).map((p) => p.handle),
+    listed[0]!.processes.slice(1, 501).map((p) => p.handle),
   );
 });
 
