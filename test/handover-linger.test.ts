@@ -7,14 +7,13 @@
 import test, { type ExecutionContext } from 'ava';
 import { existsSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { credentials, makeGenericClientConstructor, type Client } from '@grpc/grpc-js';
-import { service as healthService } from 'grpc-health-check';
 import { AgentClient, State } from '../clients/ts/src/index.js';
 import { connectServing } from '../src/handover/incoming.js';
 import { useFdPassing, type FdSocket } from '../src/kernel/fd-passing.js';
 import { SERVICE_NAME } from '../src/service/server.js';
 import { AGENT_BIN, ROOT } from './helpers/agent-process.js';
 import { agentDir, eventually, procState, sleep } from './helpers/harness.js';
+import { healthCheck } from './helpers/health.js';
 import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
 
 useFdPassing(join(ROOT, 'dist/lib/libpidfd-fdpass.so'));
@@ -97,18 +96,6 @@ async function servesAll(t: ExecutionContext, client: AgentClient, node: Node): 
   t.deepEqual(running, node.processes, 'every process, with its pid, running and managed');
 }
 
-/** grpc.health.v1.Health/Check of one service name: its status, or the call's error code. */
-function check(address: string, service: string): Promise<string | number> {
-  const Health = makeGenericClientConstructor(healthService, 'Health');
-  const client = new Health(address, credentials.createInsecure()) as unknown as Client & { check: (r: object, o: object, cb: (e: { code: number } | null, r?: { status: string }) => void) => void };
-  return new Promise((resolve) =>
-    client.check({ service }, { deadline: Date.now() + 3000 }, (e, r) => {
-      client.close();
-      resolve(e ? e.code : r!.status);
-    }),
-  );
-}
-
 /** How many times `event` is logged by the agents that log. */
 const logged = (node: Node, event: string) => (node.reaper.stderr.match(new RegExp(`"event":"${event}"`, 'g')) ?? []).length;
 
@@ -183,13 +170,13 @@ test.serial('an agent started after the lingering one served again takes over fr
   const ready = () => readFileSync(join(node.dir, 'ready'), 'utf8').trim();
   const next = await successor(node, ['--quiet']);
   next.client.close();
-  t.is(await check(probe, SERVICE_NAME), 'NOT_SERVING', 'lingering: alive, serving no API');
+  t.is(await healthCheck(probe, SERVICE_NAME), 'NOT_SERVING', 'lingering: alive, serving no API');
   t.false(existsSync(join(node.dir, 'ready')));
   // Its container restarting, and waiting out the kubelet's backoff meanwhile.
   await successorGoes(t, node, next, SIGKILL, 'signal 9');
   await servesAll(t, node.old.client, node);
-  t.is(await check(probe, SERVICE_NAME), 'SERVING', 'the same probe socket tells it serves again');
-  t.is(await check(probe, ''), 'SERVING');
+  t.is(await healthCheck(probe, SERVICE_NAME), 'SERVING', 'the same probe socket tells it serves again');
+  t.is(await healthCheck(probe, ''), 'SERVING');
   t.is(ready(), String(node.old.pid), 'and the pod is ready again');
 
   // Back from backoff, with the DaemonSet's flags: it finds the old agent serving and takes over.
@@ -198,8 +185,8 @@ test.serial('an agent started after the lingering one served again takes over fr
   t.is(logged(node, 'handed_over'), 2, 'the resumed agent handed over again');
   t.is(logged(node, 'lingering'), 2, 'and lingers again');
   await servesAll(t, back.client, node);
-  t.is(await check(probe, SERVICE_NAME), 'NOT_SERVING');
-  t.is(await check(probe, ''), 'SERVING', 'alive to its liveness probe');
+  t.is(await healthCheck(probe, SERVICE_NAME), 'NOT_SERVING');
+  t.is(await healthCheck(probe, ''), 'SERVING', 'alive to its liveness probe');
   t.false(existsSync(join(node.dir, 'ready')), 'unready');
   await sleep(7000); // longer than a lingering agent gives a state dir nobody serves
   t.is(await node.reaper.wait(node.old.pid, 0), 'timeout', 'the old agent lingers on: no exit 1');
@@ -209,7 +196,7 @@ test.serial('an agent started after the lingering one served again takes over fr
   // And once that one goes too, it serves again, as often as it takes.
   await successorGoes(t, node, back, SIGKILL, 'signal 9', 2);
   await servesAll(t, node.old.client, node);
-  t.is(await check(probe, SERVICE_NAME), 'SERVING');
+  t.is(await healthCheck(probe, SERVICE_NAME), 'SERVING');
   t.is(ready(), String(node.old.pid));
   for (const handle of node.processes.keys()) await node.old.client.signal({ handle, signal: 'SIGKILL' });
 });

@@ -9,8 +9,6 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { join } from 'node:path';
 import test from 'ava';
-import { credentials, makeGenericClientConstructor, type Client } from '@grpc/grpc-js';
-import { service as healthService } from 'grpc-health-check';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { readFileSync } from 'node:fs';
 import { AgentCallError, AgentClient, status } from '../clients/ts/src/index.js';
@@ -19,6 +17,7 @@ import { SERVICE_NAME } from '../src/service/server.js';
 import { PROBE_MAX_CONNECTIONS, PROBE_QUIET_MS } from '../src/transport/probe-listener.js';
 import { AGENT_BIN, CLI_BIN, ROOT, startAgentProcess } from './helpers/agent-process.js';
 import { agentDir, eventually, sleep, tempDir } from './helpers/harness.js';
+import { healthCheck } from './helpers/health.js';
 
 const KUSTOMIZE = join(ROOT, 'deploy/kubernetes');
 const manifest = (parseYaml(readFileSync(join(KUSTOMIZE, 'kustomization.yaml'), 'utf8')).resources as string[])
@@ -45,18 +44,6 @@ function manifestProbe(probeAddress: string, nodeAddress: string): string[] {
   );
   if (command[0] !== 'node') throw new Error(`the manifest's probe is not a node command: ${command.join(' ')}`);
   return command.slice(1);
-}
-
-/** grpc.health.v1.Health/Check of one service name: its status, or the call's error code. */
-function check(address: string, service: string): Promise<string | number> {
-  const Health = makeGenericClientConstructor(healthService, 'Health');
-  const client = new Health(address, credentials.createInsecure()) as unknown as Client & { check: (r: object, o: object, cb: (e: { code: number } | null, r?: { status: string }) => void) => void };
-  return new Promise((resolve) =>
-    client.check({ service }, { deadline: Date.now() + 3000 }, (e, r) => {
-      client.close();
-      resolve(e ? e.code : r!.status);
-    }),
-  );
 }
 
 /** n root clients, each on a connection of its own (no shared subchannel), each holding a Watch open. */
@@ -103,7 +90,7 @@ test('the probe socket serves gRPC health only, to a few connections of its own'
   const agent = await startAgentProcess(['--ephemeral', '--health-listen', address]);
   t.teardown(() => agent.stop());
   t.deepEqual(await health(address), { code: 0, out: 'SERVING' });
-  t.is(await check(address, SERVICE_NAME), 'SERVING', 'the agent serves AgentService (on --listen)');
+  t.is(await healthCheck(address, SERVICE_NAME), 'SERVING', 'the agent serves AgentService (on --listen)');
   const onProbe = new AgentClient(address);
   t.teardown(() => onProbe.close());
   const e = await t.throwsAsync(onProbe.list({}), { instanceOf: AgentCallError });
@@ -229,9 +216,9 @@ test('a lingering agent still answers its probe SERVING after handing over, and 
   await eventually('the old agent lingers', () => /"event":"lingering"/.test(old.stderr()));
   t.is(old.child.exitCode, null);
   t.deepEqual(await health(oldProbe), { code: 0, out: 'SERVING' }, 'alive: a liveness probe leaves it be');
-  t.is(await check(oldProbe, SERVICE_NAME), 'NOT_SERVING', 'but it serves no AgentService');
+  t.is(await healthCheck(oldProbe, SERVICE_NAME), 'NOT_SERVING', 'but it serves no AgentService');
   t.deepEqual(await health(newProbe), { code: 0, out: 'SERVING' });
-  t.is(await check(newProbe, SERVICE_NAME), 'SERVING');
+  t.is(await healthCheck(newProbe, SERVICE_NAME), 'SERVING');
   await old.stop();
   t.not((await health(oldProbe)).code, 0, 'gone with the agent');
 });
