@@ -275,3 +275,42 @@ test('tombstones come back oldest first, with their stamps; an undone commit tak
   t.deepEqual(reopened.tombstones(), [b, a], 'oldest release first, owner and stamp as written');
   reopened.close();
 });
+
+test('capture marks come back with their records, are replaced as they move, go with the release, and an undone start or release takes them along', (t) => {
+  const dir = stateDir();
+  const mine: unknown[] = [];
+  const mineOpen = () => new SqliteStore(dir, 'boot-a', (_what, e) => mine.push(e), 100);
+  const store = mineOpen();
+  const mark = (stream: 'stdout' | 'stderr', at: number, filed = true) => ({ stream, ino: 77, capacity: 1024, mark: at, outputEvents: true, stdinPiped: false, filed });
+  const [kept, released, undone] = [record(0), record(1), record(2)];
+  store.commit('starts', 0, (w) => {
+    for (const r of [kept, released]) {
+      w.started(r);
+      w.captured(r.handle, mark('stdout', 64));
+      w.captured(r.handle, mark('stderr', 64));
+    }
+  });
+  store.commit('a mark', 0, (w) => w.captured(kept.handle, mark('stdout', 2 ** 40, false)));
+  store.commit('a release', 0, (w) => w.released(released.handle));
+  store.undoLast();
+  store.commit('a start', 0, (w) => {
+    w.started(undone);
+    w.captured(undone.handle, mark('stdout', 64));
+  });
+  store.undoLast();
+  store.close();
+  // An older agent's release left a row behind: it goes when a newer agent opens the store.
+  const raw = new Database(join(dir, STORE_FILE));
+  raw.prepare('INSERT INTO captures VALUES (?, ?, 1, 1, 1, 0, 0, 1)').run('gone', 'stdout');
+  raw.close();
+  const reopened = mineOpen();
+  const loaded = new Map(reopened.load().map((s) => [s.handle, s.captures]));
+  t.deepEqual(loaded.get(kept.handle)?.slice().sort((a, b) => a.stream.localeCompare(b.stream)), [mark('stderr', 64), mark('stdout', 2 ** 40, false)]);
+  t.is(loaded.get(released.handle)?.length, 2, 'an undone release keeps its marks');
+  t.false(loaded.has(undone.handle), 'an undone start takes its marks along');
+  reopened.close();
+  const check = new Database(join(dir, STORE_FILE), { readonly: true });
+  t.is(check.prepare('SELECT count(*) FROM captures').pluck().get(), 4, 'the orphaned row is gone');
+  check.close();
+  t.deepEqual(mine, []);
+});

@@ -10,7 +10,7 @@ import { KernelError } from '../kernel/errors.js';
 import type { EventLog, EvictionMarks, ProcessEvent } from './events/event-log.js';
 import type { StreamName } from './stdio/captured-output.js';
 import type { ProcessStdio, StdioState } from './stdio/process-pipes.js';
-import { newHandleId } from './lifecycle/handle.js';
+import { newHandleId, type HandleId } from './lifecycle/handle.js';
 import { type AdoptOptions, type SignalTarget, type SpawnOptions } from './options.js';
 import { elapsedSince, instantNow, stampNow } from './lifecycle/clock.js';
 import { deadlineAt, ProcessRecord, type DeadlineAt, type ExitInfo } from './lifecycle/record.js';
@@ -26,7 +26,7 @@ import { openForAdoption } from './lifecycle/adoption.js';
 import { Waiters } from './lifecycle/waiters.js';
 import { StdioTable } from './stdio/pipe-table.js';
 import { CaptureFiles } from './stdio/capture-files.js';
-import { MemoryStore, StoreWriteFailed, type ProcessStore, type SavedProcess, type SpawnIntent, type StoreWrites } from './process-store.js';
+import { MemoryStore, StoreWriteFailed, type CaptureMark, type ProcessStore, type SavedProcess, type SpawnIntent, type StoreWrites } from './process-store.js';
 import { Terminals, type WindowSize } from './stdio/terminals.js';
 import { reopen, verifyHanded } from './lifecycle/readopt.js';
 import { ownerIdentity } from './lifecycle/owner.js';
@@ -130,7 +130,7 @@ export class ProcessManager {
   ) {
     this.table = new ProcessTable(limits);
     this.tombstones = new Tombstones(limits);
-    this.stdio = new StdioTable(events, limits.captureBytes, limits.captureRetainedBytes, limits.captureTotalBytes, limits.captureDir === undefined ? null : new CaptureFiles(limits.captureDir));
+    this.stdio = new StdioTable(events, limits.captureBytes, limits.captureRetainedBytes, limits.captureTotalBytes, limits.captureDir === undefined ? null : new CaptureFiles(limits.captureDir), (marks) => this.writeMarks(marks));
   }
 
   /** The reaper is built by the composition root with `onExits` as its sink. */
@@ -816,6 +816,7 @@ export class ProcessManager {
     const record = new ProcessRecord(saved.handle, { pid: saved.pid, pidfsInode: saved.pidfsInode }, spec, saved.startedAt, ref);
     record.ownCgroup(saved.ownedCgroup);
     this.table.add(record);
+    this.stdio.restoredMarks(saved.handle, saved.captures);
     if (found?.found && ref !== null) {
       if (found.parentage === 'foreign') record.orphaned();
       this.reaper.watch(ref, found.parentage);
@@ -882,7 +883,7 @@ export class ProcessManager {
    */
   private persist(record: ProcessRecord, intent: SpawnIntent | undefined): void {
     try {
-      this.store.commit(`the process ${record.handle}`, this.events.lastSequence + 1, (w) => writeStart(w, record, intent));
+      this.store.commit(`the process ${record.handle}`, this.events.lastSequence + 1, (w) => writeStart(w, record, intent, this.stdio.startMarks(record)));
     } catch (e) {
       this.abandon(record);
       if (intent) this.settleIntent(intent);
@@ -926,7 +927,7 @@ export class ProcessManager {
     const exits = this.recordableExits();
     try {
       this.store.commit(`${starts.length} processes and ${exits.length} exits`, this.events.lastSequence + starts.length + exits.length, (w) => {
-        for (const s of starts) writeStart(w, s.record, s.intent);
+        for (const s of starts) writeStart(w, s.record, s.intent, this.stdio.startMarks(s.record));
         for (const u of exits) w.exited(u.record.handle, u.exit);
       });
     } catch {
@@ -972,6 +973,21 @@ export class ProcessManager {
       this.store.commit('the spawn outcome', 0, (w) => w.settled(intent.owner, intent.requestId));
     } catch {
       this.unknownOutcomes.set(requestKey(intent.owner, intent.requestId), intent);
+    }
+  }
+
+  /**
+   * Captured streams' marks (stdio/capture-marks.ts): one transaction for all of them, no event
+   * numbered; false when the store refused it (the streams then wait at their marks).
+   */
+  private writeMarks(marks: readonly (readonly [HandleId, CaptureMark])[]): boolean {
+    try {
+      this.store.commit(marks.length === 1 ? 'a capture mark' : `${marks.length} capture marks`, 0, (w) => {
+        for (const [handle, mark] of marks) w.captured(handle, mark);
+      });
+      return true;
+    } catch {
+      return false;
     }
   }
 
@@ -1059,9 +1075,10 @@ function writeReleases(w: StoreWrites, records: readonly ProcessRecord[], tombst
   for (const t of tombstones.add) w.tombstoned(t);
 }
 
-/** A start's row, and its intent settled with it. */
-function writeStart(w: StoreWrites, record: ProcessRecord, intent: SpawnIntent | undefined): void {
+/** A start's row, its captured streams' marks, and its intent settled with it. */
+function writeStart(w: StoreWrites, record: ProcessRecord, intent: SpawnIntent | undefined, marks: readonly CaptureMark[]): void {
   w.started(record);
+  for (const m of marks) w.captured(record.handle, m);
   if (intent) w.settled(intent.owner, intent.requestId);
 }
 

@@ -24,6 +24,30 @@ export interface SavedProcess {
   readonly exit?: ExitInfo;
   readonly ownedCgroup?: string;
   readonly deadline?: DeadlineAt;
+  /** Its captured streams' marks, as the store keeps them (none from an agent before they were kept there). */
+  readonly captures?: readonly CaptureMark[];
+}
+
+/**
+ * What a later agent needs to go on reading one captured stream after this one is gone
+ * (process/stdio/capture-marks.ts): kept in the store with the start, in the same commit, and
+ * rewritten as the stream passes its mark.
+ */
+export interface CaptureMark {
+  readonly stream: 'stdout' | 'stderr';
+  /** The pipe's inode: a descriptor taken from the child must be this pipe. */
+  readonly ino: number;
+  readonly capacity: number;
+  /** Above every offset handed out for this stream so far. */
+  readonly mark: number;
+  readonly outputEvents: boolean;
+  readonly stdinPiped: boolean;
+  /**
+   * STATE_DIR/capture/HANDLE.json (what an older agent reads) is expected to be there: false
+   * once it could not be written. A file missing while this says true was removed by someone
+   * else (an older agent that could not rewrite it, which then read on past this mark).
+   */
+  readonly filed: boolean;
 }
 
 /**
@@ -63,6 +87,8 @@ export interface StoreWrites {
   tombstoned(tombstone: Tombstone): void;
   /** ... until its tombstone expires or the cap pushes it out. */
   untombstoned(owner: string | undefined, requestId: string): void;
+  /** A captured stream's mark, written or replaced (it goes with the record's release). */
+  captured(handle: HandleId, mark: CaptureMark): void;
 }
 
 /** A transaction that could not be committed: nothing of it was written. */
@@ -113,7 +139,7 @@ export interface ProcessStore {
   close(): void;
 }
 
-const NO_WRITES: StoreWrites = { intended() {}, settled() {}, started() {}, exited() {}, released() {}, tombstoned() {}, untombstoned() {} };
+const NO_WRITES: StoreWrites = { intended() {}, settled() {}, started() {}, exited() {}, released() {}, tombstoned() {}, untombstoned() {}, captured() {} };
 
 /** --ephemeral: nothing is kept; a restarted agent starts empty (its processes still run on). */
 export class MemoryStore implements ProcessStore {

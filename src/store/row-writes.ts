@@ -14,6 +14,7 @@ const EXITED = 3;
 const RELEASED = 4;
 const TOMBSTONED = 5;
 const UNTOMBSTONED = 6;
+const CAPTURED = 7;
 
 /** The StoreWrites whose calls append their values to `rows`. */
 export function rowEncoder(rows: Rows): StoreWrites {
@@ -40,6 +41,7 @@ export function rowEncoder(rows: Rows): StoreWrites {
     released: (handle) => void rows.push(RELEASED, handle),
     tombstoned: (t) => void rows.push(TOMBSTONED, t.owner ?? '', t.requestId, t.handle, t.fingerprint, t.releasedAt, t.releasedStamp === undefined ? null : JSON.stringify(t.releasedStamp)),
     untombstoned: (owner, requestId) => void rows.push(UNTOMBSTONED, owner ?? '', requestId),
+    captured: (handle, c) => void rows.push(CAPTURED, handle, c.stream, c.ino, c.capacity, c.mark, c.outputEvents ? 1 : 0, c.stdinPiped ? 1 : 0, c.filed ? 1 : 0),
   };
 }
 
@@ -52,6 +54,7 @@ export interface RowWriter {
   released(handle: HandleId): void;
   tombstoned(owner: string, requestId: string, handle: string, fingerprint: string, releasedAt: number, stamp: string | null): void;
   untombstoned(owner: string, requestId: string): void;
+  captured(handle: HandleId, stream: string, ino: number, capacity: number, mark: number, outputEvents: number, stdinPiped: number, filed: number): void;
 }
 
 /** Makes the writes `rows` holds, in order. */
@@ -87,6 +90,10 @@ export function applyRows(rows: Rows, w: RowWriter): void {
       case UNTOMBSTONED:
         w.untombstoned(s(i + 1), s(i + 2));
         i += 3;
+        break;
+      case CAPTURED:
+        w.captured(s(i + 1) as HandleId, s(i + 2), n(i + 3), n(i + 4), n(i + 5), n(i + 6), n(i + 7), n(i + 8));
+        i += 9;
         break;
       default:
         throw new Error(`write ${i}: unknown code ${String(rows[i])}`);

@@ -11,7 +11,7 @@ import type { SequenceOrigin } from '../process/events/event-log.js';
 import type { Stamp } from '../process/lifecycle/clock.js';
 import type { HandleId } from '../process/lifecycle/handle.js';
 import type { ExitInfo } from '../process/lifecycle/record.js';
-import { StoreWriteFailed, type ProcessStore, type SavedProcess, type SpawnIntent, type StoreWrites } from '../process/process-store.js';
+import { StoreWriteFailed, type CaptureMark, type ProcessStore, type SavedProcess, type SpawnIntent, type StoreWrites } from '../process/process-store.js';
 import type { Tombstone } from '../process/lifecycle/tombstones.js';
 import { applyRows, rowEncoder, type RowWriter, type Rows } from './row-writes.js';
 
@@ -22,12 +22,13 @@ import { applyRows, rowEncoder, type RowWriter, type Rows } from './row-writes.j
  */
 type Change =
   | { readonly kind: 'started'; readonly handle: HandleId }
-  | { readonly kind: 'released'; readonly handle: HandleId; readonly id: number; readonly row: unknown[] | undefined }
+  | { readonly kind: 'released'; readonly handle: HandleId; readonly id: number; readonly row: unknown[] | undefined; readonly captures: unknown[][] }
   | { readonly kind: 'intended'; readonly owner: string; readonly requestId: string }
   | { readonly kind: 'settled'; readonly row: unknown[] | undefined }
   | { readonly kind: 'tombstoned'; readonly owner: string; readonly requestId: string }
   | { readonly kind: 'untombstoned'; readonly row: unknown[] | undefined }
-  | { readonly kind: 'tombstones-created' };
+  | { readonly kind: 'tombstones-created' }
+  | { readonly kind: 'captures-created' };
 
 export const STORE_FILE = 'agent.db';
 const SCHEMA_VERSION = 4;
@@ -64,6 +65,44 @@ CREATE TABLE IF NOT EXISTS tombstones (
   PRIMARY KEY (owner, request_id)
 ) WITHOUT ROWID;
 `;
+
+// The marks of captured streams (process/stdio/capture-marks.ts), written in the commit of their
+// process's start and rewritten as each stream passes its mark; they go with the release. Added
+// without a schema version, as tombstones were: an older agent of schema 4 opens the store, leaves
+// the table alone and goes on with HANDLE.json (which this agent also writes, for it). Rows an
+// older agent's releases left behind are swept at open.
+const CAPTURES = `
+CREATE TABLE IF NOT EXISTS captures (
+  handle        TEXT NOT NULL,
+  stream        TEXT NOT NULL,
+  pipe_inode    INTEGER NOT NULL,
+  capacity      INTEGER NOT NULL,
+  mark          INTEGER NOT NULL,
+  output_events INTEGER NOT NULL,
+  stdin_piped   INTEGER NOT NULL,
+  filed         INTEGER NOT NULL,
+  PRIMARY KEY (handle, stream)
+) WITHOUT ROWID;
+`;
+
+interface CaptureStatements {
+  readonly upsert: Database.Statement;
+  /** Returns what it deleted, for an undo. */
+  readonly take: Database.Statement;
+  readonly remove: Database.Statement;
+  readonly reinsert: Database.Statement;
+}
+
+interface CaptureRow {
+  handle: string;
+  stream: 'stdout' | 'stderr';
+  pipe_inode: number;
+  capacity: number;
+  mark: number;
+  output_events: number;
+  stdin_piped: number;
+  filed: number;
+}
 
 interface TombstoneStatements {
   readonly insert: Database.Statement;
@@ -267,6 +306,8 @@ export class SqliteStore implements ProcessStore {
   private readonly removeRow: Database.Statement;
   /** Prepared once the tombstones table exists (see tombstoneStatements). */
   private tomb: TombstoneStatements | undefined;
+  /** Prepared once the captures table exists (see captureStatements). */
+  private capt: CaptureStatements | undefined;
 
   /**
    * Opens (creating) STATE_DIR/agent.db; throws StoreError when it is damaged, or still locked
@@ -294,6 +335,7 @@ export class SqliteStore implements ProcessStore {
       this.migrate(file);
       this.stamped = this.addStampColumn();
       this.tomb = this.tryTombstoneTable();
+      this.capt = this.tryCaptureTable();
     } catch (e) {
       this.db.close();
       const code = (e as { code?: string }).code;
@@ -349,7 +391,8 @@ export class SqliteStore implements ProcessStore {
       released: (handle) => {
         const id = this.rows.get(handle);
         if (id === undefined) return;
-        this.changes.push({ kind: 'released', handle, id, row: remove.get(id) as unknown[] | undefined });
+        const captures = this.capt === undefined ? [] : (this.capt.take.all(handle) as unknown[][]);
+        this.changes.push({ kind: 'released', handle, id, row: remove.get(id) as unknown[] | undefined, captures });
         this.rows.delete(handle);
       },
       tombstoned: (owner, requestId, handle, fingerprint, releasedAt, stamp) => {
@@ -360,6 +403,9 @@ export class SqliteStore implements ProcessStore {
         const row = this.tombstoneStatements().take.get(owner, requestId) as unknown[] | undefined;
         this.changes.push({ kind: 'untombstoned', row });
       },
+      // Not undone by undoLast: a mark only grows, and one higher than callers were told is still
+      // above every offset handed out (the stream is held until a write of it succeeds).
+      captured: (handle, stream, ino, capacity, mark, outputEvents, stdinPiped, filed) => void this.captureStatements().upsert.run(handle, stream, ino, capacity, mark, outputEvents, stdinPiped, filed),
     };
   }
 
@@ -431,8 +477,13 @@ export class SqliteStore implements ProcessStore {
     this.db.transaction(() => {
       for (let i = changes.length - 1; i >= 0; i--) {
         const c = changes[i]!;
-        if (c.kind === 'started') this.removeRow.run(this.rows.get(c.handle));
-        else if (c.kind === 'released' && c.row !== undefined) this.reinsertRow.run(c.row);
+        if (c.kind === 'started') {
+          this.removeRow.run(this.rows.get(c.handle));
+          this.capt?.remove.run(c.handle);
+        } else if (c.kind === 'released' && c.row !== undefined) {
+          this.reinsertRow.run(c.row);
+          for (const row of c.captures) this.capt?.reinsert.run(row);
+        }
         else if (c.kind === 'intended') this.removeIntent.run(c.owner, c.requestId);
         else if (c.kind === 'settled' && c.row !== undefined) this.reinsertIntent.run(c.row);
         else if (c.kind === 'tombstoned') this.tombstoneStatements().remove.run(c.owner, c.requestId);
@@ -451,6 +502,7 @@ export class SqliteStore implements ProcessStore {
       .prepare(`SELECT * FROM processes ORDER BY state = 'exited', exited_at, started_at, id`)
       .safeIntegers(true)
       .all() as Row[];
+    const captures = this.captures();
     return rows.map((r) => ({
       handle: r.handle as HandleId,
       pid: Number(r.pid),
@@ -466,7 +518,19 @@ export class SqliteStore implements ProcessStore {
       exit: r.exit === null ? undefined : (JSON.parse(r.exit) as ExitInfo),
       ownedCgroup: r.owned_cgroup ?? undefined,
       deadline: r.deadline === null ? undefined : JSON.parse(r.deadline),
+      ...(captures.has(r.handle) ? { captures: captures.get(r.handle) } : {}),
     }));
+  }
+
+  /** Each handle's capture marks (none before the table exists). */
+  private captures(): Map<string, CaptureMark[]> {
+    const byHandle = new Map<string, CaptureMark[]>();
+    if (this.capt === undefined) return byHandle;
+    for (const r of this.db.prepare('SELECT * FROM captures').all() as CaptureRow[]) {
+      const mark: CaptureMark = { stream: r.stream, ino: r.pipe_inode, capacity: r.capacity, mark: r.mark, outputEvents: r.output_events !== 0, stdinPiped: r.stdin_piped !== 0, filed: r.filed !== 0 };
+      byHandle.set(r.handle, [...(byHandle.get(r.handle) ?? []), mark]);
+    }
+    return byHandle;
   }
 
   intents(): SpawnIntent[] {
@@ -515,6 +579,7 @@ export class SqliteStore implements ProcessStore {
       if (c.kind === 'started') this.rows.delete(c.handle);
       else if (c.kind === 'released') this.rows.set(c.handle, c.id);
       else if (c.kind === 'tombstones-created') this.tomb = undefined;
+      else if (c.kind === 'captures-created') this.capt = undefined;
     }
     this.changes.length = 0;
   }
@@ -578,6 +643,38 @@ export class SqliteStore implements ProcessStore {
     this.db.exec(TOMBSTONES);
     this.changes.push({ kind: 'tombstones-created' });
     return (this.tomb = this.prepareTombstones());
+  }
+
+  /**
+   * The captures table, created at open when the store can be written then (else by the first
+   * transaction that writes a mark); rows of handles no longer in the table go (an older agent
+   * released them without knowing of the table).
+   */
+  private tryCaptureTable(): CaptureStatements | undefined {
+    try {
+      this.db.exec(CAPTURES);
+      this.db.exec('DELETE FROM captures WHERE handle NOT IN (SELECT handle FROM processes)');
+    } catch {
+      const exists = this.db.prepare(`SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'captures'`).pluck().get() as number;
+      if (exists === 0) return undefined;
+    }
+    return this.prepareCaptures();
+  }
+
+  private captureStatements(): CaptureStatements {
+    if (this.capt !== undefined) return this.capt;
+    this.db.exec(CAPTURES);
+    this.changes.push({ kind: 'captures-created' });
+    return (this.capt = this.prepareCaptures());
+  }
+
+  private prepareCaptures(): CaptureStatements {
+    return {
+      upsert: this.db.prepare('INSERT OR REPLACE INTO captures (handle, stream, pipe_inode, capacity, mark, output_events, stdin_piped, filed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+      take: this.db.prepare('DELETE FROM captures WHERE handle = ? RETURNING handle, stream, pipe_inode, capacity, mark, output_events, stdin_piped, filed').raw(),
+      remove: this.db.prepare('DELETE FROM captures WHERE handle = ?'),
+      reinsert: this.db.prepare('INSERT OR REPLACE INTO captures (handle, stream, pipe_inode, capacity, mark, output_events, stdin_piped, filed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+    };
   }
 
   private prepareTombstones(): TombstoneStatements {

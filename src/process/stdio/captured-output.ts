@@ -15,6 +15,12 @@ export type StreamName = 'stdout' | 'stderr';
 export const READER_STALL_MS = 1000;
 /** One read from a pipe brings at most this much (libuv's read buffer). */
 const PIPE_READ_BYTES = 64 * 1024;
+/**
+ * The next mark is persisted once the output comes this close to the last one, not when a read
+ * crosses it: a store write that fails then stops the reading while what is already read (a read
+ * in flight, one the paused socket buffered) still lies below the mark and can be taken in.
+ */
+export const MARK_SLACK_BYTES = 1024 * 1024;
 /** Output events carry at most this many bytes each... */
 export const OUTPUT_EVENT_BYTES = 64 * 1024;
 /** ...and are coalesced over this long (longer past the owner's budget), so chatty output does not flood the event log. */
@@ -73,9 +79,16 @@ export class CapturedOutput {
   private timer: NodeJS.Timeout | null = null;
   /** Waiting for the owner's output event budget: output only gathers meanwhile. */
   private throttled = false;
-  /** A persisted bound above every offset handed out (capture-files.ts); passing it moves it first. */
+  /** A persisted bound above every offset handed out (capture-marks.ts); nearing it moves it first. */
   private mark = Infinity;
-  private persistMark: (end: number) => number = () => Infinity;
+  /** The next mark, persisted above `end`; undefined when the store could not take it (then retried). */
+  private persistMark: (end: number) => number | undefined = () => Infinity;
+  /** The mark could not be persisted: the pipe is not read until it is (markPersisted). */
+  private holding = false;
+  /** Read past the mark while holding: taken in once the mark is persisted. */
+  private readonly pending: Buffer[] = [];
+  /** End-of-file came while bytes were pending: the stream ends once they are taken in. */
+  private eofPending = false;
 
   /** `fd` null: the pipe had already reached end-of-file (restored from a handover). */
   constructor(
@@ -119,6 +132,8 @@ export class CapturedOutput {
     const socket = this.socket;
     if (socket === null || this.fd === null) return;
     while (socket.read() !== null); // chunks read before a pause arrive as 'data' now
+    // The store is still this agent's: one more try, so that a hold hands on nothing pending.
+    if (this.holding) this.advanceMark(this.readEnd);
     this.flush();
     this.detached = detachPipe(socket, this.fd);
     this.socket = null;
@@ -136,13 +151,19 @@ export class CapturedOutput {
     this.regulate();
   }
 
-  /** After detach: the state a successor continues from; the pipe is the successor's to close. */
+  /**
+   * After detach: the state a successor continues from; the pipe is the successor's to close.
+   * Bytes still pending at an unpersisted mark cannot be handed on (nobody may serve them before
+   * a mark above them is stored): the successor's stream goes on past them, and a reader that
+   * had not taken the ring's bytes yet reads them all as lost, never other bytes at their offsets.
+   */
   state(): CaptureState {
+    const pending = this.pendingBytes;
     return {
       stream: this.stream,
       capacity: this.ring.capacity,
-      end: this.ring.end,
-      held: this.ring.held(),
+      end: this.ring.end + pending,
+      held: pending > 0 ? [] : this.ring.held(),
       dropped: this.ring.isDropped,
       published: this.published,
       pipe: this.detached,
@@ -157,7 +178,16 @@ export class CapturedOutput {
 
   /** True until the pipe reached end-of-file (every writer closed it) and was closed. */
   get pipeOpen(): boolean {
-    return this.socket !== null || this.detached !== null;
+    return this.socket !== null || this.detached !== null || this.eofPending;
+  }
+
+  /** Read from the pipe, taken in or pending. */
+  get readEnd(): number {
+    return this.ring.end + this.pendingBytes;
+  }
+
+  private get pendingBytes(): number {
+    return this.pending.reduce((n, b) => n + b.length, 0);
   }
 
   /** True while the agent is not reading the pipe because a reader is a ring behind. */
@@ -177,7 +207,7 @@ export class CapturedOutput {
   /** Stops or resumes reading the pipe as readers fall a ring behind or catch up (or stall). */
   regulate(): void {
     if (this.socket === null) return;
-    const wait = this.mustWait();
+    const wait = this.holding || this.mustWait();
     if (wait !== this.paused) {
       this.paused = wait;
       if (wait) this.socket.pause();
@@ -219,18 +249,62 @@ export class CapturedOutput {
     this.notify();
     this.listeners.clear();
     this.holds.clear();
+    // Nothing is served any more, so no mark is needed: what is pending is counted, and read on.
+    this.persistMark = () => Infinity;
+    this.markPersisted(Infinity);
     this.regulate();
   }
 
-  /** From here on, output past `mark` is only taken in once persist(end) has moved the mark beyond it. */
-  trackMark(mark: number, persist: (end: number) => number): void {
+  /**
+   * From here on, output past `mark` is only taken in once persist(end) has moved the mark beyond
+   * it. A mark below what the ring already holds (an older agent handed out more since it was
+   * stored) is moved at once.
+   */
+  trackMark(mark: number, persist: (end: number) => number | undefined): void {
     this.mark = mark;
     this.persistMark = persist;
+    if (this.ring.end > mark) this.advanceMark(this.ring.end);
+  }
+
+  /** Persists a mark above `end`; if the store refuses, the pipe is held until markPersisted. */
+  private advanceMark(end: number): void {
+    const next = this.persistMark(end);
+    if (next !== undefined) return this.markPersisted(next);
+    if (this.holding) return;
+    this.holding = true;
+    this.regulate();
+  }
+
+  /** The store has `mark`: what waited for it is taken in, and the pipe is read again. */
+  markPersisted(mark: number): void {
+    this.mark = mark;
+    this.holding = false;
+    for (const chunk of this.pending.splice(0)) this.take(chunk);
+    if (this.eofPending) {
+      this.eofPending = false;
+      this.ended();
+    }
+    this.regulate();
   }
 
   private onData(chunk: Buffer): void {
     const end = this.ring.end + chunk.length;
-    if (end >= this.mark) this.mark = this.persistMark(end);
+    if (!this.holding && end + MARK_SLACK_BYTES >= this.mark) this.advanceMark(end);
+    this.take(chunk);
+  }
+
+  /** Into the ring as far as the persisted mark allows; the rest waits for the next mark. */
+  private take(chunk: Buffer): void {
+    if (this.pending.length > 0 || chunk.length > this.mark - this.ring.end) {
+      const room = this.pending.length > 0 ? 0 : Math.max(0, this.mark - this.ring.end);
+      if (room > 0) this.append(chunk.subarray(0, room));
+      this.pending.push(chunk.subarray(room));
+      return;
+    }
+    this.append(chunk);
+  }
+
+  private append(chunk: Buffer): void {
     this.ring.append(chunk);
     if (this.holds.size > 0) this.regulate();
     // A stream waiting for its owner's budget gathers: the budget calls it when its turn comes.
@@ -244,6 +318,11 @@ export class CapturedOutput {
   private onEof(): void {
     this.socket = null;
     if (this.pauseTimer !== null) clearTimeout(this.pauseTimer);
+    if (this.pending.length > 0) this.eofPending = true;
+    else this.ended();
+  }
+
+  private ended(): void {
     this.flush();
     this.ring.seal();
     this.onClose();

@@ -7,6 +7,9 @@ import type { OutputTarget } from '../options.js';
 import { ownerOf, type ProcessRecord } from '../lifecycle/record.js';
 import type { CaptureState, CapturedOutput, OutputSlice, StreamName } from './captured-output.js';
 import { CaptureFiles, MARK_STEP_BYTES, type CaptureMeta } from './capture-files.js';
+import { CaptureMarks, resumeMarks, type MarkWriter } from './capture-marks.js';
+import type { HandleId } from '../lifecycle/handle.js';
+import type { CaptureMark } from '../process-store.js';
 import { OutputEventBudget, type OutputPublisher } from './output-event-budget.js';
 import { ProcessStdio, type StdioState } from './process-pipes.js';
 
@@ -56,13 +59,17 @@ export class StdioTable {
   private readonly byOwner = new Map<string, number>();
   private readonly outputEvents = new OutputEventBudget();
   /**
-   * Captured streams of spawns not yet in the store: their files are written once the start is
-   * (recorded), so a start the store refuses never touches the state dir, which may be the file
-   * system that stalled the store.
+   * Captured streams of spawns not yet in the store: their marks go into the commit of the start
+   * (startMarks), their files are written once it is in (recorded), so a start the store refuses
+   * never touches the state dir, which may be the file system that stalled the store.
    */
   private readonly unwritten = new Map<ProcessRecord, { readonly io: ProcessStdio; readonly meta: CaptureMeta }>();
   /** Records with files in the capture dir (written here, or found there after a restart). */
   private readonly filed = new WeakSet<ProcessRecord>();
+  /** Keeps each captured stream's mark in the store (and its file), ahead of its output. */
+  private readonly marks: CaptureMarks | null;
+  /** The marks the store held for each restored handle, until readopt or continue reads them. */
+  private readonly storedMarks = new Map<HandleId, readonly CaptureMark[]>();
 
   constructor(
     private readonly events: EventLog,
@@ -73,7 +80,11 @@ export class StdioTable {
     private readonly totalBytes = DEFAULT_CAPTURE_TOTAL_BYTES,
     /** Where a later agent finds what it needs to go on reading (the state dir), if anywhere. */
     private readonly files: CaptureFiles | null = null,
-  ) {}
+    /** Writes marks to the state store (with files only). */
+    writeMarks?: MarkWriter,
+  ) {
+    this.marks = files === null || writeMarks === undefined ? null : new CaptureMarks(files, writeMarks);
+  }
 
   /** The request's rings, sized (the request's ring_bytes, else --capture-bytes). */
   resolve<T extends StdioOptions>(options: T): T {
@@ -162,31 +173,39 @@ export class StdioTable {
     this.unwritten.set(record, { io, meta: { outputEvents: publish !== null, stdinPiped: options.stdin === 'pipe', streams } });
   }
 
-  /** The start is in the store: what a later agent needs to go on reading its output is written. */
+  /** The marks a start's commit writes: a start the store takes has them. */
+  startMarks(record: ProcessRecord): CaptureMark[] {
+    const pending = this.unwritten.get(record);
+    return pending === undefined || this.marks === null ? [] : this.marks.startRows(pending.meta);
+  }
+
+  /** The start is in the store, with its marks: the file is written, and the marks kept ahead of the output. */
   recorded(record: ProcessRecord): void {
     const pending = this.unwritten.get(record);
     if (pending === undefined) return;
     this.unwritten.delete(record);
     this.filed.add(record);
-    this.track(record.handle, pending.io, pending.meta, 'new');
+    this.marks?.started(record.handle, pending.io, pending.meta);
   }
 
-  /** Persists meta, then keeps each stream's mark ahead of its output. */
-  private track(handle: string, io: ProcessStdio, meta: CaptureMeta, write: 'new' | 'on-disk'): void {
-    const files = this.files!;
-    if (write === 'new' && !files.writeMeta(handle, meta, true)) return;
-    for (const out of [io.stdout, io.stderr]) {
-      const m = out === null ? undefined : meta.streams[out.stream];
-      if (out === null || m === undefined) continue;
-      out.trackMark(m.mark, (end) => {
-        m.mark = end + MARK_STEP_BYTES;
-        return files.writeMeta(handle, meta) ? m.mark : Infinity;
-      });
-    }
+  /** A restored record's marks as the store kept them (none from an agent before it kept them). */
+  restoredMarks(handle: HandleId, marks: readonly CaptureMark[] | undefined): void {
+    if (marks !== undefined && marks.length > 0) this.storedMarks.set(handle, marks);
+  }
+
+  /** The marks to go on from for a restored record: the store's and the file's (capture-marks.ts). */
+  private resumeMarks(handle: HandleId): ReturnType<typeof resumeMarks> {
+    const stored = this.storedMarks.get(handle);
+    this.storedMarks.delete(handle);
+    return this.files === null ? undefined : resumeMarks(stored, this.files.readMeta(handle));
   }
 
   /** Continues a predecessor's pipes and captured output for a restored record (handover, restart). */
   continue(record: ProcessRecord, state: StdioState): void {
+    this.continueWith(record, state, this.resumeMarks(record.handle));
+  }
+
+  private continueWith(record: ProcessRecord, state: StdioState, marks: ReturnType<typeof resumeMarks>): void {
     const publish = state.outputEvents ? this.publisher(record) : null;
     const io = new ProcessStdio(record, [null, null, null], [1, 1], publish, (closed) => this.closed(closed), state);
     this.live.set(record, io);
@@ -195,10 +214,10 @@ export class StdioTable {
     this.committed += bytes;
     this.charge(ringOwner(io), bytes);
     if (record.state !== 'running') this.retained.add(io);
-    const meta = this.files?.readMeta(record.handle);
-    if (meta === undefined) return;
+    // The ring's exact end came with it, so even marks that may be stale are kept ahead of it.
+    if (marks === undefined) return;
     this.filed.add(record);
-    this.track(record.handle, io, meta, 'on-disk');
+    this.marks?.resumed(record.handle, io, marks);
   }
 
   /**
@@ -206,31 +225,36 @@ export class StdioTable {
    * agent left them in the state dir, and the pipes of a running one taken back from the process.
    */
   readopt(record: ProcessRecord): void {
-    const meta = this.files?.readMeta(record.handle);
-    if (meta === undefined) return;
+    const marks = this.resumeMarks(record.handle);
+    if (marks === undefined) return;
+    const { meta } = marks;
     const stream = (name: StreamName, target: 1 | 2): CaptureState | null => {
       const m = meta.streams[name];
       if (m === undefined) return null;
       const saved = this.files!.takeRing(record.handle, name);
+      // Marks that may be below what an older agent handed out go on only from an exact end.
+      if (saved === undefined && !marks.certain) return null;
       const pipe = record.state === 'running' && record.ref !== null ? takePipe(record.ref, target, m.ino) : null;
       return { ...(saved ?? { stream: name, capacity: m.capacity, end: m.mark, held: [], dropped: false, published: m.mark }), pipe };
     };
-    this.continue(record, {
+    this.continueWith(record, {
       stdin: null,
       stdinClosed: meta.stdinPiped ? 'AGENT_RESTARTED' : undefined,
       outputEvents: meta.outputEvents,
       stdout: stream('stdout', 1),
       stderr: stream('stderr', 2),
-    });
+    }, marks);
   }
 
   /** After a restart: the files of handles no longer in the table go. */
   sweepFiles(known: (handle: string) => boolean): void {
+    this.storedMarks.clear();
     this.files?.sweep(known);
   }
 
   /** After a handover: saved ring files are stale (the snapshot carried the rings). */
   discardSavedRings(): void {
+    this.storedMarks.clear();
     this.files?.removeRings();
   }
 
@@ -286,6 +310,7 @@ export class StdioTable {
     this.charged.clear();
     this.byOwner.clear();
     this.unwritten.clear();
+    this.marks?.clear();
     this.committed = 0;
   }
 
@@ -371,6 +396,7 @@ export class StdioTable {
     this.uncharge(io);
     // Only a record with files touches the capture dir (a refused start, say, has none).
     this.unwritten.delete(record);
+    this.marks?.forget(record.handle);
     if (this.filed.has(record)) this.files?.remove(record.handle);
     io.release();
     if (io.openPipes > 0) this.draining.add(io);
