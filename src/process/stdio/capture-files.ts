@@ -4,7 +4,10 @@
 // buffers up to its size. A later agent takes a reader of it from the child by pidfd_getfd.
 //
 //   HANDLE.json           written at spawn, rewritten as a stream passes its mark: per stream the
-//                         pipe's inode, the ring capacity and a mark above every offset handed out
+//                         pipe's inode, the ring capacity and a mark above every offset handed out.
+//                         The state store holds the same (capture-marks.ts), and a new agent goes
+//                         on from it; the file is kept, best effort, for an older agent that reads
+//                         only the file (a rollback, a handover to one)
 //   HANDLE.STREAM.ring    written by a stop without successor: the ring's bytes and exact offsets
 //
 // Without a ring file (a crash) the stream resumes at its mark: bytes from the last ones read up
