@@ -185,7 +185,8 @@ test.serial('a mark the store cannot take holds the stream at it (the agent answ
   t.true(held.end > BEFORE, 'what lay below the mark was taken in');
   t.false(existsSync(wrote), 'the child waits on its full pipe');
   t.is((await client.get({ handle }, { deadline: 2000 })).process!.state, State.STATE_RUNNING, 'the agent answers meanwhile');
-  t.is(held.text, 'y'.repeat(held.end - BEFORE));
+  // The ring (1 MiB) may no longer hold all of it: what it holds is the child's bytes, in place.
+  t.true(/^y+$/.test(held.text) && held.first + held.text.length === held.end, 'the bytes taken in are the ones written after the freeze');
 
   thaw();
   await eventually('the stream to go on once the store takes the mark', () => existsSync(wrote), 20_000);
