@@ -17,6 +17,7 @@ import { createProbeServer, createServer, SERVICE_NAME, type GrpcServer } from '
 import { listenUnix, type GrpcListener } from './transport/listeners.js';
 import { listenProbe } from './transport/probe-listener.js';
 import { INBOUND_BYTES, InboundBudget } from './transport/inbound-budget.js';
+import { OutboundBudget } from './transport/outbound-budget.js';
 import { IdentityConnections } from './transport/identity-connections.js';
 import { listenTcp } from './transport/tcp-listener.js';
 import { prepareSocket, socketGid } from './transport/unix-socket.js';
@@ -397,6 +398,7 @@ async function start(config: Config, log: Logger, telemetry: Telemetry, stopping
     probe?.health.setStatus(SERVICE_NAME, 'NOT_SERVING');
     await Promise.all([shutdown(server, listeners, graceMs), keepProbe ? undefined : closeProbe(graceMs)]);
     inbound.close();
+    outbound.close();
     await manager.settled();
     reaper.close();
     store.close();
@@ -447,7 +449,8 @@ async function start(config: Config, log: Logger, telemetry: Telemetry, stopping
   const addresses: string[] = [];
   const listeners: GrpcListener[] = [];
   const inbound = new InboundBudget(log, { ...INBOUND_BYTES, stallMs: config.handshakeTimeoutMs });
-  const bounds = { maxConnections: config.maxConnections, handshakeTimeoutMs: config.handshakeTimeoutMs, inbound, perIdentity: new IdentityConnections(config.maxConnectionsPerIdentity) };
+  const outbound = new OutboundBudget(log);
+  const bounds = { maxConnections: config.maxConnections, handshakeTimeoutMs: config.handshakeTimeoutMs, inbound, outbound, perIdentity: new IdentityConnections(config.maxConnectionsPerIdentity) };
   try {
     for (const address of config.listen) {
       if (address.startsWith('unix://')) {
@@ -463,6 +466,7 @@ async function start(config: Config, log: Logger, telemetry: Telemetry, stopping
   } catch (e) {
     for (const l of listeners) l.close();
     inbound.close();
+    outbound.close();
     server.forceShutdown();
     reaper.close();
     // Restore took the saved rings (their files go once read) and has read the pipes since: what

@@ -32,7 +32,7 @@ test('closed streams keep no listener but a harmless error one, whatever ended t
     },
   });
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
-  watchServerStreams(server, undefined);
+  watchServerStreams(server, {});
   const seen: ServerHttp2Stream[] = [];
   const http2Server = [...(server as unknown as { http2Servers: Map<Http2Server, unknown> }).http2Servers.keys()].at(-1)!;
   http2Server.on('stream', (s: ServerHttp2Stream) => seen.push(s));

@@ -253,6 +253,30 @@ test.serial('a CA taken out of the client CA bundle closes the open connections 
   await t.notThrowsAsync(staying.list({}), 'a client of the CA that stays is not disturbed');
 });
 
+test.serial('a client CA bundle read while half-written is not loaded: no connection is revoked, its clients are still served', async (t) => {
+  const other = new TestCa(join(dir, 'first-in-bundle-ca'), 'first-in-bundle-ca');
+  const whole = Buffer.concat([readFileSync(other.cert), readFileSync(ca.cert)]);
+  replaceFile(clientCa, whole);
+  await eventually('the bundle with both CAs to be read', async () => (await probe(other.issue('tenant-a', { san: `URI:${TENANT}`, usage: 'clientAuth' }))).served);
+  const client = tlsClient(tenant);
+  t.teardown(() => client.close());
+  await client.list({});
+  const count = (event: string) => h.logs.filter((l) => l.event === event).length;
+  const [failed, reloaded, revoked] = [count('tls_reload_failed'), count('tls_reloaded'), count('tls_connection_revoked')];
+  // What a reader sees of a bundle being written in place: the first CA whole, the second cut off
+  // in its base64 (node:tls would load the first CA alone, and drop the second's clients).
+  const cut = whole.subarray(0, readFileSync(other.cert).length + 200);
+  replaceFile(clientCa, cut);
+  await eventually('the half-written bundle to be read', () => count('tls_reload_failed') > failed || count('tls_reloaded') > reloaded);
+  t.is(count('tls_reloaded'), reloaded, 'not loaded');
+  t.regex(String(h.logs.filter((l) => l.event === 'tls_reload_failed').at(-1)?.fields['error']), /--tls-client-ca .*: a PEM block .* not end/);
+  t.is(count('tls_connection_revoked'), revoked, 'no connection revoked');
+  await t.notThrowsAsync(client.list({}), 'the open connection goes on');
+  t.true((await probe(tenant)).served, 'new connections are still verified against the last good bundle');
+  replaceFile(clientCa, readFileSync(ca.cert));
+  await eventually('the bundle of the first CA alone to be read', () => count('tls_reloaded') > reloaded);
+});
+
 test.serial('new certificate files: new connections get the new certificate, a half-done rotation keeps the old one, open sessions go on', async (t) => {
   const before = fingerprintOf(agentPair.cert);
   t.is((await probe(tenant)).fingerprint, before);

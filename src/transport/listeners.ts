@@ -13,6 +13,7 @@ import { watchReadable, type PollHandle } from '../kernel/libc.js';
 import type { Logger } from '../log.js';
 import { awaitPreface } from './http2-preface.js';
 import type { InboundBudget } from './inbound-budget.js';
+import type { OutboundBudget } from './outbound-budget.js';
 import { watchServerStreams } from './server-streams.js';
 import type { IdentityConnections } from './identity-connections.js';
 import { LogLimiter } from './log-limiter.js';
@@ -43,6 +44,8 @@ export interface ConnectionBounds {
   readonly handshakeTimeoutMs: number;
   /** What counts the request bytes held before calls are decided, across listeners. */
   readonly inbound?: InboundBudget;
+  /** What counts the response bytes peers have not taken yet, across listeners. */
+  readonly outbound?: OutboundBudget;
   /** Connections per caller, across listeners. */
   readonly perIdentity?: IdentityConnections;
   /**
@@ -105,7 +108,7 @@ class UnixGrpcListener implements GrpcListener {
     this.injector = server.createConnectionInjector(ServerCredentials.createInsecure());
     this.quiet = bounds.evictQuietAfterMs === undefined ? undefined : new QuietConnections(bounds.evictQuietAfterMs);
     const quiet = this.quiet;
-    watchServerStreams(server, bounds.inbound, quiet === undefined ? undefined : (stream) => quiet.callStarted(stream));
+    watchServerStreams(server, bounds, quiet === undefined ? undefined : (stream) => quiet.callStarted(stream));
     this.poll = watchReadable(this.listener.fd, () => this.acceptAll());
   }
 

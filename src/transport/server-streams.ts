@@ -4,14 +4,22 @@
 import type { Http2Server, ServerHttp2Stream } from 'node:http2';
 import type { Server } from '@grpc/grpc-js';
 import type { InboundBudget } from './inbound-budget.js';
+import type { OutboundBudget } from './outbound-budget.js';
+
+/** What counts a connection's request and response bytes, across listeners. */
+export interface StreamBudgets {
+  readonly inbound?: InboundBudget;
+  readonly outbound?: OutboundBudget;
+}
 
 /** Hooks the HTTP/2 server grpc-js made for the injector just created; onStream sees each call start. */
-export function watchServerStreams(server: Server, inbound: InboundBudget | undefined, onStream?: (stream: ServerHttp2Stream) => void): void {
+export function watchServerStreams(server: Server, budgets: StreamBudgets, onStream?: (stream: ServerHttp2Stream) => void): void {
   const servers = (server as unknown as { http2Servers?: Map<Http2Server, unknown> }).http2Servers;
   const newest = servers === undefined ? undefined : [...servers.keys()].at(-1);
   if (newest === undefined) throw new Error('grpc-js keeps no http2Servers: the agent cannot see its streams');
   newest.on('stream', (stream: ServerHttp2Stream) => {
-    inbound?.track(stream);
+    budgets.inbound?.track(stream);
+    budgets.outbound?.track(stream);
     onStream?.(stream);
     stream.on('close', release);
   });

@@ -6,6 +6,7 @@ import net from 'node:net';
 import { ServerCredentials, type Server } from '@grpc/grpc-js';
 import { injectWhenStarted, type GrpcListener, type Injector } from './listeners.js';
 import type { InboundBudget } from './inbound-budget.js';
+import type { OutboundBudget } from './outbound-budget.js';
 import { watchServerStreams } from './server-streams.js';
 import type { IdentityConnections } from './identity-connections.js';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
@@ -21,6 +22,8 @@ export interface TcpOptions {
   readonly handshakeTimeoutMs: number;
   /** What counts the request bytes held before calls are decided, across listeners. */
   readonly inbound?: InboundBudget;
+  /** What counts the response bytes peers have not taken yet, across listeners. */
+  readonly outbound?: OutboundBudget;
   /** Connections per caller (TLS: per certificate identity), across listeners. */
   readonly perIdentity?: IdentityConnections;
   /** Whose a verified certificate is, as authorization will name it (undefined: refused there too). */
@@ -56,7 +59,7 @@ class TcpGrpcListener implements GrpcListener {
     this.limiter = new LogLimiter(log);
     // TLS, if any, is done by the time grpc-js gets a socket.
     this.injector = server.createConnectionInjector(ServerCredentials.createInsecure());
-    watchServerStreams(server, options.inbound);
+    watchServerStreams(server, options);
     this.handshakes = options.tls === undefined ? null : new TlsHandshakes(options.tls, options.handshakeTimeoutMs, (s) => this.awaitSession(s), (peer, reason) => this.limiter.event('tls_handshake_failed', { peer, reason }), (peer, reason) => this.limiter.event('tls_connection_revoked', { peer, reason }));
     this.tcp = net.createServer((socket) => this.accepted(socket));
     this.tcp.maxConnections = options.maxConnections;

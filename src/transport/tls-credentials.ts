@@ -3,9 +3,10 @@
 // keeps its session.
 //
 // Each read is checked with node:tls before it is used: startup fails with one clear line, and a
-// bad read later (a rotation caught half-done: new certificate, old key; an unreadable file) is
-// logged while the last good files keep serving. (grpc-js's FileWatcherCertificateProvider would
-// publish the bad read, and every new connection would then be dropped until a later read.)
+// bad read later (a rotation caught half-done: new certificate, old key; a bundle cut off in the
+// middle of a certificate; an unreadable file) is logged while the last good files keep serving.
+// (grpc-js's FileWatcherCertificateProvider would publish the bad read, and every new connection
+// would then be dropped until a later read.)
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
@@ -37,10 +38,22 @@ function readPem(flag: string, path: string): Buffer {
 /** The certificates of a PEM bundle already loaded (it was checked then). */
 export const pemCertificates = (pem: Buffer): X509Certificate[] => (pem.toString('latin1').match(PEM_CERTIFICATE) ?? []).map((b) => new X509Certificate(b));
 
-/** The certificates in a PEM bundle, each parsed (throws on the first that is not one). */
+/** Whole PEM blocks of any type (base64 has no '-'): what is left of a file without them is text. */
+const PEM_BLOCK = /-----BEGIN ([^-]+)-----[^-]*-----END \1-----/g;
+
+/**
+ * A block begun and not ended: a file read while it was being written in place. node:tls loads
+ * the whole blocks before the cut and ignores the rest, so a client CA bundle caught so would be
+ * a bundle without its last CAs, and their clients' open connections would be revoked.
+ */
+const unfinished = (text: string): boolean => /^-|-----/m.test(text.replace(PEM_BLOCK, ''));
+
+/** The certificates in a PEM bundle, each parsed (throws on the first that is not one, or a block cut off). */
 function certificates(flag: string, path: string, pem: Buffer): X509Certificate[] {
-  const blocks = pem.toString('latin1').match(PEM_CERTIFICATE) ?? [];
+  const text = pem.toString('latin1');
+  const blocks = text.match(PEM_CERTIFICATE) ?? [];
   if (blocks.length === 0) throw new Error(`--${flag} ${path}: no PEM certificate in it`);
+  if (unfinished(text)) throw new Error(`--${flag} ${path}: a PEM block begins and does not end (a file still being written?)`);
   return blocks.map((b) => {
     try {
       return new X509Certificate(b);
