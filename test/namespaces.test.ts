@@ -3,7 +3,7 @@
 // network and cgroup namespaces by pidfd in the exec helper, so its hostname, its mount namespace,
 // argv[0], cwd and output files are the target's.
 import test from 'ava';
-import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { OutputMode, OutputStream, status, type AgentClient, type SpawnRequest } from '../clients/ts/src/index.js';
@@ -153,4 +153,58 @@ test.serial('join_namespaces_of: namespaces a tenant made for itself are refused
   t.is(Buffer.concat(chunks).toString(), 'NoNewPrivs:\t1\n');
   t.is((await h.client.list({})).processes.length, before + 1, 'the refused spawn left nothing behind');
   for (const p of [own, plain]) await h.client.signal({ handle: p!.ok.process.handle, signal: 'SIGKILL' });
+});
+
+test.serial('--spawn-in-namespaces-of as another user: argv[0] is searched in the node\'s PATH by the helper, as that user', async (t) => {
+  const node = await startStandIn('stand-in-as-user');
+  t.teardown(() => node.close());
+  const h = await startHarness({ spawnInNamespacesOf: node.pid });
+  t.teardown(() => h.close());
+  const PATH = `/nonexistent:${node.dir}`;
+  t.deepEqual(await run(h.client, { argv: ['only-here'], user: '1503', env: { PATH } }), { out: 'only-on-the-node\n', code: 0 });
+  t.deepEqual(await run(h.client, { argv: ['id', '-u'], user: '1503' }), { out: '1503\n', code: 0 });
+  const missing = await t.throwsAsync(h.client.spawn({ argv: ['no-such-program'], user: '1503', env: { PATH } }));
+  t.like(missing, { code: status.NOT_FOUND, reason: 'ENOENT' });
+  t.is((missing as { details?: string }).details, `argv[0]: no-such-program: ENOENT (not found in PATH ${PATH}, as the target user)`);
+});
+
+test.serial('join_namespaces_of as another user: argv[0], bare or a path, is looked up by the helper after the setns and the drop, so a link tells nothing of where that user cannot look', async (t) => {
+  const dir = tempDir('pidfd-agent-join-');
+  const policyFile = join(dir, 'policy.yaml');
+  writeFileSync(policyFile, `rules:\n  - identities: ["unix:uid=0"]\n    role: admin\n  - identities: ["unix:uid=1503"]\n    role: tenant\n    spawn: { run_as: ["1503"], executables: ["*"], join_namespaces: true }\n`);
+  /** Only root may look in here. */
+  const secret = tempDir('pidfd-agent-secret-');
+  writeFileSync(join(secret, 'probe'), '#!/bin/sh\n', { mode: 0o755 });
+  /** A directory the tenant may write, with its links into the secret one. */
+  const links = tempDir('pidfd-agent-links-');
+  chmodSync(links, 0o777);
+  symlinkSync(join(secret, 'probe'), join(links, 'bare-probe'));
+  symlinkSync(join(secret, 'missing'), join(links, 'bare-missing'));
+  const h = await startHarness({ policyFile });
+  t.teardown(() => h.close());
+  shareSocket(h);
+  const [box] = await asUser(1503, h.address, [{ op: 'spawn', req: { argv: ['sleep', '60'], user: '1503' } }]);
+  const into = box!.ok.process.handle as string;
+  const PATH = `${links}:/usr/bin:/bin`;
+  // Resolved by the agent as root in the joined mount namespace, bare-missing was NOT_FOUND and
+  // bare-probe the helper's EACCES.
+  const argvs = [['bare-probe'], ['bare-missing'], [join(links, 'bare-probe')], [join(links, 'bare-missing')]];
+  const outcomes = await asUser(1503, h.address, argvs.map((argv) => ({ op: 'spawn', req: { argv, user: '1503', env: { PATH }, joinNamespacesOf: into } })));
+  for (const [i, o] of outcomes.entries()) {
+    const path = join(links, argvs[i]![0]!.replace(/.*\//, ''));
+    t.like(o.error, { code: status.PERMISSION_DENIED, reason: 'EACCES', info: { field: 'argv[0]', path } }, argvs[i]![0]);
+    t.is(o.error?.details.replace(path, 'P'), 'argv[0]: P: EACCES (as the target user)', argvs[i]![0]);
+  }
+  const [missing, found] = await asUser(1503, h.address, [
+    { op: 'spawn', req: { argv: ['no-such-program'], user: '1503', env: { PATH }, joinNamespacesOf: into } },
+    { op: 'spawn', req: { argv: ['id', '-u'], user: '1503', env: { PATH }, joinNamespacesOf: into, stdout: CAPTURE } },
+  ]);
+  t.like(missing!.error, { code: status.NOT_FOUND, reason: 'ENOENT', info: { field: 'argv[0]', path: 'no-such-program' } });
+  t.is(missing!.error?.details, `argv[0]: no-such-program: ENOENT (not found in PATH ${PATH}, as the target user)`);
+  const handle = found!.ok.process.handle as string;
+  t.is((await h.client.wait({ handle })).process?.exit?.code, 0);
+  const chunks: Uint8Array[] = [];
+  for await (const r of h.client.readOutput({ handle, stream: OutputStream.OUTPUT_STREAM_STDOUT })) chunks.push(r.data);
+  t.is(Buffer.concat(chunks).toString(), '1503\n');
+  await h.client.signal({ handle: into, signal: 'SIGKILL' });
 });

@@ -171,6 +171,63 @@ test.serial("a link a tenant put in a directory its executables allow leads the 
   t.is(missing!.error?.details, `argv[0]: ${join(jobsDir, 'no-such-job')}: ENOENT (as the target user)`);
 });
 
+/** What a finished process wrote to stdout (read by the admin), and its exit code. */
+async function outputOf(handle: string): Promise<{ out: string; code: number | undefined }> {
+  const exited = await h.client.wait({ handle });
+  const chunks: Uint8Array[] = [];
+  for await (const r of h.client.readOutput({ handle, stream: OutputStream.OUTPUT_STREAM_STDOUT })) chunks.push(r.data);
+  return { out: Buffer.concat(chunks).toString(), code: exited.process?.exit?.code };
+}
+
+/** Links tenant A's user makes in its jobs directory (as a job would), there once the spawn ends. */
+async function tenantLinks(t: { truthy(v: unknown, m?: string): void }, links: Readonly<Record<string, string>>): Promise<void> {
+  const script = Object.entries(links).map(([name, to]) => `ln -s '${to}' '${join(jobsDir, name)}'`).join(' && ');
+  const [ln] = await asUser(A, h.address, [{ op: 'spawn', req: { argv: ['sh', '-c', script], user: String(A), cwd: jobsDir } }]);
+  t.truthy(ln!.ok, JSON.stringify(ln));
+  await h.client.wait({ handle: ln!.ok.process.handle });
+  for (const name of Object.keys(links)) await eventually(name, () => lstatSync(join(jobsDir, name), { throwIfNoEntry: false })?.isSymbolicLink() === true);
+}
+
+test.serial("argv[0] without a slash is searched in PATH as the tenant's user: a link it put in a directory its executables allow tells nothing of where that user cannot look", async (t) => {
+  writeFileSync(join(secretDir, 'data'), 'x', { mode: 0o600 });
+  await tenantLinks(t, { 'bare-probe': join(secretDir, 'probe'), 'bare-missing': join(secretDir, 'missing'), 'bare-data': join(secretDir, 'data') });
+  const PATH = `${jobsDir}:/usr/bin:/bin`;
+  // Looked up by the agent as root, these differed: bare-missing was NOT_FOUND, the other two
+  // the helper's EACCES (root may look in the secret directory, the tenant's user may not).
+  const names = ['bare-probe', 'bare-missing', 'bare-data'];
+  const outcomes = await asUser(A, h.address, names.map((name) => ({ op: 'spawn', req: { argv: [name], user: String(A), env: { PATH } } })));
+  for (const [i, o] of outcomes.entries()) {
+    const path = join(jobsDir, names[i]!);
+    t.like(o.error, { code: status.PERMISSION_DENIED, reason: 'EACCES', info: { field: 'argv[0]', path } }, names[i]);
+    t.is(o.error?.details.replace(path, 'P'), 'argv[0]: P: EACCES (as the target user)', names[i]);
+  }
+  // A name in no allowed directory is not found, as that user; one in a directory the rule does
+  // not allow (the secret one, first in PATH) is not looked at, exactly as a missing one.
+  const [missing, elsewhere] = await asUser(A, h.address, [
+    { op: 'spawn', req: { argv: ['no-such-program'], user: String(A), env: { PATH } } },
+    { op: 'spawn', req: { argv: ['probe'], user: String(A), env: { PATH: `${secretDir}:${PATH}` } } },
+  ]);
+  t.like(missing!.error, { code: status.NOT_FOUND, reason: 'ENOENT', info: { field: 'argv[0]', path: 'no-such-program' } });
+  t.is(missing!.error?.details, `argv[0]: no-such-program: ENOENT (not found in PATH ${PATH}, as the target user)`);
+  t.like(elsewhere!.error, { code: status.NOT_FOUND, reason: 'ENOENT', info: { field: 'argv[0]', path: 'probe' } });
+  t.is(elsewhere!.error?.details, `argv[0]: probe: ENOENT (not found in PATH ${PATH}, as the target user)`);
+});
+
+test.serial("a program found in PATH runs as the tenant's user, and a link that user cannot follow hides no later directory's program (as execvp)", async (t) => {
+  writeFileSync(join(jobsDir, 'bare-job'), '#!/bin/sh\nid -u\n', { mode: 0o755 });
+  await tenantLinks(t, { id: join(secretDir, 'probe') });
+  const capture = { mode: OutputMode.OUTPUT_MODE_CAPTURE };
+  const PATH = `${jobsDir}:/usr/bin:/bin`;
+  // The audit names the file that ran, which only the helper's search knew.
+  for (const [argv, ran] of [[['bare-job'], join(jobsDir, 'bare-job')], [['id', '-u'], '/usr/bin/id']] as const) {
+    const [o] = await asUser(A, h.address, [{ op: 'spawn', req: { argv, user: String(A), env: { PATH }, stdout: capture } }]);
+    t.truthy(o!.ok, `${argv[0]}: ${JSON.stringify(o)}`);
+    const { handle } = o!.ok.process as { handle: string };
+    t.deepEqual(await outputOf(handle), { out: `${A}\n`, code: 0 }, argv[0]);
+    t.like(auditLines().find((l) => l['rpc'] === 'Spawn' && l['handle'] === handle), { argv0: argv[0], executable: ran, result: 'ok' });
+  }
+});
+
 test.serial('a spawn outside the rule is POLICY_DENIED naming the field, and audited', async (t) => {
   const spawn = (req: Record<string, unknown>) => ({ op: 'spawn', req: { argv: ['true'], user: String(A), ...req } });
   const outcomes = await asUser(A, h.address, [

@@ -1,8 +1,9 @@
 // The one decision point: every RPC is decided here, on its decoded and validated fields and the
 // caller's identity, before anything is touched. Denials and mutating calls are audited here.
 import { delimiter, resolve } from 'node:path';
+import { changesIdentity } from '../process/spawn/setup.js';
 import { AgentError, unknownHandle } from '../process/errors.js';
-import { resolveExecutable } from '../process/spawn/executable.js';
+import { pathCandidates, resolveExecutable } from '../process/spawn/executable.js';
 import { childCwd, searchPath } from '../process/spawn/launch.js';
 import type { Joined } from '../process/spawn/namespaces.js';
 import type { AdoptOptions, SpawnOptions } from '../process/options.js';
@@ -93,6 +94,8 @@ interface GrantParts {
   readonly executable?: string;
   /** Spawns: `executable` is a path with a slash the spawn checks (or execve does), not checked here. */
   readonly executableUnchecked?: boolean;
+  /** Spawns as another user: argv[0] without a slash is one of these files, searched by the spawn as that user. */
+  readonly executableCandidates?: readonly string[];
 }
 
 /** What a call was granted: who may see what, and, for a spawn, the executable that was checked. */
@@ -100,6 +103,8 @@ export class Grant {
   private finished = false;
   /** A stream's revocation was audited. */
   private revoked = false;
+  /** The file a spawn's PATH search as the target user exec'd (not known when granted). */
+  private found: string | undefined;
 
   constructor(private readonly parts: GrantParts) {}
 
@@ -120,6 +125,10 @@ export class Grant {
     return this.parts.executableUnchecked;
   }
 
+  get executableCandidates(): readonly string[] | undefined {
+    return this.parts.executableCandidates;
+  }
+
   /**
    * A granted spawn as it runs: owned by the caller, with what its rule sets. A tenant's process in
    * another process's namespaces runs with no_new_privs: setuid and file capabilities there would
@@ -134,6 +143,7 @@ export class Grant {
       captureQuota: this.captureQuota,
       executable: this.executable,
       executableUnchecked: this.executableUnchecked,
+      executableCandidates: this.executableCandidates,
     };
   }
 
@@ -179,6 +189,11 @@ export class Grant {
     return error;
   }
 
+  /** A spawn's argv[0] searched by the exec helper as the target user: the file that runs, for the audit. */
+  ran(found: string | undefined): void {
+    this.found ??= found;
+  }
+
   /** Once per call, when it is answered: audits a mutating call's outcome, frees its quota. */
   finish(outcome: { handle?: string; pid?: number; error?: unknown } = {}): void {
     if (this.finished) return;
@@ -197,7 +212,7 @@ export class Grant {
       handle: outcome.handle ?? handleOf(request),
       argv0: request.rpc === 'Spawn' ? request.spawn.argv[0] : undefined,
       pid: outcome.pid ?? (request.rpc === 'Adopt' ? request.adopt.pid : undefined),
-      executable,
+      executable: this.found ?? (this.parts.executableCandidates === undefined ? executable : undefined),
       decision: 'allow',
       rule: rule.name,
       result,
@@ -311,9 +326,9 @@ export class Authorizer {
       throw e;
     }
     if (!('executable' in resolved)) return deny(policyDenied(resolved));
-    const { executable, executableUnchecked } = resolved;
+    const { executable, executableUnchecked, executableCandidates } = resolved;
     // A retry of a spawn already made replays it: it starts nothing, so no quota may refuse it.
-    if (spawn.requestId !== undefined && this.deps.replays(caller.identity, spawn.requestId)) return new Grant({ ...parts, executable, executableUnchecked });
+    if (spawn.requestId !== undefined && this.deps.replays(caller.identity, spawn.requestId)) return new Grant({ ...parts, executable, executableUnchecked, executableCandidates });
     const { maxProcesses, spawnRate } = rule.spawn;
     const release = this.quotas.takeSpawn(caller.identity, maxProcesses === undefined ? undefined : maxProcesses - this.deps.running(caller.identity));
     if (release === undefined) return deny(quota('max_processes', `at most ${maxProcesses} running processes at once${releasedNote(this.deps.released?.(caller.identity) ?? 0)}`));
@@ -321,13 +336,15 @@ export class Authorizer {
       release();
       return deny(quota('spawn_rate', `at most ${spawnRate!.count} spawns per ${spawnRate!.perMs / 1000} s`));
     }
-    return new Grant({ ...parts, release, executable, executableUnchecked });
+    return new Grant({ ...parts, release, executable, executableUnchecked, executableCandidates });
   }
 
   /**
    * argv[0] resolved as the spawn will run it, looking only where the rule allows: a path outside
    * is refused, and PATH directories outside are skipped, before the file system is asked (the
-   * agent's stat must not tell a tenant what exists where it may not look).
+   * agent's stat must not tell a tenant what exists where it may not look). A spawn as another
+   * user is not looked up here at all: the exec helper does it after the drop, as that user, in
+   * the allowed files only, so the kernel follows a tenant's links with the target's permissions.
    */
   private executable(rule: Rule, spawn: SpawnOptions): Resolved | Denial {
     const program = spawn.argv[0]!;
@@ -335,17 +352,19 @@ export class Authorizer {
     try {
       const cwd = childCwd(spawn, joined?.target);
       const root = joined?.target?.root;
+      const asTarget = changesIdentity(spawn.setup);
       if (program.includes('/')) {
         const path = resolve(cwd, program);
         const denial = executableDenial(rule.spawn, path);
         if (denial) return denial;
         // In the agent's own mount namespace a path needs no stat + access here: the spawn checks
         // it, or the kernel's execve does and only a failed one is diagnosed (the same errors).
-        if (joined?.target === undefined) return { executable: path, executableUnchecked: true };
+        if (joined?.target === undefined || asTarget) return { executable: path, executableUnchecked: true };
         return { executable: resolveExecutable(program, '', cwd, root) };
       }
       const dirs = searchPath(spawn, this.deps.agentEnv).split(delimiter).filter((dir) => dir !== '' && executableDenial(rule.spawn, resolve(cwd, dir, program)) === undefined);
       if (dirs.length === 0) return { field: 'executable', message: `${program}: no directory of PATH holds an executable this identity may run` };
+      if (asTarget) return { executable: program, executableUnchecked: true, executableCandidates: pathCandidates(program, dirs.join(delimiter), cwd) };
       const search = () => resolveExecutable(program, dirs.join(delimiter), cwd, root);
       return { executable: this.deps.searching === undefined ? search() : this.deps.searching(search) };
     } finally {
@@ -377,6 +396,7 @@ export class Authorizer {
 interface Resolved {
   readonly executable: string;
   readonly executableUnchecked?: true;
+  readonly executableCandidates?: readonly string[];
 }
 
 /** Released processes fill max_processes as any other until they exit, out of the tenant's reach: say so. */

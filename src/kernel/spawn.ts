@@ -79,6 +79,8 @@ export interface Spawned {
   readonly ref: PidRef;
   /** The agent's ends of requested pipes, owned by the caller from now on. */
   readonly pipes: readonly [Fd | null, Fd | null, Fd | null];
+  /** With the helper's --candidate files: the index of the one it exec'd. */
+  readonly candidate?: number;
 }
 
 const POSIX_SPAWN_SETPGROUP = 0x02;
@@ -212,6 +214,8 @@ class SpawnAttempt {
   private readonly childEnds: Fd[] = [];
   private readonly out = new Int32Array(1);
   private report: Fd | null = null;
+  /** The --candidate the helper exec'd, once its report ended. */
+  private candidate: number | undefined;
   private readonly call: SpawnCall | null = null;
   private readonly shimCall: SpawnerRequest | null = null;
   private readonly shimStep = new Int32Array(1);
@@ -364,16 +368,21 @@ class SpawnAttempt {
     this.closeChildEnds(); // our copy of the report pipe's write end: end-of-file needs it closed
     const report = this.report;
     if (report === null) return;
-    const ready = await new Promise<boolean>((resolve) => {
-      const poll = libc.watchReadable(report, () => settle(true));
-      const timer = setTimeout(() => settle(false), EXEC_REPORT_TIMEOUT_MS);
-      const settle = (readable: boolean) => {
-        poll.close();
-        clearTimeout(timer);
-        resolve(readable);
-      };
-    });
-    readExecReport(report, ready);
+    const reading = new ExecReport(report);
+    while (!reading.done) {
+      const waitMs = reading.remainingMs();
+      const ready = await new Promise<boolean>((resolve) => {
+        const poll = libc.watchReadable(report, () => settle(true));
+        const timer = setTimeout(() => settle(false), waitMs);
+        const settle = (readable: boolean) => {
+          poll.close();
+          clearTimeout(timer);
+          resolve(readable);
+        };
+      });
+      reading.read(ready);
+    }
+    this.candidate = reading.outcome();
     this.report = null;
     closeFd(report);
   }
@@ -381,11 +390,15 @@ class SpawnAttempt {
   /** Waits (blocking) for the helper's exec if not done yet; from here the caller owns child and pipes. */
   finish(child: PidRef): Spawned {
     this.closeChildEnds();
-    // Any revents counts: end-of-file (the exec) is POLLHUP alone.
-    if (this.report !== null) readExecReport(this.report, pollOne(this.report, POLLIN, EXEC_REPORT_TIMEOUT_MS) !== 0);
+    if (this.report !== null) {
+      const reading = new ExecReport(this.report);
+      // Any revents counts: end-of-file (the exec) is POLLHUP alone.
+      while (!reading.done) reading.read(pollOne(this.report, POLLIN, reading.remainingMs()) !== 0);
+      this.candidate = reading.outcome();
+    }
     this.succeeded = true;
     this.child = null;
-    return { ref: child.take(), pipes: [...this.pipes] };
+    return { ref: child.take(), pipes: [...this.pipes], ...(this.candidate !== undefined && { candidate: this.candidate }) };
   }
 
   dispose(): void {
@@ -478,17 +491,42 @@ const HELPER_FIRST_SETUP_FD = 5;
 const EXEC_REPORT_TIMEOUT_MS = 10_000;
 
 /**
- * The helper's report, once its pipe is readable (or the wait timed out): end-of-file means it
- * exec'd (the pipe is close-on-exec); a "stage errno" line means setup failed. Either failure
- * leaves the helper to SpawnAttempt.dispose, which kills (it may be stuck, or about to exit) and reaps
- * it. Setup is a handful of system calls, so the wait is short; it is bounded all the same.
+ * The helper's report, read as its pipe becomes readable, up to end-of-file, which means it exec'd
+ * (the pipe is close-on-exec): "try INDEX" lines (a PATH search's files, each before its execve)
+ * then end-of-file mean that file runs; a "stage errno" line means setup failed. A failure, or no
+ * end in time, leaves the helper to SpawnAttempt.dispose, which kills (it may be stuck, or about to
+ * exit) and reaps it. Setup is a handful of system calls, so the wait is short; it is bounded all
+ * the same, over the whole report.
  */
-function readExecReport(report: Fd, ready: boolean): void {
-  const buf = Buffer.alloc(128);
-  const n = ready ? Number(libc.read(report, buf, buf.length)) : -1;
-  if (n === 0) return;
-  const [stage = 'exec', errno = String(Errno.EIO)] = n > 0 ? buf.toString('latin1', 0, n).trim().split(' ') : ['exec-timeout', String(Errno.ETIMEDOUT)];
-  throw new SetupError(stage, Number(errno));
+class ExecReport {
+  private text = '';
+  private readonly deadline = Date.now() + EXEC_REPORT_TIMEOUT_MS;
+  done = false;
+
+  constructor(private readonly report: Fd) {}
+
+  remainingMs(): number {
+    return Math.max(0, this.deadline - Date.now());
+  }
+
+  /** One read once the pipe is readable (`ready`), else the wait ran out. */
+  read(ready: boolean): void {
+    const buf = Buffer.alloc(128);
+    const n = ready ? Number(libc.read(this.report, buf, buf.length)) : -1;
+    if (n > 0) this.text += buf.toString('latin1', 0, n);
+    if (n > 0 && this.text.endsWith('\n') && !/(^|\n)try \d+\n$/.test(this.text)) this.done = true; // a failure: the helper exits
+    if (n === 0) this.done = true;
+    if (n < 0) throw new SetupError('exec-timeout', Errno.ETIMEDOUT);
+  }
+
+  /** The candidate exec'd, if any; a failure is thrown. */
+  outcome(): number | undefined {
+    const last = this.text.trimEnd().split('\n').at(-1) ?? '';
+    const tried = /^try (\d+)$/.exec(last);
+    if (last === '' || tried !== null) return tried === null ? undefined : Number(tried[1]);
+    const [stage = 'exec', errno = String(Errno.EIO)] = last.split(' ');
+    throw new SetupError(stage, Number(errno));
+  }
 }
 
 /** How long a SIGKILLed child may take to die before it is given up (left a zombie). */

@@ -4,7 +4,7 @@
 //
 //   pidfd-exec [--setns FD] [--cgroup-fd FD]... [--rlimit RES:SOFT:HARD]... [--umask OCTAL] [--groups G,G,...]
 //              [--gid GID] [--uid UID] [--chdir DIR] [--stdout a|t:PATH] [--stderr a|t:PATH]
-//              [--pdeathsig SIG] [--nnp] [--no-exec] -- PATH ARGV0 [ARG...]
+//              [--pdeathsig SIG] [--nnp] [--no-exec] [--candidate FILE]... -- PATH ARGV0 [ARG...]
 //
 // --setns FD joins the mount, UTS, IPC, network and cgroup namespaces of the process pidfd FD
 // names, first, and only if the helper's own user namespace owns each (else stage setns_owner):
@@ -12,6 +12,12 @@
 // within its own), and --chdir, the output files and PATH's execve resolve in that mount namespace
 // (the node's filesystem). --no-exec stops after
 // setup with exit status 0: the agent's start-up probe of --setns.
+//
+// --candidate FILE, in PATH's order, replaces PATH: the helper searches them as execvp searches
+// PATH, after the credential change, so a link the caller put in a directory of PATH is followed
+// with the target's permissions, never root's (the agent lists only the files its policy allows).
+// Before each execve it reports "try INDEX" on fd 3: the last one before end-of-file is the file
+// that runs (the agent's audit names it).
 //
 // Descriptors: 3 is the report pipe; 4 holds the target's environment as NUL-terminated
 // "NAME=value" strings (a sealed memfd). The helper itself is started with an empty environment:
@@ -53,6 +59,38 @@ static void fail(const char *stage, int err) {
   int n = snprintf(buf, sizeof buf, "%s %d\n", stage, err);
   if (n > 0) (void)!write(REPORT_FD, buf, (size_t)n);
   _exit(127);
+}
+
+// Which --candidate failed, as "exec:INDEX" (the agent names its path).
+static void fail_candidate(size_t index, int err) {
+  char stage[32];
+  snprintf(stage, sizeof stage, "exec:%zu", index);
+  fail(stage, err);
+}
+
+// glibc's execvpe (posix/execvpe.c) without its /bin/sh fallback for ENOEXEC, which a path with a
+// slash does not get either: a file that is missing, under a non-directory or on a gone mount goes
+// on to the next; a denied one too, remembered (the first is reported if no later one runs); any
+// other failure (ENOEXEC, ELOOP, ETXTBSY, E2BIG...) ends the search at that file.
+static void exec_search(char **files, size_t count, char **args, char **env) {
+  size_t denied = count;
+  for (size_t k = 0; k < count; k++) {
+    char line[32];
+    int n = snprintf(line, sizeof line, "try %zu\n", k);
+    if (write(REPORT_FD, line, (size_t)n) != n) fail_candidate(k, errno);
+    execve(files[k], args, env);
+    switch (errno) {
+      case EACCES:
+        if (denied == count) denied = k;
+        break;
+      case ENOENT: case ENOTDIR: case ESTALE: case ENODEV: case ETIMEDOUT:
+        break;
+      default:
+        fail_candidate(k, errno);
+    }
+  }
+  if (denied < count) fail_candidate(denied, EACCES);
+  fail("exec", ENOENT);
 }
 
 static unsigned long number(const char *stage, const char *text, int base) {
@@ -222,6 +260,9 @@ int main(int argc, char **argv) {
   int i = 1, nnp = 0, pdeathsig = 0, no_exec = 0;
   long uid = -1, gid = -1;
   const char *out = NULL, *err = NULL, *dir = NULL;
+  char **candidates = calloc((size_t)argc, sizeof *candidates);
+  size_t candidate_count = 0;
+  if (!candidates) fail("usage", ENOMEM);
   for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
     const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(opt, "--nnp") == 0) { nnp = 1; continue; }
@@ -239,6 +280,7 @@ int main(int argc, char **argv) {
     else if (strcmp(opt, "--stdout") == 0) out = val;
     else if (strcmp(opt, "--stderr") == 0) err = val;
     else if (strcmp(opt, "--pdeathsig") == 0) pdeathsig = (int)number("pdeathsig", val, 10);
+    else if (strcmp(opt, "--candidate") == 0) candidates[candidate_count++] = argv[i];
     else fail("usage", EINVAL);
   }
   if (i + 2 > argc) fail("usage", EINVAL);
@@ -254,6 +296,7 @@ int main(int argc, char **argv) {
   }
   if (nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail("no_new_privs", errno);
   if (no_exec) _exit(0);
+  if (candidate_count > 0) exec_search(candidates, candidate_count, argv + i + 2, env);
   execve(argv[i + 1], argv + i + 2, env);
   fail("exec", errno);
 }

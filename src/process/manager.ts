@@ -69,6 +69,8 @@ export interface StopResult {
 export interface SpawnResult {
   readonly record: ProcessRecord;
   readonly replayed: boolean;
+  /** argv[0] without a slash found by the exec helper's PATH search as the target user: the file it exec'd. */
+  readonly found?: string;
 }
 
 /**
@@ -232,7 +234,7 @@ export class ProcessManager {
     if (options.deadline) this.armDeadline(record, deadlineAt(options.deadline));
     traced.started(record, (performance.now() - requestedAt) / 1000);
     await traced.stage('store', () => this.persistSoon(record, intent));
-    return { record, replayed: false };
+    return { record, replayed: false, ...(child.found !== undefined && { found: child.found }) };
   }
 
   adopt(options: AdoptOptions): ProcessRecord {

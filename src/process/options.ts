@@ -50,6 +50,11 @@ export interface SpawnOptions {
    * it runs, or leaves that to the kernel's execve where the shim execs it as it is.
    */
   readonly executableUnchecked?: boolean;
+  /**
+   * argv[0] without a slash, for a spawn as another user: the files of PATH the policy allows it to
+   * be, in order, which the exec helper tries as that user (the agent looks at none of them).
+   */
+  readonly executableCandidates?: readonly string[];
   /** A managed process's handle: the child joins its mount, UTS, IPC, network and cgroup namespaces. */
   readonly joinNamespacesOf?: string;
   /** Released once a Wait or Stop has delivered its exit (SpawnRequest.release_on_exit). */

@@ -148,7 +148,8 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
       'Spawn',
       (req: SpawnRequest) => ({ rpc: 'Spawn' as const, spawn: validate.spawnOptions(req) }),
       async (grant, { spawn }) => {
-        const { record, replayed } = await manager.spawn(grant.spawnOptions(spawn));
+        const { record, replayed, found } = await manager.spawn(grant.spawnOptions(spawn));
+        grant.ran(found);
         return { process: processOf(record), replayed };
       },
       (res) => res.process,
@@ -162,7 +163,8 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
           const request = { rpc: 'Spawn' as const, spawn: validate.spawnOptions(item) };
           const grant = auth.authorize(call, request);
           try {
-            const { record, replayed } = await manager.spawn(grant.spawnOptions(request.spawn));
+            const { record, replayed, found } = await manager.spawn(grant.spawnOptions(request.spawn));
+            grant.ran(found);
             const process = processOf(record);
             grant.finish({ handle: process.handle, pid: process.pid });
             return { process, replayed };

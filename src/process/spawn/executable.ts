@@ -32,8 +32,19 @@ export function resolveExecutable(program: string, path: string, cwd = process.c
     if (problem === 'EACCES') denied ??= candidate;
   }
   if (denied !== undefined) throw notExecutable(denied, 'EACCES');
-  throw new AgentError('NotFound', `argv[0]: ${program}: ENOENT (not found in PATH ${path})`, { reason: 'ENOENT', field: 'argv[0]', path: program });
+  throw notInPath(program, path);
 }
+
+/** argv[0] without a slash is in none of the PATH directories searched (`as`: whose search it was). */
+export const notInPath = (program: string, path: string, as?: string): AgentError =>
+  new AgentError('NotFound', `argv[0]: ${program}: ENOENT (not found in PATH ${path}${as === undefined ? '' : `, ${as}`})`, { reason: 'ENOENT', field: 'argv[0]', path: program });
+
+/**
+ * The files execvp would try for argv[0] without a slash, in order: each directory of `path` (a
+ * relative one taken from `cwd`), made absolute and `..` folded, as the policy checks paths.
+ */
+export const pathCandidates = (program: string, path: string, cwd: string): string[] =>
+  path.split(delimiter).filter((dir) => dir !== '').map((dir) => resolve(cwd, dir, program));
 
 const notExecutable = (path: string, code: string): AgentError =>
   errnoError(code, { what: `argv[0]: ${path}`, field: 'argv[0]', path, otherwise: 'NotFound' })!;

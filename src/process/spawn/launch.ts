@@ -10,7 +10,7 @@ import type { PidRef } from '../../kernel/pid-ref.js';
 import { SetupError, shimHandles, spawnAsync, type StdioAction } from '../../kernel/spawn.js';
 import type { Cgroups } from './cgroups.js';
 import { AgentError, fromKernel } from '../errors.js';
-import { resolveExecutable } from './executable.js';
+import { notInPath, pathCandidates, resolveExecutable } from './executable.js';
 import type { HandleId } from '../lifecycle/handle.js';
 import { DEFAULT_PATH, type OutputTarget, type SpawnOptions } from '../options.js';
 import { changesIdentity, helperArgs, needsHelper, type HelperOutput } from './setup.js';
@@ -43,6 +43,8 @@ export interface Launched {
   readonly ownedCgroup: string | undefined;
   /** Removes ownedCgroup again, if the caller cannot take the process on after all. */
   undo(): void;
+  /** The file a PATH search as the target user exec'd (the agent did not look it up itself). */
+  readonly found?: string;
 }
 
 /** The child's environment, as the spawn will pass it. */
@@ -65,6 +67,10 @@ export const childCwd = (options: SpawnOptions, joins: NamespaceTarget | undefin
 export const executableOf = (options: SpawnOptions, agentEnv: Readonly<Record<string, string>>, joins?: NamespaceTarget): string =>
   resolveExecutable(options.argv[0]!, searchPath(options, agentEnv), childCwd(options, joins), joins?.root);
 
+/** The files a PATH search for argv[0] (without a slash) tries, in order, in the child's PATH and cwd. */
+export const candidatesOf = (options: SpawnOptions, agentEnv: Readonly<Record<string, string>>, joins?: NamespaceTarget): string[] =>
+  pathCandidates(options.argv[0]!, searchPath(options, agentEnv), childCwd(options, joins));
+
 /**
  * Starts the process. With `joins`, the child joins that process's namespaces in the exec helper,
  * first; the working directory and FILE outputs are then entered and opened by the helper after
@@ -86,14 +92,17 @@ export async function launch(
   const shimmable = !options.terminal && options.stdin !== 'pipe' && plain(options.stdout) && plain(options.stderr) && !needsHelper(options.setup) && node.cgroups.v1Procs.length === 0;
   const unchecked = options.executable === undefined || options.executableUnchecked === true;
   // For another identity, the helper enters cwd, creates and opens files and execs argv[0] as that
-  // identity; in joined namespaces, it does so after the setns, in the joined mount namespace.
-  // Then the agent looks at neither cwd nor a path argv[0] first: its stat, as root, through a link
-  // the tenant put in a cwd_dirs (or executables) directory, would tell what exists where the
-  // target may not look. The helper's execve is the check, with the same errno names.
+  // identity (a name without a slash searched in PATH's files as execvp would); in joined
+  // namespaces, it does so after the setns, in the joined mount namespace. Then the agent looks at
+  // neither cwd nor argv[0] first: its stat, as root, through a link the tenant put in a cwd_dirs
+  // (or executables) directory, would tell what exists where the target may not look. The
+  // helper's execve is the check, with the same errno names.
   const byTarget = changesIdentity(options.setup);
   const asTarget = byTarget || joins !== undefined;
-  const deferred = unchecked && joins === undefined && program.includes('/') && (shimmable || byTarget);
-  const path = !unchecked ? options.executable! : deferred ? resolve(childCwd(options, joins), program) : stage('executable', () => executableOf(options, node.agentEnv, joins));
+  const candidates = byTarget && !program.includes('/') ? (options.executableCandidates ?? candidatesOf(options, node.agentEnv, joins)) : undefined;
+  if (candidates?.length === 0) throw notInPath(program, '');
+  const deferred = unchecked && program.includes('/') && (byTarget || (joins === undefined && shimmable));
+  const path = candidates !== undefined ? program : !unchecked ? options.executable! : deferred ? resolve(childCwd(options, joins), program) : stage('executable', () => executableOf(options, node.agentEnv, joins));
   let direct = false;
   if (options.cwd !== undefined && !asTarget) checkCwd(options.cwd);
   const opened: Fd[] = [];
@@ -128,7 +137,7 @@ export async function launch(
     const helped = needsHelper(options.setup) || joins !== undefined || v1.length > 0;
     direct = !helped && shimHandles(stdio);
     if (deferred && !direct && !byTarget) stage('executable', () => executableOf(options, node.agentEnv, joins));
-    const helper = helped || (procs !== undefined && !direct) ? { path: node.helperPath, args: helperArgs(options.setup, outputs, helperCwd) } : undefined;
+    const helper = helped || (procs !== undefined && !direct) ? { path: node.helperPath, args: helperArgs(options.setup, outputs, helperCwd, candidates) } : undefined;
     const child = await stage('exec', () => spawnAsync({
       path,
       argv: options.argv,
@@ -141,8 +150,9 @@ export async function launch(
       v1CgroupProcs: v1,
       namespacesOf: joins?.ref,
     }));
-    if (pty) return { ...child, pipes: [ends[0]!, ends[1]!, null], terminal: pty.master, ownedCgroup: owned, undo };
-    return { ...child, ownedCgroup: owned, undo };
+    const found = child.candidate === undefined ? undefined : candidates?.[child.candidate];
+    if (pty) return { ref: child.ref, pipes: [ends[0]!, ends[1]!, null], terminal: pty.master, ownedCgroup: owned, undo, found };
+    return { ref: child.ref, pipes: child.pipes, ownedCgroup: owned, undo, found };
   } catch (e) {
     undo();
     for (const fd of ends) closeFd(fd);
@@ -152,7 +162,7 @@ export async function launch(
       throw new AgentError('FailedPrecondition', `the default cgroup ${fallback.dir}: ${e.code}`, { reason: 'DEFAULT_CGROUP', path: fallback.dir, syscall: 'cgroup' }, { cause: e });
     }
     if (deferred && direct && isKernelError(e) && e.syscall === 'execve') executableOf(options, node.agentEnv, joins);
-    throw spawnError(e, path, { stdout: fileOf(options.stdout), stderr: fileOf(options.stderr), chdir: options.cwd, execAsTarget: byTarget });
+    throw spawnError(e, path, { stdout: fileOf(options.stdout), stderr: fileOf(options.stderr), chdir: options.cwd, execAsTarget: byTarget, candidates });
   } finally {
     for (const fd of opened) closeFd(fd);
   }

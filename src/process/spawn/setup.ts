@@ -58,9 +58,10 @@ function resolveGroup(field: string, text: string): number {
 
 /**
  * The helper's arguments, in the order it applies them (privileged steps first); `cwd` and
- * `outputs` are what it enters and opens with the target's credentials.
+ * `outputs` are what it enters and opens with the target's credentials, `candidates` the files it
+ * tries to exec as the target, in order, in place of the path it is given (a PATH search).
  */
-export function helperArgs(s: SetupOptions, outputs: readonly HelperOutput[], cwd: string | undefined): string[] {
+export function helperArgs(s: SetupOptions, outputs: readonly HelperOutput[], cwd: string | undefined, candidates: readonly string[] = []): string[] {
   const args: string[] = [];
   for (const r of s.rlimits) args.push('--rlimit', `${RLIMITS[r.resource]}:${r.soft}:${r.hard}`);
   if (s.umask !== undefined) args.push('--umask', s.umask.toString(8));
@@ -72,6 +73,7 @@ export function helperArgs(s: SetupOptions, outputs: readonly HelperOutput[], cw
   for (const [target, path, append] of outputs) args.push(target === 1 ? '--stdout' : '--stderr', `${append ? 'a' : 't'}:${path}`);
   if (s.parentDeathSignal !== undefined) args.push('--pdeathsig', String(s.parentDeathSignal));
   if (s.noNewPrivs) args.push('--nnp');
+  for (const file of candidates) args.push('--candidate', file);
   return args;
 }
 

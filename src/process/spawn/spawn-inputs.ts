@@ -1,6 +1,7 @@
 // Free functions of the manager's operations: checking and opening what a Spawn names, turning
 // a failed helper stage into a domain error.
 import { openSync, statSync, constants as fsc } from 'node:fs';
+import { delimiter, dirname } from 'node:path';
 import { errnoName, KernelError } from '../../kernel/errors.js';
 import type { Fd } from '../../kernel/fd.js';
 import { PIDFD_INFO_PID } from '../../kernel/pidfd.js';
@@ -9,6 +10,7 @@ import type { SetupError, StdioAction } from '../../kernel/spawn.js';
 import { errnoError, fromKernel, invalidArgument, notFound } from '../errors.js';
 import type { OutputTarget } from '../options.js';
 import type { ProcessRecord } from '../lifecycle/record.js';
+import { notInPath } from './executable.js';
 
 export function checkCwd(cwd: string): void {
   let directory: boolean;
@@ -52,16 +54,24 @@ export interface SetupPaths {
   readonly chdir?: string;
   /** The helper execs argv[0] after dropping to the target's credentials: its checks are the target's. */
   readonly execAsTarget?: boolean;
+  /** The files the helper searched for argv[0] (`path`, without a slash), as the target. */
+  readonly candidates?: readonly string[];
 }
 
+const AS_TARGET = 'as the target user';
+
 export function setupFailure(e: SetupError, path: string, paths: SetupPaths = {}): unknown {
-  if (e.stage === 'exec') return fromKernel(new KernelError('execve', e.errno), { what: `argv[0]: ${path}`, field: 'argv[0]', path, ...(paths.execAsTarget && { note: 'as the target user' }) });
+  // A search names the file that failed ("exec:INDEX"), or none when no file was there.
+  const searched = /^exec:(\d+)$/.exec(e.stage);
+  const tried = searched === null ? path : (paths.candidates?.[Number(searched[1])] ?? path);
+  if (e.stage === 'exec' && paths.candidates !== undefined && errnoName(e.errno) === 'ENOENT') return notInPath(path, paths.candidates.map((c) => dirname(c)).join(delimiter), AS_TARGET);
+  if (e.stage === 'exec' || searched !== null) return fromKernel(new KernelError('execve', e.errno), { what: `argv[0]: ${tried}`, field: 'argv[0]', path: tried, ...(paths.execAsTarget && { note: AS_TARGET }) });
   const code = errnoName(e.errno);
   if (e.stage === 'setns_owner') return errnoError(code, { what: "join_namespaces_of: the process's namespaces belong to another user namespace (one its owner made)", field: 'join_namespaces_of', syscall: 'setns', otherwise: 'InvalidArgument' }, e);
   const field = e.stage.startsWith('setrlimit') ? 'rlimits' : (stageFields[e.stage] ?? e.stage);
   const file = e.stage === 'stdout' || e.stage === 'stderr' || e.stage === 'chdir' ? paths[e.stage] : undefined;
   const context = file === undefined
     ? { what: e.stage, field, syscall: e.stage, otherwise: 'InvalidArgument' as const }
-    : { what: `${field}: ${file}`, field, path: file, syscall: e.stage, otherwise: 'InvalidArgument' as const, note: 'as the target user' };
+    : { what: `${field}: ${file}`, field, path: file, syscall: e.stage, otherwise: 'InvalidArgument' as const, note: AS_TARGET };
   return errnoError(code, context, e);
 }
