@@ -9,6 +9,7 @@ import type { PidRef } from '../kernel/pid-ref.js';
 import type { Logger } from '../log.js';
 import { HANDOVER_PROTOCOL, type Encoded } from './snapshot.js';
 import { STORE_SCHEMA } from '../store/sqlite-store.js';
+import { RefusalLog, REFUSALS_QUIET_MS } from './refusal-log.js';
 import { receiveTagged, sendSnapshot, sendTagged, Tag } from './wire.js';
 
 export const HANDOVER_SOCKET = 'handover.sock';
@@ -46,14 +47,20 @@ export class HandoverListener {
   private inFlight: Promise<void> | null = null;
   /** Connections whose request is still being read (REQUEST_TIMEOUT_MS at most). */
   private readonly reading = new Set<Promise<void>>();
+  private readonly refusals: RefusalLog;
 
-  /** The path must be free: the caller holds the store lock, so a leftover socket is stale. */
+  /**
+   * The path must be free: the caller holds the store lock, so a leftover socket is stale.
+   * refusalsQuietMs: how long refusals of one kind are counted before the count is logged (tests).
+   */
   constructor(
     stateDir: string,
     private readonly host: HandoverHost,
     private readonly log: Logger,
     private readonly onHandedOver: () => void,
+    refusalsQuietMs = REFUSALS_QUIET_MS,
   ) {
+    this.refusals = new RefusalLog(log, refusalsQuietMs);
     const path = join(stateDir, HANDOVER_SOCKET);
     try {
       unlinkSync(path);
@@ -87,6 +94,7 @@ export class HandoverListener {
     this.closed = true;
     this.poll.close();
     this.listener.close();
+    this.refusals.close();
   }
 
   private onConnection(): void {
@@ -200,6 +208,6 @@ export class HandoverListener {
       // it may be gone already
     }
     socket.close();
-    this.log('handover_refused', { why });
+    this.refusals.refused(why);
   }
 }
