@@ -14,6 +14,8 @@ const EXITED = 3;
 const RELEASED = 4;
 const TOMBSTONED = 5;
 const UNTOMBSTONED = 6;
+const RELEASED_RUNNING = 7;
+const RELEASED_ENDED = 8;
 
 /** The StoreWrites whose calls append their values to `rows`. */
 export function rowEncoder(rows: Rows): StoreWrites {
@@ -40,6 +42,8 @@ export function rowEncoder(rows: Rows): StoreWrites {
     released: (handle) => void rows.push(RELEASED, handle),
     tombstoned: (t) => void rows.push(TOMBSTONED, t.owner ?? '', t.requestId, t.handle, t.fingerprint, t.releasedAt, t.releasedStamp === undefined ? null : JSON.stringify(t.releasedStamp)),
     untombstoned: (owner, requestId) => void rows.push(UNTOMBSTONED, owner ?? '', requestId),
+    releasedRunning: (p) => void rows.push(RELEASED_RUNNING, p.handle, p.owner ?? '', p.pid, BigInt.asIntN(64, p.pidfsInode), p.ownedCgroup ?? null, p.releasedAt),
+    releasedEnded: (handle) => void rows.push(RELEASED_ENDED, handle),
   };
 }
 
@@ -52,6 +56,8 @@ export interface RowWriter {
   released(handle: HandleId): void;
   tombstoned(owner: string, requestId: string, handle: string, fingerprint: string, releasedAt: number, stamp: string | null): void;
   untombstoned(owner: string, requestId: string): void;
+  releasedRunning(handle: HandleId, owner: string, pid: number, inode: bigint, cgroup: string | null, releasedAt: number): void;
+  releasedEnded(handle: HandleId): void;
 }
 
 /** Makes the writes `rows` holds, in order. */
@@ -87,6 +93,14 @@ export function applyRows(rows: Rows, w: RowWriter): void {
       case UNTOMBSTONED:
         w.untombstoned(s(i + 1), s(i + 2));
         i += 3;
+        break;
+      case RELEASED_RUNNING:
+        w.releasedRunning(s(i + 1) as HandleId, s(i + 2), n(i + 3), rows[i + 4] as bigint, rows[i + 5] as string | null, n(i + 6));
+        i += 7;
+        break;
+      case RELEASED_ENDED:
+        w.releasedEnded(s(i + 1) as HandleId);
+        i += 2;
         break;
       default:
         throw new Error(`write ${i}: unknown code ${String(rows[i])}`);
