@@ -518,8 +518,9 @@ async function start(config: Config, log: Logger, telemetry: Telemetry, stopping
  * event history and sequence continue where the previous agent stopped.
  */
 function restore(manager: ProcessManager, store: ProcessStore, bootId: string, handover: Snapshot | null, reaped?: Ended<unknown>['exits']): Record<string, number> {
-  const counts: { readopted: number; lost: number; exited: number; reaped_while_lingering?: number } = { readopted: 0, lost: 0, exited: 0 };
+  const counts: { readopted: number; lost: number; exited: number; reaped_while_lingering?: number; released_running?: number } = { readopted: 0, lost: 0, exited: 0 };
   const handed = handover?.pidfds() ?? new Map();
+  const handedReleased = handover?.releasedPidfds() ?? new Map();
   try {
     const lost = [];
     const collected = [];
@@ -538,6 +539,9 @@ function restore(manager: ProcessManager, store: ProcessStore, bootId: string, h
     }
     manager.restoreIntents(store.intents());
     manager.restoreTombstones(store.tombstones());
+    // Released processes still running count against their owners here as they did there.
+    const releasedRunning = manager.restoreReleased(store.runningReleased(), bootId, handedReleased);
+    if (releasedRunning > 0) counts.released_running = releasedRunning;
     handover?.apply(manager);
     if (handover === null) manager.resumeCaptures();
     else manager.discardSavedRings();
@@ -546,7 +550,7 @@ function restore(manager: ProcessManager, store: ProcessStore, bootId: string, h
     counts.lost = lost.length;
     if (reaped !== undefined) counts.reaped_while_lingering = collected.length;
   } finally {
-    for (const ref of handed.values()) ref.close();
+    for (const ref of [...handed.values(), ...handedReleased.values()]) ref.close();
     handover?.close();
   }
   manager.expire();

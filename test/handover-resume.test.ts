@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { AgentClient, OutputMode } from '../clients/ts/src/index.js';
 import { AGENT_BIN, ROOT } from './helpers/agent-process.js';
 import { agentDir, eventually, procState, sleep } from './helpers/harness.js';
+import { placeComesBack, policyFile, refusedWith, spawnAndRelease } from './helpers/released.js';
 import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
 
 const SIGKILL = 9;
@@ -44,10 +45,10 @@ const logged = (n: Node, event: string) => (n.reaper.stderr.match(new RegExp(`"e
 const loggedAt = (n: Node, event: string, nth = 1): number =>
   Date.parse(JSON.parse(n.reaper.stderr.split('\n').filter((l) => l.includes(`"event":"${event}"`))[nth - 1]!).time as string);
 
-/** A successor takes over (the DaemonSet's flags); its pid once it serves. */
-async function handOver(n: Node): Promise<number> {
+/** A successor takes over (the DaemonSet's flags, and `args`); its pid once it serves. */
+async function handOver(n: Node, args: readonly string[] = []): Promise<number> {
   const before = logged(n, 'handed_over');
-  const pid = await n.reaper.start([process.execPath, AGENT_BIN, '--listen', n.address, '--state-dir', n.stateDir, '--takeover', 'if-serving', '--quiet']);
+  const pid = await n.reaper.start([process.execPath, AGENT_BIN, '--listen', n.address, '--state-dir', n.stateDir, '--takeover', 'if-serving', '--quiet', ...args]);
   await eventually('the handover', () => logged(n, 'handed_over') > before, 20_000);
   const next = await RestartableAgent.attach(n.reaper, pid, n.address);
   next.client.close();
@@ -166,6 +167,21 @@ test.serial('serving again: a released child is still reaped (no zombie, counted
     }
   }, 10_000);
   for (const p of more) process.kill(p.pid, 'SIGKILL');
+});
+
+test.serial("serving again: what its successor released while it ran still counts against the owner's max_processes, until it exits", async (t) => {
+  const policy = ['--policy', policyFile()];
+  const n = await node(t, () => [], policy);
+  const next = await handOver(n, policy);
+  // Released at the successor: its children, not the lingering agent's, which has never heard of them.
+  const client = new AgentClient(n.address);
+  t.teardown(() => client.close());
+  const [one] = [await spawnAndRelease(t, client), await spawnAndRelease(t, client)];
+  await refusedWith(t, client, 2);
+  await successorKilled(t, n, next);
+  await refusedWith(t, client, 2);
+  t.regex(n.reaper.stderr, /"event":"restored".*"released_running":2/);
+  await placeComesBack(t, client, one!);
 });
 
 test.serial('a resume that fails before it takes anything (a policy broken meanwhile) lingers on and tries again, and serves once it can', async (t) => {

@@ -314,3 +314,35 @@ test('capture marks come back with their records, are replaced as they move, go 
   check.close();
   t.deepEqual(mine, []);
 });
+
+test('released processes that still run come back with their owner and identity until their end is written; an undone commit takes them back', (t) => {
+  const dir = stateDir();
+  const store = open(dir);
+  const released = (i: number, owner?: string) => ({ handle: newHandleId(), pid: 200 + i, pidfsInode: 2n ** 63n + BigInt(i), releasedAt: 1_700_000_000_000 + i, ...(owner === undefined ? {} : { owner }), ...(i === 1 ? { ownedCgroup: '/sys/fs/cgroup/pidfd-agent/r' } : {}) });
+  const [a, b, c] = [released(1, 'unix:uid=7'), released(2), released(3, 'unix:uid=8')];
+  store.commit('kept', 0, (w) => {
+    w.releasedRunning(a);
+    w.releasedRunning(b);
+  });
+  store.commit('undone', 0, (w) => {
+    w.releasedEnded(a.handle);
+    w.releasedRunning(c);
+  });
+  t.deepEqual(store.runningReleased().map((r) => r.handle), [b.handle, c.handle]);
+  store.undoLast();
+  t.deepEqual(store.runningReleased(), [a, b].map((r) => ({ ...r, bootId: 'boot-a' })), 'oldest release first, as written, in the boot of the store');
+  store.close();
+  // An older store (the table never created): nothing counts, and the first release creates it.
+  const older = stateDir();
+  const before = open(older);
+  before.close();
+  const db = new Database(join(older, STORE_FILE));
+  db.exec('DROP TABLE released_running');
+  db.close();
+  const reopened = open(older);
+  t.deepEqual(reopened.runningReleased(), []);
+  reopened.commit('an end of a row never written', 0, (w) => w.releasedEnded(a.handle));
+  reopened.commit('a release', 0, (w) => w.releasedRunning(c));
+  t.deepEqual(reopened.runningReleased().map((r) => r.handle), [c.handle]);
+  reopened.close();
+});

@@ -58,6 +58,12 @@ interface WireSnapshot {
   /** Where events were given up, per owner; absent from older agents (their history is `events`). */
   readonly eventMarks?: EvictionMarks;
   readonly released: readonly WireRecord[];
+  /**
+   * [handle, index of its pidfd] of each process released while it ran and still running: the
+   * successor pairs them with the store's rows of them (they count against their owners until
+   * they exit). Absent from older agents; an older successor leaves the descriptors unclaimed.
+   */
+  readonly releasedPidfds?: readonly (readonly [string, number])[];
 }
 
 export interface Encoded {
@@ -84,6 +90,7 @@ export function encodeSnapshot(manager: ProcessManager, bootId: string): Encoded
   const capture = (c: CaptureState | null): WireCapture | null => c && { ...c, held: blob(c.held), pipe: fd(c.pipe) };
 
   const pidfds = [...manager.held()].map(({ record, ref }) => [record.handle, fd(ref)!] as const);
+  const releasedPidfds = [...manager.releasedHeld()].map(({ record, ref }) => [record.handle, fd(ref)!] as const);
   const stdio = [...manager.handoverStdio()].map(([record, s]): WireStdio => ({
     handle: record.handle,
     stdin: fd(s.stdin),
@@ -106,7 +113,7 @@ export function encodeSnapshot(manager: ProcessManager, bootId: string): Encoded
     const o = e.output;
     (e.sequence > tailAfter ? events : olderEvents).push({ sequence: e.sequence, type: e.type, time: e.time, handle: e.handle, state: e.state, exit: e.exit, output: o && { stream: o.stream, offset: o.offset, length: o.length } });
   }
-  const snapshot: WireSnapshot = { protocol: HANDOVER_PROTOCOL, bootId, lastSequence: manager.lastSequence, pidfds, stdio, events, olderEvents, eventMarks, released: [...released.values()] };
+  const snapshot: WireSnapshot = { protocol: HANDOVER_PROTOCOL, bootId, lastSequence: manager.lastSequence, pidfds, stdio, events, olderEvents, eventMarks, released: [...released.values()], releasedPidfds };
   const json = Buffer.from(JSON.stringify(snapshot));
   const head = Buffer.alloc(4);
   head.writeUInt32LE(json.length);
@@ -247,6 +254,19 @@ export class Snapshot {
     return refs;
   }
 
+  /** The same for the processes released while they ran (restoreReleased), by handle. */
+  releasedPidfds(): Map<string, PidRef> {
+    const refs = new Map<string, PidRef>();
+    for (const [handle, i] of this.wire.releasedPidfds ?? []) {
+      try {
+        refs.set(handle, PidRef.received(this.claim(i)!));
+      } catch (e) {
+        if (e instanceof SnapshotError) throw e;
+      }
+    }
+    return refs;
+  }
+
   /**
    * After the records were restored (the caller's manager knows every handle in the store):
    * pipes and captured output, then the event history, continue where the predecessor stopped.
@@ -292,6 +312,7 @@ export class Snapshot {
       if (!(Number.isSafeInteger(at) && Number.isSafeInteger(length) && at >= 0 && length >= 0 && at + length <= this.blobBytes && length <= c.capacity)) throw new SnapshotError(`captured bytes ${at}+${length} are outside the data`);
     };
     for (const [, i] of w.pidfds) fd(i);
+    for (const [, i] of w.releasedPidfds ?? []) fd(i);
     for (const io of w.stdio) {
       fd(io.stdin);
       capture(io.stdout);

@@ -26,9 +26,9 @@ import { openForAdoption } from './lifecycle/adoption.js';
 import { Waiters } from './lifecycle/waiters.js';
 import { StdioTable } from './stdio/pipe-table.js';
 import { CaptureFiles } from './stdio/capture-files.js';
-import { MemoryStore, StoreWriteFailed, type CaptureMark, type ProcessStore, type SavedProcess, type SpawnIntent, type StoreWrites } from './process-store.js';
+import { MemoryStore, StoreWriteFailed, type CaptureMark, type ProcessStore, type ReleasedProcess, type SavedProcess, type SavedReleased, type SpawnIntent, type StoreWrites } from './process-store.js';
 import { Terminals, type WindowSize } from './stdio/terminals.js';
-import { reopen, verifyHanded } from './lifecycle/readopt.js';
+import { reopen, verifyHanded, type Reopened } from './lifecycle/readopt.js';
 import { ownerIdentity } from './lifecycle/owner.js';
 import { boundedArgv } from './lifecycle/proc-fs.js';
 import { NO_TELEMETRY, type ProcessTelemetry, type SpawnStage } from './telemetry-port.js';
@@ -89,6 +89,10 @@ export class ProcessManager {
   /** Every process we still watch, including released children that must still be reaped. */
   private readonly byRef = new Map<PidRef, ProcessRecord>();
   private readonly byInode = new Map<bigint, ProcessRecord>();
+  /** Released processes still watched because they still run (and count), by pidfs inode. */
+  private readonly releasedByInode = new Map<bigint, ProcessRecord>();
+  /** Released processes found gone whose store rows (releasedRunning) are still to be deleted. */
+  private readonly releasedGone = new Set<HandleId>();
   private readonly agentPid = process.pid;
   /** Spawns waiting for their child's exec, by request_id, and how many there are. */
   private readonly spawning = new Map<string, Promise<SpawnResult>>();
@@ -435,18 +439,69 @@ export class ProcessManager {
    */
   reapReleased(ref: PidRef, spec: ProcessRecord['spec'], ownedCgroup: string | undefined): void {
     const inode = ref.inode;
-    if (this.byInode.has(inode)) return ref.close();
+    // Held already: the table took it back, or the store listed it as released (restoreReleased).
+    if (this.byInode.has(inode) || this.releasedByInode.has(inode)) return ref.close();
     const record = new ProcessRecord(newHandleId(), { pid: ref.pid, pidfsInode: inode }, spec, Date.now(), ref);
+    this.holdReleased(record, ref, 'child');
+    // Released where the store did not keep it (by an older agent, say): kept from now on, if the
+    // store takes it; if not, it counts here all the same.
+    try {
+      this.store.commit(`the released ${record.handle}`, 0, (w) => w.releasedRunning(releasedProcess(record)));
+    } catch {
+      // reported by the store
+    }
+  }
+
+  /**
+   * Takes back what earlier agents released while it ran (at startup, after restore): each still
+   * the process saved (its pidfs inode, in this boot) is watched hidden again and counts against
+   * its owner until its exit, through the pidfd a predecessor handed over (`handed`, by handle:
+   * those used are taken out) or one opened as a re-adoption does; the others' rows go. Returns
+   * how many it holds.
+   */
+  restoreReleased(saved: readonly SavedReleased[], bootId: string, handed: Map<string, PidRef>): number {
+    let held = 0;
+    for (const s of saved) {
+      const given = handed.get(s.handle);
+      handed.delete(s.handle);
+      const found: Reopened = given === undefined ? reopen(s, bootId) : verifyHanded(s, given.take());
+      if (!found.found || this.releasedByInode.has(s.pidfsInode)) {
+        if (found.found) found.ref.close();
+        this.releasedGone.add(s.handle);
+        continue;
+      }
+      const ref = found.ref.take();
+      const record = new ProcessRecord(s.handle, { pid: s.pid, pidfsInode: s.pidfsInode }, { argv: [], labels: {}, adopted: false, owner: ownerIdentity(s.owner) }, s.releasedAt, ref);
+      if (found.parentage === 'foreign') record.orphaned();
+      this.holdReleased(record, ref, found.parentage, s.ownedCgroup);
+      held++;
+    }
+    return held;
+  }
+
+  /** Watches a released process that still runs, hidden: it counts until its exit. Consumes ref. */
+  private holdReleased(record: ProcessRecord, ref: PidRef, parentage: 'child' | 'foreign', ownedCgroup = record.ownedCgroup): void {
     record.ownCgroup(ownedCgroup);
     record.markReleased();
     try {
-      this.reaper.watch(ref, 'child');
+      this.reaper.watch(ref, parentage);
     } catch (e) {
       ref.close();
       throw e;
     }
     this.byRef.set(ref, record);
+    this.keepReleased(record);
+  }
+
+  /** A released process that still runs: its owner's against max_processes until its exit. */
+  private keepReleased(record: ProcessRecord): void {
     this.table.releasedWhileRunning(record);
+    this.releasedByInode.set(record.identity.pidfsInode, record);
+  }
+
+  /** For a handover: the released processes that still run and count, borrowed. */
+  *releasedHeld(): IterableIterator<{ readonly ref: PidRef; readonly record: ProcessRecord }> {
+    for (const record of this.releasedByInode.values()) if (record.ref !== null) yield { ref: record.ref, record };
   }
 
   /**
@@ -460,6 +515,7 @@ export class ProcessManager {
     }
     this.byRef.clear();
     this.byInode.clear();
+    this.releasedByInode.clear();
   }
 
   /** Resolves with the exited record; rejects on timeout, release or abort. */
@@ -595,19 +651,26 @@ export class ProcessManager {
   release(handle: string): void {
     const record = this.get(handle);
     const tombstones = this.tombstones.planRelease([record]);
-    this.write(`the release of ${record.handle}`, 1, (w) => writeReleases(w, [record], tombstones), record.handle);
+    const ref = record.ref;
+    // One it spawned that still runs keeps its owner's place until its exit, also for the agents
+    // after this one: the store keeps it, in the transaction of the release.
+    const runsOn = ref !== null && this.byRef.has(ref) && !record.spec.adopted ? releasedProcess(record) : undefined;
+    this.write(`the release of ${record.handle}`, 1, (w) => {
+      writeReleases(w, [record], tombstones);
+      if (runsOn !== undefined) w.releasedRunning(runsOn);
+    }, record.handle);
     // What the store now holds, first: forget can still fail (a capture file it cannot remove).
     this.tombstones.apply(tombstones);
-    const ref = record.ref;
     try {
       this.forget(record);
     } finally {
-      // A released child that still runs stays watched (hidden), so it is reaped and never left a
-      // zombie, and stays its owner's against max_processes until then, even when forget threw
-      // past taking it out of the table; a foreign process is not ours to reap.
+      // A released process it spawned that still runs stays watched (hidden): a child of ours is
+      // reaped and never left a zombie, and any (a child of an earlier agent's too) stays its
+      // owner's against max_processes until its exit, even when forget threw past taking it out
+      // of the table. An adopted process is let go: it was never the owner's start.
       if (ref !== null && this.byRef.has(ref)) {
-        if (record.parentage === 'foreign') this.stopManaging(record, ref);
-        else this.table.releasedWhileRunning(record);
+        if (runsOn === undefined) this.stopManaging(record, ref);
+        else this.keepReleased(record);
       }
     }
     this.recordExits();
@@ -653,6 +716,10 @@ export class ProcessManager {
       this.byRef.delete(exit.ref);
       this.table.releasedExited(record);
       this.dropInode(record);
+      if (record.state === 'released') {
+        if (this.releasedByInode.get(record.identity.pidfsInode) === record) this.releasedByInode.delete(record.identity.pidfsInode);
+        this.releasedGone.add(record.handle);
+      }
       this.unrecorded.push({
         record,
         exit: record.exitFor({ termination: exit.termination, statusLost: exit.termination === undefined || undefined, rusage: exit.rusage, exitedAt: now, exitedStamp: stamp }),
@@ -674,15 +741,19 @@ export class ProcessManager {
    */
   private recordExits(): void {
     const batch = this.recordableExits();
-    if (batch.length === 0) return;
+    // Released processes found gone: their rows go with the exits (or alone), nobody to tell.
+    const gone = [...this.releasedGone];
+    if (batch.length === 0 && gone.length === 0) return;
     try {
       this.store.commit(`${batch.length} exits`, this.events.lastSequence + batch.length, (w) => {
         for (const u of batch) w.exited(u.record.handle, u.exit);
+        for (const handle of gone) w.releasedEnded(handle);
       });
     } catch {
       this.unrecorded.unshift(...batch);
       return;
     }
+    for (const handle of gone) this.releasedGone.delete(handle);
     this.reportExits(batch);
   }
 
@@ -1075,6 +1146,12 @@ function writeReleases(w: StoreWrites, records: readonly ProcessRecord[], tombst
   for (const r of records) w.released(r.handle);
   for (const t of tombstones.drop) w.untombstoned(t.owner, t.requestId);
   for (const t of tombstones.add) w.tombstoned(t);
+}
+
+/** What the store keeps of a released process that still runs (the release is now). */
+function releasedProcess(record: ProcessRecord): ReleasedProcess {
+  const { handle, identity, spec, ownedCgroup } = record;
+  return { handle, pid: identity.pid, pidfsInode: identity.pidfsInode, releasedAt: Date.now(), ...(spec.owner === undefined ? {} : { owner: spec.owner }), ...(ownedCgroup === undefined ? {} : { ownedCgroup }) };
 }
 
 /** A start's row, its captured streams' marks, and its intent settled with it. */

@@ -51,6 +51,25 @@ export interface CaptureMark {
 }
 
 /**
+ * A process released while it still ran, whose exit no agent has seen yet: it stays its owner's
+ * against max_processes until then, also for the agents after this one, which open it again by
+ * its identity (pid and pidfs inode in the boot) and let the row go once it is not that process.
+ */
+export interface ReleasedProcess {
+  readonly handle: HandleId;
+  readonly owner?: string;
+  readonly pid: number;
+  readonly pidfsInode: bigint;
+  readonly ownedCgroup?: string;
+  readonly releasedAt: number;
+}
+
+/** One as read back at startup, with the boot its identity belongs to. */
+export interface SavedReleased extends ReleasedProcess {
+  readonly bootId: string;
+}
+
+/**
  * A Spawn with a request_id, recorded before its exec: until the process is recorded (or the
  * spawn is known to have started nothing) a restarted agent cannot tell whether it ran.
  */
@@ -89,6 +108,10 @@ export interface StoreWrites {
   untombstoned(owner: string | undefined, requestId: string): void;
   /** A captured stream's mark, written or replaced (it goes with the record's release). */
   captured(handle: HandleId, mark: CaptureMark): void;
+  /** A process released while it runs on (written with its release): it still counts. */
+  releasedRunning(process: ReleasedProcess): void;
+  /** ... until it is found gone (its exit seen, or no longer the process named). */
+  releasedEnded(handle: HandleId): void;
 }
 
 /** A transaction that could not be committed: nothing of it was written. */
@@ -120,6 +143,8 @@ export interface ProcessStore {
   intents(): SpawnIntent[];
   /** The request_ids of released records still taken, oldest release first. */
   tombstones(): Tombstone[];
+  /** The processes released while they ran whose exit no agent has seen. */
+  runningReleased(): SavedReleased[];
   /**
    * Gives back the memory of caches it rebuilds on demand (an agent at rest): SQLite's page
    * cache, which a burst fills to its 2 MiB limit and nothing else empties.
@@ -139,7 +164,7 @@ export interface ProcessStore {
   close(): void;
 }
 
-const NO_WRITES: StoreWrites = { intended() {}, settled() {}, started() {}, exited() {}, released() {}, tombstoned() {}, untombstoned() {}, captured() {} };
+const NO_WRITES: StoreWrites = { intended() {}, settled() {}, started() {}, exited() {}, released() {}, tombstoned() {}, untombstoned() {}, captured() {}, releasedRunning() {}, releasedEnded() {} };
 
 /** --ephemeral: nothing is kept; a restarted agent starts empty (its processes still run on). */
 export class MemoryStore implements ProcessStore {
@@ -157,6 +182,9 @@ export class MemoryStore implements ProcessStore {
     return [];
   }
   tombstones(): Tombstone[] {
+    return [];
+  }
+  runningReleased(): SavedReleased[] {
     return [];
   }
   releaseMemory(): void {}

@@ -15,6 +15,8 @@ const RELEASED = 4;
 const TOMBSTONED = 5;
 const UNTOMBSTONED = 6;
 const CAPTURED = 7;
+const RELEASED_RUNNING = 8;
+const RELEASED_ENDED = 9;
 
 /** The StoreWrites whose calls append their values to `rows`. */
 export function rowEncoder(rows: Rows): StoreWrites {
@@ -42,6 +44,8 @@ export function rowEncoder(rows: Rows): StoreWrites {
     tombstoned: (t) => void rows.push(TOMBSTONED, t.owner ?? '', t.requestId, t.handle, t.fingerprint, t.releasedAt, t.releasedStamp === undefined ? null : JSON.stringify(t.releasedStamp)),
     untombstoned: (owner, requestId) => void rows.push(UNTOMBSTONED, owner ?? '', requestId),
     captured: (handle, c) => void rows.push(CAPTURED, handle, c.stream, c.ino, c.capacity, c.mark, c.outputEvents ? 1 : 0, c.stdinPiped ? 1 : 0, c.filed ? 1 : 0),
+    releasedRunning: (p) => void rows.push(RELEASED_RUNNING, p.handle, p.owner ?? '', p.pid, BigInt.asIntN(64, p.pidfsInode), p.ownedCgroup ?? null, p.releasedAt),
+    releasedEnded: (handle) => void rows.push(RELEASED_ENDED, handle),
   };
 }
 
@@ -55,6 +59,8 @@ export interface RowWriter {
   tombstoned(owner: string, requestId: string, handle: string, fingerprint: string, releasedAt: number, stamp: string | null): void;
   untombstoned(owner: string, requestId: string): void;
   captured(handle: HandleId, stream: string, ino: number, capacity: number, mark: number, outputEvents: number, stdinPiped: number, filed: number): void;
+  releasedRunning(handle: HandleId, owner: string, pid: number, inode: bigint, cgroup: string | null, releasedAt: number): void;
+  releasedEnded(handle: HandleId): void;
 }
 
 /** Makes the writes `rows` holds, in order. */
@@ -94,6 +100,14 @@ export function applyRows(rows: Rows, w: RowWriter): void {
       case CAPTURED:
         w.captured(s(i + 1) as HandleId, s(i + 2), n(i + 3), n(i + 4), n(i + 5), n(i + 6), n(i + 7), n(i + 8));
         i += 9;
+        break;
+      case RELEASED_RUNNING:
+        w.releasedRunning(s(i + 1) as HandleId, s(i + 2), n(i + 3), rows[i + 4] as bigint, rows[i + 5] as string | null, n(i + 6));
+        i += 7;
+        break;
+      case RELEASED_ENDED:
+        w.releasedEnded(s(i + 1) as HandleId);
+        i += 2;
         break;
       default:
         throw new Error(`write ${i}: unknown code ${String(rows[i])}`);

@@ -11,7 +11,7 @@ import type { SequenceOrigin } from '../process/events/event-log.js';
 import type { Stamp } from '../process/lifecycle/clock.js';
 import type { HandleId } from '../process/lifecycle/handle.js';
 import type { ExitInfo } from '../process/lifecycle/record.js';
-import { StoreWriteFailed, type CaptureMark, type ProcessStore, type SavedProcess, type SpawnIntent, type StoreWrites } from '../process/process-store.js';
+import { StoreWriteFailed, type CaptureMark, type ProcessStore, type SavedProcess, type SavedReleased, type SpawnIntent, type StoreWrites } from '../process/process-store.js';
 import type { Tombstone } from '../process/lifecycle/tombstones.js';
 import { applyRows, rowEncoder, type RowWriter, type Rows } from './row-writes.js';
 
@@ -28,7 +28,10 @@ type Change =
   | { readonly kind: 'tombstoned'; readonly owner: string; readonly requestId: string }
   | { readonly kind: 'untombstoned'; readonly row: unknown[] | undefined }
   | { readonly kind: 'tombstones-created' }
-  | { readonly kind: 'captures-created' };
+  | { readonly kind: 'captures-created' }
+  | { readonly kind: 'released-running'; readonly handle: HandleId }
+  | { readonly kind: 'released-ended'; readonly row: unknown[] | undefined }
+  | { readonly kind: 'released-table-created' };
 
 export const STORE_FILE = 'agent.db';
 const SCHEMA_VERSION = 4;
@@ -87,6 +90,30 @@ CREATE TABLE IF NOT EXISTS captures (
 
 interface CaptureStatements {
   readonly upsert: Database.Statement;
+  /** Returns what it deleted, for an undo. */
+  readonly take: Database.Statement;
+  readonly remove: Database.Statement;
+  readonly reinsert: Database.Statement;
+}
+
+// Processes released while they ran, until an agent finds them gone (process-store.ts
+// ReleasedProcess): they count against their owner's max_processes across agents. Added without
+// a schema version, as tombstones: an agent that does not know the table opens the store as
+// before, and what it releases no longer counts after it, as nothing released did before.
+const RELEASED_RUNNING = `
+CREATE TABLE IF NOT EXISTS released_running (
+  handle       TEXT NOT NULL PRIMARY KEY,
+  owner        TEXT NOT NULL,
+  pid          INTEGER NOT NULL,
+  pidfs_inode  INTEGER NOT NULL,
+  boot_id      TEXT NOT NULL,
+  owned_cgroup TEXT,
+  released_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+`;
+
+interface ReleasedStatements {
+  readonly insert: Database.Statement;
   /** Returns what it deleted, for an undo. */
   readonly take: Database.Statement;
   readonly remove: Database.Statement;
@@ -308,6 +335,8 @@ export class SqliteStore implements ProcessStore {
   private tomb: TombstoneStatements | undefined;
   /** Prepared once the captures table exists (see captureStatements). */
   private capt: CaptureStatements | undefined;
+  /** Prepared once the released_running table exists (see releasedStatements). */
+  private releasedRows: ReleasedStatements | undefined;
 
   /**
    * Opens (creating) STATE_DIR/agent.db; throws StoreError when it is damaged, or still locked
@@ -336,6 +365,7 @@ export class SqliteStore implements ProcessStore {
       this.stamped = this.addStampColumn();
       this.tomb = this.tryTombstoneTable();
       this.capt = this.tryCaptureTable();
+      this.releasedRows = this.tryReleasedTable();
     } catch (e) {
       this.db.close();
       const code = (e as { code?: string }).code;
@@ -406,6 +436,15 @@ export class SqliteStore implements ProcessStore {
       // Not undone by undoLast: a mark only grows, and one higher than callers were told is still
       // above every offset handed out (the stream is held until a write of it succeeds).
       captured: (handle, stream, ino, capacity, mark, outputEvents, stdinPiped, filed) => void this.captureStatements().upsert.run(handle, stream, ino, capacity, mark, outputEvents, stdinPiped, filed),
+      releasedRunning: (handle, owner, pid, inode, cgroup, releasedAt) => {
+        this.releasedStatements().insert.run(handle, owner, pid, inode, this.bootId, cgroup, releasedAt);
+        this.changes.push({ kind: 'released-running', handle });
+      },
+      releasedEnded: (handle) => {
+        // Not there at all when the table is not (nothing was released into it).
+        if (this.releasedRows === undefined) return;
+        this.changes.push({ kind: 'released-ended', row: this.releasedRows.take.get(handle) as unknown[] | undefined });
+      },
     };
   }
 
@@ -488,6 +527,8 @@ export class SqliteStore implements ProcessStore {
         else if (c.kind === 'settled' && c.row !== undefined) this.reinsertIntent.run(c.row);
         else if (c.kind === 'tombstoned') this.tombstoneStatements().remove.run(c.owner, c.requestId);
         else if (c.kind === 'untombstoned' && c.row !== undefined) this.tombstoneStatements().reinsert.run(c.row);
+        else if (c.kind === 'released-running') this.releasedStatements().remove.run(c.handle);
+        else if (c.kind === 'released-ended' && c.row !== undefined) this.releasedStatements().reinsert.run(c.row);
       }
     })();
     this.forgetRows();
@@ -558,6 +599,20 @@ export class SqliteStore implements ProcessStore {
     }));
   }
 
+  runningReleased(): SavedReleased[] {
+    if (this.releasedRows === undefined) return [];
+    const rows = this.db.prepare('SELECT * FROM released_running ORDER BY released_at').safeIntegers(true).all() as { handle: string; owner: string; pid: bigint; pidfs_inode: bigint; boot_id: string; owned_cgroup: string | null; released_at: bigint }[];
+    return rows.map((r) => ({
+      handle: r.handle as HandleId,
+      ...(r.owner === '' ? {} : { owner: r.owner }),
+      pid: Number(r.pid),
+      pidfsInode: BigInt.asUintN(64, r.pidfs_inode),
+      bootId: r.boot_id,
+      ...(r.owned_cgroup === null ? {} : { ownedCgroup: r.owned_cgroup }),
+      releasedAt: Number(r.released_at),
+    }));
+  }
+
   stalled(): boolean {
     return false;
   }
@@ -580,6 +635,7 @@ export class SqliteStore implements ProcessStore {
       else if (c.kind === 'released') this.rows.set(c.handle, c.id);
       else if (c.kind === 'tombstones-created') this.tomb = undefined;
       else if (c.kind === 'captures-created') this.capt = undefined;
+      else if (c.kind === 'released-table-created') this.releasedRows = undefined;
     }
     this.changes.length = 0;
   }
@@ -683,6 +739,33 @@ export class SqliteStore implements ProcessStore {
       take: this.db.prepare('DELETE FROM tombstones WHERE owner = ? AND request_id = ? RETURNING owner, request_id, handle, fingerprint, released_at, released_stamp').raw(),
       remove: this.db.prepare('DELETE FROM tombstones WHERE owner = ? AND request_id = ?'),
       reinsert: this.db.prepare('INSERT OR REPLACE INTO tombstones (owner, request_id, handle, fingerprint, released_at, released_stamp) VALUES (?, ?, ?, ?, ?, ?)'),
+    };
+  }
+
+  /** The released_running table, created at open when the store can be written then (as tombstones). */
+  private tryReleasedTable(): ReleasedStatements | undefined {
+    try {
+      this.db.exec(RELEASED_RUNNING);
+    } catch {
+      return undefined;
+    }
+    return this.prepareReleased();
+  }
+
+  /** Creates the table in the open transaction if it was not there at open (a rollback undoes both). */
+  private releasedStatements(): ReleasedStatements {
+    if (this.releasedRows !== undefined) return this.releasedRows;
+    this.db.exec(RELEASED_RUNNING);
+    this.changes.push({ kind: 'released-table-created' });
+    return (this.releasedRows = this.prepareReleased());
+  }
+
+  private prepareReleased(): ReleasedStatements {
+    return {
+      insert: this.db.prepare('INSERT OR REPLACE INTO released_running (handle, owner, pid, pidfs_inode, boot_id, owned_cgroup, released_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      take: this.db.prepare('DELETE FROM released_running WHERE handle = ? RETURNING handle, owner, pid, pidfs_inode, boot_id, owned_cgroup, released_at').raw().safeIntegers(true),
+      remove: this.db.prepare('DELETE FROM released_running WHERE handle = ?'),
+      reinsert: this.db.prepare('INSERT OR REPLACE INTO released_running (handle, owner, pid, pidfs_inode, boot_id, owned_cgroup, released_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
     };
   }
 

@@ -2,7 +2,7 @@
 // (a commit's writes as row-writes.ts encodes them) and replies, and the words of the shared
 // control block through which the event loop waits, with a bound, for each reply.
 import type { MessagePort } from 'node:worker_threads';
-import type { SavedProcess, SpawnIntent } from '../process/process-store.js';
+import type { SavedProcess, SavedReleased, SpawnIntent } from '../process/process-store.js';
 import type { Tombstone } from '../process/lifecycle/tombstones.js';
 import type { Recovery } from './recover.js';
 import type { Rows } from './row-writes.js';
@@ -46,7 +46,7 @@ export interface ThreadData {
 
 /** The thread's first message (on parentPort): the store opened and what it holds, or why not. */
 export type Opened =
-  | { readonly ok: true; readonly recovery: Recovery; readonly saved: SavedProcess[]; readonly intents: SpawnIntent[]; readonly tombstones: Tombstone[]; readonly ceiling: number }
+  | { readonly ok: true; readonly recovery: Recovery; readonly saved: SavedProcess[]; readonly intents: SpawnIntent[]; readonly tombstones: Tombstone[]; readonly released: SavedReleased[]; readonly ceiling: number }
   | { readonly ok: false; readonly error: OpenError };
 
 /** A failed open, rebuilt as its class on the event loop's side (StoreError, StoreDamaged). */

@@ -34,7 +34,7 @@ function open(): SqliteStore | undefined {
   try {
     const opened = openStore(stateDir, bootId, (what, e) => void errors.push([what, String(e)]), recover);
     store = opened.store;
-    parentPort!.postMessage({ ok: true, recovery: opened.recovery, saved: store.load(), intents: store.intents(), tombstones: store.tombstones(), ceiling: store.sequenceCeiling } satisfies Opened);
+    parentPort!.postMessage({ ok: true, recovery: opened.recovery, saved: store.load(), intents: store.intents(), tombstones: store.tombstones(), released: store.runningReleased(), ceiling: store.sequenceCeiling } satisfies Opened);
     return store;
   } catch (e) {
     store?.close();

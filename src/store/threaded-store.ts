@@ -10,7 +10,7 @@
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { builtFile } from '../built-files.js';
 import type { SequenceOrigin } from '../process/events/event-log.js';
-import { StoreWriteFailed, type ProcessStore, type SavedProcess, type SpawnIntent, type StoreWrites } from '../process/process-store.js';
+import { StoreWriteFailed, type ProcessStore, type SavedProcess, type SavedReleased, type SpawnIntent, type StoreWrites } from '../process/process-store.js';
 import type { Tombstone } from '../process/lifecycle/tombstones.js';
 import type { Recovery } from './recover.js';
 import { StoreDamaged, StoreError, StoreInUse, type StoreErrorSink } from './sqlite-store.js';
@@ -68,6 +68,7 @@ export class ThreadedStore implements ProcessStore {
   private saved: SavedProcess[];
   private pendingIntents: SpawnIntent[];
   private pendingTombstones: Tombstone[];
+  private pendingReleased: SavedReleased[];
   private readonly threadEnded: Promise<void>;
   private exited: ThreadExit | undefined;
   private error: string | undefined;
@@ -113,6 +114,7 @@ export class ThreadedStore implements ProcessStore {
     this.saved = opened.saved;
     this.pendingIntents = opened.intents;
     this.pendingTombstones = opened.tombstones;
+    this.pendingReleased = opened.released;
     this.origin = { after: opened.ceiling, reserve: (sequence) => sequence <= this.ceiling || this.reserve(sequence) };
     // The agent's loop is held open by what it serves, never by its store.
     worker.unref();
@@ -184,6 +186,12 @@ export class ThreadedStore implements ProcessStore {
     const tombstones = this.pendingTombstones;
     this.pendingTombstones = [];
     return tombstones;
+  }
+
+  runningReleased(): SavedReleased[] {
+    const released = this.pendingReleased;
+    this.pendingReleased = [];
+    return released;
   }
 
   releaseMemory(): void {
