@@ -13,6 +13,7 @@ import { nodeNamespaces, type NamespaceTarget } from './process/spawn/namespaces
 import { builtFile } from './built-files.js';
 import { EpollReaper } from './reaper/reaper.js';
 import { agentService } from './service/agent-service.js';
+import { ListPages } from './service/list-pages.js';
 import { createProbeServer, createServer, SERVICE_NAME, type GrpcServer } from './service/server.js';
 import { listenUnix, type GrpcListener } from './transport/listeners.js';
 import { listenProbe } from './transport/probe-listener.js';
@@ -28,6 +29,7 @@ import { OutputReaders } from './service/read-output.js';
 import { readBootId } from './process/lifecycle/proc-fs.js';
 import { MemoryStore, type ProcessStore, type SavedProcess } from './process/process-store.js';
 import { openStore } from './store/recover.js';
+import { pageTokenKey } from './store/page-token-key.js';
 import { ThreadedStore, type StallWatch } from './store/threaded-store.js';
 import { useFdPassing } from './kernel/fd-passing.js';
 import { IDLE_POLICY, IdleMemory, processSignals, reduceProcessMemory, releaseFreedMemory, settleYoungGeneration } from './kernel/idle-memory.js';
@@ -354,7 +356,8 @@ async function start(config: Config, log: Logger, telemetry: Telemetry, stopping
   const watchers = new WatchHub(events, config.maxWatchers, config.watchBacklog);
   const readers = new OutputReaders(config.maxWatchers);
   const gate = new ServiceGate();
-  const { server, health } = createServer(agentService(manager, watchers, log, authorizer, readers, gate), telemetry.instrumentService);
+  const pages = new ListPages(config.stateDir === undefined ? undefined : pageTokenKey(config.stateDir));
+  const { server, health } = createServer(agentService(manager, watchers, log, authorizer, readers, gate, pages), telemetry.instrumentService);
   // Only the API's own status: the server's ('', which the DaemonSet's liveness probe asks) stays
   // SERVING, since the agent still answers, and a restart could not help (its process cannot
   // even end before the stalled write does) but would lose the exits held back (status_lost).

@@ -1,7 +1,9 @@
 // List in pages: a list that outgrows gRPC's 4 MiB (five processes with 900 KB of argv, or
 // thousands with 2 KB: the same bytes) is refused unpaged with a reason that says to page, and pages through
-// exactly once each, whatever is released between pages; a token shows a tenant nothing of
-// another's, and one the agent did not issue is refused. Real agent, real processes.
+// exactly once each, whatever is released between pages, reading the table once for a whole
+// listing; a token shows a tenant nothing of another's, one the agent did not issue is refused,
+// and a caller the policy refuses learns nothing of either. Real agent, real processes.
+// (Tokens of an earlier agent: list-page-expiry.test.ts.)
 import test from 'ava';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,6 +15,8 @@ import { asUser, shareSocket } from './helpers/tenant.js';
 
 const A = 1001;
 const B = 1002;
+/** No rule names this uid. */
+const STRANGER = 1003;
 const policyFile = join(tempDir('pidfd-agent-list-policy-'), 'policy.yaml');
 const tenant = (uid: number) => `
   - name: tenant-${uid}
@@ -193,9 +197,10 @@ test.serial('a page token the agent did not issue or that was altered, or issued
   };
   await refused({ pageToken: 'garbage' }, 'page_token', 'INVALID_PAGE_TOKEN', /not a page token/);
   await refused({ pageToken: `${nextPageToken}=` }, 'page_token', 'INVALID_PAGE_TOKEN', /not a page token/);
+  // Its incarnation changed: signed, so not taken for an earlier agent's (PAGE_TOKEN_EXPIRED).
   const forged = Buffer.from(nextPageToken, 'base64url');
   forged[3] = forged[3]! ^ 1;
-  await refused({ labels: { set: 'many' }, pageToken: forged.toString('base64url') }, 'page_token', 'INVALID_PAGE_TOKEN', /restarted or handed over/);
+  await refused({ labels: { set: 'many' }, pageToken: forged.toString('base64url') }, 'page_token', 'INVALID_PAGE_TOKEN', /not a page token/);
   // Its position read or changed: sealed, so refused as not issued.
   const altered = Buffer.from(nextPageToken, 'base64url');
   altered[20] = altered[20]! ^ 1;
@@ -204,6 +209,45 @@ test.serial('a page token the agent did not issue or that was altered, or issued
   await refused({ labels: { set: 'many' }, pageToken: nextPageToken, state: State.STATE_EXITED }, 'page_token', 'INVALID_PAGE_TOKEN', /other labels or state/);
   await refused({ pageSize: -1 }, 'page_size', 'INVALID_ARGUMENT', /negative/);
   t.is((await h.client.list({ labels: { set: 'many' }, pageToken: nextPageToken, pageSize: 3 })).processes.length, 3);
+});
+
+test.serial('a caller the policy refuses is PERMISSION_DENIED whatever its page_size and page_token: it learns nothing of them', async (t) => {
+  const { nextPageToken } = await h.client.list({ labels: { set: 'many' }, pageSize: 1 });
+  const reqs = [{ pageSize: -1 }, { pageToken: 'garbage' }, { labels: { set: 'other' }, pageToken: nextPageToken }, { labels: { set: 'many' }, pageToken: nextPageToken }];
+  const outcomes = await asUser(
+    STRANGER,
+    h.address,
+    reqs.map((req) => ({ op: 'list', req })),
+  );
+  t.deepEqual(
+    outcomes.map((o) => [o.error?.code, o.error?.reason]),
+    reqs.map(() => [status.PERMISSION_DENIED, 'POLICY_DENIED']),
+  );
+});
+
+test.serial('a whole listing reads each record of the table a few times, not once per page', async (t) => {
+  // Each record's position, counted as it is read (the table reads it to find where a page starts).
+  let reads = 0;
+  const records = [...h.agent.manager.records()];
+  for (const r of records) {
+    let position = r.position;
+    Object.defineProperty(r, 'position', {
+      get: () => (reads++, position),
+      set: (p: number) => (position = p),
+      configurable: true,
+      enumerable: true,
+    });
+  }
+  try {
+    const listed = await pages({ labels: { set: 'many' }, pageSize: 20 });
+    t.is(new Set(handlesOf(listed)).size, MANY);
+    t.is(listed.length, MANY / 20);
+    // Walking the table from its start for each of the 55 pages read about 60,000.
+    t.log(`${reads} reads of ${records.length} records' positions`);
+    t.true(reads <= 4 * records.length);
+  } finally {
+    for (const r of records) Object.defineProperty(r, 'position', { value: r.position, writable: true, configurable: true, enumerable: true });
+  }
 });
 
 test.serial('pidfdctl list and top page through every process', async (t) => {

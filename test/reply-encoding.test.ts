@@ -44,9 +44,10 @@ test('a List page, encoded as it is measured, goes out as the generated encoding
   const pages = new ListPages();
   const filters = { labels: {}, state: undefined };
   const toProcess = (r: ProcessRecord) => (r as ProcessRecord & { process: Process }).process;
-  const unpaged = pages.page(records, 6, () => true, toProcess, 2 ** 40, undefined, filters);
-  const first = pages.page(records, 6, (r) => r.position !== 2, toProcess, 7, { pageSize: 2, after: 0, end: undefined }, filters);
-  const emptyLast = pages.page(records, 6, () => true, toProcess, 0, { pageSize: 9, after: 5, end: 6 }, filters);
+  const after = (position: number) => records.filter((r) => r.position > position);
+  const unpaged = pages.page(after, 6, () => true, toProcess, 2 ** 40, undefined, filters);
+  const first = pages.page(after, 6, (r) => r.position !== 2, toProcess, 7, { pageSize: 2, after: 0, end: undefined }, filters);
+  const emptyLast = pages.page(after, 6, () => true, toProcess, 0, { pageSize: 9, after: 5, end: 6 }, filters);
   t.is(unpaged.processes.length, 5);
   t.deepEqual(first.processes, [processes[0], processes[2]]);
   t.not(first.nextPageToken, '');

@@ -2,7 +2,7 @@
 // terminal it redraws in place every interval until q (or Ctrl-C); otherwise it prints one
 // snapshot. CPU% is the share of one CPU since the previous refresh, or over the process's life
 // for the first one.
-import { State, type AgentClient, type Process } from './client.js';
+import { AgentCallError, PAGE_TOKEN_EXPIRED, State, type AgentClient, type Process } from './client.js';
 import { describeExit, labelText, printable, quoted } from './format.js';
 
 const EXITS_SHOWN = 5;
@@ -107,11 +107,10 @@ export async function top(client: AgentClient, intervalMs: number): Promise<numb
       const onKey = (b: Buffer) => {
         if (b.includes(0x71) || b.includes(0x51) || b.includes(0x03)) quit(); // q, Q, Ctrl-C
       };
-      const tick = () =>
-        draw().then(
-          () => (timer = setTimeout(tick, intervalMs)),
-          (e: unknown) => quit(e),
-        );
+      const next = () => (timer = setTimeout(tick, intervalMs));
+      // listAll lists again once when the agent restarted or handed over between two pages; a
+      // second time within one refresh, that refresh is skipped, not the whole of top.
+      const tick = () => draw().then(next, (e: unknown) => (e instanceof AgentCallError && e.reason === PAGE_TOKEN_EXPIRED ? next() : quit(e)));
       stdin.on('data', onKey);
       stdin.resume();
       void tick();

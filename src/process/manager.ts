@@ -550,6 +550,11 @@ export class ProcessManager {
     return this.table.values();
   }
 
+  /** The records of positions above `position` (a List page's start), in position order. */
+  recordsAfter(position: number): Iterable<ProcessRecord> {
+    return this.table.valuesAfter(position);
+  }
+
   /** Above the position of every record so far (a List's first page bounds its last with it). */
   get positionsEnd(): number {
     return this.table.positionsEnd;

@@ -133,10 +133,9 @@ const hasLabels = (have: Readonly<Record<string, string>>, want: Record<string, 
 
 const byHandle = <R extends HandleRpc>(rpc: R, handle: string): { rpc: R; handle: string } => ({ rpc, handle: validate.handle(handle) });
 
-export function agentService(manager: ProcessManager, watchers: WatchHub, log: Logger, auth: Authorizer, readers = new OutputReaders(1024), gate = new ServiceGate()): AgentServiceServer {
+export function agentService(manager: ProcessManager, watchers: WatchHub, log: Logger, auth: Authorizer, readers = new OutputReaders(1024), gate = new ServiceGate(), pages = new ListPages()): AgentServiceServer {
   const decided = decidedFactory(log, gate, auth, manager);
   const unary = unaryFactory(log, gate);
-  const pages = new ListPages();
   /** A Wait reply carrying an exit: built first, then a release_on_exit record may go. */
   const delivered = (record: ProcessRecord): WaitResponse => {
     const process = processOf(record);
@@ -277,12 +276,15 @@ export function agentService(manager: ProcessManager, watchers: WatchHub, log: L
       'List',
       (req: ListRequest) => {
         const filters = { labels: validate.labels('labels', req.labels), state: req.state === State.STATE_UNSPECIFIED ? undefined : stateFromApi(req.state) };
-        return { rpc: 'List' as const, filters, paging: pages.paging(req.pageSize, req.pageToken, filters) };
+        return { rpc: 'List' as const, filters, pageSize: req.pageSize, pageToken: req.pageToken };
       },
-      (grant, { filters, paging }) => {
+      (grant, { filters, pageSize, pageToken }) => {
+        // After the decision (AIP-158: a token is no authorization): whether a token is this
+        // agent's, or an earlier incarnation's, is the agent's state, not the request's.
+        const paging = pages.paging(pageSize, pageToken, filters);
         const { labels, state } = filters;
         const matches = (record: ProcessRecord) => (state === undefined || record.state === state) && grant.canSee(record) && hasLabels(record.spec.labels, labels);
-        return pages.page(manager.records(), manager.positionsEnd, matches, (record) => processOf(record, manager.usage(record)), manager.lastSequence, paging, filters);
+        return pages.page((position) => manager.recordsAfter(position), manager.positionsEnd, matches, (record) => processOf(record, manager.usage(record)), manager.lastSequence, paging, filters);
       },
     ),
 

@@ -117,20 +117,34 @@ func (c *Client) Close() error {
 // MaxListPageSize is the most processes a List page holds: a larger page_size is taken as this.
 const MaxListPageSize = 1000
 
+// PageTokenExpired is the reason (ABORTED) of a page token issued before the agent restarted or
+// handed over: list again from the first page.
+const PageTokenExpired = "PAGE_TOKEN_EXPIRED"
+
 // ListAll lists every process req's filters match, a page at a time (req.PageSize, else
 // MaxListPageSize), as one ListResponse: the processes of all pages, and the first page's
 // sequence, after which a Watch misses no change, those made while paging included. req is not
-// changed. A page token dies with the agent that issued it: after a restart or handover
-// (INVALID_ARGUMENT / INVALID_PAGE_TOKEN) call ListAll again.
+// changed. A page token dies with the agent that issued it: when the agent restarts or hands
+// over between two pages (ABORTED / PageTokenExpired), the listing starts again from the first
+// page, once; a second time, that error is returned.
 func (c *Client) ListAll(ctx context.Context, req *agentv1.ListRequest, opts ...grpc.CallOption) (*agentv1.ListResponse, error) {
 	page := &agentv1.ListRequest{}
 	if req != nil {
 		page = proto.Clone(req).(*agentv1.ListRequest)
 	}
-	page.PageToken = ""
 	if page.PageSize == 0 {
 		page.PageSize = MaxListPageSize
 	}
+	all, err := c.listPages(ctx, page, opts)
+	if Reason(err) == PageTokenExpired {
+		return c.listPages(ctx, page, opts)
+	}
+	return all, err
+}
+
+// listPages lists from the first page on; it changes page's token.
+func (c *Client) listPages(ctx context.Context, page *agentv1.ListRequest, opts []grpc.CallOption) (*agentv1.ListResponse, error) {
+	page.PageToken = ""
 	all, err := c.List(ctx, page, opts...)
 	if err != nil {
 		return nil, err

@@ -25,10 +25,10 @@ from pidfd.agent.v1 import agent_pb2_grpc
 from ._channel import DEFAULT_ADDRESS, channel_options, method_name, tls_credentials
 from ._errors import AgentError
 from ._exit import describe_exit
-from ._list import MAX_LIST_PAGE_SIZE, first_page
+from ._list import MAX_LIST_PAGE_SIZE, PAGE_TOKEN_EXPIRED, first_page
 from ._retry import DEFAULT_RETRY, Retry, Schedule, is_retryable, new_request_id, with_request_ids
 
-__all__ = ["Agent", "AgentError", "DEFAULT_RETRY", "MAX_LIST_PAGE_SIZE", "Retry", "describe_exit", "is_retryable", "new_request_id", "pb", "tls_credentials"]
+__all__ = ["Agent", "AgentError", "DEFAULT_RETRY", "MAX_LIST_PAGE_SIZE", "PAGE_TOKEN_EXPIRED", "Retry", "describe_exit", "is_retryable", "new_request_id", "pb", "tls_credentials"]
 
 _CLIENT_POLICY = object()  # spawn's and spawn_batch's default: the Agent's retry policy
 
@@ -63,9 +63,19 @@ class Agent:
         """Every process the request's filters match, a page at a time (its page_size, else
         MAX_LIST_PAGE_SIZE), as one ListResponse: the processes of all pages, and the first page's
         sequence, after which a Watch misses no change, those made while paging included. timeout
-        and retry are each page's. A page token dies with the agent that issued it: after a
-        restart or handover (INVALID_ARGUMENT / INVALID_PAGE_TOKEN) call list_all again."""
+        and retry are each page's. A page token dies with the agent that issued it: when the agent
+        restarts or hands over between two pages (ABORTED / PAGE_TOKEN_EXPIRED), the listing starts
+        again from the first page, once; a second time, that AgentError is raised."""
         page = first_page(request)
+        try:
+            return self._list_pages(page, timeout, retry)
+        except AgentError as e:
+            if e.reason != PAGE_TOKEN_EXPIRED:
+                raise
+        return self._list_pages(page, timeout, retry)
+
+    def _list_pages(self, page: pb.ListRequest, timeout: float | None, retry: Retry | None) -> pb.ListResponse:
+        page.page_token = ""
         listed = self._unary("List", page, timeout, retry)
         token = listed.next_page_token
         while token:

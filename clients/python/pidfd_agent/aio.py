@@ -21,7 +21,7 @@ from pidfd.agent.v1 import agent_pb2_grpc
 
 from ._channel import DEFAULT_ADDRESS, channel_options, method_name
 from ._errors import AgentError
-from ._list import first_page
+from ._list import PAGE_TOKEN_EXPIRED, first_page
 from ._retry import DEFAULT_RETRY, Retry, Schedule, request_ids_of, with_request_ids
 
 __all__ = ["Agent"]
@@ -57,6 +57,15 @@ class Agent:
     async def list_all(self, request: pb.ListRequest | None = None, timeout: float | None = None, retry: Retry | None = None) -> pb.ListResponse:
         """As pidfd_agent.Agent.list_all."""
         page = first_page(request)
+        try:
+            return await self._list_pages(page, timeout, retry)
+        except AgentError as e:
+            if e.reason != PAGE_TOKEN_EXPIRED:
+                raise
+        return await self._list_pages(page, timeout, retry)
+
+    async def _list_pages(self, page: pb.ListRequest, timeout: float | None, retry: Retry | None) -> pb.ListResponse:
+        page.page_token = ""
         listed = await self._unary("List", page, timeout, retry)
         token = listed.next_page_token
         while token:

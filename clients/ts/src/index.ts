@@ -82,6 +82,8 @@ export interface AgentClientOptions {
 
 /** The most processes a List page holds (a larger page_size is taken as this). */
 export const MAX_LIST_PAGE_SIZE = 1000;
+/** The reason of a page token issued before the agent restarted or handed over: list again from the first page. */
+export const PAGE_TOKEN_EXPIRED = 'PAGE_TOKEN_EXPIRED';
 
 /** A request id as the client makes them up: a random UUID. */
 export const newRequestId = (): string => randomUUID();
@@ -175,11 +177,21 @@ export class AgentClient {
    * Every process the filters match, a page at a time (pageSize as given, else the largest, 1000),
    * as one ListResponse: the processes of all pages, and the first page's sequence, after which a
    * Watch misses no change, those made while paging included. A page token dies with the agent that
-   * issued it: after a restart or handover (INVALID_ARGUMENT / INVALID_PAGE_TOKEN) call again.
+   * issued it: when the agent restarts or hands over between two pages (ABORTED /
+   * PAGE_TOKEN_EXPIRED), the listing starts again from the first page, once; a second time, that
+   * error is thrown.
    */
   async listAll(req: DeepPartial<ListRequest> = {}, opts?: CallOptions): Promise<ListResponse> {
     const request = ListRequest.fromPartial({ ...req, pageToken: '' });
     if (request.pageSize === 0) request.pageSize = MAX_LIST_PAGE_SIZE;
+    try {
+      return await this.listPages(request, opts);
+    } catch (e) {
+      if (!(e instanceof AgentCallError) || e.reason !== PAGE_TOKEN_EXPIRED) throw e;
+      return await this.listPages(request, opts);
+    }
+  }
+  private async listPages(request: ListRequest, opts?: CallOptions): Promise<ListResponse> {
     const first = await this.list(request, opts);
     const processes = first.processes;
     for (let pageToken = first.nextPageToken; pageToken !== ''; ) {

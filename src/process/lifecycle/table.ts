@@ -39,6 +39,15 @@ export class ProcessTable {
    * order), so a List page resumes after the last position it showed, whatever left in between.
    */
   private nextPosition = 1;
+  /**
+   * The records in position order, for valuesAfter: a List page starts where the last ended by a
+   * binary search over `positions`, where walking byHandle from its start made a listing of n
+   * processes read n²/(2·page) records. A removed record's slot is emptied at once (nothing keeps
+   * a released record alive) and the empty slots are dropped when they are half.
+   */
+  private positions: number[] = [];
+  private slots: (ProcessRecord | undefined)[] = [];
+  private emptySlots = 0;
 
   constructor(private readonly retention: RetentionPolicy) {}
 
@@ -80,6 +89,8 @@ export class ProcessTable {
   add(record: ProcessRecord): void {
     record.position = this.nextPosition++;
     this.byHandle.set(record.handle, record);
+    this.positions.push(record.position);
+    this.slots.push(record);
     if (record.spec.requestId) this.byRequestId.set(requestKey(record.spec.owner, record.spec.requestId), record);
     this.countRunning(record, 1);
   }
@@ -104,6 +115,12 @@ export class ProcessTable {
 
   remove(record: ProcessRecord): void {
     if (!this.byHandle.delete(record.handle)) return;
+    const slot = this.slotAfter(record.position - 1);
+    if (this.slots[slot] === record) {
+      this.slots[slot] = undefined;
+      // Each removal pays for two slots of the copy.
+      if (++this.emptySlots * 2 > this.slots.length) this.compact();
+    }
     if (record.spec.requestId) this.byRequestId.delete(requestKey(record.spec.owner, record.spec.requestId));
     if (this.exited.delete(record.handle)) {
       const mine = this.exitedBy.get(ownerOf(record));
@@ -145,6 +162,42 @@ export class ProcessTable {
 
   values(): IterableIterator<ProcessRecord> {
     return this.byHandle.values();
+  }
+
+  /** The records of positions above `position`, in position order; the first found in O(log n). */
+  *valuesAfter(position: number): Generator<ProcessRecord> {
+    // A compaction while the caller iterates makes new arrays: these stay whole.
+    const slots = this.slots;
+    for (let i = this.slotAfter(position); i < slots.length; i++) {
+      const record = slots[i];
+      if (record !== undefined) yield record;
+    }
+  }
+
+  /** The first slot of a position above `position`. */
+  private slotAfter(position: number): number {
+    const positions = this.positions;
+    let lo = 0;
+    let hi = positions.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (positions[mid]! <= position) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  private compact(): void {
+    const positions: number[] = [];
+    const slots: ProcessRecord[] = [];
+    for (const record of this.slots) {
+      if (record === undefined) continue;
+      positions.push(record.position);
+      slots.push(record);
+    }
+    this.positions = positions;
+    this.slots = slots;
+    this.emptySlots = 0;
   }
 }
 

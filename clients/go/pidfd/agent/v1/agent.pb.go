@@ -2298,7 +2298,8 @@ type ListRequest struct {
 	// (always at least one, if any is left).
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// The next_page_token of the previous page, with the same labels and state; empty for the
-	// first page.
+	// first page. It lasts as long as the agent that issued it (PAGE_TOKEN_EXPIRED after a
+	// restart or handover).
 	PageToken string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 }
 

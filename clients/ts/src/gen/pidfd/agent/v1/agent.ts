@@ -887,7 +887,8 @@ export interface ListRequest {
   pageSize: number;
   /**
    * The next_page_token of the previous page, with the same labels and state; empty for the
-   * first page.
+   * first page. It lasts as long as the agent that issued it (PAGE_TOKEN_EXPIRED after a
+   * restart or handover).
    */
   pageToken: string;
 }
@@ -7065,9 +7066,10 @@ export const AgentServiceService = {
    * and the newest event sequence, a page at a time when page_size or page_token is set.
    * Errors (code / reason):
    * - INVALID_ARGUMENT / INVALID_ARGUMENT: a malformed label, or a negative page_size.
-   * - INVALID_ARGUMENT / INVALID_PAGE_TOKEN: a page_token this agent did not issue, one issued
-   *   for other filters, or one from before the agent restarted or handed over: list again from
-   *   the first page.
+   * - INVALID_ARGUMENT / INVALID_PAGE_TOKEN: a page_token no agent issued (or altered), or one
+   *   issued for other filters.
+   * - ABORTED / PAGE_TOKEN_EXPIRED: a page_token from before the agent restarted or handed over;
+   *   its listing is gone: list again from the first page.
    * - RESOURCE_EXHAUSTED / LIST_TOO_LARGE: neither page_size nor page_token was set and the
    *   processes do not fit in one 4 MiB message: list in pages.
    */
@@ -7312,9 +7314,10 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    * and the newest event sequence, a page at a time when page_size or page_token is set.
    * Errors (code / reason):
    * - INVALID_ARGUMENT / INVALID_ARGUMENT: a malformed label, or a negative page_size.
-   * - INVALID_ARGUMENT / INVALID_PAGE_TOKEN: a page_token this agent did not issue, one issued
-   *   for other filters, or one from before the agent restarted or handed over: list again from
-   *   the first page.
+   * - INVALID_ARGUMENT / INVALID_PAGE_TOKEN: a page_token no agent issued (or altered), or one
+   *   issued for other filters.
+   * - ABORTED / PAGE_TOKEN_EXPIRED: a page_token from before the agent restarted or handed over;
+   *   its listing is gone: list again from the first page.
    * - RESOURCE_EXHAUSTED / LIST_TOO_LARGE: neither page_size nor page_token was set and the
    *   processes do not fit in one 4 MiB message: list in pages.
    */
@@ -7576,9 +7579,10 @@ export interface AgentServiceClient extends Client {
    * and the newest event sequence, a page at a time when page_size or page_token is set.
    * Errors (code / reason):
    * - INVALID_ARGUMENT / INVALID_ARGUMENT: a malformed label, or a negative page_size.
-   * - INVALID_ARGUMENT / INVALID_PAGE_TOKEN: a page_token this agent did not issue, one issued
-   *   for other filters, or one from before the agent restarted or handed over: list again from
-   *   the first page.
+   * - INVALID_ARGUMENT / INVALID_PAGE_TOKEN: a page_token no agent issued (or altered), or one
+   *   issued for other filters.
+   * - ABORTED / PAGE_TOKEN_EXPIRED: a page_token from before the agent restarted or handed over;
+   *   its listing is gone: list again from the first page.
    * - RESOURCE_EXHAUSTED / LIST_TOO_LARGE: neither page_size nor page_token was set and the
    *   processes do not fit in one 4 MiB message: list in pages.
    */
