@@ -1,6 +1,6 @@
 // The one decision point: every RPC is decided here, on its decoded and validated fields and the
 // caller's identity, before anything is touched. Denials and mutating calls are audited here.
-import { delimiter, resolve } from 'node:path';
+import { delimiter, dirname, resolve } from 'node:path';
 import { changesIdentity } from '../process/spawn/setup.js';
 import { AgentError, unknownHandle } from '../process/errors.js';
 import { pathCandidates, resolveExecutable } from '../process/spawn/executable.js';
@@ -362,9 +362,10 @@ export class Authorizer {
         if (joined?.target === undefined || asTarget) return { executable: path, executableUnchecked: true };
         return { executable: resolveExecutable(program, '', cwd, root) };
       }
-      const dirs = searchPath(spawn, this.deps.agentEnv).split(delimiter).filter((dir) => dir !== '' && executableDenial(rule.spawn, resolve(cwd, dir, program)) === undefined);
-      if (dirs.length === 0) return { field: 'executable', message: `${program}: no directory of PATH holds an executable this identity may run` };
-      if (asTarget) return { executable: program, executableUnchecked: true, executableCandidates: pathCandidates(program, dirs.join(delimiter), cwd) };
+      const files = pathCandidates(program, searchPath(spawn, this.deps.agentEnv), cwd).filter((file) => executableDenial(rule.spawn, file) === undefined);
+      if (files.length === 0) return { field: 'executable', message: `${program}: no directory of PATH holds an executable this identity may run` };
+      if (asTarget) return { executable: program, executableUnchecked: true, executableCandidates: files };
+      const dirs = files.map((file) => dirname(file));
       const search = () => resolveExecutable(program, dirs.join(delimiter), cwd, root);
       return { executable: this.deps.searching === undefined ? search() : this.deps.searching(search) };
     } finally {

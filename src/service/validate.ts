@@ -16,6 +16,8 @@ import { cgroupRequest, deadline, inheritsEnv, setupOptions } from './validate-s
 import { capture, stdinAndEvents } from './validate-stdin-output.js';
 import { terminal } from './validate-terminal.js';
 
+const NAME_MAX = 255;
+
 export const LIMITS = {
   argvItems: 4096,
   envItems: 4096,
@@ -75,6 +77,8 @@ function output(field: string, o: Output | undefined): OutputTarget {
 export function spawnOptions(req: SpawnRequest): SpawnOptions {
   if (req.argv.length === 0) throw invalidArgument('argv', 'must not be empty');
   if (req.argv[0] === '') throw invalidArgument('argv[0]', 'must not be empty');
+  // execvp's own bound: no file name is longer, and each PATH entry would make a path of it first.
+  if (!req.argv[0]!.includes('/') && Buffer.byteLength(req.argv[0]!) > NAME_MAX) throw invalidArgument('argv[0]', `a name without a slash is searched in PATH and must be at most ${NAME_MAX} bytes (ENAMETOOLONG)`);
   if (req.argv.length > LIMITS.argvItems) throw invalidArgument('argv', `more than ${LIMITS.argvItems} items`);
   let total = 0;
   req.argv.forEach((a, i) => (total += Buffer.byteLength(text(`argv[${i}]`, a))));

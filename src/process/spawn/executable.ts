@@ -43,8 +43,10 @@ export const notInPath = (program: string, path: string, as?: string): AgentErro
  * The files execvp would try for argv[0] without a slash, in order: each directory of `path` (a
  * relative one taken from `cwd`), made absolute and `..` folded, as the policy checks paths.
  */
-export const pathCandidates = (program: string, path: string, cwd: string): string[] =>
-  path.split(delimiter).filter((dir) => dir !== '').map((dir) => resolve(cwd, dir, program));
+/** Each file once, in PATH's order: a PATH of one directory repeated thousands of times is one try. */
+export const pathCandidates = (program: string, path: string, cwd: string): string[] => [
+  ...new Set(path.split(delimiter).filter((dir) => dir !== '').map((dir) => resolve(cwd, dir, program))),
+];
 
 const notExecutable = (path: string, code: string): AgentError =>
   errnoError(code, { what: `argv[0]: ${path}`, field: 'argv[0]', path, otherwise: 'NotFound' })!;
