@@ -29,7 +29,7 @@ import { OutputReaders } from './service/read-output.js';
 import { readBootId } from './process/lifecycle/proc-fs.js';
 import { MemoryStore, type ProcessStore, type SavedProcess } from './process/process-store.js';
 import { openStore } from './store/recover.js';
-import { pageTokenKey } from './store/page-token-key.js';
+import { PageTokenKeyUnusable, pageTokenKey } from './store/page-token-key.js';
 import { ThreadedStore, type StallWatch } from './store/threaded-store.js';
 import { useFdPassing } from './kernel/fd-passing.js';
 import { IDLE_POLICY, IdleMemory, processSignals, reduceProcessMemory, releaseFreedMemory, settleYoungGeneration } from './kernel/idle-memory.js';
@@ -356,7 +356,7 @@ async function start(config: Config, log: Logger, telemetry: Telemetry, stopping
   const watchers = new WatchHub(events, config.maxWatchers, config.watchBacklog);
   const readers = new OutputReaders(config.maxWatchers);
   const gate = new ServiceGate();
-  const pages = new ListPages(config.stateDir === undefined ? undefined : pageTokenKey(config.stateDir));
+  const pages = new ListPages(config.stateDir === undefined ? undefined : sharedPageKey(config.stateDir, log));
   const { server, health } = createServer(agentService(manager, watchers, log, authorizer, readers, gate, pages), telemetry.instrumentService);
   // Only the API's own status: the server's ('', which the DaemonSet's liveness probe asks) stays
   // SERVING, since the agent still answers, and a restart could not help (its process cannot
@@ -602,4 +602,15 @@ function shutdown(server: Server, listeners: readonly GrpcListener[], graceMs: n
     // would count as closed at once (while its last statuses are still being written).
     for (const l of listeners) l.drain(graceMs);
   });
+}
+
+/** The state dir's page-token key, or none (tokens then name this run alone, as with --ephemeral). */
+function sharedPageKey(stateDir: string, log: Logger): Buffer | undefined {
+  try {
+    return pageTokenKey(stateDir);
+  } catch (e) {
+    if (!(e instanceof PageTokenKeyUnusable)) throw e;
+    log('page_token_key_unusable', { why: e.message, note: 'List page tokens of an earlier agent will be INVALID_PAGE_TOKEN, not PAGE_TOKEN_EXPIRED, until the file is fixed' });
+    return undefined;
+  }
 }

@@ -2,8 +2,8 @@
 // The agent serving then answers it ABORTED / PAGE_TOKEN_EXPIRED (list again from the first
 // page), which a token no agent issued never gets (INVALID_PAGE_TOKEN: the caller's bug); and the
 // clients' list-all helpers (TS, Go, Python) list again from the first page, once.
-import { execFile } from 'node:child_process';
-import { existsSync, rmSync, statSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
@@ -186,5 +186,26 @@ test.serial('Python list_all (sync and asyncio): lists again once on PAGE_TOKEN_
       const outcome = await withServer(t, expire, async (address) => (await run('/usr/bin/python3', ['-B', '-c', script, address, join(ROOT, 'clients/python'), mode])).stdout.trim());
       t.deepEqual(outcome, EXPECTED[expire], `${mode} ${expire}`);
     }
+  }
+});
+
+test('a page-token.key that is a directory, a FIFO or a link to /dev/zero costs only the expired reason: the successor takes over and serves', async (t) => {
+  const n = await node(t);
+  const key = join(n.stateDir, PAGE_TOKEN_KEY_FILE);
+  const makers: [string, () => void][] = [
+    ['directory', () => mkdirSync(key)],
+    ['FIFO', () => execFileSync('mkfifo', [key])],
+    ['link to /dev/zero', () => symlinkSync('/dev/zero', key)],
+  ];
+  for (const [kind, make] of makers) {
+    rmSync(key, { recursive: true, force: true });
+    make();
+    // Review rlist M1: the key was read after the handover was taken, and threw (EISDIR), hung
+    // (a FIFO) or read without end (/dev/zero): the old agent had handed over, nothing served.
+    const said = reaper.stderr.split('"event":"page_token_key_unusable"').length;
+    n.agent = (await RestartableAgent.takeOver(reaper, n.dir, n.stateDir, n.agent)).agent;
+    const listed = await n.agent.client.list({ labels: { set: 'expiry' } });
+    t.is(listed.processes.length, PROCESSES, `${kind}: the successor serves what it took over`);
+    t.is(reaper.stderr.split('"event":"page_token_key_unusable"').length, said + 1, `${kind}: said once`);
   }
 });
