@@ -51,10 +51,7 @@ const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----(?:[^-]|-(?!----))*?-----END \1--
  * left without the whole blocks is text (`- intermediate, then root`, `------` between blocks, all
  * loaded by node:tls before): only a BEGIN or END line, or a file ending in one cut short, is a cut.
  */
-const unfinished = (text: string): boolean => {
-  const left = text.replace(PEM_BLOCK, '');
-  return /-----(?:BEGIN|END)\b/.test(left) || /(?:^|\n)-+(?:B(?:E(?:G(?:I(?:N)?)?)?)?)?\s*$/.test(left);
-};
+const unfinished = (text: string): boolean => /-----(?:BEGIN|END)\b/.test(text.replace(PEM_BLOCK, '')) || /(?:^|\n)-+(?:B(?:E(?:G(?:I(?:N)?)?)?)?)?\s*$/.test(text);
 
 /** The certificates in a PEM bundle, each parsed (throws on the first that is not one, or a block cut off). */
 function certificates(flag: string, path: string, pem: Buffer): X509Certificate[] {
