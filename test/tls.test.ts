@@ -1,7 +1,7 @@
 // TLS on the TCP listener, against real certificates made by openssl: only a client certificate
 // that chains to the client CA and is valid now gets an HTTP/2 session; its SPIFFE ID owns what it
 // spawns; the agent's certificate rotates by replacing its files, with open sessions kept.
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { copyFileSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
@@ -13,7 +13,7 @@ import { callerOf } from '../src/auth/caller.js';
 import type { AgentError } from '../src/process/errors.js';
 import { openFdCount } from '../src/kernel/fd.js';
 import { listenTcp } from '../src/transport/tcp-listener.js';
-import { TlsFileProvider } from '../src/transport/tls-credentials.js';
+import { loadTlsFiles, TlsFileProvider } from '../src/transport/tls-credentials.js';
 import { AgentCallError, AgentClient, EventType, status } from '../clients/ts/src/index.js';
 import { AGENT_BIN, ROOT } from './helpers/agent-process.js';
 import { runCliText } from './helpers/cli.js';
@@ -275,6 +275,32 @@ test.serial('a client CA bundle read while half-written is not loaded: no connec
   t.true((await probe(tenant)).served, 'new connections are still verified against the last good bundle');
   replaceFile(clientCa, readFileSync(ca.cert));
   await eventually('the bundle of the first CA alone to be read', () => count('tls_reloaded') > reloaded);
+});
+
+test('a client CA file with text and other blocks between its certificates loads; only a BEGIN without its END, or an END without its BEGIN, is refused', (t) => {
+  const here = tempDir('pidfd-agent-pem-');
+  // A legacy encrypted key: RFC 1421 headers (Proc-Type, DEK-Info) inside the block, with '-' in them.
+  const encrypted = execFileSync('openssl', ['genrsa', '-aes128', '-passout', 'pass:x', '-traditional', '2048'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString('latin1');
+  t.regex(encrypted, /DEK-Info: AES-128-CBC,/);
+  const caPem = readFileSync(ca.cert, 'latin1');
+  const load = (text: string) => {
+    const clientCa = join(here, `ca-${Math.random().toString(36).slice(2)}.pem`);
+    writeFileSync(clientCa, text, 'latin1');
+    return () => loadTlsFiles({ cert: agentPair.cert, key: agentPair.key, clientCa });
+  };
+  const loads = {
+    'a legacy encrypted key beside the certificate': caPem + encrypted,
+    'a text line led by a dash': '- the intermediate, then the root\n' + caPem,
+    'a separator line of dashes between blocks': caPem + '--------------------\n' + caPem,
+  };
+  for (const [what, text] of Object.entries(loads)) t.notThrows(load(text), what);
+  const cut = {
+    'a BEGIN without its END': caPem + caPem.slice(0, 200),
+    'a block cut in its END line': caPem + caPem.slice(0, caPem.length - 6),
+    'an END without its BEGIN': caPem + caPem.slice(caPem.indexOf('\n') + 1),
+    'a BEGIN line cut short at the end': caPem + '-----BEG',
+  };
+  for (const [what, text] of Object.entries(cut)) t.throws(load(text), { message: /a PEM block begins and does not end/ }, what);
 });
 
 test.serial('new certificate files: new connections get the new certificate, a half-done rotation keeps the old one, open sessions go on', async (t) => {

@@ -71,14 +71,19 @@ function boundedStatus(code: status, fullDetails: string, fullReason: string, fu
   return { code, message, reason, metadata };
 }
 
-function withDetails({ code, message: details, reason, metadata }: ErrorStatus): Partial<ServiceError> {
+/** grpc-status-details-bin: a google.rpc.Status with the ErrorInfo (also for refusals below grpc-js, transport/outbound-budget.ts). */
+export function statusDetails({ code, message, reason, metadata }: ErrorStatus): Buffer {
   const info = ErrorInfo.encode({ reason, domain: ERROR_DOMAIN, metadata }).finish();
   const rpcStatus = Status.encode({
     code,
-    message: details,
+    message,
     details: [{ typeUrl: 'type.googleapis.com/google.rpc.ErrorInfo', value: Buffer.from(info) }],
   }).finish();
+  return Buffer.from(rpcStatus);
+}
+
+function withDetails(s: ErrorStatus): Partial<ServiceError> {
   const md = new Metadata();
-  md.set('grpc-status-details-bin', Buffer.from(rpcStatus));
-  return { code, details, metadata: md };
+  md.set('grpc-status-details-bin', statusDetails(s));
+  return { code: s.code, details: s.message, metadata: md };
 }

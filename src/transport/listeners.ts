@@ -13,7 +13,7 @@ import { watchReadable, type PollHandle } from '../kernel/libc.js';
 import type { Logger } from '../log.js';
 import { awaitPreface } from './http2-preface.js';
 import type { InboundBudget } from './inbound-budget.js';
-import type { OutboundBudget } from './outbound-budget.js';
+import { setCaller, type OutboundBudget } from './outbound-budget.js';
 import { watchServerStreams } from './server-streams.js';
 import type { IdentityConnections } from './identity-connections.js';
 import { LogLimiter } from './log-limiter.js';
@@ -178,6 +178,7 @@ class UnixGrpcListener implements GrpcListener {
       });
       // grpc-js reports a call's peer from its session socket's remoteAddress.
       Object.defineProperty(socket, 'remoteAddress', { value: peer });
+      setCaller(socket, `unix:uid=${accepted.peer.uid}`);
       injectWhenStarted(socket, peer, { injector: this.injector, waiting: this.waiting, limiter: this.limiter, timeoutMs: this.bounds.handshakeTimeoutMs, idleEvent: 'unix_connection_idle' });
     }
   }

@@ -6,7 +6,7 @@ import net from 'node:net';
 import { ServerCredentials, type Server } from '@grpc/grpc-js';
 import { injectWhenStarted, type GrpcListener, type Injector } from './listeners.js';
 import type { InboundBudget } from './inbound-budget.js';
-import type { OutboundBudget } from './outbound-budget.js';
+import { setCaller, type OutboundBudget } from './outbound-budget.js';
 import { watchServerStreams } from './server-streams.js';
 import type { IdentityConnections } from './identity-connections.js';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
@@ -108,17 +108,27 @@ class TcpGrpcListener implements GrpcListener {
   private awaitSession(socket: net.Socket): void {
     const peer = addressOf(socket) ?? 'unknown';
     this.handshaking.delete(peer);
-    if (this.handshakes !== null && this.options.perIdentity !== undefined) {
-      // Verified by now: the certificate says whose the connection is (plaintext loopback says nothing).
+    // Plaintext (loopback only) says nothing of whose a connection is: its callers share one answer budget.
+    setCaller(socket, 'tcp:plaintext');
+    if (this.handshakes !== null) {
+      // Verified by now: the certificate says whose the connection is.
       const cert = (socket as TLSSocket).getPeerCertificate();
       const who = this.options.certificateOwner?.(cert) ?? `fingerprint:${cert.fingerprint256}`;
-      const release = this.options.perIdentity.take(`tls:${who}`);
-      if (release === undefined) {
-        this.limiter.event('tcp_connection_refused', { peer, identity: who, reason: `${who} holds ${this.options.perIdentity.perIdentity} connections (--max-connections-per-identity)` });
-        return void socket.destroy();
-      }
-      socket.once('close', release);
+      setCaller(socket, `tls:${who}`);
+      if (!this.holdsSlot(socket, peer, who)) return void socket.destroy();
     }
     injectWhenStarted(socket, peer, { injector: this.injector, waiting: this.waiting, limiter: this.limiter, timeoutMs: this.options.handshakeTimeoutMs, idleEvent: 'tcp_connection_idle' });
+  }
+
+  /** Whether `who` may have one more connection (--max-connections-per-identity); logs when not. */
+  private holdsSlot(socket: net.Socket, peer: string, who: string): boolean {
+    if (this.options.perIdentity === undefined) return true;
+    const release = this.options.perIdentity.take(`tls:${who}`);
+    if (release === undefined) {
+      this.limiter.event('tcp_connection_refused', { peer, identity: who, reason: `${who} holds ${this.options.perIdentity.perIdentity} connections (--max-connections-per-identity)` });
+      return false;
+    }
+    socket.once('close', release);
+    return true;
   }
 }

@@ -38,15 +38,20 @@ function readPem(flag: string, path: string): Buffer {
 /** The certificates of a PEM bundle already loaded (it was checked then). */
 export const pemCertificates = (pem: Buffer): X509Certificate[] => (pem.toString('latin1').match(PEM_CERTIFICATE) ?? []).map((b) => new X509Certificate(b));
 
-/** Whole PEM blocks of any type (base64 has no '-'): what is left of a file without them is text. */
-const PEM_BLOCK = /-----BEGIN ([^-]+)-----[^-]*-----END \1-----/g;
+/**
+ * Whole PEM blocks of any type. Base64 has no '-', but RFC 1421 headers may (a legacy encrypted
+ * key's `DEK-Info: AES-128-CBC,…`): a body is anything without a run of five dashes.
+ */
+const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----(?:[^-]|-(?!----))*?-----END \1-----/g;
 
 /**
  * A block begun and not ended: a file read while it was being written in place. node:tls loads
  * the whole blocks before the cut and ignores the rest, so a client CA bundle caught so would be
- * a bundle without its last CAs, and their clients' open connections would be revoked.
+ * a bundle without its last CAs, and their clients' open connections would be revoked. What is
+ * left without the whole blocks is text (`- intermediate, then root`, `------` between blocks, all
+ * loaded by node:tls before): only a BEGIN or END line, or a file ending in one cut short, is a cut.
  */
-const unfinished = (text: string): boolean => /^-|-----/m.test(text.replace(PEM_BLOCK, ''));
+const unfinished = (text: string): boolean => /-----(?:BEGIN|END)\b/.test(text.replace(PEM_BLOCK, '')) || /(?:^|\n)-+(?:B(?:E(?:G(?:I(?:N)?)?)?)?)?\s*$/.test(text);
 
 /** The certificates in a PEM bundle, each parsed (throws on the first that is not one, or a block cut off). */
 function certificates(flag: string, path: string, pem: Buffer): X509Certificate[] {
