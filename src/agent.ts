@@ -39,6 +39,7 @@ import { refuseIfServed, requestHandover } from './handover/incoming.js';
 import { HandoverListener, type HandoverHost } from './handover/outgoing.js';
 import { encodeSnapshot, type Snapshot } from './handover/snapshot.js';
 import { ServiceGate } from './service/gate.js';
+import { statusDetails } from './service/status.js';
 import { handoverInProgress } from './process/errors.js';
 import { Lingering, StateDirTaken, type Ended } from './handover/lingering.js';
 import { StoreInUse } from './store/sqlite-store.js';
@@ -452,7 +453,7 @@ async function start(config: Config, log: Logger, telemetry: Telemetry, stopping
   const addresses: string[] = [];
   const listeners: GrpcListener[] = [];
   const inbound = new InboundBudget(log, { ...INBOUND_BYTES, stallMs: config.handshakeTimeoutMs });
-  const outbound = new OutboundBudget(log);
+  const outbound = new OutboundBudget(log, statusDetails);
   const bounds = { maxConnections: config.maxConnections, handshakeTimeoutMs: config.handshakeTimeoutMs, inbound, outbound, perIdentity: new IdentityConnections(config.maxConnectionsPerIdentity) };
   try {
     for (const address of config.listen) {

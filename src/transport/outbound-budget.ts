@@ -17,7 +17,6 @@
 import type { Http2Session, OutgoingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { status } from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
-import { statusDetails } from '../service/status.js';
 import { LogLimiter } from './log-limiter.js';
 
 export interface OutboundLimits {
@@ -64,8 +63,13 @@ export class OutboundBudget {
   private readonly held = new Map<string, number>();
   private readonly limiter: LogLimiter;
 
+  /**
+   * `details` encodes a refusal's grpc-status-details-bin (the service's one status table, passed
+   * down: the transport sits below the service).
+   */
   constructor(
     log: Logger,
+    private readonly details: (refusal: { code: status; message: string; reason: string; metadata: Record<string, string> }) => Buffer,
     private readonly limits: OutboundLimits = OUTBOUND_BYTES,
   ) {
     this.limiter = new LogLimiter(log);
@@ -140,7 +144,7 @@ export class OutboundBudget {
     const trailers: OutgoingHttpHeaders = {
       'grpc-status': String(status.RESOURCE_EXHAUSTED),
       'grpc-message': encodeURI(message),
-      'grpc-status-details-bin': statusDetails({ code: status.RESOURCE_EXHAUSTED, message, reason: ANSWERS_UNREAD, metadata: { limit: String(this.limits.perIdentity) } }).toString('base64'),
+      'grpc-status-details-bin': this.details({ code: status.RESOURCE_EXHAUSTED, message, reason: ANSWERS_UNREAD, metadata: { limit: String(this.limits.perIdentity) } }).toString('base64'),
     };
     // grpc-js sent the response headers with waitForTrailers before its first write.
     stream.once('wantTrailers', () => stream.sendTrailers(trailers));

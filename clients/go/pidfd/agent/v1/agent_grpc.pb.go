@@ -99,7 +99,9 @@ type AgentServiceClient interface {
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (AgentService_WatchClient, error)
 	// Get returns one process.
 	// Errors (code / reason):
-	// - NOT_FOUND / UNKNOWN_HANDLE.
+	//   - NOT_FOUND / UNKNOWN_HANDLE.
+	//   - RESOURCE_EXHAUSTED / ANSWERS_UNREAD: the caller has 64 MiB of earlier answers not yet
+	//     read (over all its connections); read them, then retry.
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
 	// List returns the processes under management (those the caller may see, under the policy)
 	// and the newest event sequence, a page at a time when page_size or page_token is set.
@@ -111,6 +113,7 @@ type AgentServiceClient interface {
 	//     its listing is gone: list again from the first page.
 	//   - RESOURCE_EXHAUSTED / LIST_TOO_LARGE: neither page_size nor page_token was set and the
 	//     processes do not fit in one 4 MiB message: list in pages.
+	//   - RESOURCE_EXHAUSTED / ANSWERS_UNREAD: as for Get.
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
 	// Release closes the pidfd and forgets the handle. A running process keeps running, and keeps
 	// counting against its owner's max_processes until it exits; its spawn timeout no longer fires.
@@ -443,7 +446,9 @@ type AgentServiceServer interface {
 	Watch(*WatchRequest, AgentService_WatchServer) error
 	// Get returns one process.
 	// Errors (code / reason):
-	// - NOT_FOUND / UNKNOWN_HANDLE.
+	//   - NOT_FOUND / UNKNOWN_HANDLE.
+	//   - RESOURCE_EXHAUSTED / ANSWERS_UNREAD: the caller has 64 MiB of earlier answers not yet
+	//     read (over all its connections); read them, then retry.
 	Get(context.Context, *GetRequest) (*GetResponse, error)
 	// List returns the processes under management (those the caller may see, under the policy)
 	// and the newest event sequence, a page at a time when page_size or page_token is set.
@@ -455,6 +460,7 @@ type AgentServiceServer interface {
 	//     its listing is gone: list again from the first page.
 	//   - RESOURCE_EXHAUSTED / LIST_TOO_LARGE: neither page_size nor page_token was set and the
 	//     processes do not fit in one 4 MiB message: list in pages.
+	//   - RESOURCE_EXHAUSTED / ANSWERS_UNREAD: as for Get.
 	List(context.Context, *ListRequest) (*ListResponse, error)
 	// Release closes the pidfd and forgets the handle. A running process keeps running, and keeps
 	// counting against its owner's max_processes until it exits; its spawn timeout no longer fires.

@@ -248,6 +248,8 @@ class AgentServiceServicer(object):
         """Get returns one process.
         Errors (code / reason):
         - NOT_FOUND / UNKNOWN_HANDLE.
+        - RESOURCE_EXHAUSTED / ANSWERS_UNREAD: the caller has 64 MiB of earlier answers not yet
+        read (over all its connections); read them, then retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -264,6 +266,7 @@ class AgentServiceServicer(object):
         its listing is gone: list again from the first page.
         - RESOURCE_EXHAUSTED / LIST_TOO_LARGE: neither page_size nor page_token was set and the
         processes do not fit in one 4 MiB message: list in pages.
+        - RESOURCE_EXHAUSTED / ANSWERS_UNREAD: as for Get.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

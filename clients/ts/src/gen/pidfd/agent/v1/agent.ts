@@ -7051,6 +7051,8 @@ export const AgentServiceService = {
    * Get returns one process.
    * Errors (code / reason):
    * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - RESOURCE_EXHAUSTED / ANSWERS_UNREAD: the caller has 64 MiB of earlier answers not yet
+   *   read (over all its connections); read them, then retry.
    */
   get: {
     path: "/pidfd.agent.v1.AgentService/Get" as const,
@@ -7072,6 +7074,7 @@ export const AgentServiceService = {
    *   its listing is gone: list again from the first page.
    * - RESOURCE_EXHAUSTED / LIST_TOO_LARGE: neither page_size nor page_token was set and the
    *   processes do not fit in one 4 MiB message: list in pages.
+   * - RESOURCE_EXHAUSTED / ANSWERS_UNREAD: as for Get.
    */
   list: {
     path: "/pidfd.agent.v1.AgentService/List" as const,
@@ -7307,6 +7310,8 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    * Get returns one process.
    * Errors (code / reason):
    * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - RESOURCE_EXHAUSTED / ANSWERS_UNREAD: the caller has 64 MiB of earlier answers not yet
+   *   read (over all its connections); read them, then retry.
    */
   get: handleUnaryCall<GetRequest, GetResponse>;
   /**
@@ -7320,6 +7325,7 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
    *   its listing is gone: list again from the first page.
    * - RESOURCE_EXHAUSTED / LIST_TOO_LARGE: neither page_size nor page_token was set and the
    *   processes do not fit in one 4 MiB message: list in pages.
+   * - RESOURCE_EXHAUSTED / ANSWERS_UNREAD: as for Get.
    */
   list: handleUnaryCall<ListRequest, ListResponse>;
   /**
@@ -7561,6 +7567,8 @@ export interface AgentServiceClient extends Client {
    * Get returns one process.
    * Errors (code / reason):
    * - NOT_FOUND / UNKNOWN_HANDLE.
+   * - RESOURCE_EXHAUSTED / ANSWERS_UNREAD: the caller has 64 MiB of earlier answers not yet
+   *   read (over all its connections); read them, then retry.
    */
   get(request: GetRequest, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
   get(
@@ -7585,6 +7593,7 @@ export interface AgentServiceClient extends Client {
    *   its listing is gone: list again from the first page.
    * - RESOURCE_EXHAUSTED / LIST_TOO_LARGE: neither page_size nor page_token was set and the
    *   processes do not fit in one 4 MiB message: list in pages.
+   * - RESOURCE_EXHAUSTED / ANSWERS_UNREAD: as for Get.
    */
   list(request: ListRequest, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
   list(
