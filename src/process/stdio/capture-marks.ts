@@ -75,6 +75,8 @@ export class CaptureMarks {
   /** Handles whose rows the store has yet to take (`filed` changed, a flag to set or clear). */
   private readonly unsynced = new Set<Tracked>();
   private timer: NodeJS.Timeout | null = null;
+  /** Between a handover's flags and its outcome: no retry may write unflagged rows over them. */
+  private handingOverNow = false;
 
   constructor(
     private readonly files: CaptureFiles,
@@ -96,22 +98,27 @@ export class CaptureMarks {
   /**
    * A restored process's streams, from the marks resumeMarks found, with exact ends (a handover,
    * saved rings, or marks it could trust). Rows that were not to be trusted are replaced at once
-   * (marks raised above what the streams hold), so a crash of this agent goes on from them.
+   * (marks raised above what the streams hold, by flush), so a crash of this agent goes on from them.
    */
   resumed(handle: HandleId, io: ProcessStdio, marks: ResumedMarks): void {
     const t: Tracked = { handle, meta: marks.meta, filed: marks.filed, outs: [], drained: false };
     this.track(t, io);
-    if (!marks.certain) this.sync([t]);
+    if (!marks.certain) this.unsynced.add(t);
   }
 
   /**
    * A restored process whose offsets are uncertain: its streams are only drained, not tracked.
-   * `record`: its rows don't say so yet (written now, or retried).
+   * `record`: its rows don't say so yet (written by flush, or retried).
    */
   drained(handle: HandleId, meta: CaptureMeta, record: boolean): void {
     const t: Tracked = { handle, meta, filed: false, outs: [], drained: true };
     this.tracked.set(handle, t);
-    if (record) this.sync([t]);
+    if (record) this.unsynced.add(t);
+  }
+
+  /** Once every restored process is in: the rows resumed and drained ones need, in one write. */
+  flush(): void {
+    if (this.unsynced.size > 0) this.sync([...this.unsynced]);
   }
 
   /**
@@ -121,9 +128,17 @@ export class CaptureMarks {
    * refused that (then the handover must not happen).
    */
   handingOver(): boolean {
+    this.handingOverNow = true;
+    this.stopTimer();
     const ts = [...this.tracked.values()].filter((t) => (!t.filed && !t.drained) || (t.drained && this.unsynced.has(t)));
     if (ts.length === 0) return true;
     return this.write(ts.flatMap((t) => rowsOf(t.meta, t.filed, t.drained ? 'unknown' : 'handed-over').map((r) => [t.handle, r] as const)));
+  }
+
+  /** The handover did not happen: this agent keeps the marks again (its next write clears the flags). */
+  handoverAbandoned(): void {
+    this.handingOverNow = false;
+    this.schedule();
   }
 
   /** The handle is released (its rows go with the release) or handed over. */
@@ -208,7 +223,7 @@ export class CaptureMarks {
 
   /** The retry, while anything waits for it (nothing runs once all is released or written). */
   private schedule(): void {
-    if (this.timer === null && (this.held.size > 0 || this.unsynced.size > 0)) this.timer = setTimeout(this.retry, MARK_RETRY_MS).unref();
+    if (this.timer === null && !this.handingOverNow && (this.held.size > 0 || this.unsynced.size > 0)) this.timer = setTimeout(this.retry, MARK_RETRY_MS).unref();
   }
 
   /**

@@ -261,15 +261,17 @@ export class StdioTable {
     }, marks, drain);
   }
 
-  /** After a restart: the files of handles no longer in the table go. */
+  /** After a restart: the files of handles no longer in the table go; the marks restored are written. */
   sweepFiles(known: (handle: string) => boolean): void {
     this.storedMarks.clear();
+    this.marks?.flush();
     this.files?.sweep(known);
   }
 
-  /** After a handover: saved ring files are stale (the snapshot carried the rings). */
+  /** After a handover: saved ring files are stale (the snapshot carried the rings); the marks taken over are written. */
   discardSavedRings(): void {
     this.storedMarks.clear();
+    this.marks?.flush();
     this.files?.removeRings();
   }
 
@@ -307,6 +309,7 @@ export class StdioTable {
   }
 
   resume(): void {
+    this.marks?.handoverAbandoned();
     for (const io of this.live.values()) io.reattach();
   }
 
