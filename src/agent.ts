@@ -245,6 +245,7 @@ async function start(config: Config, log: Logger, telemetry: Telemetry, stopping
     captureRetainedBytes: config.captureRetainedBytes,
     captureTotalBytes: config.captureTotalBytes,
     captureDir: config.stateDir === undefined ? undefined : join(config.stateDir, 'capture'),
+    captureLog: log,
   }, features, {
     helperPath,
     cgroups,

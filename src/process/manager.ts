@@ -8,6 +8,7 @@ import { AgentError, fromKernel, invalidArgument, requestReleased, unknownHandle
 import { NamespaceTarget, type Joined } from './spawn/namespaces.js';
 import { KernelError } from '../kernel/errors.js';
 import type { EventLog, EvictionMarks, ProcessEvent } from './events/event-log.js';
+import type { Logger } from '../log.js';
 import type { StreamName } from './stdio/captured-output.js';
 import type { ProcessStdio, StdioState } from './stdio/process-pipes.js';
 import { newHandleId, type HandleId } from './lifecycle/handle.js';
@@ -44,6 +45,8 @@ export interface ManagerLimits extends RetentionPolicy {
   readonly captureTotalBytes?: number;
   /** Where a later agent finds what it needs to go on reading captured output (STATE_DIR/capture). */
   readonly captureDir?: string;
+  /** Where a capture dir that refuses files is reported (the files are optional). */
+  readonly captureLog?: Logger;
 }
 
 /** What Stop reaches: the process, its process group, or the tree in its own cgroup. */
@@ -136,7 +139,7 @@ export class ProcessManager {
   ) {
     this.table = new ProcessTable(limits);
     this.tombstones = new Tombstones(limits);
-    this.stdio = new StdioTable(events, limits.captureBytes, limits.captureRetainedBytes, limits.captureTotalBytes, limits.captureDir === undefined ? null : new CaptureFiles(limits.captureDir), (marks) => this.writeMarks(marks));
+    this.stdio = new StdioTable(events, limits.captureBytes, limits.captureRetainedBytes, limits.captureTotalBytes, limits.captureDir === undefined ? null : new CaptureFiles(limits.captureDir, limits.captureLog), (marks) => this.writeMarks(marks));
   }
 
   /** The reaper is built by the composition root with `onExits` as its sink. */

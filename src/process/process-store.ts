@@ -48,6 +48,14 @@ export interface CaptureMark {
    * else (an older agent that could not rewrite it, which then read on past this mark).
    */
   readonly filed: boolean;
+  /**
+   * Set when the mark may be below offsets already handed out, so a restarted agent must not go
+   * on from it: 'handed-over' is written by an agent handing over a stream that has no file (an
+   * older successor keeps no mark for it); a successor that keeps marks in the store clears it.
+   * 'unknown' is a stream whose offsets were found uncertain: it is only drained (every byte
+   * lost) for as long as the handle lives, and is never cleared. Stored in `filed` as 2 and 3.
+   */
+  readonly uncertain?: 'handed-over' | 'unknown';
 }
 
 /**

@@ -3,7 +3,7 @@
 // it (with the JSON the columns hold) and posts it to the store's thread, where it is bound as
 // is: a flat array of primitives costs a fraction of posting the records themselves.
 import type { HandleId } from '../process/lifecycle/handle.js';
-import type { StoreWrites } from '../process/process-store.js';
+import type { CaptureMark, StoreWrites } from '../process/process-store.js';
 
 export type Rows = (string | number | bigint | null)[];
 
@@ -43,7 +43,7 @@ export function rowEncoder(rows: Rows): StoreWrites {
     released: (handle) => void rows.push(RELEASED, handle),
     tombstoned: (t) => void rows.push(TOMBSTONED, t.owner ?? '', t.requestId, t.handle, t.fingerprint, t.releasedAt, t.releasedStamp === undefined ? null : JSON.stringify(t.releasedStamp)),
     untombstoned: (owner, requestId) => void rows.push(UNTOMBSTONED, owner ?? '', requestId),
-    captured: (handle, c) => void rows.push(CAPTURED, handle, c.stream, c.ino, c.capacity, c.mark, c.outputEvents ? 1 : 0, c.stdinPiped ? 1 : 0, c.filed ? 1 : 0),
+    captured: (handle, c) => void rows.push(CAPTURED, handle, c.stream, c.ino, c.capacity, c.mark, c.outputEvents ? 1 : 0, c.stdinPiped ? 1 : 0, filedColumn(c)),
     releasedRunning: (p) => void rows.push(RELEASED_RUNNING, p.handle, p.owner ?? '', p.pid, BigInt.asIntN(64, p.pidfsInode), p.ownedCgroup ?? null, p.releasedAt),
     releasedEnded: (handle) => void rows.push(RELEASED_ENDED, handle),
   };
@@ -113,4 +113,9 @@ export function applyRows(rows: Rows, w: RowWriter): void {
         throw new Error(`write ${i}: unknown code ${String(rows[i])}`);
     }
   }
+}
+
+/** The captures table's `filed` column: 0/1 whether the file is there, 2/3 an uncertain mark (CaptureMark.uncertain). */
+export function filedColumn(c: CaptureMark): number {
+  return c.uncertain === 'handed-over' ? 2 : c.uncertain === 'unknown' ? 3 : c.filed ? 1 : 0;
 }

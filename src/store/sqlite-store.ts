@@ -568,7 +568,7 @@ export class SqliteStore implements ProcessStore {
     const byHandle = new Map<string, CaptureMark[]>();
     if (this.capt === undefined) return byHandle;
     for (const r of this.db.prepare('SELECT * FROM captures').all() as CaptureRow[]) {
-      const mark: CaptureMark = { stream: r.stream, ino: r.pipe_inode, capacity: r.capacity, mark: r.mark, outputEvents: r.output_events !== 0, stdinPiped: r.stdin_piped !== 0, filed: r.filed !== 0 };
+      const mark: CaptureMark = { stream: r.stream, ino: r.pipe_inode, capacity: r.capacity, mark: r.mark, outputEvents: r.output_events !== 0, stdinPiped: r.stdin_piped !== 0, filed: r.filed === 1, ...(r.filed === 2 ? { uncertain: 'handed-over' } : r.filed === 3 ? { uncertain: 'unknown' } : {}) };
       byHandle.set(r.handle, [...(byHandle.get(r.handle) ?? []), mark]);
     }
     return byHandle;

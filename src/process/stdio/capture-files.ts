@@ -14,6 +14,7 @@
 // to the mark read as lost, so an offset is never handed out twice for different bytes.
 import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Logger } from '../../log.js';
 import type { CaptureState, StreamName } from './captured-output.js';
 
 /** How far ahead of the stream's end the persisted mark is set (one write per this many bytes). */
@@ -36,11 +37,49 @@ export interface CaptureMeta {
 /** A ring saved by a stopping agent: CaptureState without the pipe. */
 export type SavedRing = Omit<CaptureState, 'pipe'>;
 
+/** A capture dir that refuses files (read-only, full, not ours) is logged at most this often. */
+export const FILE_ERROR_LOG_MS = 60_000;
+
 export class CaptureFiles {
-  constructor(private readonly dir: string) {
+  private lastLogged = -Infinity;
+  private unlogged = 0;
+
+  constructor(
+    private readonly dir: string,
+    private readonly log: Logger = () => {},
+  ) {
     // Captured output is as private as the store: forced back if an older agent left it wider.
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    chmodSync(dir, 0o700);
+    // The files are optional (the store has the marks): a dir that can't be made or narrowed
+    // (read-only, say) is logged, and the agent starts without them.
+    this.attempt('prepare', () => {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      chmodSync(dir, 0o700);
+    });
+  }
+
+  /**
+   * Runs a file operation that may fail without consequence for the agent: the marks are in the
+   * store, the file is a copy for an older agent. A failure is logged, at most once a minute.
+   */
+  private attempt(what: string, op: () => void): boolean {
+    try {
+      op();
+      return true;
+    } catch (e) {
+      const now = performance.now();
+      if (now - this.lastLogged < FILE_ERROR_LOG_MS) {
+        this.unlogged++;
+        return false;
+      }
+      this.log('capture_file_error', { op: what, dir: this.dir, error: e instanceof Error ? e.message : String(e), ...(this.unlogged > 0 ? { unlogged: this.unlogged } : {}) });
+      this.lastLogged = now;
+      this.unlogged = 0;
+      return false;
+    }
+  }
+
+  private remove1(path: string): void {
+    this.attempt('remove', () => rmSync(path, { force: true }));
   }
 
   private path(handle: string, suffix: string): string {
@@ -49,25 +88,21 @@ export class CaptureFiles {
 
   /**
    * Durable against the agent's death (the page cache outlives it); false when it could not be
-   * written. The first write goes straight to the file (one system call less per Spawn): torn by
-   * a crash it does not parse, and the stream is then not resumed. Later ones replace it whole.
+   * written. Always replaced whole (tmp, then rename): a crash never leaves a torn or empty file.
    */
-  writeMeta(handle: string, meta: CaptureMeta, first = false): boolean {
+  writeMeta(handle: string, meta: CaptureMeta): boolean {
     const path = this.path(handle, '.json');
-    try {
-      if (first) {
-        writeFileSync(path, JSON.stringify(meta), { mode: 0o600 });
-        return true;
-      }
+    const written = this.attempt('write', () => {
       writeFileSync(`${path}.tmp`, JSON.stringify(meta), { mode: 0o600 });
       renameSync(`${path}.tmp`, path);
-      return true;
-    } catch {
-      // A stale mark would let a later agent hand out offsets again: better no resumption at all.
-      rmSync(path, { force: true });
-      rmSync(`${path}.tmp`, { force: true });
-      return false;
-    }
+    });
+    if (written) return true;
+    // A stale mark would let an older agent hand out offsets again: better no file at all. One
+    // that can't be removed either (a read-only dir) keeps a mark below the store's, which a new
+    // agent raises to the store's; only an older agent would go on from it (README).
+    this.remove1(path);
+    this.remove1(`${path}.tmp`);
+    return false;
   }
 
   readMeta(handle: string): CaptureMeta | undefined {
@@ -81,12 +116,11 @@ export class CaptureFiles {
   saveRing(handle: string, ring: SavedRing): void {
     const { held, ...header } = ring;
     const path = this.path(handle, `.${ring.stream}.ring`);
-    try {
+    const saved = this.attempt('save a ring', () => {
       writeFileSync(`${path}.tmp`, Buffer.concat([Buffer.from(`${JSON.stringify(header)}\n`), ...held]), { mode: 0o600 });
       renameSync(`${path}.tmp`, path);
-    } catch {
-      rmSync(`${path}.tmp`, { force: true });
-    }
+    });
+    if (!saved) this.remove1(`${path}.tmp`);
   }
 
   /** The ring a stopped agent saved, once (the file goes). */
@@ -98,7 +132,7 @@ export class CaptureFiles {
     } catch {
       return undefined;
     }
-    rmSync(path, { force: true });
+    this.remove1(path);
     const nl = data.indexOf(10);
     if (nl < 0) return undefined;
     try {
@@ -110,20 +144,26 @@ export class CaptureFiles {
   }
 
   remove(handle: string): void {
-    for (const suffix of ['.json', '.stdout.ring', '.stderr.ring']) rmSync(this.path(handle, suffix), { force: true });
+    for (const suffix of ['.json', '.stdout.ring', '.stderr.ring']) this.remove1(this.path(handle, suffix));
+  }
+
+  private names(): string[] {
+    let names: string[] = [];
+    this.attempt('list', () => void (names = readdirSync(this.dir)));
+    return names;
   }
 
   /** Removes every saved ring (and any half-written one), of every handle. */
   removeRings(): void {
-    for (const name of readdirSync(this.dir)) if (name.endsWith('.ring') || name.endsWith('.ring.tmp')) rmSync(join(this.dir, name), { force: true });
+    for (const name of this.names()) if (name.endsWith('.ring') || name.endsWith('.ring.tmp')) this.remove1(join(this.dir, name));
   }
 
   /** Removes the files of every handle not in `keep` (released while no agent ran, or lost). */
   sweep(keep: (handle: string) => boolean): void {
-    for (const name of readdirSync(this.dir)) {
+    for (const name of this.names()) {
       const handle = name.slice(0, name.indexOf('.'));
-      if (name.endsWith('.tmp') || !keep(handle)) rmSync(join(this.dir, name), { force: true });
-      else chmodSync(join(this.dir, name), 0o600);
+      if (name.endsWith('.tmp') || !keep(handle)) this.remove1(join(this.dir, name));
+      else this.attempt('narrow', () => chmodSync(join(this.dir, name), 0o600));
     }
   }
 }

@@ -66,6 +66,8 @@ export class StdioTable {
   private readonly unwritten = new Map<ProcessRecord, { readonly io: ProcessStdio; readonly meta: CaptureMeta }>();
   /** Records with files in the capture dir (written here, or found there after a restart). */
   private readonly filed = new WeakSet<ProcessRecord>();
+  /** Records whose streams are only drained (offsets uncertain): no ring of theirs is saved. */
+  private readonly drained = new WeakSet<ProcessRecord>();
   /** Keeps each captured stream's mark in the store (and its file), ahead of its output. */
   private readonly marks: CaptureMarks | null;
   /** The marks the store held for each restored handle, until readopt or continue reads them. */
@@ -202,40 +204,53 @@ export class StdioTable {
 
   /** Continues a predecessor's pipes and captured output for a restored record (handover, restart). */
   continue(record: ProcessRecord, state: StdioState): void {
-    this.continueWith(record, state, this.resumeMarks(record.handle));
+    const marks = this.resumeMarks(record.handle);
+    // Streams already found uncertain stay drained, whatever ring came with them.
+    this.continueWith(record, state, marks, marks?.uncertain === 'unknown' ? 'recorded' : undefined);
   }
 
-  private continueWith(record: ProcessRecord, state: StdioState, marks: ReturnType<typeof resumeMarks>): void {
+  /** `drain`: offsets uncertain, the streams are only drained ('record': the store is yet to say so). */
+  private continueWith(record: ProcessRecord, state: StdioState, marks: ReturnType<typeof resumeMarks>, drain?: 'record' | 'recorded'): void {
     const publish = state.outputEvents ? this.publisher(record) : null;
     const io = new ProcessStdio(record, [null, null, null], [1, 1], publish, (closed) => this.closed(closed), state);
+    if (drain !== undefined) io.dropOutput();
     this.live.set(record, io);
     const bytes = io.isDropped ? 0 : io.capacity;
     this.charged.set(io, bytes);
     this.committed += bytes;
     this.charge(ringOwner(io), bytes);
     if (record.state !== 'running') this.retained.add(io);
-    // The ring's exact end came with it, so even marks that may be stale are kept ahead of it.
     if (marks === undefined) return;
     this.filed.add(record);
-    this.marks?.resumed(record.handle, io, marks);
+    if (drain !== undefined) {
+      this.drained.add(record);
+      this.marks?.drained(record.handle, marks.meta, drain === 'record');
+    } else {
+      // The ring's exact end came with it, so even marks that may be stale are kept ahead of it.
+      this.marks?.resumed(record.handle, io, marks);
+    }
   }
 
   /**
    * After a restart (no handover): the captured streams of a restored record as the previous
    * agent left them in the state dir, and the pipes of a running one taken back from the process.
+   * Where the marks can't be trusted and no saved ring gives the exact end, the pipes are taken
+   * back all the same and drained, every byte read as lost: nothing is served at an offset that
+   * may have been handed out already, and the child never blocks on a full pipe.
    */
   readopt(record: ProcessRecord): void {
     const marks = this.resumeMarks(record.handle);
     if (marks === undefined) return;
     const { meta } = marks;
+    const names = (['stdout', 'stderr'] as const).filter((name) => meta.streams[name] !== undefined);
+    const saved = new Map(names.map((name) => [name, this.files!.takeRing(record.handle, name)]));
+    const drain = marks.uncertain === 'unknown' ? 'recorded' : !marks.certain && names.some((name) => saved.get(name) === undefined) ? 'record' : undefined;
     const stream = (name: StreamName, target: 1 | 2): CaptureState | null => {
       const m = meta.streams[name];
       if (m === undefined) return null;
-      const saved = this.files!.takeRing(record.handle, name);
-      // Marks that may be below what an older agent handed out go on only from an exact end.
-      if (saved === undefined && !marks.certain) return null;
       const pipe = record.state === 'running' && record.ref !== null ? takePipe(record.ref, target, m.ino) : null;
-      return { ...(saved ?? { stream: name, capacity: m.capacity, end: m.mark, held: [], dropped: false, published: m.mark }), pipe };
+      const ring = drain === undefined ? saved.get(name) : undefined;
+      return { ...(ring ?? { stream: name, capacity: m.capacity, end: m.mark, held: [], dropped: drain !== undefined, published: m.mark }), pipe };
     };
     this.continueWith(record, {
       stdin: null,
@@ -243,18 +258,20 @@ export class StdioTable {
       outputEvents: meta.outputEvents,
       stdout: stream('stdout', 1),
       stderr: stream('stderr', 2),
-    }, marks);
+    }, marks, drain);
   }
 
-  /** After a restart: the files of handles no longer in the table go. */
+  /** After a restart: the files of handles no longer in the table go; the marks restored are written. */
   sweepFiles(known: (handle: string) => boolean): void {
     this.storedMarks.clear();
+    this.marks?.flush();
     this.files?.sweep(known);
   }
 
-  /** After a handover: saved ring files are stale (the snapshot carried the rings). */
+  /** After a handover: saved ring files are stale (the snapshot carried the rings); the marks taken over are written. */
   discardSavedRings(): void {
     this.storedMarks.clear();
+    this.marks?.flush();
     this.files?.removeRings();
   }
 
@@ -264,8 +281,10 @@ export class StdioTable {
    */
   saveRings(): void {
     if (this.files === null) return;
-    this.quiesce();
+    for (const io of this.live.values()) io.detach();
     for (const [record, io] of this.live) {
+      // A drained stream's end counts on from a mark that may be stale: never an exact end.
+      if (this.drained.has(record)) continue;
       const { stdout, stderr } = io.state();
       for (const c of [stdout, stderr]) {
         if (c === null) continue;
@@ -279,13 +298,18 @@ export class StdioTable {
   /**
    * Handover: every pipe stops being read or written here and is kept for the successor;
    * output already read is in the rings and published. Pipes of released processes that are
-   * only being drained are not handed on.
+   * only being drained are not handed on. Streams without a capture file are flagged in the store
+   * first (capture-marks.ts handingOver): if it can't take that, the handover doesn't happen.
    */
   quiesce(): void {
     for (const io of this.live.values()) io.detach();
+    if (this.marks?.handingOver() === false) {
+      throw new AgentError('Unavailable', 'the state store could not record which captured streams have no capture file (an older successor would read them on past their marks)', { reason: 'STORE_WRITE_FAILED' });
+    }
   }
 
   resume(): void {
+    this.marks?.handoverAbandoned();
     for (const io of this.live.values()) io.reattach();
   }
 
