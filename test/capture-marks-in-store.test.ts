@@ -4,13 +4,14 @@
 // that no later agent reads, and a store write that fails holds the stream at its mark instead of
 // reading on with no mark kept. Agents run under the C subreaper (test/fixtures/subreaper.c).
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import Database from 'better-sqlite3';
 import { OutputMode, OutputStream, State, type AgentClient } from '../clients/ts/src/index.js';
 import { STORE_FILE } from '../src/store/sqlite-store.js';
 import { eventually, sleep, tempDir } from './helpers/harness.js';
+import { ext4Mount } from './helpers/frozen-mount.js';
 import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
 
 const reaper = Subreaper.start();
@@ -134,33 +135,10 @@ test.serial('a request_id Spawn with a capture dir that takes no file starts onc
 
 const STORE_TIMEOUT_MS = 1000;
 
-/** A 64 MiB ext4 image mounted for the test; freeze() makes every write to it sleep until thaw(). */
-function freezable(t: ExecutionContext, before: () => Promise<void>): { mount: string; freeze: () => void; thaw: () => void } {
-  const dir = tempDir('pidfd-agent-marks-frozen-');
-  const image = join(dir, 'state.img');
-  const mount = join(dir, 'mnt');
-  mkdirSync(mount);
-  execFileSync('truncate', ['-s', '64M', image]);
-  execFileSync('mkfs.ext4', ['-q', image]);
-  execFileSync('mount', ['-o', 'loop', image, mount]);
-  const thaw = () => execFileSync('fsfreeze', ['-u', mount]);
-  t.teardown(async () => {
-    try {
-      execFileSync('fsfreeze', ['-u', mount], { stdio: 'ignore' });
-    } catch {
-      // not frozen
-    }
-    await before();
-    execFileSync('umount', [mount]);
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return { mount, freeze: () => execFileSync('fsfreeze', ['-f', mount]), thaw };
-}
-
 test.serial('a mark the store cannot take holds the stream at it (the agent answers, the child waits); once the store takes it the stream goes on, and the store has a mark above it', async (t) => {
   const dir = tempDir('pidfd-agent-marks-hold-');
   let agent: RestartableAgent | undefined;
-  const { mount, freeze, thaw } = freezable(t, async () => {
+  const { mount, freeze, thaw } = ext4Mount(t, async () => {
     if (agent !== undefined) await agent.crash().catch(() => undefined);
   });
   const stateDir = join(mount, 'state');

@@ -6,10 +6,8 @@
 import test from 'ava';
 import { PidRef } from '../src/kernel/pid-ref.js';
 import { agentDir } from './helpers/harness.js';
-import { placeComesBack, policyFile, refusedWith, spawnAndRelease } from './helpers/released.js';
+import { killedAtTeardown, placeComesBack, policyFile, refusedWith, spawnAndRelease } from './helpers/released.js';
 import { RestartableAgent, Subreaper } from './helpers/subreaper.js';
-
-const SIGKILL = 9;
 
 const reaper = Subreaper.start();
 test.after.always(() => reaper.close());
@@ -47,14 +45,7 @@ test.serial('a process spawned before a restart and released after it counts as 
   const first = await RestartableAgent.start(reaper, dir, stateDir, args);
   const { process: p } = await first.client.spawn({ argv: ['/bin/sleep', '600'], user: 'nobody' }, { retry: false });
   const ref = PidRef.open(p!.pid);
-  t.teardown(() => {
-    try {
-      ref.signal(SIGKILL);
-    } catch {
-      // exited already
-    }
-    ref.close();
-  });
+  killedAtTeardown(t, ref);
   t.is(ref.inode, BigInt(p!.pidfsInode));
   await first.crash();
   // No longer the agent's child (the subreaper's now), and released by an agent that did not spawn it.

@@ -3,9 +3,9 @@
 // in the kernel (uninterruptibly) until the thaw. The store's thread sleeps there, the event
 // loop does not: past --store-timeout writes fail as on a full disk, reads, signals and deadlines
 // go on, and after the thaw the exits held back are recorded, told, and durable.
-import test, { type ExecutionContext } from 'ava';
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -20,6 +20,7 @@ import { SqliteStore } from '../src/store/sqlite-store.js';
 import { ThreadedStore, type StallWatch } from '../src/store/threaded-store.js';
 import { ROOT, startAgentProcess, type AgentProcess } from './helpers/agent-process.js';
 import { eventually, procState, sleep, tempDir } from './helpers/harness.js';
+import { ext4Mount } from './helpers/frozen-mount.js';
 
 const Health = makeGenericClientConstructor(healthService, 'Health');
 
@@ -52,33 +53,6 @@ function watchAll(client: AgentClient, after: number): { events: Event[]; stop: 
 
 const gone = (pid: number) => procState(pid) === undefined;
 const STORE_TIMEOUT_MS = 1000;
-
-/**
- * A 64 MiB ext4 image mounted in a temp dir, for the test's life; freeze() freezes it. Teardown
- * thaws it first (until then neither an agent stuck on it nor umount can finish), then runs
- * `before` (stopping what uses it), then unmounts.
- */
-function ext4Mount(t: ExecutionContext, before: () => Promise<void> | void): { mount: string; freeze: () => void; thaw: () => void } {
-  const dir = tempDir('pidfd-agent-frozen-');
-  const image = join(dir, 'state.img');
-  const mount = join(dir, 'mnt');
-  mkdirSync(mount);
-  execFileSync('truncate', ['-s', '64M', image]);
-  execFileSync('mkfs.ext4', ['-q', image]);
-  execFileSync('mount', ['-o', 'loop', image, mount]);
-  const thaw = () => execFileSync('fsfreeze', ['-u', mount]);
-  t.teardown(async () => {
-    try {
-      execFileSync('fsfreeze', ['-u', mount], { stdio: 'ignore' });
-    } catch {
-      // not frozen
-    }
-    await before();
-    execFileSync('umount', [mount]);
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return { mount, freeze: () => execFileSync('fsfreeze', ['-f', mount]), thaw };
-}
 
 test.serial('a frozen state dir: health NOT_SERVING, reads, signals and deadlines go on, writes fail fast; after the thaw every exit is recorded', async (t) => {
   const pids: number[] = [];

@@ -25,14 +25,8 @@ export function policyFile(): string {
   return file;
 }
 
-/**
- * Spawns a long sleep and releases it. Its pidfd is the test's way to end it later: opened on the
- * pid the spawn answered while the agent still holds the process (its unreaped child, so the pid
- * cannot name another), and checked against the pidfs inode the agent reported.
- */
-export async function spawnAndRelease(t: ExecutionContext, client: AgentClient): Promise<PidRef> {
-  const { process: p } = await client.spawn({ argv: ['/bin/sleep', '600'], user: 'nobody' }, { retry: false });
-  const ref = PidRef.open(p!.pid);
+/** The process is killed (if it still runs) and its pidfd closed when the test ends. */
+export function killedAtTeardown(t: ExecutionContext, ref: PidRef): void {
   t.teardown(() => {
     try {
       ref.signal(SIGKILL);
@@ -41,6 +35,17 @@ export async function spawnAndRelease(t: ExecutionContext, client: AgentClient):
     }
     ref.close();
   });
+}
+
+/**
+ * Spawns a long sleep and releases it. Its pidfd is the test's way to end it later: opened on the
+ * pid the spawn answered while the agent still holds the process (its unreaped child, so the pid
+ * cannot name another), and checked against the pidfs inode the agent reported.
+ */
+export async function spawnAndRelease(t: ExecutionContext, client: AgentClient): Promise<PidRef> {
+  const { process: p } = await client.spawn({ argv: ['/bin/sleep', '600'], user: 'nobody' }, { retry: false });
+  const ref = PidRef.open(p!.pid);
+  killedAtTeardown(t, ref);
   t.is(ref.inode, BigInt(p!.pidfsInode), 'the pidfd names the process spawned');
   await client.release({ handle: p!.handle });
   return ref;
@@ -65,14 +70,7 @@ export async function placeComesBack(t: ExecutionContext, client: AgentClient, r
     }
   }, 10_000);
   const ref = PidRef.open(p!.pid);
-  t.teardown(() => {
-    try {
-      ref.signal(SIGKILL);
-    } catch {
-      // exited already
-    }
-    ref.close();
-  });
+  killedAtTeardown(t, ref);
   // The other released one still counts: the two places are taken again.
   await refusedWith(t, client, 1);
 }
