@@ -82,7 +82,7 @@ test.serial('a tenant at max_processes: 1 flooding Spawn runs one process at a t
   t.is(next!.state, State.STATE_RUNNING);
 });
 
-test.serial('a release whose clean-up fails still leaves its running process counted against max_processes', async (t) => {
+test.serial('a release whose capture-file clean-up fails is done, and its running process still counts against max_processes', async (t) => {
   const { process: p } = await h.client.spawn({ argv: ['sleep', '30'], user: 'nobody', stdout: { mode: OutputMode.OUTPUT_MODE_CAPTURE } }, { retry: false });
   const pid = p!.pid;
   const ring = join(h.dir, 'state', 'capture', `${p!.handle}.stdout.ring`);
@@ -95,10 +95,11 @@ test.serial('a release whose clean-up fails still leaves its running process cou
     if (existsSync(ring)) rmdirSync(ring);
   });
   await eventually('its capture file', () => existsSync(join(h.dir, 'state', 'capture', `${p!.handle}.json`)));
-  // A directory where a ring file would be: removing the capture files throws (EISDIR), after
-  // the store recorded the release and the table let go of the record.
+  // A directory where a ring file would be: removing the capture files fails (EISDIR) after the
+  // store recorded the release and the table let go of the record. The files are the older
+  // agent's copy of the store's marks, so that no longer fails the release (capture_file_error).
   mkdirSync(ring);
-  await t.throwsAsync(h.client.release({ handle: p!.handle }));
+  await h.client.release({ handle: p!.handle });
   t.is(h.agent.manager.runningOwnedBy('unix:uid=0'), 1, 'the released process still runs and still counts');
   const past = await t.throwsAsync(h.client.spawn({ argv: ['sleep', '30'], user: 'nobody' }, { retry: false }), { instanceOf: AgentCallError });
   t.like(past, { code: status.RESOURCE_EXHAUSTED, reason: 'POLICY_QUOTA', details: 'max_processes: at most 1 running processes at once; 1 of them is released and still running (policy)' });

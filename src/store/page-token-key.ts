@@ -5,7 +5,7 @@
 // It decides between two refusals and nothing else, so a key that cannot be had costs only that
 // distinction (the caller signs with a key of its run alone), never the agent's start.
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fstatSync, fsyncSync, linkSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fstatSync, fsyncSync, linkSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const PAGE_TOKEN_KEY_FILE = 'page-token.key';
@@ -72,7 +72,10 @@ function readKey(path: string): Buffer | 'absent' | 'short' {
     throw e;
   }
   try {
-    if (!fstatSync(fd).isFile()) throw new Error('not a regular file');
+    const stat = fstatSync(fd);
+    if (!stat.isFile()) throw new Error('not a regular file');
+    // Left readable by an older agent or a hand: the state dir's files are 0600 (config/state-dir).
+    if ((stat.mode & 0o077) !== 0) fchmodSync(fd, 0o600);
     const key = Buffer.alloc(KEY_BYTES + 1);
     const n = readSync(fd, key, 0, key.length, 0);
     return n === KEY_BYTES ? key.subarray(0, KEY_BYTES) : 'short';
