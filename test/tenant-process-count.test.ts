@@ -83,6 +83,8 @@ test.serial('a tenant at max_processes: 1 flooding Spawn runs one process at a t
 });
 
 test.serial('a release whose capture-file clean-up fails is done, and its running process still counts against max_processes', async (t) => {
+  // The test before killed its process in its teardown: its place is free once the agent reaped it.
+  await eventually('the place of the test before', () => h.agent.manager.runningOwnedBy('unix:uid=0') === 0);
   const { process: p } = await h.client.spawn({ argv: ['sleep', '30'], user: 'nobody', stdout: { mode: OutputMode.OUTPUT_MODE_CAPTURE } }, { retry: false });
   const pid = p!.pid;
   const ring = join(h.dir, 'state', 'capture', `${p!.handle}.stdout.ring`);
